@@ -19,8 +19,8 @@
 //! crossbeam has no async API. Beside the channel sit two [`WakerSet`]s, one for async
 //! receivers (notified by every send, close, and drop of a sender) and one for async senders
 //! (notified by every receive from a bounded channel, close, and drop of a receiver). The
-//! blocking hot path pays one `SeqCst` fence and one relaxed load per operation to find out
-//! that nobody waits asynchronously.
+//! blocking hot path pays one load per operation to find out that nobody waits
+//! asynchronously (see `WakerSet::notify_one_after_transfer` for the ordering argument).
 
 use std::convert::Infallible;
 use std::fmt;
@@ -100,7 +100,7 @@ impl Shared {
     #[inline]
     fn after_recv(&self) {
         if self.bounded {
-            self.send_wakers.notify_one_after_change();
+            self.send_wakers.notify_one_after_transfer();
         }
     }
 }
@@ -242,7 +242,7 @@ impl<T: Send + 'static> Sender<T> {
         }
         match self.tx.try_send(value) {
             Ok(()) => {
-                self.shared.recv_wakers.notify_one_after_change();
+                self.shared.recv_wakers.notify_one_after_transfer();
                 Ok(())
             }
             Err(cb::TrySendError::Full(v)) => Err(TrySendError::Full(v)),
@@ -288,7 +288,7 @@ impl<T: Send + 'static> Sender<T> {
             if oper.index() == send_index {
                 return match oper.send(&self.tx, value) {
                     Ok(()) => {
-                        self.shared.recv_wakers.notify_one_after_change();
+                        self.shared.recv_wakers.notify_one_after_transfer();
                         Ok(())
                     }
                     Err(cb::SendError(v)) => Err(SendTimeoutError::Disconnected(v)),

@@ -171,32 +171,24 @@ type ChunkResult<R> = Result<Vec<R>, (usize, TaskError)>;
 /// panic; returns the results or the first failure.
 fn run_chunk<T, R, F: Fn(T) -> R>(f: &F, items: Vec<T>, start: usize) -> ChunkResult<R> {
     let mut out = Vec::with_capacity(items.len());
-    let mut first_err: Option<(usize, TaskError)> = None;
-    let mut iter = items.into_iter().enumerate();
-    let mut current = 0usize;
-    loop {
-        let r = catch_unwind(AssertUnwindSafe(|| {
-            for (k, item) in iter.by_ref() {
-                current = k;
-                let r = f(item);
-                if first_err.is_none() {
-                    out.push(r);
-                }
-            }
-        }));
-        match r {
-            Ok(()) => break,
-            Err(p) => {
-                if first_err.is_none() {
-                    first_err = Some((start + current, TaskError::Panicked(panic_message(&*p))));
-                }
-            }
+    let mut iter = items.into_iter();
+    // Fast path: a plain loop under one `catch_unwind`. The item that panicked is the one
+    // after the last result pushed.
+    let first = catch_unwind(AssertUnwindSafe(|| {
+        for item in iter.by_ref() {
+            out.push(f(item));
         }
+    }));
+    let Err(payload) = first else { return Ok(out) };
+    let failed = (start + out.len(), TaskError::Panicked(panic_message(&*payload)));
+    drop(payload);
+    drop(out);
+    // The other items still run (their results are not needed: `map` reports the first
+    // failure), each under its own `catch_unwind`.
+    for item in iter {
+        let _ = catch_unwind(AssertUnwindSafe(|| drop(f(item))));
     }
-    match first_err {
-        None => Ok(out),
-        Some(e) => Err(e),
-    }
+    Err(failed)
 }
 
 /// Runs `f` over `items`, one result per item.
@@ -255,16 +247,36 @@ impl Pool {
         if self.inner.is_closed() {
             return Err(PoolError::Closed);
         }
-        let items: Vec<T> = items.into_iter().collect();
-        let n = items.len();
+        let iter = items.into_iter();
+        match iter.size_hint() {
+            // Exact size known: stream chunks straight from the input, so the workers start
+            // while later chunks are still being built. (A wrong hint only mis-sizes chunks.)
+            (lo, Some(hi)) if lo == hi => self.map_chunks(f, iter, lo),
+            _ => {
+                let items: Vec<T> = iter.collect();
+                let n = items.len();
+                self.map_chunks(f, items.into_iter(), n)
+            }
+        }
+    }
+
+    fn map_chunks<T, R, F, I>(&self, f: F, mut iter: I, n: usize) -> Result<Vec<R>, PoolError>
+    where
+        T: Send + 'static,
+        R: Send + 'static,
+        F: Fn(T) -> R + Send + Sync + 'static,
+        I: Iterator<Item = T>,
+    {
         let chunk = self.inner.config.chunk_size_for(Some(n));
         let f = Arc::new(f);
         let (rtx, rrx) = cb::unbounded::<(usize, ChunkResult<R>)>();
-        let mut iter = items.into_iter();
         let mut chunks = 0usize;
         let mut start = 0usize;
-        while start < n {
+        loop {
             let part: Vec<T> = iter.by_ref().take(chunk).collect();
+            if part.is_empty() {
+                break;
+            }
             let len = part.len();
             let (f, rtx, index) = (f.clone(), rtx.clone(), chunks);
             self.inner
@@ -306,7 +318,7 @@ impl Pool {
         if let Some((index, error)) = first_err {
             return Err(PoolError::Task { index, error });
         }
-        let mut out = Vec::with_capacity(n);
+        let mut out = Vec::with_capacity(start);
         for p in parts {
             out.extend(p.expect("every chunk reported a result"));
         }
