@@ -180,7 +180,10 @@ fn run_chunk<T, R, F: Fn(T) -> R>(f: &F, items: Vec<T>, start: usize) -> ChunkRe
         }
     }));
     let Err(payload) = first else { return Ok(out) };
-    let failed = (start + out.len(), TaskError::Panicked(panic_message(&*payload)));
+    let failed = (
+        start + out.len(),
+        TaskError::Panicked(panic_message(&*payload)),
+    );
     drop(payload);
     drop(out);
     // The other items still run (their results are not needed: `map` reports the first

@@ -56,12 +56,11 @@ pub(crate) fn spawn_ids_are_distinct<B: Backend>() {
 }
 
 pub(crate) fn spawn_kill_where_supported<B: Backend>() {
-    let stop = B::event().unwrap();
-    let stop2 = stop.clone();
-    let h = B::spawn(move || stop2.wait_timeout(LONG).is_ok()).unwrap();
-    let killed = h.kill();
     if B::NAME == "thread" {
-        let err = killed.expect_err("an OS thread cannot be killed");
+        let stop = B::event().unwrap();
+        let stop2 = stop.clone();
+        let h = B::spawn(move || stop2.wait_timeout(LONG).is_ok()).unwrap();
+        let err = h.kill().expect_err("an OS thread cannot be killed");
         assert_eq!(err.kind(), ErrorKind::Unsupported);
         stop.set();
         assert_eq!(
@@ -69,14 +68,28 @@ pub(crate) fn spawn_kill_where_supported<B: Backend>() {
             Ok(true),
             "the thread ran on after the refused kill"
         );
-    } else {
-        killed.expect("processes and tasks can be stopped");
-        match h.join() {
-            Err(JoinError::Killed(9)) | Err(JoinError::Cancelled) => {}
-            // A blocking closure on the tokio backend cannot be aborted once running; it then
-            // finishes normally when told to.
-            other => panic!("expected Killed(9) or Cancelled, got {other:?}"),
-        }
+        return;
+    }
+    // A unit that waits forever (nobody sends): a task can be aborted, a process killed.
+    let (tx, rx) = B::channel::<u64>(1).unwrap();
+    let h = B::spawn_async(async move { rx.recv_async().await.is_ok() }).unwrap();
+    crate::support::pause();
+    h.kill().expect("processes and tasks can be stopped");
+    match h.join() {
+        Err(JoinError::Killed(9)) if B::NAME == "process" => {}
+        Err(JoinError::Cancelled) if B::NAME != "process" => {}
+        other => panic!("expected Killed(9) (process) or Cancelled (task), got {other:?}"),
+    }
+    drop(tx);
+    if B::NAME == "process" {
+        // A blocking closure can be killed too.
+        let h = B::spawn(|| {
+            std::thread::sleep(LONG);
+            0u8
+        })
+        .unwrap();
+        h.kill().unwrap();
+        assert_eq!(h.join(), Err(JoinError::Killed(9)));
     }
 }
 
