@@ -16,7 +16,7 @@
 //!
 //! # Async forms
 //!
-//! crossbeam has no async API. Beside the channel sit two [`WakerSet`]s, one for async
+//! crossbeam has no async API. Beside the channel sit two `WakerSet`s, one for async
 //! receivers (notified by every send, close, and drop of a sender) and one for async senders
 //! (notified by every receive from a bounded channel, close, and drop of a receiver). The
 //! blocking hot path pays one load per operation to find out that nobody waits

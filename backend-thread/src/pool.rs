@@ -397,11 +397,10 @@ impl Pool {
 
     /// Closes the pool (if open) and waits for every worker thread to exit.
     ///
+    /// Do not call it from one of the pool's own tasks: it would wait for itself.
+    ///
     /// # Errors
     /// Never on this backend (a worker thread never unwinds: task panics are caught).
-    ///
-    /// # Panics
-    /// Deadlocks if called from one of the pool's own tasks (it would wait for itself); don't.
     pub fn join(&self) -> Result<(), PoolError> {
         self.inner.close();
         loop {
