@@ -49,7 +49,7 @@ struct Jobs {
 
 struct Inner {
     handle: Handle,
-    /// `workers` permits: one per running job.
+    /// `workers` permits: one per running job. Closed by `terminate`.
     limit: Arc<tokio::sync::Semaphore>,
     /// No new jobs once set. Written under the `jobs` lock (so a job is either refused or
     /// listed before `terminate` aborts the list); `Relaxed` reads elsewhere are snapshots.
@@ -235,10 +235,11 @@ impl Pool {
         // and `Unlist` takes the lock.
         let h = self.inner.handle.spawn(async move {
             let _unlist = unlist;
-            let _permit = limit
-                .acquire_owned()
-                .await
-                .expect("the pool's semaphore is never closed");
+            let Ok(_permit) = limit.acquire_owned().await else {
+                // `terminate` closed the semaphore: this job must not start. It is (or is
+                // about to be) aborted, which reports `Cancelled`; wait for that.
+                return std::future::pending().await;
+            };
             job.await
         });
         let mut jobs = self.inner.jobs();
@@ -447,7 +448,12 @@ where
     It: Iterator<Item = T>,
 {
     fn fill(&mut self) {
-        while !self.items_done && !self.refused && self.in_flight < self.max_in_flight {
+        // Ordered mode counts the chunks that finished early too: a slow first chunk must not
+        // let the rest of an endless input pile up behind it.
+        while !self.items_done
+            && !self.refused
+            && self.in_flight + self.done.len() < self.max_in_flight
+        {
             let chunk: Vec<T> = self.items.by_ref().take(self.chunk).collect();
             if chunk.is_empty() {
                 self.items_done = true;
@@ -645,6 +651,9 @@ impl uniconc_core::Pool for Pool {
             jobs.terminated = true;
             jobs.live.values().flatten().cloned().collect::<Vec<_>>()
         };
+        // First stop queued jobs from starting (a permit freed by an aborted job must not
+        // let a queued one run in the instant before it is aborted too), then abort.
+        self.inner.limit.close();
         for h in live {
             h.abort();
         }
