@@ -2,9 +2,9 @@
 //!
 //! # Structure (and why: see `README.md` for the measurements)
 //!
-//! [`Shared`] holds a `VecDeque<T>` and the two waiter lists under one `std::sync::Mutex`, like
+//! `Shared` holds a `VecDeque<T>` and the two waiter lists under one `std::sync::Mutex`, like
 //! flume's `Chan`. A waiter is a [`Waker`]: the waker of a task for the `_async` forms, or the
-//! waker of a parked thread for the blocking forms ([`crate::runtime::block_on`] drives the very
+//! waker of a parked thread for the blocking forms (`runtime::block_on` drives the very
 //! same future). So blocking and async users of one channel queue in one FIFO and wake each
 //! other; there is one implementation of every operation.
 //!

@@ -157,13 +157,11 @@ impl<R: Send + 'static> uniconc_core::TaskHandle<R> for TaskHandle<R> {
         }
     }
 
-    fn wait_async(&mut self) -> impl Future<Output = Result<R, TaskError>> + Send + '_ {
-        async move {
-            let h = self.inner.as_mut().ok_or(TaskError::AlreadyTaken)?;
-            let r = h.await;
-            self.inner = None;
-            flatten(r)
-        }
+    async fn wait_async(&mut self) -> Result<R, TaskError> {
+        let h = self.inner.as_mut().ok_or(TaskError::AlreadyTaken)?;
+        let r = h.await;
+        self.inner = None;
+        flatten(r)
     }
 
     fn is_finished(&self) -> bool {

@@ -1,8 +1,8 @@
 //! The runtime the backend runs on, and the one blocking wait every blocking call goes through.
 //!
-//! - [`handle`]: the runtime of the caller if it runs inside one, else a multi-thread runtime
+//! - `try_handle`: the runtime of the caller if it runs inside one, else a multi-thread runtime
 //!   owned by this crate and started on first use.
-//! - [`block_on`]: drives one future to completion (or to a deadline) on the calling thread,
+//! - `block_on`: drives one future to completion (or to a deadline) on the calling thread,
 //!   parking the thread between polls. Every blocking call of the backend (`send`, `recv`,
 //!   `lock`, `join`, ...) is the same future its `_async` form returns, driven by this function:
 //!   one core, two kinds of waiter (a task's waker or a parked thread).
