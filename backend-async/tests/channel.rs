@@ -358,3 +358,63 @@ fn works_inside_a_user_runtime() {
         assert_eq!(v, 11);
     });
 }
+
+/// Many consumers, each racing `recv_async` against a short timer, many producers with small
+/// capacity (senders wait too): every message arrives exactly once and nothing hangs, so no
+/// wake-up is lost to a cancelled future (the pass-on rule).
+#[test]
+fn cancellation_stress_many_consumers() {
+    watchdog(120, || {
+        let per = scale(5_000);
+        let rt = rt();
+        let all = rt.block_on(async move {
+            let (tx, rx) = channel::<usize>(2).unwrap();
+            let mut ps = Vec::new();
+            for p in 0..3 {
+                let tx = tx.clone();
+                ps.push(tokio::spawn(async move {
+                    for i in 0..per {
+                        // Senders are cancelled too: a cancelled send drops its own copy
+                        // (`usize` is `Copy`), and the loop sends the value again.
+                        loop {
+                            tokio::select! {
+                                r = tx.send_async(p * per + i) => { r.unwrap(); break; }
+                                () = tokio::time::sleep(Duration::from_micros(20)) => {}
+                            }
+                        }
+                    }
+                }));
+            }
+            drop(tx);
+            let mut cs = Vec::new();
+            for _ in 0..4 {
+                let rx = rx.clone();
+                cs.push(tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    loop {
+                        tokio::select! {
+                            r = rx.recv_async() => match r {
+                                Ok(v) => got.push(v),
+                                Err(_) => break,
+                            },
+                            () = tokio::time::sleep(Duration::from_micros(30)) => {}
+                        }
+                    }
+                    got
+                }));
+            }
+            drop(rx);
+            for p in ps {
+                p.await.unwrap();
+            }
+            let mut all = Vec::new();
+            for c in cs {
+                all.extend(c.await.unwrap());
+            }
+            all
+        });
+        assert_eq!(all.len(), 3 * per);
+        let set: HashSet<_> = all.into_iter().collect();
+        assert_eq!(set.len(), 3 * per);
+    });
+}

@@ -141,7 +141,10 @@ fn bench_shape(c: &mut Criterion, rt: &Runtime, name: &str, p: u64, q: usize) {
 }
 
 fn channels(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
     bench_shape(c, &rt, "1to1", 1, 1);
     bench_shape(c, &rt, "2to2", 2, 2);
 }

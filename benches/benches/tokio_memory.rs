@@ -29,7 +29,10 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
         // SAFETY: forwarded unchanged; the caller upholds `realloc`'s contract.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -79,29 +82,61 @@ fn measure<Tx: Send + 'static, F: Future<Output = ()> + Send + 'static>(
 
 fn main() {
     // Under `cargo test --benches` criterion-style flags are passed; this binary ignores them.
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
     // Warm the runtime (first-use allocations are not per task).
-    let _ = measure(&rt, || {
-        let (tx, rx) = uniconc_async::channel::<u64>(1).unwrap();
-        (tx, async move { rx.recv_async().await.map(drop).unwrap_or(()) })
-    }, |tx| uniconc_core::Sender::try_send(&tx, 1).unwrap());
+    let _ = measure(
+        &rt,
+        || {
+            let (tx, rx) = uniconc_async::channel::<u64>(1).unwrap();
+            (
+                tx,
+                async move { rx.recv_async().await.map(drop).unwrap_or(()) },
+            )
+        },
+        |tx| uniconc_core::Sender::try_send(&tx, 1).unwrap(),
+    );
 
-    let uniconc = measure(&rt, || {
-        let (tx, rx) = uniconc_async::channel::<u64>(1).unwrap();
-        (tx, async move { rx.recv_async().await.map(drop).unwrap_or(()) })
-    }, |tx| uniconc_core::Sender::try_send(&tx, 1).unwrap());
-    let tokio_mpsc = measure(&rt, || {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<u64>(1);
-        (tx, async move { rx.recv().await.map(drop).unwrap_or(()) })
-    }, |tx| tx.try_send(1).unwrap());
-    let async_channel = measure(&rt, || {
-        let (tx, rx) = async_channel::bounded::<u64>(1);
-        (tx, async move { rx.recv().await.map(drop).unwrap_or(()) })
-    }, |tx| tx.try_send(1).unwrap());
-    let flume = measure(&rt, || {
-        let (tx, rx) = flume::bounded::<u64>(1);
-        (tx, async move { rx.recv_async().await.map(drop).unwrap_or(()) })
-    }, |tx| tx.try_send(1).unwrap());
+    let uniconc = measure(
+        &rt,
+        || {
+            let (tx, rx) = uniconc_async::channel::<u64>(1).unwrap();
+            (
+                tx,
+                async move { rx.recv_async().await.map(drop).unwrap_or(()) },
+            )
+        },
+        |tx| uniconc_core::Sender::try_send(&tx, 1).unwrap(),
+    );
+    let tokio_mpsc = measure(
+        &rt,
+        || {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<u64>(1);
+            (tx, async move { rx.recv().await.map(drop).unwrap_or(()) })
+        },
+        |tx| tx.try_send(1).unwrap(),
+    );
+    let async_channel = measure(
+        &rt,
+        || {
+            let (tx, rx) = async_channel::bounded::<u64>(1);
+            (tx, async move { rx.recv().await.map(drop).unwrap_or(()) })
+        },
+        |tx| tx.try_send(1).unwrap(),
+    );
+    let flume = measure(
+        &rt,
+        || {
+            let (tx, rx) = flume::bounded::<u64>(1);
+            (
+                tx,
+                async move { rx.recv_async().await.map(drop).unwrap_or(()) },
+            )
+        },
+        |tx| tx.try_send(1).unwrap(),
+    );
 
     println!("bytes per task, {TASKS} tasks each blocked on its own bounded(1) channel:");
     for (name, v) in [
@@ -110,7 +145,10 @@ fn main() {
         ("async_channel", async_channel),
         ("flume", flume),
     ] {
-        println!("  {name:<14} {v:>8.0} B/task  ({:.2}x uniconc)", v / uniconc);
+        println!(
+            "  {name:<14} {v:>8.0} B/task  ({:.2}x uniconc)",
+            v / uniconc
+        );
     }
     println!(
         "target <= 2048 B/task: {}",
