@@ -17,8 +17,8 @@
 //! `DeadlineExceeded`) and give its permit back, but the closure itself runs to its end in the
 //! background. Async jobs are truly stopped. `max_tasks_per_worker` is accepted and has no
 //! effect (there are no long-lived workers to replace). `task_timeout` needs the runtime's
-//! time driver (the crate's own runtime has it; a user runtime built without `enable_time`
-//! makes timed jobs fail with `Panicked`, naming tokio's message).
+//! time driver (the crate's own runtime has it; building a pool with a `task_timeout` on a
+//! user runtime without `enable_time` is refused with `InvalidArgument`).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
@@ -515,17 +515,30 @@ where
     }
 }
 
+/// `true` if `handle`'s runtime has a time driver. tokio offers no query for it: creating a
+/// `Sleep` panics without one, so that is the probe (tokio's panic message is printed once).
+fn has_time_driver(handle: &Handle) -> bool {
+    let _enter = handle.enter();
+    catch_unwind(|| drop(tokio::time::sleep(Duration::ZERO))).is_ok()
+}
+
 impl uniconc_core::Pool for Pool {
     type TaskHandle<R: Message> = TaskHandle<R>;
 
     /// # Errors
     /// The crate's own runtime could not be started; more workers than tokio's semaphore
-    /// can count.
+    /// can count; `task_timeout` on a runtime without a time driver (`InvalidArgument`).
     fn with_config(config: PoolConfig) -> Result<Self, Error> {
         if config.workers > tokio::sync::Semaphore::MAX_PERMITS {
             return Err(Error::invalid_argument("too many workers for a pool"));
         }
         let handle = try_handle()?;
+        if config.task_timeout.is_some() && !has_time_driver(&handle) {
+            return Err(Error::invalid_argument(
+                "task_timeout needs a runtime with the time driver (build it with \
+                 `enable_time()` or `enable_all()`)",
+            ));
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 handle,

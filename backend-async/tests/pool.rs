@@ -312,6 +312,25 @@ fn pool_inside_a_user_runtime() {
 }
 
 #[test]
+fn task_timeout_without_a_time_driver_is_refused() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let _enter = rt.enter();
+    let e = Pool::builder()
+        .workers(1)
+        .task_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap_err();
+    assert_eq!(e.kind(), uniconc_core::ErrorKind::InvalidArgument);
+    assert!(
+        Pool::builder().workers(1).build().is_ok(),
+        "no timeout, no time driver needed"
+    );
+}
+
+#[test]
 fn bad_config_is_refused() {
     assert!(uniconc_async::pool(0).is_err());
     assert!(Pool::builder().workers(1).chunk_size(0).build().is_err());
