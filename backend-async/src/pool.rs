@@ -27,6 +27,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
@@ -227,13 +228,26 @@ impl Pool {
             inner: self.inner.clone(),
             id,
         };
-        let limit = self.inner.limit.clone();
+        // Jobs start in submission order: tokio's semaphore is FIFO in the order waiters are
+        // first polled, so the permit request is polled here, on the submitting thread, not
+        // when the task happens to be polled (two fresh tasks race on two workers). Boxed so
+        // the registered request can move into the task.
+        let mut acquire = Box::pin(self.inner.limit.clone().acquire_owned());
+        let early = acquire
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()));
         let job = make();
         // Not under the lock: a runtime that is shutting down drops the future right here,
         // and `Unlist` takes the lock.
         let h = self.inner.handle.spawn(async move {
             let _unlist = unlist;
-            let Ok(_permit) = limit.acquire_owned().await else {
+            let permit = match early {
+                Poll::Ready(p) => p,
+                // The task's first poll replaces the no-op waker; a permit granted in between
+                // is seen by that poll.
+                Poll::Pending => acquire.await,
+            };
+            let Ok(_permit) = permit else {
                 // `terminate` closed the semaphore: this job must not start. It is (or is
                 // about to be) aborted, which reports `Cancelled`; wait for that.
                 return std::future::pending().await;

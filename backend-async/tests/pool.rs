@@ -331,6 +331,27 @@ fn task_timeout_without_a_time_driver_is_refused() {
 }
 
 #[test]
+fn jobs_start_in_submission_order() {
+    watchdog(60, || {
+        for _ in 0..5 {
+            let pool = uniconc_async::pool(1).unwrap();
+            let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let hs: Vec<_> = (0..20)
+                .map(|i| {
+                    let o = order.clone();
+                    pool.submit(move |i: usize| o.lock().unwrap().push(i), i)
+                        .unwrap()
+                })
+                .collect();
+            for h in hs {
+                h.wait().unwrap();
+            }
+            assert_eq!(*order.lock().unwrap(), (0..20).collect::<Vec<_>>());
+        }
+    });
+}
+
+#[test]
 fn bad_config_is_refused() {
     assert!(uniconc_async::pool(0).is_err());
     assert!(Pool::builder().workers(1).chunk_size(0).build().is_err());
