@@ -6,6 +6,9 @@
 //! block or burn CPU); an async closure ([`Pool::map_async`], [`Pool::submit_async`]) runs in
 //! the task itself.
 //!
+//! Jobs start in submission order (the permit request is registered on the submitting thread;
+//! tokio's semaphore is FIFO), so with one worker they run one after another as submitted.
+//!
 //! Every job is listed (its `AbortHandle`) until it ends, so [`terminate`](uniconc_core::Pool::terminate)
 //! and dropping the pool abort them, and [`join`](uniconc_core::Pool::join) waits for the list
 //! to empty.
