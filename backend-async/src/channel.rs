@@ -43,6 +43,9 @@ use uniconc_core::{
 
 use crate::runtime::block_on;
 
+/// A queue emptied while its buffer holds more than this many slots gives the memory back.
+const SHRINK_ABOVE: usize = 4096;
+
 /// A FIFO of waiting futures, each known by the id it keeps in its `slot`.
 #[derive(Default)]
 struct Waiters {
@@ -173,6 +176,10 @@ impl<T> Shared<T> {
     ) -> Result<(T, Option<Waker>), TryRecvError> {
         match st.queue.pop_front() {
             Some(v) => {
+                if st.queue.is_empty() && st.queue.capacity() > SHRINK_ABOVE {
+                    // A burst is over: give back its memory (a ring never shrinks by itself).
+                    st.queue.shrink_to(SHRINK_ABOVE / 16);
+                }
                 let w = if self.cap.is_some() {
                     st.send_waiters.pop()
                 } else {
@@ -673,6 +680,19 @@ mod tests {
         assert!(tx.send(2).unwrap_err().is_disconnected());
         assert_eq!(rx.recv().unwrap(), 1);
         assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Disconnected);
+    }
+
+    #[test]
+    fn an_emptied_queue_gives_back_a_burst_s_memory() {
+        let (tx, rx) = unbounded::<u64>().unwrap();
+        for i in 0..100_000 {
+            tx.send(i).unwrap();
+        }
+        assert!(tx.shared.lock().queue.capacity() >= 100_000);
+        for i in 0..100_000 {
+            assert_eq!(rx.try_recv().unwrap(), i);
+        }
+        assert!(tx.shared.lock().queue.capacity() <= SHRINK_ABOVE);
     }
 
     #[test]
