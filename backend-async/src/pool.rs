@@ -13,6 +13,10 @@
 //! and dropping the pool abort them, and [`join`](uniconc_core::Pool::join) waits for the list
 //! to empty.
 //!
+//! `task_timeout` applies to each `submit`; a `map`/`imap` chunk of `k` items (see
+//! `chunk_size`) gets `k × task_timeout`, and on expiry every item of the chunk reports
+//! `DeadlineExceeded`. Use `chunk_size(1)` for a per-item deadline.
+//!
 //! # What tokio cannot do
 //!
 //! A synchronous closure cannot be stopped once it runs (tokio cannot abort blocking work).
