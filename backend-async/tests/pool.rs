@@ -256,6 +256,30 @@ fn task_timeout_stops_async_tasks_and_reports_sync_ones() {
             .unwrap();
         assert_eq!(h.wait(), Err(TaskError::DeadlineExceeded));
         assert_eq!(pool.submit(|x: u8| x, 4).unwrap().wait(), Ok(4));
+        let pool = Pool::builder()
+            .workers(2)
+            .chunk_size(1)
+            .task_timeout(Duration::from_millis(20))
+            .build()
+            .unwrap();
+        let e = pool
+            .map(
+                |x: u64| {
+                    if x == 1 {
+                        std::thread::sleep(Duration::from_millis(300));
+                    }
+                    x
+                },
+                0..3,
+            )
+            .unwrap_err();
+        assert!(matches!(
+            e,
+            PoolError::Task {
+                index: 1,
+                error: TaskError::DeadlineExceeded
+            }
+        ));
     });
 }
 
