@@ -418,3 +418,43 @@ fn cancellation_stress_many_consumers() {
         assert_eq!(set.len(), 3 * per);
     });
 }
+
+/// Thousands of receivers wait on one channel; half are cancelled (aborted); each of the
+/// others still gets exactly one message (removal from the middle of the waiter list).
+#[test]
+fn many_waiters_on_one_channel_half_cancelled() {
+    watchdog(120, || {
+        let n = scale(1_000);
+        let rt = rt();
+        rt.block_on(async move {
+            let (tx, rx) = channel::<usize>(n).unwrap();
+            let mut keep = Vec::new();
+            let mut cancel = Vec::new();
+            for i in 0..2 * n {
+                let rx = rx.clone();
+                let h = tokio::spawn(async move { rx.recv_async().await.unwrap() });
+                if i % 2 == 0 {
+                    keep.push(h)
+                } else {
+                    cancel.push(h)
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await; // let them all wait
+            for h in &cancel {
+                h.abort();
+            }
+            for h in cancel {
+                assert!(h.await.unwrap_err().is_cancelled());
+            }
+            for i in 0..n {
+                tx.send_async(i).await.unwrap();
+            }
+            let mut got = HashSet::new();
+            for h in keep {
+                assert!(got.insert(h.await.unwrap()));
+            }
+            assert_eq!(got.len(), n);
+            assert!(rx.is_empty());
+        });
+    });
+}
