@@ -19,13 +19,25 @@
 //! # Disconnection across processes
 //!
 //! The header has one [`ProcSlot`] per process holding handles: its identity (pid and start
-//! time) and its sender and receiver counts; `conn` holds the totals. Handles copied into a
-//! child by `fork` are registered by the `pthread_atfork` handlers (see [`registry`]): the
-//! prepare handler reserves a slot for the child, counted at once (so the parent dropping its
-//! handles right after `fork` cannot make the totals touch zero), and the child handler writes
-//! the child's identity into it. Nothing is needed from the code that forks. A process that
-//! dies without dropping its handles (SIGKILL) is found by any blocked peer within about one
-//! [`SLICE`]: its slot's counts are subtracted from the totals (`reap`).
+//! time) and its sender and receiver counts; `conn` holds the totals that decide
+//! disconnection. A process killed without dropping its handles (SIGKILL) is found by any
+//! blocked peer within about one [`SLICE`]: its slot's counts are subtracted (`reap`).
+//!
+//! `fork` copies *every* handle of the parent into the child, including ones the child will
+//! never touch (the parent's own `tx` in `spawn(move || rx.iter().sum())`): counting those
+//! would make that receiver wait forever on a sender that lives, unused, in its own memory.
+//! So a child's copies are *inherited* handles, counted apart:
+//!
+//! - The `pthread_atfork` handlers (see [`registry`]) reserve a slot for the child before the
+//!   fork and count its inherited handles at once, so the parent dropping its handles right
+//!   after `fork` cannot disconnect a child that has not yet run. Nothing is needed from the
+//!   code that forks.
+//! - Each handle carries the fork generation it was last used in; a handle used in the child
+//!   (send, receive, clone) is *adopted* and counts as a normal handle.
+//! - The first adoption *engages* the child with the channel: from then on its inherited
+//!   handles it has not used stop counting (they are the parent's leftovers). A child that
+//!   never uses the channel keeps its inherited handles counted until it exits, or until it
+//!   calls [`forget_inherited_handles`] (long-lived workers should).
 //!
 //! Known limits: a process killed between claiming ring cells and publishing them (inside
 //! `send`) leaves the ring stuck at that position for the other senders' messages behind it;
@@ -56,7 +68,17 @@ use crate::waiter::{SleepToken, WaitWord};
 pub(crate) const SLICE: Duration = Duration::from_millis(100);
 
 /// Process slots per channel: how many processes can hold handles of one channel at once.
+/// A process forked when every slot is taken is not counted: its copies of the handles keep
+/// nobody connected (its sends still work).
 pub const MAX_PROCESSES: usize = 256;
+
+/// In a forked child, stops counting the channel handles copied from the parent that this
+/// process has not used yet, so they keep no channel connected. A long-lived worker process
+/// (a pool worker) should call it first: otherwise it keeps every channel that existed when
+/// it was forked connected until it exits. Handles it uses later are counted again.
+pub fn forget_inherited_handles() {
+    registry::engage_all();
+}
 
 /// Default byte budget of a bounded channel: `capacity * 256` bytes, at least 1 MiB, at most
 /// 256 MiB. Only touched pages take memory.
@@ -94,14 +116,42 @@ const SLOT_BUSY: u32 = u32::MAX;
 /// One process's registration. `pid == 0`: free. `pending != 0`: reserved by a parent for a
 /// child being forked; `pid`/`start` still name the parent (so the slot is reaped if the parent
 /// dies before the child takes it over).
+///
+/// Invariant: the slot contributes `senders + (engaged ? 0 : inh_senders)` to
+/// `conn.senders` (same for receivers).
 #[derive(Debug, Default)]
 #[repr(C)]
 struct ProcSlot {
     pid: AtomicU32,
+    pending: AtomicU32,
+    /// Non-zero once the process used one of its inherited handles (or disowned them).
+    engaged: AtomicU32,
+    _pad: u32,
+    /// Handles created or adopted in this process.
     senders: AtomicU32,
     receivers: AtomicU32,
-    pending: AtomicU32,
+    /// Handles copied in by fork and not used yet.
+    inh_senders: AtomicU32,
+    inh_receivers: AtomicU32,
     start: AtomicU64,
+}
+
+impl ProcSlot {
+    /// What the slot contributes to the totals.
+    fn counted(&self) -> (u32, u32) {
+        let engaged = self.engaged.load(Ordering::Relaxed) != 0;
+        let inh = |c: &AtomicU32| {
+            if engaged {
+                0
+            } else {
+                c.load(Ordering::Relaxed)
+            }
+        };
+        (
+            self.senders.load(Ordering::Relaxed) + inh(&self.inh_senders),
+            self.receivers.load(Ordering::Relaxed) + inh(&self.inh_receivers),
+        )
+    }
 }
 
 /// The header at offset 0 of a channel's region. All-zero is a valid (empty, unconnected)
@@ -198,30 +248,122 @@ impl Chan {
         }
     }
 
-    fn add(&self, sender: bool) {
-        let (local, slot, total) = self.counters(sender);
-        local.fetch_add(1, Ordering::Relaxed);
-        slot.fetch_add(1, Ordering::Relaxed);
-        total.fetch_add(1, Ordering::Relaxed);
+    fn conn_of(&self, sender: bool) -> &AtomicU32 {
+        let c = &self.hdr().conn;
+        if sender { &c.senders } else { &c.receivers }
     }
 
-    fn remove(&self, sender: bool) {
-        let (local, slot, total) = self.counters(sender);
-        local.fetch_sub(1, Ordering::Relaxed);
-        slot.fetch_sub(1, Ordering::Relaxed);
-        // Release: everything this handle sent happens-before a peer's Acquire of the total.
-        if total.fetch_sub(1, Ordering::AcqRel) == 1 {
+    fn local_of(&self, sender: bool) -> &AtomicU32 {
+        if sender {
+            &self.senders
+        } else {
+            &self.receivers
+        }
+    }
+
+    /// Lowers a total; wakes everyone if it reached zero, or if someone sleeps (so a peer
+    /// whose own inherited handles were all that was left re-checks at once).
+    fn lower(&self, total: &AtomicU32, by: u32) {
+        if by == 0 {
+            return;
+        }
+        // AcqRel: everything sent through the dropped handles happens-before a peer's
+        // Acquire load that sees the lower total.
+        let before = total.fetch_sub(by, Ordering::AcqRel);
+        let hdr = self.hdr();
+        if before == by
+            || hdr.recv_wait.sleepers.load(Ordering::Relaxed) > 0
+            || hdr.send_wait.sleepers.load(Ordering::Relaxed) > 0
+        {
             self.wake_everyone();
         }
     }
 
-    fn counters(&self, sender: bool) -> (&AtomicU32, &AtomicU32, &AtomicU32) {
+    /// Counts a new handle created (or cloned) in this process; returns its generation stamp.
+    fn add_new(&self, sender: bool) -> AtomicU64 {
         let slot = self.my_slot();
-        let c = &self.hdr().conn;
+        self.local_of(sender).fetch_add(1, Ordering::Relaxed);
         if sender {
-            (&self.senders, &slot.senders, &c.senders)
+            &slot.senders
         } else {
-            (&self.receivers, &slot.receivers, &c.receivers)
+            &slot.receivers
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        self.conn_of(sender).fetch_add(1, Ordering::Relaxed);
+        AtomicU64::new(procs::fork_gen())
+    }
+
+    /// Adopts a handle copied in by fork when it is first used here.
+    #[inline]
+    fn touch(&self, gen_stamp: &AtomicU64, sender: bool) {
+        let now = procs::fork_gen();
+        // Relaxed: the stamp is only compared with this process's generation.
+        if gen_stamp.load(Ordering::Relaxed) != now {
+            self.adopt(gen_stamp, sender, now);
+        }
+    }
+
+    #[cold]
+    fn adopt(&self, gen_stamp: &AtomicU64, sender: bool, now: u64) {
+        let _g = registry::lock();
+        let old = gen_stamp.load(Ordering::Relaxed);
+        if old == now {
+            return;
+        }
+        gen_stamp.store(now, Ordering::Relaxed);
+        let slot = self.my_slot();
+        let (adopted, inh) = if sender {
+            (&slot.senders, &slot.inh_senders)
+        } else {
+            (&slot.receivers, &slot.inh_receivers)
+        };
+        // Count the adopted handle first, so the total never dips to zero on the way.
+        self.conn_of(sender).fetch_add(1, Ordering::Relaxed);
+        adopted.fetch_add(1, Ordering::Relaxed);
+        inh.fetch_sub(1, Ordering::Relaxed);
+        if slot.engaged.load(Ordering::Relaxed) == 0 {
+            // Still counted as inherited until now: remove the one just adopted.
+            self.lower(self.conn_of(sender), 1);
+            self.engage(slot);
+        }
+    }
+
+    /// Stops counting this process's unused inherited handles. Registry lock held.
+    fn engage(&self, slot: &ProcSlot) {
+        if slot.engaged.swap(1, Ordering::Relaxed) != 0 {
+            return;
+        }
+        let hdr = self.hdr();
+        self.lower(&hdr.conn.senders, slot.inh_senders.load(Ordering::Relaxed));
+        self.lower(
+            &hdr.conn.receivers,
+            slot.inh_receivers.load(Ordering::Relaxed),
+        );
+    }
+
+    /// Uncounts a handle dropped in this process.
+    fn remove(&self, gen_stamp: &AtomicU64, sender: bool) {
+        self.local_of(sender).fetch_sub(1, Ordering::Relaxed);
+        let slot = self.my_slot();
+        if gen_stamp.load(Ordering::Relaxed) == procs::fork_gen() {
+            if sender {
+                &slot.senders
+            } else {
+                &slot.receivers
+            }
+            .fetch_sub(1, Ordering::Relaxed);
+            self.lower(self.conn_of(sender), 1);
+        } else {
+            let _g = registry::lock();
+            if sender {
+                &slot.inh_senders
+            } else {
+                &slot.inh_receivers
+            }
+            .fetch_sub(1, Ordering::Relaxed);
+            if slot.engaged.load(Ordering::Relaxed) == 0 {
+                self.lower(self.conn_of(sender), 1);
+            }
         }
     }
 
@@ -266,8 +408,16 @@ impl Chan {
             {
                 continue;
             }
-            let s = slot.senders.swap(0, Ordering::AcqRel);
-            let r = slot.receivers.swap(0, Ordering::AcqRel);
+            let (s, r) = slot.counted();
+            for c in [
+                &slot.senders,
+                &slot.receivers,
+                &slot.inh_senders,
+                &slot.inh_receivers,
+            ] {
+                c.store(0, Ordering::Relaxed);
+            }
+            slot.engaged.store(0, Ordering::Relaxed);
             slot.pending.store(0, Ordering::Relaxed);
             slot.start.store(0, Ordering::Relaxed);
             let mut wake = false;
@@ -305,6 +455,7 @@ fn claim_slot(hdr: &ChanHeader, id: Identity, pending: bool) -> Option<usize> {
         {
             slot.start.store(id.start, Ordering::Relaxed);
             slot.pending.store(u32::from(pending), Ordering::Relaxed);
+            slot.engaged.store(0, Ordering::Relaxed);
             // Release: the fields above are visible to whoever reads this pid.
             slot.pid.store(id.pid, Ordering::Release);
             return Some(i);
@@ -345,16 +496,18 @@ impl ChannelBuilder {
     /// memory cannot be mapped.
     pub fn build<T: Message>(self) -> Result<(Sender<T>, Receiver<T>), Error> {
         let chan = Arc::new(new_chan(self.capacity, self.byte_budget)?);
-        chan.add(true);
-        chan.add(false);
+        let tx_gen = chan.add_new(true);
+        let rx_gen = chan.add_new(false);
         registry::register(&chan);
         Ok((
             Sender {
                 chan: chan.clone(),
+                gen_stamp: tx_gen,
                 _m: PhantomData,
             },
             Receiver {
                 chan,
+                gen_stamp: rx_gen,
                 _m: PhantomData,
             },
         ))
@@ -459,12 +612,16 @@ impl Backoff {
 /// The sending half of a process channel. `Clone`; copied into forked children.
 pub struct Sender<T> {
     chan: Arc<Chan>,
+    /// Fork generation this handle was created or last adopted in.
+    gen_stamp: AtomicU64,
     _m: PhantomData<fn(T)>,
 }
 
 /// The receiving half of a process channel. `Clone`; copied into forked children.
 pub struct Receiver<T> {
     chan: Arc<Chan>,
+    /// Fork generation this handle was created or last adopted in.
+    gen_stamp: AtomicU64,
     _m: PhantomData<fn() -> T>,
 }
 
@@ -486,8 +643,9 @@ impl<T> std::fmt::Debug for Receiver<T> {
 
 impl<T> Clone for Sender<T> {
     fn clone(&self) -> Self {
-        self.chan.add(true);
+        self.chan.touch(&self.gen_stamp, true);
         Self {
+            gen_stamp: self.chan.add_new(true),
             chan: self.chan.clone(),
             _m: PhantomData,
         }
@@ -496,8 +654,9 @@ impl<T> Clone for Sender<T> {
 
 impl<T> Clone for Receiver<T> {
     fn clone(&self) -> Self {
-        self.chan.add(false);
+        self.chan.touch(&self.gen_stamp, false);
         Self {
+            gen_stamp: self.chan.add_new(false),
             chan: self.chan.clone(),
             _m: PhantomData,
         }
@@ -506,13 +665,13 @@ impl<T> Clone for Receiver<T> {
 
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
-        self.chan.remove(true);
+        self.chan.remove(&self.gen_stamp, true);
     }
 }
 
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
-        self.chan.remove(false);
+        self.chan.remove(&self.gen_stamp, false);
     }
 }
 
@@ -529,6 +688,7 @@ impl<T: Serialize> Sender<T> {
 
     fn try_send_inner(&self, value: T) -> Result<(), TrySend<T>> {
         let chan = &*self.chan;
+        chan.touch(&self.gen_stamp, true);
         if chan.receivers_gone() {
             return Err(TrySend::Err(SendError::Disconnected(value)));
         }
@@ -620,6 +780,7 @@ impl<T: Serialize> Sender<T> {
 impl<T: DeserializeOwned> Receiver<T> {
     fn try_recv_inner(&self) -> Result<T, TryRecvError> {
         let chan = &*self.chan;
+        chan.touch(&self.gen_stamp, false);
         let mut second_look = false;
         loop {
             let popped = chan.ring().try_pop(|rec| match rec {
@@ -842,7 +1003,22 @@ pub(crate) mod registry {
         list: UnsafeCell::new(Vec::new()),
     };
 
-    fn lock() {
+    /// Holds the registry lock (also serialises adoption, and is held across `fork` by the
+    /// prepare handler, so no other thread of the parent holds it at the fork).
+    pub(crate) struct Guard(());
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            unlock();
+        }
+    }
+
+    pub(crate) fn lock() -> Guard {
+        raw_lock();
+        Guard(())
+    }
+
+    fn raw_lock() {
         // Acquire/Release: the list's accesses happen inside the critical section.
         while REG
             .locked
@@ -858,23 +1034,31 @@ pub(crate) mod registry {
     }
 
     pub(crate) fn register(chan: &Arc<Chan>) {
-        lock();
+        let _g = lock();
         // SAFETY: lock held.
         unsafe { (*REG.list.get()).push(Arc::as_ptr(chan)) };
-        unlock();
     }
 
     pub(super) fn unregister(chan: *const Chan) {
-        lock();
+        let _g = lock();
         // SAFETY: lock held.
         unsafe { (*REG.list.get()).retain(|&p| p != chan) };
-        unlock();
+    }
+
+    /// See [`forget_inherited_handles`](super::forget_inherited_handles).
+    pub(crate) fn engage_all() {
+        let _g = lock();
+        // SAFETY: lock held; every pointer is a live `Chan`.
+        for &p in unsafe { &*REG.list.get() } {
+            let chan = unsafe { &*p };
+            chan.engage(chan.my_slot());
+        }
     }
 
     /// Parent, before `fork`: reserve and count a slot for the child in every channel this
     /// process holds handles of. The registry stays locked until `fork_parent`/`fork_child`.
     pub(crate) fn fork_prepare() {
-        lock();
+        raw_lock();
         let me = Identity {
             pid: procs::my_pid(),
             start: 0,
@@ -890,19 +1074,14 @@ pub(crate) mod registry {
                 ..me
             };
             let Some(i) = claim_slot(hdr, me, true) else {
-                // No slot left: the child's handles count as this process's (its death will
-                // not be noticed before ours).
+                // No slot left: the child is not counted at all; its handles act as
+                // disowned (documented on `MAX_PROCESSES`).
                 chan.child_slot.store(u32::MAX, Ordering::Relaxed);
-                let slot = chan.my_slot();
-                slot.senders.fetch_add(s, Ordering::Relaxed);
-                slot.receivers.fetch_add(r, Ordering::Relaxed);
-                hdr.conn.senders.fetch_add(s, Ordering::Relaxed);
-                hdr.conn.receivers.fetch_add(r, Ordering::Relaxed);
                 continue;
             };
             let slot = &hdr.procs[i];
-            slot.senders.store(s, Ordering::Relaxed);
-            slot.receivers.store(r, Ordering::Relaxed);
+            slot.inh_senders.store(s, Ordering::Relaxed);
+            slot.inh_receivers.store(r, Ordering::Relaxed);
             hdr.conn.senders.fetch_add(s, Ordering::Relaxed);
             hdr.conn.receivers.fetch_add(r, Ordering::Relaxed);
             chan.child_slot.store(i as u32, Ordering::Relaxed);
@@ -1056,10 +1235,10 @@ mod tests {
         let (tx, _rx) = channel::<u64>(4).unwrap();
         // Same channel seen as another type: the bytes of a u64 are not a String.
         let rx2: Receiver<String> = Receiver {
+            gen_stamp: tx.chan.add_new(false),
             chan: tx.chan.clone(),
             _m: PhantomData,
         };
-        rx2.chan.add(false);
         tx.send(u64::MAX).unwrap();
         assert!(matches!(
             rx2.try_recv(),

@@ -68,7 +68,8 @@ cfg_if::cfg_if! {
 
         pub use barrier::{Barrier, barrier};
         pub use channel::{
-            ChannelBuilder, MAX_PROCESSES, Receiver, Sender, UNBOUNDED_BUDGET, channel, unbounded,
+            ChannelBuilder, MAX_PROCESSES, Receiver, Sender, UNBOUNDED_BUDGET, channel,
+            forget_inherited_handles, unbounded,
         };
         pub use event::{Event, event};
         pub use lock::{Lock, LockGuard, lock};

@@ -13,9 +13,19 @@
 //! another thread could have held.
 
 use std::sync::Once;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 static PID: AtomicU32 = AtomicU32::new(0);
+static FORK_GEN: AtomicU64 = AtomicU64::new(0);
+
+/// How many forks separate this process from the first one that loaded this crate: bumped in
+/// every child. A handle stamped with another generation was copied in by `fork` and not yet
+/// used here.
+#[inline]
+pub(crate) fn fork_gen() -> u64 {
+    // Relaxed: only this process writes it (the atfork child handler, before any other code).
+    FORK_GEN.load(Ordering::Relaxed)
+}
 static INSTALL: Once = Once::new();
 
 /// This process's pid, cached.
@@ -64,6 +74,7 @@ extern "C" fn parent() {
 
 extern "C" fn child() {
     PID.store(raw_getpid(), Ordering::Relaxed);
+    FORK_GEN.fetch_add(1, Ordering::Relaxed);
     crate::waiter::fork_child();
     crate::channel::registry::fork_child();
 }
