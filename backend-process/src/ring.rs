@@ -443,6 +443,14 @@ mod loom_tests {
     unsafe impl Sync for Shared {}
     unsafe impl Send for Shared {}
 
+    /// A model with room for the retry loops (each poll is a few branches); the preemption
+    /// bound comes from `LOOM_MAX_PREEMPTIONS`.
+    fn model(f: impl Fn() + Sync + Send + 'static) {
+        let mut b = loom::model::Builder::new();
+        b.max_branches = 100_000;
+        b.check(f);
+    }
+
     impl Shared {
         fn new(n: usize) -> Self {
             Self {
@@ -487,7 +495,7 @@ mod loom_tests {
     /// every record arrives once, whole.
     #[test]
     fn loom_two_producers_one_consumer() {
-        loom::model(|| {
+        model(|| {
             let s = Arc::new(Shared::new(2));
             let s1 = s.clone();
             let p1 = loom::thread::spawn(move || push_val(&s1.ring(), 1, 8));
@@ -511,7 +519,7 @@ mod loom_tests {
     /// One producer, two consumers racing for records on a ring that wraps.
     #[test]
     fn loom_one_producer_two_consumers() {
-        loom::model(|| {
+        model(|| {
             let s = Arc::new(Shared::new(2));
             let count = Arc::new(loom::sync::atomic::AtomicUsize::new(0));
             let mut cs = Vec::new();
