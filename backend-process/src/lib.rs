@@ -1,1 +1,84 @@
-//! Skeleton; filled in by its issue.
+//! # uniconc-process
+//!
+//! uniconc's process backend: state in shared memory (`MAP_SHARED`, mapped before `fork`),
+//! shared with every process forked after it was created.
+//!
+//! ```
+//! use uniconc_core::{Receiver as _, Sender as _};
+//! let (tx, rx) = uniconc_process::channel::<u64>(64)?;
+//! tx.send(7).unwrap();
+//! assert_eq!(rx.recv().unwrap(), 7);
+//! # Ok::<(), uniconc_core::Error>(())
+//! ```
+//!
+//! ## Modules (one mechanism per file)
+//!
+//! - `platform`: the only platform switch: futex on Linux, a polling waiter elsewhere.
+//! - `shm`: shared mappings and the `ShmSafe` layout rules.
+//! - `procs`: cached pid, process identity (pid + start time), liveness, fork handlers.
+//! - `codec`: the message encoding (bincode 2, chosen by measurement; see the README).
+//! - `ring`: the lock-free MPMC ring of variable-size records (loom-checked).
+//! - `channel`: [`Sender`]/[`Receiver`] over the ring, waiting, disconnection across processes.
+//! - `waiter`: async waits that never park the executor's thread.
+//! - `lock`, `semaphore`, `event`, `barrier`, `state`: [`Lock`], [`Semaphore`], [`Event`],
+//!   [`Barrier`], [`Value`] and [`Array`].
+//!
+//! ## Fork and threads
+//!
+//! Handles are copied into a forked child; the `pthread_atfork` handlers this crate installs
+//! keep channel end counts right (the child's copies count as its own handles). Forking from a
+//! multi-threaded process is as safe as the forking code makes it: this crate's fork handlers
+//! are async-signal-safe in the child, and none of its background threads (async waiters)
+//! holds a lock across a blocking call. A lock guard held by the forking process at `fork` is
+//! copied into the child but does not release the parent's lock there.
+//!
+//! A process killed while holding a [`Lock`] (or a [`Value`]/[`Array`] lock) is detected by
+//! the next locker: `Err(LockError::OwnerDied(guard))`. A process killed while holding channel
+//! handles counts as having dropped them.
+
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+#[cfg(not(unix))]
+compile_error!(
+    "uniconc-process needs a Unix (fork and MAP_SHARED shared memory); \
+     use uniconc's `thread` or `tokio` backend on this target"
+);
+
+cfg_if::cfg_if! {
+    if #[cfg(loom)] {
+        // Loom builds model the ring's protocol only.
+        mod shm;
+        mod sync;
+        mod ring;
+    } else {
+        mod barrier;
+        mod channel;
+        mod codec;
+        mod event;
+        mod lock;
+        mod platform;
+        mod procs;
+        mod ring;
+        mod semaphore;
+        mod shm;
+        mod state;
+        mod sync;
+        mod waiter;
+
+        pub use barrier::{Barrier, barrier};
+        pub use channel::{
+            ChannelBuilder, MAX_PROCESSES, Receiver, Sender, UNBOUNDED_BUDGET, channel,
+            forget_inherited_handles, unbounded,
+        };
+        pub use event::{Event, event};
+        pub use lock::{Lock, LockGuard, lock};
+        pub use semaphore::{MAX_PERMITS, Semaphore, semaphore};
+        pub use state::{Array, ArrayGuard, Value, ValueGuard, array, value};
+    }
+}
+
+/// The process backend's marker type. Its `uniconc_core::Backend` implementation is assembled
+/// with spawn and the pool.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Process;

@@ -1,0 +1,231 @@
+//! A reusable barrier in shared memory (Python's `multiprocessing.Barrier`).
+//!
+//! `state` packs the generation (high 32 bits) and the number arrived in it (low 32 bits), so
+//! arriving and withdrawing are single CASes that also check the generation. The last arrival
+//! starts the next generation and publishes it in `generation`, the futex word the others sleep on.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Instant;
+
+use uniconc_core::{Error, WaitError};
+
+use crate::channel::SLICE;
+use crate::platform;
+use crate::procs;
+use crate::shm::{ShmBox, ShmSafe};
+use crate::waiter::WaitWord;
+
+#[derive(Debug, Default)]
+#[repr(C)]
+struct BarrierShm {
+    /// `generation << 32 | arrived`. Invariant: `arrived < parties`.
+    state: AtomicU64,
+    /// The current generation (low 32 bits), the futex word.
+    gen_word: AtomicU32,
+}
+
+// SAFETY: repr(C), atomics only; all-zero is generation 0 with nobody arrived.
+unsafe impl ShmSafe for BarrierShm {}
+
+/// A reusable barrier for `n` units, shared with forked processes.
+///
+/// ```
+/// use uniconc_core::Barrier as _;
+/// let b = uniconc_process::barrier(1)?;
+/// assert!(b.wait()); // alone: the leader
+/// # Ok::<(), uniconc_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Barrier {
+    shm: Arc<ShmBox<BarrierShm>>,
+    parties: u32,
+}
+
+/// A barrier that releases its waiters when `n` of them have arrived.
+///
+/// # Errors
+/// `InvalidArgument` if `n == 0` or `n >= 2^31`; `Os` if shared memory cannot be mapped.
+pub fn barrier(n: usize) -> Result<Barrier, Error> {
+    <Barrier as uniconc_core::Barrier>::new(n)
+}
+
+enum Arrival {
+    Leader,
+    Waiting(u32),
+}
+
+impl Barrier {
+    fn s(&self) -> &BarrierShm {
+        self.shm.header()
+    }
+
+    fn arrive(&self) -> Arrival {
+        let s = self.s();
+        let mut cur = s.state.load(Ordering::Acquire);
+        loop {
+            let generation = (cur >> 32) as u32;
+            let arrived = cur as u32;
+            let (next, leader) = if arrived + 1 >= self.parties {
+                (u64::from(generation.wrapping_add(1)) << 32, true)
+            } else {
+                (cur + 1, false)
+            };
+            // AcqRel: the leader sees every arrival's prior writes and publishes them.
+            match s
+                .state
+                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) if leader => {
+                    // Release: waiters that see the new generation see everything before.
+                    s.gen_word
+                        .store(generation.wrapping_add(1), Ordering::Release);
+                    platform::wake(&s.gen_word, u32::MAX);
+                    return Arrival::Leader;
+                }
+                Ok(_) => return Arrival::Waiting(generation),
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Withdraws from generation `generation`; `false` if it completed meanwhile.
+    fn withdraw(&self, generation: u32) -> bool {
+        let s = self.s();
+        let mut cur = s.state.load(Ordering::Acquire);
+        loop {
+            if (cur >> 32) as u32 != generation || cur as u32 == 0 {
+                return false;
+            }
+            match s
+                .state
+                .compare_exchange_weak(cur, cur - 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    fn released(&self, generation: u32) -> bool {
+        // Acquire: pairs with the leader's Release store.
+        self.s().gen_word.load(Ordering::Acquire) != generation
+    }
+}
+
+impl uniconc_core::Barrier for Barrier {
+    fn new(n: usize) -> Result<Self, Error> {
+        if n == 0 || n >= (1 << 31) {
+            return Err(Error::invalid_argument(
+                "a barrier needs between 1 and 2^31 - 1 parties",
+            ));
+        }
+        procs::install_fork_handlers();
+        Ok(Self {
+            shm: Arc::new(ShmBox::new(4096, false)?),
+            parties: n as u32,
+        })
+    }
+
+    fn wait(&self) -> bool {
+        self.wait_deadline(None).unwrap_or(false)
+    }
+
+    fn wait_deadline(&self, deadline: Option<Instant>) -> Result<bool, WaitError> {
+        let generation = match self.arrive() {
+            Arrival::Leader => return Ok(true),
+            Arrival::Waiting(g) => g,
+        };
+        loop {
+            if self.released(generation) {
+                return Ok(false);
+            }
+            if !platform::wait_until(&self.s().gen_word, generation, deadline, SLICE) {
+                return if self.withdraw(generation) {
+                    Err(WaitError::Timeout)
+                } else {
+                    Ok(false)
+                };
+            }
+        }
+    }
+
+    fn wait_async(&self) -> impl Future<Output = bool> + Send + '_ {
+        struct Withdraw<'a> {
+            b: &'a Barrier,
+            generation: u32,
+            armed: bool,
+        }
+        impl Drop for Withdraw<'_> {
+            fn drop(&mut self) {
+                if self.armed {
+                    self.b.withdraw(self.generation);
+                }
+            }
+        }
+        async move {
+            let generation = match self.arrive() {
+                Arrival::Leader => return true,
+                Arrival::Waiting(g) => g,
+            };
+            let mut guard = Withdraw {
+                b: self,
+                generation,
+                armed: true,
+            };
+            while !self.released(generation) {
+                let keep: Arc<dyn std::any::Any + Send + Sync> = self.shm.clone();
+                // SAFETY: `gen_word` is in the mapping `keep` keeps alive.
+                unsafe { WaitWord::new(&self.s().gen_word, generation, None, keep) }.await;
+            }
+            guard.armed = false;
+            false
+        }
+    }
+
+    fn parties(&self) -> usize {
+        self.parties as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use uniconc_core::Barrier as _;
+
+    #[test]
+    fn one_leader_per_generation_and_reuse() {
+        let b = barrier(3).unwrap();
+        for _ in 0..3 {
+            let hs: Vec<_> = (0..3)
+                .map(|_| {
+                    let b = b.clone();
+                    std::thread::spawn(move || b.wait())
+                })
+                .collect();
+            let leaders = hs
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .filter(|&l| l)
+                .count();
+            assert_eq!(leaders, 1);
+        }
+        assert!(barrier(0).is_err());
+        assert_eq!(b.parties(), 3);
+    }
+
+    #[test]
+    fn timed_out_waiter_withdraws() {
+        let b = barrier(2).unwrap();
+        assert_eq!(
+            b.wait_timeout(Duration::from_millis(20)),
+            Err(WaitError::Timeout)
+        );
+        // The withdrawn waiter does not count: two new arrivals are needed.
+        let b2 = b.clone();
+        let h = std::thread::spawn(move || b2.wait());
+        let mine = futures_lite::future::block_on(b.wait_async());
+        assert!(mine ^ h.join().unwrap());
+    }
+}

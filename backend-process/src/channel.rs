@@ -1,0 +1,1318 @@
+//! The cross-process channel: an MPMC [`ring`](crate::ring) of serialized messages in shared
+//! memory, bounded by message count and by a byte budget.
+//!
+//! # Layout of a channel's region
+//!
+//! ```text
+//! [ ChanHeader | CellCtl * n | (page-aligned) data: n * CELL bytes ]
+//! ```
+//!
+//! # Sending and receiving
+//!
+//! A sender counts the value's encoded size (bincode, no allocation), reserves one of the
+//! `capacity` message slots (`count`), claims `ceil(size / CELL)` cells of the ring and
+//! serializes the value straight into them. A receiver decodes straight from the cells.
+//! Waiting is spin-then-futex: a short exponential spin (a ping-pong partner usually answers
+//! within it), then a futex sleep on a sequence word, bounded to [`SLICE`] so a waiter re-checks
+//! whether its peers are alive.
+//!
+//! # Disconnection across processes
+//!
+//! The header has one [`ProcSlot`] per process holding handles: its identity (pid and start
+//! time) and its sender and receiver counts; `conn` holds the totals that decide
+//! disconnection. A process killed without dropping its handles (SIGKILL) is found by any
+//! blocked peer within about one [`SLICE`]: its slot's counts are subtracted (`reap`).
+//!
+//! `fork` copies *every* handle of the parent into the child, including ones the child will
+//! never touch (the parent's own `tx` in `spawn(move || rx.iter().sum())`): counting those
+//! would make that receiver wait forever on a sender that lives, unused, in its own memory.
+//! So a child's copies are *inherited* handles, counted apart:
+//!
+//! - The `pthread_atfork` handlers (see [`registry`]) reserve a slot for the child before the
+//!   fork and count its inherited handles at once, so the parent dropping its handles right
+//!   after `fork` cannot disconnect a child that has not yet run. Nothing is needed from the
+//!   code that forks.
+//! - Each handle carries the fork generation it was last used in; a handle used in the child
+//!   (send, receive, clone) is *adopted* and counts as a normal handle.
+//! - The first adoption *engages* the child with the channel: from then on its inherited
+//!   handles it has not used stop counting (they are the parent's leftovers). A child that
+//!   never uses the channel keeps its inherited handles counted until it exits, or until it
+//!   calls [`forget_inherited_handles`] (long-lived workers should).
+//!
+//! Known limits: a process killed between claiming ring cells and publishing them (inside
+//! `send`) leaves the ring stuck at that position for the other senders' messages behind it;
+//! receivers then see `Disconnected` once every sender is gone, but not before. A failed
+//! `fork` leaves its reserved slot counted until the parent exits.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uniconc_core::{
+    Error, Message, MessageError, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
+    TryRecvError, TrySendError,
+};
+
+use crate::codec;
+use crate::platform;
+use crate::procs::{self, Identity};
+use crate::ring::{self, CELL, CellCtl, Pop, Record, Ring, RingHeader};
+use crate::shm::{CachePadded, ShmBox, ShmSafe, align_up};
+use crate::waiter::{SleepToken, WaitWord};
+
+/// Longest single futex sleep of a blocked sender or receiver: how often it re-checks that its
+/// peers are alive.
+pub(crate) const SLICE: Duration = Duration::from_millis(100);
+
+/// Process slots per channel: how many processes can hold handles of one channel at once.
+/// A process forked when every slot is taken is not counted: its copies of the handles keep
+/// nobody connected (its sends still work).
+pub const MAX_PROCESSES: usize = 256;
+
+/// In a forked child, stops counting the channel handles copied from the parent that this
+/// process has not used yet, so they keep no channel connected. A long-lived worker process
+/// (a pool worker) should call it first: otherwise it keeps every channel that existed when
+/// it was forked connected until it exits. Handles it uses later are counted again.
+pub fn forget_inherited_handles() {
+    registry::engage_all();
+}
+
+/// Default byte budget of a bounded channel: `capacity * 256` bytes, at least 1 MiB, at most
+/// 256 MiB. Only touched pages take memory.
+const MIN_BUDGET: usize = 1 << 20;
+const MAX_BUDGET: usize = 256 << 20;
+/// Byte budget of an unbounded channel (address space reserved lazily with `MAP_NORESERVE`).
+pub const UNBOUNDED_BUDGET: usize = 64 << 20;
+
+/// A futex word and the number of sleepers on it.
+#[derive(Debug, Default)]
+#[repr(C)]
+struct WaitWords {
+    /// Bumped by a notifier that saw sleepers; sleepers wait for it to change.
+    seq: AtomicU32,
+    /// Processes or threads (or waiter threads) about to sleep or sleeping on `seq`.
+    sleepers: AtomicU32,
+}
+
+/// Connection state: totals of the per-process counts, and the `close` flag.
+#[derive(Debug, Default)]
+#[repr(C)]
+struct Conn {
+    /// Invariant: the sum of `senders` over live and pending slots (reaping keeps it so).
+    senders: AtomicU32,
+    /// Same, for receivers.
+    receivers: AtomicU32,
+    /// Non-zero once `close()` was called.
+    closed: AtomicU32,
+}
+
+const SLOT_FREE: u32 = 0;
+/// `pid` value while a slot is being claimed or reaped.
+const SLOT_BUSY: u32 = u32::MAX;
+
+/// One process's registration. `pid == 0`: free. `pending != 0`: reserved by a parent for a
+/// child being forked; `pid`/`start` still name the parent (so the slot is reaped if the parent
+/// dies before the child takes it over).
+///
+/// Invariant: the slot contributes `senders + (engaged ? 0 : inh_senders)` to
+/// `conn.senders` (same for receivers).
+#[derive(Debug, Default)]
+#[repr(C)]
+struct ProcSlot {
+    pid: AtomicU32,
+    pending: AtomicU32,
+    /// Non-zero once the process used one of its inherited handles (or disowned them).
+    engaged: AtomicU32,
+    _pad: u32,
+    /// Handles created or adopted in this process.
+    senders: AtomicU32,
+    receivers: AtomicU32,
+    /// Handles copied in by fork and not used yet.
+    inh_senders: AtomicU32,
+    inh_receivers: AtomicU32,
+    start: AtomicU64,
+}
+
+impl ProcSlot {
+    /// What the slot contributes to the totals.
+    fn counted(&self) -> (u32, u32) {
+        let engaged = self.engaged.load(Ordering::Relaxed) != 0;
+        let inh = |c: &AtomicU32| {
+            if engaged {
+                0
+            } else {
+                c.load(Ordering::Relaxed)
+            }
+        };
+        (
+            self.senders.load(Ordering::Relaxed) + inh(&self.inh_senders),
+            self.receivers.load(Ordering::Relaxed) + inh(&self.inh_receivers),
+        )
+    }
+}
+
+/// The header at offset 0 of a channel's region. All-zero is a valid (empty, unconnected)
+/// channel; `new_chan` stores the initial counts before returning.
+#[derive(Debug)]
+#[repr(C)]
+struct ChanHeader {
+    ring: RingHeader,
+    /// Messages queued or being sent. Invariant: `<= capacity` except transiently by one per
+    /// racing producer (a failed reservation is undone at once).
+    count: CachePadded<AtomicU64>,
+    recv_wait: CachePadded<WaitWords>,
+    send_wait: CachePadded<WaitWords>,
+    conn: CachePadded<Conn>,
+    procs: [ProcSlot; MAX_PROCESSES],
+}
+
+// SAFETY: repr(C); only atomics (ring header, padded atomics, slots); all-zero is valid.
+unsafe impl ShmSafe for ChanHeader {}
+
+/// The process-private state shared by every handle of one channel in this process.
+#[derive(Debug)]
+pub(crate) struct Chan {
+    shm: ShmBox<ChanHeader>,
+    ctl_off: usize,
+    cells: usize,
+    data_off: usize,
+    /// `None`: unbounded.
+    cap: Option<u64>,
+    max_msg: usize,
+    /// Index of this process's slot (rewritten in a forked child).
+    slot: AtomicU32,
+    /// Handles of each kind held in this process.
+    senders: AtomicU32,
+    receivers: AtomicU32,
+    /// Slot reserved by `fork_prepare` for the child (`u32::MAX`: none).
+    child_slot: AtomicU32,
+    child_senders: AtomicU32,
+    child_receivers: AtomicU32,
+    /// Last time (ns since `EPOCH`) this process looked for dead peers.
+    last_reap: AtomicU64,
+}
+
+impl Chan {
+    fn hdr(&self) -> &ChanHeader {
+        self.shm.header()
+    }
+
+    fn ring(&self) -> Ring<'_> {
+        let ctl: &[CellCtl] = self.shm.region().slice_at(self.ctl_off, self.cells);
+        // SAFETY: `data_off + cells * CELL <= region.len()` (checked in `new_chan`); the data
+        // bytes are only accessed through rings over this header and these cells.
+        unsafe {
+            Ring::new(
+                &self.hdr().ring,
+                ctl,
+                self.shm.region().base().add(self.data_off),
+            )
+        }
+    }
+
+    fn my_slot(&self) -> &ProcSlot {
+        // Relaxed: written only by this process (creation, or the atfork child handler).
+        let i = self.slot.load(Ordering::Relaxed) as usize;
+        &self.hdr().procs[i % MAX_PROCESSES]
+    }
+
+    fn receivers_gone(&self) -> bool {
+        let c = &self.hdr().conn;
+        // Acquire: pairs with the Release decrements/close, so everything sent before is seen.
+        c.closed.load(Ordering::Acquire) != 0 || c.receivers.load(Ordering::Acquire) == 0
+    }
+
+    fn senders_gone(&self) -> bool {
+        let c = &self.hdr().conn;
+        c.closed.load(Ordering::Acquire) != 0 || c.senders.load(Ordering::Acquire) == 0
+    }
+
+    /// Wakes one sleeper on `w` if there is one. The caller changed the condition first.
+    fn notify(&self, w: &WaitWords, n: u32) {
+        // SeqCst fence: the notifier half of the handshake in `SleepToken::new`.
+        fence(Ordering::SeqCst);
+        if w.sleepers.load(Ordering::Relaxed) > 0 {
+            // Release: the sleeper that sees the new value sees the condition change.
+            w.seq.fetch_add(1, Ordering::Release);
+            platform::wake(&w.seq, n);
+        }
+    }
+
+    fn wake_everyone(&self) {
+        for w in [&self.hdr().recv_wait, &self.hdr().send_wait] {
+            w.seq.fetch_add(1, Ordering::Release);
+            platform::wake(&w.seq, u32::MAX);
+        }
+    }
+
+    fn conn_of(&self, sender: bool) -> &AtomicU32 {
+        let c = &self.hdr().conn;
+        if sender { &c.senders } else { &c.receivers }
+    }
+
+    fn local_of(&self, sender: bool) -> &AtomicU32 {
+        if sender {
+            &self.senders
+        } else {
+            &self.receivers
+        }
+    }
+
+    /// Lowers a total; wakes everyone if it reached zero, or if someone sleeps (so a peer
+    /// whose own inherited handles were all that was left re-checks at once).
+    fn lower(&self, total: &AtomicU32, by: u32) {
+        if by == 0 {
+            return;
+        }
+        // AcqRel: everything sent through the dropped handles happens-before a peer's
+        // Acquire load that sees the lower total.
+        let before = total.fetch_sub(by, Ordering::AcqRel);
+        let hdr = self.hdr();
+        if before == by
+            || hdr.recv_wait.sleepers.load(Ordering::Relaxed) > 0
+            || hdr.send_wait.sleepers.load(Ordering::Relaxed) > 0
+        {
+            self.wake_everyone();
+        }
+    }
+
+    /// Counts a new handle created (or cloned) in this process; returns its generation stamp.
+    fn add_new(&self, sender: bool) -> AtomicU64 {
+        let slot = self.my_slot();
+        self.local_of(sender).fetch_add(1, Ordering::Relaxed);
+        if sender {
+            &slot.senders
+        } else {
+            &slot.receivers
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        self.conn_of(sender).fetch_add(1, Ordering::Relaxed);
+        AtomicU64::new(procs::fork_gen())
+    }
+
+    /// Adopts a handle copied in by fork when it is first used here.
+    #[inline]
+    fn touch(&self, gen_stamp: &AtomicU64, sender: bool) {
+        let now = procs::fork_gen();
+        // Relaxed: the stamp is only compared with this process's generation.
+        if gen_stamp.load(Ordering::Relaxed) != now {
+            self.adopt(gen_stamp, sender, now);
+        }
+    }
+
+    #[cold]
+    fn adopt(&self, gen_stamp: &AtomicU64, sender: bool, now: u64) {
+        let _g = registry::lock();
+        let old = gen_stamp.load(Ordering::Relaxed);
+        if old == now {
+            return;
+        }
+        gen_stamp.store(now, Ordering::Relaxed);
+        let slot = self.my_slot();
+        let (adopted, inh) = if sender {
+            (&slot.senders, &slot.inh_senders)
+        } else {
+            (&slot.receivers, &slot.inh_receivers)
+        };
+        // Count the adopted handle first, so the total never dips to zero on the way.
+        self.conn_of(sender).fetch_add(1, Ordering::Relaxed);
+        adopted.fetch_add(1, Ordering::Relaxed);
+        inh.fetch_sub(1, Ordering::Relaxed);
+        if slot.engaged.load(Ordering::Relaxed) == 0 {
+            // Still counted as inherited until now: remove the one just adopted.
+            self.lower(self.conn_of(sender), 1);
+            self.engage(slot);
+        }
+    }
+
+    /// Stops counting this process's unused inherited handles. Registry lock held.
+    fn engage(&self, slot: &ProcSlot) {
+        if slot.engaged.swap(1, Ordering::Relaxed) != 0 {
+            return;
+        }
+        let hdr = self.hdr();
+        self.lower(&hdr.conn.senders, slot.inh_senders.load(Ordering::Relaxed));
+        self.lower(
+            &hdr.conn.receivers,
+            slot.inh_receivers.load(Ordering::Relaxed),
+        );
+    }
+
+    /// Uncounts a handle dropped in this process.
+    fn remove(&self, gen_stamp: &AtomicU64, sender: bool) {
+        self.local_of(sender).fetch_sub(1, Ordering::Relaxed);
+        let slot = self.my_slot();
+        if gen_stamp.load(Ordering::Relaxed) == procs::fork_gen() {
+            if sender {
+                &slot.senders
+            } else {
+                &slot.receivers
+            }
+            .fetch_sub(1, Ordering::Relaxed);
+            self.lower(self.conn_of(sender), 1);
+        } else {
+            let _g = registry::lock();
+            if sender {
+                &slot.inh_senders
+            } else {
+                &slot.inh_receivers
+            }
+            .fetch_sub(1, Ordering::Relaxed);
+            if slot.engaged.load(Ordering::Relaxed) == 0 {
+                self.lower(self.conn_of(sender), 1);
+            }
+        }
+    }
+
+    /// Looks for dead processes holding handles, at most every `SLICE` per process.
+    fn maybe_reap(&self) {
+        let now = epoch_nanos();
+        let last = self.last_reap.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < SLICE.as_nanos() as u64 {
+            return;
+        }
+        if self
+            .last_reap
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.reap();
+        }
+    }
+
+    /// Subtracts the counts of every dead process's slot from the totals.
+    fn reap(&self) {
+        let me = procs::my_pid();
+        let hdr = self.hdr();
+        for slot in &hdr.procs {
+            // Acquire: pairs with the Release store of a new owner's pid.
+            let pid = slot.pid.load(Ordering::Acquire);
+            if pid == SLOT_FREE || pid == SLOT_BUSY || pid == me {
+                continue;
+            }
+            let id = Identity {
+                pid,
+                start: slot.start.load(Ordering::Relaxed),
+            };
+            if procs::is_alive(id) {
+                continue;
+            }
+            // Claim the slot so only one reaper subtracts its counts.
+            if slot
+                .pid
+                .compare_exchange(pid, SLOT_BUSY, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            let (s, r) = slot.counted();
+            for c in [
+                &slot.senders,
+                &slot.receivers,
+                &slot.inh_senders,
+                &slot.inh_receivers,
+            ] {
+                c.store(0, Ordering::Relaxed);
+            }
+            slot.engaged.store(0, Ordering::Relaxed);
+            slot.pending.store(0, Ordering::Relaxed);
+            slot.start.store(0, Ordering::Relaxed);
+            let mut wake = false;
+            if s > 0 && hdr.conn.senders.fetch_sub(s, Ordering::AcqRel) == s {
+                wake = true;
+            }
+            if r > 0 && hdr.conn.receivers.fetch_sub(r, Ordering::AcqRel) == r {
+                wake = true;
+            }
+            // Release: the cleared fields are visible to the next claimer.
+            slot.pid.store(SLOT_FREE, Ordering::Release);
+            if wake {
+                self.wake_everyone();
+            }
+        }
+    }
+}
+
+fn epoch_nanos() -> u64 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+/// Claims a free slot (reaping dead ones if none is free) for `id`, async-signal-safe when
+/// `may_reap` is false. Returns its index.
+fn claim_slot(hdr: &ChanHeader, id: Identity, pending: bool) -> Option<usize> {
+    for (i, slot) in hdr.procs.iter().enumerate() {
+        if slot.pid.load(Ordering::Relaxed) != SLOT_FREE {
+            continue;
+        }
+        if slot
+            .pid
+            .compare_exchange(SLOT_FREE, SLOT_BUSY, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            slot.start.store(id.start, Ordering::Relaxed);
+            slot.pending.store(u32::from(pending), Ordering::Relaxed);
+            slot.engaged.store(0, Ordering::Relaxed);
+            // Release: the fields above are visible to whoever reads this pid.
+            slot.pid.store(id.pid, Ordering::Release);
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// Options for a process channel beyond its capacity.
+#[derive(Debug, Clone, Copy)]
+pub struct ChannelBuilder {
+    capacity: Option<usize>,
+    byte_budget: Option<usize>,
+}
+
+impl ChannelBuilder {
+    /// A builder for a channel holding at most `capacity` messages (`None`: unbounded).
+    pub fn new(capacity: Option<usize>) -> Self {
+        Self {
+            capacity,
+            byte_budget: None,
+        }
+    }
+
+    /// Bytes of ring space for queued messages (rounded up to a power of two, at least 4 KiB);
+    /// also the largest message the channel accepts. Default: `capacity * 256` bytes within
+    /// 1 MiB ..= 256 MiB; 64 MiB for an unbounded channel. Pages are committed only when
+    /// first used. At most 256 MiB (the codec's decode limit).
+    pub fn byte_budget(mut self, bytes: usize) -> Self {
+        self.byte_budget = Some(bytes);
+        self
+    }
+
+    /// Creates the channel.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a capacity of 0 or an unrepresentable budget; `Os` if the shared
+    /// memory cannot be mapped.
+    pub fn build<T: Message>(self) -> Result<(Sender<T>, Receiver<T>), Error> {
+        let chan = Arc::new(new_chan(self.capacity, self.byte_budget)?);
+        let tx_gen = chan.add_new(true);
+        let rx_gen = chan.add_new(false);
+        registry::register(&chan);
+        Ok((
+            Sender {
+                chan: chan.clone(),
+                gen_stamp: tx_gen,
+                _m: PhantomData,
+            },
+            Receiver {
+                chan,
+                gen_stamp: rx_gen,
+                _m: PhantomData,
+            },
+        ))
+    }
+}
+
+fn new_chan(capacity: Option<usize>, budget: Option<usize>) -> Result<Chan, Error> {
+    if capacity == Some(0) {
+        return Err(Error::invalid_argument(
+            "a channel needs a capacity of at least 1 (a rendezvous channel is not supported across processes)",
+        ));
+    }
+    let budget = match (budget, capacity) {
+        (Some(b), _) => b.max(4096),
+        (None, Some(c)) => c.saturating_mul(256).clamp(MIN_BUDGET, MAX_BUDGET),
+        (None, None) => UNBOUNDED_BUDGET,
+    };
+    let budget = budget
+        .checked_next_power_of_two()
+        .filter(|b| *b <= codec::LIMIT)
+        .ok_or_else(|| {
+            Error::invalid_argument(format!(
+                "a channel byte budget is at most {} bytes",
+                codec::LIMIT
+            ))
+        })?;
+    let cells = budget / CELL;
+    let ctl_off = align_up(size_of::<ChanHeader>(), 64);
+    let data_off = align_up(ctl_off + cells * size_of::<CellCtl>(), 4096);
+    let len = data_off + cells * CELL;
+    let shm = ShmBox::<ChanHeader>::new(len, true)?;
+    let me = Identity::me();
+    procs::install_fork_handlers();
+    let slot = claim_slot(shm.header(), me, false).expect("a new channel has free slots");
+    let max_msg = (cells * CELL).min(ring::MAX_RECORD);
+    Ok(Chan {
+        shm,
+        ctl_off,
+        cells,
+        data_off,
+        cap: capacity.map(|c| c as u64),
+        max_msg,
+        slot: AtomicU32::new(slot as u32),
+        senders: AtomicU32::new(0),
+        receivers: AtomicU32::new(0),
+        child_slot: AtomicU32::new(u32::MAX),
+        child_senders: AtomicU32::new(0),
+        child_receivers: AtomicU32::new(0),
+        last_reap: AtomicU64::new(0),
+    })
+}
+
+/// A bounded channel holding at most `capacity` messages, shared with processes forked after
+/// it was created.
+///
+/// ```
+/// use uniconc_core::{Sender as _, Receiver as _};
+/// let (tx, rx) = uniconc_process::channel::<String>(8)?;
+/// tx.send("hello".to_string()).unwrap();
+/// assert_eq!(rx.recv().unwrap(), "hello");
+/// # Ok::<(), uniconc_core::Error>(())
+/// ```
+///
+/// # Errors
+/// `InvalidArgument` if `capacity == 0`; `Os` if shared memory cannot be mapped.
+pub fn channel<T: Message>(capacity: usize) -> Result<(Sender<T>, Receiver<T>), Error> {
+    ChannelBuilder::new(Some(capacity)).build()
+}
+
+/// A channel without a bound on the number of messages; queued bytes are bounded by
+/// [`UNBOUNDED_BUDGET`] (a `send` waits only if that much is queued). The ring's pages are
+/// committed as they are first used, not up front.
+///
+/// # Errors
+/// `Os` if shared memory cannot be mapped.
+pub fn unbounded<T: Message>() -> Result<(Sender<T>, Receiver<T>), Error> {
+    ChannelBuilder::new(None).build()
+}
+
+/// Exponential spin, then yields: the phase before a futex sleep.
+struct Backoff(u32);
+
+impl Backoff {
+    const SPIN_LIMIT: u32 = 6;
+    const YIELD_LIMIT: u32 = 10;
+
+    fn snooze(&mut self) -> bool {
+        if self.0 <= Self::SPIN_LIMIT {
+            for _ in 0..(1u32 << self.0) {
+                std::hint::spin_loop();
+            }
+        } else if self.0 <= Self::YIELD_LIMIT {
+            std::thread::yield_now();
+        } else {
+            return false;
+        }
+        self.0 += 1;
+        true
+    }
+}
+
+/// The sending half of a process channel. `Clone`; copied into forked children.
+pub struct Sender<T> {
+    chan: Arc<Chan>,
+    /// Fork generation this handle was created or last adopted in.
+    gen_stamp: AtomicU64,
+    _m: PhantomData<fn(T)>,
+}
+
+/// The receiving half of a process channel. `Clone`; copied into forked children.
+pub struct Receiver<T> {
+    chan: Arc<Chan>,
+    /// Fork generation this handle was created or last adopted in.
+    gen_stamp: AtomicU64,
+    _m: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender")
+            .field("capacity", &self.chan.cap)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> std::fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("capacity", &self.chan.cap)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        self.chan.touch(&self.gen_stamp, true);
+        Self {
+            gen_stamp: self.chan.add_new(true),
+            chan: self.chan.clone(),
+            _m: PhantomData,
+        }
+    }
+}
+
+impl<T> Clone for Receiver<T> {
+    fn clone(&self) -> Self {
+        self.chan.touch(&self.gen_stamp, false);
+        Self {
+            gen_stamp: self.chan.add_new(false),
+            chan: self.chan.clone(),
+            _m: PhantomData,
+        }
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        self.chan.remove(&self.gen_stamp, true);
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        self.chan.remove(&self.gen_stamp, false);
+    }
+}
+
+enum TrySend<T> {
+    Full(T),
+    Err(SendError<T>),
+}
+
+impl<T: Serialize> Sender<T> {
+    /// The largest encoded message this channel accepts, in bytes.
+    pub fn max_message_size(&self) -> usize {
+        self.chan.max_msg
+    }
+
+    fn try_send_inner(&self, value: T) -> Result<(), TrySend<T>> {
+        let chan = &*self.chan;
+        chan.touch(&self.gen_stamp, true);
+        if chan.receivers_gone() {
+            return Err(TrySend::Err(SendError::Disconnected(value)));
+        }
+        let size = match codec::encoded_size(&value) {
+            Ok(s) => s,
+            Err(e) => return Err(TrySend::Err(SendError::Invalid(value, e))),
+        };
+        if size > chan.max_msg {
+            let e = MessageError::TooLarge {
+                size,
+                limit: chan.max_msg,
+            };
+            return Err(TrySend::Err(SendError::Invalid(value, e)));
+        }
+        let hdr = chan.hdr();
+        // Relaxed: `count` is a bound, not a synchronisation point (the stamps are).
+        let before = hdr.count.fetch_add(1, Ordering::Relaxed);
+        if chan.cap.is_some_and(|c| before >= c) {
+            hdr.count.fetch_sub(1, Ordering::Relaxed);
+            return Err(TrySend::Full(value));
+        }
+        let mut enc_err = None;
+        let pushed = chan
+            .ring()
+            .try_push(size, |buf| match codec::encode_into(&value, buf) {
+                Ok(n) if n == size => true,
+                Ok(n) => {
+                    enc_err = Some(MessageError::Encode(format!(
+                        "the value encoded to {n} bytes after measuring {size}"
+                    )));
+                    false
+                }
+                Err(e) => {
+                    enc_err = Some(e);
+                    false
+                }
+            });
+        match pushed {
+            Ok(true) => {
+                chan.notify(&hdr.recv_wait, 1);
+                Ok(())
+            }
+            Ok(false) => {
+                hdr.count.fetch_sub(1, Ordering::Relaxed);
+                let e = enc_err.unwrap_or_else(|| MessageError::Encode("unknown".into()));
+                Err(TrySend::Err(SendError::Invalid(value, e)))
+            }
+            Err(ring::Full) => {
+                hdr.count.fetch_sub(1, Ordering::Relaxed);
+                Err(TrySend::Full(value))
+            }
+        }
+    }
+
+    fn send_inner(
+        &self,
+        mut value: T,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendTimeoutError<T>> {
+        let mut backoff = Backoff(0);
+        let w = &self.chan.hdr().send_wait;
+        loop {
+            match self.try_send_inner(value) {
+                Ok(()) => return Ok(()),
+                Err(TrySend::Err(e)) => return Err(e.into()),
+                Err(TrySend::Full(v)) => value = v,
+            }
+            if backoff.snooze() {
+                continue;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(SendTimeoutError::Timeout(value));
+            }
+            // SAFETY: the counter lives in our channel's mapping, alive for this call.
+            let token = unsafe { SleepToken::new(&w.sleepers) };
+            let seq = w.seq.load(Ordering::Acquire);
+            match self.try_send_inner(value) {
+                Ok(()) => return Ok(()),
+                Err(TrySend::Err(e)) => return Err(e.into()),
+                Err(TrySend::Full(v)) => value = v,
+            }
+            platform::wait_until(&w.seq, seq, deadline, SLICE);
+            drop(token);
+            self.chan.maybe_reap();
+        }
+    }
+}
+
+impl<T: DeserializeOwned> Receiver<T> {
+    fn try_recv_inner(&self) -> Result<T, TryRecvError> {
+        let chan = &*self.chan;
+        chan.touch(&self.gen_stamp, false);
+        let mut second_look = false;
+        loop {
+            let popped = chan.ring().try_pop(|rec| match rec {
+                Record::Bytes(b) => codec::decode::<T>(b),
+                Record::Corrupt => Err(MessageError::Decode(
+                    "corrupt record in shared memory".into(),
+                )),
+            });
+            match popped {
+                Pop::Item(r) => {
+                    let hdr = chan.hdr();
+                    hdr.count.fetch_sub(1, Ordering::Relaxed);
+                    chan.notify(&hdr.send_wait, 1);
+                    return r.map_err(TryRecvError::Invalid);
+                }
+                Pop::Empty | Pop::Busy => {
+                    if second_look {
+                        return Err(TryRecvError::Disconnected);
+                    }
+                    if !chan.senders_gone() {
+                        return Err(TryRecvError::Empty);
+                    }
+                    // Disconnected: drain what was sent before the last sender left.
+                    second_look = true;
+                }
+            }
+        }
+    }
+
+    fn recv_inner(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        let mut backoff = Backoff(0);
+        let w = &self.chan.hdr().recv_wait;
+        loop {
+            match self.try_recv_inner() {
+                Err(TryRecvError::Empty) => {}
+                r => return r.map_err(to_timeout_err),
+            }
+            if backoff.snooze() {
+                continue;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(RecvTimeoutError::Timeout);
+            }
+            // SAFETY: the counter lives in our channel's mapping, alive for this call.
+            let token = unsafe { SleepToken::new(&w.sleepers) };
+            let seq = w.seq.load(Ordering::Acquire);
+            match self.try_recv_inner() {
+                Err(TryRecvError::Empty) => {}
+                r => return r.map_err(to_timeout_err),
+            }
+            platform::wait_until(&w.seq, seq, deadline, SLICE);
+            drop(token);
+            self.chan.maybe_reap();
+        }
+    }
+}
+
+fn to_timeout_err(e: TryRecvError) -> RecvTimeoutError {
+    match e {
+        TryRecvError::Empty => RecvTimeoutError::Timeout,
+        TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+        TryRecvError::Invalid(m) => RecvTimeoutError::Invalid(m),
+    }
+}
+
+fn to_recv_err(e: TryRecvError) -> RecvError {
+    match e {
+        TryRecvError::Invalid(m) => RecvError::Invalid(m),
+        _ => RecvError::Disconnected,
+    }
+}
+
+fn len_of(chan: &Chan) -> usize {
+    // Relaxed: a snapshot.
+    let n = chan.hdr().count.load(Ordering::Relaxed);
+    let n = chan.cap.map_or(n, |c| n.min(c));
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+impl<T: Message> uniconc_core::Sender<T> for Sender<T> {
+    fn send(&self, value: T) -> Result<(), SendError<T>> {
+        self.send_inner(value, None).map_err(|e| match e {
+            SendTimeoutError::Disconnected(v) | SendTimeoutError::Timeout(v) => {
+                SendError::Disconnected(v)
+            }
+            SendTimeoutError::Invalid(v, m) => SendError::Invalid(v, m),
+        })
+    }
+
+    fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        match self.try_send_inner(value) {
+            Ok(()) => Ok(()),
+            Err(TrySend::Full(v)) => Err(TrySendError::Full(v)),
+            Err(TrySend::Err(e)) => Err(e.into()),
+        }
+    }
+
+    fn send_deadline(
+        &self,
+        value: T,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendTimeoutError<T>> {
+        self.send_inner(value, deadline)
+    }
+
+    fn send_async(&self, value: T) -> impl Future<Output = Result<(), SendError<T>>> + Send + '_ {
+        async move {
+            let mut value = value;
+            let w = &self.chan.hdr().send_wait;
+            loop {
+                match self.try_send_inner(value) {
+                    Ok(()) => return Ok(()),
+                    Err(TrySend::Err(e)) => return Err(e),
+                    Err(TrySend::Full(v)) => value = v,
+                }
+                // SAFETY: the counter lives in the channel's mapping, kept alive by the clone
+                // of `chan` handed to the waiter with the token.
+                let token = unsafe { SleepToken::new(&w.sleepers) };
+                let seq = w.seq.load(Ordering::Acquire);
+                match self.try_send_inner(value) {
+                    Ok(()) => return Ok(()),
+                    Err(TrySend::Err(e)) => return Err(e),
+                    Err(TrySend::Full(v)) => value = v,
+                }
+                let keep: Arc<dyn std::any::Any + Send + Sync> = self.chan.clone();
+                // SAFETY: `w.seq` lives in the mapping `keep` keeps alive.
+                unsafe { WaitWord::new(&w.seq, seq, Some(token), keep) }.await;
+                self.chan.maybe_reap();
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        len_of(&self.chan)
+    }
+
+    fn capacity(&self) -> Option<usize> {
+        self.chan.cap.map(|c| c as usize)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.chan.receivers_gone()
+    }
+
+    fn close(&self) {
+        // Release: pairs with the Acquire in `*_gone`.
+        self.chan.hdr().conn.closed.store(1, Ordering::Release);
+        self.chan.wake_everyone();
+    }
+}
+
+impl<T: Message> uniconc_core::Receiver<T> for Receiver<T> {
+    fn recv(&self) -> Result<T, RecvError> {
+        self.recv_inner(None).map_err(|e| match e {
+            RecvTimeoutError::Invalid(m) => RecvError::Invalid(m),
+            _ => RecvError::Disconnected,
+        })
+    }
+
+    fn try_recv(&self) -> Result<T, TryRecvError> {
+        self.try_recv_inner()
+    }
+
+    fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        self.recv_inner(deadline)
+    }
+
+    fn recv_async(&self) -> impl Future<Output = Result<T, RecvError>> + Send + '_ {
+        async move {
+            let w = &self.chan.hdr().recv_wait;
+            loop {
+                match self.try_recv_inner() {
+                    Err(TryRecvError::Empty) => {}
+                    r => return r.map_err(to_recv_err),
+                }
+                // SAFETY: see `send_async`.
+                let token = unsafe { SleepToken::new(&w.sleepers) };
+                let seq = w.seq.load(Ordering::Acquire);
+                match self.try_recv_inner() {
+                    Err(TryRecvError::Empty) => {}
+                    r => return r.map_err(to_recv_err),
+                }
+                let keep: Arc<dyn std::any::Any + Send + Sync> = self.chan.clone();
+                // SAFETY: `w.seq` lives in the mapping `keep` keeps alive.
+                unsafe { WaitWord::new(&w.seq, seq, Some(token), keep) }.await;
+                self.chan.maybe_reap();
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        len_of(&self.chan)
+    }
+
+    fn capacity(&self) -> Option<usize> {
+        self.chan.cap.map(|c| c as usize)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.chan.senders_gone()
+    }
+}
+
+/// Keeps channel end counts right across `fork`, from the `pthread_atfork` handlers.
+pub(crate) mod registry {
+    use super::*;
+    use std::cell::UnsafeCell;
+
+    struct Registry {
+        locked: AtomicBool,
+        list: UnsafeCell<Vec<*const Chan>>,
+    }
+
+    // SAFETY: `list` is only accessed with `locked` held; the pointers are to live `Chan`s
+    // (removed in `Chan::drop` under the lock before the memory is freed).
+    unsafe impl Sync for Registry {}
+
+    static REG: Registry = Registry {
+        locked: AtomicBool::new(false),
+        list: UnsafeCell::new(Vec::new()),
+    };
+
+    /// Holds the registry lock (also serialises adoption, and is held across `fork` by the
+    /// prepare handler, so no other thread of the parent holds it at the fork).
+    pub(crate) struct Guard(());
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            unlock();
+        }
+    }
+
+    pub(crate) fn lock() -> Guard {
+        raw_lock();
+        Guard(())
+    }
+
+    fn raw_lock() {
+        // Acquire/Release: the list's accesses happen inside the critical section.
+        while REG
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            std::thread::yield_now();
+        }
+    }
+
+    fn unlock() {
+        REG.locked.store(false, Ordering::Release);
+    }
+
+    pub(crate) fn register(chan: &Arc<Chan>) {
+        let _g = lock();
+        // SAFETY: lock held.
+        unsafe { (*REG.list.get()).push(Arc::as_ptr(chan)) };
+    }
+
+    pub(super) fn unregister(chan: *const Chan) {
+        let _g = lock();
+        // SAFETY: lock held.
+        unsafe { (*REG.list.get()).retain(|&p| p != chan) };
+    }
+
+    /// See [`forget_inherited_handles`](super::forget_inherited_handles).
+    pub(crate) fn engage_all() {
+        let _g = lock();
+        // SAFETY: lock held; every pointer is a live `Chan`.
+        for &p in unsafe { &*REG.list.get() } {
+            let chan = unsafe { &*p };
+            chan.engage(chan.my_slot());
+        }
+    }
+
+    /// Parent, before `fork`: reserve and count a slot for the child in every channel this
+    /// process holds handles of. The registry stays locked until `fork_parent`/`fork_child`.
+    pub(crate) fn fork_prepare() {
+        raw_lock();
+        let me = Identity {
+            pid: procs::my_pid(),
+            start: 0,
+        };
+        // SAFETY: lock held; every pointer is a live `Chan` (see `Registry`).
+        for &p in unsafe { &*REG.list.get() } {
+            let chan = unsafe { &*p };
+            let s = chan.senders.load(Ordering::Relaxed);
+            let r = chan.receivers.load(Ordering::Relaxed);
+            let hdr = chan.hdr();
+            let me = Identity {
+                start: chan.my_slot().start.load(Ordering::Relaxed),
+                ..me
+            };
+            let Some(i) = claim_slot(hdr, me, true) else {
+                // No slot left: the child is not counted at all; its handles act as
+                // disowned (documented on `MAX_PROCESSES`).
+                chan.child_slot.store(u32::MAX, Ordering::Relaxed);
+                continue;
+            };
+            let slot = &hdr.procs[i];
+            slot.inh_senders.store(s, Ordering::Relaxed);
+            slot.inh_receivers.store(r, Ordering::Relaxed);
+            hdr.conn.senders.fetch_add(s, Ordering::Relaxed);
+            hdr.conn.receivers.fetch_add(r, Ordering::Relaxed);
+            chan.child_slot.store(i as u32, Ordering::Relaxed);
+            chan.child_senders.store(s, Ordering::Relaxed);
+            chan.child_receivers.store(r, Ordering::Relaxed);
+        }
+    }
+
+    /// Parent, after `fork`.
+    pub(crate) fn fork_parent() {
+        unlock();
+    }
+
+    /// Child, after `fork` (async-signal-safe: atomics and raw syscalls only). Takes over the
+    /// reserved slots, correcting their counts to the handles actually copied.
+    pub(crate) fn fork_child() {
+        let me = Identity::me();
+        // SAFETY: the registry lock is held (taken in `fork_prepare` by the forking thread,
+        // now this process's only thread); the pointers are live `Chan`s copied by fork.
+        for &p in unsafe { &*REG.list.get() } {
+            let chan = unsafe { &*p };
+            let i = chan.child_slot.swap(u32::MAX, Ordering::Relaxed);
+            if i == u32::MAX {
+                continue;
+            }
+            let hdr = chan.hdr();
+            let slot = &hdr.procs[i as usize % MAX_PROCESSES];
+            let fix =
+                |local: &AtomicU32, reserved: &AtomicU32, slot_c: &AtomicU32, total: &AtomicU32| {
+                    let have = local.load(Ordering::Relaxed);
+                    let res = reserved.load(Ordering::Relaxed);
+                    if have > res {
+                        slot_c.fetch_add(have - res, Ordering::Relaxed);
+                        total.fetch_add(have - res, Ordering::Relaxed);
+                    } else if res > have {
+                        slot_c.fetch_sub(res - have, Ordering::Relaxed);
+                        if total.fetch_sub(res - have, Ordering::AcqRel) == res - have {
+                            chan.wake_everyone();
+                        }
+                    }
+                };
+            fix(
+                &chan.senders,
+                &chan.child_senders,
+                &slot.senders,
+                &hdr.conn.senders,
+            );
+            fix(
+                &chan.receivers,
+                &chan.child_receivers,
+                &slot.receivers,
+                &hdr.conn.receivers,
+            );
+            slot.start.store(me.start, Ordering::Relaxed);
+            slot.pending.store(0, Ordering::Relaxed);
+            // Release: the fields above are visible to whoever reads the pid.
+            slot.pid.store(me.pid, Ordering::Release);
+            chan.slot.store(i, Ordering::Relaxed);
+        }
+        unlock();
+    }
+}
+
+impl Drop for Chan {
+    fn drop(&mut self) {
+        registry::unregister(self);
+        // Every handle is gone from this process: give the slot back. A pending child slot
+        // (fork in progress) is not ours to free.
+        let slot = self.my_slot();
+        if slot.senders.load(Ordering::Relaxed) == 0 && slot.receivers.load(Ordering::Relaxed) == 0
+        {
+            slot.start.store(0, Ordering::Relaxed);
+            // Release: the cleared fields are visible to the next claimer.
+            slot.pid.store(SLOT_FREE, Ordering::Release);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uniconc_core::{Receiver as _, Sender as _};
+
+    #[test]
+    fn capacity_zero_is_an_error() {
+        let e = channel::<u8>(0).unwrap_err();
+        assert_eq!(e.kind(), uniconc_core::ErrorKind::InvalidArgument);
+    }
+
+    #[test]
+    fn bounded_fifo_full_and_len() {
+        let (tx, rx) = channel::<u64>(3).unwrap();
+        assert_eq!(tx.capacity(), Some(3));
+        for i in 0..3 {
+            tx.try_send(i).unwrap();
+        }
+        assert!(tx.try_send(9).unwrap_err().is_full());
+        assert_eq!(rx.len(), 3);
+        for i in 0..3 {
+            assert_eq!(rx.try_recv().unwrap(), i);
+        }
+        assert!(rx.try_recv().unwrap_err().is_empty());
+    }
+
+    #[test]
+    fn disconnect_both_ways() {
+        let (tx, rx) = channel::<String>(4).unwrap();
+        tx.send("a".into()).unwrap();
+        drop(tx);
+        assert!(rx.is_closed());
+        assert_eq!(rx.recv().unwrap(), "a");
+        assert_eq!(rx.recv(), Err(RecvError::Disconnected));
+        let (tx, rx) = channel::<String>(4).unwrap();
+        drop(rx);
+        assert!(tx.send("x".into()).unwrap_err().is_disconnected());
+    }
+
+    #[test]
+    fn close_drains_then_disconnects() {
+        let (tx, rx) = unbounded::<u32>().unwrap();
+        assert_eq!(tx.capacity(), None);
+        tx.send(1).unwrap();
+        tx.close();
+        assert!(tx.send(2).unwrap_err().is_disconnected());
+        assert_eq!(rx.recv().unwrap(), 1);
+        assert_eq!(rx.recv(), Err(RecvError::Disconnected));
+    }
+
+    #[test]
+    fn too_large_is_refused_with_the_value() {
+        let (tx, rx) = ChannelBuilder::new(Some(2))
+            .byte_budget(4096)
+            .build::<Vec<u8>>()
+            .unwrap();
+        let big = vec![1u8; 10_000];
+        match tx.send(big) {
+            Err(SendError::Invalid(v, MessageError::TooLarge { size, limit })) => {
+                assert_eq!(v.len(), 10_000);
+                assert!(size > limit);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A message of the whole budget is still delivered.
+        let fits = vec![2u8; 4096 - 3];
+        tx.send(fits.clone()).unwrap();
+        assert_eq!(rx.recv().unwrap(), fits);
+    }
+
+    #[test]
+    fn undecodable_is_an_error_and_consumed() {
+        let (tx, _rx) = channel::<u64>(4).unwrap();
+        // Same channel seen as another type: the bytes of a u64 are not a String.
+        let rx2: Receiver<String> = Receiver {
+            gen_stamp: tx.chan.add_new(false),
+            chan: tx.chan.clone(),
+            _m: PhantomData,
+        };
+        tx.send(u64::MAX).unwrap();
+        assert!(matches!(
+            rx2.try_recv(),
+            Err(TryRecvError::Invalid(MessageError::Decode(_)))
+        ));
+        assert!(rx2.try_recv().unwrap_err().is_empty());
+    }
+
+    #[test]
+    fn timeouts() {
+        let (tx, rx) = channel::<u8>(1).unwrap();
+        assert!(
+            rx.recv_timeout(Duration::from_millis(30))
+                .unwrap_err()
+                .is_timeout()
+        );
+        tx.send(1).unwrap();
+        assert!(
+            tx.send_timeout(2, Duration::from_millis(30))
+                .unwrap_err()
+                .is_timeout()
+        );
+    }
+
+    #[test]
+    fn threads_mpmc_counts_and_sums() {
+        let (tx, rx) = channel::<u64>(16).unwrap();
+        let per = 20_000u64;
+        let mut hs = Vec::new();
+        for p in 0..2 {
+            let tx = tx.clone();
+            hs.push(std::thread::spawn(move || {
+                for i in 0..per {
+                    tx.send(p * per + i).unwrap();
+                }
+                0
+            }));
+        }
+        drop(tx);
+        for _ in 0..2 {
+            let rx = rx.clone();
+            hs.push(std::thread::spawn(move || rx.iter().sum::<u64>()));
+        }
+        drop(rx);
+        let total: u64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
+        let n = 2 * per;
+        assert_eq!(total, n * (n - 1) / 2);
+    }
+
+    #[test]
+    fn async_recv_is_woken_by_a_thread() {
+        let (tx, rx) = channel::<u32>(2).unwrap();
+        let h = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            tx.send(5).unwrap();
+        });
+        let v = futures_lite::future::block_on(rx.recv_async()).unwrap();
+        assert_eq!(v, 5);
+        h.join().unwrap();
+        assert_eq!(
+            futures_lite::future::block_on(rx.recv_async()),
+            Err(RecvError::Disconnected)
+        );
+    }
+
+    #[test]
+    fn async_send_waits_for_room() {
+        let (tx, rx) = channel::<u32>(1).unwrap();
+        tx.send(1).unwrap();
+        let h = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            (rx.recv().unwrap(), rx.recv().unwrap())
+        });
+        futures_lite::future::block_on(tx.send_async(2)).unwrap();
+        assert_eq!(h.join().unwrap(), (1, 2));
+    }
+}

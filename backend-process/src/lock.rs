@@ -1,0 +1,405 @@
+//! A lock in shared memory, robust to the death of its holder.
+//!
+//! The lock word holds the owner's pid (0: free) and a `WAITERS` bit (a sleeper may need a
+//! wake). Acquire is one CAS `0 -> pid`; release is one CAS `pid -> 0` (a futex wake only if the
+//! `WAITERS` bit was set): the uncontended path makes no syscall and reads the pid from a cache.
+//! A waiter sleeps on the word in bounded slices and, between slices, checks that the owner is
+//! alive; if it is dead (exited, killed, a zombie), the waiter takes the lock over with a CAS
+//! from the dead owner's word and reports `OwnerDied`. (Pid reuse: a dead owner whose pid was
+//! already reused by a new process is taken for alive; the kernel cycles through pids before
+//! reusing one, so this needs the pid space to wrap around while the lock is held.)
+//!
+//! Owners are processes: threads of one process share the pid, so a lock held by a thread is
+//! released by its guard wherever the guard is dropped in that process. A guard copied into a
+//! forked child (the parent held it at `fork`) does not release the parent's lock when the
+//! child drops it: release checks the owner.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
+
+use uniconc_core::{Error, LockError, TryLockError};
+
+use crate::channel::SLICE;
+use crate::platform;
+use crate::procs::{self, Identity};
+use crate::shm::{ShmBox, ShmSafe};
+use crate::waiter::WaitWord;
+
+const WAITERS: u32 = 1 << 31;
+
+/// How a lock was acquired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Acquired {
+    /// From a clean release.
+    Clean,
+    /// Taken over from a dead holder.
+    OwnerDied,
+}
+
+/// The lock word. `#[repr(C)]`; all-zero is unlocked.
+#[derive(Debug, Default)]
+#[repr(C)]
+pub(crate) struct RawLock {
+    /// `owner pid | WAITERS?`, 0 when free.
+    word: AtomicU32,
+}
+
+// SAFETY: repr(C), one atomic, zero = unlocked.
+unsafe impl ShmSafe for RawLock {}
+
+impl RawLock {
+    /// Takes the lock if it is free (or its holder is dead).
+    pub(crate) fn try_lock(&self) -> Option<Acquired> {
+        let me = procs::my_pid();
+        // Acquire: the previous holder's writes (made before its Release unlock) are visible.
+        match self
+            .word
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+        {
+            Ok(_) => Some(Acquired::Clean),
+            Err(v) => self.take_from_dead(v, me),
+        }
+    }
+
+    fn take_from_dead(&self, v: u32, me: u32) -> Option<Acquired> {
+        let owner = v & !WAITERS;
+        if owner == 0
+            || owner == me
+            || procs::is_alive(Identity {
+                pid: owner,
+                start: 0,
+            })
+        {
+            return None;
+        }
+        // Keep WAITERS set: others may sleep on the word. Acquire as for a normal lock.
+        self.word
+            .compare_exchange(v, me | WAITERS, Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| Acquired::OwnerDied)
+    }
+
+    /// Takes the lock, waiting until `deadline` (`None`: forever); `None` on timeout.
+    #[inline]
+    pub(crate) fn lock_deadline(&self, deadline: Option<Instant>) -> Option<Acquired> {
+        let me = procs::my_pid();
+        // Acquire: see `try_lock`.
+        if self
+            .word
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            return Some(Acquired::Clean);
+        }
+        self.lock_slow(me, deadline)
+    }
+
+    #[cold]
+    fn lock_slow(&self, me: u32, deadline: Option<Instant>) -> Option<Acquired> {
+        for step in 0..7 {
+            for _ in 0..(1u32 << step) {
+                std::hint::spin_loop();
+            }
+            // Relaxed peek, then an Acquire CAS.
+            if self.word.load(Ordering::Relaxed) == 0
+                && self
+                    .word
+                    .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return Some(Acquired::Clean);
+            }
+        }
+        let mut last_check = Instant::now();
+        loop {
+            let v = self.word.load(Ordering::Relaxed);
+            if v == 0 {
+                // Others may be asleep: keep the WAITERS bit so our unlock wakes one.
+                if self
+                    .word
+                    .compare_exchange(0, me | WAITERS, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return Some(Acquired::Clean);
+                }
+                continue;
+            }
+            if v & WAITERS == 0
+                && self
+                    .word
+                    .compare_exchange(v, v | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            if !platform::wait_until(&self.word, v | WAITERS, deadline, SLICE) {
+                return None;
+            }
+            if last_check.elapsed() >= SLICE {
+                last_check = Instant::now();
+                let v = self.word.load(Ordering::Relaxed);
+                if let Some(a) = self.take_from_dead(v, me) {
+                    return Some(a);
+                }
+            }
+        }
+    }
+
+    /// Releases the lock if this process holds it.
+    #[inline]
+    pub(crate) fn unlock(&self) {
+        let me = procs::my_pid();
+        // Release: our writes under the lock are visible to the next holder's Acquire.
+        if let Err(v) = self
+            .word
+            .compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed)
+        {
+            self.unlock_slow(v, me);
+        }
+    }
+
+    #[cold]
+    fn unlock_slow(&self, v: u32, me: u32) {
+        if v & !WAITERS != me {
+            // Not ours: a guard inherited through fork, or taken over after we were judged
+            // dead. Releasing it would break someone else's critical section.
+            return;
+        }
+        // Release: as above.
+        self.word.store(0, Ordering::Release);
+        platform::wake(&self.word, 1);
+    }
+
+    /// `true` if held (a snapshot).
+    pub(crate) fn is_locked(&self) -> bool {
+        self.word.load(Ordering::Relaxed) != 0
+    }
+
+    /// Takes the lock without blocking the executor thread.
+    pub(crate) async fn lock_async(&self, keep: Arc<dyn std::any::Any + Send + Sync>) -> Acquired {
+        let me = procs::my_pid();
+        let mut last_check = Instant::now();
+        loop {
+            if let Some(a) = self.try_lock_quiet(me) {
+                return a;
+            }
+            let v = self.word.load(Ordering::Relaxed);
+            if v == 0 {
+                continue;
+            }
+            if v & WAITERS == 0
+                && self
+                    .word
+                    .compare_exchange(v, v | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            // SAFETY: the word lives in the mapping `keep` keeps alive.
+            unsafe { WaitWord::new(&self.word, v | WAITERS, None, keep.clone()) }.await;
+            if last_check.elapsed() >= SLICE {
+                last_check = Instant::now();
+                let v = self.word.load(Ordering::Relaxed);
+                if let Some(a) = self.take_from_dead(v, me) {
+                    return a;
+                }
+            }
+        }
+    }
+
+    fn try_lock_quiet(&self, me: u32) -> Option<Acquired> {
+        let v = self.word.load(Ordering::Relaxed);
+        if v & !WAITERS != 0 {
+            return None;
+        }
+        // Keep a WAITERS bit we found: another waiter may be asleep.
+        self.word
+            .compare_exchange(v, me | (v & WAITERS), Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| Acquired::Clean)
+    }
+}
+
+#[derive(Debug)]
+#[repr(C)]
+struct LockShm {
+    raw: RawLock,
+}
+
+// SAFETY: repr(C), a RawLock only.
+unsafe impl ShmSafe for LockShm {}
+
+/// A lock without data in shared memory (Python's `multiprocessing.Lock`), robust to the death
+/// of its holder: the next `lock()` returns `Err(LockError::OwnerDied(guard))`.
+///
+/// ```
+/// use uniconc_core::Lock as _;
+/// let lock = uniconc_process::lock()?;
+/// let guard = lock.lock().unwrap();
+/// assert!(lock.is_locked());
+/// drop(guard);
+/// # Ok::<(), uniconc_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Lock {
+    shm: Arc<ShmBox<LockShm>>,
+}
+
+/// Held while a [`Lock`] is held; releases it on drop.
+#[derive(Debug)]
+#[must_use = "dropping the guard releases the lock"]
+pub struct LockGuard<'a> {
+    lock: &'a Lock,
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        self.lock.raw().unlock();
+    }
+}
+
+impl Lock {
+    fn raw(&self) -> &RawLock {
+        &self.shm.header().raw
+    }
+
+    fn guard(&self, a: Acquired) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
+        let g = LockGuard { lock: self };
+        match a {
+            Acquired::Clean => Ok(g),
+            Acquired::OwnerDied => Err(LockError::OwnerDied(g)),
+        }
+    }
+}
+
+/// A new, unlocked process-shared lock.
+///
+/// # Errors
+/// `Os` if shared memory cannot be mapped.
+pub fn lock() -> Result<Lock, Error> {
+    <Lock as uniconc_core::Lock>::new()
+}
+
+impl uniconc_core::Lock for Lock {
+    type Guard<'a> = LockGuard<'a>;
+
+    fn new() -> Result<Self, Error> {
+        procs::install_fork_handlers();
+        Ok(Self {
+            shm: Arc::new(ShmBox::new(4096, false)?),
+        })
+    }
+
+    fn lock(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
+        let a = self
+            .raw()
+            .lock_deadline(None)
+            .expect("a wait without deadline cannot time out");
+        self.guard(a)
+    }
+
+    fn try_lock(&self) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
+        match self.raw().try_lock() {
+            None => Err(TryLockError::WouldBlock),
+            Some(a) => self.guard(a).map_err(Into::into),
+        }
+    }
+
+    fn lock_deadline(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
+        match self.raw().lock_deadline(deadline) {
+            None => Err(TryLockError::Timeout),
+            Some(a) => self.guard(a).map_err(Into::into),
+        }
+    }
+
+    fn lock_async(
+        &self,
+    ) -> impl Future<Output = Result<LockGuard<'_>, LockError<LockGuard<'_>>>> + Send + '_ {
+        async move {
+            let keep: Arc<dyn std::any::Any + Send + Sync> = self.shm.clone();
+            let a = self.raw().lock_async(keep).await;
+            self.guard(a)
+        }
+    }
+
+    fn is_locked(&self) -> bool {
+        self.raw().is_locked()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use uniconc_core::Lock as _;
+
+    #[test]
+    fn lock_try_lock_timeout() {
+        let l = lock().unwrap();
+        let g = l.lock().unwrap();
+        assert!(matches!(l.try_lock(), Err(TryLockError::WouldBlock)));
+        assert!(matches!(
+            l.lock_timeout(Duration::from_millis(20)),
+            Err(TryLockError::Timeout)
+        ));
+        drop(g);
+        assert!(!l.is_locked());
+        drop(l.try_lock().unwrap());
+    }
+
+    #[test]
+    fn threads_exclude_each_other() {
+        let l = lock().unwrap();
+        let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let hs: Vec<_> = (0..4)
+            .map(|_| {
+                let l = l.clone();
+                let c = counter.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..2000 {
+                        let _g = l.lock().unwrap();
+                        let v = c.load(Ordering::Relaxed);
+                        c.store(v + 1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(counter.load(Ordering::Relaxed), 8000);
+    }
+
+    #[test]
+    fn async_lock_waits_for_release() {
+        let l = lock().unwrap();
+        let g = l.lock().unwrap();
+        let l2 = l.clone();
+        let h = std::thread::spawn(move || {
+            futures_lite::future::block_on(async {
+                let _g = l2.lock_async().await.unwrap();
+            })
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        drop(g);
+        h.join().unwrap();
+    }
+
+    #[test]
+    fn a_dead_owner_is_taken_over() {
+        let l = lock().unwrap();
+        // Simulate a holder that died: a pid that cannot exist (above pid_max).
+        l.raw().word.store((1 << 22) + 5, Ordering::Relaxed);
+        assert!(matches!(l.try_lock(), Err(TryLockError::OwnerDied(_))));
+        l.raw().word.store((1 << 22) + 5, Ordering::Relaxed);
+        match l.lock() {
+            Err(LockError::OwnerDied(g)) => drop(g),
+            other => panic!("{other:?}"),
+        }
+        assert!(!l.is_locked());
+    }
+}

@@ -1,0 +1,62 @@
+//! Platform selection, made once: how a process sleeps until a 32-bit word in shared memory
+//! changes, and how another process wakes it.
+//!
+//! - Linux: `futex(2)` without `FUTEX_PRIVATE_FLAG`, so a wake from one process reaches a
+//!   waiter in another (a private wake sent from another process wakes nobody).
+//! - Other Unixes: a portable waiter that re-checks the word with short sleeps; `wake` is a
+//!   no-op there. Correct, but slower to react (a 200 µs poll).
+//!
+//! Both expose the same two functions: [`wait`] (one bounded sleep; callers loop on their own
+//! condition) and [`wake`].
+
+use std::sync::atomic::AtomicU32;
+use std::time::{Duration, Instant};
+
+cfg_if::cfg_if! {
+    if #[cfg(target_os = "linux")] {
+        mod linux;
+        use linux as imp;
+    } else {
+        mod fallback;
+        use fallback as imp;
+    }
+}
+
+/// Sleeps while `*word == expected`, at most `timeout` (`None`: until woken). Returns on a
+/// wake, a spurious wake-up, a signal, a value change or the timeout: the caller re-checks.
+///
+/// # Panics
+/// On an error the futex call is never expected to return (a bug, not a condition).
+pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    imp::wait(word, expected, timeout);
+}
+
+/// Wakes at most `n` processes or threads sleeping in [`wait`] on `word`.
+///
+/// # Panics
+/// On an error the futex call is never expected to return.
+pub(crate) fn wake(word: &AtomicU32, n: u32) {
+    imp::wake(word, n);
+}
+
+/// Like [`wait`] but bounded by both `deadline` (`None`: none) and `slice`; returns `false`
+/// without sleeping if the deadline has passed.
+pub(crate) fn wait_until(
+    word: &AtomicU32,
+    expected: u32,
+    deadline: Option<Instant>,
+    slice: Duration,
+) -> bool {
+    let timeout = match deadline {
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            left.min(slice)
+        }
+        None => slice,
+    };
+    wait(word, expected, Some(timeout));
+    true
+}

@@ -1,0 +1,234 @@
+//! Who is this process, is that one alive, and what happens at `fork`.
+//!
+//! - [`my_pid`]: the pid, cached (a `getpid` syscall would dominate an uncontended lock) and
+//!   refreshed in the child by a `pthread_atfork` child handler.
+//! - [`Identity`] / [`is_alive`]: a pid plus its start time (field 22 of `/proc/<pid>/stat`,
+//!   Linux), so a reused pid is not mistaken for the original process; a zombie counts as dead.
+//! - The fork handlers, installed once: they keep channel end counts right across `fork`
+//!   (see `channel::registry`) and reset the async waiter pool in the child.
+//!
+//! The child handler runs between `fork` and the child's return from it, possibly in a copy
+//! of a multi-threaded process: it only touches atomics and makes raw syscalls (`getpid`,
+//! `open`, `read`, `close`), all async-signal-safe; it never allocates or takes a lock that
+//! another thread could have held.
+
+use std::sync::Once;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+static PID: AtomicU32 = AtomicU32::new(0);
+static FORK_GEN: AtomicU64 = AtomicU64::new(0);
+
+/// How many forks separate this process from the first one that loaded this crate: bumped in
+/// every child. A handle stamped with another generation was copied in by `fork` and not yet
+/// used here.
+#[inline]
+pub(crate) fn fork_gen() -> u64 {
+    // Relaxed: only this process writes it (the atfork child handler, before any other code).
+    FORK_GEN.load(Ordering::Relaxed)
+}
+static INSTALL: Once = Once::new();
+
+/// This process's pid, cached.
+#[inline]
+pub(crate) fn my_pid() -> u32 {
+    // Relaxed: the value is written by this process only (at first use or by the atfork child
+    // handler, which runs on the only thread of the new process before any other code).
+    let p = PID.load(Ordering::Relaxed);
+    if p != 0 {
+        return p;
+    }
+    install_fork_handlers();
+    let p = raw_getpid();
+    PID.store(p, Ordering::Relaxed);
+    p
+}
+
+fn raw_getpid() -> u32 {
+    // SAFETY: getpid has no preconditions and cannot fail.
+    let p = unsafe { libc::getpid() };
+    u32::try_from(p).unwrap_or(0)
+}
+
+/// Installs the `pthread_atfork` handlers (once per process; inherited by children).
+pub(crate) fn install_fork_handlers() {
+    INSTALL.call_once(|| {
+        // SAFETY: the three handlers are `extern "C" fn()` with static lifetime; they follow
+        // the rules above (the child handler is async-signal-safe).
+        let r = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+        assert_eq!(
+            r,
+            0,
+            "pthread_atfork failed: {}",
+            std::io::Error::from_raw_os_error(r)
+        );
+    });
+}
+
+extern "C" fn prepare() {
+    crate::channel::registry::fork_prepare();
+}
+
+extern "C" fn parent() {
+    crate::channel::registry::fork_parent();
+}
+
+extern "C" fn child() {
+    PID.store(raw_getpid(), Ordering::Relaxed);
+    FORK_GEN.fetch_add(1, Ordering::Relaxed);
+    crate::waiter::fork_child();
+    crate::channel::registry::fork_child();
+}
+
+/// A process as recorded in shared memory: pid and start time (0 if unknown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Identity {
+    pub(crate) pid: u32,
+    pub(crate) start: u64,
+}
+
+impl Identity {
+    /// This process (async-signal-safe).
+    pub(crate) fn me() -> Self {
+        let pid = raw_getpid();
+        let start = stat(pid).map_or(0, |s| s.start);
+        Self { pid, start }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Stat {
+    state: u8,
+    start: u64,
+}
+
+/// Reads `/proc/<pid>/stat` with raw syscalls into a stack buffer (async-signal-safe).
+#[cfg(target_os = "linux")]
+fn stat(pid: u32) -> Option<Stat> {
+    let mut path = [0u8; 32];
+    let prefix = b"/proc/";
+    path[..prefix.len()].copy_from_slice(prefix);
+    let mut n = prefix.len();
+    let mut digits = [0u8; 10];
+    let mut d = 0;
+    let mut v = pid;
+    loop {
+        digits[d] = b'0' + (v % 10) as u8;
+        d += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    while d > 0 {
+        d -= 1;
+        path[n] = digits[d];
+        n += 1;
+    }
+    path[n..n + 5].copy_from_slice(b"/stat");
+    // path[n + 5] is already 0: NUL-terminated.
+    // SAFETY: `path` is a NUL-terminated string in a live stack buffer.
+    let fd = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    let mut buf = [0u8; 1024];
+    let mut len = 0usize;
+    while len < buf.len() {
+        // SAFETY: `fd` is open; the destination is the unfilled tail of `buf`.
+        let r = unsafe { libc::read(fd, buf[len..].as_mut_ptr().cast(), buf.len() - len) };
+        if r < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            break;
+        }
+        if r == 0 {
+            break;
+        }
+        len += r as usize;
+    }
+    // SAFETY: `fd` was opened above and is closed once.
+    unsafe { libc::close(fd) };
+    parse_stat(&buf[..len])
+}
+
+/// Parses the state (field 3) and start time (field 22) of a `/proc/<pid>/stat` line. The
+/// command name (field 2) may contain spaces and parentheses, so fields are counted after the
+/// last `)`.
+fn parse_stat(line: &[u8]) -> Option<Stat> {
+    let close = line.iter().rposition(|&b| b == b')')?;
+    let rest = &line[close + 1..];
+    let mut fields = rest.split(|&b| b == b' ').filter(|f| !f.is_empty());
+    let state = *fields.next()?.first()?;
+    // Field 3 was `state`; field 22 is 19 fields further.
+    let start_field = fields.nth(18)?;
+    let mut start = 0u64;
+    for &b in start_field {
+        if !b.is_ascii_digit() {
+            break;
+        }
+        start = start.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    Some(Stat { state, start })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn stat(pid: u32) -> Option<Stat> {
+    // No /proc: existence only (a zombie counts as alive here, until reaped).
+    let pid = libc::pid_t::try_from(pid).ok()?;
+    // SAFETY: signal 0 only checks for existence and permission.
+    let r = unsafe { libc::kill(pid, 0) };
+    let exists = r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    exists.then_some(Stat {
+        state: b'S',
+        start: 0,
+    })
+}
+
+/// `true` if the process `id` still runs: it exists, is not a zombie, and (when both are
+/// known) started at the recorded time.
+pub(crate) fn is_alive(id: Identity) -> bool {
+    if id.pid == 0 {
+        return false;
+    }
+    match stat(id.pid) {
+        None => false,
+        Some(s) => {
+            let dead_state = matches!(s.state, b'Z' | b'X' | b'x');
+            let reused = id.start != 0 && s.start != 0 && s.start != id.start;
+            !dead_state && !reused
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names_with_parens_and_spaces() {
+        let line = b"123 (a) b (c)) R 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 987654 20 21\n";
+        let s = parse_stat(line).unwrap();
+        assert_eq!(s.state, b'R');
+        assert_eq!(s.start, 987654);
+    }
+
+    #[test]
+    fn me_is_alive_and_a_bogus_pid_is_not() {
+        let me = Identity::me();
+        assert_eq!(me.pid, my_pid());
+        assert!(is_alive(me));
+        assert!(
+            !is_alive(Identity {
+                pid: me.pid,
+                start: me.start.wrapping_add(1).max(1)
+            }) || me.start == 0
+        );
+        assert!(!is_alive(Identity { pid: 0, start: 0 }));
+        // pid_max on Linux is at most 2^22.
+        assert!(!is_alive(Identity {
+            pid: (1 << 22) + 17,
+            start: 0
+        }));
+    }
+}

@@ -1,0 +1,207 @@
+//! Shared memory: anonymous `MAP_SHARED` mappings made before `fork`, so every forked child
+//! sees the same pages (memmap2's `map_anon` is `MAP_PRIVATE`: a child's writes would stay
+//! invisible, so it is not used).
+//!
+//! # Layout rules
+//!
+//! Every structure placed in a region is `#[repr(C)]`, holds only atomics and plain integers
+//! (no pointers: each process maps the region at its own address, so positions are offsets),
+//! and is valid when all-zero, which is what a fresh anonymous mapping holds. That makes
+//! initialisation two-phase without a window of invalid memory: phase one is the zeroed
+//! mapping (already a valid, empty structure), phase two stores the non-zero fields before the
+//! handle is returned, i.e. before any other process can exist that sees the region.
+//!
+//! Mapped memory is shared with other processes and so is untrusted: sizes and offsets used to
+//! index it come from the process-private handle (copied at creation), never from the region;
+//! values read from the region are validated before use.
+
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+
+use uniconc_core::Error;
+
+/// A structure that may live in shared memory.
+///
+/// # Safety
+/// Implementors are `#[repr(C)]`, contain no pointers or references, are valid for the
+/// all-zero bit pattern, and are sound to access concurrently through `&Self` (all mutable
+/// fields are atomics or guarded by a protocol documented on the type).
+pub(crate) unsafe trait ShmSafe: Sync {}
+
+/// One anonymous shared mapping; unmapped on drop (other processes keep their own mapping).
+#[derive(Debug)]
+pub(crate) struct Region {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the region is plain memory; every access to it goes through `ShmSafe` structures or
+// protocols that synchronise with atomics, so it can be used from any thread.
+unsafe impl Send for Region {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for Region {}
+
+impl Region {
+    /// Maps `len` zeroed bytes shared with future forked children. With `lazy`, no swap is
+    /// reserved (`MAP_NORESERVE`); pages are committed only when first touched, as for any
+    /// anonymous mapping.
+    pub(crate) fn new(len: usize, lazy: bool) -> Result<Self, Error> {
+        if len == 0 {
+            return Err(Error::invalid_argument("a shared region cannot be empty"));
+        }
+        let mut flags = libc::MAP_SHARED | libc::MAP_ANONYMOUS;
+        if lazy {
+            flags |= libc::MAP_NORESERVE;
+        }
+        // SAFETY: a fresh anonymous mapping at an address of the kernel's choice: no existing
+        // memory is affected; the arguments are valid for mmap.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(Error::last_os_error(format!(
+                "mapping {len} bytes of shared memory"
+            )));
+        }
+        let ptr = NonNull::new(ptr.cast::<u8>())
+            .ok_or_else(|| Error::invalid_argument("mmap returned a null mapping"))?;
+        Ok(Self { ptr, len })
+    }
+
+    /// Base address of the mapping in this process (page-aligned).
+    pub(crate) fn base(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Length in bytes.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// A shared reference to the `H` at byte `offset`.
+    ///
+    /// # Panics
+    /// If `H` does not fit at `offset` or `offset` is misaligned for `H` (a bug in a layout).
+    pub(crate) fn at<H: ShmSafe>(&self, offset: usize) -> &H {
+        let end = offset
+            .checked_add(size_of::<H>())
+            .expect("layout offset overflows");
+        assert!(end <= self.len, "layout does not fit its region");
+        assert_eq!(
+            (self.base() as usize + offset) % align_of::<H>(),
+            0,
+            "misaligned layout"
+        );
+        // SAFETY: in bounds and aligned (checked above); the region is mapped for our lifetime;
+        // `H: ShmSafe` is valid for any state the region can hold (all-zero or written by this
+        // crate's protocols through `&H`) and only accessed through shared references.
+        unsafe { &*self.base().add(offset).cast::<H>() }
+    }
+
+    /// A slice of `n` `H` starting at byte `offset`.
+    ///
+    /// # Panics
+    /// As for [`at`](Self::at).
+    pub(crate) fn slice_at<H: ShmSafe>(&self, offset: usize, n: usize) -> &[H] {
+        let bytes = size_of::<H>()
+            .checked_mul(n)
+            .expect("layout size overflows");
+        let end = offset.checked_add(bytes).expect("layout offset overflows");
+        assert!(end <= self.len, "layout does not fit its region");
+        assert_eq!(
+            (self.base() as usize + offset) % align_of::<H>(),
+            0,
+            "misaligned layout"
+        );
+        // SAFETY: as for `at`, for `n` consecutive elements.
+        unsafe { std::slice::from_raw_parts(self.base().add(offset).cast::<H>(), n) }
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are exactly the mapping made in `new`, and no reference into it
+        // outlives `self` (every accessor borrows `self`).
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// A region whose first bytes hold an `H` header.
+#[derive(Debug)]
+pub(crate) struct ShmBox<H> {
+    region: Region,
+    _marker: PhantomData<H>,
+}
+
+impl<H: ShmSafe> ShmBox<H> {
+    /// Maps a region of `len` bytes (at least `size_of::<H>()`), its header zeroed.
+    pub(crate) fn new(len: usize, lazy: bool) -> Result<Self, Error> {
+        let region = Region::new(len.max(size_of::<H>()), lazy)?;
+        Ok(Self {
+            region,
+            _marker: PhantomData,
+        })
+    }
+
+    /// The header.
+    pub(crate) fn header(&self) -> &H {
+        self.region.at(0)
+    }
+
+    /// The whole region.
+    pub(crate) fn region(&self) -> &Region {
+        &self.region
+    }
+}
+
+/// Rounds `n` up to a multiple of `align` (a power of two).
+pub(crate) const fn align_up(n: usize, align: usize) -> usize {
+    (n + align - 1) & !(align - 1)
+}
+
+/// A cache-line-aligned wrapper, so fields written by different processes do not share a line.
+#[derive(Debug, Default)]
+#[repr(C, align(128))]
+pub(crate) struct CachePadded<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for CachePadded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[repr(C)]
+    struct Hdr {
+        a: AtomicU64,
+    }
+    // SAFETY: repr(C), one atomic, valid when zero.
+    unsafe impl ShmSafe for Hdr {}
+
+    #[test]
+    fn zeroed_and_usable() {
+        let b = ShmBox::<Hdr>::new(4096, false).unwrap();
+        assert_eq!(b.header().a.load(Ordering::Relaxed), 0);
+        b.header().a.store(7, Ordering::Relaxed);
+        assert_eq!(b.region().at::<Hdr>(0).a.load(Ordering::Relaxed), 7);
+        assert_eq!(b.region().len(), 4096);
+    }
+
+    #[test]
+    fn empty_region_is_an_error() {
+        assert!(Region::new(0, false).is_err());
+    }
+}

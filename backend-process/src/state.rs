@@ -1,0 +1,375 @@
+//! Shared state: [`Value`] and [`Array`] of plain data in shared memory, each with its own
+//! robust lock (Python's `multiprocessing.Value` and `Array`).
+//!
+//! Layout of a region: `[ RawLock | padding | T ... ]`, the data at offset
+//! `max(64, align_of::<T>())` (page-aligned region, so any alignment up to 4096 holds). The
+//! element count lives in the process-private handle, never read back from shared memory.
+//! Every access to the data holds the lock (Acquire on taking it, Release on giving it back),
+//! so no data race is reachable from safe code; whole-array reads are one lock and a `memcpy`.
+
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+
+use uniconc_core::state::index_error;
+use uniconc_core::{Error, LockError, Plain};
+
+use crate::lock::{Acquired, RawLock};
+use crate::procs;
+use crate::shm::{Region, align_up};
+
+#[derive(Debug)]
+struct Cells {
+    region: Region,
+    data_off: usize,
+}
+
+impl Cells {
+    fn new<T: Plain>(len: usize) -> Result<Self, Error> {
+        if align_of::<T>() > 4096 {
+            return Err(Error::invalid_argument(
+                "alignment above 4096 bytes is not supported in shared memory",
+            ));
+        }
+        let data_off = align_up(64, align_of::<T>().max(64));
+        let bytes = size_of::<T>()
+            .checked_mul(len)
+            .and_then(|b| b.checked_add(data_off))
+            .ok_or_else(|| Error::invalid_argument("shared array size overflows"))?;
+        procs::install_fork_handlers();
+        Ok(Self {
+            region: Region::new(bytes, false)?,
+            data_off,
+        })
+    }
+
+    fn raw(&self) -> &RawLock {
+        self.region.at(0)
+    }
+
+    fn data<T>(&self) -> *mut T {
+        // SAFETY: `data_off` is within the region (checked in `new`).
+        unsafe { self.region.base().add(self.data_off).cast() }
+    }
+
+    fn lock(&self) -> Acquired {
+        self.raw()
+            .lock_deadline(None)
+            .expect("a wait without deadline cannot time out")
+    }
+}
+
+/// One shared value of plain data, with its own lock.
+///
+/// ```
+/// use uniconc_core::Value as _;
+/// let v = uniconc_process::value(1u64)?;
+/// v.update(|x| *x += 41);
+/// assert_eq!(v.load(), 42);
+/// # Ok::<(), uniconc_core::Error>(())
+/// ```
+pub struct Value<T> {
+    cells: Arc<Cells>,
+    _m: PhantomData<T>,
+}
+
+impl<T> Clone for Value<T> {
+    fn clone(&self) -> Self {
+        Self {
+            cells: self.cells.clone(),
+            _m: PhantomData,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Value<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Value").finish_non_exhaustive()
+    }
+}
+
+/// Exclusive access to a [`Value`]; releases its lock on drop.
+pub struct ValueGuard<'a, T> {
+    cells: &'a Cells,
+    _m: PhantomData<&'a mut T>,
+}
+
+// SAFETY: the guard gives `&mut T` access; sending it to another thread is fine for `T: Send`
+// (the lock is process-owned, so release from any thread of this process is correct).
+unsafe impl<T: Send> Send for ValueGuard<'_, T> {}
+// SAFETY: `&ValueGuard` only gives `&T`.
+unsafe impl<T: Sync> Sync for ValueGuard<'_, T> {}
+
+impl<T> std::fmt::Debug for ValueGuard<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ValueGuard").finish_non_exhaustive()
+    }
+}
+
+impl<T> Deref for ValueGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the lock is held for the guard's lifetime, so no other process or thread
+        // accesses the value; the pointer is aligned, in bounds and holds a valid `T` (Pod:
+        // any bit pattern, zero-initialised).
+        unsafe { &*self.cells.data::<T>() }
+    }
+}
+
+impl<T> DerefMut for ValueGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as for `deref`; `&mut self` makes the access unique in this process.
+        unsafe { &mut *self.cells.data::<T>() }
+    }
+}
+
+impl<T> Drop for ValueGuard<'_, T> {
+    fn drop(&mut self) {
+        self.cells.raw().unlock();
+    }
+}
+
+/// A new shared value holding `value`.
+///
+/// # Errors
+/// `Os` if shared memory cannot be mapped.
+pub fn value<T: Plain>(value: T) -> Result<Value<T>, Error> {
+    <Value<T> as uniconc_core::Value<T>>::new(value)
+}
+
+impl<T: Plain> uniconc_core::Value<T> for Value<T> {
+    type Guard<'a> = ValueGuard<'a, T>;
+
+    fn new(value: T) -> Result<Self, Error> {
+        let cells = Cells::new::<T>(1)?;
+        // SAFETY: fresh region, not yet shared; aligned and in bounds.
+        unsafe { cells.data::<T>().write(value) };
+        Ok(Self {
+            cells: Arc::new(cells),
+            _m: PhantomData,
+        })
+    }
+
+    fn load(&self) -> T {
+        self.cells.lock();
+        let g = ValueGuard::<T> {
+            cells: &self.cells,
+            _m: PhantomData,
+        };
+        *g
+    }
+
+    fn store(&self, value: T) {
+        self.cells.lock();
+        let mut g = ValueGuard::<T> {
+            cells: &self.cells,
+            _m: PhantomData,
+        };
+        *g = value;
+    }
+
+    fn update<U>(&self, f: impl FnOnce(&mut T) -> U) -> U {
+        self.cells.lock();
+        let mut g = ValueGuard::<T> {
+            cells: &self.cells,
+            _m: PhantomData,
+        };
+        f(&mut g)
+    }
+
+    fn lock(&self) -> Result<ValueGuard<'_, T>, LockError<ValueGuard<'_, T>>> {
+        let a = self.cells.lock();
+        let g = ValueGuard {
+            cells: &self.cells,
+            _m: PhantomData,
+        };
+        match a {
+            Acquired::Clean => Ok(g),
+            Acquired::OwnerDied => Err(LockError::OwnerDied(g)),
+        }
+    }
+}
+
+/// A fixed-length shared array of plain data, with one lock.
+///
+/// ```
+/// use uniconc_core::Array as _;
+/// let a = uniconc_process::array::<u32>(4)?;
+/// a.set(2, 7)?;
+/// assert_eq!(a.to_vec(), vec![0, 0, 7, 0]);
+/// # Ok::<(), uniconc_core::Error>(())
+/// ```
+pub struct Array<T> {
+    cells: Arc<Cells>,
+    len: usize,
+    _m: PhantomData<T>,
+}
+
+impl<T> Clone for Array<T> {
+    fn clone(&self) -> Self {
+        Self {
+            cells: self.cells.clone(),
+            len: self.len,
+            _m: PhantomData,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Array<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Array")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Exclusive access to an [`Array`]'s elements; releases its lock on drop.
+pub struct ArrayGuard<'a, T> {
+    cells: &'a Cells,
+    len: usize,
+    _m: PhantomData<&'a mut [T]>,
+}
+
+// SAFETY: as for `ValueGuard`.
+unsafe impl<T: Send> Send for ArrayGuard<'_, T> {}
+// SAFETY: as for `ValueGuard`.
+unsafe impl<T: Sync> Sync for ArrayGuard<'_, T> {}
+
+impl<T> std::fmt::Debug for ArrayGuard<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArrayGuard")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Deref for ArrayGuard<'_, T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: lock held; `len` elements fit the region (checked in `Cells::new` with the
+        // private `len`); Pod elements are valid for any bits.
+        unsafe { std::slice::from_raw_parts(self.cells.data::<T>(), self.len) }
+    }
+}
+
+impl<T> DerefMut for ArrayGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as for `deref`, unique through `&mut self`.
+        unsafe { std::slice::from_raw_parts_mut(self.cells.data::<T>(), self.len) }
+    }
+}
+
+impl<T> Drop for ArrayGuard<'_, T> {
+    fn drop(&mut self) {
+        self.cells.raw().unlock();
+    }
+}
+
+/// A new shared array of `len` zeroed elements.
+///
+/// # Errors
+/// `InvalidArgument` if the size overflows; `Os` if shared memory cannot be mapped.
+pub fn array<T: Plain>(len: usize) -> Result<Array<T>, Error> {
+    <Array<T> as uniconc_core::Array<T>>::new(len)
+}
+
+impl<T: Plain> Array<T> {
+    fn guard(&self) -> ArrayGuard<'_, T> {
+        self.cells.lock();
+        ArrayGuard {
+            cells: &self.cells,
+            len: self.len,
+            _m: PhantomData,
+        }
+    }
+}
+
+impl<T: Plain> uniconc_core::Array<T> for Array<T> {
+    type Guard<'a> = ArrayGuard<'a, T>;
+
+    fn new(len: usize) -> Result<Self, Error> {
+        Ok(Self {
+            cells: Arc::new(Cells::new::<T>(len)?),
+            len,
+            _m: PhantomData,
+        })
+    }
+
+    fn from_slice(items: &[T]) -> Result<Self, Error> {
+        let a = Self::new(items.len())?;
+        a.guard().copy_from_slice(items);
+        Ok(a)
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn get(&self, index: usize) -> Option<T> {
+        if index >= self.len {
+            return None;
+        }
+        Some(self.guard()[index])
+    }
+
+    fn set(&self, index: usize, value: T) -> Result<(), Error> {
+        if index >= self.len {
+            return Err(index_error(index, self.len));
+        }
+        self.guard()[index] = value;
+        Ok(())
+    }
+
+    fn to_vec(&self) -> Vec<T> {
+        self.guard().to_vec()
+    }
+
+    fn lock(&self) -> Result<ArrayGuard<'_, T>, LockError<ArrayGuard<'_, T>>> {
+        let a = self.cells.lock();
+        let g = ArrayGuard {
+            cells: &self.cells,
+            len: self.len,
+            _m: PhantomData,
+        };
+        match a {
+            Acquired::Clean => Ok(g),
+            Acquired::OwnerDied => Err(LockError::OwnerDied(g)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uniconc_core::{Array as _, Value as _};
+
+    #[test]
+    fn value_ops() {
+        let v = value(5i32).unwrap();
+        v.store(6);
+        assert_eq!(v.load(), 6);
+        assert_eq!(
+            v.update(|x| {
+                *x *= 2;
+                *x
+            }),
+            12
+        );
+        *v.lock().unwrap() += 1;
+        assert_eq!(v.load(), 13);
+    }
+
+    #[test]
+    fn array_ops() {
+        let a = Array::from_slice(&[1u64, 2, 3]).unwrap();
+        assert_eq!(a.len(), 3);
+        assert_eq!(a.get(1), Some(2));
+        assert_eq!(a.get(3), None);
+        assert!(a.set(3, 0).is_err());
+        a.lock().unwrap()[0] = 9;
+        assert_eq!(a.to_vec(), vec![9, 2, 3]);
+        let empty = array::<u8>(0).unwrap();
+        assert!(empty.is_empty());
+        assert!(empty.to_vec().is_empty());
+    }
+}

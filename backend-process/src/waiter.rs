@@ -1,0 +1,281 @@
+//! Async waiting without parking the executor's thread, for any executor.
+//!
+//! A future that must wait for a shared-memory word to change hands a request (the word, the
+//! value it saw, its waker) to a small per-process pool of *waiter threads*; one of them sleeps
+//! on the futex (a bounded slice, so a cancelled request frees its thread soon) and then wakes
+//! the task, which re-checks its condition. A thread is started when every waiter thread is
+//! busy, and idle ones are reused, so the pool grows to the number of concurrently waiting
+//! futures. The alternative (an eventfd registered with the reactor) would tie the futures to
+//! one reactor; these work under tokio, async-std, `futures::executor` or a hand-rolled poll.
+//!
+//! Cancellation: dropping a [`WaitWord`] marks its request cancelled; the waiter thread, if a
+//! wake reached it meant for a real waiter, passes one wake on to the word, so no wake-up is
+//! swallowed by a future that no longer exists.
+//!
+//! Fork: the pool's state sits behind a spin lock that the atfork child handler resets (the
+//! child has none of the parent's threads); no pool thread holds it across a blocking call.
+
+use std::any::Any;
+use std::cell::UnsafeCell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering, fence};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use crate::platform;
+
+/// How long a waiter thread sleeps on one request before handing control back to its task.
+const SLICE: Duration = Duration::from_millis(100);
+
+/// Registration as a sleeper on a wait word's companion counter: incremented on creation
+/// (with a SeqCst fence, the waiter half of the Dekker handshake with `notify`), decremented on
+/// drop.
+#[derive(Debug)]
+pub(crate) struct SleepToken {
+    counter: *const AtomicU32,
+}
+
+// SAFETY: the counter is an atomic in shared memory kept mapped by whoever holds the token
+// (every holder also holds a keep-alive handle to the mapping, dropped after the token).
+unsafe impl Send for SleepToken {}
+// SAFETY: only atomic operations are made through the pointer.
+unsafe impl Sync for SleepToken {}
+
+impl SleepToken {
+    /// Registers as a sleeper on `counter`.
+    ///
+    /// # Safety
+    /// `counter` must stay valid until the token is dropped.
+    pub(crate) unsafe fn new(counter: &AtomicU32) -> Self {
+        // SeqCst + fence: the sleeper's registration is ordered before its re-check of the
+        // condition; the notifier's condition change is ordered (by its own SeqCst fence)
+        // before its read of this counter. One of the two sees the other.
+        counter.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        Self { counter }
+    }
+}
+
+impl Drop for SleepToken {
+    fn drop(&mut self) {
+        // SAFETY: valid until the token is dropped (contract of `new`).
+        unsafe { (*self.counter).fetch_sub(1, Ordering::SeqCst) };
+    }
+}
+
+#[derive(Debug, Default)]
+struct ReqShared {
+    done: AtomicBool,
+    cancelled: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+struct Req {
+    word: *const AtomicU32,
+    expected: u32,
+    // Dropped before `keep` (declaration order), so the counter is still mapped.
+    _token: Option<SleepToken>,
+    shared: Arc<ReqShared>,
+    _keep: Arc<dyn Any + Send + Sync>,
+}
+
+// SAFETY: `word` points into the mapping that `keep` keeps alive; only atomic operations and
+// futex calls are made through it.
+unsafe impl Send for Req {}
+
+struct PoolState {
+    queue: VecDeque<Req>,
+    idle: usize,
+}
+
+struct Pool {
+    locked: AtomicBool,
+    state: UnsafeCell<PoolState>,
+    seq: AtomicU32,
+}
+
+// SAFETY: `state` is only accessed while `locked` is held (see `with`).
+unsafe impl Sync for Pool {}
+
+static POOL: Pool = Pool {
+    locked: AtomicBool::new(false),
+    state: UnsafeCell::new(PoolState {
+        queue: VecDeque::new(),
+        idle: 0,
+    }),
+    seq: AtomicU32::new(0),
+};
+
+impl Pool {
+    fn with<R>(&self, f: impl FnOnce(&mut PoolState) -> R) -> R {
+        // Acquire on taking / Release on giving back the lock: the state's accesses happen
+        // inside the critical section.
+        while self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            std::hint::spin_loop();
+        }
+        // SAFETY: we hold the lock, so this is the only reference to the state. `f` does not
+        // block (queue operations only).
+        let r = f(unsafe { &mut *self.state.get() });
+        self.locked.store(false, Ordering::Release);
+        r
+    }
+}
+
+/// Atfork child handler: the child has no waiter threads; forget the parent's pool (its
+/// requests leak in the child, which only means their mappings stay mapped there).
+pub(crate) fn fork_child() {
+    // SAFETY: in the child of fork there is exactly one thread, so nothing else accesses the
+    // pool; the old state is overwritten without being dropped (VecDeque::new allocates
+    // nothing, so this is async-signal-safe).
+    unsafe {
+        std::ptr::write(
+            POOL.state.get(),
+            PoolState {
+                queue: VecDeque::new(),
+                idle: 0,
+            },
+        )
+    };
+    POOL.locked.store(false, Ordering::Relaxed);
+}
+
+fn submit(req: Req) {
+    let spawn = POOL.with(|s| {
+        s.queue.push_back(req);
+        s.queue.len() > s.idle
+    });
+    if spawn {
+        let r = std::thread::Builder::new()
+            .name("uniconc-waiter".into())
+            .spawn(worker);
+        if let Err(e) = r {
+            // Serve the request from this thread rather than lose it: wake its task at once
+            // (it re-checks and re-submits), so the wait degrades to polling, never a hang.
+            if let Some(req) = POOL.with(|s| s.queue.pop_back()) {
+                finish(req);
+            }
+            eprintln!("uniconc: could not start a waiter thread ({e}); polling instead");
+        }
+    } else {
+        // Release: the queue push above is visible to the thread that sees the new value.
+        POOL.seq.fetch_add(1, Ordering::Release);
+        platform::wake(&POOL.seq, 1);
+    }
+}
+
+fn finish(req: Req) {
+    req.shared.done.store(true, Ordering::Release);
+    let waker = req
+        .shared
+        .waker
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    if req.shared.cancelled.load(Ordering::Acquire) {
+        // SAFETY: `req._keep` keeps the word mapped.
+        platform::wake(unsafe { &*req.word }, 1);
+    }
+    if let Some(w) = waker {
+        w.wake();
+    }
+    drop(req);
+}
+
+fn worker() {
+    loop {
+        let (req, seq) = POOL.with(|s| match s.queue.pop_front() {
+            Some(r) => (Some(r), 0),
+            None => {
+                s.idle += 1;
+                (None, POOL.seq.load(Ordering::Acquire))
+            }
+        });
+        match req {
+            Some(req) => {
+                if !req.shared.cancelled.load(Ordering::Acquire) {
+                    // SAFETY: `req._keep` keeps the word mapped for the call.
+                    platform::wait(unsafe { &*req.word }, req.expected, Some(SLICE));
+                }
+                finish(req);
+            }
+            None => {
+                platform::wait(&POOL.seq, seq, Some(Duration::from_secs(10)));
+                POOL.with(|s| s.idle -= 1);
+            }
+        }
+    }
+}
+
+/// A future that completes once `word` no longer holds `expected`, or after a bounded slice
+/// (the caller re-checks its condition either way and loops).
+pub(crate) struct WaitWord {
+    pending: Option<Req>,
+    shared: Arc<ReqShared>,
+}
+
+impl WaitWord {
+    /// Waits for `word != expected`, holding `token` (a sleeper registration) until then.
+    ///
+    /// # Safety
+    /// `word` must live inside the memory kept alive by `keep`.
+    pub(crate) unsafe fn new(
+        word: &AtomicU32,
+        expected: u32,
+        token: Option<SleepToken>,
+        keep: Arc<dyn Any + Send + Sync>,
+    ) -> Self {
+        let shared = Arc::new(ReqShared::default());
+        Self {
+            pending: Some(Req {
+                word,
+                expected,
+                _token: token,
+                shared: shared.clone(),
+                _keep: keep,
+            }),
+            shared,
+        }
+    }
+}
+
+impl Future for WaitWord {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(req) = self.pending.take() {
+            // Relaxed: a fast path; the futex call re-checks atomically.
+            // SAFETY: `req._keep` keeps the word mapped.
+            if unsafe { &*req.word }.load(Ordering::Acquire) != req.expected {
+                return Poll::Ready(());
+            }
+            *req.shared.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+            submit(req);
+            return Poll::Pending;
+        }
+        if self.shared.done.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        let mut w = self.shared.waker.lock().unwrap_or_else(|e| e.into_inner());
+        if self.shared.done.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        match &*w {
+            Some(old) if old.will_wake(cx.waker()) => {}
+            _ => *w = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for WaitWord {
+    fn drop(&mut self) {
+        // Release: pairs with the waiter thread's Acquire, so it passes a wake on.
+        self.shared.cancelled.store(true, Ordering::Release);
+    }
+}

@@ -1,0 +1,293 @@
+//! The channel across forked processes: disconnection (including SIGKILL), bad messages,
+//! MPMC counts and sums, async receive.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{fork_lock, scale, spawn};
+use serde::{Deserialize, Deserializer, Serialize};
+use uniconc_core::{
+    MessageError, Receiver as _, RecvError, RecvTimeoutError, SendError, Sender as _,
+};
+use uniconc_process::{ChannelBuilder, channel, unbounded};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+#[test]
+fn child_messages_arrive_and_its_exit_disconnects() {
+    let _f = fork_lock();
+    let (tx, rx) = channel::<String>(4).unwrap();
+    let child = spawn(move || {
+        for i in 0..100 {
+            tx.send(format!("msg {i}")).unwrap();
+        }
+        0
+    });
+    // The parent's sender was copied into the child; drop ours.
+    let rx2 = rx.clone();
+    drop(rx);
+    let got: Vec<String> = rx2.iter().collect();
+    assert_eq!(got.len(), 100);
+    assert_eq!(got[99], "msg 99");
+    assert_eq!(child.join(LIMIT), 0);
+    assert_eq!(rx2.recv(), Err(RecvError::Disconnected));
+}
+
+#[test]
+fn sigkilled_producer_is_seen_as_disconnection() {
+    let _f = fork_lock();
+    let (tx, rx) = channel::<u64>(4).unwrap();
+    let child = spawn(move || {
+        tx.send(1).unwrap();
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    // Our own sender must not keep the channel connected: only the child's copy does.
+    // (The child's copy was registered at fork, so dropping ours now cannot disconnect.)
+    assert_eq!(rx.recv_timeout(LIMIT), Ok(1));
+    assert!(!rx.is_closed(), "the child still holds a sender");
+    child.kill();
+    let start = Instant::now();
+    // Assert only that it IS seen (generous bound against a hang).
+    assert_eq!(rx.recv_timeout(LIMIT), Err(RecvTimeoutError::Disconnected));
+    eprintln!(
+        "SIGKILLed producer seen as disconnection after {:?}",
+        start.elapsed()
+    );
+    drop(child);
+}
+
+#[test]
+fn parent_dropping_its_sender_right_after_fork_does_not_disconnect() {
+    let _f = fork_lock();
+    let (tx, rx) = channel::<u32>(2).unwrap();
+    let child = spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        tx.send(42).unwrap();
+        0
+    });
+    assert_eq!(rx.recv_timeout(LIMIT), Ok(42));
+    assert_eq!(child.join(LIMIT), 0);
+    assert_eq!(rx.recv_timeout(LIMIT), Err(RecvTimeoutError::Disconnected));
+}
+
+#[test]
+fn sigkilled_consumer_is_seen_by_a_blocked_sender() {
+    let _f = fork_lock();
+    let (tx, rx) = channel::<u64>(1).unwrap();
+    let child = spawn(move || {
+        let _keep = rx;
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    tx.send(1).unwrap();
+    child.kill();
+    // Full, and the only receiver is dead: the blocked send must give the value back.
+    match tx.send_timeout(2, LIMIT) {
+        Err(e) => assert!(e.is_disconnected(), "{e:?}"),
+        Ok(()) => panic!("sent into a channel without receivers"),
+    }
+}
+
+#[test]
+fn oversized_message_is_refused_in_a_child_too() {
+    let _f = fork_lock();
+    let (tx, rx) = ChannelBuilder::new(Some(4))
+        .byte_budget(8192)
+        .build::<Vec<u8>>()
+        .unwrap();
+    let child = spawn(move || match tx.send(vec![0u8; 100_000]) {
+        Err(SendError::Invalid(v, MessageError::TooLarge { .. })) if v.len() == 100_000 => {
+            tx.send(vec![1, 2, 3]).map(|_| 0).unwrap_or(2)
+        }
+        _ => 1,
+    });
+    assert_eq!(child.join(LIMIT), 0);
+    assert_eq!(rx.recv().unwrap(), vec![1, 2, 3]);
+}
+
+/// Serializes any `u32`; deserializes only even ones.
+#[derive(Debug, Serialize, PartialEq)]
+struct Even(u32);
+
+impl<'de> Deserialize<'de> for Even {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = u32::deserialize(d)?;
+        if v % 2 == 0 {
+            Ok(Even(v))
+        } else {
+            Err(serde::de::Error::custom("odd"))
+        }
+    }
+}
+
+#[test]
+fn undecodable_message_is_an_error_and_the_next_one_arrives() {
+    let _f = fork_lock();
+    let (tx, rx) = channel::<Even>(4).unwrap();
+    let child = spawn(move || {
+        tx.send(Even(3)).unwrap();
+        tx.send(Even(4)).unwrap();
+        0
+    });
+    assert_eq!(child.join(LIMIT), 0);
+    match rx.recv() {
+        Err(RecvError::Invalid(MessageError::Decode(m))) => assert!(m.contains("odd"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(rx.recv().unwrap(), Even(4));
+}
+
+#[test]
+fn mpmc_across_processes_loses_and_duplicates_nothing() {
+    let _f = fork_lock();
+    let producers = 4u64;
+    let consumers = 3u64;
+    let n = 100_000 * scale();
+    let per = n / producers;
+    let total = per * producers;
+    let (tx, rx) = channel::<u64>(256).unwrap();
+    let (res_tx, res_rx) = unbounded::<(u64, u64, u128)>().unwrap();
+    let mut children = Vec::new();
+    for p in 0..producers {
+        let tx = tx.clone();
+        children.push(spawn(move || {
+            for i in 0..per {
+                tx.send(p * per + i).unwrap();
+            }
+            0
+        }));
+    }
+    for _ in 0..consumers {
+        let rx = rx.clone();
+        let res_tx = res_tx.clone();
+        children.push(spawn(move || {
+            let (mut count, mut sum, mut squares) = (0u64, 0u64, 0u128);
+            for v in rx.iter() {
+                count += 1;
+                sum += v;
+                squares += u128::from(v) * u128::from(v);
+            }
+            res_tx.send((count, sum, squares)).unwrap();
+            0
+        }));
+    }
+    drop((tx, rx, res_tx));
+    let results: Vec<_> = res_rx.iter().collect();
+    for c in children {
+        assert_eq!(c.join(LIMIT), 0);
+    }
+    assert_eq!(results.len() as u64, consumers);
+    let count: u64 = results.iter().map(|r| r.0).sum();
+    let sum: u64 = results.iter().map(|r| r.1).sum();
+    let squares: u128 = results.iter().map(|r| r.2).sum();
+    let t = u128::from(total);
+    assert_eq!(count, total);
+    assert_eq!(u128::from(sum), t * (t - 1) / 2);
+    assert_eq!(squares, (t - 1) * t * (2 * t - 1) / 6);
+}
+
+#[test]
+fn variable_size_messages_across_processes() {
+    let _f = fork_lock();
+    let (tx, rx) = channel::<Vec<u32>>(8).unwrap();
+    let child = spawn(move || {
+        for len in 0..300u32 {
+            tx.send((0..len * 7).collect()).unwrap();
+        }
+        0
+    });
+    for len in 0..300u32 {
+        let v = rx.recv().unwrap();
+        assert_eq!(v.len() as u32, len * 7);
+        assert!(v.iter().enumerate().all(|(i, &x)| x == i as u32));
+    }
+    assert_eq!(child.join(LIMIT), 0);
+}
+
+#[test]
+fn async_recv_from_a_child_and_cancel_safety() {
+    let _f = fork_lock();
+    let (tx, rx) = channel::<u64>(8).unwrap();
+    // A pending recv_async dropped before anything is sent loses nothing.
+    {
+        let fut = rx.recv_async();
+        let polled = futures_lite::future::block_on(futures_lite::future::poll_once(fut));
+        assert!(polled.is_none(), "nothing was sent yet");
+    }
+    let child = spawn(move || {
+        for i in 0..1000 {
+            tx.send(i).unwrap();
+            if i % 100 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        0
+    });
+    let (n, sum) = common::watchdog(LIMIT, move || {
+        futures_lite::future::block_on(async move {
+            let (mut n, mut sum) = (0u64, 0u64);
+            let mut take = |r: Result<u64, RecvError>| match r {
+                Ok(v) => {
+                    n += 1;
+                    sum += v;
+                    true
+                }
+                Err(RecvError::Disconnected) => false,
+                Err(e) => panic!("{e}"),
+            };
+            loop {
+                // A receive that is polled once and dropped: if it was pending, the message
+                // it would have taken must still arrive through the next one.
+                if let Some(r) = futures_lite::future::poll_once(rx.recv_async()).await {
+                    if !take(r) {
+                        break;
+                    }
+                }
+                if !take(rx.recv_async().await) {
+                    break;
+                }
+            }
+            (n, sum)
+        })
+    });
+    assert_eq!(n, 1000, "every message exactly once");
+    assert_eq!(sum, 999 * 1000 / 2);
+    assert_eq!(child.join(LIMIT), 0);
+}
+
+#[test]
+fn child_receiver_is_not_kept_connected_by_the_parents_sender_copied_into_it() {
+    // The design's hello-world: the child inherits the parent's `tx` as well as `rx`.
+    let _f = fork_lock();
+    let (tx, rx) = channel::<u64>(64).unwrap();
+    let (res_tx, res_rx) = channel::<u64>(1).unwrap();
+    let child = spawn(move || {
+        let sum: u64 = rx.iter().sum();
+        res_tx.send(sum).map(|_| 0).unwrap_or(3)
+    });
+    for i in 1..=10 {
+        tx.send(i).unwrap();
+    }
+    drop(tx);
+    assert_eq!(res_rx.recv_timeout(LIMIT), Ok(55));
+    assert_eq!(child.join(LIMIT), 0);
+}
+
+#[test]
+fn a_child_that_has_not_run_yet_keeps_its_sender_counted() {
+    let _f = fork_lock();
+    let (tx, rx) = channel::<u64>(4).unwrap();
+    let tx2 = tx.clone();
+    let child = spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        tx2.send(7).map(|_| 0).unwrap_or(4)
+    });
+    drop(tx);
+    assert_eq!(rx.recv_timeout(LIMIT), Ok(7));
+    assert_eq!(child.join(LIMIT), 0);
+    assert_eq!(rx.recv_timeout(LIMIT), Err(RecvTimeoutError::Disconnected));
+}

@@ -1,0 +1,374 @@
+//! Process backend I: the cross-process channel, its ping-pong, the `Lock`, a shared `Value`,
+//! and the codec choice, each against its peers in the same run.
+//!
+//! Run: `cargo bench -p uniconc-benches --bench process_channel -- --warm-up-time 1
+//! --measurement-time 2` (and `python3 benches/python/mp_bench.py` for Python's figures).
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use serde::{Deserialize, Serialize};
+use uniconc_core::{Lock as _, Receiver as _, Sender as _, Value as _};
+
+const CAP: usize = 1024;
+
+/// Forks a child running `f`, which must end with `_exit`.
+fn fork_child(f: impl FnOnce()) -> libc::pid_t {
+    // SAFETY: the child runs `f` and `_exit`s without returning into criterion.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        f();
+        // SAFETY: leave the child at once, running no destructors of the parent's state.
+        unsafe { libc::_exit(0) };
+    }
+    pid
+}
+
+fn reap(pid: libc::pid_t) {
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+}
+
+/// A shared anonymous mapping of `n` bytes (MAP_SHARED, visible to forked children).
+fn shared_words(n: usize) -> &'static [AtomicU64] {
+    // SAFETY: fresh shared anonymous mapping, never unmapped (leaked for the bench's life).
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            n * 64,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED);
+    // SAFETY: zeroed memory is a valid AtomicU64; aligned (page); n*8 <= n*64 bytes.
+    unsafe { std::slice::from_raw_parts(p.cast::<AtomicU64>(), n * 8) }
+}
+
+fn futex_wait(w: &AtomicU32, v: u32) {
+    // SAFETY: valid word; shared futex (no PRIVATE flag), no timeout.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            w.as_ptr(),
+            libc::FUTEX_WAIT,
+            v,
+            std::ptr::null::<libc::timespec>(),
+        )
+    };
+}
+
+fn futex_wake(w: &AtomicU32) {
+    // SAFETY: valid word; shared futex.
+    unsafe { libc::syscall(libc::SYS_futex, w.as_ptr(), libc::FUTEX_WAKE, 1) };
+}
+
+fn pin_to_cpu0() {
+    // SAFETY: plain affinity call on this process with a zeroed, then filled, cpu_set_t.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+fn unpin() {
+    // SAFETY: as above, with every CPU allowed.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for c in 0..libc::CPU_SETSIZE as usize {
+            libc::CPU_SET(c, &mut set);
+        }
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+fn throughput(c: &mut Criterion) {
+    let mut g = c.benchmark_group("u64_1to1");
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(10);
+    g.bench_function("uniconc_process_channel", |b| {
+        b.iter_custom(|iters| {
+            let (tx, rx) = uniconc_process::channel::<u64>(CAP).unwrap();
+            let pid = fork_child(|| {
+                for i in 0..=iters {
+                    tx.send(i).unwrap();
+                }
+            });
+            drop(tx);
+            rx.recv().unwrap();
+            let start = Instant::now();
+            for _ in 0..iters {
+                black_box(rx.recv().unwrap());
+            }
+            let t = start.elapsed();
+            reap(pid);
+            t
+        })
+    });
+    g.bench_function("ipc_channel_fork", |b| {
+        b.iter_custom(|iters| {
+            let (tx, rx) = ipc_channel::ipc::channel::<u64>().unwrap();
+            let pid = fork_child(|| {
+                for i in 0..=iters {
+                    tx.send(i).unwrap();
+                }
+            });
+            drop(tx);
+            rx.recv().unwrap();
+            let start = Instant::now();
+            for _ in 0..iters {
+                black_box(rx.recv().unwrap());
+            }
+            let t = start.elapsed();
+            reap(pid);
+            t
+        })
+    });
+    g.bench_function("crossbeam_threads", |b| {
+        b.iter_custom(|iters| {
+            let (tx, rx) = crossbeam_channel::bounded::<u64>(CAP);
+            let h = std::thread::spawn(move || {
+                for i in 0..=iters {
+                    tx.send(i).unwrap();
+                }
+            });
+            rx.recv().unwrap();
+            let start = Instant::now();
+            for _ in 0..iters {
+                black_box(rx.recv().unwrap());
+            }
+            let t = start.elapsed();
+            h.join().unwrap();
+            t
+        })
+    });
+    g.finish();
+}
+
+fn ping_pong(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ping_pong_round_trip");
+    g.sample_size(10);
+    for pinned in [false, true] {
+        let tag = if pinned {
+            "one_cpu_must_sleep"
+        } else {
+            "two_cpus_active"
+        };
+        if pinned {
+            pin_to_cpu0();
+        }
+        g.bench_function(BenchmarkId::new("uniconc_process_channel", tag), |b| {
+            b.iter_custom(|iters| {
+                let (ping_tx, ping_rx) = uniconc_process::channel::<u64>(1).unwrap();
+                let (pong_tx, pong_rx) = uniconc_process::channel::<u64>(1).unwrap();
+                let pid = fork_child(|| {
+                    while let Ok(v) = ping_rx.recv() {
+                        pong_tx.send(v).unwrap();
+                    }
+                });
+                ping_tx.send(0).unwrap();
+                pong_rx.recv().unwrap();
+                let start = Instant::now();
+                for i in 0..iters {
+                    ping_tx.send(i).unwrap();
+                    black_box(pong_rx.recv().unwrap());
+                }
+                let t = start.elapsed();
+                ping_tx.close();
+                reap(pid);
+                t
+            })
+        });
+        g.bench_function(BenchmarkId::new("raw_futex", tag), |b| {
+            b.iter_custom(|iters| {
+                let w = shared_words(1);
+                // SAFETY: AtomicU64 and 2 AtomicU32 have compatible layout within the line.
+                let words: &[AtomicU32] =
+                    unsafe { std::slice::from_raw_parts(w.as_ptr().cast::<AtomicU32>(), 16) };
+                let (a, bw) = (&words[0], &words[8]);
+                let pid = fork_child(|| {
+                    let mut last = 0;
+                    loop {
+                        while a.load(Ordering::Acquire) == last {
+                            futex_wait(a, last);
+                        }
+                        last = a.load(Ordering::Acquire);
+                        bw.store(last, Ordering::Release);
+                        futex_wake(bw);
+                        if last == u32::MAX {
+                            break;
+                        }
+                    }
+                });
+                let start = Instant::now();
+                for i in 1..=iters as u32 {
+                    a.store(i, Ordering::Release);
+                    futex_wake(a);
+                    while bw.load(Ordering::Acquire) != i {
+                        futex_wait(bw, i - 1);
+                    }
+                }
+                let t = start.elapsed();
+                a.store(u32::MAX, Ordering::Release);
+                futex_wake(a);
+                reap(pid);
+                t
+            })
+        });
+        if !pinned {
+            g.bench_function(BenchmarkId::new("raw_cache_line", tag), |b| {
+                b.iter_custom(|iters| {
+                    let w = &shared_words(1)[0];
+                    let pid = fork_child(|| {
+                        let mut next = 1u64;
+                        loop {
+                            while w.load(Ordering::Acquire) != next {
+                                std::hint::spin_loop();
+                            }
+                            if next == u64::MAX - 1 {
+                                break;
+                            }
+                            w.store(next + 1, Ordering::Release);
+                            next += 2;
+                        }
+                    });
+                    let start = Instant::now();
+                    for i in 0..iters {
+                        w.store(2 * i + 1, Ordering::Release);
+                        while w.load(Ordering::Acquire) != 2 * i + 2 {
+                            std::hint::spin_loop();
+                        }
+                    }
+                    let t = start.elapsed();
+                    // Stop the child: it waits for an odd value; kill it instead.
+                    // SAFETY: our own child.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    reap(pid);
+                    t
+                })
+            });
+        }
+        if pinned {
+            unpin();
+        }
+    }
+    g.finish();
+}
+
+fn locks(c: &mut Criterion) {
+    let mut g = c.benchmark_group("uncontended_lock");
+    let l = uniconc_process::lock().unwrap();
+    g.bench_function("uniconc_process_lock", |b| {
+        b.iter(|| drop(black_box(l.lock().unwrap())))
+    });
+    let m = std::sync::Mutex::new(());
+    g.bench_function("std_mutex_in_process", |b| {
+        b.iter(|| drop(black_box(m.lock().unwrap())))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("value_increment_two_processes");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("uniconc_process_value", |b| {
+        b.iter_custom(|iters| {
+            let v = uniconc_process::value(0u64).unwrap();
+            let go = shared_words(1);
+            let half = iters / 2;
+            let v2 = v.clone();
+            let pid = fork_child(|| {
+                while go[0].load(Ordering::Acquire) == 0 {
+                    std::hint::spin_loop();
+                }
+                for _ in 0..half {
+                    v2.update(|x| *x += 1);
+                }
+            });
+            let start = Instant::now();
+            go[0].store(1, Ordering::Release);
+            for _ in 0..iters - half {
+                v.update(|x| *x += 1);
+            }
+            reap(pid);
+            let t = start.elapsed();
+            assert_eq!(v.load(), iters);
+            t
+        })
+    });
+    g.finish();
+}
+
+#[derive(Serialize, Deserialize, PartialEq, Debug, Clone)]
+struct Small {
+    id: u64,
+    kind: u8,
+    score: f64,
+}
+
+fn codecs(c: &mut Criterion) {
+    let cfg = bincode::config::standard();
+    let small = Small {
+        id: 123_456,
+        kind: 3,
+        score: 0.5,
+    };
+    let large: Vec<u64> = (0..10_000).collect();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut g = c.benchmark_group("codec_roundtrip");
+    macro_rules! cases {
+        ($name:literal, $v:expr, $t:ty) => {
+            g.bench_function(concat!("bincode2/", $name), |b| {
+                b.iter(|| {
+                    let mut w = bincode::enc::write::SizeWriter::default();
+                    bincode::serde::encode_into_writer(&$v, &mut w, cfg).unwrap();
+                    let n =
+                        bincode::serde::encode_into_slice(&$v, &mut buf[..w.bytes_written], cfg)
+                            .unwrap();
+                    let (back, _): ($t, usize) =
+                        bincode::serde::decode_from_slice(&buf[..n], cfg).unwrap();
+                    black_box(back)
+                })
+            });
+            g.bench_function(concat!("postcard/", $name), |b| {
+                b.iter(|| {
+                    let size = postcard::serialize_with_flavor(
+                        &$v,
+                        postcard::ser_flavors::Size::default(),
+                    )
+                    .unwrap();
+                    let n = postcard::to_slice(&$v, &mut buf[..size]).unwrap().len();
+                    let back: $t = postcard::from_bytes(&buf[..n]).unwrap();
+                    black_box(back)
+                })
+            });
+            g.bench_function(concat!("bitcode/", $name), |b| {
+                b.iter(|| {
+                    // bitcode cannot encode into a caller's slice: it allocates a Vec.
+                    let bytes = bitcode::serialize(&$v).unwrap();
+                    let back: $t = bitcode::deserialize(&bytes).unwrap();
+                    black_box(back)
+                })
+            });
+        };
+    }
+    cases!("u64", 0xdead_beef_u64, u64);
+    cases!("small_struct", small, Small);
+    cases!("vec_u64_10k", large, Vec<u64>);
+    g.finish();
+}
+
+fn quick() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2))
+}
+
+criterion_group! { name = benches; config = quick(); targets = throughput, ping_pong, locks, codecs }
+criterion_main!(benches);
