@@ -85,7 +85,7 @@ use serde::Serialize;
 use uniconc_core::{Error, Message, PoolConfig, PoolError, TaskError};
 
 use crate::spawn::AsyncWaiter;
-use sys::{Append, Exit, FrameBuf, Pid, ReadState};
+use sys::{Exit, FrameBuf, Pid, ReadState};
 use worker::Trampoline;
 
 type JobId = u64;
@@ -513,7 +513,7 @@ impl Shared {
                 events: libc::POLLIN,
                 revents: 0,
             });
-            who.push(0);
+            who.push((0, false));
             let mut wake_at = deadline;
             let mut earliest = |t: Instant| wake_at = Some(wake_at.map_or(t, |w| w.min(t)));
             for w in &g.workers {
@@ -522,7 +522,7 @@ impl Shared {
                     events: libc::POLLIN,
                     revents: 0,
                 });
-                who.push(w.pid);
+                who.push((w.pid, false));
                 match &w.pidfd {
                     Some(p) => {
                         fds.push(libc::pollfd {
@@ -530,7 +530,7 @@ impl Shared {
                             events: libc::POLLIN,
                             revents: 0,
                         });
-                        who.push(w.pid);
+                        who.push((w.pid, true));
                     }
                     None => earliest(now + Duration::from_millis(20)),
                 }
@@ -554,12 +554,13 @@ impl Shared {
                 if fds[0].revents != 0 {
                     self.wake.drain();
                 }
-                let mut suspects: Vec<Pid> = Vec::new();
-                for (p, &pid) in fds.iter().zip(&who).skip(1) {
-                    if p.revents != 0 && !suspects.contains(&pid) {
-                        suspects.push(pid);
-                    }
-                }
+                let suspects: Vec<(Pid, bool)> = fds
+                    .iter()
+                    .zip(&who)
+                    .skip(1)
+                    .filter(|(p, _)| p.revents != 0)
+                    .map(|(_, &w)| w)
+                    .collect();
                 self.round(&mut g, &suspects);
             }
             for grp in g.groups.values_mut() {
@@ -580,7 +581,8 @@ impl Shared {
 
     /// The leader's work after a poll: read results, bury the dead, enforce deadlines,
     /// dispatch.
-    fn round(&self, g: &mut Inner, suspects: &[Pid]) {
+    /// `suspects`: `(pid, true)` if the worker's pidfd fired, `(pid, false)` for its socket.
+    fn round(&self, g: &mut Inner, suspects: &[(Pid, bool)]) {
         let now = Instant::now();
         let max_tasks = self.config.max_tasks_per_worker;
         let mut i = 0;
@@ -588,7 +590,8 @@ impl Shared {
             let pid = g.workers[i].pid;
             let no_pidfd = g.workers[i].pidfd.is_none();
             let mut dead: Option<Option<Exit>> = None;
-            if suspects.contains(&pid) || no_pidfd {
+            let exited = suspects.contains(&(pid, true));
+            if exited || no_pidfd || suspects.contains(&(pid, false)) {
                 let w = &mut g.workers[i];
                 let eof = sys::recv_available(w.sock.as_raw_fd(), &mut w.buf) == ReadState::Eof;
                 if w.buf.corrupt() {
@@ -611,7 +614,7 @@ impl Shared {
                         None => dead = Some(None),
                     }
                 }
-                if dead.is_none() {
+                if dead.is_none() && (eof || exited || no_pidfd) {
                     match sys::waitpid(pid, false) {
                         Ok(Some(exit)) => dead = Some(Some(exit)),
                         Ok(None) if eof => dead = Some(None),
@@ -850,8 +853,8 @@ impl Runner {
     }
 
     /// A job frame carrying `items` (already encoded).
-    fn frame(&self, encode: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
-        let mut v = Vec::new();
+    fn frame(&self, capacity: usize, encode: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+        let mut v = Vec::with_capacity(25 + capacity);
         sys::begin_frame(&mut v);
         v.push(worker::KIND_RUN);
         v.extend_from_slice(&(self.tramp as usize as u64).to_le_bytes());
@@ -864,11 +867,11 @@ impl Runner {
 
 /// Encodes one item into a frame under construction.
 fn encode_item<T: Serialize>(v: &mut Vec<u8>, item: &T) -> Result<(), TaskError> {
-    let mark = v.len();
-    postcard::to_extend(item, Append(v)).map(drop).map_err(|e| {
-        v.truncate(mark);
-        TaskError::Failed(format!("the argument could not be serialized: {e}"))
-    })
+    sys::Encoder::new(v).push(item).map_err(arg_error)
+}
+
+fn arg_error(e: postcard::Error) -> TaskError {
+    TaskError::Failed(format!("the argument could not be serialized: {e}"))
 }
 
 /// Decodes a job's outcome into `items` results.
@@ -882,24 +885,21 @@ fn decode<R: Message>(outcome: Outcome, items: usize, mut push: impl FnMut(Resul
             return;
         }
     };
-    let mut rest = &frame[8..];
+    use serde::Deserialize as _;
+    let mut de = postcard::Deserializer::from_bytes(&frame[8..]);
+    let mut broken: Option<TaskError> = None;
     for _ in 0..items {
-        let Some((&tag, body)) = rest.split_first() else {
-            push(Err(TaskError::Failed(
-                "the worker sent fewer results than items".into(),
-            )));
+        if let Some(e) = &broken {
+            // The stream is out of step: fail the rest.
+            push(Err(e.clone()));
             continue;
-        };
-        let r = match tag {
-            worker::OK => postcard::take_from_bytes::<R>(body)
-                .map(|(v, tail)| {
-                    rest = tail;
-                    Ok(v)
-                })
+        }
+        let r = match u8::deserialize(&mut de) {
+            Ok(worker::OK) => R::deserialize(&mut de)
+                .map(Ok)
                 .map_err(|e| TaskError::Failed(format!("the result could not be decoded: {e}"))),
-            worker::PANICKED | worker::FAILED => postcard::take_from_bytes::<String>(body)
-                .map(|(m, tail)| {
-                    rest = tail;
+            Ok(tag @ (worker::PANICKED | worker::FAILED)) => String::deserialize(&mut de)
+                .map(|m| {
                     Err(if tag == worker::PANICKED {
                         TaskError::Panicked(m)
                     } else {
@@ -907,15 +907,17 @@ fn decode<R: Message>(outcome: Outcome, items: usize, mut push: impl FnMut(Resul
                     })
                 })
                 .map_err(|e| TaskError::Failed(format!("a message could not be decoded: {e}"))),
-            t => Err(TaskError::Failed(format!(
+            Ok(t) => Err(TaskError::Failed(format!(
                 "the worker sent an unknown result tag {t}"
             ))),
+            Err(_) => Err(TaskError::Failed(
+                "the worker sent fewer results than items".into(),
+            )),
         };
         match r {
             Ok(item) => push(item),
             Err(e) => {
-                // The stream is out of step: fail this item and the rest.
-                rest = &[];
+                broken = Some(e.clone());
                 push(Err(e));
             }
         }
@@ -993,7 +995,9 @@ impl Pool {
             owned: false,
         };
         let mut bad = None;
-        let frame = runner.frame(|v| bad = encode_item(v, &arg).err());
+        let frame = runner.frame(std::mem::size_of::<T>() + 1, |v| {
+            bad = encode_item(v, &arg).err()
+        });
         let mut g = shared.lock();
         let batch = shared.new_batch(&mut g);
         if g.closed && group == LONG_LIVED {
@@ -1051,6 +1055,103 @@ impl Pool {
             waiter: None,
             _result: PhantomData,
         })
+    }
+
+    /// `map` over an iterator of (about) `n` items.
+    fn map_known<T, R, F, It>(&self, f: F, items: It, n: usize) -> Result<Vec<R>, PoolError>
+    where
+        T: Message,
+        R: Message,
+        F: Fn(T) -> R + Send + Sync + 'static,
+        It: Iterator<Item = T>,
+    {
+        let shared = &*self.shared;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let chunk = shared.config.chunk_size_for(Some(n));
+        let runner = Runner::for_map::<T, R, F>(shared, f)?;
+        let batch = shared.new_batch(&mut shared.lock());
+        // Encode and queue chunk by chunk, so workers start on the first chunk at once.
+        let mut first_error: Option<(usize, TaskError)> = None;
+        let mut items = items;
+        let mut seq = 0u64;
+        let mut pending = 0usize;
+        loop {
+            let mut count = 0;
+            let mut bad = None;
+            let frame = runner.frame(
+                chunk.min(1 << 20) * (std::mem::size_of::<T>().min(64) + 1),
+                |v| {
+                    let mut enc = sys::Encoder::new(v);
+                    for item in items.by_ref().take(chunk) {
+                        if let Err(e) = enc.push(&item).map_err(arg_error) {
+                            bad.get_or_insert((seq as usize * chunk + count, e));
+                        }
+                        count += 1;
+                    }
+                },
+            );
+            if count == 0 {
+                break;
+            }
+            if let Some(b) = bad {
+                // An argument that cannot be serialized fails the map before it runs.
+                first_error = Some(b);
+                break;
+            }
+            let mut g = shared.lock();
+            if g.closed && runner.group == LONG_LIVED && g.terminated {
+                break;
+            }
+            shared.enqueue(&mut g, batch, seq, runner.group, frame, count);
+            seq += 1;
+            pending += 1;
+        }
+        // Collect results in input order, decoding straight into the output (chunks mostly
+        // arrive in order; early ones wait, undecoded, in `early`).
+        let mut out: Vec<R> = Vec::with_capacity(n);
+        let mut early: BTreeMap<u64, (usize, Outcome)> = BTreeMap::new();
+        let mut next = 0u64;
+        if first_error.is_none() {
+            while pending > 0 {
+                let Some(got) = shared.take_results(batch, None) else {
+                    break;
+                };
+                if got.is_empty() {
+                    break;
+                }
+                for (s, count, outcome) in got {
+                    pending -= 1;
+                    early.insert(s, (count, outcome));
+                }
+                while let Some((count, outcome)) = early.remove(&next) {
+                    let base = next as usize * chunk;
+                    next += 1;
+                    let mut k = 0;
+                    decode::<R>(outcome, count, |r| {
+                        match r {
+                            Ok(v) => out.push(v),
+                            Err(e) => {
+                                if first_error.is_none() {
+                                    first_error = Some((base + k, e));
+                                }
+                            }
+                        }
+                        k += 1;
+                    });
+                }
+            }
+        }
+        shared.abandon(batch);
+        runner.finish(shared);
+        if let Some((index, error)) = first_error {
+            return Err(PoolError::Task { index, error });
+        }
+        if next != seq {
+            return Err(PoolError::Closed);
+        }
+        Ok(out)
     }
 
     fn imap_inner<T, R, F, I>(
@@ -1130,89 +1231,16 @@ impl uniconc_core::Pool for Pool {
         if shared.lock().closed {
             return Err(PoolError::Closed);
         }
-        let items: Vec<T> = items.into_iter().collect();
-        let n = items.len();
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        let chunk = shared.config.chunk_size_for(Some(n));
-        let runner = Runner::for_map::<T, R, F>(shared, f)?;
-        let batch = shared.new_batch(&mut shared.lock());
-        // Encode and queue chunk by chunk, so workers start on the first chunk at once.
-        let mut first_error: Option<(usize, TaskError)> = None;
-        let mut items = items.into_iter();
-        let mut seq = 0u64;
-        let mut pending = 0usize;
-        loop {
-            let mut count = 0;
-            let mut bad = None;
-            let frame = runner.frame(|v| {
-                for item in items.by_ref().take(chunk) {
-                    if let Err(e) = encode_item(v, &item) {
-                        bad.get_or_insert((seq as usize * chunk + count, e));
-                    }
-                    count += 1;
-                }
-            });
-            if count == 0 {
-                break;
-            }
-            if let Some(b) = bad {
-                // An argument that cannot be serialized fails the map before it runs.
-                first_error = Some(b);
-                break;
-            }
-            let mut g = shared.lock();
-            if g.closed && runner.group == LONG_LIVED && g.terminated {
-                break;
-            }
-            shared.enqueue(&mut g, batch, seq, runner.group, frame, count);
-            seq += 1;
-            pending += 1;
-        }
-        // Collect results in input order.
-        let mut chunks: Vec<Option<Vec<R>>> = (0..seq).map(|_| None).collect();
-        if first_error.is_none() {
-            while pending > 0 {
-                let Some(got) = shared.take_results(batch, None) else {
-                    break;
-                };
-                if got.is_empty() {
-                    break;
-                }
-                for (s, count, outcome) in got {
-                    pending -= 1;
-                    let base = s as usize * chunk;
-                    let mut vals = Vec::with_capacity(count);
-                    let mut k = 0;
-                    decode::<R>(outcome, count, |r| {
-                        match r {
-                            Ok(v) => vals.push(v),
-                            Err(e) => {
-                                if first_error.as_ref().is_none_or(|(i, _)| base + k < *i) {
-                                    first_error = Some((base + k, e));
-                                }
-                            }
-                        }
-                        k += 1;
-                    });
-                    chunks[s as usize] = Some(vals);
-                }
+        let items = items.into_iter();
+        match items.size_hint() {
+            // The length is known: encode straight from the iterator.
+            (lo, Some(hi)) if lo == hi => self.map_known(f, items, lo),
+            _ => {
+                let items: Vec<T> = items.collect();
+                let n = items.len();
+                self.map_known(f, items.into_iter(), n)
             }
         }
-        shared.abandon(batch);
-        runner.finish(shared);
-        if let Some((index, error)) = first_error {
-            return Err(PoolError::Task { index, error });
-        }
-        if chunks.iter().any(Option::is_none) {
-            return Err(PoolError::Closed);
-        }
-        let mut out = Vec::with_capacity(n);
-        for c in chunks.into_iter().flatten() {
-            out.extend(c);
-        }
-        Ok(out)
     }
 
     fn imap<T, R, F, I>(&self, f: F, items: I) -> impl Iterator<Item = Result<R, TaskError>>
@@ -1224,7 +1252,6 @@ impl uniconc_core::Pool for Pool {
     {
         self.imap_inner(f, items, true)
     }
-
     fn imap_unordered<T, R, F, I>(
         &self,
         f: F,
@@ -1361,14 +1388,18 @@ where
             let mut bad = None;
             let items = &mut self.items;
             let chunk = self.chunk;
-            let frame = runner.frame(|v| {
-                for item in items.by_ref().take(chunk) {
-                    if let Err(e) = encode_item(v, &item) {
-                        bad.get_or_insert(e);
+            let frame = runner.frame(
+                chunk.min(1 << 20) * (std::mem::size_of::<T>().min(64) + 1),
+                |v| {
+                    let mut enc = sys::Encoder::new(v);
+                    for item in items.by_ref().take(chunk) {
+                        if let Err(e) = enc.push(&item).map_err(arg_error) {
+                            bad.get_or_insert(e);
+                        }
+                        count += 1;
                     }
-                    count += 1;
-                }
-            });
+                },
+            );
             if count < chunk {
                 self.exhausted = true;
             }

@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 
 use uniconc_core::{Error, JoinError, Message, panic_message};
 
-use crate::pool::sys::{self, Append, Exit, FrameBuf, Pid, ReadState};
+use crate::pool::sys::{self, Exit, FrameBuf, Pid, ReadState};
 
 /// Report tags: the first byte of the child's frame body.
 const REPORT_OK: u8 = 0;
@@ -157,16 +157,16 @@ where
     match &outcome {
         Ok(value) => {
             out.push(REPORT_OK);
-            if let Err(e) = postcard::to_extend(value, Append(&mut out)) {
+            if let Err(e) = sys::encode_into(value, &mut out) {
                 out.truncate(8);
                 out.push(REPORT_FAILED);
                 let msg = format!("the result could not be serialized: {e}");
-                let _ = postcard::to_extend(&msg, Append(&mut out));
+                let _ = sys::encode_into(&msg, &mut out);
             }
         }
         Err(payload) => {
             out.push(REPORT_PANICKED);
-            let _ = postcard::to_extend(&panic_message(&**payload), Append(&mut out));
+            let _ = sys::encode_into(&panic_message(&**payload), &mut out);
         }
     }
     sys::finish_frame(&mut out);

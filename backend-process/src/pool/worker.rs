@@ -28,7 +28,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uniconc_core::panic_message;
 
-use super::sys::{self, Append, Pid};
+use super::sys::{self, Pid};
 
 /// Job frame kinds.
 pub(crate) const KIND_RUN: u8 = 0;
@@ -58,17 +58,19 @@ where
 {
     // SAFETY: the caller guarantees ctx points at a live F in this process.
     let f = unsafe { &*ctx.cast::<F>() };
+    out.reserve(items.len() + items.len() / 2);
+    let mut enc = sys::Encoder::new(out);
     let mut rest = items;
     while !rest.is_empty() {
         match postcard::take_from_bytes::<T>(rest) {
             Ok((item, tail)) => {
                 rest = tail;
-                run_one(|| f(item), out);
+                run_one(|| f(item), &mut enc);
             }
             Err(e) => {
                 // The item boundaries are lost: the parent reports the missing items.
                 push_message(
-                    out,
+                    enc.buf(),
                     FAILED,
                     &format!("the argument could not be decoded: {e}"),
                 );
@@ -94,7 +96,7 @@ where
         Ok(item) => {
             // SAFETY: per the contract, ctx is a valid F that this call alone takes.
             let f = unsafe { std::ptr::read(ctx.cast::<F>()) };
-            run_one(move || f(item), out);
+            run_one(move || f(item), &mut sys::Encoder::new(out));
         }
         Err(e) => push_message(
             out,
@@ -105,32 +107,28 @@ where
 }
 
 /// Calls one item under `catch_unwind` and appends its tagged result.
-fn run_one<R: Serialize>(call: impl FnOnce() -> R, out: &mut Vec<u8>) {
+fn run_one<R: Serialize>(call: impl FnOnce() -> R, enc: &mut sys::Encoder<'_>) {
     match catch_unwind(AssertUnwindSafe(call)) {
         Ok(r) => {
-            let mark = out.len();
-            out.push(OK);
-            if let Err(e) = postcard::to_extend(&r, Append(out)) {
-                out.truncate(mark);
-                push_message(
-                    out,
-                    FAILED,
-                    &format!("the result could not be serialized: {e}"),
-                );
+            enc.buf().push(OK);
+            if let Err(e) = enc.push(&r) {
+                enc.buf().pop();
+                let msg = format!("the result could not be serialized: {e}");
+                push_message(enc.buf(), FAILED, &msg);
             }
         }
         Err(payload) => {
             let msg = panic_message(&*payload);
             // A payload whose destructor panics would unwind out of the worker: forget it.
             std::mem::forget(payload);
-            push_message(out, PANICKED, &msg);
+            push_message(enc.buf(), PANICKED, &msg);
         }
     }
 }
 
 fn push_message(out: &mut Vec<u8>, tag: u8, msg: &str) {
     out.push(tag);
-    let _ = postcard::to_extend(&msg, Append(out));
+    let _ = sys::encode_into(&msg, out);
 }
 
 /// The worker loop: reads job frames from `fd`, runs them, writes one result frame per job.
