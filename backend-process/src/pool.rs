@@ -299,7 +299,7 @@ impl Inner {
     fn plan_spawns(&mut self, now: Instant) -> Vec<(GroupId, Option<Arc<dyn Any + Send + Sync>>)> {
         let mut plan = Vec::new();
         for (&id, g) in &self.groups {
-            if g.retired && !(g.one_shot && !g.queue.is_empty()) {
+            if g.retired && (!g.one_shot || g.queue.is_empty()) {
                 continue;
             }
             if self.terminated || g.retry_at.is_some_and(|t| t > now) {
@@ -379,19 +379,44 @@ impl Inner {
         b.done.clear();
         let jobs = &mut self.jobs;
         let mut removed = 0;
-        for g in self.groups.values_mut() {
+        let mut emptied: Vec<GroupId> = Vec::new();
+        for (&gid, g) in self.groups.iter_mut() {
+            let before = g.queue.len();
             g.queue.retain(|id| {
                 let mine = jobs.get(id).is_some_and(|j| j.batch == batch);
                 if mine {
                     jobs.remove(id);
-                    removed += 1;
                 }
                 !mine
             });
+            if g.queue.len() < before {
+                removed += before - g.queue.len();
+                emptied.push(gid);
+            }
         }
         b.outstanding -= removed;
         if b.outstanding == 0 {
             self.batches.remove(&batch);
+        }
+        // A one-shot worker whose only job was just removed has nothing left to do.
+        let idle_one_shots: Vec<GroupId> = emptied
+            .into_iter()
+            .filter(|id| {
+                self.groups
+                    .get(id)
+                    .is_some_and(|g| g.one_shot && g.queue.is_empty())
+                    && !self
+                        .workers
+                        .iter()
+                        .any(|w| w.group == *id && w.job.is_some())
+            })
+            .collect();
+        for id in idle_one_shots {
+            if let Some(g) = self.groups.get_mut(&id) {
+                g.retired = true;
+                g.one_shot = false;
+            }
+            self.kill_workers(Some(id), &TaskError::Cancelled);
         }
     }
 
@@ -701,12 +726,10 @@ impl Shared {
         if !ready {
             return None;
         }
+        // The batch stays registered until its owner releases it (`abandon`): an `imap` may
+        // queue more jobs after every earlier one was taken.
         let b = g.batches.get_mut(&batch)?;
-        let out: Vec<_> = b.done.drain(..).collect();
-        if b.outstanding == 0 {
-            g.batches.remove(&batch);
-        }
-        Some(out)
+        Some(b.done.drain(..).collect())
     }
 
     fn abandon(&self, batch: BatchId) {
@@ -1410,16 +1433,13 @@ where
             self.next_seq += 1;
             let mut g = shared.lock();
             if let Some(e) = bad {
-                let b = g.batches.get_mut(&batch).expect("live batch");
-                b.done.push_back((seq, count, Err(e)));
-                b.outstanding += 1;
-                b.outstanding -= 1;
+                if let Some(b) = g.batches.get_mut(&batch) {
+                    b.done.push_back((seq, count, Err(e)));
+                }
             } else if g.closed {
-                g.batches
-                    .get_mut(&batch)
-                    .expect("live batch")
-                    .done
-                    .push_back((seq, count, Err(TaskError::Cancelled)));
+                if let Some(b) = g.batches.get_mut(&batch) {
+                    b.done.push_back((seq, count, Err(TaskError::Cancelled)));
+                }
                 self.exhausted = true;
             } else {
                 shared.enqueue(&mut g, batch, seq, runner.group, frame, count);
@@ -1588,7 +1608,8 @@ impl<R> Drop for TaskHandle<R> {
         if let Some(w) = &self.waiter {
             w.stop();
         }
-        if !self.finished && self.shared.check_owner().is_ok() {
+        if self.shared.check_owner().is_ok() {
+            // Unregisters the batch; an unfinished task runs on, its result is dropped.
             self.shared.abandon(self.batch);
         }
     }

@@ -86,7 +86,7 @@ fn map_keeps_input_order() {
             .unwrap(),
         [1, 2, 3]
     );
-    let offset = vec![100u64, 200];
+    let offset: Vec<u64> = vec![100, 200].into_iter().collect();
     let out = pool.map(move |x: u64| x + offset[1], 0..50u64).unwrap();
     assert_eq!(out, (200..250).collect::<Vec<_>>());
     assert_eq!(
@@ -564,4 +564,44 @@ fn pool_types_are_send_and_sync() {
     fn assert_send<T: Send + 'static>() {}
     assert_send_sync::<Pool>();
     assert_send::<uniconc_process::TaskHandle<String>>();
+}
+
+#[test]
+fn imap_with_a_slow_consumer_loses_nothing() {
+    let _s = serial("imap_with_a_slow_consumer_loses_nothing");
+    let pool = Pool::new(2).unwrap();
+    // Every job in flight finishes while the consumer sleeps, so each refill starts from an
+    // empty pipeline.
+    for (i, r) in pool.imap(double, 0u64..).take(40).enumerate() {
+        assert_eq!(r, Ok(2 * i as u64));
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    let mut got: Vec<u64> = Vec::new();
+    for r in pool.imap_unordered(double, 0u64..30) {
+        got.push(r.unwrap());
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    got.sort_unstable();
+    assert_eq!(got, (0..30).map(double).collect::<Vec<_>>());
+}
+
+#[test]
+fn dropped_task_handles_leave_no_workers_behind() {
+    let _s = serial("dropped_task_handles_leave_no_workers_behind");
+    let pool = Pool::new(1).unwrap();
+    for i in 0..5u64 {
+        let v: Vec<u64> = vec![i];
+        drop(pool.submit(move |x: u64| v[0] + x, 1).unwrap());
+    }
+    // Queued behind a long task, then dropped: the queued jobs go, the pool stays usable.
+    let long = pool
+        .submit(|ms: u64| std::thread::sleep(Duration::from_millis(ms)), 200)
+        .unwrap();
+    for i in 0..5u64 {
+        drop(pool.submit(double, i).unwrap());
+    }
+    long.wait().unwrap();
+    assert_eq!(pool.map(double, 0..3u64).unwrap(), [0, 2, 4]);
+    pool.join().unwrap();
+    assert!(no_children());
 }
