@@ -9,57 +9,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! # Workers and functions
-//!
-//! Workers are forked processes, each connected to the pool by its own socket pair; a worker
-//! holds at most one job (a chunk of items, or one submitted call) at a time, so the pool always
-//! knows which items a worker held when it died.
-//!
-//! Functions are never serialized. A zero-sized function (a `fn` item or a closure that
-//! captures nothing) goes to the pool's long-lived workers as a monomorphised trampoline
-//! address: a worker forked from this process runs the same code at the same address. A
-//! capturing closure cannot be sent at all, so the workers that run it are forked *for it*,
-//! while it is alive in the parent, and inherit it: `map`/`imap` with a capturing closure fork
-//! `workers` extra processes for that call (they are killed when the call ends), and `submit`
-//! with a capturing closure forks one process for that one call. See `pool/worker.rs` for the
-//! soundness argument.
-//!
-//! # Chunks
-//!
-//! `map` cuts its input into chunks of `chunk_size` items (default
-//! [`PoolConfig::chunk_size_for`], Python's heuristic: about four chunks per worker), so a
-//! million trivial items cost a handful of round trips. `imap` and `imap_unordered` use
-//! `chunk_size` (default 1) and keep at most `2 × workers` chunks in flight, pulling items from
-//! the input only as results are consumed, so the input may be endless. A chunk counts as one
-//! task for `max_tasks_per_worker`, as in Python.
-//!
-//! # Faults
-//!
-//! A panicking call yields `TaskError::Panicked(message)` for its item only. A worker that
-//! dies (SIGKILL, abort, OOM kill) yields `TaskError::WorkerDied(description)` for every item
-//! of the job it held, is reaped and replaced, and the pool goes on: a death is seen at once
-//! through the worker's pidfd (Linux) and the end-of-file on its socket, never waited on.
-//! `task_timeout` (builder) and [`Pool::submit_with_timeout`] give a job a deadline (for a
-//! chunk: the timeout times its number of items); an overdue job's worker is killed and
-//! replaced and its items yield `TaskError::DeadlineExceeded`.
-//!
-//! # Who drives the workers
-//!
-//! There is no background thread. Whichever thread waits on the pool (`map`, `imap`, `wait`,
-//! `join`, ...) becomes the *leader*: it polls every worker's socket and pidfd, reads results,
-//! reaps and replaces dead workers and hands queued jobs to idle ones, for every caller; the
-//! other waiters sleep on a condition variable until the leader's round ends. Submitted jobs
-//! start at once on idle workers; jobs queued behind them progress while some thread waits on
-//! the pool. The leader forks replacements only after releasing the pool's lock, so no lock of
-//! the pool is held by the forking thread across `fork()`.
-//!
-//! # Shutdown
-//!
-//! `close` stops new work; `join` waits for queued work, then lets the workers exit;
-//! `terminate` kills them at once (unfinished tasks yield `Cancelled`). Dropping a pool
-//! terminates it and reaps every worker: no child process is left behind. A pool belongs to
-//! the process that created it: in a forked child it refuses work (`Closed`) and its drop does
-//! nothing.
+//! The design (how functions reach the workers, chunking, faults, who drives the workers,
+//! shutdown) is documented on [`Pool`].
 //!
 //! # Files
 //! - `pool.rs`: the pool, the leader protocol, `TaskHandle`.
@@ -97,8 +48,58 @@ const LONG_LIVED: GroupId = 0;
 
 /// A pool of `workers` forked processes; implements [`uniconc_core::Pool`].
 ///
-/// See the [module docs](self) for how functions reach the workers, chunking, faults and
-/// shutdown.
+/// # Workers and functions
+///
+/// Workers are forked processes, each connected to the pool by its own socket pair; a worker
+/// holds at most one job (a chunk of items, or one submitted call) at a time, so the pool always
+/// knows which items a worker held when it died.
+///
+/// Functions are never serialized. A zero-sized function (a `fn` item or a closure that
+/// captures nothing) goes to the pool's long-lived workers as a monomorphised trampoline
+/// address: a worker forked from this process runs the same code at the same address. A
+/// capturing closure cannot be sent at all, so the workers that run it are forked *for it*,
+/// while it is alive in the parent, and inherit it: `map`/`imap` with a capturing closure fork
+/// `workers` extra processes for that call (they are killed when the call ends), and `submit`
+/// with a capturing closure forks one process for that one call (such processes are not
+/// counted against `workers`: prefer `fn` items or non-capturing closures for many small
+/// submissions). See `pool/worker.rs` for the soundness argument.
+///
+/// # Chunks
+///
+/// `map` cuts its input into chunks of `chunk_size` items (default
+/// [`PoolConfig::chunk_size_for`], Python's heuristic: about four chunks per worker), so a
+/// million trivial items cost a handful of round trips. `imap` and `imap_unordered` use
+/// `chunk_size` (default 1) and keep at most `2 × workers` chunks in flight, pulling items from
+/// the input only as results are consumed, so the input may be endless. A chunk counts as one
+/// task for `max_tasks_per_worker`, as in Python.
+///
+/// # Faults
+///
+/// A panicking call yields `TaskError::Panicked(message)` for its item only. A worker that
+/// dies (SIGKILL, abort, OOM kill) yields `TaskError::WorkerDied(description)` for every item
+/// of the job it held, is reaped and replaced, and the pool goes on: a death is seen at once
+/// through the worker's pidfd (Linux) and the end-of-file on its socket, never waited on.
+/// `task_timeout` (builder) and [`Pool::submit_with_timeout`] give a job a deadline (for a
+/// chunk: the timeout times its number of items); an overdue job's worker is killed and
+/// replaced and its items yield `TaskError::DeadlineExceeded`.
+///
+/// # Who drives the workers
+///
+/// There is no background thread. Whichever thread waits on the pool (`map`, `imap`, `wait`,
+/// `join`, ...) becomes the *leader*: it polls every worker's socket and pidfd, reads results,
+/// reaps and replaces dead workers and hands queued jobs to idle ones, for every caller; the
+/// other waiters sleep on a condition variable until the leader's round ends. Submitted jobs
+/// start at once on idle workers; jobs queued behind them progress while some thread waits on
+/// the pool. The leader forks replacements only after releasing the pool's lock, so no lock of
+/// the pool is held by the forking thread across `fork()`.
+///
+/// # Shutdown
+///
+/// `close` stops new work; `join` waits for queued work, then lets the workers exit;
+/// `terminate` kills them at once (unfinished tasks yield `Cancelled`). Dropping a pool
+/// terminates it and reaps every worker: no child process is left behind. A pool belongs to
+/// the process that created it: in a forked child it refuses work (`Closed`) and its drop does
+/// nothing.
 pub struct Pool {
     shared: Arc<Shared>,
 }
@@ -115,6 +116,15 @@ impl std::fmt::Debug for Pool {
 ///
 /// # Errors
 /// `InvalidArgument` for 0 workers; `Os` if a worker could not be forked.
+///
+/// ```
+/// use uniconc_core::{Pool as _, TaskHandle as _};
+///
+/// let pool = uniconc_process::pool(2)?;
+/// let h = pool.submit(|s: String| s.len(), "four".to_string())?;
+/// assert_eq!(h.wait()?, 4);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn pool(workers: usize) -> Result<Pool, Error> {
     <Pool as uniconc_core::Pool>::new(workers)
 }
@@ -1525,7 +1535,7 @@ impl<T, R, F, I> Drop for Imap<'_, T, R, F, I> {
 
 /// Handle to one task submitted to a [`Pool`]; implements [`uniconc_core::TaskHandle`].
 ///
-/// Waiting drives the pool (see the [module docs](self)). Dropping the handle abandons the
+/// Waiting drives the pool (see "Who drives the workers" on [`Pool`]). Dropping the handle abandons the
 /// result; the task still runs if it had started.
 pub struct TaskHandle<R> {
     shared: Arc<Shared>,

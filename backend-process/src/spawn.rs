@@ -14,25 +14,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! # What the child inherits
-//!
-//! A forked child starts as a copy of the parent: everything `f` captured is there, and so are
-//! the handles of this crate created before the fork (channels, locks, values), which work
-//! across the two processes.
-//!
-//! # Forking from a multi-threaded process
-//!
-//! Only the forking thread exists in the child. A lock held by another thread at the instant
-//! of the fork stays held forever in the child, so code in the child that takes it (a user's
-//! `Mutex`, a logger) deadlocks. glibc's malloc is made consistent by glibc's own
-//! `pthread_atfork` handlers, and std's stdout/stderr locks by this crate (they are taken
-//! around the fork). The library's own code never holds any other lock across `fork()`.
-//!
-//! # Reaping
-//!
-//! Every child is reaped: by `join`, or, when its handle is dropped, at once if it has already
-//! exited, else by a small thread that blocks in `waitpid` for that child alone and ends with
-//! it (it holds no lock while it waits).
+//! What the child inherits, forking from a multi-threaded process and reaping are documented
+//! on [`JoinHandle`].
 //!
 //! # Files
 //! - `spawn.rs`: this module.
@@ -61,7 +44,7 @@ const REPORT_FAILED: u8 = 2;
 /// Runs `f` in a forked child process.
 ///
 /// The child runs `f` under `catch_unwind`, reports its result (or its panic message) to the
-/// parent, flushes stdout and stderr and leaves with `_exit`. See the [module docs](self) for
+/// parent, flushes stdout and stderr and leaves with `_exit`. See the [`JoinHandle`] docs for
 /// what the child inherits and for forking from a multi-threaded process.
 ///
 /// # Errors
@@ -183,10 +166,30 @@ where
 /// `join` returns the child's result, or `JoinError::Panicked(message)` if `f` panicked,
 /// `Killed(signal)` if a signal ended it before it reported, `Exited(code)` if it called
 /// `exit` before reporting. Dropping the handle detaches the child: it runs on, and is reaped
-/// when it ends (see the [module docs](self)).
+/// when it ends (see "Reaping" below).
 ///
 /// A handle belongs to the process that spawned the child: moved into another process (a
 /// forked child), `join` fails with `Failed` and dropping it does nothing.
+///
+/// # What the child inherits
+///
+/// A forked child starts as a copy of the parent: everything `f` captured is there, and so are
+/// the handles of this crate created before the fork (channels, locks, values), which work
+/// across the two processes.
+///
+/// # Forking from a multi-threaded process
+///
+/// Only the forking thread exists in the child. A lock held by another thread at the instant
+/// of the fork stays held forever in the child, so code in the child that takes it (a user's
+/// `Mutex`, a logger) deadlocks. glibc's malloc is made consistent by glibc's own
+/// `pthread_atfork` handlers, and std's stdout/stderr locks by this crate (they are taken
+/// around the fork). The library's own code never holds any other lock across `fork()`.
+///
+/// # Reaping
+///
+/// Every child is reaped: by `join`, or, when its handle is dropped, at once if it has already
+/// exited, else by a small thread that blocks in `waitpid` for that child alone and ends with
+/// it (it holds no lock while it waits).
 pub struct JoinHandle<R> {
     pid: Pid,
     /// The process that forked the child (only it may wait for it).

@@ -250,6 +250,19 @@ fn stdout_child_role() {
     })
     .unwrap();
     assert_eq!(h.join(), Ok(1));
+    // A pool worker's prints survive its pool's drop (workers flush after every job).
+    let pool = uniconc_process::pool(1).unwrap();
+    let got = uniconc_core::Pool::map(
+        &pool,
+        |x: u32| {
+            print!("worker-item-{x};");
+            x
+        },
+        0..3u32,
+    )
+    .unwrap();
+    assert_eq!(got, [0, 1, 2]);
+    drop(pool);
     println!();
     println!("parent-done");
 }
@@ -282,6 +295,12 @@ fn stdout_of_a_child_is_not_lost() {
         "printed twice: {stdout}"
     );
     assert!(stderr.contains("child-stderr"), "stderr: {stderr}");
+    for x in 0..3 {
+        assert!(
+            stdout.contains(&format!("worker-item-{x};")),
+            "stdout: {stdout}"
+        );
+    }
 }
 
 #[test]

@@ -155,9 +155,13 @@ pub(crate) fn has_exited(pid: Pid) -> bool {
             libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
         )
     };
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     // SAFETY: waitid filled `info` (or left it zeroed); si_pid is valid to read for a
     // child-state siginfo and 0 means "no child changed state".
-    r == 0 && unsafe { info.si_pid() } != 0
+    let pid = unsafe { info.si_pid() };
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let pid = info.si_pid;
+    r == 0 && pid != 0
 }
 
 /// Sends SIGKILL to `pid`. The caller guarantees `pid` is its own child that it has not
