@@ -605,3 +605,72 @@ fn dropped_task_handles_leave_no_workers_behind() {
     pool.join().unwrap();
     assert!(no_children());
 }
+
+#[test]
+fn large_arguments_and_results_cross_intact() {
+    let _s = serial("large_arguments_and_results_cross_intact");
+    let pool = Pool::builder().workers(2).chunk_size(2).build().unwrap();
+    let args: Vec<String> = (0..6)
+        .map(|i| char::from(b'a' + i as u8).to_string().repeat(1 << 20))
+        .collect();
+    let lens = pool.map(|s: String| s.len(), args.clone()).unwrap();
+    assert_eq!(lens, vec![1 << 20; 6]);
+    let back = pool.map(|s: String| s.into_bytes(), args.clone()).unwrap();
+    for (a, b) in args.iter().zip(&back) {
+        assert_eq!(a.as_bytes(), &b[..]);
+    }
+    let h = pool.submit(|n: usize| vec![7u8; n], 3 << 20).unwrap();
+    assert_eq!(h.wait().unwrap().len(), 3 << 20);
+}
+
+#[test]
+fn an_idle_worker_killed_from_outside_is_replaced() {
+    let _s = serial("an_idle_worker_killed_from_outside_is_replaced");
+    let pool = Pool::new(2).unwrap();
+    assert_eq!(pool.map(double, 0..10u64).unwrap().len(), 10);
+    let before = list_children();
+    assert_eq!(before.len(), 2, "{before:?}");
+    // SAFETY: killing a child of this process.
+    unsafe { libc::kill(before[0] as i32, libc::SIGKILL) };
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(pool.map(double, 0..1000u64).unwrap().len(), 1000);
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let _ = pool.submit(double, 1).unwrap().wait();
+        let now = list_children();
+        if now.len() == 2 && !now.contains(&before[0]) {
+            break;
+        }
+        assert!(Instant::now() < end, "never replaced: {now:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn stress_many_small_maps_and_submits() {
+    let _s = serial("stress_many_small_maps_and_submits");
+    let pool = Pool::builder()
+        .workers(3)
+        .max_tasks_per_worker(50)
+        .build()
+        .unwrap();
+    let rounds = 20 * scale() as u64;
+    let mut total = 0u64;
+    for r in 0..rounds {
+        total += pool
+            .map(double, 0..(r % 17 + 1))
+            .unwrap()
+            .iter()
+            .sum::<u64>();
+        let hs: Vec<_> = (0..5)
+            .map(|i| pool.submit(double, r + i).unwrap())
+            .collect();
+        total += hs.into_iter().map(|h| h.wait().unwrap()).sum::<u64>();
+    }
+    let expect: u64 = (0..rounds)
+        .map(|r| {
+            (0..(r % 17 + 1)).map(double).sum::<u64>() + (0..5).map(|i| double(r + i)).sum::<u64>()
+        })
+        .sum();
+    assert_eq!(total, expect);
+}
