@@ -467,6 +467,9 @@ impl Shared {
     fn fork_worker(&self, group: GroupId) -> Result<Worker, Error> {
         let (parent_end, child_end) =
             sys::socketpair().map_err(|e| Error::os("creating a worker's socket", e))?;
+        for end in [&parent_end, &child_end] {
+            sys::set_send_buffer(end.as_raw_fd(), 4 << 20);
+        }
         let me = sys::getpid();
         let parent_fd = parent_end.as_raw_fd();
         let pid = sys::fork_with(|| {

@@ -340,6 +340,22 @@ pub(crate) fn recv_exact(
     Ok(true)
 }
 
+/// Asks for a send buffer of `bytes` on a socket (the kernel caps it at `wmem_max`), so a
+/// worker can queue a whole chunk's results and go on with its next chunk while the parent is
+/// busy. Best effort: a refusal only costs speed.
+pub(crate) fn set_send_buffer(fd: RawFd, bytes: libc::c_int) {
+    // SAFETY: `bytes` is a valid c_int and its exact size is passed.
+    let _ = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+}
+
 /// Sets a receive timeout on a socket, so a blocking `recv` returns `EAGAIN` now and then.
 pub(crate) fn set_recv_timeout(fd: RawFd, secs: libc::time_t) -> io::Result<()> {
     let tv = libc::timeval {
