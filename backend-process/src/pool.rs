@@ -1564,6 +1564,15 @@ impl<R: Message> TaskHandle<R> {
         if self.finished {
             return;
         }
+        if self.shared.check_owner().is_err() {
+            // Moved into a forked child: the workers' sockets are the parent's, never read
+            // them from here.
+            self.finished = true;
+            self.result = Some(Err(TaskError::Failed(
+                "this task handle belongs to another process".into(),
+            )));
+            return;
+        }
         if let Some(got) = self.shared.take_results(self.batch, deadline) {
             self.finished = true;
             let mut first = None;
@@ -1603,7 +1612,7 @@ impl<R: Message> uniconc_core::TaskHandle<R> for TaskHandle<R> {
     }
 
     fn is_finished(&self) -> bool {
-        if self.finished {
+        if self.finished || self.shared.check_owner().is_err() {
             return true;
         }
         let batch = self.batch;

@@ -674,3 +674,23 @@ fn stress_many_small_maps_and_submits() {
         .sum();
     assert_eq!(total, expect);
 }
+
+#[test]
+fn a_task_handle_moved_into_a_child_does_not_steal_results() {
+    let _s = serial("a_task_handle_moved_into_a_child_does_not_steal_results");
+    let pool = Pool::new(1).unwrap();
+    let h = pool
+        .submit(
+            |ms: u64| {
+                std::thread::sleep(Duration::from_millis(ms));
+                ms
+            },
+            100,
+        )
+        .unwrap();
+    let mine = pool.submit(double, 4).unwrap();
+    let child =
+        uniconc_process::spawn(move || matches!(h.wait(), Err(TaskError::Failed(_)))).unwrap();
+    assert_eq!(uniconc_core::JoinHandle::join(child), Ok(true));
+    assert_eq!(mine.wait(), Ok(8));
+}
