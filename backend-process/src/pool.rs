@@ -889,13 +889,16 @@ impl Runner {
     }
 
     /// A job frame carrying `items` (already encoded).
-    fn frame(&self, capacity: usize, encode: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
-        let mut v = Vec::with_capacity(25 + capacity);
+    /// A job frame: `encode` appends the items and returns how many it wrote.
+    fn frame(&self, capacity: usize, encode: impl FnOnce(&mut Vec<u8>) -> usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(33 + capacity);
         sys::begin_frame(&mut v);
         v.push(worker::KIND_RUN);
         v.extend_from_slice(&(self.tramp as usize as u64).to_le_bytes());
         v.extend_from_slice(&(self.ctx as u64).to_le_bytes());
-        encode(&mut v);
+        v.extend_from_slice(&0u64.to_le_bytes());
+        let count = encode(&mut v) as u64;
+        v[25..33].copy_from_slice(&count.to_le_bytes());
         sys::finish_frame(&mut v);
         v
     }
@@ -1032,7 +1035,8 @@ impl Pool {
         };
         let mut bad = None;
         let frame = runner.frame(std::mem::size_of::<T>() + 1, |v| {
-            bad = encode_item(v, &arg).err()
+            bad = encode_item(v, &arg).err();
+            1
         });
         let mut g = shared.lock();
         let batch = shared.new_batch(&mut g);
@@ -1126,6 +1130,7 @@ impl Pool {
                         }
                         count += 1;
                     }
+                    count
                 },
             );
             if count == 0 {
@@ -1434,6 +1439,7 @@ where
                         }
                         count += 1;
                     }
+                    count
                 },
             );
             if count < chunk {

@@ -4,7 +4,7 @@
 //! # Wire format
 //!
 //! Parent → worker, one frame per job (see [`sys`](super::sys) for framing):
-//! `[u8 KIND_RUN][u64 trampoline][u64 ctx][items...]`, or `[u8 KIND_EXIT]`.
+//! `[u8 KIND_RUN][u64 trampoline][u64 ctx][u64 count][items...]`, or `[u8 KIND_EXIT]`.
 //! `items` are postcard encodings of the arguments, back to back.
 //!
 //! Worker → parent, one frame per job: for each item, a tag byte and a postcard body:
@@ -44,13 +44,14 @@ pub(crate) const FAILED: u8 = 2;
 /// # Safety
 /// Only called in a worker forked from the process that produced the frame, with the `ctx`
 /// that was paired with this trampoline when the frame was built (see the module docs).
-pub(crate) type Trampoline = unsafe fn(ctx: *const (), items: &[u8], out: &mut Vec<u8>);
+pub(crate) type Trampoline =
+    unsafe fn(ctx: *const (), count: usize, items: &[u8], out: &mut Vec<u8>);
 
 /// Trampoline of `map`/`imap`: calls `&F` on every item.
 ///
 /// # Safety
 /// `ctx` is a valid `*const F` in this process (module docs).
-pub(crate) unsafe fn run_map<T, R, F>(ctx: *const (), items: &[u8], out: &mut Vec<u8>)
+pub(crate) unsafe fn run_map<T, R, F>(ctx: *const (), count: usize, items: &[u8], out: &mut Vec<u8>)
 where
     T: DeserializeOwned,
     R: Serialize,
@@ -60,13 +61,10 @@ where
     let f = unsafe { &*ctx.cast::<F>() };
     out.reserve(items.len() + items.len() / 2);
     let mut enc = sys::Encoder::new(out);
-    let mut rest = items;
-    while !rest.is_empty() {
-        match postcard::take_from_bytes::<T>(rest) {
-            Ok((item, tail)) => {
-                rest = tail;
-                run_one(|| f(item), &mut enc);
-            }
+    let mut de = postcard::Deserializer::from_bytes(items);
+    for _ in 0..count {
+        match T::deserialize(&mut de) {
+            Ok(item) => run_one(|| f(item), &mut enc),
             Err(e) => {
                 // The item boundaries are lost: the parent reports the missing items.
                 push_message(
@@ -86,8 +84,12 @@ where
 /// `ctx` is a valid `*const F` in this process that nothing else in this process reads or
 /// drops (a zero-sized `F`, or the worker's private copy of the parent's closure, used by one
 /// job only).
-pub(crate) unsafe fn run_once<T, R, F>(ctx: *const (), items: &[u8], out: &mut Vec<u8>)
-where
+pub(crate) unsafe fn run_once<T, R, F>(
+    ctx: *const (),
+    _count: usize,
+    items: &[u8],
+    out: &mut Vec<u8>,
+) where
     T: DeserializeOwned,
     R: Serialize,
     F: FnOnce(T) -> R,
@@ -162,13 +164,13 @@ pub(crate) fn main(fd: RawFd, parent: Pid) -> std::convert::Infallible {
             sys::exit_child(0);
         }
         match body[0] {
-            KIND_RUN if body.len() >= 17 => {
+            KIND_RUN if body.len() >= 25 => {
                 let word = |at: usize| {
                     let mut w = [0u8; 8];
                     w.copy_from_slice(&body[at..at + 8]);
                     u64::from_le_bytes(w) as usize
                 };
-                let (tramp, ctx) = (word(1), word(9));
+                let (tramp, ctx, count) = (word(1), word(9), word(17));
                 // SAFETY: the frame was built by this pool's parent process from a
                 // `Trampoline` value; this worker was forked from it without exec, so the
                 // address names the same function here (module docs).
@@ -176,7 +178,7 @@ pub(crate) fn main(fd: RawFd, parent: Pid) -> std::convert::Infallible {
                 sys::begin_frame(&mut out);
                 // SAFETY: ctx was paired with this trampoline by the parent, and this worker
                 // was forked while the closure it points at was alive (module docs).
-                unsafe { tramp(ctx as *const (), &body[17..], &mut out) };
+                unsafe { tramp(ctx as *const (), count, &body[25..], &mut out) };
                 sys::finish_frame(&mut out);
                 if sys::send_all(fd, &out).is_err() {
                     sys::exit_child(0);
