@@ -257,7 +257,10 @@ impl Inner {
                     job.frame = Vec::new();
                     job.deadline = job
                         .timeout
-                        .and_then(|t| now.checked_add(t.saturating_mul(job.items.max(1) as u32)));
+                        .and_then(|t| {
+                            let n = u32::try_from(job.items.max(1)).unwrap_or(u32::MAX);
+                            now.checked_add(t.saturating_mul(n))
+                        });
                     w.job = Some(id);
                 }
                 Err(_) => {
@@ -872,7 +875,7 @@ impl Runner {
             });
         }
         let keep = Arc::new(KeepAlive(f));
-        let ctx = &keep.0 as *const F as usize;
+        let ctx = (&raw const keep.0) as usize;
         let group = shared.start_group(keep, shared.config.workers, false)?;
         Ok(Self {
             group,
@@ -1024,7 +1027,7 @@ impl Pool {
             (LONG_LIVED, NonNull::<F>::dangling().as_ptr() as usize)
         } else {
             let keep = Arc::new(KeepAlive(f));
-            let ctx = &keep.0 as *const F as usize;
+            let ctx = (&raw const keep.0) as usize;
             (shared.start_group(keep, 1, true)?, ctx)
         };
         let runner = Runner {
