@@ -58,10 +58,12 @@ cfg_if::cfg_if! {
         mod event;
         mod lock;
         mod platform;
+        mod pool;
         mod procs;
         mod ring;
         mod semaphore;
         mod shm;
+        mod spawn;
         mod state;
         mod sync;
         mod waiter;
@@ -73,12 +75,56 @@ cfg_if::cfg_if! {
         };
         pub use event::{Event, event};
         pub use lock::{Lock, LockGuard, lock};
+        pub use pool::{Pool, TaskHandle, pool};
+        pub use spawn::{JoinHandle, spawn, spawn_async};
         pub use semaphore::{MAX_PERMITS, Semaphore, semaphore};
         pub use state::{Array, ArrayGuard, Value, ValueGuard, array, value};
     }
 }
 
-/// The process backend's marker type. Its `uniconc_core::Backend` implementation is assembled
-/// with spawn and the pool.
+/// The process backend's marker type: `type B = uniconc::Process;`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Process;
+
+#[cfg(not(loom))]
+impl uniconc_core::Backend for Process {
+    const NAME: &'static str = "process";
+
+    type Sender<T: uniconc_core::Message> = Sender<T>;
+    type Receiver<T: uniconc_core::Message> = Receiver<T>;
+    type Lock = Lock;
+    type Semaphore = Semaphore;
+    type Event = Event;
+    type Barrier = Barrier;
+    type Value<T: uniconc_core::Plain> = Value<T>;
+    type Array<T: uniconc_core::Plain> = Array<T>;
+    type Pool = Pool;
+    type JoinHandle<R: uniconc_core::Message> = JoinHandle<R>;
+
+    fn channel<T: uniconc_core::Message>(
+        capacity: usize,
+    ) -> Result<(Sender<T>, Receiver<T>), uniconc_core::Error> {
+        channel(capacity)
+    }
+
+    fn unbounded<T: uniconc_core::Message>()
+    -> Result<(Sender<T>, Receiver<T>), uniconc_core::Error> {
+        unbounded()
+    }
+
+    fn spawn<F, R>(f: F) -> Result<JoinHandle<R>, uniconc_core::Error>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: uniconc_core::Message,
+    {
+        spawn(f)
+    }
+
+    fn spawn_async<Fut>(fut: Fut) -> Result<JoinHandle<Fut::Output>, uniconc_core::Error>
+    where
+        Fut: std::future::Future + Send + 'static,
+        Fut::Output: uniconc_core::Message,
+    {
+        spawn_async(fut)
+    }
+}

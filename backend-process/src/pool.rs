@@ -1,0 +1,1695 @@
+//! A pool of forked worker processes that survives its workers: [`Pool`] and [`TaskHandle`].
+//!
+//! ```
+//! use uniconc_core::Pool as _;
+//!
+//! let pool = uniconc_process::Pool::new(2)?;
+//! let squares = pool.map(|x: u64| x * x, 0..10u64)?;
+//! assert_eq!(squares[9], 81);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The design (how functions reach the workers, chunking, faults, who drives the workers,
+//! shutdown) is documented on [`Pool`].
+//!
+//! # Files
+//! - `pool.rs`: the pool, the leader protocol, `TaskHandle`.
+//! - `pool/worker.rs`: the worker loop and the trampolines.
+//! - `pool/sys.rs`: OS plumbing shared with `spawn`.
+
+#![deny(missing_docs)]
+
+pub(crate) mod sys;
+mod worker;
+
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
+use std::marker::PhantomData;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use uniconc_core::{Error, Message, PoolConfig, PoolError, TaskError};
+
+use crate::spawn::AsyncWaiter;
+use sys::{Exit, FrameBuf, Pid, ReadState};
+use worker::Trampoline;
+
+type JobId = u64;
+type BatchId = u64;
+type GroupId = u64;
+
+/// The group of the pool's long-lived workers (zero-sized functions).
+const LONG_LIVED: GroupId = 0;
+
+/// A pool of `workers` forked processes; implements [`uniconc_core::Pool`].
+///
+/// # Workers and functions
+///
+/// Workers are forked processes, each connected to the pool by its own socket pair; a worker
+/// holds at most one job (a chunk of items, or one submitted call) at a time, so the pool always
+/// knows which items a worker held when it died.
+///
+/// Functions are never serialized. A zero-sized function (a `fn` item or a closure that
+/// captures nothing) goes to the pool's long-lived workers as a monomorphised trampoline
+/// address: a worker forked from this process runs the same code at the same address. A
+/// capturing closure cannot be sent at all, so the workers that run it are forked *for it*,
+/// while it is alive in the parent, and inherit it: `map`/`imap` with a capturing closure fork
+/// `workers` extra processes for that call (they are killed when the call ends), and `submit`
+/// with a capturing closure forks one process for that one call (such processes are not
+/// counted against `workers`: prefer `fn` items or non-capturing closures for many small
+/// submissions). See `pool/worker.rs` for the soundness argument.
+///
+/// # Chunks
+///
+/// `map` cuts its input into chunks of `chunk_size` items (default
+/// [`PoolConfig::chunk_size_for`], Python's heuristic: about four chunks per worker), so a
+/// million trivial items cost a handful of round trips. `imap` and `imap_unordered` use
+/// `chunk_size` (default 1) and keep at most `2 × workers` chunks in flight, pulling items from
+/// the input only as results are consumed, so the input may be endless. A chunk counts as one
+/// task for `max_tasks_per_worker`, as in Python.
+///
+/// # Faults
+///
+/// A panicking call yields `TaskError::Panicked(message)` for its item only. A worker that
+/// dies (SIGKILL, abort, OOM kill) yields `TaskError::WorkerDied(description)` for every item
+/// of the job it held, is reaped and replaced, and the pool goes on: a death is seen at once
+/// through the worker's pidfd (Linux) and the end-of-file on its socket, never waited on.
+/// `task_timeout` (builder) and [`Pool::submit_with_timeout`] give a job a deadline (for a
+/// chunk: the timeout times its number of items); an overdue job's worker is killed and
+/// replaced and its items yield `TaskError::DeadlineExceeded`.
+///
+/// # Who drives the workers
+///
+/// There is no background thread. Whichever thread waits on the pool (`map`, `imap`, `wait`,
+/// `join`, ...) becomes the *leader*: it polls every worker's socket and pidfd, reads results,
+/// reaps and replaces dead workers and hands queued jobs to idle ones, for every caller; the
+/// other waiters sleep on a condition variable until the leader's round ends. Submitted jobs
+/// start at once on idle workers; jobs queued behind them progress while some thread waits on
+/// the pool. The leader forks replacements only after releasing the pool's lock, so no lock of
+/// the pool is held by the forking thread across `fork()`.
+///
+/// # Shutdown
+///
+/// `close` stops new work; `join` waits for queued work, then lets the workers exit;
+/// `terminate` kills them at once (unfinished tasks yield `Cancelled`). Dropping a pool
+/// terminates it and reaps every worker: no child process is left behind. A pool belongs to
+/// the process that created it: in a forked child it refuses work (`Closed`) and its drop does
+/// nothing.
+pub struct Pool {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A pool of `workers` worker processes with default settings: `Pool::new(workers)`.
+///
+/// # Errors
+/// `InvalidArgument` for 0 workers; `Os` if a worker could not be forked.
+///
+/// ```
+/// use uniconc_core::{Pool as _, TaskHandle as _};
+///
+/// let pool = uniconc_process::pool(2)?;
+/// let h = pool.submit(|s: String| s.len(), "four".to_string())?;
+/// assert_eq!(h.wait()?, 4);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn pool(workers: usize) -> Result<Pool, Error> {
+    <Pool as uniconc_core::Pool>::new(workers)
+}
+
+struct Shared {
+    owner: Pid,
+    config: PoolConfig,
+    inner: Mutex<Inner>,
+    /// Signalled at the end of every leader round and on every state change.
+    cond: Condvar,
+    /// Wakes the leader out of `poll` when the set of workers or jobs changed.
+    wake: sys::WakePipe,
+}
+
+#[derive(Default)]
+struct Inner {
+    workers: Vec<Worker>,
+    groups: HashMap<GroupId, Group>,
+    jobs: HashMap<JobId, Job>,
+    batches: HashMap<BatchId, Batch>,
+    next_id: u64,
+    /// A thread is polling the workers (or forking for them) right now.
+    leader: bool,
+    closed: bool,
+    terminated: bool,
+}
+
+/// Workers that can run the same jobs: the long-lived ones, or the ones forked for one
+/// capturing closure.
+struct Group {
+    /// Keeps a capturing closure alive in the parent while workers that inherit it may be
+    /// forked.
+    keep: Option<Arc<dyn Any + Send + Sync>>,
+    /// How many workers the group wants.
+    size: usize,
+    queue: VecDeque<JobId>,
+    /// No new jobs, no replacements; removed once its workers are gone.
+    retired: bool,
+    /// Each worker runs one job, then is retired (capturing `submit`).
+    one_shot: bool,
+    /// After a failed fork, do not retry before this.
+    retry_at: Option<Instant>,
+    last_spawn_error: Option<String>,
+}
+
+struct Worker {
+    pid: Pid,
+    group: GroupId,
+    sock: OwnedFd,
+    pidfd: Option<OwnedFd>,
+    buf: FrameBuf,
+    job: Option<JobId>,
+    jobs_done: usize,
+    /// Killed on purpose: how its job (if any) ends.
+    killed: Option<TaskError>,
+    /// A send to it failed: take no more jobs.
+    broken: bool,
+    /// Sent an exit frame.
+    exiting: bool,
+}
+
+struct Job {
+    batch: BatchId,
+    seq: u64,
+    group: GroupId,
+    /// The frame to send (emptied once sent).
+    frame: Vec<u8>,
+    items: usize,
+    timeout: Option<Duration>,
+    deadline: Option<Instant>,
+}
+
+/// A job's result: the worker's result frame (header included), or why it has none.
+type Outcome = Result<Vec<u8>, TaskError>;
+
+/// The jobs of one caller (`map` call, `imap` iterator, `submit`).
+#[derive(Default)]
+struct Batch {
+    done: VecDeque<(u64, usize, Outcome)>,
+    outstanding: usize,
+    abandoned: bool,
+}
+
+impl Inner {
+    fn new_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Records a job's end and hands its outcome to its batch.
+    fn complete(&mut self, id: JobId, outcome: Outcome) {
+        let Some(job) = self.jobs.remove(&id) else {
+            return;
+        };
+        if let Some(g) = self.groups.get_mut(&job.group) {
+            if g.one_shot {
+                g.retired = true;
+            }
+        }
+        if let Some(b) = self.batches.get_mut(&job.batch) {
+            b.outstanding -= 1;
+            if b.abandoned {
+                if b.outstanding == 0 {
+                    self.batches.remove(&job.batch);
+                }
+            } else {
+                b.done.push_back((job.seq, job.items, outcome));
+            }
+        }
+    }
+
+    /// Hands queued jobs to idle workers of their group.
+    fn dispatch(&mut self) {
+        let now = Instant::now();
+        for w in &mut self.workers {
+            if w.job.is_some() || w.killed.is_some() || w.broken || w.exiting {
+                continue;
+            }
+            let Some(group) = self.groups.get_mut(&w.group) else {
+                continue;
+            };
+            let Some(id) = group.queue.pop_front() else {
+                continue;
+            };
+            let Some(job) = self.jobs.get_mut(&id) else {
+                continue;
+            };
+            match sys::send_all(w.sock.as_raw_fd(), &job.frame) {
+                Ok(()) => {
+                    job.frame = Vec::new();
+                    job.deadline = job
+                        .timeout
+                        .and_then(|t| {
+                            let n = u32::try_from(job.items.max(1)).unwrap_or(u32::MAX);
+                            now.checked_add(t.saturating_mul(n))
+                        });
+                    w.job = Some(id);
+                }
+                Err(_) => {
+                    // The worker is gone or broken; the job never started: requeue it. The
+                    // leader reaps the worker (its pidfd or socket reports the death).
+                    group.queue.push_front(id);
+                    w.broken = true;
+                    let _ = sys::kill9(w.pid);
+                }
+            }
+        }
+    }
+
+    /// Kills and reaps worker `i` and ends its job, if any.
+    fn bury(&mut self, i: usize, cause: Option<Exit>) {
+        let mut w = self.workers.swap_remove(i);
+        // Read a result that was complete before the worker died.
+        if w.job.is_some() {
+            sys::recv_available(w.sock.as_raw_fd(), &mut w.buf);
+            if let Some(frame) = w.buf.take_frame() {
+                let id = w.job.take().expect("checked above");
+                self.complete(id, Ok(frame));
+            }
+        }
+        let exit = match cause {
+            Some(e) => Some(e),
+            None => {
+                let _ = sys::kill9(w.pid);
+                sys::waitpid(w.pid, true).ok().flatten()
+            }
+        };
+        if let Some(id) = w.job.take() {
+            let err = if let Some(e) = w.killed.take() {
+                e
+            } else if self.terminated {
+                TaskError::Cancelled
+            } else {
+                TaskError::WorkerDied(format!(
+                    "worker process {} {}",
+                    w.pid,
+                    exit.map_or_else(|| "vanished".to_owned(), Exit::describe)
+                ))
+            };
+            self.complete(id, Err(err));
+        }
+    }
+
+    /// Forks needed per group: `(group, closure to keep alive while forking)`.
+    fn plan_spawns(&mut self, now: Instant) -> Vec<(GroupId, Option<Arc<dyn Any + Send + Sync>>)> {
+        let mut plan = Vec::new();
+        for (&id, g) in &self.groups {
+            if g.retired && (!g.one_shot || g.queue.is_empty()) {
+                continue;
+            }
+            if self.terminated || g.retry_at.is_some_and(|t| t > now) {
+                continue;
+            }
+            if id == LONG_LIVED && self.closed && g.queue.is_empty() {
+                continue;
+            }
+            if g.one_shot && g.queue.is_empty() {
+                continue;
+            }
+            let live = self
+                .workers
+                .iter()
+                .filter(|w| w.group == id && w.killed.is_none())
+                .count();
+            for _ in live..g.size {
+                plan.push((id, g.keep.clone()));
+            }
+        }
+        plan
+    }
+
+    /// Installs freshly forked workers (or records why a fork failed).
+    fn install(&mut self, fresh: Vec<(GroupId, Result<Worker, Error>)>, now: Instant) {
+        for (gid, w) in fresh {
+            match w {
+                Ok(w) => {
+                    let wanted = self
+                        .groups
+                        .get(&gid)
+                        .is_some_and(|g| !g.retired || g.one_shot);
+                    if wanted && !self.terminated {
+                        self.workers.push(w);
+                    } else {
+                        let _ = sys::kill9(w.pid);
+                        let _ = sys::waitpid(w.pid, true);
+                    }
+                }
+                Err(e) => {
+                    let Some(g) = self.groups.get_mut(&gid) else {
+                        continue;
+                    };
+                    g.retry_at = Some(now + Duration::from_millis(100));
+                    g.last_spawn_error = Some(e.to_string());
+                    // Never hang: a group without any worker fails its queued jobs.
+                    if !self.workers.iter().any(|w| w.group == gid) {
+                        let queued: Vec<JobId> = g.queue.drain(..).collect();
+                        for id in queued {
+                            let msg = format!("no worker could be started: {e}");
+                            self.complete(id, Err(TaskError::Failed(msg)));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drops retired groups without workers.
+    fn gc_groups(&mut self) {
+        let workers = &self.workers;
+        self.groups.retain(|&id, g| {
+            id == LONG_LIVED
+                || !g.retired
+                || !g.queue.is_empty()
+                || workers.iter().any(|w| w.group == id)
+        });
+    }
+
+    /// Removes the queued jobs of `batch` and marks it abandoned (its running jobs' results are
+    /// dropped when they arrive).
+    fn abandon(&mut self, batch: BatchId) {
+        let Some(b) = self.batches.get_mut(&batch) else {
+            return;
+        };
+        b.abandoned = true;
+        b.done.clear();
+        let jobs = &mut self.jobs;
+        let mut removed = 0;
+        let mut emptied: Vec<GroupId> = Vec::new();
+        for (&gid, g) in self.groups.iter_mut() {
+            let before = g.queue.len();
+            g.queue.retain(|id| {
+                let mine = jobs.get(id).is_some_and(|j| j.batch == batch);
+                if mine {
+                    jobs.remove(id);
+                }
+                !mine
+            });
+            if g.queue.len() < before {
+                removed += before - g.queue.len();
+                emptied.push(gid);
+            }
+        }
+        b.outstanding -= removed;
+        if b.outstanding == 0 {
+            self.batches.remove(&batch);
+        }
+        // A one-shot worker whose only job was just removed has nothing left to do.
+        let idle_one_shots: Vec<GroupId> = emptied
+            .into_iter()
+            .filter(|id| {
+                self.groups
+                    .get(id)
+                    .is_some_and(|g| g.one_shot && g.queue.is_empty())
+                    && !self
+                        .workers
+                        .iter()
+                        .any(|w| w.group == *id && w.job.is_some())
+            })
+            .collect();
+        for id in idle_one_shots {
+            if let Some(g) = self.groups.get_mut(&id) {
+                g.retired = true;
+                g.one_shot = false;
+            }
+            self.kill_workers(Some(id), &TaskError::Cancelled);
+        }
+    }
+
+    /// Marks every worker of `group` (all groups: `None`) to be killed, ending their jobs with
+    /// `cause`.
+    fn kill_workers(&mut self, group: Option<GroupId>, cause: &TaskError) {
+        for w in &mut self.workers {
+            if group.is_none_or(|g| g == w.group) && w.killed.is_none() {
+                w.killed = Some(cause.clone());
+                let _ = sys::kill9(w.pid);
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves consistent bookkeeping (every update is a
+        // single step), so poisoning is ignored.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes the leader and every waiter: the state changed.
+    fn kick(&self) {
+        self.wake.wake();
+        self.cond.notify_all();
+    }
+
+    fn check_owner(&self) -> Result<(), PoolError> {
+        if self.owner == sys::getpid() {
+            Ok(())
+        } else {
+            Err(PoolError::Closed)
+        }
+    }
+
+    /// Forks one worker for `group`.
+    fn fork_worker(&self, group: GroupId) -> Result<Worker, Error> {
+        let (parent_end, child_end) =
+            sys::socketpair().map_err(|e| Error::os("creating a worker's socket", e))?;
+        for end in [&parent_end, &child_end] {
+            sys::set_send_buffer(end.as_raw_fd(), 4 << 20);
+        }
+        let me = sys::getpid();
+        let parent_fd = parent_end.as_raw_fd();
+        let pid = sys::fork_with(|| {
+            // SAFETY: this is the child; its copy of `parent_end` is never dropped (the child
+            // leaves through `_exit`), so closing the number here closes it exactly once.
+            unsafe { libc::close(parent_fd) };
+            worker::main(child_end.as_raw_fd(), me)
+        })
+        .map_err(|e| Error::os("forking a pool worker", e))?;
+        drop(child_end);
+        Ok(Worker {
+            pid,
+            group,
+            pidfd: sys::pidfd_open(pid),
+            sock: parent_end,
+            buf: FrameBuf::default(),
+            job: None,
+            jobs_done: 0,
+            killed: None,
+            broken: false,
+            exiting: false,
+        })
+    }
+
+    /// Drives the workers until `ready` holds or `deadline` passes; returns the lock and
+    /// whether `ready` held. See "Who drives the workers" in the module docs.
+    fn pump(
+        &self,
+        deadline: Option<Instant>,
+        mut ready: impl FnMut(&mut Inner) -> bool,
+    ) -> (MutexGuard<'_, Inner>, bool) {
+        let mut g = self.lock();
+        loop {
+            if ready(&mut g) {
+                return (g, true);
+            }
+            let now = Instant::now();
+            let expired = deadline.is_some_and(|d| now >= d);
+            if g.leader {
+                if expired {
+                    return (g, false);
+                }
+                g = match deadline {
+                    None => self.cond.wait(g).unwrap_or_else(|e| e.into_inner()),
+                    Some(d) => {
+                        self.cond
+                            .wait_timeout(g, d - now)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0
+                    }
+                };
+                continue;
+            }
+            g.leader = true;
+            let plan = g.plan_spawns(now);
+            if !plan.is_empty() {
+                drop(g);
+                // No lock of ours is held across these forks.
+                let fresh: Vec<_> = plan
+                    .into_iter()
+                    .map(|(gid, keep)| {
+                        let w = self.fork_worker(gid);
+                        drop(keep);
+                        (gid, w)
+                    })
+                    .collect();
+                g = self.lock();
+                g.install(fresh, Instant::now());
+                g.dispatch();
+                g.leader = false;
+                self.cond.notify_all();
+                continue;
+            }
+            // One round: poll every worker's socket and pidfd, and the wake pipe.
+            let mut fds = Vec::with_capacity(1 + 2 * g.workers.len());
+            let mut who = Vec::with_capacity(fds.capacity());
+            fds.push(libc::pollfd {
+                fd: self.wake.read_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            who.push((0, false));
+            let mut wake_at = deadline;
+            let mut earliest = |t: Instant| wake_at = Some(wake_at.map_or(t, |w| w.min(t)));
+            for w in &g.workers {
+                fds.push(libc::pollfd {
+                    fd: w.sock.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+                who.push((w.pid, false));
+                match &w.pidfd {
+                    Some(p) => {
+                        fds.push(libc::pollfd {
+                            fd: p.as_raw_fd(),
+                            events: libc::POLLIN,
+                            revents: 0,
+                        });
+                        who.push((w.pid, true));
+                    }
+                    None => earliest(now + Duration::from_millis(20)),
+                }
+                if let Some(d) = w
+                    .job
+                    .and_then(|id| g.jobs.get(&id))
+                    .and_then(|j| j.deadline)
+                {
+                    earliest(d);
+                }
+            }
+            for grp in g.groups.values() {
+                if let Some(t) = grp.retry_at {
+                    earliest(t);
+                }
+            }
+            drop(g);
+            let polled = sys::poll(&mut fds, if expired { Some(now) } else { wake_at });
+            g = self.lock();
+            if polled.is_ok() {
+                if fds[0].revents != 0 {
+                    self.wake.drain();
+                }
+                let suspects: Vec<(Pid, bool)> = fds
+                    .iter()
+                    .zip(&who)
+                    .skip(1)
+                    .filter(|(p, _)| p.revents != 0)
+                    .map(|(_, &w)| w)
+                    .collect();
+                self.round(&mut g, &suspects);
+            }
+            for grp in g.groups.values_mut() {
+                if grp.retry_at.is_some_and(|t| t <= Instant::now()) {
+                    grp.retry_at = None;
+                }
+            }
+            g.leader = false;
+            self.cond.notify_all();
+            if ready(&mut g) {
+                return (g, true);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return (g, false);
+            }
+        }
+    }
+
+    /// The leader's work after a poll: read results, bury the dead, enforce deadlines,
+    /// dispatch.
+    /// `suspects`: `(pid, true)` if the worker's pidfd fired, `(pid, false)` for its socket.
+    fn round(&self, g: &mut Inner, suspects: &[(Pid, bool)]) {
+        let now = Instant::now();
+        let max_tasks = self.config.max_tasks_per_worker;
+        let mut i = 0;
+        while i < g.workers.len() {
+            let pid = g.workers[i].pid;
+            let no_pidfd = g.workers[i].pidfd.is_none();
+            let mut dead: Option<Option<Exit>> = None;
+            let exited = suspects.contains(&(pid, true));
+            if exited || no_pidfd || suspects.contains(&(pid, false)) {
+                let w = &mut g.workers[i];
+                let eof = sys::recv_available(w.sock.as_raw_fd(), &mut w.buf) == ReadState::Eof;
+                if w.buf.corrupt() {
+                    dead = Some(None);
+                } else if let Some(frame) = w.buf.take_frame() {
+                    match w.job.take() {
+                        Some(id) => {
+                            w.jobs_done += 1;
+                            let retire = max_tasks.is_some_and(|m| w.jobs_done >= m);
+                            g.complete(id, Ok(frame));
+                            let one_shot = g
+                                .groups
+                                .get(&g.workers[i].group)
+                                .is_none_or(|gr| gr.one_shot);
+                            if retire || one_shot {
+                                dead = Some(None);
+                            }
+                        }
+                        // A result nobody asked for: the worker is confused.
+                        None => dead = Some(None),
+                    }
+                }
+                if dead.is_none() && (eof || exited || no_pidfd) {
+                    match sys::waitpid(pid, false) {
+                        Ok(Some(exit)) => dead = Some(Some(exit)),
+                        Ok(None) if eof => dead = Some(None),
+                        Ok(None) => {}
+                        Err(_) => dead = Some(None),
+                    }
+                }
+            }
+            if dead.is_none() {
+                let w = &mut g.workers[i];
+                let overdue = w
+                    .job
+                    .and_then(|id| g.jobs.get(&id))
+                    .and_then(|j| j.deadline)
+                    .is_some_and(|d| d <= now);
+                if overdue && w.killed.is_none() {
+                    w.killed = Some(TaskError::DeadlineExceeded);
+                    dead = Some(None);
+                }
+            }
+            match dead {
+                Some(cause) => g.bury(i, cause),
+                None => i += 1,
+            }
+        }
+        g.gc_groups();
+        g.dispatch();
+    }
+
+    fn new_batch(&self, g: &mut Inner) -> BatchId {
+        let id = g.new_id();
+        g.batches.insert(id, Batch::default());
+        id
+    }
+
+    /// Queues a job (and starts it if a worker of its group is idle).
+    fn enqueue(
+        &self,
+        g: &mut Inner,
+        batch: BatchId,
+        seq: u64,
+        group: GroupId,
+        frame: Vec<u8>,
+        items: usize,
+    ) {
+        let id = g.new_id();
+        let timeout = self.config.task_timeout;
+        g.jobs.insert(
+            id,
+            Job {
+                batch,
+                seq,
+                group,
+                frame,
+                items,
+                timeout,
+                deadline: None,
+            },
+        );
+        if let Some(b) = g.batches.get_mut(&batch) {
+            b.outstanding += 1;
+        }
+        match g.groups.get_mut(&group) {
+            Some(grp) => grp.queue.push_back(id),
+            None => g.complete(
+                id,
+                Err(TaskError::Failed("the job's workers are gone".into())),
+            ),
+        }
+        g.dispatch();
+    }
+
+    /// Waits until `batch` has results (or none outstanding) or `deadline`; takes them.
+    fn take_results(
+        &self,
+        batch: BatchId,
+        deadline: Option<Instant>,
+    ) -> Option<Vec<(u64, usize, Outcome)>> {
+        let (mut g, ready) = self.pump(deadline, |g| {
+            g.batches
+                .get(&batch)
+                .is_none_or(|b| !b.done.is_empty() || b.outstanding == 0)
+        });
+        if !ready {
+            return None;
+        }
+        // The batch stays registered until its owner releases it (`abandon`): an `imap` may
+        // queue more jobs after every earlier one was taken.
+        let b = g.batches.get_mut(&batch)?;
+        Some(b.done.drain(..).collect())
+    }
+
+    fn abandon(&self, batch: BatchId) {
+        let mut g = self.lock();
+        g.abandon(batch);
+    }
+
+    /// Starts a group of `size` workers forked while `keep` (a capturing closure) is alive.
+    fn start_group(
+        &self,
+        keep: Arc<dyn Any + Send + Sync>,
+        size: usize,
+        one_shot: bool,
+    ) -> Result<GroupId, Error> {
+        let id = self.lock().new_id();
+        let mut workers = Vec::with_capacity(size);
+        for _ in 0..size {
+            match self.fork_worker(id) {
+                Ok(w) => workers.push(w),
+                Err(e) => {
+                    for w in workers {
+                        let _ = sys::kill9(w.pid);
+                        let _ = sys::waitpid(w.pid, true);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let mut g = self.lock();
+        g.groups.insert(id, Group::new(Some(keep), size, one_shot));
+        g.workers.extend(workers);
+        drop(g);
+        self.kick();
+        Ok(id)
+    }
+
+    /// Retires a group: kills its workers (their jobs end with `Cancelled`) and waits until
+    /// they are reaped.
+    fn retire_group(&self, group: GroupId) {
+        {
+            let mut g = self.lock();
+            if let Some(grp) = g.groups.get_mut(&group) {
+                grp.retired = true;
+                grp.one_shot = false;
+            }
+            g.kill_workers(Some(group), &TaskError::Cancelled);
+        }
+        self.kick();
+        drop(self.pump(None, |g| !g.workers.iter().any(|w| w.group == group)));
+    }
+
+    fn terminate(&self) {
+        {
+            let mut g = self.lock();
+            g.closed = true;
+            g.terminated = true;
+            let queued: Vec<JobId> = g
+                .groups
+                .values_mut()
+                .flat_map(|grp| grp.queue.drain(..))
+                .collect();
+            for id in queued {
+                g.complete(id, Err(TaskError::Cancelled));
+            }
+            g.kill_workers(None, &TaskError::Cancelled);
+        }
+        self.kick();
+        let (mut g, _) = self.pump(None, |g| g.workers.is_empty());
+        g.groups.retain(|&id, _| id == LONG_LIVED);
+    }
+}
+
+impl Group {
+    fn new(keep: Option<Arc<dyn Any + Send + Sync>>, size: usize, one_shot: bool) -> Self {
+        Self {
+            keep,
+            size,
+            queue: VecDeque::new(),
+            retired: false,
+            one_shot,
+            retry_at: None,
+            last_spawn_error: None,
+        }
+    }
+}
+
+/// Makes a closure shareable for keep-alive purposes only: the parent never touches the value
+/// through a shared reference (it only drops it), so `Sync` adds no access.
+struct KeepAlive<F>(F);
+
+// SAFETY: a `KeepAlive` is only ever dropped by the parent (never read through `&`); the
+// forked workers read their own copies. Dropping needs `F: Send` (the last owner may be any
+// thread), which is required.
+unsafe impl<F: Send> Sync for KeepAlive<F> {}
+
+/// Where a call's jobs run and with which trampoline/context pair.
+struct Runner {
+    group: GroupId,
+    tramp: Trampoline,
+    ctx: usize,
+    /// A batch group of our own, retired when the call ends.
+    owned: bool,
+}
+
+impl Runner {
+    /// `true` if `F` can go to the long-lived workers as a bare trampoline.
+    fn zero_sized<F>() -> bool {
+        std::mem::size_of::<F>() == 0 && !std::mem::needs_drop::<F>()
+    }
+
+    fn for_map<T, R, F>(shared: &Shared, f: F) -> Result<Self, Error>
+    where
+        T: Message,
+        R: Message,
+        F: Fn(T) -> R + Send + Sync + 'static,
+    {
+        let tramp: Trampoline = worker::run_map::<T, R, F>;
+        if Self::zero_sized::<F>() {
+            // No byte to keep: any aligned non-null address is a valid `&F`.
+            let ctx = NonNull::<F>::dangling().as_ptr() as usize;
+            std::mem::forget(f);
+            return Ok(Self {
+                group: LONG_LIVED,
+                tramp,
+                ctx,
+                owned: false,
+            });
+        }
+        let keep = Arc::new(KeepAlive(f));
+        let ctx = (&raw const keep.0) as usize;
+        let group = shared.start_group(keep, shared.config.workers, false)?;
+        Ok(Self {
+            group,
+            tramp,
+            ctx,
+            owned: true,
+        })
+    }
+
+    fn finish(&self, shared: &Shared) {
+        if self.owned {
+            shared.retire_group(self.group);
+        }
+    }
+
+    /// A job frame carrying `items` (already encoded).
+    /// A job frame: `encode` appends the items and returns how many it wrote.
+    fn frame(&self, capacity: usize, encode: impl FnOnce(&mut Vec<u8>) -> usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(33 + capacity);
+        sys::begin_frame(&mut v);
+        v.push(worker::KIND_RUN);
+        v.extend_from_slice(&(self.tramp as usize as u64).to_le_bytes());
+        v.extend_from_slice(&(self.ctx as u64).to_le_bytes());
+        v.extend_from_slice(&0u64.to_le_bytes());
+        let count = encode(&mut v) as u64;
+        v[25..33].copy_from_slice(&count.to_le_bytes());
+        sys::finish_frame(&mut v);
+        v
+    }
+}
+
+/// Encodes one item into a frame under construction.
+fn encode_item<T: Serialize>(v: &mut Vec<u8>, item: &T) -> Result<(), TaskError> {
+    sys::Encoder::new(v).push(item).map_err(arg_error)
+}
+
+fn arg_error(e: postcard::Error) -> TaskError {
+    TaskError::Failed(format!("the argument could not be serialized: {e}"))
+}
+
+/// Decodes a job's outcome into `items` results.
+fn decode<R: Message>(outcome: Outcome, items: usize, mut push: impl FnMut(Result<R, TaskError>)) {
+    let frame = match outcome {
+        Ok(frame) => frame,
+        Err(e) => {
+            for _ in 0..items {
+                push(Err(e.clone()));
+            }
+            return;
+        }
+    };
+    use serde::Deserialize as _;
+    let mut de = postcard::Deserializer::from_bytes(&frame[8..]);
+    let mut broken: Option<TaskError> = None;
+    for _ in 0..items {
+        if let Some(e) = &broken {
+            // The stream is out of step: fail the rest.
+            push(Err(e.clone()));
+            continue;
+        }
+        let r = match u8::deserialize(&mut de) {
+            Ok(worker::OK) => R::deserialize(&mut de)
+                .map(Ok)
+                .map_err(|e| TaskError::Failed(format!("the result could not be decoded: {e}"))),
+            Ok(tag @ (worker::PANICKED | worker::FAILED)) => String::deserialize(&mut de)
+                .map(|m| {
+                    Err(if tag == worker::PANICKED {
+                        TaskError::Panicked(m)
+                    } else {
+                        TaskError::Failed(m)
+                    })
+                })
+                .map_err(|e| TaskError::Failed(format!("a message could not be decoded: {e}"))),
+            Ok(t) => Err(TaskError::Failed(format!(
+                "the worker sent an unknown result tag {t}"
+            ))),
+            Err(_) => Err(TaskError::Failed(
+                "the worker sent fewer results than items".into(),
+            )),
+        };
+        match r {
+            Ok(item) => push(item),
+            Err(e) => {
+                broken = Some(e.clone());
+                push(Err(e));
+            }
+        }
+    }
+}
+
+impl Pool {
+    /// Runs `f(arg)` on a worker with a deadline: if it runs longer than `timeout`, its worker
+    /// is killed and replaced and the task yields `TaskError::DeadlineExceeded`. Python's
+    /// `apply_async` has no such thing (cpython #75963).
+    ///
+    /// # Errors
+    /// As [`submit`](uniconc_core::Pool::submit); `InvalidArgument`-style misuse (a zero
+    /// timeout) is reported as a `Spawn` error.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use uniconc_core::{Pool as _, TaskError, TaskHandle as _};
+    ///
+    /// let pool = uniconc_process::Pool::new(1)?;
+    /// let slow = |ms: u64| std::thread::sleep(Duration::from_millis(ms));
+    /// let h = pool.submit_with_timeout(slow, 60_000, Duration::from_millis(50))?;
+    /// assert_eq!(h.wait(), Err(TaskError::DeadlineExceeded));
+    /// assert_eq!(pool.submit(|x: u32| x + 1, 1)?.wait()?, 2); // the pool goes on
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn submit_with_timeout<T, R, F>(
+        &self,
+        f: F,
+        arg: T,
+        timeout: Duration,
+    ) -> Result<TaskHandle<R>, PoolError>
+    where
+        T: Message,
+        R: Message,
+        F: FnOnce(T) -> R + Send + 'static,
+    {
+        if timeout.is_zero() {
+            return Err(PoolError::Spawn(Error::invalid_argument(
+                "a task timeout must be longer than zero",
+            )));
+        }
+        self.submit_inner(f, arg, Some(timeout))
+    }
+
+    fn submit_inner<T, R, F>(
+        &self,
+        f: F,
+        arg: T,
+        timeout: Option<Duration>,
+    ) -> Result<TaskHandle<R>, PoolError>
+    where
+        T: Message,
+        R: Message,
+        F: FnOnce(T) -> R + Send + 'static,
+    {
+        let shared = &self.shared;
+        shared.check_owner()?;
+        if shared.lock().closed {
+            return Err(PoolError::Closed);
+        }
+        let tramp: Trampoline = worker::run_once::<T, R, F>;
+        let (group, ctx) = if Runner::zero_sized::<F>() {
+            std::mem::forget(f);
+            (LONG_LIVED, NonNull::<F>::dangling().as_ptr() as usize)
+        } else {
+            let keep = Arc::new(KeepAlive(f));
+            let ctx = (&raw const keep.0) as usize;
+            (shared.start_group(keep, 1, true)?, ctx)
+        };
+        let runner = Runner {
+            group,
+            tramp,
+            ctx,
+            owned: false,
+        };
+        let mut bad = None;
+        let frame = runner.frame(std::mem::size_of::<T>() + 1, |v| {
+            bad = encode_item(v, &arg).err();
+            1
+        });
+        let mut g = shared.lock();
+        let batch = shared.new_batch(&mut g);
+        if g.closed && group == LONG_LIVED {
+            g.batches.remove(&batch);
+            return Err(PoolError::Closed);
+        }
+        match bad {
+            Some(e) => {
+                g.batches
+                    .get_mut(&batch)
+                    .expect("just created")
+                    .done
+                    .push_back((0, 1, Err(e)));
+                if let Some(grp) = g.groups.get_mut(&group) {
+                    grp.one_shot = false;
+                    grp.retired = true;
+                }
+                g.kill_workers(
+                    Some(group).filter(|&gr| gr != LONG_LIVED),
+                    &TaskError::Cancelled,
+                );
+            }
+            None => {
+                let id = g.new_id();
+                g.jobs.insert(
+                    id,
+                    Job {
+                        batch,
+                        seq: 0,
+                        group,
+                        frame,
+                        items: 1,
+                        timeout,
+                        deadline: None,
+                    },
+                );
+                g.batches.get_mut(&batch).expect("just created").outstanding += 1;
+                match g.groups.get_mut(&group) {
+                    Some(grp) => grp.queue.push_back(id),
+                    None => g.complete(
+                        id,
+                        Err(TaskError::Failed("the task's worker is gone".into())),
+                    ),
+                }
+                g.dispatch();
+            }
+        }
+        drop(g);
+        Ok(TaskHandle {
+            shared: Arc::clone(shared),
+            batch,
+            result: None,
+            finished: false,
+            taken: false,
+            waiter: None,
+            _result: PhantomData,
+        })
+    }
+
+    /// `map` over an iterator of (about) `n` items.
+    fn map_known<T, R, F, It>(&self, f: F, items: It, n: usize) -> Result<Vec<R>, PoolError>
+    where
+        T: Message,
+        R: Message,
+        F: Fn(T) -> R + Send + Sync + 'static,
+        It: Iterator<Item = T>,
+    {
+        let shared = &*self.shared;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let chunk = shared.config.chunk_size_for(Some(n));
+        let runner = Runner::for_map::<T, R, F>(shared, f)?;
+        let batch = shared.new_batch(&mut shared.lock());
+        // Encode and queue chunk by chunk, so workers start on the first chunk at once.
+        let mut first_error: Option<(usize, TaskError)> = None;
+        let mut items = items;
+        let mut seq = 0u64;
+        let mut pending = 0usize;
+        loop {
+            let mut count = 0;
+            let mut bad = None;
+            let frame = runner.frame(
+                chunk.min(1 << 20) * (std::mem::size_of::<T>().min(64) + 1),
+                |v| {
+                    let mut enc = sys::Encoder::new(v);
+                    for item in items.by_ref().take(chunk) {
+                        if let Err(e) = enc.push(&item).map_err(arg_error) {
+                            bad.get_or_insert((seq as usize * chunk + count, e));
+                        }
+                        count += 1;
+                    }
+                    count
+                },
+            );
+            if count == 0 {
+                break;
+            }
+            if let Some(b) = bad {
+                // An argument that cannot be serialized fails the map before it runs.
+                first_error = Some(b);
+                break;
+            }
+            let mut g = shared.lock();
+            if g.closed && runner.group == LONG_LIVED && g.terminated {
+                break;
+            }
+            shared.enqueue(&mut g, batch, seq, runner.group, frame, count);
+            seq += 1;
+            pending += 1;
+        }
+        // Collect results in input order, decoding straight into the output (chunks mostly
+        // arrive in order; early ones wait, undecoded, in `early`).
+        let mut out: Vec<R> = Vec::with_capacity(n);
+        let mut early: BTreeMap<u64, (usize, Outcome)> = BTreeMap::new();
+        let mut next = 0u64;
+        if first_error.is_none() {
+            while pending > 0 {
+                let Some(got) = shared.take_results(batch, None) else {
+                    break;
+                };
+                if got.is_empty() {
+                    break;
+                }
+                for (s, count, outcome) in got {
+                    pending -= 1;
+                    early.insert(s, (count, outcome));
+                }
+                while let Some((count, outcome)) = early.remove(&next) {
+                    let base = next as usize * chunk;
+                    next += 1;
+                    let mut k = 0;
+                    decode::<R>(outcome, count, |r| {
+                        match r {
+                            Ok(v) => out.push(v),
+                            Err(e) => {
+                                if first_error.is_none() {
+                                    first_error = Some((base + k, e));
+                                }
+                            }
+                        }
+                        k += 1;
+                    });
+                }
+            }
+        }
+        shared.abandon(batch);
+        runner.finish(shared);
+        if let Some((index, error)) = first_error {
+            return Err(PoolError::Task { index, error });
+        }
+        if next != seq {
+            return Err(PoolError::Closed);
+        }
+        Ok(out)
+    }
+
+    fn imap_inner<T, R, F, I>(
+        &self,
+        f: F,
+        items: I,
+        ordered: bool,
+    ) -> Imap<'_, T, R, F, I::IntoIter>
+    where
+        T: Message,
+        R: Message,
+        F: Fn(T) -> R + Send + Sync + 'static,
+        I: IntoIterator<Item = T>,
+    {
+        let window = 2 * self.shared.config.workers;
+        Imap {
+            pool: self,
+            f: Some(f),
+            items: items.into_iter(),
+            runner: None,
+            batch: None,
+            chunk: self.shared.config.chunk_size_for(None),
+            window,
+            in_flight: 0,
+            next_seq: 0,
+            next_yield: 0,
+            reorder: BTreeMap::new(),
+            ready: VecDeque::new(),
+            exhausted: false,
+            done: false,
+            ordered,
+            _t: PhantomData,
+        }
+    }
+}
+
+impl uniconc_core::Pool for Pool {
+    type TaskHandle<R: Message> = TaskHandle<R>;
+
+    fn with_config(config: PoolConfig) -> Result<Self, Error> {
+        config.validate()?;
+        let shared = Arc::new(Shared {
+            owner: sys::getpid(),
+            inner: Mutex::new(Inner::default()),
+            cond: Condvar::new(),
+            wake: sys::WakePipe::new()
+                .map_err(|e| Error::os("creating the pool's wake pipe", e))?,
+            config,
+        });
+        let pool = Pool { shared };
+        let n = pool.shared.config.workers;
+        pool.shared
+            .lock()
+            .groups
+            .insert(LONG_LIVED, Group::new(None, n, false));
+        for _ in 0..n {
+            // On failure `pool` is dropped, which kills and reaps the workers forked so far.
+            let w = pool.shared.fork_worker(LONG_LIVED)?;
+            pool.shared.lock().workers.push(w);
+        }
+        Ok(pool)
+    }
+
+    fn config(&self) -> &PoolConfig {
+        &self.shared.config
+    }
+
+    fn map<T, R, F, I>(&self, f: F, items: I) -> Result<Vec<R>, PoolError>
+    where
+        T: Message,
+        R: Message,
+        F: Fn(T) -> R + Send + Sync + 'static,
+        I: IntoIterator<Item = T>,
+    {
+        let shared = &*self.shared;
+        shared.check_owner()?;
+        if shared.lock().closed {
+            return Err(PoolError::Closed);
+        }
+        let items = items.into_iter();
+        match items.size_hint() {
+            // The length is known: encode straight from the iterator.
+            (lo, Some(hi)) if lo == hi => self.map_known(f, items, lo),
+            _ => {
+                let items: Vec<T> = items.collect();
+                let n = items.len();
+                self.map_known(f, items.into_iter(), n)
+            }
+        }
+    }
+
+    fn imap<T, R, F, I>(&self, f: F, items: I) -> impl Iterator<Item = Result<R, TaskError>>
+    where
+        T: Message,
+        R: Message,
+        F: Fn(T) -> R + Send + Sync + 'static,
+        I: IntoIterator<Item = T>,
+    {
+        self.imap_inner(f, items, true)
+    }
+    fn imap_unordered<T, R, F, I>(
+        &self,
+        f: F,
+        items: I,
+    ) -> impl Iterator<Item = Result<R, TaskError>>
+    where
+        T: Message,
+        R: Message,
+        F: Fn(T) -> R + Send + Sync + 'static,
+        I: IntoIterator<Item = T>,
+    {
+        self.imap_inner(f, items, false)
+    }
+
+    fn submit<T, R, F>(&self, f: F, arg: T) -> Result<TaskHandle<R>, PoolError>
+    where
+        T: Message,
+        R: Message,
+        F: FnOnce(T) -> R + Send + 'static,
+    {
+        let timeout = self.shared.config.task_timeout;
+        self.submit_inner(f, arg, timeout)
+    }
+
+    fn close(&self) {
+        if self.shared.check_owner().is_err() {
+            return;
+        }
+        self.shared.lock().closed = true;
+        self.shared.kick();
+    }
+
+    fn join(&self) -> Result<(), PoolError> {
+        let shared = &*self.shared;
+        shared.check_owner()?;
+        self.close();
+        // Let queued and running work finish.
+        drop(shared.pump(None, |g| {
+            g.groups.values().all(|grp| grp.queue.is_empty())
+                && g.workers.iter().all(|w| w.job.is_none())
+        }));
+        // Then let every worker leave.
+        {
+            let mut g = shared.lock();
+            for grp in g.groups.values_mut() {
+                grp.retired = true;
+                grp.one_shot = false;
+            }
+            for w in &mut g.workers {
+                if w.job.is_none() && !w.exiting && w.killed.is_none() {
+                    w.exiting = true;
+                    let mut frame = Vec::new();
+                    sys::begin_frame(&mut frame);
+                    frame.push(worker::KIND_EXIT);
+                    sys::finish_frame(&mut frame);
+                    if sys::send_all(w.sock.as_raw_fd(), &frame).is_err() {
+                        let _ = sys::kill9(w.pid);
+                    }
+                } else {
+                    w.killed.get_or_insert(TaskError::Cancelled);
+                    let _ = sys::kill9(w.pid);
+                }
+            }
+        }
+        shared.kick();
+        drop(shared.pump(None, |g| g.workers.is_empty()));
+        Ok(())
+    }
+
+    fn terminate(&self) {
+        if self.shared.check_owner().is_ok() {
+            self.shared.terminate();
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        if self.shared.check_owner().is_ok() {
+            self.shared.terminate();
+        }
+    }
+}
+
+/// Iterator of [`Pool::imap`](uniconc_core::Pool::imap) and `imap_unordered`.
+struct Imap<'a, T, R, F, I> {
+    pool: &'a Pool,
+    f: Option<F>,
+    items: I,
+    runner: Option<Runner>,
+    batch: Option<BatchId>,
+    chunk: usize,
+    window: usize,
+    in_flight: usize,
+    next_seq: u64,
+    next_yield: u64,
+    /// Ordered mode: outcomes that arrived ahead of their turn.
+    reorder: BTreeMap<u64, (usize, Outcome)>,
+    ready: VecDeque<Result<R, TaskError>>,
+    exhausted: bool,
+    done: bool,
+    ordered: bool,
+    _t: PhantomData<fn(T)>,
+}
+
+impl<T, R, F, I> Imap<'_, T, R, F, I>
+where
+    T: Message,
+    R: Message,
+    F: Fn(T) -> R + Send + Sync + 'static,
+    I: Iterator<Item = T>,
+{
+    fn start(&mut self) -> Result<(), TaskError> {
+        let shared = &*self.pool.shared;
+        if shared.check_owner().is_err() || shared.lock().closed {
+            return Err(TaskError::Cancelled);
+        }
+        let f = self.f.take().expect("started once");
+        let runner = Runner::for_map::<T, R, F>(shared, f)
+            .map_err(|e| TaskError::Failed(format!("could not start workers: {e}")))?;
+        self.batch = Some(shared.new_batch(&mut shared.lock()));
+        self.runner = Some(runner);
+        Ok(())
+    }
+
+    /// Queues chunks until the window is full or the input ends.
+    fn refill(&mut self) {
+        let shared = &*self.pool.shared;
+        let (Some(runner), Some(batch)) = (&self.runner, self.batch) else {
+            return;
+        };
+        while !self.exhausted && self.in_flight < self.window {
+            let mut count = 0;
+            let mut bad = None;
+            let items = &mut self.items;
+            let chunk = self.chunk;
+            let frame = runner.frame(
+                chunk.min(1 << 20) * (std::mem::size_of::<T>().min(64) + 1),
+                |v| {
+                    let mut enc = sys::Encoder::new(v);
+                    for item in items.by_ref().take(chunk) {
+                        if let Err(e) = enc.push(&item).map_err(arg_error) {
+                            bad.get_or_insert(e);
+                        }
+                        count += 1;
+                    }
+                    count
+                },
+            );
+            if count < chunk {
+                self.exhausted = true;
+            }
+            if count == 0 {
+                break;
+            }
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            let mut g = shared.lock();
+            if let Some(e) = bad {
+                if let Some(b) = g.batches.get_mut(&batch) {
+                    b.done.push_back((seq, count, Err(e)));
+                }
+            } else if g.closed {
+                if let Some(b) = g.batches.get_mut(&batch) {
+                    b.done.push_back((seq, count, Err(TaskError::Cancelled)));
+                }
+                self.exhausted = true;
+            } else {
+                shared.enqueue(&mut g, batch, seq, runner.group, frame, count);
+            }
+            self.in_flight += 1;
+        }
+    }
+
+    fn accept(&mut self, seq: u64, items: usize, outcome: Outcome) {
+        self.in_flight -= 1;
+        if !self.ordered {
+            let ready = &mut self.ready;
+            decode::<R>(outcome, items, |r| ready.push_back(r));
+            return;
+        }
+        self.reorder.insert(seq, (items, outcome));
+        while let Some((items, outcome)) = self.reorder.remove(&self.next_yield) {
+            self.next_yield += 1;
+            let ready = &mut self.ready;
+            decode::<R>(outcome, items, |r| ready.push_back(r));
+        }
+    }
+}
+
+impl<T, R, F, I> Iterator for Imap<'_, T, R, F, I>
+where
+    T: Message,
+    R: Message,
+    F: Fn(T) -> R + Send + Sync + 'static,
+    I: Iterator<Item = T>,
+{
+    type Item = Result<R, TaskError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(r) = self.ready.pop_front() {
+                return Some(r);
+            }
+            if self.done {
+                return None;
+            }
+            if self.runner.is_none() {
+                if let Err(e) = self.start() {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+            self.refill();
+            if self.in_flight == 0 {
+                self.done = true;
+                return None;
+            }
+            let batch = self.batch.expect("started");
+            match self.pool.shared.take_results(batch, None) {
+                Some(got) if !got.is_empty() => {
+                    for (seq, items, outcome) in got {
+                        self.accept(seq, items, outcome);
+                    }
+                }
+                _ => {
+                    // The batch vanished (cannot happen while we hold it): end rather than spin.
+                    self.done = true;
+                    return Some(Err(TaskError::Failed(
+                        "the pool lost this iterator's jobs".into(),
+                    )));
+                }
+            }
+        }
+    }
+}
+
+impl<T, R, F, I> Drop for Imap<'_, T, R, F, I> {
+    fn drop(&mut self) {
+        let shared = &*self.pool.shared;
+        if let Some(batch) = self.batch {
+            shared.abandon(batch);
+        }
+        if let Some(runner) = &self.runner {
+            runner.finish(shared);
+        }
+    }
+}
+
+/// Handle to one task submitted to a [`Pool`]; implements [`uniconc_core::TaskHandle`].
+///
+/// Waiting drives the pool (see "Who drives the workers" on [`Pool`]). Dropping the handle abandons the
+/// result; the task still runs if it had started.
+pub struct TaskHandle<R> {
+    shared: Arc<Shared>,
+    batch: BatchId,
+    result: Option<Result<R, TaskError>>,
+    finished: bool,
+    taken: bool,
+    waiter: Option<Arc<AsyncWaiter>>,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<R> std::fmt::Debug for TaskHandle<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskHandle")
+            .field("finished", &self.finished)
+            .field("taken", &self.taken)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Message> TaskHandle<R> {
+    fn collect(&mut self, deadline: Option<Instant>) {
+        if self.finished {
+            return;
+        }
+        if self.shared.check_owner().is_err() {
+            // Moved into a forked child: the workers' sockets are the parent's, never read
+            // them from here.
+            self.finished = true;
+            self.result = Some(Err(TaskError::Failed(
+                "this task handle belongs to another process".into(),
+            )));
+            return;
+        }
+        if let Some(got) = self.shared.take_results(self.batch, deadline) {
+            self.finished = true;
+            let mut first = None;
+            for (_, items, outcome) in got {
+                decode::<R>(outcome, items, |r| {
+                    first.get_or_insert(r);
+                });
+            }
+            self.result = Some(first.unwrap_or(Err(TaskError::Cancelled)));
+        }
+    }
+}
+
+impl<R: Message> uniconc_core::TaskHandle<R> for TaskHandle<R> {
+    fn wait(mut self) -> Result<R, TaskError> {
+        self.wait_deadline(None)
+    }
+
+    fn wait_deadline(&mut self, deadline: Option<Instant>) -> Result<R, TaskError> {
+        if self.taken {
+            return Err(TaskError::AlreadyTaken);
+        }
+        self.collect(deadline);
+        match self.result.take() {
+            Some(r) => {
+                self.taken = true;
+                r
+            }
+            None => Err(TaskError::Timeout),
+        }
+    }
+
+    /// Waits on a helper thread that drives the pool, so the executor's thread never blocks;
+    /// works on any executor.
+    fn wait_async(&mut self) -> impl Future<Output = Result<R, TaskError>> + Send + '_ {
+        WaitFuture { handle: self }
+    }
+
+    fn is_finished(&self) -> bool {
+        if self.finished || self.shared.check_owner().is_err() {
+            return true;
+        }
+        let batch = self.batch;
+        let (_g, ready) = self.shared.pump(Some(Instant::now()), |g| {
+            g.batches
+                .get(&batch)
+                .is_none_or(|b| !b.done.is_empty() || b.outstanding == 0)
+        });
+        ready
+    }
+}
+
+impl<R> Drop for TaskHandle<R> {
+    fn drop(&mut self) {
+        if let Some(w) = &self.waiter {
+            w.stop();
+        }
+        if self.shared.check_owner().is_ok() {
+            // Unregisters the batch; an unfinished task runs on, its result is dropped.
+            self.shared.abandon(self.batch);
+        }
+    }
+}
+
+/// Future of [`TaskHandle::wait_async`](uniconc_core::TaskHandle::wait_async).
+struct WaitFuture<'a, R> {
+    handle: &'a mut TaskHandle<R>,
+}
+
+impl<R: Message> Future for WaitFuture<'_, R> {
+    type Output = Result<R, TaskError>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        use uniconc_core::TaskHandle as _;
+        let h = &mut *self.get_mut().handle;
+        match h.try_wait() {
+            Err(TaskError::Timeout) => {}
+            done => return Poll::Ready(done),
+        }
+        match &h.waiter {
+            Some(w) if !w.fired() => w.set_waker(cx.waker()),
+            _ => {
+                let shared = Arc::clone(&h.shared);
+                let batch = h.batch;
+                h.waiter = Some(AsyncWaiter::start(cx.waker().clone(), move |stop| {
+                    use std::sync::atomic::Ordering;
+                    while !stop.load(Ordering::Acquire) {
+                        let tick = Instant::now() + Duration::from_millis(50);
+                        let (_g, ready) = shared.pump(Some(tick), |g| {
+                            g.batches
+                                .get(&batch)
+                                .is_none_or(|b| !b.done.is_empty() || b.outstanding == 0)
+                        });
+                        if ready {
+                            return;
+                        }
+                    }
+                }));
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl<R> Drop for WaitFuture<'_, R> {
+    fn drop(&mut self) {
+        if let Some(w) = self.handle.waiter.take() {
+            w.stop();
+        }
+    }
+}

@@ -1,0 +1,696 @@
+//! The process `Pool`: ordering, laziness, faults (panics, SIGKILL, abort, deadlines),
+//! worker replacement, shutdown and reaping.
+//!
+//! Fork tests are serialized (`FORK`) so that `waitpid(-1)` checks see only their own
+//! children; every test runs under a watchdog that aborts the binary instead of hanging.
+//! `UNICONC_STRESS_SCALE` (default 1) scales the stress sizes.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use uniconc_core::{Pool as _, PoolError, TaskError, TaskHandle as _};
+use uniconc_process::Pool;
+
+static FORK: Mutex<()> = Mutex::new(());
+
+/// Aborts the test binary if the test runs longer than `secs`.
+struct Watchdog(Option<mpsc::Sender<()>>);
+
+impl Watchdog {
+    fn new(name: &'static str, secs: u64) -> Self {
+        let (tx, rx) = mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(secs))
+            {
+                eprintln!("watchdog: {name} hung for {secs} s");
+                std::process::abort();
+            }
+        });
+        Self(Some(tx))
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        let _ = self.0.take().map(|tx| tx.send(()));
+    }
+}
+
+fn serial(name: &'static str) -> (std::sync::MutexGuard<'static, ()>, Watchdog) {
+    let g = FORK.lock().unwrap_or_else(|e| e.into_inner());
+    (g, Watchdog::new(name, 120))
+}
+
+fn scale() -> usize {
+    std::env::var("UNICONC_STRESS_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// `true` if this process has no child left.
+fn no_children() -> bool {
+    let mut status = 0;
+    // SAFETY: plain waitpid with a valid status pointer.
+    let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+    assert!(
+        r <= 0,
+        "reaped a stray child {r} that the pool should have reaped"
+    );
+    r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD)
+}
+
+fn die_by_sigkill() {
+    // SAFETY: a process killing itself.
+    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+fn double(x: u64) -> u64 {
+    x * 2
+}
+
+#[test]
+fn map_keeps_input_order() {
+    let _s = serial("map_keeps_input_order");
+    let pool = Pool::new(2).unwrap();
+    let n = 10_000 * scale() as u64;
+    let out = pool.map(double, 0..n).unwrap();
+    assert_eq!(out, (0..n).map(double).collect::<Vec<_>>());
+    // A non-capturing closure, a capturing one, and an empty input.
+    assert_eq!(
+        pool.map(|s: String| s.len(), ["a", "bb", "ccc"].map(String::from))
+            .unwrap(),
+        [1, 2, 3]
+    );
+    let offset: Vec<u64> = vec![100, 200].into_iter().collect();
+    let out = pool.map(move |x: u64| x + offset[1], 0..50u64).unwrap();
+    assert_eq!(out, (200..250).collect::<Vec<_>>());
+    assert_eq!(
+        pool.map(double, Vec::<u64>::new()).unwrap(),
+        Vec::<u64>::new()
+    );
+}
+
+#[test]
+fn map_sums_across_chunk_sizes() {
+    let _s = serial("map_sums_across_chunk_sizes");
+    for chunk in [1usize, 7, 1000] {
+        let pool = Pool::builder()
+            .workers(3)
+            .chunk_size(chunk)
+            .build()
+            .unwrap();
+        let n = 2_000 * scale() as u64;
+        let sum: u64 = pool.map(|x: u64| x * 3, 0..n).unwrap().into_iter().sum();
+        assert_eq!(sum, 3 * n * (n - 1) / 2);
+    }
+}
+
+#[test]
+fn imap_is_lazy_and_works_on_an_endless_iterator() {
+    let _s = serial("imap_is_lazy_and_works_on_an_endless_iterator");
+    let pool = Pool::new(2).unwrap();
+    let got: Vec<u64> = pool
+        .imap(double, 0u64..)
+        .take(100)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(got, (0..100).map(double).collect::<Vec<_>>());
+    // Capturing closure on an endless iterator, with chunks.
+    let pool = Pool::builder().workers(2).chunk_size(4).build().unwrap();
+    let k = 3u64;
+    let got: Vec<u64> = pool
+        .imap(move |x: u64| x * k, 1u64..)
+        .take(37)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(got, (1..=37).map(|x| x * 3).collect::<Vec<_>>());
+}
+
+#[test]
+fn imap_unordered_yields_every_result_once() {
+    let _s = serial("imap_unordered_yields_every_result_once");
+    let pool = Pool::new(2).unwrap();
+    let n = 500 * scale() as u64;
+    let got: Vec<u64> = pool
+        .imap_unordered(
+            |x: u64| {
+                if x % 7 == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                x
+            },
+            0..n,
+        )
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(got.len() as u64, n);
+    assert_eq!(got.iter().copied().collect::<HashSet<_>>().len() as u64, n);
+}
+
+#[test]
+fn submit_and_wait() {
+    let _s = serial("submit_and_wait");
+    let pool = Pool::new(2).unwrap();
+    let hs: Vec<_> = (0..20u64)
+        .map(|i| pool.submit(double, i).unwrap())
+        .collect();
+    for (i, h) in hs.into_iter().enumerate() {
+        assert_eq!(h.wait(), Ok(2 * i as u64));
+    }
+    // A capturing FnOnce.
+    let v = vec![1u32, 2, 3];
+    let h = pool
+        .submit(move |extra: u32| v.into_iter().sum::<u32>() + extra, 10)
+        .unwrap();
+    assert_eq!(h.wait(), Ok(16));
+    // wait_timeout then wait.
+    let mut h = pool
+        .submit(
+            |ms: u64| {
+                std::thread::sleep(Duration::from_millis(ms));
+                ms
+            },
+            300,
+        )
+        .unwrap();
+    assert_eq!(
+        h.wait_timeout(Duration::from_millis(10)),
+        Err(TaskError::Timeout)
+    );
+    assert_eq!(h.try_wait(), Err(TaskError::Timeout));
+    assert_eq!(h.wait_timeout(Duration::from_secs(30)), Ok(300));
+    assert_eq!(h.try_wait(), Err(TaskError::AlreadyTaken));
+}
+
+#[test]
+fn is_finished_drives_the_pool() {
+    let _s = serial("is_finished_drives_the_pool");
+    let pool = Pool::new(1).unwrap();
+    let hs: Vec<_> = (0..3u64).map(|i| pool.submit(double, i).unwrap()).collect();
+    let end = Instant::now() + Duration::from_secs(30);
+    while !hs.iter().all(|h| h.is_finished()) {
+        assert!(Instant::now() < end);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let got: Vec<_> = hs.into_iter().map(|h| h.wait().unwrap()).collect();
+    assert_eq!(got, [0, 2, 4]);
+}
+
+#[test]
+fn a_panicking_task_fails_only_its_item() {
+    let _s = serial("a_panicking_task_fails_only_its_item");
+    let pool = Pool::builder().workers(2).chunk_size(3).build().unwrap();
+    let f = |x: u32| {
+        if x == 4 {
+            panic!("no four");
+        }
+        x
+    };
+    let got: Vec<_> = pool.imap(f, 0..8u32).collect();
+    for (i, r) in got.iter().enumerate() {
+        if i == 4 {
+            assert_eq!(r, &Err(TaskError::Panicked("no four".into())));
+        } else {
+            assert_eq!(r, &Ok(i as u32));
+        }
+    }
+    match pool.map(f, 0..8u32) {
+        Err(PoolError::Task {
+            index: 4,
+            error: TaskError::Panicked(m),
+        }) => assert_eq!(m, "no four"),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(
+        pool.submit(f, 4).unwrap().wait(),
+        Err(TaskError::Panicked("no four".into()))
+    );
+    assert_eq!(pool.map(f, 5..7u32).unwrap(), [5, 6]);
+}
+
+#[test]
+fn a_worker_killed_mid_map_fails_its_items_and_is_replaced() {
+    let _s = serial("a_worker_killed_mid_map_fails_its_items_and_is_replaced");
+    let pool = Pool::builder().workers(2).chunk_size(1).build().unwrap();
+    let f = |x: u64| {
+        if x == 5 {
+            die_by_sigkill();
+        }
+        x
+    };
+    match pool.map(f, 0..20u64) {
+        Err(PoolError::Task {
+            index: 5,
+            error: TaskError::WorkerDied(d),
+        }) => {
+            assert!(d.contains("signal 9"), "{d}")
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // Still usable, with two workers again.
+    assert_eq!(pool.map(double, 0..100u64).unwrap().len(), 100);
+    let pids: HashSet<u32> = pool
+        .map(|_: u8| std::process::id(), vec![0u8; 200])
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert!(!pids.is_empty() && pids.len() <= 2, "{pids:?}");
+    // A worker killed from outside while it runs a task.
+    let (h, pid) = {
+        let h = pool
+            .submit(
+                |_: ()| {
+                    std::thread::sleep(Duration::from_secs(60));
+                    0u32
+                },
+                (),
+            )
+            .unwrap();
+        let pid = pool
+            .submit(|_: ()| std::process::id(), ())
+            .unwrap()
+            .wait()
+            .unwrap();
+        (h, pid)
+    };
+    let sleeper: Vec<u32> = pool.map(|_: u8| std::process::id(), vec![0u8; 4]).unwrap();
+    assert!(
+        sleeper.iter().all(|&p| p == pid),
+        "the idle worker runs everything"
+    );
+    // Kill every worker that is not the idle one: that is the sleeper.
+    let children = list_children();
+    for c in children.iter().filter(|&&c| c != pid) {
+        // SAFETY: killing a child of this process.
+        unsafe { libc::kill(*c as i32, libc::SIGKILL) };
+    }
+    match h.wait() {
+        Err(TaskError::WorkerDied(d)) => assert!(d.contains("SIGKILL"), "{d}"),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(pool.map(double, 0..10u64).unwrap()[9], 18);
+}
+
+/// The pids of this process's children (from /proc).
+fn list_children() -> Vec<u32> {
+    let me = std::process::id();
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{me}/task"))
+        .unwrap()
+        .flatten()
+    {
+        if let Ok(s) = std::fs::read_to_string(task.path().join("children")) {
+            out.extend(s.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_worker_killed_mid_imap_fails_its_item_and_the_rest_arrive() {
+    let _s = serial("a_worker_killed_mid_imap_fails_its_item_and_the_rest_arrive");
+    let pool = Pool::new(2).unwrap();
+    let got: Vec<_> = pool
+        .imap(
+            |x: u64| {
+                if x == 3 || x == 11 {
+                    die_by_sigkill();
+                }
+                x
+            },
+            0..16u64,
+        )
+        .collect();
+    assert_eq!(got.len(), 16);
+    for (i, r) in got.iter().enumerate() {
+        match (i, r) {
+            (3 | 11, Err(TaskError::WorkerDied(_))) => {}
+            (_, Ok(v)) => assert_eq!(*v, i as u64),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let unordered: Vec<_> = pool
+        .imap_unordered(
+            |x: u64| {
+                if x == 2 {
+                    std::process::abort();
+                }
+                x
+            },
+            0..6u64,
+        )
+        .collect();
+    assert_eq!(unordered.iter().filter(|r| r.is_ok()).count(), 5);
+    let died: Vec<_> = unordered.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        matches!(died[..], [TaskError::WorkerDied(d)] if d.contains("SIGABRT")),
+        "{died:?}"
+    );
+}
+
+#[test]
+fn an_aborting_task_yields_worker_died() {
+    let _s = serial("an_aborting_task_yields_worker_died");
+    let pool = Pool::new(1).unwrap();
+    let h = pool
+        .submit(|_: ()| -> u8 { std::process::abort() }, ())
+        .unwrap();
+    match h.wait() {
+        Err(TaskError::WorkerDied(d)) => assert!(d.contains("SIGABRT"), "{d}"),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(pool.submit(double, 21).unwrap().wait(), Ok(42));
+}
+
+#[test]
+fn a_deadline_kills_and_replaces_the_worker() {
+    let _s = serial("a_deadline_kills_and_replaces_the_worker");
+    let pool = Pool::new(1).unwrap();
+    let sleepy = |ms: u64| {
+        std::thread::sleep(Duration::from_millis(ms));
+        ms
+    };
+    let t0 = Instant::now();
+    let h = pool
+        .submit_with_timeout(sleepy, 60_000, Duration::from_millis(100))
+        .unwrap();
+    assert_eq!(h.wait(), Err(TaskError::DeadlineExceeded));
+    assert!(t0.elapsed() >= Duration::from_millis(100));
+    assert_eq!(
+        pool.submit_with_timeout(sleepy, 1, Duration::from_secs(60))
+            .unwrap()
+            .wait(),
+        Ok(1)
+    );
+    // The builder's task_timeout applies to map items.
+    let pool = Pool::builder()
+        .workers(2)
+        .task_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    match pool.map(sleepy, [1, 60_000, 1]) {
+        Err(PoolError::Task {
+            index: 1,
+            error: TaskError::DeadlineExceeded,
+        }) => {}
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(pool.map(sleepy, [1, 2, 3]).unwrap(), [1, 2, 3]);
+}
+
+#[test]
+fn max_tasks_per_worker_replaces_workers() {
+    let _s = serial("max_tasks_per_worker_replaces_workers");
+    let pool = Pool::builder()
+        .workers(2)
+        .chunk_size(1)
+        .max_tasks_per_worker(2)
+        .build()
+        .unwrap();
+    let pids: HashSet<u32> = pool
+        .map(|_: u8| std::process::id(), vec![0u8; 12])
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert!(
+        pids.len() >= 6,
+        "only {} distinct workers ran 12 tasks",
+        pids.len()
+    );
+}
+
+#[test]
+fn terminate_cancels_and_drop_leaves_no_children() {
+    let _s = serial("terminate_cancels_and_drop_leaves_no_children");
+    assert!(no_children());
+    let pool = Pool::new(2).unwrap();
+    let long = |_: ()| {
+        std::thread::sleep(Duration::from_secs(60));
+        0u8
+    };
+    let hs: Vec<_> = (0..4).map(|_| pool.submit(long, ()).unwrap()).collect();
+    pool.terminate();
+    for h in hs {
+        assert_eq!(h.wait(), Err(TaskError::Cancelled));
+    }
+    assert!(matches!(pool.submit(double, 1), Err(PoolError::Closed)));
+    assert!(no_children());
+    drop(pool);
+    // Dropping a busy pool (including one-off workers of capturing closures).
+    let pool = Pool::new(2).unwrap();
+    let captured = String::from("x");
+    let _h = pool
+        .submit(move |_: ()| captured.len() + long(()) as usize, ())
+        .unwrap();
+    let _h2 = pool.submit(long, ()).unwrap();
+    drop(pool);
+    assert!(no_children());
+}
+
+#[test]
+fn close_and_join_finish_queued_work() {
+    let _s = serial("close_and_join_finish_queued_work");
+    let pool = Pool::new(2).unwrap();
+    let hs: Vec<_> = (0..10u64)
+        .map(|i| pool.submit(double, i).unwrap())
+        .collect();
+    pool.close();
+    assert!(matches!(pool.map(double, 0..3u64), Err(PoolError::Closed)));
+    let mut it = pool.imap(double, 0..3u64);
+    assert_eq!(it.next(), Some(Err(TaskError::Cancelled)));
+    assert_eq!(it.next(), None);
+    drop(it);
+    pool.join().unwrap();
+    for (i, h) in hs.into_iter().enumerate() {
+        assert_eq!(h.wait(), Ok(2 * i as u64));
+    }
+    assert!(no_children());
+}
+
+#[test]
+fn dropping_an_imap_early_stops_its_work() {
+    let _s = serial("dropping_an_imap_early_stops_its_work");
+    let pool = Pool::new(2).unwrap();
+    let k = 5u64;
+    let mut it = pool.imap(move |x: u64| x + k, 0u64..);
+    assert_eq!(it.next(), Some(Ok(5)));
+    drop(it);
+    assert_eq!(pool.map(double, 0..4u64).unwrap(), [0, 2, 4, 6]);
+    drop(pool);
+    assert!(no_children());
+}
+
+#[test]
+fn wait_async_is_cancel_safe() {
+    let _s = serial("wait_async_is_cancel_safe");
+    let pool = Pool::new(1).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut h = pool
+            .submit(
+                |_: ()| {
+                    std::thread::sleep(Duration::from_millis(300));
+                    7u8
+                },
+                (),
+            )
+            .unwrap();
+        tokio::select! {
+            r = h.wait_async() => panic!("finished too early: {r:?}"),
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+        assert_eq!(h.wait_async().await, Ok(7));
+    });
+}
+
+#[test]
+fn a_pool_from_several_threads() {
+    let _s = serial("a_pool_from_several_threads");
+    let pool = Pool::new(2).unwrap();
+    let n = 200 * scale() as u64;
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..3u64)
+            .map(|t| {
+                let pool = &pool;
+                s.spawn(move || {
+                    let mut sum = 0;
+                    for i in 0..n / 10 {
+                        sum += pool.submit(double, i + t).unwrap().wait().unwrap();
+                    }
+                    sum += pool.map(double, 0..n).unwrap().iter().sum::<u64>();
+                    sum
+                })
+            })
+            .collect();
+        for (t, h) in hs.into_iter().enumerate() {
+            let t = t as u64;
+            let expect: u64 = (0..n / 10).map(|i| 2 * (i + t)).sum::<u64>() + n * (n - 1);
+            assert_eq!(h.join().unwrap(), expect);
+        }
+    });
+}
+
+#[test]
+fn a_pool_refuses_work_in_a_forked_child() {
+    let _s = serial("a_pool_refuses_work_in_a_forked_child");
+    let pool = std::sync::Arc::new(Pool::new(1).unwrap());
+    let p2 = std::sync::Arc::clone(&pool);
+    let h =
+        uniconc_process::spawn(move || matches!(p2.map(double, 0..3u64), Err(PoolError::Closed)))
+            .unwrap();
+    assert_eq!(uniconc_core::JoinHandle::join(h), Ok(true));
+    // The child's drop of its copy did not touch our workers.
+    assert_eq!(pool.map(double, 0..3u64).unwrap(), [0, 2, 4]);
+}
+
+#[test]
+fn bad_settings_are_errors() {
+    assert!(Pool::new(0).is_err());
+    assert!(Pool::builder().chunk_size(0).build().is_err());
+    assert!(Pool::builder().max_tasks_per_worker(0).build().is_err());
+}
+
+#[test]
+fn pool_types_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    fn assert_send<T: Send + 'static>() {}
+    assert_send_sync::<Pool>();
+    assert_send::<uniconc_process::TaskHandle<String>>();
+}
+
+#[test]
+fn imap_with_a_slow_consumer_loses_nothing() {
+    let _s = serial("imap_with_a_slow_consumer_loses_nothing");
+    let pool = Pool::new(2).unwrap();
+    // Every job in flight finishes while the consumer sleeps, so each refill starts from an
+    // empty pipeline.
+    for (i, r) in pool.imap(double, 0u64..).take(40).enumerate() {
+        assert_eq!(r, Ok(2 * i as u64));
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    let mut got: Vec<u64> = Vec::new();
+    for r in pool.imap_unordered(double, 0u64..30) {
+        got.push(r.unwrap());
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    got.sort_unstable();
+    assert_eq!(got, (0..30).map(double).collect::<Vec<_>>());
+}
+
+#[test]
+fn dropped_task_handles_leave_no_workers_behind() {
+    let _s = serial("dropped_task_handles_leave_no_workers_behind");
+    let pool = Pool::new(1).unwrap();
+    for i in 0..5u64 {
+        let v: Vec<u64> = vec![i];
+        drop(pool.submit(move |x: u64| v[0] + x, 1).unwrap());
+    }
+    // Queued behind a long task, then dropped: the queued jobs go, the pool stays usable.
+    let long = pool
+        .submit(|ms: u64| std::thread::sleep(Duration::from_millis(ms)), 200)
+        .unwrap();
+    for i in 0..5u64 {
+        drop(pool.submit(double, i).unwrap());
+    }
+    long.wait().unwrap();
+    assert_eq!(pool.map(double, 0..3u64).unwrap(), [0, 2, 4]);
+    pool.join().unwrap();
+    assert!(no_children());
+}
+
+#[test]
+fn large_arguments_and_results_cross_intact() {
+    let _s = serial("large_arguments_and_results_cross_intact");
+    let pool = Pool::builder().workers(2).chunk_size(2).build().unwrap();
+    let args: Vec<String> = (0..6)
+        .map(|i| char::from(b'a' + i as u8).to_string().repeat(1 << 20))
+        .collect();
+    let lens = pool.map(|s: String| s.len(), args.clone()).unwrap();
+    assert_eq!(lens, vec![1 << 20; 6]);
+    let back = pool.map(|s: String| s.into_bytes(), args.clone()).unwrap();
+    for (a, b) in args.iter().zip(&back) {
+        assert_eq!(a.as_bytes(), &b[..]);
+    }
+    let h = pool.submit(|n: usize| vec![7u8; n], 3 << 20).unwrap();
+    assert_eq!(h.wait().unwrap().len(), 3 << 20);
+}
+
+#[test]
+fn an_idle_worker_killed_from_outside_is_replaced() {
+    let _s = serial("an_idle_worker_killed_from_outside_is_replaced");
+    let pool = Pool::new(2).unwrap();
+    assert_eq!(pool.map(double, 0..10u64).unwrap().len(), 10);
+    let before = list_children();
+    assert_eq!(before.len(), 2, "{before:?}");
+    // SAFETY: killing a child of this process.
+    unsafe { libc::kill(before[0] as i32, libc::SIGKILL) };
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(pool.map(double, 0..1000u64).unwrap().len(), 1000);
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let _ = pool.submit(double, 1).unwrap().wait();
+        let now = list_children();
+        if now.len() == 2 && !now.contains(&before[0]) {
+            break;
+        }
+        assert!(Instant::now() < end, "never replaced: {now:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn stress_many_small_maps_and_submits() {
+    let _s = serial("stress_many_small_maps_and_submits");
+    let pool = Pool::builder()
+        .workers(3)
+        .max_tasks_per_worker(50)
+        .build()
+        .unwrap();
+    let rounds = 20 * scale() as u64;
+    let mut total = 0u64;
+    for r in 0..rounds {
+        total += pool
+            .map(double, 0..(r % 17 + 1))
+            .unwrap()
+            .iter()
+            .sum::<u64>();
+        let hs: Vec<_> = (0..5)
+            .map(|i| pool.submit(double, r + i).unwrap())
+            .collect();
+        total += hs.into_iter().map(|h| h.wait().unwrap()).sum::<u64>();
+    }
+    let expect: u64 = (0..rounds)
+        .map(|r| {
+            (0..(r % 17 + 1)).map(double).sum::<u64>() + (0..5).map(|i| double(r + i)).sum::<u64>()
+        })
+        .sum();
+    assert_eq!(total, expect);
+}
+
+#[test]
+fn a_task_handle_moved_into_a_child_does_not_steal_results() {
+    let _s = serial("a_task_handle_moved_into_a_child_does_not_steal_results");
+    let pool = Pool::new(1).unwrap();
+    let h = pool
+        .submit(
+            |ms: u64| {
+                std::thread::sleep(Duration::from_millis(ms));
+                ms
+            },
+            100,
+        )
+        .unwrap();
+    let mine = pool.submit(double, 4).unwrap();
+    let child =
+        uniconc_process::spawn(move || matches!(h.wait(), Err(TaskError::Failed(_)))).unwrap();
+    assert_eq!(uniconc_core::JoinHandle::join(child), Ok(true));
+    assert_eq!(mine.wait(), Ok(8));
+}

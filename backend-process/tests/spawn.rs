@@ -1,0 +1,310 @@
+//! `spawn`, `spawn_async` and `JoinHandle`: results, panics, exit codes, signals, timeouts,
+//! async joins, reaping and the child's stdout.
+//!
+//! Fork tests are serialized (`FORK`) so that `waitpid(-1)` checks see only their own
+//! children; every test runs under a watchdog that aborts the binary instead of hanging.
+
+use std::sync::Mutex;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use uniconc_core::{JoinError, JoinHandle as _};
+use uniconc_process::{spawn, spawn_async};
+
+static FORK: Mutex<()> = Mutex::new(());
+
+/// Aborts the test binary if the test runs longer than `secs`.
+struct Watchdog(Option<mpsc::Sender<()>>);
+
+impl Watchdog {
+    fn new(name: &'static str, secs: u64) -> Self {
+        let (tx, rx) = mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(secs))
+            {
+                eprintln!("watchdog: {name} hung for {secs} s");
+                std::process::abort();
+            }
+        });
+        Self(Some(tx))
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        let _ = self.0.take().map(|tx| tx.send(()));
+    }
+}
+
+fn serial(name: &'static str) -> (std::sync::MutexGuard<'static, ()>, Watchdog) {
+    let g = FORK.lock().unwrap_or_else(|e| e.into_inner());
+    (g, Watchdog::new(name, 60))
+}
+
+/// `true` once this process has no child left (reaper threads may need a moment).
+fn no_children_within(timeout: Duration) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        let mut status = 0;
+        // SAFETY: plain waitpid with a valid status pointer.
+        let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
+            return true;
+        }
+        assert!(
+            r <= 0,
+            "reaped a stray child {r} that the library should have reaped"
+        );
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn returns_the_result_and_captures() {
+    let _s = serial("returns_the_result_and_captures");
+    let data: Vec<u64> = (1..=3).collect();
+    let h = spawn(move || data.iter().sum::<u64>() * 7).unwrap();
+    assert_eq!(h.join(), Ok(42));
+}
+
+#[test]
+fn id_is_the_child_pid() {
+    let _s = serial("id_is_the_child_pid");
+    let h = spawn(std::process::id).unwrap();
+    let id = h.id();
+    assert_ne!(id, std::process::id());
+    assert_eq!(h.join(), Ok(id));
+}
+
+#[test]
+fn panic_is_reported_with_its_message() {
+    let _s = serial("panic_is_reported_with_its_message");
+    let h = spawn(|| -> u8 { panic!("boom {}", 7) }).unwrap();
+    assert_eq!(h.join(), Err(JoinError::Panicked("boom 7".into())));
+}
+
+#[test]
+fn exit_code_is_reported() {
+    let _s = serial("exit_code_is_reported");
+    let h = spawn(|| -> u8 { std::process::exit(3) }).unwrap();
+    assert_eq!(h.join(), Err(JoinError::Exited(3)));
+}
+
+#[test]
+fn kill_is_reported_as_sigkill() {
+    let _s = serial("kill_is_reported_as_sigkill");
+    let mut h = spawn(|| std::thread::sleep(Duration::from_secs(60))).unwrap();
+    assert_eq!(h.try_join(), Err(JoinError::Timeout));
+    h.kill().unwrap();
+    assert_eq!(h.join(), Err(JoinError::Killed(libc::SIGKILL)));
+}
+
+#[test]
+fn abort_is_reported_as_sigabrt() {
+    let _s = serial("abort_is_reported_as_sigabrt");
+    let h = spawn(|| -> u8 { std::process::abort() }).unwrap();
+    assert_eq!(h.join(), Err(JoinError::Killed(libc::SIGABRT)));
+}
+
+#[test]
+fn join_timeout_leaves_the_handle_joinable() {
+    let _s = serial("join_timeout_leaves_the_handle_joinable");
+    let mut h = spawn(|| {
+        std::thread::sleep(Duration::from_millis(300));
+        5u8
+    })
+    .unwrap();
+    let t0 = Instant::now();
+    assert_eq!(
+        h.join_timeout(Duration::from_millis(20)),
+        Err(JoinError::Timeout)
+    );
+    assert!(t0.elapsed() >= Duration::from_millis(20));
+    assert!(!h.is_finished());
+    assert_eq!(h.join_timeout(Duration::from_secs(30)), Ok(5));
+    assert!(h.is_finished());
+    assert_eq!(h.try_join(), Err(JoinError::AlreadyJoined));
+}
+
+#[test]
+fn large_result_is_not_truncated() {
+    let _s = serial("large_result_is_not_truncated");
+    let n = 3 << 20;
+    let h = spawn(move || (0..n).map(|i| (i % 251) as u8).collect::<Vec<u8>>()).unwrap();
+    let v = h.join().unwrap();
+    assert_eq!(v.len(), n);
+    assert!(v.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+}
+
+#[test]
+fn is_finished_turns_true_without_join() {
+    let _s = serial("is_finished_turns_true_without_join");
+    let h = spawn(|| 1u8).unwrap();
+    let end = Instant::now() + Duration::from_secs(30);
+    while !h.is_finished() {
+        assert!(Instant::now() < end, "child never finished");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(h.join(), Ok(1));
+}
+
+#[test]
+fn every_child_is_reaped() {
+    let _s = serial("every_child_is_reaped");
+    let joined: Vec<_> = (0..4).map(|i| spawn(move || i * 2).unwrap()).collect();
+    for (i, h) in joined.into_iter().enumerate() {
+        assert_eq!(h.join(), Ok(i * 2));
+    }
+    // Dropped before they finish, and dropped after.
+    for _ in 0..3 {
+        drop(spawn(|| std::thread::sleep(Duration::from_millis(100))).unwrap());
+    }
+    let done = spawn(|| 0u8).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    drop(done);
+    let killed = spawn(|| std::thread::sleep(Duration::from_secs(60))).unwrap();
+    killed.kill().unwrap();
+    drop(killed);
+    assert!(
+        no_children_within(Duration::from_secs(20)),
+        "zombies left behind"
+    );
+}
+
+#[test]
+fn join_async_does_not_block_and_is_cancel_safe() {
+    let _s = serial("join_async_does_not_block_and_is_cancel_safe");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut h = spawn(|| {
+            std::thread::sleep(Duration::from_millis(300));
+            9u32
+        })
+        .unwrap();
+        // The timer wins while the child sleeps: the join future was pending, not blocking
+        // the (single) executor thread.
+        tokio::select! {
+            r = h.join_async() => panic!("joined too early: {r:?}"),
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+        // Dropping the future lost nothing.
+        assert_eq!(h.join_async().await, Ok(9));
+    });
+}
+
+#[test]
+fn spawn_async_runs_a_future_in_a_child() {
+    let _s = serial("spawn_async_runs_a_future_in_a_child");
+    let h = spawn_async(async {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        std::process::id()
+    })
+    .unwrap();
+    let pid = h.id();
+    assert_eq!(h.join(), Ok(pid));
+    // From inside a runtime too (the child's copy of this thread still thinks it is in one).
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let r = rt.block_on(async {
+        let mut h = spawn_async(async { 11u8 }).unwrap();
+        h.join_async().await
+    });
+    assert_eq!(r, Ok(11));
+}
+
+#[test]
+fn spawn_async_panic_is_reported() {
+    let _s = serial("spawn_async_panic_is_reported");
+    let h = spawn_async(async {
+        if std::process::id() != 0 {
+            panic!("async boom");
+        }
+    })
+    .unwrap();
+    assert_eq!(h.join(), Err(JoinError::Panicked("async boom".into())));
+}
+
+/// The role run in a re-executed copy of this binary: a child prints without a newline and
+/// without flushing, then returns; the spawn machinery must flush it.
+#[test]
+fn stdout_child_role() {
+    if std::env::var_os("UNICONC_STDOUT_ROLE").is_none() {
+        return;
+    }
+    let h = spawn(|| {
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        write!(out, "child-says-hello").unwrap();
+        print!(" and-no-newline");
+        eprint!("child-stderr");
+        1u8
+    })
+    .unwrap();
+    assert_eq!(h.join(), Ok(1));
+    // A pool worker's prints survive its pool's drop (workers flush after every job).
+    let pool = uniconc_process::pool(1).unwrap();
+    let got = uniconc_core::Pool::map(
+        &pool,
+        |x: u32| {
+            print!("worker-item-{x};");
+            x
+        },
+        0..3u32,
+    )
+    .unwrap();
+    assert_eq!(got, [0, 1, 2]);
+    drop(pool);
+    println!();
+    println!("parent-done");
+}
+
+#[test]
+fn stdout_of_a_child_is_not_lost() {
+    let _s = serial("stdout_of_a_child_is_not_lost");
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe)
+        .args([
+            "--exact",
+            "stdout_child_role",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("UNICONC_STDOUT_ROLE", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "role failed: {stdout}\n{stderr}");
+    assert!(
+        stdout.contains("child-says-hello and-no-newline"),
+        "stdout: {stdout}"
+    );
+    assert!(stdout.contains("parent-done"), "stdout: {stdout}");
+    assert_eq!(
+        stdout.matches("child-says-hello").count(),
+        1,
+        "printed twice: {stdout}"
+    );
+    assert!(stderr.contains("child-stderr"), "stderr: {stderr}");
+    for x in 0..3 {
+        assert!(
+            stdout.contains(&format!("worker-item-{x};")),
+            "stdout: {stdout}"
+        );
+    }
+}
+
+#[test]
+fn handles_are_send() {
+    fn assert_send<T: Send + 'static>() {}
+    assert_send::<uniconc_process::JoinHandle<Vec<u8>>>();
+}

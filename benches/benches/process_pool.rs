@@ -1,0 +1,191 @@
+//! The process backend's `Pool` and `spawn` against their peers, in the same run:
+//!
+//! - `Pool::map` of 1M trivial items vs Python's `multiprocessing.Pool(2).map` (target ≥ 20×);
+//! - `submit` + `wait` round trip vs Python's `apply_async(...).get()` (target ≥ 10×);
+//! - `spawn` + `join` vs a raw `fork` + `waitpid` written here (target: within 2×).
+//!
+//! Python's figures come from `benches/python/pool_bench.py`, run by this bench at start
+//! (skipped with a note if `python3` is missing). Criterion reports each of ours; the ratios
+//! are printed at the end from medians measured in this same run.
+//!
+//! `cargo bench -p uniconc-benches --bench process_pool -- --warm-up-time 1 --measurement-time 2`
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use uniconc_core::{JoinHandle as _, Pool as _, TaskHandle as _};
+use uniconc_process::{Pool, spawn};
+
+const N: u64 = 1_000_000;
+
+fn double(x: u64) -> u64 {
+    x * 2
+}
+
+/// Median seconds of `reps` runs of `f`.
+fn median(reps: usize, mut f: impl FnMut()) -> f64 {
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let t0 = Instant::now();
+            f();
+            t0.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+fn raw_fork_waitpid() {
+    // SAFETY: the child only calls the async-signal-safe `_exit`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        // SAFETY: _exit never returns.
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child with a valid status pointer.
+    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(r, pid);
+}
+
+fn python_figures() -> Option<serde_json_lite::Figures> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/pool_bench.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "python peer failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    serde_json_lite::parse(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Just enough JSON reading for the peer's one flat object of numbers.
+mod serde_json_lite {
+    #[derive(Debug)]
+    pub(crate) struct Figures {
+        pub(crate) map_1m: f64,
+        pub(crate) apply_async: f64,
+        pub(crate) process: f64,
+    }
+
+    fn field(s: &str, name: &str) -> Option<f64> {
+        let at = s.find(&format!("\"{name}\":"))? + name.len() + 3;
+        let rest = s[at..].trim_start();
+        let end = rest.find([',', '}']).unwrap_or(rest.len());
+        rest[..end].trim().parse().ok()
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Figures> {
+        Some(Figures {
+            map_1m: field(s, "map_1m")?,
+            apply_async: field(s, "apply_async")?,
+            process: field(s, "process")?,
+        })
+    }
+}
+
+fn main() {
+    let py = python_figures();
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(10)
+        .configure_from_args();
+
+    let pool = Pool::new(2).expect("pool");
+    pool.map(double, 0..1000u64).expect("warm-up");
+    let mut g = c.benchmark_group("process_pool");
+    g.bench_function("map_1m_trivial", |b| {
+        b.iter(|| black_box(pool.map(double, 0..N).expect("map")))
+    });
+    g.bench_function("submit_wait_round_trip", |b| {
+        b.iter(|| {
+            black_box(
+                pool.submit(double, 21)
+                    .expect("submit")
+                    .wait()
+                    .expect("wait"),
+            )
+        })
+    });
+    g.bench_function("spawn_join", |b| {
+        b.iter(|| black_box(spawn(|| 1u8).expect("spawn").join().expect("join")))
+    });
+    g.bench_function("raw_fork_waitpid", |b| b.iter(raw_fork_waitpid));
+    g.finish();
+    c.final_summary();
+
+    // Ratios from medians measured now, in this run.
+    let ours_map = median(7, || {
+        black_box(pool.map(double, 0..N).expect("map"));
+    });
+    let rounds = 2000;
+    let ours_rt = median(5, || {
+        for i in 0..rounds {
+            black_box(
+                pool.submit(double, i)
+                    .expect("submit")
+                    .wait()
+                    .expect("wait"),
+            );
+        }
+    }) / rounds as f64;
+    let ours_spawn = median(51, || {
+        black_box(spawn(|| 1u8).expect("spawn").join().expect("join"));
+    });
+    let raw = median(51, raw_fork_waitpid);
+    println!("\n== process_pool: medians of this run ==");
+    println!(
+        "uniconc Pool(2).map 1M trivial items: {:.2} ms",
+        ours_map * 1e3
+    );
+    println!(
+        "uniconc submit+wait round trip:       {:.1} us",
+        ours_rt * 1e6
+    );
+    println!(
+        "uniconc spawn+join:                   {:.1} us",
+        ours_spawn * 1e6
+    );
+    println!("raw fork+waitpid:                     {:.1} us", raw * 1e6);
+    println!(
+        "spawn+join / raw fork+waitpid = {:.2}x (target <= 2x)",
+        ours_spawn / raw
+    );
+    match py {
+        Some(p) => {
+            println!(
+                "python Pool(2).map 1M:                {:.1} ms",
+                p.map_1m * 1e3
+            );
+            println!(
+                "python apply_async round trip:        {:.1} us",
+                p.apply_async * 1e6
+            );
+            println!(
+                "python Process start+join:            {:.1} us",
+                p.process * 1e6
+            );
+            println!(
+                "map: python / uniconc = {:.1}x faster (target >= 20x)",
+                p.map_1m / ours_map
+            );
+            println!(
+                "submit+wait: python / uniconc = {:.1}x faster (target >= 10x)",
+                p.apply_async / ours_rt
+            );
+            println!(
+                "process start+join: python / uniconc spawn+join = {:.1}x faster",
+                p.process / ours_spawn
+            );
+        }
+        None => println!("python3 peer not run: no ratios against Python"),
+    }
+}
