@@ -2,11 +2,14 @@
 //!
 //! - `map` splits its input into chunks (the configured `chunk_size`, or about four chunks per
 //!   worker) and sends one job per chunk, so a million trivial items cost a handful of channel
-//!   round trips. A chunk runs its items in a plain loop inside `catch_unwind`; after a panic
-//!   the loop resumes at the next item, so the other items still run.
+//!   round trips. With an exact size hint the chunks stream from the input while the workers
+//!   already run, and each job writes its results straight into the preallocated output (no
+//!   copy at the end). A chunk runs its items in a plain loop inside `catch_unwind`; after a
+//!   panic the remaining items still run, and the results already written are dropped.
 //! - `imap` / `imap_unordered` keep at most `2 × workers` chunks submitted and not yet
 //!   yielded, pulling the input only as results are consumed: an endless input is fine.
-//! - `max_tasks_per_worker`: a worker that ran that many jobs starts its replacement and exits.
+//! - `max_tasks_per_worker`: a worker that ran that many jobs starts its replacement and exits
+//!   (as in Python, a `map`/`imap` chunk counts as one task).
 //! - `close` drops the job channel's sender (workers drain the queue and exit); `terminate`
 //!   also cancels every queued job (`TaskError::Cancelled`). A running job cannot be stopped
 //!   (an OS thread cannot be killed), so it finishes and its result is delivered; for the same
