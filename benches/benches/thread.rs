@@ -170,6 +170,66 @@ fn pool_map(c: &mut Criterion) {
     g.finish();
 }
 
+/// `Pool::map` against rayon and a sequential loop, interleaved (one of each per round, in
+/// rotating order) so that load drift on a shared machine hits all three alike; prints the
+/// median of each and the ratios of the medians.
+fn pool_map_ratio(c: &mut Criterion) {
+    let _ = c;
+    let rounds: usize = std::env::var("UNICONC_BENCH_PAIRS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40);
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let pool = uniconc::thread::pool(workers).unwrap();
+    let rayon_pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(workers)
+        .build()
+        .unwrap();
+    let time = |run: &dyn Fn() -> Vec<u64>| {
+        let t = std::time::Instant::now();
+        let v = run();
+        let e = t.elapsed().as_secs_f64();
+        assert_eq!(v.len() as u64, ITEMS);
+        drop(black_box(v));
+        e
+    };
+    let seq = || (0..ITEMS).map(trivial).collect::<Vec<u64>>();
+    let par = || {
+        rayon_pool.install(|| {
+            (0..ITEMS)
+                .into_par_iter()
+                .map(trivial)
+                .collect::<Vec<u64>>()
+        })
+    };
+    let uni = || pool.map(trivial, 0..ITEMS).unwrap();
+    let runs: [&dyn Fn() -> Vec<u64>; 3] = [&seq, &par, &uni];
+    let mut times = [Vec::new(), Vec::new(), Vec::new()];
+    for r in 0..rounds {
+        for k in 0..3 {
+            let which = (r + k) % 3;
+            times[which].push(time(runs[which]));
+        }
+    }
+    let med: Vec<f64> = times
+        .iter_mut()
+        .map(|v| {
+            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            v[v.len() / 2]
+        })
+        .collect();
+    eprintln!(
+        "pool_map_ratio (1M trivial items, {workers} workers, {rounds} interleaved rounds, medians): \
+         sequential {:.3} ms, rayon {:.3} ms, uniconc_thread {:.3} ms; uniconc throughput = \
+         {:.2}x rayon, {:.2}x sequential",
+        med[0] * 1e3,
+        med[1] * 1e3,
+        med[2] * 1e3,
+        med[1] / med[2],
+        med[0] / med[2],
+    );
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -180,6 +240,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = channels, channel_ratio, pool_map
+    targets = channels, channel_ratio, pool_map, pool_map_ratio
 }
 criterion_main!(benches);
