@@ -255,12 +255,10 @@ impl Inner {
             match sys::send_all(w.sock.as_raw_fd(), &job.frame) {
                 Ok(()) => {
                     job.frame = Vec::new();
-                    job.deadline = job
-                        .timeout
-                        .and_then(|t| {
-                            let n = u32::try_from(job.items.max(1)).unwrap_or(u32::MAX);
-                            now.checked_add(t.saturating_mul(n))
-                        });
+                    job.deadline = job.timeout.and_then(|t| {
+                        let n = u32::try_from(job.items.max(1)).unwrap_or(u32::MAX);
+                        now.checked_add(t.saturating_mul(n))
+                    });
                     w.job = Some(id);
                 }
                 Err(_) => {

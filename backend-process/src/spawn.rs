@@ -153,6 +153,13 @@ where
         }
     }
     sys::finish_frame(&mut out);
+    // Flush before reporting, so the output is out even if the parent kills us once it has
+    // the result.
+    {
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+    }
     // A parent that dropped the handle closed its end: EPIPE, ignored (never SIGPIPE).
     let _ = sys::send_all(fd, &out);
     // Leave without dropping the result or the payload: `_exit` skips every destructor.

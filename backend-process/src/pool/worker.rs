@@ -180,6 +180,12 @@ pub(crate) fn main(fd: RawFd, parent: Pid) -> std::convert::Infallible {
                 // was forked while the closure it points at was alive (module docs).
                 unsafe { tramp(ctx as *const (), count, &body[25..], &mut out) };
                 sys::finish_frame(&mut out);
+                // Flush before reporting: once the parent has the result it may kill this
+                // worker at any moment (pool dropped, retired), and the job's output must be
+                // out by then.
+                use std::io::Write as _;
+                let _ = io::stdout().flush();
+                let _ = io::stderr().flush();
                 if sys::send_all(fd, &out).is_err() {
                     sys::exit_child(0);
                 }
@@ -189,9 +195,6 @@ pub(crate) fn main(fd: RawFd, parent: Pid) -> std::convert::Infallible {
                 if body.capacity() > 1 << 20 {
                     body = Vec::new();
                 }
-                use std::io::Write as _;
-                let _ = io::stdout().flush();
-                let _ = io::stderr().flush();
             }
             KIND_EXIT => sys::exit_child(0),
             _ => sys::exit_child(3),
