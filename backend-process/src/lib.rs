@@ -107,8 +107,8 @@ impl uniconc_core::Backend for Process {
         channel(capacity)
     }
 
-    fn unbounded<T: uniconc_core::Message>()
-    -> Result<(Sender<T>, Receiver<T>), uniconc_core::Error> {
+    fn unbounded<T: uniconc_core::Message>() -> Result<(Sender<T>, Receiver<T>), uniconc_core::Error>
+    {
         unbounded()
     }
 
