@@ -47,7 +47,7 @@ pub(crate) fn run<B: Backend>(len: usize) -> DynResult<Outcome> {
     let initial: Vec<i32> = (0..len as i32).collect();
     let arr = <B::Array<i32>>::from_slice(&initial)?;
     println!(
-        "[{}] before: num = {}, arr = {:?}",
+        "[{}] before: num = {}, arr = {}",
         B::NAME,
         num.load(),
         preview(&arr.to_vec())
@@ -72,7 +72,7 @@ pub(crate) fn run<B: Backend>(len: usize) -> DynResult<Outcome> {
     };
     println!("[{}] child negated {touched} elements", B::NAME);
     println!(
-        "[{}] after:  num = {}, arr = {:?}",
+        "[{}] after:  num = {}, arr = {}",
         B::NAME,
         out.num,
         preview(&out.arr)
