@@ -1,1 +1,184 @@
-//! Skeleton; filled in by its issue.
+//! # uniconc-thread
+//!
+//! uniconc's thread backend: every unit is an OS thread, and every primitive lives in ordinary
+//! shared memory. Use it through the facade (`uniconc::thread`, `uniconc::Thread`) or directly.
+//!
+//! ```
+//! use uniconc_core::{JoinHandle as _, Receiver as _, Sender as _};
+//!
+//! let (tx, rx) = uniconc_thread::channel::<u64>(64)?;
+//! let h = uniconc_thread::spawn(move || rx.iter().sum::<u64>())?;
+//! for i in 1..=10 {
+//!     tx.send(i).unwrap();
+//! }
+//! drop(tx); // the last sender gone: the receiver drains, then its iterator ends
+//! assert_eq!(h.join(), Ok(55));
+//! # Ok::<(), uniconc_core::Error>(())
+//! ```
+//!
+//! Modules, one per mechanism:
+//!
+//! - [`channel`](mod@channel): MPMC channels on crossbeam-channel, with `close()` for everyone and
+//!   waker-based `_async` forms.
+//! - [`sync`]: [`Lock`], [`Semaphore`], [`Event`], [`Barrier`].
+//! - [`state`]: [`Value`], [`Array`].
+//! - [`spawn`](mod@spawn): [`spawn`](fn@spawn), [`spawn_async`], [`JoinHandle`].
+//! - [`pool`](mod@pool): [`Pool`], [`TaskHandle`].
+//! - `waiters` (private): the waker registry and the mutex + condvar + wakers monitor behind
+//!   every `_async` form.
+//!
+//! Bounds: this backend asks only `T: Send + 'static` of messages, results and pool items (the
+//! serde bound of [`uniconc_core::Message`] applies only through the generic [`Backend`] API).
+//!
+//! # Async forms
+//!
+//! Every `_async` method returns a `Send` future that needs no particular executor (it is
+//! woken through its `Waker`), never blocks the thread polling it, and is cancel-safe.
+//!
+//! # Blocking calls inside an async runtime
+//!
+//! The blocking forms (`send`, `recv`, `lock`, `join`, ...) park the calling OS thread. Inside
+//! an async task, use the `_async` forms instead.
+
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod channel;
+pub mod pool;
+pub mod spawn;
+pub mod state;
+pub mod sync;
+mod waiters;
+
+use std::future::Future;
+
+use uniconc_core::{Backend, Error, Message, Plain};
+
+pub use channel::{Receiver, Sender, channel, unbounded};
+pub use pool::{Imap, Pool, TaskHandle};
+pub use spawn::{JoinHandle, spawn, spawn_async};
+pub use state::{Array, ArrayGuard, Value};
+pub use sync::{Barrier, Event, Lock, LockGuard, Semaphore};
+
+/// The thread backend's selector type: `type B = uniconc::Thread;`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Thread;
+
+impl Backend for Thread {
+    const NAME: &'static str = "thread";
+
+    type Sender<T: Message> = Sender<T>;
+    type Receiver<T: Message> = Receiver<T>;
+    type Lock = Lock;
+    type Semaphore = Semaphore;
+    type Event = Event;
+    type Barrier = Barrier;
+    type Value<T: Plain> = Value<T>;
+    type Array<T: Plain> = Array<T>;
+    type Pool = Pool;
+    type JoinHandle<R: Message> = JoinHandle<R>;
+
+    fn channel<T: Message>(capacity: usize) -> Result<(Sender<T>, Receiver<T>), Error> {
+        channel::channel(capacity)
+    }
+
+    fn unbounded<T: Message>() -> Result<(Sender<T>, Receiver<T>), Error> {
+        channel::unbounded()
+    }
+
+    fn spawn<F, R>(f: F) -> Result<JoinHandle<R>, Error>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Message,
+    {
+        spawn::spawn(f)
+    }
+
+    fn spawn_async<Fut>(fut: Fut) -> Result<JoinHandle<Fut::Output>, Error>
+    where
+        Fut: Future + Send + 'static,
+        Fut::Output: Message,
+    {
+        spawn::spawn_async(fut)
+    }
+}
+
+/// A new lock.
+///
+/// # Errors
+/// Never fails on this backend (the same signature on every backend).
+pub fn lock() -> Result<Lock, Error> {
+    <Lock as uniconc_core::Lock>::new()
+}
+
+/// A semaphore holding `permits` permits.
+///
+/// # Errors
+/// Never fails on this backend.
+pub fn semaphore(permits: usize) -> Result<Semaphore, Error> {
+    <Semaphore as uniconc_core::Semaphore>::new(permits)
+}
+
+/// A new event, not set.
+///
+/// # Errors
+/// Never fails on this backend.
+pub fn event() -> Result<Event, Error> {
+    <Event as uniconc_core::Event>::new()
+}
+
+/// A barrier for `n` threads.
+///
+/// # Errors
+/// `InvalidArgument` for `n == 0`.
+pub fn barrier(n: usize) -> Result<Barrier, Error> {
+    <Barrier as uniconc_core::Barrier>::new(n)
+}
+
+/// A shared value holding `v`.
+///
+/// # Errors
+/// Never fails on this backend.
+pub fn value<T: Plain>(v: T) -> Result<Value<T>, Error> {
+    <Value<T> as uniconc_core::Value<T>>::new(v)
+}
+
+/// A shared array of `len` zeroed elements.
+///
+/// # Errors
+/// `InvalidArgument` if the allocation is too large.
+pub fn array<T: Plain>(len: usize) -> Result<Array<T>, Error> {
+    <Array<T> as uniconc_core::Array<T>>::new(len)
+}
+
+/// A pool of `workers` threads with default settings.
+///
+/// # Errors
+/// `InvalidArgument` for 0 workers; `Os` if a thread could not be started.
+pub fn pool(workers: usize) -> Result<Pool, Error> {
+    <Pool as uniconc_core::Pool>::new(workers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+    fn assert_send<T: Send>() {}
+
+    #[test]
+    fn handles_have_the_expected_auto_traits() {
+        assert_send_sync::<Sender<Vec<u8>>>();
+        assert_send_sync::<Receiver<Vec<u8>>>();
+        assert_send_sync::<Lock>();
+        assert_send::<LockGuard<'static>>();
+        assert_send_sync::<Semaphore>();
+        assert_send_sync::<Event>();
+        assert_send_sync::<Barrier>();
+        assert_send_sync::<Value<u64>>();
+        assert_send_sync::<Array<u64>>();
+        assert_send_sync::<Pool>();
+        assert_send::<JoinHandle<String>>();
+        assert_send::<TaskHandle<String>>();
+    }
+}

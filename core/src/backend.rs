@@ -59,12 +59,14 @@ pub trait Backend: Copy + Send + Sync + 'static {
     /// # Errors
     /// `capacity == 0` is `InvalidArgument` (never a hang); the OS refused to map shared
     /// memory (process backend).
+    #[allow(clippy::type_complexity)]
     fn channel<T: Message>(capacity: usize) -> Result<(Self::Sender<T>, Self::Receiver<T>), Error>;
 
     /// A channel without a bound on the number of messages.
     ///
     /// # Errors
     /// The OS refused to map shared memory (process backend).
+    #[allow(clippy::type_complexity)]
     fn unbounded<T: Message>() -> Result<(Self::Sender<T>, Self::Receiver<T>), Error>;
 
     /// Runs `f` as a new unit.

@@ -1,0 +1,739 @@
+//! Channels: crossbeam-channel underneath, plus what crossbeam lacks: `close()` for everyone,
+//! and the `_async` forms.
+//!
+//! # Close
+//!
+//! crossbeam disconnects a channel only when every handle of one side is dropped. `close()`
+//! sets a flag that every send checks first, and drops the only sender of a hidden
+//! *close channel*: blocked senders and receivers wait in a crossbeam `Select` over the data
+//! channel and the close channel, so closing wakes them all. A receiver that finds the
+//! channel empty and closed checks once more (after seeing the flag, every message sent before
+//! the close is visible) and then reports `Disconnected`; queued messages are drained first.
+//!
+//! A send that *races* with `close()` (it checked the flag just before the close) may still
+//! enqueue its message; that message stays receivable by the next `recv`, it is never dropped
+//! silently, but a receiver that already returned `Disconnected` will not see it.
+//!
+//! # Async forms
+//!
+//! crossbeam has no async API. Beside the channel sit two [`WakerSet`]s, one for async
+//! receivers (notified by every send, close, and drop of a sender) and one for async senders
+//! (notified by every receive from a bounded channel, close, and drop of a receiver). The
+//! blocking hot path pays one `SeqCst` fence and one relaxed load per operation to find out
+//! that nobody waits asynchronously.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::mem::ManuallyDrop;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use crossbeam_channel as cb;
+use crossbeam_utils::Backoff;
+use uniconc_core::{
+    Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+};
+
+use crate::waiters::WakerSet;
+
+/// State shared by every handle of one channel, beside crossbeam's own.
+struct Shared {
+    /// Set once by `close()`. Release/Acquire: a receiver that sees it also sees every
+    /// message sent before the close.
+    closed: AtomicBool,
+    /// The only sender of the close channel; dropped (taken) by `close()`.
+    close_tx: Mutex<Option<cb::Sender<Infallible>>>,
+    /// Becomes ready (disconnected) when the channel is closed; blocked operations select on it.
+    close_rx: cb::Receiver<Infallible>,
+    /// Live `Sender` handles (to report `is_closed` on the receiving side). Relaxed: a
+    /// snapshot counter; disconnection itself is crossbeam's.
+    senders: AtomicUsize,
+    /// Live `Receiver` handles, likewise.
+    receivers: AtomicUsize,
+    /// Async receivers waiting for a message.
+    recv_wakers: WakerSet,
+    /// Async senders waiting for room (bounded channels only).
+    send_wakers: WakerSet,
+    /// `true` for a bounded channel: only then can a receive unblock a sender.
+    bounded: bool,
+}
+
+impl Shared {
+    fn new(bounded: bool) -> Arc<Self> {
+        let (close_tx, close_rx) = cb::bounded(0);
+        Arc::new(Self {
+            closed: AtomicBool::new(false),
+            close_tx: Mutex::new(Some(close_tx)),
+            close_rx,
+            senders: AtomicUsize::new(1),
+            receivers: AtomicUsize::new(1),
+            recv_wakers: WakerSet::new(),
+            send_wakers: WakerSet::new(),
+            bounded,
+        })
+    }
+
+    fn is_closed(&self) -> bool {
+        // Acquire: pairs with the Release store in `close`.
+        self.closed.load(Ordering::Acquire)
+    }
+
+    fn close(&self) {
+        // Release: a receiver that sees the flag sees every message sent before the close.
+        self.closed.store(true, Ordering::Release);
+        // Dropping the close sender wakes every blocked select.
+        drop(
+            self.close_tx
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        self.recv_wakers.notify_all_after_change();
+        self.send_wakers.notify_all_after_change();
+    }
+
+    /// After a message was taken: room appeared for an async sender.
+    #[inline]
+    fn after_recv(&self) {
+        if self.bounded {
+            self.send_wakers.notify_one_after_change();
+        }
+    }
+}
+
+/// Creates a channel holding at most `capacity` messages.
+///
+/// ```
+/// use uniconc_core::{Receiver as _, Sender as _};
+/// let (tx, rx) = uniconc_thread::channel::<u32>(2)?;
+/// tx.send(1).unwrap();
+/// assert_eq!(rx.recv(), Ok(1));
+/// # Ok::<(), uniconc_core::Error>(())
+/// ```
+///
+/// # Errors
+/// `InvalidArgument` for `capacity == 0` (uniconc has no rendezvous channel: a capacity of 0
+/// is refused rather than silently changing the meaning of `send`).
+pub fn channel<T: Send + 'static>(capacity: usize) -> Result<(Sender<T>, Receiver<T>), Error> {
+    if capacity == 0 {
+        return Err(Error::invalid_argument(
+            "a channel needs a capacity of at least 1 (capacity 0 would be a rendezvous channel, \
+             which uniconc does not offer)",
+        ));
+    }
+    let (tx, rx) = cb::bounded(capacity);
+    Ok(pair(tx, rx, true))
+}
+
+/// Creates a channel without a bound on the number of messages.
+///
+/// # Errors
+/// Never fails on this backend; the `Result` keeps the signature the same on every backend.
+pub fn unbounded<T: Send + 'static>() -> Result<(Sender<T>, Receiver<T>), Error> {
+    let (tx, rx) = cb::unbounded();
+    Ok(pair(tx, rx, false))
+}
+
+fn pair<T>(tx: cb::Sender<T>, rx: cb::Receiver<T>, bounded: bool) -> (Sender<T>, Receiver<T>) {
+    let shared = Shared::new(bounded);
+    (
+        Sender {
+            tx: ManuallyDrop::new(tx),
+            shared: shared.clone(),
+        },
+        Receiver {
+            rx: ManuallyDrop::new(rx),
+            shared,
+        },
+    )
+}
+
+/// The sending half of a thread-backend channel. Clone it to add producers.
+pub struct Sender<T> {
+    /// Dropped by hand first in `Drop`, so crossbeam has disconnected before we wake async
+    /// receivers.
+    tx: ManuallyDrop<cb::Sender<T>>,
+    shared: Arc<Shared>,
+}
+
+/// The receiving half of a thread-backend channel. Clone it to add consumers.
+pub struct Receiver<T> {
+    /// Dropped by hand first in `Drop`, like `Sender::tx`.
+    rx: ManuallyDrop<cb::Receiver<T>>,
+    shared: Arc<Shared>,
+}
+
+impl<T> fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sender")
+            .field("len", &self.tx.len())
+            .field("capacity", &self.tx.capacity())
+            .field("closed", &self.shared.is_closed())
+            .finish()
+    }
+}
+
+impl<T> fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver")
+            .field("len", &self.rx.len())
+            .field("capacity", &self.rx.capacity())
+            .field("closed", &self.shared.is_closed())
+            .finish()
+    }
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        // Relaxed: a snapshot counter (see the field doc).
+        self.shared.senders.fetch_add(1, Ordering::Relaxed);
+        Self {
+            tx: self.tx.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<T> Clone for Receiver<T> {
+    fn clone(&self) -> Self {
+        // Relaxed: a snapshot counter (see the field doc).
+        self.shared.receivers.fetch_add(1, Ordering::Relaxed);
+        Self {
+            rx: self.rx.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        // SAFETY: `tx` is dropped exactly once, here, and never used afterwards (`drop` is the
+        // last use of `self`).
+        unsafe { ManuallyDrop::drop(&mut self.tx) };
+        // AcqRel: the last decrement must see the others (a plain reference count).
+        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // crossbeam has disconnected the channel: async receivers must look again.
+            self.shared.recv_wakers.notify_all_after_change();
+        }
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        // SAFETY: as in `Sender::drop`: dropped once, never used afterwards.
+        unsafe { ManuallyDrop::drop(&mut self.rx) };
+        // AcqRel: as in `Sender::drop`.
+        if self.shared.receivers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.send_wakers.notify_all_after_change();
+        }
+    }
+}
+
+impl<T: Send + 'static> Sender<T> {
+    /// One non-blocking attempt, shared by every send form.
+    #[inline]
+    fn attempt(&self, value: T) -> Result<(), TrySendError<T>> {
+        if self.shared.is_closed() {
+            return Err(TrySendError::Disconnected(value));
+        }
+        match self.tx.try_send(value) {
+            Ok(()) => {
+                self.shared.recv_wakers.notify_one_after_change();
+                Ok(())
+            }
+            Err(cb::TrySendError::Full(v)) => Err(TrySendError::Full(v)),
+            Err(cb::TrySendError::Disconnected(v)) => Err(TrySendError::Disconnected(v)),
+        }
+    }
+
+    fn send_blocking(
+        &self,
+        value: T,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendTimeoutError<T>> {
+        let mut value = match self.attempt(value) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Full(v)) => v,
+            Err(TrySendError::Disconnected(v)) => return Err(SendTimeoutError::Disconnected(v)),
+            Err(TrySendError::Invalid(v, e)) => return Err(SendTimeoutError::Invalid(v, e)),
+        };
+        // Spin briefly before parking, as crossbeam's own `send` does.
+        let backoff = Backoff::new();
+        while !backoff.is_completed() {
+            backoff.snooze();
+            value = match self.attempt(value) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Full(v)) => v,
+                Err(e) => return Err(SendError::Disconnected(e.into_inner()).into()),
+            };
+        }
+        loop {
+            if self.shared.is_closed() {
+                return Err(SendTimeoutError::Disconnected(value));
+            }
+            let mut sel = cb::Select::new();
+            let send_index = sel.send(&self.tx);
+            sel.recv(&self.shared.close_rx);
+            let oper = match deadline {
+                None => sel.select(),
+                Some(d) => match sel.select_deadline(d) {
+                    Ok(oper) => oper,
+                    Err(_) => return Err(SendTimeoutError::Timeout(value)),
+                },
+            };
+            if oper.index() == send_index {
+                return match oper.send(&self.tx, value) {
+                    Ok(()) => {
+                        self.shared.recv_wakers.notify_one_after_change();
+                        Ok(())
+                    }
+                    Err(cb::SendError(v)) => Err(SendTimeoutError::Disconnected(v)),
+                };
+            }
+            // The close channel is ready: it was closed; loop to report it.
+            let _ = oper.recv(&self.shared.close_rx);
+            value = match self.attempt(value) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Full(v)) => v,
+                Err(e) => return Err(SendError::Disconnected(e.into_inner()).into()),
+            };
+        }
+    }
+}
+
+impl<T: Send + 'static> uniconc_core::Sender<T> for Sender<T> {
+    fn send(&self, value: T) -> Result<(), SendError<T>> {
+        self.send_blocking(value, None).map_err(|e| match e {
+            SendTimeoutError::Invalid(v, m) => SendError::Invalid(v, m),
+            other => SendError::Disconnected(other.into_inner()),
+        })
+    }
+
+    fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        self.attempt(value)
+    }
+
+    fn send_deadline(
+        &self,
+        value: T,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendTimeoutError<T>> {
+        self.send_blocking(value, deadline)
+    }
+
+    fn send_async(&self, value: T) -> impl Future<Output = Result<(), SendError<T>>> + Send + '_ {
+        SendFuture {
+            tx: self,
+            value: Some(value),
+            key: None,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.tx.len()
+    }
+
+    fn capacity(&self) -> Option<usize> {
+        self.tx.capacity()
+    }
+
+    fn is_closed(&self) -> bool {
+        // Relaxed: a snapshot.
+        self.shared.is_closed() || self.shared.receivers.load(Ordering::Relaxed) == 0
+    }
+
+    fn close(&self) {
+        self.shared.close();
+    }
+}
+
+impl<T: Send + 'static> Receiver<T> {
+    /// One non-blocking attempt, shared by every receive form.
+    #[inline]
+    fn attempt(&self) -> Result<T, TryRecvError> {
+        match self.rx.try_recv() {
+            Ok(v) => {
+                self.shared.after_recv();
+                Ok(v)
+            }
+            Err(cb::TryRecvError::Disconnected) => Err(TryRecvError::Disconnected),
+            Err(cb::TryRecvError::Empty) => {
+                if !self.shared.is_closed() {
+                    return Err(TryRecvError::Empty);
+                }
+                // Closed: having seen the flag (Acquire), every message sent before the close
+                // is visible now; drain it before reporting the disconnection.
+                match self.rx.try_recv() {
+                    Ok(v) => {
+                        self.shared.after_recv();
+                        Ok(v)
+                    }
+                    Err(_) => Err(TryRecvError::Disconnected),
+                }
+            }
+        }
+    }
+
+    fn recv_blocking(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        match self.attempt() {
+            Ok(v) => return Ok(v),
+            Err(TryRecvError::Empty) => {}
+            Err(_) => return Err(RecvTimeoutError::Disconnected),
+        }
+        // Spin briefly before parking, as crossbeam's own `recv` does.
+        let backoff = Backoff::new();
+        while !backoff.is_completed() {
+            backoff.snooze();
+            match self.attempt() {
+                Ok(v) => return Ok(v),
+                Err(TryRecvError::Empty) => {}
+                Err(_) => return Err(RecvTimeoutError::Disconnected),
+            }
+        }
+        loop {
+            let mut sel = cb::Select::new();
+            let recv_index = sel.recv(&self.rx);
+            sel.recv(&self.shared.close_rx);
+            let oper = match deadline {
+                None => sel.select(),
+                Some(d) => match sel.select_deadline(d) {
+                    Ok(oper) => oper,
+                    Err(_) => return Err(RecvTimeoutError::Timeout),
+                },
+            };
+            if oper.index() == recv_index {
+                return match oper.recv(&self.rx) {
+                    Ok(v) => {
+                        self.shared.after_recv();
+                        Ok(v)
+                    }
+                    Err(cb::RecvError) => Err(RecvTimeoutError::Disconnected),
+                };
+            }
+            let _ = oper.recv(&self.shared.close_rx);
+            // Closed: drain what is queued, then report it.
+            match self.attempt() {
+                Ok(v) => return Ok(v),
+                Err(TryRecvError::Empty) => {}
+                Err(_) => return Err(RecvTimeoutError::Disconnected),
+            }
+        }
+    }
+}
+
+impl<T: Send + 'static> uniconc_core::Receiver<T> for Receiver<T> {
+    fn recv(&self) -> Result<T, RecvError> {
+        self.recv_blocking(None)
+            .map_err(|_| RecvError::Disconnected)
+    }
+
+    fn try_recv(&self) -> Result<T, TryRecvError> {
+        self.attempt()
+    }
+
+    fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        self.recv_blocking(deadline)
+    }
+
+    fn recv_async(&self) -> impl Future<Output = Result<T, RecvError>> + Send + '_ {
+        RecvFuture {
+            rx: self,
+            key: None,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.rx.len()
+    }
+
+    fn capacity(&self) -> Option<usize> {
+        self.rx.capacity()
+    }
+
+    fn is_closed(&self) -> bool {
+        // Relaxed: a snapshot.
+        self.shared.is_closed() || self.shared.senders.load(Ordering::Relaxed) == 0
+    }
+}
+
+/// Future of `send_async`.
+struct SendFuture<'a, T> {
+    tx: &'a Sender<T>,
+    /// The message, until it is sent.
+    value: Option<T>,
+    /// Our slot in `send_wakers`, once registered.
+    key: Option<usize>,
+}
+
+// The message is only ever moved, never pinned: the future is `Unpin` whatever `T` is.
+impl<T> Unpin for SendFuture<'_, T> {}
+
+impl<T: Send + 'static> Future for SendFuture<'_, T> {
+    type Output = Result<(), SendError<T>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let shared = &this.tx.shared;
+        let Some(mut value) = this.value.take() else {
+            panic!("`send_async` future polled after completion");
+        };
+        for registered in [false, true] {
+            value = match this.tx.attempt(value) {
+                Ok(()) => {
+                    shared.send_wakers.unregister(&mut this.key);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(TrySendError::Full(v)) => v,
+                Err(e) => {
+                    shared.send_wakers.unregister(&mut this.key);
+                    return Poll::Ready(Err(SendError::Disconnected(e.into_inner())));
+                }
+            };
+            if !registered {
+                // Register, then re-check (the loop's second round).
+                shared.send_wakers.register(&mut this.key, cx.waker());
+            }
+        }
+        this.value = Some(value);
+        Poll::Pending
+    }
+}
+
+impl<T> Drop for SendFuture<'_, T> {
+    fn drop(&mut self) {
+        // Cancelled after being woken for room we did not use: pass the wake-up on.
+        if self.tx.shared.send_wakers.unregister(&mut self.key) {
+            self.tx.shared.send_wakers.notify_one();
+        }
+    }
+}
+
+/// Future of `recv_async`. A message is taken off the channel only in the poll that returns
+/// it, so dropping the future loses nothing.
+struct RecvFuture<'a, T> {
+    rx: &'a Receiver<T>,
+    /// Our slot in `recv_wakers`, once registered.
+    key: Option<usize>,
+}
+
+impl<T: Send + 'static> Future for RecvFuture<'_, T> {
+    type Output = Result<T, RecvError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let shared = &this.rx.shared;
+        for registered in [false, true] {
+            match this.rx.attempt() {
+                Ok(v) => {
+                    shared.recv_wakers.unregister(&mut this.key);
+                    return Poll::Ready(Ok(v));
+                }
+                Err(TryRecvError::Empty) => {}
+                Err(_) => {
+                    shared.recv_wakers.unregister(&mut this.key);
+                    return Poll::Ready(Err(RecvError::Disconnected));
+                }
+            }
+            if !registered {
+                // Register, then re-check (the loop's second round).
+                shared.recv_wakers.register(&mut this.key, cx.waker());
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl<T> Drop for RecvFuture<'_, T> {
+    fn drop(&mut self) {
+        // Cancelled after being woken for a message we did not take: pass the wake-up on.
+        if self.rx.shared.recv_wakers.unregister(&mut self.key) {
+            self.rx.shared.recv_wakers.notify_one();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    use std::task::{Wake, Waker};
+    use std::time::Duration;
+    use uniconc_core::{Receiver as _, Sender as _};
+
+    struct Flag(AtomicBool);
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn flag_waker() -> (Arc<Flag>, Waker) {
+        let f = Arc::new(Flag(AtomicBool::new(false)));
+        (f.clone(), Waker::from(f))
+    }
+
+    fn poll_once<F: Future>(fut: Pin<&mut F>, w: &Waker) -> Poll<F::Output> {
+        fut.poll(&mut Context::from_waker(w))
+    }
+
+    #[test]
+    fn capacity_zero_is_refused() {
+        let e = channel::<u8>(0).unwrap_err();
+        assert_eq!(e.kind(), uniconc_core::ErrorKind::InvalidArgument);
+    }
+
+    #[test]
+    fn close_drains_then_disconnects_and_returns_values() {
+        let (tx, rx) = channel::<u32>(4).unwrap();
+        tx.send(1).unwrap();
+        tx.send(2).unwrap();
+        rx.clone().is_closed();
+        tx.close();
+        assert!(tx.is_closed() && rx.is_closed());
+        assert_eq!(tx.try_send(3), Err(TrySendError::Disconnected(3)));
+        assert_eq!(tx.send(4).unwrap_err().into_inner(), 4);
+        assert_eq!(rx.recv(), Ok(1));
+        assert_eq!(rx.try_recv(), Ok(2));
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+        assert_eq!(rx.recv(), Err(RecvError::Disconnected));
+    }
+
+    #[test]
+    fn close_wakes_blocked_receiver_and_sender() {
+        let (tx, rx) = channel::<u32>(1).unwrap();
+        let rx2 = rx.clone();
+        let r = std::thread::spawn(move || rx2.recv());
+        std::thread::sleep(Duration::from_millis(50));
+        tx.close();
+        assert_eq!(r.join().unwrap(), Err(RecvError::Disconnected));
+
+        let (tx, rx) = channel::<u32>(1).unwrap();
+        tx.send(1).unwrap();
+        let tx2 = tx.clone();
+        let s = std::thread::spawn(move || tx2.send(2));
+        std::thread::sleep(Duration::from_millis(50));
+        tx.close();
+        assert_eq!(s.join().unwrap().unwrap_err().into_inner(), 2);
+        assert_eq!(rx.recv(), Ok(1));
+        assert_eq!(rx.recv(), Err(RecvError::Disconnected));
+    }
+
+    #[test]
+    fn recv_async_registers_and_is_woken_by_send() {
+        let (tx, rx) = channel::<u32>(1).unwrap();
+        let (flag, w) = flag_waker();
+        let mut fut = std::pin::pin!(rx.recv_async());
+        assert!(poll_once(fut.as_mut(), &w).is_pending());
+        assert_eq!(rx.shared.recv_wakers.waiting(), 1);
+        tx.send(5).unwrap();
+        assert!(flag.0.load(Ordering::SeqCst));
+        assert_eq!(poll_once(fut.as_mut(), &w), Poll::Ready(Ok(5)));
+        assert_eq!(rx.shared.recv_wakers.waiting(), 0);
+    }
+
+    #[test]
+    fn cancelled_notified_recv_passes_the_wake_up_on() {
+        let (tx, rx) = unbounded::<u32>().unwrap();
+        let (f1, w1) = flag_waker();
+        let (f2, w2) = flag_waker();
+        let mut a = Box::pin(rx.recv_async());
+        let mut b = Box::pin(rx.recv_async());
+        assert!(poll_once(a.as_mut(), &w1).is_pending());
+        assert!(poll_once(b.as_mut(), &w2).is_pending());
+        tx.send(9).unwrap();
+        // Exactly one was woken; drop that one without polling it.
+        let (woken, other, other_flag, other_waker) = if f1.0.load(Ordering::SeqCst) {
+            (a, b, f2, w2)
+        } else {
+            (b, a, f1, w1)
+        };
+        assert!(!other_flag.0.load(Ordering::SeqCst));
+        drop(woken);
+        assert!(
+            other_flag.0.load(Ordering::SeqCst),
+            "the wake-up was passed on"
+        );
+        let mut other = other;
+        assert_eq!(poll_once(other.as_mut(), &other_waker), Poll::Ready(Ok(9)));
+    }
+
+    #[test]
+    fn dropped_recv_future_loses_no_message() {
+        let (tx, rx) = channel::<u32>(8).unwrap();
+        let (_f, w) = flag_waker();
+        {
+            let mut fut = std::pin::pin!(rx.recv_async());
+            assert!(poll_once(fut.as_mut(), &w).is_pending());
+        }
+        tx.send(1).unwrap();
+        assert_eq!(rx.try_recv(), Ok(1));
+    }
+
+    #[test]
+    fn send_async_waits_for_room_and_wakes_on_receiver_drop() {
+        let (tx, rx) = channel::<u32>(1).unwrap();
+        tx.send(0).unwrap();
+        let (flag, w) = flag_waker();
+        let mut fut = std::pin::pin!(tx.send_async(1));
+        assert!(poll_once(fut.as_mut(), &w).is_pending());
+        assert_eq!(rx.recv(), Ok(0));
+        assert!(flag.0.load(Ordering::SeqCst));
+        assert_eq!(poll_once(fut.as_mut(), &w), Poll::Ready(Ok(())));
+        assert_eq!(rx.recv(), Ok(1));
+
+        tx.send(2).unwrap();
+        let (flag, w) = flag_waker();
+        let mut fut = std::pin::pin!(tx.send_async(3));
+        assert!(poll_once(fut.as_mut(), &w).is_pending());
+        drop(rx);
+        assert!(flag.0.load(Ordering::SeqCst));
+        match poll_once(fut.as_mut(), &w) {
+            Poll::Ready(Err(e)) => assert_eq!(e.into_inner(), 3),
+            other => panic!(
+                "expected a disconnection, got {:?}",
+                other.map(|r| r.is_ok())
+            ),
+        }
+    }
+
+    #[test]
+    fn last_sender_drop_wakes_async_receiver() {
+        let (tx, rx) = channel::<u32>(1).unwrap();
+        let tx2 = tx.clone();
+        let (flag, w) = flag_waker();
+        let mut fut = std::pin::pin!(rx.recv_async());
+        assert!(poll_once(fut.as_mut(), &w).is_pending());
+        drop(tx);
+        assert!(!rx.is_closed());
+        drop(tx2);
+        assert!(flag.0.load(Ordering::SeqCst));
+        assert!(rx.is_closed());
+        assert_eq!(
+            poll_once(fut.as_mut(), &w),
+            Poll::Ready(Err(RecvError::Disconnected))
+        );
+    }
+
+    #[test]
+    fn timeouts() {
+        let (tx, rx) = channel::<u32>(1).unwrap();
+        assert_eq!(
+            rx.recv_timeout(Duration::from_millis(10)),
+            Err(RecvTimeoutError::Timeout)
+        );
+        tx.send(1).unwrap();
+        assert!(
+            tx.send_timeout(2, Duration::from_millis(10))
+                .unwrap_err()
+                .is_timeout()
+        );
+        assert_eq!(tx.len(), 1);
+        assert_eq!(tx.capacity(), Some(1));
+        assert_eq!(rx.capacity(), Some(1));
+    }
+}
