@@ -172,6 +172,7 @@ impl Sizes {
     }
 
     /// Tiny sizes for the test suite.
+    #[allow(dead_code)] // used by tests/examples.rs, not by the example itself
     pub(crate) fn tiny() -> Self {
         Sizes {
             messages: 2_000,
@@ -385,10 +386,7 @@ fn waiting_units<B: Backend>(n: u64, watchdog: Duration) -> DynResult<(f64, Opti
                 return u64::MAX;
             }
             drop(ready);
-            match rx.recv_async().await {
-                Ok(x) => x,
-                Err(_) => u64::MAX,
-            }
+            rx.recv_async().await.unwrap_or(u64::MAX)
         })?);
         senders.push((i, tx));
     }

@@ -92,7 +92,7 @@ pub(crate) fn run<B: Backend>(items: u64) -> DynResult<Outcome> {
         "[{b}] after close(): recv -> {last:?}, then {after:?}; send -> {:?}",
         tx.send("x".into()).map_err(|e| e.to_string())
     );
-    if !after.is_err() {
+    if after.is_ok() {
         return Err("a closed, drained channel still delivered a message".into());
     }
 

@@ -56,7 +56,7 @@ pub(crate) fn run<B: Backend>(len: usize) -> DynResult<Outcome> {
     // Handles are cheap clones of the same shared primitive: give the child its own.
     let (n, a) = (num.clone(), arr.clone());
     let child = B::spawn(move || {
-        n.store(3.141_592_7);
+        n.store(std::f64::consts::PI); // Python: n.value = 3.1415927
         // One lock for the whole loop; `get`/`set` would lock once per element.
         let mut elems = a.lock().unwrap_or_else(LockError::into_guard);
         for x in elems.iter_mut() {
