@@ -368,10 +368,13 @@ fn pool_map<B: Backend>(items: u64, work: u64) -> DynResult<f64> {
     Ok(t.as_secs_f64() * 1e3)
 }
 
-/// `n` units, each parked on its own channel (`spawn_async` + `recv_async`: a task where tasks
-/// exist, a thread or process with its own executor elsewhere). Returns µs per unit (start all,
-/// wake each, join all; the memory reading is not timed) and KiB per parked unit.
+/// `n` units, each parked on its own channel. A unit is what the backend calls one: a blocking
+/// `spawn` closure (a thread, a process) parked in `recv`, and on tokio a `spawn_async` task
+/// parked in `recv_async` (tokio's `spawn` is `spawn_blocking`, whose pool stops at 512 threads,
+/// so 10,000 parked closures could never all start there). Returns µs per unit (start all, wake
+/// each, join all; the memory reading is not timed) and KiB per parked unit.
 fn waiting_units<B: Backend>(n: u64, watchdog: Duration) -> DynResult<(f64, Option<f64>)> {
+    let as_tasks = B::NAME == "tokio";
     let before = memory::pss_kib(std::process::id());
     let (ready_tx, ready_rx) = B::unbounded::<u32>()?;
     let start = Instant::now();
@@ -380,14 +383,28 @@ fn waiting_units<B: Backend>(n: u64, watchdog: Duration) -> DynResult<(f64, Opti
     for i in 0..n {
         let (tx, rx) = B::channel::<u64>(1)?;
         let ready = ready_tx.clone();
-        handles.push(B::spawn_async(async move {
-            // Say where we live (a pid) so the parent can measure us, then park.
-            if ready.send_async(std::process::id()).await.is_err() {
-                return u64::MAX;
-            }
-            drop(ready);
-            rx.recv_async().await.unwrap_or(u64::MAX)
-        })?);
+        // Each unit says where it lives (a pid) so the parent can measure it, then parks.
+        let handle = if as_tasks {
+            B::spawn_async(async move {
+                if ready.send_async(std::process::id()).await.is_err() {
+                    return u64::MAX;
+                }
+                drop(ready);
+                rx.recv_async().await.unwrap_or(u64::MAX)
+            })
+        } else {
+            B::spawn(move || {
+                if ready.send(std::process::id()).is_err() {
+                    return u64::MAX;
+                }
+                drop(ready);
+                rx.recv().unwrap_or(u64::MAX)
+            })
+        };
+        match handle {
+            Ok(h) => handles.push(h),
+            Err(e) => return Err(format!("unit {i} of {n} could not start: {e}").into()),
+        }
         senders.push((i, tx));
     }
     drop(ready_tx);
@@ -395,15 +412,15 @@ fn waiting_units<B: Backend>(n: u64, watchdog: Duration) -> DynResult<(f64, Opti
     let deadline = Instant::now() + watchdog / 2;
     for k in 0..n {
         let left = deadline.saturating_duration_since(Instant::now());
-        match ready_rx.recv_timeout(left) {
-            Ok(pid) => {
-                pids.insert(pid);
-            }
-            Err(e) => {
-                // Dropping `senders` on return disconnects every parked unit: nothing is left
-                // waiting forever.
-                return Err(format!("only {k} of {n} units started: {e}").into());
-            }
+        if let Err(e) = ready_rx.recv_timeout(left).map(|pid| pids.insert(pid)) {
+            // Disconnect every parked unit so none waits forever, then find out why.
+            drop(senders);
+            let why = handles
+                .into_iter()
+                .filter(|h| h.is_finished())
+                .find_map(|h| h.join().err())
+                .map_or_else(String::new, |e| format!(" (a unit: {e})"));
+            return Err(format!("only {k} of {n} units started: {e}{why}").into());
         }
     }
     let spawned = start.elapsed();
