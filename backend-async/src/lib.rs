@@ -1,1 +1,179 @@
-//! Skeleton; filled in by its issue.
+//! # uniconc-async: uniconc's tokio backend
+//!
+//! uniconc's API (channels, `Lock`, `Semaphore`, `Event`, `Barrier`, `Value`, `Array`,
+//! `spawn`, `Pool`) over tokio tasks. Exposed by the facade as `uniconc::tokio`, marker
+//! [`Tokio`].
+//!
+//! ```
+//! use uniconc_core::{JoinHandle as _, Receiver as _, Sender as _};
+//!
+//! // Sync producer (this thread, outside any runtime), async consumer (a task on the
+//! // lazily started runtime).
+//! let (tx, rx) = uniconc_async::channel::<u64>(16)?;
+//! let consumer = uniconc_async::spawn_async(async move {
+//!     let mut sum = 0;
+//!     while let Ok(v) = rx.recv_async().await {
+//!         sum += v;
+//!     }
+//!     sum
+//! })?;
+//! for i in 1..=10 {
+//!     tx.send(i)?;
+//! }
+//! drop(tx); // the last sender gone: the consumer drains, then sees `Disconnected`
+//! assert_eq!(consumer.join()?, 55);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Runtime
+//!
+//! Everything works inside a runtime the caller already runs (`Handle::try_current()`) and
+//! outside one: then `spawn`, `spawn_async` and `Pool` use a multi-thread runtime owned by this
+//! crate, started on first use ([`runtime`]).
+//!
+//! ## Blocking and async forms
+//!
+//! Every blocking call (`send`, `recv`, `lock`, `acquire`, `wait`, `join`, ...) drives the
+//! very future its `_async` form returns, on the calling thread. It works from any thread
+//! outside a runtime and from `spawn` closures. On a multi-thread runtime's worker it runs
+//! inside `tokio::task::block_in_place`, so the worker's other tasks move to another thread
+//! and nothing deadlocks. **On a current-thread runtime a blocking call that has to wait
+//! panics** (tokio's "can call blocking only when running on the multi-threaded runtime"):
+//! use the `_async` forms there. The `try_` forms never wait and work everywhere.
+//!
+//! Every `_async` future is `Send` and cancel-safe: dropping it loses no message and leaks no
+//! permit or slot.
+//!
+//! ## Modules
+//!
+//! - [`channel`](mod@channel): the MPMC channel (own implementation; see `README.md` for why).
+//! - [`lock`], [`semaphore`], [`event`], [`barrier`]: synchronisation.
+//! - [`state`]: [`Value`] and [`Array`].
+//! - [`unit`]: [`spawn`], [`spawn_async`], [`JoinHandle`].
+//! - [`pool`]: [`Pool`], a concurrency-limited set of tasks.
+//! - [`runtime`]: the runtime used and the blocking-wait driver.
+
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+use std::future::Future;
+
+use uniconc_core::{Backend, Error, Message, Plain};
+
+pub mod barrier;
+pub mod channel;
+pub mod event;
+pub mod lock;
+pub mod pool;
+pub mod runtime;
+pub mod semaphore;
+pub mod state;
+pub mod unit;
+
+pub use barrier::Barrier;
+pub use channel::{Receiver, RecvFuture, SendFuture, Sender, channel, unbounded};
+pub use event::Event;
+pub use lock::{Lock, LockGuard};
+pub use pool::{Pool, TaskHandle};
+pub use semaphore::Semaphore;
+pub use state::{Array, ArrayGuard, Value};
+pub use unit::{JoinHandle, spawn, spawn_async};
+
+/// The tokio backend's selector type: `type B = uniconc::Tokio;`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tokio;
+
+impl Backend for Tokio {
+    const NAME: &'static str = "tokio";
+
+    type Sender<T: Message> = Sender<T>;
+    type Receiver<T: Message> = Receiver<T>;
+    type Lock = Lock;
+    type Semaphore = Semaphore;
+    type Event = Event;
+    type Barrier = Barrier;
+    type Value<T: Plain> = Value<T>;
+    type Array<T: Plain> = Array<T>;
+    type Pool = Pool;
+    type JoinHandle<R: Message> = JoinHandle<R>;
+
+    fn channel<T: Message>(capacity: usize) -> Result<(Sender<T>, Receiver<T>), Error> {
+        channel::channel(capacity)
+    }
+
+    fn unbounded<T: Message>() -> Result<(Sender<T>, Receiver<T>), Error> {
+        channel::unbounded()
+    }
+
+    fn spawn<F, R>(f: F) -> Result<JoinHandle<R>, Error>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Message,
+    {
+        unit::spawn(f)
+    }
+
+    fn spawn_async<Fut>(fut: Fut) -> Result<JoinHandle<Fut::Output>, Error>
+    where
+        Fut: Future + Send + 'static,
+        Fut::Output: Message,
+    {
+        unit::spawn_async(fut)
+    }
+}
+
+/// A new lock.
+///
+/// # Errors
+/// Never fails; the `Result` keeps the signature the same on every backend.
+pub fn lock() -> Result<Lock, Error> {
+    <Lock as uniconc_core::Lock>::new()
+}
+
+/// A semaphore holding `permits` permits.
+///
+/// # Errors
+/// `InvalidArgument` if `permits` exceeds tokio's limit (`usize::MAX >> 3`).
+pub fn semaphore(permits: usize) -> Result<Semaphore, Error> {
+    <Semaphore as uniconc_core::Semaphore>::new(permits)
+}
+
+/// A new event, not set.
+///
+/// # Errors
+/// Never fails; the `Result` keeps the signature the same on every backend.
+pub fn event() -> Result<Event, Error> {
+    <Event as uniconc_core::Event>::new()
+}
+
+/// A barrier for `n` units.
+///
+/// # Errors
+/// `n == 0` is `InvalidArgument`.
+pub fn barrier(n: usize) -> Result<Barrier, Error> {
+    <Barrier as uniconc_core::Barrier>::new(n)
+}
+
+/// A shared value holding `value`.
+///
+/// # Errors
+/// Never fails; the `Result` keeps the signature the same on every backend.
+pub fn value<T: Plain>(value: T) -> Result<Value<T>, Error> {
+    <Value<T> as uniconc_core::Value<T>>::new(value)
+}
+
+/// A shared array of `len` zeroed elements.
+///
+/// # Errors
+/// `InvalidArgument` if it cannot be allocated.
+pub fn array<T: Plain>(len: usize) -> Result<Array<T>, Error> {
+    <Array<T> as uniconc_core::Array<T>>::new(len)
+}
+
+/// A pool running at most `workers` jobs at once.
+///
+/// # Errors
+/// `InvalidArgument` for 0 workers; the crate's own runtime could not be started.
+pub fn pool(workers: usize) -> Result<Pool, Error> {
+    <Pool as uniconc_core::Pool>::new(workers)
+}

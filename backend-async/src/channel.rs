@@ -1,0 +1,686 @@
+//! The MPMC channel: one queue under one lock, with two FIFO lists of wakers.
+//!
+//! # Structure (and why: see `README.md` for the measurements)
+//!
+//! [`Shared`] holds a `VecDeque<T>` and the two waiter lists under one `std::sync::Mutex`, like
+//! flume's `Chan`. A waiter is a [`Waker`]: the waker of a task for the `_async` forms, or the
+//! waker of a parked thread for the blocking forms ([`crate::runtime::block_on`] drives the very
+//! same future). So blocking and async users of one channel queue in one FIFO and wake each
+//! other; there is one implementation of every operation.
+//!
+//! # Wake-up protocol
+//!
+//! - A future that must wait registers its waker under an id it keeps (`slot`). A later poll
+//!   that still cannot proceed updates the waker in place (or re-registers if it was woken).
+//! - `send` pops the first receiver waiter and wakes it; `recv` pops the first sender waiter
+//!   (a slot was freed). Popping is the notification: a woken waiter is no longer listed.
+//! - A future dropped while listed removes itself. A future dropped after it was woken but
+//!   before it used the wake-up (it is no longer listed) passes the wake-up on to the next
+//!   waiter if there is still something for it to do, so no wake-up is lost to cancellation.
+//! - Disconnection (last sender or last receiver dropped, or `close()`) sets `disconnected` and
+//!   wakes every waiter on both sides.
+//!
+//! Every waker is woken after the lock is released on the hot paths.
+//!
+//! # Cancel safety
+//!
+//! A message leaves the queue only inside the poll that returns it, so a dropped
+//! `recv_async` loses nothing. A dropped `send_async` drops only its own value (still held by
+//! the future) and never a slot: nothing is reserved while waiting.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use uniconc_core::{
+    Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+};
+
+use crate::runtime::block_on;
+
+/// A FIFO of waiting futures, each known by the id it keeps in its `slot`.
+#[derive(Default)]
+struct Waiters {
+    list: VecDeque<(u64, Waker)>,
+    next_id: u64,
+}
+
+impl Waiters {
+    /// Lists `waker` under the id in `slot` (giving it one if it has none), or updates the
+    /// waker if that id is still listed.
+    fn register(&mut self, slot: &mut Option<u64>, waker: &Waker) {
+        if let Some(id) = *slot {
+            if let Some((_, w)) = self.list.iter_mut().find(|(i, _)| *i == id) {
+                if !w.will_wake(waker) {
+                    w.clone_from(waker);
+                }
+                return;
+            }
+            // Woken and still unable to proceed: queue again, at the back (FIFO fairness
+            // among the ones that have not been woken yet).
+            self.list.push_back((id, waker.clone()));
+        } else {
+            let id = self.next_id;
+            self.next_id = self.next_id.wrapping_add(1);
+            *slot = Some(id);
+            self.list.push_back((id, waker.clone()));
+        }
+    }
+
+    /// Removes the waiter `id`; `false` if it was not listed (it had been woken).
+    fn remove(&mut self, id: u64) -> bool {
+        if let Some(pos) = self.list.iter().position(|(i, _)| *i == id) {
+            self.list.remove(pos);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Takes the first waiter off the list, to be woken.
+    fn pop(&mut self) -> Option<Waker> {
+        self.list.pop_front().map(|(_, w)| w)
+    }
+
+    /// Takes every waiter off the list.
+    fn take_all(&mut self) -> VecDeque<(u64, Waker)> {
+        std::mem::take(&mut self.list)
+    }
+}
+
+/// Everything behind the lock.
+struct State<T> {
+    queue: VecDeque<T>,
+    /// Closed, or every sender or every receiver gone. Never goes back to `false`.
+    disconnected: bool,
+    recv_waiters: Waiters,
+    send_waiters: Waiters,
+}
+
+/// The channel, shared by every handle.
+struct Shared<T> {
+    state: Mutex<State<T>>,
+    /// `None`: unbounded.
+    cap: Option<usize>,
+    /// Live `Sender`s and `Receiver`s. Decremented with `AcqRel` so that the handle that
+    /// brings a count to zero sees every earlier handle's operations (the `Arc` pattern);
+    /// incremented with `Relaxed` because a new handle is cloned from a live one, which keeps
+    /// the count above zero.
+    senders: AtomicUsize,
+    receivers: AtomicUsize,
+    /// Mirror of `State::disconnected` for the lock-free `is_closed`: written under the lock
+    /// (`Release`) right after the state, read with `Acquire`. It is only a snapshot.
+    disconnected: AtomicBool,
+}
+
+impl<T> Shared<T> {
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        // Nothing under this lock can leave the state half-updated: each critical section is
+        // a queue or list operation (wakers are woken after the lock is released). A poisoned
+        // lock (a waker's `clone` panicked) therefore still holds a consistent state: go on.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn has_room(&self, st: &State<T>) -> bool {
+        self.cap.is_none_or(|c| st.queue.len() < c)
+    }
+
+    /// Marks the channel disconnected and wakes everyone. `drop_queue`: the receivers are all
+    /// gone, so the queued messages can never be received; drop them now (outside the lock).
+    fn disconnect(&self, drop_queue: bool) {
+        let mut st = self.lock();
+        st.disconnected = true;
+        self.disconnected.store(true, Ordering::Release);
+        let recv = st.recv_waiters.take_all();
+        let send = st.send_waiters.take_all();
+        let queue = if drop_queue {
+            std::mem::take(&mut st.queue)
+        } else {
+            VecDeque::new()
+        };
+        drop(st);
+        for (_, w) in recv.into_iter().chain(send) {
+            w.wake();
+        }
+        drop(queue);
+    }
+
+    /// Attempts one send: `Ok` or the value back with the reason.
+    fn try_send_locked(
+        &self,
+        st: &mut MutexGuard<'_, State<T>>,
+        value: T,
+    ) -> Result<Option<Waker>, TrySendError<T>> {
+        if st.disconnected {
+            return Err(TrySendError::Disconnected(value));
+        }
+        if !self.has_room(st) {
+            return Err(TrySendError::Full(value));
+        }
+        st.queue.push_back(value);
+        Ok(st.recv_waiters.pop())
+    }
+
+    /// Attempts one receive.
+    fn try_recv_locked(
+        &self,
+        st: &mut MutexGuard<'_, State<T>>,
+    ) -> Result<(T, Option<Waker>), TryRecvError> {
+        match st.queue.pop_front() {
+            Some(v) => {
+                let w = if self.cap.is_some() {
+                    st.send_waiters.pop()
+                } else {
+                    None
+                };
+                Ok((v, w))
+            }
+            None if st.disconnected => Err(TryRecvError::Disconnected),
+            None => Err(TryRecvError::Empty),
+        }
+    }
+}
+
+/// The sending half of a channel; `Clone` it for more producers.
+///
+/// Dropping the last `Sender` disconnects the channel: receivers drain what is queued, then
+/// get `Disconnected`.
+pub struct Sender<T> {
+    shared: Arc<Shared<T>>,
+}
+
+/// The receiving half of a channel; `Clone` it for more consumers (each message goes to one).
+///
+/// Dropping the last `Receiver` disconnects the channel: queued messages are dropped and sends
+/// fail with `Disconnected(value)`.
+pub struct Receiver<T> {
+    shared: Arc<Shared<T>>,
+}
+
+fn new_channel<T>(cap: Option<usize>) -> (Sender<T>, Receiver<T>) {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            queue: VecDeque::new(),
+            disconnected: false,
+            recv_waiters: Waiters::default(),
+            send_waiters: Waiters::default(),
+        }),
+        cap,
+        senders: AtomicUsize::new(1),
+        receivers: AtomicUsize::new(1),
+        disconnected: AtomicBool::new(false),
+    });
+    (
+        Sender {
+            shared: shared.clone(),
+        },
+        Receiver { shared },
+    )
+}
+
+/// A bounded MPMC channel holding at most `capacity` messages.
+///
+/// The queue grows on demand up to `capacity`: a large bound costs no memory until it is used.
+///
+/// ```
+/// use uniconc_core::{Receiver as _, Sender as _};
+/// let (tx, rx) = uniconc_async::channel::<u32>(2)?;
+/// tx.send(1)?;
+/// assert_eq!(rx.recv()?, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// `capacity == 0` is `InvalidArgument` (there is no rendezvous flavour).
+pub fn channel<T>(capacity: usize) -> Result<(Sender<T>, Receiver<T>), Error> {
+    if capacity == 0 {
+        return Err(Error::invalid_argument(
+            "a channel needs a capacity of at least 1 (0 would make every send wait forever)",
+        ));
+    }
+    Ok(new_channel(Some(capacity)))
+}
+
+/// An unbounded MPMC channel: sends never wait.
+///
+/// ```
+/// use uniconc_core::{Receiver as _, Sender as _};
+/// let (tx, rx) = uniconc_async::unbounded::<u32>()?;
+/// tx.send(1)?;
+/// assert_eq!(rx.try_recv()?, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// Never fails; the `Result` keeps the signature the same on every backend.
+pub fn unbounded<T>() -> Result<(Sender<T>, Receiver<T>), Error> {
+    Ok(new_channel(None))
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        self.shared.senders.fetch_add(1, Ordering::Relaxed);
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<T> Clone for Receiver<T> {
+    fn clone(&self) -> Self {
+        self.shared.receivers.fetch_add(1, Ordering::Relaxed);
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.disconnect(false);
+        }
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        if self.shared.receivers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.disconnect(true);
+        }
+    }
+}
+
+impl<T> fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sender")
+            .field("capacity", &self.shared.cap)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver")
+            .field("capacity", &self.shared.cap)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The future of [`Sender::send_async`] (and of the blocking `send`).
+///
+/// # Cancel safety
+/// Dropping it drops the value it holds, unsent; it reserves nothing while waiting.
+#[must_use = "futures do nothing unless polled"]
+pub struct SendFuture<'a, T> {
+    shared: &'a Shared<T>,
+    value: Option<T>,
+    slot: Option<u64>,
+}
+
+// The value is never pinned (it is moved in and out of the `Option`), so the future is `Unpin`
+// whatever `T` is.
+impl<T> Unpin for SendFuture<'_, T> {}
+
+impl<T> Future for SendFuture<'_, T> {
+    type Output = Result<(), SendError<T>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let Some(value) = this.value.take() else {
+            panic!("`SendFuture` polled after it completed");
+        };
+        let mut st = this.shared.lock();
+        match this.shared.try_send_locked(&mut st, value) {
+            Ok(waker) => {
+                if let Some(id) = this.slot.take() {
+                    st.send_waiters.remove(id);
+                }
+                drop(st);
+                if let Some(w) = waker {
+                    w.wake();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Err(TrySendError::Full(v)) => {
+                st.send_waiters.register(&mut this.slot, cx.waker());
+                this.value = Some(v);
+                Poll::Pending
+            }
+            Err(e) => {
+                if let Some(id) = this.slot.take() {
+                    st.send_waiters.remove(id);
+                }
+                Poll::Ready(Err(SendError::Disconnected(e.into_inner())))
+            }
+        }
+    }
+}
+
+impl<T> Drop for SendFuture<'_, T> {
+    fn drop(&mut self) {
+        if let Some(id) = self.slot.take() {
+            let mut st = self.shared.lock();
+            // Woken for a free slot but never used it: hand the wake-up to the next sender.
+            let pass_on = if !st.send_waiters.remove(id) && self.shared.has_room(&st) {
+                st.send_waiters.pop()
+            } else {
+                None
+            };
+            drop(st);
+            if let Some(w) = pass_on {
+                w.wake();
+            }
+        }
+    }
+}
+
+/// The future of [`Receiver::recv_async`] (and of the blocking `recv`).
+///
+/// # Cancel safety
+/// A message is taken off the channel only in the poll that returns it: dropping the future
+/// loses nothing.
+#[must_use = "futures do nothing unless polled"]
+pub struct RecvFuture<'a, T> {
+    shared: &'a Shared<T>,
+    slot: Option<u64>,
+}
+
+impl<T> Future for RecvFuture<'_, T> {
+    type Output = Result<T, RecvError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let mut st = this.shared.lock();
+        match this.shared.try_recv_locked(&mut st) {
+            Ok((v, waker)) => {
+                if let Some(id) = this.slot.take() {
+                    st.recv_waiters.remove(id);
+                }
+                drop(st);
+                if let Some(w) = waker {
+                    w.wake();
+                }
+                Poll::Ready(Ok(v))
+            }
+            Err(TryRecvError::Empty) => {
+                st.recv_waiters.register(&mut this.slot, cx.waker());
+                Poll::Pending
+            }
+            Err(_) => {
+                if let Some(id) = this.slot.take() {
+                    st.recv_waiters.remove(id);
+                }
+                Poll::Ready(Err(RecvError::Disconnected))
+            }
+        }
+    }
+}
+
+impl<T> Drop for RecvFuture<'_, T> {
+    fn drop(&mut self) {
+        if let Some(id) = self.slot.take() {
+            let mut st = self.shared.lock();
+            // Woken for a message but never took it: hand the wake-up to the next receiver.
+            let pass_on = if !st.recv_waiters.remove(id) && !st.queue.is_empty() {
+                st.recv_waiters.pop()
+            } else {
+                None
+            };
+            drop(st);
+            if let Some(w) = pass_on {
+                w.wake();
+            }
+        }
+    }
+}
+
+impl<T: Send + 'static> Sender<T> {
+    /// Sends `value`, waiting for room without blocking the executor.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let (tx, rx) = uniconc_async::channel::<u32>(1).unwrap();
+    /// tx.send_async(7).await.unwrap();
+    /// assert_eq!(rx.recv_async().await.unwrap(), 7);
+    /// # });
+    /// ```
+    ///
+    /// # Errors
+    /// `Disconnected(value)` if the channel is closed or every receiver is gone.
+    ///
+    /// # Cancel safety
+    /// Dropping the future drops `value` unsent; nothing else is lost and no slot is held.
+    pub fn send_async(&self, value: T) -> SendFuture<'_, T> {
+        SendFuture {
+            shared: &self.shared,
+            value: Some(value),
+            slot: None,
+        }
+    }
+
+    fn send_deadline_inner(
+        &self,
+        value: T,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendTimeoutError<T>> {
+        let mut fut = self.send_async(value);
+        match block_on(&mut fut, deadline) {
+            Some(r) => r.map_err(Into::into),
+            None => {
+                let v = fut
+                    .value
+                    .take()
+                    .expect("a pending send future holds its value");
+                Err(SendTimeoutError::Timeout(v))
+            }
+        }
+    }
+}
+
+impl<T: Send + 'static> uniconc_core::Sender<T> for Sender<T> {
+    /// Sends `value`, blocking while the channel is full.
+    ///
+    /// # Panics
+    /// On a task of a current-thread runtime, when it would have to wait (see
+    /// [`crate::runtime`]); on a multi-thread runtime it uses `block_in_place`.
+    fn send(&self, value: T) -> Result<(), SendError<T>> {
+        self.send_deadline_inner(value, None).map_err(|e| match e {
+            SendTimeoutError::Disconnected(v) | SendTimeoutError::Timeout(v) => {
+                SendError::Disconnected(v)
+            }
+            SendTimeoutError::Invalid(v, m) => SendError::Invalid(v, m),
+        })
+    }
+
+    fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        let mut st = self.shared.lock();
+        let waker = self.shared.try_send_locked(&mut st, value)?;
+        drop(st);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    fn send_deadline(
+        &self,
+        value: T,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendTimeoutError<T>> {
+        self.send_deadline_inner(value, deadline)
+    }
+
+    fn send_async(&self, value: T) -> impl Future<Output = Result<(), SendError<T>>> + Send + '_ {
+        Sender::send_async(self, value)
+    }
+
+    fn len(&self) -> usize {
+        self.shared.lock().queue.len()
+    }
+
+    fn capacity(&self) -> Option<usize> {
+        self.shared.cap
+    }
+
+    fn is_closed(&self) -> bool {
+        self.shared.disconnected.load(Ordering::Acquire)
+    }
+
+    fn close(&self) {
+        self.shared.disconnect(false);
+    }
+}
+
+impl<T: Send + 'static> Receiver<T> {
+    /// Receives the next message without blocking the executor.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let (tx, rx) = uniconc_async::unbounded::<u32>().unwrap();
+    /// drop(tx.send_async(3).await);
+    /// assert_eq!(rx.recv_async().await.unwrap(), 3);
+    /// # });
+    /// ```
+    ///
+    /// # Errors
+    /// `Disconnected` once the channel is empty and closed (or every sender is gone).
+    ///
+    /// # Cancel safety
+    /// A message is taken only in the poll that returns it; dropping the future loses nothing.
+    pub fn recv_async(&self) -> RecvFuture<'_, T> {
+        RecvFuture {
+            shared: &self.shared,
+            slot: None,
+        }
+    }
+}
+
+impl<T: Send + 'static> uniconc_core::Receiver<T> for Receiver<T> {
+    /// Receives the next message, blocking while the channel is empty.
+    ///
+    /// # Panics
+    /// On a task of a current-thread runtime, when it would have to wait (see
+    /// [`crate::runtime`]); on a multi-thread runtime it uses `block_in_place`.
+    fn recv(&self) -> Result<T, RecvError> {
+        let mut fut = self.recv_async();
+        block_on(&mut fut, None).expect("a wait without deadline ends with a result")
+    }
+
+    fn try_recv(&self) -> Result<T, TryRecvError> {
+        let mut st = self.shared.lock();
+        let (v, waker) = self.shared.try_recv_locked(&mut st)?;
+        drop(st);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        Ok(v)
+    }
+
+    fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        let mut fut = self.recv_async();
+        match block_on(&mut fut, deadline) {
+            Some(r) => r.map_err(Into::into),
+            None => Err(RecvTimeoutError::Timeout),
+        }
+    }
+
+    fn recv_async(&self) -> impl Future<Output = Result<T, RecvError>> + Send + '_ {
+        Receiver::recv_async(self)
+    }
+
+    fn len(&self) -> usize {
+        self.shared.lock().queue.len()
+    }
+
+    fn capacity(&self) -> Option<usize> {
+        self.shared.cap
+    }
+
+    fn is_closed(&self) -> bool {
+        self.shared.disconnected.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uniconc_core::{Receiver as _, Sender as _};
+
+    #[test]
+    fn zero_capacity_is_an_error() {
+        let e = channel::<u8>(0).unwrap_err();
+        assert_eq!(e.kind(), uniconc_core::ErrorKind::InvalidArgument);
+    }
+
+    #[test]
+    fn try_forms_and_len() {
+        let (tx, rx) = channel::<u8>(2).unwrap();
+        assert_eq!(tx.capacity(), Some(2));
+        tx.try_send(1).unwrap();
+        tx.try_send(2).unwrap();
+        assert!(tx.try_send(3).unwrap_err().is_full());
+        assert_eq!(rx.len(), 2);
+        assert_eq!(rx.try_recv().unwrap(), 1);
+        assert_eq!(rx.try_recv().unwrap(), 2);
+        assert!(rx.try_recv().unwrap_err().is_empty());
+    }
+
+    #[test]
+    fn timeouts_return_the_value() {
+        let (tx, rx) = channel::<String>(1).unwrap();
+        tx.send("a".into()).unwrap();
+        let e = tx
+            .send_timeout("b".into(), std::time::Duration::from_millis(10))
+            .unwrap_err();
+        assert!(e.is_timeout());
+        assert_eq!(e.into_inner(), "b");
+        assert_eq!(rx.recv().unwrap(), "a");
+        let e = rx
+            .recv_timeout(std::time::Duration::from_millis(10))
+            .unwrap_err();
+        assert!(e.is_timeout());
+        // Nothing was left registered by the timed-out calls.
+        let st = tx.shared.lock();
+        assert!(st.recv_waiters.list.is_empty() && st.send_waiters.list.is_empty());
+    }
+
+    #[test]
+    fn disconnection_both_ways() {
+        let (tx, rx) = unbounded::<u8>().unwrap();
+        tx.send(1).unwrap();
+        drop(tx);
+        assert!(rx.is_closed());
+        assert_eq!(rx.recv().unwrap(), 1);
+        assert_eq!(rx.recv().unwrap_err(), RecvError::Disconnected);
+        let (tx, rx) = channel::<u8>(1).unwrap();
+        drop(rx);
+        assert!(tx.is_closed());
+        assert_eq!(tx.send(5).unwrap_err().into_inner(), 5);
+    }
+
+    #[test]
+    fn close_drains_then_disconnects() {
+        let (tx, rx) = channel::<u8>(4).unwrap();
+        let tx2 = tx.clone();
+        tx.send(1).unwrap();
+        tx2.close();
+        assert!(tx.send(2).unwrap_err().is_disconnected());
+        assert_eq!(rx.recv().unwrap(), 1);
+        assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Disconnected);
+    }
+
+    #[test]
+    fn blocked_receiver_is_woken_by_disconnect() {
+        let (tx, rx) = channel::<u8>(1).unwrap();
+        let h = std::thread::spawn(move || rx.recv());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        drop(tx);
+        assert_eq!(h.join().unwrap(), Err(RecvError::Disconnected));
+    }
+}

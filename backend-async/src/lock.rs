@@ -1,0 +1,177 @@
+//! [`Lock`]: a mutual-exclusion lock without data, built on a one-permit
+//! [`tokio::sync::Semaphore`] (fair, FIFO, cancel-safe), with std-style poisoning.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use tokio::sync::SemaphorePermit;
+use uniconc_core::{Error, LockError, TryLockError};
+
+use crate::runtime::block_on;
+
+struct Inner {
+    sem: tokio::sync::Semaphore,
+    /// Set when a guard is dropped during a panic. Sticky, like std's poison flag, until
+    /// [`Lock::clear_poison`]. The semaphore orders it: the flag is written before the permit
+    /// is given back, and read after the next holder took it (the semaphore's own
+    /// release/acquire pair), so `Relaxed` would do; `Release`/`Acquire` are used anyway
+    /// because `is_poisoned` reads it without holding the lock.
+    poisoned: AtomicBool,
+}
+
+/// A mutual-exclusion lock without data (Python's `Lock`); cheap to clone, every clone is the
+/// same lock.
+///
+/// Waiters are served in FIFO order, whether they wait blocking or async. If a holder panics,
+/// the lock is poisoned: every later `lock()` succeeds but returns
+/// `Err(LockError::Poisoned(guard))` until [`clear_poison`](Lock::clear_poison).
+///
+/// ```
+/// use uniconc_core::Lock as _;
+/// let lock = uniconc_async::lock()?;
+/// {
+///     let _g = lock.lock().unwrap();
+///     assert!(lock.is_locked());
+/// }
+/// assert!(!lock.is_locked());
+/// # Ok::<(), uniconc_core::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Lock {
+    inner: Arc<Inner>,
+}
+
+/// Holds a [`Lock`]; releases it on drop. `Send`: it can be held across an `.await`.
+#[must_use = "dropping the guard releases the lock at once"]
+pub struct LockGuard<'a> {
+    inner: &'a Inner,
+    _permit: SemaphorePermit<'a>,
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.inner.poisoned.store(true, Ordering::Release);
+        }
+        // `_permit` is dropped after this body: the flag is written before the release.
+    }
+}
+
+impl fmt::Debug for LockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LockGuard")
+    }
+}
+
+impl fmt::Debug for Lock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lock")
+            .field("locked", &uniconc_core::Lock::is_locked(self))
+            .field("poisoned", &self.is_poisoned())
+            .finish()
+    }
+}
+
+impl Lock {
+    fn guard<'a>(
+        &'a self,
+        permit: SemaphorePermit<'a>,
+    ) -> Result<LockGuard<'a>, LockError<LockGuard<'a>>> {
+        let g = LockGuard {
+            inner: &self.inner,
+            _permit: permit,
+        };
+        if self.inner.poisoned.load(Ordering::Acquire) {
+            Err(LockError::Poisoned(g))
+        } else {
+            Ok(g)
+        }
+    }
+
+    /// `true` if a holder panicked while holding the lock (and it was not cleared since).
+    pub fn is_poisoned(&self) -> bool {
+        self.inner.poisoned.load(Ordering::Acquire)
+    }
+
+    /// Forgets an earlier panic: later `lock()` calls return `Ok` again.
+    pub fn clear_poison(&self) {
+        self.inner.poisoned.store(false, Ordering::Release);
+    }
+}
+
+fn widen<'a>(
+    r: Result<LockGuard<'a>, LockError<LockGuard<'a>>>,
+) -> Result<LockGuard<'a>, TryLockError<LockGuard<'a>>> {
+    r.map_err(Into::into)
+}
+
+impl uniconc_core::Lock for Lock {
+    type Guard<'a> = LockGuard<'a>;
+
+    fn new() -> Result<Self, Error> {
+        Ok(Self {
+            inner: Arc::new(Inner {
+                sem: tokio::sync::Semaphore::new(1),
+                poisoned: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// Acquires the lock, blocking until it is free.
+    ///
+    /// # Panics
+    /// On a task of a current-thread runtime, when it would have to wait (see
+    /// [`crate::runtime`]); on a multi-thread runtime it uses `block_in_place`.
+    fn lock(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
+        let mut fut = pin!(self.inner.sem.acquire());
+        let permit = block_on(&mut fut, None)
+            .expect("a wait without deadline ends with a result")
+            .expect("the lock's semaphore is never closed");
+        self.guard(permit)
+    }
+
+    fn try_lock(&self) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
+        match self.inner.sem.try_acquire() {
+            Ok(permit) => widen(self.guard(permit)),
+            Err(_) => Err(TryLockError::WouldBlock),
+        }
+    }
+
+    fn lock_deadline(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
+        let mut fut = pin!(self.inner.sem.acquire());
+        match block_on(&mut fut, deadline) {
+            Some(permit) => {
+                widen(self.guard(permit.expect("the lock's semaphore is never closed")))
+            }
+            None => Err(TryLockError::Timeout),
+        }
+    }
+
+    /// # Cancel safety
+    /// tokio's `Semaphore::acquire` is cancel-safe: dropping the future leaves the lock as
+    /// it was and keeps no place in the queue.
+    fn lock_async(
+        &self,
+    ) -> impl Future<Output = Result<LockGuard<'_>, LockError<LockGuard<'_>>>> + Send + '_ {
+        async move {
+            let permit = self
+                .inner
+                .sem
+                .acquire()
+                .await
+                .expect("the lock's semaphore is never closed");
+            self.guard(permit)
+        }
+    }
+
+    fn is_locked(&self) -> bool {
+        self.inner.sem.available_permits() == 0
+    }
+}

@@ -1,0 +1,82 @@
+//! [`Semaphore`]: a counting semaphore on [`tokio::sync::Semaphore`] (fair, FIFO, cancel-safe).
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use uniconc_core::Error;
+
+use crate::runtime::block_on;
+
+/// A counting semaphore (Python's `Semaphore`); cheap to clone, every clone is the same one.
+///
+/// ```
+/// use uniconc_core::Semaphore as _;
+/// let sem = uniconc_async::semaphore(1)?;
+/// let permit = sem.acquire();
+/// assert_eq!(sem.available(), 0);
+/// drop(permit);
+/// assert_eq!(sem.available(), 1);
+/// # Ok::<(), uniconc_core::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Semaphore {
+    inner: Arc<tokio::sync::Semaphore>,
+}
+
+impl uniconc_core::Semaphore for Semaphore {
+    /// # Errors
+    /// `InvalidArgument` if `permits` exceeds tokio's limit (`usize::MAX >> 3`).
+    fn new(permits: usize) -> Result<Self, Error> {
+        if permits > tokio::sync::Semaphore::MAX_PERMITS {
+            return Err(Error::invalid_argument(format!(
+                "a semaphore holds at most {} permits, not {permits}",
+                tokio::sync::Semaphore::MAX_PERMITS
+            )));
+        }
+        Ok(Self {
+            inner: Arc::new(tokio::sync::Semaphore::new(permits)),
+        })
+    }
+
+    fn try_take(&self) -> bool {
+        self.inner.try_acquire().map(|p| p.forget()).is_ok()
+    }
+
+    /// # Panics
+    /// On a task of a current-thread runtime, when it would have to wait (see
+    /// [`crate::runtime`]); on a multi-thread runtime it uses `block_in_place`.
+    fn take_deadline(&self, deadline: Option<Instant>) -> bool {
+        let mut fut = pin!(self.inner.acquire());
+        match block_on(&mut fut, deadline) {
+            Some(p) => {
+                p.expect("the semaphore is never closed").forget();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// # Cancel safety
+    /// tokio's `acquire` takes the permit only in the poll that returns it.
+    fn take_async(&self) -> impl Future<Output = ()> + Send + '_ {
+        async move {
+            self.inner
+                .acquire()
+                .await
+                .expect("the semaphore is never closed")
+                .forget();
+        }
+    }
+
+    /// # Panics
+    /// If the count would exceed tokio's limit (`usize::MAX >> 3` permits).
+    fn release(&self) {
+        self.inner.add_permits(1);
+    }
+
+    fn available(&self) -> usize {
+        self.inner.available_permits()
+    }
+}
