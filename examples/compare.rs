@@ -148,7 +148,9 @@ impl Sizes {
             pool_items: 1_000,
             pool_work: 20_000,
             units: 10_000,
-            units_process: 1_000,
+            // The process backend gives a channel 256 process slots (`MAX_PROCESSES`), and every
+            // forked unit holds copies of the channels alive in its parent: stay under it.
+            units_process: 200,
             lock_iters: 100_000,
             spawns: 1_000,
             spawns_process: 200,
@@ -295,10 +297,11 @@ fn chan_2to2<B: Backend>(n: u64) -> DynResult<f64> {
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    drop(tx);
     for p in producers {
         p.join()??;
     }
+    // Close rather than drop: a consumer process forked while we held `tx` holds a copy of it.
+    tx.close();
     let (mut count, mut sum) = (0u64, 0u64);
     for c in consumers {
         let (k, s) = c.join()?;
@@ -340,7 +343,7 @@ fn ping_pong<B: Backend>(rounds: u64) -> DynResult<f64> {
         check(back == i, || format!("sent {i}, got {back} back"))?;
     }
     let t = start.elapsed();
-    drop(ping_tx);
+    ping_tx.close(); // ends the echo unit's loop (a forked echo holds a copy of `ping_tx`)
     let echoed = echo.join()?;
     check(echoed == rounds + 1, || {
         format!("echo unit saw {echoed} messages")
@@ -413,8 +416,12 @@ fn waiting_units<B: Backend>(n: u64, watchdog: Duration) -> DynResult<(f64, Opti
     for k in 0..n {
         let left = deadline.saturating_duration_since(Instant::now());
         if let Err(e) = ready_rx.recv_timeout(left).map(|pid| pids.insert(pid)) {
-            // Disconnect every parked unit so none waits forever, then find out why.
-            drop(senders);
+            // Close every parked unit's channel so none waits forever (a forked unit holds
+            // copies of the senders created before it: dropping ours would not disconnect it),
+            // then find out why.
+            for (_, tx) in &senders {
+                tx.close();
+            }
             let why = handles
                 .into_iter()
                 .filter(|h| h.is_finished())

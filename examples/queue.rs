@@ -10,7 +10,7 @@
 //! | `q.get_nowait()` → `queue.Empty` | `rx.try_recv()` → `Err(TryRecvError::Empty)` |
 //! | `q.put(x, timeout=0.05)` | `tx.send_timeout(x, 50ms)` → `Err(SendTimeoutError::Timeout(x))` |
 //! | `q.get(timeout=0.05)` | `rx.recv_timeout(50ms)` → `Err(RecvTimeoutError::Timeout)` |
-//! | a `None` sentinel per consumer | drop every sender (or `tx.close()`): consumers drain, then see `Disconnected` |
+//! | a `None` sentinel per consumer | `tx.close()` (or drop every sender): consumers drain, then see `Disconnected` |
 //!
 //! Run: `cargo run --example queue -- --backend thread --size 10000`.
 
@@ -102,7 +102,8 @@ pub(crate) fn run<B: Backend>(items: u64) -> DynResult<Outcome> {
     let mut consumer_handles = Vec::new();
     for _ in 0..consumers {
         let rx = rx.clone();
-        // `iter()` ends when every sender is gone and the queue is drained: no sentinel needed.
+        // `iter()` ends once the queue is closed (or every sender is gone) and drained: no
+        // sentinel needed.
         consumer_handles.push(B::spawn(move || {
             rx.iter().fold((0u64, 0u64), |(n, s), x| (n + 1, s + x))
         })?);
@@ -119,10 +120,14 @@ pub(crate) fn run<B: Backend>(items: u64) -> DynResult<Outcome> {
             Ok(())
         })?);
     }
-    drop(tx); // the producers hold the only senders now
     for h in producer_handles {
         h.join()??;
     }
+    // Every item is sent: close the queue so the consumers' `iter()` ends once they have
+    // drained it. Dropping `tx` is not enough on the process backend: a consumer forked while
+    // this process held `tx` holds a copy of it (like a pipe's write end inherited by a Python
+    // child that never closes it), so the last sender would only go when the consumer exits.
+    tx.close();
     let mut per_consumer = Vec::new();
     let mut sum = 0;
     for h in consumer_handles {
