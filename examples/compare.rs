@@ -437,7 +437,8 @@ fn waiting_units<B: Backend>(n: u64, watchdog: Duration) -> DynResult<(f64, Opti
         for &pid in pids.iter().filter(|&&p| p != me) {
             total += memory::pss_kib(pid)? as f64;
         }
-        Some(total / n as f64)
+        // Below a page per unit the delta is allocator noise and can even be negative.
+        Some(total.max(0.0) / n as f64)
     });
     let wake = Instant::now();
     for (i, tx) in &senders {

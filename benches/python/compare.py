@@ -188,7 +188,7 @@ class MP:
         if before is not None:
             total = pss_kib(os.getpid()) - before
             total += sum(pss_kib(pid) or 0 for pid in pids)
-            mem = total / n
+            mem = max(total, 0) / n  # below a page per unit the delta is noise
         wake = time.perf_counter()
         for i, q in enumerate(qs):
             q.put(i)
@@ -327,7 +327,7 @@ class TH:
         for _ in range(n):
             ready.get(timeout=120)
         spawned = time.perf_counter() - start
-        mem = None if before is None else (pss_kib(os.getpid()) - before) / n
+        mem = None if before is None else max(pss_kib(os.getpid()) - before, 0) / n
         wake = time.perf_counter()
         for i, q in enumerate(qs):
             q.put(i)
@@ -483,7 +483,7 @@ class AIO:
             for _ in range(n):
                 await ready.get()
             spawned = time.perf_counter() - start
-            mem = None if before is None else (pss_kib(os.getpid()) - before) / n
+            mem = None if before is None else max(pss_kib(os.getpid()) - before, 0) / n
             wake = time.perf_counter()
             for i, q in enumerate(qs):
                 await q.put(i)
