@@ -138,6 +138,9 @@ pub(crate) struct Sizes {
     pub(crate) spawns_process: u64,
     /// Give up on one workload after this long.
     pub(crate) watchdog: Duration,
+    /// Run the waiting-units workload in a fresh copy of this program, so that memory freed by
+    /// the workloads before it (and kept by the allocator) does not hide what the units take.
+    pub(crate) units_in_fresh_process: bool,
 }
 
 impl Sizes {
@@ -155,6 +158,7 @@ impl Sizes {
             spawns: 1_000,
             spawns_process: 200,
             watchdog: Duration::from_secs(300),
+            units_in_fresh_process: true,
         }
     }
 
@@ -166,10 +170,11 @@ impl Sizes {
             pool_work: 20_000,
             units: 10_000,
             units_process: 200,
-            lock_iters: 10_000,
+            lock_iters: 50_000,
             spawns: 200,
             spawns_process: 50,
             watchdog: Duration::from_secs(60),
+            units_in_fresh_process: true,
         }
     }
 
@@ -187,6 +192,7 @@ impl Sizes {
             spawns: 10,
             spawns_process: 5,
             watchdog: Duration::from_secs(120),
+            units_in_fresh_process: false, // the test binary is not this program
         }
     }
 
@@ -471,8 +477,10 @@ fn lock_contention<B: Backend>(iters: u64) -> DynResult<f64> {
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    go.wait();
+    // The clock starts before the barrier opens (no unit can start before we arrive): started
+    // after it, a unit could finish before the clock started.
     let start = Instant::now();
+    go.wait();
     for h in handles {
         h.join()?;
     }
@@ -597,7 +605,12 @@ pub(crate) fn run_backend<B: Backend>(sizes: &Sizes) -> DynResult<Column> {
         to_cell(watchdog(limit, move || pool_map::<B>(items, work))),
     );
     let units = s.units_for(name);
-    match watchdog(limit, move || waiting_units::<B>(units, limit)) {
+    let measured = if s.units_in_fresh_process {
+        units_in_fresh_process(name, units, limit)
+    } else {
+        watchdog(limit, move || waiting_units::<B>(units, limit))
+    };
+    match measured {
         Ok((t, mem)) => {
             record(Workload::UnitsTime, Cell::Value(t));
             record(
@@ -629,6 +642,68 @@ pub(crate) fn run_backend<B: Backend>(sizes: &Sizes) -> DynResult<Column> {
     col.notes
         .push(format!("{units} waiting units, {spawns} spawns"));
     Ok(col)
+}
+
+/// The hidden first argument that makes this program run only the waiting-units workload.
+const UNITS_WORKER: &str = "--waiting-units-worker";
+
+/// Runs [`waiting_units`] in a fresh copy of this program (`UNITS_WORKER backend n secs`),
+/// which prints `µs-per-unit TAB KiB-per-unit-or-none`.
+fn units_in_fresh_process(backend: &str, n: u64, limit: Duration) -> DynResult<(f64, Option<f64>)> {
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new(exe)
+        .args([
+            UNITS_WORKER,
+            backend,
+            &n.to_string(),
+            &limit.as_secs().to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let start = Instant::now();
+    while child.try_wait()?.is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("no result after {} s (watchdog)", limit.as_secs()).into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let parse = || -> Option<(f64, Option<f64>)> {
+        let (t, m) = text.trim().split_once('\t')?;
+        Some((t.parse().ok()?, m.parse().ok()))
+    };
+    match parse() {
+        Some(v) if out.status.success() => Ok(v),
+        _ => {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let last = err
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("no output");
+            Err(format!("{} ({})", last.trim(), out.status).into())
+        }
+    }
+}
+
+/// The body of the worker started by [`units_in_fresh_process`].
+fn units_worker(args: &[String]) -> DynResult<()> {
+    let [backend, n, secs] = args else {
+        return Err(format!("{UNITS_WORKER} BACKEND N SECONDS").into());
+    };
+    let (n, limit): (u64, Duration) = (n.parse()?, Duration::from_secs(secs.parse()?));
+    let measured: DynResult<(f64, Option<f64>)> =
+        on_backend!(backend.as_str(), waiting_units(n, limit));
+    let (t, mem) = measured?;
+    println!(
+        "{t}\t{}",
+        mem.map_or_else(|| "none".to_owned(), |m| m.to_string())
+    );
+    Ok(())
 }
 
 /// Runs `compare.py` with the same sizes; its lines are `key<TAB>column<TAB>value-or-n/a`.
@@ -1023,6 +1098,14 @@ fn python_available() -> bool {
 }
 
 fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some(UNITS_WORKER) {
+        if let Err(e) = units_worker(&argv[1..]) {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     common::main_with(
         "compare: the same workloads on every backend, and Python's",
         |args| {
