@@ -1171,7 +1171,7 @@ fn main() {
             } else {
                 Some(script.as_path())
             };
-            let mode = if args.quick { "--quick" } else { "full" };
+            let mode = if args.quick { "quick" } else { "full" };
             if cfg!(debug_assertions) {
                 eprintln!("note: a debug build; run with --release for figures worth comparing");
             }
