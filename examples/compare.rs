@@ -1179,8 +1179,7 @@ fn main() {
             let columns = run_all(&sizes, args.backend.as_deref(), python);
             let mut report = format!("uniconc compare ({mode} run) on {}\n\n", machine());
             report += &table(&columns);
-            report +=
-                "\n↑ higher is better, ↓ lower is better. Per column (each figure is the best of its runs): ";
+            report += "\n↑ higher is better, ↓ lower is better. Per column (each figure is the best of its runs): ";
             report += &columns
                 .iter()
                 .map(|c| format!("{}: {}", c.name, c.notes.join("; ")))
