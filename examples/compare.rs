@@ -11,6 +11,12 @@
 //! scale) is written to `target/compare.svg` (`--out PATH` to change). A workload a backend
 //! cannot do says `n/a: <why>` in its cell; a workload that fails prints its error in its cell
 //! and the run goes on. Each workload runs under a watchdog, so a hang becomes a `failed` cell.
+//! Each figure is the best of several runs (3 with `--quick`, 5 in a full run; Python: 1 and 3):
+//! the machine may be shared, and the best run is the least disturbed one.
+//!
+//! Sizes: 10,000 waiting units on threads and tasks, 200 on processes (a process channel has
+//! 256 process slots, and every forked unit holds copies of the channels its parent held; Python's
+//! `multiprocessing` column runs 200 too). Per-unit figures make the columns comparable.
 //!
 //! | workload | what it measures |
 //! |---|---|
@@ -18,7 +24,7 @@
 //! | channel 2→2 | two producer units → two consumer units through one channel |
 //! | ping-pong | round trips between the main thread and an echo unit over two channels of 1 |
 //! | Pool::map | a pool of one worker per core mapping a CPU-bound function over many items |
-//! | waiting units (time, memory) | N units each parked on its own channel: start them all, wake each with a message, join them all; the memory they take while parked (PSS, children included) |
+//! | waiting units (time, memory) | N units each parked on its own channel (threads and processes: blocking `spawn` closures; tokio: `spawn_async` tasks): start them all, wake each with a message, join them all; the memory they take while parked (PSS, children included), measured in a fresh copy of the program |
 //! | lock contention | 4 units incrementing one shared counter under its lock |
 //! | spawn + join | start a unit that returns at once and join it, one after another |
 
