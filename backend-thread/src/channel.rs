@@ -16,11 +16,11 @@
 //!
 //! # Async forms
 //!
-//! crossbeam has no async API. Beside the channel sit two [`WakerSet`]s, one for async
+//! crossbeam has no async API. Beside the channel sit two `WakerSet`s, one for async
 //! receivers (notified by every send, close, and drop of a sender) and one for async senders
 //! (notified by every receive from a bounded channel, close, and drop of a receiver). The
-//! blocking hot path pays one `SeqCst` fence and one relaxed load per operation to find out
-//! that nobody waits asynchronously.
+//! blocking hot path pays one load per operation to find out that nobody waits
+//! asynchronously (see `WakerSet::notify_one_after_transfer` for the ordering argument).
 
 use std::convert::Infallible;
 use std::fmt;
@@ -100,7 +100,7 @@ impl Shared {
     #[inline]
     fn after_recv(&self) {
         if self.bounded {
-            self.send_wakers.notify_one_after_change();
+            self.send_wakers.notify_one_after_transfer();
         }
     }
 }
@@ -242,7 +242,7 @@ impl<T: Send + 'static> Sender<T> {
         }
         match self.tx.try_send(value) {
             Ok(()) => {
-                self.shared.recv_wakers.notify_one_after_change();
+                self.shared.recv_wakers.notify_one_after_transfer();
                 Ok(())
             }
             Err(cb::TrySendError::Full(v)) => Err(TrySendError::Full(v)),
@@ -288,7 +288,7 @@ impl<T: Send + 'static> Sender<T> {
             if oper.index() == send_index {
                 return match oper.send(&self.tx, value) {
                     Ok(()) => {
-                        self.shared.recv_wakers.notify_one_after_change();
+                        self.shared.recv_wakers.notify_one_after_transfer();
                         Ok(())
                     }
                     Err(cb::SendError(v)) => Err(SendTimeoutError::Disconnected(v)),
@@ -717,6 +717,112 @@ mod tests {
             poll_once(fut.as_mut(), &w),
             Poll::Ready(Err(RecvError::Disconnected))
         );
+    }
+
+    /// Runs `f` on a thread and fails if it has not finished in 60 s (a lost wake-up hangs).
+    fn with_watchdog(f: impl FnOnce() + Send + 'static) {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let t = std::thread::spawn(move || {
+            f();
+            let _ = done_tx.send(());
+        });
+        match done_rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(()) => t.join().unwrap(),
+            Err(_) if t.is_finished() => std::panic::resume_unwind(t.join().unwrap_err()),
+            Err(_) => panic!("watchdog: a waiter was never woken (lost wake-up?)"),
+        }
+    }
+
+    fn stress_scale() -> u64 {
+        std::env::var("UNICONC_STRESS_SCALE")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1)
+    }
+
+    /// Capacity 1 forces a hand-over between the blocking and the async side on almost every
+    /// message, exercising the fence-free hot-path notification in both directions.
+    #[test]
+    fn no_lost_wake_ups_between_blocking_and_async_sides() {
+        with_watchdog(|| {
+            let n = 20_000 * stress_scale();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .build()
+                .unwrap();
+            // Blocking senders, async receivers.
+            let (tx, rx) = channel::<u64>(1).unwrap();
+            let producers: Vec<_> = (0..2)
+                .map(|p| {
+                    let tx = tx.clone();
+                    std::thread::spawn(move || {
+                        for i in 0..n {
+                            tx.send(p * n + i).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            drop(tx);
+            let (count, sum) = rt.block_on(async move {
+                let tasks: Vec<_> = (0..2)
+                    .map(|_| {
+                        let rx = rx.clone();
+                        tokio::spawn(async move {
+                            let (mut c, mut s) = (0u64, 0u64);
+                            while let Ok(v) = rx.recv_async().await {
+                                c += 1;
+                                s += v;
+                            }
+                            (c, s)
+                        })
+                    })
+                    .collect();
+                let mut t = (0, 0);
+                for h in tasks {
+                    let (c, s) = h.await.unwrap();
+                    t = (t.0 + c, t.1 + s);
+                }
+                t
+            });
+            for p in producers {
+                p.join().unwrap();
+            }
+            assert_eq!(count, 2 * n);
+            assert_eq!(sum, (2 * n) * (2 * n - 1) / 2);
+
+            // Async senders, blocking receivers.
+            let (tx, rx) = channel::<u64>(1).unwrap();
+            let consumers: Vec<_> = (0..2)
+                .map(|_| {
+                    let rx = rx.clone();
+                    std::thread::spawn(move || {
+                        rx.iter().fold((0u64, 0u64), |(c, s), v| (c + 1, s + v))
+                    })
+                })
+                .collect();
+            drop(rx);
+            rt.block_on(async move {
+                let tasks: Vec<_> = (0..2)
+                    .map(|p| {
+                        let tx = tx.clone();
+                        tokio::spawn(async move {
+                            for i in 0..n {
+                                tx.send_async(p * n + i).await.unwrap();
+                            }
+                        })
+                    })
+                    .collect();
+                for h in tasks {
+                    h.await.unwrap();
+                }
+            });
+            let (count, sum) = consumers
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .fold((0, 0), |(c, s), (c2, s2)| (c + c2, s + s2));
+            assert_eq!(count, 2 * n);
+            assert_eq!(sum, (2 * n) * (2 * n - 1) / 2);
+        });
     }
 
     #[test]

@@ -181,4 +181,31 @@ mod tests {
         assert_send::<JoinHandle<String>>();
         assert_send::<TaskHandle<String>>();
     }
+
+    fn assert_send_value<T: Send>(_: &T) {}
+
+    #[test]
+    fn async_forms_return_send_futures() {
+        use uniconc_core::{
+            Barrier as _, Event as _, JoinHandle as _, Lock as _, Receiver as _, Semaphore as _,
+            Sender as _, TaskHandle as _,
+        };
+        let (tx, rx) = channel::<String>(1).unwrap();
+        assert_send_value(&tx.send_async(String::new()));
+        assert_send_value(&rx.recv_async());
+        let l = lock().unwrap();
+        assert_send_value(&l.lock_async());
+        let s = semaphore(1).unwrap();
+        assert_send_value(&s.take_async());
+        assert_send_value(&s.acquire_async());
+        let e = event().unwrap();
+        assert_send_value(&e.wait_async());
+        let b = barrier(1).unwrap();
+        assert_send_value(&b.wait_async());
+        let mut h = spawn(|| 1u8).unwrap();
+        assert_send_value(&h.join_async());
+        let p = pool(1).unwrap();
+        let mut t = p.submit(|x: u8| x, 1).unwrap();
+        assert_send_value(&t.wait_async());
+    }
 }

@@ -2,11 +2,14 @@
 //!
 //! - `map` splits its input into chunks (the configured `chunk_size`, or about four chunks per
 //!   worker) and sends one job per chunk, so a million trivial items cost a handful of channel
-//!   round trips. A chunk runs its items in a plain loop inside `catch_unwind`; after a panic
-//!   the loop resumes at the next item, so the other items still run.
+//!   round trips. With an exact size hint the chunks stream from the input while the workers
+//!   already run, and each job writes its results straight into the preallocated output (no
+//!   copy at the end). A chunk runs its items in a plain loop inside `catch_unwind`; after a
+//!   panic the remaining items still run, and the results already written are dropped.
 //! - `imap` / `imap_unordered` keep at most `2 × workers` chunks submitted and not yet
 //!   yielded, pulling the input only as results are consumed: an endless input is fine.
-//! - `max_tasks_per_worker`: a worker that ran that many jobs starts its replacement and exits.
+//! - `max_tasks_per_worker`: a worker that ran that many jobs starts its replacement and exits
+//!   (as in Python, a `map`/`imap` chunk counts as one task).
 //! - `close` drops the job channel's sender (workers drain the queue and exit); `terminate`
 //!   also cancels every queued job (`TaskError::Cancelled`). A running job cannot be stopped
 //!   (an OS thread cannot be killed), so it finishes and its result is delivered; for the same
@@ -164,38 +167,113 @@ impl std::fmt::Debug for Pool {
     }
 }
 
-/// One chunk's outcome in `map`: its results, or the first failure (absolute index).
-type ChunkResult<R> = Result<Vec<R>, (usize, TaskError)>;
+/// What one `map` chunk reports once it no longer touches the output buffer.
+#[derive(Debug)]
+struct ChunkOutcome {
+    /// First index of the chunk in the input.
+    start: usize,
+    /// Results written at the front of the chunk's range (all of it unless `error`).
+    written: usize,
+    /// The first failure, at input index `start + written`.
+    error: Option<TaskError>,
+}
 
-/// Runs `f` over `items` (starting at absolute index `start`); every item runs even after a
-/// panic; returns the results or the first failure.
-fn run_chunk<T, R, F: Fn(T) -> R>(f: &F, items: Vec<T>, start: usize) -> ChunkResult<R> {
-    let mut out = Vec::with_capacity(items.len());
-    let mut first_err: Option<(usize, TaskError)> = None;
-    let mut iter = items.into_iter().enumerate();
-    let mut current = 0usize;
-    loop {
-        let r = catch_unwind(AssertUnwindSafe(|| {
-            for (k, item) in iter.by_ref() {
-                current = k;
-                let r = f(item);
-                if first_err.is_none() {
-                    out.push(r);
+/// The output buffer of one `map` call, written by the chunk jobs in disjoint ranges.
+struct Sink<R>(*mut R);
+
+impl<R> Clone for Sink<R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<R> Copy for Sink<R> {}
+
+// SAFETY: a `Sink` only carries the buffer's address to the jobs; each job writes `R` values
+// (which are `Send`) into its own range, and the caller reads them only after every job has
+// reported (see `Pending`), so sharing the address across threads is sound.
+unsafe impl<R: Send> Send for Sink<R> {}
+
+impl<R> Sink<R> {
+    /// The address of element `index` (a method, so closures capture the whole `Sink`).
+    fn at(self, index: usize) -> *mut R {
+        self.0.wrapping_add(index)
+    }
+}
+
+/// Waits for every chunk job of a `map` call that could still write into its output buffer,
+/// also when the caller unwinds (a panicking input iterator), so the buffer is never freed
+/// under a running job.
+struct Pending {
+    reports: cb::Receiver<ChunkOutcome>,
+    outstanding: usize,
+    done: Vec<ChunkOutcome>,
+}
+
+impl Pending {
+    fn wait_all(&mut self) {
+        while self.outstanding > 0 {
+            match self.reports.recv() {
+                Ok(r) => {
+                    self.done.push(r);
+                    self.outstanding -= 1;
                 }
-            }
-        }));
-        match r {
-            Ok(()) => break,
-            Err(p) => {
-                if first_err.is_none() {
-                    first_err = Some((start + current, TaskError::Panicked(panic_message(&*p))));
-                }
+                // Every sender is gone: each job has finished or was dropped unrun, so none
+                // can write any more.
+                Err(_) => self.outstanding = 0,
             }
         }
     }
-    match first_err {
-        None => Ok(out),
-        Some(e) => Err(e),
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.wait_all();
+    }
+}
+
+/// Runs `f` over `items`, writing result `k` to `dst + k`; every item runs even after a panic.
+///
+/// # Safety
+/// `dst` must be valid for writes of `items.len()` values of `R`, and nothing else may read
+/// or write that range until the returned outcome has been received.
+unsafe fn write_chunk<T, R, F: Fn(T) -> R>(
+    f: &F,
+    items: Vec<T>,
+    dst: *mut R,
+    start: usize,
+) -> ChunkOutcome {
+    let mut written = 0usize;
+    let mut iter = items.into_iter();
+    // Fast path: a plain loop under one `catch_unwind`; the item that panicked is the one
+    // after the last result written.
+    let first = catch_unwind(AssertUnwindSafe(|| {
+        for item in iter.by_ref() {
+            let r = f(item);
+            // SAFETY: one write per item, so `written < items.len()`: inside the range the
+            // caller vouched for, which nobody else touches meanwhile.
+            unsafe { dst.add(written).write(r) };
+            written += 1;
+        }
+    }));
+    let Err(payload) = first else {
+        return ChunkOutcome {
+            start,
+            written,
+            error: None,
+        };
+    };
+    let error = TaskError::Panicked(panic_message(&*payload));
+    drop(payload);
+    // The other items still run (`map` reports only the first failure, so their results are
+    // dropped), each under its own `catch_unwind`.
+    for item in iter {
+        let _ = catch_unwind(AssertUnwindSafe(|| drop(f(item))));
+    }
+    ChunkOutcome {
+        start,
+        written,
+        error: Some(error),
     }
 }
 
@@ -255,61 +333,132 @@ impl Pool {
         if self.inner.is_closed() {
             return Err(PoolError::Closed);
         }
-        let items: Vec<T> = items.into_iter().collect();
-        let n = items.len();
-        let chunk = self.inner.config.chunk_size_for(Some(n));
         let f = Arc::new(f);
-        let (rtx, rrx) = cb::unbounded::<(usize, ChunkResult<R>)>();
         let mut iter = items.into_iter();
-        let mut chunks = 0usize;
+        // With an exact size hint, chunks stream straight from the input into a preallocated
+        // output (the workers start while later chunks are still being built).
+        let mut out = Vec::new();
+        if let (lo, Some(hi)) = iter.size_hint() {
+            if lo == hi && out.try_reserve_exact(lo).is_ok() {
+                out = self.map_into(&f, &mut iter, lo, out, 0)?;
+            }
+        }
+        // What the hint did not cover (everything, without an exact hint; a hint that lied):
+        // collected first, so its size is known.
+        let rest: Vec<T> = iter.collect();
+        if !rest.is_empty() {
+            let n = rest.len();
+            let more = self.map_into(
+                &f,
+                &mut rest.into_iter(),
+                n,
+                Vec::with_capacity(n),
+                out.len(),
+            )?;
+            if out.is_empty() {
+                out = more;
+            } else {
+                out.extend(more);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Maps at most `n` items of `iter` in chunks whose jobs write their results straight into
+    /// `out`'s buffer (empty, with room for `n`); `offset` is the input index of the first item.
+    fn map_into<T, R, F, I>(
+        &self,
+        f: &Arc<F>,
+        iter: &mut I,
+        n: usize,
+        mut out: Vec<R>,
+        offset: usize,
+    ) -> Result<Vec<R>, PoolError>
+    where
+        T: Send + 'static,
+        R: Send + 'static,
+        F: Fn(T) -> R + Send + Sync + 'static,
+        I: Iterator<Item = T>,
+    {
+        assert!(
+            out.is_empty() && out.capacity() >= n,
+            "map_into needs an empty buffer with room"
+        );
+        let chunk = self.inner.config.chunk_size_for(Some(n));
+        let sink = Sink(out.as_mut_ptr());
+        let (rtx, rrx) = cb::unbounded();
+        // A local, so it is dropped before the parameter `out`, also when unwinding (a
+        // panicking input iterator): the buffer outlives every job that may write into it.
+        let mut pending = Pending {
+            reports: rrx,
+            outstanding: 0,
+            done: Vec::new(),
+        };
         let mut start = 0usize;
+        let mut closed = false;
         while start < n {
-            let part: Vec<T> = iter.by_ref().take(chunk).collect();
+            let part: Vec<T> = iter.by_ref().take(chunk.min(n - start)).collect();
+            if part.is_empty() {
+                break;
+            }
             let len = part.len();
-            let (f, rtx, index) = (f.clone(), rtx.clone(), chunks);
-            self.inner
-                .submit(Job::new(move |mode| {
-                    let r = match mode {
-                        Mode::Run => run_chunk(&*f, part, start),
-                        Mode::Cancel => Err((start, TaskError::Cancelled)),
-                    };
-                    let _ = rtx.send((index, r));
-                }))
-                .map_err(|job| {
-                    job.discard();
-                    PoolError::Closed
-                })?;
-            chunks += 1;
+            let (f, rtx) = (f.clone(), rtx.clone());
+            let job = Job::new(move |mode| {
+                let outcome = match mode {
+                    // SAFETY: `[start, start + len)` lies within the `n` elements `out` has
+                    // room for (`start + len <= n`), chunks cover disjoint ranges, and the
+                    // caller reads or frees the buffer only after receiving this outcome
+                    // (`Pending`), which is sent after the last write.
+                    Mode::Run => unsafe { write_chunk(&*f, part, sink.at(start), start) },
+                    Mode::Cancel => ChunkOutcome {
+                        start,
+                        written: 0,
+                        error: Some(TaskError::Cancelled),
+                    },
+                };
+                let _ = rtx.send(outcome);
+            });
+            if let Err(job) = self.inner.submit(job) {
+                // Closed meanwhile: this chunk never runs; wait for the others below.
+                job.discard();
+                closed = true;
+                break;
+            }
+            pending.outstanding += 1;
             start += len;
         }
         drop(rtx);
-        let mut parts: Vec<Option<Vec<R>>> = (0..chunks).map(|_| None).collect();
-        let mut first_err: Option<(usize, TaskError)> = None;
-        for _ in 0..chunks {
-            // Every job sends exactly once (run, cancel, or cancel on drop), so this cannot
-            // disconnect early; if it did, report the items as cancelled rather than hang.
-            let Ok((index, r)) = rrx.recv() else {
-                return Err(PoolError::Task {
-                    index: 0,
-                    error: TaskError::Cancelled,
-                });
-            };
-            match r {
-                Ok(v) => parts[index] = Some(v),
-                Err((i, e)) => {
-                    if first_err.as_ref().is_none_or(|(j, _)| i < *j) {
-                        first_err = Some((i, e));
-                    }
+        pending.wait_all();
+        let done = std::mem::take(&mut pending.done);
+        let first_err = done
+            .iter()
+            .filter_map(|c| c.error.as_ref().map(|e| (c.start + c.written, e)))
+            .min_by_key(|(index, _)| *index)
+            .map(|(index, e)| (index, e.clone()));
+        if closed || first_err.is_some() {
+            for c in &done {
+                // SAFETY: that job wrote exactly `c.written` values at the front of its range
+                // and has finished (its outcome was received); they are dropped once, here,
+                // and `out` keeps length 0, so never again.
+                unsafe {
+                    std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(
+                        sink.at(c.start),
+                        c.written,
+                    ));
                 }
             }
+            return Err(match first_err {
+                Some((index, error)) => PoolError::Task {
+                    index: offset + index,
+                    error,
+                },
+                None => PoolError::Closed,
+            });
         }
-        if let Some((index, error)) = first_err {
-            return Err(PoolError::Task { index, error });
-        }
-        let mut out = Vec::with_capacity(n);
-        for p in parts {
-            out.extend(p.expect("every chunk reported a result"));
-        }
+        // SAFETY: every chunk reported writing its whole range and the ranges tile
+        // `[0, start)` (each chunk begins where the previous one ended), so the first
+        // `start <= n <= capacity` elements are initialized.
+        unsafe { out.set_len(start) };
         Ok(out)
     }
 
@@ -382,11 +531,10 @@ impl Pool {
 
     /// Closes the pool (if open) and waits for every worker thread to exit.
     ///
+    /// Do not call it from one of the pool's own tasks: it would wait for itself.
+    ///
     /// # Errors
     /// Never on this backend (a worker thread never unwinds: task panics are caught).
-    ///
-    /// # Panics
-    /// Deadlocks if called from one of the pool's own tasks (it would wait for itself); don't.
     pub fn join(&self) -> Result<(), PoolError> {
         self.inner.close();
         loop {
@@ -688,6 +836,102 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         assert_eq!(p.map(|x: u8| x, [1, 2]).unwrap(), [1, 2]);
+    }
+
+    /// Counts live values, to check that `map` drops every result exactly once.
+    struct Counted(Arc<std::sync::atomic::AtomicIsize>);
+    impl Counted {
+        fn new(live: &Arc<std::sync::atomic::AtomicIsize>) -> Self {
+            live.fetch_add(1, Ordering::SeqCst);
+            Self(live.clone())
+        }
+    }
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn map_drops_written_results_once_on_failure() {
+        let p = Pool::builder().workers(2).chunk_size(7).build().unwrap();
+        let live = Arc::new(std::sync::atomic::AtomicIsize::new(0));
+        let l2 = live.clone();
+        let r = p.map(
+            move |x: u32| {
+                if x % 50 == 49 {
+                    panic!("bad {x}");
+                }
+                Counted::new(&l2)
+            },
+            0..1000u32,
+        );
+        assert!(matches!(r, Err(PoolError::Task { index: 49, .. })));
+        assert_eq!(
+            live.load(Ordering::SeqCst),
+            0,
+            "every written result dropped, once"
+        );
+        let l3 = live.clone();
+        let ok = p.map(move |_: u32| Counted::new(&l3), 0..100u32).unwrap();
+        assert_eq!(live.load(Ordering::SeqCst), 100);
+        drop(ok);
+        assert_eq!(live.load(Ordering::SeqCst), 0);
+    }
+
+    /// An iterator whose exact size hint is wrong.
+    struct Lying {
+        next: u64,
+        end: u64,
+        claimed: usize,
+    }
+    impl Iterator for Lying {
+        type Item = u64;
+        fn next(&mut self) -> Option<u64> {
+            (self.next < self.end).then(|| {
+                self.next += 1;
+                self.next - 1
+            })
+        }
+        fn size_hint(&self) -> (usize, Option<usize>) {
+            (self.claimed, Some(self.claimed))
+        }
+    }
+
+    #[test]
+    fn map_survives_lying_size_hints_and_panicking_input() {
+        let p = pool(2);
+        for (end, claimed) in [(100u64, 10usize), (10, 100), (0, 5), (1000, 999)] {
+            let out = p
+                .map(
+                    |x: u64| x + 1,
+                    Lying {
+                        next: 0,
+                        end,
+                        claimed,
+                    },
+                )
+                .unwrap();
+            assert_eq!(
+                out,
+                (1..=end).collect::<Vec<_>>(),
+                "end {end}, claimed {claimed}"
+            );
+        }
+        // The input iterator panics midway: the panic reaches the caller, after the chunks
+        // already handed out have finished with the buffer.
+        let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            p.map(
+                |x: u64| x,
+                (0..10_000u64).map(|x| if x == 5_000 { panic!("input") } else { x }),
+            )
+        }));
+        assert!(r.is_err());
+        assert_eq!(
+            p.map(|x: u8| x, [3]).unwrap(),
+            [3],
+            "the pool is still usable"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! thread running its own tokio current-thread runtime), and [`JoinHandle`].
 //!
 //! A unit's result (or its panic message, caught at the unit boundary) goes into a
-//! [`Completion`], a one-shot slot that blocking, timed and async joiners wait on. The same
+//! `Completion`, a one-shot slot that blocking, timed and async joiners wait on. The same
 //! slot carries pool task results.
 
 use std::future::Future;

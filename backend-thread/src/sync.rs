@@ -1,6 +1,6 @@
 //! Synchronisation primitives: [`Lock`], [`Semaphore`], [`Event`], [`Barrier`].
 //!
-//! Each is an `Arc` of a [`Monitor`] (a mutex over a small state, a condvar for blocking
+//! Each is an `Arc` of a `Monitor` (a mutex over a small state, a condvar for blocking
 //! waiters and a waker registry for async ones). Every async waiter registers its waker under
 //! the state mutex, and every state change that could unblock someone happens under the same
 //! mutex and is followed by a notification, so no wake-up is lost; a cancelled async waiter

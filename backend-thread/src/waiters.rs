@@ -10,10 +10,14 @@
 //! - Under a [`Monitor`], registration and state changes happen under the same mutex, which
 //!   orders them.
 //! - Beside a crossbeam channel (whose state lives outside our mutex) the two sides are
-//!   ordered by `SeqCst` fences: the waiter does `register (count += 1); fence(SeqCst); re-check`,
-//!   the notifier does `push/pop; fence(SeqCst); load count`. By the fence rules of the C++20
-//!   memory model (which Rust follows), at least one of the two loads sees the other side's
-//!   write. See [`WakerSet::register`] and [`WakerSet::notify_one_after_change`].
+//!   ordered by `SeqCst` operations: the waiter does `register (count += 1); fence(SeqCst);
+//!   re-check`, the notifier does `state change; fence(SeqCst); load count`
+//!   ([`WakerSet::notify_all_after_change`], used for close and disconnection). By the fence
+//!   rules of the C++20 memory model (which Rust follows), at least one of the two loads sees
+//!   the other side's write.
+//! - On the hot path (after every successful send or receive) the notifier skips its fence:
+//!   see [`WakerSet::notify_one_after_transfer`] for why crossbeam's own `SeqCst` read-modify-
+//!   write of the channel index serves as that fence.
 //!
 //! # Hand-over on cancellation
 //!
@@ -130,7 +134,7 @@ impl WakerSet {
     /// the waiters also hold while registering.
     pub(crate) fn notify_one(&self) {
         // Relaxed: callers order this load themselves (a mutex, or the fence in
-        // `notify_one_after_change`).
+        // `notify_all_after_change`).
         if self.waiting.load(Ordering::Relaxed) == 0 {
             return;
         }
@@ -174,16 +178,33 @@ impl WakerSet {
         }
     }
 
-    /// [`notify_one`](Self::notify_one) for a state change made outside our mutex (a
-    /// crossbeam push or pop): the `SeqCst` fence pairs with the one in
-    /// [`register`](Self::register).
+    /// [`notify_one`](Self::notify_one) right after a successful crossbeam `send` or `recv`,
+    /// without a fence of our own.
+    ///
+    /// # Memory ordering
+    ///
+    /// A successful crossbeam (0.5, array and list flavours) push ends the sender's claim of a
+    /// slot with a `SeqCst` compare-exchange on the channel's `tail` index, and a pop does the
+    /// same on `head`. Their `try_recv`/`try_send` report `Empty`/`Full` only after a
+    /// `fence(SeqCst)` followed by a load of the other index. Our load of `waiting` below is
+    /// `SeqCst` and comes after that compare-exchange; the waiter's registration is followed by
+    /// our `fence(SeqCst)` and then crossbeam's. So in the single total order of `SeqCst`
+    /// operations either our load comes after the waiter's fence (and sees its registration) or
+    /// before it, and then the index update precedes the waiter's fences and its re-check sees
+    /// the new index ([atomics.order] fence rules). Either way the waiter is not left asleep.
+    /// This keeps the sync hot path at one plain load (on x86) when nobody waits
+    /// asynchronously; `notify_all_after_change` is the fenced form for state we own.
     #[inline]
-    pub(crate) fn notify_one_after_change(&self) {
-        fence(Ordering::SeqCst);
+    pub(crate) fn notify_one_after_transfer(&self) {
+        // SeqCst: see the ordering argument above.
+        if self.waiting.load(Ordering::SeqCst) == 0 {
+            return;
+        }
         self.notify_one();
     }
 
-    /// [`notify_all`](Self::notify_all) for a state change made outside our mutex.
+    /// [`notify_all`](Self::notify_all) for a state change made outside our mutex (close,
+    /// disconnection): the `SeqCst` fence pairs with the one in [`register`](Self::register).
     pub(crate) fn notify_all_after_change(&self) {
         fence(Ordering::SeqCst);
         self.notify_all();
@@ -354,7 +375,7 @@ mod tests {
     #[test]
     fn notify_without_waiters_is_a_no_op() {
         let set = WakerSet::new();
-        set.notify_one_after_change();
+        set.notify_one_after_transfer();
         set.notify_all_after_change();
         assert_eq!(set.waiting(), 0);
     }

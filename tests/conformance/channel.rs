@@ -1,0 +1,327 @@
+//! Channel behaviour: order, MPMC without loss or duplicates, try/timeout forms, capacity,
+//! close, disconnection both ways, iterators.
+
+use std::time::Instant;
+
+use uniconc::prelude::*;
+use uniconc::{
+    ErrorKind, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+};
+
+use crate::support::{LONG, SHORT, pause, scale};
+
+pub(crate) fn channel_fifo<B: Backend>() {
+    let (tx, rx) = B::channel::<u64>(1024).unwrap();
+    for i in 0..1000 {
+        tx.send(i).unwrap();
+    }
+    for i in 0..1000 {
+        assert_eq!(rx.recv(), Ok(i));
+    }
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+}
+
+pub(crate) fn channel_fifo_across_units<B: Backend>() {
+    let n = 10_000 * scale() as u64;
+    let (tx, rx) = B::channel::<u64>(16).unwrap();
+    let producer = B::spawn(move || {
+        for i in 0..n {
+            tx.send(i).unwrap();
+        }
+    })
+    .unwrap();
+    for i in 0..n {
+        assert_eq!(rx.recv_timeout(LONG), Ok(i));
+    }
+    producer.join().unwrap();
+}
+
+/// Per consumer: (count, sum, sum of squares) of what it received.
+type Tally = (u64, u64, u64);
+
+pub(crate) fn channel_mpmc_no_loss_no_duplicates<B: Backend>() {
+    let producers = 4u64;
+    let consumers = 4;
+    let per_producer = 25_000 * scale() as u64; // >= 100k messages in all
+    let total = producers * per_producer;
+    let (tx, rx) = B::channel::<u64>(256).unwrap();
+    let mut senders = Vec::new();
+    for p in 0..producers {
+        let tx = tx.clone();
+        senders.push(
+            B::spawn(move || {
+                for i in 0..per_producer {
+                    tx.send(p * per_producer + i).unwrap();
+                }
+            })
+            .unwrap(),
+        );
+    }
+    let mut receivers = Vec::new();
+    for _ in 0..consumers {
+        let rx = rx.clone();
+        receivers.push(
+            B::spawn(move || -> Tally {
+                let (mut count, mut sum, mut squares) = (0u64, 0u64, 0u64);
+                while let Ok(v) = rx.recv() {
+                    count += 1;
+                    sum = sum.wrapping_add(v);
+                    squares = squares.wrapping_add(v.wrapping_mul(v));
+                }
+                (count, sum, squares)
+            })
+            .unwrap(),
+        );
+    }
+    // Our own handles must go, or the consumers would never see the disconnection.
+    drop(tx);
+    drop(rx);
+    for s in senders {
+        s.join().unwrap();
+    }
+    let (mut count, mut sum, mut squares) = (0u64, 0u64, 0u64);
+    for r in receivers {
+        let (c, s, q) = r.join().unwrap();
+        count += c;
+        sum = sum.wrapping_add(s);
+        squares = squares.wrapping_add(q);
+    }
+    let expected_sum = (0..total).fold(0u64, |a, v| a.wrapping_add(v));
+    let expected_squares = (0..total).fold(0u64, |a, v| a.wrapping_add(v.wrapping_mul(v)));
+    assert_eq!(count, total, "every message received exactly once (count)");
+    assert_eq!(sum, expected_sum, "no message lost or duplicated (sum)");
+    assert_eq!(
+        squares, expected_squares,
+        "no message lost or duplicated (sum of squares)"
+    );
+}
+
+pub(crate) fn channel_try_forms_full_and_empty<B: Backend>() {
+    let (tx, rx) = B::channel::<u64>(2).unwrap();
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+    tx.try_send(1).unwrap();
+    tx.try_send(2).unwrap();
+    match tx.try_send(3) {
+        Err(TrySendError::Full(v)) => assert_eq!(v, 3),
+        other => panic!("expected Full(3), got {other:?}"),
+    }
+    assert_eq!(rx.try_recv(), Ok(1));
+    tx.try_send(3).unwrap();
+    assert_eq!(rx.try_recv(), Ok(2));
+    assert_eq!(rx.try_recv(), Ok(3));
+    assert!(rx.try_recv().unwrap_err().is_empty());
+}
+
+pub(crate) fn channel_timeouts<B: Backend>() {
+    let (tx, rx) = B::channel::<u64>(1).unwrap();
+    let start = Instant::now();
+    assert_eq!(rx.recv_timeout(SHORT), Err(RecvTimeoutError::Timeout));
+    assert!(
+        start.elapsed() >= SHORT,
+        "recv_timeout returned before its timeout"
+    );
+    tx.send(1).unwrap();
+    let start = Instant::now();
+    match tx.send_timeout(2, SHORT) {
+        Err(SendTimeoutError::Timeout(v)) => assert_eq!(v, 2),
+        other => panic!("expected Timeout(2), got {other:?}"),
+    }
+    assert!(
+        start.elapsed() >= SHORT,
+        "send_timeout returned before its timeout"
+    );
+    // A timed receive that succeeds, and one woken by another unit.
+    assert_eq!(rx.recv_timeout(SHORT), Ok(1));
+    let tx2 = tx.clone();
+    let h = B::spawn(move || {
+        crate::support::pause();
+        tx2.send(5).unwrap();
+    })
+    .unwrap();
+    assert_eq!(rx.recv_timeout(LONG), Ok(5));
+    h.join().unwrap();
+}
+
+pub(crate) fn channel_capacity_zero_refused<B: Backend>() {
+    let err = B::channel::<u64>(0)
+        .err()
+        .expect("capacity 0 must be refused");
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert!(B::channel::<u64>(1).is_ok());
+}
+
+pub(crate) fn channel_close_drains_then_disconnects<B: Backend>() {
+    let (tx, rx) = B::channel::<u64>(8).unwrap();
+    for i in 0..3 {
+        tx.send(i).unwrap();
+    }
+    assert!(!tx.is_closed() && !rx.is_closed());
+    tx.close();
+    assert!(tx.is_closed() && rx.is_closed());
+    match tx.send(9) {
+        Err(SendError::Disconnected(v)) => assert_eq!(v, 9),
+        other => panic!("expected Disconnected(9), got {other:?}"),
+    }
+    assert!(tx.try_send(10).unwrap_err().is_disconnected());
+    for i in 0..3 {
+        assert_eq!(rx.recv(), Ok(i), "queued messages are drained after close");
+    }
+    assert_eq!(rx.recv(), Err(RecvError::Disconnected));
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+    assert_eq!(rx.recv_timeout(SHORT), Err(RecvTimeoutError::Disconnected));
+}
+
+pub(crate) fn channel_close_from_another_unit_wakes_receiver<B: Backend>() {
+    let (tx, rx) = B::channel::<u64>(8).unwrap();
+    let rx2 = rx.clone();
+    // Blocks in recv until the channel is closed; returns how many it got first.
+    let waiter = B::spawn(move || {
+        let mut got = 0u64;
+        while rx2.recv().is_ok() {
+            got += 1;
+        }
+        got
+    })
+    .unwrap();
+    tx.send(1).unwrap();
+    pause();
+    let closer = B::spawn(move || tx.close()).unwrap();
+    closer.join().unwrap();
+    assert_eq!(waiter.join().unwrap(), 1);
+    assert!(rx.is_closed());
+    assert_eq!(rx.recv(), Err(RecvError::Disconnected));
+}
+
+pub(crate) fn channel_close_wakes_blocked_sender<B: Backend>() {
+    let (tx, rx) = B::channel::<u64>(1).unwrap();
+    tx.send(1).unwrap();
+    let tx2 = tx.clone();
+    // Blocks in send (the channel is full) until the close; returns the value it got back.
+    let blocked = B::spawn(move || match tx2.send(2) {
+        Err(e) => e.into_inner(),
+        Ok(()) => 0,
+    })
+    .unwrap();
+    pause();
+    tx.close();
+    assert_eq!(
+        blocked.join().unwrap(),
+        2,
+        "the blocked sender got its value back"
+    );
+    assert_eq!(rx.recv(), Ok(1));
+    assert_eq!(rx.recv(), Err(RecvError::Disconnected));
+}
+
+pub(crate) fn channel_all_senders_dropped<B: Backend>() {
+    let (tx, rx) = B::channel::<u64>(4).unwrap();
+    let tx2 = tx.clone();
+    let producer = B::spawn(move || {
+        for i in 0..10 {
+            tx2.send(i).unwrap();
+        }
+        // tx2 is dropped as the unit ends.
+    })
+    .unwrap();
+    drop(tx);
+    let got: Vec<u64> = (0..10).map(|_| rx.recv_timeout(LONG).unwrap()).collect();
+    assert_eq!(got, (0..10).collect::<Vec<_>>());
+    producer.join().unwrap();
+    assert_eq!(rx.recv_timeout(LONG), Err(RecvTimeoutError::Disconnected));
+    assert_eq!(rx.recv(), Err(RecvError::Disconnected));
+    assert!(rx.is_closed());
+}
+
+pub(crate) fn channel_all_receivers_dropped<B: Backend>() {
+    let (tx, rx) = B::channel::<u64>(4).unwrap();
+    let rx2 = rx.clone();
+    let consumer = B::spawn(move || rx2.recv().unwrap()).unwrap();
+    tx.send(7).unwrap();
+    assert_eq!(consumer.join().unwrap(), 7);
+    drop(rx);
+    match tx.send(5) {
+        Err(SendError::Disconnected(v)) => assert_eq!(v, 5),
+        other => panic!("expected Disconnected(5), got {other:?}"),
+    }
+    assert!(tx.try_send(6).unwrap_err().is_disconnected());
+    assert!(tx.send_timeout(8, SHORT).unwrap_err().is_disconnected());
+    assert!(tx.is_closed());
+}
+
+pub(crate) fn channel_iter_ends_at_disconnection<B: Backend>() {
+    let (tx, rx) = B::channel::<u64>(8).unwrap();
+    let producer = B::spawn(move || {
+        for i in 0..100 {
+            tx.send(i).unwrap();
+        }
+    })
+    .unwrap();
+    let got: Vec<u64> = rx.iter().collect();
+    assert_eq!(got, (0..100).collect::<Vec<_>>());
+    producer.join().unwrap();
+}
+
+pub(crate) fn channel_try_iter_does_not_block<B: Backend>() {
+    let (tx, rx) = B::channel::<u64>(8).unwrap();
+    for i in 0..3 {
+        tx.send(i).unwrap();
+    }
+    let got: Vec<u64> = rx.try_iter().collect();
+    assert_eq!(got, [0, 1, 2]);
+    assert_eq!(
+        rx.try_iter().count(),
+        0,
+        "nothing queued: ends at once (tx is alive)"
+    );
+}
+
+pub(crate) fn channel_len_and_capacity<B: Backend>() {
+    let (tx, rx) = B::channel::<u64>(4).unwrap();
+    assert_eq!(tx.capacity(), Some(4));
+    assert_eq!(rx.capacity(), Some(4));
+    assert!(tx.is_empty() && rx.is_empty());
+    tx.send(1).unwrap();
+    tx.send(2).unwrap();
+    assert_eq!(tx.len(), 2);
+    assert_eq!(rx.len(), 2);
+    rx.recv().unwrap();
+    assert_eq!(rx.len(), 1);
+    let (utx, urx) = B::unbounded::<u64>().unwrap();
+    assert_eq!(utx.capacity(), None);
+    assert_eq!(urx.capacity(), None);
+    utx.send(1).unwrap();
+    assert_eq!(urx.len(), 1);
+    assert!(!urx.is_empty());
+}
+
+pub(crate) fn channel_unbounded_holds_many<B: Backend>() {
+    let n = 20_000 * scale() as u64;
+    let (tx, rx) = B::unbounded::<u64>().unwrap();
+    for i in 0..n {
+        tx.try_send(i).unwrap();
+    }
+    assert_eq!(rx.len() as u64, n);
+    drop(tx);
+    assert_eq!(
+        rx.iter().fold((0u64, 0u64), |(c, s), v| (c + 1, s + v)),
+        (n, n * (n - 1) / 2)
+    );
+}
+
+pub(crate) fn channel_error_values_are_returned<B: Backend>() {
+    // Non-Copy payloads come back intact in every send error.
+    let (tx, rx) = B::channel::<String>(1).unwrap();
+    tx.send("first".to_owned()).unwrap();
+    assert_eq!(
+        tx.try_send("full".to_owned()).unwrap_err().into_inner(),
+        "full"
+    );
+    assert_eq!(
+        tx.send_timeout("late".to_owned(), SHORT)
+            .unwrap_err()
+            .into_inner(),
+        "late"
+    );
+    drop(rx);
+    assert_eq!(tx.send("gone".to_owned()).unwrap_err().into_inner(), "gone");
+}

@@ -1,0 +1,118 @@
+//! The conformance suite: every behaviour of the contract's API section, written once as a
+//! generic function over `B: uniconc::Backend`, and instantiated here for every enabled backend,
+//! so test names carry the backend: `thread::channel_fifo`, `process::channel_fifo`,
+//! `tokio::channel_fifo`.
+//!
+//! Rules the tests follow so they hold for forked processes too: a spawned closure talks to the
+//! test only through uniconc primitives (channels, values, arrays, locks, join results), never
+//! through `Arc`/atomics/`Mutex` captured from the test; messages and results are serde types.
+//! Process-backend tests run one at a time and alone (see [`support::run`]); every test runs
+//! under a watchdog. Stress sizes scale with `UNICONC_STRESS_SCALE` (default 1).
+//!
+//! Files: `channel.rs`, `sync.rs`, `state.rs`, `spawn.rs`, `pool.rs`, `async_forms.rs`
+//! (the `_async` forms driven by a tokio runtime), `support.rs` (watchdog, scale, runtime).
+
+mod async_forms;
+mod channel;
+mod pool;
+mod spawn;
+mod state;
+mod support;
+mod sync;
+
+/// Calls `$m!` with the backend type and the list of every conformance test (`module::name`).
+macro_rules! all_tests {
+    ($m:ident, $backend:ty) => {
+        $m! { $backend;
+            channel::channel_fifo,
+            channel::channel_fifo_across_units,
+            channel::channel_mpmc_no_loss_no_duplicates,
+            channel::channel_try_forms_full_and_empty,
+            channel::channel_timeouts,
+            channel::channel_capacity_zero_refused,
+            channel::channel_close_drains_then_disconnects,
+            channel::channel_close_from_another_unit_wakes_receiver,
+            channel::channel_close_wakes_blocked_sender,
+            channel::channel_all_senders_dropped,
+            channel::channel_all_receivers_dropped,
+            channel::channel_iter_ends_at_disconnection,
+            channel::channel_try_iter_does_not_block,
+            channel::channel_len_and_capacity,
+            channel::channel_unbounded_holds_many,
+            channel::channel_error_values_are_returned,
+            sync::lock_mutual_exclusion_under_contention,
+            sync::lock_try_lock_and_timeout_while_held_elsewhere,
+            sync::semaphore_bounds_concurrency,
+            sync::semaphore_forget_release_available,
+            sync::semaphore_release_signals_another_unit,
+            sync::event_set_clear_wait_timeouts,
+            sync::barrier_one_leader_per_generation,
+            sync::barrier_timeout_withdraws,
+            sync::barrier_of_zero_refused,
+            state::value_load_store_update_under_contention,
+            state::value_lock_guard,
+            state::array_from_slice_get_set_bounds,
+            state::array_guard_and_to_vec_across_units,
+            spawn::spawn_returns_result,
+            spawn::spawn_panic_message,
+            spawn::spawn_join_timeout_then_join,
+            spawn::spawn_ids_are_distinct,
+            spawn::spawn_kill_where_supported,
+            spawn::spawn_async_runs_a_future,
+            pool::pool_map_keeps_input_order,
+            pool::pool_map_many_items,
+            pool::pool_imap_is_lazy_on_endless_input,
+            pool::pool_imap_unordered_is_complete,
+            pool::pool_submit_and_wait,
+            pool::pool_task_wait_timeout_then_wait,
+            pool::pool_panicking_task_is_isolated,
+            pool::pool_close_and_join,
+            pool::pool_terminate,
+            pool::pool_zero_workers_and_bad_settings_refused,
+            pool::pool_builder_settings,
+            pool::pool_task_timeout_where_supported,
+            pool::pool_capturing_closure,
+            async_forms::async_send_recv_fifo,
+            async_forms::async_mpmc_counts,
+            async_forms::async_recv_cancel_safety,
+            async_forms::async_send_waits_for_room_and_is_cancel_safe,
+            async_forms::async_lock,
+            async_forms::async_acquire_cancel_safety,
+            async_forms::async_event_wait,
+            async_forms::async_barrier_wait,
+            async_forms::async_join,
+            async_forms::async_task_wait,
+            async_forms::sync_producer_async_consumers,
+        }
+    };
+}
+
+/// One `#[test]` per conformance test, for one backend.
+macro_rules! instantiate_tests {
+    ($backend:ty; $($module:ident :: $test:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                crate::support::run::<$backend>(
+                    concat!(stringify!($module), "::", stringify!($test)),
+                    crate::$module::$test::<$backend>,
+                );
+            }
+        )*
+    };
+}
+
+#[cfg(feature = "thread")]
+mod thread {
+    all_tests!(instantiate_tests, uniconc::Thread);
+}
+
+#[cfg(all(feature = "process", unix))]
+mod process {
+    all_tests!(instantiate_tests, uniconc::Process);
+}
+
+#[cfg(feature = "tokio")]
+mod tokio {
+    all_tests!(instantiate_tests, uniconc::Tokio);
+}

@@ -1,0 +1,282 @@
+//! Pools: map order, lazy imap, unordered completeness, submit, panics, close/join/terminate,
+//! settings.
+
+use uniconc::prelude::*;
+use uniconc::{ErrorKind, PoolError, TaskError};
+
+use crate::support::{LONG, SHORT, scale};
+
+fn double(x: u64) -> u64 {
+    x * 2
+}
+
+pub(crate) fn pool_map_keeps_input_order<B: Backend>() {
+    let pool = B::pool(2).unwrap();
+    let out = pool.map(double, 0..1000u64).unwrap();
+    assert_eq!(out, (0..1000u64).map(double).collect::<Vec<_>>());
+    let empty: Vec<u64> = pool.map(double, Vec::<u64>::new()).unwrap();
+    assert!(empty.is_empty());
+    // Items that take different times still come back in input order.
+    let out = pool
+        .map(
+            |x: u64| {
+                std::thread::sleep(std::time::Duration::from_millis((5 - x % 5) * 2));
+                x
+            },
+            0..20u64,
+        )
+        .unwrap();
+    assert_eq!(out, (0..20).collect::<Vec<_>>());
+}
+
+pub(crate) fn pool_map_many_items<B: Backend>() {
+    let n = 200_000 * scale() as u64;
+    let pool = B::pool(2).unwrap();
+    let out = pool.map(|x: u64| x ^ 0x5555, 0..n).unwrap();
+    assert_eq!(out.len() as u64, n);
+    assert!(
+        out.iter()
+            .enumerate()
+            .all(|(i, &v)| v == (i as u64) ^ 0x5555)
+    );
+}
+
+pub(crate) fn pool_imap_is_lazy_on_endless_input<B: Backend>() {
+    let pool = B::pool(2).unwrap();
+    let first: Vec<u64> = pool
+        .imap(double, 0u64..)
+        .take(50)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(first, (0..50u64).map(double).collect::<Vec<_>>());
+    // Still usable afterwards (the abandoned iterator left nothing stuck).
+    assert_eq!(pool.map(double, [1u64, 2]).unwrap(), [2, 4]);
+}
+
+pub(crate) fn pool_imap_unordered_is_complete<B: Backend>() {
+    let pool = B::pool(3).unwrap();
+    let mut got: Vec<u64> = pool
+        .imap_unordered(double, 0..500u64)
+        .map(Result::unwrap)
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, (0..500u64).map(double).collect::<Vec<_>>());
+    let ordered: Vec<u64> = pool.imap(double, 0..500u64).map(Result::unwrap).collect();
+    assert_eq!(ordered, (0..500u64).map(double).collect::<Vec<_>>());
+}
+
+pub(crate) fn pool_submit_and_wait<B: Backend>() {
+    let pool = B::pool(2).unwrap();
+    let h = pool.submit(|x: u64| x + 1, 41).unwrap();
+    assert_eq!(h.wait(), Ok(42));
+    let handles: Vec<_> = (0..20u64)
+        .map(|i| pool.submit(|x: u64| x * x, i).unwrap())
+        .collect();
+    let results: Vec<u64> = handles.into_iter().map(|h| h.wait().unwrap()).collect();
+    assert_eq!(results, (0..20u64).map(|x| x * x).collect::<Vec<_>>());
+    let mut h = pool
+        .submit(|s: String| s.len() as u64, "four".to_owned())
+        .unwrap();
+    assert_eq!(h.wait_timeout(LONG), Ok(4));
+    assert!(h.is_finished());
+    assert_eq!(h.try_wait(), Err(TaskError::AlreadyTaken));
+}
+
+pub(crate) fn pool_task_wait_timeout_then_wait<B: Backend>() {
+    let pool = B::pool(1).unwrap();
+    let go = B::event().unwrap();
+    let go2 = go.clone();
+    let mut h = pool
+        .submit(
+            move |x: u64| {
+                go2.wait_timeout(LONG).unwrap();
+                x
+            },
+            5,
+        )
+        .unwrap();
+    assert_eq!(h.wait_timeout(SHORT), Err(TaskError::Timeout));
+    assert_eq!(h.try_wait(), Err(TaskError::Timeout));
+    assert!(!h.is_finished());
+    go.set();
+    assert_eq!(h.wait(), Ok(5));
+}
+
+pub(crate) fn pool_panicking_task_is_isolated<B: Backend>() {
+    let pool = B::pool(2).unwrap();
+    let r = pool.map(
+        |x: u64| {
+            if x == 13 {
+                panic!("unlucky {x}");
+            }
+            x
+        },
+        0..100u64,
+    );
+    match r {
+        Err(PoolError::Task {
+            index: 13,
+            error: TaskError::Panicked(msg),
+        }) => {
+            assert!(msg.contains("unlucky 13"), "message: {msg}")
+        }
+        other => panic!("expected task 13 to panic, got {other:?}"),
+    }
+    let h = pool
+        .submit(|_: u64| -> u64 { panic!("submitted boom") }, 0)
+        .unwrap();
+    assert!(matches!(h.wait(), Err(TaskError::Panicked(m)) if m.contains("submitted boom")));
+    let results: Vec<Result<u64, TaskError>> = pool
+        .imap(
+            |x: u64| if x == 2 { panic!("imap boom") } else { x },
+            0..5u64,
+        )
+        .collect();
+    assert_eq!(results.len(), 5);
+    assert!(matches!(&results[2], Err(TaskError::Panicked(m)) if m.contains("imap boom")));
+    assert_eq!(results[4], Ok(4));
+    // The pool is still usable.
+    assert_eq!(
+        pool.map(double, 0..10u64).unwrap(),
+        (0..10u64).map(double).collect::<Vec<_>>()
+    );
+}
+
+pub(crate) fn pool_close_and_join<B: Backend>() {
+    let pool = B::pool(2).unwrap();
+    let queued: Vec<_> = (0..10u64)
+        .map(|i| pool.submit(double, i).unwrap())
+        .collect();
+    pool.close();
+    assert!(matches!(pool.submit(double, 1), Err(PoolError::Closed)));
+    assert!(matches!(pool.map(double, [1u64]), Err(PoolError::Closed)));
+    let mut it = pool.imap(double, [1u64, 2]);
+    assert_eq!(it.next(), Some(Err(TaskError::Cancelled)));
+    assert_eq!(it.next(), None);
+    drop(it);
+    pool.join().unwrap();
+    // Work queued before the close still ran.
+    let done: Vec<u64> = queued.into_iter().map(|h| h.wait().unwrap()).collect();
+    assert_eq!(done, (0..10u64).map(double).collect::<Vec<_>>());
+}
+
+pub(crate) fn pool_terminate<B: Backend>() {
+    let pool = B::pool(1).unwrap();
+    let go = B::event().unwrap();
+    let go2 = go.clone();
+    let running = pool
+        .submit(
+            move |_: u64| {
+                go2.wait_timeout(LONG).unwrap();
+                1u64
+            },
+            0,
+        )
+        .unwrap();
+    let queued = pool.submit(double, 3).unwrap();
+    crate::support::pause();
+    pool.terminate();
+    go.set();
+    assert_eq!(
+        queued.wait(),
+        Err(TaskError::Cancelled),
+        "queued work is cancelled"
+    );
+    // The running task either finished or was stopped, depending on the backend.
+    assert!(matches!(running.wait(), Ok(1) | Err(TaskError::Cancelled)));
+    assert!(matches!(pool.submit(double, 1), Err(PoolError::Closed)));
+    pool.join().unwrap();
+}
+
+pub(crate) fn pool_zero_workers_and_bad_settings_refused<B: Backend>() {
+    assert_eq!(
+        B::pool(0).err().expect("0 workers").kind(),
+        ErrorKind::InvalidArgument
+    );
+    let bad = <B::Pool as uniconc::Pool>::builder()
+        .workers(1)
+        .chunk_size(0)
+        .build();
+    assert_eq!(
+        bad.err().expect("chunk 0").kind(),
+        ErrorKind::InvalidArgument
+    );
+    let bad = <B::Pool as uniconc::Pool>::builder()
+        .workers(1)
+        .max_tasks_per_worker(0)
+        .build();
+    assert_eq!(
+        bad.err().expect("max tasks 0").kind(),
+        ErrorKind::InvalidArgument
+    );
+}
+
+pub(crate) fn pool_builder_settings<B: Backend>() {
+    let pool = <B::Pool as uniconc::Pool>::builder()
+        .workers(2)
+        .chunk_size(3)
+        .max_tasks_per_worker(2)
+        .build()
+        .unwrap();
+    assert_eq!(pool.config().workers, 2);
+    assert_eq!(pool.config().chunk_size, Some(3));
+    assert_eq!(pool.config().max_tasks_per_worker, Some(2));
+    // Enough chunks that every worker is replaced several times.
+    let out = pool.map(double, 0..100u64).unwrap();
+    assert_eq!(out, (0..100u64).map(double).collect::<Vec<_>>());
+    let handles: Vec<_> = (0..10u64)
+        .map(|i| pool.submit(double, i).unwrap())
+        .collect();
+    for (i, h) in handles.into_iter().enumerate() {
+        assert_eq!(h.wait(), Ok(i as u64 * 2));
+    }
+}
+
+pub(crate) fn pool_task_timeout_where_supported<B: Backend>() {
+    let built = <B::Pool as uniconc::Pool>::builder()
+        .workers(1)
+        .task_timeout(std::time::Duration::from_millis(100))
+        .build();
+    if B::NAME == "thread" {
+        let err = built.err().expect("a thread pool cannot stop a task");
+        assert_eq!(err.kind(), ErrorKind::Unsupported);
+        return;
+    }
+    let pool = built.expect("processes and tasks can be stopped");
+    let h = pool
+        .submit(
+            |_: u64| {
+                // Short enough that a backend which reports the deadline without being able
+                // to stop the work does not hold the test up for long.
+                std::thread::sleep(std::time::Duration::from_secs(3));
+                0u64
+            },
+            0,
+        )
+        .unwrap();
+    assert_eq!(h.wait(), Err(TaskError::DeadlineExceeded));
+    assert_eq!(
+        pool.map(double, [1u64]).unwrap(),
+        [2],
+        "the pool stays usable"
+    );
+}
+
+pub(crate) fn pool_capturing_closure<B: Backend>() {
+    let pool = B::pool(2).unwrap();
+    let offset = 1000u64;
+    let prefix = String::from("item-");
+    let out = pool
+        .map(move |x: u64| format!("{prefix}{}", x + offset), 0..5u64)
+        .unwrap();
+    assert_eq!(
+        out,
+        [
+            "item-1000",
+            "item-1001",
+            "item-1002",
+            "item-1003",
+            "item-1004"
+        ]
+    );
+}

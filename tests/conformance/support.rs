@@ -1,0 +1,76 @@
+//! Test support: the watchdog, fork serialisation, stress scale, and the tokio runtime that
+//! drives the async flavour.
+
+use std::future::Future;
+use std::panic::{catch_unwind, resume_unwind};
+use std::sync::{PoisonError, RwLock};
+use std::time::Duration;
+
+use uniconc::Backend;
+
+/// How long one test may run before it counts as hung.
+const WATCHDOG: Duration = Duration::from_secs(60);
+
+/// Process-backend tests take this exclusively (forking while another test thread holds a lock,
+/// e.g. stdout's, could deadlock the child); every other test takes it shared.
+static FORK_GUARD: RwLock<()> = RwLock::new(());
+
+/// Runs one test body under the watchdog: on its own thread, failing the test if it has not
+/// finished after [`WATCHDOG`] (a hang fails instead of stalling CI).
+pub(crate) fn run<B: Backend>(name: &'static str, body: fn()) {
+    let _exclusive;
+    let _shared;
+    if B::NAME == "process" {
+        _exclusive = FORK_GUARD.write().unwrap_or_else(PoisonError::into_inner);
+    } else {
+        _shared = FORK_GUARD.read().unwrap_or_else(PoisonError::into_inner);
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = std::thread::Builder::new()
+        .name(format!("{}::{name}", B::NAME))
+        .spawn(move || {
+            let _ = tx.send(catch_unwind(body));
+        })
+        .expect("could not start the test thread");
+    match rx.recv_timeout(WATCHDOG) {
+        Ok(Ok(())) => t.join().expect("the test thread finished"),
+        Ok(Err(panic)) => {
+            let _ = t.join();
+            resume_unwind(panic)
+        }
+        Err(_) => panic!(
+            "watchdog: {}::{name} did not finish within {WATCHDOG:?}",
+            B::NAME
+        ),
+    }
+}
+
+/// The stress multiplier from `UNICONC_STRESS_SCALE` (default 1).
+pub(crate) fn scale() -> usize {
+    std::env::var("UNICONC_STRESS_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or(1)
+}
+
+/// Runs `fut` to completion on a fresh multi-thread tokio runtime (2 workers).
+pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("could not build a tokio runtime")
+        .block_on(fut)
+}
+
+/// A short pause (used only to let another unit reach a blocking call; never asserted on).
+pub(crate) fn pause() {
+    std::thread::sleep(Duration::from_millis(50));
+}
+
+/// A timeout long enough never to expire in a passing test.
+pub(crate) const LONG: Duration = Duration::from_secs(20);
+
+/// A short timeout for calls that must time out.
+pub(crate) const SHORT: Duration = Duration::from_millis(30);
