@@ -2,15 +2,15 @@
 //!
 //! # Structure (and why: see `README.md` for the measurements)
 //!
-//! [`Shared`] holds a `VecDeque<T>` and the two waiter lists under one `std::sync::Mutex`, like
+//! `Shared` holds a `VecDeque<T>` and the two waiter lists under one `std::sync::Mutex`, like
 //! flume's `Chan`. A waiter is a [`Waker`]: the waker of a task for the `_async` forms, or the
-//! waker of a parked thread for the blocking forms ([`crate::runtime::block_on`] drives the very
+//! waker of a parked thread for the blocking forms (`runtime::block_on` drives the very
 //! same future). So blocking and async users of one channel queue in one FIFO and wake each
 //! other; there is one implementation of every operation.
 //!
 //! # Wake-up protocol
 //!
-//! - A future that must wait registers its waker under an id it keeps (`slot`). A later poll
+//! - A future that must wait registers its waker under a key it keeps (`slot`). A later poll
 //!   that still cannot proceed updates the waker in place (or re-registers if it was woken).
 //! - `send` pops the first receiver waiter and wakes it; `recv` pops the first sender waiter
 //!   (a slot was freed). Popping is the notification: a woken waiter is no longer listed.
@@ -43,39 +43,122 @@ use uniconc_core::{
 
 use crate::runtime::block_on;
 
-/// A FIFO of waiting futures, each known by the id it keeps in its `slot`.
-#[derive(Default)]
+/// A queue emptied while its buffer holds more than this many slots gives the memory back.
+const SHRINK_ABOVE: usize = 4096;
+
+/// "No node" in [`Waiters`]' links.
+const NIL: usize = usize::MAX;
+
+/// What a waiting future keeps to find its entry again: the node's index and the generation
+/// the node had when it was handed out (a node reused by another waiter has a new one).
+type Key = (usize, u64);
+
+/// One waiter; listed exactly when `waker` is `Some`.
+struct Node {
+    waker: Option<Waker>,
+    generation: u64,
+    prev: usize,
+    next: usize,
+}
+
+/// A FIFO of waiting futures: a doubly linked list threaded through a slab of nodes, so that
+/// registering, removing any waiter (a cancelled or timed-out one) and popping the first are
+/// all O(1), however many wait on one channel.
 struct Waiters {
-    list: VecDeque<(u64, Waker)>,
-    next_id: u64,
+    nodes: Vec<Node>,
+    /// Unlisted nodes, for reuse.
+    free: Vec<usize>,
+    head: usize,
+    tail: usize,
+    /// Generation of the next node handed out; a `u64` never wraps in practice.
+    next_generation: u64,
+}
+
+impl Default for Waiters {
+    fn default() -> Self {
+        Self {
+            nodes: Vec::new(),
+            free: Vec::new(),
+            head: NIL,
+            tail: NIL,
+            next_generation: 0,
+        }
+    }
 }
 
 impl Waiters {
-    /// Lists `waker` under the id in `slot` (giving it one if it has none), or updates the
-    /// waker if that id is still listed.
-    fn register(&mut self, slot: &mut Option<u64>, waker: &Waker) {
-        if let Some(id) = *slot {
-            if let Some((_, w)) = self.list.iter_mut().find(|(i, _)| *i == id) {
+    fn is_listed(&self, (i, generation): Key) -> bool {
+        self.nodes
+            .get(i)
+            .is_some_and(|n| n.generation == generation && n.waker.is_some())
+    }
+
+    /// Lists `waker` at the back and returns its key.
+    fn push_back(&mut self, waker: Waker) -> Key {
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let node = Node {
+            waker: Some(waker),
+            generation,
+            prev: self.tail,
+            next: NIL,
+        };
+        let i = if let Some(i) = self.free.pop() {
+            self.nodes[i] = node;
+            i
+        } else {
+            if self.nodes.capacity() == 0 {
+                // Most channels never have more than one waiter per side: start with one.
+                self.nodes.reserve_exact(1);
+            }
+            self.nodes.push(node);
+            self.nodes.len() - 1
+        };
+        match self.tail {
+            NIL => self.head = i,
+            t => self.nodes[t].next = i,
+        }
+        self.tail = i;
+        (i, generation)
+    }
+
+    /// Unlists node `i` (which must be listed) and returns its waker.
+    fn unlink(&mut self, i: usize) -> Waker {
+        let node = &mut self.nodes[i];
+        let waker = node.waker.take().expect("only listed nodes are unlinked");
+        let (prev, next) = (node.prev, node.next);
+        match prev {
+            NIL => self.head = next,
+            p => self.nodes[p].next = next,
+        }
+        match next {
+            NIL => self.tail = prev,
+            n => self.nodes[n].prev = prev,
+        }
+        self.free.push(i);
+        waker
+    }
+
+    /// Lists `waker` under the key in `slot` (giving it a new key if it has none, or if it
+    /// was woken since), or updates the waker if that key is still listed. A re-listed waiter
+    /// goes to the back (FIFO among the ones not woken yet).
+    fn register(&mut self, slot: &mut Option<Key>, waker: &Waker) {
+        if let Some(key) = *slot {
+            if self.is_listed(key) {
+                let w = self.nodes[key.0].waker.as_mut().expect("listed");
                 if !w.will_wake(waker) {
                     w.clone_from(waker);
                 }
                 return;
             }
-            // Woken and still unable to proceed: queue again, at the back (FIFO fairness
-            // among the ones that have not been woken yet).
-            self.list.push_back((id, waker.clone()));
-        } else {
-            let id = self.next_id;
-            self.next_id = self.next_id.wrapping_add(1);
-            *slot = Some(id);
-            self.list.push_back((id, waker.clone()));
         }
+        *slot = Some(self.push_back(waker.clone()));
     }
 
-    /// Removes the waiter `id`; `false` if it was not listed (it had been woken).
-    fn remove(&mut self, id: u64) -> bool {
-        if let Some(pos) = self.list.iter().position(|(i, _)| *i == id) {
-            self.list.remove(pos);
+    /// Removes the waiter `key`; `false` if it was not listed (it had been woken).
+    fn remove(&mut self, key: Key) -> bool {
+        if self.is_listed(key) {
+            self.unlink(key.0);
             true
         } else {
             false
@@ -84,12 +167,21 @@ impl Waiters {
 
     /// Takes the first waiter off the list, to be woken.
     fn pop(&mut self) -> Option<Waker> {
-        self.list.pop_front().map(|(_, w)| w)
+        match self.head {
+            NIL => None,
+            h => Some(self.unlink(h)),
+        }
     }
 
     /// Takes every waiter off the list.
-    fn take_all(&mut self) -> VecDeque<(u64, Waker)> {
-        std::mem::take(&mut self.list)
+    fn take_all(&mut self) -> Vec<Waker> {
+        std::iter::from_fn(|| self.pop()).collect()
+    }
+
+    /// `true` if nobody waits.
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.head == NIL
     }
 }
 
@@ -144,7 +236,7 @@ impl<T> Shared<T> {
             VecDeque::new()
         };
         drop(st);
-        for (_, w) in recv.into_iter().chain(send) {
+        for w in recv.into_iter().chain(send) {
             w.wake();
         }
         drop(queue);
@@ -173,6 +265,10 @@ impl<T> Shared<T> {
     ) -> Result<(T, Option<Waker>), TryRecvError> {
         match st.queue.pop_front() {
             Some(v) => {
+                if st.queue.is_empty() && st.queue.capacity() > SHRINK_ABOVE {
+                    // A burst is over: give back its memory (a ring never shrinks by itself).
+                    st.queue.shrink_to(SHRINK_ABOVE / 16);
+                }
                 let w = if self.cap.is_some() {
                     st.send_waiters.pop()
                 } else {
@@ -320,7 +416,7 @@ impl<T> fmt::Debug for Receiver<T> {
 pub struct SendFuture<'a, T> {
     shared: &'a Shared<T>,
     value: Option<T>,
-    slot: Option<u64>,
+    slot: Option<Key>,
 }
 
 // The value is never pinned (it is moved in and out of the `Option`), so the future is `Unpin`
@@ -338,8 +434,8 @@ impl<T> Future for SendFuture<'_, T> {
         let mut st = this.shared.lock();
         match this.shared.try_send_locked(&mut st, value) {
             Ok(waker) => {
-                if let Some(id) = this.slot.take() {
-                    st.send_waiters.remove(id);
+                if let Some(key) = this.slot.take() {
+                    st.send_waiters.remove(key);
                 }
                 drop(st);
                 if let Some(w) = waker {
@@ -353,8 +449,8 @@ impl<T> Future for SendFuture<'_, T> {
                 Poll::Pending
             }
             Err(e) => {
-                if let Some(id) = this.slot.take() {
-                    st.send_waiters.remove(id);
+                if let Some(key) = this.slot.take() {
+                    st.send_waiters.remove(key);
                 }
                 Poll::Ready(Err(SendError::Disconnected(e.into_inner())))
             }
@@ -364,10 +460,10 @@ impl<T> Future for SendFuture<'_, T> {
 
 impl<T> Drop for SendFuture<'_, T> {
     fn drop(&mut self) {
-        if let Some(id) = self.slot.take() {
+        if let Some(key) = self.slot.take() {
             let mut st = self.shared.lock();
             // Woken for a free slot but never used it: hand the wake-up to the next sender.
-            let pass_on = if !st.send_waiters.remove(id) && self.shared.has_room(&st) {
+            let pass_on = if !st.send_waiters.remove(key) && self.shared.has_room(&st) {
                 st.send_waiters.pop()
             } else {
                 None
@@ -388,7 +484,7 @@ impl<T> Drop for SendFuture<'_, T> {
 #[must_use = "futures do nothing unless polled"]
 pub struct RecvFuture<'a, T> {
     shared: &'a Shared<T>,
-    slot: Option<u64>,
+    slot: Option<Key>,
 }
 
 impl<T> Future for RecvFuture<'_, T> {
@@ -399,8 +495,8 @@ impl<T> Future for RecvFuture<'_, T> {
         let mut st = this.shared.lock();
         match this.shared.try_recv_locked(&mut st) {
             Ok((v, waker)) => {
-                if let Some(id) = this.slot.take() {
-                    st.recv_waiters.remove(id);
+                if let Some(key) = this.slot.take() {
+                    st.recv_waiters.remove(key);
                 }
                 drop(st);
                 if let Some(w) = waker {
@@ -413,8 +509,8 @@ impl<T> Future for RecvFuture<'_, T> {
                 Poll::Pending
             }
             Err(_) => {
-                if let Some(id) = this.slot.take() {
-                    st.recv_waiters.remove(id);
+                if let Some(key) = this.slot.take() {
+                    st.recv_waiters.remove(key);
                 }
                 Poll::Ready(Err(RecvError::Disconnected))
             }
@@ -424,10 +520,10 @@ impl<T> Future for RecvFuture<'_, T> {
 
 impl<T> Drop for RecvFuture<'_, T> {
     fn drop(&mut self) {
-        if let Some(id) = self.slot.take() {
+        if let Some(key) = self.slot.take() {
             let mut st = self.shared.lock();
             // Woken for a message but never took it: hand the wake-up to the next receiver.
-            let pass_on = if !st.recv_waiters.remove(id) && !st.queue.is_empty() {
+            let pass_on = if !st.recv_waiters.remove(key) && !st.queue.is_empty() {
                 st.recv_waiters.pop()
             } else {
                 None
@@ -612,6 +708,46 @@ mod tests {
     use super::*;
     use uniconc_core::{Receiver as _, Sender as _};
 
+    /// A waker that counts its wake-ups.
+    fn counting_waker() -> (Waker, Arc<AtomicUsize>) {
+        struct Count(Arc<AtomicUsize>);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let n = Arc::new(AtomicUsize::new(0));
+        (Waker::from(Arc::new(Count(n.clone()))), n)
+    }
+
+    #[test]
+    fn waiters_are_fifo_with_o1_removal_and_stale_keys() {
+        let mut w = Waiters::default();
+        let (wakers, counts): (Vec<_>, Vec<_>) = (0..4).map(|_| counting_waker()).unzip();
+        let mut slots = [None; 4];
+        for (slot, waker) in slots.iter_mut().zip(&wakers) {
+            w.register(slot, waker);
+        }
+        // Re-registering a listed waiter keeps its place.
+        let k0 = slots[0];
+        w.register(&mut slots[0], &wakers[0]);
+        assert_eq!(slots[0], k0);
+        assert!(w.remove(slots[2].unwrap()));
+        assert!(!w.remove(slots[2].unwrap()), "removed twice");
+        w.pop().unwrap().wake(); // 0
+        w.pop().unwrap().wake(); // 1
+        // 0 was woken: its key is stale, so it re-lists at the back with a new key (even
+        // though its node may have been reused).
+        w.register(&mut slots[0], &wakers[0]);
+        assert_ne!(slots[0], k0);
+        w.pop().unwrap().wake(); // 3
+        w.pop().unwrap().wake(); // 0 again
+        assert!(w.pop().is_none() && w.is_empty());
+        let seen: Vec<usize> = counts.iter().map(|c| c.load(Ordering::SeqCst)).collect();
+        assert_eq!(seen, vec![2, 1, 0, 1]);
+        assert_eq!(w.take_all().len(), 0);
+    }
+
     #[test]
     fn zero_capacity_is_an_error() {
         let e = channel::<u8>(0).unwrap_err();
@@ -647,7 +783,7 @@ mod tests {
         assert!(e.is_timeout());
         // Nothing was left registered by the timed-out calls.
         let st = tx.shared.lock();
-        assert!(st.recv_waiters.list.is_empty() && st.send_waiters.list.is_empty());
+        assert!(st.recv_waiters.is_empty() && st.send_waiters.is_empty());
     }
 
     #[test]
@@ -673,6 +809,19 @@ mod tests {
         assert!(tx.send(2).unwrap_err().is_disconnected());
         assert_eq!(rx.recv().unwrap(), 1);
         assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Disconnected);
+    }
+
+    #[test]
+    fn an_emptied_queue_gives_back_a_burst_s_memory() {
+        let (tx, rx) = unbounded::<u64>().unwrap();
+        for i in 0..100_000 {
+            tx.send(i).unwrap();
+        }
+        assert!(tx.shared.lock().queue.capacity() >= 100_000);
+        for i in 0..100_000 {
+            assert_eq!(rx.try_recv().unwrap(), i);
+        }
+        assert!(tx.shared.lock().queue.capacity() <= SHRINK_ABOVE);
     }
 
     #[test]

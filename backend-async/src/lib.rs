@@ -47,10 +47,10 @@
 //! ## Modules
 //!
 //! - [`channel`](mod@channel): the MPMC channel (own implementation; see `README.md` for why).
-//! - [`lock`], [`semaphore`], [`event`], [`barrier`]: synchronisation.
+//! - [`lock`](mod@lock), [`semaphore`](mod@semaphore), [`event`](mod@event), [`barrier`](mod@barrier): synchronisation.
 //! - [`state`]: [`Value`] and [`Array`].
-//! - [`unit`]: [`spawn`], [`spawn_async`], [`JoinHandle`].
-//! - [`pool`]: [`Pool`], a concurrency-limited set of tasks.
+//! - [`unit`](mod@unit): [`spawn`], [`spawn_async`], [`JoinHandle`].
+//! - [`pool`](mod@pool): [`Pool`], a concurrency-limited set of tasks.
 //! - [`runtime`]: the runtime used and the blocking-wait driver.
 
 #![deny(missing_docs)]

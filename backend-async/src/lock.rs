@@ -2,7 +2,6 @@
 //! [`tokio::sync::Semaphore`] (fair, FIFO, cancel-safe), with std-style poisoning.
 
 use std::fmt;
-use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -157,18 +156,14 @@ impl uniconc_core::Lock for Lock {
     /// # Cancel safety
     /// tokio's `Semaphore::acquire` is cancel-safe: dropping the future leaves the lock as
     /// it was and keeps no place in the queue.
-    fn lock_async(
-        &self,
-    ) -> impl Future<Output = Result<LockGuard<'_>, LockError<LockGuard<'_>>>> + Send + '_ {
-        async move {
-            let permit = self
-                .inner
-                .sem
-                .acquire()
-                .await
-                .expect("the lock's semaphore is never closed");
-            self.guard(permit)
-        }
+    async fn lock_async(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
+        let permit = self
+            .inner
+            .sem
+            .acquire()
+            .await
+            .expect("the lock's semaphore is never closed");
+        self.guard(permit)
     }
 
     fn is_locked(&self) -> bool {

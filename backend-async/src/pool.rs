@@ -6,9 +6,16 @@
 //! block or burn CPU); an async closure ([`Pool::map_async`], [`Pool::submit_async`]) runs in
 //! the task itself.
 //!
+//! Jobs start in submission order (the permit request is registered on the submitting thread;
+//! tokio's semaphore is FIFO), so with one worker they run one after another as submitted.
+//!
 //! Every job is listed (its `AbortHandle`) until it ends, so [`terminate`](uniconc_core::Pool::terminate)
 //! and dropping the pool abort them, and [`join`](uniconc_core::Pool::join) waits for the list
 //! to empty.
+//!
+//! `task_timeout` applies to each `submit`; a `map`/`imap` chunk of `k` items (see
+//! `chunk_size`) gets `k × task_timeout`, and on expiry every item of the chunk reports
+//! `DeadlineExceeded`. Use `chunk_size(1)` for a per-item deadline.
 //!
 //! # What tokio cannot do
 //!
@@ -17,8 +24,8 @@
 //! `DeadlineExceeded`) and give its permit back, but the closure itself runs to its end in the
 //! background. Async jobs are truly stopped. `max_tasks_per_worker` is accepted and has no
 //! effect (there are no long-lived workers to replace). `task_timeout` needs the runtime's
-//! time driver (the crate's own runtime has it; a user runtime built without `enable_time`
-//! makes timed jobs fail with `Panicked`, naming tokio's message).
+//! time driver (the crate's own runtime has it; building a pool with a `task_timeout` on a
+//! user runtime without `enable_time` is refused with `InvalidArgument`).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
@@ -27,6 +34,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
@@ -157,13 +165,11 @@ impl<R: Send + 'static> uniconc_core::TaskHandle<R> for TaskHandle<R> {
         }
     }
 
-    fn wait_async(&mut self) -> impl Future<Output = Result<R, TaskError>> + Send + '_ {
-        async move {
-            let h = self.inner.as_mut().ok_or(TaskError::AlreadyTaken)?;
-            let r = h.await;
-            self.inner = None;
-            flatten(r)
-        }
+    async fn wait_async(&mut self) -> Result<R, TaskError> {
+        let h = self.inner.as_mut().ok_or(TaskError::AlreadyTaken)?;
+        let r = h.await;
+        self.inner = None;
+        flatten(r)
     }
 
     fn is_finished(&self) -> bool {
@@ -229,13 +235,26 @@ impl Pool {
             inner: self.inner.clone(),
             id,
         };
-        let limit = self.inner.limit.clone();
+        // Jobs start in submission order: tokio's semaphore is FIFO in the order waiters are
+        // first polled, so the permit request is polled here, on the submitting thread, not
+        // when the task happens to be polled (two fresh tasks race on two workers). Boxed so
+        // the registered request can move into the task.
+        let mut acquire = Box::pin(self.inner.limit.clone().acquire_owned());
+        let early = acquire
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()));
         let job = make();
         // Not under the lock: a runtime that is shutting down drops the future right here,
         // and `Unlist` takes the lock.
         let h = self.inner.handle.spawn(async move {
             let _unlist = unlist;
-            let Ok(_permit) = limit.acquire_owned().await else {
+            let permit = match early {
+                Poll::Ready(p) => p,
+                // The task's first poll replaces the no-op waker; a permit granted in between
+                // is seen by that poll.
+                Poll::Pending => acquire.await,
+            };
+            let Ok(_permit) = permit else {
                 // `terminate` closed the semaphore: this job must not start. It is (or is
                 // about to be) aborted, which reports `Cancelled`; wait for that.
                 return std::future::pending().await;
@@ -517,17 +536,30 @@ where
     }
 }
 
+/// `true` if `handle`'s runtime has a time driver. tokio offers no query for it: creating a
+/// `Sleep` panics without one, so that is the probe (tokio's panic message is printed once).
+fn has_time_driver(handle: &Handle) -> bool {
+    let _enter = handle.enter();
+    catch_unwind(|| drop(tokio::time::sleep(Duration::ZERO))).is_ok()
+}
+
 impl uniconc_core::Pool for Pool {
     type TaskHandle<R: Message> = TaskHandle<R>;
 
     /// # Errors
     /// The crate's own runtime could not be started; more workers than tokio's semaphore
-    /// can count.
+    /// can count; `task_timeout` on a runtime without a time driver (`InvalidArgument`).
     fn with_config(config: PoolConfig) -> Result<Self, Error> {
         if config.workers > tokio::sync::Semaphore::MAX_PERMITS {
             return Err(Error::invalid_argument("too many workers for a pool"));
         }
         let handle = try_handle()?;
+        if config.task_timeout.is_some() && !has_time_driver(&handle) {
+            return Err(Error::invalid_argument(
+                "task_timeout needs a runtime with the time driver (build it with \
+                 `enable_time()` or `enable_all()`)",
+            ));
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 handle,

@@ -1,8 +1,8 @@
 //! The runtime the backend runs on, and the one blocking wait every blocking call goes through.
 //!
-//! - [`handle`]: the runtime of the caller if it runs inside one, else a multi-thread runtime
+//! - `try_handle`: the runtime of the caller if it runs inside one, else a multi-thread runtime
 //!   owned by this crate and started on first use.
-//! - [`block_on`]: drives one future to completion (or to a deadline) on the calling thread,
+//! - `block_on`: drives one future to completion (or to a deadline) on the calling thread,
 //!   parking the thread between polls. Every blocking call of the backend (`send`, `recv`,
 //!   `lock`, `join`, ...) is the same future its `_async` form returns, driven by this function:
 //!   one core, two kinds of waiter (a task's waker or a parked thread).
@@ -81,8 +81,13 @@ pub(crate) fn block_on<F: Future + Unpin>(
     deadline: Option<Instant>,
 ) -> Option<F::Output> {
     let mut fut = Pin::new(fut);
-    THREAD_WAKER.with(|waker| {
-        let mut cx = Context::from_waker(waker);
+    // During thread-local destruction (a blocking call in some other TLS value's `Drop`) the
+    // cached waker is gone: make one for this call.
+    let waker = THREAD_WAKER
+        .try_with(Waker::clone)
+        .unwrap_or_else(|_| Waker::from(Arc::new(ThreadWaker(std::thread::current()))));
+    {
+        let mut cx = Context::from_waker(&waker);
         if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
             return Some(v);
         }
@@ -115,7 +120,7 @@ pub(crate) fn block_on<F: Future + Unpin>(
                 }
             }
         })
-    })
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,5 @@
 //! [`Semaphore`]: a counting semaphore on [`tokio::sync::Semaphore`] (fair, FIFO, cancel-safe).
 
-use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Instant;
@@ -60,14 +59,12 @@ impl uniconc_core::Semaphore for Semaphore {
 
     /// # Cancel safety
     /// tokio's `acquire` takes the permit only in the poll that returns it.
-    fn take_async(&self) -> impl Future<Output = ()> + Send + '_ {
-        async move {
-            self.inner
-                .acquire()
-                .await
-                .expect("the semaphore is never closed")
-                .forget();
-        }
+    async fn take_async(&self) {
+        self.inner
+            .acquire()
+            .await
+            .expect("the semaphore is never closed")
+            .forget();
     }
 
     /// # Panics

@@ -130,13 +130,11 @@ impl<R: Send + 'static> uniconc_core::JoinHandle<R> for JoinHandle<R> {
 
     /// # Cancel safety
     /// Dropping the future leaves the handle joinable.
-    fn join_async(&mut self) -> impl Future<Output = Result<R, JoinError>> + Send + '_ {
-        async move {
-            let h = self.inner.as_mut().ok_or(JoinError::AlreadyJoined)?;
-            let r = h.await;
-            self.inner = None;
-            r.map_err(join_error)
-        }
+    async fn join_async(&mut self) -> Result<R, JoinError> {
+        let h = self.inner.as_mut().ok_or(JoinError::AlreadyJoined)?;
+        let r = h.await;
+        self.inner = None;
+        r.map_err(join_error)
     }
 
     fn is_finished(&self) -> bool {

@@ -358,3 +358,103 @@ fn works_inside_a_user_runtime() {
         assert_eq!(v, 11);
     });
 }
+
+/// Many consumers, each racing `recv_async` against a short timer, many producers with small
+/// capacity (senders wait too): every message arrives exactly once and nothing hangs, so no
+/// wake-up is lost to a cancelled future (the pass-on rule).
+#[test]
+fn cancellation_stress_many_consumers() {
+    watchdog(120, || {
+        let per = scale(5_000);
+        let rt = rt();
+        let all = rt.block_on(async move {
+            let (tx, rx) = channel::<usize>(2).unwrap();
+            let mut ps = Vec::new();
+            for p in 0..3 {
+                let tx = tx.clone();
+                ps.push(tokio::spawn(async move {
+                    for i in 0..per {
+                        // Senders are cancelled too: a cancelled send drops its own copy
+                        // (`usize` is `Copy`), and the loop sends the value again.
+                        loop {
+                            tokio::select! {
+                                r = tx.send_async(p * per + i) => { r.unwrap(); break; }
+                                () = tokio::time::sleep(Duration::from_micros(20)) => {}
+                            }
+                        }
+                    }
+                }));
+            }
+            drop(tx);
+            let mut cs = Vec::new();
+            for _ in 0..4 {
+                let rx = rx.clone();
+                cs.push(tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    loop {
+                        tokio::select! {
+                            r = rx.recv_async() => match r {
+                                Ok(v) => got.push(v),
+                                Err(_) => break,
+                            },
+                            () = tokio::time::sleep(Duration::from_micros(30)) => {}
+                        }
+                    }
+                    got
+                }));
+            }
+            drop(rx);
+            for p in ps {
+                p.await.unwrap();
+            }
+            let mut all = Vec::new();
+            for c in cs {
+                all.extend(c.await.unwrap());
+            }
+            all
+        });
+        assert_eq!(all.len(), 3 * per);
+        let set: HashSet<_> = all.into_iter().collect();
+        assert_eq!(set.len(), 3 * per);
+    });
+}
+
+/// Thousands of receivers wait on one channel; half are cancelled (aborted); each of the
+/// others still gets exactly one message (removal from the middle of the waiter list).
+#[test]
+fn many_waiters_on_one_channel_half_cancelled() {
+    watchdog(120, || {
+        let n = scale(1_000);
+        let rt = rt();
+        rt.block_on(async move {
+            let (tx, rx) = channel::<usize>(n).unwrap();
+            let mut keep = Vec::new();
+            let mut cancel = Vec::new();
+            for i in 0..2 * n {
+                let rx = rx.clone();
+                let h = tokio::spawn(async move { rx.recv_async().await.unwrap() });
+                if i % 2 == 0 {
+                    keep.push(h)
+                } else {
+                    cancel.push(h)
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await; // let them all wait
+            for h in &cancel {
+                h.abort();
+            }
+            for h in cancel {
+                assert!(h.await.unwrap_err().is_cancelled());
+            }
+            for i in 0..n {
+                tx.send_async(i).await.unwrap();
+            }
+            let mut got = HashSet::new();
+            for h in keep {
+                assert!(got.insert(h.await.unwrap()));
+            }
+            assert_eq!(got.len(), n);
+            assert!(rx.is_empty());
+        });
+    });
+}

@@ -256,6 +256,30 @@ fn task_timeout_stops_async_tasks_and_reports_sync_ones() {
             .unwrap();
         assert_eq!(h.wait(), Err(TaskError::DeadlineExceeded));
         assert_eq!(pool.submit(|x: u8| x, 4).unwrap().wait(), Ok(4));
+        let pool = Pool::builder()
+            .workers(2)
+            .chunk_size(1)
+            .task_timeout(Duration::from_millis(20))
+            .build()
+            .unwrap();
+        let e = pool
+            .map(
+                |x: u64| {
+                    if x == 1 {
+                        std::thread::sleep(Duration::from_millis(300));
+                    }
+                    x
+                },
+                0..3,
+            )
+            .unwrap_err();
+        assert!(matches!(
+            e,
+            PoolError::Task {
+                index: 1,
+                error: TaskError::DeadlineExceeded
+            }
+        ));
     });
 }
 
@@ -308,6 +332,46 @@ fn pool_inside_a_user_runtime() {
                 .unwrap();
             assert_eq!(v.unwrap(), (1..9).collect::<Vec<_>>());
         });
+    });
+}
+
+#[test]
+fn task_timeout_without_a_time_driver_is_refused() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let _enter = rt.enter();
+    let e = Pool::builder()
+        .workers(1)
+        .task_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap_err();
+    assert_eq!(e.kind(), uniconc_core::ErrorKind::InvalidArgument);
+    assert!(
+        Pool::builder().workers(1).build().is_ok(),
+        "no timeout, no time driver needed"
+    );
+}
+
+#[test]
+fn jobs_start_in_submission_order() {
+    watchdog(60, || {
+        for _ in 0..5 {
+            let pool = uniconc_async::pool(1).unwrap();
+            let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let hs: Vec<_> = (0..20)
+                .map(|i| {
+                    let o = order.clone();
+                    pool.submit(move |i: usize| o.lock().unwrap().push(i), i)
+                        .unwrap()
+                })
+                .collect();
+            for h in hs {
+                h.wait().unwrap();
+            }
+            assert_eq!(*order.lock().unwrap(), (0..20).collect::<Vec<_>>());
+        }
     });
 }
 

@@ -41,7 +41,8 @@ pub trait Sender<T>: Clone + Send + Sync + 'static {
     ///
     /// # Errors
     /// `Timeout(value)`, `Disconnected(value)` or `Invalid(value, _)`.
-    fn send_deadline(&self, value: T, deadline: Option<Instant>) -> Result<(), SendTimeoutError<T>>;
+    fn send_deadline(&self, value: T, deadline: Option<Instant>)
+    -> Result<(), SendTimeoutError<T>>;
 
     /// Sends `value`, waiting for room at most `timeout`.
     ///
@@ -119,7 +120,10 @@ pub trait Receiver<T>: Clone + Send + Sync + 'static {
     where
         Self: Sized,
     {
-        Iter { rx: self, _marker: std::marker::PhantomData }
+        Iter {
+            rx: self,
+            _marker: std::marker::PhantomData,
+        }
     }
 
     /// An iterator over the messages queued right now; it never blocks.
@@ -127,7 +131,10 @@ pub trait Receiver<T>: Clone + Send + Sync + 'static {
     where
         Self: Sized,
     {
-        TryIter { rx: self, _marker: std::marker::PhantomData }
+        TryIter {
+            rx: self,
+            _marker: std::marker::PhantomData,
+        }
     }
 
     /// Number of messages queued.

@@ -39,22 +39,38 @@ pub struct Error {
 impl Error {
     /// An argument is out of range.
     pub fn invalid_argument(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::InvalidArgument, message: message.into(), source: None }
+        Self {
+            kind: ErrorKind::InvalidArgument,
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// The backend cannot do this.
     pub fn unsupported(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::Unsupported, message: message.into(), source: None }
+        Self {
+            kind: ErrorKind::Unsupported,
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// The primitive or unit is closed or gone.
     pub fn closed(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::Closed, message: message.into(), source: None }
+        Self {
+            kind: ErrorKind::Closed,
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// The OS refused; `context` says what we were doing.
     pub fn os(context: impl Into<String>, source: io::Error) -> Self {
-        Self { kind: ErrorKind::Os, message: context.into(), source: Some(source) }
+        Self {
+            kind: ErrorKind::Os,
+            message: context.into(),
+            source: Some(source),
+        }
     }
 
     /// The OS refused, with the current `errno` as the source.
@@ -134,7 +150,10 @@ impl fmt::Display for MessageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::TooLarge { size, limit } => {
-                write!(f, "message of {size} bytes is larger than the channel can hold ({limit} bytes)")
+                write!(
+                    f,
+                    "message of {size} bytes is larger than the channel can hold ({limit} bytes)"
+                )
             }
             Self::Encode(m) => write!(f, "message could not be encoded: {m}"),
             Self::Decode(m) => write!(f, "message could not be decoded: {m}"),
@@ -459,8 +478,12 @@ impl<G> fmt::Display for TryLockError<G> {
         match self {
             Self::WouldBlock => f.write_str("the lock is held"),
             Self::Timeout => f.write_str("timed out waiting for the lock"),
-            Self::OwnerDied(_) => f.write_str("the previous holder of the lock died while holding it"),
-            Self::Poisoned(_) => f.write_str("the previous holder of the lock panicked while holding it"),
+            Self::OwnerDied(_) => {
+                f.write_str("the previous holder of the lock died while holding it")
+            }
+            Self::Poisoned(_) => {
+                f.write_str("the previous holder of the lock panicked while holding it")
+            }
         }
     }
 }

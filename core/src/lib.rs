@@ -82,6 +82,9 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Os);
         assert!(std::error::Error::source(&e).is_some());
         assert!(e.to_string().starts_with("mapping: "));
-        assert_eq!(Error::invalid_argument("cap").kind(), ErrorKind::InvalidArgument);
+        assert_eq!(
+            Error::invalid_argument("cap").kind(),
+            ErrorKind::InvalidArgument
+        );
     }
 }

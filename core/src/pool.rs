@@ -57,10 +57,14 @@ impl PoolConfig {
             return Err(Error::invalid_argument("chunk_size must be at least 1"));
         }
         if self.max_tasks_per_worker == Some(0) {
-            return Err(Error::invalid_argument("max_tasks_per_worker must be at least 1"));
+            return Err(Error::invalid_argument(
+                "max_tasks_per_worker must be at least 1",
+            ));
         }
         if self.task_timeout == Some(Duration::ZERO) {
-            return Err(Error::invalid_argument("task_timeout must be longer than zero"));
+            return Err(Error::invalid_argument(
+                "task_timeout must be longer than zero",
+            ));
         }
         Ok(())
     }
@@ -95,7 +99,10 @@ impl<P: Pool> Default for PoolBuilder<P> {
 impl<P: Pool> PoolBuilder<P> {
     /// Default settings.
     pub fn new() -> Self {
-        Self { config: PoolConfig::default(), _pool: PhantomData }
+        Self {
+            config: PoolConfig::default(),
+            _pool: PhantomData,
+        }
     }
 
     /// Number of workers (at least 1).
@@ -276,22 +283,43 @@ mod tests {
         let ok = PoolConfig::default();
         assert!(ok.validate().is_ok());
         for bad in [
-            PoolConfig { workers: 0, ..ok.clone() },
-            PoolConfig { chunk_size: Some(0), ..ok.clone() },
-            PoolConfig { max_tasks_per_worker: Some(0), ..ok.clone() },
-            PoolConfig { task_timeout: Some(Duration::ZERO), ..ok.clone() },
+            PoolConfig {
+                workers: 0,
+                ..ok.clone()
+            },
+            PoolConfig {
+                chunk_size: Some(0),
+                ..ok.clone()
+            },
+            PoolConfig {
+                max_tasks_per_worker: Some(0),
+                ..ok.clone()
+            },
+            PoolConfig {
+                task_timeout: Some(Duration::ZERO),
+                ..ok.clone()
+            },
         ] {
-            assert_eq!(bad.validate().unwrap_err().kind(), crate::ErrorKind::InvalidArgument);
+            assert_eq!(
+                bad.validate().unwrap_err().kind(),
+                crate::ErrorKind::InvalidArgument
+            );
         }
     }
 
     #[test]
     fn chunk_heuristic() {
-        let c = PoolConfig { workers: 2, ..PoolConfig::default() };
+        let c = PoolConfig {
+            workers: 2,
+            ..PoolConfig::default()
+        };
         assert_eq!(c.chunk_size_for(Some(1000)), 125);
         assert_eq!(c.chunk_size_for(Some(1)), 1);
         assert_eq!(c.chunk_size_for(None), 1);
-        let c = PoolConfig { chunk_size: Some(7), ..c };
+        let c = PoolConfig {
+            chunk_size: Some(7),
+            ..c
+        };
         assert_eq!(c.chunk_size_for(Some(1000)), 7);
     }
 }

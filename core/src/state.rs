@@ -102,5 +102,7 @@ pub trait Array<T: Plain>: Clone + Send + Sync + 'static {
 
 /// The error `Array::set` returns for an index out of bounds; shared by the backends.
 pub fn index_error(index: usize, len: usize) -> Error {
-    Error::invalid_argument(format!("index {index} is out of bounds for an array of length {len}"))
+    Error::invalid_argument(format!(
+        "index {index} is out of bounds for an array of length {len}"
+    ))
 }

@@ -122,7 +122,11 @@ pub trait Semaphore: Clone + Send + Sync + 'static {
     /// # Errors
     /// `WouldBlock` if none is.
     fn try_acquire(&self) -> Result<Permit<Self>, WaitError> {
-        if self.try_take() { Ok(Permit::new(self.clone())) } else { Err(WaitError::WouldBlock) }
+        if self.try_take() {
+            Ok(Permit::new(self.clone()))
+        } else {
+            Err(WaitError::WouldBlock)
+        }
     }
 
     /// Takes a permit, waiting at most `timeout`.
@@ -162,7 +166,9 @@ pub struct Permit<S: Semaphore> {
 impl<S: Semaphore> Permit<S> {
     /// Wraps a permit already taken from `sem`.
     pub fn new(sem: S) -> Self {
-        Self { sem: ManuallyDrop::new(sem) }
+        Self {
+            sem: ManuallyDrop::new(sem),
+        }
     }
 
     /// Keeps the permit taken: it is not given back (Python's `acquire()` without `release()`).
