@@ -15,8 +15,8 @@
 //! the machine may be shared, and the best run is the least disturbed one.
 //!
 //! Sizes: 10,000 waiting units on threads and tasks, 200 on processes (a process channel has
-//! 256 process slots, and every forked unit holds copies of the channels its parent held; Python's
-//! `multiprocessing` column runs 200 too). Per-unit figures make the columns comparable.
+//! 256 process slots, and every unit uses one shared `ready` channel; Python's `multiprocessing`
+//! column runs 200 too). Per-unit figures make the columns comparable.
 //!
 //! | workload | what it measures |
 //! |---|---|
@@ -162,7 +162,7 @@ impl Sizes {
             pool_work: 20_000,
             units: 10_000,
             // The process backend gives a channel 256 process slots (`MAX_PROCESSES`), and every
-            // forked unit holds copies of the channels alive in its parent: stay under it.
+            // unit uses the one `ready` channel: stay under it.
             units_process: 200,
             lock_iters: 100_000,
             spawns: 1_000,
@@ -323,7 +323,7 @@ fn chan_2to2<B: Backend>(n: u64) -> DynResult<f64> {
     for p in producers {
         p.join()??;
     }
-    // Close rather than drop: a consumer process forked while we held `tx` holds a copy of it.
+    // Every message is sent: close (dropping the last sender would do too).
     tx.close();
     let (mut count, mut sum) = (0u64, 0u64);
     for c in consumers {
@@ -366,7 +366,7 @@ fn ping_pong<B: Backend>(rounds: u64) -> DynResult<f64> {
         check(back == i, || format!("sent {i}, got {back} back"))?;
     }
     let t = start.elapsed();
-    ping_tx.close(); // ends the echo unit's loop (a forked echo holds a copy of `ping_tx`)
+    ping_tx.close(); // ends the echo unit's loop
     let echoed = echo.join()?;
     check(echoed == rounds + 1, || {
         format!("echo unit saw {echoed} messages")
@@ -409,22 +409,21 @@ fn waiting_units<B: Backend>(n: u64, watchdog: Duration) -> DynResult<(f64, Opti
     for i in 0..n {
         let (tx, rx) = B::channel::<u64>(1)?;
         let ready = ready_tx.clone();
-        // Each unit says where it lives (a pid) so the parent can measure it, then parks.
+        // Each unit says where it lives (a pid) so the parent can measure it, then parks; it
+        // returns what it was woken with, or why it could not.
         let handle = if as_tasks {
             B::spawn_async(async move {
-                if ready.send_async(std::process::id()).await.is_err() {
-                    return u64::MAX;
-                }
+                let sent = ready.send_async(std::process::id()).await;
+                sent.map_err(|e| format!("could not report ready: {e}"))?;
                 drop(ready);
-                rx.recv_async().await.unwrap_or(u64::MAX)
+                rx.recv_async().await.map_err(|e| format!("woken by: {e}"))
             })
         } else {
             B::spawn(move || {
-                if ready.send(std::process::id()).is_err() {
-                    return u64::MAX;
-                }
+                let sent = ready.send(std::process::id());
+                sent.map_err(|e| format!("could not report ready: {e}"))?;
                 drop(ready);
-                rx.recv().unwrap_or(u64::MAX)
+                rx.recv().map_err(|e| format!("woken by: {e}"))
             })
         };
         match handle {
@@ -439,16 +438,19 @@ fn waiting_units<B: Backend>(n: u64, watchdog: Duration) -> DynResult<(f64, Opti
     for k in 0..n {
         let left = deadline.saturating_duration_since(Instant::now());
         if let Err(e) = ready_rx.recv_timeout(left).map(|pid| pids.insert(pid)) {
-            // Close every parked unit's channel so none waits forever (a forked unit holds
-            // copies of the senders created before it: dropping ours would not disconnect it),
-            // then find out why.
+            // Close every parked unit's channel so none waits forever (whoever else may hold a
+            // sender), then find out why from the units that gave up.
             for (_, tx) in &senders {
                 tx.close();
             }
             let why = handles
                 .into_iter()
                 .filter(|h| h.is_finished())
-                .find_map(|h| h.join().err())
+                .find_map(|h| match h.join() {
+                    Ok(Ok(_)) => None,
+                    Ok(Err(why)) => Some(why),
+                    Err(e) => Some(e.to_string()),
+                })
                 .map_or_else(String::new, |e| format!(" (a unit: {e})"));
             return Err(format!("only {k} of {n} units started: {e}{why}").into());
         }
@@ -469,7 +471,7 @@ fn waiting_units<B: Backend>(n: u64, watchdog: Duration) -> DynResult<(f64, Opti
     }
     let mut sum = 0u64;
     for h in handles {
-        sum = sum.wrapping_add(h.join()?);
+        sum = sum.wrapping_add(h.join()??);
     }
     let t = spawned + wake.elapsed();
     check(sum == n * n.saturating_sub(1) / 2, || {

@@ -124,9 +124,9 @@ pub(crate) fn run<B: Backend>(items: u64) -> DynResult<Outcome> {
         h.join()??;
     }
     // Every item is sent: close the queue so the consumers' `iter()` ends once they have
-    // drained it. Dropping `tx` is not enough on the process backend: a consumer forked while
-    // this process held `tx` holds a copy of it (like a pipe's write end inherited by a Python
-    // child that never closes it), so the last sender would only go when the consumer exits.
+    // drained it. Dropping the last sender would do too; `close()` says "no more items" at a
+    // point of our choosing, whoever else still holds a sender (Python's one sentinel per
+    // consumer, without the sentinels).
     tx.close();
     let mut per_consumer = Vec::new();
     let mut sum = 0;

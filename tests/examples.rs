@@ -301,3 +301,21 @@ fn python_script_measures_every_workload() {
         }
     }
 }
+
+/// `run_all` picks backends by name through `on_backend!`: an unknown or disabled name gives no
+/// column (and says why on stderr), an enabled one gives its column.
+#[test]
+fn run_all_dispatches_by_backend_name() {
+    let mut sizes = compare::Sizes::tiny();
+    sizes.repeats = 1;
+    let none = compare::run_all(&sizes, Some("fibers"), None);
+    assert!(none.is_empty());
+    for name in compare::common::enabled_backends() {
+        let cols = watchdog(LIMIT, {
+            let sizes = sizes.clone();
+            move || compare::run_all(&sizes, Some(name), None)
+        });
+        assert_eq!(cols.len(), 1, "{name}");
+        assert_eq!(cols[0].name, format!("uniconc {name}"));
+    }
+}
