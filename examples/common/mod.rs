@@ -62,7 +62,11 @@ macro_rules! on_backend {
             "tokio" => $f::<uniconc::Tokio>($($arg),*),
             #[cfg(feature = "thread")]
             "thread" => $f::<uniconc::Thread>($($arg),*),
-            other => Err(common::unknown_backend(other)),
+            other => {
+                // Touch the arguments so a build without that backend has no unused variable.
+                $(let _ = &$arg;)*
+                Err(common::unknown_backend(other))
+            }
         }
     };
 }
