@@ -438,14 +438,16 @@ fn waiting_units<B: Backend>(n: u64, watchdog: Duration) -> DynResult<(f64, Opti
     for k in 0..n {
         let left = deadline.saturating_duration_since(Instant::now());
         if let Err(e) = ready_rx.recv_timeout(left).map(|pid| pids.insert(pid)) {
-            // Close every parked unit's channel so none waits forever (whoever else may hold a
-            // sender), then find out why from the units that gave up.
+            // The units that already finished gave up on their own: ask them why. Then close
+            // every parked unit's channel so none waits forever (whoever else holds a sender).
+            let (gave_up, parked): (Vec<_>, Vec<_>) =
+                handles.into_iter().partition(|h| h.is_finished());
             for (_, tx) in &senders {
                 tx.close();
             }
-            let why = handles
+            drop(parked);
+            let why = gave_up
                 .into_iter()
-                .filter(|h| h.is_finished())
                 .find_map(|h| match h.join() {
                     Ok(Ok(_)) => None,
                     Ok(Err(why)) => Some(why),
