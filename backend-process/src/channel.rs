@@ -886,6 +886,8 @@ impl<T: Message> uniconc_core::Sender<T> for Sender<T> {
         self.send_inner(value, deadline)
     }
 
+    // The trait's `Send` bound is spelled out here, as the trait declares it.
+    #[allow(clippy::manual_async_fn)]
     fn send_async(&self, value: T) -> impl Future<Output = Result<(), SendError<T>>> + Send + '_ {
         async move {
             let mut value = value;
@@ -948,6 +950,8 @@ impl<T: Message> uniconc_core::Receiver<T> for Receiver<T> {
         self.recv_inner(deadline)
     }
 
+    // The trait's `Send` bound is spelled out here, as the trait declares it.
+    #[allow(clippy::manual_async_fn)]
     fn recv_async(&self) -> impl Future<Output = Result<T, RecvError>> + Send + '_ {
         async move {
             let w = &self.chan.hdr().recv_wait;
