@@ -67,6 +67,9 @@ use crate::waiter::{SleepToken, WaitWord};
 /// peers are alive.
 pub(crate) const SLICE: Duration = Duration::from_millis(100);
 
+/// How long a slot reserved for a child being forked may wait for the child to take it over.
+const PENDING_GRACE: Duration = Duration::from_secs(2);
+
 /// Process slots per channel: how many processes can hold handles of one channel at once.
 /// A process forked when every slot is taken is not counted: its copies of the handles keep
 /// nobody connected (its sends still work).
@@ -134,6 +137,8 @@ struct ProcSlot {
     inh_senders: AtomicU32,
     inh_receivers: AtomicU32,
     start: AtomicU64,
+    /// When a pending slot was reserved (`CLOCK_MONOTONIC` ns, system-wide).
+    pending_since: AtomicU64,
 }
 
 impl ProcSlot {
@@ -193,6 +198,10 @@ pub(crate) struct Chan {
     child_receivers: AtomicU32,
     /// Last time (ns since `EPOCH`) this process looked for dead peers.
     last_reap: AtomicU64,
+    /// Spin steps before sleeping, learned (see `Backoff`).
+    spin_steps: AtomicU32,
+    /// Only one CPU is usable: never spin.
+    single_cpu: bool,
 }
 
 impl Chan {
@@ -390,15 +399,27 @@ impl Chan {
         for slot in &hdr.procs {
             // Acquire: pairs with the Release store of a new owner's pid.
             let pid = slot.pid.load(Ordering::Acquire);
-            if pid == SLOT_FREE || pid == SLOT_BUSY || pid == me {
+            if pid == SLOT_FREE || pid == SLOT_BUSY {
                 continue;
             }
-            let id = Identity {
-                pid,
-                start: slot.start.load(Ordering::Relaxed),
-            };
-            if procs::is_alive(id) {
-                continue;
+            // A reservation for a child that never ran its fork handler (killed at once, or the
+            // fork failed) is reaped after `PENDING_GRACE`; the child, if it runs later,
+            // registers afresh.
+            let stale = slot.pending.load(Ordering::Relaxed) != 0
+                && procs::monotonic_nanos()
+                    .saturating_sub(slot.pending_since.load(Ordering::Relaxed))
+                    > PENDING_GRACE.as_nanos() as u64;
+            if !stale {
+                if pid == me {
+                    continue;
+                }
+                let id = Identity {
+                    pid,
+                    start: slot.start.load(Ordering::Relaxed),
+                };
+                if procs::is_alive(id) {
+                    continue;
+                }
             }
             // Claim the slot so only one reaper subtracts its counts.
             if slot
@@ -455,6 +476,10 @@ fn claim_slot(hdr: &ChanHeader, id: Identity, pending: bool) -> Option<usize> {
         {
             slot.start.store(id.start, Ordering::Relaxed);
             slot.pending.store(u32::from(pending), Ordering::Relaxed);
+            if pending {
+                slot.pending_since
+                    .store(procs::monotonic_nanos(), Ordering::Relaxed);
+            }
             slot.engaged.store(0, Ordering::Relaxed);
             // Release: the fields above are visible to whoever reads this pid.
             slot.pid.store(id.pid, Ordering::Release);
@@ -557,6 +582,8 @@ fn new_chan(capacity: Option<usize>, budget: Option<usize>) -> Result<Chan, Erro
         child_senders: AtomicU32::new(0),
         child_receivers: AtomicU32::new(0),
         last_reap: AtomicU64::new(0),
+        spin_steps: AtomicU32::new(Backoff::MAX_STEPS),
+        single_cpu: std::thread::available_parallelism().is_ok_and(|n| n.get() == 1),
     })
 }
 
@@ -587,25 +614,70 @@ pub fn unbounded<T: Message>() -> Result<(Sender<T>, Receiver<T>), Error> {
     ChannelBuilder::new(None).build()
 }
 
-/// Exponential spin, then yields: the phase before a futex sleep.
-struct Backoff(u32);
+/// The spin phase before a futex sleep, adaptive per channel and process: `learned` (the
+/// number of spin steps, up to [`Backoff::MAX_STEPS`], about 10 µs) grows when a spin or a short
+/// sleep shows the peer answers quickly, and shrinks each time a wait had to sleep long. With a
+/// single usable CPU it is 0: spinning could only delay the peer.
+struct Backoff<'a> {
+    step: u32,
+    limit: u32,
+    slept: bool,
+    learned: &'a AtomicU32,
+}
 
-impl Backoff {
-    const SPIN_LIMIT: u32 = 6;
-    const YIELD_LIMIT: u32 = 10;
+impl<'a> Backoff<'a> {
+    const MAX_STEPS: u32 = 12;
+    const MIN_STEPS: u32 = 2;
+    /// A sleep shorter than this means the peer was active: spinning would have caught it.
+    const QUICK: Duration = Duration::from_micros(30);
 
-    fn snooze(&mut self) -> bool {
-        if self.0 <= Self::SPIN_LIMIT {
-            for _ in 0..(1u32 << self.0) {
-                std::hint::spin_loop();
-            }
-        } else if self.0 <= Self::YIELD_LIMIT {
-            std::thread::yield_now();
+    fn new(chan: &'a Chan) -> Self {
+        // Relaxed: a heuristic.
+        let limit = if chan.single_cpu {
+            0
         } else {
+            chan.spin_steps.load(Ordering::Relaxed)
+        };
+        Self {
+            step: 0,
+            limit,
+            slept: false,
+            learned: &chan.spin_steps,
+        }
+    }
+
+    /// One spin step; `false` once the spin phase is over.
+    fn snooze(&mut self) -> bool {
+        if self.step >= self.limit {
             return false;
         }
-        self.0 += 1;
+        for _ in 0..(1u32 << self.step.min(6)) {
+            std::hint::spin_loop();
+        }
+        self.step += 1;
         true
+    }
+
+    /// The wait ended during the spin phase.
+    fn succeeded(&self) {
+        if self.step > 0 && !self.slept {
+            let v = self.learned.load(Ordering::Relaxed);
+            self.learned
+                .store((v + 1).min(Self::MAX_STEPS), Ordering::Relaxed);
+        }
+    }
+
+    /// The wait slept for `slept`.
+    fn slept(&mut self, slept: Duration) {
+        self.slept = true;
+        let v = self.learned.load(Ordering::Relaxed);
+        let v = if slept < Self::QUICK {
+            (v + 2).min(Self::MAX_STEPS)
+        } else {
+            v.saturating_sub(1)
+        };
+        self.learned
+            .store(v.max(Self::MIN_STEPS), Ordering::Relaxed);
     }
 }
 
@@ -748,11 +820,14 @@ impl<T: Serialize> Sender<T> {
         mut value: T,
         deadline: Option<Instant>,
     ) -> Result<(), SendTimeoutError<T>> {
-        let mut backoff = Backoff(0);
+        let mut backoff = Backoff::new(&self.chan);
         let w = &self.chan.hdr().send_wait;
         loop {
             match self.try_send_inner(value) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    backoff.succeeded();
+                    return Ok(());
+                }
                 Err(TrySend::Err(e)) => return Err(e.into()),
                 Err(TrySend::Full(v)) => value = v,
             }
@@ -770,7 +845,9 @@ impl<T: Serialize> Sender<T> {
                 Err(TrySend::Err(e)) => return Err(e.into()),
                 Err(TrySend::Full(v)) => value = v,
             }
+            let slept = Instant::now();
             platform::wait_until(&w.seq, seq, deadline, SLICE);
+            backoff.slept(slept.elapsed());
             drop(token);
             self.chan.maybe_reap();
         }
@@ -811,12 +888,15 @@ impl<T: DeserializeOwned> Receiver<T> {
     }
 
     fn recv_inner(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
-        let mut backoff = Backoff(0);
+        let mut backoff = Backoff::new(&self.chan);
         let w = &self.chan.hdr().recv_wait;
         loop {
             match self.try_recv_inner() {
                 Err(TryRecvError::Empty) => {}
-                r => return r.map_err(to_timeout_err),
+                r => {
+                    backoff.succeeded();
+                    return r.map_err(to_timeout_err);
+                }
             }
             if backoff.snooze() {
                 continue;
@@ -831,7 +911,9 @@ impl<T: DeserializeOwned> Receiver<T> {
                 Err(TryRecvError::Empty) => {}
                 r => return r.map_err(to_timeout_err),
             }
+            let slept = Instant::now();
             platform::wait_until(&w.seq, seq, deadline, SLICE);
+            backoff.slept(slept.elapsed());
             drop(token);
             self.chan.maybe_reap();
         }
@@ -1077,7 +1159,11 @@ pub(crate) mod registry {
                 start: chan.my_slot().start.load(Ordering::Relaxed),
                 ..me
             };
-            let Some(i) = claim_slot(hdr, me, true) else {
+            let claimed = claim_slot(hdr, me, true).or_else(|| {
+                chan.reap();
+                claim_slot(hdr, me, true)
+            });
+            let Some(i) = claimed else {
                 // No slot left: the child is not counted at all; its handles act as
                 // disowned (documented on `MAX_PROCESSES`).
                 chan.child_slot.store(u32::MAX, Ordering::Relaxed);
@@ -1103,6 +1189,7 @@ pub(crate) mod registry {
     /// reserved slots, correcting their counts to the handles actually copied.
     pub(crate) fn fork_child() {
         let me = Identity::me();
+        let parent = procs::parent_pid_before_fork();
         // SAFETY: the registry lock is held (taken in `fork_prepare` by the forking thread,
         // now this process's only thread); the pointers are live `Chan`s copied by fork.
         for &p in unsafe { &*REG.list.get() } {
@@ -1112,38 +1199,52 @@ pub(crate) mod registry {
                 continue;
             }
             let hdr = chan.hdr();
+            let have_s = chan.senders.load(Ordering::Relaxed);
+            let have_r = chan.receivers.load(Ordering::Relaxed);
             let slot = &hdr.procs[i as usize % MAX_PROCESSES];
-            let fix =
-                |local: &AtomicU32, reserved: &AtomicU32, slot_c: &AtomicU32, total: &AtomicU32| {
-                    let have = local.load(Ordering::Relaxed);
-                    let res = reserved.load(Ordering::Relaxed);
-                    if have > res {
-                        slot_c.fetch_add(have - res, Ordering::Relaxed);
-                        total.fetch_add(have - res, Ordering::Relaxed);
-                    } else if res > have {
-                        slot_c.fetch_sub(res - have, Ordering::Relaxed);
-                        if total.fetch_sub(res - have, Ordering::AcqRel) == res - have {
-                            chan.wake_everyone();
+            // Take the reserved slot over, unless a peer reaped it (we were too slow to run).
+            let took = slot
+                .pid
+                .compare_exchange(parent, SLOT_BUSY, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok();
+            if took {
+                let fix =
+                    |have: u32, reserved: &AtomicU32, slot_c: &AtomicU32, total: &AtomicU32| {
+                        let res = reserved.load(Ordering::Relaxed);
+                        if have > res {
+                            slot_c.fetch_add(have - res, Ordering::Relaxed);
+                            total.fetch_add(have - res, Ordering::Relaxed);
+                        } else if res > have {
+                            slot_c.fetch_sub(res - have, Ordering::Relaxed);
+                            chan.lower(total, res - have);
                         }
-                    }
-                };
-            fix(
-                &chan.senders,
-                &chan.child_senders,
-                &slot.senders,
-                &hdr.conn.senders,
-            );
-            fix(
-                &chan.receivers,
-                &chan.child_receivers,
-                &slot.receivers,
-                &hdr.conn.receivers,
-            );
-            slot.start.store(me.start, Ordering::Relaxed);
-            slot.pending.store(0, Ordering::Relaxed);
-            // Release: the fields above are visible to whoever reads the pid.
-            slot.pid.store(me.pid, Ordering::Release);
-            chan.slot.store(i, Ordering::Relaxed);
+                    };
+                fix(
+                    have_s,
+                    &chan.child_senders,
+                    &slot.inh_senders,
+                    &hdr.conn.senders,
+                );
+                fix(
+                    have_r,
+                    &chan.child_receivers,
+                    &slot.inh_receivers,
+                    &hdr.conn.receivers,
+                );
+                slot.start.store(me.start, Ordering::Relaxed);
+                slot.pending.store(0, Ordering::Relaxed);
+                // Release: the fields above are visible to whoever reads the pid.
+                slot.pid.store(me.pid, Ordering::Release);
+                chan.slot.store(i, Ordering::Relaxed);
+            } else if let Some(j) = claim_slot(hdr, me, false) {
+                // Our reservation was reaped: register afresh.
+                let slot = &hdr.procs[j];
+                slot.inh_senders.store(have_s, Ordering::Relaxed);
+                slot.inh_receivers.store(have_r, Ordering::Relaxed);
+                hdr.conn.senders.fetch_add(have_s, Ordering::Relaxed);
+                hdr.conn.receivers.fetch_add(have_r, Ordering::Relaxed);
+                chan.slot.store(j as u32, Ordering::Relaxed);
+            }
         }
         unlock();
     }
