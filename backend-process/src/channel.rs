@@ -61,7 +61,15 @@ use crate::platform;
 use crate::procs::{self, Identity};
 use crate::ring::{self, CELL, CellCtl, Pop, Record, Ring, RingHeader};
 use crate::shm::{CachePadded, ShmBox, ShmSafe, align_up};
-use crate::waiter::{SleepToken, WaitWord};
+use crate::waiter::WaitWord;
+
+/// Raises the sleeper flag of `w` before re-checking the condition and sleeping: the waiter
+/// half of the Dekker handshake with `Chan::notify` (SeqCst store + fence here, SeqCst fence
+/// there: one of the two sees the other's write).
+fn register_sleeper(w: &WaitWords) {
+    w.sleepers.store(1, Ordering::SeqCst);
+    fence(Ordering::SeqCst);
+}
 
 /// Longest single futex sleep of a blocked sender or receiver: how often it re-checks that its
 /// peers are alive.
@@ -96,7 +104,7 @@ pub const UNBOUNDED_BUDGET: usize = 64 << 20;
 struct WaitWords {
     /// Bumped by a notifier that saw sleepers; sleepers wait for it to change.
     seq: AtomicU32,
-    /// Processes or threads (or waiter threads) about to sleep or sleeping on `seq`.
+    /// Non-zero if someone may sleep on `seq` (a flag: set by sleepers, cleared by notifiers).
     sleepers: AtomicU32,
 }
 
@@ -165,9 +173,14 @@ impl ProcSlot {
 #[repr(C)]
 struct ChanHeader {
     ring: RingHeader,
-    /// Messages queued or being sent. Invariant: `<= capacity` except transiently by one per
-    /// racing producer (a failed reservation is undone at once).
-    count: CachePadded<AtomicU64>,
+    /// Messages reserved by producers (sent or being sent), written by producers only.
+    /// Invariant: `sent - recvd <= capacity`, except transiently by one per racing producer
+    /// (a failed reservation is undone at once).
+    sent: CachePadded<AtomicU64>,
+    /// Messages taken by consumers, written by consumers only (so a 1→1 channel moves no
+    /// shared counter line between the two processes: producers re-read it only when the
+    /// cached copy says the channel is full).
+    recvd: CachePadded<AtomicU64>,
     recv_wait: CachePadded<WaitWords>,
     send_wait: CachePadded<WaitWords>,
     conn: CachePadded<Conn>,
@@ -200,6 +213,8 @@ pub(crate) struct Chan {
     last_reap: AtomicU64,
     /// Spin steps before sleeping, learned (see `Backoff`).
     spin_steps: AtomicU32,
+    /// Last value of the header's `recvd` this process read (a lower bound of it).
+    recvd_cache: AtomicU64,
     /// Only one CPU is usable: never spin.
     single_cpu: bool,
 }
@@ -239,14 +254,19 @@ impl Chan {
         c.closed.load(Ordering::Acquire) != 0 || c.senders.load(Ordering::Acquire) == 0
     }
 
-    /// Wakes one sleeper on `w` if there is one. The caller changed the condition first.
-    fn notify(&self, w: &WaitWords, n: u32) {
-        // SeqCst fence: the notifier half of the handshake in `SleepToken::new`.
+    /// Wakes the sleepers on `w`, if any registered. The caller changed the condition first.
+    ///
+    /// `sleepers` is a flag, not a count: the notifier clears it and wakes everyone, so while
+    /// a woken sleeper is on its way back to the CPU, further sends make no syscall (a count
+    /// would stay non-zero until then, costing a futex wake per message).
+    #[inline]
+    fn notify(&self, w: &WaitWords) {
+        // SeqCst fence: the notifier half of the handshake in `register_sleeper`.
         fence(Ordering::SeqCst);
-        if w.sleepers.load(Ordering::Relaxed) > 0 {
+        if w.sleepers.load(Ordering::Relaxed) != 0 && w.sleepers.swap(0, Ordering::AcqRel) != 0 {
             // Release: the sleeper that sees the new value sees the condition change.
             w.seq.fetch_add(1, Ordering::Release);
-            platform::wake(&w.seq, n);
+            platform::wake(&w.seq, u32::MAX);
         }
     }
 
@@ -583,6 +603,7 @@ fn new_chan(capacity: Option<usize>, budget: Option<usize>) -> Result<Chan, Erro
         child_receivers: AtomicU32::new(0),
         last_reap: AtomicU64::new(0),
         spin_steps: AtomicU32::new(Backoff::MAX_STEPS),
+        recvd_cache: AtomicU64::new(0),
         single_cpu: std::thread::available_parallelism().is_ok_and(|n| n.get() == 1),
     })
 }
@@ -776,11 +797,20 @@ impl<T: Serialize> Sender<T> {
             return Err(TrySend::Err(SendError::Invalid(value, e)));
         }
         let hdr = chan.hdr();
-        // Relaxed: `count` is a bound, not a synchronisation point (the stamps are).
-        let before = hdr.count.fetch_add(1, Ordering::Relaxed);
-        if chan.cap.is_some_and(|c| before >= c) {
-            hdr.count.fetch_sub(1, Ordering::Relaxed);
-            return Err(TrySend::Full(value));
+        // Relaxed: the counters are a bound, not a synchronisation point (the stamps are).
+        let before = hdr.sent.fetch_add(1, Ordering::Relaxed);
+        if let Some(cap) = chan.cap {
+            // `recvd` only grows, so a stale cached copy can only make us refuse, never admit
+            // too many; re-read it when the cache says full.
+            let cached = chan.recvd_cache.load(Ordering::Relaxed);
+            if before.saturating_sub(cached) >= cap {
+                let fresh = hdr.recvd.load(Ordering::Relaxed);
+                chan.recvd_cache.fetch_max(fresh, Ordering::Relaxed);
+                if before.saturating_sub(fresh) >= cap {
+                    hdr.sent.fetch_sub(1, Ordering::Relaxed);
+                    return Err(TrySend::Full(value));
+                }
+            }
         }
         let mut enc_err = None;
         let pushed = chan
@@ -800,16 +830,16 @@ impl<T: Serialize> Sender<T> {
             });
         match pushed {
             Ok(true) => {
-                chan.notify(&hdr.recv_wait, 1);
+                chan.notify(&hdr.recv_wait);
                 Ok(())
             }
             Ok(false) => {
-                hdr.count.fetch_sub(1, Ordering::Relaxed);
+                hdr.sent.fetch_sub(1, Ordering::Relaxed);
                 let e = enc_err.unwrap_or_else(|| MessageError::Encode("unknown".into()));
                 Err(TrySend::Err(SendError::Invalid(value, e)))
             }
             Err(ring::Full) => {
-                hdr.count.fetch_sub(1, Ordering::Relaxed);
+                hdr.sent.fetch_sub(1, Ordering::Relaxed);
                 Err(TrySend::Full(value))
             }
         }
@@ -837,8 +867,7 @@ impl<T: Serialize> Sender<T> {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(SendTimeoutError::Timeout(value));
             }
-            // SAFETY: the counter lives in our channel's mapping, alive for this call.
-            let token = unsafe { SleepToken::new(&w.sleepers) };
+            register_sleeper(w);
             let seq = w.seq.load(Ordering::Acquire);
             match self.try_send_inner(value) {
                 Ok(()) => return Ok(()),
@@ -848,7 +877,6 @@ impl<T: Serialize> Sender<T> {
             let slept = Instant::now();
             platform::wait_until(&w.seq, seq, deadline, SLICE);
             backoff.slept(slept.elapsed());
-            drop(token);
             self.chan.maybe_reap();
         }
     }
@@ -869,8 +897,8 @@ impl<T: DeserializeOwned> Receiver<T> {
             match popped {
                 Pop::Item(r) => {
                     let hdr = chan.hdr();
-                    hdr.count.fetch_sub(1, Ordering::Relaxed);
-                    chan.notify(&hdr.send_wait, 1);
+                    hdr.recvd.fetch_add(1, Ordering::Relaxed);
+                    chan.notify(&hdr.send_wait);
                     return r.map_err(TryRecvError::Invalid);
                 }
                 Pop::Empty | Pop::Busy => {
@@ -904,8 +932,7 @@ impl<T: DeserializeOwned> Receiver<T> {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(RecvTimeoutError::Timeout);
             }
-            // SAFETY: the counter lives in our channel's mapping, alive for this call.
-            let token = unsafe { SleepToken::new(&w.sleepers) };
+            register_sleeper(w);
             let seq = w.seq.load(Ordering::Acquire);
             match self.try_recv_inner() {
                 Err(TryRecvError::Empty) => {}
@@ -914,7 +941,6 @@ impl<T: DeserializeOwned> Receiver<T> {
             let slept = Instant::now();
             platform::wait_until(&w.seq, seq, deadline, SLICE);
             backoff.slept(slept.elapsed());
-            drop(token);
             self.chan.maybe_reap();
         }
     }
@@ -937,7 +963,11 @@ fn to_recv_err(e: TryRecvError) -> RecvError {
 
 fn len_of(chan: &Chan) -> usize {
     // Relaxed: a snapshot.
-    let n = chan.hdr().count.load(Ordering::Relaxed);
+    let hdr = chan.hdr();
+    let n = hdr
+        .sent
+        .load(Ordering::Relaxed)
+        .saturating_sub(hdr.recvd.load(Ordering::Relaxed));
     let n = chan.cap.map_or(n, |c| n.min(c));
     usize::try_from(n).unwrap_or(usize::MAX)
 }
@@ -980,9 +1010,7 @@ impl<T: Message> uniconc_core::Sender<T> for Sender<T> {
                     Err(TrySend::Err(e)) => return Err(e),
                     Err(TrySend::Full(v)) => value = v,
                 }
-                // SAFETY: the counter lives in the channel's mapping, kept alive by the clone
-                // of `chan` handed to the waiter with the token.
-                let token = unsafe { SleepToken::new(&w.sleepers) };
+                register_sleeper(w);
                 let seq = w.seq.load(Ordering::Acquire);
                 match self.try_send_inner(value) {
                     Ok(()) => return Ok(()),
@@ -991,7 +1019,7 @@ impl<T: Message> uniconc_core::Sender<T> for Sender<T> {
                 }
                 let keep: Arc<dyn std::any::Any + Send + Sync> = self.chan.clone();
                 // SAFETY: `w.seq` lives in the mapping `keep` keeps alive.
-                unsafe { WaitWord::new(&w.seq, seq, Some(token), keep) }.await;
+                unsafe { WaitWord::new(&w.seq, seq, None, keep) }.await;
                 self.chan.maybe_reap();
             }
         }
@@ -1042,8 +1070,7 @@ impl<T: Message> uniconc_core::Receiver<T> for Receiver<T> {
                     Err(TryRecvError::Empty) => {}
                     r => return r.map_err(to_recv_err),
                 }
-                // SAFETY: see `send_async`.
-                let token = unsafe { SleepToken::new(&w.sleepers) };
+                register_sleeper(w);
                 let seq = w.seq.load(Ordering::Acquire);
                 match self.try_recv_inner() {
                     Err(TryRecvError::Empty) => {}
@@ -1051,7 +1078,7 @@ impl<T: Message> uniconc_core::Receiver<T> for Receiver<T> {
                 }
                 let keep: Arc<dyn std::any::Any + Send + Sync> = self.chan.clone();
                 // SAFETY: `w.seq` lives in the mapping `keep` keeps alive.
-                unsafe { WaitWord::new(&w.seq, seq, Some(token), keep) }.await;
+                unsafe { WaitWord::new(&w.seq, seq, None, keep) }.await;
                 self.chan.maybe_reap();
             }
         }
