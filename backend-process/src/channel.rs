@@ -63,30 +63,13 @@ use crate::ring::{self, CELL, CellCtl, Pop, Record, Ring, RingHeader};
 use crate::shm::{CachePadded, ShmBox, ShmSafe, align_up};
 use crate::waiter::WaitWord;
 
-/// Raises the sleeper flag of `w` before re-checking the condition and sleeping; returns how
-/// long the coming sleep may last.
-///
-/// # The missed-wake-up window, and why the notifier has no fence
-///
-/// A full Dekker handshake needs a StoreLoad fence on both sides; on the notifier side that
-/// would be one per message, and it costs a cache miss (the fence waits for the store that
-/// published the message to reach the other process). So `notify` reads the flag without a
-/// fence: a notifier whose publish is still in its store buffer while this sleeper raises the
-/// flag and re-checks may miss the flag, and the sleeper may miss the message. That window
-/// lasts until the notifier's store drains (well under a microsecond), and it opens only when
-/// the flag goes from 0 to 1: a flag already raised is visible to every later notifier. So a
-/// sleep that follows raising the flag is bounded to [`GUARD_SLEEP`]: a wake-up lost in the
-/// window costs at most that much latency, never a hang. A flag that was already raised
-/// allows a full [`SLICE`].
-fn register_sleeper(w: &WaitWords) -> Duration {
-    // SeqCst + fence: our flag is globally visible before we re-check the condition.
-    let was = w.sleepers.swap(1, Ordering::SeqCst);
+/// Raises the sleeper flag of `w` before re-checking the condition and sleeping: the waiter
+/// half of the Dekker handshake with `Chan::notify` (SeqCst store + fence here, SeqCst fence
+/// there: one of the two sees the other's write).
+fn register_sleeper(w: &WaitWords) {
+    w.sleepers.store(1, Ordering::SeqCst);
     fence(Ordering::SeqCst);
-    if was == 0 { GUARD_SLEEP } else { SLICE }
 }
-
-/// Longest sleep right after raising a sleeper flag (see [`register_sleeper`]).
-const GUARD_SLEEP: Duration = Duration::from_micros(50);
 
 /// Longest single futex sleep of a blocked sender or receiver: how often it re-checks that its
 /// peers are alive.
@@ -278,8 +261,8 @@ impl Chan {
     /// would stay non-zero until then, costing a futex wake per message).
     #[inline]
     fn notify(&self, w: &WaitWords) {
-        // No fence: see `register_sleeper` for the window this leaves and how it is closed.
-        // Relaxed load first, so the common case (nobody asleep) writes nothing.
+        // SeqCst fence: the notifier half of the handshake in `register_sleeper`.
+        fence(Ordering::SeqCst);
         if w.sleepers.load(Ordering::Relaxed) != 0 && w.sleepers.swap(0, Ordering::AcqRel) != 0 {
             // Release: the sleeper that sees the new value sees the condition change.
             w.seq.fetch_add(1, Ordering::Release);
@@ -666,8 +649,11 @@ struct Backoff<'a> {
 impl<'a> Backoff<'a> {
     const MAX_STEPS: u32 = 12;
     const MIN_STEPS: u32 = 2;
-    /// A sleep shorter than this means the peer was active: spinning would have caught it.
-    const QUICK: Duration = Duration::from_micros(30);
+    /// A sleep shorter than this means the peer was active (a futex wake-up alone takes tens
+    /// of microseconds in a VM): spin more next time.
+    const QUICK: Duration = Duration::from_micros(200);
+    /// A sleep longer than this means the peer was idle: spin less next time.
+    const IDLE: Duration = Duration::from_millis(1);
 
     fn new(chan: &'a Chan) -> Self {
         // Relaxed: a heuristic.
@@ -711,8 +697,10 @@ impl<'a> Backoff<'a> {
         let v = self.learned.load(Ordering::Relaxed);
         let v = if slept < Self::QUICK {
             (v + 2).min(Self::MAX_STEPS)
-        } else {
+        } else if slept > Self::IDLE {
             v.saturating_sub(1)
+        } else {
+            v
         };
         self.learned
             .store(v.max(Self::MIN_STEPS), Ordering::Relaxed);
@@ -884,7 +872,7 @@ impl<T: Serialize> Sender<T> {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(SendTimeoutError::Timeout(value));
             }
-            let slice = register_sleeper(w);
+            register_sleeper(w);
             let seq = w.seq.load(Ordering::Acquire);
             match self.try_send_inner(value) {
                 Ok(()) => return Ok(()),
@@ -892,7 +880,7 @@ impl<T: Serialize> Sender<T> {
                 Err(TrySend::Full(v)) => value = v,
             }
             let slept = Instant::now();
-            platform::wait_until(&w.seq, seq, deadline, slice);
+            platform::wait_until(&w.seq, seq, deadline, SLICE);
             backoff.slept(slept.elapsed());
             self.chan.maybe_reap();
         }
@@ -949,14 +937,14 @@ impl<T: DeserializeOwned> Receiver<T> {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(RecvTimeoutError::Timeout);
             }
-            let slice = register_sleeper(w);
+            register_sleeper(w);
             let seq = w.seq.load(Ordering::Acquire);
             match self.try_recv_inner() {
                 Err(TryRecvError::Empty) => {}
                 r => return r.map_err(to_timeout_err),
             }
             let slept = Instant::now();
-            platform::wait_until(&w.seq, seq, deadline, slice);
+            platform::wait_until(&w.seq, seq, deadline, SLICE);
             backoff.slept(slept.elapsed());
             self.chan.maybe_reap();
         }
@@ -1027,7 +1015,7 @@ impl<T: Message> uniconc_core::Sender<T> for Sender<T> {
                     Err(TrySend::Err(e)) => return Err(e),
                     Err(TrySend::Full(v)) => value = v,
                 }
-                let slice = register_sleeper(w);
+                register_sleeper(w);
                 let seq = w.seq.load(Ordering::Acquire);
                 match self.try_send_inner(value) {
                     Ok(()) => return Ok(()),
@@ -1036,7 +1024,7 @@ impl<T: Message> uniconc_core::Sender<T> for Sender<T> {
                 }
                 let keep: Arc<dyn std::any::Any + Send + Sync> = self.chan.clone();
                 // SAFETY: `w.seq` lives in the mapping `keep` keeps alive.
-                unsafe { WaitWord::with_slice(&w.seq, seq, None, keep, slice) }.await;
+                unsafe { WaitWord::new(&w.seq, seq, None, keep) }.await;
                 self.chan.maybe_reap();
             }
         }
@@ -1087,7 +1075,7 @@ impl<T: Message> uniconc_core::Receiver<T> for Receiver<T> {
                     Err(TryRecvError::Empty) => {}
                     r => return r.map_err(to_recv_err),
                 }
-                let slice = register_sleeper(w);
+                register_sleeper(w);
                 let seq = w.seq.load(Ordering::Acquire);
                 match self.try_recv_inner() {
                     Err(TryRecvError::Empty) => {}
@@ -1095,7 +1083,7 @@ impl<T: Message> uniconc_core::Receiver<T> for Receiver<T> {
                 }
                 let keep: Arc<dyn std::any::Any + Send + Sync> = self.chan.clone();
                 // SAFETY: `w.seq` lives in the mapping `keep` keeps alive.
-                unsafe { WaitWord::with_slice(&w.seq, seq, None, keep, slice) }.await;
+                unsafe { WaitWord::new(&w.seq, seq, None, keep) }.await;
                 self.chan.maybe_reap();
             }
         }

@@ -76,7 +76,6 @@ struct ReqShared {
 struct Req {
     word: *const AtomicU32,
     expected: u32,
-    slice: Duration,
     // Dropped before `keep` (declaration order), so the counter is still mapped.
     _token: Option<SleepToken>,
     shared: Arc<ReqShared>,
@@ -202,7 +201,7 @@ fn worker() {
             Some(req) => {
                 if !req.shared.cancelled.load(Ordering::Acquire) {
                     // SAFETY: `req._keep` keeps the word mapped for the call.
-                    platform::wait(unsafe { &*req.word }, req.expected, Some(req.slice));
+                    platform::wait(unsafe { &*req.word }, req.expected, Some(SLICE));
                 }
                 finish(req);
             }
@@ -232,27 +231,11 @@ impl WaitWord {
         token: Option<SleepToken>,
         keep: Arc<dyn Any + Send + Sync>,
     ) -> Self {
-        // SAFETY: forwarded contract.
-        unsafe { Self::with_slice(word, expected, token, keep, SLICE) }
-    }
-
-    /// Like [`new`](Self::new), sleeping at most `slice` before handing control back.
-    ///
-    /// # Safety
-    /// As for [`new`](Self::new).
-    pub(crate) unsafe fn with_slice(
-        word: &AtomicU32,
-        expected: u32,
-        token: Option<SleepToken>,
-        keep: Arc<dyn Any + Send + Sync>,
-        slice: Duration,
-    ) -> Self {
         let shared = Arc::new(ReqShared::default());
         Self {
             pending: Some(Req {
                 word,
                 expected,
-                slice,
                 _token: token,
                 shared: shared.clone(),
                 _keep: keep,
