@@ -150,6 +150,8 @@ impl uniconc_core::Barrier for Barrier {
         }
     }
 
+    // The trait's `Send` bound is spelled out here, as the trait declares it.
+    #[allow(clippy::manual_async_fn)]
     fn wait_async(&self) -> impl Future<Output = bool> + Send + '_ {
         struct Withdraw<'a> {
             b: &'a Barrier,

@@ -61,11 +61,22 @@ use crate::platform;
 use crate::procs::{self, Identity};
 use crate::ring::{self, CELL, CellCtl, Pop, Record, Ring, RingHeader};
 use crate::shm::{CachePadded, ShmBox, ShmSafe, align_up};
-use crate::waiter::{SleepToken, WaitWord};
+use crate::waiter::WaitWord;
+
+/// Raises the sleeper flag of `w` before re-checking the condition and sleeping: the waiter
+/// half of the Dekker handshake with `Chan::notify` (SeqCst store + fence here, SeqCst fence
+/// there: one of the two sees the other's write).
+fn register_sleeper(w: &WaitWords) {
+    w.sleepers.store(1, Ordering::SeqCst);
+    fence(Ordering::SeqCst);
+}
 
 /// Longest single futex sleep of a blocked sender or receiver: how often it re-checks that its
 /// peers are alive.
 pub(crate) const SLICE: Duration = Duration::from_millis(100);
+
+/// How long a slot reserved for a child being forked may wait for the child to take it over.
+const PENDING_GRACE: Duration = Duration::from_secs(2);
 
 /// Process slots per channel: how many processes can hold handles of one channel at once.
 /// A process forked when every slot is taken is not counted: its copies of the handles keep
@@ -93,7 +104,7 @@ pub const UNBOUNDED_BUDGET: usize = 64 << 20;
 struct WaitWords {
     /// Bumped by a notifier that saw sleepers; sleepers wait for it to change.
     seq: AtomicU32,
-    /// Processes or threads (or waiter threads) about to sleep or sleeping on `seq`.
+    /// Non-zero if someone may sleep on `seq` (a flag: set by sleepers, cleared by notifiers).
     sleepers: AtomicU32,
 }
 
@@ -134,6 +145,8 @@ struct ProcSlot {
     inh_senders: AtomicU32,
     inh_receivers: AtomicU32,
     start: AtomicU64,
+    /// When a pending slot was reserved (`CLOCK_MONOTONIC` ns, system-wide).
+    pending_since: AtomicU64,
 }
 
 impl ProcSlot {
@@ -160,9 +173,14 @@ impl ProcSlot {
 #[repr(C)]
 struct ChanHeader {
     ring: RingHeader,
-    /// Messages queued or being sent. Invariant: `<= capacity` except transiently by one per
-    /// racing producer (a failed reservation is undone at once).
-    count: CachePadded<AtomicU64>,
+    /// Messages reserved by producers (sent or being sent), written by producers only.
+    /// Invariant: `sent - recvd <= capacity`, except transiently by one per racing producer
+    /// (a failed reservation is undone at once).
+    sent: CachePadded<AtomicU64>,
+    /// Messages taken by consumers, written by consumers only (so a 1→1 channel moves no
+    /// shared counter line between the two processes: producers re-read it only when the
+    /// cached copy says the channel is full).
+    recvd: CachePadded<AtomicU64>,
     recv_wait: CachePadded<WaitWords>,
     send_wait: CachePadded<WaitWords>,
     conn: CachePadded<Conn>,
@@ -193,6 +211,12 @@ pub(crate) struct Chan {
     child_receivers: AtomicU32,
     /// Last time (ns since `EPOCH`) this process looked for dead peers.
     last_reap: AtomicU64,
+    /// Spin steps before sleeping, learned (see `Backoff`).
+    spin_steps: AtomicU32,
+    /// Last value of the header's `recvd` this process read (a lower bound of it).
+    recvd_cache: AtomicU64,
+    /// Only one CPU is usable: never spin.
+    single_cpu: bool,
 }
 
 impl Chan {
@@ -230,14 +254,19 @@ impl Chan {
         c.closed.load(Ordering::Acquire) != 0 || c.senders.load(Ordering::Acquire) == 0
     }
 
-    /// Wakes one sleeper on `w` if there is one. The caller changed the condition first.
-    fn notify(&self, w: &WaitWords, n: u32) {
-        // SeqCst fence: the notifier half of the handshake in `SleepToken::new`.
+    /// Wakes the sleepers on `w`, if any registered. The caller changed the condition first.
+    ///
+    /// `sleepers` is a flag, not a count: the notifier clears it and wakes everyone, so while
+    /// a woken sleeper is on its way back to the CPU, further sends make no syscall (a count
+    /// would stay non-zero until then, costing a futex wake per message).
+    #[inline]
+    fn notify(&self, w: &WaitWords) {
+        // SeqCst fence: the notifier half of the handshake in `register_sleeper`.
         fence(Ordering::SeqCst);
-        if w.sleepers.load(Ordering::Relaxed) > 0 {
+        if w.sleepers.load(Ordering::Relaxed) != 0 && w.sleepers.swap(0, Ordering::AcqRel) != 0 {
             // Release: the sleeper that sees the new value sees the condition change.
             w.seq.fetch_add(1, Ordering::Release);
-            platform::wake(&w.seq, n);
+            platform::wake(&w.seq, u32::MAX);
         }
     }
 
@@ -390,15 +419,27 @@ impl Chan {
         for slot in &hdr.procs {
             // Acquire: pairs with the Release store of a new owner's pid.
             let pid = slot.pid.load(Ordering::Acquire);
-            if pid == SLOT_FREE || pid == SLOT_BUSY || pid == me {
+            if pid == SLOT_FREE || pid == SLOT_BUSY {
                 continue;
             }
-            let id = Identity {
-                pid,
-                start: slot.start.load(Ordering::Relaxed),
-            };
-            if procs::is_alive(id) {
-                continue;
+            // A reservation for a child that never ran its fork handler (killed at once, or the
+            // fork failed) is reaped after `PENDING_GRACE`; the child, if it runs later,
+            // registers afresh.
+            let stale = slot.pending.load(Ordering::Relaxed) != 0
+                && procs::monotonic_nanos()
+                    .saturating_sub(slot.pending_since.load(Ordering::Relaxed))
+                    > PENDING_GRACE.as_nanos() as u64;
+            if !stale {
+                if pid == me {
+                    continue;
+                }
+                let id = Identity {
+                    pid,
+                    start: slot.start.load(Ordering::Relaxed),
+                };
+                if procs::is_alive(id) {
+                    continue;
+                }
             }
             // Claim the slot so only one reaper subtracts its counts.
             if slot
@@ -455,6 +496,10 @@ fn claim_slot(hdr: &ChanHeader, id: Identity, pending: bool) -> Option<usize> {
         {
             slot.start.store(id.start, Ordering::Relaxed);
             slot.pending.store(u32::from(pending), Ordering::Relaxed);
+            if pending {
+                slot.pending_since
+                    .store(procs::monotonic_nanos(), Ordering::Relaxed);
+            }
             slot.engaged.store(0, Ordering::Relaxed);
             // Release: the fields above are visible to whoever reads this pid.
             slot.pid.store(id.pid, Ordering::Release);
@@ -557,6 +602,9 @@ fn new_chan(capacity: Option<usize>, budget: Option<usize>) -> Result<Chan, Erro
         child_senders: AtomicU32::new(0),
         child_receivers: AtomicU32::new(0),
         last_reap: AtomicU64::new(0),
+        spin_steps: AtomicU32::new(Backoff::MAX_STEPS),
+        recvd_cache: AtomicU64::new(0),
+        single_cpu: std::thread::available_parallelism().is_ok_and(|n| n.get() == 1),
     })
 }
 
@@ -587,25 +635,75 @@ pub fn unbounded<T: Message>() -> Result<(Sender<T>, Receiver<T>), Error> {
     ChannelBuilder::new(None).build()
 }
 
-/// Exponential spin, then yields: the phase before a futex sleep.
-struct Backoff(u32);
+/// The spin phase before a futex sleep, adaptive per channel and process: `learned` (the
+/// number of spin steps, up to [`Backoff::MAX_STEPS`], about 10 µs) grows when a spin or a short
+/// sleep shows the peer answers quickly, and shrinks each time a wait had to sleep long. With a
+/// single usable CPU it is 0: spinning could only delay the peer.
+struct Backoff<'a> {
+    step: u32,
+    limit: u32,
+    slept: bool,
+    learned: &'a AtomicU32,
+}
 
-impl Backoff {
-    const SPIN_LIMIT: u32 = 6;
-    const YIELD_LIMIT: u32 = 10;
+impl<'a> Backoff<'a> {
+    const MAX_STEPS: u32 = 12;
+    const MIN_STEPS: u32 = 2;
+    /// A sleep shorter than this means the peer was active (a futex wake-up alone takes tens
+    /// of microseconds in a VM): spin more next time.
+    const QUICK: Duration = Duration::from_micros(200);
+    /// A sleep longer than this means the peer was idle: spin less next time.
+    const IDLE: Duration = Duration::from_millis(1);
 
-    fn snooze(&mut self) -> bool {
-        if self.0 <= Self::SPIN_LIMIT {
-            for _ in 0..(1u32 << self.0) {
-                std::hint::spin_loop();
-            }
-        } else if self.0 <= Self::YIELD_LIMIT {
-            std::thread::yield_now();
+    fn new(chan: &'a Chan) -> Self {
+        // Relaxed: a heuristic.
+        let limit = if chan.single_cpu {
+            0
         } else {
+            chan.spin_steps.load(Ordering::Relaxed)
+        };
+        Self {
+            step: 0,
+            limit,
+            slept: false,
+            learned: &chan.spin_steps,
+        }
+    }
+
+    /// One spin step; `false` once the spin phase is over.
+    fn snooze(&mut self) -> bool {
+        if self.step >= self.limit {
             return false;
         }
-        self.0 += 1;
+        for _ in 0..(1u32 << self.step.min(6)) {
+            std::hint::spin_loop();
+        }
+        self.step += 1;
         true
+    }
+
+    /// The wait ended during the spin phase.
+    fn succeeded(&self) {
+        if self.step > 0 && !self.slept {
+            let v = self.learned.load(Ordering::Relaxed);
+            self.learned
+                .store((v + 1).min(Self::MAX_STEPS), Ordering::Relaxed);
+        }
+    }
+
+    /// The wait slept for `slept`.
+    fn slept(&mut self, slept: Duration) {
+        self.slept = true;
+        let v = self.learned.load(Ordering::Relaxed);
+        let v = if slept < Self::QUICK {
+            (v + 2).min(Self::MAX_STEPS)
+        } else if slept > Self::IDLE {
+            v.saturating_sub(1)
+        } else {
+            v
+        };
+        self.learned
+            .store(v.max(Self::MIN_STEPS), Ordering::Relaxed);
     }
 }
 
@@ -704,11 +802,20 @@ impl<T: Serialize> Sender<T> {
             return Err(TrySend::Err(SendError::Invalid(value, e)));
         }
         let hdr = chan.hdr();
-        // Relaxed: `count` is a bound, not a synchronisation point (the stamps are).
-        let before = hdr.count.fetch_add(1, Ordering::Relaxed);
-        if chan.cap.is_some_and(|c| before >= c) {
-            hdr.count.fetch_sub(1, Ordering::Relaxed);
-            return Err(TrySend::Full(value));
+        // Relaxed: the counters are a bound, not a synchronisation point (the stamps are).
+        let before = hdr.sent.fetch_add(1, Ordering::Relaxed);
+        if let Some(cap) = chan.cap {
+            // `recvd` only grows, so a stale cached copy can only make us refuse, never admit
+            // too many; re-read it when the cache says full.
+            let cached = chan.recvd_cache.load(Ordering::Relaxed);
+            if before.saturating_sub(cached) >= cap {
+                let fresh = hdr.recvd.load(Ordering::Relaxed);
+                chan.recvd_cache.fetch_max(fresh, Ordering::Relaxed);
+                if before.saturating_sub(fresh) >= cap {
+                    hdr.sent.fetch_sub(1, Ordering::Relaxed);
+                    return Err(TrySend::Full(value));
+                }
+            }
         }
         let mut enc_err = None;
         let pushed = chan
@@ -728,16 +835,16 @@ impl<T: Serialize> Sender<T> {
             });
         match pushed {
             Ok(true) => {
-                chan.notify(&hdr.recv_wait, 1);
+                chan.notify(&hdr.recv_wait);
                 Ok(())
             }
             Ok(false) => {
-                hdr.count.fetch_sub(1, Ordering::Relaxed);
+                hdr.sent.fetch_sub(1, Ordering::Relaxed);
                 let e = enc_err.unwrap_or_else(|| MessageError::Encode("unknown".into()));
                 Err(TrySend::Err(SendError::Invalid(value, e)))
             }
             Err(ring::Full) => {
-                hdr.count.fetch_sub(1, Ordering::Relaxed);
+                hdr.sent.fetch_sub(1, Ordering::Relaxed);
                 Err(TrySend::Full(value))
             }
         }
@@ -748,11 +855,14 @@ impl<T: Serialize> Sender<T> {
         mut value: T,
         deadline: Option<Instant>,
     ) -> Result<(), SendTimeoutError<T>> {
-        let mut backoff = Backoff(0);
+        let mut backoff = Backoff::new(&self.chan);
         let w = &self.chan.hdr().send_wait;
         loop {
             match self.try_send_inner(value) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    backoff.succeeded();
+                    return Ok(());
+                }
                 Err(TrySend::Err(e)) => return Err(e.into()),
                 Err(TrySend::Full(v)) => value = v,
             }
@@ -762,16 +872,16 @@ impl<T: Serialize> Sender<T> {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(SendTimeoutError::Timeout(value));
             }
-            // SAFETY: the counter lives in our channel's mapping, alive for this call.
-            let token = unsafe { SleepToken::new(&w.sleepers) };
+            register_sleeper(w);
             let seq = w.seq.load(Ordering::Acquire);
             match self.try_send_inner(value) {
                 Ok(()) => return Ok(()),
                 Err(TrySend::Err(e)) => return Err(e.into()),
                 Err(TrySend::Full(v)) => value = v,
             }
+            let slept = Instant::now();
             platform::wait_until(&w.seq, seq, deadline, SLICE);
-            drop(token);
+            backoff.slept(slept.elapsed());
             self.chan.maybe_reap();
         }
     }
@@ -792,8 +902,8 @@ impl<T: DeserializeOwned> Receiver<T> {
             match popped {
                 Pop::Item(r) => {
                     let hdr = chan.hdr();
-                    hdr.count.fetch_sub(1, Ordering::Relaxed);
-                    chan.notify(&hdr.send_wait, 1);
+                    hdr.recvd.fetch_add(1, Ordering::Relaxed);
+                    chan.notify(&hdr.send_wait);
                     return r.map_err(TryRecvError::Invalid);
                 }
                 Pop::Empty | Pop::Busy => {
@@ -811,12 +921,15 @@ impl<T: DeserializeOwned> Receiver<T> {
     }
 
     fn recv_inner(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
-        let mut backoff = Backoff(0);
+        let mut backoff = Backoff::new(&self.chan);
         let w = &self.chan.hdr().recv_wait;
         loop {
             match self.try_recv_inner() {
                 Err(TryRecvError::Empty) => {}
-                r => return r.map_err(to_timeout_err),
+                r => {
+                    backoff.succeeded();
+                    return r.map_err(to_timeout_err);
+                }
             }
             if backoff.snooze() {
                 continue;
@@ -824,15 +937,15 @@ impl<T: DeserializeOwned> Receiver<T> {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(RecvTimeoutError::Timeout);
             }
-            // SAFETY: the counter lives in our channel's mapping, alive for this call.
-            let token = unsafe { SleepToken::new(&w.sleepers) };
+            register_sleeper(w);
             let seq = w.seq.load(Ordering::Acquire);
             match self.try_recv_inner() {
                 Err(TryRecvError::Empty) => {}
                 r => return r.map_err(to_timeout_err),
             }
+            let slept = Instant::now();
             platform::wait_until(&w.seq, seq, deadline, SLICE);
-            drop(token);
+            backoff.slept(slept.elapsed());
             self.chan.maybe_reap();
         }
     }
@@ -855,7 +968,11 @@ fn to_recv_err(e: TryRecvError) -> RecvError {
 
 fn len_of(chan: &Chan) -> usize {
     // Relaxed: a snapshot.
-    let n = chan.hdr().count.load(Ordering::Relaxed);
+    let hdr = chan.hdr();
+    let n = hdr
+        .sent
+        .load(Ordering::Relaxed)
+        .saturating_sub(hdr.recvd.load(Ordering::Relaxed));
     let n = chan.cap.map_or(n, |c| n.min(c));
     usize::try_from(n).unwrap_or(usize::MAX)
 }
@@ -886,6 +1003,8 @@ impl<T: Message> uniconc_core::Sender<T> for Sender<T> {
         self.send_inner(value, deadline)
     }
 
+    // The trait's `Send` bound is spelled out here, as the trait declares it.
+    #[allow(clippy::manual_async_fn)]
     fn send_async(&self, value: T) -> impl Future<Output = Result<(), SendError<T>>> + Send + '_ {
         async move {
             let mut value = value;
@@ -896,9 +1015,7 @@ impl<T: Message> uniconc_core::Sender<T> for Sender<T> {
                     Err(TrySend::Err(e)) => return Err(e),
                     Err(TrySend::Full(v)) => value = v,
                 }
-                // SAFETY: the counter lives in the channel's mapping, kept alive by the clone
-                // of `chan` handed to the waiter with the token.
-                let token = unsafe { SleepToken::new(&w.sleepers) };
+                register_sleeper(w);
                 let seq = w.seq.load(Ordering::Acquire);
                 match self.try_send_inner(value) {
                     Ok(()) => return Ok(()),
@@ -907,7 +1024,7 @@ impl<T: Message> uniconc_core::Sender<T> for Sender<T> {
                 }
                 let keep: Arc<dyn std::any::Any + Send + Sync> = self.chan.clone();
                 // SAFETY: `w.seq` lives in the mapping `keep` keeps alive.
-                unsafe { WaitWord::new(&w.seq, seq, Some(token), keep) }.await;
+                unsafe { WaitWord::new(&w.seq, seq, None, keep) }.await;
                 self.chan.maybe_reap();
             }
         }
@@ -948,6 +1065,8 @@ impl<T: Message> uniconc_core::Receiver<T> for Receiver<T> {
         self.recv_inner(deadline)
     }
 
+    // The trait's `Send` bound is spelled out here, as the trait declares it.
+    #[allow(clippy::manual_async_fn)]
     fn recv_async(&self) -> impl Future<Output = Result<T, RecvError>> + Send + '_ {
         async move {
             let w = &self.chan.hdr().recv_wait;
@@ -956,8 +1075,7 @@ impl<T: Message> uniconc_core::Receiver<T> for Receiver<T> {
                     Err(TryRecvError::Empty) => {}
                     r => return r.map_err(to_recv_err),
                 }
-                // SAFETY: see `send_async`.
-                let token = unsafe { SleepToken::new(&w.sleepers) };
+                register_sleeper(w);
                 let seq = w.seq.load(Ordering::Acquire);
                 match self.try_recv_inner() {
                     Err(TryRecvError::Empty) => {}
@@ -965,7 +1083,7 @@ impl<T: Message> uniconc_core::Receiver<T> for Receiver<T> {
                 }
                 let keep: Arc<dyn std::any::Any + Send + Sync> = self.chan.clone();
                 // SAFETY: `w.seq` lives in the mapping `keep` keeps alive.
-                unsafe { WaitWord::new(&w.seq, seq, Some(token), keep) }.await;
+                unsafe { WaitWord::new(&w.seq, seq, None, keep) }.await;
                 self.chan.maybe_reap();
             }
         }
@@ -1073,7 +1191,11 @@ pub(crate) mod registry {
                 start: chan.my_slot().start.load(Ordering::Relaxed),
                 ..me
             };
-            let Some(i) = claim_slot(hdr, me, true) else {
+            let claimed = claim_slot(hdr, me, true).or_else(|| {
+                chan.reap();
+                claim_slot(hdr, me, true)
+            });
+            let Some(i) = claimed else {
                 // No slot left: the child is not counted at all; its handles act as
                 // disowned (documented on `MAX_PROCESSES`).
                 chan.child_slot.store(u32::MAX, Ordering::Relaxed);
@@ -1099,6 +1221,7 @@ pub(crate) mod registry {
     /// reserved slots, correcting their counts to the handles actually copied.
     pub(crate) fn fork_child() {
         let me = Identity::me();
+        let parent = procs::parent_pid_before_fork();
         // SAFETY: the registry lock is held (taken in `fork_prepare` by the forking thread,
         // now this process's only thread); the pointers are live `Chan`s copied by fork.
         for &p in unsafe { &*REG.list.get() } {
@@ -1108,38 +1231,52 @@ pub(crate) mod registry {
                 continue;
             }
             let hdr = chan.hdr();
+            let have_s = chan.senders.load(Ordering::Relaxed);
+            let have_r = chan.receivers.load(Ordering::Relaxed);
             let slot = &hdr.procs[i as usize % MAX_PROCESSES];
-            let fix =
-                |local: &AtomicU32, reserved: &AtomicU32, slot_c: &AtomicU32, total: &AtomicU32| {
-                    let have = local.load(Ordering::Relaxed);
-                    let res = reserved.load(Ordering::Relaxed);
-                    if have > res {
-                        slot_c.fetch_add(have - res, Ordering::Relaxed);
-                        total.fetch_add(have - res, Ordering::Relaxed);
-                    } else if res > have {
-                        slot_c.fetch_sub(res - have, Ordering::Relaxed);
-                        if total.fetch_sub(res - have, Ordering::AcqRel) == res - have {
-                            chan.wake_everyone();
+            // Take the reserved slot over, unless a peer reaped it (we were too slow to run).
+            let took = slot
+                .pid
+                .compare_exchange(parent, SLOT_BUSY, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok();
+            if took {
+                let fix =
+                    |have: u32, reserved: &AtomicU32, slot_c: &AtomicU32, total: &AtomicU32| {
+                        let res = reserved.load(Ordering::Relaxed);
+                        if have > res {
+                            slot_c.fetch_add(have - res, Ordering::Relaxed);
+                            total.fetch_add(have - res, Ordering::Relaxed);
+                        } else if res > have {
+                            slot_c.fetch_sub(res - have, Ordering::Relaxed);
+                            chan.lower(total, res - have);
                         }
-                    }
-                };
-            fix(
-                &chan.senders,
-                &chan.child_senders,
-                &slot.senders,
-                &hdr.conn.senders,
-            );
-            fix(
-                &chan.receivers,
-                &chan.child_receivers,
-                &slot.receivers,
-                &hdr.conn.receivers,
-            );
-            slot.start.store(me.start, Ordering::Relaxed);
-            slot.pending.store(0, Ordering::Relaxed);
-            // Release: the fields above are visible to whoever reads the pid.
-            slot.pid.store(me.pid, Ordering::Release);
-            chan.slot.store(i, Ordering::Relaxed);
+                    };
+                fix(
+                    have_s,
+                    &chan.child_senders,
+                    &slot.inh_senders,
+                    &hdr.conn.senders,
+                );
+                fix(
+                    have_r,
+                    &chan.child_receivers,
+                    &slot.inh_receivers,
+                    &hdr.conn.receivers,
+                );
+                slot.start.store(me.start, Ordering::Relaxed);
+                slot.pending.store(0, Ordering::Relaxed);
+                // Release: the fields above are visible to whoever reads the pid.
+                slot.pid.store(me.pid, Ordering::Release);
+                chan.slot.store(i, Ordering::Relaxed);
+            } else if let Some(j) = claim_slot(hdr, me, false) {
+                // Our reservation was reaped: register afresh.
+                let slot = &hdr.procs[j];
+                slot.inh_senders.store(have_s, Ordering::Relaxed);
+                slot.inh_receivers.store(have_r, Ordering::Relaxed);
+                hdr.conn.senders.fetch_add(have_s, Ordering::Relaxed);
+                hdr.conn.receivers.fetch_add(have_r, Ordering::Relaxed);
+                chan.slot.store(j as u32, Ordering::Relaxed);
+            }
         }
         unlock();
     }

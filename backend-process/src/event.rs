@@ -109,6 +109,8 @@ impl uniconc_core::Event for Event {
         }
     }
 
+    // The trait's `Send` bound is spelled out here, as the trait declares it.
+    #[allow(clippy::manual_async_fn)]
     fn wait_async(&self) -> impl Future<Output = ()> + Send + '_ {
         async move {
             let s = self.s();

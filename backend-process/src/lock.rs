@@ -316,6 +316,8 @@ impl uniconc_core::Lock for Lock {
         }
     }
 
+    // The trait's `Send` bound is spelled out here, as the trait declares it.
+    #[allow(clippy::manual_async_fn)]
     fn lock_async(
         &self,
     ) -> impl Future<Output = Result<LockGuard<'_>, LockError<LockGuard<'_>>>> + Send + '_ {

@@ -49,6 +49,18 @@ fn raw_getpid() -> u32 {
     u32::try_from(p).unwrap_or(0)
 }
 
+/// In the child handler: the parent's pid (the cache still holds it; if it was never filled,
+/// the parent is our parent process).
+fn my_pid_cached_or_parent() -> u32 {
+    match PID.load(Ordering::Relaxed) {
+        0 => {
+            // SAFETY: getppid has no preconditions.
+            u32::try_from(unsafe { libc::getppid() }).unwrap_or(0)
+        }
+        p => p,
+    }
+}
+
 /// Installs the `pthread_atfork` handlers (once per process; inherited by children).
 pub(crate) fn install_fork_handlers() {
     INSTALL.call_once(|| {
@@ -64,6 +76,27 @@ pub(crate) fn install_fork_handlers() {
     });
 }
 
+/// The pid this process had before the fork that is completing (read in the child handler,
+/// where `PID` still holds the parent's value).
+pub(crate) fn parent_pid_before_fork() -> u32 {
+    PARENT.load(Ordering::Relaxed)
+}
+
+static PARENT: AtomicU32 = AtomicU32::new(0);
+
+/// `CLOCK_MONOTONIC` in nanoseconds: one clock for every process (async-signal-safe).
+pub(crate) fn monotonic_nanos() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
 extern "C" fn prepare() {
     crate::channel::registry::fork_prepare();
 }
@@ -73,6 +106,7 @@ extern "C" fn parent() {
 }
 
 extern "C" fn child() {
+    PARENT.store(my_pid_cached_or_parent(), Ordering::Relaxed);
     PID.store(raw_getpid(), Ordering::Relaxed);
     FORK_GEN.fetch_add(1, Ordering::Relaxed);
     crate::waiter::fork_child();

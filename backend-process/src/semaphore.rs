@@ -124,6 +124,8 @@ impl uniconc_core::Semaphore for Semaphore {
         }
     }
 
+    // The trait's `Send` bound is spelled out here, as the trait declares it.
+    #[allow(clippy::manual_async_fn)]
     fn take_async(&self) -> impl Future<Output = ()> + Send + '_ {
         async move {
             let s = self.s();

@@ -291,3 +291,45 @@ fn a_child_that_has_not_run_yet_keeps_its_sender_counted() {
     assert_eq!(child.join(LIMIT), 0);
     assert_eq!(rx.recv_timeout(LIMIT), Err(RecvTimeoutError::Disconnected));
 }
+
+#[test]
+fn forget_inherited_handles_lets_a_long_lived_child_not_keep_channels_connected() {
+    let _f = fork_lock();
+    let (tx, rx) = channel::<u64>(4).unwrap();
+    let (stop_tx, stop_rx) = channel::<()>(1).unwrap();
+    // A long-lived child forked while `tx` exists, which never uses this channel.
+    let child = spawn(move || {
+        uniconc_process::forget_inherited_handles();
+        let _ = stop_rx.recv();
+        0
+    });
+    tx.send(1).unwrap();
+    drop(tx);
+    assert_eq!(rx.recv_timeout(LIMIT), Ok(1));
+    assert_eq!(rx.recv_timeout(LIMIT), Err(RecvTimeoutError::Disconnected));
+    stop_tx.send(()).unwrap();
+    assert_eq!(child.join(LIMIT), 0);
+}
+
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+#[test]
+fn unbounded_channels_do_not_commit_their_capacity() {
+    let before = resident_bytes();
+    let chans: Vec<_> = (0..8).map(|_| unbounded::<u64>().unwrap()).collect();
+    for (tx, rx) in &chans {
+        tx.send(1).unwrap();
+        assert_eq!(rx.recv().unwrap(), 1);
+    }
+    let after = resident_bytes();
+    // 8 x 64 MiB of ring were mapped; only touched pages count.
+    assert!(
+        after.saturating_sub(before) < 64 << 20,
+        "resident grew by {} bytes",
+        after - before
+    );
+}
