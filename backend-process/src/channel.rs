@@ -79,9 +79,12 @@ pub(crate) const SLICE: Duration = Duration::from_millis(100);
 const PENDING_GRACE: Duration = Duration::from_secs(2);
 
 /// Process slots per channel: how many processes can hold handles of one channel at once.
-/// A process forked when every slot is taken is not counted: its copies of the handles keep
-/// nobody connected (its sends still work).
-pub const MAX_PROCESSES: usize = 256;
+///
+/// `spawn` and the pool refuse to fork (with a clear error) while a channel this process holds
+/// handles of has no free slot, after reaping dead peers: an uncounted child's sends could
+/// arrive after its receivers saw `Disconnected`. A process forked some other way when every
+/// slot is taken is not counted.
+pub const MAX_PROCESSES: usize = 4096;
 
 /// In a forked child, stops counting the channel handles copied from the parent that this
 /// process has not used yet, so they keep no channel connected. A long-lived worker process
@@ -1161,6 +1164,29 @@ pub(crate) mod registry {
         let _g = lock();
         // SAFETY: lock held.
         unsafe { (*REG.list.get()).retain(|&p| p != chan) };
+    }
+
+    /// `true` if every channel this process holds handles of has a free process slot for one
+    /// more child (after reaping dead peers). `spawn` and the pool check it before they fork.
+    pub(crate) fn room_for_child() -> bool {
+        let _g = lock();
+        // SAFETY: lock held; every pointer is a live `Chan` (see `Registry`).
+        for &p in unsafe { &*REG.list.get() } {
+            let chan = unsafe { &*p };
+            let free = |c: &Chan| {
+                c.hdr()
+                    .procs
+                    .iter()
+                    .any(|s| s.pid.load(Ordering::Relaxed) == SLOT_FREE)
+            };
+            if !free(chan) {
+                chan.reap();
+                if !free(chan) {
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     /// See [`forget_inherited_handles`](super::forget_inherited_handles).

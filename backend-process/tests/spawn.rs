@@ -316,3 +316,35 @@ fn handles_are_send() {
     fn assert_send<T: Send + 'static>() {}
     assert_send::<uniconc_process::JoinHandle<Vec<u8>>>();
 }
+
+/// More children than the old 256 process slots hold one channel's senders at once; the parent
+/// drops its own: the receiver gets every message before `Disconnected`, none is lost to an
+/// uncounted child.
+#[test]
+fn many_children_on_one_channel_are_all_counted() {
+    use uniconc_core::{Event as _, Receiver as _};
+    let (_g, _w) = serial("many_children_on_one_channel_are_all_counted");
+    let n: u64 = 300;
+    let (tx, rx) = uniconc_process::channel::<u64>(64).unwrap();
+    let go = uniconc_process::event().unwrap();
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let tx = tx.clone();
+            let go = go.clone();
+            spawn(move || {
+                // Bounded, so a failing run leaves no child waiting forever.
+                go.wait_timeout(Duration::from_secs(30)).unwrap();
+                uniconc_core::Sender::send(&tx, i).unwrap();
+            })
+            .unwrap()
+        })
+        .collect();
+    drop(tx);
+    go.set();
+    let got: Vec<u64> = rx.iter().collect();
+    assert_eq!(got.len() as u64, n, "every child's message arrives before Disconnected");
+    assert_eq!(got.iter().sum::<u64>(), n * (n - 1) / 2);
+    for h in handles {
+        h.join().unwrap();
+    }
+}

@@ -189,6 +189,13 @@ pub(crate) fn kill9(pid: Pid) -> io::Result<()> {
 /// library's own code in the child (the worker loop, the result report) takes no lock but
 /// stdio's.
 pub(crate) fn fork_with(child: impl FnOnce() -> std::convert::Infallible) -> io::Result<Pid> {
+    if !crate::channel::registry::room_for_child() {
+        return Err(io::Error::other(format!(
+            "a channel held by this process already counts {} processes \
+             (uniconc_process::MAX_PROCESSES); a child could not be counted",
+            crate::channel::MAX_PROCESSES
+        )));
+    }
     let stdout = io::stdout();
     let stderr = io::stderr();
     let mut out = stdout.lock();
