@@ -60,9 +60,18 @@ const LONG_LIVED: GroupId = 0;
 /// capturing closure cannot be sent at all, so the workers that run it are forked *for it*,
 /// while it is alive in the parent, and inherit it: `map`/`imap` with a capturing closure fork
 /// `workers` extra processes for that call (they are killed when the call ends), and `submit`
-/// with a capturing closure forks one process for that one call (such processes are not
-/// counted against `workers`: prefer `fn` items or non-capturing closures for many small
-/// submissions). See `pool/worker.rs` for the soundness argument.
+/// with a capturing closure forks one process for that one call, once the call may run (a
+/// fork per call: prefer `fn` items or non-capturing closures for many small submissions).
+/// See `pool/worker.rs` for the soundness argument.
+///
+/// Whatever runs them, at most `workers` jobs run at once: the pool has `workers` slots, and
+/// a job (a chunk, or a submitted call) takes one to start, oldest queued job first. A
+/// capturing `submit` waits in the queue, its closure kept in the parent, until it gets a
+/// slot; only then is its process forked, so a thousand queued capturing submits cost no
+/// process. A capturing `map` running beside other work shares the slots with it. Long-lived
+/// workers forget the channel handles they inherited
+/// ([`forget_inherited_handles`](crate::forget_inherited_handles)), so a pool keeps
+/// no channel connected.
 ///
 /// # Chunks
 ///
@@ -146,6 +155,9 @@ struct Inner {
     jobs: HashMap<JobId, Job>,
     batches: HashMap<BatchId, Batch>,
     next_id: u64,
+    /// How many jobs may run at once: the pool's `workers`, whatever kind of function the
+    /// jobs run (see [`Inner::slots_used`]).
+    limit: usize,
     /// A thread is polling the workers (or forking for them) right now.
     leader: bool,
     closed: bool,
@@ -163,8 +175,13 @@ struct Group {
     queue: VecDeque<JobId>,
     /// No new jobs, no replacements; removed once its workers are gone.
     retired: bool,
-    /// Each worker runs one job, then is retired (capturing `submit`).
+    /// Each worker runs one job, then is retired (capturing `submit`). Such a group is
+    /// created with its job queued and no worker: its worker is forked only once the job
+    /// holds a slot (`slot`), so queued capturing submits cost no process.
     one_shot: bool,
+    /// One-shot group: its queued job holds one of the pool's `limit` slots, and its worker
+    /// may be forked. Set by [`Inner::dispatch`], oldest job first.
+    slot: bool,
     /// After a failed fork, do not retry before this.
     retry_at: Option<Instant>,
     last_spawn_error: Option<String>,
@@ -236,37 +253,113 @@ impl Inner {
         }
     }
 
-    /// Hands queued jobs to idle workers of their group.
+    /// Slots in use: jobs running on a worker, plus one-shot jobs that hold a slot while their
+    /// worker is being forked (queued in a group with `slot` set; once the job is sent, it
+    /// counts as running instead, and once it ends or is cancelled, not at all).
+    ///
+    /// Invariant kept by [`dispatch`](Self::dispatch): `slots_used() <= limit`, so a pool of
+    /// `workers` workers never runs more than `workers` jobs at once, whether they run on the
+    /// long-lived workers, on the workers of a capturing `map`, or in processes forked for a
+    /// capturing `submit`.
+    fn slots_used(&self) -> usize {
+        let running = self.workers.iter().filter(|w| w.job.is_some()).count();
+        let reserved = self
+            .groups
+            .values()
+            .filter(|g| g.one_shot && g.slot && !g.queue.is_empty())
+            .count();
+        running + reserved
+    }
+
+    /// Sends the job at the front of worker `i`'s group queue to it; `false` if none was sent.
+    fn start_job(&mut self, i: usize, now: Instant) -> bool {
+        let w = &mut self.workers[i];
+        let Some(group) = self.groups.get_mut(&w.group) else {
+            return false;
+        };
+        let Some(id) = group.queue.pop_front() else {
+            return false;
+        };
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return false;
+        };
+        match sys::send_all(w.sock.as_raw_fd(), &job.frame) {
+            Ok(()) => {
+                job.frame = Vec::new();
+                job.deadline = job.timeout.and_then(|t| {
+                    let n = u32::try_from(job.items.max(1)).unwrap_or(u32::MAX);
+                    now.checked_add(t.saturating_mul(n))
+                });
+                w.job = Some(id);
+                true
+            }
+            Err(_) => {
+                // The worker is gone or broken; the job never started: requeue it. The
+                // leader reaps the worker (its pidfd or socket reports the death).
+                group.queue.push_front(id);
+                w.broken = true;
+                let _ = sys::kill9(w.pid);
+                false
+            }
+        }
+    }
+
+    /// Hands free slots to queued jobs, oldest job first: a job of a group with an idle worker
+    /// is sent to it; a capturing `submit` job gets its slot reserved, and the leader (or the
+    /// submitting thread) forks its worker. Workers forked for a reserved slot get their job
+    /// at once.
     fn dispatch(&mut self) {
         let now = Instant::now();
-        for w in &mut self.workers {
-            if w.job.is_some() || w.killed.is_some() || w.broken || w.exiting {
-                continue;
+        let idle = |w: &Worker| w.job.is_none() && w.killed.is_none() && !w.broken && !w.exiting;
+        // One-shot workers were forked for a slot their job already holds.
+        for i in 0..self.workers.len() {
+            let w = &self.workers[i];
+            let reserved = self
+                .groups
+                .get(&w.group)
+                .is_some_and(|g| g.one_shot && g.slot && !g.queue.is_empty());
+            if reserved && idle(w) {
+                self.start_job(i, now);
             }
-            let Some(group) = self.groups.get_mut(&w.group) else {
-                continue;
-            };
-            let Some(id) = group.queue.pop_front() else {
-                continue;
-            };
-            let Some(job) = self.jobs.get_mut(&id) else {
-                continue;
-            };
-            match sys::send_all(w.sock.as_raw_fd(), &job.frame) {
-                Ok(()) => {
-                    job.frame = Vec::new();
-                    job.deadline = job.timeout.and_then(|t| {
-                        let n = u32::try_from(job.items.max(1)).unwrap_or(u32::MAX);
-                        now.checked_add(t.saturating_mul(n))
-                    });
-                    w.job = Some(id);
+        }
+        let mut used = self.slots_used();
+        while used < self.limit {
+            // The oldest queued job that can take a slot now: (job, group, idle worker).
+            let mut best: Option<(JobId, GroupId, Option<usize>)> = None;
+            for (&gid, grp) in &self.groups {
+                let Some(&id) = grp.queue.front() else {
+                    continue;
+                };
+                if best.is_some_and(|(b, _, _)| b < id) {
+                    continue;
                 }
-                Err(_) => {
-                    // The worker is gone or broken; the job never started: requeue it. The
-                    // leader reaps the worker (its pidfd or socket reports the death).
-                    group.queue.push_front(id);
-                    w.broken = true;
-                    let _ = sys::kill9(w.pid);
+                let worker = if grp.one_shot {
+                    if grp.slot || grp.retired {
+                        continue;
+                    }
+                    None
+                } else {
+                    match self.workers.iter().position(|w| w.group == gid && idle(w)) {
+                        Some(i) => Some(i),
+                        None => continue,
+                    }
+                };
+                best = Some((id, gid, worker));
+            }
+            match best {
+                None => break,
+                Some((_, _, Some(i))) => {
+                    // On failure the worker is marked broken (no longer idle): the loop
+                    // ends after at most one attempt per worker.
+                    if self.start_job(i, now) {
+                        used += 1;
+                    }
+                }
+                Some((_, gid, None)) => {
+                    if let Some(g) = self.groups.get_mut(&gid) {
+                        g.slot = true;
+                    }
+                    used += 1;
                 }
             }
         }
@@ -319,7 +412,8 @@ impl Inner {
             if id == LONG_LIVED && self.closed && g.queue.is_empty() {
                 continue;
             }
-            if g.one_shot && g.queue.is_empty() {
+            if g.one_shot && (g.queue.is_empty() || !g.slot) {
+                // A capturing submit's process is forked only once its job holds a slot.
                 continue;
             }
             let live = self
@@ -477,6 +571,13 @@ impl Shared {
             // SAFETY: this is the child; its copy of `parent_end` is never dropped (the child
             // leaves through `_exit`), so closing the number here closes it exactly once.
             unsafe { libc::close(parent_fd) };
+            if group == LONG_LIVED {
+                // A long-lived worker runs only zero-sized functions, which hold no channel
+                // handle: the handles it inherited are the parent's leftovers and must not
+                // keep those channels connected for the pool's lifetime. (Workers forked for
+                // a capturing closure keep theirs: the closure may hold some, still unused.)
+                crate::channel::forget_inherited_handles();
+            }
             worker::main(child_end.as_raw_fd(), me)
         })
         .map_err(|e| Error::os("forking a pool worker", e))?;
@@ -493,6 +594,50 @@ impl Shared {
             broken: false,
             exiting: false,
         })
+    }
+
+    /// Forks the workers of `plan` with the lock released (the caller is the leader), then
+    /// installs them, dispatches and ends the leadership.
+    fn fork_planned<'a>(
+        &'a self,
+        g: MutexGuard<'a, Inner>,
+        plan: Vec<(GroupId, Option<Arc<dyn Any + Send + Sync>>)>,
+    ) -> MutexGuard<'a, Inner> {
+        drop(g);
+        // No lock of ours is held across these forks.
+        let fresh: Vec<_> = plan
+            .into_iter()
+            .map(|(gid, keep)| {
+                let w = self.fork_worker(gid);
+                drop(keep);
+                (gid, w)
+            })
+            .collect();
+        let mut g = self.lock();
+        g.install(fresh, Instant::now());
+        g.dispatch();
+        g.leader = false;
+        self.cond.notify_all();
+        g
+    }
+
+    /// Forks the workers the pool wants now (a capturing submit whose job just got a slot)
+    /// without waiting for anything; if a leader is at work, wakes it to do it instead.
+    fn spawn_pending(&self) {
+        let mut g = self.lock();
+        if g.leader {
+            drop(g);
+            self.kick();
+            return;
+        }
+        let plan = g.plan_spawns(Instant::now());
+        if plan.is_empty() {
+            return;
+        }
+        g.leader = true;
+        drop(self.fork_planned(g, plan));
+        // The new workers' sockets must join a polling leader's set.
+        self.kick();
     }
 
     /// Drives the workers until `ready` holds or `deadline` passes; returns the lock and
@@ -527,21 +672,7 @@ impl Shared {
             g.leader = true;
             let plan = g.plan_spawns(now);
             if !plan.is_empty() {
-                drop(g);
-                // No lock of ours is held across these forks.
-                let fresh: Vec<_> = plan
-                    .into_iter()
-                    .map(|(gid, keep)| {
-                        let w = self.fork_worker(gid);
-                        drop(keep);
-                        (gid, w)
-                    })
-                    .collect();
-                g = self.lock();
-                g.install(fresh, Instant::now());
-                g.dispatch();
-                g.leader = false;
-                self.cond.notify_all();
+                g = self.fork_planned(g, plan);
                 continue;
             }
             // One round: poll every worker's socket and pidfd, and the wake pipe.
@@ -826,6 +957,7 @@ impl Group {
             one_shot,
             retry_at: None,
             last_spawn_error: None,
+            slot: false,
         }
     }
 }
@@ -1020,16 +1152,19 @@ impl Pool {
             return Err(PoolError::Closed);
         }
         let tramp: Trampoline = worker::run_once::<T, R, F>;
-        let (group, ctx) = if Runner::zero_sized::<F>() {
+        // A capturing closure stays in the parent (in its group) until a slot is free for
+        // its job; then a process is forked for it and inherits it.
+        let (keep, ctx): (Option<Arc<dyn Any + Send + Sync>>, usize) = if Runner::zero_sized::<F>()
+        {
             std::mem::forget(f);
-            (LONG_LIVED, NonNull::<F>::dangling().as_ptr() as usize)
+            (None, NonNull::<F>::dangling().as_ptr() as usize)
         } else {
             let keep = Arc::new(KeepAlive(f));
             let ctx = (&raw const keep.0) as usize;
-            (shared.start_group(keep, 1, true)?, ctx)
+            (Some(keep), ctx)
         };
         let runner = Runner {
-            group,
+            group: LONG_LIVED,
             tramp,
             ctx,
             owned: false,
@@ -1040,11 +1175,11 @@ impl Pool {
             1
         });
         let mut g = shared.lock();
-        let batch = shared.new_batch(&mut g);
-        if g.closed && group == LONG_LIVED {
-            g.batches.remove(&batch);
+        if g.closed {
             return Err(PoolError::Closed);
         }
+        let batch = shared.new_batch(&mut g);
+        let capturing = keep.is_some();
         match bad {
             Some(e) => {
                 g.batches
@@ -1052,16 +1187,16 @@ impl Pool {
                     .expect("just created")
                     .done
                     .push_back((0, 1, Err(e)));
-                if let Some(grp) = g.groups.get_mut(&group) {
-                    grp.one_shot = false;
-                    grp.retired = true;
-                }
-                g.kill_workers(
-                    Some(group).filter(|&gr| gr != LONG_LIVED),
-                    &TaskError::Cancelled,
-                );
             }
             None => {
+                let group = match keep {
+                    None => LONG_LIVED,
+                    Some(keep) => {
+                        let id = g.new_id();
+                        g.groups.insert(id, Group::new(Some(keep), 1, true));
+                        id
+                    }
+                };
                 let id = g.new_id();
                 g.jobs.insert(
                     id,
@@ -1087,6 +1222,10 @@ impl Pool {
             }
         }
         drop(g);
+        if capturing {
+            // Start it now if it got a slot (no thread may be waiting on the pool).
+            shared.spawn_pending();
+        }
         Ok(TaskHandle {
             shared: Arc::clone(shared),
             batch,
@@ -1237,7 +1376,10 @@ impl uniconc_core::Pool for Pool {
         config.validate()?;
         let shared = Arc::new(Shared {
             owner: sys::getpid(),
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Inner {
+                limit: config.workers,
+                ..Inner::default()
+            }),
             cond: Condvar::new(),
             wake: sys::WakePipe::new()
                 .map_err(|e| Error::os("creating the pool's wake pipe", e))?,

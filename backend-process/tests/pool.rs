@@ -702,3 +702,142 @@ fn a_task_handle_moved_into_a_child_does_not_steal_results() {
     assert_eq!(uniconc_core::JoinHandle::join(child), Ok(true));
     assert_eq!(mine.wait(), Ok(8));
 }
+
+#[test]
+fn capturing_submits_never_run_more_than_workers_at_once() {
+    use uniconc_core::{Lock as _, Value as _};
+    let _s = serial("capturing_submits_never_run_more_than_workers_at_once");
+    let pool = Pool::new(2).unwrap();
+    // [running now, most ever running], updated under `lock`.
+    let running = uniconc_process::value([0u64; 2]).unwrap();
+    let lock = uniconc_process::lock().unwrap();
+    let n = 20 * scale() as u64;
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let (running, lock) = (running.clone(), lock.clone());
+            pool.submit(
+                move |x: u64| {
+                    {
+                        let _g = lock.lock().unwrap();
+                        let [now, max] = running.load();
+                        running.store([now + 1, max.max(now + 1)]);
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                    {
+                        let _g = lock.lock().unwrap();
+                        let [now, max] = running.load();
+                        running.store([now - 1, max]);
+                    }
+                    x * 3
+                },
+                i,
+            )
+            .unwrap()
+        })
+        .collect();
+    // Queued capturing submits cost no process: 2 long-lived workers + at most 2 forked for
+    // the submits that hold a slot.
+    let children = list_children().len();
+    assert!(children <= 4, "{children} children for a pool of 2");
+    let got: Vec<u64> = handles.into_iter().map(|h| h.wait().unwrap()).collect();
+    assert_eq!(got, (0..n).map(|i| i * 3).collect::<Vec<_>>());
+    let [now, max] = running.load();
+    assert_eq!(now, 0);
+    assert!(max <= 2, "{max} tasks ran at once on a pool of 2");
+    assert!(max >= 1);
+}
+
+#[test]
+fn a_blocked_capturing_submit_holds_the_only_slot_and_terminate_cancels_the_queue() {
+    use uniconc_core::Event as _;
+    let _s =
+        serial("a_blocked_capturing_submit_holds_the_only_slot_and_terminate_cancels_the_queue");
+    let pool = Pool::new(1).unwrap();
+    let go = uniconc_process::event().unwrap();
+    let started = uniconc_process::event().unwrap();
+    let (go2, started2) = (go.clone(), started.clone());
+    let running = pool
+        .submit(
+            move |_: u64| {
+                started2.set();
+                go2.wait_timeout(Duration::from_secs(60)).is_ok()
+            },
+            0,
+        )
+        .unwrap();
+    assert!(started.wait_timeout(Duration::from_secs(60)).is_ok());
+    let queued_fn = pool.submit(double, 3).unwrap();
+    let k = 7u64;
+    let queued_closure = pool.submit(move |x: u64| x + k, 1).unwrap();
+    // Drive the pool for a while: neither queued task may start while the slot is held.
+    let mut queued_fn = queued_fn;
+    assert_eq!(
+        queued_fn.wait_timeout(Duration::from_millis(300)),
+        Err(TaskError::Timeout)
+    );
+    pool.terminate();
+    go.set();
+    assert_eq!(queued_fn.wait(), Err(TaskError::Cancelled));
+    assert_eq!(queued_closure.wait(), Err(TaskError::Cancelled));
+    assert!(matches!(
+        running.wait(),
+        Ok(true) | Err(TaskError::Cancelled)
+    ));
+    drop(pool);
+    assert!(no_children(), "terminate left a child behind");
+}
+
+#[test]
+fn a_capturing_map_shares_the_slots_with_submitted_work() {
+    use uniconc_core::{Lock as _, Value as _};
+    let _s = serial("a_capturing_map_shares_the_slots_with_submitted_work");
+    let pool = Pool::new(2).unwrap();
+    let running = uniconc_process::value([0u64; 2]).unwrap();
+    let lock = uniconc_process::lock().unwrap();
+    let task = {
+        let (running, lock) = (running.clone(), lock.clone());
+        move |x: u64| {
+            {
+                let _g = lock.lock().unwrap();
+                let [now, max] = running.load();
+                running.store([now + 1, max.max(now + 1)]);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+            {
+                let _g = lock.lock().unwrap();
+                let [now, max] = running.load();
+                running.store([now - 1, max]);
+            }
+            x + 1
+        }
+    };
+    let handles: Vec<_> = (0..4u64)
+        .map(|i| pool.submit(task.clone(), i).unwrap())
+        .collect();
+    let out = pool.map(task, 0..8u64).unwrap();
+    assert_eq!(out, (1..9).collect::<Vec<u64>>());
+    for (i, h) in handles.into_iter().enumerate() {
+        assert_eq!(h.wait(), Ok(i as u64 + 1));
+    }
+    let [now, max] = running.load();
+    assert_eq!(now, 0);
+    assert!(max <= 2, "{max} tasks ran at once on a pool of 2");
+}
+
+#[test]
+fn pool_workers_keep_no_channel_connected() {
+    use uniconc_core::{Receiver as _, RecvTimeoutError, Sender as _};
+    let _s = serial("pool_workers_keep_no_channel_connected");
+    let (tx, rx) = uniconc_process::channel::<u64>(4).unwrap();
+    let pool = Pool::new(2).unwrap();
+    assert_eq!(pool.map(double, 0..10u64).unwrap()[9], 18);
+    tx.send(5).unwrap();
+    drop(tx);
+    assert_eq!(rx.recv_timeout(Duration::from_secs(30)), Ok(5));
+    // The workers (alive, idle) inherited `tx`: they must not count as its holders.
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(30)),
+        Err(RecvTimeoutError::Disconnected)
+    );
+    drop(pool);
+}
