@@ -342,7 +342,11 @@ fn many_children_on_one_channel_are_all_counted() {
     drop(tx);
     go.set();
     let got: Vec<u64> = rx.iter().collect();
-    assert_eq!(got.len() as u64, n, "every child's message arrives before Disconnected");
+    assert_eq!(
+        got.len() as u64,
+        n,
+        "every child's message arrives before Disconnected"
+    );
     assert_eq!(got.iter().sum::<u64>(), n * (n - 1) / 2);
     for h in handles {
         h.join().unwrap();
