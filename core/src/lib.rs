@@ -8,7 +8,7 @@
 //! - [`channel`]: [`Sender`], [`Receiver`] and their iterators.
 //! - [`sync`]: [`Lock`], [`Semaphore`] with [`Permit`], [`Event`], [`Barrier`].
 //! - [`state`]: [`Value`], [`Array`] and [`Plain`].
-//! - [`unit`]: [`JoinHandle`] and panic helpers.
+//! - [`unit`](mod@unit): [`JoinHandle`] and panic helpers.
 //! - [`pool`]: [`Pool`], [`PoolBuilder`], [`PoolConfig`], [`TaskHandle`].
 //! - [`error`]: every error type.
 //! - [`time`]: deadline helpers.
