@@ -6,69 +6,16 @@
 //! `UNICONC_STRESS_SCALE` (default 1) scales the stress sizes.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use uniconc_core::{Pool as _, PoolError, TaskError, TaskHandle as _};
 use uniconc_process::Pool;
 
-static FORK: Mutex<()> = Mutex::new(());
-
-/// Aborts the test binary if the test runs longer than `secs`.
-struct Watchdog(Option<mpsc::Sender<()>>);
-
-impl Watchdog {
-    fn new(name: &'static str, secs: u64) -> Self {
-        let (tx, rx) = mpsc::channel::<()>();
-        std::thread::spawn(move || {
-            if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(secs))
-            {
-                // Straight to fd 2: the harness captures this thread's eprintln.
-                let msg = format!("watchdog: {name} hung for {secs} s\n");
-                // SAFETY: writing a valid buffer to stderr.
-                unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
-                std::process::abort();
-            }
-        });
-        Self(Some(tx))
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        let _ = self.0.take().map(|tx| tx.send(()));
-    }
-}
-
-fn serial(name: &'static str) -> (std::sync::MutexGuard<'static, ()>, Watchdog) {
-    let g = FORK.lock().unwrap_or_else(|e| e.into_inner());
-    (g, Watchdog::new(name, 120))
-}
+mod common;
+use common::{no_children, serial};
 
 fn scale() -> usize {
-    std::env::var("UNICONC_STRESS_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1)
-        .max(1)
-}
-
-/// `true` if this process has no child left, zombie or alive. Observes with `WNOWAIT`, so it
-/// never reaps a child the library should have reaped.
-fn no_children() -> bool {
-    // SAFETY: an all-zero siginfo_t is a valid value; waitid only writes it.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    // SAFETY: valid out-pointer; WNOWAIT leaves any child waitable.
-    let r = unsafe {
-        libc::waitid(
-            libc::P_ALL,
-            0,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        )
-    };
-    r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD)
+    common::scale() as usize
 }
 
 fn die_by_sigkill() {

@@ -4,71 +4,13 @@
 //! Fork tests are serialized (`FORK`) so that `waitpid(-1)` checks see only their own
 //! children; every test runs under a watchdog that aborts the binary instead of hanging.
 
-use std::sync::Mutex;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use uniconc_core::{JoinError, JoinHandle as _};
 use uniconc_process::{spawn, spawn_async};
 
-static FORK: Mutex<()> = Mutex::new(());
-
-/// Aborts the test binary if the test runs longer than `secs`.
-struct Watchdog(Option<mpsc::Sender<()>>);
-
-impl Watchdog {
-    fn new(name: &'static str, secs: u64) -> Self {
-        let (tx, rx) = mpsc::channel::<()>();
-        std::thread::spawn(move || {
-            if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(secs))
-            {
-                // Straight to fd 2: the harness captures this thread's eprintln.
-                let msg = format!("watchdog: {name} hung for {secs} s\n");
-                // SAFETY: writing a valid buffer to stderr.
-                unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
-                std::process::abort();
-            }
-        });
-        Self(Some(tx))
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        let _ = self.0.take().map(|tx| tx.send(()));
-    }
-}
-
-fn serial(name: &'static str) -> (std::sync::MutexGuard<'static, ()>, Watchdog) {
-    let g = FORK.lock().unwrap_or_else(|e| e.into_inner());
-    (g, Watchdog::new(name, 60))
-}
-
-/// `true` once this process has no child left, zombie or alive (reaper threads may need a
-/// moment). Observes with `WNOWAIT`, so it never reaps (and so never races) the library.
-fn no_children_within(timeout: Duration) -> bool {
-    let end = Instant::now() + timeout;
-    loop {
-        // SAFETY: an all-zero siginfo_t is a valid value; waitid only writes it.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: valid out-pointer; WNOWAIT leaves any child waitable.
-        let r = unsafe {
-            libc::waitid(
-                libc::P_ALL,
-                0,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            )
-        };
-        if r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
-            return true;
-        }
-        if Instant::now() > end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
+mod common;
+use common::{no_children_within, serial};
 
 #[test]
 fn returns_the_result_and_captures() {

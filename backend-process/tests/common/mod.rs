@@ -1,4 +1,6 @@
-//! Test helper: run a closure in a forked child (nix), report how it ended.
+//! Test helpers shared by the process backend's test binaries: run a closure in a forked child
+//! (nix) and report how it ended; serialize fork tests under an aborting watchdog; scale; look for
+//! leftover children.
 #![allow(dead_code, unreachable_pub)]
 
 use std::sync::{Mutex, MutexGuard};
@@ -97,4 +99,67 @@ pub fn watchdog<R: Send + 'static>(limit: Duration, f: impl FnOnce() -> R + Send
     });
     rx.recv_timeout(limit)
         .unwrap_or_else(|_| panic!("watchdog: still running after {limit:?}"))
+}
+
+/// Aborts the test binary if the test runs longer than `secs` (a hung fork test must not stall
+/// the run; the message goes straight to fd 2, which the harness does not capture).
+pub struct Watchdog(Option<std::sync::mpsc::Sender<()>>);
+
+impl Watchdog {
+    pub fn new(name: &'static str, secs: u64) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                rx.recv_timeout(Duration::from_secs(secs))
+            {
+                let msg = format!("watchdog: {name} hung for {secs} s\n");
+                // SAFETY: writing a valid buffer to stderr.
+                unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
+                std::process::abort();
+            }
+        });
+        Self(Some(tx))
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        let _ = self.0.take().map(|tx| tx.send(()));
+    }
+}
+
+/// Holds the fork lock for a whole test, under a 120 s aborting watchdog.
+pub fn serial(name: &'static str) -> (MutexGuard<'static, ()>, Watchdog) {
+    (fork_lock(), Watchdog::new(name, 120))
+}
+
+/// `true` if this process has no child left, zombie or alive. Observes with `WNOWAIT`, so it
+/// never reaps a child the library should reap.
+pub fn no_children() -> bool {
+    // SAFETY: an all-zero siginfo_t is a valid value; waitid only writes it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out-pointer; WNOWAIT leaves any child waitable.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_ALL,
+            0,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD)
+}
+
+/// `true` once this process has no child left (reaper threads may need a moment).
+pub fn no_children_within(timeout: Duration) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if no_children() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
