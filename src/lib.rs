@@ -1,14 +1,19 @@
 //! # uniconc
 //!
-//! One API for concurrent programs — a [`Queue`](Backend::channel) (channel), locks and friends,
-//! shared values, `spawn` and a `Pool` — over three execution units that you switch with one
-//! line:
+//! One API for concurrent programs — a Queue (channel), locks and friends, shared values,
+//! `spawn` and a `Pool` — over three execution units that you switch with one line:
 //!
 //! | backend | unit | module | marker |
 //! |---|---|---|---|
 //! | process (feature `process`, Unix) | forked process, state in shared memory | `uniconc::process` | `uniconc::Process` |
 //! | thread (feature `thread`, default) | OS thread | `uniconc::thread` | `uniconc::Thread` |
 //! | tokio (feature `tokio`) | tokio task | `uniconc::tokio` | `uniconc::Tokio` |
+//!
+//! Features are additive; [`Default`](type@Default) picks process, then tokio, then thread among the enabled
+//! ones. The sections below use the thread backend; every example runs unchanged on the others
+//! (the conformance suite in `tests/` runs each behaviour on all three).
+//!
+//! ## The one-line switch
 //!
 //! ```
 //! use uniconc::prelude::*;
@@ -26,7 +31,187 @@
 //! # }
 //! ```
 //!
-//! Generic code is written once against [`Backend`] and runs on every backend.
+//! Generic code is written once against [`Backend`] (`fn run<B: Backend>()`); messages are
+//! [`Message`]s (serde + `Send`), shared values hold [`Plain`] data. Each backend module also
+//! exposes the same free functions (`uniconc::thread::channel`, `uniconc::process::pool`, ...).
+//!
+//! ## Channels
+//!
+//! Multi-producer multi-consumer FIFOs; both halves are `Clone`. A capacity of 0 is an error,
+//! not a rendezvous. Every operation has a blocking, a `try_`, a `_timeout` and an `_async` form,
+//! and every error says why and hands the unsent value back:
+//!
+//! ```
+//! use std::time::Duration;
+//! use uniconc::prelude::*;
+//! use uniconc::{RecvTimeoutError, TryRecvError};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! type B = uniconc::Thread;
+//! assert!(B::channel::<u8>(0).is_err());
+//! let (tx, rx) = B::channel::<String>(1)?;
+//! tx.try_send("first".into())?;
+//! let refused = tx.try_send("second".into()).unwrap_err();
+//! assert!(refused.is_full());
+//! assert_eq!(refused.into_inner(), "second"); // the message comes back
+//! assert_eq!(rx.recv()?, "first");
+//! assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+//! assert_eq!(rx.recv_timeout(Duration::from_millis(10)), Err(RecvTimeoutError::Timeout));
+//! tx.send("last".into())?;
+//! tx.close(); // for everyone: receivers drain, then see Disconnected
+//! assert_eq!(rx.recv()?, "last");
+//! assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+//! # Ok(())
+//! # }
+//! ```
+//! Messages are owned serde types (`String`, not `&str`): on the process backend they are
+//! serialized into shared memory.
+//!
+//! ## Locks, semaphores, events, barriers
+//!
+//! A holder that panicked (or, on the process backend, died) does not deadlock the next
+//! locker: `lock()` returns `Err(LockError::Poisoned/OwnerDied(guard))` with the guard.
+//!
+//! ```
+//! use uniconc::prelude::*;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! type B = uniconc::Thread;
+//! let sem = B::semaphore(2)?;
+//! let permit = sem.acquire(); // given back on drop
+//! assert_eq!(sem.available(), 1);
+//! drop(permit);
+//!
+//! let go = B::event()?;
+//! let waiter = {
+//!     let go = go.clone();
+//!     B::spawn(move || {
+//!         go.wait();
+//!         String::from("released")
+//!     })?
+//! };
+//! go.set();
+//! assert_eq!(waiter.join()?, "released");
+//!
+//! let lock = B::lock()?;
+//! let guard = lock.lock().unwrap_or_else(|e| e.into_guard());
+//! assert!(lock.try_lock().is_err());
+//! drop(guard);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Shared values and arrays
+//!
+//! Python's `Value` and `Array`: plain data with one lock; on the process backend they live in
+//! shared memory. Whole-array reads run at memory speed.
+//!
+//! ```
+//! use uniconc::prelude::*;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! type B = uniconc::Thread;
+//! let counter = B::value(0u64)?;
+//! let units: Vec<_> = (0..4)
+//!     .map(|_| {
+//!         let counter = counter.clone();
+//!         B::spawn(move || for _ in 0..1000 { counter.update(|v| *v += 1) })
+//!     })
+//!     .collect::<Result<_, _>>()?;
+//! for u in units {
+//!     u.join()?;
+//! }
+//! assert_eq!(counter.load(), 4000);
+//!
+//! let a = <B as Backend>::Array::<f64>::from_slice(&[1.0, 2.0, 3.0])?;
+//! a.set(1, 20.0)?;
+//! assert!(a.set(3, 0.0).is_err()); // out of bounds: an error, nothing written
+//! assert_eq!(a.to_vec(), vec![1.0, 20.0, 3.0]);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Spawning units
+//!
+//! `join` reports how a unit ended: its value, `Panicked(message)`, and on the process backend
+//! `Killed(signal)` or `Exited(code)`.
+//!
+//! ```
+//! use std::time::Duration;
+//! use uniconc::prelude::*;
+//! use uniconc::JoinError;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! type B = uniconc::Thread;
+//! let h = B::spawn(|| -> u8 { panic!("boom") })?;
+//! assert_eq!(h.join(), Err(JoinError::Panicked("boom".into())));
+//!
+//! let (tx, rx) = B::channel::<u8>(1)?;
+//! let mut slow = B::spawn(move || rx.recv().unwrap())?;
+//! assert_eq!(slow.join_timeout(Duration::from_millis(10)), Err(JoinError::Timeout));
+//! tx.send(7)?;
+//! assert_eq!(slow.join()?, 7);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Pools
+//!
+//! `map` keeps input order, `imap` is lazy (it works on an endless iterator), a panicking task
+//! fails only its own item, and on the process backend a worker that dies is reported
+//! (`TaskError::WorkerDied`) and replaced.
+//!
+//! ```
+//! use uniconc::prelude::*;
+//! use uniconc::{Pool, PoolError, TaskError};
+//!
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! type B = uniconc::Thread;
+//! let pool = <B as Backend>::Pool::builder().workers(2).chunk_size(16).build()?;
+//! assert_eq!(pool.map(square, 0..5u64)?, vec![0, 1, 4, 9, 16]);
+//! let first: Vec<u64> = pool.imap(square, 0u64..).take(3).map(Result::unwrap).collect();
+//! assert_eq!(first, vec![0, 1, 4]);
+//! let r = pool.map(|x: u64| if x == 2 { panic!("bad item") } else { x }, 0..4u64);
+//! assert!(matches!(r, Err(PoolError::Task { index: 2, error: TaskError::Panicked(_) })));
+//! let h = pool.submit(square, 12)?;
+//! assert_eq!(h.wait()?, 144);
+//! pool.close();
+//! pool.join()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Async
+//!
+//! Every blocking call has an `_async` form returning a `Send` future that never blocks an
+//! executor thread and is cancel-safe (dropping it loses no message and leaks no permit), on
+//! every backend: write a program once in async style and run it on tasks, threads or processes.
+//!
+//! ```
+//! use uniconc::prelude::*;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! type B = uniconc::Thread;
+//! let (tx, rx) = B::channel::<u64>(8)?;
+//! let consumer = B::spawn_async(async move {
+//!     let mut sum = 0;
+//!     while let Ok(v) = rx.recv_async().await {
+//!         sum += v;
+//!     }
+//!     sum
+//! })?;
+//! for i in 0..10 {
+//!     tx.send(i)?; // a sync producer, an async consumer
+//! }
+//! drop(tx);
+//! assert_eq!(consumer.join()?, 45);
+//! # Ok(())
+//! # }
+//! ```
 
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
