@@ -48,7 +48,7 @@
 //!
 //! - [`channel`](mod@channel): the MPMC channel (own implementation; see `README.md` for why).
 //! - [`lock`](mod@lock), [`semaphore`](mod@semaphore), [`event`](mod@event), [`barrier`](mod@barrier): synchronisation.
-//! - [`state`]: [`Value`] and [`Array`].
+//! - [`Value`] and [`Array`]: in-process, from `uniconc_core::local` (shared with the thread backend).
 //! - [`unit`](mod@unit): [`spawn`], [`spawn_async`], [`JoinHandle`].
 //! - [`pool`](mod@pool): [`Pool`], a concurrency-limited set of tasks.
 //! - [`runtime`]: the runtime used and the blocking-wait driver.
@@ -67,7 +67,6 @@ pub mod lock;
 pub mod pool;
 pub mod runtime;
 pub mod semaphore;
-pub mod state;
 pub mod unit;
 
 pub use barrier::Barrier;
@@ -76,7 +75,7 @@ pub use event::Event;
 pub use lock::{Lock, LockGuard};
 pub use pool::{Pool, TaskHandle};
 pub use semaphore::Semaphore;
-pub use state::{Array, ArrayGuard, Value};
+pub use uniconc_core::local::{Array, ArrayGuard, Value};
 pub use unit::{JoinHandle, spawn, spawn_async};
 
 /// The tokio backend's selector type: `type B = uniconc::Tokio;`.

@@ -21,7 +21,7 @@
 //! - [`channel`](mod@channel): MPMC channels on crossbeam-channel, with `close()` for everyone and
 //!   waker-based `_async` forms.
 //! - [`sync`]: [`Lock`], [`Semaphore`], [`Event`], [`Barrier`].
-//! - [`state`]: [`Value`], [`Array`].
+//! - [`Value`], [`Array`]: in-process, from `uniconc_core::local` (shared with the tokio backend).
 //! - [`spawn`](mod@spawn): [`spawn`](fn@spawn), [`spawn_async`], [`JoinHandle`].
 //! - [`pool`](mod@pool): [`Pool`], [`TaskHandle`].
 //! - `waiters` (private): the waker registry and the mutex + condvar + wakers monitor behind
@@ -46,7 +46,6 @@
 pub mod channel;
 pub mod pool;
 pub mod spawn;
-pub mod state;
 pub mod sync;
 mod waiters;
 
@@ -57,8 +56,8 @@ use uniconc_core::{Backend, Error, Message, Plain};
 pub use channel::{Receiver, Sender, channel, unbounded};
 pub use pool::{Imap, Pool, TaskHandle};
 pub use spawn::{JoinHandle, spawn, spawn_async};
-pub use state::{Array, ArrayGuard, Value};
 pub use sync::{Barrier, Event, Lock, LockGuard, Semaphore};
+pub use uniconc_core::local::{Array, ArrayGuard, Value};
 
 /// The thread backend's selector type: `type B = uniconc::Thread;`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

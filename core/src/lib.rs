@@ -8,6 +8,7 @@
 //! - [`channel`]: [`Sender`], [`Receiver`] and their iterators.
 //! - [`sync`]: [`Lock`], [`Semaphore`] with [`Permit`], [`Event`], [`Barrier`].
 //! - [`state`]: [`Value`], [`Array`] and [`Plain`].
+//! - [`local`]: the in-process `Value`/`Array` shared by the thread and tokio backends.
 //! - [`unit`](mod@unit): [`JoinHandle`] and panic helpers.
 //! - [`pool`]: [`Pool`], [`PoolBuilder`], [`PoolConfig`], [`TaskHandle`].
 //! - [`error`]: every error type.
@@ -19,6 +20,7 @@
 pub mod backend;
 pub mod channel;
 pub mod error;
+pub mod local;
 pub mod pool;
 pub mod state;
 pub mod sync;

@@ -1,5 +1,8 @@
-//! Shared state: [`Value`] and [`Array`] (Python's `Value` and `Array`), each an `Arc` of a std
-//! `Mutex`. Whole-array reads take the mutex once and copy the slice (a `memcpy`).
+//! In-process shared state, used by the backends whose units share one address space (threads,
+//! tokio tasks): [`Value`] and [`Array`] (Python's `Value` and `Array`), each an `Arc` of a std
+//! `Mutex`. Whole-array reads take the mutex once and copy the slice (a `memcpy`). The critical
+//! sections are short copies, so a blocking lock is right even inside a task. Kept here, once,
+//! because backends do not depend on each other.
 //!
 //! Poisoning: a thread that panics while holding a guard poisons the mutex; the next `lock()`
 //! reports `LockError::Poisoned(guard)` once and clears it. `load`, `store` and `update`
@@ -9,8 +12,8 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use uniconc_core::state::index_error;
-use uniconc_core::{Error, LockError, Plain};
+use crate::state::index_error;
+use crate::{Error, LockError, Plain};
 
 /// Locks `m`, reporting (and clearing) poisoning once.
 fn lock_reporting<T: ?Sized>(
@@ -34,7 +37,7 @@ fn lock_quiet<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 ///
 /// ```
 /// use uniconc_core::Value as _;
-/// let v = uniconc_thread::value(1u64)?;
+/// let v = uniconc_core::local::Value::new(1u64)?;
 /// v.update(|x| *x += 1);
 /// assert_eq!(v.load(), 2);
 /// # Ok::<(), uniconc_core::Error>(())
@@ -59,7 +62,7 @@ impl<T: Plain + fmt::Debug> fmt::Debug for Value<T> {
     }
 }
 
-impl<T: Plain> uniconc_core::Value<T> for Value<T> {
+impl<T: Plain> crate::Value<T> for Value<T> {
     type Guard<'a> = MutexGuard<'a, T>;
 
     fn new(value: T) -> Result<Self, Error> {
@@ -89,7 +92,7 @@ impl<T: Plain> uniconc_core::Value<T> for Value<T> {
 ///
 /// ```
 /// use uniconc_core::Array as _;
-/// let a = uniconc_thread::Array::<u32>::from_slice(&[1, 2, 3])?;
+/// let a = uniconc_core::local::Array::<u32>::from_slice(&[1, 2, 3])?;
 /// a.set(0, 7)?;
 /// assert_eq!(a.to_vec(), [7, 2, 3]);
 /// assert_eq!(a.get(3), None);
@@ -140,8 +143,8 @@ impl<T> DerefMut for ArrayGuard<'_, T> {
 }
 
 impl<T: Plain> Array<T> {
-    /// The inherent form of [`uniconc_core::Array::from_slice`], so that
-    /// `uniconc_thread::Array::from_slice` works without the trait in scope.
+    /// The inherent form of [`crate::Array::from_slice`], so that
+    /// `Array::from_slice` works without the trait in scope.
     ///
     /// # Errors
     /// The allocation is too large.
@@ -157,7 +160,7 @@ impl<T: Plain> Array<T> {
     }
 }
 
-impl<T: Plain> uniconc_core::Array<T> for Array<T> {
+impl<T: Plain> crate::Array<T> for Array<T> {
     type Guard<'a> = ArrayGuard<'a, T>;
 
     fn new(len: usize) -> Result<Self, Error> {
@@ -207,11 +210,11 @@ impl<T: Plain> uniconc_core::Array<T> for Array<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use uniconc_core::{Array as _, Value as _};
+    use crate::{Array as _, Value as _};
 
     #[test]
     fn value_poisoning_is_reported_once() {
-        let v = <Value<u32> as uniconc_core::Value<u32>>::new(1).unwrap();
+        let v = <Value<u32> as crate::Value<u32>>::new(1).unwrap();
         let v2 = v.clone();
         let _ = std::thread::spawn(move || {
             let mut g = v2.lock().unwrap();
@@ -226,7 +229,7 @@ mod tests {
 
     #[test]
     fn array_bounds_and_guard() {
-        let a = <Array<u16> as uniconc_core::Array<u16>>::new(3).unwrap();
+        let a = <Array<u16> as crate::Array<u16>>::new(3).unwrap();
         assert_eq!(a.to_vec(), [0, 0, 0]);
         assert!(a.set(3, 1).is_err());
         a.lock().unwrap().copy_from_slice(&[1, 2, 3]);
