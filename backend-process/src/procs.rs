@@ -12,6 +12,7 @@
 //! `open`, `read`, `close`), all async-signal-safe; it never allocates or takes a lock that
 //! another thread could have held.
 
+use std::cell::Cell;
 use std::sync::Once;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -27,6 +28,35 @@ pub(crate) fn fork_gen() -> u64 {
     FORK_GEN.load(Ordering::Relaxed)
 }
 static INSTALL: Once = Once::new();
+
+thread_local! {
+    static DROPPING_FORK_LEFTOVERS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Drops, in the parent, its copy of a closure it has just forked a child to run.
+///
+/// `fork` duplicates every value the closure captured; the child owns them from then on and
+/// drops (or keeps) them itself. The parent's copies must still be dropped (an `Arc`'s count,
+/// a file descriptor, a channel handle's per-process count belong to this process), but
+/// uniconc's effects on *shared* memory must not happen twice: a `Permit` moved into the
+/// child is the child's to give back. While this runs, [`dropping_fork_leftovers`] is `true`
+/// and those effects are skipped. (A user's own `Drop` still runs in both processes.)
+pub(crate) fn drop_fork_leftovers<T>(leftover: T) {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            DROPPING_FORK_LEFTOVERS.with(|f| f.set(false));
+        }
+    }
+    DROPPING_FORK_LEFTOVERS.with(|f| f.set(true));
+    let _reset = Reset;
+    drop(leftover);
+}
+
+/// `true` while this thread drops the parent's copy of what a forked child now owns.
+pub(crate) fn dropping_fork_leftovers() -> bool {
+    DROPPING_FORK_LEFTOVERS.with(Cell::get)
+}
 
 /// This process's pid, cached.
 #[inline]

@@ -146,6 +146,11 @@ impl uniconc_core::Semaphore for Semaphore {
     }
 
     fn release(&self) {
+        if crate::procs::dropping_fork_leftovers() {
+            // The parent's copy of a `Permit` moved into a forked child: the child gives the
+            // permit back, not this copy.
+            return;
+        }
         let s = self.s();
         // SeqCst: the releaser half of the handshake. Saturates at MAX_PERMITS.
         let prev = s.count.fetch_add(1, Ordering::SeqCst);

@@ -294,3 +294,22 @@ fn many_children_on_one_channel_are_all_counted() {
         h.join().unwrap();
     }
 }
+
+/// A `Permit` moved into a child is the child's to give back: the parent's leftover copy of
+/// the closure (dropped after the fork) must not release it a second time.
+#[test]
+fn permit_moved_into_a_child_is_released_once() {
+    use uniconc_core::Semaphore as _;
+    let _s = serial("permit_moved_into_a_child_is_released_once");
+    let sem = uniconc_process::semaphore(1).unwrap();
+    let permit = sem.acquire();
+    assert_eq!(sem.available(), 0);
+    let h = spawn(move || drop(permit)).unwrap();
+    h.join().unwrap();
+    assert_eq!(sem.available(), 1);
+    // A permit the child keeps (forgets) stays taken.
+    let permit = sem.acquire();
+    let h = spawn(move || permit.forget()).unwrap();
+    h.join().unwrap();
+    assert_eq!(sem.available(), 0);
+}

@@ -219,6 +219,7 @@ pub(crate) fn fork_with(child: impl FnOnce() -> std::convert::Infallible) -> io:
         }
         exit_child(101);
     }
+    crate::procs::drop_fork_leftovers(child);
     Ok(pid)
 }
 
