@@ -46,7 +46,7 @@ compile_error!(
 );
 
 cfg_if::cfg_if! {
-    if #[cfg(loom)] {
+    if #[cfg(uniconc_loom)] {
         // Loom builds model the ring's protocol only.
         mod shm;
         mod sync;
@@ -86,7 +86,7 @@ cfg_if::cfg_if! {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Process;
 
-#[cfg(not(loom))]
+#[cfg(not(uniconc_loom))]
 impl uniconc_core::Backend for Process {
     const NAME: &'static str = "process";
 

@@ -6,10 +6,15 @@
 //!
 //! - [`RingHeader`]: `head` (next position to read) and `tail` (next position to write), in
 //!   cells, monotonically increasing `u64`s (they never wrap in practice: 2^64 cells).
-//! - `ctl`: one [`CellCtl`] per cell (a stamp and a meta word), kept apart from the data so
-//!   that a record's bytes are contiguous.
-//! - `data`: `n * CELL` bytes; record at position `p` starts at cell `p % n`. A record never
-//!   wraps: a producer that would cross the end first writes a *skip* record up to the end.
+//! - `ctl`: one [`CellCtl`] per cell, one cache line each: a stamp, a meta word and
+//!   [`INLINE`] bytes. A record of at most `INLINE` bytes (a `u64`, a small struct) lives in
+//!   its head cell's line, so handing it over moves one line between the processes, and
+//!   neighbouring cells never share a line (a producer publishing cell `i + 1` does not pull
+//!   the line a consumer is freeing for cell `i`).
+//! - `data`: `n * CELL` bytes for larger records, kept apart from the control lines so that a
+//!   record's bytes are contiguous; a record at position `p` starts at cell `p % n`. A record
+//!   never wraps: a producer that would cross the end first writes a *skip* record up to the
+//!   end. The data cells of inline records are never touched (no memory is committed for them).
 //!
 //! # Stamp protocol (per cell, for the position `pos` that maps to it)
 //!
@@ -33,12 +38,16 @@
 //! - SYNC POINT B: the consumer's `Release` stores freeing the cells (after reading the bytes)
 //!   pair with the next producer's `Acquire` loads in `check_free`: that producer's writes
 //!   happen after the reads.
+//! - A record's bytes are its data cells or its head cell's inline bytes: both are covered by
+//!   A and B alike.
 //! - `head`/`tail` CASes are `Relaxed`: they only arbitrate ownership of positions; all data
 //!   visibility goes through the stamps.
 //!
 //! Mapped memory is untrusted: `n`, the mask and the data pointer come from the private view;
 //! a meta word that would make a record run past the end is reported as corrupt and consumes
 //! one cell, never an out-of-bounds access.
+
+use std::cell::UnsafeCell;
 
 use crate::shm::CachePadded;
 use crate::sync::{AtomicU32, AtomicU64, Ordering, spin_hint};
@@ -63,21 +72,43 @@ pub(crate) struct RingHeader {
     tail: CachePadded<AtomicU64>,
 }
 
-/// Control word of one cell. `#[repr(C)]`, 16 bytes; all-zero is "free for lap 0".
+/// Bytes of a record kept in its head cell's control line (records up to this size).
+pub(crate) const INLINE: usize = 48;
+
+/// Control line of one cell. `#[repr(C)]`, one cache line; all-zero is "free for lap 0".
 #[derive(Debug, Default)]
-#[repr(C)]
+#[repr(C, align(64))]
 pub(crate) struct CellCtl {
     /// `stamp - cell index` (wrapping), see the module docs.
     stamp: AtomicU64,
     /// For a published head cell: the record's byte length, or `SKIP | cells`.
     meta: AtomicU32,
     _pad: u32,
+    /// The bytes of a record of at most [`INLINE`] bytes whose head cell this is.
+    inline: InlineBytes,
 }
 
-#[cfg(not(loom))]
+/// A cell's inline record bytes, written and read only by the owner of the cell's position
+/// under the stamp protocol (like the data cells).
+#[derive(Debug)]
+#[repr(transparent)]
+struct InlineBytes(UnsafeCell<[u8; INLINE]>);
+
+impl Default for InlineBytes {
+    fn default() -> Self {
+        Self(UnsafeCell::new([0; INLINE]))
+    }
+}
+
+// SAFETY: the bytes are only accessed through `Ring::try_push` by the producer that won the
+// cell's position and saw it free (SYNC POINT B), and through `Ring::try_pop` by the consumer
+// that won the published position (SYNC POINT A): never by two parties at once.
+unsafe impl Sync for InlineBytes {}
+
+#[cfg(not(uniconc_loom))]
 // SAFETY: repr(C), atomics only (CachePadded is repr(C)), valid when zero (an empty ring).
 unsafe impl crate::shm::ShmSafe for RingHeader {}
-#[cfg(not(loom))]
+#[cfg(not(uniconc_loom))]
 // SAFETY: repr(C), atomics and padding only, valid when zero (free for lap 0).
 unsafe impl crate::shm::ShmSafe for CellCtl {}
 
@@ -90,10 +121,11 @@ pub(crate) struct Full;
 pub(crate) enum Pop<R> {
     /// A record was taken; the closure's result.
     Item(R),
-    /// Nothing published at the head and nothing claimed.
+    /// Nothing published at the head: the ring is empty, or a producer claimed the head
+    /// position and has not published it yet. (Telling the two apart would need a load of
+    /// `tail`, a line every push writes: a waiter polling for the next message would pull it
+    /// from the producer's cache at every poll.)
     Empty,
-    /// A producer claimed the head position but has not published it yet.
-    Busy,
 }
 
 /// What the consumer's closure is handed.
@@ -191,6 +223,20 @@ impl<'a> Ring<'a> {
         self.ctl[i as usize].stamp.store(stored, Ordering::Release);
     }
 
+    /// Where the bytes of a record of `len` bytes whose head cell is `i` live.
+    ///
+    /// # Safety
+    /// `i < n`, `i + cells_for(len) <= n`, and the caller owns the record's position (as a
+    /// producer that won it and saw its cells free, or a consumer that won it published).
+    unsafe fn bytes(&self, i: u64, len: usize) -> *mut u8 {
+        if len <= INLINE {
+            self.ctl[i as usize].inline.0.get().cast()
+        } else {
+            // SAFETY: `i * CELL + len <= n * CELL` (the caller's contract), within `data`.
+            unsafe { self.data.add(i as usize * CELL) }
+        }
+    }
+
     /// Writes a record of `len` bytes (`len <= max_record()`), filled by `write`.
     /// Returns `Ok(true)` once published, `Ok(false)` if `write` failed (the claimed cells are
     /// published as a skip record, so the ring stays consistent).
@@ -236,11 +282,11 @@ impl<'a> Ring<'a> {
                 self.publish(t, kk, SKIP | kk as u32);
                 continue;
             }
-            let off = i as usize * CELL;
-            // SAFETY: cells i..i+kk are in bounds (i + kk <= n) and exclusively ours: we won
-            // the CAS for their positions and saw them freed (Acquire, SYNC POINT B), so no
-            // consumer reads them and no other producer writes them until we publish.
-            let buf = unsafe { std::slice::from_raw_parts_mut(self.data.add(off), len) };
+            // SAFETY: cells i..i+kk (kk = cells_for(len)) are in bounds (i + kk <= n) and
+            // exclusively ours: we won the CAS for their positions and saw them freed (Acquire,
+            // SYNC POINT B), so no consumer reads them and no other producer writes them until
+            // we publish; `bytes` points at `len` bytes of them.
+            let buf = unsafe { std::slice::from_raw_parts_mut(self.bytes(i, len), len) };
             let ok = write(buf);
             let meta = if ok { len as u32 } else { SKIP | kk as u32 };
             self.publish(t, kk, meta);
@@ -283,11 +329,10 @@ impl<'a> Ring<'a> {
                 let out = if corrupt {
                     Some((read.take().expect("read once"))(Record::Corrupt))
                 } else if let Some(len) = len {
-                    let off = i as usize * CELL;
-                    // SAFETY: `len <= kk * CELL` and `i + kk <= n`, so in bounds; the cells
+                    // SAFETY: `kk = cells_for(len)` and `i + kk <= n`, so in bounds; the cells
                     // are ours (we won the head CAS for this published record) and the
                     // producer's writes are visible (SYNC POINT A) and finished.
-                    let bytes = unsafe { std::slice::from_raw_parts(self.data.add(off), len) };
+                    let bytes = unsafe { std::slice::from_raw_parts(self.bytes(i, len), len) };
                     Some((read.take().expect("read once"))(Record::Bytes(bytes)))
                 } else {
                     None
@@ -308,9 +353,7 @@ impl<'a> Ring<'a> {
                 spin_hint();
                 continue;
             } else {
-                // Nothing published at the head yet. Relaxed: a hint between Empty and Busy.
-                let t = self.hdr.tail.load(Ordering::Relaxed);
-                return if t == h { Pop::Empty } else { Pop::Busy };
+                return Pop::Empty;
             }
         }
     }
@@ -323,7 +366,7 @@ impl<'a> Ring<'a> {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(uniconc_loom)))]
 mod tests {
     use super::*;
 
@@ -382,6 +425,29 @@ mod tests {
     }
 
     #[test]
+    fn inline_and_data_records_round_the_boundary() {
+        let mut o = Owned::new(8);
+        let r = o.ring();
+        for round in 0..20u8 {
+            for len in [
+                0,
+                1,
+                INLINE - 1,
+                INLINE,
+                INLINE + 1,
+                CELL,
+                CELL + 1,
+                2 * CELL,
+            ] {
+                let v: Vec<u8> = (0..len).map(|j| (j as u8) ^ round).collect();
+                assert_eq!(push_bytes(&r, &v), Ok(true), "len {len}");
+                assert_eq!(pop_bytes(&r).unwrap(), v, "len {len}");
+            }
+        }
+        assert!(r.is_empty());
+    }
+
+    #[test]
     fn full_then_free() {
         let mut o = Owned::new(4);
         let r = o.ring();
@@ -429,7 +495,7 @@ mod tests {
     }
 }
 
-#[cfg(all(test, loom))]
+#[cfg(all(test, uniconc_loom))]
 mod loom_tests {
     use super::*;
     use loom::sync::Arc;
