@@ -58,6 +58,25 @@ pub struct Lock {
 }
 
 /// Holds a [`Lock`]; releases it on drop. `Send`: it may be held across an `.await`.
+///
+/// A guard dropped while its thread panics marks the lock poisoned: the next acquisition gets
+/// the guard inside `LockError::Poisoned`.
+///
+/// ```
+/// use uniconc_core::{JoinHandle as _, Lock as _, LockError};
+/// let lock = uniconc_thread::lock()?;
+/// let l = lock.clone();
+/// let h = uniconc_thread::spawn(move || {
+///     let _guard = l.lock().unwrap();
+///     panic!("while holding the lock");
+/// })?;
+/// assert!(h.join().is_err());
+/// let err = lock.lock().unwrap_err(); // reported once; the lock is ours anyway
+/// assert!(matches!(err, LockError::Poisoned(_)));
+/// drop(err.into_guard());
+/// assert!(lock.lock().is_ok()); // the poison was cleared by that report
+/// # Ok::<(), uniconc_core::Error>(())
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 #[derive(Debug)]
 pub struct LockGuard<'a> {
