@@ -119,6 +119,32 @@ impl fmt::Debug for Pool {
 }
 
 /// Handle to one job submitted to a [`Pool`].
+///
+/// Wait for the result with the [`uniconc_core::TaskHandle`] methods: blocking (outside a
+/// runtime or on a multi-thread one), timed, or `wait_async`. Dropping the handle detaches the
+/// job: it still runs.
+///
+/// ```
+/// use std::time::Duration;
+/// use uniconc_core::{Event as _, Pool as _, TaskError, TaskHandle as _};
+/// let pool = uniconc_async::pool(1)?;
+/// let go = uniconc_async::event()?;
+/// let g = go.clone();
+/// let wait_then = move |x: u32| {
+///     let g = g.clone();
+///     async move {
+///         g.wait_async().await;
+///         x
+///     }
+/// };
+/// let mut task = pool.submit_async(wait_then, 5)?;
+/// assert_eq!(task.wait_timeout(Duration::from_millis(1)), Err(TaskError::Timeout));
+/// go.set();
+/// let rt = tokio::runtime::Builder::new_current_thread().build()?;
+/// assert_eq!(rt.block_on(task.wait_async()), Ok(5)); // the async form, on any runtime
+/// assert_eq!(task.try_wait(), Err(TaskError::AlreadyTaken));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct TaskHandle<R> {
     /// `None` once the result was taken.
     inner: Option<tokio::task::JoinHandle<Result<R, TaskError>>>,

@@ -16,6 +16,25 @@
 //! there is no other thread to hand the tasks to, and tokio panics with
 //! "can call blocking only when running on the multi-threaded runtime": that is the documented
 //! `# Panics` case of every blocking call. Use the `_async` form there.
+//!
+//! ```
+//! use uniconc_core::{Receiver as _, Sender as _};
+//! let (tx, rx) = uniconc_async::channel::<u8>(1)?;
+//! let rt = tokio::runtime::Builder::new_current_thread().build()?;
+//! rt.block_on(async {
+//!     tx.send(1).unwrap(); // a blocking form that need not wait: fine everywhere
+//!     assert_eq!(rx.recv_async().await, Ok(1)); // the async form: fine everywhere
+//! });
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ```should_panic
+//! use uniconc_core::Receiver as _;
+//! let (_tx, rx) = uniconc_async::channel::<u8>(1).unwrap();
+//! let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! // Empty: `recv` must wait, which a current-thread runtime cannot do. Panics.
+//! rt.block_on(async { rx.recv() });
+//! ```
 
 use std::future::Future;
 use std::pin::Pin;

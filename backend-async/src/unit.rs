@@ -14,7 +14,20 @@ use crate::runtime::{block_on, try_handle};
 
 /// Handle to a spawned task; join it blocking, with a deadline, or `.await` it.
 ///
-/// Dropping it detaches the task (it runs on).
+/// Dropping it detaches the task (it runs on). The join methods come from
+/// [`uniconc_core::JoinHandle`]; `id()` is tokio's task [`Id`]. `kill()` aborts a
+/// `spawn_async` task (it joins as `Cancelled`); a `spawn` closure can be cancelled only
+/// before it starts.
+///
+/// ```
+/// use std::time::Duration;
+/// use uniconc_core::{JoinError, JoinHandle as _};
+/// let mut h = uniconc_async::spawn_async(std::future::pending::<()>())?;
+/// assert_eq!(h.join_timeout(Duration::from_millis(1)), Err(JoinError::Timeout));
+/// h.kill()?;
+/// assert_eq!(h.join(), Err(JoinError::Cancelled));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct JoinHandle<R> {
     /// `None` once the result was taken.
     inner: Option<tokio::task::JoinHandle<R>>,
