@@ -27,6 +27,25 @@
 //! A message leaves the queue only inside the poll that returns it, so a dropped
 //! `recv_async` loses nothing. A dropped `send_async` drops only its own value (still held by
 //! the future) and never a slot: nothing is reserved while waiting.
+//!
+//! ```
+//! use std::time::Duration;
+//! use uniconc_core::{Receiver as _, Sender as _};
+//! let (tx, rx) = uniconc_async::channel::<u32>(1)?;
+//! let rt = tokio::runtime::Runtime::new()?;
+//! rt.block_on(async {
+//!     // A receive cancelled by a timeout takes nothing off the channel.
+//!     let r = tokio::time::timeout(Duration::from_millis(1), rx.recv_async()).await;
+//!     assert!(r.is_err());
+//!     tx.send_async(5).await.unwrap();
+//!     // The full channel: this send is cancelled, and drops only its own value.
+//!     let s = tokio::time::timeout(Duration::from_millis(1), tx.send_async(6)).await;
+//!     assert!(s.is_err());
+//!     assert_eq!(rx.recv_async().await, Ok(5));
+//!     assert!(rx.is_empty());
+//! });
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::VecDeque;
 use std::fmt;

@@ -1,5 +1,18 @@
 //! [`Lock`]: a mutual-exclusion lock without data, built on a one-permit
 //! [`tokio::sync::Semaphore`] (fair, FIFO, cancel-safe), with std-style poisoning.
+//!
+//! ```
+//! use std::time::Duration;
+//! use uniconc_core::{Lock as _, TryLockError};
+//! let lock = uniconc_async::lock()?;
+//! let guard = lock.lock().unwrap();
+//! let timed_out = lock.lock_timeout(Duration::from_millis(1));
+//! assert!(matches!(timed_out, Err(TryLockError::Timeout))); // gave up its place in the queue
+//! drop(guard);
+//! let rt = tokio::runtime::Builder::new_current_thread().build()?;
+//! rt.block_on(async { assert!(lock.lock_async().await.is_ok()) });
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::fmt;
 use std::pin::pin;

@@ -26,6 +26,20 @@
 //! effect (there are no long-lived workers to replace). `task_timeout` needs the runtime's
 //! time driver (the crate's own runtime has it; building a pool with a `task_timeout` on a
 //! user runtime without `enable_time` is refused with `InvalidArgument`).
+//!
+//! ```
+//! use std::time::Duration;
+//! use uniconc_core::{Pool as _, TaskError, TaskHandle as _};
+//! let pool = uniconc_async::Pool::builder()
+//!     .workers(2)
+//!     .task_timeout(Duration::from_millis(10))
+//!     .build()?;
+//! // An async job past its deadline is truly stopped (its future is dropped).
+//! let stuck = pool.submit_async(|_: ()| std::future::pending::<u8>(), ())?;
+//! assert_eq!(stuck.wait(), Err(TaskError::DeadlineExceeded));
+//! assert_eq!(pool.map(|x: u8| x + 1, 0..3)?, [1, 2, 3]); // the pool goes on
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;

@@ -1,5 +1,19 @@
 //! Execution units: [`spawn`] (a blocking closure on tokio's blocking pool), [`spawn_async`]
 //! (a task), and their [`JoinHandle`].
+//!
+//! Inside a runtime both run on that runtime; outside one, on this crate's own.
+//!
+//! ```
+//! use uniconc_core::JoinHandle as _;
+//! let rt = tokio::runtime::Runtime::new()?;
+//! let sum = rt.block_on(async {
+//!     let mut task = uniconc_async::spawn_async(async { 40 })?; // a task of `rt`
+//!     let mut blocking = uniconc_async::spawn(|| 2)?; // on `rt`'s blocking pool
+//!     Ok::<_, Box<dyn std::error::Error>>(task.join_async().await? + blocking.join_async().await?)
+//! })?;
+//! assert_eq!(sum, 42);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::fmt;
 use std::future::Future;

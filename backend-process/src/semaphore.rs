@@ -18,6 +18,14 @@ use crate::shm::{ShmBox, ShmSafe};
 use crate::waiter::{SleepToken, WaitWord};
 
 /// The largest permit count a process semaphore holds.
+///
+/// ```
+/// use uniconc_core::Semaphore as _;
+/// let sem = uniconc_process::semaphore(uniconc_process::MAX_PERMITS)?;
+/// assert_eq!(sem.available(), uniconc_process::MAX_PERMITS);
+/// assert!(uniconc_process::semaphore(uniconc_process::MAX_PERMITS + 1).is_err());
+/// # Ok::<(), uniconc_core::Error>(())
+/// ```
 pub const MAX_PERMITS: usize = (u32::MAX / 2) as usize;
 
 #[derive(Debug, Default)]

@@ -10,6 +10,20 @@
 //! channel empty and closed checks once more (after seeing the flag, every message sent before
 //! the close is visible) and then reports `Disconnected`; queued messages are drained first.
 //!
+//! ```
+//! use uniconc_core::{JoinHandle as _, Receiver as _, RecvError, Sender as _};
+//! let (tx, rx) = uniconc_thread::channel::<u32>(4)?;
+//! tx.send(1).unwrap();
+//! let waiter = uniconc_thread::spawn({
+//!     let rx = rx.clone();
+//!     move || (rx.recv(), rx.recv()) // the second one blocks until the close
+//! })?;
+//! tx.close(); // `tx` is still alive: crossbeam alone would not disconnect
+//! assert_eq!(waiter.join(), Ok((Ok(1), Err(RecvError::Disconnected))));
+//! assert!(tx.send(2).unwrap_err().is_disconnected());
+//! # Ok::<(), uniconc_core::Error>(())
+//! ```
+//!
 //! A send that *races* with `close()` (it checked the flag just before the close) may still
 //! enqueue its message; that message stays receivable by the next `recv`, it is never dropped
 //! silently, but a receiver that already returned `Disconnected` will not see it.
@@ -21,6 +35,24 @@
 //! (notified by every receive from a bounded channel, close, and drop of a receiver). The
 //! blocking hot path pays one load per operation to find out that nobody waits
 //! asynchronously (see `WakerSet::notify_one_after_transfer` for the ordering argument).
+//!
+//! ```
+//! use uniconc_core::{JoinHandle as _, Receiver as _, Sender as _};
+//! let (tx, rx) = uniconc_thread::channel::<u32>(1)?;
+//! let consumer = uniconc_thread::spawn_async(async move {
+//!     let mut sum = 0;
+//!     while let Ok(v) = rx.recv_async().await {
+//!         sum += v;
+//!     }
+//!     sum
+//! })?;
+//! for i in 1..=4 {
+//!     tx.send(i).unwrap(); // a blocking sender wakes the async receiver, and back
+//! }
+//! drop(tx);
+//! assert_eq!(consumer.join(), Ok(10));
+//! # Ok::<(), uniconc_core::Error>(())
+//! ```
 
 use std::convert::Infallible;
 use std::fmt;

@@ -18,6 +18,19 @@
 //!
 //! Every job, if dropped without running (a queue cleared by `terminate`), reports
 //! `Cancelled` to whoever waits for it, so no waiter can hang on a lost job.
+//!
+//! ```
+//! use uniconc_core::Pool as _;
+//! let pool = uniconc_thread::Pool::builder()
+//!     .workers(2)
+//!     .chunk_size(10) // 100 items: 10 jobs
+//!     .max_tasks_per_worker(3) // a worker is replaced after 3 jobs
+//!     .build()?;
+//! let doubled = pool.map(|x: u32| x * 2, 0..100)?;
+//! assert_eq!((doubled.len(), doubled[99]), (100, 198)); // in input order
+//! drop(pool); // terminates the pool and joins every worker thread
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;

@@ -4,6 +4,19 @@
 //! A unit's result (or its panic message, caught at the unit boundary) goes into a
 //! `Completion`, a one-shot slot that blocking, timed and async joiners wait on. The same
 //! slot carries pool task results.
+//!
+//! ```
+//! use uniconc_core::JoinHandle as _;
+//! let mut plain = uniconc_thread::spawn(|| 1)?;
+//! let with_runtime = uniconc_thread::spawn_async(async {
+//!     tokio::task::yield_now().await; // a tokio runtime of its own runs this future
+//!     2
+//! })?;
+//! let rt = tokio::runtime::Builder::new_current_thread().build()?;
+//! assert_eq!(rt.block_on(plain.join_async()), Ok(1)); // joined from an async context
+//! assert_eq!(with_runtime.join(), Ok(2));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -5,6 +5,28 @@
 //! the state mutex, and every state change that could unblock someone happens under the same
 //! mutex and is followed by a notification, so no wake-up is lost; a cancelled async waiter
 //! that had been woken passes the wake-up on.
+//!
+//! ```
+//! use uniconc_core::{Event as _, JoinHandle as _, Lock as _, Semaphore as _};
+//! let lock = uniconc_thread::lock()?;
+//! let sem = uniconc_thread::semaphore(1)?;
+//! let go = uniconc_thread::event()?;
+//! let task = uniconc_thread::spawn_async({
+//!     let (lock, sem, go) = (lock.clone(), sem.clone(), go.clone());
+//!     async move {
+//!         go.wait_async().await;
+//!         let _permit = sem.acquire_async().await;
+//!         let _guard = lock.lock_async().await.unwrap(); // woken by the blocking holder's drop
+//!         sem.available()
+//!     }
+//! })?;
+//! let guard = lock.lock().unwrap();
+//! go.set();
+//! drop(guard);
+//! assert_eq!(task.join(), Ok(0));
+//! assert_eq!(sem.available(), 1);
+//! # Ok::<(), uniconc_core::Error>(())
+//! ```
 
 use std::future::Future;
 use std::pin::Pin;
