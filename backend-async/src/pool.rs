@@ -325,6 +325,10 @@ impl Pool {
     ///
     /// # Errors
     /// `Closed` if the pool is closed.
+    ///
+    /// # Cancel safety
+    /// Not a future: the job is queued at once and runs whether or not its handle is ever
+    /// waited on.
     pub fn submit_async<T, R, F, Fut>(&self, f: F, arg: T) -> Result<TaskHandle<R>, PoolError>
     where
         T: Send + 'static,

@@ -124,6 +124,10 @@ where
 ///
 /// # Errors
 /// The crate's own runtime could not be started.
+///
+/// # Cancel safety
+/// Not a future: the unit starts at once and runs whether or not its handle is ever joined
+/// (dropping the handle detaches it).
 pub fn spawn_async<Fut>(fut: Fut) -> Result<JoinHandle<Fut::Output>, Error>
 where
     Fut: Future + Send + 'static,

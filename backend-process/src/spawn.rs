@@ -98,12 +98,27 @@ where
 /// `Panicked` with the reason.
 ///
 /// ```
-/// use uniconc_core::JoinHandle as _;
+/// use uniconc_core::{JoinHandle as _, Receiver as _, Sender as _};
 ///
-/// let h = uniconc_process::spawn_async(async { 6 * 7 })?;
-/// assert_eq!(h.join()?, 42);
+/// let (tx, rx) = uniconc_process::channel::<u32>(4)?;
+/// let child = uniconc_process::spawn_async(async move {
+///     let mut sum = 0;
+///     while let Ok(v) = rx.recv_async().await {
+///         sum += v;
+///     }
+///     sum
+/// })?;
+/// for i in 1..=4 {
+///     tx.send(i)?;
+/// }
+/// drop(tx);
+/// assert_eq!(child.join()?, 10);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// # Cancel safety
+/// Not a future: the unit starts at once and runs whether or not its handle is ever joined
+/// (dropping the handle detaches it).
 pub fn spawn_async<Fut>(fut: Fut) -> Result<JoinHandle<Fut::Output>, Error>
 where
     Fut: Future + Send + 'static,

@@ -250,6 +250,10 @@ where
 /// # Errors
 /// The OS refused to create a thread. (If the runtime cannot be built inside the new thread,
 /// `join` reports `JoinError::Failed`.)
+///
+/// # Cancel safety
+/// Not a future: the unit starts at once and runs whether or not its handle is ever joined
+/// (dropping the handle detaches it).
 pub fn spawn_async<Fut>(fut: Fut) -> Result<JoinHandle<Fut::Output>, Error>
 where
     Fut: Future + Send + 'static,
