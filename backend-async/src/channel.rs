@@ -30,7 +30,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use uniconc_core::{Receiver as _, Sender as _};
+//! use uniconc_core::Receiver as _;
 //! let (tx, rx) = uniconc_async::channel::<u32>(1)?;
 //! let rt = tokio::runtime::Runtime::new()?;
 //! rt.block_on(async {
@@ -373,7 +373,7 @@ fn new_channel<T>(cap: Option<usize>) -> (Sender<T>, Receiver<T>) {
 /// The queue grows on demand up to `capacity`: a large bound costs no memory until it is used.
 ///
 /// ```
-/// use uniconc_core::{JoinHandle as _, Receiver as _, Sender as _};
+/// use uniconc_core::{JoinHandle as _, Receiver as _};
 /// let (tx, rx) = uniconc_async::channel::<u32>(2)?;
 /// let producer = uniconc_async::spawn_async(async move {
 ///     for i in 1..=3 {

@@ -5,7 +5,7 @@
 //! [`Tokio`].
 //!
 //! ```
-//! use uniconc_core::{JoinHandle as _, Receiver as _, Sender as _};
+//! use uniconc_core::{JoinHandle as _, Sender as _};
 //!
 //! // Sync producer (this thread, outside any runtime), async consumer (a task on the
 //! // lazily started runtime).
@@ -54,6 +54,7 @@
 //! - [`runtime`]: the runtime used and the blocking-wait driver.
 
 #![deny(missing_docs)]
+#![doc(test(attr(deny(warnings))))]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 use std::future::Future;

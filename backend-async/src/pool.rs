@@ -140,7 +140,7 @@ impl fmt::Debug for Pool {
 ///
 /// ```
 /// use std::time::Duration;
-/// use uniconc_core::{Event as _, Pool as _, TaskError, TaskHandle as _};
+/// use uniconc_core::{Event as _, TaskError, TaskHandle as _};
 /// let pool = uniconc_async::pool(1)?;
 /// let go = uniconc_async::event()?;
 /// let g = go.clone();
@@ -316,7 +316,7 @@ impl Pool {
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use uniconc_core::{Pool as _, TaskHandle as _};
+    /// use uniconc_core::TaskHandle as _;
     /// let pool = uniconc_async::pool(2).unwrap();
     /// let mut h = pool.submit_async(|x: u32| async move { x + 1 }, 1).unwrap();
     /// assert_eq!(h.wait_async().await.unwrap(), 2);

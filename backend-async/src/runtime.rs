@@ -18,7 +18,7 @@
 //! `# Panics` case of every blocking call. Use the `_async` form there.
 //!
 //! ```
-//! use uniconc_core::{Receiver as _, Sender as _};
+//! use uniconc_core::Sender as _;
 //! let (tx, rx) = uniconc_async::channel::<u8>(1)?;
 //! let rt = tokio::runtime::Builder::new_current_thread().build()?;
 //! rt.block_on(async {
@@ -28,12 +28,16 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! ```should_panic
+//! ```
+//! use std::panic::{AssertUnwindSafe, catch_unwind};
 //! use uniconc_core::Receiver as _;
-//! let (_tx, rx) = uniconc_async::channel::<u8>(1).unwrap();
-//! let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-//! // Empty: `recv` must wait, which a current-thread runtime cannot do. Panics.
-//! rt.block_on(async { rx.recv() });
+//! let (_tx, rx) = uniconc_async::channel::<u8>(1)?;
+//! let rt = tokio::runtime::Builder::new_current_thread().build()?;
+//! // Empty: `recv` must wait, which a current-thread runtime cannot do. It panics.
+//! let panicked = catch_unwind(AssertUnwindSafe(|| rt.block_on(async { rx.recv() })));
+//! let message = uniconc_core::panic_message(&*panicked.unwrap_err());
+//! assert!(message.contains("multi-threaded runtime"), "{message}");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::future::Future;

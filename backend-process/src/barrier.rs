@@ -30,8 +30,8 @@ unsafe impl ShmSafe for BarrierShm {}
 
 /// A reusable barrier for `n` units, shared with forked processes.
 ///
-/// The arrival count and generation are two atomics in shared memory; waiters sleep on a
-/// shared futex. A party that dies before arriving is not replaced: the others wait (use
+/// The arrival count and generation are two atomics in shared memory; waiters sleep on the
+/// generation word (a shared futex on Linux). A party that dies before arriving is not replaced: the others wait (use
 /// `wait_timeout` where that matters).
 ///
 /// ```

@@ -121,7 +121,6 @@ const MAX_BUDGET: usize = 256 << 20;
 /// Byte budget of an unbounded channel (address space reserved lazily with `MAP_NORESERVE`).
 ///
 /// ```
-/// use uniconc_core::Sender as _;
 /// let (tx, _rx) = uniconc_process::unbounded::<Vec<u8>>()?;
 /// assert_eq!(tx.max_message_size(), uniconc_process::UNBOUNDED_BUDGET);
 /// # Ok::<(), uniconc_core::Error>(())

@@ -27,8 +27,8 @@ unsafe impl ShmSafe for EventShm {}
 
 /// A settable flag shared with forked processes.
 ///
-/// One atomic flag in shared memory; waiters sleep on it as a shared futex, so a `set` in
-/// one process wakes waiters in every other.
+/// One atomic flag in shared memory; waiters sleep on it (a shared futex on Linux), so a
+/// `set` in one process wakes waiters in every other.
 ///
 /// ```
 /// use uniconc_core::Event as _;

@@ -37,6 +37,7 @@
 //! handles counts as having dropped them.
 
 #![deny(missing_docs)]
+#![doc(test(attr(deny(warnings))))]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 #[cfg(not(unix))]

@@ -233,8 +233,8 @@ unsafe impl ShmSafe for LockShm {}
 /// A lock without data in shared memory (Python's `multiprocessing.Lock`), robust to the death
 /// of its holder: the next `lock()` returns `Err(LockError::OwnerDied(guard))`.
 ///
-/// The lock word in shared memory holds the owner's pid; waiters sleep on it as a shared
-/// futex and check that the owner is still alive, so a holder killed with SIGKILL never
+/// The lock word in shared memory holds the owner's pid; waiters sleep on it (a shared futex
+/// on Linux) and check that the owner is still alive, so a holder killed with SIGKILL never
 /// leaves the lock stuck. A panicking holder (in any process) releases the lock normally: no
 /// poisoning on this backend.
 ///

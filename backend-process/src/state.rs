@@ -62,18 +62,38 @@ impl Cells {
 /// One shared value of plain data, with its own lock.
 ///
 /// The value and a robust lock (the one of [`Lock`](crate::Lock)) sit in one shared mapping:
-/// writes by a forked child are seen by the parent, and a process killed while holding the
-/// value's lock is reported to the next locker as `LockError::OwnerDied`.
+/// writes by a forked child are seen by the parent. A process killed while holding the
+/// value's lock never leaves it stuck: the next `lock()` takes it over and reports
+/// `LockError::OwnerDied` with the guard (`load`, `store` and `update` take it over
+/// silently). The value may then be half-updated.
 ///
 /// ```
-/// use uniconc_core::{JoinHandle as _, Value as _};
-/// let v = uniconc_process::value(1u64)?;
+/// use uniconc_core::{Event as _, JoinHandle as _, LockError, Value as _};
+/// let v = uniconc_process::value([0u32; 2])?;
 /// let child = uniconc_process::spawn({
 ///     let v = v.clone();
-///     move || v.update(|x| *x += 41)
+///     move || v.update(|x| x[0] = 42)
 /// })?;
 /// child.join()?;
-/// assert_eq!(v.load(), 42); // written by the child
+/// assert_eq!(v.load(), [42, 0]); // written by the child
+///
+/// let (half_done, never) = (uniconc_process::event()?, uniconc_process::event()?);
+/// let child = uniconc_process::spawn({
+///     let (v, half_done, never) = (v.clone(), half_done.clone(), never.clone());
+///     move || {
+///         let mut g = v.lock().unwrap();
+///         g[1] = 1; // the first half of an update...
+///         half_done.set();
+///         never.wait(); // ...killed before the second half
+///     }
+/// })?;
+/// half_done.wait();
+/// child.kill()?;
+/// child.join().unwrap_err();
+/// match v.lock() {
+///     Err(LockError::OwnerDied(g)) => assert_eq!(*g, [42, 1]), // ours now, half-updated
+///     _ => panic!("expected OwnerDied"),
+/// }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Value<T> {
@@ -227,8 +247,10 @@ impl<T: Plain> uniconc_core::Value<T> for Value<T> {
 
 /// A fixed-length shared array of plain data, with one lock.
 ///
-/// The elements and one robust lock sit in one shared mapping (Python's `multiprocessing.Array`):
-/// a child's writes are seen by the parent; whole-array reads are one lock and one copy.
+/// The elements and one robust lock sit in one shared mapping (Python's
+/// `multiprocessing.Array`): a child's writes are seen by the parent; whole-array reads are
+/// one lock and one copy. As for [`Value`], a process killed while holding the lock is
+/// reported by the next `lock()` as `LockError::OwnerDied`.
 ///
 /// ```
 /// use uniconc_core::{Array as _, JoinHandle as _};

@@ -213,7 +213,7 @@ fn pair<T>(tx: cb::Sender<T>, rx: cb::Receiver<T>, bounded: bool) -> (Sender<T>,
 /// [`uniconc_core::Sender`].
 ///
 /// ```
-/// use uniconc_core::{JoinHandle as _, Receiver as _, Sender as _, TrySendError};
+/// use uniconc_core::{JoinHandle as _, Sender as _, TrySendError};
 /// let (tx, rx) = uniconc_thread::channel::<u8>(1)?;
 /// let tx2 = tx.clone();
 /// let h = uniconc_thread::spawn(move || tx2.send(1))?;

@@ -41,6 +41,7 @@
 //! an async task, use the `_async` forms instead.
 
 #![deny(missing_docs)]
+#![doc(test(attr(deny(warnings))))]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod channel;
@@ -241,7 +242,7 @@ pub fn array<T: Plain>(len: usize) -> Result<Array<T>, Error> {
 /// A pool of `workers` threads with default settings.
 ///
 /// ```
-/// use uniconc_core::{Pool as _, TaskHandle as _};
+/// use uniconc_core::TaskHandle as _;
 /// let pool = uniconc_thread::pool(2)?;
 /// assert_eq!(pool.map(|x: u64| x * x, 1..=3)?, [1, 4, 9]);
 /// assert_eq!(pool.submit(|x: u32| x + 1, 41)?.wait(), Ok(42));
