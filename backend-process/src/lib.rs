@@ -87,9 +87,9 @@ cfg_if::cfg_if! {
 ///
 /// Every unit is a forked process. Every primitive lives in `MAP_SHARED` memory mapped when
 /// it is created, so it is shared with every process forked *after* that (create first,
-/// then spawn). Messages, results and pool items cross as serde-encoded bytes, so generic
-/// code needs [`Message`](uniconc_core::Message) types; a process that dies holding a lock
-/// or channel handles is detected by its peers (see the crate docs).
+/// then spawn). Messages, results and pool items cross as serde-encoded bytes, so they must
+/// be [`Message`](uniconc_core::Message) types, here as through the free functions. A process
+/// that dies holding a lock or channel handles is detected by its peers (see the crate docs).
 ///
 /// ```
 /// use uniconc_core::{Backend, JoinHandle as _, Receiver as _, Sender as _};

@@ -16,7 +16,7 @@
 //!     async move {
 //!         go.wait_async().await;
 //!         let _permit = sem.acquire_async().await;
-//!         let _guard = lock.lock_async().await.unwrap(); // woken by the blocking holder's drop
+//!         let _guard = lock.lock_async().await.unwrap(); // a blocking holder's drop wakes it
 //!         sem.available()
 //!     }
 //! })?;
