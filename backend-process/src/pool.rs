@@ -1712,13 +1712,14 @@ impl<T, R, F, I> Drop for Imap<'_, T, R, F, I> {
 /// use uniconc_core::{Event as _, Pool as _, TaskError, TaskHandle as _};
 /// let pool = uniconc_process::pool(1)?;
 /// let go = uniconc_process::event()?; // created before the pool's fork of the task
-/// let mut task = pool.submit({
+/// let double_when_told = {
 ///     let go = go.clone();
 ///     move |x: u32| {
 ///         go.wait();
 ///         x * 2
 ///     }
-/// }, 21)?;
+/// };
+/// let mut task = pool.submit(double_when_told, 21)?;
 /// assert_eq!(task.wait_timeout(Duration::from_millis(1)), Err(TaskError::Timeout));
 /// go.set();
 /// assert_eq!(task.wait(), Ok(42));
