@@ -101,8 +101,8 @@ pub trait Backend: Copy + Send + Sync + 'static {
     /// FIFO whose halves are both `Clone` (see [`Sender`] and [`Receiver`]).
     ///
     /// On the process backend the queued *bytes* are bounded too (by default `capacity * 256`
-    /// bytes, within 1 MiB ..= 256 MiB), and a message larger than that is refused with
-    /// `Invalid(value, MessageError::TooLarge { .. })`.
+    /// bytes, within 1 MiB ..= 256 MiB), and a message whose encoding is larger than the
+    /// channel can ever hold is refused with `Invalid(value, MessageError::TooLarge { .. })`.
     ///
     /// ```
     /// use uniconc_core::{Backend, ErrorKind, Receiver as _, Sender as _};

@@ -68,7 +68,9 @@ pub trait Lock: Clone + Send + Sync + 'static {
     /// `Os` if the OS refused to map shared memory (process backend); never on the others.
     fn new() -> Result<Self, Error>;
 
-    /// Acquires the lock, blocking until it is free.
+    /// Acquires the lock, blocking until it is free. The lock is not reentrant: a unit that
+    /// locks it again while holding it waits for itself (use [`try_lock`](Lock::try_lock) or
+    /// a timeout where that can happen).
     ///
     /// ```
     /// use uniconc_core::{Backend, JoinHandle as _, Lock as _, LockError};

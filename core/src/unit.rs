@@ -200,8 +200,8 @@ pub trait JoinHandle<R>: Send + 'static {
     fn id(&self) -> Self::Id;
 
     /// Stops the unit: SIGKILL for a process, abort for a task. Joining it then reports
-    /// `Killed(9)` / `Cancelled` (or its result, if it had already finished). Killing a unit
-    /// that has finished does nothing.
+    /// `Killed(9)` / `Cancelled` (or its result, if it had already finished). On the process
+    /// and tokio backends, killing a unit that has finished does nothing.
     ///
     /// Per backend: a process is always stopped; a tokio task started by `spawn_async` is
     /// aborted at its next `.await`; a tokio `spawn` closure is cancelled only if it has not
