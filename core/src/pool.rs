@@ -484,7 +484,8 @@ pub trait Pool: Send + Sync + Sized + 'static {
     ///
     /// # Errors
     /// `Closed` if the pool is closed (or, on the process backend, used from another process
-    /// than its creator); `Spawn` if a worker could not be started (process backend).
+    /// than its creator). A task that cannot be started later (the process forked for a
+    /// capturing closure on the process backend) is reported by its handle, not here.
     fn submit<T, R, F>(&self, f: F, arg: T) -> Result<Self::TaskHandle<R>, PoolError>
     where
         T: Message,
