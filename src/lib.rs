@@ -282,7 +282,9 @@ pub use uniconc_process::Process;
 ///
 /// // Outside a runtime: blocking calls work, tasks run on the backend's own runtime.
 /// let (tx, rx) = uniconc::tokio::channel::<u32>(4)?;
-/// let task = uniconc::tokio::spawn_async(async move { rx.recv_async().await.map_or(0, |v| v * 2) })?;
+/// let task = uniconc::tokio::spawn_async(async move {
+///     rx.recv_async().await.map_or(0, |v| v * 2)
+/// })?;
 /// tx.send(21)?;
 /// assert_eq!(task.join()?, 42);
 ///

@@ -325,9 +325,13 @@ pub trait Backend: Copy + Send + Sync + 'static {
     /// ```
     /// use uniconc_core::{Backend, Pool as _};
     ///
-    /// type B = uniconc_thread::Thread;
-    /// let pool = B::pool(2)?;
-    /// assert_eq!(pool.map(|x: u64| x * x, 1..=4u64)?, [1, 4, 9, 16]);
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::pool(2)?;
+    ///     assert_eq!(pool.map(|x: u64| x * x, 1..=4u64)?, [1, 4, 9, 16]);
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///

@@ -366,7 +366,7 @@ pub trait Receiver<T>: Clone + Send + Sync + 'static {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use uniconc_core::{Backend, Receiver as _, RecvTimeoutError, Sender as _};
+    /// use uniconc_core::{Backend, Receiver as _, RecvTimeoutError};
     ///
     /// type B = uniconc_thread::Thread;
     /// let (tx, rx) = B::channel::<u32>(1)?;

@@ -246,7 +246,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// drop(rx);
 /// assert_eq!(explain(tx.send(1).unwrap_err()), "nobody is listening");
 /// // What the process backend returns for a message larger than the channel's byte budget:
-/// let too_large = SendError::Invalid(vec![0u8; 10], MessageError::TooLarge { size: 18, limit: 8 });
+/// let too_large = MessageError::TooLarge { size: 18, limit: 8 };
+/// let too_large = SendError::Invalid(vec![0u8; 10], too_large);
 /// assert_eq!(explain(too_large), "18 bytes, the channel takes 8: raise its byte budget");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -1011,13 +1012,17 @@ impl std::error::Error for JoinError {}
 /// ```
 /// use uniconc_core::{Backend, Pool as _, TaskError, TaskHandle as _};
 ///
-/// type B = uniconc_thread::Thread;
-/// let pool = B::pool(1)?;
-/// let h = pool.submit(|x: i32| -> i32 { panic!("negative: {x}") }, -1)?;
-/// let err = h.wait().unwrap_err();
-/// assert_eq!(err, TaskError::Panicked("negative: -1".into()));
-/// assert_eq!(err.to_string(), "the task panicked: negative: -1");
-/// assert_eq!(pool.submit(|x: i32| x, 1)?.wait()?, 1); // the pool stays usable
+/// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+///     let pool = B::pool(1)?;
+///     let h = pool.submit(|x: i32| -> i32 { panic!("negative: {x}") }, -1)?;
+///     let err = h.wait().unwrap_err();
+///     assert_eq!(err, TaskError::Panicked("negative: -1".into()));
+///     assert_eq!(err.to_string(), "the task panicked: negative: -1");
+///     assert_eq!(pool.submit(|x: i32| x, 1)?.wait()?, 1); // the pool stays usable
+///     Ok(())
+/// }
+///
+/// run::<uniconc_thread::Thread>()?; // or any other backend
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1062,13 +1067,17 @@ impl std::error::Error for TaskError {}
 /// use std::error::Error as _;
 /// use uniconc_core::{Backend, Pool as _, PoolError, TaskError};
 ///
-/// type B = uniconc_thread::Thread;
-/// let pool = B::pool(2)?;
-/// let err = pool.map(|x: i32| 12 / (x - 3), 0..5).unwrap_err(); // item 3 divides by 0
-/// assert!(matches!(err, PoolError::Task { index: 3, error: TaskError::Panicked(_) }));
-/// assert!(err.source().is_some()); // the TaskError
-/// pool.close();
-/// assert!(matches!(pool.map(|x: u32| x, 0..1u32), Err(PoolError::Closed)));
+/// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+///     let pool = B::pool(2)?;
+///     let err = pool.map(|x: i32| 12 / (x - 3), 0..5).unwrap_err(); // item 3 divides by 0
+///     assert!(matches!(err, PoolError::Task { index: 3, error: TaskError::Panicked(_) }));
+///     assert!(err.source().is_some()); // the TaskError
+///     pool.close();
+///     assert!(matches!(pool.map(|x: u32| x, 0..1u32), Err(PoolError::Closed)));
+///     Ok(())
+/// }
+///
+/// run::<uniconc_thread::Thread>()?; // or any other backend
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]

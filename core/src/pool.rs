@@ -22,11 +22,15 @@ use crate::time::deadline_after;
 /// ```
 /// use uniconc_core::{Backend, Pool as _, PoolConfig};
 ///
-/// type P = <uniconc_thread::Thread as Backend>::Pool;
-/// let pool = P::builder().workers(2).chunk_size(8).build()?;
-/// let config: &PoolConfig = pool.config();
-/// assert_eq!((config.workers, config.chunk_size), (2, Some(8)));
-/// assert_eq!(config.task_timeout, None);
+/// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+///     let pool = B::Pool::builder().workers(2).chunk_size(8).build()?;
+///     let config: &PoolConfig = pool.config();
+///     assert_eq!((config.workers, config.chunk_size), (2, Some(8)));
+///     assert_eq!(config.task_timeout, None);
+///     Ok(())
+/// }
+///
+/// run::<uniconc_thread::Thread>()?; // or any other backend
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,9 +123,13 @@ impl PoolConfig {
 /// ```
 /// use uniconc_core::{Backend, Pool as _};
 ///
-/// type P = <uniconc_thread::Thread as Backend>::Pool;
-/// let pool = P::builder().workers(2).max_tasks_per_worker(100).build()?;
-/// assert_eq!(pool.map(|x: u32| x + 1, [1, 2, 3])?, [2, 3, 4]);
+/// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+///     let pool = B::Pool::builder().workers(2).max_tasks_per_worker(100).build()?;
+///     assert_eq!(pool.map(|x: u32| x + 1, [1, 2, 3])?, [2, 3, 4]);
+///     Ok(())
+/// }
+///
+/// run::<uniconc_thread::Thread>()?; // or any other backend
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -160,10 +168,14 @@ impl<P: Pool> PoolBuilder<P> {
     /// ```
     /// use uniconc_core::{Backend, Pool as _};
     ///
-    /// type P = <uniconc_thread::Thread as Backend>::Pool;
-    /// let pool = P::builder().workers(3).build()?;
-    /// assert_eq!(pool.config().workers, 3);
-    /// assert!(P::builder().workers(0).build().is_err());
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::Pool::builder().workers(3).build()?;
+    ///     assert_eq!(pool.config().workers, 3);
+    ///     assert!(B::Pool::builder().workers(0).build().is_err());
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn workers(mut self, n: usize) -> Self {
@@ -177,10 +189,14 @@ impl<P: Pool> PoolBuilder<P> {
     /// ```
     /// use uniconc_core::{Backend, Pool as _};
     ///
-    /// type P = <uniconc_thread::Thread as Backend>::Pool;
-    /// let pool = P::builder().workers(2).chunk_size(1).build()?;
-    /// assert_eq!(pool.config().chunk_size_for(Some(1000)), 1);
-    /// assert_eq!(pool.map(|x: u8| x * 2, 0..3u8)?, [0, 2, 4]);
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::Pool::builder().workers(2).chunk_size(1).build()?;
+    ///     assert_eq!(pool.config().chunk_size_for(Some(1000)), 1);
+    ///     assert_eq!(pool.map(|x: u8| x * 2, 0..3u8)?, [0, 2, 4]);
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn chunk_size(mut self, n: usize) -> Self {
@@ -195,10 +211,17 @@ impl<P: Pool> PoolBuilder<P> {
     /// ```
     /// use uniconc_core::{Backend, Pool as _};
     ///
-    /// type P = <uniconc_thread::Thread as Backend>::Pool;
-    /// let pool = P::builder().workers(1).max_tasks_per_worker(2).build()?;
-    /// let results: Vec<u32> = (0..5).map(|i| pool.map(|x: u32| x, [i]).unwrap()[0]).collect();
-    /// assert_eq!(results, [0, 1, 2, 3, 4]); // one task per call: replaced after the 2nd and 4th
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::Pool::builder().workers(1).max_tasks_per_worker(2).build()?;
+    ///     let mut results = Vec::new();
+    ///     for i in 0..5u32 {
+    ///         results.extend(pool.map(|x: u32| x, [i])?); // one task per call
+    ///     }
+    ///     assert_eq!(results, [0, 1, 2, 3, 4]); // the worker was replaced after tasks 2 and 4
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn max_tasks_per_worker(mut self, n: usize) -> Self {
@@ -246,11 +269,15 @@ impl<P: Pool> PoolBuilder<P> {
     /// ```
     /// use uniconc_core::{Backend, ErrorKind, Pool as _};
     ///
-    /// type P = <uniconc_thread::Thread as Backend>::Pool;
-    /// let pool = P::builder().workers(2).build()?;
-    /// assert_eq!(pool.map(|x: i64| -x, [1, 2])?, [-1, -2]);
-    /// let refused = P::builder().chunk_size(0).build().unwrap_err();
-    /// assert_eq!(refused.kind(), ErrorKind::InvalidArgument);
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::Pool::builder().workers(2).build()?;
+    ///     assert_eq!(pool.map(|x: i64| -x, [1, 2])?, [-1, -2]);
+    ///     let refused = B::Pool::builder().chunk_size(0).build();
+    ///     assert!(matches!(refused, Err(e) if e.kind() == ErrorKind::InvalidArgument));
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -282,12 +309,16 @@ impl<P: Pool> PoolBuilder<P> {
 ///     steps
 /// }
 ///
-/// type B = uniconc_thread::Thread;
-/// let pool = B::pool(2)?;
-/// assert_eq!(pool.map(collatz_len, 1..=6u64)?, [0, 1, 7, 2, 5, 8]);
-/// assert_eq!(pool.submit(collatz_len, 27)?.wait()?, 111);
-/// pool.close();
-/// pool.join()?;
+/// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+///     let pool = B::pool(2)?;
+///     assert_eq!(pool.map(collatz_len, 1..=6u64)?, [0, 1, 7, 2, 5, 8]);
+///     assert_eq!(pool.submit(collatz_len, 27)?.wait()?, 111);
+///     pool.close();
+///     pool.join()?;
+///     Ok(())
+/// }
+///
+/// run::<uniconc_thread::Thread>()?; // or any other backend
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub trait Pool: Send + Sync + Sized + 'static {
@@ -300,11 +331,15 @@ pub trait Pool: Send + Sync + Sized + 'static {
     /// ```
     /// use uniconc_core::{Backend, Pool, PoolConfig};
     ///
-    /// type P = <uniconc_thread::Thread as Backend>::Pool;
-    /// let mut config = PoolConfig::default();
-    /// config.workers = 2;
-    /// let pool = P::with_config(config)?;
-    /// assert_eq!(pool.config().workers, 2);
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let mut config = PoolConfig::default();
+    ///     config.workers = 2;
+    ///     let pool = B::Pool::with_config(config)?;
+    ///     assert_eq!(pool.config().workers, 2);
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -318,9 +353,13 @@ pub trait Pool: Send + Sync + Sized + 'static {
     /// ```
     /// use uniconc_core::{Backend, Pool as _};
     ///
-    /// type B = uniconc_thread::Thread;
-    /// let pool = <B as Backend>::Pool::builder().workers(2).chunk_size(4).build()?;
-    /// assert_eq!(pool.map(|x: u32| x % 3, 0..6u32)?, [0, 1, 2, 0, 1, 2]);
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::Pool::builder().workers(2).chunk_size(4).build()?;
+    ///     assert_eq!(pool.map(|x: u32| x % 3, 0..6u32)?, [0, 1, 2, 0, 1, 2]);
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     fn builder() -> PoolBuilder<Self> {
@@ -367,18 +406,22 @@ pub trait Pool: Send + Sync + Sized + 'static {
     /// ```
     /// use uniconc_core::{Backend, Pool as _, PoolError, TaskError};
     ///
-    /// type B = uniconc_thread::Thread;
-    /// let pool = B::pool(2)?;
-    /// assert_eq!(pool.map(|s: String| s.len(), ["a".into(), "bcd".into()])?, [1, 3]);
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::pool(2)?;
+    ///     assert_eq!(pool.map(|s: String| s.len(), ["a".into(), "bcd".into()])?, [1, 3]);
     ///
-    /// let failed = pool.map(|x: u32| if x == 2 { panic!("two") } else { x }, 0..4u32);
-    /// match failed {
-    ///     Err(PoolError::Task { index, error: TaskError::Panicked(msg) }) => {
-    ///         assert_eq!((index, msg.as_str()), (2, "two"));
+    ///     let failed = pool.map(|x: u32| if x == 2 { panic!("two") } else { x }, 0..4u32);
+    ///     match failed {
+    ///         Err(PoolError::Task { index, error: TaskError::Panicked(msg) }) => {
+    ///             assert_eq!((index, msg.as_str()), (2, "two"));
+    ///         }
+    ///         other => panic!("unexpected: {other:?}"),
     ///     }
-    ///     other => panic!("unexpected: {other:?}"),
+    ///     assert_eq!(pool.map(|x: u32| x, 0..2u32)?, [0, 1]); // the pool goes on
+    ///     Ok(())
     /// }
-    /// assert_eq!(pool.map(|x: u32| x, 0..2u32)?, [0, 1]); // the pool goes on
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -391,8 +434,8 @@ pub trait Pool: Send + Sync + Sized + 'static {
     ///
     /// # Panics
     /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
-    /// `block_in_place` needs a multi-thread runtime). The thread and process backends never
-    /// panic here; they block the calling thread.
+    /// `block_in_place` needs a multi-thread runtime). The thread and process backends never panic
+    /// here; they block the calling thread.
     fn map<T, R, F, I>(&self, f: F, items: I) -> Result<Vec<R>, PoolError>
     where
         T: Message,
@@ -409,26 +452,30 @@ pub trait Pool: Send + Sync + Sized + 'static {
     /// ```
     /// use uniconc_core::{Backend, Pool as _, TaskError};
     ///
-    /// type B = uniconc_thread::Thread;
-    /// let pool = B::pool(2)?;
-    /// let squares: Vec<u64> = pool
-    ///     .imap(|x: u64| x * x, 1u64..) // an endless input
-    ///     .take(4)
-    ///     .collect::<Result<_, _>>()?;
-    /// assert_eq!(squares, [1, 4, 9, 16]);
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::pool(2)?;
+    ///     let squares: Vec<u64> = pool
+    ///         .imap(|x: u64| x * x, 1u64..) // an endless input
+    ///         .take(4)
+    ///         .collect::<Result<_, _>>()?;
+    ///     assert_eq!(squares, [1, 4, 9, 16]);
     ///
-    /// let mut it = pool.imap(|x: u8| if x == 1 { panic!("one") } else { x }, 0..3u8);
-    /// assert_eq!(it.next(), Some(Ok(0)));
-    /// assert_eq!(it.next(), Some(Err(TaskError::Panicked("one".into()))));
-    /// assert_eq!(it.next(), Some(Ok(2)));
-    /// assert_eq!(it.next(), None);
+    ///     let mut it = pool.imap(|x: u8| if x == 1 { panic!("one") } else { x }, 0..3u8);
+    ///     assert_eq!(it.next(), Some(Ok(0)));
+    ///     assert_eq!(it.next(), Some(Err(TaskError::Panicked("one".into()))));
+    ///     assert_eq!(it.next(), Some(Ok(2)));
+    ///     assert_eq!(it.next(), None);
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
     /// # Panics
     /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
-    /// `block_in_place` needs a multi-thread runtime), in `next`. The thread and process backends never
-    /// panic here; they block the calling thread.
+    /// `block_in_place` needs a multi-thread runtime), in `next`. The thread and process backends
+    /// never panic here; they block the calling thread.
     fn imap<T, R, F, I>(&self, f: F, items: I) -> impl Iterator<Item = Result<R, TaskError>>
     where
         T: Message,
@@ -441,20 +488,24 @@ pub trait Pool: Send + Sync + Sized + 'static {
     /// ```
     /// use uniconc_core::{Backend, Pool as _};
     ///
-    /// type B = uniconc_thread::Thread;
-    /// let pool = B::pool(2)?;
-    /// let mut got: Vec<u32> = pool
-    ///     .imap_unordered(|x: u32| x * 10, 0..5u32)
-    ///     .collect::<Result<_, _>>()?;
-    /// got.sort(); // whichever finished first came first
-    /// assert_eq!(got, [0, 10, 20, 30, 40]);
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::pool(2)?;
+    ///     let mut got: Vec<u32> = pool
+    ///         .imap_unordered(|x: u32| x * 10, 0..5u32)
+    ///         .collect::<Result<_, _>>()?;
+    ///     got.sort(); // whichever finished first came first
+    ///     assert_eq!(got, [0, 10, 20, 30, 40]);
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
     /// # Panics
     /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
-    /// `block_in_place` needs a multi-thread runtime), in `next`. The thread and process backends never
-    /// panic here; they block the calling thread.
+    /// `block_in_place` needs a multi-thread runtime), in `next`. The thread and process backends
+    /// never panic here; they block the calling thread.
     fn imap_unordered<T, R, F, I>(
         &self,
         f: F,
@@ -471,14 +522,18 @@ pub trait Pool: Send + Sync + Sized + 'static {
     /// ```
     /// use uniconc_core::{Backend, Pool as _, PoolError, TaskHandle as _};
     ///
-    /// type B = uniconc_thread::Thread;
-    /// let pool = B::pool(2)?;
-    /// let shout = pool.submit(|s: String| s.to_uppercase(), "hi".to_string())?;
-    /// let count = pool.submit(|v: Vec<u8>| v.len(), vec![1, 2, 3])?;
-    /// assert_eq!(shout.wait()?, "HI");
-    /// assert_eq!(count.wait()?, 3);
-    /// pool.close();
-    /// assert!(matches!(pool.submit(|x: u8| x, 1), Err(PoolError::Closed)));
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::pool(2)?;
+    ///     let shout = pool.submit(|s: String| s.to_uppercase(), "hi".to_string())?;
+    ///     let count = pool.submit(|v: Vec<u8>| v.len(), vec![1, 2, 3])?;
+    ///     assert_eq!(shout.wait()?, "HI");
+    ///     assert_eq!(count.wait()?, 3);
+    ///     pool.close();
+    ///     assert!(matches!(pool.submit(|x: u8| x, 1), Err(PoolError::Closed)));
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -497,12 +552,16 @@ pub trait Pool: Send + Sync + Sized + 'static {
     /// ```
     /// use uniconc_core::{Backend, Pool as _, PoolError, TaskHandle as _};
     ///
-    /// type B = uniconc_thread::Thread;
-    /// let pool = B::pool(1)?;
-    /// let queued = pool.submit(|x: u32| x + 1, 1)?;
-    /// pool.close();
-    /// assert_eq!(queued.wait()?, 2); // accepted before the close: it still runs
-    /// assert!(matches!(pool.map(|x: u32| x, [1]), Err(PoolError::Closed)));
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::pool(1)?;
+    ///     let queued = pool.submit(|x: u32| x + 1, 1)?;
+    ///     pool.close();
+    ///     assert_eq!(queued.wait()?, 2); // accepted before the close: it still runs
+    ///     assert!(matches!(pool.map(|x: u32| x, [1]), Err(PoolError::Closed)));
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     fn close(&self);
@@ -514,15 +573,19 @@ pub trait Pool: Send + Sync + Sized + 'static {
     /// ```
     /// use uniconc_core::{Backend, Pool as _, TaskHandle as _};
     ///
-    /// type B = uniconc_thread::Thread;
-    /// let pool = B::pool(2)?;
-    /// let handles = (0..4u64)
-    ///     .map(|i| pool.submit(|x: u64| x * 2, i))
-    ///     .collect::<Result<Vec<_>, _>>()?;
-    /// pool.join()?; // closes the pool, then waits for the queued work
-    /// for mut h in handles {
-    ///     assert!(h.try_wait().is_ok()); // every result is there: no wait
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::pool(2)?;
+    ///     let handles = (0..4u64)
+    ///         .map(|i| pool.submit(|x: u64| x * 2, i))
+    ///         .collect::<Result<Vec<_>, _>>()?;
+    ///     pool.join()?; // closes the pool, then waits for the queued work
+    ///     for mut h in handles {
+    ///         assert!(h.try_wait().is_ok()); // every result is there: no wait
+    ///     }
+    ///     Ok(())
     /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -533,8 +596,8 @@ pub trait Pool: Send + Sync + Sized + 'static {
     ///
     /// # Panics
     /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
-    /// `block_in_place` needs a multi-thread runtime). The thread and process backends never
-    /// panic here; they block the calling thread.
+    /// `block_in_place` needs a multi-thread runtime). The thread and process backends never panic
+    /// here; they block the calling thread.
     fn join(&self) -> Result<(), PoolError>;
 
     /// Stops the workers now; unfinished tasks yield `TaskError::Cancelled`.
@@ -547,17 +610,23 @@ pub trait Pool: Send + Sync + Sized + 'static {
     /// ```
     /// use uniconc_core::{Backend, Event as _, Pool as _, TaskError, TaskHandle as _};
     ///
-    /// type B = uniconc_thread::Thread;
-    /// let pool = B::pool(1)?;
-    /// let (started, gate) = (B::event()?, B::event()?);
-    /// let (s, g) = (started.clone(), gate.clone());
-    /// let running = pool.submit(move |x: u32| { s.set(); g.wait(); x }, 1)?;
-    /// let queued = pool.submit(|x: u32| x, 2)?;
-    /// started.wait(); // the one worker is busy
-    /// pool.terminate();
-    /// assert_eq!(queued.wait(), Err(TaskError::Cancelled));
-    /// gate.set();
-    /// assert_eq!(running.wait(), Ok(1)); // thread backend: a running task finishes
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::pool(1)?;
+    ///     let (started, gate) = (B::event()?, B::event()?);
+    ///     let (s, g) = (started.clone(), gate.clone());
+    ///     let running = pool.submit(move |x: u32| { s.set(); g.wait(); x }, 1)?;
+    ///     let queued = pool.submit(|x: u32| x, 2)?;
+    ///     started.wait(); // the one worker is busy
+    ///     pool.terminate();
+    ///     assert_eq!(queued.wait(), Err(TaskError::Cancelled));
+    ///     gate.set();
+    ///     // An OS thread cannot be stopped: on threads the running task finishes.
+    ///     let expected = if B::NAME == "thread" { Ok(1) } else { Err(TaskError::Cancelled) };
+    ///     assert_eq!(running.wait(), expected);
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     fn terminate(&self);
@@ -570,14 +639,18 @@ pub trait Pool: Send + Sync + Sized + 'static {
 /// ```
 /// use uniconc_core::{Backend, Pool as _, TaskHandle as _};
 ///
-/// type B = uniconc_thread::Thread;
-/// let pool = B::pool(2)?;
-/// let handles = ["a", "bb", "ccc"]
-///     .into_iter()
-///     .map(|s| pool.submit(|s: String| s.len(), s.to_string()))
-///     .collect::<Result<Vec<_>, _>>()?;
-/// let lens = handles.into_iter().map(|h| h.wait()).collect::<Result<Vec<_>, _>>()?;
-/// assert_eq!(lens, [1, 2, 3]);
+/// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+///     let pool = B::pool(2)?;
+///     let handles = ["a", "bb", "ccc"]
+///         .into_iter()
+///         .map(|s| pool.submit(|s: String| s.len(), s.to_string()))
+///         .collect::<Result<Vec<_>, _>>()?;
+///     let lens = handles.into_iter().map(|h| h.wait()).collect::<Result<Vec<_>, _>>()?;
+///     assert_eq!(lens, [1, 2, 3]);
+///     Ok(())
+/// }
+///
+/// run::<uniconc_thread::Thread>()?; // or any other backend
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub trait TaskHandle<R>: Send + 'static {
@@ -586,11 +659,15 @@ pub trait TaskHandle<R>: Send + 'static {
     /// ```
     /// use uniconc_core::{Backend, Pool as _, TaskError, TaskHandle as _};
     ///
-    /// type B = uniconc_thread::Thread;
-    /// let pool = B::pool(1)?;
-    /// assert_eq!(pool.submit(|x: u32| x * 3, 5)?.wait()?, 15);
-    /// let bad = pool.submit(|_: u32| -> u32 { panic!("bad arg") }, 0)?;
-    /// assert_eq!(bad.wait(), Err(TaskError::Panicked("bad arg".into())));
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::pool(1)?;
+    ///     assert_eq!(pool.submit(|x: u32| x * 3, 5)?.wait()?, 15);
+    ///     let bad = pool.submit(|_: u32| -> u32 { panic!("bad arg") }, 0)?;
+    ///     assert_eq!(bad.wait(), Err(TaskError::Panicked("bad arg".into())));
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -603,8 +680,8 @@ pub trait TaskHandle<R>: Send + 'static {
     ///
     /// # Panics
     /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
-    /// `block_in_place` needs a multi-thread runtime). The thread and process backends never
-    /// panic here; they block the calling thread.
+    /// `block_in_place` needs a multi-thread runtime). The thread and process backends never panic
+    /// here; they block the calling thread.
     fn wait(self) -> Result<R, TaskError>
     where
         Self: Sized;
@@ -615,15 +692,19 @@ pub trait TaskHandle<R>: Send + 'static {
     /// use std::time::{Duration, Instant};
     /// use uniconc_core::{Backend, Event as _, Pool as _, TaskError, TaskHandle as _};
     ///
-    /// type B = uniconc_thread::Thread;
-    /// let pool = B::pool(1)?;
-    /// let gate = B::event()?;
-    /// let g = gate.clone();
-    /// let mut h = pool.submit(move |x: u32| { g.wait(); x }, 4)?;
-    /// let soon = Instant::now() + Duration::from_millis(5);
-    /// assert_eq!(h.wait_deadline(Some(soon)), Err(TaskError::Timeout));
-    /// gate.set();
-    /// assert_eq!(h.wait_deadline(None), Ok(4)); // the same handle, waited on again
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::pool(1)?;
+    ///     let gate = B::event()?;
+    ///     let g = gate.clone();
+    ///     let mut h = pool.submit(move |x: u32| { g.wait(); x }, 4)?;
+    ///     let soon = Instant::now() + Duration::from_millis(5);
+    ///     assert_eq!(h.wait_deadline(Some(soon)), Err(TaskError::Timeout));
+    ///     gate.set();
+    ///     assert_eq!(h.wait_deadline(None), Ok(4)); // the same handle, waited on again
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -633,8 +714,8 @@ pub trait TaskHandle<R>: Send + 'static {
     ///
     /// # Panics
     /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
-    /// `block_in_place` needs a multi-thread runtime). The thread and process backends never
-    /// panic here; they block the calling thread.
+    /// `block_in_place` needs a multi-thread runtime). The thread and process backends never panic
+    /// here; they block the calling thread.
     fn wait_deadline(&mut self, deadline: Option<Instant>) -> Result<R, TaskError>;
 
     /// Waits at most `timeout` for the result.
@@ -643,14 +724,18 @@ pub trait TaskHandle<R>: Send + 'static {
     /// use std::time::Duration;
     /// use uniconc_core::{Backend, Event as _, Pool as _, TaskError, TaskHandle as _};
     ///
-    /// type B = uniconc_thread::Thread;
-    /// let pool = B::pool(1)?;
-    /// let gate = B::event()?;
-    /// let g = gate.clone();
-    /// let mut h = pool.submit(move |x: u32| { g.wait(); x }, 4)?;
-    /// assert_eq!(h.wait_timeout(Duration::from_millis(5)), Err(TaskError::Timeout));
-    /// gate.set();
-    /// assert_eq!(h.wait_timeout(Duration::from_secs(60)), Ok(4));
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::pool(1)?;
+    ///     let gate = B::event()?;
+    ///     let g = gate.clone();
+    ///     let mut h = pool.submit(move |x: u32| { g.wait(); x }, 4)?;
+    ///     assert_eq!(h.wait_timeout(Duration::from_millis(5)), Err(TaskError::Timeout));
+    ///     gate.set();
+    ///     assert_eq!(h.wait_timeout(Duration::from_secs(60)), Ok(4));
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -660,8 +745,8 @@ pub trait TaskHandle<R>: Send + 'static {
     ///
     /// # Panics
     /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
-    /// `block_in_place` needs a multi-thread runtime). The thread and process backends never
-    /// panic here; they block the calling thread.
+    /// `block_in_place` needs a multi-thread runtime). The thread and process backends never panic
+    /// here; they block the calling thread.
     fn wait_timeout(&mut self, timeout: Duration) -> Result<R, TaskError> {
         self.wait_deadline(deadline_after(timeout))
     }
@@ -671,15 +756,19 @@ pub trait TaskHandle<R>: Send + 'static {
     /// ```
     /// use uniconc_core::{Backend, Event as _, Pool as _, TaskError, TaskHandle as _};
     ///
-    /// type B = uniconc_thread::Thread;
-    /// let pool = B::pool(1)?;
-    /// let gate = B::event()?;
-    /// let g = gate.clone();
-    /// let mut h = pool.submit(move |x: u32| { g.wait(); x }, 4)?;
-    /// assert_eq!(h.try_wait(), Err(TaskError::Timeout));
-    /// gate.set();
-    /// assert_eq!(h.wait_deadline(None), Ok(4));
-    /// assert_eq!(h.try_wait(), Err(TaskError::AlreadyTaken)); // the result is taken once
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::pool(1)?;
+    ///     let gate = B::event()?;
+    ///     let g = gate.clone();
+    ///     let mut h = pool.submit(move |x: u32| { g.wait(); x }, 4)?;
+    ///     assert_eq!(h.try_wait(), Err(TaskError::Timeout));
+    ///     gate.set();
+    ///     assert_eq!(h.wait_deadline(None), Ok(4));
+    ///     assert_eq!(h.try_wait(), Err(TaskError::AlreadyTaken)); // the result is taken once
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -694,11 +783,15 @@ pub trait TaskHandle<R>: Send + 'static {
     /// ```
     /// use uniconc_core::{Backend, JoinHandle as _, Pool as _, TaskHandle as _};
     ///
-    /// type B = uniconc_thread::Thread;
-    /// let pool = B::pool(1)?;
-    /// let mut task = pool.submit(|x: u64| x + 1, 41)?;
-    /// let waiter = B::spawn_async(async move { task.wait_async().await.unwrap() })?;
-    /// assert_eq!(waiter.join()?, 42);
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::pool(1)?;
+    ///     let mut task = pool.submit(|x: u64| x + 1, 41)?;
+    ///     let waiter = B::spawn_async(async move { task.wait_async().await.unwrap() })?;
+    ///     assert_eq!(waiter.join()?, 42);
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -714,17 +807,21 @@ pub trait TaskHandle<R>: Send + 'static {
     /// ```
     /// use uniconc_core::{Backend, Event as _, Pool as _, TaskHandle as _};
     ///
-    /// type B = uniconc_thread::Thread;
-    /// let pool = B::pool(1)?;
-    /// let gate = B::event()?;
-    /// let g = gate.clone();
-    /// let mut h = pool.submit(move |x: u32| { g.wait(); x }, 4)?;
-    /// assert!(!h.is_finished()); // held at the gate
-    /// gate.set();
-    /// while !h.is_finished() {
-    ///     std::thread::yield_now();
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::pool(1)?;
+    ///     let gate = B::event()?;
+    ///     let g = gate.clone();
+    ///     let mut h = pool.submit(move |x: u32| { g.wait(); x }, 4)?;
+    ///     assert!(!h.is_finished()); // held at the gate
+    ///     gate.set();
+    ///     while !h.is_finished() {
+    ///         std::thread::yield_now();
+    ///     }
+    ///     assert_eq!(h.try_wait(), Ok(4));
+    ///     Ok(())
     /// }
-    /// assert_eq!(h.try_wait(), Ok(4));
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     fn is_finished(&self) -> bool;

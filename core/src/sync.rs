@@ -98,8 +98,8 @@ pub trait Lock: Clone + Send + Sync + 'static {
     ///
     /// # Panics
     /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
-    /// `block_in_place` needs a multi-thread runtime): use [`lock_async`](Lock::lock_async) there. The thread and
-    /// process backends never panic here; they block the calling thread.
+    /// `block_in_place` needs a multi-thread runtime): use [`lock_async`](Lock::lock_async) there.
+    /// The thread and process backends never panic here; they block the calling thread.
     fn lock(&self) -> Result<Self::Guard<'_>, LockError<Self::Guard<'_>>>;
 
     /// Acquires the lock if it is free right now; never waits, on any runtime.
@@ -143,8 +143,8 @@ pub trait Lock: Clone + Send + Sync + 'static {
     ///
     /// # Panics
     /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
-    /// `block_in_place` needs a multi-thread runtime): use [`lock_async`](Lock::lock_async) there. The thread and
-    /// process backends never panic here; they block the calling thread.
+    /// `block_in_place` needs a multi-thread runtime): use [`lock_async`](Lock::lock_async) there.
+    /// The thread and process backends never panic here; they block the calling thread.
     fn lock_deadline(
         &self,
         deadline: Option<Instant>,
@@ -170,8 +170,8 @@ pub trait Lock: Clone + Send + Sync + 'static {
     ///
     /// # Panics
     /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
-    /// `block_in_place` needs a multi-thread runtime): use [`lock_async`](Lock::lock_async) there. The thread and
-    /// process backends never panic here; they block the calling thread.
+    /// `block_in_place` needs a multi-thread runtime): use [`lock_async`](Lock::lock_async) there.
+    /// The thread and process backends never panic here; they block the calling thread.
     fn lock_timeout(
         &self,
         timeout: Duration,
@@ -268,7 +268,7 @@ pub trait Semaphore: Clone + Send + Sync + 'static {
     /// wait for a [`release`](Semaphore::release).
     ///
     /// ```
-    /// use uniconc_core::{Backend, ErrorKind, Semaphore};
+    /// use uniconc_core::{Backend, Semaphore};
     ///
     /// type S = <uniconc_thread::Thread as Backend>::Semaphore;
     /// let sem = S::new(3)?;
@@ -315,8 +315,8 @@ pub trait Semaphore: Clone + Send + Sync + 'static {
     ///
     /// # Panics
     /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
-    /// `block_in_place` needs a multi-thread runtime): use [`take_async`](Semaphore::take_async) there. The thread and
-    /// process backends never panic here; they block the calling thread.
+    /// `block_in_place` needs a multi-thread runtime): use [`take_async`](Semaphore::take_async)
+    /// there. The thread and process backends never panic here; they block the calling thread.
     fn take_deadline(&self, deadline: Option<Instant>) -> bool;
 
     /// Takes one permit without blocking the executor. The permit stays taken until a
@@ -355,9 +355,9 @@ pub trait Semaphore: Clone + Send + Sync + 'static {
     /// ```
     ///
     /// # Panics
-    /// If the count would overflow: above `usize::MAX` on the thread backend, above
-    /// `usize::MAX >> 3` on the tokio backend. The process backend saturates at
-    /// `uniconc_process::MAX_PERMITS` instead.
+    /// If the count would overflow: above `usize::MAX` on the thread backend, above `usize::MAX >>
+    /// 3` on the tokio backend. The process backend saturates at `uniconc_process::MAX_PERMITS`
+    /// instead.
     fn release(&self);
 
     /// The permits available right now (a snapshot).
@@ -393,8 +393,9 @@ pub trait Semaphore: Clone + Send + Sync + 'static {
     ///
     /// # Panics
     /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
-    /// `block_in_place` needs a multi-thread runtime): use [`acquire_async`](Semaphore::acquire_async) there. The thread and
-    /// process backends never panic here; they block the calling thread.
+    /// `block_in_place` needs a multi-thread runtime): use
+    /// [`acquire_async`](Semaphore::acquire_async) there. The thread and process backends never
+    /// panic here; they block the calling thread.
     fn acquire(&self) -> Permit<Self> {
         let taken = self.take_deadline(None);
         debug_assert!(taken, "a wait without deadline returned without a permit");
@@ -445,8 +446,9 @@ pub trait Semaphore: Clone + Send + Sync + 'static {
     ///
     /// # Panics
     /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
-    /// `block_in_place` needs a multi-thread runtime): use [`acquire_async`](Semaphore::acquire_async) there. The thread and
-    /// process backends never panic here; they block the calling thread.
+    /// `block_in_place` needs a multi-thread runtime): use
+    /// [`acquire_async`](Semaphore::acquire_async) there. The thread and process backends never
+    /// panic here; they block the calling thread.
     fn acquire_timeout(&self, timeout: Duration) -> Result<Permit<Self>, WaitError> {
         if self.take_deadline(deadline_after(timeout)) {
             Ok(Permit::new(self.clone()))
@@ -673,8 +675,8 @@ pub trait Event: Clone + Send + Sync + 'static {
     ///
     /// # Panics
     /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
-    /// `block_in_place` needs a multi-thread runtime): use [`wait_async`](Event::wait_async) there. The thread and
-    /// process backends never panic here; they block the calling thread.
+    /// `block_in_place` needs a multi-thread runtime): use [`wait_async`](Event::wait_async) there.
+    /// The thread and process backends never panic here; they block the calling thread.
     fn wait(&self);
 
     /// Waits until the flag is set or `deadline` passes (`None`: forever).
@@ -697,8 +699,8 @@ pub trait Event: Clone + Send + Sync + 'static {
     ///
     /// # Panics
     /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
-    /// `block_in_place` needs a multi-thread runtime): use [`wait_async`](Event::wait_async) there. The thread and
-    /// process backends never panic here; they block the calling thread.
+    /// `block_in_place` needs a multi-thread runtime): use [`wait_async`](Event::wait_async) there.
+    /// The thread and process backends never panic here; they block the calling thread.
     fn wait_deadline(&self, deadline: Option<Instant>) -> Result<(), WaitError>;
 
     /// Waits at most `timeout` for the flag.
@@ -720,8 +722,8 @@ pub trait Event: Clone + Send + Sync + 'static {
     ///
     /// # Panics
     /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
-    /// `block_in_place` needs a multi-thread runtime): use [`wait_async`](Event::wait_async) there. The thread and
-    /// process backends never panic here; they block the calling thread.
+    /// `block_in_place` needs a multi-thread runtime): use [`wait_async`](Event::wait_async) there.
+    /// The thread and process backends never panic here; they block the calling thread.
     fn wait_timeout(&self, timeout: Duration) -> Result<(), WaitError> {
         self.wait_deadline(deadline_after(timeout))
     }
@@ -803,8 +805,8 @@ pub trait Barrier: Clone + Send + Sync + 'static {
     ///
     /// # Panics
     /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
-    /// `block_in_place` needs a multi-thread runtime): use [`wait_async`](Barrier::wait_async) there. The thread and
-    /// process backends never panic here; they block the calling thread.
+    /// `block_in_place` needs a multi-thread runtime): use [`wait_async`](Barrier::wait_async)
+    /// there. The thread and process backends never panic here; they block the calling thread.
     fn wait(&self) -> bool;
 
     /// Like [`wait`](Barrier::wait), giving up at `deadline` (`None`: forever). A unit that
@@ -827,8 +829,8 @@ pub trait Barrier: Clone + Send + Sync + 'static {
     ///
     /// # Panics
     /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
-    /// `block_in_place` needs a multi-thread runtime): use [`wait_async`](Barrier::wait_async) there. The thread and
-    /// process backends never panic here; they block the calling thread.
+    /// `block_in_place` needs a multi-thread runtime): use [`wait_async`](Barrier::wait_async)
+    /// there. The thread and process backends never panic here; they block the calling thread.
     fn wait_deadline(&self, deadline: Option<Instant>) -> Result<bool, WaitError>;
 
     /// Like [`wait`](Barrier::wait), giving up after `timeout` (and withdrawing).
@@ -853,8 +855,8 @@ pub trait Barrier: Clone + Send + Sync + 'static {
     ///
     /// # Panics
     /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
-    /// `block_in_place` needs a multi-thread runtime): use [`wait_async`](Barrier::wait_async) there. The thread and
-    /// process backends never panic here; they block the calling thread.
+    /// `block_in_place` needs a multi-thread runtime): use [`wait_async`](Barrier::wait_async)
+    /// there. The thread and process backends never panic here; they block the calling thread.
     fn wait_timeout(&self, timeout: Duration) -> Result<bool, WaitError> {
         self.wait_deadline(deadline_after(timeout))
     }
