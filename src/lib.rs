@@ -220,6 +220,7 @@
 
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
+#![doc(test(attr(deny(warnings))))]
 
 #[cfg(all(feature = "process", not(unix)))]
 compile_error!(
