@@ -20,7 +20,7 @@ use std::io;
 /// type B = uniconc_thread::Thread;
 /// let e = B::channel::<u8>(0).unwrap_err();
 /// assert_eq!(e.kind(), ErrorKind::InvalidArgument);
-/// let e = B::spawn(|| 1)?.kill().unwrap_err();
+/// let e = B::spawn(|| 1)?.kill().unwrap_err(); // an OS thread cannot be stopped
 /// assert_eq!(e.kind(), ErrorKind::Unsupported);
 /// match e.kind() {
 ///     ErrorKind::InvalidArgument => println!("fix the call"),
@@ -785,7 +785,9 @@ value_error! {
     /// anyway, like std's `PoisonError`; the protected state may be half-updated.
     ///
     /// `OwnerDied` comes only from the process backend, `Poisoned` only from the thread and
-    /// tokio backends.
+    /// tokio backends (the example shows the thread backend: on the process backend a holder
+    /// that panics unwinds and releases the lock normally, and only a holder that dies
+    /// without unwinding, killed or aborted, leaves `OwnerDied`).
     ///
     /// ```
     /// use uniconc_core::{Backend, JoinHandle as _, LockError, Value as _};

@@ -780,14 +780,18 @@ pub trait TaskHandle<R>: Send + 'static {
 
     /// Waits for the result without blocking the executor.
     ///
+    /// A handle belongs to the process that submitted the task (process backend: moved into a
+    /// forked child it reports `Failed`), so await it on an executor of this process, as here
+    /// on a thread running its own runtime.
+    ///
     /// ```
     /// use uniconc_core::{Backend, JoinHandle as _, Pool as _, TaskHandle as _};
     ///
     /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
     ///     let pool = B::pool(1)?;
     ///     let mut task = pool.submit(|x: u64| x + 1, 41)?;
-    ///     let waiter = B::spawn_async(async move { task.wait_async().await.unwrap() })?;
-    ///     assert_eq!(waiter.join()?, 42);
+    ///     let waiter = uniconc_thread::spawn_async(async move { task.wait_async().await })?;
+    ///     assert_eq!(waiter.join()?, Ok(42));
     ///     Ok(())
     /// }
     ///

@@ -72,6 +72,8 @@ pub trait Lock: Clone + Send + Sync + 'static {
     /// locks it again while holding it waits for itself (use [`try_lock`](Lock::try_lock) or
     /// a timeout where that can happen).
     ///
+    /// The example shows the thread backend's poisoning; see [`Lock`] for the others.
+    ///
     /// ```
     /// use uniconc_core::{Backend, JoinHandle as _, Lock as _, LockError};
     ///
@@ -489,6 +491,11 @@ pub trait Semaphore: Clone + Send + Sync + 'static {
 /// A permit taken from a [`Semaphore`]; gives it back on drop.
 ///
 /// It owns a clone of its semaphore, so it can move to another unit (a spawned thread or task).
+///
+/// Not into a forked process: on the process backend the parent drops its own copy of a
+/// `spawn` closure after the fork, so a permit moved into one is given back twice (once by
+/// each process). There, [`forget`](Permit::forget) it in the parent and have the child call
+/// [`Semaphore::release`].
 ///
 /// ```
 /// use uniconc_core::{Backend, JoinHandle as _, Semaphore as _};

@@ -147,13 +147,17 @@ pub trait JoinHandle<R>: Send + 'static {
 
     /// Waits for the unit without blocking the executor.
     ///
+    /// A handle belongs to the process that spawned the unit (process backend: moved into a
+    /// forked child it reports `Failed`), so await it on an executor of this process, as here
+    /// on a thread running its own runtime.
+    ///
     /// ```
     /// use uniconc_core::{Backend, JoinHandle as _};
     ///
     /// type B = uniconc_thread::Thread;
     /// let mut worker = B::spawn(|| 20)?;
-    /// let waiter = B::spawn_async(async move { worker.join_async().await.unwrap() + 1 })?;
-    /// assert_eq!(waiter.join()?, 21);
+    /// let waiter = uniconc_thread::spawn_async(async move { worker.join_async().await })?;
+    /// assert_eq!(waiter.join()?, Ok(20));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
