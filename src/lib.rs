@@ -212,9 +212,15 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! The blocking forms work inside a runtime too, with one exception: on the tokio backend, a
+//! blocking call that has to wait on a task of a **current-thread** runtime panics (tokio's
+//! `block_in_place` needs a multi-thread runtime); the thread and process backends block the
+//! calling thread instead. Inside async code, use the `_async` forms.
 
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
+#![doc(test(attr(deny(warnings))))]
 
 #[cfg(all(feature = "process", not(unix)))]
 compile_error!(
@@ -229,39 +235,130 @@ pub use uniconc_core::{
     TaskHandle, TryLockError, TryRecvError, TrySendError, Value, WaitError,
 };
 
-/// The thread backend: OS threads sharing memory.
+/// The thread backend: OS threads sharing memory. Its free functions take any `Send` value
+/// (no serde bound).
+///
+/// ```
+/// use uniconc::prelude::*;
+///
+/// let (tx, rx) = uniconc::thread::channel::<u32>(4)?;
+/// let h = uniconc::thread::spawn(move || rx.recv().map_or(0, |v| v + 1))?;
+/// tx.send(41)?;
+/// assert_eq!(h.join()?, 42);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[cfg(feature = "thread")]
 pub use uniconc_thread as thread;
 #[cfg(feature = "thread")]
 pub use uniconc_thread::Thread;
 
-/// The process backend: forked processes sharing memory.
+/// The process backend: forked processes sharing memory. A child sees the primitives created
+/// before it was forked, and its writes to them are seen by the parent.
+///
+/// ```
+/// use uniconc::prelude::*;
+///
+/// let counter = uniconc::process::value(0u64)?;
+/// let c = counter.clone();
+/// let child = uniconc::process::spawn(move || {
+///     c.update(|v| {
+///         *v += 1;
+///         *v
+///     })
+/// })?; // a forked child process
+/// assert_eq!(child.join()?, 1);
+/// assert_eq!(counter.load(), 1); // the child's write, in shared memory
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[cfg(all(feature = "process", unix))]
 pub use uniconc_process as process;
 #[cfg(all(feature = "process", unix))]
 pub use uniconc_process::Process;
 
-/// The tokio backend: tokio tasks.
+/// The tokio backend: tokio tasks, on the caller's runtime, or outside one on a runtime the
+/// backend starts on first use.
+///
+/// ```
+/// use uniconc::prelude::*;
+///
+/// // Outside a runtime: blocking calls work, tasks run on the backend's own runtime.
+/// let (tx, rx) = uniconc::tokio::channel::<u32>(4)?;
+/// let task = uniconc::tokio::spawn_async(async move {
+///     rx.recv_async().await.map_or(0, |v| v * 2)
+/// })?;
+/// tx.send(21)?;
+/// assert_eq!(task.join()?, 42);
+///
+/// // Inside a runtime (here a current-thread one): await the `_async` forms.
+/// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+/// let got = rt.block_on(async {
+///     let (tx, rx) = uniconc::tokio::channel::<u32>(1)?;
+///     tx.send_async(5).await?;
+///     Ok::<_, Box<dyn std::error::Error>>(rx.recv_async().await?)
+/// })?;
+/// assert_eq!(got, 5);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[cfg(feature = "tokio")]
 pub use uniconc_async as tokio;
 #[cfg(feature = "tokio")]
 pub use uniconc_async::Tokio;
 
+/// The docs of [`Default`](type@Default), written once for the three cfg arms below.
+macro_rules! default_docs {
+    () => {
+        r#"The backend picked among the enabled ones: process, then tokio, then thread.
+
+Code written against it runs on whichever backend the build enables:
+
+```
+use uniconc::prelude::*;
+
+type B = uniconc::Default;
+assert!(["process", "tokio", "thread"].contains(&B::NAME));
+let (tx, rx) = B::channel::<String>(1)?;
+tx.send("on any backend".to_string())?;
+assert_eq!(rx.recv()?, "on any backend");
+# Ok::<(), Box<dyn std::error::Error>>(())
+```"#
+    };
+}
+
 cfg_if::cfg_if! {
     if #[cfg(all(feature = "process", unix))] {
-        /// The backend picked among the enabled ones: process, then tokio, then thread.
+        #[doc = default_docs!()]
         pub type Default = Process;
     } else if #[cfg(feature = "tokio")] {
-        /// The backend picked among the enabled ones: process, then tokio, then thread.
+        #[doc = default_docs!()]
         pub type Default = Tokio;
     } else if #[cfg(feature = "thread")] {
-        /// The backend picked among the enabled ones: process, then tokio, then thread.
+        #[doc = default_docs!()]
         pub type Default = Thread;
     }
 }
 
 /// Everything generic code needs in scope: [`Backend`], the handle traits (imported for
 /// their methods), [`Message`] and [`Plain`].
+///
+/// ```
+/// use uniconc::prelude::*; // one import: every method of every handle
+///
+/// fn tally<B: Backend>(words: &[&str]) -> Result<u64, Box<dyn std::error::Error>> {
+///     let (tx, rx) = B::channel::<String>(words.len())?;
+///     let count = B::value(0u64)?;
+///     for w in words {
+///         tx.send(w.to_string())?; // Sender
+///     }
+///     drop(tx);
+///     for w in rx.iter() {
+///         count.update(|c| *c += w.len() as u64); // Receiver, Value
+///     }
+///     Ok(count.load())
+/// }
+///
+/// assert_eq!(tally::<uniconc::Thread>(&["one", "three"])?, 8);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub mod prelude {
     pub use uniconc_core::{
         Array as _, Backend, Barrier as _, Event as _, JoinHandle as _, Lock as _, Message, Plain,

@@ -1,6 +1,22 @@
 //! [`Barrier`]: a generation counter under a lock, and a [`tokio::sync::Notify`] to release
 //! the waiters of a generation. Unlike `tokio::sync::Barrier`, a waiter that times out or is
 //! cancelled withdraws, so the generation then needs another arrival.
+//!
+//! ```
+//! use std::time::Duration;
+//! use uniconc_core::Barrier as _;
+//! let b = uniconc_async::barrier(2)?;
+//! let rt = tokio::runtime::Runtime::new()?;
+//! rt.block_on(async {
+//!     // Cancelled by a timeout while alone: the arrival is withdrawn...
+//!     let alone = tokio::time::timeout(Duration::from_millis(2), b.wait_async()).await;
+//!     assert!(alone.is_err());
+//!     // ...so this generation still takes two arrivals, and has one leader.
+//!     let (x, y) = tokio::join!(b.wait_async(), b.wait_async());
+//!     assert!(x != y);
+//! });
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::future::Future;
 use std::pin::pin;

@@ -27,6 +27,25 @@
 //! A message leaves the queue only inside the poll that returns it, so a dropped
 //! `recv_async` loses nothing. A dropped `send_async` drops only its own value (still held by
 //! the future) and never a slot: nothing is reserved while waiting.
+//!
+//! ```
+//! use std::time::Duration;
+//! use uniconc_core::Receiver as _;
+//! let (tx, rx) = uniconc_async::channel::<u32>(1)?;
+//! let rt = tokio::runtime::Runtime::new()?;
+//! rt.block_on(async {
+//!     // A receive cancelled by a timeout takes nothing off the channel.
+//!     let r = tokio::time::timeout(Duration::from_millis(1), rx.recv_async()).await;
+//!     assert!(r.is_err());
+//!     tx.send_async(5).await.unwrap();
+//!     // The full channel: this send is cancelled, and drops only its own value.
+//!     let s = tokio::time::timeout(Duration::from_millis(1), tx.send_async(6)).await;
+//!     assert!(s.is_err());
+//!     assert_eq!(rx.recv_async().await, Ok(5));
+//!     assert!(rx.is_empty());
+//! });
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -285,7 +304,21 @@ impl<T> Shared<T> {
 /// The sending half of a channel; `Clone` it for more producers.
 ///
 /// Dropping the last `Sender` disconnects the channel: receivers drain what is queued, then
-/// get `Disconnected`.
+/// get `Disconnected`. Blocking and async senders wait in one FIFO: `send` drives the very
+/// future [`send_async`](Sender::send_async) returns, on the calling thread. The other send
+/// methods come from [`uniconc_core::Sender`].
+///
+/// ```
+/// use uniconc_core::{Receiver as _, Sender as _, TrySendError};
+/// let (tx, rx) = uniconc_async::channel::<u8>(1)?;
+/// let rt = tokio::runtime::Builder::new_current_thread().build()?;
+/// rt.block_on(async { tx.send_async(1).await })?; // async inside a runtime...
+/// assert!(matches!(tx.try_send(2), Err(TrySendError::Full(2)))); // ...`try_` forms anywhere
+/// assert_eq!(rx.recv()?, 1); // blocking outside of one
+/// tx.close(); // for every handle: later sends fail and hand the message back
+/// assert_eq!(tx.send(3).unwrap_err().into_inner(), 3);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Sender<T> {
     shared: Arc<Shared<T>>,
 }
@@ -293,7 +326,23 @@ pub struct Sender<T> {
 /// The receiving half of a channel; `Clone` it for more consumers (each message goes to one).
 ///
 /// Dropping the last `Receiver` disconnects the channel: queued messages are dropped and sends
-/// fail with `Disconnected(value)`.
+/// fail with `Disconnected(value)`. `recv` drives the very future
+/// [`recv_async`](Receiver::recv_async) returns; the other receive methods come from
+/// [`uniconc_core::Receiver`].
+///
+/// ```
+/// use std::time::Duration;
+/// use uniconc_core::{JoinHandle as _, Receiver as _, RecvError, RecvTimeoutError, Sender as _};
+/// let (tx, rx) = uniconc_async::channel::<u8>(4)?;
+/// assert_eq!(rx.recv_timeout(Duration::from_millis(1)), Err(RecvTimeoutError::Timeout));
+/// let rx2 = rx.clone();
+/// let task = uniconc_async::spawn_async(async move { rx2.recv_async().await })?;
+/// tx.send(5)?;
+/// assert_eq!(task.join()?, Ok(5)); // the task's receiver took it
+/// drop(tx);
+/// assert_eq!(rx.recv(), Err(RecvError::Disconnected));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Receiver<T> {
     shared: Arc<Shared<T>>,
 }
@@ -324,10 +373,16 @@ fn new_channel<T>(cap: Option<usize>) -> (Sender<T>, Receiver<T>) {
 /// The queue grows on demand up to `capacity`: a large bound costs no memory until it is used.
 ///
 /// ```
-/// use uniconc_core::{Receiver as _, Sender as _};
+/// use uniconc_core::{JoinHandle as _, Receiver as _};
 /// let (tx, rx) = uniconc_async::channel::<u32>(2)?;
-/// tx.send(1)?;
-/// assert_eq!(rx.recv()?, 1);
+/// let producer = uniconc_async::spawn_async(async move {
+///     for i in 1..=3 {
+///         tx.send_async(i).await.unwrap(); // waits (without blocking) while 2 are queued
+///     }
+/// })?;
+/// assert_eq!(rx.iter().collect::<Vec<_>>(), [1, 2, 3]); // ends when the task drops `tx`
+/// producer.join()?;
+/// assert!(uniconc_async::channel::<u32>(0).is_err());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
@@ -345,10 +400,17 @@ pub fn channel<T>(capacity: usize) -> Result<(Sender<T>, Receiver<T>), Error> {
 /// An unbounded MPMC channel: sends never wait.
 ///
 /// ```
-/// use uniconc_core::{Receiver as _, Sender as _};
+/// use uniconc_core::{JoinHandle as _, Receiver as _, Sender as _};
 /// let (tx, rx) = uniconc_async::unbounded::<u32>()?;
-/// tx.send(1)?;
-/// assert_eq!(rx.try_recv()?, 1);
+/// assert_eq!(tx.capacity(), None);
+/// let task = uniconc_async::spawn_async(async move {
+///     for i in 0..100 {
+///         tx.try_send(i).unwrap(); // never full
+///     }
+/// })?;
+/// task.join()?;
+/// assert_eq!(rx.len(), 100);
+/// assert_eq!(rx.try_recv()?, 0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
@@ -409,6 +471,22 @@ impl<T> fmt::Debug for Receiver<T> {
 }
 
 /// The future of [`Sender::send_async`] (and of the blocking `send`).
+///
+/// ```
+/// use std::future::Future;
+/// use std::pin::pin;
+/// use std::task::{Context, Poll, Waker};
+/// use uniconc_core::{Receiver as _, Sender as _};
+/// let (tx, rx) = uniconc_async::channel::<u8>(1)?;
+/// tx.send(1)?; // full now
+/// let mut fut = pin!(tx.send_async(2));
+/// let mut cx = Context::from_waker(Waker::noop());
+/// assert!(fut.as_mut().poll(&mut cx).is_pending()); // waits for room
+/// assert_eq!(rx.recv()?, 1);
+/// assert_eq!(fut.as_mut().poll(&mut cx), Poll::Ready(Ok(())));
+/// assert_eq!(rx.recv()?, 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// # Cancel safety
 /// Dropping it drops the value it holds, unsent; it reserves nothing while waiting.
@@ -477,6 +555,25 @@ impl<T> Drop for SendFuture<'_, T> {
 }
 
 /// The future of [`Receiver::recv_async`] (and of the blocking `recv`).
+///
+/// ```
+/// use std::future::Future;
+/// use std::pin::pin;
+/// use std::task::{Context, Poll, Waker};
+/// use uniconc_core::{Receiver as _, Sender as _};
+/// let (tx, rx) = uniconc_async::channel::<u8>(1)?;
+/// let mut cx = Context::from_waker(Waker::noop());
+/// {
+///     let mut fut = pin!(rx.recv_async());
+///     assert!(fut.as_mut().poll(&mut cx).is_pending()); // empty: waits
+///     tx.send(9)?;
+/// } // dropped before taking the message...
+/// assert_eq!(rx.try_recv()?, 9); // ...which is still there
+/// let mut fut = pin!(rx.recv_async());
+/// drop(tx);
+/// assert!(matches!(fut.as_mut().poll(&mut cx), Poll::Ready(Err(_)))); // disconnected
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// # Cancel safety
 /// A message is taken off the channel only in the poll that returns it: dropping the future

@@ -1,4 +1,23 @@
 //! [`Event`]: a flag and a [`tokio::sync::Notify`] to wake its waiters.
+//!
+//! ```
+//! use std::time::Duration;
+//! use uniconc_core::{Event as _, JoinHandle as _, WaitError};
+//! let ev = uniconc_async::event()?;
+//! ev.set();
+//! ev.clear(); // back to unset: waiters wait again
+//! assert_eq!(ev.wait_timeout(Duration::from_millis(1)), Err(WaitError::Timeout));
+//! let waiters: Vec<_> = (0..3)
+//!     .map(|i| {
+//!         let ev = ev.clone();
+//!         uniconc_async::spawn_async(async move { ev.wait_async().await; i })
+//!     })
+//!     .collect::<Result<_, _>>()?;
+//! ev.set(); // wakes every waiter at once
+//! let ids = waiters.into_iter().map(|w| w.join()).collect::<Result<Vec<_>, _>>()?;
+//! assert_eq!(ids, [0, 1, 2]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::future::Future;
 use std::pin::pin;

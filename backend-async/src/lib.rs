@@ -5,7 +5,7 @@
 //! [`Tokio`].
 //!
 //! ```
-//! use uniconc_core::{JoinHandle as _, Receiver as _, Sender as _};
+//! use uniconc_core::{JoinHandle as _, Sender as _};
 //!
 //! // Sync producer (this thread, outside any runtime), async consumer (a task on the
 //! // lazily started runtime).
@@ -54,6 +54,7 @@
 //! - [`runtime`]: the runtime used and the blocking-wait driver.
 
 #![deny(missing_docs)]
+#![doc(test(attr(deny(warnings))))]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 use std::future::Future;
@@ -79,6 +80,27 @@ pub use uniconc_core::local::{Array, ArrayGuard, Value};
 pub use unit::{JoinHandle, spawn, spawn_async};
 
 /// The tokio backend's selector type: `type B = uniconc::Tokio;`.
+///
+/// Units are tokio tasks: `spawn_async` futures run as tasks, `spawn` closures on the
+/// blocking pool. Inside a runtime, the caller's runtime is used; outside one, a multi-thread
+/// runtime owned by this crate is started on first use. Blocking calls work from any thread
+/// outside a runtime and on a multi-thread runtime (through `block_in_place`); on a
+/// current-thread runtime a blocking call that must wait panics, so use the `_async` forms
+/// there (see [`runtime`]).
+///
+/// ```
+/// use uniconc_core::{Backend, JoinHandle as _, Receiver as _, Sender as _};
+///
+/// fn ping<B: Backend>() -> Result<u32, Box<dyn std::error::Error>> {
+///     let (tx, rx) = B::channel::<u32>(1)?;
+///     let h = B::spawn_async(async move { tx.send_async(7).await.is_ok() })?;
+///     assert!(h.join()?);
+///     Ok(rx.recv()?)
+/// }
+/// assert_eq!(ping::<uniconc_async::Tokio>()?, 7); // outside a runtime: the crate's own
+/// assert_eq!(<uniconc_async::Tokio as Backend>::NAME, "tokio");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Tokio;
 
@@ -121,7 +143,22 @@ impl Backend for Tokio {
     }
 }
 
-/// A new lock.
+/// A new lock, not held.
+///
+/// ```
+/// use uniconc_core::{JoinHandle as _, Lock as _};
+/// let lock = uniconc_async::lock()?;
+/// let guard = lock.lock().unwrap(); // the blocking form, outside a runtime
+/// let l = lock.clone();
+/// let task = uniconc_async::spawn_async(async move {
+///     let _g = l.lock_async().await.unwrap(); // waits without blocking its worker thread
+///     "got it"
+/// })?;
+/// drop(guard);
+/// assert_eq!(task.join()?, "got it");
+/// assert!(!lock.is_locked());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// # Errors
 /// Never fails; the `Result` keeps the signature the same on every backend.
@@ -131,6 +168,22 @@ pub fn lock() -> Result<Lock, Error> {
 
 /// A semaphore holding `permits` permits.
 ///
+/// ```
+/// use uniconc_core::{JoinHandle as _, Semaphore as _};
+/// let sem = uniconc_async::semaphore(1)?;
+/// let held = sem.acquire();
+/// let s = sem.clone();
+/// let task = uniconc_async::spawn_async(async move {
+///     let _permit = s.acquire_async().await; // waits for the permit held above
+///     s.available()
+/// })?;
+/// drop(held);
+/// assert_eq!(task.join()?, 0);
+/// assert_eq!(sem.available(), 1); // the task's permit went back
+/// assert!(uniconc_async::semaphore(usize::MAX).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
 /// # Errors
 /// `InvalidArgument` if `permits` exceeds tokio's limit (`usize::MAX >> 3`).
 pub fn semaphore(permits: usize) -> Result<Semaphore, Error> {
@@ -138,6 +191,19 @@ pub fn semaphore(permits: usize) -> Result<Semaphore, Error> {
 }
 
 /// A new event, not set.
+///
+/// ```
+/// use uniconc_core::{Event as _, JoinHandle as _};
+/// let ev = uniconc_async::event()?;
+/// let e = ev.clone();
+/// let task = uniconc_async::spawn_async(async move {
+///     e.wait_async().await;
+///     e.is_set()
+/// })?;
+/// ev.set();
+/// assert!(task.join()?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// # Errors
 /// Never fails; the `Result` keeps the signature the same on every backend.
@@ -147,6 +213,23 @@ pub fn event() -> Result<Event, Error> {
 
 /// A barrier for `n` units.
 ///
+/// ```
+/// use uniconc_core::{Barrier as _, JoinHandle as _};
+/// let b = uniconc_async::barrier(3)?;
+/// let mut tasks = Vec::new();
+/// for _ in 0..2 {
+///     let b = b.clone();
+///     tasks.push(uniconc_async::spawn_async(async move { b.wait_async().await })?);
+/// }
+/// let mut leaders = usize::from(b.wait()); // this thread is the third party
+/// for t in tasks {
+///     leaders += usize::from(t.join()?);
+/// }
+/// assert_eq!(leaders, 1);
+/// assert!(uniconc_async::barrier(0).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
 /// # Errors
 /// `n == 0` is `InvalidArgument`.
 pub fn barrier(n: usize) -> Result<Barrier, Error> {
@@ -154,6 +237,21 @@ pub fn barrier(n: usize) -> Result<Barrier, Error> {
 }
 
 /// A shared value holding `value`.
+///
+/// ```
+/// use uniconc_core::{JoinHandle as _, Value as _};
+/// let hits = uniconc_async::value(0u32)?;
+/// let mut tasks = Vec::new();
+/// for _ in 0..4 {
+///     let h = hits.clone();
+///     tasks.push(uniconc_async::spawn_async(async move { h.update(|n| *n += 1) })?);
+/// }
+/// for t in tasks {
+///     t.join()?;
+/// }
+/// assert_eq!(hits.load(), 4);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// # Errors
 /// Never fails; the `Result` keeps the signature the same on every backend.
@@ -163,6 +261,17 @@ pub fn value<T: Plain>(value: T) -> Result<Value<T>, Error> {
 
 /// A shared array of `len` zeroed elements.
 ///
+/// ```
+/// use uniconc_core::{Array as _, JoinHandle as _};
+/// let arr = uniconc_async::array::<f64>(3)?;
+/// let a = arr.clone();
+/// let h = uniconc_async::spawn(move || (0..3).try_for_each(|i| a.set(i, i as f64 / 2.0)))?;
+/// h.join()??;
+/// assert_eq!(arr.to_vec(), [0.0, 0.5, 1.0]);
+/// assert_eq!(arr.get(3), None);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
 /// # Errors
 /// `InvalidArgument` if it cannot be allocated.
 pub fn array<T: Plain>(len: usize) -> Result<Array<T>, Error> {
@@ -170,6 +279,16 @@ pub fn array<T: Plain>(len: usize) -> Result<Array<T>, Error> {
 }
 
 /// A pool running at most `workers` jobs at once.
+///
+/// ```
+/// use uniconc_core::{Pool as _, TaskHandle as _};
+/// let pool = uniconc_async::pool(2)?;
+/// assert_eq!(pool.map(|x: u32| x + 1, 0..3)?, [1, 2, 3]); // sync closures: blocking pool
+/// let task = pool.submit_async(|x: u32| async move { x * 2 }, 21)?; // async closures: tasks
+/// assert_eq!(task.wait(), Ok(42));
+/// assert!(uniconc_async::pool(0).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// # Errors
 /// `InvalidArgument` for 0 workers; the crate's own runtime could not be started.

@@ -1,5 +1,18 @@
 //! [`Lock`]: a mutual-exclusion lock without data, built on a one-permit
 //! [`tokio::sync::Semaphore`] (fair, FIFO, cancel-safe), with std-style poisoning.
+//!
+//! ```
+//! use std::time::Duration;
+//! use uniconc_core::{Lock as _, TryLockError};
+//! let lock = uniconc_async::lock()?;
+//! let guard = lock.lock().unwrap();
+//! let timed_out = lock.lock_timeout(Duration::from_millis(1));
+//! assert!(matches!(timed_out, Err(TryLockError::Timeout))); // gave up its place in the queue
+//! drop(guard);
+//! let rt = tokio::runtime::Builder::new_current_thread().build()?;
+//! rt.block_on(async { assert!(lock.lock_async().await.is_ok()) });
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::fmt;
 use std::pin::pin;
@@ -45,6 +58,20 @@ pub struct Lock {
 }
 
 /// Holds a [`Lock`]; releases it on drop. `Send`: it can be held across an `.await`.
+///
+/// ```
+/// use uniconc_core::{JoinHandle as _, Lock as _};
+/// let lock = uniconc_async::lock()?;
+/// let l = lock.clone();
+/// let task = uniconc_async::spawn_async(async move {
+///     let guard = l.lock_async().await.unwrap();
+///     tokio::task::yield_now().await; // held across an `.await`
+///     drop(guard);
+///     l.is_locked()
+/// })?;
+/// assert!(!task.join()?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use = "dropping the guard releases the lock at once"]
 pub struct LockGuard<'a> {
     inner: &'a Inner,
@@ -92,11 +119,43 @@ impl Lock {
     }
 
     /// `true` if a holder panicked while holding the lock (and it was not cleared since).
+    ///
+    /// ```
+    /// use uniconc_core::{JoinHandle as _, Lock as _, LockError};
+    /// let lock = uniconc_async::lock()?;
+    /// let l = lock.clone();
+    /// let task = uniconc_async::spawn(move || {
+    ///     let _guard = l.lock().unwrap();
+    ///     panic!("while holding the lock");
+    /// })?;
+    /// assert!(task.join().is_err());
+    /// assert!(lock.is_poisoned());
+    /// let err = lock.lock().unwrap_err(); // acquired, but reported as poisoned
+    /// assert!(matches!(err, LockError::Poisoned(_)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_poisoned(&self) -> bool {
         self.inner.poisoned.load(Ordering::Acquire)
     }
 
     /// Forgets an earlier panic: later `lock()` calls return `Ok` again.
+    ///
+    /// ```
+    /// use uniconc_core::{JoinHandle as _, Lock as _};
+    /// let lock = uniconc_async::lock()?;
+    /// let l = lock.clone();
+    /// let task = uniconc_async::spawn(move || {
+    ///     let _guard = l.lock().unwrap();
+    ///     panic!("while holding the lock");
+    /// })?;
+    /// assert!(task.join().is_err());
+    /// assert!(lock.lock().is_err()); // sticky: every lock reports it...
+    /// assert!(lock.lock().is_err());
+    /// lock.clear_poison(); // ...until cleared
+    /// assert!(!lock.is_poisoned());
+    /// assert!(lock.lock().is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn clear_poison(&self) {
         self.inner.poisoned.store(false, Ordering::Release);
     }

@@ -26,6 +26,20 @@
 //! effect (there are no long-lived workers to replace). `task_timeout` needs the runtime's
 //! time driver (the crate's own runtime has it; building a pool with a `task_timeout` on a
 //! user runtime without `enable_time` is refused with `InvalidArgument`).
+//!
+//! ```
+//! use std::time::Duration;
+//! use uniconc_core::{Pool as _, TaskError, TaskHandle as _};
+//! let pool = uniconc_async::Pool::builder()
+//!     .workers(2)
+//!     .task_timeout(Duration::from_millis(10))
+//!     .build()?;
+//! // An async job past its deadline is truly stopped (its future is dropped).
+//! let stuck = pool.submit_async(|_: ()| std::future::pending::<u8>(), ())?;
+//! assert_eq!(stuck.wait(), Err(TaskError::DeadlineExceeded));
+//! assert_eq!(pool.map(|x: u8| x + 1, 0..3)?, [1, 2, 3]); // the pool goes on
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
@@ -119,6 +133,32 @@ impl fmt::Debug for Pool {
 }
 
 /// Handle to one job submitted to a [`Pool`].
+///
+/// Wait for the result with the [`uniconc_core::TaskHandle`] methods: blocking (outside a
+/// runtime or on a multi-thread one), timed, or `wait_async`. Dropping the handle detaches the
+/// job: it still runs.
+///
+/// ```
+/// use std::time::Duration;
+/// use uniconc_core::{Event as _, TaskError, TaskHandle as _};
+/// let pool = uniconc_async::pool(1)?;
+/// let go = uniconc_async::event()?;
+/// let g = go.clone();
+/// let wait_then = move |x: u32| {
+///     let g = g.clone();
+///     async move {
+///         g.wait_async().await;
+///         x
+///     }
+/// };
+/// let mut task = pool.submit_async(wait_then, 5)?;
+/// assert_eq!(task.wait_timeout(Duration::from_millis(1)), Err(TaskError::Timeout));
+/// go.set();
+/// let rt = tokio::runtime::Builder::new_current_thread().build()?;
+/// assert_eq!(rt.block_on(task.wait_async()), Ok(5)); // the async form, on any runtime
+/// assert_eq!(task.try_wait(), Err(TaskError::AlreadyTaken));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct TaskHandle<R> {
     /// `None` once the result was taken.
     inner: Option<tokio::task::JoinHandle<Result<R, TaskError>>>,
@@ -276,7 +316,7 @@ impl Pool {
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use uniconc_core::{Pool as _, TaskHandle as _};
+    /// use uniconc_core::TaskHandle as _;
     /// let pool = uniconc_async::pool(2).unwrap();
     /// let mut h = pool.submit_async(|x: u32| async move { x + 1 }, 1).unwrap();
     /// assert_eq!(h.wait_async().await.unwrap(), 2);
@@ -285,6 +325,10 @@ impl Pool {
     ///
     /// # Errors
     /// `Closed` if the pool is closed.
+    ///
+    /// # Cancel safety
+    /// Not a future: the job is queued at once and runs whether or not its handle is ever
+    /// waited on.
     pub fn submit_async<T, R, F, Fut>(&self, f: F, arg: T) -> Result<TaskHandle<R>, PoolError>
     where
         T: Send + 'static,

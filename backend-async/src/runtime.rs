@@ -16,6 +16,29 @@
 //! there is no other thread to hand the tasks to, and tokio panics with
 //! "can call blocking only when running on the multi-threaded runtime": that is the documented
 //! `# Panics` case of every blocking call. Use the `_async` form there.
+//!
+//! ```
+//! use uniconc_core::Sender as _;
+//! let (tx, rx) = uniconc_async::channel::<u8>(1)?;
+//! let rt = tokio::runtime::Builder::new_current_thread().build()?;
+//! rt.block_on(async {
+//!     tx.send(1).unwrap(); // a blocking form that need not wait: fine everywhere
+//!     assert_eq!(rx.recv_async().await, Ok(1)); // the async form: fine everywhere
+//! });
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ```
+//! use std::panic::{AssertUnwindSafe, catch_unwind};
+//! use uniconc_core::Receiver as _;
+//! let (_tx, rx) = uniconc_async::channel::<u8>(1)?;
+//! let rt = tokio::runtime::Builder::new_current_thread().build()?;
+//! // Empty: `recv` must wait, which a current-thread runtime cannot do. It panics.
+//! let panicked = catch_unwind(AssertUnwindSafe(|| rt.block_on(async { rx.recv() })));
+//! let message = uniconc_core::panic_message(&*panicked.unwrap_err());
+//! assert!(message.contains("multi-threaded runtime"), "{message}");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::future::Future;
 use std::pin::Pin;

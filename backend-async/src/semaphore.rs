@@ -1,4 +1,31 @@
 //! [`Semaphore`]: a counting semaphore on [`tokio::sync::Semaphore`] (fair, FIFO, cancel-safe).
+//!
+//! ```
+//! use uniconc_core::{JoinHandle as _, Semaphore as _, Value as _};
+//! let sem = uniconc_async::semaphore(2)?; // at most two tasks in the section at once
+//! let (inside, peak) = (uniconc_async::value(0u32)?, uniconc_async::value(0u32)?);
+//! let tasks: Vec<_> = (0..6)
+//!     .map(|_| {
+//!         let (sem, inside, peak) = (sem.clone(), inside.clone(), peak.clone());
+//!         uniconc_async::spawn_async(async move {
+//!             let _permit = sem.acquire_async().await;
+//!             let now = inside.update(|n| {
+//!                 *n += 1;
+//!                 *n
+//!             });
+//!             peak.update(|p| *p = (*p).max(now));
+//!             tokio::task::yield_now().await;
+//!             inside.update(|n| *n -= 1);
+//!         })
+//!     })
+//!     .collect::<Result<_, _>>()?;
+//! for t in tasks {
+//!     t.join()?;
+//! }
+//! assert!(peak.load() <= 2);
+//! assert_eq!(sem.available(), 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::pin::pin;
 use std::sync::Arc;

@@ -1,5 +1,19 @@
 //! Execution units: [`spawn`] (a blocking closure on tokio's blocking pool), [`spawn_async`]
 //! (a task), and their [`JoinHandle`].
+//!
+//! Inside a runtime both run on that runtime; outside one, on this crate's own.
+//!
+//! ```
+//! use uniconc_core::JoinHandle as _;
+//! let rt = tokio::runtime::Runtime::new()?;
+//! let sum = rt.block_on(async {
+//!     let mut task = uniconc_async::spawn_async(async { 40 })?; // a task of `rt`
+//!     let mut blocking = uniconc_async::spawn(|| 2)?; // on `rt`'s blocking pool
+//!     Ok::<_, Box<dyn std::error::Error>>(task.join_async().await? + blocking.join_async().await?)
+//! })?;
+//! assert_eq!(sum, 42);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::fmt;
 use std::future::Future;
@@ -14,7 +28,20 @@ use crate::runtime::{block_on, try_handle};
 
 /// Handle to a spawned task; join it blocking, with a deadline, or `.await` it.
 ///
-/// Dropping it detaches the task (it runs on).
+/// Dropping it detaches the task (it runs on). The join methods come from
+/// [`uniconc_core::JoinHandle`]; `id()` is tokio's task [`Id`]. `kill()` aborts a
+/// `spawn_async` task (it joins as `Cancelled`); a `spawn` closure can be cancelled only
+/// before it starts.
+///
+/// ```
+/// use std::time::Duration;
+/// use uniconc_core::{JoinError, JoinHandle as _};
+/// let mut h = uniconc_async::spawn_async(std::future::pending::<()>())?;
+/// assert_eq!(h.join_timeout(Duration::from_millis(1)), Err(JoinError::Timeout));
+/// h.kill()?;
+/// assert_eq!(h.join(), Err(JoinError::Cancelled));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct JoinHandle<R> {
     /// `None` once the result was taken.
     inner: Option<tokio::task::JoinHandle<R>>,
@@ -97,6 +124,10 @@ where
 ///
 /// # Errors
 /// The crate's own runtime could not be started.
+///
+/// # Cancel safety
+/// Not a future: the unit starts at once and runs whether or not its handle is ever joined
+/// (dropping the handle detaches it).
 pub fn spawn_async<Fut>(fut: Fut) -> Result<JoinHandle<Fut::Output>, Error>
 where
     Fut: Future + Send + 'static,

@@ -30,6 +30,10 @@ unsafe impl ShmSafe for BarrierShm {}
 
 /// A reusable barrier for `n` units, shared with forked processes.
 ///
+/// The arrival count and generation are two atomics in shared memory; waiters sleep on the
+/// generation word (a shared futex on Linux). A party that dies before arriving is not replaced: the others wait (use
+/// `wait_timeout` where that matters).
+///
 /// ```
 /// use uniconc_core::Barrier as _;
 /// let b = uniconc_process::barrier(1)?;
@@ -43,6 +47,19 @@ pub struct Barrier {
 }
 
 /// A barrier that releases its waiters when `n` of them have arrived.
+///
+/// ```
+/// use uniconc_core::{Barrier as _, JoinHandle as _};
+/// let b = uniconc_process::barrier(2)?;
+/// let child = uniconc_process::spawn({
+///     let b = b.clone();
+///     move || b.wait()
+/// })?;
+/// let leader_here = b.wait(); // returns once the child arrived too
+/// assert!(leader_here != child.join()?); // exactly one of the two processes leads
+/// assert!(uniconc_process::barrier(0).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// # Errors
 /// `InvalidArgument` if `n == 0` or `n >= 2^31`; `Os` if shared memory cannot be mapped.

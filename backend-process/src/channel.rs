@@ -91,6 +91,26 @@ pub const MAX_PROCESSES: usize = 4096;
 /// process has not used yet, so they keep no channel connected. A long-lived worker process
 /// (a pool worker) should call it first: otherwise it keeps every channel that existed when
 /// it was forked connected until it exits. Handles it uses later are counted again.
+///
+/// ```
+/// use uniconc_core::{Event as _, JoinHandle as _, Receiver as _, RecvError};
+/// let (tx, rx) = uniconc_process::channel::<u8>(1)?;
+/// let done = uniconc_process::event()?;
+/// let child = uniconc_process::spawn({
+///     let done = done.clone();
+///     move || {
+///         // This child never uses the channel: its copy of the parent's `tx` must not
+///         // keep the channel connected while it waits.
+///         uniconc_process::forget_inherited_handles();
+///         done.wait();
+///     }
+/// })?;
+/// drop(tx); // the only sender that counts
+/// assert_eq!(rx.recv(), Err(RecvError::Disconnected)); // not held up by the live child
+/// done.set();
+/// child.join()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn forget_inherited_handles() {
     registry::engage_all();
 }
@@ -100,6 +120,12 @@ pub fn forget_inherited_handles() {
 const MIN_BUDGET: usize = 1 << 20;
 const MAX_BUDGET: usize = 256 << 20;
 /// Byte budget of an unbounded channel (address space reserved lazily with `MAP_NORESERVE`).
+///
+/// ```
+/// let (tx, _rx) = uniconc_process::unbounded::<Vec<u8>>()?;
+/// assert_eq!(tx.max_message_size(), uniconc_process::UNBOUNDED_BUDGET);
+/// # Ok::<(), uniconc_core::Error>(())
+/// ```
 pub const UNBOUNDED_BUDGET: usize = 64 << 20;
 
 /// A futex word and the number of sleepers on it.
@@ -529,6 +555,22 @@ fn claim_slot(hdr: &ChanHeader, id: Identity, pending: bool) -> Option<usize> {
 }
 
 /// Options for a process channel beyond its capacity.
+///
+/// [`channel`] and [`unbounded`] are `ChannelBuilder::new(Some(capacity)).build()` and
+/// `ChannelBuilder::new(None).build()`; the builder adds the byte budget, which also sets the
+/// largest message the channel accepts.
+///
+/// ```
+/// use uniconc_core::{Receiver as _, Sender as _};
+/// let (tx, rx) = uniconc_process::ChannelBuilder::new(Some(16))
+///     .byte_budget(64 << 10)
+///     .build::<Vec<u8>>()?;
+/// assert_eq!(tx.capacity(), Some(16));
+/// assert_eq!(tx.max_message_size(), 64 << 10);
+/// tx.send(vec![7; 1000])?;
+/// assert_eq!(rx.recv()?.len(), 1000);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct ChannelBuilder {
     capacity: Option<usize>,
@@ -537,6 +579,17 @@ pub struct ChannelBuilder {
 
 impl ChannelBuilder {
     /// A builder for a channel holding at most `capacity` messages (`None`: unbounded).
+    ///
+    /// ```
+    /// use uniconc_core::Sender as _;
+    /// use uniconc_process::ChannelBuilder;
+    /// let (tx, _rx) = ChannelBuilder::new(None).build::<String>()?;
+    /// assert_eq!(tx.capacity(), None);
+    /// let (tx, _rx) = ChannelBuilder::new(Some(3)).build::<String>()?;
+    /// assert_eq!(tx.capacity(), Some(3));
+    /// assert!(ChannelBuilder::new(Some(0)).build::<String>().is_err()); // checked by `build`
+    /// # Ok::<(), uniconc_core::Error>(())
+    /// ```
     pub fn new(capacity: Option<usize>) -> Self {
         Self {
             capacity,
@@ -548,12 +601,40 @@ impl ChannelBuilder {
     /// also the largest message the channel accepts. Default: `capacity * 256` bytes within
     /// 1 MiB ..= 256 MiB; 64 MiB for an unbounded channel. Pages are committed only when
     /// first used. At most 256 MiB (the codec's decode limit).
+    ///
+    /// ```
+    /// use uniconc_core::{MessageError, SendError, Sender as _};
+    /// use uniconc_process::ChannelBuilder;
+    /// let (tx, _rx) = ChannelBuilder::new(Some(4)).byte_budget(5000).build::<Vec<u8>>()?;
+    /// assert_eq!(tx.max_message_size(), 8192); // rounded up to a power of two
+    /// match tx.send(vec![0; 10_000]) {
+    ///     Err(SendError::Invalid(v, MessageError::TooLarge { size, limit })) => {
+    ///         assert_eq!(v.len(), 10_000); // the message comes back
+    ///         assert!(size > limit && limit == 8192);
+    ///     }
+    ///     other => panic!("expected TooLarge, got {other:?}"),
+    /// }
+    /// # Ok::<(), uniconc_core::Error>(())
+    /// ```
     pub fn byte_budget(mut self, bytes: usize) -> Self {
         self.byte_budget = Some(bytes);
         self
     }
 
     /// Creates the channel.
+    ///
+    /// ```
+    /// use uniconc_core::{ErrorKind, JoinHandle as _, Receiver as _, Sender as _};
+    /// use uniconc_process::ChannelBuilder;
+    /// let (tx, rx) = ChannelBuilder::new(Some(2)).byte_budget(4096).build::<u32>()?;
+    /// let child = uniconc_process::spawn(move || (1..=3).all(|i| tx.send(i).is_ok()))?;
+    /// assert_eq!(rx.iter().collect::<Vec<_>>(), [1, 2, 3]);
+    /// assert!(child.join()?);
+    ///
+    /// let err = ChannelBuilder::new(Some(1)).byte_budget(1 << 40).build::<u32>().unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// `InvalidArgument` for a capacity of 0 or an unrepresentable budget; `Os` if the shared
@@ -630,12 +711,21 @@ fn new_chan(capacity: Option<usize>, budget: Option<usize>) -> Result<Chan, Erro
 /// A bounded channel holding at most `capacity` messages, shared with processes forked after
 /// it was created.
 ///
+/// Its byte budget (the ring of encoded messages) is `capacity * 256` bytes within
+/// 1 MiB ..= 256 MiB, which is also the largest message it accepts; see [`ChannelBuilder`]
+/// to choose it.
+///
 /// ```
-/// use uniconc_core::{Sender as _, Receiver as _};
+/// use uniconc_core::{JoinHandle as _, Receiver as _, Sender as _};
 /// let (tx, rx) = uniconc_process::channel::<String>(8)?;
-/// tx.send("hello".to_string()).unwrap();
-/// assert_eq!(rx.recv().unwrap(), "hello");
-/// # Ok::<(), uniconc_core::Error>(())
+/// let child = uniconc_process::spawn(move || {
+///     tx.send(format!("hello from {}", std::process::id())).unwrap();
+/// })?;
+/// let child_pid = child.id();
+/// child.join()?;
+/// assert_eq!(rx.recv()?, format!("hello from {child_pid}"));
+/// assert!(uniconc_process::channel::<String>(0).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
 /// # Errors
@@ -647,6 +737,19 @@ pub fn channel<T: Message>(capacity: usize) -> Result<(Sender<T>, Receiver<T>), 
 /// A channel without a bound on the number of messages; queued bytes are bounded by
 /// [`UNBOUNDED_BUDGET`] (a `send` waits only if that much is queued). The ring's pages are
 /// committed as they are first used, not up front.
+///
+/// ```
+/// use uniconc_core::{JoinHandle as _, Receiver as _, Sender as _};
+/// let (tx, rx) = uniconc_process::unbounded::<Vec<u8>>()?;
+/// assert_eq!(tx.capacity(), None);
+/// let child = uniconc_process::spawn(move || {
+///     (0..100u8).all(|i| tx.try_send(vec![i; 1000]).is_ok())
+/// })?;
+/// assert!(child.join()?); // never full: 100 KB queued, far below the budget
+/// assert_eq!(rx.len(), 100);
+/// assert_eq!(rx.recv()?, vec![0; 1000]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// # Errors
 /// `Os` if shared memory cannot be mapped.
@@ -734,6 +837,33 @@ impl<'a> Backoff<'a> {
 }
 
 /// The sending half of a process channel. `Clone`; copied into forked children.
+///
+/// A message is serde-encoded straight into a ring in shared memory, so it crosses to any
+/// process forked after the channel was created. A message larger than
+/// [`max_message_size`](Sender::max_message_size) is refused with
+/// `SendError::Invalid(value, MessageError::TooLarge { .. })`, handing it back. A process
+/// that is killed (SIGKILL) while holding senders counts as having dropped them: receivers
+/// blocked on the channel see `Disconnected` instead of waiting forever. The send methods
+/// come from [`uniconc_core::Sender`].
+///
+/// ```
+/// use uniconc_core::{Event as _, JoinError, JoinHandle as _, Receiver as _, RecvError};
+/// let (tx, rx) = uniconc_process::channel::<u32>(1)?;
+/// let (ready, never) = (uniconc_process::event()?, uniconc_process::event()?);
+/// let child = uniconc_process::spawn({
+///     let (ready, never) = (ready.clone(), never.clone());
+///     move || {
+///         let _tx = tx; // the only sender, held by the child
+///         ready.set();
+///         never.wait();
+///     }
+/// })?;
+/// ready.wait();
+/// child.kill()?;
+/// assert_eq!(child.join(), Err(JoinError::Killed(9)));
+/// assert_eq!(rx.recv(), Err(RecvError::Disconnected)); // the dead child's sender is gone
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Sender<T> {
     chan: Arc<Chan>,
     /// Fork generation this handle was created or last adopted in.
@@ -742,6 +872,22 @@ pub struct Sender<T> {
 }
 
 /// The receiving half of a process channel. `Clone`; copied into forked children.
+///
+/// Each message goes to exactly one receiver, in whichever process. A message that cannot
+/// be decoded is consumed and reported as `Invalid(MessageError::Decode(..))`. The receive
+/// methods come from [`uniconc_core::Receiver`].
+///
+/// ```
+/// use uniconc_core::{JoinHandle as _, Receiver as _, Sender as _};
+/// let (tx, rx) = uniconc_process::channel::<u64>(4)?;
+/// let consumer = uniconc_process::spawn(move || rx.iter().sum::<u64>())?;
+/// for i in 1..=10 {
+///     tx.send(i)?;
+/// }
+/// drop(tx); // the child's own copy of `tx` does not count: it uses only `rx`
+/// assert_eq!(consumer.join()?, 55);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Receiver<T> {
     chan: Arc<Chan>,
     /// Fork generation this handle was created or last adopted in.
@@ -806,6 +952,15 @@ enum TrySend<T> {
 
 impl<T: Serialize> Sender<T> {
     /// The largest encoded message this channel accepts, in bytes.
+    ///
+    /// ```
+    /// use uniconc_core::{SendError, Sender as _};
+    /// let (tx, _rx) = uniconc_process::channel::<Vec<u8>>(8)?;
+    /// assert_eq!(tx.max_message_size(), 1 << 20); // the default budget of a small channel
+    /// let too_big = vec![0u8; tx.max_message_size() + 1];
+    /// assert!(matches!(tx.send(too_big), Err(SendError::Invalid(..))));
+    /// # Ok::<(), uniconc_core::Error>(())
+    /// ```
     pub fn max_message_size(&self) -> usize {
         self.chan.max_msg
     }

@@ -27,6 +27,9 @@ unsafe impl ShmSafe for EventShm {}
 
 /// A settable flag shared with forked processes.
 ///
+/// One atomic flag in shared memory; waiters sleep on it (a shared futex on Linux), so a
+/// `set` in one process wakes waiters in every other.
+///
 /// ```
 /// use uniconc_core::Event as _;
 /// let ev = uniconc_process::event()?;
@@ -41,6 +44,19 @@ pub struct Event {
 }
 
 /// A new event, not set.
+///
+/// ```
+/// use uniconc_core::{Event as _, JoinHandle as _};
+/// let ev = uniconc_process::event()?;
+/// let child = uniconc_process::spawn({
+///     let ev = ev.clone();
+///     move || ev.wait() // blocks in the child until the parent sets it
+/// })?;
+/// assert!(!ev.is_set());
+/// ev.set();
+/// child.join()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// # Errors
 /// `Os` if shared memory cannot be mapped.

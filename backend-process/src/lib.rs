@@ -37,6 +37,7 @@
 //! handles counts as having dropped them.
 
 #![deny(missing_docs)]
+#![doc(test(attr(deny(warnings))))]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 #[cfg(not(unix))]
@@ -83,6 +84,26 @@ cfg_if::cfg_if! {
 }
 
 /// The process backend's marker type: `type B = uniconc::Process;`.
+///
+/// Every unit is a forked process. Every primitive lives in `MAP_SHARED` memory mapped when
+/// it is created, so it is shared with every process forked *after* that (create first,
+/// then spawn). Messages, results and pool items cross as serde-encoded bytes, so they must
+/// be [`Message`](uniconc_core::Message) types, here as through the free functions. A process
+/// that dies holding a lock or channel handles is detected by its peers (see the crate docs).
+///
+/// ```
+/// use uniconc_core::{Backend, JoinHandle as _, Receiver as _, Sender as _};
+///
+/// fn ping<B: Backend>() -> Result<u32, Box<dyn std::error::Error>> {
+///     let (tx, rx) = B::channel::<u32>(1)?;
+///     let h = B::spawn(move || tx.send(7).is_ok())?;
+///     assert!(h.join()?);
+///     Ok(rx.recv()?)
+/// }
+/// assert_eq!(ping::<uniconc_process::Process>()?, 7); // sent by a forked child
+/// assert_eq!(<uniconc_process::Process as Backend>::NAME, "process");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Process;
 

@@ -233,13 +233,32 @@ unsafe impl ShmSafe for LockShm {}
 /// A lock without data in shared memory (Python's `multiprocessing.Lock`), robust to the death
 /// of its holder: the next `lock()` returns `Err(LockError::OwnerDied(guard))`.
 ///
+/// The lock word in shared memory holds the owner's pid; waiters sleep on it (a shared futex
+/// on Linux) and check that the owner is still alive, so a holder killed with SIGKILL never
+/// leaves the lock stuck. A panicking holder (in any process) releases the lock normally: no
+/// poisoning on this backend.
+///
 /// ```
-/// use uniconc_core::Lock as _;
+/// use uniconc_core::{Event as _, JoinError, JoinHandle as _, Lock as _, LockError};
 /// let lock = uniconc_process::lock()?;
-/// let guard = lock.lock().unwrap();
-/// assert!(lock.is_locked());
-/// drop(guard);
-/// # Ok::<(), uniconc_core::Error>(())
+/// let (locked, never) = (uniconc_process::event()?, uniconc_process::event()?);
+/// let child = uniconc_process::spawn({
+///     let (lock, locked, never) = (lock.clone(), locked.clone(), never.clone());
+///     move || {
+///         let _guard = lock.lock().unwrap();
+///         locked.set();
+///         never.wait(); // holds the lock until killed
+///     }
+/// })?;
+/// locked.wait();
+/// assert!(lock.try_lock().is_err()); // held by the child
+/// child.kill()?; // SIGKILL: no destructor runs in the child
+/// assert_eq!(child.join(), Err(JoinError::Killed(9)));
+/// let err = lock.lock().unwrap_err(); // acquired, and the death is reported
+/// assert!(matches!(err, LockError::OwnerDied(_)));
+/// drop(err.into_guard());
+/// assert!(lock.lock().is_ok()); // a clean release since
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Lock {
@@ -247,6 +266,20 @@ pub struct Lock {
 }
 
 /// Held while a [`Lock`] is held; releases it on drop.
+///
+/// ```
+/// use uniconc_core::{JoinHandle as _, Lock as _};
+/// let lock = uniconc_process::lock()?;
+/// let guard = lock.lock().unwrap();
+/// let child = uniconc_process::spawn({
+///     let lock = lock.clone();
+///     move || lock.is_locked() // the parent's guard is seen from the child
+/// })?;
+/// assert!(child.join()?);
+/// drop(guard);
+/// assert!(!lock.is_locked());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 #[must_use = "dropping the guard releases the lock"]
 pub struct LockGuard<'a> {
@@ -274,6 +307,27 @@ impl Lock {
 }
 
 /// A new, unlocked process-shared lock.
+///
+/// ```
+/// use uniconc_core::{JoinHandle as _, Lock as _, Value as _};
+/// let (lock, total) = (uniconc_process::lock()?, uniconc_process::value(0u64)?);
+/// let children = (0..2)
+///     .map(|_| {
+///         let (lock, total) = (lock.clone(), total.clone());
+///         uniconc_process::spawn(move || {
+///             for _ in 0..100 {
+///                 let _g = lock.lock().unwrap(); // a read-modify-write under the lock
+///                 total.store(total.load() + 1);
+///             }
+///         })
+///     })
+///     .collect::<Result<Vec<_>, _>>()?;
+/// for c in children {
+///     c.join()?;
+/// }
+/// assert_eq!(total.load(), 200);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// # Errors
 /// `Os` if shared memory cannot be mapped.

@@ -109,6 +109,23 @@ const LONG_LIVED: GroupId = 0;
 /// terminates it and reaps every worker: no child process is left behind. A pool belongs to
 /// the process that created it: in a forked child it refuses work (`Closed`) and its drop does
 /// nothing.
+///
+/// # Example
+///
+/// ```
+/// use nix::sys::signal::{Signal, raise};
+/// use uniconc_core::{Pool as _, TaskError, TaskHandle as _};
+/// let pool = uniconc_process::pool(2)?;
+/// assert_eq!(pool.map(|x: u64| x * x, 0..5)?, [0, 1, 4, 9, 16]);
+///
+/// // A worker killed mid-task: its task reports it, the worker is replaced.
+/// let h = pool.submit(|_: ()| raise(Signal::SIGKILL).is_ok(), ())?;
+/// assert!(matches!(h.wait(), Err(TaskError::WorkerDied(_))));
+/// assert_eq!(pool.submit(|x: u32| x + 1, 1)?.wait(), Ok(2)); // the pool goes on
+/// pool.close();
+/// pool.join()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Pool {
     shared: Arc<Shared>,
 }
@@ -1689,6 +1706,25 @@ impl<T, R, F, I> Drop for Imap<'_, T, R, F, I> {
 ///
 /// Waiting drives the pool (see "Who drives the workers" on [`Pool`]). Dropping the handle abandons the
 /// result; the task still runs if it had started.
+///
+/// ```
+/// use std::time::Duration;
+/// use uniconc_core::{Event as _, Pool as _, TaskError, TaskHandle as _};
+/// let pool = uniconc_process::pool(1)?;
+/// let go = uniconc_process::event()?; // created before the pool's fork of the task
+/// let double_when_told = {
+///     let go = go.clone();
+///     move |x: u32| {
+///         go.wait();
+///         x * 2
+///     }
+/// };
+/// let mut task = pool.submit(double_when_told, 21)?;
+/// assert_eq!(task.wait_timeout(Duration::from_millis(1)), Err(TaskError::Timeout));
+/// go.set();
+/// assert_eq!(task.wait(), Ok(42));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct TaskHandle<R> {
     shared: Arc<Shared>,
     batch: BatchId,

@@ -18,6 +18,14 @@ use crate::shm::{ShmBox, ShmSafe};
 use crate::waiter::{SleepToken, WaitWord};
 
 /// The largest permit count a process semaphore holds.
+///
+/// ```
+/// use uniconc_core::Semaphore as _;
+/// let sem = uniconc_process::semaphore(uniconc_process::MAX_PERMITS)?;
+/// assert_eq!(sem.available(), uniconc_process::MAX_PERMITS);
+/// assert!(uniconc_process::semaphore(uniconc_process::MAX_PERMITS + 1).is_err());
+/// # Ok::<(), uniconc_core::Error>(())
+/// ```
 pub const MAX_PERMITS: usize = (u32::MAX / 2) as usize;
 
 #[derive(Debug, Default)]
@@ -34,6 +42,10 @@ unsafe impl ShmSafe for SemShm {}
 
 /// A counting semaphore shared with forked processes.
 ///
+/// The count is one atomic in shared memory (at most [`MAX_PERMITS`]). As in Python, the
+/// semaphore does not track who holds a permit: a permit held by a process that is killed
+/// (SIGKILL) is not given back.
+///
 /// ```
 /// use uniconc_core::Semaphore as _;
 /// let sem = uniconc_process::semaphore(1)?;
@@ -49,6 +61,21 @@ pub struct Semaphore {
 }
 
 /// A semaphore holding `permits` permits.
+///
+/// ```
+/// use uniconc_core::{JoinHandle as _, Semaphore as _};
+/// let sem = uniconc_process::semaphore(2)?;
+/// let held = sem.acquire();
+/// let child = uniconc_process::spawn({
+///     let sem = sem.clone();
+///     move || sem.try_acquire().is_ok() // one permit is left for the child
+/// })?;
+/// assert!(child.join()?);
+/// assert_eq!(sem.available(), 1); // the child's permit went back when it was dropped
+/// drop(held);
+/// assert!(uniconc_process::semaphore(uniconc_process::MAX_PERMITS + 1).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// # Errors
 /// `InvalidArgument` above [`MAX_PERMITS`]; `Os` if shared memory cannot be mapped.

@@ -98,12 +98,27 @@ where
 /// `Panicked` with the reason.
 ///
 /// ```
-/// use uniconc_core::JoinHandle as _;
+/// use uniconc_core::{JoinHandle as _, Receiver as _, Sender as _};
 ///
-/// let h = uniconc_process::spawn_async(async { 6 * 7 })?;
-/// assert_eq!(h.join()?, 42);
+/// let (tx, rx) = uniconc_process::channel::<u32>(4)?;
+/// let child = uniconc_process::spawn_async(async move {
+///     let mut sum = 0;
+///     while let Ok(v) = rx.recv_async().await {
+///         sum += v;
+///     }
+///     sum
+/// })?;
+/// for i in 1..=4 {
+///     tx.send(i)?;
+/// }
+/// drop(tx);
+/// assert_eq!(child.join()?, 10);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// # Cancel safety
+/// Not a future: the unit starts at once and runs whether or not its handle is ever joined
+/// (dropping the handle detaches it).
 pub fn spawn_async<Fut>(fut: Fut) -> Result<JoinHandle<Fut::Output>, Error>
 where
     Fut: Future + Send + 'static,
@@ -197,6 +212,25 @@ where
 /// Every child is reaped: by `join`, or, when its handle is dropped, at once if it has already
 /// exited, else by a small thread that blocks in `waitpid` for that child alone and ends with
 /// it (it holds no lock while it waits).
+///
+/// ```
+/// use std::time::Duration;
+/// use uniconc_core::{Event as _, JoinError, JoinHandle as _};
+/// let never = uniconc_process::event()?;
+/// let mut child = uniconc_process::spawn({
+///     let never = never.clone();
+///     move || never.wait()
+/// })?;
+/// assert_ne!(child.id(), std::process::id()); // the child's pid
+/// assert_eq!(child.join_timeout(Duration::from_millis(1)), Err(JoinError::Timeout));
+/// assert!(!child.is_finished());
+/// child.kill()?; // SIGKILL
+/// assert_eq!(child.join(), Err(JoinError::Killed(9))); // and reaped
+///
+/// let child = uniconc_process::spawn(|| -> u8 { std::process::exit(3) })?;
+/// assert_eq!(child.join(), Err(JoinError::Exited(3))); // left before reporting a result
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct JoinHandle<R> {
     pid: Pid,
     /// The process that forked the child (only it may wait for it).

@@ -61,12 +61,40 @@ impl Cells {
 
 /// One shared value of plain data, with its own lock.
 ///
+/// The value and a robust lock (the one of [`Lock`](crate::Lock)) sit in one shared mapping:
+/// writes by a forked child are seen by the parent. A process killed while holding the
+/// value's lock never leaves it stuck: the next `lock()` takes it over and reports
+/// `LockError::OwnerDied` with the guard (`load`, `store` and `update` take it over
+/// silently). The value may then be half-updated.
+///
 /// ```
-/// use uniconc_core::Value as _;
-/// let v = uniconc_process::value(1u64)?;
-/// v.update(|x| *x += 41);
-/// assert_eq!(v.load(), 42);
-/// # Ok::<(), uniconc_core::Error>(())
+/// use uniconc_core::{Event as _, JoinHandle as _, LockError, Value as _};
+/// let v = uniconc_process::value([0u32; 2])?;
+/// let child = uniconc_process::spawn({
+///     let v = v.clone();
+///     move || v.update(|x| x[0] = 42)
+/// })?;
+/// child.join()?;
+/// assert_eq!(v.load(), [42, 0]); // written by the child
+///
+/// let (half_done, never) = (uniconc_process::event()?, uniconc_process::event()?);
+/// let child = uniconc_process::spawn({
+///     let (v, half_done, never) = (v.clone(), half_done.clone(), never.clone());
+///     move || {
+///         let mut g = v.lock().unwrap();
+///         g[1] = 1; // the first half of an update...
+///         half_done.set();
+///         never.wait(); // ...killed before the second half
+///     }
+/// })?;
+/// half_done.wait();
+/// child.kill()?;
+/// child.join().unwrap_err();
+/// match v.lock() {
+///     Err(LockError::OwnerDied(g)) => assert_eq!(*g, [42, 1]), // ours now, half-updated
+///     _ => panic!("expected OwnerDied"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Value<T> {
     cells: Arc<Cells>,
@@ -89,6 +117,20 @@ impl<T> std::fmt::Debug for Value<T> {
 }
 
 /// Exclusive access to a [`Value`]; releases its lock on drop.
+///
+/// Dereferences to the value, for several reads and writes under one lock.
+///
+/// ```
+/// use uniconc_core::Value as _;
+/// let v = uniconc_process::value([0u32; 2])?;
+/// {
+///     let mut g = v.lock().unwrap();
+///     g[0] = 5;
+///     g[1] = g[0] * 2;
+/// } // released here
+/// assert_eq!(v.load(), [5, 10]);
+/// # Ok::<(), uniconc_core::Error>(())
+/// ```
 pub struct ValueGuard<'a, T> {
     cells: &'a Cells,
     _m: PhantomData<&'a mut T>,
@@ -130,6 +172,19 @@ impl<T> Drop for ValueGuard<'_, T> {
 }
 
 /// A new shared value holding `value`.
+///
+/// ```
+/// use uniconc_core::{JoinHandle as _, Value as _};
+/// let pid = uniconc_process::value(0u32)?;
+/// let child = uniconc_process::spawn({
+///     let pid = pid.clone();
+///     move || pid.store(std::process::id())
+/// })?;
+/// let child_pid = child.id();
+/// child.join()?;
+/// assert_eq!(pid.load(), child_pid); // stored by the child
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// # Errors
 /// `Os` if shared memory cannot be mapped.
@@ -192,12 +247,23 @@ impl<T: Plain> uniconc_core::Value<T> for Value<T> {
 
 /// A fixed-length shared array of plain data, with one lock.
 ///
+/// The elements and one robust lock sit in one shared mapping (Python's
+/// `multiprocessing.Array`): a child's writes are seen by the parent; whole-array reads are
+/// one lock and one copy. As for [`Value`], a process killed while holding the lock is
+/// reported by the next `lock()` as `LockError::OwnerDied`.
+///
 /// ```
-/// use uniconc_core::Array as _;
+/// use uniconc_core::{Array as _, JoinHandle as _};
 /// let a = uniconc_process::array::<u32>(4)?;
 /// a.set(2, 7)?;
-/// assert_eq!(a.to_vec(), vec![0, 0, 7, 0]);
-/// # Ok::<(), uniconc_core::Error>(())
+/// let child = uniconc_process::spawn({
+///     let a = a.clone();
+///     move || a.set(3, 9).is_ok()
+/// })?;
+/// assert!(child.join()?);
+/// assert_eq!(a.to_vec(), vec![0, 0, 7, 9]);
+/// assert!(a.set(4, 1).is_err()); // out of bounds
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Array<T> {
     cells: Arc<Cells>,
@@ -224,6 +290,26 @@ impl<T> std::fmt::Debug for Array<T> {
 }
 
 /// Exclusive access to an [`Array`]'s elements; releases its lock on drop.
+///
+/// Dereferences to a slice, for several reads and writes under one lock.
+///
+/// ```
+/// use uniconc_core::{Array as _, JoinHandle as _};
+/// let a = uniconc_process::array::<u64>(5)?;
+/// let child = uniconc_process::spawn({
+///     let a = a.clone();
+///     move || {
+///         let mut g = a.lock().unwrap();
+///         for (i, x) in g.iter_mut().enumerate() {
+///             *x = i as u64 * 10;
+///         }
+///         g.iter().sum::<u64>()
+///     }
+/// })?;
+/// assert_eq!(child.join()?, 100);
+/// assert_eq!(a.to_vec(), [0, 10, 20, 30, 40]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct ArrayGuard<'a, T> {
     cells: &'a Cells,
     len: usize,
@@ -266,6 +352,19 @@ impl<T> Drop for ArrayGuard<'_, T> {
 }
 
 /// A new shared array of `len` zeroed elements.
+///
+/// ```
+/// use uniconc_core::{Array as _, JoinHandle as _};
+/// let squares = uniconc_process::array::<u32>(4)?;
+/// let child = uniconc_process::spawn({
+///     let squares = squares.clone();
+///     move || (0..4).all(|i| squares.set(i, (i * i) as u32).is_ok())
+/// })?;
+/// assert!(child.join()?);
+/// assert_eq!(squares.to_vec(), [0, 1, 4, 9]);
+/// assert!(uniconc_process::array::<u64>(usize::MAX).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// # Errors
 /// `InvalidArgument` if the size overflows; `Os` if shared memory cannot be mapped.

@@ -10,6 +10,20 @@
 //! channel empty and closed checks once more (after seeing the flag, every message sent before
 //! the close is visible) and then reports `Disconnected`; queued messages are drained first.
 //!
+//! ```
+//! use uniconc_core::{JoinHandle as _, Receiver as _, RecvError, Sender as _};
+//! let (tx, rx) = uniconc_thread::channel::<u32>(4)?;
+//! tx.send(1).unwrap();
+//! let waiter = uniconc_thread::spawn({
+//!     let rx = rx.clone();
+//!     move || (rx.recv(), rx.recv()) // the second one blocks until the close
+//! })?;
+//! tx.close(); // `tx` is still alive: crossbeam alone would not disconnect
+//! assert_eq!(waiter.join(), Ok((Ok(1), Err(RecvError::Disconnected))));
+//! assert!(tx.send(2).unwrap_err().is_disconnected());
+//! # Ok::<(), uniconc_core::Error>(())
+//! ```
+//!
 //! A send that *races* with `close()` (it checked the flag just before the close) may still
 //! enqueue its message; that message stays receivable by the next `recv`, it is never dropped
 //! silently, but a receiver that already returned `Disconnected` will not see it.
@@ -21,6 +35,24 @@
 //! (notified by every receive from a bounded channel, close, and drop of a receiver). The
 //! blocking hot path pays one load per operation to find out that nobody waits
 //! asynchronously (see `WakerSet::notify_one_after_transfer` for the ordering argument).
+//!
+//! ```
+//! use uniconc_core::{JoinHandle as _, Receiver as _, Sender as _};
+//! let (tx, rx) = uniconc_thread::channel::<u32>(1)?;
+//! let consumer = uniconc_thread::spawn_async(async move {
+//!     let mut sum = 0;
+//!     while let Ok(v) = rx.recv_async().await {
+//!         sum += v;
+//!     }
+//!     sum
+//! })?;
+//! for i in 1..=4 {
+//!     tx.send(i).unwrap(); // a blocking sender wakes the async receiver, and back
+//! }
+//! drop(tx);
+//! assert_eq!(consumer.join(), Ok(10));
+//! # Ok::<(), uniconc_core::Error>(())
+//! ```
 
 use std::convert::Infallible;
 use std::fmt;
@@ -108,10 +140,16 @@ impl Shared {
 /// Creates a channel holding at most `capacity` messages.
 ///
 /// ```
-/// use uniconc_core::{Receiver as _, Sender as _};
+/// use uniconc_core::{JoinHandle as _, Receiver as _, Sender as _};
 /// let (tx, rx) = uniconc_thread::channel::<u32>(2)?;
-/// tx.send(1).unwrap();
-/// assert_eq!(rx.recv(), Ok(1));
+/// let h = uniconc_thread::spawn(move || {
+///     for i in 1..=3 {
+///         tx.send(i).unwrap(); // blocks while 2 messages wait
+///     }
+/// })?;
+/// assert_eq!(rx.iter().collect::<Vec<_>>(), [1, 2, 3]); // ends when the thread drops `tx`
+/// h.join().unwrap();
+/// assert!(uniconc_thread::channel::<u32>(0).is_err());
 /// # Ok::<(), uniconc_core::Error>(())
 /// ```
 ///
@@ -130,6 +168,21 @@ pub fn channel<T: Send + 'static>(capacity: usize) -> Result<(Sender<T>, Receive
 }
 
 /// Creates a channel without a bound on the number of messages.
+///
+/// ```
+/// use uniconc_core::{JoinHandle as _, Receiver as _, Sender as _};
+/// let (tx, rx) = uniconc_thread::unbounded::<String>()?;
+/// assert_eq!(tx.capacity(), None);
+/// let h = uniconc_thread::spawn(move || {
+///     for i in 0..100 {
+///         tx.try_send(i.to_string()).unwrap(); // never full
+///     }
+/// })?;
+/// h.join().unwrap();
+/// assert_eq!(rx.len(), 100);
+/// assert_eq!(rx.recv().as_deref(), Ok("0"));
+/// # Ok::<(), uniconc_core::Error>(())
+/// ```
 ///
 /// # Errors
 /// Never fails on this backend; the `Result` keeps the signature the same on every backend.
@@ -153,6 +206,23 @@ fn pair<T>(tx: cb::Sender<T>, rx: cb::Receiver<T>, bounded: bool) -> (Sender<T>,
 }
 
 /// The sending half of a thread-backend channel. Clone it to add producers.
+///
+/// A crossbeam-channel sender plus a shared close flag: [`close`](uniconc_core::Sender::close)
+/// on any handle refuses further sends and wakes every blocked sender and receiver. The
+/// `_async` forms are woken through their `Waker`, on any executor. The send methods come from
+/// [`uniconc_core::Sender`].
+///
+/// ```
+/// use uniconc_core::{JoinHandle as _, Sender as _, TrySendError};
+/// let (tx, rx) = uniconc_thread::channel::<u8>(1)?;
+/// let tx2 = tx.clone();
+/// let h = uniconc_thread::spawn(move || tx2.send(1))?;
+/// h.join().unwrap().unwrap();
+/// assert!(matches!(tx.try_send(2), Err(TrySendError::Full(2)))); // the message comes back
+/// drop(rx); // the only receiver gone: sending fails, handing the message back
+/// assert_eq!(tx.send(3).unwrap_err().into_inner(), 3);
+/// # Ok::<(), uniconc_core::Error>(())
+/// ```
 pub struct Sender<T> {
     /// Dropped by hand first in `Drop`, so crossbeam has disconnected before we wake async
     /// receivers.
@@ -161,6 +231,22 @@ pub struct Sender<T> {
 }
 
 /// The receiving half of a thread-backend channel. Clone it to add consumers.
+///
+/// A crossbeam-channel receiver: every message goes to exactly one receiver. Once every
+/// sender is dropped (or the channel is closed), receivers drain what is queued and then get
+/// `Disconnected`. The receive methods come from [`uniconc_core::Receiver`].
+///
+/// ```
+/// use std::time::Duration;
+/// use uniconc_core::{JoinHandle as _, Receiver as _, RecvError, RecvTimeoutError, Sender as _};
+/// let (tx, rx) = uniconc_thread::channel::<u8>(4)?;
+/// assert_eq!(rx.recv_timeout(Duration::from_millis(1)), Err(RecvTimeoutError::Timeout));
+/// let h = uniconc_thread::spawn(move || tx.send(5))?;
+/// h.join().unwrap().unwrap(); // the thread and its sender are gone...
+/// assert_eq!(rx.recv(), Ok(5)); // ...but what it sent is still delivered
+/// assert_eq!(rx.recv(), Err(RecvError::Disconnected));
+/// # Ok::<(), uniconc_core::Error>(())
+/// ```
 pub struct Receiver<T> {
     /// Dropped by hand first in `Drop`, like `Sender::tx`.
     rx: ManuallyDrop<cb::Receiver<T>>,

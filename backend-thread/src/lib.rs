@@ -41,6 +41,7 @@
 //! an async task, use the `_async` forms instead.
 
 #![deny(missing_docs)]
+#![doc(test(attr(deny(warnings))))]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod channel;
@@ -60,6 +61,25 @@ pub use sync::{Barrier, Event, Lock, LockGuard, Semaphore};
 pub use uniconc_core::local::{Array, ArrayGuard, Value};
 
 /// The thread backend's selector type: `type B = uniconc::Thread;`.
+///
+/// Every unit is an OS thread (`std::thread`), every primitive an `Arc` of ordinary memory:
+/// channels are crossbeam-channel's, locks and friends a `std::sync::Mutex` + `Condvar` (with a
+/// waker list for the `_async` forms). Messages need only be `Send + 'static` through the
+/// free functions; generic code written against [`Backend`] gets the same types.
+///
+/// ```
+/// use uniconc_core::{Backend, JoinHandle as _, Receiver as _, Sender as _};
+///
+/// fn ping<B: Backend>() -> Result<u32, uniconc_core::Error> {
+///     let (tx, rx) = B::channel::<u32>(1)?;
+///     let h = B::spawn(move || tx.send(7).is_ok())?;
+///     assert_eq!(h.join(), Ok(true));
+///     Ok(rx.recv().unwrap())
+/// }
+/// assert_eq!(ping::<uniconc_thread::Thread>()?, 7);
+/// assert_eq!(<uniconc_thread::Thread as Backend>::NAME, "thread");
+/// # Ok::<(), uniconc_core::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Thread;
 
@@ -102,7 +122,19 @@ impl Backend for Thread {
     }
 }
 
-/// A new lock.
+/// A new lock, not held.
+///
+/// ```
+/// use uniconc_core::{JoinHandle as _, Lock as _};
+/// let lock = uniconc_thread::lock()?;
+/// let guard = lock.lock().unwrap();
+/// let other = lock.clone(); // another handle to the same lock
+/// let h = uniconc_thread::spawn(move || other.try_lock().is_err())?;
+/// assert_eq!(h.join(), Ok(true)); // held here, so the other thread could not take it
+/// drop(guard);
+/// assert!(!lock.is_locked());
+/// # Ok::<(), uniconc_core::Error>(())
+/// ```
 ///
 /// # Errors
 /// Never fails on this backend (the same signature on every backend).
@@ -112,6 +144,19 @@ pub fn lock() -> Result<Lock, Error> {
 
 /// A semaphore holding `permits` permits.
 ///
+/// ```
+/// use uniconc_core::{JoinHandle as _, Semaphore as _};
+/// let sem = uniconc_thread::semaphore(2)?;
+/// let held = sem.acquire();
+/// let s = sem.clone();
+/// let h = uniconc_thread::spawn(move || s.try_acquire().is_ok())?;
+/// assert_eq!(h.join(), Ok(true)); // one permit was left for the other thread
+/// assert_eq!(sem.available(), 1); // its permit went back when it was dropped
+/// drop(held);
+/// assert_eq!(sem.available(), 2);
+/// # Ok::<(), uniconc_core::Error>(())
+/// ```
+///
 /// # Errors
 /// Never fails on this backend.
 pub fn semaphore(permits: usize) -> Result<Semaphore, Error> {
@@ -119,6 +164,17 @@ pub fn semaphore(permits: usize) -> Result<Semaphore, Error> {
 }
 
 /// A new event, not set.
+///
+/// ```
+/// use uniconc_core::{Event as _, JoinHandle as _};
+/// let ev = uniconc_thread::event()?;
+/// assert!(!ev.is_set());
+/// let e = ev.clone();
+/// let h = uniconc_thread::spawn(move || e.wait())?; // blocks until the event is set
+/// ev.set();
+/// assert_eq!(h.join(), Ok(()));
+/// # Ok::<(), uniconc_core::Error>(())
+/// ```
 ///
 /// # Errors
 /// Never fails on this backend.
@@ -128,6 +184,19 @@ pub fn event() -> Result<Event, Error> {
 
 /// A barrier for `n` threads.
 ///
+/// ```
+/// use uniconc_core::{Barrier as _, JoinHandle as _};
+/// let b = uniconc_thread::barrier(2)?;
+/// let b2 = b.clone();
+/// let h = uniconc_thread::spawn(move || b2.wait())?;
+/// let leader_here = b.wait(); // returns once both threads arrived
+/// let leader_there = h.join().unwrap();
+/// assert!(leader_here != leader_there); // exactly one of the two is the leader
+/// assert_eq!(b.parties(), 2);
+/// assert!(uniconc_thread::barrier(0).is_err());
+/// # Ok::<(), uniconc_core::Error>(())
+/// ```
+///
 /// # Errors
 /// `InvalidArgument` for `n == 0`.
 pub fn barrier(n: usize) -> Result<Barrier, Error> {
@@ -135,6 +204,16 @@ pub fn barrier(n: usize) -> Result<Barrier, Error> {
 }
 
 /// A shared value holding `v`.
+///
+/// ```
+/// use uniconc_core::{JoinHandle as _, Value as _};
+/// let counter = uniconc_thread::value(0u64)?;
+/// let c = counter.clone();
+/// let h = uniconc_thread::spawn(move || c.update(|n| *n += 5))?;
+/// h.join().unwrap();
+/// assert_eq!(counter.load(), 5);
+/// # Ok::<(), uniconc_core::Error>(())
+/// ```
 ///
 /// # Errors
 /// Never fails on this backend.
@@ -144,6 +223,16 @@ pub fn value<T: Plain>(v: T) -> Result<Value<T>, Error> {
 
 /// A shared array of `len` zeroed elements.
 ///
+/// ```
+/// use uniconc_core::{Array as _, JoinHandle as _};
+/// let arr = uniconc_thread::array::<u32>(3)?;
+/// let a = arr.clone();
+/// let h = uniconc_thread::spawn(move || a.set(1, 9))?;
+/// h.join().unwrap()?;
+/// assert_eq!(arr.to_vec(), [0, 9, 0]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
 /// # Errors
 /// `InvalidArgument` if the allocation is too large.
 pub fn array<T: Plain>(len: usize) -> Result<Array<T>, Error> {
@@ -151,6 +240,15 @@ pub fn array<T: Plain>(len: usize) -> Result<Array<T>, Error> {
 }
 
 /// A pool of `workers` threads with default settings.
+///
+/// ```
+/// use uniconc_core::TaskHandle as _;
+/// let pool = uniconc_thread::pool(2)?;
+/// assert_eq!(pool.map(|x: u64| x * x, 1..=3)?, [1, 4, 9]);
+/// assert_eq!(pool.submit(|x: u32| x + 1, 41)?.wait(), Ok(42));
+/// assert!(uniconc_thread::pool(0).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// # Errors
 /// `InvalidArgument` for 0 workers; `Os` if a thread could not be started.

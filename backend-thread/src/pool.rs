@@ -18,6 +18,19 @@
 //!
 //! Every job, if dropped without running (a queue cleared by `terminate`), reports
 //! `Cancelled` to whoever waits for it, so no waiter can hang on a lost job.
+//!
+//! ```
+//! use uniconc_core::Pool as _;
+//! let pool = uniconc_thread::Pool::builder()
+//!     .workers(2)
+//!     .chunk_size(10) // 100 items: 10 jobs
+//!     .max_tasks_per_worker(3) // a worker is replaced after 3 jobs
+//!     .build()?;
+//! let doubled = pool.map(|x: u32| x * 2, 0..100)?;
+//! assert_eq!((doubled.len(), doubled[99]), (100, 198)); // in input order
+//! drop(pool); // terminates the pool and joins every worker thread
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -146,13 +159,22 @@ fn worker(inner: Arc<Inner>) {
     }
 }
 
-/// A pool of OS threads.
+/// A pool of OS threads (Python's `ThreadPool`).
+///
+/// The workers pull jobs from one crossbeam channel; tasks are closures run in the same
+/// address space, so arguments and results need only be `Send + 'static` (the inherent
+/// methods below; the [`uniconc_core::Pool`] trait asks for serde messages like every
+/// backend). A panicking task is caught and reported as `TaskError::Panicked`; its worker
+/// lives on. A running task cannot be stopped, so `task_timeout` is refused.
 ///
 /// ```
-/// use uniconc_core::Pool as _;
+/// use std::sync::Arc;
+/// use uniconc_core::TaskHandle as _;
 /// let pool = uniconc_thread::pool(2)?;
-/// assert_eq!(pool.map(|x: u32| x * 2, 0..4).unwrap(), [0, 2, 4, 6]);
-/// # Ok::<(), uniconc_core::Error>(())
+/// assert_eq!(pool.map(|x: u32| x * 2, 0..4)?, [0, 2, 4, 6]);
+/// let shared = Arc::new(7u32); // not serde: fine on threads
+/// assert_eq!(pool.submit(|a: Arc<u32>| *a + 1, shared)?.wait(), Ok(8));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Pool {
     inner: Arc<Inner>,
@@ -291,6 +313,21 @@ fn run_each<T, R, F: Fn(T) -> R>(f: &F, items: Vec<T>) -> Vec<Result<R, TaskErro
 impl Pool {
     /// Starts a pool with `config` (validated here too).
     ///
+    /// ```
+    /// use std::time::Duration;
+    /// use uniconc_core::{ErrorKind, PoolConfig};
+    /// let mut config = PoolConfig::default();
+    /// config.workers = 2;
+    /// config.max_tasks_per_worker = Some(10); // each worker is replaced after 10 tasks
+    /// let pool = uniconc_thread::Pool::with_config(config.clone())?;
+    /// assert_eq!(pool.map(|x: u8| x + 1, 0..50)?.len(), 50);
+    ///
+    /// config.task_timeout = Some(Duration::from_secs(1)); // a thread cannot be stopped
+    /// let err = uniconc_thread::Pool::with_config(config).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Unsupported);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     /// `InvalidArgument` for out-of-range settings; `Unsupported` for `task_timeout` (a thread
     /// cannot be stopped); `Os` if a thread could not be started.
@@ -320,6 +357,17 @@ impl Pool {
 
     /// Runs `f` on every item; results in input order. Like [`uniconc_core::Pool::map`], with
     /// only `Send` bounds.
+    ///
+    /// ```
+    /// use uniconc_core::{PoolError, TaskError};
+    /// let pool = uniconc_thread::pool(2)?;
+    /// let words = vec!["a".to_string(), "bb".into(), "ccc".into()];
+    /// assert_eq!(pool.map(|w: String| w.len(), words)?, [1, 2, 3]);
+    ///
+    /// let err = pool.map(|x: u32| if x == 2 { panic!("two") } else { x }, 0..4).unwrap_err();
+    /// assert!(matches!(err, PoolError::Task { index: 2, error: TaskError::Panicked(_) }));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// `Task { index, error }` for the first failed item (the others still ran); `Closed`.
@@ -464,6 +512,16 @@ impl Pool {
 
     /// Runs `f` lazily, results in input order. Like [`uniconc_core::Pool::imap`], with only
     /// `Send` bounds.
+    ///
+    /// At most `2 × workers` chunks are in flight: the input is pulled only as results are
+    /// consumed, so it may be endless.
+    ///
+    /// ```
+    /// let pool = uniconc_thread::pool(2)?;
+    /// let squares = pool.imap(|x: u64| x * x, 1..).take(4); // an endless input
+    /// assert_eq!(squares.collect::<Result<Vec<_>, _>>(), Ok(vec![1, 4, 9, 16]));
+    /// # Ok::<(), uniconc_core::Error>(())
+    /// ```
     pub fn imap<T, R, F, I>(&self, f: F, items: I) -> Imap<T, R, F, I::IntoIter>
     where
         T: Send + 'static,
@@ -476,6 +534,14 @@ impl Pool {
 
     /// Runs `f` lazily, results in completion order. Like
     /// [`uniconc_core::Pool::imap_unordered`], with only `Send` bounds.
+    ///
+    /// ```
+    /// let pool = uniconc_thread::pool(2)?;
+    /// let mut got = pool.imap_unordered(|x: u32| x + 1, 0..5).collect::<Result<Vec<_>, _>>()?;
+    /// got.sort(); // completion order varies from run to run
+    /// assert_eq!(got, [1, 2, 3, 4, 5]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn imap_unordered<T, R, F, I>(&self, f: F, items: I) -> Imap<T, R, F, I::IntoIter>
     where
         T: Send + 'static,
@@ -487,6 +553,16 @@ impl Pool {
     }
 
     /// Runs `f(arg)` on a worker. Like [`uniconc_core::Pool::submit`], with only `Send` bounds.
+    ///
+    /// ```
+    /// use uniconc_core::{PoolError, TaskHandle as _};
+    /// let pool = uniconc_thread::pool(1)?;
+    /// let task = pool.submit(|v: Vec<u8>| v.len(), vec![1, 2, 3])?;
+    /// assert_eq!(task.wait(), Ok(3));
+    /// pool.close();
+    /// assert!(matches!(pool.submit(|x: u8| x, 0), Err(PoolError::Closed)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// `Closed` if the pool is closed.
@@ -514,12 +590,38 @@ impl Pool {
     }
 
     /// Stops accepting work; queued and running tasks finish.
+    ///
+    /// ```
+    /// use uniconc_core::TaskHandle as _;
+    /// let pool = uniconc_thread::pool(1)?;
+    /// let queued = pool.submit(|x: u32| x * 10, 4)?;
+    /// pool.close();
+    /// assert!(pool.submit(|x: u32| x, 0).is_err()); // refused
+    /// assert_eq!(queued.wait(), Ok(40)); // accepted before the close: still runs
+    /// pool.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn close(&self) {
         self.inner.close();
     }
 
     /// Stops the workers: queued tasks are cancelled (`TaskError::Cancelled`); running ones
     /// finish (an OS thread cannot be interrupted).
+    ///
+    /// ```
+    /// use uniconc_core::{Event as _, TaskError, TaskHandle as _};
+    /// let pool = uniconc_thread::pool(1)?;
+    /// let (started, go) = (uniconc_thread::event()?, uniconc_thread::event()?);
+    /// let (s, g) = (started.clone(), go.clone());
+    /// let running = pool.submit(move |_: ()| { s.set(); g.wait(); 1 }, ())?;
+    /// started.wait(); // the only worker is busy
+    /// let queued = pool.submit(|x: u32| x, 2)?;
+    /// pool.terminate();
+    /// go.set();
+    /// assert_eq!(queued.wait(), Err(TaskError::Cancelled));
+    /// assert_eq!(running.wait(), Ok(1)); // the running task finished anyway
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn terminate(&self) {
         // Release: see the field doc.
         self.inner.terminated.store(true, Ordering::Release);
@@ -532,6 +634,20 @@ impl Pool {
     /// Closes the pool (if open) and waits for every worker thread to exit.
     ///
     /// Do not call it from one of the pool's own tasks: it would wait for itself.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// let pool = uniconc_thread::pool(2)?;
+    /// let done = Arc::new(AtomicUsize::new(0));
+    /// for _ in 0..5 {
+    ///     let d = done.clone();
+    ///     drop(pool.submit(move |_: ()| d.fetch_add(1, Ordering::Relaxed), ())?); // detached
+    /// }
+    /// pool.join()?; // every queued task ran before the workers exited
+    /// assert_eq!(done.load(Ordering::Relaxed), 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// Never on this backend (a worker thread never unwinds: task panics are caught).
@@ -630,6 +746,21 @@ impl uniconc_core::Pool for Pool {
 }
 
 /// Lazy iterator of [`Pool::imap`] and [`Pool::imap_unordered`].
+///
+/// Yields one `Result<R, TaskError>` per input item: a panicking item is reported in its
+/// place and the others still arrive. If the pool is closed while the input is not exhausted,
+/// it ends with one `Err(TaskError::Cancelled)`.
+///
+/// ```
+/// use uniconc_core::TaskError;
+/// let pool = uniconc_thread::pool(2)?;
+/// let out: Vec<Result<u32, TaskError>> =
+///     pool.imap(|x: u32| if x == 1 { panic!("one") } else { x }, 0..3).collect();
+/// assert_eq!(out[0], Ok(0));
+/// assert!(matches!(out[1], Err(TaskError::Panicked(_))));
+/// assert_eq!(out[2], Ok(2));
+/// # Ok::<(), uniconc_core::Error>(())
+/// ```
 pub struct Imap<T, R, F, I> {
     inner: Arc<Inner>,
     f: Arc<F>,
@@ -769,6 +900,22 @@ where
 }
 
 /// Handle to a task submitted with [`Pool::submit`].
+///
+/// Wait for the result with the [`uniconc_core::TaskHandle`] methods (blocking, timed, or
+/// `wait_async`). Dropping the handle detaches the task: it still runs.
+///
+/// ```
+/// use std::time::Duration;
+/// use uniconc_core::{Event as _, TaskError, TaskHandle as _};
+/// let pool = uniconc_thread::pool(1)?;
+/// let go = uniconc_thread::event()?;
+/// let g = go.clone();
+/// let mut task = pool.submit(move |_: ()| g.wait(), ())?;
+/// assert_eq!(task.wait_timeout(Duration::from_millis(1)), Err(TaskError::Timeout));
+/// go.set();
+/// assert_eq!(task.wait(), Ok(()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct TaskHandle<R> {
     result: Arc<Completion<Result<R, TaskError>>>,

@@ -4,6 +4,19 @@
 //! A unit's result (or its panic message, caught at the unit boundary) goes into a
 //! `Completion`, a one-shot slot that blocking, timed and async joiners wait on. The same
 //! slot carries pool task results.
+//!
+//! ```
+//! use uniconc_core::JoinHandle as _;
+//! let mut plain = uniconc_thread::spawn(|| 1)?;
+//! let with_runtime = uniconc_thread::spawn_async(async {
+//!     tokio::task::yield_now().await; // a tokio runtime of its own runs this future
+//!     2
+//! })?;
+//! let rt = tokio::runtime::Builder::new_current_thread().build()?;
+//! assert_eq!(rt.block_on(plain.join_async()), Ok(1)); // joined from an async context
+//! assert_eq!(with_runtime.join(), Ok(2));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -129,9 +142,20 @@ impl<R> Drop for TakeFuture<'_, R> {
 
 /// Handle to a spawned thread. Dropping it detaches the thread.
 ///
+/// Join it with the [`uniconc_core::JoinHandle`] methods (blocking, timed, `try_join`,
+/// `join_async`); its `id()` is the [`ThreadId`]. An OS thread cannot be stopped from
+/// outside, so `kill()` returns an `Unsupported` error: signal the thread through a channel
+/// or an [`Event`](crate::Event) instead.
+///
 /// ```
-/// use uniconc_core::JoinHandle as _;
-/// let h = uniconc_thread::spawn(|| 6 * 7)?;
+/// use std::time::Duration;
+/// use uniconc_core::{ErrorKind, Event as _, JoinError, JoinHandle as _};
+/// let stop = uniconc_thread::event()?;
+/// let s = stop.clone();
+/// let mut h = uniconc_thread::spawn(move || { s.wait(); 6 * 7 })?;
+/// assert_eq!(h.join_timeout(Duration::from_millis(1)), Err(JoinError::Timeout));
+/// assert_eq!(h.kill().unwrap_err().kind(), ErrorKind::Unsupported);
+/// stop.set();
 /// assert_eq!(h.join(), Ok(42));
 /// # Ok::<(), uniconc_core::Error>(())
 /// ```
@@ -184,6 +208,17 @@ where
 /// Runs `f` on a new OS thread. A panic in `f` is caught and reported by `join` as
 /// `JoinError::Panicked(message)`.
 ///
+/// ```
+/// use uniconc_core::{JoinError, JoinHandle as _};
+/// let data = vec![1, 2, 3]; // moved in: no serde needed on this backend
+/// let h = uniconc_thread::spawn(move || data.iter().sum::<i32>())?;
+/// assert_eq!(h.join(), Ok(6));
+///
+/// let h = uniconc_thread::spawn(|| -> u8 { panic!("boom") })?;
+/// assert_eq!(h.join(), Err(JoinError::Panicked("boom".into())));
+/// # Ok::<(), uniconc_core::Error>(())
+/// ```
+///
 /// # Errors
 /// The OS refused to create a thread.
 pub fn spawn<F, R>(f: F) -> Result<JoinHandle<R>, Error>
@@ -200,8 +235,14 @@ where
 /// enabled), as one unit.
 ///
 /// ```
-/// use uniconc_core::JoinHandle as _;
-/// let h = uniconc_thread::spawn_async(async { 1 + 1 })?;
+/// use uniconc_core::{JoinHandle as _, Receiver as _};
+/// let (tx, rx) = uniconc_thread::channel::<u32>(1)?;
+/// let h = uniconc_thread::spawn_async(async move {
+///     use uniconc_core::Sender as _;
+///     tx.send_async(1).await.unwrap(); // awaits without blocking the runtime's thread
+///     1 + 1
+/// })?;
+/// assert_eq!(rx.recv(), Ok(1));
 /// assert_eq!(h.join(), Ok(2));
 /// # Ok::<(), uniconc_core::Error>(())
 /// ```
@@ -209,6 +250,10 @@ where
 /// # Errors
 /// The OS refused to create a thread. (If the runtime cannot be built inside the new thread,
 /// `join` reports `JoinError::Failed`.)
+///
+/// # Cancel safety
+/// Not a future: the unit starts at once and runs whether or not its handle is ever joined
+/// (dropping the handle detaches it).
 pub fn spawn_async<Fut>(fut: Fut) -> Result<JoinHandle<Fut::Output>, Error>
 where
     Fut: Future + Send + 'static,

@@ -5,6 +5,28 @@
 //! the state mutex, and every state change that could unblock someone happens under the same
 //! mutex and is followed by a notification, so no wake-up is lost; a cancelled async waiter
 //! that had been woken passes the wake-up on.
+//!
+//! ```
+//! use uniconc_core::{Event as _, JoinHandle as _, Lock as _, Semaphore as _};
+//! let lock = uniconc_thread::lock()?;
+//! let sem = uniconc_thread::semaphore(1)?;
+//! let go = uniconc_thread::event()?;
+//! let task = uniconc_thread::spawn_async({
+//!     let (lock, sem, go) = (lock.clone(), sem.clone(), go.clone());
+//!     async move {
+//!         go.wait_async().await;
+//!         let _permit = sem.acquire_async().await;
+//!         let _guard = lock.lock_async().await.unwrap(); // a blocking holder's drop wakes it
+//!         sem.available()
+//!     }
+//! })?;
+//! let guard = lock.lock().unwrap();
+//! go.set();
+//! drop(guard);
+//! assert_eq!(task.join(), Ok(0));
+//! assert_eq!(sem.available(), 1);
+//! # Ok::<(), uniconc_core::Error>(())
+//! ```
 
 use std::future::Future;
 use std::pin::Pin;
@@ -58,6 +80,25 @@ pub struct Lock {
 }
 
 /// Holds a [`Lock`]; releases it on drop. `Send`: it may be held across an `.await`.
+///
+/// A guard dropped while its thread panics marks the lock poisoned: the next acquisition gets
+/// the guard inside `LockError::Poisoned`.
+///
+/// ```
+/// use uniconc_core::{JoinHandle as _, Lock as _, LockError};
+/// let lock = uniconc_thread::lock()?;
+/// let l = lock.clone();
+/// let h = uniconc_thread::spawn(move || {
+///     let _guard = l.lock().unwrap();
+///     panic!("while holding the lock");
+/// })?;
+/// assert!(h.join().is_err());
+/// let err = lock.lock().unwrap_err(); // reported once; the lock is ours anyway
+/// assert!(matches!(err, LockError::Poisoned(_)));
+/// drop(err.into_guard());
+/// assert!(lock.lock().is_ok()); // the poison was cleared by that report
+/// # Ok::<(), uniconc_core::Error>(())
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 #[derive(Debug)]
 pub struct LockGuard<'a> {

@@ -18,16 +18,59 @@ use crate::unit::JoinHandle;
 ///
 /// A concrete backend may ask for less: the thread and tokio backends take any
 /// `T: Send + 'static` through their own modules.
+///
+/// Messages are owned: `String`, not `&str`. Your own types qualify by deriving serde's traits:
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use uniconc_core::{Backend, Message, Receiver as _, Sender as _};
+///
+/// #[derive(Debug, PartialEq, Serialize, Deserialize)]
+/// struct Job {
+///     id: u32,
+///     name: String,
+/// }
+///
+/// fn round_trip<B: Backend, T: Message>(value: T) -> Result<T, Box<dyn std::error::Error>> {
+///     let (tx, rx) = B::channel::<T>(1)?;
+///     tx.send(value)?;
+///     Ok(rx.recv()?)
+/// }
+///
+/// let job = Job { id: 7, name: "resize".into() };
+/// let back = round_trip::<uniconc_thread::Thread, _>(job)?;
+/// assert_eq!(back, Job { id: 7, name: "resize".into() });
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait Message: Serialize + DeserializeOwned + Send + 'static {}
 
 impl<T: Serialize + DeserializeOwned + Send + 'static> Message for T {}
 
 /// An execution unit: processes, threads or tokio tasks.
 ///
-/// ```ignore
-/// type B = uniconc::Thread; // or uniconc::Process, uniconc::Tokio
-/// let (tx, rx) = B::channel::<u64>(64)?;
-/// let h = B::spawn(move || rx.iter().sum::<u64>())?;
+/// Each backend is a zero-sized marker type implementing this trait (`uniconc_process::Process`,
+/// `uniconc_thread::Thread`, `uniconc_async::Tokio`; in the facade `uniconc::Process`,
+/// `uniconc::Thread`, `uniconc::Tokio`). Code written against `B: Backend` compiles once and
+/// runs on all three; switching is one line:
+///
+/// ```
+/// use uniconc_core::{Backend, JoinHandle as _, Receiver as _, Sender as _};
+///
+/// /// Sums `1..=n` on a second unit of `B`.
+/// fn sum_on<B: Backend>(n: u64) -> Result<u64, Box<dyn std::error::Error>> {
+///     let (tx, rx) = B::channel::<u64>(16)?;
+///     let h = B::spawn(move || rx.iter().sum::<u64>())?;
+///     for i in 1..=n {
+///         tx.send(i)?;
+///     }
+///     drop(tx); // the last sender gone: the unit's iterator ends
+///     Ok(h.join()?)
+/// }
+///
+/// type B = uniconc_thread::Thread; // or uniconc_process::Process, uniconc_async::Tokio
+/// assert_eq!(B::NAME, "thread");
+/// assert_eq!(sum_on::<B>(10)?, 55);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub trait Backend: Copy + Send + Sync + 'static {
     /// Short lower-case name: `"process"`, `"thread"` or `"tokio"`.
@@ -54,48 +97,146 @@ pub trait Backend: Copy + Send + Sync + 'static {
     /// Handle to a spawned unit.
     type JoinHandle<R: Message>: JoinHandle<R>;
 
-    /// A bounded channel holding at most `capacity` messages.
+    /// A bounded channel holding at most `capacity` messages: a multi-producer multi-consumer
+    /// FIFO whose halves are both `Clone` (see [`Sender`] and [`Receiver`]).
+    ///
+    /// On the process backend the queued *bytes* are bounded too (by default `capacity * 256`
+    /// bytes, within 1 MiB ..= 256 MiB), and a message whose encoding is larger than the
+    /// channel can ever hold is refused with `Invalid(value, MessageError::TooLarge { .. })`.
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, ErrorKind, Receiver as _, Sender as _};
+    ///
+    /// type B = uniconc_thread::Thread; // the one line to change for another backend
+    /// let (tx, rx) = B::channel::<u32>(2)?;
+    /// assert_eq!(tx.capacity(), Some(2));
+    /// tx.send(1)?;
+    /// tx.send(2)?;
+    /// assert!(tx.try_send(3).unwrap_err().is_full());
+    /// assert_eq!(rx.recv()?, 1);
+    ///
+    /// let refused = B::channel::<u32>(0).unwrap_err(); // no rendezvous channel: an error
+    /// assert_eq!(refused.kind(), ErrorKind::InvalidArgument);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
-    /// `capacity == 0` is `InvalidArgument` (never a hang); the OS refused to map shared
-    /// memory (process backend).
+    /// `InvalidArgument` if `capacity == 0` (an error, never a channel that hangs); `Os` if the
+    /// OS refused to map the shared memory (process backend).
     #[allow(clippy::type_complexity)]
     fn channel<T: Message>(capacity: usize) -> Result<(Self::Sender<T>, Self::Receiver<T>), Error>;
 
     /// A channel without a bound on the number of messages.
     ///
+    /// On the process backend the queued *bytes* are still bounded (64 MiB of lazily committed
+    /// shared memory, `uniconc_process::UNBOUNDED_BUDGET`): a `send` waits there only when that
+    /// much is queued.
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Receiver as _, Sender as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, rx) = B::unbounded::<u32>()?;
+    /// assert_eq!(tx.capacity(), None);
+    /// for i in 0..1000 {
+    ///     tx.try_send(i)?; // never `Full`
+    /// }
+    /// assert_eq!(rx.len(), 1000);
+    /// assert_eq!(rx.recv()?, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
-    /// The OS refused to map shared memory (process backend).
+    /// `Os` if the OS refused to map the shared memory (process backend); the thread and tokio
+    /// backends never fail here.
     #[allow(clippy::type_complexity)]
     fn unbounded<T: Message>() -> Result<(Self::Sender<T>, Self::Receiver<T>), Error>;
 
-    /// Runs `f` as a new unit.
+    /// Runs `f` as a new unit and returns its [`JoinHandle`](Backend::JoinHandle).
+    ///
+    /// The unit is a forked child process (it starts as a copy of the caller: captured values
+    /// and the primitives created before are there; its result is serialized back), a new OS
+    /// thread, or a closure on tokio's blocking pool (`spawn_blocking`, on the caller's runtime
+    /// or on the tokio backend's own). A panic in `f` is caught and reported by `join` as
+    /// [`JoinError::Panicked`](crate::JoinError::Panicked).
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, JoinError, JoinHandle as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let h = B::spawn(|| 6 * 7)?;
+    /// assert_eq!(h.join()?, 42);
+    ///
+    /// let h = B::spawn(|| -> u32 { panic!("boom") })?;
+    /// assert_eq!(h.join(), Err(JoinError::Panicked("boom".into())));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
-    /// The unit could not be started (fork or thread creation failed).
+    /// `Os` if the unit could not be started: the fork failed (or a channel held by this
+    /// process has no free process slot, see `uniconc_process::MAX_PROCESSES`), the OS refused
+    /// a thread, or the tokio backend could not start its own runtime.
     fn spawn<F, R>(f: F) -> Result<Self::JoinHandle<R>, Error>
     where
         F: FnOnce() -> R + Send + 'static,
         R: Message;
 
-    /// Runs `fut` as one unit: a tokio task, or a thread or process running its own executor.
+    /// Runs `fut` as one unit: a tokio task (on the caller's runtime, or on the tokio
+    /// backend's own), or a new thread or forked process driving it on its own current-thread
+    /// tokio runtime (timers and I/O enabled). Inside it, use the `_async` forms.
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, JoinHandle as _, Receiver as _, Sender as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, rx) = B::channel::<u32>(4)?;
+    /// let h = B::spawn_async(async move { rx.recv_async().await.unwrap() * 2 })?;
+    /// tx.send(21)?; // a sync sender, an async receiver
+    /// assert_eq!(h.join()?, 42);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
-    /// The unit could not be started.
+    /// As [`spawn`](Backend::spawn). A runtime that cannot be built inside a new thread or
+    /// process is reported by `join` (`Failed` on threads, `Panicked` on processes).
     fn spawn_async<Fut>(fut: Fut) -> Result<Self::JoinHandle<Fut::Output>, Error>
     where
         Fut: Future + Send + 'static,
         Fut::Output: Message;
 
-    /// A new lock.
+    /// A new lock; see [`Lock`].
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Lock as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let lock = B::lock()?;
+    /// let guard = lock.lock().unwrap_or_else(|e| e.into_guard());
+    /// assert!(lock.is_locked());
+    /// drop(guard);
+    /// assert!(!lock.is_locked());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
-    /// The OS refused to map shared memory (process backend).
+    /// `Os` if the OS refused to map shared memory (process backend); never on the others.
     fn lock() -> Result<Self::Lock, Error> {
         <Self::Lock as Lock>::new()
     }
 
-    /// A semaphore with `permits` permits.
+    /// A semaphore with `permits` permits; see [`Semaphore`].
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Semaphore as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let sem = B::semaphore(2)?;
+    /// let permit = sem.acquire();
+    /// assert_eq!(sem.available(), 1);
+    /// drop(permit); // given back
+    /// assert_eq!(sem.available(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Semaphore::new`].
@@ -103,7 +244,18 @@ pub trait Backend: Copy + Send + Sync + 'static {
         <Self::Semaphore as Semaphore>::new(permits)
     }
 
-    /// A new event, not set.
+    /// A new event, not set; see [`Event`].
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Event as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let ready = B::event()?;
+    /// assert!(!ready.is_set());
+    /// ready.set();
+    /// ready.wait(); // returns at once: the flag is set
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Event::new`].
@@ -111,7 +263,18 @@ pub trait Backend: Copy + Send + Sync + 'static {
         <Self::Event as Event>::new()
     }
 
-    /// A barrier for `n` units.
+    /// A barrier for `n` units; see [`Barrier`].
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Barrier as _, ErrorKind};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let barrier = B::barrier(1)?;
+    /// assert_eq!(barrier.parties(), 1);
+    /// assert!(barrier.wait()); // one party: released at once, as the leader
+    /// assert_eq!(B::barrier(0).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Barrier::new`].
@@ -119,7 +282,17 @@ pub trait Backend: Copy + Send + Sync + 'static {
         <Self::Barrier as Barrier>::new(n)
     }
 
-    /// A shared value holding `value`.
+    /// A shared value holding `value`; see [`Value`].
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Value as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let total = B::value(0.5f64)?;
+    /// total.update(|t| *t += 1.0);
+    /// assert_eq!(total.load(), 1.5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Value::new`].
@@ -127,7 +300,18 @@ pub trait Backend: Copy + Send + Sync + 'static {
         <Self::Value<T> as Value<T>>::new(value)
     }
 
-    /// A shared array of `len` zeroed elements.
+    /// A shared array of `len` zeroed elements; see [`Array`].
+    ///
+    /// ```
+    /// use uniconc_core::{Array as _, Backend};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let a = B::array::<u32>(3)?;
+    /// assert_eq!(a.to_vec(), [0, 0, 0]);
+    /// a.set(2, 9)?;
+    /// assert_eq!(a.get(2), Some(9));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Array::new`].
@@ -135,7 +319,21 @@ pub trait Backend: Copy + Send + Sync + 'static {
         <Self::Array<T> as Array<T>>::new(len)
     }
 
-    /// A pool of `workers` workers.
+    /// A pool of `workers` workers with default settings; see [`Pool`] (and
+    /// [`Pool::builder`] for the other settings).
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Pool as _};
+    ///
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::pool(2)?;
+    ///     assert_eq!(pool.map(|x: u64| x * x, 1..=4u64)?, [1, 4, 9, 16]);
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Pool::new`].

@@ -23,99 +23,422 @@ use crate::error::{
 use crate::time::deadline_after;
 
 /// The sending half of a channel.
+///
+/// Cheap to clone; every clone sends into the same channel, from any unit: clones moved into
+/// threads or tasks, or copied into forked processes (process backend). The channel stays
+/// connected while any sender exists (in any process).
+///
+/// ```
+/// use uniconc_core::{Backend, JoinHandle as _, Receiver as _, Sender as _};
+///
+/// type B = uniconc_thread::Thread;
+/// let (tx, rx) = B::channel::<u32>(8)?;
+/// let producers = (0..3u32)
+///     .map(|id| {
+///         let tx = tx.clone();
+///         B::spawn(move || tx.send(id).is_ok())
+///     })
+///     .collect::<Result<Vec<_>, _>>()?;
+/// drop(tx); // the producers hold the only senders left
+/// for p in producers {
+///     assert!(p.join()?);
+/// }
+/// let mut got: Vec<u32> = rx.iter().collect(); // ends once every sender is gone
+/// got.sort();
+/// assert_eq!(got, [0, 1, 2]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait Sender<T>: Clone + Send + Sync + 'static {
-    /// Sends `value`, blocking while the channel is full.
+    /// Sends `value`, blocking while the channel is full (on the process backend, also while
+    /// its byte budget is used up).
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Receiver as _, Sender as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, rx) = B::channel::<String>(1)?;
+    /// tx.send("hello".to_string())?;
+    /// assert_eq!(rx.recv()?, "hello");
+    ///
+    /// drop(rx); // every receiver gone
+    /// let err = tx.send("lost?".to_string()).unwrap_err();
+    /// assert!(err.is_disconnected());
+    /// assert_eq!(err.into_inner(), "lost?"); // no: the message comes back
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// `Disconnected(value)` if every receiver is gone or the channel was closed;
-    /// `Invalid(value, _)` if the channel can never carry it (process backend).
+    /// `Invalid(value, _)` if the channel can never carry it (process backend only: encoded
+    /// larger than the channel's byte budget, or serialization failed).
+    ///
+    /// # Panics
+    /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
+    /// `block_in_place` needs a multi-thread runtime): use [`send_async`](Sender::send_async)
+    /// there. The thread and process backends never panic here; they block the calling thread.
     fn send(&self, value: T) -> Result<(), SendError<T>>;
 
-    /// Sends `value` if there is room right now.
+    /// Sends `value` if there is room right now; never waits, on any runtime.
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Receiver as _, Sender as _, TrySendError};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, rx) = B::channel::<char>(1)?;
+    /// tx.try_send('a')?;
+    /// assert_eq!(tx.try_send('b'), Err(TrySendError::Full('b')));
+    /// assert_eq!(rx.recv()?, 'a'); // room again
+    /// tx.try_send('b')?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
-    /// `Full(value)`, `Disconnected(value)` or `Invalid(value, _)`.
+    /// `Full(value)` if the channel is full; `Disconnected(value)` if every receiver is gone or
+    /// the channel was closed; `Invalid(value, _)` if the channel can never carry it (process
+    /// backend only).
     fn try_send(&self, value: T) -> Result<(), TrySendError<T>>;
 
-    /// Sends `value`, waiting for room until `deadline` (`None`: forever).
+    /// Sends `value`, waiting for room until `deadline` (`None`: forever). A deadline already
+    /// past still sends if there is room.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use uniconc_core::{Backend, SendTimeoutError, Sender as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, _rx) = B::channel::<u8>(1)?;
+    /// tx.send_deadline(1, None)?; // there is room: no wait
+    /// let deadline = Instant::now() + Duration::from_millis(5);
+    /// assert_eq!(tx.send_deadline(2, Some(deadline)), Err(SendTimeoutError::Timeout(2)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
-    /// `Timeout(value)`, `Disconnected(value)` or `Invalid(value, _)`.
+    /// `Timeout(value)` if the channel stayed full until `deadline`; `Disconnected(value)` or
+    /// `Invalid(value, _)` as for [`send`](Sender::send).
+    ///
+    /// # Panics
+    /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
+    /// `block_in_place` needs a multi-thread runtime): use [`send_async`](Sender::send_async)
+    /// there. The thread and process backends never panic here; they block the calling thread.
     fn send_deadline(&self, value: T, deadline: Option<Instant>)
     -> Result<(), SendTimeoutError<T>>;
 
-    /// Sends `value`, waiting for room at most `timeout`.
+    /// Sends `value`, waiting for room at most `timeout` (a timeout too large for an
+    /// `Instant` waits forever).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use uniconc_core::{Backend, Receiver as _, Sender as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, rx) = B::channel::<u8>(1)?;
+    /// tx.send(1)?;
+    /// let err = tx.send_timeout(2, Duration::from_millis(5)).unwrap_err();
+    /// assert!(err.is_timeout());
+    /// assert_eq!(rx.recv()?, 1);
+    /// tx.send_timeout(err.into_inner(), Duration::from_millis(5))?; // room now
+    /// assert_eq!(rx.recv()?, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
-    /// `Timeout(value)`, `Disconnected(value)` or `Invalid(value, _)`.
+    /// `Timeout(value)` if the channel stayed full; `Disconnected(value)` or `Invalid(value, _)`
+    /// as for [`send`](Sender::send).
+    ///
+    /// # Panics
+    /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
+    /// `block_in_place` needs a multi-thread runtime): use [`send_async`](Sender::send_async)
+    /// there. The thread and process backends never panic here; they block the calling thread.
     fn send_timeout(&self, value: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
         self.send_deadline(value, deadline_after(timeout))
     }
 
-    /// Sends `value`, waiting for room without blocking the executor.
+    /// Sends `value`, waiting for room without blocking the executor. The future is `Send`
+    /// and needs no particular executor (it is woken through its `Waker`).
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, JoinHandle as _, Receiver as _, Sender as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, rx) = B::channel::<String>(1)?;
+    /// let producer = B::spawn_async(async move {
+    ///     tx.send_async("first".to_string()).await.is_ok()
+    ///         && tx.send_async("second".to_string()).await.is_ok() // waits for room
+    /// })?;
+    /// assert_eq!(rx.recv()?, "first");
+    /// assert_eq!(rx.recv()?, "second");
+    /// assert!(producer.join()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`send`](Sender::send): `Disconnected(value)`, or `Invalid(value, _)` (process
+    /// backend).
     ///
     /// # Cancel safety
     /// Dropping the future before it completes drops `value` unsent; nothing else is lost and
     /// no slot is leaked.
     fn send_async(&self, value: T) -> impl Future<Output = Result<(), SendError<T>>> + Send + '_;
 
-    /// Number of messages queued.
+    /// Number of messages queued (a snapshot: other units may change it at once).
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Sender as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, _rx) = B::channel::<u8>(4)?;
+    /// tx.send(1)?;
+    /// tx.send(2)?;
+    /// assert_eq!(tx.len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn len(&self) -> usize;
 
-    /// `true` if nothing is queued.
+    /// `true` if nothing is queued (a snapshot).
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Receiver as _, Sender as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, rx) = B::channel::<u8>(4)?;
+    /// assert!(tx.is_empty());
+    /// tx.send(1)?;
+    /// assert!(!tx.is_empty());
+    /// rx.recv()?;
+    /// assert!(tx.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// The bound given at construction, `None` for an unbounded channel.
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Sender as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// assert_eq!(B::channel::<u8>(16)?.0.capacity(), Some(16));
+    /// assert_eq!(B::unbounded::<u8>()?.0.capacity(), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn capacity(&self) -> Option<usize>;
 
-    /// `true` once the channel is disconnected (closed, or every receiver gone).
+    /// `true` once the channel is disconnected (closed, or every receiver gone): every send
+    /// fails from then on.
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Sender as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, rx) = B::channel::<u8>(1)?;
+    /// assert!(!tx.is_closed());
+    /// drop(rx);
+    /// assert!(tx.is_closed());
+    /// assert!(tx.send(1).unwrap_err().is_disconnected());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn is_closed(&self) -> bool;
 
-    /// Closes the channel for everyone: receivers drain what is queued then see
-    /// `Disconnected`; every further send fails with `Disconnected`.
+    /// Closes the channel for everyone, whichever sender calls it: receivers drain what is
+    /// queued then see `Disconnected`; every further send fails with `Disconnected` and hands
+    /// its value back. Closing twice does nothing more.
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Receiver as _, RecvError, SendError, Sender as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, rx) = B::channel::<u8>(4)?;
+    /// let tx2 = tx.clone();
+    /// tx.send(1)?;
+    /// tx2.close(); // for every clone, and for the receivers
+    /// assert!(tx.is_closed());
+    /// assert_eq!(tx.send(2), Err(SendError::Disconnected(2)));
+    /// assert_eq!(rx.recv()?, 1); // what was queued still drains
+    /// assert_eq!(rx.recv(), Err(RecvError::Disconnected));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn close(&self);
 }
 
 /// The receiving half of a channel.
+///
+/// Cheap to clone; clones share one queue, and each message goes to exactly one receiver
+/// (a work queue, like Python's `Queue`, not a broadcast).
+///
+/// ```
+/// use uniconc_core::{Backend, JoinHandle as _, Receiver as _, Sender as _};
+///
+/// type B = uniconc_thread::Thread;
+/// let (tx, rx) = B::channel::<u64>(16)?;
+/// let workers = (0..2)
+///     .map(|_| {
+///         let rx = rx.clone();
+///         B::spawn(move || rx.iter().sum::<u64>())
+///     })
+///     .collect::<Result<Vec<_>, _>>()?;
+/// for i in 1..=100 {
+///     tx.send(i)?;
+/// }
+/// drop(tx);
+/// let mut total = 0;
+/// for w in workers {
+///     total += w.join()?;
+/// }
+/// assert_eq!(total, 5050); // every message received once
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait Receiver<T>: Clone + Send + Sync + 'static {
     /// Receives the next message, blocking while the channel is empty.
     ///
+    /// ```
+    /// use uniconc_core::{Backend, JoinHandle as _, Receiver as _, RecvError, Sender as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, rx) = B::channel::<u32>(1)?;
+    /// let h = B::spawn(move || tx.send(5).is_ok())?; // the sender moves into the unit
+    /// assert_eq!(rx.recv()?, 5);
+    /// assert!(h.join()?);
+    /// assert_eq!(rx.recv(), Err(RecvError::Disconnected)); // empty, and no sender left
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     /// `Disconnected` once the channel is empty and every sender is gone (or it was closed);
-    /// `Invalid(_)` if a message could not be decoded (process backend).
+    /// `Invalid(_)` if a message could not be decoded (process backend only; the message is
+    /// consumed, the channel goes on).
+    ///
+    /// # Panics
+    /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
+    /// `block_in_place` needs a multi-thread runtime): use [`recv_async`](Receiver::recv_async)
+    /// there. The thread and process backends never panic here; they block the calling thread.
     fn recv(&self) -> Result<T, RecvError>;
 
-    /// Receives a message if one is queued right now.
+    /// Receives a message if one is queued right now; never waits, on any runtime.
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Receiver as _, Sender as _, TryRecvError};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, rx) = B::channel::<u32>(1)?;
+    /// assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+    /// tx.send(3)?;
+    /// assert_eq!(rx.try_recv(), Ok(3));
+    /// drop(tx);
+    /// assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
-    /// `Empty`, `Disconnected` or `Invalid(_)`.
+    /// `Empty` if nothing is queued; `Disconnected` if the channel is empty and every sender is
+    /// gone (or it was closed); `Invalid(_)` as for [`recv`](Receiver::recv).
     fn try_recv(&self) -> Result<T, TryRecvError>;
 
-    /// Receives the next message, waiting until `deadline` (`None`: forever).
+    /// Receives the next message, waiting until `deadline` (`None`: forever). A deadline
+    /// already past still takes a queued message.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use uniconc_core::{Backend, Receiver as _, RecvTimeoutError, Sender as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, rx) = B::channel::<u32>(1)?;
+    /// let deadline = Instant::now() + Duration::from_millis(5);
+    /// assert_eq!(rx.recv_deadline(Some(deadline)), Err(RecvTimeoutError::Timeout));
+    /// tx.send(4)?;
+    /// assert_eq!(rx.recv_deadline(Some(deadline)), Ok(4)); // past, but a message is queued
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
-    /// `Timeout`, `Disconnected` or `Invalid(_)`.
+    /// `Timeout` if nothing arrived before `deadline`; `Disconnected` or `Invalid(_)` as for
+    /// [`recv`](Receiver::recv).
+    ///
+    /// # Panics
+    /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
+    /// `block_in_place` needs a multi-thread runtime): use [`recv_async`](Receiver::recv_async)
+    /// there. The thread and process backends never panic here; they block the calling thread.
     fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError>;
 
-    /// Receives the next message, waiting at most `timeout`.
+    /// Receives the next message, waiting at most `timeout` (a timeout too large for an
+    /// `Instant` waits forever).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use uniconc_core::{Backend, Receiver as _, RecvTimeoutError};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, rx) = B::channel::<u32>(1)?;
+    /// let err = rx.recv_timeout(Duration::from_millis(5)).unwrap_err();
+    /// assert!(err.is_timeout());
+    /// drop(tx);
+    /// assert_eq!(rx.recv_timeout(Duration::from_secs(60)), Err(RecvTimeoutError::Disconnected));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
-    /// `Timeout`, `Disconnected` or `Invalid(_)`.
+    /// `Timeout` if nothing arrived in time; `Disconnected` or `Invalid(_)` as for
+    /// [`recv`](Receiver::recv).
+    ///
+    /// # Panics
+    /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
+    /// `block_in_place` needs a multi-thread runtime): use [`recv_async`](Receiver::recv_async)
+    /// there. The thread and process backends never panic here; they block the calling thread.
     fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
         self.recv_deadline(deadline_after(timeout))
     }
 
-    /// Receives the next message without blocking the executor.
+    /// Receives the next message without blocking the executor. The future is `Send` and
+    /// needs no particular executor (it is woken through its `Waker`).
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, JoinHandle as _, Receiver as _, Sender as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, rx) = B::channel::<u64>(4)?;
+    /// let consumer = B::spawn_async(async move {
+    ///     let mut sum = 0;
+    ///     while let Ok(v) = rx.recv_async().await {
+    ///         sum += v;
+    ///     }
+    ///     sum // the loop ends once the channel is empty and disconnected
+    /// })?;
+    /// for i in 1..=4 {
+    ///     tx.send(i)?;
+    /// }
+    /// drop(tx);
+    /// assert_eq!(consumer.join()?, 10);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`recv`](Receiver::recv): `Disconnected`, or `Invalid(_)` (process backend).
     ///
     /// # Cancel safety
     /// Dropping the future before it completes loses no message: a message is taken off the
     /// channel only in the poll that returns it.
     fn recv_async(&self) -> impl Future<Output = Result<T, RecvError>> + Send + '_;
 
-    /// A blocking iterator over received messages; it ends when the channel disconnects
-    /// (a message that cannot be decoded ends it too; use `recv` to see that error).
+    /// A blocking iterator over received messages; it ends when the channel is empty and
+    /// disconnected (a message that cannot be decoded ends it too; use `recv` to see that
+    /// error).
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Receiver as _, Sender as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, rx) = B::channel::<u32>(4)?;
+    /// tx.send(1)?;
+    /// tx.send(2)?;
+    /// tx.close();
+    /// assert_eq!(rx.iter().collect::<Vec<_>>(), [1, 2]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Panics
+    /// Each step is a [`recv`](Receiver::recv): on the tokio backend it panics on a task of a
+    /// current-thread runtime when it has to wait.
     fn iter(&self) -> Iter<'_, T, Self>
     where
         Self: Sized,
@@ -126,7 +449,20 @@ pub trait Receiver<T>: Clone + Send + Sync + 'static {
         }
     }
 
-    /// An iterator over the messages queued right now; it never blocks.
+    /// An iterator over the messages queued right now; it never blocks, and ends at the first
+    /// empty (or disconnected) look.
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Receiver as _, Sender as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, rx) = B::channel::<u32>(4)?;
+    /// tx.send(1)?;
+    /// tx.send(2)?;
+    /// assert_eq!(rx.try_iter().collect::<Vec<_>>(), [1, 2]); // the channel is still open
+    /// assert_eq!(rx.try_iter().next(), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn try_iter(&self) -> TryIter<'_, T, Self>
     where
         Self: Sized,
@@ -137,23 +473,82 @@ pub trait Receiver<T>: Clone + Send + Sync + 'static {
         }
     }
 
-    /// Number of messages queued.
+    /// Number of messages queued (a snapshot: other units may change it at once).
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Receiver as _, Sender as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, rx) = B::channel::<u8>(4)?;
+    /// tx.send(1)?;
+    /// tx.send(2)?;
+    /// assert_eq!(rx.len(), 2);
+    /// rx.recv()?;
+    /// assert_eq!(rx.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn len(&self) -> usize;
 
-    /// `true` if nothing is queued.
+    /// `true` if nothing is queued (a snapshot).
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Receiver as _, Sender as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, rx) = B::unbounded::<u8>()?;
+    /// assert!(rx.is_empty());
+    /// tx.send(1)?;
+    /// assert!(!rx.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// The bound given at construction, `None` for an unbounded channel.
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Receiver as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// assert_eq!(B::channel::<u8>(3)?.1.capacity(), Some(3));
+    /// assert_eq!(B::unbounded::<u8>()?.1.capacity(), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn capacity(&self) -> Option<usize>;
 
     /// `true` once the channel is disconnected (closed, or every sender gone); queued messages
     /// can still be received.
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Receiver as _, Sender as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, rx) = B::channel::<u8>(2)?;
+    /// tx.send(1)?;
+    /// drop(tx);
+    /// assert!(rx.is_closed());
+    /// assert_eq!(rx.recv()?, 1); // closed, but not yet drained
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn is_closed(&self) -> bool;
 }
 
-/// Blocking iterator returned by [`Receiver::iter`].
+/// Blocking iterator returned by [`Receiver::iter`]: each step is a `recv`; it ends when the
+/// channel is empty and disconnected.
+///
+/// ```
+/// use uniconc_core::{Backend, Receiver as _, Sender as _};
+///
+/// type B = uniconc_thread::Thread;
+/// let (tx, rx) = B::channel::<u32>(8)?;
+/// for i in 0..5 {
+///     tx.send(i)?;
+/// }
+/// let firsts: Vec<u32> = rx.iter().take(3).collect(); // stops after 3: no wait for more
+/// assert_eq!(firsts, [0, 1, 2]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Iter<'a, T, R> {
     rx: &'a R,
@@ -167,7 +562,21 @@ impl<T, R: Receiver<T>> Iterator for Iter<'_, T, R> {
     }
 }
 
-/// Non-blocking iterator returned by [`Receiver::try_iter`].
+/// Non-blocking iterator returned by [`Receiver::try_iter`]: each step is a `try_recv`; it
+/// ends at the first empty look.
+///
+/// ```
+/// use uniconc_core::{Backend, Receiver as _, Sender as _};
+///
+/// type B = uniconc_thread::Thread;
+/// let (tx, rx) = B::channel::<u32>(8)?;
+/// tx.send(10)?;
+/// tx.send(20)?;
+/// assert_eq!(rx.try_iter().sum::<u32>(), 30);
+/// tx.send(30)?; // the channel is still open: a later `try_iter` sees new messages
+/// assert_eq!(rx.try_iter().count(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct TryIter<'a, T, R> {
     rx: &'a R,

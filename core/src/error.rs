@@ -13,6 +13,22 @@ use std::io;
 // ---------------------------------------------------------------------------------------------
 
 /// Why a constructor (or another setup call) failed.
+///
+/// ```
+/// use uniconc_core::{Backend, ErrorKind, JoinHandle as _};
+///
+/// type B = uniconc_thread::Thread;
+/// let e = B::channel::<u8>(0).unwrap_err();
+/// assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+/// let e = B::spawn(|| 1)?.kill().unwrap_err(); // an OS thread cannot be stopped
+/// assert_eq!(e.kind(), ErrorKind::Unsupported);
+/// match e.kind() {
+///     ErrorKind::InvalidArgument => println!("fix the call"),
+///     ErrorKind::Os => println!("the system is short of something: {e}"),
+///     _ => println!("{e}"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -30,6 +46,17 @@ pub enum ErrorKind {
 ///
 /// An opaque struct with a [`kind`](Error::kind), a message, and the OS error as its
 /// [`source`](std::error::Error::source) where there is one.
+///
+/// ```
+/// use std::error::Error as _;
+/// use uniconc_core::{Backend, ErrorKind};
+///
+/// type B = uniconc_thread::Thread;
+/// let e = B::barrier(0).unwrap_err();
+/// assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+/// assert!(!e.to_string().is_empty()); // says what was wrong
+/// assert!(e.source().is_none()); // no OS error behind this one
+/// ```
 pub struct Error {
     kind: ErrorKind,
     message: String,
@@ -37,7 +64,15 @@ pub struct Error {
 }
 
 impl Error {
-    /// An argument is out of range.
+    /// An argument is out of range. (Backends build their errors with these constructors.)
+    ///
+    /// ```
+    /// use uniconc_core::{Error, ErrorKind};
+    ///
+    /// let e = Error::invalid_argument("capacity must be at least 1");
+    /// assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    /// assert_eq!(e.to_string(), "capacity must be at least 1");
+    /// ```
     pub fn invalid_argument(message: impl Into<String>) -> Self {
         Self {
             kind: ErrorKind::InvalidArgument,
@@ -47,6 +82,13 @@ impl Error {
     }
 
     /// The backend cannot do this.
+    ///
+    /// ```
+    /// use uniconc_core::{Error, ErrorKind};
+    ///
+    /// let e = Error::unsupported("an OS thread cannot be stopped");
+    /// assert_eq!(e.kind(), ErrorKind::Unsupported);
+    /// ```
     pub fn unsupported(message: impl Into<String>) -> Self {
         Self {
             kind: ErrorKind::Unsupported,
@@ -56,6 +98,13 @@ impl Error {
     }
 
     /// The primitive or unit is closed or gone.
+    ///
+    /// ```
+    /// use uniconc_core::{Error, ErrorKind};
+    ///
+    /// let e = Error::closed("the pool is closed");
+    /// assert_eq!(e.kind(), ErrorKind::Closed);
+    /// ```
     pub fn closed(message: impl Into<String>) -> Self {
         Self {
             kind: ErrorKind::Closed,
@@ -64,7 +113,19 @@ impl Error {
         }
     }
 
-    /// The OS refused; `context` says what we were doing.
+    /// The OS refused; `context` says what we were doing. The OS error becomes the
+    /// [`source`](std::error::Error::source).
+    ///
+    /// ```
+    /// use std::error::Error as _;
+    /// use std::io;
+    /// use uniconc_core::{Error, ErrorKind};
+    ///
+    /// let e = Error::os("mapping shared memory", io::Error::from(io::ErrorKind::OutOfMemory));
+    /// assert_eq!(e.kind(), ErrorKind::Os);
+    /// assert!(e.to_string().starts_with("mapping shared memory: "));
+    /// assert!(e.source().is_some());
+    /// ```
     pub fn os(context: impl Into<String>, source: io::Error) -> Self {
         Self {
             kind: ErrorKind::Os,
@@ -73,17 +134,42 @@ impl Error {
         }
     }
 
-    /// The OS refused, with the current `errno` as the source.
+    /// The OS refused, with the current `errno` as the source (call it right after the failed
+    /// system call).
+    ///
+    /// ```
+    /// use uniconc_core::{Error, ErrorKind};
+    ///
+    /// let e = Error::last_os_error("fork");
+    /// assert_eq!(e.kind(), ErrorKind::Os);
+    /// assert!(e.io_error().is_some());
+    /// ```
     pub fn last_os_error(context: impl Into<String>) -> Self {
         Self::os(context, io::Error::last_os_error())
     }
 
     /// What kind of failure this is.
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, ErrorKind};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// assert_eq!(B::pool(0).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    /// ```
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
 
     /// The OS error behind this one, if any.
+    ///
+    /// ```
+    /// use std::io;
+    /// use uniconc_core::Error;
+    ///
+    /// let e = Error::os("fork", io::Error::from_raw_os_error(11));
+    /// assert_eq!(e.io_error().and_then(io::Error::raw_os_error), Some(11));
+    /// assert!(Error::invalid_argument("n").io_error().is_none());
+    /// ```
     pub fn io_error(&self) -> Option<&io::Error> {
         self.source.as_ref()
     }
@@ -123,13 +209,48 @@ impl From<io::Error> for Error {
 }
 
 /// Shorthand for `Result<T, uniconc::Error>`.
+///
+/// ```
+/// use uniconc_core::{Backend, Result};
+///
+/// fn counter<B: Backend>() -> Result<B::Value<u64>> {
+///     B::value(0)
+/// }
+/// assert!(counter::<uniconc_thread::Thread>().is_ok());
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 // ---------------------------------------------------------------------------------------------
 // Message errors (process backend)
 // ---------------------------------------------------------------------------------------------
 
-/// What was wrong with a message that a channel could not carry.
+/// What was wrong with a message that a channel could not carry. Only the process backend
+/// produces it (inside the `Invalid` variants of the channel errors); matching on it lets a
+/// program tell an oversized message from a broken one.
+///
+/// ```
+/// use uniconc_core::{Backend, MessageError, SendError, Sender as _};
+///
+/// fn explain<T>(e: SendError<T>) -> String {
+///     match e {
+///         SendError::Disconnected(_) => "nobody is listening".into(),
+///         SendError::Invalid(_, MessageError::TooLarge { size, limit }) => {
+///             format!("{size} bytes, the channel takes {limit}: raise its byte budget")
+///         }
+///         SendError::Invalid(_, other) => other.to_string(),
+///     }
+/// }
+///
+/// type B = uniconc_thread::Thread;
+/// let (tx, rx) = B::channel::<u8>(1)?;
+/// drop(rx);
+/// assert_eq!(explain(tx.send(1).unwrap_err()), "nobody is listening");
+/// // What the process backend returns for a message larger than the channel's byte budget:
+/// let too_large = MessageError::TooLarge { size: 18, limit: 8 };
+/// let too_large = SendError::Invalid(vec![0u8; 10], too_large);
+/// assert_eq!(explain(too_large), "18 bytes, the channel takes 8: raise its byte budget");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum MessageError {
@@ -171,6 +292,8 @@ macro_rules! value_error {
     (
         $(#[$meta:meta])*
         $name:ident { $( $(#[$vmeta:meta])* $variant:ident => $msg:literal ),* $(,)? }
+        $(#[$into_meta:meta])*
+        fn into_inner;
     ) => {
         $(#[$meta])*
         #[derive(PartialEq, Eq, Clone, Copy)]
@@ -179,7 +302,7 @@ macro_rules! value_error {
         }
 
         impl<T> $name<T> {
-            /// Returns the message that could not be sent.
+            $(#[$into_meta])*
             pub fn into_inner(self) -> T {
                 match self { $( Self::$variant(v) => v, )* }
             }
@@ -202,6 +325,20 @@ macro_rules! value_error {
 }
 
 /// Error of [`Sender::send`](crate::Sender::send) and `send_async`.
+///
+/// ```
+/// use uniconc_core::{Backend, SendError, Sender as _};
+///
+/// type B = uniconc_thread::Thread;
+/// let (tx, rx) = B::channel::<String>(1)?;
+/// drop(rx);
+/// match tx.send("report".to_string()) {
+///     Err(SendError::Disconnected(msg)) => assert_eq!(msg, "report"), // handed back
+///     Err(SendError::Invalid(_, why)) => panic!("cannot carry it: {why}"),
+///     Ok(()) => unreachable!(),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(PartialEq, Eq, Clone)]
 pub enum SendError<T> {
     /// Every receiver is gone, or the channel was closed. Holds the unsent message.
@@ -211,6 +348,19 @@ pub enum SendError<T> {
 }
 
 /// Error of [`Sender::try_send`](crate::Sender::try_send).
+///
+/// ```
+/// use uniconc_core::{Backend, Sender as _, TrySendError};
+///
+/// type B = uniconc_thread::Thread;
+/// let (tx, _rx) = B::channel::<u32>(1)?;
+/// tx.try_send(1)?;
+/// match tx.try_send(2) {
+///     Err(TrySendError::Full(v)) => assert_eq!(v, 2), // no room: try later, or drop it
+///     other => panic!("unexpected: {other:?}"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(PartialEq, Eq, Clone)]
 pub enum TrySendError<T> {
     /// The channel is full. Holds the unsent message.
@@ -221,7 +371,21 @@ pub enum TrySendError<T> {
     Invalid(T, MessageError),
 }
 
-/// Error of [`Sender::send_timeout`](crate::Sender::send_timeout).
+/// Error of [`Sender::send_timeout`](crate::Sender::send_timeout) and
+/// [`send_deadline`](crate::Sender::send_deadline).
+///
+/// ```
+/// use std::time::Duration;
+/// use uniconc_core::{Backend, SendTimeoutError, Sender as _};
+///
+/// type B = uniconc_thread::Thread;
+/// let (tx, _rx) = B::channel::<u32>(1)?;
+/// tx.send(1)?;
+/// let err = tx.send_timeout(2, Duration::from_millis(5)).unwrap_err();
+/// assert_eq!(err, SendTimeoutError::Timeout(2));
+/// assert_eq!(err.to_string(), "timed out waiting on a full channel");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(PartialEq, Eq, Clone)]
 pub enum SendTimeoutError<T> {
     /// The channel stayed full until the deadline. Holds the unsent message.
@@ -233,9 +397,15 @@ pub enum SendTimeoutError<T> {
 }
 
 macro_rules! send_error_impls {
-    ($name:ident { $($variant:ident => $msg:literal),* }) => {
+    (
+        $name:ident { $($variant:ident => $msg:literal),* }
+        $(#[$into_meta:meta])*
+        fn into_inner;
+        $(#[$disc_meta:meta])*
+        fn is_disconnected;
+    ) => {
         impl<T> $name<T> {
-            /// Returns the message that could not be sent.
+            $(#[$into_meta])*
             pub fn into_inner(self) -> T {
                 match self {
                     $( Self::$variant(v) => v, )*
@@ -243,7 +413,7 @@ macro_rules! send_error_impls {
                 }
             }
 
-            /// `true` if every receiver is gone or the channel was closed.
+            $(#[$disc_meta])*
             pub fn is_disconnected(&self) -> bool {
                 matches!(self, Self::Disconnected(_))
             }
@@ -271,18 +441,113 @@ macro_rules! send_error_impls {
     };
 }
 
-send_error_impls!(SendError { Disconnected => "sending on a disconnected channel" });
-send_error_impls!(TrySendError {
-    Full => "sending on a full channel",
-    Disconnected => "sending on a disconnected channel"
-});
-send_error_impls!(SendTimeoutError {
-    Timeout => "timed out waiting on a full channel",
-    Disconnected => "sending on a disconnected channel"
-});
+send_error_impls!(
+    SendError { Disconnected => "sending on a disconnected channel" }
+    /// Returns the message that could not be sent.
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Sender as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, rx) = B::channel::<Vec<u8>>(1)?;
+    /// drop(rx);
+    /// let unsent = tx.send(vec![1, 2, 3]).unwrap_err().into_inner();
+    /// assert_eq!(unsent, [1, 2, 3]); // nothing is lost
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn into_inner;
+    /// `true` if every receiver is gone or the channel was closed.
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Sender as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, _rx) = B::channel::<u8>(1)?;
+    /// tx.close();
+    /// assert!(tx.send(1).unwrap_err().is_disconnected());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn is_disconnected;
+);
+send_error_impls!(
+    TrySendError {
+        Full => "sending on a full channel",
+        Disconnected => "sending on a disconnected channel"
+    }
+    /// Returns the message that could not be sent.
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Sender as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, _rx) = B::channel::<String>(1)?;
+    /// tx.try_send("first".to_string())?;
+    /// assert_eq!(tx.try_send("second".to_string()).unwrap_err().into_inner(), "second");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn into_inner;
+    /// `true` if every receiver is gone or the channel was closed (not merely full).
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Sender as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, rx) = B::channel::<u8>(1)?;
+    /// tx.try_send(1)?;
+    /// assert!(!tx.try_send(2).unwrap_err().is_disconnected()); // full
+    /// drop(rx);
+    /// assert!(tx.try_send(2).unwrap_err().is_disconnected());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn is_disconnected;
+);
+send_error_impls!(
+    SendTimeoutError {
+        Timeout => "timed out waiting on a full channel",
+        Disconnected => "sending on a disconnected channel"
+    }
+    /// Returns the message that could not be sent.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use uniconc_core::{Backend, Sender as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, _rx) = B::channel::<u8>(1)?;
+    /// tx.send(1)?;
+    /// let back = tx.send_timeout(2, Duration::from_millis(5)).unwrap_err().into_inner();
+    /// assert_eq!(back, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn into_inner;
+    /// `true` if every receiver is gone or the channel was closed (not a timeout).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use uniconc_core::{Backend, Sender as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, rx) = B::channel::<u8>(1)?;
+    /// drop(rx);
+    /// let err = tx.send_timeout(1, Duration::from_secs(60)).unwrap_err(); // no wait
+    /// assert!(err.is_disconnected());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn is_disconnected;
+);
 
 impl<T> TrySendError<T> {
     /// `true` if the channel was full.
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Sender as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, _rx) = B::channel::<u8>(1)?;
+    /// tx.try_send(1)?;
+    /// assert!(tx.try_send(2).unwrap_err().is_full());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_full(&self) -> bool {
         matches!(self, Self::Full(_))
     }
@@ -290,6 +555,17 @@ impl<T> TrySendError<T> {
 
 impl<T> SendTimeoutError<T> {
     /// `true` if the deadline passed.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use uniconc_core::{Backend, Sender as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, _rx) = B::channel::<u8>(1)?;
+    /// tx.send(1)?;
+    /// assert!(tx.send_timeout(2, Duration::from_millis(5)).unwrap_err().is_timeout());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_timeout(&self) -> bool {
         matches!(self, Self::Timeout(_))
     }
@@ -314,6 +590,20 @@ impl<T> From<SendError<T>> for SendTimeoutError<T> {
 }
 
 /// Error of [`Receiver::recv`](crate::Receiver::recv) and `recv_async`.
+///
+/// ```
+/// use uniconc_core::{Backend, Receiver as _, RecvError, Sender as _};
+///
+/// type B = uniconc_thread::Thread;
+/// let (tx, rx) = B::channel::<u8>(2)?;
+/// tx.send(1)?;
+/// drop(tx);
+/// assert_eq!(rx.recv(), Ok(1)); // drained first
+/// let err = rx.recv().unwrap_err();
+/// assert_eq!(err, RecvError::Disconnected);
+/// assert_eq!(err.to_string(), "receiving on an empty and disconnected channel");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecvError {
     /// The channel is empty and every sender is gone (or it was closed).
@@ -323,6 +613,20 @@ pub enum RecvError {
 }
 
 /// Error of [`Receiver::try_recv`](crate::Receiver::try_recv).
+///
+/// ```
+/// use uniconc_core::{Backend, Receiver as _, Sender as _, TryRecvError};
+///
+/// type B = uniconc_thread::Thread;
+/// let (tx, rx) = B::channel::<u8>(1)?;
+/// match rx.try_recv() {
+///     Err(TryRecvError::Empty) => {} // nothing yet: do something else
+///     other => panic!("unexpected: {other:?}"),
+/// }
+/// tx.close();
+/// assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TryRecvError {
     /// The channel is empty.
@@ -333,7 +637,20 @@ pub enum TryRecvError {
     Invalid(MessageError),
 }
 
-/// Error of [`Receiver::recv_timeout`](crate::Receiver::recv_timeout).
+/// Error of [`Receiver::recv_timeout`](crate::Receiver::recv_timeout) and
+/// [`recv_deadline`](crate::Receiver::recv_deadline).
+///
+/// ```
+/// use std::time::Duration;
+/// use uniconc_core::{Backend, Receiver as _, RecvTimeoutError};
+///
+/// type B = uniconc_thread::Thread;
+/// let (_tx, rx) = B::channel::<u8>(1)?;
+/// let err = rx.recv_timeout(Duration::from_millis(5)).unwrap_err();
+/// assert_eq!(err, RecvTimeoutError::Timeout);
+/// assert_eq!(err.to_string(), "timed out waiting on an empty channel");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecvTimeoutError {
     /// The channel stayed empty until the deadline.
@@ -379,10 +696,29 @@ impl std::error::Error for RecvTimeoutError {}
 
 impl TryRecvError {
     /// `true` if the channel was empty (and still connected).
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Receiver as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (_tx, rx) = B::channel::<u8>(1)?;
+    /// assert!(rx.try_recv().unwrap_err().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         matches!(self, Self::Empty)
     }
     /// `true` if the channel is empty and disconnected.
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Receiver as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, rx) = B::channel::<u8>(1)?;
+    /// drop(tx);
+    /// assert!(rx.try_recv().unwrap_err().is_disconnected());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_disconnected(&self) -> bool {
         matches!(self, Self::Disconnected)
     }
@@ -390,10 +726,32 @@ impl TryRecvError {
 
 impl RecvTimeoutError {
     /// `true` if the deadline passed.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use uniconc_core::{Backend, Receiver as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (_tx, rx) = B::channel::<u8>(1)?;
+    /// assert!(rx.recv_timeout(Duration::from_millis(5)).unwrap_err().is_timeout());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_timeout(&self) -> bool {
         matches!(self, Self::Timeout)
     }
     /// `true` if the channel is empty and disconnected.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use uniconc_core::{Backend, Receiver as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, rx) = B::channel::<u8>(1)?;
+    /// drop(tx);
+    /// let err = rx.recv_timeout(Duration::from_secs(60)).unwrap_err(); // no wait
+    /// assert!(err.is_disconnected());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_disconnected(&self) -> bool {
         matches!(self, Self::Disconnected)
     }
@@ -425,22 +783,91 @@ value_error! {
     /// Error of [`Lock::lock`](crate::Lock::lock) (and of `Value`/`Array` `lock`): the lock *was*
     /// acquired, but its previous holder did not release it cleanly. The guard is handed over
     /// anyway, like std's `PoisonError`; the protected state may be half-updated.
+    ///
+    /// `OwnerDied` comes only from the process backend, `Poisoned` only from the thread and
+    /// tokio backends (the example shows the thread backend: on the process backend a holder
+    /// that panics unwinds and releases the lock normally, and only a holder that dies
+    /// without unwinding, killed or aborted, leaves `OwnerDied`).
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, JoinHandle as _, LockError, Value as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let v = B::value(0u32)?;
+    /// let v2 = v.clone();
+    /// let h = B::spawn(move || -> u32 {
+    ///     let mut g = v2.lock().unwrap_or_else(|e| e.into_guard());
+    ///     *g = 1; // half-way through an update...
+    ///     panic!("...the holder panics")
+    /// })?;
+    /// assert!(h.join().is_err());
+    /// match v.lock() {
+    ///     Err(LockError::Poisoned(g)) => assert_eq!(*g, 1), // check or repair the state here
+    ///     Err(LockError::OwnerDied(g)) => assert_eq!(*g, 1), // the same, on processes
+    ///     Ok(_) => unreachable!("the panic is reported"),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     LockError {
         /// The previous holder (a process) died while holding the lock.
         OwnerDied => "the previous holder of the lock died while holding it",
         /// The previous holder (a thread or task) panicked while holding the lock.
         Poisoned => "the previous holder of the lock panicked while holding it",
     }
+    /// Returns the guard the error holds (the same as [`into_guard`](LockError::into_guard)).
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Lock as _, LockError};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let lock = B::lock()?;
+    /// let guard = lock.lock().unwrap_or_else(LockError::into_inner);
+    /// assert!(lock.is_locked());
+    /// drop(guard);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn into_inner;
 }
 
 impl<G> LockError<G> {
-    /// Takes the guard out of the error.
+    /// Takes the guard out of the error: `lock.lock().unwrap_or_else(|e| e.into_guard())`
+    /// acquires the lock whatever its previous holder did.
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Lock as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let lock = B::lock()?;
+    /// let guard = lock.lock().unwrap_or_else(|e| e.into_guard());
+    /// assert!(lock.try_lock().is_err());
+    /// drop(guard);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn into_guard(self) -> G {
         self.into_inner()
     }
 }
 
-/// Error of `try_lock` and `lock_timeout`.
+/// Error of [`try_lock`](crate::Lock::try_lock), [`lock_timeout`](crate::Lock::lock_timeout)
+/// and [`lock_deadline`](crate::Lock::lock_deadline). A [`LockError`] converts into it.
+///
+/// ```
+/// use std::time::Duration;
+/// use uniconc_core::{Backend, Lock as _, TryLockError};
+///
+/// type B = uniconc_thread::Thread;
+/// let lock = B::lock()?;
+/// let _held = lock.lock().unwrap();
+/// match lock.try_lock() {
+///     Err(TryLockError::WouldBlock) => {} // busy: come back later
+///     Err(TryLockError::OwnerDied(g) | TryLockError::Poisoned(g)) => drop(g),
+///     other => panic!("unexpected: {other:?}"),
+/// }
+/// let err = lock.lock_timeout(Duration::from_millis(5)).unwrap_err();
+/// assert!(matches!(err, TryLockError::Timeout));
+/// assert_eq!(err.to_string(), "timed out waiting for the lock");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(PartialEq, Eq, Clone, Copy)]
 pub enum TryLockError<G> {
     /// The lock is held (by `try_lock`).
@@ -492,6 +919,20 @@ impl<G> std::error::Error for TryLockError<G> {}
 
 /// Error of the `try_` and `_timeout` forms of `Semaphore::acquire`, `Event::wait` and
 /// `Barrier::wait`.
+///
+/// ```
+/// use std::time::Duration;
+/// use uniconc_core::{Backend, Event as _, Semaphore as _, WaitError};
+///
+/// type B = uniconc_thread::Thread;
+/// let sem = B::semaphore(0)?;
+/// assert_eq!(sem.try_acquire().unwrap_err(), WaitError::WouldBlock);
+/// let ev = B::event()?;
+/// let err = ev.wait_timeout(Duration::from_millis(5)).unwrap_err();
+/// assert_eq!(err, WaitError::Timeout);
+/// assert_eq!(err.to_string(), "timed out");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WaitError {
     /// Not available right now (by a `try_` form).
@@ -516,6 +957,22 @@ impl std::error::Error for WaitError {}
 // ---------------------------------------------------------------------------------------------
 
 /// Why joining an execution unit failed.
+///
+/// ```
+/// use uniconc_core::{Backend, JoinError, JoinHandle as _};
+///
+/// type B = uniconc_thread::Thread;
+/// let h = B::spawn(|| -> u8 { panic!("disk full") })?;
+/// let err = h.join().unwrap_err();
+/// match &err {
+///     JoinError::Panicked(msg) => assert_eq!(msg, "disk full"),
+///     JoinError::Killed(signal) => println!("killed by signal {signal}"), // processes
+///     JoinError::Exited(code) => println!("exited with {code}"),          // processes
+///     other => println!("{other}"),
+/// }
+/// assert_eq!(err.to_string(), "the unit panicked: disk full");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum JoinError {
@@ -551,7 +1008,25 @@ impl fmt::Display for JoinError {
 
 impl std::error::Error for JoinError {}
 
-/// Why one pool task did not produce a value.
+/// Why one pool task did not produce a value: from [`TaskHandle::wait`](crate::TaskHandle::wait),
+/// from each item of `imap`, and inside [`PoolError::Task`].
+///
+/// ```
+/// use uniconc_core::{Backend, Pool as _, TaskError, TaskHandle as _};
+///
+/// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+///     let pool = B::pool(1)?;
+///     let h = pool.submit(|x: i32| -> i32 { panic!("negative: {x}") }, -1)?;
+///     let err = h.wait().unwrap_err();
+///     assert_eq!(err, TaskError::Panicked("negative: -1".into()));
+///     assert_eq!(err.to_string(), "the task panicked: negative: -1");
+///     assert_eq!(pool.submit(|x: i32| x, 1)?.wait()?, 1); // the pool stays usable
+///     Ok(())
+/// }
+///
+/// run::<uniconc_thread::Thread>()?; // or any other backend
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TaskError {
@@ -589,6 +1064,24 @@ impl fmt::Display for TaskError {
 impl std::error::Error for TaskError {}
 
 /// Error of a whole pool operation ([`Pool::map`](crate::Pool::map), `submit`, `join`).
+///
+/// ```
+/// use std::error::Error as _;
+/// use uniconc_core::{Backend, Pool as _, PoolError, TaskError};
+///
+/// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+///     let pool = B::pool(2)?;
+///     let err = pool.map(|x: i32| 12 / (x - 3), 0..5).unwrap_err(); // item 3 divides by 0
+///     assert!(matches!(err, PoolError::Task { index: 3, error: TaskError::Panicked(_) }));
+///     assert!(err.source().is_some()); // the TaskError
+///     pool.close();
+///     assert!(matches!(pool.map(|x: u32| x, 0..1u32), Err(PoolError::Closed)));
+///     Ok(())
+/// }
+///
+/// run::<uniconc_thread::Thread>()?; // or any other backend
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum PoolError {

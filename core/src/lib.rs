@@ -13,9 +13,38 @@
 //! - [`pool`]: [`Pool`], [`PoolBuilder`], [`PoolConfig`], [`TaskHandle`].
 //! - [`error`]: every error type.
 //! - [`time`]: deadline helpers.
+//!
+//! Programs use it through the facade crate `uniconc`, which re-exports all of it. Generic code
+//! is written once against [`Backend`] and runs on every backend:
+//!
+//! ```
+//! use uniconc_core::{Backend, Pool as _, Receiver as _, Sender as _, Value as _};
+//!
+//! fn work<B: Backend>() -> Result<(u64, Vec<u64>), Box<dyn std::error::Error>> {
+//!     let (tx, rx) = B::unbounded::<u64>()?;
+//!     let total = B::value(0u64)?;
+//!     let pool = B::pool(2)?;
+//!     let squares = pool.map(|x: u64| x * x, 1..=4u64)?;
+//!     for s in &squares {
+//!         tx.send(*s)?;
+//!     }
+//!     tx.close();
+//!     for s in rx.iter() {
+//!         total.update(|t| *t += s);
+//!     }
+//!     Ok((total.load(), squares))
+//! }
+//!
+//! // The one line that picks processes, threads or tasks:
+//! let (total, squares) = work::<uniconc_thread::Thread>()?;
+//! assert_eq!(squares, [1, 4, 9, 16]);
+//! assert_eq!(total, 30);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
+#![doc(test(attr(deny(warnings))))]
 
 pub mod backend;
 pub mod channel;

@@ -118,7 +118,21 @@ impl<T: Plain + fmt::Debug> fmt::Debug for Array<T> {
     }
 }
 
-/// Exclusive access to an [`Array`]'s elements; releases the lock on drop.
+/// Exclusive access to an [`Array`]'s elements; releases the lock on drop. It dereferences to
+/// `[T]`, so every slice method works in place.
+///
+/// ```
+/// use uniconc_core::Array as _;
+///
+/// let a = uniconc_core::local::Array::<u32>::from_slice(&[3, 1, 2])?;
+/// {
+///     let mut guard = a.lock().unwrap_or_else(|e| e.into_guard());
+///     guard.sort();
+///     guard[0] = 10;
+/// }
+/// assert_eq!(a.to_vec(), [10, 2, 3]);
+/// # Ok::<(), uniconc_core::Error>(())
+/// ```
 pub struct ArrayGuard<'a, T> {
     guard: MutexGuard<'a, Box<[T]>>,
 }
@@ -146,8 +160,14 @@ impl<T: Plain> Array<T> {
     /// The inherent form of [`crate::Array::from_slice`], so that
     /// `Array::from_slice` works without the trait in scope.
     ///
+    /// ```
+    /// let a = uniconc_core::local::Array::<i16>::from_slice(&[-1, 0, 1])?;
+    /// assert_eq!(uniconc_core::Array::to_vec(&a), [-1, 0, 1]);
+    /// # Ok::<(), uniconc_core::Error>(())
+    /// ```
+    ///
     /// # Errors
-    /// The allocation is too large.
+    /// `InvalidArgument` if the allocation is too large.
     pub fn from_slice(items: &[T]) -> Result<Self, Error> {
         let mut v = Vec::new();
         v.try_reserve_exact(items.len()).map_err(|e| {

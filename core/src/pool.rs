@@ -18,6 +18,21 @@ use crate::error::{Error, PoolError, TaskError};
 use crate::time::deadline_after;
 
 /// Settings of a pool, filled in by [`PoolBuilder`].
+///
+/// ```
+/// use uniconc_core::{Backend, Pool as _, PoolConfig};
+///
+/// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+///     let pool = B::Pool::builder().workers(2).chunk_size(8).build()?;
+///     let config: &PoolConfig = pool.config();
+///     assert_eq!((config.workers, config.chunk_size), (2, Some(8)));
+///     assert_eq!(config.task_timeout, None);
+///     Ok(())
+/// }
+///
+/// run::<uniconc_thread::Thread>()?; // or any other backend
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PoolConfig {
@@ -45,10 +60,20 @@ impl Default for PoolConfig {
 }
 
 impl PoolConfig {
-    /// Checks the settings.
+    /// Checks the settings ([`PoolBuilder::build`] calls it).
+    ///
+    /// ```
+    /// use uniconc_core::{ErrorKind, PoolConfig};
+    ///
+    /// let mut config = PoolConfig::default();
+    /// assert!(config.validate().is_ok());
+    /// config.workers = 0;
+    /// assert_eq!(config.validate().unwrap_err().kind(), ErrorKind::InvalidArgument);
+    /// ```
     ///
     /// # Errors
-    /// `InvalidArgument` for 0 workers, a chunk size of 0 or a task limit of 0.
+    /// `InvalidArgument` for 0 workers, a chunk size of 0, a task limit of 0 or a zero task
+    /// timeout.
     pub fn validate(&self) -> Result<(), Error> {
         if self.workers == 0 {
             return Err(Error::invalid_argument("a pool needs at least one worker"));
@@ -71,6 +96,17 @@ impl PoolConfig {
 
     /// The chunk size for a call over `items` items (`None`: unknown, e.g. an endless
     /// iterator): the configured one, or Python's heuristic of about four chunks per worker.
+    ///
+    /// ```
+    /// use uniconc_core::PoolConfig;
+    ///
+    /// let mut config = PoolConfig::default();
+    /// config.workers = 2;
+    /// assert_eq!(config.chunk_size_for(Some(1000)), 125); // 1000 / (2 workers * 4)
+    /// assert_eq!(config.chunk_size_for(None), 1);
+    /// config.chunk_size = Some(64);
+    /// assert_eq!(config.chunk_size_for(Some(1000)), 64);
+    /// ```
     pub fn chunk_size_for(&self, items: Option<usize>) -> usize {
         if let Some(c) = self.chunk_size {
             return c;
@@ -83,6 +119,19 @@ impl PoolConfig {
 }
 
 /// Builds a pool: `Pool::builder().workers(4).chunk_size(64).build()`.
+///
+/// ```
+/// use uniconc_core::{Backend, Pool as _};
+///
+/// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+///     let pool = B::Pool::builder().workers(2).max_tasks_per_worker(100).build()?;
+///     assert_eq!(pool.map(|x: u32| x + 1, [1, 2, 3])?, [2, 3, 4]);
+///     Ok(())
+/// }
+///
+/// run::<uniconc_thread::Thread>()?; // or any other backend
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct PoolBuilder<P> {
@@ -97,7 +146,16 @@ impl<P: Pool> Default for PoolBuilder<P> {
 }
 
 impl<P: Pool> PoolBuilder<P> {
-    /// Default settings.
+    /// Default settings: one worker per CPU, chunk size chosen per call, no task limit, no
+    /// timeout. The same as [`Pool::builder`].
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, PoolBuilder, PoolConfig};
+    ///
+    /// type P = <uniconc_thread::Thread as Backend>::Pool;
+    /// let builder = PoolBuilder::<P>::new();
+    /// assert_eq!(builder.config(), &PoolConfig::default());
+    /// ```
     pub fn new() -> Self {
         Self {
             config: PoolConfig::default(),
@@ -105,39 +163,129 @@ impl<P: Pool> PoolBuilder<P> {
         }
     }
 
-    /// Number of workers (at least 1).
+    /// Number of workers (at least 1): how many items run at once.
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Pool as _};
+    ///
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::Pool::builder().workers(3).build()?;
+    ///     assert_eq!(pool.config().workers, 3);
+    ///     assert!(B::Pool::builder().workers(0).build().is_err());
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn workers(mut self, n: usize) -> Self {
         self.config.workers = n;
         self
     }
 
-    /// Items handed to a worker at a time by `map`/`imap` (at least 1).
+    /// Items handed to a worker at a time by `map`/`imap` (at least 1). Larger chunks cost
+    /// fewer round trips; `chunk_size(1)` balances uneven items best.
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Pool as _};
+    ///
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::Pool::builder().workers(2).chunk_size(1).build()?;
+    ///     assert_eq!(pool.config().chunk_size_for(Some(1000)), 1);
+    ///     assert_eq!(pool.map(|x: u8| x * 2, 0..3u8)?, [0, 2, 4]);
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn chunk_size(mut self, n: usize) -> Self {
         self.config.chunk_size = Some(n);
         self
     }
 
-    /// Replace a worker after it ran `n` tasks (at least 1).
+    /// Replace a worker after it ran `n` tasks (at least 1; a `map`/`imap` chunk counts as one
+    /// task, as in Python). The tokio backend accepts it and ignores it (it has no long-lived
+    /// workers).
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Pool as _};
+    ///
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::Pool::builder().workers(1).max_tasks_per_worker(2).build()?;
+    ///     let mut results = Vec::new();
+    ///     for i in 0..5u32 {
+    ///         results.extend(pool.map(|x: u32| x, [i])?); // one task per call
+    ///     }
+    ///     assert_eq!(results, [0, 1, 2, 3, 4]); // the worker was replaced after tasks 2 and 4
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn max_tasks_per_worker(mut self, n: usize) -> Self {
         self.config.max_tasks_per_worker = Some(n);
         self
     }
 
-    /// Stop a task that runs longer than `timeout` (where the backend can stop a unit).
+    /// Stop a task that runs longer than `timeout`, where the backend can stop a unit: its item
+    /// then yields [`TaskError::DeadlineExceeded`]. A `map`/`imap` chunk of `k` items gets
+    /// `k × timeout`. The process backend kills and replaces the worker; the tokio backend
+    /// aborts an async task (a blocking closure runs on in the background); the thread backend
+    /// refuses the setting (`build` returns `Unsupported`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use uniconc_core::{Backend, ErrorKind, Pool as _};
+    ///
+    /// type P = <uniconc_thread::Thread as Backend>::Pool;
+    /// let builder = P::builder().task_timeout(Duration::from_secs(5));
+    /// assert_eq!(builder.config().task_timeout, Some(Duration::from_secs(5)));
+    /// let refused = builder.build().unwrap_err(); // an OS thread cannot be stopped
+    /// assert_eq!(refused.kind(), ErrorKind::Unsupported);
+    /// ```
     pub fn task_timeout(mut self, timeout: Duration) -> Self {
         self.config.task_timeout = Some(timeout);
         self
     }
 
     /// The settings so far.
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, PoolBuilder};
+    ///
+    /// type P = <uniconc_thread::Thread as Backend>::Pool;
+    /// let builder = PoolBuilder::<P>::new().workers(4).chunk_size(16);
+    /// assert_eq!(builder.config().workers, 4);
+    /// assert_eq!(builder.config().chunk_size, Some(16));
+    /// ```
     pub fn config(&self) -> &PoolConfig {
         &self.config
     }
 
     /// Starts the pool.
     ///
+    /// ```
+    /// use uniconc_core::{Backend, ErrorKind, Pool as _};
+    ///
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::Pool::builder().workers(2).build()?;
+    ///     assert_eq!(pool.map(|x: i64| -x, [1, 2])?, [-1, -2]);
+    ///     let refused = B::Pool::builder().chunk_size(0).build();
+    ///     assert!(matches!(refused, Err(e) if e.kind() == ErrorKind::InvalidArgument));
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
-    /// `InvalidArgument` for out-of-range settings; the backend could not start its workers.
+    /// `InvalidArgument` for out-of-range settings (see [`PoolConfig::validate`]; on the tokio
+    /// backend also a `task_timeout` on a runtime without a time driver); `Unsupported` for a
+    /// `task_timeout` on the thread backend; `Os` if the backend could not start its workers
+    /// (fork or thread creation failed, or the tokio backend's own runtime).
     pub fn build(self) -> Result<P, Error> {
         self.config.validate()?;
         P::with_config(self.config)
@@ -145,38 +293,149 @@ impl<P: Pool> PoolBuilder<P> {
 }
 
 /// A pool of workers.
+///
+/// The workers are forked processes, OS threads, or (tokio) at most `workers` tasks at once.
+/// Dropping a pool terminates it: no worker outlives it.
+///
+/// ```
+/// use uniconc_core::{Backend, Pool as _, TaskHandle as _};
+///
+/// fn collatz_len(mut n: u64) -> u32 {
+///     let mut steps = 0;
+///     while n != 1 {
+///         n = if n % 2 == 0 { n / 2 } else { 3 * n + 1 };
+///         steps += 1;
+///     }
+///     steps
+/// }
+///
+/// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+///     let pool = B::pool(2)?;
+///     assert_eq!(pool.map(collatz_len, 1..=6u64)?, [0, 1, 7, 2, 5, 8]);
+///     assert_eq!(pool.submit(collatz_len, 27)?.wait()?, 111);
+///     pool.close();
+///     pool.join()?;
+///     Ok(())
+/// }
+///
+/// run::<uniconc_thread::Thread>()?; // or any other backend
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait Pool: Send + Sync + Sized + 'static {
     /// Handle to one submitted task.
     type TaskHandle<R: Message>: TaskHandle<R>;
 
-    /// Starts a pool with these (already validated) settings; use [`Pool::builder`] or
-    /// [`Pool::new`] instead.
+    /// Starts a pool with these settings; use [`Pool::builder`] or [`Pool::new`] instead
+    /// (this is what [`PoolBuilder::build`] calls after validating them).
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Pool, PoolConfig};
+    ///
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let mut config = PoolConfig::default();
+    ///     config.workers = 2;
+    ///     let pool = B::Pool::with_config(config)?;
+    ///     assert_eq!(pool.config().workers, 2);
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
-    /// The backend could not start its workers.
+    /// As [`PoolBuilder::build`]: the backend could not start its workers, or refused a
+    /// setting.
     fn with_config(config: PoolConfig) -> Result<Self, Error>;
 
     /// A builder with default settings.
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Pool as _};
+    ///
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::Pool::builder().workers(2).chunk_size(4).build()?;
+    ///     assert_eq!(pool.map(|x: u32| x % 3, 0..6u32)?, [0, 1, 2, 0, 1, 2]);
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn builder() -> PoolBuilder<Self> {
         PoolBuilder::new()
     }
 
-    /// A pool of `workers` workers with default settings.
+    /// A pool of `workers` workers with default settings (what
+    /// [`Backend::pool`](crate::Backend::pool) calls).
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, ErrorKind, Pool};
+    ///
+    /// type P = <uniconc_thread::Thread as Backend>::Pool;
+    /// let pool = P::new(2)?;
+    /// assert_eq!(pool.config().workers, 2);
+    /// assert_eq!(P::new(0).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
-    /// `InvalidArgument` for 0 workers; the backend could not start its workers.
+    /// `InvalidArgument` for 0 workers; `Os` if the backend could not start its workers.
     fn new(workers: usize) -> Result<Self, Error> {
         Self::builder().workers(workers).build()
     }
 
     /// The settings the pool runs with.
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Pool as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let pool = B::pool(3)?;
+    /// assert_eq!(pool.config().workers, 3);
+    /// assert_eq!(pool.config().max_tasks_per_worker, None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn config(&self) -> &PoolConfig;
 
     /// Runs `f` on every item; results in input order.
     ///
+    /// On the process backend `f` is never serialized: a `fn` item or a non-capturing closure
+    /// runs on the long-lived workers, a capturing closure on workers forked for the call.
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Pool as _, PoolError, TaskError};
+    ///
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::pool(2)?;
+    ///     assert_eq!(pool.map(|s: String| s.len(), ["a".into(), "bcd".into()])?, [1, 3]);
+    ///
+    ///     let failed = pool.map(|x: u32| if x == 2 { panic!("two") } else { x }, 0..4u32);
+    ///     match failed {
+    ///         Err(PoolError::Task { index, error: TaskError::Panicked(msg) }) => {
+    ///             assert_eq!((index, msg.as_str()), (2, "two"));
+    ///         }
+    ///         other => panic!("unexpected: {other:?}"),
+    ///     }
+    ///     assert_eq!(pool.map(|x: u32| x, 0..2u32)?, [0, 1]); // the pool goes on
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     /// `Task { index, error }` for the first failed item in input order (the other items still
-    /// ran); `Closed` if the pool is closed.
+    /// ran; `error` is a [`TaskError`]: `Panicked`, and on the process backend `WorkerDied`,
+    /// or `DeadlineExceeded` with a `task_timeout`); `Closed` if the pool is closed (or, on the
+    /// process backend, used from another process than its creator); `Spawn` if the workers
+    /// for a capturing closure could not be forked (process backend).
+    ///
+    /// # Panics
+    /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
+    /// `block_in_place` needs a multi-thread runtime). The thread and process backends never panic
+    /// here; they block the calling thread.
     fn map<T, R, F, I>(&self, f: F, items: I) -> Result<Vec<R>, PoolError>
     where
         T: Message,
@@ -187,6 +446,36 @@ pub trait Pool: Send + Sync + Sized + 'static {
     /// Runs `f` on every item lazily; results in input order. Pulls items from `items` only as
     /// results are consumed (a bounded number in flight), so `items` may be endless. If the
     /// pool is closed, the iterator yields one `Err(TaskError::Cancelled)` and ends.
+    ///
+    /// Each item yields its own `Result`: a panicking item fails only itself.
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Pool as _, TaskError};
+    ///
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::pool(2)?;
+    ///     let squares: Vec<u64> = pool
+    ///         .imap(|x: u64| x * x, 1u64..) // an endless input
+    ///         .take(4)
+    ///         .collect::<Result<_, _>>()?;
+    ///     assert_eq!(squares, [1, 4, 9, 16]);
+    ///
+    ///     let mut it = pool.imap(|x: u8| if x == 1 { panic!("one") } else { x }, 0..3u8);
+    ///     assert_eq!(it.next(), Some(Ok(0)));
+    ///     assert_eq!(it.next(), Some(Err(TaskError::Panicked("one".into()))));
+    ///     assert_eq!(it.next(), Some(Ok(2)));
+    ///     assert_eq!(it.next(), None);
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Panics
+    /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
+    /// `block_in_place` needs a multi-thread runtime), in `next`. The thread and process backends
+    /// never panic here; they block the calling thread.
     fn imap<T, R, F, I>(&self, f: F, items: I) -> impl Iterator<Item = Result<R, TaskError>>
     where
         T: Message,
@@ -195,6 +484,28 @@ pub trait Pool: Send + Sync + Sized + 'static {
         I: IntoIterator<Item = T>;
 
     /// Like [`imap`](Pool::imap), but yields results in completion order.
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Pool as _};
+    ///
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::pool(2)?;
+    ///     let mut got: Vec<u32> = pool
+    ///         .imap_unordered(|x: u32| x * 10, 0..5u32)
+    ///         .collect::<Result<_, _>>()?;
+    ///     got.sort(); // whichever finished first came first
+    ///     assert_eq!(got, [0, 10, 20, 30, 40]);
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Panics
+    /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
+    /// `block_in_place` needs a multi-thread runtime), in `next`. The thread and process backends
+    /// never panic here; they block the calling thread.
     fn imap_unordered<T, R, F, I>(
         &self,
         f: F,
@@ -206,57 +517,260 @@ pub trait Pool: Send + Sync + Sized + 'static {
         F: Fn(T) -> R + Send + Sync + 'static,
         I: IntoIterator<Item = T>;
 
-    /// Runs `f(arg)` on a worker.
+    /// Runs `f(arg)` on a worker and returns a handle to its result; never waits.
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Pool as _, PoolError, TaskHandle as _};
+    ///
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::pool(2)?;
+    ///     let shout = pool.submit(|s: String| s.to_uppercase(), "hi".to_string())?;
+    ///     let count = pool.submit(|v: Vec<u8>| v.len(), vec![1, 2, 3])?;
+    ///     assert_eq!(shout.wait()?, "HI");
+    ///     assert_eq!(count.wait()?, 3);
+    ///     pool.close();
+    ///     assert!(matches!(pool.submit(|x: u8| x, 1), Err(PoolError::Closed)));
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
-    /// `Closed` if the pool is closed; `Spawn` if a worker could not be started.
+    /// `Closed` if the pool is closed (or, on the process backend, used from another process
+    /// than its creator). A task that cannot be started later (the process forked for a
+    /// capturing closure on the process backend) is reported by its handle, not here.
     fn submit<T, R, F>(&self, f: F, arg: T) -> Result<Self::TaskHandle<R>, PoolError>
     where
         T: Message,
         R: Message,
         F: FnOnce(T) -> R + Send + 'static;
 
-    /// Stops accepting work; queued and running tasks finish.
+    /// Stops accepting work; queued and running tasks finish. Closing twice does nothing more.
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Pool as _, PoolError, TaskHandle as _};
+    ///
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::pool(1)?;
+    ///     let queued = pool.submit(|x: u32| x + 1, 1)?;
+    ///     pool.close();
+    ///     assert_eq!(queued.wait()?, 2); // accepted before the close: it still runs
+    ///     assert!(matches!(pool.map(|x: u32| x, [1]), Err(PoolError::Closed)));
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn close(&self);
 
     /// Waits for every worker to finish after [`close`](Pool::close) or
-    /// [`terminate`](Pool::terminate).
+    /// [`terminate`](Pool::terminate): queued work runs first. Do not call it from one of the
+    /// pool's own tasks (it would wait for itself).
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Pool as _, TaskHandle as _};
+    ///
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::pool(2)?;
+    ///     let handles = (0..4u64)
+    ///         .map(|i| pool.submit(|x: u64| x * 2, i))
+    ///         .collect::<Result<Vec<_>, _>>()?;
+    ///     pool.join()?; // closes the pool, then waits for the queued work
+    ///     for mut h in handles {
+    ///         assert!(h.try_wait().is_ok()); // every result is there: no wait
+    ///     }
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
-    /// `Closed`-style misuse is not an error: joining an open pool closes it first.
+    /// `Closed`-style misuse is not an error: joining an open pool closes it first. The process
+    /// backend returns `Closed` when the pool is used from another process than its creator;
+    /// the thread and tokio backends never fail here.
+    ///
+    /// # Panics
+    /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
+    /// `block_in_place` needs a multi-thread runtime). The thread and process backends never panic
+    /// here; they block the calling thread.
     fn join(&self) -> Result<(), PoolError>;
 
     /// Stops the workers now; unfinished tasks yield `TaskError::Cancelled`.
+    ///
+    /// Queued tasks are cancelled on every backend. A running task is killed with its worker on
+    /// the process backend and aborted on the tokio backend (a blocking closure runs on in the
+    /// background, its result discarded); on the thread backend it runs to its end and
+    /// delivers its result, since an OS thread cannot be stopped.
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Event as _, Pool as _, TaskError, TaskHandle as _};
+    ///
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::pool(1)?;
+    ///     let (started, gate) = (B::event()?, B::event()?);
+    ///     let (s, g) = (started.clone(), gate.clone());
+    ///     let running = pool.submit(move |x: u32| { s.set(); g.wait(); x }, 1)?;
+    ///     let queued = pool.submit(|x: u32| x, 2)?;
+    ///     started.wait(); // the one worker is busy
+    ///     pool.terminate();
+    ///     assert_eq!(queued.wait(), Err(TaskError::Cancelled));
+    ///     gate.set();
+    ///     // An OS thread cannot be stopped: on threads the running task finishes.
+    ///     let expected = if B::NAME == "thread" { Ok(1) } else { Err(TaskError::Cancelled) };
+    ///     assert_eq!(running.wait(), expected);
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn terminate(&self);
 }
 
 /// Handle to one task submitted to a [`Pool`].
+///
+/// Dropping the handle abandons the result; the task still runs.
+///
+/// ```
+/// use uniconc_core::{Backend, Pool as _, TaskHandle as _};
+///
+/// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+///     let pool = B::pool(2)?;
+///     let handles = ["a", "bb", "ccc"]
+///         .into_iter()
+///         .map(|s| pool.submit(|s: String| s.len(), s.to_string()))
+///         .collect::<Result<Vec<_>, _>>()?;
+///     let lens = handles.into_iter().map(|h| h.wait()).collect::<Result<Vec<_>, _>>()?;
+///     assert_eq!(lens, [1, 2, 3]);
+///     Ok(())
+/// }
+///
+/// run::<uniconc_thread::Thread>()?; // or any other backend
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait TaskHandle<R>: Send + 'static {
     /// Waits for the task's result.
     ///
+    /// ```
+    /// use uniconc_core::{Backend, Pool as _, TaskError, TaskHandle as _};
+    ///
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::pool(1)?;
+    ///     assert_eq!(pool.submit(|x: u32| x * 3, 5)?.wait()?, 15);
+    ///     let bad = pool.submit(|_: u32| -> u32 { panic!("bad arg") }, 0)?;
+    ///     assert_eq!(bad.wait(), Err(TaskError::Panicked("bad arg".into())));
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
-    /// `Panicked`, `WorkerDied`, `DeadlineExceeded`, `Cancelled`, `AlreadyTaken`, `Failed`.
+    /// `Panicked(message)` if the task panicked; `WorkerDied(_)` if its worker process died
+    /// (process backend); `DeadlineExceeded` past the pool's `task_timeout` (process and
+    /// tokio backends); `Cancelled` if the pool was terminated first; `AlreadyTaken` if an
+    /// earlier `wait_deadline`/`try_wait` took the result; `Failed(_)` if the argument or the
+    /// result could not be carried (process backend).
+    ///
+    /// # Panics
+    /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
+    /// `block_in_place` needs a multi-thread runtime). The thread and process backends never panic
+    /// here; they block the calling thread.
     fn wait(self) -> Result<R, TaskError>
     where
         Self: Sized;
 
     /// Waits for the result until `deadline` (`None`: forever).
     ///
-    /// # Errors
-    /// `Timeout` if it had not finished (the handle can be waited on again); otherwise as
-    /// [`wait`](TaskHandle::wait).
-    fn wait_deadline(&mut self, deadline: Option<Instant>) -> Result<R, TaskError>;
-
-    /// Waits at most `timeout` for the result.
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use uniconc_core::{Backend, Event as _, Pool as _, TaskError, TaskHandle as _};
+    ///
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::pool(1)?;
+    ///     let gate = B::event()?;
+    ///     let g = gate.clone();
+    ///     let mut h = pool.submit(move |x: u32| { g.wait(); x }, 4)?;
+    ///     let soon = Instant::now() + Duration::from_millis(5);
+    ///     assert_eq!(h.wait_deadline(Some(soon)), Err(TaskError::Timeout));
+    ///     gate.set();
+    ///     assert_eq!(h.wait_deadline(None), Ok(4)); // the same handle, waited on again
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// `Timeout` if it had not finished (the handle can be waited on again); otherwise as
     /// [`wait`](TaskHandle::wait).
+    ///
+    /// # Panics
+    /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
+    /// `block_in_place` needs a multi-thread runtime). The thread and process backends never panic
+    /// here; they block the calling thread.
+    fn wait_deadline(&mut self, deadline: Option<Instant>) -> Result<R, TaskError>;
+
+    /// Waits at most `timeout` for the result.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use uniconc_core::{Backend, Event as _, Pool as _, TaskError, TaskHandle as _};
+    ///
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::pool(1)?;
+    ///     let gate = B::event()?;
+    ///     let g = gate.clone();
+    ///     let mut h = pool.submit(move |x: u32| { g.wait(); x }, 4)?;
+    ///     assert_eq!(h.wait_timeout(Duration::from_millis(5)), Err(TaskError::Timeout));
+    ///     gate.set();
+    ///     assert_eq!(h.wait_timeout(Duration::from_secs(60)), Ok(4));
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `Timeout` if it had not finished (the handle can be waited on again); otherwise as
+    /// [`wait`](TaskHandle::wait).
+    ///
+    /// # Panics
+    /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
+    /// `block_in_place` needs a multi-thread runtime). The thread and process backends never panic
+    /// here; they block the calling thread.
     fn wait_timeout(&mut self, timeout: Duration) -> Result<R, TaskError> {
         self.wait_deadline(deadline_after(timeout))
     }
 
     /// Returns the result if the task has finished, without waiting.
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Event as _, Pool as _, TaskError, TaskHandle as _};
+    ///
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::pool(1)?;
+    ///     let gate = B::event()?;
+    ///     let g = gate.clone();
+    ///     let mut h = pool.submit(move |x: u32| { g.wait(); x }, 4)?;
+    ///     assert_eq!(h.try_wait(), Err(TaskError::Timeout));
+    ///     gate.set();
+    ///     assert_eq!(h.wait_deadline(None), Ok(4));
+    ///     assert_eq!(h.try_wait(), Err(TaskError::AlreadyTaken)); // the result is taken once
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// `Timeout` if it has not; otherwise as [`wait`](TaskHandle::wait).
@@ -266,11 +780,54 @@ pub trait TaskHandle<R>: Send + 'static {
 
     /// Waits for the result without blocking the executor.
     ///
+    /// A handle belongs to the process that submitted the task (process backend: moved into a
+    /// forked child it reports `Failed`), so await it on an executor of this process, as here
+    /// on a thread running its own runtime.
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, JoinHandle as _, Pool as _, TaskHandle as _};
+    ///
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::pool(1)?;
+    ///     let mut task = pool.submit(|x: u64| x + 1, 41)?;
+    ///     let waiter = uniconc_thread::spawn_async(async move { task.wait_async().await })?;
+    ///     assert_eq!(waiter.join()?, Ok(42));
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`wait`](TaskHandle::wait).
+    ///
     /// # Cancel safety
     /// Dropping the future leaves the handle waitable.
     fn wait_async(&mut self) -> impl Future<Output = Result<R, TaskError>> + Send + '_;
 
     /// `true` once the result is ready.
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Event as _, Pool as _, TaskHandle as _};
+    ///
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::pool(1)?;
+    ///     let gate = B::event()?;
+    ///     let g = gate.clone();
+    ///     let mut h = pool.submit(move |x: u32| { g.wait(); x }, 4)?;
+    ///     assert!(!h.is_finished()); // held at the gate
+    ///     gate.set();
+    ///     while !h.is_finished() {
+    ///         std::thread::yield_now();
+    ///     }
+    ///     assert_eq!(h.try_wait(), Ok(4));
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn is_finished(&self) -> bool;
 }
 

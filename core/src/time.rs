@@ -3,12 +3,31 @@
 use std::time::{Duration, Instant};
 
 /// The deadline `timeout` from now, or `None` (wait forever) if that `Instant` would overflow,
-/// as crossbeam does.
+/// as crossbeam does. Every `_timeout(d)` method is `_deadline(deadline_after(d))`.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use uniconc_core::time::deadline_after;
+///
+/// let d = deadline_after(Duration::from_secs(1)).unwrap();
+/// assert!(d > Instant::now());
+/// assert_eq!(deadline_after(Duration::MAX), None); // too far to represent: no deadline
+/// ```
 pub fn deadline_after(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
 }
 
 /// Time left until `deadline` (zero once it has passed); `None` means no deadline.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use uniconc_core::time::{deadline_after, remaining};
+///
+/// let left = remaining(deadline_after(Duration::from_secs(60))).unwrap();
+/// assert!(left <= Duration::from_secs(60));
+/// assert_eq!(remaining(Some(Instant::now())), Some(Duration::ZERO)); // already passed
+/// assert_eq!(remaining(None), None);
+/// ```
 pub fn remaining(deadline: Option<Instant>) -> Option<Duration> {
     deadline.map(|d| d.saturating_duration_since(Instant::now()))
 }
