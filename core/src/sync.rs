@@ -490,12 +490,9 @@ pub trait Semaphore: Clone + Send + Sync + 'static {
 
 /// A permit taken from a [`Semaphore`]; gives it back on drop.
 ///
-/// It owns a clone of its semaphore, so it can move to another unit (a spawned thread or task).
-///
-/// Not into a forked process: on the process backend the parent drops its own copy of a
-/// `spawn` closure after the fork, so a permit moved into one is given back twice (once by
-/// each process). There, [`forget`](Permit::forget) it in the parent and have the child call
-/// [`Semaphore::release`].
+/// It owns a clone of its semaphore, so it can move to another unit (a spawned thread, task
+/// or process). On the process backend a permit moved into a `spawn` closure is the child's:
+/// the parent's leftover copy of the closure, dropped after the fork, does not give it back.
 ///
 /// ```
 /// use uniconc_core::{Backend, JoinHandle as _, Semaphore as _};

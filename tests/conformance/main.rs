@@ -45,6 +45,7 @@ macro_rules! all_tests {
             sync::semaphore_bounds_concurrency,
             sync::semaphore_forget_release_available,
             sync::semaphore_release_signals_another_unit,
+            sync::semaphore_permit_moved_into_a_unit_is_released_once,
             sync::event_set_clear_wait_timeouts,
             sync::barrier_one_leader_per_generation,
             sync::barrier_timeout_withdraws,

@@ -155,6 +155,16 @@ pub(crate) fn semaphore_release_signals_another_unit<B: Backend>() {
     assert_eq!(sem.available(), 0);
 }
 
+/// A permit moved into a spawned unit is given back once, by that unit (on the process
+/// backend the parent's leftover copy of the closure must not give it back too).
+pub(crate) fn semaphore_permit_moved_into_a_unit_is_released_once<B: Backend>() {
+    let sem = B::semaphore(1).unwrap();
+    let permit = sem.acquire();
+    let h = B::spawn(move || drop(permit)).unwrap();
+    h.join().unwrap();
+    assert_eq!(sem.available(), 1);
+}
+
 pub(crate) fn event_set_clear_wait_timeouts<B: Backend>() {
     let ev = B::event().unwrap();
     assert!(!ev.is_set());
