@@ -12,9 +12,29 @@
 //! A sender counts the value's encoded size (bincode, no allocation), reserves one of the
 //! `capacity` message slots (`count`), claims `ceil(size / CELL)` cells of the ring and
 //! serializes the value straight into them. A receiver decodes straight from the cells.
-//! Waiting is spin-then-futex: a short exponential spin (a ping-pong partner usually answers
-//! within it), then a futex sleep on a sequence word, bounded to [`SLICE`] so a waiter re-checks
-//! whether its peers are alive.
+//! Waiting is spin-then-futex: a short spin (a ping-pong partner usually answers within it),
+//! then a futex sleep on a sequence word, bounded to [`SLICE`] so a waiter re-checks whether
+//! its peers are alive.
+//!
+//! # Waking, with no fence on the hot path
+//!
+//! A waiter raises a sleeper flag and re-checks before it sleeps; a sender or receiver that
+//! changed the condition reads the flag and wakes sleepers only if it is up. That is the
+//! store-buffering pattern: each side writes one word and reads the other's, and at least one
+//! must see the other's write. Instead of a fence on every send and receive, both sides use
+//! SeqCst operations they make anyway (a locked instruction on x86, so the fast path pays no
+//! extra barrier):
+//!
+//! - receivers waiting for a message: the producer's SeqCst `tail` CAS (claiming the cells)
+//!   then its SeqCst load of the flag, against the waiter's SeqCst flag store then its SeqCst
+//!   load of `tail`. A waiter that sees `tail` past `head` knows a message is coming but that
+//!   its producer may have read the flag too early: it naps for [`CLAIMED_NAP`] only.
+//! - senders waiting for room: the consumer's SeqCst `recvd` increment (after freeing the
+//!   cells) then its SeqCst load of the flag, against the waiter's SeqCst flag store then its
+//!   SeqCst load of `recvd` (which, when it sees the increment, also sees the freed cells).
+//! - disconnection and `close`: the SeqCst count decrement or `closed` store, then a bump of
+//!   `seq` (no flag involved) or a SeqCst load of the flag, against SeqCst loads of the
+//!   counts in every re-check.
 //!
 //! # Disconnection across processes
 //!
@@ -46,7 +66,7 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -61,16 +81,20 @@ use crate::platform;
 use crate::procs::{self, Identity};
 use crate::ring::{self, CELL, CellCtl, Pop, Record, Ring, RingHeader};
 use crate::shm::{CachePadded, ShmBox, ShmSafe, align_up};
-use crate::waiter::WaitWord;
+use crate::waiter::{WaitWord, YieldNow};
 
-/// Raises the sleeper flag of `w` before re-checking the condition and sleeping: the waiter
-/// half of the Dekker handshake with `Chan::notify` (SeqCst store + fence here, SeqCst fence
-/// there: one of the two sees the other's write).
-fn register_sleeper(w: &WaitWords) {
-    // Relaxed store: the fence orders it (a SeqCst store would add a second barrier).
-    w.sleepers.store(1, Ordering::Relaxed);
-    fence(Ordering::SeqCst);
+/// Raises the sleeper flag of `w` and returns the word's value to sleep on: the waiter half
+/// of the handshake with [`Chan::notify`] (see "Waking" in the module docs). The caller then
+/// re-checks its condition with a SeqCst load and sleeps on the returned value.
+fn register_sleeper(w: &WaitWords) -> u32 {
+    // SeqCst: the store half of the store-buffering handshake (module docs); it also
+    // acquires, so a sleeper that sees a bump sees the condition change made before it.
+    w.word.fetch_or(SLEEPERS, Ordering::SeqCst) | SLEEPERS
 }
+
+/// Longest sleep of a receiver that found a message claimed but not yet published (its
+/// producer is mid-`send`, and may not see the sleeper flag): it re-checks soon.
+const CLAIMED_NAP: Duration = Duration::from_micros(50);
 
 /// Longest single futex sleep of a blocked sender or receiver: how often it re-checks that its
 /// peers are alive.
@@ -128,15 +152,22 @@ const MAX_BUDGET: usize = 256 << 20;
 /// ```
 pub const UNBOUNDED_BUDGET: usize = 64 << 20;
 
-/// A futex word and the number of sleepers on it.
+/// The futex word one side's sleepers wait on. `#[repr(C)]`; all-zero: nobody sleeps.
+///
+/// Bit 0 ([`SLEEPERS`]) is a flag: someone may sleep on the word (set by sleepers). The other
+/// bits are a sequence number. A notifier that sees the flag adds 1, which clears the flag
+/// and bumps the sequence in one atomic step, then wakes everyone; `wake_everyone` adds 2
+/// (bumps the sequence, keeps the flag). A sleeper sleeps on the value it set the flag in,
+/// so any bump in between makes its futex wait return at once.
 #[derive(Debug, Default)]
 #[repr(C)]
 struct WaitWords {
-    /// Bumped by a notifier that saw sleepers; sleepers wait for it to change.
-    seq: AtomicU32,
-    /// Non-zero if someone may sleep on `seq` (a flag: set by sleepers, cleared by notifiers).
-    sleepers: AtomicU32,
+    word: AtomicU32,
+    _pad: u32,
 }
+
+/// The sleeper flag of [`WaitWords::word`].
+const SLEEPERS: u32 = 1;
 
 /// Connection state: totals of the per-process counts, and the `close` flag.
 #[derive(Debug, Default)]
@@ -250,10 +281,12 @@ pub(crate) struct Chan {
 }
 
 impl Chan {
+    #[inline]
     fn hdr(&self) -> &ChanHeader {
         self.shm.header()
     }
 
+    #[inline]
     fn ring(&self) -> Ring<'_> {
         let ctl: &[CellCtl] = self.shm.region().slice_at(self.ctl_off, self.cells);
         // SAFETY: `data_off + cells * CELL <= region.len()` (checked in `new_chan`); the data
@@ -273,37 +306,51 @@ impl Chan {
         &self.hdr().procs[i % MAX_PROCESSES]
     }
 
+    #[inline]
     fn receivers_gone(&self) -> bool {
         let c = &self.hdr().conn;
-        // Acquire: pairs with the Release decrements/close, so everything sent before is seen.
-        c.closed.load(Ordering::Acquire) != 0 || c.receivers.load(Ordering::Acquire) == 0
+        // SeqCst (Acquire would do for the data: it pairs with the decrements and `close`, so
+        // everything sent before is seen): the load half of the disconnection handshake
+        // (module docs, "Waking"). A plain load on x86.
+        c.closed.load(Ordering::SeqCst) != 0 || c.receivers.load(Ordering::SeqCst) == 0
     }
 
+    #[inline]
     fn senders_gone(&self) -> bool {
         let c = &self.hdr().conn;
-        c.closed.load(Ordering::Acquire) != 0 || c.senders.load(Ordering::Acquire) == 0
+        // SeqCst: as in `receivers_gone`.
+        c.closed.load(Ordering::SeqCst) != 0 || c.senders.load(Ordering::SeqCst) == 0
     }
 
     /// Wakes the sleepers on `w`, if any registered. The caller changed the condition first.
     ///
-    /// `sleepers` is a flag, not a count: the notifier clears it and wakes everyone, so while
+    /// The sleeper flag is a flag, not a count: the notifier clears it and wakes everyone, so while
     /// a woken sleeper is on its way back to the CPU, further sends make no syscall (a count
     /// would stay non-zero until then, costing a futex wake per message).
+    ///
+    /// The caller's condition change included a SeqCst read-modify-write (the `tail` CAS, the
+    /// `recvd` increment): with this SeqCst load it is the notifier half of the handshake in
+    /// the module docs ("Waking").
     #[inline]
     fn notify(&self, w: &WaitWords) {
-        // SeqCst fence: the notifier half of the handshake in `register_sleeper`.
-        fence(Ordering::SeqCst);
-        if w.sleepers.load(Ordering::Relaxed) != 0 && w.sleepers.swap(0, Ordering::AcqRel) != 0 {
-            // Release: the sleeper that sees the new value sees the condition change.
-            w.seq.fetch_add(1, Ordering::Release);
-            platform::wake(&w.seq, u32::MAX);
+        let v = w.word.load(Ordering::SeqCst);
+        // Release: the sleeper that sees the new value sees the condition change. A failed
+        // CAS means another notifier bumped the word (and wakes), or a sleeper re-registered
+        // after our change (its re-check sees it).
+        if v & SLEEPERS != 0
+            && w.word
+                .compare_exchange(v, v.wrapping_add(1), Ordering::Release, Ordering::Relaxed)
+                .is_ok()
+        {
+            platform::wake(&w.word, u32::MAX);
         }
     }
 
     fn wake_everyone(&self) {
         for w in [&self.hdr().recv_wait, &self.hdr().send_wait] {
-            w.seq.fetch_add(1, Ordering::Release);
-            platform::wake(&w.seq, u32::MAX);
+            // Release: as in `notify`; +2 bumps the sequence and keeps the flag.
+            w.word.fetch_add(2, Ordering::Release);
+            platform::wake(&w.word, u32::MAX);
         }
     }
 
@@ -326,13 +373,14 @@ impl Chan {
         if by == 0 {
             return;
         }
-        // AcqRel: everything sent through the dropped handles happens-before a peer's
-        // Acquire load that sees the lower total.
-        let before = total.fetch_sub(by, Ordering::AcqRel);
+        // SeqCst (AcqRel for the data: everything sent through the dropped handles
+        // happens-before a peer's load that sees the lower total), and SeqCst flag loads: the
+        // disconnection handshake of the module docs.
+        let before = total.fetch_sub(by, Ordering::SeqCst);
         let hdr = self.hdr();
         if before == by
-            || hdr.recv_wait.sleepers.load(Ordering::Relaxed) > 0
-            || hdr.send_wait.sleepers.load(Ordering::Relaxed) > 0
+            || hdr.recv_wait.word.load(Ordering::SeqCst) & SLEEPERS != 0
+            || hdr.send_wait.word.load(Ordering::SeqCst) & SLEEPERS != 0
         {
             self.wake_everyone();
         }
@@ -426,16 +474,34 @@ impl Chan {
         }
     }
 
-    /// Sleeps until `w` moves on from `seq`, `deadline` or one [`SLICE`], whichever comes
-    /// first, then looks for dead peers. The caller registered as a sleeper and re-checked its
+    /// `true` if at most three quarters of a bounded channel's capacity is taken (refreshing
+    /// the cached `recvd`); always `true` for an unbounded one.
+    fn below_low_water(&self) -> bool {
+        let Some(cap) = self.cap else { return true };
+        let hdr = self.hdr();
+        // Relaxed: a heuristic; `try_send_inner` makes the real check.
+        let fresh = hdr.recvd.load(Ordering::Relaxed);
+        self.recvd_cache.store(fresh, Ordering::Relaxed);
+        hdr.sent.load(Ordering::Relaxed).saturating_sub(fresh) <= cap - cap / 4
+    }
+
+    /// Sleeps until `w` moves on from `seq`, `deadline` or `slice`, whichever comes first,
+    /// then looks for dead peers. The caller registered as a sleeper and re-checked its
     /// condition after reading `seq`.
-    fn sleep(&self, w: &WaitWords, seq: u32, deadline: Option<Instant>, backoff: &mut Backoff<'_>) {
+    fn sleep(
+        &self,
+        w: &WaitWords,
+        seq: u32,
+        deadline: Option<Instant>,
+        slice: Duration,
+        backoff: &mut Backoff<'_>,
+    ) {
         if backoff.limit == 0 {
             // Nothing to learn (one CPU: never spins): spare the two clock reads.
-            platform::wait_until(&w.seq, seq, deadline, SLICE);
+            platform::wait_until(&w.word, seq, deadline, slice);
         } else {
             let start = Instant::now();
-            platform::wait_until(&w.seq, seq, deadline, SLICE);
+            platform::wait_until(&w.word, seq, deadline, slice);
             backoff.slept(start.elapsed());
         }
         self.maybe_reap();
@@ -771,12 +837,15 @@ pub fn unbounded<T: Message>() -> Result<(Sender<T>, Receiver<T>), Error> {
 struct Backoff<'a> {
     polls: u32,
     limit: u32,
+    yields: u32,
     slept: bool,
     learned: &'a AtomicU32,
 }
 
 impl<'a> Backoff<'a> {
     const MAX_POLLS: u32 = 512;
+    /// `sched_yield`s between the spin and the futex sleep.
+    const YIELDS: u32 = 4;
     const MIN_POLLS: u32 = 16;
     /// A sleep shorter than this means the peer was active (a futex wake-up alone takes tens
     /// of microseconds in a VM): spin more next time.
@@ -784,6 +853,7 @@ impl<'a> Backoff<'a> {
     /// A sleep longer than this means the peer was idle: spin less next time.
     const IDLE: Duration = Duration::from_millis(1);
 
+    #[inline]
     fn new(chan: &'a Chan) -> Self {
         // Relaxed: a heuristic.
         let limit = if chan.single_cpu {
@@ -794,19 +864,52 @@ impl<'a> Backoff<'a> {
         Self {
             polls: 0,
             limit,
+            yields: 0,
             slept: false,
             learned: &chan.spin_polls,
         }
     }
 
-    /// One pause before the next poll; `false` once the spin phase is over.
+    /// After the spin: give the CPU away a few times before sleeping. A peer that is
+    /// runnable on this CPU (always the case with a single CPU) then answers at the cost of a
+    /// context switch, without a futex wake and wait on each side.
+    #[inline]
+    fn yield_now(&mut self) -> bool {
+        if self.yields >= Self::YIELDS {
+            return false;
+        }
+        self.yields += 1;
+        std::thread::yield_now();
+        true
+    }
+
+    /// One pause before the next poll; `false` once the spin phase is over. For receivers: a
+    /// message is taken as soon as it lands.
     #[inline]
     fn snooze(&mut self) -> bool {
         if self.polls >= self.limit {
-            return false;
+            return self.yield_now();
         }
         std::hint::spin_loop();
         self.polls += 1;
+        true
+    }
+
+    /// Exponentially spaced polls (1, 2, 4 … 64 pauses apart) over the same time budget. For
+    /// senders waiting for room: a full channel has plenty queued, so reacting late costs
+    /// nothing, while each poll reads the line every receive writes (`recvd`) and would slow
+    /// the receivers down.
+    #[inline]
+    fn snooze_spaced(&mut self) -> bool {
+        if self.polls >= self.limit {
+            return self.yield_now();
+        }
+        // 1, 2, 4 … pauses: the gap doubles with each poll, up to 64.
+        let n = (self.polls + 1).next_power_of_two().min(64);
+        for _ in 0..n {
+            std::hint::spin_loop();
+        }
+        self.polls += n;
         true
     }
 
@@ -820,7 +923,7 @@ impl<'a> Backoff<'a> {
     /// The wait ended during the spin phase.
     #[inline]
     fn succeeded(&self) {
-        if self.polls > 0 && !self.slept && self.limit < Self::MAX_POLLS {
+        if self.polls > 0 && self.yields == 0 && !self.slept && self.limit < Self::MAX_POLLS {
             self.learn(|v| v.saturating_mul(2));
         }
     }
@@ -1049,21 +1152,56 @@ impl<T: Serialize> Sender<T> {
                 Err(TrySend::Err(e)) => return Err(e.into()),
                 Err(TrySend::Full(v)) => value = v,
             }
-            if backoff.snooze() {
+            if backoff.snooze_spaced() {
+                // Spinning: retry only once a quarter of the capacity is free again, so a
+                // sender faster than its receivers refills in batches instead of reading
+                // `recvd` (which every receive writes) at every send.
+                while !self.chan.below_low_water() && backoff.snooze_spaced() {}
                 continue;
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(SendTimeoutError::Timeout(value));
             }
-            register_sleeper(w);
-            let seq = w.seq.load(Ordering::Acquire);
+            let seq = self.prepare_sleep();
             match self.try_send_inner(value) {
                 Ok(()) => return Ok(()),
                 Err(TrySend::Err(e)) => return Err(e.into()),
                 Err(TrySend::Full(v)) => value = v,
             }
-            self.chan.sleep(w, seq, deadline, &mut backoff);
+            self.chan.sleep(w, seq, deadline, SLICE, &mut backoff);
         }
+    }
+}
+
+impl<T> Sender<T> {
+    /// Registers as a sleeper on `send_wait` and refreshes the cached `recvd`; returns the
+    /// sequence value to sleep on. The caller re-checks with `try_send_inner`, then sleeps.
+    fn prepare_sleep(&self) -> u32 {
+        let hdr = self.chan.hdr();
+        let seq = register_sleeper(&hdr.send_wait);
+        // SeqCst: the load half of the senders' wake handshake (module docs): either we see
+        // the receivers' latest increment (and the cells they freed before it), or they see
+        // our flag.
+        let fresh = hdr.recvd.load(Ordering::SeqCst);
+        self.chan.recvd_cache.store(fresh, Ordering::Relaxed);
+        seq
+    }
+}
+
+impl<T> Receiver<T> {
+    /// Registers as a sleeper on `recv_wait`; returns the sequence value to sleep on and how
+    /// long to sleep at most: [`CLAIMED_NAP`] if a producer has claimed cells it has not
+    /// published yet (it may have read the flag before we raised it), else [`SLICE`]. The
+    /// caller re-checks with `try_recv_inner`, then sleeps.
+    fn prepare_sleep(&self) -> (u32, Duration) {
+        let seq = register_sleeper(&self.chan.hdr().recv_wait);
+        // SeqCst inside: the load half of the receivers' wake handshake (module docs).
+        let nap = if self.chan.ring().is_idle() {
+            SLICE
+        } else {
+            CLAIMED_NAP
+        };
+        (seq, nap)
     }
 }
 
@@ -1082,7 +1220,8 @@ impl<T: DeserializeOwned> Receiver<T> {
             match popped {
                 Pop::Item(r) => {
                     let hdr = chan.hdr();
-                    hdr.recvd.fetch_add(1, Ordering::Relaxed);
+                    // SeqCst: the notifier half of the senders' wake handshake (module docs).
+                    hdr.recvd.fetch_add(1, Ordering::SeqCst);
                     chan.notify(&hdr.send_wait);
                     return r.map_err(TryRecvError::Invalid);
                 }
@@ -1117,13 +1256,12 @@ impl<T: DeserializeOwned> Receiver<T> {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(RecvTimeoutError::Timeout);
             }
-            register_sleeper(w);
-            let seq = w.seq.load(Ordering::Acquire);
+            let (seq, nap) = self.prepare_sleep();
             match self.try_recv_inner() {
                 Err(TryRecvError::Empty) => {}
                 r => return r.map_err(to_timeout_err),
             }
-            self.chan.sleep(w, seq, deadline, &mut backoff);
+            self.chan.sleep(w, seq, deadline, nap, &mut backoff);
         }
     }
 }
@@ -1192,16 +1330,15 @@ impl<T: Message> uniconc_core::Sender<T> for Sender<T> {
                     Err(TrySend::Err(e)) => return Err(e),
                     Err(TrySend::Full(v)) => value = v,
                 }
-                register_sleeper(w);
-                let seq = w.seq.load(Ordering::Acquire);
+                let seq = self.prepare_sleep();
                 match self.try_send_inner(value) {
                     Ok(()) => return Ok(()),
                     Err(TrySend::Err(e)) => return Err(e),
                     Err(TrySend::Full(v)) => value = v,
                 }
                 let keep: Arc<dyn std::any::Any + Send + Sync> = self.chan.clone();
-                // SAFETY: `w.seq` lives in the mapping `keep` keeps alive.
-                unsafe { WaitWord::new(&w.seq, seq, None, keep) }.await;
+                // SAFETY: `w.word` lives in the mapping `keep` keeps alive.
+                unsafe { WaitWord::new(&w.word, seq, None, keep) }.await;
                 self.chan.maybe_reap();
             }
         }
@@ -1220,8 +1357,8 @@ impl<T: Message> uniconc_core::Sender<T> for Sender<T> {
     }
 
     fn close(&self) {
-        // Release: pairs with the Acquire in `*_gone`.
-        self.chan.hdr().conn.closed.store(1, Ordering::Release);
+        // SeqCst (Release for the data): pairs with the loads in `*_gone`.
+        self.chan.hdr().conn.closed.store(1, Ordering::SeqCst);
         self.chan.wake_everyone();
     }
 }
@@ -1252,15 +1389,20 @@ impl<T: Message> uniconc_core::Receiver<T> for Receiver<T> {
                     Err(TryRecvError::Empty) => {}
                     r => return r.map_err(to_recv_err),
                 }
-                register_sleeper(w);
-                let seq = w.seq.load(Ordering::Acquire);
+                let (seq, nap) = self.prepare_sleep();
                 match self.try_recv_inner() {
                     Err(TryRecvError::Empty) => {}
                     r => return r.map_err(to_recv_err),
                 }
+                if nap < SLICE {
+                    // A message is being written: let the executor run something else, then
+                    // look again.
+                    YieldNow(false).await;
+                    continue;
+                }
                 let keep: Arc<dyn std::any::Any + Send + Sync> = self.chan.clone();
-                // SAFETY: `w.seq` lives in the mapping `keep` keeps alive.
-                unsafe { WaitWord::new(&w.seq, seq, None, keep) }.await;
+                // SAFETY: `w.word` lives in the mapping `keep` keeps alive.
+                unsafe { WaitWord::new(&w.word, seq, None, keep) }.await;
                 self.chan.maybe_reap();
             }
         }

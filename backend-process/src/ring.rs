@@ -40,8 +40,9 @@
 //!   happen after the reads.
 //! - A record's bytes are its data cells or its head cell's inline bytes: both are covered by
 //!   A and B alike.
-//! - `head`/`tail` CASes are `Relaxed`: they only arbitrate ownership of positions; all data
-//!   visibility goes through the stamps.
+//! - The `head` CAS is `Relaxed`: it only arbitrates ownership of positions; all data
+//!   visibility goes through the stamps. The `tail` CAS is `SeqCst` for the channel's wake-up
+//!   handshake, not for the ring (see [`Ring::is_idle`]).
 //!
 //! Mapped memory is untrusted: `n`, the mask and the data pointer come from the private view;
 //! a meta word that would make a record run past the end is reported as corrupt and consumes
@@ -164,6 +165,7 @@ impl<'a> Ring<'a> {
     /// # Safety
     /// `data` is valid for reads and writes of `ctl.len() * CELL` bytes for `'a`, and is only
     /// accessed through rings following this module's protocol over the same `hdr` and `ctl`.
+    #[inline]
     pub(crate) unsafe fn new(hdr: &'a RingHeader, ctl: &'a [CellCtl], data: *mut u8) -> Self {
         let n = ctl.len() as u64;
         assert!(
@@ -174,6 +176,7 @@ impl<'a> Ring<'a> {
     }
 
     /// The largest record that fits at all.
+    #[inline]
     pub(crate) fn max_record(&self) -> usize {
         (self.n as usize).saturating_mul(CELL).min(MAX_RECORD)
     }
@@ -207,6 +210,7 @@ impl<'a> Ring<'a> {
         Check::Free
     }
 
+    #[inline]
     fn publish(&self, t: u64, k: u64, meta: u32) {
         let i = t & (self.n - 1);
         let stored = t.wrapping_sub(i).wrapping_add(1);
@@ -228,6 +232,7 @@ impl<'a> Ring<'a> {
     /// # Safety
     /// `i < n`, `i + cells_for(len) <= n`, and the caller owns the record's position (as a
     /// producer that won it and saw its cells free, or a consumer that won it published).
+    #[inline]
     unsafe fn bytes(&self, i: u64, len: usize) -> *mut u8 {
         if len <= INLINE {
             self.ctl[i as usize].inline.0.get().cast()
@@ -271,7 +276,7 @@ impl<'a> Ring<'a> {
             if self
                 .hdr
                 .tail
-                .compare_exchange_weak(t, t + kk, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange_weak(t, t + kk, Ordering::SeqCst, Ordering::Relaxed)
                 .is_err()
             {
                 spin_hint();
@@ -363,6 +368,15 @@ impl<'a> Ring<'a> {
     pub(crate) fn is_empty(&self) -> bool {
         // Relaxed: a snapshot.
         self.hdr.head.load(Ordering::Relaxed) == self.hdr.tail.load(Ordering::Relaxed)
+    }
+
+    /// `true` if no producer has claimed cells past `head` (nothing queued, nothing being
+    /// written), read with SeqCst loads: with the SeqCst `tail` CAS of `try_push`, one side of
+    /// a waker's store-buffering handshake (the channel's module docs, "Waking").
+    #[cfg(not(uniconc_loom))]
+    pub(crate) fn is_idle(&self) -> bool {
+        let h = self.hdr.head.load(Ordering::SeqCst);
+        self.hdr.tail.load(Ordering::SeqCst) <= h
     }
 }
 

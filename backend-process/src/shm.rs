@@ -76,6 +76,7 @@ impl Region {
     }
 
     /// Base address of the mapping in this process (page-aligned).
+    #[inline]
     pub(crate) fn base(&self) -> *mut u8 {
         self.ptr.as_ptr()
     }
@@ -110,6 +111,7 @@ impl Region {
     ///
     /// # Panics
     /// As for [`at`](Self::at).
+    #[inline]
     pub(crate) fn slice_at<H: ShmSafe>(&self, offset: usize, n: usize) -> &[H] {
         let bytes = size_of::<H>()
             .checked_mul(n)
@@ -152,11 +154,13 @@ impl<H: ShmSafe> ShmBox<H> {
     }
 
     /// The header.
+    #[inline]
     pub(crate) fn header(&self) -> &H {
         self.region.at(0)
     }
 
     /// The whole region.
+    #[inline]
     pub(crate) fn region(&self) -> &Region {
         &self.region
     }

@@ -279,3 +279,21 @@ impl Drop for WaitWord {
         self.shared.cancelled.store(true, Ordering::Release);
     }
 }
+
+/// A future that is pending once (waking its task at once), then ready: lets an executor run
+/// other tasks before a short re-check, without a thread or a timer.
+#[derive(Debug)]
+pub(crate) struct YieldNow(pub(crate) bool);
+
+impl Future for YieldNow {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
