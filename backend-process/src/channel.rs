@@ -255,9 +255,11 @@ unsafe impl ShmSafe for ChanHeader {}
 #[derive(Debug)]
 pub(crate) struct Chan {
     shm: ShmBox<ChanHeader>,
-    ctl_off: usize,
+    /// The ring's `cells` control lines and data cells inside `shm`, located (and checked)
+    /// once in `new_chan`: building the ring's view is on every poll.
+    ctl: std::ptr::NonNull<CellCtl>,
     cells: usize,
-    data_off: usize,
+    data: std::ptr::NonNull<u8>,
     /// `None`: unbounded.
     cap: Option<u64>,
     max_msg: usize,
@@ -280,6 +282,13 @@ pub(crate) struct Chan {
     single_cpu: bool,
 }
 
+// SAFETY: `ctl` and `data` point into the shared mapping `shm` owns, which every thread of
+// this process may access through the ring's protocol (atomics and the stamp hand-over);
+// everything else in `Chan` is `Send + Sync`.
+unsafe impl Send for Chan {}
+// SAFETY: as above.
+unsafe impl Sync for Chan {}
+
 impl Chan {
     #[inline]
     fn hdr(&self) -> &ChanHeader {
@@ -288,16 +297,12 @@ impl Chan {
 
     #[inline]
     fn ring(&self) -> Ring<'_> {
-        let ctl: &[CellCtl] = self.shm.region().slice_at(self.ctl_off, self.cells);
-        // SAFETY: `data_off + cells * CELL <= region.len()` (checked in `new_chan`); the data
-        // bytes are only accessed through rings over this header and these cells.
-        unsafe {
-            Ring::new(
-                &self.hdr().ring,
-                ctl,
-                self.shm.region().base().add(self.data_off),
-            )
-        }
+        // SAFETY: `ctl` points at `cells` `CellCtl`s inside the mapping `shm` owns (located
+        // with `slice_at`'s checks in `new_chan`), alive as long as `self`.
+        let ctl = unsafe { std::slice::from_raw_parts(self.ctl.as_ptr(), self.cells) };
+        // SAFETY: `data` is `cells * CELL` bytes inside the same mapping (checked in
+        // `new_chan`); they are only accessed through rings over this header and these cells.
+        unsafe { Ring::new(&self.hdr().ring, ctl, self.data.as_ptr()) }
     }
 
     fn my_slot(&self) -> &ProcSlot {
@@ -754,11 +759,16 @@ fn new_chan(capacity: Option<usize>, budget: Option<usize>) -> Result<Chan, Erro
     procs::install_fork_handlers();
     let slot = claim_slot(shm.header(), me, false).expect("a new channel has free slots");
     let max_msg = (cells * CELL).min(ring::MAX_RECORD);
+    let ctl = std::ptr::NonNull::from(shm.region().slice_at::<CellCtl>(ctl_off, cells)).cast();
+    assert!(data_off + cells * CELL <= shm.region().len(), "layout");
+    // SAFETY: `data_off < len`, inside the mapping (just checked).
+    let data = std::ptr::NonNull::new(unsafe { shm.region().base().add(data_off) })
+        .expect("a mapping is not at address 0");
     Ok(Chan {
         shm,
-        ctl_off,
+        ctl,
         cells,
-        data_off,
+        data,
         cap: capacity.map(|c| c as u64),
         max_msg,
         slot: AtomicU32::new(slot as u32),

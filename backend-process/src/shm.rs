@@ -82,7 +82,7 @@ impl Region {
     }
 
     /// Length in bytes.
-    #[cfg(test)]
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         self.len
     }
