@@ -43,6 +43,9 @@ type JobId = u64;
 type BatchId = u64;
 type GroupId = u64;
 
+/// Largest frame buffer the pool keeps for reuse.
+const KEEP_BUFFER: usize = 16 << 20;
+
 /// The group of the pool's long-lived workers (zero-sized functions).
 const LONG_LIVED: GroupId = 0;
 
@@ -160,6 +163,9 @@ struct Inner {
     limit: usize,
     /// A thread is polling the workers (or forking for them) right now.
     leader: bool,
+    /// Frame buffers kept for reuse (sent job frames, decoded result frames): a chunk is
+    /// encoded into, and a result read into, memory that is already mapped and warm.
+    spare: Vec<Vec<u8>>,
     closed: bool,
     terminated: bool,
 }
@@ -253,6 +259,21 @@ impl Inner {
         }
     }
 
+    /// Keeps a frame buffer for reuse (a few, of sane sizes).
+    fn recycle(&mut self, mut buf: Vec<u8>) {
+        if (4096..=KEEP_BUFFER).contains(&buf.capacity()) && self.spare.len() < 2 * self.limit + 2 {
+            buf.clear();
+            self.spare.push(buf);
+        }
+    }
+
+    /// A buffer for a frame, reused if one is spare.
+    fn buffer(&mut self, capacity: usize) -> Vec<u8> {
+        let mut v = self.spare.pop().unwrap_or_default();
+        v.reserve(capacity);
+        v
+    }
+
     /// Slots in use: jobs running on a worker, plus one-shot jobs that hold a slot while their
     /// worker is being forked (queued in a group with `slot` set; once the job is sent, it
     /// counts as running instead, and once it ends or is cancelled, not at all).
@@ -285,12 +306,13 @@ impl Inner {
         };
         match sys::send_all(w.sock.as_raw_fd(), &job.frame) {
             Ok(()) => {
-                job.frame = Vec::new();
+                let sent = std::mem::take(&mut job.frame);
                 job.deadline = job.timeout.and_then(|t| {
                     let n = u32::try_from(job.items.max(1)).unwrap_or(u32::MAX);
                     now.checked_add(t.saturating_mul(n))
                 });
                 w.job = Some(id);
+                self.recycle(sent);
                 true
             }
             Err(_) => {
@@ -762,6 +784,10 @@ impl Shared {
             let mut dead: Option<Option<Exit>> = None;
             let exited = suspects.contains(&(pid, true));
             if exited || no_pidfd || suspects.contains(&(pid, false)) {
+                if g.workers[i].buf.wants_storage() {
+                    let spare = g.buffer(0);
+                    g.workers[i].buf.provide(spare);
+                }
                 let w = &mut g.workers[i];
                 let eof = sys::recv_available(w.sock.as_raw_fd(), &mut w.buf) == ReadState::Eof;
                 if w.buf.corrupt() {
@@ -1023,8 +1049,7 @@ impl Runner {
 
     /// A job frame carrying `items` (already encoded).
     /// A job frame: `encode` appends the items and returns how many it wrote.
-    fn frame(&self, capacity: usize, encode: impl FnOnce(&mut Vec<u8>) -> usize) -> Vec<u8> {
-        let mut v = Vec::with_capacity(33 + capacity);
+    fn frame(&self, mut v: Vec<u8>, encode: impl FnOnce(&mut Vec<u8>) -> usize) -> Vec<u8> {
         sys::begin_frame(&mut v);
         v.push(worker::KIND_RUN);
         v.extend_from_slice(&(self.tramp as usize as u64).to_le_bytes());
@@ -1046,51 +1071,91 @@ fn arg_error(e: postcard::Error) -> TaskError {
     TaskError::Failed(format!("the argument could not be serialized: {e}"))
 }
 
-/// Decodes a job's outcome into `items` results.
-fn decode<R: Message>(outcome: Outcome, items: usize, mut push: impl FnMut(Result<R, TaskError>)) {
-    let frame = match outcome {
-        Ok(frame) => frame,
+/// Decodes a job's outcome into `items` results, in item order, and hands back the frame's
+/// buffer for reuse.
+fn decode<R: Message>(
+    outcome: Outcome,
+    items: usize,
+    mut push: impl FnMut(Result<R, TaskError>),
+) -> Option<Vec<u8>> {
+    match outcome {
+        Ok(frame) => {
+            decode_frame(frame.get(8..).unwrap_or_default(), items, &mut push);
+            Some(frame)
+        }
         Err(e) => {
             for _ in 0..items {
                 push(Err(e.clone()));
             }
-            return;
+            None
+        }
+    }
+}
+
+/// Decodes a result frame body (format in `pool/worker.rs`). The bytes come from a worker
+/// process, so they are checked: anything malformed fails the items it cannot account for,
+/// never more results than `items` are produced, and exactly `items` are always produced.
+fn decode_frame<R: Message>(
+    body: &[u8],
+    items: usize,
+    push: &mut impl FnMut(Result<R, TaskError>),
+) {
+    use serde::Deserialize as _;
+    let fail_rest = |push: &mut dyn FnMut(Result<R, TaskError>), from: usize, e: TaskError| {
+        for _ in from..items {
+            push(Err(e.clone()));
         }
     };
-    use serde::Deserialize as _;
-    let mut de = postcard::Deserializer::from_bytes(&frame[8..]);
-    let mut broken: Option<TaskError> = None;
-    for _ in 0..items {
-        if let Some(e) = &broken {
-            // The stream is out of step: fail the rest.
-            push(Err(e.clone()));
+    let word = |at: usize| -> Option<u64> {
+        Some(u64::from_le_bytes(body.get(at..at + 8)?.try_into().ok()?))
+    };
+    let layout = word(0).zip(word(8)).and_then(|(len, failures)| {
+        let end = worker::RESULT_HEADER.checked_add(usize::try_from(len).ok()?)?;
+        (end <= body.len()).then_some((end, failures))
+    });
+    let Some((results_end, failures)) = layout else {
+        let e = TaskError::Failed("the worker sent a malformed result".into());
+        return fail_rest(push, 0, e);
+    };
+    // Failure records, in index order (usually none).
+    let mut fails: Vec<(u64, u8, String)> = Vec::new();
+    if failures > 0 {
+        let mut de = postcard::Deserializer::from_bytes(&body[results_end..]);
+        for _ in 0..failures.min(items as u64) {
+            match <(u64, u8, String)>::deserialize(&mut de) {
+                Ok(f) => fails.push(f),
+                Err(_) => break,
+            }
+        }
+        if fails.len() as u64 != failures || fails.windows(2).any(|w| w[0].0 >= w[1].0) {
+            let e = TaskError::Failed("the worker sent a malformed failure list".into());
+            return fail_rest(push, 0, e);
+        }
+    }
+    let mut fails = fails.into_iter();
+    let mut next_fail = fails.next();
+    let mut de = postcard::Deserializer::from_bytes(&body[worker::RESULT_HEADER..results_end]);
+    for i in 0..items {
+        if let Some((_, tag, msg)) = next_fail.take_if(|f| f.0 == i as u64) {
+            next_fail = fails.next();
+            match tag {
+                worker::PANICKED => push(Err(TaskError::Panicked(msg))),
+                worker::FAILED => push(Err(TaskError::Failed(msg))),
+                worker::FAILED_REST => return fail_rest(push, i, TaskError::Failed(msg)),
+                t => {
+                    let e =
+                        TaskError::Failed(format!("the worker sent an unknown failure tag {t}"));
+                    return fail_rest(push, i, e);
+                }
+            }
             continue;
         }
-        let r = match u8::deserialize(&mut de) {
-            Ok(worker::OK) => R::deserialize(&mut de)
-                .map(Ok)
-                .map_err(|e| TaskError::Failed(format!("the result could not be decoded: {e}"))),
-            Ok(tag @ (worker::PANICKED | worker::FAILED)) => String::deserialize(&mut de)
-                .map(|m| {
-                    Err(if tag == worker::PANICKED {
-                        TaskError::Panicked(m)
-                    } else {
-                        TaskError::Failed(m)
-                    })
-                })
-                .map_err(|e| TaskError::Failed(format!("a message could not be decoded: {e}"))),
-            Ok(t) => Err(TaskError::Failed(format!(
-                "the worker sent an unknown result tag {t}"
-            ))),
-            Err(_) => Err(TaskError::Failed(
-                "the worker sent fewer results than items".into(),
-            )),
-        };
-        match r {
-            Ok(item) => push(item),
+        match R::deserialize(&mut de) {
+            Ok(r) => push(Ok(r)),
             Err(e) => {
-                broken = Some(e.clone());
-                push(Err(e));
+                // The stream is out of step: fail the rest.
+                let e = TaskError::Failed(format!("the result could not be decoded: {e}"));
+                return fail_rest(push, i, e);
             }
         }
     }
@@ -1170,7 +1235,8 @@ impl Pool {
             owned: false,
         };
         let mut bad = None;
-        let frame = runner.frame(std::mem::size_of::<T>() + 1, |v| {
+        let buf = Vec::with_capacity(34 + std::mem::size_of::<T>());
+        let frame = runner.frame(buf, |v| {
             bad = encode_item(v, &arg).err();
             1
         });
@@ -1260,19 +1326,19 @@ impl Pool {
         loop {
             let mut count = 0;
             let mut bad = None;
-            let frame = runner.frame(
-                chunk.min(1 << 20) * (std::mem::size_of::<T>().min(64) + 1),
-                |v| {
-                    let mut enc = sys::Encoder::new(v);
-                    for item in items.by_ref().take(chunk) {
-                        if let Err(e) = enc.push(&item).map_err(arg_error) {
-                            bad.get_or_insert((seq as usize * chunk + count, e));
-                        }
-                        count += 1;
+            let buf = shared
+                .lock()
+                .buffer(33 + chunk.min(1 << 20) * (std::mem::size_of::<T>().min(64) + 1));
+            let frame = runner.frame(buf, |v| {
+                let mut enc = sys::Encoder::new(v);
+                for item in items.by_ref().take(chunk) {
+                    if let Err(e) = enc.push(&item).map_err(arg_error) {
+                        bad.get_or_insert((seq as usize * chunk + count, e));
                     }
-                    count
-                },
-            );
+                    count += 1;
+                }
+                count
+            });
             if count == 0 {
                 break;
             }
@@ -1310,7 +1376,7 @@ impl Pool {
                     let base = next as usize * chunk;
                     next += 1;
                     let mut k = 0;
-                    decode::<R>(outcome, count, |r| {
+                    let spent = decode::<R>(outcome, count, |r| {
                         match r {
                             Ok(v) => out.push(v),
                             Err(e) => {
@@ -1321,6 +1387,9 @@ impl Pool {
                         }
                         k += 1;
                     });
+                    if let Some(buf) = spent {
+                        shared.lock().recycle(buf);
+                    }
                 }
             }
         }
@@ -1572,19 +1641,19 @@ where
             let mut bad = None;
             let items = &mut self.items;
             let chunk = self.chunk;
-            let frame = runner.frame(
-                chunk.min(1 << 20) * (std::mem::size_of::<T>().min(64) + 1),
-                |v| {
-                    let mut enc = sys::Encoder::new(v);
-                    for item in items.by_ref().take(chunk) {
-                        if let Err(e) = enc.push(&item).map_err(arg_error) {
-                            bad.get_or_insert(e);
-                        }
-                        count += 1;
+            let buf = shared
+                .lock()
+                .buffer(33 + chunk.min(1 << 20) * (std::mem::size_of::<T>().min(64) + 1));
+            let frame = runner.frame(buf, |v| {
+                let mut enc = sys::Encoder::new(v);
+                for item in items.by_ref().take(chunk) {
+                    if let Err(e) = enc.push(&item).map_err(arg_error) {
+                        bad.get_or_insert(e);
                     }
-                    count
-                },
-            );
+                    count += 1;
+                }
+                count
+            });
             if count < chunk {
                 self.exhausted = true;
             }
@@ -1614,14 +1683,22 @@ where
         self.in_flight -= 1;
         if !self.ordered {
             let ready = &mut self.ready;
-            decode::<R>(outcome, items, |r| ready.push_back(r));
+            let spent = decode::<R>(outcome, items, |r| ready.push_back(r));
+            self.recycle(spent);
             return;
         }
         self.reorder.insert(seq, (items, outcome));
         while let Some((items, outcome)) = self.reorder.remove(&self.next_yield) {
             self.next_yield += 1;
             let ready = &mut self.ready;
-            decode::<R>(outcome, items, |r| ready.push_back(r));
+            let spent = decode::<R>(outcome, items, |r| ready.push_back(r));
+            self.recycle(spent);
+        }
+    }
+
+    fn recycle(&self, spent: Option<Vec<u8>>) {
+        if let Some(buf) = spent {
+            self.pool.shared.lock().recycle(buf);
         }
     }
 }

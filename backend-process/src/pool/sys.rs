@@ -470,6 +470,20 @@ pub(crate) struct FrameBuf {
 pub(crate) const MAX_FRAME: u64 = 1 << 40;
 
 impl FrameBuf {
+    /// `true` if nothing is buffered and the storage is too small for a typical frame: a
+    /// good moment to [`provide`](Self::provide) a spare buffer.
+    pub(crate) fn wants_storage(&self) -> bool {
+        self.data.is_empty() && self.data.capacity() < 64 * 1024
+    }
+
+    /// Uses `spare` as the storage for the next frames (only while nothing is buffered).
+    pub(crate) fn provide(&mut self, mut spare: Vec<u8>) {
+        if self.data.is_empty() && spare.capacity() > self.data.capacity() {
+            spare.clear();
+            self.data = spare;
+        }
+    }
+
     /// Bytes still missing to complete the current frame (a guess before its header).
     fn wanted(&self) -> usize {
         match self.header() {
@@ -539,12 +553,6 @@ impl<'a> Encoder<'a> {
         Self(postcard::Serializer {
             output: VecFlavor(out),
         })
-    }
-
-    /// The buffer, for raw bytes between values.
-    #[inline(always)]
-    pub(crate) fn buf(&mut self) -> &mut Vec<u8> {
-        self.0.output.0
     }
 
     /// Appends `value`; on error, nothing of it stays in the buffer.
