@@ -1132,33 +1132,47 @@ fn decode_frame<R: Message>(
             return fail_rest(push, 0, e);
         }
     }
-    let mut fails = fails.into_iter();
-    let mut next_fail = fails.next();
     let mut de = postcard::Deserializer::from_bytes(&body[worker::RESULT_HEADER..results_end]);
-    for i in 0..items {
-        if let Some((_, tag, msg)) = next_fail.take_if(|f| f.0 == i as u64) {
-            next_fail = fails.next();
-            match tag {
-                worker::PANICKED => push(Err(TaskError::Panicked(msg))),
-                worker::FAILED => push(Err(TaskError::Failed(msg))),
-                worker::FAILED_REST => return fail_rest(push, i, TaskError::Failed(msg)),
-                t => {
-                    let e =
-                        TaskError::Failed(format!("the worker sent an unknown failure tag {t}"));
-                    return fail_rest(push, i, e);
-                }
-            }
-            continue;
+    let mut i = 0;
+    for (at, tag, msg) in fails.into_iter().chain([(items as u64, 0, String::new())]) {
+        // The results before the next failure, back to back.
+        let at = usize::try_from(at).unwrap_or(items).min(items);
+        if let Err((done, e)) = decode_run(&mut de, at - i, push) {
+            // The stream is out of step: fail the rest.
+            let e = TaskError::Failed(format!("the result could not be decoded: {e}"));
+            return fail_rest(push, i + done, e);
         }
-        match R::deserialize(&mut de) {
-            Ok(r) => push(Ok(r)),
-            Err(e) => {
-                // The stream is out of step: fail the rest.
-                let e = TaskError::Failed(format!("the result could not be decoded: {e}"));
+        i = at;
+        if i == items {
+            return;
+        }
+        match tag {
+            worker::PANICKED => push(Err(TaskError::Panicked(msg))),
+            worker::FAILED => push(Err(TaskError::Failed(msg))),
+            worker::FAILED_REST => return fail_rest(push, i, TaskError::Failed(msg)),
+            t => {
+                let e = TaskError::Failed(format!("the worker sent an unknown failure tag {t}"));
                 return fail_rest(push, i, e);
             }
         }
+        i += 1;
     }
+}
+
+/// Decodes `n` results in a row (the hot loop of a `map`); on error, how many were decoded.
+#[inline(always)]
+fn decode_run<'de, R: Message>(
+    de: &mut postcard::Deserializer<'de, postcard::de_flavors::Slice<'de>>,
+    n: usize,
+    push: &mut impl FnMut(Result<R, TaskError>),
+) -> Result<(), (usize, postcard::Error)> {
+    for k in 0..n {
+        match R::deserialize(&mut *de) {
+            Ok(r) => push(Ok(r)),
+            Err(e) => return Err((k, e)),
+        }
+    }
+    Ok(())
 }
 
 impl Pool {
@@ -1318,78 +1332,99 @@ impl Pool {
         let chunk = shared.config.chunk_size_for(Some(n));
         let runner = Runner::for_map::<T, R, F>(shared, f)?;
         let batch = shared.new_batch(&mut shared.lock());
-        // Encode and queue chunk by chunk, so workers start on the first chunk at once.
+        // Encode and queue chunk by chunk, so workers start on the first chunk at once, and
+        // between two chunks collect (without waiting) whatever the workers finished: the
+        // leader's round hands them their next chunk, so they keep busy while this thread
+        // encodes, and results are decoded in input order, straight into the output, as they
+        // come (early ones wait, undecoded, in `early`).
         let mut first_error: Option<(usize, TaskError)> = None;
         let mut items = items;
         let mut seq = 0u64;
         let mut pending = 0usize;
-        loop {
-            let mut count = 0;
-            let mut bad = None;
-            let buf = shared
-                .lock()
-                .buffer(33 + chunk.min(1 << 20) * (std::mem::size_of::<T>().min(64) + 1));
-            let frame = runner.frame(buf, |v| {
-                let mut enc = sys::Encoder::new(v);
-                for item in items.by_ref().take(chunk) {
-                    if let Err(e) = enc.push(&item).map_err(arg_error) {
-                        bad.get_or_insert((seq as usize * chunk + count, e));
-                    }
-                    count += 1;
-                }
-                count
-            });
-            if count == 0 {
-                break;
-            }
-            if let Some(b) = bad {
-                // An argument that cannot be serialized fails the map before it runs.
-                first_error = Some(b);
-                break;
-            }
-            let mut g = shared.lock();
-            if g.closed && runner.group == LONG_LIVED && g.terminated {
-                break;
-            }
-            shared.enqueue(&mut g, batch, seq, runner.group, frame, count);
-            seq += 1;
-            pending += 1;
-        }
-        // Collect results in input order, decoding straight into the output (chunks mostly
-        // arrive in order; early ones wait, undecoded, in `early`).
+        let mut exhausted = false;
         let mut out: Vec<R> = Vec::with_capacity(n);
         let mut early: BTreeMap<u64, (usize, Outcome)> = BTreeMap::new();
         let mut next = 0u64;
-        if first_error.is_none() {
-            while pending > 0 {
-                let Some(got) = shared.take_results(batch, None) else {
-                    break;
-                };
-                if got.is_empty() {
-                    break;
-                }
-                for (s, count, outcome) in got {
-                    pending -= 1;
-                    early.insert(s, (count, outcome));
-                }
-                while let Some((count, outcome)) = early.remove(&next) {
-                    let base = next as usize * chunk;
-                    next += 1;
-                    let mut k = 0;
-                    let spent = decode::<R>(outcome, count, |r| {
-                        match r {
-                            Ok(v) => out.push(v),
-                            Err(e) => {
-                                if first_error.is_none() {
-                                    first_error = Some((base + k, e));
-                                }
-                            }
+        'run: loop {
+            if !exhausted {
+                let mut count = 0;
+                let mut bad = None;
+                let buf = shared
+                    .lock()
+                    .buffer(33 + chunk.min(1 << 20) * (std::mem::size_of::<T>().min(64) + 1));
+                let frame = runner.frame(buf, |v| {
+                    let mut enc = sys::Encoder::new(v);
+                    for item in items.by_ref().take(chunk) {
+                        if let Err(e) = enc.push(&item).map_err(arg_error) {
+                            bad.get_or_insert((seq as usize * chunk + count, e));
                         }
-                        k += 1;
-                    });
-                    if let Some(buf) = spent {
-                        shared.lock().recycle(buf);
+                        count += 1;
                     }
+                    count
+                });
+                exhausted = count < chunk;
+                if let Some(b) = bad {
+                    // An argument that cannot be serialized fails the map.
+                    first_error = Some(b);
+                    break;
+                }
+                if count > 0 {
+                    let mut g = shared.lock();
+                    if g.closed && runner.group == LONG_LIVED && g.terminated {
+                        // Terminated: what is queued ends `Cancelled`; queue nothing more.
+                        exhausted = true;
+                        g.recycle(frame);
+                    } else {
+                        shared.enqueue(&mut g, batch, seq, runner.group, frame, count);
+                        seq += 1;
+                        pending += 1;
+                    }
+                }
+            }
+            if pending == 0 {
+                if exhausted {
+                    break;
+                }
+                continue;
+            }
+            // While there is input left, only take what is already done.
+            let wait = if exhausted {
+                None
+            } else {
+                Some(Instant::now())
+            };
+            let got = match shared.take_results(batch, wait) {
+                Some(got) if !got.is_empty() => got,
+                // Nothing finished yet: encode the next chunk.
+                None if !exhausted => continue,
+                // The batch is gone or empty with jobs pending: cannot happen while we hold
+                // it; end rather than spin (reported as `Closed` below).
+                _ => break,
+            };
+            for (s, count, outcome) in got {
+                pending -= 1;
+                early.insert(s, (count, outcome));
+            }
+            while let Some((count, outcome)) = early.remove(&next) {
+                let base = next as usize * chunk;
+                next += 1;
+                let mut k = 0;
+                let spent = decode::<R>(outcome, count, |r| {
+                    match r {
+                        Ok(v) => out.push(v),
+                        Err(e) => {
+                            first_error.get_or_insert((base + k, e));
+                        }
+                    }
+                    k += 1;
+                });
+                if let Some(buf) = spent {
+                    shared.lock().recycle(buf);
+                }
+                if first_error.is_some() {
+                    // Decoded in input order: this is the first failing item. The rest of
+                    // the map is abandoned.
+                    break 'run;
                 }
             }
         }
