@@ -1071,6 +1071,50 @@ fn arg_error(e: postcard::Error) -> TaskError {
     TaskError::Failed(format!("the argument could not be serialized: {e}"))
 }
 
+/// Encodes up to `chunk` items from `items` onto `v` (the hot loop of `map` and `imap`, kept
+/// out of line so that it is compiled tight): how many were taken, and the first that could
+/// not be serialized (its index in the chunk).
+#[inline(never)]
+fn encode_items<T: Serialize>(
+    v: &mut Vec<u8>,
+    items: &mut impl Iterator<Item = T>,
+    chunk: usize,
+) -> (usize, Option<(usize, TaskError)>) {
+    let mut enc = sys::Encoder::new(v);
+    let mut count = 0;
+    let mut bad = None;
+    for item in items.by_ref().take(chunk) {
+        if let Err(e) = enc.push(&item) {
+            bad.get_or_insert((count, arg_error(e)));
+        }
+        count += 1;
+    }
+    (count, bad)
+}
+
+/// Decodes a `map` chunk's outcome onto the end of `out` (out of line, as
+/// [`encode_items`]): the frame's buffer for reuse, and the chunk's first failure (its index
+/// in the chunk), if any.
+#[inline(never)]
+fn decode_into<R: Message>(
+    outcome: Outcome,
+    items: usize,
+    out: &mut Vec<R>,
+) -> (Option<Vec<u8>>, Option<(usize, TaskError)>) {
+    let start = out.len();
+    let mut failed = None;
+    let spent = decode::<R>(outcome, items, |r| match r {
+        Ok(v) => out.push(v),
+        // Every item before the first failure was pushed: its index is the count so far.
+        Err(e) => {
+            if failed.is_none() {
+                failed = Some((out.len() - start, e));
+            }
+        }
+    });
+    (spent, failed)
+}
+
 /// Decodes a job's outcome into `items` results, in item order, and hands back the frame's
 /// buffer for reuse.
 fn decode<R: Message>(
@@ -1353,19 +1397,13 @@ impl Pool {
                     .lock()
                     .buffer(33 + chunk.min(1 << 20) * (std::mem::size_of::<T>().min(64) + 1));
                 let frame = runner.frame(buf, |v| {
-                    let mut enc = sys::Encoder::new(v);
-                    for item in items.by_ref().take(chunk) {
-                        if let Err(e) = enc.push(&item).map_err(arg_error) {
-                            bad.get_or_insert((seq as usize * chunk + count, e));
-                        }
-                        count += 1;
-                    }
+                    (count, bad) = encode_items(v, &mut items, chunk);
                     count
                 });
                 exhausted = count < chunk;
-                if let Some(b) = bad {
+                if let Some((k, e)) = bad {
                     // An argument that cannot be serialized fails the map.
-                    first_error = Some(b);
+                    first_error = Some((seq as usize * chunk + k, e));
                     break;
                 }
                 if count > 0 {
@@ -1408,16 +1446,10 @@ impl Pool {
             while let Some((count, outcome)) = early.remove(&next) {
                 let base = next as usize * chunk;
                 next += 1;
-                let mut k = 0;
-                let spent = decode::<R>(outcome, count, |r| {
-                    match r {
-                        Ok(v) => out.push(v),
-                        Err(e) => {
-                            first_error.get_or_insert((base + k, e));
-                        }
-                    }
-                    k += 1;
-                });
+                let (spent, failed) = decode_into(outcome, count, &mut out);
+                if let Some((k, e)) = failed {
+                    first_error.get_or_insert((base + k, e));
+                }
                 if let Some(buf) = spent {
                     shared.lock().recycle(buf);
                 }
@@ -1680,13 +1712,8 @@ where
                 .lock()
                 .buffer(33 + chunk.min(1 << 20) * (std::mem::size_of::<T>().min(64) + 1));
             let frame = runner.frame(buf, |v| {
-                let mut enc = sys::Encoder::new(v);
-                for item in items.by_ref().take(chunk) {
-                    if let Err(e) = enc.push(&item).map_err(arg_error) {
-                        bad.get_or_insert(e);
-                    }
-                    count += 1;
-                }
+                let (n, first_bad) = encode_items(v, items, chunk);
+                (count, bad) = (n, first_bad.map(|(_, e)| e));
                 count
             });
             if count < chunk {
