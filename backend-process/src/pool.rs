@@ -1376,11 +1376,13 @@ impl Pool {
         let chunk = shared.config.chunk_size_for(Some(n));
         let runner = Runner::for_map::<T, R, F>(shared, f)?;
         let batch = shared.new_batch(&mut shared.lock());
-        // Encode and queue chunk by chunk, so workers start on the first chunk at once, and
-        // between two chunks collect (without waiting) whatever the workers finished: the
-        // leader's round hands them their next chunk, so they keep busy while this thread
-        // encodes, and results are decoded in input order, straight into the output, as they
-        // come (early ones wait, undecoded, in `early`).
+        // Encode and queue chunk by chunk, so workers start on the first chunk at once. Each
+        // turn of the loop encodes at most one chunk and decodes at most one, with a
+        // non-blocking leader round in between: a worker that finished its chunk gets the
+        // next one while this thread is busy, instead of idling until it waits again. The
+        // thread blocks only when it has nothing to encode and nothing to decode. Results are
+        // decoded in input order, straight into the output (early ones wait, undecoded, in
+        // `early`).
         let mut first_error: Option<(usize, TaskError)> = None;
         let mut items = items;
         let mut seq = 0u64;
@@ -1389,7 +1391,7 @@ impl Pool {
         let mut out: Vec<R> = Vec::with_capacity(n);
         let mut early: BTreeMap<u64, (usize, Outcome)> = BTreeMap::new();
         let mut next = 0u64;
-        'run: loop {
+        loop {
             if !exhausted {
                 let mut count = 0;
                 let mut bad = None;
@@ -1419,31 +1421,38 @@ impl Pool {
                     }
                 }
             }
-            if pending == 0 {
+            let ready = early.contains_key(&next);
+            if pending == 0 && !ready {
                 if exhausted {
                     break;
                 }
                 continue;
             }
-            // While there is input left, only take what is already done.
-            let wait = if exhausted {
-                None
-            } else {
-                Some(Instant::now())
-            };
-            let got = match shared.take_results(batch, wait) {
-                Some(got) if !got.is_empty() => got,
-                // Nothing finished yet: encode the next chunk.
-                None if !exhausted => continue,
-                // The batch is gone or empty with jobs pending: cannot happen while we hold
-                // it; end rather than spin (reported as `Closed` below).
-                _ => break,
-            };
-            for (s, count, outcome) in got {
-                pending -= 1;
-                early.insert(s, (count, outcome));
+            if pending > 0 {
+                // Block only when there is nothing else to do: no input left to encode and
+                // no result in hand to decode. Otherwise one non-blocking round, which hands
+                // any worker that finished its chunk the next one.
+                let wait = if exhausted && !ready {
+                    None
+                } else {
+                    Some(Instant::now())
+                };
+                match shared.take_results(batch, wait) {
+                    Some(got) if !got.is_empty() => {
+                        for (s, count, outcome) in got {
+                            pending -= 1;
+                            early.insert(s, (count, outcome));
+                        }
+                    }
+                    // Nothing finished yet.
+                    None if wait.is_some() => {}
+                    // The batch is gone or empty with jobs pending: cannot happen while we
+                    // hold it; end rather than spin (reported as `Closed` below).
+                    _ => break,
+                }
             }
-            while let Some((count, outcome)) = early.remove(&next) {
+            // Decode one chunk, then look after the workers again.
+            if let Some((count, outcome)) = early.remove(&next) {
                 let base = next as usize * chunk;
                 next += 1;
                 let (spent, failed) = decode_into(outcome, count, &mut out);
@@ -1456,7 +1465,7 @@ impl Pool {
                 if first_error.is_some() {
                     // Decoded in input order: this is the first failing item. The rest of
                     // the map is abandoned.
-                    break 'run;
+                    break;
                 }
             }
         }
