@@ -20,6 +20,7 @@
 #![deny(missing_docs)]
 
 pub(crate) mod sys;
+mod wire;
 mod worker;
 
 use std::any::Any;
@@ -1176,7 +1177,7 @@ fn decode_frame<R: Message>(
             return fail_rest(push, 0, e);
         }
     }
-    let mut de = postcard::Deserializer::from_bytes(&body[worker::RESULT_HEADER..results_end]);
+    let mut de = wire::Reader::new(&body[worker::RESULT_HEADER..results_end]);
     let mut i = 0;
     for (at, tag, msg) in fails.into_iter().chain([(items as u64, 0, String::new())]) {
         // The results before the next failure, back to back.
@@ -1205,13 +1206,13 @@ fn decode_frame<R: Message>(
 
 /// Decodes `n` results in a row (the hot loop of a `map`); on error, how many were decoded.
 #[inline(always)]
-fn decode_run<'de, R: Message>(
-    de: &mut postcard::Deserializer<'de, postcard::de_flavors::Slice<'de>>,
+fn decode_run<R: Message>(
+    de: &mut wire::Reader<'_>,
     n: usize,
     push: &mut impl FnMut(Result<R, TaskError>),
 ) -> Result<(), (usize, postcard::Error)> {
     for k in 0..n {
-        match R::deserialize(&mut *de) {
+        match de.read::<R>() {
             Ok(r) => push(Ok(r)),
             Err(e) => return Err((k, e)),
         }

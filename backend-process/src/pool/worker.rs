@@ -35,6 +35,7 @@ use serde::de::DeserializeOwned;
 use uniconc_core::panic_message;
 
 use super::sys::{self, Pid};
+use super::wire;
 
 /// Job frame kinds.
 pub(crate) const KIND_RUN: u8 = 0;
@@ -89,9 +90,9 @@ pub(crate) unsafe fn run_map<T, R, F>(
     // SAFETY: the caller guarantees ctx points at a live F in this process.
     let f = unsafe { &*ctx.cast::<F>() };
     res.out.reserve(items.len() + items.len() / 2);
-    let mut de = postcard::Deserializer::from_bytes(items);
+    let mut de = wire::Reader::new(items);
     for i in 0..count {
-        match T::deserialize(&mut de) {
+        match de.read::<T>() {
             Ok(item) => run_one(i, || f(item), res),
             Err(e) => {
                 // The item boundaries are lost: this item and every later one fail.
