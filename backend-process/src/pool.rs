@@ -1146,11 +1146,18 @@ fn decode_frame<R: Message>(
     push: &mut impl FnMut(Result<R, TaskError>),
 ) {
     use serde::Deserialize as _;
-    let fail_rest = |push: &mut dyn FnMut(Result<R, TaskError>), from: usize, e: TaskError| {
+    // Generic, not `dyn`: a `dyn` call would take the address of `push` (and of what it
+    // captures, the output's length included), which keeps those in memory in the hot loop.
+    fn fail_rest<R>(
+        push: &mut impl FnMut(Result<R, TaskError>),
+        from: usize,
+        items: usize,
+        e: TaskError,
+    ) {
         for _ in from..items {
             push(Err(e.clone()));
         }
-    };
+    }
     let word = |at: usize| -> Option<u64> {
         Some(u64::from_le_bytes(body.get(at..at + 8)?.try_into().ok()?))
     };
@@ -1160,7 +1167,7 @@ fn decode_frame<R: Message>(
     });
     let Some((results_end, failures)) = layout else {
         let e = TaskError::Failed("the worker sent a malformed result".into());
-        return fail_rest(push, 0, e);
+        return fail_rest(push, 0, items, e);
     };
     // Failure records, in index order (usually none).
     let mut fails: Vec<(u64, u8, String)> = Vec::new();
@@ -1174,7 +1181,7 @@ fn decode_frame<R: Message>(
         }
         if fails.len() as u64 != failures || fails.windows(2).any(|w| w[0].0 >= w[1].0) {
             let e = TaskError::Failed("the worker sent a malformed failure list".into());
-            return fail_rest(push, 0, e);
+            return fail_rest(push, 0, items, e);
         }
     }
     let mut de = wire::Reader::new(&body[worker::RESULT_HEADER..results_end]);
@@ -1185,7 +1192,7 @@ fn decode_frame<R: Message>(
         if let Err((done, e)) = decode_run(&mut de, at - i, push) {
             // The stream is out of step: fail the rest.
             let e = TaskError::Failed(format!("the result could not be decoded: {e}"));
-            return fail_rest(push, i + done, e);
+            return fail_rest(push, i + done, items, e);
         }
         i = at;
         if i == items {
@@ -1194,10 +1201,10 @@ fn decode_frame<R: Message>(
         match tag {
             worker::PANICKED => push(Err(TaskError::Panicked(msg))),
             worker::FAILED => push(Err(TaskError::Failed(msg))),
-            worker::FAILED_REST => return fail_rest(push, i, TaskError::Failed(msg)),
+            worker::FAILED_REST => return fail_rest(push, i, items, TaskError::Failed(msg)),
             t => {
                 let e = TaskError::Failed(format!("the worker sent an unknown failure tag {t}"));
-                return fail_rest(push, i, e);
+                return fail_rest(push, i, items, e);
             }
         }
         i += 1;

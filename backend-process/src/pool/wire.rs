@@ -63,21 +63,25 @@ impl Fast<'_, '_> {
 
 /// A LEB128 varint of at most `$max` bytes whose last byte is at most `$last` (postcard's
 /// `try_take_varint_*`, with the same errors), a byte at a time: the general path, out of
-/// line, behind [`Fast::short`].
+/// line, behind [`Fast::short`]. A function of the bytes, returning the value and its
+/// length: given a pointer to the cursor, the out-of-line call would make the optimiser keep
+/// the cursor in memory (stored and reloaded for every value) in the hot loop too.
 macro_rules! varint_slow {
     ($name:ident, $t:ty, $max:expr, $last:expr) => {
         #[cold]
         #[inline(never)]
-        fn $name(&mut self) -> postcard::Result<$t> {
+        fn $name(bytes: &[u8]) -> postcard::Result<($t, usize)> {
             let mut out: $t = 0;
             for i in 0..$max {
-                let b = self.byte()?;
+                let b = *bytes
+                    .get(i)
+                    .ok_or(postcard::Error::DeserializeUnexpectedEnd)?;
                 out |= <$t>::from(b & 0x7f) << (7 * i);
                 if b & 0x80 == 0 {
                     if i == $max - 1 && b > $last {
                         return Err(postcard::Error::DeserializeBadVarint);
                     }
-                    return Ok(out);
+                    return Ok((out, i + 1));
                 }
             }
             Err(postcard::Error::DeserializeBadVarint)
@@ -85,11 +89,11 @@ macro_rules! varint_slow {
     };
 }
 
-impl Fast<'_, '_> {
-    varint_slow!(varint_u16_slow, u16, 3, 0b11);
-    varint_slow!(varint_u32_slow, u32, 5, 0b1111);
-    varint_slow!(varint_u64_slow, u64, 10, 0b1);
+varint_slow!(varint_u16_slow, u16, 3, 0b11);
+varint_slow!(varint_u32_slow, u32, 5, 0b1111);
+varint_slow!(varint_u64_slow, u64, 10, 0b1);
 
+impl Fast<'_, '_> {
     /// The common case, small enough to inline everywhere: a varint of 1 to 4 bytes (a
     /// value below 2^28) with at least 4 bytes left. Returns the value and its length
     /// without consuming it; `None` sends the caller to the general path. Unrolled, a
@@ -131,7 +135,11 @@ impl Fast<'_, '_> {
                 self.advance(len);
                 Ok(v)
             }
-            None => self.varint_u64_slow(),
+            None => {
+                let (v, len) = varint_u64_slow(self.0.rest)?;
+                self.advance(len);
+                Ok(v)
+            }
         }
     }
 
@@ -143,7 +151,11 @@ impl Fast<'_, '_> {
                 self.advance(len);
                 Ok(v as u32)
             }
-            None => self.varint_u32_slow(),
+            None => {
+                let (v, len) = varint_u32_slow(self.0.rest)?;
+                self.advance(len);
+                Ok(v)
+            }
         }
     }
 
@@ -156,7 +168,11 @@ impl Fast<'_, '_> {
                 self.advance(len);
                 Ok(v as u16)
             }
-            _ => self.varint_u16_slow(),
+            _ => {
+                let (v, len) = varint_u16_slow(self.0.rest)?;
+                self.advance(len);
+                Ok(v)
+            }
         }
     }
 }
