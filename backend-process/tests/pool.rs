@@ -873,6 +873,18 @@ fn failures_inside_a_chunk_fail_only_their_items() {
         }) => assert!(m.contains("argument could not be decoded"), "{m}"),
         other => panic!("unexpected {other:?}"),
     }
+    // A failure in a later chunk reports its index in the whole input.
+    let late = |x: u32| {
+        assert!(x != 17, "no seventeen");
+        x
+    };
+    match pool.map(late, 0..20u32) {
+        Err(PoolError::Task {
+            index: 17,
+            error: TaskError::Panicked(m),
+        }) => assert!(m.contains("no seventeen"), "{m}"),
+        other => panic!("unexpected {other:?}"),
+    }
     // The pool goes on.
     assert_eq!(
         pool.map(f, (15..20).map(Picky)).unwrap(),
