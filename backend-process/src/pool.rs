@@ -47,6 +47,9 @@ type GroupId = u64;
 /// Largest frame buffer the pool keeps for reuse.
 const KEEP_BUFFER: usize = 16 << 20;
 
+/// Most bytes of spare frame buffers a pool keeps (an idle pool holds at most this).
+const KEEP_TOTAL: usize = 32 << 20;
+
 /// The group of the pool's long-lived workers (zero-sized functions).
 const LONG_LIVED: GroupId = 0;
 
@@ -262,7 +265,11 @@ impl Inner {
 
     /// Keeps a frame buffer for reuse (a few, of sane sizes).
     fn recycle(&mut self, mut buf: Vec<u8>) {
-        if (4096..=KEEP_BUFFER).contains(&buf.capacity()) && self.spare.len() < 2 * self.limit + 2 {
+        let kept: usize = self.spare.iter().map(Vec::capacity).sum();
+        if (4096..=KEEP_BUFFER).contains(&buf.capacity())
+            && self.spare.len() < 2 * self.limit + 2
+            && kept + buf.capacity() <= KEEP_TOTAL
+        {
             buf.clear();
             self.spare.push(buf);
         }
