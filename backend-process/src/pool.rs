@@ -1423,7 +1423,9 @@ impl Pool {
                     first_error = Some((seq as usize * chunk + k, e));
                     break;
                 }
-                if count > 0 {
+                if count == 0 {
+                    shared.lock().recycle(frame);
+                } else {
                     let mut g = shared.lock();
                     if g.closed && runner.group == LONG_LIVED && g.terminated {
                         // Terminated: what is queued ends `Cancelled`; queue nothing more.
