@@ -19,6 +19,7 @@
 
 #![deny(missing_docs)]
 
+mod slots;
 pub(crate) mod sys;
 mod wire;
 mod worker;
@@ -203,6 +204,10 @@ struct Worker {
     sock: OwnedFd,
     pidfd: Option<OwnedFd>,
     buf: FrameBuf,
+    /// Its result slots (`None` if they could not be mapped: results come inline).
+    slots: Option<Arc<slots::Slots>>,
+    /// The slot claimed for the running job, if any.
+    slot: Option<slots::SlotGuard>,
     job: Option<JobId>,
     jobs_done: usize,
     /// Killed on purpose: how its job (if any) ends.
@@ -224,8 +229,45 @@ struct Job {
     deadline: Option<Instant>,
 }
 
-/// A job's result: the worker's result frame (header included), or why it has none.
-type Outcome = Result<Vec<u8>, TaskError>;
+/// A job's result: the worker's results, or why it has none.
+type Outcome = Result<Results, TaskError>;
+
+/// A job's results body (format in `pool/worker.rs`).
+enum Results {
+    /// In the result frame: `[frame header][INLINE][body]`.
+    Inline(Vec<u8>),
+    /// The first `len` bytes of the job's result slot.
+    InSlot(slots::SlotGuard, usize),
+}
+
+impl Results {
+    /// Reads a worker's result frame for the job that held `slot`.
+    fn from_frame(frame: Vec<u8>, slot: Option<slots::SlotGuard>) -> Outcome {
+        let malformed = || TaskError::Failed("the worker sent a malformed result".into());
+        match frame.get(8) {
+            Some(&worker::INLINE) => Ok(Results::Inline(frame)),
+            Some(&worker::IN_SLOT) => {
+                let len = frame
+                    .get(9..17)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_le_bytes)
+                    .and_then(|l| usize::try_from(l).ok())
+                    .filter(|&l| l <= slots::SLOT)
+                    .ok_or_else(malformed)?;
+                // Results in a slot the parent did not name are not results.
+                slot.map(|g| Results::InSlot(g, len)).ok_or_else(malformed)
+            }
+            _ => Err(malformed()),
+        }
+    }
+
+    fn body(&self) -> &[u8] {
+        match self {
+            Results::Inline(frame) => frame.get(9..).unwrap_or_default(),
+            Results::InSlot(g, len) => g.bytes(*len).unwrap_or_default(),
+        }
+    }
+}
 
 /// The jobs of one caller (`map` call, `imap` iterator, `submit`).
 #[derive(Default)]
@@ -312,8 +354,16 @@ impl Inner {
         let Some(job) = self.jobs.get_mut(&id) else {
             return false;
         };
+        // Name a free result slot of this worker in the frame (job frames only).
+        let slot = w.slots.as_ref().and_then(|s| s.claim());
+        if job.frame.get(8) == Some(&worker::KIND_RUN) {
+            if let Some(b) = job.frame.get_mut(8 + worker::JOB_HEADER - 1) {
+                *b = slot.as_ref().map_or(slots::NONE, slots::SlotGuard::index);
+            }
+        }
         match sys::send_all(w.sock.as_raw_fd(), &job.frame) {
             Ok(()) => {
+                w.slot = slot;
                 let sent = std::mem::take(&mut job.frame);
                 job.deadline = job.timeout.and_then(|t| {
                     let n = u32::try_from(job.items.max(1)).unwrap_or(u32::MAX);
@@ -403,7 +453,7 @@ impl Inner {
             sys::recv_available(w.sock.as_raw_fd(), &mut w.buf);
             if let Some(frame) = w.buf.take_frame() {
                 let id = w.job.take().expect("checked above");
-                self.complete(id, Ok(frame));
+                self.complete(id, Results::from_frame(frame, w.slot.take()));
             }
         }
         let exit = match cause {
@@ -597,6 +647,8 @@ impl Shared {
         }
         let me = sys::getpid();
         let parent_fd = parent_end.as_raw_fd();
+        // Mapped before the fork, so the worker shares it.
+        let slots = slots::Slots::new();
         let pid = sys::fork_with(|| {
             // SAFETY: this is the child; its copy of `parent_end` is never dropped (the child
             // leaves through `_exit`), so closing the number here closes it exactly once.
@@ -608,7 +660,7 @@ impl Shared {
                 // a capturing closure keep theirs: the closure may hold some, still unused.)
                 crate::channel::forget_inherited_handles();
             }
-            worker::main(child_end.as_raw_fd(), me)
+            worker::main(child_end.as_raw_fd(), me, slots.as_deref())
         })
         .map_err(|e| Error::os("forking a pool worker", e))?;
         drop(child_end);
@@ -618,6 +670,8 @@ impl Shared {
             pidfd: sys::pidfd_open(pid),
             sock: parent_end,
             buf: FrameBuf::default(),
+            slots,
+            slot: None,
             job: None,
             jobs_done: 0,
             killed: None,
@@ -805,7 +859,8 @@ impl Shared {
                         Some(id) => {
                             w.jobs_done += 1;
                             let retire = max_tasks.is_some_and(|m| w.jobs_done >= m);
-                            g.complete(id, Ok(frame));
+                            let outcome = Results::from_frame(frame, w.slot.take());
+                            g.complete(id, outcome);
                             let one_shot = g
                                 .groups
                                 .get(&g.workers[i].group)
@@ -1063,6 +1118,8 @@ impl Runner {
         v.extend_from_slice(&(self.tramp as usize as u64).to_le_bytes());
         v.extend_from_slice(&(self.ctx as u64).to_le_bytes());
         v.extend_from_slice(&0u64.to_le_bytes());
+        // The result slot, named when the job is sent.
+        v.push(slots::NONE);
         let count = encode(&mut v) as u64;
         v[25..33].copy_from_slice(&count.to_le_bytes());
         sys::finish_frame(&mut v);
@@ -1131,9 +1188,13 @@ fn decode<R: Message>(
     mut push: impl FnMut(Result<R, TaskError>),
 ) -> Option<Vec<u8>> {
     match outcome {
-        Ok(frame) => {
-            decode_frame(frame.get(8..).unwrap_or_default(), items, &mut push);
-            Some(frame)
+        Ok(results) => {
+            decode_frame(results.body(), items, &mut push);
+            match results {
+                Results::Inline(frame) => Some(frame),
+                // Dropping the guard releases the slot: its bytes were read.
+                Results::InSlot(..) => None,
+            }
         }
         Err(e) => {
             for _ in 0..items {

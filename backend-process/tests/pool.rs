@@ -891,3 +891,65 @@ fn failures_inside_a_chunk_fail_only_their_items() {
         (15..20).map(Picky).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn results_passed_through_shared_slots_arrive_intact() {
+    let _s = serial("results_passed_through_shared_slots_arrive_intact");
+    // Chunks of thousands of results (tens of KiB each) go back through the workers'
+    // shared result slots; bigger ones (over the slot size) and small ones go inline.
+    let pool = Pool::builder().workers(2).build().unwrap();
+    let n = 100_000 * scale() as u64;
+    for _ in 0..3 {
+        let got = pool.map(double, 0..n).unwrap();
+        assert_eq!(got.len(), n as usize);
+        assert!(got.iter().enumerate().all(|(i, &v)| v == 2 * i as u64));
+    }
+    // Strings of varied sizes, some chunks over a slot's 2 MiB.
+    let words = |i: u64| "x".repeat((i % 97) as usize * if i % 1000 == 0 { 4096 } else { 1 });
+    let got = pool.map(words, 0..20_000u64).unwrap();
+    assert!(got.iter().enumerate().all(|(i, s)| *s == words(i as u64)));
+    // Failures recorded next to results in a slot.
+    let picky = |x: u64| {
+        assert!(x % 25_000 != 24_999, "no {x}");
+        x
+    };
+    let all: Vec<_> = pool
+        .imap(picky, 0..n)
+        .enumerate()
+        .filter(|(_, r)| r.is_err())
+        .map(|(i, r)| (i, r.unwrap_err()))
+        .collect();
+    assert_eq!(all.len(), (n / 25_000) as usize);
+    for (i, e) in all {
+        assert_eq!(i as u64 % 25_000, 24_999);
+        assert_eq!(e, TaskError::Panicked(format!("no {i}")));
+    }
+    match pool.map(picky, 0..n) {
+        Err(PoolError::Task {
+            index: 24_999,
+            error: TaskError::Panicked(_),
+        }) => {}
+        other => panic!("unexpected {:?}", other.map(|v| v.len())),
+    }
+    // A worker killed mid-map while the other's results sit in its slots.
+    let pool = Pool::builder()
+        .workers(2)
+        .chunk_size(10_000)
+        .build()
+        .unwrap();
+    let f = |x: u64| {
+        if x == 75_000 {
+            die_by_sigkill();
+        }
+        x
+    };
+    match pool.map(f, 0..100_000u64) {
+        Err(PoolError::Task {
+            index: 70_000..=75_000,
+            error: TaskError::WorkerDied(d),
+        }) => assert!(d.contains("signal 9"), "{d}"),
+        other => panic!("unexpected {:?}", other.map(|v| v.len())),
+    }
+    let got = pool.map(double, 0..n).unwrap();
+    assert!(got.iter().enumerate().all(|(i, &v)| v == 2 * i as u64));
+}

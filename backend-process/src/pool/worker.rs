@@ -4,10 +4,14 @@
 //! # Wire format
 //!
 //! Parent → worker, one frame per job (see [`sys`](super::sys) for framing):
-//! `[u8 KIND_RUN][u64 trampoline][u64 ctx][u64 count][items...]`, or `[u8 KIND_EXIT]`.
-//! `items` are postcard encodings of the arguments, back to back.
+//! `[u8 KIND_RUN][u64 trampoline][u64 ctx][u64 count][u8 slot][items...]`, or
+//! `[u8 KIND_EXIT]`. `items` are postcard encodings of the arguments, back to back; `slot`
+//! names the result slot the worker may use (see [`slots`](super::slots)), or is
+//! [`slots::NONE`](super::slots::NONE).
 //!
-//! Worker → parent, one frame per job:
+//! Worker → parent, one frame per job: `[u8 INLINE][results body]`, or `[u8 IN_SLOT][u64
+//! len]` when the results body (`len` bytes) was written at the start of the named slot.
+//! The results body is
 //! `[u64 results_len][u64 failures][results...][failure records...]`. `results` are the
 //! postcard encodings of the items that returned, back to back, in item order, with nothing
 //! between them: the common case (every item returned) costs the parent one `R` decode per
@@ -34,6 +38,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uniconc_core::panic_message;
 
+use super::slots::{self, Slots};
 use super::sys::{self, Pid};
 use super::wire;
 
@@ -46,8 +51,15 @@ pub(crate) const PANICKED: u8 = 1;
 pub(crate) const FAILED: u8 = 2;
 pub(crate) const FAILED_REST: u8 = 3;
 
-/// Bytes before the results in a result frame body: `results_len` and `failures`.
+/// Bytes before the results in a results body: `results_len` and `failures`.
 pub(crate) const RESULT_HEADER: usize = 16;
+
+/// Where a result frame's results body is: right after this byte, or in the job's slot.
+pub(crate) const INLINE: u8 = 0;
+pub(crate) const IN_SLOT: u8 = 1;
+
+/// Bytes of a job frame body before its items.
+pub(crate) const JOB_HEADER: usize = 26;
 
 /// Runs a user's function over a job's encoded items, appends their results to `out` and
 /// records failures in `fails`.
@@ -156,7 +168,7 @@ fn run_one<R: Serialize>(index: usize, call: impl FnOnce() -> R, res: &mut Resul
 /// The worker loop: reads job frames from `fd`, runs them, writes one result frame per job.
 /// Leaves (with `_exit`) on an exit frame, when the parent closes the socket, or when the
 /// parent process is gone (checked every second while idle).
-pub(crate) fn main(fd: RawFd, parent: Pid) -> std::convert::Infallible {
+pub(crate) fn main(fd: RawFd, parent: Pid, slot_mem: Option<&Slots>) -> std::convert::Infallible {
     let _ = sys::set_recv_timeout(fd, 1);
     let idle = || {
         // SAFETY: getppid has no preconditions.
@@ -190,18 +202,21 @@ pub(crate) fn main(fd: RawFd, parent: Pid) -> std::convert::Infallible {
             sys::exit_child(0);
         }
         match job[0] {
-            KIND_RUN if job.len() >= 25 => {
+            KIND_RUN if job.len() >= JOB_HEADER => {
                 let word = |at: usize| {
                     let mut w = [0u8; 8];
                     w.copy_from_slice(&job[at..at + 8]);
                     u64::from_le_bytes(w) as usize
                 };
                 let (tramp, ctx, count) = (word(1), word(9), word(17));
+                let slot = job[25];
                 // SAFETY: the frame was built by this pool's parent process from a
                 // `Trampoline` value; this worker was forked from it without exec, so the
                 // address names the same function here (module docs).
                 let tramp: Trampoline = unsafe { std::mem::transmute::<usize, Trampoline>(tramp) };
+                // `[frame header][INLINE][results body]`, the body's header filled below.
                 sys::begin_frame(&mut out);
+                out.push(INLINE);
                 out.extend_from_slice(&[0u8; RESULT_HEADER]);
                 fails.clear();
                 let mut res = Results {
@@ -211,20 +226,43 @@ pub(crate) fn main(fd: RawFd, parent: Pid) -> std::convert::Infallible {
                 };
                 // SAFETY: ctx was paired with this trampoline by the parent, and this worker
                 // was forked while the closure it points at was alive (module docs).
-                unsafe { tramp(ctx as *const (), count, &job[25..], &mut res) };
+                unsafe { tramp(ctx as *const (), count, &job[JOB_HEADER..], &mut res) };
                 let failures = res.failures;
-                let results_len = (out.len() - 8 - RESULT_HEADER) as u64;
-                out[8..16].copy_from_slice(&results_len.to_le_bytes());
-                out[16..24].copy_from_slice(&failures.to_le_bytes());
+                let results_len = (out.len() - 9 - RESULT_HEADER) as u64;
+                out[9..17].copy_from_slice(&results_len.to_le_bytes());
+                out[17..25].copy_from_slice(&failures.to_le_bytes());
                 out.extend_from_slice(&fails);
-                sys::finish_frame(&mut out);
+                let body = &out[9..];
+                let in_slot = (slots::MIN_SHARED..=slots::SLOT)
+                    .contains(&body.len())
+                    .then(|| slot_mem.and_then(|s| s.slot_ptr(slot)))
+                    .flatten();
                 // Flush before reporting: once the parent has the result it may kill this
                 // worker at any moment (pool dropped, retired), and the job's output must be
                 // out by then.
                 use std::io::Write as _;
                 let _ = io::stdout().flush();
                 let _ = io::stderr().flush();
-                if sys::send_all(fd, &out).is_err() {
+                let sent = match in_slot {
+                    Some(dst) => {
+                        // SAFETY: `dst` is the start of the slot the parent named for this
+                        // job, `SLOT` bytes of the shared mapping, which no one else writes
+                        // while this job runs (`slots` module docs); `body.len() <= SLOT`
+                        // (checked above), and `body` is private memory, so they do not
+                        // overlap.
+                        unsafe { std::ptr::copy_nonoverlapping(body.as_ptr(), dst, body.len()) };
+                        let mut note = [0u8; 17];
+                        note[..8].copy_from_slice(&9u64.to_le_bytes());
+                        note[8] = IN_SLOT;
+                        note[9..].copy_from_slice(&(body.len() as u64).to_le_bytes());
+                        sys::send_all(fd, &note)
+                    }
+                    None => {
+                        sys::finish_frame(&mut out);
+                        sys::send_all(fd, &out)
+                    }
+                };
+                if sent.is_err() {
                     sys::exit_child(0);
                 }
             }
