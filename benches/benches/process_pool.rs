@@ -4,10 +4,11 @@
 //! - `submit` + `wait` round trip vs Python's `apply_async(...).get()` (target ≥ 10×);
 //! - `spawn` + `join` vs a raw `fork` + `waitpid` written here (target: within 2×).
 //!
-//! Python's figures come from `benches/python/pool_bench.py`, run by this bench twice (skipped
-//! with a note if `python3` is missing): first, then again after criterion. Our medians are
-//! measured right after Python's first run; each ratio uses Python's faster run (the machine
-//! is shared, so a burst of load must not flatter a ratio). Criterion reports each of ours.
+//! Python's figures come from `benches/python/pool_bench.py`, run by this bench three times
+//! (skipped with a note if `python3` is missing): before our medians, right after them, and
+//! after criterion; each ratio uses the median of Python's three runs (the machine is shared:
+//! a burst of load during one run must not decide a ratio either way). Criterion reports each
+//! of ours.
 //!
 //! `cargo bench -p uniconc-benches --bench process_pool -- --warm-up-time 1 --measurement-time 2`
 
@@ -127,25 +128,29 @@ fn measure_ours(pool: &Pool) -> Ours {
     }
 }
 
-/// The faster of Python's two runs, figure by figure (the machine is shared: a burst of
-/// load during one run must not flatter the ratio).
-fn best(
-    a: Option<serde_json_lite::Figures>,
-    b: Option<serde_json_lite::Figures>,
-) -> Option<serde_json_lite::Figures> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(serde_json_lite::Figures {
-            map_1m: a.map_1m.min(b.map_1m),
-            apply_async: a.apply_async.min(b.apply_async),
-            process: a.process.min(b.process),
-        }),
-        (a, b) => a.or(b),
+/// The median of Python's runs, figure by figure (the machine is shared: one run of the same
+/// map measured 215 ms and another 480 ms; a burst of load during one run must not decide a
+/// ratio either way).
+fn median_figures(runs: &[Option<serde_json_lite::Figures>]) -> Option<serde_json_lite::Figures> {
+    let runs: Vec<&serde_json_lite::Figures> = runs.iter().flatten().collect();
+    if runs.is_empty() {
+        return None;
     }
+    let mid = |f: fn(&serde_json_lite::Figures) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(|r| f(r)).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Some(serde_json_lite::Figures {
+        map_1m: mid(|r| r.map_1m),
+        apply_async: mid(|r| r.apply_async),
+        process: mid(|r| r.process),
+    })
 }
 
 fn main() {
-    // Python runs twice, bracketing our medians (which are measured right after its first
-    // run); each ratio uses Python's faster run.
+    // Python runs three times: before our medians, right after them, and after criterion;
+    // each ratio uses the median of its three runs.
     let py_before = python_figures();
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -156,6 +161,7 @@ fn main() {
     let pool = Pool::new(2).expect("pool");
     pool.map(double, 0..1000u64).expect("warm-up");
     let ours = measure_ours(&pool);
+    let py_middle = python_figures();
 
     let mut g = c.benchmark_group("process_pool");
     g.bench_function("map_1m_trivial", |b| {
@@ -203,7 +209,11 @@ fn main() {
         "spawn+join / raw fork+waitpid = {:.2}x (target <= 2x)",
         ours_spawn / raw
     );
-    for (when, p) in [("before", &py_before), ("after", &py_after)] {
+    for (when, p) in [
+        ("1 (before ours)", &py_before),
+        ("2 (after ours)", &py_middle),
+        ("3 (after criterion)", &py_after),
+    ] {
         if let Some(p) = p {
             println!(
                 "python run {when}: Pool(2).map 1M {:.1} ms, apply_async {:.1} us, Process {:.1} us",
@@ -213,18 +223,18 @@ fn main() {
             );
         }
     }
-    match best(py_before, py_after) {
+    match median_figures(&[py_before, py_middle, py_after]) {
         Some(p) => {
             println!(
-                "python Pool(2).map 1M:                {:.1} ms (faster run)",
+                "python Pool(2).map 1M:                {:.1} ms (median of runs)",
                 p.map_1m * 1e3
             );
             println!(
-                "python apply_async round trip:        {:.1} us (faster run)",
+                "python apply_async round trip:        {:.1} us (median of runs)",
                 p.apply_async * 1e6
             );
             println!(
-                "python Process start+join:            {:.1} us (faster run)",
+                "python Process start+join:            {:.1} us (median of runs)",
                 p.process * 1e6
             );
             println!(
