@@ -19,7 +19,9 @@
 
 #![deny(missing_docs)]
 
+mod slots;
 pub(crate) mod sys;
+mod wire;
 mod worker;
 
 use std::any::Any;
@@ -42,6 +44,12 @@ use worker::Trampoline;
 type JobId = u64;
 type BatchId = u64;
 type GroupId = u64;
+
+/// Largest frame buffer the pool keeps for reuse.
+const KEEP_BUFFER: usize = 16 << 20;
+
+/// Most bytes of spare frame buffers a pool keeps (an idle pool holds at most this).
+const KEEP_TOTAL: usize = 32 << 20;
 
 /// The group of the pool's long-lived workers (zero-sized functions).
 const LONG_LIVED: GroupId = 0;
@@ -177,6 +185,9 @@ struct Inner {
     limit: usize,
     /// A thread is polling the workers (or forking for them) right now.
     leader: bool,
+    /// Frame buffers kept for reuse (sent job frames, decoded result frames): a chunk is
+    /// encoded into, and a result read into, memory that is already mapped and warm.
+    spare: Vec<Vec<u8>>,
     closed: bool,
     terminated: bool,
 }
@@ -210,6 +221,10 @@ struct Worker {
     sock: OwnedFd,
     pidfd: Option<OwnedFd>,
     buf: FrameBuf,
+    /// Its result slots (`None` if they could not be mapped: results come inline).
+    slots: Option<Arc<slots::Slots>>,
+    /// The slot claimed for the running job, if any.
+    slot: Option<slots::SlotGuard>,
     job: Option<JobId>,
     jobs_done: usize,
     /// Killed on purpose: how its job (if any) ends.
@@ -231,8 +246,45 @@ struct Job {
     deadline: Option<Instant>,
 }
 
-/// A job's result: the worker's result frame (header included), or why it has none.
-type Outcome = Result<Vec<u8>, TaskError>;
+/// A job's result: the worker's results, or why it has none.
+type Outcome = Result<Results, TaskError>;
+
+/// A job's results body (format in `pool/worker.rs`).
+enum Results {
+    /// In the result frame: `[frame header][INLINE][body]`.
+    Inline(Vec<u8>),
+    /// The first `len` bytes of the job's result slot.
+    InSlot(slots::SlotGuard, usize),
+}
+
+impl Results {
+    /// Reads a worker's result frame for the job that held `slot`.
+    fn from_frame(frame: Vec<u8>, slot: Option<slots::SlotGuard>) -> Outcome {
+        let malformed = || TaskError::Failed("the worker sent a malformed result".into());
+        match frame.get(8) {
+            Some(&worker::INLINE) => Ok(Results::Inline(frame)),
+            Some(&worker::IN_SLOT) => {
+                let len = frame
+                    .get(9..17)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_le_bytes)
+                    .and_then(|l| usize::try_from(l).ok())
+                    .filter(|&l| l <= slots::SLOT)
+                    .ok_or_else(malformed)?;
+                // Results in a slot the parent did not name are not results.
+                slot.map(|g| Results::InSlot(g, len)).ok_or_else(malformed)
+            }
+            _ => Err(malformed()),
+        }
+    }
+
+    fn body(&self) -> &[u8] {
+        match self {
+            Results::Inline(frame) => frame.get(9..).unwrap_or_default(),
+            Results::InSlot(g, len) => g.bytes(*len).unwrap_or_default(),
+        }
+    }
+}
 
 /// The jobs of one caller (`map` call, `imap` iterator, `submit`).
 #[derive(Default)]
@@ -270,6 +322,25 @@ impl Inner {
         }
     }
 
+    /// Keeps a frame buffer for reuse (a few, of sane sizes).
+    fn recycle(&mut self, mut buf: Vec<u8>) {
+        let kept: usize = self.spare.iter().map(Vec::capacity).sum();
+        if (4096..=KEEP_BUFFER).contains(&buf.capacity())
+            && self.spare.len() < 2 * self.limit + 2
+            && kept + buf.capacity() <= KEEP_TOTAL
+        {
+            buf.clear();
+            self.spare.push(buf);
+        }
+    }
+
+    /// A buffer for a frame, reused if one is spare.
+    fn buffer(&mut self, capacity: usize) -> Vec<u8> {
+        let mut v = self.spare.pop().unwrap_or_default();
+        v.reserve(capacity);
+        v
+    }
+
     /// Slots in use: jobs running on a worker, plus one-shot jobs that hold a slot while their
     /// worker is being forked (queued in a group with `slot` set; once the job is sent, it
     /// counts as running instead, and once it ends or is cancelled, not at all).
@@ -300,14 +371,23 @@ impl Inner {
         let Some(job) = self.jobs.get_mut(&id) else {
             return false;
         };
+        // Name a free result slot of this worker in the frame (job frames only).
+        let slot = w.slots.as_ref().and_then(|s| s.claim());
+        if job.frame.get(8) == Some(&worker::KIND_RUN) {
+            if let Some(b) = job.frame.get_mut(8 + worker::JOB_HEADER - 1) {
+                *b = slot.as_ref().map_or(slots::NONE, slots::SlotGuard::index);
+            }
+        }
         match sys::send_all(w.sock.as_raw_fd(), &job.frame) {
             Ok(()) => {
-                job.frame = Vec::new();
+                w.slot = slot;
+                let sent = std::mem::take(&mut job.frame);
                 job.deadline = job.timeout.and_then(|t| {
                     let n = u32::try_from(job.items.max(1)).unwrap_or(u32::MAX);
                     now.checked_add(t.saturating_mul(n))
                 });
                 w.job = Some(id);
+                self.recycle(sent);
                 true
             }
             Err(_) => {
@@ -390,7 +470,7 @@ impl Inner {
             sys::recv_available(w.sock.as_raw_fd(), &mut w.buf);
             if let Some(frame) = w.buf.take_frame() {
                 let id = w.job.take().expect("checked above");
-                self.complete(id, Ok(frame));
+                self.complete(id, Results::from_frame(frame, w.slot.take()));
             }
         }
         let exit = match cause {
@@ -584,6 +664,8 @@ impl Shared {
         }
         let me = sys::getpid();
         let parent_fd = parent_end.as_raw_fd();
+        // Mapped before the fork, so the worker shares it.
+        let slots = slots::Slots::new();
         let pid = sys::fork_with(|| {
             // SAFETY: this is the child; its copy of `parent_end` is never dropped (the child
             // leaves through `_exit`), so closing the number here closes it exactly once.
@@ -595,7 +677,7 @@ impl Shared {
                 // a capturing closure keep theirs: the closure may hold some, still unused.)
                 crate::channel::forget_inherited_handles();
             }
-            worker::main(child_end.as_raw_fd(), me)
+            worker::main(child_end.as_raw_fd(), me, slots.as_deref())
         })
         .map_err(|e| Error::os("forking a pool worker", e))?;
         drop(child_end);
@@ -605,6 +687,8 @@ impl Shared {
             pidfd: sys::pidfd_open(pid),
             sock: parent_end,
             buf: FrameBuf::default(),
+            slots,
+            slot: None,
             job: None,
             jobs_done: 0,
             killed: None,
@@ -779,6 +863,10 @@ impl Shared {
             let mut dead: Option<Option<Exit>> = None;
             let exited = suspects.contains(&(pid, true));
             if exited || no_pidfd || suspects.contains(&(pid, false)) {
+                if g.workers[i].buf.wants_storage() {
+                    let spare = g.buffer(0);
+                    g.workers[i].buf.provide(spare);
+                }
                 let w = &mut g.workers[i];
                 let eof = sys::recv_available(w.sock.as_raw_fd(), &mut w.buf) == ReadState::Eof;
                 if w.buf.corrupt() {
@@ -788,7 +876,8 @@ impl Shared {
                         Some(id) => {
                             w.jobs_done += 1;
                             let retire = max_tasks.is_some_and(|m| w.jobs_done >= m);
-                            g.complete(id, Ok(frame));
+                            let outcome = Results::from_frame(frame, w.slot.take());
+                            g.complete(id, outcome);
                             let one_shot = g
                                 .groups
                                 .get(&g.workers[i].group)
@@ -1040,13 +1129,14 @@ impl Runner {
 
     /// A job frame carrying `items` (already encoded).
     /// A job frame: `encode` appends the items and returns how many it wrote.
-    fn frame(&self, capacity: usize, encode: impl FnOnce(&mut Vec<u8>) -> usize) -> Vec<u8> {
-        let mut v = Vec::with_capacity(33 + capacity);
+    fn frame(&self, mut v: Vec<u8>, encode: impl FnOnce(&mut Vec<u8>) -> usize) -> Vec<u8> {
         sys::begin_frame(&mut v);
         v.push(worker::KIND_RUN);
         v.extend_from_slice(&(self.tramp as usize as u64).to_le_bytes());
         v.extend_from_slice(&(self.ctx as u64).to_le_bytes());
         v.extend_from_slice(&0u64.to_le_bytes());
+        // The result slot, named when the job is sent.
+        v.push(slots::NONE);
         let count = encode(&mut v) as u64;
         v[25..33].copy_from_slice(&count.to_le_bytes());
         sys::finish_frame(&mut v);
@@ -1063,54 +1153,163 @@ fn arg_error(e: postcard::Error) -> TaskError {
     TaskError::Failed(format!("the argument could not be serialized: {e}"))
 }
 
-/// Decodes a job's outcome into `items` results.
-fn decode<R: Message>(outcome: Outcome, items: usize, mut push: impl FnMut(Result<R, TaskError>)) {
-    let frame = match outcome {
-        Ok(frame) => frame,
+/// Encodes up to `chunk` items from `items` onto `v` (the hot loop of `map` and `imap`, kept
+/// out of line so that it is compiled tight): how many were taken, and the first that could
+/// not be serialized (its index in the chunk).
+#[inline(never)]
+fn encode_items<T: Serialize>(
+    v: &mut Vec<u8>,
+    items: &mut impl Iterator<Item = T>,
+    chunk: usize,
+) -> (usize, Option<(usize, TaskError)>) {
+    let mut enc = sys::Encoder::new(v);
+    let mut count = 0;
+    let mut bad = None;
+    for item in items.by_ref().take(chunk) {
+        if let Err(e) = enc.push(&item) {
+            bad.get_or_insert((count, arg_error(e)));
+        }
+        count += 1;
+    }
+    (count, bad)
+}
+
+/// Decodes a `map` chunk's outcome onto the end of `out` (out of line, as
+/// [`encode_items`]): the frame's buffer for reuse, and the chunk's first failure (its index
+/// in the chunk), if any.
+#[inline(never)]
+fn decode_into<R: Message>(
+    outcome: Outcome,
+    items: usize,
+    out: &mut Vec<R>,
+) -> (Option<Vec<u8>>, Option<(usize, TaskError)>) {
+    let start = out.len();
+    let mut failed = None;
+    let spent = decode::<R>(outcome, items, |r| match r {
+        Ok(v) => out.push(v),
+        // Every item before the first failure was pushed: its index is the count so far.
+        Err(e) => {
+            if failed.is_none() {
+                failed = Some((out.len() - start, e));
+            }
+        }
+    });
+    (spent, failed)
+}
+
+/// Decodes a job's outcome into `items` results, in item order, and hands back the frame's
+/// buffer for reuse.
+fn decode<R: Message>(
+    outcome: Outcome,
+    items: usize,
+    mut push: impl FnMut(Result<R, TaskError>),
+) -> Option<Vec<u8>> {
+    match outcome {
+        Ok(results) => {
+            decode_frame(results.body(), items, &mut push);
+            match results {
+                Results::Inline(frame) => Some(frame),
+                // Dropping the guard releases the slot: its bytes were read.
+                Results::InSlot(..) => None,
+            }
+        }
         Err(e) => {
             for _ in 0..items {
                 push(Err(e.clone()));
             }
-            return;
-        }
-    };
-    use serde::Deserialize as _;
-    let mut de = postcard::Deserializer::from_bytes(&frame[8..]);
-    let mut broken: Option<TaskError> = None;
-    for _ in 0..items {
-        if let Some(e) = &broken {
-            // The stream is out of step: fail the rest.
-            push(Err(e.clone()));
-            continue;
-        }
-        let r = match u8::deserialize(&mut de) {
-            Ok(worker::OK) => R::deserialize(&mut de)
-                .map(Ok)
-                .map_err(|e| TaskError::Failed(format!("the result could not be decoded: {e}"))),
-            Ok(tag @ (worker::PANICKED | worker::FAILED)) => String::deserialize(&mut de)
-                .map(|m| {
-                    Err(if tag == worker::PANICKED {
-                        TaskError::Panicked(m)
-                    } else {
-                        TaskError::Failed(m)
-                    })
-                })
-                .map_err(|e| TaskError::Failed(format!("a message could not be decoded: {e}"))),
-            Ok(t) => Err(TaskError::Failed(format!(
-                "the worker sent an unknown result tag {t}"
-            ))),
-            Err(_) => Err(TaskError::Failed(
-                "the worker sent fewer results than items".into(),
-            )),
-        };
-        match r {
-            Ok(item) => push(item),
-            Err(e) => {
-                broken = Some(e.clone());
-                push(Err(e));
-            }
+            None
         }
     }
+}
+
+/// Decodes a result frame body (format in `pool/worker.rs`). The bytes come from a worker
+/// process, so they are checked: anything malformed fails the items it cannot account for,
+/// never more results than `items` are produced, and exactly `items` are always produced.
+fn decode_frame<R: Message>(
+    body: &[u8],
+    items: usize,
+    push: &mut impl FnMut(Result<R, TaskError>),
+) {
+    use serde::Deserialize as _;
+    // Generic, not `dyn`: a `dyn` call would take the address of `push` (and of what it
+    // captures, the output's length included), which keeps those in memory in the hot loop.
+    fn fail_rest<R>(
+        push: &mut impl FnMut(Result<R, TaskError>),
+        from: usize,
+        items: usize,
+        e: TaskError,
+    ) {
+        for _ in from..items {
+            push(Err(e.clone()));
+        }
+    }
+    let word = |at: usize| -> Option<u64> {
+        Some(u64::from_le_bytes(body.get(at..at + 8)?.try_into().ok()?))
+    };
+    let layout = word(0).zip(word(8)).and_then(|(len, failures)| {
+        let end = worker::RESULT_HEADER.checked_add(usize::try_from(len).ok()?)?;
+        (end <= body.len()).then_some((end, failures))
+    });
+    let Some((results_end, failures)) = layout else {
+        let e = TaskError::Failed("the worker sent a malformed result".into());
+        return fail_rest(push, 0, items, e);
+    };
+    // Failure records, in index order (usually none).
+    let mut fails: Vec<(u64, u8, String)> = Vec::new();
+    if failures > 0 {
+        let mut de = postcard::Deserializer::from_bytes(&body[results_end..]);
+        for _ in 0..failures.min(items as u64) {
+            match <(u64, u8, String)>::deserialize(&mut de) {
+                Ok(f) => fails.push(f),
+                Err(_) => break,
+            }
+        }
+        if fails.len() as u64 != failures || fails.windows(2).any(|w| w[0].0 >= w[1].0) {
+            let e = TaskError::Failed("the worker sent a malformed failure list".into());
+            return fail_rest(push, 0, items, e);
+        }
+    }
+    let mut de = wire::Reader::new(&body[worker::RESULT_HEADER..results_end]);
+    let mut i = 0;
+    for (at, tag, msg) in fails.into_iter().chain([(items as u64, 0, String::new())]) {
+        // The results before the next failure, back to back.
+        let at = usize::try_from(at).unwrap_or(items).min(items);
+        if let Err((done, e)) = decode_run(&mut de, at - i, push) {
+            // The stream is out of step: fail the rest.
+            let e = TaskError::Failed(format!("the result could not be decoded: {e}"));
+            return fail_rest(push, i + done, items, e);
+        }
+        i = at;
+        if i == items {
+            return;
+        }
+        match tag {
+            worker::PANICKED => push(Err(TaskError::Panicked(msg))),
+            worker::FAILED => push(Err(TaskError::Failed(msg))),
+            worker::FAILED_REST => return fail_rest(push, i, items, TaskError::Failed(msg)),
+            t => {
+                let e = TaskError::Failed(format!("the worker sent an unknown failure tag {t}"));
+                return fail_rest(push, i, items, e);
+            }
+        }
+        i += 1;
+    }
+}
+
+/// Decodes `n` results in a row (the hot loop of a `map`); on error, how many were decoded.
+#[inline(always)]
+fn decode_run<R: Message>(
+    de: &mut wire::Reader<'_>,
+    n: usize,
+    push: &mut impl FnMut(Result<R, TaskError>),
+) -> Result<(), (usize, postcard::Error)> {
+    for k in 0..n {
+        match de.read::<R>() {
+            Ok(r) => push(Ok(r)),
+            Err(e) => return Err((k, e)),
+        }
+    }
+    Ok(())
 }
 
 impl Pool {
@@ -1187,7 +1386,8 @@ impl Pool {
             owned: false,
         };
         let mut bad = None;
-        let frame = runner.frame(std::mem::size_of::<T>() + 1, |v| {
+        let buf = Vec::with_capacity(34 + std::mem::size_of::<T>());
+        let frame = runner.frame(buf, |v| {
             bad = encode_item(v, &arg).err();
             1
         });
@@ -1269,75 +1469,98 @@ impl Pool {
         let chunk = shared.config.chunk_size_for(Some(n));
         let runner = Runner::for_map::<T, R, F>(shared, f)?;
         let batch = shared.new_batch(&mut shared.lock());
-        // Encode and queue chunk by chunk, so workers start on the first chunk at once.
+        // Encode and queue chunk by chunk, so workers start on the first chunk at once. Each
+        // turn of the loop encodes at most one chunk and decodes at most one, with a
+        // non-blocking leader round in between: a worker that finished its chunk gets the
+        // next one while this thread is busy, instead of idling until it waits again. The
+        // thread blocks only when it has nothing to encode and nothing to decode. Results are
+        // decoded in input order, straight into the output (early ones wait, undecoded, in
+        // `early`).
         let mut first_error: Option<(usize, TaskError)> = None;
         let mut items = items;
         let mut seq = 0u64;
         let mut pending = 0usize;
-        loop {
-            let mut count = 0;
-            let mut bad = None;
-            let frame = runner.frame(
-                chunk.min(1 << 20) * (std::mem::size_of::<T>().min(64) + 1),
-                |v| {
-                    let mut enc = sys::Encoder::new(v);
-                    for item in items.by_ref().take(chunk) {
-                        if let Err(e) = enc.push(&item).map_err(arg_error) {
-                            bad.get_or_insert((seq as usize * chunk + count, e));
-                        }
-                        count += 1;
-                    }
-                    count
-                },
-            );
-            if count == 0 {
-                break;
-            }
-            if let Some(b) = bad {
-                // An argument that cannot be serialized fails the map before it runs.
-                first_error = Some(b);
-                break;
-            }
-            let mut g = shared.lock();
-            if g.closed && runner.group == LONG_LIVED && g.terminated {
-                break;
-            }
-            shared.enqueue(&mut g, batch, seq, runner.group, frame, count);
-            seq += 1;
-            pending += 1;
-        }
-        // Collect results in input order, decoding straight into the output (chunks mostly
-        // arrive in order; early ones wait, undecoded, in `early`).
+        let mut exhausted = false;
         let mut out: Vec<R> = Vec::with_capacity(n);
         let mut early: BTreeMap<u64, (usize, Outcome)> = BTreeMap::new();
         let mut next = 0u64;
-        if first_error.is_none() {
-            while pending > 0 {
-                let Some(got) = shared.take_results(batch, None) else {
+        loop {
+            if !exhausted {
+                let mut count = 0;
+                let mut bad = None;
+                let buf = shared
+                    .lock()
+                    .buffer(33 + chunk.min(1 << 20) * (std::mem::size_of::<T>().min(64) + 1));
+                let frame = runner.frame(buf, |v| {
+                    (count, bad) = encode_items(v, &mut items, chunk);
+                    count
+                });
+                exhausted = count < chunk;
+                if let Some((k, e)) = bad {
+                    // An argument that cannot be serialized fails the map.
+                    first_error = Some((seq as usize * chunk + k, e));
                     break;
+                }
+                if count == 0 {
+                    shared.lock().recycle(frame);
+                } else {
+                    let mut g = shared.lock();
+                    if g.closed && runner.group == LONG_LIVED && g.terminated {
+                        // Terminated: what is queued ends `Cancelled`; queue nothing more.
+                        exhausted = true;
+                        g.recycle(frame);
+                    } else {
+                        shared.enqueue(&mut g, batch, seq, runner.group, frame, count);
+                        seq += 1;
+                        pending += 1;
+                    }
+                }
+            }
+            let ready = early.contains_key(&next);
+            if pending == 0 && !ready {
+                if exhausted {
+                    break;
+                }
+                continue;
+            }
+            if pending > 0 {
+                // Block only when there is nothing else to do: no input left to encode and
+                // no result in hand to decode. Otherwise one non-blocking round, which hands
+                // any worker that finished its chunk the next one.
+                let wait = if exhausted && !ready {
+                    None
+                } else {
+                    Some(Instant::now())
                 };
-                if got.is_empty() {
-                    break;
-                }
-                for (s, count, outcome) in got {
-                    pending -= 1;
-                    early.insert(s, (count, outcome));
-                }
-                while let Some((count, outcome)) = early.remove(&next) {
-                    let base = next as usize * chunk;
-                    next += 1;
-                    let mut k = 0;
-                    decode::<R>(outcome, count, |r| {
-                        match r {
-                            Ok(v) => out.push(v),
-                            Err(e) => {
-                                if first_error.is_none() {
-                                    first_error = Some((base + k, e));
-                                }
-                            }
+                match shared.take_results(batch, wait) {
+                    Some(got) if !got.is_empty() => {
+                        for (s, count, outcome) in got {
+                            pending -= 1;
+                            early.insert(s, (count, outcome));
                         }
-                        k += 1;
-                    });
+                    }
+                    // Nothing finished yet.
+                    None if wait.is_some() => {}
+                    // The batch is gone or empty with jobs pending: cannot happen while we
+                    // hold it; end rather than spin (reported as `Closed` below).
+                    _ => break,
+                }
+            }
+            // Decode one chunk, then look after the workers again.
+            if let Some((count, outcome)) = early.remove(&next) {
+                let base = next as usize * chunk;
+                next += 1;
+                let (spent, failed) = decode_into(outcome, count, &mut out);
+                if let Some((k, e)) = failed {
+                    first_error.get_or_insert((base + k, e));
+                }
+                if let Some(buf) = spent {
+                    shared.lock().recycle(buf);
+                }
+                if first_error.is_some() {
+                    // Decoded in input order: this is the first failing item. The rest of
+                    // the map is abandoned.
+                    break;
                 }
             }
         }
@@ -1589,19 +1812,14 @@ where
             let mut bad = None;
             let items = &mut self.items;
             let chunk = self.chunk;
-            let frame = runner.frame(
-                chunk.min(1 << 20) * (std::mem::size_of::<T>().min(64) + 1),
-                |v| {
-                    let mut enc = sys::Encoder::new(v);
-                    for item in items.by_ref().take(chunk) {
-                        if let Err(e) = enc.push(&item).map_err(arg_error) {
-                            bad.get_or_insert(e);
-                        }
-                        count += 1;
-                    }
-                    count
-                },
-            );
+            let buf = shared
+                .lock()
+                .buffer(33 + chunk.min(1 << 20) * (std::mem::size_of::<T>().min(64) + 1));
+            let frame = runner.frame(buf, |v| {
+                let (n, first_bad) = encode_items(v, items, chunk);
+                (count, bad) = (n, first_bad.map(|(_, e)| e));
+                count
+            });
             if count < chunk {
                 self.exhausted = true;
             }
@@ -1631,14 +1849,22 @@ where
         self.in_flight -= 1;
         if !self.ordered {
             let ready = &mut self.ready;
-            decode::<R>(outcome, items, |r| ready.push_back(r));
+            let spent = decode::<R>(outcome, items, |r| ready.push_back(r));
+            self.recycle(spent);
             return;
         }
         self.reorder.insert(seq, (items, outcome));
         while let Some((items, outcome)) = self.reorder.remove(&self.next_yield) {
             self.next_yield += 1;
             let ready = &mut self.ready;
-            decode::<R>(outcome, items, |r| ready.push_back(r));
+            let spent = decode::<R>(outcome, items, |r| ready.push_back(r));
+            self.recycle(spent);
+        }
+    }
+
+    fn recycle(&self, spent: Option<Vec<u8>>) {
+        if let Some(buf) = spent {
+            self.pool.shared.lock().recycle(buf);
         }
     }
 }

@@ -788,3 +788,168 @@ fn pool_workers_keep_no_channel_connected() {
     );
     drop(pool);
 }
+
+/// An argument that serializes in the parent but refuses to deserialize in the worker when it
+/// is 13, and that refuses to serialize when it is 106 (a result only).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Picky(u32);
+
+impl serde::Serialize for Picky {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 == 106 {
+            return Err(serde::ser::Error::custom("106 is unspeakable"));
+        }
+        s.serialize_u32(self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Picky {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match <u32 as serde::Deserialize>::deserialize(d)? {
+            13 => Err(serde::de::Error::custom("thirteen is unlucky")),
+            v => Ok(Picky(v)),
+        }
+    }
+}
+
+#[test]
+fn failures_inside_a_chunk_fail_only_their_items() {
+    let _s = serial("failures_inside_a_chunk_fail_only_their_items");
+    let pool = Pool::builder().workers(2).chunk_size(5).build().unwrap();
+    // Chunks: 0..5 (two panics), 5..10 (a result that cannot be serialized), 10..15 (an
+    // argument the worker cannot decode: it and the rest of its chunk fail), 15..20 (clean).
+    let f = |x: Picky| {
+        if x.0 == 1 || x.0 == 3 {
+            panic!("no {}", x.0);
+        }
+        if x.0 == 6 { Picky(106) } else { x }
+    };
+    let args = || (0..20u32).map(Picky);
+    let check = |got: Vec<Result<Picky, TaskError>>| {
+        assert_eq!(got.len(), 20);
+        for (i, r) in got.into_iter().enumerate() {
+            match i {
+                1 | 3 => assert_eq!(r, Err(TaskError::Panicked(format!("no {i}")))),
+                6 => assert!(
+                    matches!(&r, Err(TaskError::Failed(m)) if m.contains("result could not be serialized")),
+                    "{r:?}"
+                ),
+                13 | 14 => assert!(
+                    matches!(&r, Err(TaskError::Failed(m)) if m.contains("argument could not be decoded")),
+                    "item {i}: {r:?}"
+                ),
+                _ => assert_eq!(r, Ok(Picky(i as u32))),
+            }
+        }
+    };
+    check(pool.imap(f, args()).collect());
+    let unordered: Vec<_> = pool.imap_unordered(f, args()).collect();
+    let oks: HashSet<u32> = unordered
+        .iter()
+        .filter_map(|r| r.as_ref().ok().map(|p| p.0))
+        .collect();
+    let expected: HashSet<u32> = (0..20).filter(|i| ![1, 3, 6, 13, 14].contains(i)).collect();
+    assert_eq!(oks, expected);
+    let panicked = unordered
+        .iter()
+        .filter(|r| matches!(r, Err(TaskError::Panicked(_))))
+        .count();
+    let failed = unordered
+        .iter()
+        .filter(|r| matches!(r, Err(TaskError::Failed(_))))
+        .count();
+    assert_eq!((unordered.len(), panicked, failed), (20, 2, 3));
+    match pool.map(f, args()) {
+        Err(PoolError::Task {
+            index: 1,
+            error: TaskError::Panicked(m),
+        }) => assert_eq!(m, "no 1"),
+        other => panic!("unexpected {other:?}"),
+    }
+    match pool.map(f, (10..15).map(Picky)) {
+        Err(PoolError::Task {
+            index: 3,
+            error: TaskError::Failed(m),
+        }) => assert!(m.contains("argument could not be decoded"), "{m}"),
+        other => panic!("unexpected {other:?}"),
+    }
+    // A failure in a later chunk reports its index in the whole input.
+    let late = |x: u32| {
+        assert!(x != 17, "no seventeen");
+        x
+    };
+    match pool.map(late, 0..20u32) {
+        Err(PoolError::Task {
+            index: 17,
+            error: TaskError::Panicked(m),
+        }) => assert!(m.contains("no seventeen"), "{m}"),
+        other => panic!("unexpected {other:?}"),
+    }
+    // The pool goes on.
+    assert_eq!(
+        pool.map(f, (15..20).map(Picky)).unwrap(),
+        (15..20).map(Picky).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn results_passed_through_shared_slots_arrive_intact() {
+    let _s = serial("results_passed_through_shared_slots_arrive_intact");
+    // Chunks of thousands of results (tens of KiB each) go back through the workers'
+    // shared result slots; bigger ones (over the slot size) and small ones go inline.
+    let pool = Pool::builder().workers(2).build().unwrap();
+    let n = 100_000 * scale() as u64;
+    for _ in 0..3 {
+        let got = pool.map(double, 0..n).unwrap();
+        assert_eq!(got.len(), n as usize);
+        assert!(got.iter().enumerate().all(|(i, &v)| v == 2 * i as u64));
+    }
+    // Strings of varied sizes, some chunks over a slot's 2 MiB.
+    let words = |i: u64| "x".repeat((i % 97) as usize * if i % 1000 == 0 { 4096 } else { 1 });
+    let got = pool.map(words, 0..20_000u64).unwrap();
+    assert!(got.iter().enumerate().all(|(i, s)| *s == words(i as u64)));
+    // Failures recorded next to results in a slot.
+    let picky = |x: u64| {
+        assert!(x % 25_000 != 24_999, "no {x}");
+        x
+    };
+    let all: Vec<_> = pool
+        .imap(picky, 0..n)
+        .enumerate()
+        .filter(|(_, r)| r.is_err())
+        .map(|(i, r)| (i, r.unwrap_err()))
+        .collect();
+    assert_eq!(all.len(), (n / 25_000) as usize);
+    for (i, e) in all {
+        assert_eq!(i as u64 % 25_000, 24_999);
+        assert_eq!(e, TaskError::Panicked(format!("no {i}")));
+    }
+    match pool.map(picky, 0..n) {
+        Err(PoolError::Task {
+            index: 24_999,
+            error: TaskError::Panicked(_),
+        }) => {}
+        other => panic!("unexpected {:?}", other.map(|v| v.len())),
+    }
+    // A worker killed mid-map while the other's results sit in its slots.
+    let pool = Pool::builder()
+        .workers(2)
+        .chunk_size(10_000)
+        .build()
+        .unwrap();
+    let f = |x: u64| {
+        if x == 75_000 {
+            die_by_sigkill();
+        }
+        x
+    };
+    match pool.map(f, 0..100_000u64) {
+        Err(PoolError::Task {
+            index: 70_000..=75_000,
+            error: TaskError::WorkerDied(d),
+        }) => assert!(d.contains("signal 9"), "{d}"),
+        other => panic!("unexpected {:?}", other.map(|v| v.len())),
+    }
+    let got = pool.map(double, 0..n).unwrap();
+    assert!(got.iter().enumerate().all(|(i, &v)| v == 2 * i as u64));
+}

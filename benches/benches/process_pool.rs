@@ -4,9 +4,11 @@
 //! - `submit` + `wait` round trip vs Python's `apply_async(...).get()` (target ≥ 10×);
 //! - `spawn` + `join` vs a raw `fork` + `waitpid` written here (target: within 2×).
 //!
-//! Python's figures come from `benches/python/pool_bench.py`, run by this bench at start
-//! (skipped with a note if `python3` is missing). Criterion reports each of ours; the ratios
-//! are printed at the end from medians measured in this same run.
+//! Python's figures come from `benches/python/pool_bench.py`, run by this bench three times
+//! (skipped with a note if `python3` is missing): before our medians, right after them, and
+//! after criterion; each ratio uses the median of Python's three runs (the machine is shared:
+//! a burst of load during one run must not decide a ratio either way). Criterion reports each
+//! of ours.
 //!
 //! `cargo bench -p uniconc-benches --bench process_pool -- --warm-up-time 1 --measurement-time 2`
 
@@ -91,8 +93,65 @@ mod serde_json_lite {
     }
 }
 
+/// Our figures: medians of repeated runs, in seconds per operation.
+struct Ours {
+    map: f64,
+    round_trip: f64,
+    spawn: f64,
+    raw: f64,
+}
+
+fn measure_ours(pool: &Pool) -> Ours {
+    let map = median(15, || {
+        black_box(pool.map(double, 0..N).expect("map"));
+    });
+    let rounds = 2000;
+    let round_trip = median(5, || {
+        for i in 0..rounds {
+            black_box(
+                pool.submit(double, i)
+                    .expect("submit")
+                    .wait()
+                    .expect("wait"),
+            );
+        }
+    }) / rounds as f64;
+    let spawn = median(51, || {
+        black_box(spawn(|| 1u8).expect("spawn").join().expect("join"));
+    });
+    let raw = median(51, raw_fork_waitpid);
+    Ours {
+        map,
+        round_trip,
+        spawn,
+        raw,
+    }
+}
+
+/// The median of Python's runs, figure by figure (the machine is shared: one run of the same
+/// map measured 215 ms and another 480 ms; a burst of load during one run must not decide a
+/// ratio either way).
+fn median_figures(runs: &[Option<serde_json_lite::Figures>]) -> Option<serde_json_lite::Figures> {
+    let runs: Vec<&serde_json_lite::Figures> = runs.iter().flatten().collect();
+    if runs.is_empty() {
+        return None;
+    }
+    let mid = |f: fn(&serde_json_lite::Figures) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(|r| f(r)).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Some(serde_json_lite::Figures {
+        map_1m: mid(|r| r.map_1m),
+        apply_async: mid(|r| r.apply_async),
+        process: mid(|r| r.process),
+    })
+}
+
 fn main() {
-    let py = python_figures();
+    // Python runs three times: before our medians, right after them, and after criterion;
+    // each ratio uses the median of its three runs.
+    let py_before = python_figures();
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(2))
@@ -101,6 +160,9 @@ fn main() {
 
     let pool = Pool::new(2).expect("pool");
     pool.map(double, 0..1000u64).expect("warm-up");
+    let ours = measure_ours(&pool);
+    let py_middle = python_figures();
+
     let mut g = c.benchmark_group("process_pool");
     g.bench_function("map_1m_trivial", |b| {
         b.iter(|| black_box(pool.map(double, 0..N).expect("map")))
@@ -121,29 +183,17 @@ fn main() {
     g.bench_function("raw_fork_waitpid", |b| b.iter(raw_fork_waitpid));
     g.finish();
     c.final_summary();
+    let py_after = python_figures();
 
-    // Ratios from medians measured now, in this run.
-    let ours_map = median(7, || {
-        black_box(pool.map(double, 0..N).expect("map"));
-    });
-    let rounds = 2000;
-    let ours_rt = median(5, || {
-        for i in 0..rounds {
-            black_box(
-                pool.submit(double, i)
-                    .expect("submit")
-                    .wait()
-                    .expect("wait"),
-            );
-        }
-    }) / rounds as f64;
-    let ours_spawn = median(51, || {
-        black_box(spawn(|| 1u8).expect("spawn").join().expect("join"));
-    });
-    let raw = median(51, raw_fork_waitpid);
+    let Ours {
+        map: ours_map,
+        round_trip: ours_rt,
+        spawn: ours_spawn,
+        raw,
+    } = ours;
     println!("\n== process_pool: medians of this run ==");
     println!(
-        "uniconc Pool(2).map 1M trivial items: {:.2} ms",
+        "uniconc Pool(2).map 1M trivial items: {:.2} ms (median of 15)",
         ours_map * 1e3
     );
     println!(
@@ -159,18 +209,32 @@ fn main() {
         "spawn+join / raw fork+waitpid = {:.2}x (target <= 2x)",
         ours_spawn / raw
     );
-    match py {
+    for (when, p) in [
+        ("1 (before ours)", &py_before),
+        ("2 (after ours)", &py_middle),
+        ("3 (after criterion)", &py_after),
+    ] {
+        if let Some(p) = p {
+            println!(
+                "python run {when}: Pool(2).map 1M {:.1} ms, apply_async {:.1} us, Process {:.1} us",
+                p.map_1m * 1e3,
+                p.apply_async * 1e6,
+                p.process * 1e6
+            );
+        }
+    }
+    match median_figures(&[py_before, py_middle, py_after]) {
         Some(p) => {
             println!(
-                "python Pool(2).map 1M:                {:.1} ms",
+                "python Pool(2).map 1M:                {:.1} ms (median of runs)",
                 p.map_1m * 1e3
             );
             println!(
-                "python apply_async round trip:        {:.1} us",
+                "python apply_async round trip:        {:.1} us (median of runs)",
                 p.apply_async * 1e6
             );
             println!(
-                "python Process start+join:            {:.1} us",
+                "python Process start+join:            {:.1} us (median of runs)",
                 p.process * 1e6
             );
             println!(

@@ -471,6 +471,20 @@ pub(crate) struct FrameBuf {
 pub(crate) const MAX_FRAME: u64 = 1 << 40;
 
 impl FrameBuf {
+    /// `true` if nothing is buffered and the storage is too small for a typical frame: a
+    /// good moment to [`provide`](Self::provide) a spare buffer.
+    pub(crate) fn wants_storage(&self) -> bool {
+        self.data.is_empty() && self.data.capacity() < 64 * 1024
+    }
+
+    /// Uses `spare` as the storage for the next frames (only while nothing is buffered).
+    pub(crate) fn provide(&mut self, mut spare: Vec<u8>) {
+        if self.data.is_empty() && spare.capacity() > self.data.capacity() {
+            spare.clear();
+            self.data = spare;
+        }
+    }
+
     /// Bytes still missing to complete the current frame (a guess before its header).
     fn wanted(&self) -> usize {
         match self.header() {
@@ -542,19 +556,202 @@ impl<'a> Encoder<'a> {
         })
     }
 
-    /// The buffer, for raw bytes between values.
-    #[inline(always)]
-    pub(crate) fn buf(&mut self) -> &mut Vec<u8> {
-        self.0.output.0
-    }
-
     /// Appends `value`; on error, nothing of it stays in the buffer.
     #[inline(always)]
     pub(crate) fn push<T: serde::Serialize + ?Sized>(&mut self, value: &T) -> postcard::Result<()> {
         let mark = self.0.output.0.len();
         value
-            .serialize(&mut self.0)
+            .serialize(FastSer(&mut self.0))
             .inspect_err(|_| self.0.output.0.truncate(mark))
+    }
+}
+
+/// The `serde::Serializer` of one value pushed by an [`Encoder`]: postcard's format, with the
+/// primitives written inline (the counterpart of `pool/wire.rs`). Through postcard's own
+/// serializer, `u64::serialize` could stay an out-of-line call per value (it is
+/// instantiated in the caller's crate, where inlining is the optimiser's guess); here the
+/// primitives are a few inlined instructions, and everything else (strings, sequences,
+/// maps, enums, options, structs, chars, 128-bit integers) is postcard's serializer itself.
+struct FastSer<'a, 'b>(&'a mut postcard::Serializer<VecFlavor<'b>>);
+
+impl FastSer<'_, '_> {
+    #[inline(always)]
+    fn byte(self, b: u8) -> postcard::Result<()> {
+        self.0.output.0.push(b);
+        Ok(())
+    }
+
+    /// LEB128, as postcard writes every unsigned integer wider than a byte.
+    #[inline(always)]
+    fn varint(self, mut v: u64) -> postcard::Result<()> {
+        let out = &mut *self.0.output.0;
+        out.reserve(10);
+        let len = out.len();
+        let mut n = 0;
+        // SAFETY: `reserve(10)` made room for 10 bytes after `len`, the most a u64 takes
+        // (7 bits per byte); the loop writes `n + 1 <= 10` of them, all initialised before
+        // `set_len` exposes them.
+        unsafe {
+            let p = out.as_mut_ptr().add(len);
+            while v >= 0x80 {
+                p.add(n).write(v as u8 | 0x80);
+                v >>= 7;
+                n += 1;
+            }
+            p.add(n).write(v as u8);
+            out.set_len(len + n + 1);
+        }
+        Ok(())
+    }
+}
+
+/// Hands a value to postcard's serializer.
+macro_rules! forward_ser {
+    ($($method:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {$(
+        #[inline]
+        fn $method(self, $($arg: $ty),*) -> postcard::Result<$ret> {
+            serde::Serializer::$method(self.0, $($arg),*)
+        }
+    )*};
+}
+
+impl<'a, 'b> serde::Serializer for FastSer<'a, 'b> {
+    type Ok = ();
+    type Error = postcard::Error;
+    type SerializeSeq = &'a mut postcard::Serializer<VecFlavor<'b>>;
+    type SerializeTuple = &'a mut postcard::Serializer<VecFlavor<'b>>;
+    type SerializeTupleStruct = &'a mut postcard::Serializer<VecFlavor<'b>>;
+    type SerializeTupleVariant = &'a mut postcard::Serializer<VecFlavor<'b>>;
+    type SerializeMap = &'a mut postcard::Serializer<VecFlavor<'b>>;
+    type SerializeStruct = &'a mut postcard::Serializer<VecFlavor<'b>>;
+    type SerializeStructVariant = &'a mut postcard::Serializer<VecFlavor<'b>>;
+
+    fn is_human_readable(&self) -> bool {
+        false
+    }
+
+    #[inline(always)]
+    fn serialize_bool(self, v: bool) -> postcard::Result<()> {
+        self.byte(u8::from(v))
+    }
+
+    #[inline(always)]
+    fn serialize_u8(self, v: u8) -> postcard::Result<()> {
+        self.byte(v)
+    }
+
+    #[inline(always)]
+    fn serialize_i8(self, v: i8) -> postcard::Result<()> {
+        self.byte(v as u8)
+    }
+
+    #[inline(always)]
+    fn serialize_u16(self, v: u16) -> postcard::Result<()> {
+        self.varint(u64::from(v))
+    }
+
+    #[inline(always)]
+    fn serialize_u32(self, v: u32) -> postcard::Result<()> {
+        self.varint(u64::from(v))
+    }
+
+    #[inline(always)]
+    fn serialize_u64(self, v: u64) -> postcard::Result<()> {
+        self.varint(v)
+    }
+
+    // Zigzag, as postcard: 0, -1, 1, -2, ... become 0, 1, 2, 3, ...
+    #[inline(always)]
+    fn serialize_i16(self, v: i16) -> postcard::Result<()> {
+        self.varint(u64::from(((v << 1) ^ (v >> 15)) as u16))
+    }
+
+    #[inline(always)]
+    fn serialize_i32(self, v: i32) -> postcard::Result<()> {
+        self.varint(u64::from(((v << 1) ^ (v >> 31)) as u32))
+    }
+
+    #[inline(always)]
+    fn serialize_i64(self, v: i64) -> postcard::Result<()> {
+        self.varint(((v << 1) ^ (v >> 63)) as u64)
+    }
+
+    #[inline(always)]
+    fn serialize_f32(self, v: f32) -> postcard::Result<()> {
+        self.0
+            .output
+            .0
+            .extend_from_slice(&v.to_bits().to_le_bytes());
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn serialize_f64(self, v: f64) -> postcard::Result<()> {
+        self.0
+            .output
+            .0
+            .extend_from_slice(&v.to_bits().to_le_bytes());
+        Ok(())
+    }
+
+    // Postcard writes a newtype as its content: keep the short path for the inner value.
+    #[inline(always)]
+    fn serialize_newtype_struct<T: serde::Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        value: &T,
+    ) -> postcard::Result<()> {
+        value.serialize(self)
+    }
+
+    #[inline]
+    fn serialize_some<T: serde::Serialize + ?Sized>(self, value: &T) -> postcard::Result<()> {
+        serde::Serializer::serialize_some(self.0, value)
+    }
+
+    #[inline]
+    fn serialize_newtype_variant<T: serde::Serialize + ?Sized>(
+        self,
+        name: &'static str,
+        variant_index: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> postcard::Result<()> {
+        serde::Serializer::serialize_newtype_variant(self.0, name, variant_index, variant, value)
+    }
+
+    #[inline]
+    fn collect_str<T: std::fmt::Display + ?Sized>(self, value: &T) -> postcard::Result<()> {
+        serde::Serializer::collect_str(self.0, value)
+    }
+
+    forward_ser! {
+        serialize_i128(v: i128) -> ();
+        serialize_u128(v: u128) -> ();
+        serialize_char(v: char) -> ();
+        serialize_str(v: &str) -> ();
+        serialize_bytes(v: &[u8]) -> ();
+        serialize_none() -> ();
+        serialize_unit() -> ();
+        serialize_unit_struct(name: &'static str) -> ();
+        serialize_unit_variant(name: &'static str, variant_index: u32, variant: &'static str) -> ();
+        serialize_seq(len: Option<usize>) -> Self::SerializeSeq;
+        serialize_tuple(len: usize) -> Self::SerializeTuple;
+        serialize_tuple_struct(name: &'static str, len: usize) -> Self::SerializeTupleStruct;
+        serialize_tuple_variant(
+            name: &'static str,
+            variant_index: u32,
+            variant: &'static str,
+            len: usize
+        ) -> Self::SerializeTupleVariant;
+        serialize_map(len: Option<usize>) -> Self::SerializeMap;
+        serialize_struct(name: &'static str, len: usize) -> Self::SerializeStruct;
+        serialize_struct_variant(
+            name: &'static str,
+            variant_index: u32,
+            variant: &'static str,
+            len: usize
+        ) -> Self::SerializeStructVariant;
     }
 }
 
@@ -617,4 +814,142 @@ pub(crate) fn reap_in_background(pid: Pid) {
         .spawn(move || {
             let _ = waitpid(pid, true);
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::{Deserialize, Serialize};
+    use std::collections::BTreeMap;
+
+    /// Pushes every value with an [`Encoder`] and checks the bytes are postcard's.
+    fn same<T: Serialize>(values: &[T]) {
+        let mut ours = Vec::new();
+        let mut theirs = Vec::new();
+        let mut enc = Encoder::new(&mut ours);
+        for v in values {
+            enc.push(v).unwrap();
+            theirs.extend(postcard::to_stdvec(v).unwrap());
+        }
+        assert_eq!(ours, theirs);
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct Meters(u64);
+
+    #[derive(Serialize, Deserialize)]
+    enum Shape {
+        Dot,
+        Circle(f64),
+        Pair(i8, u16),
+        Rect { w: u32, h: i16 },
+    }
+
+    #[derive(Serialize)]
+    struct Point {
+        x: i64,
+        y: Option<u32>,
+        tag: String,
+    }
+
+    #[test]
+    fn primitives_are_postcards_bytes() {
+        same(&[
+            0u64,
+            1,
+            127,
+            128,
+            16_383,
+            16_384,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ]);
+        same(&[0u32, 127, 128, u32::MAX]);
+        same(&[0u16, 128, u16::MAX]);
+        same(&[0u8, 255]);
+        same(&[0i64, -1, 1, -64, 64, i64::MIN, i64::MAX]);
+        same(&[0i32, -1, i32::MIN, i32::MAX]);
+        same(&[0i16, -1, i16::MIN, i16::MAX]);
+        same(&[0i8, -1, i8::MIN, i8::MAX]);
+        same(&[true, false]);
+        same(&[0.0f64, -1.5, f64::MAX, f64::NAN]);
+        same(&[0.0f32, 3.25, f32::MIN]);
+        same(&[usize::MAX, 0, 300]);
+        same(&[isize::MIN, -3]);
+        same(&[i128::MIN, 0, i128::MAX]);
+        same(&[u128::MAX, 5]);
+        same(&['a', 'é', '🦀']);
+        let mut x = 1u64;
+        let mut wide = Vec::new();
+        for _ in 0..20_000 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            wide.push(x >> (x % 64));
+        }
+        same(&wide);
+        same(&wide.iter().map(|&v| v as i64).collect::<Vec<_>>());
+        same(&wide.iter().map(|&v| v as i32).collect::<Vec<_>>());
+        same(&wide.iter().map(|&v| v as i16).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn compound_values_are_postcards_bytes() {
+        same(&[Meters(3), Meters(u64::MAX)]);
+        same(&["", "hello"]);
+        same(&[String::from("x")]);
+        same(&[vec![1u64, 2, 3], vec![]]);
+        same(&[Some(7u32), None]);
+        same(&[(1u8, -2i64, "x"), (0, 0, "")]);
+        same(&[
+            Shape::Dot,
+            Shape::Circle(2.5),
+            Shape::Pair(-1, 300),
+            Shape::Rect { w: 3, h: -4 },
+        ]);
+        same(&[Point {
+            x: -5,
+            y: Some(9),
+            tag: "p".into(),
+        }]);
+        same(&[BTreeMap::from([(1u16, "a")]), BTreeMap::new()]);
+        same(&[(), ()]);
+        same(&[[1u32, 2, 3]]);
+        same(&[&b"bytes"[..]]);
+    }
+
+    /// A value whose serialization fails after writing part of itself.
+    struct Half;
+
+    impl Serialize for Half {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::{Error, SerializeTuple};
+            let mut t = s.serialize_tuple(2)?;
+            t.serialize_element(&12_345u64)?;
+            drop(t);
+            Err(S::Error::custom("no second half"))
+        }
+    }
+
+    #[test]
+    fn a_failed_push_leaves_nothing_behind() {
+        let mut out = Vec::new();
+        let mut enc = Encoder::new(&mut out);
+        enc.push(&1u64).unwrap();
+        assert!(enc.push(&Half).is_err());
+        // A sequence of unknown length is an error in postcard's format.
+        let unknown = std::iter::once(5u8).filter(|_| true);
+        struct Iter<I>(std::cell::Cell<Option<I>>);
+        impl<I: Iterator<Item = u8>> Serialize for Iter<I> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.take().expect("once"))
+            }
+        }
+        assert!(
+            enc.push(&Iter(std::cell::Cell::new(Some(unknown))))
+                .is_err()
+        );
+        enc.push(&2u64).unwrap();
+        assert_eq!(out, [1, 2]);
+    }
 }

@@ -4,11 +4,21 @@
 //! # Wire format
 //!
 //! Parent → worker, one frame per job (see [`sys`](super::sys) for framing):
-//! `[u8 KIND_RUN][u64 trampoline][u64 ctx][u64 count][items...]`, or `[u8 KIND_EXIT]`.
-//! `items` are postcard encodings of the arguments, back to back.
+//! `[u8 KIND_RUN][u64 trampoline][u64 ctx][u64 count][u8 slot][items...]`, or
+//! `[u8 KIND_EXIT]`. `items` are postcard encodings of the arguments, back to back; `slot`
+//! names the result slot the worker may use (see [`slots`](super::slots)), or is
+//! [`slots::NONE`](super::slots::NONE).
 //!
-//! Worker → parent, one frame per job: for each item, a tag byte and a postcard body:
-//! [`OK`] then the result, [`PANICKED`] or [`FAILED`] then a message `String`.
+//! Worker → parent, one frame per job: `[u8 INLINE][results body]`, or `[u8 IN_SLOT][u64
+//! len]` when the results body (`len` bytes) was written at the start of the named slot.
+//! The results body is
+//! `[u64 results_len][u64 failures][results...][failure records...]`. `results` are the
+//! postcard encodings of the items that returned, back to back, in item order, with nothing
+//! between them: the common case (every item returned) costs the parent one `R` decode per
+//! item and nothing else. Each failure record is a postcard `(u64 index, u8 tag, String
+//! message)`, in index order: [`PANICKED`] or [`FAILED`] for that item alone, or
+//! [`FAILED_REST`] for that item and every later one (an argument that could not be decoded
+//! loses the item boundaries).
 //!
 //! # Why passing a function pointer is sound
 //!
@@ -28,50 +38,78 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uniconc_core::panic_message;
 
+use super::slots::{self, Slots};
 use super::sys::{self, Pid};
+use super::wire;
 
 /// Job frame kinds.
 pub(crate) const KIND_RUN: u8 = 0;
 pub(crate) const KIND_EXIT: u8 = 1;
 
-/// Result tags.
-pub(crate) const OK: u8 = 0;
+/// Failure record tags.
 pub(crate) const PANICKED: u8 = 1;
 pub(crate) const FAILED: u8 = 2;
+pub(crate) const FAILED_REST: u8 = 3;
 
-/// Runs a user's function over a job's encoded items and appends tagged results to `out`.
+/// Bytes before the results in a results body: `results_len` and `failures`.
+pub(crate) const RESULT_HEADER: usize = 16;
+
+/// Where a result frame's results body is: right after this byte, or in the job's slot.
+pub(crate) const INLINE: u8 = 0;
+pub(crate) const IN_SLOT: u8 = 1;
+
+/// Bytes of a job frame body before its items.
+pub(crate) const JOB_HEADER: usize = 26;
+
+/// Runs a user's function over a job's encoded items, appends their results to `out` and
+/// records failures in `fails`.
 ///
 /// # Safety
 /// Only called in a worker forked from the process that produced the frame, with the `ctx`
 /// that was paired with this trampoline when the frame was built (see the module docs).
 pub(crate) type Trampoline =
-    unsafe fn(ctx: *const (), count: usize, items: &[u8], out: &mut Vec<u8>);
+    unsafe fn(ctx: *const (), count: usize, items: &[u8], out: &mut Results<'_>);
+
+/// Where a trampoline puts what it computed: results back to back in `out`, failure records
+/// in `fails` (see the module docs for the frame they become).
+pub(crate) struct Results<'a> {
+    pub(crate) out: &'a mut Vec<u8>,
+    pub(crate) fails: &'a mut Vec<u8>,
+    pub(crate) failures: u64,
+}
+
+impl Results<'_> {
+    fn fail(&mut self, index: usize, tag: u8, msg: &str) {
+        self.failures += 1;
+        let _ = sys::encode_into(&(index as u64, tag, msg), self.fails);
+    }
+}
 
 /// Trampoline of `map`/`imap`: calls `&F` on every item.
 ///
 /// # Safety
 /// `ctx` is a valid `*const F` in this process (module docs).
-pub(crate) unsafe fn run_map<T, R, F>(ctx: *const (), count: usize, items: &[u8], out: &mut Vec<u8>)
-where
+pub(crate) unsafe fn run_map<T, R, F>(
+    ctx: *const (),
+    count: usize,
+    items: &[u8],
+    res: &mut Results<'_>,
+) where
     T: DeserializeOwned,
     R: Serialize,
     F: Fn(T) -> R,
 {
     // SAFETY: the caller guarantees ctx points at a live F in this process.
     let f = unsafe { &*ctx.cast::<F>() };
-    out.reserve(items.len() + items.len() / 2);
-    let mut enc = sys::Encoder::new(out);
-    let mut de = postcard::Deserializer::from_bytes(items);
-    for _ in 0..count {
-        match T::deserialize(&mut de) {
-            Ok(item) => run_one(|| f(item), &mut enc),
+    res.out.reserve(items.len() + items.len() / 2);
+    let mut de = wire::Reader::new(items);
+    for i in 0..count {
+        match de.read::<T>() {
+            Ok(item) => run_one(i, || f(item), res),
             Err(e) => {
-                // The item boundaries are lost: the parent reports the missing items.
-                push_message(
-                    enc.buf(),
-                    FAILED,
-                    &format!("the argument could not be decoded: {e}"),
-                );
+                // The item boundaries are lost: this item and every later one fail.
+                let msg = format!("the argument could not be decoded: {e}");
+                res.fail(i, FAILED_REST, &msg);
                 return;
             }
         }
@@ -88,7 +126,7 @@ pub(crate) unsafe fn run_once<T, R, F>(
     ctx: *const (),
     _count: usize,
     items: &[u8],
-    out: &mut Vec<u8>,
+    res: &mut Results<'_>,
 ) where
     T: DeserializeOwned,
     R: Serialize,
@@ -98,45 +136,39 @@ pub(crate) unsafe fn run_once<T, R, F>(
         Ok(item) => {
             // SAFETY: per the contract, ctx is a valid F that this call alone takes.
             let f = unsafe { std::ptr::read(ctx.cast::<F>()) };
-            run_one(move || f(item), &mut sys::Encoder::new(out));
+            run_one(0, move || f(item), res);
         }
-        Err(e) => push_message(
-            out,
+        Err(e) => res.fail(
+            0,
             FAILED,
             &format!("the argument could not be decoded: {e}"),
         ),
     }
 }
 
-/// Calls one item under `catch_unwind` and appends its tagged result.
-fn run_one<R: Serialize>(call: impl FnOnce() -> R, enc: &mut sys::Encoder<'_>) {
+/// Calls item `index` under `catch_unwind` and appends its result (or records its failure).
+#[inline(always)]
+fn run_one<R: Serialize>(index: usize, call: impl FnOnce() -> R, res: &mut Results<'_>) {
     match catch_unwind(AssertUnwindSafe(call)) {
         Ok(r) => {
-            enc.buf().push(OK);
-            if let Err(e) = enc.push(&r) {
-                enc.buf().pop();
+            if let Err(e) = sys::Encoder::new(res.out).push(&r) {
                 let msg = format!("the result could not be serialized: {e}");
-                push_message(enc.buf(), FAILED, &msg);
+                res.fail(index, FAILED, &msg);
             }
         }
         Err(payload) => {
             let msg = panic_message(&*payload);
             // A payload whose destructor panics would unwind out of the worker: forget it.
             std::mem::forget(payload);
-            push_message(enc.buf(), PANICKED, &msg);
+            res.fail(index, PANICKED, &msg);
         }
     }
-}
-
-fn push_message(out: &mut Vec<u8>, tag: u8, msg: &str) {
-    out.push(tag);
-    let _ = sys::encode_into(&msg, out);
 }
 
 /// The worker loop: reads job frames from `fd`, runs them, writes one result frame per job.
 /// Leaves (with `_exit`) on an exit frame, when the parent closes the socket, or when the
 /// parent process is gone (checked every second while idle).
-pub(crate) fn main(fd: RawFd, parent: Pid) -> std::convert::Infallible {
+pub(crate) fn main(fd: RawFd, parent: Pid, slot_mem: Option<&Slots>) -> std::convert::Infallible {
     let _ = sys::set_recv_timeout(fd, 1);
     let idle = || {
         // SAFETY: getppid has no preconditions.
@@ -149,6 +181,7 @@ pub(crate) fn main(fd: RawFd, parent: Pid) -> std::convert::Infallible {
     let mut header = [0u8; 8];
     let mut body = Vec::new();
     let mut out = Vec::with_capacity(4096);
+    let mut fails = Vec::new();
     loop {
         match sys::recv_exact(fd, &mut header, idle) {
             Ok(true) => {}
@@ -158,46 +191,96 @@ pub(crate) fn main(fd: RawFd, parent: Pid) -> std::convert::Infallible {
         if len == 0 || len > sys::MAX_FRAME {
             sys::exit_child(3);
         }
-        body.clear();
-        body.resize(len as usize, 0);
-        if !matches!(sys::recv_exact(fd, &mut body, idle), Ok(true)) {
+        let len = len as usize;
+        // Grown, never cleared: the bytes are overwritten by the read, no need to zero them
+        // again for every job.
+        if body.len() < len {
+            body.resize(len, 0);
+        }
+        let job = &mut body[..len];
+        if !matches!(sys::recv_exact(fd, job, idle), Ok(true)) {
             sys::exit_child(0);
         }
-        match body[0] {
-            KIND_RUN if body.len() >= 25 => {
+        match job[0] {
+            KIND_RUN if job.len() >= JOB_HEADER => {
                 let word = |at: usize| {
                     let mut w = [0u8; 8];
-                    w.copy_from_slice(&body[at..at + 8]);
+                    w.copy_from_slice(&job[at..at + 8]);
                     u64::from_le_bytes(w) as usize
                 };
                 let (tramp, ctx, count) = (word(1), word(9), word(17));
+                let slot = job[25];
                 // SAFETY: the frame was built by this pool's parent process from a
                 // `Trampoline` value; this worker was forked from it without exec, so the
                 // address names the same function here (module docs).
                 let tramp: Trampoline = unsafe { std::mem::transmute::<usize, Trampoline>(tramp) };
+                // `[frame header][INLINE][results body]`, the body's header filled below.
                 sys::begin_frame(&mut out);
+                out.push(INLINE);
+                out.extend_from_slice(&[0u8; RESULT_HEADER]);
+                fails.clear();
+                let mut res = Results {
+                    out: &mut out,
+                    fails: &mut fails,
+                    failures: 0,
+                };
                 // SAFETY: ctx was paired with this trampoline by the parent, and this worker
                 // was forked while the closure it points at was alive (module docs).
-                unsafe { tramp(ctx as *const (), count, &body[25..], &mut out) };
-                sys::finish_frame(&mut out);
+                unsafe { tramp(ctx as *const (), count, &job[JOB_HEADER..], &mut res) };
+                let failures = res.failures;
+                let results_len = (out.len() - 9 - RESULT_HEADER) as u64;
+                out[9..17].copy_from_slice(&results_len.to_le_bytes());
+                out[17..25].copy_from_slice(&failures.to_le_bytes());
+                out.extend_from_slice(&fails);
+                let body = &out[9..];
+                let in_slot = (slots::MIN_SHARED..=slots::SLOT)
+                    .contains(&body.len())
+                    .then(|| slot_mem.and_then(|s| s.slot_ptr(slot)))
+                    .flatten();
                 // Flush before reporting: once the parent has the result it may kill this
                 // worker at any moment (pool dropped, retired), and the job's output must be
                 // out by then.
                 use std::io::Write as _;
                 let _ = io::stdout().flush();
                 let _ = io::stderr().flush();
-                if sys::send_all(fd, &out).is_err() {
+                let sent = match in_slot {
+                    Some(dst) => {
+                        // SAFETY: `dst` is the start of the slot the parent named for this
+                        // job, `SLOT` bytes of the shared mapping, which no one else writes
+                        // while this job runs (`slots` module docs); `body.len() <= SLOT`
+                        // (checked above), and `body` is private memory, so they do not
+                        // overlap.
+                        unsafe { std::ptr::copy_nonoverlapping(body.as_ptr(), dst, body.len()) };
+                        let mut note = [0u8; 17];
+                        note[..8].copy_from_slice(&9u64.to_le_bytes());
+                        note[8] = IN_SLOT;
+                        note[9..].copy_from_slice(&(body.len() as u64).to_le_bytes());
+                        sys::send_all(fd, &note)
+                    }
+                    None => {
+                        sys::finish_frame(&mut out);
+                        sys::send_all(fd, &out)
+                    }
+                };
+                if sent.is_err() {
                     sys::exit_child(0);
-                }
-                if out.capacity() > 1 << 20 {
-                    out = Vec::with_capacity(4096);
-                }
-                if body.capacity() > 1 << 20 {
-                    body = Vec::new();
                 }
             }
             KIND_EXIT => sys::exit_child(0),
             _ => sys::exit_child(3),
         }
+        // Keep the buffers warm between jobs, but do not sit on a huge one.
+        if out.capacity() > KEEP_BUFFER {
+            out = Vec::with_capacity(4096);
+        }
+        if body.capacity() > KEEP_BUFFER {
+            body = Vec::new();
+        }
+        if fails.capacity() > KEEP_BUFFER {
+            fails = Vec::new();
+        }
     }
 }
+
+/// Largest buffer a worker keeps between jobs.
+const KEEP_BUFFER: usize = 8 << 20;
