@@ -60,7 +60,10 @@ const LONG_LIVED: GroupId = 0;
 ///
 /// Workers are forked processes, each connected to the pool by its own socket pair; a worker
 /// holds at most one job (a chunk of items, or one submitted call) at a time, so the pool always
-/// knows which items a worker held when it died.
+/// knows which items a worker held when it died. Jobs and small results travel over the
+/// socket; a chunk's results between 16 KiB and 2 MiB are written into one of two shared-memory
+/// slots the worker was given at its fork, and only their length crosses the socket (see
+/// `pool/slots.rs`).
 ///
 /// Functions are never serialized. A zero-sized function (a `fn` item or a closure that
 /// captures nothing) goes to the pool's long-lived workers as a monomorphised trampoline
