@@ -821,8 +821,17 @@ impl Shared {
                     earliest(t);
                 }
             }
+            let busy = g.workers.iter().any(|w| w.job.is_some());
             drop(g);
-            let polled = sys::poll(&mut fds, if expired { Some(now) } else { wake_at });
+            // A worker holds a job: its result often comes within microseconds, so look for a
+            // moment before sleeping in `poll` (a socket wake-up costs more than that).
+            let mut polled = Ok(0);
+            if busy && !expired {
+                polled = sys::poll_spinning(&mut fds, sys::spin_budget());
+            }
+            if matches!(polled, Ok(0)) {
+                polled = sys::poll(&mut fds, if expired { Some(now) } else { wake_at });
+            }
             g = self.lock();
             if polled.is_ok() {
                 if fds[0].revents != 0 {

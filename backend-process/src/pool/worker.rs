@@ -182,7 +182,16 @@ pub(crate) fn main(fd: RawFd, parent: Pid, slot_mem: Option<&Slots>) -> std::con
     let mut body = Vec::new();
     let mut out = Vec::with_capacity(4096);
     let mut fails = Vec::new();
+    let spin = sys::spin_budget();
     loop {
+        // The next job often follows at once (a `submit` + `wait` loop, the next chunk): look
+        // for it for a moment before sleeping in `recv`.
+        let mut p = [libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        let _ = sys::poll_spinning(&mut p, spin);
         match sys::recv_exact(fd, &mut header, idle) {
             Ok(true) => {}
             _ => sys::exit_child(0),
