@@ -101,62 +101,9 @@ fn throughput(c: &mut Criterion) {
     let mut g = c.benchmark_group("u64_1to1");
     g.throughput(Throughput::Elements(1));
     g.sample_size(10);
-    g.bench_function("uniconc_process_channel", |b| {
-        b.iter_custom(|iters| {
-            let (tx, rx) = uniconc_process::channel::<u64>(CAP).unwrap();
-            let pid = fork_child(|| {
-                for i in 0..=iters {
-                    tx.send(i).unwrap();
-                }
-            });
-            drop(tx);
-            rx.recv().unwrap();
-            let start = Instant::now();
-            for _ in 0..iters {
-                black_box(rx.recv().unwrap());
-            }
-            let t = start.elapsed();
-            reap(pid);
-            t
-        })
-    });
-    g.bench_function("ipc_channel_fork", |b| {
-        b.iter_custom(|iters| {
-            let (tx, rx) = ipc_channel::ipc::channel::<u64>().unwrap();
-            let pid = fork_child(|| {
-                for i in 0..=iters {
-                    tx.send(i).unwrap();
-                }
-            });
-            drop(tx);
-            rx.recv().unwrap();
-            let start = Instant::now();
-            for _ in 0..iters {
-                black_box(rx.recv().unwrap());
-            }
-            let t = start.elapsed();
-            reap(pid);
-            t
-        })
-    });
-    g.bench_function("crossbeam_threads", |b| {
-        b.iter_custom(|iters| {
-            let (tx, rx) = crossbeam_channel::bounded::<u64>(CAP);
-            let h = std::thread::spawn(move || {
-                for i in 0..=iters {
-                    tx.send(i).unwrap();
-                }
-            });
-            rx.recv().unwrap();
-            let start = Instant::now();
-            for _ in 0..iters {
-                black_box(rx.recv().unwrap());
-            }
-            let t = start.elapsed();
-            h.join().unwrap();
-            t
-        })
-    });
+    g.bench_function("uniconc_process_channel", |b| b.iter_custom(chan_stream));
+    g.bench_function("ipc_channel_fork", |b| b.iter_custom(ipc_stream));
+    g.bench_function("crossbeam_threads", |b| b.iter_custom(crossbeam_stream));
     g.finish();
 }
 
@@ -173,94 +120,14 @@ fn ping_pong(c: &mut Criterion) {
             pin_to_cpu0();
         }
         g.bench_function(BenchmarkId::new("uniconc_process_channel", tag), |b| {
-            b.iter_custom(|iters| {
-                let (ping_tx, ping_rx) = uniconc_process::channel::<u64>(1).unwrap();
-                let (pong_tx, pong_rx) = uniconc_process::channel::<u64>(1).unwrap();
-                let pid = fork_child(|| {
-                    while let Ok(v) = ping_rx.recv() {
-                        pong_tx.send(v).unwrap();
-                    }
-                });
-                ping_tx.send(0).unwrap();
-                pong_rx.recv().unwrap();
-                let start = Instant::now();
-                for i in 0..iters {
-                    ping_tx.send(i).unwrap();
-                    black_box(pong_rx.recv().unwrap());
-                }
-                let t = start.elapsed();
-                ping_tx.close();
-                reap(pid);
-                t
-            })
+            b.iter_custom(|iters| chan_ping_pong(1, iters))
         });
         g.bench_function(BenchmarkId::new("raw_futex", tag), |b| {
-            b.iter_custom(|iters| {
-                let w = shared_words(1);
-                // SAFETY: AtomicU64 and 2 AtomicU32 have compatible layout within the line.
-                let words: &[AtomicU32] =
-                    unsafe { std::slice::from_raw_parts(w.as_ptr().cast::<AtomicU32>(), 16) };
-                let (a, bw) = (&words[0], &words[8]);
-                let pid = fork_child(|| {
-                    let mut last = 0;
-                    loop {
-                        while a.load(Ordering::Acquire) == last {
-                            futex_wait(a, last);
-                        }
-                        last = a.load(Ordering::Acquire);
-                        bw.store(last, Ordering::Release);
-                        futex_wake(bw);
-                        if last == u32::MAX {
-                            break;
-                        }
-                    }
-                });
-                let start = Instant::now();
-                for i in 1..=iters as u32 {
-                    a.store(i, Ordering::Release);
-                    futex_wake(a);
-                    while bw.load(Ordering::Acquire) != i {
-                        futex_wait(bw, i - 1);
-                    }
-                }
-                let t = start.elapsed();
-                a.store(u32::MAX, Ordering::Release);
-                futex_wake(a);
-                reap(pid);
-                t
-            })
+            b.iter_custom(raw_futex_ping_pong)
         });
         if !pinned {
             g.bench_function(BenchmarkId::new("raw_cache_line", tag), |b| {
-                b.iter_custom(|iters| {
-                    let w = &shared_words(1)[0];
-                    let pid = fork_child(|| {
-                        let mut next = 1u64;
-                        loop {
-                            while w.load(Ordering::Acquire) != next {
-                                std::hint::spin_loop();
-                            }
-                            if next == u64::MAX - 1 {
-                                break;
-                            }
-                            w.store(next + 1, Ordering::Release);
-                            next += 2;
-                        }
-                    });
-                    let start = Instant::now();
-                    for i in 0..iters {
-                        w.store(2 * i + 1, Ordering::Release);
-                        while w.load(Ordering::Acquire) != 2 * i + 2 {
-                            std::hint::spin_loop();
-                        }
-                    }
-                    let t = start.elapsed();
-                    // Stop the child: it waits for an odd value; kill it instead.
-                    // SAFETY: our own child.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                    reap(pid);
-                    t
-                })
+                b.iter_custom(raw_cache_line)
             });
         }
         if pinned {
@@ -285,31 +152,7 @@ fn locks(c: &mut Criterion) {
     let mut g = c.benchmark_group("value_increment_two_processes");
     g.sample_size(10);
     g.throughput(Throughput::Elements(1));
-    g.bench_function("uniconc_process_value", |b| {
-        b.iter_custom(|iters| {
-            let v = uniconc_process::value(0u64).unwrap();
-            let go = shared_words(1);
-            let half = iters / 2;
-            let v2 = v.clone();
-            let pid = fork_child(|| {
-                while go[0].load(Ordering::Acquire) == 0 {
-                    std::hint::spin_loop();
-                }
-                for _ in 0..half {
-                    v2.update(|x| *x += 1);
-                }
-            });
-            let start = Instant::now();
-            go[0].store(1, Ordering::Release);
-            for _ in 0..iters - half {
-                v.update(|x| *x += 1);
-            }
-            reap(pid);
-            let t = start.elapsed();
-            assert_eq!(v.load(), iters);
-            t
-        })
-    });
+    g.bench_function("uniconc_process_value", |b| b.iter_custom(value_increments));
     g.finish();
 }
 
@@ -411,6 +254,11 @@ fn ns_per(d: Duration, n: u64) -> f64 {
     d.as_nanos() as f64 / n as f64
 }
 
+/// ns per operation of `f(n)`, which times `n` operations.
+fn per_op(n: u64, f: impl Fn(u64) -> Duration) -> f64 {
+    ns_per(f(n), n)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -429,7 +277,7 @@ fn paired(rounds: usize, mut ours: impl FnMut() -> f64, mut peer: impl FnMut() -
     [median(a), median(b), median(r)]
 }
 
-fn chan_ping_pong(cap: usize, iters: u64) -> f64 {
+fn chan_ping_pong(cap: usize, iters: u64) -> Duration {
     let (ping_tx, ping_rx) = uniconc_process::channel::<u64>(cap).unwrap();
     let (pong_tx, pong_rx) = uniconc_process::channel::<u64>(cap).unwrap();
     let pid = fork_child(|| {
@@ -449,10 +297,10 @@ fn chan_ping_pong(cap: usize, iters: u64) -> f64 {
     let t = start.elapsed();
     ping_tx.close();
     reap(pid);
-    ns_per(t, iters)
+    t
 }
 
-fn raw_cache_line(iters: u64) -> f64 {
+fn raw_cache_line(iters: u64) -> Duration {
     let w = &shared_words(1)[0];
     const STOP: u64 = u64::MAX;
     let pid = fork_child(|| {
@@ -484,10 +332,10 @@ fn raw_cache_line(iters: u64) -> f64 {
     let t = start.elapsed();
     w.store(STOP, Ordering::Release);
     reap(pid);
-    ns_per(t, iters)
+    t
 }
 
-fn raw_futex_ping_pong(iters: u64) -> f64 {
+fn raw_futex_ping_pong(iters: u64) -> Duration {
     let w = shared_words(1);
     // SAFETY: AtomicU64 and 2 AtomicU32 have compatible layout within the line.
     let words: &[AtomicU32] =
@@ -519,11 +367,11 @@ fn raw_futex_ping_pong(iters: u64) -> f64 {
     a.store(u32::MAX, Ordering::Release);
     futex_wake(a);
     reap(pid);
-    ns_per(t, iters)
+    t
 }
 
 /// ns per message of a u64 stream 1→1 across fork through our channel.
-fn chan_stream(n: u64) -> f64 {
+fn chan_stream(n: u64) -> Duration {
     let (tx, rx) = uniconc_process::channel::<u64>(CAP).unwrap();
     let pid = fork_child(|| {
         for i in 0..=n {
@@ -538,10 +386,10 @@ fn chan_stream(n: u64) -> f64 {
     }
     let t = start.elapsed();
     reap(pid);
-    ns_per(t, n)
+    t
 }
 
-fn ipc_stream(n: u64) -> f64 {
+fn ipc_stream(n: u64) -> Duration {
     let (tx, rx) = ipc_channel::ipc::channel::<u64>().unwrap();
     let pid = fork_child(|| {
         for i in 0..=n {
@@ -556,10 +404,10 @@ fn ipc_stream(n: u64) -> f64 {
     }
     let t = start.elapsed();
     reap(pid);
-    ns_per(t, n)
+    t
 }
 
-fn crossbeam_stream(n: u64) -> f64 {
+fn crossbeam_stream(n: u64) -> Duration {
     let (tx, rx) = crossbeam_channel::bounded::<u64>(CAP);
     let h = std::thread::spawn(move || {
         for i in 0..=n {
@@ -573,10 +421,10 @@ fn crossbeam_stream(n: u64) -> f64 {
     }
     let t = start.elapsed();
     h.join().unwrap();
-    ns_per(t, n)
+    t
 }
 
-fn value_increments(n: u64) -> f64 {
+fn value_increments(n: u64) -> Duration {
     let v = uniconc_process::value(0u64).unwrap();
     let go = shared_words(1);
     let half = n / 2;
@@ -597,7 +445,7 @@ fn value_increments(n: u64) -> f64 {
     reap(pid);
     let t = start.elapsed();
     assert_eq!(v.load(), n);
-    ns_per(t, n)
+    t
 }
 
 fn same_run_ratios(py: Option<(f64, f64, f64)>) {
@@ -608,7 +456,11 @@ fn same_run_ratios(py: Option<(f64, f64, f64)>) {
     let check = |ok: bool| if ok { "met" } else { "NOT met" };
     println!("\n== process_channel: same-run ratios (median of {rounds} interleaved pairs) ==");
 
-    let [ours, ipc, r] = paired(rounds, || chan_stream(1_000_000), || ipc_stream(100_000));
+    let [ours, ipc, r] = paired(
+        rounds,
+        || per_op(1_000_000, chan_stream),
+        || per_op(100_000, ipc_stream),
+    );
     println!(
         "u64 1->1: uniconc {:.2} M/s, ipc-channel {:.3} M/s: {:.1}x ({}, target >= 10x)",
         1e3 / ours,
@@ -618,8 +470,8 @@ fn same_run_ratios(py: Option<(f64, f64, f64)>) {
     );
     let [_, cb, r] = paired(
         rounds,
-        || chan_stream(1_000_000),
-        || crossbeam_stream(1_000_000),
+        || per_op(1_000_000, chan_stream),
+        || per_op(1_000_000, crossbeam_stream),
     );
     println!(
         "u64 1->1: crossbeam between threads {:.2} M/s: uniconc is {:.0}% of it ({}, target >= 25%)",
@@ -641,7 +493,8 @@ fn same_run_ratios(py: Option<(f64, f64, f64)>) {
         // baseline). Report each placement apart: a median across both means nothing.
         let (mut siblings, mut cores) = (vec![], vec![]);
         for _ in 0..rounds {
-            let (ours, raw) = (chan_ping_pong(cap, 100_000), raw_cache_line(1_000_000));
+            let ours = per_op(100_000, |n| chan_ping_pong(cap, n));
+            let raw = per_op(1_000_000, raw_cache_line);
             if raw < 100.0 {
                 &mut siblings
             } else {
@@ -670,8 +523,8 @@ fn same_run_ratios(py: Option<(f64, f64, f64)>) {
     pin_to_cpu0();
     let [ours, raw, r] = paired(
         rounds,
-        || chan_ping_pong(1, 20_000),
-        || raw_futex_ping_pong(20_000),
+        || per_op(20_000, |n| chan_ping_pong(1, n)),
+        || per_op(20_000, raw_futex_ping_pong),
     );
     unpin();
     println!(
@@ -694,7 +547,11 @@ fn same_run_ratios(py: Option<(f64, f64, f64)>) {
         "uncontended Lock: {lock_ns:.1} ns ({}, target <= 30 ns)",
         check(lock_ns <= 30.0)
     );
-    let v = median((0..rounds).map(|_| value_increments(1_000_000)).collect());
+    let v = median(
+        (0..rounds)
+            .map(|_| per_op(1_000_000, value_increments))
+            .collect(),
+    );
     match py {
         Some((_, pp, pv)) => {
             println!(
