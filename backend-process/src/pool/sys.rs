@@ -917,14 +917,7 @@ mod tests {
         same(&[i128::MIN, 0, i128::MAX]);
         same(&[u128::MAX, 5]);
         same(&['a', 'é', '🦀']);
-        let mut x = 1u64;
-        let mut wide = Vec::new();
-        for _ in 0..20_000 {
-            x = x
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            wide.push(x >> (x % 64));
-        }
+        let wide = crate::pool::wire::wide_values();
         same(&wide);
         same(&wide.iter().map(|&v| v as i64).collect::<Vec<_>>());
         same(&wide.iter().map(|&v| v as i32).collect::<Vec<_>>());

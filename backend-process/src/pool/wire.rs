@@ -437,18 +437,25 @@ mod tests {
         same(&all);
         let all: Vec<i16> = (i16::MIN..=i16::MAX).collect();
         same(&all);
-        let mut x = 1u64;
-        let mut wide = Vec::new();
-        for _ in 0..20_000 {
-            x = x
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            // Every length from 1 to 10 bytes.
-            wide.push(x >> (x % 64));
-        }
+        let wide = wide_values();
         same(&wide);
         same(&wide.iter().map(|&v| v as i64).collect::<Vec<_>>());
         same(&wide.iter().map(|&v| v as u32).collect::<Vec<_>>());
         same(&wide.iter().map(|&v| (v >> 3) as i32).collect::<Vec<_>>());
     }
+}
+
+/// 20,000 pseudo-random `u64`s of every varint length from 1 to 10 bytes (an LCG), for the
+/// codec tests here and in `sys.rs`.
+#[cfg(test)]
+pub(crate) fn wide_values() -> Vec<u64> {
+    let mut x = 1u64;
+    (0..20_000)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            x >> (x % 64)
+        })
+        .collect()
 }
