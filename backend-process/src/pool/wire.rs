@@ -293,6 +293,21 @@ impl<'de> de::Deserializer<'de> for Fast<'_, 'de> {
     }
 }
 
+/// 20,000 pseudo-random `u64`s of every varint length from 1 to 10 bytes (an LCG), for the
+/// codec tests here and in `sys.rs`.
+#[cfg(test)]
+pub(crate) fn wide_values() -> Vec<u64> {
+    let mut x = 1u64;
+    (0..20_000)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            x >> (x % 64)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,19 +458,4 @@ mod tests {
         same(&wide.iter().map(|&v| v as u32).collect::<Vec<_>>());
         same(&wide.iter().map(|&v| (v >> 3) as i32).collect::<Vec<_>>());
     }
-}
-
-/// 20,000 pseudo-random `u64`s of every varint length from 1 to 10 bytes (an LCG), for the
-/// codec tests here and in `sys.rs`.
-#[cfg(test)]
-pub(crate) fn wide_values() -> Vec<u64> {
-    let mut x = 1u64;
-    (0..20_000)
-        .map(|_| {
-            x = x
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            x >> (x % 64)
-        })
-        .collect()
 }
