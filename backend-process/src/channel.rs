@@ -28,7 +28,7 @@
 //! - receivers waiting for a message: the producer's SeqCst `tail` CAS (claiming the cells)
 //!   then its SeqCst load of the flag, against the waiter's SeqCst flag store then its SeqCst
 //!   load of `tail`. A waiter that sees `tail` past `head` knows a message is coming but that
-//!   its producer may have read the flag too early: it naps for [`CLAIMED_NAP`] only.
+//!   its producer may have read the flag too early: it naps briefly ([`claimed_nap`]).
 //! - senders waiting for room: the consumer's SeqCst `recvd` increment (after freeing the
 //!   cells) then its SeqCst load of the flag, against the waiter's SeqCst flag store then its
 //!   SeqCst load of `recvd` (which, when it sees the increment, also sees the freed cells).
@@ -92,9 +92,15 @@ fn register_sleeper(w: &WaitWords) -> u32 {
     w.word.fetch_or(SLEEPERS, Ordering::SeqCst) | SLEEPERS
 }
 
-/// Longest sleep of a receiver that found a message claimed but not yet published (its
-/// producer is mid-`send`, and may not see the sleeper flag): it re-checks soon.
-const CLAIMED_NAP: Duration = Duration::from_micros(50);
+/// Sleep of a receiver that found a message claimed but not yet published (its producer is
+/// mid-`send`, and may not see the sleeper flag), for the `n`th time in a row: 50 µs, doubling
+/// up to [`SLICE`], so a producer that stalls there (descheduled, or killed mid-`send`, which
+/// blocks the ring) does not keep its receivers polling.
+fn claimed_nap(n: u32) -> Duration {
+    Duration::from_micros(50)
+        .saturating_mul(1 << n.min(12))
+        .min(SLICE)
+}
 
 /// Longest single futex sleep of a blocked sender or receiver: how often it re-checks that its
 /// peers are alive.
@@ -1199,19 +1205,14 @@ impl<T> Sender<T> {
 }
 
 impl<T> Receiver<T> {
-    /// Registers as a sleeper on `recv_wait`; returns the sequence value to sleep on and how
-    /// long to sleep at most: [`CLAIMED_NAP`] if a producer has claimed cells it has not
-    /// published yet (it may have read the flag before we raised it), else [`SLICE`]. The
-    /// caller re-checks with `try_recv_inner`, then sleeps.
-    fn prepare_sleep(&self) -> (u32, Duration) {
+    /// Registers as a sleeper on `recv_wait`; returns the sequence value to sleep on, and
+    /// whether a producer has claimed cells it has not published yet (it may have read the
+    /// flag before we raised it, so it may not wake us: sleep briefly, see [`claimed_nap`]).
+    /// The caller re-checks with `try_recv_inner`, then sleeps.
+    fn prepare_sleep(&self) -> (u32, bool) {
         let seq = register_sleeper(&self.chan.hdr().recv_wait);
         // SeqCst inside: the load half of the receivers' wake handshake (module docs).
-        let nap = if self.chan.ring().is_idle() {
-            SLICE
-        } else {
-            CLAIMED_NAP
-        };
-        (seq, nap)
+        (seq, !self.chan.ring().is_idle())
     }
 }
 
@@ -1252,6 +1253,7 @@ impl<T: DeserializeOwned> Receiver<T> {
     fn recv_inner(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         let mut backoff = Backoff::new(&self.chan);
         let w = &self.chan.hdr().recv_wait;
+        let mut naps = 0;
         loop {
             match self.try_recv_inner() {
                 Err(TryRecvError::Empty) => {}
@@ -1266,11 +1268,18 @@ impl<T: DeserializeOwned> Receiver<T> {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(RecvTimeoutError::Timeout);
             }
-            let (seq, nap) = self.prepare_sleep();
+            let (seq, claimed) = self.prepare_sleep();
             match self.try_recv_inner() {
                 Err(TryRecvError::Empty) => {}
                 r => return r.map_err(to_timeout_err),
             }
+            let nap = if claimed {
+                naps += 1;
+                claimed_nap(naps - 1)
+            } else {
+                naps = 0;
+                SLICE
+            };
             self.chan.sleep(w, seq, deadline, nap, &mut backoff);
         }
     }
@@ -1394,22 +1403,26 @@ impl<T: Message> uniconc_core::Receiver<T> for Receiver<T> {
     fn recv_async(&self) -> impl Future<Output = Result<T, RecvError>> + Send + '_ {
         async move {
             let w = &self.chan.hdr().recv_wait;
+            let mut yields = 0;
             loop {
                 match self.try_recv_inner() {
                     Err(TryRecvError::Empty) => {}
                     r => return r.map_err(to_recv_err),
                 }
-                let (seq, nap) = self.prepare_sleep();
+                let (seq, claimed) = self.prepare_sleep();
                 match self.try_recv_inner() {
                     Err(TryRecvError::Empty) => {}
                     r => return r.map_err(to_recv_err),
                 }
-                if nap < SLICE {
+                if claimed && yields < 16 {
                     // A message is being written: let the executor run something else, then
-                    // look again.
+                    // look again (a few times: a producer stalled there must not keep this
+                    // task busy; the sleep below is bounded to `SLICE`).
+                    yields += 1;
                     YieldNow(false).await;
                     continue;
                 }
+                yields = 0;
                 let keep: Arc<dyn std::any::Any + Send + Sync> = self.chan.clone();
                 // SAFETY: `w.word` lives in the mapping `keep` keeps alive.
                 unsafe { WaitWord::new(&w.word, seq, None, keep) }.await;
