@@ -371,40 +371,42 @@ fn raw_futex_ping_pong(iters: u64) -> Duration {
 }
 
 /// ns per message of a u64 stream 1→1 across fork through our channel.
-fn chan_stream(n: u64) -> Duration {
-    let (tx, rx) = uniconc_process::channel::<u64>(CAP).unwrap();
-    let pid = fork_child(|| {
-        for i in 0..=n {
-            tx.send(i).unwrap();
-        }
-    });
+/// Time to receive `n` u64s streamed 1→1 from a forked child: `send` in the child, `recv`
+/// here (after one message, so the child is running).
+fn fork_stream<S, R>(
+    n: u64,
+    (tx, rx): (S, R),
+    send: impl Fn(&S, u64),
+    recv: impl Fn(&R) -> u64,
+) -> Duration {
+    let pid = fork_child(|| (0..=n).for_each(|i| send(&tx, i)));
     drop(tx);
-    rx.recv().unwrap();
+    recv(&rx);
     let start = Instant::now();
     for _ in 0..n {
-        black_box(rx.recv().unwrap());
+        black_box(recv(&rx));
     }
     let t = start.elapsed();
     reap(pid);
     t
 }
 
+fn chan_stream(n: u64) -> Duration {
+    fork_stream(
+        n,
+        uniconc_process::channel::<u64>(CAP).unwrap(),
+        |tx, i| tx.send(i).unwrap(),
+        |rx| rx.recv().unwrap(),
+    )
+}
+
 fn ipc_stream(n: u64) -> Duration {
-    let (tx, rx) = ipc_channel::ipc::channel::<u64>().unwrap();
-    let pid = fork_child(|| {
-        for i in 0..=n {
-            tx.send(i).unwrap();
-        }
-    });
-    drop(tx);
-    rx.recv().unwrap();
-    let start = Instant::now();
-    for _ in 0..n {
-        black_box(rx.recv().unwrap());
-    }
-    let t = start.elapsed();
-    reap(pid);
-    t
+    fork_stream(
+        n,
+        ipc_channel::ipc::channel::<u64>().unwrap(),
+        |tx, i| tx.send(i).unwrap(),
+        |rx| rx.recv().unwrap(),
+    )
 }
 
 fn crossbeam_stream(n: u64) -> Duration {
