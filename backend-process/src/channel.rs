@@ -1285,6 +1285,15 @@ impl<T: DeserializeOwned> Receiver<T> {
     }
 }
 
+/// The async twin of [`Chan::sleep`]: until `w` moves on from `seq` (or one [`SLICE`], the
+/// waiter pool's bound), then a look for dead peers.
+async fn sleep_async(chan: &Arc<Chan>, w: &WaitWords, seq: u32) {
+    let keep: Arc<dyn std::any::Any + Send + Sync> = chan.clone();
+    // SAFETY: `w.word` lives in the mapping `keep` keeps alive.
+    unsafe { WaitWord::new(&w.word, seq, None, keep) }.await;
+    chan.maybe_reap();
+}
+
 fn to_timeout_err(e: TryRecvError) -> RecvTimeoutError {
     match e {
         TryRecvError::Empty => RecvTimeoutError::Timeout,
@@ -1355,10 +1364,7 @@ impl<T: Message> uniconc_core::Sender<T> for Sender<T> {
                     Err(TrySend::Err(e)) => return Err(e),
                     Err(TrySend::Full(v)) => value = v,
                 }
-                let keep: Arc<dyn std::any::Any + Send + Sync> = self.chan.clone();
-                // SAFETY: `w.word` lives in the mapping `keep` keeps alive.
-                unsafe { WaitWord::new(&w.word, seq, None, keep) }.await;
-                self.chan.maybe_reap();
+                sleep_async(&self.chan, w, seq).await;
             }
         }
     }
@@ -1423,10 +1429,7 @@ impl<T: Message> uniconc_core::Receiver<T> for Receiver<T> {
                     continue;
                 }
                 yields = 0;
-                let keep: Arc<dyn std::any::Any + Send + Sync> = self.chan.clone();
-                // SAFETY: `w.word` lives in the mapping `keep` keeps alive.
-                unsafe { WaitWord::new(&w.word, seq, None, keep) }.await;
-                self.chan.maybe_reap();
+                sleep_async(&self.chan, w, seq).await;
             }
         }
     }
