@@ -1670,6 +1670,38 @@ mod tests {
     use super::*;
     use uniconc_core::{Receiver as _, Sender as _};
 
+    /// A producer that has claimed cells but not published them (mid-`send`: here, stalled
+    /// inside the encoder) leaves receivers waiting: `recv_timeout` times out instead of
+    /// hanging, and the message arrives once published.
+    #[test]
+    fn a_claimed_unpublished_message_times_out_then_arrives() {
+        let (tx, rx) = channel::<u64>(4).unwrap();
+        let (claimed_tx, claimed_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let chan = tx.chan.clone();
+        let writer = std::thread::spawn(move || {
+            let size = codec::encoded_size(&7u64).unwrap();
+            let pushed = chan.ring().try_push(size, |buf| {
+                claimed_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+                codec::encode_into(&7u64, buf).is_ok_and(|n| n == size)
+            });
+            chan.notify(&chan.hdr().recv_wait);
+            pushed
+        });
+        claimed_rx.recv().unwrap();
+        let start = Instant::now();
+        assert_eq!(
+            rx.recv_timeout(Duration::from_millis(300)),
+            Err(RecvTimeoutError::Timeout)
+        );
+        assert!(start.elapsed() >= Duration::from_millis(300));
+        go_tx.send(()).unwrap();
+        assert_eq!(writer.join().unwrap(), Ok(true));
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(7));
+        drop(tx);
+    }
+
     #[test]
     fn capacity_zero_is_an_error() {
         let e = channel::<u8>(0).unwrap_err();
