@@ -857,7 +857,7 @@ pub(crate) fn reap_in_background(pid: Pid) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde::{Deserialize, Serialize};
+    use serde::Serialize;
     use std::collections::BTreeMap;
 
     /// Pushes every value with an [`Encoder`] and checks the bytes are postcard's.
@@ -872,17 +872,6 @@ mod tests {
         assert_eq!(ours, theirs);
     }
 
-    #[derive(Serialize, Deserialize)]
-    struct Meters(u64);
-
-    #[derive(Serialize, Deserialize)]
-    enum Shape {
-        Dot,
-        Circle(f64),
-        Pair(i8, u16),
-        Rect { w: u32, h: i16 },
-    }
-
     #[derive(Serialize)]
     struct Point {
         x: i64,
@@ -890,62 +879,20 @@ mod tests {
         tag: String,
     }
 
+    /// The values `wire.rs`'s round-trip tests cannot read back and compare (they check
+    /// this encoder on every other primitive and compound): NaN, borrowed strings and bytes,
+    /// a type without `Deserialize`.
     #[test]
-    fn primitives_are_postcards_bytes() {
-        same(&[
-            0u64,
-            1,
-            127,
-            128,
-            16_383,
-            16_384,
-            u64::from(u32::MAX),
-            u64::MAX,
-        ]);
-        same(&[0u32, 127, 128, u32::MAX]);
-        same(&[0u16, 128, u16::MAX]);
-        same(&[0u8, 255]);
-        same(&[0i64, -1, 1, -64, 64, i64::MIN, i64::MAX]);
-        same(&[0i32, -1, i32::MIN, i32::MAX]);
-        same(&[0i16, -1, i16::MIN, i16::MAX]);
-        same(&[0i8, -1, i8::MIN, i8::MAX]);
-        same(&[true, false]);
-        same(&[0.0f64, -1.5, f64::MAX, f64::NAN]);
-        same(&[0.0f32, 3.25, f32::MIN]);
-        same(&[usize::MAX, 0, 300]);
-        same(&[isize::MIN, -3]);
-        same(&[i128::MIN, 0, i128::MAX]);
-        same(&[u128::MAX, 5]);
-        same(&['a', 'é', '🦀']);
-        let wide = crate::pool::wire::wide_values();
-        same(&wide);
-        same(&wide.iter().map(|&v| v as i64).collect::<Vec<_>>());
-        same(&wide.iter().map(|&v| v as i32).collect::<Vec<_>>());
-        same(&wide.iter().map(|&v| v as i16).collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn compound_values_are_postcards_bytes() {
-        same(&[Meters(3), Meters(u64::MAX)]);
+    fn encode_only_values_are_postcards_bytes() {
+        same(&[0.0f64, f64::NAN]);
         same(&["", "hello"]);
-        same(&[String::from("x")]);
-        same(&[vec![1u64, 2, 3], vec![]]);
-        same(&[Some(7u32), None]);
         same(&[(1u8, -2i64, "x"), (0, 0, "")]);
-        same(&[
-            Shape::Dot,
-            Shape::Circle(2.5),
-            Shape::Pair(-1, 300),
-            Shape::Rect { w: 3, h: -4 },
-        ]);
         same(&[Point {
             x: -5,
             y: Some(9),
             tag: "p".into(),
         }]);
         same(&[BTreeMap::from([(1u16, "a")]), BTreeMap::new()]);
-        same(&[(), ()]);
-        same(&[[1u32, 2, 3]]);
         same(&[&b"bytes"[..]]);
     }
 

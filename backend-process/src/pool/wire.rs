@@ -314,7 +314,8 @@ mod tests {
     use serde::{Deserialize, Serialize};
     use std::collections::BTreeMap;
 
-    /// Reads `values` written back to back by postcard with [`Reader`], as they are (the
+    /// Checks both halves of the pool's codec against postcard on `values`: our encoder
+    /// (`sys::Encoder`) writes postcard's bytes, and [`Reader`] reads them back, as they are (the
     /// last bytes take the byte-by-byte path) and followed by padding (every value takes the
     /// one-word path where it applies).
     fn same<T>(values: &[T])
@@ -325,6 +326,12 @@ mod tests {
         for v in values {
             bytes.extend(postcard::to_stdvec(v).unwrap());
         }
+        let mut ours = Vec::new();
+        let mut enc = crate::pool::sys::Encoder::new(&mut ours);
+        for v in values {
+            enc.push(v).unwrap();
+        }
+        assert_eq!(ours, bytes, "our encoder");
         let mut r = Reader::new(&bytes);
         for v in values {
             assert_eq!(&r.read::<T>().unwrap(), v);
@@ -365,6 +372,7 @@ mod tests {
     enum Shape {
         Dot,
         Circle(f64),
+        Pair(i8, u16),
         Rect { w: u32, h: i16 },
     }
 
@@ -392,6 +400,7 @@ mod tests {
         same(&[0.0f64, -1.5, f64::MAX, f64::MIN_POSITIVE]);
         same(&[0.0f32, 3.25, f32::MIN]);
         same(&[usize::MAX, 0, 300]);
+        same(&[isize::MIN, -3]);
         same(&[i128::MIN, 0, i128::MAX]);
         same(&[u128::MAX, 5]);
         same(&['a', 'é', '🦀']);
@@ -404,7 +413,12 @@ mod tests {
         same(&[vec![1u64, 2, 3], vec![]]);
         same(&[Some(7u32), None]);
         same(&[(1u8, -2i64, "x".to_string()), (0, 0, String::new())]);
-        same(&[Shape::Dot, Shape::Circle(2.5), Shape::Rect { w: 3, h: -4 }]);
+        same(&[
+            Shape::Dot,
+            Shape::Circle(2.5),
+            Shape::Pair(-1, 300),
+            Shape::Rect { w: 3, h: -4 },
+        ]);
         same(&[BTreeMap::from([(1u16, "a".to_string())]), BTreeMap::new()]);
         same(&[(), ()]);
         same(&[[1u32, 2, 3], [4, 5, 6]]);
@@ -457,5 +471,7 @@ mod tests {
         same(&wide.iter().map(|&v| v as i64).collect::<Vec<_>>());
         same(&wide.iter().map(|&v| v as u32).collect::<Vec<_>>());
         same(&wide.iter().map(|&v| (v >> 3) as i32).collect::<Vec<_>>());
+        same(&wide.iter().map(|&v| v as i32).collect::<Vec<_>>());
+        same(&wide.iter().map(|&v| v as i16).collect::<Vec<_>>());
     }
 }
