@@ -222,10 +222,14 @@ fn dropping_the_pool_cancels_its_tasks() {
 
 #[test]
 fn task_timeout_stops_async_tasks_and_reports_sync_ones() {
+    // Trivial tasks on the same pool must finish within the deadline: leave a loaded CI
+    // machine room (a 20 ms deadline failed there once), and overdue tasks far past it.
+    const TIMEOUT: Duration = Duration::from_millis(250);
+    const OVERDUE: Duration = Duration::from_millis(1500);
     watchdog(60, || {
         let pool = Pool::builder()
             .workers(2)
-            .task_timeout(Duration::from_millis(20))
+            .task_timeout(TIMEOUT)
             .build()
             .unwrap();
         let stopped = Arc::new(AtomicUsize::new(0));
@@ -252,21 +256,21 @@ fn task_timeout_stops_async_tasks_and_reports_sync_ones() {
             "the async task was dropped"
         );
         let h = pool
-            .submit(|_: ()| std::thread::sleep(Duration::from_millis(300)), ())
+            .submit(|_: ()| std::thread::sleep(OVERDUE), ())
             .unwrap();
         assert_eq!(h.wait(), Err(TaskError::DeadlineExceeded));
         assert_eq!(pool.submit(|x: u8| x, 4).unwrap().wait(), Ok(4));
         let pool = Pool::builder()
             .workers(2)
             .chunk_size(1)
-            .task_timeout(Duration::from_millis(20))
+            .task_timeout(TIMEOUT)
             .build()
             .unwrap();
         let e = pool
             .map(
                 |x: u64| {
                     if x == 1 {
-                        std::thread::sleep(Duration::from_millis(300));
+                        std::thread::sleep(OVERDUE);
                     }
                     x
                 },
