@@ -29,9 +29,10 @@
 //!   then its SeqCst load of the flag, against the waiter's SeqCst flag store then its SeqCst
 //!   load of `tail`. A waiter that sees `tail` past `head` knows a message is coming but that
 //!   its producer may have read the flag too early: it naps briefly ([`claimed_nap`]).
-//! - senders waiting for room: the consumer's SeqCst `recvd` increment (after freeing the
-//!   cells) then its SeqCst load of the flag, against the waiter's SeqCst flag store then its
-//!   SeqCst load of `recvd` (which, when it sees the increment, also sees the freed cells).
+//! - senders waiting for room: the consumer's SeqCst `recvd` increment (after giving the
+//!   cells back) then its SeqCst load of the flag, against the waiter's SeqCst flag store then
+//!   its SeqCst load of `recvd` (which, when it sees the increment, also sees the cells given
+//!   back).
 //! - disconnection and `close`: the SeqCst count decrement or `closed` store, then a bump of
 //!   `seq` (no flag involved) or a SeqCst load of the flag, against SeqCst loads of the
 //!   counts in every re-check.
@@ -239,15 +240,8 @@ impl ProcSlot {
 #[derive(Debug)]
 #[repr(C)]
 struct ChanHeader {
+    /// The ring, with the message counts that bound the capacity.
     ring: RingHeader,
-    /// Messages reserved by producers (sent or being sent), written by producers only.
-    /// Invariant: `sent - recvd <= capacity`, except transiently by one per racing producer
-    /// (a failed reservation is undone at once).
-    sent: CachePadded<AtomicU64>,
-    /// Messages taken by consumers, written by consumers only (so a 1→1 channel moves no
-    /// shared counter line between the two processes: producers re-read it only when the
-    /// cached copy says the channel is full).
-    recvd: CachePadded<AtomicU64>,
     recv_wait: CachePadded<WaitWords>,
     send_wait: CachePadded<WaitWords>,
     conn: CachePadded<Conn>,
@@ -282,8 +276,8 @@ pub(crate) struct Chan {
     last_reap: AtomicU64,
     /// Polls before sleeping, learned (see `Backoff`).
     spin_polls: AtomicU32,
-    /// Last value of the header's `recvd` this process read (a lower bound of it).
-    recvd_cache: AtomicU64,
+    /// This process's cached copies of the ring's completion line.
+    ring_cache: ring::Cache,
     /// Only one CPU is usable: never spin.
     single_cpu: bool,
 }
@@ -308,7 +302,7 @@ impl Chan {
         let ctl = unsafe { std::slice::from_raw_parts(self.ctl.as_ptr(), self.cells) };
         // SAFETY: `data` is `cells * CELL` bytes inside the same mapping (checked in
         // `new_chan`); they are only accessed through rings over this header and these cells.
-        unsafe { Ring::new(&self.hdr().ring, ctl, self.data.as_ptr()) }
+        unsafe { Ring::new(&self.hdr().ring, ctl, self.data.as_ptr(), &self.ring_cache) }
     }
 
     fn my_slot(&self) -> &ProcSlot {
@@ -485,15 +479,11 @@ impl Chan {
         }
     }
 
-    /// `true` if at most three quarters of a bounded channel's capacity is taken (refreshing
-    /// the cached `recvd`); always `true` for an unbounded one.
+    /// `true` if at most three quarters of a bounded channel's capacity is taken; always
+    /// `true` for an unbounded one.
     fn below_low_water(&self) -> bool {
-        let Some(cap) = self.cap else { return true };
-        let hdr = self.hdr();
-        // Relaxed: a heuristic; `try_send_inner` makes the real check.
-        let fresh = hdr.recvd.load(Ordering::Relaxed);
-        self.recvd_cache.store(fresh, Ordering::Relaxed);
-        hdr.sent.load(Ordering::Relaxed).saturating_sub(fresh) <= cap - cap / 4
+        self.cap
+            .is_none_or(|cap| self.ring().at_most_queued(cap - cap / 4))
     }
 
     /// Sleeps until `w` moves on from `seq`, `deadline` or `slice`, whichever comes first,
@@ -785,7 +775,7 @@ fn new_chan(capacity: Option<usize>, budget: Option<usize>) -> Result<Chan, Erro
         child_receivers: AtomicU32::new(0),
         last_reap: AtomicU64::new(0),
         spin_polls: AtomicU32::new(Backoff::MAX_POLLS),
-        recvd_cache: AtomicU64::new(0),
+        ring_cache: ring::Cache::default(),
         single_cpu: std::thread::available_parallelism().is_ok_and(|n| n.get() == 1),
     })
 }
@@ -1101,28 +1091,9 @@ impl<T: Serialize> Sender<T> {
             };
             return Err(TrySend::Err(SendError::Invalid(value, e)));
         }
-        let hdr = chan.hdr();
-        // Relaxed: the counters are a bound, not a synchronisation point (the stamps are).
-        let before = hdr.sent.fetch_add(1, Ordering::Relaxed);
-        if let Some(cap) = chan.cap {
-            // `recvd` only grows, so a stale cached copy can only make us refuse, never admit
-            // too many; re-read it when the cache says full.
-            let cached = chan.recvd_cache.load(Ordering::Relaxed);
-            if before.saturating_sub(cached) >= cap {
-                let fresh = hdr.recvd.load(Ordering::Relaxed);
-                // A plain store, not `fetch_max`: any value ever read from `recvd` is a lower
-                // bound of it, so a racing thread storing an older one is harmless.
-                chan.recvd_cache.store(fresh, Ordering::Relaxed);
-                if before.saturating_sub(fresh) >= cap {
-                    hdr.sent.fetch_sub(1, Ordering::Relaxed);
-                    return Err(TrySend::Full(value));
-                }
-            }
-        }
         let mut enc_err = None;
-        let pushed = chan
-            .ring()
-            .try_push(size, |buf| match codec::encode_into(&value, buf) {
+        let pushed = chan.ring().try_push(size, chan.cap, |buf| {
+            match codec::encode_into(&value, buf) {
                 Ok(n) if n == size => true,
                 Ok(n) => {
                     enc_err = Some(MessageError::Encode(format!(
@@ -1134,21 +1105,18 @@ impl<T: Serialize> Sender<T> {
                     enc_err = Some(e);
                     false
                 }
-            });
+            }
+        });
         match pushed {
             Ok(true) => {
-                chan.notify(&hdr.recv_wait);
+                chan.notify(&chan.hdr().recv_wait);
                 Ok(())
             }
             Ok(false) => {
-                hdr.sent.fetch_sub(1, Ordering::Relaxed);
                 let e = enc_err.unwrap_or_else(|| MessageError::Encode("unknown".into()));
                 Err(TrySend::Err(SendError::Invalid(value, e)))
             }
-            Err(ring::Full) => {
-                hdr.sent.fetch_sub(1, Ordering::Relaxed);
-                Err(TrySend::Full(value))
-            }
+            Err(ring::Full) => Err(TrySend::Full(value)),
         }
     }
 
@@ -1193,13 +1161,11 @@ impl<T> Sender<T> {
     /// Registers as a sleeper on `send_wait` and refreshes the cached `recvd`; returns the
     /// sequence value to sleep on. The caller re-checks with `try_send_inner`, then sleeps.
     fn prepare_sleep(&self) -> u32 {
-        let hdr = self.chan.hdr();
-        let seq = register_sleeper(&hdr.send_wait);
-        // SeqCst: the load half of the senders' wake handshake (module docs): either we see
-        // the receivers' latest increment (and the cells they freed before it), or they see
-        // our flag.
-        let fresh = hdr.recvd.load(Ordering::SeqCst);
-        self.chan.recvd_cache.store(fresh, Ordering::Relaxed);
+        let seq = register_sleeper(&self.chan.hdr().send_wait);
+        // SeqCst inside: the load half of the senders' wake handshake (module docs): either
+        // we see the receivers' latest increment (and the cells they gave back before it), or
+        // they see our flag.
+        self.chan.ring().recvd_seqcst();
         seq
     }
 }
@@ -1230,10 +1196,9 @@ impl<T: DeserializeOwned> Receiver<T> {
             });
             match popped {
                 Pop::Item(r) => {
-                    let hdr = chan.hdr();
-                    // SeqCst: the notifier half of the senders' wake handshake (module docs).
-                    hdr.recvd.fetch_add(1, Ordering::SeqCst);
-                    chan.notify(&hdr.send_wait);
+                    // The ring's SeqCst `recvd` increment, then this: the notifier half of the
+                    // senders' wake handshake (module docs).
+                    chan.notify(&chan.hdr().send_wait);
                     return r.map_err(TryRecvError::Invalid);
                 }
                 Pop::Empty => {
@@ -1310,12 +1275,7 @@ fn to_recv_err(e: TryRecvError) -> RecvError {
 }
 
 fn len_of(chan: &Chan) -> usize {
-    // Relaxed: a snapshot.
-    let hdr = chan.hdr();
-    let n = hdr
-        .sent
-        .load(Ordering::Relaxed)
-        .saturating_sub(hdr.recvd.load(Ordering::Relaxed));
+    let n = chan.ring().queued();
     let n = chan.cap.map_or(n, |c| n.min(c));
     usize::try_from(n).unwrap_or(usize::MAX)
 }
@@ -1681,7 +1641,7 @@ mod tests {
         let chan = tx.chan.clone();
         let writer = std::thread::spawn(move || {
             let size = codec::encoded_size(&7u64).unwrap();
-            let pushed = chan.ring().try_push(size, |buf| {
+            let pushed = chan.ring().try_push(size, chan.cap, |buf| {
                 claimed_tx.send(()).unwrap();
                 go_rx.recv().unwrap();
                 codec::encode_into(&7u64, buf).is_ok_and(|n| n == size)

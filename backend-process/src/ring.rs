@@ -1,52 +1,72 @@
 //! The lock-free ring under every channel: an MPMC queue of variable-size records in a
-//! fixed array of cells, after Dmitry Vyukov's bounded MPMC queue (the algorithm of
-//! crossbeam-channel's `array` flavour), extended so one record spans several consecutive cells.
+//! fixed array of cells. Producers claim cells with a CAS on `tail` and hand a record over by
+//! stamping its head cell, as in Dmitry Vyukov's bounded MPMC queue (the algorithm of
+//! crossbeam-channel's `array` flavour), extended so one record spans several consecutive
+//! cells. Consumers claim records with a CAS on `head` and give the cells back through a
+//! completion position, `done`, advanced in order (DPDK `rte_ring`'s consumer tail), so that a
+//! consumer never writes a line a producer writes: handing one small message over moves one
+//! cache line between the processes, and the producer reads the consumers' line only when its
+//! cached copy of `done` says the ring is full.
 //!
 //! # Layout
 //!
-//! - [`RingHeader`]: `head` (next position to read) and `tail` (next position to write), in
-//!   cells, monotonically increasing `u64`s (they never wrap in practice: 2^64 cells).
-//! - `ctl`: one [`CellCtl`] per cell, one cache line each: a stamp, a meta word and
-//!   [`INLINE`] bytes. A record of at most `INLINE` bytes (a `u64`, a small struct) lives in
-//!   its head cell's line, so handing it over moves one line between the processes, and
-//!   neighbouring cells never share a line (a producer publishing cell `i + 1` does not pull
-//!   the line a consumer is freeing for cell `i`).
+//! - [`RingHeader`], three lines: `head` (next position to read, consumers), the producers'
+//!   line (`tail`, next position to write, and `sent`, messages reserved) and the completion
+//!   line (`done` and `recvd`, messages taken). Positions count cells and only grow (2^62 cells
+//!   are never reached).
+//! - `ctl`: one [`CellCtl`] per cell, one cache line each: a stamp, a meta word and [`INLINE`]
+//!   bytes. A record of at most `INLINE` bytes (a `u64`, a small struct) lives in its head
+//!   cell's line; neighbouring cells never share a line.
 //! - `data`: `n * CELL` bytes for larger records, kept apart from the control lines so that a
 //!   record's bytes are contiguous; a record at position `p` starts at cell `p % n`. A record
 //!   never wraps: a producer that would cross the end first writes a *skip* record up to the
 //!   end. The data cells of inline records are never touched (no memory is committed for them).
 //!
-//! # Stamp protocol (per cell, for the position `pos` that maps to it)
+//! # Protocol
 //!
-//! - `stamp == pos`: free, may be written by the producer that claims `pos`;
-//! - `stamp == pos + 1`: occupied (published head cell, or a continuation cell);
-//! - after the record at `p` (cells `p..p+k`) is read, each of its cells gets `stamp = pos + n`,
-//!   i.e. free for the next lap.
+//! - A producer may write the cells of positions `t .. t + k` once `t + k <= done + n`: every
+//!   record of the previous lap there is read. It claims them by moving `tail` from `t` to
+//!   `t + k` with a CAS, writes the bytes and the meta word, then stores `PUBLISHED | t` in the
+//!   head cell's stamp. Only head cells get stamps.
+//! - A consumer that sees `PUBLISHED | h` in the cell of `head == h` claims the record by
+//!   moving `head` past it with a CAS, reads it, and completes it: if `done == h` it moves
+//!   `done` past the record (the usual case, always with one consumer); otherwise an earlier
+//!   record is still being read, and it stamps its head cell `READ | h` and leaves.
+//! - A producer that needs room reloads `done` and *sweeps*: while the cell at `done` says
+//!   `READ | done`, it moves `done` past that record. So records read out of order are given
+//!   back by whoever needs the room; nobody waits for another consumer.
+//! - Message counts bound the channel's capacity apart from the cells: `sent` (reserved by
+//!   producers before they claim cells, undone if they cannot) and `recvd` (consumers, once a
+//!   message is read). Skip records count no message.
 //!
-//! The stored value is `stamp - index` (wrapping), so the all-zero state of fresh shared memory
-//! is "every cell free for lap 0": no initialisation pass over the cells.
-//!
-//! A producer claims `k` cells by checking all `k` stamps free and then moving `tail` from
-//! `t` to `t + k` with a CAS; a consumer claims a record by seeing its head cell published and
-//! moving `head` from `h` to `h + k`. Positions are unique because only the CAS winner owns them.
+//! Stamps are `PUBLISHED | pos` or `READ | pos`; zero, the state of fresh shared memory, is
+//! "never written", so no initialisation pass touches the cells. A consumer whose `head` is
+//! stale finds a stamp for a later position (or `READ` for its own) and retries; one whose
+//! cell holds an older stamp finds the ring empty.
 //!
 //! # Memory ordering (SYNC POINTs)
 //!
 //! - SYNC POINT A: the producer's `Release` store of the head cell's stamp (after writing the
 //!   bytes and the meta word) pairs with the consumer's `Acquire` load of that stamp: the
 //!   consumer sees the bytes and the meta.
-//! - SYNC POINT B: the consumer's `Release` stores freeing the cells (after reading the bytes)
-//!   pair with the next producer's `Acquire` loads in `check_free`: that producer's writes
-//!   happen after the reads.
-//! - A record's bytes are its data cells or its head cell's inline bytes: both are covered by
-//!   A and B alike.
+//! - SYNC POINT B: the consumer's `Release` completion (the `done` CAS, or the `READ` stamp
+//!   then a sweeper's `Acquire` load of it and `AcqRel` CAS of `done`) pairs with the
+//!   producers' `Acquire` loads of `done`: a producer's writes to a cell happen after the
+//!   reads of the record that held it. The process-private cache of `done` is stored with
+//!   `Release` and loaded with `Acquire`, so a thread using another's reload inherits it.
 //! - The `head` CAS is `Relaxed`: it only arbitrates ownership of positions; all data
-//!   visibility goes through the stamps. The `tail` CAS is `SeqCst` for the channel's wake-up
-//!   handshake, not for the ring (see [`Ring::is_idle`]).
+//!   visibility goes through the stamps. The `tail` CAS and the `recvd` increment are
+//!   `SeqCst` for the channel's wake-up handshakes ([`Ring::is_idle`], [`Ring::recvd_seqcst`]),
+//!   not for the ring; a waiter that sees the `recvd` increment also sees the completion
+//!   before it.
 //!
 //! Mapped memory is untrusted: `n`, the mask and the data pointer come from the private view;
 //! a meta word that would make a record run past the end is reported as corrupt and consumes
 //! one cell, never an out-of-bounds access.
+//!
+//! Known limit: a consumer killed between claiming a record and completing it (SIGKILL while
+//! decoding) leaves `done` behind that record for good: the other consumers go on, the
+//! producers fill the ring up to it and then find it full.
 
 use std::cell::UnsafeCell;
 
@@ -63,34 +83,86 @@ const SKIP: u32 = 1 << 31;
 /// The largest record length the meta word can express.
 pub(crate) const MAX_RECORD: usize = (SKIP - 1) as usize;
 
+/// Stamp flag: the record at the stamp's position is published.
+const PUBLISHED: u64 = 1 << 63;
+/// Stamp flag: the record at the stamp's position was read, its completion is pending.
+const READ: u64 = 1 << 62;
+/// The position bits of a stamp.
+const POS: u64 = READ - 1;
+
 /// Positions shared by producers and consumers. `#[repr(C)]`; all-zero is an empty ring.
 #[derive(Debug, Default)]
 #[repr(C)]
 pub(crate) struct RingHeader {
-    /// Next position to read. Invariant: `head <= tail`.
+    /// Next position to read, written by consumers. Invariant: `done <= head <= tail`.
     head: CachePadded<AtomicU64>,
-    /// Next position to write. Invariant: `tail - head <= n`.
-    tail: CachePadded<AtomicU64>,
+    /// Written by producers only.
+    prod: CachePadded<ProdLine>,
+    /// Written by consumers (and sweeping producers); read by producers when their cached
+    /// copy says the ring is full.
+    done: CachePadded<DoneLine>,
+}
+
+#[derive(Debug, Default)]
+#[repr(C)]
+struct ProdLine {
+    /// Next position to write. Invariant: `tail - done <= n`.
+    tail: AtomicU64,
+    /// Messages reserved (sent or being sent). Invariant: `sent - recvd <= capacity`, except
+    /// transiently by one per racing producer (a failed reservation is undone at once).
+    sent: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+#[repr(C)]
+struct DoneLine {
+    /// Every position below it is read and may be rewritten.
+    done: AtomicU64,
+    /// Messages read.
+    recvd: AtomicU64,
+}
+
+/// A process's cached copies of the completion line: lower bounds of `done` and `recvd`, so
+/// a producer reads the consumers' line only when they say the ring is full.
+#[derive(Debug, Default)]
+pub(crate) struct Cache {
+    done: AtomicU64,
+    recvd: AtomicU64,
 }
 
 /// Bytes of a record kept in its head cell's control line (records up to this size).
 pub(crate) const INLINE: usize = 48;
 
-/// Control line of one cell. `#[repr(C)]`, one cache line; all-zero is "free for lap 0".
+/// Control line of one cell. `#[repr(C)]`, one cache line; all-zero is "never written".
 #[derive(Debug, Default)]
 #[repr(C, align(64))]
 pub(crate) struct CellCtl {
-    /// `stamp - cell index` (wrapping), see the module docs.
+    /// Under loom: stands for the cell's bytes, so the model checks that every write of them
+    /// happens after the previous reads and every read after the write (the SYNC POINTs).
+    #[cfg(uniconc_loom)]
+    bytes_model: BytesModel,
+    /// `PUBLISHED | pos`, `READ | pos` or zero, see the module docs.
     stamp: AtomicU64,
-    /// For a published head cell: the record's byte length, or `SKIP | cells`.
+    /// For a head cell: the record's byte length, or `SKIP | cells`.
     meta: AtomicU32,
     _pad: u32,
     /// The bytes of a record of at most [`INLINE`] bytes whose head cell this is.
     inline: InlineBytes,
 }
 
+#[cfg(uniconc_loom)]
+#[derive(Debug)]
+struct BytesModel(loom::cell::UnsafeCell<()>);
+
+#[cfg(uniconc_loom)]
+impl Default for BytesModel {
+    fn default() -> Self {
+        Self(loom::cell::UnsafeCell::new(()))
+    }
+}
+
 /// A cell's inline record bytes, written and read only by the owner of the cell's position
-/// under the stamp protocol (like the data cells).
+/// under the protocol (like the data cells).
 #[derive(Debug)]
 #[repr(transparent)]
 struct InlineBytes(UnsafeCell<[u8; INLINE]>);
@@ -102,18 +174,18 @@ impl Default for InlineBytes {
 }
 
 // SAFETY: the bytes are only accessed through `Ring::try_push` by the producer that won the
-// cell's position and saw it free (SYNC POINT B), and through `Ring::try_pop` by the consumer
-// that won the published position (SYNC POINT A): never by two parties at once.
+// cell's position with room below `done + n` (SYNC POINT B), and through `Ring::try_pop` by
+// the consumer that won the published position (SYNC POINT A): never by two parties at once.
 unsafe impl Sync for InlineBytes {}
 
 #[cfg(not(uniconc_loom))]
 // SAFETY: repr(C), atomics only (CachePadded is repr(C)), valid when zero (an empty ring).
 unsafe impl crate::shm::ShmSafe for RingHeader {}
 #[cfg(not(uniconc_loom))]
-// SAFETY: repr(C), atomics and padding only, valid when zero (free for lap 0).
+// SAFETY: repr(C), atomics and padding only, valid when zero (never written).
 unsafe impl crate::shm::ShmSafe for CellCtl {}
 
-/// The ring is full for this record right now.
+/// The ring is full for this message right now (no message slot, or not enough free cells).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Full;
 
@@ -138,10 +210,39 @@ pub(crate) enum Record<'a> {
     Corrupt,
 }
 
-enum Check {
-    Free,
-    Full,
-    Stale,
+/// What a head cell's meta word says about its record.
+struct Span {
+    /// Cells the record takes.
+    cells: u64,
+    /// Its byte length; `None` for a skip record or a corrupt meta word.
+    len: Option<usize>,
+    corrupt: bool,
+}
+
+impl Span {
+    /// Reads `meta` for a record whose head cell is `i` of `n`; a record that would be empty or
+    /// run past the end is corrupt and spans one cell.
+    #[inline]
+    fn of(meta: u32, i: u64, n: u64) -> Self {
+        let (cells, len) = if meta & SKIP != 0 {
+            (u64::from(meta & !SKIP), None)
+        } else {
+            (cells_for(meta as usize), Some(meta as usize))
+        };
+        if cells == 0 || i + cells > n {
+            Self {
+                cells: 1,
+                len: None,
+                corrupt: true,
+            }
+        } else {
+            Self {
+                cells,
+                len,
+                corrupt: false,
+            }
+        }
+    }
 }
 
 /// A process-private view of a ring living in (shared) memory.
@@ -151,6 +252,7 @@ pub(crate) struct Ring<'a> {
     ctl: &'a [CellCtl],
     data: *mut u8,
     n: u64,
+    cache: &'a Cache,
 }
 
 /// Number of cells a record of `len` bytes takes (at least one).
@@ -160,19 +262,31 @@ pub(crate) fn cells_for(len: usize) -> u64 {
 }
 
 impl<'a> Ring<'a> {
-    /// A view over `hdr`, `ctl` (`n` cells, a power of two) and `n * CELL` bytes at `data`.
+    /// A view over `hdr`, `ctl` (`n` cells, a power of two) and `n * CELL` bytes at `data`,
+    /// with this process's `cache` of the completion line.
     ///
     /// # Safety
     /// `data` is valid for reads and writes of `ctl.len() * CELL` bytes for `'a`, and is only
     /// accessed through rings following this module's protocol over the same `hdr` and `ctl`.
     #[inline]
-    pub(crate) unsafe fn new(hdr: &'a RingHeader, ctl: &'a [CellCtl], data: *mut u8) -> Self {
+    pub(crate) unsafe fn new(
+        hdr: &'a RingHeader,
+        ctl: &'a [CellCtl],
+        data: *mut u8,
+        cache: &'a Cache,
+    ) -> Self {
         let n = ctl.len() as u64;
         assert!(
             n.is_power_of_two(),
             "a ring has a power-of-two number of cells"
         );
-        Self { hdr, ctl, data, n }
+        Self {
+            hdr,
+            ctl,
+            data,
+            n,
+            cache,
+        }
     }
 
     /// The largest record that fits at all.
@@ -182,56 +296,82 @@ impl<'a> Ring<'a> {
     }
 
     #[inline]
-    fn stamp(&self, idx: u64) -> u64 {
-        // SYNC POINT B (and A for head cells): Acquire pairs with the Release that freed or
-        // published the cell.
-        self.ctl[idx as usize]
-            .stamp
-            .load(Ordering::Acquire)
-            .wrapping_add(idx)
+    fn cell(&self, pos: u64) -> &CellCtl {
+        &self.ctl[(pos & (self.n - 1)) as usize]
+    }
+
+    /// Reserves one of `cap` message slots (`None`: unbounded). `Err(Full)` if none is free.
+    #[inline]
+    fn reserve(&self, cap: Option<u64>) -> Result<(), Full> {
+        let prod = &self.hdr.prod;
+        // Relaxed: the counts are a bound, not a synchronisation point (the stamps and `done`
+        // are).
+        let before = prod.sent.fetch_add(1, Ordering::Relaxed);
+        let Some(cap) = cap else { return Ok(()) };
+        // `recvd` only grows, so a stale cached copy can only make us refuse, never admit
+        // too many; re-read it when the cache says full.
+        if before.saturating_sub(self.cache.recvd.load(Ordering::Relaxed)) < cap {
+            return Ok(());
+        }
+        let fresh = self.hdr.done.recvd.load(Ordering::Relaxed);
+        // A plain store, not `fetch_max`: any value ever read from `recvd` is a lower bound of
+        // it, so a racing thread storing an older one is harmless.
+        self.cache.recvd.store(fresh, Ordering::Relaxed);
+        if before.saturating_sub(fresh) < cap {
+            Ok(())
+        } else {
+            self.unreserve();
+            Err(Full)
+        }
     }
 
     #[inline]
-    fn check_free(&self, t: u64, k: u64) -> Check {
-        let mask = self.n - 1;
-        for j in 0..k {
-            let pos = t + j;
-            let s = self.stamp(pos & mask);
-            if s == pos {
-                continue;
+    fn unreserve(&self) {
+        // Relaxed: as in `reserve`.
+        self.hdr.prod.sent.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Reloads `done`, first moving it past the records at its front that were read out of
+    /// order (the sweep, see the module docs); refreshes the cache and returns it.
+    fn advance_done(&self) -> u64 {
+        let done = &self.hdr.done.done;
+        // SYNC POINT B: Acquire pairs with the consumers' Release completions.
+        let mut d = done.load(Ordering::Acquire);
+        loop {
+            let c = self.cell(d);
+            // SYNC POINT B: Acquire pairs with the reader's Release `READ` store.
+            if c.stamp.load(Ordering::Acquire) != READ | d {
+                break;
             }
-            // Relaxed: re-reading tail only decides between "retry" and "full".
-            if (s.wrapping_sub(pos) as i64) < 0 && self.hdr.tail.load(Ordering::Relaxed) == t {
-                // The cell still holds (or is being read from) a record of the previous lap.
-                return Check::Full;
+            // Relaxed: written before the stamp we acquired. If `done` moved on meanwhile the
+            // cell may be rewritten, but then the CAS below fails and the value is not used.
+            let cells = Span::of(c.meta.load(Ordering::Relaxed), d & (self.n - 1), self.n).cells;
+            // AcqRel: passes the reader's completion on to the producers that acquire `done`.
+            match done.compare_exchange(d, d + cells, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => d += cells,
+                Err(cur) => d = cur,
             }
-            return Check::Stale;
         }
-        Check::Free
+        // Release: a thread of this process that loads the cache (Acquire) inherits our
+        // Acquire of `done`.
+        self.cache.done.store(d, Ordering::Release);
+        d
     }
 
     #[inline]
-    fn publish(&self, t: u64, k: u64, meta: u32) {
-        let i = t & (self.n - 1);
-        let stored = t.wrapping_sub(i).wrapping_add(1);
-        // Relaxed: ordered before the head cell's Release store below (SYNC POINT A).
-        self.ctl[i as usize].meta.store(meta, Ordering::Relaxed);
-        for j in 1..k {
-            // Continuation cells: `stamp = pos + 1` (occupied). Relaxed: they are only read by
-            // producers' free checks, and the consumer frees them after acquiring the head cell.
-            self.ctl[(i + j) as usize]
-                .stamp
-                .store(stored, Ordering::Relaxed);
-        }
+    fn publish(&self, t: u64, meta: u32) {
+        let c = self.cell(t);
+        // Relaxed: ordered before the stamp's Release store below (SYNC POINT A).
+        c.meta.store(meta, Ordering::Relaxed);
         // SYNC POINT A: publishes the bytes and the meta word.
-        self.ctl[i as usize].stamp.store(stored, Ordering::Release);
+        c.stamp.store(PUBLISHED | t, Ordering::Release);
     }
 
     /// Where the bytes of a record of `len` bytes whose head cell is `i` live.
     ///
     /// # Safety
     /// `i < n`, `i + cells_for(len) <= n`, and the caller owns the record's position (as a
-    /// producer that won it and saw its cells free, or a consumer that won it published).
+    /// producer that won it with room, or a consumer that won it published).
     #[inline]
     unsafe fn bytes(&self, i: u64, len: usize) -> *mut u8 {
         if len <= INLINE {
@@ -242,40 +382,45 @@ impl<'a> Ring<'a> {
         }
     }
 
-    /// Writes a record of `len` bytes (`len <= max_record()`), filled by `write`.
-    /// Returns `Ok(true)` once published, `Ok(false)` if `write` failed (the claimed cells are
-    /// published as a skip record, so the ring stays consistent).
+    /// Writes a message of `len` bytes (`len <= max_record()`), filled by `write`, if one of
+    /// `cap` message slots (`None`: unbounded) and the cells are free. Returns `Ok(true)` once
+    /// published, `Ok(false)` if `write` failed (the claimed cells are published as a skip
+    /// record, so the ring stays consistent, and the message slot is given back).
     ///
     /// # Errors
-    /// [`Full`] if the cells are not free right now.
+    /// [`Full`] if no message slot or not enough cells are free right now.
     pub(crate) fn try_push(
         &self,
         len: usize,
+        cap: Option<u64>,
         write: impl FnOnce(&mut [u8]) -> bool,
     ) -> Result<bool, Full> {
         assert!(len <= self.max_record(), "record larger than the ring");
+        self.reserve(cap)?;
         let k = cells_for(len);
         let mask = self.n - 1;
+        let tail = &self.hdr.prod.tail;
         loop {
-            // Relaxed: a stale value is caught by the stamp check or the CAS.
-            let t = self.hdr.tail.load(Ordering::Relaxed);
+            // Relaxed: a stale value is caught by the CAS.
+            let t = tail.load(Ordering::Relaxed);
             let i = t & mask;
             let (kk, skip) = if i + k > self.n {
                 (self.n - i, true)
             } else {
                 (k, false)
             };
-            match self.check_free(t, kk) {
-                Check::Free => {}
-                Check::Full => return Err(Full),
-                Check::Stale => {
-                    spin_hint();
-                    continue;
+            // SYNC POINT B, through the cache (Acquire pairs with its Release store).
+            if t + kk > self.cache.done.load(Ordering::Acquire) + self.n
+                && t + kk > self.advance_done() + self.n
+            {
+                // Relaxed: re-reading tail only decides between "retry" and "full".
+                if tail.load(Ordering::Relaxed) == t {
+                    self.unreserve();
+                    return Err(Full);
                 }
+                continue;
             }
-            if self
-                .hdr
-                .tail
+            if tail
                 .compare_exchange_weak(t, t + kk, Ordering::SeqCst, Ordering::Relaxed)
                 .is_err()
             {
@@ -284,17 +429,26 @@ impl<'a> Ring<'a> {
             }
             // We own positions t..t+kk.
             if skip {
-                self.publish(t, kk, SKIP | kk as u32);
+                self.publish(t, SKIP | kk as u32);
                 continue;
             }
             // SAFETY: cells i..i+kk (kk = cells_for(len)) are in bounds (i + kk <= n) and
-            // exclusively ours: we won the CAS for their positions and saw them freed (Acquire,
-            // SYNC POINT B), so no consumer reads them and no other producer writes them until
-            // we publish; `bytes` points at `len` bytes of them.
+            // exclusively ours: we won the CAS for their positions, and every record that held
+            // them in the previous lap is read (`t + kk <= done + n`, SYNC POINT B), so no
+            // consumer reads them and no other producer writes them until we publish; `bytes`
+            // points at `len` bytes of them.
             let buf = unsafe { std::slice::from_raw_parts_mut(self.bytes(i, len), len) };
+            #[cfg(uniconc_loom)]
+            for c in &self.ctl[i as usize..(i + kk) as usize] {
+                c.bytes_model.0.with_mut(|_| ());
+            }
             let ok = write(buf);
-            let meta = if ok { len as u32 } else { SKIP | kk as u32 };
-            self.publish(t, kk, meta);
+            if ok {
+                self.publish(t, len as u32);
+            } else {
+                self.publish(t, SKIP | kk as u32);
+                self.unreserve();
+            }
             return Ok(ok);
         }
     }
@@ -307,67 +461,111 @@ impl<'a> Ring<'a> {
             // Relaxed: a stale head is caught by the stamp check or the CAS.
             let h = self.hdr.head.load(Ordering::Relaxed);
             let i = h & mask;
-            let s = self.stamp(i);
-            if s == h.wrapping_add(1) {
-                // Relaxed: ordered after the stamp's Acquire load (SYNC POINT A).
-                let meta = self.ctl[i as usize].meta.load(Ordering::Relaxed);
-                let (mut kk, mut len) = if meta & SKIP != 0 {
-                    (u64::from(meta & !SKIP), None)
-                } else {
-                    (cells_for(meta as usize), Some(meta as usize))
-                };
-                let mut corrupt = false;
-                if kk == 0 || i + kk > self.n {
-                    corrupt = true;
-                    kk = 1;
-                    len = None;
-                }
-                if self
-                    .hdr
-                    .head
-                    .compare_exchange_weak(h, h + kk, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_err()
-                {
+            let c = &self.ctl[i as usize];
+            // SYNC POINT A: Acquire pairs with the producer's Release stamp.
+            let s = c.stamp.load(Ordering::Acquire);
+            if s != PUBLISHED | h {
+                if s & (PUBLISHED | READ) != 0 && (s & POS > h || s == READ | h) {
+                    // The head moved on under us.
                     spin_hint();
                     continue;
                 }
-                let out = if corrupt {
-                    Some((read.take().expect("read once"))(Record::Corrupt))
-                } else if let Some(len) = len {
-                    // SAFETY: `kk = cells_for(len)` and `i + kk <= n`, so in bounds; the cells
-                    // are ours (we won the head CAS for this published record) and the
-                    // producer's writes are visible (SYNC POINT A) and finished.
-                    let bytes = unsafe { std::slice::from_raw_parts(self.bytes(i, len), len) };
-                    Some((read.take().expect("read once"))(Record::Bytes(bytes)))
-                } else {
-                    None
-                };
-                let freed = h.wrapping_sub(i).wrapping_add(self.n);
-                for j in 0..kk {
-                    // SYNC POINT B: frees the cell for the next lap after our reads.
-                    self.ctl[(i + j) as usize]
-                        .stamp
-                        .store(freed, Ordering::Release);
-                }
-                match out {
-                    Some(r) => return Pop::Item(r),
-                    None => continue,
-                }
-            } else if (s.wrapping_sub(h.wrapping_add(1)) as i64) > 0 {
-                // The head moved on under us.
-                spin_hint();
-                continue;
-            } else {
                 return Pop::Empty;
             }
+            // Relaxed: ordered after the stamp's Acquire load (SYNC POINT A).
+            let span = Span::of(c.meta.load(Ordering::Relaxed), i, self.n);
+            if self
+                .hdr
+                .head
+                .compare_exchange_weak(h, h + span.cells, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+            {
+                spin_hint();
+                continue;
+            }
+            // Completes the record even if `read` panics (a `Deserialize` impl may).
+            let _complete = Complete {
+                ring: self,
+                h,
+                cells: span.cells,
+                message: span.len.is_some() || span.corrupt,
+            };
+            if span.corrupt {
+                return Pop::Item((read.take().expect("read once"))(Record::Corrupt));
+            }
+            if let Some(len) = span.len {
+                // SAFETY: `span.cells = cells_for(len)` and `i + span.cells <= n` (`Span::of`),
+                // so in bounds; the cells are ours (we won the head CAS for this published
+                // record) and the producer's writes are visible (SYNC POINT A) and finished.
+                let bytes = unsafe { std::slice::from_raw_parts(self.bytes(i, len), len) };
+                #[cfg(uniconc_loom)]
+                for c in &self.ctl[i as usize..(i + span.cells) as usize] {
+                    c.bytes_model.0.with(|_| ());
+                }
+                return Pop::Item((read.take().expect("read once"))(Record::Bytes(bytes)));
+            }
+            // A skip record: completed as `_complete` drops; on to the next.
         }
+    }
+
+    /// Gives the cells of the record at `h` back (see the module docs) and counts it as read.
+    #[inline]
+    fn complete(&self, h: u64, cells: u64, message: bool) {
+        // SYNC POINT B: Release orders our reads of the record before the producers' writes.
+        if self
+            .hdr
+            .done
+            .done
+            .compare_exchange(h, h + cells, Ordering::Release, Ordering::Relaxed)
+            .is_err()
+        {
+            // An earlier record is still being read: whoever needs the room sweeps ours.
+            // SYNC POINT B: Release, for the sweeper's Acquire load.
+            self.cell(h).stamp.store(READ | h, Ordering::Release);
+        }
+        if message {
+            // SeqCst: the notifier half of the senders' wake handshake (the channel's
+            // "Waking"); a sender that sees it also sees the completion above.
+            self.hdr.done.recvd.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Messages reserved and not yet read (a snapshot; may exceed the capacity by the
+    /// producers racing for the last slot).
+    pub(crate) fn queued(&self) -> u64 {
+        // Relaxed: a snapshot.
+        let sent = self.hdr.prod.sent.load(Ordering::Relaxed);
+        sent.saturating_sub(self.hdr.done.recvd.load(Ordering::Relaxed))
+    }
+
+    /// `true` if at most `low` messages are queued, refreshing the cached `recvd`: a sender
+    /// waiting for room polls this rather than retrying every send.
+    pub(crate) fn at_most_queued(&self, low: u64) -> bool {
+        // Relaxed: a heuristic; `try_push` makes the real check.
+        let fresh = self.hdr.done.recvd.load(Ordering::Relaxed);
+        self.cache.recvd.store(fresh, Ordering::Relaxed);
+        self.hdr
+            .prod
+            .sent
+            .load(Ordering::Relaxed)
+            .saturating_sub(fresh)
+            <= low
+    }
+
+    /// Reloads `recvd` with a SeqCst load (refreshing the cache): the load half of a sender's
+    /// wake handshake, against the SeqCst increment in [`Ring::try_pop`]. A sender that sees
+    /// the increment also sees the cells given back before it.
+    #[cfg(not(uniconc_loom))]
+    pub(crate) fn recvd_seqcst(&self) {
+        let fresh = self.hdr.done.recvd.load(Ordering::SeqCst);
+        self.cache.recvd.store(fresh, Ordering::Relaxed);
     }
 
     /// `true` if nothing is queued or claimed (a snapshot).
     #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         // Relaxed: a snapshot.
-        self.hdr.head.load(Ordering::Relaxed) == self.hdr.tail.load(Ordering::Relaxed)
+        self.hdr.head.load(Ordering::Relaxed) == self.hdr.prod.tail.load(Ordering::Relaxed)
     }
 
     /// `true` if no producer has claimed cells past `head` (nothing queued, nothing being
@@ -376,7 +574,23 @@ impl<'a> Ring<'a> {
     #[cfg(not(uniconc_loom))]
     pub(crate) fn is_idle(&self) -> bool {
         let h = self.hdr.head.load(Ordering::SeqCst);
-        self.hdr.tail.load(Ordering::SeqCst) <= h
+        self.hdr.prod.tail.load(Ordering::SeqCst) <= h
+    }
+}
+
+/// Completes a claimed record when dropped, so a panicking reader does not leave `done`
+/// behind it for good.
+struct Complete<'r, 'a> {
+    ring: &'r Ring<'a>,
+    h: u64,
+    cells: u64,
+    message: bool,
+}
+
+impl Drop for Complete<'_, '_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.ring.complete(self.h, self.cells, self.message);
     }
 }
 
@@ -388,6 +602,7 @@ mod tests {
         hdr: RingHeader,
         ctl: Vec<CellCtl>,
         data: Vec<u8>,
+        cache: Cache,
     }
 
     impl Owned {
@@ -396,17 +611,18 @@ mod tests {
                 hdr: RingHeader::default(),
                 ctl: (0..n).map(|_| CellCtl::default()).collect(),
                 data: vec![0; n * CELL],
+                cache: Cache::default(),
             }
         }
         fn ring(&mut self) -> Ring<'_> {
             let data = self.data.as_mut_ptr();
             // SAFETY: `data` is n * CELL bytes owned by self, used only through this ring.
-            unsafe { Ring::new(&self.hdr, &self.ctl, data) }
+            unsafe { Ring::new(&self.hdr, &self.ctl, data, &self.cache) }
         }
     }
 
     fn push_bytes(r: &Ring<'_>, b: &[u8]) -> Result<bool, Full> {
-        r.try_push(b.len(), |buf| {
+        r.try_push(b.len(), None, |buf| {
             buf.copy_from_slice(b);
             true
         })
@@ -488,7 +704,7 @@ mod tests {
         assert!(pop_bytes(&r).is_none());
         assert_eq!(push_bytes(&r, &big), Ok(true));
         assert_eq!(pop_bytes(&r).unwrap(), big);
-        assert_eq!(r.try_push(5, |_| false), Ok(false));
+        assert_eq!(r.try_push(5, None, |_| false), Ok(false));
         assert!(pop_bytes(&r).is_none());
         assert!(r.is_empty());
     }
@@ -506,6 +722,82 @@ mod tests {
             r.try_pop(|rec| matches!(rec, Record::Corrupt)),
             Pop::Item(true)
         ));
+        assert!(r.is_empty());
+        assert_eq!(
+            push_bytes(&r, &[2]),
+            Ok(true),
+            "the corrupt cell was given back"
+        );
+    }
+
+    /// A record read while an earlier one is still being read is given back by the producer
+    /// that needs its cells (the sweep), not lost.
+    #[test]
+    fn out_of_order_completion_is_swept() {
+        let mut o = Owned::new(2);
+        let r = o.ring();
+        assert_eq!(push_bytes(&r, &[1]), Ok(true));
+        assert_eq!(push_bytes(&r, &[2]), Ok(true));
+        // The reader of 1 is still reading when another consumer takes and completes 2.
+        let inner = r.try_pop(|rec| {
+            let Record::Bytes(b) = rec else { panic!() };
+            assert_eq!(b, [1]);
+            pop_bytes(&r)
+        });
+        assert!(matches!(inner, Pop::Item(Some(ref v)) if v == &[2]));
+        assert_eq!(
+            r.hdr.done.done.load(Ordering::Relaxed),
+            1,
+            "2 is marked, not done"
+        );
+        assert_eq!(r.queued(), 0);
+        // Each push needs a cell of the previous lap: the second one only after the sweep.
+        assert_eq!(push_bytes(&r, &[3]), Ok(true));
+        assert_eq!(push_bytes(&r, &[4]), Ok(true));
+        assert_eq!(push_bytes(&r, &[5]), Err(Full));
+        assert_eq!(pop_bytes(&r).unwrap(), [3]);
+        assert_eq!(pop_bytes(&r).unwrap(), [4]);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn a_panicking_reader_gives_its_cells_back() {
+        let mut o = Owned::new(2);
+        let r = o.ring();
+        for round in 0..4u8 {
+            assert_eq!(push_bytes(&r, &[round]), Ok(true));
+            let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                r.try_pop(|_| -> () { panic!("a Deserialize impl panics") })
+            }));
+            assert!(res.is_err());
+        }
+        assert_eq!(r.queued(), 0);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn the_message_cap_bounds_apart_from_the_cells() {
+        let mut o = Owned::new(8);
+        let r = o.ring();
+        let push = |v: u8| {
+            r.try_push(1, Some(2), |b| {
+                b[0] = v;
+                true
+            })
+        };
+        assert_eq!(push(1), Ok(true));
+        assert_eq!(push(2), Ok(true));
+        assert_eq!(push(3), Err(Full));
+        assert_eq!(r.queued(), 2, "the refused reservation was undone");
+        assert_eq!(pop_bytes(&r).unwrap(), [1]);
+        assert_eq!(push(3), Ok(true));
+        assert_eq!(r.try_push(1, Some(2), |_| false), Err(Full));
+        assert_eq!(pop_bytes(&r).unwrap(), [2]);
+        assert_eq!(r.try_push(1, Some(2), |_| false), Ok(false));
+        assert_eq!(r.queued(), 1, "a failed write gives its slot back");
+        assert_eq!(pop_bytes(&r).unwrap(), [3]);
+        assert!(pop_bytes(&r).is_none());
+        assert!(r.is_empty());
     }
 }
 
@@ -518,6 +810,7 @@ mod loom_tests {
         hdr: RingHeader,
         ctl: Vec<CellCtl>,
         data: std::cell::UnsafeCell<Vec<u8>>,
+        cache: Cache,
     }
     // SAFETY: the bytes are only accessed through the ring protocol under test.
     unsafe impl Sync for Shared {}
@@ -537,17 +830,25 @@ mod loom_tests {
                 hdr: RingHeader::default(),
                 ctl: (0..n).map(|_| CellCtl::default()).collect(),
                 data: std::cell::UnsafeCell::new(vec![0; n * CELL]),
+                cache: Cache::default(),
             }
         }
         fn ring(&self) -> Ring<'_> {
             // SAFETY: n * CELL bytes owned by self, accessed only through rings over self.
-            unsafe { Ring::new(&self.hdr, &self.ctl, (*self.data.get()).as_mut_ptr()) }
+            unsafe {
+                Ring::new(
+                    &self.hdr,
+                    &self.ctl,
+                    (*self.data.get()).as_mut_ptr(),
+                    &self.cache,
+                )
+            }
         }
     }
 
     fn push_val(r: &Ring<'_>, v: u8, len: usize) {
         loop {
-            let res = r.try_push(len, |b| {
+            let res = r.try_push(len, None, |b| {
                 b.fill(v);
                 true
             });
@@ -619,6 +920,33 @@ mod loom_tests {
             }
             got.sort();
             assert_eq!(got, vec![1, 2]);
+        });
+    }
+
+    /// Two consumers read the two records of a full two-cell ring, possibly out of order;
+    /// the producer's next two pushes need both cells back (through the in-order completion or
+    /// the sweep of a record read early).
+    #[test]
+    fn loom_out_of_order_completion() {
+        model(|| {
+            let s = Arc::new(Shared::new(2));
+            let r = s.ring();
+            push_val(&r, 1, 8);
+            push_val(&r, 2, 8);
+            let hs: Vec<_> = (0..2)
+                .map(|_| {
+                    let s = s.clone();
+                    loom::thread::spawn(move || pop_one(&s.ring()).0)
+                })
+                .collect();
+            push_val(&r, 3, 8);
+            push_val(&r, 4, 8);
+            let mut got: Vec<u8> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+            got.sort();
+            assert_eq!(got, vec![1, 2]);
+            assert_eq!(pop_one(&r).0, 3);
+            assert_eq!(pop_one(&r).0, 4);
+            assert!(r.is_empty());
         });
     }
 
