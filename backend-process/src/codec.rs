@@ -25,6 +25,7 @@ const CONFIG: bincode::config::Configuration<
 ///
 /// # Errors
 /// `Encode` if the value cannot be serialized.
+#[inline]
 pub(crate) fn encoded_size<T: Serialize + ?Sized>(value: &T) -> Result<usize, MessageError> {
     let mut w = bincode::enc::write::SizeWriter::default();
     bincode::serde::encode_into_writer(value, &mut w, CONFIG)
@@ -36,6 +37,7 @@ pub(crate) fn encoded_size<T: Serialize + ?Sized>(value: &T) -> Result<usize, Me
 ///
 /// # Errors
 /// `Encode` if serialization fails or does not fit `dst`.
+#[inline]
 pub(crate) fn encode_into<T: Serialize + ?Sized>(
     value: &T,
     dst: &mut [u8],
@@ -48,6 +50,7 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
 ///
 /// # Errors
 /// `Decode` if the bytes are not a valid `T`, or if bytes are left over.
+#[inline]
 pub(crate) fn decode<T: DeserializeOwned>(src: &[u8]) -> Result<T, MessageError> {
     let (v, used) = bincode::serde::decode_from_slice::<T, _>(src, CONFIG)
         .map_err(|e| MessageError::Decode(e.to_string()))?;

@@ -147,16 +147,20 @@ impl<H: ShmSafe> ShmBox<H> {
     /// Maps a region of `len` bytes (at least `size_of::<H>()`), its header zeroed.
     pub(crate) fn new(len: usize, lazy: bool) -> Result<Self, Error> {
         let region = Region::new(len.max(size_of::<H>()), lazy)?;
+        // Checks once that the header fits and is aligned, so `header` need not.
+        region.at::<H>(0);
         Ok(Self {
             region,
             _marker: PhantomData,
         })
     }
 
-    /// The header.
+    /// The header. On every operation's path: no checks (`new` made them).
     #[inline]
     pub(crate) fn header(&self) -> &H {
-        self.region.at(0)
+        // SAFETY: `new` checked (`Region::at`) that an `H` fits at offset 0 and is aligned;
+        // the rest of `at`'s argument holds for the region's whole life.
+        unsafe { &*self.region.base().cast::<H>() }
     }
 
     /// The whole region.
