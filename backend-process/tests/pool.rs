@@ -951,7 +951,10 @@ fn map_reports_the_lowest_failing_index_whatever_the_failure() {
         // (a) Only item 700 fails: its argument cannot be encoded.
         match pool.map(id, unsendables()) {
             Err(PoolError::Task { index: 700, error }) if is_encode_error(&error) => {}
-            other => panic!("chunk {chunk:?}, (a): unexpected {:?}", other.map(|v| v.len())),
+            other => panic!(
+                "chunk {chunk:?}, (a): unexpected {:?}",
+                other.map(|v| v.len())
+            ),
         }
         // (b) Item 300 panics, before the unencodable 700: 300 is reported.
         match pool.map(panics_at_300, unsendables()) {
@@ -959,12 +962,18 @@ fn map_reports_the_lowest_failing_index_whatever_the_failure() {
                 index: 300,
                 error: TaskError::Panicked(m),
             }) => assert_eq!(m, "no 300", "chunk {chunk:?}"),
-            other => panic!("chunk {chunk:?}, (b): unexpected {:?}", other.map(|v| v.len())),
+            other => panic!(
+                "chunk {chunk:?}, (b): unexpected {:?}",
+                other.map(|v| v.len())
+            ),
         }
         // (c) Item 700 cannot be encoded, item 900 would panic: 700 is reported.
         match pool.map(panics_at_900, unsendables()) {
             Err(PoolError::Task { index: 700, error }) if is_encode_error(&error) => {}
-            other => panic!("chunk {chunk:?}, (c): unexpected {:?}", other.map(|v| v.len())),
+            other => panic!(
+                "chunk {chunk:?}, (c): unexpected {:?}",
+                other.map(|v| v.len())
+            ),
         }
         // The same input from an iterator of unknown length (collected first).
         match pool.map(panics_at_300, unsendables().filter(|_| true)) {
@@ -972,7 +981,10 @@ fn map_reports_the_lowest_failing_index_whatever_the_failure() {
                 index: 300,
                 error: TaskError::Panicked(_),
             }) => {}
-            other => panic!("chunk {chunk:?}, filtered: unexpected {:?}", other.map(|v| v.len())),
+            other => panic!(
+                "chunk {chunk:?}, filtered: unexpected {:?}",
+                other.map(|v| v.len())
+            ),
         }
         // The pool goes on.
         assert_eq!(
@@ -1042,7 +1054,11 @@ fn imap_gives_an_unencodable_argument_its_own_result_in_order() {
             .iter()
             .filter(|r| matches!(r, Err(TaskError::Panicked(_))))
             .count();
-        assert_eq!((unordered.len(), encode, panicked), (1000, 1, 2), "chunk {chunk:?}");
+        assert_eq!(
+            (unordered.len(), encode, panicked),
+            (1000, 1, 2),
+            "chunk {chunk:?}"
+        );
     }
 }
 
