@@ -342,20 +342,38 @@ fn a_deadline_kills_and_replaces_the_worker() {
             .wait(),
         Ok(1)
     );
-    // The builder's task_timeout applies to map items.
+    // The builder's task_timeout applies to map items: a chunk of `k` items gets
+    // `k × timeout`. Chunks of 20 give the quick items 20 × 250 ms = 5 s, a deadline no
+    // machine misses; the overdue item is alone in the last chunk (41 items), stopped after
+    // about 250 ms.
+    let timeout = Duration::from_millis(250);
     let pool = Pool::builder()
         .workers(2)
-        .task_timeout(Duration::from_millis(200))
+        .chunk_size(20)
+        .task_timeout(timeout)
         .build()
         .unwrap();
-    match pool.map(sleepy, [1, 60_000, 1]) {
+    let stuck_at_40 = |x: u64| {
+        if x == 40 {
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        x
+    };
+    let t0 = Instant::now();
+    match pool.map(stuck_at_40, 0..41) {
+        // The lowest failing index: every item before it succeeded.
         Err(PoolError::Task {
-            index: 1,
+            index: 40,
             error: TaskError::DeadlineExceeded,
         }) => {}
         other => panic!("unexpected {other:?}"),
     }
-    assert_eq!(pool.map(sleepy, [1, 2, 3]).unwrap(), [1, 2, 3]);
+    assert!(t0.elapsed() >= timeout);
+    // The killed worker was replaced: two more chunks of 20, on both workers.
+    assert_eq!(
+        pool.map(stuck_at_40, 0..40).unwrap(),
+        (0..40).collect::<Vec<u64>>()
+    );
 }
 
 #[test]
