@@ -101,7 +101,10 @@ const LONG_LIVED: GroupId = 0;
 /// through the worker's pidfd (Linux) and the end-of-file on its socket, never waited on.
 /// `task_timeout` (builder) and [`Pool::submit_with_timeout`] give a job a deadline (for a
 /// chunk: the timeout times its number of items); an overdue job's worker is killed and
-/// replaced and its items yield `TaskError::DeadlineExceeded`.
+/// replaced and its items yield `TaskError::DeadlineExceeded`. An argument that cannot be
+/// serialized never reaches a worker: it yields `TaskError::Failed` for its item only (`imap`);
+/// `map` stops reading its input there, lets the items before it finish, and reports the
+/// lowest failing index, that argument's unless an earlier item failed.
 ///
 /// # Who drives the workers
 ///
@@ -1166,24 +1169,28 @@ fn arg_error(e: postcard::Error) -> TaskError {
 }
 
 /// Encodes up to `chunk` items from `items` onto `v` (the hot loop of `map` and `imap`, kept
-/// out of line so that it is compiled tight): how many were taken, and the first that could
-/// not be serialized (its index in the chunk).
+/// out of line so that it is compiled tight): how many were encoded, and why the next one
+/// could not be.
+///
+/// It stops at the first item that cannot be serialized: that item is taken from `items`
+/// (and dropped) but not counted, and none of its bytes stay in `v`, so `v` holds exactly the
+/// `count` items before it, a job that can still run. The caller gives the unencodable item
+/// its own result, right after those (index `count` in the chunk).
 #[inline(never)]
 fn encode_items<T: Serialize>(
     v: &mut Vec<u8>,
     items: &mut impl Iterator<Item = T>,
     chunk: usize,
-) -> (usize, Option<(usize, TaskError)>) {
+) -> (usize, Option<TaskError>) {
     let mut enc = sys::Encoder::new(v);
     let mut count = 0;
-    let mut bad = None;
     for item in items.by_ref().take(chunk) {
         if let Err(e) = enc.push(&item) {
-            bad.get_or_insert((count, arg_error(e)));
+            return (count, Some(arg_error(e)));
         }
         count += 1;
     }
-    (count, bad)
+    (count, None)
 }
 
 /// Decodes a `map` chunk's outcome onto the end of `out` (out of line, as
@@ -1489,6 +1496,10 @@ impl Pool {
         // decoded in input order, straight into the output (early ones wait, undecoded, in
         // `early`).
         let mut first_error: Option<(usize, TaskError)> = None;
+        // An argument that could not be serialized (its index): encoding stops there, and it
+        // is the map's error unless an earlier item fails. Every item before it was queued,
+        // so the map waits for their results, in order, before it reports this one.
+        let mut unsent: Option<(usize, TaskError)> = None;
         let mut items = items;
         let mut seq = 0u64;
         let mut pending = 0usize;
@@ -1508,10 +1519,10 @@ impl Pool {
                     count
                 });
                 exhausted = count < chunk;
-                if let Some((k, e)) = bad {
-                    // An argument that cannot be serialized fails the map.
-                    first_error = Some((seq as usize * chunk + k, e));
-                    break;
+                if let Some(e) = bad {
+                    // Every chunk before this one was full: the item's index in the input.
+                    unsent = Some((seq as usize * chunk + count, e));
+                    exhausted = true;
                 }
                 if count == 0 {
                     shared.lock().recycle(frame);
@@ -1583,6 +1594,10 @@ impl Pool {
         }
         if next != seq {
             return Err(PoolError::Closed);
+        }
+        if let Some((index, error)) = unsent {
+            // Every item before it succeeded.
+            return Err(PoolError::Task { index, error });
         }
         Ok(out)
     }
@@ -1828,32 +1843,43 @@ where
                 .lock()
                 .buffer(33 + chunk.min(1 << 20) * (std::mem::size_of::<T>().min(64) + 1));
             let frame = runner.frame(buf, |v| {
-                let (n, first_bad) = encode_items(v, items, chunk);
-                (count, bad) = (n, first_bad.map(|(_, e)| e));
+                (count, bad) = encode_items(v, items, chunk);
                 count
             });
-            if count < chunk {
+            // A chunk cut short by an unencodable item says nothing of the input's end.
+            if count < chunk && bad.is_none() {
                 self.exhausted = true;
             }
-            if count == 0 {
-                break;
-            }
-            let seq = self.next_seq;
-            self.next_seq += 1;
             let mut g = shared.lock();
-            if let Some(e) = bad {
-                if let Some(b) = g.batches.get_mut(&batch) {
-                    b.done.push_back((seq, count, Err(e)));
-                }
-            } else if g.closed {
-                if let Some(b) = g.batches.get_mut(&batch) {
-                    b.done.push_back((seq, count, Err(TaskError::Cancelled)));
-                }
-                self.exhausted = true;
+            if count == 0 {
+                g.recycle(frame);
             } else {
-                shared.enqueue(&mut g, batch, seq, runner.group, frame, count);
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                self.in_flight += 1;
+                if g.closed {
+                    if let Some(b) = g.batches.get_mut(&batch) {
+                        b.done.push_back((seq, count, Err(TaskError::Cancelled)));
+                    }
+                    self.exhausted = true;
+                } else {
+                    shared.enqueue(&mut g, batch, seq, runner.group, frame, count);
+                }
             }
-            self.in_flight += 1;
+            match bad {
+                // The item after the `count` queued ones: its own result, in its place (the
+                // next chunk starts after it).
+                Some(e) => {
+                    let seq = self.next_seq;
+                    self.next_seq += 1;
+                    self.in_flight += 1;
+                    if let Some(b) = g.batches.get_mut(&batch) {
+                        b.done.push_back((seq, 1, Err(e)));
+                    }
+                }
+                None if count == 0 => break,
+                None => {}
+            }
         }
     }
 

@@ -342,20 +342,38 @@ fn a_deadline_kills_and_replaces_the_worker() {
             .wait(),
         Ok(1)
     );
-    // The builder's task_timeout applies to map items.
+    // The builder's task_timeout applies to map items: a chunk of `k` items gets
+    // `k × timeout`. Chunks of 20 give the quick items 20 × 250 ms = 5 s, a deadline no
+    // machine misses; the overdue item is alone in the last chunk (41 items), stopped after
+    // about 250 ms.
+    let timeout = Duration::from_millis(250);
     let pool = Pool::builder()
         .workers(2)
-        .task_timeout(Duration::from_millis(200))
+        .chunk_size(20)
+        .task_timeout(timeout)
         .build()
         .unwrap();
-    match pool.map(sleepy, [1, 60_000, 1]) {
+    let stuck_at_40 = |x: u64| {
+        if x == 40 {
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        x
+    };
+    let t0 = Instant::now();
+    match pool.map(stuck_at_40, 0..41) {
+        // The lowest failing index: every item before it succeeded.
         Err(PoolError::Task {
-            index: 1,
+            index: 40,
             error: TaskError::DeadlineExceeded,
         }) => {}
         other => panic!("unexpected {other:?}"),
     }
-    assert_eq!(pool.map(sleepy, [1, 2, 3]).unwrap(), [1, 2, 3]);
+    assert!(t0.elapsed() >= timeout);
+    // The killed worker was replaced: two more chunks of 20, on both workers.
+    assert_eq!(
+        pool.map(stuck_at_40, 0..40).unwrap(),
+        (0..40).collect::<Vec<u64>>()
+    );
 }
 
 #[test]
@@ -890,6 +908,176 @@ fn failures_inside_a_chunk_fail_only_their_items() {
         pool.map(f, (15..20).map(Picky)).unwrap(),
         (15..20).map(Picky).collect::<Vec<_>>()
     );
+}
+
+/// An argument that the parent cannot serialize when it is 700 (no worker ever sees it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Unsendable(u32);
+
+impl serde::Serialize for Unsendable {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 == 700 {
+            return Err(serde::ser::Error::custom("700 cannot be sent"));
+        }
+        s.serialize_u32(self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Unsendable {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <u32 as serde::Deserialize>::deserialize(d).map(Unsendable)
+    }
+}
+
+fn unsendables() -> impl ExactSizeIterator<Item = Unsendable> {
+    (0..1000u32).map(Unsendable)
+}
+
+fn is_encode_error(e: &TaskError) -> bool {
+    matches!(e, TaskError::Failed(m) if m.contains("argument could not be serialized"))
+}
+
+/// The pools the unsendable-argument tests run on: chunk sizes 1, 7 and the default (125 for
+/// 1000 items on 2 workers).
+fn chunked_pools() -> Vec<(Option<usize>, Pool)> {
+    [Some(1), Some(7), None]
+        .into_iter()
+        .map(|chunk| {
+            let b = Pool::builder().workers(2);
+            let b = match chunk {
+                Some(c) => b.chunk_size(c),
+                None => b,
+            };
+            (chunk, b.build().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn map_reports_the_lowest_failing_index_whatever_the_failure() {
+    let _s = serial("map_reports_the_lowest_failing_index_whatever_the_failure");
+    let id = |x: Unsendable| x.0;
+    let panics_at_300 = |x: Unsendable| {
+        assert!(x.0 != 300, "no 300");
+        x.0
+    };
+    let panics_at_900 = |x: Unsendable| {
+        assert!(x.0 != 900, "no 900");
+        x.0
+    };
+    for (chunk, pool) in chunked_pools() {
+        // (a) Only item 700 fails: its argument cannot be encoded.
+        match pool.map(id, unsendables()) {
+            Err(PoolError::Task { index: 700, error }) if is_encode_error(&error) => {}
+            other => panic!(
+                "chunk {chunk:?}, (a): unexpected {:?}",
+                other.map(|v| v.len())
+            ),
+        }
+        // (b) Item 300 panics, before the unencodable 700: 300 is reported.
+        match pool.map(panics_at_300, unsendables()) {
+            Err(PoolError::Task {
+                index: 300,
+                error: TaskError::Panicked(m),
+            }) => assert_eq!(m, "no 300", "chunk {chunk:?}"),
+            other => panic!(
+                "chunk {chunk:?}, (b): unexpected {:?}",
+                other.map(|v| v.len())
+            ),
+        }
+        // (c) Item 700 cannot be encoded, item 900 would panic: 700 is reported.
+        match pool.map(panics_at_900, unsendables()) {
+            Err(PoolError::Task { index: 700, error }) if is_encode_error(&error) => {}
+            other => panic!(
+                "chunk {chunk:?}, (c): unexpected {:?}",
+                other.map(|v| v.len())
+            ),
+        }
+        // The same input from an iterator of unknown length (collected first).
+        match pool.map(panics_at_300, unsendables().filter(|_| true)) {
+            Err(PoolError::Task {
+                index: 300,
+                error: TaskError::Panicked(_),
+            }) => {}
+            other => panic!(
+                "chunk {chunk:?}, filtered: unexpected {:?}",
+                other.map(|v| v.len())
+            ),
+        }
+        // The pool goes on.
+        assert_eq!(
+            pool.map(id, (0..20).map(Unsendable)).unwrap(),
+            (0..20).collect::<Vec<u32>>(),
+            "chunk {chunk:?}"
+        );
+    }
+}
+
+#[test]
+fn map_with_an_unencodable_argument_still_reports_an_earlier_slow_failure() {
+    let _s = serial("map_with_an_unencodable_argument_still_reports_an_earlier_slow_failure");
+    // Item 3 fails only after a while, long after every argument up to 700 was encoded: the
+    // map must still wait for it and report it, not the unencodable 700.
+    let pool = Pool::builder().workers(2).chunk_size(1).build().unwrap();
+    let slow_panic = |x: Unsendable| {
+        if x.0 == 3 {
+            std::thread::sleep(Duration::from_millis(300));
+            panic!("no 3");
+        }
+        x.0
+    };
+    match pool.map(slow_panic, unsendables()) {
+        Err(PoolError::Task {
+            index: 3,
+            error: TaskError::Panicked(m),
+        }) => assert_eq!(m, "no 3"),
+        other => panic!("unexpected {:?}", other.map(|v| v.len())),
+    }
+}
+
+#[test]
+fn imap_gives_an_unencodable_argument_its_own_result_in_order() {
+    let _s = serial("imap_gives_an_unencodable_argument_its_own_result_in_order");
+    let f = |x: Unsendable| {
+        assert!(x.0 != 300 && x.0 != 900, "no {}", x.0);
+        x.0
+    };
+    for (chunk, pool) in chunked_pools() {
+        let got: Vec<_> = pool.imap(f, unsendables()).collect();
+        assert_eq!(got.len(), 1000, "chunk {chunk:?}");
+        for (i, r) in got.into_iter().enumerate() {
+            match i {
+                300 | 900 => assert_eq!(
+                    r,
+                    Err(TaskError::Panicked(format!("no {i}"))),
+                    "chunk {chunk:?}"
+                ),
+                700 => assert!(
+                    r.as_ref().is_err_and(is_encode_error),
+                    "chunk {chunk:?}: {r:?}"
+                ),
+                _ => assert_eq!(r, Ok(i as u32), "chunk {chunk:?}, item {i}"),
+            }
+        }
+        let unordered: Vec<_> = pool.imap_unordered(f, unsendables()).collect();
+        let mut oks: Vec<u32> = unordered.iter().filter_map(|r| r.clone().ok()).collect();
+        oks.sort_unstable();
+        let expected: Vec<u32> = (0..1000).filter(|i| ![300, 700, 900].contains(i)).collect();
+        assert_eq!(oks, expected, "chunk {chunk:?}");
+        let encode = unordered
+            .iter()
+            .filter(|r| r.as_ref().is_err_and(is_encode_error))
+            .count();
+        let panicked = unordered
+            .iter()
+            .filter(|r| matches!(r, Err(TaskError::Panicked(_))))
+            .count();
+        assert_eq!(
+            (unordered.len(), encode, panicked),
+            (1000, 1, 2),
+            "chunk {chunk:?}"
+        );
+    }
 }
 
 #[test]

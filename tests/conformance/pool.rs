@@ -1,6 +1,9 @@
 //! Pools: map order, lazy imap, unordered completeness, submit, panics, close/join/terminate,
 //! settings.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
 use uniconc::prelude::*;
 use uniconc::{ErrorKind, PoolError, TaskError};
 
@@ -20,7 +23,7 @@ pub(crate) fn pool_map_keeps_input_order<B: Backend>() {
     let out = pool
         .map(
             |x: u64| {
-                std::thread::sleep(std::time::Duration::from_millis((5 - x % 5) * 2));
+                std::thread::sleep(Duration::from_millis((5 - x % 5) * 2));
                 x
             },
             0..20u64,
@@ -232,32 +235,65 @@ pub(crate) fn pool_builder_settings<B: Backend>() {
     }
 }
 
+/// Set at the end of [`pool_task_timeout_where_supported`]; [`overdue`] waits for it.
+static RELEASE_OVERDUE: AtomicBool = AtomicBool::new(false);
+
+/// Blocks until [`RELEASE_OVERDUE`] is set: never, in a worker process forked before it was
+/// (the process backend kills it); a tokio blocking closure, which cannot be stopped, ends
+/// when the test releases it.
+fn overdue(_: u64) -> u64 {
+    // Relaxed: a bare flag; nothing else is handed over with it.
+    while !RELEASE_OVERDUE.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    0
+}
+
+/// Sets [`RELEASE_OVERDUE`] when dropped, also when the test fails.
+struct ReleaseOverdue;
+
+impl Drop for ReleaseOverdue {
+    fn drop(&mut self) {
+        RELEASE_OVERDUE.store(true, Ordering::Relaxed);
+    }
+}
+
 pub(crate) fn pool_task_timeout_where_supported<B: Backend>() {
-    let built = <B::Pool as uniconc::Pool>::builder()
-        .workers(1)
-        .task_timeout(std::time::Duration::from_millis(100))
-        .build();
+    // One task gets `TIMEOUT`; a chunk of `CHUNK` items gets `CHUNK × TIMEOUT` (5 s). The
+    // overdue task is stopped after about 250 ms, while the quick work has a deadline no
+    // machine misses: nothing has to finish within a short time.
+    const TIMEOUT: Duration = Duration::from_millis(250);
+    const CHUNK: usize = 20;
+    let builder = || {
+        <B::Pool as uniconc::Pool>::builder()
+            .workers(1)
+            .chunk_size(CHUNK)
+            .task_timeout(TIMEOUT)
+    };
     if B::NAME == "thread" {
-        let err = built.err().expect("a thread pool cannot stop a task");
+        let err = builder()
+            .build()
+            .err()
+            .expect("a thread pool cannot stop a task");
         assert_eq!(err.kind(), ErrorKind::Unsupported);
         return;
     }
-    let pool = built.expect("processes and tasks can be stopped");
-    let h = pool
-        .submit(
-            |_: u64| {
-                // Short enough that a backend which reports the deadline without being able
-                // to stop the work does not hold the test up for long.
-                std::thread::sleep(std::time::Duration::from_secs(3));
-                0u64
-            },
-            0,
-        )
-        .unwrap();
+    // Cleared before the pool forks its workers (the process and tokio instances of this
+    // test never run at once: the process one runs alone).
+    RELEASE_OVERDUE.store(false, Ordering::Relaxed);
+    let _release = ReleaseOverdue;
+    let pool = builder()
+        .build()
+        .expect("processes and tasks can be stopped");
+    let t0 = Instant::now();
+    let h = pool.submit(overdue, 0).unwrap();
     assert_eq!(h.wait(), Err(TaskError::DeadlineExceeded));
+    assert!(t0.elapsed() >= TIMEOUT);
+    // One chunk of `CHUNK` items, on the worker that replaced the killed one (processes).
+    let items = 0..CHUNK as u64;
     assert_eq!(
-        pool.map(double, [1u64]).unwrap(),
-        [2],
+        pool.map(double, items.clone()).unwrap(),
+        items.map(double).collect::<Vec<_>>(),
         "the pool stays usable"
     );
 }
