@@ -458,3 +458,110 @@ fn many_waiters_on_one_channel_half_cancelled() {
         });
     });
 }
+
+/// Wraps a future: counts its polls and the wake-ups of the wakers it was polled with.
+struct Counted<F> {
+    inner: F,
+    polls: Arc<AtomicUsize>,
+    wakes: Arc<AtomicUsize>,
+}
+
+/// The waker handed to the inner future: counts, then wakes the real one.
+struct CountingWaker {
+    inner: std::task::Waker,
+    wakes: Arc<AtomicUsize>,
+}
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wakes.fetch_add(1, Ordering::SeqCst);
+        self.inner.wake_by_ref();
+    }
+}
+
+impl<F: std::future::Future + Unpin> std::future::Future for Counted<F> {
+    type Output = F::Output;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        self.polls.fetch_add(1, Ordering::SeqCst);
+        let waker = std::task::Waker::from(Arc::new(CountingWaker {
+            inner: cx.waker().clone(),
+            wakes: self.wakes.clone(),
+        }));
+        std::pin::Pin::new(&mut self.inner).poll(&mut std::task::Context::from_waker(&waker))
+    }
+}
+
+/// Runs `fut` (which must wait) on a current-thread runtime with no time or I/O driver, while
+/// a plain thread runs `other` once `fut` has been polled (so is waiting); returns `fut`'s
+/// output, its polls and its wake-ups. With no timer in the runtime, only `other` can wake
+/// `fut`: a lost wake-up hangs (the watchdog fails the test), a timer panics ("timers are
+/// disabled"), and a self-wake or yield shows as extra polls.
+fn woken_from_a_plain_thread<F, O>(
+    fut: F,
+    other: impl FnOnce() + Send + 'static,
+) -> (O, usize, usize)
+where
+    F: std::future::Future<Output = O> + Unpin,
+{
+    let polls = Arc::new(AtomicUsize::new(0));
+    let wakes = Arc::new(AtomicUsize::new(0));
+    let seen = polls.clone();
+    let thread = std::thread::spawn(move || {
+        // Only this side waits for time: the future under test never does.
+        while seen.load(Ordering::SeqCst) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        other();
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let out = rt.block_on(Counted {
+        inner: fut,
+        polls: polls.clone(),
+        wakes: wakes.clone(),
+    });
+    thread.join().unwrap();
+    (
+        out,
+        polls.load(Ordering::SeqCst),
+        wakes.load(Ordering::SeqCst),
+    )
+}
+
+/// The wake path the tokio ping-pong of `compare` depends on: a message sent from a plain
+/// thread wakes the async receiver exactly once, with no timer, no yield and no extra poll
+/// (first poll: empty, registers; the send wakes it; second poll: takes the message).
+#[test]
+fn a_send_from_a_plain_thread_wakes_the_async_receiver_once_without_a_timer() {
+    watchdog(30, || {
+        let (tx, rx) = channel::<u32>(1).unwrap();
+        let (got, polls, wakes) =
+            woken_from_a_plain_thread(rx.recv_async(), move || tx.send(7).unwrap());
+        assert_eq!(got, Ok(7));
+        assert_eq!((polls, wakes), (2, 1), "(polls, wake-ups) of the receiver");
+    });
+}
+
+/// The other direction: a receive on a plain thread frees the slot a waiting async sender
+/// needs, and wakes it exactly once.
+#[test]
+fn a_recv_from_a_plain_thread_wakes_the_async_sender_once_without_a_timer() {
+    watchdog(30, || {
+        let (tx, rx) = channel::<u32>(1).unwrap();
+        tx.try_send(1).unwrap(); // full
+        let rx2 = rx.clone();
+        let (sent, polls, wakes) = woken_from_a_plain_thread(tx.send_async(2), move || {
+            assert_eq!(rx2.recv(), Ok(1));
+        });
+        assert!(sent.is_ok());
+        assert_eq!((polls, wakes), (2, 1), "(polls, wake-ups) of the sender");
+        assert_eq!(rx.try_recv(), Ok(2));
+    });
+}

@@ -1,0 +1,420 @@
+//! Ping-pong latency of the tokio backend next to tokio's own primitives, and where the kernel
+//! put the two sides: why `compare`'s tokio ping-pong reads ~3 µs in one run and ~17 µs in
+//! another on a 2-vCPU machine (see `README.md`, "Ping-pong and CPU placement").
+//!
+//! ```text
+//! cargo run --release -p uniconc-async --example pingpong_placement -- [ROUNDS] [REPS] [SHAPE...]
+//! PIN=same  cargo run ...   # driver and echo threads both on CPU 0
+//! PIN=split cargo run ...   # driver on CPU 0, echo on CPU 1
+//! ```
+//!
+//! Every repetition runs every shape once, in a rotating order (interleaved, so a change in the
+//! machine's load hits all shapes alike). Shapes:
+//!
+//! | shape | driver | echo | channel |
+//! |---|---|---|---|
+//! | `uc-blk` | plain thread, blocking | `uniconc_async::spawn` (blocking pool), blocking | ours, `channel(1)` ×2 (= `compare`'s ping-pong on `Tokio`) |
+//! | `tk-blk` | plain thread, `blocking_send`/`blocking_recv` | same runtime's blocking pool, same calls | `tokio::sync::mpsc::channel(1)` ×2 |
+//! | `uc-mix` | plain thread, blocking | task (`spawn_async`), async | ours |
+//! | `tk-mix` | plain thread, `blocking_*` | task, async | tokio mpsc |
+//! | `uc-task` | task, async | task, async | ours |
+//! | `tk-task` | task, async | task, async | tokio mpsc |
+//! | `park` | plain thread | plain thread | an atomic slot each way, `park`/`unpark`: the floor of a parking hand-off |
+//! | `park-spin` | plain thread | plain thread | the same, spinning first (crossbeam's `Backoff`: 127 spins, 4 yields), then parking |
+//!
+//! For each run it prints the mean µs per round trip, the median/p90/p99/max of single round
+//! trips, and the share of round trips in which the echo side ran on the CPU the driver had
+//! just sent from (`sched_getcpu`). `PIN` applies to the thread sides only (tasks run wherever
+//! the runtime's workers run). Linux only.
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::future::Future;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Instant;
+
+    use uniconc_core::{JoinHandle as _, Receiver as _, Sender as _};
+
+    /// The CPU the calling thread runs on.
+    fn cpu() -> i32 {
+        // SAFETY: `sched_getcpu` takes no arguments and only reports the calling thread's CPU.
+        unsafe { libc::sched_getcpu() }
+    }
+
+    /// `PIN=same`: every thread side on CPU 0; `PIN=split`: driver on 0, echo on 1; unset:
+    /// wherever the kernel puts them.
+    fn pin(echo: bool) {
+        let cpu = match std::env::var("PIN").as_deref() {
+            Ok("same") => 0,
+            Ok("split") => usize::from(echo),
+            _ => return,
+        };
+        // SAFETY: an all-zero `cpu_set_t` is a valid empty set; `CPU_SET` sets one bit inside
+        // it (`cpu` < 2 < CPU_SETSIZE); `sched_setaffinity(0, ..)` applies to the calling
+        // thread and reads exactly `size_of_val(&set)` bytes from `&set`, which is live.
+        let rc = unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set)
+        };
+        assert_eq!(rc, 0, "sched_setaffinity to CPU {cpu}");
+    }
+
+    /// One run of one shape.
+    #[derive(Clone)]
+    pub(crate) struct Run {
+        mean_us: f64,
+        p50_us: f64,
+        p90_us: f64,
+        p99_us: f64,
+        max_us: f64,
+        same_cpu: f64,
+    }
+
+    fn summarize(mut rt_ns: Vec<u64>, same: u64, total_ns: u64) -> Run {
+        let n = rt_ns.len();
+        rt_ns.sort_unstable();
+        Run {
+            mean_us: total_ns as f64 / n as f64 / 1e3,
+            p50_us: rt_ns[n / 2] as f64 / 1e3,
+            p90_us: rt_ns[n * 9 / 10] as f64 / 1e3,
+            p99_us: rt_ns[n * 99 / 100] as f64 / 1e3,
+            max_us: rt_ns[n - 1] as f64 / 1e3,
+            same_cpu: same as f64 / n as f64,
+        }
+    }
+
+    /// The loop of the thread-driven shapes: `rt(i)` makes one round trip and returns the CPU
+    /// the echo side ran on. One warm-up round trip first, as `compare` does.
+    fn drive(rounds: u64, mut rt: impl FnMut(u64) -> i32) -> Run {
+        pin(false);
+        rt(u64::MAX >> 16);
+        let mut v = Vec::with_capacity(rounds as usize);
+        let mut same = 0;
+        let start = Instant::now();
+        for i in 0..rounds {
+            let t = Instant::now();
+            let me = cpu();
+            same += u64::from(rt(i) == me);
+            v.push(t.elapsed().as_nanos() as u64);
+        }
+        summarize(v, same, start.elapsed().as_nanos() as u64)
+    }
+
+    fn uc_blk(rounds: u64) -> Run {
+        let (ping_tx, ping_rx) = uniconc_async::channel::<u64>(1).unwrap();
+        let (pong_tx, pong_rx) = uniconc_async::channel::<(u64, i32)>(1).unwrap();
+        let echo = uniconc_async::spawn(move || {
+            pin(true);
+            for x in ping_rx.iter() {
+                if pong_tx.send((x, cpu())).is_err() {
+                    break;
+                }
+            }
+        })
+        .unwrap();
+        let r = drive(rounds, |i| {
+            ping_tx.send(i).unwrap();
+            let (back, c) = pong_rx.recv().unwrap();
+            assert_eq!(back, i);
+            c
+        });
+        ping_tx.close();
+        echo.join().unwrap();
+        r
+    }
+
+    fn tk_blk(rounds: u64) -> Run {
+        let (ping_tx, mut ping_rx) = tokio::sync::mpsc::channel::<u64>(1);
+        let (pong_tx, mut pong_rx) = tokio::sync::mpsc::channel::<(u64, i32)>(1);
+        // The same runtime and blocking pool as `uc-blk`'s echo.
+        let echo = uniconc_async::spawn(move || {
+            pin(true);
+            while let Some(x) = ping_rx.blocking_recv() {
+                if pong_tx.blocking_send((x, cpu())).is_err() {
+                    break;
+                }
+            }
+        })
+        .unwrap();
+        let r = drive(rounds, |i| {
+            ping_tx.blocking_send(i).unwrap();
+            let (back, c) = pong_rx.blocking_recv().unwrap();
+            assert_eq!(back, i);
+            c
+        });
+        drop(ping_tx);
+        echo.join().unwrap();
+        r
+    }
+
+    fn uc_mix(rounds: u64) -> Run {
+        let (ping_tx, ping_rx) = uniconc_async::channel::<u64>(1).unwrap();
+        let (pong_tx, pong_rx) = uniconc_async::channel::<(u64, i32)>(1).unwrap();
+        let echo = uniconc_async::spawn_async(async move {
+            while let Ok(x) = ping_rx.recv_async().await {
+                if pong_tx.send_async((x, cpu())).await.is_err() {
+                    break;
+                }
+            }
+        })
+        .unwrap();
+        let r = drive(rounds, |i| {
+            ping_tx.send(i).unwrap();
+            let (back, c) = pong_rx.recv().unwrap();
+            assert_eq!(back, i);
+            c
+        });
+        ping_tx.close();
+        echo.join().unwrap();
+        r
+    }
+
+    fn tk_mix(rounds: u64) -> Run {
+        let (ping_tx, mut ping_rx) = tokio::sync::mpsc::channel::<u64>(1);
+        let (pong_tx, mut pong_rx) = tokio::sync::mpsc::channel::<(u64, i32)>(1);
+        let echo = uniconc_async::spawn_async(async move {
+            while let Some(x) = ping_rx.recv().await {
+                if pong_tx.send((x, cpu())).await.is_err() {
+                    break;
+                }
+            }
+        })
+        .unwrap();
+        let r = drive(rounds, |i| {
+            ping_tx.blocking_send(i).unwrap();
+            let (back, c) = pong_rx.blocking_recv().unwrap();
+            assert_eq!(back, i);
+            c
+        });
+        drop(ping_tx);
+        echo.join().unwrap();
+        r
+    }
+
+    /// Both sides tasks of the backend's runtime; the driver task times itself.
+    fn on_runtime(fut: impl Future<Output = Run> + Send + 'static) -> Run {
+        uniconc_async::spawn_async(fut).unwrap().join().unwrap()
+    }
+
+    fn uc_task(rounds: u64) -> Run {
+        on_runtime(async move {
+            let (ping_tx, ping_rx) = uniconc_async::channel::<u64>(1).unwrap();
+            let (pong_tx, pong_rx) = uniconc_async::channel::<(u64, i32)>(1).unwrap();
+            let echo = tokio::spawn(async move {
+                while let Ok(x) = ping_rx.recv_async().await {
+                    if pong_tx.send_async((x, cpu())).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            ping_tx.send_async(u64::MAX).await.unwrap();
+            pong_rx.recv_async().await.unwrap();
+            let mut v = Vec::with_capacity(rounds as usize);
+            let mut same = 0;
+            let start = Instant::now();
+            for i in 0..rounds {
+                let t = Instant::now();
+                let me = cpu();
+                ping_tx.send_async(i).await.unwrap();
+                let (back, c) = pong_rx.recv_async().await.unwrap();
+                assert_eq!(back, i);
+                same += u64::from(c == me);
+                v.push(t.elapsed().as_nanos() as u64);
+            }
+            let total = start.elapsed().as_nanos() as u64;
+            drop(ping_tx);
+            echo.await.unwrap();
+            summarize(v, same, total)
+        })
+    }
+
+    fn tk_task(rounds: u64) -> Run {
+        on_runtime(async move {
+            let (ping_tx, mut ping_rx) = tokio::sync::mpsc::channel::<u64>(1);
+            let (pong_tx, mut pong_rx) = tokio::sync::mpsc::channel::<(u64, i32)>(1);
+            let echo = tokio::spawn(async move {
+                while let Some(x) = ping_rx.recv().await {
+                    if pong_tx.send((x, cpu())).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            ping_tx.send(u64::MAX).await.unwrap();
+            pong_rx.recv().await.unwrap();
+            let mut v = Vec::with_capacity(rounds as usize);
+            let mut same = 0;
+            let start = Instant::now();
+            for i in 0..rounds {
+                let t = Instant::now();
+                let me = cpu();
+                ping_tx.send(i).await.unwrap();
+                let (back, c) = pong_rx.recv().await.unwrap();
+                assert_eq!(back, i);
+                same += u64::from(c == me);
+                v.push(t.elapsed().as_nanos() as u64);
+            }
+            let total = start.elapsed().as_nanos() as u64;
+            drop(ping_tx);
+            echo.await.unwrap();
+            summarize(v, same, total)
+        })
+    }
+
+    /// "Nothing in the slot."
+    const EMPTY: u64 = u64::MAX;
+    /// Tells the echo thread to stop.
+    const STOP: u64 = u64::MAX - 1;
+
+    /// Takes the value out of `slot`, waiting for one: spinning first (crossbeam's `Backoff`:
+    /// spins of 1, 2, ..., 64, then 4 yields) if `spin`, then parking.
+    fn take(slot: &AtomicU64, spin: bool) -> u64 {
+        let mut step = if spin { 0 } else { 11 };
+        loop {
+            // AcqRel: Acquire pairs with the writer's Release store, so what it wrote before
+            // is visible; the Release half orders nothing we need but makes the swap one op.
+            let x = slot.swap(EMPTY, Ordering::AcqRel);
+            if x != EMPTY {
+                return x;
+            }
+            match step {
+                0..=6 => (0..1u32 << step).for_each(|_| std::hint::spin_loop()),
+                7..=10 => std::thread::yield_now(),
+                // A lost race (the value lands just after the swap) is caught: `unpark` leaves
+                // the token set and `park` then returns at once.
+                _ => std::thread::park(),
+            }
+            step += 1;
+        }
+    }
+
+    /// The floor of a thread-to-thread hand-off: a value through an atomic each way, a
+    /// `park`/`unpark` to wake the other side (after a spin if `spin`).
+    fn park_floor(rounds: u64, spin: bool) -> Run {
+        let ping = Arc::new(AtomicU64::new(EMPTY));
+        let pong = Arc::new(AtomicU64::new(EMPTY));
+        let driver = std::thread::current();
+        let (ping2, pong2) = (ping.clone(), pong.clone());
+        let echo = std::thread::spawn(move || {
+            pin(true);
+            loop {
+                let x = take(&ping2, spin);
+                if x == STOP {
+                    break;
+                }
+                // The echo's CPU in the high 16 bits (round numbers stay below 2^48).
+                // Release: the driver's Acquire swap sees this value.
+                pong2.store(x | ((cpu() as u64) << 48), Ordering::Release);
+                driver.unpark();
+            }
+        });
+        let echo_thread = echo.thread().clone();
+        let r = drive(rounds, |i| {
+            // Release: pairs with the echo's Acquire swap.
+            ping.store(i, Ordering::Release);
+            echo_thread.unpark();
+            let y = take(&pong, spin);
+            assert_eq!(y & ((1 << 48) - 1), i);
+            (y >> 48) as i32
+        });
+        // Release: pairs with the echo's Acquire swap.
+        ping.store(STOP, Ordering::Release);
+        echo_thread.unpark();
+        echo.join().unwrap();
+        r
+    }
+
+    fn park(rounds: u64) -> Run {
+        park_floor(rounds, false)
+    }
+
+    fn park_spin(rounds: u64) -> Run {
+        park_floor(rounds, true)
+    }
+
+    type Shape = (&'static str, fn(u64) -> Run);
+
+    pub(crate) fn main() {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let rounds: u64 = args.first().and_then(|s| s.parse().ok()).unwrap_or(2000);
+        let reps: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(5);
+        let only = &args[args.len().min(2)..];
+        let shapes: Vec<Shape> = [
+            ("uc-blk", uc_blk as fn(u64) -> Run),
+            ("tk-blk", tk_blk),
+            ("uc-mix", uc_mix),
+            ("tk-mix", tk_mix),
+            ("uc-task", uc_task),
+            ("tk-task", tk_task),
+            ("park", park),
+            ("park-spin", park_spin),
+        ]
+        .into_iter()
+        .filter(|(n, _)| only.is_empty() || only.iter().any(|o| o == n))
+        .collect();
+        if shapes.is_empty() {
+            eprintln!("no such shape in {only:?}");
+            std::process::exit(2);
+        }
+        let pin = std::env::var("PIN").unwrap_or_else(|_| "unset".into());
+        println!("{rounds} round trips per run, {reps} reps, PIN={pin}");
+        let mut results: Vec<Vec<Run>> = vec![Vec::new(); shapes.len()];
+        for rep in 0..reps {
+            for k in 0..shapes.len() {
+                let j = (k + rep) % shapes.len();
+                let (name, f) = shapes[j];
+                // A fresh plain thread per run, as `compare`'s watchdog does.
+                let r = std::thread::spawn(move || f(rounds)).join().unwrap();
+                println!(
+                    "rep {rep} {name:>9}: mean {:7.2} µs  p50 {:7.2}  p90 {:7.2}  p99 {:8.2}  max {:9.1}  same CPU {:3.0}%",
+                    r.mean_us,
+                    r.p50_us,
+                    r.p90_us,
+                    r.p99_us,
+                    r.max_us,
+                    r.same_cpu * 100.0
+                );
+                results[j].push(r);
+            }
+        }
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        println!(
+            "\nper shape over the reps: median of the run means, median of the p50s, and each run's mean (same-CPU share)"
+        );
+        let mut medians = Vec::new();
+        for ((name, _), rs) in shapes.iter().zip(&results) {
+            let m = median(rs.iter().map(|r| r.mean_us).collect());
+            let p50 = median(rs.iter().map(|r| r.p50_us).collect());
+            let all = rs
+                .iter()
+                .map(|r| format!("{:.1} ({:.0}%)", r.mean_us, r.same_cpu * 100.0))
+                .collect::<Vec<_>>()
+                .join(" ");
+            println!("{name:>9}: mean {m:7.2}  p50 {p50:7.2}   {all}");
+            medians.push((*name, m, p50));
+        }
+        let get = |n: &str| medians.iter().find(|(k, _, _)| *k == n);
+        println!("\nratios (>1: the first is slower)");
+        for (a, b) in [
+            ("uc-blk", "tk-blk"),
+            ("uc-mix", "tk-mix"),
+            ("uc-task", "tk-task"),
+            ("uc-blk", "park"),
+        ] {
+            if let (Some((_, ma, pa)), Some((_, mb, pb))) = (get(a), get(b)) {
+                println!("{a:>8} / {b:<8}: mean {:.2}x  p50 {:.2}x", ma / mb, pa / pb);
+            }
+        }
+    }
+}
+
+fn main() {
+    #[cfg(target_os = "linux")]
+    linux::main();
+    #[cfg(not(target_os = "linux"))]
+    eprintln!("pingpong_placement reads and pins CPUs with Linux calls: Linux only");
+}
