@@ -3,17 +3,26 @@
 //! stamping its head cell, as in Dmitry Vyukov's bounded MPMC queue (the algorithm of
 //! crossbeam-channel's `array` flavour), extended so one record spans several consecutive
 //! cells. Consumers claim records with a CAS on `head` and give the cells back through a
-//! completion position, `done`, advanced in order (DPDK `rte_ring`'s consumer tail), so that a
+//! completion position, `done`, advanced in order (DPDK `rte_ring`'s consumer tail), so a
 //! consumer never writes a line a producer writes: handing one small message over moves one
 //! cache line between the processes, and the producer reads the consumers' line only when its
 //! cached copy of `done` says the ring is full.
 //!
+//! # Slots: one bound for the message count and the bytes
+//!
+//! A bounded ring is cut into `capacity` *slots* of `slot` cells (a power of two, the ring's
+//! `n` cells over the capacity, rounded down); a record takes as many whole slots as its bytes
+//! need, and at most `limit = capacity * slot` cells are in use. So `capacity` messages of at
+//! most one slot each fit, a larger message takes several slots, and one comparison of
+//! positions bounds both the count and the bytes: no message counters, whose atomic updates
+//! cost as much as the hand-over itself (a locked instruction is ~10 ns on this machine). An
+//! unbounded ring has slots of one cell and `limit = n`.
+//!
 //! # Layout
 //!
-//! - [`RingHeader`], three lines: `head` (next position to read, consumers), the producers'
-//!   line (`tail`, next position to write, and `sent`, messages reserved) and the completion
-//!   line (`done` and `recvd`, messages taken). Positions count cells and only grow (2^62 cells
-//!   are never reached).
+//! - [`RingHeader`], three lines: `head` (next position to read, consumers), `tail` (next
+//!   position to write, producers) and `done` (completion, consumers). Positions count cells,
+//!   are multiples of `slot` and only grow (2^62 cells are never reached).
 //! - `ctl`: one [`CellCtl`] per cell, one cache line each: a stamp, a meta word and [`INLINE`]
 //!   bytes. A record of at most `INLINE` bytes (a `u64`, a small struct) lives in its head
 //!   cell's line; neighbouring cells never share a line.
@@ -24,10 +33,10 @@
 //!
 //! # Protocol
 //!
-//! - A producer may write the cells of positions `t .. t + k` once `t + k <= done + n`: every
-//!   record of the previous lap there is read. It claims them by moving `tail` from `t` to
-//!   `t + k` with a CAS, writes the bytes and the meta word, then stores `PUBLISHED | t` in the
-//!   head cell's stamp. Only head cells get stamps.
+//! - A producer may write the cells of positions `t .. t + k` once `t + k <= done + limit`:
+//!   every record of the previous lap there is read. It claims them by moving `tail` from `t`
+//!   to `t + k` with a CAS, writes the bytes and the meta word, then stores `PUBLISHED | t` in
+//!   the head cell's stamp. Only head cells get stamps.
 //! - A consumer that sees `PUBLISHED | h` in the cell of `head == h` claims the record by
 //!   moving `head` past it with a CAS, reads it, and completes it: if `done == h` it moves
 //!   `done` past the record (the usual case, always with one consumer); otherwise an earlier
@@ -35,9 +44,6 @@
 //! - A producer that needs room reloads `done` and *sweeps*: while the cell at `done` says
 //!   `READ | done`, it moves `done` past that record. So records read out of order are given
 //!   back by whoever needs the room; nobody waits for another consumer.
-//! - Message counts bound the channel's capacity apart from the cells: `sent` (reserved by
-//!   producers before they claim cells, undone if they cannot) and `recvd` (consumers, once a
-//!   message is read). Skip records count no message.
 //!
 //! Stamps are `PUBLISHED | pos` or `READ | pos`; zero, the state of fresh shared memory, is
 //! "never written", so no initialisation pass touches the cells. A consumer whose `head` is
@@ -49,20 +55,19 @@
 //! - SYNC POINT A: the producer's `Release` store of the head cell's stamp (after writing the
 //!   bytes and the meta word) pairs with the consumer's `Acquire` load of that stamp: the
 //!   consumer sees the bytes and the meta.
-//! - SYNC POINT B: the consumer's `Release` completion (the `done` CAS, or the `READ` stamp
-//!   then a sweeper's `Acquire` load of it and `AcqRel` CAS of `done`) pairs with the
-//!   producers' `Acquire` loads of `done`: a producer's writes to a cell happen after the
-//!   reads of the record that held it. The process-private cache of `done` is stored with
-//!   `Release` and loaded with `Acquire`, so a thread using another's reload inherits it.
+//! - SYNC POINT B: the consumer's completion (the `done` CAS, or the `READ` stamp then a
+//!   sweeper's load of it and CAS of `done`), release operations, pairs with the producers'
+//!   acquire loads of `done`: a producer's writes to a cell happen after the reads of the
+//!   record that held it. The process-private cache of `done` is stored with `Release` and
+//!   loaded with `Acquire`, so a thread using another's reload inherits it.
 //! - The `head` CAS is `Relaxed`: it only arbitrates ownership of positions; all data
-//!   visibility goes through the stamps. The `tail` CAS and the `recvd` increment are
-//!   `SeqCst` for the channel's wake-up handshakes ([`Ring::is_idle`], [`Ring::recvd_seqcst`]),
-//!   not for the ring; a waiter that sees the `recvd` increment also sees the completion
-//!   before it.
+//!   visibility goes through the stamps. The `tail` CAS and the completions are `SeqCst` for
+//!   the channel's wake-up handshakes ([`Ring::is_idle`], [`Ring::reload_done`]), not for the
+//!   ring.
 //!
-//! Mapped memory is untrusted: `n`, the mask and the data pointer come from the private view;
-//! a meta word that would make a record run past the end is reported as corrupt and consumes
-//! one cell, never an out-of-bounds access.
+//! Mapped memory is untrusted: `n`, the slot, the mask and the data pointer come from the
+//! private view; a meta word that would make a record run past the end is reported as corrupt
+//! and consumes one slot, never an out-of-bounds access.
 //!
 //! Known limit: a consumer killed between claiming a record and completing it (SIGKILL while
 //! decoding) leaves `done` behind that record for good: the other consumers go on, the
@@ -96,38 +101,21 @@ const POS: u64 = READ - 1;
 pub(crate) struct RingHeader {
     /// Next position to read, written by consumers. Invariant: `done <= head <= tail`.
     head: CachePadded<AtomicU64>,
-    /// Written by producers only.
-    prod: CachePadded<ProdLine>,
-    /// Written by consumers (and sweeping producers); read by producers when their cached
-    /// copy says the ring is full.
-    done: CachePadded<DoneLine>,
+    /// Next position to write, written by producers. Invariant: `tail - done <= limit`.
+    tail: CachePadded<AtomicU64>,
+    /// Every position below it is read and may be rewritten. Written by consumers (and
+    /// sweeping producers); read by producers when their cached copy says the ring is full.
+    done: CachePadded<AtomicU64>,
+    /// Non-zero once a record took more than one slot (`len` must then walk the records).
+    /// Set once, by producers.
+    multi_slot: AtomicU32,
 }
 
-#[derive(Debug, Default)]
-#[repr(C)]
-struct ProdLine {
-    /// Next position to write. Invariant: `tail - done <= n`.
-    tail: AtomicU64,
-    /// Messages reserved (sent or being sent). Invariant: `sent - recvd <= capacity`, except
-    /// transiently by one per racing producer (a failed reservation is undone at once).
-    sent: AtomicU64,
-}
-
-#[derive(Debug, Default)]
-#[repr(C)]
-struct DoneLine {
-    /// Every position below it is read and may be rewritten.
-    done: AtomicU64,
-    /// Messages read.
-    recvd: AtomicU64,
-}
-
-/// A process's cached copies of the completion line: lower bounds of `done` and `recvd`, so
-/// a producer reads the consumers' line only when they say the ring is full.
+/// A process's cached copy of `done`, a lower bound of it, so a producer reads the
+/// consumers' line only when the cache says the ring is full.
 #[derive(Debug, Default)]
 pub(crate) struct Cache {
     done: AtomicU64,
-    recvd: AtomicU64,
 }
 
 /// Bytes of a record kept in its head cell's control line (records up to this size).
@@ -137,10 +125,6 @@ pub(crate) const INLINE: usize = 48;
 #[derive(Debug, Default)]
 #[repr(C, align(64))]
 pub(crate) struct CellCtl {
-    /// Under loom: stands for the cell's bytes, so the model checks that every write of them
-    /// happens after the previous reads and every read after the write (the SYNC POINTs).
-    #[cfg(uniconc_loom)]
-    bytes_model: BytesModel,
     /// `PUBLISHED | pos`, `READ | pos` or zero, see the module docs.
     stamp: AtomicU64,
     /// For a head cell: the record's byte length, or `SKIP | cells`.
@@ -148,6 +132,10 @@ pub(crate) struct CellCtl {
     _pad: u32,
     /// The bytes of a record of at most [`INLINE`] bytes whose head cell this is.
     inline: InlineBytes,
+    /// Under loom: stands for the cell's bytes, so the model checks that every write of them
+    /// happens after the previous reads and every read after the write (the SYNC POINTs).
+    #[cfg(uniconc_loom)]
+    bytes_model: BytesModel,
 }
 
 #[cfg(uniconc_loom)]
@@ -174,8 +162,9 @@ impl Default for InlineBytes {
 }
 
 // SAFETY: the bytes are only accessed through `Ring::try_push` by the producer that won the
-// cell's position with room below `done + n` (SYNC POINT B), and through `Ring::try_pop` by
-// the consumer that won the published position (SYNC POINT A): never by two parties at once.
+// cell's position with room below `done + limit` (SYNC POINT B), and through `Ring::try_pop`
+// by the consumer that won the published position (SYNC POINT A): never by two parties at
+// once.
 unsafe impl Sync for InlineBytes {}
 
 #[cfg(not(uniconc_loom))]
@@ -185,7 +174,7 @@ unsafe impl crate::shm::ShmSafe for RingHeader {}
 // SAFETY: repr(C), atomics and padding only, valid when zero (never written).
 unsafe impl crate::shm::ShmSafe for CellCtl {}
 
-/// The ring is full for this message right now (no message slot, or not enough free cells).
+/// The ring has no room for this record right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Full;
 
@@ -206,41 +195,41 @@ pub(crate) enum Pop<R> {
 pub(crate) enum Record<'a> {
     /// The record's bytes.
     Bytes(&'a [u8]),
-    /// The meta word was invalid (corrupted shared memory); one cell was consumed.
+    /// The meta word was invalid (corrupted shared memory); one slot was consumed.
     Corrupt,
 }
 
 /// What a head cell's meta word says about its record.
 struct Span {
-    /// Cells the record takes.
+    /// Cells the record takes (whole slots).
     cells: u64,
     /// Its byte length; `None` for a skip record or a corrupt meta word.
     len: Option<usize>,
     corrupt: bool,
 }
 
-impl Span {
-    /// Reads `meta` for a record whose head cell is `i` of `n`; a record that would be empty or
-    /// run past the end is corrupt and spans one cell.
-    #[inline]
-    fn of(meta: u32, i: u64, n: u64) -> Self {
-        let (cells, len) = if meta & SKIP != 0 {
-            (u64::from(meta & !SKIP), None)
-        } else {
-            (cells_for(meta as usize), Some(meta as usize))
-        };
-        if cells == 0 || i + cells > n {
-            Self {
-                cells: 1,
-                len: None,
-                corrupt: true,
+/// How a ring's cells are bounded: the slot size and the cells in use at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Bound {
+    /// Cells per slot, a power of two dividing the ring's cell count.
+    pub(crate) slot: u64,
+    /// Cells in use at most: `capacity * slot`, at most the ring's cell count.
+    pub(crate) limit: u64,
+}
+
+impl Bound {
+    /// The bound of a ring of `n` cells (a power of two) holding at most `capacity` records
+    /// of one slot (`None`: unbounded, one-cell slots).
+    pub(crate) fn new(n: u64, capacity: Option<u64>) -> Self {
+        match capacity {
+            Some(c) if c >= 1 && c < n => {
+                let slot = 1 << (n / c).ilog2();
+                Self {
+                    slot,
+                    limit: c * slot,
+                }
             }
-        } else {
-            Self {
-                cells,
-                len,
-                corrupt: false,
-            }
+            _ => Self { slot: 1, limit: n },
         }
     }
 }
@@ -252,6 +241,7 @@ pub(crate) struct Ring<'a> {
     ctl: &'a [CellCtl],
     data: *mut u8,
     n: u64,
+    bound: Bound,
     cache: &'a Cache,
 }
 
@@ -263,28 +253,34 @@ pub(crate) fn cells_for(len: usize) -> u64 {
 
 impl<'a> Ring<'a> {
     /// A view over `hdr`, `ctl` (`n` cells, a power of two) and `n * CELL` bytes at `data`,
-    /// with this process's `cache` of the completion line.
+    /// bounded by `bound`, with this process's `cache` of `done`.
     ///
     /// # Safety
     /// `data` is valid for reads and writes of `ctl.len() * CELL` bytes for `'a`, and is only
-    /// accessed through rings following this module's protocol over the same `hdr` and `ctl`.
+    /// accessed through rings following this module's protocol over the same `hdr` and `ctl`,
+    /// with the same bound.
     #[inline]
     pub(crate) unsafe fn new(
         hdr: &'a RingHeader,
         ctl: &'a [CellCtl],
         data: *mut u8,
+        bound: Bound,
         cache: &'a Cache,
     ) -> Self {
         let n = ctl.len() as u64;
         assert!(
-            n.is_power_of_two(),
-            "a ring has a power-of-two number of cells"
+            n.is_power_of_two()
+                && bound.slot.is_power_of_two()
+                && bound.slot <= bound.limit
+                && bound.limit <= n,
+            "a ring has a power-of-two number of cells and slots"
         );
         Self {
             hdr,
             ctl,
             data,
             n,
+            bound,
             cache,
         }
     }
@@ -292,7 +288,15 @@ impl<'a> Ring<'a> {
     /// The largest record that fits at all.
     #[inline]
     pub(crate) fn max_record(&self) -> usize {
-        (self.n as usize).saturating_mul(CELL).min(MAX_RECORD)
+        (self.bound.limit as usize)
+            .saturating_mul(CELL)
+            .min(MAX_RECORD)
+    }
+
+    /// Whole slots for `cells` cells.
+    #[inline]
+    fn in_slots(&self, cells: u64) -> u64 {
+        cells.next_multiple_of(self.bound.slot)
     }
 
     #[inline]
@@ -300,52 +304,50 @@ impl<'a> Ring<'a> {
         &self.ctl[(pos & (self.n - 1)) as usize]
     }
 
-    /// Reserves one of `cap` message slots (`None`: unbounded). `Err(Full)` if none is free.
+    /// What the meta word of the record whose head cell is `i` says; a record that would be
+    /// empty or run past the end is corrupt and spans one slot.
     #[inline]
-    fn reserve(&self, cap: Option<u64>) -> Result<(), Full> {
-        let prod = &self.hdr.prod;
-        // Relaxed: the counts are a bound, not a synchronisation point (the stamps and `done`
-        // are).
-        let before = prod.sent.fetch_add(1, Ordering::Relaxed);
-        let Some(cap) = cap else { return Ok(()) };
-        // `recvd` only grows, so a stale cached copy can only make us refuse, never admit
-        // too many; re-read it when the cache says full.
-        if before.saturating_sub(self.cache.recvd.load(Ordering::Relaxed)) < cap {
-            return Ok(());
-        }
-        let fresh = self.hdr.done.recvd.load(Ordering::Relaxed);
-        // A plain store, not `fetch_max`: any value ever read from `recvd` is a lower bound of
-        // it, so a racing thread storing an older one is harmless.
-        self.cache.recvd.store(fresh, Ordering::Relaxed);
-        if before.saturating_sub(fresh) < cap {
-            Ok(())
+    fn span(&self, meta: u32, i: u64) -> Span {
+        let (cells, len) = if meta & SKIP != 0 {
+            (u64::from(meta & !SKIP), None)
         } else {
-            self.unreserve();
-            Err(Full)
+            (self.in_slots(cells_for(meta as usize)), Some(meta as usize))
+        };
+        if cells == 0 || i + cells > self.n {
+            Span {
+                cells: self.bound.slot,
+                len: None,
+                corrupt: true,
+            }
+        } else {
+            Span {
+                cells,
+                len,
+                corrupt: false,
+            }
         }
-    }
-
-    #[inline]
-    fn unreserve(&self) {
-        // Relaxed: as in `reserve`.
-        self.hdr.prod.sent.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Reloads `done`, first moving it past the records at its front that were read out of
-    /// order (the sweep, see the module docs); refreshes the cache and returns it.
-    fn advance_done(&self) -> u64 {
-        let done = &self.hdr.done.done;
-        // SYNC POINT B: Acquire pairs with the consumers' Release completions.
-        let mut d = done.load(Ordering::Acquire);
+    /// order (the sweep, see the module docs); refreshes the cache and returns it. Its loads
+    /// are SeqCst: the load half of a waiting producer's wake handshake against the SeqCst
+    /// completions (the channel's "Waking"). A producer that sees a completion also sees the
+    /// cells it gave back.
+    pub(crate) fn reload_done(&self) -> u64 {
+        let done = &self.hdr.done;
+        // SYNC POINT B: SeqCst (acquire) pairs with the consumers' completions.
+        let mut d = done.load(Ordering::SeqCst);
         loop {
             let c = self.cell(d);
-            // SYNC POINT B: Acquire pairs with the reader's Release `READ` store.
-            if c.stamp.load(Ordering::Acquire) != READ | d {
+            // SYNC POINT B: pairs with the reader's `READ` store.
+            if c.stamp.load(Ordering::SeqCst) != READ | d {
                 break;
             }
             // Relaxed: written before the stamp we acquired. If `done` moved on meanwhile the
             // cell may be rewritten, but then the CAS below fails and the value is not used.
-            let cells = Span::of(c.meta.load(Ordering::Relaxed), d & (self.n - 1), self.n).cells;
+            let cells = self
+                .span(c.meta.load(Ordering::Relaxed), d & (self.n - 1))
+                .cells;
             // AcqRel: passes the reader's completion on to the producers that acquire `done`.
             match done.compare_exchange(d, d + cells, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => d += cells,
@@ -353,7 +355,8 @@ impl<'a> Ring<'a> {
             }
         }
         // Release: a thread of this process that loads the cache (Acquire) inherits our
-        // Acquire of `done`.
+        // acquire of `done`. A plain store, not `fetch_max`: any value ever read from `done`
+        // is a lower bound of it, so a racing thread storing an older one is harmless.
         self.cache.done.store(d, Ordering::Release);
         d
     }
@@ -382,44 +385,46 @@ impl<'a> Ring<'a> {
         }
     }
 
-    /// Writes a message of `len` bytes (`len <= max_record()`), filled by `write`, if one of
-    /// `cap` message slots (`None`: unbounded) and the cells are free. Returns `Ok(true)` once
-    /// published, `Ok(false)` if `write` failed (the claimed cells are published as a skip
-    /// record, so the ring stays consistent, and the message slot is given back).
+    /// Writes a record of `len` bytes (`len <= max_record()`), filled by `write`, if its
+    /// slots are free. Returns `Ok(true)` once published, `Ok(false)` if `write` failed (the
+    /// claimed cells are published as a skip record, so the ring stays consistent).
     ///
     /// # Errors
-    /// [`Full`] if no message slot or not enough cells are free right now.
+    /// [`Full`] if not enough slots are free right now.
     pub(crate) fn try_push(
         &self,
         len: usize,
-        cap: Option<u64>,
         write: impl FnOnce(&mut [u8]) -> bool,
     ) -> Result<bool, Full> {
         assert!(len <= self.max_record(), "record larger than the ring");
-        self.reserve(cap)?;
-        let k = cells_for(len);
+        let k = self.in_slots(cells_for(len));
+        if k > self.bound.slot {
+            self.note_multi_slot();
+        }
         let mask = self.n - 1;
-        let tail = &self.hdr.prod.tail;
+        let tail = &self.hdr.tail;
         loop {
             // Relaxed: a stale value is caught by the CAS.
             let t = tail.load(Ordering::Relaxed);
             let i = t & mask;
+            // Positions are multiples of the slot, which divides `n`: so is a padding record.
             let (kk, skip) = if i + k > self.n {
                 (self.n - i, true)
             } else {
                 (k, false)
             };
+            let limit = self.bound.limit;
             // SYNC POINT B, through the cache (Acquire pairs with its Release store).
-            if t + kk > self.cache.done.load(Ordering::Acquire) + self.n
-                && t + kk > self.advance_done() + self.n
+            if t + kk > self.cache.done.load(Ordering::Acquire) + limit
+                && t + kk > self.reload_done() + limit
             {
                 // Relaxed: re-reading tail only decides between "retry" and "full".
                 if tail.load(Ordering::Relaxed) == t {
-                    self.unreserve();
                     return Err(Full);
                 }
                 continue;
             }
+            // SeqCst: one side of the receivers' wake handshake (the channel's "Waking").
             if tail
                 .compare_exchange_weak(t, t + kk, Ordering::SeqCst, Ordering::Relaxed)
                 .is_err()
@@ -432,24 +437,27 @@ impl<'a> Ring<'a> {
                 self.publish(t, SKIP | kk as u32);
                 continue;
             }
-            // SAFETY: cells i..i+kk (kk = cells_for(len)) are in bounds (i + kk <= n) and
+            // SAFETY: cells i..i+kk (kk >= cells_for(len)) are in bounds (i + kk <= n) and
             // exclusively ours: we won the CAS for their positions, and every record that held
-            // them in the previous lap is read (`t + kk <= done + n`, SYNC POINT B), so no
-            // consumer reads them and no other producer writes them until we publish; `bytes`
-            // points at `len` bytes of them.
+            // them in the previous lap is read (`t + kk <= done + limit <= done + n`, SYNC
+            // POINT B), so no consumer reads them and no other producer writes them until we
+            // publish; `bytes` points at `len` bytes of them.
             let buf = unsafe { std::slice::from_raw_parts_mut(self.bytes(i, len), len) };
             #[cfg(uniconc_loom)]
             for c in &self.ctl[i as usize..(i + kk) as usize] {
                 c.bytes_model.0.with_mut(|_| ());
             }
             let ok = write(buf);
-            if ok {
-                self.publish(t, len as u32);
-            } else {
-                self.publish(t, SKIP | kk as u32);
-                self.unreserve();
-            }
+            self.publish(t, if ok { len as u32 } else { SKIP | kk as u32 });
             return Ok(ok);
+        }
+    }
+
+    #[cold]
+    fn note_multi_slot(&self) {
+        // Relaxed: only `queued` reads it, for a snapshot.
+        if self.hdr.multi_slot.load(Ordering::Relaxed) == 0 {
+            self.hdr.multi_slot.store(1, Ordering::Relaxed);
         }
     }
 
@@ -473,7 +481,7 @@ impl<'a> Ring<'a> {
                 return Pop::Empty;
             }
             // Relaxed: ordered after the stamp's Acquire load (SYNC POINT A).
-            let span = Span::of(c.meta.load(Ordering::Relaxed), i, self.n);
+            let span = self.span(c.meta.load(Ordering::Relaxed), i);
             if self
                 .hdr
                 .head
@@ -488,13 +496,12 @@ impl<'a> Ring<'a> {
                 ring: self,
                 h,
                 cells: span.cells,
-                message: span.len.is_some() || span.corrupt,
             };
             if span.corrupt {
                 return Pop::Item((read.take().expect("read once"))(Record::Corrupt));
             }
             if let Some(len) = span.len {
-                // SAFETY: `span.cells = cells_for(len)` and `i + span.cells <= n` (`Span::of`),
+                // SAFETY: `cells_for(len) <= span.cells` and `i + span.cells <= n` (`span`),
                 // so in bounds; the cells are ours (we won the head CAS for this published
                 // record) and the producer's writes are visible (SYNC POINT A) and finished.
                 let bytes = unsafe { std::slice::from_raw_parts(self.bytes(i, len), len) };
@@ -508,64 +515,64 @@ impl<'a> Ring<'a> {
         }
     }
 
-    /// Gives the cells of the record at `h` back (see the module docs) and counts it as read.
+    /// Gives the cells of the record at `h` back (see the module docs).
     #[inline]
-    fn complete(&self, h: u64, cells: u64, message: bool) {
-        // SYNC POINT B: Release orders our reads of the record before the producers' writes.
+    fn complete(&self, h: u64, cells: u64) {
+        // SYNC POINT B: orders our reads of the record before the producers' writes. SeqCst:
+        // the notifier half of the senders' wake handshake (the channel's "Waking").
         if self
             .hdr
             .done
-            .done
-            .compare_exchange(h, h + cells, Ordering::Release, Ordering::Relaxed)
+            .compare_exchange(h, h + cells, Ordering::SeqCst, Ordering::Relaxed)
             .is_err()
         {
             // An earlier record is still being read: whoever needs the room sweeps ours.
-            // SYNC POINT B: Release, for the sweeper's Acquire load.
-            self.cell(h).stamp.store(READ | h, Ordering::Release);
-        }
-        if message {
-            // SeqCst: the notifier half of the senders' wake handshake (the channel's
-            // "Waking"); a sender that sees it also sees the completion above.
-            self.hdr.done.recvd.fetch_add(1, Ordering::SeqCst);
+            // SYNC POINT B, for the sweeper; SeqCst, as above.
+            self.cell(h).stamp.store(READ | h, Ordering::SeqCst);
         }
     }
 
-    /// Messages reserved and not yet read (a snapshot; may exceed the capacity by the
-    /// producers racing for the last slot).
+    /// Records queued or being written (a snapshot). A record that takes several slots
+    /// counts once: once any did, this walks the queued records' head cells.
     pub(crate) fn queued(&self) -> u64 {
         // Relaxed: a snapshot.
-        let sent = self.hdr.prod.sent.load(Ordering::Relaxed);
-        sent.saturating_sub(self.hdr.done.recvd.load(Ordering::Relaxed))
+        let mut h = self.hdr.head.load(Ordering::Relaxed);
+        let t = self.hdr.tail.load(Ordering::Relaxed).max(h);
+        if self.hdr.multi_slot.load(Ordering::Relaxed) == 0 {
+            return (t - h) / self.bound.slot;
+        }
+        let mut records = 0;
+        while h < t {
+            let c = self.cell(h);
+            // Acquire: the meta of a published record (SYNC POINT A); anything else (being
+            // written, or already rewritten: the snapshot is stale) counts as one slot.
+            let published = c.stamp.load(Ordering::Acquire) == PUBLISHED | h;
+            let span = self.span(c.meta.load(Ordering::Relaxed), h & (self.n - 1));
+            if span.len.is_some() || span.corrupt || !published {
+                records += 1;
+            }
+            h += if published {
+                span.cells
+            } else {
+                self.bound.slot
+            };
+        }
+        records
     }
 
-    /// `true` if at most `low` messages are queued, refreshing the cached `recvd`: a sender
-    /// waiting for room polls this rather than retrying every send.
-    pub(crate) fn at_most_queued(&self, low: u64) -> bool {
+    /// `true` if at most `slots` slots are taken, reloading `done`: a sender waiting for
+    /// room polls this rather than retrying every send.
+    pub(crate) fn at_most_taken(&self, slots: u64) -> bool {
         // Relaxed: a heuristic; `try_push` makes the real check.
-        let fresh = self.hdr.done.recvd.load(Ordering::Relaxed);
-        self.cache.recvd.store(fresh, Ordering::Relaxed);
-        self.hdr
-            .prod
-            .sent
-            .load(Ordering::Relaxed)
-            .saturating_sub(fresh)
-            <= low
-    }
-
-    /// Reloads `recvd` with a SeqCst load (refreshing the cache): the load half of a sender's
-    /// wake handshake, against the SeqCst increment in [`Ring::try_pop`]. A sender that sees
-    /// the increment also sees the cells given back before it.
-    #[cfg(not(uniconc_loom))]
-    pub(crate) fn recvd_seqcst(&self) {
-        let fresh = self.hdr.done.recvd.load(Ordering::SeqCst);
-        self.cache.recvd.store(fresh, Ordering::Relaxed);
+        let t = self.hdr.tail.load(Ordering::Relaxed);
+        t.saturating_sub(self.reload_done()) <= slots * self.bound.slot
     }
 
     /// `true` if nothing is queued or claimed (a snapshot).
     #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         // Relaxed: a snapshot.
-        self.hdr.head.load(Ordering::Relaxed) == self.hdr.prod.tail.load(Ordering::Relaxed)
+        self.hdr.head.load(Ordering::Relaxed) == self.hdr.tail.load(Ordering::Relaxed)
     }
 
     /// `true` if no producer has claimed cells past `head` (nothing queued, nothing being
@@ -574,7 +581,7 @@ impl<'a> Ring<'a> {
     #[cfg(not(uniconc_loom))]
     pub(crate) fn is_idle(&self) -> bool {
         let h = self.hdr.head.load(Ordering::SeqCst);
-        self.hdr.prod.tail.load(Ordering::SeqCst) <= h
+        self.hdr.tail.load(Ordering::SeqCst) <= h
     }
 }
 
@@ -584,13 +591,12 @@ struct Complete<'r, 'a> {
     ring: &'r Ring<'a>,
     h: u64,
     cells: u64,
-    message: bool,
 }
 
 impl Drop for Complete<'_, '_> {
     #[inline]
     fn drop(&mut self) {
-        self.ring.complete(self.h, self.cells, self.message);
+        self.ring.complete(self.h, self.cells);
     }
 }
 
@@ -603,6 +609,7 @@ mod tests {
         ctl: Vec<CellCtl>,
         data: Vec<u8>,
         cache: Cache,
+        bound: Bound,
     }
 
     impl Owned {
@@ -612,17 +619,24 @@ mod tests {
                 ctl: (0..n).map(|_| CellCtl::default()).collect(),
                 data: vec![0; n * CELL],
                 cache: Cache::default(),
+                bound: Bound::new(n as u64, None),
+            }
+        }
+        fn bounded(n: usize, capacity: u64) -> Self {
+            Self {
+                bound: Bound::new(n as u64, Some(capacity)),
+                ..Self::new(n)
             }
         }
         fn ring(&mut self) -> Ring<'_> {
             let data = self.data.as_mut_ptr();
             // SAFETY: `data` is n * CELL bytes owned by self, used only through this ring.
-            unsafe { Ring::new(&self.hdr, &self.ctl, data, &self.cache) }
+            unsafe { Ring::new(&self.hdr, &self.ctl, data, self.bound, &self.cache) }
         }
     }
 
     fn push_bytes(r: &Ring<'_>, b: &[u8]) -> Result<bool, Full> {
-        r.try_push(b.len(), None, |buf| {
+        r.try_push(b.len(), |buf| {
             buf.copy_from_slice(b);
             true
         })
@@ -704,7 +718,7 @@ mod tests {
         assert!(pop_bytes(&r).is_none());
         assert_eq!(push_bytes(&r, &big), Ok(true));
         assert_eq!(pop_bytes(&r).unwrap(), big);
-        assert_eq!(r.try_push(5, None, |_| false), Ok(false));
+        assert_eq!(r.try_push(5, |_| false), Ok(false));
         assert!(pop_bytes(&r).is_none());
         assert!(r.is_empty());
     }
@@ -746,7 +760,7 @@ mod tests {
         });
         assert!(matches!(inner, Pop::Item(Some(ref v)) if v == &[2]));
         assert_eq!(
-            r.hdr.done.done.load(Ordering::Relaxed),
+            r.hdr.done.load(Ordering::Relaxed),
             1,
             "2 is marked, not done"
         );
@@ -776,28 +790,34 @@ mod tests {
     }
 
     #[test]
-    fn the_message_cap_bounds_apart_from_the_cells() {
-        let mut o = Owned::new(8);
+    fn slots_bound_the_count_and_the_bytes() {
+        assert_eq!(Bound::new(16, Some(3)), Bound { slot: 4, limit: 12 });
+        assert_eq!(Bound::new(16, Some(16)), Bound { slot: 1, limit: 16 });
+        assert_eq!(Bound::new(16, Some(100)), Bound { slot: 1, limit: 16 });
+        assert_eq!(Bound::new(16, None), Bound { slot: 1, limit: 16 });
+        // Two slots of four cells.
+        let mut o = Owned::bounded(8, 2);
         let r = o.ring();
-        let push = |v: u8| {
-            r.try_push(1, Some(2), |b| {
-                b[0] = v;
-                true
-            })
-        };
-        assert_eq!(push(1), Ok(true));
-        assert_eq!(push(2), Ok(true));
-        assert_eq!(push(3), Err(Full));
-        assert_eq!(r.queued(), 2, "the refused reservation was undone");
+        assert_eq!(r.max_record(), 8 * CELL);
+        assert_eq!(push_bytes(&r, &[1]), Ok(true));
+        assert_eq!(push_bytes(&r, &[2]), Ok(true));
+        assert_eq!(push_bytes(&r, &[3]), Err(Full), "two messages at most");
+        assert_eq!(r.queued(), 2);
         assert_eq!(pop_bytes(&r).unwrap(), [1]);
-        assert_eq!(push(3), Ok(true));
-        assert_eq!(r.try_push(1, Some(2), |_| false), Err(Full));
+        // A message of five cells takes both slots: not while one is taken.
+        let big = vec![9u8; 5 * CELL];
+        assert_eq!(push_bytes(&r, &big), Err(Full));
         assert_eq!(pop_bytes(&r).unwrap(), [2]);
-        assert_eq!(r.try_push(1, Some(2), |_| false), Ok(false));
-        assert_eq!(r.queued(), 1, "a failed write gives its slot back");
-        assert_eq!(pop_bytes(&r).unwrap(), [3]);
+        assert_eq!(push_bytes(&r, &big), Ok(true));
+        assert_eq!(r.queued(), 1, "a message of two slots counts once");
+        assert_eq!(push_bytes(&r, &[4]), Err(Full));
+        assert_eq!(pop_bytes(&r).unwrap(), big);
+        assert_eq!(r.try_push(1, |_| false), Ok(false));
+        assert_eq!(r.queued(), 0, "a failed write is no message");
         assert!(pop_bytes(&r).is_none());
         assert!(r.is_empty());
+        assert_eq!(push_bytes(&r, &[5]), Ok(true));
+        assert_eq!(pop_bytes(&r).unwrap(), [5]);
     }
 }
 
@@ -840,6 +860,7 @@ mod loom_tests {
                     &self.hdr,
                     &self.ctl,
                     (*self.data.get()).as_mut_ptr(),
+                    Bound::new(self.ctl.len() as u64, None),
                     &self.cache,
                 )
             }
@@ -848,7 +869,7 @@ mod loom_tests {
 
     fn push_val(r: &Ring<'_>, v: u8, len: usize) {
         loop {
-            let res = r.try_push(len, None, |b| {
+            let res = r.try_push(len, |b| {
                 b.fill(v);
                 true
             });
