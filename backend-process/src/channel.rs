@@ -63,10 +63,11 @@
 //! Known limits: a process killed between claiming ring cells and publishing them (inside
 //! `send`) leaves the ring stuck at that position for the other senders' messages behind it;
 //! receivers then see `Disconnected` once every sender is gone, but not before. A process
-//! killed between claiming a message and giving its cells back (inside `recv`, while it
-//! decodes) leaves those cells taken for good: the other receivers go on, and senders find the
-//! channel full once they have gone round the ring to them. A failed `fork` leaves its
-//! reserved slot counted until the parent exits.
+//! killed while it decodes a message larger than 48 bytes (inside `recv`) leaves that
+//! message's cells pinned for good: the other receivers go on, and senders find the channel
+//! full once they have gone round the ring to them (a smaller message is taken whole by one
+//! atomic step, so nothing is left behind). A failed `fork` leaves its reserved slot counted
+//! until the parent exits.
 
 use std::marker::PhantomData;
 use std::sync::Arc;

@@ -2,11 +2,10 @@
 //! fixed array of cells. Producers claim cells with a CAS on `tail` and hand a record over by
 //! stamping its head cell, as in Dmitry Vyukov's bounded MPMC queue (the algorithm of
 //! crossbeam-channel's `array` flavour), extended so one record spans several consecutive
-//! cells. Consumers claim records with a CAS on `head` and give the cells back through a
-//! completion position, `done`, advanced in order (DPDK `rte_ring`'s consumer tail), so a
-//! consumer never writes a line a producer writes: handing one small message over moves one
-//! cache line between the processes, and the producer reads the consumers' line only when its
-//! cached copy of `done` says the ring is full.
+//! cells. Consumers claim records with a CAS on `head`, and never write a line a producer
+//! writes: handing a small message over moves one cache line between the processes and costs
+//! each side one locked instruction (~10–16 ns each on this machine, as much as the rest of
+//! the hand-over's local work together).
 //!
 //! # Slots: one bound for the message count and the bytes
 //!
@@ -14,15 +13,15 @@
 //! `n` cells over the capacity, rounded down); a record takes as many whole slots as its bytes
 //! need, and at most `limit = capacity * slot` cells are in use. So `capacity` messages of at
 //! most one slot each fit, a larger message takes several slots, and one comparison of
-//! positions bounds both the count and the bytes: no message counters, whose atomic updates
-//! cost as much as the hand-over itself (a locked instruction is ~10 ns on this machine). An
+//! positions bounds both the count and the bytes, with no message counters to update. An
 //! unbounded ring has slots of one cell and `limit = n`.
 //!
 //! # Layout
 //!
-//! - [`RingHeader`], three lines: `head` (next position to read, consumers), `tail` (next
-//!   position to write, producers) and `done` (completion, consumers). Positions count cells,
-//!   are multiples of `slot` and only grow (2^62 cells are never reached).
+//! - [`RingHeader`]: `head` (next position to read, consumers), `tail` (next position to
+//!   write, producers) and the *pins* (large records being read), each on its own lines.
+//!   Positions count cells, are multiples of `slot` and only grow (2^62 cells are never
+//!   reached).
 //! - `ctl`: one [`CellCtl`] per cell, one cache line each: a stamp, a meta word and [`INLINE`]
 //!   bytes. A record of at most `INLINE` bytes (a `u64`, a small struct) lives in its head
 //!   cell's line; neighbouring cells never share a line.
@@ -33,47 +32,45 @@
 //!
 //! # Protocol
 //!
-//! - A producer may write the cells of positions `t .. t + k` once `t + k <= done + limit`:
-//!   every record of the previous lap there is read. It claims them by moving `tail` from `t`
-//!   to `t + k` with a CAS, writes the bytes and the meta word, then stores `PUBLISHED | t` in
-//!   the head cell's stamp. Only head cells get stamps.
-//! - A consumer that sees `PUBLISHED | h` in the cell of `head == h` claims the record by
-//!   moving `head` past it with a CAS, reads it, and completes it: if `done == h` it moves
-//!   `done` past the record (the usual case, always with one consumer); otherwise an earlier
-//!   record is still being read, and it stamps its head cell `READ | h` and leaves.
-//! - A producer that needs room reloads `done` and *sweeps*: while the cell at `done` says
-//!   `READ | done`, it moves `done` past that record. So records read out of order are given
-//!   back by whoever needs the room; nobody waits for another consumer.
-//!
-//! Stamps are `PUBLISHED | pos` or `READ | pos`; zero, the state of fresh shared memory, is
-//! "never written", so no initialisation pass touches the cells. A consumer whose `head` is
-//! stale finds a stamp for a later position (or `READ` for its own) and retries; one whose
-//! cell holds an older stamp finds the ring empty.
+//! - A producer may write the cells of positions `t .. t + k` once `t + k <= done + limit`,
+//!   where `done` is `head`, or the lowest pin if lower: every record of the previous lap there
+//!   is read. It claims them by moving `tail` from `t` to `t + k` with a CAS, writes the bytes
+//!   and the meta word, then stores `PUBLISHED | t` in the head cell's stamp. Only head cells
+//!   get stamps; zero, the state of fresh shared memory, is "never written", so no
+//!   initialisation pass touches the cells.
+//! - A consumer that sees `PUBLISHED | h` in the cell of `head == h` takes an inline record by
+//!   copying its bytes out of the line (atomic loads) and *then* moving `head` past it with a
+//!   CAS: if the CAS succeeds the copy is the record (no producer rewrites the cell before
+//!   `head` passes it), otherwise another consumer took it and the copy is dropped. One CAS
+//!   claims and gives back the cells.
+//! - A larger record is decoded straight from its data cells, after the claim: the consumer
+//!   first *pins* its position (a free entry of the pin table), then moves `head`, reads, and
+//!   unpins. Producers do not pass the lowest pin.
+//! - A consumer whose `head` is stale finds a stamp for a later position and retries; one
+//!   whose cell holds an older stamp (or none) finds the ring empty.
 //!
 //! # Memory ordering (SYNC POINTs)
 //!
 //! - SYNC POINT A: the producer's `Release` store of the head cell's stamp (after writing the
 //!   bytes and the meta word) pairs with the consumer's `Acquire` load of that stamp: the
 //!   consumer sees the bytes and the meta.
-//! - SYNC POINT B: the consumer's completion (the `done` CAS, or the `READ` stamp then a
-//!   sweeper's load of it and CAS of `done`), release operations, pairs with the producers'
-//!   acquire loads of `done`: a producer's writes to a cell happen after the reads of the
-//!   record that held it. The process-private cache of `done` is stored with `Release` and
-//!   loaded with `Acquire`, so a thread using another's reload inherits it.
-//! - The `head` CAS is `Relaxed`: it only arbitrates ownership of positions; all data
-//!   visibility goes through the stamps. The `tail` CAS and the completions are `SeqCst` for
-//!   the channel's wake-up handshakes ([`Ring::is_idle`], [`Ring::reload_done`]), not for the
-//!   ring.
+//! - SYNC POINT B: the consumer's `head` CAS (after copying an inline record out) or unpin
+//!   store (after reading a larger one), release operations, pair with the producers' acquire
+//!   loads of `head` and the pins: a producer's writes to a cell happen after the reads of the
+//!   record that held it. A pin is stored before the `head` CAS it protects (both SeqCst), so
+//!   a producer that sees `head` past a record also sees its pin. The process-private cache
+//!   of `done` is stored with `Release` and loaded with `Acquire`, so a thread using another's
+//!   reload inherits it.
+//! - The `head` CAS, the pin stores and the `tail` CAS are SeqCst for the channel's wake-up
+//!   handshakes too ([`Ring::is_idle`], [`Ring::reload_done`]).
 //!
 //! Mapped memory is untrusted: `n`, the slot, the mask and the data pointer come from the
 //! private view; a meta word that would make a record run past the end is reported as corrupt
 //! and consumes one slot, never an out-of-bounds access.
 //!
-//! Known limit: a consumer killed between claiming a record and completing it (SIGKILL while
-//! decoding) leaves `done` behind that record for good: the other consumers go on, the
-//! producers fill the ring up to it and then find it full.
-
-use std::cell::UnsafeCell;
+//! Known limit: a consumer killed while it reads a record larger than [`INLINE`] bytes (SIGKILL
+//! while decoding it) leaves its pin for good: the other consumers go on, the producers fill
+//! the ring up to it and then find it full. (An inline record is taken whole by one CAS.)
 
 use crate::shm::CachePadded;
 use crate::sync::{AtomicU32, AtomicU64, Ordering, spin_hint};
@@ -88,31 +85,52 @@ const SKIP: u32 = 1 << 31;
 /// The largest record length the meta word can express.
 pub(crate) const MAX_RECORD: usize = (SKIP - 1) as usize;
 
-/// Stamp flag: the record at the stamp's position is published.
+/// Stamp flag: the record at the stamp's position is published. Pin flag: the entry pins
+/// the position in its low bits.
 const PUBLISHED: u64 = 1 << 63;
-/// Stamp flag: the record at the stamp's position was read, its completion is pending.
-const READ: u64 = 1 << 62;
-/// The position bits of a stamp.
-const POS: u64 = READ - 1;
+/// The position bits of a stamp or a pin.
+const POS: u64 = (1 << 62) - 1;
+
+/// Large records being read at once, at most (more readers wait for a free entry).
+const PINS: usize = 32;
 
 /// Positions shared by producers and consumers. `#[repr(C)]`; all-zero is an empty ring.
 #[derive(Debug, Default)]
 #[repr(C)]
 pub(crate) struct RingHeader {
-    /// Next position to read, written by consumers. Invariant: `done <= head <= tail`.
+    /// Next position to read, written by consumers. Invariant: `head <= tail`.
     head: CachePadded<AtomicU64>,
-    /// Next position to write, written by producers. Invariant: `tail - done <= limit`.
+    /// Next position to write, written by producers. Invariant: `tail - done <= limit`, with
+    /// `done` the lowest of `head` and the pins.
     tail: CachePadded<AtomicU64>,
-    /// Every position below it is read and may be rewritten. Written by consumers (and
-    /// sweeping producers); read by producers when their cached copy says the ring is full.
-    done: CachePadded<AtomicU64>,
+    /// Positions of larger records being read: `PUBLISHED | pos`, or zero (free). Written by
+    /// the consumers that read such records; read by producers when they reload `done`.
+    pins: CachePadded<Pins>,
     /// Non-zero once a record took more than one slot (`len` must then walk the records).
     /// Set once, by producers.
     multi_slot: AtomicU32,
 }
 
+#[derive(Debug)]
+#[repr(C)]
+struct Pins {
+    /// Pins taken (an entry is counted before it is filled and after it is emptied), so a
+    /// producer reads the entries only while some large record is being read.
+    taken: AtomicU64,
+    entries: [AtomicU64; PINS],
+}
+
+impl Default for Pins {
+    fn default() -> Self {
+        Self {
+            taken: AtomicU64::new(0),
+            entries: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
 /// A process's cached copy of `done`, a lower bound of it, so a producer reads the
-/// consumers' line only when the cache says the ring is full.
+/// consumers' lines only when the cache says the ring is full.
 #[derive(Debug, Default)]
 pub(crate) struct Cache {
     done: AtomicU64,
@@ -120,52 +138,49 @@ pub(crate) struct Cache {
 
 /// Bytes of a record kept in its head cell's control line (records up to this size).
 pub(crate) const INLINE: usize = 48;
+const INLINE_WORDS: usize = INLINE / 8;
 
 /// Control line of one cell. `#[repr(C)]`, one cache line; all-zero is "never written".
 #[derive(Debug, Default)]
 #[repr(C, align(64))]
 pub(crate) struct CellCtl {
-    /// `PUBLISHED | pos`, `READ | pos` or zero, see the module docs.
+    /// `PUBLISHED | pos` or zero, see the module docs.
     stamp: AtomicU64,
     /// For a head cell: the record's byte length, or `SKIP | cells`.
     meta: AtomicU32,
     _pad: u32,
-    /// The bytes of a record of at most [`INLINE`] bytes whose head cell this is.
-    inline: InlineBytes,
-    /// Under loom: stands for the cell's bytes, so the model checks that every write of them
-    /// happens after the previous reads and every read after the write (the SYNC POINTs).
-    #[cfg(uniconc_loom)]
-    bytes_model: BytesModel,
+    /// The bytes of a record of at most [`INLINE`] bytes whose head cell this is, as words:
+    /// a consumer copies them out *before* it knows the record is its own, racing with a
+    /// producer that may already rewrite them (it then drops the copy), so both sides use
+    /// atomic accesses.
+    inline: InlineWords,
 }
 
-#[cfg(uniconc_loom)]
 #[derive(Debug)]
-struct BytesModel(loom::cell::UnsafeCell<()>);
+#[repr(C)]
+struct InlineWords([AtomicU64; INLINE_WORDS]);
 
-#[cfg(uniconc_loom)]
-impl Default for BytesModel {
+impl Default for InlineWords {
     fn default() -> Self {
-        Self(loom::cell::UnsafeCell::new(()))
+        Self(std::array::from_fn(|_| AtomicU64::new(0)))
     }
 }
 
-/// A cell's inline record bytes, written and read only by the owner of the cell's position
-/// under the protocol (like the data cells).
+/// The data cells: `n * CELL` bytes for records larger than [`INLINE`], written by the
+/// producer that won their position with room below `done + limit` (SYNC POINT B) and read by
+/// the consumer that pinned and won the published position (SYNC POINT A): never by two
+/// parties at once. Under loom, one `UnsafeCell` per cell stands for its bytes, so the model
+/// checks exactly that.
+#[cfg(uniconc_loom)]
 #[derive(Debug)]
-#[repr(transparent)]
-struct InlineBytes(UnsafeCell<[u8; INLINE]>);
+pub(crate) struct BytesModel(Vec<loom::cell::UnsafeCell<()>>);
 
-impl Default for InlineBytes {
-    fn default() -> Self {
-        Self(UnsafeCell::new([0; INLINE]))
+#[cfg(uniconc_loom)]
+impl BytesModel {
+    pub(crate) fn new(n: usize) -> Self {
+        Self((0..n).map(|_| loom::cell::UnsafeCell::new(())).collect())
     }
 }
-
-// SAFETY: the bytes are only accessed through `Ring::try_push` by the producer that won the
-// cell's position with room below `done + limit` (SYNC POINT B), and through `Ring::try_pop`
-// by the consumer that won the published position (SYNC POINT A): never by two parties at
-// once.
-unsafe impl Sync for InlineBytes {}
 
 #[cfg(not(uniconc_loom))]
 // SAFETY: repr(C), atomics only (CachePadded is repr(C)), valid when zero (an empty ring).
@@ -243,6 +258,8 @@ pub(crate) struct Ring<'a> {
     n: u64,
     bound: Bound,
     cache: &'a Cache,
+    #[cfg(uniconc_loom)]
+    bytes_model: &'a BytesModel,
 }
 
 /// Number of cells a record of `len` bytes takes (at least one).
@@ -266,6 +283,7 @@ impl<'a> Ring<'a> {
         data: *mut u8,
         bound: Bound,
         cache: &'a Cache,
+        #[cfg(uniconc_loom)] bytes_model: &'a BytesModel,
     ) -> Self {
         let n = ctl.len() as u64;
         assert!(
@@ -282,6 +300,8 @@ impl<'a> Ring<'a> {
             n,
             bound,
             cache,
+            #[cfg(uniconc_loom)]
+            bytes_model,
         }
     }
 
@@ -328,35 +348,26 @@ impl<'a> Ring<'a> {
         }
     }
 
-    /// Reloads `done`, first moving it past the records at its front that were read out of
-    /// order (the sweep, see the module docs); refreshes the cache and returns it. Its loads
-    /// are SeqCst: the load half of a waiting producer's wake handshake against the SeqCst
-    /// completions (the channel's "Waking"). A producer that sees a completion also sees the
-    /// cells it gave back.
+    /// Reloads `done`, the lowest of `head` and the pins; refreshes the cache and returns it.
+    /// Its loads are SeqCst: the load half of a waiting producer's wake handshake against the
+    /// consumers' SeqCst `head` CAS and unpin (the channel's "Waking").
     pub(crate) fn reload_done(&self) -> u64 {
-        let done = &self.hdr.done;
-        // SYNC POINT B: SeqCst (acquire) pairs with the consumers' completions.
-        let mut d = done.load(Ordering::SeqCst);
-        loop {
-            let c = self.cell(d);
-            // SYNC POINT B: pairs with the reader's `READ` store.
-            if c.stamp.load(Ordering::SeqCst) != READ | d {
-                break;
-            }
-            // Relaxed: written before the stamp we acquired. If `done` moved on meanwhile the
-            // cell may be rewritten, but then the CAS below fails and the value is not used.
-            let cells = self
-                .span(c.meta.load(Ordering::Relaxed), d & (self.n - 1))
-                .cells;
-            // AcqRel: passes the reader's completion on to the producers that acquire `done`.
-            match done.compare_exchange(d, d + cells, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => d += cells,
-                Err(cur) => d = cur,
+        // SYNC POINT B: SeqCst (acquire) pairs with the consumers' `head` CAS and unpins; a
+        // pin stored before a `head` CAS we see is seen by the loads after.
+        let mut d = self.hdr.head.load(Ordering::SeqCst);
+        let pins = &self.hdr.pins;
+        // SeqCst: the count is raised before a pin is stored, so a pin we must see is counted.
+        if pins.taken.load(Ordering::SeqCst) != 0 {
+            for p in &pins.entries {
+                let v = p.load(Ordering::SeqCst);
+                if v != 0 {
+                    d = d.min(v & POS);
+                }
             }
         }
         // Release: a thread of this process that loads the cache (Acquire) inherits our
-        // acquire of `done`. A plain store, not `fetch_max`: any value ever read from `done`
-        // is a lower bound of it, so a racing thread storing an older one is harmless.
+        // acquire loads. A plain store, not `fetch_max`: any value ever computed here is a
+        // lower bound of `done`, so a racing thread storing an older one is harmless.
         self.cache.done.store(d, Ordering::Release);
         d
     }
@@ -368,21 +379,6 @@ impl<'a> Ring<'a> {
         c.meta.store(meta, Ordering::Relaxed);
         // SYNC POINT A: publishes the bytes and the meta word.
         c.stamp.store(PUBLISHED | t, Ordering::Release);
-    }
-
-    /// Where the bytes of a record of `len` bytes whose head cell is `i` live.
-    ///
-    /// # Safety
-    /// `i < n`, `i + cells_for(len) <= n`, and the caller owns the record's position (as a
-    /// producer that won it with room, or a consumer that won it published).
-    #[inline]
-    unsafe fn bytes(&self, i: u64, len: usize) -> *mut u8 {
-        if len <= INLINE {
-            self.ctl[i as usize].inline.0.get().cast()
-        } else {
-            // SAFETY: `i * CELL + len <= n * CELL` (the caller's contract), within `data`.
-            unsafe { self.data.add(i as usize * CELL) }
-        }
     }
 
     /// Writes a record of `len` bytes (`len <= max_record()`), filled by `write`, if its
@@ -432,22 +428,36 @@ impl<'a> Ring<'a> {
                 spin_hint();
                 continue;
             }
-            // We own positions t..t+kk.
+            // We own positions t..t+kk: every record that held their cells in the previous lap
+            // is read (`t + kk <= done + limit <= done + n`, SYNC POINT B), so no consumer reads
+            // them and no other producer writes them until we publish.
             if skip {
                 self.publish(t, SKIP | kk as u32);
                 continue;
             }
-            // SAFETY: cells i..i+kk (kk >= cells_for(len)) are in bounds (i + kk <= n) and
-            // exclusively ours: we won the CAS for their positions, and every record that held
-            // them in the previous lap is read (`t + kk <= done + limit <= done + n`, SYNC
-            // POINT B), so no consumer reads them and no other producer writes them until we
-            // publish; `bytes` points at `len` bytes of them.
-            let buf = unsafe { std::slice::from_raw_parts_mut(self.bytes(i, len), len) };
-            #[cfg(uniconc_loom)]
-            for c in &self.ctl[i as usize..(i + kk) as usize] {
-                c.bytes_model.0.with_mut(|_| ());
-            }
-            let ok = write(buf);
+            let ok = if len <= INLINE {
+                let mut buf = [0u8; INLINE];
+                let ok = write(&mut buf[..len]);
+                let words = &self.ctl[i as usize].inline.0;
+                for (w, b) in words.iter().zip(buf.chunks_exact(8)).take(len.div_ceil(8)) {
+                    // Relaxed: published by the stamp's Release store (SYNC POINT A).
+                    w.store(
+                        u64::from_ne_bytes(b.try_into().expect("8 bytes")),
+                        Ordering::Relaxed,
+                    );
+                }
+                ok
+            } else {
+                #[cfg(uniconc_loom)]
+                for c in &self.bytes_model.0[i as usize..(i + kk) as usize] {
+                    c.with_mut(|_| ());
+                }
+                // SAFETY: cells i..i+kk (kk >= cells_for(len)) are in bounds (i + kk <= n, so
+                // `i * CELL + len <= n * CELL`, within `data`) and ours (above).
+                write(unsafe {
+                    std::slice::from_raw_parts_mut(self.data.add(i as usize * CELL), len)
+                })
+            };
             self.publish(t, if ok { len as u32 } else { SKIP | kk as u32 });
             return Ok(ok);
         }
@@ -461,10 +471,20 @@ impl<'a> Ring<'a> {
         }
     }
 
+    /// Moves `head` from `h` to `h + cells` (SeqCst: claims the record and, for a record
+    /// already copied out, gives its cells back: SYNC POINT B; and the notifier half of the
+    /// senders' wake handshake).
+    #[inline]
+    fn claim(&self, h: u64, cells: u64) -> bool {
+        self.hdr
+            .head
+            .compare_exchange_weak(h, h + cells, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok()
+    }
+
     /// Takes the record at the head, if one is published, handing its bytes to `read`.
     pub(crate) fn try_pop<R>(&self, read: impl FnOnce(Record<'_>) -> R) -> Pop<R> {
         let mask = self.n - 1;
-        let mut read = Some(read);
         loop {
             // Relaxed: a stale head is caught by the stamp check or the CAS.
             let h = self.hdr.head.load(Ordering::Relaxed);
@@ -473,7 +493,7 @@ impl<'a> Ring<'a> {
             // SYNC POINT A: Acquire pairs with the producer's Release stamp.
             let s = c.stamp.load(Ordering::Acquire);
             if s != PUBLISHED | h {
-                if s & (PUBLISHED | READ) != 0 && (s & POS > h || s == READ | h) {
+                if s & PUBLISHED != 0 && s & POS > h {
                     // The head moved on under us.
                     spin_hint();
                     continue;
@@ -482,58 +502,94 @@ impl<'a> Ring<'a> {
             }
             // Relaxed: ordered after the stamp's Acquire load (SYNC POINT A).
             let span = self.span(c.meta.load(Ordering::Relaxed), i);
-            if self
-                .hdr
-                .head
-                .compare_exchange_weak(h, h + span.cells, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-            {
-                spin_hint();
-                continue;
-            }
-            // Completes the record even if `read` panics (a `Deserialize` impl may).
-            let _complete = Complete {
-                ring: self,
-                h,
-                cells: span.cells,
-            };
-            if span.corrupt {
-                return Pop::Item((read.take().expect("read once"))(Record::Corrupt));
-            }
-            if let Some(len) = span.len {
-                // SAFETY: `cells_for(len) <= span.cells` and `i + span.cells <= n` (`span`),
-                // so in bounds; the cells are ours (we won the head CAS for this published
-                // record) and the producer's writes are visible (SYNC POINT A) and finished.
-                let bytes = unsafe { std::slice::from_raw_parts(self.bytes(i, len), len) };
-                #[cfg(uniconc_loom)]
-                for c in &self.ctl[i as usize..(i + span.cells) as usize] {
-                    c.bytes_model.0.with(|_| ());
+            match span.len {
+                _ if span.corrupt => {
+                    if self.claim(h, span.cells) {
+                        return Pop::Item(read(Record::Corrupt));
+                    }
                 }
-                return Pop::Item((read.take().expect("read once"))(Record::Bytes(bytes)));
+                None => {
+                    // A skip record: nothing to read.
+                    self.claim(h, span.cells);
+                }
+                Some(len) if len <= INLINE => {
+                    let mut buf = [0u8; INLINE];
+                    for (w, b) in c.inline.0.iter().zip(buf.chunks_exact_mut(8)) {
+                        // Relaxed: after the stamp's Acquire (SYNC POINT A); ordered before
+                        // the claim's release, so no producer rewrites what we read (SYNC
+                        // POINT B). If a producer already does, the claim fails.
+                        b.copy_from_slice(&w.load(Ordering::Relaxed).to_ne_bytes());
+                    }
+                    if self.claim(h, span.cells) {
+                        return Pop::Item(read(Record::Bytes(&buf[..len])));
+                    }
+                }
+                Some(len) => {
+                    let pin = self.pin(h);
+                    if self.claim(h, span.cells) {
+                        #[cfg(uniconc_loom)]
+                        for c in &self.bytes_model.0[i as usize..(i + span.cells) as usize] {
+                            c.with(|_| ());
+                        }
+                        // SAFETY: `cells_for(len) <= span.cells` and `i + span.cells <= n`
+                        // (`span`), so within `data`; the record is ours (we won the head CAS
+                        // for it published), the producer's writes are visible (SYNC POINT A)
+                        // and finished, and our pin keeps producers off its cells until we
+                        // unpin after reading (SYNC POINT B).
+                        let bytes = unsafe {
+                            std::slice::from_raw_parts(self.data.add(i as usize * CELL), len)
+                        };
+                        // `pin` unpins as it drops, even if `read` panics.
+                        let out = read(Record::Bytes(bytes));
+                        drop(pin);
+                        return Pop::Item(out);
+                    }
+                }
             }
-            // A skip record: completed as `_complete` drops; on to the next.
+            spin_hint();
         }
     }
 
-    /// Gives the cells of the record at `h` back (see the module docs).
-    #[inline]
-    fn complete(&self, h: u64, cells: u64) {
-        // SYNC POINT B: orders our reads of the record before the producers' writes. SeqCst:
-        // the notifier half of the senders' wake handshake (the channel's "Waking").
-        if self
-            .hdr
-            .done
-            .compare_exchange(h, h + cells, Ordering::SeqCst, Ordering::Relaxed)
-            .is_err()
-        {
-            // An earlier record is still being read: whoever needs the room sweeps ours.
-            // SYNC POINT B, for the sweeper; SeqCst, as above.
-            self.cell(h).stamp.store(READ | h, Ordering::SeqCst);
+    /// Pins position `h` in a free entry of the pin table (waiting for one if all are taken).
+    fn pin(&self, h: u64) -> Pin<'a> {
+        thread_local! {
+            static HINT: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+        }
+        let start = HINT.with(|c| {
+            if c.get() == usize::MAX {
+                // A per-thread starting entry, so readers in different threads rarely race.
+                c.set((c as *const _ as usize) >> 6);
+            }
+            c.get()
+        });
+        let pins = &self.hdr.pins;
+        // SeqCst: counted before the entry is filled (see `reload_done`).
+        pins.taken.fetch_add(1, Ordering::SeqCst);
+        loop {
+            for j in 0..PINS {
+                let p = &pins.entries[(start + j) % PINS];
+                // SeqCst: stored before the `head` CAS it protects (module docs).
+                if p.load(Ordering::Relaxed) == 0
+                    && p.compare_exchange(0, PUBLISHED | h, Ordering::SeqCst, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    return Pin {
+                        entry: p,
+                        taken: &pins.taken,
+                    };
+                }
+            }
+            // Every entry is taken by a reader of a large record: wait for one to finish.
+            #[cfg(not(uniconc_loom))]
+            std::thread::yield_now();
+            #[cfg(uniconc_loom)]
+            spin_hint();
         }
     }
 
     /// Records queued or being written (a snapshot). A record that takes several slots
     /// counts once: once any did, this walks the queued records' head cells.
+    #[cfg(not(uniconc_loom))]
     pub(crate) fn queued(&self) -> u64 {
         // Relaxed: a snapshot.
         let mut h = self.hdr.head.load(Ordering::Relaxed);
@@ -562,6 +618,7 @@ impl<'a> Ring<'a> {
 
     /// `true` if at most `slots` slots are taken, reloading `done`: a sender waiting for
     /// room polls this rather than retrying every send.
+    #[cfg(not(uniconc_loom))]
     pub(crate) fn at_most_taken(&self, slots: u64) -> bool {
         // Relaxed: a heuristic; `try_push` makes the real check.
         let t = self.hdr.tail.load(Ordering::Relaxed);
@@ -585,18 +642,21 @@ impl<'a> Ring<'a> {
     }
 }
 
-/// Completes a claimed record when dropped, so a panicking reader does not leave `done`
-/// behind it for good.
-struct Complete<'r, 'a> {
-    ring: &'r Ring<'a>,
-    h: u64,
-    cells: u64,
+/// A pinned position (see [`Ring::pin`]); unpins when dropped.
+struct Pin<'a> {
+    entry: &'a AtomicU64,
+    taken: &'a AtomicU64,
 }
 
-impl Drop for Complete<'_, '_> {
-    #[inline]
+impl Drop for Pin<'_> {
     fn drop(&mut self) {
-        self.ring.complete(self.h, self.cells);
+        // SYNC POINT B: orders our reads before the producers' writes; SeqCst, as the notifier
+        // half of the senders' wake handshake.
+        self.entry.store(0, Ordering::SeqCst);
+        // SYNC POINT B too: a producer that sees the count drop to zero skips the entries, so
+        // the decrement must release our reads as well (and comes after the entry is emptied:
+        // a producer that still counts us reads an empty entry).
+        self.taken.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -744,31 +804,29 @@ mod tests {
         );
     }
 
-    /// A record read while an earlier one is still being read is given back by the producer
-    /// that needs its cells (the sweep), not lost.
+    /// A record larger than `INLINE` keeps its cells from producers while it is read, even
+    /// once `head` has moved past it.
     #[test]
-    fn out_of_order_completion_is_swept() {
+    fn a_large_record_being_read_keeps_its_cells() {
         let mut o = Owned::new(2);
         let r = o.ring();
-        assert_eq!(push_bytes(&r, &[1]), Ok(true));
+        let large = [1u8; INLINE + 8];
+        assert_eq!(push_bytes(&r, &large), Ok(true));
         assert_eq!(push_bytes(&r, &[2]), Ok(true));
-        // The reader of 1 is still reading when another consumer takes and completes 2.
         let inner = r.try_pop(|rec| {
             let Record::Bytes(b) = rec else { panic!() };
-            assert_eq!(b, [1]);
-            pop_bytes(&r)
+            assert_eq!(b, large);
+            // Another consumer takes the next record meanwhile.
+            assert_eq!(pop_bytes(&r).unwrap(), [2]);
+            assert!(r.is_empty());
+            // The large record's cell is still being read: no producer may rewrite it.
+            let full = push_bytes(&r, &[3]);
+            assert_eq!(b, large, "its bytes are intact");
+            full
         });
-        assert!(matches!(inner, Pop::Item(Some(ref v)) if v == &[2]));
-        assert_eq!(
-            r.hdr.done.load(Ordering::Relaxed),
-            1,
-            "2 is marked, not done"
-        );
-        assert_eq!(r.queued(), 0);
-        // Each push needs a cell of the previous lap: the second one only after the sweep.
+        assert!(matches!(inner, Pop::Item(Err(Full))));
         assert_eq!(push_bytes(&r, &[3]), Ok(true));
         assert_eq!(push_bytes(&r, &[4]), Ok(true));
-        assert_eq!(push_bytes(&r, &[5]), Err(Full));
         assert_eq!(pop_bytes(&r).unwrap(), [3]);
         assert_eq!(pop_bytes(&r).unwrap(), [4]);
         assert!(r.is_empty());
@@ -779,7 +837,9 @@ mod tests {
         let mut o = Owned::new(2);
         let r = o.ring();
         for round in 0..4u8 {
-            assert_eq!(push_bytes(&r, &[round]), Ok(true));
+            // Inline and data-cell records alike.
+            let len = if round % 2 == 0 { 1 } else { INLINE + 1 };
+            assert_eq!(push_bytes(&r, &vec![round; len]), Ok(true));
             let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 r.try_pop(|_| -> () { panic!("a Deserialize impl panics") })
             }));
@@ -831,6 +891,7 @@ mod loom_tests {
         ctl: Vec<CellCtl>,
         data: std::cell::UnsafeCell<Vec<u8>>,
         cache: Cache,
+        bytes_model: BytesModel,
     }
     // SAFETY: the bytes are only accessed through the ring protocol under test.
     unsafe impl Sync for Shared {}
@@ -851,6 +912,7 @@ mod loom_tests {
                 ctl: (0..n).map(|_| CellCtl::default()).collect(),
                 data: std::cell::UnsafeCell::new(vec![0; n * CELL]),
                 cache: Cache::default(),
+                bytes_model: BytesModel::new(n),
             }
         }
         fn ring(&self) -> Ring<'_> {
@@ -862,6 +924,7 @@ mod loom_tests {
                     (*self.data.get()).as_mut_ptr(),
                     Bound::new(self.ctl.len() as u64, None),
                     &self.cache,
+                    &self.bytes_model,
                 )
             }
         }
@@ -944,29 +1007,52 @@ mod loom_tests {
         });
     }
 
-    /// Two consumers read the two records of a full two-cell ring, possibly out of order;
-    /// the producer's next two pushes need both cells back (through the in-order completion or
-    /// the sweep of a record read early).
+    /// Two consumers read the two records of a full two-cell ring, both larger than
+    /// `INLINE` (pinned while read), in either order; the producer's next two pushes need
+    /// both cells back.
     #[test]
-    fn loom_out_of_order_completion() {
+    fn loom_large_records_are_pinned_while_read() {
         model(|| {
             let s = Arc::new(Shared::new(2));
             let r = s.ring();
-            push_val(&r, 1, 8);
-            push_val(&r, 2, 8);
+            push_val(&r, 1, INLINE + 8);
+            push_val(&r, 2, INLINE + 8);
             let hs: Vec<_> = (0..2)
                 .map(|_| {
                     let s = s.clone();
                     loom::thread::spawn(move || pop_one(&s.ring()).0)
                 })
                 .collect();
-            push_val(&r, 3, 8);
+            push_val(&r, 3, INLINE + 8);
             push_val(&r, 4, 8);
             let mut got: Vec<u8> = hs.into_iter().map(|h| h.join().unwrap()).collect();
             got.sort();
             assert_eq!(got, vec![1, 2]);
-            assert_eq!(pop_one(&r).0, 3);
-            assert_eq!(pop_one(&r).0, 4);
+            assert_eq!(pop_one(&r), (3, INLINE + 8));
+            assert_eq!(pop_one(&r), (4, 8));
+            assert!(r.is_empty());
+        });
+    }
+
+    /// Two consumers copy the same inline record out of a one-cell ring while the producer
+    /// rewrites that cell for the next lap: the consumer whose claim fails drops its copy, so
+    /// each record arrives once, whole.
+    #[test]
+    fn loom_inline_copy_races_the_next_lap() {
+        model(|| {
+            let s = Arc::new(Shared::new(1));
+            let r = s.ring();
+            push_val(&r, 1, 16);
+            let hs: Vec<_> = (0..2)
+                .map(|_| {
+                    let s = s.clone();
+                    loom::thread::spawn(move || pop_one(&s.ring()))
+                })
+                .collect();
+            push_val(&r, 2, 16);
+            let mut got: Vec<(u8, usize)> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+            got.sort();
+            assert_eq!(got, vec![(1, 16), (2, 16)]);
             assert!(r.is_empty());
         });
     }

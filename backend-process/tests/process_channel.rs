@@ -190,6 +190,103 @@ fn mpmc_across_processes_loses_and_duplicates_nothing() {
     assert_eq!(squares, (t - 1) * t * (2 * t - 1) / 6);
 }
 
+/// Inline and data-cell records (0 to ~300 bytes) through a small ring that wraps often, with
+/// several producers and consumers: every message arrives once and whole (a consumer reading
+/// a larger record pins its cells while the others go on).
+#[test]
+fn mpmc_mixed_sizes_across_processes_arrive_whole() {
+    let _f = fork_lock();
+    let (producers, consumers) = (3u64, 3u64);
+    let per = 20_000 * scale();
+    let (tx, rx) = ChannelBuilder::new(Some(16))
+        .byte_budget(4096)
+        .build::<Vec<u8>>()
+        .unwrap();
+    let (res_tx, res_rx) = unbounded::<(u64, u64)>().unwrap();
+    let mut children = Vec::new();
+    for p in 0..producers {
+        let tx = tx.clone();
+        children.push(spawn(move || {
+            for i in 0..per {
+                let id = p * per + i;
+                tx.send(vec![id as u8; (id % 101) as usize * 3]).unwrap();
+            }
+            0
+        }));
+    }
+    for _ in 0..consumers {
+        let rx = rx.clone();
+        let res_tx = res_tx.clone();
+        children.push(spawn(move || {
+            let (mut count, mut bytes) = (0u64, 0u64);
+            for v in rx.iter() {
+                assert!(v.iter().all(|&b| b == v[0]), "a torn message");
+                count += 1;
+                bytes += v.len() as u64;
+            }
+            res_tx.send((count, bytes)).unwrap();
+            0
+        }));
+    }
+    drop((tx, rx, res_tx));
+    let results: Vec<_> = res_rx.iter().collect();
+    for c in children {
+        assert_eq!(c.join(LIMIT), 0, "a child failed (a torn message?)");
+    }
+    let total = producers * per;
+    let bytes: u64 = (0..total).map(|id| (id % 101) * 3).sum();
+    assert_eq!(results.iter().map(|r| r.0).sum::<u64>(), total);
+    assert_eq!(results.iter().map(|r| r.1).sum::<u64>(), bytes);
+}
+
+/// Set by [`Stall`]'s decoder when it starts stalling (shared with forked children).
+static DECODING: std::sync::OnceLock<uniconc_process::Event> = std::sync::OnceLock::new();
+
+/// A small message whose decoding of the value 1 never ends.
+#[derive(Serialize)]
+struct Stall(u8);
+
+impl<'de> Deserialize<'de> for Stall {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = u8::deserialize(d)?;
+        if v == 1 {
+            uniconc_core::Event::set(DECODING.get().expect("set before the fork"));
+            loop {
+                std::thread::sleep(Duration::from_secs(60));
+            }
+        }
+        Ok(Stall(v))
+    }
+}
+
+/// A receiver SIGKILLed while it decodes a small message took that message whole: the
+/// channel goes on for lap after lap (a larger message stays pinned: a known limit).
+#[test]
+fn a_receiver_killed_while_decoding_a_small_message_leaves_nothing_stuck() {
+    use uniconc_core::Event as _;
+    let _f = fork_lock();
+    let decoding = DECODING.get_or_init(|| uniconc_process::event().unwrap());
+    let (tx, rx) = channel::<Stall>(2).unwrap();
+    let child = spawn({
+        let rx = rx.clone();
+        move || {
+            let _ = rx.recv();
+            0
+        }
+    });
+    tx.send(Stall(1)).unwrap();
+    assert_eq!(decoding.wait_timeout(LIMIT), Ok(()), "the child decodes");
+    child.kill();
+    drop(child);
+    for i in 2..40u8 {
+        assert!(
+            tx.send_timeout(Stall(i), LIMIT).is_ok(),
+            "the ring is stuck"
+        );
+        assert_eq!(rx.recv_timeout(LIMIT).map(|s| s.0), Ok(i));
+    }
+}
+
 #[test]
 fn variable_size_messages_across_processes() {
     let _f = fork_lock();
