@@ -30,9 +30,9 @@
 //!   then its SeqCst load of the flag, against the waiter's SeqCst flag store then its SeqCst
 //!   load of `tail`. A waiter that sees `tail` past `head` knows a message is coming but that
 //!   its producer may have read the flag too early: it naps briefly ([`claimed_nap`]).
-//! - senders waiting for room: the consumer's SeqCst completion (the ring's `done` CAS, or
-//!   its `READ` stamp) then its SeqCst load of the flag, against the waiter's SeqCst flag
-//!   store then its SeqCst loads of `done` and the stamps ([`Ring::reload_done`]).
+//! - senders waiting for room: the consumer's SeqCst giving back of cells (the ring's `head`
+//!   CAS, or its unpin) then its SeqCst load of the flag, against the waiter's SeqCst flag
+//!   store then its SeqCst loads of `head` and the pins ([`Ring::reload_done`]).
 //! - disconnection and `close`: the SeqCst count decrement or `closed` store, then a bump of
 //!   `seq` (no flag involved) or a SeqCst load of the flag, against SeqCst loads of the
 //!   counts in every re-check.
@@ -282,7 +282,7 @@ pub(crate) struct Chan {
     spin_polls: AtomicU32,
     /// The ring's slots and limit, from the capacity and the cells.
     bound: ring::Bound,
-    /// This process's cached copy of the ring's completion position.
+    /// This process's cached copy of the ring's `done` (the lowest of `head` and the pins).
     ring_cache: ring::Cache,
     /// Only one CPU is usable: never spin.
     single_cpu: bool,
@@ -347,8 +347,8 @@ impl Chan {
     /// a woken sleeper is on its way back to the CPU, further sends make no syscall (a count
     /// would stay non-zero until then, costing a futex wake per message).
     ///
-    /// The caller's condition change included a SeqCst operation (the `tail` CAS, the ring's
-    /// completion): with this SeqCst load it is the notifier half of the handshake in
+    /// The caller's condition change included a SeqCst operation (the ring's `tail` or `head`
+    /// CAS, or an unpin): with this SeqCst load it is the notifier half of the handshake in
     /// the module docs ("Waking").
     #[inline]
     fn notify(&self, w: &WaitWords) {
@@ -923,7 +923,7 @@ impl<'a> Backoff<'a> {
 
     /// Exponentially spaced polls (1, 2, 4 … 64 pauses apart) over the same time budget. For
     /// senders waiting for room: a full channel has plenty queued, so reacting late costs
-    /// nothing, while each poll reads the line every receive writes (`done`) and would slow
+    /// nothing, while each poll reads the line every receive writes (`head`) and would slow
     /// the receivers down.
     #[inline]
     fn snooze_spaced(&mut self) -> bool {
@@ -1159,7 +1159,7 @@ impl<T: Serialize> Sender<T> {
             if backoff.snooze_spaced() {
                 // Spinning: retry only once a quarter of the capacity is free again, so a
                 // sender faster than its receivers refills in batches instead of reading
-                // `done` (which every receive writes) at every send.
+                // `head` (which every receive writes) at every send.
                 while !self.chan.below_low_water() && backoff.snooze_spaced() {}
                 continue;
             }
@@ -1183,8 +1183,7 @@ impl<T> Sender<T> {
     fn prepare_sleep(&self) -> u32 {
         let seq = register_sleeper(&self.chan.hdr().send_wait);
         // SeqCst inside: the load half of the senders' wake handshake (module docs): either
-        // we see the receivers' latest completion (and the cells they gave back), or they see
-        // our flag.
+        // we see the cells the receivers gave back last, or they see our flag.
         self.chan.ring().reload_done();
         seq
     }
@@ -1216,7 +1215,7 @@ impl<T: DeserializeOwned> Receiver<T> {
             });
             match popped {
                 Pop::Item(r) => {
-                    // The ring's SeqCst completion, then this: the notifier half of the
+                    // The ring's SeqCst `head` CAS or unpin, then this: the notifier half of the
                     // senders' wake handshake (module docs).
                     chan.notify(&chan.hdr().send_wait);
                     return r.map_err(TryRecvError::Invalid);
