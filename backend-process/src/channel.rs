@@ -9,10 +9,9 @@
 //!
 //! # Sending and receiving
 //!
-//! A sender counts the value's encoded size (bincode, no allocation), claims the ring's slots
-//! for that many bytes (one for any message that fits a slot: `capacity` slots share the byte
-//! budget, see [`ring`](crate::ring)) and serializes the value straight into them. A receiver
-//! decodes straight from the cells.
+//! A sender counts the value's encoded size (bincode, no allocation), reserves one of the
+//! `capacity` message slots (`count`), claims `ceil(size / CELL)` cells of the ring and
+//! serializes the value straight into them. A receiver decodes straight from the cells.
 //! Waiting is spin-then-futex: a short spin (a ping-pong partner usually answers within it),
 //! then a futex sleep on a sequence word, bounded to [`SLICE`] so a waiter re-checks whether
 //! its peers are alive.
@@ -30,9 +29,10 @@
 //!   then its SeqCst load of the flag, against the waiter's SeqCst flag store then its SeqCst
 //!   load of `tail`. A waiter that sees `tail` past `head` knows a message is coming but that
 //!   its producer may have read the flag too early: it naps briefly ([`claimed_nap`]).
-//! - senders waiting for room: the consumer's SeqCst giving back of cells (the ring's `head`
-//!   CAS, or its unpin) then its SeqCst load of the flag, against the waiter's SeqCst flag
-//!   store then its SeqCst loads of `head` and the pins ([`Ring::reload_done`]).
+//! - senders waiting for room: the consumer's SeqCst `recvd` increment (after giving the
+//!   cells back) then its SeqCst load of the flag, against the waiter's SeqCst flag store then
+//!   its SeqCst load of `recvd` (which, when it sees the increment, also sees the cells given
+//!   back).
 //! - disconnection and `close`: the SeqCst count decrement or `closed` store, then a bump of
 //!   `seq` (no flag involved) or a SeqCst load of the flag, against SeqCst loads of the
 //!   counts in every re-check.
@@ -63,11 +63,10 @@
 //! Known limits: a process killed between claiming ring cells and publishing them (inside
 //! `send`) leaves the ring stuck at that position for the other senders' messages behind it;
 //! receivers then see `Disconnected` once every sender is gone, but not before. A process
-//! killed while it decodes a message larger than 48 bytes (inside `recv`) leaves that
-//! message's cells pinned for good: the other receivers go on, and senders find the channel
-//! full once they have gone round the ring to them (a smaller message is taken whole by one
-//! atomic step, so nothing is left behind). A failed `fork` leaves its reserved slot counted
-//! until the parent exits.
+//! killed between claiming a message and giving its cells back (inside `recv`, while it
+//! decodes) leaves those cells taken for good: the other receivers go on, and senders find the
+//! channel full once they have gone round the ring to them. A failed `fork` leaves its
+//! reserved slot counted until the parent exits.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -280,9 +279,7 @@ pub(crate) struct Chan {
     last_reap: AtomicU64,
     /// Polls before sleeping, learned (see `Backoff`).
     spin_polls: AtomicU32,
-    /// The ring's slots and limit, from the capacity and the cells.
-    bound: ring::Bound,
-    /// This process's cached copy of the ring's `done` (the lowest of `head` and the pins).
+    /// This process's cached copies of the ring's completion line.
     ring_cache: ring::Cache,
     /// Only one CPU is usable: never spin.
     single_cpu: bool,
@@ -308,15 +305,7 @@ impl Chan {
         let ctl = unsafe { std::slice::from_raw_parts(self.ctl.as_ptr(), self.cells) };
         // SAFETY: `data` is `cells * CELL` bytes inside the same mapping (checked in
         // `new_chan`); they are only accessed through rings over this header and these cells.
-        unsafe {
-            Ring::new(
-                &self.hdr().ring,
-                ctl,
-                self.data.as_ptr(),
-                self.bound,
-                &self.ring_cache,
-            )
-        }
+        unsafe { Ring::new(&self.hdr().ring, ctl, self.data.as_ptr(), &self.ring_cache) }
     }
 
     fn my_slot(&self) -> &ProcSlot {
@@ -347,8 +336,8 @@ impl Chan {
     /// a woken sleeper is on its way back to the CPU, further sends make no syscall (a count
     /// would stay non-zero until then, costing a futex wake per message).
     ///
-    /// The caller's condition change included a SeqCst operation (the ring's `tail` or `head`
-    /// CAS, or an unpin): with this SeqCst load it is the notifier half of the handshake in
+    /// The caller's condition change included a SeqCst read-modify-write (the `tail` CAS, the
+    /// `recvd` increment): with this SeqCst load it is the notifier half of the handshake in
     /// the module docs ("Waking").
     #[inline]
     fn notify(&self, w: &WaitWords) {
@@ -497,7 +486,7 @@ impl Chan {
     /// `true` for an unbounded one.
     fn below_low_water(&self) -> bool {
         self.cap
-            .is_none_or(|cap| self.ring().at_most_taken(cap - cap / 4))
+            .is_none_or(|cap| self.ring().at_most_queued(cap - cap / 4))
     }
 
     /// Sleeps until `w` moves on from `seq`, `deadline` or `slice`, whichever comes first,
@@ -678,11 +667,8 @@ impl ChannelBuilder {
         }
     }
 
-    /// Bytes of ring space for queued messages (rounded up to a power of two, at least 4 KiB),
-    /// cut into `capacity` slots of a power-of-two size (so up to half of it may go unused
-    /// for a capacity that is not a power of two): a message takes as many slots as its bytes
-    /// need, and the largest message the channel accepts fills every slot. Default:
-    /// `capacity * 256` bytes within
+    /// Bytes of ring space for queued messages (rounded up to a power of two, at least 4 KiB);
+    /// also the largest message the channel accepts. Default: `capacity * 256` bytes within
     /// 1 MiB ..= 256 MiB; 64 MiB for an unbounded channel. Pages are committed only when
     /// first used. At most 256 MiB (the codec's decode limit).
     ///
@@ -771,8 +757,7 @@ fn new_chan(capacity: Option<usize>, budget: Option<usize>) -> Result<Chan, Erro
     let me = Identity::me();
     procs::install_fork_handlers();
     let slot = claim_slot(shm.header(), me, false).expect("a new channel has free slots");
-    let bound = ring::Bound::new(cells as u64, capacity.map(|c| c as u64));
-    let max_msg = (bound.limit as usize * CELL).min(ring::MAX_RECORD);
+    let max_msg = (cells * CELL).min(ring::MAX_RECORD);
     let ctl = std::ptr::NonNull::from(shm.region().slice_at::<CellCtl>(ctl_off, cells)).cast();
     assert!(data_off + cells * CELL <= shm.region().len(), "layout");
     // SAFETY: `data_off < len`, inside the mapping (just checked).
@@ -793,7 +778,6 @@ fn new_chan(capacity: Option<usize>, budget: Option<usize>) -> Result<Chan, Erro
         child_receivers: AtomicU32::new(0),
         last_reap: AtomicU64::new(0),
         spin_polls: AtomicU32::new(Backoff::MAX_POLLS),
-        bound,
         ring_cache: ring::Cache::default(),
         single_cpu: std::thread::available_parallelism().is_ok_and(|n| n.get() == 1),
     })
@@ -803,9 +787,8 @@ fn new_chan(capacity: Option<usize>, budget: Option<usize>) -> Result<Chan, Erro
 /// it was created.
 ///
 /// Its byte budget (the ring of encoded messages) is `capacity * 256` bytes within
-/// 1 MiB ..= 256 MiB, cut into `capacity` equal slots: a message that fits a slot takes one,
-/// a larger one as many as it needs (so fewer of them fit), and the largest message it
-/// accepts fills every slot. See [`ChannelBuilder`] to choose the budget.
+/// 1 MiB ..= 256 MiB, which is also the largest message it accepts; see [`ChannelBuilder`]
+/// to choose it.
 ///
 /// ```
 /// use uniconc_core::{JoinHandle as _, Receiver as _, Sender as _};
@@ -923,7 +906,7 @@ impl<'a> Backoff<'a> {
 
     /// Exponentially spaced polls (1, 2, 4 … 64 pauses apart) over the same time budget. For
     /// senders waiting for room: a full channel has plenty queued, so reacting late costs
-    /// nothing, while each poll reads the line every receive writes (`head`) and would slow
+    /// nothing, while each poll reads the line every receive writes (`recvd`) and would slow
     /// the receivers down.
     #[inline]
     fn snooze_spaced(&mut self) -> bool {
@@ -1112,9 +1095,8 @@ impl<T: Serialize> Sender<T> {
             return Err(TrySend::Err(SendError::Invalid(value, e)));
         }
         let mut enc_err = None;
-        let pushed = chan
-            .ring()
-            .try_push(size, |buf| match codec::encode_into(&value, buf) {
+        let pushed = chan.ring().try_push(size, chan.cap, |buf| {
+            match codec::encode_into(&value, buf) {
                 Ok(n) if n == size => true,
                 Ok(n) => {
                     enc_err = Some(MessageError::Encode(format!(
@@ -1126,7 +1108,8 @@ impl<T: Serialize> Sender<T> {
                     enc_err = Some(e);
                     false
                 }
-            });
+            }
+        });
         match pushed {
             Ok(true) => {
                 chan.notify(&chan.hdr().recv_wait);
@@ -1159,7 +1142,7 @@ impl<T: Serialize> Sender<T> {
             if backoff.snooze_spaced() {
                 // Spinning: retry only once a quarter of the capacity is free again, so a
                 // sender faster than its receivers refills in batches instead of reading
-                // `head` (which every receive writes) at every send.
+                // `recvd` (which every receive writes) at every send.
                 while !self.chan.below_low_water() && backoff.snooze_spaced() {}
                 continue;
             }
@@ -1178,13 +1161,14 @@ impl<T: Serialize> Sender<T> {
 }
 
 impl<T> Sender<T> {
-    /// Registers as a sleeper on `send_wait` and reloads the ring's `done`; returns the
+    /// Registers as a sleeper on `send_wait` and refreshes the cached `recvd`; returns the
     /// sequence value to sleep on. The caller re-checks with `try_send_inner`, then sleeps.
     fn prepare_sleep(&self) -> u32 {
         let seq = register_sleeper(&self.chan.hdr().send_wait);
         // SeqCst inside: the load half of the senders' wake handshake (module docs): either
-        // we see the cells the receivers gave back last, or they see our flag.
-        self.chan.ring().reload_done();
+        // we see the receivers' latest increment (and the cells they gave back before it), or
+        // they see our flag.
+        self.chan.ring().recvd_seqcst();
         seq
     }
 }
@@ -1215,7 +1199,7 @@ impl<T: DeserializeOwned> Receiver<T> {
             });
             match popped {
                 Pop::Item(r) => {
-                    // The ring's SeqCst `head` CAS or unpin, then this: the notifier half of the
+                    // The ring's SeqCst `recvd` increment, then this: the notifier half of the
                     // senders' wake handshake (module docs).
                     chan.notify(&chan.hdr().send_wait);
                     return r.map_err(TryRecvError::Invalid);
@@ -1660,7 +1644,7 @@ mod tests {
         let chan = tx.chan.clone();
         let writer = std::thread::spawn(move || {
             let size = codec::encoded_size(&7u64).unwrap();
-            let pushed = chan.ring().try_push(size, |buf| {
+            let pushed = chan.ring().try_push(size, chan.cap, |buf| {
                 claimed_tx.send(()).unwrap();
                 go_rx.recv().unwrap();
                 codec::encode_into(&7u64, buf).is_ok_and(|n| n == size)

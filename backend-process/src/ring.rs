@@ -2,26 +2,18 @@
 //! fixed array of cells. Producers claim cells with a CAS on `tail` and hand a record over by
 //! stamping its head cell, as in Dmitry Vyukov's bounded MPMC queue (the algorithm of
 //! crossbeam-channel's `array` flavour), extended so one record spans several consecutive
-//! cells. Consumers claim records with a CAS on `head`, and never write a line a producer
-//! writes: handing a small message over moves one cache line between the processes and costs
-//! each side one locked instruction (~10–16 ns each on this machine, as much as the rest of
-//! the hand-over's local work together).
-//!
-//! # Slots: one bound for the message count and the bytes
-//!
-//! A bounded ring is cut into `capacity` *slots* of `slot` cells (a power of two, the ring's
-//! `n` cells over the capacity, rounded down); a record takes as many whole slots as its bytes
-//! need, and at most `limit = capacity * slot` cells are in use. So `capacity` messages of at
-//! most one slot each fit, a larger message takes several slots, and one comparison of
-//! positions bounds both the count and the bytes, with no message counters to update. An
-//! unbounded ring has slots of one cell and `limit = n`.
+//! cells. Consumers claim records with a CAS on `head` and give the cells back through a
+//! completion position, `done`, advanced in order (DPDK `rte_ring`'s consumer tail), so that a
+//! consumer never writes a line a producer writes: handing one small message over moves one
+//! cache line between the processes, and the producer reads the consumers' line only when its
+//! cached copy of `done` says the ring is full.
 //!
 //! # Layout
 //!
-//! - [`RingHeader`]: `head` (next position to read, consumers), `tail` (next position to
-//!   write, producers) and the *pins* (large records being read), each on its own lines.
-//!   Positions count cells, are multiples of `slot` and only grow (2^62 cells are never
-//!   reached).
+//! - [`RingHeader`], three lines: `head` (next position to read, consumers), the producers'
+//!   line (`tail`, next position to write, and `sent`, messages reserved) and the completion
+//!   line (`done` and `recvd`, messages taken). Positions count cells and only grow (2^62 cells
+//!   are never reached).
 //! - `ctl`: one [`CellCtl`] per cell, one cache line each: a stamp, a meta word and [`INLINE`]
 //!   bytes. A record of at most `INLINE` bytes (a `u64`, a small struct) lives in its head
 //!   cell's line; neighbouring cells never share a line.
@@ -32,45 +24,51 @@
 //!
 //! # Protocol
 //!
-//! - A producer may write the cells of positions `t .. t + k` once `t + k <= done + limit`,
-//!   where `done` is `head`, or the lowest pin if lower: every record of the previous lap there
-//!   is read. It claims them by moving `tail` from `t` to `t + k` with a CAS, writes the bytes
-//!   and the meta word, then stores `PUBLISHED | t` in the head cell's stamp. Only head cells
-//!   get stamps; zero, the state of fresh shared memory, is "never written", so no
-//!   initialisation pass touches the cells.
-//! - A consumer that sees `PUBLISHED | h` in the cell of `head == h` takes an inline record by
-//!   copying its bytes out of the line (atomic loads) and *then* moving `head` past it with a
-//!   CAS: if the CAS succeeds the copy is the record (no producer rewrites the cell before
-//!   `head` passes it), otherwise another consumer took it and the copy is dropped. One CAS
-//!   claims and gives back the cells.
-//! - A larger record is decoded straight from its data cells, after the claim: the consumer
-//!   first *pins* its position (a free entry of the pin table), then moves `head`, reads, and
-//!   unpins. Producers do not pass the lowest pin.
-//! - A consumer whose `head` is stale finds a stamp for a later position and retries; one
-//!   whose cell holds an older stamp (or none) finds the ring empty.
+//! - A producer may write the cells of positions `t .. t + k` once `t + k <= done + n`: every
+//!   record of the previous lap there is read. It claims them by moving `tail` from `t` to
+//!   `t + k` with a CAS, writes the bytes and the meta word, then stores `PUBLISHED | t` in the
+//!   head cell's stamp. Only head cells get stamps.
+//! - A consumer that sees `PUBLISHED | h` in the cell of `head == h` claims the record by
+//!   moving `head` past it with a CAS, reads it, and completes it: if `done == h` it moves
+//!   `done` past the record (the usual case, always with one consumer); otherwise an earlier
+//!   record is still being read, and it stamps its head cell `READ | h` and leaves.
+//! - A producer that needs room reloads `done` and *sweeps*: while the cell at `done` says
+//!   `READ | done`, it moves `done` past that record. So records read out of order are given
+//!   back by whoever needs the room; nobody waits for another consumer.
+//! - Message counts bound the channel's capacity apart from the cells: `sent` (reserved by
+//!   producers before they claim cells, undone if they cannot) and `recvd` (consumers, once a
+//!   message is read). Skip records count no message.
+//!
+//! Stamps are `PUBLISHED | pos` or `READ | pos`; zero, the state of fresh shared memory, is
+//! "never written", so no initialisation pass touches the cells. A consumer whose `head` is
+//! stale finds a stamp for a later position (or `READ` for its own) and retries; one whose
+//! cell holds an older stamp finds the ring empty.
 //!
 //! # Memory ordering (SYNC POINTs)
 //!
 //! - SYNC POINT A: the producer's `Release` store of the head cell's stamp (after writing the
 //!   bytes and the meta word) pairs with the consumer's `Acquire` load of that stamp: the
 //!   consumer sees the bytes and the meta.
-//! - SYNC POINT B: the consumer's `head` CAS (after copying an inline record out) or unpin
-//!   store (after reading a larger one), release operations, pair with the producers' acquire
-//!   loads of `head` and the pins: a producer's writes to a cell happen after the reads of the
-//!   record that held it. A pin is stored before the `head` CAS it protects (both SeqCst), so
-//!   a producer that sees `head` past a record also sees its pin. The process-private cache
-//!   of `done` is stored with `Release` and loaded with `Acquire`, so a thread using another's
-//!   reload inherits it.
-//! - The `head` CAS, the pin stores and the `tail` CAS are SeqCst for the channel's wake-up
-//!   handshakes too ([`Ring::is_idle`], [`Ring::reload_done`]).
+//! - SYNC POINT B: the consumer's `Release` completion (the `done` CAS, or the `READ` stamp
+//!   then a sweeper's `Acquire` load of it and `AcqRel` CAS of `done`) pairs with the
+//!   producers' `Acquire` loads of `done`: a producer's writes to a cell happen after the
+//!   reads of the record that held it. The process-private cache of `done` is stored with
+//!   `Release` and loaded with `Acquire`, so a thread using another's reload inherits it.
+//! - The `head` CAS is `Relaxed`: it only arbitrates ownership of positions; all data
+//!   visibility goes through the stamps. The `tail` CAS and the `recvd` increment are
+//!   `SeqCst` for the channel's wake-up handshakes ([`Ring::is_idle`], [`Ring::recvd_seqcst`]),
+//!   not for the ring; a waiter that sees the `recvd` increment also sees the completion
+//!   before it.
 //!
-//! Mapped memory is untrusted: `n`, the slot, the mask and the data pointer come from the
-//! private view; a meta word that would make a record run past the end is reported as corrupt
-//! and consumes one slot, never an out-of-bounds access.
+//! Mapped memory is untrusted: `n`, the mask and the data pointer come from the private view;
+//! a meta word that would make a record run past the end is reported as corrupt and consumes
+//! one cell, never an out-of-bounds access.
 //!
-//! Known limit: a consumer killed while it reads a record larger than [`INLINE`] bytes (SIGKILL
-//! while decoding it) leaves its pin for good: the other consumers go on, the producers fill
-//! the ring up to it and then find it full. (An inline record is taken whole by one CAS.)
+//! Known limit: a consumer killed between claiming a record and completing it (SIGKILL while
+//! decoding) leaves `done` behind that record for good: the other consumers go on, the
+//! producers fill the ring up to it and then find it full.
+
+use std::cell::UnsafeCell;
 
 use crate::shm::CachePadded;
 use crate::sync::{AtomicU32, AtomicU64, Ordering, spin_hint};
@@ -85,102 +83,100 @@ const SKIP: u32 = 1 << 31;
 /// The largest record length the meta word can express.
 pub(crate) const MAX_RECORD: usize = (SKIP - 1) as usize;
 
-/// Stamp flag: the record at the stamp's position is published. Pin flag: the entry pins
-/// the position in its low bits.
+/// Stamp flag: the record at the stamp's position is published.
 const PUBLISHED: u64 = 1 << 63;
-/// The position bits of a stamp or a pin.
-const POS: u64 = (1 << 62) - 1;
-
-/// Large records being read at once, at most (more readers wait for a free entry).
-const PINS: usize = 32;
+/// Stamp flag: the record at the stamp's position was read, its completion is pending.
+const READ: u64 = 1 << 62;
+/// The position bits of a stamp.
+const POS: u64 = READ - 1;
 
 /// Positions shared by producers and consumers. `#[repr(C)]`; all-zero is an empty ring.
 #[derive(Debug, Default)]
 #[repr(C)]
 pub(crate) struct RingHeader {
-    /// Next position to read, written by consumers. Invariant: `head <= tail`.
+    /// Next position to read, written by consumers. Invariant: `done <= head <= tail`.
     head: CachePadded<AtomicU64>,
-    /// Next position to write, written by producers. Invariant: `tail - done <= limit`, with
-    /// `done` the lowest of `head` and the pins.
-    tail: CachePadded<AtomicU64>,
-    /// Positions of larger records being read: `PUBLISHED | pos`, or zero (free). Written by
-    /// the consumers that read such records; read by producers when they reload `done`.
-    pins: CachePadded<Pins>,
-    /// Non-zero once a record took more than one slot (`len` must then walk the records).
-    /// Set once, by producers.
-    multi_slot: AtomicU32,
+    /// Written by producers only.
+    prod: CachePadded<ProdLine>,
+    /// Written by consumers (and sweeping producers); read by producers when their cached
+    /// copy says the ring is full.
+    done: CachePadded<DoneLine>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 #[repr(C)]
-struct Pins {
-    /// Pins taken (an entry is counted before it is filled and after it is emptied), so a
-    /// producer reads the entries only while some large record is being read.
-    taken: AtomicU64,
-    entries: [AtomicU64; PINS],
+struct ProdLine {
+    /// Next position to write. Invariant: `tail - done <= n`.
+    tail: AtomicU64,
+    /// Messages reserved (sent or being sent). Invariant: `sent - recvd <= capacity`, except
+    /// transiently by one per racing producer (a failed reservation is undone at once).
+    sent: AtomicU64,
 }
 
-impl Default for Pins {
-    fn default() -> Self {
-        Self {
-            taken: AtomicU64::new(0),
-            entries: std::array::from_fn(|_| AtomicU64::new(0)),
-        }
-    }
+#[derive(Debug, Default)]
+#[repr(C)]
+struct DoneLine {
+    /// Every position below it is read and may be rewritten.
+    done: AtomicU64,
+    /// Messages read.
+    recvd: AtomicU64,
 }
 
-/// A process's cached copy of `done`, a lower bound of it, so a producer reads the
-/// consumers' lines only when the cache says the ring is full.
+/// A process's cached copies of the completion line: lower bounds of `done` and `recvd`, so
+/// a producer reads the consumers' line only when they say the ring is full.
 #[derive(Debug, Default)]
 pub(crate) struct Cache {
     done: AtomicU64,
+    recvd: AtomicU64,
 }
 
 /// Bytes of a record kept in its head cell's control line (records up to this size).
 pub(crate) const INLINE: usize = 48;
-const INLINE_WORDS: usize = INLINE / 8;
 
 /// Control line of one cell. `#[repr(C)]`, one cache line; all-zero is "never written".
 #[derive(Debug, Default)]
 #[repr(C, align(64))]
 pub(crate) struct CellCtl {
-    /// `PUBLISHED | pos` or zero, see the module docs.
+    /// Under loom: stands for the cell's bytes, so the model checks that every write of them
+    /// happens after the previous reads and every read after the write (the SYNC POINTs).
+    #[cfg(uniconc_loom)]
+    bytes_model: BytesModel,
+    /// `PUBLISHED | pos`, `READ | pos` or zero, see the module docs.
     stamp: AtomicU64,
     /// For a head cell: the record's byte length, or `SKIP | cells`.
     meta: AtomicU32,
     _pad: u32,
-    /// The bytes of a record of at most [`INLINE`] bytes whose head cell this is, as words:
-    /// a consumer copies them out *before* it knows the record is its own, racing with a
-    /// producer that may already rewrite them (it then drops the copy), so both sides use
-    /// atomic accesses.
-    inline: InlineWords,
+    /// The bytes of a record of at most [`INLINE`] bytes whose head cell this is.
+    inline: InlineBytes,
 }
 
+#[cfg(uniconc_loom)]
 #[derive(Debug)]
-#[repr(C)]
-struct InlineWords([AtomicU64; INLINE_WORDS]);
+struct BytesModel(loom::cell::UnsafeCell<()>);
 
-impl Default for InlineWords {
+#[cfg(uniconc_loom)]
+impl Default for BytesModel {
     fn default() -> Self {
-        Self(std::array::from_fn(|_| AtomicU64::new(0)))
+        Self(loom::cell::UnsafeCell::new(()))
     }
 }
 
-/// The data cells: `n * CELL` bytes for records larger than [`INLINE`], written by the
-/// producer that won their position with room below `done + limit` (SYNC POINT B) and read by
-/// the consumer that pinned and won the published position (SYNC POINT A): never by two
-/// parties at once. Under loom, one `UnsafeCell` per cell stands for its bytes, so the model
-/// checks exactly that.
-#[cfg(uniconc_loom)]
+/// A cell's inline record bytes, written and read only by the owner of the cell's position
+/// under the protocol (like the data cells).
 #[derive(Debug)]
-pub(crate) struct BytesModel(Vec<loom::cell::UnsafeCell<()>>);
+#[repr(transparent)]
+struct InlineBytes(UnsafeCell<[u8; INLINE]>);
 
-#[cfg(uniconc_loom)]
-impl BytesModel {
-    pub(crate) fn new(n: usize) -> Self {
-        Self((0..n).map(|_| loom::cell::UnsafeCell::new(())).collect())
+impl Default for InlineBytes {
+    fn default() -> Self {
+        Self(UnsafeCell::new([0; INLINE]))
     }
 }
+
+// SAFETY: the bytes are only accessed through `Ring::try_push` by the producer that won the
+// cell's position with room below `done + n` (SYNC POINT B), and through `Ring::try_pop` by
+// the consumer that won the published position (SYNC POINT A): never by two parties at once.
+unsafe impl Sync for InlineBytes {}
 
 #[cfg(not(uniconc_loom))]
 // SAFETY: repr(C), atomics only (CachePadded is repr(C)), valid when zero (an empty ring).
@@ -189,7 +185,7 @@ unsafe impl crate::shm::ShmSafe for RingHeader {}
 // SAFETY: repr(C), atomics and padding only, valid when zero (never written).
 unsafe impl crate::shm::ShmSafe for CellCtl {}
 
-/// The ring has no room for this record right now.
+/// The ring is full for this message right now (no message slot, or not enough free cells).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Full;
 
@@ -210,41 +206,41 @@ pub(crate) enum Pop<R> {
 pub(crate) enum Record<'a> {
     /// The record's bytes.
     Bytes(&'a [u8]),
-    /// The meta word was invalid (corrupted shared memory); one slot was consumed.
+    /// The meta word was invalid (corrupted shared memory); one cell was consumed.
     Corrupt,
 }
 
 /// What a head cell's meta word says about its record.
 struct Span {
-    /// Cells the record takes (whole slots).
+    /// Cells the record takes.
     cells: u64,
     /// Its byte length; `None` for a skip record or a corrupt meta word.
     len: Option<usize>,
     corrupt: bool,
 }
 
-/// How a ring's cells are bounded: the slot size and the cells in use at most.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Bound {
-    /// Cells per slot, a power of two dividing the ring's cell count.
-    pub(crate) slot: u64,
-    /// Cells in use at most: `capacity * slot`, at most the ring's cell count.
-    pub(crate) limit: u64,
-}
-
-impl Bound {
-    /// The bound of a ring of `n` cells (a power of two) holding at most `capacity` records
-    /// of one slot (`None`: unbounded, one-cell slots).
-    pub(crate) fn new(n: u64, capacity: Option<u64>) -> Self {
-        match capacity {
-            Some(c) if c >= 1 && c < n => {
-                let slot = 1 << (n / c).ilog2();
-                Self {
-                    slot,
-                    limit: c * slot,
-                }
+impl Span {
+    /// Reads `meta` for a record whose head cell is `i` of `n`; a record that would be empty or
+    /// run past the end is corrupt and spans one cell.
+    #[inline]
+    fn of(meta: u32, i: u64, n: u64) -> Self {
+        let (cells, len) = if meta & SKIP != 0 {
+            (u64::from(meta & !SKIP), None)
+        } else {
+            (cells_for(meta as usize), Some(meta as usize))
+        };
+        if cells == 0 || i + cells > n {
+            Self {
+                cells: 1,
+                len: None,
+                corrupt: true,
             }
-            _ => Self { slot: 1, limit: n },
+        } else {
+            Self {
+                cells,
+                len,
+                corrupt: false,
+            }
         }
     }
 }
@@ -256,10 +252,7 @@ pub(crate) struct Ring<'a> {
     ctl: &'a [CellCtl],
     data: *mut u8,
     n: u64,
-    bound: Bound,
     cache: &'a Cache,
-    #[cfg(uniconc_loom)]
-    bytes_model: &'a BytesModel,
 }
 
 /// Number of cells a record of `len` bytes takes (at least one).
@@ -270,53 +263,36 @@ pub(crate) fn cells_for(len: usize) -> u64 {
 
 impl<'a> Ring<'a> {
     /// A view over `hdr`, `ctl` (`n` cells, a power of two) and `n * CELL` bytes at `data`,
-    /// bounded by `bound`, with this process's `cache` of `done`.
+    /// with this process's `cache` of the completion line.
     ///
     /// # Safety
     /// `data` is valid for reads and writes of `ctl.len() * CELL` bytes for `'a`, and is only
-    /// accessed through rings following this module's protocol over the same `hdr` and `ctl`,
-    /// with the same bound.
+    /// accessed through rings following this module's protocol over the same `hdr` and `ctl`.
     #[inline]
     pub(crate) unsafe fn new(
         hdr: &'a RingHeader,
         ctl: &'a [CellCtl],
         data: *mut u8,
-        bound: Bound,
         cache: &'a Cache,
-        #[cfg(uniconc_loom)] bytes_model: &'a BytesModel,
     ) -> Self {
         let n = ctl.len() as u64;
         assert!(
-            n.is_power_of_two()
-                && bound.slot.is_power_of_two()
-                && bound.slot <= bound.limit
-                && bound.limit <= n,
-            "a ring has a power-of-two number of cells and slots"
+            n.is_power_of_two(),
+            "a ring has a power-of-two number of cells"
         );
         Self {
             hdr,
             ctl,
             data,
             n,
-            bound,
             cache,
-            #[cfg(uniconc_loom)]
-            bytes_model,
         }
     }
 
     /// The largest record that fits at all.
     #[inline]
     pub(crate) fn max_record(&self) -> usize {
-        (self.bound.limit as usize)
-            .saturating_mul(CELL)
-            .min(MAX_RECORD)
-    }
-
-    /// Whole slots for `cells` cells.
-    #[inline]
-    fn in_slots(&self, cells: u64) -> u64 {
-        cells.next_multiple_of(self.bound.slot)
+        (self.n as usize).saturating_mul(CELL).min(MAX_RECORD)
     }
 
     #[inline]
@@ -324,50 +300,60 @@ impl<'a> Ring<'a> {
         &self.ctl[(pos & (self.n - 1)) as usize]
     }
 
-    /// What the meta word of the record whose head cell is `i` says; a record that would be
-    /// empty or run past the end is corrupt and spans one slot.
+    /// Reserves one of `cap` message slots (`None`: unbounded). `Err(Full)` if none is free.
     #[inline]
-    fn span(&self, meta: u32, i: u64) -> Span {
-        let (cells, len) = if meta & SKIP != 0 {
-            (u64::from(meta & !SKIP), None)
+    fn reserve(&self, cap: Option<u64>) -> Result<(), Full> {
+        let prod = &self.hdr.prod;
+        // Relaxed: the counts are a bound, not a synchronisation point (the stamps and `done`
+        // are).
+        let before = prod.sent.fetch_add(1, Ordering::Relaxed);
+        let Some(cap) = cap else { return Ok(()) };
+        // `recvd` only grows, so a stale cached copy can only make us refuse, never admit
+        // too many; re-read it when the cache says full.
+        if before.saturating_sub(self.cache.recvd.load(Ordering::Relaxed)) < cap {
+            return Ok(());
+        }
+        let fresh = self.hdr.done.recvd.load(Ordering::Relaxed);
+        // A plain store, not `fetch_max`: any value ever read from `recvd` is a lower bound of
+        // it, so a racing thread storing an older one is harmless.
+        self.cache.recvd.store(fresh, Ordering::Relaxed);
+        if before.saturating_sub(fresh) < cap {
+            Ok(())
         } else {
-            (self.in_slots(cells_for(meta as usize)), Some(meta as usize))
-        };
-        if cells == 0 || i + cells > self.n {
-            Span {
-                cells: self.bound.slot,
-                len: None,
-                corrupt: true,
-            }
-        } else {
-            Span {
-                cells,
-                len,
-                corrupt: false,
-            }
+            self.unreserve();
+            Err(Full)
         }
     }
 
-    /// Reloads `done`, the lowest of `head` and the pins; refreshes the cache and returns it.
-    /// Its loads are SeqCst: the load half of a waiting producer's wake handshake against the
-    /// consumers' SeqCst `head` CAS and unpin (the channel's "Waking").
-    pub(crate) fn reload_done(&self) -> u64 {
-        // SYNC POINT B: SeqCst (acquire) pairs with the consumers' `head` CAS and unpins; a
-        // pin stored before a `head` CAS we see is seen by the loads after.
-        let mut d = self.hdr.head.load(Ordering::SeqCst);
-        let pins = &self.hdr.pins;
-        // SeqCst: the count is raised before a pin is stored, so a pin we must see is counted.
-        if pins.taken.load(Ordering::SeqCst) != 0 {
-            for p in &pins.entries {
-                let v = p.load(Ordering::SeqCst);
-                if v != 0 {
-                    d = d.min(v & POS);
-                }
+    #[inline]
+    fn unreserve(&self) {
+        // Relaxed: as in `reserve`.
+        self.hdr.prod.sent.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Reloads `done`, first moving it past the records at its front that were read out of
+    /// order (the sweep, see the module docs); refreshes the cache and returns it.
+    fn advance_done(&self) -> u64 {
+        let done = &self.hdr.done.done;
+        // SYNC POINT B: Acquire pairs with the consumers' Release completions.
+        let mut d = done.load(Ordering::Acquire);
+        loop {
+            let c = self.cell(d);
+            // SYNC POINT B: Acquire pairs with the reader's Release `READ` store.
+            if c.stamp.load(Ordering::Acquire) != READ | d {
+                break;
+            }
+            // Relaxed: written before the stamp we acquired. If `done` moved on meanwhile the
+            // cell may be rewritten, but then the CAS below fails and the value is not used.
+            let cells = Span::of(c.meta.load(Ordering::Relaxed), d & (self.n - 1), self.n).cells;
+            // AcqRel: passes the reader's completion on to the producers that acquire `done`.
+            match done.compare_exchange(d, d + cells, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => d += cells,
+                Err(cur) => d = cur,
             }
         }
         // Release: a thread of this process that loads the cache (Acquire) inherits our
-        // acquire loads. A plain store, not `fetch_max`: any value ever computed here is a
-        // lower bound of `done`, so a racing thread storing an older one is harmless.
+        // Acquire of `done`.
         self.cache.done.store(d, Ordering::Release);
         d
     }
@@ -381,46 +367,59 @@ impl<'a> Ring<'a> {
         c.stamp.store(PUBLISHED | t, Ordering::Release);
     }
 
-    /// Writes a record of `len` bytes (`len <= max_record()`), filled by `write`, if its
-    /// slots are free. Returns `Ok(true)` once published, `Ok(false)` if `write` failed (the
-    /// claimed cells are published as a skip record, so the ring stays consistent).
+    /// Where the bytes of a record of `len` bytes whose head cell is `i` live.
+    ///
+    /// # Safety
+    /// `i < n`, `i + cells_for(len) <= n`, and the caller owns the record's position (as a
+    /// producer that won it with room, or a consumer that won it published).
+    #[inline]
+    unsafe fn bytes(&self, i: u64, len: usize) -> *mut u8 {
+        if len <= INLINE {
+            self.ctl[i as usize].inline.0.get().cast()
+        } else {
+            // SAFETY: `i * CELL + len <= n * CELL` (the caller's contract), within `data`.
+            unsafe { self.data.add(i as usize * CELL) }
+        }
+    }
+
+    /// Writes a message of `len` bytes (`len <= max_record()`), filled by `write`, if one of
+    /// `cap` message slots (`None`: unbounded) and the cells are free. Returns `Ok(true)` once
+    /// published, `Ok(false)` if `write` failed (the claimed cells are published as a skip
+    /// record, so the ring stays consistent, and the message slot is given back).
     ///
     /// # Errors
-    /// [`Full`] if not enough slots are free right now.
+    /// [`Full`] if no message slot or not enough cells are free right now.
     pub(crate) fn try_push(
         &self,
         len: usize,
+        cap: Option<u64>,
         write: impl FnOnce(&mut [u8]) -> bool,
     ) -> Result<bool, Full> {
         assert!(len <= self.max_record(), "record larger than the ring");
-        let k = self.in_slots(cells_for(len));
-        if k > self.bound.slot {
-            self.note_multi_slot();
-        }
+        self.reserve(cap)?;
+        let k = cells_for(len);
         let mask = self.n - 1;
-        let tail = &self.hdr.tail;
+        let tail = &self.hdr.prod.tail;
         loop {
             // Relaxed: a stale value is caught by the CAS.
             let t = tail.load(Ordering::Relaxed);
             let i = t & mask;
-            // Positions are multiples of the slot, which divides `n`: so is a padding record.
             let (kk, skip) = if i + k > self.n {
                 (self.n - i, true)
             } else {
                 (k, false)
             };
-            let limit = self.bound.limit;
             // SYNC POINT B, through the cache (Acquire pairs with its Release store).
-            if t + kk > self.cache.done.load(Ordering::Acquire) + limit
-                && t + kk > self.reload_done() + limit
+            if t + kk > self.cache.done.load(Ordering::Acquire) + self.n
+                && t + kk > self.advance_done() + self.n
             {
                 // Relaxed: re-reading tail only decides between "retry" and "full".
                 if tail.load(Ordering::Relaxed) == t {
+                    self.unreserve();
                     return Err(Full);
                 }
                 continue;
             }
-            // SeqCst: one side of the receivers' wake handshake (the channel's "Waking").
             if tail
                 .compare_exchange_weak(t, t + kk, Ordering::SeqCst, Ordering::Relaxed)
                 .is_err()
@@ -428,63 +427,36 @@ impl<'a> Ring<'a> {
                 spin_hint();
                 continue;
             }
-            // We own positions t..t+kk: every record that held their cells in the previous lap
-            // is read (`t + kk <= done + limit <= done + n`, SYNC POINT B), so no consumer reads
-            // them and no other producer writes them until we publish.
+            // We own positions t..t+kk.
             if skip {
                 self.publish(t, SKIP | kk as u32);
                 continue;
             }
-            let ok = if len <= INLINE {
-                let mut buf = [0u8; INLINE];
-                let ok = write(&mut buf[..len]);
-                let words = &self.ctl[i as usize].inline.0;
-                for (w, b) in words.iter().zip(buf.chunks_exact(8)).take(len.div_ceil(8)) {
-                    // Relaxed: published by the stamp's Release store (SYNC POINT A).
-                    w.store(
-                        u64::from_ne_bytes(b.try_into().expect("8 bytes")),
-                        Ordering::Relaxed,
-                    );
-                }
-                ok
+            // SAFETY: cells i..i+kk (kk = cells_for(len)) are in bounds (i + kk <= n) and
+            // exclusively ours: we won the CAS for their positions, and every record that held
+            // them in the previous lap is read (`t + kk <= done + n`, SYNC POINT B), so no
+            // consumer reads them and no other producer writes them until we publish; `bytes`
+            // points at `len` bytes of them.
+            let buf = unsafe { std::slice::from_raw_parts_mut(self.bytes(i, len), len) };
+            #[cfg(uniconc_loom)]
+            for c in &self.ctl[i as usize..(i + kk) as usize] {
+                c.bytes_model.0.with_mut(|_| ());
+            }
+            let ok = write(buf);
+            if ok {
+                self.publish(t, len as u32);
             } else {
-                #[cfg(uniconc_loom)]
-                for c in &self.bytes_model.0[i as usize..(i + kk) as usize] {
-                    c.with_mut(|_| ());
-                }
-                // SAFETY: cells i..i+kk (kk >= cells_for(len)) are in bounds (i + kk <= n, so
-                // `i * CELL + len <= n * CELL`, within `data`) and ours (above).
-                write(unsafe {
-                    std::slice::from_raw_parts_mut(self.data.add(i as usize * CELL), len)
-                })
-            };
-            self.publish(t, if ok { len as u32 } else { SKIP | kk as u32 });
+                self.publish(t, SKIP | kk as u32);
+                self.unreserve();
+            }
             return Ok(ok);
         }
-    }
-
-    #[cold]
-    fn note_multi_slot(&self) {
-        // Relaxed: only `queued` reads it, for a snapshot.
-        if self.hdr.multi_slot.load(Ordering::Relaxed) == 0 {
-            self.hdr.multi_slot.store(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Moves `head` from `h` to `h + cells` (SeqCst: claims the record and, for a record
-    /// already copied out, gives its cells back: SYNC POINT B; and the notifier half of the
-    /// senders' wake handshake).
-    #[inline]
-    fn claim(&self, h: u64, cells: u64) -> bool {
-        self.hdr
-            .head
-            .compare_exchange_weak(h, h + cells, Ordering::SeqCst, Ordering::Relaxed)
-            .is_ok()
     }
 
     /// Takes the record at the head, if one is published, handing its bytes to `read`.
     pub(crate) fn try_pop<R>(&self, read: impl FnOnce(Record<'_>) -> R) -> Pop<R> {
         let mask = self.n - 1;
+        let mut read = Some(read);
         loop {
             // Relaxed: a stale head is caught by the stamp check or the CAS.
             let h = self.hdr.head.load(Ordering::Relaxed);
@@ -493,7 +465,7 @@ impl<'a> Ring<'a> {
             // SYNC POINT A: Acquire pairs with the producer's Release stamp.
             let s = c.stamp.load(Ordering::Acquire);
             if s != PUBLISHED | h {
-                if s & PUBLISHED != 0 && s & POS > h {
+                if s & (PUBLISHED | READ) != 0 && (s & POS > h || s == READ | h) {
                     // The head moved on under us.
                     spin_hint();
                     continue;
@@ -501,135 +473,99 @@ impl<'a> Ring<'a> {
                 return Pop::Empty;
             }
             // Relaxed: ordered after the stamp's Acquire load (SYNC POINT A).
-            let span = self.span(c.meta.load(Ordering::Relaxed), i);
-            match span.len {
-                _ if span.corrupt => {
-                    if self.claim(h, span.cells) {
-                        return Pop::Item(read(Record::Corrupt));
-                    }
-                }
-                None => {
-                    // A skip record: nothing to read.
-                    self.claim(h, span.cells);
-                }
-                Some(len) if len <= INLINE => {
-                    let mut buf = [0u8; INLINE];
-                    for (w, b) in c.inline.0.iter().zip(buf.chunks_exact_mut(8)) {
-                        // Relaxed: after the stamp's Acquire (SYNC POINT A); ordered before
-                        // the claim's release, so no producer rewrites what we read (SYNC
-                        // POINT B). If a producer already does, the claim fails.
-                        b.copy_from_slice(&w.load(Ordering::Relaxed).to_ne_bytes());
-                    }
-                    if self.claim(h, span.cells) {
-                        return Pop::Item(read(Record::Bytes(&buf[..len])));
-                    }
-                }
-                Some(len) => {
-                    let pin = self.pin(h);
-                    if self.claim(h, span.cells) {
-                        #[cfg(uniconc_loom)]
-                        for c in &self.bytes_model.0[i as usize..(i + span.cells) as usize] {
-                            c.with(|_| ());
-                        }
-                        // SAFETY: `cells_for(len) <= span.cells` and `i + span.cells <= n`
-                        // (`span`), so within `data`; the record is ours (we won the head CAS
-                        // for it published), the producer's writes are visible (SYNC POINT A)
-                        // and finished, and our pin keeps producers off its cells until we
-                        // unpin after reading (SYNC POINT B).
-                        let bytes = unsafe {
-                            std::slice::from_raw_parts(self.data.add(i as usize * CELL), len)
-                        };
-                        // `pin` unpins as it drops, even if `read` panics.
-                        let out = read(Record::Bytes(bytes));
-                        drop(pin);
-                        return Pop::Item(out);
-                    }
-                }
+            let span = Span::of(c.meta.load(Ordering::Relaxed), i, self.n);
+            if self
+                .hdr
+                .head
+                .compare_exchange_weak(h, h + span.cells, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+            {
+                spin_hint();
+                continue;
             }
-            spin_hint();
+            // Completes the record even if `read` panics (a `Deserialize` impl may).
+            let _complete = Complete {
+                ring: self,
+                h,
+                cells: span.cells,
+                message: span.len.is_some() || span.corrupt,
+            };
+            if span.corrupt {
+                return Pop::Item((read.take().expect("read once"))(Record::Corrupt));
+            }
+            if let Some(len) = span.len {
+                // SAFETY: `span.cells = cells_for(len)` and `i + span.cells <= n` (`Span::of`),
+                // so in bounds; the cells are ours (we won the head CAS for this published
+                // record) and the producer's writes are visible (SYNC POINT A) and finished.
+                let bytes = unsafe { std::slice::from_raw_parts(self.bytes(i, len), len) };
+                #[cfg(uniconc_loom)]
+                for c in &self.ctl[i as usize..(i + span.cells) as usize] {
+                    c.bytes_model.0.with(|_| ());
+                }
+                return Pop::Item((read.take().expect("read once"))(Record::Bytes(bytes)));
+            }
+            // A skip record: completed as `_complete` drops; on to the next.
         }
     }
 
-    /// Pins position `h` in a free entry of the pin table (waiting for one if all are taken).
-    fn pin(&self, h: u64) -> Pin<'a> {
-        thread_local! {
-            static HINT: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+    /// Gives the cells of the record at `h` back (see the module docs) and counts it as read.
+    #[inline]
+    fn complete(&self, h: u64, cells: u64, message: bool) {
+        // SYNC POINT B: Release orders our reads of the record before the producers' writes.
+        if self
+            .hdr
+            .done
+            .done
+            .compare_exchange(h, h + cells, Ordering::Release, Ordering::Relaxed)
+            .is_err()
+        {
+            // An earlier record is still being read: whoever needs the room sweeps ours.
+            // SYNC POINT B: Release, for the sweeper's Acquire load.
+            self.cell(h).stamp.store(READ | h, Ordering::Release);
         }
-        let start = HINT.with(|c| {
-            if c.get() == usize::MAX {
-                // A per-thread starting entry, so readers in different threads rarely race.
-                c.set((c as *const _ as usize) >> 6);
-            }
-            c.get()
-        });
-        let pins = &self.hdr.pins;
-        // SeqCst: counted before the entry is filled (see `reload_done`).
-        pins.taken.fetch_add(1, Ordering::SeqCst);
-        loop {
-            for j in 0..PINS {
-                let p = &pins.entries[(start + j) % PINS];
-                // SeqCst: stored before the `head` CAS it protects (module docs).
-                if p.load(Ordering::Relaxed) == 0
-                    && p.compare_exchange(0, PUBLISHED | h, Ordering::SeqCst, Ordering::Relaxed)
-                        .is_ok()
-                {
-                    return Pin {
-                        entry: p,
-                        taken: &pins.taken,
-                    };
-                }
-            }
-            // Every entry is taken by a reader of a large record: wait for one to finish.
-            #[cfg(not(uniconc_loom))]
-            std::thread::yield_now();
-            #[cfg(uniconc_loom)]
-            spin_hint();
+        if message {
+            // SeqCst: the notifier half of the senders' wake handshake (the channel's
+            // "Waking"); a sender that sees it also sees the completion above.
+            self.hdr.done.recvd.fetch_add(1, Ordering::SeqCst);
         }
     }
 
-    /// Records queued or being written (a snapshot). A record that takes several slots
-    /// counts once: once any did, this walks the queued records' head cells.
-    #[cfg(not(uniconc_loom))]
+    /// Messages reserved and not yet read (a snapshot; may exceed the capacity by the
+    /// producers racing for the last slot).
     pub(crate) fn queued(&self) -> u64 {
         // Relaxed: a snapshot.
-        let mut h = self.hdr.head.load(Ordering::Relaxed);
-        let t = self.hdr.tail.load(Ordering::Relaxed).max(h);
-        if self.hdr.multi_slot.load(Ordering::Relaxed) == 0 {
-            return (t - h) / self.bound.slot;
-        }
-        let mut records = 0;
-        while h < t {
-            let c = self.cell(h);
-            // Acquire: the meta of a published record (SYNC POINT A); anything else (being
-            // written, or already rewritten: the snapshot is stale) counts as one slot.
-            let published = c.stamp.load(Ordering::Acquire) == PUBLISHED | h;
-            let span = self.span(c.meta.load(Ordering::Relaxed), h & (self.n - 1));
-            if span.len.is_some() || span.corrupt || !published {
-                records += 1;
-            }
-            h += if published {
-                span.cells
-            } else {
-                self.bound.slot
-            };
-        }
-        records
+        let sent = self.hdr.prod.sent.load(Ordering::Relaxed);
+        sent.saturating_sub(self.hdr.done.recvd.load(Ordering::Relaxed))
     }
 
-    /// `true` if at most `slots` slots are taken, reloading `done`: a sender waiting for
-    /// room polls this rather than retrying every send.
-    #[cfg(not(uniconc_loom))]
-    pub(crate) fn at_most_taken(&self, slots: u64) -> bool {
+    /// `true` if at most `low` messages are queued, refreshing the cached `recvd`: a sender
+    /// waiting for room polls this rather than retrying every send.
+    pub(crate) fn at_most_queued(&self, low: u64) -> bool {
         // Relaxed: a heuristic; `try_push` makes the real check.
-        let t = self.hdr.tail.load(Ordering::Relaxed);
-        t.saturating_sub(self.reload_done()) <= slots * self.bound.slot
+        let fresh = self.hdr.done.recvd.load(Ordering::Relaxed);
+        self.cache.recvd.store(fresh, Ordering::Relaxed);
+        self.hdr
+            .prod
+            .sent
+            .load(Ordering::Relaxed)
+            .saturating_sub(fresh)
+            <= low
+    }
+
+    /// Reloads `recvd` with a SeqCst load (refreshing the cache): the load half of a sender's
+    /// wake handshake, against the SeqCst increment in [`Ring::try_pop`]. A sender that sees
+    /// the increment also sees the cells given back before it.
+    #[cfg(not(uniconc_loom))]
+    pub(crate) fn recvd_seqcst(&self) {
+        let fresh = self.hdr.done.recvd.load(Ordering::SeqCst);
+        self.cache.recvd.store(fresh, Ordering::Relaxed);
     }
 
     /// `true` if nothing is queued or claimed (a snapshot).
     #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         // Relaxed: a snapshot.
-        self.hdr.head.load(Ordering::Relaxed) == self.hdr.tail.load(Ordering::Relaxed)
+        self.hdr.head.load(Ordering::Relaxed) == self.hdr.prod.tail.load(Ordering::Relaxed)
     }
 
     /// `true` if no producer has claimed cells past `head` (nothing queued, nothing being
@@ -638,25 +574,23 @@ impl<'a> Ring<'a> {
     #[cfg(not(uniconc_loom))]
     pub(crate) fn is_idle(&self) -> bool {
         let h = self.hdr.head.load(Ordering::SeqCst);
-        self.hdr.tail.load(Ordering::SeqCst) <= h
+        self.hdr.prod.tail.load(Ordering::SeqCst) <= h
     }
 }
 
-/// A pinned position (see [`Ring::pin`]); unpins when dropped.
-struct Pin<'a> {
-    entry: &'a AtomicU64,
-    taken: &'a AtomicU64,
+/// Completes a claimed record when dropped, so a panicking reader does not leave `done`
+/// behind it for good.
+struct Complete<'r, 'a> {
+    ring: &'r Ring<'a>,
+    h: u64,
+    cells: u64,
+    message: bool,
 }
 
-impl Drop for Pin<'_> {
+impl Drop for Complete<'_, '_> {
+    #[inline]
     fn drop(&mut self) {
-        // SYNC POINT B: orders our reads before the producers' writes; SeqCst, as the notifier
-        // half of the senders' wake handshake.
-        self.entry.store(0, Ordering::SeqCst);
-        // SYNC POINT B too: a producer that sees the count drop to zero skips the entries, so
-        // the decrement must release our reads as well (and comes after the entry is emptied:
-        // a producer that still counts us reads an empty entry).
-        self.taken.fetch_sub(1, Ordering::SeqCst);
+        self.ring.complete(self.h, self.cells, self.message);
     }
 }
 
@@ -669,7 +603,6 @@ mod tests {
         ctl: Vec<CellCtl>,
         data: Vec<u8>,
         cache: Cache,
-        bound: Bound,
     }
 
     impl Owned {
@@ -679,24 +612,17 @@ mod tests {
                 ctl: (0..n).map(|_| CellCtl::default()).collect(),
                 data: vec![0; n * CELL],
                 cache: Cache::default(),
-                bound: Bound::new(n as u64, None),
-            }
-        }
-        fn bounded(n: usize, capacity: u64) -> Self {
-            Self {
-                bound: Bound::new(n as u64, Some(capacity)),
-                ..Self::new(n)
             }
         }
         fn ring(&mut self) -> Ring<'_> {
             let data = self.data.as_mut_ptr();
             // SAFETY: `data` is n * CELL bytes owned by self, used only through this ring.
-            unsafe { Ring::new(&self.hdr, &self.ctl, data, self.bound, &self.cache) }
+            unsafe { Ring::new(&self.hdr, &self.ctl, data, &self.cache) }
         }
     }
 
     fn push_bytes(r: &Ring<'_>, b: &[u8]) -> Result<bool, Full> {
-        r.try_push(b.len(), |buf| {
+        r.try_push(b.len(), None, |buf| {
             buf.copy_from_slice(b);
             true
         })
@@ -778,7 +704,7 @@ mod tests {
         assert!(pop_bytes(&r).is_none());
         assert_eq!(push_bytes(&r, &big), Ok(true));
         assert_eq!(pop_bytes(&r).unwrap(), big);
-        assert_eq!(r.try_push(5, |_| false), Ok(false));
+        assert_eq!(r.try_push(5, None, |_| false), Ok(false));
         assert!(pop_bytes(&r).is_none());
         assert!(r.is_empty());
     }
@@ -804,29 +730,31 @@ mod tests {
         );
     }
 
-    /// A record larger than `INLINE` keeps its cells from producers while it is read, even
-    /// once `head` has moved past it.
+    /// A record read while an earlier one is still being read is given back by the producer
+    /// that needs its cells (the sweep), not lost.
     #[test]
-    fn a_large_record_being_read_keeps_its_cells() {
+    fn out_of_order_completion_is_swept() {
         let mut o = Owned::new(2);
         let r = o.ring();
-        let large = [1u8; INLINE + 8];
-        assert_eq!(push_bytes(&r, &large), Ok(true));
+        assert_eq!(push_bytes(&r, &[1]), Ok(true));
         assert_eq!(push_bytes(&r, &[2]), Ok(true));
+        // The reader of 1 is still reading when another consumer takes and completes 2.
         let inner = r.try_pop(|rec| {
             let Record::Bytes(b) = rec else { panic!() };
-            assert_eq!(b, large);
-            // Another consumer takes the next record meanwhile.
-            assert_eq!(pop_bytes(&r).unwrap(), [2]);
-            assert!(r.is_empty());
-            // The large record's cell is still being read: no producer may rewrite it.
-            let full = push_bytes(&r, &[3]);
-            assert_eq!(b, large, "its bytes are intact");
-            full
+            assert_eq!(b, [1]);
+            pop_bytes(&r)
         });
-        assert!(matches!(inner, Pop::Item(Err(Full))));
+        assert!(matches!(inner, Pop::Item(Some(ref v)) if v == &[2]));
+        assert_eq!(
+            r.hdr.done.done.load(Ordering::Relaxed),
+            1,
+            "2 is marked, not done"
+        );
+        assert_eq!(r.queued(), 0);
+        // Each push needs a cell of the previous lap: the second one only after the sweep.
         assert_eq!(push_bytes(&r, &[3]), Ok(true));
         assert_eq!(push_bytes(&r, &[4]), Ok(true));
+        assert_eq!(push_bytes(&r, &[5]), Err(Full));
         assert_eq!(pop_bytes(&r).unwrap(), [3]);
         assert_eq!(pop_bytes(&r).unwrap(), [4]);
         assert!(r.is_empty());
@@ -837,9 +765,7 @@ mod tests {
         let mut o = Owned::new(2);
         let r = o.ring();
         for round in 0..4u8 {
-            // Inline and data-cell records alike.
-            let len = if round % 2 == 0 { 1 } else { INLINE + 1 };
-            assert_eq!(push_bytes(&r, &vec![round; len]), Ok(true));
+            assert_eq!(push_bytes(&r, &[round]), Ok(true));
             let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 r.try_pop(|_| -> () { panic!("a Deserialize impl panics") })
             }));
@@ -850,34 +776,28 @@ mod tests {
     }
 
     #[test]
-    fn slots_bound_the_count_and_the_bytes() {
-        assert_eq!(Bound::new(16, Some(3)), Bound { slot: 4, limit: 12 });
-        assert_eq!(Bound::new(16, Some(16)), Bound { slot: 1, limit: 16 });
-        assert_eq!(Bound::new(16, Some(100)), Bound { slot: 1, limit: 16 });
-        assert_eq!(Bound::new(16, None), Bound { slot: 1, limit: 16 });
-        // Two slots of four cells.
-        let mut o = Owned::bounded(8, 2);
+    fn the_message_cap_bounds_apart_from_the_cells() {
+        let mut o = Owned::new(8);
         let r = o.ring();
-        assert_eq!(r.max_record(), 8 * CELL);
-        assert_eq!(push_bytes(&r, &[1]), Ok(true));
-        assert_eq!(push_bytes(&r, &[2]), Ok(true));
-        assert_eq!(push_bytes(&r, &[3]), Err(Full), "two messages at most");
-        assert_eq!(r.queued(), 2);
+        let push = |v: u8| {
+            r.try_push(1, Some(2), |b| {
+                b[0] = v;
+                true
+            })
+        };
+        assert_eq!(push(1), Ok(true));
+        assert_eq!(push(2), Ok(true));
+        assert_eq!(push(3), Err(Full));
+        assert_eq!(r.queued(), 2, "the refused reservation was undone");
         assert_eq!(pop_bytes(&r).unwrap(), [1]);
-        // A message of five cells takes both slots: not while one is taken.
-        let big = vec![9u8; 5 * CELL];
-        assert_eq!(push_bytes(&r, &big), Err(Full));
+        assert_eq!(push(3), Ok(true));
+        assert_eq!(r.try_push(1, Some(2), |_| false), Err(Full));
         assert_eq!(pop_bytes(&r).unwrap(), [2]);
-        assert_eq!(push_bytes(&r, &big), Ok(true));
-        assert_eq!(r.queued(), 1, "a message of two slots counts once");
-        assert_eq!(push_bytes(&r, &[4]), Err(Full));
-        assert_eq!(pop_bytes(&r).unwrap(), big);
-        assert_eq!(r.try_push(1, |_| false), Ok(false));
-        assert_eq!(r.queued(), 0, "a failed write is no message");
+        assert_eq!(r.try_push(1, Some(2), |_| false), Ok(false));
+        assert_eq!(r.queued(), 1, "a failed write gives its slot back");
+        assert_eq!(pop_bytes(&r).unwrap(), [3]);
         assert!(pop_bytes(&r).is_none());
         assert!(r.is_empty());
-        assert_eq!(push_bytes(&r, &[5]), Ok(true));
-        assert_eq!(pop_bytes(&r).unwrap(), [5]);
     }
 }
 
@@ -891,7 +811,6 @@ mod loom_tests {
         ctl: Vec<CellCtl>,
         data: std::cell::UnsafeCell<Vec<u8>>,
         cache: Cache,
-        bytes_model: BytesModel,
     }
     // SAFETY: the bytes are only accessed through the ring protocol under test.
     unsafe impl Sync for Shared {}
@@ -912,7 +831,6 @@ mod loom_tests {
                 ctl: (0..n).map(|_| CellCtl::default()).collect(),
                 data: std::cell::UnsafeCell::new(vec![0; n * CELL]),
                 cache: Cache::default(),
-                bytes_model: BytesModel::new(n),
             }
         }
         fn ring(&self) -> Ring<'_> {
@@ -922,9 +840,7 @@ mod loom_tests {
                     &self.hdr,
                     &self.ctl,
                     (*self.data.get()).as_mut_ptr(),
-                    Bound::new(self.ctl.len() as u64, None),
                     &self.cache,
-                    &self.bytes_model,
                 )
             }
         }
@@ -932,7 +848,7 @@ mod loom_tests {
 
     fn push_val(r: &Ring<'_>, v: u8, len: usize) {
         loop {
-            let res = r.try_push(len, |b| {
+            let res = r.try_push(len, None, |b| {
                 b.fill(v);
                 true
             });
@@ -1007,52 +923,29 @@ mod loom_tests {
         });
     }
 
-    /// Two consumers read the two records of a full two-cell ring, both larger than
-    /// `INLINE` (pinned while read), in either order; the producer's next two pushes need
-    /// both cells back.
+    /// Two consumers read the two records of a full two-cell ring, possibly out of order;
+    /// the producer's next two pushes need both cells back (through the in-order completion or
+    /// the sweep of a record read early).
     #[test]
-    fn loom_large_records_are_pinned_while_read() {
+    fn loom_out_of_order_completion() {
         model(|| {
             let s = Arc::new(Shared::new(2));
             let r = s.ring();
-            push_val(&r, 1, INLINE + 8);
-            push_val(&r, 2, INLINE + 8);
+            push_val(&r, 1, 8);
+            push_val(&r, 2, 8);
             let hs: Vec<_> = (0..2)
                 .map(|_| {
                     let s = s.clone();
                     loom::thread::spawn(move || pop_one(&s.ring()).0)
                 })
                 .collect();
-            push_val(&r, 3, INLINE + 8);
+            push_val(&r, 3, 8);
             push_val(&r, 4, 8);
             let mut got: Vec<u8> = hs.into_iter().map(|h| h.join().unwrap()).collect();
             got.sort();
             assert_eq!(got, vec![1, 2]);
-            assert_eq!(pop_one(&r), (3, INLINE + 8));
-            assert_eq!(pop_one(&r), (4, 8));
-            assert!(r.is_empty());
-        });
-    }
-
-    /// Two consumers copy the same inline record out of a one-cell ring while the producer
-    /// rewrites that cell for the next lap: the consumer whose claim fails drops its copy, so
-    /// each record arrives once, whole.
-    #[test]
-    fn loom_inline_copy_races_the_next_lap() {
-        model(|| {
-            let s = Arc::new(Shared::new(1));
-            let r = s.ring();
-            push_val(&r, 1, 16);
-            let hs: Vec<_> = (0..2)
-                .map(|_| {
-                    let s = s.clone();
-                    loom::thread::spawn(move || pop_one(&s.ring()))
-                })
-                .collect();
-            push_val(&r, 2, 16);
-            let mut got: Vec<(u8, usize)> = hs.into_iter().map(|h| h.join().unwrap()).collect();
-            got.sort();
-            assert_eq!(got, vec![(1, 16), (2, 16)]);
+            assert_eq!(pop_one(&r).0, 3);
+            assert_eq!(pop_one(&r).0, 4);
             assert!(r.is_empty());
         });
     }

@@ -239,54 +239,6 @@ fn mpmc_mixed_sizes_across_processes_arrive_whole() {
     assert_eq!(results.iter().map(|r| r.1).sum::<u64>(), bytes);
 }
 
-/// Set by [`Stall`]'s decoder when it starts stalling (shared with forked children).
-static DECODING: std::sync::OnceLock<uniconc_process::Event> = std::sync::OnceLock::new();
-
-/// A small message whose decoding of the value 1 never ends.
-#[derive(Serialize)]
-struct Stall(u8);
-
-impl<'de> Deserialize<'de> for Stall {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = u8::deserialize(d)?;
-        if v == 1 {
-            uniconc_core::Event::set(DECODING.get().expect("set before the fork"));
-            loop {
-                std::thread::sleep(Duration::from_secs(60));
-            }
-        }
-        Ok(Stall(v))
-    }
-}
-
-/// A receiver SIGKILLed while it decodes a small message took that message whole: the
-/// channel goes on for lap after lap (a larger message stays pinned: a known limit).
-#[test]
-fn a_receiver_killed_while_decoding_a_small_message_leaves_nothing_stuck() {
-    use uniconc_core::Event as _;
-    let _f = fork_lock();
-    let decoding = DECODING.get_or_init(|| uniconc_process::event().unwrap());
-    let (tx, rx) = channel::<Stall>(2).unwrap();
-    let child = spawn({
-        let rx = rx.clone();
-        move || {
-            let _ = rx.recv();
-            0
-        }
-    });
-    tx.send(Stall(1)).unwrap();
-    assert_eq!(decoding.wait_timeout(LIMIT), Ok(()), "the child decodes");
-    child.kill();
-    drop(child);
-    for i in 2..40u8 {
-        assert!(
-            tx.send_timeout(Stall(i), LIMIT).is_ok(),
-            "the ring is stuck"
-        );
-        assert_eq!(rx.recv_timeout(LIMIT).map(|s| s.0), Ok(i));
-    }
-}
-
 #[test]
 fn variable_size_messages_across_processes() {
     let _f = fork_lock();
