@@ -1633,6 +1633,28 @@ mod tests {
     use super::*;
     use uniconc_core::{Receiver as _, Sender as _};
 
+    /// A channel whose `MAX_PROCESSES` slots are all taken (by live processes: here, this
+    /// one) makes `spawn` refuse with a clear error instead of forking a child it could not
+    /// count; with a slot free again, `spawn` forks.
+    #[test]
+    fn a_channel_with_every_process_slot_taken_refuses_a_fork() {
+        use uniconc_core::JoinHandle as _;
+        let (tx, _rx) = channel::<u8>(1).unwrap();
+        let hdr = tx.chan.hdr();
+        let mut taken = Vec::new();
+        while let Some(i) = claim_slot(hdr, Identity::me(), false) {
+            taken.push(i);
+        }
+        assert_eq!(taken.len(), MAX_PROCESSES - 1, "the creator holds one slot");
+        let err = crate::spawn(|| 0u8).err().expect("no room for a child");
+        assert!(err.to_string().contains("MAX_PROCESSES"), "{err}");
+        for i in taken {
+            // Release: as a reaped slot is freed.
+            hdr.procs[i].pid.store(SLOT_FREE, Ordering::Release);
+        }
+        assert_eq!(crate::spawn(|| 7u8).unwrap().join(), Ok(7));
+    }
+
     /// A producer that has claimed cells but not published them (mid-`send`: here, stalled
     /// inside the encoder) leaves receivers waiting: `recv_timeout` times out instead of
     /// hanging, and the message arrives once published.
