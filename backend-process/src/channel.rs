@@ -1646,7 +1646,7 @@ mod tests {
             taken.push(i);
         }
         assert_eq!(taken.len(), MAX_PROCESSES - 1, "the creator holds one slot");
-        let err = crate::spawn(|| 0u8).err().expect("no room for a child");
+        let err = crate::spawn(|| 0u8).expect_err("no room for a child");
         assert!(err.to_string().contains("MAX_PROCESSES"), "{err}");
         for i in taken {
             // Release: as a reaped slot is freed.
