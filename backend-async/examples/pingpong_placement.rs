@@ -102,91 +102,112 @@ mod linux {
         summarize(v, same, start.elapsed().as_nanos() as u64)
     }
 
-    fn uc_blk(rounds: u64) -> Run {
-        let (ping_tx, ping_rx) = uniconc_async::channel::<u64>(1).unwrap();
-        let (pong_tx, pong_rx) = uniconc_async::channel::<(u64, i32)>(1).unwrap();
-        let echo = uniconc_async::spawn(move || {
-            pin(true);
-            for x in ping_rx.iter() {
-                if pong_tx.send((x, cpu())).is_err() {
-                    break;
-                }
-            }
-        })
-        .unwrap();
-        let r = drive(rounds, |i| {
-            ping_tx.send(i).unwrap();
-            let (back, c) = pong_rx.recv().unwrap();
-            assert_eq!(back, i);
-            c
-        });
-        ping_tx.close();
-        echo.join().unwrap();
-        r
+    /// The two channel APIs the shapes compare: ours and tokio's `mpsc`, each `channel(1)`.
+    trait Api: 'static {
+        type Tx<T: Send + 'static>: Send + 'static;
+        type Rx<T: Send + 'static>: Send + 'static;
+        fn pair<T: Send + 'static>() -> (Self::Tx<T>, Self::Rx<T>);
+        /// `false` once the other side is gone.
+        fn send_blocking<T: Send + 'static>(tx: &Self::Tx<T>, v: T) -> bool;
+        fn recv_blocking<T: Send + 'static>(rx: &mut Self::Rx<T>) -> Option<T>;
+        fn send<T: Send + 'static>(tx: &Self::Tx<T>, v: T) -> impl Future<Output = bool> + Send;
+        fn recv<T: Send + 'static>(rx: &mut Self::Rx<T>) -> impl Future<Output = Option<T>> + Send;
     }
 
-    fn tk_blk(rounds: u64) -> Run {
-        let (ping_tx, mut ping_rx) = tokio::sync::mpsc::channel::<u64>(1);
-        let (pong_tx, mut pong_rx) = tokio::sync::mpsc::channel::<(u64, i32)>(1);
-        // The same runtime and blocking pool as `uc-blk`'s echo.
+    /// Ours: `uniconc_async::channel`.
+    struct Uc;
+
+    impl Api for Uc {
+        type Tx<T: Send + 'static> = uniconc_async::Sender<T>;
+        type Rx<T: Send + 'static> = uniconc_async::Receiver<T>;
+        fn pair<T: Send + 'static>() -> (Self::Tx<T>, Self::Rx<T>) {
+            uniconc_async::channel(1).unwrap()
+        }
+        fn send_blocking<T: Send + 'static>(tx: &Self::Tx<T>, v: T) -> bool {
+            tx.send(v).is_ok()
+        }
+        fn recv_blocking<T: Send + 'static>(rx: &mut Self::Rx<T>) -> Option<T> {
+            rx.recv().ok()
+        }
+        async fn send<T: Send + 'static>(tx: &Self::Tx<T>, v: T) -> bool {
+            tx.send_async(v).await.is_ok()
+        }
+        async fn recv<T: Send + 'static>(rx: &mut Self::Rx<T>) -> Option<T> {
+            rx.recv_async().await.ok()
+        }
+    }
+
+    /// Tokio's `mpsc`, with `blocking_send`/`blocking_recv` for the blocking sides.
+    struct Tk;
+
+    impl Api for Tk {
+        type Tx<T: Send + 'static> = tokio::sync::mpsc::Sender<T>;
+        type Rx<T: Send + 'static> = tokio::sync::mpsc::Receiver<T>;
+        fn pair<T: Send + 'static>() -> (Self::Tx<T>, Self::Rx<T>) {
+            tokio::sync::mpsc::channel(1)
+        }
+        fn send_blocking<T: Send + 'static>(tx: &Self::Tx<T>, v: T) -> bool {
+            tx.blocking_send(v).is_ok()
+        }
+        fn recv_blocking<T: Send + 'static>(rx: &mut Self::Rx<T>) -> Option<T> {
+            rx.blocking_recv()
+        }
+        async fn send<T: Send + 'static>(tx: &Self::Tx<T>, v: T) -> bool {
+            tx.send(v).await.is_ok()
+        }
+        fn recv<T: Send + 'static>(rx: &mut Self::Rx<T>) -> impl Future<Output = Option<T>> + Send {
+            rx.recv()
+        }
+    }
+
+    /// The driver's side of a thread-driven shape: one blocking round trip.
+    fn blocking_round_trip<A: Api>(
+        ping_tx: &A::Tx<u64>,
+        pong_rx: &mut A::Rx<(u64, i32)>,
+        i: u64,
+    ) -> i32 {
+        assert!(A::send_blocking(ping_tx, i));
+        let (back, c) = A::recv_blocking(pong_rx).unwrap();
+        assert_eq!(back, i);
+        c
+    }
+
+    /// `blk`: a plain thread against the runtime's blocking pool, both blocking (`uc-blk` is
+    /// `compare`'s ping-pong on `Tokio`).
+    fn blk<A: Api>(rounds: u64) -> Run {
+        let (ping_tx, mut ping_rx) = A::pair::<u64>();
+        let (pong_tx, mut pong_rx) = A::pair::<(u64, i32)>();
         let echo = uniconc_async::spawn(move || {
             pin(true);
-            while let Some(x) = ping_rx.blocking_recv() {
-                if pong_tx.blocking_send((x, cpu())).is_err() {
+            while let Some(x) = A::recv_blocking(&mut ping_rx) {
+                if !A::send_blocking(&pong_tx, (x, cpu())) {
                     break;
                 }
             }
         })
         .unwrap();
         let r = drive(rounds, |i| {
-            ping_tx.blocking_send(i).unwrap();
-            let (back, c) = pong_rx.blocking_recv().unwrap();
-            assert_eq!(back, i);
-            c
+            blocking_round_trip::<A>(&ping_tx, &mut pong_rx, i)
         });
         drop(ping_tx);
         echo.join().unwrap();
         r
     }
 
-    fn uc_mix(rounds: u64) -> Run {
-        let (ping_tx, ping_rx) = uniconc_async::channel::<u64>(1).unwrap();
-        let (pong_tx, pong_rx) = uniconc_async::channel::<(u64, i32)>(1).unwrap();
+    /// `mix`: a plain thread, blocking, against a task, async.
+    fn mix<A: Api>(rounds: u64) -> Run {
+        let (ping_tx, mut ping_rx) = A::pair::<u64>();
+        let (pong_tx, mut pong_rx) = A::pair::<(u64, i32)>();
         let echo = uniconc_async::spawn_async(async move {
-            while let Ok(x) = ping_rx.recv_async().await {
-                if pong_tx.send_async((x, cpu())).await.is_err() {
+            while let Some(x) = A::recv(&mut ping_rx).await {
+                if !A::send(&pong_tx, (x, cpu())).await {
                     break;
                 }
             }
         })
         .unwrap();
         let r = drive(rounds, |i| {
-            ping_tx.send(i).unwrap();
-            let (back, c) = pong_rx.recv().unwrap();
-            assert_eq!(back, i);
-            c
-        });
-        ping_tx.close();
-        echo.join().unwrap();
-        r
-    }
-
-    fn tk_mix(rounds: u64) -> Run {
-        let (ping_tx, mut ping_rx) = tokio::sync::mpsc::channel::<u64>(1);
-        let (pong_tx, mut pong_rx) = tokio::sync::mpsc::channel::<(u64, i32)>(1);
-        let echo = uniconc_async::spawn_async(async move {
-            while let Some(x) = ping_rx.recv().await {
-                if pong_tx.send((x, cpu())).await.is_err() {
-                    break;
-                }
-            }
-        })
-        .unwrap();
-        let r = drive(rounds, |i| {
-            ping_tx.blocking_send(i).unwrap();
-            let (back, c) = pong_rx.blocking_recv().unwrap();
-            assert_eq!(back, i);
-            c
+            blocking_round_trip::<A>(&ping_tx, &mut pong_rx, i)
         });
         drop(ping_tx);
         echo.join().unwrap();
@@ -194,31 +215,27 @@ mod linux {
     }
 
     /// Both sides tasks of the backend's runtime; the driver task times itself.
-    fn on_runtime(fut: impl Future<Output = Run> + Send + 'static) -> Run {
-        uniconc_async::spawn_async(fut).unwrap().join().unwrap()
-    }
-
-    fn uc_task(rounds: u64) -> Run {
-        on_runtime(async move {
-            let (ping_tx, ping_rx) = uniconc_async::channel::<u64>(1).unwrap();
-            let (pong_tx, pong_rx) = uniconc_async::channel::<(u64, i32)>(1).unwrap();
+    fn task<A: Api>(rounds: u64) -> Run {
+        uniconc_async::spawn_async(async move {
+            let (ping_tx, mut ping_rx) = A::pair::<u64>();
+            let (pong_tx, mut pong_rx) = A::pair::<(u64, i32)>();
             let echo = tokio::spawn(async move {
-                while let Ok(x) = ping_rx.recv_async().await {
-                    if pong_tx.send_async((x, cpu())).await.is_err() {
+                while let Some(x) = A::recv(&mut ping_rx).await {
+                    if !A::send(&pong_tx, (x, cpu())).await {
                         break;
                     }
                 }
             });
-            ping_tx.send_async(u64::MAX).await.unwrap();
-            pong_rx.recv_async().await.unwrap();
+            assert!(A::send(&ping_tx, u64::MAX).await);
+            A::recv(&mut pong_rx).await.unwrap();
             let mut v = Vec::with_capacity(rounds as usize);
             let mut same = 0;
             let start = Instant::now();
             for i in 0..rounds {
                 let t = Instant::now();
                 let me = cpu();
-                ping_tx.send_async(i).await.unwrap();
-                let (back, c) = pong_rx.recv_async().await.unwrap();
+                assert!(A::send(&ping_tx, i).await);
+                let (back, c) = A::recv(&mut pong_rx).await.unwrap();
                 assert_eq!(back, i);
                 same += u64::from(c == me);
                 v.push(t.elapsed().as_nanos() as u64);
@@ -228,38 +245,9 @@ mod linux {
             echo.await.unwrap();
             summarize(v, same, total)
         })
-    }
-
-    fn tk_task(rounds: u64) -> Run {
-        on_runtime(async move {
-            let (ping_tx, mut ping_rx) = tokio::sync::mpsc::channel::<u64>(1);
-            let (pong_tx, mut pong_rx) = tokio::sync::mpsc::channel::<(u64, i32)>(1);
-            let echo = tokio::spawn(async move {
-                while let Some(x) = ping_rx.recv().await {
-                    if pong_tx.send((x, cpu())).await.is_err() {
-                        break;
-                    }
-                }
-            });
-            ping_tx.send(u64::MAX).await.unwrap();
-            pong_rx.recv().await.unwrap();
-            let mut v = Vec::with_capacity(rounds as usize);
-            let mut same = 0;
-            let start = Instant::now();
-            for i in 0..rounds {
-                let t = Instant::now();
-                let me = cpu();
-                ping_tx.send(i).await.unwrap();
-                let (back, c) = pong_rx.recv().await.unwrap();
-                assert_eq!(back, i);
-                same += u64::from(c == me);
-                v.push(t.elapsed().as_nanos() as u64);
-            }
-            let total = start.elapsed().as_nanos() as u64;
-            drop(ping_tx);
-            echo.await.unwrap();
-            summarize(v, same, total)
-        })
+        .unwrap()
+        .join()
+        .unwrap()
     }
 
     /// "Nothing in the slot."
@@ -341,12 +329,12 @@ mod linux {
         let reps: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(5);
         let only = &args[args.len().min(2)..];
         let shapes: Vec<Shape> = [
-            ("uc-blk", uc_blk as fn(u64) -> Run),
-            ("tk-blk", tk_blk),
-            ("uc-mix", uc_mix),
-            ("tk-mix", tk_mix),
-            ("uc-task", uc_task),
-            ("tk-task", tk_task),
+            ("uc-blk", blk::<Uc> as fn(u64) -> Run),
+            ("tk-blk", blk::<Tk>),
+            ("uc-mix", mix::<Uc>),
+            ("tk-mix", mix::<Tk>),
+            ("uc-task", task::<Uc>),
+            ("tk-task", task::<Tk>),
             ("park", park),
             ("park-spin", park_spin),
         ]
