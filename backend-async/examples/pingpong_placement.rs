@@ -160,23 +160,30 @@ mod linux {
         }
     }
 
-    /// The driver's side of a thread-driven shape: one blocking round trip.
-    fn blocking_round_trip<A: Api>(
-        ping_tx: &A::Tx<u64>,
-        pong_rx: &mut A::Rx<(u64, i32)>,
-        i: u64,
-    ) -> i32 {
-        assert!(A::send_blocking(ping_tx, i));
-        let (back, c) = A::recv_blocking(pong_rx).unwrap();
-        assert_eq!(back, i);
-        c
+    /// The driver's side of a thread-driven shape: blocking round trips against `echo`, which
+    /// ends once `ping_tx` is dropped.
+    fn drive_blocking<A: Api>(
+        rounds: u64,
+        ping_tx: A::Tx<u64>,
+        mut pong_rx: A::Rx<(u64, i32)>,
+        echo: uniconc_async::JoinHandle<()>,
+    ) -> Run {
+        let r = drive(rounds, |i| {
+            assert!(A::send_blocking(&ping_tx, i));
+            let (back, c) = A::recv_blocking(&mut pong_rx).unwrap();
+            assert_eq!(back, i);
+            c
+        });
+        drop(ping_tx);
+        echo.join().unwrap();
+        r
     }
 
     /// `blk`: a plain thread against the runtime's blocking pool, both blocking (`uc-blk` is
     /// `compare`'s ping-pong on `Tokio`).
     fn blk<A: Api>(rounds: u64) -> Run {
         let (ping_tx, mut ping_rx) = A::pair::<u64>();
-        let (pong_tx, mut pong_rx) = A::pair::<(u64, i32)>();
+        let (pong_tx, pong_rx) = A::pair::<(u64, i32)>();
         let echo = uniconc_async::spawn(move || {
             pin(true);
             while let Some(x) = A::recv_blocking(&mut ping_rx) {
@@ -186,18 +193,13 @@ mod linux {
             }
         })
         .unwrap();
-        let r = drive(rounds, |i| {
-            blocking_round_trip::<A>(&ping_tx, &mut pong_rx, i)
-        });
-        drop(ping_tx);
-        echo.join().unwrap();
-        r
+        drive_blocking::<A>(rounds, ping_tx, pong_rx, echo)
     }
 
     /// `mix`: a plain thread, blocking, against a task, async.
     fn mix<A: Api>(rounds: u64) -> Run {
         let (ping_tx, mut ping_rx) = A::pair::<u64>();
-        let (pong_tx, mut pong_rx) = A::pair::<(u64, i32)>();
+        let (pong_tx, pong_rx) = A::pair::<(u64, i32)>();
         let echo = uniconc_async::spawn_async(async move {
             while let Some(x) = A::recv(&mut ping_rx).await {
                 if !A::send(&pong_tx, (x, cpu())).await {
@@ -206,12 +208,7 @@ mod linux {
             }
         })
         .unwrap();
-        let r = drive(rounds, |i| {
-            blocking_round_trip::<A>(&ping_tx, &mut pong_rx, i)
-        });
-        drop(ping_tx);
-        echo.join().unwrap();
-        r
+        drive_blocking::<A>(rounds, ping_tx, pong_rx, echo)
     }
 
     /// Both sides tasks of the backend's runtime; the driver task times itself.

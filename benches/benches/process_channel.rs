@@ -301,47 +301,23 @@ fn chan_ping_pong(cap: usize, iters: u64) -> Duration {
 }
 
 fn raw_cache_line(iters: u64) -> Duration {
-    let w = &shared_words(1)[0];
-    const STOP: u64 = u64::MAX;
-    let pid = fork_child(|| {
-        let mut next = 1u64;
-        loop {
-            let v = loop {
-                let v = w.load(Ordering::Acquire);
-                if v == next || v == STOP {
-                    break v;
-                }
-                std::hint::spin_loop();
-            };
-            if v == STOP {
-                break;
-            }
-            w.store(next + 1, Ordering::Release);
-            next += 2;
-        }
-    });
-    let mut round = |i: u64| {
-        w.store(2 * i + 1, Ordering::Release);
-        while w.load(Ordering::Acquire) != 2 * i + 2 {
-            std::hint::spin_loop();
-        }
-    };
-    (0..1000).for_each(&mut round);
-    let start = Instant::now();
-    (1000..1000 + iters).for_each(round);
-    let t = start.elapsed();
-    w.store(STOP, Ordering::Release);
-    reap(pid);
-    t
+    raw_ping_pong(iters, false)
 }
 
 /// The floor of any ping-pong over two queues: each direction hands over through its own
 /// cache line (the writer must take the line back from the reader that polled it), with
 /// nothing else: no positions, no counts, no encoding.
 fn raw_two_lines(iters: u64) -> Duration {
-    // Two words 128 bytes apart (not in one adjacent-line pair).
+    raw_ping_pong(iters, true)
+}
+
+/// A ping-pong of bare words between two processes: the parent writes `2i + 1` to `ping`
+/// and waits for `2i + 2` in `pong`, the child answers. One word (one line bounced both
+/// ways), or two words 128 bytes apart (not in one adjacent-line pair): one line per
+/// direction.
+fn raw_ping_pong(iters: u64, two_lines: bool) -> Duration {
     let words = shared_words(4);
-    let (ping, pong) = (&words[0], &words[16]);
+    let (ping, pong) = (&words[0], &words[if two_lines { 16 } else { 0 }]);
     const STOP: u64 = u64::MAX;
     let pid = fork_child(|| {
         let mut next = 1u64;
@@ -356,13 +332,13 @@ fn raw_two_lines(iters: u64) -> Duration {
             if v == STOP {
                 break;
             }
-            pong.store(next, Ordering::Release);
-            next += 1;
+            pong.store(next + 1, Ordering::Release);
+            next += 2;
         }
     });
     let mut round = |i: u64| {
-        ping.store(i + 1, Ordering::Release);
-        while pong.load(Ordering::Acquire) != i + 1 {
+        ping.store(2 * i + 1, Ordering::Release);
+        while pong.load(Ordering::Acquire) != 2 * i + 2 {
             std::hint::spin_loop();
         }
     };
