@@ -1635,10 +1635,14 @@ mod tests {
 
     /// A channel whose `MAX_PROCESSES` slots are all taken (by live processes: here, this
     /// one) makes `spawn` refuse with a clear error instead of forking a child it could not
-    /// count; with a slot free again, `spawn` forks.
+    /// count; with three slots free, eight threads spawning at once get exactly three
+    /// children (the room check and the child's slot are one step: without that, two threads
+    /// could both see the last slot, though this test hits that window only rarely); with
+    /// slots free again, `spawn` forks. (One test: every fork checks every channel of the
+    /// process.)
     #[test]
     fn a_channel_with_every_process_slot_taken_refuses_a_fork() {
-        use uniconc_core::JoinHandle as _;
+        use uniconc_core::{Event as _, JoinHandle as _};
         let (tx, _rx) = channel::<u8>(1).unwrap();
         let hdr = tx.chan.hdr();
         let mut taken = Vec::new();
@@ -1648,10 +1652,31 @@ mod tests {
         assert_eq!(taken.len(), MAX_PROCESSES - 1, "the creator holds one slot");
         let err = crate::spawn(|| 0u8).expect_err("no room for a child");
         assert!(err.to_string().contains("MAX_PROCESSES"), "{err}");
-        for i in taken {
-            // Release: as a reaped slot is freed.
-            hdr.procs[i].pid.store(SLOT_FREE, Ordering::Release);
+        // Release (here and below): as a reaped slot is freed.
+        let free = |i: usize| hdr.procs[i].pid.store(SLOT_FREE, Ordering::Release);
+        taken.drain(..3).for_each(free);
+        let go = crate::event().unwrap();
+        let children: Vec<_> = std::thread::scope(|s| {
+            let spawns: Vec<_> = (0..8)
+                .map(|_| {
+                    let go = go.clone();
+                    s.spawn(move || {
+                        crate::spawn(move || {
+                            go.wait();
+                            7u8
+                        })
+                    })
+                })
+                .collect();
+            spawns.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let forked = children.iter().filter(|c| c.is_ok()).count();
+        go.set();
+        for c in children.into_iter().flatten() {
+            assert_eq!(c.join(), Ok(7));
         }
+        assert_eq!(forked, 3, "one child per free slot, none uncounted");
+        taken.into_iter().for_each(free);
         assert_eq!(crate::spawn(|| 7u8).unwrap().join(), Ok(7));
     }
 

@@ -189,6 +189,12 @@ pub(crate) fn kill9(pid: Pid) -> io::Result<()> {
 /// library's own code in the child (the worker loop, the result report) takes no lock but
 /// stdio's.
 pub(crate) fn fork_with(child: impl FnOnce() -> std::convert::Infallible) -> io::Result<Pid> {
+    // This crate's forks in this process go one at a time, so the room check below and the
+    // slot the atfork handler then claims for the child are one step: two threads could
+    // otherwise both see a channel's last free slot, and one child would go uncounted. Held
+    // across the fork and released in both processes (the child's copy is its own).
+    static FORKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let forking = FORKING.lock().unwrap_or_else(|e| e.into_inner());
     if !crate::channel::registry::room_for_child() {
         return Err(io::Error::other(format!(
             "a channel held by this process already counts {} processes \
@@ -211,6 +217,7 @@ pub(crate) fn fork_with(child: impl FnOnce() -> std::convert::Infallible) -> io:
     }
     drop(err);
     drop(out);
+    drop(forking);
     if pid == 0 {
         // A panic must never unwind out of the child into copies of the parent's frames
         // (their destructors would run here): catch it and leave.
