@@ -187,7 +187,8 @@ pub(crate) fn kill9(pid: Pid) -> io::Result<()> {
 /// deadlocks. glibc's malloc and std's stdio are made consistent (by glibc's own atfork
 /// handlers and by the locks above); other locks (a user's `Mutex`, a logger) are not. The
 /// library's own code in the child (the worker loop, the result report) takes no lock but
-/// stdio's.
+/// stdio's. The locks held across the fork (stdio's and the crate's own fork lock) are the
+/// forking thread's own, released in both processes.
 pub(crate) fn fork_with(child: impl FnOnce() -> std::convert::Infallible) -> io::Result<Pid> {
     // This crate's forks in this process go one at a time, so the room check below and the
     // slot the atfork handler then claims for the child are one step: two threads could
