@@ -225,19 +225,7 @@ criterion_group! { name = benches; config = quick(); targets = throughput, ping_
 
 /// Python's figures: `(queue 1→1 msgs/s, queue ping-pong µs, Value increment µs)`.
 fn python_figures() -> Option<(f64, f64, f64)> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/mp_bench.py");
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!(
-            "python peer failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return None;
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = uniconc_benches::run_python("mp_bench.py")?;
     let get = |key: &str| -> Option<f64> {
         text.lines()
             .find_map(|l| l.strip_prefix(key))

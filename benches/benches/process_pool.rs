@@ -53,19 +53,7 @@ fn raw_fork_waitpid() {
 }
 
 fn python_figures() -> Option<serde_json_lite::Figures> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/pool_bench.py");
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!(
-            "python peer failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return None;
-    }
-    serde_json_lite::parse(&String::from_utf8_lossy(&out.stdout))
+    serde_json_lite::parse(&uniconc_benches::run_python("pool_bench.py")?)
 }
 
 /// Just enough JSON reading for the peer's one flat object of numbers.
