@@ -6,6 +6,18 @@
 //! - Other Unixes: a portable waiter that re-checks the word with short sleeps; `wake` is a
 //!   no-op there. Correct, but slower to react (a 200 µs poll).
 //!
+//! The fallback polls rather than sleeping on process-shared pthread condition variables on
+//! purpose: this backend's promise is that a process killed at any moment leaves nothing
+//! stuck, and a process-shared condvar does not keep it. With glibc 2.25+ a waiter killed
+//! inside `pthread_cond_wait` leaves the condvar broken: we checked with glibc 2.36 that,
+//! after one waiter was SIGKILLed there, the next `pthread_cond_broadcast` with a live waiter
+//! to wake never returned (sourceware bug 21422; OSRM and kogmo-rtdb hit it). The mutex
+//! guarding it would also need `PTHREAD_MUTEX_ROBUST`, which macOS lacks. Polling has no
+//! shared state for a dead process to corrupt.
+//!
+//! `--cfg uniconc_fallback` selects the fallback on Linux too (with the other portable paths:
+//! liveness without `/proc`, no pidfd), so CI runs the process tests through it.
+//!
 //! Both expose the same two functions: [`wait`] (one bounded sleep; callers loop on their own
 //! condition) and [`wake`].
 
@@ -13,7 +25,7 @@ use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
 cfg_if::cfg_if! {
-    if #[cfg(target_os = "linux")] {
+    if #[cfg(all(target_os = "linux", not(uniconc_fallback)))] {
         mod linux;
         use linux as imp;
     } else {

@@ -4,6 +4,8 @@
 //!   refreshed in the child by a `pthread_atfork` child handler.
 //! - [`Identity`] / [`is_alive`]: a pid plus its start time (field 22 of `/proc/<pid>/stat`,
 //!   Linux), so a reused pid is not mistaken for the original process; a zombie counts as dead.
+//!   Without `/proc` (other Unixes, or `--cfg uniconc_fallback`): existence (`kill(pid, 0)`),
+//!   and `waitid(WNOWAIT)` for our own children, so a child's zombie counts as dead too.
 //! - The fork handlers, installed once: they keep channel end counts right across `fork`
 //!   (see `channel::registry`) and reset the async waiter pool in the child.
 //!
@@ -166,7 +168,7 @@ struct Stat {
 }
 
 /// Reads `/proc/<pid>/stat` with raw syscalls into a stack buffer (async-signal-safe).
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", not(uniconc_fallback)))]
 fn stat(pid: u32) -> Option<Stat> {
     let mut path = [0u8; 32];
     let prefix = b"/proc/";
@@ -219,6 +221,7 @@ fn stat(pid: u32) -> Option<Stat> {
 /// Parses the state (field 3) and start time (field 22) of a `/proc/<pid>/stat` line. The
 /// command name (field 2) may contain spaces and parentheses, so fields are counted after the
 /// last `)`.
+#[cfg(all(target_os = "linux", not(uniconc_fallback)))]
 fn parse_stat(line: &[u8]) -> Option<Stat> {
     let close = line.iter().rposition(|&b| b == b')')?;
     let rest = &line[close + 1..];
@@ -236,10 +239,18 @@ fn parse_stat(line: &[u8]) -> Option<Stat> {
     Some(Stat { state, start })
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(any(not(target_os = "linux"), uniconc_fallback))]
 fn stat(pid: u32) -> Option<Stat> {
-    // No /proc: existence only (a zombie counts as alive here, until reaped).
+    // No /proc: an exited child of ours (a zombie until it is reaped) is told apart with
+    // `waitid(WNOWAIT)`, which leaves it waitable; any other process by existence only (its
+    // zombie counts as alive until its own parent reaps it).
     let pid = libc::pid_t::try_from(pid).ok()?;
+    if crate::pool::sys::has_exited(pid) {
+        return Some(Stat {
+            state: b'Z',
+            start: 0,
+        });
+    }
     // SAFETY: signal 0 only checks for existence and permission.
     let r = unsafe { libc::kill(pid, 0) };
     let exists = r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
@@ -270,6 +281,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(all(target_os = "linux", not(uniconc_fallback)))]
     fn parses_names_with_parens_and_spaces() {
         let line = b"123 (a) b (c)) R 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 987654 20 21\n";
         let s = parse_stat(line).unwrap();

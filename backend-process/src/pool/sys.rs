@@ -63,7 +63,7 @@ pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
 /// child's death even when a grandchild still holds the child's end of a socket. `None` where
 /// the kernel has none; callers then also check `waitpid(WNOHANG)` periodically.
 pub(crate) fn pidfd_open(pid: Pid) -> Option<OwnedFd> {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(all(any(target_os = "linux", target_os = "android"), not(uniconc_fallback)))]
     {
         // SAFETY: pidfd_open takes a pid and a flags word and returns a new descriptor or -1;
         // it touches no memory of ours.
