@@ -385,7 +385,8 @@ impl<'a> Ring<'a> {
     /// Writes a message of `len` bytes (`len <= max_record()`), filled by `write`, if one of
     /// `cap` message slots (`None`: unbounded) and the cells are free. Returns `Ok(true)` once
     /// published, `Ok(false)` if `write` failed (the claimed cells are published as a skip
-    /// record, so the ring stays consistent, and the message slot is given back).
+    /// record, so the ring stays consistent, and the message slot is given back; the same
+    /// happens if `write` panics, before the panic goes on).
     ///
     /// # Errors
     /// [`Full`] if no message slot or not enough cells are free right now.
@@ -432,6 +433,14 @@ impl<'a> Ring<'a> {
                 self.publish(t, SKIP | kk as u32);
                 continue;
             }
+            // Publishes padding in the cells' place (and gives the message slot back) unless
+            // the write succeeds, so a `Serialize` impl that fails or panics leaves no hole
+            // for the consumers to wait at.
+            let mut padding = Padding {
+                ring: self,
+                t,
+                cells: kk,
+            };
             // SAFETY: cells i..i+kk (kk = cells_for(len)) are in bounds (i + kk <= n) and
             // exclusively ours: we won the CAS for their positions, and every record that held
             // them in the previous lap is read (`t + kk <= done + n`, SYNC POINT B), so no
@@ -442,14 +451,12 @@ impl<'a> Ring<'a> {
             for c in &self.ctl[i as usize..(i + kk) as usize] {
                 c.bytes_model.0.with_mut(|_| ());
             }
-            let ok = write(buf);
-            if ok {
-                self.publish(t, len as u32);
-            } else {
-                self.publish(t, SKIP | kk as u32);
-                self.unreserve();
+            if !write(buf) {
+                return Ok(false); // `padding` publishes
             }
-            return Ok(ok);
+            padding.cells = 0;
+            self.publish(t, len as u32);
+            return Ok(true);
         }
     }
 
@@ -575,6 +582,23 @@ impl<'a> Ring<'a> {
     pub(crate) fn is_idle(&self) -> bool {
         let h = self.hdr.head.load(Ordering::SeqCst);
         self.hdr.prod.tail.load(Ordering::SeqCst) <= h
+    }
+}
+
+/// Publishes claimed cells as padding when dropped with `cells > 0`, and gives their message
+/// slot back: a producer whose write failed or panicked.
+struct Padding<'r, 'a> {
+    ring: &'r Ring<'a>,
+    t: u64,
+    cells: u64,
+}
+
+impl Drop for Padding<'_, '_> {
+    fn drop(&mut self) {
+        if self.cells > 0 {
+            self.ring.publish(self.t, SKIP | self.cells as u32);
+            self.ring.unreserve();
+        }
     }
 }
 
@@ -772,6 +796,24 @@ mod tests {
             assert!(res.is_err());
         }
         assert_eq!(r.queued(), 0);
+        assert!(r.is_empty());
+    }
+
+    /// A write that panics (a `Serialize` impl) publishes padding and gives its message slot
+    /// back, so the consumers are not left waiting at its cells.
+    #[test]
+    fn a_panicking_write_leaves_no_hole() {
+        let mut o = Owned::new(4);
+        let r = o.ring();
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            r.try_push(1, Some(1), |_| -> bool {
+                panic!("a Serialize impl panics")
+            })
+        }));
+        assert!(res.is_err());
+        assert_eq!(r.queued(), 0);
+        assert_eq!(push_bytes(&r, &[1]), Ok(true));
+        assert_eq!(pop_bytes(&r).unwrap(), [1]);
         assert!(r.is_empty());
     }
 

@@ -92,6 +92,39 @@ fn sigkilled_consumer_is_seen_by_a_blocked_sender() {
     }
 }
 
+/// Encodes like a `u32`, except that its second encoding in a process (into the ring's
+/// cells, after the size pass) panics.
+#[derive(Debug, Deserialize, PartialEq)]
+struct PanicsInSend(u32);
+
+static PANICS_IN_SEND: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+impl Serialize for PanicsInSend {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if PANICS_IN_SEND.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 1 {
+            panic!("a Serialize impl panics");
+        }
+        s.serialize_u32(self.0)
+    }
+}
+
+/// A `Serialize` impl that panics while `send` writes it into the ring (cells claimed)
+/// unwinds out of `send` and leaves no hole: the next message is received, from another
+/// process too.
+#[test]
+fn a_send_whose_serialize_panics_leaves_the_channel_working() {
+    let _f = fork_lock();
+    let (tx, rx) = channel::<PanicsInSend>(1).unwrap();
+    let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tx.send(PanicsInSend(1))));
+    assert!(sent.is_err(), "the panic reaches the caller");
+    let child = spawn(move || match tx.send(PanicsInSend(2)) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    });
+    assert_eq!(child.join(LIMIT), 0);
+    assert_eq!(rx.recv_timeout(LIMIT), Ok(PanicsInSend(2)));
+}
+
 #[test]
 fn oversized_message_is_refused_in_a_child_too() {
     let _f = fork_lock();
