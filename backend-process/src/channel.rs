@@ -29,10 +29,10 @@
 //!   then its SeqCst load of the flag, against the waiter's SeqCst flag store then its SeqCst
 //!   load of `tail`. A waiter that sees `tail` past `head` knows a message is coming but that
 //!   its producer may have read the flag too early: it naps briefly ([`claimed_nap`]).
-//! - senders waiting for room: the consumer's SeqCst `recvd` increment (after giving the
-//!   cells back) then its SeqCst load of the flag, against the waiter's SeqCst flag store then
-//!   its SeqCst load of `recvd` (which, when it sees the increment, also sees the cells given
-//!   back).
+//! - senders waiting for room: the consumer's SeqCst `recvd` increment and SeqCst completion
+//!   (the `done` CAS or the `READ` stamp) then its SeqCst load of the flag, against the
+//!   waiter's SeqCst flag store then its SeqCst loads of `recvd`, `done` and the stamps it
+//!   sweeps ([`Ring::recheck_room`]).
 //! - disconnection and `close`: the SeqCst count decrement or `closed` store, then a bump of
 //!   `seq` (no flag involved) or a SeqCst load of the flag, against SeqCst loads of the
 //!   counts in every re-check.
@@ -60,13 +60,21 @@
 //!   never uses the channel keeps its inherited handles counted until it exits, or until it
 //!   calls [`forget_inherited_handles`] (long-lived workers should).
 //!
+//! # A process killed inside `recv`
+//!
+//! A process killed while it holds a message (claimed in the ring, not yet given back:
+//! SIGKILL while decoding) loses that message and nothing else. Each receiving thread has a
+//! claim word in its process's slot ([`claims`] gives out the indices); the reaper that finds
+//! the process dead finishes the records its words name, unless a live thread's word names
+//! the same record (`Chan::recover_claims`, `Ring::recover`). Blocked senders look for dead
+//! peers every [`SLICE`], so the cells come back within about that.
+//!
 //! Known limits: a process killed between claiming ring cells and publishing them (inside
-//! `send`) leaves the ring stuck at that position for the other senders' messages behind it;
-//! receivers then see `Disconnected` once every sender is gone, but not before. A process
-//! killed between claiming a message and giving its cells back (inside `recv`, while it
-//! decodes) leaves those cells taken for good: the other receivers go on, and senders find the
-//! channel full once they have gone round the ring to them. A failed `fork` leaves its
-//! reserved slot counted until the parent exits.
+//! `send`, while it encodes) leaves the ring stuck at that position for the other senders'
+//! messages behind it; receivers then see `Disconnected` once every sender is gone, but not
+//! before. A receiving thread without a claim word (the ninth of one process) holds back
+//! every recovery while it is inside a receive, and what it held is not recovered if its
+//! process dies. A failed `fork` leaves its reserved slot counted until the parent exits.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -80,6 +88,7 @@ use uniconc_core::{
     TryRecvError, TrySendError,
 };
 
+use crate::claims;
 use crate::codec;
 use crate::platform;
 use crate::procs::{self, Identity};
@@ -200,9 +209,10 @@ const SLOT_BUSY: u32 = u32::MAX;
 /// dies before the child takes it over).
 ///
 /// Invariant: the slot contributes `senders + (engaged ? 0 : inh_senders)` to
-/// `conn.senders` (same for receivers).
+/// `conn.senders` (same for receivers). Aligned to a cache line, so no two processes write
+/// one line.
 #[derive(Debug, Default)]
-#[repr(C)]
+#[repr(C, align(64))]
 struct ProcSlot {
     pid: AtomicU32,
     pending: AtomicU32,
@@ -218,6 +228,12 @@ struct ProcSlot {
     start: AtomicU64,
     /// When a pending slot was reserved (`CLOCK_MONOTONIC` ns, system-wide).
     pending_since: AtomicU64,
+    /// The claim words of this process's receiving threads, one per [`claims`] index:
+    /// `h + 1` from before the thread claims the ring record at `h` until it claims another
+    /// (zero: none yet).
+    claims: [AtomicU64; claims::WORDS],
+    /// Receives under way in threads of this process that have no claim word.
+    unclaimed: AtomicU32,
 }
 
 impl ProcSlot {
@@ -248,7 +264,20 @@ struct ChanHeader {
     recv_wait: CachePadded<WaitWords>,
     send_wait: CachePadded<WaitWords>,
     conn: CachePadded<Conn>,
+    /// One more than the highest slot index ever claimed (slots are claimed lowest first), so
+    /// scans read only the slots in use and never commit the pages of the others.
+    used: AtomicU32,
     procs: [ProcSlot; MAX_PROCESSES],
+}
+
+impl ChanHeader {
+    /// The slots that were ever claimed. Relaxed: a slot claimed after the load is a live
+    /// process a reaper has nothing to do for; `recover_claims` loads it after an Acquire of
+    /// `head`, so it sees every slot whose claims that shows.
+    fn used_slots(&self) -> &[ProcSlot] {
+        let n = self.used.load(Ordering::Relaxed) as usize;
+        &self.procs[..n.min(MAX_PROCESSES)]
+    }
 }
 
 // SAFETY: repr(C); only atomics (ring header, padded atomics, slots); all-zero is valid.
@@ -337,8 +366,8 @@ impl Chan {
     /// would stay non-zero until then, costing a futex wake per message).
     ///
     /// The caller's condition change included a SeqCst read-modify-write (the `tail` CAS, the
-    /// `recvd` increment): with this SeqCst load it is the notifier half of the handshake in
-    /// the module docs ("Waking").
+    /// `recvd` increment and `done` CAS): with this SeqCst load it is the notifier half of the
+    /// handshake in the module docs ("Waking").
     #[inline]
     fn notify(&self, w: &WaitWords) {
         let v = w.word.load(Ordering::SeqCst);
@@ -531,7 +560,7 @@ impl Chan {
     fn reap(&self) {
         let me = procs::my_pid();
         let hdr = self.hdr();
-        for slot in &hdr.procs {
+        for slot in hdr.used_slots() {
             // Acquire: pairs with the Release store of a new owner's pid.
             let pid = slot.pid.load(Ordering::Acquire);
             if pid == SLOT_FREE || pid == SLOT_BUSY {
@@ -564,6 +593,7 @@ impl Chan {
             {
                 continue;
             }
+            let mut wake = self.recover_claims(slot);
             let (s, r) = slot.counted();
             for c in [
                 &slot.senders,
@@ -576,7 +606,12 @@ impl Chan {
             slot.engaged.store(0, Ordering::Relaxed);
             slot.pending.store(0, Ordering::Relaxed);
             slot.start.store(0, Ordering::Relaxed);
-            let mut wake = false;
+            for w in &slot.claims {
+                // Release: another reaper that finds the word cleared sees what this one
+                // did for it.
+                w.store(0, Ordering::Release);
+            }
+            slot.unclaimed.store(0, Ordering::Relaxed);
             if s > 0 && hdr.conn.senders.fetch_sub(s, Ordering::AcqRel) == s {
                 wake = true;
             }
@@ -589,6 +624,64 @@ impl Chan {
                 self.wake_everyone();
             }
         }
+    }
+}
+
+impl Chan {
+    /// Finishes the ring records that the dead process of `dead` (a slot this reaper holds)
+    /// had claimed and not completed (killed while it decoded them), unless a live process's
+    /// thread may hold them. Returns `true` if it finished any (senders may have room).
+    ///
+    /// A live consumer's claim word names a record from before its claiming CAS (Release)
+    /// until it claims another, which it does only after completing the first; each new
+    /// value is stored with Release. Loading `head` (Acquire) first, then every live
+    /// process's words (Acquire), the reaper sees the word of any live claimer of a record
+    /// below that `head`, or a later value (and then the completion, which `Ring::recover`
+    /// checks last). A word may also be a claim that lost its CAS; if every word naming an
+    /// unfinished record is a dead process's, one of them did claim it.
+    fn recover_claims(&self, dead: &ProcSlot) -> bool {
+        // Relaxed: the process is dead; the stores it made before it died are visible.
+        let mut held: Vec<u64> = dead
+            .claims
+            .iter()
+            .filter_map(|w| w.load(Ordering::Relaxed).checked_sub(1))
+            .collect();
+        let ring = self.ring();
+        let head = ring.head_acquire();
+        held.retain(|&h| h < head);
+        if held.is_empty() {
+            return false;
+        }
+        let me = procs::my_pid();
+        for slot in self.hdr().used_slots() {
+            // Acquire: pairs with the Release store of a new owner's pid.
+            let pid = slot.pid.load(Ordering::Acquire);
+            // Busy: being reaped (dead) or being claimed (no claims yet).
+            if pid == SLOT_FREE || pid == SLOT_BUSY || std::ptr::eq(slot, dead) {
+                continue;
+            }
+            let id = Identity {
+                pid,
+                start: slot.start.load(Ordering::Relaxed),
+            };
+            if pid != me && !procs::is_alive(id) {
+                continue;
+            }
+            // Acquire: pairs with the Release decrement after an unclaimed receive.
+            if slot.unclaimed.load(Ordering::Acquire) != 0 {
+                return false;
+            }
+            for w in &slot.claims {
+                // Acquire: pairs with the Release store of a later claim.
+                if let Some(h) = w.load(Ordering::Acquire).checked_sub(1) {
+                    held.retain(|&x| x != h);
+                }
+            }
+        }
+        for &h in &held {
+            ring.recover(h);
+        }
+        !held.is_empty()
     }
 }
 
@@ -616,6 +709,8 @@ fn claim_slot(hdr: &ChanHeader, id: Identity, pending: bool) -> Option<usize> {
                     .store(procs::monotonic_nanos(), Ordering::Relaxed);
             }
             slot.engaged.store(0, Ordering::Relaxed);
+            // Relaxed: see `ChanHeader::used_slots`.
+            hdr.used.fetch_max(i as u32 + 1, Ordering::Relaxed);
             // Release: the fields above are visible to whoever reads this pid.
             slot.pid.store(id.pid, Ordering::Release);
             return Some(i);
@@ -1168,7 +1263,7 @@ impl<T> Sender<T> {
         // SeqCst inside: the load half of the senders' wake handshake (module docs): either
         // we see the receivers' latest increment (and the cells they gave back before it), or
         // they see our flag.
-        self.chan.ring().recvd_seqcst();
+        self.chan.ring().recheck_room();
         seq
     }
 }
@@ -1189,9 +1284,10 @@ impl<T: DeserializeOwned> Receiver<T> {
     fn try_recv_inner(&self) -> Result<T, TryRecvError> {
         let chan = &*self.chan;
         chan.touch(&self.gen_stamp, false);
+        let claim = Claim::new(chan.my_slot());
         let mut second_look = false;
         loop {
-            let popped = chan.ring().try_pop(|rec| match rec {
+            let popped = chan.ring().try_pop(claim.word(), |rec| match rec {
                 Record::Bytes(b) => codec::decode::<T>(b),
                 Record::Corrupt => Err(MessageError::Decode(
                     "corrupt record in shared memory".into(),
@@ -1260,6 +1356,45 @@ async fn sleep_async(chan: &Arc<Chan>, w: &WaitWords, seq: u32) {
     // SAFETY: `w.word` lives in the mapping `keep` keeps alive.
     unsafe { WaitWord::new(&w.word, seq, None, keep) }.await;
     chan.maybe_reap();
+}
+
+/// The claim word a receive hands the ring: this thread's word in its process's slot, or,
+/// for a thread without a [`claims`] index, a private word while the slot counts the receive
+/// as unclaimed (which holds back every recovery until it returns).
+enum Claim<'a> {
+    Word(&'a AtomicU64),
+    Unclaimed(&'a AtomicU32, AtomicU64),
+}
+
+impl<'a> Claim<'a> {
+    #[inline]
+    fn new(slot: &'a ProcSlot) -> Self {
+        match claims::mine() {
+            Some(i) => Self::Word(&slot.claims[i]),
+            None => {
+                // Relaxed: published to reapers by the ring's Release `head` CAS, like a word.
+                slot.unclaimed.fetch_add(1, Ordering::Relaxed);
+                Self::Unclaimed(&slot.unclaimed, AtomicU64::new(0))
+            }
+        }
+    }
+
+    #[inline]
+    fn word(&self) -> &AtomicU64 {
+        match self {
+            Self::Word(w) => w,
+            Self::Unclaimed(_, w) => w,
+        }
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if let Self::Unclaimed(count, _) = self {
+            // Release: as a claim word's next value (the completion first).
+            count.fetch_sub(1, Ordering::Release);
+        }
+    }
 }
 
 fn to_timeout_err(e: TryRecvError) -> RecvTimeoutError {

@@ -55,6 +55,7 @@ cfg_if::cfg_if! {
     } else {
         mod barrier;
         mod channel;
+        mod claims;
         mod codec;
         mod event;
         mod lock;

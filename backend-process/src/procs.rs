@@ -142,6 +142,7 @@ extern "C" fn child() {
     PID.store(raw_getpid(), Ordering::Relaxed);
     FORK_GEN.fetch_add(1, Ordering::Relaxed);
     crate::waiter::fork_child();
+    crate::claims::fork_child();
     crate::channel::registry::fork_child();
 }
 

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{fork_lock, scale, spawn};
@@ -123,6 +124,174 @@ fn a_send_whose_serialize_panics_leaves_the_channel_working() {
     });
     assert_eq!(child.join(LIMIT), 0);
     assert_eq!(rx.recv_timeout(LIMIT), Ok(PanicsInSend(2)));
+}
+
+/// Decodes like a `u32`, except [`Stall::FOREVER`], whose decoding never returns (after
+/// setting [`STALLED`]): a receiver that gets it is stuck inside `recv`, holding the message.
+#[derive(Debug, Serialize, PartialEq)]
+struct Stall(u32);
+
+impl Stall {
+    const FOREVER: u32 = u32::MAX;
+}
+
+static STALLED: std::sync::OnceLock<uniconc_process::Event> = std::sync::OnceLock::new();
+
+impl<'de> Deserialize<'de> for Stall {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = u32::deserialize(d)?;
+        if v == Stall::FOREVER {
+            uniconc_core::Event::set(STALLED.get().expect("set before the fork"));
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        Ok(Stall(v))
+    }
+}
+
+/// A receiver SIGKILLed while it decodes a message (claimed, not given back) loses only that
+/// message: the ring's cells it held come back once a blocked sender finds it dead, so the
+/// other receivers and the senders go round the ring many times after it.
+#[test]
+fn a_receiver_killed_while_decoding_loses_only_its_message() {
+    use uniconc_core::{Event as _, Sender as _};
+    let _f = fork_lock();
+    // 64 cells: the sends below go round the ring about five times.
+    let (tx, rx) = ChannelBuilder::new(Some(4))
+        .byte_budget(4096)
+        .build::<Stall>()
+        .unwrap();
+    let stalled = STALLED.get_or_init(|| uniconc_process::event().unwrap());
+    let child = spawn({
+        let rx = rx.clone();
+        move || match rx.recv() {
+            Ok(_) => 1,
+            Err(_) => 2,
+        }
+    });
+    tx.send(Stall(Stall::FOREVER)).unwrap();
+    stalled
+        .wait_timeout(LIMIT)
+        .expect("the child took the message");
+    child.kill();
+    // Without the dead receiver's cells given back, the send after one lap blocks for good.
+    let watchdog = Duration::from_secs(30);
+    for i in 0..300 {
+        tx.send_timeout(Stall(i), watchdog)
+            .unwrap_or_else(|e| panic!("send {i}: {e:?}"));
+        assert_eq!(rx.recv_timeout(watchdog), Ok(Stall(i)));
+    }
+    assert_eq!(tx.len(), 0, "the lost message is counted as received");
+}
+
+/// `n` counters in memory shared with the children forked after this (leaked: the test's).
+fn shared_counters(n: usize) -> &'static [AtomicU32] {
+    use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous};
+    let len = std::num::NonZeroUsize::new(n * 4).expect("n > 0");
+    // SAFETY: a fresh anonymous mapping of `len` bytes, never unmapped; zeroed memory is valid
+    // `AtomicU32`s, and MAP_SHARED makes the children's increments visible here.
+    let p = unsafe {
+        mmap_anonymous(
+            None,
+            len,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_SHARED,
+        )
+    }
+    .expect("mmap");
+    // SAFETY: `len` bytes, suitably aligned (page), alive for the rest of the process.
+    unsafe { std::slice::from_raw_parts(p.as_ptr().cast::<AtomicU32>(), n) }
+}
+
+/// Receivers SIGKILLed (and replaced) ten times at moments picked by progress while ~1 KB
+/// messages stream through a ring that holds a few dozen (the receivers spend much of their
+/// time inside `recv`, decoding): nothing hangs, every message that arrives is whole, none
+/// arrives twice, and at most one message per killed receiver is missing (the one it held or
+/// had just taken).
+#[test]
+fn random_sigkills_lose_only_what_the_killed_held() {
+    let _f = fork_lock();
+    let (producers, consumers) = (4usize, 3usize);
+    let consumer_kills = 10usize;
+    let per = 5_000 * scale() as usize;
+    let (tx, rx) = ChannelBuilder::new(Some(64))
+        .byte_budget(64 << 10)
+        .build::<(u32, u32, Vec<u8>)>()
+        .unwrap();
+    let seen = shared_counters(producers * per);
+    let sent = shared_counters(producers);
+    let payload = |i: usize| vec![i as u8; 1000 + i % 64];
+    let prods: Vec<_> = (0..producers)
+        .map(|p| {
+            let tx = tx.clone();
+            spawn(move || {
+                for i in 0..per {
+                    tx.send((p as u32, i as u32, payload(i))).unwrap();
+                    sent[p].store(i as u32 + 1, Ordering::Relaxed);
+                }
+                0
+            })
+        })
+        .collect();
+    drop(tx);
+    let consumer = || {
+        let rx = rx.clone();
+        spawn(move || {
+            for (p, i, v) in rx.iter() {
+                if v != payload(i as usize) {
+                    return 3;
+                }
+                seen[p as usize * per + i as usize].fetch_add(1, Ordering::Relaxed);
+            }
+            0
+        })
+    };
+    let mut cons: Vec<_> = (0..consumers).map(|_| consumer()).collect();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(7, |d| d.subsec_nanos() as usize);
+    eprintln!("kill schedule seed {seed}");
+    let total = || {
+        sent.iter()
+            .map(|s| s.load(Ordering::Relaxed) as usize)
+            .sum::<usize>()
+    };
+    for round in 0..consumer_kills {
+        let goal = (round + 1) * producers * per / (consumer_kills + 2);
+        let start = Instant::now();
+        while total() < goal {
+            assert!(start.elapsed() < LIMIT, "stalled at {} of {goal}", total());
+            std::thread::sleep(Duration::from_micros(50 + (seed >> round) as u64 % 200));
+        }
+        let c = cons.remove((seed >> round) % cons.len());
+        c.kill();
+        // Reaped at once (dropping a `Child` waits for it): without /proc (the portable
+        // fallback) a zombie of another process's child counts as alive.
+        drop(c);
+        cons.push(consumer());
+    }
+    drop(rx);
+    for c in prods.into_iter().chain(cons) {
+        assert_eq!(c.join(LIMIT), 0, "a survivor failed (3: a torn message)");
+    }
+    let mut missing = 0;
+    for p in 0..producers {
+        let upto = sent[p].load(Ordering::Relaxed) as usize;
+        for i in 0..per {
+            let n = seen[p * per + i].load(Ordering::Relaxed);
+            assert!(n <= 1, "message {p}/{i} arrived {n} times");
+            assert!(
+                n == 0 || i <= upto,
+                "message {p}/{i} arrived but was never sent"
+            );
+            missing += usize::from(n == 0 && i < upto);
+        }
+    }
+    assert!(
+        missing <= consumer_kills,
+        "{missing} sent messages missing, {consumer_kills} receivers killed"
+    );
 }
 
 #[test]
