@@ -739,6 +739,14 @@ mod tests {
         })
     }
 
+    /// Pushes the one-byte record `[v]` into a ring bounded to `cap` messages.
+    fn push_one_of(r: &Ring<'_>, cap: u64, v: u8) -> Result<bool, Full> {
+        r.try_push(1, Some(cap), |b| {
+            b[0] = v;
+            true
+        })
+    }
+
     fn pop_bytes(r: &Ring<'_>) -> Option<Vec<u8>> {
         match r.try_pop(&AtomicU64::new(0), |rec| match rec {
             Record::Bytes(b) => b.to_vec(),
@@ -913,12 +921,7 @@ mod tests {
     fn a_dead_consumers_record_is_recovered_once() {
         let mut o = Owned::new(2);
         let r = o.ring();
-        let push = |v: u8| {
-            r.try_push(1, Some(2), |b| {
-                b[0] = v;
-                true
-            })
-        };
+        let push = |v: u8| push_one_of(&r, 2, v);
         assert_eq!(push(1), Ok(true));
         assert_eq!(push(2), Ok(true));
         r.recover(0); // not claimed yet: left alone
@@ -955,12 +958,7 @@ mod tests {
     fn the_message_cap_bounds_apart_from_the_cells() {
         let mut o = Owned::new(8);
         let r = o.ring();
-        let push = |v: u8| {
-            r.try_push(1, Some(2), |b| {
-                b[0] = v;
-                true
-            })
-        };
+        let push = |v: u8| push_one_of(&r, 2, v);
         assert_eq!(push(1), Ok(true));
         assert_eq!(push(2), Ok(true));
         assert_eq!(push(3), Err(Full));
