@@ -593,7 +593,7 @@ impl Chan {
             {
                 continue;
             }
-            let mut wake = self.recover_claims(slot);
+            let (mut wake, deferred) = self.recover_claims(slot);
             let (s, r) = slot.counted();
             for c in [
                 &slot.senders,
@@ -605,21 +605,24 @@ impl Chan {
             }
             slot.engaged.store(0, Ordering::Relaxed);
             slot.pending.store(0, Ordering::Relaxed);
-            slot.start.store(0, Ordering::Relaxed);
-            for w in &slot.claims {
-                // Release: another reaper that finds the word cleared sees what this one
-                // did for it.
-                w.store(0, Ordering::Release);
+            if !deferred {
+                slot.start.store(0, Ordering::Relaxed);
+                for w in &slot.claims {
+                    w.store(0, Ordering::Relaxed);
+                }
+                slot.unclaimed.store(0, Ordering::Relaxed);
             }
-            slot.unclaimed.store(0, Ordering::Relaxed);
             if s > 0 && hdr.conn.senders.fetch_sub(s, Ordering::AcqRel) == s {
                 wake = true;
             }
             if r > 0 && hdr.conn.receivers.fetch_sub(r, Ordering::AcqRel) == r {
                 wake = true;
             }
-            // Release: the cleared fields are visible to the next claimer.
-            slot.pid.store(SLOT_FREE, Ordering::Release);
+            // Release: the cleared fields are visible to the next claimer. A slot whose claims
+            // wait on a live thread's word keeps the dead identity (its counts now zero), so a
+            // later reap tries again.
+            let next = if deferred { pid } else { SLOT_FREE };
+            slot.pid.store(next, Ordering::Release);
             if wake {
                 self.wake_everyone();
             }
@@ -630,7 +633,9 @@ impl Chan {
 impl Chan {
     /// Finishes the ring records that the dead process of `dead` (a slot this reaper holds)
     /// had claimed and not completed (killed while it decoded them), unless a live process's
-    /// thread may hold them. Returns `true` if it finished any (senders may have room).
+    /// thread may hold them. Returns whether it finished any (senders may have room) and
+    /// whether it left any for a later reap (a live thread's word named the same record: a
+    /// claim that lost its CAS, until that thread claims again).
     ///
     /// A live consumer's claim word names a record from before its claiming CAS (Release)
     /// until it claims another, which it does only after completing the first; each new
@@ -639,7 +644,7 @@ impl Chan {
     /// below that `head`, or a later value (and then the completion, which `Ring::recover`
     /// checks last). A word may also be a claim that lost its CAS; if every word naming an
     /// unfinished record is a dead process's, one of them did claim it.
-    fn recover_claims(&self, dead: &ProcSlot) -> bool {
+    fn recover_claims(&self, dead: &ProcSlot) -> (bool, bool) {
         // Relaxed: the process is dead; the stores it made before it died are visible.
         let mut held: Vec<u64> = dead
             .claims
@@ -650,8 +655,9 @@ impl Chan {
         let head = ring.head_acquire();
         held.retain(|&h| h < head);
         if held.is_empty() {
-            return false;
+            return (false, false);
         }
+        let before = held.len();
         let me = procs::my_pid();
         for slot in self.hdr().used_slots() {
             // Acquire: pairs with the Release store of a new owner's pid.
@@ -669,7 +675,7 @@ impl Chan {
             }
             // Acquire: pairs with the Release decrement after an unclaimed receive.
             if slot.unclaimed.load(Ordering::Acquire) != 0 {
-                return false;
+                return (false, true);
             }
             for w in &slot.claims {
                 // Acquire: pairs with the Release store of a later claim.
@@ -678,10 +684,12 @@ impl Chan {
                 }
             }
         }
+        let deferred = held.len() < before;
+        let mut finished = false;
         for &h in &held {
-            ring.recover(h);
+            finished |= ring.recover(h);
         }
-        !held.is_empty()
+        (finished, deferred)
     }
 }
 
@@ -1261,8 +1269,7 @@ impl<T> Sender<T> {
     fn prepare_sleep(&self) -> u32 {
         let seq = register_sleeper(&self.chan.hdr().send_wait);
         // SeqCst inside: the load half of the senders' wake handshake (module docs): either
-        // we see the receivers' latest increment (and the cells they gave back before it), or
-        // they see our flag.
+        // we see the receivers' latest count and completion (the room), or they see our flag.
         self.chan.ring().recheck_room();
         seq
     }
@@ -1775,6 +1782,65 @@ mod tests {
     /// could both see the last slot, though this test hits that window only rarely); with
     /// slots free again, `spawn` forks. (One test: every fork checks every channel of the
     /// process.)
+    /// Decodes as a unit, after setting [`SLEEPY_DECODING`] and sleeping for good: a receiver
+    /// stuck inside `recv`, holding the message.
+    #[derive(serde::Serialize)]
+    struct Sleepy;
+
+    static SLEEPY_DECODING: std::sync::OnceLock<crate::Event> = std::sync::OnceLock::new();
+
+    impl<'de> serde::Deserialize<'de> for Sleepy {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            <()>::deserialize(d)?;
+            uniconc_core::Event::set(SLEEPY_DECODING.get().expect("set before the fork"));
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+
+    /// A dead receiver's record that a live thread's claim word also names (a claim that lost
+    /// its CAS) is not finished, and the dead process's slot stays, counts zeroed, until a
+    /// later reap finds the word moved on; then the record is finished and the slot freed.
+    #[test]
+    fn a_recovery_a_live_word_holds_back_is_retried() {
+        use uniconc_core::{JoinHandle as _, Sender as _};
+        let (tx, rx) = channel::<Sleepy>(4).unwrap();
+        let decoding = SLEEPY_DECODING.get_or_init(|| crate::event().unwrap());
+        tx.send(Sleepy).unwrap();
+        let child = crate::spawn(move || rx.recv().is_ok()).unwrap();
+        uniconc_core::Event::wait(decoding);
+        let chan = &*tx.chan;
+        let slot_of = |pid: u32| {
+            chan.hdr()
+                .used_slots()
+                .iter()
+                .position(|s| s.pid.load(Ordering::Acquire) == pid)
+        };
+        let pid = child.id();
+        let dead = slot_of(pid).expect("the child has a slot");
+        let words = &chan.hdr().procs[dead].claims;
+        assert!(
+            words.iter().any(|w| w.load(Ordering::Acquire) == 1),
+            "it holds record 0"
+        );
+        child.kill().unwrap();
+        while procs::is_alive(Identity { pid, start: 0 }) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // This (live) thread's word names the same record, as after a lost CAS.
+        let mine = &chan.my_slot().claims[claims::mine().unwrap()];
+        mine.store(1, Ordering::Release);
+        chan.reap();
+        assert_eq!(tx.len(), 1, "held back: the record is not finished");
+        assert_eq!(slot_of(pid), Some(dead), "the slot waits for a retry");
+        mine.store(0, Ordering::Release);
+        chan.reap();
+        assert_eq!(tx.len(), 0, "finished by the retry");
+        assert_eq!(slot_of(pid), None, "and the slot freed");
+        drop(child);
+    }
+
     #[test]
     fn a_channel_with_every_process_slot_taken_refuses_a_fork() {
         use uniconc_core::{Event as _, JoinHandle as _};

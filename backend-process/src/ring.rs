@@ -581,16 +581,17 @@ impl<'a> Ring<'a> {
 
     /// Finishes the record at `h` for a consumer that claimed it and died: counts it as read
     /// and gives its cells back (the message is lost with the consumer, as one it had
-    /// received). Does nothing if no record at `h` is claimed and unfinished.
+    /// received). Does nothing if no record at `h` is claimed and unfinished. Returns `true` if
+    /// it finished one.
     ///
     /// The caller has checked that no live consumer's claim word says `h` (loading the words
     /// of every live process after a fresh [`Ring::head_acquire`]): a live consumer holding
     /// `h` keeps its word at `h + 1` until it has completed the record. Only the caller whose
     /// CAS finishes the record counts it, so two reapers never count it twice.
-    pub(crate) fn recover(&self, h: u64) {
+    pub(crate) fn recover(&self, h: u64) -> bool {
         // Acquire: a claim of `h`, if any, is seen.
         if self.hdr.head.load(Ordering::Acquire) <= h {
-            return; // not claimed: still the next receiver's
+            return false; // not claimed: still the next receiver's
         }
         let done = &self.hdr.done.done;
         let c = self.cell(h);
@@ -598,7 +599,7 @@ impl<'a> Ring<'a> {
         let d = done.load(Ordering::Acquire);
         // SYNC POINT A: Acquire, as a consumer's.
         if d > h || c.stamp.load(Ordering::Acquire) != PUBLISHED | h {
-            return; // finished (`READ | h` or `done` past it), or no record here
+            return false; // finished (`READ | h` or `done` past it), or no record here
         }
         let span = Span::of(c.meta.load(Ordering::Relaxed), h & (self.n - 1), self.n);
         // SeqCst: as in `complete`.
@@ -616,6 +617,7 @@ impl<'a> Ring<'a> {
             // SeqCst: as in `complete`.
             self.hdr.done.recvd.fetch_add(1, Ordering::SeqCst);
         }
+        finished
     }
 
     /// `head` (Acquire: with the consumers' Release claims, a reader of this sees the claim
@@ -924,7 +926,7 @@ mod tests {
         let push = |v: u8| push_one_of(&r, 2, v);
         assert_eq!(push(1), Ok(true));
         assert_eq!(push(2), Ok(true));
-        r.recover(0); // not claimed yet: left alone
+        assert!(!r.recover(0), "not claimed yet: left alone");
         assert_eq!(r.queued(), 2);
         // A consumer claims 1 and dies; another reads 2 (out of order: marked, not done).
         let dead = AtomicU64::new(0);
@@ -936,13 +938,16 @@ mod tests {
             Err(Full),
             "the dead consumer's record holds its cell"
         );
-        r.recover(h);
-        r.recover(h);
+        assert!(r.recover(h));
+        assert!(!r.recover(h), "finished once");
         assert_eq!(r.queued(), 0, "both read, each counted once");
         assert_eq!(push(3), Ok(true));
         assert_eq!(push(4), Ok(true));
         assert_eq!(push(5), Err(Full));
-        r.recover(h); // long finished, its cell rewritten: left alone
+        assert!(
+            !r.recover(h),
+            "long finished, its cell rewritten: left alone"
+        );
         assert_eq!(r.queued(), 2);
         assert_eq!(pop_bytes(&r).unwrap(), [3]);
         assert_eq!(pop_bytes(&r).unwrap(), [4]);
