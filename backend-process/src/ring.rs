@@ -514,8 +514,8 @@ impl<'a> Ring<'a> {
 
     /// Takes the record at the head, if one is published, handing its bytes to `read`.
     /// `intent` is this thread's claim word (see [`Ring::recover`]): `h + 1` from before it
-    /// claims the record at `h` until it claims another; it is not cleared (a word naming a
-    /// finished record is harmless, and a store saved per receive).
+    /// claims the record at `h` until it claims another or finds the ring empty (a word naming
+    /// a finished record is harmless; clearing it at once would cost a store per receive).
     pub(crate) fn try_pop<R>(
         &self,
         intent: &AtomicU64,
@@ -524,6 +524,13 @@ impl<'a> Ring<'a> {
         let mut read = Some(read);
         loop {
             let Some((h, span)) = self.claim(intent) else {
+                // A word naming a record this thread failed to claim would hold back its
+                // recovery (`Chan::recover_claims`) while this thread waits: clear it. One
+                // store when the consumer goes idle, none while it drains a backlog.
+                // Relaxed load: our own word. Release: as a new claim's.
+                if intent.load(Ordering::Relaxed) != 0 {
+                    intent.store(0, Ordering::Release);
+                }
                 return Pop::Empty;
             };
             // Completes the record even if `read` panics (a `Deserialize` impl may).
