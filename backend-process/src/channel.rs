@@ -230,7 +230,7 @@ struct ProcSlot {
     pending_since: AtomicU64,
     /// The claim words of this process's receiving threads, one per [`claims`] index:
     /// `h + 1` from before the thread claims the ring record at `h` until it claims another
-    /// or finds the ring empty (then zero).
+    /// (zero after a claim it lost, when it finds nothing else to claim).
     claims: [AtomicU64; claims::WORDS],
     /// Receives under way in threads of this process that have no claim word.
     unclaimed: AtomicU32,

@@ -478,6 +478,7 @@ impl<'a> Ring<'a> {
     /// Release `head` CAS publishes it), so whoever sees the claim sees who may have made it
     /// (see [`Ring::recover`]).
     fn claim(&self, intent: &AtomicU64) -> Option<(u64, Span)> {
+        let mut lost = false;
         loop {
             // Relaxed: a stale head is caught by the stamp check or the CAS.
             let h = self.hdr.head.load(Ordering::Relaxed);
@@ -489,6 +490,12 @@ impl<'a> Ring<'a> {
                     // The head moved on under us.
                     spin_hint();
                     continue;
+                }
+                if lost {
+                    // The word names a record another consumer took: while this thread
+                    // waits, it would hold back that record's recovery if its taker died
+                    // (`Chan::recover_claims`). Release: as a claim's.
+                    intent.store(0, Ordering::Release);
                 }
                 return None;
             }
@@ -505,6 +512,7 @@ impl<'a> Ring<'a> {
                 .compare_exchange_weak(h, h + span.cells, Ordering::Release, Ordering::Relaxed)
                 .is_err()
             {
+                lost = true;
                 spin_hint();
                 continue;
             }
@@ -514,8 +522,8 @@ impl<'a> Ring<'a> {
 
     /// Takes the record at the head, if one is published, handing its bytes to `read`.
     /// `intent` is this thread's claim word (see [`Ring::recover`]): `h + 1` from before it
-    /// claims the record at `h` until it claims another or finds the ring empty (a word naming
-    /// a finished record is harmless; clearing it at once would cost a store per receive).
+    /// claims the record at `h` until it claims another (a word naming a finished record is
+    /// harmless; clearing it would cost a store per receive), or zero after a lost claim.
     pub(crate) fn try_pop<R>(
         &self,
         intent: &AtomicU64,
@@ -524,13 +532,6 @@ impl<'a> Ring<'a> {
         let mut read = Some(read);
         loop {
             let Some((h, span)) = self.claim(intent) else {
-                // A word naming a record this thread failed to claim would hold back its
-                // recovery (`Chan::recover_claims`) while this thread waits: clear it. One
-                // store when the consumer goes idle, none while it drains a backlog.
-                // Relaxed load: our own word. Release: as a new claim's.
-                if intent.load(Ordering::Relaxed) != 0 {
-                    intent.store(0, Ordering::Release);
-                }
                 return Pop::Empty;
             };
             // Completes the record even if `read` panics (a `Deserialize` impl may).
