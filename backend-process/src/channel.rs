@@ -60,21 +60,22 @@
 //!   never uses the channel keeps its inherited handles counted until it exits, or until it
 //!   calls [`forget_inherited_handles`] (long-lived workers should).
 //!
-//! # A process killed inside `recv`
+//! # A process killed inside `send` or `recv`
 //!
 //! A process killed while it holds a message (claimed in the ring, not yet given back:
-//! SIGKILL while decoding) loses that message and nothing else. Each receiving thread has a
-//! claim word in its process's slot ([`claims`] gives out the indices); the reaper that finds
-//! the process dead finishes the records its words name, unless a live thread's word names
-//! the same record (`Chan::recover_claims`, `Ring::recover`). Blocked senders look for dead
-//! peers every [`SLICE`], so the cells come back within about that.
+//! SIGKILL while decoding) or while it writes one (cells claimed, not yet published: SIGKILL
+//! while encoding) loses that message and nothing else. Each thread has claim words in its
+//! process's slot ([`claims`] gives out the indices); the reaper that finds the process dead
+//! settles what its words name, unless a live thread's words name the same record
+//! (`Chan::recover_claims`, `Ring::recover`, `Ring::recover_send`). Blocked peers look for
+//! dead ones every [`SLICE`], so the ring moves again within about that.
 //!
-//! Known limits: a process killed between claiming ring cells and publishing them (inside
-//! `send`, while it encodes) leaves the ring stuck at that position for the other senders'
-//! messages behind it; receivers then see `Disconnected` once every sender is gone, but not
-//! before. A receiving thread without a claim word (the ninth of one process) holds back
-//! every recovery while it is inside a receive, and what it held is not recovered if its
-//! process dies. A failed `fork` leaves its reserved slot counted until the parent exits.
+//! Known limits: a thread without claim words (the ninth of one process using channels at
+//! once) holds back every recovery while it is inside a send or receive, and what it held is
+//! not recovered if its process dies. A process killed in the instant between two steps of a
+//! send or receive is settled as if it held a message slot: the channel may then hold one
+//! message more than its capacity. A failed `fork` leaves its reserved slot counted until
+//! the parent exits.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -92,7 +93,7 @@ use crate::claims;
 use crate::codec;
 use crate::platform;
 use crate::procs::{self, Identity};
-use crate::ring::{self, CELL, CellCtl, Pop, Record, Ring, RingHeader};
+use crate::ring::{self, CELL, CellCtl, Pop, Record, Ring, RingHeader, SendWords};
 use crate::shm::{CachePadded, ShmBox, ShmSafe, align_up};
 use crate::waiter::{WaitWord, YieldNow};
 
@@ -232,7 +233,10 @@ struct ProcSlot {
     /// `h + 1` from before the thread claims the ring record at `h` until it claims another
     /// (zero after a claim it lost, when it finds nothing else to claim).
     claims: [AtomicU64; claims::WORDS],
-    /// Receives under way in threads of this process that have no claim word.
+    /// The same for sending threads: what a thread may be in the middle of inside `send`
+    /// (see `Ring::recover_send`).
+    sends: [SendWords; claims::WORDS],
+    /// Sends and receives under way in threads of this process that have no claim words.
     unclaimed: AtomicU32,
 }
 
@@ -607,8 +611,9 @@ impl Chan {
             slot.pending.store(0, Ordering::Relaxed);
             if !deferred {
                 slot.start.store(0, Ordering::Relaxed);
-                for w in &slot.claims {
+                for (w, s) in slot.claims.iter().zip(&slot.sends) {
                     w.store(0, Ordering::Relaxed);
+                    s.pos.store(0, Ordering::Relaxed);
                 }
                 slot.unclaimed.store(0, Ordering::Relaxed);
             }
@@ -646,50 +651,77 @@ impl Chan {
     /// unfinished record is a dead process's, one of them did claim it.
     fn recover_claims(&self, dead: &ProcSlot) -> (bool, bool) {
         // Relaxed: the process is dead; the stores it made before it died are visible.
-        let mut held: Vec<u64> = dead
+        let mut recvs: Vec<u64> = dead
             .claims
             .iter()
             .filter_map(|w| w.load(Ordering::Relaxed).checked_sub(1))
             .collect();
+        let mut sends: Vec<(&SendWords, u64, u64)> = dead
+            .sends
+            .iter()
+            .map(|w| {
+                (
+                    w,
+                    w.pos.load(Ordering::Relaxed),
+                    w.span.load(Ordering::Relaxed),
+                )
+            })
+            .filter(|&(_, pos, _)| pos != 0)
+            .collect();
         let ring = self.ring();
-        let head = ring.head_acquire();
-        held.retain(|&h| h < head);
-        if held.is_empty() {
+        // Acquire, before the live words below (see above); `recover_send` reloads `tail`.
+        let (head, _) = (ring.head_acquire(), ring.tail_acquire());
+        recvs.retain(|&h| h < head);
+        if recvs.is_empty() && sends.is_empty() {
             return (false, false);
         }
-        let before = held.len();
+        let before = recvs.len() + sends.len();
         let me = procs::my_pid();
         for slot in self.hdr().used_slots() {
             // Acquire: pairs with the Release store of a new owner's pid.
             let pid = slot.pid.load(Ordering::Acquire);
+            if pid == SLOT_FREE || std::ptr::eq(slot, dead) {
+                continue;
+            }
             // Busy: being reaped (dead) or being claimed (no claims yet).
-            if pid == SLOT_FREE || pid == SLOT_BUSY || std::ptr::eq(slot, dead) {
-                continue;
-            }
-            let id = Identity {
-                pid,
-                start: slot.start.load(Ordering::Relaxed),
-            };
-            if pid != me && !procs::is_alive(id) {
-                continue;
-            }
-            // Acquire: pairs with the Release decrement after an unclaimed receive.
-            if slot.unclaimed.load(Ordering::Acquire) != 0 {
+            let live = pid != SLOT_BUSY
+                && (pid == me
+                    || procs::is_alive(Identity {
+                        pid,
+                        start: slot.start.load(Ordering::Relaxed),
+                    }));
+            // Acquire: pairs with the Release decrement after an unclaimed operation.
+            if live && slot.unclaimed.load(Ordering::Acquire) != 0 {
                 return (false, true);
             }
-            for w in &slot.claims {
-                // Acquire: pairs with the Release store of a later claim.
-                if let Some(h) = w.load(Ordering::Acquire).checked_sub(1) {
-                    held.retain(|&x| x != h);
+            for (w, s) in slot.claims.iter().zip(&slot.sends) {
+                // Acquire: pairs with the Release store of a later claim (or clear).
+                if let Some(h) = w.load(Ordering::Acquire).checked_sub(1)
+                    && live
+                {
+                    recvs.retain(|&x| x != h);
+                }
+                let pos = s.pos.load(Ordering::Acquire);
+                if pos != 0 && pos != ring::RESERVING {
+                    // A live claimer of the same cells, or another dead one that disagrees on
+                    // how many (one of the two lost its claim): not this reaper's to settle.
+                    let span = s.span.load(Ordering::Relaxed);
+                    sends.retain(|&(_, p, own)| p != pos || (!live && own == span));
                 }
             }
         }
-        let deferred = held.len() < before;
-        let mut finished = false;
-        for &h in &held {
-            finished |= ring.recover(h);
+        let deferred = recvs.len() + sends.len() < before;
+        let mut progress = false;
+        for &h in &recvs {
+            progress |= ring.recover(h);
         }
-        (finished, deferred)
+        for &(w, pos, span) in &sends {
+            ring.recover_send(pos, span);
+            // Settled once: a later reap of this slot (if deferred) must not settle it again.
+            w.pos.store(0, Ordering::Relaxed);
+            progress = true;
+        }
+        (progress, deferred)
     }
 }
 
@@ -1198,21 +1230,26 @@ impl<T: Serialize> Sender<T> {
             return Err(TrySend::Err(SendError::Invalid(value, e)));
         }
         let mut enc_err = None;
-        let pushed = chan.ring().try_push(size, chan.cap, |buf| {
-            match codec::encode_into(&value, buf) {
-                Ok(n) if n == size => true,
-                Ok(n) => {
-                    enc_err = Some(MessageError::Encode(format!(
-                        "the value encoded to {n} bytes after measuring {size}"
-                    )));
-                    false
-                }
-                Err(e) => {
-                    enc_err = Some(e);
-                    false
-                }
-            }
-        });
+        let claim = Claim::new(chan.my_slot());
+        let pushed =
+            chan.ring().try_push(
+                size,
+                chan.cap,
+                claim.send_words(),
+                |buf| match codec::encode_into(&value, buf) {
+                    Ok(n) if n == size => true,
+                    Ok(n) => {
+                        enc_err = Some(MessageError::Encode(format!(
+                            "the value encoded to {n} bytes after measuring {size}"
+                        )));
+                        false
+                    }
+                    Err(e) => {
+                        enc_err = Some(e);
+                        false
+                    }
+                },
+            );
         match pushed {
             Ok(true) => {
                 chan.notify(&chan.hdr().recv_wait);
@@ -1369,35 +1406,45 @@ async fn sleep_async(chan: &Arc<Chan>, w: &WaitWords, seq: u32) {
 /// for a thread without a [`claims`] index, a private word while the slot counts the receive
 /// as unclaimed (which holds back every recovery until it returns).
 enum Claim<'a> {
-    Word(&'a AtomicU64),
-    Unclaimed(&'a AtomicU32, AtomicU64),
+    Words(&'a AtomicU64, &'a SendWords),
+    Unclaimed(&'a AtomicU32, AtomicU64, SendWords),
 }
 
 impl<'a> Claim<'a> {
     #[inline]
     fn new(slot: &'a ProcSlot) -> Self {
         match claims::mine() {
-            Some(i) => Self::Word(&slot.claims[i]),
+            Some(i) => Self::Words(&slot.claims[i], &slot.sends[i]),
             None => {
-                // Relaxed: published to reapers by the ring's Release `head` CAS, like a word.
+                // Relaxed: published to reapers by the ring's claiming CAS, like a word.
                 slot.unclaimed.fetch_add(1, Ordering::Relaxed);
-                Self::Unclaimed(&slot.unclaimed, AtomicU64::new(0))
+                Self::Unclaimed(&slot.unclaimed, AtomicU64::new(0), SendWords::default())
             }
         }
     }
 
+    /// The receive claim word.
     #[inline]
     fn word(&self) -> &AtomicU64 {
         match self {
-            Self::Word(w) => w,
-            Self::Unclaimed(_, w) => w,
+            Self::Words(w, _) => w,
+            Self::Unclaimed(_, w, _) => w,
+        }
+    }
+
+    /// The send claim words.
+    #[inline]
+    fn send_words(&self) -> &SendWords {
+        match self {
+            Self::Words(_, w) => w,
+            Self::Unclaimed(_, _, w) => w,
         }
     }
 }
 
 impl Drop for Claim<'_> {
     fn drop(&mut self) {
-        if let Self::Unclaimed(count, _) = self {
+        if let Self::Unclaimed(count, ..) = self {
             // Release: as a claim word's next value (the completion first).
             count.fetch_sub(1, Ordering::Release);
         }
@@ -1892,11 +1939,13 @@ mod tests {
         let chan = tx.chan.clone();
         let writer = std::thread::spawn(move || {
             let size = codec::encoded_size(&7u64).unwrap();
-            let pushed = chan.ring().try_push(size, chan.cap, |buf| {
-                claimed_tx.send(()).unwrap();
-                go_rx.recv().unwrap();
-                codec::encode_into(&7u64, buf).is_ok_and(|n| n == size)
-            });
+            let pushed = chan
+                .ring()
+                .try_push(size, chan.cap, &SendWords::default(), |buf| {
+                    claimed_tx.send(()).unwrap();
+                    go_rx.recv().unwrap();
+                    codec::encode_into(&7u64, buf).is_ok_and(|n| n == size)
+                });
             chan.notify(&chan.hdr().recv_wait);
             pushed
         });

@@ -1,9 +1,10 @@
-//! Claim-word indices. Each thread of a process that receives from a channel takes one of
-//! [`WORDS`] indices, so every channel can give each receiving thread of each process its own
-//! claim word in shared memory: the word says which record the thread may hold, so that a
-//! process killed while it holds one can have it finished by a peer (`Ring::recover`). An
-//! index is given back when its thread exits. A thread that finds none free receives without
-//! one; its receives are counted apart, and while one is under way nothing is recovered.
+//! Claim-word indices. Each thread of a process that sends or receives takes one of [`WORDS`]
+//! indices, so every channel can give each such thread of each process its own claim words in
+//! shared memory: they say which record the thread may hold, or which cells and message slot
+//! it may have claimed, so that a process killed in the middle can have that finished by a
+//! peer (`Ring::recover`, `Ring::recover_send`). An index is given back when its thread
+//! exits. A thread that finds none free goes without; its sends and receives are counted
+//! apart, and while one is under way nothing is recovered.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -25,9 +25,11 @@
 //! # Protocol
 //!
 //! - A producer may write the cells of positions `t .. t + k` once `t + k <= done + n`: every
-//!   record of the previous lap there is read. It claims them by moving `tail` from `t` to
-//!   `t + k` with a CAS, writes the bytes and the meta word, then stores `PUBLISHED | t` in the
-//!   head cell's stamp. Only head cells get stamps.
+//!   record of the previous lap there is read. Its *claim words* say `RESERVING` while it
+//!   takes a message slot, then `t + 1` and `k` before it claims the cells by moving `tail`
+//!   from `t` to `t + k` with a CAS; it writes the bytes and the meta word, stores
+//!   `PUBLISHED | t` in the head cell's stamp, then clears its words. Only head cells get
+//!   stamps. A write that fails or panics publishes padding instead and gives the slot back.
 //! - A consumer that sees `PUBLISHED | h` in the cell of `head == h` writes `h + 1` to its
 //!   *claim word*, claims the record by moving `head` past it with a CAS, reads it, and
 //!   completes it: it counts it in `recvd`, then if `done == h` it moves `done` past the
@@ -76,8 +78,17 @@
 //! its count and its completion is counted twice: the channel may then hold one message more
 //! than its capacity (the other order could lose a message slot for good).
 //!
-//! Known limit: a producer killed between claiming cells and publishing them (SIGKILL while
-//! encoding) leaves the ring stuck at that position: consumers wait there for good.
+//! # A producer killed inside `try_push`
+//!
+//! A producer killed between claiming cells and publishing them (SIGKILL while encoding)
+//! would leave every consumer waiting at `t` for good. Once it is dead and no live producer's
+//! words name `t`, [`Ring::recover_send`] publishes a skip record over its cells, marked
+//! [`LOST`] so that it counts the message slot the producer took; only the reaper whose CAS
+//! moves the stamp from the previous lap's to `RESERVED | t` writes it. Words that say
+//! `RESERVING`, or name cells the producer did not get (its CAS lost) or already published,
+//! give its slot back. A producer killed in the instant between two of its steps (taking the
+//! slot and saying so, publishing and clearing its words) is settled as if it held a slot:
+//! the channel may then hold one message more than its capacity, never one fewer.
 
 use std::cell::UnsafeCell;
 
@@ -90,16 +101,22 @@ pub(crate) const CELL: usize = 64;
 /// Meta flag: the record is a skip record (padding to the end, or a failed write) spanning the
 /// cell count in the low bits.
 const SKIP: u32 = 1 << 31;
+/// Meta flag, with [`SKIP`]: the skip record stands for a message whose producer died while
+/// writing it (published by [`Ring::recover_send`]); it counts as one message read.
+const LOST: u32 = 1 << 30;
 
 /// The largest record length the meta word can express.
-pub(crate) const MAX_RECORD: usize = (SKIP - 1) as usize;
+pub(crate) const MAX_RECORD: usize = (LOST - 1) as usize;
 
 /// Stamp flag: the record at the stamp's position is published.
 const PUBLISHED: u64 = 1 << 63;
 /// Stamp flag: the record at the stamp's position was read, its completion is pending.
 const READ: u64 = 1 << 62;
+/// Stamp flag: a reaper is publishing a dead producer's cells at the stamp's position (see
+/// [`Ring::recover_send`]); consumers wait as for an unpublished record.
+const RESERVED: u64 = 1 << 61;
 /// The position bits of a stamp.
-const POS: u64 = READ - 1;
+const POS: u64 = RESERVED - 1;
 
 /// Positions shared by producers and consumers. `#[repr(C)]`; all-zero is an empty ring.
 #[derive(Debug, Default)]
@@ -140,6 +157,24 @@ pub(crate) struct Cache {
     done: AtomicU64,
     recvd: AtomicU64,
 }
+
+/// A producer's claim words, in shared memory (see [`Ring::recover_send`]). `#[repr(C)]`;
+/// all-zero: claims nothing.
+#[derive(Debug, Default)]
+#[repr(C)]
+pub(crate) struct SendWords {
+    /// [`RESERVING`] from before the producer takes a message slot; `t + 1` from before it
+    /// claims the cells at `t`; zero once it has published them (or given the slot back).
+    pub(crate) pos: AtomicU64,
+    /// With `pos = t + 1`: the cells claimed, and [`SPAN_MESSAGE`] if they are for the message
+    /// (not padding to the end of the ring).
+    pub(crate) span: AtomicU64,
+}
+
+/// [`SendWords::pos`]: taking a message slot, no cells claimed yet.
+pub(crate) const RESERVING: u64 = u64::MAX;
+/// Bit of [`SendWords::span`]: the claimed cells are for the message.
+pub(crate) const SPAN_MESSAGE: u64 = 1 << 63;
 
 /// Bytes of a record kept in its head cell's control line (records up to this size).
 pub(crate) const INLINE: usize = 48;
@@ -228,29 +263,40 @@ struct Span {
     /// Its byte length; `None` for a skip record or a corrupt meta word.
     len: Option<usize>,
     corrupt: bool,
+    /// A skip record standing for a message its dead producer never finished.
+    lost: bool,
 }
 
 impl Span {
+    /// `true` if the record counts as a message (padding does not).
+    #[inline]
+    fn is_message(&self) -> bool {
+        self.len.is_some() || self.corrupt || self.lost
+    }
+
     /// Reads `meta` for a record whose head cell is `i` of `n`; a record that would be empty or
     /// run past the end is corrupt and spans one cell.
     #[inline]
     fn of(meta: u32, i: u64, n: u64) -> Self {
-        let (cells, len) = if meta & SKIP != 0 {
-            (u64::from(meta & !SKIP), None)
+        let (cells, len, lost) = if meta & SKIP != 0 {
+            (u64::from(meta & !(SKIP | LOST)), None, meta & LOST != 0)
         } else {
-            (cells_for(meta as usize), Some(meta as usize))
+            (cells_for(meta as usize), Some(meta as usize), false)
         };
-        if cells == 0 || i + cells > n {
+        // A length with the `LOST` bit is beyond `MAX_RECORD`: corrupt too.
+        if cells == 0 || i + cells > n || (len.is_some() && meta & LOST != 0) {
             Self {
                 cells: 1,
                 len: None,
                 corrupt: true,
+                lost: false,
             }
         } else {
             Self {
                 cells,
                 len,
                 corrupt: false,
+                lost,
             }
         }
     }
@@ -407,9 +453,14 @@ impl<'a> Ring<'a> {
         &self,
         len: usize,
         cap: Option<u64>,
+        words: &SendWords,
         write: impl FnOnce(&mut [u8]) -> bool,
     ) -> Result<bool, Full> {
         assert!(len <= self.max_record(), "record larger than the ring");
+        // Dropped last: the words are cleared once the cells are published (or none taken).
+        let _idle = Idle(&words.pos);
+        // Release: a reaper that sees it (Acquire) sees this producer's earlier publications.
+        words.pos.store(RESERVING, Ordering::Release);
         self.reserve(cap)?;
         let k = cells_for(len);
         let mask = self.n - 1;
@@ -434,6 +485,10 @@ impl<'a> Ring<'a> {
                 }
                 continue;
             }
+            // Relaxed: published by the CAS below (SeqCst), for a reaper that sees the claim.
+            let span = kk | if skip { 0 } else { SPAN_MESSAGE };
+            words.span.store(span, Ordering::Relaxed);
+            words.pos.store(t + 1, Ordering::Relaxed);
             if tail
                 .compare_exchange_weak(t, t + kk, Ordering::SeqCst, Ordering::Relaxed)
                 .is_err()
@@ -539,7 +594,7 @@ impl<'a> Ring<'a> {
                 ring: self,
                 h,
                 cells: span.cells,
-                message: span.len.is_some() || span.corrupt,
+                message: span.is_message(),
             };
             if span.corrupt {
                 return Pop::Item((read.take().expect("read once"))(Record::Corrupt));
@@ -621,7 +676,7 @@ impl<'a> Ring<'a> {
                     .compare_exchange(PUBLISHED | h, READ | h, Ordering::SeqCst, Ordering::Relaxed)
                     .is_ok(),
             };
-        if finished && (span.len.is_some() || span.corrupt) {
+        if finished && span.is_message() {
             // SeqCst: as in `complete`.
             self.hdr.done.recvd.fetch_add(1, Ordering::SeqCst);
         }
@@ -633,6 +688,66 @@ impl<'a> Ring<'a> {
     #[cfg(not(uniconc_loom))]
     pub(crate) fn head_acquire(&self) -> u64 {
         self.hdr.head.load(Ordering::Acquire)
+    }
+
+    /// `tail` (Acquire: as [`Ring::head_acquire`], for the producers' claims).
+    #[cfg(not(uniconc_loom))]
+    pub(crate) fn tail_acquire(&self) -> u64 {
+        self.hdr.prod.tail.load(Ordering::Acquire)
+    }
+
+    /// Settles what a producer that died inside [`Ring::try_push`] left, from its claim
+    /// words (`pos`, `span`): its message slot is given back, or its claimed cells are
+    /// published in its place as a skip record (marked [`LOST`], counting as the message read,
+    /// when they were for the message). A producer that died in the instant after taking or
+    /// before giving up a slot, or after publishing but before clearing its word, is settled
+    /// as if it held one: the channel may then hold one message more than its capacity, never
+    /// one fewer. Returns `true` if it published cells.
+    ///
+    /// The caller has checked that no live producer's words name the same cells (loading
+    /// every live process's words after a fresh [`Ring::tail_acquire`]), and settles each dead
+    /// word once.
+    pub(crate) fn recover_send(&self, pos: u64, span: u64) -> bool {
+        let Some(t) = pos.checked_sub(1).filter(|_| pos != RESERVING) else {
+            if pos == RESERVING {
+                self.unreserve();
+            }
+            return false;
+        };
+        let (cells, message) = (span & !SPAN_MESSAGE, span & SPAN_MESSAGE != 0);
+        // Acquire: the claim of `t`, if any, is seen.
+        let claimed = self.hdr.prod.tail.load(Ordering::Acquire) > t;
+        let c = self.cell(t);
+        // Below `done + n` the cell holds the record of `t` if it was published; past it, it
+        // was published and read. SYNC POINT A: Acquire, as a consumer's.
+        let done = self.hdr.done.done.load(Ordering::Acquire);
+        let s = c.stamp.load(Ordering::Acquire);
+        let published = done > t || (s & POS == t && s != 0);
+        let i = t & (self.n - 1);
+        if !claimed || published || cells == 0 || i + cells > self.n {
+            // Its claim of `t` lost (or never happened), or it published: give its slot back.
+            self.unreserve();
+            return false;
+        }
+        // The cells are its claim, unpublished. Only the reaper whose CAS moves the stamp
+        // from the previous lap's writes them. Relaxed: nothing is published by it.
+        if c.stamp
+            .compare_exchange(s, RESERVED | t, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            // Another dead producer's reaper publishes these cells: they stand for that
+            // producer's slot, so this one (its claim of `t` lost) gives its own back.
+            self.unreserve();
+            return false;
+        }
+        if message {
+            self.publish(t, SKIP | LOST | cells as u32);
+        } else {
+            // Padding before the message: its slot was never used.
+            self.publish(t, SKIP | cells as u32);
+            self.unreserve();
+        }
+        true
     }
 
     /// Messages reserved and not yet read (a snapshot; may exceed the capacity by the
@@ -699,6 +814,17 @@ impl Drop for Padding<'_, '_> {
     }
 }
 
+/// Clears a producer's claim word when dropped, after its cells are published.
+struct Idle<'a>(&'a AtomicU64);
+
+impl Drop for Idle<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        // Release: a reaper that sees it cleared (Acquire) sees the publication.
+        self.0.store(0, Ordering::Release);
+    }
+}
+
 /// Completes a claimed record when dropped, so a panicking reader does not leave `done`
 /// behind it for good.
 struct Complete<'r, 'a> {
@@ -743,7 +869,7 @@ mod tests {
     }
 
     fn push_bytes(r: &Ring<'_>, b: &[u8]) -> Result<bool, Full> {
-        r.try_push(b.len(), None, |buf| {
+        r.try_push(b.len(), None, &SendWords::default(), |buf| {
             buf.copy_from_slice(b);
             true
         })
@@ -751,7 +877,7 @@ mod tests {
 
     /// Pushes the one-byte record `[v]` into a ring bounded to `cap` messages.
     fn push_one_of(r: &Ring<'_>, cap: u64, v: u8) -> Result<bool, Full> {
-        r.try_push(1, Some(cap), |b| {
+        r.try_push(1, Some(cap), &SendWords::default(), |b| {
             b[0] = v;
             true
         })
@@ -833,7 +959,10 @@ mod tests {
         assert!(pop_bytes(&r).is_none());
         assert_eq!(push_bytes(&r, &big), Ok(true));
         assert_eq!(pop_bytes(&r).unwrap(), big);
-        assert_eq!(r.try_push(5, None, |_| false), Ok(false));
+        assert_eq!(
+            r.try_push(5, None, &SendWords::default(), |_| false),
+            Ok(false)
+        );
         assert!(pop_bytes(&r).is_none());
         assert!(r.is_empty());
     }
@@ -913,7 +1042,7 @@ mod tests {
         let mut o = Owned::new(4);
         let r = o.ring();
         let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            r.try_push(1, Some(1), |_| -> bool {
+            r.try_push(1, Some(1), &SendWords::default(), |_| -> bool {
                 panic!("a Serialize impl panics")
             })
         }));
@@ -967,6 +1096,41 @@ mod tests {
         assert_eq!(counts, (4, 4), "each message counted once");
     }
 
+    /// What a producer that died inside `try_push` leaves is settled from its words: a slot
+    /// taken with no cells claimed is given back; cells claimed and unpublished are published
+    /// as a lost record that counts the slot; a claim that lost its CAS gives its slot back.
+    #[test]
+    fn a_dead_producers_claim_is_settled() {
+        let mut o = Owned::new(4);
+        let r = o.ring();
+        let sent = |r: &Ring<'_>| r.hdr.prod.sent.load(Ordering::Relaxed);
+        // Died after taking a slot, before claiming cells.
+        r.reserve(Some(2)).unwrap();
+        assert!(!r.recover_send(RESERVING, 0));
+        assert_eq!(r.queued(), 0);
+        // Died between claiming a cell (and a slot) and publishing it.
+        r.reserve(Some(2)).unwrap();
+        r.hdr.prod.tail.store(1, Ordering::Relaxed);
+        assert_eq!(push_one_of(&r, 2, 7), Ok(true));
+        assert!(pop_bytes(&r).is_none(), "behind the unpublished cell");
+        assert_eq!(push_one_of(&r, 2, 8), Err(Full), "its slot counts");
+        assert!(r.recover_send(1, 1 | SPAN_MESSAGE));
+        assert_eq!(
+            pop_bytes(&r).unwrap(),
+            [7],
+            "the lost message is passed over"
+        );
+        assert_eq!(r.queued(), 0);
+        // Its claim of position 2 lost (another producer published there), then it died.
+        r.reserve(Some(2)).unwrap();
+        assert_eq!(push_one_of(&r, 2, 9), Ok(true));
+        assert!(!r.recover_send(3, 1 | SPAN_MESSAGE));
+        assert_eq!(pop_bytes(&r).unwrap(), [9]);
+        assert_eq!(r.queued(), 0);
+        assert_eq!(sent(&r), r.hdr.done.recvd.load(Ordering::Relaxed));
+        assert!(r.is_empty());
+    }
+
     #[test]
     fn the_message_cap_bounds_apart_from_the_cells() {
         let mut o = Owned::new(8);
@@ -978,9 +1142,15 @@ mod tests {
         assert_eq!(r.queued(), 2, "the refused reservation was undone");
         assert_eq!(pop_bytes(&r).unwrap(), [1]);
         assert_eq!(push(3), Ok(true));
-        assert_eq!(r.try_push(1, Some(2), |_| false), Err(Full));
+        assert_eq!(
+            r.try_push(1, Some(2), &SendWords::default(), |_| false),
+            Err(Full)
+        );
         assert_eq!(pop_bytes(&r).unwrap(), [2]);
-        assert_eq!(r.try_push(1, Some(2), |_| false), Ok(false));
+        assert_eq!(
+            r.try_push(1, Some(2), &SendWords::default(), |_| false),
+            Ok(false)
+        );
         assert_eq!(r.queued(), 1, "a failed write gives its slot back");
         assert_eq!(pop_bytes(&r).unwrap(), [3]);
         assert!(pop_bytes(&r).is_none());
@@ -1035,7 +1205,7 @@ mod loom_tests {
 
     fn push_val(r: &Ring<'_>, v: u8, len: usize) {
         loop {
-            let res = r.try_push(len, None, |b| {
+            let res = r.try_push(len, None, &SendWords::default(), |b| {
                 b.fill(v);
                 true
             });
@@ -1169,6 +1339,37 @@ mod loom_tests {
             assert!(r.is_empty());
             let recvd = s.hdr.done.recvd.load(Ordering::Relaxed);
             assert_eq!(recvd, 4, "each message counted once");
+        });
+    }
+
+    /// Two producers died around position 0: one claimed it (and a slot), the other took a
+    /// slot and lost its claim of 0. Their reapers settle them concurrently while a live
+    /// message follows: the consumer gets it, and the slots balance (one counted through the
+    /// lost record, one given back), whichever reaper publishes.
+    #[test]
+    fn loom_two_reapers_settle_dead_producers() {
+        model(|| {
+            let s = Arc::new(Shared::new(2));
+            let r = s.ring();
+            r.reserve(None).unwrap();
+            r.reserve(None).unwrap();
+            s.hdr.prod.tail.store(1, Ordering::Relaxed);
+            push_val(&r, 2, 8);
+            let reapers: Vec<_> = (0..2)
+                .map(|_| {
+                    let s = s.clone();
+                    loom::thread::spawn(move || {
+                        s.ring().recover_send(1, 1 | SPAN_MESSAGE);
+                    })
+                })
+                .collect();
+            assert_eq!(pop_one(&r), (2, 8));
+            for t in reapers {
+                t.join().unwrap();
+            }
+            assert!(r.is_empty());
+            let sent = s.hdr.prod.sent.load(Ordering::Relaxed);
+            assert_eq!(sent, s.hdr.done.recvd.load(Ordering::Relaxed));
         });
     }
 

@@ -185,6 +185,64 @@ fn a_receiver_killed_while_decoding_loses_only_its_message() {
     assert_eq!(tx.len(), 0, "the lost message is counted as received");
 }
 
+/// Encodes like a `u32`, except [`Hang::FOREVER`]: its second encoding in a process (the
+/// one into the ring's cells, after the size pass) never returns, after setting
+/// [`HUNG`]. A sender that sends it is stuck inside `send`, holding claimed cells.
+#[derive(Debug, Deserialize, PartialEq)]
+struct Hang(u32);
+
+impl Hang {
+    const FOREVER: u32 = u32::MAX;
+}
+
+static HUNG: std::sync::OnceLock<uniconc_process::Event> = std::sync::OnceLock::new();
+static ENCODINGS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+impl Serialize for Hang {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 == Hang::FOREVER
+            && ENCODINGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 1
+        {
+            uniconc_core::Event::set(HUNG.get().expect("set before the fork"));
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        s.serialize_u32(self.0)
+    }
+}
+
+/// A sender SIGKILLed while it encodes a message into the ring (cells claimed, not
+/// published) loses only that message: a blocked receiver finds it dead and the cells are
+/// published in its place as a lost message, so the others' messages behind it arrive.
+#[test]
+fn a_sender_killed_while_encoding_loses_only_its_message() {
+    use uniconc_core::{Event as _, Receiver as _};
+    let _f = fork_lock();
+    let (tx, rx) = ChannelBuilder::new(Some(4))
+        .byte_budget(4096)
+        .build::<Hang>()
+        .unwrap();
+    let hung = HUNG.get_or_init(|| uniconc_process::event().unwrap());
+    let child = spawn({
+        let tx = tx.clone();
+        move || match tx.send(Hang(Hang::FOREVER)) {
+            Ok(()) => 1,
+            Err(_) => 2,
+        }
+    });
+    hung.wait_timeout(LIMIT).expect("the child claimed cells");
+    child.kill();
+    // Without the dead sender's cells published, the first receive waits for good.
+    let watchdog = Duration::from_secs(30);
+    for i in 0..300 {
+        tx.send_timeout(Hang(i), watchdog)
+            .unwrap_or_else(|e| panic!("send {i}: {e:?}"));
+        assert_eq!(rx.recv_timeout(watchdog), Ok(Hang(i)), "message {i}");
+    }
+    assert!(rx.is_empty(), "the lost message is counted as received");
+}
+
 /// `n` counters in memory shared with the children forked after this (leaked: the test's).
 fn shared_counters(n: usize) -> &'static [AtomicU32] {
     use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous};
@@ -204,16 +262,17 @@ fn shared_counters(n: usize) -> &'static [AtomicU32] {
     unsafe { std::slice::from_raw_parts(p.as_ptr().cast::<AtomicU32>(), n) }
 }
 
-/// Receivers SIGKILLed (and replaced) ten times at moments picked by progress while ~1 KB
-/// messages stream through a ring that holds a few dozen (the receivers spend much of their
-/// time inside `recv`, decoding): nothing hangs, every message that arrives is whole, none
-/// arrives twice, and at most one message per killed receiver is missing (the one it held or
-/// had just taken).
+/// Receivers SIGKILLed (and replaced) ten times, and two senders once, at moments picked by
+/// progress while ~1 KB messages stream through a ring that holds a few dozen (the processes
+/// spend much of their time inside `send` and `recv`, encoding and decoding): the others
+/// never hang, every message that arrives is whole, none arrives twice, and of the messages
+/// whose `send` returned at most one per killed receiver is missing (the one it held or had
+/// just taken).
 #[test]
 fn random_sigkills_lose_only_what_the_killed_held() {
     let _f = fork_lock();
     let (producers, consumers) = (4usize, 3usize);
-    let consumer_kills = 10usize;
+    let (consumer_kills, producer_kills) = (10usize, 2usize);
     let per = 5_000 * scale() as usize;
     let (tx, rx) = ChannelBuilder::new(Some(64))
         .byte_budget(64 << 10)
@@ -222,7 +281,7 @@ fn random_sigkills_lose_only_what_the_killed_held() {
     let seen = shared_counters(producers * per);
     let sent = shared_counters(producers);
     let payload = |i: usize| vec![i as u8; 1000 + i % 64];
-    let prods: Vec<_> = (0..producers)
+    let mut prods: Vec<_> = (0..producers)
         .map(|p| {
             let tx = tx.clone();
             spawn(move || {
@@ -258,7 +317,8 @@ fn random_sigkills_lose_only_what_the_killed_held() {
             .sum::<usize>()
     };
     for round in 0..consumer_kills {
-        let goal = (round + 1) * producers * per / (consumer_kills + 2);
+        // Reachable by the senders never killed alone.
+        let goal = (round + 1) * (producers - producer_kills) * per / (consumer_kills + 2);
         let start = Instant::now();
         while total() < goal {
             assert!(start.elapsed() < LIMIT, "stalled at {} of {goal}", total());
@@ -269,6 +329,11 @@ fn random_sigkills_lose_only_what_the_killed_held() {
         // Reaped at once (dropping a `Child` waits for it): without /proc (the portable
         // fallback) a zombie of another process's child counts as alive.
         drop(c);
+        if round % (consumer_kills / producer_kills) == 1 {
+            let p = prods.remove((seed >> (round + 7)) % prods.len());
+            p.kill();
+            drop(p);
+        }
         cons.push(consumer());
     }
     drop(rx);
@@ -550,6 +615,9 @@ fn forget_inherited_handles_lets_a_long_lived_child_not_keep_channels_connected(
     let (stop_tx, stop_rx) = channel::<()>(1).unwrap();
     // A long-lived child forked while `tx` exists, which never uses this channel.
     let child = spawn(move || {
+        // Used first, so it stays counted (the parent sends on it as soon as `tx` is
+        // forgotten, maybe before this child's `recv`).
+        let _ = stop_rx.try_recv();
         uniconc_process::forget_inherited_handles();
         let _ = stop_rx.recv();
         0
