@@ -72,16 +72,41 @@ mod linux {
         same_cpu: f64,
     }
 
-    fn summarize(mut rt_ns: Vec<u64>, same: u64, total_ns: u64) -> Run {
-        let n = rt_ns.len();
-        rt_ns.sort_unstable();
-        Run {
-            mean_us: total_ns as f64 / n as f64 / 1e3,
-            p50_us: rt_ns[n / 2] as f64 / 1e3,
-            p90_us: rt_ns[n * 9 / 10] as f64 / 1e3,
-            p99_us: rt_ns[n * 99 / 100] as f64 / 1e3,
-            max_us: rt_ns[n - 1] as f64 / 1e3,
-            same_cpu: same as f64 / n as f64,
+    /// The timings of one run's round trips, as they are made (by a thread or a task).
+    struct Samples {
+        rt_ns: Vec<u64>,
+        same: u64,
+        start: Instant,
+    }
+
+    impl Samples {
+        fn new(rounds: u64) -> Self {
+            Self {
+                rt_ns: Vec::with_capacity(rounds as usize),
+                same: 0,
+                start: Instant::now(),
+            }
+        }
+
+        /// One round trip begun at `t`; `same_cpu` if the echo side ran on this CPU.
+        fn round(&mut self, t: Instant, same_cpu: bool) {
+            self.same += u64::from(same_cpu);
+            self.rt_ns.push(t.elapsed().as_nanos() as u64);
+        }
+
+        fn finish(mut self) -> Run {
+            let total_ns = self.start.elapsed().as_nanos() as u64;
+            let n = self.rt_ns.len();
+            let v = &mut self.rt_ns;
+            v.sort_unstable();
+            Run {
+                mean_us: total_ns as f64 / n as f64 / 1e3,
+                p50_us: v[n / 2] as f64 / 1e3,
+                p90_us: v[n * 9 / 10] as f64 / 1e3,
+                p99_us: v[n * 99 / 100] as f64 / 1e3,
+                max_us: v[n - 1] as f64 / 1e3,
+                same_cpu: self.same as f64 / n as f64,
+            }
         }
     }
 
@@ -90,16 +115,13 @@ mod linux {
     fn drive(rounds: u64, mut rt: impl FnMut(u64) -> i32) -> Run {
         pin(false);
         rt(u64::MAX >> 16);
-        let mut v = Vec::with_capacity(rounds as usize);
-        let mut same = 0;
-        let start = Instant::now();
+        let mut samples = Samples::new(rounds);
         for i in 0..rounds {
             let t = Instant::now();
             let me = cpu();
-            same += u64::from(rt(i) == me);
-            v.push(t.elapsed().as_nanos() as u64);
+            samples.round(t, rt(i) == me);
         }
-        summarize(v, same, start.elapsed().as_nanos() as u64)
+        samples.finish()
     }
 
     /// The two channel APIs the shapes compare: ours and tokio's `mpsc`, each `channel(1)`.
@@ -225,22 +247,19 @@ mod linux {
             });
             assert!(A::send(&ping_tx, u64::MAX).await);
             A::recv(&mut pong_rx).await.unwrap();
-            let mut v = Vec::with_capacity(rounds as usize);
-            let mut same = 0;
-            let start = Instant::now();
+            let mut samples = Samples::new(rounds);
             for i in 0..rounds {
                 let t = Instant::now();
                 let me = cpu();
                 assert!(A::send(&ping_tx, i).await);
                 let (back, c) = A::recv(&mut pong_rx).await.unwrap();
                 assert_eq!(back, i);
-                same += u64::from(c == me);
-                v.push(t.elapsed().as_nanos() as u64);
+                samples.round(t, c == me);
             }
-            let total = start.elapsed().as_nanos() as u64;
+            let run = samples.finish();
             drop(ping_tx);
             echo.await.unwrap();
-            summarize(v, same, total)
+            run
         })
         .unwrap()
         .join()
