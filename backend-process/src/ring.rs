@@ -1203,6 +1203,20 @@ mod loom_tests {
         }
     }
 
+    /// Runs `f` on the shared ring in each of `n` new threads.
+    fn on_threads<R: Send + 'static>(
+        s: &Arc<Shared>,
+        n: usize,
+        f: impl Fn(&Ring<'_>) -> R + Copy + Send + 'static,
+    ) -> Vec<loom::thread::JoinHandle<R>> {
+        (0..n)
+            .map(|_| {
+                let s = s.clone();
+                loom::thread::spawn(move || f(&s.ring()))
+            })
+            .collect()
+    }
+
     fn push_val(r: &Ring<'_>, v: u8, len: usize) {
         loop {
             let res = r.try_push(len, None, &SendWords::default(), |b| {
@@ -1290,12 +1304,7 @@ mod loom_tests {
             let r = s.ring();
             push_val(&r, 1, 8);
             push_val(&r, 2, 8);
-            let hs: Vec<_> = (0..2)
-                .map(|_| {
-                    let s = s.clone();
-                    loom::thread::spawn(move || pop_one(&s.ring()).0)
-                })
-                .collect();
+            let hs = on_threads(&s, 2, |r| pop_one(r).0);
             push_val(&r, 3, 8);
             push_val(&r, 4, 8);
             let mut got: Vec<u8> = hs.into_iter().map(|h| h.join().unwrap()).collect();
@@ -1318,16 +1327,8 @@ mod loom_tests {
             push_val(&r, 1, 8);
             push_val(&r, 2, 8);
             let (h, _) = r.claim(&AtomicU64::new(0)).expect("published");
-            let b = {
-                let s = s.clone();
-                loom::thread::spawn(move || pop_one(&s.ring()).0)
-            };
-            let reapers: Vec<_> = (0..2)
-                .map(|_| {
-                    let s = s.clone();
-                    loom::thread::spawn(move || s.ring().recover(h))
-                })
-                .collect();
+            let b = on_threads(&s, 1, |r| pop_one(r).0).remove(0);
+            let reapers = on_threads(&s, 2, move |r| r.recover(h));
             push_val(&r, 3, 8);
             push_val(&r, 4, 8);
             assert_eq!(b.join().unwrap(), 2);
@@ -1355,14 +1356,7 @@ mod loom_tests {
             r.reserve(None).unwrap();
             s.hdr.prod.tail.store(1, Ordering::Relaxed);
             push_val(&r, 2, 8);
-            let reapers: Vec<_> = (0..2)
-                .map(|_| {
-                    let s = s.clone();
-                    loom::thread::spawn(move || {
-                        s.ring().recover_send(1, 1 | SPAN_MESSAGE);
-                    })
-                })
-                .collect();
+            let reapers = on_threads(&s, 2, |r| r.recover_send(1, 1 | SPAN_MESSAGE));
             assert_eq!(pop_one(&r), (2, 8));
             for t in reapers {
                 t.join().unwrap();
@@ -1380,12 +1374,7 @@ mod loom_tests {
             let s = Arc::new(Shared::new(2));
             let r = s.ring();
             push_val(&r, 1, 8);
-            let hs: Vec<_> = (0..2)
-                .map(|_| {
-                    let s = s.clone();
-                    loom::thread::spawn(move || pop_one(&s.ring()).0)
-                })
-                .collect();
+            let hs = on_threads(&s, 2, |r| pop_one(r).0);
             push_val(&r, 2, 8);
             let mut got: Vec<u8> = hs.into_iter().map(|h| h.join().unwrap()).collect();
             got.sort();
