@@ -155,13 +155,9 @@ impl<'de> Deserialize<'de> for Stall {
 /// other receivers and the senders go round the ring many times after it.
 #[test]
 fn a_receiver_killed_while_decoding_loses_only_its_message() {
-    use uniconc_core::{Event as _, Sender as _};
+    use uniconc_core::Sender as _;
     let _f = fork_lock();
-    // 64 cells: the sends below go round the ring about five times.
-    let (tx, rx) = ChannelBuilder::new(Some(4))
-        .byte_budget(4096)
-        .build::<Stall>()
-        .unwrap();
+    let (tx, rx) = small_ring::<Stall>();
     let stalled = STALLED.get_or_init(|| uniconc_process::event().unwrap());
     let child = spawn({
         let rx = rx.clone();
@@ -171,22 +167,32 @@ fn a_receiver_killed_while_decoding_loses_only_its_message() {
         }
     });
     tx.send(Stall(Stall::FOREVER)).unwrap();
-    stalled
-        .wait_timeout(LIMIT)
-        .expect("the child took the message");
-    child.kill();
     // Without the dead receiver's cells given back, the send after one lap blocks for good.
-    go_round_the_ring(&tx, &rx, Stall);
+    kill_then_go_round(child, stalled, &tx, &rx, Stall);
 }
 
-/// Sends and receives 300 messages `wrap(i)` one by one (about five laps of a 64-cell ring),
-/// each within a 30 s watchdog, then checks that nothing is left counted: the channel works
-/// on after a process died inside it.
-fn go_round_the_ring<T: uniconc_core::Message + PartialEq + std::fmt::Debug>(
+/// A channel of 4 messages over 64 cells, which `kill_then_go_round` goes round about five
+/// times.
+fn small_ring<T: uniconc_core::Message>()
+-> (uniconc_process::Sender<T>, uniconc_process::Receiver<T>) {
+    ChannelBuilder::new(Some(4))
+        .byte_budget(4096)
+        .build::<T>()
+        .unwrap()
+}
+
+/// Once `stuck` says the child is stuck inside `send` or `recv`, SIGKILLs it, then sends and
+/// receives 300 messages `wrap(i)` one by one, each within a 30 s watchdog, and checks that
+/// nothing is left counted: the channel works on after a process died inside it.
+fn kill_then_go_round<T: uniconc_core::Message + PartialEq + std::fmt::Debug>(
+    child: common::Child,
+    stuck: &uniconc_process::Event,
     tx: &uniconc_process::Sender<T>,
     rx: &uniconc_process::Receiver<T>,
     wrap: fn(u32) -> T,
 ) {
+    uniconc_core::Event::wait_timeout(stuck, LIMIT).expect("the child got stuck");
+    child.kill();
     let watchdog = Duration::from_secs(30);
     for i in 0..300 {
         tx.send_timeout(wrap(i), watchdog)
@@ -228,12 +234,8 @@ impl Serialize for Hang {
 /// published in its place as a lost message, so the others' messages behind it arrive.
 #[test]
 fn a_sender_killed_while_encoding_loses_only_its_message() {
-    use uniconc_core::Event as _;
     let _f = fork_lock();
-    let (tx, rx) = ChannelBuilder::new(Some(4))
-        .byte_budget(4096)
-        .build::<Hang>()
-        .unwrap();
+    let (tx, rx) = small_ring::<Hang>();
     let hung = HUNG.get_or_init(|| uniconc_process::event().unwrap());
     let child = spawn({
         let tx = tx.clone();
@@ -242,10 +244,8 @@ fn a_sender_killed_while_encoding_loses_only_its_message() {
             Err(_) => 2,
         }
     });
-    hung.wait_timeout(LIMIT).expect("the child claimed cells");
-    child.kill();
     // Without the dead sender's cells published, the first receive waits for good.
-    go_round_the_ring(&tx, &rx, Hang);
+    kill_then_go_round(child, hung, &tx, &rx, Hang);
 }
 
 /// `n` counters in memory shared with the children forked after this (leaked: the test's).
