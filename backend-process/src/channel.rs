@@ -636,19 +636,22 @@ impl Chan {
 }
 
 impl Chan {
-    /// Finishes the ring records that the dead process of `dead` (a slot this reaper holds)
-    /// had claimed and not completed (killed while it decoded them), unless a live process's
-    /// thread may hold them. Returns whether it finished any (senders may have room) and
-    /// whether it left any for a later reap (a live thread's word named the same record: a
-    /// claim that lost its CAS, until that thread claims again).
+    /// Settles what the dead process of `dead` (a slot this reaper holds) left half done in
+    /// the ring, unless a live process's thread may be the one doing it: records it had
+    /// claimed and not completed (killed while decoding: `Ring::recover`), and message slots
+    /// and cells it had taken and not published (killed while encoding: `Ring::recover_send`).
+    /// Returns whether it settled any (peers may go on) and whether it left any for a later
+    /// reap (a live thread's words named the same record: a claim that lost its CAS, until
+    /// that thread claims again).
     ///
-    /// A live consumer's claim word names a record from before its claiming CAS (Release)
-    /// until it claims another, which it does only after completing the first; each new
-    /// value is stored with Release. Loading `head` (Acquire) first, then every live
-    /// process's words (Acquire), the reaper sees the word of any live claimer of a record
-    /// below that `head`, or a later value (and then the completion, which `Ring::recover`
-    /// checks last). A word may also be a claim that lost its CAS; if every word naming an
-    /// unfinished record is a dead process's, one of them did claim it.
+    /// A live thread's words name a record (or cells) from before its claiming CAS until it
+    /// claims another, having completed (published) the first; each new value is stored with
+    /// Release. Loading `head` and `tail` (Acquire) first, then every live process's words
+    /// (Acquire), the reaper sees the words of any live claimer below them, or a later value
+    /// (and then the completion or publication, which the ring checks last). A word may also
+    /// be a claim that lost its CAS; if every word naming an unsettled record is a dead
+    /// process's, one of them did claim it. Dead senders' words that disagree on the cells of
+    /// one position (one of them lost its claim) are left alone.
     fn recover_claims(&self, dead: &ProcSlot) -> (bool, bool) {
         // Relaxed: the process is dead; the stores it made before it died are visible.
         let mut recvs: Vec<u64> = dead
