@@ -217,6 +217,39 @@
 //! blocking call that has to wait on a task of a **current-thread** runtime panics (tokio's
 //! `block_in_place` needs a multi-thread runtime); the thread and process backends block the
 //! calling thread instead. Inside async code, use the `_async` forms.
+//!
+//! ## Differences between backends
+//!
+//! The contract is the same on every backend; this table lists everything that is not, and
+//! how generic code asks. The capability constants `CAN_KILL`, `TASK_TIMEOUT`, `ISOLATED` and
+//! `REMOTE` on [`Backend`] (`B::CAN_KILL`, ...) are the way to branch on a difference; never
+//! compare `B::NAME`.
+//!
+//! | | process | thread | tokio | generic code asks |
+//! |---|---|---|---|---|
+//! | unit | a forked child process | an OS thread | `spawn`: a closure on tokio's blocking pool; `spawn_async`: a task | `ISOLATED` (separate address spaces: a crash stays in its unit; true only for process), `REMOTE` (false for all three) |
+//! | `JoinHandle::kill` | SIGKILL: stops any unit; `join` then reports `Killed(9)` | `Unsupported` (a thread cannot be stopped from outside: signal it through a channel or an `Event`) | aborts a `spawn_async` task, and a `spawn` closure that has not started; `Unsupported` once the closure runs | `CAN_KILL` |
+//! | how a unit can end | value, `Panicked(msg)`, `Killed(signal)`, `Exited(code)` | value, `Panicked(msg)` | value, `Panicked(msg)`, `Cancelled` after a kill | match on [`JoinError`] |
+//! | pool `task_timeout`, `submit_with_timeout` | the overdue worker is killed and replaced; the task reports `DeadlineExceeded` | refused with `Unsupported` (a running thread cannot be stopped) | the task reports `DeadlineExceeded` at once; an async job is aborted, a blocking closure runs to its end in the background; needs a runtime with a time driver | `TASK_TIMEOUT` |
+//! | pool `terminate` and drop | queued and running tasks report `Cancelled`; running ones are killed with their worker | queued tasks report `Cancelled`; running ones run to their end and deliver | queued and running tasks report `Cancelled`; async jobs are aborted, a running blocking closure runs on in the background | |
+//! | worker dies mid-task | `TaskError::WorkerDied` for its task(s); the worker is replaced | cannot happen (a panic is `Panicked`) | cannot happen | |
+//! | messages, results, pool items | [`Message`] (serde): encoded into shared memory | `Send + 'static` through `uniconc::thread`; [`Message`] through [`Backend`] | as thread | [`Message`] |
+//! | largest message | the channel's byte budget: `capacity * 256` bytes, clamped to 1 MiB ..= 256 MiB, chosen with `uniconc::process::ChannelBuilder::byte_budget`; a larger one is refused with `SendError::Invalid(value, MessageError::TooLarge { .. })` | no limit (memory) | no limit (memory) | |
+//! | a message that does not decode | `RecvError::Invalid(MessageError::Decode(..))`, the message is consumed | cannot happen | cannot happen | |
+//! | unbounded channels | a 64 MiB ring (`uniconc::process::UNBOUNDED_BUDGET`) whose pages are committed as it fills; `send` waits only when 64 MiB are queued | unbounded (crossbeam's list) | unbounded (a `VecDeque`) | |
+//! | where `Lock`, `Semaphore`, `Event`, `Barrier`, `Value`, `Array` live | `MAP_SHARED` memory mapped at creation: shared with every process forked *after* it (create first, then spawn) | the heap, shared by `Arc` | the heap, shared by `Arc` | |
+//! | a `Lock` holder that dies | a killed holder process: the next `lock()` gets `LockError::OwnerDied(guard)` | cannot happen separately (a thread's death is a panic) | as thread | |
+//! | a `Lock` holder that panics | the rule of [`Lock`], on every backend | the same | the same | |
+//! | units per primitive | a channel tracks at most `uniconc::process::MAX_PROCESSES` (4096) processes; `spawn` refuses to fork past that with an error | the OS's thread limit | `spawn` closures: tokio's blocking pool (512 at once, more wait); tasks: memory | |
+//! | semaphore permits | at most `uniconc::process::MAX_PERMITS` (2^31 - 1) | `usize` | tokio's limit, `usize::MAX >> 3` | |
+//! | fork | handles are copied into the child; a child that never uses a channel keeps the handles it inherited counted until it exits (`uniconc::process::forget_inherited_handles` drops them); forking from a multi-threaded program copies only the forking thread | does not fork | does not fork | |
+//! | a unit killed by the OS (SIGKILL, OOM) | counts as having dropped its channel handles (peers notice within ~100 ms); a message it was sending or receiving at that instant is lost, nothing else | takes the whole program with it | takes the whole program with it | `ISOLATED` |
+//! | blocking calls inside a runtime | block the calling thread | block the calling thread | `block_in_place` on a multi-thread runtime; **panic** on a current-thread runtime when they must wait | use the `_async` forms in async code |
+//! | waiting | spins up to ~15 µs, yields, then sleeps on a futex | crossbeam's backoff, then parks | parks (no spin) | |
+//! | platforms | Unix only (Linux: futex; other Unixes: polling fallbacks) | every std target | every tokio target | |
+//!
+//! Per-unit costs (spawn, memory, channel throughput) differ by orders of magnitude: the
+//! README's `compare` table measures them side by side.
 
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -248,6 +281,7 @@ pub use uniconc_core::{
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[cfg(feature = "thread")]
+#[doc(inline)]
 pub use uniconc_thread as thread;
 #[cfg(feature = "thread")]
 pub use uniconc_thread::Thread;
@@ -271,6 +305,7 @@ pub use uniconc_thread::Thread;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[cfg(all(feature = "process", unix))]
+#[doc(inline)]
 pub use uniconc_process as process;
 #[cfg(all(feature = "process", unix))]
 pub use uniconc_process::Process;
@@ -300,9 +335,16 @@ pub use uniconc_process::Process;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[cfg(feature = "tokio")]
+#[doc(inline)]
 pub use uniconc_async as tokio;
 #[cfg(feature = "tokio")]
 pub use uniconc_async::Tokio;
+
+/// The README's Rust examples, compiled and run by `cargo test --doc` (they use the process
+/// backend and serde's derive, a dev-dependency here as in a user's crate).
+#[cfg(all(doctest, feature = "process", unix))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 /// The docs of [`Default`](type@Default), written once for the three cfg arms below.
 macro_rules! default_docs {
@@ -360,7 +402,7 @@ cfg_if::cfg_if! {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub mod prelude {
-    pub use uniconc_core::{
+    pub use crate::{
         Array as _, Backend, Barrier as _, Event as _, JoinHandle as _, Lock as _, Message, Plain,
         Pool as _, Receiver as _, Semaphore as _, Sender as _, TaskHandle as _, Value as _,
     };
