@@ -1,4 +1,4 @@
-//! [`Barrier`]: a generation counter under a lock, and a [`tokio::sync::Notify`] to release
+//! [`Barrier`]: a generation counter under a lock, and a [`tokio::sync::Notify`](https://docs.rs/tokio/1/tokio/sync/struct.Notify.html) to release
 //! the waiters of a generation. Unlike `tokio::sync::Barrier`, a waiter that times out or is
 //! cancelled withdraws, so the generation then needs another arrival.
 //!

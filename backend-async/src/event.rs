@@ -1,4 +1,4 @@
-//! [`Event`]: a flag and a [`tokio::sync::Notify`] to wake its waiters.
+//! [`Event`]: a flag and a [`tokio::sync::Notify`](https://docs.rs/tokio/1/tokio/sync/struct.Notify.html) to wake its waiters.
 //!
 //! ```
 //! use std::time::Duration;

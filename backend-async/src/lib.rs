@@ -48,7 +48,7 @@
 //!
 //! - [`channel`](mod@channel): the MPMC channel (own implementation; see `README.md` for why).
 //! - [`lock`](mod@lock), [`semaphore`](mod@semaphore), [`event`](mod@event), [`barrier`](mod@barrier): synchronisation.
-//! - [`Value`] and [`Array`]: in-process, from `uniconc_core::local` (shared with the thread backend).
+//! - [`Value`] and [`Array`]: in-process (core's `local` module, shared with the thread backend).
 //! - [`unit`](mod@unit): [`spawn`], [`spawn_async`], [`JoinHandle`].
 //! - [`pool`](mod@pool): [`Pool`], a concurrency-limited set of tasks.
 //! - [`runtime`]: the runtime used and the blocking-wait driver.

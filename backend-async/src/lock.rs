@@ -1,5 +1,5 @@
 //! [`Lock`]: a mutual-exclusion lock without data, built on a one-permit
-//! [`tokio::sync::Semaphore`] (fair, FIFO, cancel-safe), with std-style poisoning.
+//! [`tokio::sync::Semaphore`](https://docs.rs/tokio/1/tokio/sync/struct.Semaphore.html) (fair, FIFO, cancel-safe), with std-style poisoning.
 //!
 //! ```
 //! use std::time::Duration;

@@ -9,7 +9,7 @@
 //!
 //! # Blocking inside a runtime
 //!
-//! A blocking call that must wait is run inside [`tokio::task::block_in_place`]: on a worker
+//! A blocking call that must wait is run inside [`tokio::task::block_in_place`](https://docs.rs/tokio/1/tokio/task/fn.block_in_place.html): on a worker
 //! thread of a multi-thread runtime the worker hands its other tasks to another thread first, so
 //! the tasks that will wake us keep running (no silent deadlock). On a thread outside any
 //! runtime, or a `spawn_blocking` thread, it simply blocks. On a **current-thread** runtime
@@ -35,7 +35,12 @@
 //! let rt = tokio::runtime::Builder::new_current_thread().build()?;
 //! // Empty: `recv` must wait, which a current-thread runtime cannot do. It panics.
 //! let panicked = catch_unwind(AssertUnwindSafe(|| rt.block_on(async { rx.recv() })));
-//! let message = uniconc_core::panic_message(&*panicked.unwrap_err());
+//! let payload = panicked.unwrap_err();
+//! let message = payload
+//!     .downcast_ref::<String>()
+//!     .map(String::as_str)
+//!     .or_else(|| payload.downcast_ref::<&str>().copied())
+//!     .unwrap_or_default();
 //! assert!(message.contains("multi-threaded runtime"), "{message}");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -95,7 +100,7 @@ thread_local! {
 /// Futures that are not `Unpin` are passed pinned: `block_on(&mut pin!(fut), deadline)`.
 ///
 /// The first poll is made directly, so a call that need not wait costs no more than the
-/// `try_` form. Only if it must wait does it enter [`tokio::task::block_in_place`].
+/// `try_` form. Only if it must wait does it enter [`tokio::task::block_in_place`](https://docs.rs/tokio/1/tokio/task/fn.block_in_place.html).
 ///
 /// # Panics
 /// On a task of a current-thread runtime, when the future must wait (see the module docs).

@@ -1,4 +1,4 @@
-//! [`Semaphore`]: a counting semaphore on [`tokio::sync::Semaphore`] (fair, FIFO, cancel-safe).
+//! [`Semaphore`]: a counting semaphore on [`tokio::sync::Semaphore`](https://docs.rs/tokio/1/tokio/sync/struct.Semaphore.html) (fair, FIFO, cancel-safe).
 //!
 //! ```
 //! use uniconc_core::{JoinHandle as _, Semaphore as _, Value as _};

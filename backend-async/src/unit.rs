@@ -29,7 +29,7 @@ use crate::runtime::{block_on, try_handle};
 /// Handle to a spawned task; join it blocking, with a deadline, or `.await` it.
 ///
 /// Dropping it detaches the task (it runs on). The join methods come from
-/// [`uniconc_core::JoinHandle`]; `id()` is tokio's task [`Id`]. `kill()` aborts a
+/// [`uniconc_core::JoinHandle`]; `id()` is tokio's task [`Id`](https://docs.rs/tokio/1/tokio/task/struct.Id.html). `kill()` aborts a
 /// `spawn_async` task (it joins as `Cancelled`); a `spawn` closure can be cancelled only
 /// before it starts.
 ///

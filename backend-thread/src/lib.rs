@@ -21,7 +21,7 @@
 //! - [`channel`](mod@channel): MPMC channels on crossbeam-channel, with `close()` for everyone and
 //!   waker-based `_async` forms.
 //! - [`sync`]: [`Lock`], [`Semaphore`], [`Event`], [`Barrier`].
-//! - [`Value`], [`Array`]: in-process, from `uniconc_core::local` (shared with the tokio backend).
+//! - [`Value`], [`Array`]: in-process (core's `local` module, shared with the tokio backend).
 //! - [`spawn`](mod@spawn): [`spawn`](fn@spawn), [`spawn_async`], [`JoinHandle`].
 //! - [`pool`](mod@pool): [`Pool`], [`TaskHandle`].
 //! - `waiters` (private): the waker registry and the mutex + condvar + wakers monitor behind

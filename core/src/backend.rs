@@ -48,8 +48,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Message for T {}
 
 /// An execution unit: processes, threads or tokio tasks.
 ///
-/// Each backend is a zero-sized marker type implementing this trait (`uniconc_process::Process`,
-/// `uniconc_thread::Thread`, `uniconc_async::Tokio`; in the facade `uniconc::Process`,
+/// Each backend is a zero-sized marker type implementing this trait (`uniconc::Process`,
 /// `uniconc::Thread`, `uniconc::Tokio`). Code written against `B: Backend` compiles once and
 /// runs on all three; switching is one line:
 ///

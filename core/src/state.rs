@@ -7,7 +7,7 @@ use std::ops::DerefMut;
 
 use crate::error::{Error, LockError};
 
-/// Plain old data that can live in shared memory: [`bytemuck::Pod`] and thread-safe.
+/// Plain old data that can live in shared memory: [`bytemuck::Pod`](https://docs.rs/bytemuck/1/bytemuck/trait.Pod.html) and thread-safe.
 ///
 /// Implemented for every `Pod + Send + Sync` type (integers, floats, arrays of them,
 /// `#[derive(Pod, Zeroable)]` structs). No pointers, references, `String`s or `Vec`s: in
