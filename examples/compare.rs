@@ -1053,7 +1053,10 @@ pub(crate) fn chart(columns: &[Column], path: &Path, subtitle: &str) -> DynResul
     let root = SVGBackend::new(path, (1200, 330 * rows as u32 + 70)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_err)?;
     let root = root
-        .titled(&format!("uniconc compare — {subtitle}"), ("sans-serif", 22))
+        .titled(
+            &format!("uniconc compare — {subtitle} (y axes: log scale)"),
+            ("sans-serif", 22),
+        )
         .map_err(plot_err)?;
     let names: Vec<String> = columns
         .iter()
@@ -1264,13 +1267,13 @@ fn main() {
             let columns = run_all(&sizes, args.backend.as_deref(), python);
             let mut report = format!("uniconc compare ({mode} run) on {}\n\n", machine());
             report += &table(&columns);
-            report += "\n↑ higher is better, ↓ lower is better. Per column (each figure is the best of its runs): ";
-            report += &columns
-                .iter()
-                .map(|c| format!("{}: {}", c.name, c.notes.join("; ")))
-                .collect::<Vec<_>>()
-                .join(" | ");
-            report += "\n\n";
+            report +=
+                "\n↑ higher is better, ↓ lower is better. Each figure is the best of its runs:\n";
+            for c in &columns {
+                report += &format!("  {}: {}\n", c.name, c.notes.join("; "));
+            }
+            report += PING_PONG_NOTE;
+            report += "\n";
             report += &ratios(&columns);
             println!("{report}");
             let path = args
@@ -1286,6 +1289,16 @@ fn main() {
         },
     );
 }
+
+/// The footnote that explains the ping-pong's per-run CPU shares, under the table.
+const PING_PONG_NOTE: &str = "
+Ping-pong: the share after each run is the part of its round trips in which the echo unit ran
+on the CPU the main thread had just sent from, and it decides the figure on a small machine. A
+backend that parks between messages (tokio's blocking calls) hands over in a few µs on one CPU
+and pays a cross-CPU wake-up on two (~8 µs a hop on a 2-vCPU VM); one that spins first (thread,
+process) is fast across two CPUs and slow on one. The kernel picks the placement, and it can
+change from run to run.
+";
 
 /// Memory of a process, from Linux's `/proc`.
 mod memory {
