@@ -784,10 +784,10 @@ value_error! {
     /// acquired, but its previous holder did not release it cleanly. The guard is handed over
     /// anyway, like std's `PoisonError`; the protected state may be half-updated.
     ///
-    /// `OwnerDied` comes only from the process backend, `Poisoned` only from the thread and
-    /// tokio backends (the example shows the thread backend: on the process backend a holder
-    /// that panics unwinds and releases the lock normally, and only a holder that dies
-    /// without unwinding, killed or aborted, leaves `OwnerDied`).
+    /// `Poisoned`: the previous holder panicked (on any backend); `OwnerDied`: it died
+    /// without unwinding, killed or aborted (process backend only). Either is reported to one
+    /// acquirer only, the next one: the lock is clean after that (see
+    /// [`Lock`](crate::Lock#a-holder-that-panics-or-dies)).
     ///
     /// ```
     /// use uniconc_core::{Backend, JoinHandle as _, LockError, Value as _};
@@ -803,9 +803,10 @@ value_error! {
     /// assert!(h.join().is_err());
     /// match v.lock() {
     ///     Err(LockError::Poisoned(g)) => assert_eq!(*g, 1), // check or repair the state here
-    ///     Err(LockError::OwnerDied(g)) => assert_eq!(*g, 1), // the same, on processes
+    ///     Err(LockError::OwnerDied(g)) => assert_eq!(*g, 1), // a killed holder (processes)
     ///     Ok(_) => unreachable!("the panic is reported"),
     /// }
+    /// assert!(v.lock().is_ok()); // once
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     LockError {

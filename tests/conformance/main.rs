@@ -42,6 +42,8 @@ macro_rules! all_tests {
             channel::channel_error_values_are_returned,
             sync::lock_mutual_exclusion_under_contention,
             sync::lock_try_lock_and_timeout_while_held_elsewhere,
+            sync::lock_panicking_holder_poisons_once,
+            sync::value_and_array_locks_poison_once,
             sync::semaphore_bounds_concurrency,
             sync::semaphore_forget_release_available,
             sync::semaphore_release_signals_another_unit,
