@@ -56,40 +56,46 @@ pub(crate) fn spawn_ids_are_distinct<B: Backend>() {
 }
 
 pub(crate) fn spawn_kill_where_supported<B: Backend>() {
-    if B::NAME == "thread" {
-        let stop = B::event().unwrap();
-        let stop2 = stop.clone();
-        let h = B::spawn(move || stop2.wait_timeout(LONG).is_ok()).unwrap();
-        let err = h.kill().expect_err("an OS thread cannot be killed");
-        assert_eq!(err.kind(), ErrorKind::Unsupported);
-        stop.set();
-        assert_eq!(
-            h.join(),
-            Ok(true),
-            "the thread ran on after the refused kill"
-        );
-        return;
-    }
     // A unit that waits forever (nobody sends): a task can be aborted, a process killed.
     let (tx, rx) = B::channel::<u64>(1).unwrap();
     let h = B::spawn_async(async move { rx.recv_async().await.is_ok() }).unwrap();
     crate::support::pause();
-    h.kill().expect("processes and tasks can be stopped");
-    match h.join() {
-        Err(JoinError::Killed(9)) if B::NAME == "process" => {}
-        Err(JoinError::Cancelled) if B::NAME != "process" => {}
-        other => panic!("expected Killed(9) (process) or Cancelled (task), got {other:?}"),
+    if B::CAN_CANCEL {
+        h.kill().expect("CAN_CANCEL: an async unit can be stopped");
+        match h.join() {
+            Err(JoinError::Killed(9) | JoinError::Cancelled) => {}
+            other => panic!("expected Killed(9) (process) or Cancelled (task), got {other:?}"),
+        }
+    } else {
+        let err = h.kill().expect_err("without CAN_CANCEL, kill() is refused");
+        assert_eq!(err.kind(), ErrorKind::Unsupported);
+        tx.send(1).unwrap(); // the unit runs on: wake it with a message
+        assert_eq!(h.join(), Ok(true), "the unit ran on after the refused kill");
     }
     drop(tx);
-    if B::NAME == "process" {
-        // A blocking closure can be killed too.
-        let h = B::spawn(|| {
-            std::thread::sleep(LONG);
-            0u8
+
+    // A blocking closure, already running.
+    let (started, stop) = (B::event().unwrap(), B::event().unwrap());
+    let h = {
+        let (started, stop) = (started.clone(), stop.clone());
+        B::spawn(move || {
+            started.set();
+            stop.wait_timeout(LONG).is_ok()
         })
-        .unwrap();
-        h.kill().unwrap();
+        .unwrap()
+    };
+    started.wait_timeout(LONG).unwrap();
+    if B::CAN_KILL {
+        h.kill()
+            .expect("CAN_KILL: a running blocking closure can be stopped");
         assert_eq!(h.join(), Err(JoinError::Killed(9)));
+    } else {
+        let err = h
+            .kill()
+            .expect_err("without CAN_KILL, a running closure cannot be stopped");
+        assert_eq!(err.kind(), ErrorKind::Unsupported);
+        stop.set();
+        assert_eq!(h.join(), Ok(true), "the unit ran on after the refused kill");
     }
 }
 
