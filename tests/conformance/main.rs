@@ -62,6 +62,7 @@ macro_rules! all_tests {
             spawn::spawn_ids_are_distinct,
             spawn::spawn_kill_where_supported,
             spawn::spawn_async_runs_a_future,
+            spawn::errors_convert_with_question_mark,
             pool::pool_map_keeps_input_order,
             pool::pool_map_many_items,
             pool::pool_imap_is_lazy_on_endless_input,

@@ -112,3 +112,36 @@ pub(crate) fn spawn_async_runs_a_future<B: Backend>() {
     let r: Result<(), JoinError> = h.join();
     assert!(matches!(r, Err(JoinError::Panicked(m)) if m.contains("async boom")));
 }
+
+/// A whole program over `B` written with `?` into `uniconc::Result`, no `Box<dyn Error>`.
+fn with_question_marks<B: Backend>() -> uniconc::Result<u64> {
+    let (tx, rx) = B::channel::<u64>(2)?;
+    tx.send(40)?;
+    tx.try_send(1)?;
+    let lock = B::lock()?;
+    let total = {
+        let _held = lock.lock_timeout(LONG)?;
+        rx.recv_timeout(LONG)? + rx.try_recv()?
+    };
+    let h = B::spawn(move || total + 1)?;
+    let pool = B::pool(1)?;
+    let doubled = pool.map(|x: u64| x * 2, [h.join()?])?;
+    B::event()?.wait_timeout(SHORT).or_else(|e| match e {
+        uniconc::WaitError::Timeout => Ok(()),
+        other => Err(other),
+    })?;
+    Ok(doubled[0])
+}
+
+pub(crate) fn errors_convert_with_question_mark<B: Backend>() {
+    assert_eq!(with_question_marks::<B>().unwrap(), 84);
+    // The kind survives the conversion.
+    let failed = || -> uniconc::Result<u8> { Ok(B::spawn(|| -> u8 { panic!("boom") })?.join()?) };
+    let e = failed().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Panicked);
+    assert!(e.to_string().contains("boom"), "{e}");
+    let (tx, rx) = B::channel::<u8>(1).unwrap();
+    drop(rx);
+    let e = (|| -> uniconc::Result<()> { Ok(tx.send(1)?) })().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Disconnected);
+}
