@@ -182,8 +182,11 @@ pub trait Backend: Copy + Send + Sync + 'static {
 
     /// Sending half of a channel.
     type Sender<T: Message>: Sender<T>;
-    /// Receiving half of a channel.
-    type Receiver<T: Message>: Receiver<T>;
+    /// Receiving half of a channel. `for x in rx` works in generic code (the receiver is an
+    /// `IntoIterator`, see [`IntoIter`](crate::IntoIter)); for `for x in &rx`, add the bound
+    /// `for<'a> &'a B::Receiver<T>: IntoIterator<Item = T>` (every backend meets it) or call
+    /// [`rx.iter()`](Receiver::iter).
+    type Receiver<T: Message>: Receiver<T> + IntoIterator<Item = T>;
     /// A lock without data.
     type Lock: Lock;
     /// A counting semaphore.

@@ -57,7 +57,7 @@ pub mod time;
 pub mod unit;
 
 pub use backend::{Backend, Message};
-pub use channel::{Iter, Receiver, Sender, TryIter};
+pub use channel::{IntoIter, Iter, Receiver, Sender, TryIter};
 pub use error::{
     Error, ErrorKind, JoinError, LockError, MessageError, PoolError, RecvError, RecvTimeoutError,
     Result, SendError, SendTimeoutError, TaskError, TryLockError, TryRecvError, TrySendError,

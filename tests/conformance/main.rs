@@ -40,6 +40,8 @@ macro_rules! all_tests {
             channel::channel_len_and_capacity,
             channel::channel_unbounded_holds_many,
             channel::channel_error_values_are_returned,
+            channel::channel_is_full_and_same_channel,
+            channel::channel_receiver_into_iterator,
             sync::lock_mutual_exclusion_under_contention,
             sync::lock_try_lock_and_timeout_while_held_elsewhere,
             sync::lock_panicking_holder_poisons_once,
