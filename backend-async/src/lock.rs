@@ -111,8 +111,11 @@ impl Lock {
             inner: &self.inner,
             _permit: permit,
         };
-        // AcqRel: see `Inner::poisoned`. The swap reports the panic to this holder only.
-        if self.inner.poisoned.swap(false, Ordering::AcqRel) {
+        // Acquire/AcqRel: see `Inner::poisoned`. The load keeps the clean path free of a
+        // write; the swap reports the panic to this holder only (`clear_poison` may race).
+        if self.inner.poisoned.load(Ordering::Acquire)
+            && self.inner.poisoned.swap(false, Ordering::AcqRel)
+        {
             Err(LockError::Poisoned(g))
         } else {
             Ok(g)
