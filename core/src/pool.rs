@@ -233,7 +233,8 @@ impl<P: Pool> PoolBuilder<P> {
     /// then yields [`TaskError::DeadlineExceeded`]. A `map`/`imap` chunk of `k` items gets
     /// `k × timeout`. The process backend kills and replaces the worker; the tokio backend
     /// aborts an async task (a blocking closure runs on in the background); the thread backend
-    /// refuses the setting (`build` returns `Unsupported`).
+    /// refuses the setting (`build` returns `Unsupported`). Generic code asks
+    /// [`Backend::TASK_TIMEOUT`](crate::Backend::TASK_TIMEOUT).
     ///
     /// ```
     /// use std::time::Duration;
