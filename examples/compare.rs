@@ -212,16 +212,18 @@ impl Sizes {
         }
     }
 
-    fn units_for(&self, backend: &str) -> u64 {
-        if backend == "process" {
+    /// `isolated`: `B::ISOLATED`, each unit is a process of its own (fewer of them).
+    fn units_for(&self, isolated: bool) -> u64 {
+        if isolated {
             self.units_process
         } else {
             self.units
         }
     }
 
-    fn spawns_for(&self, backend: &str) -> u64 {
-        if backend == "process" {
+    /// `isolated`: `B::ISOLATED`, each unit is a process of its own (fewer of them).
+    fn spawns_for(&self, isolated: bool) -> u64 {
+        if isolated {
             self.spawns_process
         } else {
             self.spawns
@@ -444,7 +446,7 @@ fn pool_map<B: Backend>(items: u64, work: u64) -> DynResult<f64> {
 /// so 10,000 parked closures could never all start there). Returns µs per unit (start all, wake
 /// each, join all; the memory reading is not timed) and KiB per parked unit.
 fn waiting_units<B: Backend>(n: u64, watchdog: Duration) -> DynResult<(f64, Option<f64>)> {
-    let as_tasks = B::NAME == "tokio";
+    let as_tasks = B::ASYNC_TASKS;
     let before = memory::pss_kib(std::process::id());
     let (ready_tx, ready_rx) = B::unbounded::<u32>()?;
     let start = Instant::now();
@@ -723,7 +725,7 @@ pub(crate) fn run_backend<B: Backend>(sizes: &Sizes) -> DynResult<Column> {
     });
     record(Workload::PoolMap, pool);
 
-    let units = s.units_for(name);
+    let units = s.units_for(B::ISOLATED);
     let mut units_result: DynResult<(f64, Option<f64>)> = Err("no run".into());
     for _ in 0..repeats {
         let run = if s.units_in_fresh_process {
@@ -760,7 +762,7 @@ pub(crate) fn run_backend<B: Backend>(sizes: &Sizes) -> DynResult<Column> {
         watchdog(limit, move || lock_contention::<B>(iters))
     });
     record(Workload::LockContention, lock);
-    let spawns = s.spawns_for(name);
+    let spawns = s.spawns_for(B::ISOLATED);
     record(
         Workload::Spawn,
         best(Workload::Spawn, &|| {

@@ -677,6 +677,10 @@ impl<T: Send + 'static> Sender<T> {
 }
 
 impl<T: Send + 'static> uniconc_core::Sender<T> for Sender<T> {
+    fn same_channel(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
     /// Sends `value`, blocking while the channel is full.
     ///
     /// # Panics
@@ -755,6 +759,10 @@ impl<T: Send + 'static> Receiver<T> {
 }
 
 impl<T: Send + 'static> uniconc_core::Receiver<T> for Receiver<T> {
+    fn same_channel(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
     /// Receives the next message, blocking while the channel is empty.
     ///
     /// # Panics
@@ -797,6 +805,58 @@ impl<T: Send + 'static> uniconc_core::Receiver<T> for Receiver<T> {
 
     fn is_closed(&self) -> bool {
         self.shared.disconnected.load(Ordering::Acquire)
+    }
+}
+
+/// `for x in rx`: blocking, ends when the channel is empty and disconnected.
+///
+/// ```
+/// use uniconc_core::{JoinHandle as _, Sender as _};
+/// let (tx, rx) = uniconc_async::channel::<u64>(4)?;
+/// let unit = uniconc_async::spawn(move || {
+///     let mut total = 0;
+///     for x in rx {
+///         total += x;
+///     }
+///     total
+/// })?;
+/// for i in 1..=4 {
+///     tx.send(i)?;
+/// }
+/// drop(tx);
+/// assert_eq!(unit.join()?, 10);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl<T: Send + 'static> IntoIterator for Receiver<T> {
+    type Item = T;
+    type IntoIter = uniconc_core::IntoIter<T, Self>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        uniconc_core::IntoIter::new(self)
+    }
+}
+
+/// `for x in &rx`: blocking, ends when the channel is empty and disconnected.
+///
+/// ```
+/// use uniconc_core::Sender as _;
+/// let (tx, rx) = uniconc_async::channel::<u64>(4)?;
+/// tx.send(1)?;
+/// tx.send(2)?;
+/// tx.close();
+/// let mut total = 0;
+/// for x in &rx {
+///     total += x;
+/// }
+/// assert_eq!(total, 3);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl<'a, T: Send + 'static> IntoIterator for &'a Receiver<T> {
+    type Item = T;
+    type IntoIter = uniconc_core::Iter<'a, T, Receiver<T>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        uniconc_core::Receiver::iter(self)
     }
 }
 

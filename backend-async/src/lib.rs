@@ -106,6 +106,13 @@ pub struct Tokio;
 
 impl Backend for Tokio {
     const NAME: &'static str = "tokio";
+    const CAN_KILL: bool = false;
+    const CAN_CANCEL: bool = true;
+    const TASK_TIMEOUT: bool = true;
+    const ISOLATED: bool = false;
+    const FORKS: bool = false;
+    const ASYNC_TASKS: bool = true;
+    const REMOTE: bool = false;
 
     type Sender<T: Message> = Sender<T>;
     type Receiver<T: Message> = Receiver<T>;

@@ -27,11 +27,11 @@ use crate::runtime::block_on;
 
 struct Inner {
     sem: tokio::sync::Semaphore,
-    /// Set when a guard is dropped during a panic. Sticky, like std's poison flag, until
-    /// [`Lock::clear_poison`]. The semaphore orders it: the flag is written before the permit
-    /// is given back, and read after the next holder took it (the semaphore's own
-    /// release/acquire pair), so `Relaxed` would do; `Release`/`Acquire` are used anyway
-    /// because `is_poisoned` reads it without holding the lock.
+    /// Set when a guard is dropped during a panic; cleared by the next acquisition, which
+    /// reports it (or by [`Lock::clear_poison`]). The semaphore orders it: the flag is written
+    /// before the permit is given back, and swapped after the next holder took it (the
+    /// semaphore's own release/acquire pair), so `Relaxed` would do; `Release`/`Acquire` are
+    /// used anyway because `is_poisoned` and `clear_poison` touch it without the lock.
     poisoned: AtomicBool,
 }
 
@@ -39,8 +39,8 @@ struct Inner {
 /// same lock.
 ///
 /// Waiters are served in FIFO order, whether they wait blocking or async. If a holder panics,
-/// the lock is poisoned: every later `lock()` succeeds but returns
-/// `Err(LockError::Poisoned(guard))` until [`clear_poison`](Lock::clear_poison).
+/// the lock is poisoned: the next acquisition succeeds but returns
+/// `Err(LockError::Poisoned(guard))`, once; the lock is clean again after that report.
 ///
 /// ```
 /// use uniconc_core::Lock as _;
@@ -111,14 +111,19 @@ impl Lock {
             inner: &self.inner,
             _permit: permit,
         };
-        if self.inner.poisoned.load(Ordering::Acquire) {
+        // Acquire/AcqRel: see `Inner::poisoned`. The load keeps the clean path free of a
+        // write; the swap reports the panic to this holder only (`clear_poison` may race).
+        if self.inner.poisoned.load(Ordering::Acquire)
+            && self.inner.poisoned.swap(false, Ordering::AcqRel)
+        {
             Err(LockError::Poisoned(g))
         } else {
             Ok(g)
         }
     }
 
-    /// `true` if a holder panicked while holding the lock (and it was not cleared since).
+    /// `true` if a holder panicked while holding the lock and no acquisition has reported it
+    /// yet (a snapshot).
     ///
     /// ```
     /// use uniconc_core::{JoinHandle as _, Lock as _, LockError};
@@ -132,13 +137,15 @@ impl Lock {
     /// assert!(lock.is_poisoned());
     /// let err = lock.lock().unwrap_err(); // acquired, but reported as poisoned
     /// assert!(matches!(err, LockError::Poisoned(_)));
+    /// assert!(!lock.is_poisoned()); // reported once
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn is_poisoned(&self) -> bool {
         self.inner.poisoned.load(Ordering::Acquire)
     }
 
-    /// Forgets an earlier panic: later `lock()` calls return `Ok` again.
+    /// Forgets an earlier panic before any acquisition reported it: the next `lock()`
+    /// returns `Ok`.
     ///
     /// ```
     /// use uniconc_core::{JoinHandle as _, Lock as _};
@@ -149,9 +156,8 @@ impl Lock {
     ///     panic!("while holding the lock");
     /// })?;
     /// assert!(task.join().is_err());
-    /// assert!(lock.lock().is_err()); // sticky: every lock reports it...
-    /// assert!(lock.lock().is_err());
-    /// lock.clear_poison(); // ...until cleared
+    /// assert!(lock.is_poisoned());
+    /// lock.clear_poison(); // no acquisition will report it
     /// assert!(!lock.is_poisoned());
     /// assert!(lock.lock().is_ok());
     /// # Ok::<(), Box<dyn std::error::Error>>(())

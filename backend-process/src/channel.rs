@@ -1476,6 +1476,10 @@ fn len_of(chan: &Chan) -> usize {
 }
 
 impl<T: Message> uniconc_core::Sender<T> for Sender<T> {
+    fn same_channel(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.chan, &other.chan)
+    }
+
     fn send(&self, value: T) -> Result<(), SendError<T>> {
         self.send_inner(value, None).map_err(|e| match e {
             SendTimeoutError::Disconnected(v) | SendTimeoutError::Timeout(v) => {
@@ -1544,6 +1548,10 @@ impl<T: Message> uniconc_core::Sender<T> for Sender<T> {
 }
 
 impl<T: Message> uniconc_core::Receiver<T> for Receiver<T> {
+    fn same_channel(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.chan, &other.chan)
+    }
+
     fn recv(&self) -> Result<T, RecvError> {
         self.recv_inner(None).map_err(|e| match e {
             RecvTimeoutError::Invalid(m) => RecvError::Invalid(m),
@@ -1817,6 +1825,58 @@ impl Drop for Chan {
             // Release: the cleared fields are visible to the next claimer.
             slot.pid.store(SLOT_FREE, Ordering::Release);
         }
+    }
+}
+
+/// `for x in rx`: blocking, ends when the channel is empty and disconnected.
+///
+/// ```
+/// use uniconc_core::{JoinHandle as _, Sender as _};
+/// let (tx, rx) = uniconc_process::channel::<u64>(4)?;
+/// let child = uniconc_process::spawn(move || {
+///     let mut total = 0;
+///     for x in rx {
+///         total += x;
+///     }
+///     total
+/// })?;
+/// for i in 1..=4 {
+///     tx.send(i)?;
+/// }
+/// drop(tx);
+/// assert_eq!(child.join()?, 10);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl<T: Message> IntoIterator for Receiver<T> {
+    type Item = T;
+    type IntoIter = uniconc_core::IntoIter<T, Self>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        uniconc_core::IntoIter::new(self)
+    }
+}
+
+/// `for x in &rx`: blocking, ends when the channel is empty and disconnected.
+///
+/// ```
+/// use uniconc_core::Sender as _;
+/// let (tx, rx) = uniconc_process::channel::<u64>(4)?;
+/// tx.send(1)?;
+/// tx.send(2)?;
+/// tx.close();
+/// let mut total = 0;
+/// for x in &rx {
+///     total += x;
+/// }
+/// assert_eq!(total, 3);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl<'a, T: Message> IntoIterator for &'a Receiver<T> {
+    type Item = T;
+    type IntoIter = uniconc_core::Iter<'a, T, Receiver<T>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        uniconc_core::Receiver::iter(self)
     }
 }
 

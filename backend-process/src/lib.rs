@@ -111,6 +111,13 @@ pub struct Process;
 #[cfg(not(uniconc_loom))]
 impl uniconc_core::Backend for Process {
     const NAME: &'static str = "process";
+    const CAN_KILL: bool = true;
+    const CAN_CANCEL: bool = true;
+    const TASK_TIMEOUT: bool = true;
+    const ISOLATED: bool = true;
+    const FORKS: bool = true;
+    const ASYNC_TASKS: bool = false;
+    const REMOTE: bool = false;
 
     type Sender<T: uniconc_core::Message> = Sender<T>;
     type Receiver<T: uniconc_core::Message> = Receiver<T>;

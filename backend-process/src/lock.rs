@@ -9,6 +9,12 @@
 //! already reused by a new process is taken for alive; the kernel cycles through pids before
 //! reusing one, so this needs the pid space to wrap around while the lock is held.)
 //!
+//! Poisoning: a guard dropped while its thread panics (in any process: a forked child whose
+//! closure panics unwinds and drops it) sets the `poisoned` word before the release; the next
+//! acquisition that reports (`Lock::lock`, `Value::lock`, ...) clears it and returns
+//! `Poisoned`, once. Only the holder reads or writes `poisoned`, so the lock word's
+//! Release/Acquire pair orders it and `Relaxed` accesses suffice.
+//!
 //! Owners are processes: threads of one process share the pid, so a lock held by a thread is
 //! released by its guard wherever the guard is dropped in that process. A guard copied into a
 //! forked child (the parent held it at `fork`) does not release the parent's lock when the
@@ -37,15 +43,21 @@ pub(crate) enum Acquired {
     OwnerDied,
 }
 
-/// The lock word. `#[repr(C)]`; all-zero is unlocked.
+/// The lock word and its poison flag. `#[repr(C)]`; all-zero is unlocked and not poisoned.
+///
+/// Invariant: `poisoned` is written and read only by the process (thread) that holds the lock
+/// (`word`'s owner is its pid); its value travels to the next holder with the lock word's
+/// Release (unlock) / Acquire (lock) pair.
 #[derive(Debug, Default)]
 #[repr(C)]
 pub(crate) struct RawLock {
     /// `owner pid | WAITERS?`, 0 when free.
     word: AtomicU32,
+    /// 1: a holder panicked while holding the lock and no acquisition has reported it yet.
+    poisoned: AtomicU32,
 }
 
-// SAFETY: repr(C), one atomic, zero = unlocked.
+// SAFETY: repr(C), two atomics, all-zero = unlocked and clean.
 unsafe impl ShmSafe for RawLock {}
 
 impl RawLock {
@@ -146,10 +158,14 @@ impl RawLock {
         }
     }
 
-    /// Releases the lock if this process holds it.
+    /// Releases the lock if this process holds it; poisons it first if the calling thread is
+    /// panicking (the guard is dropped by the unwinding).
     #[inline]
     pub(crate) fn unlock(&self) {
         let me = procs::my_pid();
+        if std::thread::panicking() {
+            self.poison(me);
+        }
         // Release: our writes under the lock are visible to the next holder's Acquire.
         if let Err(v) = self
             .word
@@ -169,6 +185,32 @@ impl RawLock {
         // Release: as above.
         self.word.store(0, Ordering::Release);
         platform::wake(&self.word, 1);
+    }
+
+    #[cold]
+    fn poison(&self, me: u32) {
+        // Only the holder poisons: a guard copied into a forked child (the parent held the
+        // lock at `fork`) must not poison the parent's lock. Relaxed: see `RawLock`; the
+        // release that follows in `unlock` publishes the flag to the next holder.
+        if self.word.load(Ordering::Relaxed) & !WAITERS == me {
+            self.poisoned.store(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Turns how the lock was acquired into what the caller reports, with `guard`: a pending
+    /// poison is reported once (and cleared); `OwnerDied` wins over (and clears) it. Call
+    /// right after acquiring, while holding the lock.
+    pub(crate) fn report<G>(&self, a: Acquired, guard: G) -> Result<G, LockError<G>> {
+        // Relaxed: we hold the lock (see `RawLock`); the load avoids a write on the clean path.
+        let poisoned = self.poisoned.load(Ordering::Relaxed) != 0;
+        if poisoned {
+            self.poisoned.store(0, Ordering::Relaxed);
+        }
+        match a {
+            Acquired::OwnerDied => Err(LockError::OwnerDied(guard)),
+            Acquired::Clean if poisoned => Err(LockError::Poisoned(guard)),
+            Acquired::Clean => Ok(guard),
+        }
     }
 
     /// `true` if held (a snapshot).
@@ -235,8 +277,9 @@ unsafe impl ShmSafe for LockShm {}
 ///
 /// The lock word in shared memory holds the owner's pid; waiters sleep on it (a shared futex
 /// on Linux) and check that the owner is still alive, so a holder killed with SIGKILL never
-/// leaves the lock stuck. A panicking holder (in any process) releases the lock normally: no
-/// poisoning on this backend.
+/// leaves the lock stuck. A holder that panics (in any process, e.g. a child whose closure
+/// panics with the guard alive) releases the lock and poisons it: the next acquisition
+/// returns `Err(LockError::Poisoned(guard))`, once.
 ///
 /// ```
 /// use uniconc_core::{Event as _, JoinError, JoinHandle as _, Lock as _, LockError};
@@ -298,11 +341,7 @@ impl Lock {
     }
 
     fn guard(&self, a: Acquired) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        let g = LockGuard { lock: self };
-        match a {
-            Acquired::Clean => Ok(g),
-            Acquired::OwnerDied => Err(LockError::OwnerDied(g)),
-        }
+        self.raw().report(a, LockGuard { lock: self })
     }
 }
 
@@ -457,5 +496,38 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(!l.is_locked());
+    }
+
+    #[test]
+    fn a_panicking_holder_poisons_once() {
+        let l = lock().unwrap();
+        let l2 = l.clone();
+        let panicked = std::thread::spawn(move || {
+            let _g = l2.lock().unwrap();
+            panic!("holder panics");
+        })
+        .join();
+        assert!(panicked.is_err());
+        assert!(!l.is_locked());
+        match l.try_lock() {
+            Err(TryLockError::Poisoned(g)) => drop(g),
+            other => panic!("{other:?}"),
+        }
+        drop(l.try_lock().expect("reported once, clean since"));
+    }
+
+    #[test]
+    fn a_guard_not_held_by_this_process_does_not_poison() {
+        let l = lock().unwrap();
+        // Held by another (live) process: the init process. A panicking drop of a guard that
+        // is not ours (one inherited through fork) neither releases nor poisons the lock.
+        l.raw().word.store(1, Ordering::Relaxed);
+        let _ = std::panic::catch_unwind(|| {
+            let _g = LockGuard { lock: &l };
+            panic!("unwinds through a foreign guard");
+        });
+        assert_eq!(l.raw().word.load(Ordering::Relaxed), 1);
+        assert_eq!(l.raw().poisoned.load(Ordering::Relaxed), 0);
+        l.raw().word.store(0, Ordering::Relaxed);
     }
 }

@@ -65,7 +65,10 @@ impl Cells {
 /// writes by a forked child are seen by the parent. A process killed while holding the
 /// value's lock never leaves it stuck: the next `lock()` takes it over and reports
 /// `LockError::OwnerDied` with the guard (`load`, `store` and `update` take it over
-/// silently). The value may then be half-updated.
+/// silently). The value may then be half-updated. Likewise a holder that panics (a guard, or
+/// an `update` closure, unwinding in any process) poisons the lock: the next `lock()` returns
+/// `LockError::Poisoned` with the guard, once (`load`, `store` and `update` neither report
+/// nor clear it), as on every backend.
 ///
 /// ```
 /// use uniconc_core::{Event as _, JoinHandle as _, LockError, Value as _};
@@ -238,10 +241,7 @@ impl<T: Plain> uniconc_core::Value<T> for Value<T> {
             cells: &self.cells,
             _m: PhantomData,
         };
-        match a {
-            Acquired::Clean => Ok(g),
-            Acquired::OwnerDied => Err(LockError::OwnerDied(g)),
-        }
+        self.cells.raw().report(a, g)
     }
 }
 
@@ -250,7 +250,8 @@ impl<T: Plain> uniconc_core::Value<T> for Value<T> {
 /// The elements and one robust lock sit in one shared mapping (Python's
 /// `multiprocessing.Array`): a child's writes are seen by the parent; whole-array reads are
 /// one lock and one copy. As for [`Value`], a process killed while holding the lock is
-/// reported by the next `lock()` as `LockError::OwnerDied`.
+/// reported by the next `lock()` as `LockError::OwnerDied`, and a holder that panics as
+/// `LockError::Poisoned` (once).
 ///
 /// ```
 /// use uniconc_core::{Array as _, JoinHandle as _};
@@ -430,10 +431,7 @@ impl<T: Plain> uniconc_core::Array<T> for Array<T> {
             len: self.len,
             _m: PhantomData,
         };
-        match a {
-            Acquired::Clean => Ok(g),
-            Acquired::OwnerDied => Err(LockError::OwnerDied(g)),
-        }
+        self.cells.raw().report(a, g)
     }
 }
 

@@ -392,6 +392,10 @@ impl<T: Send + 'static> Sender<T> {
 }
 
 impl<T: Send + 'static> uniconc_core::Sender<T> for Sender<T> {
+    fn same_channel(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
     fn send(&self, value: T) -> Result<(), SendError<T>> {
         self.send_blocking(value, None).map_err(|e| match e {
             SendTimeoutError::Invalid(v, m) => SendError::Invalid(v, m),
@@ -512,6 +516,10 @@ impl<T: Send + 'static> Receiver<T> {
 }
 
 impl<T: Send + 'static> uniconc_core::Receiver<T> for Receiver<T> {
+    fn same_channel(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
     fn recv(&self) -> Result<T, RecvError> {
         self.recv_blocking(None)
             .map_err(|_| RecvError::Disconnected)
@@ -639,6 +647,58 @@ impl<T> Drop for RecvFuture<'_, T> {
         if self.rx.shared.recv_wakers.unregister(&mut self.key) {
             self.rx.shared.recv_wakers.notify_one();
         }
+    }
+}
+
+/// `for x in rx`: blocking, ends when the channel is empty and disconnected.
+///
+/// ```
+/// use uniconc_core::{JoinHandle as _, Sender as _};
+/// let (tx, rx) = uniconc_thread::channel::<u64>(4)?;
+/// let unit = uniconc_thread::spawn(move || {
+///     let mut total = 0;
+///     for x in rx {
+///         total += x;
+///     }
+///     total
+/// })?;
+/// for i in 1..=4 {
+///     tx.send(i)?;
+/// }
+/// drop(tx);
+/// assert_eq!(unit.join()?, 10);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl<T: Send + 'static> IntoIterator for Receiver<T> {
+    type Item = T;
+    type IntoIter = uniconc_core::IntoIter<T, Self>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        uniconc_core::IntoIter::new(self)
+    }
+}
+
+/// `for x in &rx`: blocking, ends when the channel is empty and disconnected.
+///
+/// ```
+/// use uniconc_core::Sender as _;
+/// let (tx, rx) = uniconc_thread::channel::<u64>(4)?;
+/// tx.send(1)?;
+/// tx.send(2)?;
+/// tx.close();
+/// let mut total = 0;
+/// for x in &rx {
+///     total += x;
+/// }
+/// assert_eq!(total, 3);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl<'a, T: Send + 'static> IntoIterator for &'a Receiver<T> {
+    type Item = T;
+    type IntoIter = uniconc_core::Iter<'a, T, Receiver<T>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        uniconc_core::Receiver::iter(self)
     }
 }
 

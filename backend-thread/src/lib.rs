@@ -85,6 +85,13 @@ pub struct Thread;
 
 impl Backend for Thread {
     const NAME: &'static str = "thread";
+    const CAN_KILL: bool = false;
+    const CAN_CANCEL: bool = false;
+    const TASK_TIMEOUT: bool = false;
+    const ISOLATED: bool = false;
+    const FORKS: bool = false;
+    const ASYNC_TASKS: bool = false;
+    const REMOTE: bool = false;
 
     type Sender<T: Message> = Sender<T>;
     type Receiver<T: Message> = Receiver<T>;

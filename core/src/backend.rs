@@ -71,14 +71,121 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Message for T {}
 /// assert_eq!(sum_on::<B>(10)?, 55);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// # Capabilities
+///
+/// Every behaviour of the contract is the same on every backend; what truly differs is
+/// declared by the constants below, so generic code asks `B::CAN_KILL`, never `B::NAME`:
+///
+/// | constant | process | thread | tokio |
+/// |---|---|---|---|
+/// | [`CAN_KILL`](Backend::CAN_KILL): `kill()` stops any unit, blocking code included | yes | no | no |
+/// | [`CAN_CANCEL`](Backend::CAN_CANCEL): `kill()` stops a `spawn_async` unit | yes | no | yes |
+/// | [`TASK_TIMEOUT`](Backend::TASK_TIMEOUT): a pool gives up on a running task | yes | no | yes |
+/// | [`ISOLATED`](Backend::ISOLATED): a crash stays in its unit | yes | no | no |
+/// | [`FORKS`](Backend::FORKS): units are forked from the caller | yes | no | no |
+/// | [`ASYNC_TASKS`](Backend::ASYNC_TASKS): `spawn_async` units are tasks on a shared runtime | no | no | yes |
+/// | [`REMOTE`](Backend::REMOTE): units may run on another machine | no | no | no |
+///
+/// ```
+/// use uniconc_core::{Backend, ErrorKind, JoinError, JoinHandle as _};
+///
+/// /// Stops a unit that never ends, where the backend can.
+/// fn stop_a_stuck_unit<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+///     let h = B::spawn_async(std::future::pending::<()>())?;
+///     if B::CAN_CANCEL {
+///         h.kill()?;
+///         assert!(matches!(h.join(), Err(JoinError::Killed(_) | JoinError::Cancelled)));
+///     } else {
+///         assert_eq!(h.kill().unwrap_err().kind(), ErrorKind::Unsupported);
+///         // Here the unit must be told to stop (a channel, an Event); this one never
+///         // would: leave it.
+///     }
+///     Ok(())
+/// }
+///
+/// stop_a_stuck_unit::<uniconc_thread::Thread>()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait Backend: Copy + Send + Sync + 'static {
-    /// Short lower-case name: `"process"`, `"thread"` or `"tokio"`.
+    /// Short lower-case name: `"process"`, `"thread"` or `"tokio"`. For messages and logs;
+    /// generic code asks the capability constants instead (see
+    /// [Capabilities](Backend#capabilities)).
     const NAME: &'static str;
+
+    /// `true` if [`JoinHandle::kill`] stops *any* running unit, whatever it is doing — a
+    /// `spawn` closure in the middle of blocking code or a CPU loop included — and `join`
+    /// then reports it (`JoinError::Killed`).
+    ///
+    /// Process: `true` (SIGKILL; the child runs no destructor). Thread: `false` (an OS thread
+    /// cannot be stopped from outside; `kill()` returns `Unsupported`). Tokio: `false` — a
+    /// `spawn` closure runs on tokio's blocking pool, which cannot abort it once it runs
+    /// (`kill()` returns `Unsupported` then); see [`CAN_CANCEL`](Backend::CAN_CANCEL) for
+    /// `spawn_async` units, which tokio does stop.
+    const CAN_KILL: bool;
+
+    /// `true` if [`JoinHandle::kill`] stops a unit started with
+    /// [`spawn_async`](Backend::spawn_async), and `join` then reports it
+    /// (`JoinError::Cancelled` for a task, `JoinError::Killed` for a process).
+    ///
+    /// Process: `true` (the process is killed, wherever it is). Tokio: `true` (the task is
+    /// aborted: its future is dropped at its next `.await`; a future that blocks without
+    /// awaiting is not stopped until it awaits). Thread: `false` (`Unsupported`). Implied by
+    /// [`CAN_KILL`](Backend::CAN_KILL).
+    const CAN_CANCEL: bool;
+
+    /// `true` if a pool can give up on a task that is running: the pool setting
+    /// `task_timeout` (and the process pool's `submit_with_timeout`) is accepted, a task past
+    /// its deadline reports `TaskError::DeadlineExceeded`, and `Pool::terminate` reports a
+    /// running task `TaskError::Cancelled`.
+    ///
+    /// Process: `true` (the worker running the task is killed and replaced). Tokio: `true`
+    /// (an async job is dropped; a blocking closure runs on in the background, its result
+    /// discarded, while its worker permit is given back). Thread: `false` (`task_timeout` is
+    /// refused with `Unsupported`; `terminate` lets a running task finish and deliver its
+    /// result).
+    const TASK_TIMEOUT: bool;
+
+    /// `true` if units have separate address spaces: a crash (a segfault, an abort, an OOM
+    /// kill, a `std::process::exit`) stays in its unit and is reported by `join`
+    /// (`Killed`/`Exited`) or by the pool (`TaskError::WorkerDied`), and a unit sees the
+    /// caller's memory as a copy, so only uniconc primitives carry state between units.
+    ///
+    /// Process: `true`. Thread and tokio: `false` (units share the process: an abort in one
+    /// ends them all; only a panic is contained).
+    const ISOLATED: bool;
+
+    /// `true` if units are created by `fork()` of the calling process (for `spawn`,
+    /// `spawn_async` and pool workers): a unit starts as a copy of the caller, with the
+    /// primitives created before it, and fork's rules apply (a lock another thread of the
+    /// caller holds at the fork stays held in the child).
+    ///
+    /// Process: `true`. Thread and tokio: `false`.
+    const FORKS: bool;
+
+    /// `true` if a [`spawn_async`](Backend::spawn_async) unit is a task on a shared async
+    /// runtime, cheap enough to start by the thousand, while a [`spawn`](Backend::spawn)
+    /// closure takes a thread of a bounded blocking pool (tokio: at most 512 by default,
+    /// further closures wait for one to free up).
+    ///
+    /// Tokio: `true`. Process and thread: `false` (every unit, async or not, is a process or
+    /// an OS thread of its own, driving its own runtime for `spawn_async`).
+    const ASYNC_TASKS: bool;
+
+    /// `true` if units may run on another machine than the caller (so a unit shares no
+    /// memory, file system or clock with it).
+    ///
+    /// `false` for the process, thread and tokio backends: every unit runs on the caller's
+    /// machine.
+    const REMOTE: bool;
 
     /// Sending half of a channel.
     type Sender<T: Message>: Sender<T>;
-    /// Receiving half of a channel.
-    type Receiver<T: Message>: Receiver<T>;
+    /// Receiving half of a channel. `for x in rx` works in generic code (the receiver is an
+    /// `IntoIterator`, see [`IntoIter`](crate::IntoIter)); for `for x in &rx`, add the bound
+    /// `for<'a> &'a B::Receiver<T>: IntoIterator<Item = T>` (every backend meets it) or call
+    /// [`rx.iter()`](Receiver::iter).
+    type Receiver<T: Message>: Receiver<T> + IntoIterator<Item = T>;
     /// A lock without data.
     type Lock: Lock;
     /// A counting semaphore.

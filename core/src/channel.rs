@@ -260,6 +260,42 @@ pub trait Sender<T>: Clone + Send + Sync + 'static {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     fn close(&self);
+
+    /// `true` if a bounded channel holds `capacity` messages (a snapshot); never for an
+    /// unbounded one. On the process backend a bounded channel also has a byte budget: a
+    /// `try_send` can be refused as `Full` for lack of bytes while this is still `false`.
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Receiver as _, Sender as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, rx) = B::channel::<u8>(1)?;
+    /// assert!(!tx.is_full());
+    /// tx.send(1)?;
+    /// assert!(tx.is_full() && rx.is_full());
+    /// rx.recv()?;
+    /// assert!(!tx.is_full());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn is_full(&self) -> bool {
+        self.capacity().is_some_and(|cap| self.len() >= cap)
+    }
+
+    /// `true` if `self` and `other` send into the same channel: clones of one sender, in
+    /// this unit or copied into another (a forked child's inherited sender and the parent's
+    /// refer to the same channel).
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Sender as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, _rx) = B::channel::<u8>(1)?;
+    /// let (other, _other_rx) = B::channel::<u8>(1)?;
+    /// assert!(tx.same_channel(&tx.clone()));
+    /// assert!(!tx.same_channel(&other));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn same_channel(&self, other: &Self) -> bool;
 }
 
 /// The receiving half of a channel.
@@ -532,6 +568,40 @@ pub trait Receiver<T>: Clone + Send + Sync + 'static {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     fn is_closed(&self) -> bool;
+
+    /// `true` if a bounded channel holds `capacity` messages (a snapshot); never for an
+    /// unbounded one. See [`Sender::is_full`].
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Receiver as _, Sender as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, rx) = B::channel::<u8>(2)?;
+    /// tx.send(1)?;
+    /// assert!(!rx.is_full());
+    /// tx.send(2)?;
+    /// assert!(rx.is_full());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn is_full(&self) -> bool {
+        self.capacity().is_some_and(|cap| self.len() >= cap)
+    }
+
+    /// `true` if `self` and `other` receive from the same channel: clones of one receiver, in
+    /// this unit or copied into another (a forked child's inherited receiver and the parent's
+    /// refer to the same channel).
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Receiver as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (_tx, rx) = B::channel::<u8>(1)?;
+    /// let (_other_tx, other) = B::channel::<u8>(1)?;
+    /// assert!(rx.same_channel(&rx.clone()));
+    /// assert!(!rx.same_channel(&other));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn same_channel(&self, other: &Self) -> bool;
 }
 
 /// Blocking iterator returned by [`Receiver::iter`]: each step is a `recv`; it ends when the
@@ -587,5 +657,96 @@ impl<T, R: Receiver<T>> Iterator for TryIter<'_, T, R> {
     type Item = T;
     fn next(&mut self) -> Option<T> {
         self.rx.try_recv().ok()
+    }
+}
+
+/// Blocking iterator that owns its receiver: what `for x in rx` uses (each backend's
+/// `Receiver<T>` implements `IntoIterator` with it, and `&Receiver<T>` with [`Iter`]). Each
+/// step is a `recv`; it ends when the channel is empty and disconnected.
+///
+/// ```
+/// use uniconc_core::{Backend, JoinHandle as _, Sender as _};
+///
+/// fn sum_on<B: Backend>(n: u64) -> Result<u64, Box<dyn std::error::Error>> {
+///     let (tx, rx) = B::channel::<u64>(4)?;
+///     // `Backend::Receiver<T>` is `IntoIterator<Item = T>`: generic code can loop on it.
+///     let h = B::spawn(move || {
+///         let mut total = 0;
+///         for x in rx {
+///             total += x;
+///         }
+///         total
+///     })?;
+///     for i in 1..=n {
+///         tx.send(i)?;
+///     }
+///     drop(tx);
+///     Ok(h.join()?)
+/// }
+///
+/// assert_eq!(sum_on::<uniconc_thread::Thread>(10)?, 55);
+///
+/// // The borrowing form, on a concrete backend (in generic code, add the bound
+/// // `for<'a> &'a B::Receiver<T>: IntoIterator<Item = T>`, or call `rx.iter()`):
+/// let (tx, rx) = uniconc_thread::channel::<u32>(4)?;
+/// tx.send(1)?;
+/// tx.send(2)?;
+/// drop(tx);
+/// let mut seen = Vec::new();
+/// for x in &rx {
+///     seen.push(x);
+/// }
+/// assert_eq!(seen, [1, 2]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct IntoIter<T, R> {
+    rx: R,
+    _marker: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T, R: Receiver<T>> IntoIter<T, R> {
+    /// The iterator over `rx` (what a backend's `IntoIterator for Receiver<T>` returns).
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, IntoIter, Sender as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, rx) = B::channel::<u8>(2)?;
+    /// tx.send(7)?;
+    /// tx.close();
+    /// assert_eq!(IntoIter::new(rx).collect::<Vec<u8>>(), [7]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn new(rx: R) -> Self {
+        Self {
+            rx,
+            _marker: std::marker::PhantomData,
+        }
+    }
+
+    /// The receiver back.
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, IntoIter, Receiver as _, Sender as _};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (tx, rx) = B::channel::<u8>(2)?;
+    /// tx.send(1)?;
+    /// tx.send(2)?;
+    /// let mut it = IntoIter::new(rx);
+    /// assert_eq!(it.next(), Some(1));
+    /// assert_eq!(it.into_inner().try_recv(), Ok(2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn into_inner(self) -> R {
+        self.rx
+    }
+}
+
+impl<T, R: Receiver<T>> Iterator for IntoIter<T, R> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        self.rx.recv().ok()
     }
 }

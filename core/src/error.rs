@@ -40,12 +40,80 @@ pub enum ErrorKind {
     Os,
     /// The primitive or unit is gone or closed (e.g. the pool was closed).
     Closed,
+    /// The other side of a channel is gone, or the channel was closed (`SendError`,
+    /// `TryRecvError::Disconnected`, ...).
+    Disconnected,
+    /// A channel was full (`TrySendError::Full`).
+    Full,
+    /// A channel was empty (`TryRecvError::Empty`).
+    Empty,
+    /// A `try_` form would have had to wait (`TryLockError::WouldBlock`,
+    /// `WaitError::WouldBlock`).
+    WouldBlock,
+    /// A deadline passed: a `_timeout` form gave up, a unit or task had not finished yet, or a
+    /// pool task ran past its `task_timeout` (`TaskError::DeadlineExceeded`).
+    Timeout,
+    /// A message the channel could not carry: too large, or not encodable or decodable
+    /// ([`MessageError`], process backend).
+    InvalidMessage,
+    /// A unit or a pool task panicked (`JoinError::Panicked`, `TaskError::Panicked`).
+    Panicked,
+    /// A unit or pool worker died before reporting a result: a process killed by a signal or
+    /// exited early (`JoinError::Killed`/`Exited`), a worker that died mid-task
+    /// (`TaskError::WorkerDied`).
+    WorkerDied,
+    /// A unit or task was cancelled (`kill()` on a task, `Pool::terminate`).
+    Cancelled,
+    /// A lock's previous holder died holding it (`LockError::OwnerDied`).
+    OwnerDied,
+    /// A lock's previous holder panicked holding it (`LockError::Poisoned`).
+    Poisoned,
+    /// A result was already taken by an earlier join or wait.
+    AlreadyTaken,
+    /// Anything else; the message says what.
+    Other,
 }
 
-/// Error of a constructor or setup call: `uniconc::Error`.
+/// The one error type of uniconc: `uniconc::Error`.
 ///
-/// An opaque struct with a [`kind`](Error::kind), a message, and the OS error as its
-/// [`source`](std::error::Error::source) where there is one.
+/// Constructors and setup calls return it. Every operation error (`SendError<T>`,
+/// `RecvError`, `TryLockError<G>`, `JoinError`, `PoolError`, ...) converts into it with `?`,
+/// so a whole program can return [`Result<()>`](Result) — `uniconc::Result<()>` — without a
+/// `Box<dyn Error>`; the specific error types stay for the code that handles them.
+///
+/// An opaque struct with a [`kind`](Error::kind) and a message; the OS error is its
+/// [`source`](std::error::Error::source) where there is one. A converted operation error keeps
+/// its kind (`Disconnected`, `Timeout`, `Panicked`, ...) and its message, and is reachable
+/// through [`get_ref`](Error::get_ref) unless it held a message value or a lock guard
+/// (`SendError<T>`, `TrySendError<T>`, `SendTimeoutError<T>`, `LockError<G>`,
+/// `TryLockError<G>`): converting those *drops* the unsent value (or the guard, releasing the
+/// lock). Handle the specific error first when the value matters.
+///
+/// ```
+/// use std::time::Duration;
+/// use uniconc_core::{Backend, ErrorKind, JoinError, JoinHandle as _, Receiver as _, Sender as _};
+///
+/// type B = uniconc_thread::Thread;
+///
+/// fn main() -> uniconc_core::Result<()> { // `uniconc::Result<()>` through the facade
+///     let (tx, rx) = B::channel::<u32>(4)?; // a constructor's error
+///     tx.send(20)?; // a SendError<u32>
+///     assert_eq!(rx.recv_timeout(Duration::from_secs(5))?, 20); // a RecvTimeoutError
+///     let h = B::spawn(|| 6 * 7)?;
+///     assert_eq!(h.join()?, 42); // a JoinError
+///
+///     let failed = B::spawn(|| -> u8 { panic!("boom") })?.join().unwrap_err();
+///     let e = uniconc_core::Error::from(failed);
+///     assert_eq!(e.kind(), ErrorKind::Panicked);
+///     assert_eq!(e.to_string(), "the unit panicked: boom");
+///     let original = e.get_ref().and_then(|e| e.downcast_ref::<JoinError>());
+///     assert_eq!(original, Some(&JoinError::Panicked("boom".into())));
+///     Ok(())
+/// }
+/// # main().unwrap();
+/// ```
+///
+/// A constructor's error:
 ///
 /// ```
 /// use std::error::Error as _;
@@ -59,8 +127,15 @@ pub enum ErrorKind {
 /// ```
 pub struct Error {
     kind: ErrorKind,
-    message: String,
-    source: Option<io::Error>,
+    repr: Repr,
+}
+
+enum Repr {
+    /// A message, and the OS error behind it (shown after the message, and the `source`).
+    Message(String, Option<io::Error>),
+    /// An operation error converted with `?`, shown as itself; its `source` is ours (like
+    /// `io::Error::other`).
+    Wrapped(Box<dyn std::error::Error + Send + Sync + 'static>),
 }
 
 impl Error {
@@ -74,11 +149,7 @@ impl Error {
     /// assert_eq!(e.to_string(), "capacity must be at least 1");
     /// ```
     pub fn invalid_argument(message: impl Into<String>) -> Self {
-        Self {
-            kind: ErrorKind::InvalidArgument,
-            message: message.into(),
-            source: None,
-        }
+        Self::message(ErrorKind::InvalidArgument, message)
     }
 
     /// The backend cannot do this.
@@ -90,11 +161,7 @@ impl Error {
     /// assert_eq!(e.kind(), ErrorKind::Unsupported);
     /// ```
     pub fn unsupported(message: impl Into<String>) -> Self {
-        Self {
-            kind: ErrorKind::Unsupported,
-            message: message.into(),
-            source: None,
-        }
+        Self::message(ErrorKind::Unsupported, message)
     }
 
     /// The primitive or unit is closed or gone.
@@ -106,11 +173,7 @@ impl Error {
     /// assert_eq!(e.kind(), ErrorKind::Closed);
     /// ```
     pub fn closed(message: impl Into<String>) -> Self {
-        Self {
-            kind: ErrorKind::Closed,
-            message: message.into(),
-            source: None,
-        }
+        Self::message(ErrorKind::Closed, message)
     }
 
     /// The OS refused; `context` says what we were doing. The OS error becomes the
@@ -129,8 +192,7 @@ impl Error {
     pub fn os(context: impl Into<String>, source: io::Error) -> Self {
         Self {
             kind: ErrorKind::Os,
-            message: context.into(),
-            source: Some(source),
+            repr: Repr::Message(context.into(), Some(source)),
         }
     }
 
@@ -171,16 +233,76 @@ impl Error {
     /// assert!(Error::invalid_argument("n").io_error().is_none());
     /// ```
     pub fn io_error(&self) -> Option<&io::Error> {
-        self.source.as_ref()
+        match &self.repr {
+            Repr::Message(_, source) => source.as_ref(),
+            Repr::Wrapped(e) => {
+                let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&**e);
+                while let Some(c) = cur {
+                    if let Some(io) = c.downcast_ref::<io::Error>() {
+                        return Some(io);
+                    }
+                    if let Some(inner) = c.downcast_ref::<Error>() {
+                        return inner.io_error();
+                    }
+                    cur = c.source();
+                }
+                None
+            }
+        }
+    }
+
+    /// The operation error this one was converted from, for downcasting: a `JoinError`,
+    /// `TaskError`, `PoolError`, `RecvError`, `TryRecvError`, `RecvTimeoutError`,
+    /// `WaitError` or `MessageError`. `None` for constructor errors and for the errors whose
+    /// value or guard was dropped by the conversion (the send and lock errors).
+    ///
+    /// ```
+    /// use uniconc_core::{Backend, Error, ErrorKind, Receiver as _, TryRecvError};
+    ///
+    /// type B = uniconc_thread::Thread;
+    /// let (_tx, rx) = B::channel::<u8>(1)?;
+    /// let e = Error::from(rx.try_recv().unwrap_err());
+    /// assert_eq!(e.kind(), ErrorKind::Empty);
+    /// let original = e.get_ref().and_then(|e| e.downcast_ref::<TryRecvError>());
+    /// assert_eq!(original, Some(&TryRecvError::Empty));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn get_ref(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        match &self.repr {
+            Repr::Wrapped(e) => Some(&**e),
+            Repr::Message(..) => None,
+        }
+    }
+
+    fn message(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            repr: Repr::Message(message.into(), None),
+        }
+    }
+
+    fn wrap(kind: ErrorKind, e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            kind,
+            repr: Repr::Wrapped(Box::new(e)),
+        }
     }
 }
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
-        d.field("kind", &self.kind).field("message", &self.message);
-        if let Some(s) = &self.source {
-            d.field("source", s);
+        d.field("kind", &self.kind);
+        match &self.repr {
+            Repr::Message(m, source) => {
+                d.field("message", m);
+                if let Some(s) = source {
+                    d.field("source", s);
+                }
+            }
+            Repr::Wrapped(e) => {
+                d.field("error", e);
+            }
         }
         d.finish()
     }
@@ -188,17 +310,25 @@ impl fmt::Debug for Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
-        if let Some(s) = &self.source {
-            write!(f, ": {s}")?;
+        match &self.repr {
+            Repr::Message(m, source) => {
+                f.write_str(m)?;
+                if let Some(s) = source {
+                    write!(f, ": {s}")?;
+                }
+                Ok(())
+            }
+            Repr::Wrapped(e) => fmt::Display::fmt(e, f),
         }
-        Ok(())
     }
 }
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_ref().map(|e| e as _)
+        match &self.repr {
+            Repr::Message(_, source) => source.as_ref().map(|e| e as _),
+            Repr::Wrapped(e) => e.source(),
+        }
     }
 }
 
@@ -784,10 +914,10 @@ value_error! {
     /// acquired, but its previous holder did not release it cleanly. The guard is handed over
     /// anyway, like std's `PoisonError`; the protected state may be half-updated.
     ///
-    /// `OwnerDied` comes only from the process backend, `Poisoned` only from the thread and
-    /// tokio backends (the example shows the thread backend: on the process backend a holder
-    /// that panics unwinds and releases the lock normally, and only a holder that dies
-    /// without unwinding, killed or aborted, leaves `OwnerDied`).
+    /// `Poisoned`: the previous holder panicked (on any backend); `OwnerDied`: it died
+    /// without unwinding, killed or aborted (process backend only). Either is reported to one
+    /// acquirer only, the next one: the lock is clean after that (see
+    /// [`Lock`](crate::Lock#a-holder-that-panics-or-dies)).
     ///
     /// ```
     /// use uniconc_core::{Backend, JoinHandle as _, LockError, Value as _};
@@ -803,9 +933,10 @@ value_error! {
     /// assert!(h.join().is_err());
     /// match v.lock() {
     ///     Err(LockError::Poisoned(g)) => assert_eq!(*g, 1), // check or repair the state here
-    ///     Err(LockError::OwnerDied(g)) => assert_eq!(*g, 1), // the same, on processes
+    ///     Err(LockError::OwnerDied(g)) => assert_eq!(*g, 1), // a killed holder (processes)
     ///     Ok(_) => unreachable!("the panic is reported"),
     /// }
+    /// assert!(v.lock().is_ok()); // once
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     LockError {
@@ -1121,5 +1252,181 @@ impl std::error::Error for PoolError {
 impl From<Error> for PoolError {
     fn from(e: Error) -> Self {
         Self::Spawn(e)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conversions into `Error`, for `?`
+// ---------------------------------------------------------------------------------------------
+
+/// Converts with `?` into [`Error`] (kind `InvalidMessage`; reachable through
+/// [`Error::get_ref`]).
+impl From<MessageError> for Error {
+    fn from(e: MessageError) -> Self {
+        Self::wrap(ErrorKind::InvalidMessage, e)
+    }
+}
+
+/// Converts with `?` into [`Error`]: kind `Disconnected` or `InvalidMessage`. The unsent value
+/// is dropped.
+impl<T> From<SendError<T>> for Error {
+    fn from(e: SendError<T>) -> Self {
+        match e {
+            SendError::Invalid(_, m) => m.into(),
+            SendError::Disconnected(_) => Self::message(ErrorKind::Disconnected, e.to_string()),
+        }
+    }
+}
+
+/// Converts with `?` into [`Error`]: kind `Full`, `Disconnected` or `InvalidMessage`. The
+/// unsent value is dropped.
+impl<T> From<TrySendError<T>> for Error {
+    fn from(e: TrySendError<T>) -> Self {
+        let kind = match e {
+            TrySendError::Invalid(_, m) => return m.into(),
+            TrySendError::Full(_) => ErrorKind::Full,
+            TrySendError::Disconnected(_) => ErrorKind::Disconnected,
+        };
+        Self::message(kind, e.to_string())
+    }
+}
+
+/// Converts with `?` into [`Error`]: kind `Timeout`, `Disconnected` or `InvalidMessage`. The
+/// unsent value is dropped.
+impl<T> From<SendTimeoutError<T>> for Error {
+    fn from(e: SendTimeoutError<T>) -> Self {
+        let kind = match e {
+            SendTimeoutError::Invalid(_, m) => return m.into(),
+            SendTimeoutError::Timeout(_) => ErrorKind::Timeout,
+            SendTimeoutError::Disconnected(_) => ErrorKind::Disconnected,
+        };
+        Self::message(kind, e.to_string())
+    }
+}
+
+/// Converts with `?` into [`Error`]: kind `Disconnected` or `InvalidMessage`.
+impl From<RecvError> for Error {
+    fn from(e: RecvError) -> Self {
+        let kind = match e {
+            RecvError::Disconnected => ErrorKind::Disconnected,
+            RecvError::Invalid(_) => ErrorKind::InvalidMessage,
+        };
+        Self::wrap(kind, e)
+    }
+}
+
+/// Converts with `?` into [`Error`]: kind `Empty`, `Disconnected` or `InvalidMessage`.
+impl From<TryRecvError> for Error {
+    fn from(e: TryRecvError) -> Self {
+        let kind = match e {
+            TryRecvError::Empty => ErrorKind::Empty,
+            TryRecvError::Disconnected => ErrorKind::Disconnected,
+            TryRecvError::Invalid(_) => ErrorKind::InvalidMessage,
+        };
+        Self::wrap(kind, e)
+    }
+}
+
+/// Converts with `?` into [`Error`]: kind `Timeout`, `Disconnected` or `InvalidMessage`.
+impl From<RecvTimeoutError> for Error {
+    fn from(e: RecvTimeoutError) -> Self {
+        let kind = match e {
+            RecvTimeoutError::Timeout => ErrorKind::Timeout,
+            RecvTimeoutError::Disconnected => ErrorKind::Disconnected,
+            RecvTimeoutError::Invalid(_) => ErrorKind::InvalidMessage,
+        };
+        Self::wrap(kind, e)
+    }
+}
+
+/// Converts with `?` into [`Error`]: kind `OwnerDied` or `Poisoned`. The guard is dropped,
+/// which releases the lock.
+impl<G> From<LockError<G>> for Error {
+    fn from(e: LockError<G>) -> Self {
+        let kind = match e {
+            LockError::OwnerDied(_) => ErrorKind::OwnerDied,
+            LockError::Poisoned(_) => ErrorKind::Poisoned,
+        };
+        Self::message(kind, e.to_string())
+    }
+}
+
+/// Converts with `?` into [`Error`]: kind `WouldBlock`, `Timeout`, `OwnerDied` or
+/// `Poisoned`. A guard is dropped, which releases the lock.
+impl<G> From<TryLockError<G>> for Error {
+    fn from(e: TryLockError<G>) -> Self {
+        let kind = match e {
+            TryLockError::WouldBlock => ErrorKind::WouldBlock,
+            TryLockError::Timeout => ErrorKind::Timeout,
+            TryLockError::OwnerDied(_) => ErrorKind::OwnerDied,
+            TryLockError::Poisoned(_) => ErrorKind::Poisoned,
+        };
+        Self::message(kind, e.to_string())
+    }
+}
+
+/// Converts with `?` into [`Error`]: kind `WouldBlock` or `Timeout`.
+impl From<WaitError> for Error {
+    fn from(e: WaitError) -> Self {
+        let kind = match e {
+            WaitError::WouldBlock => ErrorKind::WouldBlock,
+            WaitError::Timeout => ErrorKind::Timeout,
+        };
+        Self::wrap(kind, e)
+    }
+}
+
+impl JoinError {
+    fn error_kind(&self) -> ErrorKind {
+        match self {
+            Self::Panicked(_) => ErrorKind::Panicked,
+            Self::Killed(_) | Self::Exited(_) => ErrorKind::WorkerDied,
+            Self::Cancelled => ErrorKind::Cancelled,
+            Self::Timeout => ErrorKind::Timeout,
+            Self::AlreadyJoined => ErrorKind::AlreadyTaken,
+            Self::Failed(_) => ErrorKind::Other,
+        }
+    }
+}
+
+/// Converts with `?` into [`Error`]: kind `Panicked`, `WorkerDied` (killed or exited),
+/// `Cancelled`, `Timeout`, `AlreadyTaken` or `Other`.
+impl From<JoinError> for Error {
+    fn from(e: JoinError) -> Self {
+        Self::wrap(e.error_kind(), e)
+    }
+}
+
+impl TaskError {
+    fn error_kind(&self) -> ErrorKind {
+        match self {
+            Self::Panicked(_) => ErrorKind::Panicked,
+            Self::WorkerDied(_) => ErrorKind::WorkerDied,
+            Self::DeadlineExceeded | Self::Timeout => ErrorKind::Timeout,
+            Self::Cancelled => ErrorKind::Cancelled,
+            Self::AlreadyTaken => ErrorKind::AlreadyTaken,
+            Self::Failed(_) => ErrorKind::Other,
+        }
+    }
+}
+
+/// Converts with `?` into [`Error`]: kind `Panicked`, `WorkerDied`, `Timeout` (also for
+/// `DeadlineExceeded`), `Cancelled`, `AlreadyTaken` or `Other`.
+impl From<TaskError> for Error {
+    fn from(e: TaskError) -> Self {
+        Self::wrap(e.error_kind(), e)
+    }
+}
+
+/// Converts with `?` into [`Error`]: kind `Closed`, the failed task's kind (`Panicked`, ...)
+/// or the kind of the error that kept a worker from starting (`Os`, ...).
+impl From<PoolError> for Error {
+    fn from(e: PoolError) -> Self {
+        let kind = match &e {
+            PoolError::Closed => ErrorKind::Closed,
+            PoolError::Task { error, .. } => error.error_kind(),
+            PoolError::Spawn(inner) => inner.kind(),
+        };
+        Self::wrap(kind, e)
     }
 }

@@ -57,7 +57,7 @@ pub mod time;
 pub mod unit;
 
 pub use backend::{Backend, Message};
-pub use channel::{Iter, Receiver, Sender, TryIter};
+pub use channel::{IntoIter, Iter, Receiver, Sender, TryIter};
 pub use error::{
     Error, ErrorKind, JoinError, LockError, MessageError, PoolError, RecvError, RecvTimeoutError,
     Result, SendError, SendTimeoutError, TaskError, TryLockError, TryRecvError, TrySendError,
@@ -117,5 +117,123 @@ mod tests {
             Error::invalid_argument("cap").kind(),
             ErrorKind::InvalidArgument
         );
+    }
+
+    /// Counts its drops, so a test can see a conversion drop the unsent value.
+    struct Counted(std::rc::Rc<std::cell::Cell<u32>>);
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.set(self.0.get() + 1);
+        }
+    }
+
+    fn kind_and_text(e: impl Into<Error> + std::fmt::Display) -> (ErrorKind, String) {
+        let text = e.to_string();
+        let e: Error = e.into();
+        assert_eq!(e.to_string(), text, "the message is kept");
+        (e.kind(), text)
+    }
+
+    #[test]
+    fn every_operation_error_converts_keeping_its_kind() {
+        use ErrorKind as K;
+        let too_large = || MessageError::TooLarge { size: 9, limit: 4 };
+        let cases = [
+            (
+                kind_and_text(SendError::Disconnected(1u8)).0,
+                K::Disconnected,
+            ),
+            (
+                kind_and_text(SendError::Invalid(1u8, too_large())).0,
+                K::InvalidMessage,
+            ),
+            (kind_and_text(TrySendError::Full(1u8)).0, K::Full),
+            (
+                kind_and_text(TrySendError::Disconnected(1u8)).0,
+                K::Disconnected,
+            ),
+            (kind_and_text(SendTimeoutError::Timeout(1u8)).0, K::Timeout),
+            (kind_and_text(RecvError::Disconnected).0, K::Disconnected),
+            (
+                kind_and_text(RecvError::Invalid(too_large())).0,
+                K::InvalidMessage,
+            ),
+            (kind_and_text(TryRecvError::Empty).0, K::Empty),
+            (kind_and_text(RecvTimeoutError::Timeout).0, K::Timeout),
+            (kind_and_text(LockError::Poisoned(())).0, K::Poisoned),
+            (kind_and_text(LockError::OwnerDied(())).0, K::OwnerDied),
+            (
+                kind_and_text(TryLockError::<()>::WouldBlock).0,
+                K::WouldBlock,
+            ),
+            (kind_and_text(TryLockError::<()>::Timeout).0, K::Timeout),
+            (kind_and_text(WaitError::Timeout).0, K::Timeout),
+            (
+                kind_and_text(JoinError::Panicked("p".into())).0,
+                K::Panicked,
+            ),
+            (kind_and_text(JoinError::Killed(9)).0, K::WorkerDied),
+            (kind_and_text(JoinError::Cancelled).0, K::Cancelled),
+            (kind_and_text(JoinError::AlreadyJoined).0, K::AlreadyTaken),
+            (
+                kind_and_text(TaskError::WorkerDied("w".into())).0,
+                K::WorkerDied,
+            ),
+            (kind_and_text(TaskError::DeadlineExceeded).0, K::Timeout),
+            (kind_and_text(TaskError::Failed("f".into())).0, K::Other),
+            (kind_and_text(PoolError::Closed).0, K::Closed),
+            (kind_and_text(too_large()).0, K::InvalidMessage),
+        ];
+        for (i, (got, want)) in cases.into_iter().enumerate() {
+            assert_eq!(got, want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn converted_errors_keep_their_source_and_original() {
+        let e: Error = PoolError::Task {
+            index: 3,
+            error: TaskError::Panicked("boom".into()),
+        }
+        .into();
+        assert_eq!(e.kind(), ErrorKind::Panicked);
+        assert_eq!(e.to_string(), "task 3 failed: the task panicked: boom");
+        let source = std::error::Error::source(&e).expect("the TaskError");
+        assert_eq!(
+            source.downcast_ref::<TaskError>(),
+            Some(&TaskError::Panicked("boom".into()))
+        );
+        assert!(e.get_ref().unwrap().downcast_ref::<PoolError>().is_some());
+
+        let os = Error::os("fork", std::io::Error::from_raw_os_error(11));
+        let e: Error = PoolError::Spawn(os).into();
+        assert_eq!(e.kind(), ErrorKind::Os);
+        assert_eq!(e.io_error().and_then(|e| e.raw_os_error()), Some(11));
+    }
+
+    #[test]
+    fn converting_a_send_error_drops_the_value() {
+        let drops = std::rc::Rc::new(std::cell::Cell::new(0));
+        let e = SendError::Disconnected(Counted(drops.clone()));
+        assert_eq!(drops.get(), 0);
+        let e: Error = e.into();
+        assert_eq!(drops.get(), 1, "the value is dropped by the conversion");
+        assert_eq!(e.kind(), ErrorKind::Disconnected);
+        assert!(e.get_ref().is_none());
+    }
+
+    #[test]
+    fn question_mark_converts() {
+        fn run(step: u8) -> Result<()> {
+            match step {
+                0 => Err(TrySendError::Full(String::from("x")))?,
+                1 => Err(JoinError::Exited(3))?,
+                _ => Err(TryLockError::Poisoned(()))?,
+            }
+        }
+        assert_eq!(run(0).unwrap_err().kind(), ErrorKind::Full);
+        assert_eq!(run(1).unwrap_err().kind(), ErrorKind::WorkerDied);
+        assert_eq!(run(2).unwrap_err().kind(), ErrorKind::Poisoned);
     }
 }

@@ -233,7 +233,8 @@ impl<P: Pool> PoolBuilder<P> {
     /// then yields [`TaskError::DeadlineExceeded`]. A `map`/`imap` chunk of `k` items gets
     /// `k × timeout`. The process backend kills and replaces the worker; the tokio backend
     /// aborts an async task (a blocking closure runs on in the background); the thread backend
-    /// refuses the setting (`build` returns `Unsupported`).
+    /// refuses the setting (`build` returns `Unsupported`). Generic code asks
+    /// [`Backend::TASK_TIMEOUT`](crate::Backend::TASK_TIMEOUT).
     ///
     /// ```
     /// use std::time::Duration;
@@ -620,8 +621,8 @@ pub trait Pool: Send + Sync + Sized + 'static {
     ///     pool.terminate();
     ///     assert_eq!(queued.wait(), Err(TaskError::Cancelled));
     ///     gate.set();
-    ///     // An OS thread cannot be stopped: on threads the running task finishes.
-    ///     let expected = if B::NAME == "thread" { Ok(1) } else { Err(TaskError::Cancelled) };
+    ///     // Where the pool cannot give up on a running task (threads), it finishes.
+    ///     let expected = if B::TASK_TIMEOUT { Err(TaskError::Cancelled) } else { Ok(1) };
     ///     assert_eq!(running.wait(), expected);
     ///     Ok(())
     /// }

@@ -14,14 +14,49 @@ use crate::time::deadline_after;
 
 /// A mutual-exclusion lock without data (Python's `Lock`); released when its guard drops.
 ///
-/// When a holder dies (a process) or panics (a thread, a task) while holding it, the next
-/// `lock()` still succeeds and reports it: `Err(LockError::OwnerDied(guard))` or
-/// `Err(LockError::Poisoned(guard))`. It never deadlocks on a dead holder.
+/// # A holder that panics or dies
 ///
-/// Per backend: the process backend reports `OwnerDied` to the one process that takes over a
-/// dead holder's lock (a holder that panics and unwinds releases it normally); the thread
-/// backend reports `Poisoned` once, to the next locker; the tokio backend keeps reporting
-/// `Poisoned` until `uniconc_async::Lock::clear_poison`.
+/// One rule on every backend: a guard dropped while its thread panics (the unwinding drops it:
+/// in a thread, a task, or a forked child whose closure panics) releases the lock and
+/// *poisons* it. The next acquisition — by [`lock`](Lock::lock), [`try_lock`](Lock::try_lock),
+/// [`lock_timeout`](Lock::lock_timeout), [`lock_deadline`](Lock::lock_deadline) or
+/// [`lock_async`](Lock::lock_async), in any unit — succeeds and returns
+/// `Err(LockError::Poisoned(guard))` (`TryLockError::Poisoned(guard)` for the `try_`/timed
+/// forms), holding the guard; that report clears the poison, so the acquisitions after it are
+/// `Ok` again. Exactly one acquirer hears about each panic.
+///
+/// A holder that dies without unwinding (a process killed by SIGKILL, aborted, OOM-killed:
+/// process backend only) cannot release the lock; the next acquisition takes it over and
+/// returns `Err(LockError::OwnerDied(guard))`, once, in the same way (it also clears a
+/// pending poison). The lock never deadlocks on a dead holder.
+///
+/// `Value::lock` and `Array::lock` guards follow the same rule (their `load`, `store`,
+/// `update`, `get`, `set` and `to_vec` neither report nor clear a poison).
+///
+/// ```
+/// use uniconc_core::{Backend, JoinHandle as _, Lock as _, LockError};
+///
+/// fn poisoned_once<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+///     let lock = B::lock()?;
+///     let held = lock.clone();
+///     let unit = B::spawn(move || -> u32 {
+///         let _guard = held.lock();
+///         panic!("panics while holding the lock")
+///     })?;
+///     assert!(unit.join().is_err());
+///     match lock.lock() {
+///         Err(LockError::Poisoned(guard)) => drop(guard), // acquired all the same
+///         _ => unreachable!("the panic is reported to the next acquisition"),
+///     }
+///     assert!(lock.lock().is_ok()); // reported once: clean again
+///     Ok(())
+/// }
+///
+/// poisoned_once::<uniconc_thread::Thread>()?; // the same on every backend
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// Mutual exclusion across units:
 ///
 /// ```
 /// use uniconc_core::{Backend, JoinHandle as _, Lock as _, Value as _};
@@ -72,7 +107,8 @@ pub trait Lock: Clone + Send + Sync + 'static {
     /// locks it again while holding it waits for itself (use [`try_lock`](Lock::try_lock) or
     /// a timeout where that can happen).
     ///
-    /// The example shows the thread backend's poisoning; see [`Lock`] for the others.
+    /// A holder that panicked is reported once, as for every acquisition (see
+    /// [`Lock`](Lock#a-holder-that-panics-or-dies)).
     ///
     /// ```
     /// use uniconc_core::{Backend, JoinHandle as _, Lock as _, LockError};
@@ -89,13 +125,13 @@ pub trait Lock: Clone + Send + Sync + 'static {
     ///     Err(LockError::Poisoned(guard)) => drop(guard), // acquired all the same
     ///     Err(LockError::OwnerDied(_)) | Ok(_) => unreachable!(),
     /// }
-    /// assert!(lock.lock().is_ok()); // the thread backend reports it once
+    /// assert!(lock.lock().is_ok()); // reported once, on every backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
     /// # Errors
-    /// `OwnerDied(guard)` / `Poisoned(guard)`: acquired, but the previous holder died (process
-    /// backend) or panicked (thread and tokio backends) holding it. The error holds the guard:
+    /// `OwnerDied(guard)` / `Poisoned(guard)`: acquired, but the previous holder died
+    /// (process backend) or panicked holding it; reported once. The error holds the guard:
     /// `lock.lock().unwrap_or_else(|e| e.into_guard())` goes on regardless.
     ///
     /// # Panics

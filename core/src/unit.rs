@@ -210,7 +210,9 @@ pub trait JoinHandle<R>: Send + 'static {
     /// Per backend: a process is always stopped; a tokio task started by `spawn_async` is
     /// aborted at its next `.await`; a tokio `spawn` closure is cancelled only if it has not
     /// started yet (tokio cannot stop blocking work); an OS thread is never stopped. Stop
-    /// those through a channel or an [`Event`](crate::Event) instead.
+    /// those through a channel or an [`Event`](crate::Event) instead. Generic code asks
+    /// [`Backend::CAN_KILL`](crate::Backend::CAN_KILL) (any unit can be stopped) and
+    /// [`Backend::CAN_CANCEL`](crate::Backend::CAN_CANCEL) (a `spawn_async` unit can).
     ///
     /// ```
     /// use uniconc_core::{Backend, ErrorKind, JoinHandle as _};

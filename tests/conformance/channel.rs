@@ -325,3 +325,82 @@ pub(crate) fn channel_error_values_are_returned<B: Backend>() {
     drop(rx);
     assert_eq!(tx.send("gone".to_owned()).unwrap_err().into_inner(), "gone");
 }
+
+pub(crate) fn channel_is_full_and_same_channel<B: Backend>() {
+    let (tx, rx) = B::channel::<u64>(2).unwrap();
+    let (other_tx, other_rx) = B::channel::<u64>(2).unwrap();
+    assert!(!tx.is_full() && !rx.is_full());
+    tx.send(1).unwrap();
+    assert!(!tx.is_full() && !rx.is_full());
+    tx.send(2).unwrap();
+    assert!(tx.is_full() && rx.is_full());
+    assert!(tx.clone().is_full(), "every clone sees the same channel");
+    assert_eq!(rx.recv().unwrap(), 1);
+    assert!(!tx.is_full() && !rx.is_full());
+    let (utx, urx) = B::unbounded::<u64>().unwrap();
+    for i in 0..100 {
+        utx.send(i).unwrap();
+    }
+    assert!(
+        !utx.is_full() && !urx.is_full(),
+        "an unbounded channel is never full"
+    );
+
+    assert!(tx.same_channel(&tx) && tx.same_channel(&tx.clone()));
+    assert!(rx.same_channel(&rx) && rx.same_channel(&rx.clone()));
+    assert!(!tx.same_channel(&other_tx) && !rx.same_channel(&other_rx));
+    assert!(!tx.same_channel(&utx) && !rx.same_channel(&urx));
+    // In another unit (a forked child on processes): its copies and clones it makes still
+    // compare equal with the handles it was given, and unequal with another channel's.
+    let h = {
+        let (tx_a, tx_b, rx_a, rx_b) = (tx.clone(), tx.clone(), rx.clone(), rx.clone());
+        let (other_tx, other_rx) = (other_tx.clone(), other_rx.clone());
+        B::spawn(move || {
+            [
+                tx_a.same_channel(&tx_b),
+                tx_a.same_channel(&tx_b.clone()),
+                rx_a.same_channel(&rx_b),
+                rx_b.clone().same_channel(&rx_a),
+                !tx_a.same_channel(&other_tx),
+                !rx_a.same_channel(&other_rx),
+            ]
+        })
+        .unwrap()
+    };
+    assert_eq!(h.join().unwrap(), [true; 6]);
+}
+
+/// `for x in &rx` in generic code needs this bound (met by every backend); `for x in rx`
+/// needs none beyond `B: Backend`.
+pub(crate) fn channel_receiver_into_iterator<B: Backend>()
+where
+    for<'a> &'a B::Receiver<u64>: IntoIterator<Item = u64>,
+{
+    let (tx, rx) = B::channel::<u64>(8).unwrap();
+    for i in 0..5 {
+        tx.send(i).unwrap();
+    }
+    tx.close();
+    let mut seen = Vec::new();
+    for x in &rx {
+        seen.push(x);
+    }
+    assert_eq!(seen, [0, 1, 2, 3, 4], "`for x in &rx` drains, then ends");
+
+    // The owning form, in another unit: ends once every sender is gone.
+    let (tx, rx) = B::channel::<u64>(4).unwrap();
+    let h = B::spawn(move || {
+        let mut total = 0;
+        for x in rx {
+            total += x;
+        }
+        total
+    })
+    .unwrap();
+    let n = 100 * scale() as u64;
+    for i in 1..=n {
+        tx.send(i).unwrap();
+    }
+    drop(tx);
+    assert_eq!(h.join().unwrap(), n * (n + 1) / 2);
+}

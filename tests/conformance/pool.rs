@@ -270,7 +270,7 @@ pub(crate) fn pool_task_timeout_where_supported<B: Backend>() {
             .chunk_size(CHUNK)
             .task_timeout(TIMEOUT)
     };
-    if B::NAME == "thread" {
+    if !B::TASK_TIMEOUT {
         let err = builder()
             .build()
             .err()

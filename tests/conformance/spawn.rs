@@ -56,40 +56,46 @@ pub(crate) fn spawn_ids_are_distinct<B: Backend>() {
 }
 
 pub(crate) fn spawn_kill_where_supported<B: Backend>() {
-    if B::NAME == "thread" {
-        let stop = B::event().unwrap();
-        let stop2 = stop.clone();
-        let h = B::spawn(move || stop2.wait_timeout(LONG).is_ok()).unwrap();
-        let err = h.kill().expect_err("an OS thread cannot be killed");
-        assert_eq!(err.kind(), ErrorKind::Unsupported);
-        stop.set();
-        assert_eq!(
-            h.join(),
-            Ok(true),
-            "the thread ran on after the refused kill"
-        );
-        return;
-    }
     // A unit that waits forever (nobody sends): a task can be aborted, a process killed.
     let (tx, rx) = B::channel::<u64>(1).unwrap();
     let h = B::spawn_async(async move { rx.recv_async().await.is_ok() }).unwrap();
     crate::support::pause();
-    h.kill().expect("processes and tasks can be stopped");
-    match h.join() {
-        Err(JoinError::Killed(9)) if B::NAME == "process" => {}
-        Err(JoinError::Cancelled) if B::NAME != "process" => {}
-        other => panic!("expected Killed(9) (process) or Cancelled (task), got {other:?}"),
+    if B::CAN_CANCEL {
+        h.kill().expect("CAN_CANCEL: an async unit can be stopped");
+        match h.join() {
+            Err(JoinError::Killed(9) | JoinError::Cancelled) => {}
+            other => panic!("expected Killed(9) (process) or Cancelled (task), got {other:?}"),
+        }
+    } else {
+        let err = h.kill().expect_err("without CAN_CANCEL, kill() is refused");
+        assert_eq!(err.kind(), ErrorKind::Unsupported);
+        tx.send(1).unwrap(); // the unit runs on: wake it with a message
+        assert_eq!(h.join(), Ok(true), "the unit ran on after the refused kill");
     }
     drop(tx);
-    if B::NAME == "process" {
-        // A blocking closure can be killed too.
-        let h = B::spawn(|| {
-            std::thread::sleep(LONG);
-            0u8
+
+    // A blocking closure, already running.
+    let (started, stop) = (B::event().unwrap(), B::event().unwrap());
+    let h = {
+        let (started, stop) = (started.clone(), stop.clone());
+        B::spawn(move || {
+            started.set();
+            stop.wait_timeout(LONG).is_ok()
         })
-        .unwrap();
-        h.kill().unwrap();
+        .unwrap()
+    };
+    started.wait_timeout(LONG).unwrap();
+    if B::CAN_KILL {
+        h.kill()
+            .expect("CAN_KILL: a running blocking closure can be stopped");
         assert_eq!(h.join(), Err(JoinError::Killed(9)));
+    } else {
+        let err = h
+            .kill()
+            .expect_err("without CAN_KILL, a running closure cannot be stopped");
+        assert_eq!(err.kind(), ErrorKind::Unsupported);
+        stop.set();
+        assert_eq!(h.join(), Ok(true), "the unit ran on after the refused kill");
     }
 }
 
@@ -105,4 +111,37 @@ pub(crate) fn spawn_async_runs_a_future<B: Backend>() {
     let h = B::spawn_async(async { panic!("async boom") }).unwrap();
     let r: Result<(), JoinError> = h.join();
     assert!(matches!(r, Err(JoinError::Panicked(m)) if m.contains("async boom")));
+}
+
+/// A whole program over `B` written with `?` into `uniconc::Result`, no `Box<dyn Error>`.
+fn with_question_marks<B: Backend>() -> uniconc::Result<u64> {
+    let (tx, rx) = B::channel::<u64>(2)?;
+    tx.send(40)?;
+    tx.try_send(1)?;
+    let lock = B::lock()?;
+    let total = {
+        let _held = lock.lock_timeout(LONG)?;
+        rx.recv_timeout(LONG)? + rx.try_recv()?
+    };
+    let h = B::spawn(move || total + 1)?;
+    let pool = B::pool(1)?;
+    let doubled = pool.map(|x: u64| x * 2, [h.join()?])?;
+    B::event()?.wait_timeout(SHORT).or_else(|e| match e {
+        uniconc::WaitError::Timeout => Ok(()),
+        other => Err(other),
+    })?;
+    Ok(doubled[0])
+}
+
+pub(crate) fn errors_convert_with_question_mark<B: Backend>() {
+    assert_eq!(with_question_marks::<B>().unwrap(), 84);
+    // The kind survives the conversion.
+    let failed = || -> uniconc::Result<u8> { Ok(B::spawn(|| -> u8 { panic!("boom") })?.join()?) };
+    let e = failed().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Panicked);
+    assert!(e.to_string().contains("boom"), "{e}");
+    let (tx, rx) = B::channel::<u8>(1).unwrap();
+    drop(rx);
+    let e = (|| -> uniconc::Result<()> { Ok(tx.send(1)?) })().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Disconnected);
 }

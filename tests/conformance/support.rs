@@ -11,8 +11,9 @@ use uniconc::Backend;
 /// How long one test may run before it counts as hung.
 const WATCHDOG: Duration = Duration::from_secs(60);
 
-/// Process-backend tests take this exclusively (forking while another test thread holds a lock,
-/// e.g. stdout's, could deadlock the child); every other test takes it shared.
+/// Tests of a backend that forks (`B::FORKS`) take this exclusively (forking while another
+/// test thread holds a lock, e.g. stdout's, could deadlock the child); every other test takes
+/// it shared.
 static FORK_GUARD: RwLock<()> = RwLock::new(());
 
 /// Runs one test body under the watchdog: on its own thread, failing the test if it has not
@@ -20,7 +21,7 @@ static FORK_GUARD: RwLock<()> = RwLock::new(());
 pub(crate) fn run<B: Backend>(name: &'static str, body: fn()) {
     let _exclusive;
     let _shared;
-    if B::NAME == "process" {
+    if B::FORKS {
         _exclusive = FORK_GUARD.write().unwrap_or_else(PoisonError::into_inner);
     } else {
         _shared = FORK_GUARD.read().unwrap_or_else(PoisonError::into_inner);

@@ -3,9 +3,9 @@
 use std::time::Instant;
 
 use uniconc::prelude::*;
-use uniconc::{ErrorKind, TryLockError, WaitError};
+use uniconc::{ErrorKind, LockError, TryLockError, WaitError};
 
-use crate::support::{LONG, SHORT, pause, scale};
+use crate::support::{LONG, SHORT, block_on, pause, scale};
 
 pub(crate) fn lock_mutual_exclusion_under_contention<B: Backend>() {
     let units = 4u64;
@@ -250,4 +250,114 @@ pub(crate) fn barrier_of_zero_refused<B: Backend>() {
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     let one = B::barrier(1).unwrap();
     assert!(one.wait(), "a barrier of one: every wait leads");
+}
+
+/// Runs a unit that takes `lock` and panics while holding it; the unit's join reports the
+/// panic.
+fn panic_holding<B: Backend>(lock: &B::Lock) {
+    let held = lock.clone();
+    let h = B::spawn(move || -> u8 {
+        let _guard = held.lock().unwrap_or_else(|e| e.into_guard());
+        panic!("the holder panics")
+    })
+    .unwrap();
+    assert!(matches!(h.join(), Err(uniconc::JoinError::Panicked(_))));
+    assert!(!lock.is_locked(), "the unwinding released the lock");
+}
+
+pub(crate) fn lock_panicking_holder_poisons_once<B: Backend>() {
+    let lock = B::lock().unwrap();
+    // Each acquiring form hears about the panic once; the next acquisition is clean.
+    panic_holding::<B>(&lock);
+    match lock.lock() {
+        Err(LockError::Poisoned(g)) => drop(g),
+        other => panic!("lock(): expected Poisoned, got {:?}", other.map(|_| ())),
+    }
+    drop(lock.try_lock().expect("reported once: clean again"));
+
+    panic_holding::<B>(&lock);
+    match lock.try_lock() {
+        Err(TryLockError::Poisoned(g)) => drop(g),
+        other => panic!("try_lock(): expected Poisoned, got {:?}", other.map(|_| ())),
+    }
+    drop(lock.lock().expect("reported once: clean again"));
+
+    panic_holding::<B>(&lock);
+    match lock.lock_timeout(LONG) {
+        Err(TryLockError::Poisoned(g)) => drop(g),
+        other => panic!(
+            "lock_timeout(): expected Poisoned, got {:?}",
+            other.map(|_| ())
+        ),
+    }
+    drop(lock.lock_timeout(LONG).expect("reported once: clean again"));
+
+    // A guard the test's own thread drops while panicking poisons it too.
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _guard = lock.lock().unwrap();
+        panic!("this thread panics while holding the lock")
+    }));
+    assert!(unwound.is_err());
+    // Last: the runtime's threads are gone before any later fork.
+    let lock2 = lock.clone();
+    block_on(async move {
+        match lock2.lock_async().await {
+            Err(LockError::Poisoned(g)) => drop(g),
+            other => panic!(
+                "lock_async(): expected Poisoned, got {:?}",
+                other.map(|_| ())
+            ),
+        }
+        drop(
+            lock2
+                .lock_async()
+                .await
+                .expect("reported once: clean again"),
+        );
+    });
+}
+
+pub(crate) fn value_and_array_locks_poison_once<B: Backend>() {
+    let v = B::value(0u32).unwrap();
+    let a = B::array::<u32>(2).unwrap();
+    let h = {
+        let v = v.clone();
+        B::spawn(move || -> u8 {
+            v.update(|x| {
+                *x = 7; // half-way through an update...
+                panic!("...the holder panics")
+            })
+        })
+        .unwrap()
+    };
+    assert!(h.join().is_err());
+    let h = {
+        let a = a.clone();
+        B::spawn(move || -> u8 {
+            let mut g = a.lock().unwrap();
+            g[1] = 9;
+            panic!("the holder panics")
+        })
+        .unwrap()
+    };
+    assert!(h.join().is_err());
+    // Plain reads neither report nor clear the poison.
+    assert_eq!(v.load(), 7);
+    assert_eq!(a.to_vec(), [0, 9]);
+    match v.lock() {
+        Err(LockError::Poisoned(g)) => assert_eq!(*g, 7),
+        other => panic!(
+            "Value::lock: expected Poisoned, got {:?}",
+            other.map(|_| ())
+        ),
+    }
+    assert!(v.lock().is_ok(), "reported once: clean again");
+    match a.lock() {
+        Err(LockError::Poisoned(g)) => assert_eq!(g[1], 9),
+        other => panic!(
+            "Array::lock: expected Poisoned, got {:?}",
+            other.map(|_| ())
+        ),
+    }
+    assert!(a.lock().is_ok(), "reported once: clean again");
 }
