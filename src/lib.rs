@@ -221,14 +221,17 @@
 //! ## Differences between backends
 //!
 //! The contract is the same on every backend; this table lists everything that is not, and
-//! how generic code asks. The capability constants `CAN_KILL`, `TASK_TIMEOUT`, `ISOLATED` and
-//! `REMOTE` on [`Backend`] (`B::CAN_KILL`, ...) are the way to branch on a difference; never
-//! compare `B::NAME`.
+//! how generic code asks. The capability constants on [`Backend`] —
+//! [`CAN_KILL`](Backend::CAN_KILL), [`CAN_CANCEL`](Backend::CAN_CANCEL),
+//! [`TASK_TIMEOUT`](Backend::TASK_TIMEOUT), [`ISOLATED`](Backend::ISOLATED),
+//! [`FORKS`](Backend::FORKS), [`ASYNC_TASKS`](Backend::ASYNC_TASKS) and
+//! [`REMOTE`](Backend::REMOTE) — are the way to branch on a difference; never compare
+//! `B::NAME`.
 //!
 //! | | process | thread | tokio | generic code asks |
 //! |---|---|---|---|---|
 //! | unit | a forked child process | an OS thread | `spawn`: a closure on tokio's blocking pool; `spawn_async`: a task | `ISOLATED` (separate address spaces: a crash stays in its unit; true only for process), `REMOTE` (false for all three) |
-//! | `JoinHandle::kill` | SIGKILL: stops any unit; `join` then reports `Killed(9)` | `Unsupported` (a thread cannot be stopped from outside: signal it through a channel or an `Event`) | aborts a `spawn_async` task, and a `spawn` closure that has not started; `Unsupported` once the closure runs | `CAN_KILL` |
+//! | `JoinHandle::kill` | SIGKILL: stops any unit; `join` then reports `Killed(9)` | `Unsupported` (a thread cannot be stopped from outside: signal it through a channel or an `Event`) | aborts a `spawn_async` task, and a `spawn` closure that has not started; `Unsupported` once the closure runs | `CAN_KILL` (stops any unit), `CAN_CANCEL` (stops a `spawn_async` unit) |
 //! | how a unit can end | value, `Panicked(msg)`, `Killed(signal)`, `Exited(code)` | value, `Panicked(msg)` | value, `Panicked(msg)`, `Cancelled` after a kill | match on [`JoinError`] |
 //! | pool `task_timeout`, `submit_with_timeout` | the overdue worker is killed and replaced; the task reports `DeadlineExceeded` | refused with `Unsupported` (a running thread cannot be stopped) | the task reports `DeadlineExceeded` at once; an async job is aborted, a blocking closure runs to its end in the background; needs a runtime with a time driver | `TASK_TIMEOUT` |
 //! | pool `terminate` and drop | queued and running tasks report `Cancelled`; running ones are killed with their worker | queued tasks report `Cancelled`; running ones run to their end and deliver | queued and running tasks report `Cancelled`; async jobs are aborted, a running blocking closure runs on in the background | |
