@@ -18,7 +18,9 @@
 //!   before it used the wake-up (it is no longer listed) passes the wake-up on to the next
 //!   waiter if there is still something for it to do, so no wake-up is lost to cancellation.
 //! - Disconnection (last sender or last receiver dropped, or `close()`) sets `disconnected` and
-//!   wakes every waiter on both sides.
+//!   wakes every waiter on both sides. When the last receiver goes, the queue is also taken
+//!   out under the lock and its messages are dropped after it is released (see
+//!   `Shared::disconnect`): queued values never outlive the last receiver.
 //!
 //! Every waker is woken after the lock is released on the hot paths.
 //!
@@ -50,6 +52,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -242,7 +245,11 @@ impl<T> Shared<T> {
     }
 
     /// Marks the channel disconnected and wakes everyone. `drop_queue`: the receivers are all
-    /// gone, so the queued messages can never be received; drop them now (outside the lock).
+    /// gone, so the queued messages can never be received; drop them now, outside the lock
+    /// and one at a time: a message whose `Drop` panics does not stop the others from being
+    /// dropped, and the first panic is resumed once they all are (a second one is discarded,
+    /// never a double panic, which would abort). The channel is already disconnected and
+    /// empty by then, whatever the messages do.
     fn disconnect(&self, drop_queue: bool) {
         let mut st = self.lock();
         st.disconnected = true;
@@ -258,7 +265,15 @@ impl<T> Shared<T> {
         for w in recv.into_iter().chain(send) {
             w.wake();
         }
-        drop(queue);
+        let mut first_panic = None;
+        for message in queue {
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(message))) {
+                first_panic.get_or_insert(panic);
+            }
+        }
+        if let Some(panic) = first_panic {
+            resume_unwind(panic);
+        }
     }
 
     /// Attempts one send: `Ok` or the value back with the reason.
@@ -325,8 +340,10 @@ pub struct Sender<T> {
 
 /// The receiving half of a channel; `Clone` it for more consumers (each message goes to one).
 ///
-/// Dropping the last `Receiver` disconnects the channel: queued messages are dropped and sends
-/// fail with `Disconnected(value)`. `recv` drives the very future
+/// Dropping the last `Receiver` disconnects the channel: queued messages are dropped at once
+/// (even while senders live on) and sends fail with `Disconnected(value)`. A queued message
+/// whose `Drop` panics does not keep the others alive: they are all dropped, then the first
+/// panic reaches the code that dropped the receiver. `recv` drives the very future
 /// [`recv_async`](Receiver::recv_async) returns; the other receive methods come from
 /// [`uniconc_core::Receiver`].
 ///

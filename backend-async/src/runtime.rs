@@ -12,7 +12,8 @@
 //! A blocking call that must wait is run inside [`tokio::task::block_in_place`](https://docs.rs/tokio/1/tokio/task/fn.block_in_place.html): on a worker
 //! thread of a multi-thread runtime the worker hands its other tasks to another thread first, so
 //! the tasks that will wake us keep running (no silent deadlock). On a thread outside any
-//! runtime, or a `spawn_blocking` thread, it simply blocks. On a **current-thread** runtime
+//! runtime, or a `spawn_blocking` thread, it simply blocks; so it does in a thread-local's
+//! destructor, after tokio's own thread-locals may be gone. On a **current-thread** runtime
 //! there is no other thread to hand the tasks to, and tokio panics with
 //! "can call blocking only when running on the multi-threaded runtime": that is the documented
 //! `# Panics` case of every blocking call. Use the `_async` form there.
@@ -100,7 +101,8 @@ thread_local! {
 /// Futures that are not `Unpin` are passed pinned: `block_on(&mut pin!(fut), deadline)`.
 ///
 /// The first poll is made directly, so a call that need not wait costs no more than the
-/// `try_` form. Only if it must wait does it enter [`tokio::task::block_in_place`](https://docs.rs/tokio/1/tokio/task/fn.block_in_place.html).
+/// `try_` form. Only if it must wait, and only on a thread inside a runtime, does it enter
+/// [`tokio::task::block_in_place`](https://docs.rs/tokio/1/tokio/task/fn.block_in_place.html).
 ///
 /// # Panics
 /// On a task of a current-thread runtime, when the future must wait (see the module docs).
@@ -124,7 +126,7 @@ pub(crate) fn block_on<F: Future + Unpin>(
             // (it works on a current-thread runtime too).
             return None;
         }
-        tokio::task::block_in_place(|| {
+        let mut wait = || {
             loop {
                 // A wake-up between the poll and the park leaves the park token set, so the
                 // park returns at once: no wake-up is lost. Spurious returns just re-poll.
@@ -147,7 +149,19 @@ pub(crate) fn block_on<F: Future + Unpin>(
                     return Some(v);
                 }
             }
-        })
+        };
+        // `block_in_place` reads tokio's thread-local context without `try_with`: during
+        // thread-local destruction (a blocking call in some thread-local's `Drop`) that
+        // context may be gone, and the read would panic inside a destructor, which aborts.
+        // `Handle::try_current` reads it with `try_with` and fails both when it is gone and
+        // when this thread is in no runtime. In both cases there is no runtime to hand tasks
+        // off from (a thread inside a runtime always has a current handle), and
+        // `block_in_place` would only call `wait` itself: call it directly.
+        if Handle::try_current().is_ok() {
+            tokio::task::block_in_place(wait)
+        } else {
+            wait()
+        }
     }
 }
 

@@ -28,6 +28,29 @@
 //! enqueue its message; that message stays receivable by the next `recv`, it is never dropped
 //! silently, but a receiver that already returned `Disconnected` will not see it.
 //!
+//! # Disconnection
+//!
+//! When every `Sender` is dropped, receivers drain what is queued, then get `Disconnected`.
+//! When every `Receiver` is dropped, the messages still queued are dropped at once (their
+//! memory is freed even while senders live on), and every send hands its message back inside
+//! `Disconnected`. crossbeam's bounded flavour would keep them until the last sender goes, so
+//! the last receiver closes the channel and drops them itself. A message whose `Drop` panics
+//! there does not keep the others alive: they are all dropped, then the first panic reaches
+//! the code that dropped the receiver.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use uniconc_core::Sender as _;
+//! let (tx, rx) = uniconc_thread::channel::<Arc<()>>(4)?;
+//! let value = Arc::new(());
+//! tx.send(value.clone()).unwrap();
+//! assert_eq!(Arc::strong_count(&value), 2); // one queued
+//! drop(rx);
+//! assert_eq!(Arc::strong_count(&value), 1); // dropped with the last receiver; `tx` lives
+//! assert!(tx.send(value).unwrap_err().is_disconnected());
+//! # Ok::<(), uniconc_core::Error>(())
+//! ```
+//!
 //! # Async forms
 //!
 //! crossbeam has no async API. Beside the channel sit two `WakerSet`s, one for async
@@ -58,8 +81,9 @@ use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::mem::ManuallyDrop;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -73,7 +97,7 @@ use uniconc_core::{
 use crate::waiters::WakerSet;
 
 /// State shared by every handle of one channel, beside crossbeam's own.
-struct Shared {
+struct Shared<T> {
     /// Set once by `close()`. Release/Acquire: a receiver that sees it also sees every
     /// message sent before the close.
     closed: AtomicBool,
@@ -92,9 +116,12 @@ struct Shared {
     send_wakers: WakerSet,
     /// `true` for a bounded channel: only then can a receive unblock a sender.
     bounded: bool,
+    /// The last `Receiver`'s crossbeam receiver, kept once every `Receiver` is gone to drop
+    /// what is queued (see [`Shared::receivers_gone`]). `None` while a `Receiver` lives.
+    orphan: Mutex<Option<cb::Receiver<T>>>,
 }
 
-impl Shared {
+impl<T> Shared<T> {
     fn new(bounded: bool) -> Arc<Self> {
         let (close_tx, close_rx) = cb::bounded(0);
         Arc::new(Self {
@@ -106,6 +133,7 @@ impl Shared {
             recv_wakers: WakerSet::new(),
             send_wakers: WakerSet::new(),
             bounded,
+            orphan: Mutex::new(None),
         })
     }
 
@@ -133,6 +161,70 @@ impl Shared {
     fn after_recv(&self) {
         if self.bounded {
             self.send_wakers.notify_one_after_transfer();
+        }
+    }
+
+    /// After a message was queued: wake an async receiver, and drop the message if the last
+    /// receiver went while it was being sent (see [`receivers_gone`](Self::receivers_gone)).
+    #[inline]
+    fn after_send(&self) {
+        self.recv_wakers.notify_one_after_transfer();
+        // SeqCst: the sender's half of the protocol of `receivers_gone`.
+        if self.closed.load(Ordering::SeqCst) {
+            self.discard_queued();
+        }
+    }
+
+    /// The last `Receiver` is gone (`rx` is its crossbeam receiver): close the channel and
+    /// drop every queued message now, rather than when the last sender goes.
+    ///
+    /// crossbeam drops the messages of a bounded channel only when both sides are gone, so
+    /// the receiver is not dropped but kept in `orphan` (the channel stays connected in
+    /// crossbeam's eyes; our `closed` flag refuses further sends and wakes blocked senders).
+    ///
+    /// # Memory ordering
+    ///
+    /// A send that checked `closed` just before this may still queue its message after the
+    /// drain below. Either the drain sees that message or its sender sees `closed` in
+    /// [`after_send`](Self::after_send) and drains (through `orphan`) itself:
+    ///
+    /// - here: `store(closed)`, then `fence(SeqCst)`, then crossbeam's `try_recv`, which finds
+    ///   a channel empty only after its own `fence(SeqCst)` and a load of the tail index;
+    /// - the sender: crossbeam's `SeqCst` compare-exchange of the tail index (its claim of a
+    ///   slot), then our `SeqCst` load of `closed`.
+    ///
+    /// If the sender's load misses the store, it precedes our fence in the `SeqCst` total
+    /// order, so does its compare-exchange, and the drain's tail load sees the claimed slot
+    /// (and waits for the message to be written): the same fence rules as
+    /// [`WakerSet::notify_one_after_transfer`]. If `closed` was already set by an earlier
+    /// `close()`, `orphan`'s mutex orders the two sides instead: whichever takes it second
+    /// sees the message (the drain) or the orphan (the sender).
+    fn receivers_gone(&self, rx: cb::Receiver<T>) {
+        *self.orphan.lock().unwrap_or_else(PoisonError::into_inner) = Some(rx);
+        self.close();
+        // SeqCst: our half of the protocol above.
+        fence(Ordering::SeqCst);
+        self.discard_queued();
+    }
+
+    /// Drops every message queued in the orphaned channel, one at a time and outside the
+    /// mutex. A message whose `Drop` panics does not stop the others from being dropped; the
+    /// first panic is resumed once they all are (a second one is discarded, never a double
+    /// panic). Does nothing while a `Receiver` lives.
+    fn discard_queued(&self) {
+        let mut first_panic = None;
+        loop {
+            let next = match &*self.orphan.lock().unwrap_or_else(PoisonError::into_inner) {
+                Some(rx) => rx.try_recv(),
+                None => return,
+            };
+            let Ok(message) = next else { break };
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(message))) {
+                first_panic.get_or_insert(panic);
+            }
+        }
+        if let Some(panic) = first_panic {
+            resume_unwind(panic);
         }
     }
 }
@@ -227,14 +319,16 @@ pub struct Sender<T> {
     /// Dropped by hand first in `Drop`, so crossbeam has disconnected before we wake async
     /// receivers.
     tx: ManuallyDrop<cb::Sender<T>>,
-    shared: Arc<Shared>,
+    shared: Arc<Shared<T>>,
 }
 
 /// The receiving half of a thread-backend channel. Clone it to add consumers.
 ///
 /// A crossbeam-channel receiver: every message goes to exactly one receiver. Once every
 /// sender is dropped (or the channel is closed), receivers drain what is queued and then get
-/// `Disconnected`. The receive methods come from [`uniconc_core::Receiver`].
+/// `Disconnected`. Dropping the last `Receiver` drops the messages still queued and makes
+/// every send fail with `Disconnected(message)` (see the [module docs](self)). The receive
+/// methods come from [`uniconc_core::Receiver`].
 ///
 /// ```
 /// use std::time::Duration;
@@ -250,7 +344,7 @@ pub struct Sender<T> {
 pub struct Receiver<T> {
     /// Dropped by hand first in `Drop`, like `Sender::tx`.
     rx: ManuallyDrop<cb::Receiver<T>>,
-    shared: Arc<Shared>,
+    shared: Arc<Shared<T>>,
 }
 
 impl<T> fmt::Debug for Sender<T> {
@@ -310,11 +404,16 @@ impl<T> Drop for Sender<T> {
 
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
-        // SAFETY: as in `Sender::drop`: dropped once, never used afterwards.
-        unsafe { ManuallyDrop::drop(&mut self.rx) };
-        // AcqRel: as in `Sender::drop`.
+        // AcqRel: as in `Sender::drop`. A `Receiver` is cloned only from a live one, so once
+        // the count is 0 no other `Receiver` can appear.
         if self.shared.receivers.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.shared.send_wakers.notify_all_after_change();
+            // SAFETY: as in `Sender::drop`: taken once, `rx` is never used afterwards.
+            let rx = unsafe { ManuallyDrop::take(&mut self.rx) };
+            // Closes the channel (waking every waiting sender) and drops what is queued.
+            self.shared.receivers_gone(rx);
+        } else {
+            // SAFETY: as in `Sender::drop`: dropped once, never used afterwards.
+            unsafe { ManuallyDrop::drop(&mut self.rx) };
         }
     }
 }
@@ -328,7 +427,7 @@ impl<T: Send + 'static> Sender<T> {
         }
         match self.tx.try_send(value) {
             Ok(()) => {
-                self.shared.recv_wakers.notify_one_after_transfer();
+                self.shared.after_send();
                 Ok(())
             }
             Err(cb::TrySendError::Full(v)) => Err(TrySendError::Full(v)),
@@ -374,7 +473,7 @@ impl<T: Send + 'static> Sender<T> {
             if oper.index() == send_index {
                 return match oper.send(&self.tx, value) {
                     Ok(()) => {
-                        self.shared.recv_wakers.notify_one_after_transfer();
+                        self.shared.after_send();
                         Ok(())
                     }
                     Err(cb::SendError(v)) => Err(SendTimeoutError::Disconnected(v)),
@@ -968,6 +1067,58 @@ mod tests {
                 .fold((0, 0), |(c, s), (c2, s2)| (c + c2, s + s2));
             assert_eq!(count, 2 * n);
             assert_eq!(sum, (2 * n) * (2 * n - 1) / 2);
+        });
+    }
+
+    /// Counts its drops.
+    struct Counted(Arc<AtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Senders racing with the drop of the last receiver: every message they queued is
+    /// dropped by the time the receiver's drop and the sends have returned, though a sender
+    /// is still alive (a message queued just after the receiver's drain is dropped by its
+    /// sender).
+    #[test]
+    fn messages_racing_the_last_receiver_drop_are_dropped_too() {
+        with_watchdog(|| {
+            let rounds = 200 * stress_scale();
+            for round in 0..rounds {
+                let drops = Arc::new(AtomicUsize::new(0));
+                let (tx, rx) = if round % 2 == 0 {
+                    channel::<Counted>(64).unwrap()
+                } else {
+                    unbounded::<Counted>().unwrap()
+                };
+                let start = Arc::new(std::sync::Barrier::new(3));
+                let senders: Vec<_> = (0..2)
+                    .map(|_| {
+                        let (tx, drops, start) = (tx.clone(), drops.clone(), start.clone());
+                        std::thread::spawn(move || {
+                            start.wait();
+                            let mut made = 0usize;
+                            loop {
+                                made += 1;
+                                match tx.try_send(Counted(drops.clone())) {
+                                    Ok(()) => {}
+                                    Err(TrySendError::Full(_)) => std::thread::yield_now(),
+                                    Err(_) => return made,
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                start.wait();
+                std::thread::yield_now();
+                drop(rx);
+                let made: usize = senders.into_iter().map(|h| h.join().unwrap()).sum();
+                assert_eq!(drops.load(Ordering::SeqCst), made, "round {round}");
+                drop(tx);
+                assert_eq!(drops.load(Ordering::SeqCst), made, "round {round}");
+            }
         });
     }
 

@@ -403,4 +403,52 @@ where
     }
     drop(tx);
     assert_eq!(h.join().unwrap(), n * (n + 1) / 2);
+/// Runs its closure when dropped: a thread-local holding one runs it while the thread's
+/// thread-locals are destroyed.
+struct RunOnDrop(Option<Box<dyn FnOnce()>>);
+
+impl Drop for RunOnDrop {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+std::thread_local! {
+    static ON_THREAD_EXIT: std::cell::RefCell<RunOnDrop> =
+        const { std::cell::RefCell::new(RunOnDrop(None)) };
+}
+
+/// Blocking calls that must wait work inside a thread-local's destructor (a thread that
+/// exits while a thread-local's `Drop` sends or receives), where other thread-locals, the
+/// backend's or its runtime's, may already be gone.
+pub(crate) fn channel_blocking_calls_in_a_thread_local_destructor<B: Backend>() {
+    let (entered_tx, entered_rx) = B::channel::<u64>(1).unwrap();
+    let (full_tx, full_rx) = B::channel::<u64>(1).unwrap();
+    let (tx, rx) = B::channel::<u64>(1).unwrap();
+    let (ack_tx, ack_rx) = B::channel::<u64>(1).unwrap();
+    let (_idle_tx, idle_rx) = B::channel::<u64>(1).unwrap();
+    full_tx.send(1).unwrap();
+    let thread = std::thread::spawn(move || {
+        // Registered first, so destroyed after whatever thread-locals the calls below set up.
+        ON_THREAD_EXIT.with_borrow_mut(|slot| {
+            slot.0 = Some(Box::new(move || {
+                entered_tx.send(0).unwrap();
+                full_tx.send(2).unwrap(); // waits: full until the test takes 1
+                let v = rx.recv().unwrap(); // waits: the test sends after taking 2
+                ack_tx.send(v + 1).unwrap();
+            }));
+        });
+        // A wait on this thread before it exits: sets up whatever the backend's waits use.
+        assert_eq!(idle_rx.recv_timeout(SHORT), Err(RecvTimeoutError::Timeout));
+    });
+    assert_eq!(entered_rx.recv_timeout(LONG), Ok(0));
+    pause(); // lets the destructor reach its blocked send
+    assert_eq!(full_rx.recv_timeout(LONG), Ok(1));
+    assert_eq!(full_rx.recv_timeout(LONG), Ok(2));
+    pause(); // lets the destructor reach its blocked receive
+    tx.send(41).unwrap();
+    assert_eq!(ack_rx.recv_timeout(LONG), Ok(42));
+    thread.join().unwrap();
 }

@@ -9,11 +9,13 @@
 //! Process-backend tests run one at a time and alone (see [`support::run`]); every test runs
 //! under a watchdog. Stress sizes scale with `UNICONC_STRESS_SCALE` (default 1).
 //!
-//! Files: `channel.rs`, `sync.rs`, `state.rs`, `spawn.rs`, `pool.rs`, `async_forms.rs`
-//! (the `_async` forms driven by a tokio runtime), `support.rs` (watchdog, scale, runtime).
+//! Files: `channel.rs`, `channel_values.rs` (when queued values are dropped), `sync.rs`,
+//! `state.rs`, `spawn.rs`, `pool.rs`, `async_forms.rs` (the `_async` forms driven by a tokio
+//! runtime), `support.rs` (watchdog, scale, runtime).
 
 mod async_forms;
 mod channel;
+mod channel_values;
 mod pool;
 mod spawn;
 mod state;
@@ -42,6 +44,8 @@ macro_rules! all_tests {
             channel::channel_error_values_are_returned,
             channel::channel_is_full_and_same_channel,
             channel::channel_receiver_into_iterator,
+            channel::channel_blocking_calls_in_a_thread_local_destructor,
+            channel_values::channel_queued_values_dropped_with_last_receiver,
             sync::lock_mutual_exclusion_under_contention,
             sync::lock_try_lock_and_timeout_while_held_elsewhere,
             sync::lock_panicking_holder_poisons_once,
@@ -93,6 +97,16 @@ macro_rules! all_tests {
     };
 }
 
+/// Like `all_tests!`, for the tests that need values to stay as they were sent (the thread
+/// and tokio backends; the process backend serializes them into the channel).
+macro_rules! in_memory_value_tests {
+    ($m:ident, $backend:ty) => {
+        $m! { $backend;
+            channel_values::channel_panicking_drops_of_queued_values,
+        }
+    };
+}
+
 /// One `#[test]` per conformance test, for one backend.
 macro_rules! instantiate_tests {
     ($backend:ty; $($module:ident :: $test:ident),* $(,)?) => {
@@ -111,6 +125,7 @@ macro_rules! instantiate_tests {
 #[cfg(feature = "thread")]
 mod thread {
     all_tests!(instantiate_tests, uniconc::Thread);
+    in_memory_value_tests!(instantiate_tests, uniconc::Thread);
 }
 
 #[cfg(all(feature = "process", unix))]
@@ -121,4 +136,5 @@ mod process {
 #[cfg(feature = "tokio")]
 mod tokio {
     all_tests!(instantiate_tests, uniconc::Tokio);
+    in_memory_value_tests!(instantiate_tests, uniconc::Tokio);
 }
