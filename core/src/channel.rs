@@ -3,8 +3,10 @@
 //! # Disconnection
 //!
 //! When every [`Sender`] is dropped (in every process, for the process backend), receivers drain
-//! what is queued and then get `Disconnected`. When every [`Receiver`] is dropped, `send`
-//! returns the value inside `Disconnected`. [`Sender::close`] disconnects the channel for
+//! what is queued and then get `Disconnected`. When every [`Receiver`] is dropped, the
+//! messages still queued are dropped at once, not when the last sender goes (on the process
+//! backend `send` has already dropped the value it serialized), and `send` returns the value
+//! inside `Disconnected`. [`Sender::close`] disconnects the channel for
 //! everyone at once: receivers drain, then see `Disconnected`; senders get their value back.
 //!
 //! # Blocking, non-blocking, timed and async forms
