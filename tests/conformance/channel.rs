@@ -403,6 +403,8 @@ where
     }
     drop(tx);
     assert_eq!(h.join().unwrap(), n * (n + 1) / 2);
+}
+
 /// Runs its closure when dropped: a thread-local holding one runs it while the thread's
 /// thread-locals are destroyed.
 struct RunOnDrop(Option<Box<dyn FnOnce()>>);
