@@ -90,8 +90,8 @@ where
 /// Runs `fut` to completion in a forked child process, on the child's own current-thread tokio
 /// runtime (with I/O and timers enabled).
 ///
-/// If the calling thread runs inside a tokio runtime, the child's copy of that thread still
-/// believes it does, so the child drives `fut` from a fresh thread of its own.
+/// Like [`spawn`]'s closure, `fut` runs on a fresh thread of the child, outside any runtime
+/// the calling thread runs in.
 ///
 /// # Errors
 /// As [`spawn`]. A runtime that cannot be built in the child is reported by `join` as
@@ -124,22 +124,14 @@ where
     Fut: Future + Send + 'static,
     Fut::Output: Message,
 {
+    // The child runs this on a fresh thread of its own (`sys::fork_with`), outside any
+    // runtime the forking thread was in.
     spawn(move || {
-        let run = move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap_or_else(|e| panic!("could not start a tokio runtime in the child: {e}"));
-            rt.block_on(fut)
-        };
-        if tokio::runtime::Handle::try_current().is_ok() {
-            match std::thread::spawn(run).join() {
-                Ok(v) => v,
-                Err(p) => std::panic::resume_unwind(p),
-            }
-        } else {
-            run()
-        }
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("could not start a tokio runtime in the child: {e}"))
+            .block_on(fut)
     })
 }
 

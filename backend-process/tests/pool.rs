@@ -1141,3 +1141,45 @@ fn results_passed_through_shared_slots_arrive_intact() {
     let got = pool.map(double, 0..n).unwrap();
     assert!(got.iter().enumerate().all(|(i, &v)| v == 2 * i as u64));
 }
+
+/// What a task does with tokio: builds its own runtime and runs a `tokio::spawn`ed task on it.
+fn own_runtime_runs_a_spawned_task(x: u32) -> u32 {
+    let rt = tokio::runtime::Runtime::new().expect("a runtime in the worker");
+    rt.block_on(async move {
+        tokio::spawn(async move { x + 1 })
+            .await
+            .expect("the task ran")
+    })
+}
+
+#[test]
+fn workers_forked_inside_a_runtime_start_outside_it() {
+    let _s = serial("workers_forked_inside_a_runtime_start_outside_it");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let got = rt.block_on(async {
+        // The long-lived workers are forked here, inside the runtime; so are the workers of a
+        // capturing `map` and the process of a capturing `submit`.
+        let pool = Pool::new(2).unwrap();
+        let one = 1;
+        let long_lived = pool
+            .submit(own_runtime_runs_a_spawned_task, 1)
+            .unwrap()
+            .wait_timeout(Duration::from_secs(60));
+        let capturing = pool
+            .submit(
+                move |x: u32| own_runtime_runs_a_spawned_task(x) + one - 1,
+                2,
+            )
+            .unwrap()
+            .wait_timeout(Duration::from_secs(60));
+        let mapped = pool.map(move |x: u32| own_runtime_runs_a_spawned_task(x) * one, 0..4);
+        (long_lived, capturing, mapped)
+    });
+    assert_eq!(got.0, Ok(2));
+    assert_eq!(got.1, Ok(3));
+    assert_eq!(got.2.unwrap(), [1, 2, 3, 4]);
+}
