@@ -84,6 +84,12 @@ const LONG_LIVED: GroupId = 0;
 /// ([`forget_inherited_handles`](crate::forget_inherited_handles)), so a pool keeps
 /// no channel connected.
 ///
+/// # How many workers
+///
+/// At most [`Pool::max_workers`]: 64 per CPU, capped by `RLIMIT_NPROC` and by what a channel
+/// can count. A pool asked for more is refused with `InvalidArgument` before anything is
+/// forked.
+///
 /// # Chunks
 ///
 /// `map` cuts its input into chunks of `chunk_size` items (default
@@ -155,7 +161,8 @@ impl std::fmt::Debug for Pool {
 /// A pool of `workers` worker processes with default settings: `Pool::new(workers)`.
 ///
 /// # Errors
-/// `InvalidArgument` for 0 workers; `Os` if a worker could not be forked.
+/// `InvalidArgument` for 0 workers or more than [`Pool::max_workers`] (nothing is forked then);
+/// `Os` if a worker could not be forked.
 ///
 /// ```
 /// use uniconc_core::{Pool as _, TaskHandle as _};
@@ -1636,11 +1643,86 @@ impl Pool {
     }
 }
 
+/// Workers per CPU a pool may have at most (see [`Pool::max_workers`]).
+const WORKERS_PER_CPU: usize = 64;
+
+impl Pool {
+    /// The most workers a pool may have on this machine, and what sets that limit.
+    ///
+    /// The smallest of:
+    /// - `64 ×` the CPUs this process may run on (`std::thread::available_parallelism`):
+    ///   far more than CPU-bound work can use, and room for workers that mostly wait (I/O,
+    ///   sleeps), without letting a typo (`Pool::new(100_000)`) fork until the machine stalls;
+    /// - the soft `RLIMIT_NPROC` (processes per user), if finite: past it `fork` fails anyway,
+    ///   and every other process of the user counts against it too;
+    /// - [`MAX_PROCESSES`](crate::MAX_PROCESSES)` - 1`: a channel counts the processes that may
+    ///   use it, its creator included, and a worker forked while this process holds a channel
+    ///   is counted by it.
+    ///
+    /// A pool asked for more workers is refused with `InvalidArgument`, before anything is
+    /// forked. A capturing `map` forks as many extra workers for the length of the call.
+    ///
+    /// ```
+    /// use uniconc_core::{ErrorKind, Pool as _};
+    ///
+    /// let max = uniconc_process::Pool::max_workers();
+    /// assert!(max >= 64);
+    /// let err = uniconc_process::Pool::new(max + 1).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    /// ```
+    pub fn max_workers() -> usize {
+        worker_limit().0
+    }
+}
+
+/// [`Pool::max_workers`] and a sentence that says what sets it.
+fn worker_limit() -> (usize, String) {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let mut limits = vec![(
+        cpus.saturating_mul(WORKERS_PER_CPU),
+        format!("{WORKERS_PER_CPU} per CPU, {cpus} CPUs"),
+    )];
+    let mut nproc = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `nproc` is a valid out-pointer; getrlimit only writes it.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut nproc) } == 0
+        && nproc.rlim_cur != libc::RLIM_INFINITY
+    {
+        let n = usize::try_from(nproc.rlim_cur).unwrap_or(usize::MAX);
+        limits.push((n, format!("RLIMIT_NPROC is {n}")));
+    }
+    let slots = crate::channel::MAX_PROCESSES - 1;
+    limits.push((
+        slots,
+        format!("a channel counts at most MAX_PROCESSES - 1 = {slots} children"),
+    ));
+    limits
+        .into_iter()
+        .min_by_key(|&(n, _)| n)
+        .expect("three limits")
+}
+
 impl uniconc_core::Pool for Pool {
     type TaskHandle<R: Message> = TaskHandle<R>;
 
+    /// Forks the pool's workers.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a configuration [`PoolConfig::validate`] refuses, or for more
+    /// workers than [`Pool::max_workers`] (nothing is forked then); `Os` if a worker could not
+    /// be forked (the ones forked so far are killed and reaped).
     fn with_config(config: PoolConfig) -> Result<Self, Error> {
         config.validate()?;
+        let (max, why) = worker_limit();
+        if config.workers > max {
+            return Err(Error::invalid_argument(format!(
+                "a process pool of {} workers is refused: at most {max} ({why}; see \
+                 uniconc_process::Pool::max_workers)",
+                config.workers
+            )));
+        }
         let shared = Arc::new(Shared {
             owner: sys::getpid(),
             inner: Mutex::new(Inner {

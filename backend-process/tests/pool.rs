@@ -1183,3 +1183,38 @@ fn workers_forked_inside_a_runtime_start_outside_it() {
     assert_eq!(got.1, Ok(3));
     assert_eq!(got.2.unwrap(), [1, 2, 3, 4]);
 }
+
+#[test]
+fn a_pool_past_the_worker_limit_is_refused_before_any_fork() {
+    let _s = serial("a_pool_past_the_worker_limit_is_refused_before_any_fork");
+    let max = Pool::max_workers();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(
+        max <= 64 * cpus && max < uniconc_process::MAX_PROCESSES,
+        "{max}"
+    );
+    for workers in [100_000, max + 1] {
+        let err = Pool::new(workers).unwrap_err();
+        assert_eq!(err.kind(), uniconc_core::ErrorKind::InvalidArgument);
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("at most {max}")), "{msg}");
+        assert!(msg.contains(&workers.to_string()), "{msg}");
+        assert!(no_children(), "a refused pool forked");
+    }
+    // A finite RLIMIT_NPROC lowers the limit (in a child: the limit is per process).
+    let child = common::spawn(|| {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: a valid out-pointer.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut lim) }, 0);
+        lim.rlim_cur = 3;
+        // SAFETY: a valid rlimit; lowering the soft limit under the hard one needs no privilege.
+        let ok = unsafe { libc::setrlimit(libc::RLIMIT_NPROC, &lim) } == 0;
+        let err = Pool::new(4).map(drop).unwrap_err().to_string();
+        let refused = err.contains("RLIMIT_NPROC is 3") && err.contains("at most 3");
+        i32::from(!(ok && Pool::max_workers() == 3 && refused))
+    });
+    assert_eq!(child.join(Duration::from_secs(60)), 0);
+}
