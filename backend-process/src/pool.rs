@@ -16,12 +16,15 @@
 //! - `pool.rs`: the pool, the leader protocol, `TaskHandle`.
 //! - `pool/worker.rs`: the worker loop and the trampolines.
 //! - `pool/sys.rs`: OS plumbing shared with `spawn`.
+//! - `pool/wire.rs`: reading a chunk's values back to back.
+//! - `pool/explain.rs`: the message of a `Deserialize` that refused a value (postcard drops it).
 
 #![deny(missing_docs)]
 
+mod explain;
 mod slots;
 pub(crate) mod sys;
-mod wire;
+pub(crate) mod wire;
 mod worker;
 
 use std::any::Any;
@@ -1168,11 +1171,14 @@ impl Runner {
 
 /// Encodes one item into a frame under construction.
 fn encode_item<T: Serialize>(v: &mut Vec<u8>, item: &T) -> Result<(), TaskError> {
-    sys::Encoder::new(v).push(item).map_err(arg_error)
+    sys::Encoder::new(v).push(item).map_err(arg_error::<T>)
 }
 
-fn arg_error(e: postcard::Error) -> TaskError {
-    TaskError::Failed(format!("the argument could not be serialized: {e}"))
+fn arg_error<T>(e: postcard::Error) -> TaskError {
+    let ty = std::any::type_name::<T>();
+    TaskError::Failed(format!(
+        "the argument could not be serialized (a `{ty}`): {e}"
+    ))
 }
 
 /// Encodes up to `chunk` items from `items` onto `v` (the hot loop of `map` and `imap`, kept
@@ -1193,7 +1199,7 @@ fn encode_items<T: Serialize>(
     let mut count = 0;
     for item in items.by_ref().take(chunk) {
         if let Err(e) = enc.push(&item) {
-            return (count, Some(arg_error(e)));
+            return (count, Some(arg_error::<T>(e)));
         }
         count += 1;
     }
@@ -1300,9 +1306,9 @@ fn decode_frame<R: Message>(
     for (at, tag, msg) in fails.into_iter().chain([(items as u64, 0, String::new())]) {
         // The results before the next failure, back to back.
         let at = usize::try_from(at).unwrap_or(items).min(items);
-        if let Err((done, e)) = decode_run(&mut de, at - i, push) {
+        if let Err((done, bytes, e)) = decode_run(&mut de, at - i, push) {
             // The stream is out of step: fail the rest.
-            let e = TaskError::Failed(format!("the result could not be decoded: {e}"));
+            let e = TaskError::Failed(wire::decode_failure::<R>("the result", bytes, &e));
             return fail_rest(push, i + done, items, e);
         }
         i = at;
@@ -1322,17 +1328,19 @@ fn decode_frame<R: Message>(
     }
 }
 
-/// Decodes `n` results in a row (the hot loop of a `map`); on error, how many were decoded.
+/// Decodes `n` results in a row (the hot loop of a `map`); on error, how many were decoded
+/// and the bytes from the one that failed.
 #[inline(always)]
-fn decode_run<R: Message>(
-    de: &mut wire::Reader<'_>,
+fn decode_run<'de, R: Message>(
+    de: &mut wire::Reader<'de>,
     n: usize,
     push: &mut impl FnMut(Result<R, TaskError>),
-) -> Result<(), (usize, postcard::Error)> {
+) -> Result<(), (usize, &'de [u8], postcard::Error)> {
     for k in 0..n {
+        let at = de.rest();
         match de.read::<R>() {
             Ok(r) => push(Ok(r)),
-            Err(e) => return Err((k, e)),
+            Err(e) => return Err((k, at, e)),
         }
     }
     Ok(())

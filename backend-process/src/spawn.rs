@@ -150,7 +150,8 @@ where
             if let Err(e) = sys::encode_into(value, &mut out) {
                 out.truncate(8);
                 out.push(REPORT_FAILED);
-                let msg = format!("the result could not be serialized: {e}");
+                let ty = std::any::type_name::<R>();
+                let msg = format!("the result could not be serialized (a `{ty}`): {e}");
                 let _ = sys::encode_into(&msg, &mut out);
             }
         }
@@ -341,8 +342,13 @@ impl<R: Message> JoinHandle<R> {
             return Err(JoinError::Failed("the child sent an empty report".into()));
         };
         match tag {
-            REPORT_OK => postcard::from_bytes::<R>(rest)
-                .map_err(|e| JoinError::Failed(format!("the result could not be decoded: {e}"))),
+            REPORT_OK => postcard::from_bytes::<R>(rest).map_err(|e| {
+                JoinError::Failed(crate::pool::wire::decode_failure::<R>(
+                    "the result",
+                    rest,
+                    &e,
+                ))
+            }),
             REPORT_PANICKED | REPORT_FAILED => {
                 let msg = postcard::from_bytes::<String>(rest)
                     .unwrap_or_else(|e| format!("(undecodable message: {e})"));

@@ -1218,3 +1218,53 @@ fn a_pool_past_the_worker_limit_is_refused_before_any_fork() {
     });
     assert_eq!(child.join(Duration::from_secs(60)), 0);
 }
+
+/// Serializes as its number; decodes only an even one (`try_from`), with a message of its own.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "u32")]
+struct Even(u32);
+
+impl TryFrom<u32> for Even {
+    type Error = String;
+    fn try_from(v: u32) -> Result<Self, String> {
+        if v % 2 == 0 {
+            Ok(Even(v))
+        } else {
+            Err(format!("{v} is odd"))
+        }
+    }
+}
+
+fn assert_undecodable(e: &TaskError, what: &str) {
+    match e {
+        TaskError::Failed(m) => {
+            let named = format!("{what} could not be decoded as a `pool::Even`");
+            assert!(m.contains(&named), "{m}");
+            assert!(m.contains("3 is odd"), "{m}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn arguments_and_results_that_cannot_be_decoded_name_their_type_and_the_reason() {
+    let _s = serial("arguments_and_results_that_cannot_be_decoded_name_their_type_and_the_reason");
+    let pool = Pool::new(2).unwrap();
+    let half = |e: Even| e.0 / 2;
+    let even = |x: u32| Even(x);
+    // `submit`: the argument is decoded in the worker, the result in this process.
+    assert_eq!(pool.submit(half, Even(4)).unwrap().wait(), Ok(2));
+    let e = pool.submit(half, Even(3)).unwrap().wait().unwrap_err();
+    assert_undecodable(&e, "the argument");
+    let e = pool.submit(even, 3).unwrap().wait().unwrap_err();
+    assert_undecodable(&e, "the result");
+    // `map`: the same, with the failing item's index.
+    match pool.map(half, [2, 4, 3, 6].map(Even)) {
+        Err(PoolError::Task { index: 2, error }) => assert_undecodable(&error, "the argument"),
+        other => panic!("{other:?}"),
+    }
+    match pool.map(even, [2, 4, 3, 6]) {
+        Err(PoolError::Task { index: 2, error }) => assert_undecodable(&error, "the result"),
+        other => panic!("{other:?}"),
+    }
+}

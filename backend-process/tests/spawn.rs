@@ -356,3 +356,35 @@ fn a_child_forked_inside_a_runtime_starts_outside_it() {
         "{orphan_task:?}"
     );
 }
+
+/// Serializes as its number; decodes only an even one (`try_from`), with a message of its own.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "u32")]
+struct Even(u32);
+
+impl TryFrom<u32> for Even {
+    type Error = String;
+    fn try_from(v: u32) -> Result<Self, String> {
+        if v % 2 == 0 {
+            Ok(Even(v))
+        } else {
+            Err(format!("{v} is odd"))
+        }
+    }
+}
+
+#[test]
+fn a_result_that_cannot_be_decoded_names_its_type_and_the_reason() {
+    let _s = serial("a_result_that_cannot_be_decoded_names_its_type_and_the_reason");
+    assert_eq!(spawn(|| Even(4)).unwrap().join(), Ok(Even(4)));
+    match spawn(|| Even(3)).unwrap().join() {
+        Err(JoinError::Failed(m)) => {
+            assert!(
+                m.contains("result could not be decoded as a `spawn::Even`"),
+                "{m}"
+            );
+            assert!(m.contains("3 is odd"), "{m}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
