@@ -1206,6 +1206,18 @@ fn encode_items<T: Serialize>(
     (count, None)
 }
 
+/// `true` if a chunk's outcome holds a failure: no results at all, or failure records (a
+/// result that cannot be decoded is found only by decoding it).
+fn failed(outcome: &Outcome) -> bool {
+    match outcome {
+        Err(_) => true,
+        Ok(r) => r
+            .body()
+            .get(8..16)
+            .is_none_or(|w| w.iter().any(|&b| b != 0)),
+    }
+}
+
 /// Decodes a `map` chunk's outcome onto the end of `out` (out of line, as
 /// [`encode_items`]): the frame's buffer for reuse, and the chunk's first failure (its index
 /// in the chunk), if any.
@@ -1504,33 +1516,41 @@ impl Pool {
         let runner = Runner::for_map::<T, R, F>(shared, f)?;
         let batch = shared.new_batch(&mut shared.lock());
         // Encode and queue chunk by chunk, so workers start on the first chunk at once. Each
-        // turn of the loop encodes at most one chunk and decodes at most one, with a
-        // non-blocking leader round in between: a worker that finished its chunk gets the
-        // next one while this thread is busy, instead of idling until it waits again. The
-        // thread blocks only when it has nothing to encode and nothing to decode. Results are
-        // decoded in input order, straight into the output (early ones wait, undecoded, in
-        // `early`).
+        // turn of the loop encodes at most one chunk, with a non-blocking leader round after
+        // it: a worker that finished its chunk gets the next one while this thread is busy,
+        // instead of idling until it waits again. Once the input is exhausted, each turn
+        // decodes at most one chunk, in input order, straight into the output; the thread
+        // blocks only when it has nothing to encode and nothing to decode.
+        //
+        // Results wait, undecoded, in `early` until the input is exhausted and dropped, and
+        // only then is the output allocated: the input's memory (a `Vec` the caller handed
+        // over) is free by then and the output can take its place. With both alive at once
+        // (8 MB each for a million `u64`s) the caller's frees left glibc's heap with more
+        // free memory on top than its trim threshold, so every call gave it back to the
+        // kernel and faulted it in again: a `Vec` input took twice as long as a range. A
+        // chunk that failed is decoded at once, though: it decides the map's outcome, and
+        // the rest of the input need not be read.
         let mut first_error: Option<(usize, TaskError)> = None;
         // An argument that could not be serialized (its index): encoding stops there, and it
         // is the map's error unless an earlier item fails. Every item before it was queued,
         // so the map waits for their results, in order, before it reports this one.
         let mut unsent: Option<(usize, TaskError)> = None;
-        let mut items = items;
+        let mut items = Some(items);
         let mut seq = 0u64;
         let mut pending = 0usize;
         let mut exhausted = false;
-        let mut out: Vec<R> = Vec::with_capacity(n);
+        let mut out: Vec<R> = Vec::new();
         let mut early: BTreeMap<u64, (usize, Outcome)> = BTreeMap::new();
         let mut next = 0u64;
         loop {
-            if !exhausted {
+            if let Some(input) = items.as_mut() {
                 let mut count = 0;
                 let mut bad = None;
                 let buf = shared
                     .lock()
                     .buffer(33 + chunk.min(1 << 20) * (std::mem::size_of::<T>().min(64) + 1));
                 let frame = runner.frame(buf, |v| {
-                    (count, bad) = encode_items(v, &mut items, chunk);
+                    (count, bad) = encode_items(v, input, chunk);
                     count
                 });
                 exhausted = count < chunk;
@@ -1538,6 +1558,10 @@ impl Pool {
                     // Every chunk before this one was full: the item's index in the input.
                     unsent = Some((seq as usize * chunk + count, e));
                     exhausted = true;
+                }
+                if exhausted {
+                    // Free the input before the output is allocated (see above).
+                    items = None;
                 }
                 if count == 0 {
                     shared.lock().recycle(frame);
@@ -1584,13 +1608,24 @@ impl Pool {
                     _ => break,
                 }
             }
-            // Decode one chunk, then look after the workers again.
-            if let Some((count, outcome)) = early.remove(&next) {
+            // Decode one chunk, then look after the workers again. While the input is read,
+            // only a chunk that failed (see above), into a scratch output.
+            let decodable = exhausted || early.get(&next).is_some_and(|(_, o)| failed(o));
+            if let Some((count, outcome)) = decodable.then(|| early.remove(&next)).flatten() {
                 let base = next as usize * chunk;
                 next += 1;
-                let (spent, failed) = decode_into(outcome, count, &mut out);
+                if exhausted && out.capacity() == 0 {
+                    out.reserve_exact(n);
+                }
+                let mut scratch = Vec::new();
+                let into = if exhausted { &mut out } else { &mut scratch };
+                let (spent, failed) = decode_into(outcome, count, into);
                 if let Some((k, e)) = failed {
                     first_error.get_or_insert((base + k, e));
+                } else if !scratch.is_empty() {
+                    // Not a failure after all: these results are the output's first ones.
+                    out.reserve_exact(n);
+                    out.append(&mut scratch);
                 }
                 if let Some(buf) = spent {
                     shared.lock().recycle(buf);
