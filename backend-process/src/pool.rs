@@ -1842,6 +1842,32 @@ impl uniconc_core::Pool for Pool {
         self.imap_inner(f, items, false)
     }
 
+    /// Runs `f(arg)` on a worker and returns a handle to its result; never waits.
+    ///
+    /// # A capturing closure forks a process per call
+    ///
+    /// A `fn` item or a closure that captures nothing runs on the pool's long-lived workers:
+    /// a round trip of a few microseconds. A closure that captures anything cannot be sent to
+    /// a process that already exists, so a process is forked for that one call (once it gets
+    /// one of the pool's slots) and inherits the closure: a fork, a start and a reap per call,
+    /// tens of times the round trip of a `fn` (see the `process_pool` bench). For many small
+    /// tasks, put what the closure would capture into the argument instead:
+    ///
+    /// ```
+    /// use uniconc_core::{Pool as _, TaskHandle as _};
+    ///
+    /// let pool = uniconc_process::Pool::new(2)?;
+    /// let offset = 10u64;
+    /// // A process per call: `move |x: u64| x + offset`.
+    /// // The long-lived workers: nothing captured, `offset` travels with the argument.
+    /// let h = pool.submit(|(x, offset): (u64, u64)| x + offset, (1, offset))?;
+    /// assert_eq!(h.wait()?, 11);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `Closed` if the pool is closed or used from another process than its creator. A
+    /// process that cannot be forked for a capturing closure is reported by the handle.
     fn submit<T, R, F>(&self, f: F, arg: T) -> Result<TaskHandle<R>, PoolError>
     where
         T: Message,
