@@ -90,8 +90,7 @@ where
 /// Runs `fut` to completion in a forked child process, on the child's own current-thread tokio
 /// runtime (with I/O and timers enabled).
 ///
-/// Like [`spawn`]'s closure, `fut` runs on a fresh thread of the child, outside any runtime
-/// the calling thread runs in.
+/// Like [`spawn`]'s closure, `fut` runs outside any runtime the calling thread runs in.
 ///
 /// # Errors
 /// As [`spawn`]. A runtime that cannot be built in the child is reported by `join` as
@@ -124,8 +123,8 @@ where
     Fut: Future + Send + 'static,
     Fut::Output: Message,
 {
-    // The child runs this on a fresh thread of its own (`sys::fork_with`), outside any
-    // runtime the forking thread was in.
+    // The child runs this outside any runtime the forking thread was in (`sys::fork_with`
+    // starts a thread of its own for it then).
     spawn(move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -191,6 +190,11 @@ where
 /// A forked child starts as a copy of the parent: everything `f` captured is there, and so are
 /// the handles of this crate created before the fork (channels, locks, values), which work
 /// across the two processes.
+///
+/// Spawned from inside a tokio runtime (`#[tokio::main]`, a task), the child runs `f` on a
+/// thread of its own, outside that runtime, whose threads it does not have: `f` may build and
+/// drive a runtime of its own. Other per-thread state of the calling thread is inherited as
+/// it is.
 ///
 /// # Forking from a multi-threaded process
 ///
