@@ -1709,7 +1709,7 @@ impl Pool {
     /// use uniconc_core::{ErrorKind, Pool as _};
     ///
     /// let max = uniconc_process::Pool::max_workers();
-    /// assert!(max >= 64);
+    /// assert!(max >= 1);
     /// let err = uniconc_process::Pool::new(max + 1).unwrap_err();
     /// assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     /// ```
