@@ -16,6 +16,25 @@
 //! then a futex sleep on a sequence word, bounded to [`SLICE`] so a waiter re-checks whether
 //! its peers are alive.
 //!
+//! # What `Empty` and `len` mean
+//!
+//! `try_recv` (and so `try_iter`) says `Empty` only when nothing is queued, as crossbeam's
+//! does. A sender claims its place in the ring before it encodes the message there, so the
+//! front of the ring may be a message not yet published with others published behind it;
+//! `try_recv` then waits for it, as crossbeam spins for a slot being written: a short spin,
+//! then naps, at most [`IN_FLIGHT_PATIENCE`] (100 ms) in all. A sender killed there is found
+//! dead within that wait and its message is settled as lost, so `try_recv` returns the next
+//! one. A sender stopped there for longer (SIGSTOP, or descheduled that long) makes `try_recv`
+//! return `Empty` rather than block, though messages are queued behind it: none can be taken
+//! before it. The cheap look the blocking forms poll with does not tell the two apart (that
+//! would read `tail`, the line every send writes, at every poll); they wait for the message
+//! anyway. After disconnection, a message still being written is drained too.
+//!
+//! `len` counts the messages sent and not yet received, including sends and receives under
+//! way (a message slot is taken before the cells, and given back after the message is
+//! read): it may be non-zero right after `try_recv` said `Empty` while other units send or
+//! receive, and `len() == 0` means `try_recv` would have found nothing.
+//!
 //! # Waking, with no fence on the hot path
 //!
 //! A waiter raises a sleeper flag and re-checks before it sleeps; a sender or receiver that
@@ -114,6 +133,69 @@ fn claimed_nap(n: u32) -> Duration {
     Duration::from_micros(50)
         .saturating_mul(1 << n.min(12))
         .min(SLICE)
+}
+
+/// How long `try_recv` waits for a message whose sender has claimed the front of the ring and
+/// not published it yet (it is encoding it): long enough for a sender descheduled mid-`send`
+/// to run again, short enough that `try_recv` stays a non-blocking call. A sender stopped there
+/// for longer (SIGSTOP) makes `try_recv` report `Empty`; one killed there is settled by the
+/// look for dead peers at the end of the wait (its message is lost, the ones behind it
+/// arrive).
+const IN_FLIGHT_PATIENCE: Duration = SLICE;
+
+/// `try_recv`'s wait for a message being written at the front of the ring: a short spin (its
+/// publication is usually a few instructions away), a few yields, then naps of 20 µs doubling
+/// up to 1 ms with a look for dead peers after each (at most one per [`SLICE`] and process),
+/// for [`IN_FLIGHT_PATIENCE`] in all; then one look for dead peers that is not rate-limited,
+/// so a sender killed mid-`send` is settled before `try_recv` gives up.
+struct InFlightWait {
+    polls: u32,
+    naps: u32,
+    start: Option<Instant>,
+    reaped: bool,
+}
+
+impl InFlightWait {
+    const POLLS: u32 = 256;
+    const YIELDS: u32 = 4;
+
+    fn new(chan: &Chan) -> Self {
+        Self {
+            // One usable CPU: spinning could only delay the sender.
+            polls: if chan.single_cpu { Self::POLLS } else { 0 },
+            naps: 0,
+            start: None,
+            reaped: false,
+        }
+    }
+
+    /// Waits a little before the next look; `false` once the patience is spent.
+    fn wait(&mut self, chan: &Chan) -> bool {
+        if self.polls < Self::POLLS {
+            self.polls += 1;
+            std::hint::spin_loop();
+            return true;
+        }
+        if self.polls < Self::POLLS + Self::YIELDS {
+            self.polls += 1;
+            std::thread::yield_now();
+            return true;
+        }
+        let start = *self.start.get_or_insert_with(Instant::now);
+        if start.elapsed() < IN_FLIGHT_PATIENCE {
+            let nap = Duration::from_micros(20).saturating_mul(1 << self.naps.min(6));
+            std::thread::sleep(nap.min(Duration::from_millis(1)));
+            self.naps += 1;
+            chan.maybe_reap();
+            return true;
+        }
+        if !self.reaped {
+            self.reaped = true;
+            chan.reap();
+            return true;
+        }
+        false
+    }
 }
 
 /// Longest single futex sleep of a blocked sender or receiver: how often it re-checks that its
@@ -1327,8 +1409,24 @@ impl<T> Receiver<T> {
     }
 }
 
+/// What one look at the ring found.
+enum Look<T> {
+    /// A message, or the end of the channel (`Disconnected`, `Invalid`).
+    Got(Result<T, TryRecvError>),
+    /// Nothing was published at the front of the ring. Without `tell_in_flight`, a sender may
+    /// also be writing the message there (telling needs a load of `tail`, the line every send
+    /// writes: a polling waiter would pull it from the sender's cache at every poll).
+    Empty,
+    /// A sender has claimed the front of the ring and not published it yet: a message is
+    /// queued (maybe more behind it) but cannot be taken before it.
+    InFlight,
+}
+
 impl<T: DeserializeOwned> Receiver<T> {
-    fn try_recv_inner(&self) -> Result<T, TryRecvError> {
+    /// One look: takes the message at the front of the ring if one is published. With
+    /// `tell_in_flight`, an unpublished claim at the front is told apart from an empty ring;
+    /// after disconnection it always is (a message being written is drained, not dropped).
+    fn try_recv_inner(&self, tell_in_flight: bool) -> Look<T> {
         let chan = &*self.chan;
         chan.touch(&self.gen_stamp, false);
         let claim = Claim::new(chan.my_slot());
@@ -1345,17 +1443,46 @@ impl<T: DeserializeOwned> Receiver<T> {
                     // The ring's SeqCst `recvd` increment, then this: the notifier half of the
                     // senders' wake handshake (module docs).
                     chan.notify(&chan.hdr().send_wait);
-                    return r.map_err(TryRecvError::Invalid);
+                    return Look::Got(r.map_err(TryRecvError::Invalid));
                 }
                 Pop::Empty => {
                     if second_look {
-                        return Err(TryRecvError::Disconnected);
+                        // Every sender is gone: the channel ends once no send is under way.
+                        return if chan.ring().is_idle() {
+                            Look::Got(Err(TryRecvError::Disconnected))
+                        } else {
+                            Look::InFlight
+                        };
                     }
                     if !chan.senders_gone() {
-                        return Err(TryRecvError::Empty);
+                        return if tell_in_flight && !chan.ring().is_idle() {
+                            Look::InFlight
+                        } else {
+                            Look::Empty
+                        };
                     }
                     // Disconnected: drain what was sent before the last sender left.
                     second_look = true;
+                }
+            }
+        }
+    }
+
+    /// `try_recv`: a look that waits (within [`IN_FLIGHT_PATIENCE`]) for a message a sender is
+    /// writing at the front of the ring, so that `Empty` means nothing is queued.
+    fn try_recv_settled(&self) -> Result<T, TryRecvError> {
+        let mut wait: Option<InFlightWait> = None;
+        loop {
+            match self.try_recv_inner(true) {
+                Look::Got(r) => return r,
+                Look::Empty => return Err(TryRecvError::Empty),
+                Look::InFlight => {
+                    if !wait
+                        .get_or_insert_with(|| InFlightWait::new(&self.chan))
+                        .wait(&self.chan)
+                    {
+                        return Err(TryRecvError::Empty);
+                    }
                 }
             }
         }
@@ -1366,9 +1493,9 @@ impl<T: DeserializeOwned> Receiver<T> {
         let w = &self.chan.hdr().recv_wait;
         let mut naps = 0;
         loop {
-            match self.try_recv_inner() {
-                Err(TryRecvError::Empty) => {}
-                r => {
+            match self.try_recv_inner(false) {
+                Look::Empty | Look::InFlight => {}
+                Look::Got(r) => {
                     backoff.succeeded();
                     return r.map_err(to_timeout_err);
                 }
@@ -1380,9 +1507,9 @@ impl<T: DeserializeOwned> Receiver<T> {
                 return Err(RecvTimeoutError::Timeout);
             }
             let (seq, claimed) = self.prepare_sleep();
-            match self.try_recv_inner() {
-                Err(TryRecvError::Empty) => {}
-                r => return r.map_err(to_timeout_err),
+            match self.try_recv_inner(false) {
+                Look::Empty | Look::InFlight => {}
+                Look::Got(r) => return r.map_err(to_timeout_err),
             }
             let nap = if claimed {
                 naps += 1;
@@ -1552,7 +1679,7 @@ impl<T: Message> uniconc_core::Receiver<T> for Receiver<T> {
     }
 
     fn try_recv(&self) -> Result<T, TryRecvError> {
-        self.try_recv_inner()
+        self.try_recv_settled()
     }
 
     fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
@@ -1566,14 +1693,14 @@ impl<T: Message> uniconc_core::Receiver<T> for Receiver<T> {
             let w = &self.chan.hdr().recv_wait;
             let mut yields = 0;
             loop {
-                match self.try_recv_inner() {
-                    Err(TryRecvError::Empty) => {}
-                    r => return r.map_err(to_recv_err),
+                match self.try_recv_inner(false) {
+                    Look::Empty | Look::InFlight => {}
+                    Look::Got(r) => return r.map_err(to_recv_err),
                 }
                 let (seq, claimed) = self.prepare_sleep();
-                match self.try_recv_inner() {
-                    Err(TryRecvError::Empty) => {}
-                    r => return r.map_err(to_recv_err),
+                match self.try_recv_inner(false) {
+                    Look::Empty | Look::InFlight => {}
+                    Look::Got(r) => return r.map_err(to_recv_err),
                 }
                 if claimed && yields < 16 {
                     // A message is being written: let the executor run something else, then

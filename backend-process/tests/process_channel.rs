@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::{fork_lock, scale, spawn};
 use serde::{Deserialize, Deserializer, Serialize};
 use uniconc_core::{
-    MessageError, Receiver as _, RecvError, RecvTimeoutError, SendError, Sender as _,
+    MessageError, Receiver as _, RecvError, RecvTimeoutError, SendError, Sender as _, TryRecvError,
 };
 use uniconc_process::{ChannelBuilder, channel, unbounded};
 
@@ -246,6 +246,79 @@ fn a_sender_killed_while_encoding_loses_only_its_message() {
     });
     // Without the dead sender's cells published, the first receive waits for good.
     kill_then_go_round(child, hung, &tx, &rx, Hang);
+}
+
+/// `try_recv` behind a message another process is writing (cells claimed, not published):
+/// while that sender is alive but stuck it waits a bounded time, then says `Empty` rather than
+/// hang; once the sender is SIGKILLed, its message is settled as lost within the wait and
+/// `try_recv` returns the message queued behind it.
+#[test]
+fn try_recv_behind_a_stuck_then_killed_sender_does_not_hang() {
+    let _f = fork_lock();
+    let (tx, rx) = small_ring::<Hang>();
+    let hung = HUNG.get_or_init(|| uniconc_process::event().unwrap());
+    uniconc_core::Event::clear(hung);
+    let child = spawn({
+        let tx = tx.clone();
+        move || match tx.send(Hang(Hang::FOREVER)) {
+            Ok(()) => 1,
+            Err(_) => 2,
+        }
+    });
+    uniconc_core::Event::wait_timeout(hung, LIMIT).expect("the child got stuck");
+    tx.send(Hang(1)).unwrap();
+    let look = |rx: &uniconc_process::Receiver<Hang>| {
+        let rx = rx.clone();
+        common::watchdog(LIMIT, move || rx.try_recv())
+    };
+    assert_eq!(
+        look(&rx),
+        Err(TryRecvError::Empty),
+        "the stuck sender is alive"
+    );
+    child.kill();
+    assert_eq!(
+        look(&rx),
+        Ok(Hang(1)),
+        "the killed sender's message is passed over"
+    );
+    assert!(rx.is_empty(), "the lost message is counted as received");
+    drop(child);
+}
+
+/// `try_recv` says `Empty` only when nothing is queued: four processes each send a message
+/// and then `try_recv` one, many times over a small channel, and always find one, though the
+/// front of the ring is often a message another process is still writing.
+#[test]
+fn try_recv_after_send_is_never_empty_across_processes() {
+    let _f = fork_lock();
+    let rounds = 20_000 * scale();
+    let (tx, rx) = channel::<u64>(4).unwrap();
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            let (tx, rx) = (tx.clone(), rx.clone());
+            spawn(move || {
+                for i in 0..rounds {
+                    if tx.send(i).is_err() {
+                        return 2;
+                    }
+                    match rx.try_recv() {
+                        Ok(_) => {}
+                        Err(TryRecvError::Empty) => {
+                            eprintln!("round {i}: Empty with {} queued", rx.len());
+                            return 1;
+                        }
+                        Err(_) => return 3,
+                    }
+                }
+                0
+            })
+        })
+        .collect();
+    for c in children {
+        assert_eq!(c.join(LIMIT), 0, "1: `Empty` while a message was queued");
+    }
+    assert!(rx.is_empty());
 }
 
 /// `n` counters in memory shared with the children forked after this (leaked: the test's).
