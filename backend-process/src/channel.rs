@@ -1,5 +1,6 @@
 //! The cross-process channel: an MPMC [`ring`](crate::ring) of serialized messages in shared
-//! memory, bounded by message count and by a byte budget.
+//! memory, bounded by message count and by a byte budget (an unbounded channel's budget is a
+//! reservation sized to the machine, see [`unbounded`]).
 //!
 //! # Layout of a channel's region
 //!
@@ -113,7 +114,7 @@ use crate::codec;
 use crate::platform;
 use crate::procs::{self, Identity};
 use crate::ring::{self, CELL, CellCtl, Pop, Record, Ring, RingHeader, SendWords};
-use crate::shm::{CachePadded, ShmBox, ShmSafe, align_up};
+use crate::shm::{self, CachePadded, ShmBox, ShmSafe, align_up};
 use crate::waiter::{WaitWord, YieldNow};
 
 /// Raises the sleeper flag of `w` and returns the word's value to sleep on: the waiter half
@@ -245,14 +246,24 @@ pub fn forget_inherited_handles() {
 /// 256 MiB. Only touched pages take memory.
 const MIN_BUDGET: usize = 1 << 20;
 const MAX_BUDGET: usize = 256 << 20;
-/// Byte budget of an unbounded channel (address space reserved lazily with `MAP_NORESERVE`).
+/// The largest message an unbounded channel accepts, in encoded bytes (the codec's limit).
+///
+/// What an unbounded channel can *queue* is far more: see [`unbounded`].
 ///
 /// ```
 /// let (tx, _rx) = uniconc_process::unbounded::<Vec<u8>>()?;
 /// assert_eq!(tx.max_message_size(), uniconc_process::UNBOUNDED_BUDGET);
 /// # Ok::<(), uniconc_core::Error>(())
 /// ```
-pub const UNBOUNDED_BUDGET: usize = 64 << 20;
+pub const UNBOUNDED_BUDGET: usize = codec::LIMIT;
+
+/// The smallest ring an unbounded channel settles for when the OS refuses larger mappings.
+const MIN_UNBOUNDED_RING: usize = 64 << 20;
+/// The largest ring of an unbounded channel: 2^30 cells, the most a skip record can span.
+const MAX_UNBOUNDED_RING: u64 = (CELL as u64) << 30;
+/// The soft end of an unbounded channel's ring, in cells (1 MiB of records): while less is
+/// queued, the ring keeps to its first pages (see `Ring::with_soft_end`).
+const UNBOUNDED_SOFT_END: u64 = (MIN_BUDGET / CELL) as u64;
 
 /// The futex word one side's sleepers wait on. `#[repr(C)]`; all-zero: nobody sleeps.
 ///
@@ -380,6 +391,9 @@ pub(crate) struct Chan {
     data: std::ptr::NonNull<u8>,
     /// `None`: unbounded.
     cap: Option<u64>,
+    /// The ring's soft end in cells (see `Ring::with_soft_end`): all of it for a bounded
+    /// channel, [`UNBOUNDED_SOFT_END`] for an unbounded one's large reservation.
+    soft_end: u64,
     max_msg: usize,
     /// Index of this process's slot (rewritten in a forked child).
     slot: AtomicU32,
@@ -421,6 +435,7 @@ impl Chan {
         // SAFETY: `data` is `cells * CELL` bytes inside the same mapping (checked in
         // `new_chan`); they are only accessed through rings over this header and these cells.
         unsafe { Ring::new(&self.hdr().ring, ctl, self.data.as_ptr(), &self.ring_cache) }
+            .with_soft_end(self.soft_end)
     }
 
     fn my_slot(&self) -> &ProcSlot {
@@ -889,8 +904,9 @@ impl ChannelBuilder {
 
     /// Bytes of ring space for queued messages (rounded up to a power of two, at least 4 KiB);
     /// also the largest message the channel accepts. Default: `capacity * 256` bytes within
-    /// 1 MiB ..= 256 MiB; 64 MiB for an unbounded channel. Pages are committed only when
-    /// first used. At most 256 MiB (the codec's decode limit).
+    /// 1 MiB ..= 256 MiB; for an unbounded channel, a reservation sized to the machine (see
+    /// [`unbounded`]), which this replaces. Pages are committed only when first used. At most
+    /// 256 MiB (the codec's decode limit).
     ///
     /// ```
     /// use uniconc_core::{MessageError, SendError, Sender as _};
@@ -958,7 +974,17 @@ fn new_chan(capacity: Option<usize>, budget: Option<usize>) -> Result<Chan, Erro
     let budget = match (budget, capacity) {
         (Some(b), _) => b.max(4096),
         (None, Some(c)) => c.saturating_mul(256).clamp(MIN_BUDGET, MAX_BUDGET),
-        (None, None) => UNBOUNDED_BUDGET,
+        (None, None) => {
+            // The largest ring the machine allows, halved while the OS refuses to map it
+            // (strict overcommit charges even a `MAP_NORESERVE` mapping in full).
+            let mut ring = unbounded_ring_bytes();
+            loop {
+                match map_chan(None, ring, UNBOUNDED_SOFT_END) {
+                    Err(_) if ring > MIN_UNBOUNDED_RING => ring /= 2,
+                    r => return r,
+                }
+            }
+        }
     };
     let budget = budget
         .checked_next_power_of_two()
@@ -969,7 +995,28 @@ fn new_chan(capacity: Option<usize>, budget: Option<usize>) -> Result<Chan, Erro
                 codec::LIMIT
             ))
         })?;
-    let cells = budget / CELL;
+    map_chan(capacity, budget, u64::MAX)
+}
+
+/// Ring bytes reserved for an unbounded channel: the largest power of two at most half of
+/// RAM plus swap (so the ring, with its control lines as large again, spans at most the
+/// machine's memory), and at most an eighth of `RLIMIT_AS` when that is set; within
+/// [`MIN_UNBOUNDED_RING`] ..= [`MAX_UNBOUNDED_RING`].
+fn unbounded_ring_bytes() -> usize {
+    let mut want = shm::machine_memory().map_or(MIN_UNBOUNDED_RING as u64, |m| m / 2);
+    if let Some(limit) = shm::address_space_limit() {
+        want = want.min(limit / 8);
+    }
+    let want = want.clamp(MIN_UNBOUNDED_RING as u64, MAX_UNBOUNDED_RING);
+    // The largest power of two at most `want` (itself at least 64 MiB).
+    let bytes = 1u64 << (63 - want.leading_zeros());
+    usize::try_from(bytes).unwrap_or(MIN_UNBOUNDED_RING)
+}
+
+/// Maps a channel whose ring holds `ring_bytes` (a power of two, at least one cell) with its
+/// soft end at `soft_end` cells (clamped to the ring).
+fn map_chan(capacity: Option<usize>, ring_bytes: usize, soft_end: u64) -> Result<Chan, Error> {
+    let cells = ring_bytes / CELL;
     let ctl_off = align_up(size_of::<ChanHeader>(), 64);
     let data_off = align_up(ctl_off + cells * size_of::<CellCtl>(), 4096);
     let len = data_off + cells * CELL;
@@ -977,7 +1024,7 @@ fn new_chan(capacity: Option<usize>, budget: Option<usize>) -> Result<Chan, Erro
     let me = Identity::me();
     procs::install_fork_handlers();
     let slot = claim_slot(shm.header(), me, false).expect("a new channel has free slots");
-    let max_msg = (cells * CELL).min(ring::MAX_RECORD);
+    let max_msg = (cells * CELL).min(ring::MAX_RECORD).min(codec::LIMIT);
     let ctl = std::ptr::NonNull::from(shm.region().slice_at::<CellCtl>(ctl_off, cells)).cast();
     assert!(data_off + cells * CELL <= shm.region().len(), "layout");
     // SAFETY: `data_off < len`, inside the mapping (just checked).
@@ -989,6 +1036,7 @@ fn new_chan(capacity: Option<usize>, budget: Option<usize>) -> Result<Chan, Erro
         cells,
         data,
         cap: capacity.map(|c| c as u64),
+        soft_end: soft_end.min(cells as u64),
         max_msg,
         slot: AtomicU32::new(slot as u32),
         senders: AtomicU32::new(0),
@@ -1029,9 +1077,21 @@ pub fn channel<T: Message>(capacity: usize) -> Result<(Sender<T>, Receiver<T>), 
     ChannelBuilder::new(Some(capacity)).build()
 }
 
-/// A channel without a bound on the number of messages; queued bytes are bounded by
-/// [`UNBOUNDED_BUDGET`] (a `send` waits only if that much is queued). The ring's pages are
-/// committed as they are first used, not up front.
+/// A channel without a bound on the number of messages, shared with processes forked after
+/// it was created.
+///
+/// Its ring is a reservation of address space as large as the machine's memory allows (the
+/// largest power of two at most half of RAM plus swap, and an eighth of `RLIMIT_AS` if set;
+/// at most 64 GiB), mapped with `MAP_NORESERVE`: pages are committed when first used, so an
+/// idle channel takes no memory and `fork` stays cheap. While little is queued the ring keeps
+/// to its first 1 MiB; it reaches further only when more is queued, and pages once used stay
+/// committed until the channel is dropped in every process. In practice it grows with what
+/// is queued, as on the other backends, until memory runs out. Should that reservation ever
+/// fill up (a machine with more memory than 64 GiB of queued messages, or a `RLIMIT_AS`), it
+/// behaves as a full bounded channel: `try_send` returns `Full` and `send` waits for room.
+/// Under strict overcommit (`vm.overcommit_memory = 2`), which charges even a
+/// `MAP_NORESERVE` mapping in full, the reservation is halved until the OS grants it, down
+/// to 64 MiB. The largest single message is [`UNBOUNDED_BUDGET`] bytes encoded.
 ///
 /// ```
 /// use uniconc_core::{JoinHandle as _, Receiver as _, Sender as _};
@@ -1317,24 +1377,22 @@ impl<T: Serialize> Sender<T> {
         let mut enc_err = None;
         let claim = Claim::new(chan.my_slot());
         let pushed =
-            chan.ring().try_push(
-                size,
-                chan.cap,
-                claim.send_words(),
-                |buf| match codec::encode_into(&value, buf) {
-                    Ok(n) if n == size => true,
-                    Ok(n) => {
-                        enc_err = Some(MessageError::Encode(format!(
-                            "the value encoded to {n} bytes after measuring {size}"
-                        )));
-                        false
+            chan.ring()
+                .try_push(size, chan.cap, claim.send_words(), claim.word(), |buf| {
+                    match codec::encode_into(&value, buf) {
+                        Ok(n) if n == size => true,
+                        Ok(n) => {
+                            enc_err = Some(MessageError::Encode(format!(
+                                "the value encoded to {n} bytes after measuring {size}"
+                            )));
+                            false
+                        }
+                        Err(e) => {
+                            enc_err = Some(e);
+                            false
+                        }
                     }
-                    Err(e) => {
-                        enc_err = Some(e);
-                        false
-                    }
-                },
-            );
+                });
         match pushed {
             Ok(true) => {
                 chan.notify(&chan.hdr().recv_wait);
@@ -2069,13 +2127,17 @@ mod tests {
         let chan = tx.chan.clone();
         let writer = std::thread::spawn(move || {
             let size = codec::encoded_size(&7u64).unwrap();
-            let pushed = chan
-                .ring()
-                .try_push(size, chan.cap, &SendWords::default(), |buf| {
+            let pushed = chan.ring().try_push(
+                size,
+                chan.cap,
+                &SendWords::default(),
+                &AtomicU64::new(0),
+                |buf| {
                     claimed_tx.send(()).unwrap();
                     go_rx.recv().unwrap();
                     codec::encode_into(&7u64, buf).is_ok_and(|n| n == size)
-                });
+                },
+            );
             chan.notify(&chan.hdr().recv_wait);
             pushed
         });
