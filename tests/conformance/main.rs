@@ -40,6 +40,8 @@ macro_rules! all_tests {
             channel::channel_len_and_capacity,
             channel::channel_unbounded_holds_many,
             channel::channel_error_values_are_returned,
+            channel::channel_try_recv_after_send_is_never_empty,
+            channel::channel_unbounded_holds_128_mib,
             sync::lock_mutual_exclusion_under_contention,
             sync::lock_try_lock_and_timeout_while_held_elsewhere,
             sync::semaphore_bounds_concurrency,
