@@ -2154,6 +2154,34 @@ mod tests {
         drop(tx);
     }
 
+    /// An unbounded channel whose ring is full (here a small explicit budget; by default it
+    /// is a reservation sized to the machine) acts as a full bounded channel: `try_send`
+    /// says `Full`, `send_timeout` times out (neither loses the value), and room comes back
+    /// as messages are received.
+    #[test]
+    fn an_unbounded_channel_with_a_full_ring_acts_as_full() {
+        let (tx, rx) = ChannelBuilder::new(None)
+            .byte_budget(4096)
+            .build::<Vec<u8>>()
+            .unwrap();
+        let mut sent = 0;
+        while tx.try_send(vec![7; 1000]).is_ok() {
+            sent += 1;
+        }
+        assert!(sent >= 3, "{sent} sent");
+        match tx.try_send(vec![8; 1000]) {
+            Err(TrySendError::Full(v)) => assert_eq!(v, vec![8; 1000]),
+            other => panic!("{other:?}"),
+        }
+        match tx.send_timeout(vec![9; 1000], Duration::from_millis(30)) {
+            Err(SendTimeoutError::Timeout(v)) => assert_eq!(v, vec![9; 1000]),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(rx.recv().unwrap(), vec![7; 1000]);
+        tx.try_send(vec![8; 1000]).unwrap();
+        assert_eq!(rx.len(), sent);
+    }
+
     #[test]
     fn capacity_zero_is_an_error() {
         let e = channel::<u8>(0).unwrap_err();
