@@ -361,6 +361,7 @@ impl<'a> Ring<'a> {
     /// The ring's protocol is unchanged: the skip record is the one a record that would cross
     /// the end writes. Every view of a ring should use the same soft end (a different one only
     /// changes where records go, never correctness).
+    #[cfg(not(uniconc_loom))]
     #[inline]
     pub(crate) fn with_soft_end(mut self, soft: u64) -> Self {
         self.soft = soft.clamp(1, self.n);
