@@ -2070,6 +2070,17 @@ mod tests {
     use super::*;
     use uniconc_core::{Receiver as _, Sender as _};
 
+    /// Held by every test of this binary that forks: a fork takes a slot in every live
+    /// channel for the child, so a test that counts a channel's free slots must not overlap
+    /// another test's fork.
+    static FORKS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn forks() -> std::sync::MutexGuard<'static, ()> {
+        FORKS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// A channel whose `MAX_PROCESSES` slots are all taken (by live processes: here, this
     /// one) makes `spawn` refuse with a clear error instead of forking a child it could not
     /// count; with three slots free, eight threads spawning at once get exactly three
@@ -2099,6 +2110,7 @@ mod tests {
     /// later reap finds the word moved on; then the record is finished and the slot freed.
     #[test]
     fn a_recovery_a_live_word_holds_back_is_retried() {
+        let _forks = forks();
         use uniconc_core::{JoinHandle as _, Sender as _};
         let (tx, rx) = channel::<Sleepy>(4).unwrap();
         let decoding = SLEEPY_DECODING.get_or_init(|| crate::event().unwrap());
@@ -2138,6 +2150,7 @@ mod tests {
 
     #[test]
     fn a_channel_with_every_process_slot_taken_refuses_a_fork() {
+        let _forks = forks();
         use uniconc_core::{Event as _, JoinHandle as _};
         let (tx, _rx) = channel::<u8>(1).unwrap();
         let hdr = tx.chan.hdr();
