@@ -239,7 +239,7 @@
 //! | messages, results, pool items | [`Message`] (serde): encoded into shared memory | `Send + 'static` through `uniconc::thread`; [`Message`] through [`Backend`] | as thread | [`Message`] |
 //! | largest message | the channel's byte budget: `capacity * 256` bytes, clamped to 1 MiB ..= 256 MiB, chosen with `uniconc::process::ChannelBuilder::byte_budget`; a larger one is refused with `SendError::Invalid(value, MessageError::TooLarge { .. })` | no limit (memory) | no limit (memory) | |
 //! | a message that does not decode | `RecvError::Invalid(MessageError::Decode(..))`, the message is consumed | cannot happen | cannot happen | |
-//! | unbounded channels | a 64 MiB ring (`uniconc::process::UNBOUNDED_BUDGET`) whose pages are committed as it fills; `send` waits only when 64 MiB are queued | unbounded (crossbeam's list) | unbounded (a `VecDeque`) | |
+//! | unbounded channels | a ring of up to 1 GiB reserved in shared memory, committed as it fills; past 1 GiB queued, `try_send` says `Full` and `send` waits. A channel that never empties keeps up to 2 GiB resident (`uniconc::process::unbounded`) | unbounded (crossbeam's list) | unbounded (a `VecDeque`) | |
 //! | where `Lock`, `Semaphore`, `Event`, `Barrier`, `Value`, `Array` live | `MAP_SHARED` memory mapped at creation: shared with every process forked *after* it (create first, then spawn) | the heap, shared by `Arc` | the heap, shared by `Arc` | |
 //! | a `Lock` holder that dies | a killed holder process: the next `lock()` gets `LockError::OwnerDied(guard)` | cannot happen separately (a thread's death is a panic) | as thread | |
 //! | a `Lock` holder that panics | the rule of [`Lock`], on every backend | the same | the same | |

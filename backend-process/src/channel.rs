@@ -259,8 +259,11 @@ pub const UNBOUNDED_BUDGET: usize = codec::LIMIT;
 
 /// The smallest ring an unbounded channel settles for when the OS refuses larger mappings.
 const MIN_UNBOUNDED_RING: usize = 64 << 20;
-/// The largest ring of an unbounded channel: 2^30 cells, the most a skip record can span.
-const MAX_UNBOUNDED_RING: u64 = (CELL as u64) << 30;
+/// The largest ring of an unbounded channel: 1 GiB of cells. The ring can address more (a skip
+/// record spans up to 2^30 cells), but a channel that never empties walks its whole ring and
+/// keeps those pages committed (see [`unbounded`]): this bounds what such a channel can hold
+/// resident to the ring and its control lines, 2 GiB.
+const MAX_UNBOUNDED_RING: u64 = 1 << 30;
 /// The soft end of an unbounded channel's ring, in cells (1 MiB of records): while less is
 /// queued, the ring keeps to its first pages (see `Ring::with_soft_end`).
 const UNBOUNDED_SOFT_END: u64 = (MIN_BUDGET / CELL) as u64;
@@ -1080,16 +1083,18 @@ pub fn channel<T: Message>(capacity: usize) -> Result<(Sender<T>, Receiver<T>), 
 /// A channel without a bound on the number of messages, shared with processes forked after
 /// it was created.
 ///
-/// Its ring is a reservation of address space as large as the machine's memory allows (the
-/// largest power of two at most half of RAM plus swap, and an eighth of `RLIMIT_AS` if set;
-/// at most 64 GiB), mapped with `MAP_NORESERVE`: pages are committed when first used, so an
-/// idle channel takes no memory and `fork` stays cheap. While little is queued the ring keeps
-/// to its first 1 MiB; it reaches further only when more is queued, and pages once used stay
-/// committed until the channel is dropped in every process. In practice it grows with what
-/// is queued, as on the other backends, until memory runs out. Should that reservation ever
-/// fill up (a machine with more memory than 64 GiB of queued messages, or a `RLIMIT_AS`), it
-/// behaves as a full bounded channel: `try_send` returns `Full` and `send` waits for room.
-/// Under strict overcommit (`vm.overcommit_memory = 2`), which charges even a
+/// Its ring is a reservation of address space (the largest power of two at most half of RAM
+/// plus swap, an eighth of `RLIMIT_AS` if set, and 1 GiB), mapped with `MAP_NORESERVE`:
+/// pages are committed when first used, so an idle channel takes no memory and `fork` stays
+/// cheap. So it holds up to 1 GiB of queued messages (16 million small ones) where the
+/// thread and tokio backends hold what memory allows; past that it behaves as a full bounded
+/// channel: `try_send` returns `Full` and `send` waits for room.
+///
+/// Memory: the ring keeps to its first 1 MiB as long as it is empty now and then (a producer
+/// that crosses that mark while nothing is queued goes back to the start). A channel that
+/// always holds a backlog walks its whole ring instead, and the pages it used stay committed
+/// until the channel is dropped in every process: up to 2 GiB (the ring and its control
+/// lines). Under strict overcommit (`vm.overcommit_memory = 2`), which charges even a
 /// `MAP_NORESERVE` mapping in full, the reservation is halved until the OS grants it, down
 /// to 64 MiB. The largest single message is [`UNBOUNDED_BUDGET`] bytes encoded.
 ///

@@ -234,9 +234,12 @@ pub trait Backend: Copy + Send + Sync + 'static {
 
     /// A channel without a bound on the number of messages.
     ///
-    /// On the process backend the queued *bytes* are still bounded (64 MiB of lazily committed
-    /// shared memory, `uniconc_process::UNBOUNDED_BUDGET`): a `send` waits there only when that
-    /// much is queued.
+    /// On the process backend the queue lives in shared memory reserved at creation and
+    /// committed as messages fill it: up to 1 GiB of queued messages (less on a machine with
+    /// under 2 GiB of RAM plus swap, or under `RLIMIT_AS`). Should that fill, `try_send` returns
+    /// `Full` and `send` waits for room, as on a full bounded channel; the thread and tokio
+    /// backends hold what memory allows. See `uniconc::process::unbounded` for what it keeps
+    /// resident.
     ///
     /// ```
     /// use uniconc_core::{Backend, Receiver as _, Sender as _};

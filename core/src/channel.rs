@@ -353,7 +353,11 @@ pub trait Receiver<T>: Clone + Send + Sync + 'static {
     /// there. The thread and process backends never panic here; they block the calling thread.
     fn recv(&self) -> Result<T, RecvError>;
 
-    /// Receives a message if one is queued right now; never waits, on any runtime.
+    /// Receives a message if one is queued right now; never waits for one to be sent, on any
+    /// runtime. `Empty` means nothing is queued: a message another unit is in the middle of
+    /// sending is waited for (briefly: on the process backend at most 100 ms, after which a
+    /// sender that is stopped mid-send, e.g. by SIGSTOP, is reported as `Empty`; a killed one
+    /// is settled and the messages behind it are received).
     ///
     /// ```
     /// use uniconc_core::{Backend, Receiver as _, Sender as _, TryRecvError};
