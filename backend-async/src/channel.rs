@@ -55,7 +55,7 @@ use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
@@ -63,6 +63,7 @@ use uniconc_core::{
     Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
 
+use crate::primitive::{Mutex, MutexGuard};
 use crate::runtime::block_on;
 
 /// A queue emptied while its buffer holds more than this many slots gives the memory back.
@@ -877,7 +878,11 @@ impl<'a, T: Send + 'static> IntoIterator for &'a Receiver<T> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, uniconc_loom))]
+#[path = "channel_loom.rs"]
+mod loom_tests;
+
+#[cfg(all(test, not(uniconc_loom)))]
 mod tests {
     use super::*;
     use uniconc_core::{Receiver as _, Sender as _};

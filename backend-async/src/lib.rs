@@ -52,6 +52,8 @@
 //! - [`unit`](mod@unit): [`spawn`], [`spawn_async`], [`JoinHandle`].
 //! - [`pool`](mod@pool): [`Pool`], a concurrency-limited set of tasks.
 //! - [`runtime`]: the runtime used and the blocking-wait driver.
+//! - `primitive` (private): the channel's mutex, from `std`, or from loom for the model
+//!   checks (`cfg(uniconc_loom)`).
 
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
@@ -66,6 +68,7 @@ pub mod channel;
 pub mod event;
 pub mod lock;
 pub mod pool;
+mod primitive;
 pub mod runtime;
 pub mod semaphore;
 pub mod unit;

@@ -116,14 +116,14 @@ use crate::procs::{self, Identity};
 use crate::ring::{self, CELL, CellCtl, Pop, Record, Ring, RingHeader, SendWords};
 use crate::shm::{self, CachePadded, ShmBox, ShmSafe, align_up};
 use crate::waiter::{WaitWord, YieldNow};
+use crate::wake;
 
 /// Raises the sleeper flag of `w` and returns the word's value to sleep on: the waiter half
 /// of the handshake with [`Chan::notify`] (see "Waking" in the module docs). The caller then
 /// re-checks its condition with a SeqCst load and sleeps on the returned value.
 fn register_sleeper(w: &WaitWords) -> u32 {
-    // SeqCst: the store half of the store-buffering handshake (module docs); it also
-    // acquires, so a sleeper that sees a bump sees the condition change made before it.
-    w.word.fetch_or(SLEEPERS, Ordering::SeqCst) | SLEEPERS
+    // SeqCst inside: the store half of the handshake (`wake`, loom-checked).
+    wake::register_sleeper(&w.word)
 }
 
 /// Sleep of a receiver that found a message claimed but not yet published (its producer is
@@ -283,7 +283,7 @@ struct WaitWords {
 }
 
 /// The sleeper flag of [`WaitWords::word`].
-const SLEEPERS: u32 = 1;
+const SLEEPERS: u32 = wake::SLEEPERS;
 
 /// Connection state: totals of the per-process counts, and the `close` flag.
 #[derive(Debug, Default)]
@@ -474,15 +474,8 @@ impl Chan {
     /// handshake in the module docs ("Waking").
     #[inline]
     fn notify(&self, w: &WaitWords) {
-        let v = w.word.load(Ordering::SeqCst);
-        // Release: the sleeper that sees the new value sees the condition change. A failed
-        // CAS means another notifier bumped the word (and wakes), or a sleeper re-registered
-        // after our change (its re-check sees it).
-        if v & SLEEPERS != 0
-            && w.word
-                .compare_exchange(v, v.wrapping_add(1), Ordering::Release, Ordering::Relaxed)
-                .is_ok()
-        {
+        // SeqCst load, then the bump (`wake`, loom-checked).
+        if wake::take_sleepers(&w.word) {
             platform::wake(&w.word, u32::MAX);
         }
     }

@@ -19,6 +19,7 @@
 //! - `codec`: the message encoding (bincode 2, chosen by measurement; see the README).
 //! - `ring`: the lock-free MPMC ring of variable-size records (loom-checked).
 //! - `channel`: [`Sender`]/[`Receiver`] over the ring, waiting, disconnection across processes.
+//! - `wake`: the atomic steps of the channel's sleeper/notifier handshake (loom-checked).
 //! - `waiter`: async waits that never park the executor's thread.
 //! - `lock`, `semaphore`, `event`, `barrier`, `state`: [`Lock`], [`Semaphore`], [`Event`],
 //!   [`Barrier`], [`Value`] and [`Array`].
@@ -52,6 +53,7 @@ cfg_if::cfg_if! {
         mod shm;
         mod sync;
         mod ring;
+        mod wake;
     } else {
         mod barrier;
         mod channel;
@@ -69,6 +71,7 @@ cfg_if::cfg_if! {
         mod state;
         mod sync;
         mod waiter;
+        mod wake;
 
         pub use barrier::{Barrier, barrier};
         pub use channel::{

@@ -2,7 +2,7 @@
 //! `cfg(uniconc_loom)` so the ring's protocol can be model-checked in-process.
 
 #[cfg(uniconc_loom)]
-pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 #[cfg(not(uniconc_loom))]
 pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -13,4 +13,22 @@ pub(crate) fn spin_hint() {
     loom::thread::yield_now();
     #[cfg(not(uniconc_loom))]
     std::hint::spin_loop();
+}
+
+/// Marks a `SeqCst` access whose place in the single total order of `SeqCst` operations a
+/// protocol relies on; call it next to that access (after a store, before a load), with the
+/// access's ordering.
+///
+/// Normally nothing: the access's own ordering gives the guarantee. Loom checks `SeqCst`
+/// accesses as if they were `AcqRel` (it models the total order only for `fence(SeqCst)`), so
+/// under loom this is a `fence(SeqCst)` when `order` is `SeqCst`: the model keeps the
+/// guarantee the access has, and loses it when the access is weakened.
+#[inline(always)]
+pub(crate) fn seq_cst_point(order: Ordering) {
+    #[cfg(uniconc_loom)]
+    if order == Ordering::SeqCst {
+        fence(Ordering::SeqCst);
+    }
+    #[cfg(not(uniconc_loom))]
+    let _ = order;
 }

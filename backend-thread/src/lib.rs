@@ -26,6 +26,8 @@
 //! - [`pool`](mod@pool): [`Pool`], [`TaskHandle`].
 //! - `waiters` (private): the waker registry and the mutex + condvar + wakers monitor behind
 //!   every `_async` form.
+//! - `primitive` (private): the registry's atomics and mutex, from `std`, or from loom for
+//!   the model checks (`cfg(uniconc_loom)`).
 //!
 //! Bounds: this backend asks only `T: Send + 'static` of messages, results and pool items (the
 //! serde bound of [`uniconc_core::Message`] applies only through the generic [`Backend`] API).
@@ -46,6 +48,7 @@
 
 pub mod channel;
 pub mod pool;
+mod primitive;
 pub mod spawn;
 pub mod sync;
 mod waiters;

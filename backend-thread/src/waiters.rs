@@ -26,8 +26,9 @@
 //! notification on to another waiter, so a cancelled `recv_async` or `take_async` never
 //! swallows a wake-up that another waiter needed.
 
-use std::sync::atomic::{AtomicUsize, Ordering, fence};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+
+use crate::primitive::{self, AtomicUsize, Ordering, fence, seq_cst_point};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
@@ -52,7 +53,7 @@ pub(crate) struct WakerSet {
     /// Number of registered waiters that have not been notified yet. Written only under
     /// `entries`' mutex; read without it by notifiers to skip the mutex when nobody waits.
     waiting: AtomicUsize,
-    entries: Mutex<Entries>,
+    entries: primitive::Mutex<Entries>,
 }
 
 impl WakerSet {
@@ -60,7 +61,7 @@ impl WakerSet {
         Self::default()
     }
 
-    fn entries(&self) -> MutexGuard<'_, Entries> {
+    fn entries(&self) -> primitive::MutexGuard<'_, Entries> {
         // A panic while holding this mutex cannot leave `Entries` inconsistent (every update
         // is a single assignment), so poisoning is ignored.
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
@@ -197,6 +198,7 @@ impl WakerSet {
     #[inline]
     pub(crate) fn notify_one_after_transfer(&self) {
         // SeqCst: see the ordering argument above.
+        seq_cst_point(Ordering::SeqCst);
         if self.waiting.load(Ordering::SeqCst) == 0 {
             return;
         }
@@ -312,7 +314,11 @@ impl<S> Monitor<S> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, uniconc_loom))]
+#[path = "waiters_loom.rs"]
+mod loom_tests;
+
+#[cfg(all(test, not(uniconc_loom)))]
 mod tests {
     use super::*;
     use std::sync::Arc;
