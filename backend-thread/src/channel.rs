@@ -495,17 +495,11 @@ impl<T: Send + 'static> uniconc_core::Sender<T> for Sender<T> {
         Arc::ptr_eq(&self.shared, &other.shared)
     }
 
-    fn send(&self, value: T) -> Result<(), SendError<T>> {
-        self.send_blocking(value, None).map_err(|e| match e {
-            SendTimeoutError::Invalid(v, m) => SendError::Invalid(v, m),
-            other => SendError::Disconnected(other.into_inner()),
-        })
-    }
-
     fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
         self.attempt(value)
     }
 
+    #[inline]
     fn send_deadline(
         &self,
         value: T,
@@ -619,15 +613,11 @@ impl<T: Send + 'static> uniconc_core::Receiver<T> for Receiver<T> {
         Arc::ptr_eq(&self.shared, &other.shared)
     }
 
-    fn recv(&self) -> Result<T, RecvError> {
-        self.recv_blocking(None)
-            .map_err(|_| RecvError::Disconnected)
-    }
-
     fn try_recv(&self) -> Result<T, TryRecvError> {
         self.attempt()
     }
 
+    #[inline]
     fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         self.recv_blocking(deadline)
     }
