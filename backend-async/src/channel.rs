@@ -406,11 +406,7 @@ fn new_channel<T>(cap: Option<usize>) -> (Sender<T>, Receiver<T>) {
 /// # Errors
 /// `capacity == 0` is `InvalidArgument` (there is no rendezvous flavour).
 pub fn channel<T>(capacity: usize) -> Result<(Sender<T>, Receiver<T>), Error> {
-    if capacity == 0 {
-        return Err(Error::invalid_argument(
-            "a channel needs a capacity of at least 1 (0 would make every send wait forever)",
-        ));
-    }
+    uniconc_core::validate::channel_capacity(capacity)?;
     Ok(new_channel(Some(capacity)))
 }
 

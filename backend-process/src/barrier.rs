@@ -132,11 +132,7 @@ impl Barrier {
 
 impl uniconc_core::Barrier for Barrier {
     fn new(n: usize) -> Result<Self, Error> {
-        if n == 0 || n >= (1 << 31) {
-            return Err(Error::invalid_argument(
-                "a barrier needs between 1 and 2^31 - 1 parties",
-            ));
-        }
+        uniconc_core::validate::barrier_parties(n, (1 << 31) - 1)?;
         procs::install_fork_handlers();
         Ok(Self {
             shm: Arc::new(ShmBox::new(4096, false)?),

@@ -99,11 +99,7 @@ impl Semaphore {
 
 impl uniconc_core::Semaphore for Semaphore {
     fn new(permits: usize) -> Result<Self, Error> {
-        if permits > MAX_PERMITS {
-            return Err(Error::invalid_argument(format!(
-                "a process semaphore holds at most {MAX_PERMITS} permits"
-            )));
-        }
+        uniconc_core::validate::semaphore_permits(permits, MAX_PERMITS)?;
         procs::install_fork_handlers();
         let shm = ShmBox::<SemShm>::new(4096, false)?;
         shm.header().count.store(permits as u32, Ordering::Relaxed);

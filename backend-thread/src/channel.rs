@@ -249,12 +249,7 @@ impl<T> Shared<T> {
 /// `InvalidArgument` for `capacity == 0` (uniconc has no rendezvous channel: a capacity of 0
 /// is refused rather than silently changing the meaning of `send`).
 pub fn channel<T: Send + 'static>(capacity: usize) -> Result<(Sender<T>, Receiver<T>), Error> {
-    if capacity == 0 {
-        return Err(Error::invalid_argument(
-            "a channel needs a capacity of at least 1 (capacity 0 would be a rendezvous channel, \
-             which uniconc does not offer)",
-        ));
-    }
+    uniconc_core::validate::channel_capacity(capacity)?;
     let (tx, rx) = cb::bounded(capacity);
     Ok(pair(tx, rx, true))
 }

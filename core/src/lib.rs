@@ -55,6 +55,7 @@ pub mod state;
 pub mod sync;
 pub mod time;
 pub mod unit;
+pub mod validate;
 
 pub use backend::{Backend, Message};
 pub use channel::{IntoIter, Iter, Receiver, Sender, TryIter};
