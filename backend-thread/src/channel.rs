@@ -94,7 +94,7 @@ use uniconc_core::{
     Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
 
-use crate::waiters::WakerSet;
+use crate::waiter::WakerSet;
 
 /// State shared by every handle of one channel, beside crossbeam's own.
 struct Shared<T> {

@@ -24,7 +24,7 @@
 //! - [`Value`], [`Array`]: in-process (core's `local` module, shared with the tokio backend).
 //! - [`spawn`](mod@spawn): [`spawn`](fn@spawn), [`spawn_async`], [`JoinHandle`].
 //! - [`pool`](mod@pool): [`Pool`], [`TaskHandle`].
-//! - `waiters` (private): the waker registry and the mutex + condvar + wakers monitor behind
+//! - `waiter` (private): the waker registry and the mutex + condvar + wakers monitor behind
 //!   every `_async` form.
 //!
 //! Bounds: this backend asks only `T: Send + 'static` of messages, results and pool items (the
@@ -48,7 +48,7 @@ pub mod channel;
 pub mod pool;
 pub mod spawn;
 pub mod sync;
-mod waiters;
+mod waiter;
 
 use std::future::Future;
 

@@ -36,7 +36,7 @@ use std::time::Instant;
 
 use uniconc_core::{Error, LockError, TryLockError, WaitError};
 
-use crate::waiters::Monitor;
+use crate::waiter::Monitor;
 
 // ---------------------------------------------------------------------------------------------
 // Lock
