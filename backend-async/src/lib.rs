@@ -49,7 +49,7 @@
 //! - [`channel`](mod@channel): the MPMC channel (own implementation; see `README.md` for why).
 //! - [`lock`](mod@lock), [`semaphore`](mod@semaphore), [`event`](mod@event), [`barrier`](mod@barrier): synchronisation.
 //! - [`Value`] and [`Array`]: in-process (core's `local` module, shared with the thread backend).
-//! - [`unit`](mod@unit): [`spawn`], [`spawn_async`], [`JoinHandle`].
+//! - [`spawn`](mod@spawn): [`spawn`](fn@spawn), [`spawn_async`], [`JoinHandle`].
 //! - [`pool`](mod@pool): [`Pool`], a concurrency-limited set of tasks.
 //! - [`runtime`]: the runtime used and the blocking-wait driver.
 
@@ -68,7 +68,7 @@ pub mod lock;
 pub mod pool;
 pub mod runtime;
 pub mod semaphore;
-pub mod unit;
+pub mod spawn;
 
 pub use barrier::Barrier;
 pub use channel::{Receiver, RecvFuture, SendFuture, Sender, channel, unbounded};
@@ -76,8 +76,8 @@ pub use event::Event;
 pub use lock::{Lock, LockGuard};
 pub use pool::{Pool, TaskHandle};
 pub use semaphore::Semaphore;
+pub use spawn::{JoinHandle, spawn, spawn_async};
 pub use uniconc_core::local::{Array, ArrayGuard, Value};
-pub use unit::{JoinHandle, spawn, spawn_async};
 
 /// The tokio backend's selector type: `type B = uniconc::Tokio;`.
 ///
@@ -101,7 +101,7 @@ pub use unit::{JoinHandle, spawn, spawn_async};
 /// assert_eq!(<uniconc_async::Tokio as Backend>::NAME, "tokio");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Tokio;
 
 impl Backend for Tokio {
@@ -138,7 +138,7 @@ impl Backend for Tokio {
         F: FnOnce() -> R + Send + 'static,
         R: Message,
     {
-        unit::spawn(f)
+        spawn::spawn(f)
     }
 
     fn spawn_async<Fut>(fut: Fut) -> Result<JoinHandle<Fut::Output>, Error>
@@ -146,7 +146,7 @@ impl Backend for Tokio {
         Fut: Future + Send + 'static,
         Fut::Output: Message,
     {
-        unit::spawn_async(fut)
+        spawn::spawn_async(fut)
     }
 }
 
