@@ -50,6 +50,7 @@ pub mod backend;
 pub mod channel;
 pub mod error;
 pub mod local;
+mod macros;
 pub mod pool;
 pub mod state;
 pub mod sync;
