@@ -119,41 +119,5 @@ impl uniconc_core::Backend for Process {
     const ASYNC_TASKS: bool = false;
     const REMOTE: bool = false;
 
-    type Sender<T: uniconc_core::Message> = Sender<T>;
-    type Receiver<T: uniconc_core::Message> = Receiver<T>;
-    type Lock = Lock;
-    type Semaphore = Semaphore;
-    type Event = Event;
-    type Barrier = Barrier;
-    type Value<T: uniconc_core::Plain> = Value<T>;
-    type Array<T: uniconc_core::Plain> = Array<T>;
-    type Pool = Pool;
-    type JoinHandle<R: uniconc_core::Message> = JoinHandle<R>;
-
-    fn channel<T: uniconc_core::Message>(
-        capacity: usize,
-    ) -> Result<(Sender<T>, Receiver<T>), uniconc_core::Error> {
-        channel(capacity)
-    }
-
-    fn unbounded<T: uniconc_core::Message>() -> Result<(Sender<T>, Receiver<T>), uniconc_core::Error>
-    {
-        unbounded()
-    }
-
-    fn spawn<F, R>(f: F) -> Result<JoinHandle<R>, uniconc_core::Error>
-    where
-        F: FnOnce() -> R + Send + 'static,
-        R: uniconc_core::Message,
-    {
-        spawn(f)
-    }
-
-    fn spawn_async<Fut>(fut: Fut) -> Result<JoinHandle<Fut::Output>, uniconc_core::Error>
-    where
-        Fut: std::future::Future + Send + 'static,
-        Fut::Output: uniconc_core::Message,
-    {
-        spawn_async(fut)
-    }
+    uniconc_core::backend_items!();
 }
