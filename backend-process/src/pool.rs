@@ -16,12 +16,15 @@
 //! - `pool.rs`: the pool, the leader protocol, `TaskHandle`.
 //! - `pool/worker.rs`: the worker loop and the trampolines.
 //! - `pool/sys.rs`: OS plumbing shared with `spawn`.
+//! - `pool/wire.rs`: reading a chunk's values back to back.
+//! - `pool/explain.rs`: the message of a `Deserialize` that refused a value (postcard drops it).
 
 #![deny(missing_docs)]
 
+mod explain;
 mod slots;
 pub(crate) mod sys;
-mod wire;
+pub(crate) mod wire;
 mod worker;
 
 use std::any::Any;
@@ -83,6 +86,12 @@ const LONG_LIVED: GroupId = 0;
 /// workers forget the channel handles they inherited
 /// ([`forget_inherited_handles`](crate::forget_inherited_handles)), so a pool keeps
 /// no channel connected.
+///
+/// # How many workers
+///
+/// At most [`Pool::max_workers`]: 64 per CPU, capped by `RLIMIT_NPROC` and by what a channel
+/// can count. A pool asked for more is refused with `InvalidArgument` before anything is
+/// forked.
 ///
 /// # Chunks
 ///
@@ -155,7 +164,8 @@ impl std::fmt::Debug for Pool {
 /// A pool of `workers` worker processes with default settings: `Pool::new(workers)`.
 ///
 /// # Errors
-/// `InvalidArgument` for 0 workers; `Os` if a worker could not be forked.
+/// `InvalidArgument` for 0 workers or more than [`Pool::max_workers`] (nothing is forked then);
+/// `Os` if a worker could not be forked.
 ///
 /// ```
 /// use uniconc_core::{Pool as _, TaskHandle as _};
@@ -1161,11 +1171,14 @@ impl Runner {
 
 /// Encodes one item into a frame under construction.
 fn encode_item<T: Serialize>(v: &mut Vec<u8>, item: &T) -> Result<(), TaskError> {
-    sys::Encoder::new(v).push(item).map_err(arg_error)
+    sys::Encoder::new(v).push(item).map_err(arg_error::<T>)
 }
 
-fn arg_error(e: postcard::Error) -> TaskError {
-    TaskError::Failed(format!("the argument could not be serialized: {e}"))
+fn arg_error<T>(e: postcard::Error) -> TaskError {
+    let ty = std::any::type_name::<T>();
+    TaskError::Failed(format!(
+        "the argument could not be serialized (a `{ty}`): {e}"
+    ))
 }
 
 /// Encodes up to `chunk` items from `items` onto `v` (the hot loop of `map` and `imap`, kept
@@ -1186,11 +1199,23 @@ fn encode_items<T: Serialize>(
     let mut count = 0;
     for item in items.by_ref().take(chunk) {
         if let Err(e) = enc.push(&item) {
-            return (count, Some(arg_error(e)));
+            return (count, Some(arg_error::<T>(e)));
         }
         count += 1;
     }
     (count, None)
+}
+
+/// `true` if a chunk's outcome holds a failure: no results at all, or failure records (a
+/// result that cannot be decoded is found only by decoding it).
+fn failed(outcome: &Outcome) -> bool {
+    match outcome {
+        Err(_) => true,
+        Ok(r) => r
+            .body()
+            .get(8..16)
+            .is_none_or(|w| w.iter().any(|&b| b != 0)),
+    }
 }
 
 /// Decodes a `map` chunk's outcome onto the end of `out` (out of line, as
@@ -1293,9 +1318,9 @@ fn decode_frame<R: Message>(
     for (at, tag, msg) in fails.into_iter().chain([(items as u64, 0, String::new())]) {
         // The results before the next failure, back to back.
         let at = usize::try_from(at).unwrap_or(items).min(items);
-        if let Err((done, e)) = decode_run(&mut de, at - i, push) {
+        if let Err((done, bytes, e)) = decode_run(&mut de, at - i, push) {
             // The stream is out of step: fail the rest.
-            let e = TaskError::Failed(format!("the result could not be decoded: {e}"));
+            let e = TaskError::Failed(wire::decode_failure::<R>("the result", bytes, &e));
             return fail_rest(push, i + done, items, e);
         }
         i = at;
@@ -1315,17 +1340,19 @@ fn decode_frame<R: Message>(
     }
 }
 
-/// Decodes `n` results in a row (the hot loop of a `map`); on error, how many were decoded.
+/// Decodes `n` results in a row (the hot loop of a `map`); on error, how many were decoded
+/// and the bytes from the one that failed.
 #[inline(always)]
-fn decode_run<R: Message>(
-    de: &mut wire::Reader<'_>,
+fn decode_run<'de, R: Message>(
+    de: &mut wire::Reader<'de>,
     n: usize,
     push: &mut impl FnMut(Result<R, TaskError>),
-) -> Result<(), (usize, postcard::Error)> {
+) -> Result<(), (usize, &'de [u8], postcard::Error)> {
     for k in 0..n {
+        let at = de.rest();
         match de.read::<R>() {
             Ok(r) => push(Ok(r)),
-            Err(e) => return Err((k, e)),
+            Err(e) => return Err((k, at, e)),
         }
     }
     Ok(())
@@ -1489,33 +1516,41 @@ impl Pool {
         let runner = Runner::for_map::<T, R, F>(shared, f)?;
         let batch = shared.new_batch(&mut shared.lock());
         // Encode and queue chunk by chunk, so workers start on the first chunk at once. Each
-        // turn of the loop encodes at most one chunk and decodes at most one, with a
-        // non-blocking leader round in between: a worker that finished its chunk gets the
-        // next one while this thread is busy, instead of idling until it waits again. The
-        // thread blocks only when it has nothing to encode and nothing to decode. Results are
-        // decoded in input order, straight into the output (early ones wait, undecoded, in
-        // `early`).
+        // turn of the loop encodes at most one chunk, with a non-blocking leader round after
+        // it: a worker that finished its chunk gets the next one while this thread is busy,
+        // instead of idling until it waits again. Once the input is exhausted, each turn
+        // decodes at most one chunk, in input order, straight into the output; the thread
+        // blocks only when it has nothing to encode and nothing to decode.
+        //
+        // Results wait, undecoded, in `early` until the input is exhausted and dropped, and
+        // only then is the output allocated: the input's memory (a `Vec` the caller handed
+        // over) is free by then and the output can take its place. With both alive at once
+        // (8 MB each for a million `u64`s) the caller's frees left glibc's heap with more
+        // free memory on top than its trim threshold, so every call gave it back to the
+        // kernel and faulted it in again: a `Vec` input took twice as long as a range. A
+        // chunk that failed is decoded at once, though: it decides the map's outcome, and
+        // the rest of the input need not be read.
         let mut first_error: Option<(usize, TaskError)> = None;
         // An argument that could not be serialized (its index): encoding stops there, and it
         // is the map's error unless an earlier item fails. Every item before it was queued,
         // so the map waits for their results, in order, before it reports this one.
         let mut unsent: Option<(usize, TaskError)> = None;
-        let mut items = items;
+        let mut items = Some(items);
         let mut seq = 0u64;
         let mut pending = 0usize;
         let mut exhausted = false;
-        let mut out: Vec<R> = Vec::with_capacity(n);
+        let mut out: Vec<R> = Vec::new();
         let mut early: BTreeMap<u64, (usize, Outcome)> = BTreeMap::new();
         let mut next = 0u64;
         loop {
-            if !exhausted {
+            if let Some(input) = items.as_mut() {
                 let mut count = 0;
                 let mut bad = None;
                 let buf = shared
                     .lock()
                     .buffer(33 + chunk.min(1 << 20) * (std::mem::size_of::<T>().min(64) + 1));
                 let frame = runner.frame(buf, |v| {
-                    (count, bad) = encode_items(v, &mut items, chunk);
+                    (count, bad) = encode_items(v, input, chunk);
                     count
                 });
                 exhausted = count < chunk;
@@ -1523,6 +1558,10 @@ impl Pool {
                     // Every chunk before this one was full: the item's index in the input.
                     unsent = Some((seq as usize * chunk + count, e));
                     exhausted = true;
+                }
+                if exhausted {
+                    // Free the input before the output is allocated (see above).
+                    items = None;
                 }
                 if count == 0 {
                     shared.lock().recycle(frame);
@@ -1569,13 +1608,24 @@ impl Pool {
                     _ => break,
                 }
             }
-            // Decode one chunk, then look after the workers again.
-            if let Some((count, outcome)) = early.remove(&next) {
+            // Decode one chunk, then look after the workers again. While the input is read,
+            // only a chunk that failed (see above), into a scratch output.
+            let decodable = exhausted || early.get(&next).is_some_and(|(_, o)| failed(o));
+            if let Some((count, outcome)) = decodable.then(|| early.remove(&next)).flatten() {
                 let base = next as usize * chunk;
                 next += 1;
-                let (spent, failed) = decode_into(outcome, count, &mut out);
+                if exhausted && out.capacity() == 0 {
+                    out.reserve_exact(n);
+                }
+                let mut scratch = Vec::new();
+                let into = if exhausted { &mut out } else { &mut scratch };
+                let (spent, failed) = decode_into(outcome, count, into);
                 if let Some((k, e)) = failed {
                     first_error.get_or_insert((base + k, e));
+                } else if !scratch.is_empty() {
+                    // Not a failure after all: these results are the output's first ones.
+                    out.reserve_exact(n);
+                    out.append(&mut scratch);
                 }
                 if let Some(buf) = spent {
                     shared.lock().recycle(buf);
@@ -1636,11 +1686,86 @@ impl Pool {
     }
 }
 
+/// Workers per CPU a pool may have at most (see [`Pool::max_workers`]).
+const WORKERS_PER_CPU: usize = 64;
+
+impl Pool {
+    /// The most workers a pool may have on this machine, and what sets that limit.
+    ///
+    /// The smallest of:
+    /// - `64 ×` the CPUs this process may run on (`std::thread::available_parallelism`):
+    ///   far more than CPU-bound work can use, and room for workers that mostly wait (I/O,
+    ///   sleeps), without letting a typo (`Pool::new(100_000)`) fork until the machine stalls;
+    /// - the soft `RLIMIT_NPROC` (processes per user), if finite: past it `fork` fails anyway,
+    ///   and every other process of the user counts against it too;
+    /// - [`MAX_PROCESSES`](crate::MAX_PROCESSES)` - 1`: a channel counts the processes that may
+    ///   use it, its creator included, and a worker forked while this process holds a channel
+    ///   is counted by it.
+    ///
+    /// A pool asked for more workers is refused with `InvalidArgument`, before anything is
+    /// forked. A capturing `map` forks as many extra workers for the length of the call.
+    ///
+    /// ```
+    /// use uniconc_core::{ErrorKind, Pool as _};
+    ///
+    /// let max = uniconc_process::Pool::max_workers();
+    /// assert!(max >= 1);
+    /// let err = uniconc_process::Pool::new(max + 1).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    /// ```
+    pub fn max_workers() -> usize {
+        worker_limit().0
+    }
+}
+
+/// [`Pool::max_workers`] and a sentence that says what sets it.
+fn worker_limit() -> (usize, String) {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let mut limits = vec![(
+        cpus.saturating_mul(WORKERS_PER_CPU),
+        format!("{WORKERS_PER_CPU} per CPU, {cpus} CPUs"),
+    )];
+    let mut nproc = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `nproc` is a valid out-pointer; getrlimit only writes it.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut nproc) } == 0
+        && nproc.rlim_cur != libc::RLIM_INFINITY
+    {
+        let n = usize::try_from(nproc.rlim_cur).unwrap_or(usize::MAX);
+        limits.push((n, format!("RLIMIT_NPROC is {n}")));
+    }
+    let slots = crate::channel::MAX_PROCESSES - 1;
+    limits.push((
+        slots,
+        format!("a channel counts at most MAX_PROCESSES - 1 = {slots} children"),
+    ));
+    limits
+        .into_iter()
+        .min_by_key(|&(n, _)| n)
+        .expect("three limits")
+}
+
 impl uniconc_core::Pool for Pool {
     type TaskHandle<R: Message> = TaskHandle<R>;
 
+    /// Forks the pool's workers.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a configuration [`PoolConfig::validate`] refuses, or for more
+    /// workers than [`Pool::max_workers`] (nothing is forked then); `Os` if a worker could not
+    /// be forked (the ones forked so far are killed and reaped).
     fn with_config(config: PoolConfig) -> Result<Self, Error> {
         config.validate()?;
+        let (max, why) = worker_limit();
+        if config.workers > max {
+            return Err(Error::invalid_argument(format!(
+                "a process pool of {} workers is refused: at most {max} ({why}; see \
+                 uniconc_process::Pool::max_workers)",
+                config.workers
+            )));
+        }
         let shared = Arc::new(Shared {
             owner: sys::getpid(),
             inner: Mutex::new(Inner {
@@ -1717,6 +1842,32 @@ impl uniconc_core::Pool for Pool {
         self.imap_inner(f, items, false)
     }
 
+    /// Runs `f(arg)` on a worker and returns a handle to its result; never waits.
+    ///
+    /// # A capturing closure forks a process per call
+    ///
+    /// A `fn` item or a closure that captures nothing runs on the pool's long-lived workers:
+    /// a round trip of a few microseconds. A closure that captures anything cannot be sent to
+    /// a process that already exists, so a process is forked for that one call (once it gets
+    /// one of the pool's slots) and inherits the closure: a fork, a start and a reap per call,
+    /// tens of times the round trip of a `fn` (see the `process_pool` bench). For many small
+    /// tasks, put what the closure would capture into the argument instead:
+    ///
+    /// ```
+    /// use uniconc_core::{Pool as _, TaskHandle as _};
+    ///
+    /// let pool = uniconc_process::Pool::new(2)?;
+    /// let offset = 10u64;
+    /// // A process per call: `move |x: u64| x + offset`.
+    /// // The long-lived workers: nothing captured, `offset` travels with the argument.
+    /// let h = pool.submit(|(x, offset): (u64, u64)| x + offset, (1, offset))?;
+    /// assert_eq!(h.wait()?, 11);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `Closed` if the pool is closed or used from another process than its creator. A
+    /// process that cannot be forked for a capturing closure is reported by the handle.
     fn submit<T, R, F>(&self, f: F, arg: T) -> Result<TaskHandle<R>, PoolError>
     where
         T: Message,

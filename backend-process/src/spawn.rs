@@ -90,8 +90,7 @@ where
 /// Runs `fut` to completion in a forked child process, on the child's own current-thread tokio
 /// runtime (with I/O and timers enabled).
 ///
-/// If the calling thread runs inside a tokio runtime, the child's copy of that thread still
-/// believes it does, so the child drives `fut` from a fresh thread of its own.
+/// Like [`spawn`]'s closure, `fut` runs outside any runtime the calling thread runs in.
 ///
 /// # Errors
 /// As [`spawn`]. A runtime that cannot be built in the child is reported by `join` as
@@ -124,22 +123,14 @@ where
     Fut: Future + Send + 'static,
     Fut::Output: Message,
 {
+    // The child runs this outside any runtime the forking thread was in (`sys::fork_with`
+    // starts a thread of its own for it then).
     spawn(move || {
-        let run = move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap_or_else(|e| panic!("could not start a tokio runtime in the child: {e}"));
-            rt.block_on(fut)
-        };
-        if tokio::runtime::Handle::try_current().is_ok() {
-            match std::thread::spawn(run).join() {
-                Ok(v) => v,
-                Err(p) => std::panic::resume_unwind(p),
-            }
-        } else {
-            run()
-        }
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("could not start a tokio runtime in the child: {e}"))
+            .block_on(fut)
     })
 }
 
@@ -158,7 +149,8 @@ where
             if let Err(e) = sys::encode_into(value, &mut out) {
                 out.truncate(8);
                 out.push(REPORT_FAILED);
-                let msg = format!("the result could not be serialized: {e}");
+                let ty = std::any::type_name::<R>();
+                let msg = format!("the result could not be serialized (a `{ty}`): {e}");
                 let _ = sys::encode_into(&msg, &mut out);
             }
         }
@@ -198,6 +190,11 @@ where
 /// A forked child starts as a copy of the parent: everything `f` captured is there, and so are
 /// the handles of this crate created before the fork (channels, locks, values), which work
 /// across the two processes.
+///
+/// Spawned from inside a tokio runtime (`#[tokio::main]`, a task), the child runs `f` on a
+/// thread of its own, outside that runtime, whose threads it does not have: `f` may build and
+/// drive a runtime of its own. Other per-thread state of the calling thread is inherited as
+/// it is.
 ///
 /// # Forking from a multi-threaded process
 ///
@@ -349,8 +346,13 @@ impl<R: Message> JoinHandle<R> {
             return Err(JoinError::Failed("the child sent an empty report".into()));
         };
         match tag {
-            REPORT_OK => postcard::from_bytes::<R>(rest)
-                .map_err(|e| JoinError::Failed(format!("the result could not be decoded: {e}"))),
+            REPORT_OK => postcard::from_bytes::<R>(rest).map_err(|e| {
+                JoinError::Failed(crate::pool::wire::decode_failure::<R>(
+                    "the result",
+                    rest,
+                    &e,
+                ))
+            }),
             REPORT_PANICKED | REPORT_FAILED => {
                 let msg = postcard::from_bytes::<String>(rest)
                     .unwrap_or_else(|e| format!("(undecodable message: {e})"));

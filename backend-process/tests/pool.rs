@@ -1141,3 +1141,163 @@ fn results_passed_through_shared_slots_arrive_intact() {
     let got = pool.map(double, 0..n).unwrap();
     assert!(got.iter().enumerate().all(|(i, &v)| v == 2 * i as u64));
 }
+
+/// What a task does with tokio: builds its own runtime and runs a `tokio::spawn`ed task on it.
+fn own_runtime_runs_a_spawned_task(x: u32) -> u32 {
+    let rt = tokio::runtime::Runtime::new().expect("a runtime in the worker");
+    rt.block_on(async move {
+        tokio::spawn(async move { x + 1 })
+            .await
+            .expect("the task ran")
+    })
+}
+
+#[test]
+fn workers_forked_inside_a_runtime_start_outside_it() {
+    let _s = serial("workers_forked_inside_a_runtime_start_outside_it");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let got = rt.block_on(async {
+        // The long-lived workers are forked here, inside the runtime; so are the workers of a
+        // capturing `map` and the process of a capturing `submit`.
+        let pool = Pool::new(2).unwrap();
+        let one = 1;
+        let long_lived = pool
+            .submit(own_runtime_runs_a_spawned_task, 1)
+            .unwrap()
+            .wait_timeout(Duration::from_secs(60));
+        let capturing = pool
+            .submit(
+                move |x: u32| own_runtime_runs_a_spawned_task(x) + one - 1,
+                2,
+            )
+            .unwrap()
+            .wait_timeout(Duration::from_secs(60));
+        let mapped = pool.map(move |x: u32| own_runtime_runs_a_spawned_task(x) * one, 0..4);
+        (long_lived, capturing, mapped)
+    });
+    assert_eq!(got.0, Ok(2));
+    assert_eq!(got.1, Ok(3));
+    assert_eq!(got.2.unwrap(), [1, 2, 3, 4]);
+}
+
+#[test]
+fn a_pool_past_the_worker_limit_is_refused_before_any_fork() {
+    let _s = serial("a_pool_past_the_worker_limit_is_refused_before_any_fork");
+    let max = Pool::max_workers();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(
+        max <= 64 * cpus && max < uniconc_process::MAX_PROCESSES,
+        "{max}"
+    );
+    for workers in [100_000, max + 1] {
+        let err = Pool::new(workers).unwrap_err();
+        assert_eq!(err.kind(), uniconc_core::ErrorKind::InvalidArgument);
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("at most {max}")), "{msg}");
+        assert!(msg.contains(&workers.to_string()), "{msg}");
+        assert!(no_children(), "a refused pool forked");
+    }
+    // A finite RLIMIT_NPROC lowers the limit (in a child: the limit is per process).
+    let child = common::spawn(|| {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: a valid out-pointer.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut lim) }, 0);
+        lim.rlim_cur = 3;
+        // SAFETY: a valid rlimit; lowering the soft limit under the hard one needs no privilege.
+        let ok = unsafe { libc::setrlimit(libc::RLIMIT_NPROC, &lim) } == 0;
+        let err = Pool::new(4).map(drop).unwrap_err().to_string();
+        let refused = err.contains("RLIMIT_NPROC is 3") && err.contains("at most 3");
+        i32::from(!(ok && Pool::max_workers() == 3 && refused))
+    });
+    assert_eq!(child.join(Duration::from_secs(60)), 0);
+}
+
+/// Serializes as its number; decodes only an even one (`try_from`), with a message of its own.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "u32")]
+struct Even(u32);
+
+impl TryFrom<u32> for Even {
+    type Error = String;
+    fn try_from(v: u32) -> Result<Self, String> {
+        if v % 2 == 0 {
+            Ok(Even(v))
+        } else {
+            Err(format!("{v} is odd"))
+        }
+    }
+}
+
+fn assert_undecodable(e: &TaskError, what: &str) {
+    match e {
+        TaskError::Failed(m) => {
+            let named = format!("{what} could not be decoded as a `pool::Even`");
+            assert!(m.contains(&named), "{m}");
+            assert!(m.contains("3 is odd"), "{m}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn arguments_and_results_that_cannot_be_decoded_name_their_type_and_the_reason() {
+    let _s = serial("arguments_and_results_that_cannot_be_decoded_name_their_type_and_the_reason");
+    let pool = Pool::new(2).unwrap();
+    let half = |e: Even| e.0 / 2;
+    let even = |x: u32| Even(x);
+    // `submit`: the argument is decoded in the worker, the result in this process.
+    assert_eq!(pool.submit(half, Even(4)).unwrap().wait(), Ok(2));
+    let e = pool.submit(half, Even(3)).unwrap().wait().unwrap_err();
+    assert_undecodable(&e, "the argument");
+    let e = pool.submit(even, 3).unwrap().wait().unwrap_err();
+    assert_undecodable(&e, "the result");
+    // `map`: the same, with the failing item's index.
+    match pool.map(half, [2, 4, 3, 6].map(Even)) {
+        Err(PoolError::Task { index: 2, error }) => assert_undecodable(&error, "the argument"),
+        other => panic!("{other:?}"),
+    }
+    match pool.map(even, [2, 4, 3, 6]) {
+        Err(PoolError::Task { index: 2, error }) => assert_undecodable(&error, "the result"),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Minor page faults of this process so far.
+fn minor_faults() -> i64 {
+    // SAFETY: an all-zero rusage is a valid value; getrusage only writes it.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a valid out-pointer.
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) }, 0);
+    u.ru_minflt
+}
+
+/// A `map` over a `Vec` frees the input before it allocates the output, so the two are never
+/// alive together: with both alive (8 MB each here), glibc's heap gave the memory back to the
+/// kernel at every call, and each call faulted about 4000 pages in again (the map took twice as
+/// long as over a range).
+#[test]
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn map_over_a_vec_does_not_fault_its_memory_in_at_every_call() {
+    let _s = serial("map_over_a_vec_does_not_fault_its_memory_in_at_every_call");
+    let pool = Pool::new(2).unwrap();
+    let items: Vec<u64> = (0..1_000_000).collect();
+    let expected: Vec<u64> = items.iter().map(|&x| double(x)).collect();
+    for _ in 0..2 {
+        assert_eq!(pool.map(double, items.clone()).unwrap(), expected);
+    }
+    let calls = 5;
+    let before = minor_faults();
+    for _ in 0..calls {
+        assert_eq!(pool.map(double, items.clone()).unwrap().len(), items.len());
+    }
+    let per_call = (minor_faults() - before) / calls;
+    // 2048 pages would be one 8 MB buffer faulted in again.
+    assert!(per_call < 1000, "{per_call} page faults per call");
+}

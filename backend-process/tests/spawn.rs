@@ -313,3 +313,78 @@ fn permit_moved_into_a_child_is_released_once() {
     h.join().unwrap();
     assert_eq!(sem.available(), 0);
 }
+
+/// What a child does with tokio: builds its own runtime and runs a `tokio::spawn`ed task on it.
+fn own_runtime_runs_a_spawned_task() -> u32 {
+    let rt = tokio::runtime::Runtime::new().expect("a runtime in the child");
+    rt.block_on(async { tokio::spawn(async { 7u32 }).await.expect("the task ran") })
+}
+
+#[test]
+fn a_child_forked_inside_a_runtime_starts_outside_it() {
+    let _s = serial("a_child_forked_inside_a_runtime_starts_outside_it");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // From the thread that drives `block_on`, and from a worker thread running a task: both
+    // are inside the runtime.
+    let from_block_on = rt.block_on(async {
+        let mut h = spawn(own_runtime_runs_a_spawned_task).unwrap();
+        h.join_timeout(Duration::from_secs(60))
+    });
+    assert_eq!(from_block_on, Ok(7));
+    let from_a_task = rt
+        .block_on(rt.spawn(async {
+            let mut h = spawn(own_runtime_runs_a_spawned_task).unwrap();
+            h.join_timeout(Duration::from_secs(60))
+        }))
+        .unwrap();
+    assert_eq!(from_a_task, Ok(7));
+    // A child that calls `tokio::spawn` without a runtime of its own is told so (it is not in
+    // the parent's, whose threads it does not have), instead of waiting forever.
+    let orphan_task = rt.block_on(async {
+        let mut h = spawn(|| {
+            drop(tokio::spawn(async {}));
+        })
+        .unwrap();
+        h.join_timeout(Duration::from_secs(60))
+    });
+    assert!(
+        matches!(&orphan_task, Err(JoinError::Panicked(m)) if m.contains("no reactor")),
+        "{orphan_task:?}"
+    );
+}
+
+/// Serializes as its number; decodes only an even one (`try_from`), with a message of its own.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "u32")]
+struct Even(u32);
+
+impl TryFrom<u32> for Even {
+    type Error = String;
+    fn try_from(v: u32) -> Result<Self, String> {
+        if v % 2 == 0 {
+            Ok(Even(v))
+        } else {
+            Err(format!("{v} is odd"))
+        }
+    }
+}
+
+#[test]
+fn a_result_that_cannot_be_decoded_names_its_type_and_the_reason() {
+    let _s = serial("a_result_that_cannot_be_decoded_names_its_type_and_the_reason");
+    assert_eq!(spawn(|| Even(4)).unwrap().join(), Ok(Even(4)));
+    match spawn(|| Even(3)).unwrap().join() {
+        Err(JoinError::Failed(m)) => {
+            assert!(
+                m.contains("result could not be decoded as a `spawn::Even`"),
+                "{m}"
+            );
+            assert!(m.contains("3 is odd"), "{m}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

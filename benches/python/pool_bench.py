@@ -3,6 +3,7 @@
 
 Prints one JSON object with seconds per operation (median of the repetitions):
   map_1m         Pool(2).map(double, range(1_000_000))   (pool started beforehand)
+  map_1m_list    Pool(2).map(double, a list of the same 1_000_000 ints)
   apply_async    one apply_async(double, (i,)).get() round trip
   process        Process(target=noop).start() + join()
 
@@ -40,6 +41,8 @@ def main():
     with mp.Pool(2) as pool:
         pool.map(double, range(1000))  # warm the workers
         out["map_1m"] = median_time(lambda: pool.map(double, range(n)), 2 if quick else 5)
+        items = list(range(n))
+        out["map_1m_list"] = median_time(lambda: pool.map(double, items), 2 if quick else 5)
         rounds = 500 if quick else 2000
 
         def round_trips():

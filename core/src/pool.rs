@@ -508,6 +508,10 @@ pub trait Pool: Send + Sync + Sized + 'static {
 
     /// Runs `f(arg)` on a worker and returns a handle to its result; never waits.
     ///
+    /// On the process backend, a closure that captures anything runs in a process forked for
+    /// that one call (a fork per call, tens of times a `fn`'s round trip): for many small tasks,
+    /// pass a `fn` item or a non-capturing closure and put the captured values in the argument.
+    ///
     /// ```
     /// use uniconc_core::{Backend, Pool as _, PoolError, TaskHandle as _};
     ///

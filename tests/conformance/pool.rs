@@ -343,3 +343,24 @@ pub(crate) fn pool_capturing_closure<B: Backend>() {
         ]
     );
 }
+
+/// Tasks of a pool created and used inside a tokio runtime start outside it: they can build
+/// and drive a runtime of their own (fn items and capturing closures alike).
+pub(crate) fn pool_inside_a_runtime_runs_tasks_outside_it<B: Backend>() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (plain, capturing) = rt.block_on(async {
+        let pool = B::pool(2).unwrap();
+        let plain = |_: u64| crate::spawn::own_runtime_runs_a_spawned_task();
+        let plain = pool.submit(plain, 0).unwrap().wait_timeout(LONG);
+        let one = 1u64;
+        let capturing = move |x: u64| crate::spawn::own_runtime_runs_a_spawned_task() + x * one;
+        let capturing = pool.submit(capturing, 1).unwrap().wait_timeout(LONG);
+        (plain, capturing)
+    });
+    assert_eq!(plain, Ok(7));
+    assert_eq!(capturing, Ok(8));
+}

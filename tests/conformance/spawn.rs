@@ -145,3 +145,24 @@ pub(crate) fn errors_convert_with_question_mark<B: Backend>() {
     let e = (|| -> uniconc::Result<()> { Ok(tx.send(1)?) })().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Disconnected);
 }
+
+/// What a unit does with tokio: builds its own runtime and runs a `tokio::spawn`ed task on it.
+pub(crate) fn own_runtime_runs_a_spawned_task() -> u64 {
+    let rt = tokio::runtime::Runtime::new().expect("a runtime in the unit");
+    rt.block_on(async { tokio::spawn(async { 7u64 }).await.expect("the task ran") })
+}
+
+/// A unit spawned from inside a tokio runtime (a `#[tokio::main]` program) starts outside it:
+/// it can build and drive a runtime of its own.
+pub(crate) fn spawn_inside_a_runtime_starts_outside_it<B: Backend>() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let r = rt.block_on(async {
+        let mut h = B::spawn(own_runtime_runs_a_spawned_task).unwrap();
+        h.join_timeout(LONG)
+    });
+    assert_eq!(r, Ok(7));
+}

@@ -13,8 +13,10 @@
 
 use serde::de::{self, DeserializeOwned, Visitor};
 
+use super::explain;
+
 /// A cursor over postcard-encoded values written back to back.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Reader<'de> {
     rest: &'de [u8],
 }
@@ -24,6 +26,11 @@ impl<'de> Reader<'de> {
         Self { rest: bytes }
     }
 
+    /// The bytes not read yet.
+    pub(crate) fn rest(&self) -> &'de [u8] {
+        self.rest
+    }
+
     /// Decodes the next value.
     ///
     /// # Errors
@@ -31,6 +38,23 @@ impl<'de> Reader<'de> {
     #[inline(always)]
     pub(crate) fn read<T: DeserializeOwned>(&mut self) -> postcard::Result<T> {
         T::deserialize(Fast(self))
+    }
+}
+
+/// Says why `bytes` (an encoded value, perhaps followed by more) could not be decoded as a
+/// `T`: "{what} could not be decoded as a `T`: {postcard's message}", with the message of
+/// the type's own `Deserialize` when it gave one (see [`explain`]).
+#[cold]
+#[inline(never)]
+pub(crate) fn decode_failure<T: DeserializeOwned>(
+    what: &str,
+    bytes: &[u8],
+    e: &postcard::Error,
+) -> String {
+    let ty = std::any::type_name::<T>();
+    match explain::custom_message::<T>(bytes, e) {
+        Some(msg) => format!("{what} could not be decoded as a `{ty}`: {msg}"),
+        None => format!("{what} could not be decoded as a `{ty}`: {e}"),
     }
 }
 

@@ -104,11 +104,12 @@ pub(crate) unsafe fn run_map<T, R, F>(
     res.out.reserve(items.len() + items.len() / 2);
     let mut de = wire::Reader::new(items);
     for i in 0..count {
+        let at = de;
         match de.read::<T>() {
             Ok(item) => run_one(i, || f(item), res),
             Err(e) => {
                 // The item boundaries are lost: this item and every later one fail.
-                let msg = format!("the argument could not be decoded: {e}");
+                let msg = wire::decode_failure::<T>("the argument", at.rest(), &e);
                 res.fail(i, FAILED_REST, &msg);
                 return;
             }
@@ -141,7 +142,7 @@ pub(crate) unsafe fn run_once<T, R, F>(
         Err(e) => res.fail(
             0,
             FAILED,
-            &format!("the argument could not be decoded: {e}"),
+            &wire::decode_failure::<T>("the argument", items, &e),
         ),
     }
 }
@@ -152,7 +153,8 @@ fn run_one<R: Serialize>(index: usize, call: impl FnOnce() -> R, res: &mut Resul
     match catch_unwind(AssertUnwindSafe(call)) {
         Ok(r) => {
             if let Err(e) = sys::Encoder::new(res.out).push(&r) {
-                let msg = format!("the result could not be serialized: {e}");
+                let ty = std::any::type_name::<R>();
+                let msg = format!("the result could not be serialized (a `{ty}`): {e}");
                 res.fail(index, FAILED, &msg);
             }
         }
