@@ -46,27 +46,6 @@ pub struct Barrier {
     parties: u32,
 }
 
-/// A barrier that releases its waiters when `n` of them have arrived.
-///
-/// ```
-/// use uniconc_core::{Barrier as _, JoinHandle as _};
-/// let b = uniconc_process::barrier(2)?;
-/// let child = uniconc_process::spawn({
-///     let b = b.clone();
-///     move || b.wait()
-/// })?;
-/// let leader_here = b.wait(); // returns once the child arrived too
-/// assert!(leader_here != child.join()?); // exactly one of the two processes leads
-/// assert!(uniconc_process::barrier(0).is_err());
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-///
-/// # Errors
-/// `InvalidArgument` if `n == 0` or `n >= 2^31`; `Os` if shared memory cannot be mapped.
-pub fn barrier(n: usize) -> Result<Barrier, Error> {
-    <Barrier as uniconc_core::Barrier>::new(n)
-}
-
 enum Arrival {
     Leader,
     Waiting(u32),
@@ -206,6 +185,7 @@ impl uniconc_core::Barrier for Barrier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::barrier;
     use std::time::Duration;
     use uniconc_core::Barrier as _;
 
