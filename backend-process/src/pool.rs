@@ -1371,11 +1371,7 @@ impl Pool {
         R: Message,
         F: FnOnce(T) -> R + Send + 'static,
     {
-        if timeout.is_zero() {
-            return Err(PoolError::Spawn(Error::invalid_argument(
-                "a task timeout must be longer than zero",
-            )));
-        }
+        uniconc_core::validate::task_timeout(Some(timeout)).map_err(PoolError::Spawn)?;
         self.submit_inner(f, arg, Some(timeout))
     }
 
