@@ -1,5 +1,6 @@
 //! The cross-process channel: an MPMC [`ring`](crate::ring) of serialized messages in shared
-//! memory, bounded by message count and by a byte budget.
+//! memory, bounded by message count and by a byte budget (an unbounded channel's budget is a
+//! reservation sized to the machine, see [`unbounded`]).
 //!
 //! # Layout of a channel's region
 //!
@@ -15,6 +16,25 @@
 //! Waiting is spin-then-futex: a short spin (a ping-pong partner usually answers within it),
 //! then a futex sleep on a sequence word, bounded to [`SLICE`] so a waiter re-checks whether
 //! its peers are alive.
+//!
+//! # What `Empty` and `len` mean
+//!
+//! `try_recv` (and so `try_iter`) says `Empty` only when nothing is queued, as crossbeam's
+//! does. A sender claims its place in the ring before it encodes the message there, so the
+//! front of the ring may be a message not yet published with others published behind it;
+//! `try_recv` then waits for it, as crossbeam spins for a slot being written: a short spin,
+//! then naps, at most [`IN_FLIGHT_PATIENCE`] (100 ms) in all. A sender killed there is found
+//! dead within that wait and its message is settled as lost, so `try_recv` returns the next
+//! one. A sender stopped there for longer (SIGSTOP, or descheduled that long) makes `try_recv`
+//! return `Empty` rather than block, though messages are queued behind it: none can be taken
+//! before it. The cheap look the blocking forms poll with does not tell the two apart (that
+//! would read `tail`, the line every send writes, at every poll); they wait for the message
+//! anyway. After disconnection, a message still being written is drained too.
+//!
+//! `len` counts the messages sent and not yet received, including sends and receives under
+//! way (a message slot is taken before the cells, and given back after the message is
+//! read): it may be non-zero right after `try_recv` said `Empty` while other units send or
+//! receive, and `len() == 0` means `try_recv` would have found nothing.
 //!
 //! # Waking, with no fence on the hot path
 //!
@@ -94,7 +114,7 @@ use crate::codec;
 use crate::platform;
 use crate::procs::{self, Identity};
 use crate::ring::{self, CELL, CellCtl, Pop, Record, Ring, RingHeader, SendWords};
-use crate::shm::{CachePadded, ShmBox, ShmSafe, align_up};
+use crate::shm::{self, CachePadded, ShmBox, ShmSafe, align_up};
 use crate::waiter::{WaitWord, YieldNow};
 
 /// Raises the sleeper flag of `w` and returns the word's value to sleep on: the waiter half
@@ -114,6 +134,69 @@ fn claimed_nap(n: u32) -> Duration {
     Duration::from_micros(50)
         .saturating_mul(1 << n.min(12))
         .min(SLICE)
+}
+
+/// How long `try_recv` waits for a message whose sender has claimed the front of the ring and
+/// not published it yet (it is encoding it): long enough for a sender descheduled mid-`send`
+/// to run again, short enough that `try_recv` stays a non-blocking call. A sender stopped there
+/// for longer (SIGSTOP) makes `try_recv` report `Empty`; one killed there is settled by the
+/// look for dead peers at the end of the wait (its message is lost, the ones behind it
+/// arrive).
+const IN_FLIGHT_PATIENCE: Duration = SLICE;
+
+/// `try_recv`'s wait for a message being written at the front of the ring: a short spin (its
+/// publication is usually a few instructions away), a few yields, then naps of 20 µs doubling
+/// up to 1 ms with a look for dead peers after each (at most one per [`SLICE`] and process),
+/// for [`IN_FLIGHT_PATIENCE`] in all; then one look for dead peers that is not rate-limited,
+/// so a sender killed mid-`send` is settled before `try_recv` gives up.
+struct InFlightWait {
+    polls: u32,
+    naps: u32,
+    start: Option<Instant>,
+    reaped: bool,
+}
+
+impl InFlightWait {
+    const POLLS: u32 = 256;
+    const YIELDS: u32 = 4;
+
+    fn new(chan: &Chan) -> Self {
+        Self {
+            // One usable CPU: spinning could only delay the sender.
+            polls: if chan.single_cpu { Self::POLLS } else { 0 },
+            naps: 0,
+            start: None,
+            reaped: false,
+        }
+    }
+
+    /// Waits a little before the next look; `false` once the patience is spent.
+    fn wait(&mut self, chan: &Chan) -> bool {
+        if self.polls < Self::POLLS {
+            self.polls += 1;
+            std::hint::spin_loop();
+            return true;
+        }
+        if self.polls < Self::POLLS + Self::YIELDS {
+            self.polls += 1;
+            std::thread::yield_now();
+            return true;
+        }
+        let start = *self.start.get_or_insert_with(Instant::now);
+        if start.elapsed() < IN_FLIGHT_PATIENCE {
+            let nap = Duration::from_micros(20).saturating_mul(1 << self.naps.min(6));
+            std::thread::sleep(nap.min(Duration::from_millis(1)));
+            self.naps += 1;
+            chan.maybe_reap();
+            return true;
+        }
+        if !self.reaped {
+            self.reaped = true;
+            chan.reap();
+            return true;
+        }
+        false
+    }
 }
 
 /// Longest single futex sleep of a blocked sender or receiver: how often it re-checks that its
@@ -163,14 +246,24 @@ pub fn forget_inherited_handles() {
 /// 256 MiB. Only touched pages take memory.
 const MIN_BUDGET: usize = 1 << 20;
 const MAX_BUDGET: usize = 256 << 20;
-/// Byte budget of an unbounded channel (address space reserved lazily with `MAP_NORESERVE`).
+/// The largest message an unbounded channel accepts, in encoded bytes (the codec's limit).
+///
+/// What an unbounded channel can *queue* is far more: see [`unbounded`].
 ///
 /// ```
 /// let (tx, _rx) = uniconc_process::unbounded::<Vec<u8>>()?;
 /// assert_eq!(tx.max_message_size(), uniconc_process::UNBOUNDED_BUDGET);
 /// # Ok::<(), uniconc_core::Error>(())
 /// ```
-pub const UNBOUNDED_BUDGET: usize = 64 << 20;
+pub const UNBOUNDED_BUDGET: usize = codec::LIMIT;
+
+/// The smallest ring an unbounded channel settles for when the OS refuses larger mappings.
+const MIN_UNBOUNDED_RING: usize = 64 << 20;
+/// The largest ring of an unbounded channel: 2^30 cells, the most a skip record can span.
+const MAX_UNBOUNDED_RING: u64 = (CELL as u64) << 30;
+/// The soft end of an unbounded channel's ring, in cells (1 MiB of records): while less is
+/// queued, the ring keeps to its first pages (see `Ring::with_soft_end`).
+const UNBOUNDED_SOFT_END: u64 = (MIN_BUDGET / CELL) as u64;
 
 /// The futex word one side's sleepers wait on. `#[repr(C)]`; all-zero: nobody sleeps.
 ///
@@ -298,6 +391,9 @@ pub(crate) struct Chan {
     data: std::ptr::NonNull<u8>,
     /// `None`: unbounded.
     cap: Option<u64>,
+    /// The ring's soft end in cells (see `Ring::with_soft_end`): all of it for a bounded
+    /// channel, [`UNBOUNDED_SOFT_END`] for an unbounded one's large reservation.
+    soft_end: u64,
     max_msg: usize,
     /// Index of this process's slot (rewritten in a forked child).
     slot: AtomicU32,
@@ -339,6 +435,7 @@ impl Chan {
         // SAFETY: `data` is `cells * CELL` bytes inside the same mapping (checked in
         // `new_chan`); they are only accessed through rings over this header and these cells.
         unsafe { Ring::new(&self.hdr().ring, ctl, self.data.as_ptr(), &self.ring_cache) }
+            .with_soft_end(self.soft_end)
     }
 
     fn my_slot(&self) -> &ProcSlot {
@@ -807,8 +904,9 @@ impl ChannelBuilder {
 
     /// Bytes of ring space for queued messages (rounded up to a power of two, at least 4 KiB);
     /// also the largest message the channel accepts. Default: `capacity * 256` bytes within
-    /// 1 MiB ..= 256 MiB; 64 MiB for an unbounded channel. Pages are committed only when
-    /// first used. At most 256 MiB (the codec's decode limit).
+    /// 1 MiB ..= 256 MiB; for an unbounded channel, a reservation sized to the machine (see
+    /// [`unbounded`]), which this replaces. Pages are committed only when first used. At most
+    /// 256 MiB (the codec's decode limit).
     ///
     /// ```
     /// use uniconc_core::{MessageError, SendError, Sender as _};
@@ -876,7 +974,17 @@ fn new_chan(capacity: Option<usize>, budget: Option<usize>) -> Result<Chan, Erro
     let budget = match (budget, capacity) {
         (Some(b), _) => b.max(4096),
         (None, Some(c)) => c.saturating_mul(256).clamp(MIN_BUDGET, MAX_BUDGET),
-        (None, None) => UNBOUNDED_BUDGET,
+        (None, None) => {
+            // The largest ring the machine allows, halved while the OS refuses to map it
+            // (strict overcommit charges even a `MAP_NORESERVE` mapping in full).
+            let mut ring = unbounded_ring_bytes();
+            loop {
+                match map_chan(None, ring, UNBOUNDED_SOFT_END) {
+                    Err(_) if ring > MIN_UNBOUNDED_RING => ring /= 2,
+                    r => return r,
+                }
+            }
+        }
     };
     let budget = budget
         .checked_next_power_of_two()
@@ -887,7 +995,28 @@ fn new_chan(capacity: Option<usize>, budget: Option<usize>) -> Result<Chan, Erro
                 codec::LIMIT
             ))
         })?;
-    let cells = budget / CELL;
+    map_chan(capacity, budget, u64::MAX)
+}
+
+/// Ring bytes reserved for an unbounded channel: the largest power of two at most half of
+/// RAM plus swap (so the ring, with its control lines as large again, spans at most the
+/// machine's memory), and at most an eighth of `RLIMIT_AS` when that is set; within
+/// [`MIN_UNBOUNDED_RING`] ..= [`MAX_UNBOUNDED_RING`].
+fn unbounded_ring_bytes() -> usize {
+    let mut want = shm::machine_memory().map_or(MIN_UNBOUNDED_RING as u64, |m| m / 2);
+    if let Some(limit) = shm::address_space_limit() {
+        want = want.min(limit / 8);
+    }
+    let want = want.clamp(MIN_UNBOUNDED_RING as u64, MAX_UNBOUNDED_RING);
+    // The largest power of two at most `want` (itself at least 64 MiB).
+    let bytes = 1u64 << (63 - want.leading_zeros());
+    usize::try_from(bytes).unwrap_or(MIN_UNBOUNDED_RING)
+}
+
+/// Maps a channel whose ring holds `ring_bytes` (a power of two, at least one cell) with its
+/// soft end at `soft_end` cells (clamped to the ring).
+fn map_chan(capacity: Option<usize>, ring_bytes: usize, soft_end: u64) -> Result<Chan, Error> {
+    let cells = ring_bytes / CELL;
     let ctl_off = align_up(size_of::<ChanHeader>(), 64);
     let data_off = align_up(ctl_off + cells * size_of::<CellCtl>(), 4096);
     let len = data_off + cells * CELL;
@@ -895,7 +1024,7 @@ fn new_chan(capacity: Option<usize>, budget: Option<usize>) -> Result<Chan, Erro
     let me = Identity::me();
     procs::install_fork_handlers();
     let slot = claim_slot(shm.header(), me, false).expect("a new channel has free slots");
-    let max_msg = (cells * CELL).min(ring::MAX_RECORD);
+    let max_msg = (cells * CELL).min(ring::MAX_RECORD).min(codec::LIMIT);
     let ctl = std::ptr::NonNull::from(shm.region().slice_at::<CellCtl>(ctl_off, cells)).cast();
     assert!(data_off + cells * CELL <= shm.region().len(), "layout");
     // SAFETY: `data_off < len`, inside the mapping (just checked).
@@ -907,6 +1036,7 @@ fn new_chan(capacity: Option<usize>, budget: Option<usize>) -> Result<Chan, Erro
         cells,
         data,
         cap: capacity.map(|c| c as u64),
+        soft_end: soft_end.min(cells as u64),
         max_msg,
         slot: AtomicU32::new(slot as u32),
         senders: AtomicU32::new(0),
@@ -947,9 +1077,21 @@ pub fn channel<T: Message>(capacity: usize) -> Result<(Sender<T>, Receiver<T>), 
     ChannelBuilder::new(Some(capacity)).build()
 }
 
-/// A channel without a bound on the number of messages; queued bytes are bounded by
-/// [`UNBOUNDED_BUDGET`] (a `send` waits only if that much is queued). The ring's pages are
-/// committed as they are first used, not up front.
+/// A channel without a bound on the number of messages, shared with processes forked after
+/// it was created.
+///
+/// Its ring is a reservation of address space as large as the machine's memory allows (the
+/// largest power of two at most half of RAM plus swap, and an eighth of `RLIMIT_AS` if set;
+/// at most 64 GiB), mapped with `MAP_NORESERVE`: pages are committed when first used, so an
+/// idle channel takes no memory and `fork` stays cheap. While little is queued the ring keeps
+/// to its first 1 MiB; it reaches further only when more is queued, and pages once used stay
+/// committed until the channel is dropped in every process. In practice it grows with what
+/// is queued, as on the other backends, until memory runs out. Should that reservation ever
+/// fill up (a machine with more memory than 64 GiB of queued messages, or a `RLIMIT_AS`), it
+/// behaves as a full bounded channel: `try_send` returns `Full` and `send` waits for room.
+/// Under strict overcommit (`vm.overcommit_memory = 2`), which charges even a
+/// `MAP_NORESERVE` mapping in full, the reservation is halved until the OS grants it, down
+/// to 64 MiB. The largest single message is [`UNBOUNDED_BUDGET`] bytes encoded.
 ///
 /// ```
 /// use uniconc_core::{JoinHandle as _, Receiver as _, Sender as _};
@@ -1235,24 +1377,22 @@ impl<T: Serialize> Sender<T> {
         let mut enc_err = None;
         let claim = Claim::new(chan.my_slot());
         let pushed =
-            chan.ring().try_push(
-                size,
-                chan.cap,
-                claim.send_words(),
-                |buf| match codec::encode_into(&value, buf) {
-                    Ok(n) if n == size => true,
-                    Ok(n) => {
-                        enc_err = Some(MessageError::Encode(format!(
-                            "the value encoded to {n} bytes after measuring {size}"
-                        )));
-                        false
+            chan.ring()
+                .try_push(size, chan.cap, claim.send_words(), claim.word(), |buf| {
+                    match codec::encode_into(&value, buf) {
+                        Ok(n) if n == size => true,
+                        Ok(n) => {
+                            enc_err = Some(MessageError::Encode(format!(
+                                "the value encoded to {n} bytes after measuring {size}"
+                            )));
+                            false
+                        }
+                        Err(e) => {
+                            enc_err = Some(e);
+                            false
+                        }
                     }
-                    Err(e) => {
-                        enc_err = Some(e);
-                        false
-                    }
-                },
-            );
+                });
         match pushed {
             Ok(true) => {
                 chan.notify(&chan.hdr().recv_wait);
@@ -1327,8 +1467,24 @@ impl<T> Receiver<T> {
     }
 }
 
+/// What one look at the ring found.
+enum Look<T> {
+    /// A message, or the end of the channel (`Disconnected`, `Invalid`).
+    Got(Result<T, TryRecvError>),
+    /// Nothing was published at the front of the ring. Without `tell_in_flight`, a sender may
+    /// also be writing the message there (telling needs a load of `tail`, the line every send
+    /// writes: a polling waiter would pull it from the sender's cache at every poll).
+    Empty,
+    /// A sender has claimed the front of the ring and not published it yet: a message is
+    /// queued (maybe more behind it) but cannot be taken before it.
+    InFlight,
+}
+
 impl<T: DeserializeOwned> Receiver<T> {
-    fn try_recv_inner(&self) -> Result<T, TryRecvError> {
+    /// One look: takes the message at the front of the ring if one is published. With
+    /// `tell_in_flight`, an unpublished claim at the front is told apart from an empty ring;
+    /// after disconnection it always is (a message being written is drained, not dropped).
+    fn try_recv_inner(&self, tell_in_flight: bool) -> Look<T> {
         let chan = &*self.chan;
         chan.touch(&self.gen_stamp, false);
         let claim = Claim::new(chan.my_slot());
@@ -1345,17 +1501,46 @@ impl<T: DeserializeOwned> Receiver<T> {
                     // The ring's SeqCst `recvd` increment, then this: the notifier half of the
                     // senders' wake handshake (module docs).
                     chan.notify(&chan.hdr().send_wait);
-                    return r.map_err(TryRecvError::Invalid);
+                    return Look::Got(r.map_err(TryRecvError::Invalid));
                 }
                 Pop::Empty => {
                     if second_look {
-                        return Err(TryRecvError::Disconnected);
+                        // Every sender is gone: the channel ends once no send is under way.
+                        return if chan.ring().is_idle() {
+                            Look::Got(Err(TryRecvError::Disconnected))
+                        } else {
+                            Look::InFlight
+                        };
                     }
                     if !chan.senders_gone() {
-                        return Err(TryRecvError::Empty);
+                        return if tell_in_flight && !chan.ring().is_idle() {
+                            Look::InFlight
+                        } else {
+                            Look::Empty
+                        };
                     }
                     // Disconnected: drain what was sent before the last sender left.
                     second_look = true;
+                }
+            }
+        }
+    }
+
+    /// `try_recv`: a look that waits (within [`IN_FLIGHT_PATIENCE`]) for a message a sender is
+    /// writing at the front of the ring, so that `Empty` means nothing is queued.
+    fn try_recv_settled(&self) -> Result<T, TryRecvError> {
+        let mut wait: Option<InFlightWait> = None;
+        loop {
+            match self.try_recv_inner(true) {
+                Look::Got(r) => return r,
+                Look::Empty => return Err(TryRecvError::Empty),
+                Look::InFlight => {
+                    if !wait
+                        .get_or_insert_with(|| InFlightWait::new(&self.chan))
+                        .wait(&self.chan)
+                    {
+                        return Err(TryRecvError::Empty);
+                    }
                 }
             }
         }
@@ -1366,9 +1551,9 @@ impl<T: DeserializeOwned> Receiver<T> {
         let w = &self.chan.hdr().recv_wait;
         let mut naps = 0;
         loop {
-            match self.try_recv_inner() {
-                Err(TryRecvError::Empty) => {}
-                r => {
+            match self.try_recv_inner(false) {
+                Look::Empty | Look::InFlight => {}
+                Look::Got(r) => {
                     backoff.succeeded();
                     return r.map_err(to_timeout_err);
                 }
@@ -1380,9 +1565,9 @@ impl<T: DeserializeOwned> Receiver<T> {
                 return Err(RecvTimeoutError::Timeout);
             }
             let (seq, claimed) = self.prepare_sleep();
-            match self.try_recv_inner() {
-                Err(TryRecvError::Empty) => {}
-                r => return r.map_err(to_timeout_err),
+            match self.try_recv_inner(false) {
+                Look::Empty | Look::InFlight => {}
+                Look::Got(r) => return r.map_err(to_timeout_err),
             }
             let nap = if claimed {
                 naps += 1;
@@ -1560,7 +1745,7 @@ impl<T: Message> uniconc_core::Receiver<T> for Receiver<T> {
     }
 
     fn try_recv(&self) -> Result<T, TryRecvError> {
-        self.try_recv_inner()
+        self.try_recv_settled()
     }
 
     fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
@@ -1574,14 +1759,14 @@ impl<T: Message> uniconc_core::Receiver<T> for Receiver<T> {
             let w = &self.chan.hdr().recv_wait;
             let mut yields = 0;
             loop {
-                match self.try_recv_inner() {
-                    Err(TryRecvError::Empty) => {}
-                    r => return r.map_err(to_recv_err),
+                match self.try_recv_inner(false) {
+                    Look::Empty | Look::InFlight => {}
+                    Look::Got(r) => return r.map_err(to_recv_err),
                 }
                 let (seq, claimed) = self.prepare_sleep();
-                match self.try_recv_inner() {
-                    Err(TryRecvError::Empty) => {}
-                    r => return r.map_err(to_recv_err),
+                match self.try_recv_inner(false) {
+                    Look::Empty | Look::InFlight => {}
+                    Look::Got(r) => return r.map_err(to_recv_err),
                 }
                 if claimed && yields < 16 {
                     // A message is being written: let the executor run something else, then
@@ -1885,6 +2070,17 @@ mod tests {
     use super::*;
     use uniconc_core::{Receiver as _, Sender as _};
 
+    /// Held by every test of this binary that forks: a fork takes a slot in every live
+    /// channel for the child, so a test that counts a channel's free slots must not overlap
+    /// another test's fork.
+    static FORKS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn forks() -> std::sync::MutexGuard<'static, ()> {
+        FORKS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// A channel whose `MAX_PROCESSES` slots are all taken (by live processes: here, this
     /// one) makes `spawn` refuse with a clear error instead of forking a child it could not
     /// count; with three slots free, eight threads spawning at once get exactly three
@@ -1914,6 +2110,7 @@ mod tests {
     /// later reap finds the word moved on; then the record is finished and the slot freed.
     #[test]
     fn a_recovery_a_live_word_holds_back_is_retried() {
+        let _forks = forks();
         use uniconc_core::{JoinHandle as _, Sender as _};
         let (tx, rx) = channel::<Sleepy>(4).unwrap();
         let decoding = SLEEPY_DECODING.get_or_init(|| crate::event().unwrap());
@@ -1953,6 +2150,7 @@ mod tests {
 
     #[test]
     fn a_channel_with_every_process_slot_taken_refuses_a_fork() {
+        let _forks = forks();
         use uniconc_core::{Event as _, JoinHandle as _};
         let (tx, _rx) = channel::<u8>(1).unwrap();
         let hdr = tx.chan.hdr();
@@ -2002,13 +2200,17 @@ mod tests {
         let chan = tx.chan.clone();
         let writer = std::thread::spawn(move || {
             let size = codec::encoded_size(&7u64).unwrap();
-            let pushed = chan
-                .ring()
-                .try_push(size, chan.cap, &SendWords::default(), |buf| {
+            let pushed = chan.ring().try_push(
+                size,
+                chan.cap,
+                &SendWords::default(),
+                &AtomicU64::new(0),
+                |buf| {
                     claimed_tx.send(()).unwrap();
                     go_rx.recv().unwrap();
                     codec::encode_into(&7u64, buf).is_ok_and(|n| n == size)
-                });
+                },
+            );
             chan.notify(&chan.hdr().recv_wait);
             pushed
         });
@@ -2023,6 +2225,34 @@ mod tests {
         assert_eq!(writer.join().unwrap(), Ok(true));
         assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(7));
         drop(tx);
+    }
+
+    /// An unbounded channel whose ring is full (here a small explicit budget; by default it
+    /// is a reservation sized to the machine) acts as a full bounded channel: `try_send`
+    /// says `Full`, `send_timeout` times out (neither loses the value), and room comes back
+    /// as messages are received.
+    #[test]
+    fn an_unbounded_channel_with_a_full_ring_acts_as_full() {
+        let (tx, rx) = ChannelBuilder::new(None)
+            .byte_budget(4096)
+            .build::<Vec<u8>>()
+            .unwrap();
+        let mut sent = 0;
+        while tx.try_send(vec![7; 1000]).is_ok() {
+            sent += 1;
+        }
+        assert!(sent >= 3, "{sent} sent");
+        match tx.try_send(vec![8; 1000]) {
+            Err(TrySendError::Full(v)) => assert_eq!(v, vec![8; 1000]),
+            other => panic!("{other:?}"),
+        }
+        match tx.send_timeout(vec![9; 1000], Duration::from_millis(30)) {
+            Err(SendTimeoutError::Timeout(v)) => assert_eq!(v, vec![9; 1000]),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(rx.recv().unwrap(), vec![7; 1000]);
+        tx.try_send(vec![8; 1000]).unwrap();
+        assert_eq!(rx.len(), sent);
     }
 
     #[test]

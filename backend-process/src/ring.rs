@@ -21,6 +21,10 @@
 //!   record's bytes are contiguous; a record at position `p` starts at cell `p % n`. A record
 //!   never wraps: a producer that would cross the end first writes a *skip* record up to the
 //!   end. The data cells of inline records are never touched (no memory is committed for them).
+//! - A view may set a *soft end* ([`Ring::with_soft_end`]): a producer whose record would cross
+//!   it goes back to cell 0 (a skip record to the end) when the cells there are free. A ring
+//!   reserved much larger than what is usually queued (an unbounded channel's) then commits
+//!   pages for what was queued at the most, not for all the traffic that went round it.
 //!
 //! # Protocol
 //!
@@ -309,6 +313,8 @@ pub(crate) struct Ring<'a> {
     ctl: &'a [CellCtl],
     data: *mut u8,
     n: u64,
+    /// The soft end (see [`Ring::with_soft_end`]); `n` when there is none.
+    soft: u64,
     cache: &'a Cache,
 }
 
@@ -342,8 +348,24 @@ impl<'a> Ring<'a> {
             ctl,
             data,
             n,
+            soft: n,
             cache,
         }
+    }
+
+    /// The same view with a *soft end* at cell `soft`: a record that would cross it goes back
+    /// to cell 0 instead (after a skip record to the end), provided the cells it needs there
+    /// are free; otherwise the ring goes on past it as usual. A large ring then keeps using its
+    /// first `soft` cells while little is queued and reaches further only under a backlog, so
+    /// the pages it commits follow what was queued at most, not the traffic that went round.
+    /// The ring's protocol is unchanged: the skip record is the one a record that would cross
+    /// the end writes. Every view of a ring should use the same soft end (a different one only
+    /// changes where records go, never correctness).
+    #[cfg(not(uniconc_loom))]
+    #[inline]
+    pub(crate) fn with_soft_end(mut self, soft: u64) -> Self {
+        self.soft = soft.clamp(1, self.n);
+        self
     }
 
     /// The largest record that fits at all.
@@ -417,6 +439,39 @@ impl<'a> Ring<'a> {
         d
     }
 
+    /// For a producer of `k` cells at `t` (cell `i`) past the soft end: `true` if every record
+    /// before `t` is read and completed (`done == t`, so nothing is queued or being read).
+    /// The cached `done` is reloaded (a read of the consumers' line) by the record that
+    /// crosses the soft end, then only by those whose cells pass a multiple of 64 positions,
+    /// so records past the soft end while messages stay queued cost no extra miss each.
+    #[inline]
+    fn idle_at(&self, t: u64, i: u64, k: u64) -> bool {
+        // Acquire, as every load of the cache; this only picks where the record goes: the
+        // room checks of `try_push` decide what may be written (SYNC POINT B).
+        self.cache.done.load(Ordering::Acquire) == t
+            || ((i <= self.soft || t >> 6 != (t + k) >> 6) && self.advance_done() == t)
+    }
+
+    /// Takes and completes, as a consumer would, the skip record this producer published at
+    /// `t` to go back from the soft end (the ring was idle, so it is at the head): the whole
+    /// ring is free again at once, not only once a consumer next looks, so a producer that
+    /// fills it before then never finds it full early. `intent` is this thread's consumer
+    /// claim word (see [`Ring::try_pop`]): a producer killed between the claim and the
+    /// completion is settled by [`Ring::recover`]. If a consumer took the record first, it
+    /// completes it.
+    fn pass_skip(&self, t: u64, cells: u64, intent: &AtomicU64) {
+        // Release: as in `claim`.
+        intent.store(t + 1, Ordering::Release);
+        if self
+            .hdr
+            .head
+            .compare_exchange(t, t + cells, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.complete(t, cells, false);
+        }
+    }
+
     #[inline]
     fn publish(&self, t: u64, meta: u32) {
         let c = self.cell(t);
@@ -454,6 +509,7 @@ impl<'a> Ring<'a> {
         len: usize,
         cap: Option<u64>,
         words: &SendWords,
+        intent: &AtomicU64,
         write: impl FnOnce(&mut [u8]) -> bool,
     ) -> Result<bool, Full> {
         assert!(len <= self.max_record(), "record larger than the ring");
@@ -470,6 +526,9 @@ impl<'a> Ring<'a> {
             let t = tail.load(Ordering::Relaxed);
             let i = t & mask;
             let (kk, skip) = if i + k > self.n {
+                (self.n - i, true)
+            } else if i + k > self.soft && i > 0 && self.idle_at(t, i, k) {
+                // Past the soft end with nothing queued: back to cell 0, as at the end.
                 (self.n - i, true)
             } else {
                 (k, false)
@@ -499,6 +558,10 @@ impl<'a> Ring<'a> {
             // We own positions t..t+kk.
             if skip {
                 self.publish(t, SKIP | kk as u32);
+                if i + k <= self.n {
+                    // Back from the soft end: the skip is at the head, pass it at once.
+                    self.pass_skip(t, kk, intent);
+                }
                 continue;
             }
             // Publishes padding in the cells' place (and gives the message slot back) unless
@@ -869,18 +932,30 @@ mod tests {
     }
 
     fn push_bytes(r: &Ring<'_>, b: &[u8]) -> Result<bool, Full> {
-        r.try_push(b.len(), None, &SendWords::default(), |buf| {
-            buf.copy_from_slice(b);
-            true
-        })
+        r.try_push(
+            b.len(),
+            None,
+            &SendWords::default(),
+            &AtomicU64::new(0),
+            |buf| {
+                buf.copy_from_slice(b);
+                true
+            },
+        )
     }
 
     /// Pushes the one-byte record `[v]` into a ring bounded to `cap` messages.
     fn push_one_of(r: &Ring<'_>, cap: u64, v: u8) -> Result<bool, Full> {
-        r.try_push(1, Some(cap), &SendWords::default(), |b| {
-            b[0] = v;
-            true
-        })
+        r.try_push(
+            1,
+            Some(cap),
+            &SendWords::default(),
+            &AtomicU64::new(0),
+            |b| {
+                b[0] = v;
+                true
+            },
+        )
     }
 
     fn pop_bytes(r: &Ring<'_>) -> Option<Vec<u8>> {
@@ -960,7 +1035,9 @@ mod tests {
         assert_eq!(push_bytes(&r, &big), Ok(true));
         assert_eq!(pop_bytes(&r).unwrap(), big);
         assert_eq!(
-            r.try_push(5, None, &SendWords::default(), |_| false),
+            r.try_push(5, None, &SendWords::default(), &AtomicU64::new(0), |_| {
+                false
+            }),
             Ok(false)
         );
         assert!(pop_bytes(&r).is_none());
@@ -1042,9 +1119,13 @@ mod tests {
         let mut o = Owned::new(4);
         let r = o.ring();
         let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            r.try_push(1, Some(1), &SendWords::default(), |_| -> bool {
-                panic!("a Serialize impl panics")
-            })
+            r.try_push(
+                1,
+                Some(1),
+                &SendWords::default(),
+                &AtomicU64::new(0),
+                |_| -> bool { panic!("a Serialize impl panics") },
+            )
         }));
         assert!(res.is_err());
         assert_eq!(r.queued(), 0);
@@ -1131,6 +1212,69 @@ mod tests {
         assert!(r.is_empty());
     }
 
+    /// With a soft end, an idle ring goes back to cell 0 when a record would cross it, and
+    /// the producer passes its skip record itself, so the whole ring is free at once; with
+    /// messages queued, records go on past the soft end.
+    #[test]
+    fn a_soft_end_keeps_an_idle_ring_at_its_start() {
+        let mut o = Owned::new(16);
+        let r = o.ring().with_soft_end(4);
+        let tail = |r: &Ring<'_>| r.hdr.prod.tail.load(Ordering::Relaxed);
+        for v in 0..40u8 {
+            assert_eq!(push_bytes(&r, &[v]), Ok(true));
+            assert!(tail(&r) % 16 <= 4, "record {v} kept to the first cells");
+            assert_eq!(pop_bytes(&r).unwrap(), [v]);
+        }
+        // Just back at cell 0 (an idle crossing): every cell is free, not only those the
+        // skip record's consumer would have given back.
+        while tail(&r) % 16 != 4 {
+            assert_eq!(push_bytes(&r, &[0]), Ok(true));
+            assert_eq!(pop_bytes(&r).unwrap(), [0]);
+        }
+        assert_eq!(push_bytes(&r, &[0]), Ok(true));
+        assert_eq!(tail(&r) % 16, 1, "back at cell 0");
+        for v in 1..16u8 {
+            assert_eq!(
+                push_bytes(&r, &[v]),
+                Ok(true),
+                "record {v} past the soft end"
+            );
+        }
+        assert_eq!(push_bytes(&r, &[16]), Err(Full));
+        for v in 0..16u8 {
+            assert_eq!(pop_bytes(&r).unwrap(), [v]);
+        }
+        assert!(r.is_empty());
+    }
+
+    /// A producer killed while it passes its skip record back from the soft end (claimed as
+    /// a consumer, not completed) is settled by `recover` from its consumer claim word.
+    #[test]
+    fn a_skip_passed_by_a_dead_producer_is_recovered() {
+        let mut o = Owned::new(8);
+        let r = o.ring().with_soft_end(2);
+        for v in 0..2u8 {
+            assert_eq!(push_bytes(&r, &[v]), Ok(true));
+            assert_eq!(pop_bytes(&r).unwrap(), [v]);
+        }
+        // What a producer killed between the claim and the completion leaves.
+        r.reserve(None).unwrap();
+        r.hdr.prod.tail.store(8, Ordering::Relaxed);
+        r.publish(2, SKIP | 6);
+        let word = AtomicU64::new(3);
+        r.hdr.head.store(8, Ordering::Release);
+        assert_eq!(r.hdr.done.done.load(Ordering::Relaxed), 2);
+        assert!(r.recover(word.load(Ordering::Relaxed) - 1));
+        assert_eq!(r.hdr.done.done.load(Ordering::Relaxed), 8);
+        r.unreserve();
+        for v in 0..8u8 {
+            assert_eq!(push_bytes(&r, &[v]), Ok(true));
+        }
+        for v in 0..8u8 {
+            assert_eq!(pop_bytes(&r).unwrap(), [v]);
+        }
+    }
+
     #[test]
     fn the_message_cap_bounds_apart_from_the_cells() {
         let mut o = Owned::new(8);
@@ -1143,12 +1287,24 @@ mod tests {
         assert_eq!(pop_bytes(&r).unwrap(), [1]);
         assert_eq!(push(3), Ok(true));
         assert_eq!(
-            r.try_push(1, Some(2), &SendWords::default(), |_| false),
+            r.try_push(
+                1,
+                Some(2),
+                &SendWords::default(),
+                &AtomicU64::new(0),
+                |_| false
+            ),
             Err(Full)
         );
         assert_eq!(pop_bytes(&r).unwrap(), [2]);
         assert_eq!(
-            r.try_push(1, Some(2), &SendWords::default(), |_| false),
+            r.try_push(
+                1,
+                Some(2),
+                &SendWords::default(),
+                &AtomicU64::new(0),
+                |_| false
+            ),
             Ok(false)
         );
         assert_eq!(r.queued(), 1, "a failed write gives its slot back");
@@ -1219,7 +1375,7 @@ mod loom_tests {
 
     fn push_val(r: &Ring<'_>, v: u8, len: usize) {
         loop {
-            let res = r.try_push(len, None, &SendWords::default(), |b| {
+            let res = r.try_push(len, None, &SendWords::default(), &AtomicU64::new(0), |b| {
                 b.fill(v);
                 true
             });

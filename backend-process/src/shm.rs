@@ -170,6 +170,53 @@ impl<H: ShmSafe> ShmBox<H> {
     }
 }
 
+/// Bytes of RAM plus swap on this machine (swap counted on Linux only); `None` if unknown.
+pub(crate) fn machine_memory() -> Option<u64> {
+    // SAFETY: `sysconf` has no preconditions.
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    let ram = u64::try_from(pages)
+        .ok()?
+        .checked_mul(u64::try_from(page).ok()?)?;
+    Some(ram.saturating_add(swap_bytes()))
+}
+
+#[cfg(target_os = "linux")]
+fn swap_bytes() -> u64 {
+    // SAFETY: an all-zero `sysinfo` is a valid value; the call only writes it.
+    let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid out-pointer.
+    if unsafe { libc::sysinfo(&mut info) } != 0 {
+        return 0;
+    }
+    (info.totalswap as u64).saturating_mul(u64::from(info.mem_unit))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn swap_bytes() -> u64 {
+    0
+}
+
+/// This process's address-space limit (`RLIMIT_AS`), `None` when unlimited or unknown.
+pub(crate) fn address_space_limit() -> Option<u64> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a valid out-pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut r) } != 0 || r.rlim_cur == libc::RLIM_INFINITY
+    {
+        return None;
+    }
+    // `rlim_t` is not `u64` on every platform.
+    #[allow(clippy::unnecessary_cast)]
+    Some(r.rlim_cur as u64)
+}
+
 /// Rounds `n` up to a multiple of `align` (a power of two).
 pub(crate) const fn align_up(n: usize, align: usize) -> usize {
     (n + align - 1) & !(align - 1)

@@ -454,3 +454,56 @@ pub(crate) fn channel_blocking_calls_in_a_thread_local_destructor<B: Backend>() 
     assert_eq!(ack_rx.recv_timeout(LONG), Ok(42));
     thread.join().unwrap();
 }
+
+/// `try_recv` says `Empty` only when nothing is queued: units that each send one message and
+/// then take one with `try_recv` (or `try_iter`), many times over a small channel, always find
+/// one, though the front of the channel is often a message another unit is still sending.
+pub(crate) fn channel_try_recv_after_send_is_never_empty<B: Backend>() {
+    let units = 4;
+    let rounds = 20_000 * scale() as u64;
+    let (tx, rx) = B::channel::<u64>(4).unwrap();
+    let handles: Vec<_> = (0..units)
+        .map(|_| {
+            let (tx, rx) = (tx.clone(), rx.clone());
+            B::spawn(move || -> Result<u64, String> {
+                for i in 0..rounds {
+                    tx.send(i).map_err(|e| format!("send {i}: {e}"))?;
+                    let got = if i % 2 == 0 {
+                        rx.try_recv()
+                    } else {
+                        rx.try_iter().next().ok_or(TryRecvError::Empty)
+                    };
+                    if let Err(e) = got {
+                        return Err(format!("round {i}: {e:?}, {} queued", rx.len()));
+                    }
+                }
+                Ok(rounds)
+            })
+            .unwrap()
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), Ok(rounds));
+    }
+    assert!(rx.is_empty());
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+}
+
+/// An unbounded channel grows with what is queued: 128 MiB of messages (times
+/// `UNICONC_STRESS_SCALE`) are taken by `try_send` without `Full`, and come back in order.
+pub(crate) fn channel_unbounded_holds_128_mib<B: Backend>() {
+    const MSG: usize = 64 << 10;
+    let n = ((128 << 20) / MSG * scale()) as u64;
+    let msg = |i: u64| (i, char::from(b'a' + (i % 26) as u8).to_string().repeat(MSG));
+    let (tx, rx) = B::unbounded::<(u64, String)>().unwrap();
+    for i in 0..n {
+        if let Err(e) = tx.try_send(msg(i)) {
+            panic!("message {i} ({} MiB queued): {e:?}", (i * MSG as u64) >> 20);
+        }
+    }
+    assert_eq!(rx.len() as u64, n);
+    for i in 0..n {
+        assert!(rx.try_recv() == Ok(msg(i)), "message {i} is back, in order");
+    }
+    assert!(rx.is_empty());
+}

@@ -46,6 +46,8 @@ macro_rules! all_tests {
             channel::channel_receiver_into_iterator,
             channel::channel_blocking_calls_in_a_thread_local_destructor,
             channel_values::channel_queued_values_dropped_with_last_receiver,
+            channel::channel_try_recv_after_send_is_never_empty,
+            channel::channel_unbounded_holds_128_mib,
             sync::lock_mutual_exclusion_under_contention,
             sync::lock_try_lock_and_timeout_while_held_elsewhere,
             sync::lock_panicking_holder_poisons_once,
