@@ -151,11 +151,7 @@ impl uniconc_core::Barrier for Barrier {
     /// # Errors
     /// `n == 0` is `InvalidArgument`.
     fn new(n: usize) -> Result<Self, Error> {
-        if n == 0 {
-            return Err(Error::invalid_argument(
-                "a barrier needs at least one party",
-            ));
-        }
+        uniconc_core::validate::barrier_parties(n, usize::MAX)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 n,

@@ -407,11 +407,7 @@ fn new_channel<T>(cap: Option<usize>) -> (Sender<T>, Receiver<T>) {
 /// # Errors
 /// `capacity == 0` is `InvalidArgument` (there is no rendezvous flavour).
 pub fn channel<T>(capacity: usize) -> Result<(Sender<T>, Receiver<T>), Error> {
-    if capacity == 0 {
-        return Err(Error::invalid_argument(
-            "a channel needs a capacity of at least 1 (0 would make every send wait forever)",
-        ));
-    }
+    uniconc_core::validate::channel_capacity(capacity)?;
     Ok(new_channel(Some(capacity)))
 }
 
@@ -674,43 +670,11 @@ impl<T: Send + 'static> Sender<T> {
             slot: None,
         }
     }
-
-    fn send_deadline_inner(
-        &self,
-        value: T,
-        deadline: Option<Instant>,
-    ) -> Result<(), SendTimeoutError<T>> {
-        let mut fut = self.send_async(value);
-        match block_on(&mut fut, deadline) {
-            Some(r) => r.map_err(Into::into),
-            None => {
-                let v = fut
-                    .value
-                    .take()
-                    .expect("a pending send future holds its value");
-                Err(SendTimeoutError::Timeout(v))
-            }
-        }
-    }
 }
 
 impl<T: Send + 'static> uniconc_core::Sender<T> for Sender<T> {
     fn same_channel(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.shared, &other.shared)
-    }
-
-    /// Sends `value`, blocking while the channel is full.
-    ///
-    /// # Panics
-    /// On a task of a current-thread runtime, when it would have to wait (see
-    /// [`crate::runtime`]); on a multi-thread runtime it uses `block_in_place`.
-    fn send(&self, value: T) -> Result<(), SendError<T>> {
-        self.send_deadline_inner(value, None).map_err(|e| match e {
-            SendTimeoutError::Disconnected(v) | SendTimeoutError::Timeout(v) => {
-                SendError::Disconnected(v)
-            }
-            SendTimeoutError::Invalid(v, m) => SendError::Invalid(v, m),
-        })
     }
 
     fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
@@ -728,7 +692,17 @@ impl<T: Send + 'static> uniconc_core::Sender<T> for Sender<T> {
         value: T,
         deadline: Option<Instant>,
     ) -> Result<(), SendTimeoutError<T>> {
-        self.send_deadline_inner(value, deadline)
+        let mut fut = self.send_async(value);
+        match block_on(&mut fut, deadline) {
+            Some(r) => r.map_err(Into::into),
+            None => {
+                let v = fut
+                    .value
+                    .take()
+                    .expect("a pending send future holds its value");
+                Err(SendTimeoutError::Timeout(v))
+            }
+        }
     }
 
     fn send_async(&self, value: T) -> impl Future<Output = Result<(), SendError<T>>> + Send + '_ {
@@ -779,16 +753,6 @@ impl<T: Send + 'static> Receiver<T> {
 impl<T: Send + 'static> uniconc_core::Receiver<T> for Receiver<T> {
     fn same_channel(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.shared, &other.shared)
-    }
-
-    /// Receives the next message, blocking while the channel is empty.
-    ///
-    /// # Panics
-    /// On a task of a current-thread runtime, when it would have to wait (see
-    /// [`crate::runtime`]); on a multi-thread runtime it uses `block_in_place`.
-    fn recv(&self) -> Result<T, RecvError> {
-        let mut fut = self.recv_async();
-        block_on(&mut fut, None).expect("a wait without deadline ends with a result")
     }
 
     fn try_recv(&self) -> Result<T, TryRecvError> {

@@ -49,7 +49,7 @@
 //! - [`channel`](mod@channel): the MPMC channel (own implementation; see `README.md` for why).
 //! - [`lock`](mod@lock), [`semaphore`](mod@semaphore), [`event`](mod@event), [`barrier`](mod@barrier): synchronisation.
 //! - [`Value`] and [`Array`]: in-process (core's `local` module, shared with the thread backend).
-//! - [`unit`](mod@unit): [`spawn`], [`spawn_async`], [`JoinHandle`].
+//! - [`spawn`](mod@spawn): [`spawn`](fn@spawn), [`spawn_async`], [`JoinHandle`].
 //! - [`pool`](mod@pool): [`Pool`], a concurrency-limited set of tasks.
 //! - [`runtime`]: the runtime used and the blocking-wait driver.
 //! - `primitive` (private): the channel's mutex, from `std`, or from loom for the model
@@ -59,9 +59,7 @@
 #![doc(test(attr(deny(warnings))))]
 #![deny(unsafe_op_in_unsafe_fn)]
 
-use std::future::Future;
-
-use uniconc_core::{Backend, Error, Message, Plain};
+use uniconc_core::Backend;
 
 pub mod barrier;
 pub mod channel;
@@ -71,7 +69,7 @@ pub mod pool;
 mod primitive;
 pub mod runtime;
 pub mod semaphore;
-pub mod unit;
+pub mod spawn;
 
 pub use barrier::Barrier;
 pub use channel::{Receiver, RecvFuture, SendFuture, Sender, channel, unbounded};
@@ -79,8 +77,8 @@ pub use event::Event;
 pub use lock::{Lock, LockGuard};
 pub use pool::{Pool, TaskHandle};
 pub use semaphore::Semaphore;
+pub use spawn::{JoinHandle, spawn, spawn_async};
 pub use uniconc_core::local::{Array, ArrayGuard, Value};
-pub use unit::{JoinHandle, spawn, spawn_async};
 
 /// The tokio backend's selector type: `type B = uniconc::Tokio;`.
 ///
@@ -104,7 +102,7 @@ pub use unit::{JoinHandle, spawn, spawn_async};
 /// assert_eq!(<uniconc_async::Tokio as Backend>::NAME, "tokio");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Tokio;
 
 impl Backend for Tokio {
@@ -117,191 +115,146 @@ impl Backend for Tokio {
     const ASYNC_TASKS: bool = true;
     const REMOTE: bool = false;
 
-    type Sender<T: Message> = Sender<T>;
-    type Receiver<T: Message> = Receiver<T>;
-    type Lock = Lock;
-    type Semaphore = Semaphore;
-    type Event = Event;
-    type Barrier = Barrier;
-    type Value<T: Plain> = Value<T>;
-    type Array<T: Plain> = Array<T>;
-    type Pool = Pool;
-    type JoinHandle<R: Message> = JoinHandle<R>;
-
-    fn channel<T: Message>(capacity: usize) -> Result<(Sender<T>, Receiver<T>), Error> {
-        channel::channel(capacity)
-    }
-
-    fn unbounded<T: Message>() -> Result<(Sender<T>, Receiver<T>), Error> {
-        channel::unbounded()
-    }
-
-    fn spawn<F, R>(f: F) -> Result<JoinHandle<R>, Error>
-    where
-        F: FnOnce() -> R + Send + 'static,
-        R: Message,
-    {
-        unit::spawn(f)
-    }
-
-    fn spawn_async<Fut>(fut: Fut) -> Result<JoinHandle<Fut::Output>, Error>
-    where
-        Fut: Future + Send + 'static,
-        Fut::Output: Message,
-    {
-        unit::spawn_async(fut)
-    }
+    uniconc_core::backend_items!();
 }
 
-/// A new lock, not held.
-///
-/// ```
-/// use uniconc_core::{JoinHandle as _, Lock as _};
-/// let lock = uniconc_async::lock()?;
-/// let guard = lock.lock().unwrap(); // the blocking form, outside a runtime
-/// let l = lock.clone();
-/// let task = uniconc_async::spawn_async(async move {
-///     let _g = l.lock_async().await.unwrap(); // waits without blocking its worker thread
-///     "got it"
-/// })?;
-/// drop(guard);
-/// assert_eq!(task.join()?, "got it");
-/// assert!(!lock.is_locked());
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-///
-/// # Errors
-/// Never fails; the `Result` keeps the signature the same on every backend.
-pub fn lock() -> Result<Lock, Error> {
-    <Lock as uniconc_core::Lock>::new()
-}
+uniconc_core::backend_constructors! {
+    /// A new lock, not held.
+    ///
+    /// ```
+    /// use uniconc::{JoinHandle as _, Lock as _};
+    /// let lock = uniconc::tokio::lock()?;
+    /// let guard = lock.lock().unwrap(); // the blocking form, outside a runtime
+    /// let l = lock.clone();
+    /// let task = uniconc::tokio::spawn_async(async move {
+    ///     let _g = l.lock_async().await.unwrap(); // waits without blocking its worker thread
+    ///     "got it"
+    /// })?;
+    /// drop(guard);
+    /// assert_eq!(task.join()?, "got it");
+    /// assert!(!lock.is_locked());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Never fails; the `Result` keeps the signature the same on every backend.
+    lock;
 
-/// A semaphore holding `permits` permits.
-///
-/// ```
-/// use uniconc_core::{JoinHandle as _, Semaphore as _};
-/// let sem = uniconc_async::semaphore(1)?;
-/// let held = sem.acquire();
-/// let s = sem.clone();
-/// let task = uniconc_async::spawn_async(async move {
-///     let _permit = s.acquire_async().await; // waits for the permit held above
-///     s.available()
-/// })?;
-/// drop(held);
-/// assert_eq!(task.join()?, 0);
-/// assert_eq!(sem.available(), 1); // the task's permit went back
-/// assert!(uniconc_async::semaphore(usize::MAX).is_err());
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-///
-/// # Errors
-/// `InvalidArgument` if `permits` exceeds tokio's limit (`usize::MAX >> 3`).
-pub fn semaphore(permits: usize) -> Result<Semaphore, Error> {
-    <Semaphore as uniconc_core::Semaphore>::new(permits)
-}
+    /// A semaphore holding `permits` permits.
+    ///
+    /// ```
+    /// use uniconc::{JoinHandle as _, Semaphore as _};
+    /// let sem = uniconc::tokio::semaphore(1)?;
+    /// let held = sem.acquire();
+    /// let s = sem.clone();
+    /// let task = uniconc::tokio::spawn_async(async move {
+    ///     let _permit = s.acquire_async().await; // waits for the permit held above
+    ///     s.available()
+    /// })?;
+    /// drop(held);
+    /// assert_eq!(task.join()?, 0);
+    /// assert_eq!(sem.available(), 1); // the task's permit went back
+    /// assert!(uniconc::tokio::semaphore(usize::MAX).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidArgument` if `permits` exceeds tokio's limit (`usize::MAX >> 3`).
+    semaphore;
 
-/// A new event, not set.
-///
-/// ```
-/// use uniconc_core::{Event as _, JoinHandle as _};
-/// let ev = uniconc_async::event()?;
-/// let e = ev.clone();
-/// let task = uniconc_async::spawn_async(async move {
-///     e.wait_async().await;
-///     e.is_set()
-/// })?;
-/// ev.set();
-/// assert!(task.join()?);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-///
-/// # Errors
-/// Never fails; the `Result` keeps the signature the same on every backend.
-pub fn event() -> Result<Event, Error> {
-    <Event as uniconc_core::Event>::new()
-}
+    /// A new event, not set.
+    ///
+    /// ```
+    /// use uniconc::{Event as _, JoinHandle as _};
+    /// let ev = uniconc::tokio::event()?;
+    /// let e = ev.clone();
+    /// let task = uniconc::tokio::spawn_async(async move {
+    ///     e.wait_async().await;
+    ///     e.is_set()
+    /// })?;
+    /// ev.set();
+    /// assert!(task.join()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Never fails; the `Result` keeps the signature the same on every backend.
+    event;
 
-/// A barrier for `n` units.
-///
-/// ```
-/// use uniconc_core::{Barrier as _, JoinHandle as _};
-/// let b = uniconc_async::barrier(3)?;
-/// let mut tasks = Vec::new();
-/// for _ in 0..2 {
-///     let b = b.clone();
-///     tasks.push(uniconc_async::spawn_async(async move { b.wait_async().await })?);
-/// }
-/// let mut leaders = usize::from(b.wait()); // this thread is the third party
-/// for t in tasks {
-///     leaders += usize::from(t.join()?);
-/// }
-/// assert_eq!(leaders, 1);
-/// assert!(uniconc_async::barrier(0).is_err());
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-///
-/// # Errors
-/// `n == 0` is `InvalidArgument`.
-pub fn barrier(n: usize) -> Result<Barrier, Error> {
-    <Barrier as uniconc_core::Barrier>::new(n)
-}
+    /// A barrier for `n` units.
+    ///
+    /// ```
+    /// use uniconc::{Barrier as _, JoinHandle as _};
+    /// let b = uniconc::tokio::barrier(3)?;
+    /// let mut tasks = Vec::new();
+    /// for _ in 0..2 {
+    ///     let b = b.clone();
+    ///     tasks.push(uniconc::tokio::spawn_async(async move { b.wait_async().await })?);
+    /// }
+    /// let mut leaders = usize::from(b.wait()); // this thread is the third party
+    /// for t in tasks {
+    ///     leaders += usize::from(t.join()?);
+    /// }
+    /// assert_eq!(leaders, 1);
+    /// assert!(uniconc::tokio::barrier(0).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `n == 0` is `InvalidArgument`.
+    barrier;
 
-/// A shared value holding `value`.
-///
-/// ```
-/// use uniconc_core::{JoinHandle as _, Value as _};
-/// let hits = uniconc_async::value(0u32)?;
-/// let mut tasks = Vec::new();
-/// for _ in 0..4 {
-///     let h = hits.clone();
-///     tasks.push(uniconc_async::spawn_async(async move { h.update(|n| *n += 1) })?);
-/// }
-/// for t in tasks {
-///     t.join()?;
-/// }
-/// assert_eq!(hits.load(), 4);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-///
-/// # Errors
-/// Never fails; the `Result` keeps the signature the same on every backend.
-pub fn value<T: Plain>(value: T) -> Result<Value<T>, Error> {
-    <Value<T> as uniconc_core::Value<T>>::new(value)
-}
+    /// A shared value holding `value`.
+    ///
+    /// ```
+    /// use uniconc::{JoinHandle as _, Value as _};
+    /// let hits = uniconc::tokio::value(0u32)?;
+    /// let mut tasks = Vec::new();
+    /// for _ in 0..4 {
+    ///     let h = hits.clone();
+    ///     tasks.push(uniconc::tokio::spawn_async(async move { h.update(|n| *n += 1) })?);
+    /// }
+    /// for t in tasks {
+    ///     t.join()?;
+    /// }
+    /// assert_eq!(hits.load(), 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Never fails; the `Result` keeps the signature the same on every backend.
+    value;
 
-/// A shared array of `len` zeroed elements.
-///
-/// ```
-/// use uniconc_core::{Array as _, JoinHandle as _};
-/// let arr = uniconc_async::array::<f64>(3)?;
-/// let a = arr.clone();
-/// let h = uniconc_async::spawn(move || (0..3).try_for_each(|i| a.set(i, i as f64 / 2.0)))?;
-/// h.join()??;
-/// assert_eq!(arr.to_vec(), [0.0, 0.5, 1.0]);
-/// assert_eq!(arr.get(3), None);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-///
-/// # Errors
-/// `InvalidArgument` if it cannot be allocated.
-pub fn array<T: Plain>(len: usize) -> Result<Array<T>, Error> {
-    <Array<T> as uniconc_core::Array<T>>::new(len)
-}
+    /// A shared array of `len` zeroed elements.
+    ///
+    /// ```
+    /// use uniconc::{Array as _, JoinHandle as _};
+    /// let arr = uniconc::tokio::array::<f64>(3)?;
+    /// let a = arr.clone();
+    /// let h = uniconc::tokio::spawn(move || (0..3).try_for_each(|i| a.set(i, i as f64 / 2.0)))?;
+    /// h.join()??;
+    /// assert_eq!(arr.to_vec(), [0.0, 0.5, 1.0]);
+    /// assert_eq!(arr.get(3), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidArgument` if it cannot be allocated.
+    array;
 
-/// A pool running at most `workers` jobs at once.
-///
-/// ```
-/// use uniconc_core::{Pool as _, TaskHandle as _};
-/// let pool = uniconc_async::pool(2)?;
-/// assert_eq!(pool.map(|x: u32| x + 1, 0..3)?, [1, 2, 3]); // sync closures: blocking pool
-/// let task = pool.submit_async(|x: u32| async move { x * 2 }, 21)?; // async closures: tasks
-/// assert_eq!(task.wait(), Ok(42));
-/// assert!(uniconc_async::pool(0).is_err());
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-///
-/// # Errors
-/// `InvalidArgument` for 0 workers; the crate's own runtime could not be started.
-pub fn pool(workers: usize) -> Result<Pool, Error> {
-    <Pool as uniconc_core::Pool>::new(workers)
+    /// A pool running at most `workers` jobs at once.
+    ///
+    /// ```
+    /// use uniconc::{Pool as _, TaskHandle as _};
+    /// let pool = uniconc::tokio::pool(2)?;
+    /// assert_eq!(pool.map(|x: u32| x + 1, 0..3)?, [1, 2, 3]); // sync closures: blocking pool
+    /// let task = pool.submit_async(|x: u32| async move { x * 2 }, 21)?; // async closures: tasks
+    /// assert_eq!(task.wait(), Ok(42));
+    /// assert!(uniconc::tokio::pool(0).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidArgument` for 0 workers; the crate's own runtime could not be started.
+    pool;
 }

@@ -591,12 +591,12 @@ impl uniconc_core::Pool for Pool {
     type TaskHandle<R: Message> = TaskHandle<R>;
 
     /// # Errors
-    /// The crate's own runtime could not be started; more workers than tokio's semaphore
-    /// can count; `task_timeout` on a runtime without a time driver (`InvalidArgument`).
+    /// `InvalidArgument` for out-of-range settings (as [`PoolConfig::validate`] says, or more
+    /// workers than tokio's semaphore can count) and for a `task_timeout` on a runtime
+    /// without a time driver; `Os` if the crate's own runtime could not be started.
     fn with_config(config: PoolConfig) -> Result<Self, Error> {
-        if config.workers > tokio::sync::Semaphore::MAX_PERMITS {
-            return Err(Error::invalid_argument("too many workers for a pool"));
-        }
+        config.validate()?;
+        uniconc_core::validate::pool_workers(config.workers, tokio::sync::Semaphore::MAX_PERMITS)?;
         let handle = try_handle()?;
         if config.task_timeout.is_some() && !has_time_driver(&handle) {
             return Err(Error::invalid_argument(

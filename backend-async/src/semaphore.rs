@@ -55,12 +55,7 @@ impl uniconc_core::Semaphore for Semaphore {
     /// # Errors
     /// `InvalidArgument` if `permits` exceeds tokio's limit (`usize::MAX >> 3`).
     fn new(permits: usize) -> Result<Self, Error> {
-        if permits > tokio::sync::Semaphore::MAX_PERMITS {
-            return Err(Error::invalid_argument(format!(
-                "a semaphore holds at most {} permits, not {permits}",
-                tokio::sync::Semaphore::MAX_PERMITS
-            )));
-        }
+        uniconc_core::validate::semaphore_permits(permits, tokio::sync::Semaphore::MAX_PERMITS)?;
         Ok(Self {
             inner: Arc::new(tokio::sync::Semaphore::new(permits)),
         })

@@ -69,3 +69,12 @@ fn public_types_have_the_expected_auto_traits() {
     send::<uniconc_async::JoinHandle<u8>>();
     send::<uniconc_async::TaskHandle<u8>>();
 }
+
+#[test]
+fn marker_derives_what_every_backend_marker_derives() {
+    use std::collections::HashSet;
+    fn derives<M: Clone + Copy + std::fmt::Debug + Default + Eq + std::hash::Hash>() {}
+    derives::<Tokio>();
+    let set: HashSet<Tokio> = [Tokio, Tokio].into_iter().collect();
+    assert_eq!(set.len(), 1);
+}

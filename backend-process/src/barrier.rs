@@ -46,27 +46,6 @@ pub struct Barrier {
     parties: u32,
 }
 
-/// A barrier that releases its waiters when `n` of them have arrived.
-///
-/// ```
-/// use uniconc_core::{Barrier as _, JoinHandle as _};
-/// let b = uniconc_process::barrier(2)?;
-/// let child = uniconc_process::spawn({
-///     let b = b.clone();
-///     move || b.wait()
-/// })?;
-/// let leader_here = b.wait(); // returns once the child arrived too
-/// assert!(leader_here != child.join()?); // exactly one of the two processes leads
-/// assert!(uniconc_process::barrier(0).is_err());
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-///
-/// # Errors
-/// `InvalidArgument` if `n == 0` or `n >= 2^31`; `Os` if shared memory cannot be mapped.
-pub fn barrier(n: usize) -> Result<Barrier, Error> {
-    <Barrier as uniconc_core::Barrier>::new(n)
-}
-
 enum Arrival {
     Leader,
     Waiting(u32),
@@ -132,11 +111,7 @@ impl Barrier {
 
 impl uniconc_core::Barrier for Barrier {
     fn new(n: usize) -> Result<Self, Error> {
-        if n == 0 || n >= (1 << 31) {
-            return Err(Error::invalid_argument(
-                "a barrier needs between 1 and 2^31 - 1 parties",
-            ));
-        }
+        uniconc_core::validate::barrier_parties(n, (1 << 31) - 1)?;
         procs::install_fork_handlers();
         Ok(Self {
             shm: Arc::new(ShmBox::new(4096, false)?),
@@ -210,6 +185,7 @@ impl uniconc_core::Barrier for Barrier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::barrier;
     use std::time::Duration;
     use uniconc_core::Barrier as _;
 

@@ -962,10 +962,8 @@ impl ChannelBuilder {
 }
 
 fn new_chan(capacity: Option<usize>, budget: Option<usize>) -> Result<Chan, Error> {
-    if capacity == Some(0) {
-        return Err(Error::invalid_argument(
-            "a channel needs a capacity of at least 1 (a rendezvous channel is not supported across processes)",
-        ));
+    if let Some(capacity) = capacity {
+        uniconc_core::validate::channel_capacity(capacity)?;
     }
     let budget = match (budget, capacity) {
         (Some(b), _) => b.max(4096),
@@ -1663,15 +1661,6 @@ impl<T: Message> uniconc_core::Sender<T> for Sender<T> {
         Arc::ptr_eq(&self.chan, &other.chan)
     }
 
-    fn send(&self, value: T) -> Result<(), SendError<T>> {
-        self.send_inner(value, None).map_err(|e| match e {
-            SendTimeoutError::Disconnected(v) | SendTimeoutError::Timeout(v) => {
-                SendError::Disconnected(v)
-            }
-            SendTimeoutError::Invalid(v, m) => SendError::Invalid(v, m),
-        })
-    }
-
     fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
         match self.try_send_inner(value) {
             Ok(()) => Ok(()),
@@ -1680,6 +1669,7 @@ impl<T: Message> uniconc_core::Sender<T> for Sender<T> {
         }
     }
 
+    #[inline]
     fn send_deadline(
         &self,
         value: T,
@@ -1735,17 +1725,11 @@ impl<T: Message> uniconc_core::Receiver<T> for Receiver<T> {
         Arc::ptr_eq(&self.chan, &other.chan)
     }
 
-    fn recv(&self) -> Result<T, RecvError> {
-        self.recv_inner(None).map_err(|e| match e {
-            RecvTimeoutError::Invalid(m) => RecvError::Invalid(m),
-            _ => RecvError::Disconnected,
-        })
-    }
-
     fn try_recv(&self) -> Result<T, TryRecvError> {
         self.try_recv_settled()
     }
 
+    #[inline]
     fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         self.recv_inner(deadline)
     }

@@ -43,27 +43,6 @@ pub struct Event {
     shm: Arc<ShmBox<EventShm>>,
 }
 
-/// A new event, not set.
-///
-/// ```
-/// use uniconc_core::{Event as _, JoinHandle as _};
-/// let ev = uniconc_process::event()?;
-/// let child = uniconc_process::spawn({
-///     let ev = ev.clone();
-///     move || ev.wait() // blocks in the child until the parent sets it
-/// })?;
-/// assert!(!ev.is_set());
-/// ev.set();
-/// child.join()?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-///
-/// # Errors
-/// `Os` if shared memory cannot be mapped.
-pub fn event() -> Result<Event, Error> {
-    <Event as uniconc_core::Event>::new()
-}
-
 impl Event {
     fn s(&self) -> &EventShm {
         self.shm.header()
@@ -150,6 +129,7 @@ impl uniconc_core::Event for Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event;
     use std::time::Duration;
     use uniconc_core::Event as _;
 

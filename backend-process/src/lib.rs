@@ -73,17 +73,17 @@ cfg_if::cfg_if! {
         mod waiter;
         mod wake;
 
-        pub use barrier::{Barrier, barrier};
+        pub use barrier::Barrier;
         pub use channel::{
             ChannelBuilder, MAX_PROCESSES, Receiver, Sender, UNBOUNDED_BUDGET, channel,
             forget_inherited_handles, unbounded,
         };
-        pub use event::{Event, event};
-        pub use lock::{Lock, LockGuard, lock};
-        pub use pool::{Pool, TaskHandle, pool};
+        pub use event::Event;
+        pub use lock::{Lock, LockGuard};
+        pub use pool::{Pool, TaskHandle};
         pub use spawn::{JoinHandle, spawn, spawn_async};
-        pub use semaphore::{MAX_PERMITS, Semaphore, semaphore};
-        pub use state::{Array, ArrayGuard, Value, ValueGuard, array, value};
+        pub use semaphore::{MAX_PERMITS, Semaphore};
+        pub use state::{Array, ArrayGuard, Value, ValueGuard};
     }
 }
 
@@ -122,41 +122,148 @@ impl uniconc_core::Backend for Process {
     const ASYNC_TASKS: bool = false;
     const REMOTE: bool = false;
 
-    type Sender<T: uniconc_core::Message> = Sender<T>;
-    type Receiver<T: uniconc_core::Message> = Receiver<T>;
-    type Lock = Lock;
-    type Semaphore = Semaphore;
-    type Event = Event;
-    type Barrier = Barrier;
-    type Value<T: uniconc_core::Plain> = Value<T>;
-    type Array<T: uniconc_core::Plain> = Array<T>;
-    type Pool = Pool;
-    type JoinHandle<R: uniconc_core::Message> = JoinHandle<R>;
+    uniconc_core::backend_items!();
+}
 
-    fn channel<T: uniconc_core::Message>(
-        capacity: usize,
-    ) -> Result<(Sender<T>, Receiver<T>), uniconc_core::Error> {
-        channel(capacity)
-    }
+#[cfg(not(uniconc_loom))]
+uniconc_core::backend_constructors! {
+    /// A new, unlocked process-shared lock.
+    ///
+    /// ```
+    /// use uniconc::{JoinHandle as _, Lock as _, Value as _};
+    /// let (lock, total) = (uniconc::process::lock()?, uniconc::process::value(0u64)?);
+    /// let children = (0..2)
+    ///     .map(|_| {
+    ///         let (lock, total) = (lock.clone(), total.clone());
+    ///         uniconc::process::spawn(move || {
+    ///             for _ in 0..100 {
+    ///                 let _g = lock.lock().unwrap(); // a read-modify-write under the lock
+    ///                 total.store(total.load() + 1);
+    ///             }
+    ///         })
+    ///     })
+    ///     .collect::<Result<Vec<_>, _>>()?;
+    /// for c in children {
+    ///     c.join()?;
+    /// }
+    /// assert_eq!(total.load(), 200);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `Os` if shared memory cannot be mapped.
+    lock;
 
-    fn unbounded<T: uniconc_core::Message>() -> Result<(Sender<T>, Receiver<T>), uniconc_core::Error>
-    {
-        unbounded()
-    }
+    /// A semaphore holding `permits` permits.
+    ///
+    /// ```
+    /// use uniconc::{JoinHandle as _, Semaphore as _};
+    /// let sem = uniconc::process::semaphore(2)?;
+    /// let held = sem.acquire();
+    /// let child = uniconc::process::spawn({
+    ///     let sem = sem.clone();
+    ///     move || sem.try_acquire().is_ok() // one permit is left for the child
+    /// })?;
+    /// assert!(child.join()?);
+    /// assert_eq!(sem.available(), 1); // the child's permit went back when it was dropped
+    /// drop(held);
+    /// assert!(uniconc::process::semaphore(uniconc::process::MAX_PERMITS + 1).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidArgument` above [`MAX_PERMITS`]; `Os` if shared memory cannot be mapped.
+    semaphore;
 
-    fn spawn<F, R>(f: F) -> Result<JoinHandle<R>, uniconc_core::Error>
-    where
-        F: FnOnce() -> R + Send + 'static,
-        R: uniconc_core::Message,
-    {
-        spawn(f)
-    }
+    /// A new event, not set.
+    ///
+    /// ```
+    /// use uniconc::{Event as _, JoinHandle as _};
+    /// let ev = uniconc::process::event()?;
+    /// let child = uniconc::process::spawn({
+    ///     let ev = ev.clone();
+    ///     move || ev.wait() // blocks in the child until the parent sets it
+    /// })?;
+    /// assert!(!ev.is_set());
+    /// ev.set();
+    /// child.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `Os` if shared memory cannot be mapped.
+    event;
 
-    fn spawn_async<Fut>(fut: Fut) -> Result<JoinHandle<Fut::Output>, uniconc_core::Error>
-    where
-        Fut: std::future::Future + Send + 'static,
-        Fut::Output: uniconc_core::Message,
-    {
-        spawn_async(fut)
-    }
+    /// A barrier that releases its waiters when `n` of them have arrived.
+    ///
+    /// ```
+    /// use uniconc::{Barrier as _, JoinHandle as _};
+    /// let b = uniconc::process::barrier(2)?;
+    /// let child = uniconc::process::spawn({
+    ///     let b = b.clone();
+    ///     move || b.wait()
+    /// })?;
+    /// let leader_here = b.wait(); // returns once the child arrived too
+    /// assert!(leader_here != child.join()?); // exactly one of the two processes leads
+    /// assert!(uniconc::process::barrier(0).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidArgument` if `n == 0` or `n >= 2^31`; `Os` if shared memory cannot be mapped.
+    barrier;
+
+    /// A new shared value holding `value`.
+    ///
+    /// ```
+    /// use uniconc::{JoinHandle as _, Value as _};
+    /// let pid = uniconc::process::value(0u32)?;
+    /// let child = uniconc::process::spawn({
+    ///     let pid = pid.clone();
+    ///     move || pid.store(std::process::id())
+    /// })?;
+    /// let child_pid = child.id();
+    /// child.join()?;
+    /// assert_eq!(pid.load(), child_pid); // stored by the child
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `Os` if shared memory cannot be mapped.
+    value;
+
+    /// A new shared array of `len` zeroed elements.
+    ///
+    /// ```
+    /// use uniconc::{Array as _, JoinHandle as _};
+    /// let squares = uniconc::process::array::<u32>(4)?;
+    /// let child = uniconc::process::spawn({
+    ///     let squares = squares.clone();
+    ///     move || (0..4).all(|i| squares.set(i, (i * i) as u32).is_ok())
+    /// })?;
+    /// assert!(child.join()?);
+    /// assert_eq!(squares.to_vec(), [0, 1, 4, 9]);
+    /// assert!(uniconc::process::array::<u64>(usize::MAX).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidArgument` if the size overflows; `Os` if shared memory cannot be mapped.
+    array;
+
+    /// A pool of `workers` worker processes with default settings: `Pool::new(workers)`.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for 0 workers or more than [`Pool::max_workers`] (nothing is forked then);
+    /// `Os` if a worker could not be forked.
+    ///
+    /// ```
+    /// use uniconc::{Pool as _, TaskHandle as _};
+    ///
+    /// let pool = uniconc::process::pool(2)?;
+    /// let h = pool.submit(|s: String| s.len(), "four".to_string())?;
+    /// assert_eq!(h.wait()?, 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pool;
 }

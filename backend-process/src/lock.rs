@@ -345,35 +345,6 @@ impl Lock {
     }
 }
 
-/// A new, unlocked process-shared lock.
-///
-/// ```
-/// use uniconc_core::{JoinHandle as _, Lock as _, Value as _};
-/// let (lock, total) = (uniconc_process::lock()?, uniconc_process::value(0u64)?);
-/// let children = (0..2)
-///     .map(|_| {
-///         let (lock, total) = (lock.clone(), total.clone());
-///         uniconc_process::spawn(move || {
-///             for _ in 0..100 {
-///                 let _g = lock.lock().unwrap(); // a read-modify-write under the lock
-///                 total.store(total.load() + 1);
-///             }
-///         })
-///     })
-///     .collect::<Result<Vec<_>, _>>()?;
-/// for c in children {
-///     c.join()?;
-/// }
-/// assert_eq!(total.load(), 200);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-///
-/// # Errors
-/// `Os` if shared memory cannot be mapped.
-pub fn lock() -> Result<Lock, Error> {
-    <Lock as uniconc_core::Lock>::new()
-}
-
 impl uniconc_core::Lock for Lock {
     type Guard<'a> = LockGuard<'a>;
 
@@ -429,6 +400,7 @@ impl uniconc_core::Lock for Lock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lock;
     use std::time::Duration;
     use uniconc_core::Lock as _;
 

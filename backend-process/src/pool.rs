@@ -161,24 +161,6 @@ impl std::fmt::Debug for Pool {
     }
 }
 
-/// A pool of `workers` worker processes with default settings: `Pool::new(workers)`.
-///
-/// # Errors
-/// `InvalidArgument` for 0 workers or more than [`Pool::max_workers`] (nothing is forked then);
-/// `Os` if a worker could not be forked.
-///
-/// ```
-/// use uniconc_core::{Pool as _, TaskHandle as _};
-///
-/// let pool = uniconc_process::pool(2)?;
-/// let h = pool.submit(|s: String| s.len(), "four".to_string())?;
-/// assert_eq!(h.wait()?, 4);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub fn pool(workers: usize) -> Result<Pool, Error> {
-    <Pool as uniconc_core::Pool>::new(workers)
-}
-
 struct Shared {
     owner: Pid,
     config: PoolConfig,
@@ -1389,11 +1371,7 @@ impl Pool {
         R: Message,
         F: FnOnce(T) -> R + Send + 'static,
     {
-        if timeout.is_zero() {
-            return Err(PoolError::Spawn(Error::invalid_argument(
-                "a task timeout must be longer than zero",
-            )));
-        }
+        uniconc_core::validate::task_timeout(Some(timeout)).map_err(PoolError::Spawn)?;
         self.submit_inner(f, arg, Some(timeout))
     }
 

@@ -60,29 +60,6 @@ pub struct Semaphore {
     shm: Arc<ShmBox<SemShm>>,
 }
 
-/// A semaphore holding `permits` permits.
-///
-/// ```
-/// use uniconc_core::{JoinHandle as _, Semaphore as _};
-/// let sem = uniconc_process::semaphore(2)?;
-/// let held = sem.acquire();
-/// let child = uniconc_process::spawn({
-///     let sem = sem.clone();
-///     move || sem.try_acquire().is_ok() // one permit is left for the child
-/// })?;
-/// assert!(child.join()?);
-/// assert_eq!(sem.available(), 1); // the child's permit went back when it was dropped
-/// drop(held);
-/// assert!(uniconc_process::semaphore(uniconc_process::MAX_PERMITS + 1).is_err());
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-///
-/// # Errors
-/// `InvalidArgument` above [`MAX_PERMITS`]; `Os` if shared memory cannot be mapped.
-pub fn semaphore(permits: usize) -> Result<Semaphore, Error> {
-    <Semaphore as uniconc_core::Semaphore>::new(permits)
-}
-
 impl Semaphore {
     fn s(&self) -> &SemShm {
         self.shm.header()
@@ -99,11 +76,7 @@ impl Semaphore {
 
 impl uniconc_core::Semaphore for Semaphore {
     fn new(permits: usize) -> Result<Self, Error> {
-        if permits > MAX_PERMITS {
-            return Err(Error::invalid_argument(format!(
-                "a process semaphore holds at most {MAX_PERMITS} permits"
-            )));
-        }
+        uniconc_core::validate::semaphore_permits(permits, MAX_PERMITS)?;
         procs::install_fork_handlers();
         let shm = ShmBox::<SemShm>::new(4096, false)?;
         shm.header().count.store(permits as u32, Ordering::Relaxed);
@@ -197,6 +170,7 @@ impl uniconc_core::Semaphore for Semaphore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::semaphore;
     use std::time::Duration;
     use uniconc_core::{Semaphore as _, WaitError};
 

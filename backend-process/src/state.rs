@@ -174,27 +174,6 @@ impl<T> Drop for ValueGuard<'_, T> {
     }
 }
 
-/// A new shared value holding `value`.
-///
-/// ```
-/// use uniconc_core::{JoinHandle as _, Value as _};
-/// let pid = uniconc_process::value(0u32)?;
-/// let child = uniconc_process::spawn({
-///     let pid = pid.clone();
-///     move || pid.store(std::process::id())
-/// })?;
-/// let child_pid = child.id();
-/// child.join()?;
-/// assert_eq!(pid.load(), child_pid); // stored by the child
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-///
-/// # Errors
-/// `Os` if shared memory cannot be mapped.
-pub fn value<T: Plain>(value: T) -> Result<Value<T>, Error> {
-    <Value<T> as uniconc_core::Value<T>>::new(value)
-}
-
 impl<T: Plain> uniconc_core::Value<T> for Value<T> {
     type Guard<'a> = ValueGuard<'a, T>;
 
@@ -352,27 +331,6 @@ impl<T> Drop for ArrayGuard<'_, T> {
     }
 }
 
-/// A new shared array of `len` zeroed elements.
-///
-/// ```
-/// use uniconc_core::{Array as _, JoinHandle as _};
-/// let squares = uniconc_process::array::<u32>(4)?;
-/// let child = uniconc_process::spawn({
-///     let squares = squares.clone();
-///     move || (0..4).all(|i| squares.set(i, (i * i) as u32).is_ok())
-/// })?;
-/// assert!(child.join()?);
-/// assert_eq!(squares.to_vec(), [0, 1, 4, 9]);
-/// assert!(uniconc_process::array::<u64>(usize::MAX).is_err());
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-///
-/// # Errors
-/// `InvalidArgument` if the size overflows; `Os` if shared memory cannot be mapped.
-pub fn array<T: Plain>(len: usize) -> Result<Array<T>, Error> {
-    <Array<T> as uniconc_core::Array<T>>::new(len)
-}
-
 impl<T: Plain> Array<T> {
     fn guard(&self) -> ArrayGuard<'_, T> {
         self.cells.lock();
@@ -438,6 +396,7 @@ impl<T: Plain> uniconc_core::Array<T> for Array<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{array, value};
     use uniconc_core::{Array as _, Value as _};
 
     #[test]

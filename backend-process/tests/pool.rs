@@ -1301,3 +1301,18 @@ fn map_over_a_vec_does_not_fault_its_memory_in_at_every_call() {
     // 2048 pages would be one 8 MB buffer faulted in again.
     assert!(per_call < 1000, "{per_call} page faults per call");
 }
+
+#[test]
+fn a_zero_task_timeout_is_refused_with_the_core_message() {
+    let _s = serial("a_zero_task_timeout_is_refused_with_the_core_message");
+    let pool = Pool::new(1).unwrap();
+    let err = pool
+        .submit_with_timeout(double, 1, Duration::ZERO)
+        .expect_err("a zero timeout is refused");
+    let rule = uniconc_core::validate::task_timeout(Some(Duration::ZERO)).unwrap_err();
+    match err {
+        PoolError::Spawn(e) => assert_eq!(e.to_string(), rule.to_string()),
+        other => panic!("unexpected: {other:?}"),
+    }
+    assert_eq!(pool.submit(double, 2).unwrap().wait(), Ok(4)); // the pool goes on
+}

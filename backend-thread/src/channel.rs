@@ -94,7 +94,7 @@ use uniconc_core::{
     Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
 
-use crate::waiters::WakerSet;
+use crate::waiter::WakerSet;
 
 /// State shared by every handle of one channel, beside crossbeam's own.
 struct Shared<T> {
@@ -249,12 +249,7 @@ impl<T> Shared<T> {
 /// `InvalidArgument` for `capacity == 0` (uniconc has no rendezvous channel: a capacity of 0
 /// is refused rather than silently changing the meaning of `send`).
 pub fn channel<T: Send + 'static>(capacity: usize) -> Result<(Sender<T>, Receiver<T>), Error> {
-    if capacity == 0 {
-        return Err(Error::invalid_argument(
-            "a channel needs a capacity of at least 1 (capacity 0 would be a rendezvous channel, \
-             which uniconc does not offer)",
-        ));
-    }
+    uniconc_core::validate::channel_capacity(capacity)?;
     let (tx, rx) = cb::bounded(capacity);
     Ok(pair(tx, rx, true))
 }
@@ -495,17 +490,11 @@ impl<T: Send + 'static> uniconc_core::Sender<T> for Sender<T> {
         Arc::ptr_eq(&self.shared, &other.shared)
     }
 
-    fn send(&self, value: T) -> Result<(), SendError<T>> {
-        self.send_blocking(value, None).map_err(|e| match e {
-            SendTimeoutError::Invalid(v, m) => SendError::Invalid(v, m),
-            other => SendError::Disconnected(other.into_inner()),
-        })
-    }
-
     fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
         self.attempt(value)
     }
 
+    #[inline]
     fn send_deadline(
         &self,
         value: T,
@@ -619,15 +608,11 @@ impl<T: Send + 'static> uniconc_core::Receiver<T> for Receiver<T> {
         Arc::ptr_eq(&self.shared, &other.shared)
     }
 
-    fn recv(&self) -> Result<T, RecvError> {
-        self.recv_blocking(None)
-            .map_err(|_| RecvError::Disconnected)
-    }
-
     fn try_recv(&self) -> Result<T, TryRecvError> {
         self.attempt()
     }
 
+    #[inline]
     fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         self.recv_blocking(deadline)
     }

@@ -24,7 +24,7 @@
 //! - [`Value`], [`Array`]: in-process (core's `local` module, shared with the tokio backend).
 //! - [`spawn`](mod@spawn): [`spawn`](fn@spawn), [`spawn_async`], [`JoinHandle`].
 //! - [`pool`](mod@pool): [`Pool`], [`TaskHandle`].
-//! - `waiters` (private): the waker registry and the mutex + condvar + wakers monitor behind
+//! - `waiter` (private): the waker registry and the mutex + condvar + wakers monitor behind
 //!   every `_async` form.
 //! - `primitive` (private): the registry's atomics and mutex, from `std`, or from loom for
 //!   the model checks (`cfg(uniconc_loom)`).
@@ -51,11 +51,9 @@ pub mod pool;
 mod primitive;
 pub mod spawn;
 pub mod sync;
-mod waiters;
+mod waiter;
 
-use std::future::Future;
-
-use uniconc_core::{Backend, Error, Message, Plain};
+use uniconc_core::Backend;
 
 pub use channel::{Receiver, Sender, channel, unbounded};
 pub use pool::{Imap, Pool, TaskHandle};
@@ -96,174 +94,129 @@ impl Backend for Thread {
     const ASYNC_TASKS: bool = false;
     const REMOTE: bool = false;
 
-    type Sender<T: Message> = Sender<T>;
-    type Receiver<T: Message> = Receiver<T>;
-    type Lock = Lock;
-    type Semaphore = Semaphore;
-    type Event = Event;
-    type Barrier = Barrier;
-    type Value<T: Plain> = Value<T>;
-    type Array<T: Plain> = Array<T>;
-    type Pool = Pool;
-    type JoinHandle<R: Message> = JoinHandle<R>;
-
-    fn channel<T: Message>(capacity: usize) -> Result<(Sender<T>, Receiver<T>), Error> {
-        channel::channel(capacity)
-    }
-
-    fn unbounded<T: Message>() -> Result<(Sender<T>, Receiver<T>), Error> {
-        channel::unbounded()
-    }
-
-    fn spawn<F, R>(f: F) -> Result<JoinHandle<R>, Error>
-    where
-        F: FnOnce() -> R + Send + 'static,
-        R: Message,
-    {
-        spawn::spawn(f)
-    }
-
-    fn spawn_async<Fut>(fut: Fut) -> Result<JoinHandle<Fut::Output>, Error>
-    where
-        Fut: Future + Send + 'static,
-        Fut::Output: Message,
-    {
-        spawn::spawn_async(fut)
-    }
+    uniconc_core::backend_items!();
 }
 
-/// A new lock, not held.
-///
-/// ```
-/// use uniconc_core::{JoinHandle as _, Lock as _};
-/// let lock = uniconc_thread::lock()?;
-/// let guard = lock.lock().unwrap();
-/// let other = lock.clone(); // another handle to the same lock
-/// let h = uniconc_thread::spawn(move || other.try_lock().is_err())?;
-/// assert_eq!(h.join(), Ok(true)); // held here, so the other thread could not take it
-/// drop(guard);
-/// assert!(!lock.is_locked());
-/// # Ok::<(), uniconc_core::Error>(())
-/// ```
-///
-/// # Errors
-/// Never fails on this backend (the same signature on every backend).
-pub fn lock() -> Result<Lock, Error> {
-    <Lock as uniconc_core::Lock>::new()
-}
+uniconc_core::backend_constructors! {
+    /// A new lock, not held.
+    ///
+    /// ```
+    /// use uniconc::{JoinHandle as _, Lock as _};
+    /// let lock = uniconc::thread::lock()?;
+    /// let guard = lock.lock().unwrap();
+    /// let other = lock.clone(); // another handle to the same lock
+    /// let h = uniconc::thread::spawn(move || other.try_lock().is_err())?;
+    /// assert_eq!(h.join(), Ok(true)); // held here, so the other thread could not take it
+    /// drop(guard);
+    /// assert!(!lock.is_locked());
+    /// # Ok::<(), uniconc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Never fails on this backend (the same signature on every backend).
+    lock;
 
-/// A semaphore holding `permits` permits.
-///
-/// ```
-/// use uniconc_core::{JoinHandle as _, Semaphore as _};
-/// let sem = uniconc_thread::semaphore(2)?;
-/// let held = sem.acquire();
-/// let s = sem.clone();
-/// let h = uniconc_thread::spawn(move || s.try_acquire().is_ok())?;
-/// assert_eq!(h.join(), Ok(true)); // one permit was left for the other thread
-/// assert_eq!(sem.available(), 1); // its permit went back when it was dropped
-/// drop(held);
-/// assert_eq!(sem.available(), 2);
-/// # Ok::<(), uniconc_core::Error>(())
-/// ```
-///
-/// # Errors
-/// Never fails on this backend.
-pub fn semaphore(permits: usize) -> Result<Semaphore, Error> {
-    <Semaphore as uniconc_core::Semaphore>::new(permits)
-}
+    /// A semaphore holding `permits` permits.
+    ///
+    /// ```
+    /// use uniconc::{JoinHandle as _, Semaphore as _};
+    /// let sem = uniconc::thread::semaphore(2)?;
+    /// let held = sem.acquire();
+    /// let s = sem.clone();
+    /// let h = uniconc::thread::spawn(move || s.try_acquire().is_ok())?;
+    /// assert_eq!(h.join(), Ok(true)); // one permit was left for the other thread
+    /// assert_eq!(sem.available(), 1); // its permit went back when it was dropped
+    /// drop(held);
+    /// assert_eq!(sem.available(), 2);
+    /// # Ok::<(), uniconc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Never fails on this backend.
+    semaphore;
 
-/// A new event, not set.
-///
-/// ```
-/// use uniconc_core::{Event as _, JoinHandle as _};
-/// let ev = uniconc_thread::event()?;
-/// assert!(!ev.is_set());
-/// let e = ev.clone();
-/// let h = uniconc_thread::spawn(move || e.wait())?; // blocks until the event is set
-/// ev.set();
-/// assert_eq!(h.join(), Ok(()));
-/// # Ok::<(), uniconc_core::Error>(())
-/// ```
-///
-/// # Errors
-/// Never fails on this backend.
-pub fn event() -> Result<Event, Error> {
-    <Event as uniconc_core::Event>::new()
-}
+    /// A new event, not set.
+    ///
+    /// ```
+    /// use uniconc::{Event as _, JoinHandle as _};
+    /// let ev = uniconc::thread::event()?;
+    /// assert!(!ev.is_set());
+    /// let e = ev.clone();
+    /// let h = uniconc::thread::spawn(move || e.wait())?; // blocks until the event is set
+    /// ev.set();
+    /// assert_eq!(h.join(), Ok(()));
+    /// # Ok::<(), uniconc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Never fails on this backend.
+    event;
 
-/// A barrier for `n` threads.
-///
-/// ```
-/// use uniconc_core::{Barrier as _, JoinHandle as _};
-/// let b = uniconc_thread::barrier(2)?;
-/// let b2 = b.clone();
-/// let h = uniconc_thread::spawn(move || b2.wait())?;
-/// let leader_here = b.wait(); // returns once both threads arrived
-/// let leader_there = h.join().unwrap();
-/// assert!(leader_here != leader_there); // exactly one of the two is the leader
-/// assert_eq!(b.parties(), 2);
-/// assert!(uniconc_thread::barrier(0).is_err());
-/// # Ok::<(), uniconc_core::Error>(())
-/// ```
-///
-/// # Errors
-/// `InvalidArgument` for `n == 0`.
-pub fn barrier(n: usize) -> Result<Barrier, Error> {
-    <Barrier as uniconc_core::Barrier>::new(n)
-}
+    /// A barrier for `n` threads.
+    ///
+    /// ```
+    /// use uniconc::{Barrier as _, JoinHandle as _};
+    /// let b = uniconc::thread::barrier(2)?;
+    /// let b2 = b.clone();
+    /// let h = uniconc::thread::spawn(move || b2.wait())?;
+    /// let leader_here = b.wait(); // returns once both threads arrived
+    /// let leader_there = h.join().unwrap();
+    /// assert!(leader_here != leader_there); // exactly one of the two is the leader
+    /// assert_eq!(b.parties(), 2);
+    /// assert!(uniconc::thread::barrier(0).is_err());
+    /// # Ok::<(), uniconc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidArgument` for `n == 0`.
+    barrier;
 
-/// A shared value holding `v`.
-///
-/// ```
-/// use uniconc_core::{JoinHandle as _, Value as _};
-/// let counter = uniconc_thread::value(0u64)?;
-/// let c = counter.clone();
-/// let h = uniconc_thread::spawn(move || c.update(|n| *n += 5))?;
-/// h.join().unwrap();
-/// assert_eq!(counter.load(), 5);
-/// # Ok::<(), uniconc_core::Error>(())
-/// ```
-///
-/// # Errors
-/// Never fails on this backend.
-pub fn value<T: Plain>(v: T) -> Result<Value<T>, Error> {
-    <Value<T> as uniconc_core::Value<T>>::new(v)
-}
+    /// A shared value holding `v`.
+    ///
+    /// ```
+    /// use uniconc::{JoinHandle as _, Value as _};
+    /// let counter = uniconc::thread::value(0u64)?;
+    /// let c = counter.clone();
+    /// let h = uniconc::thread::spawn(move || c.update(|n| *n += 5))?;
+    /// h.join().unwrap();
+    /// assert_eq!(counter.load(), 5);
+    /// # Ok::<(), uniconc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Never fails on this backend.
+    value;
 
-/// A shared array of `len` zeroed elements.
-///
-/// ```
-/// use uniconc_core::{Array as _, JoinHandle as _};
-/// let arr = uniconc_thread::array::<u32>(3)?;
-/// let a = arr.clone();
-/// let h = uniconc_thread::spawn(move || a.set(1, 9))?;
-/// h.join().unwrap()?;
-/// assert_eq!(arr.to_vec(), [0, 9, 0]);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-///
-/// # Errors
-/// `InvalidArgument` if the allocation is too large.
-pub fn array<T: Plain>(len: usize) -> Result<Array<T>, Error> {
-    <Array<T> as uniconc_core::Array<T>>::new(len)
-}
+    /// A shared array of `len` zeroed elements.
+    ///
+    /// ```
+    /// use uniconc::{Array as _, JoinHandle as _};
+    /// let arr = uniconc::thread::array::<u32>(3)?;
+    /// let a = arr.clone();
+    /// let h = uniconc::thread::spawn(move || a.set(1, 9))?;
+    /// h.join().unwrap()?;
+    /// assert_eq!(arr.to_vec(), [0, 9, 0]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidArgument` if the allocation is too large.
+    array;
 
-/// A pool of `workers` threads with default settings.
-///
-/// ```
-/// use uniconc_core::TaskHandle as _;
-/// let pool = uniconc_thread::pool(2)?;
-/// assert_eq!(pool.map(|x: u64| x * x, 1..=3)?, [1, 4, 9]);
-/// assert_eq!(pool.submit(|x: u32| x + 1, 41)?.wait(), Ok(42));
-/// assert!(uniconc_thread::pool(0).is_err());
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-///
-/// # Errors
-/// `InvalidArgument` for 0 workers; `Os` if a thread could not be started.
-pub fn pool(workers: usize) -> Result<Pool, Error> {
-    <Pool as uniconc_core::Pool>::new(workers)
+    /// A pool of `workers` threads with default settings.
+    ///
+    /// ```
+    /// use uniconc::TaskHandle as _;
+    /// let pool = uniconc::thread::pool(2)?;
+    /// assert_eq!(pool.map(|x: u64| x * x, 1..=3)?, [1, 4, 9]);
+    /// assert_eq!(pool.submit(|x: u32| x + 1, 41)?.wait(), Ok(42));
+    /// assert!(uniconc::thread::pool(0).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidArgument` for 0 workers; `Os` if a thread could not be started.
+    pool;
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use uniconc_core::{Error, JoinError, panic_message};
 
-use crate::waiters::Monitor;
+use crate::waiter::Monitor;
 
 /// Why a [`Completion`] could not hand over its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -36,7 +36,7 @@ use std::time::Instant;
 
 use uniconc_core::{Error, LockError, TryLockError, WaitError};
 
-use crate::waiters::Monitor;
+use crate::waiter::Monitor;
 
 // ---------------------------------------------------------------------------------------------
 // Lock
@@ -418,11 +418,7 @@ pub struct Barrier {
 
 impl uniconc_core::Barrier for Barrier {
     fn new(n: usize) -> Result<Self, Error> {
-        if n == 0 {
-            return Err(Error::invalid_argument(
-                "a barrier needs at least one party",
-            ));
-        }
+        uniconc_core::validate::barrier_parties(n, usize::MAX)?;
         Ok(Self {
             inner: Arc::new(Monitor::new(BarrierState {
                 parties: n,

@@ -78,7 +78,14 @@ pub trait Sender<T>: Clone + Send + Sync + 'static {
     /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
     /// `block_in_place` needs a multi-thread runtime): use [`send_async`](Sender::send_async)
     /// there. The thread and process backends never panic here; they block the calling thread.
-    fn send(&self, value: T) -> Result<(), SendError<T>>;
+    ///
+    /// Provided: [`send_deadline`](Sender::send_deadline) without a deadline (which reads no
+    /// clock), its error narrowed to [`SendError`].
+    #[inline]
+    fn send(&self, value: T) -> Result<(), SendError<T>> {
+        self.send_deadline(value, None)
+            .map_err(SendTimeoutError::into_untimed)
+    }
 
     /// Sends `value` if there is room right now; never waits, on any runtime.
     ///
@@ -152,6 +159,7 @@ pub trait Sender<T>: Clone + Send + Sync + 'static {
     /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
     /// `block_in_place` needs a multi-thread runtime): use [`send_async`](Sender::send_async)
     /// there. The thread and process backends never panic here; they block the calling thread.
+    #[inline]
     fn send_timeout(&self, value: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
         self.send_deadline(value, deadline_after(timeout))
     }
@@ -351,7 +359,14 @@ pub trait Receiver<T>: Clone + Send + Sync + 'static {
     /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
     /// `block_in_place` needs a multi-thread runtime): use [`recv_async`](Receiver::recv_async)
     /// there. The thread and process backends never panic here; they block the calling thread.
-    fn recv(&self) -> Result<T, RecvError>;
+    ///
+    /// Provided: [`recv_deadline`](Receiver::recv_deadline) without a deadline (which reads
+    /// no clock), its error narrowed to [`RecvError`] (a decode failure stays `Invalid`).
+    #[inline]
+    fn recv(&self) -> Result<T, RecvError> {
+        self.recv_deadline(None)
+            .map_err(RecvTimeoutError::into_untimed)
+    }
 
     /// Receives a message if one is queued right now; never waits for one to be sent, on any
     /// runtime. `Empty` means nothing is queued: a message another unit is in the middle of
@@ -427,6 +442,7 @@ pub trait Receiver<T>: Clone + Send + Sync + 'static {
     /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
     /// `block_in_place` needs a multi-thread runtime): use [`recv_async`](Receiver::recv_async)
     /// there. The thread and process backends never panic here; they block the calling thread.
+    #[inline]
     fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
         self.recv_deadline(deadline_after(timeout))
     }
@@ -754,5 +770,149 @@ impl<T, R: Receiver<T>> Iterator for IntoIter<T, R> {
     type Item = T;
     fn next(&mut self) -> Option<T> {
         self.rx.recv().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The provided untimed forms: each is the deadline form without a deadline, its error
+    //! narrowed with nothing lost (a decode or encode failure stays `Invalid`).
+
+    use std::cell::Cell;
+    use std::future::{Future, ready};
+    use std::time::Instant;
+
+    use super::{Receiver, Sender};
+    use crate::error::{
+        MessageError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
+        TrySendError,
+    };
+
+    /// A channel half whose deadline forms answer with a fixed error and record the deadline
+    /// they were given.
+    #[derive(Clone)]
+    struct Fixed {
+        send: SendTimeoutError<()>,
+        recv: RecvTimeoutError,
+    }
+
+    thread_local! {
+        /// `Some(deadline)` each deadline form was last called with.
+        static SEEN: Cell<Option<Option<Instant>>> = const { Cell::new(None) };
+    }
+
+    impl Sender<u8> for Fixed {
+        fn try_send(&self, v: u8) -> Result<(), TrySendError<u8>> {
+            Err(TrySendError::Full(v))
+        }
+        fn send_deadline(&self, v: u8, d: Option<Instant>) -> Result<(), SendTimeoutError<u8>> {
+            SEEN.set(Some(d));
+            Err(match self.send.clone() {
+                SendTimeoutError::Timeout(()) => SendTimeoutError::Timeout(v),
+                SendTimeoutError::Disconnected(()) => SendTimeoutError::Disconnected(v),
+                SendTimeoutError::Invalid((), m) => SendTimeoutError::Invalid(v, m),
+            })
+        }
+        fn send_async(&self, v: u8) -> impl Future<Output = Result<(), SendError<u8>>> + Send {
+            ready(Err(SendError::Disconnected(v)))
+        }
+        fn len(&self) -> usize {
+            0
+        }
+        fn capacity(&self) -> Option<usize> {
+            None
+        }
+        fn is_closed(&self) -> bool {
+            true
+        }
+        fn close(&self) {}
+        fn same_channel(&self, _: &Self) -> bool {
+            true
+        }
+    }
+
+    impl Receiver<u8> for Fixed {
+        fn try_recv(&self) -> Result<u8, TryRecvError> {
+            Err(TryRecvError::Empty)
+        }
+        fn recv_deadline(&self, d: Option<Instant>) -> Result<u8, RecvTimeoutError> {
+            SEEN.set(Some(d));
+            Err(self.recv.clone())
+        }
+        fn recv_async(&self) -> impl Future<Output = Result<u8, RecvError>> + Send {
+            ready(Err(RecvError::Disconnected))
+        }
+        fn len(&self) -> usize {
+            0
+        }
+        fn capacity(&self) -> Option<usize> {
+            None
+        }
+        fn is_closed(&self) -> bool {
+            true
+        }
+        fn same_channel(&self, _: &Self) -> bool {
+            true
+        }
+    }
+
+    fn decode() -> MessageError {
+        MessageError::Decode("bad bytes".into())
+    }
+
+    #[test]
+    fn untimed_recv_keeps_invalid_and_passes_no_deadline() {
+        let rx = Fixed {
+            send: SendTimeoutError::Disconnected(()),
+            recv: RecvTimeoutError::Invalid(decode()),
+        };
+        SEEN.set(None);
+        assert_eq!(Receiver::recv(&rx), Err(RecvError::Invalid(decode())));
+        assert_eq!(SEEN.get(), Some(None), "recv waits without a deadline");
+        let rx = Fixed {
+            recv: RecvTimeoutError::Disconnected,
+            ..rx
+        };
+        assert_eq!(Receiver::recv(&rx), Err(RecvError::Disconnected));
+    }
+
+    #[test]
+    fn untimed_send_keeps_invalid_and_hands_the_value_back() {
+        let tx = Fixed {
+            send: SendTimeoutError::Invalid((), MessageError::Encode("no".into())),
+            recv: RecvTimeoutError::Disconnected,
+        };
+        SEEN.set(None);
+        assert_eq!(
+            Sender::send(&tx, 7),
+            Err(SendError::Invalid(7, MessageError::Encode("no".into())))
+        );
+        assert_eq!(SEEN.get(), Some(None), "send waits without a deadline");
+        let tx = Fixed {
+            send: SendTimeoutError::Disconnected(()),
+            ..tx
+        };
+        assert_eq!(Sender::send(&tx, 8), Err(SendError::Disconnected(8)));
+    }
+
+    #[test]
+    fn timed_forms_pass_a_deadline() {
+        let tx = Fixed {
+            send: SendTimeoutError::Timeout(()),
+            recv: RecvTimeoutError::Timeout,
+        };
+        SEEN.set(None);
+        let d = std::time::Duration::from_secs(5);
+        assert_eq!(
+            Sender::send_timeout(&tx, 1, d),
+            Err(SendTimeoutError::Timeout(1))
+        );
+        assert!(SEEN.get().is_some_and(|d| d.is_some()));
+        SEEN.set(None);
+        assert_eq!(
+            Receiver::recv_timeout(&tx, d),
+            Err(RecvTimeoutError::Timeout)
+        );
+        assert!(SEEN.get().is_some_and(|d| d.is_some()));
     }
 }

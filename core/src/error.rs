@@ -701,6 +701,41 @@ impl<T> SendTimeoutError<T> {
     }
 }
 
+impl<T> SendTimeoutError<T> {
+    /// Narrows the error of an untimed wait (`send_deadline(_, None)`) to [`SendError`]: the
+    /// one place every backend's `send` does it. A `Timeout` cannot come from a wait without a
+    /// deadline; should a backend report one anyway, the value still comes back, as
+    /// `Disconnected`, rather than being dropped.
+    #[inline]
+    pub(crate) fn into_untimed(self) -> SendError<T> {
+        match self {
+            Self::Disconnected(v) => SendError::Disconnected(v),
+            Self::Invalid(v, m) => SendError::Invalid(v, m),
+            Self::Timeout(v) => {
+                debug_assert!(false, "an untimed send reported a timeout");
+                SendError::Disconnected(v)
+            }
+        }
+    }
+}
+
+impl RecvTimeoutError {
+    /// Narrows the error of an untimed wait (`recv_deadline(None)`) to [`RecvError`], keeping
+    /// `Invalid`: the one place every backend's `recv` does it. A `Timeout` cannot come from a
+    /// wait without a deadline; should a backend report one anyway, it reads as `Disconnected`.
+    #[inline]
+    pub(crate) fn into_untimed(self) -> RecvError {
+        match self {
+            Self::Disconnected => RecvError::Disconnected,
+            Self::Invalid(m) => RecvError::Invalid(m),
+            Self::Timeout => {
+                debug_assert!(false, "an untimed recv reported a timeout");
+                RecvError::Disconnected
+            }
+        }
+    }
+}
+
 impl<T> From<SendError<T>> for TrySendError<T> {
     fn from(e: SendError<T>) -> Self {
         match e {

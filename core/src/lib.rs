@@ -50,11 +50,13 @@ pub mod backend;
 pub mod channel;
 pub mod error;
 pub mod local;
+mod macros;
 pub mod pool;
 pub mod state;
 pub mod sync;
 pub mod time;
 pub mod unit;
+pub mod validate;
 
 pub use backend::{Backend, Message};
 pub use channel::{IntoIter, Iter, Receiver, Sender, TryIter};

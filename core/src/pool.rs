@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use crate::backend::Message;
 use crate::error::{Error, PoolError, TaskError};
 use crate::time::deadline_after;
+use crate::validate;
 
 /// Settings of a pool, filled in by [`PoolBuilder`].
 ///
@@ -75,23 +76,10 @@ impl PoolConfig {
     /// `InvalidArgument` for 0 workers, a chunk size of 0, a task limit of 0 or a zero task
     /// timeout.
     pub fn validate(&self) -> Result<(), Error> {
-        if self.workers == 0 {
-            return Err(Error::invalid_argument("a pool needs at least one worker"));
-        }
-        if self.chunk_size == Some(0) {
-            return Err(Error::invalid_argument("chunk_size must be at least 1"));
-        }
-        if self.max_tasks_per_worker == Some(0) {
-            return Err(Error::invalid_argument(
-                "max_tasks_per_worker must be at least 1",
-            ));
-        }
-        if self.task_timeout == Some(Duration::ZERO) {
-            return Err(Error::invalid_argument(
-                "task_timeout must be longer than zero",
-            ));
-        }
-        Ok(())
+        validate::pool_workers(self.workers, usize::MAX)?;
+        validate::chunk_size(self.chunk_size)?;
+        validate::max_tasks_per_worker(self.max_tasks_per_worker)?;
+        validate::task_timeout(self.task_timeout)
     }
 
     /// The chunk size for a call over `items` items (`None`: unknown, e.g. an endless

@@ -147,6 +147,12 @@ pub(crate) fn channel_capacity_zero_refused<B: Backend>() {
         .err()
         .expect("capacity 0 must be refused");
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    let rule = uniconc_core::validate::channel_capacity(0).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        rule.to_string(),
+        "one message on every backend"
+    );
     assert!(B::channel::<u64>(1).is_ok());
 }
 

@@ -212,6 +212,33 @@ pub(crate) fn pool_zero_workers_and_bad_settings_refused<B: Backend>() {
         bad.err().expect("max tasks 0").kind(),
         ErrorKind::InvalidArgument
     );
+    // `with_config` checks the same rules as the builder, with the same message everywhere.
+    let config = |f: fn(&mut uniconc::PoolConfig)| {
+        let mut c = uniconc::PoolConfig::default();
+        c.workers = 1;
+        f(&mut c);
+        c
+    };
+    for (config, rule) in [
+        (
+            config(|c| c.workers = 0),
+            uniconc_core::validate::pool_workers(0, usize::MAX),
+        ),
+        (
+            config(|c| c.chunk_size = Some(0)),
+            uniconc_core::validate::chunk_size(Some(0)),
+        ),
+        (
+            config(|c| c.max_tasks_per_worker = Some(0)),
+            uniconc_core::validate::max_tasks_per_worker(Some(0)),
+        ),
+    ] {
+        let err = <B::Pool as uniconc::Pool>::with_config(config)
+            .err()
+            .expect("a bad config is refused");
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        assert_eq!(err.to_string(), rule.unwrap_err().to_string());
+    }
 }
 
 pub(crate) fn pool_builder_settings<B: Backend>() {

@@ -248,6 +248,12 @@ pub(crate) fn barrier_of_zero_refused<B: Backend>() {
         .err()
         .expect("a barrier of 0 parties must be refused");
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    let rule = uniconc_core::validate::barrier_parties(0, usize::MAX).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        rule.to_string(),
+        "one message on every backend"
+    );
     let one = B::barrier(1).unwrap();
     assert!(one.wait(), "a barrier of one: every wait leads");
 }
