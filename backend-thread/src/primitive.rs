@@ -1,6 +1,6 @@
 //! The atomics and the mutex of the waker registry, through one shim: `std` normally, `loom`
 //! under `cfg(uniconc_loom)` so the wake-up protocol can be model-checked (see
-//! `waiters_loom.rs`).
+//! `waiter_loom.rs`).
 
 #[cfg(uniconc_loom)]
 pub(crate) use loom::sync::atomic::{AtomicUsize, Ordering, fence};

@@ -315,7 +315,7 @@ impl<S> Monitor<S> {
 }
 
 #[cfg(all(test, uniconc_loom))]
-#[path = "waiters_loom.rs"]
+#[path = "waiter_loom.rs"]
 mod loom_tests;
 
 #[cfg(all(test, not(uniconc_loom)))]
