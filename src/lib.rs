@@ -265,10 +265,10 @@ compile_error!(
 );
 
 pub use uniconc_core::{
-    Array, Backend, Barrier, Error, ErrorKind, Event, JoinError, JoinHandle, Lock, LockError,
-    Message, MessageError, Permit, Plain, Pool, PoolBuilder, PoolConfig, PoolError, Receiver,
-    RecvError, RecvTimeoutError, Result, Semaphore, SendError, SendTimeoutError, Sender, TaskError,
-    TaskHandle, TryLockError, TryRecvError, TrySendError, Value, WaitError,
+    Array, Backend, Barrier, Error, ErrorKind, Event, IntoIter, Iter, JoinError, JoinHandle, Lock,
+    LockError, Message, MessageError, Permit, Plain, Pool, PoolBuilder, PoolConfig, PoolError,
+    Receiver, RecvError, RecvTimeoutError, Result, Semaphore, SendError, SendTimeoutError, Sender,
+    TaskError, TaskHandle, TryIter, TryLockError, TryRecvError, TrySendError, Value, WaitError,
 };
 
 /// The thread backend: OS threads sharing memory. Its free functions take any `Send` value

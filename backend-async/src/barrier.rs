@@ -4,8 +4,8 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use uniconc_core::Barrier as _;
-//! let b = uniconc_async::barrier(2)?;
+//! use uniconc::Barrier as _;
+//! let b = uniconc::tokio::barrier(2)?;
 //! let rt = tokio::runtime::Runtime::new()?;
 //! rt.block_on(async {
 //!     // Cancelled by a timeout while alone: the arrival is withdrawn...
@@ -46,13 +46,13 @@ struct Inner {
 /// A reusable barrier for `n` units (Python's `Barrier`); cheap to clone.
 ///
 /// ```
-/// use uniconc_core::Barrier as _;
-/// let b = uniconc_async::barrier(2)?;
+/// use uniconc::Barrier as _;
+/// let b = uniconc::tokio::barrier(2)?;
 /// let b2 = b.clone();
 /// let h = std::thread::spawn(move || b2.wait());
 /// let leader_here = b.wait();
 /// assert!(leader_here != h.join().unwrap()); // exactly one leader
-/// # Ok::<(), uniconc_core::Error>(())
+/// # Ok::<(), uniconc::Error>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct Barrier {

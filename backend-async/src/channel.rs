@@ -32,8 +32,8 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use uniconc_core::Receiver as _;
-//! let (tx, rx) = uniconc_async::channel::<u32>(1)?;
+//! use uniconc::Receiver as _;
+//! let (tx, rx) = uniconc::tokio::channel::<u32>(1)?;
 //! let rt = tokio::runtime::Runtime::new()?;
 //! rt.block_on(async {
 //!     // A receive cancelled by a timeout takes nothing off the channel.
@@ -322,11 +322,11 @@ impl<T> Shared<T> {
 /// Dropping the last `Sender` disconnects the channel: receivers drain what is queued, then
 /// get `Disconnected`. Blocking and async senders wait in one FIFO: `send` drives the very
 /// future [`send_async`](Sender::send_async) returns, on the calling thread. The other send
-/// methods come from [`uniconc_core::Sender`].
+/// methods come from [`uniconc::Sender`](uniconc_core::Sender).
 ///
 /// ```
-/// use uniconc_core::{Receiver as _, Sender as _, TrySendError};
-/// let (tx, rx) = uniconc_async::channel::<u8>(1)?;
+/// use uniconc::{Receiver as _, Sender as _, TrySendError};
+/// let (tx, rx) = uniconc::tokio::channel::<u8>(1)?;
 /// let rt = tokio::runtime::Builder::new_current_thread().build()?;
 /// rt.block_on(async { tx.send_async(1).await })?; // async inside a runtime...
 /// assert!(matches!(tx.try_send(2), Err(TrySendError::Full(2)))); // ...`try_` forms anywhere
@@ -346,15 +346,15 @@ pub struct Sender<T> {
 /// whose `Drop` panics does not keep the others alive: they are all dropped, then the first
 /// panic reaches the code that dropped the receiver. `recv` drives the very future
 /// [`recv_async`](Receiver::recv_async) returns; the other receive methods come from
-/// [`uniconc_core::Receiver`].
+/// [`uniconc::Receiver`](uniconc_core::Receiver).
 ///
 /// ```
 /// use std::time::Duration;
-/// use uniconc_core::{JoinHandle as _, Receiver as _, RecvError, RecvTimeoutError, Sender as _};
-/// let (tx, rx) = uniconc_async::channel::<u8>(4)?;
+/// use uniconc::{JoinHandle as _, Receiver as _, RecvError, RecvTimeoutError, Sender as _};
+/// let (tx, rx) = uniconc::tokio::channel::<u8>(4)?;
 /// assert_eq!(rx.recv_timeout(Duration::from_millis(1)), Err(RecvTimeoutError::Timeout));
 /// let rx2 = rx.clone();
-/// let task = uniconc_async::spawn_async(async move { rx2.recv_async().await })?;
+/// let task = uniconc::tokio::spawn_async(async move { rx2.recv_async().await })?;
 /// tx.send(5)?;
 /// assert_eq!(task.join()?, Ok(5)); // the task's receiver took it
 /// drop(tx);
@@ -391,16 +391,16 @@ fn new_channel<T>(cap: Option<usize>) -> (Sender<T>, Receiver<T>) {
 /// The queue grows on demand up to `capacity`: a large bound costs no memory until it is used.
 ///
 /// ```
-/// use uniconc_core::{JoinHandle as _, Receiver as _};
-/// let (tx, rx) = uniconc_async::channel::<u32>(2)?;
-/// let producer = uniconc_async::spawn_async(async move {
+/// use uniconc::{JoinHandle as _, Receiver as _};
+/// let (tx, rx) = uniconc::tokio::channel::<u32>(2)?;
+/// let producer = uniconc::tokio::spawn_async(async move {
 ///     for i in 1..=3 {
 ///         tx.send_async(i).await.unwrap(); // waits (without blocking) while 2 are queued
 ///     }
 /// })?;
 /// assert_eq!(rx.iter().collect::<Vec<_>>(), [1, 2, 3]); // ends when the task drops `tx`
 /// producer.join()?;
-/// assert!(uniconc_async::channel::<u32>(0).is_err());
+/// assert!(uniconc::tokio::channel::<u32>(0).is_err());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
@@ -414,10 +414,10 @@ pub fn channel<T>(capacity: usize) -> Result<(Sender<T>, Receiver<T>), Error> {
 /// An unbounded MPMC channel: sends never wait.
 ///
 /// ```
-/// use uniconc_core::{JoinHandle as _, Receiver as _, Sender as _};
-/// let (tx, rx) = uniconc_async::unbounded::<u32>()?;
+/// use uniconc::{JoinHandle as _, Receiver as _, Sender as _};
+/// let (tx, rx) = uniconc::tokio::unbounded::<u32>()?;
 /// assert_eq!(tx.capacity(), None);
-/// let task = uniconc_async::spawn_async(async move {
+/// let task = uniconc::tokio::spawn_async(async move {
 ///     for i in 0..100 {
 ///         tx.try_send(i).unwrap(); // never full
 ///     }
@@ -490,8 +490,8 @@ impl<T> fmt::Debug for Receiver<T> {
 /// use std::future::Future;
 /// use std::pin::pin;
 /// use std::task::{Context, Poll, Waker};
-/// use uniconc_core::{Receiver as _, Sender as _};
-/// let (tx, rx) = uniconc_async::channel::<u8>(1)?;
+/// use uniconc::{Receiver as _, Sender as _};
+/// let (tx, rx) = uniconc::tokio::channel::<u8>(1)?;
 /// tx.send(1)?; // full now
 /// let mut fut = pin!(tx.send_async(2));
 /// let mut cx = Context::from_waker(Waker::noop());
@@ -574,8 +574,8 @@ impl<T> Drop for SendFuture<'_, T> {
 /// use std::future::Future;
 /// use std::pin::pin;
 /// use std::task::{Context, Poll, Waker};
-/// use uniconc_core::{Receiver as _, Sender as _};
-/// let (tx, rx) = uniconc_async::channel::<u8>(1)?;
+/// use uniconc::{Receiver as _, Sender as _};
+/// let (tx, rx) = uniconc::tokio::channel::<u8>(1)?;
 /// let mut cx = Context::from_waker(Waker::noop());
 /// {
 ///     let mut fut = pin!(rx.recv_async());
@@ -652,7 +652,7 @@ impl<T: Send + 'static> Sender<T> {
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// let (tx, rx) = uniconc_async::channel::<u32>(1).unwrap();
+    /// let (tx, rx) = uniconc::tokio::channel::<u32>(1).unwrap();
     /// tx.send_async(7).await.unwrap();
     /// assert_eq!(rx.recv_async().await.unwrap(), 7);
     /// # });
@@ -731,7 +731,7 @@ impl<T: Send + 'static> Receiver<T> {
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// let (tx, rx) = uniconc_async::unbounded::<u32>().unwrap();
+    /// let (tx, rx) = uniconc::tokio::unbounded::<u32>().unwrap();
     /// drop(tx.send_async(3).await);
     /// assert_eq!(rx.recv_async().await.unwrap(), 3);
     /// # });
@@ -793,9 +793,9 @@ impl<T: Send + 'static> uniconc_core::Receiver<T> for Receiver<T> {
 /// `for x in rx`: blocking, ends when the channel is empty and disconnected.
 ///
 /// ```
-/// use uniconc_core::{JoinHandle as _, Sender as _};
-/// let (tx, rx) = uniconc_async::channel::<u64>(4)?;
-/// let unit = uniconc_async::spawn(move || {
+/// use uniconc::{JoinHandle as _, Sender as _};
+/// let (tx, rx) = uniconc::tokio::channel::<u64>(4)?;
+/// let unit = uniconc::tokio::spawn(move || {
 ///     let mut total = 0;
 ///     for x in rx {
 ///         total += x;
@@ -821,8 +821,8 @@ impl<T: Send + 'static> IntoIterator for Receiver<T> {
 /// `for x in &rx`: blocking, ends when the channel is empty and disconnected.
 ///
 /// ```
-/// use uniconc_core::Sender as _;
-/// let (tx, rx) = uniconc_async::channel::<u64>(4)?;
+/// use uniconc::Sender as _;
+/// let (tx, rx) = uniconc::tokio::channel::<u64>(4)?;
 /// tx.send(1)?;
 /// tx.send(2)?;
 /// tx.close();

@@ -2,15 +2,15 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use uniconc_core::{Event as _, JoinHandle as _, WaitError};
-//! let ev = uniconc_async::event()?;
+//! use uniconc::{Event as _, JoinHandle as _, WaitError};
+//! let ev = uniconc::tokio::event()?;
 //! ev.set();
 //! ev.clear(); // back to unset: waiters wait again
 //! assert_eq!(ev.wait_timeout(Duration::from_millis(1)), Err(WaitError::Timeout));
 //! let waiters: Vec<_> = (0..3)
 //!     .map(|i| {
 //!         let ev = ev.clone();
-//!         uniconc_async::spawn_async(async move { ev.wait_async().await; i })
+//!         uniconc::tokio::spawn_async(async move { ev.wait_async().await; i })
 //!     })
 //!     .collect::<Result<_, _>>()?;
 //! ev.set(); // wakes every waiter at once
@@ -39,14 +39,14 @@ struct Inner {
 /// A flag that units wait on (Python's `Event`); cheap to clone, every clone is the same one.
 ///
 /// ```
-/// use uniconc_core::Event as _;
-/// let ev = uniconc_async::event()?;
+/// use uniconc::Event as _;
+/// let ev = uniconc::tokio::event()?;
 /// let ev2 = ev.clone();
 /// let h = std::thread::spawn(move || ev2.wait());
 /// ev.set();
 /// h.join().unwrap();
 /// assert!(ev.is_set());
-/// # Ok::<(), uniconc_core::Error>(())
+/// # Ok::<(), uniconc::Error>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct Event {

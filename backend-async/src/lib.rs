@@ -5,12 +5,12 @@
 //! [`Tokio`].
 //!
 //! ```
-//! use uniconc_core::{JoinHandle as _, Sender as _};
+//! use uniconc::{JoinHandle as _, Sender as _};
 //!
 //! // Sync producer (this thread, outside any runtime), async consumer (a task on the
 //! // lazily started runtime).
-//! let (tx, rx) = uniconc_async::channel::<u64>(16)?;
-//! let consumer = uniconc_async::spawn_async(async move {
+//! let (tx, rx) = uniconc::tokio::channel::<u64>(16)?;
+//! let consumer = uniconc::tokio::spawn_async(async move {
 //!     let mut sum = 0;
 //!     while let Ok(v) = rx.recv_async().await {
 //!         sum += v;
@@ -90,7 +90,7 @@ pub use uniconc_core::local::{Array, ArrayGuard, Value};
 /// there (see [`runtime`]).
 ///
 /// ```
-/// use uniconc_core::{Backend, JoinHandle as _, Receiver as _, Sender as _};
+/// use uniconc::{Backend, JoinHandle as _, Receiver as _, Sender as _};
 ///
 /// fn ping<B: Backend>() -> Result<u32, Box<dyn std::error::Error>> {
 ///     let (tx, rx) = B::channel::<u32>(1)?;
@@ -98,8 +98,8 @@ pub use uniconc_core::local::{Array, ArrayGuard, Value};
 ///     assert!(h.join()?);
 ///     Ok(rx.recv()?)
 /// }
-/// assert_eq!(ping::<uniconc_async::Tokio>()?, 7); // outside a runtime: the crate's own
-/// assert_eq!(<uniconc_async::Tokio as Backend>::NAME, "tokio");
+/// assert_eq!(ping::<uniconc::tokio::Tokio>()?, 7); // outside a runtime: the crate's own
+/// assert_eq!(<uniconc::tokio::Tokio as Backend>::NAME, "tokio");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -3,8 +3,8 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use uniconc_core::{Lock as _, TryLockError};
-//! let lock = uniconc_async::lock()?;
+//! use uniconc::{Lock as _, TryLockError};
+//! let lock = uniconc::tokio::lock()?;
 //! let guard = lock.lock().unwrap();
 //! let timed_out = lock.lock_timeout(Duration::from_millis(1));
 //! assert!(matches!(timed_out, Err(TryLockError::Timeout))); // gave up its place in the queue
@@ -43,14 +43,14 @@ struct Inner {
 /// `Err(LockError::Poisoned(guard))`, once; the lock is clean again after that report.
 ///
 /// ```
-/// use uniconc_core::Lock as _;
-/// let lock = uniconc_async::lock()?;
+/// use uniconc::Lock as _;
+/// let lock = uniconc::tokio::lock()?;
 /// {
 ///     let _g = lock.lock().unwrap();
 ///     assert!(lock.is_locked());
 /// }
 /// assert!(!lock.is_locked());
-/// # Ok::<(), uniconc_core::Error>(())
+/// # Ok::<(), uniconc::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct Lock {
@@ -60,10 +60,10 @@ pub struct Lock {
 /// Holds a [`Lock`]; releases it on drop. `Send`: it can be held across an `.await`.
 ///
 /// ```
-/// use uniconc_core::{JoinHandle as _, Lock as _};
-/// let lock = uniconc_async::lock()?;
+/// use uniconc::{JoinHandle as _, Lock as _};
+/// let lock = uniconc::tokio::lock()?;
 /// let l = lock.clone();
-/// let task = uniconc_async::spawn_async(async move {
+/// let task = uniconc::tokio::spawn_async(async move {
 ///     let guard = l.lock_async().await.unwrap();
 ///     tokio::task::yield_now().await; // held across an `.await`
 ///     drop(guard);
@@ -126,10 +126,10 @@ impl Lock {
     /// yet (a snapshot).
     ///
     /// ```
-    /// use uniconc_core::{JoinHandle as _, Lock as _, LockError};
-    /// let lock = uniconc_async::lock()?;
+    /// use uniconc::{JoinHandle as _, Lock as _, LockError};
+    /// let lock = uniconc::tokio::lock()?;
     /// let l = lock.clone();
-    /// let task = uniconc_async::spawn(move || {
+    /// let task = uniconc::tokio::spawn(move || {
     ///     let _guard = l.lock().unwrap();
     ///     panic!("while holding the lock");
     /// })?;
@@ -148,10 +148,10 @@ impl Lock {
     /// returns `Ok`.
     ///
     /// ```
-    /// use uniconc_core::{JoinHandle as _, Lock as _};
-    /// let lock = uniconc_async::lock()?;
+    /// use uniconc::{JoinHandle as _, Lock as _};
+    /// let lock = uniconc::tokio::lock()?;
     /// let l = lock.clone();
-    /// let task = uniconc_async::spawn(move || {
+    /// let task = uniconc::tokio::spawn(move || {
     ///     let _guard = l.lock().unwrap();
     ///     panic!("while holding the lock");
     /// })?;

@@ -29,8 +29,8 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use uniconc_core::{Pool as _, TaskError, TaskHandle as _};
-//! let pool = uniconc_async::Pool::builder()
+//! use uniconc::{Pool as _, TaskError, TaskHandle as _};
+//! let pool = uniconc::tokio::Pool::builder()
 //!     .workers(2)
 //!     .task_timeout(Duration::from_millis(10))
 //!     .build()?;
@@ -110,8 +110,8 @@ impl Drop for Unlist {
 /// A pool of at most `workers` concurrent tasks.
 ///
 /// ```
-/// use uniconc_core::Pool as _;
-/// let pool = uniconc_async::pool(2)?;
+/// use uniconc::Pool as _;
+/// let pool = uniconc::tokio::pool(2)?;
 /// let squares = pool.map(|x: u64| x * x, 1..=4)?;
 /// assert_eq!(squares, vec![1, 4, 9, 16]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -134,15 +134,15 @@ impl fmt::Debug for Pool {
 
 /// Handle to one job submitted to a [`Pool`].
 ///
-/// Wait for the result with the [`uniconc_core::TaskHandle`] methods: blocking (outside a
+/// Wait for the result with the [`uniconc::TaskHandle`](uniconc_core::TaskHandle) methods: blocking (outside a
 /// runtime or on a multi-thread one), timed, or `wait_async`. Dropping the handle detaches the
 /// job: it still runs.
 ///
 /// ```
 /// use std::time::Duration;
-/// use uniconc_core::{Event as _, TaskError, TaskHandle as _};
-/// let pool = uniconc_async::pool(1)?;
-/// let go = uniconc_async::event()?;
+/// use uniconc::{Event as _, TaskError, TaskHandle as _};
+/// let pool = uniconc::tokio::pool(1)?;
+/// let go = uniconc::tokio::event()?;
 /// let g = go.clone();
 /// let wait_then = move |x: u32| {
 ///     let g = g.clone();
@@ -316,8 +316,8 @@ impl Pool {
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use uniconc_core::TaskHandle as _;
-    /// let pool = uniconc_async::pool(2).unwrap();
+    /// use uniconc::TaskHandle as _;
+    /// let pool = uniconc::tokio::pool(2).unwrap();
     /// let mut h = pool.submit_async(|x: u32| async move { x + 1 }, 1).unwrap();
     /// assert_eq!(h.wait_async().await.unwrap(), 2);
     /// # });
@@ -355,7 +355,7 @@ impl Pool {
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// let pool = uniconc_async::pool(4).unwrap();
+    /// let pool = uniconc::tokio::pool(4).unwrap();
     /// let v = pool.map_async(|x: u32| async move { x * 2 }, 0..5).await.unwrap();
     /// assert_eq!(v, vec![0, 2, 4, 6, 8]);
     /// # });

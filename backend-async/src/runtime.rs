@@ -19,8 +19,8 @@
 //! `# Panics` case of every blocking call. Use the `_async` form there.
 //!
 //! ```
-//! use uniconc_core::Sender as _;
-//! let (tx, rx) = uniconc_async::channel::<u8>(1)?;
+//! use uniconc::Sender as _;
+//! let (tx, rx) = uniconc::tokio::channel::<u8>(1)?;
 //! let rt = tokio::runtime::Builder::new_current_thread().build()?;
 //! rt.block_on(async {
 //!     tx.send(1).unwrap(); // a blocking form that need not wait: fine everywhere
@@ -31,8 +31,8 @@
 //!
 //! ```
 //! use std::panic::{AssertUnwindSafe, catch_unwind};
-//! use uniconc_core::Receiver as _;
-//! let (_tx, rx) = uniconc_async::channel::<u8>(1)?;
+//! use uniconc::Receiver as _;
+//! let (_tx, rx) = uniconc::tokio::channel::<u8>(1)?;
 //! let rt = tokio::runtime::Builder::new_current_thread().build()?;
 //! // Empty: `recv` must wait, which a current-thread runtime cannot do. It panics.
 //! let panicked = catch_unwind(AssertUnwindSafe(|| rt.block_on(async { rx.recv() })));

@@ -1,13 +1,13 @@
 //! [`Semaphore`]: a counting semaphore on [`tokio::sync::Semaphore`](https://docs.rs/tokio/1/tokio/sync/struct.Semaphore.html) (fair, FIFO, cancel-safe).
 //!
 //! ```
-//! use uniconc_core::{JoinHandle as _, Semaphore as _, Value as _};
-//! let sem = uniconc_async::semaphore(2)?; // at most two tasks in the section at once
-//! let (inside, peak) = (uniconc_async::value(0u32)?, uniconc_async::value(0u32)?);
+//! use uniconc::{JoinHandle as _, Semaphore as _, Value as _};
+//! let sem = uniconc::tokio::semaphore(2)?; // at most two tasks in the section at once
+//! let (inside, peak) = (uniconc::tokio::value(0u32)?, uniconc::tokio::value(0u32)?);
 //! let tasks: Vec<_> = (0..6)
 //!     .map(|_| {
 //!         let (sem, inside, peak) = (sem.clone(), inside.clone(), peak.clone());
-//!         uniconc_async::spawn_async(async move {
+//!         uniconc::tokio::spawn_async(async move {
 //!             let _permit = sem.acquire_async().await;
 //!             let now = inside.update(|n| {
 //!                 *n += 1;
@@ -38,13 +38,13 @@ use crate::runtime::block_on;
 /// A counting semaphore (Python's `Semaphore`); cheap to clone, every clone is the same one.
 ///
 /// ```
-/// use uniconc_core::Semaphore as _;
-/// let sem = uniconc_async::semaphore(1)?;
+/// use uniconc::Semaphore as _;
+/// let sem = uniconc::tokio::semaphore(1)?;
 /// let permit = sem.acquire();
 /// assert_eq!(sem.available(), 0);
 /// drop(permit);
 /// assert_eq!(sem.available(), 1);
-/// # Ok::<(), uniconc_core::Error>(())
+/// # Ok::<(), uniconc::Error>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct Semaphore {

@@ -4,11 +4,11 @@
 //! Inside a runtime both run on that runtime; outside one, on this crate's own.
 //!
 //! ```
-//! use uniconc_core::JoinHandle as _;
+//! use uniconc::JoinHandle as _;
 //! let rt = tokio::runtime::Runtime::new()?;
 //! let sum = rt.block_on(async {
-//!     let mut task = uniconc_async::spawn_async(async { 40 })?; // a task of `rt`
-//!     let mut blocking = uniconc_async::spawn(|| 2)?; // on `rt`'s blocking pool
+//!     let mut task = uniconc::tokio::spawn_async(async { 40 })?; // a task of `rt`
+//!     let mut blocking = uniconc::tokio::spawn(|| 2)?; // on `rt`'s blocking pool
 //!     Ok::<_, Box<dyn std::error::Error>>(task.join_async().await? + blocking.join_async().await?)
 //! })?;
 //! assert_eq!(sum, 42);
@@ -29,14 +29,14 @@ use crate::runtime::{block_on, try_handle};
 /// Handle to a spawned task; join it blocking, with a deadline, or `.await` it.
 ///
 /// Dropping it detaches the task (it runs on). The join methods come from
-/// [`uniconc_core::JoinHandle`]; `id()` is tokio's task [`Id`](https://docs.rs/tokio/1/tokio/task/struct.Id.html). `kill()` aborts a
+/// [`uniconc::JoinHandle`](uniconc_core::JoinHandle); `id()` is tokio's task [`Id`](https://docs.rs/tokio/1/tokio/task/struct.Id.html). `kill()` aborts a
 /// `spawn_async` task (it joins as `Cancelled`); a `spawn` closure can be cancelled only
 /// before it starts.
 ///
 /// ```
 /// use std::time::Duration;
-/// use uniconc_core::{JoinError, JoinHandle as _};
-/// let mut h = uniconc_async::spawn_async(std::future::pending::<()>())?;
+/// use uniconc::{JoinError, JoinHandle as _};
+/// let mut h = uniconc::tokio::spawn_async(std::future::pending::<()>())?;
 /// assert_eq!(h.join_timeout(Duration::from_millis(1)), Err(JoinError::Timeout));
 /// h.kill()?;
 /// assert_eq!(h.join(), Err(JoinError::Cancelled));
@@ -86,8 +86,8 @@ pub(crate) fn join_error(e: tokio::task::JoinError) -> JoinError {
 /// caller's runtime if it runs inside one, else on this crate's own runtime.
 ///
 /// ```
-/// use uniconc_core::JoinHandle as _;
-/// let h = uniconc_async::spawn(|| 6 * 7)?;
+/// use uniconc::JoinHandle as _;
+/// let h = uniconc::tokio::spawn(|| 6 * 7)?;
 /// assert_eq!(h.join()?, 42);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -116,8 +116,8 @@ where
 /// own runtime.
 ///
 /// ```
-/// use uniconc_core::JoinHandle as _;
-/// let h = uniconc_async::spawn_async(async { 1 + 1 })?;
+/// use uniconc::JoinHandle as _;
+/// let h = uniconc::tokio::spawn_async(async { 1 + 1 })?;
 /// assert_eq!(h.join()?, 2);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```

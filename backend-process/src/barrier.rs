@@ -35,10 +35,10 @@ unsafe impl ShmSafe for BarrierShm {}
 /// `wait_timeout` where that matters).
 ///
 /// ```
-/// use uniconc_core::Barrier as _;
-/// let b = uniconc_process::barrier(1)?;
+/// use uniconc::Barrier as _;
+/// let b = uniconc::process::barrier(1)?;
 /// assert!(b.wait()); // alone: the leader
-/// # Ok::<(), uniconc_core::Error>(())
+/// # Ok::<(), uniconc::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Barrier {

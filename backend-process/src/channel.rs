@@ -220,15 +220,15 @@ pub const MAX_PROCESSES: usize = 4096;
 /// it was forked connected until it exits. Handles it uses later are counted again.
 ///
 /// ```
-/// use uniconc_core::{Event as _, JoinHandle as _, Receiver as _, RecvError};
-/// let (tx, rx) = uniconc_process::channel::<u8>(1)?;
-/// let done = uniconc_process::event()?;
-/// let child = uniconc_process::spawn({
+/// use uniconc::{Event as _, JoinHandle as _, Receiver as _, RecvError};
+/// let (tx, rx) = uniconc::process::channel::<u8>(1)?;
+/// let done = uniconc::process::event()?;
+/// let child = uniconc::process::spawn({
 ///     let done = done.clone();
 ///     move || {
 ///         // This child never uses the channel: its copy of the parent's `tx` must not
 ///         // keep the channel connected while it waits.
-///         uniconc_process::forget_inherited_handles();
+///         uniconc::process::forget_inherited_handles();
 ///         done.wait();
 ///     }
 /// })?;
@@ -251,9 +251,9 @@ const MAX_BUDGET: usize = 256 << 20;
 /// What an unbounded channel can *queue* is far more: see [`unbounded`].
 ///
 /// ```
-/// let (tx, _rx) = uniconc_process::unbounded::<Vec<u8>>()?;
-/// assert_eq!(tx.max_message_size(), uniconc_process::UNBOUNDED_BUDGET);
-/// # Ok::<(), uniconc_core::Error>(())
+/// let (tx, _rx) = uniconc::process::unbounded::<Vec<u8>>()?;
+/// assert_eq!(tx.max_message_size(), uniconc::process::UNBOUNDED_BUDGET);
+/// # Ok::<(), uniconc::Error>(())
 /// ```
 pub const UNBOUNDED_BUDGET: usize = codec::LIMIT;
 
@@ -862,8 +862,8 @@ fn claim_slot(hdr: &ChanHeader, id: Identity, pending: bool) -> Option<usize> {
 /// largest message the channel accepts.
 ///
 /// ```
-/// use uniconc_core::{Receiver as _, Sender as _};
-/// let (tx, rx) = uniconc_process::ChannelBuilder::new(Some(16))
+/// use uniconc::{Receiver as _, Sender as _};
+/// let (tx, rx) = uniconc::process::ChannelBuilder::new(Some(16))
 ///     .byte_budget(64 << 10)
 ///     .build::<Vec<u8>>()?;
 /// assert_eq!(tx.capacity(), Some(16));
@@ -882,14 +882,14 @@ impl ChannelBuilder {
     /// A builder for a channel holding at most `capacity` messages (`None`: unbounded).
     ///
     /// ```
-    /// use uniconc_core::Sender as _;
-    /// use uniconc_process::ChannelBuilder;
+    /// use uniconc::Sender as _;
+    /// use uniconc::process::ChannelBuilder;
     /// let (tx, _rx) = ChannelBuilder::new(None).build::<String>()?;
     /// assert_eq!(tx.capacity(), None);
     /// let (tx, _rx) = ChannelBuilder::new(Some(3)).build::<String>()?;
     /// assert_eq!(tx.capacity(), Some(3));
     /// assert!(ChannelBuilder::new(Some(0)).build::<String>().is_err()); // checked by `build`
-    /// # Ok::<(), uniconc_core::Error>(())
+    /// # Ok::<(), uniconc::Error>(())
     /// ```
     pub fn new(capacity: Option<usize>) -> Self {
         Self {
@@ -905,8 +905,8 @@ impl ChannelBuilder {
     /// 256 MiB (the codec's decode limit).
     ///
     /// ```
-    /// use uniconc_core::{MessageError, SendError, Sender as _};
-    /// use uniconc_process::ChannelBuilder;
+    /// use uniconc::{MessageError, SendError, Sender as _};
+    /// use uniconc::process::ChannelBuilder;
     /// let (tx, _rx) = ChannelBuilder::new(Some(4)).byte_budget(5000).build::<Vec<u8>>()?;
     /// assert_eq!(tx.max_message_size(), 8192); // rounded up to a power of two
     /// match tx.send(vec![0; 10_000]) {
@@ -916,7 +916,7 @@ impl ChannelBuilder {
     ///     }
     ///     other => panic!("expected TooLarge, got {other:?}"),
     /// }
-    /// # Ok::<(), uniconc_core::Error>(())
+    /// # Ok::<(), uniconc::Error>(())
     /// ```
     pub fn byte_budget(mut self, bytes: usize) -> Self {
         self.byte_budget = Some(bytes);
@@ -926,10 +926,10 @@ impl ChannelBuilder {
     /// Creates the channel.
     ///
     /// ```
-    /// use uniconc_core::{ErrorKind, JoinHandle as _, Receiver as _, Sender as _};
-    /// use uniconc_process::ChannelBuilder;
+    /// use uniconc::{ErrorKind, JoinHandle as _, Receiver as _, Sender as _};
+    /// use uniconc::process::ChannelBuilder;
     /// let (tx, rx) = ChannelBuilder::new(Some(2)).byte_budget(4096).build::<u32>()?;
-    /// let child = uniconc_process::spawn(move || (1..=3).all(|i| tx.send(i).is_ok()))?;
+    /// let child = uniconc::process::spawn(move || (1..=3).all(|i| tx.send(i).is_ok()))?;
     /// assert_eq!(rx.iter().collect::<Vec<_>>(), [1, 2, 3]);
     /// assert!(child.join()?);
     ///
@@ -1053,15 +1053,15 @@ fn map_chan(capacity: Option<usize>, ring_bytes: usize, soft_end: u64) -> Result
 /// to choose it.
 ///
 /// ```
-/// use uniconc_core::{JoinHandle as _, Receiver as _, Sender as _};
-/// let (tx, rx) = uniconc_process::channel::<String>(8)?;
-/// let child = uniconc_process::spawn(move || {
+/// use uniconc::{JoinHandle as _, Receiver as _, Sender as _};
+/// let (tx, rx) = uniconc::process::channel::<String>(8)?;
+/// let child = uniconc::process::spawn(move || {
 ///     tx.send(format!("hello from {}", std::process::id())).unwrap();
 /// })?;
 /// let child_pid = child.id();
 /// child.join()?;
 /// assert_eq!(rx.recv()?, format!("hello from {child_pid}"));
-/// assert!(uniconc_process::channel::<String>(0).is_err());
+/// assert!(uniconc::process::channel::<String>(0).is_err());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
@@ -1090,10 +1090,10 @@ pub fn channel<T: Message>(capacity: usize) -> Result<(Sender<T>, Receiver<T>), 
 /// to 64 MiB. The largest single message is [`UNBOUNDED_BUDGET`] bytes encoded.
 ///
 /// ```
-/// use uniconc_core::{JoinHandle as _, Receiver as _, Sender as _};
-/// let (tx, rx) = uniconc_process::unbounded::<Vec<u8>>()?;
+/// use uniconc::{JoinHandle as _, Receiver as _, Sender as _};
+/// let (tx, rx) = uniconc::process::unbounded::<Vec<u8>>()?;
 /// assert_eq!(tx.capacity(), None);
-/// let child = uniconc_process::spawn(move || {
+/// let child = uniconc::process::spawn(move || {
 ///     (0..100u8).all(|i| tx.try_send(vec![i; 1000]).is_ok())
 /// })?;
 /// assert!(child.join()?); // never full: 100 KB queued, far below the budget
@@ -1232,13 +1232,13 @@ impl<'a> Backoff<'a> {
 /// `SendError::Invalid(value, MessageError::TooLarge { .. })`, handing it back. A process
 /// that is killed (SIGKILL) while holding senders counts as having dropped them: receivers
 /// blocked on the channel see `Disconnected` instead of waiting forever. The send methods
-/// come from [`uniconc_core::Sender`].
+/// come from [`uniconc::Sender`](uniconc_core::Sender).
 ///
 /// ```
-/// use uniconc_core::{Event as _, JoinError, JoinHandle as _, Receiver as _, RecvError};
-/// let (tx, rx) = uniconc_process::channel::<u32>(1)?;
-/// let (ready, never) = (uniconc_process::event()?, uniconc_process::event()?);
-/// let child = uniconc_process::spawn({
+/// use uniconc::{Event as _, JoinError, JoinHandle as _, Receiver as _, RecvError};
+/// let (tx, rx) = uniconc::process::channel::<u32>(1)?;
+/// let (ready, never) = (uniconc::process::event()?, uniconc::process::event()?);
+/// let child = uniconc::process::spawn({
 ///     let (ready, never) = (ready.clone(), never.clone());
 ///     move || {
 ///         let _tx = tx; // the only sender, held by the child
@@ -1263,12 +1263,12 @@ pub struct Sender<T> {
 ///
 /// Each message goes to exactly one receiver, in whichever process. A message that cannot
 /// be decoded is consumed and reported as `Invalid(MessageError::Decode(..))`. The receive
-/// methods come from [`uniconc_core::Receiver`].
+/// methods come from [`uniconc::Receiver`](uniconc_core::Receiver).
 ///
 /// ```
-/// use uniconc_core::{JoinHandle as _, Receiver as _, Sender as _};
-/// let (tx, rx) = uniconc_process::channel::<u64>(4)?;
-/// let consumer = uniconc_process::spawn(move || rx.iter().sum::<u64>())?;
+/// use uniconc::{JoinHandle as _, Receiver as _, Sender as _};
+/// let (tx, rx) = uniconc::process::channel::<u64>(4)?;
+/// let consumer = uniconc::process::spawn(move || rx.iter().sum::<u64>())?;
 /// for i in 1..=10 {
 ///     tx.send(i)?;
 /// }
@@ -1342,12 +1342,12 @@ impl<T: Serialize> Sender<T> {
     /// The largest encoded message this channel accepts, in bytes.
     ///
     /// ```
-    /// use uniconc_core::{SendError, Sender as _};
-    /// let (tx, _rx) = uniconc_process::channel::<Vec<u8>>(8)?;
+    /// use uniconc::{SendError, Sender as _};
+    /// let (tx, _rx) = uniconc::process::channel::<Vec<u8>>(8)?;
     /// assert_eq!(tx.max_message_size(), 1 << 20); // the default budget of a small channel
     /// let too_big = vec![0u8; tx.max_message_size() + 1];
     /// assert!(matches!(tx.send(too_big), Err(SendError::Invalid(..))));
-    /// # Ok::<(), uniconc_core::Error>(())
+    /// # Ok::<(), uniconc::Error>(())
     /// ```
     pub fn max_message_size(&self) -> usize {
         self.chan.max_msg
@@ -1998,9 +1998,9 @@ impl Drop for Chan {
 /// `for x in rx`: blocking, ends when the channel is empty and disconnected.
 ///
 /// ```
-/// use uniconc_core::{JoinHandle as _, Sender as _};
-/// let (tx, rx) = uniconc_process::channel::<u64>(4)?;
-/// let child = uniconc_process::spawn(move || {
+/// use uniconc::{JoinHandle as _, Sender as _};
+/// let (tx, rx) = uniconc::process::channel::<u64>(4)?;
+/// let child = uniconc::process::spawn(move || {
 ///     let mut total = 0;
 ///     for x in rx {
 ///         total += x;
@@ -2026,8 +2026,8 @@ impl<T: Message> IntoIterator for Receiver<T> {
 /// `for x in &rx`: blocking, ends when the channel is empty and disconnected.
 ///
 /// ```
-/// use uniconc_core::Sender as _;
-/// let (tx, rx) = uniconc_process::channel::<u64>(4)?;
+/// use uniconc::Sender as _;
+/// let (tx, rx) = uniconc::process::channel::<u64>(4)?;
 /// tx.send(1)?;
 /// tx.send(2)?;
 /// tx.close();

@@ -31,12 +31,12 @@ unsafe impl ShmSafe for EventShm {}
 /// `set` in one process wakes waiters in every other.
 ///
 /// ```
-/// use uniconc_core::Event as _;
-/// let ev = uniconc_process::event()?;
+/// use uniconc::Event as _;
+/// let ev = uniconc::process::event()?;
 /// ev.set();
 /// ev.wait();
 /// assert!(ev.is_set());
-/// # Ok::<(), uniconc_core::Error>(())
+/// # Ok::<(), uniconc::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Event {

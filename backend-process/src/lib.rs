@@ -4,11 +4,11 @@
 //! shared with every process forked after it was created.
 //!
 //! ```
-//! use uniconc_core::{Receiver as _, Sender as _};
-//! let (tx, rx) = uniconc_process::channel::<u64>(64)?;
+//! use uniconc::{Receiver as _, Sender as _};
+//! let (tx, rx) = uniconc::process::channel::<u64>(64)?;
 //! tx.send(7).unwrap();
 //! assert_eq!(rx.recv().unwrap(), 7);
-//! # Ok::<(), uniconc_core::Error>(())
+//! # Ok::<(), uniconc::Error>(())
 //! ```
 //!
 //! ## Modules (one mechanism per file)
@@ -96,7 +96,7 @@ cfg_if::cfg_if! {
 /// that dies holding a lock or channel handles is detected by its peers (see the crate docs).
 ///
 /// ```
-/// use uniconc_core::{Backend, JoinHandle as _, Receiver as _, Sender as _};
+/// use uniconc::{Backend, JoinHandle as _, Receiver as _, Sender as _};
 ///
 /// fn ping<B: Backend>() -> Result<u32, Box<dyn std::error::Error>> {
 ///     let (tx, rx) = B::channel::<u32>(1)?;
@@ -104,8 +104,8 @@ cfg_if::cfg_if! {
 ///     assert!(h.join()?);
 ///     Ok(rx.recv()?)
 /// }
-/// assert_eq!(ping::<uniconc_process::Process>()?, 7); // sent by a forked child
-/// assert_eq!(<uniconc_process::Process as Backend>::NAME, "process");
+/// assert_eq!(ping::<uniconc::process::Process>()?, 7); // sent by a forked child
+/// assert_eq!(<uniconc::process::Process as Backend>::NAME, "process");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]

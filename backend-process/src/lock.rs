@@ -282,10 +282,10 @@ unsafe impl ShmSafe for LockShm {}
 /// returns `Err(LockError::Poisoned(guard))`, once.
 ///
 /// ```
-/// use uniconc_core::{Event as _, JoinError, JoinHandle as _, Lock as _, LockError};
-/// let lock = uniconc_process::lock()?;
-/// let (locked, never) = (uniconc_process::event()?, uniconc_process::event()?);
-/// let child = uniconc_process::spawn({
+/// use uniconc::{Event as _, JoinError, JoinHandle as _, Lock as _, LockError};
+/// let lock = uniconc::process::lock()?;
+/// let (locked, never) = (uniconc::process::event()?, uniconc::process::event()?);
+/// let child = uniconc::process::spawn({
 ///     let (lock, locked, never) = (lock.clone(), locked.clone(), never.clone());
 ///     move || {
 ///         let _guard = lock.lock().unwrap();
@@ -311,10 +311,10 @@ pub struct Lock {
 /// Held while a [`Lock`] is held; releases it on drop.
 ///
 /// ```
-/// use uniconc_core::{JoinHandle as _, Lock as _};
-/// let lock = uniconc_process::lock()?;
+/// use uniconc::{JoinHandle as _, Lock as _};
+/// let lock = uniconc::process::lock()?;
 /// let guard = lock.lock().unwrap();
-/// let child = uniconc_process::spawn({
+/// let child = uniconc::process::spawn({
 ///     let lock = lock.clone();
 ///     move || lock.is_locked() // the parent's guard is seen from the child
 /// })?;

@@ -1,9 +1,9 @@
 //! A pool of forked worker processes that survives its workers: [`Pool`] and [`TaskHandle`].
 //!
 //! ```
-//! use uniconc_core::Pool as _;
+//! use uniconc::Pool as _;
 //!
-//! let pool = uniconc_process::Pool::new(2)?;
+//! let pool = uniconc::process::Pool::new(2)?;
 //! let squares = pool.map(|x: u64| x * x, 0..10u64)?;
 //! assert_eq!(squares[9], 81);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -57,7 +57,7 @@ const KEEP_TOTAL: usize = 32 << 20;
 /// The group of the pool's long-lived workers (zero-sized functions).
 const LONG_LIVED: GroupId = 0;
 
-/// A pool of `workers` forked processes; implements [`uniconc_core::Pool`].
+/// A pool of `workers` forked processes; implements [`uniconc::Pool`](uniconc_core::Pool).
 ///
 /// # Workers and functions
 ///
@@ -137,8 +137,8 @@ const LONG_LIVED: GroupId = 0;
 ///
 /// ```
 /// use nix::sys::signal::{Signal, raise};
-/// use uniconc_core::{Pool as _, TaskError, TaskHandle as _};
-/// let pool = uniconc_process::pool(2)?;
+/// use uniconc::{Pool as _, TaskError, TaskHandle as _};
+/// let pool = uniconc::process::pool(2)?;
 /// assert_eq!(pool.map(|x: u64| x * x, 0..5)?, [0, 1, 4, 9, 16]);
 ///
 /// // A worker killed mid-task: its task reports it, the worker is replaced.
@@ -1351,9 +1351,9 @@ impl Pool {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use uniconc_core::{Pool as _, TaskError, TaskHandle as _};
+    /// use uniconc::{Pool as _, TaskError, TaskHandle as _};
     ///
-    /// let pool = uniconc_process::Pool::new(1)?;
+    /// let pool = uniconc::process::Pool::new(1)?;
     /// let slow = |ms: u64| std::thread::sleep(Duration::from_millis(ms));
     /// let h = pool.submit_with_timeout(slow, 60_000, Duration::from_millis(50))?;
     /// assert_eq!(h.wait(), Err(TaskError::DeadlineExceeded));
@@ -1684,11 +1684,11 @@ impl Pool {
     /// forked. A capturing `map` forks as many extra workers for the length of the call.
     ///
     /// ```
-    /// use uniconc_core::{ErrorKind, Pool as _};
+    /// use uniconc::{ErrorKind, Pool as _};
     ///
-    /// let max = uniconc_process::Pool::max_workers();
+    /// let max = uniconc::process::Pool::max_workers();
     /// assert!(max >= 1);
-    /// let err = uniconc_process::Pool::new(max + 1).unwrap_err();
+    /// let err = uniconc::process::Pool::new(max + 1).unwrap_err();
     /// assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     /// ```
     pub fn max_workers() -> usize {
@@ -1832,9 +1832,9 @@ impl uniconc_core::Pool for Pool {
     /// tasks, put what the closure would capture into the argument instead:
     ///
     /// ```
-    /// use uniconc_core::{Pool as _, TaskHandle as _};
+    /// use uniconc::{Pool as _, TaskHandle as _};
     ///
-    /// let pool = uniconc_process::Pool::new(2)?;
+    /// let pool = uniconc::process::Pool::new(2)?;
     /// let offset = 10u64;
     /// // A process per call: `move |x: u64| x + offset`.
     /// // The long-lived workers: nothing captured, `offset` travels with the argument.
@@ -2095,16 +2095,16 @@ impl<T, R, F, I> Drop for Imap<'_, T, R, F, I> {
     }
 }
 
-/// Handle to one task submitted to a [`Pool`]; implements [`uniconc_core::TaskHandle`].
+/// Handle to one task submitted to a [`Pool`]; implements [`uniconc::TaskHandle`](uniconc_core::TaskHandle).
 ///
 /// Waiting drives the pool (see "Who drives the workers" on [`Pool`]). Dropping the handle abandons the
 /// result; the task still runs if it had started.
 ///
 /// ```
 /// use std::time::Duration;
-/// use uniconc_core::{Event as _, Pool as _, TaskError, TaskHandle as _};
-/// let pool = uniconc_process::pool(1)?;
-/// let go = uniconc_process::event()?; // created before the pool's fork of the task
+/// use uniconc::{Event as _, Pool as _, TaskError, TaskHandle as _};
+/// let pool = uniconc::process::pool(1)?;
+/// let go = uniconc::process::event()?; // created before the pool's fork of the task
 /// let double_when_told = {
 ///     let go = go.clone();
 ///     move |x: u32| {

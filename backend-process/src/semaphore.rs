@@ -20,11 +20,11 @@ use crate::waiter::{SleepToken, WaitWord};
 /// The largest permit count a process semaphore holds.
 ///
 /// ```
-/// use uniconc_core::Semaphore as _;
-/// let sem = uniconc_process::semaphore(uniconc_process::MAX_PERMITS)?;
-/// assert_eq!(sem.available(), uniconc_process::MAX_PERMITS);
-/// assert!(uniconc_process::semaphore(uniconc_process::MAX_PERMITS + 1).is_err());
-/// # Ok::<(), uniconc_core::Error>(())
+/// use uniconc::Semaphore as _;
+/// let sem = uniconc::process::semaphore(uniconc::process::MAX_PERMITS)?;
+/// assert_eq!(sem.available(), uniconc::process::MAX_PERMITS);
+/// assert!(uniconc::process::semaphore(uniconc::process::MAX_PERMITS + 1).is_err());
+/// # Ok::<(), uniconc::Error>(())
 /// ```
 pub const MAX_PERMITS: usize = (u32::MAX / 2) as usize;
 
@@ -47,13 +47,13 @@ unsafe impl ShmSafe for SemShm {}
 /// (SIGKILL) is not given back.
 ///
 /// ```
-/// use uniconc_core::Semaphore as _;
-/// let sem = uniconc_process::semaphore(1)?;
+/// use uniconc::Semaphore as _;
+/// let sem = uniconc::process::semaphore(1)?;
 /// let p = sem.acquire();
 /// assert_eq!(sem.available(), 0);
 /// drop(p);
 /// assert_eq!(sem.available(), 1);
-/// # Ok::<(), uniconc_core::Error>(())
+/// # Ok::<(), uniconc::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Semaphore {

@@ -6,9 +6,9 @@
 //! atexit handlers. The parent's [`JoinHandle`] reads the frame and reaps the child.
 //!
 //! ```
-//! use uniconc_core::JoinHandle as _;
+//! use uniconc::JoinHandle as _;
 //!
-//! let h = uniconc_process::spawn(|| std::process::id())?;
+//! let h = uniconc::process::spawn(|| std::process::id())?;
 //! let child_pid = h.id();
 //! assert_eq!(h.join()?, child_pid);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -51,9 +51,9 @@ const REPORT_FAILED: u8 = 2;
 /// `Os` if the socket pair or the fork failed.
 ///
 /// ```
-/// use uniconc_core::{JoinError, JoinHandle as _};
+/// use uniconc::{JoinError, JoinHandle as _};
 ///
-/// let h = uniconc_process::spawn(|| -> u32 { panic!("boom") })?;
+/// let h = uniconc::process::spawn(|| -> u32 { panic!("boom") })?;
 /// assert_eq!(h.join(), Err(JoinError::Panicked("boom".into())));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -97,10 +97,10 @@ where
 /// `Panicked` with the reason.
 ///
 /// ```
-/// use uniconc_core::{JoinHandle as _, Receiver as _, Sender as _};
+/// use uniconc::{JoinHandle as _, Receiver as _, Sender as _};
 ///
-/// let (tx, rx) = uniconc_process::channel::<u32>(4)?;
-/// let child = uniconc_process::spawn_async(async move {
+/// let (tx, rx) = uniconc::process::channel::<u32>(4)?;
+/// let child = uniconc::process::spawn_async(async move {
 ///     let mut sum = 0;
 ///     while let Ok(v) = rx.recv_async().await {
 ///         sum += v;
@@ -175,7 +175,7 @@ where
 }
 
 /// Handle to a child process started by [`spawn`]; implements
-/// [`uniconc_core::JoinHandle`].
+/// [`uniconc::JoinHandle`](uniconc_core::JoinHandle).
 ///
 /// `join` returns the child's result, or `JoinError::Panicked(message)` if `f` panicked,
 /// `Killed(signal)` if a signal ended it before it reported, `Exited(code)` if it called
@@ -212,9 +212,9 @@ where
 ///
 /// ```
 /// use std::time::Duration;
-/// use uniconc_core::{Event as _, JoinError, JoinHandle as _};
-/// let never = uniconc_process::event()?;
-/// let mut child = uniconc_process::spawn({
+/// use uniconc::{Event as _, JoinError, JoinHandle as _};
+/// let never = uniconc::process::event()?;
+/// let mut child = uniconc::process::spawn({
 ///     let never = never.clone();
 ///     move || never.wait()
 /// })?;
@@ -224,7 +224,7 @@ where
 /// child.kill()?; // SIGKILL
 /// assert_eq!(child.join(), Err(JoinError::Killed(9))); // and reaped
 ///
-/// let child = uniconc_process::spawn(|| -> u8 { std::process::exit(3) })?;
+/// let child = uniconc::process::spawn(|| -> u8 { std::process::exit(3) })?;
 /// assert_eq!(child.join(), Err(JoinError::Exited(3))); // left before reporting a result
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```

@@ -71,17 +71,17 @@ impl Cells {
 /// nor clear it), as on every backend.
 ///
 /// ```
-/// use uniconc_core::{Event as _, JoinHandle as _, LockError, Value as _};
-/// let v = uniconc_process::value([0u32; 2])?;
-/// let child = uniconc_process::spawn({
+/// use uniconc::{Event as _, JoinHandle as _, LockError, Value as _};
+/// let v = uniconc::process::value([0u32; 2])?;
+/// let child = uniconc::process::spawn({
 ///     let v = v.clone();
 ///     move || v.update(|x| x[0] = 42)
 /// })?;
 /// child.join()?;
 /// assert_eq!(v.load(), [42, 0]); // written by the child
 ///
-/// let (half_done, never) = (uniconc_process::event()?, uniconc_process::event()?);
-/// let child = uniconc_process::spawn({
+/// let (half_done, never) = (uniconc::process::event()?, uniconc::process::event()?);
+/// let child = uniconc::process::spawn({
 ///     let (v, half_done, never) = (v.clone(), half_done.clone(), never.clone());
 ///     move || {
 ///         let mut g = v.lock().unwrap();
@@ -124,15 +124,15 @@ impl<T> std::fmt::Debug for Value<T> {
 /// Dereferences to the value, for several reads and writes under one lock.
 ///
 /// ```
-/// use uniconc_core::Value as _;
-/// let v = uniconc_process::value([0u32; 2])?;
+/// use uniconc::Value as _;
+/// let v = uniconc::process::value([0u32; 2])?;
 /// {
 ///     let mut g = v.lock().unwrap();
 ///     g[0] = 5;
 ///     g[1] = g[0] * 2;
 /// } // released here
 /// assert_eq!(v.load(), [5, 10]);
-/// # Ok::<(), uniconc_core::Error>(())
+/// # Ok::<(), uniconc::Error>(())
 /// ```
 pub struct ValueGuard<'a, T> {
     cells: &'a Cells,
@@ -233,10 +233,10 @@ impl<T: Plain> uniconc_core::Value<T> for Value<T> {
 /// `LockError::Poisoned` (once).
 ///
 /// ```
-/// use uniconc_core::{Array as _, JoinHandle as _};
-/// let a = uniconc_process::array::<u32>(4)?;
+/// use uniconc::{Array as _, JoinHandle as _};
+/// let a = uniconc::process::array::<u32>(4)?;
 /// a.set(2, 7)?;
-/// let child = uniconc_process::spawn({
+/// let child = uniconc::process::spawn({
 ///     let a = a.clone();
 ///     move || a.set(3, 9).is_ok()
 /// })?;
@@ -274,9 +274,9 @@ impl<T> std::fmt::Debug for Array<T> {
 /// Dereferences to a slice, for several reads and writes under one lock.
 ///
 /// ```
-/// use uniconc_core::{Array as _, JoinHandle as _};
-/// let a = uniconc_process::array::<u64>(5)?;
-/// let child = uniconc_process::spawn({
+/// use uniconc::{Array as _, JoinHandle as _};
+/// let a = uniconc::process::array::<u64>(5)?;
+/// let child = uniconc::process::spawn({
 ///     let a = a.clone();
 ///     move || {
 ///         let mut g = a.lock().unwrap();

@@ -11,17 +11,17 @@
 //! the close is visible) and then reports `Disconnected`; queued messages are drained first.
 //!
 //! ```
-//! use uniconc_core::{JoinHandle as _, Receiver as _, RecvError, Sender as _};
-//! let (tx, rx) = uniconc_thread::channel::<u32>(4)?;
+//! use uniconc::{JoinHandle as _, Receiver as _, RecvError, Sender as _};
+//! let (tx, rx) = uniconc::thread::channel::<u32>(4)?;
 //! tx.send(1).unwrap();
-//! let waiter = uniconc_thread::spawn({
+//! let waiter = uniconc::thread::spawn({
 //!     let rx = rx.clone();
 //!     move || (rx.recv(), rx.recv()) // the second one blocks until the close
 //! })?;
 //! tx.close(); // `tx` is still alive: crossbeam alone would not disconnect
 //! assert_eq!(waiter.join(), Ok((Ok(1), Err(RecvError::Disconnected))));
 //! assert!(tx.send(2).unwrap_err().is_disconnected());
-//! # Ok::<(), uniconc_core::Error>(())
+//! # Ok::<(), uniconc::Error>(())
 //! ```
 //!
 //! A send that *races* with `close()` (it checked the flag just before the close) may still
@@ -40,15 +40,15 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use uniconc_core::Sender as _;
-//! let (tx, rx) = uniconc_thread::channel::<Arc<()>>(4)?;
+//! use uniconc::Sender as _;
+//! let (tx, rx) = uniconc::thread::channel::<Arc<()>>(4)?;
 //! let value = Arc::new(());
 //! tx.send(value.clone()).unwrap();
 //! assert_eq!(Arc::strong_count(&value), 2); // one queued
 //! drop(rx);
 //! assert_eq!(Arc::strong_count(&value), 1); // dropped with the last receiver; `tx` lives
 //! assert!(tx.send(value).unwrap_err().is_disconnected());
-//! # Ok::<(), uniconc_core::Error>(())
+//! # Ok::<(), uniconc::Error>(())
 //! ```
 //!
 //! # Async forms
@@ -60,9 +60,9 @@
 //! asynchronously (see `WakerSet::notify_one_after_transfer` for the ordering argument).
 //!
 //! ```
-//! use uniconc_core::{JoinHandle as _, Receiver as _, Sender as _};
-//! let (tx, rx) = uniconc_thread::channel::<u32>(1)?;
-//! let consumer = uniconc_thread::spawn_async(async move {
+//! use uniconc::{JoinHandle as _, Receiver as _, Sender as _};
+//! let (tx, rx) = uniconc::thread::channel::<u32>(1)?;
+//! let consumer = uniconc::thread::spawn_async(async move {
 //!     let mut sum = 0;
 //!     while let Ok(v) = rx.recv_async().await {
 //!         sum += v;
@@ -74,7 +74,7 @@
 //! }
 //! drop(tx);
 //! assert_eq!(consumer.join(), Ok(10));
-//! # Ok::<(), uniconc_core::Error>(())
+//! # Ok::<(), uniconc::Error>(())
 //! ```
 
 use std::convert::Infallible;
@@ -232,17 +232,17 @@ impl<T> Shared<T> {
 /// Creates a channel holding at most `capacity` messages.
 ///
 /// ```
-/// use uniconc_core::{JoinHandle as _, Receiver as _, Sender as _};
-/// let (tx, rx) = uniconc_thread::channel::<u32>(2)?;
-/// let h = uniconc_thread::spawn(move || {
+/// use uniconc::{JoinHandle as _, Receiver as _, Sender as _};
+/// let (tx, rx) = uniconc::thread::channel::<u32>(2)?;
+/// let h = uniconc::thread::spawn(move || {
 ///     for i in 1..=3 {
 ///         tx.send(i).unwrap(); // blocks while 2 messages wait
 ///     }
 /// })?;
 /// assert_eq!(rx.iter().collect::<Vec<_>>(), [1, 2, 3]); // ends when the thread drops `tx`
 /// h.join().unwrap();
-/// assert!(uniconc_thread::channel::<u32>(0).is_err());
-/// # Ok::<(), uniconc_core::Error>(())
+/// assert!(uniconc::thread::channel::<u32>(0).is_err());
+/// # Ok::<(), uniconc::Error>(())
 /// ```
 ///
 /// # Errors
@@ -257,10 +257,10 @@ pub fn channel<T: Send + 'static>(capacity: usize) -> Result<(Sender<T>, Receive
 /// Creates a channel without a bound on the number of messages.
 ///
 /// ```
-/// use uniconc_core::{JoinHandle as _, Receiver as _, Sender as _};
-/// let (tx, rx) = uniconc_thread::unbounded::<String>()?;
+/// use uniconc::{JoinHandle as _, Receiver as _, Sender as _};
+/// let (tx, rx) = uniconc::thread::unbounded::<String>()?;
 /// assert_eq!(tx.capacity(), None);
-/// let h = uniconc_thread::spawn(move || {
+/// let h = uniconc::thread::spawn(move || {
 ///     for i in 0..100 {
 ///         tx.try_send(i.to_string()).unwrap(); // never full
 ///     }
@@ -268,7 +268,7 @@ pub fn channel<T: Send + 'static>(capacity: usize) -> Result<(Sender<T>, Receive
 /// h.join().unwrap();
 /// assert_eq!(rx.len(), 100);
 /// assert_eq!(rx.recv().as_deref(), Ok("0"));
-/// # Ok::<(), uniconc_core::Error>(())
+/// # Ok::<(), uniconc::Error>(())
 /// ```
 ///
 /// # Errors
@@ -297,18 +297,18 @@ fn pair<T>(tx: cb::Sender<T>, rx: cb::Receiver<T>, bounded: bool) -> (Sender<T>,
 /// A crossbeam-channel sender plus a shared close flag: [`close`](uniconc_core::Sender::close)
 /// on any handle refuses further sends and wakes every blocked sender and receiver. The
 /// `_async` forms are woken through their `Waker`, on any executor. The send methods come from
-/// [`uniconc_core::Sender`].
+/// [`uniconc::Sender`](uniconc_core::Sender).
 ///
 /// ```
-/// use uniconc_core::{JoinHandle as _, Sender as _, TrySendError};
-/// let (tx, rx) = uniconc_thread::channel::<u8>(1)?;
+/// use uniconc::{JoinHandle as _, Sender as _, TrySendError};
+/// let (tx, rx) = uniconc::thread::channel::<u8>(1)?;
 /// let tx2 = tx.clone();
-/// let h = uniconc_thread::spawn(move || tx2.send(1))?;
+/// let h = uniconc::thread::spawn(move || tx2.send(1))?;
 /// h.join().unwrap().unwrap();
 /// assert!(matches!(tx.try_send(2), Err(TrySendError::Full(2)))); // the message comes back
 /// drop(rx); // the only receiver gone: sending fails, handing the message back
 /// assert_eq!(tx.send(3).unwrap_err().into_inner(), 3);
-/// # Ok::<(), uniconc_core::Error>(())
+/// # Ok::<(), uniconc::Error>(())
 /// ```
 pub struct Sender<T> {
     /// Dropped by hand first in `Drop`, so crossbeam has disconnected before we wake async
@@ -323,18 +323,18 @@ pub struct Sender<T> {
 /// sender is dropped (or the channel is closed), receivers drain what is queued and then get
 /// `Disconnected`. Dropping the last `Receiver` drops the messages still queued and makes
 /// every send fail with `Disconnected(message)` (see the [module docs](self)). The receive
-/// methods come from [`uniconc_core::Receiver`].
+/// methods come from [`uniconc::Receiver`](uniconc_core::Receiver).
 ///
 /// ```
 /// use std::time::Duration;
-/// use uniconc_core::{JoinHandle as _, Receiver as _, RecvError, RecvTimeoutError, Sender as _};
-/// let (tx, rx) = uniconc_thread::channel::<u8>(4)?;
+/// use uniconc::{JoinHandle as _, Receiver as _, RecvError, RecvTimeoutError, Sender as _};
+/// let (tx, rx) = uniconc::thread::channel::<u8>(4)?;
 /// assert_eq!(rx.recv_timeout(Duration::from_millis(1)), Err(RecvTimeoutError::Timeout));
-/// let h = uniconc_thread::spawn(move || tx.send(5))?;
+/// let h = uniconc::thread::spawn(move || tx.send(5))?;
 /// h.join().unwrap().unwrap(); // the thread and its sender are gone...
 /// assert_eq!(rx.recv(), Ok(5)); // ...but what it sent is still delivered
 /// assert_eq!(rx.recv(), Err(RecvError::Disconnected));
-/// # Ok::<(), uniconc_core::Error>(())
+/// # Ok::<(), uniconc::Error>(())
 /// ```
 pub struct Receiver<T> {
     /// Dropped by hand first in `Drop`, like `Sender::tx`.
@@ -737,9 +737,9 @@ impl<T> Drop for RecvFuture<'_, T> {
 /// `for x in rx`: blocking, ends when the channel is empty and disconnected.
 ///
 /// ```
-/// use uniconc_core::{JoinHandle as _, Sender as _};
-/// let (tx, rx) = uniconc_thread::channel::<u64>(4)?;
-/// let unit = uniconc_thread::spawn(move || {
+/// use uniconc::{JoinHandle as _, Sender as _};
+/// let (tx, rx) = uniconc::thread::channel::<u64>(4)?;
+/// let unit = uniconc::thread::spawn(move || {
 ///     let mut total = 0;
 ///     for x in rx {
 ///         total += x;
@@ -765,8 +765,8 @@ impl<T: Send + 'static> IntoIterator for Receiver<T> {
 /// `for x in &rx`: blocking, ends when the channel is empty and disconnected.
 ///
 /// ```
-/// use uniconc_core::Sender as _;
-/// let (tx, rx) = uniconc_thread::channel::<u64>(4)?;
+/// use uniconc::Sender as _;
+/// let (tx, rx) = uniconc::thread::channel::<u64>(4)?;
 /// tx.send(1)?;
 /// tx.send(2)?;
 /// tx.close();

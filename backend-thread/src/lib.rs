@@ -4,16 +4,16 @@
 //! shared memory. Use it through the facade (`uniconc::thread`, `uniconc::Thread`) or directly.
 //!
 //! ```
-//! use uniconc_core::{JoinHandle as _, Receiver as _, Sender as _};
+//! use uniconc::{JoinHandle as _, Receiver as _, Sender as _};
 //!
-//! let (tx, rx) = uniconc_thread::channel::<u64>(64)?;
-//! let h = uniconc_thread::spawn(move || rx.iter().sum::<u64>())?;
+//! let (tx, rx) = uniconc::thread::channel::<u64>(64)?;
+//! let h = uniconc::thread::spawn(move || rx.iter().sum::<u64>())?;
 //! for i in 1..=10 {
 //!     tx.send(i).unwrap();
 //! }
 //! drop(tx); // the last sender gone: the receiver drains, then its iterator ends
 //! assert_eq!(h.join(), Ok(55));
-//! # Ok::<(), uniconc_core::Error>(())
+//! # Ok::<(), uniconc::Error>(())
 //! ```
 //!
 //! Modules, one per mechanism:
@@ -30,7 +30,7 @@
 //!   the model checks (`cfg(uniconc_loom)`).
 //!
 //! Bounds: this backend asks only `T: Send + 'static` of messages, results and pool items (the
-//! serde bound of [`uniconc_core::Message`] applies only through the generic [`Backend`] API).
+//! serde bound of [`uniconc::Message`](uniconc_core::Message) applies only through the generic [`Backend`] API).
 //!
 //! # Async forms
 //!
@@ -69,17 +69,17 @@ pub use uniconc_core::local::{Array, ArrayGuard, Value};
 /// free functions; generic code written against [`Backend`] gets the same types.
 ///
 /// ```
-/// use uniconc_core::{Backend, JoinHandle as _, Receiver as _, Sender as _};
+/// use uniconc::{Backend, JoinHandle as _, Receiver as _, Sender as _};
 ///
-/// fn ping<B: Backend>() -> Result<u32, uniconc_core::Error> {
+/// fn ping<B: Backend>() -> Result<u32, uniconc::Error> {
 ///     let (tx, rx) = B::channel::<u32>(1)?;
 ///     let h = B::spawn(move || tx.send(7).is_ok())?;
 ///     assert_eq!(h.join(), Ok(true));
 ///     Ok(rx.recv().unwrap())
 /// }
-/// assert_eq!(ping::<uniconc_thread::Thread>()?, 7);
-/// assert_eq!(<uniconc_thread::Thread as Backend>::NAME, "thread");
-/// # Ok::<(), uniconc_core::Error>(())
+/// assert_eq!(ping::<uniconc::thread::Thread>()?, 7);
+/// assert_eq!(<uniconc::thread::Thread as Backend>::NAME, "thread");
+/// # Ok::<(), uniconc::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Thread;

@@ -20,8 +20,8 @@
 //! `Cancelled` to whoever waits for it, so no waiter can hang on a lost job.
 //!
 //! ```
-//! use uniconc_core::Pool as _;
-//! let pool = uniconc_thread::Pool::builder()
+//! use uniconc::Pool as _;
+//! let pool = uniconc::thread::Pool::builder()
 //!     .workers(2)
 //!     .chunk_size(10) // 100 items: 10 jobs
 //!     .max_tasks_per_worker(3) // a worker is replaced after 3 jobs
@@ -163,14 +163,14 @@ fn worker(inner: Arc<Inner>) {
 ///
 /// The workers pull jobs from one crossbeam channel; tasks are closures run in the same
 /// address space, so arguments and results need only be `Send + 'static` (the inherent
-/// methods below; the [`uniconc_core::Pool`] trait asks for serde messages like every
+/// methods below; the [`uniconc::Pool`](uniconc_core::Pool) trait asks for serde messages like every
 /// backend). A panicking task is caught and reported as `TaskError::Panicked`; its worker
 /// lives on. A running task cannot be stopped, so `task_timeout` is refused.
 ///
 /// ```
 /// use std::sync::Arc;
-/// use uniconc_core::TaskHandle as _;
-/// let pool = uniconc_thread::pool(2)?;
+/// use uniconc::TaskHandle as _;
+/// let pool = uniconc::thread::pool(2)?;
 /// assert_eq!(pool.map(|x: u32| x * 2, 0..4)?, [0, 2, 4, 6]);
 /// let shared = Arc::new(7u32); // not serde: fine on threads
 /// assert_eq!(pool.submit(|a: Arc<u32>| *a + 1, shared)?.wait(), Ok(8));
@@ -315,15 +315,15 @@ impl Pool {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use uniconc_core::{ErrorKind, PoolConfig};
+    /// use uniconc::{ErrorKind, PoolConfig};
     /// let mut config = PoolConfig::default();
     /// config.workers = 2;
     /// config.max_tasks_per_worker = Some(10); // each worker is replaced after 10 tasks
-    /// let pool = uniconc_thread::Pool::with_config(config.clone())?;
+    /// let pool = uniconc::thread::Pool::with_config(config.clone())?;
     /// assert_eq!(pool.map(|x: u8| x + 1, 0..50)?.len(), 50);
     ///
     /// config.task_timeout = Some(Duration::from_secs(1)); // a thread cannot be stopped
-    /// let err = uniconc_thread::Pool::with_config(config).unwrap_err();
+    /// let err = uniconc::thread::Pool::with_config(config).unwrap_err();
     /// assert_eq!(err.kind(), ErrorKind::Unsupported);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -355,12 +355,12 @@ impl Pool {
         Ok(pool)
     }
 
-    /// Runs `f` on every item; results in input order. Like [`uniconc_core::Pool::map`], with
+    /// Runs `f` on every item; results in input order. Like [`uniconc::Pool::map`](uniconc_core::Pool::map), with
     /// only `Send` bounds.
     ///
     /// ```
-    /// use uniconc_core::{PoolError, TaskError};
-    /// let pool = uniconc_thread::pool(2)?;
+    /// use uniconc::{PoolError, TaskError};
+    /// let pool = uniconc::thread::pool(2)?;
     /// let words = vec!["a".to_string(), "bb".into(), "ccc".into()];
     /// assert_eq!(pool.map(|w: String| w.len(), words)?, [1, 2, 3]);
     ///
@@ -510,17 +510,17 @@ impl Pool {
         Ok(out)
     }
 
-    /// Runs `f` lazily, results in input order. Like [`uniconc_core::Pool::imap`], with only
+    /// Runs `f` lazily, results in input order. Like [`uniconc::Pool::imap`](uniconc_core::Pool::imap), with only
     /// `Send` bounds.
     ///
     /// At most `2 × workers` chunks are in flight: the input is pulled only as results are
     /// consumed, so it may be endless.
     ///
     /// ```
-    /// let pool = uniconc_thread::pool(2)?;
+    /// let pool = uniconc::thread::pool(2)?;
     /// let squares = pool.imap(|x: u64| x * x, 1..).take(4); // an endless input
     /// assert_eq!(squares.collect::<Result<Vec<_>, _>>(), Ok(vec![1, 4, 9, 16]));
-    /// # Ok::<(), uniconc_core::Error>(())
+    /// # Ok::<(), uniconc::Error>(())
     /// ```
     pub fn imap<T, R, F, I>(&self, f: F, items: I) -> Imap<T, R, F, I::IntoIter>
     where
@@ -533,10 +533,10 @@ impl Pool {
     }
 
     /// Runs `f` lazily, results in completion order. Like
-    /// [`uniconc_core::Pool::imap_unordered`], with only `Send` bounds.
+    /// [`uniconc::Pool::imap_unordered`](uniconc_core::Pool::imap_unordered), with only `Send` bounds.
     ///
     /// ```
-    /// let pool = uniconc_thread::pool(2)?;
+    /// let pool = uniconc::thread::pool(2)?;
     /// let mut got = pool.imap_unordered(|x: u32| x + 1, 0..5).collect::<Result<Vec<_>, _>>()?;
     /// got.sort(); // completion order varies from run to run
     /// assert_eq!(got, [1, 2, 3, 4, 5]);
@@ -552,11 +552,11 @@ impl Pool {
         Imap::new(self, f, items.into_iter(), false)
     }
 
-    /// Runs `f(arg)` on a worker. Like [`uniconc_core::Pool::submit`], with only `Send` bounds.
+    /// Runs `f(arg)` on a worker. Like [`uniconc::Pool::submit`](uniconc_core::Pool::submit), with only `Send` bounds.
     ///
     /// ```
-    /// use uniconc_core::{PoolError, TaskHandle as _};
-    /// let pool = uniconc_thread::pool(1)?;
+    /// use uniconc::{PoolError, TaskHandle as _};
+    /// let pool = uniconc::thread::pool(1)?;
     /// let task = pool.submit(|v: Vec<u8>| v.len(), vec![1, 2, 3])?;
     /// assert_eq!(task.wait(), Ok(3));
     /// pool.close();
@@ -592,8 +592,8 @@ impl Pool {
     /// Stops accepting work; queued and running tasks finish.
     ///
     /// ```
-    /// use uniconc_core::TaskHandle as _;
-    /// let pool = uniconc_thread::pool(1)?;
+    /// use uniconc::TaskHandle as _;
+    /// let pool = uniconc::thread::pool(1)?;
     /// let queued = pool.submit(|x: u32| x * 10, 4)?;
     /// pool.close();
     /// assert!(pool.submit(|x: u32| x, 0).is_err()); // refused
@@ -609,9 +609,9 @@ impl Pool {
     /// finish (an OS thread cannot be interrupted).
     ///
     /// ```
-    /// use uniconc_core::{Event as _, TaskError, TaskHandle as _};
-    /// let pool = uniconc_thread::pool(1)?;
-    /// let (started, go) = (uniconc_thread::event()?, uniconc_thread::event()?);
+    /// use uniconc::{Event as _, TaskError, TaskHandle as _};
+    /// let pool = uniconc::thread::pool(1)?;
+    /// let (started, go) = (uniconc::thread::event()?, uniconc::thread::event()?);
     /// let (s, g) = (started.clone(), go.clone());
     /// let running = pool.submit(move |_: ()| { s.set(); g.wait(); 1 }, ())?;
     /// started.wait(); // the only worker is busy
@@ -638,7 +638,7 @@ impl Pool {
     /// ```
     /// use std::sync::atomic::{AtomicUsize, Ordering};
     /// use std::sync::Arc;
-    /// let pool = uniconc_thread::pool(2)?;
+    /// let pool = uniconc::thread::pool(2)?;
     /// let done = Arc::new(AtomicUsize::new(0));
     /// for _ in 0..5 {
     ///     let d = done.clone();
@@ -752,14 +752,14 @@ impl uniconc_core::Pool for Pool {
 /// it ends with one `Err(TaskError::Cancelled)`.
 ///
 /// ```
-/// use uniconc_core::TaskError;
-/// let pool = uniconc_thread::pool(2)?;
+/// use uniconc::TaskError;
+/// let pool = uniconc::thread::pool(2)?;
 /// let out: Vec<Result<u32, TaskError>> =
 ///     pool.imap(|x: u32| if x == 1 { panic!("one") } else { x }, 0..3).collect();
 /// assert_eq!(out[0], Ok(0));
 /// assert!(matches!(out[1], Err(TaskError::Panicked(_))));
 /// assert_eq!(out[2], Ok(2));
-/// # Ok::<(), uniconc_core::Error>(())
+/// # Ok::<(), uniconc::Error>(())
 /// ```
 pub struct Imap<T, R, F, I> {
     inner: Arc<Inner>,
@@ -901,14 +901,14 @@ where
 
 /// Handle to a task submitted with [`Pool::submit`].
 ///
-/// Wait for the result with the [`uniconc_core::TaskHandle`] methods (blocking, timed, or
+/// Wait for the result with the [`uniconc::TaskHandle`](uniconc_core::TaskHandle) methods (blocking, timed, or
 /// `wait_async`). Dropping the handle detaches the task: it still runs.
 ///
 /// ```
 /// use std::time::Duration;
-/// use uniconc_core::{Event as _, TaskError, TaskHandle as _};
-/// let pool = uniconc_thread::pool(1)?;
-/// let go = uniconc_thread::event()?;
+/// use uniconc::{Event as _, TaskError, TaskHandle as _};
+/// let pool = uniconc::thread::pool(1)?;
+/// let go = uniconc::thread::event()?;
 /// let g = go.clone();
 /// let mut task = pool.submit(move |_: ()| g.wait(), ())?;
 /// assert_eq!(task.wait_timeout(Duration::from_millis(1)), Err(TaskError::Timeout));

@@ -6,9 +6,9 @@
 //! slot carries pool task results.
 //!
 //! ```
-//! use uniconc_core::JoinHandle as _;
-//! let mut plain = uniconc_thread::spawn(|| 1)?;
-//! let with_runtime = uniconc_thread::spawn_async(async {
+//! use uniconc::JoinHandle as _;
+//! let mut plain = uniconc::thread::spawn(|| 1)?;
+//! let with_runtime = uniconc::thread::spawn_async(async {
 //!     tokio::task::yield_now().await; // a tokio runtime of its own runs this future
 //!     2
 //! })?;
@@ -142,22 +142,22 @@ impl<R> Drop for TakeFuture<'_, R> {
 
 /// Handle to a spawned thread. Dropping it detaches the thread.
 ///
-/// Join it with the [`uniconc_core::JoinHandle`] methods (blocking, timed, `try_join`,
+/// Join it with the [`uniconc::JoinHandle`](uniconc_core::JoinHandle) methods (blocking, timed, `try_join`,
 /// `join_async`); its `id()` is the [`ThreadId`]. An OS thread cannot be stopped from
 /// outside, so `kill()` returns an `Unsupported` error: signal the thread through a channel
 /// or an [`Event`](crate::Event) instead.
 ///
 /// ```
 /// use std::time::Duration;
-/// use uniconc_core::{ErrorKind, Event as _, JoinError, JoinHandle as _};
-/// let stop = uniconc_thread::event()?;
+/// use uniconc::{ErrorKind, Event as _, JoinError, JoinHandle as _};
+/// let stop = uniconc::thread::event()?;
 /// let s = stop.clone();
-/// let mut h = uniconc_thread::spawn(move || { s.wait(); 6 * 7 })?;
+/// let mut h = uniconc::thread::spawn(move || { s.wait(); 6 * 7 })?;
 /// assert_eq!(h.join_timeout(Duration::from_millis(1)), Err(JoinError::Timeout));
 /// assert_eq!(h.kill().unwrap_err().kind(), ErrorKind::Unsupported);
 /// stop.set();
 /// assert_eq!(h.join(), Ok(42));
-/// # Ok::<(), uniconc_core::Error>(())
+/// # Ok::<(), uniconc::Error>(())
 /// ```
 #[derive(Debug)]
 pub struct JoinHandle<R> {
@@ -209,14 +209,14 @@ where
 /// `JoinError::Panicked(message)`.
 ///
 /// ```
-/// use uniconc_core::{JoinError, JoinHandle as _};
+/// use uniconc::{JoinError, JoinHandle as _};
 /// let data = vec![1, 2, 3]; // moved in: no serde needed on this backend
-/// let h = uniconc_thread::spawn(move || data.iter().sum::<i32>())?;
+/// let h = uniconc::thread::spawn(move || data.iter().sum::<i32>())?;
 /// assert_eq!(h.join(), Ok(6));
 ///
-/// let h = uniconc_thread::spawn(|| -> u8 { panic!("boom") })?;
+/// let h = uniconc::thread::spawn(|| -> u8 { panic!("boom") })?;
 /// assert_eq!(h.join(), Err(JoinError::Panicked("boom".into())));
-/// # Ok::<(), uniconc_core::Error>(())
+/// # Ok::<(), uniconc::Error>(())
 /// ```
 ///
 /// # Errors
@@ -235,16 +235,16 @@ where
 /// enabled), as one unit.
 ///
 /// ```
-/// use uniconc_core::{JoinHandle as _, Receiver as _};
-/// let (tx, rx) = uniconc_thread::channel::<u32>(1)?;
-/// let h = uniconc_thread::spawn_async(async move {
-///     use uniconc_core::Sender as _;
+/// use uniconc::{JoinHandle as _, Receiver as _};
+/// let (tx, rx) = uniconc::thread::channel::<u32>(1)?;
+/// let h = uniconc::thread::spawn_async(async move {
+///     use uniconc::Sender as _;
 ///     tx.send_async(1).await.unwrap(); // awaits without blocking the runtime's thread
 ///     1 + 1
 /// })?;
 /// assert_eq!(rx.recv(), Ok(1));
 /// assert_eq!(h.join(), Ok(2));
-/// # Ok::<(), uniconc_core::Error>(())
+/// # Ok::<(), uniconc::Error>(())
 /// ```
 ///
 /// # Errors

@@ -7,11 +7,11 @@
 //! that had been woken passes the wake-up on.
 //!
 //! ```
-//! use uniconc_core::{Event as _, JoinHandle as _, Lock as _, Semaphore as _};
-//! let lock = uniconc_thread::lock()?;
-//! let sem = uniconc_thread::semaphore(1)?;
-//! let go = uniconc_thread::event()?;
-//! let task = uniconc_thread::spawn_async({
+//! use uniconc::{Event as _, JoinHandle as _, Lock as _, Semaphore as _};
+//! let lock = uniconc::thread::lock()?;
+//! let sem = uniconc::thread::semaphore(1)?;
+//! let go = uniconc::thread::event()?;
+//! let task = uniconc::thread::spawn_async({
 //!     let (lock, sem, go) = (lock.clone(), sem.clone(), go.clone());
 //!     async move {
 //!         go.wait_async().await;
@@ -25,7 +25,7 @@
 //! drop(guard);
 //! assert_eq!(task.join(), Ok(0));
 //! assert_eq!(sem.available(), 1);
-//! # Ok::<(), uniconc_core::Error>(())
+//! # Ok::<(), uniconc::Error>(())
 //! ```
 
 use std::future::Future;
@@ -66,13 +66,13 @@ impl LockState {
 /// `LockError::Poisoned(guard)` (once) and hands the lock over anyway.
 ///
 /// ```
-/// use uniconc_core::Lock as _;
-/// let lock = uniconc_thread::lock()?;
+/// use uniconc::Lock as _;
+/// let lock = uniconc::thread::lock()?;
 /// let guard = lock.lock().unwrap();
 /// assert!(lock.try_lock().is_err());
 /// drop(guard);
 /// assert!(!lock.is_locked());
-/// # Ok::<(), uniconc_core::Error>(())
+/// # Ok::<(), uniconc::Error>(())
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct Lock {
@@ -85,10 +85,10 @@ pub struct Lock {
 /// the guard inside `LockError::Poisoned`.
 ///
 /// ```
-/// use uniconc_core::{JoinHandle as _, Lock as _, LockError};
-/// let lock = uniconc_thread::lock()?;
+/// use uniconc::{JoinHandle as _, Lock as _, LockError};
+/// let lock = uniconc::thread::lock()?;
 /// let l = lock.clone();
-/// let h = uniconc_thread::spawn(move || {
+/// let h = uniconc::thread::spawn(move || {
 ///     let _guard = l.lock().unwrap();
 ///     panic!("while holding the lock");
 /// })?;
@@ -97,7 +97,7 @@ pub struct Lock {
 /// assert!(matches!(err, LockError::Poisoned(_)));
 /// drop(err.into_guard());
 /// assert!(lock.lock().is_ok()); // the poison was cleared by that report
-/// # Ok::<(), uniconc_core::Error>(())
+/// # Ok::<(), uniconc::Error>(())
 /// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 #[derive(Debug)]
@@ -210,17 +210,17 @@ fn take_permit(permits: &mut usize) -> Option<()> {
     Some(())
 }
 
-/// A counting semaphore (Python's `Semaphore`); see [`uniconc_core::Semaphore`] for the
+/// A counting semaphore (Python's `Semaphore`); see [`uniconc::Semaphore`](uniconc_core::Semaphore) for the
 /// permit-returning methods.
 ///
 /// ```
-/// use uniconc_core::Semaphore as _;
-/// let sem = uniconc_thread::semaphore(1)?;
+/// use uniconc::Semaphore as _;
+/// let sem = uniconc::thread::semaphore(1)?;
 /// let permit = sem.acquire();
 /// assert_eq!(sem.available(), 0);
 /// drop(permit);
 /// assert_eq!(sem.available(), 1);
-/// # Ok::<(), uniconc_core::Error>(())
+/// # Ok::<(), uniconc::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Semaphore {
@@ -296,12 +296,12 @@ fn is_set(flag: &mut bool) -> Option<()> {
 /// A flag that threads can wait on (Python's `Event`).
 ///
 /// ```
-/// use uniconc_core::Event as _;
-/// let ev = uniconc_thread::event()?;
+/// use uniconc::Event as _;
+/// let ev = uniconc::thread::event()?;
 /// assert!(ev.wait_timeout(std::time::Duration::from_millis(1)).is_err());
 /// ev.set();
 /// ev.wait();
-/// # Ok::<(), uniconc_core::Error>(())
+/// # Ok::<(), uniconc::Error>(())
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct Event {
@@ -406,10 +406,10 @@ impl BarrierState {
 /// A reusable barrier (Python's `Barrier`): the last of `n` arrivals is the leader.
 ///
 /// ```
-/// use uniconc_core::Barrier as _;
-/// let b = uniconc_thread::barrier(1)?;
+/// use uniconc::Barrier as _;
+/// let b = uniconc::thread::barrier(1)?;
 /// assert!(b.wait()); // alone: always the leader
-/// # Ok::<(), uniconc_core::Error>(())
+/// # Ok::<(), uniconc::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Barrier {

@@ -23,7 +23,7 @@ use crate::unit::JoinHandle;
 ///
 /// ```
 /// use serde::{Deserialize, Serialize};
-/// use uniconc_core::{Backend, Message, Receiver as _, Sender as _};
+/// use uniconc::{Backend, Message, Receiver as _, Sender as _};
 ///
 /// #[derive(Debug, PartialEq, Serialize, Deserialize)]
 /// struct Job {
@@ -38,7 +38,7 @@ use crate::unit::JoinHandle;
 /// }
 ///
 /// let job = Job { id: 7, name: "resize".into() };
-/// let back = round_trip::<uniconc_thread::Thread, _>(job)?;
+/// let back = round_trip::<uniconc::thread::Thread, _>(job)?;
 /// assert_eq!(back, Job { id: 7, name: "resize".into() });
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -53,7 +53,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Message for T {}
 /// runs on all three; switching is one line:
 ///
 /// ```
-/// use uniconc_core::{Backend, JoinHandle as _, Receiver as _, Sender as _};
+/// use uniconc::{Backend, JoinHandle as _, Receiver as _, Sender as _};
 ///
 /// /// Sums `1..=n` on a second unit of `B`.
 /// fn sum_on<B: Backend>(n: u64) -> Result<u64, Box<dyn std::error::Error>> {
@@ -66,7 +66,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Message for T {}
 ///     Ok(h.join()?)
 /// }
 ///
-/// type B = uniconc_thread::Thread; // or uniconc_process::Process, uniconc_async::Tokio
+/// type B = uniconc::thread::Thread; // or uniconc::process::Process, uniconc::tokio::Tokio
 /// assert_eq!(B::NAME, "thread");
 /// assert_eq!(sum_on::<B>(10)?, 55);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -88,7 +88,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Message for T {}
 /// | [`REMOTE`](Backend::REMOTE): units may run on another machine | no | no | no |
 ///
 /// ```
-/// use uniconc_core::{Backend, ErrorKind, JoinError, JoinHandle as _};
+/// use uniconc::{Backend, ErrorKind, JoinError, JoinHandle as _};
 ///
 /// /// Stops a unit that never ends, where the backend can.
 /// fn stop_a_stuck_unit<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
@@ -104,7 +104,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Message for T {}
 ///     Ok(())
 /// }
 ///
-/// stop_a_stuck_unit::<uniconc_thread::Thread>()?;
+/// stop_a_stuck_unit::<uniconc::thread::Thread>()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub trait Backend: Copy + Send + Sync + 'static {
@@ -211,9 +211,9 @@ pub trait Backend: Copy + Send + Sync + 'static {
     /// channel can ever hold is refused with `Invalid(value, MessageError::TooLarge { .. })`.
     ///
     /// ```
-    /// use uniconc_core::{Backend, ErrorKind, Receiver as _, Sender as _};
+    /// use uniconc::{Backend, ErrorKind, Receiver as _, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread; // the one line to change for another backend
+    /// type B = uniconc::thread::Thread; // the one line to change for another backend
     /// let (tx, rx) = B::channel::<u32>(2)?;
     /// assert_eq!(tx.capacity(), Some(2));
     /// tx.send(1)?;
@@ -242,9 +242,9 @@ pub trait Backend: Copy + Send + Sync + 'static {
     /// resident.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Receiver as _, Sender as _};
+    /// use uniconc::{Backend, Receiver as _, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, rx) = B::unbounded::<u32>()?;
     /// assert_eq!(tx.capacity(), None);
     /// for i in 0..1000 {
@@ -270,9 +270,9 @@ pub trait Backend: Copy + Send + Sync + 'static {
     /// [`JoinError::Panicked`](crate::JoinError::Panicked).
     ///
     /// ```
-    /// use uniconc_core::{Backend, JoinError, JoinHandle as _};
+    /// use uniconc::{Backend, JoinError, JoinHandle as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let h = B::spawn(|| 6 * 7)?;
     /// assert_eq!(h.join()?, 42);
     ///
@@ -283,7 +283,7 @@ pub trait Backend: Copy + Send + Sync + 'static {
     ///
     /// # Errors
     /// `Os` if the unit could not be started: the fork failed (or a channel held by this
-    /// process has no free process slot, see `uniconc_process::MAX_PROCESSES`), the OS refused
+    /// process has no free process slot, see `uniconc::process::MAX_PROCESSES`), the OS refused
     /// a thread, or the tokio backend could not start its own runtime.
     fn spawn<F, R>(f: F) -> Result<Self::JoinHandle<R>, Error>
     where
@@ -295,9 +295,9 @@ pub trait Backend: Copy + Send + Sync + 'static {
     /// tokio runtime (timers and I/O enabled). Inside it, use the `_async` forms.
     ///
     /// ```
-    /// use uniconc_core::{Backend, JoinHandle as _, Receiver as _, Sender as _};
+    /// use uniconc::{Backend, JoinHandle as _, Receiver as _, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, rx) = B::channel::<u32>(4)?;
     /// let h = B::spawn_async(async move { rx.recv_async().await.unwrap() * 2 })?;
     /// tx.send(21)?; // a sync sender, an async receiver
@@ -316,9 +316,9 @@ pub trait Backend: Copy + Send + Sync + 'static {
     /// A new lock; see [`Lock`].
     ///
     /// ```
-    /// use uniconc_core::{Backend, Lock as _};
+    /// use uniconc::{Backend, Lock as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let lock = B::lock()?;
     /// let guard = lock.lock().unwrap_or_else(|e| e.into_guard());
     /// assert!(lock.is_locked());
@@ -336,9 +336,9 @@ pub trait Backend: Copy + Send + Sync + 'static {
     /// A semaphore with `permits` permits; see [`Semaphore`].
     ///
     /// ```
-    /// use uniconc_core::{Backend, Semaphore as _};
+    /// use uniconc::{Backend, Semaphore as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let sem = B::semaphore(2)?;
     /// let permit = sem.acquire();
     /// assert_eq!(sem.available(), 1);
@@ -356,9 +356,9 @@ pub trait Backend: Copy + Send + Sync + 'static {
     /// A new event, not set; see [`Event`].
     ///
     /// ```
-    /// use uniconc_core::{Backend, Event as _};
+    /// use uniconc::{Backend, Event as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let ready = B::event()?;
     /// assert!(!ready.is_set());
     /// ready.set();
@@ -375,9 +375,9 @@ pub trait Backend: Copy + Send + Sync + 'static {
     /// A barrier for `n` units; see [`Barrier`].
     ///
     /// ```
-    /// use uniconc_core::{Backend, Barrier as _, ErrorKind};
+    /// use uniconc::{Backend, Barrier as _, ErrorKind};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let barrier = B::barrier(1)?;
     /// assert_eq!(barrier.parties(), 1);
     /// assert!(barrier.wait()); // one party: released at once, as the leader
@@ -394,9 +394,9 @@ pub trait Backend: Copy + Send + Sync + 'static {
     /// A shared value holding `value`; see [`Value`].
     ///
     /// ```
-    /// use uniconc_core::{Backend, Value as _};
+    /// use uniconc::{Backend, Value as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let total = B::value(0.5f64)?;
     /// total.update(|t| *t += 1.0);
     /// assert_eq!(total.load(), 1.5);
@@ -412,9 +412,9 @@ pub trait Backend: Copy + Send + Sync + 'static {
     /// A shared array of `len` zeroed elements; see [`Array`].
     ///
     /// ```
-    /// use uniconc_core::{Array as _, Backend};
+    /// use uniconc::{Array as _, Backend};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let a = B::array::<u32>(3)?;
     /// assert_eq!(a.to_vec(), [0, 0, 0]);
     /// a.set(2, 9)?;
@@ -432,7 +432,7 @@ pub trait Backend: Copy + Send + Sync + 'static {
     /// [`Pool::builder`] for the other settings).
     ///
     /// ```
-    /// use uniconc_core::{Backend, Pool as _};
+    /// use uniconc::{Backend, Pool as _};
     ///
     /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
     ///     let pool = B::pool(2)?;
@@ -440,7 +440,7 @@ pub trait Backend: Copy + Send + Sync + 'static {
     ///     Ok(())
     /// }
     ///
-    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// run::<uniconc::thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///

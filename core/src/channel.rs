@@ -31,9 +31,9 @@ use crate::time::deadline_after;
 /// connected while any sender exists (in any process).
 ///
 /// ```
-/// use uniconc_core::{Backend, JoinHandle as _, Receiver as _, Sender as _};
+/// use uniconc::{Backend, JoinHandle as _, Receiver as _, Sender as _};
 ///
-/// type B = uniconc_thread::Thread;
+/// type B = uniconc::thread::Thread;
 /// let (tx, rx) = B::channel::<u32>(8)?;
 /// let producers = (0..3u32)
 ///     .map(|id| {
@@ -55,9 +55,9 @@ pub trait Sender<T>: Clone + Send + Sync + 'static {
     /// its byte budget is used up).
     ///
     /// ```
-    /// use uniconc_core::{Backend, Receiver as _, Sender as _};
+    /// use uniconc::{Backend, Receiver as _, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, rx) = B::channel::<String>(1)?;
     /// tx.send("hello".to_string())?;
     /// assert_eq!(rx.recv()?, "hello");
@@ -90,9 +90,9 @@ pub trait Sender<T>: Clone + Send + Sync + 'static {
     /// Sends `value` if there is room right now; never waits, on any runtime.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Receiver as _, Sender as _, TrySendError};
+    /// use uniconc::{Backend, Receiver as _, Sender as _, TrySendError};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, rx) = B::channel::<char>(1)?;
     /// tx.try_send('a')?;
     /// assert_eq!(tx.try_send('b'), Err(TrySendError::Full('b')));
@@ -112,9 +112,9 @@ pub trait Sender<T>: Clone + Send + Sync + 'static {
     ///
     /// ```
     /// use std::time::{Duration, Instant};
-    /// use uniconc_core::{Backend, SendTimeoutError, Sender as _};
+    /// use uniconc::{Backend, SendTimeoutError, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, _rx) = B::channel::<u8>(1)?;
     /// tx.send_deadline(1, None)?; // there is room: no wait
     /// let deadline = Instant::now() + Duration::from_millis(5);
@@ -138,9 +138,9 @@ pub trait Sender<T>: Clone + Send + Sync + 'static {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use uniconc_core::{Backend, Receiver as _, Sender as _};
+    /// use uniconc::{Backend, Receiver as _, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, rx) = B::channel::<u8>(1)?;
     /// tx.send(1)?;
     /// let err = tx.send_timeout(2, Duration::from_millis(5)).unwrap_err();
@@ -168,9 +168,9 @@ pub trait Sender<T>: Clone + Send + Sync + 'static {
     /// and needs no particular executor (it is woken through its `Waker`).
     ///
     /// ```
-    /// use uniconc_core::{Backend, JoinHandle as _, Receiver as _, Sender as _};
+    /// use uniconc::{Backend, JoinHandle as _, Receiver as _, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, rx) = B::channel::<String>(1)?;
     /// let producer = B::spawn_async(async move {
     ///     tx.send_async("first".to_string()).await.is_ok()
@@ -194,9 +194,9 @@ pub trait Sender<T>: Clone + Send + Sync + 'static {
     /// Number of messages queued (a snapshot: other units may change it at once).
     ///
     /// ```
-    /// use uniconc_core::{Backend, Sender as _};
+    /// use uniconc::{Backend, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, _rx) = B::channel::<u8>(4)?;
     /// tx.send(1)?;
     /// tx.send(2)?;
@@ -208,9 +208,9 @@ pub trait Sender<T>: Clone + Send + Sync + 'static {
     /// `true` if nothing is queued (a snapshot).
     ///
     /// ```
-    /// use uniconc_core::{Backend, Receiver as _, Sender as _};
+    /// use uniconc::{Backend, Receiver as _, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, rx) = B::channel::<u8>(4)?;
     /// assert!(tx.is_empty());
     /// tx.send(1)?;
@@ -226,9 +226,9 @@ pub trait Sender<T>: Clone + Send + Sync + 'static {
     /// The bound given at construction, `None` for an unbounded channel.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Sender as _};
+    /// use uniconc::{Backend, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// assert_eq!(B::channel::<u8>(16)?.0.capacity(), Some(16));
     /// assert_eq!(B::unbounded::<u8>()?.0.capacity(), None);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -239,9 +239,9 @@ pub trait Sender<T>: Clone + Send + Sync + 'static {
     /// fails from then on.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Sender as _};
+    /// use uniconc::{Backend, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, rx) = B::channel::<u8>(1)?;
     /// assert!(!tx.is_closed());
     /// drop(rx);
@@ -256,9 +256,9 @@ pub trait Sender<T>: Clone + Send + Sync + 'static {
     /// its value back. Closing twice does nothing more.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Receiver as _, RecvError, SendError, Sender as _};
+    /// use uniconc::{Backend, Receiver as _, RecvError, SendError, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, rx) = B::channel::<u8>(4)?;
     /// let tx2 = tx.clone();
     /// tx.send(1)?;
@@ -276,9 +276,9 @@ pub trait Sender<T>: Clone + Send + Sync + 'static {
     /// `try_send` can be refused as `Full` for lack of bytes while this is still `false`.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Receiver as _, Sender as _};
+    /// use uniconc::{Backend, Receiver as _, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, rx) = B::channel::<u8>(1)?;
     /// assert!(!tx.is_full());
     /// tx.send(1)?;
@@ -296,9 +296,9 @@ pub trait Sender<T>: Clone + Send + Sync + 'static {
     /// refer to the same channel).
     ///
     /// ```
-    /// use uniconc_core::{Backend, Sender as _};
+    /// use uniconc::{Backend, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, _rx) = B::channel::<u8>(1)?;
     /// let (other, _other_rx) = B::channel::<u8>(1)?;
     /// assert!(tx.same_channel(&tx.clone()));
@@ -314,9 +314,9 @@ pub trait Sender<T>: Clone + Send + Sync + 'static {
 /// (a work queue, like Python's `Queue`, not a broadcast).
 ///
 /// ```
-/// use uniconc_core::{Backend, JoinHandle as _, Receiver as _, Sender as _};
+/// use uniconc::{Backend, JoinHandle as _, Receiver as _, Sender as _};
 ///
-/// type B = uniconc_thread::Thread;
+/// type B = uniconc::thread::Thread;
 /// let (tx, rx) = B::channel::<u64>(16)?;
 /// let workers = (0..2)
 ///     .map(|_| {
@@ -339,9 +339,9 @@ pub trait Receiver<T>: Clone + Send + Sync + 'static {
     /// Receives the next message, blocking while the channel is empty.
     ///
     /// ```
-    /// use uniconc_core::{Backend, JoinHandle as _, Receiver as _, RecvError, Sender as _};
+    /// use uniconc::{Backend, JoinHandle as _, Receiver as _, RecvError, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, rx) = B::channel::<u32>(1)?;
     /// let h = B::spawn(move || tx.send(5).is_ok())?; // the sender moves into the unit
     /// assert_eq!(rx.recv()?, 5);
@@ -375,9 +375,9 @@ pub trait Receiver<T>: Clone + Send + Sync + 'static {
     /// is settled and the messages behind it are received).
     ///
     /// ```
-    /// use uniconc_core::{Backend, Receiver as _, Sender as _, TryRecvError};
+    /// use uniconc::{Backend, Receiver as _, Sender as _, TryRecvError};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, rx) = B::channel::<u32>(1)?;
     /// assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
     /// tx.send(3)?;
@@ -397,9 +397,9 @@ pub trait Receiver<T>: Clone + Send + Sync + 'static {
     ///
     /// ```
     /// use std::time::{Duration, Instant};
-    /// use uniconc_core::{Backend, Receiver as _, RecvTimeoutError, Sender as _};
+    /// use uniconc::{Backend, Receiver as _, RecvTimeoutError, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, rx) = B::channel::<u32>(1)?;
     /// let deadline = Instant::now() + Duration::from_millis(5);
     /// assert_eq!(rx.recv_deadline(Some(deadline)), Err(RecvTimeoutError::Timeout));
@@ -423,9 +423,9 @@ pub trait Receiver<T>: Clone + Send + Sync + 'static {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use uniconc_core::{Backend, Receiver as _, RecvTimeoutError};
+    /// use uniconc::{Backend, Receiver as _, RecvTimeoutError};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, rx) = B::channel::<u32>(1)?;
     /// let err = rx.recv_timeout(Duration::from_millis(5)).unwrap_err();
     /// assert!(err.is_timeout());
@@ -451,9 +451,9 @@ pub trait Receiver<T>: Clone + Send + Sync + 'static {
     /// needs no particular executor (it is woken through its `Waker`).
     ///
     /// ```
-    /// use uniconc_core::{Backend, JoinHandle as _, Receiver as _, Sender as _};
+    /// use uniconc::{Backend, JoinHandle as _, Receiver as _, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, rx) = B::channel::<u64>(4)?;
     /// let consumer = B::spawn_async(async move {
     ///     let mut sum = 0;
@@ -483,9 +483,9 @@ pub trait Receiver<T>: Clone + Send + Sync + 'static {
     /// error).
     ///
     /// ```
-    /// use uniconc_core::{Backend, Receiver as _, Sender as _};
+    /// use uniconc::{Backend, Receiver as _, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, rx) = B::channel::<u32>(4)?;
     /// tx.send(1)?;
     /// tx.send(2)?;
@@ -511,9 +511,9 @@ pub trait Receiver<T>: Clone + Send + Sync + 'static {
     /// empty (or disconnected) look.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Receiver as _, Sender as _};
+    /// use uniconc::{Backend, Receiver as _, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, rx) = B::channel::<u32>(4)?;
     /// tx.send(1)?;
     /// tx.send(2)?;
@@ -534,9 +534,9 @@ pub trait Receiver<T>: Clone + Send + Sync + 'static {
     /// Number of messages queued (a snapshot: other units may change it at once).
     ///
     /// ```
-    /// use uniconc_core::{Backend, Receiver as _, Sender as _};
+    /// use uniconc::{Backend, Receiver as _, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, rx) = B::channel::<u8>(4)?;
     /// tx.send(1)?;
     /// tx.send(2)?;
@@ -550,9 +550,9 @@ pub trait Receiver<T>: Clone + Send + Sync + 'static {
     /// `true` if nothing is queued (a snapshot).
     ///
     /// ```
-    /// use uniconc_core::{Backend, Receiver as _, Sender as _};
+    /// use uniconc::{Backend, Receiver as _, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, rx) = B::unbounded::<u8>()?;
     /// assert!(rx.is_empty());
     /// tx.send(1)?;
@@ -566,9 +566,9 @@ pub trait Receiver<T>: Clone + Send + Sync + 'static {
     /// The bound given at construction, `None` for an unbounded channel.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Receiver as _};
+    /// use uniconc::{Backend, Receiver as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// assert_eq!(B::channel::<u8>(3)?.1.capacity(), Some(3));
     /// assert_eq!(B::unbounded::<u8>()?.1.capacity(), None);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -579,9 +579,9 @@ pub trait Receiver<T>: Clone + Send + Sync + 'static {
     /// can still be received.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Receiver as _, Sender as _};
+    /// use uniconc::{Backend, Receiver as _, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, rx) = B::channel::<u8>(2)?;
     /// tx.send(1)?;
     /// drop(tx);
@@ -595,9 +595,9 @@ pub trait Receiver<T>: Clone + Send + Sync + 'static {
     /// unbounded one. See [`Sender::is_full`].
     ///
     /// ```
-    /// use uniconc_core::{Backend, Receiver as _, Sender as _};
+    /// use uniconc::{Backend, Receiver as _, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, rx) = B::channel::<u8>(2)?;
     /// tx.send(1)?;
     /// assert!(!rx.is_full());
@@ -614,9 +614,9 @@ pub trait Receiver<T>: Clone + Send + Sync + 'static {
     /// refer to the same channel).
     ///
     /// ```
-    /// use uniconc_core::{Backend, Receiver as _};
+    /// use uniconc::{Backend, Receiver as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (_tx, rx) = B::channel::<u8>(1)?;
     /// let (_other_tx, other) = B::channel::<u8>(1)?;
     /// assert!(rx.same_channel(&rx.clone()));
@@ -630,9 +630,9 @@ pub trait Receiver<T>: Clone + Send + Sync + 'static {
 /// channel is empty and disconnected.
 ///
 /// ```
-/// use uniconc_core::{Backend, Receiver as _, Sender as _};
+/// use uniconc::{Backend, Receiver as _, Sender as _};
 ///
-/// type B = uniconc_thread::Thread;
+/// type B = uniconc::thread::Thread;
 /// let (tx, rx) = B::channel::<u32>(8)?;
 /// for i in 0..5 {
 ///     tx.send(i)?;
@@ -658,9 +658,9 @@ impl<T, R: Receiver<T>> Iterator for Iter<'_, T, R> {
 /// ends at the first empty look.
 ///
 /// ```
-/// use uniconc_core::{Backend, Receiver as _, Sender as _};
+/// use uniconc::{Backend, Receiver as _, Sender as _};
 ///
-/// type B = uniconc_thread::Thread;
+/// type B = uniconc::thread::Thread;
 /// let (tx, rx) = B::channel::<u32>(8)?;
 /// tx.send(10)?;
 /// tx.send(20)?;
@@ -687,7 +687,7 @@ impl<T, R: Receiver<T>> Iterator for TryIter<'_, T, R> {
 /// step is a `recv`; it ends when the channel is empty and disconnected.
 ///
 /// ```
-/// use uniconc_core::{Backend, JoinHandle as _, Sender as _};
+/// use uniconc::{Backend, JoinHandle as _, Sender as _};
 ///
 /// fn sum_on<B: Backend>(n: u64) -> Result<u64, Box<dyn std::error::Error>> {
 ///     let (tx, rx) = B::channel::<u64>(4)?;
@@ -706,11 +706,11 @@ impl<T, R: Receiver<T>> Iterator for TryIter<'_, T, R> {
 ///     Ok(h.join()?)
 /// }
 ///
-/// assert_eq!(sum_on::<uniconc_thread::Thread>(10)?, 55);
+/// assert_eq!(sum_on::<uniconc::thread::Thread>(10)?, 55);
 ///
 /// // The borrowing form, on a concrete backend (in generic code, add the bound
 /// // `for<'a> &'a B::Receiver<T>: IntoIterator<Item = T>`, or call `rx.iter()`):
-/// let (tx, rx) = uniconc_thread::channel::<u32>(4)?;
+/// let (tx, rx) = uniconc::thread::channel::<u32>(4)?;
 /// tx.send(1)?;
 /// tx.send(2)?;
 /// drop(tx);
@@ -731,9 +731,9 @@ impl<T, R: Receiver<T>> IntoIter<T, R> {
     /// The iterator over `rx` (what a backend's `IntoIterator for Receiver<T>` returns).
     ///
     /// ```
-    /// use uniconc_core::{Backend, IntoIter, Sender as _};
+    /// use uniconc::{Backend, IntoIter, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, rx) = B::channel::<u8>(2)?;
     /// tx.send(7)?;
     /// tx.close();
@@ -750,9 +750,9 @@ impl<T, R: Receiver<T>> IntoIter<T, R> {
     /// The receiver back.
     ///
     /// ```
-    /// use uniconc_core::{Backend, IntoIter, Receiver as _, Sender as _};
+    /// use uniconc::{Backend, IntoIter, Receiver as _, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, rx) = B::channel::<u8>(2)?;
     /// tx.send(1)?;
     /// tx.send(2)?;

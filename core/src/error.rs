@@ -15,9 +15,9 @@ use std::io;
 /// Why a constructor (or another setup call) failed.
 ///
 /// ```
-/// use uniconc_core::{Backend, ErrorKind, JoinHandle as _};
+/// use uniconc::{Backend, ErrorKind, JoinHandle as _};
 ///
-/// type B = uniconc_thread::Thread;
+/// type B = uniconc::thread::Thread;
 /// let e = B::channel::<u8>(0).unwrap_err();
 /// assert_eq!(e.kind(), ErrorKind::InvalidArgument);
 /// let e = B::spawn(|| 1)?.kill().unwrap_err(); // an OS thread cannot be stopped
@@ -91,11 +91,11 @@ pub enum ErrorKind {
 ///
 /// ```
 /// use std::time::Duration;
-/// use uniconc_core::{Backend, ErrorKind, JoinError, JoinHandle as _, Receiver as _, Sender as _};
+/// use uniconc::{Backend, ErrorKind, JoinError, JoinHandle as _, Receiver as _, Sender as _};
 ///
-/// type B = uniconc_thread::Thread;
+/// type B = uniconc::thread::Thread;
 ///
-/// fn main() -> uniconc_core::Result<()> { // `uniconc::Result<()>` through the facade
+/// fn main() -> uniconc::Result<()> { // `uniconc::Result<()>` through the facade
 ///     let (tx, rx) = B::channel::<u32>(4)?; // a constructor's error
 ///     tx.send(20)?; // a SendError<u32>
 ///     assert_eq!(rx.recv_timeout(Duration::from_secs(5))?, 20); // a RecvTimeoutError
@@ -103,7 +103,7 @@ pub enum ErrorKind {
 ///     assert_eq!(h.join()?, 42); // a JoinError
 ///
 ///     let failed = B::spawn(|| -> u8 { panic!("boom") })?.join().unwrap_err();
-///     let e = uniconc_core::Error::from(failed);
+///     let e = uniconc::Error::from(failed);
 ///     assert_eq!(e.kind(), ErrorKind::Panicked);
 ///     assert_eq!(e.to_string(), "the unit panicked: boom");
 ///     let original = e.get_ref().and_then(|e| e.downcast_ref::<JoinError>());
@@ -117,9 +117,9 @@ pub enum ErrorKind {
 ///
 /// ```
 /// use std::error::Error as _;
-/// use uniconc_core::{Backend, ErrorKind};
+/// use uniconc::{Backend, ErrorKind};
 ///
-/// type B = uniconc_thread::Thread;
+/// type B = uniconc::thread::Thread;
 /// let e = B::barrier(0).unwrap_err();
 /// assert_eq!(e.kind(), ErrorKind::InvalidArgument);
 /// assert!(!e.to_string().is_empty()); // says what was wrong
@@ -142,7 +142,7 @@ impl Error {
     /// An argument is out of range. (Backends build their errors with these constructors.)
     ///
     /// ```
-    /// use uniconc_core::{Error, ErrorKind};
+    /// use uniconc::{Error, ErrorKind};
     ///
     /// let e = Error::invalid_argument("capacity must be at least 1");
     /// assert_eq!(e.kind(), ErrorKind::InvalidArgument);
@@ -155,7 +155,7 @@ impl Error {
     /// The backend cannot do this.
     ///
     /// ```
-    /// use uniconc_core::{Error, ErrorKind};
+    /// use uniconc::{Error, ErrorKind};
     ///
     /// let e = Error::unsupported("an OS thread cannot be stopped");
     /// assert_eq!(e.kind(), ErrorKind::Unsupported);
@@ -167,7 +167,7 @@ impl Error {
     /// The primitive or unit is closed or gone.
     ///
     /// ```
-    /// use uniconc_core::{Error, ErrorKind};
+    /// use uniconc::{Error, ErrorKind};
     ///
     /// let e = Error::closed("the pool is closed");
     /// assert_eq!(e.kind(), ErrorKind::Closed);
@@ -182,7 +182,7 @@ impl Error {
     /// ```
     /// use std::error::Error as _;
     /// use std::io;
-    /// use uniconc_core::{Error, ErrorKind};
+    /// use uniconc::{Error, ErrorKind};
     ///
     /// let e = Error::os("mapping shared memory", io::Error::from(io::ErrorKind::OutOfMemory));
     /// assert_eq!(e.kind(), ErrorKind::Os);
@@ -200,7 +200,7 @@ impl Error {
     /// system call).
     ///
     /// ```
-    /// use uniconc_core::{Error, ErrorKind};
+    /// use uniconc::{Error, ErrorKind};
     ///
     /// let e = Error::last_os_error("fork");
     /// assert_eq!(e.kind(), ErrorKind::Os);
@@ -213,9 +213,9 @@ impl Error {
     /// What kind of failure this is.
     ///
     /// ```
-    /// use uniconc_core::{Backend, ErrorKind};
+    /// use uniconc::{Backend, ErrorKind};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// assert_eq!(B::pool(0).unwrap_err().kind(), ErrorKind::InvalidArgument);
     /// ```
     pub fn kind(&self) -> ErrorKind {
@@ -226,7 +226,7 @@ impl Error {
     ///
     /// ```
     /// use std::io;
-    /// use uniconc_core::Error;
+    /// use uniconc::Error;
     ///
     /// let e = Error::os("fork", io::Error::from_raw_os_error(11));
     /// assert_eq!(e.io_error().and_then(io::Error::raw_os_error), Some(11));
@@ -257,9 +257,9 @@ impl Error {
     /// value or guard was dropped by the conversion (the send and lock errors).
     ///
     /// ```
-    /// use uniconc_core::{Backend, Error, ErrorKind, Receiver as _, TryRecvError};
+    /// use uniconc::{Backend, Error, ErrorKind, Receiver as _, TryRecvError};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (_tx, rx) = B::channel::<u8>(1)?;
     /// let e = Error::from(rx.try_recv().unwrap_err());
     /// assert_eq!(e.kind(), ErrorKind::Empty);
@@ -341,12 +341,12 @@ impl From<io::Error> for Error {
 /// Shorthand for `Result<T, uniconc::Error>`.
 ///
 /// ```
-/// use uniconc_core::{Backend, Result};
+/// use uniconc::{Backend, Result};
 ///
 /// fn counter<B: Backend>() -> Result<B::Value<u64>> {
 ///     B::value(0)
 /// }
-/// assert!(counter::<uniconc_thread::Thread>().is_ok());
+/// assert!(counter::<uniconc::thread::Thread>().is_ok());
 /// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -359,7 +359,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// program tell an oversized message from a broken one.
 ///
 /// ```
-/// use uniconc_core::{Backend, MessageError, SendError, Sender as _};
+/// use uniconc::{Backend, MessageError, SendError, Sender as _};
 ///
 /// fn explain<T>(e: SendError<T>) -> String {
 ///     match e {
@@ -371,7 +371,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///     }
 /// }
 ///
-/// type B = uniconc_thread::Thread;
+/// type B = uniconc::thread::Thread;
 /// let (tx, rx) = B::channel::<u8>(1)?;
 /// drop(rx);
 /// assert_eq!(explain(tx.send(1).unwrap_err()), "nobody is listening");
@@ -457,9 +457,9 @@ macro_rules! value_error {
 /// Error of [`Sender::send`](crate::Sender::send) and `send_async`.
 ///
 /// ```
-/// use uniconc_core::{Backend, SendError, Sender as _};
+/// use uniconc::{Backend, SendError, Sender as _};
 ///
-/// type B = uniconc_thread::Thread;
+/// type B = uniconc::thread::Thread;
 /// let (tx, rx) = B::channel::<String>(1)?;
 /// drop(rx);
 /// match tx.send("report".to_string()) {
@@ -480,9 +480,9 @@ pub enum SendError<T> {
 /// Error of [`Sender::try_send`](crate::Sender::try_send).
 ///
 /// ```
-/// use uniconc_core::{Backend, Sender as _, TrySendError};
+/// use uniconc::{Backend, Sender as _, TrySendError};
 ///
-/// type B = uniconc_thread::Thread;
+/// type B = uniconc::thread::Thread;
 /// let (tx, _rx) = B::channel::<u32>(1)?;
 /// tx.try_send(1)?;
 /// match tx.try_send(2) {
@@ -506,9 +506,9 @@ pub enum TrySendError<T> {
 ///
 /// ```
 /// use std::time::Duration;
-/// use uniconc_core::{Backend, SendTimeoutError, Sender as _};
+/// use uniconc::{Backend, SendTimeoutError, Sender as _};
 ///
-/// type B = uniconc_thread::Thread;
+/// type B = uniconc::thread::Thread;
 /// let (tx, _rx) = B::channel::<u32>(1)?;
 /// tx.send(1)?;
 /// let err = tx.send_timeout(2, Duration::from_millis(5)).unwrap_err();
@@ -576,9 +576,9 @@ send_error_impls!(
     /// Returns the message that could not be sent.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Sender as _};
+    /// use uniconc::{Backend, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, rx) = B::channel::<Vec<u8>>(1)?;
     /// drop(rx);
     /// let unsent = tx.send(vec![1, 2, 3]).unwrap_err().into_inner();
@@ -589,9 +589,9 @@ send_error_impls!(
     /// `true` if every receiver is gone or the channel was closed.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Sender as _};
+    /// use uniconc::{Backend, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, _rx) = B::channel::<u8>(1)?;
     /// tx.close();
     /// assert!(tx.send(1).unwrap_err().is_disconnected());
@@ -607,9 +607,9 @@ send_error_impls!(
     /// Returns the message that could not be sent.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Sender as _};
+    /// use uniconc::{Backend, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, _rx) = B::channel::<String>(1)?;
     /// tx.try_send("first".to_string())?;
     /// assert_eq!(tx.try_send("second".to_string()).unwrap_err().into_inner(), "second");
@@ -619,9 +619,9 @@ send_error_impls!(
     /// `true` if every receiver is gone or the channel was closed (not merely full).
     ///
     /// ```
-    /// use uniconc_core::{Backend, Sender as _};
+    /// use uniconc::{Backend, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, rx) = B::channel::<u8>(1)?;
     /// tx.try_send(1)?;
     /// assert!(!tx.try_send(2).unwrap_err().is_disconnected()); // full
@@ -640,9 +640,9 @@ send_error_impls!(
     ///
     /// ```
     /// use std::time::Duration;
-    /// use uniconc_core::{Backend, Sender as _};
+    /// use uniconc::{Backend, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, _rx) = B::channel::<u8>(1)?;
     /// tx.send(1)?;
     /// let back = tx.send_timeout(2, Duration::from_millis(5)).unwrap_err().into_inner();
@@ -654,9 +654,9 @@ send_error_impls!(
     ///
     /// ```
     /// use std::time::Duration;
-    /// use uniconc_core::{Backend, Sender as _};
+    /// use uniconc::{Backend, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, rx) = B::channel::<u8>(1)?;
     /// drop(rx);
     /// let err = tx.send_timeout(1, Duration::from_secs(60)).unwrap_err(); // no wait
@@ -670,9 +670,9 @@ impl<T> TrySendError<T> {
     /// `true` if the channel was full.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Sender as _};
+    /// use uniconc::{Backend, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, _rx) = B::channel::<u8>(1)?;
     /// tx.try_send(1)?;
     /// assert!(tx.try_send(2).unwrap_err().is_full());
@@ -688,9 +688,9 @@ impl<T> SendTimeoutError<T> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use uniconc_core::{Backend, Sender as _};
+    /// use uniconc::{Backend, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, _rx) = B::channel::<u8>(1)?;
     /// tx.send(1)?;
     /// assert!(tx.send_timeout(2, Duration::from_millis(5)).unwrap_err().is_timeout());
@@ -757,9 +757,9 @@ impl<T> From<SendError<T>> for SendTimeoutError<T> {
 /// Error of [`Receiver::recv`](crate::Receiver::recv) and `recv_async`.
 ///
 /// ```
-/// use uniconc_core::{Backend, Receiver as _, RecvError, Sender as _};
+/// use uniconc::{Backend, Receiver as _, RecvError, Sender as _};
 ///
-/// type B = uniconc_thread::Thread;
+/// type B = uniconc::thread::Thread;
 /// let (tx, rx) = B::channel::<u8>(2)?;
 /// tx.send(1)?;
 /// drop(tx);
@@ -780,9 +780,9 @@ pub enum RecvError {
 /// Error of [`Receiver::try_recv`](crate::Receiver::try_recv).
 ///
 /// ```
-/// use uniconc_core::{Backend, Receiver as _, Sender as _, TryRecvError};
+/// use uniconc::{Backend, Receiver as _, Sender as _, TryRecvError};
 ///
-/// type B = uniconc_thread::Thread;
+/// type B = uniconc::thread::Thread;
 /// let (tx, rx) = B::channel::<u8>(1)?;
 /// match rx.try_recv() {
 ///     Err(TryRecvError::Empty) => {} // nothing yet: do something else
@@ -807,9 +807,9 @@ pub enum TryRecvError {
 ///
 /// ```
 /// use std::time::Duration;
-/// use uniconc_core::{Backend, Receiver as _, RecvTimeoutError};
+/// use uniconc::{Backend, Receiver as _, RecvTimeoutError};
 ///
-/// type B = uniconc_thread::Thread;
+/// type B = uniconc::thread::Thread;
 /// let (_tx, rx) = B::channel::<u8>(1)?;
 /// let err = rx.recv_timeout(Duration::from_millis(5)).unwrap_err();
 /// assert_eq!(err, RecvTimeoutError::Timeout);
@@ -863,9 +863,9 @@ impl TryRecvError {
     /// `true` if the channel was empty (and still connected).
     ///
     /// ```
-    /// use uniconc_core::{Backend, Receiver as _};
+    /// use uniconc::{Backend, Receiver as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (_tx, rx) = B::channel::<u8>(1)?;
     /// assert!(rx.try_recv().unwrap_err().is_empty());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -876,9 +876,9 @@ impl TryRecvError {
     /// `true` if the channel is empty and disconnected.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Receiver as _};
+    /// use uniconc::{Backend, Receiver as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, rx) = B::channel::<u8>(1)?;
     /// drop(tx);
     /// assert!(rx.try_recv().unwrap_err().is_disconnected());
@@ -894,9 +894,9 @@ impl RecvTimeoutError {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use uniconc_core::{Backend, Receiver as _};
+    /// use uniconc::{Backend, Receiver as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (_tx, rx) = B::channel::<u8>(1)?;
     /// assert!(rx.recv_timeout(Duration::from_millis(5)).unwrap_err().is_timeout());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -908,9 +908,9 @@ impl RecvTimeoutError {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use uniconc_core::{Backend, Receiver as _};
+    /// use uniconc::{Backend, Receiver as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, rx) = B::channel::<u8>(1)?;
     /// drop(tx);
     /// let err = rx.recv_timeout(Duration::from_secs(60)).unwrap_err(); // no wait
@@ -955,9 +955,9 @@ value_error! {
     /// [`Lock`](crate::Lock#a-holder-that-panics-or-dies)).
     ///
     /// ```
-    /// use uniconc_core::{Backend, JoinHandle as _, LockError, Value as _};
+    /// use uniconc::{Backend, JoinHandle as _, LockError, Value as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let v = B::value(0u32)?;
     /// let v2 = v.clone();
     /// let h = B::spawn(move || -> u32 {
@@ -983,9 +983,9 @@ value_error! {
     /// Returns the guard the error holds (the same as [`into_guard`](LockError::into_guard)).
     ///
     /// ```
-    /// use uniconc_core::{Backend, Lock as _, LockError};
+    /// use uniconc::{Backend, Lock as _, LockError};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let lock = B::lock()?;
     /// let guard = lock.lock().unwrap_or_else(LockError::into_inner);
     /// assert!(lock.is_locked());
@@ -1000,9 +1000,9 @@ impl<G> LockError<G> {
     /// acquires the lock whatever its previous holder did.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Lock as _};
+    /// use uniconc::{Backend, Lock as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let lock = B::lock()?;
     /// let guard = lock.lock().unwrap_or_else(|e| e.into_guard());
     /// assert!(lock.try_lock().is_err());
@@ -1019,9 +1019,9 @@ impl<G> LockError<G> {
 ///
 /// ```
 /// use std::time::Duration;
-/// use uniconc_core::{Backend, Lock as _, TryLockError};
+/// use uniconc::{Backend, Lock as _, TryLockError};
 ///
-/// type B = uniconc_thread::Thread;
+/// type B = uniconc::thread::Thread;
 /// let lock = B::lock()?;
 /// let _held = lock.lock().unwrap();
 /// match lock.try_lock() {
@@ -1088,9 +1088,9 @@ impl<G> std::error::Error for TryLockError<G> {}
 ///
 /// ```
 /// use std::time::Duration;
-/// use uniconc_core::{Backend, Event as _, Semaphore as _, WaitError};
+/// use uniconc::{Backend, Event as _, Semaphore as _, WaitError};
 ///
-/// type B = uniconc_thread::Thread;
+/// type B = uniconc::thread::Thread;
 /// let sem = B::semaphore(0)?;
 /// assert_eq!(sem.try_acquire().unwrap_err(), WaitError::WouldBlock);
 /// let ev = B::event()?;
@@ -1125,9 +1125,9 @@ impl std::error::Error for WaitError {}
 /// Why joining an execution unit failed.
 ///
 /// ```
-/// use uniconc_core::{Backend, JoinError, JoinHandle as _};
+/// use uniconc::{Backend, JoinError, JoinHandle as _};
 ///
-/// type B = uniconc_thread::Thread;
+/// type B = uniconc::thread::Thread;
 /// let h = B::spawn(|| -> u8 { panic!("disk full") })?;
 /// let err = h.join().unwrap_err();
 /// match &err {
@@ -1178,7 +1178,7 @@ impl std::error::Error for JoinError {}
 /// from each item of `imap`, and inside [`PoolError::Task`].
 ///
 /// ```
-/// use uniconc_core::{Backend, Pool as _, TaskError, TaskHandle as _};
+/// use uniconc::{Backend, Pool as _, TaskError, TaskHandle as _};
 ///
 /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
 ///     let pool = B::pool(1)?;
@@ -1190,7 +1190,7 @@ impl std::error::Error for JoinError {}
 ///     Ok(())
 /// }
 ///
-/// run::<uniconc_thread::Thread>()?; // or any other backend
+/// run::<uniconc::thread::Thread>()?; // or any other backend
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1233,7 +1233,7 @@ impl std::error::Error for TaskError {}
 ///
 /// ```
 /// use std::error::Error as _;
-/// use uniconc_core::{Backend, Pool as _, PoolError, TaskError};
+/// use uniconc::{Backend, Pool as _, PoolError, TaskError};
 ///
 /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
 ///     let pool = B::pool(2)?;
@@ -1245,7 +1245,7 @@ impl std::error::Error for TaskError {}
 ///     Ok(())
 /// }
 ///
-/// run::<uniconc_thread::Thread>()?; // or any other backend
+/// run::<uniconc::thread::Thread>()?; // or any other backend
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]

@@ -18,7 +18,7 @@
 //! is written once against [`Backend`] and runs on every backend:
 //!
 //! ```
-//! use uniconc_core::{Backend, Pool as _, Receiver as _, Sender as _, Value as _};
+//! use uniconc::{Backend, Pool as _, Receiver as _, Sender as _, Value as _};
 //!
 //! fn work<B: Backend>() -> Result<(u64, Vec<u64>), Box<dyn std::error::Error>> {
 //!     let (tx, rx) = B::unbounded::<u64>()?;
@@ -36,7 +36,7 @@
 //! }
 //!
 //! // The one line that picks processes, threads or tasks:
-//! let (total, squares) = work::<uniconc_thread::Thread>()?;
+//! let (total, squares) = work::<uniconc::thread::Thread>()?;
 //! assert_eq!(squares, [1, 4, 9, 16]);
 //! assert_eq!(total, 30);
 //! # Ok::<(), Box<dyn std::error::Error>>(())

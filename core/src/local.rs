@@ -36,11 +36,11 @@ fn lock_quiet<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// One shared value of plain data.
 ///
 /// ```
-/// use uniconc_core::Value as _;
-/// let v = uniconc_core::local::Value::new(1u64)?;
+/// use uniconc::Value as _;
+/// let v = uniconc::thread::Value::new(1u64)?;
 /// v.update(|x| *x += 1);
 /// assert_eq!(v.load(), 2);
-/// # Ok::<(), uniconc_core::Error>(())
+/// # Ok::<(), uniconc::Error>(())
 /// ```
 pub struct Value<T> {
     inner: Arc<Mutex<T>>,
@@ -91,12 +91,12 @@ impl<T: Plain> crate::Value<T> for Value<T> {
 /// A fixed-length shared array of plain data.
 ///
 /// ```
-/// use uniconc_core::Array as _;
-/// let a = uniconc_core::local::Array::<u32>::from_slice(&[1, 2, 3])?;
+/// use uniconc::Array as _;
+/// let a = uniconc::thread::Array::<u32>::from_slice(&[1, 2, 3])?;
 /// a.set(0, 7)?;
 /// assert_eq!(a.to_vec(), [7, 2, 3]);
 /// assert_eq!(a.get(3), None);
-/// # Ok::<(), uniconc_core::Error>(())
+/// # Ok::<(), uniconc::Error>(())
 /// ```
 pub struct Array<T> {
     inner: Arc<Mutex<Box<[T]>>>,
@@ -122,16 +122,16 @@ impl<T: Plain + fmt::Debug> fmt::Debug for Array<T> {
 /// `[T]`, so every slice method works in place.
 ///
 /// ```
-/// use uniconc_core::Array as _;
+/// use uniconc::Array as _;
 ///
-/// let a = uniconc_core::local::Array::<u32>::from_slice(&[3, 1, 2])?;
+/// let a = uniconc::thread::Array::<u32>::from_slice(&[3, 1, 2])?;
 /// {
 ///     let mut guard = a.lock().unwrap_or_else(|e| e.into_guard());
 ///     guard.sort();
 ///     guard[0] = 10;
 /// }
 /// assert_eq!(a.to_vec(), [10, 2, 3]);
-/// # Ok::<(), uniconc_core::Error>(())
+/// # Ok::<(), uniconc::Error>(())
 /// ```
 pub struct ArrayGuard<'a, T> {
     guard: MutexGuard<'a, Box<[T]>>,
@@ -161,9 +161,9 @@ impl<T: Plain> Array<T> {
     /// `Array::from_slice` works without the trait in scope.
     ///
     /// ```
-    /// let a = uniconc_core::local::Array::<i16>::from_slice(&[-1, 0, 1])?;
-    /// assert_eq!(uniconc_core::Array::to_vec(&a), [-1, 0, 1]);
-    /// # Ok::<(), uniconc_core::Error>(())
+    /// let a = uniconc::thread::Array::<i16>::from_slice(&[-1, 0, 1])?;
+    /// assert_eq!(uniconc::Array::to_vec(&a), [-1, 0, 1]);
+    /// # Ok::<(), uniconc::Error>(())
     /// ```
     ///
     /// # Errors

@@ -12,10 +12,10 @@
 /// the constants:
 ///
 /// ```ignore
-/// impl uniconc_core::Backend for Thread {
+/// impl uniconc::Backend for Thread {
 ///     const NAME: &'static str = "thread";
 ///     // ... the capability constants ...
-///     uniconc_core::backend_items!();
+///     uniconc::backend_items!();
 /// }
 /// ```
 #[macro_export]
@@ -72,7 +72,7 @@ macro_rules! backend_items {
 /// each function's documentation (its own examples and error notes) before its name:
 ///
 /// ```ignore
-/// uniconc_core::backend_constructors! {
+/// uniconc::backend_constructors! {
 ///     /// A new lock, not held.
 ///     lock;
 ///     /// A semaphore holding `permits` permits.

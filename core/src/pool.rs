@@ -21,7 +21,7 @@ use crate::validate;
 /// Settings of a pool, filled in by [`PoolBuilder`].
 ///
 /// ```
-/// use uniconc_core::{Backend, Pool as _, PoolConfig};
+/// use uniconc::{Backend, Pool as _, PoolConfig};
 ///
 /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
 ///     let pool = B::Pool::builder().workers(2).chunk_size(8).build()?;
@@ -31,7 +31,7 @@ use crate::validate;
 ///     Ok(())
 /// }
 ///
-/// run::<uniconc_thread::Thread>()?; // or any other backend
+/// run::<uniconc::thread::Thread>()?; // or any other backend
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +64,7 @@ impl PoolConfig {
     /// Checks the settings ([`PoolBuilder::build`] calls it).
     ///
     /// ```
-    /// use uniconc_core::{ErrorKind, PoolConfig};
+    /// use uniconc::{ErrorKind, PoolConfig};
     ///
     /// let mut config = PoolConfig::default();
     /// assert!(config.validate().is_ok());
@@ -86,7 +86,7 @@ impl PoolConfig {
     /// iterator): the configured one, or Python's heuristic of about four chunks per worker.
     ///
     /// ```
-    /// use uniconc_core::PoolConfig;
+    /// use uniconc::PoolConfig;
     ///
     /// let mut config = PoolConfig::default();
     /// config.workers = 2;
@@ -109,7 +109,7 @@ impl PoolConfig {
 /// Builds a pool: `Pool::builder().workers(4).chunk_size(64).build()`.
 ///
 /// ```
-/// use uniconc_core::{Backend, Pool as _};
+/// use uniconc::{Backend, Pool as _};
 ///
 /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
 ///     let pool = B::Pool::builder().workers(2).max_tasks_per_worker(100).build()?;
@@ -117,7 +117,7 @@ impl PoolConfig {
 ///     Ok(())
 /// }
 ///
-/// run::<uniconc_thread::Thread>()?; // or any other backend
+/// run::<uniconc::thread::Thread>()?; // or any other backend
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -138,9 +138,9 @@ impl<P: Pool> PoolBuilder<P> {
     /// timeout. The same as [`Pool::builder`].
     ///
     /// ```
-    /// use uniconc_core::{Backend, PoolBuilder, PoolConfig};
+    /// use uniconc::{Backend, PoolBuilder, PoolConfig};
     ///
-    /// type P = <uniconc_thread::Thread as Backend>::Pool;
+    /// type P = <uniconc::thread::Thread as Backend>::Pool;
     /// let builder = PoolBuilder::<P>::new();
     /// assert_eq!(builder.config(), &PoolConfig::default());
     /// ```
@@ -154,7 +154,7 @@ impl<P: Pool> PoolBuilder<P> {
     /// Number of workers (at least 1): how many items run at once.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Pool as _};
+    /// use uniconc::{Backend, Pool as _};
     ///
     /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
     ///     let pool = B::Pool::builder().workers(3).build()?;
@@ -163,7 +163,7 @@ impl<P: Pool> PoolBuilder<P> {
     ///     Ok(())
     /// }
     ///
-    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// run::<uniconc::thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn workers(mut self, n: usize) -> Self {
@@ -175,7 +175,7 @@ impl<P: Pool> PoolBuilder<P> {
     /// fewer round trips; `chunk_size(1)` balances uneven items best.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Pool as _};
+    /// use uniconc::{Backend, Pool as _};
     ///
     /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
     ///     let pool = B::Pool::builder().workers(2).chunk_size(1).build()?;
@@ -184,7 +184,7 @@ impl<P: Pool> PoolBuilder<P> {
     ///     Ok(())
     /// }
     ///
-    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// run::<uniconc::thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn chunk_size(mut self, n: usize) -> Self {
@@ -197,7 +197,7 @@ impl<P: Pool> PoolBuilder<P> {
     /// workers).
     ///
     /// ```
-    /// use uniconc_core::{Backend, Pool as _};
+    /// use uniconc::{Backend, Pool as _};
     ///
     /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
     ///     let pool = B::Pool::builder().workers(1).max_tasks_per_worker(2).build()?;
@@ -209,7 +209,7 @@ impl<P: Pool> PoolBuilder<P> {
     ///     Ok(())
     /// }
     ///
-    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// run::<uniconc::thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn max_tasks_per_worker(mut self, n: usize) -> Self {
@@ -226,9 +226,9 @@ impl<P: Pool> PoolBuilder<P> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use uniconc_core::{Backend, ErrorKind, Pool as _};
+    /// use uniconc::{Backend, ErrorKind, Pool as _};
     ///
-    /// type P = <uniconc_thread::Thread as Backend>::Pool;
+    /// type P = <uniconc::thread::Thread as Backend>::Pool;
     /// let builder = P::builder().task_timeout(Duration::from_secs(5));
     /// assert_eq!(builder.config().task_timeout, Some(Duration::from_secs(5)));
     /// let refused = builder.build().unwrap_err(); // an OS thread cannot be stopped
@@ -242,9 +242,9 @@ impl<P: Pool> PoolBuilder<P> {
     /// The settings so far.
     ///
     /// ```
-    /// use uniconc_core::{Backend, PoolBuilder};
+    /// use uniconc::{Backend, PoolBuilder};
     ///
-    /// type P = <uniconc_thread::Thread as Backend>::Pool;
+    /// type P = <uniconc::thread::Thread as Backend>::Pool;
     /// let builder = PoolBuilder::<P>::new().workers(4).chunk_size(16);
     /// assert_eq!(builder.config().workers, 4);
     /// assert_eq!(builder.config().chunk_size, Some(16));
@@ -256,7 +256,7 @@ impl<P: Pool> PoolBuilder<P> {
     /// Starts the pool.
     ///
     /// ```
-    /// use uniconc_core::{Backend, ErrorKind, Pool as _};
+    /// use uniconc::{Backend, ErrorKind, Pool as _};
     ///
     /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
     ///     let pool = B::Pool::builder().workers(2).build()?;
@@ -266,7 +266,7 @@ impl<P: Pool> PoolBuilder<P> {
     ///     Ok(())
     /// }
     ///
-    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// run::<uniconc::thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -287,7 +287,7 @@ impl<P: Pool> PoolBuilder<P> {
 /// Dropping a pool terminates it: no worker outlives it.
 ///
 /// ```
-/// use uniconc_core::{Backend, Pool as _, TaskHandle as _};
+/// use uniconc::{Backend, Pool as _, TaskHandle as _};
 ///
 /// fn collatz_len(mut n: u64) -> u32 {
 ///     let mut steps = 0;
@@ -307,7 +307,7 @@ impl<P: Pool> PoolBuilder<P> {
 ///     Ok(())
 /// }
 ///
-/// run::<uniconc_thread::Thread>()?; // or any other backend
+/// run::<uniconc::thread::Thread>()?; // or any other backend
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub trait Pool: Send + Sync + Sized + 'static {
@@ -318,7 +318,7 @@ pub trait Pool: Send + Sync + Sized + 'static {
     /// (this is what [`PoolBuilder::build`] calls after validating them).
     ///
     /// ```
-    /// use uniconc_core::{Backend, Pool, PoolConfig};
+    /// use uniconc::{Backend, Pool, PoolConfig};
     ///
     /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
     ///     let mut config = PoolConfig::default();
@@ -328,7 +328,7 @@ pub trait Pool: Send + Sync + Sized + 'static {
     ///     Ok(())
     /// }
     ///
-    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// run::<uniconc::thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -340,7 +340,7 @@ pub trait Pool: Send + Sync + Sized + 'static {
     /// A builder with default settings.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Pool as _};
+    /// use uniconc::{Backend, Pool as _};
     ///
     /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
     ///     let pool = B::Pool::builder().workers(2).chunk_size(4).build()?;
@@ -348,7 +348,7 @@ pub trait Pool: Send + Sync + Sized + 'static {
     ///     Ok(())
     /// }
     ///
-    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// run::<uniconc::thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     fn builder() -> PoolBuilder<Self> {
@@ -359,9 +359,9 @@ pub trait Pool: Send + Sync + Sized + 'static {
     /// [`Backend::pool`](crate::Backend::pool) calls).
     ///
     /// ```
-    /// use uniconc_core::{Backend, ErrorKind, Pool};
+    /// use uniconc::{Backend, ErrorKind, Pool};
     ///
-    /// type P = <uniconc_thread::Thread as Backend>::Pool;
+    /// type P = <uniconc::thread::Thread as Backend>::Pool;
     /// let pool = P::new(2)?;
     /// assert_eq!(pool.config().workers, 2);
     /// assert_eq!(P::new(0).unwrap_err().kind(), ErrorKind::InvalidArgument);
@@ -377,9 +377,9 @@ pub trait Pool: Send + Sync + Sized + 'static {
     /// The settings the pool runs with.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Pool as _};
+    /// use uniconc::{Backend, Pool as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let pool = B::pool(3)?;
     /// assert_eq!(pool.config().workers, 3);
     /// assert_eq!(pool.config().max_tasks_per_worker, None);
@@ -393,7 +393,7 @@ pub trait Pool: Send + Sync + Sized + 'static {
     /// runs on the long-lived workers, a capturing closure on workers forked for the call.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Pool as _, PoolError, TaskError};
+    /// use uniconc::{Backend, Pool as _, PoolError, TaskError};
     ///
     /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
     ///     let pool = B::pool(2)?;
@@ -410,7 +410,7 @@ pub trait Pool: Send + Sync + Sized + 'static {
     ///     Ok(())
     /// }
     ///
-    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// run::<uniconc::thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -439,7 +439,7 @@ pub trait Pool: Send + Sync + Sized + 'static {
     /// Each item yields its own `Result`: a panicking item fails only itself.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Pool as _, TaskError};
+    /// use uniconc::{Backend, Pool as _, TaskError};
     ///
     /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
     ///     let pool = B::pool(2)?;
@@ -457,7 +457,7 @@ pub trait Pool: Send + Sync + Sized + 'static {
     ///     Ok(())
     /// }
     ///
-    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// run::<uniconc::thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -475,7 +475,7 @@ pub trait Pool: Send + Sync + Sized + 'static {
     /// Like [`imap`](Pool::imap), but yields results in completion order.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Pool as _};
+    /// use uniconc::{Backend, Pool as _};
     ///
     /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
     ///     let pool = B::pool(2)?;
@@ -487,7 +487,7 @@ pub trait Pool: Send + Sync + Sized + 'static {
     ///     Ok(())
     /// }
     ///
-    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// run::<uniconc::thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -513,7 +513,7 @@ pub trait Pool: Send + Sync + Sized + 'static {
     /// pass a `fn` item or a non-capturing closure and put the captured values in the argument.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Pool as _, PoolError, TaskHandle as _};
+    /// use uniconc::{Backend, Pool as _, PoolError, TaskHandle as _};
     ///
     /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
     ///     let pool = B::pool(2)?;
@@ -526,7 +526,7 @@ pub trait Pool: Send + Sync + Sized + 'static {
     ///     Ok(())
     /// }
     ///
-    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// run::<uniconc::thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -543,7 +543,7 @@ pub trait Pool: Send + Sync + Sized + 'static {
     /// Stops accepting work; queued and running tasks finish. Closing twice does nothing more.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Pool as _, PoolError, TaskHandle as _};
+    /// use uniconc::{Backend, Pool as _, PoolError, TaskHandle as _};
     ///
     /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
     ///     let pool = B::pool(1)?;
@@ -554,7 +554,7 @@ pub trait Pool: Send + Sync + Sized + 'static {
     ///     Ok(())
     /// }
     ///
-    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// run::<uniconc::thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     fn close(&self);
@@ -564,7 +564,7 @@ pub trait Pool: Send + Sync + Sized + 'static {
     /// pool's own tasks (it would wait for itself).
     ///
     /// ```
-    /// use uniconc_core::{Backend, Pool as _, TaskHandle as _};
+    /// use uniconc::{Backend, Pool as _, TaskHandle as _};
     ///
     /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
     ///     let pool = B::pool(2)?;
@@ -578,7 +578,7 @@ pub trait Pool: Send + Sync + Sized + 'static {
     ///     Ok(())
     /// }
     ///
-    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// run::<uniconc::thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -601,7 +601,7 @@ pub trait Pool: Send + Sync + Sized + 'static {
     /// delivers its result, since an OS thread cannot be stopped.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Event as _, Pool as _, TaskError, TaskHandle as _};
+    /// use uniconc::{Backend, Event as _, Pool as _, TaskError, TaskHandle as _};
     ///
     /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
     ///     let pool = B::pool(1)?;
@@ -619,7 +619,7 @@ pub trait Pool: Send + Sync + Sized + 'static {
     ///     Ok(())
     /// }
     ///
-    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// run::<uniconc::thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     fn terminate(&self);
@@ -630,7 +630,7 @@ pub trait Pool: Send + Sync + Sized + 'static {
 /// Dropping the handle abandons the result; the task still runs.
 ///
 /// ```
-/// use uniconc_core::{Backend, Pool as _, TaskHandle as _};
+/// use uniconc::{Backend, Pool as _, TaskHandle as _};
 ///
 /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
 ///     let pool = B::pool(2)?;
@@ -643,14 +643,14 @@ pub trait Pool: Send + Sync + Sized + 'static {
 ///     Ok(())
 /// }
 ///
-/// run::<uniconc_thread::Thread>()?; // or any other backend
+/// run::<uniconc::thread::Thread>()?; // or any other backend
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub trait TaskHandle<R>: Send + 'static {
     /// Waits for the task's result.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Pool as _, TaskError, TaskHandle as _};
+    /// use uniconc::{Backend, Pool as _, TaskError, TaskHandle as _};
     ///
     /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
     ///     let pool = B::pool(1)?;
@@ -660,7 +660,7 @@ pub trait TaskHandle<R>: Send + 'static {
     ///     Ok(())
     /// }
     ///
-    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// run::<uniconc::thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -683,7 +683,7 @@ pub trait TaskHandle<R>: Send + 'static {
     ///
     /// ```
     /// use std::time::{Duration, Instant};
-    /// use uniconc_core::{Backend, Event as _, Pool as _, TaskError, TaskHandle as _};
+    /// use uniconc::{Backend, Event as _, Pool as _, TaskError, TaskHandle as _};
     ///
     /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
     ///     let pool = B::pool(1)?;
@@ -697,7 +697,7 @@ pub trait TaskHandle<R>: Send + 'static {
     ///     Ok(())
     /// }
     ///
-    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// run::<uniconc::thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -715,7 +715,7 @@ pub trait TaskHandle<R>: Send + 'static {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use uniconc_core::{Backend, Event as _, Pool as _, TaskError, TaskHandle as _};
+    /// use uniconc::{Backend, Event as _, Pool as _, TaskError, TaskHandle as _};
     ///
     /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
     ///     let pool = B::pool(1)?;
@@ -728,7 +728,7 @@ pub trait TaskHandle<R>: Send + 'static {
     ///     Ok(())
     /// }
     ///
-    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// run::<uniconc::thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -747,7 +747,7 @@ pub trait TaskHandle<R>: Send + 'static {
     /// Returns the result if the task has finished, without waiting.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Event as _, Pool as _, TaskError, TaskHandle as _};
+    /// use uniconc::{Backend, Event as _, Pool as _, TaskError, TaskHandle as _};
     ///
     /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
     ///     let pool = B::pool(1)?;
@@ -761,7 +761,7 @@ pub trait TaskHandle<R>: Send + 'static {
     ///     Ok(())
     /// }
     ///
-    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// run::<uniconc::thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -778,17 +778,17 @@ pub trait TaskHandle<R>: Send + 'static {
     /// on a thread running its own runtime.
     ///
     /// ```
-    /// use uniconc_core::{Backend, JoinHandle as _, Pool as _, TaskHandle as _};
+    /// use uniconc::{Backend, JoinHandle as _, Pool as _, TaskHandle as _};
     ///
     /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
     ///     let pool = B::pool(1)?;
     ///     let mut task = pool.submit(|x: u64| x + 1, 41)?;
-    ///     let waiter = uniconc_thread::spawn_async(async move { task.wait_async().await })?;
+    ///     let waiter = uniconc::thread::spawn_async(async move { task.wait_async().await })?;
     ///     assert_eq!(waiter.join()?, Ok(42));
     ///     Ok(())
     /// }
     ///
-    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// run::<uniconc::thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -802,7 +802,7 @@ pub trait TaskHandle<R>: Send + 'static {
     /// `true` once the result is ready.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Event as _, Pool as _, TaskHandle as _};
+    /// use uniconc::{Backend, Event as _, Pool as _, TaskHandle as _};
     ///
     /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
     ///     let pool = B::pool(1)?;
@@ -818,7 +818,7 @@ pub trait TaskHandle<R>: Send + 'static {
     ///     Ok(())
     /// }
     ///
-    /// run::<uniconc_thread::Thread>()?; // or any other backend
+    /// run::<uniconc::thread::Thread>()?; // or any other backend
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     fn is_finished(&self) -> bool;

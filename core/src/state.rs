@@ -15,7 +15,7 @@ use crate::error::{Error, LockError};
 ///
 /// ```
 /// use bytemuck::{Pod, Zeroable};
-/// use uniconc_core::{Backend, Value as _};
+/// use uniconc::{Backend, Value as _};
 ///
 /// #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
 /// #[repr(C)]
@@ -24,7 +24,7 @@ use crate::error::{Error, LockError};
 ///     y: f32,
 /// }
 ///
-/// type B = uniconc_thread::Thread;
+/// type B = uniconc::thread::Thread;
 /// let p = B::value(Point { x: 1.0, y: 2.0 })?;
 /// p.update(|p| p.x += 1.0);
 /// assert_eq!(p.load(), Point { x: 2.0, y: 2.0 });
@@ -41,9 +41,9 @@ impl<T: bytemuck::Pod + Send + Sync> Plain for T {}
 /// the dead holder left. Use [`lock`](Value::lock) to be told.
 ///
 /// ```
-/// use uniconc_core::{Backend, JoinHandle as _, Value as _};
+/// use uniconc::{Backend, JoinHandle as _, Value as _};
 ///
-/// type B = uniconc_thread::Thread;
+/// type B = uniconc::thread::Thread;
 /// let hits = B::value(0u64)?;
 /// let units = (0..4)
 ///     .map(|_| {
@@ -71,9 +71,9 @@ pub trait Value<T: Plain>: Clone + Send + Sync + 'static {
     /// calls).
     ///
     /// ```
-    /// use uniconc_core::{Backend, Value};
+    /// use uniconc::{Backend, Value};
     ///
-    /// type V = <uniconc_thread::Thread as Backend>::Value<i32>;
+    /// type V = <uniconc::thread::Thread as Backend>::Value<i32>;
     /// let v = V::new(-3)?;
     /// assert_eq!(v.load(), -3);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -87,9 +87,9 @@ pub trait Value<T: Plain>: Clone + Send + Sync + 'static {
     /// A copy of the value.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Value as _};
+    /// use uniconc::{Backend, Value as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let v = B::value([1u8, 2, 3])?;
     /// assert_eq!(v.load(), [1, 2, 3]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -99,9 +99,9 @@ pub trait Value<T: Plain>: Clone + Send + Sync + 'static {
     /// Replaces the value.
     ///
     /// ```
-    /// use uniconc_core::{Backend, JoinHandle as _, Value as _};
+    /// use uniconc::{Backend, JoinHandle as _, Value as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let v = B::value(0u32)?;
     /// let writer = v.clone();
     /// B::spawn(move || writer.store(9))?.join()?;
@@ -115,9 +115,9 @@ pub trait Value<T: Plain>: Clone + Send + Sync + 'static {
     /// with. Keep `f` short: it holds the lock.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Value as _};
+    /// use uniconc::{Backend, Value as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let next_id = B::value(100u64)?;
     /// let id = next_id.update(|n| {
     ///     *n += 1;
@@ -132,9 +132,9 @@ pub trait Value<T: Plain>: Clone + Send + Sync + 'static {
     /// Locks the value for a longer critical section; the guard dereferences to `T`.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Value as _};
+    /// use uniconc::{Backend, Value as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let v = B::value(1u32)?;
     /// {
     ///     let mut g = v.lock().unwrap_or_else(|e| e.into_guard());
@@ -158,9 +158,9 @@ pub trait Value<T: Plain>: Clone + Send + Sync + 'static {
 /// then plain memory access, never a lock or syscall per element.
 ///
 /// ```
-/// use uniconc_core::{Array as _, Backend, JoinHandle as _};
+/// use uniconc::{Array as _, Backend, JoinHandle as _};
 ///
-/// type B = uniconc_thread::Thread;
+/// type B = uniconc::thread::Thread;
 /// let squares = B::array::<u64>(8)?;
 /// let units = (0..2)
 ///     .map(|half| {
@@ -188,9 +188,9 @@ pub trait Array<T: Plain>: Clone + Send + Sync + 'static {
     /// calls). The length is fixed for the array's life.
     ///
     /// ```
-    /// use uniconc_core::{Array, Backend};
+    /// use uniconc::{Array, Backend};
     ///
-    /// type A = <uniconc_thread::Thread as Backend>::Array<f64>;
+    /// type A = <uniconc::thread::Thread as Backend>::Array<f64>;
     /// let a = A::new(4)?;
     /// assert_eq!(a.to_vec(), [0.0; 4]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -204,9 +204,9 @@ pub trait Array<T: Plain>: Clone + Send + Sync + 'static {
     /// A new array holding a copy of `items`.
     ///
     /// ```
-    /// use uniconc_core::{Array, Backend};
+    /// use uniconc::{Array, Backend};
     ///
-    /// type A = <uniconc_thread::Thread as Backend>::Array<u8>;
+    /// type A = <uniconc::thread::Thread as Backend>::Array<u8>;
     /// let a = A::from_slice(b"abc")?;
     /// assert_eq!(a.len(), 3);
     /// assert_eq!(a.get(1), Some(b'b'));
@@ -220,9 +220,9 @@ pub trait Array<T: Plain>: Clone + Send + Sync + 'static {
     /// Number of elements.
     ///
     /// ```
-    /// use uniconc_core::{Array as _, Backend};
+    /// use uniconc::{Array as _, Backend};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// assert_eq!(B::array::<u16>(10)?.len(), 10);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -231,9 +231,9 @@ pub trait Array<T: Plain>: Clone + Send + Sync + 'static {
     /// `true` if the array has no elements.
     ///
     /// ```
-    /// use uniconc_core::{Array as _, Backend};
+    /// use uniconc::{Array as _, Backend};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// assert!(B::array::<u16>(0)?.is_empty());
     /// assert!(!B::array::<u16>(1)?.is_empty());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -245,9 +245,9 @@ pub trait Array<T: Plain>: Clone + Send + Sync + 'static {
     /// Element `index`, or `None` if out of bounds.
     ///
     /// ```
-    /// use uniconc_core::{Array, Backend};
+    /// use uniconc::{Array, Backend};
     ///
-    /// type A = <uniconc_thread::Thread as Backend>::Array<i32>;
+    /// type A = <uniconc::thread::Thread as Backend>::Array<i32>;
     /// let a = A::from_slice(&[10, 20])?;
     /// assert_eq!(a.get(1), Some(20));
     /// assert_eq!(a.get(2), None);
@@ -258,9 +258,9 @@ pub trait Array<T: Plain>: Clone + Send + Sync + 'static {
     /// Sets element `index`.
     ///
     /// ```
-    /// use uniconc_core::{Array as _, Backend, ErrorKind};
+    /// use uniconc::{Array as _, Backend, ErrorKind};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let a = B::array::<u32>(2)?;
     /// a.set(1, 5)?;
     /// assert_eq!(a.set(2, 6).unwrap_err().kind(), ErrorKind::InvalidArgument);
@@ -275,9 +275,9 @@ pub trait Array<T: Plain>: Clone + Send + Sync + 'static {
     /// A copy of every element, taken under the lock at memory speed.
     ///
     /// ```
-    /// use uniconc_core::{Array, Backend};
+    /// use uniconc::{Array, Backend};
     ///
-    /// type A = <uniconc_thread::Thread as Backend>::Array<u64>;
+    /// type A = <uniconc::thread::Thread as Backend>::Array<u64>;
     /// let a = A::from_slice(&[3, 1, 2])?;
     /// let mut v = a.to_vec(); // a snapshot: sorting it leaves the array as it is
     /// v.sort();
@@ -291,9 +291,9 @@ pub trait Array<T: Plain>: Clone + Send + Sync + 'static {
     /// slice method works on the shared elements in place.
     ///
     /// ```
-    /// use uniconc_core::{Array, Backend};
+    /// use uniconc::{Array, Backend};
     ///
-    /// type A = <uniconc_thread::Thread as Backend>::Array<u32>;
+    /// type A = <uniconc::thread::Thread as Backend>::Array<u32>;
     /// let a = A::from_slice(&[3, 1, 2])?;
     /// {
     ///     let mut g = a.lock().unwrap_or_else(|e| e.into_guard());
@@ -314,7 +314,7 @@ pub trait Array<T: Plain>: Clone + Send + Sync + 'static {
 /// The error `Array::set` returns for an index out of bounds; shared by the backends.
 ///
 /// ```
-/// use uniconc_core::ErrorKind;
+/// use uniconc::ErrorKind;
 /// use uniconc_core::state::index_error;
 ///
 /// let e = index_error(5, 3);

@@ -34,7 +34,7 @@ use crate::time::deadline_after;
 /// `update`, `get`, `set` and `to_vec` neither report nor clear a poison).
 ///
 /// ```
-/// use uniconc_core::{Backend, JoinHandle as _, Lock as _, LockError};
+/// use uniconc::{Backend, JoinHandle as _, Lock as _, LockError};
 ///
 /// fn poisoned_once<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
 ///     let lock = B::lock()?;
@@ -52,16 +52,16 @@ use crate::time::deadline_after;
 ///     Ok(())
 /// }
 ///
-/// poisoned_once::<uniconc_thread::Thread>()?; // the same on every backend
+/// poisoned_once::<uniconc::thread::Thread>()?; // the same on every backend
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
 /// Mutual exclusion across units:
 ///
 /// ```
-/// use uniconc_core::{Backend, JoinHandle as _, Lock as _, Value as _};
+/// use uniconc::{Backend, JoinHandle as _, Lock as _, Value as _};
 ///
-/// type B = uniconc_thread::Thread;
+/// type B = uniconc::thread::Thread;
 /// let lock = B::lock()?;
 /// let counter = B::value(0u32)?;
 /// let units = (0..2)
@@ -92,9 +92,9 @@ pub trait Lock: Clone + Send + Sync + 'static {
     /// A new, unlocked lock (what [`Backend::lock`](crate::Backend::lock) calls).
     ///
     /// ```
-    /// use uniconc_core::{Backend, Lock};
+    /// use uniconc::{Backend, Lock};
     ///
-    /// let lock = <uniconc_thread::Thread as Backend>::Lock::new()?;
+    /// let lock = <uniconc::thread::Thread as Backend>::Lock::new()?;
     /// assert!(!lock.is_locked());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -111,9 +111,9 @@ pub trait Lock: Clone + Send + Sync + 'static {
     /// [`Lock`](Lock#a-holder-that-panics-or-dies)).
     ///
     /// ```
-    /// use uniconc_core::{Backend, JoinHandle as _, Lock as _, LockError};
+    /// use uniconc::{Backend, JoinHandle as _, Lock as _, LockError};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let lock = B::lock()?;
     /// let held = lock.clone();
     /// let h = B::spawn(move || -> u32 {
@@ -143,9 +143,9 @@ pub trait Lock: Clone + Send + Sync + 'static {
     /// Acquires the lock if it is free right now; never waits, on any runtime.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Lock as _, TryLockError};
+    /// use uniconc::{Backend, Lock as _, TryLockError};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let lock = B::lock()?;
     /// let guard = lock.try_lock().unwrap();
     /// assert!(matches!(lock.try_lock(), Err(TryLockError::WouldBlock)));
@@ -163,9 +163,9 @@ pub trait Lock: Clone + Send + Sync + 'static {
     ///
     /// ```
     /// use std::time::{Duration, Instant};
-    /// use uniconc_core::{Backend, Lock as _, TryLockError};
+    /// use uniconc::{Backend, Lock as _, TryLockError};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let lock = B::lock()?;
     /// let guard = lock.lock_deadline(None).unwrap();
     /// let soon = Instant::now() + Duration::from_millis(5);
@@ -192,9 +192,9 @@ pub trait Lock: Clone + Send + Sync + 'static {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use uniconc_core::{Backend, Lock as _, TryLockError};
+    /// use uniconc::{Backend, Lock as _, TryLockError};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let lock = B::lock()?;
     /// let _guard = lock.lock().unwrap();
     /// let again = lock.lock_timeout(Duration::from_millis(5));
@@ -221,9 +221,9 @@ pub trait Lock: Clone + Send + Sync + 'static {
     /// the guard can be held across an `.await`.
     ///
     /// ```
-    /// use uniconc_core::{Backend, JoinHandle as _, Lock as _};
+    /// use uniconc::{Backend, JoinHandle as _, Lock as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let lock = B::lock()?;
     /// let held = lock.clone();
     /// let h = B::spawn_async(async move {
@@ -249,9 +249,9 @@ pub trait Lock: Clone + Send + Sync + 'static {
     /// `true` if the lock is held right now, by anyone (a snapshot).
     ///
     /// ```
-    /// use uniconc_core::{Backend, Lock as _};
+    /// use uniconc::{Backend, Lock as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let lock = B::lock()?;
     /// assert!(!lock.is_locked());
     /// let guard = lock.lock().unwrap();
@@ -273,9 +273,9 @@ pub trait Lock: Clone + Send + Sync + 'static {
 /// provided.
 ///
 /// ```
-/// use uniconc_core::{Backend, JoinHandle as _, Semaphore as _, Value as _};
+/// use uniconc::{Backend, JoinHandle as _, Semaphore as _, Value as _};
 ///
-/// type B = uniconc_thread::Thread;
+/// type B = uniconc::thread::Thread;
 /// let slots = B::semaphore(2)?; // at most two units in the section at once
 /// let inside = B::value(0u32)?;
 /// let most = B::value(0u32)?;
@@ -306,9 +306,9 @@ pub trait Semaphore: Clone + Send + Sync + 'static {
     /// wait for a [`release`](Semaphore::release).
     ///
     /// ```
-    /// use uniconc_core::{Backend, Semaphore};
+    /// use uniconc::{Backend, Semaphore};
     ///
-    /// type S = <uniconc_thread::Thread as Backend>::Semaphore;
+    /// type S = <uniconc::thread::Thread as Backend>::Semaphore;
     /// let sem = S::new(3)?;
     /// assert_eq!(sem.available(), 3);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -316,7 +316,7 @@ pub trait Semaphore: Clone + Send + Sync + 'static {
     ///
     /// # Errors
     /// `InvalidArgument` if `permits` is too large for the backend's counter (process backend:
-    /// above `uniconc_process::MAX_PERMITS`, 2^31 - 1; tokio backend: above `usize::MAX >> 3`);
+    /// above `uniconc::process::MAX_PERMITS`, 2^31 - 1; tokio backend: above `usize::MAX >> 3`);
     /// `Os` if the OS refused to map shared memory (process backend).
     fn new(permits: usize) -> Result<Self, Error>;
 
@@ -325,9 +325,9 @@ pub trait Semaphore: Clone + Send + Sync + 'static {
     /// [`try_acquire`](Semaphore::try_acquire), which gives it back on drop).
     ///
     /// ```
-    /// use uniconc_core::{Backend, Semaphore as _};
+    /// use uniconc::{Backend, Semaphore as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let sem = B::semaphore(1)?;
     /// assert!(sem.try_take());
     /// assert!(!sem.try_take());
@@ -342,9 +342,9 @@ pub trait Semaphore: Clone + Send + Sync + 'static {
     ///
     /// ```
     /// use std::time::{Duration, Instant};
-    /// use uniconc_core::{Backend, Semaphore as _};
+    /// use uniconc::{Backend, Semaphore as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let sem = B::semaphore(1)?;
     /// assert!(sem.take_deadline(None));
     /// assert!(!sem.take_deadline(Some(Instant::now() + Duration::from_millis(5))));
@@ -361,9 +361,9 @@ pub trait Semaphore: Clone + Send + Sync + 'static {
     /// [`release`](Semaphore::release) (prefer [`acquire_async`](Semaphore::acquire_async)).
     ///
     /// ```
-    /// use uniconc_core::{Backend, JoinHandle as _, Semaphore as _};
+    /// use uniconc::{Backend, JoinHandle as _, Semaphore as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let sem = B::semaphore(0)?;
     /// let waiter = sem.clone();
     /// let h = B::spawn_async(async move { waiter.take_async().await })?;
@@ -382,9 +382,9 @@ pub trait Semaphore: Clone + Send + Sync + 'static {
     /// permit: that is how one unit signals another.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Semaphore as _};
+    /// use uniconc::{Backend, Semaphore as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let sem = B::semaphore(0)?;
     /// sem.release();
     /// sem.release();
@@ -394,16 +394,16 @@ pub trait Semaphore: Clone + Send + Sync + 'static {
     ///
     /// # Panics
     /// If the count would overflow: above `usize::MAX` on the thread backend, above `usize::MAX >>
-    /// 3` on the tokio backend. The process backend saturates at `uniconc_process::MAX_PERMITS`
+    /// 3` on the tokio backend. The process backend saturates at `uniconc::process::MAX_PERMITS`
     /// instead.
     fn release(&self);
 
     /// The permits available right now (a snapshot).
     ///
     /// ```
-    /// use uniconc_core::{Backend, Semaphore as _};
+    /// use uniconc::{Backend, Semaphore as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let sem = B::semaphore(2)?;
     /// let permit = sem.acquire();
     /// assert_eq!(sem.available(), 1);
@@ -416,9 +416,9 @@ pub trait Semaphore: Clone + Send + Sync + 'static {
     /// Takes a permit, blocking until one is available.
     ///
     /// ```
-    /// use uniconc_core::{Backend, JoinHandle as _, Semaphore as _};
+    /// use uniconc::{Backend, JoinHandle as _, Semaphore as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let sem = B::semaphore(1)?;
     /// let permit = sem.acquire();
     /// let other = sem.clone();
@@ -443,9 +443,9 @@ pub trait Semaphore: Clone + Send + Sync + 'static {
     /// Takes a permit if one is available right now; never waits, on any runtime.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Semaphore as _, WaitError};
+    /// use uniconc::{Backend, Semaphore as _, WaitError};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let sem = B::semaphore(1)?;
     /// let permit = sem.try_acquire()?;
     /// assert_eq!(sem.try_acquire().unwrap_err(), WaitError::WouldBlock);
@@ -468,9 +468,9 @@ pub trait Semaphore: Clone + Send + Sync + 'static {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use uniconc_core::{Backend, Semaphore as _, WaitError};
+    /// use uniconc::{Backend, Semaphore as _, WaitError};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let sem = B::semaphore(0)?;
     /// let none = sem.acquire_timeout(Duration::from_millis(5));
     /// assert_eq!(none.unwrap_err(), WaitError::Timeout);
@@ -499,9 +499,9 @@ pub trait Semaphore: Clone + Send + Sync + 'static {
     /// semaphore, so it can be held across `.await`s and moved.
     ///
     /// ```
-    /// use uniconc_core::{Backend, JoinHandle as _, Semaphore as _};
+    /// use uniconc::{Backend, JoinHandle as _, Semaphore as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let sem = B::semaphore(1)?;
     /// let inner = sem.clone();
     /// let h = B::spawn_async(async move {
@@ -531,9 +531,9 @@ pub trait Semaphore: Clone + Send + Sync + 'static {
 /// the parent's leftover copy of the closure, dropped after the fork, does not give it back.
 ///
 /// ```
-/// use uniconc_core::{Backend, JoinHandle as _, Semaphore as _};
+/// use uniconc::{Backend, JoinHandle as _, Semaphore as _};
 ///
-/// type B = uniconc_thread::Thread;
+/// type B = uniconc::thread::Thread;
 /// let sem = B::semaphore(1)?;
 /// let permit = sem.acquire();
 /// let h = B::spawn(move || drop(permit))?; // moved to another unit, given back there
@@ -553,9 +553,9 @@ impl<S: Semaphore> Permit<S> {
     /// was not taken adds one on drop.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Permit, Semaphore as _};
+    /// use uniconc::{Backend, Permit, Semaphore as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let sem = B::semaphore(1)?;
     /// assert!(sem.try_take());
     /// let permit = Permit::new(sem.clone());
@@ -574,9 +574,9 @@ impl<S: Semaphore> Permit<S> {
     /// Some unit's [`release`](Semaphore::release) adds it back later.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Semaphore as _};
+    /// use uniconc::{Backend, Semaphore as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let sem = B::semaphore(1)?;
     /// sem.acquire().forget();
     /// assert_eq!(sem.available(), 0);
@@ -594,9 +594,9 @@ impl<S: Semaphore> Permit<S> {
     /// The semaphore this permit came from.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Semaphore as _};
+    /// use uniconc::{Backend, Semaphore as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let sem = B::semaphore(3)?;
     /// let permit = sem.acquire();
     /// assert_eq!(permit.semaphore().available(), 2);
@@ -618,9 +618,9 @@ impl<S: Semaphore> Drop for Permit<S> {
 /// A flag that units can wait on (Python's `Event`).
 ///
 /// ```
-/// use uniconc_core::{Backend, Event as _, JoinHandle as _};
+/// use uniconc::{Backend, Event as _, JoinHandle as _};
 ///
-/// type B = uniconc_thread::Thread;
+/// type B = uniconc::thread::Thread;
 /// let go = B::event()?;
 /// let waiters = (0..3)
 ///     .map(|i| {
@@ -643,9 +643,9 @@ pub trait Event: Clone + Send + Sync + 'static {
     /// A new event, not set (what [`Backend::event`](crate::Backend::event) calls).
     ///
     /// ```
-    /// use uniconc_core::{Backend, Event};
+    /// use uniconc::{Backend, Event};
     ///
-    /// let ev = <uniconc_thread::Thread as Backend>::Event::new()?;
+    /// let ev = <uniconc::thread::Thread as Backend>::Event::new()?;
     /// assert!(!ev.is_set());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -657,9 +657,9 @@ pub trait Event: Clone + Send + Sync + 'static {
     /// Sets the flag and wakes every waiter. Setting a set flag does nothing.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Event as _};
+    /// use uniconc::{Backend, Event as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let ev = B::event()?;
     /// ev.set();
     /// ev.set();
@@ -672,9 +672,9 @@ pub trait Event: Clone + Send + Sync + 'static {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use uniconc_core::{Backend, Event as _};
+    /// use uniconc::{Backend, Event as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let ev = B::event()?;
     /// ev.set();
     /// ev.clear();
@@ -687,9 +687,9 @@ pub trait Event: Clone + Send + Sync + 'static {
     /// `true` if the flag is set (a snapshot).
     ///
     /// ```
-    /// use uniconc_core::{Backend, Event as _};
+    /// use uniconc::{Backend, Event as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let ev = B::event()?;
     /// assert!(!ev.is_set());
     /// ev.clone().set(); // every clone is the same flag
@@ -701,9 +701,9 @@ pub trait Event: Clone + Send + Sync + 'static {
     /// Blocks until the flag is set (returns at once if it is).
     ///
     /// ```
-    /// use uniconc_core::{Backend, Event as _, JoinHandle as _};
+    /// use uniconc::{Backend, Event as _, JoinHandle as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let ready = B::event()?;
     /// let setter = ready.clone();
     /// let h = B::spawn(move || setter.set())?;
@@ -723,9 +723,9 @@ pub trait Event: Clone + Send + Sync + 'static {
     ///
     /// ```
     /// use std::time::{Duration, Instant};
-    /// use uniconc_core::{Backend, Event as _, WaitError};
+    /// use uniconc::{Backend, Event as _, WaitError};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let ev = B::event()?;
     /// let soon = Instant::now() + Duration::from_millis(5);
     /// assert_eq!(ev.wait_deadline(Some(soon)), Err(WaitError::Timeout));
@@ -747,9 +747,9 @@ pub trait Event: Clone + Send + Sync + 'static {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use uniconc_core::{Backend, Event as _, WaitError};
+    /// use uniconc::{Backend, Event as _, WaitError};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let ev = B::event()?;
     /// assert_eq!(ev.wait_timeout(Duration::from_millis(5)), Err(WaitError::Timeout));
     /// ev.set();
@@ -771,9 +771,9 @@ pub trait Event: Clone + Send + Sync + 'static {
     /// Waits for the flag without blocking the executor.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Event as _, JoinHandle as _};
+    /// use uniconc::{Backend, Event as _, JoinHandle as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let go = B::event()?;
     /// let waiter = go.clone();
     /// let h = B::spawn_async(async move {
@@ -793,9 +793,9 @@ pub trait Event: Clone + Send + Sync + 'static {
 /// A reusable barrier for `n` units (Python's `Barrier`).
 ///
 /// ```
-/// use uniconc_core::{Backend, Barrier as _, JoinHandle as _};
+/// use uniconc::{Backend, Barrier as _, JoinHandle as _};
 ///
-/// type B = uniconc_thread::Thread;
+/// type B = uniconc::thread::Thread;
 /// let barrier = B::barrier(3)?;
 /// let units = (0..2)
 ///     .map(|_| {
@@ -815,9 +815,9 @@ pub trait Barrier: Clone + Send + Sync + 'static {
     /// [`Backend::barrier`](crate::Backend::barrier) calls).
     ///
     /// ```
-    /// use uniconc_core::{Backend, Barrier, ErrorKind};
+    /// use uniconc::{Backend, Barrier, ErrorKind};
     ///
-    /// type Bar = <uniconc_thread::Thread as Backend>::Barrier;
+    /// type Bar = <uniconc::thread::Thread as Backend>::Barrier;
     /// assert_eq!(Bar::new(4)?.parties(), 4);
     /// assert_eq!(Bar::new(0).unwrap_err().kind(), ErrorKind::InvalidArgument);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -832,9 +832,9 @@ pub trait Barrier: Clone + Send + Sync + 'static {
     /// generation gets `true` (the leader).
     ///
     /// ```
-    /// use uniconc_core::{Backend, Barrier as _, JoinHandle as _};
+    /// use uniconc::{Backend, Barrier as _, JoinHandle as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let barrier = B::barrier(2)?;
     /// let other = barrier.clone();
     /// let h = B::spawn(move || other.wait())?;
@@ -854,9 +854,9 @@ pub trait Barrier: Clone + Send + Sync + 'static {
     ///
     /// ```
     /// use std::time::{Duration, Instant};
-    /// use uniconc_core::{Backend, Barrier as _, WaitError};
+    /// use uniconc::{Backend, Barrier as _, WaitError};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let barrier = B::barrier(2)?;
     /// let soon = Instant::now() + Duration::from_millis(5);
     /// assert_eq!(barrier.wait_deadline(Some(soon)), Err(WaitError::Timeout)); // alone
@@ -877,9 +877,9 @@ pub trait Barrier: Clone + Send + Sync + 'static {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use uniconc_core::{Backend, Barrier as _, JoinHandle as _, WaitError};
+    /// use uniconc::{Backend, Barrier as _, JoinHandle as _, WaitError};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let barrier = B::barrier(2)?;
     /// let alone = barrier.wait_timeout(Duration::from_millis(5));
     /// assert_eq!(alone, Err(WaitError::Timeout)); // withdrawn: the round still needs two
@@ -904,9 +904,9 @@ pub trait Barrier: Clone + Send + Sync + 'static {
     /// Waits without blocking the executor.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Barrier as _, JoinHandle as _};
+    /// use uniconc::{Backend, Barrier as _, JoinHandle as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let barrier = B::barrier(2)?;
     /// let other = barrier.clone();
     /// let h = B::spawn_async(async move { other.wait_async().await })?;
@@ -922,9 +922,9 @@ pub trait Barrier: Clone + Send + Sync + 'static {
     /// The number of units the barrier waits for.
     ///
     /// ```
-    /// use uniconc_core::{Backend, Barrier as _};
+    /// use uniconc::{Backend, Barrier as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// assert_eq!(B::barrier(5)?.parties(), 5);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```

@@ -20,9 +20,9 @@ use crate::time::deadline_after;
 /// [`kill`](JoinHandle::kill) (or by its runtime shutting down).
 ///
 /// ```
-/// use uniconc_core::{Backend, JoinError, JoinHandle as _};
+/// use uniconc::{Backend, JoinError, JoinHandle as _};
 ///
-/// type B = uniconc_thread::Thread;
+/// type B = uniconc::thread::Thread;
 /// let handles = (1..=3u64)
 ///     .map(|n| B::spawn(move || n * 10))
 ///     .collect::<Result<Vec<_>, _>>()?;
@@ -40,9 +40,9 @@ pub trait JoinHandle<R>: Send + 'static {
     /// Waits for the unit and returns its result.
     ///
     /// ```
-    /// use uniconc_core::{Backend, JoinError, JoinHandle as _};
+    /// use uniconc::{Backend, JoinError, JoinHandle as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let h = B::spawn(|| "done".to_string())?;
     /// assert_eq!(h.join()?, "done");
     ///
@@ -71,9 +71,9 @@ pub trait JoinHandle<R>: Send + 'static {
     ///
     /// ```
     /// use std::time::{Duration, Instant};
-    /// use uniconc_core::{Backend, JoinError, JoinHandle as _, Receiver as _, Sender as _};
+    /// use uniconc::{Backend, JoinError, JoinHandle as _, Receiver as _, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, rx) = B::channel::<u32>(1)?;
     /// let mut h = B::spawn(move || rx.recv().unwrap_or(0))?;
     /// let soon = Instant::now() + Duration::from_millis(5);
@@ -97,9 +97,9 @@ pub trait JoinHandle<R>: Send + 'static {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use uniconc_core::{Backend, Event as _, JoinError, JoinHandle as _};
+    /// use uniconc::{Backend, Event as _, JoinError, JoinHandle as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let go = B::event()?;
     /// let gate = go.clone();
     /// let mut h = B::spawn(move || {
@@ -127,9 +127,9 @@ pub trait JoinHandle<R>: Send + 'static {
     /// Returns the result if the unit has finished, without waiting (on any runtime).
     ///
     /// ```
-    /// use uniconc_core::{Backend, JoinError, JoinHandle as _, Receiver as _, Sender as _};
+    /// use uniconc::{Backend, JoinError, JoinHandle as _, Receiver as _, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, rx) = B::channel::<()>(1)?;
     /// let mut h = B::spawn(move || rx.recv().is_ok())?;
     /// assert_eq!(h.try_join(), Err(JoinError::Timeout)); // it waits for our message
@@ -152,11 +152,11 @@ pub trait JoinHandle<R>: Send + 'static {
     /// on a thread running its own runtime.
     ///
     /// ```
-    /// use uniconc_core::{Backend, JoinHandle as _};
+    /// use uniconc::{Backend, JoinHandle as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let mut worker = B::spawn(|| 20)?;
-    /// let waiter = uniconc_thread::spawn_async(async move { worker.join_async().await })?;
+    /// let waiter = uniconc::thread::spawn_async(async move { worker.join_async().await })?;
     /// assert_eq!(waiter.join()?, Ok(20));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -171,9 +171,9 @@ pub trait JoinHandle<R>: Send + 'static {
     /// `true` once the unit has finished (its result can be taken without waiting).
     ///
     /// ```
-    /// use uniconc_core::{Backend, JoinHandle as _, Receiver as _, Sender as _};
+    /// use uniconc::{Backend, JoinHandle as _, Receiver as _, Sender as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let (tx, rx) = B::channel::<()>(1)?;
     /// let mut h = B::spawn(move || rx.recv().is_ok())?;
     /// assert!(!h.is_finished()); // it waits for our message
@@ -192,10 +192,10 @@ pub trait JoinHandle<R>: Send + 'static {
     /// [`ThreadId`]: std::thread::ThreadId
     ///
     /// ```
-    /// use uniconc_core::JoinHandle as _;
+    /// use uniconc::JoinHandle as _;
     ///
     /// // The thread module takes any `Send` result (`ThreadId` is not serde).
-    /// let h = uniconc_thread::spawn(|| std::thread::current().id())?;
+    /// let h = uniconc::thread::spawn(|| std::thread::current().id())?;
     /// let id = h.id();
     /// assert_eq!(h.join()?, id);
     /// assert_ne!(id, std::thread::current().id());
@@ -215,9 +215,9 @@ pub trait JoinHandle<R>: Send + 'static {
     /// [`Backend::CAN_CANCEL`](crate::Backend::CAN_CANCEL) (a `spawn_async` unit can).
     ///
     /// ```
-    /// use uniconc_core::{Backend, ErrorKind, JoinHandle as _};
+    /// use uniconc::{Backend, ErrorKind, JoinHandle as _};
     ///
-    /// type B = uniconc_thread::Thread;
+    /// type B = uniconc::thread::Thread;
     /// let h = B::spawn(|| 1)?;
     /// let refused = h.kill().unwrap_err(); // an OS thread cannot be stopped from outside
     /// assert_eq!(refused.kind(), ErrorKind::Unsupported);
