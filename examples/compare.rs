@@ -14,9 +14,9 @@
 //! Each figure is the best of several runs (3 with `--quick`, 5 in a full run; Python: 1 and 3):
 //! the machine may be shared, and the best run is the least disturbed one.
 //!
-//! Sizes: 10,000 waiting units on threads and tasks, 200 on processes (a process channel has
-//! 256 process slots, and every unit uses one shared `ready` channel; Python's `multiprocessing`
-//! column runs 200 too). Per-unit figures make the columns comparable.
+//! Sizes: 10,000 waiting units on threads and tasks, 200 on processes (each is a forked
+//! process of ~90 KiB, and 200 keep a full run short; Python's `multiprocessing` column runs 200
+//! too). Per-unit figures make the columns comparable.
 //!
 //! | workload | what it measures |
 //! |---|---|
@@ -161,8 +161,8 @@ impl Sizes {
             pool_items: 1_000,
             pool_work: 20_000,
             units: 10_000,
-            // The process backend gives a channel 256 process slots (`MAX_PROCESSES`), and every
-            // unit uses the one `ready` channel: stay under it.
+            // A forked process each: 200 keep the run short (a channel counts up to
+            // `MAX_PROCESSES`).
             units_process: 200,
             lock_iters: 100_000,
             spawns: 1_000,
