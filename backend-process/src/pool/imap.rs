@@ -11,16 +11,10 @@ pub(super) struct Imap<'a, T, R, F, I> {
     pub(super) runner: Option<Runner>,
     pub(super) batch: Option<BatchId>,
     pub(super) chunk: usize,
-    pub(super) window: usize,
-    pub(super) in_flight: usize,
-    pub(super) next_seq: u64,
-    pub(super) next_yield: u64,
-    /// Ordered mode: outcomes that arrived ahead of their turn.
-    pub(super) reorder: BTreeMap<u64, (usize, Outcome)>,
-    pub(super) ready: VecDeque<Result<R, TaskError>>,
+    /// At most `2 × workers` chunks submitted and not yet released.
+    pub(super) window: ReorderWindow<Vec<Result<R, TaskError>>>,
     pub(super) exhausted: bool,
     pub(super) done: bool,
-    pub(super) ordered: bool,
     pub(super) _t: PhantomData<fn(T)>,
 }
 
@@ -50,7 +44,7 @@ where
         let (Some(runner), Some(batch)) = (&self.runner, self.batch) else {
             return;
         };
-        while !self.exhausted && self.in_flight < self.window {
+        while !self.exhausted && self.window.has_room() {
             let mut count = 0;
             let mut bad = None;
             let items = &mut self.items;
@@ -70,9 +64,7 @@ where
             if count == 0 {
                 g.recycle(frame);
             } else {
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                self.in_flight += 1;
+                let seq = self.window.submit();
                 if g.closed {
                     if let Some(b) = g.batches.get_mut(&batch) {
                         b.done.push_back((seq, count, Err(TaskError::Cancelled)));
@@ -86,9 +78,7 @@ where
                 // The item after the `count` queued ones: its own result, in its place (the
                 // next chunk starts after it).
                 Some(e) => {
-                    let seq = self.next_seq;
-                    self.next_seq += 1;
-                    self.in_flight += 1;
+                    let seq = self.window.submit();
                     if let Some(b) = g.batches.get_mut(&batch) {
                         b.done.push_back((seq, 1, Err(e)));
                     }
@@ -99,21 +89,13 @@ where
         }
     }
 
+    /// Decodes chunk `seq`'s results at once (its buffer goes back to the pool) and hands
+    /// them to the window.
     pub(super) fn accept(&mut self, seq: u64, items: usize, outcome: Outcome) {
-        self.in_flight -= 1;
-        if !self.ordered {
-            let ready = &mut self.ready;
-            let spent = decode::<R>(outcome, items, |r| ready.push_back(r));
-            self.recycle(spent);
-            return;
-        }
-        self.reorder.insert(seq, (items, outcome));
-        while let Some((items, outcome)) = self.reorder.remove(&self.next_yield) {
-            self.next_yield += 1;
-            let ready = &mut self.ready;
-            let spent = decode::<R>(outcome, items, |r| ready.push_back(r));
-            self.recycle(spent);
-        }
+        let mut results = Vec::with_capacity(items);
+        let spent = decode::<R>(outcome, items, |r| results.push(r));
+        self.recycle(spent);
+        self.window.receive(seq, results);
     }
 
     pub(super) fn recycle(&self, spent: Option<Vec<u8>>) {
@@ -134,7 +116,7 @@ where
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(r) = self.ready.pop_front() {
+            if let Some(r) = self.window.pop() {
                 return Some(r);
             }
             if self.done {
@@ -147,7 +129,7 @@ where
                 }
             }
             self.refill();
-            if self.in_flight == 0 {
+            if self.window.in_flight() == 0 {
                 self.done = true;
                 return None;
             }

@@ -47,6 +47,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use uniconc_core::imap::ReorderWindow;
 use uniconc_core::{Error, Message, PoolConfig, PoolError, TaskError};
 
 use crate::spawn::AsyncWaiter;
@@ -477,7 +478,6 @@ impl Pool {
         F: Fn(T) -> R + Send + Sync + 'static,
         I: IntoIterator<Item = T>,
     {
-        let window = 2 * self.shared.config.workers;
         Imap {
             pool: self,
             f: Some(f),
@@ -485,15 +485,9 @@ impl Pool {
             runner: None,
             batch: None,
             chunk: self.shared.config.chunk_size_for(None),
-            window,
-            in_flight: 0,
-            next_seq: 0,
-            next_yield: 0,
-            reorder: BTreeMap::new(),
-            ready: VecDeque::new(),
+            window: ReorderWindow::new(2 * self.shared.config.workers, ordered),
             exhausted: false,
             done: false,
-            ordered,
             _t: PhantomData,
         }
     }
