@@ -1,6 +1,5 @@
 //! The chunk codec: a chunk's items encoded into a job frame, its results decoded back.
 
-#[allow(unused_imports)]
 use super::*;
 
 /// Encodes one item into a frame under construction.

@@ -1,7 +1,6 @@
 //! The dispatcher: the pool's shared state, the leader's rounds over the workers' sockets
 //! and pidfds, the job queue and its slots, and the frames of a job ([`Runner`]).
 
-#[allow(unused_imports)]
 use super::*;
 
 pub(super) struct Shared {

@@ -1,6 +1,5 @@
 //! The `imap`/`imap_unordered` iterator: a window of chunks in flight over the dispatcher.
 
-#[allow(unused_imports)]
 use super::*;
 
 /// Iterator of [`Pool::imap`](uniconc_core::Pool::imap) and `imap_unordered`.

@@ -1,6 +1,5 @@
 //! [`TaskHandle`]: one submitted call, waited on blocking or as a future.
 
-#[allow(unused_imports)]
 use super::*;
 
 /// Handle to one task submitted to a [`Pool`]; implements [`uniconc::TaskHandle`](uniconc_core::TaskHandle).
