@@ -41,7 +41,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -54,6 +54,7 @@ use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
+use uniconc_core::imap::ReorderWindow;
 use uniconc_core::{Error, Message, PoolConfig, PoolError, TaskError, panic_message};
 
 use crate::channel::{Receiver, Sender, unbounded};
@@ -403,9 +404,9 @@ impl Pool {
     fn spawn_chunk<T, R, F>(
         &self,
         f: &Arc<F>,
-        index: usize,
+        index: u64,
         chunk: Vec<T>,
-        tx: &Sender<(usize, Vec<Result<R, TaskError>>)>,
+        tx: &Sender<(u64, Vec<Result<R, TaskError>>)>,
     ) -> Result<(), PoolError>
     where
         T: Send + 'static,
@@ -414,8 +415,8 @@ impl Pool {
     {
         /// Reports `Cancelled` for the chunk if the job is dropped before reporting.
         struct Report<R: Send + 'static> {
-            tx: Sender<(usize, Vec<Result<R, TaskError>>)>,
-            index: usize,
+            tx: Sender<(u64, Vec<Result<R, TaskError>>)>,
+            index: u64,
             n: usize,
             done: bool,
         }
@@ -467,13 +468,7 @@ impl Pool {
             items_done: false,
             refused: false,
             chunk: self.config.chunk_size_for(None),
-            max_in_flight: self.config.workers.saturating_mul(2),
-            in_flight: 0,
-            next_chunk: 0,
-            next_yield: 0,
-            done: BTreeMap::new(),
-            ready: VecDeque::new(),
-            ordered,
+            window: ReorderWindow::new(self.config.workers.saturating_mul(2), ordered),
             tx,
             rx,
             _marker: std::marker::PhantomData,
@@ -490,16 +485,10 @@ struct Imap<'p, T, R, F, It> {
     /// The pool refused a chunk (closed): yield one `Cancelled` after the in-flight results.
     refused: bool,
     chunk: usize,
-    max_in_flight: usize,
-    in_flight: usize,
-    next_chunk: usize,
-    /// Ordered mode: the next chunk index to yield, and chunks that finished early.
-    next_yield: usize,
-    done: BTreeMap<usize, Vec<Result<R, TaskError>>>,
-    ready: VecDeque<Result<R, TaskError>>,
-    ordered: bool,
-    tx: Sender<(usize, Vec<Result<R, TaskError>>)>,
-    rx: Receiver<(usize, Vec<Result<R, TaskError>>)>,
+    /// At most `2 × workers` chunks submitted and not yet released.
+    window: ReorderWindow<Vec<Result<R, TaskError>>>,
+    tx: Sender<(u64, Vec<Result<R, TaskError>>)>,
+    rx: Receiver<(u64, Vec<Result<R, TaskError>>)>,
     _marker: std::marker::PhantomData<fn(T)>,
 }
 
@@ -511,12 +500,9 @@ where
     It: Iterator<Item = T>,
 {
     fn fill(&mut self) {
-        // Ordered mode counts the chunks that finished early too: a slow first chunk must not
-        // let the rest of an endless input pile up behind it.
-        while !self.items_done
-            && !self.refused
-            && self.in_flight + self.done.len() < self.max_in_flight
-        {
+        // Ordered mode counts the chunks that finished early too (see `ReorderWindow`): a
+        // slow first chunk must not let the rest of an endless input pile up behind it.
+        while !self.items_done && !self.refused && self.window.has_room() {
             let chunk: Vec<T> = self.items.by_ref().take(self.chunk).collect();
             if chunk.is_empty() {
                 self.items_done = true;
@@ -524,11 +510,10 @@ where
             }
             match self
                 .pool
-                .spawn_chunk(&self.f, self.next_chunk, chunk, &self.tx)
+                .spawn_chunk(&self.f, self.window.submitted(), chunk, &self.tx)
             {
                 Ok(()) => {
-                    self.next_chunk += 1;
-                    self.in_flight += 1;
+                    self.window.submit();
                 }
                 Err(_) => self.refused = true,
             }
@@ -547,18 +532,11 @@ where
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(r) = self.ready.pop_front() {
+            if let Some(r) = self.window.pop() {
                 return Some(r);
             }
-            if self.ordered {
-                if let Some(v) = self.done.remove(&self.next_yield) {
-                    self.next_yield += 1;
-                    self.ready.extend(v);
-                    continue;
-                }
-            }
             self.fill();
-            if self.in_flight == 0 {
+            if self.window.in_flight() == 0 {
                 if self.refused {
                     self.refused = false;
                     self.items_done = true;
@@ -570,12 +548,7 @@ where
             // sender, so this cannot see `Disconnected`.
             let (index, results) =
                 uniconc_core::Receiver::recv(&self.rx).expect("the iterator holds a sender");
-            self.in_flight -= 1;
-            if self.ordered {
-                self.done.insert(index, results);
-            } else {
-                self.ready.extend(results);
-            }
+            self.window.receive(index, results);
         }
     }
 }

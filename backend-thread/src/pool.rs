@@ -32,7 +32,6 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,6 +39,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use crossbeam_channel as cb;
+use uniconc_core::imap::ReorderWindow;
 use uniconc_core::{Error, Message, PoolConfig, PoolError, TaskError, panic_message};
 
 use crate::spawn::{Completion, TakeError, TakeFuture};
@@ -766,17 +766,11 @@ pub struct Imap<T, R, F, I> {
     f: Arc<F>,
     items: std::iter::Fuse<I>,
     chunk: usize,
-    /// Most chunks submitted and not yet yielded (ordered) or received (unordered).
-    window: usize,
     ordered: bool,
     rtx: cb::Sender<(u64, Vec<Result<R, TaskError>>)>,
     rrx: cb::Receiver<(u64, Vec<Result<R, TaskError>>)>,
-    next_submit: u64,
-    next_yield: u64,
-    received: u64,
-    /// Ordered mode: chunks received ahead of their turn.
-    pending: BTreeMap<u64, Vec<Result<R, TaskError>>>,
-    ready: VecDeque<Result<R, TaskError>>,
+    /// At most `2 × workers` chunks submitted and not yet released.
+    window: ReorderWindow<Vec<Result<R, TaskError>>>,
     /// The input is exhausted (or the pool refused more work).
     exhausted: bool,
     /// The pool was found closed: one `Cancelled` is yielded at the end.
@@ -788,7 +782,7 @@ impl<T, R, F, I> std::fmt::Debug for Imap<T, R, F, I> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Imap")
             .field("ordered", &self.ordered)
-            .field("submitted", &self.next_submit)
+            .field("submitted", &self.window.submitted())
             .field("exhausted", &self.exhausted)
             .finish_non_exhaustive()
     }
@@ -809,37 +803,24 @@ where
             f: Arc::new(f),
             items: items.fuse(),
             chunk: config.chunk_size_for(None),
-            window: config.workers.saturating_mul(2).max(2),
             ordered,
             rtx,
             rrx,
-            next_submit: 0,
-            next_yield: 0,
-            received: 0,
-            pending: BTreeMap::new(),
-            ready: VecDeque::new(),
+            window: ReorderWindow::new(config.workers.saturating_mul(2).max(2), ordered),
             exhausted: false,
             closed: false,
             _item: std::marker::PhantomData,
         }
     }
 
-    fn in_flight(&self) -> u64 {
-        if self.ordered {
-            self.next_submit - self.next_yield
-        } else {
-            self.next_submit - self.received
-        }
-    }
-
     fn top_up(&mut self) {
-        while !self.exhausted && self.in_flight() < self.window as u64 {
+        while !self.exhausted && self.window.has_room() {
             let part: Vec<T> = self.items.by_ref().take(self.chunk).collect();
             if part.is_empty() {
                 self.exhausted = true;
                 return;
             }
-            let (f, rtx, seq) = (self.f.clone(), self.rtx.clone(), self.next_submit);
+            let (f, rtx, seq) = (self.f.clone(), self.rtx.clone(), self.window.submitted());
             let len = part.len();
             let job = Job::new(move |mode| {
                 let r = match mode {
@@ -856,7 +837,7 @@ where
                 self.closed = true;
                 return;
             }
-            self.next_submit += 1;
+            self.window.submit();
         }
     }
 }
@@ -872,11 +853,11 @@ where
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(r) = self.ready.pop_front() {
+            if let Some(r) = self.window.pop() {
                 return Some(r);
             }
             self.top_up();
-            if self.next_submit == self.received {
+            if self.window.in_flight() == 0 {
                 if std::mem::take(&mut self.closed) {
                     return Some(Err(TaskError::Cancelled));
                 }
@@ -884,17 +865,7 @@ where
             }
             // We hold a sender, so this cannot disconnect; every job reports exactly once.
             let (seq, results) = self.rrx.recv().ok()?;
-            self.received += 1;
-            if self.ordered {
-                self.pending.insert(seq, results);
-                while let Some(v) = self.pending.remove(&self.next_yield) {
-                    self.ready.extend(v);
-                    self.next_yield += 1;
-                }
-            } else {
-                self.next_yield += 1;
-                self.ready.extend(results);
-            }
+            self.window.receive(seq, results);
         }
     }
 }

@@ -49,6 +49,7 @@
 pub mod backend;
 pub mod channel;
 pub mod error;
+pub mod imap;
 pub mod local;
 mod macros;
 pub mod pool;

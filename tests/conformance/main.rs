@@ -75,6 +75,7 @@ macro_rules! all_tests {
             pool::pool_map_keeps_input_order,
             pool::pool_map_many_items,
             pool::pool_imap_is_lazy_on_endless_input,
+            pool::pool_imap_window_holds_behind_a_slow_chunk,
             pool::pool_imap_unordered_is_complete,
             pool::pool_submit_and_wait,
             pool::pool_task_wait_timeout_then_wait,

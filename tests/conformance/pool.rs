@@ -56,6 +56,31 @@ pub(crate) fn pool_imap_is_lazy_on_endless_input<B: Backend>() {
     assert_eq!(pool.map(double, [1u64, 2]).unwrap(), [2, 4]);
 }
 
+fn slow_zero(x: u64) -> u64 {
+    if x == 0 {
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    x
+}
+
+/// Ordered `imap` behind a slow first chunk: the chunks that finish ahead of it still count
+/// against the window of `2 × workers` chunks, so an endless input is not pulled while the
+/// first result is awaited.
+pub(crate) fn pool_imap_window_holds_behind_a_slow_chunk<B: Backend>() {
+    let pool = B::pool(2).unwrap();
+    let pulled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = pulled.clone();
+    let items = (0u64..).inspect(move |_| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    });
+    let mut it = pool.imap(slow_zero, items);
+    assert_eq!(it.next(), Some(Ok(0)));
+    // A window of 4 chunks of one item (the default chunk size is 1); 16 leaves slack.
+    let n = pulled.load(Ordering::Relaxed);
+    assert!(n <= 16, "{n} items pulled behind one slow chunk");
+    assert_eq!(it.next(), Some(Ok(1)));
+}
+
 pub(crate) fn pool_imap_unordered_is_complete<B: Backend>() {
     let pool = B::pool(3).unwrap();
     let mut got: Vec<u64> = pool
