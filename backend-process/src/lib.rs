@@ -68,6 +68,7 @@ cfg_if::cfg_if! {
         mod semaphore;
         mod shm;
         mod spawn;
+        mod spin;
         mod state;
         mod sync;
         mod waiter;

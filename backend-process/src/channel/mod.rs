@@ -111,7 +111,7 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -127,7 +127,7 @@ use crate::platform;
 use crate::procs::{self, Identity};
 use crate::ring::{self, CELL, CellCtl, Pop, Record, Ring, RingHeader, SendWords};
 use crate::shm::{self, CachePadded, ShmBox, ShmSafe, align_up};
-use crate::waiter::{WaitWord, YieldNow};
+use crate::waiter::{SLICE, WaitWord, YieldNow};
 use crate::wake;
 
 mod layout;
@@ -139,10 +139,6 @@ mod wait;
 use layout::*;
 use members::*;
 use wait::*;
-
-/// Longest single futex sleep of a blocked sender or receiver: how often it re-checks that its
-/// peers are alive.
-pub(crate) const SLICE: Duration = Duration::from_millis(100);
 
 /// Process slots per channel: how many processes can hold handles of one channel at once.
 ///

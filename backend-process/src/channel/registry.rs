@@ -1,20 +1,18 @@
 //! Keeps channel end counts right across `fork`, from the `pthread_atfork` handlers.
 
 use super::*;
-use std::cell::UnsafeCell;
+use crate::spin::SpinLock;
 
 struct Registry {
-    locked: AtomicBool,
-    list: UnsafeCell<Vec<*const Chan>>,
+    list: SpinLock<Vec<*const Chan>>,
 }
 
-// SAFETY: `list` is only accessed with `locked` held; the pointers are to live `Chan`s
+// SAFETY: `list` is only accessed with its lock held; the pointers are to live `Chan`s
 // (removed in `Chan::drop` under the lock before the memory is freed).
 unsafe impl Sync for Registry {}
 
 static REG: Registry = Registry {
-    locked: AtomicBool::new(false),
-    list: UnsafeCell::new(Vec::new()),
+    list: SpinLock::new(Vec::new()),
 };
 
 /// Holds the registry lock (also serialises adoption, and is held across `fork` by the
@@ -33,18 +31,11 @@ pub(crate) fn lock() -> Guard {
 }
 
 fn raw_lock() {
-    // Acquire/Release: the list's accesses happen inside the critical section.
-    while REG
-        .locked
-        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        std::thread::yield_now();
-    }
+    REG.list.raw_lock(std::thread::yield_now);
 }
 
 fn unlock() {
-    REG.locked.store(false, Ordering::Release);
+    REG.list.raw_unlock();
 }
 
 pub(crate) fn register(chan: &Arc<Chan>) {
