@@ -61,6 +61,7 @@ cfg_if::cfg_if! {
         mod codec;
         mod event;
         mod lock;
+        mod os;
         mod platform;
         mod pool;
         mod procs;

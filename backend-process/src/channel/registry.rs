@@ -38,7 +38,19 @@ fn unlock() {
     REG.list.raw_unlock();
 }
 
+/// What the fork handlers run for the channels ([`procs::register_fork_hooks`]).
+static FORK_HOOKS: procs::ForkHooks = procs::ForkHooks {
+    prepare: fork_prepare,
+    parent: fork_parent,
+    child: fork_child,
+    room_for_child: room_for_child_or_why,
+};
+
 pub(crate) fn register(chan: &Arc<Chan>) {
+    // Before the first channel joins the list (and outside the registry lock, which the
+    // prepare hook takes after the fork handlers' own lock).
+    static HOOKED: std::sync::Once = std::sync::Once::new();
+    HOOKED.call_once(|| procs::register_fork_hooks(&FORK_HOOKS));
     let _g = lock();
     // SAFETY: lock held.
     unsafe { (*REG.list.get()).push(Arc::as_ptr(chan)) };
@@ -52,6 +64,18 @@ pub(super) fn unregister(chan: *const Chan) {
 
 /// `true` if every channel this process holds handles of has a free process slot for one
 /// more child (after reaping dead peers). `spawn` and the pool check it before they fork.
+/// [`room_for_child`], with the reason for `fork_with` to report.
+fn room_for_child_or_why() -> Result<(), String> {
+    if room_for_child() {
+        Ok(())
+    } else {
+        Err(format!(
+            "a channel held by this process already counts {MAX_PROCESSES} processes \
+             (uniconc_process::MAX_PROCESSES); a child could not be counted"
+        ))
+    }
+}
+
 pub(crate) fn room_for_child() -> bool {
     let _g = lock();
     // SAFETY: lock held; every pointer is a live `Chan` (see `Registry`).
