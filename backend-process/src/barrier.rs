@@ -10,11 +10,10 @@ use std::time::Instant;
 
 use uniconc_core::{Error, WaitError};
 
-use crate::channel::SLICE;
 use crate::platform;
 use crate::procs;
 use crate::shm::{ShmBox, ShmSafe};
-use crate::waiter::WaitWord;
+use crate::waiter::{SLICE, WaitWord};
 
 #[derive(Debug, Default)]
 #[repr(C)]

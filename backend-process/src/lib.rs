@@ -61,6 +61,7 @@ cfg_if::cfg_if! {
         mod codec;
         mod event;
         mod lock;
+        mod os;
         mod platform;
         mod pool;
         mod procs;
@@ -68,6 +69,7 @@ cfg_if::cfg_if! {
         mod semaphore;
         mod shm;
         mod spawn;
+        mod spin;
         mod state;
         mod sync;
         mod waiter;

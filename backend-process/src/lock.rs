@@ -26,11 +26,10 @@ use std::time::Instant;
 
 use uniconc_core::{Error, LockError, TryLockError};
 
-use crate::channel::SLICE;
 use crate::platform;
 use crate::procs::{self, Identity};
 use crate::shm::{ShmBox, ShmSafe};
-use crate::waiter::WaitWord;
+use crate::waiter::{SLICE, WaitWord};
 
 const WAITERS: u32 = 1 << 31;
 

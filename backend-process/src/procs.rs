@@ -6,8 +6,9 @@
 //!   Linux), so a reused pid is not mistaken for the original process; a zombie counts as dead.
 //!   Without `/proc` (other Unixes, or `--cfg uniconc_fallback`): existence (`kill(pid, 0)`),
 //!   and `waitid(WNOWAIT)` for our own children, so a child's zombie counts as dead too.
-//! - The fork handlers, installed once: they keep channel end counts right across `fork`
-//!   (see `channel::registry`) and reset the async waiter pool in the child.
+//! - The fork handlers, installed once: they reset the async waiter pool and the claim
+//!   indices in the child, and run the hooks other modules register ([`ForkHooks`]; the
+//!   channel registry keeps channel end counts right across `fork` with them).
 //!
 //! The child handler runs between `fork` and the child's return from it, possibly in a copy
 //! of a multi-threaded process: it only touches atomics and makes raw syscalls (`getpid`,
@@ -15,8 +16,11 @@
 //! another thread could have held.
 
 use std::cell::Cell;
+use std::ptr;
 use std::sync::Once;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use crate::spin::SpinLock;
 
 static PID: AtomicU32 = AtomicU32::new(0);
 static FORK_GEN: AtomicU64 = AtomicU64::new(0);
@@ -129,12 +133,71 @@ pub(crate) fn monotonic_nanos() -> u64 {
         .saturating_add(ts.tv_nsec as u64)
 }
 
+/// What a module of this crate does at `fork`, registered once with
+/// [`register_fork_hooks`]; the `pthread_atfork` handlers run the hooks in registration order.
+pub(crate) struct ForkHooks {
+    /// Before the fork, in the forking thread.
+    pub(crate) prepare: fn(),
+    /// After the fork, in the parent.
+    pub(crate) parent: fn(),
+    /// After the fork, in the child: async-signal-safe (see the module doc).
+    pub(crate) child: fn(),
+    /// Before a fork of this crate ([`fork_with`](crate::os::fork_with)): `Err` with the
+    /// reason if the child could not be accounted for.
+    pub(crate) room_for_child: fn() -> Result<(), String>,
+}
+
+/// At most this many modules register hooks (the channel registry is the one today).
+const MAX_HOOKS: usize = 4;
+
+/// The registered hooks: `HOOKS[..HOOK_COUNT]`. Written only with `HOOKS_LOCK` held, which the
+/// prepare handler holds until the parent or child handler, so the three handlers of one fork
+/// see the same hooks.
+static HOOKS: [AtomicPtr<ForkHooks>; MAX_HOOKS] =
+    [const { AtomicPtr::new(ptr::null_mut()) }; MAX_HOOKS];
+static HOOK_COUNT: AtomicUsize = AtomicUsize::new(0);
+static HOOKS_LOCK: SpinLock<()> = SpinLock::new(());
+
+/// Adds `hooks` to the ones the fork handlers run. Call it once per module, before the
+/// module's state needs them, and not from inside a hook or with a lock a hook takes.
+pub(crate) fn register_fork_hooks(hooks: &'static ForkHooks) {
+    HOOKS_LOCK.raw_lock(std::thread::yield_now);
+    // Relaxed: written and read with HOOKS_LOCK held, except by `room_for_child`, which
+    // reads with Acquire (paired with the Release store of the count below).
+    let n = HOOK_COUNT.load(Ordering::Relaxed);
+    assert!(n < MAX_HOOKS, "more fork hooks than MAX_HOOKS");
+    HOOKS[n].store(ptr::from_ref(hooks).cast_mut(), Ordering::Relaxed);
+    // Release: a reader that sees the new count sees the pointer stored before it.
+    HOOK_COUNT.store(n + 1, Ordering::Release);
+    HOOKS_LOCK.raw_unlock();
+}
+
+/// The registered hooks, in registration order.
+fn hooks() -> impl Iterator<Item = &'static ForkHooks> {
+    // Acquire: pairs with the Release store in `register_fork_hooks`.
+    let n = HOOK_COUNT.load(Ordering::Acquire);
+    HOOKS[..n].iter().map(|h| {
+        // SAFETY: every pointer below the count was stored from a `&'static ForkHooks`
+        // before the count (Release/Acquire above).
+        unsafe { &*h.load(Ordering::Relaxed) }
+    })
+}
+
+/// Whether every registered module has room to account for one more child process; the
+/// reason if not.
+pub(crate) fn room_for_child() -> Result<(), String> {
+    hooks().try_for_each(|h| (h.room_for_child)())
+}
+
 extern "C" fn prepare() {
-    crate::channel::registry::fork_prepare();
+    // Held until `parent` or `child`: no hook is registered while a fork is under way.
+    HOOKS_LOCK.raw_lock(std::thread::yield_now);
+    hooks().for_each(|h| (h.prepare)());
 }
 
 extern "C" fn parent() {
-    crate::channel::registry::fork_parent();
+    hooks().for_each(|h| (h.parent)());
+    HOOKS_LOCK.raw_unlock();
 }
 
 extern "C" fn child() {
@@ -143,7 +206,10 @@ extern "C" fn child() {
     FORK_GEN.fetch_add(1, Ordering::Relaxed);
     crate::waiter::fork_child();
     crate::claims::fork_child();
-    crate::channel::registry::fork_child();
+    hooks().for_each(|h| (h.child)());
+    // SAFETY: the child handler, so exactly one thread exists (and no hook is registered
+    // before this returns); `()` allocates nothing.
+    unsafe { HOOKS_LOCK.reset_in_child(()) };
 }
 
 /// A process as recorded in shared memory: pid and start time (0 if unknown).
@@ -246,7 +312,7 @@ fn stat(pid: u32) -> Option<Stat> {
     // `waitid(WNOWAIT)`, which leaves it waitable; any other process by existence only (its
     // zombie counts as alive until its own parent reaps it).
     let pid = libc::pid_t::try_from(pid).ok()?;
-    if crate::pool::sys::has_exited(pid) {
+    if crate::os::has_exited(pid) {
         return Some(Stat {
             state: b'Z',
             start: 0,

@@ -11,11 +11,10 @@ use std::time::Instant;
 
 use uniconc_core::Error;
 
-use crate::channel::SLICE;
 use crate::platform;
 use crate::procs;
 use crate::shm::{ShmBox, ShmSafe};
-use crate::waiter::{SleepToken, WaitWord};
+use crate::waiter::{SLICE, SleepToken, WaitWord};
 
 /// The largest permit count a process semaphore holds.
 ///

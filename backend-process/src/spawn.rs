@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use uniconc_core::{Error, JoinError, Message, panic_message};
 
-use crate::pool::sys::{self, Exit, FrameBuf, Pid, ReadState};
+use crate::os::{self as sys, Exit, FrameBuf, Pid, ReadState};
 
 /// Report tags: the first byte of the child's frame body.
 const REPORT_OK: u8 = 0;

@@ -16,7 +16,6 @@
 //! child has none of the parent's threads); no pool thread holds it across a blocking call.
 
 use std::any::Any;
-use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -26,9 +25,12 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use crate::platform;
+use crate::spin::SpinLock;
 
-/// How long a waiter thread sleeps on one request before handing control back to its task.
-const SLICE: Duration = Duration::from_millis(100);
+/// Longest single futex sleep of a blocked waiter (a channel's sender or receiver, a lock,
+/// semaphore, event or barrier waiter, or a waiter thread on one request before it hands
+/// control back to its task): how often it re-checks that its peers are alive.
+pub(crate) const SLICE: Duration = Duration::from_millis(100);
 
 /// Registration as a sleeper on a wait word's companion counter: incremented on creation
 /// (with a SeqCst fence, the waiter half of the Dekker handshake with `notify`), decremented on
@@ -92,17 +94,12 @@ struct PoolState {
 }
 
 struct Pool {
-    locked: AtomicBool,
-    state: UnsafeCell<PoolState>,
+    state: SpinLock<PoolState>,
     seq: AtomicU32,
 }
 
-// SAFETY: `state` is only accessed while `locked` is held (see `with`).
-unsafe impl Sync for Pool {}
-
 static POOL: Pool = Pool {
-    locked: AtomicBool::new(false),
-    state: UnsafeCell::new(PoolState {
+    state: SpinLock::new(PoolState {
         queue: VecDeque::new(),
         idle: 0,
     }),
@@ -110,21 +107,9 @@ static POOL: Pool = Pool {
 };
 
 impl Pool {
+    /// Runs `f` on the state with the lock held; `f` does not block (queue operations only).
     fn with<R>(&self, f: impl FnOnce(&mut PoolState) -> R) -> R {
-        // Acquire on taking / Release on giving back the lock: the state's accesses happen
-        // inside the critical section.
-        while self
-            .locked
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            std::hint::spin_loop();
-        }
-        // SAFETY: we hold the lock, so this is the only reference to the state. `f` does not
-        // block (queue operations only).
-        let r = f(unsafe { &mut *self.state.get() });
-        self.locked.store(false, Ordering::Release);
-        r
+        self.state.with(std::hint::spin_loop, f)
     }
 }
 
@@ -132,18 +117,13 @@ impl Pool {
 /// requests leak in the child, which only means their mappings stay mapped there).
 pub(crate) fn fork_child() {
     // SAFETY: in the child of fork there is exactly one thread, so nothing else accesses the
-    // pool; the old state is overwritten without being dropped (VecDeque::new allocates
-    // nothing, so this is async-signal-safe).
+    // pool; `VecDeque::new` allocates nothing, so this is async-signal-safe.
     unsafe {
-        std::ptr::write(
-            POOL.state.get(),
-            PoolState {
-                queue: VecDeque::new(),
-                idle: 0,
-            },
-        )
+        POOL.state.reset_in_child(PoolState {
+            queue: VecDeque::new(),
+            idle: 0,
+        })
     };
-    POOL.locked.store(false, Ordering::Relaxed);
 }
 
 fn submit(req: Req) {

@@ -7,7 +7,6 @@
 //! for the backends that keep values as they are (`in_memory_value_tests!` in `main.rs`).
 
 use std::collections::HashMap;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
@@ -45,6 +44,7 @@ impl Counted {
         Self { run, armed: false }
     }
 
+    #[cfg(any(feature = "thread", feature = "tokio"))]
     fn armed(run: u64) -> Self {
         Self { run, armed: true }
     }
@@ -102,12 +102,13 @@ pub(crate) fn channel_queued_values_dropped_with_last_receiver<B: Backend>() {
 /// The last receiver goes with two queued values whose `Drop` panics: the first panic reaches
 /// the code that dropped the receiver (the second one does not abort the process), both values
 /// are dropped, and the channel is disconnected and empty.
+#[cfg(any(feature = "thread", feature = "tokio"))]
 pub(crate) fn channel_panicking_drops_of_queued_values<B: Backend>() {
     for (tx, rx) in both_flavours::<B>() {
         let run = new_run();
         tx.send(Counted::armed(run)).unwrap();
         tx.send(Counted::armed(run)).unwrap();
-        let panic = catch_unwind(AssertUnwindSafe(move || drop(rx)))
+        let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(rx)))
             .expect_err("the first value's panic reaches the caller");
         let message = panic
             .downcast_ref::<String>()

@@ -104,6 +104,7 @@ macro_rules! all_tests {
 
 /// Like `all_tests!`, for the tests that need values to stay as they were sent (the thread
 /// and tokio backends; the process backend serializes them into the channel).
+#[cfg(any(feature = "thread", feature = "tokio"))]
 macro_rules! in_memory_value_tests {
     ($m:ident, $backend:ty) => {
         $m! { $backend;

@@ -20,7 +20,7 @@
 //! - `pool/task.rs`: [`TaskHandle`] and its future.
 //! - `pool/worker.rs`: the worker loop and the trampolines.
 //! - `pool/slots.rs`: the shared-memory result slots a worker writes large results into.
-//! - `pool/sys.rs`: OS plumbing shared with `spawn`.
+//! - `crate::os` (`sys` here): the OS plumbing shared with `spawn` (fork, sockets, frames, `poll`, `waitpid`).
 //! - `pool/wire.rs`: reading a chunk's values back to back.
 //! - `pool/explain.rs`: the message of a `Deserialize` that refused a value (postcard drops it).
 
@@ -31,7 +31,7 @@ mod dispatch;
 mod explain;
 mod imap;
 mod slots;
-pub(crate) mod sys;
+use crate::os as sys;
 mod task;
 pub(crate) mod wire;
 mod worker;

@@ -351,7 +351,7 @@ mod tests {
             bytes.extend(postcard::to_stdvec(v).unwrap());
         }
         let mut ours = Vec::new();
-        let mut enc = crate::pool::sys::Encoder::new(&mut ours);
+        let mut enc = crate::os::Encoder::new(&mut ours);
         for v in values {
             enc.push(v).unwrap();
         }

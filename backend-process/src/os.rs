@@ -206,12 +206,8 @@ pub(crate) fn fork_with(
     // across the fork and released in both processes (the child's copy is its own).
     static FORKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let forking = FORKING.lock().unwrap_or_else(|e| e.into_inner());
-    if !crate::channel::registry::room_for_child() {
-        return Err(io::Error::other(format!(
-            "a channel held by this process already counts {} processes \
-             (uniconc_process::MAX_PROCESSES); a child could not be counted",
-            crate::channel::MAX_PROCESSES
-        )));
+    if let Err(why) = crate::procs::room_for_child() {
+        return Err(io::Error::other(why));
     }
     // Read before the fork: a thread-local read, no work in the child.
     let in_runtime = tokio::runtime::Handle::try_current().is_ok();

@@ -1,0 +1,956 @@
+//! The cross-process channel: an MPMC [`ring`](crate::ring) of serialized messages in shared
+//! memory, bounded by message count and by a byte budget (an unbounded channel's budget is a
+//! reservation sized to the machine, see [`unbounded`]).
+//!
+//! The files, one mechanism each:
+//!
+//! - `mod.rs`: the handles ([`Sender`], [`Receiver`], [`ChannelBuilder`]) and the
+//!   `uniconc` trait impls: sending and receiving on the ring.
+//! - `layout.rs`: the shared header, the per-process slots and the process-local `Chan`;
+//!   creating and mapping a channel's region.
+//! - `members.rs`: per-process handle counting, fork adoption, claiming a slot.
+//! - `recover.rs`: finding dead peers and settling what they left (`reap`).
+//! - `wait.rs`: the wake handshake, the adaptive spin ([`Backoff`]) and sleeping.
+//! - `registry.rs`: the live channels of this process, kept right across `fork`.
+//! - `tests.rs`: unit tests.
+//!
+//! # Layout of a channel's region
+//!
+//! ```text
+//! [ ChanHeader | CellCtl * n | (page-aligned) data: n * CELL bytes ]
+//! ```
+//!
+//! # Sending and receiving
+//!
+//! A sender counts the value's encoded size (bincode, no allocation), reserves one of the
+//! `capacity` message slots (`count`), claims `ceil(size / CELL)` cells of the ring and
+//! serializes the value straight into them. A receiver decodes straight from the cells.
+//! Waiting is spin-then-futex: a short spin (a ping-pong partner usually answers within it),
+//! then a futex sleep on a sequence word, bounded to [`SLICE`] so a waiter re-checks whether
+//! its peers are alive.
+//!
+//! # What `Empty` and `len` mean
+//!
+//! `try_recv` (and so `try_iter`) says `Empty` only when nothing is queued, as crossbeam's
+//! does. A sender claims its place in the ring before it encodes the message there, so the
+//! front of the ring may be a message not yet published with others published behind it;
+//! `try_recv` then waits for it, as crossbeam spins for a slot being written: a short spin,
+//! then naps, at most [`IN_FLIGHT_PATIENCE`] (100 ms) in all. A sender killed there is found
+//! dead within that wait and its message is settled as lost, so `try_recv` returns the next
+//! one. A sender stopped there for longer (SIGSTOP, or descheduled that long) makes `try_recv`
+//! return `Empty` rather than block, though messages are queued behind it: none can be taken
+//! before it. The cheap look the blocking forms poll with does not tell the two apart (that
+//! would read `tail`, the line every send writes, at every poll); they wait for the message
+//! anyway. After disconnection, a message still being written is drained too.
+//!
+//! `len` counts the messages sent and not yet received, including sends and receives under
+//! way (a message slot is taken before the cells, and given back after the message is
+//! read): it may be non-zero right after `try_recv` said `Empty` while other units send or
+//! receive, and `len() == 0` means `try_recv` would have found nothing.
+//!
+//! # Waking, with no fence on the hot path
+//!
+//! A waiter raises a sleeper flag and re-checks before it sleeps; a sender or receiver that
+//! changed the condition reads the flag and wakes sleepers only if it is up. That is the
+//! store-buffering pattern: each side writes one word and reads the other's, and at least one
+//! must see the other's write. Instead of a fence on every send and receive, both sides use
+//! SeqCst operations they make anyway (a locked instruction on x86, so the fast path pays no
+//! extra barrier):
+//!
+//! - receivers waiting for a message: the producer's SeqCst `tail` CAS (claiming the cells)
+//!   then its SeqCst load of the flag, against the waiter's SeqCst flag store then its SeqCst
+//!   load of `tail`. A waiter that sees `tail` past `head` knows a message is coming but that
+//!   its producer may have read the flag too early: it naps briefly ([`claimed_nap`]).
+//! - senders waiting for room: the consumer's SeqCst `recvd` increment and SeqCst completion
+//!   (the `done` CAS or the `READ` stamp) then its SeqCst load of the flag, against the
+//!   waiter's SeqCst flag store then its SeqCst loads of `recvd`, `done` and the stamps it
+//!   sweeps ([`Ring::recheck_room`]).
+//! - disconnection and `close`: the SeqCst count decrement or `closed` store, then a bump of
+//!   `seq` (no flag involved) or a SeqCst load of the flag, against SeqCst loads of the
+//!   counts in every re-check.
+//!
+//! # Disconnection across processes
+//!
+//! The header has one [`ProcSlot`] per process holding handles: its identity (pid and start
+//! time) and its sender and receiver counts; `conn` holds the totals that decide
+//! disconnection. A process killed without dropping its handles (SIGKILL) is found by any
+//! blocked peer within about one [`SLICE`]: its slot's counts are subtracted (`reap`).
+//!
+//! `fork` copies *every* handle of the parent into the child, including ones the child will
+//! never touch (the parent's own `tx` in `spawn(move || rx.iter().sum())`): counting those
+//! would make that receiver wait forever on a sender that lives, unused, in its own memory.
+//! So a child's copies are *inherited* handles, counted apart:
+//!
+//! - The `pthread_atfork` handlers (see [`registry`]) reserve a slot for the child before the
+//!   fork and count its inherited handles at once, so the parent dropping its handles right
+//!   after `fork` cannot disconnect a child that has not yet run. Nothing is needed from the
+//!   code that forks.
+//! - Each handle carries the fork generation it was last used in; a handle used in the child
+//!   (send, receive, clone) is *adopted* and counts as a normal handle.
+//! - The first adoption *engages* the child with the channel: from then on its inherited
+//!   handles it has not used stop counting (they are the parent's leftovers). A child that
+//!   never uses the channel keeps its inherited handles counted until it exits, or until it
+//!   calls [`forget_inherited_handles`] (long-lived workers should).
+//!
+//! # A process killed inside `send` or `recv`
+//!
+//! A process killed while it holds a message (claimed in the ring, not yet given back:
+//! SIGKILL while decoding) or while it writes one (cells claimed, not yet published: SIGKILL
+//! while encoding) loses that message and nothing else. Each thread has claim words in its
+//! process's slot ([`claims`] gives out the indices); the reaper that finds the process dead
+//! settles what its words name, unless a live thread's words name the same record
+//! (`Chan::recover_claims`, `Ring::recover`, `Ring::recover_send`). Blocked peers look for
+//! dead ones every [`SLICE`], so the ring moves again within about that.
+//!
+//! Known limits: a thread without claim words (the ninth of one process using channels at
+//! once) holds back every recovery while it is inside a send or receive, and what it held is
+//! not recovered if its process dies. A process killed in the instant between two steps of a
+//! send or receive is settled as if it held a message slot: the channel may then hold one
+//! message more than its capacity. A failed `fork` leaves its reserved slot counted until
+//! the parent exits.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uniconc_core::{
+    Error, Message, MessageError, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
+    TryRecvError, TrySendError,
+};
+
+use crate::claims;
+use crate::codec;
+use crate::platform;
+use crate::procs::{self, Identity};
+use crate::ring::{self, CELL, CellCtl, Pop, Record, Ring, RingHeader, SendWords};
+use crate::shm::{self, CachePadded, ShmBox, ShmSafe, align_up};
+use crate::waiter::{SLICE, WaitWord, YieldNow};
+use crate::wake;
+
+mod layout;
+mod members;
+mod recover;
+pub(crate) mod registry;
+mod wait;
+
+use layout::*;
+use members::*;
+use wait::*;
+
+/// Process slots per channel: how many processes can hold handles of one channel at once.
+///
+/// `spawn` and the pool refuse to fork (with a clear error) while a channel this process holds
+/// handles of has no free slot, after reaping dead peers: an uncounted child's sends could
+/// arrive after its receivers saw `Disconnected`. A process forked some other way when every
+/// slot is taken is not counted.
+pub const MAX_PROCESSES: usize = 4096;
+
+/// In a forked child, stops counting the channel handles copied from the parent that this
+/// process has not used yet, so they keep no channel connected. A long-lived worker process
+/// (a pool worker) should call it first: otherwise it keeps every channel that existed when
+/// it was forked connected until it exits. Handles it uses later are counted again.
+///
+/// ```
+/// use uniconc::{Event as _, JoinHandle as _, Receiver as _, RecvError};
+/// let (tx, rx) = uniconc::process::channel::<u8>(1)?;
+/// let done = uniconc::process::event()?;
+/// let child = uniconc::process::spawn({
+///     let done = done.clone();
+///     move || {
+///         // This child never uses the channel: its copy of the parent's `tx` must not
+///         // keep the channel connected while it waits.
+///         uniconc::process::forget_inherited_handles();
+///         done.wait();
+///     }
+/// })?;
+/// drop(tx); // the only sender that counts
+/// assert_eq!(rx.recv(), Err(RecvError::Disconnected)); // not held up by the live child
+/// done.set();
+/// child.join()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn forget_inherited_handles() {
+    registry::engage_all();
+}
+
+/// The largest message an unbounded channel accepts, in encoded bytes (the codec's limit).
+///
+/// What an unbounded channel can *queue* is far more: see [`unbounded`].
+///
+/// ```
+/// let (tx, _rx) = uniconc::process::unbounded::<Vec<u8>>()?;
+/// assert_eq!(tx.max_message_size(), uniconc::process::UNBOUNDED_BUDGET);
+/// # Ok::<(), uniconc::Error>(())
+/// ```
+pub const UNBOUNDED_BUDGET: usize = codec::LIMIT;
+
+/// Options for a process channel beyond its capacity.
+///
+/// [`channel`] and [`unbounded`] are `ChannelBuilder::new(Some(capacity)).build()` and
+/// `ChannelBuilder::new(None).build()`; the builder adds the byte budget, which also sets the
+/// largest message the channel accepts.
+///
+/// ```
+/// use uniconc::{Receiver as _, Sender as _};
+/// let (tx, rx) = uniconc::process::ChannelBuilder::new(Some(16))
+///     .byte_budget(64 << 10)
+///     .build::<Vec<u8>>()?;
+/// assert_eq!(tx.capacity(), Some(16));
+/// assert_eq!(tx.max_message_size(), 64 << 10);
+/// tx.send(vec![7; 1000])?;
+/// assert_eq!(rx.recv()?.len(), 1000);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct ChannelBuilder {
+    capacity: Option<usize>,
+    byte_budget: Option<usize>,
+}
+
+impl ChannelBuilder {
+    /// A builder for a channel holding at most `capacity` messages (`None`: unbounded).
+    ///
+    /// ```
+    /// use uniconc::Sender as _;
+    /// use uniconc::process::ChannelBuilder;
+    /// let (tx, _rx) = ChannelBuilder::new(None).build::<String>()?;
+    /// assert_eq!(tx.capacity(), None);
+    /// let (tx, _rx) = ChannelBuilder::new(Some(3)).build::<String>()?;
+    /// assert_eq!(tx.capacity(), Some(3));
+    /// assert!(ChannelBuilder::new(Some(0)).build::<String>().is_err()); // checked by `build`
+    /// # Ok::<(), uniconc::Error>(())
+    /// ```
+    pub fn new(capacity: Option<usize>) -> Self {
+        Self {
+            capacity,
+            byte_budget: None,
+        }
+    }
+
+    /// Bytes of ring space for queued messages (rounded up to a power of two, at least 4 KiB);
+    /// also the largest message the channel accepts. Default: `capacity * 256` bytes within
+    /// 1 MiB ..= 256 MiB; for an unbounded channel, a reservation sized to the machine (see
+    /// [`unbounded`]), which this replaces. Pages are committed only when first used. At most
+    /// 256 MiB (the codec's decode limit).
+    ///
+    /// ```
+    /// use uniconc::{MessageError, SendError, Sender as _};
+    /// use uniconc::process::ChannelBuilder;
+    /// let (tx, _rx) = ChannelBuilder::new(Some(4)).byte_budget(5000).build::<Vec<u8>>()?;
+    /// assert_eq!(tx.max_message_size(), 8192); // rounded up to a power of two
+    /// match tx.send(vec![0; 10_000]) {
+    ///     Err(SendError::Invalid(v, MessageError::TooLarge { size, limit })) => {
+    ///         assert_eq!(v.len(), 10_000); // the message comes back
+    ///         assert!(size > limit && limit == 8192);
+    ///     }
+    ///     other => panic!("expected TooLarge, got {other:?}"),
+    /// }
+    /// # Ok::<(), uniconc::Error>(())
+    /// ```
+    pub fn byte_budget(mut self, bytes: usize) -> Self {
+        self.byte_budget = Some(bytes);
+        self
+    }
+
+    /// Creates the channel.
+    ///
+    /// ```
+    /// use uniconc::{ErrorKind, JoinHandle as _, Receiver as _, Sender as _};
+    /// use uniconc::process::ChannelBuilder;
+    /// let (tx, rx) = ChannelBuilder::new(Some(2)).byte_budget(4096).build::<u32>()?;
+    /// let child = uniconc::process::spawn(move || (1..=3).all(|i| tx.send(i).is_ok()))?;
+    /// assert_eq!(rx.iter().collect::<Vec<_>>(), [1, 2, 3]);
+    /// assert!(child.join()?);
+    ///
+    /// let err = ChannelBuilder::new(Some(1)).byte_budget(1 << 40).build::<u32>().unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a capacity of 0 or an unrepresentable budget; `Os` if the shared
+    /// memory cannot be mapped.
+    pub fn build<T: Message>(self) -> Result<(Sender<T>, Receiver<T>), Error> {
+        let chan = Arc::new(new_chan(self.capacity, self.byte_budget)?);
+        let tx_gen = chan.add_new(true);
+        let rx_gen = chan.add_new(false);
+        registry::register(&chan);
+        Ok((
+            Sender {
+                chan: chan.clone(),
+                gen_stamp: tx_gen,
+                _m: PhantomData,
+            },
+            Receiver {
+                chan,
+                gen_stamp: rx_gen,
+                _m: PhantomData,
+            },
+        ))
+    }
+}
+
+/// A bounded channel holding at most `capacity` messages, shared with processes forked after
+/// it was created.
+///
+/// Its byte budget (the ring of encoded messages) is `capacity * 256` bytes within
+/// 1 MiB ..= 256 MiB, which is also the largest message it accepts; see [`ChannelBuilder`]
+/// to choose it.
+///
+/// ```
+/// use uniconc::{JoinHandle as _, Receiver as _, Sender as _};
+/// let (tx, rx) = uniconc::process::channel::<String>(8)?;
+/// let child = uniconc::process::spawn(move || {
+///     tx.send(format!("hello from {}", std::process::id())).unwrap();
+/// })?;
+/// let child_pid = child.id();
+/// child.join()?;
+/// assert_eq!(rx.recv()?, format!("hello from {child_pid}"));
+/// assert!(uniconc::process::channel::<String>(0).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// `InvalidArgument` if `capacity == 0`; `Os` if shared memory cannot be mapped.
+pub fn channel<T: Message>(capacity: usize) -> Result<(Sender<T>, Receiver<T>), Error> {
+    ChannelBuilder::new(Some(capacity)).build()
+}
+
+/// A channel without a bound on the number of messages, shared with processes forked after
+/// it was created.
+///
+/// Its ring is a reservation of address space (the largest power of two at most half of RAM
+/// plus swap, an eighth of `RLIMIT_AS` if set, and 1 GiB), mapped with `MAP_NORESERVE`:
+/// pages are committed when first used, so an idle channel takes no memory and `fork` stays
+/// cheap. So it holds up to 1 GiB of queued messages (16 million small ones) where the
+/// thread and tokio backends hold what memory allows; past that it behaves as a full bounded
+/// channel: `try_send` returns `Full` and `send` waits for room.
+///
+/// Memory: the ring keeps to its first 1 MiB as long as it is empty now and then (a producer
+/// that crosses that mark while nothing is queued goes back to the start). A channel that
+/// always holds a backlog walks its whole ring instead, and the pages it used stay committed
+/// until the channel is dropped in every process: up to 2 GiB (the ring and its control
+/// lines). Under strict overcommit (`vm.overcommit_memory = 2`), which charges even a
+/// `MAP_NORESERVE` mapping in full, the reservation is halved until the OS grants it, down
+/// to 64 MiB. The largest single message is [`UNBOUNDED_BUDGET`] bytes encoded.
+///
+/// ```
+/// use uniconc::{JoinHandle as _, Receiver as _, Sender as _};
+/// let (tx, rx) = uniconc::process::unbounded::<Vec<u8>>()?;
+/// assert_eq!(tx.capacity(), None);
+/// let child = uniconc::process::spawn(move || {
+///     (0..100u8).all(|i| tx.try_send(vec![i; 1000]).is_ok())
+/// })?;
+/// assert!(child.join()?); // never full: 100 KB queued, far below the budget
+/// assert_eq!(rx.len(), 100);
+/// assert_eq!(rx.recv()?, vec![0; 1000]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// `Os` if shared memory cannot be mapped.
+pub fn unbounded<T: Message>() -> Result<(Sender<T>, Receiver<T>), Error> {
+    ChannelBuilder::new(None).build()
+}
+
+/// The sending half of a process channel. `Clone`; copied into forked children.
+///
+/// A message is serde-encoded straight into a ring in shared memory, so it crosses to any
+/// process forked after the channel was created. A message larger than
+/// [`max_message_size`](Sender::max_message_size) is refused with
+/// `SendError::Invalid(value, MessageError::TooLarge { .. })`, handing it back. A process
+/// that is killed (SIGKILL) while holding senders counts as having dropped them: receivers
+/// blocked on the channel see `Disconnected` instead of waiting forever. The send methods
+/// come from [`uniconc::Sender`](uniconc_core::Sender).
+///
+/// ```
+/// use uniconc::{Event as _, JoinError, JoinHandle as _, Receiver as _, RecvError};
+/// let (tx, rx) = uniconc::process::channel::<u32>(1)?;
+/// let (ready, never) = (uniconc::process::event()?, uniconc::process::event()?);
+/// let child = uniconc::process::spawn({
+///     let (ready, never) = (ready.clone(), never.clone());
+///     move || {
+///         let _tx = tx; // the only sender, held by the child
+///         ready.set();
+///         never.wait();
+///     }
+/// })?;
+/// ready.wait();
+/// child.kill()?;
+/// assert_eq!(child.join(), Err(JoinError::Killed(9)));
+/// assert_eq!(rx.recv(), Err(RecvError::Disconnected)); // the dead child's sender is gone
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Sender<T> {
+    chan: Arc<Chan>,
+    /// Fork generation this handle was created or last adopted in.
+    gen_stamp: AtomicU64,
+    _m: PhantomData<fn(T)>,
+}
+
+/// The receiving half of a process channel. `Clone`; copied into forked children.
+///
+/// Each message goes to exactly one receiver, in whichever process. A message that cannot
+/// be decoded is consumed and reported as `Invalid(MessageError::Decode(..))`. The receive
+/// methods come from [`uniconc::Receiver`](uniconc_core::Receiver).
+///
+/// ```
+/// use uniconc::{JoinHandle as _, Receiver as _, Sender as _};
+/// let (tx, rx) = uniconc::process::channel::<u64>(4)?;
+/// let consumer = uniconc::process::spawn(move || rx.iter().sum::<u64>())?;
+/// for i in 1..=10 {
+///     tx.send(i)?;
+/// }
+/// drop(tx); // the child's own copy of `tx` does not count: it uses only `rx`
+/// assert_eq!(consumer.join()?, 55);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Receiver<T> {
+    chan: Arc<Chan>,
+    /// Fork generation this handle was created or last adopted in.
+    gen_stamp: AtomicU64,
+    _m: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender")
+            .field("capacity", &self.chan.cap)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> std::fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("capacity", &self.chan.cap)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        self.chan.touch(&self.gen_stamp, true);
+        Self {
+            gen_stamp: self.chan.add_new(true),
+            chan: self.chan.clone(),
+            _m: PhantomData,
+        }
+    }
+}
+
+impl<T> Clone for Receiver<T> {
+    fn clone(&self) -> Self {
+        self.chan.touch(&self.gen_stamp, false);
+        Self {
+            gen_stamp: self.chan.add_new(false),
+            chan: self.chan.clone(),
+            _m: PhantomData,
+        }
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        self.chan.remove(&self.gen_stamp, true);
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        self.chan.remove(&self.gen_stamp, false);
+    }
+}
+
+enum TrySend<T> {
+    Full(T),
+    Err(SendError<T>),
+}
+
+impl<T: Serialize> Sender<T> {
+    /// The largest encoded message this channel accepts, in bytes.
+    ///
+    /// ```
+    /// use uniconc::{SendError, Sender as _};
+    /// let (tx, _rx) = uniconc::process::channel::<Vec<u8>>(8)?;
+    /// assert_eq!(tx.max_message_size(), 1 << 20); // the default budget of a small channel
+    /// let too_big = vec![0u8; tx.max_message_size() + 1];
+    /// assert!(matches!(tx.send(too_big), Err(SendError::Invalid(..))));
+    /// # Ok::<(), uniconc::Error>(())
+    /// ```
+    pub fn max_message_size(&self) -> usize {
+        self.chan.max_msg
+    }
+
+    fn try_send_inner(&self, value: T) -> Result<(), TrySend<T>> {
+        let chan = &*self.chan;
+        chan.touch(&self.gen_stamp, true);
+        if chan.receivers_gone() {
+            return Err(TrySend::Err(SendError::Disconnected(value)));
+        }
+        let size = match codec::encoded_size(&value) {
+            Ok(s) => s,
+            Err(e) => return Err(TrySend::Err(SendError::Invalid(value, e))),
+        };
+        if size > chan.max_msg {
+            let e = MessageError::TooLarge {
+                size,
+                limit: chan.max_msg,
+            };
+            return Err(TrySend::Err(SendError::Invalid(value, e)));
+        }
+        let mut enc_err = None;
+        let claim = Claim::new(chan.my_slot());
+        let pushed =
+            chan.ring()
+                .try_push(size, chan.cap, claim.send_words(), claim.word(), |buf| {
+                    match codec::encode_into(&value, buf) {
+                        Ok(n) if n == size => true,
+                        Ok(n) => {
+                            enc_err = Some(MessageError::Encode(format!(
+                                "the value encoded to {n} bytes after measuring {size}"
+                            )));
+                            false
+                        }
+                        Err(e) => {
+                            enc_err = Some(e);
+                            false
+                        }
+                    }
+                });
+        match pushed {
+            Ok(true) => {
+                chan.notify(&chan.hdr().recv_wait);
+                Ok(())
+            }
+            Ok(false) => {
+                let e = enc_err.unwrap_or_else(|| MessageError::Encode("unknown".into()));
+                Err(TrySend::Err(SendError::Invalid(value, e)))
+            }
+            Err(ring::Full) => Err(TrySend::Full(value)),
+        }
+    }
+
+    fn send_inner(
+        &self,
+        mut value: T,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendTimeoutError<T>> {
+        let mut backoff = Backoff::new(&self.chan);
+        let w = &self.chan.hdr().send_wait;
+        loop {
+            match self.try_send_inner(value) {
+                Ok(()) => {
+                    backoff.succeeded();
+                    return Ok(());
+                }
+                Err(TrySend::Err(e)) => return Err(e.into()),
+                Err(TrySend::Full(v)) => value = v,
+            }
+            if backoff.snooze_spaced() {
+                // Spinning: retry only once a quarter of the capacity is free again, so a
+                // sender faster than its receivers refills in batches instead of reading
+                // `recvd` (which every receive writes) at every send.
+                while !self.chan.below_low_water() && backoff.snooze_spaced() {}
+                continue;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(SendTimeoutError::Timeout(value));
+            }
+            let seq = self.prepare_sleep();
+            match self.try_send_inner(value) {
+                Ok(()) => return Ok(()),
+                Err(TrySend::Err(e)) => return Err(e.into()),
+                Err(TrySend::Full(v)) => value = v,
+            }
+            self.chan.sleep(w, seq, deadline, SLICE, &mut backoff);
+        }
+    }
+}
+
+impl<T> Sender<T> {
+    /// Registers as a sleeper on `send_wait` and refreshes the cached `recvd`; returns the
+    /// sequence value to sleep on. The caller re-checks with `try_send_inner`, then sleeps.
+    fn prepare_sleep(&self) -> u32 {
+        let seq = register_sleeper(&self.chan.hdr().send_wait);
+        // SeqCst inside: the load half of the senders' wake handshake (module docs): either
+        // we see the receivers' latest count and completion (the room), or they see our flag.
+        self.chan.ring().recheck_room();
+        seq
+    }
+}
+
+impl<T> Receiver<T> {
+    /// Registers as a sleeper on `recv_wait`; returns the sequence value to sleep on, and
+    /// whether a producer has claimed cells it has not published yet (it may have read the
+    /// flag before we raised it, so it may not wake us: sleep briefly, see [`claimed_nap`]).
+    /// The caller re-checks with `try_recv_inner`, then sleeps.
+    fn prepare_sleep(&self) -> (u32, bool) {
+        let seq = register_sleeper(&self.chan.hdr().recv_wait);
+        // SeqCst inside: the load half of the receivers' wake handshake (module docs).
+        (seq, !self.chan.ring().is_idle())
+    }
+}
+
+/// What one look at the ring found.
+enum Look<T> {
+    /// A message, or the end of the channel (`Disconnected`, `Invalid`).
+    Got(Result<T, TryRecvError>),
+    /// Nothing was published at the front of the ring. Without `tell_in_flight`, a sender may
+    /// also be writing the message there (telling needs a load of `tail`, the line every send
+    /// writes: a polling waiter would pull it from the sender's cache at every poll).
+    Empty,
+    /// A sender has claimed the front of the ring and not published it yet: a message is
+    /// queued (maybe more behind it) but cannot be taken before it.
+    InFlight,
+}
+
+impl<T: DeserializeOwned> Receiver<T> {
+    /// One look: takes the message at the front of the ring if one is published. With
+    /// `tell_in_flight`, an unpublished claim at the front is told apart from an empty ring;
+    /// after disconnection it always is (a message being written is drained, not dropped).
+    fn try_recv_inner(&self, tell_in_flight: bool) -> Look<T> {
+        let chan = &*self.chan;
+        chan.touch(&self.gen_stamp, false);
+        let claim = Claim::new(chan.my_slot());
+        let mut second_look = false;
+        loop {
+            let popped = chan.ring().try_pop(claim.word(), |rec| match rec {
+                Record::Bytes(b) => codec::decode::<T>(b),
+                Record::Corrupt => Err(MessageError::Decode(
+                    "corrupt record in shared memory".into(),
+                )),
+            });
+            match popped {
+                Pop::Item(r) => {
+                    // The ring's SeqCst `recvd` increment, then this: the notifier half of the
+                    // senders' wake handshake (module docs).
+                    chan.notify(&chan.hdr().send_wait);
+                    return Look::Got(r.map_err(TryRecvError::Invalid));
+                }
+                Pop::Empty => {
+                    if second_look {
+                        // Every sender is gone: the channel ends once no send is under way.
+                        return if chan.ring().is_idle() {
+                            Look::Got(Err(TryRecvError::Disconnected))
+                        } else {
+                            Look::InFlight
+                        };
+                    }
+                    if !chan.senders_gone() {
+                        return if tell_in_flight && !chan.ring().is_idle() {
+                            Look::InFlight
+                        } else {
+                            Look::Empty
+                        };
+                    }
+                    // Disconnected: drain what was sent before the last sender left.
+                    second_look = true;
+                }
+            }
+        }
+    }
+
+    /// `try_recv`: a look that waits (within [`IN_FLIGHT_PATIENCE`]) for a message a sender is
+    /// writing at the front of the ring, so that `Empty` means nothing is queued.
+    fn try_recv_settled(&self) -> Result<T, TryRecvError> {
+        let mut wait: Option<InFlightWait> = None;
+        loop {
+            match self.try_recv_inner(true) {
+                Look::Got(r) => return r,
+                Look::Empty => return Err(TryRecvError::Empty),
+                Look::InFlight => {
+                    if !wait
+                        .get_or_insert_with(|| InFlightWait::new(&self.chan))
+                        .wait(&self.chan)
+                    {
+                        return Err(TryRecvError::Empty);
+                    }
+                }
+            }
+        }
+    }
+
+    fn recv_inner(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        let mut backoff = Backoff::new(&self.chan);
+        let w = &self.chan.hdr().recv_wait;
+        let mut naps = 0;
+        loop {
+            match self.try_recv_inner(false) {
+                Look::Empty | Look::InFlight => {}
+                Look::Got(r) => {
+                    backoff.succeeded();
+                    return r.map_err(to_timeout_err);
+                }
+            }
+            if backoff.snooze() {
+                continue;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(RecvTimeoutError::Timeout);
+            }
+            let (seq, claimed) = self.prepare_sleep();
+            match self.try_recv_inner(false) {
+                Look::Empty | Look::InFlight => {}
+                Look::Got(r) => return r.map_err(to_timeout_err),
+            }
+            let nap = if claimed {
+                naps += 1;
+                claimed_nap(naps - 1)
+            } else {
+                naps = 0;
+                SLICE
+            };
+            self.chan.sleep(w, seq, deadline, nap, &mut backoff);
+        }
+    }
+}
+
+/// The claim word a receive hands the ring: this thread's word in its process's slot, or,
+/// for a thread without a [`claims`] index, a private word while the slot counts the receive
+/// as unclaimed (which holds back every recovery until it returns).
+enum Claim<'a> {
+    Words(&'a AtomicU64, &'a SendWords),
+    Unclaimed(&'a AtomicU32, AtomicU64, SendWords),
+}
+
+impl<'a> Claim<'a> {
+    #[inline]
+    fn new(slot: &'a ProcSlot) -> Self {
+        match claims::mine() {
+            Some(i) => Self::Words(&slot.claims[i], &slot.sends[i]),
+            None => {
+                // Relaxed: published to reapers by the ring's claiming CAS, like a word.
+                slot.unclaimed.fetch_add(1, Ordering::Relaxed);
+                Self::Unclaimed(&slot.unclaimed, AtomicU64::new(0), SendWords::default())
+            }
+        }
+    }
+
+    /// The receive claim word.
+    #[inline]
+    fn word(&self) -> &AtomicU64 {
+        match self {
+            Self::Words(w, _) => w,
+            Self::Unclaimed(_, w, _) => w,
+        }
+    }
+
+    /// The send claim words.
+    #[inline]
+    fn send_words(&self) -> &SendWords {
+        match self {
+            Self::Words(_, w) => w,
+            Self::Unclaimed(_, _, w) => w,
+        }
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if let Self::Unclaimed(count, ..) = self {
+            // Release: as a claim word's next value (the completion first).
+            count.fetch_sub(1, Ordering::Release);
+        }
+    }
+}
+
+fn to_timeout_err(e: TryRecvError) -> RecvTimeoutError {
+    match e {
+        TryRecvError::Empty => RecvTimeoutError::Timeout,
+        TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+        TryRecvError::Invalid(m) => RecvTimeoutError::Invalid(m),
+    }
+}
+
+fn to_recv_err(e: TryRecvError) -> RecvError {
+    match e {
+        TryRecvError::Invalid(m) => RecvError::Invalid(m),
+        _ => RecvError::Disconnected,
+    }
+}
+
+fn len_of(chan: &Chan) -> usize {
+    let n = chan.ring().queued();
+    let n = chan.cap.map_or(n, |c| n.min(c));
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+impl<T: Message> uniconc_core::Sender<T> for Sender<T> {
+    fn same_channel(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.chan, &other.chan)
+    }
+
+    fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        match self.try_send_inner(value) {
+            Ok(()) => Ok(()),
+            Err(TrySend::Full(v)) => Err(TrySendError::Full(v)),
+            Err(TrySend::Err(e)) => Err(e.into()),
+        }
+    }
+
+    #[inline]
+    fn send_deadline(
+        &self,
+        value: T,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendTimeoutError<T>> {
+        self.send_inner(value, deadline)
+    }
+
+    // The trait's `Send` bound is spelled out here, as the trait declares it.
+    #[allow(clippy::manual_async_fn)]
+    fn send_async(&self, value: T) -> impl Future<Output = Result<(), SendError<T>>> + Send + '_ {
+        async move {
+            let mut value = value;
+            let w = &self.chan.hdr().send_wait;
+            loop {
+                match self.try_send_inner(value) {
+                    Ok(()) => return Ok(()),
+                    Err(TrySend::Err(e)) => return Err(e),
+                    Err(TrySend::Full(v)) => value = v,
+                }
+                let seq = self.prepare_sleep();
+                match self.try_send_inner(value) {
+                    Ok(()) => return Ok(()),
+                    Err(TrySend::Err(e)) => return Err(e),
+                    Err(TrySend::Full(v)) => value = v,
+                }
+                sleep_async(&self.chan, w, seq).await;
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        len_of(&self.chan)
+    }
+
+    fn capacity(&self) -> Option<usize> {
+        self.chan.cap.map(|c| c as usize)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.chan.receivers_gone()
+    }
+
+    fn close(&self) {
+        // SeqCst (Release for the data): pairs with the loads in `*_gone`.
+        self.chan.hdr().conn.closed.store(1, Ordering::SeqCst);
+        self.chan.wake_everyone();
+    }
+}
+
+impl<T: Message> uniconc_core::Receiver<T> for Receiver<T> {
+    fn same_channel(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.chan, &other.chan)
+    }
+
+    fn try_recv(&self) -> Result<T, TryRecvError> {
+        self.try_recv_settled()
+    }
+
+    #[inline]
+    fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        self.recv_inner(deadline)
+    }
+
+    // The trait's `Send` bound is spelled out here, as the trait declares it.
+    #[allow(clippy::manual_async_fn)]
+    fn recv_async(&self) -> impl Future<Output = Result<T, RecvError>> + Send + '_ {
+        async move {
+            let w = &self.chan.hdr().recv_wait;
+            let mut yields = 0;
+            loop {
+                match self.try_recv_inner(false) {
+                    Look::Empty | Look::InFlight => {}
+                    Look::Got(r) => return r.map_err(to_recv_err),
+                }
+                let (seq, claimed) = self.prepare_sleep();
+                match self.try_recv_inner(false) {
+                    Look::Empty | Look::InFlight => {}
+                    Look::Got(r) => return r.map_err(to_recv_err),
+                }
+                if claimed && yields < 16 {
+                    // A message is being written: let the executor run something else, then
+                    // look again (a few times: a producer stalled there must not keep this
+                    // task busy; the sleep below is bounded to `SLICE`).
+                    yields += 1;
+                    YieldNow(false).await;
+                    continue;
+                }
+                yields = 0;
+                sleep_async(&self.chan, w, seq).await;
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        len_of(&self.chan)
+    }
+
+    fn capacity(&self) -> Option<usize> {
+        self.chan.cap.map(|c| c as usize)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.chan.senders_gone()
+    }
+}
+
+/// `for x in rx`: blocking, ends when the channel is empty and disconnected.
+///
+/// ```
+/// use uniconc::{JoinHandle as _, Sender as _};
+/// let (tx, rx) = uniconc::process::channel::<u64>(4)?;
+/// let child = uniconc::process::spawn(move || {
+///     let mut total = 0;
+///     for x in rx {
+///         total += x;
+///     }
+///     total
+/// })?;
+/// for i in 1..=4 {
+///     tx.send(i)?;
+/// }
+/// drop(tx);
+/// assert_eq!(child.join()?, 10);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl<T: Message> IntoIterator for Receiver<T> {
+    type Item = T;
+    type IntoIter = uniconc_core::IntoIter<T, Self>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        uniconc_core::IntoIter::new(self)
+    }
+}
+
+/// `for x in &rx`: blocking, ends when the channel is empty and disconnected.
+///
+/// ```
+/// use uniconc::Sender as _;
+/// let (tx, rx) = uniconc::process::channel::<u64>(4)?;
+/// tx.send(1)?;
+/// tx.send(2)?;
+/// tx.close();
+/// let mut total = 0;
+/// for x in &rx {
+///     total += x;
+/// }
+/// assert_eq!(total, 3);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl<'a, T: Message> IntoIterator for &'a Receiver<T> {
+    type Item = T;
+    type IntoIter = uniconc_core::Iter<'a, T, Receiver<T>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        uniconc_core::Receiver::iter(self)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,192 @@
+//! Dead-peer detection and recovery: finding processes that died holding handles or a
+//! message half sent or received, and settling what they left.
+
+use super::*;
+
+/// How long a slot reserved for a child being forked may wait for the child to take it over.
+pub(super) const PENDING_GRACE: Duration = Duration::from_secs(2);
+
+impl Chan {
+    /// Looks for dead processes holding handles, at most every `SLICE` per process.
+    pub(super) fn maybe_reap(&self) {
+        let now = epoch_nanos();
+        let last = self.last_reap.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < SLICE.as_nanos() as u64 {
+            return;
+        }
+        if self
+            .last_reap
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.reap();
+        }
+    }
+
+    /// Subtracts the counts of every dead process's slot from the totals.
+    pub(super) fn reap(&self) {
+        let me = procs::my_pid();
+        let hdr = self.hdr();
+        for slot in hdr.used_slots() {
+            // Acquire: pairs with the Release store of a new owner's pid.
+            let pid = slot.pid.load(Ordering::Acquire);
+            if pid == SLOT_FREE || pid == SLOT_BUSY {
+                continue;
+            }
+            // A reservation for a child that never ran its fork handler (killed at once, or the
+            // fork failed) is reaped after `PENDING_GRACE`; the child, if it runs later,
+            // registers afresh.
+            let stale = slot.pending.load(Ordering::Relaxed) != 0
+                && procs::monotonic_nanos()
+                    .saturating_sub(slot.pending_since.load(Ordering::Relaxed))
+                    > PENDING_GRACE.as_nanos() as u64;
+            if !stale {
+                if pid == me {
+                    continue;
+                }
+                let id = Identity {
+                    pid,
+                    start: slot.start.load(Ordering::Relaxed),
+                };
+                if procs::is_alive(id) {
+                    continue;
+                }
+            }
+            // Claim the slot so only one reaper subtracts its counts.
+            if slot
+                .pid
+                .compare_exchange(pid, SLOT_BUSY, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            let (mut wake, deferred) = self.recover_claims(slot);
+            let (s, r) = slot.counted();
+            for c in [
+                &slot.senders,
+                &slot.receivers,
+                &slot.inh_senders,
+                &slot.inh_receivers,
+            ] {
+                c.store(0, Ordering::Relaxed);
+            }
+            slot.engaged.store(0, Ordering::Relaxed);
+            slot.pending.store(0, Ordering::Relaxed);
+            if !deferred {
+                slot.start.store(0, Ordering::Relaxed);
+                for (w, s) in slot.claims.iter().zip(&slot.sends) {
+                    w.store(0, Ordering::Relaxed);
+                    s.pos.store(0, Ordering::Relaxed);
+                }
+                slot.unclaimed.store(0, Ordering::Relaxed);
+            }
+            if s > 0 && hdr.conn.senders.fetch_sub(s, Ordering::AcqRel) == s {
+                wake = true;
+            }
+            if r > 0 && hdr.conn.receivers.fetch_sub(r, Ordering::AcqRel) == r {
+                wake = true;
+            }
+            // Release: the cleared fields are visible to the next claimer. A slot whose claims
+            // wait on a live thread's word keeps the dead identity (its counts now zero), so a
+            // later reap tries again.
+            let next = if deferred { pid } else { SLOT_FREE };
+            slot.pid.store(next, Ordering::Release);
+            if wake {
+                self.wake_everyone();
+            }
+        }
+    }
+}
+
+impl Chan {
+    /// Settles what the dead process of `dead` (a slot this reaper holds) left half done in
+    /// the ring, unless a live process's thread may be the one doing it: records it had
+    /// claimed and not completed (killed while decoding: `Ring::recover`), and message slots
+    /// and cells it had taken and not published (killed while encoding: `Ring::recover_send`).
+    /// Returns whether it settled any (peers may go on) and whether it left any for a later
+    /// reap (a live thread's words named the same record: a claim that lost its CAS, until
+    /// that thread claims again).
+    ///
+    /// A live thread's words name a record (or cells) from before its claiming CAS until it
+    /// claims another, having completed (published) the first; each new value is stored with
+    /// Release. Loading `head` and `tail` (Acquire) first, then every live process's words
+    /// (Acquire), the reaper sees the words of any live claimer below them, or a later value
+    /// (and then the completion or publication, which the ring checks last). A word may also
+    /// be a claim that lost its CAS; if every word naming an unsettled record is a dead
+    /// process's, one of them did claim it. Dead senders' words that disagree on the cells of
+    /// one position (one of them lost its claim) are left alone.
+    pub(super) fn recover_claims(&self, dead: &ProcSlot) -> (bool, bool) {
+        // Relaxed: the process is dead; the stores it made before it died are visible.
+        let mut recvs: Vec<u64> = dead
+            .claims
+            .iter()
+            .filter_map(|w| w.load(Ordering::Relaxed).checked_sub(1))
+            .collect();
+        let mut sends: Vec<(&SendWords, u64, u64)> = dead
+            .sends
+            .iter()
+            .map(|w| {
+                (
+                    w,
+                    w.pos.load(Ordering::Relaxed),
+                    w.span.load(Ordering::Relaxed),
+                )
+            })
+            .filter(|&(_, pos, _)| pos != 0)
+            .collect();
+        let ring = self.ring();
+        // Acquire, before the live words below (see above); `recover_send` reloads `tail`.
+        let (head, _) = (ring.head_acquire(), ring.tail_acquire());
+        recvs.retain(|&h| h < head);
+        if recvs.is_empty() && sends.is_empty() {
+            return (false, false);
+        }
+        let before = recvs.len() + sends.len();
+        let me = procs::my_pid();
+        for slot in self.hdr().used_slots() {
+            // Acquire: pairs with the Release store of a new owner's pid.
+            let pid = slot.pid.load(Ordering::Acquire);
+            if pid == SLOT_FREE || std::ptr::eq(slot, dead) {
+                continue;
+            }
+            // Busy: being reaped (dead) or being claimed (no claims yet).
+            let live = pid != SLOT_BUSY
+                && (pid == me
+                    || procs::is_alive(Identity {
+                        pid,
+                        start: slot.start.load(Ordering::Relaxed),
+                    }));
+            // Acquire: pairs with the Release decrement after an unclaimed operation.
+            if live && slot.unclaimed.load(Ordering::Acquire) != 0 {
+                return (false, true);
+            }
+            for (w, s) in slot.claims.iter().zip(&slot.sends) {
+                // Acquire: pairs with the Release store of a later claim (or clear).
+                if let Some(h) = w.load(Ordering::Acquire).checked_sub(1)
+                    && live
+                {
+                    recvs.retain(|&x| x != h);
+                }
+                let pos = s.pos.load(Ordering::Acquire);
+                if pos != 0 && pos != ring::RESERVING {
+                    // A live claimer of the same cells, or another dead one that disagrees on
+                    // how many (one of the two lost its claim): not this reaper's to settle.
+                    let span = s.span.load(Ordering::Relaxed);
+                    sends.retain(|&(_, p, own)| p != pos || (!live && own == span));
+                }
+            }
+        }
+        let deferred = recvs.len() + sends.len() < before;
+        let mut progress = false;
+        for &h in &recvs {
+            progress |= ring.recover(h);
+        }
+        for &(w, pos, span) in &sends {
+            ring.recover_send(pos, span);
+            // Settled once: a later reap of this slot (if deferred) must not settle it again.
+            w.pos.store(0, Ordering::Relaxed);
+            progress = true;
+        }
+        (progress, deferred)
+    }
+}

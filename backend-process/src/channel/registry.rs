@@ -1,0 +1,215 @@
+//! Keeps channel end counts right across `fork`, from the `pthread_atfork` handlers.
+
+use super::*;
+use crate::spin::SpinLock;
+
+struct Registry {
+    list: SpinLock<Vec<*const Chan>>,
+}
+
+// SAFETY: `list` is only accessed with its lock held; the pointers are to live `Chan`s
+// (removed in `Chan::drop` under the lock before the memory is freed).
+unsafe impl Sync for Registry {}
+
+static REG: Registry = Registry {
+    list: SpinLock::new(Vec::new()),
+};
+
+/// Holds the registry lock (also serialises adoption, and is held across `fork` by the
+/// prepare handler, so no other thread of the parent holds it at the fork).
+pub(crate) struct Guard(());
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        unlock();
+    }
+}
+
+pub(crate) fn lock() -> Guard {
+    raw_lock();
+    Guard(())
+}
+
+fn raw_lock() {
+    REG.list.raw_lock(std::thread::yield_now);
+}
+
+fn unlock() {
+    REG.list.raw_unlock();
+}
+
+/// What the fork handlers run for the channels ([`procs::register_fork_hooks`]).
+static FORK_HOOKS: procs::ForkHooks = procs::ForkHooks {
+    prepare: fork_prepare,
+    parent: fork_parent,
+    child: fork_child,
+    room_for_child: room_for_child_or_why,
+};
+
+pub(crate) fn register(chan: &Arc<Chan>) {
+    // Before the first channel joins the list (and outside the registry lock, which the
+    // prepare hook takes after the fork handlers' own lock).
+    static HOOKED: std::sync::Once = std::sync::Once::new();
+    HOOKED.call_once(|| procs::register_fork_hooks(&FORK_HOOKS));
+    let _g = lock();
+    // SAFETY: lock held.
+    unsafe { (*REG.list.get()).push(Arc::as_ptr(chan)) };
+}
+
+pub(super) fn unregister(chan: *const Chan) {
+    let _g = lock();
+    // SAFETY: lock held.
+    unsafe { (*REG.list.get()).retain(|&p| p != chan) };
+}
+
+/// `true` if every channel this process holds handles of has a free process slot for one
+/// more child (after reaping dead peers). `spawn` and the pool check it before they fork.
+/// [`room_for_child`], with the reason for `fork_with` to report.
+fn room_for_child_or_why() -> Result<(), String> {
+    if room_for_child() {
+        Ok(())
+    } else {
+        Err(format!(
+            "a channel held by this process already counts {MAX_PROCESSES} processes \
+             (uniconc_process::MAX_PROCESSES); a child could not be counted"
+        ))
+    }
+}
+
+pub(crate) fn room_for_child() -> bool {
+    let _g = lock();
+    // SAFETY: lock held; every pointer is a live `Chan` (see `Registry`).
+    for &p in unsafe { &*REG.list.get() } {
+        let chan = unsafe { &*p };
+        let free = |c: &Chan| {
+            c.hdr()
+                .procs
+                .iter()
+                .any(|s| s.pid.load(Ordering::Relaxed) == SLOT_FREE)
+        };
+        if !free(chan) {
+            chan.reap();
+            if !free(chan) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// See [`forget_inherited_handles`](super::forget_inherited_handles).
+pub(crate) fn engage_all() {
+    let _g = lock();
+    // SAFETY: lock held; every pointer is a live `Chan`.
+    for &p in unsafe { &*REG.list.get() } {
+        let chan = unsafe { &*p };
+        chan.engage(chan.my_slot());
+    }
+}
+
+/// Parent, before `fork`: reserve and count a slot for the child in every channel this
+/// process holds handles of. The registry stays locked until `fork_parent`/`fork_child`.
+pub(crate) fn fork_prepare() {
+    raw_lock();
+    let me = Identity {
+        pid: procs::my_pid(),
+        start: 0,
+    };
+    // SAFETY: lock held; every pointer is a live `Chan` (see `Registry`).
+    for &p in unsafe { &*REG.list.get() } {
+        let chan = unsafe { &*p };
+        let s = chan.senders.load(Ordering::Relaxed);
+        let r = chan.receivers.load(Ordering::Relaxed);
+        let hdr = chan.hdr();
+        let me = Identity {
+            start: chan.my_slot().start.load(Ordering::Relaxed),
+            ..me
+        };
+        let claimed = claim_slot(hdr, me, true).or_else(|| {
+            chan.reap();
+            claim_slot(hdr, me, true)
+        });
+        let Some(i) = claimed else {
+            // No slot left: the child is not counted at all; its handles act as
+            // disowned (documented on `MAX_PROCESSES`).
+            chan.child_slot.store(u32::MAX, Ordering::Relaxed);
+            continue;
+        };
+        let slot = &hdr.procs[i];
+        slot.inh_senders.store(s, Ordering::Relaxed);
+        slot.inh_receivers.store(r, Ordering::Relaxed);
+        hdr.conn.senders.fetch_add(s, Ordering::Relaxed);
+        hdr.conn.receivers.fetch_add(r, Ordering::Relaxed);
+        chan.child_slot.store(i as u32, Ordering::Relaxed);
+        chan.child_senders.store(s, Ordering::Relaxed);
+        chan.child_receivers.store(r, Ordering::Relaxed);
+    }
+}
+
+/// Parent, after `fork`.
+pub(crate) fn fork_parent() {
+    unlock();
+}
+
+/// Child, after `fork` (async-signal-safe: atomics and raw syscalls only). Takes over the
+/// reserved slots, correcting their counts to the handles actually copied.
+pub(crate) fn fork_child() {
+    let me = Identity::me();
+    let parent = procs::parent_pid_before_fork();
+    // SAFETY: the registry lock is held (taken in `fork_prepare` by the forking thread,
+    // now this process's only thread); the pointers are live `Chan`s copied by fork.
+    for &p in unsafe { &*REG.list.get() } {
+        let chan = unsafe { &*p };
+        let i = chan.child_slot.swap(u32::MAX, Ordering::Relaxed);
+        if i == u32::MAX {
+            continue;
+        }
+        let hdr = chan.hdr();
+        let have_s = chan.senders.load(Ordering::Relaxed);
+        let have_r = chan.receivers.load(Ordering::Relaxed);
+        let slot = &hdr.procs[i as usize % MAX_PROCESSES];
+        // Take the reserved slot over, unless a peer reaped it (we were too slow to run).
+        let took = slot
+            .pid
+            .compare_exchange(parent, SLOT_BUSY, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok();
+        if took {
+            let fix = |have: u32, reserved: &AtomicU32, slot_c: &AtomicU32, total: &AtomicU32| {
+                let res = reserved.load(Ordering::Relaxed);
+                if have > res {
+                    slot_c.fetch_add(have - res, Ordering::Relaxed);
+                    total.fetch_add(have - res, Ordering::Relaxed);
+                } else if res > have {
+                    slot_c.fetch_sub(res - have, Ordering::Relaxed);
+                    chan.lower(total, res - have);
+                }
+            };
+            fix(
+                have_s,
+                &chan.child_senders,
+                &slot.inh_senders,
+                &hdr.conn.senders,
+            );
+            fix(
+                have_r,
+                &chan.child_receivers,
+                &slot.inh_receivers,
+                &hdr.conn.receivers,
+            );
+            slot.start.store(me.start, Ordering::Relaxed);
+            slot.pending.store(0, Ordering::Relaxed);
+            // Release: the fields above are visible to whoever reads the pid.
+            slot.pid.store(me.pid, Ordering::Release);
+            chan.slot.store(i, Ordering::Relaxed);
+        } else if let Some(j) = claim_slot(hdr, me, false) {
+            // Our reservation was reaped: register afresh.
+            let slot = &hdr.procs[j];
+            slot.inh_senders.store(have_s, Ordering::Relaxed);
+            slot.inh_receivers.store(have_r, Ordering::Relaxed);
+            hdr.conn.senders.fetch_add(have_s, Ordering::Relaxed);
+            hdr.conn.receivers.fetch_add(have_r, Ordering::Relaxed);
+            chan.slot.store(j as u32, Ordering::Relaxed);
+        }
+    }
+    unlock();
+}

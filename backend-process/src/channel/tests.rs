@@ -1,0 +1,338 @@
+use super::*;
+use uniconc_core::{Receiver as _, Sender as _};
+
+/// Held by every test of this binary that forks: a fork takes a slot in every live
+/// channel for the child, so a test that counts a channel's free slots must not overlap
+/// another test's fork.
+static FORKS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn forks() -> std::sync::MutexGuard<'static, ()> {
+    FORKS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A channel whose `MAX_PROCESSES` slots are all taken (by live processes: here, this
+/// one) makes `spawn` refuse with a clear error instead of forking a child it could not
+/// count; with three slots free, eight threads spawning at once get exactly three
+/// children (the room check and the child's slot are one step: without that, two threads
+/// could both see the last slot, though this test hits that window only rarely); with
+/// slots free again, `spawn` forks. (One test: every fork checks every channel of the
+/// process.)
+/// Decodes as a unit, after setting [`SLEEPY_DECODING`] and sleeping for good: a receiver
+/// stuck inside `recv`, holding the message.
+#[derive(serde::Serialize)]
+struct Sleepy;
+
+static SLEEPY_DECODING: std::sync::OnceLock<crate::Event> = std::sync::OnceLock::new();
+
+impl<'de> serde::Deserialize<'de> for Sleepy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <()>::deserialize(d)?;
+        uniconc_core::Event::set(SLEEPY_DECODING.get().expect("set before the fork"));
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+}
+
+/// A dead receiver's record that a live thread's claim word also names (a claim that lost
+/// its CAS) is not finished, and the dead process's slot stays, counts zeroed, until a
+/// later reap finds the word moved on; then the record is finished and the slot freed.
+#[test]
+fn a_recovery_a_live_word_holds_back_is_retried() {
+    let _forks = forks();
+    use uniconc_core::{JoinHandle as _, Sender as _};
+    let (tx, rx) = channel::<Sleepy>(4).unwrap();
+    let decoding = SLEEPY_DECODING.get_or_init(|| crate::event().unwrap());
+    tx.send(Sleepy).unwrap();
+    let child = crate::spawn(move || rx.recv().is_ok()).unwrap();
+    uniconc_core::Event::wait(decoding);
+    let chan = &*tx.chan;
+    let slot_of = |pid: u32| {
+        chan.hdr()
+            .used_slots()
+            .iter()
+            .position(|s| s.pid.load(Ordering::Acquire) == pid)
+    };
+    let pid = child.id();
+    let dead = slot_of(pid).expect("the child has a slot");
+    let words = &chan.hdr().procs[dead].claims;
+    assert!(
+        words.iter().any(|w| w.load(Ordering::Acquire) == 1),
+        "it holds record 0"
+    );
+    child.kill().unwrap();
+    while procs::is_alive(Identity { pid, start: 0 }) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // This (live) thread's word names the same record, as after a lost CAS.
+    let mine = &chan.my_slot().claims[claims::mine().unwrap()];
+    mine.store(1, Ordering::Release);
+    chan.reap();
+    assert_eq!(tx.len(), 1, "held back: the record is not finished");
+    assert_eq!(slot_of(pid), Some(dead), "the slot waits for a retry");
+    mine.store(0, Ordering::Release);
+    chan.reap();
+    assert_eq!(tx.len(), 0, "finished by the retry");
+    assert_eq!(slot_of(pid), None, "and the slot freed");
+    drop(child);
+}
+
+#[test]
+fn a_channel_with_every_process_slot_taken_refuses_a_fork() {
+    let _forks = forks();
+    use uniconc_core::{Event as _, JoinHandle as _};
+    let (tx, _rx) = channel::<u8>(1).unwrap();
+    let hdr = tx.chan.hdr();
+    let mut taken = Vec::new();
+    while let Some(i) = claim_slot(hdr, Identity::me(), false) {
+        taken.push(i);
+    }
+    assert_eq!(taken.len(), MAX_PROCESSES - 1, "the creator holds one slot");
+    let err = crate::spawn(|| 0u8).expect_err("no room for a child");
+    assert!(err.to_string().contains("MAX_PROCESSES"), "{err}");
+    // Release (here and below): as a reaped slot is freed.
+    let free = |i: usize| hdr.procs[i].pid.store(SLOT_FREE, Ordering::Release);
+    taken.drain(..3).for_each(free);
+    let go = crate::event().unwrap();
+    let children: Vec<_> = std::thread::scope(|s| {
+        let spawns: Vec<_> = (0..8)
+            .map(|_| {
+                let go = go.clone();
+                s.spawn(move || {
+                    crate::spawn(move || {
+                        go.wait();
+                        7u8
+                    })
+                })
+            })
+            .collect();
+        spawns.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let forked = children.iter().filter(|c| c.is_ok()).count();
+    go.set();
+    for c in children.into_iter().flatten() {
+        assert_eq!(c.join(), Ok(7));
+    }
+    assert_eq!(forked, 3, "one child per free slot, none uncounted");
+    taken.into_iter().for_each(free);
+    assert_eq!(crate::spawn(|| 7u8).unwrap().join(), Ok(7));
+}
+
+/// A producer that has claimed cells but not published them (mid-`send`: here, stalled
+/// inside the encoder) leaves receivers waiting: `recv_timeout` times out instead of
+/// hanging, and the message arrives once published.
+#[test]
+fn a_claimed_unpublished_message_times_out_then_arrives() {
+    let (tx, rx) = channel::<u64>(4).unwrap();
+    let (claimed_tx, claimed_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let chan = tx.chan.clone();
+    let writer = std::thread::spawn(move || {
+        let size = codec::encoded_size(&7u64).unwrap();
+        let pushed = chan.ring().try_push(
+            size,
+            chan.cap,
+            &SendWords::default(),
+            &AtomicU64::new(0),
+            |buf| {
+                claimed_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+                codec::encode_into(&7u64, buf).is_ok_and(|n| n == size)
+            },
+        );
+        chan.notify(&chan.hdr().recv_wait);
+        pushed
+    });
+    claimed_rx.recv().unwrap();
+    let start = Instant::now();
+    assert_eq!(
+        rx.recv_timeout(Duration::from_millis(300)),
+        Err(RecvTimeoutError::Timeout)
+    );
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    go_tx.send(()).unwrap();
+    assert_eq!(writer.join().unwrap(), Ok(true));
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(7));
+    drop(tx);
+}
+
+/// An unbounded channel whose ring is full (here a small explicit budget; by default it
+/// is a reservation sized to the machine) acts as a full bounded channel: `try_send`
+/// says `Full`, `send_timeout` times out (neither loses the value), and room comes back
+/// as messages are received.
+#[test]
+fn an_unbounded_channel_with_a_full_ring_acts_as_full() {
+    let (tx, rx) = ChannelBuilder::new(None)
+        .byte_budget(4096)
+        .build::<Vec<u8>>()
+        .unwrap();
+    let mut sent = 0;
+    while tx.try_send(vec![7; 1000]).is_ok() {
+        sent += 1;
+    }
+    assert!(sent >= 3, "{sent} sent");
+    match tx.try_send(vec![8; 1000]) {
+        Err(TrySendError::Full(v)) => assert_eq!(v, vec![8; 1000]),
+        other => panic!("{other:?}"),
+    }
+    match tx.send_timeout(vec![9; 1000], Duration::from_millis(30)) {
+        Err(SendTimeoutError::Timeout(v)) => assert_eq!(v, vec![9; 1000]),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(rx.recv().unwrap(), vec![7; 1000]);
+    tx.try_send(vec![8; 1000]).unwrap();
+    assert_eq!(rx.len(), sent);
+}
+
+#[test]
+fn capacity_zero_is_an_error() {
+    let e = channel::<u8>(0).unwrap_err();
+    assert_eq!(e.kind(), uniconc_core::ErrorKind::InvalidArgument);
+}
+
+#[test]
+fn bounded_fifo_full_and_len() {
+    let (tx, rx) = channel::<u64>(3).unwrap();
+    assert_eq!(tx.capacity(), Some(3));
+    for i in 0..3 {
+        tx.try_send(i).unwrap();
+    }
+    assert!(tx.try_send(9).unwrap_err().is_full());
+    assert_eq!(rx.len(), 3);
+    for i in 0..3 {
+        assert_eq!(rx.try_recv().unwrap(), i);
+    }
+    assert!(rx.try_recv().unwrap_err().is_empty());
+}
+
+#[test]
+fn disconnect_both_ways() {
+    let (tx, rx) = channel::<String>(4).unwrap();
+    tx.send("a".into()).unwrap();
+    drop(tx);
+    assert!(rx.is_closed());
+    assert_eq!(rx.recv().unwrap(), "a");
+    assert_eq!(rx.recv(), Err(RecvError::Disconnected));
+    let (tx, rx) = channel::<String>(4).unwrap();
+    drop(rx);
+    assert!(tx.send("x".into()).unwrap_err().is_disconnected());
+}
+
+#[test]
+fn close_drains_then_disconnects() {
+    let (tx, rx) = unbounded::<u32>().unwrap();
+    assert_eq!(tx.capacity(), None);
+    tx.send(1).unwrap();
+    tx.close();
+    assert!(tx.send(2).unwrap_err().is_disconnected());
+    assert_eq!(rx.recv().unwrap(), 1);
+    assert_eq!(rx.recv(), Err(RecvError::Disconnected));
+}
+
+#[test]
+fn too_large_is_refused_with_the_value() {
+    let (tx, rx) = ChannelBuilder::new(Some(2))
+        .byte_budget(4096)
+        .build::<Vec<u8>>()
+        .unwrap();
+    let big = vec![1u8; 10_000];
+    match tx.send(big) {
+        Err(SendError::Invalid(v, MessageError::TooLarge { size, limit })) => {
+            assert_eq!(v.len(), 10_000);
+            assert!(size > limit);
+        }
+        other => panic!("{other:?}"),
+    }
+    // A message of the whole budget is still delivered.
+    let fits = vec![2u8; 4096 - 3];
+    tx.send(fits.clone()).unwrap();
+    assert_eq!(rx.recv().unwrap(), fits);
+}
+
+#[test]
+fn undecodable_is_an_error_and_consumed() {
+    let (tx, _rx) = channel::<u64>(4).unwrap();
+    // Same channel seen as another type: the bytes of a u64 are not a String.
+    let rx2: Receiver<String> = Receiver {
+        gen_stamp: tx.chan.add_new(false),
+        chan: tx.chan.clone(),
+        _m: PhantomData,
+    };
+    tx.send(u64::MAX).unwrap();
+    assert!(matches!(
+        rx2.try_recv(),
+        Err(TryRecvError::Invalid(MessageError::Decode(_)))
+    ));
+    assert!(rx2.try_recv().unwrap_err().is_empty());
+}
+
+#[test]
+fn timeouts() {
+    let (tx, rx) = channel::<u8>(1).unwrap();
+    assert!(
+        rx.recv_timeout(Duration::from_millis(30))
+            .unwrap_err()
+            .is_timeout()
+    );
+    tx.send(1).unwrap();
+    assert!(
+        tx.send_timeout(2, Duration::from_millis(30))
+            .unwrap_err()
+            .is_timeout()
+    );
+}
+
+#[test]
+fn threads_mpmc_counts_and_sums() {
+    let (tx, rx) = channel::<u64>(16).unwrap();
+    let per = 20_000u64;
+    let mut hs = Vec::new();
+    for p in 0..2 {
+        let tx = tx.clone();
+        hs.push(std::thread::spawn(move || {
+            for i in 0..per {
+                tx.send(p * per + i).unwrap();
+            }
+            0
+        }));
+    }
+    drop(tx);
+    for _ in 0..2 {
+        let rx = rx.clone();
+        hs.push(std::thread::spawn(move || rx.iter().sum::<u64>()));
+    }
+    drop(rx);
+    let total: u64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
+    let n = 2 * per;
+    assert_eq!(total, n * (n - 1) / 2);
+}
+
+#[test]
+fn async_recv_is_woken_by_a_thread() {
+    let (tx, rx) = channel::<u32>(2).unwrap();
+    let h = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        tx.send(5).unwrap();
+    });
+    let v = futures_lite::future::block_on(rx.recv_async()).unwrap();
+    assert_eq!(v, 5);
+    h.join().unwrap();
+    assert_eq!(
+        futures_lite::future::block_on(rx.recv_async()),
+        Err(RecvError::Disconnected)
+    );
+}
+
+#[test]
+fn async_send_waits_for_room() {
+    let (tx, rx) = channel::<u32>(1).unwrap();
+    tx.send(1).unwrap();
+    let h = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        (rx.recv().unwrap(), rx.recv().unwrap())
+    });
+    futures_lite::future::block_on(tx.send_async(2)).unwrap();
+    assert_eq!(h.join().unwrap(), (1, 2));
+}

@@ -1,0 +1,406 @@
+use super::*;
+
+struct Owned {
+    hdr: RingHeader,
+    ctl: Vec<CellCtl>,
+    data: Vec<u8>,
+    cache: Cache,
+}
+
+impl Owned {
+    fn new(n: usize) -> Self {
+        Self {
+            hdr: RingHeader::default(),
+            ctl: (0..n).map(|_| CellCtl::default()).collect(),
+            data: vec![0; n * CELL],
+            cache: Cache::default(),
+        }
+    }
+    fn ring(&mut self) -> Ring<'_> {
+        let data = self.data.as_mut_ptr();
+        // SAFETY: `data` is n * CELL bytes owned by self, used only through this ring.
+        unsafe { Ring::new(&self.hdr, &self.ctl, data, &self.cache) }
+    }
+}
+
+fn push_bytes(r: &Ring<'_>, b: &[u8]) -> Result<bool, Full> {
+    r.try_push(
+        b.len(),
+        None,
+        &SendWords::default(),
+        &AtomicU64::new(0),
+        |buf| {
+            buf.copy_from_slice(b);
+            true
+        },
+    )
+}
+
+/// Pushes the one-byte record `[v]` into a ring bounded to `cap` messages.
+fn push_one_of(r: &Ring<'_>, cap: u64, v: u8) -> Result<bool, Full> {
+    r.try_push(
+        1,
+        Some(cap),
+        &SendWords::default(),
+        &AtomicU64::new(0),
+        |b| {
+            b[0] = v;
+            true
+        },
+    )
+}
+
+fn pop_bytes(r: &Ring<'_>) -> Option<Vec<u8>> {
+    match r.try_pop(&AtomicU64::new(0), |rec| match rec {
+        Record::Bytes(b) => b.to_vec(),
+        Record::Corrupt => panic!("corrupt"),
+    }) {
+        Pop::Item(v) => Some(v),
+        _ => None,
+    }
+}
+
+#[test]
+fn fifo_with_variable_sizes_and_wrap() {
+    let mut o = Owned::new(8);
+    let r = o.ring();
+    for round in 0..50u8 {
+        let a = vec![round; 10];
+        let b = vec![round.wrapping_add(1); 3 * CELL - 5];
+        assert_eq!(push_bytes(&r, &a), Ok(true));
+        assert_eq!(push_bytes(&r, &b), Ok(true));
+        assert_eq!(pop_bytes(&r).unwrap(), a);
+        assert_eq!(pop_bytes(&r).unwrap(), b);
+    }
+    assert!(r.is_empty());
+    assert!(pop_bytes(&r).is_none());
+}
+
+#[test]
+fn inline_and_data_records_round_the_boundary() {
+    let mut o = Owned::new(8);
+    let r = o.ring();
+    for round in 0..20u8 {
+        for len in [
+            0,
+            1,
+            INLINE - 1,
+            INLINE,
+            INLINE + 1,
+            CELL,
+            CELL + 1,
+            2 * CELL,
+        ] {
+            let v: Vec<u8> = (0..len).map(|j| (j as u8) ^ round).collect();
+            assert_eq!(push_bytes(&r, &v), Ok(true), "len {len}");
+            assert_eq!(pop_bytes(&r).unwrap(), v, "len {len}");
+        }
+    }
+    assert!(r.is_empty());
+}
+
+#[test]
+fn full_then_free() {
+    let mut o = Owned::new(4);
+    let r = o.ring();
+    for i in 0..4u8 {
+        assert_eq!(push_bytes(&r, &[i]), Ok(true));
+    }
+    assert_eq!(push_bytes(&r, &[9]), Err(Full));
+    assert_eq!(pop_bytes(&r).unwrap(), vec![0]);
+    assert_eq!(push_bytes(&r, &[4]), Ok(true));
+    for i in 1..5u8 {
+        assert_eq!(pop_bytes(&r).unwrap(), vec![i]);
+    }
+}
+
+#[test]
+fn whole_ring_record_and_failed_write() {
+    let mut o = Owned::new(4);
+    let r = o.ring();
+    assert_eq!(push_bytes(&r, &[1]), Ok(true));
+    assert_eq!(pop_bytes(&r).unwrap(), vec![1]);
+    let big = vec![7u8; 4 * CELL];
+    // Needs a skip to the end, then the whole ring: full until the skip is consumed.
+    assert_eq!(push_bytes(&r, &big), Err(Full));
+    assert!(pop_bytes(&r).is_none());
+    assert_eq!(push_bytes(&r, &big), Ok(true));
+    assert_eq!(pop_bytes(&r).unwrap(), big);
+    assert_eq!(
+        r.try_push(5, None, &SendWords::default(), &AtomicU64::new(0), |_| {
+            false
+        }),
+        Ok(false)
+    );
+    assert!(pop_bytes(&r).is_none());
+    assert!(r.is_empty());
+}
+
+#[test]
+fn corrupt_meta_is_reported_not_ub() {
+    let mut o = Owned::new(4);
+    {
+        let r = o.ring();
+        assert_eq!(push_bytes(&r, &[1]), Ok(true));
+    }
+    o.ctl[0].meta.store(SKIP | 1000, Ordering::Relaxed);
+    let r = o.ring();
+    assert!(matches!(
+        r.try_pop(&AtomicU64::new(0), |rec| matches!(rec, Record::Corrupt)),
+        Pop::Item(true)
+    ));
+    assert!(r.is_empty());
+    assert_eq!(
+        push_bytes(&r, &[2]),
+        Ok(true),
+        "the corrupt cell was given back"
+    );
+}
+
+/// A record read while an earlier one is still being read is given back by the producer
+/// that needs its cells (the sweep), not lost.
+#[test]
+fn out_of_order_completion_is_swept() {
+    let mut o = Owned::new(2);
+    let r = o.ring();
+    assert_eq!(push_bytes(&r, &[1]), Ok(true));
+    assert_eq!(push_bytes(&r, &[2]), Ok(true));
+    // The reader of 1 is still reading when another consumer takes and completes 2.
+    let inner = r.try_pop(&AtomicU64::new(0), |rec| {
+        let Record::Bytes(b) = rec else { panic!() };
+        assert_eq!(b, [1]);
+        pop_bytes(&r)
+    });
+    assert!(matches!(inner, Pop::Item(Some(ref v)) if v == &[2]));
+    assert_eq!(
+        r.hdr.done.done.load(Ordering::Relaxed),
+        1,
+        "2 is marked, not done"
+    );
+    assert_eq!(r.queued(), 0);
+    // Each push needs a cell of the previous lap: the second one only after the sweep.
+    assert_eq!(push_bytes(&r, &[3]), Ok(true));
+    assert_eq!(push_bytes(&r, &[4]), Ok(true));
+    assert_eq!(push_bytes(&r, &[5]), Err(Full));
+    assert_eq!(pop_bytes(&r).unwrap(), [3]);
+    assert_eq!(pop_bytes(&r).unwrap(), [4]);
+    assert!(r.is_empty());
+}
+
+#[test]
+fn a_panicking_reader_gives_its_cells_back() {
+    let mut o = Owned::new(2);
+    let r = o.ring();
+    for round in 0..4u8 {
+        assert_eq!(push_bytes(&r, &[round]), Ok(true));
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            r.try_pop(&AtomicU64::new(0), |_| -> () {
+                panic!("a Deserialize impl panics")
+            })
+        }));
+        assert!(res.is_err());
+    }
+    assert_eq!(r.queued(), 0);
+    assert!(r.is_empty());
+}
+
+/// A write that panics (a `Serialize` impl) publishes padding and gives its message slot
+/// back, so the consumers are not left waiting at its cells.
+#[test]
+fn a_panicking_write_leaves_no_hole() {
+    let mut o = Owned::new(4);
+    let r = o.ring();
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        r.try_push(
+            1,
+            Some(1),
+            &SendWords::default(),
+            &AtomicU64::new(0),
+            |_| -> bool { panic!("a Serialize impl panics") },
+        )
+    }));
+    assert!(res.is_err());
+    assert_eq!(r.queued(), 0);
+    assert_eq!(push_bytes(&r, &[1]), Ok(true));
+    assert_eq!(pop_bytes(&r).unwrap(), [1]);
+    assert!(r.is_empty());
+}
+
+/// A consumer that dies holding a record (claimed, not completed) would keep its cells
+/// for good; `recover` finishes it, counts it once however often it runs, and the
+/// producers get the cells back.
+#[test]
+fn a_dead_consumers_record_is_recovered_once() {
+    let mut o = Owned::new(2);
+    let r = o.ring();
+    let push = |v: u8| push_one_of(&r, 2, v);
+    assert_eq!(push(1), Ok(true));
+    assert_eq!(push(2), Ok(true));
+    assert!(!r.recover(0), "not claimed yet: left alone");
+    assert_eq!(r.queued(), 2);
+    // A consumer claims 1 and dies; another reads 2 (out of order: marked, not done).
+    let dead = AtomicU64::new(0);
+    let (h, _) = r.claim(&dead).expect("published");
+    assert_eq!((h, dead.load(Ordering::Relaxed)), (0, 1));
+    assert_eq!(pop_bytes(&r).unwrap(), [2]);
+    assert_eq!(
+        push(3),
+        Err(Full),
+        "the dead consumer's record holds its cell"
+    );
+    assert!(r.recover(h));
+    assert!(!r.recover(h), "finished once");
+    assert_eq!(r.queued(), 0, "both read, each counted once");
+    assert_eq!(push(3), Ok(true));
+    assert_eq!(push(4), Ok(true));
+    assert_eq!(push(5), Err(Full));
+    assert!(
+        !r.recover(h),
+        "long finished, its cell rewritten: left alone"
+    );
+    assert_eq!(r.queued(), 2);
+    assert_eq!(pop_bytes(&r).unwrap(), [3]);
+    assert_eq!(pop_bytes(&r).unwrap(), [4]);
+    assert!(r.is_empty());
+    let counts = (
+        r.hdr.prod.sent.load(Ordering::Relaxed),
+        r.hdr.done.recvd.load(Ordering::Relaxed),
+    );
+    assert_eq!(counts, (4, 4), "each message counted once");
+}
+
+/// What a producer that died inside `try_push` leaves is settled from its words: a slot
+/// taken with no cells claimed is given back; cells claimed and unpublished are published
+/// as a lost record that counts the slot; a claim that lost its CAS gives its slot back.
+#[test]
+fn a_dead_producers_claim_is_settled() {
+    let mut o = Owned::new(4);
+    let r = o.ring();
+    let sent = |r: &Ring<'_>| r.hdr.prod.sent.load(Ordering::Relaxed);
+    // Died after taking a slot, before claiming cells.
+    r.reserve(Some(2)).unwrap();
+    assert!(!r.recover_send(RESERVING, 0));
+    assert_eq!(r.queued(), 0);
+    // Died between claiming a cell (and a slot) and publishing it.
+    r.reserve(Some(2)).unwrap();
+    r.hdr.prod.tail.store(1, Ordering::Relaxed);
+    assert_eq!(push_one_of(&r, 2, 7), Ok(true));
+    assert!(pop_bytes(&r).is_none(), "behind the unpublished cell");
+    assert_eq!(push_one_of(&r, 2, 8), Err(Full), "its slot counts");
+    assert!(r.recover_send(1, 1 | SPAN_MESSAGE));
+    assert_eq!(
+        pop_bytes(&r).unwrap(),
+        [7],
+        "the lost message is passed over"
+    );
+    assert_eq!(r.queued(), 0);
+    // Its claim of position 2 lost (another producer published there), then it died.
+    r.reserve(Some(2)).unwrap();
+    assert_eq!(push_one_of(&r, 2, 9), Ok(true));
+    assert!(!r.recover_send(3, 1 | SPAN_MESSAGE));
+    assert_eq!(pop_bytes(&r).unwrap(), [9]);
+    assert_eq!(r.queued(), 0);
+    assert_eq!(sent(&r), r.hdr.done.recvd.load(Ordering::Relaxed));
+    assert!(r.is_empty());
+}
+
+/// With a soft end, an idle ring goes back to cell 0 when a record would cross it, and
+/// the producer passes its skip record itself, so the whole ring is free at once; with
+/// messages queued, records go on past the soft end.
+#[test]
+fn a_soft_end_keeps_an_idle_ring_at_its_start() {
+    let mut o = Owned::new(16);
+    let r = o.ring().with_soft_end(4);
+    let tail = |r: &Ring<'_>| r.hdr.prod.tail.load(Ordering::Relaxed);
+    for v in 0..40u8 {
+        assert_eq!(push_bytes(&r, &[v]), Ok(true));
+        assert!(tail(&r) % 16 <= 4, "record {v} kept to the first cells");
+        assert_eq!(pop_bytes(&r).unwrap(), [v]);
+    }
+    // Just back at cell 0 (an idle crossing): every cell is free, not only those the
+    // skip record's consumer would have given back.
+    while tail(&r) % 16 != 4 {
+        assert_eq!(push_bytes(&r, &[0]), Ok(true));
+        assert_eq!(pop_bytes(&r).unwrap(), [0]);
+    }
+    assert_eq!(push_bytes(&r, &[0]), Ok(true));
+    assert_eq!(tail(&r) % 16, 1, "back at cell 0");
+    for v in 1..16u8 {
+        assert_eq!(
+            push_bytes(&r, &[v]),
+            Ok(true),
+            "record {v} past the soft end"
+        );
+    }
+    assert_eq!(push_bytes(&r, &[16]), Err(Full));
+    for v in 0..16u8 {
+        assert_eq!(pop_bytes(&r).unwrap(), [v]);
+    }
+    assert!(r.is_empty());
+}
+
+/// A producer killed while it passes its skip record back from the soft end (claimed as
+/// a consumer, not completed) is settled by `recover` from its consumer claim word.
+#[test]
+fn a_skip_passed_by_a_dead_producer_is_recovered() {
+    let mut o = Owned::new(8);
+    let r = o.ring().with_soft_end(2);
+    for v in 0..2u8 {
+        assert_eq!(push_bytes(&r, &[v]), Ok(true));
+        assert_eq!(pop_bytes(&r).unwrap(), [v]);
+    }
+    // What a producer killed between the claim and the completion leaves.
+    r.reserve(None).unwrap();
+    r.hdr.prod.tail.store(8, Ordering::Relaxed);
+    r.publish(2, SKIP | 6);
+    let word = AtomicU64::new(3);
+    r.hdr.head.store(8, Ordering::Release);
+    assert_eq!(r.hdr.done.done.load(Ordering::Relaxed), 2);
+    assert!(r.recover(word.load(Ordering::Relaxed) - 1));
+    assert_eq!(r.hdr.done.done.load(Ordering::Relaxed), 8);
+    r.unreserve();
+    for v in 0..8u8 {
+        assert_eq!(push_bytes(&r, &[v]), Ok(true));
+    }
+    for v in 0..8u8 {
+        assert_eq!(pop_bytes(&r).unwrap(), [v]);
+    }
+}
+
+#[test]
+fn the_message_cap_bounds_apart_from_the_cells() {
+    let mut o = Owned::new(8);
+    let r = o.ring();
+    let push = |v: u8| push_one_of(&r, 2, v);
+    assert_eq!(push(1), Ok(true));
+    assert_eq!(push(2), Ok(true));
+    assert_eq!(push(3), Err(Full));
+    assert_eq!(r.queued(), 2, "the refused reservation was undone");
+    assert_eq!(pop_bytes(&r).unwrap(), [1]);
+    assert_eq!(push(3), Ok(true));
+    assert_eq!(
+        r.try_push(
+            1,
+            Some(2),
+            &SendWords::default(),
+            &AtomicU64::new(0),
+            |_| false
+        ),
+        Err(Full)
+    );
+    assert_eq!(pop_bytes(&r).unwrap(), [2]);
+    assert_eq!(
+        r.try_push(
+            1,
+            Some(2),
+            &SendWords::default(),
+            &AtomicU64::new(0),
+            |_| false
+        ),
+        Ok(false)
+    );
+    assert_eq!(r.queued(), 1, "a failed write gives its slot back");
+    assert_eq!(pop_bytes(&r).unwrap(), [3]);
+    assert!(pop_bytes(&r).is_none());
+    assert!(r.is_empty());
+}
