@@ -2,8 +2,11 @@
 //! consistent stdio locks, socket pairs that never raise `SIGPIPE`, framed reads and writes,
 //! `poll` with a deadline, `waitpid` and pidfds, and the reaper for detached children.
 //!
-//! Everything here talks to the kernel through `libc` directly; nothing takes a lock of this
-//! library across `fork()`.
+//! Everything here talks to the kernel through `libc` directly. The only locks held across
+//! `fork()` are the forking thread's own, each released in both processes right after it:
+//! stdout and stderr (so no other thread is mid-write), this crate's fork lock (one fork at a
+//! time), and the fork hooks' lock and the channel registry's, taken by the `pthread_atfork`
+//! handlers (`procs`).
 //!
 //! # Frames
 //!
