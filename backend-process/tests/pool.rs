@@ -12,7 +12,7 @@ use uniconc_core::{Pool as _, PoolError, TaskError, TaskHandle as _};
 use uniconc_process::Pool;
 
 mod common;
-use common::{no_children, serial};
+use common::{Even, no_children, serial};
 
 fn scale() -> usize {
     common::scale() as usize
@@ -1219,26 +1219,10 @@ fn a_pool_past_the_worker_limit_is_refused_before_any_fork() {
     assert_eq!(child.join(Duration::from_secs(60)), 0);
 }
 
-/// Serializes as its number; decodes only an even one (`try_from`), with a message of its own.
-#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(try_from = "u32")]
-struct Even(u32);
-
-impl TryFrom<u32> for Even {
-    type Error = String;
-    fn try_from(v: u32) -> Result<Self, String> {
-        if v % 2 == 0 {
-            Ok(Even(v))
-        } else {
-            Err(format!("{v} is odd"))
-        }
-    }
-}
-
 fn assert_undecodable(e: &TaskError, what: &str) {
     match e {
         TaskError::Failed(m) => {
-            let named = format!("{what} could not be decoded as a `pool::Even`");
+            let named = format!("{what} could not be decoded as a `pool::common::Even`");
             assert!(m.contains(&named), "{m}");
             assert!(m.contains("3 is odd"), "{m}");
         }

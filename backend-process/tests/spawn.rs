@@ -10,7 +10,7 @@ use uniconc_core::{JoinError, JoinHandle as _};
 use uniconc_process::{spawn, spawn_async};
 
 mod common;
-use common::{no_children_within, serial};
+use common::{Even, no_children_within, serial};
 
 #[test]
 fn returns_the_result_and_captures() {
@@ -357,22 +357,6 @@ fn a_child_forked_inside_a_runtime_starts_outside_it() {
     );
 }
 
-/// Serializes as its number; decodes only an even one (`try_from`), with a message of its own.
-#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(try_from = "u32")]
-struct Even(u32);
-
-impl TryFrom<u32> for Even {
-    type Error = String;
-    fn try_from(v: u32) -> Result<Self, String> {
-        if v % 2 == 0 {
-            Ok(Even(v))
-        } else {
-            Err(format!("{v} is odd"))
-        }
-    }
-}
-
 #[test]
 fn a_result_that_cannot_be_decoded_names_its_type_and_the_reason() {
     let _s = serial("a_result_that_cannot_be_decoded_names_its_type_and_the_reason");
@@ -380,7 +364,7 @@ fn a_result_that_cannot_be_decoded_names_its_type_and_the_reason() {
     match spawn(|| Even(3)).unwrap().join() {
         Err(JoinError::Failed(m)) => {
             assert!(
-                m.contains("result could not be decoded as a `spawn::Even`"),
+                m.contains("result could not be decoded as a `spawn::common::Even`"),
                 "{m}"
             );
             assert!(m.contains("3 is odd"), "{m}");

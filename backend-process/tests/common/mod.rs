@@ -163,3 +163,19 @@ pub fn no_children_within(timeout: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Serializes as its number; decodes only an even one (`try_from`), with a message of its own.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "u32")]
+pub struct Even(pub u32);
+
+impl TryFrom<u32> for Even {
+    type Error = String;
+    fn try_from(v: u32) -> Result<Self, String> {
+        if v % 2 == 0 {
+            Ok(Even(v))
+        } else {
+            Err(format!("{v} is odd"))
+        }
+    }
+}
