@@ -208,7 +208,8 @@ pub trait Backend: Copy + Send + Sync + 'static {
     ///
     /// On the process backend the queued *bytes* are bounded too (by default `capacity * 256`
     /// bytes, within 1 MiB ..= 256 MiB), and a message whose encoding is larger than the
-    /// channel can ever hold is refused with `Invalid(value, MessageError::TooLarge { .. })`.
+    /// channel can ever hold is refused with `Invalid(value, MessageError::TooLarge { .. })`
+    /// (`uniconc::process::ChannelBuilder::byte_budget` raises the limit).
     ///
     /// ```
     /// use uniconc::{Backend, ErrorKind, Receiver as _, Sender as _};

@@ -384,7 +384,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum MessageError {
-    /// The encoded message is larger than the channel can ever hold.
+    /// The encoded message is larger than the channel (or `Map`/`List`) can ever hold. On the
+    /// process backend a channel's limit is set by `ChannelBuilder::byte_budget`.
     TooLarge {
         /// Encoded size in bytes.
         size: usize,
@@ -403,7 +404,9 @@ impl fmt::Display for MessageError {
             Self::TooLarge { size, limit } => {
                 write!(
                     f,
-                    "message of {size} bytes is larger than the channel can hold ({limit} bytes)"
+                    "message of {size} bytes is larger than the {limit} bytes the channel or \
+                     collection can hold (a process channel's limit is raised with \
+                     `ChannelBuilder::byte_budget`, up to 256 MiB)"
                 )
             }
             Self::Encode(m) => write!(f, "message could not be encoded: {m}"),

@@ -239,9 +239,11 @@ fn too_large_is_refused_with_the_value() {
         .unwrap();
     let big = vec![1u8; 10_000];
     match tx.send(big) {
-        Err(SendError::Invalid(v, MessageError::TooLarge { size, limit })) => {
+        Err(SendError::Invalid(v, e @ MessageError::TooLarge { size, limit })) => {
             assert_eq!(v.len(), 10_000);
             assert!(size > limit);
+            // The error says what to change.
+            assert!(e.to_string().contains("ChannelBuilder::byte_budget"), "{e}");
         }
         other => panic!("{other:?}"),
     }
