@@ -495,7 +495,7 @@ where
     }
 
     fn fill(&mut self) {
-        // Ordered mode counts the chunks that finished early too (see `ReorderWindow`): a
+        // `Order::Input` counts the chunks that finished early too (see `ReorderWindow`): a
         // slow first chunk must not let the rest of an endless input pile up behind it.
         while !self.items_done && !self.refused && self.window.has_room() {
             let chunk: Vec<T> = self.items.by_ref().take(self.chunk).collect();
