@@ -157,13 +157,14 @@
 //!
 //! ## Pools
 //!
-//! `map` keeps input order, `imap` is lazy (it works on an endless iterator), a panicking task
-//! fails only its own item, and on the process backend a worker that dies is reported
+//! `map` keeps input order, `imap` is lazy (it works on an endless iterator), `imap_unordered`
+//! yields results as they finish (`imap_with` takes that [`Order`] as an argument), a panicking
+//! task fails only its own item, and on the process backend a worker that dies is reported
 //! (`TaskError::WorkerDied`) and replaced.
 //!
 //! ```
 //! use uniconc::prelude::*;
-//! use uniconc::{Pool, PoolError, TaskError};
+//! use uniconc::{Order, Pool, PoolError, TaskError};
 //!
 //! fn square(x: u64) -> u64 {
 //!     x * x
@@ -175,6 +176,10 @@
 //! assert_eq!(pool.map(square, 0..5u64)?, vec![0, 1, 4, 9, 16]);
 //! let first: Vec<u64> = pool.imap(square, 0u64..).take(3).map(Result::unwrap).collect();
 //! assert_eq!(first, vec![0, 1, 4]);
+//! let done = pool.imap_with(square, 0..4u64, Order::Completion);
+//! let mut done: Vec<u64> = done.map(Result::unwrap).collect();
+//! done.sort(); // in the order they finished
+//! assert_eq!(done, vec![0, 1, 4, 9]);
 //! let r = pool.map(|x: u64| if x == 2 { panic!("bad item") } else { x }, 0..4u64);
 //! assert!(matches!(r, Err(PoolError::Task { index: 2, error: TaskError::Panicked(_) })));
 //! let h = pool.submit(square, 12)?;
@@ -266,9 +271,10 @@ compile_error!(
 
 pub use uniconc_core::{
     Array, Backend, Barrier, Error, ErrorKind, Event, IntoIter, Iter, JoinError, JoinHandle, Lock,
-    LockError, Message, MessageError, Permit, Plain, Pool, PoolBuilder, PoolConfig, PoolError,
-    Receiver, RecvError, RecvTimeoutError, Result, Semaphore, SendError, SendTimeoutError, Sender,
-    TaskError, TaskHandle, TryIter, TryLockError, TryRecvError, TrySendError, Value, WaitError,
+    LockError, Message, MessageError, Order, Permit, Plain, Pool, PoolBuilder, PoolConfig,
+    PoolError, Receiver, RecvError, RecvTimeoutError, Result, Semaphore, SendError,
+    SendTimeoutError, Sender, TaskError, TaskHandle, TryIter, TryLockError, TryRecvError,
+    TrySendError, Value, WaitError,
 };
 
 /// The thread backend: OS threads sharing memory. Its free functions take any `Send` value

@@ -55,7 +55,7 @@ use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use uniconc_core::imap::ReorderWindow;
-use uniconc_core::{Error, Message, PoolConfig, PoolError, TaskError, panic_message};
+use uniconc_core::{Error, Message, Order, PoolConfig, PoolError, TaskError, panic_message};
 
 use crate::channel::{Receiver, Sender, unbounded};
 use crate::runtime::{block_on, try_handle};
@@ -452,31 +452,10 @@ impl Pool {
         })?;
         Ok(())
     }
-
-    fn imap_iter<T, R, F, I>(&self, f: F, items: I, ordered: bool) -> Imap<'_, T, R, F, I::IntoIter>
-    where
-        T: Send + 'static,
-        R: Send + 'static,
-        F: Fn(T) -> R + Send + Sync + 'static,
-        I: IntoIterator<Item = T>,
-    {
-        let (tx, rx) = unbounded().expect("an unbounded channel never fails");
-        Imap {
-            pool: self,
-            f: Arc::new(f),
-            items: items.into_iter(),
-            items_done: false,
-            refused: false,
-            chunk: self.config.chunk_size_for(None),
-            window: ReorderWindow::new(self.config.workers.saturating_mul(2), ordered),
-            tx,
-            rx,
-            _marker: std::marker::PhantomData,
-        }
-    }
 }
 
-/// The iterator of `imap` / `imap_unordered`: at most `2 × workers` chunks in flight.
+/// The iterator of `imap_with` (and so of `imap` / `imap_unordered`): at most `2 × workers`
+/// chunks in flight.
 struct Imap<'p, T, R, F, It> {
     pool: &'p Pool,
     f: Arc<F>,
@@ -492,15 +471,31 @@ struct Imap<'p, T, R, F, It> {
     _marker: std::marker::PhantomData<fn(T)>,
 }
 
-impl<T, R, F, It> Imap<'_, T, R, F, It>
+impl<'p, T, R, F, It> Imap<'p, T, R, F, It>
 where
     T: Send + 'static,
     R: Send + 'static,
     F: Fn(T) -> R + Send + Sync + 'static,
     It: Iterator<Item = T>,
 {
+    fn new(pool: &'p Pool, f: F, items: It, order: Order) -> Self {
+        let (tx, rx) = unbounded().expect("an unbounded channel never fails");
+        Imap {
+            pool,
+            f: Arc::new(f),
+            items,
+            items_done: false,
+            refused: false,
+            chunk: pool.config.chunk_size_for(None),
+            window: ReorderWindow::new(pool.config.workers.saturating_mul(2), order),
+            tx,
+            rx,
+            _marker: std::marker::PhantomData,
+        }
+    }
+
     fn fill(&mut self) {
-        // Ordered mode counts the chunks that finished early too (see `ReorderWindow`): a
+        // `Order::Input` counts the chunks that finished early too (see `ReorderWindow`): a
         // slow first chunk must not let the rest of an endless input pile up behind it.
         while !self.items_done && !self.refused && self.window.has_room() {
             let chunk: Vec<T> = self.items.by_ref().take(self.chunk).collect();
@@ -633,20 +628,11 @@ impl uniconc_core::Pool for Pool {
         Ok(out)
     }
 
-    fn imap<T, R, F, I>(&self, f: F, items: I) -> impl Iterator<Item = Result<R, TaskError>>
-    where
-        T: Message,
-        R: Message,
-        F: Fn(T) -> R + Send + Sync + 'static,
-        I: IntoIterator<Item = T>,
-    {
-        self.imap_iter(f, items, true)
-    }
-
-    fn imap_unordered<T, R, F, I>(
+    fn imap_with<T, R, F, I>(
         &self,
         f: F,
         items: I,
+        order: Order,
     ) -> impl Iterator<Item = Result<R, TaskError>>
     where
         T: Message,
@@ -654,7 +640,7 @@ impl uniconc_core::Pool for Pool {
         F: Fn(T) -> R + Send + Sync + 'static,
         I: IntoIterator<Item = T>,
     {
-        self.imap_iter(f, items, false)
+        Imap::new(self, f, items.into_iter(), order)
     }
 
     fn submit<T, R, F>(&self, f: F, arg: T) -> Result<TaskHandle<R>, PoolError>

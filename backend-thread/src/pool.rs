@@ -6,8 +6,9 @@
 //!   already run, and each job writes its results straight into the preallocated output (no
 //!   copy at the end). A chunk runs its items in a plain loop inside `catch_unwind`; after a
 //!   panic the remaining items still run, and the results already written are dropped.
-//! - `imap` / `imap_unordered` keep at most `2 × workers` chunks submitted and not yet
-//!   yielded, pulling the input only as results are consumed: an endless input is fine.
+//! - `imap_with` (and `imap` / `imap_unordered`, which call it with an [`Order`]) keeps at
+//!   most `2 × workers` chunks submitted and not yet yielded, pulling the input only as
+//!   results are consumed: an endless input is fine.
 //! - `max_tasks_per_worker`: a worker that ran that many jobs starts its replacement and exits
 //!   (as in Python, a `map`/`imap` chunk counts as one task).
 //! - `close` drops the job channel's sender (workers drain the queue and exit); `terminate`
@@ -40,7 +41,7 @@ use std::time::Instant;
 
 use crossbeam_channel as cb;
 use uniconc_core::imap::ReorderWindow;
-use uniconc_core::{Error, Message, PoolConfig, PoolError, TaskError, panic_message};
+use uniconc_core::{Error, Message, Order, PoolConfig, PoolError, TaskError, panic_message};
 
 use crate::spawn::{Completion, TakeError, TakeFuture};
 
@@ -529,7 +530,7 @@ impl Pool {
         F: Fn(T) -> R + Send + Sync + 'static,
         I: IntoIterator<Item = T>,
     {
-        Imap::new(self, f, items.into_iter(), true)
+        self.imap_with(f, items, Order::Input)
     }
 
     /// Runs `f` lazily, results in completion order. Like
@@ -549,7 +550,33 @@ impl Pool {
         F: Fn(T) -> R + Send + Sync + 'static,
         I: IntoIterator<Item = T>,
     {
-        Imap::new(self, f, items.into_iter(), false)
+        self.imap_with(f, items, Order::Completion)
+    }
+
+    /// Runs `f` lazily, results in `order`. Like
+    /// [`uniconc::Pool::imap_with`](uniconc_core::Pool::imap_with), with only `Send` bounds:
+    /// [`imap`](Self::imap) and [`imap_unordered`](Self::imap_unordered) call it.
+    ///
+    /// ```
+    /// use uniconc::Order;
+    /// let pool = uniconc::thread::pool(2)?;
+    /// let in_turn = pool.imap_with(|x: u32| x + 1, 0..5, Order::Input);
+    /// assert_eq!(in_turn.collect::<Result<Vec<_>, _>>()?, [1, 2, 3, 4, 5]);
+    /// let mut got = pool
+    ///     .imap_with(|x: u32| x + 1, 0..5, Order::Completion)
+    ///     .collect::<Result<Vec<_>, _>>()?;
+    /// got.sort(); // completion order varies from run to run
+    /// assert_eq!(got, [1, 2, 3, 4, 5]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn imap_with<T, R, F, I>(&self, f: F, items: I, order: Order) -> Imap<T, R, F, I::IntoIter>
+    where
+        T: Send + 'static,
+        R: Send + 'static,
+        F: Fn(T) -> R + Send + Sync + 'static,
+        I: IntoIterator<Item = T>,
+    {
+        Imap::new(self, f, items.into_iter(), order)
     }
 
     /// Runs `f(arg)` on a worker. Like [`uniconc::Pool::submit`](uniconc_core::Pool::submit), with only `Send` bounds.
@@ -699,20 +726,11 @@ impl uniconc_core::Pool for Pool {
         Pool::map(self, f, items)
     }
 
-    fn imap<T, R, F, I>(&self, f: F, items: I) -> impl Iterator<Item = Result<R, TaskError>>
-    where
-        T: Message,
-        R: Message,
-        F: Fn(T) -> R + Send + Sync + 'static,
-        I: IntoIterator<Item = T>,
-    {
-        Pool::imap(self, f, items)
-    }
-
-    fn imap_unordered<T, R, F, I>(
+    fn imap_with<T, R, F, I>(
         &self,
         f: F,
         items: I,
+        order: Order,
     ) -> impl Iterator<Item = Result<R, TaskError>>
     where
         T: Message,
@@ -720,7 +738,7 @@ impl uniconc_core::Pool for Pool {
         F: Fn(T) -> R + Send + Sync + 'static,
         I: IntoIterator<Item = T>,
     {
-        Pool::imap_unordered(self, f, items)
+        Pool::imap_with(self, f, items, order)
     }
 
     fn submit<T, R, F>(&self, f: F, arg: T) -> Result<TaskHandle<R>, PoolError>
@@ -745,7 +763,7 @@ impl uniconc_core::Pool for Pool {
     }
 }
 
-/// Lazy iterator of [`Pool::imap`] and [`Pool::imap_unordered`].
+/// Lazy iterator of [`Pool::imap_with`], [`Pool::imap`] and [`Pool::imap_unordered`].
 ///
 /// Yields one `Result<R, TaskError>` per input item: a panicking item is reported in its
 /// place and the others still arrive. If the pool is closed while the input is not exhausted,
@@ -766,7 +784,7 @@ pub struct Imap<T, R, F, I> {
     f: Arc<F>,
     items: std::iter::Fuse<I>,
     chunk: usize,
-    ordered: bool,
+    order: Order,
     rtx: cb::Sender<(u64, Vec<Result<R, TaskError>>)>,
     rrx: cb::Receiver<(u64, Vec<Result<R, TaskError>>)>,
     /// At most `2 × workers` chunks submitted and not yet released.
@@ -781,7 +799,7 @@ pub struct Imap<T, R, F, I> {
 impl<T, R, F, I> std::fmt::Debug for Imap<T, R, F, I> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Imap")
-            .field("ordered", &self.ordered)
+            .field("order", &self.order)
             .field("submitted", &self.window.submitted())
             .field("exhausted", &self.exhausted)
             .finish_non_exhaustive()
@@ -795,7 +813,7 @@ where
     F: Fn(T) -> R + Send + Sync + 'static,
     I: Iterator<Item = T>,
 {
-    fn new(pool: &Pool, f: F, items: I, ordered: bool) -> Self {
+    fn new(pool: &Pool, f: F, items: I, order: Order) -> Self {
         let (rtx, rrx) = cb::unbounded();
         let config = &pool.inner.config;
         Self {
@@ -803,10 +821,10 @@ where
             f: Arc::new(f),
             items: items.fuse(),
             chunk: config.chunk_size_for(None),
-            ordered,
+            order,
             rtx,
             rrx,
-            window: ReorderWindow::new(config.workers.saturating_mul(2).max(2), ordered),
+            window: ReorderWindow::new(config.workers.saturating_mul(2).max(2), order),
             exhausted: false,
             closed: false,
             _item: std::marker::PhantomData,

@@ -10,7 +10,7 @@
 //! - [`state`]: [`Value`], [`Array`] and [`Plain`].
 //! - [`local`]: the in-process `Value`/`Array` shared by the thread and tokio backends.
 //! - [`unit`](mod@unit): [`JoinHandle`] and panic helpers.
-//! - [`pool`]: [`Pool`], [`PoolBuilder`], [`PoolConfig`], [`TaskHandle`].
+//! - [`pool`]: [`Pool`], [`PoolBuilder`], [`PoolConfig`], [`TaskHandle`], [`Order`].
 //! - [`error`]: every error type.
 //! - [`time`]: deadline helpers.
 //!
@@ -66,7 +66,7 @@ pub use error::{
     Result, SendError, SendTimeoutError, TaskError, TryLockError, TryRecvError, TrySendError,
     WaitError,
 };
-pub use pool::{Pool, PoolBuilder, PoolConfig, TaskHandle};
+pub use pool::{Order, Pool, PoolBuilder, PoolConfig, TaskHandle};
 pub use state::{Array, Plain, Value};
 pub use sync::{Barrier, Event, Lock, Permit, Semaphore};
 pub use unit::{JoinHandle, panic_message};

@@ -1,9 +1,11 @@
-//! The pool contract: [`Pool`], its configuration ([`PoolBuilder`]) and [`TaskHandle`].
+//! The pool contract: [`Pool`], its configuration ([`PoolBuilder`]), [`TaskHandle`] and the
+//! [`Order`] of a lazy map's results.
 //!
 //! A pool runs `f(item)` for many items on a fixed set of workers (processes, threads or
 //! tasks). `map` returns results in input order; `imap` is a lazy, ordered iterator with a
 //! bounded number of items in flight, so it works on an endless input; `imap_unordered` yields
-//! in completion order; `submit` runs one call and returns a [`TaskHandle`].
+//! in completion order; `imap_with` takes the [`Order`] as an argument, for when it is chosen
+//! at run time; `submit` runs one call and returns a [`TaskHandle`].
 //!
 //! A task that panics yields [`TaskError::Panicked`] for its item only; the pool stays usable.
 //! A worker that dies mid-task yields [`TaskError::WorkerDied`] and is replaced. A pool never
@@ -281,6 +283,40 @@ impl<P: Pool> PoolBuilder<P> {
     }
 }
 
+/// The order in which [`Pool::imap_with`] yields its results.
+///
+/// [`Pool::imap`] is `imap_with(.., Order::Input)` and [`Pool::imap_unordered`] is
+/// `imap_with(.., Order::Completion)`; pass the order yourself when it is chosen at run time.
+///
+/// ```
+/// use uniconc::{Backend, Order, Pool as _};
+///
+/// fn lengths<B: Backend>(
+///     words: &[&str],
+///     keep_order: bool,
+/// ) -> Result<Vec<usize>, Box<dyn std::error::Error>> {
+///     let pool = B::pool(2)?;
+///     let order = if keep_order { Order::Input } else { Order::Completion };
+///     let words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+///     Ok(pool.imap_with(|w: String| w.len(), words, order).collect::<Result<_, _>>()?)
+/// }
+///
+/// type B = uniconc::thread::Thread; // or any other backend
+/// assert_eq!(lengths::<B>(&["a", "bb", "ccc"], true)?, [1, 2, 3]);
+/// let mut any = lengths::<B>(&["a", "bb", "ccc"], false)?;
+/// any.sort(); // whichever finished first came first
+/// assert_eq!(any, [1, 2, 3]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Order {
+    /// In the order of the input items (`imap`): a result that finished early waits for the
+    /// ones before it.
+    Input,
+    /// As the results finish (`imap_unordered`): a slow item holds up no other.
+    Completion,
+}
+
 /// A pool of workers.
 ///
 /// The workers are forked processes, OS threads, or (tokio) at most `workers` tasks at once.
@@ -432,8 +468,8 @@ pub trait Pool: Send + Sync + Sized + 'static {
         F: Fn(T) -> R + Send + Sync + 'static,
         I: IntoIterator<Item = T>;
 
-    /// Runs `f` on every item lazily; results in input order. Pulls items from `items` only as
-    /// results are consumed (a bounded number in flight), so `items` may be endless. If the
+    /// Runs `f` on every item lazily; results in input order ([`imap_with`](Pool::imap_with)
+    /// with [`Order::Input`]). Pulls items from `items` only as results are consumed (a bounded number in flight), so `items` may be endless. If the
     /// pool is closed, the iterator yields one `Err(TaskError::Cancelled)` and ends.
     ///
     /// Each item yields its own `Result`: a panicking item fails only itself.
@@ -470,9 +506,13 @@ pub trait Pool: Send + Sync + Sized + 'static {
         T: Message,
         R: Message,
         F: Fn(T) -> R + Send + Sync + 'static,
-        I: IntoIterator<Item = T>;
+        I: IntoIterator<Item = T>,
+    {
+        self.imap_with(f, items, Order::Input)
+    }
 
-    /// Like [`imap`](Pool::imap), but yields results in completion order.
+    /// Like [`imap`](Pool::imap), but yields results in completion order
+    /// ([`imap_with`](Pool::imap_with) with [`Order::Completion`]).
     ///
     /// ```
     /// use uniconc::{Backend, Pool as _};
@@ -499,6 +539,51 @@ pub trait Pool: Send + Sync + Sized + 'static {
         &self,
         f: F,
         items: I,
+    ) -> impl Iterator<Item = Result<R, TaskError>>
+    where
+        T: Message,
+        R: Message,
+        F: Fn(T) -> R + Send + Sync + 'static,
+        I: IntoIterator<Item = T>,
+    {
+        self.imap_with(f, items, Order::Completion)
+    }
+
+    /// Runs `f` on every item lazily, yielding the results in `order`: what
+    /// [`imap`](Pool::imap) ([`Order::Input`]) and [`imap_unordered`](Pool::imap_unordered)
+    /// ([`Order::Completion`]) call. Call it directly when the order is chosen at run time.
+    ///
+    /// Either order pulls items from `items` only as results are consumed (a bounded number
+    /// in flight), so `items` may be endless; each item yields its own `Result`, so a
+    /// panicking item fails only itself. If the pool is closed, the iterator yields one
+    /// `Err(TaskError::Cancelled)` and ends.
+    ///
+    /// ```
+    /// use uniconc::{Backend, Order, Pool as _};
+    ///
+    /// fn run<B: Backend>(order: Order) -> Result<Vec<u64>, Box<dyn std::error::Error>> {
+    ///     let pool = B::pool(2)?;
+    ///     let cubes = pool.imap_with(|x: u64| x * x * x, 1u64..=4, order);
+    ///     Ok(cubes.collect::<Result<_, _>>()?)
+    /// }
+    ///
+    /// type B = uniconc::thread::Thread; // or any other backend
+    /// assert_eq!(run::<B>(Order::Input)?, [1, 8, 27, 64]);
+    /// let mut cubes = run::<B>(Order::Completion)?;
+    /// cubes.sort(); // in the order they finished
+    /// assert_eq!(cubes, [1, 8, 27, 64]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Panics
+    /// On the tokio backend, on a task of a current-thread runtime, when it has to wait (tokio's
+    /// `block_in_place` needs a multi-thread runtime), in `next`. The thread and process backends
+    /// never panic here; they block the calling thread.
+    fn imap_with<T, R, F, I>(
+        &self,
+        f: F,
+        items: I,
+        order: Order,
     ) -> impl Iterator<Item = Result<R, TaskError>>
     where
         T: Message,

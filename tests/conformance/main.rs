@@ -77,6 +77,7 @@ macro_rules! all_tests {
             pool::pool_imap_is_lazy_on_endless_input,
             pool::pool_imap_window_holds_behind_a_slow_chunk,
             pool::pool_imap_unordered_is_complete,
+            pool::pool_imap_with_either_order,
             pool::pool_submit_and_wait,
             pool::pool_task_wait_timeout_then_wait,
             pool::pool_panicking_task_is_isolated,

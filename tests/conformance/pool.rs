@@ -1,11 +1,11 @@
-//! Pools: map order, lazy imap, unordered completeness, submit, panics, close/join/terminate,
-//! settings.
+//! Pools: map order, lazy imap, unordered completeness, imap_with in either order, submit,
+//! panics, close/join/terminate, settings.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use uniconc::prelude::*;
-use uniconc::{ErrorKind, PoolError, TaskError};
+use uniconc::{ErrorKind, Order, PoolError, TaskError};
 
 use crate::support::{LONG, SHORT, scale};
 
@@ -91,6 +91,44 @@ pub(crate) fn pool_imap_unordered_is_complete<B: Backend>() {
     assert_eq!(got, (0..500u64).map(double).collect::<Vec<_>>());
     let ordered: Vec<u64> = pool.imap(double, 0..500u64).map(Result::unwrap).collect();
     assert_eq!(ordered, (0..500u64).map(double).collect::<Vec<_>>());
+}
+
+/// `imap_with`, the order chosen at run time through generic code: `Order::Input` yields in
+/// input order, `Order::Completion` yields every result once, as it finishes: an item held
+/// back until the consumer has seen another result does not hold up the rest.
+pub(crate) fn pool_imap_with_either_order<B: Backend>() {
+    let pool = B::Pool::builder().workers(2).chunk_size(1).build().unwrap();
+    let expected: Vec<u64> = (0..300u64).map(double).collect();
+    for order in [Order::Input, Order::Completion] {
+        let mut got: Vec<u64> = pool
+            .imap_with(double, 0..300u64, order)
+            .map(Result::unwrap)
+            .collect();
+        if order == Order::Completion {
+            got.sort_unstable();
+        }
+        assert_eq!(got, expected, "{order:?}");
+    }
+
+    // Item 0 waits for the gate, which opens only once a result has been yielded: in input
+    // order that first result would be item 0's (a wrong order shows here after `LONG`, as a
+    // 0 first, not as a hang).
+    let gate = B::event().unwrap();
+    let g = gate.clone();
+    let held_at_zero = move |x: u64| {
+        if x == 0 {
+            let _ = g.wait_timeout(LONG);
+        }
+        x
+    };
+    let mut it = pool.imap_with(held_at_zero, 0..8u64, Order::Completion);
+    let first = it.next().expect("8 results").unwrap();
+    gate.set();
+    assert_ne!(first, 0, "completion order yielded the held item first");
+    let mut all: Vec<u64> = it.map(Result::unwrap).collect();
+    all.push(first);
+    all.sort_unstable();
+    assert_eq!(all, (0..8u64).collect::<Vec<_>>());
 }
 
 pub(crate) fn pool_submit_and_wait<B: Backend>() {

@@ -1,29 +1,48 @@
-//! The `imap`/`imap_unordered` iterator: a window of chunks in flight over the dispatcher.
+//! The `imap_with` iterator (behind `imap` and `imap_unordered`): a window of chunks in flight
+//! over the dispatcher.
 
 use super::*;
 
-/// Iterator of [`Pool::imap`](uniconc_core::Pool::imap) and `imap_unordered`.
+/// Iterator of [`Pool::imap_with`](uniconc_core::Pool::imap_with), and so of `imap` and
+/// `imap_unordered`.
 pub(super) struct Imap<'a, T, R, F, I> {
-    pub(super) pool: &'a Pool,
-    pub(super) f: Option<F>,
-    pub(super) items: I,
-    pub(super) runner: Option<Runner>,
-    pub(super) batch: Option<BatchId>,
-    pub(super) chunk: usize,
+    pool: &'a Pool,
+    f: Option<F>,
+    items: I,
+    runner: Option<Runner>,
+    batch: Option<BatchId>,
+    chunk: usize,
     /// At most `2 × workers` chunks submitted and not yet released.
-    pub(super) window: ReorderWindow<Vec<Result<R, TaskError>>>,
-    pub(super) exhausted: bool,
-    pub(super) done: bool,
-    pub(super) _t: PhantomData<fn(T)>,
+    window: ReorderWindow<Vec<Result<R, TaskError>>>,
+    exhausted: bool,
+    done: bool,
+    _t: PhantomData<fn(T)>,
 }
 
-impl<T, R, F, I> Imap<'_, T, R, F, I>
+impl<'a, T, R, F, I> Imap<'a, T, R, F, I>
 where
     T: Message,
     R: Message,
     F: Fn(T) -> R + Send + Sync + 'static,
     I: Iterator<Item = T>,
 {
+    /// An iterator over `items` that yields in `order`; nothing runs before the first `next`.
+    pub(super) fn new(pool: &'a Pool, f: F, items: I, order: Order) -> Self {
+        let config = &pool.shared.config;
+        Self {
+            pool,
+            f: Some(f),
+            items,
+            runner: None,
+            batch: None,
+            chunk: config.chunk_size_for(None),
+            window: ReorderWindow::new(2 * config.workers, order),
+            exhausted: false,
+            done: false,
+            _t: PhantomData,
+        }
+    }
+
     pub(super) fn start(&mut self) -> Result<(), TaskError> {
         let shared = &*self.pool.shared;
         if shared.check_owner().is_err() || shared.lock().closed {

@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use uniconc_core::imap::ReorderWindow;
-use uniconc_core::{Error, Message, PoolConfig, PoolError, TaskError};
+use uniconc_core::{Error, Message, Order, PoolConfig, PoolError, TaskError};
 
 use crate::spawn::AsyncWaiter;
 use sys::{Exit, FrameBuf, Pid, ReadState};
@@ -112,8 +112,8 @@ const LONG_LIVED: GroupId = 0;
 ///
 /// `map` cuts its input into chunks of `chunk_size` items (default
 /// [`PoolConfig::chunk_size_for`], Python's heuristic: about four chunks per worker), so a
-/// million trivial items cost a handful of round trips. `imap` and `imap_unordered` use
-/// `chunk_size` (default 1) and keep at most `2 × workers` chunks in flight, pulling items from
+/// million trivial items cost a handful of round trips. `imap_with` (and so `imap` and
+/// `imap_unordered`) uses `chunk_size` (default 1) and keep at most `2 × workers` chunks in flight, pulling items from
 /// the input only as results are consumed, so the input may be endless. A chunk counts as one
 /// task for `max_tasks_per_worker`, as in Python.
 ///
@@ -465,32 +465,6 @@ impl Pool {
         }
         Ok(out)
     }
-
-    fn imap_inner<T, R, F, I>(
-        &self,
-        f: F,
-        items: I,
-        ordered: bool,
-    ) -> Imap<'_, T, R, F, I::IntoIter>
-    where
-        T: Message,
-        R: Message,
-        F: Fn(T) -> R + Send + Sync + 'static,
-        I: IntoIterator<Item = T>,
-    {
-        Imap {
-            pool: self,
-            f: Some(f),
-            items: items.into_iter(),
-            runner: None,
-            batch: None,
-            chunk: self.shared.config.chunk_size_for(None),
-            window: ReorderWindow::new(2 * self.shared.config.workers, ordered),
-            exhausted: false,
-            done: false,
-            _t: PhantomData,
-        }
-    }
 }
 
 /// Workers per CPU a pool may have at most (see [`Pool::max_workers`]).
@@ -626,19 +600,11 @@ impl uniconc_core::Pool for Pool {
         }
     }
 
-    fn imap<T, R, F, I>(&self, f: F, items: I) -> impl Iterator<Item = Result<R, TaskError>>
-    where
-        T: Message,
-        R: Message,
-        F: Fn(T) -> R + Send + Sync + 'static,
-        I: IntoIterator<Item = T>,
-    {
-        self.imap_inner(f, items, true)
-    }
-    fn imap_unordered<T, R, F, I>(
+    fn imap_with<T, R, F, I>(
         &self,
         f: F,
         items: I,
+        order: Order,
     ) -> impl Iterator<Item = Result<R, TaskError>>
     where
         T: Message,
@@ -646,7 +612,7 @@ impl uniconc_core::Pool for Pool {
         F: Fn(T) -> R + Send + Sync + 'static,
         I: IntoIterator<Item = T>,
     {
-        self.imap_inner(f, items, false)
+        Imap::new(self, f, items.into_iter(), order)
     }
 
     /// Runs `f(arg)` on a worker and returns a handle to its result; never waits.
