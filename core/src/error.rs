@@ -95,7 +95,7 @@ pub enum ErrorKind {
 ///
 /// type B = uniconc::thread::Thread;
 ///
-/// fn main() -> uniconc::Result<()> { // `uniconc::Result<()>` through the facade
+/// fn run() -> uniconc::Result<()> { // `uniconc::Result<()>` through the facade
 ///     let (tx, rx) = B::channel::<u32>(4)?; // a constructor's error
 ///     tx.send(20)?; // a SendError<u32>
 ///     assert_eq!(rx.recv_timeout(Duration::from_secs(5))?, 20); // a RecvTimeoutError
@@ -110,7 +110,7 @@ pub enum ErrorKind {
 ///     assert_eq!(original, Some(&JoinError::Panicked("boom".into())));
 ///     Ok(())
 /// }
-/// # main().unwrap();
+/// # run().unwrap();
 /// ```
 ///
 /// A constructor's error:
