@@ -265,10 +265,11 @@ compile_error!(
 );
 
 pub use uniconc_core::{
-    Array, Backend, Barrier, Error, ErrorKind, Event, IntoIter, Iter, JoinError, JoinHandle, Lock,
-    LockError, Message, MessageError, Permit, Plain, Pool, PoolBuilder, PoolConfig, PoolError,
-    Receiver, RecvError, RecvTimeoutError, Result, Semaphore, SendError, SendTimeoutError, Sender,
-    TaskError, TaskHandle, TryIter, TryLockError, TryRecvError, TrySendError, Value, WaitError,
+    Array, Backend, Barrier, Error, ErrorKind, Event, IntoIter, Iter, JoinError, JoinHandle, List,
+    Lock, LockError, Map, Message, MessageError, Permit, Plain, Pool, PoolBuilder, PoolConfig,
+    PoolError, Receiver, RecvError, RecvTimeoutError, Result, Semaphore, SendError,
+    SendTimeoutError, Sender, TaskError, TaskHandle, TryIter, TryLockError, TryRecvError,
+    TrySendError, Value, WaitError,
 };
 
 /// The thread backend: OS threads sharing memory. Its free functions take any `Send` value
@@ -406,7 +407,8 @@ cfg_if::cfg_if! {
 /// ```
 pub mod prelude {
     pub use crate::{
-        Array as _, Backend, Barrier as _, Event as _, JoinHandle as _, Lock as _, Message, Plain,
-        Pool as _, Receiver as _, Semaphore as _, Sender as _, TaskHandle as _, Value as _,
+        Array as _, Backend, Barrier as _, Event as _, JoinHandle as _, List as _, Lock as _,
+        Map as _, Message, Plain, Pool as _, Receiver as _, Semaphore as _, Sender as _,
+        TaskHandle as _, Value as _,
     };
 }

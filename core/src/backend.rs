@@ -2,11 +2,13 @@
 //! types and constructors, so `fn run<B: Backend>()` compiles once and runs on all of them.
 
 use std::future::Future;
+use std::hash::Hash;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::channel::{Receiver, Sender};
+use crate::collections::{List, Map};
 use crate::error::Error;
 use crate::pool::Pool;
 use crate::state::{Array, Plain, Value};
@@ -198,6 +200,10 @@ pub trait Backend: Copy + Send + Sync + 'static {
     type Value<T: Plain>: Value<T>;
     /// A shared array of plain data.
     type Array<T: Plain>: Array<T>;
+    /// A shared map (Python's `Manager().dict()`).
+    type Map<K: Message + Hash + Eq, V: Message>: Map<K, V>;
+    /// A shared list (Python's `Manager().list()`).
+    type List<T: Message>: List<T>;
     /// A pool of workers.
     type Pool: Pool;
     /// Handle to a spawned unit.
@@ -426,6 +432,42 @@ pub trait Backend: Copy + Send + Sync + 'static {
     /// As [`Array::new`].
     fn array<T: Plain>(len: usize) -> Result<Self::Array<T>, Error> {
         <Self::Array<T> as Array<T>>::new(len)
+    }
+
+    /// A new, empty shared map; see [`Map`].
+    ///
+    /// ```
+    /// use uniconc::{Backend, Map as _};
+    ///
+    /// type B = uniconc::thread::Thread;
+    /// let d = B::map::<u64, String>()?;
+    /// d.insert(1, "one".into())?;
+    /// assert_eq!(d.get(&1)?.as_deref(), Some("one"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Map::new`].
+    fn map<K: Message + Hash + Eq, V: Message>() -> Result<Self::Map<K, V>, Error> {
+        <Self::Map<K, V> as Map<K, V>>::new()
+    }
+
+    /// A new, empty shared list; see [`List`].
+    ///
+    /// ```
+    /// use uniconc::{Backend, List as _};
+    ///
+    /// type B = uniconc::thread::Thread;
+    /// let l = B::list::<u64>()?;
+    /// l.extend([3, 4])?;
+    /// assert_eq!(l.to_vec()?, [3, 4]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`List::new`].
+    fn list<T: Message>() -> Result<Self::List<T>, Error> {
+        <Self::List<T> as List<T>>::new()
     }
 
     /// A pool of `workers` workers with default settings; see [`Pool`] (and

@@ -48,6 +48,8 @@
 
 pub mod backend;
 pub mod channel;
+pub mod codec;
+pub mod collections;
 pub mod error;
 pub mod imap;
 pub mod local;
@@ -61,6 +63,7 @@ pub mod validate;
 
 pub use backend::{Backend, Message};
 pub use channel::{IntoIter, Iter, Receiver, Sender, TryIter};
+pub use collections::{List, Map};
 pub use error::{
     Error, ErrorKind, JoinError, LockError, MessageError, PoolError, RecvError, RecvTimeoutError,
     Result, SendError, SendTimeoutError, TaskError, TryLockError, TryRecvError, TrySendError,

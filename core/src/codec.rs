@@ -1,19 +1,20 @@
-//! The one place that knows how messages are encoded: bincode 2.0.1 with its standard
+//! The one place that knows how values are encoded when they are stored or sent as bytes (the
+//! process backend's channels, every backend's `Map` and `List`): bincode 2.0.1 with its standard
 //! configuration (varint integers, little-endian), chosen by measurement against postcard and
-//! bitcode (figures in the crate README).
+//! bitcode (figures in `benches/README.md`).
 //!
 //! Encoding is two passes over the value and never allocates: [`encoded_size`] counts the bytes
-//! (so the sender can claim exactly that much of the ring), then [`encode_into`] writes them
-//! straight into the claimed ring cells. [`decode`] reads straight from the ring.
+//! (so a sender can claim exactly that much shared memory), then [`encode_into`] writes them
+//! straight into it. [`decode`] reads straight from it.
 
+use crate::MessageError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use uniconc_core::MessageError;
 
 /// The largest message the codec decodes, in bytes; also the largest channel byte budget.
 /// Decoding claims lengths against it before allocating, so a corrupt length prefix read from
 /// shared memory is an error, never an allocation of the claimed size.
-pub(crate) const LIMIT: usize = 256 << 20;
+pub const LIMIT: usize = 256 << 20;
 
 const CONFIG: bincode::config::Configuration<
     bincode::config::LittleEndian,
@@ -26,7 +27,7 @@ const CONFIG: bincode::config::Configuration<
 /// # Errors
 /// `Encode` if the value cannot be serialized.
 #[inline]
-pub(crate) fn encoded_size<T: Serialize + ?Sized>(value: &T) -> Result<usize, MessageError> {
+pub fn encoded_size<T: Serialize + ?Sized>(value: &T) -> Result<usize, MessageError> {
     let mut w = bincode::enc::write::SizeWriter::default();
     bincode::serde::encode_into_writer(value, &mut w, CONFIG)
         .map_err(|e| MessageError::Encode(e.to_string()))?;
@@ -38,7 +39,7 @@ pub(crate) fn encoded_size<T: Serialize + ?Sized>(value: &T) -> Result<usize, Me
 /// # Errors
 /// `Encode` if serialization fails or does not fit `dst`.
 #[inline]
-pub(crate) fn encode_into<T: Serialize + ?Sized>(
+pub fn encode_into<T: Serialize + ?Sized>(
     value: &T,
     dst: &mut [u8],
 ) -> Result<usize, MessageError> {
@@ -51,7 +52,7 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
 /// # Errors
 /// `Decode` if the bytes are not a valid `T`, or if bytes are left over.
 #[inline]
-pub(crate) fn decode<T: DeserializeOwned>(src: &[u8]) -> Result<T, MessageError> {
+pub fn decode<T: DeserializeOwned>(src: &[u8]) -> Result<T, MessageError> {
     let (v, used) = bincode::serde::decode_from_slice::<T, _>(src, CONFIG)
         .map_err(|e| MessageError::Decode(e.to_string()))?;
     if used != src.len() {
