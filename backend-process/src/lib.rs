@@ -58,7 +58,7 @@ cfg_if::cfg_if! {
         mod barrier;
         mod channel;
         mod claims;
-        mod codec;
+        use uniconc_core::codec;
         mod event;
         mod lock;
         mod os;
@@ -86,6 +86,9 @@ cfg_if::cfg_if! {
         pub use spawn::{JoinHandle, spawn, spawn_async};
         pub use semaphore::{MAX_PERMITS, Semaphore};
         pub use state::{Array, ArrayGuard, Value, ValueGuard};
+        // PLACEHOLDER (never to land on main alone): the in-process collections stand in until
+        // the shared-memory Map and List replace them.
+        pub use uniconc_core::local::{List, Map};
     }
 }
 
@@ -252,6 +255,12 @@ uniconc_core::backend_constructors! {
     /// # Errors
     /// `InvalidArgument` if the size overflows; `Os` if shared memory cannot be mapped.
     array;
+
+    /// A new, empty shared map (PLACEHOLDER docs).
+    map;
+
+    /// A new, empty shared list (PLACEHOLDER docs).
+    list;
 
     /// A pool of `workers` worker processes with default settings: `Pool::new(workers)`.
     ///
