@@ -10,12 +10,13 @@
 //! under a watchdog. Stress sizes scale with `UNICONC_STRESS_SCALE` (default 1).
 //!
 //! Files: `channel.rs`, `channel_values.rs` (when queued values are dropped), `sync.rs`,
-//! `state.rs`, `spawn.rs`, `pool.rs`, `async_forms.rs` (the `_async` forms driven by a tokio
+//! `state.rs`, `collections.rs` (Map and List), `spawn.rs`, `pool.rs`, `async_forms.rs` (the `_async` forms driven by a tokio
 //! runtime), `support.rs` (watchdog, scale, runtime).
 
 mod async_forms;
 mod channel;
 mod channel_values;
+mod collections;
 mod pool;
 mod spawn;
 mod state;
@@ -64,6 +65,19 @@ macro_rules! all_tests {
             state::value_lock_guard,
             state::array_from_slice_get_set_bounds,
             state::array_guard_and_to_vec_across_units,
+            collections::map_insert_get_remove_len_clear,
+            collections::map_update_inserts_changes_removes_and_returns,
+            collections::map_panicking_update_changes_nothing,
+            collections::map_get_or_insert_with_races_insert_once,
+            collections::map_update_from_4_units_counts_exactly,
+            collections::map_snapshots_are_consistent,
+            collections::map_bad_values_are_refused_and_change_nothing,
+            collections::list_push_pop_get_set_insert_remove,
+            collections::list_truncate_clear_extend_reverse_iter,
+            collections::list_update_returns_and_panics_change_nothing,
+            collections::list_bad_values_are_refused_and_change_nothing,
+            collections::list_snapshots_are_consistent,
+            collections::collections_shared_with_spawned_units,
             spawn::spawn_returns_result,
             spawn::spawn_panic_message,
             spawn::spawn_join_timeout_then_join,

@@ -17,8 +17,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::Serialize;
 
-use crate::state::index_error;
 use crate::{Error, Message, MessageError, codec};
+
+/// The error for an index past the end of a list of `len` elements.
+fn index_error(index: usize, len: usize) -> Error {
+    Error::invalid_argument(format!(
+        "index {index} is out of bounds for a list of length {len}"
+    ))
+}
 
 /// Locks `m`, ignoring poisoning (see the module docs).
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -38,6 +44,21 @@ fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Box<[u8]>, Error> {
     let mut buf = vec![0u8; size].into_boxed_slice();
     codec::encode_into(value, &mut buf)?;
     Ok(buf)
+}
+
+/// Refuses a key the process backend could not store (it does not encode, or is over the
+/// codec's limit): the same error on every backend, and no entry that a snapshot could not
+/// copy later. Only counts the bytes; nothing is allocated.
+fn check_key<Q: Serialize + ?Sized>(key: &Q) -> Result<(), Error> {
+    let size = codec::encoded_size(key)?;
+    if size > codec::LIMIT {
+        return Err(MessageError::TooLarge {
+            size,
+            limit: codec::LIMIT,
+        }
+        .into());
+    }
+    Ok(())
 }
 
 fn decode<T: Message>(bytes: &[u8]) -> Result<T, Error> {
@@ -94,6 +115,7 @@ where
     }
 
     fn insert(&self, key: K, value: V) -> Result<Option<V>, Error> {
+        check_key(&key)?;
         let bytes = encode(&value)?;
         let old = lock(&self.inner).insert(key, bytes);
         old.map(|b| decode(&b)).transpose()
@@ -104,6 +126,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + Serialize + ?Sized,
     {
+        check_key(key)?;
         lock(&self.inner).get(key).map(|b| decode(b)).transpose()
     }
 
@@ -112,6 +135,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + Serialize + ?Sized,
     {
+        check_key(key)?;
         let old = lock(&self.inner).remove(key);
         old.map(|b| decode(&b)).transpose()
     }
@@ -121,6 +145,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + Serialize + ?Sized,
     {
+        check_key(key)?;
         Ok(lock(&self.inner).contains_key(key))
     }
 
@@ -135,6 +160,7 @@ where
     }
 
     fn update<U>(&self, key: K, f: impl FnOnce(&mut Option<V>) -> U) -> Result<U, Error> {
+        check_key(&key)?;
         let mut map = lock(&self.inner);
         let mut slot = map.get(&key).map(|b| decode(b)).transpose()?;
         let out = f(&mut slot);
@@ -151,6 +177,7 @@ where
     }
 
     fn get_or_insert_with(&self, key: K, f: impl FnOnce() -> V) -> Result<V, Error> {
+        check_key(&key)?;
         let mut map = lock(&self.inner);
         if let Some(b) = map.get(&key) {
             return decode(b);
