@@ -131,6 +131,49 @@
 //! # }
 //! ```
 //!
+//! ## Shared dicts and lists
+//!
+//! Python's `Manager().dict()` and `Manager().list()`: a [`Map<K, V>`](Map) and a
+//! [`List<T>`](List) hold any [`Message`] and grow. Reads return copies (elements are stored
+//! encoded); every operation is atomic, and `update` runs a closure on one entry (or on the
+//! whole list) with no other unit's operation in between. Snapshots (`to_vec`, `iter`, `keys`,
+//! `values`) are taken under one lock. On the process backend they live in shared memory, with
+//! no server process, and a process killed in the middle of an operation leaves it wholly
+//! done or not done.
+//!
+//! ```
+//! use uniconc::prelude::*;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! type B = uniconc::Thread;
+//! let d = B::map::<String, u64>()?;
+//! let l = B::list::<String>()?;
+//! l.extend(["a".to_owned(), "b".to_owned()])?;
+//! let units: Vec<_> = (0..4)
+//!     .map(|_| {
+//!         let d = d.clone();
+//!         B::spawn(move || {
+//!             for _ in 0..1000 {
+//!                 d.update("hits".into(), |n| *n.get_or_insert(0) += 1).unwrap();
+//!             }
+//!         })
+//!     })
+//!     .collect::<Result<_, _>>()?;
+//! let l2 = l.clone();
+//! B::spawn(move || l2.reverse().unwrap())?.join()?; // Python: l.reverse() in a child
+//! for u in units {
+//!     u.join()?;
+//! }
+//! assert_eq!(d.get("hits")?, Some(4000)); // look up a String key with a &str
+//! assert_eq!(l.to_vec()?, ["b", "a"]);
+//! assert!(l.set(2, "c".into()).is_err()); // out of range: an error, nothing changed
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A value that does not encode, or an index out of range, is an error that changes nothing;
+//! so is a panicking `update` closure (the panic propagates).
+//!
 //! ## Spawning units
 //!
 //! `join` reports how a unit ended: its value, `Panicked(message)`, and on the process backend
@@ -241,6 +284,8 @@
 //! | a message that does not decode | `RecvError::Invalid(MessageError::Decode(..))`, the message is consumed | cannot happen | cannot happen | |
 //! | unbounded channels | a ring of up to 1 GiB reserved in shared memory, committed as it fills; past 1 GiB queued, `try_send` says `Full` and `send` waits. A channel that never empties keeps up to 2 GiB resident (`uniconc::process::unbounded`) | unbounded (crossbeam's list) | unbounded (a `VecDeque`) | |
 //! | where `Lock`, `Semaphore`, `Event`, `Barrier`, `Value`, `Array` live | `MAP_SHARED` memory mapped at creation: shared with every process forked *after* it (create first, then spawn) | the heap, shared by `Arc` | the heap, shared by `Arc` | |
+//! | where `Map` and `List` live | shared memory mapped at creation, as above (create first, then spawn); a collection whose memory is used up refuses with `Full`; a process killed mid-operation leaves the operation wholly done or not done | the heap: a `Mutex` around a `HashMap` or `Vec` of encoded values, shared by `Arc`; grows with memory | as thread | |
+//! | largest `Map`/`List` value | what the collection has room for, at most 256 MiB encoded; a larger one is `InvalidMessage` | 256 MiB encoded (the codec's limit), `InvalidMessage` past it | as thread | |
 //! | a `Lock` holder that dies | a killed holder process: the next `lock()` gets `LockError::OwnerDied(guard)` | cannot happen separately (a thread's death is a panic) | as thread | |
 //! | a `Lock` holder that panics | the rule of [`Lock`], on every backend | the same | the same | |
 //! | units per primitive | a channel tracks at most `uniconc::process::MAX_PROCESSES` (4096) processes; `spawn` refuses to fork past that with an error | the OS's thread limit | `spawn` closures: tokio's blocking pool (512 at once, more wait); tasks: memory | |
