@@ -10,8 +10,8 @@
 //! under a watchdog. Stress sizes scale with `UNICONC_STRESS_SCALE` (default 1).
 //!
 //! Files: `channel.rs`, `channel_values.rs` (when queued values are dropped), `sync.rs`,
-//! `state.rs`, `collections.rs` (Map and List), `spawn.rs`, `pool.rs`, `async_forms.rs` (the `_async` forms driven by a tokio
-//! runtime), `support.rs` (watchdog, scale, runtime).
+//! `state.rs`, `collections.rs` (Map and List), `spawn.rs`, `pool.rs`, `async_forms.rs` (the
+//! `_async` forms driven by a tokio runtime), `support.rs` (watchdog, scale, runtime).
 
 mod async_forms;
 mod channel;
