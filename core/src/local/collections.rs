@@ -26,7 +26,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// `value` encoded, refusing what the codec could not decode again.
-fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Box<[u8]>, Error> {
+fn encode<T: Serialize + ?Sized + 'static>(value: &T) -> Result<Box<[u8]>, Error> {
     let size = codec::encoded_size(value)?;
     if size > codec::LIMIT {
         return Err(MessageError::TooLarge {
