@@ -220,6 +220,24 @@ mod tests {
             );
             same_as_bincode(&ints.iter().map(|&x| x as f32 * 0.5).collect::<Vec<f32>>());
         }
+        for _ in 0..2000 {
+            let x = rng.int();
+            same_as_bincode(&x);
+            same_as_bincode(&(x as usize));
+            same_as_bincode(&(x as i64));
+            same_as_bincode(&(x as isize));
+            same_as_bincode(&(x as u32));
+            same_as_bincode(&(x as i32));
+            same_as_bincode(&(x as u16));
+            same_as_bincode(&(x as i16));
+            same_as_bincode(&(x as u8));
+            same_as_bincode(&(x as i8));
+            same_as_bincode(&(x % 2 == 0));
+            same_as_bincode(&(x as f32));
+            if !f64::from_bits(x).is_nan() {
+                same_as_bincode(&f64::from_bits(x));
+            }
+        }
         for v in [i64::MIN, i64::MAX, -1, 0, 1, -125, 125, -126, 126] {
             same_as_bincode(&vec![v]);
             same_as_bincode(&vec![v as i32]);
@@ -232,7 +250,8 @@ mod tests {
         assert!(fast::view(&(1u8, 2u8)).is_none());
         assert!(fast::view(&vec![vec![1u8]]).is_none());
         assert!(fast::view(&vec![1u8; 3][..]).is_none()); // a slice, not a message type
-        assert!(fast::view(&7u64).is_none());
+        assert!(fast::view(&7u128).is_none());
+        assert!(fast::view(&'c').is_none());
     }
 
     #[test]
@@ -262,6 +281,12 @@ mod tests {
         assert!(decode::<String>(&[2, 0xff, 0xfe]).is_err());
         assert!(decode::<Vec<u16>>(&[1, 252, 0, 0, 1, 0]).is_err());
         assert!(decode::<Vec<u64>>(&[1, 254]).is_err());
+        // Single numbers: too short, too long, too wide, not a bool.
+        assert!(decode::<u64>(&[]).is_err());
+        assert!(decode::<u64>(&[1, 2]).is_err());
+        assert!(decode::<u32>(&[U64_MARK, 0, 0, 0, 0, 0, 0, 0, 1]).is_err());
+        assert!(decode::<f64>(&[0; 7]).is_err());
+        assert!(decode::<bool>(&[2]).is_err());
         // A float sequence whose bytes are not a whole number of floats.
         assert!(decode::<Vec<f64>>(&[1, 0, 0, 0]).is_err());
     }

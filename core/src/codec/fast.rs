@@ -1,6 +1,6 @@
-//! The fast path for messages that are one sequence of bytes or numbers (`Vec<u8>`, `String`,
-//! `Vec<f64>`, `Vec<u64>`, ...): the same bytes bincode writes, without a serde call per
-//! element.
+//! The fast path for messages that are one number (`u64`, `f64`, ...) or one sequence of bytes
+//! or numbers (`Vec<u8>`, `String`, `Vec<f64>`, `Vec<u64>`, ...): the same bytes bincode
+//! writes, without serde's calls (one per element of a sequence).
 //!
 //! serde hands a sequence to the format one element at a time, so bincode pays a call and a
 //! bounds check per byte of a `Vec<u8>` (under 1 GB/s), where a copy runs at memory speed. The
@@ -23,8 +23,12 @@ const U16_BYTE: u8 = 251;
 const U32_BYTE: u8 = 252;
 const U64_BYTE: u8 = 253;
 
-/// A message seen as one of the sequences with a fast path.
+/// A message seen as one of the sequences (or single numbers) with a fast path.
 pub(super) enum Seq<'a> {
+    /// One integer written as a varint (zigzag for signed ones), widened to `u64`.
+    Int(u64),
+    /// One value written as its little-endian bytes (`u8`, `i8`, `bool`, `f32`, `f64`).
+    Raw([u8; 8], usize),
     Bytes(&'a [u8]),
     F32(&'a [f32]),
     F64(&'a [f64]),
@@ -57,6 +61,28 @@ pub(super) fn view<T: ?Sized + 'static>(value: &T) -> Option<Seq<'_>> {
             }
         };
     }
+    macro_rules! int {
+        ($($ty:ty => $f:expr),*) => {$(
+            if let Some(&v) = as_!($ty) {
+                return Some(Seq::Int($f(v)));
+            }
+        )*};
+    }
+    int!(u64 => |v| v, u32 => u64::from, u16 => u64::from, usize => |v| v as u64,
+         i64 => zigzag, i32 => |v| zigzag(i64::from(v)), i16 => |v| zigzag(i64::from(v)),
+         isize => |v| zigzag(v as i64));
+    macro_rules! raw {
+        ($($ty:ty => $f:expr),*) => {$(
+            if let Some(&v) = as_!($ty) {
+                let bytes: &[u8] = &$f(v);
+                let mut le = [0u8; 8];
+                le[..bytes.len()].copy_from_slice(bytes);
+                return Some(Seq::Raw(le, bytes.len()));
+            }
+        )*};
+    }
+    raw!(u8 => |v: u8| [v], i8 => |v: i8| [v as u8], bool => |v: bool| [u8::from(v)],
+         f64 => f64::to_le_bytes, f32 => f32::to_le_bytes);
     if let Some(v) = as_!(Vec<u8>) {
         return Some(Seq::Bytes(v));
     }
@@ -176,8 +202,10 @@ fn varints_len(ints: &Varints<'_>) -> usize {
     }
 }
 
+/// The element count of a sequence (unused for a single number).
 fn seq_len(seq: &Seq<'_>) -> usize {
     match seq {
+        Seq::Int(_) | Seq::Raw(..) => 1,
         Seq::Bytes(b) => b.len(),
         Seq::F32(f) => f.len(),
         Seq::F64(f) => f.len(),
@@ -192,6 +220,11 @@ fn seq_len(seq: &Seq<'_>) -> usize {
 
 /// The encoded size of `seq`.
 pub(super) fn size(seq: &Seq<'_>) -> usize {
+    match seq {
+        Seq::Int(v) => return varint_len(*v),
+        Seq::Raw(_, n) => return *n,
+        _ => {}
+    }
     let n = seq_len(seq);
     varint_len(n as u64)
         + match seq {
@@ -199,6 +232,7 @@ pub(super) fn size(seq: &Seq<'_>) -> usize {
             Seq::F32(f) => f.len() * 4,
             Seq::F64(f) => f.len() * 8,
             Seq::Varint(ints) => varints_len(ints),
+            Seq::Int(_) | Seq::Raw(..) => unreachable!("handled above"),
         }
 }
 
@@ -211,9 +245,18 @@ pub(super) fn encode(seq: &Seq<'_>, dst: &mut [u8]) -> Result<usize, MessageErro
             dst.len()
         )));
     };
+    match seq {
+        Seq::Int(v) => return Ok(put_varint(dst, *v)),
+        Seq::Raw(le, n) => {
+            dst.copy_from_slice(&le[..*n]);
+            return Ok(*n);
+        }
+        _ => {}
+    }
     let mut at = put_varint(dst, seq_len(seq) as u64);
     let body = &mut dst[at..];
     match seq {
+        Seq::Int(_) | Seq::Raw(..) => unreachable!("handled above"),
         Seq::Bytes(b) => body.copy_from_slice(b),
         Seq::F32(f) => floats_to_le(f, body),
         Seq::F64(f) => floats_to_le(f, body),
@@ -299,6 +342,38 @@ pub(super) fn decode<T: 'static>(src: &[u8]) -> Option<Result<T, MessageError>> 
             }))
         };
     }
+    macro_rules! int {
+        ($($t:ty, $width:expr => $from:expr);*) => {$(
+            if id == TypeId::of::<$t>() {
+                done!(one_varint(src, $width).and_then(|v| {
+                    <$t>::try_from($from(v))
+                        .map_err(|_| decode_error("integer out of range for its type"))
+                }));
+            }
+        )*};
+    }
+    int!(u64, 8 => |v| v; u32, 4 => |v| v; u16, 2 => |v| v; usize, 8 => |v| v;
+         i64, 8 => unzigzag; i32, 4 => unzigzag; i16, 2 => unzigzag; isize, 8 => unzigzag);
+    macro_rules! raw {
+        ($($t:ty, $n:expr => $from:expr);*) => {$(
+            if id == TypeId::of::<$t>() {
+                done!(exact(src, Some($n)).and_then(|b| {
+                    let mut le = [0u8; $n];
+                    le.copy_from_slice(b);
+                    $from(le)
+                }));
+            }
+        )*};
+    }
+    raw!(u8, 1 => |b: [u8; 1]| Ok(b[0]);
+    i8, 1 => |b: [u8; 1]| Ok(b[0] as i8);
+    f64, 8 => |b| Ok(f64::from_le_bytes(b));
+    f32, 4 => |b| Ok(f32::from_le_bytes(b));
+    bool, 1 => |b: [u8; 1]| match b[0] {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(decode_error("invalid bool")),
+    });
     if id == TypeId::of::<Vec<u8>>() {
         done!(bytes(src).map(<[u8]>::to_vec));
     }
@@ -332,6 +407,13 @@ pub(super) fn decode<T: 'static>(src: &[u8]) -> Option<Result<T, MessageError>> 
     ints!(u16, 2, |v| v);
     ints!(i16, 2, unzigzag);
     None
+}
+
+/// Exactly one varint of an integer `width` bytes wide.
+fn one_varint(src: &[u8], width: usize) -> Result<u64, MessageError> {
+    let (v, used) = get_varint(src, width)?;
+    exact(&src[used..], Some(0))?;
+    Ok(v)
 }
 
 /// The element count at the front of `src`, and the rest.
