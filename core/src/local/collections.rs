@@ -32,7 +32,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// `value` encoded, refusing what the codec could not decode again.
-fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Box<[u8]>, Error> {
+fn encode<T: Serialize + ?Sized + 'static>(value: &T) -> Result<Box<[u8]>, Error> {
     let size = codec::encoded_size(value)?;
     if size > codec::LIMIT {
         return Err(MessageError::TooLarge {
@@ -50,7 +50,7 @@ fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Box<[u8]>, Error> {
 /// codec's limit): the same error on every backend, and no entry that a snapshot could not
 /// copy later. Only counts the bytes; nothing is allocated.
 fn check_key<Q: Serialize + ?Sized>(key: &Q) -> Result<(), Error> {
-    let size = codec::encoded_size(key)?;
+    let size = codec::encoded_size_any(key)?;
     if size > codec::LIMIT {
         return Err(MessageError::TooLarge {
             size,
