@@ -25,6 +25,15 @@ use uniconc_process::{Start, init, spawn_request, spawn_task, spawn_task_with};
 /// A program-wide lock, as a logger or a global cache has.
 static GLOBAL: Mutex<u64> = Mutex::new(0);
 
+/// Set by the parent at run time: a forked child sees the parent's value, a clean worker the
+/// initial 0.
+static MARK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+uniconc::task! {
+    /// The worker's view of [`MARK`].
+    fn read_mark() -> u64 { MARK.load(Ordering::Relaxed) }
+}
+
 /// One test of this binary at a time (they fork and start processes; the machine is small).
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -195,6 +204,23 @@ fn clean_task_returns_its_result_and_several_arguments_travel() {
             .join_timeout(WATCHDOG),
         Ok(3)
     );
+}
+
+#[test]
+fn process_backend_tasks_start_clean_by_default() {
+    init();
+    let _s = serial();
+    use uniconc::Backend as _;
+    // Relaxed: read back by this thread, or by a fork of it (which copies memory as is).
+    MARK.store(7, Ordering::Relaxed);
+    let fresh = uniconc::Process::spawn_task::<read_mark>(()).unwrap();
+    assert_eq!(
+        fresh.join(),
+        Ok(0),
+        "a clean worker does not inherit the parent's memory"
+    );
+    let forked = spawn_task_with::<read_mark>(Start::Fork, ()).unwrap();
+    assert_eq!(forked.join(), Ok(7));
 }
 
 #[test]

@@ -269,3 +269,36 @@ fn self_exe() -> std::path::PathBuf {
             .unwrap_or_else(|_| std::env::args_os().next().unwrap_or_default().into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // No test of this library's unit-test binary calls `init`, so `ENTRY` stays unset here.
+    #[test]
+    fn clean_start_without_init_is_refused_naming_the_task() {
+        let req = TaskRequest {
+            name: "some::task".into(),
+            schema: 0,
+            arg: vec![],
+        };
+        let e = spawn_request::<u8>(&req).unwrap_err();
+        assert_eq!(e.kind(), uniconc_core::ErrorKind::Unsupported);
+        let text = e.to_string();
+        assert!(text.contains("task `some::task`"), "{text}");
+        assert!(text.contains("uniconc::init()"), "{text}");
+    }
+
+    #[test]
+    fn only_a_child_of_the_named_caller_is_a_worker() {
+        let (a, _b) = sys::socketpair().unwrap();
+        let fd = a.as_raw_fd();
+        // SAFETY: getppid has no preconditions.
+        let parent = unsafe { libc::getppid() };
+        let check = |value: String| worker::parse(&value.into());
+        assert_eq!(check(format!("{fd}:{parent}")), Some(fd));
+        assert_eq!(check(format!("{fd}:{}", sys::getpid())), None); // we are not our child
+        assert_eq!(check(format!("999999:{parent}")), None); // not an open descriptor
+        assert_eq!(check("garbage".into()), None);
+    }
+}

@@ -14,7 +14,11 @@ use crate::spawn::{REPORT_FAILED, REPORT_OK_CODEC, REPORT_PANICKED};
 /// process is a worker: the caller pid must be our parent's (a child the worker starts
 /// itself inherits the variable but is not a worker) and the descriptor must be open.
 pub(super) fn inherited_fd(var: &str) -> Option<RawFd> {
-    let value: OsString = std::env::var_os(var)?;
+    parse(&std::env::var_os(var)?)
+}
+
+/// [`inherited_fd`] for the variable's value.
+pub(super) fn parse(value: &OsString) -> Option<RawFd> {
     let text = std::str::from_utf8(value.as_bytes()).ok()?;
     let (fd, caller) = text.split_once(':')?;
     let fd: RawFd = fd.parse().ok()?;
