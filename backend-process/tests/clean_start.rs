@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use uniconc::task::TaskRequest;
-use uniconc::{ErrorKind, JoinError, JoinHandle as _};
+use uniconc::{JoinError, JoinHandle as _};
 use uniconc_process::{Start, init, spawn_request, spawn_task, spawn_task_with};
 
 /// A program-wide lock, as a logger or a global cache has.
@@ -329,6 +329,4 @@ fn fork_start_still_runs_a_task() {
     let _s = serial();
     let h = spawn_task_with::<add>(Start::Fork, (2, 3)).unwrap();
     assert_eq!(h.join(), Ok(5));
-    let e = uniconc::Error::unsupported("x");
-    assert_eq!(e.kind(), ErrorKind::Unsupported);
 }
