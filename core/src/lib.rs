@@ -10,7 +10,7 @@
 //! - [`state`]: [`Value`], [`Array`] and [`Plain`].
 //! - [`local`]: the in-process `Value`/`Array` shared by the thread and tokio backends.
 //! - [`unit`](mod@unit): [`JoinHandle`] and panic helpers.
-//! - [`task`]: named tasks ([`Task`], [`task!`]), their registry and wire form.
+//! - [`task`](mod@task): named tasks ([`Task`], [`task!`]), their registry and wire form.
 //! - [`pool`]: [`Pool`], [`PoolBuilder`], [`PoolConfig`], [`TaskHandle`].
 //! - [`error`]: every error type.
 //! - [`time`]: deadline helpers.
