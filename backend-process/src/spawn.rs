@@ -350,9 +350,10 @@ impl<R: Message> JoinHandle<R> {
         let Some(frame) = self.report.take() else {
             if self.clean && exit == Exit::Code(0) {
                 return Err(JoinError::Failed(
-                    "the clean-started worker exited without running the task: does `main` \
-                     call `uniconc::init()` first thing (and a `#[test]` \
-                     `uniconc::process::init()` at its top)?"
+                    "the clean-started worker exited with code 0 without reporting a result: \
+                     either the task called `exit(0)`, or the binary never became a worker \
+                     (does `main` call `uniconc::init()` first thing, and a `#[test]` \
+                     `uniconc::process::init()` at its top?)"
                         .into(),
                 ));
             }

@@ -88,6 +88,11 @@ uniconc::task! {
     }
 }
 
+uniconc::task! {
+    /// Leaves the worker before it can report.
+    fn leave(code: i32) -> u8 { std::process::exit(code) }
+}
+
 /// Threads that take [`GLOBAL`] in a loop and hold it most of the time, until dropped.
 struct Hammer {
     stop: Arc<AtomicBool>,
@@ -329,4 +334,18 @@ fn fork_start_still_runs_a_task() {
     let _s = serial();
     let h = spawn_task_with::<add>(Start::Fork, (2, 3)).unwrap();
     assert_eq!(h.join(), Ok(5));
+}
+
+#[test]
+fn clean_worker_that_exits_before_reporting_says_so() {
+    init();
+    let _s = serial();
+    let h = spawn_task::<leave>(3).unwrap();
+    assert_eq!(h.join(), Err(JoinError::Exited(3)));
+    // Code 0 without a result also means a binary that never became a worker: the error says
+    // what to check.
+    match spawn_task::<leave>(0).unwrap().join() {
+        Err(JoinError::Failed(m)) => assert!(m.contains("uniconc::init()"), "{m}"),
+        other => panic!("expected Failed, got {other:?}"),
+    }
 }
