@@ -261,6 +261,38 @@
 //! `block_in_place` needs a multi-thread runtime); the thread and process backends block the
 //! calling thread instead. Inside async code, use the `_async` forms.
 //!
+//! ## Tasks and clean starts
+//!
+//! A closure cannot leave its binary; a named task can. [`task!`] turns a plain `fn` with a
+//! serde argument and result into a [`Task`] registered by name, and
+//! [`Backend::spawn_task`] runs it on any backend. On the process backend, the task runs in
+//! a **clean-started** worker — the binary re-executed, inheriting none of the caller's
+//! threads, locks or runtime — which is what a multi-threaded program (tokio, rayon, a
+//! logging thread) needs: a forked child can deadlock on a lock another thread held at the
+//! fork. Call [`init()`] first thing in `main`; it turns a worker into the task's runner.
+//!
+//! ```
+//! use uniconc::prelude::*;
+//!
+//! uniconc::task! {
+//!     /// CPU work, runnable in another process.
+//!     pub fn primes_below(n: u32) -> usize {
+//!         (2..n).filter(|&k| (2..k).take_while(|d| d * d <= k).all(|d| k % d != 0)).count()
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! uniconc::init();
+//! type B = uniconc::Thread; // or uniconc::Process: a clean worker process
+//! assert_eq!(B::spawn_task::<primes_below>(20)?.join()?, 8);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `uniconc::process::Start` chooses between `Clean` (the default for tasks) and `Fork`. An
+//! unknown task name, a schema mismatch between two builds and an undecodable argument are
+//! errors naming the task.
+//!
 //! ## Differences between backends
 //!
 //! The contract is the same on every backend; this table lists everything that is not, and
@@ -294,6 +326,7 @@
 //! | a unit killed by the OS (SIGKILL, OOM) | counts as having dropped its channel handles (peers notice within ~100 ms); a message it was sending or receiving at that instant is lost, nothing else | takes the whole program with it | takes the whole program with it | `ISOLATED` |
 //! | blocking calls inside a runtime | block the calling thread | block the calling thread | `block_in_place` on a multi-thread runtime; **panic** on a current-thread runtime when they must wait | use the `_async` forms in async code |
 //! | waiting | spins up to ~15 µs, yields, then sleeps on a futex | crossbeam's backoff, then parks | parks (no spin) | |
+//! | `spawn_task` | a clean-started worker (the binary re-executed; needs `init()` in `main`); `Start::Fork` on request | `spawn` of `T::run` | `spawn` of `T::run` | |
 //! | platforms | Unix only (Linux: futex; other Unixes: polling fallbacks) | every std target | every tokio target | |
 //!
 //! Per-unit costs (spawn, memory, channel throughput) differ by orders of magnitude: the
@@ -316,6 +349,29 @@ pub use uniconc_core::{
     SendTimeoutError, Sender, TaskError, TaskHandle, TryIter, TryLockError, TryRecvError,
     TrySendError, Value, WaitError,
 };
+
+pub use uniconc_core::task;
+pub use uniconc_core::{Task, TaskRequest};
+
+/// Call first thing in `main` in a program that runs named tasks in clean-started worker
+/// processes (the process backend's default for [`Backend::spawn_task`]): in such a worker it
+/// runs the requested task and exits without returning; in a normal run it returns at once.
+/// Without the `process` backend it does nothing.
+///
+/// ```
+/// fn main() {
+///     uniconc::init(); // first: nothing before it runs in a worker but task registrations
+///     // ... the program
+/// }
+/// # main();
+/// ```
+///
+/// In a `#[test]`, call it at the top of the test fn; see `uniconc::process::start` for how a
+/// test binary serves as a worker.
+pub fn init() {
+    #[cfg(all(feature = "process", unix))]
+    uniconc_process::init();
+}
 
 /// The thread backend: OS threads sharing memory. Its free functions take any `Send` value
 /// (no serde bound).

@@ -11,6 +11,8 @@
 // of the small helper module per example, on purpose.
 #![allow(clippy::duplicate_mod)]
 
+#[path = "../examples/clean_workers.rs"]
+mod clean_workers;
 #[path = "../examples/compare.rs"]
 mod compare;
 #[path = "../examples/lock_counter.rs"]
@@ -135,6 +137,15 @@ macro_rules! example_tests {
                 for r in rows {
                     assert!(r.sums_ok, "{} got a wrong sum", r.what);
                 }
+            }
+
+            #[test]
+            fn clean_workers_offload_cpu_work_from_a_tokio_service() {
+                // First: on the process backend this test is the entry of the clean workers.
+                uniconc::init();
+                let out = watchdog(LIMIT, || clean_workers::run::<$B>(3).unwrap());
+                assert_eq!(out.answers, out.expected);
+                assert!(watchdog(LIMIT, || clean_workers::first_result::<$B>(1)).is_ok());
             }
 
             #[test]

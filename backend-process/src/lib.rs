@@ -20,6 +20,7 @@
 //! - `ring`: the lock-free MPMC ring of variable-size records (loom-checked).
 //! - `channel`: [`Sender`]/[`Receiver`] over the ring, waiting, disconnection across processes.
 //! - `wake`: the atomic steps of the channel's sleeper/notifier handshake (loom-checked).
+//! - `start`: [`Start`] (fork or clean start), [`init`] and the clean-started worker.
 //! - `waiter`: async waits that never park the executor's thread.
 //! - `lock`, `semaphore`, `event`, `barrier`, `state`: [`Lock`], [`Semaphore`], [`Event`],
 //!   [`Barrier`], [`Value`] and [`Array`].
@@ -70,6 +71,7 @@ cfg_if::cfg_if! {
         mod shm;
         mod spawn;
         mod spin;
+        pub mod start;
         mod state;
         mod sync;
         mod waiter;
@@ -84,6 +86,7 @@ cfg_if::cfg_if! {
         pub use lock::{Lock, LockGuard};
         pub use pool::{Pool, TaskHandle};
         pub use spawn::{JoinHandle, spawn, spawn_async};
+        pub use start::{Start, init, spawn_request, spawn_task, spawn_task_with};
         pub use semaphore::{MAX_PERMITS, Semaphore};
         pub use state::{Array, ArrayGuard, Value, ValueGuard};
         // PLACEHOLDER (never to land on main alone): the in-process collections stand in until
@@ -128,6 +131,13 @@ impl uniconc_core::Backend for Process {
     const REMOTE: bool = false;
 
     uniconc_core::backend_items!();
+
+    /// A clean start ([`Start::Clean`]): see [`spawn_task`].
+    fn spawn_task<T: uniconc_core::Task>(
+        arg: T::Arg,
+    ) -> Result<JoinHandle<T::Output>, uniconc_core::Error> {
+        spawn_task::<T>(arg)
+    }
 }
 
 #[cfg(not(uniconc_loom))]

@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::pool::Pool;
 use crate::state::{Array, Plain, Value};
 use crate::sync::{Barrier, Event, Lock, Semaphore};
+use crate::task::Task;
 use crate::unit::JoinHandle;
 
 /// What generic code can send through any backend's channel: serializable (the process
@@ -318,6 +319,44 @@ pub trait Backend: Copy + Send + Sync + 'static {
     where
         Fut: Future + Send + 'static,
         Fut::Output: Message;
+
+    /// Runs the named task `T` on `arg` as a new unit; see [`Task`] and
+    /// [`task!`](crate::task!).
+    ///
+    /// Thread and tokio: `T::run(arg)` through [`spawn`](Backend::spawn) (the argument is not
+    /// encoded). Process: a **clean start** — the binary re-executed as a worker that inherits
+    /// none of the caller's threads, locks or runtime, and receives the task by name, with its
+    /// argument encoded (the program calls `uniconc::init()` first thing in `main`; see
+    /// `uniconc::process::Start` for the choice between a clean start and a fork).
+    ///
+    /// A panic in the task is [`JoinError::Panicked`](crate::JoinError::Panicked); on the
+    /// process backend, a task the worker does not know, a schema mismatch or an argument that
+    /// does not decode is [`JoinError::Failed`](crate::JoinError::Failed) naming the task.
+    ///
+    /// ```
+    /// use uniconc::{Backend, JoinHandle as _};
+    ///
+    /// uniconc::task! {
+    ///     fn word_count(text: String) -> usize {
+    ///         text.split_whitespace().count()
+    ///     }
+    /// }
+    ///
+    /// fn count<B: Backend>(text: &str) -> Result<usize, Box<dyn std::error::Error>> {
+    ///     Ok(B::spawn_task::<word_count>(text.to_string())?.join()?)
+    /// }
+    ///
+    /// assert_eq!(count::<uniconc::Thread>("one two three")?, 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`spawn`](Backend::spawn); on the process backend also `Unsupported` if
+    /// `uniconc::init()` was not called (a clean worker would run `main` from its start), and
+    /// `InvalidMessage` if the argument does not serialize.
+    fn spawn_task<T: Task>(arg: T::Arg) -> Result<Self::JoinHandle<T::Output>, Error> {
+        Self::spawn(move || T::run(arg))
+    }
 
     /// A new lock; see [`Lock`].
     ///

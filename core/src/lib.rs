@@ -10,6 +10,7 @@
 //! - [`state`]: [`Value`], [`Array`] and [`Plain`].
 //! - [`local`]: the in-process `Value`/`Array` shared by the thread and tokio backends.
 //! - [`unit`](mod@unit): [`JoinHandle`] and panic helpers.
+//! - [`task`](mod@task): named tasks ([`Task`], [`task!`]), their registry and wire form.
 //! - [`pool`]: [`Pool`], [`PoolBuilder`], [`PoolConfig`], [`TaskHandle`].
 //! - [`error`]: every error type.
 //! - [`time`]: deadline helpers.
@@ -57,6 +58,7 @@ mod macros;
 pub mod pool;
 pub mod state;
 pub mod sync;
+pub mod task;
 pub mod time;
 pub mod unit;
 pub mod validate;
@@ -72,7 +74,14 @@ pub use error::{
 pub use pool::{Pool, PoolBuilder, PoolConfig, TaskHandle};
 pub use state::{Array, Plain, Value};
 pub use sync::{Barrier, Event, Lock, Permit, Semaphore};
+pub use task::{Task, TaskRequest};
 pub use unit::{JoinHandle, panic_message};
+
+/// What the exported macros need from other crates. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use inventory;
+}
 
 #[cfg(test)]
 mod tests {

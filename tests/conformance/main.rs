@@ -10,8 +10,9 @@
 //! under a watchdog. Stress sizes scale with `UNICONC_STRESS_SCALE` (default 1).
 //!
 //! Files: `channel.rs`, `channel_values.rs` (when queued values are dropped), `sync.rs`,
-//! `state.rs`, `collections.rs` (Map and List), `spawn.rs`, `pool.rs`, `async_forms.rs` (the
-//! `_async` forms driven by a tokio runtime), `support.rs` (watchdog, scale, runtime).
+//! `state.rs`, `collections.rs` (Map and List), `spawn.rs`, `task.rs` (named tasks), `pool.rs`,
+//! `async_forms.rs` (the `_async` forms driven by a tokio runtime), `support.rs` (watchdog,
+//! scale, runtime).
 
 mod async_forms;
 mod channel;
@@ -22,6 +23,7 @@ mod spawn;
 mod state;
 mod support;
 mod sync;
+mod task;
 
 /// Calls `$m!` with the backend type and the list of every conformance test (`module::name`).
 macro_rules! all_tests {
@@ -86,6 +88,9 @@ macro_rules! all_tests {
             spawn::spawn_async_runs_a_future,
             spawn::errors_convert_with_question_mark,
             spawn::spawn_inside_a_runtime_starts_outside_it,
+            task::task_spawn_returns_result,
+            task::task_panic_is_panicked_with_its_message,
+            task::task_from_generic_code,
             pool::pool_map_keeps_input_order,
             pool::pool_map_many_items,
             pool::pool_imap_is_lazy_on_endless_input,
@@ -133,6 +138,9 @@ macro_rules! instantiate_tests {
         $(
             #[test]
             fn $test() {
+                // First, so that this test can serve as the entry of a clean-started worker
+                // (`spawn_task` on the process backend); returns at once otherwise.
+                uniconc::init();
                 crate::support::run::<$backend>(
                     concat!(stringify!($module), "::", stringify!($test)),
                     crate::$module::$test::<$backend>,
