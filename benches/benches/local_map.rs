@@ -62,7 +62,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn encode<T: serde::Serialize>(v: &T) -> Box<[u8]> {
+fn encode<T: serde::Serialize + 'static>(v: &T) -> Box<[u8]> {
     let n = codec::encoded_size(v).unwrap();
     assert!(n <= codec::LIMIT);
     let mut b = vec![0u8; n].into_boxed_slice();

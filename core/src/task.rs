@@ -334,7 +334,7 @@ pub fn decode_output<T: Task>(bytes: &[u8]) -> Result<T::Output, TaskError> {
 }
 
 /// Encodes `value` with the [`codec`] into a new buffer.
-fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, MessageError> {
+fn encode<T: Serialize + ?Sized + 'static>(value: &T) -> Result<Vec<u8>, MessageError> {
     let mut buf = vec![0u8; codec::encoded_size(value)?];
     let n = codec::encode_into(value, &mut buf)?;
     buf.truncate(n);
