@@ -1,0 +1,487 @@
+//! [`List`]: an index array of `(offset, length)` entries in shared memory, each element's
+//! encoded bytes in a heap block of its own.
+//!
+//! `push`, `pop`, `get` and `set` are O(1): `push` writes the new entry past `len` (free in the
+//! committed state) and commits by a journaled `len`; `set` swaps one entry's two words
+//! (journaled). `insert`, `remove` (but at the end), `reverse` and `update` build a new index
+//! beside the old one and swap it in; `truncate` and `clear` free the dropped elements with a
+//! constant-size journal (see the module docs of `collections`).
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use uniconc_core::state::index_error;
+use uniconc_core::{Error, Message, MessageError};
+
+use super::heap::{class_of, class_size};
+use super::{Store, Txn, corrupt, decode, word};
+
+/// Bytes of one index entry: two words at `index + 8 + 16 * i`, the element's block offset
+/// and its encoded length.
+///
+/// Invariants: entries `0 .. len` are live, each naming a block of class
+/// `class_of(8 + length)` allocated to it alone; entries past `len` mean nothing.
+const ENTRY: usize = 16;
+
+/// A shared list in shared memory (Python's `Manager().list()` without the server process);
+/// see [`uniconc_core::List`] for every method.
+///
+/// Elements are stored encoded in a `MAP_SHARED` reservation made by `new` (create the list,
+/// then fork). Every operation takes the list's robust lock; a process killed in the middle of
+/// an operation leaves the list as it was before it. `to_vec` (and `iter`, a snapshot) reads
+/// the whole list under one lock.
+///
+/// ```
+/// use uniconc::{JoinHandle as _, List as _};
+/// let l = uniconc::process::list::<String>()?;
+/// l.push("parent".into())?;
+/// let child = uniconc::process::spawn({
+///     let l = l.clone();
+///     move || l.push("child".into()).is_ok() && l.reverse().is_ok()
+/// })?;
+/// assert!(child.join()?);
+/// assert_eq!(l.to_vec()?, ["child", "parent"]); // changed by the child
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct List<T> {
+    s: Arc<Store>,
+    _m: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for List<T> {
+    fn clone(&self) -> Self {
+        Self {
+            s: self.s.clone(),
+            _m: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for List<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("List")
+            .field("reserved", &self.s.end())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> List<T> {
+    /// A new, empty list that reserves exactly `bytes` of address space (at least 16 KiB)
+    /// instead of the default (a share of the machine's memory). Elements, with their
+    /// bookkeeping, must fit: pushes beyond it return `Full`.
+    ///
+    /// ```
+    /// use uniconc::{ErrorKind, List as _};
+    /// let l = uniconc::process::List::<u64>::with_reserved_bytes(64 << 10)?;
+    /// let err = loop {
+    ///     if let Err(e) = l.push(1) {
+    ///         break e;
+    ///     }
+    /// };
+    /// assert_eq!(err.kind(), ErrorKind::Full);
+    /// let n = l.len(); // every push before the error is there
+    /// l.clear();
+    /// l.extend((0..n as u64).map(|i| i * 2))?; // and the space is reusable
+    /// # Ok::<(), uniconc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidArgument` below 16 KiB; `Os` if the OS refuses the mapping.
+    pub fn with_reserved_bytes(bytes: usize) -> Result<Self, Error> {
+        Ok(Self {
+            s: Arc::new(Store::with_bytes(bytes)?),
+            _m: PhantomData,
+        })
+    }
+
+    /// Checks every invariant of the shared memory and returns the number of entries: the
+    /// entries and the free space tile the heap exactly (nothing leaked, nothing in two
+    /// places), and the counts agree. For tests and diagnostics (after processes were killed,
+    /// say): it walks every block under the lock, so it costs a pass over the whole list.
+    ///
+    /// ```
+    /// use uniconc::List as _;
+    /// let l = uniconc::process::list::<u64>()?;
+    /// l.extend([1, 2, 3])?;
+    /// assert_eq!(l.check()?, 3);
+    /// # Ok::<(), uniconc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidMessage` naming the first broken invariant (the memory was overwritten by
+    /// something other than this list's operations).
+    pub fn check(&self) -> Result<usize, Error> {
+        super::check::check(&self.s, super::check::Kind::List)
+    }
+
+    #[cfg(test)]
+    pub(super) fn store(&self) -> &Store {
+        &self.s
+    }
+}
+
+/// The committed index and length, checked.
+#[derive(Clone, Copy)]
+struct Index {
+    off: usize,
+    cap: usize,
+    len: usize,
+}
+
+impl Index {
+    fn entry(&self, i: usize) -> usize {
+        self.off + 8 + ENTRY * i
+    }
+
+    fn class(&self) -> usize {
+        class_of(8 + ENTRY * self.cap).expect("checked in `index`")
+    }
+}
+
+fn index(t: &Txn<'_>) -> Result<Index, Error> {
+    let len = usize::try_from(t.get(word::LEN)).map_err(|_| corrupt("the list's length"))?;
+    let off = t.get(word::INDEX_OFF);
+    if off == 0 {
+        if len != 0 {
+            return Err(corrupt("a length without an index"));
+        }
+        return Ok(Index {
+            off: 0,
+            cap: 0,
+            len: 0,
+        });
+    }
+    let cap = usize::try_from(t.get(word::INDEX_CAP))
+        .ok()
+        .filter(|c| *c >= len && *c <= t.s.end() / ENTRY)
+        .ok_or_else(|| corrupt("the list's capacity"))?;
+    let class = class_of(8 + ENTRY * cap).ok_or_else(|| corrupt("the list's capacity"))?;
+    let off = t.block(off, class)?;
+    Ok(Index { off, cap, len })
+}
+
+/// The block and encoded length of element `i` (checked).
+#[inline]
+fn elem(t: &Txn<'_>, ix: &Index, i: usize) -> Result<(usize, usize), Error> {
+    let e = ix.entry(i);
+    let (off, len) = (t.get(e), t.get(e + 8));
+    let off = t.s.heap_range(off, len.saturating_add(8))?;
+    if off % 16 != 0 {
+        return Err(corrupt("a misaligned element"));
+    }
+    Ok((off, len as usize))
+}
+
+fn elem_bytes<'a>(t: &Txn<'a>, ix: &Index, i: usize) -> Result<&'a [u8], Error> {
+    let (off, len) = elem(t, ix, i)?;
+    t.s.bytes(off as u64 + 8, len as u64)
+}
+
+/// Allocates a new index of at least `cap` entries (at least 4); returns (offset, capacity).
+fn new_index(t: &mut Txn<'_>, cap: usize) -> Result<(usize, usize), Error> {
+    let class = cap
+        .max(4)
+        .checked_mul(ENTRY)
+        .and_then(|b| class_of(b + 8))
+        .ok_or_else(|| Error::full("the list has too many elements for its reservation"))?;
+    let off = t.alloc(class)?;
+    Ok((off, (class_size(class) - 8) / ENTRY))
+}
+
+/// Writes entry `i` of an index this transaction owns, or past the committed `len`.
+#[inline]
+fn put_entry(t: &Txn<'_>, at: usize, off: usize, len: usize) {
+    // Unjournaled: free in the committed state (module docs, rule 1). Release: see the module
+    // docs of `collections`.
+    t.fresh_word(at).store(off as u64, Ordering::Release);
+    t.fresh_word(at + 8).store(len as u64, Ordering::Release);
+}
+
+/// Allocates a block for `bytes` and copies them in; returns its offset.
+fn store_elem(t: &mut Txn<'_>, bytes: &[u8]) -> Result<usize, Error> {
+    let class = class_of(8 + bytes.len()).ok_or_else(|| Error::full("element too large"))?;
+    let off = t.alloc(class)?;
+    t.s.write_bytes(off + 8, bytes);
+    Ok(off)
+}
+
+/// Swaps in the index at `off` with `cap` entries and `len` elements, freeing the old one at
+/// commit.
+fn swap_index(t: &mut Txn<'_>, old: &Index, off: usize, cap: usize, len: usize) {
+    t.set(word::INDEX_OFF, off as u64);
+    t.set(word::INDEX_CAP, cap as u64);
+    t.set(word::LEN, len as u64);
+    if old.off != 0 {
+        t.free(old.off, old.class());
+    }
+}
+
+/// Copies `n` entries from `src` to `dst` (a block this transaction owns).
+fn copy_entries(t: &Txn<'_>, src: usize, dst: usize, n: usize) {
+    for i in 0..n {
+        let (o, l) = (t.get(src + ENTRY * i), t.get(src + ENTRY * i + 8));
+        put_entry(t, dst + ENTRY * i, o as usize, l as usize);
+    }
+}
+
+impl<T: Message> List<T> {
+    /// `value` encoded, refusing what the list can never hold.
+    fn encode(&self, value: &T) -> Result<Vec<u8>, Error> {
+        let b = super::encode(value)?;
+        let limit = self.s.max_block() - 8;
+        if b.len() > limit {
+            return Err(MessageError::TooLarge {
+                size: b.len(),
+                limit,
+            }
+            .into());
+        }
+        Ok(b)
+    }
+
+    /// Appends the encoded elements in `items` (lengths in `lens`). Does not commit.
+    fn append(t: &mut Txn<'_>, items: &[u8], lens: &[usize]) -> Result<(), Error> {
+        let ix = index(t)?;
+        let need = ix.len + lens.len();
+        let mut at = ix;
+        if need > ix.cap {
+            let (off, cap) = new_index(t, need.max(ix.cap * 2))?;
+            if ix.off != 0 {
+                copy_entries(t, ix.entry(0), off + 8, ix.len);
+            }
+            at = Index {
+                off,
+                cap,
+                len: ix.len,
+            };
+        }
+        let mut pos = 0;
+        for (k, &n) in lens.iter().enumerate() {
+            let blk = store_elem(t, &items[pos..pos + n])?;
+            put_entry(t, at.entry(ix.len + k), blk, n);
+            pos += n;
+        }
+        if at.off != ix.off {
+            swap_index(t, &ix, at.off, at.cap, need);
+        } else {
+            t.set(word::LEN, need as u64);
+        }
+        Ok(())
+    }
+}
+
+impl<T: Message> uniconc_core::List<T> for List<T> {
+    fn new() -> Result<Self, Error> {
+        Ok(Self {
+            s: Arc::new(Store::new()?),
+            _m: PhantomData,
+        })
+    }
+
+    fn push(&self, value: T) -> Result<(), Error> {
+        let b = self.encode(&value)?;
+        let mut t = self.s.lock();
+        Self::append(&mut t, &b, &[b.len()])?;
+        t.commit();
+        Ok(())
+    }
+
+    fn pop(&self) -> Result<Option<T>, Error> {
+        let mut t = self.s.lock();
+        let ix = index(&t)?;
+        if ix.len == 0 {
+            return Ok(None);
+        }
+        let (off, len) = elem(&t, &ix, ix.len - 1)?;
+        let v = decode(t.s.bytes(off as u64 + 8, len as u64)?);
+        if ix.len == 1 {
+            let _ = t.reset(); // the last element: the whole heap is free again
+        } else {
+            t.set(word::LEN, ix.len as u64 - 1);
+            t.free(off, class_of(8 + len).expect("checked by `elem`"));
+        }
+        t.commit();
+        v.map(Some)
+    }
+
+    fn get(&self, index_: usize) -> Result<Option<T>, Error> {
+        let t = self.s.lock();
+        let ix = index(&t)?;
+        if index_ >= ix.len {
+            return Ok(None);
+        }
+        decode(elem_bytes(&t, &ix, index_)?).map(Some)
+    }
+
+    fn set(&self, i: usize, value: T) -> Result<(), Error> {
+        let b = self.encode(&value)?;
+        let mut t = self.s.lock();
+        let ix = index(&t)?;
+        if i >= ix.len {
+            return Err(index_error(i, ix.len));
+        }
+        let (old, olen) = elem(&t, &ix, i)?;
+        let blk = store_elem(&mut t, &b)?;
+        t.set(ix.entry(i), blk as u64);
+        t.set(ix.entry(i) + 8, b.len() as u64);
+        t.free(old, class_of(8 + olen).expect("checked by `elem`"));
+        t.commit();
+        Ok(())
+    }
+
+    fn insert(&self, i: usize, value: T) -> Result<(), Error> {
+        let b = self.encode(&value)?;
+        let mut t = self.s.lock();
+        let ix = index(&t)?;
+        if i > ix.len {
+            return Err(index_error(i, ix.len));
+        }
+        if i == ix.len {
+            Self::append(&mut t, &b, &[b.len()])?;
+        } else {
+            let blk = store_elem(&mut t, &b)?;
+            let (off, cap) = new_index(&mut t, (ix.len + 1).max(ix.cap))?;
+            copy_entries(&t, ix.entry(0), off + 8, i);
+            put_entry(&t, off + 8 + ENTRY * i, blk, b.len());
+            copy_entries(&t, ix.entry(i), off + 8 + ENTRY * (i + 1), ix.len - i);
+            swap_index(&mut t, &ix, off, cap, ix.len + 1);
+        }
+        t.commit();
+        Ok(())
+    }
+
+    fn remove(&self, i: usize) -> Result<T, Error> {
+        let mut t = self.s.lock();
+        let ix = index(&t)?;
+        if i >= ix.len {
+            return Err(index_error(i, ix.len));
+        }
+        let (off, len) = elem(&t, &ix, i)?;
+        let v = decode(t.s.bytes(off as u64 + 8, len as u64)?);
+        if ix.len == 1 {
+            let _ = t.reset(); // the last element: the whole heap is free again
+            t.commit();
+            return v;
+        }
+        if i + 1 == ix.len {
+            t.set(word::LEN, i as u64);
+        } else {
+            let (noff, cap) = new_index(&mut t, ix.cap)?;
+            copy_entries(&t, ix.entry(0), noff + 8, i);
+            copy_entries(&t, ix.entry(i + 1), noff + 8 + ENTRY * i, ix.len - i - 1);
+            swap_index(&mut t, &ix, noff, cap, ix.len - 1);
+        }
+        t.free(off, class_of(8 + len).expect("checked by `elem`"));
+        t.commit();
+        v
+    }
+
+    fn len(&self) -> usize {
+        self.s.lock().get(word::LEN) as usize
+    }
+
+    fn truncate(&self, len: usize) {
+        let mut t = self.s.lock();
+        let Ok(ix) = index(&t) else {
+            // A corrupt root: nothing can be freed safely.
+            return;
+        };
+        if len >= ix.len {
+            return;
+        }
+        if len == 0 {
+            // Every element and the index go: the whole heap is free again.
+            let top = t.reset();
+            t.commit();
+            t.release_pages(top);
+            return;
+        }
+        t.set(word::LEN, len as u64);
+        // Freed directly: nothing is allocated after them (module docs, rule 3).
+        for i in len..ix.len {
+            if let Ok((off, n)) = elem(&t, &ix, i) {
+                t.free_now(off, class_of(8 + n).expect("checked by `elem`"));
+            }
+        }
+        t.commit();
+    }
+
+    fn extend<I: IntoIterator<Item = T>>(&self, items: I) -> Result<(), Error> {
+        let mut bytes = Vec::new();
+        let mut lens = Vec::new();
+        for v in items {
+            let b = self.encode(&v)?;
+            bytes.extend_from_slice(&b);
+            lens.push(b.len());
+        }
+        if lens.is_empty() {
+            return Ok(());
+        }
+        let mut t = self.s.lock();
+        Self::append(&mut t, &bytes, &lens)?;
+        t.commit();
+        Ok(())
+    }
+
+    fn reverse(&self) -> Result<(), Error> {
+        let mut t = self.s.lock();
+        let ix = index(&t)?;
+        if ix.len < 2 {
+            return Ok(());
+        }
+        let (off, cap) = new_index(&mut t, ix.cap)?;
+        for i in 0..ix.len {
+            let (o, l) = (t.get(ix.entry(i)), t.get(ix.entry(i) + 8));
+            put_entry(
+                &t,
+                off + 8 + ENTRY * (ix.len - 1 - i),
+                o as usize,
+                l as usize,
+            );
+        }
+        swap_index(&mut t, &ix, off, cap, ix.len);
+        t.commit();
+        Ok(())
+    }
+
+    fn to_vec(&self) -> Result<Vec<T>, Error> {
+        let t = self.s.lock();
+        let ix = index(&t)?;
+        let mut out = Vec::with_capacity(ix.len);
+        for i in 0..ix.len {
+            out.push(decode(elem_bytes(&t, &ix, i)?)?);
+        }
+        Ok(out)
+    }
+
+    fn update<U>(&self, f: impl FnOnce(&mut Vec<T>) -> U) -> Result<U, Error> {
+        let mut t = self.s.lock();
+        let ix = index(&t)?;
+        let mut items = Vec::with_capacity(ix.len);
+        for i in 0..ix.len {
+            items.push(decode::<T>(elem_bytes(&t, &ix, i)?)?);
+        }
+        // A panic in `f` unwinds through `t`: nothing was written, the lock is released.
+        let out = f(&mut items);
+        let encoded = items
+            .iter()
+            .map(|v| self.encode(v))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (off, cap) = new_index(&mut t, encoded.len())?;
+        for (i, b) in encoded.iter().enumerate() {
+            let blk = store_elem(&mut t, b)?;
+            put_entry(&t, off + 8 + ENTRY * i, blk, b.len());
+        }
+        // Every allocation is made: the old elements can be freed directly (module docs,
+        // rule 3), then the old index (deferred, with the swap).
+        for i in 0..ix.len {
+            let (eoff, n) = elem(&t, &ix, i)?;
+            t.free_now(eoff, class_of(8 + n).expect("checked by `elem`"));
+        }
+        swap_index(&mut t, &ix, off, cap, encoded.len());
+        t.commit();
+        Ok(out)
+    }
+}
