@@ -57,7 +57,12 @@ pub(super) fn check(s: &Store, kind: Kind) -> Result<usize, Error> {
                 }
                 for i in 0..len {
                     let e = root + 8 + 16 * i;
-                    block(w(e), 8 + w(e + 8) as usize, &mut blocks)?;
+                    let n = w(e + 8);
+                    if n & super::list::INLINE == 0 {
+                        block(w(e), 8 + n as usize, &mut blocks)?;
+                    } else if n & !super::list::INLINE > 8 {
+                        return bad("an inline element's length");
+                    }
                     live += 1;
                 }
             }

@@ -42,7 +42,7 @@ impl Txn<'_> {
     /// Must not be called after [`free`](Txn::free) in the same transaction (frees run at
     /// commit, so they cannot be reused by the same transaction anyway).
     pub(super) fn alloc(&mut self, class: usize) -> Result<usize, Error> {
-        debug_assert!(self.frees.is_empty(), "alloc after free in one transaction");
+        debug_assert!(!self.has_frees(), "alloc after free in one transaction");
         let size = class_size(class);
         if size > self.s.max_block() {
             return Err(Error::full(format!(
@@ -115,11 +115,6 @@ impl Txn<'_> {
         Ok(None)
     }
 
-    /// Frees the block at `off` of `class` when the transaction commits.
-    pub(super) fn free(&mut self, off: usize, class: usize) {
-        self.frees.push((off, class));
-    }
-
     /// Pushes the block onto its free list (at commit, after every allocation).
     pub(super) fn free_now(&mut self, off: usize, class: usize) {
         let head = self.get(word::head(class));
@@ -137,7 +132,7 @@ impl Txn<'_> {
     /// Returns the old top, for [`release_pages`](Txn::release_pages).
     pub(super) fn reset(&mut self) -> usize {
         let top = self.get(word::TOP) as usize;
-        self.frees.clear();
+        self.forget_frees();
         for k in 0..NCLASS {
             if self.get(word::head(k)) != 0 {
                 self.set(word::head(k), 0);

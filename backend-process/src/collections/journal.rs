@@ -23,6 +23,9 @@ struct Entry {
     old: AtomicU64,
 }
 
+/// The most frees one transaction defers.
+const MAX_DEFERRED: usize = 4;
+
 #[cfg(test)]
 thread_local! {
     /// Tests: transactions begun on this thread stop ("crash") at their `k`-th journaled
@@ -38,8 +41,10 @@ pub(crate) struct Txn<'a> {
     pub(super) s: &'a Store,
     /// Header words already journaled in this transaction (bit `i`: word `i`).
     saved: u64,
-    /// Deferred frees: `(block offset, class)`.
-    pub(super) frees: Vec<(usize, usize)>,
+    /// Deferred frees: `(block offset, class)`, the first `nfrees`. An operation defers at
+    /// most two (an old entry and an old root), so a fixed array, not a heap allocation.
+    frees: [(usize, usize); MAX_DEFERRED],
+    nfrees: usize,
     /// Set by a simulated crash (tests): drop neither rolls back nor unlocks, as a SIGKILL.
     #[cfg(test)]
     pub(super) crashed: bool,
@@ -55,7 +60,8 @@ impl<'a> Txn<'a> {
         let t = Self {
             s,
             saved: 0,
-            frees: Vec::new(),
+            frees: [(0, 0); MAX_DEFERRED],
+            nfrees: 0,
             #[cfg(test)]
             crashed: false,
             #[cfg(test)]
@@ -151,8 +157,8 @@ impl<'a> Txn<'a> {
 
     /// Runs the deferred frees and commits: the journal length back to 0.
     pub(super) fn commit(&mut self) {
-        let frees = std::mem::take(&mut self.frees);
-        for (off, class) in frees {
+        for i in 0..std::mem::take(&mut self.nfrees) {
+            let (off, class) = self.frees[i];
             self.free_now(off, class);
         }
         #[cfg(test)]
@@ -164,6 +170,26 @@ impl<'a> Txn<'a> {
         // Release: every write of the transaction is stored before the commit.
         self.s.hdr().journal_len.store(0, Ordering::Release);
         self.saved = 0;
+    }
+
+    /// Frees the block at `off` of `class` when the transaction commits.
+    pub(super) fn free(&mut self, off: usize, class: usize) {
+        assert!(
+            self.nfrees < MAX_DEFERRED,
+            "too many deferred frees (a bug)"
+        );
+        self.frees[self.nfrees] = (off, class);
+        self.nfrees += 1;
+    }
+
+    /// Drops the deferred frees (the blocks are freed another way: see `Txn::reset`).
+    pub(super) fn forget_frees(&mut self) {
+        self.nfrees = 0;
+    }
+
+    /// `true` once a free was deferred (no allocation may follow).
+    pub(super) fn has_frees(&self) -> bool {
+        self.nfrees != 0
     }
 
     /// A heap word's atomic, for plain (unjournaled) writes into blocks this transaction

@@ -7,6 +7,7 @@
 //! beside the old one and swap it in; `truncate` and `clear` free the dropped elements with a
 //! constant-size journal (see the module docs of `collections`).
 
+use std::any::{Any, TypeId};
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -18,12 +19,15 @@ use uniconc_core::{Error, Message, MessageError};
 use super::heap::{class_of, class_size};
 use super::{Store, Txn, corrupt, decode, word};
 
-/// Bytes of one index entry: two words at `index + 8 + 16 * i`, the element's block offset
-/// and its encoded length.
+/// Bytes of one index entry: two words at `index + 8 + 16 * i`. The second is the element's
+/// encoded length, with [`INLINE`] set when the element's bytes (at most 8) are the first
+/// word itself (little-endian); otherwise the first word is the offset of the element's block.
 ///
-/// Invariants: entries `0 .. len` are live, each naming a block of class
+/// Invariants: entries `0 .. len` are live; each that is not inline names a block of class
 /// `class_of(8 + length)` allocated to it alone; entries past `len` mean nothing.
 const ENTRY: usize = 16;
+/// The flag, in an entry's length word, of an element stored in the entry.
+pub(super) const INLINE: u64 = 1 << 63;
 
 /// A shared list in shared memory (Python's `Manager().list()` without the server process);
 /// see [`uniconc_core::List`] for every method.
@@ -162,21 +166,58 @@ fn index(t: &Txn<'_>) -> Result<Index, Error> {
     Ok(Index { off, cap, len })
 }
 
-/// The block and encoded length of element `i` (checked).
+/// Where element `i`'s bytes are.
+#[derive(Clone, Copy)]
+enum Elem {
+    /// In the entry: `len` (at most 8) bytes of `word`, little-endian.
+    Inline { word: u64, len: usize },
+    /// In the block at `off` (bytes from `off + 8`).
+    Block { off: usize, len: usize },
+}
+
+impl Elem {
+    /// Frees the element's block, at commit (`now`: at once; see `Txn::free_now`).
+    fn free(self, t: &mut Txn<'_>, now: bool) {
+        if let Elem::Block { off, len } = self {
+            let class = class_of(8 + len).expect("checked by `elem`");
+            if now {
+                t.free_now(off, class);
+            } else {
+                t.free(off, class);
+            }
+        }
+    }
+
+    /// Decodes the element.
+    #[inline]
+    fn decode<T: Message>(self, t: &Txn<'_>) -> Result<T, Error> {
+        match self {
+            Elem::Inline { word, len } => decode(&word.to_le_bytes()[..len]),
+            Elem::Block { off, len } => decode(t.s.bytes(off as u64 + 8, len as u64)?),
+        }
+    }
+}
+
+/// Element `i` (checked).
 #[inline]
-fn elem(t: &Txn<'_>, ix: &Index, i: usize) -> Result<(usize, usize), Error> {
+fn elem(t: &Txn<'_>, ix: &Index, i: usize) -> Result<Elem, Error> {
     let e = ix.entry(i);
-    let (off, len) = (t.get(e), t.get(e + 8));
-    let off = t.s.heap_range(off, len.saturating_add(8))?;
+    let (w, n) = (t.get(e), t.get(e + 8));
+    if n & INLINE != 0 {
+        let len = (n & !INLINE) as usize;
+        if len > 8 {
+            return Err(corrupt("an inline element's length"));
+        }
+        return Ok(Elem::Inline { word: w, len });
+    }
+    let off = t.s.heap_range(w, n.saturating_add(8))?;
     if off % 16 != 0 {
         return Err(corrupt("a misaligned element"));
     }
-    Ok((off, len as usize))
-}
-
-fn elem_bytes<'a>(t: &Txn<'a>, ix: &Index, i: usize) -> Result<&'a [u8], Error> {
-    let (off, len) = elem(t, ix, i)?;
-    t.s.bytes(off as u64 + 8, len as u64)
+    Ok(Elem::Block {
+        off,
+        len: n as usize,
+    })
 }
 
 /// Allocates a new index of at least `cap` entries (at least 4); returns (offset, capacity).
@@ -190,21 +231,28 @@ fn new_index(t: &mut Txn<'_>, cap: usize) -> Result<(usize, usize), Error> {
     Ok((off, (class_size(class) - 8) / ENTRY))
 }
 
-/// Writes entry `i` of an index this transaction owns, or past the committed `len`.
+/// Writes the two words of an entry in an index this transaction owns, or past the
+/// committed `len`.
 #[inline]
-fn put_entry(t: &Txn<'_>, at: usize, off: usize, len: usize) {
+fn put_entry(t: &Txn<'_>, at: usize, (w, n): (u64, u64)) {
     // Unjournaled: free in the committed state (module docs, rule 1). Release: see the module
     // docs of `collections`.
-    t.fresh_word(at).store(off as u64, Ordering::Release);
-    t.fresh_word(at + 8).store(len as u64, Ordering::Release);
+    t.fresh_word(at).store(w, Ordering::Release);
+    t.fresh_word(at + 8).store(n, Ordering::Release);
 }
 
-/// Allocates a block for `bytes` and copies them in; returns its offset.
-fn store_elem(t: &mut Txn<'_>, bytes: &[u8]) -> Result<usize, Error> {
+/// Stores an element's `bytes`: in the entry if they fit a word, else in a block allocated
+/// for them. Returns the entry's two words.
+fn store_elem(t: &mut Txn<'_>, bytes: &[u8]) -> Result<(u64, u64), Error> {
+    if bytes.len() <= 8 {
+        let mut w = [0u8; 8];
+        w[..bytes.len()].copy_from_slice(bytes);
+        return Ok((u64::from_le_bytes(w), bytes.len() as u64 | INLINE));
+    }
     let class = class_of(8 + bytes.len()).ok_or_else(|| Error::full("element too large"))?;
     let off = t.alloc(class)?;
     t.s.write_bytes(off + 8, bytes);
-    Ok(off)
+    Ok((off as u64, bytes.len() as u64))
 }
 
 /// Swaps in the index at `off` with `cap` entries and `len` elements, freeing the old one at
@@ -221,9 +269,43 @@ fn swap_index(t: &mut Txn<'_>, old: &Index, off: usize, cap: usize, len: usize) 
 /// Copies `n` entries from `src` to `dst` (a block this transaction owns).
 fn copy_entries(t: &Txn<'_>, src: usize, dst: usize, n: usize) {
     for i in 0..n {
-        let (o, l) = (t.get(src + ENTRY * i), t.get(src + ENTRY * i + 8));
-        put_entry(t, dst + ENTRY * i, o as usize, l as usize);
+        let words = (t.get(src + ENTRY * i), t.get(src + ENTRY * i + 8));
+        put_entry(t, dst + ENTRY * i, words);
     }
+}
+
+/// `to_vec` of a `List<u64>` without serde: an inline element's varint (the codec's
+/// encoding of a `u64`: one byte below 251, else a marker 251/252/253 and 2/4/8 bytes
+/// little-endian) is read directly; anything else goes through the codec, so the result and
+/// the errors are the codec's.
+fn to_vec_u64(t: &Txn<'_>, ix: &Index) -> Result<Vec<u64>, Error> {
+    /// The value of an inline varint entry, or `None` for anything else.
+    #[inline(always)]
+    fn fast(w: u64, n: u64) -> Option<u64> {
+        match (n & !INLINE, w as u8) {
+            (1, b) if b < 251 => Some(u64::from(b)),
+            (3, 251) => Some((w >> 8) & 0xffff),
+            (5, 252) => Some((w >> 8) & 0xffff_ffff),
+            _ => None,
+        }
+        .filter(|_| n & INLINE != 0)
+    }
+    let entries = if ix.len == 0 {
+        &[][..]
+    } else {
+        t.s.words(ix.entry(0), 2 * ix.len)?
+    };
+    let mut out = Vec::with_capacity(ix.len);
+    // The common case in a tight loop: every element inline; the rest one by one.
+    out.extend(entries.chunks_exact(2).map_while(|e| fast(e[0], e[1])));
+    for i in out.len()..ix.len {
+        let v = match fast(entries[2 * i], entries[2 * i + 1]) {
+            Some(v) => v,
+            None => elem(t, ix, i)?.decode(t)?,
+        };
+        out.push(v);
+    }
+    Ok(out)
 }
 
 impl<T: Message> List<T> {
@@ -259,8 +341,8 @@ impl<T: Message> List<T> {
         }
         let mut pos = 0;
         for (k, &n) in lens.iter().enumerate() {
-            let blk = store_elem(t, &items[pos..pos + n])?;
-            put_entry(t, at.entry(ix.len + k), blk, n);
+            let words = store_elem(t, &items[pos..pos + n])?;
+            put_entry(t, at.entry(ix.len + k), words);
             pos += n;
         }
         if at.off != ix.off {
@@ -294,13 +376,13 @@ impl<T: Message> uniconc_core::List<T> for List<T> {
         if ix.len == 0 {
             return Ok(None);
         }
-        let (off, len) = elem(&t, &ix, ix.len - 1)?;
-        let v = decode(t.s.bytes(off as u64 + 8, len as u64)?);
+        let e = elem(&t, &ix, ix.len - 1)?;
+        let v = e.decode(&t);
         if ix.len == 1 {
             let _ = t.reset(); // the last element: the whole heap is free again
         } else {
             t.set(word::LEN, ix.len as u64 - 1);
-            t.free(off, class_of(8 + len).expect("checked by `elem`"));
+            e.free(&mut t, false);
         }
         t.commit();
         v.map(Some)
@@ -312,7 +394,7 @@ impl<T: Message> uniconc_core::List<T> for List<T> {
         if index_ >= ix.len {
             return Ok(None);
         }
-        decode(elem_bytes(&t, &ix, index_)?).map(Some)
+        elem(&t, &ix, index_)?.decode(&t).map(Some)
     }
 
     fn set(&self, i: usize, value: T) -> Result<(), Error> {
@@ -322,11 +404,11 @@ impl<T: Message> uniconc_core::List<T> for List<T> {
         if i >= ix.len {
             return Err(index_error(i, ix.len));
         }
-        let (old, olen) = elem(&t, &ix, i)?;
-        let blk = store_elem(&mut t, &b)?;
-        t.set(ix.entry(i), blk as u64);
-        t.set(ix.entry(i) + 8, b.len() as u64);
-        t.free(old, class_of(8 + olen).expect("checked by `elem`"));
+        let old = elem(&t, &ix, i)?;
+        let (w, n) = store_elem(&mut t, &b)?;
+        t.set(ix.entry(i), w);
+        t.set(ix.entry(i) + 8, n);
+        old.free(&mut t, false);
         t.commit();
         Ok(())
     }
@@ -341,10 +423,10 @@ impl<T: Message> uniconc_core::List<T> for List<T> {
         if i == ix.len {
             Self::append(&mut t, &b, &[b.len()])?;
         } else {
-            let blk = store_elem(&mut t, &b)?;
+            let words = store_elem(&mut t, &b)?;
             let (off, cap) = new_index(&mut t, (ix.len + 1).max(ix.cap))?;
             copy_entries(&t, ix.entry(0), off + 8, i);
-            put_entry(&t, off + 8 + ENTRY * i, blk, b.len());
+            put_entry(&t, off + 8 + ENTRY * i, words);
             copy_entries(&t, ix.entry(i), off + 8 + ENTRY * (i + 1), ix.len - i);
             swap_index(&mut t, &ix, off, cap, ix.len + 1);
         }
@@ -358,8 +440,8 @@ impl<T: Message> uniconc_core::List<T> for List<T> {
         if i >= ix.len {
             return Err(index_error(i, ix.len));
         }
-        let (off, len) = elem(&t, &ix, i)?;
-        let v = decode(t.s.bytes(off as u64 + 8, len as u64)?);
+        let e = elem(&t, &ix, i)?;
+        let v = e.decode(&t);
         if ix.len == 1 {
             let _ = t.reset(); // the last element: the whole heap is free again
             t.commit();
@@ -373,7 +455,7 @@ impl<T: Message> uniconc_core::List<T> for List<T> {
             copy_entries(&t, ix.entry(i + 1), noff + 8 + ENTRY * i, ix.len - i - 1);
             swap_index(&mut t, &ix, noff, cap, ix.len - 1);
         }
-        t.free(off, class_of(8 + len).expect("checked by `elem`"));
+        e.free(&mut t, false);
         t.commit();
         v
     }
@@ -401,8 +483,8 @@ impl<T: Message> uniconc_core::List<T> for List<T> {
         t.set(word::LEN, len as u64);
         // Freed directly: nothing is allocated after them (module docs, rule 3).
         for i in len..ix.len {
-            if let Ok((off, n)) = elem(&t, &ix, i) {
-                t.free_now(off, class_of(8 + n).expect("checked by `elem`"));
+            if let Ok(e) = elem(&t, &ix, i) {
+                e.free(&mut t, true);
             }
         }
         t.commit();
@@ -433,13 +515,8 @@ impl<T: Message> uniconc_core::List<T> for List<T> {
         }
         let (off, cap) = new_index(&mut t, ix.cap)?;
         for i in 0..ix.len {
-            let (o, l) = (t.get(ix.entry(i)), t.get(ix.entry(i) + 8));
-            put_entry(
-                &t,
-                off + 8 + ENTRY * (ix.len - 1 - i),
-                o as usize,
-                l as usize,
-            );
+            let words = (t.get(ix.entry(i)), t.get(ix.entry(i) + 8));
+            put_entry(&t, off + 8 + ENTRY * (ix.len - 1 - i), words);
         }
         swap_index(&mut t, &ix, off, cap, ix.len);
         t.commit();
@@ -449,9 +526,13 @@ impl<T: Message> uniconc_core::List<T> for List<T> {
     fn to_vec(&self) -> Result<Vec<T>, Error> {
         let t = self.s.lock();
         let ix = index(&t)?;
+        if TypeId::of::<T>() == TypeId::of::<u64>() {
+            let v: Box<dyn Any> = Box::new(to_vec_u64(&t, &ix)?);
+            return Ok(*v.downcast::<Vec<T>>().expect("T is u64"));
+        }
         let mut out = Vec::with_capacity(ix.len);
         for i in 0..ix.len {
-            out.push(decode(elem_bytes(&t, &ix, i)?)?);
+            out.push(elem(&t, &ix, i)?.decode(&t)?);
         }
         Ok(out)
     }
@@ -461,7 +542,7 @@ impl<T: Message> uniconc_core::List<T> for List<T> {
         let ix = index(&t)?;
         let mut items = Vec::with_capacity(ix.len);
         for i in 0..ix.len {
-            items.push(decode::<T>(elem_bytes(&t, &ix, i)?)?);
+            items.push(elem(&t, &ix, i)?.decode::<T>(&t)?);
         }
         // A panic in `f` unwinds through `t`: nothing was written, the lock is released.
         let out = f(&mut items);
@@ -471,14 +552,13 @@ impl<T: Message> uniconc_core::List<T> for List<T> {
             .collect::<Result<Vec<_>, _>>()?;
         let (off, cap) = new_index(&mut t, encoded.len())?;
         for (i, b) in encoded.iter().enumerate() {
-            let blk = store_elem(&mut t, b)?;
-            put_entry(&t, off + 8 + ENTRY * i, blk, b.len());
+            let words = store_elem(&mut t, b)?;
+            put_entry(&t, off + 8 + ENTRY * i, words);
         }
         // Every allocation is made: the old elements can be freed directly (module docs,
         // rule 3), then the old index (deferred, with the swap).
         for i in 0..ix.len {
-            let (eoff, n) = elem(&t, &ix, i)?;
-            t.free_now(eoff, class_of(8 + n).expect("checked by `elem`"));
+            elem(&t, &ix, i)?.free(&mut t, true);
         }
         swap_index(&mut t, &ix, off, cap, encoded.len());
         t.commit();

@@ -130,6 +130,22 @@ impl<K, V> Map<K, V> {
     }
 }
 
+/// Runs `f` on `key` encoded, in a stack buffer when it is small (lookups allocate nothing
+/// for the key).
+fn with_key<Q: Serialize + ?Sized, R>(
+    key: &Q,
+    f: impl FnOnce(&[u8]) -> Result<R, Error>,
+) -> Result<R, Error> {
+    let size = encoded_size(key)?;
+    let mut stack = [0u8; 64];
+    if size <= stack.len() {
+        codec::encode_into(key, &mut stack[..size])?;
+        f(&stack[..size])
+    } else {
+        f(&super::encode(key)?)
+    }
+}
+
 /// The process-independent hash of a key (see the module docs).
 fn hash_of<Q: Hash + ?Sized>(q: &Q) -> u64 {
     let mut h = DefaultHasher::new();
@@ -371,7 +387,22 @@ where
     K: Message + Hash + Eq,
     V: Message,
 {
-    /// `key` then `value` encoded into one buffer; the key's length.
+    /// `key` then `value` encoded into one buffer, and the key's length.
+    fn encode_entry(&self, key: &K, value: &V) -> Result<(Vec<u8>, usize), Error> {
+        let ks = encoded_size(key)?;
+        let vs = encoded_size(value)?;
+        let size = ks.saturating_add(vs);
+        let limit = self.s.max_block() - 8;
+        if size > limit {
+            return Err(MessageError::TooLarge { size, limit }.into());
+        }
+        let mut kv = vec![0u8; size];
+        codec::encode_into(key, &mut kv[..ks])?;
+        codec::encode_into(value, &mut kv[ks..])?;
+        Ok((kv, ks))
+    }
+
+    /// The encoded key `kb` then `value` encoded into one buffer.
     fn encode_kv(&self, kb: &[u8], value: &V) -> Result<Vec<u8>, Error> {
         let vs = encoded_size(value)?;
         let size = kb.len() + vs;
@@ -427,16 +458,16 @@ where
     }
 
     fn insert(&self, key: K, value: V) -> Result<Option<V>, Error> {
-        let kb = super::encode(&key)?;
-        let kv = self.encode_kv(&kb, &value)?;
+        let (kv, klen) = self.encode_entry(&key, &value)?;
+        let kb = &kv[..klen];
         let hash = hash_of(&key);
         let mut t = self.s.lock();
-        let p = Self::lookup(&t, &key, &kb, hash)?;
+        let p = Self::lookup(&t, &key, kb, hash)?;
         let old = match p {
             Probe::Found(b) => Some(entry(&t, b).and_then(|e| decode(value_bytes(&t, e)?))),
             Probe::Vacant(_) => None,
         };
-        put(&mut t, p, hash, &kv, kb.len())?;
+        put(&mut t, p, hash, &kv, klen)?;
         t.commit();
         old.transpose()
     }
@@ -446,13 +477,14 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + Serialize + ?Sized,
     {
-        let kb = super::encode(key)?;
         let hash = hash_of(key);
-        let t = self.s.lock();
-        match Self::lookup(&t, key, &kb, hash)? {
-            Probe::Found(b) => Ok(Some(decode(value_bytes(&t, entry(&t, b)?)?)?)),
-            Probe::Vacant(_) => Ok(None),
-        }
+        with_key(key, |kb| {
+            let t = self.s.lock();
+            match Self::lookup(&t, key, kb, hash)? {
+                Probe::Found(b) => Ok(Some(decode(value_bytes(&t, entry(&t, b)?)?)?)),
+                Probe::Vacant(_) => Ok(None),
+            }
+        })
     }
 
     fn remove<Q>(&self, key: &Q) -> Result<Option<V>, Error>
@@ -460,21 +492,22 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + Serialize + ?Sized,
     {
-        let kb = super::encode(key)?;
         let hash = hash_of(key);
-        let mut t = self.s.lock();
-        match Self::lookup(&t, key, &kb, hash)? {
-            Probe::Found(b) => {
-                let old = decode(value_bytes(&t, entry(&t, b)?)?);
-                take(&mut t, b)?;
-                if t.get(word::LEN) == 0 {
-                    let _ = t.reset(); // the last entry: the whole heap is free again
+        with_key(key, |kb| {
+            let mut t = self.s.lock();
+            match Self::lookup(&t, key, kb, hash)? {
+                Probe::Found(b) => {
+                    let old = decode(value_bytes(&t, entry(&t, b)?)?);
+                    take(&mut t, b)?;
+                    if t.get(word::LEN) == 0 {
+                        let _ = t.reset(); // the last entry: the whole heap is free again
+                    }
+                    t.commit();
+                    old.map(Some)
                 }
-                t.commit();
-                old.map(Some)
+                Probe::Vacant(_) => Ok(None),
             }
-            Probe::Vacant(_) => Ok(None),
-        }
+        })
     }
 
     fn contains_key<Q>(&self, key: &Q) -> Result<bool, Error>

@@ -246,6 +246,21 @@ impl Store {
         Ok(unsafe { std::slice::from_raw_parts(self.region.base().add(off), len as usize) })
     }
 
+    /// The `n` words at `off` (checked against the heap's bounds and 8-aligned), for a bulk
+    /// read under the lock.
+    #[inline]
+    pub(super) fn words(&self, off: usize, n: usize) -> Result<&[u64], Error> {
+        let bytes = n.checked_mul(8).ok_or_else(|| corrupt("a length"))?;
+        let off = self.heap_range(off as u64, bytes as u64)?;
+        if off % 8 != 0 {
+            return Err(corrupt("a misaligned offset"));
+        }
+        // SAFETY: in bounds and aligned (checked above); the caller holds the lock, so no
+        // process or thread writes these words while the slice lives (it borrows the lock
+        // holder's `Txn`); `u64` is valid for any bits.
+        Ok(unsafe { std::slice::from_raw_parts(self.region.base().add(off).cast::<u64>(), n) })
+    }
+
     /// Copies `src` to `off`, which the caller allocated (in bounds: `alloc` checked it).
     #[inline]
     pub(super) fn write_bytes(&self, off: usize, src: &[u8]) {
