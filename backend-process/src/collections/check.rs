@@ -59,7 +59,7 @@ pub(super) fn check(s: &Store, kind: Kind) -> Result<usize, Error> {
                     let e = root + 8 + 16 * i;
                     let n = w(e + 8);
                     if n & super::list::INLINE == 0 {
-                        block(w(e), 8 + n as usize, &mut blocks)?;
+                        block(w(e), (n as usize).saturating_add(8), &mut blocks)?;
                     } else if n & !super::list::INLINE > 8 {
                         return bad("an inline element's length");
                     }

@@ -17,7 +17,7 @@ use uniconc_core::state::index_error;
 use uniconc_core::{Error, Message, MessageError};
 
 use super::heap::{class_of, class_size};
-use super::{Store, Txn, corrupt, decode, word};
+use super::{Copied, Store, Txn, corrupt, decode, word};
 
 /// Bytes of one index entry: two words at `index + 8 + 16 * i`. The second is the element's
 /// encoded length, with [`INLINE`] set when the element's bytes (at most 8) are the first
@@ -186,6 +186,15 @@ impl Elem {
                 t.free(off, class);
             }
         }
+    }
+
+    /// A private copy of the element's bytes, to decode after the lock is released.
+    #[inline]
+    fn copy(self, t: &Txn<'_>) -> Result<Copied, Error> {
+        Ok(match self {
+            Elem::Inline { word, len } => Copied::of(&word.to_le_bytes()[..len]),
+            Elem::Block { off, len } => Copied::of(t.s.bytes(off as u64 + 8, len as u64)?),
+        })
     }
 
     /// Decodes the element.
@@ -377,7 +386,7 @@ impl<T: Message> uniconc_core::List<T> for List<T> {
             return Ok(None);
         }
         let e = elem(&t, &ix, ix.len - 1)?;
-        let v = e.decode(&t);
+        let v = e.copy(&t)?;
         if ix.len == 1 {
             let _ = t.reset(); // the last element: the whole heap is free again
         } else {
@@ -385,7 +394,8 @@ impl<T: Message> uniconc_core::List<T> for List<T> {
             e.free(&mut t, false);
         }
         t.commit();
-        v.map(Some)
+        drop(t);
+        v.decode().map(Some) // after the lock is released
     }
 
     fn get(&self, index_: usize) -> Result<Option<T>, Error> {
@@ -394,7 +404,9 @@ impl<T: Message> uniconc_core::List<T> for List<T> {
         if index_ >= ix.len {
             return Ok(None);
         }
-        elem(&t, &ix, index_)?.decode(&t).map(Some)
+        let v = elem(&t, &ix, index_)?.copy(&t)?;
+        drop(t);
+        v.decode().map(Some) // after the lock is released
     }
 
     fn set(&self, i: usize, value: T) -> Result<(), Error> {
@@ -441,11 +453,12 @@ impl<T: Message> uniconc_core::List<T> for List<T> {
             return Err(index_error(i, ix.len));
         }
         let e = elem(&t, &ix, i)?;
-        let v = e.decode(&t);
+        let v = e.copy(&t)?;
         if ix.len == 1 {
             let _ = t.reset(); // the last element: the whole heap is free again
             t.commit();
-            return v;
+            drop(t);
+            return v.decode();
         }
         if i + 1 == ix.len {
             t.set(word::LEN, i as u64);
@@ -457,7 +470,8 @@ impl<T: Message> uniconc_core::List<T> for List<T> {
         }
         e.free(&mut t, false);
         t.commit();
-        v
+        drop(t);
+        v.decode() // after the lock is released
     }
 
     fn len(&self) -> usize {

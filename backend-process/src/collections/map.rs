@@ -22,7 +22,7 @@ use serde::Serialize;
 use uniconc_core::{Error, Message, MessageError, codec};
 
 use super::heap::{class_of, class_size};
-use super::{Store, Txn, corrupt, decode, encoded_size, word};
+use super::{Copied, Store, Txn, corrupt, decode, encoded_size, word};
 
 /// Bytes of one bucket: `#[repr(C)]`-like, three words at `table + 8 + 24 * i`:
 /// `hash`, `off` (the entry's block; [`EMPTY`] or [`TOMB`] when there is none), and
@@ -464,12 +464,14 @@ where
         let mut t = self.s.lock();
         let p = Self::lookup(&t, &key, kb, hash)?;
         let old = match p {
-            Probe::Found(b) => Some(entry(&t, b).and_then(|e| decode(value_bytes(&t, e)?))),
+            Probe::Found(b) => Some(entry(&t, b).and_then(|e| Ok(Copied::of(value_bytes(&t, e)?)))),
             Probe::Vacant(_) => None,
         };
         put(&mut t, p, hash, &kv, klen)?;
         t.commit();
-        old.transpose()
+        drop(t);
+        // Decoded after the lock is released.
+        old.map(|c| c?.decode()).transpose()
     }
 
     fn get<Q>(&self, key: &Q) -> Result<Option<V>, Error>
@@ -478,13 +480,15 @@ where
         Q: Hash + Eq + Serialize + ?Sized,
     {
         let hash = hash_of(key);
-        with_key(key, |kb| {
+        let found = with_key(key, |kb| {
             let t = self.s.lock();
             match Self::lookup(&t, key, kb, hash)? {
-                Probe::Found(b) => Ok(Some(decode(value_bytes(&t, entry(&t, b)?)?)?)),
+                Probe::Found(b) => Ok(Some(Copied::of(value_bytes(&t, entry(&t, b)?)?))),
                 Probe::Vacant(_) => Ok(None),
             }
-        })
+        })?;
+        // Decoded after the lock is released.
+        found.map(|c| c.decode()).transpose()
     }
 
     fn remove<Q>(&self, key: &Q) -> Result<Option<V>, Error>

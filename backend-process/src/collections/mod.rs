@@ -345,6 +345,39 @@ pub(super) fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>,
     Ok(buf)
 }
 
+/// A private copy of a few stored bytes, on the stack when they are small: taken under the
+/// lock, decoded after it is released, so the lock is not held across the decode's
+/// allocations.
+pub(super) enum Copied {
+    /// Up to 64 bytes: the first `.1` of the array.
+    Stack([u8; 64], usize),
+    /// More.
+    Heap(Vec<u8>),
+}
+
+impl Copied {
+    /// A copy of `bytes`.
+    #[inline]
+    pub(super) fn of(bytes: &[u8]) -> Self {
+        if bytes.len() <= 64 {
+            let mut a = [0u8; 64];
+            a[..bytes.len()].copy_from_slice(bytes);
+            Copied::Stack(a, bytes.len())
+        } else {
+            Copied::Heap(bytes.to_vec())
+        }
+    }
+
+    /// Decodes a `T` from the copy.
+    #[inline]
+    pub(super) fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, Error> {
+        match self {
+            Copied::Stack(a, n) => decode(&a[..*n]),
+            Copied::Heap(v) => decode(v),
+        }
+    }
+}
+
 /// Decodes a `T` from `bytes`.
 #[inline]
 pub(super) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
