@@ -22,7 +22,14 @@ pub(super) enum Kind {
 /// in two places); `used` is the live total; `len` the number of live entries (and `tombs`
 /// the map's tombstones). Returns `len`.
 pub(super) fn check(s: &Store, kind: Kind) -> Result<usize, Error> {
-    let t = s.lock();
+    let mut t = s.lock();
+    if let Kind::List = kind {
+        super::list::finish_pending(&mut t)?;
+    }
+    if t.get(word::PENDING) != 0 {
+        return Err(corrupt("a remove still pending"));
+    }
+    let t = t;
     let bad = |what: &str| Err(corrupt(what));
     let w = |off: usize| t.get(off);
     if s.hdr().journal_len.load(Ordering::Relaxed) != 0 {

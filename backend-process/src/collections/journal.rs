@@ -28,11 +28,10 @@ const MAX_DEFERRED: usize = 4;
 
 #[cfg(test)]
 thread_local! {
-    /// Tests: transactions begun on this thread stop ("crash") at their `k`-th journaled
-    /// write, or before their commit if they make fewer.
+    /// Tests: a transaction begun on this thread stops ("crashes") at its `k`-th crash point:
+    /// the points are each journaled write and each commit, counted over the `Txn`'s life
+    /// (an operation that commits several steps has the points of all of them).
     pub(super) static CRASH_AT: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
-    /// Tests: set when a simulated crash hit the commit (the operation had run to its end).
-    pub(super) static CRASHED_AT_COMMIT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// A transaction: the lock is held from [`Store::lock`] until the `Txn` drops. Dropped without
@@ -48,9 +47,12 @@ pub(crate) struct Txn<'a> {
     /// Set by a simulated crash (tests): drop neither rolls back nor unlocks, as a SIGKILL.
     #[cfg(test)]
     pub(super) crashed: bool,
-    /// Tests: panic after this many journaled writes (a simulated crash point).
+    /// Tests: the crash point to stop at (see `CRASH_AT`).
     #[cfg(test)]
-    pub(super) crash_after: Option<usize>,
+    crash_after: Option<usize>,
+    /// Tests: crash points passed so far.
+    #[cfg(test)]
+    points: usize,
 }
 
 impl<'a> Txn<'a> {
@@ -66,6 +68,8 @@ impl<'a> Txn<'a> {
             crashed: false,
             #[cfg(test)]
             crash_after: CRASH_AT.with(std::cell::Cell::get),
+            #[cfg(test)]
+            points: 0,
         };
         // Relaxed: under the lock. Checked on every acquisition, not only `OwnerDied`: it costs
         // one load of a line the lock just brought in, and a journal left behind is rolled
@@ -114,18 +118,30 @@ impl<'a> Txn<'a> {
         let n = h.journal_len.load(Ordering::Relaxed) as usize;
         assert!(n < JOURNAL_CAP, "collection journal overflow (a bug)");
         #[cfg(test)]
-        if let Some(k) = self.crash_after {
-            if n >= k {
-                self.crashed = true;
-                panic!("simulated crash after {k} journaled writes");
-            }
-        }
+        self.crash_point();
         let e = self.entry(n);
         // Release (all three): the entry is stored before the length that covers it, and the
         // length before the write it protects (see the module docs).
         e.addr.store(off as u64, Ordering::Release);
         e.old.store(old, Ordering::Release);
         h.journal_len.store(n as u64 + 1, Ordering::Release);
+    }
+
+    /// Tests: stops here ("crashes", as a SIGKILL: no rollback, no unlock) at the chosen point.
+    #[cfg(test)]
+    fn crash_point(&mut self) {
+        if self.crash_after == Some(self.points) {
+            self.crashed = true;
+            panic!("simulated crash at point {}", self.points);
+        }
+        self.points += 1;
+    }
+
+    /// Undoes what this transaction wrote (the lock stays held; the transaction can go on).
+    pub(super) fn abort(&mut self) {
+        self.rollback();
+        self.saved = 0;
+        self.nfrees = 0;
     }
 
     /// Writes `val` to the metadata word at `off` (a header word, or a heap word the caller
@@ -162,11 +178,7 @@ impl<'a> Txn<'a> {
             self.free_now(off, class);
         }
         #[cfg(test)]
-        if self.crash_after.is_some() {
-            self.crashed = true;
-            CRASHED_AT_COMMIT.with(|c| c.set(true));
-            panic!("simulated crash before the commit");
-        }
+        self.crash_point();
         // Release: every write of the transaction is stored before the commit.
         self.s.hdr().journal_len.store(0, Ordering::Release);
         self.saved = 0;

@@ -100,6 +100,13 @@ impl<T> List<T> {
         })
     }
 
+    /// Takes the lock, finishing a remove a killed process left under way.
+    fn lock(&self) -> Result<Txn<'_>, Error> {
+        let mut t = self.s.lock();
+        finish_pending(&mut t)?;
+        Ok(t)
+    }
+
     /// Checks every invariant of the shared memory and returns the number of entries: the
     /// entries and the free space tile the heap exactly (nothing leaked, nothing in two
     /// places), and the counts agree. For tests and diagnostics (after processes were killed,
@@ -283,6 +290,46 @@ fn copy_entries(t: &Txn<'_>, src: usize, dst: usize, n: usize) {
     }
 }
 
+/// Finishes a remove under way (`word::PENDING`): the element being removed is at position
+/// `PENDING - 1`; each step swaps it with the next entry and advances `PENDING` in one
+/// committed transaction, and the last step drops it from the end. Every state in between is
+/// committed and the remove is finished by whichever process holds the lock next, so a
+/// process killed at any point leaves the remove done (wholly after), never half-done. Runs
+/// first under every list lock (each list operation's `lock`).
+pub(super) fn finish_pending(t: &mut Txn<'_>) -> Result<(), Error> {
+    loop {
+        let p = t.get(word::PENDING);
+        if p == 0 {
+            return Ok(());
+        }
+        let p = (p - 1) as usize;
+        let ix = index(t)?;
+        if p >= ix.len {
+            return Err(corrupt("a pending remove past the end"));
+        }
+        if p + 1 == ix.len {
+            let e = elem(t, &ix, p)?;
+            if ix.len == 1 {
+                let _ = t.reset(); // clears PENDING too
+            } else {
+                t.set(word::LEN, p as u64);
+                t.set(word::PENDING, 0);
+                e.free(t, false);
+            }
+            t.commit();
+            return Ok(());
+        }
+        let (a, b) = (ix.entry(p), ix.entry(p + 1));
+        let (wa, na, wb, nb) = (t.get(a), t.get(a + 8), t.get(b), t.get(b + 8));
+        t.set(a, wb);
+        t.set(a + 8, nb);
+        t.set(b, wa);
+        t.set(b + 8, na);
+        t.set(word::PENDING, p as u64 + 2);
+        t.commit();
+    }
+}
+
 /// `to_vec` of a `List<u64>` without serde: an inline element's varint (the codec's
 /// encoding of a `u64`: one byte below 251, else a marker 251/252/253 and 2/4/8 bytes
 /// little-endian) is read directly; anything else goes through the codec, so the result and
@@ -373,14 +420,14 @@ impl<T: Message> uniconc_core::List<T> for List<T> {
 
     fn push(&self, value: T) -> Result<(), Error> {
         let b = self.encode(&value)?;
-        let mut t = self.s.lock();
+        let mut t = self.lock()?;
         Self::append(&mut t, &b, &[b.len()])?;
         t.commit();
         Ok(())
     }
 
     fn pop(&self) -> Result<Option<T>, Error> {
-        let mut t = self.s.lock();
+        let mut t = self.lock()?;
         let ix = index(&t)?;
         if ix.len == 0 {
             return Ok(None);
@@ -399,7 +446,7 @@ impl<T: Message> uniconc_core::List<T> for List<T> {
     }
 
     fn get(&self, index_: usize) -> Result<Option<T>, Error> {
-        let t = self.s.lock();
+        let t = self.lock()?;
         let ix = index(&t)?;
         if index_ >= ix.len {
             return Ok(None);
@@ -411,7 +458,7 @@ impl<T: Message> uniconc_core::List<T> for List<T> {
 
     fn set(&self, i: usize, value: T) -> Result<(), Error> {
         let b = self.encode(&value)?;
-        let mut t = self.s.lock();
+        let mut t = self.lock()?;
         let ix = index(&t)?;
         if i >= ix.len {
             return Err(index_error(i, ix.len));
@@ -427,7 +474,7 @@ impl<T: Message> uniconc_core::List<T> for List<T> {
 
     fn insert(&self, i: usize, value: T) -> Result<(), Error> {
         let b = self.encode(&value)?;
-        let mut t = self.s.lock();
+        let mut t = self.lock()?;
         let ix = index(&t)?;
         if i > ix.len {
             return Err(index_error(i, ix.len));
@@ -447,7 +494,7 @@ impl<T: Message> uniconc_core::List<T> for List<T> {
     }
 
     fn remove(&self, i: usize) -> Result<T, Error> {
-        let mut t = self.s.lock();
+        let mut t = self.lock()?;
         let ix = index(&t)?;
         if i >= ix.len {
             return Err(index_error(i, ix.len));
@@ -463,10 +510,25 @@ impl<T: Message> uniconc_core::List<T> for List<T> {
         if i + 1 == ix.len {
             t.set(word::LEN, i as u64);
         } else {
-            let (noff, cap) = new_index(&mut t, ix.cap)?;
-            copy_entries(&t, ix.entry(0), noff + 8, i);
-            copy_entries(&t, ix.entry(i + 1), noff + 8 + ENTRY * i, ix.len - i - 1);
-            swap_index(&mut t, &ix, noff, cap, ix.len - 1);
+            match new_index(&mut t, ix.cap) {
+                Ok((noff, cap)) => {
+                    copy_entries(&t, ix.entry(0), noff + 8, i);
+                    copy_entries(&t, ix.entry(i + 1), noff + 8 + ENTRY * i, ix.len - i - 1);
+                    swap_index(&mut t, &ix, noff, cap, ix.len - 1);
+                }
+                Err(e) if e.kind() == uniconc_core::ErrorKind::Full => {
+                    // No room for a second index: move the element to the end in place, one
+                    // committed step at a time (see `finish_pending`). A remove never fails
+                    // for want of memory.
+                    t.abort();
+                    t.set(word::PENDING, i as u64 + 1);
+                    t.commit();
+                    finish_pending(&mut t)?;
+                    drop(t);
+                    return v.decode();
+                }
+                Err(e) => return Err(e),
+            }
         }
         e.free(&mut t, false);
         t.commit();
@@ -475,11 +537,16 @@ impl<T: Message> uniconc_core::List<T> for List<T> {
     }
 
     fn len(&self) -> usize {
-        self.s.lock().get(word::LEN) as usize
+        let mut t = self.s.lock();
+        // A corrupt pending remove: the length as it stands.
+        let _ = finish_pending(&mut t);
+        t.get(word::LEN) as usize
     }
 
     fn truncate(&self, len: usize) {
         let mut t = self.s.lock();
+        // A corrupt pending remove: truncate what stands.
+        let _ = finish_pending(&mut t);
         let Ok(ix) = index(&t) else {
             // A corrupt root: nothing can be freed safely.
             return;
@@ -515,14 +582,14 @@ impl<T: Message> uniconc_core::List<T> for List<T> {
         if lens.is_empty() {
             return Ok(());
         }
-        let mut t = self.s.lock();
+        let mut t = self.lock()?;
         Self::append(&mut t, &bytes, &lens)?;
         t.commit();
         Ok(())
     }
 
     fn reverse(&self) -> Result<(), Error> {
-        let mut t = self.s.lock();
+        let mut t = self.lock()?;
         let ix = index(&t)?;
         if ix.len < 2 {
             return Ok(());
@@ -538,7 +605,7 @@ impl<T: Message> uniconc_core::List<T> for List<T> {
     }
 
     fn to_vec(&self) -> Result<Vec<T>, Error> {
-        let t = self.s.lock();
+        let t = self.lock()?;
         let ix = index(&t)?;
         if TypeId::of::<T>() == TypeId::of::<u64>() {
             let v: Box<dyn Any> = Box::new(to_vec_u64(&t, &ix)?);
@@ -552,7 +619,7 @@ impl<T: Message> uniconc_core::List<T> for List<T> {
     }
 
     fn update<U>(&self, f: impl FnOnce(&mut Vec<T>) -> U) -> Result<U, Error> {
-        let mut t = self.s.lock();
+        let mut t = self.lock()?;
         let ix = index(&t)?;
         let mut items = Vec::with_capacity(ix.len);
         for i in 0..ix.len {

@@ -115,6 +115,8 @@ const MAX_DEFAULT_RESERVATION: u64 = 64 << 30;
 /// - `used` is the total size of the allocated blocks.
 /// - `index_off`/`index_cap`: the collection's root block (0/0 when there is none yet), `len`
 ///   its number of entries; `tombs` the map's tombstones (0 for a list).
+/// - `_spare[0]` (`word::PENDING`): a list's remove under way, finished by the next holder
+///   before anything else (0 for a map).
 ///
 /// Every field is read and written by the lock holder only (see the module docs for the
 /// orderings); `lock` is the robust lock of `lock.rs`.
@@ -148,6 +150,8 @@ pub(super) mod word {
     pub(in crate::collections) const INDEX_OFF: usize = 40;
     pub(in crate::collections) const INDEX_CAP: usize = 48;
     pub(in crate::collections) const TOMBS: usize = 56;
+    /// A list's remove under way (`position + 1`, 0: none): see `list::finish_pending`.
+    pub(in crate::collections) const PENDING: usize = 64 + 8 * super::NCLASS;
     /// Byte offset of free-list head `k`.
     pub(in crate::collections) const fn head(k: usize) -> usize {
         64 + 8 * k
