@@ -5,7 +5,9 @@
 //! committed state) and commits by a journaled `len`; `set` swaps one entry's two words
 //! (journaled). `insert`, `remove` (but at the end), `reverse` and `update` build a new index
 //! beside the old one and swap it in; `truncate` and `clear` free the dropped elements with a
-//! constant-size journal (see the module docs of `collections`).
+//! constant-size journal (see the module docs of `collections`). Elements of at most 8 encoded
+//! bytes live in their index entry (no block). A `remove` with no room for a second index
+//! moves the element to the end in committed steps instead ([`finish_pending`]).
 
 use std::any::{Any, TypeId};
 use std::fmt;
