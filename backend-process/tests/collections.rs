@@ -252,14 +252,17 @@ fn fill(m: &Map<u64, String>, l: &List<(u64, u64)>) -> (usize, usize) {
 fn children_sigkilled_at_random_points_leave_both_consistent() {
     let _f = fork_lock();
     let _w = Watchdog::new("children_sigkilled_at_random_points", 300);
-    const RESERVED: usize = 256 << 10;
-    let m = Map::<u64, String>::with_reserved_bytes(RESERVED).unwrap();
-    let l = List::<(u64, u64)>::with_reserved_bytes(RESERVED).unwrap();
+    // Small enough that both run into `Full` now and then (the list at a few hundred
+    // elements, which keeps its whole-list operations short).
+    const MAP_BYTES: usize = 256 << 10;
+    const LIST_BYTES: usize = 32 << 10;
+    let m = Map::<u64, String>::with_reserved_bytes(MAP_BYTES).unwrap();
+    let l = List::<(u64, u64)>::with_reserved_bytes(LIST_BYTES).unwrap();
     let fresh = fill(
-        &Map::with_reserved_bytes(RESERVED).unwrap(),
-        &List::with_reserved_bytes(RESERVED).unwrap(),
+        &Map::with_reserved_bytes(MAP_BYTES).unwrap(),
+        &List::with_reserved_bytes(LIST_BYTES).unwrap(),
     );
-    let rounds = 150 * scale();
+    let rounds = 300 * scale();
     let started = Instant::now();
     let child_ops = value(0u64).unwrap();
     let mut parent_rng = Rng(0x9e37_79b9_7f4a_7c15);
