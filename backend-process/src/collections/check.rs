@@ -32,6 +32,7 @@ pub(super) fn check(s: &Store, kind: Kind) -> Result<usize, Error> {
     let t = t;
     let bad = |what: &str| Err(corrupt(what));
     let w = |off: usize| t.get(off);
+    // Relaxed: under the lock.
     if s.hdr().journal_len.load(Ordering::Relaxed) != 0 {
         return bad("the journal was not rolled back");
     }

@@ -92,7 +92,8 @@ impl<'a> Txn<'a> {
     /// Restores every journaled word, newest first, then empties the journal.
     pub(super) fn rollback(&self) {
         let h = self.s.hdr();
-        // Untrusted length: clamp to the journal's capacity.
+        // Relaxed (every load here): under the lock. Untrusted length: clamp to the journal's
+        // capacity.
         let n = (h.journal_len.load(Ordering::Relaxed) as usize).min(JOURNAL_CAP);
         for i in (0..n).rev() {
             let e = self.entry(i);

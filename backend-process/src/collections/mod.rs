@@ -221,13 +221,16 @@ impl Store {
     }
 
     /// The word at byte offset `off`, which the caller checked is 8-aligned and in
-    /// `0 .. end - 8`.
+    /// `0 .. end - 8` (asserted again: a bug, never shared memory, could break it).
     #[inline]
     pub(super) fn word(&self, off: usize) -> &AtomicU64 {
-        debug_assert!(off % 8 == 0 && off + 8 <= self.end);
-        // SAFETY: `off` is 8-aligned and the word lies inside the mapping (caller's check,
-        // made against the private `end`); the mapping lives as long as `self`; an
-        // `AtomicU64` is valid for any bits and only accessed atomically.
+        assert!(
+            off % 8 == 0 && off + 8 <= self.end,
+            "unchecked offset {off}"
+        );
+        // SAFETY: `off` is 8-aligned and the word lies inside the mapping (asserted, against
+        // the private `end`); the mapping lives as long as `self`; an `AtomicU64` is valid
+        // for any bits.
         unsafe { &*self.region.base().add(off).cast::<AtomicU64>() }
     }
 
@@ -244,9 +247,10 @@ impl Store {
     #[inline]
     pub(super) fn bytes(&self, off: u64, len: u64) -> Result<&[u8], Error> {
         let off = self.heap_range(off, len)?;
-        // SAFETY: in bounds (checked above); the caller holds the lock, so no other process
-        // or thread writes these bytes while the slice lives (it borrows the lock holder's
-        // `Txn`, see its callers); `u8` is valid for any bits.
+        // SAFETY: in bounds (checked above); callers hold the lock and use the slice only
+        // while they hold it (every caller is an operation of this module that decodes or
+        // copies the bytes before releasing the lock), so no process or thread writes them
+        // meanwhile; `u8` is valid for any bits.
         Ok(unsafe { std::slice::from_raw_parts(self.region.base().add(off), len as usize) })
     }
 
@@ -259,9 +263,8 @@ impl Store {
         if off % 8 != 0 {
             return Err(corrupt("a misaligned offset"));
         }
-        // SAFETY: in bounds and aligned (checked above); the caller holds the lock, so no
-        // process or thread writes these words while the slice lives (it borrows the lock
-        // holder's `Txn`); `u64` is valid for any bits.
+        // SAFETY: in bounds and aligned (checked above); as for `bytes`, callers hold the lock
+        // for as long as they use the slice, and only read it; `u64` is valid for any bits.
         Ok(unsafe { std::slice::from_raw_parts(self.region.base().add(off).cast::<u64>(), n) })
     }
 
@@ -289,9 +292,9 @@ impl Store {
     pub(super) fn release_heap_pages(&self, top: usize) {
         let len = shm::align_up(top.clamp(HEAP_START, self.end), 4096) - HEAP_START;
         #[cfg(target_os = "linux")]
-        // SAFETY: the range is page-aligned and inside the mapping; the heap holds no live data
-        // after a committed reset (caller), and no reference into it is alive (the lock is
-        // held, and slices handed out borrow the lock holder's transaction).
+        // SAFETY: the range starts page-aligned and lies inside the mapping; the heap holds no
+        // live data after a committed reset (caller), and no slice into it is in use (the
+        // caller holds the lock and has none).
         unsafe {
             libc::madvise(
                 self.region.base().add(HEAP_START).cast(),
