@@ -136,13 +136,16 @@ fn with_key<Q: Serialize + ?Sized, R>(
     key: &Q,
     f: impl FnOnce(&[u8]) -> Result<R, Error>,
 ) -> Result<R, Error> {
-    let size = encoded_size(key)?;
+    // A borrowed key type has no `TypeId`: the codec's serde path (the same bytes).
+    let size = super::decodable(codec::encoded_size_any(key)?)?;
     let mut stack = [0u8; 64];
     if size <= stack.len() {
-        codec::encode_into(key, &mut stack[..size])?;
+        codec::encode_into_any(key, &mut stack[..size])?;
         f(&stack[..size])
     } else {
-        f(&super::encode(key)?)
+        let mut buf = vec![0u8; size];
+        codec::encode_into_any(key, &mut buf)?;
+        f(&buf)
     }
 }
 
@@ -519,10 +522,11 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + Serialize + ?Sized,
     {
-        let kb = super::encode(key)?;
         let hash = hash_of(key);
-        let t = self.s.lock();
-        Ok(matches!(Self::lookup(&t, key, &kb, hash)?, Probe::Found(_)))
+        with_key(key, |kb| {
+            let t = self.s.lock();
+            Ok(matches!(Self::lookup(&t, key, kb, hash)?, Probe::Found(_)))
+        })
     }
 
     fn len(&self) -> usize {

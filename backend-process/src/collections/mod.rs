@@ -333,8 +333,14 @@ pub(super) fn corrupt(what: &str) -> Error {
 }
 
 /// The encoded size of `value`, refusing what the codec could not decode again.
-pub(super) fn encoded_size<T: serde::Serialize + ?Sized>(value: &T) -> Result<usize, Error> {
-    let size = codec::encoded_size(value)?;
+pub(super) fn encoded_size<T: serde::Serialize + ?Sized + 'static>(
+    value: &T,
+) -> Result<usize, Error> {
+    decodable(codec::encoded_size(value)?)
+}
+
+/// `size`, if the codec can decode that many bytes again.
+pub(super) fn decodable(size: usize) -> Result<usize, Error> {
     if size > codec::LIMIT {
         return Err(MessageError::TooLarge {
             size,
@@ -346,7 +352,7 @@ pub(super) fn encoded_size<T: serde::Serialize + ?Sized>(value: &T) -> Result<us
 }
 
 /// `value` encoded into a new buffer.
-pub(super) fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
+pub(super) fn encode<T: serde::Serialize + ?Sized + 'static>(value: &T) -> Result<Vec<u8>, Error> {
     let mut buf = vec![0u8; encoded_size(value)?];
     codec::encode_into(value, &mut buf)?;
     Ok(buf)
@@ -377,7 +383,7 @@ impl Copied {
 
     /// Decodes a `T` from the copy.
     #[inline]
-    pub(super) fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, Error> {
+    pub(super) fn decode<T: serde::de::DeserializeOwned + 'static>(&self) -> Result<T, Error> {
         match self {
             Copied::Stack(a, n) => decode(&a[..*n]),
             Copied::Heap(v) => decode(v),
@@ -387,6 +393,6 @@ impl Copied {
 
 /// Decodes a `T` from `bytes`.
 #[inline]
-pub(super) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+pub(super) fn decode<T: serde::de::DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, Error> {
     Ok(codec::decode(bytes)?)
 }
