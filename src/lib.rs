@@ -363,7 +363,6 @@ pub use uniconc_core::{Task, TaskRequest};
 ///     uniconc::init(); // first: nothing before it runs in a worker but task registrations
 ///     // ... the program
 /// }
-/// # main();
 /// ```
 ///
 /// In a `#[test]`, call it at the top of the test fn; see `uniconc::process::start` for how a

@@ -161,6 +161,7 @@ fn put_varint(dst: &mut [u8], v: u64) -> usize {
     }
 }
 
+#[cold]
 fn decode_error(what: &str) -> MessageError {
     MessageError::Decode(what.to_string())
 }
@@ -410,6 +411,7 @@ pub(super) fn decode<T: 'static>(src: &[u8]) -> Option<Result<T, MessageError>> 
 }
 
 /// Exactly one varint of an integer `width` bytes wide.
+#[inline]
 fn one_varint(src: &[u8], width: usize) -> Result<u64, MessageError> {
     let (v, used) = get_varint(src, width)?;
     exact(&src[used..], Some(0))?;
@@ -423,6 +425,7 @@ fn count(src: &[u8]) -> Result<(usize, &[u8]), MessageError> {
     Ok((n, &src[used..]))
 }
 
+#[inline]
 fn exact(rest: &[u8], bytes: Option<usize>) -> Result<&[u8], MessageError> {
     match bytes {
         Some(b) if b == rest.len() => Ok(rest),

@@ -1,5 +1,6 @@
 //! In-process [`Map`] and [`List`] for the thread and tokio backends: a std `Mutex` around a
-//! `HashMap` (keys as they are, values encoded) or a `Vec` of encoded elements.
+//! `HashMap` (keys as they are, values encoded) or a `Vec` of encoded elements (small ones in
+//! place, see [`Stored`]).
 //!
 //! Values are stored encoded, as the process backend stores them, so that every backend
 //! hands out decoded copies of any `Message` (which need not be `Clone`), a panicking `update`
@@ -31,8 +32,33 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Bytes a [`Stored`] keeps in place: with its length and the variant's tag, 16 bytes.
+const INLINE: usize = 14;
+
+/// One encoded value in 16 bytes: up to [`INLINE`] bytes in place (a number, a short string:
+/// no allocation of its own, and a list of them is contiguous memory, so a snapshot reads
+/// 16 bytes per element), longer ones behind a thin pointer.
+enum Stored {
+    Inline(u8, [u8; INLINE]),
+    #[allow(clippy::box_collection)] // a thin pointer keeps the enum at 16 bytes
+    Heap(Box<Box<[u8]>>),
+}
+
+const _: () = assert!(size_of::<Stored>() == 16);
+
+impl std::ops::Deref for Stored {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Stored::Inline(n, b) => &b[..usize::from(*n)],
+            Stored::Heap(b) => b,
+        }
+    }
+}
+
 /// `value` encoded, refusing what the codec could not decode again.
-fn encode<T: Serialize + ?Sized + 'static>(value: &T) -> Result<Box<[u8]>, Error> {
+fn encode<T: Serialize + ?Sized + 'static>(value: &T) -> Result<Stored, Error> {
     let size = codec::encoded_size(value)?;
     if size > codec::LIMIT {
         return Err(MessageError::TooLarge {
@@ -41,9 +67,14 @@ fn encode<T: Serialize + ?Sized + 'static>(value: &T) -> Result<Box<[u8]>, Error
         }
         .into());
     }
+    if size <= INLINE {
+        let mut b = [0u8; INLINE];
+        codec::encode_into(value, &mut b[..size])?;
+        return Ok(Stored::Inline(size as u8, b));
+    }
     let mut buf = vec![0u8; size].into_boxed_slice();
     codec::encode_into(value, &mut buf)?;
-    Ok(buf)
+    Ok(Stored::Heap(Box::new(buf)))
 }
 
 /// Refuses a key the process backend could not store (it does not encode, or is over the
@@ -81,7 +112,7 @@ fn copy<T: Message>(value: &T) -> Result<T, Error> {
 /// # Ok::<(), uniconc::Error>(())
 /// ```
 pub struct Map<K, V> {
-    inner: Arc<Mutex<HashMap<K, Box<[u8]>>>>,
+    inner: Arc<Mutex<HashMap<K, Stored>>>,
     _values: std::marker::PhantomData<fn() -> V>,
 }
 
@@ -214,7 +245,7 @@ where
 /// # Ok::<(), uniconc::Error>(())
 /// ```
 pub struct List<T> {
-    inner: Arc<Mutex<Vec<Box<[u8]>>>>,
+    inner: Arc<Mutex<Vec<Stored>>>,
     _items: std::marker::PhantomData<fn() -> T>,
 }
 
@@ -316,7 +347,12 @@ impl<T: Message> crate::List<T> for List<T> {
     }
 
     fn to_vec(&self) -> Result<Vec<T>, Error> {
-        lock(&self.inner).iter().map(|b| decode(b)).collect()
+        let list = lock(&self.inner);
+        let mut out = Vec::with_capacity(list.len());
+        for b in list.iter() {
+            out.push(decode(b)?);
+        }
+        Ok(out)
     }
 
     fn update<U>(&self, f: impl FnOnce(&mut Vec<T>) -> U) -> Result<U, Error> {
