@@ -359,10 +359,9 @@ pub use uniconc_core::{Task, TaskRequest};
 /// Without the `process` backend it does nothing.
 ///
 /// ```
-/// fn main() {
-///     uniconc::init(); // first: nothing before it runs in a worker but task registrations
-///     // ... the program
-/// }
+/// // First thing in `main`: in a worker, nothing before it runs but task registrations.
+/// uniconc::init();
+/// // ... the program
 /// ```
 ///
 /// In a `#[test]`, call it at the top of the test fn; see `uniconc::process::start` for how a
