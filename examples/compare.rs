@@ -26,6 +26,7 @@
 //! | Pool::map | a pool of one worker per core mapping a CPU-bound function over many items |
 //! | waiting units (time, memory) | N units each parked on its own channel (threads and processes: blocking `spawn` closures; tokio: `spawn_async` tasks): start them all, wake each with a message, join them all; the memory they take while parked (PSS, children included), measured in a fresh copy of the program |
 //! | lock contention | 4 units incrementing one shared counter under its lock |
+//! | shared dict get/insert | 2 units each alternating `insert` and `get` of `u64` → 32-byte `String` on one shared `Map` (Python: a `Manager().dict()` from 2 processes, a `dict` from 2 threads or 2 tasks); `multiprocessing` runs fewer operations (each is a round trip to the manager), the figure is per operation |
 //! | spawn + join | start a unit that returns at once and join it, one after another |
 
 // With no backend enabled the generic code has nobody to run it: say so instead of warning.
@@ -62,11 +63,12 @@ pub(crate) enum Workload {
     UnitsTime,
     UnitsMemory,
     LockContention,
+    DictOps,
     Spawn,
 }
 
 impl Workload {
-    pub(crate) const ALL: [Workload; 8] = [
+    pub(crate) const ALL: [Workload; 9] = [
         Workload::Chan11,
         Workload::Chan22,
         Workload::PingPong,
@@ -74,6 +76,7 @@ impl Workload {
         Workload::UnitsTime,
         Workload::UnitsMemory,
         Workload::LockContention,
+        Workload::DictOps,
         Workload::Spawn,
     ];
 
@@ -87,6 +90,7 @@ impl Workload {
             Workload::UnitsTime => "units_time",
             Workload::UnitsMemory => "units_memory",
             Workload::LockContention => "lock_contention",
+            Workload::DictOps => "dict_ops",
             Workload::Spawn => "spawn",
         }
     }
@@ -100,6 +104,7 @@ impl Workload {
             Workload::UnitsTime => "waiting units: time",
             Workload::UnitsMemory => "waiting units: memory",
             Workload::LockContention => "lock contention, 4 units",
+            Workload::DictOps => "shared dict get/insert",
             Workload::Spawn => "spawn + join",
         }
     }
@@ -112,6 +117,7 @@ impl Workload {
             Workload::UnitsTime => "µs/unit",
             Workload::UnitsMemory => "KiB/unit",
             Workload::LockContention => "ns/increment",
+            Workload::DictOps => "ns/op",
             Workload::Spawn => "µs/unit",
         }
     }
@@ -138,6 +144,10 @@ pub(crate) struct Sizes {
     pub(crate) units_process: u64,
     /// Increments per unit in the lock workload.
     pub(crate) lock_iters: u64,
+    /// Operations per unit on the shared dict.
+    pub(crate) dict_ops: u64,
+    /// Operations per process on Python's Manager dict (each a round trip to its server).
+    pub(crate) dict_ops_process: u64,
     /// Spawns for threads and tasks.
     pub(crate) spawns: u64,
     /// Spawns for processes.
@@ -165,6 +175,8 @@ impl Sizes {
             // `MAX_PROCESSES`).
             units_process: 200,
             lock_iters: 100_000,
+            dict_ops: 200_000,
+            dict_ops_process: 5_000,
             spawns: 1_000,
             spawns_process: 200,
             watchdog: Duration::from_secs(300),
@@ -183,6 +195,8 @@ impl Sizes {
             units: 10_000,
             units_process: 200,
             lock_iters: 50_000,
+            dict_ops: 50_000,
+            dict_ops_process: 1_000,
             spawns: 200,
             spawns_process: 50,
             watchdog: Duration::from_secs(60),
@@ -203,6 +217,8 @@ impl Sizes {
             units: 50,
             units_process: 10,
             lock_iters: 500,
+            dict_ops: 500,
+            dict_ops_process: 50,
             spawns: 10,
             spawns_process: 5,
             watchdog: Duration::from_secs(120),
@@ -240,6 +256,8 @@ impl Sizes {
             format!("units={}", self.units),
             format!("units_process={}", self.units_process),
             format!("lock_iters={}", self.lock_iters),
+            format!("dict_ops={}", self.dict_ops),
+            format!("dict_ops_process={}", self.dict_ops_process),
             format!("spawns={}", self.spawns),
             format!("spawns_process={}", self.spawns_process),
             format!("workers={}", workers()),
@@ -559,6 +577,49 @@ fn lock_contention<B: Backend>(iters: u64) -> DynResult<f64> {
     Ok(t.as_secs_f64() * 1e9 / total as f64)
 }
 
+/// 2 units each do `ops` operations on one shared `Map<u64, String>`, alternating `insert` of
+/// a 32-byte value and `get`, over 512 keys of their own. ns per operation.
+fn dict_ops<B: Backend>(ops: u64) -> DynResult<f64> {
+    const UNITS: u64 = 2;
+    const KEYS: u64 = 512;
+    let map = B::map::<u64, String>()?;
+    let go = B::barrier(UNITS as usize + 1)?;
+    let handles = (0..UNITS)
+        .map(|unit| {
+            let (map, go) = (map.clone(), go.clone());
+            B::spawn(move || -> Result<u64, String> {
+                let value = "v".repeat(32);
+                let mut found = 0;
+                go.wait();
+                for i in 0..ops / 2 {
+                    let k = (unit << 32) | (i % KEYS);
+                    map.insert(k, value.clone()).map_err(|e| e.to_string())?;
+                    found += u64::from(map.get(&k).map_err(|e| e.to_string())?.is_some());
+                }
+                Ok(found)
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // The clock starts before the barrier opens, as in `lock_contention`.
+    let start = Instant::now();
+    go.wait();
+    let mut found = 0;
+    for h in handles {
+        found += h.join()??;
+    }
+    let t = start.elapsed();
+    let pairs = UNITS * (ops / 2);
+    check(found == pairs, || {
+        format!("{found} of {pairs} gets found their insert")
+    })?;
+    let entries = map.len() as u64;
+    let want = UNITS * KEYS.min(ops / 2);
+    check(entries == want, || {
+        format!("{entries} of {want} entries seen")
+    })?;
+    Ok(t.as_secs_f64() * 1e9 / (2 * pairs) as f64)
+}
+
 /// Spawn a unit that returns at once and join it, `n` times. µs per unit.
 fn spawn_join<B: Backend>(n: u64) -> DynResult<f64> {
     let start = Instant::now();
@@ -762,6 +823,11 @@ pub(crate) fn run_backend<B: Backend>(sizes: &Sizes) -> DynResult<Column> {
         watchdog(limit, move || lock_contention::<B>(iters))
     });
     record(Workload::LockContention, lock);
+    let ops = s.dict_ops;
+    let dict = best(Workload::DictOps, &|| {
+        watchdog(limit, move || dict_ops::<B>(ops))
+    });
+    record(Workload::DictOps, dict);
     let spawns = s.spawns_for(B::ISOLATED);
     record(
         Workload::Spawn,

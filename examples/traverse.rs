@@ -1,12 +1,15 @@
-//! Reading 1M elements from a `Vec`, a `HashMap` and a shared `Array`, in this process and from 8
-//! units at once: the classic Python comparison of `list`, `dict`, `multiprocessing.RawArray` and
-//! a `Manager().list()` (where every element access is a round trip to the manager process).
+//! Reading 1M elements from a `Vec`, a `HashMap`, a shared `Array` and a shared `List`, in this
+//! process and from 8 units at once: the classic Python comparison of `list`, `dict`,
+//! `multiprocessing.RawArray` and a `Manager().list()` (where every element access is a round
+//! trip to the manager process).
 //!
 //! In uniconc a shared `Array` is read at memory speed once you hold its lock (`lock()` hands
 //! you a `&[T]`), and `to_vec()` copies it out under one lock. `get(i)` takes the lock for each
 //! element: it is the slow path, shown here for contrast (Python's Manager list is far slower).
+//! A shared `List` (the Manager list's counterpart) holds any serde type, stored encoded:
+//! `iter()` decodes a snapshot of every element under one lock; `get(i)` locks and decodes one.
 //! On the process backend, 8 forked processes read the `Vec`/`HashMap` through their
-//! copy-on-write copy of the parent's memory, and the `Array` through shared memory.
+//! copy-on-write copy of the parent's memory, and the `Array` and `List` through shared memory.
 //!
 //! Run: `cargo run --release --example traverse -- --backend thread --size 1000000`.
 
@@ -48,6 +51,8 @@ pub(crate) fn run<B: Backend>(n: usize) -> DynResult<Vec<Row>> {
     let vec: Arc<Vec<u64>> = Arc::new((0..n as u64).collect());
     let map: Arc<HashMap<u64, u64>> = Arc::new((0..n as u64).map(|i| (i, i)).collect());
     let arr = <B::Array<u64>>::from_slice(&vec)?;
+    let list = B::list::<u64>()?;
+    list.extend(vec.iter().copied())?;
     let mut rows = Vec::new();
     let mut row = |what: String, time: Duration, sums_ok: bool| {
         println!(
@@ -92,6 +97,25 @@ pub(crate) fn run<B: Backend>(n: usize) -> DynResult<Vec<Row>> {
         s == expected,
     );
 
+    let (s, t) = timed(|| -> DynResult<u64> { Ok(list.iter()?.sum::<u64>()) });
+    row(
+        "shared List via iter(), this process".into(),
+        t,
+        s? == expected,
+    );
+    let (s, t) = timed(|| -> DynResult<u64> {
+        let mut sum = 0;
+        for i in 0..n {
+            sum += list.get(i)?.unwrap_or(0);
+        }
+        Ok(sum)
+    });
+    row(
+        "shared List via get(i) (Manager list's way)".into(),
+        t,
+        s? == expected,
+    );
+
     // --- From 8 units at once: each reads everything and times itself. ---
     let (t, ok) = from_units::<B, _>(expected, {
         let vec = vec.clone();
@@ -123,6 +147,15 @@ pub(crate) fn run<B: Backend>(n: usize) -> DynResult<Vec<Row>> {
     })?;
     row(
         format!("shared Array via to_vec(), {READERS} {b} units"),
+        t,
+        ok,
+    );
+    let (t, ok) = from_units::<B, _>(expected, {
+        let list = list.clone();
+        move || list.iter().map_or(0, |it| it.sum::<u64>())
+    })?;
+    row(
+        format!("shared List via iter(), {READERS} {b} units"),
         t,
         ok,
     );
@@ -159,7 +192,7 @@ where
 
 fn main() {
     common::main_with(
-        "traverse: read 1M elements from a Vec, a HashMap and a shared Array",
+        "traverse: read 1M elements from a Vec, a HashMap, a shared Array and a shared List",
         |args| {
             let backend = args.backend()?;
             let rows: Vec<Row> =

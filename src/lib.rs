@@ -131,6 +131,49 @@
 //! # }
 //! ```
 //!
+//! ## Shared dicts and lists
+//!
+//! Python's `Manager().dict()` and `Manager().list()`: a [`Map<K, V>`](Map) and a
+//! [`List<T>`](List) hold any [`Message`] and grow. Reads return copies (elements are stored
+//! encoded); every operation is atomic, and `update` runs a closure on one entry (or on the
+//! whole list) with no other unit's operation in between. Snapshots (`to_vec`, `iter`, `keys`,
+//! `values`) are taken under one lock. On the process backend they live in shared memory, with
+//! no server process, and a process killed in the middle of an operation leaves it wholly
+//! done or not done.
+//!
+//! ```
+//! use uniconc::prelude::*;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! type B = uniconc::Thread;
+//! let d = B::map::<String, u64>()?;
+//! let l = B::list::<String>()?;
+//! l.extend(["a".to_owned(), "b".to_owned()])?;
+//! let units: Vec<_> = (0..4)
+//!     .map(|_| {
+//!         let d = d.clone();
+//!         B::spawn(move || {
+//!             for _ in 0..1000 {
+//!                 d.update("hits".into(), |n| *n.get_or_insert(0) += 1).unwrap();
+//!             }
+//!         })
+//!     })
+//!     .collect::<Result<_, _>>()?;
+//! let l2 = l.clone();
+//! B::spawn(move || l2.reverse().unwrap())?.join()?; // Python: l.reverse() in a child
+//! for u in units {
+//!     u.join()?;
+//! }
+//! assert_eq!(d.get("hits")?, Some(4000)); // look up a String key with a &str
+//! assert_eq!(l.to_vec()?, ["b", "a"]);
+//! assert!(l.set(2, "c".into()).is_err()); // out of range: an error, nothing changed
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A value that does not encode, or an index out of range, is an error that changes nothing;
+//! so is a panicking `update` closure (the panic propagates).
+//!
 //! ## Spawning units
 //!
 //! `join` reports how a unit ended: its value, `Panicked(message)`, and on the process backend
@@ -223,6 +266,38 @@
 //! `block_in_place` needs a multi-thread runtime); the thread and process backends block the
 //! calling thread instead. Inside async code, use the `_async` forms.
 //!
+//! ## Tasks and clean starts
+//!
+//! A closure cannot leave its binary; a named task can. [`task!`] turns a plain `fn` with a
+//! serde argument and result into a [`Task`] registered by name, and
+//! [`Backend::spawn_task`] runs it on any backend. On the process backend, the task runs in
+//! a **clean-started** worker — the binary re-executed, inheriting none of the caller's
+//! threads, locks or runtime — which is what a multi-threaded program (tokio, rayon, a
+//! logging thread) needs: a forked child can deadlock on a lock another thread held at the
+//! fork. Call [`init()`] first thing in `main`; it turns a worker into the task's runner.
+//!
+//! ```
+//! use uniconc::prelude::*;
+//!
+//! uniconc::task! {
+//!     /// CPU work, runnable in another process.
+//!     pub fn primes_below(n: u32) -> usize {
+//!         (2..n).filter(|&k| (2..k).take_while(|d| d * d <= k).all(|d| k % d != 0)).count()
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! uniconc::init();
+//! type B = uniconc::Thread; // or uniconc::Process: a clean worker process
+//! assert_eq!(B::spawn_task::<primes_below>(20)?.join()?, 8);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `uniconc::process::Start` chooses between `Clean` (the default for tasks) and `Fork`. An
+//! unknown task name, a schema mismatch between two builds and an undecodable argument are
+//! errors naming the task.
+//!
 //! ## Differences between backends
 //!
 //! The contract is the same on every backend; this table lists everything that is not, and
@@ -246,6 +321,8 @@
 //! | a message that does not decode | `RecvError::Invalid(MessageError::Decode(..))`, the message is consumed | cannot happen | cannot happen | |
 //! | unbounded channels | a ring of up to 1 GiB reserved in shared memory, committed as it fills; past 1 GiB queued, `try_send` says `Full` and `send` waits. A channel that never empties keeps up to 2 GiB resident (`uniconc::process::unbounded`) | unbounded (crossbeam's list) | unbounded (a `VecDeque`) | |
 //! | where `Lock`, `Semaphore`, `Event`, `Barrier`, `Value`, `Array` live | `MAP_SHARED` memory mapped at creation: shared with every process forked *after* it (create first, then spawn) | the heap, shared by `Arc` | the heap, shared by `Arc` | |
+//! | where `Map` and `List` live | shared memory mapped at creation, as above (create first, then spawn); a collection whose memory is used up refuses with `Full`; a process killed mid-operation leaves the operation wholly done or not done | the heap: a `Mutex` around a `HashMap` or `Vec` of encoded values, shared by `Arc`; grows with memory | as thread | |
+//! | largest `Map`/`List` value | what the collection has room for, at most 256 MiB encoded; a larger one is `InvalidMessage` | 256 MiB encoded (the codec's limit), `InvalidMessage` past it | as thread | |
 //! | a `Lock` holder that dies | a killed holder process: the next `lock()` gets `LockError::OwnerDied(guard)` | cannot happen separately (a thread's death is a panic) | as thread | |
 //! | a `Lock` holder that panics | the rule of [`Lock`], on every backend | the same | the same | |
 //! | units per primitive | a channel tracks at most `uniconc::process::MAX_PROCESSES` (4096) processes; `spawn` refuses to fork past that with an error | the OS's thread limit | `spawn` closures: tokio's blocking pool (512 at once, more wait); tasks: memory | |
@@ -254,6 +331,7 @@
 //! | a unit killed by the OS (SIGKILL, OOM) | counts as having dropped its channel handles (peers notice within ~100 ms); a message it was sending or receiving at that instant is lost, nothing else | takes the whole program with it | takes the whole program with it | `ISOLATED` |
 //! | blocking calls inside a runtime | block the calling thread | block the calling thread | `block_in_place` on a multi-thread runtime; **panic** on a current-thread runtime when they must wait | use the `_async` forms in async code |
 //! | waiting | spins up to ~15 µs, yields, then sleeps on a futex | crossbeam's backoff, then parks | parks (no spin) | |
+//! | `spawn_task` | a clean-started worker (the binary re-executed; needs `init()` in `main`); `Start::Fork` on request | `spawn` of `T::run` | `spawn` of `T::run` | |
 //! | platforms | Unix only (Linux: futex; other Unixes: polling fallbacks) | every std target | every tokio target | |
 //!
 //! Per-unit costs (spawn, memory, channel throughput) differ by orders of magnitude: the
@@ -270,12 +348,33 @@ compile_error!(
 );
 
 pub use uniconc_core::{
-    Array, Backend, Barrier, Error, ErrorKind, Event, IntoIter, Iter, JoinError, JoinHandle, Lock,
-    LockError, Message, MessageError, Order, Permit, Plain, Pool, PoolBuilder, PoolConfig,
-    PoolError, Receiver, RecvError, RecvTimeoutError, Result, Semaphore, SendError,
+    Array, Backend, Barrier, Error, ErrorKind, Event, IntoIter, Iter, JoinError, JoinHandle, List,
+    Lock, LockError, Map, Message, MessageError, Order, Permit, Plain, Pool, PoolBuilder,
+    PoolConfig, PoolError, Receiver, RecvError, RecvTimeoutError, Result, Semaphore, SendError,
     SendTimeoutError, Sender, TaskError, TaskHandle, TryIter, TryLockError, TryRecvError,
     TrySendError, Value, WaitError,
 };
+
+pub use uniconc_core::task;
+pub use uniconc_core::{Task, TaskRequest};
+
+/// Call first thing in `main` in a program that runs named tasks in clean-started worker
+/// processes (the process backend's default for [`Backend::spawn_task`]): in such a worker it
+/// runs the requested task and exits without returning; in a normal run it returns at once.
+/// Without the `process` backend it does nothing.
+///
+/// ```
+/// // First thing in `main`: in a worker, nothing before it runs but task registrations.
+/// uniconc::init();
+/// // ... the program
+/// ```
+///
+/// In a `#[test]`, call it at the top of the test fn; see `uniconc::process::start` for how a
+/// test binary serves as a worker.
+pub fn init() {
+    #[cfg(all(feature = "process", unix))]
+    uniconc_process::init();
+}
 
 /// The thread backend: OS threads sharing memory. Its free functions take any `Send` value
 /// (no serde bound).
@@ -412,7 +511,8 @@ cfg_if::cfg_if! {
 /// ```
 pub mod prelude {
     pub use crate::{
-        Array as _, Backend, Barrier as _, Event as _, JoinHandle as _, Lock as _, Message, Plain,
-        Pool as _, Receiver as _, Semaphore as _, Sender as _, TaskHandle as _, Value as _,
+        Array as _, Backend, Barrier as _, Event as _, JoinHandle as _, List as _, Lock as _,
+        Map as _, Message, Plain, Pool as _, Receiver as _, Semaphore as _, Sender as _,
+        TaskHandle as _, Value as _,
     };
 }

@@ -11,10 +11,14 @@
 // of the small helper module per example, on purpose.
 #![allow(clippy::duplicate_mod)]
 
+#[path = "../examples/clean_workers.rs"]
+mod clean_workers;
 #[path = "../examples/compare.rs"]
 mod compare;
 #[path = "../examples/lock_counter.rs"]
 mod lock_counter;
+#[path = "../examples/manager.rs"]
+mod manager;
 #[path = "../examples/pool.rs"]
 mod pool;
 #[path = "../examples/queue.rs"]
@@ -75,6 +79,20 @@ macro_rules! example_tests {
             }
 
             #[test]
+            fn manager_child_changes_are_seen_by_the_parent() {
+                let out = watchdog(LIMIT, || manager::run::<$B>(10).unwrap());
+                use manager::{Key, Val};
+                assert_eq!(
+                    out.dict,
+                    [
+                        (Key::Int(1), Val::Str("1".into())),
+                        (Key::Str("2".into()), Val::Int(2)),
+                    ]
+                );
+                assert_eq!(out.list, (0..10).rev().collect::<Vec<i64>>());
+            }
+
+            #[test]
             fn queue_lesson_and_producers_consumers_lose_nothing() {
                 let out = watchdog(LIMIT, || queue::run::<$B>(500).unwrap());
                 assert_eq!(out.sum, out.expected_sum);
@@ -115,10 +133,19 @@ macro_rules! example_tests {
             #[test]
             fn traverse_reads_every_element_every_way() {
                 let rows = watchdog(LIMIT, || traverse::run::<$B>(10_000).unwrap());
-                assert_eq!(rows.len(), 9);
+                assert_eq!(rows.len(), 12);
                 for r in rows {
                     assert!(r.sums_ok, "{} got a wrong sum", r.what);
                 }
+            }
+
+            #[test]
+            fn clean_workers_offload_cpu_work_from_a_tokio_service() {
+                // First: on the process backend this test is the entry of the clean workers.
+                uniconc::init();
+                let out = watchdog(LIMIT, || clean_workers::run::<$B>(3).unwrap());
+                assert_eq!(out.answers, out.expected);
+                assert!(watchdog(LIMIT, || clean_workers::first_result::<$B>(1)).is_ok());
             }
 
             #[test]

@@ -78,7 +78,7 @@ pub use lock::{Lock, LockGuard};
 pub use pool::{Pool, TaskHandle};
 pub use semaphore::Semaphore;
 pub use spawn::{JoinHandle, spawn, spawn_async};
-pub use uniconc_core::local::{Array, ArrayGuard, Value};
+pub use uniconc_core::local::{Array, ArrayGuard, List, Map, Value};
 
 /// The tokio backend's selector type: `type B = uniconc::Tokio;`.
 ///
@@ -241,6 +241,36 @@ uniconc_core::backend_constructors! {
     /// # Errors
     /// `InvalidArgument` if it cannot be allocated.
     array;
+
+    /// A new, empty shared map (Python's `Manager().dict()`), in this process's memory.
+    ///
+    /// ```
+    /// use uniconc::{JoinHandle as _, Map as _};
+    /// let d = uniconc::tokio::map::<String, u64>()?;
+    /// let d2 = d.clone(); // another handle to the same map
+    /// uniconc::tokio::spawn(move || d2.insert("a".into(), 1).unwrap())?.join()?;
+    /// assert_eq!(d.get("a")?, Some(1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Never fails on this backend.
+    map;
+
+    /// A new, empty shared list (Python's `Manager().list()`), in this process's memory.
+    ///
+    /// ```
+    /// use uniconc::{JoinHandle as _, List as _};
+    /// let l = uniconc::tokio::list::<u64>()?;
+    /// let l2 = l.clone(); // another handle to the same list
+    /// uniconc::tokio::spawn(move || l2.extend([1, 2, 3]).unwrap())?.join()?;
+    /// assert_eq!(l.to_vec()?, [1, 2, 3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Never fails on this backend.
+    list;
 
     /// A pool running at most `workers` jobs at once.
     ///

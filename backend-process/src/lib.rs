@@ -20,9 +20,12 @@
 //! - `ring`: the lock-free MPMC ring of variable-size records (loom-checked).
 //! - `channel`: [`Sender`]/[`Receiver`] over the ring, waiting, disconnection across processes.
 //! - `wake`: the atomic steps of the channel's sleeper/notifier handshake (loom-checked).
+//! - `start`: [`Start`] (fork or clean start), [`init`] and the clean-started worker.
 //! - `waiter`: async waits that never park the executor's thread.
 //! - `lock`, `semaphore`, `event`, `barrier`, `state`: [`Lock`], [`Semaphore`], [`Event`],
 //!   [`Barrier`], [`Value`] and [`Array`].
+//! - `collections`: [`Map`] and [`List`] in one shared reservation each: an allocator, an
+//!   undo journal that makes every operation atomic even when its process is SIGKILLed.
 //!
 //! ## Fork and threads
 //!
@@ -35,7 +38,8 @@
 //!
 //! A process killed while holding a [`Lock`] (or a [`Value`]/[`Array`] lock) is detected by
 //! the next locker: `Err(LockError::OwnerDied(guard))`. A process killed while holding channel
-//! handles counts as having dropped them.
+//! handles counts as having dropped them. A process killed in the middle of a [`Map`] or
+//! [`List`] operation leaves the collection as it was before that operation.
 
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
@@ -58,7 +62,8 @@ cfg_if::cfg_if! {
         mod barrier;
         mod channel;
         mod claims;
-        mod codec;
+        mod collections;
+        use uniconc_core::codec;
         mod event;
         mod lock;
         mod os;
@@ -70,6 +75,7 @@ cfg_if::cfg_if! {
         mod shm;
         mod spawn;
         mod spin;
+        pub mod start;
         mod state;
         mod sync;
         mod waiter;
@@ -84,8 +90,10 @@ cfg_if::cfg_if! {
         pub use lock::{Lock, LockGuard};
         pub use pool::{Pool, TaskHandle};
         pub use spawn::{JoinHandle, spawn, spawn_async};
+        pub use start::{Start, init, spawn_request, spawn_task, spawn_task_with};
         pub use semaphore::{MAX_PERMITS, Semaphore};
         pub use state::{Array, ArrayGuard, Value, ValueGuard};
+        pub use collections::{List, Map};
     }
 }
 
@@ -125,6 +133,13 @@ impl uniconc_core::Backend for Process {
     const REMOTE: bool = false;
 
     uniconc_core::backend_items!();
+
+    /// A clean start ([`Start::Clean`]): see [`spawn_task`].
+    fn spawn_task<T: uniconc_core::Task>(
+        arg: T::Arg,
+    ) -> Result<JoinHandle<T::Output>, uniconc_core::Error> {
+        spawn_task::<T>(arg)
+    }
 }
 
 #[cfg(not(uniconc_loom))]
@@ -252,6 +267,45 @@ uniconc_core::backend_constructors! {
     /// # Errors
     /// `InvalidArgument` if the size overflows; `Os` if shared memory cannot be mapped.
     array;
+
+    /// A new, empty shared map (Python's `Manager().dict()`, without a server process): its
+    /// entries live in shared memory that every process forked after this call sees.
+    ///
+    /// ```
+    /// use uniconc::{JoinHandle as _, Map as _};
+    /// let d = uniconc::process::map::<String, String>()?;
+    /// let child = uniconc::process::spawn({
+    ///     let d = d.clone();
+    ///     move || d.insert("1".into(), "one".into()).is_ok()
+    /// })?;
+    /// assert!(child.join()?);
+    /// assert_eq!(d.get("1")?.as_deref(), Some("one")); // inserted by the child
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `Os` if shared memory cannot be mapped.
+    map;
+
+    /// A new, empty shared list (Python's `Manager().list()`, without a server process): its
+    /// elements live in shared memory that every process forked after this call sees.
+    ///
+    /// ```
+    /// use uniconc::{JoinHandle as _, List as _};
+    /// let l = uniconc::process::list::<u64>()?;
+    /// l.extend([1, 2, 3])?;
+    /// let child = uniconc::process::spawn({
+    ///     let l = l.clone();
+    ///     move || l.reverse().is_ok()
+    /// })?;
+    /// assert!(child.join()?);
+    /// assert_eq!(l.to_vec()?, [3, 2, 1]); // reversed by the child
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `Os` if shared memory cannot be mapped.
+    list;
 
     /// A pool of `workers` worker processes with default settings: `Pool::new(workers)`.
     ///

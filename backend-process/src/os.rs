@@ -292,7 +292,7 @@ fn run_on_fresh_thread(child: impl FnOnce() -> std::convert::Infallible + Send) 
 
 /// The stack size of a process's main thread: `RLIMIT_STACK`, 8 MiB if unlimited or
 /// unknown, at least 2 MiB.
-fn main_stack_size() -> usize {
+pub(crate) fn main_stack_size() -> usize {
     const DEFAULT: usize = 8 << 20;
     let mut lim = libc::rlimit {
         rlim_cur: 0,

@@ -36,10 +36,13 @@ use uniconc_core::{Error, JoinError, Message, panic_message};
 
 use crate::os::{self as sys, Exit, FrameBuf, Pid, ReadState};
 
-/// Report tags: the first byte of the child's frame body.
+/// Report tags: the first byte of the child's frame body. `REPORT_OK` carries the result in
+/// postcard (a forked child, which knows `R`); `REPORT_OK_CODEC` carries it in the core codec
+/// (a clean-started worker, which ran a task through its erased runner).
 const REPORT_OK: u8 = 0;
-const REPORT_PANICKED: u8 = 1;
-const REPORT_FAILED: u8 = 2;
+pub(crate) const REPORT_PANICKED: u8 = 1;
+pub(crate) const REPORT_FAILED: u8 = 2;
+pub(crate) const REPORT_OK_CODEC: u8 = 3;
 
 /// Runs `f` in a forked child process.
 ///
@@ -73,18 +76,7 @@ where
     })
     .map_err(|e| Error::os("fork", e))?;
     drop(child_end);
-    let pidfd = sys::pidfd_open(pid);
-    Ok(JoinHandle {
-        pid,
-        owner: sys::getpid(),
-        sock: Some(parent_end),
-        pidfd,
-        buf: FrameBuf::default(),
-        report: None,
-        exit: None,
-        taken: false,
-        _result: PhantomData,
-    })
+    Ok(JoinHandle::new(pid, parent_end, false))
 }
 
 /// Runs `fut` to completion in a forked child process, on the child's own current-thread tokio
@@ -244,7 +236,27 @@ pub struct JoinHandle<R> {
     exit: Option<Exit>,
     /// The result was handed out.
     taken: bool,
+    /// A clean-started worker (re-executed binary) rather than a forked child.
+    clean: bool,
     _result: PhantomData<fn() -> R>,
+}
+
+impl<R> JoinHandle<R> {
+    /// The handle of the child `pid` (ours to reap), which reports through `sock`.
+    pub(crate) fn new(pid: Pid, sock: OwnedFd, clean: bool) -> Self {
+        JoinHandle {
+            pid,
+            owner: sys::getpid(),
+            sock: Some(sock),
+            pidfd: sys::pidfd_open(pid),
+            buf: FrameBuf::default(),
+            report: None,
+            exit: None,
+            taken: false,
+            clean,
+            _result: PhantomData,
+        }
+    }
 }
 
 impl<R> std::fmt::Debug for JoinHandle<R> {
@@ -336,6 +348,15 @@ impl<R: Message> JoinHandle<R> {
         self.taken = true;
         let exit = self.exit.expect("outcome() after reaping");
         let Some(frame) = self.report.take() else {
+            if self.clean && exit == Exit::Code(0) {
+                return Err(JoinError::Failed(
+                    "the clean-started worker exited with code 0 without reporting a result: \
+                     either the task called `exit(0)`, or the binary never became a worker \
+                     (does `main` call `uniconc::init()` first thing, and a `#[test]` \
+                     `uniconc::process::init()` at its top?)"
+                        .into(),
+                ));
+            }
             return Err(match exit {
                 Exit::Signal(s) => JoinError::Killed(s),
                 Exit::Code(c) => JoinError::Exited(c),
@@ -351,6 +372,12 @@ impl<R: Message> JoinHandle<R> {
                     "the result",
                     rest,
                     &e,
+                ))
+            }),
+            REPORT_OK_CODEC => uniconc_core::codec::decode::<R>(rest).map_err(|e| {
+                JoinError::Failed(format!(
+                    "the worker's result could not be decoded as `{}`: {e}",
+                    std::any::type_name::<R>()
                 ))
             }),
             REPORT_PANICKED | REPORT_FAILED => {

@@ -59,7 +59,7 @@ pub use channel::{Receiver, Sender, channel, unbounded};
 pub use pool::{Imap, Pool, TaskHandle};
 pub use spawn::{JoinHandle, spawn, spawn_async};
 pub use sync::{Barrier, Event, Lock, LockGuard, Semaphore};
-pub use uniconc_core::local::{Array, ArrayGuard, Value};
+pub use uniconc_core::local::{Array, ArrayGuard, List, Map, Value};
 
 /// The thread backend's selector type: `type B = uniconc::Thread;`.
 ///
@@ -202,6 +202,36 @@ uniconc_core::backend_constructors! {
     /// # Errors
     /// `InvalidArgument` if the allocation is too large.
     array;
+
+    /// A new, empty shared map (Python's `Manager().dict()`), in this process's memory.
+    ///
+    /// ```
+    /// use uniconc::{JoinHandle as _, Map as _};
+    /// let d = uniconc::thread::map::<String, u64>()?;
+    /// let d2 = d.clone(); // another handle to the same map
+    /// uniconc::thread::spawn(move || d2.insert("a".into(), 1).unwrap())?.join()?;
+    /// assert_eq!(d.get("a")?, Some(1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Never fails on this backend.
+    map;
+
+    /// A new, empty shared list (Python's `Manager().list()`), in this process's memory.
+    ///
+    /// ```
+    /// use uniconc::{JoinHandle as _, List as _};
+    /// let l = uniconc::thread::list::<u64>()?;
+    /// let l2 = l.clone(); // another handle to the same list
+    /// uniconc::thread::spawn(move || l2.extend([1, 2, 3]).unwrap())?.join()?;
+    /// assert_eq!(l.to_vec()?, [1, 2, 3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Never fails on this backend.
+    list;
 
     /// A pool of `workers` threads with default settings.
     ///

@@ -8,7 +8,7 @@ compare.rs with the same sizes, as `key=value` arguments, and prints one line pe
     <workload key> TAB <multiprocessing|threading|asyncio> TAB <value | n/a: why | failed: why>
 
 in the unit of the Rust table (M msg/s, µs per round trip, ms, µs per unit, KiB per unit, ns per
-increment). Progress goes to stderr. Run it alone with `python3 benches/python/compare.py`
+increment, ns per dict operation). Progress goes to stderr. Run it alone with `python3 benches/python/compare.py`
 (default sizes: compare's --quick ones). Standard library only.
 """
 
@@ -33,6 +33,8 @@ SIZES = dict(
     units=10_000,
     units_process=200,
     lock_iters=50_000,
+    dict_ops=50_000,
+    dict_ops_process=1_000,
     spawns=200,
     spawns_process=50,
     workers=os.cpu_count() or 1,
@@ -112,6 +114,25 @@ def _mp_locker(lock, value, iters, go):
 
 def _noop():
     pass
+
+
+DICT_KEYS = 512  # keys per unit in dict_ops, as in compare.rs
+
+
+def _dict_unit(d, unit, ops, go):
+    """ops operations on the shared dict: alternately d[k] = 32 chars and d[k]."""
+    value = "v" * 32
+    go.wait()
+    found = 0
+    for i in range(ops // 2):
+        k = (unit << 32) | (i % DICT_KEYS)
+        d[k] = value
+        found += d.get(k) is not None
+    return found
+
+
+def _mp_dict_unit(d, unit, ops, go, out):
+    out.put(_dict_unit(d, unit, ops, go))
 
 
 class MP:
@@ -215,6 +236,22 @@ class MP:
         t = time.perf_counter() - start
         assert value.value == 4 * iters, value.value
         return t * 1e9 / (4 * iters)
+
+    @staticmethod
+    def dict_ops(ops):
+        with mp.Manager() as manager:
+            d, go, out = manager.dict(), mp.Barrier(3), mp.Queue()
+            procs = [mp.Process(target=_mp_dict_unit, args=(d, u, ops, go, out)) for u in range(2)]
+            for p in procs:
+                p.start()
+            start = time.perf_counter()  # before the barrier opens, as in compare.rs
+            go.wait()
+            found = sum(out.get() for _ in procs)
+            for p in procs:
+                p.join()
+            t = time.perf_counter() - start
+            assert found == 2 * (ops // 2), found
+            return t * 1e9 / (2 * (ops // 2) * 2)
 
     @staticmethod
     def spawn(n):
@@ -363,6 +400,25 @@ class TH:
         el = time.perf_counter() - start
         assert box[0] == 4 * iters
         return el * 1e9 / (4 * iters)
+
+    @staticmethod
+    def dict_ops(ops):
+        d, go = {}, threading.Barrier(3)
+        found = [0, 0]
+
+        def unit(u):
+            found[u] = _dict_unit(d, u, ops, go)
+
+        ths = [threading.Thread(target=unit, args=(u,)) for u in range(2)]
+        for t in ths:
+            t.start()
+        start = time.perf_counter()  # before the barrier opens, as in compare.rs
+        go.wait()
+        for t in ths:
+            t.join()
+        el = time.perf_counter() - start
+        assert sum(found) == 2 * (ops // 2)
+        return el * 1e9 / (2 * (ops // 2) * 2)
 
     @staticmethod
     def spawn(n):
@@ -518,6 +574,30 @@ class AIO:
         return asyncio.run(main())
 
     @staticmethod
+    def dict_ops(ops):
+        async def main():
+            d = {}
+            value = "v" * 32
+
+            async def unit(u):
+                found = 0
+                for i in range(ops // 2):
+                    k = (u << 32) | (i % DICT_KEYS)
+                    d[k] = value
+                    found += d.get(k) is not None
+                    if i % 64 == 0:
+                        await asyncio.sleep(0)  # let the other task in now and then
+                return found
+
+            start = time.perf_counter()
+            found = await asyncio.gather(unit(0), unit(1))
+            el = time.perf_counter() - start
+            assert sum(found) == 2 * (ops // 2)
+            return el * 1e9 / (2 * (ops // 2) * 2)
+
+        return asyncio.run(main())
+
+    @staticmethod
     def spawn(n):
         async def main():
             async def noop():
@@ -583,6 +663,7 @@ def main(argv):
             ("pool_map", lambda: impl.pool_map(s["pool_items"], s["pool_work"], s["workers"])),
             ("units", lambda: units_in_fresh_process(impl, units)),
             ("lock_contention", lambda: impl.lock_contention(s["lock_iters"])),
+            ("dict_ops", lambda: impl.dict_ops(s["dict_ops_process" if is_mp else "dict_ops"])),
             ("spawn", lambda: impl.spawn(spawns)),
         ]
         for key, run in runs:

@@ -2,15 +2,18 @@
 //! types and constructors, so `fn run<B: Backend>()` compiles once and runs on all of them.
 
 use std::future::Future;
+use std::hash::Hash;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::channel::{Receiver, Sender};
+use crate::collections::{List, Map};
 use crate::error::Error;
 use crate::pool::Pool;
 use crate::state::{Array, Plain, Value};
 use crate::sync::{Barrier, Event, Lock, Semaphore};
+use crate::task::Task;
 use crate::unit::JoinHandle;
 
 /// What generic code can send through any backend's channel: serializable (the process
@@ -198,6 +201,10 @@ pub trait Backend: Copy + Send + Sync + 'static {
     type Value<T: Plain>: Value<T>;
     /// A shared array of plain data.
     type Array<T: Plain>: Array<T>;
+    /// A shared map (Python's `Manager().dict()`).
+    type Map<K: Message + Hash + Eq, V: Message>: Map<K, V>;
+    /// A shared list (Python's `Manager().list()`).
+    type List<T: Message>: List<T>;
     /// A pool of workers.
     type Pool: Pool;
     /// Handle to a spawned unit.
@@ -314,6 +321,44 @@ pub trait Backend: Copy + Send + Sync + 'static {
         Fut: Future + Send + 'static,
         Fut::Output: Message;
 
+    /// Runs the named task `T` on `arg` as a new unit; see [`Task`] and
+    /// [`task!`](crate::task!).
+    ///
+    /// Thread and tokio: `T::run(arg)` through [`spawn`](Backend::spawn) (the argument is not
+    /// encoded). Process: a **clean start** — the binary re-executed as a worker that inherits
+    /// none of the caller's threads, locks or runtime, and receives the task by name, with its
+    /// argument encoded (the program calls `uniconc::init()` first thing in `main`; see
+    /// `uniconc::process::Start` for the choice between a clean start and a fork).
+    ///
+    /// A panic in the task is [`JoinError::Panicked`](crate::JoinError::Panicked); on the
+    /// process backend, a task the worker does not know, a schema mismatch or an argument that
+    /// does not decode is [`JoinError::Failed`](crate::JoinError::Failed) naming the task.
+    ///
+    /// ```
+    /// use uniconc::{Backend, JoinHandle as _};
+    ///
+    /// uniconc::task! {
+    ///     fn word_count(text: String) -> usize {
+    ///         text.split_whitespace().count()
+    ///     }
+    /// }
+    ///
+    /// fn count<B: Backend>(text: &str) -> Result<usize, Box<dyn std::error::Error>> {
+    ///     Ok(B::spawn_task::<word_count>(text.to_string())?.join()?)
+    /// }
+    ///
+    /// assert_eq!(count::<uniconc::Thread>("one two three")?, 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`spawn`](Backend::spawn); on the process backend also `Unsupported` if
+    /// `uniconc::init()` was not called (a clean worker would run `main` from its start), and
+    /// `InvalidMessage` if the argument does not serialize.
+    fn spawn_task<T: Task>(arg: T::Arg) -> Result<Self::JoinHandle<T::Output>, Error> {
+        Self::spawn(move || T::run(arg))
+    }
+
     /// A new lock; see [`Lock`].
     ///
     /// ```
@@ -427,6 +472,42 @@ pub trait Backend: Copy + Send + Sync + 'static {
     /// As [`Array::new`].
     fn array<T: Plain>(len: usize) -> Result<Self::Array<T>, Error> {
         <Self::Array<T> as Array<T>>::new(len)
+    }
+
+    /// A new, empty shared map; see [`Map`].
+    ///
+    /// ```
+    /// use uniconc::{Backend, Map as _};
+    ///
+    /// type B = uniconc::thread::Thread;
+    /// let d = B::map::<u64, String>()?;
+    /// d.insert(1, "one".into())?;
+    /// assert_eq!(d.get(&1)?.as_deref(), Some("one"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Map::new`].
+    fn map<K: Message + Hash + Eq, V: Message>() -> Result<Self::Map<K, V>, Error> {
+        <Self::Map<K, V> as Map<K, V>>::new()
+    }
+
+    /// A new, empty shared list; see [`List`].
+    ///
+    /// ```
+    /// use uniconc::{Backend, List as _};
+    ///
+    /// type B = uniconc::thread::Thread;
+    /// let l = B::list::<u64>()?;
+    /// l.extend([3, 4])?;
+    /// assert_eq!(l.to_vec()?, [3, 4]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`List::new`].
+    fn list<T: Message>() -> Result<Self::List<T>, Error> {
+        <Self::List<T> as List<T>>::new()
     }
 
     /// A pool of `workers` workers with default settings; see [`Pool`] (and

@@ -43,7 +43,7 @@ pub enum ErrorKind {
     /// The other side of a channel is gone, or the channel was closed (`SendError`,
     /// `TryRecvError::Disconnected`, ...).
     Disconnected,
-    /// A channel was full (`TrySendError::Full`).
+    /// A channel was full (`TrySendError::Full`), or a `Map`/`List` has no room left.
     Full,
     /// A channel was empty (`TryRecvError::Empty`).
     Empty,
@@ -174,6 +174,19 @@ impl Error {
     /// ```
     pub fn closed(message: impl Into<String>) -> Self {
         Self::message(ErrorKind::Closed, message)
+    }
+
+    /// A structure has no room left for what was asked (the process backend's `Map` and `List`
+    /// when their reserved memory is used up); nothing was changed.
+    ///
+    /// ```
+    /// use uniconc::{Error, ErrorKind};
+    ///
+    /// let e = Error::full("the map's 1 GiB of reserved memory is used up");
+    /// assert_eq!(e.kind(), ErrorKind::Full);
+    /// ```
+    pub fn full(message: impl Into<String>) -> Self {
+        Self::message(ErrorKind::Full, message)
     }
 
     /// The OS refused; `context` says what we were doing. The OS error becomes the

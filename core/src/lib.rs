@@ -10,6 +10,7 @@
 //! - [`state`]: [`Value`], [`Array`] and [`Plain`].
 //! - [`local`]: the in-process `Value`/`Array` shared by the thread and tokio backends.
 //! - [`unit`](mod@unit): [`JoinHandle`] and panic helpers.
+//! - [`task`](mod@task): named tasks ([`Task`], [`task!`]), their registry and wire form.
 //! - [`pool`]: [`Pool`], [`PoolBuilder`], [`PoolConfig`], [`TaskHandle`], [`Order`].
 //! - [`error`]: every error type.
 //! - [`time`]: deadline helpers.
@@ -48,6 +49,8 @@
 
 pub mod backend;
 pub mod channel;
+pub mod codec;
+pub mod collections;
 pub mod error;
 pub mod imap;
 pub mod local;
@@ -55,12 +58,14 @@ mod macros;
 pub mod pool;
 pub mod state;
 pub mod sync;
+pub mod task;
 pub mod time;
 pub mod unit;
 pub mod validate;
 
 pub use backend::{Backend, Message};
 pub use channel::{IntoIter, Iter, Receiver, Sender, TryIter};
+pub use collections::{List, Map};
 pub use error::{
     Error, ErrorKind, JoinError, LockError, MessageError, PoolError, RecvError, RecvTimeoutError,
     Result, SendError, SendTimeoutError, TaskError, TryLockError, TryRecvError, TrySendError,
@@ -69,7 +74,14 @@ pub use error::{
 pub use pool::{Order, Pool, PoolBuilder, PoolConfig, TaskHandle};
 pub use state::{Array, Plain, Value};
 pub use sync::{Barrier, Event, Lock, Permit, Semaphore};
+pub use task::{Task, TaskRequest};
 pub use unit::{JoinHandle, panic_message};
+
+/// What the exported macros need from other crates. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use inventory;
+}
 
 #[cfg(test)]
 mod tests {

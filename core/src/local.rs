@@ -1,6 +1,6 @@
 //! In-process shared state, used by the backends whose units share one address space (threads,
 //! tokio tasks): [`Value`] and [`Array`] (Python's `Value` and `Array`), each an `Arc` of a std
-//! `Mutex`. Whole-array reads take the mutex once and copy the slice (a `memcpy`). The critical
+//! `Mutex`, and [`Map`] and [`List`] (Python's Manager dict and list). Whole-array reads take the mutex once and copy the slice (a `memcpy`). The critical
 //! sections are short copies, so a blocking lock is right even inside a task. Kept here, once,
 //! because backends do not depend on each other.
 //!
@@ -14,6 +14,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::state::index_error;
 use crate::{Error, LockError, Plain};
+
+mod collections;
+pub use collections::{List, Map};
 
 /// Locks `m`, reporting (and clearing) poisoning once.
 fn lock_reporting<T: ?Sized>(

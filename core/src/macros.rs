@@ -1,11 +1,11 @@
 //! Macros a backend crate invokes so that the glue every backend needs is written once: the
 //! handle types and constructors of its [`Backend`](crate::Backend) impl, and its free
-//! constructor functions (`lock`, `semaphore`, ...). A backend names only what differs: its
+//! constructor functions (`lock`, `semaphore`, ..., `map`, `list`, `pool`). A backend names only what differs: its
 //! capability constants, and the documentation of its free functions.
 //!
 //! Both macros expect the backend crate's root to name its pieces as every backend does:
 //! `Sender`, `Receiver`, `Lock`, `Semaphore`, `Event`, `Barrier`, `Value`, `Array`, `Pool`,
-//! `JoinHandle`, and the functions `channel`, `unbounded`, `spawn`, `spawn_async`.
+//! `Map`, `List`, `JoinHandle`, and the functions `channel`, `unbounded`, `spawn`, `spawn_async`.
 
 /// The associated types and constructors of a backend's [`Backend`](crate::Backend) impl,
 /// forwarding to the crate root's types and free functions. Invoke it inside the impl, after
@@ -29,6 +29,8 @@ macro_rules! backend_items {
         type Barrier = Barrier;
         type Value<T: $crate::Plain> = Value<T>;
         type Array<T: $crate::Plain> = Array<T>;
+        type Map<K: $crate::Message + ::core::hash::Hash + Eq, V: $crate::Message> = Map<K, V>;
+        type List<T: $crate::Message> = List<T>;
         type Pool = Pool;
         type JoinHandle<R: $crate::Message> = JoinHandle<R>;
 
@@ -68,7 +70,7 @@ macro_rules! backend_items {
 }
 
 /// A backend's free constructor functions `lock`, `semaphore`, `event`, `barrier`, `value`,
-/// `array` and `pool`, each the trait constructor of the crate root's type. The backend gives
+/// `array`, `map`, `list` and `pool`, each the trait constructor of the crate root's type. The backend gives
 /// each function's documentation (its own examples and error notes) before its name:
 ///
 /// ```ignore
@@ -77,7 +79,7 @@ macro_rules! backend_items {
 ///     lock;
 ///     /// A semaphore holding `permits` permits.
 ///     semaphore;
-///     // ... event; barrier; value; array; pool; in this order
+///     // ... event; barrier; value; array; map; list; pool; in this order
 /// }
 /// ```
 #[macro_export]
@@ -89,6 +91,8 @@ macro_rules! backend_constructors {
         $(#[$barrier:meta])* barrier;
         $(#[$value:meta])* value;
         $(#[$array:meta])* array;
+        $(#[$map:meta])* map;
+        $(#[$list:meta])* list;
         $(#[$pool:meta])* pool;
     ) => {
         $(#[$lock])*
@@ -119,6 +123,20 @@ macro_rules! backend_constructors {
         $(#[$array])*
         pub fn array<T: $crate::Plain>(len: usize) -> ::core::result::Result<Array<T>, $crate::Error> {
             <Array<T> as $crate::Array<T>>::new(len)
+        }
+
+        $(#[$map])*
+        pub fn map<K, V>() -> ::core::result::Result<Map<K, V>, $crate::Error>
+        where
+            K: $crate::Message + ::core::hash::Hash + Eq,
+            V: $crate::Message,
+        {
+            <Map<K, V> as $crate::Map<K, V>>::new()
+        }
+
+        $(#[$list])*
+        pub fn list<T: $crate::Message>() -> ::core::result::Result<List<T>, $crate::Error> {
+            <List<T> as $crate::List<T>>::new()
         }
 
         $(#[$pool])*

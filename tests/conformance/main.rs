@@ -10,17 +10,20 @@
 //! under a watchdog. Stress sizes scale with `UNICONC_STRESS_SCALE` (default 1).
 //!
 //! Files: `channel.rs`, `channel_values.rs` (when queued values are dropped), `sync.rs`,
-//! `state.rs`, `spawn.rs`, `pool.rs`, `async_forms.rs` (the `_async` forms driven by a tokio
-//! runtime), `support.rs` (watchdog, scale, runtime).
+//! `state.rs`, `collections.rs` (Map and List), `spawn.rs`, `task.rs` (named tasks), `pool.rs`,
+//! `async_forms.rs` (the `_async` forms driven by a tokio runtime), `support.rs` (watchdog,
+//! scale, runtime).
 
 mod async_forms;
 mod channel;
 mod channel_values;
+mod collections;
 mod pool;
 mod spawn;
 mod state;
 mod support;
 mod sync;
+mod task;
 
 /// Calls `$m!` with the backend type and the list of every conformance test (`module::name`).
 macro_rules! all_tests {
@@ -64,6 +67,19 @@ macro_rules! all_tests {
             state::value_lock_guard,
             state::array_from_slice_get_set_bounds,
             state::array_guard_and_to_vec_across_units,
+            collections::map_insert_get_remove_len_clear,
+            collections::map_update_inserts_changes_removes_and_returns,
+            collections::map_panicking_update_changes_nothing,
+            collections::map_get_or_insert_with_races_insert_once,
+            collections::map_update_from_4_units_counts_exactly,
+            collections::map_snapshots_are_consistent,
+            collections::map_bad_values_are_refused_and_change_nothing,
+            collections::list_push_pop_get_set_insert_remove,
+            collections::list_truncate_clear_extend_reverse_iter,
+            collections::list_update_returns_and_panics_change_nothing,
+            collections::list_bad_values_are_refused_and_change_nothing,
+            collections::list_snapshots_are_consistent,
+            collections::collections_shared_with_spawned_units,
             spawn::spawn_returns_result,
             spawn::spawn_panic_message,
             spawn::spawn_join_timeout_then_join,
@@ -72,6 +88,9 @@ macro_rules! all_tests {
             spawn::spawn_async_runs_a_future,
             spawn::errors_convert_with_question_mark,
             spawn::spawn_inside_a_runtime_starts_outside_it,
+            task::task_spawn_returns_result,
+            task::task_panic_is_panicked_with_its_message,
+            task::task_from_generic_code,
             pool::pool_map_keeps_input_order,
             pool::pool_map_many_items,
             pool::pool_imap_is_lazy_on_endless_input,
@@ -120,6 +139,9 @@ macro_rules! instantiate_tests {
         $(
             #[test]
             fn $test() {
+                // First, so that this test can serve as the entry of a clean-started worker
+                // (`spawn_task` on the process backend); returns at once otherwise.
+                uniconc::init();
                 crate::support::run::<$backend>(
                     concat!(stringify!($module), "::", stringify!($test)),
                     crate::$module::$test::<$backend>,

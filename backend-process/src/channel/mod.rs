@@ -470,7 +470,7 @@ enum TrySend<T> {
     Err(SendError<T>),
 }
 
-impl<T: Serialize> Sender<T> {
+impl<T: Serialize + 'static> Sender<T> {
     /// The largest encoded message this channel accepts, in bytes.
     ///
     /// ```
@@ -608,7 +608,7 @@ enum Look<T> {
     InFlight,
 }
 
-impl<T: DeserializeOwned> Receiver<T> {
+impl<T: DeserializeOwned + 'static> Receiver<T> {
     /// One look: takes the message at the front of the ring if one is published. With
     /// `tell_in_flight`, an unpublished claim at the front is told apart from an empty ring;
     /// after disconnection it always is (a message being written is drained, not dropped).

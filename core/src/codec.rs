@@ -1,0 +1,318 @@
+//! The one place that knows how values are encoded when they are stored or sent as bytes (the
+//! process backend's channels, every backend's `Map` and `List`): bincode 2.0.1 with its standard
+//! configuration (varint integers, little-endian), chosen by measurement against postcard and
+//! bitcode (figures in `benches/README.md`).
+//!
+//! Encoding is two passes over the value and never allocates: [`encoded_size`] counts the bytes
+//! (so a sender can claim exactly that much shared memory), then [`encode_into`] writes them
+//! straight into it. [`decode`] reads straight from it.
+//!
+//! A value that is one sequence of bytes or numbers (`Vec<u8>`, `String`, `Box<[u8]>`,
+//! `Vec<f64>`, `Vec<f32>`, `Vec<u64>`, `Vec<i64>`, `Vec<u32>`, `Vec<i32>`, `Vec<u16>`,
+//! `Vec<i16>`) is encoded and decoded without serde's call per element, at up to memory speed,
+//! into exactly the bytes bincode writes.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::MessageError;
+
+mod fast;
+
+/// The largest message the codec decodes, in bytes; also the largest channel byte budget.
+/// Decoding claims lengths against it before allocating, so a corrupt length prefix read from
+/// shared memory is an error, never an allocation of the claimed size.
+pub const LIMIT: usize = 256 << 20;
+
+const CONFIG: bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<LIMIT>,
+> = bincode::config::standard().with_limit::<LIMIT>();
+
+/// The encoded size of `value` in bytes.
+///
+/// # Errors
+/// `Encode` if the value cannot be serialized.
+#[inline]
+pub fn encoded_size<T: Serialize + ?Sized + 'static>(value: &T) -> Result<usize, MessageError> {
+    match fast::view(value) {
+        Some(seq) => Ok(fast::size(&seq)),
+        None => encoded_size_any(value),
+    }
+}
+
+/// The encoded size of `value`, for a type that may borrow (a map key looked up through
+/// `Borrow`, such as a `&str` for `String` keys): the same size as [`encoded_size`], through
+/// serde only.
+///
+/// # Errors
+/// `Encode` if the value cannot be serialized.
+pub fn encoded_size_any<T: Serialize + ?Sized>(value: &T) -> Result<usize, MessageError> {
+    let mut w = bincode::enc::write::SizeWriter::default();
+    bincode::serde::encode_into_writer(value, &mut w, CONFIG)
+        .map_err(|e| MessageError::Encode(e.to_string()))?;
+    Ok(w.bytes_written)
+}
+
+/// Encodes `value` into `dst` like [`encode_into`] (the same bytes), for a type that may
+/// borrow; through serde only.
+///
+/// # Errors
+/// `Encode` if serialization fails or does not fit `dst`.
+pub fn encode_into_any<T: Serialize + ?Sized>(
+    value: &T,
+    dst: &mut [u8],
+) -> Result<usize, MessageError> {
+    bincode::serde::encode_into_slice(value, dst, CONFIG)
+        .map_err(|e| MessageError::Encode(e.to_string()))
+}
+
+/// Encodes `value` into `dst`, returning the bytes written.
+///
+/// # Errors
+/// `Encode` if serialization fails or does not fit `dst`.
+#[inline]
+pub fn encode_into<T: Serialize + ?Sized + 'static>(
+    value: &T,
+    dst: &mut [u8],
+) -> Result<usize, MessageError> {
+    match fast::view(value) {
+        Some(seq) => fast::encode(&seq, dst),
+        None => encode_into_any(value, dst),
+    }
+}
+
+/// Decodes a `T` from exactly `src`.
+///
+/// # Errors
+/// `Decode` if the bytes are not a valid `T`, or if bytes are left over.
+#[inline]
+pub fn decode<T: DeserializeOwned + 'static>(src: &[u8]) -> Result<T, MessageError> {
+    if let Some(v) = fast::decode::<T>(src) {
+        return v;
+    }
+    let (v, used) = bincode::serde::decode_from_slice::<T, _>(src, CONFIG)
+        .map_err(|e| MessageError::Decode(e.to_string()))?;
+    if used != src.len() {
+        return Err(MessageError::Decode(format!(
+            "{} trailing bytes after the message (sent as another type?)",
+            src.len() - used
+        )));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_size() {
+        let v = (7u64, String::from("hello"), vec![1u8, 2, 3]);
+        let n = encoded_size(&v).unwrap();
+        let mut buf = vec![0u8; n];
+        assert_eq!(encode_into(&v, &mut buf).unwrap(), n);
+        let back: (u64, String, Vec<u8>) = decode(&buf).unwrap();
+        assert_eq!(back, v);
+    }
+
+    #[test]
+    fn wrong_type_is_a_decode_error() {
+        let mut buf = vec![0u8; 16];
+        let n = encode_into(&u64::MAX, &mut buf).unwrap();
+        assert!(matches!(
+            decode::<String>(&buf[..n]),
+            Err(MessageError::Decode(_))
+        ));
+        assert!(matches!(
+            decode::<u8>(&buf[..n]),
+            Err(MessageError::Decode(_))
+        ));
+        // A length prefix claiming far more than the limit: an error, not an allocation.
+        let mut buf = vec![0u8; 16];
+        let n = encode_into(&(u64::MAX - 1), &mut buf).unwrap();
+        assert!(matches!(
+            decode::<Vec<u8>>(&buf[..n]),
+            Err(MessageError::Decode(_))
+        ));
+    }
+
+    /// A small deterministic generator (xorshift): the tests need no random crate.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        /// A value around every varint boundary, or anywhere.
+        fn int(&mut self) -> u64 {
+            let edges = [
+                0,
+                1,
+                250,
+                251,
+                252,
+                0xffff,
+                0x1_0000,
+                0xffff_ffff,
+                1 << 32,
+                u64::MAX,
+            ];
+            match self.next() % 3 {
+                0 => {
+                    edges[(self.next() % edges.len() as u64) as usize].wrapping_add(self.next() % 3)
+                }
+                1 => self.next() % 1000,
+                _ => self.next() >> (self.next() % 64),
+            }
+        }
+    }
+
+    /// The bytes bincode itself writes (the path every other type takes).
+    fn bincode_bytes<T: Serialize>(v: &T) -> Vec<u8> {
+        bincode::serde::encode_to_vec(v, CONFIG).unwrap()
+    }
+
+    fn bincode_decode<T: DeserializeOwned>(b: &[u8]) -> T {
+        bincode::serde::decode_from_slice(b, CONFIG).unwrap().0
+    }
+
+    /// The fast path writes bincode's bytes and reads them back, for `v`.
+    fn same_as_bincode<T>(v: &T)
+    where
+        T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug + 'static,
+    {
+        assert!(
+            fast::view(v).is_some(),
+            "{} has a fast path",
+            std::any::type_name::<T>()
+        );
+        let want = bincode_bytes(v);
+        assert_eq!(encoded_size(v).unwrap(), want.len());
+        let mut got = vec![0u8; want.len()];
+        assert_eq!(encode_into(v, &mut got).unwrap(), want.len());
+        assert_eq!(got, want, "{}", std::any::type_name::<T>());
+        assert_eq!(&decode::<T>(&want).unwrap(), v);
+        assert_eq!(&bincode_decode::<T>(&got), v);
+    }
+
+    #[test]
+    fn fast_path_writes_and_reads_exactly_bincodes_bytes() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for round in 0..300 {
+            let n = match round % 4 {
+                0 => 0,
+                1 => (rng.next() % 8) as usize,
+                2 => (rng.next() % 300) as usize,
+                _ => 250 + (rng.next() % 70_000) as usize / 64,
+            };
+            let ints: Vec<u64> = (0..n).map(|_| rng.int()).collect();
+            same_as_bincode(&ints.iter().map(|&x| x as u8).collect::<Vec<u8>>());
+            same_as_bincode(
+                &ints
+                    .iter()
+                    .map(|&x| x as u8)
+                    .collect::<Vec<u8>>()
+                    .into_boxed_slice(),
+            );
+            same_as_bincode(
+                &ints
+                    .iter()
+                    .map(|&x| char::from(b'a' + (x % 26) as u8))
+                    .collect::<String>(),
+            );
+            same_as_bincode(&"héllo wörld ✓".repeat(n % 7));
+            same_as_bincode(&ints);
+            same_as_bincode(&ints.iter().map(|&x| x as i64).collect::<Vec<i64>>());
+            same_as_bincode(&ints.iter().map(|&x| x as u32).collect::<Vec<u32>>());
+            same_as_bincode(&ints.iter().map(|&x| x as i32).collect::<Vec<i32>>());
+            same_as_bincode(&ints.iter().map(|&x| x as u16).collect::<Vec<u16>>());
+            same_as_bincode(&ints.iter().map(|&x| x as i16).collect::<Vec<i16>>());
+            same_as_bincode(
+                &ints
+                    .iter()
+                    .map(|&x| f64::from_bits(x))
+                    .filter(|f| !f.is_nan())
+                    .collect::<Vec<f64>>(),
+            );
+            same_as_bincode(&ints.iter().map(|&x| x as f32 * 0.5).collect::<Vec<f32>>());
+        }
+        for _ in 0..2000 {
+            let x = rng.int();
+            same_as_bincode(&x);
+            same_as_bincode(&(x as usize));
+            same_as_bincode(&(x as i64));
+            same_as_bincode(&(x as isize));
+            same_as_bincode(&(x as u32));
+            same_as_bincode(&(x as i32));
+            same_as_bincode(&(x as u16));
+            same_as_bincode(&(x as i16));
+            same_as_bincode(&(x as u8));
+            same_as_bincode(&(x as i8));
+            same_as_bincode(&(x % 2 == 0));
+            same_as_bincode(&(x as f32));
+            if !f64::from_bits(x).is_nan() {
+                same_as_bincode(&f64::from_bits(x));
+            }
+        }
+        for v in [i64::MIN, i64::MAX, -1, 0, 1, -125, 125, -126, 126] {
+            same_as_bincode(&vec![v]);
+            same_as_bincode(&vec![v as i32]);
+            same_as_bincode(&vec![v as i16]);
+        }
+    }
+
+    #[test]
+    fn other_types_take_bincodes_path() {
+        assert!(fast::view(&(1u8, 2u8)).is_none());
+        assert!(fast::view(&vec![vec![1u8]]).is_none());
+        assert!(fast::view(&vec![1u8; 3][..]).is_none()); // a slice, not a message type
+        assert!(fast::view(&7u128).is_none());
+        assert!(fast::view(&'c').is_none());
+    }
+
+    #[test]
+    fn fast_decoding_refuses_corrupt_input() {
+        let bytes = bincode_bytes(&vec![1u64, 300, 70_000, 1 << 40]);
+        // Cut anywhere: an error, never a panic or a short vector.
+        for cut in 0..bytes.len() {
+            assert!(decode::<Vec<u64>>(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        // Trailing bytes, as on bincode's path.
+        let mut long = bincode_bytes(&String::from("ab"));
+        long.push(0);
+        assert!(
+            matches!(decode::<String>(&long), Err(MessageError::Decode(m)) if m.contains("trailing"))
+        );
+        // A length far beyond what follows: refused before allocating.
+        let mut huge = vec![U64_MARK];
+        huge.extend_from_slice(&(u64::MAX / 2).to_le_bytes());
+        for d in [
+            decode::<Vec<u8>>(&huge).err(),
+            decode::<Vec<f64>>(&huge).err(),
+            decode::<Vec<u64>>(&huge).err(),
+        ] {
+            assert!(matches!(d, Some(MessageError::Decode(_))));
+        }
+        // Invalid UTF-8, an integer too wide for its type, an unknown marker.
+        assert!(decode::<String>(&[2, 0xff, 0xfe]).is_err());
+        assert!(decode::<Vec<u16>>(&[1, 252, 0, 0, 1, 0]).is_err());
+        assert!(decode::<Vec<u64>>(&[1, 254]).is_err());
+        // Single numbers: too short, too long, too wide, not a bool.
+        assert!(decode::<u64>(&[]).is_err());
+        assert!(decode::<u64>(&[1, 2]).is_err());
+        assert!(decode::<u32>(&[U64_MARK, 0, 0, 0, 0, 0, 0, 0, 1]).is_err());
+        assert!(decode::<f64>(&[0; 7]).is_err());
+        assert!(decode::<bool>(&[2]).is_err());
+        // A float sequence whose bytes are not a whole number of floats.
+        assert!(decode::<Vec<f64>>(&[1, 0, 0, 0]).is_err());
+    }
+
+    /// bincode's marker for an 8-byte integer.
+    const U64_MARK: u8 = 253;
+}
