@@ -12,7 +12,7 @@
 //!
 //! Every operation is one script: atomic, one round trip. Disconnection: a side is gone when
 //! its sorted set holds no live lease (handles dropped, or their processes killed: a lease
-//! lapses [`LEASE`](crate::LEASE) after its last renewal).
+//! lapses [`LEASE`] after its last renewal).
 //!
 //! # Delivery
 //!
@@ -49,9 +49,11 @@ local function alive(z)
   redis.call('ZREMRANGEBYSCORE', z, '-inf', now)
   return redis.call('ZCARD', z) > 0
 end
+-- Whether this process still holds a lease: its member was not pruned. A lease past its expiry
+-- but not yet pruned by a peer still counts (the renewer catches up after an outage); once a
+-- peer has seen it lapse and pruned it, it is gone for good.
 local function mine(z, member)
-  local s = redis.call('ZSCORE', z, member)
-  return s and tonumber(s) > now
+  return redis.call('ZSCORE', z, member) ~= false
 end
 ";
 

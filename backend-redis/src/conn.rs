@@ -161,9 +161,15 @@ pub(crate) fn is_transient(e: &RedisError) -> bool {
 /// user (`redis://user:secret@host:6379/0`); `rediss://` (TLS) needs this crate's `tls`
 /// feature.
 ///
-/// ```no_run
-/// let conn = uniconc_redis::connect("redis://127.0.0.1:6379")?;
+/// ```
+/// use uniconc_core::{Receiver as _, Sender as _};
+/// # let server = uniconc_redis::testing::RedisServer::start();
+/// # let url = server.url();
+///
+/// let conn = uniconc_redis::connect(&url)?; // e.g. "redis://127.0.0.1:6379"
 /// let (tx, rx) = conn.channel::<String>(16)?;
+/// tx.send("hi".to_owned()).unwrap();
+/// assert_eq!(rx.recv().unwrap(), "hi");
 /// # Ok::<(), uniconc_core::Error>(())
 /// ```
 #[derive(Clone)]
@@ -196,7 +202,7 @@ impl std::fmt::Debug for Connection {
 /// when the server cannot be reached or refuses the credentials.
 ///
 /// ```no_run
-/// let conn = uniconc_redis::connect("redis://:secret@10.0.0.5:6379/0")?;
+/// let _conn = uniconc_redis::connect("redis://:secret@10.0.0.5:6379/0")?;
 /// # Ok::<(), uniconc_core::Error>(())
 /// ```
 pub fn connect(url: &str) -> Result<Connection, Error> {
@@ -589,7 +595,8 @@ async fn dispatch(live: Weak<Live>, mut rx: tokio::sync::mpsc::UnboundedReceiver
 }
 
 /// Renews this process's leases and held locks every `LEASE / 4`, until the connection is
-/// dropped.
+/// dropped. Each round sends its renewals concurrently (one multiplexed connection pipelines
+/// them), so an outage costs one response timeout per round, not one per object.
 async fn renew(live: Weak<Live>) {
     let period = LEASE / 4;
     loop {
@@ -602,16 +609,20 @@ async fn renew(live: Weak<Live>) {
             .iter()
             .map(|(z, r)| (z.clone(), r.keys.clone()))
             .collect();
-        let mut conn = live.cmd.clone();
+        let mut round = tokio::task::JoinSet::new();
         for (zset, keys) in leases {
-            let mut inv = renew_script().key(&zset);
-            for k in &keys {
-                inv.key(k);
-            }
-            inv.arg(&live.member).arg(ms(LEASE)).arg(ms(IDLE_TTL));
-            // A failure is retried at the next period; a lease lost meanwhile shows in the
-            // handle's next operation.
-            let _ = inv.invoke_async::<i64>(&mut conn).await;
+            let mut conn = live.cmd.clone();
+            let member = live.member.clone();
+            round.spawn(async move {
+                let mut inv = renew_script().key(&zset);
+                for k in &keys {
+                    inv.key(k);
+                }
+                inv.arg(&member).arg(ms(LEASE)).arg(ms(IDLE_TTL));
+                // A failure is retried at the next period; a lease lost meanwhile shows in
+                // the handle's next operation.
+                let _ = inv.invoke_async::<i64>(&mut conn).await;
+            });
         }
         let held: Vec<(String, String, Arc<AtomicBool>)> = live
             .held
@@ -621,18 +632,23 @@ async fn renew(live: Weak<Live>) {
             .map(|h| (h.meta.clone(), h.token.clone(), h.lost.clone()))
             .collect();
         for (meta, token, lost) in held {
-            let renewed = renew_lock_script()
-                .key(&meta)
-                .arg(&token)
-                .arg(ms(LEASE))
-                .invoke_async::<i64>(&mut conn)
-                .await;
-            // A failure is retried at the next period; 0 means the lease had lapsed.
-            if let Ok(0) = renewed {
-                // Release: the guard reads it with Acquire before trusting its ownership.
-                lost.store(true, Ordering::Release);
-            }
+            let mut conn = live.cmd.clone();
+            round.spawn(async move {
+                let renewed = renew_lock_script()
+                    .key(&meta)
+                    .arg(&token)
+                    .arg(ms(LEASE))
+                    .invoke_async::<i64>(&mut conn)
+                    .await;
+                // A failure is retried at the next period; 0 means the lease had lapsed.
+                if let Ok(0) = renewed {
+                    // Release: the guard reads it with Acquire before trusting its ownership.
+                    lost.store(true, Ordering::Release);
+                }
+            });
         }
+        drop(live);
+        while round.join_next().await.is_some() {}
     }
 }
 

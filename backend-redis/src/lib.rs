@@ -71,7 +71,12 @@
 //! - **With persistence (AOF)**, clients reconnect by themselves and carry on with the state
 //!   intact.
 //! - **An unreachable server** is waited out by blocking calls until their deadline (`Timeout`);
-//!   `try_` forms report it as `Full`/`Empty`/`WouldBlock`, and `last_failure()` says why.
+//!   `try_` forms report it as `Full`/`Empty`/`WouldBlock`, and `last_failure()` says why. A
+//!   command already sent is never abandoned half-way (that would lose a popped message), so a
+//!   `_timeout` form can overrun its deadline by up to the response timeout (2 s) while the
+//!   server does not answer.
+//! - **A server paused or unreachable for longer than a lease** counts every client as gone
+//!   when it comes back: leases are kept in the server's clock.
 //!
 //! # Blocking calls inside an async runtime
 //!

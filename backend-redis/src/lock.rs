@@ -9,7 +9,7 @@
 //! - The notification channel `uc:{<id>}:w` gets a message on every release.
 //!
 //! Lock and unlock are one script each: an uncontended `lock()` + drop is two round trips.
-//! A holder's lease is extended by its process every [`LEASE`](crate::LEASE)` / 4`; a holder
+//! A holder's lease is extended by its process every [`LEASE`]` / 4`; a holder
 //! that stops renewing (killed, paused, cut off) loses the lock when its lease expires, the
 //! next acquirer gets [`OwnerDied`](uniconc_core::LockError::OwnerDied) and a higher
 //! [`fencing token`](LockGuard::fencing_token), and the old holder's unlock is refused.

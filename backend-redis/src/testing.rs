@@ -5,11 +5,14 @@
 //! it [`RedisServer::start`] panics and says so: a missing server fails a test run, it never
 //! skips it.
 //!
-//! ```no_run
+//! ```
+//! use uniconc_core::Lock as _;
 //! use uniconc_redis::testing::RedisServer;
 //!
-//! let server = RedisServer::start();
+//! let server = RedisServer::start(); // stopped when dropped
 //! let conn = uniconc_redis::connect(&server.url())?;
+//! let lock = conn.lock()?;
+//! assert!(lock.try_lock().is_ok());
 //! # Ok::<(), uniconc_core::Error>(())
 //! ```
 

@@ -77,3 +77,35 @@ pub(crate) fn signal(child: &Child, sig: i32) {
     let rc = unsafe { libc::kill(pid, sig) };
     assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
 }
+
+/// As [`spawn_role`], with the child's stdin and stdout piped to the test.
+pub(crate) fn spawn_role_piped(entry: &str, role: &str) -> Child {
+    Command::new(std::env::current_exe().expect("the test binary's path"))
+        .args([entry, "--exact", "--nocapture", "--test-threads=1", "-q"])
+        .env(ROLE_ENV, role)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("re-running the test binary")
+}
+
+/// Reads lines from a child's stdout until one starts with `prefix`; returns the rest of it.
+pub(crate) fn read_tagged(out: &mut impl std::io::BufRead, prefix: &str) -> String {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = out
+            .read_line(&mut line)
+            .expect("reading the child's output");
+        assert!(n > 0, "the child ended before printing `{prefix}`");
+        if let Some(rest) = line.trim_end().strip_prefix(prefix) {
+            return rest.to_owned();
+        }
+    }
+}
+
+/// Kills and reaps a child (a no-op if it already ended).
+pub(crate) fn reap(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
