@@ -436,8 +436,8 @@ impl Live {
         &self.server
     }
 
-    /// Registers one more handle of this process on `zset` (already added to it by the caller's
-    /// script when `first` is returned true... the caller adds the member itself).
+    /// Registers one more handle of this process on `zset`, whose lease the renewer then keeps
+    /// (the caller's script has already added this process's member to it). True for the first.
     pub(crate) fn register(&self, zset: &str, keys: &[String]) -> bool {
         let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
         let reg = leases

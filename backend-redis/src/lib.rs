@@ -24,6 +24,7 @@
 //!   internal runtime, leases and the wake-up subscription.
 //! - [`channel`](mod@channel): [`Sender`], [`Receiver`].
 //! - [`lock`](mod@lock): [`Lock`], [`LockGuard`].
+//! - [`event`](mod@event): [`Event`].
 //! - [`testing`] (feature `testing`): private `redis-server`s for tests.
 //!
 //! # Connections
@@ -90,6 +91,7 @@
 
 pub mod channel;
 mod conn;
+pub mod event;
 pub mod lock;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -98,4 +100,5 @@ pub use channel::{Receiver, Sender};
 pub use conn::{
     Connection, DEFAULT_URL, IDLE_TTL, LEASE, POLL, URL_ENV, connect, default_connection,
 };
+pub use event::Event;
 pub use lock::{Lock, LockGuard};
