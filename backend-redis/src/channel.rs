@@ -402,6 +402,10 @@ enum RecvStep {
 }
 
 async fn send_once(chan: &Chan, payload: &[u8]) -> Result<SendStep, RedisError> {
+    if !chan.live.is_ours() {
+        chan.fail(chan.live.foreign_error("channel", &chan.id).to_string());
+        return Ok(SendStep::Disconnected);
+    }
     let mut c = chan.live.cmd.clone();
     chan.conn.count(1);
     let r: i64 = scripts()
@@ -437,6 +441,10 @@ async fn send_once(chan: &Chan, payload: &[u8]) -> Result<SendStep, RedisError> 
 }
 
 async fn recv_once(chan: &Chan) -> Result<RecvStep, RedisError> {
+    if !chan.live.is_ours() {
+        chan.fail(chan.live.foreign_error("channel", &chan.id).to_string());
+        return Ok(RecvStep::Disconnected);
+    }
     let mut c = chan.live.cmd.clone();
     chan.conn.count(1);
     let r: (i64, Option<Vec<u8>>) = scripts()
@@ -577,6 +585,9 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, MessageError> {
 }
 
 fn state(chan: &Chan) -> Result<(usize, bool), Error> {
+    if !chan.live.is_ours() {
+        return Err(chan.live.foreign_error("channel", &chan.id));
+    }
     chan.conn.count(1);
     let (len, closed, gone): (usize, i64, i64) = block_on(async {
         let mut c = chan.live.cmd.clone();
@@ -740,6 +751,10 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Sender<T> f
 
     fn close(&self) {
         let chan = &self.side.chan;
+        if !chan.live.is_ours() {
+            chan.fail(chan.live.foreign_error("channel", &chan.id).to_string());
+            return;
+        }
         chan.conn.count(1);
         let r = block_on(async {
             let mut c = chan.live.cmd.clone();

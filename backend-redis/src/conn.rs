@@ -317,6 +317,8 @@ pub(crate) struct Live {
     sub: ConnectionManager,
     /// This process on this server, unique: host name, pid and a random part.
     pub(crate) member: String,
+    /// The process this connection belongs to: its driver tasks run only there.
+    pid: u32,
     server: String,
     /// Notification channel -> (wake counter, subscribed).
     wakers: Mutex<HashMap<String, watch::Sender<u64>>>,
@@ -420,6 +422,7 @@ impl Live {
             cmd,
             sub,
             member,
+            pid: std::process::id(),
             server,
             wakers: Mutex::new(HashMap::new()),
             sub_lock: tokio::sync::Mutex::new(()),
@@ -429,6 +432,22 @@ impl Live {
         tokio::spawn(dispatch(Arc::downgrade(&live), push_rx));
         tokio::spawn(renew(Arc::downgrade(&live)));
         Ok(live)
+    }
+
+    /// Whether this is the process that opened the connection. A handle created before a
+    /// `fork` carries its parent's connection, whose driver tasks do not exist in the child.
+    pub(crate) fn is_ours(&self) -> bool {
+        self.pid == std::process::id()
+    }
+
+    /// The error of a handle used in a forked child.
+    pub(crate) fn foreign_error(&self, what: &str, id: &str) -> Error {
+        Error::unsupported(format!(
+            "redis: the {what} `{id}` was opened by process {} and is used in process {} (a \
+             forked child): open it again by id in the child",
+            self.pid,
+            std::process::id()
+        ))
     }
 
     /// The server, for messages.
@@ -453,6 +472,10 @@ impl Live {
     /// Drops one handle of this process from `zset`; true when it was the last one (the caller
     /// then leaves the zset on the server).
     pub(crate) fn unregister(&self, zset: &str) -> bool {
+        if !self.is_ours() {
+            // The parent's handle, dropped in a forked child: the parent keeps its lease.
+            return false;
+        }
         let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
         match leases.get_mut(zset) {
             Some(reg) if reg.refs > 1 => {

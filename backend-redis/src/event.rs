@@ -168,6 +168,9 @@ impl Event {
     /// Sets or clears, retrying through a lost connection (both are idempotent).
     async fn put(&self, value: bool) -> Result<(), Error> {
         let s = &self.shared;
+        if !s.live.is_ours() {
+            return Err(s.live.foreign_error("event", &s.id));
+        }
         loop {
             let mut c = s.live.cmd.clone();
             s.conn.count(1);
@@ -190,6 +193,9 @@ impl Event {
     /// `Ok(Some(flag))`, `Ok(None)` on a transient failure.
     async fn get(&self) -> Result<Option<bool>, Error> {
         let s = &self.shared;
+        if !s.live.is_ours() {
+            return Err(s.live.foreign_error("event", &s.id));
+        }
         let mut c = s.live.cmd.clone();
         s.conn.count(1);
         match scripts().get.key(&s.meta).invoke_async::<i64>(&mut c).await {

@@ -79,6 +79,14 @@
 //! - **A server paused or unreachable for longer than a lease** counts every client as gone
 //!   when it comes back: leases are kept in the server's clock.
 //!
+//! # Fork
+//!
+//! A forked child gets a runtime and connections of its own on first use. Handles it inherited
+//! from its parent are refused with a clear error (`last_failure()` on channels; `Unsupported`
+//! from `lock_checked`): their connection's driver runs only in the parent. Open the object again
+//! in the child by its id (`conn.open_sender(tx.id())`, `conn.open_lock(lock.id())`); dropping an
+//! inherited handle in the child leaves the parent's lease alone.
+//!
 //! # Blocking calls inside an async runtime
 //!
 //! The blocking forms panic inside a tokio runtime: use the `_async` forms there. These return

@@ -201,6 +201,8 @@ struct Acquired {
 enum Fail {
     Redis(redis::RedisError),
     Gone,
+    /// A handle of the parent used in a forked child.
+    Foreign,
 }
 
 enum Step {
@@ -243,6 +245,9 @@ impl Lock {
 
     async fn try_once(&self, token: &str) -> Result<Step, Fail> {
         let s = &self.shared;
+        if !s.live.is_ours() {
+            return Err(Fail::Foreign);
+        }
         let mut c = s.live.cmd.clone();
         s.conn.count(1);
         let r: Vec<i64> = scripts()
@@ -270,6 +275,7 @@ impl Lock {
         match f {
             Fail::Redis(e) => redis_error("locking", e),
             Fail::Gone => conn::gone_error("lock", &self.shared.id),
+            Fail::Foreign => self.shared.live.foreign_error("lock", &self.shared.id),
         }
     }
 
@@ -465,6 +471,9 @@ impl uniconc_core::Lock for Lock {
     /// Whether someone holds the lock with a live lease (`false` if the server cannot say).
     fn is_locked(&self) -> bool {
         let s = &self.shared;
+        if !s.live.is_ours() {
+            return false;
+        }
         s.conn.count(1);
         block_on(async {
             let mut c = s.live.cmd.clone();
@@ -483,6 +492,9 @@ impl Lock {
     /// someone else may hold the lock now).
     async fn release(&self, token: &str, poisoned: bool) -> Result<bool, Error> {
         let s = &self.shared;
+        if !s.live.is_ours() {
+            return Err(s.live.foreign_error("lock", &s.id));
+        }
         s.live.release(token);
         let mut c = s.live.cmd.clone();
         s.conn.count(1);
@@ -573,6 +585,9 @@ impl LockGuard<'_> {
             return Err(self.lapsed());
         }
         let s = &self.lock.shared;
+        if !s.live.is_ours() {
+            return Err(s.live.foreign_error("lock", &s.id));
+        }
         s.conn.count(1);
         let r = block_on(async {
             let mut c = s.live.cmd.clone();

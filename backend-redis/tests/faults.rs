@@ -222,3 +222,53 @@ fn a_paused_server_gives_timeouts_then_recovers_without_duplicates() {
         assert!(sent.contains(g) || maybe.contains(g), "{g} never sent");
     }
 }
+
+#[test]
+fn a_forked_child_gets_a_clear_error_from_inherited_handles_and_works_with_reopened_ones() {
+    if role().is_some() {
+        return;
+    }
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let server = RedisServer::start();
+    let conn = uniconc_redis::connect(&server.url()).unwrap();
+    let (tx, rx) = conn.channel::<u32>(4).unwrap();
+    let lock = conn.lock().unwrap();
+    // SAFETY: fork(2) has no memory-safety preconditions. The child uses only this thread's
+    // data, glibc's malloc (fork-safe through its atfork handlers) and fresh threads of its own,
+    // and leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // The parent's handles: refused at once, with the reason (no hang on a connection
+            // whose driver is in the parent).
+            assert!(tx.try_send(1).is_err());
+            let why = tx.last_failure().unwrap_or_default();
+            assert!(why.contains("forked child"), "{why}");
+            assert!(lock.lock_checked(None).is_err());
+            // Reopened by id: a connection (and runtime) of the child's own.
+            let tx2 = conn.open_sender::<u32>(tx.id()).unwrap();
+            tx2.send(7).unwrap();
+            let lock2 = conn.open_lock(lock.id()).unwrap();
+            drop(lock2.lock().unwrap());
+            drop((tx2, lock2));
+        }))
+        .is_ok();
+        // SAFETY: _exit(2) ends the child without running the parent's atexit handlers or
+        // destructors twice.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    // SAFETY: waitpid on our own child with a valid out-pointer.
+    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(r, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child status {status}"
+    );
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(7));
+    // The parent's handles still work: the child's exit did not take their leases.
+    tx.send(8).unwrap();
+    assert_eq!(rx.recv(), Ok(8));
+    drop(lock.lock().unwrap());
+}
