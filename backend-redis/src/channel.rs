@@ -35,8 +35,8 @@ use uniconc_core::{
 };
 
 use crate::conn::{
-    self, Cancel, Connection, LEASE, Live, backoff, block_on, expired, is_transient, key, ms,
-    redis_error,
+    self, Cancel, Connection, LEASE, Live, backoff, block_on, block_on_short, expired,
+    is_transient, key, ms, redis_error,
 };
 
 /// The largest encoded message (Redis's limit on a string).
@@ -313,7 +313,7 @@ pub(crate) fn create<T>(
         .arg(ms(LEASE))
         .arg(ms(conn::IDLE_TTL));
     conn.count(1);
-    block_on(async {
+    block_on_short(async {
         let mut c = live.cmd.clone();
         inv.invoke_async::<i64>(&mut c).await
     })
@@ -355,7 +355,7 @@ fn join(conn: &Connection, id: &str, sender: bool) -> Result<Side, Error> {
         probe.rx.clone()
     };
     conn.count(1);
-    let (status, cap): (i64, i64) = block_on(async {
+    let (status, cap): (i64, i64) = block_on_short(async {
         let mut c = live.cmd.clone();
         scripts()
             .join
@@ -589,7 +589,7 @@ fn state(chan: &Chan) -> Result<(usize, bool), Error> {
         return Err(chan.live.foreign_error("channel", &chan.id));
     }
     chan.conn.count(1);
-    let (len, closed, gone): (usize, i64, i64) = block_on(async {
+    let (len, closed, gone): (usize, i64, i64) = block_on_short(async {
         let mut c = chan.live.cmd.clone();
         scripts()
             .state
@@ -686,7 +686,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Sender<T> f
             Err(e) => return Err(TrySendError::Invalid(value, e)),
         };
         let chan = &self.side.chan;
-        match block_on(send_once(chan, &payload)) {
+        match block_on_short(send_once(chan, &payload)) {
             Ok(SendStep::Sent) => Ok(()),
             Ok(SendStep::Full) => Err(TrySendError::Full(value)),
             Ok(SendStep::Disconnected) => Err(TrySendError::Disconnected(value)),
@@ -756,7 +756,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Sender<T> f
             return;
         }
         chan.conn.count(1);
-        let r = block_on(async {
+        let r = block_on_short(async {
             let mut c = chan.live.cmd.clone();
             scripts()
                 .close
@@ -778,7 +778,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Sender<T> f
 impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Receiver<T> for Receiver<T> {
     fn try_recv(&self) -> Result<T, TryRecvError> {
         let chan = &self.side.chan;
-        match block_on(recv_once(chan)) {
+        match block_on_short(recv_once(chan)) {
             Ok(RecvStep::Got(bytes)) => decode(&bytes).map_err(TryRecvError::Invalid),
             Ok(RecvStep::Empty) => Err(TryRecvError::Empty),
             Ok(RecvStep::Disconnected) => Err(TryRecvError::Disconnected),

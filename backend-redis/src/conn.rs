@@ -108,6 +108,25 @@ pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
     runtime().block_on(fut)
 }
 
+/// Runs a short operation (one script, no waiting) to completion. Outside an async runtime this
+/// is [`block_on`]; inside one (a `Permit` dropped in a task, `Event::set` from async code) the
+/// operation runs on a helper thread while this thread waits for its one round trip, as it
+/// would for a contended `std::sync::Mutex`.
+pub(crate) fn block_on_short<F>(fut: F) -> F::Output
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    if tokio::runtime::Handle::try_current().is_err() {
+        return runtime().block_on(fut);
+    }
+    std::thread::scope(|s| {
+        s.spawn(|| runtime().block_on(fut))
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
+
 /// Runs a cleanup on the internal runtime: waits for it when the thread may block, else
 /// leaves it running. Used from `Drop`.
 pub(crate) fn run_cleanup<F>(fut: F)
@@ -285,7 +304,7 @@ impl Connection {
         }
         let info = self.inner.info.clone();
         let server = self.inner.url_for_display.clone();
-        let live = block_on(async move { Live::open(info, server).await })?;
+        let live = block_on_short(async move { Live::open(info, server).await })?;
         *slot = Some((pid, live.clone()));
         Ok(live)
     }

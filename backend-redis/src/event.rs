@@ -18,7 +18,8 @@ use redis::Script;
 use uniconc_core::{Error, WaitError};
 
 use crate::conn::{
-    self, Connection, LEASE, Live, backoff, block_on, expired, is_transient, key, ms, redis_error,
+    self, Connection, LEASE, Live, backoff, block_on, block_on_short, expired, is_transient, key,
+    ms, redis_error,
 };
 
 const PRELUDE: &str = r"
@@ -134,7 +135,7 @@ impl Event {
             id,
         };
         conn.count(1);
-        block_on(async {
+        block_on_short(async {
             let mut c = live.cmd.clone();
             scripts()
                 .create
@@ -255,7 +256,7 @@ impl uniconc_core::Event for Event {
     /// If the event's data is gone from the server, or the server refuses the script. An
     /// unreachable server is waited out.
     fn set(&self) {
-        if let Err(e) = block_on(self.put(true)) {
+        if let Err(e) = block_on_short(self.put(true)) {
             self.fatal(&e)
         }
     }
@@ -264,7 +265,7 @@ impl uniconc_core::Event for Event {
     ///
     /// As [`set`](uniconc_core::Event::set).
     fn clear(&self) {
-        if let Err(e) = block_on(self.put(false)) {
+        if let Err(e) = block_on_short(self.put(false)) {
             self.fatal(&e)
         }
     }
@@ -275,7 +276,7 @@ impl uniconc_core::Event for Event {
     ///
     /// If the event's data is gone from the server.
     fn is_set(&self) -> bool {
-        match block_on(self.get()) {
+        match block_on_short(self.get()) {
             Ok(v) => v.unwrap_or(false),
             Err(e) => self.fatal(&e),
         }

@@ -25,6 +25,7 @@
 //! - [`channel`](mod@channel): [`Sender`], [`Receiver`].
 //! - [`lock`](mod@lock): [`Lock`], [`LockGuard`].
 //! - [`event`](mod@event): [`Event`].
+//! - [`semaphore`](mod@semaphore): [`Semaphore`].
 //! - [`testing`] (feature `testing`): private `redis-server`s for tests.
 //!
 //! # Connections
@@ -89,9 +90,13 @@
 //!
 //! # Blocking calls inside an async runtime
 //!
-//! The blocking forms panic inside a tokio runtime: use the `_async` forms there. These return
-//! `Send` futures that any executor can poll (the work runs on this crate's runtime) and are
-//! cancel-safe: a message popped or a lock taken for a future that was dropped is put back.
+//! The forms that wait (`send`, `recv`, `lock`, `wait`, `acquire`, and their `_timeout`s) panic
+//! inside a tokio runtime: use the `_async` forms there. These return `Send` futures that any
+//! executor can poll (the work runs on this crate's runtime) and are cancel-safe: a message
+//! popped, a lock taken or a permit taken for a future that was dropped is put back. The forms
+//! that do not wait (`try_` forms, `len`, `close`, `Event::set`, `Semaphore::release` — so a
+//! `Permit` dropped in a task) work anywhere: inside a runtime they block the calling thread
+//! for their one round trip, as a contended `std::sync::Mutex` would.
 
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
@@ -101,6 +106,7 @@ pub mod channel;
 mod conn;
 pub mod event;
 pub mod lock;
+pub mod semaphore;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -110,3 +116,4 @@ pub use conn::{
 };
 pub use event::Event;
 pub use lock::{Lock, LockGuard};
+pub use semaphore::Semaphore;

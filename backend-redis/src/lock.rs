@@ -31,7 +31,8 @@ use redis::Script;
 use uniconc_core::{Error, LockError, TryLockError};
 
 use crate::conn::{
-    self, Connection, LEASE, Live, backoff, block_on, expired, is_transient, key, ms, redis_error,
+    self, Connection, LEASE, Live, backoff, block_on, block_on_short, expired, is_transient, key,
+    ms, redis_error,
 };
 
 const PRELUDE: &str = r"
@@ -216,7 +217,7 @@ impl Lock {
         let live = conn.live()?;
         let shared = shared_for(conn, live.clone(), conn::new_id());
         conn.count(1);
-        block_on(async {
+        block_on_short(async {
             let mut c = live.cmd.clone();
             scripts()
                 .create
@@ -418,7 +419,7 @@ impl uniconc_core::Lock for Lock {
     /// As [`lock`](uniconc_core::Lock::lock); an unreachable server is `WouldBlock`.
     fn try_lock(&self) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
         let token = format!("{}:{:016x}", self.shared.live.member, conn::random_u64());
-        match block_on(self.try_once(&token)) {
+        match block_on_short(self.try_once(&token)) {
             Ok(Step::Got(a)) => self.result(a),
             Ok(Step::Held(_)) => Err(TryLockError::WouldBlock),
             Err(Fail::Redis(e)) if is_transient(&e) => Err(TryLockError::WouldBlock),
@@ -475,7 +476,7 @@ impl uniconc_core::Lock for Lock {
             return false;
         }
         s.conn.count(1);
-        block_on(async {
+        block_on_short(async {
             let mut c = s.live.cmd.clone();
             scripts()
                 .held
@@ -540,7 +541,7 @@ impl Connection {
         let live = self.live()?;
         let shared = shared_for(self, live.clone(), id.to_owned());
         self.count(1);
-        let r: i64 = block_on(async {
+        let r: i64 = block_on_short(async {
             let mut c = live.cmd.clone();
             scripts()
                 .join
@@ -589,7 +590,7 @@ impl LockGuard<'_> {
             return Err(s.live.foreign_error("lock", &s.id));
         }
         s.conn.count(1);
-        let r = block_on(async {
+        let r = block_on_short(async {
             let mut c = s.live.cmd.clone();
             scripts()
                 .check
@@ -620,7 +621,7 @@ impl LockGuard<'_> {
     pub fn unlock(mut self) -> Result<(), Error> {
         self.released = true;
         let token = std::mem::take(&mut self.token);
-        match block_on(self.lock.release(&token, false))? {
+        match block_on_short(self.lock.release(&token, false))? {
             true => Ok(()),
             false => Err(self.lapsed()),
         }
