@@ -25,6 +25,7 @@
 //! - [`channel`](mod@channel): [`Sender`], [`Receiver`].
 //! - [`lock`](mod@lock): [`Lock`], [`LockGuard`].
 //! - [`event`](mod@event): [`Event`].
+//! - [`barrier`](mod@barrier): [`Barrier`].
 //! - [`semaphore`](mod@semaphore): [`Semaphore`].
 //! - [`testing`] (feature `testing`): private `redis-server`s for tests.
 //!
@@ -102,6 +103,7 @@
 #![doc(test(attr(deny(warnings))))]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod barrier;
 pub mod channel;
 mod conn;
 pub mod event;
@@ -110,6 +112,7 @@ pub mod semaphore;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use barrier::Barrier;
 pub use channel::{Receiver, Sender};
 pub use conn::{
     Connection, DEFAULT_URL, IDLE_TTL, LEASE, POLL, URL_ENV, connect, default_connection,

@@ -196,7 +196,7 @@ fn a_paused_server_gives_timeouts_then_recovers_without_duplicates() {
         Err(e) => maybe.push(e.into_inner()),
     }
     assert!(tx.last_failure().is_some_and(|f| f.contains("timed out")));
-    let paused = Duration::from_millis(3000);
+    let paused = Duration::from_millis(2500);
     if let Some(rest) = paused.checked_sub(stopped.elapsed()) {
         std::thread::sleep(rest);
     }
