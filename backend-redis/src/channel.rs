@@ -1,0 +1,875 @@
+//! Channels: a Redis list per channel, bounded exactly by the scripts that push and pop.
+//!
+//! # Keys (one hash slot: `uc:{<id>}:…`)
+//!
+//! - `m`, a hash: `cap` (0 for unbounded) and `closed` (`1` once the channel is disconnected:
+//!   closed, or every sender or every receiver gone).
+//! - `q`, a list: the encoded messages, oldest first.
+//! - `tx`, `rx`, sorted sets: one member per process holding senders (receivers), scored with
+//!   its lease's expiry in the server's clock.
+//! - The notification channel `uc:{<id>}:w` gets `r` when the list stops being empty, `s`
+//!   when it stops being full, and a message on every disconnection.
+//!
+//! Every operation is one script: atomic, one round trip. Disconnection: a side is gone when
+//! its sorted set holds no live lease (handles dropped, or their processes killed: a lease
+//! lapses [`LEASE`] after its last renewal).
+//!
+//! # Delivery
+//!
+//! At most once: a message is popped and returned by one script; if the reply is lost (the
+//! connection drops at that moment) the message is lost. A send that failed with a timeout
+//! may or may not have been delivered.
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use redis::{RedisError, Script};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uniconc_core::{
+    Error, MessageError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
+    TrySendError,
+};
+
+use crate::conn::{
+    self, Cancel, Connection, LEASE, Live, backoff, block_on, block_on_short, expired,
+    is_transient, key, ms, redis_error,
+};
+
+/// The largest encoded message (Redis's limit on a string).
+pub const MAX_MESSAGE: usize = 512 * 1024 * 1024;
+
+const PRELUDE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function alive(z)
+  redis.call('ZREMRANGEBYSCORE', z, '-inf', now)
+  return redis.call('ZCARD', z) > 0
+end
+-- Whether this process still holds a lease: its member was not pruned. A lease past its expiry
+-- but not yet pruned by a peer still counts (the renewer catches up after an outage); once a
+-- peer has seen it lapse and pruned it, it is gone for good.
+local function mine(z, member)
+  return redis.call('ZSCORE', z, member) ~= false
+end
+";
+
+/// KEYS: m q tx rx. ARGV: cap, member, lease ms, idle ttl ms.
+const CREATE: &str = r"
+redis.call('HSET', KEYS[1], 'cap', ARGV[1], 'closed', '0')
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[2])
+redis.call('ZADD', KEYS[4], now + tonumber(ARGV[3]), ARGV[2])
+for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
+return 1
+";
+
+/// KEYS: m zset-joined. ARGV: member, lease ms. Returns {status, cap}: 1 joined, -1
+/// disconnected, -2 gone.
+const JOIN: &str = r"
+local m = redis.call('HMGET', KEYS[1], 'cap', 'closed')
+if not m[1] then return {-2, 0} end
+if m[2] == '1' or not alive(KEYS[2]) then return {-1, 0} end
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
+return {1, tonumber(m[1])}
+";
+
+/// KEYS: m q tx rx. ARGV: member, payload, wake channel. Returns 1 sent, 0 full, -1
+/// disconnected, -2 gone, -3 this process's sender lease lapsed.
+const SEND: &str = r"
+local m = redis.call('HMGET', KEYS[1], 'cap', 'closed')
+if not m[1] then return -2 end
+if m[2] == '1' then return -1 end
+if not mine(KEYS[3], ARGV[1]) then return -3 end
+if not alive(KEYS[4]) then
+  redis.call('HSET', KEYS[1], 'closed', '1')
+  redis.call('DEL', KEYS[2])
+  redis.call('PUBLISH', ARGV[3], 'c')
+  return -1
+end
+local n = redis.call('LLEN', KEYS[2])
+local cap = tonumber(m[1])
+if cap > 0 and n >= cap then return 0 end
+redis.call('RPUSH', KEYS[2], ARGV[2])
+if n == 0 then redis.call('PUBLISH', ARGV[3], 'r') end
+return 1
+";
+
+/// KEYS: m q tx rx. ARGV: member, wake channel. Returns {1, msg}, {0} empty, {-1}
+/// disconnected, {-2} gone, {-3} this process's receiver lease lapsed.
+const RECV: &str = r"
+local m = redis.call('HMGET', KEYS[1], 'cap', 'closed')
+if not m[1] then return {-2, false} end
+if not mine(KEYS[4], ARGV[1]) then return {-3, false} end
+local v = redis.call('LPOP', KEYS[2])
+if v then
+  local cap = tonumber(m[1])
+  if cap > 0 and redis.call('LLEN', KEYS[2]) == cap - 1 then
+    redis.call('PUBLISH', ARGV[2], 's')
+  end
+  return {1, v}
+end
+if m[2] == '1' then return {-1, false} end
+if not alive(KEYS[3]) then
+  redis.call('HSET', KEYS[1], 'closed', '1')
+  redis.call('PUBLISH', ARGV[2], 'c')
+  return {-1, false}
+end
+return {0, false}
+";
+
+/// KEYS: m q. ARGV: payload. Puts back a message popped for an `_async` receive whose future
+/// was dropped. Returns 1, or -2 when the channel is gone.
+const UNPOP: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
+redis.call('LPUSH', KEYS[2], ARGV[1])
+return 1
+";
+
+/// KEYS: m q tx rx. ARGV: wake channel. Returns {len, closed (0/1), -2 when gone}.
+const STATE: &str = r"
+local m = redis.call('HMGET', KEYS[1], 'cap', 'closed')
+if not m[1] then return {0, 1, -2} end
+local closed = 0
+if m[2] == '1' or not alive(KEYS[3]) or not alive(KEYS[4]) then closed = 1 end
+return {redis.call('LLEN', KEYS[2]), closed, 0}
+";
+
+/// KEYS: m. ARGV: wake channel.
+const CLOSE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'closed', '1')
+redis.call('PUBLISH', ARGV[1], 'c')
+return 1
+";
+
+struct Scripts {
+    create: Script,
+    join: Script,
+    send: Script,
+    recv: Script,
+    unpop: Script,
+    state: Script,
+    close: Script,
+}
+
+fn scripts() -> &'static Scripts {
+    static S: OnceLock<Scripts> = OnceLock::new();
+    S.get_or_init(|| {
+        let with = |body: &str| Script::new(&format!("{PRELUDE}{body}"));
+        Scripts {
+            create: with(CREATE),
+            join: with(JOIN),
+            send: with(SEND),
+            recv: with(RECV),
+            unpop: Script::new(UNPOP),
+            state: with(STATE),
+            close: Script::new(CLOSE),
+        }
+    })
+}
+
+/// One channel as seen from this process.
+struct Chan {
+    conn: Connection,
+    live: Arc<Live>,
+    id: String,
+    meta: String,
+    queue: String,
+    tx: String,
+    rx: String,
+    wake: String,
+    cap: usize,
+    /// Why the last operation failed because of the server rather than the peers.
+    failure: Mutex<Option<String>>,
+}
+
+impl Chan {
+    fn keys(&self) -> Vec<String> {
+        vec![
+            self.meta.clone(),
+            self.queue.clone(),
+            self.tx.clone(),
+            self.rx.clone(),
+        ]
+    }
+
+    fn fail(&self, why: String) {
+        *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+    }
+
+    fn gone(&self) {
+        self.fail(conn::gone_error("channel", &self.id).to_string());
+    }
+}
+
+/// One side's registration: its lease is renewed while this lives.
+struct Side {
+    chan: Arc<Chan>,
+    zset: String,
+}
+
+impl Drop for Side {
+    fn drop(&mut self) {
+        if !self.chan.live.unregister(&self.zset) {
+            return;
+        }
+        let chan = self.chan.clone();
+        let zset = self.zset.clone();
+        conn::run_cleanup(async move {
+            let keys = chan.keys();
+            let zsets = [chan.tx.clone(), chan.rx.clone()];
+            // A failure here leaves the lease to lapse: the peers see the disconnection one
+            // lease later.
+            let _ = chan.live.leave(&zset, &keys, &chan.wake, &zsets).await;
+            chan.conn.count(1);
+            chan.live.forget_waker(&chan.wake).await;
+        });
+    }
+}
+
+/// The sending half of a Redis channel. Clones share one lease.
+pub struct Sender<T> {
+    side: Arc<Side>,
+    _marker: PhantomData<fn(T)>,
+}
+
+/// The receiving half of a Redis channel. Clones share one lease.
+pub struct Receiver<T> {
+    side: Arc<Side>,
+    _marker: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        Self {
+            side: self.side.clone(),
+            _marker: PhantomData,
+        }
+    }
+}
+
+impl<T> Clone for Receiver<T> {
+    fn clone(&self) -> Self {
+        Self {
+            side: self.side.clone(),
+            _marker: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sender")
+            .field("id", &self.side.chan.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver")
+            .field("id", &self.side.chan.id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn chan_for(conn: &Connection, live: Arc<Live>, id: String, cap: usize) -> Arc<Chan> {
+    Arc::new(Chan {
+        conn: conn.clone(),
+        live,
+        meta: key(&id, "m"),
+        queue: key(&id, "q"),
+        tx: key(&id, "tx"),
+        rx: key(&id, "rx"),
+        wake: key(&id, "w"),
+        id,
+        cap,
+        failure: Mutex::new(None),
+    })
+}
+
+/// Creates a channel on `conn`'s server holding at most `cap` messages (`None`: unbounded).
+pub(crate) fn create<T>(
+    conn: &Connection,
+    cap: Option<usize>,
+) -> Result<(Sender<T>, Receiver<T>), Error> {
+    if cap == Some(0) {
+        return Err(Error::invalid_argument(
+            "channel capacity must be at least 1",
+        ));
+    }
+    let live = conn.live()?;
+    let chan = chan_for(conn, live.clone(), conn::new_id(), cap.unwrap_or(0));
+    let keys = chan.keys();
+    let mut inv = scripts().create.prepare_invoke();
+    for k in &keys {
+        inv.key(k);
+    }
+    inv.arg(chan.cap)
+        .arg(&live.member)
+        .arg(ms(LEASE))
+        .arg(ms(conn::IDLE_TTL));
+    conn.count(1);
+    block_on_short(async {
+        let mut c = live.cmd.clone();
+        inv.invoke_async::<i64>(&mut c).await
+    })
+    .map_err(|e| redis_error("creating a channel", e))?;
+    live.register(&chan.tx, &keys);
+    live.register(&chan.rx, &keys);
+    let tx = Side {
+        chan: chan.clone(),
+        zset: chan.tx.clone(),
+    };
+    let rx = Side {
+        zset: chan.rx.clone(),
+        chan,
+    };
+    Ok((
+        Sender {
+            side: Arc::new(tx),
+            _marker: PhantomData,
+        },
+        Receiver {
+            side: Arc::new(rx),
+            _marker: PhantomData,
+        },
+    ))
+}
+
+/// Joins one side of an existing channel by its id.
+fn join(conn: &Connection, id: &str, sender: bool) -> Result<Side, Error> {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::invalid_argument(format!(
+            "`{id}` is not a channel id (the hexadecimal string from `Sender::id`)"
+        )));
+    }
+    let live = conn.live()?;
+    let probe = chan_for(conn, live.clone(), id.to_owned(), 0);
+    let zset = if sender {
+        probe.tx.clone()
+    } else {
+        probe.rx.clone()
+    };
+    conn.count(1);
+    let (status, cap): (i64, i64) = block_on_short(async {
+        let mut c = live.cmd.clone();
+        scripts()
+            .join
+            .key(&probe.meta)
+            .key(&zset)
+            .arg(&live.member)
+            .arg(ms(LEASE))
+            .invoke_async(&mut c)
+            .await
+    })
+    .map_err(|e| redis_error("joining a channel", e))?;
+    match status {
+        1 => {}
+        -1 => {
+            return Err(Error::closed(format!(
+                "the channel `{id}` is disconnected (closed, or all its {} are gone)",
+                if sender { "receivers" } else { "senders" }
+            )));
+        }
+        _ => return Err(conn::gone_error("channel", id)),
+    }
+    let chan = chan_for(
+        conn,
+        live.clone(),
+        id.to_owned(),
+        usize::try_from(cap).unwrap_or(0),
+    );
+    live.register(&zset, &chan.keys());
+    Ok(Side { chan, zset })
+}
+
+/// What one attempt at sending did.
+enum SendStep {
+    Sent,
+    Full,
+    Disconnected,
+}
+
+/// What one attempt at receiving got.
+enum RecvStep {
+    Got(Vec<u8>),
+    Empty,
+    Disconnected,
+}
+
+async fn send_once(chan: &Chan, payload: &[u8]) -> Result<SendStep, RedisError> {
+    if !chan.live.is_ours() {
+        chan.fail(chan.live.foreign_error("channel", &chan.id).to_string());
+        return Ok(SendStep::Disconnected);
+    }
+    let mut c = chan.live.cmd.clone();
+    chan.conn.count(1);
+    let r: i64 = scripts()
+        .send
+        .key(&chan.meta)
+        .key(&chan.queue)
+        .key(&chan.tx)
+        .key(&chan.rx)
+        .arg(&chan.live.member)
+        .arg(payload)
+        .arg(&chan.wake)
+        .invoke_async(&mut c)
+        .await?;
+    Ok(match r {
+        1 => SendStep::Sent,
+        0 => SendStep::Full,
+        -1 => SendStep::Disconnected,
+        -3 => {
+            chan.fail(format!(
+                "this process's sender lease on the channel `{}` lapsed (the process was \
+                 paused or cut off from {} for longer than {:?}): it counts as gone",
+                chan.id,
+                chan.live.server(),
+                LEASE
+            ));
+            SendStep::Disconnected
+        }
+        _ => {
+            chan.gone();
+            SendStep::Disconnected
+        }
+    })
+}
+
+async fn recv_once(chan: &Chan) -> Result<RecvStep, RedisError> {
+    if !chan.live.is_ours() {
+        chan.fail(chan.live.foreign_error("channel", &chan.id).to_string());
+        return Ok(RecvStep::Disconnected);
+    }
+    let mut c = chan.live.cmd.clone();
+    chan.conn.count(1);
+    let r: (i64, Option<Vec<u8>>) = scripts()
+        .recv
+        .key(&chan.meta)
+        .key(&chan.queue)
+        .key(&chan.tx)
+        .key(&chan.rx)
+        .arg(&chan.live.member)
+        .arg(&chan.wake)
+        .invoke_async(&mut c)
+        .await?;
+    Ok(match r {
+        (1, Some(v)) => RecvStep::Got(v),
+        (0, _) => RecvStep::Empty,
+        (-1, _) => RecvStep::Disconnected,
+        (-3, _) => {
+            chan.fail(format!(
+                "this process's receiver lease on the channel `{}` lapsed (the process was \
+                 paused or cut off from {} for longer than {:?}): it counts as gone",
+                chan.id,
+                chan.live.server(),
+                LEASE
+            ));
+            RecvStep::Disconnected
+        }
+        _ => {
+            chan.gone();
+            RecvStep::Disconnected
+        }
+    })
+}
+
+/// Sends `payload`, waiting for room until `deadline`. `Err(())` on timeout or cancellation.
+async fn send_wait(
+    chan: &Chan,
+    payload: &[u8],
+    deadline: Option<Instant>,
+    cancel: Option<&Cancel>,
+) -> Result<SendStep, ()> {
+    let mut waker = None;
+    loop {
+        if cancel.is_some_and(Cancel::is_cancelled) {
+            return Err(());
+        }
+        match send_once(chan, payload).await {
+            Ok(SendStep::Full) => {}
+            Ok(step) => return Ok(step),
+            Err(e) if is_transient(&e) => {
+                chan.fail(redis_error("sending", e).to_string());
+                if expired(deadline) {
+                    return Err(());
+                }
+                backoff(deadline).await;
+                continue;
+            }
+            Err(e) => {
+                chan.fail(redis_error("sending", e).to_string());
+                return Ok(SendStep::Disconnected);
+            }
+        }
+        if expired(deadline) {
+            return Err(());
+        }
+        match &mut waker {
+            None => match chan.live.waker(&chan.wake).await {
+                // Subscribed now: check again before sleeping, a wake-up may have been missed.
+                Ok(w) => waker = Some(w),
+                Err(_) => backoff(deadline).await,
+            },
+            Some(w) => match cancel {
+                Some(c) => c.nap(w, deadline).await,
+                None => conn::nap(w, deadline).await,
+            },
+        }
+    }
+}
+
+/// Receives, waiting until `deadline`. `Err(())` on timeout or cancellation.
+async fn recv_wait(
+    chan: &Chan,
+    deadline: Option<Instant>,
+    cancel: Option<&Cancel>,
+) -> Result<RecvStep, ()> {
+    let mut waker = None;
+    loop {
+        if cancel.is_some_and(Cancel::is_cancelled) {
+            return Err(());
+        }
+        match recv_once(chan).await {
+            Ok(RecvStep::Empty) => {}
+            Ok(step) => return Ok(step),
+            Err(e) if is_transient(&e) => {
+                chan.fail(redis_error("receiving", e).to_string());
+                if expired(deadline) {
+                    return Err(());
+                }
+                backoff(deadline).await;
+                continue;
+            }
+            Err(e) => {
+                chan.fail(redis_error("receiving", e).to_string());
+                return Ok(RecvStep::Disconnected);
+            }
+        }
+        if expired(deadline) {
+            return Err(());
+        }
+        match &mut waker {
+            None => match chan.live.waker(&chan.wake).await {
+                Ok(w) => waker = Some(w),
+                Err(_) => backoff(deadline).await,
+            },
+            Some(w) => match cancel {
+                Some(c) => c.nap(w, deadline).await,
+                None => conn::nap(w, deadline).await,
+            },
+        }
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, MessageError> {
+    let bytes = bincode::serde::encode_to_vec(value, bincode::config::standard())
+        .map_err(|e| MessageError::Encode(e.to_string()))?;
+    if bytes.len() > MAX_MESSAGE {
+        return Err(MessageError::TooLarge {
+            size: bytes.len(),
+            limit: MAX_MESSAGE,
+        });
+    }
+    Ok(bytes)
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, MessageError> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .map(|(v, _)| v)
+        .map_err(|e| MessageError::Decode(e.to_string()))
+}
+
+fn state(chan: &Chan) -> Result<(usize, bool), Error> {
+    if !chan.live.is_ours() {
+        return Err(chan.live.foreign_error("channel", &chan.id));
+    }
+    chan.conn.count(1);
+    let (len, closed, gone): (usize, i64, i64) = block_on_short(async {
+        let mut c = chan.live.cmd.clone();
+        scripts()
+            .state
+            .key(&chan.meta)
+            .key(&chan.queue)
+            .key(&chan.tx)
+            .key(&chan.rx)
+            .arg(&chan.wake)
+            .invoke_async(&mut c)
+            .await
+    })
+    .map_err(|e| redis_error("reading a channel's state", e))?;
+    if gone == -2 {
+        return Err(conn::gone_error("channel", &chan.id));
+    }
+    Ok((len, closed == 1))
+}
+
+macro_rules! common {
+    () => {
+        /// The channel's id: pass it to another process, which joins with
+        /// [`Connection::open_sender`] or [`Connection::open_receiver`].
+        pub fn id(&self) -> &str {
+            &self.side.chan.id
+        }
+
+        /// Why the last operation that reported `Disconnected`, `Full`/`Empty` or a timeout
+        /// did so because of the server rather than the peers (unreachable, the channel's
+        /// data lost, this process's lease lapsed), if one did.
+        pub fn last_failure(&self) -> Option<String> {
+            self.side
+                .chan
+                .failure
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        }
+
+        /// The number of queued messages, and whether the channel is disconnected, in one round
+        /// trip.
+        ///
+        /// # Errors
+        ///
+        /// `Os` when the server cannot be reached; `Closed` when the channel's data is gone.
+        pub fn state(&self) -> Result<(usize, bool), Error> {
+            state(&self.side.chan)
+        }
+    };
+}
+
+impl<T> Sender<T> {
+    common!();
+}
+
+impl<T> Receiver<T> {
+    common!();
+}
+
+impl Connection {
+    /// Joins the sending side of the channel `id` (from [`Sender::id`]), from any process.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` for a malformed id; `Closed` if the channel is disconnected or gone;
+    /// `Os` when the server cannot be reached.
+    pub fn open_sender<T>(&self, id: &str) -> Result<Sender<T>, Error> {
+        Ok(Sender {
+            side: Arc::new(join(self, id, true)?),
+            _marker: PhantomData,
+        })
+    }
+
+    /// Joins the receiving side of the channel `id` (from [`Receiver::id`]), from any process.
+    ///
+    /// # Errors
+    ///
+    /// As [`open_sender`](Self::open_sender).
+    pub fn open_receiver<T>(&self, id: &str) -> Result<Receiver<T>, Error> {
+        Ok(Receiver {
+            side: Arc::new(join(self, id, false)?),
+            _marker: PhantomData,
+        })
+    }
+}
+
+fn same(a: &Side, b: &Side) -> bool {
+    a.chan.id == b.chan.id && a.chan.conn.server() == b.chan.conn.server()
+}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Sender<T> for Sender<T> {
+    fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        let payload = match encode(&value) {
+            Ok(p) => p,
+            Err(e) => return Err(TrySendError::Invalid(value, e)),
+        };
+        let chan = &self.side.chan;
+        match block_on_short(send_once(chan, &payload)) {
+            Ok(SendStep::Sent) => Ok(()),
+            Ok(SendStep::Full) => Err(TrySendError::Full(value)),
+            Ok(SendStep::Disconnected) => Err(TrySendError::Disconnected(value)),
+            Err(e) => {
+                chan.fail(redis_error("sending", e).to_string());
+                Err(TrySendError::Full(value))
+            }
+        }
+    }
+
+    fn send_deadline(
+        &self,
+        value: T,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendTimeoutError<T>> {
+        let payload = match encode(&value) {
+            Ok(p) => p,
+            Err(e) => return Err(SendTimeoutError::Invalid(value, e)),
+        };
+        match block_on(send_wait(&self.side.chan, &payload, deadline, None)) {
+            Ok(SendStep::Sent) => Ok(()),
+            Ok(_) => Err(SendTimeoutError::Disconnected(value)),
+            Err(()) => Err(SendTimeoutError::Timeout(value)),
+        }
+    }
+
+    fn send_async(&self, value: T) -> impl Future<Output = Result<(), SendError<T>>> + Send + '_ {
+        let side = self.side.clone();
+        async move {
+            let payload = match encode(&value) {
+                Ok(p) => p,
+                Err(e) => return Err(SendError::Invalid(value, e)),
+            };
+            let step =
+                conn::spawn_cancellable(
+                    move |cancel| async move {
+                        send_wait(&side.chan, &payload, None, Some(&cancel)).await
+                    },
+                    // A message sent after the caller gave up stays sent: it is the caller's value,
+                    // delivered; nothing to undo.
+                    |_| async {},
+                )
+                .await;
+            match step {
+                Ok(SendStep::Sent) => Ok(()),
+                _ => Err(SendError::Disconnected(value)),
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        state(&self.side.chan).map_or(0, |(n, _)| n)
+    }
+
+    fn capacity(&self) -> Option<usize> {
+        Some(self.side.chan.cap).filter(|&c| c > 0)
+    }
+
+    fn is_closed(&self) -> bool {
+        state(&self.side.chan).is_ok_and(|(_, closed)| closed)
+    }
+
+    fn close(&self) {
+        let chan = &self.side.chan;
+        if !chan.live.is_ours() {
+            chan.fail(chan.live.foreign_error("channel", &chan.id).to_string());
+            return;
+        }
+        chan.conn.count(1);
+        let r = block_on_short(async {
+            let mut c = chan.live.cmd.clone();
+            scripts()
+                .close
+                .key(&chan.meta)
+                .arg(&chan.wake)
+                .invoke_async::<i64>(&mut c)
+                .await
+        });
+        if let Err(e) = r {
+            chan.fail(redis_error("closing the channel", e).to_string());
+        }
+    }
+
+    fn same_channel(&self, other: &Self) -> bool {
+        same(&self.side, &other.side)
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Receiver<T> for Receiver<T> {
+    fn try_recv(&self) -> Result<T, TryRecvError> {
+        let chan = &self.side.chan;
+        match block_on_short(recv_once(chan)) {
+            Ok(RecvStep::Got(bytes)) => decode(&bytes).map_err(TryRecvError::Invalid),
+            Ok(RecvStep::Empty) => Err(TryRecvError::Empty),
+            Ok(RecvStep::Disconnected) => Err(TryRecvError::Disconnected),
+            Err(e) => {
+                chan.fail(redis_error("receiving", e).to_string());
+                Err(TryRecvError::Empty)
+            }
+        }
+    }
+
+    fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        match block_on(recv_wait(&self.side.chan, deadline, None)) {
+            Ok(RecvStep::Got(bytes)) => decode(&bytes).map_err(RecvTimeoutError::Invalid),
+            Ok(_) => Err(RecvTimeoutError::Disconnected),
+            Err(()) => Err(RecvTimeoutError::Timeout),
+        }
+    }
+
+    fn recv_async(&self) -> impl Future<Output = Result<T, RecvError>> + Send + '_ {
+        let side = self.side.clone();
+        let undo_side = self.side.clone();
+        async move {
+            let step = conn::spawn_cancellable(
+                move |cancel| async move { recv_wait(&side.chan, None, Some(&cancel)).await },
+                // Popped after the caller gave up: put it back at the head, where it was.
+                move |step| async move {
+                    if let Ok(RecvStep::Got(bytes)) = step {
+                        let chan = &undo_side.chan;
+                        let mut c = chan.live.cmd.clone();
+                        chan.conn.count(1);
+                        let _ = scripts()
+                            .unpop
+                            .key(&chan.meta)
+                            .key(&chan.queue)
+                            .arg(bytes)
+                            .invoke_async::<i64>(&mut c)
+                            .await;
+                    }
+                },
+            )
+            .await;
+            match step {
+                Ok(RecvStep::Got(bytes)) => decode(&bytes).map_err(RecvError::Invalid),
+                _ => Err(RecvError::Disconnected),
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        state(&self.side.chan).map_or(0, |(n, _)| n)
+    }
+
+    fn capacity(&self) -> Option<usize> {
+        Some(self.side.chan.cap).filter(|&c| c > 0)
+    }
+
+    fn is_closed(&self) -> bool {
+        state(&self.side.chan).is_ok_and(|(_, closed)| closed)
+    }
+
+    fn same_channel(&self, other: &Self) -> bool {
+        same(&self.side, &other.side)
+    }
+}
+
+impl Connection {
+    /// A channel on this server holding at most `cap` messages.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` if `cap` is 0; `Os` when the server cannot be reached.
+    ///
+    /// ```no_run
+    /// use uniconc_core::{Receiver as _, Sender as _};
+    ///
+    /// let conn = uniconc_redis::default_connection()?;
+    /// let (tx, rx) = conn.channel::<String>(16)?;
+    /// tx.send("hello".to_owned()).unwrap();
+    /// assert_eq!(rx.recv().unwrap(), "hello");
+    /// # Ok::<(), uniconc_core::Error>(())
+    /// ```
+    pub fn channel<T>(&self, cap: usize) -> Result<(Sender<T>, Receiver<T>), Error> {
+        create(self, Some(cap))
+    }
+
+    /// A channel on this server without a bound.
+    ///
+    /// # Errors
+    ///
+    /// `Os` when the server cannot be reached.
+    pub fn unbounded<T>(&self) -> Result<(Sender<T>, Receiver<T>), Error> {
+        create(self, None)
+    }
+}

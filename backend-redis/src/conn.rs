@@ -1,0 +1,823 @@
+//! Connections: the process-wide default, explicit [`connect`] handles, the internal runtime,
+//! leases, and the wake-up subscription.
+//!
+//! # Why an internal tokio runtime
+//!
+//! The blocking forms of core's traits need a blocking call; the `_async` forms must never
+//! block an executor. Both are driven from one core: the async redis client (a
+//! `ConnectionManager`, which multiplexes every caller over one TCP connection and reconnects in
+//! the background) running on a small tokio runtime private to this crate, one per process,
+//! started lazily with one worker thread. A blocking call waits on that runtime
+//! (`Runtime::block_on`); an `_async` call spawns its work there and awaits the task's handle,
+//! which any executor can poll. The sync redis client with a pool was the alternative: it would
+//! need one connection per concurrent waiter and a thread per `_async` call.
+//!
+//! A forked child inherits no threads, so the runtime and every live connection are keyed by
+//! process id and re-created in the child on first use (the parent's are left alone, never
+//! dropped: their threads exist only in the parent).
+//!
+//! # Leases
+//!
+//! Every handle (a channel's sender or receiver, a lock, ...) is registered in a sorted set of
+//! its object under this connection's member name, scored with its expiry in the server's
+//! clock. A background task renews the leases of this process every `lease / 4`; a process
+//! that stops renewing (killed, paused) counts as gone once its lease expires. The same task
+//! extends the lease of every lock this process holds, and resets the idle TTL of every object
+//! this process has a handle to: an object nobody renews (every user killed) vanishes after
+//! [`IDLE_TTL`].
+//!
+//! # Wake-ups
+//!
+//! One RESP3 connection per process and server is subscribed to the notification channel of
+//! every object some handle here waits on; the scripts `PUBLISH` to it when the state changes
+//! in a way a waiter could care about (a channel becoming non-empty or non-full, a lock
+//! released, ...). A waiter re-checks the state after each notification, and at least every
+//! [`POLL`] in any case (a lease expiring publishes nothing).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{IntoConnectionInfo, ProtocolVersion, PushKind, RedisError, Script};
+use tokio::runtime::Runtime;
+use tokio::sync::watch;
+use uniconc_core::Error;
+
+/// How long a handle's lease lasts without renewal: a process killed (or paused) holding a
+/// handle counts as gone after at most this long.
+pub const LEASE: Duration = Duration::from_secs(5);
+
+/// How often a waiter re-checks the state without a notification.
+pub const POLL: Duration = Duration::from_millis(250);
+
+/// How long an object's keys live without any handle renewing them.
+pub const IDLE_TTL: Duration = Duration::from_secs(3600);
+
+/// How long one command may take before it fails (and a blocking call retries).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The environment variable naming the default server.
+pub const URL_ENV: &str = "UNICONC_REDIS_URL";
+
+/// The default server when [`URL_ENV`] is unset.
+pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
+
+// ---------------------------------------------------------------------------------------------
+// The runtime
+// ---------------------------------------------------------------------------------------------
+
+/// This process's runtime: created on first use, re-created in a forked child. Runtimes are
+/// leaked on purpose: a parent's runtime must not be dropped in the child (its worker threads
+/// are not there to join), and one per process lives until the process ends anyway.
+pub(crate) fn runtime() -> &'static Runtime {
+    static RT: Mutex<Option<(u32, &'static Runtime)>> = Mutex::new(None);
+    let pid = std::process::id();
+    let mut slot = RT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((p, rt)) = *slot
+        && p == pid
+    {
+        return rt;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("uniconc-redis")
+        .enable_all()
+        .build()
+        .expect("uniconc-redis: cannot start its internal tokio runtime (threads refused?)");
+    let rt: &'static Runtime = Box::leak(Box::new(rt));
+    *slot = Some((pid, rt));
+    rt
+}
+
+/// Runs `fut` to completion on the internal runtime, blocking this thread.
+///
+/// # Panics
+///
+/// Inside an async runtime (the `_async` forms are for there).
+pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        panic!(
+            "uniconc-redis: a blocking call inside an async runtime; use the `_async` form \
+             (or `spawn_blocking`)"
+        );
+    }
+    runtime().block_on(fut)
+}
+
+/// Runs a short operation (one script, no waiting) to completion. Outside an async runtime this
+/// is [`block_on`]; inside one (a `Permit` dropped in a task, `Event::set` from async code) the
+/// operation runs on a helper thread while this thread waits for its one round trip, as it
+/// would for a contended `std::sync::Mutex`.
+pub(crate) fn block_on_short<F>(fut: F) -> F::Output
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    if tokio::runtime::Handle::try_current().is_err() {
+        return runtime().block_on(fut);
+    }
+    std::thread::scope(|s| {
+        s.spawn(|| runtime().block_on(fut))
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
+
+/// Runs a cleanup on the internal runtime: waits for it when the thread may block, else
+/// leaves it running. Used from `Drop`.
+pub(crate) fn run_cleanup<F>(fut: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    if tokio::runtime::Handle::try_current().is_ok() || std::thread::panicking() {
+        runtime().spawn(fut);
+    } else {
+        runtime().block_on(fut);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+/// A redis failure as uniconc's error (kind `Os`, the redis error as the source).
+pub(crate) fn redis_error(context: &str, e: RedisError) -> Error {
+    Error::os(format!("redis: {context}"), io::Error::other(e))
+}
+
+/// The object's keys are gone from the server.
+pub(crate) fn gone_error(what: &str, key: &str) -> Error {
+    Error::closed(format!(
+        "redis: the {what} `{key}` no longer exists on the server: the server lost its data \
+         (restarted without persistence, flushed, or the keys were evicted or deleted)"
+    ))
+}
+
+/// Whether retrying may help: the connection dropped or timed out, or the server is loading.
+pub(crate) fn is_transient(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || matches!(
+            e.kind(),
+            redis::ErrorKind::BusyLoadingError | redis::ErrorKind::TryAgain
+        )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connection
+// ---------------------------------------------------------------------------------------------
+
+/// A handle to one Redis server: cheap to clone, shared by every object created through it.
+///
+/// [`default_connection`] reads [`UNICONC_REDIS_URL`](URL_ENV) once (default
+/// `redis://127.0.0.1:6379`); [`connect`] opens any other server. URLs take a password or an ACL
+/// user (`redis://user:secret@host:6379/0`); `rediss://` (TLS) needs this crate's `tls`
+/// feature.
+///
+/// ```
+/// use uniconc_core::{Receiver as _, Sender as _};
+/// # let server = uniconc_redis::testing::RedisServer::start();
+/// # let url = server.url();
+///
+/// let conn = uniconc_redis::connect(&url)?; // e.g. "redis://127.0.0.1:6379"
+/// let (tx, rx) = conn.channel::<String>(16)?;
+/// tx.send("hi".to_owned()).unwrap();
+/// assert_eq!(rx.recv().unwrap(), "hi");
+/// # Ok::<(), uniconc_core::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Connection {
+    inner: Arc<ConnShared>,
+}
+
+struct ConnShared {
+    info: redis::ConnectionInfo,
+    url_for_display: String,
+    /// The live connection of the current process (re-created after a fork).
+    live: Mutex<Option<(u32, Arc<Live>)>>,
+    /// Commands sent through this handle, in every process-local incarnation.
+    commands: AtomicU64,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("server", &self.inner.url_for_display)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens a connection to the server at `url` and checks that it answers.
+///
+/// # Errors
+///
+/// `InvalidArgument` for a malformed URL (or `rediss://` without the `tls` feature); `Os`
+/// when the server cannot be reached or refuses the credentials.
+///
+/// ```no_run
+/// let _conn = uniconc_redis::connect("redis://:secret@10.0.0.5:6379/0")?;
+/// # Ok::<(), uniconc_core::Error>(())
+/// ```
+pub fn connect(url: &str) -> Result<Connection, Error> {
+    let conn = Connection::new(url)?;
+    conn.live()?;
+    Ok(conn)
+}
+
+/// The process-wide connection that the constructors without a connection argument use
+/// (`Lock::new()`, ...): the server named by `UNICONC_REDIS_URL`, or `redis://127.0.0.1:6379`.
+///
+/// # Errors
+///
+/// As [`connect`].
+pub fn default_connection() -> Result<Connection, Error> {
+    static DEFAULT: OnceLock<Connection> = OnceLock::new();
+    if let Some(c) = DEFAULT.get() {
+        c.live()?;
+        return Ok(c.clone());
+    }
+    let url = std::env::var(URL_ENV).unwrap_or_else(|_| DEFAULT_URL.to_owned());
+    let conn = Connection::new(&url)?;
+    let conn = DEFAULT.get_or_init(|| conn).clone();
+    conn.live()?;
+    Ok(conn)
+}
+
+impl Connection {
+    fn new(url: &str) -> Result<Self, Error> {
+        let mut info = url
+            .into_connection_info()
+            .map_err(|e| Error::invalid_argument(format!("redis: not a usable server URL: {e}")))?;
+        // RESP3 carries the pub/sub pushes on the same kind of connection as commands.
+        info.redis.protocol = ProtocolVersion::RESP3;
+        let url_for_display = match &info.addr {
+            redis::ConnectionAddr::Tcp(h, p) => format!("redis://{h}:{p}"),
+            other => other.to_string(),
+        };
+        Ok(Self {
+            inner: Arc::new(ConnShared {
+                info,
+                url_for_display,
+                live: Mutex::new(None),
+                commands: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// How many commands (scripts included) this connection has sent to the server so far, from
+    /// this process: a measure of round trips, since every operation waits for its reply.
+    ///
+    /// ```no_run
+    /// use uniconc_core::Lock as _;
+    ///
+    /// let conn = uniconc_redis::default_connection()?;
+    /// let lock = conn.lock()?;
+    /// let before = conn.commands_sent();
+    /// drop(lock.lock());
+    /// assert!(conn.commands_sent() - before <= 2); // lock + unlock
+    /// # Ok::<(), uniconc_core::Error>(())
+    /// ```
+    pub fn commands_sent(&self) -> u64 {
+        // Relaxed: a statistic, ordered with nothing else.
+        self.inner.commands.load(Ordering::Relaxed)
+    }
+
+    /// The server, without credentials (for messages).
+    pub fn server(&self) -> &str {
+        &self.inner.url_for_display
+    }
+
+    /// This process's live connection, opened on first use.
+    pub(crate) fn live(&self) -> Result<Arc<Live>, Error> {
+        let pid = std::process::id();
+        let mut slot = self.inner.live.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((p, live)) = &*slot
+            && *p == pid
+        {
+            return Ok(live.clone());
+        }
+        let info = self.inner.info.clone();
+        let server = self.inner.url_for_display.clone();
+        let live = block_on_short(async move { Live::open(info, server).await })?;
+        *slot = Some((pid, live.clone()));
+        Ok(live)
+    }
+
+    pub(crate) fn count(&self, n: u64) {
+        // Relaxed: a statistic.
+        self.inner.commands.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// What a lease renewal is for.
+struct Registration {
+    /// Handles of this process on this (zset, member).
+    refs: usize,
+    /// Every key of the object, for the idle TTL.
+    keys: Vec<String>,
+}
+
+/// A lock held by this process, whose lease the renewer extends.
+struct Held {
+    meta: String,
+    token: String,
+    lost: Arc<AtomicBool>,
+}
+
+/// The connection of one process to one server.
+pub(crate) struct Live {
+    pub(crate) cmd: ConnectionManager,
+    sub: ConnectionManager,
+    /// This process on this server, unique: host name, pid and a random part.
+    pub(crate) member: String,
+    /// The process this connection belongs to: its driver tasks run only there.
+    pid: u32,
+    server: String,
+    /// Notification channel -> (wake counter, subscribed).
+    wakers: Mutex<HashMap<String, watch::Sender<u64>>>,
+    /// Serialises SUBSCRIBE/UNSUBSCRIBE so that the set subscribed matches `wakers`.
+    sub_lock: tokio::sync::Mutex<()>,
+    /// Lease zset key -> registration of this process's member.
+    leases: Mutex<HashMap<String, Registration>>,
+    /// Lock token -> held lock.
+    held: Mutex<HashMap<String, Held>>,
+}
+
+static RENEW: OnceLock<Script> = OnceLock::new();
+static RENEW_LOCK: OnceLock<Script> = OnceLock::new();
+static LEAVE: OnceLock<Script> = OnceLock::new();
+
+fn renew_script() -> &'static Script {
+    RENEW.get_or_init(|| {
+        Script::new(
+            r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ok = redis.call('ZADD', KEYS[1], 'XX', 'CH', now + tonumber(ARGV[2]), ARGV[1])
+for i = 2, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[3]) end
+return redis.call('ZSCORE', KEYS[1], ARGV[1]) and 1 or 0
+",
+        )
+    })
+}
+
+fn renew_lock_script() -> &'static Script {
+    RENEW_LOCK.get_or_init(|| {
+        Script::new(
+            r"
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if tonumber(redis.call('HGET', KEYS[1], 'exp')) <= now then return 0 end
+redis.call('HSET', KEYS[1], 'exp', now + tonumber(ARGV[2]))
+return 1
+",
+        )
+    })
+}
+
+fn leave_script() -> &'static Script {
+    LEAVE.get_or_init(|| {
+        Script::new(
+            r"
+-- KEYS[1] the zset left, KEYS[2..] every key of the object; ARGV: member, wake channel,
+-- then the names of the object's lease zsets (all must be empty for the object to be deleted).
+redis.call('ZREM', KEYS[1], ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local any = 0
+for i = 3, #ARGV do
+  redis.call('ZREMRANGEBYSCORE', ARGV[i], '-inf', now)
+  any = any + redis.call('ZCARD', ARGV[i])
+end
+if any == 0 then
+  for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end
+end
+redis.call('PUBLISH', ARGV[2], 'l')
+return any
+",
+        )
+    })
+}
+
+/// Milliseconds, for scripts.
+pub(crate) fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Live {
+    async fn open(info: redis::ConnectionInfo, server: String) -> Result<Arc<Live>, Error> {
+        let client = redis::Client::open(info).map_err(|e| {
+            Error::invalid_argument(format!("redis: cannot use the server URL: {e}"))
+        })?;
+        let base = ConnectionManagerConfig::new()
+            .set_response_timeout(RESPONSE_TIMEOUT)
+            .set_connection_timeout(RESPONSE_TIMEOUT)
+            .set_number_of_retries(2)
+            .set_max_delay(500);
+        let context = format!("connecting to {server}");
+        let cmd = client
+            .get_connection_manager_with_config(base.clone())
+            .await
+            .map_err(|e| redis_error(&context, e))?;
+        let (push_tx, push_rx) = tokio::sync::mpsc::unbounded_channel();
+        let sub = client
+            .get_connection_manager_with_config(
+                base.set_push_sender(push_tx).set_automatic_resubscription(),
+            )
+            .await
+            .map_err(|e| redis_error(&context, e))?;
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "host".to_owned());
+        let member = format!("{host}:{}:{:016x}", std::process::id(), random_u64());
+        let live = Arc::new(Live {
+            cmd,
+            sub,
+            member,
+            pid: std::process::id(),
+            server,
+            wakers: Mutex::new(HashMap::new()),
+            sub_lock: tokio::sync::Mutex::new(()),
+            leases: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
+        });
+        tokio::spawn(dispatch(Arc::downgrade(&live), push_rx));
+        tokio::spawn(renew(Arc::downgrade(&live)));
+        Ok(live)
+    }
+
+    /// Whether this is the process that opened the connection. A handle created before a
+    /// `fork` carries its parent's connection, whose driver tasks do not exist in the child.
+    pub(crate) fn is_ours(&self) -> bool {
+        self.pid == std::process::id()
+    }
+
+    /// The error of a handle used in a forked child.
+    pub(crate) fn foreign_error(&self, what: &str, id: &str) -> Error {
+        Error::unsupported(format!(
+            "redis: the {what} `{id}` was opened by process {} and is used in process {} (a \
+             forked child): open it again by id in the child",
+            self.pid,
+            std::process::id()
+        ))
+    }
+
+    /// The server, for messages.
+    pub(crate) fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// Registers one more handle of this process on `zset`, whose lease the renewer then keeps
+    /// (the caller's script has already added this process's member to it). True for the first.
+    pub(crate) fn register(&self, zset: &str, keys: &[String]) -> bool {
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        let reg = leases
+            .entry(zset.to_owned())
+            .or_insert_with(|| Registration {
+                refs: 0,
+                keys: keys.to_vec(),
+            });
+        reg.refs += 1;
+        reg.refs == 1
+    }
+
+    /// Drops one handle of this process from `zset`; true when it was the last one (the caller
+    /// then leaves the zset on the server).
+    pub(crate) fn unregister(&self, zset: &str) -> bool {
+        if !self.is_ours() {
+            // The parent's handle, dropped in a forked child: the parent keeps its lease.
+            return false;
+        }
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        match leases.get_mut(zset) {
+            Some(reg) if reg.refs > 1 => {
+                reg.refs -= 1;
+                false
+            }
+            Some(_) => {
+                leases.remove(zset);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Leaves `zset` on the server: removes this process's member, deletes the object when no
+    /// lease is left in any of `zsets`, and wakes the object's waiters.
+    pub(crate) async fn leave(
+        &self,
+        zset: &str,
+        keys: &[String],
+        wake: &str,
+        zsets: &[String],
+    ) -> Result<(), RedisError> {
+        let mut inv = leave_script().key(zset);
+        for k in keys {
+            inv.key(k);
+        }
+        inv.arg(&self.member).arg(wake);
+        for z in zsets {
+            inv.arg(z);
+        }
+        let mut conn = self.cmd.clone();
+        inv.invoke_async::<i64>(&mut conn).await.map(drop)
+    }
+
+    /// Starts renewing the lease of a held lock; returns the flag set if the lease was lost.
+    pub(crate) fn hold(&self, meta: &str, token: &str) -> Arc<AtomicBool> {
+        let lost = Arc::new(AtomicBool::new(false));
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            token.to_owned(),
+            Held {
+                meta: meta.to_owned(),
+                token: token.to_owned(),
+                lost: lost.clone(),
+            },
+        );
+        lost
+    }
+
+    /// Stops renewing a lock's lease.
+    pub(crate) fn release(&self, token: &str) {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(token);
+    }
+
+    /// A receiver of wake-ups for `channel`, subscribed on the server before this returns (so a
+    /// state check after it cannot miss a notification).
+    pub(crate) async fn waker(&self, channel: &str) -> Result<watch::Receiver<u64>, RedisError> {
+        if let Some(tx) = self
+            .wakers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(channel)
+        {
+            return Ok(tx.subscribe());
+        }
+        let _serial = self.sub_lock.lock().await;
+        if let Some(tx) = self
+            .wakers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(channel)
+        {
+            return Ok(tx.subscribe());
+        }
+        let mut sub = self.sub.clone();
+        sub.subscribe(channel).await?;
+        let (tx, rx) = watch::channel(0u64);
+        self.wakers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(channel.to_owned(), tx);
+        Ok(rx)
+    }
+
+    /// Stops listening to `channel` (the object's last handle in this process is gone).
+    pub(crate) async fn forget_waker(&self, channel: &str) {
+        let _serial = self.sub_lock.lock().await;
+        let had = self
+            .wakers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(channel)
+            .is_some();
+        if had {
+            let mut sub = self.sub.clone();
+            // A failure leaves a subscription that costs a message per notification; the
+            // connection drops it when it reconnects without the tracker entry.
+            let _ = sub.unsubscribe(channel).await;
+        }
+    }
+
+    fn wake_all(&self) {
+        for tx in self
+            .wakers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
+            tx.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+}
+
+/// Routes pushes to the waiters of their channel; a lost connection wakes everyone (they
+/// re-check, see the failure, retry).
+async fn dispatch(live: Weak<Live>, mut rx: tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>) {
+    while let Some(push) = rx.recv().await {
+        let Some(live) = live.upgrade() else { return };
+        match push.kind {
+            PushKind::Message => {
+                if let Some(redis::Value::BulkString(name)) = push.data.first() {
+                    let name = String::from_utf8_lossy(name);
+                    if let Some(tx) = live
+                        .wakers
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(name.as_ref())
+                    {
+                        tx.send_modify(|n| *n = n.wrapping_add(1));
+                    }
+                }
+            }
+            PushKind::Disconnection => live.wake_all(),
+            _ => {}
+        }
+    }
+}
+
+/// Renews this process's leases and held locks every `LEASE / 4`, until the connection is
+/// dropped. Each round sends its renewals concurrently (one multiplexed connection pipelines
+/// them), so an outage costs one response timeout per round, not one per object.
+async fn renew(live: Weak<Live>) {
+    let period = LEASE / 4;
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(live) = live.upgrade() else { return };
+        let leases: Vec<(String, Vec<String>)> = live
+            .leases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(z, r)| (z.clone(), r.keys.clone()))
+            .collect();
+        let mut round = tokio::task::JoinSet::new();
+        for (zset, keys) in leases {
+            let mut conn = live.cmd.clone();
+            let member = live.member.clone();
+            round.spawn(async move {
+                let mut inv = renew_script().key(&zset);
+                for k in &keys {
+                    inv.key(k);
+                }
+                inv.arg(&member).arg(ms(LEASE)).arg(ms(IDLE_TTL));
+                // A failure is retried at the next period; a lease lost meanwhile shows in
+                // the handle's next operation.
+                let _ = inv.invoke_async::<i64>(&mut conn).await;
+            });
+        }
+        let held: Vec<(String, String, Arc<AtomicBool>)> = live
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|h| (h.meta.clone(), h.token.clone(), h.lost.clone()))
+            .collect();
+        for (meta, token, lost) in held {
+            let mut conn = live.cmd.clone();
+            round.spawn(async move {
+                let renewed = renew_lock_script()
+                    .key(&meta)
+                    .arg(&token)
+                    .arg(ms(LEASE))
+                    .invoke_async::<i64>(&mut conn)
+                    .await;
+                // A failure is retried at the next period; 0 means the lease had lapsed.
+                if let Ok(0) = renewed {
+                    // Release: the guard reads it with Acquire before trusting its ownership.
+                    lost.store(true, Ordering::Release);
+                }
+            });
+        }
+        drop(live);
+        while round.join_next().await.is_some() {}
+    }
+}
+
+/// A random 64-bit number (object ids, lock tokens): the std hasher's random keys mixed with
+/// the time and a counter; unique, not secret.
+pub(crate) fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    // Relaxed: only uniqueness matters.
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
+}
+
+/// A fresh object id; every key of the object is `uc:{<id>}:<part>`, one hash slot.
+pub(crate) fn new_id() -> String {
+    format!("{:016x}{:016x}", random_u64(), random_u64())
+}
+
+/// The key `part` of object `id`.
+pub(crate) fn key(id: &str, part: &str) -> String {
+    format!("uc:{{{id}}}:{part}")
+}
+
+/// Waits until a notification arrives on `rx`, `until` passes, or [`POLL`] elapses.
+pub(crate) async fn nap(rx: &mut watch::Receiver<u64>, until: Option<Instant>) {
+    let mut wake = tokio::time::Instant::now() + POLL;
+    if let Some(d) = until {
+        wake = wake.min(tokio::time::Instant::from_std(d));
+    }
+    let _ = tokio::time::timeout_at(wake, rx.changed()).await;
+}
+
+/// Sleeps a little before retrying after a transient failure (bounded by `deadline`).
+pub(crate) async fn backoff(deadline: Option<Instant>) {
+    let mut wake = tokio::time::Instant::now() + Duration::from_millis(100);
+    if let Some(d) = deadline {
+        wake = wake.min(tokio::time::Instant::from_std(d));
+    }
+    tokio::time::sleep_until(wake).await;
+}
+
+/// Whether `deadline` has passed.
+pub(crate) fn expired(deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|d| Instant::now() >= d)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cancel-safe `_async` forms
+// ---------------------------------------------------------------------------------------------
+
+/// Set when the future of an `_async` call is dropped: the work on the runtime stops waiting
+/// (between two state checks, never in the middle of one).
+#[derive(Default)]
+pub(crate) struct Cancel {
+    flag: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Cancel {
+    pub(crate) fn is_cancelled(&self) -> bool {
+        // Acquire pairs with the Release in `cancel`; nothing else is published with it, the
+        // flag alone decides.
+        self.flag.load(Ordering::Acquire)
+    }
+
+    fn cancel(&self) {
+        // Release: see `is_cancelled`.
+        self.flag.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    /// Waits for a notification, the deadline, [`POLL`], or cancellation.
+    pub(crate) async fn nap(&self, rx: &mut watch::Receiver<u64>, until: Option<Instant>) {
+        let cancelled = self.notify.notified();
+        if self.is_cancelled() {
+            return;
+        }
+        tokio::select! {
+            () = nap(rx, until) => {}
+            () = cancelled => {}
+        }
+    }
+}
+
+struct CancelOnDrop(Arc<Cancel>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// Runs `work` on the internal runtime for an `_async` call. If the caller's future is dropped,
+/// `work` is told through its [`Cancel`] and stops at its next wait; a result it produced
+/// anyway (a message popped, a lock taken) is handed to `undo` (put back, released) instead of
+/// being lost.
+pub(crate) fn spawn_cancellable<R, F, U, UF>(
+    work: impl FnOnce(Arc<Cancel>) -> F,
+    undo: U,
+) -> impl Future<Output = R> + Send
+where
+    R: Send + 'static,
+    F: Future<Output = R> + Send + 'static,
+    U: FnOnce(R) -> UF + Send + 'static,
+    UF: Future<Output = ()> + Send + 'static,
+{
+    let cancel = Arc::new(Cancel::default());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let fut = work(cancel.clone());
+    runtime().spawn(async move {
+        let r = fut.await;
+        if let Err(r) = tx.send(r) {
+            undo(r).await;
+        }
+    });
+    let guard = CancelOnDrop(cancel);
+    async move {
+        let r = rx.await;
+        drop(guard);
+        r.expect("uniconc-redis: the internal task of an `_async` call panicked")
+    }
+}

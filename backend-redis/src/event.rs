@@ -1,0 +1,333 @@
+//! [`Event`]: a flag that waiters block on until it is set.
+//!
+//! # Keys (`uc:{<id>}:…`)
+//!
+//! - `m`, a hash: `set` (`0`/`1`).
+//! - `h`, a sorted set of the processes holding a handle (idle TTL and clean-up).
+//! - The notification channel `uc:{<id>}:w` gets a message on every `set`.
+//!
+//! `set` and `clear` are idempotent, so they are retried through a lost connection until they
+//! land.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use redis::Script;
+use uniconc_core::{Error, WaitError};
+
+use crate::conn::{
+    self, Connection, LEASE, Live, backoff, block_on, block_on_short, expired, is_transient, key,
+    ms, redis_error,
+};
+
+const PRELUDE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+";
+
+/// KEYS: m h. ARGV: member, lease ms, idle ttl ms.
+const CREATE: &str = r"
+redis.call('HSET', KEYS[1], 'set', '0')
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return 1
+";
+
+/// KEYS: m. ARGV: value (0/1), wake channel. Returns 1, or -2 when gone.
+const PUT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
+redis.call('HSET', KEYS[1], 'set', ARGV[1])
+if ARGV[1] == '1' then redis.call('PUBLISH', ARGV[2], 's') end
+return 1
+";
+
+/// KEYS: m. Returns 1 set, 0 clear, -2 gone.
+const GET: &str = r"
+local v = redis.call('HGET', KEYS[1], 'set')
+if not v then return -2 end
+return tonumber(v)
+";
+
+struct Scripts {
+    create: Script,
+    put: Script,
+    get: Script,
+}
+
+fn scripts() -> &'static Scripts {
+    static S: OnceLock<Scripts> = OnceLock::new();
+    S.get_or_init(|| Scripts {
+        create: Script::new(&format!("{PRELUDE}{CREATE}")),
+        put: Script::new(PUT),
+        get: Script::new(GET),
+    })
+}
+
+struct Shared {
+    conn: Connection,
+    live: Arc<Live>,
+    id: String,
+    meta: String,
+    handles: String,
+    wake: String,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if !self.live.unregister(&self.handles) {
+            return;
+        }
+        let live = self.live.clone();
+        let keys = vec![self.meta.clone(), self.handles.clone()];
+        let zsets = [self.handles.clone()];
+        let (handles, wake) = (self.handles.clone(), self.wake.clone());
+        self.conn.count(1);
+        conn::run_cleanup(async move {
+            // A failure leaves the keys to their idle TTL.
+            let _ = live.leave(&handles, &keys, &wake, &zsets).await;
+            live.forget_waker(&wake).await;
+        });
+    }
+}
+
+/// An event on a Redis server. Clones are the same event.
+///
+/// ```
+/// use uniconc_core::Event as _;
+/// # let server = uniconc_redis::testing::RedisServer::start();
+/// let conn = uniconc_redis::connect(&server.url())?;
+/// let ev = conn.event()?;
+/// let waiter = std::thread::spawn({
+///     let ev = ev.clone();
+///     move || ev.wait()
+/// });
+/// ev.set();
+/// waiter.join().unwrap();
+/// assert!(ev.is_set());
+/// # Ok::<(), uniconc_core::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Event {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("id", &self.shared.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Event {
+    fn create(conn: &Connection) -> Result<Self, Error> {
+        let live = conn.live()?;
+        let id = conn::new_id();
+        let shared = Shared {
+            conn: conn.clone(),
+            live: live.clone(),
+            meta: key(&id, "m"),
+            handles: key(&id, "h"),
+            wake: key(&id, "w"),
+            id,
+        };
+        conn.count(1);
+        block_on_short(async {
+            let mut c = live.cmd.clone();
+            scripts()
+                .create
+                .key(&shared.meta)
+                .key(&shared.handles)
+                .arg(&live.member)
+                .arg(ms(LEASE))
+                .arg(ms(conn::IDLE_TTL))
+                .invoke_async::<i64>(&mut c)
+                .await
+        })
+        .map_err(|e| redis_error("creating an event", e))?;
+        live.register(
+            &shared.handles,
+            &[shared.meta.clone(), shared.handles.clone()],
+        );
+        Ok(Self {
+            shared: Arc::new(shared),
+        })
+    }
+
+    /// The event's id.
+    pub fn id(&self) -> &str {
+        &self.shared.id
+    }
+
+    fn fatal(&self, e: &Error) -> ! {
+        panic!("uniconc-redis: event `{}`: {e}", self.shared.id)
+    }
+
+    /// Sets or clears, retrying through a lost connection (both are idempotent).
+    async fn put(&self, value: bool) -> Result<(), Error> {
+        let s = &self.shared;
+        if !s.live.is_ours() {
+            return Err(s.live.foreign_error("event", &s.id));
+        }
+        loop {
+            let mut c = s.live.cmd.clone();
+            s.conn.count(1);
+            let r = scripts()
+                .put
+                .key(&s.meta)
+                .arg(if value { "1" } else { "0" })
+                .arg(&s.wake)
+                .invoke_async::<i64>(&mut c)
+                .await;
+            match r {
+                Ok(1) => return Ok(()),
+                Ok(_) => return Err(conn::gone_error("event", &s.id)),
+                Err(e) if is_transient(&e) => backoff(None).await,
+                Err(e) => return Err(redis_error("setting an event", e)),
+            }
+        }
+    }
+
+    /// `Ok(Some(flag))`, `Ok(None)` on a transient failure.
+    async fn get(&self) -> Result<Option<bool>, Error> {
+        let s = &self.shared;
+        if !s.live.is_ours() {
+            return Err(s.live.foreign_error("event", &s.id));
+        }
+        let mut c = s.live.cmd.clone();
+        s.conn.count(1);
+        match scripts().get.key(&s.meta).invoke_async::<i64>(&mut c).await {
+            Ok(-2) => Err(conn::gone_error("event", &s.id)),
+            Ok(v) => Ok(Some(v == 1)),
+            Err(e) if is_transient(&e) => Ok(None),
+            Err(e) => Err(redis_error("reading an event", e)),
+        }
+    }
+
+    async fn wait_inner(
+        &self,
+        deadline: Option<Instant>,
+        cancel: Option<&conn::Cancel>,
+    ) -> Result<bool, Error> {
+        let mut waker = None;
+        loop {
+            if cancel.is_some_and(conn::Cancel::is_cancelled) {
+                return Ok(false);
+            }
+            match self.get().await? {
+                Some(true) => return Ok(true),
+                Some(false) => {}
+                None => {
+                    if expired(deadline) {
+                        return Ok(false);
+                    }
+                    backoff(deadline).await;
+                    continue;
+                }
+            }
+            if expired(deadline) {
+                return Ok(false);
+            }
+            match &mut waker {
+                None => match self.shared.live.waker(&self.shared.wake).await {
+                    Ok(w) => waker = Some(w),
+                    Err(_) => backoff(deadline).await,
+                },
+                Some(w) => match cancel {
+                    Some(c) => c.nap(w, deadline).await,
+                    None => conn::nap(w, deadline).await,
+                },
+            }
+        }
+    }
+}
+
+impl uniconc_core::Event for Event {
+    /// A new event on the [default connection](crate::default_connection).
+    fn new() -> Result<Self, Error> {
+        Self::create(&conn::default_connection()?)
+    }
+
+    /// # Panics
+    ///
+    /// If the event's data is gone from the server, or the server refuses the script. An
+    /// unreachable server is waited out.
+    fn set(&self) {
+        if let Err(e) = block_on_short(self.put(true)) {
+            self.fatal(&e)
+        }
+    }
+
+    /// # Panics
+    ///
+    /// As [`set`](uniconc_core::Event::set).
+    fn clear(&self) {
+        if let Err(e) = block_on_short(self.put(false)) {
+            self.fatal(&e)
+        }
+    }
+
+    /// `false` also when the server cannot be reached.
+    ///
+    /// # Panics
+    ///
+    /// If the event's data is gone from the server.
+    fn is_set(&self) -> bool {
+        match block_on_short(self.get()) {
+            Ok(v) => v.unwrap_or(false),
+            Err(e) => self.fatal(&e),
+        }
+    }
+
+    /// # Panics
+    ///
+    /// As [`set`](uniconc_core::Event::set).
+    fn wait(&self) {
+        if let Err(e) = block_on(self.wait_inner(None, None)) {
+            self.fatal(&e)
+        }
+    }
+
+    /// # Panics
+    ///
+    /// As [`set`](uniconc_core::Event::set).
+    fn wait_deadline(&self, deadline: Option<Instant>) -> Result<(), WaitError> {
+        match block_on(self.wait_inner(deadline, None)) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(WaitError::Timeout),
+            Err(e) => self.fatal(&e),
+        }
+    }
+
+    /// # Panics
+    ///
+    /// As [`set`](uniconc_core::Event::set).
+    fn wait_async(&self) -> impl Future<Output = ()> + Send + '_ {
+        let this = self.clone();
+        async move {
+            let r = conn::spawn_cancellable(
+                move |cancel| async move { this.wait_inner(None, Some(&cancel)).await },
+                // Seeing the flag takes nothing: nothing to undo.
+                |_| async {},
+            )
+            .await;
+            if let Err(e) = r {
+                self.fatal(&e)
+            }
+        }
+    }
+}
+
+impl Connection {
+    /// A new event on this server, not set.
+    ///
+    /// # Errors
+    ///
+    /// `Os` when the server cannot be reached.
+    pub fn event(&self) -> Result<Event, Error> {
+        Event::create(self)
+    }
+}

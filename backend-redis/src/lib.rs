@@ -1,0 +1,122 @@
+//! # uniconc-redis
+//!
+//! uniconc's Redis backend: channels and locks that live on a Redis server, shared by every
+//! process that can reach it, on one machine or many. Values travel encoded (serde + bincode);
+//! code never does.
+//!
+//! ```no_run
+//! use uniconc_core::{Lock as _, Receiver as _, Sender as _};
+//!
+//! let conn = uniconc_redis::default_connection()?; // UNICONC_REDIS_URL, or 127.0.0.1:6379
+//! let (tx, rx) = conn.channel::<u64>(64)?;
+//! tx.send(42).unwrap();
+//! assert_eq!(rx.recv().unwrap(), 42);
+//!
+//! let lock = conn.lock()?;
+//! let guard = lock.lock().unwrap();
+//! println!("fencing token {}", guard.fencing_token());
+//! # Ok::<(), uniconc_core::Error>(())
+//! ```
+//!
+//! Modules, one per mechanism:
+//!
+//! - `conn` (re-exported here): [`Connection`], [`connect`], [`default_connection`], the
+//!   internal runtime, leases and the wake-up subscription.
+//! - [`channel`](mod@channel): [`Sender`], [`Receiver`].
+//! - [`lock`](mod@lock): [`Lock`], [`LockGuard`].
+//! - [`event`](mod@event): [`Event`].
+//! - [`barrier`](mod@barrier): [`Barrier`].
+//! - [`semaphore`](mod@semaphore): [`Semaphore`].
+//! - [`testing`] (feature `testing`): private `redis-server`s for tests.
+//!
+//! # Connections
+//!
+//! [`default_connection`] is one process-wide connection to the server named by
+//! `UNICONC_REDIS_URL` (default `redis://127.0.0.1:6379`); the trait constructors without a
+//! connection argument (`Lock::new()`) use it. [`connect`] opens any other. A URL may carry a
+//! password or an ACL user and password (`redis://user:secret@host:6379/0`). `rediss://`
+//! (TLS, through rustls with the webpki roots) needs the `tls` feature.
+//!
+//! Each process keeps two TCP connections per server: one multiplexing every command, one
+//! subscribed for wake-ups. No operation holds a connection while it waits.
+//!
+//! # Objects and keys
+//!
+//! Every object's keys are `uc:{<id>}:<part>`: one hash tag, so an object lives in one slot of
+//! a cluster. Every state change is one Lua script (`EVALSHA`), atomic on the server. An
+//! object is deleted when the last handle to it is dropped, and expires after
+//! [`IDLE_TTL`] when every process holding a handle died without dropping it. Objects cross
+//! processes by id: `tx.id()` in one process, `conn.open_sender(id)` in another.
+//!
+//! # Leases: processes that die
+//!
+//! A process holding handles renews a lease on each object every [`LEASE`]` / 4` (from a thread
+//! of its own, so a busy program keeps its leases). A process killed, paused or cut off from
+//! the server counts as gone once its lease lapses, at most [`LEASE`] (5 s) after its last
+//! renewal: receivers then see `Disconnected` when the last sender's process is gone; the
+//! next acquirer of a lock whose holder is gone gets `OwnerDied` and a higher fencing token,
+//! and the old holder's unlock is refused. A paused process that resumes finds its own handles
+//! disconnected (a channel) or its guard lapsed ([`LockGuard::check`]).
+//!
+//! # Failure semantics
+//!
+//! - **Channels are at-most-once.** A message is popped and handed over by one script; if the
+//!   reply is lost with the connection, so is the message. A send that timed out because the
+//!   server did not answer may or may not have been delivered: nothing is retried behind your
+//!   back, so nothing is duplicated.
+//! - **Locks are not safe across a failover.** A replica promoted before it received the latest
+//!   acquisition hands the lock to a second holder. Fencing tokens are the answer: the
+//!   protected resource refuses stale tokens. This crate does not implement Redlock.
+//! - **A server restarted without persistence** comes back empty; open handles then find their
+//!   object gone and fail with a clear error: channels report `Disconnected` (with the cause in
+//!   `last_failure()`); locks panic in the trait's infallible forms and return `Closed` from
+//!   [`Lock::lock_checked`]; nothing carries on over empty state.
+//! - **With persistence (AOF)**, clients reconnect by themselves and carry on with the state
+//!   intact.
+//! - **An unreachable server** is waited out by blocking calls until their deadline (`Timeout`);
+//!   `try_` forms report it as `Full`/`Empty`/`WouldBlock`, and `last_failure()` says why. A
+//!   command already sent is never abandoned half-way (that would lose a popped message), so a
+//!   `_timeout` form can overrun its deadline by up to the response timeout (2 s) while the
+//!   server does not answer.
+//! - **A server paused or unreachable for longer than a lease** counts every client as gone
+//!   when it comes back: leases are kept in the server's clock.
+//!
+//! # Fork
+//!
+//! A forked child gets a runtime and connections of its own on first use. Handles it inherited
+//! from its parent are refused with a clear error (`last_failure()` on channels; `Unsupported`
+//! from `lock_checked`): their connection's driver runs only in the parent. Open the object again
+//! in the child by its id (`conn.open_sender(tx.id())`, `conn.open_lock(lock.id())`); dropping an
+//! inherited handle in the child leaves the parent's lease alone.
+//!
+//! # Blocking calls inside an async runtime
+//!
+//! The forms that wait (`send`, `recv`, `lock`, `wait`, `acquire`, and their `_timeout`s) panic
+//! inside a tokio runtime: use the `_async` forms there. These return `Send` futures that any
+//! executor can poll (the work runs on this crate's runtime) and are cancel-safe: a message
+//! popped, a lock taken or a permit taken for a future that was dropped is put back. The forms
+//! that do not wait (`try_` forms, `len`, `close`, `Event::set`, `Semaphore::release` — so a
+//! `Permit` dropped in a task) work anywhere: inside a runtime they block the calling thread
+//! for their one round trip, as a contended `std::sync::Mutex` would.
+
+#![deny(missing_docs)]
+#![doc(test(attr(deny(warnings))))]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod barrier;
+pub mod channel;
+mod conn;
+pub mod event;
+pub mod lock;
+pub mod semaphore;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use barrier::Barrier;
+pub use channel::{Receiver, Sender};
+pub use conn::{
+    Connection, DEFAULT_URL, IDLE_TTL, LEASE, POLL, URL_ENV, connect, default_connection,
+};
+pub use event::Event;
+pub use lock::{Lock, LockGuard};
+pub use semaphore::Semaphore;

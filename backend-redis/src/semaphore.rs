@@ -1,0 +1,381 @@
+//! [`Semaphore`]: counted permits that any unit may release (permits move between units).
+//!
+//! # Keys (`uc:{<id>}:…`)
+//!
+//! - `m`, a hash: `n`, the permits available.
+//! - `h`, a sorted set of the processes holding a handle (idle TTL and clean-up).
+//! - `r:<token>`, short-lived markers of releases already applied, so that a release retried
+//!   through a lost connection is counted once.
+//! - The notification channel `uc:{<id>}:w` gets a message on every release.
+//!
+//! Permits belong to nobody: a process killed holding permits does not give them back.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use redis::Script;
+use uniconc_core::Error;
+
+use crate::conn::{
+    self, Connection, LEASE, Live, backoff, block_on, block_on_short, expired, is_transient, key,
+    ms, redis_error,
+};
+
+/// How long a release keeps retrying through a lost connection before giving up (and
+/// panicking: a permit cannot be silently lost).
+const RELEASE_RETRY: Duration = Duration::from_secs(30);
+
+const PRELUDE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+";
+
+/// KEYS: m h. ARGV: permits, member, lease ms, idle ttl ms.
+const CREATE: &str = r"
+redis.call('HSET', KEYS[1], 'n', ARGV[1])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return 1
+";
+
+/// KEYS: m. Returns 1 taken, 0 none available, -2 gone.
+const TAKE: &str = r"
+local n = redis.call('HGET', KEYS[1], 'n')
+if not n then return -2 end
+if tonumber(n) <= 0 then return 0 end
+redis.call('HINCRBY', KEYS[1], 'n', -1)
+return 1
+";
+
+/// KEYS: m marker. ARGV: wake channel, marker ttl ms. Returns 1 (released now or before), -2
+/// gone.
+const RELEASE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then
+  redis.call('HINCRBY', KEYS[1], 'n', 1)
+  redis.call('PUBLISH', ARGV[1], 'r')
+end
+return 1
+";
+
+/// KEYS: m. Returns the permits available, or -2 when gone.
+const AVAILABLE: &str = r"
+local n = redis.call('HGET', KEYS[1], 'n')
+if not n then return -2 end
+return tonumber(n)
+";
+
+struct Scripts {
+    create: Script,
+    take: Script,
+    release: Script,
+    available: Script,
+}
+
+fn scripts() -> &'static Scripts {
+    static S: OnceLock<Scripts> = OnceLock::new();
+    S.get_or_init(|| Scripts {
+        create: Script::new(&format!("{PRELUDE}{CREATE}")),
+        take: Script::new(TAKE),
+        release: Script::new(RELEASE),
+        available: Script::new(AVAILABLE),
+    })
+}
+
+struct Shared {
+    conn: Connection,
+    live: Arc<Live>,
+    id: String,
+    meta: String,
+    handles: String,
+    wake: String,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if !self.live.unregister(&self.handles) {
+            return;
+        }
+        let live = self.live.clone();
+        let keys = vec![self.meta.clone(), self.handles.clone()];
+        let zsets = [self.handles.clone()];
+        let (handles, wake) = (self.handles.clone(), self.wake.clone());
+        self.conn.count(1);
+        conn::run_cleanup(async move {
+            // A failure leaves the keys to their idle TTL.
+            let _ = live.leave(&handles, &keys, &wake, &zsets).await;
+            live.forget_waker(&wake).await;
+        });
+    }
+}
+
+/// A semaphore on a Redis server. Clones are the same semaphore.
+///
+/// ```
+/// use uniconc_core::Semaphore as _;
+/// # let server = uniconc_redis::testing::RedisServer::start();
+/// let conn = uniconc_redis::connect(&server.url())?;
+/// let sem = conn.semaphore(1)?;
+/// let permit = sem.acquire();
+/// assert!(sem.try_acquire().is_err());
+/// drop(permit); // released: one round trip
+/// assert_eq!(sem.available(), 1);
+/// # Ok::<(), uniconc_core::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Semaphore {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Semaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Semaphore")
+            .field("id", &self.shared.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Semaphore {
+    fn create(conn: &Connection, permits: usize) -> Result<Self, Error> {
+        // Lua counts in doubles: exact up to 2^53.
+        if permits as u128 > 1u128 << 53 {
+            return Err(Error::invalid_argument(format!(
+                "{permits} permits: a Redis semaphore counts at most 2^53"
+            )));
+        }
+        let live = conn.live()?;
+        let id = conn::new_id();
+        let shared = Shared {
+            conn: conn.clone(),
+            live: live.clone(),
+            meta: key(&id, "m"),
+            handles: key(&id, "h"),
+            wake: key(&id, "w"),
+            id,
+        };
+        conn.count(1);
+        block_on_short(async {
+            let mut c = live.cmd.clone();
+            scripts()
+                .create
+                .key(&shared.meta)
+                .key(&shared.handles)
+                .arg(permits)
+                .arg(&live.member)
+                .arg(ms(LEASE))
+                .arg(ms(conn::IDLE_TTL))
+                .invoke_async::<i64>(&mut c)
+                .await
+        })
+        .map_err(|e| redis_error("creating a semaphore", e))?;
+        live.register(
+            &shared.handles,
+            &[shared.meta.clone(), shared.handles.clone()],
+        );
+        Ok(Self {
+            shared: Arc::new(shared),
+        })
+    }
+
+    /// The semaphore's id.
+    pub fn id(&self) -> &str {
+        &self.shared.id
+    }
+
+    fn fatal(&self, e: &Error) -> ! {
+        panic!("uniconc-redis: semaphore `{}`: {e}", self.shared.id)
+    }
+
+    /// `Ok(Some(taken))`, `Ok(None)` on a transient failure.
+    async fn take_once(&self) -> Result<Option<bool>, Error> {
+        let s = &self.shared;
+        if !s.live.is_ours() {
+            return Err(s.live.foreign_error("semaphore", &s.id));
+        }
+        let mut c = s.live.cmd.clone();
+        s.conn.count(1);
+        match scripts()
+            .take
+            .key(&s.meta)
+            .invoke_async::<i64>(&mut c)
+            .await
+        {
+            Ok(-2) => Err(conn::gone_error("semaphore", &s.id)),
+            Ok(v) => Ok(Some(v == 1)),
+            Err(e) if is_transient(&e) => Ok(None),
+            Err(e) => Err(redis_error("taking a permit", e)),
+        }
+    }
+
+    async fn take_inner(
+        &self,
+        deadline: Option<Instant>,
+        cancel: Option<&conn::Cancel>,
+    ) -> Result<bool, Error> {
+        let mut waker = None;
+        loop {
+            if cancel.is_some_and(conn::Cancel::is_cancelled) {
+                return Ok(false);
+            }
+            match self.take_once().await? {
+                Some(true) => return Ok(true),
+                Some(false) => {}
+                None => {
+                    if expired(deadline) {
+                        return Ok(false);
+                    }
+                    backoff(deadline).await;
+                    continue;
+                }
+            }
+            if expired(deadline) {
+                return Ok(false);
+            }
+            match &mut waker {
+                None => match self.shared.live.waker(&self.shared.wake).await {
+                    Ok(w) => waker = Some(w),
+                    Err(_) => backoff(deadline).await,
+                },
+                Some(w) => match cancel {
+                    Some(c) => c.nap(w, deadline).await,
+                    None => conn::nap(w, deadline).await,
+                },
+            }
+        }
+    }
+
+    /// Releases one permit, retrying through a lost connection; the marker makes a retry of a
+    /// release that did land count once.
+    async fn release_inner(&self) -> Result<(), Error> {
+        let s = &self.shared;
+        if !s.live.is_ours() {
+            return Err(s.live.foreign_error("semaphore", &s.id));
+        }
+        let marker = key(&s.id, &format!("r:{:016x}", conn::random_u64()));
+        let until = Instant::now() + RELEASE_RETRY;
+        loop {
+            let mut c = s.live.cmd.clone();
+            s.conn.count(1);
+            let r = scripts()
+                .release
+                .key(&s.meta)
+                .key(&marker)
+                .arg(&s.wake)
+                .arg(ms(RELEASE_RETRY * 2))
+                .invoke_async::<i64>(&mut c)
+                .await;
+            match r {
+                Ok(1) => return Ok(()),
+                Ok(_) => return Err(conn::gone_error("semaphore", &s.id)),
+                Err(e) if is_transient(&e) && Instant::now() < until => backoff(None).await,
+                Err(e) => return Err(redis_error("releasing a permit", e)),
+            }
+        }
+    }
+}
+
+impl uniconc_core::Semaphore for Semaphore {
+    /// A new semaphore on the [default connection](crate::default_connection).
+    fn new(permits: usize) -> Result<Self, Error> {
+        Self::create(&conn::default_connection()?, permits)
+    }
+
+    /// `false` also when the server cannot be reached.
+    ///
+    /// # Panics
+    ///
+    /// If the semaphore's data is gone from the server, or the server refuses the script.
+    fn try_take(&self) -> bool {
+        match block_on_short(self.take_once()) {
+            Ok(v) => v.unwrap_or(false),
+            Err(e) => self.fatal(&e),
+        }
+    }
+
+    /// An unreachable server is waited out until the deadline.
+    ///
+    /// # Panics
+    ///
+    /// As [`try_take`](uniconc_core::Semaphore::try_take).
+    fn take_deadline(&self, deadline: Option<Instant>) -> bool {
+        match block_on(self.take_inner(deadline, None)) {
+            Ok(v) => v,
+            Err(e) => self.fatal(&e),
+        }
+    }
+
+    /// # Panics
+    ///
+    /// As [`try_take`](uniconc_core::Semaphore::try_take).
+    fn take_async(&self) -> impl Future<Output = ()> + Send + '_ {
+        let this = self.clone();
+        let undo = self.clone();
+        async move {
+            let r = conn::spawn_cancellable(
+                move |cancel| async move { this.take_inner(None, Some(&cancel)).await },
+                // Taken after the caller gave up: give it back.
+                move |r| async move {
+                    if let Ok(true) = r {
+                        let _ = undo.release_inner().await;
+                    }
+                },
+            )
+            .await;
+            match r {
+                Ok(true) => {}
+                Ok(false) => unreachable!("a wait without deadline ended without a permit"),
+                Err(e) => self.fatal(&e),
+            }
+        }
+    }
+
+    /// # Panics
+    ///
+    /// If the semaphore's data is gone, or the server stays unreachable for 30 s: a permit is
+    /// never dropped silently.
+    fn release(&self) {
+        if let Err(e) = block_on_short(self.release_inner()) {
+            self.fatal(&e)
+        }
+    }
+
+    /// 0 also when the server cannot be reached.
+    ///
+    /// # Panics
+    ///
+    /// If the semaphore's data is gone from the server.
+    fn available(&self) -> usize {
+        let s = &self.shared;
+        if !s.live.is_ours() {
+            self.fatal(&s.live.foreign_error("semaphore", &s.id));
+        }
+        s.conn.count(1);
+        let r = block_on_short(async {
+            let mut c = s.live.cmd.clone();
+            scripts()
+                .available
+                .key(&s.meta)
+                .invoke_async::<i64>(&mut c)
+                .await
+        });
+        match r {
+            Ok(-2) => self.fatal(&conn::gone_error("semaphore", &s.id)),
+            Ok(n) => usize::try_from(n).unwrap_or(0),
+            Err(_) => 0,
+        }
+    }
+}
+
+impl Connection {
+    /// A new semaphore on this server with `permits` permits.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` for more than 2^53 permits; `Os` when the server cannot be reached.
+    pub fn semaphore(&self, permits: usize) -> Result<Semaphore, Error> {
+        Semaphore::create(self, permits)
+    }
+}
