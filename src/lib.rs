@@ -372,7 +372,8 @@ pub use uniconc_core::{Task, TaskRequest};
 /// In a `#[test]`, call it at the top of the test fn; see `uniconc::process::start` for how a
 /// test binary serves as a worker.
 pub fn init() {
-    #[cfg(all(feature = "process", unix))]
+    // (Loom builds of the process backend model its ring only: no workers there.)
+    #[cfg(all(feature = "process", unix, not(uniconc_loom)))]
     uniconc_process::init();
 }
 
