@@ -205,6 +205,12 @@
 //! task fails only its own item, and on the process backend a worker that dies is reported
 //! (`TaskError::WorkerDied`) and replaced.
 //!
+//! Each of `map`, `imap`, `imap_unordered`, `imap_with` and `submit` has a form that takes a
+//! named [`task!`] instead of a closure — `map_task::<T>(items)`, `imap_task`,
+//! `imap_unordered_task`, `imap_task_with`, `submit_task::<T>(arg)` — so code written with
+//! tasks runs unchanged on every backend. On the process backend the task runs in the pool's
+//! forked workers, as a `fn` item does (clean-started workers are `spawn_task`'s for now).
+//!
 //! ```
 //! use uniconc::prelude::*;
 //! use uniconc::{Order, Pool, PoolError, TaskError};
@@ -227,6 +233,12 @@
 //! assert!(matches!(r, Err(PoolError::Task { index: 2, error: TaskError::Panicked(_) })));
 //! let h = pool.submit(square, 12)?;
 //! assert_eq!(h.wait()?, 144);
+//!
+//! uniconc::task! {
+//!     fn cube(x: u64) -> u64 { x * x * x }
+//! }
+//! assert_eq!(pool.map_task::<cube>(0..4u64)?, vec![0, 1, 8, 27]);
+//! assert_eq!(pool.submit_task::<cube>(5)?.wait()?, 125);
 //! pool.close();
 //! pool.join()?;
 //! # Ok(())

@@ -5,7 +5,10 @@
 //! tasks). `map` returns results in input order; `imap` is a lazy, ordered iterator with a
 //! bounded number of items in flight, so it works on an endless input; `imap_unordered` yields
 //! in completion order; `imap_with` takes the [`Order`] as an argument, for when it is chosen
-//! at run time; `submit` runs one call and returns a [`TaskHandle`].
+//! at run time; `submit` runs one call and returns a [`TaskHandle`]. Each has a form that takes
+//! a named [`Task`] instead of a closure (`map_task::<T>(items)`, `imap_task`,
+//! `imap_unordered_task`, `imap_task_with`, `submit_task::<T>(arg)`), for code written with
+//! tasks that runs unchanged on every backend.
 //!
 //! A task that panics yields [`TaskError::Panicked`] for its item only; the pool stays usable.
 //! A worker that dies mid-task yields [`TaskError::WorkerDied`] and is replaced. A pool never
@@ -17,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::backend::Message;
 use crate::error::{Error, PoolError, TaskError};
+use crate::task::Task;
 use crate::time::deadline_after;
 use crate::validate;
 
@@ -624,6 +628,200 @@ pub trait Pool: Send + Sync + Sized + 'static {
         T: Message,
         R: Message,
         F: FnOnce(T) -> R + Send + 'static;
+
+    /// Runs the named task `T` on every item; results in input order: [`map`](Pool::map) with
+    /// [`T::run`](Task::run).
+    ///
+    /// Generic code written with tasks runs unchanged on every backend, as
+    /// [`Backend::spawn_task`](crate::Backend::spawn_task) does for one unit. On the process
+    /// backend the task runs in the pool's forked workers, as a `fn` item does (not in
+    /// clean-started workers, which only `spawn_task` uses for now).
+    ///
+    /// ```
+    /// use uniconc::{Backend, Pool as _, PoolError, TaskError};
+    ///
+    /// uniconc::task! {
+    ///     /// The number of words of a text.
+    ///     fn word_count(text: String) -> usize { text.split_whitespace().count() }
+    /// }
+    ///
+    /// uniconc::task! {
+    ///     fn checked_half(x: u32) -> u32 { assert!(x % 2 == 0, "{x} is odd"); x / 2 }
+    /// }
+    ///
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::pool(2)?;
+    ///     let texts = ["one", "two words", "a b c"].map(String::from);
+    ///     assert_eq!(pool.map_task::<word_count>(texts)?, [1, 2, 3]);
+    ///
+    ///     match pool.map_task::<checked_half>([2, 3, 4]) {
+    ///         Err(PoolError::Task { index, error: TaskError::Panicked(msg) }) => {
+    ///             assert_eq!((index, msg.as_str()), (1, "3 is odd"));
+    ///         }
+    ///         other => panic!("unexpected: {other:?}"),
+    ///     }
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc::thread::Thread>()?; // or any other backend
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`map`](Pool::map): `Task { index, error }` for the first failed item in input order
+    /// (`Panicked` with the task's panic message, ...), `Closed` if the pool is closed.
+    ///
+    /// # Panics
+    /// As [`map`](Pool::map), on a current-thread tokio runtime.
+    fn map_task<T: Task>(
+        &self,
+        items: impl IntoIterator<Item = T::Arg>,
+    ) -> Result<Vec<T::Output>, PoolError> {
+        self.map(T::run, items)
+    }
+
+    /// Runs the named task `T` on every item lazily; results in input order:
+    /// [`imap`](Pool::imap) with [`T::run`](Task::run)
+    /// ([`imap_task_with`](Pool::imap_task_with) with [`Order::Input`]). `items` may be
+    /// endless; each item yields its own `Result`. On the process backend the task runs in the
+    /// pool's forked workers, as in [`map_task`](Pool::map_task).
+    ///
+    /// ```
+    /// use uniconc::{Backend, Pool as _, TaskError};
+    ///
+    /// uniconc::task! {
+    ///     fn cube(x: u64) -> u64 { x * x * x }
+    /// }
+    ///
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::pool(2)?;
+    ///     let cubes: Vec<u64> = pool
+    ///         .imap_task::<cube>(1u64..) // an endless input
+    ///         .take(4)
+    ///         .collect::<Result<_, TaskError>>()?;
+    ///     assert_eq!(cubes, [1, 8, 27, 64]);
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc::thread::Thread>()?; // or any other backend
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Panics
+    /// As [`imap`](Pool::imap), on a current-thread tokio runtime, in `next`.
+    fn imap_task<T: Task>(
+        &self,
+        items: impl IntoIterator<Item = T::Arg>,
+    ) -> impl Iterator<Item = Result<T::Output, TaskError>> {
+        self.imap_task_with::<T>(items, Order::Input)
+    }
+
+    /// Like [`imap_task`](Pool::imap_task), but yields results in completion order
+    /// ([`imap_task_with`](Pool::imap_task_with) with [`Order::Completion`]).
+    ///
+    /// ```
+    /// use uniconc::{Backend, Pool as _, TaskError};
+    ///
+    /// uniconc::task! {
+    ///     fn shout(s: String) -> String { s.to_uppercase() }
+    /// }
+    ///
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::pool(2)?;
+    ///     let words = ["b", "a", "c"].map(String::from);
+    ///     let mut got: Vec<String> = pool
+    ///         .imap_unordered_task::<shout>(words)
+    ///         .collect::<Result<_, TaskError>>()?;
+    ///     got.sort(); // whichever finished first came first
+    ///     assert_eq!(got, ["A", "B", "C"]);
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc::thread::Thread>()?; // or any other backend
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Panics
+    /// As [`imap`](Pool::imap), on a current-thread tokio runtime, in `next`.
+    fn imap_unordered_task<T: Task>(
+        &self,
+        items: impl IntoIterator<Item = T::Arg>,
+    ) -> impl Iterator<Item = Result<T::Output, TaskError>> {
+        self.imap_task_with::<T>(items, Order::Completion)
+    }
+
+    /// Runs the named task `T` on every item lazily, yielding the results in `order`:
+    /// [`imap_with`](Pool::imap_with) with [`T::run`](Task::run), what
+    /// [`imap_task`](Pool::imap_task) and [`imap_unordered_task`](Pool::imap_unordered_task)
+    /// call. On the process backend the task runs in the pool's forked workers, as in
+    /// [`map_task`](Pool::map_task).
+    ///
+    /// ```
+    /// use uniconc::{Backend, Order, Pool as _, TaskError};
+    ///
+    /// uniconc::task! {
+    ///     fn checked_half(x: u32) -> u32 { assert!(x % 2 == 0, "{x} is odd"); x / 2 }
+    /// }
+    ///
+    /// fn run<B: Backend>(order: Order) -> Result<Vec<Result<u32, TaskError>>, uniconc::Error> {
+    ///     let pool = B::pool(2)?;
+    ///     Ok(pool.imap_task_with::<checked_half>([2, 3, 4], order).collect())
+    /// }
+    ///
+    /// type B = uniconc::thread::Thread; // or any other backend
+    /// let odd = Err(TaskError::Panicked("3 is odd".into())); // fails only its own item
+    /// assert_eq!(run::<B>(Order::Input)?, [Ok(1), odd.clone(), Ok(2)]);
+    /// let done = run::<B>(Order::Completion)?; // in the order they finished
+    /// assert_eq!(done.len(), 3);
+    /// assert!([Ok(1), odd, Ok(2)].iter().all(|r| done.contains(r)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Panics
+    /// As [`imap_with`](Pool::imap_with), on a current-thread tokio runtime, in `next`.
+    fn imap_task_with<T: Task>(
+        &self,
+        items: impl IntoIterator<Item = T::Arg>,
+        order: Order,
+    ) -> impl Iterator<Item = Result<T::Output, TaskError>> {
+        self.imap_with(T::run, items, order)
+    }
+
+    /// Runs the named task `T` on `arg` on a worker and returns a handle to its result; never
+    /// waits: [`submit`](Pool::submit) with [`T::run`](Task::run). On the process backend the
+    /// task runs in one of the pool's forked workers (no process is forked for the call), as in
+    /// [`map_task`](Pool::map_task).
+    ///
+    /// ```
+    /// use uniconc::{Backend, Pool as _, TaskError, TaskHandle as _};
+    ///
+    /// uniconc::task! {
+    ///     fn mul_add(a: u64, b: u64, c: u64) -> u64 { a * b + c }
+    /// }
+    ///
+    /// uniconc::task! {
+    ///     fn fail(why: String) { panic!("{why}") }
+    /// }
+    ///
+    /// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = B::pool(2)?;
+    ///     let h = pool.submit_task::<mul_add>((6, 7, 0))?; // several arguments: a tuple
+    ///     assert_eq!(h.wait()?, 42);
+    ///     let bad = pool.submit_task::<fail>("no".into())?;
+    ///     assert_eq!(bad.wait(), Err(TaskError::Panicked("no".into())));
+    ///     Ok(())
+    /// }
+    ///
+    /// run::<uniconc::thread::Thread>()?; // or any other backend
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`submit`](Pool::submit): `Closed` if the pool is closed; the task's own failure
+    /// (`Panicked` with its message, ...) is reported by its handle.
+    fn submit_task<T: Task>(&self, arg: T::Arg) -> Result<Self::TaskHandle<T::Output>, PoolError> {
+        self.submit(T::run, arg)
+    }
 
     /// Stops accepting work; queued and running tasks finish. Closing twice does nothing more.
     ///

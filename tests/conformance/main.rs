@@ -10,9 +10,9 @@
 //! under a watchdog. Stress sizes scale with `UNICONC_STRESS_SCALE` (default 1).
 //!
 //! Files: `channel.rs`, `channel_values.rs` (when queued values are dropped), `sync.rs`,
-//! `state.rs`, `collections.rs` (Map and List), `spawn.rs`, `task.rs` (named tasks), `pool.rs`,
-//! `async_forms.rs` (the `_async` forms driven by a tokio runtime), `support.rs` (watchdog,
-//! scale, runtime).
+//! `state.rs`, `collections.rs` (Map and List), `spawn.rs`, `task.rs` (named tasks), `pool.rs`
+//! (closures and named tasks), `async_forms.rs` (the `_async` forms driven by a tokio runtime),
+//! `support.rs` (watchdog, scale, runtime).
 
 mod async_forms;
 mod channel;
@@ -107,6 +107,13 @@ macro_rules! all_tests {
             pool::pool_task_timeout_where_supported,
             pool::pool_capturing_closure,
             pool::pool_inside_a_runtime_runs_tasks_outside_it,
+            pool::pool_named_task_map_keeps_input_order,
+            pool::pool_named_task_imap_in_order_and_lazy,
+            pool::pool_named_task_imap_unordered_is_complete,
+            pool::pool_named_task_submit_and_wait,
+            pool::pool_named_task_panic_is_panicked_with_its_message,
+            pool::pool_named_task_closed_pool_refused,
+            pool::pool_named_task_from_generic_code,
             async_forms::async_send_recv_fifo,
             async_forms::async_mpmc_counts,
             async_forms::async_recv_cancel_safety,

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use uniconc::prelude::*;
-use uniconc::{ErrorKind, Order, PoolError, TaskError};
+use uniconc::{ErrorKind, Order, PoolError, Task, TaskError};
 
 use crate::support::{LONG, SHORT, scale};
 
@@ -426,4 +426,211 @@ pub(crate) fn pool_inside_a_runtime_runs_tasks_outside_it<B: Backend>() {
     });
     assert_eq!(plain, Ok(7));
     assert_eq!(capturing, Ok(8));
+}
+
+// Named tasks in a pool: `map_task`, `imap_task`, `imap_unordered_task`, `imap_task_with`,
+// `submit_task`.
+
+uniconc::task! {
+    /// `x * x`.
+    fn square(x: u64) -> u64 { x * x }
+}
+
+uniconc::task! {
+    /// `x * x` after a pause that is longest for `x % 5 == 0`: later items tend to finish
+    /// first.
+    fn slow_square(x: u64) -> u64 {
+        std::thread::sleep(Duration::from_millis((5 - x % 5) * 2));
+        x * x
+    }
+}
+
+uniconc::task! {
+    /// Two arguments (a tuple on the wire).
+    fn repeat(word: String, n: u32) -> String { word.repeat(n as usize) }
+}
+
+uniconc::task! {
+    /// Panics on 13.
+    fn unlucky(x: u64) -> u64 {
+        if x == 13 {
+            panic!("unlucky {x}");
+        }
+        x
+    }
+}
+
+uniconc::task! {
+    /// No argument, no result.
+    fn nothing() {}
+}
+
+fn squares(items: std::ops::Range<u64>) -> Vec<u64> {
+    items.map(|x| x * x).collect()
+}
+
+pub(crate) fn pool_named_task_map_keeps_input_order<B: Backend>() {
+    let pool = B::pool(2).unwrap();
+    assert_eq!(pool.map_task::<square>(0..1000).unwrap(), squares(0..1000));
+    // Items that take different times still come back in input order.
+    assert_eq!(pool.map_task::<slow_square>(0..20).unwrap(), squares(0..20));
+    assert!(pool.map_task::<square>(Vec::new()).unwrap().is_empty());
+    let words = [("ab".to_string(), 2), ("c".to_string(), 0), ("d".into(), 3)];
+    assert_eq!(pool.map_task::<repeat>(words).unwrap(), ["abab", "", "ddd"]);
+    assert_eq!(pool.map_task::<nothing>([(), ()]).unwrap(), [(), ()]);
+}
+
+pub(crate) fn pool_named_task_imap_in_order_and_lazy<B: Backend>() {
+    let pool = B::pool(2).unwrap();
+    let first: Vec<u64> = pool
+        .imap_task::<square>(0u64..) // endless
+        .take(50)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(first, squares(0..50));
+    let ordered: Vec<u64> = pool
+        .imap_task::<slow_square>(0..20)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(ordered, squares(0..20));
+    let ordered: Vec<u64> = pool
+        .imap_task_with::<slow_square>(0..20, Order::Input)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(ordered, squares(0..20));
+    // Still usable after the abandoned endless iterator.
+    assert_eq!(pool.map_task::<square>([3]).unwrap(), [9]);
+}
+
+pub(crate) fn pool_named_task_imap_unordered_is_complete<B: Backend>() {
+    let pool = B::Pool::builder().workers(3).chunk_size(1).build().unwrap();
+    let mut got: Vec<u64> = pool
+        .imap_unordered_task::<slow_square>(0..100)
+        .map(Result::unwrap)
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, squares(0..100), "every result exactly once");
+    let mut got: Vec<u64> = pool
+        .imap_task_with::<square>(0..500, Order::Completion)
+        .map(Result::unwrap)
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, squares(0..500), "every result exactly once");
+}
+
+pub(crate) fn pool_named_task_submit_and_wait<B: Backend>() {
+    let pool = B::pool(2).unwrap();
+    assert_eq!(pool.submit_task::<square>(12).unwrap().wait(), Ok(144));
+    let mut h = pool.submit_task::<repeat>(("ab".into(), 3)).unwrap();
+    assert_eq!(h.wait_timeout(LONG), Ok("ababab".to_string()));
+    assert!(h.is_finished());
+    assert_eq!(h.try_wait(), Err(TaskError::AlreadyTaken));
+    let handles: Vec<_> = (0..20)
+        .map(|i| pool.submit_task::<slow_square>(i).unwrap())
+        .collect();
+    let results: Vec<u64> = handles.into_iter().map(|h| h.wait().unwrap()).collect();
+    assert_eq!(results, squares(0..20));
+    assert_eq!(pool.submit_task::<nothing>(()).unwrap().wait(), Ok(()));
+}
+
+pub(crate) fn pool_named_task_panic_is_panicked_with_its_message<B: Backend>() {
+    let pool = B::pool(2).unwrap();
+    let panicked = || TaskError::Panicked("unlucky 13".into());
+    match pool.map_task::<unlucky>(0..100) {
+        Err(PoolError::Task { index: 13, error }) => assert_eq!(error, panicked()),
+        other => panic!("expected item 13 to panic, got {other:?}"),
+    }
+    let results: Vec<_> = pool.imap_task::<unlucky>(10..16).collect();
+    assert_eq!(
+        results,
+        [Ok(10), Ok(11), Ok(12), Err(panicked()), Ok(14), Ok(15)]
+    );
+    let mut results: Vec<_> = pool.imap_unordered_task::<unlucky>(10..16).collect();
+    results.sort_by_key(|r| r.clone().unwrap_or(13));
+    assert_eq!(
+        results,
+        [Ok(10), Ok(11), Ok(12), Err(panicked()), Ok(14), Ok(15)]
+    );
+    assert_eq!(
+        pool.submit_task::<unlucky>(13).unwrap().wait(),
+        Err(panicked())
+    );
+    // The pool goes on.
+    assert_eq!(
+        pool.map_task::<unlucky>(0..13).unwrap(),
+        (0..13).collect::<Vec<_>>()
+    );
+}
+
+pub(crate) fn pool_named_task_closed_pool_refused<B: Backend>() {
+    let pool = B::pool(1).unwrap();
+    let queued = pool.submit_task::<square>(5).unwrap();
+    pool.close();
+    assert!(matches!(
+        pool.map_task::<square>([1]),
+        Err(PoolError::Closed)
+    ));
+    assert!(matches!(
+        pool.submit_task::<square>(1),
+        Err(PoolError::Closed)
+    ));
+    let mut it = pool.imap_task::<square>([1, 2]);
+    assert_eq!(it.next(), Some(Err(TaskError::Cancelled)));
+    assert_eq!(it.next(), None);
+    drop(it);
+    let mut it = pool.imap_unordered_task::<square>([1, 2]);
+    assert_eq!(it.next(), Some(Err(TaskError::Cancelled)));
+    assert_eq!(it.next(), None);
+    drop(it);
+    assert_eq!(
+        queued.wait(),
+        Ok(25),
+        "accepted before the close: it still runs"
+    );
+    pool.join().unwrap();
+}
+
+/// Generic code that knows neither the backend nor the task: every pool method's task form,
+/// in the order `map_task`, `imap_task`, `imap_unordered_task` (sorted), `submit_task`.
+fn all_task_forms<B: Backend, T: Task>(args: Vec<T::Arg>) -> [Vec<T::Output>; 4]
+where
+    T::Arg: Clone,
+    T::Output: Ord,
+{
+    let pool = B::pool(2).unwrap();
+    let mapped = pool.map_task::<T>(args.clone()).unwrap();
+    let lazy = pool
+        .imap_task::<T>(args.clone())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let mut unordered = pool
+        .imap_unordered_task::<T>(args.clone())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    unordered.sort();
+    let handles: Vec<_> = args
+        .into_iter()
+        .map(|a| pool.submit_task::<T>(a).unwrap())
+        .collect();
+    let submitted = handles.into_iter().map(|h| h.wait().unwrap()).collect();
+    pool.close();
+    pool.join().unwrap();
+    [mapped, lazy, unordered, submitted]
+}
+
+pub(crate) fn pool_named_task_from_generic_code<B: Backend>() {
+    let [mapped, lazy, unordered, submitted] = all_task_forms::<B, square>((0..50).collect());
+    for (form, got) in [
+        ("map_task", mapped),
+        ("imap_task", lazy),
+        ("imap_unordered_task, sorted", unordered),
+        ("submit_task", submitted),
+    ] {
+        assert_eq!(got, squares(0..50), "{form}");
+    }
+    let args = vec![("x".to_string(), 1), ("yz".to_string(), 2)];
+    let [mapped, lazy, unordered, submitted] = all_task_forms::<B, repeat>(args);
+    for got in [mapped, lazy, unordered, submitted] {
+        assert_eq!(got, ["x", "yzyz"]);
+    }
 }
