@@ -27,6 +27,7 @@
 //! - [`event`](mod@event): [`Event`].
 //! - [`barrier`](mod@barrier): [`Barrier`].
 //! - [`semaphore`](mod@semaphore): [`Semaphore`].
+//! - [`value`](mod@value): [`Value`], [`Array`] (plain data, bytemuck).
 //! - [`testing`] (feature `testing`): private `redis-server`s for tests.
 //!
 //! # Connections
@@ -111,6 +112,7 @@ pub mod lock;
 pub mod semaphore;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod value;
 
 pub use barrier::Barrier;
 pub use channel::{Receiver, Sender};
@@ -120,3 +122,4 @@ pub use conn::{
 pub use event::Event;
 pub use lock::{Lock, LockGuard};
 pub use semaphore::Semaphore;
+pub use value::{Array, ArrayGuard, Value, ValueGuard};
