@@ -1,8 +1,8 @@
 //! # uniconc-redis
 //!
-//! uniconc's Redis backend: channels and locks that live on a Redis server, shared by every
-//! process that can reach it, on one machine or many. Values travel encoded (serde + bincode);
-//! code never does.
+//! uniconc's Redis backend: channels, locks and shared values that live on a Redis server,
+//! shared by every process that can reach it, on one machine or many. Messages travel encoded
+//! (serde + bincode), `Value`s and `Array`s as the bytes of their plain data; code never does.
 //!
 //! ```no_run
 //! use uniconc_core::{Lock as _, Receiver as _, Sender as _};
