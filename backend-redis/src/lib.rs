@@ -1,8 +1,8 @@
 //! # uniconc-redis
 //!
-//! uniconc's Redis backend: channels and locks that live on a Redis server, shared by every
-//! process that can reach it, on one machine or many. Values travel encoded (serde + bincode);
-//! code never does.
+//! uniconc's Redis backend: channels, locks and shared values that live on a Redis server,
+//! shared by every process that can reach it, on one machine or many. Messages travel encoded
+//! (serde + bincode), `Value`s and `Array`s as the bytes of their plain data; code never does.
 //!
 //! ```no_run
 //! use uniconc_core::{Lock as _, Receiver as _, Sender as _};
@@ -27,6 +27,7 @@
 //! - [`event`](mod@event): [`Event`].
 //! - [`barrier`](mod@barrier): [`Barrier`].
 //! - [`semaphore`](mod@semaphore): [`Semaphore`].
+//! - [`value`](mod@value): [`Value`], [`Array`] (plain data, bytemuck).
 //! - [`testing`] (feature `testing`): private `redis-server`s for tests.
 //!
 //! # Connections
@@ -111,6 +112,7 @@ pub mod lock;
 pub mod semaphore;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod value;
 
 pub use barrier::Barrier;
 pub use channel::{Receiver, Sender};
@@ -120,3 +122,4 @@ pub use conn::{
 pub use event::Event;
 pub use lock::{Lock, LockGuard};
 pub use semaphore::Semaphore;
+pub use value::{Array, ArrayGuard, Value, ValueGuard};

@@ -40,9 +40,10 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 ";
 
-/// KEYS: m h. ARGV: member, lease ms, idle ttl ms.
+/// KEYS: m h [d]. ARGV: member, lease ms, idle ttl ms [, d's initial bytes].
 const CREATE: &str = r"
 redis.call('HSET', KEYS[1], 'fence', '0')
+if KEYS[3] then redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[3]) end
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
@@ -81,6 +82,33 @@ redis.call('PUBLISH', ARGV[2], 'u')
 return 1
 ";
 
+/// KEYS: m d. ARGV: token, fence, wake channel, poisoned (0/1), bytes. Writes `bytes` to `d` and
+/// releases, only while `token` holds the lock with a live lease at fencing token `fence`.
+/// Returns 1 written and released, 0 refused (nothing written), -2 gone.
+const WRITE_UNLOCK: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 0 then return -2 end
+local o = redis.call('HMGET', KEYS[1], 'owner', 'exp', 'fence')
+if o[1] ~= ARGV[1] or tonumber(o[2]) <= now or o[3] ~= ARGV[2] then return 0 end
+redis.call('SET', KEYS[2], ARGV[5], 'KEEPTTL')
+redis.call('HDEL', KEYS[1], 'owner', 'exp')
+redis.call('HSET', KEYS[1], 'poisoned', ARGV[4])
+redis.call('PUBLISH', ARGV[3], 'u')
+return 1
+";
+
+/// KEYS: m d. ARGV: token, fence, wake channel, offset, bytes. As WRITE_UNLOCK, for `bytes` at
+/// byte `offset` of `d` (an array's element).
+const WRITE_RANGE_UNLOCK: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 0 then return -2 end
+local o = redis.call('HMGET', KEYS[1], 'owner', 'exp', 'fence')
+if o[1] ~= ARGV[1] or tonumber(o[2]) <= now or o[3] ~= ARGV[2] then return 0 end
+redis.call('SETRANGE', KEYS[2], tonumber(ARGV[4]), ARGV[5])
+redis.call('HDEL', KEYS[1], 'owner', 'exp')
+redis.call('HSET', KEYS[1], 'poisoned', '0')
+redis.call('PUBLISH', ARGV[3], 'u')
+return 1
+";
+
 /// KEYS: m. ARGV: token. Returns 1 while the token holds the lock with a live lease, else 0.
 const CHECK: &str = r"
 local o = redis.call('HMGET', KEYS[1], 'owner', 'exp')
@@ -102,6 +130,8 @@ struct Scripts {
     unlock: Script,
     check: Script,
     held: Script,
+    write_unlock: Script,
+    write_range_unlock: Script,
 }
 
 fn scripts() -> &'static Scripts {
@@ -115,6 +145,8 @@ fn scripts() -> &'static Scripts {
             unlock: with(UNLOCK),
             check: with(CHECK),
             held: with(HELD),
+            write_unlock: with(WRITE_UNLOCK),
+            write_range_unlock: with(WRITE_RANGE_UNLOCK),
         }
     })
 }
@@ -126,6 +158,9 @@ struct Shared {
     meta: String,
     handles: String,
     wake: String,
+    /// The data key of a `Value` or `Array` built on this lock (`uc:{<id>}:d`): kept alive and
+    /// deleted with the lock's own keys.
+    data: Option<String>,
 }
 
 impl Drop for Shared {
@@ -134,7 +169,8 @@ impl Drop for Shared {
             return;
         }
         let live = self.live.clone();
-        let keys = vec![self.meta.clone(), self.handles.clone()];
+        let mut keys = vec![self.meta.clone(), self.handles.clone()];
+        keys.extend(self.data.clone());
         let zsets = [self.handles.clone()];
         let (handles, wake) = (self.handles.clone(), self.wake.clone());
         self.conn.count(1);
@@ -214,26 +250,35 @@ enum Step {
 
 impl Lock {
     fn create(conn: &Connection) -> Result<Self, Error> {
+        Self::create_with(conn, None)
+    }
+
+    /// A new lock; with `data`, also its data key (`uc:{<id>}:d`) holding these bytes, which
+    /// lives and dies with the lock (a `Value` or `Array`).
+    pub(crate) fn create_with(conn: &Connection, data: Option<&[u8]>) -> Result<Self, Error> {
         let live = conn.live()?;
-        let shared = shared_for(conn, live.clone(), conn::new_id());
+        let mut shared = shared_for(conn, live.clone(), conn::new_id());
+        if data.is_some() {
+            shared.data = Some(key(&shared.id, "d"));
+        }
         conn.count(1);
         block_on_short(async {
             let mut c = live.cmd.clone();
-            scripts()
-                .create
-                .key(&shared.meta)
-                .key(&shared.handles)
-                .arg(&live.member)
-                .arg(ms(LEASE))
-                .arg(ms(conn::IDLE_TTL))
-                .invoke_async::<i64>(&mut c)
-                .await
+            let mut inv = scripts().create.key(&shared.meta);
+            inv.key(&shared.handles);
+            if let (Some(d), Some(bytes)) = (&shared.data, data) {
+                inv.key(d);
+                inv.arg(&live.member)
+                    .arg(ms(LEASE))
+                    .arg(ms(conn::IDLE_TTL))
+                    .arg(bytes);
+            } else {
+                inv.arg(&live.member).arg(ms(LEASE)).arg(ms(conn::IDLE_TTL));
+            }
+            inv.invoke_async::<i64>(&mut c).await
         })
         .map_err(|e| redis_error("creating a lock", e))?;
-        live.register(
-            &shared.handles,
-            &[shared.meta.clone(), shared.handles.clone()],
-        );
+        live.register(&shared.handles, &shared.lease_keys());
         Ok(Self {
             shared: Arc::new(shared),
         })
@@ -372,7 +417,17 @@ fn shared_for(conn: &Connection, live: Arc<Live>, id: String) -> Shared {
         meta: key(&id, "m"),
         handles: key(&id, "h"),
         wake: key(&id, "w"),
+        data: None,
         id,
+    }
+}
+
+impl Shared {
+    /// The keys whose TTL the lease renewer refreshes.
+    fn lease_keys(&self) -> Vec<String> {
+        let mut keys = vec![self.meta.clone(), self.handles.clone()];
+        keys.extend(self.data.clone());
+        keys
     }
 }
 
@@ -516,6 +571,97 @@ impl Lock {
     }
 }
 
+impl Lock {
+    /// The data key of a `Value`'s or `Array`'s lock.
+    pub(crate) fn data_key(&self) -> &str {
+        self.shared.data.as_deref().unwrap_or_default()
+    }
+
+    /// The connection this lock is on.
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.shared.conn
+    }
+
+    /// The live connection, refused in a forked child (`what` names the object in the error).
+    pub(crate) fn live_checked(&self, what: &str) -> Result<&Arc<Live>, Error> {
+        let s = &self.shared;
+        if s.live.is_ours() {
+            Ok(&s.live)
+        } else {
+            Err(s.live.foreign_error(what, &s.id))
+        }
+    }
+
+    /// Writes `bytes` to the data key (all of it, or from byte `offset`) and releases the lock
+    /// held by `token` at `fence`, in one script: `Ok(true)` done, `Ok(false)` refused because
+    /// the lease had lapsed (nothing written: another holder may have written since).
+    pub(crate) async fn write_release(
+        &self,
+        token: &str,
+        fence: u64,
+        poisoned: bool,
+        offset: Option<usize>,
+        bytes: &[u8],
+    ) -> Result<bool, Error> {
+        let s = &self.shared;
+        if !s.live.is_ours() {
+            return Err(s.live.foreign_error("lock", &s.id));
+        }
+        s.live.release(token);
+        let mut c = s.live.cmd.clone();
+        s.conn.count(1);
+        let data = self.data_key();
+        let r: i64 = match offset {
+            None => {
+                scripts()
+                    .write_unlock
+                    .key(&s.meta)
+                    .key(data)
+                    .arg(token)
+                    .arg(fence)
+                    .arg(&s.wake)
+                    .arg(if poisoned { "1" } else { "0" })
+                    .arg(bytes)
+                    .invoke_async(&mut c)
+                    .await
+            }
+            Some(offset) => {
+                scripts()
+                    .write_range_unlock
+                    .key(&s.meta)
+                    .key(data)
+                    .arg(token)
+                    .arg(fence)
+                    .arg(&s.wake)
+                    .arg(offset)
+                    .arg(bytes)
+                    .invoke_async(&mut c)
+                    .await
+            }
+        }
+        .map_err(|e| redis_error("writing back", e))?;
+        match r {
+            1 => Ok(true),
+            0 => Ok(false),
+            _ => Err(conn::gone_error("lock", &s.id)),
+        }
+    }
+
+    /// Releases `token`'s hold without writing (the guard of a `Value` left unchanged).
+    pub(crate) async fn release_token(&self, token: &str, poisoned: bool) -> Result<bool, Error> {
+        self.release(token, poisoned).await
+    }
+}
+
+impl LockGuard<'_> {
+    /// Takes the guard's token and fencing token over: the caller releases the lock (with
+    /// [`Lock::write_release`]); dropping the guard then does nothing.
+    pub(crate) fn into_parts(mut self) -> (String, u64) {
+        self.released = true;
+        (std::mem::take(&mut self.token), self.fence)
+    }
+}
+
 impl Connection {
     /// A new lock on this server.
     ///
@@ -533,13 +679,22 @@ impl Connection {
     /// `InvalidArgument` for a malformed id; `Closed` when the lock is gone; `Os` when the
     /// server cannot be reached.
     pub fn open_lock(&self, id: &str) -> Result<Lock, Error> {
+        self.open_lock_with(id, false, "lock")
+    }
+
+    /// Opens the lock `id`; with `data`, the lock of a `Value` or `Array` (`what`), with its
+    /// data key.
+    pub(crate) fn open_lock_with(&self, id: &str, data: bool, what: &str) -> Result<Lock, Error> {
         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Error::invalid_argument(format!(
-                "`{id}` is not a lock id (the hexadecimal string from `Lock::id`)"
+                "`{id}` is not a {what} id (the hexadecimal string from its `id()`)"
             )));
         }
         let live = self.live()?;
-        let shared = shared_for(self, live.clone(), id.to_owned());
+        let mut shared = shared_for(self, live.clone(), id.to_owned());
+        if data {
+            shared.data = Some(key(id, "d"));
+        }
         self.count(1);
         let r: i64 = block_on_short(async {
             let mut c = live.cmd.clone();
@@ -554,12 +709,9 @@ impl Connection {
         })
         .map_err(|e| redis_error("opening a lock", e))?;
         if r != 1 {
-            return Err(conn::gone_error("lock", id));
+            return Err(conn::gone_error(what, id));
         }
-        live.register(
-            &shared.handles,
-            &[shared.meta.clone(), shared.handles.clone()],
-        );
+        live.register(&shared.handles, &shared.lease_keys());
         Ok(Lock {
             shared: Arc::new(shared),
         })

@@ -1,6 +1,11 @@
 //! A private `redis-server` per test: on 127.0.0.1, a free port, in a temporary directory,
 //! stopped (SIGKILL, then reaped) when dropped.
 //!
+//! On Linux a server also dies with the thread that started it (`PR_SET_PDEATHSIG`): a test
+//! process that aborts, is killed or hits its watchdog leaves no server behind. Start (and
+//! [`restart`](RedisServer::restart)) a server from a thread that outlives it — the test's own
+//! thread, as usual.
+//!
 //! Needs the `redis-server` program on `PATH` (Debian: `apt-get install redis-server`); without
 //! it [`RedisServer::start`] panics and says so: a missing server fails a test run, it never
 //! skips it.
@@ -62,6 +67,36 @@ fn server_program() -> PathBuf {
          in UNICONC_REDIS_SERVER"
     );
 }
+
+/// Makes the command's process receive SIGKILL when the thread that spawns it exits (the test
+/// process aborting or being killed included), so that no server outlives its test.
+#[cfg(target_os = "linux")]
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+
+    // SAFETY: getpid(2) has no preconditions.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe
+    // calls (prctl(2), getppid(2)); it allocates nothing on its success path and takes no lock.
+    // The error it may return is built from a raw errno (no allocation).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died between fork and prctl: then nobody will send the signal
+            // (prctl(2) advises this check). Refuse to start rather than run orphaned.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Elsewhere, servers are stopped when their `RedisServer` is dropped, and only then.
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_cmd: &mut Command) {}
 
 fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("binding a free port on 127.0.0.1");
@@ -131,6 +166,7 @@ impl RedisServer {
             cmd.stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped());
+            die_with_parent(&mut cmd);
             let mut child = cmd
                 .spawn()
                 .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
