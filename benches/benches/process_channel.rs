@@ -15,31 +15,13 @@
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use uniconc_benches::{fork_child, reap};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use serde::{Deserialize, Serialize};
 use uniconc_core::{Lock as _, Receiver as _, Sender as _, Value as _};
 
 const CAP: usize = 1024;
-
-/// Forks a child running `f`, which must end with `_exit`.
-fn fork_child(f: impl FnOnce()) -> libc::pid_t {
-    // SAFETY: the child runs `f` and `_exit`s without returning into criterion.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        f();
-        // SAFETY: leave the child at once, running no destructors of the parent's state.
-        unsafe { libc::_exit(0) };
-    }
-    pid
-}
-
-fn reap(pid: libc::pid_t) {
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-}
 
 /// A shared anonymous mapping of `n` bytes (MAP_SHARED, visible to forked children).
 fn shared_words(n: usize) -> &'static [AtomicU64] {

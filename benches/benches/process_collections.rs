@@ -10,28 +10,10 @@
 //! Run: `cargo bench -p uniconc-benches --bench process_collections`
 
 use std::time::Instant;
+use uniconc_benches::{fork_child, reap};
 
 use uniconc_core::{Array as _, List as _, Map as _};
 use uniconc_process::{Array, List, Map};
-
-/// Forks a child running `f`, which must end with `_exit`.
-fn fork_child(f: impl FnOnce()) -> libc::pid_t {
-    // SAFETY: the child runs `f` and `_exit`s without returning into the bench.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        f();
-        // SAFETY: leave the child at once, running no destructors of the parent's state.
-        unsafe { libc::_exit(0) };
-    }
-    pid
-}
-
-fn reap(pid: libc::pid_t) {
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);

@@ -14,31 +14,13 @@
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
+use uniconc_benches::{fork_child, reap};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uniconc_core::{Receiver as _, Sender as _};
 
 const SIZE: usize = 64 * 1024;
-
-/// Forks a child running `f`, then `_exit(0)`.
-fn fork_child(f: impl FnOnce()) -> libc::pid_t {
-    // SAFETY: the child runs `f` and `_exit`s without returning into the bench.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        f();
-        // SAFETY: ends the child without running the parent's destructors.
-        unsafe { libc::_exit(0) };
-    }
-    pid
-}
-
-fn reap(pid: libc::pid_t) {
-    let mut status = 0;
-    // SAFETY: waits for our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-}
 
 /// Time to receive `n` messages equal to `msg` streamed from a forked child.
 fn stream<T: uniconc::Message + Clone>(n: usize, msg: T) -> Duration {
