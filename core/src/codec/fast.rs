@@ -126,7 +126,7 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-#[inline]
+#[inline(always)]
 fn varint_len(v: u64) -> usize {
     if v <= SINGLE_BYTE_MAX {
         1
@@ -141,7 +141,7 @@ fn varint_len(v: u64) -> usize {
 
 /// Writes `v` as a varint at the start of `dst` (which has room: sized by [`varint_len`]),
 /// returning the bytes written.
-#[inline]
+#[inline(always)]
 fn put_varint(dst: &mut [u8], v: u64) -> usize {
     if v <= SINGLE_BYTE_MAX {
         dst[0] = v as u8;
@@ -168,23 +168,22 @@ fn decode_error(what: &str) -> MessageError {
 
 /// Reads a varint from the front of `src`, accepting what bincode accepts for an integer of
 /// `width` bytes; returns it and the bytes read.
-#[inline]
+#[inline(always)]
 fn get_varint(src: &[u8], width: usize) -> Result<(u64, usize), MessageError> {
-    let short = || decode_error("unexpected end of the message");
-    let first = *src.first().ok_or_else(short)?;
-    let take = |n: usize| -> Result<u64, MessageError> {
-        let b = src.get(1..1 + n).ok_or_else(short)?;
-        let mut le = [0u8; 8];
-        le[..n].copy_from_slice(b);
-        Ok(u64::from_le_bytes(le))
-    };
-    match first {
-        b if u64::from(b) <= SINGLE_BYTE_MAX => Ok((u64::from(b), 1)),
-        U16_BYTE => Ok((take(2)?, 3)),
-        U32_BYTE if width >= 4 => Ok((take(4)?, 5)),
-        U64_BYTE if width >= 8 => Ok((take(8)?, 9)),
-        _ => Err(decode_error("invalid integer encoding")),
+    // Fixed-size reads (no copy of a run-time length): this is the inner loop of a
+    // `Vec<u64>`'s decoding.
+    fn le<const N: usize>(src: &[u8]) -> Option<[u8; N]> {
+        src.get(1..1 + N).and_then(|b| b.try_into().ok())
     }
+    let short = || decode_error("unexpected end of the message");
+    match *src.first().ok_or_else(short)? {
+        b if u64::from(b) <= SINGLE_BYTE_MAX => Some((u64::from(b), 1)),
+        U16_BYTE => le::<2>(src).map(|b| (u64::from(u16::from_le_bytes(b)), 3)),
+        U32_BYTE if width >= 4 => le::<4>(src).map(|b| (u64::from(u32::from_le_bytes(b)), 5)),
+        U64_BYTE if width >= 8 => le::<8>(src).map(|b| (u64::from_le_bytes(b), 9)),
+        _ => return Err(decode_error("invalid integer encoding")),
+    }
+    .ok_or_else(short)
 }
 
 fn varints_len(ints: &Varints<'_>) -> usize {
