@@ -21,9 +21,10 @@ use redis::Script;
 use uniconc_core::{Error, WaitError};
 
 use crate::conn::{
-    self, Connection, LEASE, Live, backoff, block_on, block_on_short, expired, is_transient, key,
-    ms, redis_error,
+    self, Connection, LEASE, Live, backoff, block_on, block_on_short, is_transient, key, ms,
+    redis_error,
 };
+use crate::wait::{Attempt, wait_until};
 
 /// How long an arrival or a withdrawal keeps retrying through a lost connection.
 const RETRY: Duration = Duration::from_secs(30);
@@ -312,35 +313,20 @@ impl Barrier {
         if a.leader {
             return Ok(Some(true));
         }
-        let mut waker = None;
-        loop {
-            match self.done(a.generation).await? {
-                Some(true) => return Ok(Some(false)),
-                Some(false) => {}
-                None => {
-                    if !expired(deadline) {
-                        backoff(deadline).await;
-                        continue;
-                    }
-                }
-            }
-            if expired(deadline) || cancel.is_some_and(conn::Cancel::is_cancelled) {
-                return if self.withdraw(&a).await? {
-                    Ok(Some(false))
-                } else {
-                    Ok(None)
-                };
-            }
-            match &mut waker {
-                None => match self.shared.live.waker(&self.shared.wake).await {
-                    Ok(w) => waker = Some(w),
-                    Err(_) => backoff(deadline).await,
-                },
-                Some(w) => match cancel {
-                    Some(c) => c.nap(w, deadline).await,
-                    None => conn::nap(w, deadline).await,
-                },
-            }
+        let s = &self.shared;
+        let done = wait_until(&s.live, &s.wake, deadline, cancel, || async {
+            Ok::<_, Error>(match self.done(a.generation).await? {
+                Some(true) => Attempt::Done(()),
+                Some(false) => Attempt::Wait,
+                None => Attempt::Retry,
+            })
+        })
+        .await?;
+        if done.is_some() || self.withdraw(&a).await? {
+            // Completed, or completed while giving up (the withdrawal came too late).
+            Ok(Some(false))
+        } else {
+            Ok(None)
         }
     }
 }

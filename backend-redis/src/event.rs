@@ -18,9 +18,10 @@ use redis::Script;
 use uniconc_core::{Error, WaitError};
 
 use crate::conn::{
-    self, Connection, LEASE, Live, backoff, block_on, block_on_short, expired, is_transient, key,
-    ms, redis_error,
+    self, Connection, LEASE, Live, backoff, block_on, block_on_short, is_transient, key, ms,
+    redis_error,
 };
+use crate::wait::{Attempt, wait_until};
 
 const PRELUDE: &str = r"
 local t = redis.call('TIME')
@@ -212,36 +213,16 @@ impl Event {
         deadline: Option<Instant>,
         cancel: Option<&conn::Cancel>,
     ) -> Result<bool, Error> {
-        let mut waker = None;
-        loop {
-            if cancel.is_some_and(conn::Cancel::is_cancelled) {
-                return Ok(false);
-            }
-            match self.get().await? {
-                Some(true) => return Ok(true),
-                Some(false) => {}
-                None => {
-                    if expired(deadline) {
-                        return Ok(false);
-                    }
-                    backoff(deadline).await;
-                    continue;
-                }
-            }
-            if expired(deadline) {
-                return Ok(false);
-            }
-            match &mut waker {
-                None => match self.shared.live.waker(&self.shared.wake).await {
-                    Ok(w) => waker = Some(w),
-                    Err(_) => backoff(deadline).await,
-                },
-                Some(w) => match cancel {
-                    Some(c) => c.nap(w, deadline).await,
-                    None => conn::nap(w, deadline).await,
-                },
-            }
-        }
+        let s = &self.shared;
+        let set = wait_until(&s.live, &s.wake, deadline, cancel, || async {
+            Ok::<_, Error>(match self.get().await? {
+                Some(true) => Attempt::Done(()),
+                Some(false) => Attempt::Wait,
+                None => Attempt::Retry,
+            })
+        })
+        .await?;
+        Ok(set.is_some())
     }
 }
 

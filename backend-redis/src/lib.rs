@@ -113,6 +113,7 @@ pub mod semaphore;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod value;
+mod wait;
 
 pub use barrier::Barrier;
 pub use channel::{Receiver, Sender};

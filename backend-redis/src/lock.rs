@@ -31,9 +31,9 @@ use redis::Script;
 use uniconc_core::{Error, LockError, TryLockError};
 
 use crate::conn::{
-    self, Connection, LEASE, Live, backoff, block_on, block_on_short, expired, is_transient, key,
-    ms, redis_error,
+    self, Connection, LEASE, Live, block_on, block_on_short, is_transient, key, ms, redis_error,
 };
+use crate::wait::{Attempt, wait_until};
 
 const PRELUDE: &str = r"
 local t = redis.call('TIME')
@@ -332,43 +332,18 @@ impl Lock {
         cancel: Option<&conn::Cancel>,
     ) -> Result<Option<Acquired>, Error> {
         let token = format!("{}:{:016x}", self.shared.live.member, conn::random_u64());
-        let mut waker = None;
-        loop {
-            if cancel.is_some_and(conn::Cancel::is_cancelled) {
-                return Ok(None);
+        let s = &self.shared;
+        wait_until(&s.live, &s.wake, deadline, cancel, || async {
+            match self.try_once(&token).await {
+                Ok(Step::Got(a)) => Ok(Attempt::Done(a)),
+                // Wake for a release, or when the holder's lease runs out (a dead holder
+                // publishes nothing).
+                Ok(Step::Held(left)) => Ok(Attempt::WaitAtMost(left)),
+                Err(Fail::Redis(e)) if is_transient(&e) => Ok(Attempt::Retry),
+                Err(f) => Err(self.fail_error(f)),
             }
-            let left = match self.try_once(&token).await {
-                Ok(Step::Got(a)) => return Ok(Some(a)),
-                Ok(Step::Held(left)) => left,
-                Err(Fail::Redis(e)) if is_transient(&e) => {
-                    if expired(deadline) {
-                        return Ok(None);
-                    }
-                    backoff(deadline).await;
-                    continue;
-                }
-                Err(f) => return Err(self.fail_error(f)),
-            };
-            if expired(deadline) {
-                return Ok(None);
-            }
-            match &mut waker {
-                None => match self.shared.live.waker(&self.shared.wake).await {
-                    Ok(w) => waker = Some(w),
-                    Err(_) => backoff(deadline).await,
-                },
-                Some(w) => {
-                    // Wake for a release, or when the holder's lease runs out (a dead holder
-                    // publishes nothing).
-                    let at = Instant::now() + left + Duration::from_millis(1);
-                    let until = Some(deadline.map_or(at, |d| d.min(at)));
-                    match cancel {
-                        Some(c) => c.nap(w, until).await,
-                        None => conn::nap(w, until).await,
-                    }
-                }
-            }
-        }
+        })
+        .await
     }
 
     fn guard(&self, a: Acquired) -> LockGuard<'_> {
