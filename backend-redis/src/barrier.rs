@@ -21,9 +21,9 @@ use redis::Script;
 use uniconc_core::{Error, WaitError};
 
 use crate::conn::{
-    self, Connection, LEASE, Live, backoff, block_on, block_on_short, is_transient, key, ms,
-    redis_error,
+    self, Connection, LEASE, backoff, block_on, block_on_short, is_transient, key, ms, redis_error,
 };
+use crate::object::Object;
 use crate::wait::{Attempt, wait_until};
 
 /// How long an arrival or a withdrawal keeps retrying through a lost connection.
@@ -107,31 +107,17 @@ fn scripts() -> &'static Scripts {
     })
 }
 
+/// The barrier's keys and clean-up, and its party count.
 struct Shared {
-    conn: Connection,
-    live: Arc<Live>,
-    id: String,
-    meta: String,
-    handles: String,
-    wake: String,
+    object: Object,
     parties: usize,
 }
 
-impl Drop for Shared {
-    fn drop(&mut self) {
-        if !self.live.unregister(&self.handles) {
-            return;
-        }
-        let live = self.live.clone();
-        let keys = vec![self.meta.clone(), self.handles.clone()];
-        let zsets = [self.handles.clone()];
-        let (handles, wake) = (self.handles.clone(), self.wake.clone());
-        self.conn.count(1);
-        conn::run_cleanup(async move {
-            // A failure leaves the keys to their idle TTL.
-            let _ = live.leave(&handles, &keys, &wake, &zsets).await;
-            live.forget_waker(&wake).await;
-        });
+impl std::ops::Deref for Shared {
+    type Target = Object;
+
+    fn deref(&self) -> &Object {
+        &self.object
     }
 }
 
@@ -177,14 +163,8 @@ impl Barrier {
             )));
         }
         let live = conn.live()?;
-        let id = conn::new_id();
         let shared = Shared {
-            conn: conn.clone(),
-            live: live.clone(),
-            meta: key(&id, "m"),
-            handles: key(&id, "h"),
-            wake: key(&id, "w"),
-            id,
+            object: Object::new(conn, live.clone(), conn::new_id()),
             parties: n,
         };
         conn.count(1);

@@ -33,6 +33,7 @@ use uniconc_core::{Error, LockError, TryLockError};
 use crate::conn::{
     self, Connection, LEASE, Live, block_on, block_on_short, is_transient, key, ms, redis_error,
 };
+use crate::object::Object;
 use crate::wait::{Attempt, wait_until};
 
 const PRELUDE: &str = r"
@@ -151,36 +152,8 @@ fn scripts() -> &'static Scripts {
     })
 }
 
-struct Shared {
-    conn: Connection,
-    live: Arc<Live>,
-    id: String,
-    meta: String,
-    handles: String,
-    wake: String,
-    /// The data key of a `Value` or `Array` built on this lock (`uc:{<id>}:d`): kept alive and
-    /// deleted with the lock's own keys.
-    data: Option<String>,
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        if !self.live.unregister(&self.handles) {
-            return;
-        }
-        let live = self.live.clone();
-        let mut keys = vec![self.meta.clone(), self.handles.clone()];
-        keys.extend(self.data.clone());
-        let zsets = [self.handles.clone()];
-        let (handles, wake) = (self.handles.clone(), self.wake.clone());
-        self.conn.count(1);
-        conn::run_cleanup(async move {
-            // A failure leaves the keys to their idle TTL.
-            let _ = live.leave(&handles, &keys, &wake, &zsets).await;
-            live.forget_waker(&wake).await;
-        });
-    }
-}
+/// The object's keys and clean-up.
+type Shared = Object;
 
 /// A lock on a Redis server, shared by every process that has its id. Clones are the same lock.
 ///
@@ -257,7 +230,7 @@ impl Lock {
     /// lives and dies with the lock (a `Value` or `Array`).
     pub(crate) fn create_with(conn: &Connection, data: Option<&[u8]>) -> Result<Self, Error> {
         let live = conn.live()?;
-        let mut shared = shared_for(conn, live.clone(), conn::new_id());
+        let mut shared = Object::new(conn, live.clone(), conn::new_id());
         if data.is_some() {
             shared.data = Some(key(&shared.id, "d"));
         }
@@ -382,27 +355,6 @@ impl Lock {
             Some(a) => Ok(self.result(a)),
             None => Ok(Err(TryLockError::Timeout)),
         }
-    }
-}
-
-fn shared_for(conn: &Connection, live: Arc<Live>, id: String) -> Shared {
-    Shared {
-        conn: conn.clone(),
-        live,
-        meta: key(&id, "m"),
-        handles: key(&id, "h"),
-        wake: key(&id, "w"),
-        data: None,
-        id,
-    }
-}
-
-impl Shared {
-    /// The keys whose TTL the lease renewer refreshes.
-    fn lease_keys(&self) -> Vec<String> {
-        let mut keys = vec![self.meta.clone(), self.handles.clone()];
-        keys.extend(self.data.clone());
-        keys
     }
 }
 
@@ -666,7 +618,7 @@ impl Connection {
             )));
         }
         let live = self.live()?;
-        let mut shared = shared_for(self, live.clone(), id.to_owned());
+        let mut shared = Object::new(self, live.clone(), id.to_owned());
         if data {
             shared.data = Some(key(id, "d"));
         }

@@ -19,9 +19,9 @@ use redis::Script;
 use uniconc_core::Error;
 
 use crate::conn::{
-    self, Connection, LEASE, Live, backoff, block_on, block_on_short, is_transient, key, ms,
-    redis_error,
+    self, Connection, LEASE, backoff, block_on, block_on_short, is_transient, key, ms, redis_error,
 };
+use crate::object::Object;
 use crate::wait::{Attempt, wait_until};
 
 /// How long a release keeps retrying through a lost connection before giving up (and
@@ -86,32 +86,8 @@ fn scripts() -> &'static Scripts {
     })
 }
 
-struct Shared {
-    conn: Connection,
-    live: Arc<Live>,
-    id: String,
-    meta: String,
-    handles: String,
-    wake: String,
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        if !self.live.unregister(&self.handles) {
-            return;
-        }
-        let live = self.live.clone();
-        let keys = vec![self.meta.clone(), self.handles.clone()];
-        let zsets = [self.handles.clone()];
-        let (handles, wake) = (self.handles.clone(), self.wake.clone());
-        self.conn.count(1);
-        conn::run_cleanup(async move {
-            // A failure leaves the keys to their idle TTL.
-            let _ = live.leave(&handles, &keys, &wake, &zsets).await;
-            live.forget_waker(&wake).await;
-        });
-    }
-}
+/// The object's keys and clean-up.
+type Shared = Object;
 
 /// A semaphore on a Redis server. Clones are the same semaphore.
 ///
@@ -148,15 +124,7 @@ impl Semaphore {
             )));
         }
         let live = conn.live()?;
-        let id = conn::new_id();
-        let shared = Shared {
-            conn: conn.clone(),
-            live: live.clone(),
-            meta: key(&id, "m"),
-            handles: key(&id, "h"),
-            wake: key(&id, "w"),
-            id,
-        };
+        let shared = Object::new(conn, live.clone(), conn::new_id());
         conn.count(1);
         block_on_short(async {
             let mut c = live.cmd.clone();
