@@ -20,9 +20,7 @@ use std::time::{Duration, Instant};
 use redis::Script;
 use uniconc_core::{Error, WaitError};
 
-use crate::conn::{
-    self, Connection, LEASE, backoff, block_on, block_on_short, is_transient, key, ms, redis_error,
-};
+use crate::conn::{self, Connection, backoff, block_on, is_transient, key, ms, redis_error};
 use crate::object::Object;
 use crate::wait::{Attempt, wait_until};
 
@@ -162,30 +160,10 @@ impl Barrier {
                 "a barrier needs between 1 and 2^53 parties, not {n}"
             )));
         }
-        let live = conn.live()?;
         let shared = Shared {
-            object: Object::new(conn, live.clone(), conn::new_id()),
+            object: Object::create(conn, &scripts().create, Some(n), "a barrier")?,
             parties: n,
         };
-        conn.count(1);
-        block_on_short(async {
-            let mut c = live.cmd.clone();
-            scripts()
-                .create
-                .key(&shared.meta)
-                .key(&shared.handles)
-                .arg(n)
-                .arg(&live.member)
-                .arg(ms(LEASE))
-                .arg(ms(conn::IDLE_TTL))
-                .invoke_async::<i64>(&mut c)
-                .await
-        })
-        .map_err(|e| redis_error("creating a barrier", e))?;
-        live.register(
-            &shared.handles,
-            &[shared.meta.clone(), shared.handles.clone()],
-        );
         Ok(Self {
             shared: Arc::new(shared),
         })

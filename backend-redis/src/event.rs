@@ -17,9 +17,7 @@ use std::time::Instant;
 use redis::Script;
 use uniconc_core::{Error, WaitError};
 
-use crate::conn::{
-    self, Connection, LEASE, backoff, block_on, block_on_short, is_transient, ms, redis_error,
-};
+use crate::conn::{self, Connection, backoff, block_on, block_on_short, is_transient, redis_error};
 use crate::object::Object;
 use crate::wait::{Attempt, wait_until};
 
@@ -101,26 +99,7 @@ impl fmt::Debug for Event {
 
 impl Event {
     fn create(conn: &Connection) -> Result<Self, Error> {
-        let live = conn.live()?;
-        let shared = Object::new(conn, live.clone(), conn::new_id());
-        conn.count(1);
-        block_on_short(async {
-            let mut c = live.cmd.clone();
-            scripts()
-                .create
-                .key(&shared.meta)
-                .key(&shared.handles)
-                .arg(&live.member)
-                .arg(ms(LEASE))
-                .arg(ms(conn::IDLE_TTL))
-                .invoke_async::<i64>(&mut c)
-                .await
-        })
-        .map_err(|e| redis_error("creating an event", e))?;
-        live.register(
-            &shared.handles,
-            &[shared.meta.clone(), shared.handles.clone()],
-        );
+        let shared = Object::create(conn, &scripts().create, None, "an event")?;
         Ok(Self {
             shared: Arc::new(shared),
         })

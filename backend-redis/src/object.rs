@@ -7,7 +7,10 @@
 
 use std::sync::Arc;
 
-use crate::conn::{self, Connection, Live, key};
+use redis::Script;
+use uniconc_core::Error;
+
+use crate::conn::{self, Connection, LEASE, Live, block_on_short, key, ms, redis_error};
 
 /// One object's connection and keys, shared by its clones in this process. Dropping it
 /// leaves the object (the last process to leave deletes its keys) and forgets the wake-up
@@ -36,6 +39,36 @@ impl Object {
             data: None,
             id,
         }
+    }
+
+    /// A new object on `conn`: runs its `create` script (KEYS: m h; ARGV: `extra` if any, the
+    /// member, the lease and the idle TTL in ms) and registers the handle for lease renewal.
+    /// `what` names the object in an error ("an event").
+    pub(crate) fn create(
+        conn: &Connection,
+        create: &Script,
+        extra: Option<usize>,
+        what: &str,
+    ) -> Result<Self, Error> {
+        let live = conn.live()?;
+        let object = Self::new(conn, live.clone(), conn::new_id());
+        conn.count(1);
+        block_on_short(async {
+            let mut c = live.cmd.clone();
+            let mut inv = create.key(&object.meta);
+            inv.key(&object.handles);
+            if let Some(n) = extra {
+                inv.arg(n);
+            }
+            inv.arg(&live.member)
+                .arg(ms(LEASE))
+                .arg(ms(conn::IDLE_TTL))
+                .invoke_async::<i64>(&mut c)
+                .await
+        })
+        .map_err(|e| redis_error(&format!("creating {what}"), e))?;
+        live.register(&object.handles, &object.lease_keys());
+        Ok(object)
     }
 
     /// The keys whose TTL the lease renewer refreshes.

@@ -19,7 +19,7 @@ use redis::Script;
 use uniconc_core::Error;
 
 use crate::conn::{
-    self, Connection, LEASE, backoff, block_on, block_on_short, is_transient, key, ms, redis_error,
+    self, Connection, backoff, block_on, block_on_short, is_transient, key, ms, redis_error,
 };
 use crate::object::Object;
 use crate::wait::{Attempt, wait_until};
@@ -123,27 +123,7 @@ impl Semaphore {
                 "{permits} permits: a Redis semaphore counts at most 2^53"
             )));
         }
-        let live = conn.live()?;
-        let shared = Object::new(conn, live.clone(), conn::new_id());
-        conn.count(1);
-        block_on_short(async {
-            let mut c = live.cmd.clone();
-            scripts()
-                .create
-                .key(&shared.meta)
-                .key(&shared.handles)
-                .arg(permits)
-                .arg(&live.member)
-                .arg(ms(LEASE))
-                .arg(ms(conn::IDLE_TTL))
-                .invoke_async::<i64>(&mut c)
-                .await
-        })
-        .map_err(|e| redis_error("creating a semaphore", e))?;
-        live.register(
-            &shared.handles,
-            &[shared.meta.clone(), shared.handles.clone()],
-        );
+        let shared = Object::create(conn, &scripts().create, Some(permits), "a semaphore")?;
         Ok(Self {
             shared: Arc::new(shared),
         })
