@@ -480,6 +480,18 @@ async fn recv_once(chan: &Chan) -> Result<RecvStep, RedisError> {
     })
 }
 
+/// A send or receive that failed, for the wait loop: the failure is recorded on the channel;
+/// a transient one is retried, any other ends the wait with `disconnected`.
+fn failed<S>(chan: &Chan, doing: &str, e: RedisError, disconnected: S) -> Attempt<S> {
+    let transient = is_transient(&e);
+    chan.fail(redis_error(doing, e).to_string());
+    if transient {
+        Attempt::Retry
+    } else {
+        Attempt::Done(disconnected)
+    }
+}
+
 /// Sends `payload`, waiting for room until `deadline`. `Err(())` on timeout or cancellation.
 async fn send_wait(
     chan: &Chan,
@@ -491,15 +503,7 @@ async fn send_wait(
         Ok::<_, Infallible>(match send_once(chan, payload).await {
             Ok(SendStep::Full) => Attempt::Wait,
             Ok(step) => Attempt::Done(step),
-            Err(e) => {
-                let transient = is_transient(&e);
-                chan.fail(redis_error("sending", e).to_string());
-                if transient {
-                    Attempt::Retry
-                } else {
-                    Attempt::Done(SendStep::Disconnected)
-                }
-            }
+            Err(e) => failed(chan, "sending", e, SendStep::Disconnected),
         })
     })
     .await;
@@ -516,15 +520,7 @@ async fn recv_wait(
         Ok::<_, Infallible>(match recv_once(chan).await {
             Ok(RecvStep::Empty) => Attempt::Wait,
             Ok(step) => Attempt::Done(step),
-            Err(e) => {
-                let transient = is_transient(&e);
-                chan.fail(redis_error("receiving", e).to_string());
-                if transient {
-                    Attempt::Retry
-                } else {
-                    Attempt::Done(RecvStep::Disconnected)
-                }
-            }
+            Err(e) => failed(chan, "receiving", e, RecvStep::Disconnected),
         })
     })
     .await;
