@@ -205,6 +205,17 @@ impl Chan {
     fn gone(&self) {
         self.fail(conn::gone_error("channel", &self.id).to_string());
     }
+
+    /// Records that this process's `side` ("sender", "receiver") lease lapsed.
+    fn lease_lapsed(&self, side: &str) {
+        self.fail(format!(
+            "this process's {side} lease on the channel `{}` lapsed (the process was paused or \
+             cut off from {} for longer than {:?}): it counts as gone",
+            self.id,
+            self.live.server(),
+            LEASE
+        ));
+    }
 }
 
 /// One side's registration: its lease is renewed while this lives.
@@ -426,13 +437,7 @@ async fn send_once(chan: &Chan, payload: &[u8]) -> Result<SendStep, RedisError> 
         0 => SendStep::Full,
         -1 => SendStep::Disconnected,
         -3 => {
-            chan.fail(format!(
-                "this process's sender lease on the channel `{}` lapsed (the process was \
-                 paused or cut off from {} for longer than {:?}): it counts as gone",
-                chan.id,
-                chan.live.server(),
-                LEASE
-            ));
+            chan.lease_lapsed("sender");
             SendStep::Disconnected
         }
         _ => {
@@ -464,13 +469,7 @@ async fn recv_once(chan: &Chan) -> Result<RecvStep, RedisError> {
         (0, _) => RecvStep::Empty,
         (-1, _) => RecvStep::Disconnected,
         (-3, _) => {
-            chan.fail(format!(
-                "this process's receiver lease on the channel `{}` lapsed (the process was \
-                 paused or cut off from {} for longer than {:?}): it counts as gone",
-                chan.id,
-                chan.live.server(),
-                LEASE
-            ));
+            chan.lease_lapsed("receiver");
             RecvStep::Disconnected
         }
         _ => {
