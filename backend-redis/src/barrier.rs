@@ -20,10 +20,9 @@ use std::time::{Duration, Instant};
 use redis::Script;
 use uniconc_core::{Error, WaitError};
 
-use crate::conn::{
-    self, Connection, LEASE, Live, backoff, block_on, block_on_short, expired, is_transient, key,
-    ms, redis_error,
-};
+use crate::conn::{self, Connection, backoff, block_on, is_transient, key, ms, redis_error};
+use crate::object::Object;
+use crate::wait::{Attempt, wait_until};
 
 /// How long an arrival or a withdrawal keeps retrying through a lost connection.
 const RETRY: Duration = Duration::from_secs(30);
@@ -106,31 +105,17 @@ fn scripts() -> &'static Scripts {
     })
 }
 
+/// The barrier's keys and clean-up, and its party count.
 struct Shared {
-    conn: Connection,
-    live: Arc<Live>,
-    id: String,
-    meta: String,
-    handles: String,
-    wake: String,
+    object: Object,
     parties: usize,
 }
 
-impl Drop for Shared {
-    fn drop(&mut self) {
-        if !self.live.unregister(&self.handles) {
-            return;
-        }
-        let live = self.live.clone();
-        let keys = vec![self.meta.clone(), self.handles.clone()];
-        let zsets = [self.handles.clone()];
-        let (handles, wake) = (self.handles.clone(), self.wake.clone());
-        self.conn.count(1);
-        conn::run_cleanup(async move {
-            // A failure leaves the keys to their idle TTL.
-            let _ = live.leave(&handles, &keys, &wake, &zsets).await;
-            live.forget_waker(&wake).await;
-        });
+impl std::ops::Deref for Shared {
+    type Target = Object;
+
+    fn deref(&self) -> &Object {
+        &self.object
     }
 }
 
@@ -175,36 +160,10 @@ impl Barrier {
                 "a barrier needs between 1 and 2^53 parties, not {n}"
             )));
         }
-        let live = conn.live()?;
-        let id = conn::new_id();
         let shared = Shared {
-            conn: conn.clone(),
-            live: live.clone(),
-            meta: key(&id, "m"),
-            handles: key(&id, "h"),
-            wake: key(&id, "w"),
-            id,
+            object: Object::create(conn, &scripts().create, Some(n), "a barrier")?,
             parties: n,
         };
-        conn.count(1);
-        block_on_short(async {
-            let mut c = live.cmd.clone();
-            scripts()
-                .create
-                .key(&shared.meta)
-                .key(&shared.handles)
-                .arg(n)
-                .arg(&live.member)
-                .arg(ms(LEASE))
-                .arg(ms(conn::IDLE_TTL))
-                .invoke_async::<i64>(&mut c)
-                .await
-        })
-        .map_err(|e| redis_error("creating a barrier", e))?;
-        live.register(
-            &shared.handles,
-            &[shared.meta.clone(), shared.handles.clone()],
-        );
         Ok(Self {
             shared: Arc::new(shared),
         })
@@ -312,35 +271,20 @@ impl Barrier {
         if a.leader {
             return Ok(Some(true));
         }
-        let mut waker = None;
-        loop {
-            match self.done(a.generation).await? {
-                Some(true) => return Ok(Some(false)),
-                Some(false) => {}
-                None => {
-                    if !expired(deadline) {
-                        backoff(deadline).await;
-                        continue;
-                    }
-                }
-            }
-            if expired(deadline) || cancel.is_some_and(conn::Cancel::is_cancelled) {
-                return if self.withdraw(&a).await? {
-                    Ok(Some(false))
-                } else {
-                    Ok(None)
-                };
-            }
-            match &mut waker {
-                None => match self.shared.live.waker(&self.shared.wake).await {
-                    Ok(w) => waker = Some(w),
-                    Err(_) => backoff(deadline).await,
-                },
-                Some(w) => match cancel {
-                    Some(c) => c.nap(w, deadline).await,
-                    None => conn::nap(w, deadline).await,
-                },
-            }
+        let s = &self.shared;
+        let done = wait_until(&s.live, &s.wake, deadline, cancel, || async {
+            Ok::<_, Error>(match self.done(a.generation).await? {
+                Some(true) => Attempt::Done(()),
+                Some(false) => Attempt::Wait,
+                None => Attempt::Retry,
+            })
+        })
+        .await?;
+        if done.is_some() || self.withdraw(&a).await? {
+            // Completed, or completed while giving up (the withdrawal came too late).
+            Ok(Some(false))
+        } else {
+            Ok(None)
         }
     }
 }

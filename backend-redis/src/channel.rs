@@ -20,6 +20,7 @@
 //! connection drops at that moment) the message is lost. A send that failed with a timeout
 //! may or may not have been delivered.
 
+use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -35,9 +36,10 @@ use uniconc_core::{
 };
 
 use crate::conn::{
-    self, Cancel, Connection, LEASE, Live, backoff, block_on, block_on_short, expired,
-    is_transient, key, ms, redis_error,
+    self, Cancel, Connection, LEASE, Live, block_on, block_on_short, is_transient, key, ms,
+    redis_error,
 };
+use crate::wait::{Attempt, wait_until};
 
 /// The largest encoded message (Redis's limit on a string).
 pub const MAX_MESSAGE: usize = 512 * 1024 * 1024;
@@ -202,6 +204,17 @@ impl Chan {
 
     fn gone(&self) {
         self.fail(conn::gone_error("channel", &self.id).to_string());
+    }
+
+    /// Records that this process's `side` ("sender", "receiver") lease lapsed.
+    fn lease_lapsed(&self, side: &str) {
+        self.fail(format!(
+            "this process's {side} lease on the channel `{}` lapsed (the process was paused or \
+             cut off from {} for longer than {:?}): it counts as gone",
+            self.id,
+            self.live.server(),
+            LEASE
+        ));
     }
 }
 
@@ -424,13 +437,7 @@ async fn send_once(chan: &Chan, payload: &[u8]) -> Result<SendStep, RedisError> 
         0 => SendStep::Full,
         -1 => SendStep::Disconnected,
         -3 => {
-            chan.fail(format!(
-                "this process's sender lease on the channel `{}` lapsed (the process was \
-                 paused or cut off from {} for longer than {:?}): it counts as gone",
-                chan.id,
-                chan.live.server(),
-                LEASE
-            ));
+            chan.lease_lapsed("sender");
             SendStep::Disconnected
         }
         _ => {
@@ -462,13 +469,7 @@ async fn recv_once(chan: &Chan) -> Result<RecvStep, RedisError> {
         (0, _) => RecvStep::Empty,
         (-1, _) => RecvStep::Disconnected,
         (-3, _) => {
-            chan.fail(format!(
-                "this process's receiver lease on the channel `{}` lapsed (the process was \
-                 paused or cut off from {} for longer than {:?}): it counts as gone",
-                chan.id,
-                chan.live.server(),
-                LEASE
-            ));
+            chan.lease_lapsed("receiver");
             RecvStep::Disconnected
         }
         _ => {
@@ -478,6 +479,18 @@ async fn recv_once(chan: &Chan) -> Result<RecvStep, RedisError> {
     })
 }
 
+/// A send or receive that failed, for the wait loop: the failure is recorded on the channel;
+/// a transient one is retried, any other ends the wait with `disconnected`.
+fn failed<S>(chan: &Chan, doing: &str, e: RedisError, disconnected: S) -> Attempt<S> {
+    let transient = is_transient(&e);
+    chan.fail(redis_error(doing, e).to_string());
+    if transient {
+        Attempt::Retry
+    } else {
+        Attempt::Done(disconnected)
+    }
+}
+
 /// Sends `payload`, waiting for room until `deadline`. `Err(())` on timeout or cancellation.
 async fn send_wait(
     chan: &Chan,
@@ -485,42 +498,15 @@ async fn send_wait(
     deadline: Option<Instant>,
     cancel: Option<&Cancel>,
 ) -> Result<SendStep, ()> {
-    let mut waker = None;
-    loop {
-        if cancel.is_some_and(Cancel::is_cancelled) {
-            return Err(());
-        }
-        match send_once(chan, payload).await {
-            Ok(SendStep::Full) => {}
-            Ok(step) => return Ok(step),
-            Err(e) if is_transient(&e) => {
-                chan.fail(redis_error("sending", e).to_string());
-                if expired(deadline) {
-                    return Err(());
-                }
-                backoff(deadline).await;
-                continue;
-            }
-            Err(e) => {
-                chan.fail(redis_error("sending", e).to_string());
-                return Ok(SendStep::Disconnected);
-            }
-        }
-        if expired(deadline) {
-            return Err(());
-        }
-        match &mut waker {
-            None => match chan.live.waker(&chan.wake).await {
-                // Subscribed now: check again before sleeping, a wake-up may have been missed.
-                Ok(w) => waker = Some(w),
-                Err(_) => backoff(deadline).await,
-            },
-            Some(w) => match cancel {
-                Some(c) => c.nap(w, deadline).await,
-                None => conn::nap(w, deadline).await,
-            },
-        }
-    }
+    let Ok(step) = wait_until(&chan.live, &chan.wake, deadline, cancel, || async {
+        Ok::<_, Infallible>(match send_once(chan, payload).await {
+            Ok(SendStep::Full) => Attempt::Wait,
+            Ok(step) => Attempt::Done(step),
+            Err(e) => failed(chan, "sending", e, SendStep::Disconnected),
+        })
+    })
+    .await;
+    step.ok_or(())
 }
 
 /// Receives, waiting until `deadline`. `Err(())` on timeout or cancellation.
@@ -529,41 +515,15 @@ async fn recv_wait(
     deadline: Option<Instant>,
     cancel: Option<&Cancel>,
 ) -> Result<RecvStep, ()> {
-    let mut waker = None;
-    loop {
-        if cancel.is_some_and(Cancel::is_cancelled) {
-            return Err(());
-        }
-        match recv_once(chan).await {
-            Ok(RecvStep::Empty) => {}
-            Ok(step) => return Ok(step),
-            Err(e) if is_transient(&e) => {
-                chan.fail(redis_error("receiving", e).to_string());
-                if expired(deadline) {
-                    return Err(());
-                }
-                backoff(deadline).await;
-                continue;
-            }
-            Err(e) => {
-                chan.fail(redis_error("receiving", e).to_string());
-                return Ok(RecvStep::Disconnected);
-            }
-        }
-        if expired(deadline) {
-            return Err(());
-        }
-        match &mut waker {
-            None => match chan.live.waker(&chan.wake).await {
-                Ok(w) => waker = Some(w),
-                Err(_) => backoff(deadline).await,
-            },
-            Some(w) => match cancel {
-                Some(c) => c.nap(w, deadline).await,
-                None => conn::nap(w, deadline).await,
-            },
-        }
-    }
+    let Ok(step) = wait_until(&chan.live, &chan.wake, deadline, cancel, || async {
+        Ok::<_, Infallible>(match recv_once(chan).await {
+            Ok(RecvStep::Empty) => Attempt::Wait,
+            Ok(step) => Attempt::Done(step),
+            Err(e) => failed(chan, "receiving", e, RecvStep::Disconnected),
+        })
+    })
+    .await;
+    step.ok_or(())
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, MessageError> {

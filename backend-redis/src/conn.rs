@@ -555,22 +555,19 @@ impl Live {
     /// A receiver of wake-ups for `channel`, subscribed on the server before this returns (so a
     /// state check after it cannot miss a notification).
     pub(crate) async fn waker(&self, channel: &str) -> Result<watch::Receiver<u64>, RedisError> {
-        if let Some(tx) = self
-            .wakers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(channel)
-        {
-            return Ok(tx.subscribe());
+        let subscribed = || {
+            self.wakers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(channel)
+                .map(watch::Sender::subscribe)
+        };
+        if let Some(rx) = subscribed() {
+            return Ok(rx);
         }
         let _serial = self.sub_lock.lock().await;
-        if let Some(tx) = self
-            .wakers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(channel)
-        {
-            return Ok(tx.subscribe());
+        if let Some(rx) = subscribed() {
+            return Ok(rx);
         }
         let mut sub = self.sub.clone();
         sub.subscribe(channel).await?;

@@ -29,6 +29,9 @@
 //! - [`semaphore`](mod@semaphore): [`Semaphore`].
 //! - [`value`](mod@value): [`Value`], [`Array`] (plain data, bytemuck).
 //! - [`testing`] (feature `testing`): private `redis-server`s for tests.
+//! - `object` (internal): the keys of a lock, event, semaphore or barrier, and their clean-up.
+//! - `wait` (internal): the one wait loop of every operation that blocks: subscribe, re-check,
+//!   sleep until a wake-up or [`POLL`], back off while the server is unreachable.
 //!
 //! # Connections
 //!
@@ -109,10 +112,12 @@ pub mod channel;
 mod conn;
 pub mod event;
 pub mod lock;
+mod object;
 pub mod semaphore;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod value;
+mod wait;
 
 pub use barrier::Barrier;
 pub use channel::{Receiver, Sender};

@@ -31,9 +31,10 @@ use redis::Script;
 use uniconc_core::{Error, LockError, TryLockError};
 
 use crate::conn::{
-    self, Connection, LEASE, Live, backoff, block_on, block_on_short, expired, is_transient, key,
-    ms, redis_error,
+    self, Connection, LEASE, Live, block_on, block_on_short, is_transient, key, ms, redis_error,
 };
+use crate::object::Object;
+use crate::wait::{Attempt, wait_until};
 
 const PRELUDE: &str = r"
 local t = redis.call('TIME')
@@ -151,36 +152,8 @@ fn scripts() -> &'static Scripts {
     })
 }
 
-struct Shared {
-    conn: Connection,
-    live: Arc<Live>,
-    id: String,
-    meta: String,
-    handles: String,
-    wake: String,
-    /// The data key of a `Value` or `Array` built on this lock (`uc:{<id>}:d`): kept alive and
-    /// deleted with the lock's own keys.
-    data: Option<String>,
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        if !self.live.unregister(&self.handles) {
-            return;
-        }
-        let live = self.live.clone();
-        let mut keys = vec![self.meta.clone(), self.handles.clone()];
-        keys.extend(self.data.clone());
-        let zsets = [self.handles.clone()];
-        let (handles, wake) = (self.handles.clone(), self.wake.clone());
-        self.conn.count(1);
-        conn::run_cleanup(async move {
-            // A failure leaves the keys to their idle TTL.
-            let _ = live.leave(&handles, &keys, &wake, &zsets).await;
-            live.forget_waker(&wake).await;
-        });
-    }
-}
+/// The object's keys and clean-up.
+type Shared = Object;
 
 /// A lock on a Redis server, shared by every process that has its id. Clones are the same lock.
 ///
@@ -257,7 +230,7 @@ impl Lock {
     /// lives and dies with the lock (a `Value` or `Array`).
     pub(crate) fn create_with(conn: &Connection, data: Option<&[u8]>) -> Result<Self, Error> {
         let live = conn.live()?;
-        let mut shared = shared_for(conn, live.clone(), conn::new_id());
+        let mut shared = Object::new(conn, live.clone(), conn::new_id());
         if data.is_some() {
             shared.data = Some(key(&shared.id, "d"));
         }
@@ -332,43 +305,18 @@ impl Lock {
         cancel: Option<&conn::Cancel>,
     ) -> Result<Option<Acquired>, Error> {
         let token = format!("{}:{:016x}", self.shared.live.member, conn::random_u64());
-        let mut waker = None;
-        loop {
-            if cancel.is_some_and(conn::Cancel::is_cancelled) {
-                return Ok(None);
+        let s = &self.shared;
+        wait_until(&s.live, &s.wake, deadline, cancel, || async {
+            match self.try_once(&token).await {
+                Ok(Step::Got(a)) => Ok(Attempt::Done(a)),
+                // Wake for a release, or when the holder's lease runs out (a dead holder
+                // publishes nothing).
+                Ok(Step::Held(left)) => Ok(Attempt::WaitAtMost(left)),
+                Err(Fail::Redis(e)) if is_transient(&e) => Ok(Attempt::Retry),
+                Err(f) => Err(self.fail_error(f)),
             }
-            let left = match self.try_once(&token).await {
-                Ok(Step::Got(a)) => return Ok(Some(a)),
-                Ok(Step::Held(left)) => left,
-                Err(Fail::Redis(e)) if is_transient(&e) => {
-                    if expired(deadline) {
-                        return Ok(None);
-                    }
-                    backoff(deadline).await;
-                    continue;
-                }
-                Err(f) => return Err(self.fail_error(f)),
-            };
-            if expired(deadline) {
-                return Ok(None);
-            }
-            match &mut waker {
-                None => match self.shared.live.waker(&self.shared.wake).await {
-                    Ok(w) => waker = Some(w),
-                    Err(_) => backoff(deadline).await,
-                },
-                Some(w) => {
-                    // Wake for a release, or when the holder's lease runs out (a dead holder
-                    // publishes nothing).
-                    let at = Instant::now() + left + Duration::from_millis(1);
-                    let until = Some(deadline.map_or(at, |d| d.min(at)));
-                    match cancel {
-                        Some(c) => c.nap(w, until).await,
-                        None => conn::nap(w, until).await,
-                    }
-                }
-            }
-        }
+        })
+        .await
     }
 
     fn guard(&self, a: Acquired) -> LockGuard<'_> {
@@ -407,27 +355,6 @@ impl Lock {
             Some(a) => Ok(self.result(a)),
             None => Ok(Err(TryLockError::Timeout)),
         }
-    }
-}
-
-fn shared_for(conn: &Connection, live: Arc<Live>, id: String) -> Shared {
-    Shared {
-        conn: conn.clone(),
-        live,
-        meta: key(&id, "m"),
-        handles: key(&id, "h"),
-        wake: key(&id, "w"),
-        data: None,
-        id,
-    }
-}
-
-impl Shared {
-    /// The keys whose TTL the lease renewer refreshes.
-    fn lease_keys(&self) -> Vec<String> {
-        let mut keys = vec![self.meta.clone(), self.handles.clone()];
-        keys.extend(self.data.clone());
-        keys
     }
 }
 
@@ -691,7 +618,7 @@ impl Connection {
             )));
         }
         let live = self.live()?;
-        let mut shared = shared_for(self, live.clone(), id.to_owned());
+        let mut shared = Object::new(self, live.clone(), id.to_owned());
         if data {
             shared.data = Some(key(id, "d"));
         }

@@ -19,9 +19,10 @@ use redis::Script;
 use uniconc_core::Error;
 
 use crate::conn::{
-    self, Connection, LEASE, Live, backoff, block_on, block_on_short, expired, is_transient, key,
-    ms, redis_error,
+    self, Connection, backoff, block_on, block_on_short, is_transient, key, ms, redis_error,
 };
+use crate::object::Object;
+use crate::wait::{Attempt, wait_until};
 
 /// How long a release keeps retrying through a lost connection before giving up (and
 /// panicking: a permit cannot be silently lost).
@@ -85,32 +86,8 @@ fn scripts() -> &'static Scripts {
     })
 }
 
-struct Shared {
-    conn: Connection,
-    live: Arc<Live>,
-    id: String,
-    meta: String,
-    handles: String,
-    wake: String,
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        if !self.live.unregister(&self.handles) {
-            return;
-        }
-        let live = self.live.clone();
-        let keys = vec![self.meta.clone(), self.handles.clone()];
-        let zsets = [self.handles.clone()];
-        let (handles, wake) = (self.handles.clone(), self.wake.clone());
-        self.conn.count(1);
-        conn::run_cleanup(async move {
-            // A failure leaves the keys to their idle TTL.
-            let _ = live.leave(&handles, &keys, &wake, &zsets).await;
-            live.forget_waker(&wake).await;
-        });
-    }
-}
+/// The object's keys and clean-up.
+type Shared = Object;
 
 /// A semaphore on a Redis server. Clones are the same semaphore.
 ///
@@ -146,35 +123,7 @@ impl Semaphore {
                 "{permits} permits: a Redis semaphore counts at most 2^53"
             )));
         }
-        let live = conn.live()?;
-        let id = conn::new_id();
-        let shared = Shared {
-            conn: conn.clone(),
-            live: live.clone(),
-            meta: key(&id, "m"),
-            handles: key(&id, "h"),
-            wake: key(&id, "w"),
-            id,
-        };
-        conn.count(1);
-        block_on_short(async {
-            let mut c = live.cmd.clone();
-            scripts()
-                .create
-                .key(&shared.meta)
-                .key(&shared.handles)
-                .arg(permits)
-                .arg(&live.member)
-                .arg(ms(LEASE))
-                .arg(ms(conn::IDLE_TTL))
-                .invoke_async::<i64>(&mut c)
-                .await
-        })
-        .map_err(|e| redis_error("creating a semaphore", e))?;
-        live.register(
-            &shared.handles,
-            &[shared.meta.clone(), shared.handles.clone()],
-        );
+        let shared = Object::create(conn, &scripts().create, Some(permits), "a semaphore")?;
         Ok(Self {
             shared: Arc::new(shared),
         })
@@ -215,36 +164,16 @@ impl Semaphore {
         deadline: Option<Instant>,
         cancel: Option<&conn::Cancel>,
     ) -> Result<bool, Error> {
-        let mut waker = None;
-        loop {
-            if cancel.is_some_and(conn::Cancel::is_cancelled) {
-                return Ok(false);
-            }
-            match self.take_once().await? {
-                Some(true) => return Ok(true),
-                Some(false) => {}
-                None => {
-                    if expired(deadline) {
-                        return Ok(false);
-                    }
-                    backoff(deadline).await;
-                    continue;
-                }
-            }
-            if expired(deadline) {
-                return Ok(false);
-            }
-            match &mut waker {
-                None => match self.shared.live.waker(&self.shared.wake).await {
-                    Ok(w) => waker = Some(w),
-                    Err(_) => backoff(deadline).await,
-                },
-                Some(w) => match cancel {
-                    Some(c) => c.nap(w, deadline).await,
-                    None => conn::nap(w, deadline).await,
-                },
-            }
-        }
+        let s = &self.shared;
+        let taken = wait_until(&s.live, &s.wake, deadline, cancel, || async {
+            Ok::<_, Error>(match self.take_once().await? {
+                Some(true) => Attempt::Done(()),
+                Some(false) => Attempt::Wait,
+                None => Attempt::Retry,
+            })
+        })
+        .await?;
+        Ok(taken.is_some())
     }
 
     /// Releases one permit, retrying through a lost connection; the marker makes a retry of a

@@ -119,6 +119,26 @@ impl Core {
         r.ok_or_else(|| conn::gone_error(self.what, self.lock.id()))
     }
 
+    /// Takes the lock (waiting as long as it takes) and decodes the data with `decode`. Bytes
+    /// that do not decode release the lock unchanged and panic.
+    fn hold<D>(&self, decode: impl FnOnce(&[u8]) -> Result<D, Error>) -> (Held<'_>, D, Previous) {
+        let (token, fence, previous, bytes) = self.acquire();
+        let mut held = Held {
+            core: self,
+            token,
+            fence,
+            dirty: false,
+            done: false,
+        };
+        match decode(&bytes) {
+            Ok(data) => (held, data, previous),
+            Err(e) => {
+                held.drop_with(&[]);
+                self.fatal(&e)
+            }
+        }
+    }
+
     /// Takes the lock (waiting as long as it takes) and reads the data.
     fn acquire(&self) -> (String, u64, Previous, Vec<u8>) {
         self.lock
@@ -362,21 +382,8 @@ impl<T: Plain> Value<T> {
     }
 
     fn guard(&self) -> (ValueGuard<'_, T>, Previous) {
-        let (token, fence, previous, bytes) = self.core.acquire();
-        let mut held = Held {
-            core: &self.core,
-            token,
-            fence,
-            dirty: false,
-            done: false,
-        };
-        match decode_one(&self.core, &bytes) {
-            Ok(data) => (ValueGuard { held, data }, previous),
-            Err(e) => {
-                held.drop_with(&[]);
-                self.core.fatal(&e)
-            }
-        }
+        let (held, data, previous) = self.core.hold(|bytes| decode_one(&self.core, bytes));
+        (ValueGuard { held, data }, previous)
     }
 }
 
@@ -557,21 +564,10 @@ impl<T: Plain> Array<T> {
     }
 
     fn guard(&self) -> (ArrayGuard<'_, T>, Previous) {
-        let (token, fence, previous, bytes) = self.core.acquire();
-        let mut held = Held {
-            core: &self.core,
-            token,
-            fence,
-            dirty: false,
-            done: false,
-        };
-        match decode_many(&self.core, &bytes, self.len) {
-            Ok(data) => (ArrayGuard { held, data }, previous),
-            Err(e) => {
-                held.drop_with(&[]);
-                self.core.fatal(&e)
-            }
-        }
+        let (held, data, previous) = self
+            .core
+            .hold(|bytes| decode_many(&self.core, bytes, self.len));
+        (ArrayGuard { held, data }, previous)
     }
 }
 

@@ -1,0 +1,89 @@
+//! The one wait loop every blocking operation runs (a receive, a send to a full channel, a lock,
+//! a permit, an event, a barrier), blocking and `_async` alike.
+//!
+//! Each round runs the operation's attempt (one script: atomic on the server) and reads what it
+//! found:
+//!
+//! - done: the wait ends with the result;
+//! - not yet: subscribe to the object's wake-up channel (`uc:{<id>}:w`) the first time, then
+//!   check again at once (a wake-up published before the subscription would be missed
+//!   otherwise); afterwards sleep until a wake-up, [`POLL`](crate::conn::POLL) (250 ms: a
+//!   missed wake-up costs at most that), the deadline, or cancellation;
+//! - a transient failure (the server unreachable): back off and retry, until the deadline.
+//!
+//! A deadline that has passed, or a cancelled `_async` call, ends the wait without a result.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use crate::conn::{self, Cancel, Live, backoff, expired};
+
+/// What one attempt of a wait found.
+pub(crate) enum Attempt<T> {
+    /// Finished: the wait returns this.
+    Done(T),
+    /// Not yet: sleep until a wake-up.
+    Wait,
+    /// Not yet, and a wake-up may never come: sleep at most this long (a lock whose holder's
+    /// lease runs out publishes nothing).
+    WaitAtMost(Duration),
+    /// A transient failure: back off and try again.
+    Retry,
+}
+
+/// Runs `attempt` until it is [`Attempt::Done`], waking on the wake-up channel `wake`.
+/// `Ok(None)` when `deadline` passes or `cancel` is set first; an error from `attempt` ends the
+/// wait at once.
+pub(crate) async fn wait_until<T, E, F, Fut>(
+    live: &Live,
+    wake: &str,
+    deadline: Option<Instant>,
+    cancel: Option<&Cancel>,
+    mut attempt: F,
+) -> Result<Option<T>, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Attempt<T>, E>>,
+{
+    let mut waker = None;
+    loop {
+        if cancel.is_some_and(Cancel::is_cancelled) {
+            return Ok(None);
+        }
+        let at_most = match attempt().await? {
+            Attempt::Done(t) => return Ok(Some(t)),
+            Attempt::Wait => None,
+            Attempt::WaitAtMost(left) => Some(left),
+            Attempt::Retry => {
+                if expired(deadline) {
+                    return Ok(None);
+                }
+                backoff(deadline).await;
+                continue;
+            }
+        };
+        if expired(deadline) {
+            return Ok(None);
+        }
+        match &mut waker {
+            None => match live.waker(wake).await {
+                // Subscribed now: check again before sleeping, a wake-up may have been missed.
+                Ok(w) => waker = Some(w),
+                Err(_) => backoff(deadline).await,
+            },
+            Some(w) => {
+                let until = match at_most {
+                    None => deadline,
+                    Some(left) => {
+                        let at = Instant::now() + left + Duration::from_millis(1);
+                        Some(deadline.map_or(at, |d| d.min(at)))
+                    }
+                };
+                match cancel {
+                    Some(c) => c.nap(w, until).await,
+                    None => conn::nap(w, until).await,
+                }
+            }
+        }
+    }
+}
