@@ -116,7 +116,10 @@ macro_rules! example_tests {
                 assert_eq!(out.expected, 4_000);
                 assert_eq!(out.locked, 4_000);
                 assert_eq!(out.updated, 4_000);
-                assert!(out.unlocked <= 4_000 && out.unlocked >= 2_000, "{out:?}");
+                // Unlocked read-modify-writes can lose any number of updates: a stale write
+                // may undo many of the other unit's (two units of n increments can end as
+                // low as 2), so only the bounds that always hold are checked.
+                assert!((2..=4_000).contains(&out.unlocked), "{out:?}");
             }
 
             #[test]
