@@ -87,6 +87,52 @@ pub trait Sender<T>: Clone + Send + Sync + 'static {
             .map_err(SendTimeoutError::into_untimed)
     }
 
+    /// Sends every item of `items` in order, blocking as [`send`](Sender::send) does while the
+    /// channel is full; returns how many were sent. Backends may move a batch faster than one
+    /// `send` per item (fewer wake-ups, one lock or round trip for many messages).
+    ///
+    /// Nothing is lost when the channel disconnects part-way: the item that could not be sent
+    /// comes back in the error, and the items after it stay in the iterator if you pass it by
+    /// reference (`tx.send_batch(&mut items)` or `items.by_ref()`).
+    ///
+    /// ```
+    /// use uniconc::{Backend, Receiver as _, Sender as _};
+    ///
+    /// type B = uniconc::thread::Thread;
+    /// let (tx, rx) = B::channel::<u64>(64)?;
+    /// assert_eq!(tx.send_batch(0..10)?, 10);
+    /// let mut got = Vec::new();
+    /// assert_eq!(rx.recv_batch(&mut got, 64)?, 10); // up to 64, at least 1
+    /// assert_eq!(got, (0..10).collect::<Vec<_>>());
+    ///
+    /// drop(rx);
+    /// let mut rest = 20..25;
+    /// let err = tx.send_batch(&mut rest).unwrap_err();
+    /// assert_eq!(err.into_inner(), 20); // the item that could not go
+    /// assert_eq!(rest, 21..25); // and the ones after it, untouched
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`send`](Sender::send), for the first item that could not be sent; the items before
+    /// it were sent.
+    ///
+    /// # Panics
+    /// As [`send`](Sender::send).
+    ///
+    /// Provided: one [`send`](Sender::send) per item.
+    fn send_batch<I>(&self, items: I) -> Result<usize, SendError<T>>
+    where
+        I: IntoIterator<Item = T>,
+    {
+        let mut sent = 0;
+        for value in items {
+            self.send(value)?;
+            sent += 1;
+        }
+        Ok(sent)
+    }
+
     /// Sends `value` if there is room right now; never waits, on any runtime.
     ///
     /// ```
@@ -366,6 +412,55 @@ pub trait Receiver<T>: Clone + Send + Sync + 'static {
     fn recv(&self) -> Result<T, RecvError> {
         self.recv_deadline(None)
             .map_err(RecvTimeoutError::into_untimed)
+    }
+
+    /// Receives up to `max` messages into `buf` (appended, in order), blocking as
+    /// [`recv`](Receiver::recv) does until at least one is there, then taking only what is
+    /// queued without waiting again; returns how many were appended. `max == 0` returns
+    /// `Ok(0)` at once. Backends may move a batch faster than one `recv` per message.
+    ///
+    /// ```
+    /// use uniconc::{Backend, Receiver as _, RecvError, Sender as _};
+    ///
+    /// type B = uniconc::thread::Thread;
+    /// let (tx, rx) = B::channel::<u32>(8)?;
+    /// tx.send_batch([1, 2, 3])?;
+    /// drop(tx);
+    /// let mut buf = Vec::new();
+    /// assert_eq!(rx.recv_batch(&mut buf, 2)?, 2);
+    /// assert_eq!(rx.recv_batch(&mut buf, 2)?, 1);
+    /// assert_eq!(buf, [1, 2, 3]);
+    /// assert_eq!(rx.recv_batch(&mut buf, 2), Err(RecvError::Disconnected));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `Disconnected` once the channel is empty and every sender is gone (or it was closed),
+    /// if nothing was received; `Invalid(_)` as for [`recv`](Receiver::recv): the messages
+    /// received before the undecodable one stay in `buf`.
+    ///
+    /// # Panics
+    /// As [`recv`](Receiver::recv).
+    ///
+    /// Provided: one [`recv`](Receiver::recv), then [`try_recv`](Receiver::try_recv) until
+    /// `max` or empty.
+    fn recv_batch(&self, buf: &mut Vec<T>, max: usize) -> Result<usize, RecvError> {
+        if max == 0 {
+            return Ok(0);
+        }
+        buf.push(self.recv()?);
+        let mut got = 1;
+        while got < max {
+            match self.try_recv() {
+                Ok(value) => {
+                    buf.push(value);
+                    got += 1;
+                }
+                Err(TryRecvError::Invalid(e)) => return Err(RecvError::Invalid(e)),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        Ok(got)
     }
 
     /// Receives a message if one is queued right now; never waits for one to be sent, on any
