@@ -370,6 +370,9 @@ pub use uniconc_core::{
 pub use uniconc_core::task;
 pub use uniconc_core::{Task, TaskRequest};
 
+pub use uniconc_core::named;
+pub use uniconc_core::{Name, Named, OpenMode};
+
 /// Call first thing in `main` in a program that runs named tasks in clean-started worker
 /// processes (the process backend's default for [`Backend::spawn_task`]): in such a worker it
 /// runs the requested task and exits without returning; in a normal run it returns at once.

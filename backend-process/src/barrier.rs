@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use uniconc_core::{Error, WaitError};
 
+use crate::named;
 use crate::platform;
 use crate::procs;
 use crate::shm::{ShmBox, ShmSafe};
@@ -51,6 +52,32 @@ enum Arrival {
 }
 
 impl Barrier {
+    /// The barrier of `n` parties named `name` (see [`Named`](uniconc_core::Named)).
+    pub(crate) fn named(name: &uniconc_core::Name, n: usize) -> Result<Self, Error> {
+        uniconc_core::validate::barrier_parties(n, (1 << 31) - 1)?;
+        procs::install_fork_handlers();
+        let region = named::attach_page(
+            name,
+            named::Kind::Barrier,
+            [n as u64, 0, 0, 0],
+            |_| Ok(()),
+            |p| {
+                if p[0] == n as u64 {
+                    Ok(())
+                } else {
+                    Err(Error::incompatible(format!(
+                        "the named barrier {name} has {} parties, not {n}",
+                        p[0]
+                    )))
+                }
+            },
+        )?;
+        Ok(Self {
+            shm: Arc::new(ShmBox::from_region(region)?),
+            parties: n as u32,
+        })
+    }
+
     fn s(&self) -> &BarrierShm {
         self.shm.header()
     }
@@ -61,7 +88,8 @@ impl Barrier {
         loop {
             let generation = (cur >> 32) as u32;
             let arrived = cur as u32;
-            let (next, leader) = if arrived + 1 >= self.parties {
+            // Saturating: the state is in shared memory, so garbage must not overflow here.
+            let (next, leader) = if arrived.saturating_add(1) >= self.parties {
                 (u64::from(generation.wrapping_add(1)) << 32, true)
             } else {
                 (cur + 1, false)

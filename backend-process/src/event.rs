@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use uniconc_core::{Error, WaitError};
 
+use crate::named;
 use crate::platform;
 use crate::procs;
 use crate::shm::{ShmBox, ShmSafe};
@@ -43,6 +44,15 @@ pub struct Event {
 }
 
 impl Event {
+    /// The event named `name` (see [`Named`](uniconc_core::Named)).
+    pub(crate) fn named(name: &uniconc_core::Name) -> Result<Self, Error> {
+        procs::install_fork_handlers();
+        let region = named::attach_page(name, named::Kind::Event, [0; 4], |_| Ok(()), |_| Ok(()))?;
+        Ok(Self {
+            shm: Arc::new(ShmBox::from_region(region)?),
+        })
+    }
+
     fn s(&self) -> &EventShm {
         self.shm.header()
     }

@@ -66,6 +66,7 @@ cfg_if::cfg_if! {
         use uniconc_core::codec;
         mod event;
         mod lock;
+        mod named;
         mod os;
         mod platform;
         mod pool;
@@ -139,6 +140,53 @@ impl uniconc_core::Backend for Process {
         arg: T::Arg,
     ) -> Result<JoinHandle<T::Output>, uniconc_core::Error> {
         spawn_task::<T>(arg)
+    }
+
+    /// A channel in a named file (see the crate docs, "Named objects").
+    fn named_channel<T: uniconc_core::Message>(
+        name: &uniconc_core::Name,
+        capacity: Option<usize>,
+        sender: bool,
+        receiver: bool,
+    ) -> Result<(Option<Sender<T>>, Option<Receiver<T>>), uniconc_core::Error> {
+        channel::named_channel(name, capacity, sender, receiver)
+    }
+
+    fn named_lock(name: &uniconc_core::Name) -> Result<Lock, uniconc_core::Error> {
+        Lock::named(name)
+    }
+
+    fn named_semaphore(
+        name: &uniconc_core::Name,
+        permits: usize,
+    ) -> Result<Semaphore, uniconc_core::Error> {
+        Semaphore::named(name, permits)
+    }
+
+    fn named_event(name: &uniconc_core::Name) -> Result<Event, uniconc_core::Error> {
+        Event::named(name)
+    }
+
+    fn named_barrier(name: &uniconc_core::Name, n: usize) -> Result<Barrier, uniconc_core::Error> {
+        Barrier::named(name, n)
+    }
+
+    fn named_value<T: uniconc_core::Plain>(
+        name: &uniconc_core::Name,
+        value: T,
+    ) -> Result<Value<T>, uniconc_core::Error> {
+        Value::named(name, value)
+    }
+
+    fn named_array<T: uniconc_core::Plain>(
+        name: &uniconc_core::Name,
+        len: usize,
+    ) -> Result<Array<T>, uniconc_core::Error> {
+        Array::named(name, len)
+    }
+
+    fn unlink_named(name: &str) -> Result<bool, uniconc_core::Error> {
+        named::unlink(name)
     }
 }
 

@@ -26,6 +26,7 @@ use std::time::Instant;
 
 use uniconc_core::{Error, LockError, TryLockError};
 
+use crate::named;
 use crate::platform;
 use crate::procs::{self, Identity};
 use crate::shm::{ShmBox, ShmSafe};
@@ -335,6 +336,15 @@ impl Drop for LockGuard<'_> {
 }
 
 impl Lock {
+    /// The lock named `name` (see [`Named`](uniconc_core::Named)).
+    pub(crate) fn named(name: &uniconc_core::Name) -> Result<Self, Error> {
+        procs::install_fork_handlers();
+        let region = named::attach_page(name, named::Kind::Lock, [0; 4], |_| Ok(()), |_| Ok(()))?;
+        Ok(Self {
+            shm: Arc::new(ShmBox::from_region(region)?),
+        })
+    }
+
     fn raw(&self) -> &RawLock {
         &self.shm.header().raw
     }

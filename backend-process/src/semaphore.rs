@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use uniconc_core::Error;
 
+use crate::named;
 use crate::platform;
 use crate::procs;
 use crate::shm::{ShmBox, ShmSafe};
@@ -60,6 +61,28 @@ pub struct Semaphore {
 }
 
 impl Semaphore {
+    /// The semaphore named `name`, holding `permits` if it is created here (see
+    /// [`Named`](uniconc_core::Named)).
+    pub(crate) fn named(name: &uniconc_core::Name, permits: usize) -> Result<Self, Error> {
+        uniconc_core::validate::semaphore_permits(permits, MAX_PERMITS)?;
+        procs::install_fork_handlers();
+        let region = named::attach_page(
+            name,
+            named::Kind::Semaphore,
+            [permits as u64, 0, 0, 0],
+            |r| {
+                r.at::<SemShm>(0)
+                    .count
+                    .store(permits as u32, Ordering::Relaxed);
+                Ok(())
+            },
+            |_| Ok(()),
+        )?;
+        Ok(Self {
+            shm: Arc::new(ShmBox::from_region(region)?),
+        })
+    }
+
     fn s(&self) -> &SemShm {
         self.shm.header()
     }

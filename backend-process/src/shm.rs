@@ -28,11 +28,16 @@ use uniconc_core::Error;
 /// fields are atomics or guarded by a protocol documented on the type).
 pub(crate) unsafe trait ShmSafe: Sync {}
 
-/// One anonymous shared mapping; unmapped on drop (other processes keep their own mapping).
+/// One shared mapping (anonymous, or a named object's file, see `named`), or the part of it
+/// after a named object's header; unmapped on drop (other processes keep their own mapping).
 #[derive(Debug)]
 pub(crate) struct Region {
+    /// Where the region starts: the mapping's start, or a page-aligned offset into it.
     ptr: NonNull<u8>,
     len: usize,
+    /// The whole mapping, unmapped on drop.
+    map: NonNull<u8>,
+    map_len: usize,
 }
 
 // SAFETY: the region is plain memory; every access to it goes through `ShmSafe` structures or
@@ -72,7 +77,31 @@ impl Region {
         }
         let ptr = NonNull::new(ptr.cast::<u8>())
             .ok_or_else(|| Error::invalid_argument("mmap returned a null mapping"))?;
-        Ok(Self { ptr, len })
+        Ok(Self {
+            ptr,
+            len,
+            map: ptr,
+            map_len: len,
+        })
+    }
+
+    /// Takes ownership of the mapping `map .. map + map_len` and makes a region of the
+    /// `map_len - offset` bytes after `offset`.
+    ///
+    /// # Safety
+    /// `map`/`map_len` are exactly a live `MAP_SHARED` mapping, readable and writable, that
+    /// nothing else unmaps; `offset < map_len` is a multiple of 4096 (so the region is
+    /// page-aligned, as [`new`](Self::new)'s).
+    pub(crate) unsafe fn from_mapping(map: NonNull<u8>, map_len: usize, offset: usize) -> Self {
+        assert!(offset < map_len && offset % 4096 == 0, "bad region offset");
+        // SAFETY: `offset < map_len`: inside the mapping (the caller's contract).
+        let ptr = unsafe { NonNull::new_unchecked(map.as_ptr().add(offset)) };
+        Self {
+            ptr,
+            len: map_len - offset,
+            map,
+            map_len,
+        }
     }
 
     /// Base address of the mapping in this process (page-aligned).
@@ -130,9 +159,10 @@ impl Region {
 
 impl Drop for Region {
     fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` are exactly the mapping made in `new`, and no reference into it
-        // outlives `self` (every accessor borrows `self`).
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        // SAFETY: `map`/`map_len` are exactly the mapping made in `new` (or handed over to
+        // `from_mapping`), and no reference into it outlives `self` (every accessor borrows
+        // `self`).
+        unsafe { libc::munmap(self.map.as_ptr().cast(), self.map_len) };
     }
 }
 
@@ -148,6 +178,21 @@ impl<H: ShmSafe> ShmBox<H> {
     pub(crate) fn new(len: usize, lazy: bool) -> Result<Self, Error> {
         let region = Region::new(len.max(size_of::<H>()), lazy)?;
         // Checks once that the header fits and is aligned, so `header` need not.
+        region.at::<H>(0);
+        Ok(Self {
+            region,
+            _marker: PhantomData,
+        })
+    }
+
+    /// A box over `region` (a named object's), whose header must fit at its start.
+    ///
+    /// # Errors
+    /// `Incompatible` if the region is too small for `H`.
+    pub(crate) fn from_region(region: Region) -> Result<Self, Error> {
+        if region.len() < size_of::<H>() {
+            return Err(Error::incompatible("a named object's memory is too small"));
+        }
         region.at::<H>(0);
         Ok(Self {
             region,

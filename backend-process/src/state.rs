@@ -12,9 +12,10 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use uniconc_core::state::index_error;
-use uniconc_core::{Error, LockError, Plain};
+use uniconc_core::{Error, LockError, Name, Plain};
 
 use crate::lock::{Acquired, RawLock};
+use crate::named;
 use crate::procs;
 use crate::shm::{Region, align_up};
 
@@ -26,6 +27,71 @@ struct Cells {
 
 impl Cells {
     fn new<T: Plain>(len: usize) -> Result<Self, Error> {
+        let (data_off, bytes) = Self::layout::<T>(len)?;
+        procs::install_fork_handlers();
+        Ok(Self {
+            region: Region::new(bytes, false)?,
+            data_off,
+        })
+    }
+
+    /// The cells of the value (`kind` `Value`, `len` 1) or array named `name`; `init` is
+    /// written to every element when it is created here. On open, the element type (its
+    /// name, size and alignment) and the length must be the ones asked for.
+    fn named<T: Plain>(
+        name: &Name,
+        kind: named::Kind,
+        len: usize,
+        init: Option<T>,
+    ) -> Result<Self, Error> {
+        let (data_off, bytes) = Self::layout::<T>(len)?;
+        let (size, align) = (size_of::<T>() as u64, align_of::<T>() as u64);
+        let spec = named::Spec {
+            kind,
+            type_name: std::any::type_name::<T>(),
+            params: [len as u64, size, align, 0],
+            len: bytes,
+        };
+        procs::install_fork_handlers();
+        let attached = named::attach(
+            name,
+            &spec,
+            |r| {
+                if let Some(v) = init {
+                    for i in 0..len {
+                        // SAFETY: `data_off + (i + 1) * size <= bytes`, the region's length
+                        // (from `layout`); aligned for `T` (`data_off` is, and `size` is a
+                        // multiple of the alignment); the file has no name yet: not shared.
+                        unsafe { r.base().add(data_off).cast::<T>().add(i).write(v) };
+                    }
+                }
+                Ok(())
+            },
+            |p| {
+                if p[1..3] != [size, align] {
+                    return Err(Error::incompatible(format!(
+                        "the named object {name} holds elements of {} bytes aligned to {}, not \
+                         {size} aligned to {align}",
+                        p[1], p[2]
+                    )));
+                }
+                if p[0] != len as u64 {
+                    return Err(Error::incompatible(format!(
+                        "the named object {name} holds {} elements, not {len}",
+                        p[0]
+                    )));
+                }
+                Ok(bytes)
+            },
+        )?;
+        Ok(Self {
+            region: attached.region,
+            data_off,
+        })
+    }
+
+    /// The data offset and the region's length for `len` elements of `T`.
+    fn layout<T>(len: usize) -> Result<(usize, usize), Error> {
         if align_of::<T>() > 4096 {
             return Err(Error::invalid_argument(
                 "alignment above 4096 bytes is not supported in shared memory",
@@ -36,11 +102,7 @@ impl Cells {
             .checked_mul(len)
             .and_then(|b| b.checked_add(data_off))
             .ok_or_else(|| Error::invalid_argument("shared array size overflows"))?;
-        procs::install_fork_handlers();
-        Ok(Self {
-            region: Region::new(bytes, false)?,
-            data_off,
-        })
+        Ok((data_off, bytes))
     }
 
     fn raw(&self) -> &RawLock {
@@ -171,6 +233,17 @@ impl<T> DerefMut for ValueGuard<'_, T> {
 impl<T> Drop for ValueGuard<'_, T> {
     fn drop(&mut self) {
         self.cells.raw().unlock();
+    }
+}
+
+impl<T: Plain> Value<T> {
+    /// The value named `name`, holding `value` if it is created here (see
+    /// [`Named`](uniconc_core::Named)).
+    pub(crate) fn named(name: &Name, value: T) -> Result<Self, Error> {
+        Ok(Self {
+            cells: Arc::new(Cells::named(name, named::Kind::Value, 1, Some(value))?),
+            _m: PhantomData,
+        })
     }
 }
 
@@ -339,6 +412,18 @@ impl<T: Plain> Array<T> {
             len: self.len,
             _m: PhantomData,
         }
+    }
+}
+
+impl<T: Plain> Array<T> {
+    /// The array of `len` elements named `name`, zeroed if it is created here (see
+    /// [`Named`](uniconc_core::Named)).
+    pub(crate) fn named(name: &Name, len: usize) -> Result<Self, Error> {
+        Ok(Self {
+            cells: Arc::new(Cells::named::<T>(name, named::Kind::Array, len, None)?),
+            len,
+            _m: PhantomData,
+        })
     }
 }
 

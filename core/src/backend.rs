@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use crate::channel::{Receiver, Sender};
 use crate::collections::{List, Map};
 use crate::error::Error;
+use crate::named::{self, Name, Named};
 use crate::pool::Pool;
 use crate::state::{Array, Plain, Value};
 use crate::sync::{Barrier, Event, Lock, Semaphore};
@@ -530,5 +531,103 @@ pub trait Backend: Copy + Send + Sync + 'static {
     /// As [`Pool::new`].
     fn pool(workers: usize) -> Result<Self::Pool, Error> {
         <Self::Pool as Pool>::new(workers)
+    }
+
+    /// A name to create or open primitives under: see [`Named`] and the
+    /// [`named`](crate::named) module for the modes, the checks on open and the lifetime.
+    ///
+    /// ```
+    /// use uniconc::{Backend, Event as _};
+    ///
+    /// type B = uniconc::thread::Thread;
+    /// let ready = B::named("doc-backend-named").event()?;
+    /// ready.set(); // seen by whoever opens "doc-backend-named"
+    /// assert!(B::named("doc-backend-named").existing().event()?.is_set());
+    /// B::named("doc-backend-named").unlink()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn named(name: &str) -> Named<Self> {
+        Named::new(name)
+    }
+
+    /// What [`Named::channel`], [`Named::sender`] and friends call: the halves asked for of the
+    /// named channel (`capacity` `None`: unbounded). Backends without named objects return
+    /// `Unsupported` (the default).
+    ///
+    /// # Errors
+    /// See [`named`](crate::named).
+    #[allow(clippy::type_complexity)]
+    fn named_channel<T: Message>(
+        name: &Name,
+        capacity: Option<usize>,
+        sender: bool,
+        receiver: bool,
+    ) -> Result<(Option<Self::Sender<T>>, Option<Self::Receiver<T>>), Error> {
+        let _ = (name, capacity, sender, receiver);
+        Err(named::unsupported::<Self>())
+    }
+
+    /// What [`Named::lock`] calls (default: `Unsupported`).
+    ///
+    /// # Errors
+    /// See [`named`](crate::named).
+    fn named_lock(name: &Name) -> Result<Self::Lock, Error> {
+        let _ = name;
+        Err(named::unsupported::<Self>())
+    }
+
+    /// What [`Named::semaphore`] calls (default: `Unsupported`).
+    ///
+    /// # Errors
+    /// See [`named`](crate::named).
+    fn named_semaphore(name: &Name, permits: usize) -> Result<Self::Semaphore, Error> {
+        let _ = (name, permits);
+        Err(named::unsupported::<Self>())
+    }
+
+    /// What [`Named::event`] calls (default: `Unsupported`).
+    ///
+    /// # Errors
+    /// See [`named`](crate::named).
+    fn named_event(name: &Name) -> Result<Self::Event, Error> {
+        let _ = name;
+        Err(named::unsupported::<Self>())
+    }
+
+    /// What [`Named::barrier`] calls (default: `Unsupported`).
+    ///
+    /// # Errors
+    /// See [`named`](crate::named).
+    fn named_barrier(name: &Name, n: usize) -> Result<Self::Barrier, Error> {
+        let _ = (name, n);
+        Err(named::unsupported::<Self>())
+    }
+
+    /// What [`Named::value`] calls (default: `Unsupported`).
+    ///
+    /// # Errors
+    /// See [`named`](crate::named).
+    fn named_value<T: Plain>(name: &Name, value: T) -> Result<Self::Value<T>, Error> {
+        let _ = (name, value);
+        Err(named::unsupported::<Self>())
+    }
+
+    /// What [`Named::array`] calls (default: `Unsupported`).
+    ///
+    /// # Errors
+    /// See [`named`](crate::named).
+    fn named_array<T: Plain>(name: &Name, len: usize) -> Result<Self::Array<T>, Error> {
+        let _ = (name, len);
+        Err(named::unsupported::<Self>())
+    }
+
+    /// What [`Named::unlink`] calls: removes the name, `Ok(false)` if it did not exist
+    /// (default: `Unsupported`).
+    ///
+    /// # Errors
+    /// See [`named`](crate::named).
+    fn unlink_named(name: &str) -> Result<bool, Error> {
+        let _ = name;
+        Err(named::unsupported::<Self>())
     }
 }

@@ -70,6 +70,16 @@ pub enum ErrorKind {
     Poisoned,
     /// A result was already taken by an earlier join or wait.
     AlreadyTaken,
+    /// A named object was to be created but the name exists
+    /// ([`Named::create_new`](crate::Named::create_new)).
+    AlreadyExists,
+    /// A named object was to be opened but the name does not exist
+    /// ([`Named::existing`](crate::Named::existing)).
+    NotFound,
+    /// A named object exists but is not what was asked for: another kind of primitive,
+    /// element type, capacity, length or layout version, or its shared memory is not a valid
+    /// object (truncated, foreign or corrupted).
+    Incompatible,
     /// Anything else; the message says what.
     Other,
 }
@@ -187,6 +197,42 @@ impl Error {
     /// ```
     pub fn full(message: impl Into<String>) -> Self {
         Self::message(ErrorKind::Full, message)
+    }
+
+    /// A named object exists and was to be created.
+    ///
+    /// ```
+    /// use uniconc::{Error, ErrorKind};
+    ///
+    /// let e = Error::already_exists("\"jobs\" exists");
+    /// assert_eq!(e.kind(), ErrorKind::AlreadyExists);
+    /// ```
+    pub fn already_exists(message: impl Into<String>) -> Self {
+        Self::message(ErrorKind::AlreadyExists, message)
+    }
+
+    /// A named object does not exist and was to be opened.
+    ///
+    /// ```
+    /// use uniconc::{Error, ErrorKind};
+    ///
+    /// let e = Error::not_found("no object is named \"jobs\"");
+    /// assert_eq!(e.kind(), ErrorKind::NotFound);
+    /// ```
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::message(ErrorKind::NotFound, message)
+    }
+
+    /// A named object is not what was asked for, or not a valid object at all.
+    ///
+    /// ```
+    /// use uniconc::{Error, ErrorKind};
+    ///
+    /// let e = Error::incompatible("\"jobs\" is a lock, not a channel");
+    /// assert_eq!(e.kind(), ErrorKind::Incompatible);
+    /// ```
+    pub fn incompatible(message: impl Into<String>) -> Self {
+        Self::message(ErrorKind::Incompatible, message)
     }
 
     /// The OS refused; `context` says what we were doing. The OS error becomes the

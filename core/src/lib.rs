@@ -55,6 +55,7 @@ pub mod error;
 pub mod imap;
 pub mod local;
 mod macros;
+pub mod named;
 pub mod pool;
 pub mod state;
 pub mod sync;
@@ -71,6 +72,7 @@ pub use error::{
     Result, SendError, SendTimeoutError, TaskError, TryLockError, TryRecvError, TrySendError,
     WaitError,
 };
+pub use named::{Name, Named, OpenMode};
 pub use pool::{Order, Pool, PoolBuilder, PoolConfig, TaskHandle};
 pub use state::{Array, Plain, Value};
 pub use sync::{Barrier, Event, Lock, Permit, Semaphore};

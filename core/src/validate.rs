@@ -179,3 +179,47 @@ pub fn task_timeout(timeout: Option<Duration>) -> Result<(), Error> {
     }
     Ok(())
 }
+
+/// The longest name of a named object, in bytes.
+pub const MAX_NAME_LEN: usize = 200;
+
+/// The name of a named object: 1 to [`MAX_NAME_LEN`] bytes of ASCII letters, digits, `.`, `_`
+/// and `-`, not starting with `.` (so it is one file name on every backend, never a path).
+///
+/// ```
+/// use uniconc_core::{ErrorKind, validate};
+///
+/// assert!(validate::name("jobs-2.v1").is_ok());
+/// for bad in ["", "a/b", ".hidden", "..", "sp ace", "é"] {
+///     assert_eq!(validate::name(bad).unwrap_err().kind(), ErrorKind::InvalidArgument);
+/// }
+/// assert!(validate::name(&"x".repeat(validate::MAX_NAME_LEN + 1)).is_err());
+/// ```
+///
+/// # Errors
+/// `InvalidArgument`, saying which rule the name breaks.
+pub fn name(name: &str) -> Result<(), Error> {
+    if name.is_empty() {
+        return Err(Error::invalid_argument("a name cannot be empty"));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(Error::invalid_argument(format!(
+            "a name is at most {MAX_NAME_LEN} bytes (this one has {})",
+            name.len()
+        )));
+    }
+    if name.starts_with('.') {
+        return Err(Error::invalid_argument(format!(
+            "a name cannot start with '.': {name:?}"
+        )));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(Error::invalid_argument(format!(
+            "a name holds only ASCII letters, digits, '.', '_' and '-'; {name:?} holds {c:?}"
+        )));
+    }
+    Ok(())
+}

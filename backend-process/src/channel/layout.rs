@@ -43,7 +43,16 @@ pub(super) struct Conn {
     pub(super) receivers: AtomicU32,
     /// Non-zero once `close()` was called.
     pub(super) closed: AtomicU32,
+    /// Named channels only: [`SEEN_SENDER`] once a sender was counted, [`SEEN_RECEIVER`]
+    /// once a receiver was. A side is gone only once it was seen (so either program may
+    /// start first). Set (SeqCst) *after* the count that it reports was raised, and read
+    /// (SeqCst) *before* that count is read again: a reader that sees the bit sees the count.
+    pub(super) seen: AtomicU32,
 }
+
+/// `Conn::seen` bits.
+pub(super) const SEEN_SENDER: u32 = 1;
+pub(super) const SEEN_RECEIVER: u32 = 2;
 
 pub(super) const SLOT_FREE: u32 = 0;
 /// `pid` value while a slot is being claimed or reaped.
@@ -163,6 +172,8 @@ pub(crate) struct Chan {
     pub(super) ring_cache: ring::Cache,
     /// Only one CPU is usable: never spin.
     pub(super) single_cpu: bool,
+    /// A named channel (see `Conn::seen`).
+    pub(super) named: bool,
 }
 
 // SAFETY: `ctl` and `data` point into the shared mapping `shm` owns, which every thread of
@@ -243,6 +254,15 @@ pub(super) fn unbounded_ring_bytes() -> usize {
     usize::try_from(bytes).unwrap_or(MIN_UNBOUNDED_RING)
 }
 
+/// The offsets of a channel's control lines and data, and its region's length, for a ring of
+/// `ring_bytes` (a power of two, at least one cell).
+pub(super) fn chan_layout(ring_bytes: usize) -> (usize, usize, usize) {
+    let cells = ring_bytes / CELL;
+    let ctl_off = align_up(size_of::<ChanHeader>(), 64);
+    let data_off = align_up(ctl_off + cells * size_of::<CellCtl>(), 4096);
+    (ctl_off, data_off, data_off + cells * CELL)
+}
+
 /// Maps a channel whose ring holds `ring_bytes` (a power of two, at least one cell) with its
 /// soft end at `soft_end` cells (clamped to the ring).
 pub(super) fn map_chan(
@@ -250,21 +270,33 @@ pub(super) fn map_chan(
     ring_bytes: usize,
     soft_end: u64,
 ) -> Result<Chan, Error> {
-    let cells = ring_bytes / CELL;
-    let ctl_off = align_up(size_of::<ChanHeader>(), 64);
-    let data_off = align_up(ctl_off + cells * size_of::<CellCtl>(), 4096);
-    let len = data_off + cells * CELL;
+    let (.., len) = chan_layout(ring_bytes);
     let shm = ShmBox::<ChanHeader>::new(len, true)?;
-    let me = Identity::me();
+    let chan = chan_on(shm, capacity, ring_bytes, soft_end, false);
+    let slot = claim_slot(chan.hdr(), Identity::me(), false).expect("a new channel has free slots");
+    chan.slot.store(slot as u32, Ordering::Relaxed);
+    Ok(chan)
+}
+
+/// The process-local `Chan` over a mapped region of `chan_layout(ring_bytes)` bytes, with no
+/// process slot yet (`slot` is `u32::MAX` until the caller claims one).
+pub(super) fn chan_on(
+    shm: ShmBox<ChanHeader>,
+    capacity: Option<usize>,
+    ring_bytes: usize,
+    soft_end: u64,
+    named: bool,
+) -> Chan {
+    let cells = ring_bytes / CELL;
+    let (ctl_off, data_off, _) = chan_layout(ring_bytes);
     procs::install_fork_handlers();
-    let slot = claim_slot(shm.header(), me, false).expect("a new channel has free slots");
     let max_msg = (cells * CELL).min(ring::MAX_RECORD).min(codec::LIMIT);
     let ctl = std::ptr::NonNull::from(shm.region().slice_at::<CellCtl>(ctl_off, cells)).cast();
     assert!(data_off + cells * CELL <= shm.region().len(), "layout");
     // SAFETY: `data_off < len`, inside the mapping (just checked).
     let data = std::ptr::NonNull::new(unsafe { shm.region().base().add(data_off) })
         .expect("a mapping is not at address 0");
-    Ok(Chan {
+    Chan {
         shm,
         ctl,
         cells,
@@ -272,7 +304,7 @@ pub(super) fn map_chan(
         cap: capacity.map(|c| c as u64),
         soft_end: soft_end.min(cells as u64),
         max_msg,
-        slot: AtomicU32::new(slot as u32),
+        slot: AtomicU32::new(u32::MAX),
         senders: AtomicU32::new(0),
         receivers: AtomicU32::new(0),
         child_slot: AtomicU32::new(u32::MAX),
@@ -282,12 +314,16 @@ pub(super) fn map_chan(
         spin_polls: AtomicU32::new(Backoff::MAX_POLLS),
         ring_cache: ring::Cache::default(),
         single_cpu: std::thread::available_parallelism().is_ok_and(|n| n.get() == 1),
-    })
+        named,
+    }
 }
 
 impl Drop for Chan {
     fn drop(&mut self) {
         registry::unregister(self);
+        if self.slot.load(Ordering::Relaxed) as usize >= MAX_PROCESSES {
+            return; // never claimed one (a named open that failed)
+        }
         // Every handle is gone from this process: give the slot back. A pending child slot
         // (fork in progress) is not ours to free.
         let slot = self.my_slot();

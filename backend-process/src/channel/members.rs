@@ -10,14 +10,29 @@ impl Chan {
         // SeqCst (Acquire would do for the data: it pairs with the decrements and `close`, so
         // everything sent before is seen): the load half of the disconnection handshake
         // (module docs, "Waking"). A plain load on x86.
-        c.closed.load(Ordering::SeqCst) != 0 || c.receivers.load(Ordering::SeqCst) == 0
+        c.closed.load(Ordering::SeqCst) != 0
+            || (c.receivers.load(Ordering::SeqCst) == 0 && self.side_left(false))
     }
 
     #[inline]
     pub(super) fn senders_gone(&self) -> bool {
         let c = &self.hdr().conn;
         // SeqCst: as in `receivers_gone`.
-        c.closed.load(Ordering::SeqCst) != 0 || c.senders.load(Ordering::SeqCst) == 0
+        c.closed.load(Ordering::SeqCst) != 0
+            || (c.senders.load(Ordering::SeqCst) == 0 && self.side_left(true))
+    }
+
+    /// With no handle of one side counted: `true` if that side is gone. An anonymous
+    /// channel's side is gone at once; a named channel's once it was seen (`Conn::seen`).
+    #[inline]
+    fn side_left(&self, sender: bool) -> bool {
+        if !self.named {
+            return true;
+        }
+        let bit = if sender { SEEN_SENDER } else { SEEN_RECEIVER };
+        // SeqCst: the bit first, then the count again (see `Conn::seen`).
+        self.hdr().conn.seen.load(Ordering::SeqCst) & bit != 0
+            && self.conn_of(sender).load(Ordering::SeqCst) == 0
     }
 
     pub(super) fn conn_of(&self, sender: bool) -> &AtomicU32 {
@@ -63,6 +78,11 @@ impl Chan {
         }
         .fetch_add(1, Ordering::Relaxed);
         self.conn_of(sender).fetch_add(1, Ordering::Relaxed);
+        if self.named {
+            let bit = if sender { SEEN_SENDER } else { SEEN_RECEIVER };
+            // SeqCst (a release): after the count above (see `Conn::seen`).
+            self.hdr().conn.seen.fetch_or(bit, Ordering::SeqCst);
+        }
         AtomicU64::new(procs::fork_gen())
     }
 

@@ -132,6 +132,7 @@ use crate::wake;
 
 mod layout;
 mod members;
+mod named;
 mod recover;
 pub(crate) mod registry;
 mod wait;
@@ -139,6 +140,8 @@ mod wait;
 use layout::*;
 use members::*;
 use wait::*;
+
+pub(crate) use named::named_channel;
 
 /// Process slots per channel: how many processes can hold handles of one channel at once.
 ///

@@ -1,0 +1,435 @@
+//! Named objects: primitives created under a name and opened by name, so that units that were
+//! not handed a clone — on the process backend, programs started separately — find the same
+//! primitive.
+//!
+//! [`Backend::named`] starts a [`Named`] builder; its constructors mirror the backend's
+//! (`channel`, `lock`, `value`, ...) and take the same arguments:
+//!
+//! ```
+//! use uniconc::{Backend, Receiver as _, Sender as _};
+//!
+//! type B = uniconc::thread::Thread; // or uniconc::process::Process, uniconc::tokio::Tokio
+//! let tx = B::named("doc-jobs").sender::<u32>(Some(8))?; // created here
+//! let rx = B::named("doc-jobs").receiver::<u32>(Some(8))?; // the same channel, opened
+//! tx.send(7)?;
+//! assert_eq!(rx.recv()?, 7);
+//! assert!(B::named("doc-jobs").unlink()?); // the name is free again
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Create, open, or either
+//!
+//! By default a named constructor opens the object if the name exists and creates it
+//! otherwise ([`OpenMode::OpenOrCreate`]); [`Named::create_new`] refuses an existing name
+//! (`ErrorKind::AlreadyExists`) and [`Named::existing`] a missing one (`ErrorKind::NotFound`).
+//! Opening checks that the object is of the kind, element type and shape asked for (the same
+//! capacity, length or number of parties): anything else is `ErrorKind::Incompatible`, never
+//! a wrong reinterpretation. Initial contents (a value's initial value, a semaphore's
+//! permits) are used only when the object is created.
+//!
+//! # Lifetime
+//!
+//! A name lives until [`Named::unlink`] removes it, whoever created it and whether or not
+//! processes using it have exited or were killed: nothing is unlinked behind a user's back.
+//! Unlinking removes only the name: handles already open keep working on the old object, and
+//! the next create makes a new one.
+//!
+//! # Names
+//!
+//! 1 to 200 bytes of ASCII letters, digits, `.`, `_` and `-`, not starting with `.`
+//! ([`validate::name`](crate::validate::name)); anything else is `InvalidArgument`.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use crate::backend::{Backend, Message};
+use crate::error::Error;
+use crate::state::Plain;
+
+/// What a named constructor does with a name that exists or does not.
+///
+/// ```
+/// use uniconc::OpenMode;
+/// assert_eq!(OpenMode::default(), OpenMode::OpenOrCreate);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum OpenMode {
+    /// Open the object if the name exists, create it otherwise.
+    #[default]
+    OpenOrCreate,
+    /// Create the object; `ErrorKind::AlreadyExists` if the name exists.
+    Create,
+    /// Open the object; `ErrorKind::NotFound` if the name does not exist.
+    Open,
+}
+
+/// A name and what to do with it: what a backend's named constructors receive.
+///
+/// ```
+/// use uniconc::{Name, OpenMode};
+/// let n = Name::new("jobs", OpenMode::Open);
+/// assert_eq!((n.as_str(), n.mode()), ("jobs", OpenMode::Open));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Name {
+    name: String,
+    mode: OpenMode,
+}
+
+impl Name {
+    /// A name with its open mode. The name is checked by the constructor that uses it.
+    ///
+    /// ```
+    /// use uniconc::{Name, OpenMode};
+    /// assert_eq!(Name::new("x", OpenMode::Create).mode(), OpenMode::Create);
+    /// ```
+    pub fn new(name: impl Into<String>, mode: OpenMode) -> Self {
+        Self {
+            name: name.into(),
+            mode,
+        }
+    }
+
+    /// The name as given.
+    ///
+    /// ```
+    /// use uniconc::{Name, OpenMode};
+    /// assert_eq!(Name::new("x", OpenMode::Create).as_str(), "x");
+    /// ```
+    pub fn as_str(&self) -> &str {
+        &self.name
+    }
+
+    /// The open mode.
+    ///
+    /// ```
+    /// use uniconc::{Name, OpenMode};
+    /// assert_eq!(Name::new("x", OpenMode::Open).mode(), OpenMode::Open);
+    /// ```
+    pub fn mode(&self) -> OpenMode {
+        self.mode
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.name)
+    }
+}
+
+/// A name on backend `B`, ready to create or open a primitive: `B::named("jobs")`.
+///
+/// See the [module docs](self) for the modes, the checks made on open and the lifetime of a
+/// name.
+///
+/// ```
+/// use uniconc::{Backend, ErrorKind, Lock as _};
+///
+/// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+///     let lock = B::named("doc-named-lock").create_new().lock()?;
+///     let again = B::named("doc-named-lock").existing().lock()?; // the same lock
+///     let g = lock.lock();
+///     assert!(again.try_lock().is_err());
+///     drop(g);
+///     let e = B::named("doc-named-lock").create_new().lock().unwrap_err();
+///     assert_eq!(e.kind(), ErrorKind::AlreadyExists);
+///     assert!(B::named("doc-named-lock").unlink()?);
+///     let e = B::named("doc-named-lock").existing().lock().unwrap_err();
+///     assert_eq!(e.kind(), ErrorKind::NotFound);
+///     Ok(())
+/// }
+/// run::<uniconc::thread::Thread>()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Named<B> {
+    name: Name,
+    _backend: PhantomData<fn() -> B>,
+}
+
+impl<B> fmt::Debug for Named<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Named").field("name", &self.name).finish()
+    }
+}
+
+impl<B> Clone for Named<B> {
+    fn clone(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            _backend: PhantomData,
+        }
+    }
+}
+
+impl<B: Backend> Named<B> {
+    /// `name`, opened if it exists and created otherwise. Same as `B::named(name)`.
+    ///
+    /// ```
+    /// use uniconc::{Named, OpenMode};
+    /// let n = Named::<uniconc::thread::Thread>::new("jobs");
+    /// assert_eq!(n.name().mode(), OpenMode::OpenOrCreate);
+    /// ```
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: Name::new(name, OpenMode::OpenOrCreate),
+            _backend: PhantomData,
+        }
+    }
+
+    /// Only create: the constructors fail with `ErrorKind::AlreadyExists` if the name exists.
+    ///
+    /// ```
+    /// use uniconc::{Backend, OpenMode};
+    /// let n = uniconc::thread::Thread::named("jobs").create_new();
+    /// assert_eq!(n.name().mode(), OpenMode::Create);
+    /// ```
+    pub fn create_new(mut self) -> Self {
+        self.name.mode = OpenMode::Create;
+        self
+    }
+
+    /// Only open: the constructors fail with `ErrorKind::NotFound` if the name does not exist.
+    ///
+    /// ```
+    /// use uniconc::{Backend, OpenMode};
+    /// let n = uniconc::thread::Thread::named("jobs").existing();
+    /// assert_eq!(n.name().mode(), OpenMode::Open);
+    /// ```
+    pub fn existing(mut self) -> Self {
+        self.name.mode = OpenMode::Open;
+        self
+    }
+
+    /// The name and mode.
+    ///
+    /// ```
+    /// use uniconc::Backend;
+    /// assert_eq!(uniconc::thread::Thread::named("jobs").name().as_str(), "jobs");
+    /// ```
+    pub fn name(&self) -> &Name {
+        &self.name
+    }
+
+    /// Both halves of a named bounded channel of `capacity` messages (see
+    /// [`Backend::channel`]).
+    ///
+    /// ```
+    /// use uniconc::{Backend, Receiver as _, Sender as _};
+    /// type B = uniconc::thread::Thread;
+    /// let (tx, rx) = B::named("doc-named-channel").channel::<String>(4)?;
+    /// tx.send("hi".into())?;
+    /// assert_eq!(rx.recv()?, "hi");
+    /// B::named("doc-named-channel").unlink()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Backend::channel`]; for the name, see the [module docs](self).
+    #[allow(clippy::type_complexity)]
+    pub fn channel<T: Message>(
+        &self,
+        capacity: usize,
+    ) -> Result<(B::Sender<T>, B::Receiver<T>), Error> {
+        let (tx, rx) = B::named_channel::<T>(&self.name, Some(capacity), true, true)?;
+        Ok((expect_half(tx)?, expect_half(rx)?))
+    }
+
+    /// Both halves of a named unbounded channel (see [`Backend::unbounded`]).
+    ///
+    /// ```
+    /// use uniconc::{Backend, Sender as _};
+    /// type B = uniconc::thread::Thread;
+    /// let (tx, _rx) = B::named("doc-named-unbounded").unbounded::<u8>()?;
+    /// assert_eq!(tx.capacity(), None);
+    /// B::named("doc-named-unbounded").unlink()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Backend::unbounded`]; for the name, see the [module docs](self).
+    #[allow(clippy::type_complexity)]
+    pub fn unbounded<T: Message>(&self) -> Result<(B::Sender<T>, B::Receiver<T>), Error> {
+        let (tx, rx) = B::named_channel::<T>(&self.name, None, true, true)?;
+        Ok((expect_half(tx)?, expect_half(rx)?))
+    }
+
+    /// Only the sending half of a named channel (`None`: unbounded), for a program that only
+    /// sends.
+    ///
+    /// # Disconnection
+    ///
+    /// A named channel's receivers see `Disconnected` only once a sender has been opened and
+    /// every sender is gone (dropped, or its process killed); its senders see it only once a
+    /// receiver has been opened and every receiver is gone. So either side may start first,
+    /// as with a named pipe, and a side that comes back later reconnects.
+    ///
+    /// ```
+    /// use uniconc::{Backend, Receiver as _, RecvError, Sender as _, TryRecvError};
+    /// type B = uniconc::thread::Thread;
+    /// let rx = B::named("doc-named-sender").receiver::<u32>(Some(4))?;
+    /// assert_eq!(rx.try_recv(), Err(TryRecvError::Empty)); // no sender yet: not disconnected
+    /// let tx = B::named("doc-named-sender").sender::<u32>(Some(4))?;
+    /// tx.send(1)?;
+    /// drop(tx);
+    /// assert_eq!(rx.recv(), Ok(1));
+    /// assert_eq!(rx.recv(), Err(RecvError::Disconnected)); // every sender is gone
+    /// B::named("doc-named-sender").unlink()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`channel`](Self::channel).
+    pub fn sender<T: Message>(&self, capacity: Option<usize>) -> Result<B::Sender<T>, Error> {
+        let (tx, _) = B::named_channel::<T>(&self.name, capacity, true, false)?;
+        expect_half(tx)
+    }
+
+    /// Only the receiving half of a named channel (`None`: unbounded); see
+    /// [`sender`](Self::sender) for disconnection.
+    ///
+    /// ```
+    /// use uniconc::{Backend, Receiver as _};
+    /// type B = uniconc::thread::Thread;
+    /// let rx = B::named("doc-named-receiver").receiver::<u32>(None)?;
+    /// assert!(rx.is_empty());
+    /// B::named("doc-named-receiver").unlink()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`channel`](Self::channel).
+    pub fn receiver<T: Message>(&self, capacity: Option<usize>) -> Result<B::Receiver<T>, Error> {
+        let (_, rx) = B::named_channel::<T>(&self.name, capacity, false, true)?;
+        expect_half(rx)
+    }
+
+    /// A named lock (see [`Backend::lock`]); an example is on [`Named`].
+    ///
+    /// # Errors
+    /// As [`Backend::lock`]; for the name, see the [module docs](self).
+    pub fn lock(&self) -> Result<B::Lock, Error> {
+        B::named_lock(&self.name)
+    }
+
+    /// A named semaphore; `permits` is used only when it is created.
+    ///
+    /// ```
+    /// use uniconc::{Backend, Semaphore as _};
+    /// type B = uniconc::thread::Thread;
+    /// let s = B::named("doc-named-sem").semaphore(2)?;
+    /// let again = B::named("doc-named-sem").semaphore(5)?; // opened: still 2 permits
+    /// assert_eq!(again.available(), 2);
+    /// drop(s.acquire());
+    /// B::named("doc-named-sem").unlink()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Backend::semaphore`]; for the name, see the [module docs](self).
+    pub fn semaphore(&self, permits: usize) -> Result<B::Semaphore, Error> {
+        B::named_semaphore(&self.name, permits)
+    }
+
+    /// A named event.
+    ///
+    /// ```
+    /// use uniconc::{Backend, Event as _};
+    /// type B = uniconc::thread::Thread;
+    /// B::named("doc-named-event").event()?.set();
+    /// assert!(B::named("doc-named-event").event()?.is_set());
+    /// B::named("doc-named-event").unlink()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Backend::event`]; for the name, see the [module docs](self).
+    pub fn event(&self) -> Result<B::Event, Error> {
+        B::named_event(&self.name)
+    }
+
+    /// A named barrier of `n` parties; opening it with another `n` is `Incompatible`.
+    ///
+    /// ```
+    /// use uniconc::{Backend, ErrorKind};
+    /// type B = uniconc::thread::Thread;
+    /// let _b = B::named("doc-named-barrier").barrier(2)?;
+    /// let e = B::named("doc-named-barrier").barrier(3).unwrap_err();
+    /// assert_eq!(e.kind(), ErrorKind::Incompatible);
+    /// B::named("doc-named-barrier").unlink()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Backend::barrier`]; for the name, see the [module docs](self).
+    pub fn barrier(&self, n: usize) -> Result<B::Barrier, Error> {
+        B::named_barrier(&self.name, n)
+    }
+
+    /// A named value; `value` is stored only when it is created.
+    ///
+    /// ```
+    /// use uniconc::{Backend, ErrorKind, Value as _};
+    /// type B = uniconc::thread::Thread;
+    /// let v = B::named("doc-named-value").value(1u64)?;
+    /// v.store(5);
+    /// assert_eq!(B::named("doc-named-value").value(0u64)?.load(), 5); // opened
+    /// let e = B::named("doc-named-value").value(0u32).unwrap_err(); // another type
+    /// assert_eq!(e.kind(), ErrorKind::Incompatible);
+    /// B::named("doc-named-value").unlink()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Backend::value`]; for the name, see the [module docs](self).
+    pub fn value<T: Plain>(&self, value: T) -> Result<B::Value<T>, Error> {
+        B::named_value(&self.name, value)
+    }
+
+    /// A named array of `len` elements (zeroed when created); opening it with another length
+    /// is `Incompatible`.
+    ///
+    /// ```
+    /// use uniconc::{Array as _, Backend};
+    /// type B = uniconc::thread::Thread;
+    /// B::named("doc-named-array").array::<u32>(3)?.set(1, 9)?;
+    /// assert_eq!(B::named("doc-named-array").array::<u32>(3)?.to_vec(), [0, 9, 0]);
+    /// B::named("doc-named-array").unlink()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Backend::array`]; for the name, see the [module docs](self).
+    pub fn array<T: Plain>(&self, len: usize) -> Result<B::Array<T>, Error> {
+        B::named_array(&self.name, len)
+    }
+
+    /// Removes the name. Returns `false` if it did not exist. Handles already open keep
+    /// working on the object they opened; the next create under this name makes a new one.
+    ///
+    /// ```
+    /// use uniconc::Backend;
+    /// type B = uniconc::thread::Thread;
+    /// B::named("doc-named-unlink").event()?;
+    /// assert!(B::named("doc-named-unlink").unlink()?);
+    /// assert!(!B::named("doc-named-unlink").unlink()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a bad name; `Os` if the OS refused (process backend).
+    pub fn unlink(&self) -> Result<bool, Error> {
+        B::unlink_named(self.name.as_str())
+    }
+}
+
+fn expect_half<H>(h: Option<H>) -> Result<H, Error> {
+    h.ok_or_else(|| Error::unsupported("the backend did not return the channel half asked for"))
+}
+
+/// The error a backend without named objects returns.
+pub(crate) fn unsupported<B: Backend>() -> Error {
+    Error::unsupported(format!(
+        "the {} backend has no named objects",
+        <B as Backend>::NAME
+    ))
+}
