@@ -116,6 +116,15 @@ impl Backend for Tokio {
     const REMOTE: bool = false;
 
     uniconc_core::backend_items!();
+    uniconc_core::named_registry_items!();
+}
+
+impl Tokio {
+    /// This process's names (see [`Named`](uniconc_core::Named)).
+    fn names() -> &'static uniconc_core::named::Registry {
+        static NAMES: uniconc_core::named::Registry = uniconc_core::named::Registry::new();
+        &NAMES
+    }
 }
 
 uniconc_core::backend_constructors! {

@@ -95,6 +95,15 @@ impl Backend for Thread {
     const REMOTE: bool = false;
 
     uniconc_core::backend_items!();
+    uniconc_core::named_registry_items!();
+}
+
+impl Thread {
+    /// This process's names (see [`Named`](uniconc_core::Named)).
+    fn names() -> &'static uniconc_core::named::Registry {
+        static NAMES: uniconc_core::named::Registry = uniconc_core::named::Registry::new();
+        &NAMES
+    }
 }
 
 uniconc_core::backend_constructors! {

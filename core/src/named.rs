@@ -131,10 +131,10 @@ impl fmt::Display for Name {
 ///     let g = lock.lock();
 ///     assert!(again.try_lock().is_err());
 ///     drop(g);
-///     let e = B::named("doc-named-lock").create_new().lock().unwrap_err();
+///     let e = B::named("doc-named-lock").create_new().lock().err().expect("exists");
 ///     assert_eq!(e.kind(), ErrorKind::AlreadyExists);
 ///     assert!(B::named("doc-named-lock").unlink()?);
-///     let e = B::named("doc-named-lock").existing().lock().unwrap_err();
+///     let e = B::named("doc-named-lock").existing().lock().err().expect("unlinked");
 ///     assert_eq!(e.kind(), ErrorKind::NotFound);
 ///     Ok(())
 /// }
@@ -258,21 +258,22 @@ impl<B: Backend> Named<B> {
     ///
     /// # Disconnection
     ///
-    /// A named channel's receivers see `Disconnected` only once a sender has been opened and
-    /// every sender is gone (dropped, or its process killed); its senders see it only once a
-    /// receiver has been opened and every receiver is gone. So either side may start first,
-    /// as with a named pipe, and a side that comes back later reconnects.
+    /// On the process backend a named channel's receivers see `Disconnected` only once a
+    /// sender has been opened and every sender is gone (dropped, or its process killed), and
+    /// its senders only once a receiver has been opened and every receiver is gone: either
+    /// program may start first, as with a named pipe, and a side that comes back later
+    /// reconnects. On the thread and tokio backends the name itself holds a sender and a
+    /// receiver until it is unlinked (within one process no peer can die unseen): the channel
+    /// disconnects as an unnamed one once the name is gone and the handles with it.
     ///
     /// ```
-    /// use uniconc::{Backend, Receiver as _, RecvError, Sender as _, TryRecvError};
+    /// use uniconc::{Backend, Receiver as _, Sender as _, TryRecvError};
     /// type B = uniconc::thread::Thread;
     /// let rx = B::named("doc-named-sender").receiver::<u32>(Some(4))?;
     /// assert_eq!(rx.try_recv(), Err(TryRecvError::Empty)); // no sender yet: not disconnected
     /// let tx = B::named("doc-named-sender").sender::<u32>(Some(4))?;
     /// tx.send(1)?;
-    /// drop(tx);
     /// assert_eq!(rx.recv(), Ok(1));
-    /// assert_eq!(rx.recv(), Err(RecvError::Disconnected)); // every sender is gone
     /// B::named("doc-named-sender").unlink()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -432,4 +433,249 @@ pub(crate) fn unsupported<B: Backend>() -> Error {
         "the {} backend has no named objects",
         <B as Backend>::NAME
     ))
+}
+
+/// A process-wide table of named objects, for backends whose units share one process (thread,
+/// tokio): each such backend keeps one in a `static`, so its names are shared by every unit of
+/// the process. The entry holds a clone of the object's handle(s) until the name is unlinked.
+///
+/// ```
+/// use uniconc::{ErrorKind, Name, OpenMode, named::Registry};
+///
+/// static NAMES: Registry = Registry::new();
+/// let open = |mode| {
+///     let name = Name::new("doc-registry", mode);
+///     NAMES.open_or_create(&name, "a counter", 0, || Ok(std::sync::Arc::new(5u32)))
+/// };
+/// let a = open(OpenMode::Create)?;
+/// let b = open(OpenMode::Open)?;
+/// assert!(std::sync::Arc::ptr_eq(&a, &b)); // the same object
+/// assert_eq!(open(OpenMode::Create).unwrap_err().kind(), ErrorKind::AlreadyExists);
+/// assert!(NAMES.unlink("doc-registry")?);
+/// assert_eq!(open(OpenMode::Open).unwrap_err().kind(), ErrorKind::NotFound);
+/// # Ok::<(), uniconc::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Registry {
+    entries: std::sync::Mutex<std::collections::BTreeMap<String, Entry>>,
+}
+
+struct Entry {
+    kind: &'static str,
+    type_name: &'static str,
+    shape: u64,
+    handle: Box<dyn std::any::Any + Send + Sync>,
+}
+
+impl fmt::Debug for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entry")
+            .field("kind", &self.kind)
+            .field("type_name", &self.type_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Registry {
+    /// An empty registry (usable in a `static`).
+    ///
+    /// ```
+    /// static NAMES: uniconc::named::Registry = uniconc::named::Registry::new();
+    /// assert!(!NAMES.unlink("nothing-here")?);
+    /// # Ok::<(), uniconc::Error>(())
+    /// ```
+    pub const fn new() -> Self {
+        Self {
+            entries: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+        }
+    }
+
+    /// A clone of the handle named `name` (checked to be of kind `kind`, handle type `H` and
+    /// shape `shape`: a capacity, length or party count, 0 where none), or the one `create`
+    /// makes, as `name`'s mode says. `create` runs with the registry locked: it must not use
+    /// the registry.
+    ///
+    /// ```
+    /// use uniconc::{ErrorKind, Name, OpenMode, named::Registry};
+    /// let names = Registry::new();
+    /// let n = Name::new("doc-shape", OpenMode::OpenOrCreate);
+    /// names.open_or_create(&n, "a buffer", 4, || Ok(vec![0u8; 4]))?;
+    /// let e = names.open_or_create(&n, "a buffer", 8, || Ok(vec![0u8; 8])).unwrap_err();
+    /// assert_eq!(e.kind(), ErrorKind::Incompatible);
+    /// # Ok::<(), uniconc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a bad name; `AlreadyExists`, `NotFound` or `Incompatible` (see
+    /// the [module docs](self)); whatever `create` returns.
+    pub fn open_or_create<H: Clone + Send + Sync + 'static>(
+        &self,
+        name: &Name,
+        kind: &'static str,
+        shape: u64,
+        create: impl FnOnce() -> Result<H, Error>,
+    ) -> Result<H, Error> {
+        crate::validate::name(name.as_str())?;
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(e) = entries.get(name.as_str()) {
+            if name.mode() == OpenMode::Create {
+                return Err(Error::already_exists(format!(
+                    "an object is already named {name}"
+                )));
+            }
+            if e.kind != kind {
+                return Err(Error::incompatible(format!(
+                    "the named object {name} is {}, not {kind}",
+                    e.kind
+                )));
+            }
+            let Some(h) = e.handle.downcast_ref::<H>() else {
+                return Err(Error::incompatible(format!(
+                    "the named object {name} is `{}`, not `{}`",
+                    e.type_name,
+                    std::any::type_name::<H>()
+                )));
+            };
+            if e.shape != shape {
+                return Err(Error::incompatible(format!(
+                    "the named object {name} has size {}, not {shape}",
+                    e.shape
+                )));
+            }
+            return Ok(h.clone());
+        }
+        if name.mode() == OpenMode::Open {
+            return Err(Error::not_found(format!("no object is named {name}")));
+        }
+        let h = create()?;
+        entries.insert(
+            name.as_str().to_string(),
+            Entry {
+                kind,
+                type_name: std::any::type_name::<H>(),
+                shape,
+                handle: Box::new(h.clone()),
+            },
+        );
+        Ok(h)
+    }
+
+    /// Removes `name`: `Ok(false)` if it did not exist. The registry's handles are dropped
+    /// (outside its lock); handles given out keep working.
+    ///
+    /// ```
+    /// use uniconc::{Name, OpenMode, named::Registry};
+    /// let names = Registry::new();
+    /// names.open_or_create(&Name::new("doc-unlink", OpenMode::Create), "a number", 0, || Ok(1u8))?;
+    /// assert!(names.unlink("doc-unlink")?);
+    /// assert!(!names.unlink("doc-unlink")?);
+    /// # Ok::<(), uniconc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a bad name.
+    pub fn unlink(&self, name: &str) -> Result<bool, Error> {
+        crate::validate::name(name)?;
+        let removed = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(name);
+        Ok(removed.is_some())
+    }
+}
+
+/// The named constructors of a [`Backend`] impl whose units share one process (thread,
+/// tokio), over a process-wide [`Registry`]: invoke it inside the impl, after
+/// [`backend_items!`](crate::backend_items). The crate root must name its pieces as
+/// `backend_items!` expects.
+///
+/// A named channel there is held by the registry (one sender and one receiver) until the
+/// name is unlinked: within one process there is no peer to die, and a named channel stays
+/// connected while its name exists.
+#[macro_export]
+macro_rules! named_registry_items {
+    () => {
+        #[allow(clippy::type_complexity)]
+        fn named_channel<T: $crate::Message>(
+            name: &$crate::Name,
+            capacity: ::core::option::Option<usize>,
+            sender: bool,
+            receiver: bool,
+        ) -> ::core::result::Result<
+            (
+                ::core::option::Option<Sender<T>>,
+                ::core::option::Option<Receiver<T>>,
+            ),
+            $crate::Error,
+        > {
+            let (tx, rx) = Self::names().open_or_create(
+                name,
+                "a channel",
+                capacity.map_or(u64::MAX, |c| c as u64),
+                || match capacity {
+                    Some(c) => channel::<T>(c),
+                    None => unbounded::<T>(),
+                },
+            )?;
+            Ok((sender.then_some(tx), receiver.then_some(rx)))
+        }
+
+        fn named_lock(name: &$crate::Name) -> ::core::result::Result<Lock, $crate::Error> {
+            Self::names().open_or_create(name, "a lock", 0, || <Lock as $crate::Lock>::new())
+        }
+
+        fn named_semaphore(
+            name: &$crate::Name,
+            permits: usize,
+        ) -> ::core::result::Result<Semaphore, $crate::Error> {
+            Self::names().open_or_create(name, "a semaphore", 0, || {
+                <Semaphore as $crate::Semaphore>::new(permits)
+            })
+        }
+
+        fn named_event(name: &$crate::Name) -> ::core::result::Result<Event, $crate::Error> {
+            Self::names().open_or_create(name, "an event", 0, || <Event as $crate::Event>::new())
+        }
+
+        fn named_barrier(
+            name: &$crate::Name,
+            n: usize,
+        ) -> ::core::result::Result<Barrier, $crate::Error> {
+            Self::names().open_or_create(name, "a barrier", n as u64, || {
+                <Barrier as $crate::Barrier>::new(n)
+            })
+        }
+
+        fn named_value<T: $crate::Plain>(
+            name: &$crate::Name,
+            value: T,
+        ) -> ::core::result::Result<Value<T>, $crate::Error> {
+            Self::names().open_or_create(name, "a value", 0, || {
+                <Value<T> as $crate::Value<T>>::new(value)
+            })
+        }
+
+        fn named_array<T: $crate::Plain>(
+            name: &$crate::Name,
+            len: usize,
+        ) -> ::core::result::Result<Array<T>, $crate::Error> {
+            Self::names().open_or_create(name, "an array", len as u64, || {
+                <Array<T> as $crate::Array<T>>::new(len)
+            })
+        }
+
+        fn unlink_named(name: &str) -> ::core::result::Result<bool, $crate::Error> {
+            Self::names().unlink(name)
+        }
+    };
 }

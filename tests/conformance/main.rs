@@ -11,13 +11,15 @@
 //!
 //! Files: `channel.rs`, `channel_values.rs` (when queued values are dropped), `sync.rs`,
 //! `state.rs`, `collections.rs` (Map and List), `spawn.rs`, `task.rs` (named tasks), `pool.rs`
-//! (closures and named tasks), `async_forms.rs` (the `_async` forms driven by a tokio runtime),
+//! (closures and named tasks), `named.rs` (named objects), `async_forms.rs` (the `_async`
+//! forms driven by a tokio runtime),
 //! `support.rs` (watchdog, scale, runtime).
 
 mod async_forms;
 mod channel;
 mod channel_values;
 mod collections;
+mod named;
 mod pool;
 mod spawn;
 mod state;
@@ -125,6 +127,11 @@ macro_rules! all_tests {
             async_forms::async_join,
             async_forms::async_task_wait,
             async_forms::sync_producer_async_consumers,
+            named::named_create_open_and_unlink,
+            named::named_bad_names_refused,
+            named::named_mismatches_are_incompatible,
+            named::named_objects_found_by_name_in_spawned_units,
+            named::named_receiver_opened_first_waits_for_a_sender,
         }
     };
 }
