@@ -15,6 +15,7 @@
 //!
 //! - `platform`: the only platform switch: futex on Linux, a polling waiter elsewhere.
 //! - `shm`: shared mappings and the `ShmSafe` layout rules.
+//! - `named`: named objects: a primitive's region in a file opened by name (see below).
 //! - `procs`: cached pid, process identity (pid + start time), liveness, fork handlers.
 //! - `codec`: the message encoding (bincode 2, chosen by measurement; see the README).
 //! - `ring`: the lock-free MPMC ring of variable-size records (loom-checked).
@@ -40,6 +41,35 @@
 //! the next locker: `Err(LockError::OwnerDied(guard))`. A process killed while holding channel
 //! handles counts as having dropped them. A process killed in the middle of a [`Map`] or
 //! [`List`] operation leaves the collection as it was before that operation.
+
+//!
+//! ## Named objects
+//!
+//! Every primitive except `Map`/`List` can also be created under a name and opened by name
+//! from any process of the same user, not only forked children: `B::named("jobs")` (see
+//! [`Named`](uniconc_core::Named)). The object is the file `/dev/shm/uniconc.jobs`; it stays
+//! until [`unlink`](uniconc_core::Named::unlink), whoever created it and whether its users
+//! exited or were killed. An opener counts as a member of a channel like a forked child (a
+//! SIGKILLed opener's handles are dropped by its peers), and a named channel's side is gone
+//! only once it was opened, so either program may start first:
+//!
+//! ```
+//! use uniconc::{Backend, Receiver as _, Sender as _};
+//! type B = uniconc::Process;
+//! let rx = B::named("crate-doc-jobs").receiver::<String>(Some(8))?; // e.g. a consumer program
+//! let tx = B::named("crate-doc-jobs").existing().sender::<String>(Some(8))?; // a producer
+//! tx.send("job 1".into())?;
+//! drop(tx); // the only sender that came is gone...
+//! assert_eq!(rx.recv()?, "job 1"); // ...what it sent is delivered
+//! assert!(rx.recv().is_err()); // then `Disconnected`
+//! assert!(B::named("crate-doc-jobs").unlink()?);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Opening checks the kind, element type, capacity or length and the file's layout, and
+//! treats the file as untrusted: a truncated, foreign or corrupted file is
+//! `ErrorKind::Incompatible`, never undefined behaviour. `examples/named_queue.rs` is a
+//! producer and a consumer started as two programs.
 
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
@@ -142,7 +172,8 @@ impl uniconc_core::Backend for Process {
         spawn_task::<T>(arg)
     }
 
-    /// A channel in a named file (see the crate docs, "Named objects").
+    /// A channel in a named file (see the crate docs, "Named objects"); the other named
+    /// constructors below likewise.
     fn named_channel<T: uniconc_core::Message>(
         name: &uniconc_core::Name,
         capacity: Option<usize>,
