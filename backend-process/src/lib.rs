@@ -45,7 +45,7 @@
 //!
 //! ## Named objects
 //!
-//! Every primitive except `Map`/`List` can also be created under a name and opened by name
+//! Every primitive can also be created under a name and opened by name
 //! from any process of the same user, not only forked children: `B::named("jobs")` (see
 //! [`Named`](uniconc_core::Named)). The object is the file `/dev/shm/uniconc.jobs`; it stays
 //! until [`unlink`](uniconc_core::Named::unlink), whoever created it and whether its users
@@ -214,6 +214,20 @@ impl uniconc_core::Backend for Process {
         len: usize,
     ) -> Result<Array<T>, uniconc_core::Error> {
         Array::named(name, len)
+    }
+
+    fn named_map<K, V>(name: &uniconc_core::Name) -> Result<Map<K, V>, uniconc_core::Error>
+    where
+        K: uniconc_core::Message + std::hash::Hash + Eq,
+        V: uniconc_core::Message,
+    {
+        Map::named(name)
+    }
+
+    fn named_list<T: uniconc_core::Message>(
+        name: &uniconc_core::Name,
+    ) -> Result<List<T>, uniconc_core::Error> {
+        List::named(name)
     }
 
     fn unlink_named(name: &str) -> Result<bool, uniconc_core::Error> {

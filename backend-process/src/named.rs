@@ -72,6 +72,8 @@ pub(crate) enum Kind {
     Barrier = 5,
     Value = 6,
     Array = 7,
+    Map = 8,
+    List = 9,
 }
 
 impl Kind {
@@ -84,6 +86,8 @@ impl Kind {
             5 => "a barrier",
             6 => "a value",
             7 => "an array",
+            8 => "a map",
+            9 => "a list",
             _ => "an unknown kind of object",
         }
     }

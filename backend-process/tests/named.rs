@@ -180,6 +180,17 @@ fn child_role() {
                 .array::<u32>(3)
                 .unwrap();
             a.set(2, a.get(1).unwrap() + 1).unwrap();
+            let m = B::named(&format!("{name}.m"))
+                .existing()
+                .map::<String, u64>()
+                .unwrap();
+            let l = B::named(&format!("{name}.l"))
+                .existing()
+                .list::<u64>()
+                .unwrap();
+            m.insert("child".into(), m.get("parent").unwrap().unwrap() + 1)
+                .unwrap();
+            l.push(l.get(0).unwrap().unwrap() * 2).unwrap();
             B::named(&format!("{name}.e"))
                 .existing()
                 .event()
@@ -318,7 +329,7 @@ fn garbage_truncated_and_foreign_files_are_refused() {
 }
 
 #[test]
-fn an_unrelated_process_opens_channel_array_and_event() {
+fn an_unrelated_process_opens_channel_array_event_map_and_list() {
     let n = TestName::new("unrelated");
     let (a_name, e_name) = (format!("{}.a", n.0), format!("{}.e", n.0));
     let _a_guard = TestName(a_name.clone());
@@ -327,6 +338,13 @@ fn an_unrelated_process_opens_channel_array_and_event() {
     let a = B::named(&a_name).create_new().array::<u32>(3).unwrap();
     a.set(1, 41).unwrap();
     let ev = B::named(&e_name).create_new().event().unwrap();
+    let (m_name, l_name) = (format!("{}.m", n.0), format!("{}.l", n.0));
+    let _m_guard = TestName(m_name.clone());
+    let _l_guard = TestName(l_name.clone());
+    let m = B::named(&m_name).create_new().map::<String, u64>().unwrap();
+    m.insert("parent".into(), 1).unwrap();
+    let l = B::named(&l_name).create_new().list::<u64>().unwrap();
+    l.push(21).unwrap();
     tx.send("ping".into()).unwrap();
     let child = start("open-all", &n.0, 0);
     let (ok, _) = finish(child);
@@ -334,6 +352,12 @@ fn an_unrelated_process_opens_channel_array_and_event() {
     assert_eq!(rx.recv_timeout(LIMIT).unwrap(), "ping back");
     assert_eq!(a.to_vec(), [0, 41, 42]);
     assert!(ev.is_set());
+    assert_eq!(m.get("child").unwrap(), Some(2));
+    assert_eq!(l.to_vec().unwrap(), [21, 42]);
+    let e = B::named(&m_name).map::<String, u32>().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Incompatible, "{e}");
+    let e = B::named(&l_name).map::<String, u64>().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Incompatible, "{e}");
 }
 
 #[test]

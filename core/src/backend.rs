@@ -621,6 +621,26 @@ pub trait Backend: Copy + Send + Sync + 'static {
         Err(named::unsupported::<Self>())
     }
 
+    /// What [`Named::map`] calls (default: `Unsupported`).
+    ///
+    /// # Errors
+    /// See [`named`](crate::named).
+    fn named_map<K: Message + Hash + Eq, V: Message>(
+        name: &Name,
+    ) -> Result<Self::Map<K, V>, Error> {
+        let _ = name;
+        Err(named::unsupported::<Self>())
+    }
+
+    /// What [`Named::list`] calls (default: `Unsupported`).
+    ///
+    /// # Errors
+    /// See [`named`](crate::named).
+    fn named_list<T: Message>(name: &Name) -> Result<Self::List<T>, Error> {
+        let _ = name;
+        Err(named::unsupported::<Self>())
+    }
+
     /// What [`Named::unlink`] calls: removes the name, `Ok(false)` if it did not exist
     /// (default: `Unsupported`).
     ///

@@ -404,6 +404,44 @@ impl<B: Backend> Named<B> {
         B::named_array(&self.name, len)
     }
 
+    /// A named map (see [`Backend::map`]); on open, the key and value types must be the ones
+    /// asked for.
+    ///
+    /// ```
+    /// use uniconc::{Backend, Map as _};
+    /// type B = uniconc::thread::Thread;
+    /// B::named("doc-named-map").map::<String, u32>()?.insert("a".into(), 1)?;
+    /// assert_eq!(B::named("doc-named-map").map::<String, u32>()?.get("a")?, Some(1));
+    /// B::named("doc-named-map").unlink()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Backend::map`]; for the name, see the [module docs](self).
+    pub fn map<K: Message + std::hash::Hash + Eq, V: Message>(
+        &self,
+    ) -> Result<B::Map<K, V>, Error> {
+        B::named_map(&self.name)
+    }
+
+    /// A named list (see [`Backend::list`]); on open, the element type must be the one asked
+    /// for.
+    ///
+    /// ```
+    /// use uniconc::{Backend, List as _};
+    /// type B = uniconc::thread::Thread;
+    /// B::named("doc-named-list").list::<u8>()?.push(7)?;
+    /// assert_eq!(B::named("doc-named-list").list::<u8>()?.to_vec()?, [7]);
+    /// B::named("doc-named-list").unlink()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Backend::list`]; for the name, see the [module docs](self).
+    pub fn list<T: Message>(&self) -> Result<B::List<T>, Error> {
+        B::named_list(&self.name)
+    }
+
     /// Removes the name. Returns `false` if it did not exist. Handles already open keep
     /// working on the object they opened; the next create under this name makes a new one.
     ///
@@ -672,6 +710,21 @@ macro_rules! named_registry_items {
             Self::names().open_or_create(name, "an array", len as u64, || {
                 <Array<T> as $crate::Array<T>>::new(len)
             })
+        }
+
+        fn named_map<K, V>(name: &$crate::Name) -> ::core::result::Result<Map<K, V>, $crate::Error>
+        where
+            K: $crate::Message + ::core::hash::Hash + Eq,
+            V: $crate::Message,
+        {
+            Self::names()
+                .open_or_create(name, "a map", 0, || <Map<K, V> as $crate::Map<K, V>>::new())
+        }
+
+        fn named_list<T: $crate::Message>(
+            name: &$crate::Name,
+        ) -> ::core::result::Result<List<T>, $crate::Error> {
+            Self::names().open_or_create(name, "a list", 0, || <List<T> as $crate::List<T>>::new())
         }
 
         fn unlink_named(name: &str) -> ::core::result::Result<bool, $crate::Error> {

@@ -188,3 +188,30 @@ pub(crate) fn named_receiver_opened_first_waits_for_a_sender<B: Backend>() {
     assert!(h.join().unwrap());
     B::named(&n.0).unlink().unwrap();
 }
+
+pub(crate) fn named_map_and_list_shared_by_name<B: Backend>() {
+    let (m, l) = (TestName::<B>::new("map"), TestName::<B>::new("list"));
+    let map = B::named(&m.0).map::<String, u64>().unwrap();
+    let list = B::named(&l.0).list::<u64>().unwrap();
+    let (mn, ln) = (m.0.clone(), l.0.clone());
+    B::spawn(move || {
+        let map = B::named(&mn).existing().map::<String, u64>().unwrap();
+        let list = B::named(&ln).existing().list::<u64>().unwrap();
+        map.insert("unit".into(), 7).unwrap();
+        list.extend([1, 2, 3]).unwrap();
+    })
+    .unwrap()
+    .join()
+    .unwrap();
+    assert_eq!(map.get("unit").unwrap(), Some(7));
+    assert_eq!(list.to_vec().unwrap(), [1, 2, 3]);
+    assert_eq!(
+        kind(B::named(&m.0).map::<String, u32>()),
+        ErrorKind::Incompatible
+    );
+    assert_eq!(kind(B::named(&l.0).list::<u32>()), ErrorKind::Incompatible);
+    assert_eq!(
+        kind(B::named(&l.0).map::<String, u64>()),
+        ErrorKind::Incompatible
+    );
+}

@@ -74,6 +74,18 @@ impl<T> fmt::Debug for List<T> {
 }
 
 impl<T> List<T> {
+    /// The list named `name` (see [`Named`](uniconc_core::Named)): 64 MiB reserved.
+    pub(crate) fn named(name: &uniconc_core::Name) -> Result<Self, Error> {
+        Ok(Self {
+            s: Arc::new(Store::named(
+                name,
+                crate::named::Kind::List,
+                std::any::type_name::<T>(),
+            )?),
+            _m: PhantomData,
+        })
+    }
+
     /// A new, empty list that reserves exactly `bytes` of address space (at least 16 KiB)
     /// instead of the default (a share of the machine's memory). Elements, with their
     /// bookkeeping, must fit: pushes beyond it return `Full`.

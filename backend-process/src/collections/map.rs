@@ -82,6 +82,18 @@ impl<K, V> fmt::Debug for Map<K, V> {
 }
 
 impl<K, V> Map<K, V> {
+    /// The map named `name` (see [`Named`](uniconc_core::Named)): 64 MiB reserved.
+    pub(crate) fn named(name: &uniconc_core::Name) -> Result<Self, Error> {
+        Ok(Self {
+            s: Arc::new(Store::named(
+                name,
+                crate::named::Kind::Map,
+                std::any::type_name::<(K, V)>(),
+            )?),
+            _m: PhantomData,
+        })
+    }
+
     /// A new, empty map that reserves exactly `bytes` of address space (at least 16 KiB)
     /// instead of the default (a share of the machine's memory). The map's entries, with
     /// their bookkeeping, must fit: inserts beyond it return `Full`.

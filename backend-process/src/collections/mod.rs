@@ -202,6 +202,52 @@ impl Store {
         Ok(s)
     }
 
+    /// The store of the collection named `name` (`kind` `Map` or `List`, holding
+    /// `type_name`), reserving [`MIN_DEFAULT_RESERVATION`] bytes when it is created here (a
+    /// sparse file: only touched pages take memory). On open the stored reservation is
+    /// accepted if it is one a store can have; every offset read later is checked against
+    /// it, as for any store.
+    pub(super) fn named(
+        name: &uniconc_core::Name,
+        kind: crate::named::Kind,
+        type_name: &str,
+    ) -> Result<Self, Error> {
+        procs::install_fork_handlers();
+        let bytes = MIN_DEFAULT_RESERVATION;
+        let spec = crate::named::Spec {
+            kind,
+            type_name,
+            params: [bytes as u64, 0, 0, 0],
+            len: bytes,
+        };
+        let attached = crate::named::attach(
+            name,
+            &spec,
+            |r| {
+                // Phase two (see `with_bytes`): the file has no name yet.
+                r.at::<Header>(0)
+                    .top
+                    .store(HEAP_START as u64, Ordering::Relaxed);
+                Ok(())
+            },
+            |p| {
+                let b = p[0];
+                if b < MIN_RESERVATION as u64 || b > MAX_DEFAULT_RESERVATION || b % 4096 != 0 {
+                    return Err(Error::incompatible(format!(
+                        "the named collection {name} claims a reservation of {b} bytes: \
+                         corrupted"
+                    )));
+                }
+                Ok(b as usize)
+            },
+        )?;
+        let end = attached.params[0] as usize;
+        Ok(Self {
+            region: attached.region,
+            end,
+        })
+    }
+
     /// The header.
     #[inline]
     pub(super) fn hdr(&self) -> &Header {
