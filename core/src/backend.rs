@@ -534,7 +534,7 @@ pub trait Backend: Copy + Send + Sync + 'static {
     }
 
     /// A name to create or open primitives under: see [`Named`] and the
-    /// [`named`](crate::named) module for the modes, the checks on open and the lifetime.
+    /// [`named`] module for the modes, the checks on open and the lifetime.
     ///
     /// ```
     /// use uniconc::{Backend, Event as _};
@@ -555,7 +555,7 @@ pub trait Backend: Copy + Send + Sync + 'static {
     /// `Unsupported` (the default).
     ///
     /// # Errors
-    /// See [`named`](crate::named).
+    /// See [`named`].
     #[allow(clippy::type_complexity)]
     fn named_channel<T: Message>(
         name: &Name,
@@ -570,7 +570,7 @@ pub trait Backend: Copy + Send + Sync + 'static {
     /// What [`Named::lock`] calls (default: `Unsupported`).
     ///
     /// # Errors
-    /// See [`named`](crate::named).
+    /// See [`named`].
     fn named_lock(name: &Name) -> Result<Self::Lock, Error> {
         let _ = name;
         Err(named::unsupported::<Self>())
@@ -579,7 +579,7 @@ pub trait Backend: Copy + Send + Sync + 'static {
     /// What [`Named::semaphore`] calls (default: `Unsupported`).
     ///
     /// # Errors
-    /// See [`named`](crate::named).
+    /// See [`named`].
     fn named_semaphore(name: &Name, permits: usize) -> Result<Self::Semaphore, Error> {
         let _ = (name, permits);
         Err(named::unsupported::<Self>())
@@ -588,7 +588,7 @@ pub trait Backend: Copy + Send + Sync + 'static {
     /// What [`Named::event`] calls (default: `Unsupported`).
     ///
     /// # Errors
-    /// See [`named`](crate::named).
+    /// See [`named`].
     fn named_event(name: &Name) -> Result<Self::Event, Error> {
         let _ = name;
         Err(named::unsupported::<Self>())
@@ -597,7 +597,7 @@ pub trait Backend: Copy + Send + Sync + 'static {
     /// What [`Named::barrier`] calls (default: `Unsupported`).
     ///
     /// # Errors
-    /// See [`named`](crate::named).
+    /// See [`named`].
     fn named_barrier(name: &Name, n: usize) -> Result<Self::Barrier, Error> {
         let _ = (name, n);
         Err(named::unsupported::<Self>())
@@ -606,7 +606,7 @@ pub trait Backend: Copy + Send + Sync + 'static {
     /// What [`Named::value`] calls (default: `Unsupported`).
     ///
     /// # Errors
-    /// See [`named`](crate::named).
+    /// See [`named`].
     fn named_value<T: Plain>(name: &Name, value: T) -> Result<Self::Value<T>, Error> {
         let _ = (name, value);
         Err(named::unsupported::<Self>())
@@ -615,7 +615,7 @@ pub trait Backend: Copy + Send + Sync + 'static {
     /// What [`Named::array`] calls (default: `Unsupported`).
     ///
     /// # Errors
-    /// See [`named`](crate::named).
+    /// See [`named`].
     fn named_array<T: Plain>(name: &Name, len: usize) -> Result<Self::Array<T>, Error> {
         let _ = (name, len);
         Err(named::unsupported::<Self>())
@@ -624,7 +624,7 @@ pub trait Backend: Copy + Send + Sync + 'static {
     /// What [`Named::map`] calls (default: `Unsupported`).
     ///
     /// # Errors
-    /// See [`named`](crate::named).
+    /// See [`named`].
     fn named_map<K: Message + Hash + Eq, V: Message>(
         name: &Name,
     ) -> Result<Self::Map<K, V>, Error> {
@@ -635,7 +635,7 @@ pub trait Backend: Copy + Send + Sync + 'static {
     /// What [`Named::list`] calls (default: `Unsupported`).
     ///
     /// # Errors
-    /// See [`named`](crate::named).
+    /// See [`named`].
     fn named_list<T: Message>(name: &Name) -> Result<Self::List<T>, Error> {
         let _ = name;
         Err(named::unsupported::<Self>())
@@ -645,7 +645,7 @@ pub trait Backend: Copy + Send + Sync + 'static {
     /// (default: `Unsupported`).
     ///
     /// # Errors
-    /// See [`named`](crate::named).
+    /// See [`named`].
     fn unlink_named(name: &str) -> Result<bool, Error> {
         let _ = name;
         Err(named::unsupported::<Self>())
