@@ -115,6 +115,8 @@ pub(crate) struct NamedHeader {
     type_name: [u8; TYPE_NAME_BYTES],
 }
 
+const _: () = assert!(size_of::<NamedHeader>() <= HEADER);
+
 /// What a primitive asks for when it creates or opens a name.
 pub(crate) struct Spec<'a> {
     pub(crate) kind: Kind,

@@ -130,6 +130,15 @@ fn watchdog<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
         .unwrap_or_else(|_| panic!("watchdog: still running after {LIMIT:?}"))
 }
 
+/// Messages per example run: 1000 times `UNICONC_STRESS_SCALE`.
+fn messages() -> u64 {
+    1000 * std::env::var("UNICONC_STRESS_SCALE")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(1)
+        .max(1)
+}
+
 fn received(out: &str) -> (u64, u64) {
     // The harness prints "test child_role ... " before the line, on the same line.
     let line = out
@@ -363,24 +372,26 @@ fn an_unrelated_process_opens_channel_array_event_map_and_list() {
 #[test]
 fn example_runs_with_the_consumer_started_first() {
     let n = TestName::new("consumer-first");
+    let m = messages();
     let consumer = start("consumer", &n.0, 0);
     std::thread::sleep(Duration::from_millis(100)); // give it a head start (not required)
-    let producer = start("producer", &n.0, 1000);
+    let producer = start("producer", &n.0, m);
     assert!(finish(producer).0);
     let (ok, out) = finish(consumer);
     assert!(ok);
-    assert_eq!(received(&out), (1000, 1000 * 1001 / 2));
+    assert_eq!(received(&out), (m, m * (m + 1) / 2));
 }
 
 #[test]
 fn example_runs_with_the_producer_started_first() {
     let n = TestName::new("producer-first");
-    let producer = start("producer", &n.0, 1000); // fills the queue, then waits for room
+    let m = messages();
+    let producer = start("producer", &n.0, m); // fills the queue, then waits for room
     std::thread::sleep(Duration::from_millis(100));
     let consumer = start("consumer", &n.0, 0);
     let (ok, out) = finish(consumer);
     assert!(ok);
-    assert_eq!(received(&out), (1000, 1000 * 1001 / 2));
+    assert_eq!(received(&out), (m, m * (m + 1) / 2));
     assert!(finish(producer).0);
 }
 
