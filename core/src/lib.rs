@@ -71,7 +71,7 @@ pub use error::{
     Result, SendError, SendTimeoutError, TaskError, TryLockError, TryRecvError, TrySendError,
     WaitError,
 };
-pub use pool::{Order, Pool, PoolBuilder, PoolConfig, TaskHandle};
+pub use pool::{Order, Pool, PoolBuilder, PoolConfig, Start, TaskHandle};
 pub use state::{Array, Plain, Value};
 pub use sync::{Barrier, Event, Lock, Permit, Semaphore};
 pub use task::{Task, TaskRequest};
