@@ -18,7 +18,7 @@ uniconc::task! {
 }
 
 const N: u64 = 1_000_000;
-const REPS: usize = 15;
+const REPS: usize = 31;
 
 fn pool(start: Start) -> Pool {
     Pool::builder()

@@ -956,7 +956,7 @@ unsafe impl<F: Send> Sync for KeepAlive<F> {}
 pub(super) struct Runner {
     pub(super) group: GroupId,
     /// The trampoline word of its frames: `tramp`'s address for forked workers, its offset
-    /// from [`worker::code_base`] for clean-started ones ([`Runner::clean`]).
+    /// from [`worker::code_base`] for clean-started ones ([`Runner::into_group`]).
     pub(super) word: u64,
     pub(super) tramp: Trampoline,
     pub(super) ctx: usize,

@@ -522,7 +522,7 @@ impl Pool {
                     shared.lock().recycle(frame);
                 } else {
                     let mut g = shared.lock();
-                    if g.closed && runner.group == LONG_LIVED && g.terminated {
+                    if g.closed && matches!(runner.group, LONG_LIVED | CLEAN) && g.terminated {
                         // Terminated: what is queued ends `Cancelled`; queue nothing more.
                         exhausted = true;
                         g.recycle(frame);

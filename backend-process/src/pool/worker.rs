@@ -42,12 +42,17 @@ use super::slots::{self, Slots};
 use super::sys::{self, Pid};
 use super::wire;
 
-/// The address clean workers' trampoline words are relative to: this function's own. A
+/// The anchor of [`code_base`]: a static has one address in the whole program, whatever
+/// crate or codegen unit asks for it. (A function would not do: a small one may be inlined
+/// into other crates with a copy of its own, and its address then depends on who takes it.)
+static ANCHOR: u8 = 0;
+
+/// The address clean workers' trampoline words are relative to: [`ANCHOR`]'s. A
 /// clean-started worker runs the same binary file (`/proc/self/exe`) loaded at another
-/// address, but the code of one loaded object keeps its layout: a function's distance from
-/// this one is the same in both processes.
+/// address, but one loaded object is shifted as a whole: the distance from a function of it
+/// to a static of it is the same in both processes.
 pub(crate) fn code_base() -> usize {
-    code_base as *const () as usize
+    (&raw const ANCHOR) as usize
 }
 
 /// The trampoline word of a job frame for a clean-started worker: `tramp`'s offset from
