@@ -782,8 +782,9 @@ impl uniconc_core::Pool for Pool {
     /// ```
     ///
     /// # Errors
-    /// `Closed` if the pool is closed or used from another process than its creator. A
-    /// process that cannot be forked for a capturing closure is reported by the handle.
+    /// `Closed` if the pool is closed or used from another process than its creator;
+    /// `Spawn(Unsupported)` on a clean-started pool (use `submit_task`). A process that cannot
+    /// be forked for a capturing closure is reported by the handle.
     fn submit<T, R, F>(&self, f: F, arg: T) -> Result<TaskHandle<R>, PoolError>
     where
         T: Message,
