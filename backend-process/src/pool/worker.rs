@@ -68,10 +68,13 @@ pub(crate) fn code_word(tramp: Trampoline) -> Option<u64> {
         (found != 0).then(|| unsafe { info.assume_init() }.dli_fbase as usize)
     };
     let (t, b) = (tramp as usize, code_base());
-    match (object(t), object(b)) {
-        (Some(x), Some(y)) if x == y => Some(t.wrapping_sub(b) as u64),
-        _ => None,
-    }
+    let same = match (object(t), object(b)) {
+        (Some(x), Some(y)) => x == y,
+        // The loader knows neither address: a statically linked binary, one object.
+        (None, None) => true,
+        _ => false,
+    };
+    same.then(|| t.wrapping_sub(b) as u64)
 }
 
 /// Job frame kinds.
