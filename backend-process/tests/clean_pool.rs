@@ -6,6 +6,11 @@
 //! (a worker re-runs this binary as `<binary> <that test> --exact ...`), and in a worker it
 //! runs the pool's job loop and exits there, before anything else in the test.
 //!
+//! Run these in release too (`cargo test --release -p uniconc-process --test clean_pool`): a
+//! worker finds a task's code at an offset in the binary, and only an optimised build inlines
+//! small functions across crates (each copy with its own address), which is what the offsets'
+//! anchor must survive.
+//!
 //! Watchdogs: every pool here has a `task_timeout` (a task that hangs ends `DeadlineExceeded`,
 //! its worker killed), waits on single tasks have a deadline, and [`Watchdog`] aborts the
 //! whole binary (with a message) if a test runs far longer than it may.
