@@ -2,9 +2,10 @@
 //!
 //! The service is async and multi-threaded (a tokio runtime), the typical program that must not
 //! `fork` workers: a lock another thread holds at the fork stays held in the child. With
-//! `--backend process`, `spawn_task` starts each worker **clean** — the binary re-executed,
-//! sharing no thread, lock or runtime with the service — and sends it the task by name. On the
-//! thread and tokio backends the same code runs the task as a thread or a blocking task.
+//! `--backend process`, the service's pool is built with `start(Start::Clean)`: its workers
+//! are the binary started again — sharing no thread, lock or runtime with the service — and
+//! each request is sent to one of them by the task's name (`submit_task`). On the thread and
+//! tokio backends the same code runs the task on the pool's threads or tasks.
 //!
 //! ```text
 //! cargo run --example clean_workers                                  # thread (default)
@@ -16,7 +17,7 @@
 //! workers started, the first result back — against Python's spawn Pool(2) in the same run
 //! (skip it with `--no-python`), and prints the ratio.
 //!
-//! `main` calls `uniconc::init()` first: in a worker process that is where the task runs.
+//! `main` calls `uniconc::init()` first: in a worker process that is where the tasks run.
 
 // With no backend enabled the generic code has nobody to run it: say so instead of warning.
 #![cfg_attr(
@@ -70,8 +71,12 @@ pub(crate) struct Outcome {
     pub(crate) expected: Vec<u64>,
 }
 
-/// Serves `requests` jobs: each request is a tokio task that offloads its job with
-/// `B::spawn_task` and awaits the result without blocking the runtime.
+/// Workers of the service's pool.
+const WORKERS: usize = 2;
+
+/// Serves `requests` jobs: each request is a tokio task that offloads its job to a pool of
+/// clean-started workers with `submit_task` and awaits the result without blocking the
+/// runtime.
 pub(crate) fn run<B: Backend>(requests: usize) -> DynResult<Outcome> {
     let jobs: Vec<Job> = (0..requests as u64)
         .map(|i| Job {
@@ -85,12 +90,20 @@ pub(crate) fn run<B: Backend>(requests: usize) -> DynResult<Outcome> {
         .enable_all()
         .build()?;
     let answers = rt.block_on(async move {
+        // Clean workers on the process backend; the thread and tokio backends ignore `start`.
+        let pool = std::sync::Arc::new(
+            B::Pool::builder()
+                .workers(WORKERS)
+                .start(uniconc::Start::Clean)
+                .build()?,
+        );
         let handlers: Vec<_> = jobs
             .into_iter()
             .map(|job| {
+                let pool = std::sync::Arc::clone(&pool);
                 tokio::spawn(async move {
-                    let mut h = B::spawn_task::<crunch>(job)?;
-                    Ok::<u64, common::DynError>(h.join_async().await?)
+                    let mut h = pool.submit_task::<crunch>(job)?;
+                    Ok::<u64, common::DynError>(h.wait_async().await?)
                 })
             })
             .collect();
@@ -98,6 +111,8 @@ pub(crate) fn run<B: Backend>(requests: usize) -> DynResult<Outcome> {
         for h in handlers {
             answers.push(h.await??);
         }
+        pool.close();
+        pool.join()?;
         Ok::<_, common::DynError>(answers)
     })?;
     Ok(Outcome { answers, expected })

@@ -208,8 +208,10 @@
 //! Each of `map`, `imap`, `imap_unordered`, `imap_with` and `submit` has a form that takes a
 //! named [`task!`] instead of a closure — `map_task::<T>(items)`, `imap_task`,
 //! `imap_unordered_task`, `imap_task_with`, `submit_task::<T>(arg)` — so code written with
-//! tasks runs unchanged on every backend. On the process backend the task runs in the pool's
-//! forked workers, as a `fn` item does (clean-started workers are `spawn_task`'s for now).
+//! tasks runs unchanged on every backend. On the process backend the task runs in
+//! clean-started workers when the pool is built with `start(Start::Clean)`, or by default in
+//! a program that called [`init()`]; otherwise in the pool's forked workers, as a `fn` item
+//! does (see [`Start`]).
 //!
 //! ```
 //! use uniconc::prelude::*;
@@ -306,7 +308,9 @@
 //! # }
 //! ```
 //!
-//! `uniconc::process::Start` chooses between `Clean` (the default for tasks) and `Fork`. An
+//! [`Start`] chooses between `Clean` (the default for tasks) and `Fork`, for one unit
+//! (`uniconc::process::spawn_task_with`) and for a pool (`Pool::builder().start(..)`: a clean
+//! pool runs `map_task`, `submit_task`, ... in clean workers and refuses closures). An
 //! unknown task name, a schema mismatch between two builds and an undecodable argument are
 //! errors naming the task.
 //!
@@ -344,6 +348,7 @@
 //! | blocking calls inside a runtime | block the calling thread | block the calling thread | `block_in_place` on a multi-thread runtime; **panic** on a current-thread runtime when they must wait | use the `_async` forms in async code |
 //! | waiting | spins up to ~15 µs, yields, then sleeps on a futex | crossbeam's backoff, then parks | parks (no spin) | |
 //! | `spawn_task` | a clean-started worker (the binary re-executed; needs `init()` in `main`); `Start::Fork` on request | `spawn` of `T::run` | `spawn` of `T::run` | |
+//! | pool `start(Start)` | `Clean`: clean-started workers run tasks only (closures refused, `Unsupported`); `Fork`: forked workers run both; unset: closures forked, tasks clean once `init()` was called | ignored | ignored | |
 //! | platforms | Unix only (Linux: futex; other Unixes: polling fallbacks) | every std target | every tokio target | |
 //!
 //! Per-unit costs (spawn, memory, channel throughput) differ by orders of magnitude: the
@@ -363,7 +368,7 @@ pub use uniconc_core::{
     Array, Backend, Barrier, Error, ErrorKind, Event, IntoIter, Iter, JoinError, JoinHandle, List,
     Lock, LockError, Map, Message, MessageError, Order, Permit, Plain, Pool, PoolBuilder,
     PoolConfig, PoolError, Receiver, RecvError, RecvTimeoutError, Result, Semaphore, SendError,
-    SendTimeoutError, Sender, TaskError, TaskHandle, TryIter, TryLockError, TryRecvError,
+    SendTimeoutError, Sender, Start, TaskError, TaskHandle, TryIter, TryLockError, TryRecvError,
     TrySendError, Value, WaitError,
 };
 

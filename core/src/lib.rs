@@ -73,7 +73,7 @@ pub use error::{
     WaitError,
 };
 pub use named::{Name, Named, OpenMode};
-pub use pool::{Order, Pool, PoolBuilder, PoolConfig, TaskHandle};
+pub use pool::{Order, Pool, PoolBuilder, PoolConfig, Start, TaskHandle};
 pub use state::{Array, Plain, Value};
 pub use sync::{Barrier, Event, Lock, Permit, Semaphore};
 pub use task::{Task, TaskRequest};

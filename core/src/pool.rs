@@ -53,6 +53,48 @@ pub struct PoolConfig {
     /// A task running longer than this is stopped and reported as
     /// [`TaskError::DeadlineExceeded`], where the backend can stop a unit (processes, tasks).
     pub task_timeout: Option<Duration>,
+    /// How the workers start, where the backend has a choice (`None`: the backend's default).
+    /// Only the process backend has one (see [`Start`]); the thread and tokio backends accept
+    /// the setting and ignore it (their workers share the caller's process).
+    pub start: Option<Start>,
+}
+
+/// How a worker process starts: [`PoolBuilder::start`], and the process backend's
+/// `spawn_task_with`.
+///
+/// A forked worker is a copy of the caller at the instant of the fork, with one thread: a
+/// lock another thread held then stays held in the copy forever. A clean-started worker is
+/// the program's binary started again as a worker: it inherits no thread, lock or runtime,
+/// and runs only named [`Task`]s (found in the same binary). Only the process backend starts
+/// processes; the thread and tokio backends ignore the choice.
+///
+/// ```
+/// use uniconc::{Backend, Pool as _, Start};
+///
+/// fn run<B: Backend>() -> Result<(), Box<dyn std::error::Error>> {
+///     let pool = B::Pool::builder().workers(2).start(Start::Fork).build()?;
+///     assert_eq!(pool.config().start, Some(Start::Fork));
+///     assert_eq!(pool.map(|x: u32| x + 1, [1, 2])?, [2, 3]); // a fork pool runs closures
+///     Ok(())
+/// }
+///
+/// run::<uniconc::thread::Thread>()?; // or any other backend
+/// assert_eq!(Start::default(), Start::Clean); // the default for tasks
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Start {
+    /// `fork()`: the worker is a copy of the caller, so it can run closures and sees what
+    /// was created before. Fast, but **unsafe to mix with other threads holding locks**: a
+    /// lock held by another thread at the fork stays held in the child, and code that takes
+    /// it there (directly, or through a logger or a global cache) hangs.
+    Fork,
+    /// The binary re-executed as a worker that inherits none of the caller's threads, locks
+    /// or runtime; it runs named tasks only (`map_task`, `submit_task`, ...), and needs
+    /// `uniconc::init()` first thing in `main`. The default for tasks.
+    #[default]
+    Clean,
 }
 
 impl Default for PoolConfig {
@@ -62,6 +104,7 @@ impl Default for PoolConfig {
             chunk_size: None,
             max_tasks_per_worker: None,
             task_timeout: None,
+            start: None,
         }
     }
 }
@@ -242,6 +285,26 @@ impl<P: Pool> PoolBuilder<P> {
     /// ```
     pub fn task_timeout(mut self, timeout: Duration) -> Self {
         self.config.task_timeout = Some(timeout);
+        self
+    }
+
+    /// How the workers start (see [`Start`]): the process backend's `Start::Clean` pool runs
+    /// named tasks in workers that inherit nothing from the caller (and refuses closures);
+    /// `Start::Fork` runs closures and tasks in forked workers. Unset, the process backend
+    /// runs closures in forked workers and tasks in clean-started ones (started at the
+    /// first task) when `uniconc::init()` was called, else in the forked ones. The thread and
+    /// tokio backends accept the setting and ignore it.
+    ///
+    /// ```
+    /// use uniconc::{Backend, Pool as _, Start};
+    ///
+    /// type P = <uniconc::thread::Thread as Backend>::Pool;
+    /// let pool = P::builder().workers(1).start(Start::Clean).build()?; // ignored here
+    /// assert_eq!(pool.config().start, Some(Start::Clean));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn start(mut self, start: Start) -> Self {
+        self.config.start = Some(start);
         self
     }
 
@@ -634,8 +697,9 @@ pub trait Pool: Send + Sync + Sized + 'static {
     ///
     /// Generic code written with tasks runs unchanged on every backend, as
     /// [`Backend::spawn_task`](crate::Backend::spawn_task) does for one unit. On the process
-    /// backend the task runs in the pool's forked workers, as a `fn` item does (not in
-    /// clean-started workers, which only `spawn_task` uses for now).
+    /// backend the task runs in clean-started workers (a pool built with
+    /// [`Start::Clean`], or a default pool in a program that called `uniconc::init()`), else
+    /// in the pool's forked workers, as a `fn` item does (see [`PoolBuilder::start`]).
     ///
     /// ```
     /// use uniconc::{Backend, Pool as _, PoolError, TaskError};
@@ -684,7 +748,7 @@ pub trait Pool: Send + Sync + Sized + 'static {
     /// [`imap`](Pool::imap) with [`T::run`](Task::run)
     /// ([`imap_task_with`](Pool::imap_task_with) with [`Order::Input`]). `items` may be
     /// endless; each item yields its own `Result`. On the process backend the task runs in the
-    /// pool's forked workers, as in [`map_task`](Pool::map_task).
+    /// workers [`map_task`](Pool::map_task) uses.
     ///
     /// ```
     /// use uniconc::{Backend, Pool as _, TaskError};
@@ -753,8 +817,8 @@ pub trait Pool: Send + Sync + Sized + 'static {
     /// Runs the named task `T` on every item lazily, yielding the results in `order`:
     /// [`imap_with`](Pool::imap_with) with [`T::run`](Task::run), what
     /// [`imap_task`](Pool::imap_task) and [`imap_unordered_task`](Pool::imap_unordered_task)
-    /// call. On the process backend the task runs in the pool's forked workers, as in
-    /// [`map_task`](Pool::map_task).
+    /// call. On the process backend the task runs in the workers
+    /// [`map_task`](Pool::map_task) uses.
     ///
     /// ```
     /// use uniconc::{Backend, Order, Pool as _, TaskError};
@@ -789,8 +853,8 @@ pub trait Pool: Send + Sync + Sized + 'static {
 
     /// Runs the named task `T` on `arg` on a worker and returns a handle to its result; never
     /// waits: [`submit`](Pool::submit) with [`T::run`](Task::run). On the process backend the
-    /// task runs in one of the pool's forked workers (no process is forked for the call), as in
-    /// [`map_task`](Pool::map_task).
+    /// task runs in one of the workers [`map_task`](Pool::map_task) uses (no process is
+    /// started for the call).
     ///
     /// ```
     /// use uniconc::{Backend, Pool as _, TaskError, TaskHandle as _};

@@ -113,6 +113,7 @@ macro_rules! all_tests {
             pool::pool_named_task_imap_in_order_and_lazy,
             pool::pool_named_task_imap_unordered_is_complete,
             pool::pool_named_task_submit_and_wait,
+            pool::pool_named_task_on_each_start_method,
             pool::pool_named_task_panic_is_panicked_with_its_message,
             pool::pool_named_task_closed_pool_refused,
             pool::pool_named_task_from_generic_code,

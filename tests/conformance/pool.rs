@@ -518,6 +518,28 @@ pub(crate) fn pool_named_task_imap_unordered_is_complete<B: Backend>() {
     assert_eq!(got, squares(0..500), "every result exactly once");
 }
 
+pub(crate) fn pool_named_task_on_each_start_method<B: Backend>() {
+    // `start` is a hint every backend accepts: the process backend starts its workers clean
+    // (the binary re-executed) or forked; the others have no processes to start and ignore it.
+    for start in [uniconc::Start::Clean, uniconc::Start::Fork] {
+        let pool = B::Pool::builder().workers(2).start(start).build().unwrap();
+        assert_eq!(pool.config().start, Some(start));
+        assert_eq!(pool.map_task::<square>(0..100).unwrap(), squares(0..100));
+        let got: Vec<u64> = pool
+            .imap_task::<square>(0..10)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(got, squares(0..10));
+        assert_eq!(pool.submit_task::<square>(9).unwrap().wait(), Ok(81));
+        assert_eq!(
+            pool.submit_task::<unlucky>(13).unwrap().wait(),
+            Err(TaskError::Panicked("unlucky 13".into()))
+        );
+        pool.close();
+        pool.join().unwrap();
+    }
+}
+
 pub(crate) fn pool_named_task_submit_and_wait<B: Backend>() {
     let pool = B::pool(2).unwrap();
     assert_eq!(pool.submit_task::<square>(12).unwrap().wait(), Ok(144));

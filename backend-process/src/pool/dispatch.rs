@@ -349,7 +349,7 @@ impl Inner {
             if self.terminated || g.retry_at.is_some_and(|t| t > now) {
                 continue;
             }
-            if id == LONG_LIVED && self.closed && g.queue.is_empty() {
+            if (id == LONG_LIVED || id == CLEAN) && self.closed && g.queue.is_empty() {
                 continue;
             }
             if g.one_shot && (g.queue.is_empty() || !g.slot) {
@@ -408,6 +408,7 @@ impl Inner {
         let workers = &self.workers;
         self.groups.retain(|&id, g| {
             id == LONG_LIVED
+                || id == CLEAN
                 || !g.retired
                 || !g.queue.is_empty()
                 || workers.iter().any(|w| w.group == id)
@@ -505,6 +506,12 @@ impl Shared {
         for end in [&parent_end, &child_end] {
             sys::set_send_buffer(end.as_raw_fd(), 4 << 20);
         }
+        if group == CLEAN {
+            // The binary re-executed: no fork of this process, no inherited memory, so no
+            // result slots (results come inline).
+            let pid = crate::start::start_pool_worker(child_end)?;
+            return Ok(Worker::new(pid, group, parent_end, None));
+        }
         let me = sys::getpid();
         let parent_fd = parent_end.as_raw_fd();
         // Mapped before the fork, so the worker shares it.
@@ -520,24 +527,11 @@ impl Shared {
                 // a capturing closure keep theirs: the closure may hold some, still unused.)
                 crate::channel::forget_inherited_handles();
             }
-            worker::main(child_end.as_raw_fd(), me, slots.as_deref())
+            worker::main(child_end.as_raw_fd(), me, slots.as_deref(), 0)
         })
         .map_err(|e| Error::os("forking a pool worker", e))?;
         drop(child_end);
-        Ok(Worker {
-            pid,
-            group,
-            pidfd: sys::pidfd_open(pid),
-            sock: parent_end,
-            buf: FrameBuf::default(),
-            slots,
-            slot: None,
-            job: None,
-            jobs_done: 0,
-            killed: None,
-            broken: false,
-            exiting: false,
-        })
+        Ok(Worker::new(pid, group, parent_end, slots))
     }
 
     /// Forks the workers of `plan` with the lock released (the caller is the leader), then
@@ -905,6 +899,31 @@ impl Shared {
     }
 }
 
+impl Worker {
+    /// A worker just started: idle, no job done.
+    pub(super) fn new(
+        pid: Pid,
+        group: GroupId,
+        sock: OwnedFd,
+        slots: Option<Arc<slots::Slots>>,
+    ) -> Self {
+        Self {
+            pid,
+            group,
+            pidfd: sys::pidfd_open(pid),
+            sock,
+            buf: FrameBuf::default(),
+            slots,
+            slot: None,
+            job: None,
+            jobs_done: 0,
+            killed: None,
+            broken: false,
+            exiting: false,
+        }
+    }
+}
+
 impl Group {
     pub(super) fn new(
         keep: Option<Arc<dyn Any + Send + Sync>>,
@@ -936,6 +955,9 @@ unsafe impl<F: Send> Sync for KeepAlive<F> {}
 /// Where a call's jobs run and with which trampoline/context pair.
 pub(super) struct Runner {
     pub(super) group: GroupId,
+    /// The trampoline word of its frames: `tramp`'s address for forked workers, its offset
+    /// from [`worker::code_base`] for clean-started ones ([`Runner::into_group`]).
+    pub(super) word: u64,
     pub(super) tramp: Trampoline,
     pub(super) ctx: usize,
     /// A batch group of our own, retired when the call ends.
@@ -961,6 +983,7 @@ impl Runner {
             std::mem::forget(f);
             return Ok(Self {
                 group: LONG_LIVED,
+                word: tramp as usize as u64,
                 tramp,
                 ctx,
                 owned: false,
@@ -971,10 +994,32 @@ impl Runner {
         let group = shared.start_group(keep, shared.config.workers, false)?;
         Ok(Self {
             group,
+            word: tramp as usize as u64,
             tramp,
             ctx,
             owned: true,
         })
+    }
+
+    /// This runner of a zero-sized function (a task's `run`) sent to `group` instead: for
+    /// [`CLEAN`], its trampoline travels as an offset in the binary (see
+    /// [`worker::code_word`]).
+    ///
+    /// # Errors
+    /// `Unsupported` if the trampoline's code is in another loaded object than this crate's.
+    pub(super) fn into_group(mut self, group: GroupId, task: &str) -> Result<Self, Error> {
+        debug_assert!(!self.owned, "only zero-sized functions are retargeted");
+        if group == CLEAN {
+            self.word = worker::code_word(self.tramp).ok_or_else(|| {
+                Error::unsupported(format!(
+                    "task `{task}`: its code is in another shared object than \
+                     uniconc-process's, so a clean-started worker cannot locate it; build \
+                     the pool with `Start::Fork`"
+                ))
+            })?;
+        }
+        self.group = group;
+        Ok(self)
     }
 
     pub(super) fn finish(&self, shared: &Shared) {
@@ -992,7 +1037,7 @@ impl Runner {
     ) -> Vec<u8> {
         sys::begin_frame(&mut v);
         v.push(worker::KIND_RUN);
-        v.extend_from_slice(&(self.tramp as usize as u64).to_le_bytes());
+        v.extend_from_slice(&self.word.to_le_bytes());
         v.extend_from_slice(&(self.ctx as u64).to_le_bytes());
         v.extend_from_slice(&0u64.to_le_bytes());
         // The result slot, named when the job is sent.

@@ -16,6 +16,8 @@ pub(super) struct Imap<'a, T, R, F, I> {
     window: ReorderWindow<Vec<Result<R, TaskError>>>,
     exhausted: bool,
     done: bool,
+    /// The task's name (`imap_task_with`), or `None` for a closure.
+    task: Option<&'static str>,
     _t: PhantomData<fn(T)>,
 }
 
@@ -27,7 +29,13 @@ where
     I: Iterator<Item = T>,
 {
     /// An iterator over `items` that yields in `order`; nothing runs before the first `next`.
-    pub(super) fn new(pool: &'a Pool, f: F, items: I, order: Order) -> Self {
+    pub(super) fn new(
+        pool: &'a Pool,
+        f: F,
+        items: I,
+        order: Order,
+        task: Option<&'static str>,
+    ) -> Self {
         let config = &pool.shared.config;
         Self {
             pool,
@@ -39,6 +47,7 @@ where
             window: ReorderWindow::new(2 * config.workers, order),
             exhausted: false,
             done: false,
+            task,
             _t: PhantomData,
         }
     }
@@ -48,9 +57,17 @@ where
         if shared.check_owner().is_err() || shared.lock().closed {
             return Err(TaskError::Cancelled);
         }
+        if self.task.is_none() && self.pool.clean_only() {
+            return Err(TaskError::Failed(closure_refused("imap")));
+        }
         let f = self.f.take().expect("started once");
-        let runner = Runner::for_map::<T, R, F>(shared, f)
-            .map_err(|e| TaskError::Failed(format!("could not start workers: {e}")))?;
+        let failed = |e: Error| TaskError::Failed(format!("could not start workers: {e}"));
+        let mut runner = Runner::for_map::<T, R, F>(shared, f).map_err(failed)?;
+        if let Some(name) = self.task {
+            runner = runner
+                .into_group(self.pool.task_group(), name)
+                .map_err(failed)?;
+        }
         self.batch = Some(shared.new_batch(&mut shared.lock()));
         self.runner = Some(runner);
         Ok(())

@@ -1,4 +1,5 @@
-//! A pool of forked worker processes that survives its workers: [`Pool`] and [`TaskHandle`].
+//! A pool of worker processes (forked, or clean-started for named tasks) that survives its
+//! workers: [`Pool`] and [`TaskHandle`].
 //!
 //! ```
 //! use uniconc::Pool as _;
@@ -48,7 +49,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use uniconc_core::imap::ReorderWindow;
-use uniconc_core::{Error, Message, Order, PoolConfig, PoolError, TaskError};
+use uniconc_core::{Error, Message, Order, PoolConfig, PoolError, Start, Task, TaskError};
 
 use crate::spawn::AsyncWaiter;
 use sys::{Exit, FrameBuf, Pid, ReadState};
@@ -72,7 +73,28 @@ const KEEP_TOTAL: usize = 32 << 20;
 /// The group of the pool's long-lived workers (zero-sized functions).
 const LONG_LIVED: GroupId = 0;
 
-/// A pool of `workers` forked processes; implements [`uniconc::Pool`](uniconc_core::Pool).
+/// The group of the pool's clean-started workers (named tasks); ids of other groups count up
+/// from 1 and never reach it.
+const CLEAN: GroupId = u64::MAX;
+
+/// The job loop of a clean-started pool worker (`start::init` calls it in the re-executed
+/// binary): the forked workers' loop, with trampoline words read as offsets in the binary.
+pub(crate) fn clean_worker(fd: std::os::fd::RawFd, parent: Pid) -> std::convert::Infallible {
+    worker::main(fd, parent, None, worker::code_base())
+}
+
+/// Why a clean-started pool refuses a closure.
+fn closure_refused(call: &str) -> String {
+    format!(
+        "`{call}` with a closure on a clean-started pool (`Start::Clean`): its workers are the \
+         binary started again, not copies of this process, so a closure cannot reach them; \
+         run a named task with `map_task`, `imap_task`, `imap_unordered_task`, \
+         `imap_task_with` or `submit_task`, or build the pool with `Start::Fork`"
+    )
+}
+
+/// A pool of `workers` worker processes, forked or clean-started (see "Start methods");
+/// implements [`uniconc::Pool`](uniconc_core::Pool).
 ///
 /// # Workers and functions
 ///
@@ -101,6 +123,48 @@ const LONG_LIVED: GroupId = 0;
 /// workers forget the channel handles they inherited
 /// ([`forget_inherited_handles`](crate::forget_inherited_handles)), so a pool keeps
 /// no channel connected.
+///
+/// # Start methods
+///
+/// Chosen with [`PoolBuilder::start`](uniconc_core::PoolBuilder::start) (see
+/// [`Start`](crate::Start)):
+///
+/// - `Start::Fork`: every worker is forked from this process; closures and named tasks
+///   (`map_task`, `submit_task`, ...) run there. Forking a program whose other threads hold
+///   locks (a tokio runtime, a logger, a `Mutex` of the program) can leave a worker holding
+///   a lock that nobody will release: such a worker hangs when it takes it.
+/// - `Start::Clean`: every worker is this program's binary started again
+///   (`/proc/self/exe`), which inherits no thread, lock or runtime; it needs
+///   [`init`](crate::init) first thing in `main` (`build` returns `Unsupported` otherwise).
+///   It runs named tasks only: `map`, `imap*` and `submit` with a closure are refused
+///   (`Unsupported`, or an `imap` item `Failed`, naming the task API), since a closure cannot
+///   reach a process that is not a copy of this one. A task's code is found in the worker at
+///   the same offset in the binary as here, so once the workers run, `map_task` is the same
+///   chunked path as on a fork pool. Results always come through the socket (no shared result
+///   slots).
+/// - Unset (the default): closures run in forked workers, as above; named tasks run in
+///   clean-started workers when [`init`](crate::init) was called in this process (`workers`
+///   of them, started at the first task call), else in the forked ones. The pool's `workers`
+///   slots are shared: at most `workers` jobs run at once, forked or clean.
+///
+/// Everything else holds for clean workers as for forked ones: a worker that dies yields
+/// `WorkerDied` and is replaced (by a clean one), `task_timeout` kills and replaces,
+/// `max_tasks_per_worker` replaces, a panic yields `Panicked`, `close`/`join`/`terminate`
+/// behave the same.
+///
+/// ```no_run
+/// use uniconc::{Pool as _, Start};
+///
+/// uniconc::task! { fn square(x: u64) -> u64 { x * x } }
+///
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     uniconc::init(); // first thing: a clean worker runs the pool's jobs here
+///     let pool = uniconc::process::Pool::builder().workers(4).start(Start::Clean).build()?;
+///     assert_eq!(pool.map_task::<square>(0..4)?, [0, 1, 4, 9]);
+///     assert!(pool.map(|x: u64| x + 1, [1]).is_err()); // a closure: use a task
+///     Ok(())
+/// }
+/// ```
 ///
 /// # How many workers
 ///
@@ -208,14 +272,42 @@ impl Pool {
         F: FnOnce(T) -> R + Send + 'static,
     {
         uniconc_core::validate::task_timeout(Some(timeout)).map_err(PoolError::Spawn)?;
-        self.submit_inner(f, arg, Some(timeout))
+        self.submit_inner(f, arg, Some(timeout), None)
     }
 
+    /// Whether the pool was built with `Start::Clean` (closures refused).
+    fn clean_only(&self) -> bool {
+        self.shared.config.start == Some(Start::Clean)
+    }
+
+    /// The group that runs named tasks: the clean-started workers (`Start::Clean`, or the
+    /// default when [`init`](crate::init) was called: started here, at the first task), else
+    /// the forked long-lived ones.
+    fn task_group(&self) -> GroupId {
+        let clean = match self.shared.config.start {
+            Some(Start::Fork) => false,
+            Some(_) => true,
+            None => crate::start::initialized(),
+        };
+        if !clean {
+            return LONG_LIVED;
+        }
+        let mut g = self.shared.lock();
+        if !g.groups.contains_key(&CLEAN) && !g.closed {
+            // Its workers are started by the next leader round, or by `spawn_pending`.
+            let n = self.shared.config.workers;
+            g.groups.insert(CLEAN, Group::new(None, n, false));
+        }
+        CLEAN
+    }
+
+    /// `submit`; `task` names a task (`submit_task`), which goes to [`task_group`](Self::task_group).
     fn submit_inner<T, R, F>(
         &self,
         f: F,
         arg: T,
         timeout: Option<Duration>,
+        task: Option<&str>,
     ) -> Result<TaskHandle<R>, PoolError>
     where
         T: Message,
@@ -226,6 +318,11 @@ impl Pool {
         shared.check_owner()?;
         if shared.lock().closed {
             return Err(PoolError::Closed);
+        }
+        if task.is_none() && self.clean_only() {
+            return Err(PoolError::Spawn(Error::unsupported(closure_refused(
+                "submit",
+            ))));
         }
         let tramp: Trampoline = worker::run_once::<T, R, F>;
         // A capturing closure stays in the parent (in its group) until a slot is free for
@@ -239,12 +336,18 @@ impl Pool {
             let ctx = (&raw const keep.0) as usize;
             (Some(keep), ctx)
         };
-        let runner = Runner {
+        let mut runner = Runner {
             group: LONG_LIVED,
+            word: tramp as usize as u64,
             tramp,
             ctx,
             owned: false,
         };
+        if let Some(name) = task {
+            runner = runner
+                .into_group(self.task_group(), name)
+                .map_err(PoolError::Spawn)?;
+        }
         let mut bad = None;
         let buf = Vec::with_capacity(34 + std::mem::size_of::<T>());
         let frame = runner.frame(buf, |v| {
@@ -256,7 +359,8 @@ impl Pool {
             return Err(PoolError::Closed);
         }
         let batch = shared.new_batch(&mut g);
-        let capturing = keep.is_some();
+        // A capturing closure's process, or clean workers not started yet.
+        let spawn = keep.is_some() || runner.group == CLEAN;
         match bad {
             Some(e) => {
                 g.batches
@@ -267,7 +371,7 @@ impl Pool {
             }
             None => {
                 let group = match keep {
-                    None => LONG_LIVED,
+                    None => runner.group,
                     Some(keep) => {
                         let id = g.new_id();
                         g.groups.insert(id, Group::new(Some(keep), 1, true));
@@ -299,7 +403,7 @@ impl Pool {
             }
         }
         drop(g);
-        if capturing {
+        if spawn {
             // Start it now if it got a slot (no thread may be waiting on the pool).
             shared.spawn_pending();
         }
@@ -314,8 +418,42 @@ impl Pool {
         })
     }
 
+    /// `map` (`task`: `map_task` of that task) over an iterator of items.
+    fn map_any<T, R, F, I>(&self, f: F, items: I, task: Option<&str>) -> Result<Vec<R>, PoolError>
+    where
+        T: Message,
+        R: Message,
+        F: Fn(T) -> R + Send + Sync + 'static,
+        I: IntoIterator<Item = T>,
+    {
+        let shared = &*self.shared;
+        shared.check_owner()?;
+        if shared.lock().closed {
+            return Err(PoolError::Closed);
+        }
+        if task.is_none() && self.clean_only() {
+            return Err(PoolError::Spawn(Error::unsupported(closure_refused("map"))));
+        }
+        let items = items.into_iter();
+        match items.size_hint() {
+            // The length is known: encode straight from the iterator.
+            (lo, Some(hi)) if lo == hi => self.map_known(f, items, lo, task),
+            _ => {
+                let items: Vec<T> = items.collect();
+                let n = items.len();
+                self.map_known(f, items.into_iter(), n, task)
+            }
+        }
+    }
+
     /// `map` over an iterator of (about) `n` items.
-    fn map_known<T, R, F, It>(&self, f: F, items: It, n: usize) -> Result<Vec<R>, PoolError>
+    fn map_known<T, R, F, It>(
+        &self,
+        f: F,
+        items: It,
+        n: usize,
+        task: Option<&str>,
+    ) -> Result<Vec<R>, PoolError>
     where
         T: Message,
         R: Message,
@@ -327,7 +465,10 @@ impl Pool {
             return Ok(Vec::new());
         }
         let chunk = shared.config.chunk_size_for(Some(n));
-        let runner = Runner::for_map::<T, R, F>(shared, f)?;
+        let mut runner = Runner::for_map::<T, R, F>(shared, f)?;
+        if let Some(name) = task {
+            runner = runner.into_group(self.task_group(), name)?;
+        }
         let batch = shared.new_batch(&mut shared.lock());
         // Encode and queue chunk by chunk, so workers start on the first chunk at once. Each
         // turn of the loop encodes at most one chunk, with a non-blocking leader round after
@@ -381,7 +522,7 @@ impl Pool {
                     shared.lock().recycle(frame);
                 } else {
                     let mut g = shared.lock();
-                    if g.closed && runner.group == LONG_LIVED && g.terminated {
+                    if g.closed && matches!(runner.group, LONG_LIVED | CLEAN) && g.terminated {
                         // Terminated: what is queued ends `Cancelled`; queue nothing more.
                         exhausted = true;
                         g.recycle(frame);
@@ -499,6 +640,18 @@ impl Pool {
     }
 }
 
+/// Whether a pool of `config` is a clean-started one (`Start::Clean`).
+///
+/// # Errors
+/// `Unsupported` for `Start::Clean` in a process that did not call [`init`](crate::init).
+fn pool_is_clean(config: &PoolConfig) -> Result<bool, Error> {
+    match config.start {
+        None | Some(Start::Fork) => Ok(false),
+        Some(_) if crate::start::initialized() => Ok(true),
+        Some(_) => Err(crate::start::not_initialized("a clean-started pool")),
+    }
+}
+
 /// [`Pool::max_workers`] and a sentence that says what sets it.
 fn worker_limit() -> (usize, String) {
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
@@ -558,15 +711,19 @@ impl uniconc_core::Pool for Pool {
                 .map_err(|e| Error::os("creating the pool's wake pipe", e))?,
             config,
         });
+        let clean = pool_is_clean(&shared.config)?;
         let pool = Pool { shared };
         let n = pool.shared.config.workers;
-        pool.shared
-            .lock()
-            .groups
-            .insert(LONG_LIVED, Group::new(None, n, false));
+        // A clean pool's workers are all clean-started; the long-lived group stays empty.
+        let (group, forked) = if clean { (CLEAN, 0) } else { (LONG_LIVED, n) };
+        {
+            let mut g = pool.shared.lock();
+            g.groups.insert(LONG_LIVED, Group::new(None, forked, false));
+            g.groups.insert(group, Group::new(None, n, false));
+        }
         for _ in 0..n {
-            // On failure `pool` is dropped, which kills and reaps the workers forked so far.
-            let w = pool.shared.fork_worker(LONG_LIVED)?;
+            // On failure `pool` is dropped, which kills and reaps the workers started so far.
+            let w = pool.shared.fork_worker(group)?;
             pool.shared.lock().workers.push(w);
         }
         Ok(pool)
@@ -583,21 +740,7 @@ impl uniconc_core::Pool for Pool {
         F: Fn(T) -> R + Send + Sync + 'static,
         I: IntoIterator<Item = T>,
     {
-        let shared = &*self.shared;
-        shared.check_owner()?;
-        if shared.lock().closed {
-            return Err(PoolError::Closed);
-        }
-        let items = items.into_iter();
-        match items.size_hint() {
-            // The length is known: encode straight from the iterator.
-            (lo, Some(hi)) if lo == hi => self.map_known(f, items, lo),
-            _ => {
-                let items: Vec<T> = items.collect();
-                let n = items.len();
-                self.map_known(f, items.into_iter(), n)
-            }
-        }
+        self.map_any(f, items, None)
     }
 
     fn imap_with<T, R, F, I>(
@@ -612,7 +755,7 @@ impl uniconc_core::Pool for Pool {
         F: Fn(T) -> R + Send + Sync + 'static,
         I: IntoIterator<Item = T>,
     {
-        Imap::new(self, f, items.into_iter(), order)
+        Imap::new(self, f, items.into_iter(), order, None)
     }
 
     /// Runs `f(arg)` on a worker and returns a handle to its result; never waits.
@@ -639,8 +782,9 @@ impl uniconc_core::Pool for Pool {
     /// ```
     ///
     /// # Errors
-    /// `Closed` if the pool is closed or used from another process than its creator. A
-    /// process that cannot be forked for a capturing closure is reported by the handle.
+    /// `Closed` if the pool is closed or used from another process than its creator;
+    /// `Spawn(Unsupported)` on a clean-started pool (use `submit_task`). A process that cannot
+    /// be forked for a capturing closure is reported by the handle.
     fn submit<T, R, F>(&self, f: F, arg: T) -> Result<TaskHandle<R>, PoolError>
     where
         T: Message,
@@ -648,7 +792,34 @@ impl uniconc_core::Pool for Pool {
         F: FnOnce(T) -> R + Send + 'static,
     {
         let timeout = self.shared.config.task_timeout;
-        self.submit_inner(f, arg, timeout)
+        self.submit_inner(f, arg, timeout, None)
+    }
+
+    /// Runs `T` on every item in the pool's clean-started workers (see
+    /// [`Pool`](uniconc_core::Pool::map_task) and "Start methods" on [`Pool`]); results in
+    /// input order.
+    fn map_task<T: Task>(
+        &self,
+        items: impl IntoIterator<Item = T::Arg>,
+    ) -> Result<Vec<T::Output>, PoolError> {
+        self.map_any(T::run, items, Some(T::NAME))
+    }
+
+    /// Runs `T` on every item lazily in the pool's clean-started workers, yielding the
+    /// results in `order` (see "Start methods" on [`Pool`]).
+    fn imap_task_with<T: Task>(
+        &self,
+        items: impl IntoIterator<Item = T::Arg>,
+        order: Order,
+    ) -> impl Iterator<Item = Result<T::Output, TaskError>> {
+        Imap::new(self, T::run, items.into_iter(), order, Some(T::NAME))
+    }
+
+    /// Runs `T` on `arg` in one of the pool's clean-started workers (see "Start methods" on
+    /// [`Pool`]); never waits.
+    fn submit_task<T: Task>(&self, arg: T::Arg) -> Result<TaskHandle<T::Output>, PoolError> {
+        let timeout = self.shared.config.task_timeout;
+        self.submit_inner(T::run, arg, timeout, Some(T::NAME))
     }
 
     fn close(&self) {

@@ -42,6 +42,41 @@ use super::slots::{self, Slots};
 use super::sys::{self, Pid};
 use super::wire;
 
+/// The anchor of [`code_base`]: a static has one address in the whole program, whatever
+/// crate or codegen unit asks for it. (A function would not do: a small one may be inlined
+/// into other crates with a copy of its own, and its address then depends on who takes it.)
+static ANCHOR: u8 = 0;
+
+/// The address clean workers' trampoline words are relative to: [`ANCHOR`]'s. A
+/// clean-started worker runs the same binary file (`/proc/self/exe`) loaded at another
+/// address, but one loaded object is shifted as a whole: the distance from a function of it
+/// to a static of it is the same in both processes.
+pub(crate) fn code_base() -> usize {
+    (&raw const ANCHOR) as usize
+}
+
+/// The trampoline word of a job frame for a clean-started worker: `tramp`'s offset from
+/// [`code_base`]. `None` if `tramp` lies in another loaded object than this crate's code (a
+/// program built with Rust dylibs), where no offset would hold in another process.
+pub(crate) fn code_word(tramp: Trampoline) -> Option<u64> {
+    let object = |addr: usize| {
+        let mut info = std::mem::MaybeUninit::<libc::Dl_info>::zeroed();
+        // SAFETY: dladdr only reads the loader's tables and writes `info`; the address is
+        // that of a function of this process.
+        let found = unsafe { libc::dladdr(addr as *const libc::c_void, info.as_mut_ptr()) };
+        // SAFETY: zero-initialised, and filled in by dladdr when it returns non-zero.
+        (found != 0).then(|| unsafe { info.assume_init() }.dli_fbase as usize)
+    };
+    let (t, b) = (tramp as usize, code_base());
+    let same = match (object(t), object(b)) {
+        (Some(x), Some(y)) => x == y,
+        // The loader knows neither address: a statically linked binary, one object.
+        (None, None) => true,
+        _ => false,
+    };
+    same.then(|| t.wrapping_sub(b) as u64)
+}
+
 /// Job frame kinds.
 pub(crate) const KIND_RUN: u8 = 0;
 pub(crate) const KIND_EXIT: u8 = 1;
@@ -170,7 +205,16 @@ fn run_one<R: Serialize>(index: usize, call: impl FnOnce() -> R, res: &mut Resul
 /// The worker loop: reads job frames from `fd`, runs them, writes one result frame per job.
 /// Leaves (with `_exit`) on an exit frame, when the parent closes the socket, or when the
 /// parent process is gone (checked every second while idle).
-pub(crate) fn main(fd: RawFd, parent: Pid, slot_mem: Option<&Slots>) -> std::convert::Infallible {
+///
+/// `base` is added to every trampoline word of a job frame: 0 in a forked worker (the words
+/// are addresses), [`code_base`] in a clean-started one (the words are offsets from the
+/// parent's `code_base`, see [`code_word`]).
+pub(crate) fn main(
+    fd: RawFd,
+    parent: Pid,
+    slot_mem: Option<&Slots>,
+    base: usize,
+) -> std::convert::Infallible {
     let _ = sys::set_recv_timeout(fd, 1);
     let idle = || {
         // SAFETY: getppid has no preconditions.
@@ -219,11 +263,13 @@ pub(crate) fn main(fd: RawFd, parent: Pid, slot_mem: Option<&Slots>) -> std::con
                     w.copy_from_slice(&job[at..at + 8]);
                     u64::from_le_bytes(w) as usize
                 };
-                let (tramp, ctx, count) = (word(1), word(9), word(17));
+                let (tramp, ctx, count) = (base.wrapping_add(word(1)), word(9), word(17));
                 let slot = job[25];
                 // SAFETY: the frame was built by this pool's parent process from a
                 // `Trampoline` value; this worker was forked from it without exec, so the
-                // address names the same function here (module docs).
+                // address names the same function here, or (a clean worker) it runs the same
+                // binary file, whose code is at the same offsets from `code_base` (module
+                // docs, `code_word`).
                 let tramp: Trampoline = unsafe { std::mem::transmute::<usize, Trampoline>(tramp) };
                 // `[frame header][INLINE][results body]`, the body's header filled below.
                 sys::begin_frame(&mut out);

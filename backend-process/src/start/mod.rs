@@ -74,7 +74,13 @@ mod worker;
 /// The environment variable that makes [`init`] run a worker: `<fd>:<caller pid>`.
 const ENV: &str = "UNICONC_WORKER";
 
-/// How a task's process starts: chosen with [`spawn_task_with`].
+/// The environment variable that makes [`init`] run a clean-started pool worker (the pool's
+/// worker loop, many jobs): `<fd>:<caller pid>`.
+const POOL_ENV: &str = "UNICONC_POOL_WORKER";
+
+/// How a task's process starts: chosen with [`spawn_task_with`] and, for a pool, with
+/// [`PoolBuilder::start`](uniconc_core::PoolBuilder::start) (core's [`uniconc_core::Start`],
+/// re-exported here).
 ///
 /// ```
 /// use uniconc::JoinHandle as _;
@@ -88,20 +94,7 @@ const ENV: &str = "UNICONC_WORKER";
 /// assert_eq!(Start::default(), Start::Clean);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Start {
-    /// `fork()`: the task runs in a copy of the caller, as a [`spawn`](crate::spawn) closure
-    /// does. Fast, sees the primitives created before, but **unsafe to mix with other
-    /// threads holding locks**: a lock held by another thread at the fork stays held in the
-    /// child, and a task that takes it (directly, or through a logger, a global cache) hangs.
-    Fork,
-    /// The binary re-executed as a worker that inherits none of the caller's threads, locks
-    /// or runtime; the task is found by name and its argument and result are encoded. Needs
-    /// [`init`] at the top of `main`. The default for tasks.
-    #[default]
-    Clean,
-}
+pub use uniconc_core::Start;
 
 /// What [`init`] recorded in a normal run.
 #[derive(Debug)]
@@ -135,6 +128,69 @@ pub fn init() {
     if let Some(fd) = worker::inherited_fd(ENV) {
         worker::run(fd)
     }
+    if let Some(fd) = worker::inherited_fd(POOL_ENV) {
+        worker::run_pool(fd)
+    }
+}
+
+/// Whether [`init`] was called in this process (so a re-executed binary becomes a worker).
+pub(crate) fn initialized() -> bool {
+    ENTRY.get().is_some()
+}
+
+/// Re-executes this binary as a clean pool worker on `theirs` (the worker's end of its
+/// socket, closed here once the worker has it): the worker runs the pool's job loop.
+///
+/// # Errors
+/// `Unsupported` if [`init`] was not called; `Os` if the process could not be started.
+pub(crate) fn start_pool_worker(theirs: std::os::fd::OwnedFd) -> Result<sys::Pid, Error> {
+    let pid = start_clean(POOL_ENV, &theirs, "a clean pool worker")?;
+    drop(theirs);
+    Ok(pid)
+}
+
+/// Why a clean start is refused in a process that did not call [`init`]; `what` names the
+/// task or the pool.
+pub(crate) fn not_initialized(what: &str) -> Error {
+    Error::unsupported(format!(
+        "{what}: a clean start needs `uniconc::init()` called first thing in `main` (or \
+         `uniconc::process::init()` at the top of the test); without it a re-executed binary \
+         would run `main` again instead of the task"
+    ))
+}
+
+/// Starts `/proc/self/exe` with `var` naming `theirs` (inherited) and this process; `what`
+/// names the worker in errors. The caller reaps the returned pid.
+fn start_clean(var: &str, theirs: &std::os::fd::OwnedFd, what: &str) -> Result<sys::Pid, Error> {
+    let Some(entry) = ENTRY.get() else {
+        return Err(not_initialized(what));
+    };
+    let fd = theirs.as_raw_fd();
+    let mut cmd = Command::new(self_exe());
+    if let Some(test) = &entry.test {
+        cmd.args([
+            test.as_str(),
+            "--exact",
+            "--nocapture",
+            "--test-threads",
+            "1",
+            "-q",
+        ]);
+    }
+    cmd.env(var, format!("{fd}:{}", sys::getpid()))
+        .stdin(Stdio::null());
+    // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
+    // calls are allowed: it makes one `fcntl` (async-signal-safe), allocates nothing and
+    // takes no lock. `fd` is open in the child (inherited; only its close-on-exec flag is
+    // cleared, so the worker keeps it across the exec and no other child inherits it).
+    unsafe {
+        cmd.pre_exec(move || sys::cvt(libc::fcntl(fd, libc::F_SETFD, 0)).map(drop));
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| Error::os(format!("{what}: starting a clean worker"), e))?;
+    // `Child` neither waits nor kills on drop: the caller reaps the pid.
+    Ok(child.id() as sys::Pid)
 }
 
 /// Runs the task `T` on `arg` in a clean-started worker process: [`spawn_task_with`] with
@@ -177,7 +233,8 @@ pub fn spawn_task<T: Task>(arg: T::Arg) -> Result<JoinHandle<T::Output>, Error> 
 pub fn spawn_task_with<T: Task>(start: Start, arg: T::Arg) -> Result<JoinHandle<T::Output>, Error> {
     match start {
         Start::Fork => spawn(move || T::run(arg)),
-        Start::Clean => spawn_request(&TaskRequest::new::<T>(&arg)?),
+        // `Clean` (and any later start method: the clean one is the safe default).
+        _ => spawn_request(&TaskRequest::new::<T>(&arg)?),
     }
 }
 
@@ -207,44 +264,14 @@ pub fn spawn_task_with<T: Task>(start: Start, arg: T::Arg) -> Result<JoinHandle<
 /// The request is written before this returns; one larger than the socket's buffer waits
 /// until the worker reads it (or dies).
 pub fn spawn_request<R: Message>(req: &TaskRequest) -> Result<JoinHandle<R>, Error> {
-    let Some(entry) = ENTRY.get() else {
-        return Err(Error::unsupported(format!(
-            "task `{}`: a clean start needs `uniconc::init()` called first thing in `main` (or \
-             `uniconc::process::init()` at the top of the test); without it a re-executed \
-             binary would run `main` again instead of the task",
-            req.name
-        )));
-    };
+    if !initialized() {
+        // Refused before anything is encoded or created.
+        return Err(not_initialized(&format!("task `{}`", req.name)));
+    }
     let body = req.encode()?;
     let (ours, theirs) =
         sys::socketpair().map_err(|e| Error::os("creating the socket of a clean worker", e))?;
-    let fd = theirs.as_raw_fd();
-    let mut cmd = Command::new(self_exe());
-    if let Some(test) = &entry.test {
-        cmd.args([
-            test.as_str(),
-            "--exact",
-            "--nocapture",
-            "--test-threads",
-            "1",
-            "-q",
-        ]);
-    }
-    cmd.env(ENV, format!("{fd}:{}", sys::getpid()))
-        .stdin(Stdio::null());
-    // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
-    // calls are allowed: it makes one `fcntl` (async-signal-safe), allocates nothing and
-    // takes no lock. `fd` is open in the child (inherited; only its close-on-exec flag is
-    // cleared, so the worker keeps it across the exec and no other child inherits it).
-    unsafe {
-        cmd.pre_exec(move || sys::cvt(libc::fcntl(fd, libc::F_SETFD, 0)).map(drop));
-    }
-    let child = cmd
-        .spawn()
-        .map_err(|e| Error::os(format!("task `{}`: starting a clean worker", req.name), e))?;
-    // `Child` neither waits nor kills on drop: the handle reaps the pid.
-    let pid = child.id() as sys::Pid;
-    drop(child);
+    let pid = start_clean(ENV, &theirs, &format!("task `{}`", req.name))?;
     drop(theirs);
     let mut frame = Vec::with_capacity(8 + body.len());
     sys::begin_frame(&mut frame);
@@ -287,6 +314,24 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("task `some::task`"), "{text}");
         assert!(text.contains("uniconc::init()"), "{text}");
+    }
+
+    #[test]
+    fn clean_pool_without_init_is_refused_and_a_default_pool_runs_tasks_forked() {
+        use uniconc_core::{Pool as _, TaskHandle as _};
+        uniconc_core::task! { fn triple(x: u32) -> u32 { x * 3 } }
+        let e = crate::Pool::builder()
+            .workers(1)
+            .start(Start::Clean)
+            .build()
+            .unwrap_err();
+        assert_eq!(e.kind(), uniconc_core::ErrorKind::Unsupported);
+        assert!(e.to_string().contains("uniconc::init()"), "{e}");
+        // Without `init` a re-executed binary cannot become a worker: tasks on a default
+        // pool run in its forked workers, as closures do.
+        let pool = crate::Pool::new(1).unwrap();
+        assert_eq!(pool.map_task::<triple>([1, 2]).unwrap(), [3, 6]);
+        assert_eq!(pool.submit_task::<triple>(5).unwrap().wait(), Ok(15));
     }
 
     #[test]

@@ -106,3 +106,20 @@ fn read_request(fd: RawFd) -> Result<TaskRequest, TaskError> {
     }
     TaskRequest::decode(&body).map_err(|e| failed("decoding", &e))
 }
+
+/// Runs a clean-started pool worker on the socket `fd` (the pool's job loop, on a fresh
+/// thread outside any runtime the caller of `init` is in) and leaves the process.
+pub(super) fn run_pool(fd: RawFd) -> ! {
+    // SAFETY: `fd` is open (checked by `inherited_fd`); F_SETFD only sets its flags. Close on
+    // exec, so the processes the tasks start do not inherit it.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    // SAFETY: getppid has no preconditions; `inherited_fd` checked it is the pool's process.
+    let parent = unsafe { libc::getppid() };
+    let ran = std::thread::Builder::new()
+        .name("uniconc-pool-worker".into())
+        .stack_size(sys::main_stack_size())
+        .spawn(move || crate::pool::clean_worker(fd, parent))
+        .map(std::thread::JoinHandle::join);
+    // The job loop leaves with `_exit` itself; getting here means it could not start.
+    sys::exit_child(if ran.is_ok() { 0 } else { 4 })
+}
