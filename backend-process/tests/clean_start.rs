@@ -349,3 +349,33 @@ fn clean_worker_that_exits_before_reporting_says_so() {
         other => panic!("expected Failed, got {other:?}"),
     }
 }
+
+uniconc::task! {
+    /// Opens the caller's channel by name and sends `n` squares through it: a clean worker
+    /// inherits no memory, so a name is how it reaches the caller's primitives.
+    fn squares_by_name(name: String, n: u64) -> u64 {
+        use uniconc::{Backend as _, Sender as _};
+        let tx = uniconc::Process::named(&name).sender::<u64>(Some(4)).unwrap();
+        (0..n).map(|i| tx.send(i * i).map(|()| 1).unwrap_or(0)).sum()
+    }
+}
+
+#[test]
+fn clean_worker_reaches_the_callers_channel_by_name() {
+    init();
+    let _s = serial();
+    use uniconc::{Backend as _, Receiver as _};
+    let name = format!("clean-start-test-{}", std::process::id());
+    let rx = uniconc::Process::named(&name)
+        .create_new()
+        .receiver::<u64>(Some(4))
+        .unwrap();
+    // More messages than the capacity: the worker blocks on the caller draining them.
+    let mut h = spawn_task::<squares_by_name>((name.clone(), 10)).unwrap();
+    let got: Vec<u64> = (0..10)
+        .map(|_| rx.recv_timeout(WATCHDOG).unwrap())
+        .collect();
+    assert_eq!(got, (0..10).map(|i| i * i).collect::<Vec<_>>());
+    assert_eq!(h.join_timeout(WATCHDOG), Ok(10));
+    uniconc::Process::named(&name).unlink().unwrap();
+}
