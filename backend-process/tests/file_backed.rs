@@ -203,6 +203,24 @@ fn the_file_layout_is_the_documented_one() {
         .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
         .collect();
     assert_eq!(data, [0xdead_beef, 0, 0, 0, 7]);
+    // Another program: Python's own `mmap` and `struct`, where a python3 is installed.
+    let script = "import mmap, struct, sys\n\
+                  f = open(sys.argv[1], 'rb')\n\
+                  m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)\n\
+                  n = struct.unpack_from('<Q', m, 24)[0]\n\
+                  print(m[0:8].decode(), n, *struct.unpack_from('<%dI' % n, m, 4096))\n";
+    if let Ok(out) = Command::new("python3")
+        .args(["-c", script])
+        .arg(&path)
+        .output()
+    {
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(
+            text.trim(),
+            format!("uniconcA 5 {} 0 0 0 7", 0xdead_beefu32)
+        );
+    }
 }
 
 #[test]
