@@ -95,6 +95,7 @@ cfg_if::cfg_if! {
         mod collections;
         use uniconc_core::codec;
         mod event;
+        mod file;
         mod lock;
         mod named;
         mod os;
@@ -118,6 +119,7 @@ cfg_if::cfg_if! {
             forget_inherited_handles, unbounded,
         };
         pub use event::Event;
+        pub use file::FileRegion;
         pub use lock::{Lock, LockGuard};
         pub use pool::{Pool, TaskHandle};
         pub use spawn::{JoinHandle, spawn, spawn_async};

@@ -158,6 +158,37 @@ impl RawLock {
         }
     }
 
+    /// The lock word now, for [`clear_stale`](Self::clear_stale).
+    pub(crate) fn word_now(&self) -> u32 {
+        // Relaxed: a snapshot compared by value only; no data is read under it.
+        self.word.load(Ordering::Relaxed)
+    }
+
+    /// Frees a lock whose word `stale` was written by processes of an earlier boot (a
+    /// file-backed lock: their pids mean nothing now), unless someone took it over since,
+    /// and wakes every sleeper. The caller must be the one process that won the right to
+    /// clear it, and must have read `stale` before winning it.
+    pub(crate) fn clear_stale(&self, stale: u32) {
+        let owner = stale & !WAITERS;
+        if owner == 0 {
+            return;
+        }
+        let mut v = self.word.load(Ordering::Relaxed);
+        while v & !WAITERS == owner {
+            // Release: as an unlock (nothing was written under the stale holder in this boot).
+            match self
+                .word
+                .compare_exchange(v, 0, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    platform::wake(&self.word, u32::MAX);
+                    return;
+                }
+                Err(now) => v = now,
+            }
+        }
+    }
+
     /// Releases the lock if this process holds it; poisons it first if the calling thread is
     /// panicking (the guard is dropped by the unwinding).
     #[inline]

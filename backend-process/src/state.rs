@@ -9,19 +9,22 @@
 
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
+use std::path::Path;
 use std::sync::Arc;
 
 use uniconc_core::state::index_error;
 use uniconc_core::{Error, LockError, Name, Plain};
 
 use crate::lock::{Acquired, RawLock};
-use crate::named;
 use crate::procs;
 use crate::shm::{Region, align_up};
+use crate::{file, named};
 
 #[derive(Debug)]
 struct Cells {
     region: Region,
+    /// Where the `RawLock` sits: 0, or in a file-backed array's header page.
+    lock_off: usize,
     data_off: usize,
 }
 
@@ -31,6 +34,7 @@ impl Cells {
         procs::install_fork_handlers();
         Ok(Self {
             region: Region::new(bytes, false)?,
+            lock_off: 0,
             data_off,
         })
     }
@@ -86,6 +90,7 @@ impl Cells {
         )?;
         Ok(Self {
             region: attached.region,
+            lock_off: 0,
             data_off,
         })
     }
@@ -105,8 +110,28 @@ impl Cells {
         Ok((data_off, bytes))
     }
 
+    /// The cells of an array file (see `file`): the lock in its header page, the elements
+    /// at `file::DATA_OFFSET`.
+    fn file(mapped: file::MappedArray) -> (Self, usize) {
+        procs::install_fork_handlers();
+        let cells = Self {
+            region: mapped.region,
+            lock_off: file::RAW_LOCK_OFFSET,
+            data_off: file::DATA_OFFSET,
+        };
+        (cells, mapped.len)
+    }
+
+    fn elem<T>() -> file::Elem {
+        file::Elem {
+            type_name: std::any::type_name::<T>(),
+            size: size_of::<T>(),
+            align: align_of::<T>(),
+        }
+    }
+
     fn raw(&self) -> &RawLock {
-        self.region.at(0)
+        self.region.at(self.lock_off)
     }
 
     fn data<T>(&self) -> *mut T {
@@ -424,6 +449,87 @@ impl<T: Plain> Array<T> {
             len,
             _m: PhantomData,
         })
+    }
+}
+
+impl<T: Plain> Array<T> {
+    /// A new array of `len` zeroed elements in a new file at `path`, which outlives every
+    /// process (Python's `mmap` over a file). The file is a 4096-byte header page (the
+    /// element type, the length, the array's lock) then the elements as plain `T`s in the
+    /// host's byte order (little-endian on x86-64 and AArch64), so another program reads them
+    /// at offset 4096: numpy's `np.memmap(path, dtype="<u4", offset=4096)` for a `u32` array
+    /// (the layout: see the crate's README, "File-backed arrays").
+    ///
+    /// The file appears whole (it is made under a temporary name, then linked), and an
+    /// existing file is never overwritten. Forked children share the array as any other;
+    /// another process maps it with [`open_file`](Self::open_file). The lock lives in the
+    /// file: a process killed holding it is reported as `OwnerDied`, as for an anonymous
+    /// array, and a lock word left by an earlier boot of the machine is cleared by the first
+    /// opener of the new boot (Linux). [`flush`](Self::flush) writes it to the disk.
+    ///
+    /// ```
+    /// use uniconc::Array as _;
+    /// let path = std::env::temp_dir().join(format!("uniconc-doc-array-{}", std::process::id()));
+    /// let a = uniconc::process::Array::<u32>::create_file(&path, 3)?;
+    /// a.set(1, 7)?;
+    /// a.flush()?;
+    /// drop(a);
+    /// let b = uniconc::process::Array::<u32>::open_file(&path)?; // a later run, or another program
+    /// assert_eq!(b.to_vec(), [0, 7, 0]);
+    /// let bytes = std::fs::read(&path)?;
+    /// assert_eq!(bytes.len(), 4096 + 3 * 4);
+    /// assert_eq!(bytes[4100..4104], 7u32.to_ne_bytes()); // element 1, at 4096 + 1 * 4
+    /// assert!(uniconc::process::Array::<u64>::open_file(&path).is_err()); // another type
+    /// std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `AlreadyExists` if `path` exists; `InvalidArgument` if the size overflows or `T` is
+    /// aligned to more than 4096 bytes; `Os` if the file cannot be created, sized or mapped.
+    pub fn create_file(path: impl AsRef<Path>, len: usize) -> Result<Self, Error> {
+        Cells::layout::<T>(len)?; // refuses alignments the page cannot give
+        let (cells, len) =
+            Cells::file(file::create_array(path.as_ref(), &Cells::elem::<T>(), len)?);
+        Ok(Self {
+            cells: Arc::new(cells),
+            len,
+            _m: PhantomData,
+        })
+    }
+
+    /// Maps the array file at `path` (made by [`create_file`](Self::create_file), in any
+    /// process); its length is the file's.
+    ///
+    /// The file is untrusted input: it is opened without following a symbolic link, must be
+    /// a regular file, and its header is checked before anything is mapped. A file truncated
+    /// *while* it is mapped makes the next access fault (`SIGBUS`), as for any file mapping.
+    ///
+    /// # Errors
+    /// `NotFound` if there is no file; `InvalidArgument` if `path` is a symbolic link or not
+    /// a regular file; `Incompatible` if it is not an array file, has another layout version
+    /// or byte order, holds another element type (name, size or alignment), or its size is
+    /// not what its header implies (truncated); `Os` if it cannot be opened read-write or
+    /// mapped.
+    pub fn open_file(path: impl AsRef<Path>) -> Result<Self, Error> {
+        Cells::layout::<T>(0)?;
+        let (cells, len) = Cells::file(file::open_array(path.as_ref(), &Cells::elem::<T>())?);
+        Ok(Self {
+            cells: Arc::new(cells),
+            len,
+            _m: PhantomData,
+        })
+    }
+
+    /// Writes the array's dirty pages to its file and waits for the disk (`msync(MS_SYNC)`);
+    /// for an array not backed by a disk file it only returns. It does not take the lock:
+    /// hold a [`lock`](uniconc_core::Array::lock) guard across it to write a consistent
+    /// state.
+    ///
+    /// # Errors
+    /// `Os` if the kernel reports a write error.
+    pub fn flush(&self) -> Result<(), Error> {
+        file::flush(&self.cells.region)
     }
 }
 
