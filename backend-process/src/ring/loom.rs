@@ -194,7 +194,7 @@ fn loom_two_reapers_settle_dead_producers() {
         r.reserve(None).unwrap();
         s.hdr.prod.tail.store(1, Ordering::Relaxed);
         push_val(&r, 2, 8);
-        let reapers = on_threads(&s, 2, |r| r.recover_send(1, 1 | SPAN_MESSAGE));
+        let reapers = on_threads(&s, 2, |r| r.recover_send(1, 1 | SPAN_MESSAGE, 0));
         assert_eq!(pop_one(&r), (2, 8));
         for t in reapers {
             t.join().unwrap();
