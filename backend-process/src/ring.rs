@@ -46,6 +46,19 @@
 //!   producers before they claim cells, undone if they cannot) and `recvd` (consumers, once a
 //!   message is read). Skip records count no message.
 //!
+//! # Batches
+//!
+//! - A producer with many records ([`Ring::claim_batch`]) reserves up to [`BATCH_MAX`]
+//!   message slots with one CAS on `sent` and claims a run of cells with one `tail` CAS,
+//!   never across the end of the ring; it then writes and publishes the records one after
+//!   the other (each head cell stamped as above, so consumers see no difference), and
+//!   publishes what is left of the run as a skip record, giving the unused slots back.
+//! - A consumer ([`Ring::try_pop_batch`]) scans the stamps from `head` while they say
+//!   published (never across the end), claims the whole range with one `head` CAS, reads
+//!   the records, then completes the range at once: one `recvd` increment, one `done` CAS;
+//!   if an earlier record is still being read, it stamps every record of the range `READ`,
+//!   its first last, so a sweeper that passes the first passes them all.
+//!
 //! Stamps are `PUBLISHED | pos` or `READ | pos`; zero, the state of fresh shared memory, is
 //! "never written", so no initialisation pass touches the cells. A consumer whose `head` is
 //! stale finds a stamp for a later position (or `READ` for its own) and retries; one whose
@@ -93,6 +106,21 @@
 //! give its slot back. A producer killed in the instant between two of its steps (taking the
 //! slot and saying so, publishing and clearing its words) is settled as if it held a slot:
 //! the channel may then hold one message more than its capacity, never one fewer.
+//!
+//! # Killed inside a batch
+//!
+//! A batch producer's words name its whole run (`pos`, and in `span` the cells and slots)
+//! and, in [`SendWords::progress`], the record it is writing, stored before it writes it.
+//! [`Ring::recover_send`] keeps every record it published (the one its progress names, if
+//! its stamp or `done` says so, and all before it), publishes the rest of the run as a skip
+//! record and gives back the slots of the records it never published. A range consumer's
+//! claim word names the range's first record and [`SendWords::recv_span`] its cells and
+//! messages, marked once they are counted; [`Ring::recover_range`] completes the range (and
+//! counts it unless it was counted). Two dead consumers whose words name the same position
+//! with different ranges are left alone (one of them lost its claim, and which cannot be
+//! told), as two dead producers that disagree on one position's cells are. A process killed
+//! in the instant between two steps is settled as if it held what it had just given back:
+//! the channel may then hold up to a batch more than its capacity, never less.
 
 use std::cell::UnsafeCell;
 

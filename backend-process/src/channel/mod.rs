@@ -29,6 +29,19 @@
 //! then a futex sleep on a sequence word, bounded to [`SLICE`] so a waiter re-checks whether
 //! its peers are alive.
 //!
+//! # Batches
+//!
+//! `send_batch` measures each item as it pulls it from the caller's iterator and fills one
+//! claim of the ring (`Ring::claim_batch`: one reservation of message slots, one `tail` CAS)
+//! with as many as fit, encoding each straight into its cells, then wakes receivers once.
+//! It pulls an item only after the one before it was sent, so a disconnection or an item
+//! the channel refuses hands back that item and leaves the rest in the iterator.
+//! `recv_batch` takes every message published at the front of the ring, up to `max`, with
+//! one claim (`Ring::try_pop_batch`), decodes them into the caller's `Vec` and wakes
+//! senders once; when nothing is published it waits for one message as `recv` does, then
+//! takes what else is there. A message that cannot be decoded inside a batch is reported
+//! after the others taken with it are in the `Vec` (they were consumed with it).
+//!
 //! # What `Empty` and `len` mean
 //!
 //! `try_recv` (and so `try_iter`) says `Empty` only when nothing is queued, as crossbeam's
