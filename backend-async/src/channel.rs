@@ -765,20 +765,6 @@ impl<T: Send + 'static> uniconc_core::Receiver<T> for Receiver<T> {
         Ok(v)
     }
 
-    /// One lock for every message taken: the first is waited for as by `recv`, then what is
-    /// queued (up to `max`) is taken under one lock, and as many blocked senders woken.
-    fn recv_batch(&self, buf: &mut Vec<T>, max: usize) -> Result<usize, RecvError> {
-        if max == 0 {
-            return Ok(0);
-        }
-        let mut got = self.drain_into(buf, max);
-        if got == 0 {
-            buf.push(uniconc_core::Receiver::recv(self)?);
-            got = 1 + self.drain_into(buf, max - 1);
-        }
-        Ok(got)
-    }
-
     fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         let mut fut = self.recv_async();
         match block_on(&mut fut, deadline) {
@@ -801,31 +787,6 @@ impl<T: Send + 'static> uniconc_core::Receiver<T> for Receiver<T> {
 
     fn is_closed(&self) -> bool {
         self.shared.disconnected.load(Ordering::Acquire)
-    }
-}
-
-impl<T: Send + 'static> Receiver<T> {
-    /// Moves up to `max` queued messages into `buf` under one lock, then wakes one blocked
-    /// sender per slot freed (bounded channels); returns how many.
-    fn drain_into(&self, buf: &mut Vec<T>, max: usize) -> usize {
-        let mut wakers = Vec::new();
-        let mut st = self.shared.lock();
-        let k = max.min(st.queue.len());
-        buf.extend(st.queue.drain(..k));
-        if k > 0 {
-            if st.queue.is_empty() && st.queue.capacity() > SHRINK_ABOVE {
-                // As in `try_recv_locked`: a burst is over, give back its memory.
-                st.queue.shrink_to(SHRINK_ABOVE / 16);
-            }
-            if self.shared.cap.is_some() {
-                wakers.extend(std::iter::from_fn(|| st.send_waiters.pop()).take(k));
-            }
-        }
-        drop(st);
-        for w in wakers {
-            w.wake();
-        }
-        k
     }
 }
 
