@@ -46,6 +46,19 @@
 //!   producers before they claim cells, undone if they cannot) and `recvd` (consumers, once a
 //!   message is read). Skip records count no message.
 //!
+//! # Batches
+//!
+//! - A producer with many records ([`Ring::claim_batch`]) reserves up to [`BATCH_MAX`]
+//!   message slots with one CAS on `sent` and claims a run of cells with one `tail` CAS,
+//!   never across the end of the ring; it then writes and publishes the records one after
+//!   the other (each head cell stamped as above, so consumers see no difference), and
+//!   publishes what is left of the run as a skip record, giving the unused slots back.
+//! - A consumer ([`Ring::try_pop_batch`]) scans the stamps from `head` while they say
+//!   published (never across the end), claims the whole range with one `head` CAS, reads
+//!   the records, then completes the range at once: one `recvd` increment, one `done` CAS;
+//!   if an earlier record is still being read, it stamps every record of the range `READ`,
+//!   its first last, so a sweeper that passes the first passes them all.
+//!
 //! Stamps are `PUBLISHED | pos` or `READ | pos`; zero, the state of fresh shared memory, is
 //! "never written", so no initialisation pass touches the cells. A consumer whose `head` is
 //! stale finds a stamp for a later position (or `READ` for its own) and retries; one whose
@@ -93,6 +106,21 @@
 //! give its slot back. A producer killed in the instant between two of its steps (taking the
 //! slot and saying so, publishing and clearing its words) is settled as if it held a slot:
 //! the channel may then hold one message more than its capacity, never one fewer.
+//!
+//! # Killed inside a batch
+//!
+//! A batch producer's words name its whole run (`pos`, and in `span` the cells and slots)
+//! and, in [`SendWords::progress`], the record it is writing, stored before it writes it.
+//! [`Ring::recover_send`] keeps every record it published (the one its progress names, if
+//! its stamp or `done` says so, and all before it), publishes the rest of the run as a skip
+//! record and gives back the slots of the records it never published. A range consumer's
+//! claim word names the range's first record and [`SendWords::recv_span`] its cells and
+//! messages, marked once they are counted; [`Ring::recover_range`] completes the range (and
+//! counts it unless it was counted). Two dead consumers whose words name the same position
+//! with different ranges are left alone (one of them lost its claim, and which cannot be
+//! told), as two dead producers that disagree on one position's cells are. A process killed
+//! in the instant between two steps is settled as if it held what it had just given back:
+//! the channel may then hold up to a batch more than its capacity, never less.
 
 use std::cell::UnsafeCell;
 
@@ -171,14 +199,80 @@ pub(crate) struct SendWords {
     /// claims the cells at `t`; zero once it has published them (or given the slot back).
     pub(crate) pos: AtomicU64,
     /// With `pos = t + 1`: the cells claimed, and [`SPAN_MESSAGE`] if they are for the message
-    /// (not padding to the end of the ring).
+    /// (not padding to the end of the ring). For a batch claim ([`Ring::claim_batch`]):
+    /// [`SPAN_BATCH`], the cells in the low 32 bits and the message slots reserved in bits
+    /// 32..44.
     pub(crate) span: AtomicU64,
+    /// With a batch claim: where the producer is in it (see [`Progress`]); stored before each
+    /// record is written, so a reaper knows which records were published.
+    pub(crate) progress: AtomicU64,
+    /// The receive side of the same thread: zero while its receive claim word names a single
+    /// record; for a range claimed by [`Ring::try_pop_batch`], the cells in the low 32 bits,
+    /// the messages in bits 32..63 and [`RANGE_COUNTED`] once they are counted as read.
+    pub(crate) recv_span: AtomicU64,
 }
 
 /// [`SendWords::pos`]: taking a message slot, no cells claimed yet.
 pub(crate) const RESERVING: u64 = u64::MAX;
 /// Bit of [`SendWords::span`]: the claimed cells are for the message.
 pub(crate) const SPAN_MESSAGE: u64 = 1 << 63;
+/// Bit of [`SendWords::span`]: the claim is a batch of records ([`Ring::claim_batch`]).
+pub(crate) const SPAN_BATCH: u64 = 1 << 62;
+/// Bit of [`SendWords::recv_span`]: the range's messages are counted in `recvd`.
+pub(crate) const RANGE_COUNTED: u64 = 1 << 63;
+
+/// Most messages one batch claim reserves (the span word has 12 bits for them); a longer
+/// batch takes several claims.
+pub(crate) const BATCH_MAX: u64 = (1 << 12) - 1;
+/// Most messages one receive claims at once (the range word has 31 bits for them).
+const RANGE_MAX: usize = (1 << 31) - 1;
+/// Batch claims need cell offsets and counts to fit [`Progress`]'s 25-bit fields: rings of
+/// at most this many cells (every ring the channel builds; larger ones claim record by
+/// record).
+const BATCH_RING_MAX: u64 = 1 << 24;
+
+/// A batch producer's progress word ([`SendWords::progress`]): the record it is writing,
+/// as its cell offset in the claim (bits 0..25), its cells (bits 25..50) and its index among
+/// the claim's messages (bits 50..62); [`Progress::OWNED`] once the claiming CAS succeeded,
+/// [`Progress::PAD`] when the record is the padding that ends the claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Progress(pub(crate) u64);
+
+impl Progress {
+    const OWNED: u64 = 1 << 63;
+    const PAD: u64 = 1 << 62;
+    const FIELD: u64 = (1 << 25) - 1;
+
+    fn new(off: u64, cells: u64, index: u64, owned: bool, pad: bool) -> Self {
+        debug_assert!(off <= Self::FIELD && cells <= Self::FIELD && index <= BATCH_MAX);
+        Self(
+            off | cells << 25
+                | index << 50
+                | if owned { Self::OWNED } else { 0 }
+                | if pad { Self::PAD } else { 0 },
+        )
+    }
+
+    fn off(self) -> u64 {
+        self.0 & Self::FIELD
+    }
+
+    fn cells(self) -> u64 {
+        (self.0 >> 25) & Self::FIELD
+    }
+
+    fn index(self) -> u64 {
+        (self.0 >> 50) & BATCH_MAX
+    }
+
+    fn owned(self) -> bool {
+        self.0 & Self::OWNED != 0
+    }
+
+    fn pad(self) -> bool {
+        self.0 & Self::PAD != 0
+    }
+}
 
 /// Bytes of a record kept in its head cell's control line (records up to this size).
 pub(crate) const INLINE: usize = 48;
@@ -591,6 +685,149 @@ impl<'a> Ring<'a> {
         }
     }
 
+    /// Reserves up to `want` of `cap` message slots (`None`: unbounded) with one atomic step;
+    /// returns how many (zero: none is free). Unlike [`Ring::reserve`], a bounded reservation
+    /// never overshoots the capacity, not even for an instant: a batch would otherwise make
+    /// racing senders see the channel full while it has room.
+    fn reserve_many(&self, cap: Option<u64>, want: u64) -> u64 {
+        let sent = &self.hdr.prod.sent;
+        // Relaxed: as in `reserve`.
+        let Some(cap) = cap else {
+            sent.fetch_add(want, Ordering::Relaxed);
+            return want;
+        };
+        let mut cur = sent.load(Ordering::Relaxed);
+        let mut recvd = self.cache.recvd.load(Ordering::Relaxed);
+        let mut fresh = false;
+        loop {
+            let free = cap.saturating_sub(cur.saturating_sub(recvd));
+            if free < want && !fresh {
+                // As in `reserve`: the cache can only make us refuse; re-read once.
+                recvd = self.hdr.done.recvd.load(Ordering::Relaxed);
+                self.cache.recvd.store(recvd, Ordering::Relaxed);
+                fresh = true;
+                continue;
+            }
+            let got = free.min(want);
+            if got == 0 {
+                return 0;
+            }
+            match sent.compare_exchange_weak(cur, cur + got, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return got,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Gives `k` message slots back.
+    #[inline]
+    fn unreserve_many(&self, k: u64) {
+        if k > 0 {
+            // Relaxed: as in `reserve`.
+            self.hdr.prod.sent.fetch_sub(k, Ordering::Relaxed);
+        }
+    }
+
+    /// Claims room for a batch of records with one reservation of message slots and one
+    /// `tail` CAS: up to `want_msgs` slots (at most [`BATCH_MAX`]) and up to `want_cells`
+    /// cells, at least `first` (the cells of the first record). The claim never crosses the
+    /// end of the ring or its soft end (a record there takes [`Ring::try_push`], which goes
+    /// round): then, or on a ring too large for batch claims, [`Batch::Elsewhere`]. Fill it
+    /// with [`BatchClaim::push`]; whatever is left unused when it is dropped is published as
+    /// padding and its slots given back.
+    ///
+    /// `words` say what the producer holds at every step (see [`Ring::recover_send`]).
+    pub(crate) fn claim_batch<'r>(
+        &'r self,
+        cap: Option<u64>,
+        words: &'r SendWords,
+        first: u64,
+        want_msgs: u64,
+        want_cells: u64,
+    ) -> Result<BatchClaim<'r, 'a>, Batch> {
+        let mask = self.n - 1;
+        if self.n > BATCH_RING_MAX || first > self.n {
+            return Err(Batch::Elsewhere);
+        }
+        // Relaxed: a stale tail only picks the path; the CAS below decides.
+        let i = self.hdr.prod.tail.load(Ordering::Relaxed) & mask;
+        let limit = if i < self.soft { self.soft } else { self.n };
+        if i + first > limit {
+            return Err(Batch::Elsewhere);
+        }
+        // Dropped on every early return: the words say nothing is held.
+        let idle = IdleBatch(words);
+        let want = want_msgs.clamp(1, BATCH_MAX);
+        // Relaxed: ordered before the Release store below. While `pos` says `RESERVING`, a
+        // batch span says how many slots a reaper gives back.
+        words.span.store(want << 32 | SPAN_BATCH, Ordering::Relaxed);
+        // Release: as in `try_push`.
+        words.pos.store(RESERVING, Ordering::Release);
+        let m = self.reserve_many(cap, want);
+        // Relaxed: read by a reaper once this process is dead. Killed just before it, the
+        // reaper gives back `want >= m` slots: more room than the capacity, never less.
+        words.span.store(m << 32 | SPAN_BATCH, Ordering::Relaxed);
+        if m == 0 {
+            return Err(Batch::Full);
+        }
+        let tail = &self.hdr.prod.tail;
+        loop {
+            // Relaxed: a stale value is caught by the CAS.
+            let t = tail.load(Ordering::Relaxed);
+            let i = t & mask;
+            let limit = if i < self.soft { self.soft } else { self.n };
+            if i + first > limit {
+                self.unreserve_many(m);
+                return Err(Batch::Elsewhere);
+            }
+            // SYNC POINT B, through the cache (Acquire pairs with its Release store).
+            let mut room = (self.cache.done.load(Ordering::Acquire) + self.n).saturating_sub(t);
+            if room < want_cells {
+                room = (self.advance_done() + self.n).saturating_sub(t);
+            }
+            if room < first {
+                // Relaxed: re-reading tail only decides between "retry" and "full".
+                if tail.load(Ordering::Relaxed) == t {
+                    self.unreserve_many(m);
+                    return Err(Batch::Full);
+                }
+                continue;
+            }
+            let k = want_cells.clamp(first, limit - i).min(room);
+            // Relaxed: published by the CAS below (SeqCst), for a reaper that sees the claim.
+            words
+                .span
+                .store(k | m << 32 | SPAN_BATCH | SPAN_MESSAGE, Ordering::Relaxed);
+            words.progress.store(
+                Progress::new(0, first, 0, false, false).0,
+                Ordering::Relaxed,
+            );
+            words.pos.store(t + 1, Ordering::Relaxed);
+            // SeqCst: the producer half of the receivers' wake handshake, as in `try_push`.
+            if tail
+                .compare_exchange_weak(t, t + k, Ordering::SeqCst, Ordering::Relaxed)
+                .is_err()
+            {
+                spin_hint();
+                continue;
+            }
+            // Relaxed: read by a reaper once this process is dead (all its stores visible).
+            words
+                .progress
+                .store(Progress::new(0, first, 0, true, false).0, Ordering::Relaxed);
+            std::mem::forget(idle);
+            return Ok(BatchClaim {
+                ring: self,
+                words,
+                t,
+                k,
+                m,
+                off: 0,
+                j: 0,
+            });
+        }
+    }
+
     /// Claims the record at the head, if one is published: moves `head` past it and returns
     /// its position and span. `intent` holds `h + 1` from before the claim of `h` is made (the
     /// Release `head` CAS publishes it), so whoever sees the claim sees who may have made it
@@ -676,6 +913,213 @@ impl<'a> Ring<'a> {
             }
             // A skip record: completed as `_complete` drops; on to the next.
         }
+    }
+
+    /// Takes every record published from the head on, up to `max` messages, with one `head`
+    /// CAS, hands each one's bytes to `read` in order, then completes them all at once (one
+    /// `recvd` increment, one `done` CAS). Returns the messages handed to `read`; zero if
+    /// none is published at the head (see [`Pop::Empty`]). A range never crosses the end of
+    /// the ring.
+    ///
+    /// `intent` is this thread's receive claim word and `span` its range word
+    /// ([`SendWords::recv_span`]): from before the claim they name the range (`h + 1`, and
+    /// its cells and messages), so a reaper can finish it for a consumer killed holding it
+    /// ([`Ring::recover_range`]). If `read` panics the range is completed anyway: the
+    /// messages after the one being read are lost with the panic.
+    pub(crate) fn try_pop_batch(
+        &self,
+        intent: &AtomicU64,
+        span: &AtomicU64,
+        max: usize,
+        mut read: impl FnMut(Record<'_>),
+    ) -> usize {
+        let max = max.min(RANGE_MAX);
+        let mask = self.n - 1;
+        let mut lost = false;
+        loop {
+            // Relaxed: a stale head is caught by the stamp checks or the CAS.
+            let h = self.hdr.head.load(Ordering::Relaxed);
+            let (mut p, mut msgs) = (h, 0);
+            while msgs < max {
+                let c = self.cell(p);
+                // SYNC POINT A: Acquire pairs with the producer's Release stamp.
+                if c.stamp.load(Ordering::Acquire) != PUBLISHED | p {
+                    break;
+                }
+                // Relaxed: ordered after the stamp's Acquire load (SYNC POINT A).
+                let sp = Span::of(c.meta.load(Ordering::Relaxed), p & mask, self.n);
+                msgs += usize::from(sp.is_message());
+                p += sp.cells;
+                if p & mask == 0 {
+                    break; // the end of the ring: a range never wraps
+                }
+            }
+            if p == h {
+                // Nothing published at `h` (or `head` moved on): one look as `try_pop` makes
+                // tells the two apart.
+                if span.load(Ordering::Relaxed) != 0 {
+                    // Relaxed: ordered before the claim word's Release store in `claim`.
+                    span.store(0, Ordering::Relaxed);
+                }
+                return match self.try_pop(intent, &mut read) {
+                    Pop::Item(()) => 1,
+                    Pop::Empty => {
+                        if lost {
+                            // Release: as in `claim`.
+                            intent.store(0, Ordering::Release);
+                        }
+                        0
+                    }
+                };
+            }
+            let cells = p - h;
+            // Relaxed: ordered before the claim word's Release store, which the `head` CAS
+            // publishes (as in `claim`).
+            span.store(cells | (msgs as u64) << 32, Ordering::Relaxed);
+            // Release: as in `claim`.
+            intent.store(h + 1, Ordering::Release);
+            // Release: as in `claim`.
+            if self
+                .hdr
+                .head
+                .compare_exchange_weak(h, p, Ordering::Release, Ordering::Relaxed)
+                .is_err()
+            {
+                lost = true;
+                spin_hint();
+                continue;
+            }
+            // Completes the range even if `read` panics.
+            let _complete = CompleteRange {
+                ring: self,
+                h,
+                cells,
+                msgs: msgs as u64,
+                span,
+            };
+            let mut q = h;
+            while q < p {
+                let i = q & mask;
+                // Relaxed: read in the scan above, after the stamp's Acquire; unchanged since
+                // (the record is ours until we complete it).
+                let sp = Span::of(self.cell(q).meta.load(Ordering::Relaxed), i, self.n);
+                if sp.corrupt {
+                    read(Record::Corrupt);
+                } else if let Some(len) = sp.len {
+                    // SAFETY: as in `try_pop`: in bounds (`Span::of`), ours (we won the head
+                    // CAS past this published record), the producer's writes visible (SYNC
+                    // POINT A, the scan's Acquire load of its stamp) and finished.
+                    let bytes = unsafe { std::slice::from_raw_parts(self.bytes(i, len), len) };
+                    #[cfg(uniconc_loom)]
+                    for c in &self.ctl[i as usize..(i + sp.cells) as usize] {
+                        c.bytes_model.0.with(|_| ());
+                    }
+                    read(Record::Bytes(bytes));
+                }
+                q += sp.cells;
+            }
+            return msgs;
+        }
+    }
+
+    /// Completes the range `h .. h + cells` holding `msgs` messages, taken by
+    /// [`Ring::try_pop_batch`]: counts them, marks them counted in the range word, then moves
+    /// `done` past the range, or (an earlier record is still being read) stamps every
+    /// record of it `READ`, its first last, so a sweeper passes them all.
+    fn complete_range(&self, h: u64, cells: u64, msgs: u64, span: &AtomicU64) {
+        if msgs > 0 {
+            // SeqCst: as in `complete` (the senders' wake handshake).
+            self.hdr.done.recvd.fetch_add(msgs, Ordering::SeqCst);
+            // Relaxed: read by a reaper once this process is dead; a consumer killed before
+            // it is counted again (the channel may then hold `msgs` more than its capacity).
+            span.store(cells | msgs << 32 | RANGE_COUNTED, Ordering::Relaxed);
+        }
+        // SYNC POINT B and the handshake, as in `complete`.
+        if self
+            .hdr
+            .done
+            .done
+            .compare_exchange(h, h + cells, Ordering::SeqCst, Ordering::Relaxed)
+            .is_err()
+        {
+            self.mark_read(h, cells, false);
+        }
+    }
+
+    /// Stamps the records of the claimed, unfinished range `h .. h + cells` `READ`, the one at
+    /// `h` last: a sweeper stops at `h` until then, and passes the rest after it. With
+    /// `reaper`, each stamp is a CAS from `PUBLISHED` (a record its consumer already marked
+    /// stays so); returns whether the stamp at `h` was this caller's.
+    fn mark_read(&self, h: u64, cells: u64, reaper: bool) -> bool {
+        let mask = self.n - 1;
+        // Relaxed: the metas of the range's records, unchanged while the record at `h` is
+        // unfinished (nobody may rewrite a cell at or past `done`).
+        let first = Span::of(self.cell(h).meta.load(Ordering::Relaxed), h & mask, self.n);
+        let mut q = h + first.cells;
+        while q < h + cells {
+            let c = self.cell(q);
+            let sp = Span::of(c.meta.load(Ordering::Relaxed), q & mask, self.n);
+            // SYNC POINT B: Release, for the sweeper's Acquire load, as in `complete`.
+            if reaper {
+                let _ = c.stamp.compare_exchange(
+                    PUBLISHED | q,
+                    READ | q,
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                );
+            } else {
+                c.stamp.store(READ | q, Ordering::Release);
+            }
+            q += sp.cells;
+        }
+        let c = self.cell(h);
+        // SYNC POINT B: Release, for the sweeper's Acquire load; SeqCst for the handshake.
+        if reaper {
+            c.stamp
+                .compare_exchange(PUBLISHED | h, READ | h, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
+        } else {
+            c.stamp.store(READ | h, Ordering::SeqCst);
+            true
+        }
+    }
+
+    /// [`Ring::recover`] for a range claimed by [`Ring::try_pop_batch`] (`span`, the dead
+    /// consumer's range word): counts its messages unless the consumer did, and completes
+    /// it. Does nothing if the record at `h` is not claimed and unfinished. Returns `true`
+    /// if it finished the range.
+    ///
+    /// As for `recover`, the caller has checked that no live consumer's word names `h`, nor
+    /// a dead one's with another range (one of the two lost its claim).
+    pub(crate) fn recover_range(&self, h: u64, span: u64) -> bool {
+        let cells = span & 0xFFFF_FFFF;
+        let msgs = (span >> 32) & RANGE_MAX as u64;
+        if cells == 0 || (h & (self.n - 1)) + cells > self.n {
+            return false; // not a range this ring could hold: not ours to trust
+        }
+        // Acquire: a claim of `h`, if any, is seen.
+        if self.hdr.head.load(Ordering::Acquire) < h + cells {
+            return false; // not claimed (as a range): still the next receiver's
+        }
+        let done = &self.hdr.done.done;
+        // Acquire: `done` below `h + 1` means the cells still hold the range.
+        let d = done.load(Ordering::Acquire);
+        // SYNC POINT A: Acquire, as a consumer's.
+        if d > h || self.cell(h).stamp.load(Ordering::Acquire) != PUBLISHED | h {
+            return false; // finished, or no record here
+        }
+        // SeqCst: as in `complete`.
+        let finished =
+            match done.compare_exchange(h, h + cells, Ordering::SeqCst, Ordering::Relaxed) {
+                Ok(_) => true,
+                Err(now) if now > h => false,
+                Err(_) => self.mark_read(h, cells, true),
+            };
+        if finished && span & RANGE_COUNTED == 0 && msgs > 0 {
+            // SeqCst: as in `complete`.
+            self.hdr.done.recvd.fetch_add(msgs, Ordering::SeqCst);
+        }
+        finished
     }
 
     /// Counts the record at `h` as read, then gives its cells back (see the module docs).
@@ -770,7 +1214,14 @@ impl<'a> Ring<'a> {
     /// The caller has checked that no live producer's words name the same cells (loading
     /// every live process's words after a fresh [`Ring::tail_acquire`]), and settles each dead
     /// word once.
-    pub(crate) fn recover_send(&self, pos: u64, span: u64) -> bool {
+    pub(crate) fn recover_send(&self, pos: u64, span: u64, progress: u64) -> bool {
+        if span & SPAN_BATCH != 0 {
+            if pos == RESERVING {
+                self.unreserve_many((span >> 32) & BATCH_MAX);
+                return false;
+            }
+            return self.recover_batch(pos - 1, span, Progress(progress));
+        }
         let Some(t) = pos.checked_sub(1).filter(|_| pos != RESERVING) else {
             if pos == RESERVING {
                 self.unreserve();
@@ -811,6 +1262,65 @@ impl<'a> Ring<'a> {
             self.unreserve();
         }
         true
+    }
+
+    /// [`Ring::recover_send`] for a batch claim at `t`: the records the producer published
+    /// stay; its unpublished cells are published as padding and its unused message slots
+    /// given back. Its progress word names the record it was writing (stored before it
+    /// wrote it): if that one was published, the rest starts after it.
+    ///
+    /// Whether a record at `p` was published is read from its stamp, then `done`, in that
+    /// order: a stamp of a later lap (the record was read and the cell reused) implies a
+    /// `done` past `p`, which the second load then sees.
+    fn recover_batch(&self, t: u64, span: u64, p: Progress) -> bool {
+        let k = span & 0xFFFF_FFFF;
+        let m = (span >> 32) & BATCH_MAX;
+        let i = t & (self.n - 1);
+        // Acquire: the claim of `t`, if any, is seen.
+        let claimed = self.hdr.prod.tail.load(Ordering::Acquire) >= t + k;
+        let published = |q: u64| {
+            // SYNC POINT A: Acquire, as a consumer's.
+            let s = self.cell(q).stamp.load(Ordering::Acquire);
+            (s & (PUBLISHED | READ) != 0 && s & POS >= q)
+                || self.hdr.done.done.load(Ordering::Acquire) > q
+        };
+        if !claimed || k == 0 || i + k > self.n || p.off() + p.cells() > k {
+            // Its claim lost (or never happened), or the words are not ours to trust.
+            self.unreserve_many(m);
+            return false;
+        }
+        let (start, left) = if !p.owned() {
+            // Killed around its claiming CAS: the cells are its claim unless another
+            // producer's record is published at `t` (its CAS lost).
+            if published(t) {
+                self.unreserve_many(m);
+                return false;
+            }
+            (0, m)
+        } else if published(t + p.off()) {
+            let done_msgs = p.index() + u64::from(!p.pad());
+            (p.off() + p.cells(), m.saturating_sub(done_msgs))
+        } else {
+            (p.off(), m.saturating_sub(p.index()))
+        };
+        let mut wrote = false;
+        if start < k {
+            let q = t + start;
+            let c = self.cell(q);
+            // Relaxed: as in `recover_send`; only the reaper whose CAS wins writes them.
+            let s = c.stamp.load(Ordering::Relaxed);
+            // Unwritten in this lap: zero (never written) or an earlier lap's stamp.
+            if (s == 0 || s & POS < q)
+                && c.stamp
+                    .compare_exchange(s, RESERVED | q, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                self.publish(q, SKIP | (k - start) as u32);
+                wrote = true;
+            }
+        }
+        self.unreserve_many(left);
+        wrote
     }
 
     /// Messages reserved and not yet read (a snapshot; may exceed the capacity by the
@@ -877,6 +1387,107 @@ impl Drop for Padding<'_, '_> {
     }
 }
 
+/// Why [`Ring::claim_batch`] claimed nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Batch {
+    /// No message slot or not enough cells are free right now.
+    Full,
+    /// The first record does not fit before the end (or soft end) of the ring, or the ring is
+    /// too large for batch claims: send it with [`Ring::try_push`].
+    Elsewhere,
+}
+
+/// Cells and message slots claimed by [`Ring::claim_batch`], filled record by record.
+/// Dropping it (after the last record, or on a panic) publishes the unused cells as padding,
+/// gives the unused slots back and clears the producer's words.
+#[derive(Debug)]
+pub(crate) struct BatchClaim<'r, 'a> {
+    ring: &'r Ring<'a>,
+    words: &'r SendWords,
+    /// The claim: positions `t .. t + k`, `m` message slots.
+    t: u64,
+    k: u64,
+    m: u64,
+    /// Cells used so far (the next record's offset) and records published.
+    off: u64,
+    j: u64,
+}
+
+impl BatchClaim<'_, '_> {
+    /// Writes the next record, `len` bytes filled by `write`, if the claim has a message slot
+    /// and the cells for it left. `Some(true)` once published; `Some(false)` if `write`
+    /// failed (the claim then ends: its rest is padding); `None` if it does not fit (nothing
+    /// was written: send it with a new claim).
+    pub(crate) fn push(
+        &mut self,
+        len: usize,
+        write: impl FnOnce(&mut [u8]) -> bool,
+    ) -> Option<bool> {
+        let c = cells_for(len);
+        if self.j == self.m || self.off + c > self.k {
+            return None;
+        }
+        let ring = self.ring;
+        // Relaxed: read by a reaper once this process is dead. Stored before the record is
+        // published, so a reaper that finds it published knows its cells.
+        self.words.progress.store(
+            Progress::new(self.off, c, self.j, true, false).0,
+            Ordering::Relaxed,
+        );
+        let t = self.t + self.off;
+        let i = t & (ring.n - 1);
+        // SAFETY: the claim is `t .. t + k` with `(t & mask) + k <= n` (`claim_batch` keeps
+        // it before the end), and `off + c <= k`, so cells i..i+c are in bounds; they are
+        // exclusively ours: we won the CAS for them with room below `done + n` (SYNC POINT
+        // B) and have not published them; `bytes` points at `len` bytes of them.
+        let buf = unsafe { std::slice::from_raw_parts_mut(ring.bytes(i, len), len) };
+        #[cfg(uniconc_loom)]
+        for cell in &ring.ctl[i as usize..(i + c) as usize] {
+            cell.bytes_model.0.with_mut(|_| ());
+        }
+        if !write(buf) {
+            // Dropping publishes the rest (from this record) as padding.
+            return Some(false);
+        }
+        ring.publish(t, len as u32);
+        self.off += c;
+        self.j += 1;
+        Some(true)
+    }
+}
+
+impl Drop for BatchClaim<'_, '_> {
+    fn drop(&mut self) {
+        let ring = self.ring;
+        if self.off < self.k {
+            let rest = self.k - self.off;
+            // Relaxed: as in `push`.
+            self.words.progress.store(
+                Progress::new(self.off, rest, self.j, true, true).0,
+                Ordering::Relaxed,
+            );
+            ring.publish(self.t + self.off, SKIP | rest as u32);
+        }
+        // Slots first, then the words: a producer killed between the two is settled as if it
+        // still held them (the channel may hold more than its capacity, never fewer).
+        ring.unreserve_many(self.m - self.j);
+        drop(IdleBatch(self.words));
+    }
+}
+
+/// Clears a batch producer's words when dropped: the span (so that a later single send's
+/// `RESERVING` is not read as a batch's), then `pos`.
+struct IdleBatch<'a>(&'a SendWords);
+
+impl Drop for IdleBatch<'_> {
+    fn drop(&mut self) {
+        // Relaxed: ordered before the Release store below.
+        self.0.span.store(0, Ordering::Relaxed);
+        // Release: a reaper that sees it cleared (Acquire) sees the publications.
+        self.0.pos.store(0, Ordering::Release);
+    }
+}
+
 /// Clears a producer's claim word when dropped, after its cells are published.
 struct Idle<'a>(&'a AtomicU64);
 
@@ -901,6 +1512,24 @@ impl Drop for Complete<'_, '_> {
     #[inline]
     fn drop(&mut self) {
         self.ring.complete(self.h, self.cells, self.message);
+    }
+}
+
+/// Completes a range taken by [`Ring::try_pop_batch`] when dropped, so a panicking reader
+/// does not leave `done` behind it for good.
+struct CompleteRange<'r, 'a> {
+    ring: &'r Ring<'a>,
+    h: u64,
+    cells: u64,
+    msgs: u64,
+    span: &'r AtomicU64,
+}
+
+impl Drop for CompleteRange<'_, '_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.ring
+            .complete_range(self.h, self.cells, self.msgs, self.span);
     }
 }
 

@@ -248,6 +248,65 @@ fn a_sender_killed_while_encoding_loses_only_its_message() {
     kill_then_go_round(child, hung, &tx, &rx, Hang);
 }
 
+/// A receiver SIGKILLed while it decodes the second message of a batch it took at once (a
+/// range claimed, not given back) loses only that batch: the range is counted and its cells
+/// come back once a blocked sender finds the receiver dead.
+#[test]
+fn a_receiver_killed_inside_recv_batch_loses_only_its_batch() {
+    use uniconc_core::Sender as _;
+    let _f = fork_lock();
+    let (tx, rx) = small_ring::<Stall>();
+    let stalled = STALLED.get_or_init(|| uniconc_process::event().unwrap());
+    uniconc_core::Event::clear(stalled);
+    // Queued before the receiver starts, so it takes all three as one range.
+    let batch = [Stall(1), Stall(Stall::FOREVER), Stall(2)];
+    assert_eq!(tx.send_batch(batch), Ok(3));
+    let child = spawn({
+        let rx = rx.clone();
+        move || {
+            let mut buf = Vec::new();
+            match rx.recv_batch(&mut buf, 8) {
+                Ok(_) => 1,
+                Err(_) => 2,
+            }
+        }
+    });
+    // Without the dead receiver's range completed, the sends after one lap block for good;
+    // without it counted, the channel would hold three messages fewer from then on.
+    kill_then_go_round(child, stalled, &tx, &rx, Stall);
+    // The next test of a stuck child waits for its own.
+    uniconc_core::Event::clear(stalled);
+}
+
+/// A sender SIGKILLed while it encodes the second item of a batch (a run of cells claimed,
+/// the first record published) loses only the items it had not published: the first
+/// arrives, the rest of its claim is passed over, its unused message slots come back.
+#[test]
+fn a_sender_killed_inside_send_batch_loses_only_the_unpublished_rest() {
+    let _f = fork_lock();
+    let (tx, rx) = small_ring::<Hang>();
+    let hung = HUNG.get_or_init(|| uniconc_process::event().unwrap());
+    uniconc_core::Event::clear(hung);
+    let child = spawn({
+        let tx = tx.clone();
+        move || match tx.send_batch([Hang(7), Hang(Hang::FOREVER), Hang(8)]) {
+            Ok(_) => 1,
+            Err(_) => 2,
+        }
+    });
+    uniconc_core::Event::wait_timeout(hung, LIMIT).expect("the child got stuck");
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(30)),
+        Ok(Hang(7)),
+        "the item published before the kill arrives"
+    );
+    // Without the dead sender's claim padded, the next receive waits for good; without its
+    // slots given back, the capacity would shrink for good.
+    kill_then_go_round(child, hung, &tx, &rx, Hang);
+    // The next test of a stuck child waits for its own.
+    uniconc_core::Event::clear(hung);
+}
+
 /// `try_recv` behind a message another process is writing (cells claimed, not published):
 /// while that sender is alive but stuck it waits a bounded time, then says `Empty` rather than
 /// hang; once the sender is SIGKILLed, its message is settled as lost within the wait and
@@ -348,6 +407,19 @@ fn shared_counters(n: usize) -> &'static [AtomicU32] {
 /// just taken).
 #[test]
 fn random_sigkills_lose_only_what_the_killed_held() {
+    random_sigkills(1);
+}
+
+/// The same with `send_batch` and `recv_batch` of 8: a killed receiver loses at most the
+/// batch it held, a killed sender only the items of its batch it had not published.
+#[test]
+fn random_sigkills_inside_batches_lose_only_what_the_killed_held() {
+    random_sigkills(8);
+}
+
+/// [`random_sigkills_lose_only_what_the_killed_held`], sending and receiving in batches of
+/// `batch` (1: one by one).
+fn random_sigkills(batch: usize) {
     let _f = fork_lock();
     let (producers, consumers) = (4usize, 3usize);
     let (consumer_kills, producer_kills) = (10usize, 2usize);
@@ -363,9 +435,17 @@ fn random_sigkills_lose_only_what_the_killed_held() {
         .map(|p| {
             let tx = tx.clone();
             spawn(move || {
-                for i in 0..per {
-                    tx.send((p as u32, i as u32, payload(i))).unwrap();
-                    sent[p].store(i as u32 + 1, Ordering::Relaxed);
+                let mut i = 0;
+                while i < per {
+                    let end = (i + batch).min(per);
+                    if batch == 1 {
+                        tx.send((p as u32, i as u32, payload(i))).unwrap();
+                    } else {
+                        let items = (i..end).map(|i| (p as u32, i as u32, payload(i)));
+                        assert_eq!(tx.send_batch(items), Ok(end - i));
+                    }
+                    i = end;
+                    sent[p].store(i as u32, Ordering::Relaxed);
                 }
                 0
             })
@@ -375,13 +455,24 @@ fn random_sigkills_lose_only_what_the_killed_held() {
     let consumer = || {
         let rx = rx.clone();
         spawn(move || {
-            for (p, i, v) in rx.iter() {
-                if v != payload(i as usize) {
-                    return 3;
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                let got = if batch == 1 {
+                    rx.recv().map(|m| buf.push(m))
+                } else {
+                    rx.recv_batch(&mut buf, batch).map(drop)
+                };
+                if got.is_err() {
+                    return 0;
                 }
-                seen[p as usize * per + i as usize].fetch_add(1, Ordering::Relaxed);
+                for (p, i, v) in buf.drain(..) {
+                    if v != payload(i as usize) {
+                        return 3;
+                    }
+                    seen[p as usize * per + i as usize].fetch_add(1, Ordering::Relaxed);
+                }
             }
-            0
         })
     };
     let mut cons: Vec<_> = (0..consumers).map(|_| consumer()).collect();
@@ -424,16 +515,17 @@ fn random_sigkills_lose_only_what_the_killed_held() {
         for i in 0..per {
             let n = seen[p * per + i].load(Ordering::Relaxed);
             assert!(n <= 1, "message {p}/{i} arrived {n} times");
+            // A killed sender may have published part of the batch it was in.
             assert!(
-                n == 0 || i <= upto,
+                n == 0 || i < upto + batch,
                 "message {p}/{i} arrived but was never sent"
             );
             missing += usize::from(n == 0 && i < upto);
         }
     }
     assert!(
-        missing <= consumer_kills,
-        "{missing} sent messages missing, {consumer_kills} receivers killed"
+        missing <= consumer_kills * batch,
+        "{missing} sent messages missing, {consumer_kills} receivers killed (batches of {batch})"
     );
 }
 

@@ -437,7 +437,9 @@ pub trait Receiver<T>: Clone + Send + Sync + 'static {
     /// # Errors
     /// `Disconnected` once the channel is empty and every sender is gone (or it was closed),
     /// if nothing was received; `Invalid(_)` as for [`recv`](Receiver::recv): the messages
-    /// received before the undecodable one stay in `buf`.
+    /// received before the undecodable one stay in `buf`. A backend that takes a batch out
+    /// of the channel at once (the process backend) decodes the rest of that batch too: those
+    /// messages are in `buf` as well, after the ones before it (none is lost).
     ///
     /// # Panics
     /// As [`recv`](Receiver::recv).

@@ -9,7 +9,7 @@
 //! Process-backend tests run one at a time and alone (see [`support::run`]); every test runs
 //! under a watchdog. Stress sizes scale with `UNICONC_STRESS_SCALE` (default 1).
 //!
-//! Files: `channel.rs`, `channel_values.rs` (when queued values are dropped), `sync.rs`,
+//! Files: `channel.rs`, `channel_batch.rs` (`send_batch`, `recv_batch`), `channel_values.rs` (when queued values are dropped), `sync.rs`,
 //! `state.rs`, `collections.rs` (Map and List), `spawn.rs`, `task.rs` (named tasks), `pool.rs`
 //! (closures and named tasks), `named.rs` (named objects), `async_forms.rs` (the `_async`
 //! forms driven by a tokio runtime),
@@ -17,6 +17,7 @@
 
 mod async_forms;
 mod channel;
+mod channel_batch;
 mod channel_values;
 mod collections;
 mod named;
@@ -53,6 +54,12 @@ macro_rules! all_tests {
             channel_values::channel_queued_values_dropped_with_last_receiver,
             channel::channel_try_recv_after_send_is_never_empty,
             channel::channel_unbounded_holds_128_mib,
+            channel_batch::channel_batch_order_and_counts,
+            channel_batch::channel_batch_max_zero,
+            channel_batch::channel_batch_blocks_until_one,
+            channel_batch::channel_batch_respects_capacity,
+            channel_batch::channel_batch_disconnection_part_way,
+            channel_batch::channel_batch_invalid_in_the_middle,
             sync::lock_mutual_exclusion_under_contention,
             sync::lock_try_lock_and_timeout_while_held_elsewhere,
             sync::lock_panicking_holder_poisons_once,

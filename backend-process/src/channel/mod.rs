@@ -29,6 +29,19 @@
 //! then a futex sleep on a sequence word, bounded to [`SLICE`] so a waiter re-checks whether
 //! its peers are alive.
 //!
+//! # Batches
+//!
+//! `send_batch` measures each item as it pulls it from the caller's iterator and fills one
+//! claim of the ring (`Ring::claim_batch`: one reservation of message slots, one `tail` CAS)
+//! with as many as fit, encoding each straight into its cells, then wakes receivers once.
+//! It pulls an item only after the one before it was sent, so a disconnection or an item
+//! the channel refuses hands back that item and leaves the rest in the iterator.
+//! `recv_batch` takes every message published at the front of the ring, up to `max`, with
+//! one claim (`Ring::try_pop_batch`), decodes them into the caller's `Vec` and wakes
+//! senders once; when nothing is published it waits for one message as `recv` does, then
+//! takes what else is there. A message that cannot be decoded inside a batch is reported
+//! after the others taken with it are in the `Vec` (they were consumed with it).
+//!
 //! # What `Empty` and `len` mean
 //!
 //! `try_recv` (and so `try_iter`) says `Empty` only when nothing is queued, as crossbeam's
@@ -574,6 +587,174 @@ impl<T: Serialize + 'static> Sender<T> {
     }
 }
 
+/// What one batch step ([`Sender::push_batch`]) did.
+enum BatchStep<T> {
+    /// The iterator is exhausted: everything was sent.
+    Done,
+    /// The claim was filled; this item (pulled from the iterator and measured) is next.
+    Next(T, usize),
+    /// Nothing was sent: no room for this item (it goes first when there is).
+    Full(T, usize),
+    /// The item that could not be sent, and why.
+    Err(SendError<T>),
+}
+
+impl<T: Serialize + 'static> Sender<T> {
+    /// The encoded size of `value`, or the error that refuses it.
+    fn measure(&self, value: T) -> Result<(T, usize), SendError<T>> {
+        match codec::encoded_size(&value) {
+            Ok(size) if size <= self.chan.max_msg => Ok((value, size)),
+            Ok(size) => {
+                let limit = self.chan.max_msg;
+                Err(SendError::Invalid(
+                    value,
+                    MessageError::TooLarge { size, limit },
+                ))
+            }
+            Err(e) => Err(SendError::Invalid(value, e)),
+        }
+    }
+
+    /// Sends `value` (`size` bytes encoded) and as many of the items after it as fit in one
+    /// claim of the ring (one reservation of message slots, one `tail` CAS, one wake-up),
+    /// pulling them from `items` one at a time: an item is pulled only when the one before
+    /// it was sent, so the caller's iterator keeps every item not sent but the one returned.
+    fn push_batch(
+        &self,
+        value: T,
+        size: usize,
+        items: &mut impl Iterator<Item = T>,
+        sent: &mut usize,
+    ) -> BatchStep<T> {
+        let chan = &*self.chan;
+        chan.touch(&self.gen_stamp, true);
+        if chan.receivers_gone() {
+            return BatchStep::Err(SendError::Disconnected(value));
+        }
+        let claim = Claim::new(chan.my_slot());
+        let ring = chan.ring();
+        let first = ring::cells_for(size);
+        let want = (items.size_hint().0 as u64).saturating_add(1);
+        let batch = ring.claim_batch(
+            chan.cap,
+            claim.send_words(),
+            first,
+            want,
+            first.saturating_mul(want.min(ring::BATCH_MAX)),
+        );
+        let mut b = match batch {
+            Ok(b) => b,
+            Err(ring::Batch::Full) => return BatchStep::Full(value, size),
+            Err(ring::Batch::Elsewhere) => {
+                // A record that goes round the end of the ring: the single form.
+                return match self.try_send_inner(value) {
+                    Ok(()) => {
+                        *sent += 1;
+                        match items.next().map(|v| self.measure(v)) {
+                            None => BatchStep::Done,
+                            Some(Ok((v, s))) => BatchStep::Next(v, s),
+                            Some(Err(e)) => BatchStep::Err(e),
+                        }
+                    }
+                    Err(TrySend::Full(v)) => BatchStep::Full(v, size),
+                    Err(TrySend::Err(e)) => BatchStep::Err(e),
+                };
+            }
+        };
+        let (mut value, mut size) = (value, size);
+        let step = loop {
+            let mut enc_err = None;
+            match b.push(size, |buf| encode_exact(&value, size, buf, &mut enc_err)) {
+                Some(true) => *sent += 1,
+                Some(false) => {
+                    let e = enc_err.unwrap_or_else(|| MessageError::Encode("unknown".into()));
+                    break BatchStep::Err(SendError::Invalid(value, e));
+                }
+                None => break BatchStep::Next(value, size),
+            }
+            match items.next().map(|v| self.measure(v)) {
+                None => break BatchStep::Done,
+                Some(Ok((v, s))) => (value, size) = (v, s),
+                Some(Err(e)) => break BatchStep::Err(e),
+            }
+        };
+        // Publishes the unused cells as padding and gives the unused slots back.
+        drop(b);
+        // The `tail` CAS (SeqCst) of the claim, then this: the notifier half of the
+        // receivers' wake handshake (module docs), once for the batch.
+        chan.notify(&chan.hdr().recv_wait);
+        step
+    }
+
+    /// `send_batch`: [`Sender::push_batch`] until the items run out, waiting for room as
+    /// `send` does.
+    fn send_batch_inner(&self, items: impl IntoIterator<Item = T>) -> Result<usize, SendError<T>> {
+        let mut items = items.into_iter();
+        let mut sent = 0;
+        let mut backoff = Backoff::new(&self.chan);
+        let w = &self.chan.hdr().send_wait;
+        let mut next = None;
+        loop {
+            let (value, size) = match next.take() {
+                Some(n) => n,
+                None => match items.next() {
+                    None => return Ok(sent),
+                    Some(v) => self.measure(v)?,
+                },
+            };
+            let (value, size) = match self.push_batch(value, size, &mut items, &mut sent) {
+                BatchStep::Done => return Ok(sent),
+                BatchStep::Err(e) => return Err(e),
+                BatchStep::Next(v, s) => {
+                    backoff.succeeded();
+                    next = Some((v, s));
+                    continue;
+                }
+                BatchStep::Full(v, s) => (v, s),
+            };
+            if backoff.snooze_spaced() {
+                // As in `send_inner`: retry once a quarter of the capacity is free again.
+                while !self.chan.below_low_water() && backoff.snooze_spaced() {}
+                next = Some((value, size));
+                continue;
+            }
+            let seq = self.prepare_sleep();
+            match self.push_batch(value, size, &mut items, &mut sent) {
+                BatchStep::Done => return Ok(sent),
+                BatchStep::Err(e) => return Err(e),
+                BatchStep::Next(v, s) => next = Some((v, s)),
+                BatchStep::Full(v, s) => {
+                    next = Some((v, s));
+                    self.chan.sleep(w, seq, None, SLICE, &mut backoff);
+                }
+            }
+        }
+    }
+}
+
+/// Encodes `value` into `buf`, which must take exactly `size` bytes; the error, if any, goes
+/// to `err`.
+fn encode_exact<T: Serialize + 'static>(
+    value: &T,
+    size: usize,
+    buf: &mut [u8],
+    err: &mut Option<MessageError>,
+) -> bool {
+    match codec::encode_into(value, buf) {
+        Ok(n) if n == size => true,
+        Ok(n) => {
+            *err = Some(MessageError::Encode(format!(
+                "the value encoded to {n} bytes after measuring {size}"
+            )));
+            false
+        }
+        Err(e) => {
+            *err = Some(e);
+            false
+        }
+    }
+}
+
 impl<T> Sender<T> {
     /// Registers as a sleeper on `send_wait` and refreshes the cached `recvd`; returns the
     /// sequence value to sleep on. The caller re-checks with `try_send_inner`, then sleeps.
@@ -619,6 +800,7 @@ impl<T: DeserializeOwned + 'static> Receiver<T> {
         let chan = &*self.chan;
         chan.touch(&self.gen_stamp, false);
         let claim = Claim::new(chan.my_slot());
+        claim.single_receive();
         let mut second_look = false;
         loop {
             let popped = chan.ring().try_pop(claim.word(), |rec| match rec {
@@ -654,6 +836,100 @@ impl<T: DeserializeOwned + 'static> Receiver<T> {
                     second_look = true;
                 }
             }
+        }
+    }
+
+    /// One look that takes every message published at the front of the ring, up to `max`,
+    /// into `buf` with one claim (see `Ring::try_pop_batch`). After disconnection, waits for
+    /// a message still being written, as `try_recv_inner` drains it. `Ok(0)`: nothing was
+    /// published.
+    ///
+    /// A message that cannot be decoded is consumed and reported as `Invalid` after the
+    /// others of the same claim are in `buf` (they were taken with it: none is lost).
+    fn pop_batch(&self, buf: &mut Vec<T>, max: usize) -> Result<usize, RecvError> {
+        let chan = &*self.chan;
+        chan.touch(&self.gen_stamp, false);
+        let claim = Claim::new(chan.my_slot());
+        let mut bad: Option<(MessageError, usize)> = None;
+        let before = buf.len();
+        let got =
+            chan.ring()
+                .try_pop_batch(claim.word(), &claim.send_words().recv_span, max, |rec| {
+                    let r = match rec {
+                        Record::Bytes(b) => codec::decode::<T>(b),
+                        Record::Corrupt => Err(MessageError::Decode(
+                            "corrupt record in shared memory".into(),
+                        )),
+                    };
+                    match r {
+                        Ok(v) => buf.push(v),
+                        Err(e) => match &mut bad {
+                            None => bad = Some((e, 0)),
+                            Some((_, more)) => *more += 1,
+                        },
+                    }
+                });
+        drop(claim);
+        if got > 0 {
+            // The ring's SeqCst `recvd` increment, then this: the notifier half of the
+            // senders' wake handshake (module docs), once for the batch.
+            chan.notify(&chan.hdr().send_wait);
+        }
+        if let Some((e, more)) = bad {
+            let e = match (e, more) {
+                (e, 0) => e,
+                (MessageError::Decode(m), more) => MessageError::Decode(format!(
+                    "{m} (and {more} more undecodable messages in the same batch)"
+                )),
+                (e, _) => e,
+            };
+            return Err(RecvError::Invalid(e));
+        }
+        if got == 0 && chan.senders_gone() {
+            // Drain what was sent before the last sender left, as `recv` does.
+            return match self.try_recv_settled_disconnected() {
+                Some(v) => {
+                    buf.push(v?);
+                    Ok(1)
+                }
+                None => Err(RecvError::Disconnected),
+            };
+        }
+        Ok(buf.len() - before)
+    }
+
+    /// After disconnection: the next message, waiting for one still being written; `None`
+    /// once the channel is drained.
+    fn try_recv_settled_disconnected(&self) -> Option<Result<T, RecvError>> {
+        match self.recv_inner(None) {
+            Ok(v) => Some(Ok(v)),
+            Err(RecvTimeoutError::Invalid(e)) => Some(Err(RecvError::Invalid(e))),
+            Err(_) => None,
+        }
+    }
+
+    /// `recv_batch`: a batch look; if it found nothing, `recv` one message (waiting), then
+    /// take what else is published, up to `max`.
+    fn recv_batch_inner(&self, buf: &mut Vec<T>, max: usize) -> Result<usize, RecvError> {
+        if max == 0 {
+            return Ok(0);
+        }
+        let got = self.pop_batch(buf, max)?;
+        if got > 0 {
+            return Ok(got);
+        }
+        let first = self.recv_inner(None).map_err(|e| match e {
+            RecvTimeoutError::Invalid(m) => RecvError::Invalid(m),
+            _ => RecvError::Disconnected,
+        })?;
+        buf.push(first);
+        if max == 1 {
+            return Ok(1);
+        }
+        match self.pop_batch(buf, max - 1) {
+            Ok(n) => Ok(1 + n),
+            Err(RecvError::Disconnected) => Ok(1),
+            Err(e) => Err(e),
         }
     }
 
@@ -750,6 +1026,17 @@ impl<'a> Claim<'a> {
             Self::Unclaimed(_, _, w) => w,
         }
     }
+
+    /// Says that the receive claim word names single records from now on (not a range of
+    /// `recv_batch`): clears the range word, before the next claim is made.
+    #[inline]
+    fn single_receive(&self) {
+        let span = &self.send_words().recv_span;
+        // Relaxed: ordered before the claim word's Release store (as the ring's claims are).
+        if span.load(Ordering::Relaxed) != 0 {
+            span.store(0, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Drop for Claim<'_> {
@@ -802,6 +1089,15 @@ impl<T: Message> uniconc_core::Sender<T> for Sender<T> {
         deadline: Option<Instant>,
     ) -> Result<(), SendTimeoutError<T>> {
         self.send_inner(value, deadline)
+    }
+
+    /// One reservation of message slots and one claim of cells per run of items that fit,
+    /// each item encoded straight into the ring, one wake-up per run.
+    fn send_batch<I>(&self, items: I) -> Result<usize, SendError<T>>
+    where
+        I: IntoIterator<Item = T>,
+    {
+        self.send_batch_inner(items)
     }
 
     // The trait's `Send` bound is spelled out here, as the trait declares it.
@@ -858,6 +1154,12 @@ impl<T: Message> uniconc_core::Receiver<T> for Receiver<T> {
     #[inline]
     fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         self.recv_inner(deadline)
+    }
+
+    /// Every message published at the front of the ring, up to `max`, taken with one claim
+    /// and given back with one completion and one wake-up.
+    fn recv_batch(&self, buf: &mut Vec<T>, max: usize) -> Result<usize, RecvError> {
+        self.recv_batch_inner(buf, max)
     }
 
     // The trait's `Send` bound is spelled out here, as the trait declares it.

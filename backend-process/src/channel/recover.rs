@@ -77,6 +77,7 @@ impl Chan {
                 for (w, s) in slot.claims.iter().zip(&slot.sends) {
                     w.store(0, Ordering::Relaxed);
                     s.pos.store(0, Ordering::Relaxed);
+                    s.recv_span.store(0, Ordering::Relaxed);
                 }
                 slot.unclaimed.store(0, Ordering::Relaxed);
             }
@@ -117,11 +118,20 @@ impl Chan {
     /// one position (one of them lost its claim) are left alone.
     pub(super) fn recover_claims(&self, dead: &ProcSlot) -> (bool, bool) {
         // Relaxed: the process is dead; the stores it made before it died are visible.
-        let mut recvs: Vec<u64> = dead
+        // The record (or range) each receiving thread may hold: `h`, and its range word.
+        let mut recvs: Vec<(u64, u64)> = dead
             .claims
             .iter()
-            .filter_map(|w| w.load(Ordering::Relaxed).checked_sub(1))
+            .zip(&dead.sends)
+            .filter_map(|(w, s)| {
+                let h = w.load(Ordering::Relaxed).checked_sub(1)?;
+                Some((h, s.recv_span.load(Ordering::Relaxed)))
+            })
             .collect();
+        // Two of its threads naming `h` with different ranges: one lost its claim, and which
+        // one cannot be told: left alone, as between two dead processes below.
+        let all = recvs.clone();
+        recvs.retain(|&(h, span)| all.iter().all(|&(x, other)| x != h || other == span));
         let mut sends: Vec<(&SendWords, u64, u64)> = dead
             .sends
             .iter()
@@ -137,7 +147,7 @@ impl Chan {
         let ring = self.ring();
         // Acquire, before the live words below (see above); `recover_send` reloads `tail`.
         let (head, _) = (ring.head_acquire(), ring.tail_acquire());
-        recvs.retain(|&h| h < head);
+        recvs.retain(|&(h, _)| h < head);
         if recvs.is_empty() && sends.is_empty() {
             return (false, false);
         }
@@ -162,10 +172,15 @@ impl Chan {
             }
             for (w, s) in slot.claims.iter().zip(&slot.sends) {
                 // Acquire: pairs with the Release store of a later claim (or clear).
-                if let Some(h) = w.load(Ordering::Acquire).checked_sub(1)
-                    && live
-                {
-                    recvs.retain(|&x| x != h);
+                if let Some(h) = w.load(Ordering::Acquire).checked_sub(1) {
+                    if live {
+                        recvs.retain(|&(x, _)| x != h);
+                    } else {
+                        // A dead claimer of `h` with another range (one of the two lost its
+                        // claim): not this reaper's to settle.
+                        let span = s.recv_span.load(Ordering::Relaxed);
+                        recvs.retain(|&(x, own)| x != h || own == span);
+                    }
                 }
                 let pos = s.pos.load(Ordering::Acquire);
                 if pos != 0 && pos != ring::RESERVING {
@@ -178,11 +193,16 @@ impl Chan {
         }
         let deferred = recvs.len() + sends.len() < before;
         let mut progress = false;
-        for &h in &recvs {
-            progress |= ring.recover(h);
+        for &(h, span) in &recvs {
+            progress |= if span == 0 {
+                ring.recover(h)
+            } else {
+                ring.recover_range(h, span)
+            };
         }
         for &(w, pos, span) in &sends {
-            ring.recover_send(pos, span);
+            // Relaxed: the process is dead (as above).
+            ring.recover_send(pos, span, w.progress.load(Ordering::Relaxed));
             // Settled once: a later reap of this slot (if deferred) must not settle it again.
             w.pos.store(0, Ordering::Relaxed);
             progress = true;
