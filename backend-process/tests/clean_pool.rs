@@ -15,6 +15,9 @@
 //! its worker killed), waits on single tasks have a deadline, and [`Watchdog`] aborts the
 //! whole binary (with a message) if a test runs far longer than it may.
 
+mod common;
+use common::Hammer;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -134,42 +137,6 @@ uniconc::task! {
     }
 }
 
-/// Threads that take [`GLOBAL`] in a loop and hold it most of the time, until dropped.
-struct Hammer {
-    stop: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Hammer {
-    fn start(n: usize) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let threads = (0..n)
-            .map(|_| {
-                let stop = Arc::clone(&stop);
-                std::thread::spawn(move || {
-                    // Relaxed: a stop flag, no data is published through it.
-                    while !stop.load(Ordering::Relaxed) {
-                        let g = GLOBAL.lock().unwrap_or_else(PoisonError::into_inner);
-                        std::thread::sleep(Duration::from_micros(500));
-                        drop(g);
-                        std::thread::yield_now();
-                    }
-                })
-            })
-            .collect();
-        Hammer { stop, threads }
-    }
-}
-
-impl Drop for Hammer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
-
 /// The point of the clean pool: a `#[tokio::main]`-style program (a multi-thread runtime)
 /// whose other threads hold a program-wide Mutex most of the time starts a clean pool of 20
 /// workers from a runtime task; every task takes that Mutex, and each worker builds its own
@@ -180,7 +147,7 @@ fn multi_threaded_program_starts_twenty_clean_workers_without_deadlock() {
     init();
     let _s = serial();
     let _w = Watchdog::new("twenty clean workers", 4 * LIMIT);
-    let _hammer = Hammer::start(3);
+    let _hammer = Hammer::start(3, &GLOBAL);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -14,8 +14,11 @@
 //! kills such children, so the suite never hangs, and it only reports how many hung (how many
 //! do depends on timing: nearly all of them on this machine).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+mod common;
+use common::Hammer;
+
+use std::sync::atomic::Ordering;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use uniconc::task::TaskRequest;
@@ -93,47 +96,11 @@ uniconc::task! {
     fn leave(code: i32) -> u8 { std::process::exit(code) }
 }
 
-/// Threads that take [`GLOBAL`] in a loop and hold it most of the time, until dropped.
-struct Hammer {
-    stop: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Hammer {
-    fn start(n: usize) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let threads = (0..n)
-            .map(|_| {
-                let stop = Arc::clone(&stop);
-                std::thread::spawn(move || {
-                    // Relaxed: a stop flag, no data is published through it.
-                    while !stop.load(Ordering::Relaxed) {
-                        let g = GLOBAL.lock().unwrap_or_else(PoisonError::into_inner);
-                        std::thread::sleep(Duration::from_micros(500));
-                        drop(g);
-                        std::thread::yield_now();
-                    }
-                })
-            })
-            .collect();
-        Hammer { stop, threads }
-    }
-}
-
-impl Drop for Hammer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
-
 /// Starts 20 `logged_square` tasks with `start` from the tasks of a multi-thread tokio runtime
 /// while [`Hammer`] threads hold [`GLOBAL`]; joins each with `limit` as its watchdog (a child
 /// still running then is killed and counted as hung). Returns (finished, hung).
 fn twenty_tasks_while_others_hold_locks(start: Start, limit: Duration) -> (usize, usize) {
-    let _hammer = Hammer::start(3);
+    let _hammer = Hammer::start(3, &GLOBAL);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -179,3 +179,43 @@ impl TryFrom<u32> for Even {
         }
     }
 }
+
+/// Threads that take `lock` in a loop and hold it most of the time, until dropped: the
+/// program-wide lock (a logger's, a cache's) another thread holds when a multi-threaded
+/// program forks.
+pub struct Hammer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Hammer {
+    /// Starts `n` threads hammering `lock`.
+    pub fn start(n: usize, lock: &'static Mutex<u64>) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let threads = (0..n)
+            .map(|_| {
+                let stop = std::sync::Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    // Relaxed: a stop flag, no data is published through it.
+                    while !stop.load(Ordering::Relaxed) {
+                        let g = lock.lock().unwrap_or_else(|e| e.into_inner());
+                        std::thread::sleep(Duration::from_micros(500));
+                        drop(g);
+                        std::thread::yield_now();
+                    }
+                })
+            })
+            .collect();
+        Hammer { stop, threads }
+    }
+}
+
+impl Drop for Hammer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
