@@ -35,15 +35,13 @@
 //! (a hash of the kernel's boot id): the first opener in a new boot clears the stale word
 //! before anyone can wait on it.
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use uniconc_core::Error;
 
+use crate::fsfile::{Fd, NewFile, TYPE_NAME_BYTES, cpath, map_shared, type_name_bytes};
 use crate::lock::RawLock;
 use crate::procs;
 use crate::shm::{Region, ShmSafe};
@@ -61,7 +59,6 @@ const MAGIC: [u8; 8] = *b"uniconcA";
 const VERSION: u32 = 1;
 /// Written in the host's byte order: a host of the other order reads `0x04030201`.
 const BYTE_ORDER: u32 = 0x0102_0304;
-const TYPE_NAME_BYTES: usize = 192;
 
 /// The first bytes of an array file. `#[repr(C)]`, plain integers and bytes at fixed offsets
 /// (magic 0, version 8, byte order 12, data offset 16, length 24, element size 32, element
@@ -156,8 +153,7 @@ pub(crate) fn create_array(path: &Path, elem: &Elem, len: usize) -> Result<Mappe
 
 /// Opens the array file `path`, checking it holds elements of `elem`.
 pub(crate) fn open_array(path: &Path, elem: &Elem) -> Result<MappedArray, Error> {
-    let fd = open_regular(path)?;
-    let size = fd.size;
+    let (fd, size) = open_regular(path)?;
     let shown = path.display();
     if size < DATA_OFFSET as u64 {
         return Err(Error::incompatible(format!(
@@ -167,7 +163,7 @@ pub(crate) fn open_array(path: &Path, elem: &Elem) -> Result<MappedArray, Error>
     let mut hdr = std::mem::MaybeUninit::<ArrayFileHeader>::zeroed();
     let want = size_of::<ArrayFileHeader>();
     // SAFETY: a valid descriptor; the buffer is `want` writable bytes.
-    let got = unsafe { libc::pread(fd.fd, hdr.as_mut_ptr().cast(), want, 0) };
+    let got = unsafe { libc::pread(fd.0, hdr.as_mut_ptr().cast(), want, 0) };
     if got != want as isize {
         return Err(Error::last_os_error(format!(
             "reading the header of {shown}"
@@ -179,7 +175,7 @@ pub(crate) fn open_array(path: &Path, elem: &Elem) -> Result<MappedArray, Error>
     let len = check_header(&hdr, elem, size, &shown.to_string())?;
     let bytes = usize::try_from(size)
         .map_err(|_| Error::incompatible(format!("{shown} is too large to map")))?;
-    let region = map(&fd, bytes, path)?;
+    let region = map(fd.0, bytes, path)?;
     claim_boot(region.at::<FileLock>(LOCK_OFFSET));
     Ok(MappedArray { region, len })
 }
@@ -280,10 +276,6 @@ fn boot_hash() -> u64 {
     h.max(1)
 }
 
-fn type_name_bytes(t: &str) -> &[u8] {
-    &t.as_bytes()[..t.len().min(TYPE_NAME_BYTES)]
-}
-
 /// Writes the region's dirty pages to the file and waits for the disk (`msync(MS_SYNC)`).
 pub(crate) fn flush(region: &Region) -> Result<(), Error> {
     // SAFETY: `region` is page-aligned (every region is) and mapped for its length.
@@ -293,26 +285,9 @@ pub(crate) fn flush(region: &Region) -> Result<(), Error> {
     Ok(())
 }
 
-/// An open regular file (closed on drop) and its size.
-struct Fd {
-    fd: libc::c_int,
-    size: u64,
-}
-
-impl Drop for Fd {
-    fn drop(&mut self) {
-        // SAFETY: a descriptor this struct owns, closed once.
-        unsafe { libc::close(self.fd) };
-    }
-}
-
-fn cpath(p: &Path) -> Result<CString, Error> {
-    CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| Error::invalid_argument("a path holds a NUL byte"))
-}
-
-/// Opens `path` read-write: not through a symbolic link, and only a regular file.
-fn open_regular(path: &Path) -> Result<Fd, Error> {
+/// Opens `path` read-write: not through a symbolic link, and only a regular file; returns it
+/// with its size.
+fn open_regular(path: &Path) -> Result<(Fd, u64), Error> {
     let c = cpath(path)?;
     let shown = path.display();
     // O_NONBLOCK: opening a FIFO or a device must not wait (it is refused below); it changes
@@ -333,11 +308,11 @@ fn open_regular(path: &Path) -> Result<Fd, Error> {
             _ => Error::os(format!("opening {shown}"), e),
         });
     }
-    let mut fd = Fd { fd, size: 0 };
+    let fd = Fd(fd);
     // SAFETY: an all-zero `stat` is a valid value; `fstat` only writes it.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: a valid descriptor and out-pointer.
-    if unsafe { libc::fstat(fd.fd, &mut st) } != 0 {
+    if unsafe { libc::fstat(fd.0, &mut st) } != 0 {
         return Err(Error::last_os_error(format!("inspecting {shown}")));
     }
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
@@ -345,46 +320,15 @@ fn open_regular(path: &Path) -> Result<Fd, Error> {
             "{shown} is not a regular file"
         )));
     }
-    fd.size = u64::try_from(st.st_size).unwrap_or(0);
-    Ok(fd)
+    Ok((fd, u64::try_from(st.st_size).unwrap_or(0)))
 }
 
-/// Maps the first `len` bytes of the open file.
-fn map(fd: &Fd, len: usize, path: &Path) -> Result<Region, Error> {
-    // SAFETY: a fresh shared mapping of an open file at an address of the kernel's choice.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd.fd,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(Error::last_os_error(format!(
-            "mapping {} ({len} bytes)",
-            path.display()
-        )));
-    }
-    let map = NonNull::new(p.cast::<u8>())
-        .ok_or_else(|| Error::invalid_argument("mmap returned null"))?;
+/// Maps the first `len` bytes of the open file `fd` (`len > 0`: checked by callers).
+fn map(fd: libc::c_int, len: usize, path: &Path) -> Result<Region, Error> {
+    let map = map_shared(fd, len, &path.display())?;
     // SAFETY: `map` is the fresh `len`-byte shared read-write mapping just made, owned from
-    // here by the region; offset 0 is page-aligned and `< len` (`len > 0`: checked by callers).
+    // here by the region; offset 0 is page-aligned and `< len`.
     Ok(unsafe { Region::from_mapping(map, len, 0) })
-}
-
-/// Removes a temporary file on drop unless disarmed.
-struct TmpFile(Option<CString>);
-
-impl Drop for TmpFile {
-    fn drop(&mut self) {
-        if let Some(p) = &self.0 {
-            // SAFETY: a valid NUL-terminated path.
-            unsafe { libc::unlink(p.as_ptr()) };
-        }
-    }
 }
 
 /// Creates the regular file `path` of `len` zero bytes, runs `init` on its mapping, and only
@@ -411,43 +355,17 @@ fn create_file(path: &Path, len: usize, init: impl FnOnce(&Region)) -> Result<Re
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(file);
     tmp_name.push(format!(".uniconc~{}.{seq}", procs::my_pid()));
-    let tmp = cpath(&dir.join(tmp_name))?;
-    // SAFETY: a valid NUL-terminated path; flags and mode are valid for open.
-    let fd = unsafe {
-        libc::open(
-            tmp.as_ptr(),
-            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            0o666 as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        return Err(Error::last_os_error(format!("creating {shown}")));
-    }
-    let fd = Fd { fd, size: 0 };
-    let guard = TmpFile(Some(tmp));
-    let off = libc::off_t::try_from(len)
-        .map_err(|_| Error::invalid_argument(format!("{shown}: {len} bytes is too large")))?;
-    // SAFETY: a valid descriptor of a regular file.
-    if unsafe { libc::ftruncate(fd.fd, off) } != 0 {
-        return Err(Error::last_os_error(format!(
-            "sizing {shown} ({len} bytes)"
-        )));
-    }
-    let region = map(&fd, len, path)?;
+    let new = NewFile::create(&dir.join(tmp_name), 0o666, len, &shown)?;
+    let map = new.map(len, &shown)?;
+    // SAFETY: `map` is the fresh `len`-byte shared read-write mapping just made, owned from
+    // here by the region; offset 0 is page-aligned and `< len` (`len > 0`: checked above).
+    let region = unsafe { Region::from_mapping(map, len, 0) };
     init(&region);
-    let final_path = cpath(path)?;
-    let tmp = guard.0.as_ref().expect("armed");
-    // SAFETY: two valid NUL-terminated paths. `link` fails with EEXIST if the path exists:
-    // an existing file is never overwritten.
-    if unsafe { libc::link(tmp.as_ptr(), final_path.as_ptr()) } != 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(if e.raw_os_error() == Some(libc::EEXIST) {
-            Error::already_exists(format!("{shown} exists (a file is never overwritten)"))
-        } else {
-            Error::os(format!("naming {shown}"), e)
-        });
-    }
-    drop(guard); // the temporary name goes; the file keeps its real one
+    new.publish(
+        path,
+        || Error::already_exists(format!("{shown} exists (a file is never overwritten)")),
+        &shown,
+    )?;
     Ok(region)
 }
 
@@ -494,8 +412,8 @@ impl FileRegion {
     /// regular file, or an empty file; `Os` if it cannot be opened read-write or mapped.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref();
-        let fd = open_regular(path)?;
-        let len = usize::try_from(fd.size).map_err(|_| {
+        let (fd, size) = open_regular(path)?;
+        let len = usize::try_from(size).map_err(|_| {
             Error::invalid_argument(format!("{} is too large to map", path.display()))
         })?;
         if len == 0 {
@@ -505,7 +423,7 @@ impl FileRegion {
             )));
         }
         Ok(Self {
-            region: Arc::new(map(&fd, len, path)?),
+            region: Arc::new(map(fd.0, len, path)?),
         })
     }
 

@@ -97,6 +97,7 @@ cfg_if::cfg_if! {
         mod event;
         mod file;
         mod lock;
+        mod fsfile;
         mod named;
         mod os;
         mod platform;

@@ -39,14 +39,12 @@
 //! death. The primitives' own dead-peer recovery (lock owners, channel members) works on a
 //! named object as on an inherited one, so an object whose creator was killed stays usable.
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use uniconc_core::{Error, ErrorKind, Name, OpenMode, validate};
 
+use crate::fsfile::{Fd, NewFile, TYPE_NAME_BYTES, cpath, map_shared, type_name_bytes};
 use crate::procs;
 use crate::shm::Region;
 
@@ -58,8 +56,6 @@ const MAGIC: [u8; 8] = *b"uniconc\0";
 /// Layout version of named files; bumped whenever a primitive's shared layout changes, so an
 /// object made by an incompatible build is refused rather than misread.
 pub(crate) const VERSION: u32 = 1;
-
-const TYPE_NAME_BYTES: usize = 192;
 
 /// The kinds of primitive a file can hold (`NamedHeader::kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,21 +219,6 @@ fn path_of(name: &str) -> PathBuf {
     dir().join(format!("uniconc.{name}"))
 }
 
-fn cpath(p: &Path) -> Result<CString, Error> {
-    CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| Error::invalid_argument("a path holds a NUL byte"))
-}
-
-/// Closes a file descriptor on drop.
-struct Fd(libc::c_int);
-
-impl Drop for Fd {
-    fn drop(&mut self) {
-        // SAFETY: a descriptor this struct owns, closed once.
-        unsafe { libc::close(self.0) };
-    }
-}
-
 fn open(
     name: &Name,
     path: &Path,
@@ -306,7 +287,7 @@ fn open(
     let hdr = unsafe { hdr.assume_init() };
     let len = validate_header(name, &hdr, spec, size, check)?;
     let file_len = HEADER + len;
-    let map = map_fd(fd.0, file_len, name)?;
+    let map = map_shared(fd.0, file_len, &format!("the named object {name}"))?;
     // SAFETY: `map` is the fresh `file_len`-byte shared mapping just made, owned from here
     // by the region; `HEADER < file_len` and is page-aligned.
     let region = unsafe { Region::from_mapping(map, file_len, HEADER) };
@@ -364,42 +345,6 @@ fn validate_header(
     Ok(len)
 }
 
-fn type_name_bytes(t: &str) -> &[u8] {
-    &t.as_bytes()[..t.len().min(TYPE_NAME_BYTES)]
-}
-
-fn map_fd(fd: libc::c_int, len: usize, name: &Name) -> Result<NonNull<u8>, Error> {
-    // SAFETY: a fresh shared mapping of an open file at an address of the kernel's choice.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(Error::last_os_error(format!(
-            "mapping the named object {name} ({len} bytes)"
-        )));
-    }
-    NonNull::new(p.cast::<u8>()).ok_or_else(|| Error::invalid_argument("mmap returned null"))
-}
-
-/// Removes a temporary file on drop unless disarmed.
-struct TmpFile(Option<CString>);
-
-impl Drop for TmpFile {
-    fn drop(&mut self) {
-        if let Some(p) = &self.0 {
-            // SAFETY: a valid NUL-terminated path.
-            unsafe { libc::unlink(p.as_ptr()) };
-        }
-    }
-}
-
 fn create(
     name: &Name,
     path: &Path,
@@ -419,32 +364,9 @@ fn create(
         name.as_str(),
         procs::my_pid()
     ));
-    let tmp = cpath(&tmp_path)?;
-    // SAFETY: a valid NUL-terminated path; flags and mode are valid for open.
-    let fd = unsafe {
-        libc::open(
-            tmp.as_ptr(),
-            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            0o600 as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        return Err(Error::last_os_error(format!(
-            "creating the named object {name} ({})",
-            tmp_path.display()
-        )));
-    }
-    let fd = Fd(fd);
-    let guard = TmpFile(Some(tmp));
-    let off = libc::off_t::try_from(file_len)
-        .map_err(|_| Error::invalid_argument("a named object's size overflows"))?;
-    // SAFETY: a valid descriptor of a regular file.
-    if unsafe { libc::ftruncate(fd.0, off) } != 0 {
-        return Err(Error::last_os_error(format!(
-            "sizing the named object {name} ({file_len} bytes)"
-        )));
-    }
-    let map = map_fd(fd.0, file_len, name)?;
+    let what = format!("the named object {name}");
+    let file = NewFile::create(&tmp_path, 0o600, file_len, &what)?;
+    let map = file.map(file_len, &what)?;
     // SAFETY: the fresh `file_len`-byte mapping just made, owned from here by the region.
     let region = unsafe { Region::from_mapping(map, file_len, HEADER) };
     let mut type_name = [0u8; TYPE_NAME_BYTES];
@@ -465,19 +387,11 @@ fn create(
     // which only a sweeper of *dead* creators' files unlinks).
     unsafe { map.as_ptr().cast::<NamedHeader>().write(hdr) };
     init(&region)?;
-    let final_path = cpath(path)?;
-    let tmp = guard.0.as_ref().expect("armed");
-    // SAFETY: two valid NUL-terminated paths. `link` fails with EEXIST if the name exists:
-    // the atomic step that makes exactly one creator win.
-    if unsafe { libc::link(tmp.as_ptr(), final_path.as_ptr()) } != 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(if e.raw_os_error() == Some(libc::EEXIST) {
-            Error::already_exists(format!("an object is already named {name}"))
-        } else {
-            Error::os(format!("naming the object {name}"), e)
-        });
-    }
-    drop(guard); // the temporary name goes; the object keeps its real one
+    file.publish(
+        path,
+        || Error::already_exists(format!("an object is already named {name}")),
+        &what,
+    )?;
     Ok(Attached {
         region,
         params: spec.params,
