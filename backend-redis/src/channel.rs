@@ -419,6 +419,8 @@ async fn send_once(chan: &Chan, payload: &[u8]) -> Result<SendStep, RedisError> 
         chan.fail(chan.live.foreign_error("channel", &chan.id).to_string());
         return Ok(SendStep::Disconnected);
     }
+    // A forked child using its copy of this side stops counting the other side's copies.
+    chan.live.touch(&chan.tx).await;
     let mut c = chan.live.cmd.clone();
     chan.conn.count(1);
     let r: i64 = scripts()
@@ -452,6 +454,8 @@ async fn recv_once(chan: &Chan) -> Result<RecvStep, RedisError> {
         chan.fail(chan.live.foreign_error("channel", &chan.id).to_string());
         return Ok(RecvStep::Disconnected);
     }
+    // A forked child using its copy of this side stops counting the other side's copies.
+    chan.live.touch(&chan.rx).await;
     let mut c = chan.live.cmd.clone();
     chan.conn.count(1);
     let r: (i64, Option<Vec<u8>>) = scripts()

@@ -29,6 +29,7 @@
 //! - [`semaphore`](mod@semaphore): [`Semaphore`].
 //! - [`value`](mod@value): [`Value`], [`Array`] (plain data, bytemuck).
 //! - [`testing`] (feature `testing`): private `redis-server`s for tests.
+//! - `backend`: [`spawn`], [`spawn_async`] (forked local units) and their [`JoinHandle`].
 //! - `object` (internal): the keys of a lock, event, semaphore or barrier, and their clean-up.
 //! - `wait` (internal): the one wait loop of every operation that blocks: subscribe, re-check,
 //!   sleep until a wake-up or [`POLL`], back off while the server is unreachable.
@@ -87,11 +88,20 @@
 //!
 //! # Fork
 //!
-//! A forked child gets a runtime and connections of its own on first use. Handles it inherited
-//! from its parent are refused with a clear error (`last_failure()` on channels; `Unsupported`
-//! from `lock_checked`): their connection's driver runs only in the parent. Open the object again
-//! in the child by its id (`conn.open_sender(tx.id())`, `conn.open_lock(lock.id())`); dropping an
-//! inherited handle in the child leaves the parent's lease alone.
+//! [`spawn`] (and `Redis::spawn` through the `Backend` trait) forks a local process whose
+//! primitives are remote. Handles the child inherits work in it, on connections of its own,
+//! and count as the child's: the parent registers the child as a holder of every object this
+//! process holds before the fork, so a parent dropping its sender right after `spawn` does not
+//! disconnect the receiver before the child ran. The child's first use of a channel stops the
+//! counting of the copies of the channel's other side that it never used (the parent's own
+//! `tx` in `spawn(move || rx.iter().sum())`). When the child's code ends it gives up every
+//! lease it still holds; a child killed counts as gone once its leases lapse ([`LEASE`]). A
+//! `Permit` moved into the child is given back by the child, once.
+//!
+//! A process forked otherwise (`uniconc::process::spawn`, `fork`) can use the handles it
+//! inherited as well: it connects on first use and registers itself then (an object its parent
+//! had already left is not joined); it gives its leases up only when it drops the handles, or
+//! when they lapse after it exits.
 //!
 //! # Blocking calls inside an async runtime
 //!
@@ -107,6 +117,8 @@
 #![doc(test(attr(deny(warnings))))]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[cfg(unix)]
+mod backend;
 pub mod barrier;
 pub mod channel;
 mod conn;
@@ -119,6 +131,8 @@ pub mod testing;
 pub mod value;
 mod wait;
 
+#[cfg(unix)]
+pub use backend::{JoinHandle, spawn, spawn_async};
 pub use barrier::Barrier;
 pub use channel::{Receiver, Sender};
 pub use conn::{
