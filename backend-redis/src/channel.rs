@@ -24,6 +24,7 @@ use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -122,6 +123,61 @@ end
 return {0, false}
 ";
 
+/// KEYS: m q tx rx. ARGV: member, wake channel, payloads... Pushes as many of the payloads, in
+/// order, as there is room for. Returns {how many (0 when full), room left (-1: unbounded)},
+/// or {-1} disconnected, {-2} gone, {-3} this process's sender lease lapsed.
+const SEND_BATCH: &str = r"
+local m = redis.call('HMGET', KEYS[1], 'cap', 'closed')
+if not m[1] then return {-2} end
+if m[2] == '1' then return {-1} end
+if not mine(KEYS[3], ARGV[1]) then return {-3} end
+if not alive(KEYS[4]) then
+  redis.call('HSET', KEYS[1], 'closed', '1')
+  redis.call('DEL', KEYS[2])
+  redis.call('PUBLISH', ARGV[2], 'c')
+  return {-1}
+end
+local n = redis.call('LLEN', KEYS[2])
+local cap = tonumber(m[1])
+local last = #ARGV
+if cap > 0 then last = math.min(last, 2 + cap - n) end
+local i = 3
+while i <= last do
+  local j = math.min(i + 999, last)
+  redis.call('RPUSH', KEYS[2], unpack(ARGV, i, j))
+  i = j + 1
+end
+if last >= 3 and n == 0 then redis.call('PUBLISH', ARGV[2], 'r') end
+local pushed = math.max(last - 2, 0)
+local room = -1
+if cap > 0 then room = cap - n - pushed end
+return {pushed, room}
+";
+
+/// KEYS: m q tx rx. ARGV: member, wake channel, max. Returns {1, msgs} (at least one), {0}
+/// empty, {-1} disconnected, {-2} gone, {-3} this process's receiver lease lapsed.
+const RECV_BATCH: &str = r"
+local m = redis.call('HMGET', KEYS[1], 'cap', 'closed')
+if not m[1] then return {-2, false} end
+if not mine(KEYS[4], ARGV[1]) then return {-3, false} end
+local v = redis.call('LPOP', KEYS[2], tonumber(ARGV[3]))
+if v then
+  local cap = tonumber(m[1])
+  local left = redis.call('LLEN', KEYS[2])
+  if cap > 0 and left < cap and left + #v >= cap then
+    redis.call('PUBLISH', ARGV[2], 's')
+  end
+  return {1, v}
+end
+if m[2] == '1' then return {-1, false} end
+if not alive(KEYS[3]) then
+  redis.call('HSET', KEYS[1], 'closed', '1')
+  redis.call('PUBLISH', ARGV[2], 'c')
+  return {-1, false}
+end
+return {0, false}
+";
+
 /// KEYS: m q. ARGV: payload. Puts back a message popped for an `_async` receive whose future
 /// was dropped. Returns 1, or -2 when the channel is gone.
 const UNPOP: &str = r"
@@ -152,6 +208,8 @@ struct Scripts {
     join: Script,
     send: Script,
     recv: Script,
+    send_batch: Script,
+    recv_batch: Script,
     unpop: Script,
     state: Script,
     close: Script,
@@ -166,6 +224,8 @@ fn scripts() -> &'static Scripts {
             join: with(JOIN),
             send: with(SEND),
             recv: with(RECV),
+            send_batch: with(SEND_BATCH),
+            recv_batch: with(RECV_BATCH),
             unpop: Script::new(UNPOP),
             state: with(STATE),
             close: Script::new(CLOSE),
@@ -526,6 +586,126 @@ async fn recv_wait(
     step.ok_or(())
 }
 
+/// The most messages one batch script carries (a `send_batch` round trip, or a `recv_batch`
+/// pop).
+pub const BATCH: usize = 1024;
+
+/// The most encoded bytes one `send_batch` script carries (it takes fewer messages when they
+/// are large).
+const BATCH_BYTES: usize = 4 << 20;
+
+/// Pushes as many of `payloads` as there is room for: `Some((pushed, room left))`, `None`
+/// disconnected.
+async fn send_batch_once(
+    chan: &Chan,
+    payloads: &[Vec<u8>],
+) -> Result<Option<(usize, usize)>, RedisError> {
+    if !chan.live.is_ours() {
+        chan.fail(chan.live.foreign_error("channel", &chan.id).to_string());
+        return Ok(None);
+    }
+    let mut inv = scripts().send_batch.key(&chan.meta);
+    inv.key(&chan.queue)
+        .key(&chan.tx)
+        .key(&chan.rx)
+        .arg(&chan.live.member)
+        .arg(&chan.wake);
+    for p in payloads {
+        inv.arg(p.as_slice());
+    }
+    let mut c = chan.live.cmd.clone();
+    chan.conn.count(1);
+    let r: Vec<i64> = inv.invoke_async(&mut c).await?;
+    Ok(match r.first().copied().unwrap_or(-2) {
+        n if n >= 0 => Some((
+            usize::try_from(n).unwrap_or(0),
+            // -1: unbounded.
+            usize::try_from(r.get(1).copied().unwrap_or(-1)).unwrap_or(usize::MAX),
+        )),
+        -1 => None,
+        -3 => {
+            chan.lease_lapsed("sender");
+            None
+        }
+        _ => {
+            chan.gone();
+            None
+        }
+    })
+}
+
+/// Sends every payload in order, waiting for room: `(sent, room left)`, `sent` short of
+/// `payloads.len()` when the channel disconnected.
+async fn send_batch_wait(chan: &Chan, payloads: &[Vec<u8>]) -> (usize, usize) {
+    let done = AtomicUsize::new(0);
+    let room = AtomicUsize::new(0);
+    let r = wait_until(&chan.live, &chan.wake, None, None, || async {
+        // Relaxed: the attempts run one after another in this task.
+        let d = done.load(Ordering::Relaxed);
+        Ok::<_, Infallible>(match send_batch_once(chan, &payloads[d..]).await {
+            Ok(Some((n, left))) => {
+                done.store(d + n, Ordering::Relaxed);
+                room.store(left, Ordering::Relaxed);
+                if d + n == payloads.len() {
+                    Attempt::Done(())
+                } else {
+                    Attempt::Wait
+                }
+            }
+            Ok(None) => Attempt::Done(()),
+            Err(e) => failed(chan, "sending", e, ()),
+        })
+    })
+    .await;
+    // No deadline and no cancellation: the wait ends with `Done`.
+    let Ok(_) = r;
+    (done.load(Ordering::Relaxed), room.load(Ordering::Relaxed))
+}
+
+/// The reply of the receiving batch script: status, messages.
+type BatchReply = (i64, Option<Vec<Vec<u8>>>);
+
+/// Pops up to `max` messages, waiting until there is at least one.
+async fn recv_batch_wait(chan: &Chan, max: usize) -> Option<Vec<Vec<u8>>> {
+    let max = max.to_string();
+    let r = wait_until(&chan.live, &chan.wake, None, None, || async {
+        if !chan.live.is_ours() {
+            chan.fail(chan.live.foreign_error("channel", &chan.id).to_string());
+            return Ok::<_, Infallible>(Attempt::Done(None));
+        }
+        let mut c = chan.live.cmd.clone();
+        chan.conn.count(1);
+        let r: Result<BatchReply, RedisError> = scripts()
+            .recv_batch
+            .key(&chan.meta)
+            .key(&chan.queue)
+            .key(&chan.tx)
+            .key(&chan.rx)
+            .arg(&chan.live.member)
+            .arg(&chan.wake)
+            .arg(&max)
+            .invoke_async(&mut c)
+            .await;
+        Ok(match r {
+            Ok((1, Some(v))) => Attempt::Done(Some(v)),
+            Ok((0, _)) => Attempt::Wait,
+            Ok((-1, _)) => Attempt::Done(None),
+            Ok((-3, _)) => {
+                chan.lease_lapsed("receiver");
+                Attempt::Done(None)
+            }
+            Ok(_) => {
+                chan.gone();
+                Attempt::Done(None)
+            }
+            Err(e) => failed(chan, "receiving", e, None),
+        })
+    })
+    .await;
+    let Ok(got) = r;
+    got.flatten()
+}
+
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, MessageError> {
     let bytes = bincode::serde::encode_to_vec(value, bincode::config::standard())
         .map_err(|e| MessageError::Encode(e.to_string()))?;
@@ -673,6 +853,70 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Sender<T> f
         }
     }
 
+    /// Sends in round trips of up to [`BATCH`] messages (and 4 MiB): one script pushes as many
+    /// of them as there is room for, so a batch costs about one round trip per [`BATCH`]
+    /// messages instead of one per message. While the channel is full it waits, as `send`
+    /// does.
+    ///
+    /// A round trip takes from `items` only what the previous one reported room for (the first
+    /// takes one item), so when the channel is found disconnected the item that did not go
+    /// comes back in the error and the rest stay in `items`. Only a disconnection that lands
+    /// between two round trips of one call (or while another sender fills the room reported)
+    /// can catch several items taken for one round trip: the first comes back in the error,
+    /// the others are dropped, as the disconnected channel's queued messages are. A message
+    /// that does not encode comes back as `Invalid` after the ones before it were sent.
+    fn send_batch<I>(&self, items: I) -> Result<usize, SendError<T>>
+    where
+        I: IntoIterator<Item = T>,
+    {
+        let chan = &self.side.chan;
+        let mut items = items.into_iter();
+        let mut sent = 0;
+        let mut values = Vec::new();
+        let mut payloads = Vec::new();
+        // How many items the next round trip may take: one, until a reply reports room.
+        let mut take = 1;
+        loop {
+            values.clear();
+            payloads.clear();
+            let (mut bytes, mut invalid, mut ended) = (0, None, false);
+            while values.len() < take && bytes < BATCH_BYTES {
+                let Some(value) = items.next() else {
+                    ended = true;
+                    break;
+                };
+                match encode(&value) {
+                    Ok(p) => {
+                        bytes += p.len();
+                        payloads.push(p);
+                        values.push(value);
+                    }
+                    Err(e) => {
+                        invalid = Some(SendError::Invalid(value, e));
+                        break;
+                    }
+                }
+            }
+            if !payloads.is_empty() {
+                let (done, room) = block_on(send_batch_wait(chan, &payloads));
+                sent += done;
+                if done < payloads.len() {
+                    let first = values.drain(done..).next();
+                    return Err(SendError::Disconnected(
+                        first.expect("the unsent message is there"),
+                    ));
+                }
+                take = room.clamp(1, BATCH);
+            }
+            if let Some(e) = invalid {
+                return Err(e);
+            }
+            if ended {
+                return Ok(sent);
+            }
+        }
+    }
+
     fn send_async(&self, value: T) -> impl Future<Output = Result<(), SendError<T>>> + Send + '_ {
         let side = self.side.clone();
         async move {
@@ -755,6 +999,24 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Receiver<T>
             Ok(_) => Err(RecvTimeoutError::Disconnected),
             Err(()) => Err(RecvTimeoutError::Timeout),
         }
+    }
+
+    /// Pops up to `max` (at most [`BATCH`]) queued messages in one script, waiting as `recv`
+    /// does until there is at least one. The messages are popped before they are decoded: one
+    /// that does not decode comes back as `Invalid` with the ones before it in `buf`, and the
+    /// ones after it are dropped (consumed, as the undecodable one is).
+    fn recv_batch(&self, buf: &mut Vec<T>, max: usize) -> Result<usize, RecvError> {
+        if max == 0 {
+            return Ok(0);
+        }
+        let Some(got) = block_on(recv_batch_wait(&self.side.chan, max.min(BATCH))) else {
+            return Err(RecvError::Disconnected);
+        };
+        buf.reserve(got.len());
+        for bytes in &got {
+            buf.push(decode(bytes).map_err(RecvError::Invalid)?);
+        }
+        Ok(got.len())
     }
 
     fn recv_async(&self) -> impl Future<Output = Result<T, RecvError>> + Send + '_ {

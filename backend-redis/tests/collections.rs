@@ -9,7 +9,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use common::{Watchdog, role, scale, spawn_role};
-use uniconc_core::{ErrorKind, List as _, Map as _, codec};
+use uniconc_core::{ErrorKind, List as _, Map as _, Receiver as _, Sender as _, codec};
 use uniconc_redis::testing::RedisServer;
 
 /// Encodes fine unless it holds 13.
@@ -411,4 +411,135 @@ fn keys_are_deleted_with_the_last_handle() {
     assert_eq!(m2.get(&1).unwrap(), Some(1), "a handle is left");
     drop(m2);
     assert_eq!(keys_on(&server), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The channel's batch forms
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn batches_arrive_in_order() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let server = RedisServer::start();
+    let conn = uniconc_redis::connect(&server.url()).unwrap();
+    let (tx, rx) = conn.unbounded::<u64>().unwrap();
+    let n = 5_000u64;
+    assert_eq!(tx.send_batch(0..n).unwrap(), n as usize);
+    assert_eq!(tx.send_batch(std::iter::empty()).unwrap(), 0);
+    let mut buf = Vec::new();
+    assert_eq!(
+        rx.recv_batch(&mut buf, 0).unwrap(),
+        0,
+        "max 0: nothing, at once"
+    );
+    assert_eq!(rx.recv_batch(&mut buf, 100).unwrap(), 100);
+    while buf.len() < n as usize {
+        let got = rx.recv_batch(&mut buf, usize::MAX).unwrap();
+        assert!((1..=uniconc_redis::channel::BATCH).contains(&got));
+    }
+    assert_eq!(buf, (0..n).collect::<Vec<_>>());
+    // Mixed with the single forms.
+    tx.send(1).unwrap();
+    tx.send_batch([2, 3]).unwrap();
+    assert_eq!(rx.recv().unwrap(), 1);
+    buf.clear();
+    assert_eq!(rx.recv_batch(&mut buf, 10).unwrap(), 2);
+    assert_eq!(buf, [2, 3]);
+}
+
+#[test]
+fn send_batch_waits_for_room_and_never_overfills() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    let server = RedisServer::start();
+    let conn = uniconc_redis::connect(&server.url()).unwrap();
+    let cap = 8;
+    let (tx, rx) = conn.channel::<u64>(cap).unwrap();
+    let n = 2_000 * scale() as u64;
+    let sender = std::thread::spawn(move || tx.send_batch(0..n).unwrap());
+    let mut buf = Vec::new();
+    while buf.len() < n as usize {
+        assert!(rx.len() <= cap, "over capacity");
+        let got = rx.recv_batch(&mut buf, 5).unwrap();
+        assert!((1..=5).contains(&got));
+    }
+    assert_eq!(sender.join().unwrap(), n as usize);
+    assert_eq!(buf, (0..n).collect::<Vec<_>>());
+}
+
+#[test]
+fn recv_batch_blocks_until_one_arrives() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let server = RedisServer::start();
+    let conn = uniconc_redis::connect(&server.url()).unwrap();
+    let (tx, rx) = conn.channel::<u64>(4).unwrap();
+    let pause = Duration::from_millis(300);
+    let t = std::time::Instant::now();
+    let h = std::thread::spawn(move || {
+        std::thread::sleep(pause);
+        tx.send(7).unwrap();
+        tx
+    });
+    let mut buf = Vec::new();
+    assert_eq!(rx.recv_batch(&mut buf, 64).unwrap(), 1);
+    assert!(t.elapsed() >= pause);
+    assert_eq!(buf, [7]);
+    // Senders gone: what is queued first, then Disconnected.
+    let tx = h.join().unwrap();
+    tx.send_batch([8, 9]).unwrap();
+    drop(tx);
+    assert_eq!(rx.recv_batch(&mut buf, 64).unwrap(), 2);
+    assert_eq!(
+        rx.recv_batch(&mut buf, 64),
+        Err(uniconc_core::RecvError::Disconnected)
+    );
+    assert_eq!(buf, [7, 8, 9]);
+}
+
+#[test]
+fn send_batch_disconnected_hands_back_the_item_and_leaves_the_rest() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let server = RedisServer::start();
+    let conn = uniconc_redis::connect(&server.url()).unwrap();
+    // Already disconnected: the first item comes back, nothing else is taken.
+    let (tx, rx) = conn.channel::<u64>(64).unwrap();
+    assert_eq!(tx.send_batch(0..10).unwrap(), 10);
+    drop(rx);
+    let mut rest = 20..25;
+    let err = tx.send_batch(&mut rest).unwrap_err();
+    assert_eq!(err.into_inner(), 20);
+    assert_eq!(rest, 21..25);
+    // Part-way: the receiver leaves while the sender waits for room.
+    let (tx, rx) = conn.channel::<u64>(4).unwrap();
+    let receiver = std::thread::spawn(move || {
+        for i in 0..6 {
+            assert_eq!(rx.recv().unwrap(), i);
+        }
+    });
+    let mut rest = 0..100u64;
+    let err = tx.send_batch(&mut rest).unwrap_err();
+    receiver.join().unwrap();
+    let failed = err.into_inner();
+    assert!(failed >= 6, "{failed}");
+    assert_eq!(
+        rest,
+        failed + 1..100,
+        "nothing after the failed item was taken"
+    );
+}
+
+#[test]
+fn send_batch_stops_at_a_message_that_does_not_encode() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let server = RedisServer::start();
+    let conn = uniconc_redis::connect(&server.url()).unwrap();
+    let (tx, rx) = conn.unbounded::<Picky>().unwrap();
+    let mut items = [1, 2, 13, 4].map(Picky).into_iter();
+    match tx.send_batch(&mut items) {
+        Err(uniconc_core::SendError::Invalid(v, _)) => assert_eq!(v, Picky(13)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(items.next(), Some(Picky(4)));
+    let mut buf = Vec::new();
+    assert_eq!(rx.recv_batch(&mut buf, 10).unwrap(), 2);
+    assert_eq!(buf, [Picky(1), Picky(2)]);
 }
