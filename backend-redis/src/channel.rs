@@ -474,25 +474,19 @@ enum RecvStep {
     Disconnected,
 }
 
-async fn send_once(chan: &Chan, payload: &[u8]) -> Result<SendStep, RedisError> {
-    if !chan.live.is_ours() {
-        chan.fail(chan.live.foreign_error("channel", &chan.id).to_string());
-        return Ok(SendStep::Disconnected);
-    }
-    let mut c = chan.live.cmd.clone();
-    chan.conn.count(1);
-    let r: i64 = scripts()
-        .send
-        .key(&chan.meta)
-        .key(&chan.queue)
+fn send_invocation<'a>(chan: &'a Chan, payload: &'a [u8]) -> redis::ScriptInvocation<'a> {
+    let mut inv = scripts().send.key(&chan.meta);
+    inv.key(&chan.queue)
         .key(&chan.tx)
         .key(&chan.rx)
         .arg(&chan.live.member)
         .arg(payload)
-        .arg(&chan.wake)
-        .invoke_async(&mut c)
-        .await?;
-    Ok(match r {
+        .arg(&chan.wake);
+    inv
+}
+
+fn send_step(chan: &Chan, r: i64) -> SendStep {
+    match r {
         1 => SendStep::Sent,
         0 => SendStep::Full,
         -1 => SendStep::Disconnected,
@@ -504,27 +498,45 @@ async fn send_once(chan: &Chan, payload: &[u8]) -> Result<SendStep, RedisError> 
             chan.gone();
             SendStep::Disconnected
         }
-    })
+    }
 }
 
-async fn recv_once(chan: &Chan) -> Result<RecvStep, RedisError> {
+async fn send_once(chan: &Chan, payload: &[u8]) -> Result<SendStep, RedisError> {
     if !chan.live.is_ours() {
         chan.fail(chan.live.foreign_error("channel", &chan.id).to_string());
-        return Ok(RecvStep::Disconnected);
+        return Ok(SendStep::Disconnected);
     }
     let mut c = chan.live.cmd.clone();
     chan.conn.count(1);
-    let r: (i64, Option<Vec<u8>>) = scripts()
-        .recv
-        .key(&chan.meta)
-        .key(&chan.queue)
+    let r: i64 = send_invocation(chan, payload).invoke_async(&mut c).await?;
+    Ok(send_step(chan, r))
+}
+
+/// [`send_once`] on this thread's synchronous connection; `None` when there is none (inside
+/// an async runtime, or it cannot be opened): then call [`send_once`].
+fn send_once_direct(chan: &Chan, payload: &[u8]) -> Option<Result<SendStep, RedisError>> {
+    if !chan.live.is_ours() {
+        return None;
+    }
+    let r = crate::direct::with(&chan.conn, |c| {
+        send_invocation(chan, payload).invoke::<i64>(c)
+    })?;
+    chan.conn.count(1);
+    Some(r.map(|r| send_step(chan, r)))
+}
+
+fn recv_invocation(chan: &Chan) -> redis::ScriptInvocation<'_> {
+    let mut inv = scripts().recv.key(&chan.meta);
+    inv.key(&chan.queue)
         .key(&chan.tx)
         .key(&chan.rx)
         .arg(&chan.live.member)
-        .arg(&chan.wake)
-        .invoke_async(&mut c)
-        .await?;
-    Ok(match r {
+        .arg(&chan.wake);
+    inv
+}
+
+fn recv_step(chan: &Chan, r: (i64, Option<Vec<u8>>)) -> RecvStep {
+    match r {
         (1, Some(v)) => RecvStep::Got(v),
         (0, _) => RecvStep::Empty,
         (-1, _) => RecvStep::Disconnected,
@@ -536,7 +548,28 @@ async fn recv_once(chan: &Chan) -> Result<RecvStep, RedisError> {
             chan.gone();
             RecvStep::Disconnected
         }
-    })
+    }
+}
+
+async fn recv_once(chan: &Chan) -> Result<RecvStep, RedisError> {
+    if !chan.live.is_ours() {
+        chan.fail(chan.live.foreign_error("channel", &chan.id).to_string());
+        return Ok(RecvStep::Disconnected);
+    }
+    let mut c = chan.live.cmd.clone();
+    chan.conn.count(1);
+    let r = recv_invocation(chan).invoke_async(&mut c).await?;
+    Ok(recv_step(chan, r))
+}
+
+/// [`recv_once`] on this thread's synchronous connection; `None` when there is none.
+fn recv_once_direct(chan: &Chan) -> Option<Result<RecvStep, RedisError>> {
+    if !chan.live.is_ours() {
+        return None;
+    }
+    let r = crate::direct::with(&chan.conn, |c| recv_invocation(chan).invoke(c))?;
+    chan.conn.count(1);
+    Some(r.map(|r| recv_step(chan, r)))
 }
 
 /// A send or receive that failed, for the wait loop: the failure is recorded on the channel;
@@ -604,6 +637,18 @@ async fn send_batch_once(
         chan.fail(chan.live.foreign_error("channel", &chan.id).to_string());
         return Ok(None);
     }
+    let mut c = chan.live.cmd.clone();
+    chan.conn.count(1);
+    let r: Vec<i64> = send_batch_invocation(chan, payloads)
+        .invoke_async(&mut c)
+        .await?;
+    Ok(send_batch_step(chan, &r))
+}
+
+fn send_batch_invocation<'a>(
+    chan: &'a Chan,
+    payloads: &'a [Vec<u8>],
+) -> redis::ScriptInvocation<'a> {
     let mut inv = scripts().send_batch.key(&chan.meta);
     inv.key(&chan.queue)
         .key(&chan.tx)
@@ -613,10 +658,11 @@ async fn send_batch_once(
     for p in payloads {
         inv.arg(p.as_slice());
     }
-    let mut c = chan.live.cmd.clone();
-    chan.conn.count(1);
-    let r: Vec<i64> = inv.invoke_async(&mut c).await?;
-    Ok(match r.first().copied().unwrap_or(-2) {
+    inv
+}
+
+fn send_batch_step(chan: &Chan, r: &[i64]) -> Option<(usize, usize)> {
+    match r.first().copied().unwrap_or(-2) {
         n if n >= 0 => Some((
             usize::try_from(n).unwrap_or(0),
             // -1: unbounded.
@@ -631,13 +677,13 @@ async fn send_batch_once(
             chan.gone();
             None
         }
-    })
+    }
 }
 
 /// Sends every payload in order, waiting for room: `(sent, room left)`, `sent` short of
 /// `payloads.len()` when the channel disconnected.
-async fn send_batch_wait(chan: &Chan, payloads: &[Vec<u8>]) -> (usize, usize) {
-    let done = AtomicUsize::new(0);
+async fn send_batch_wait(chan: &Chan, payloads: &[Vec<u8>], first: usize) -> (usize, usize) {
+    let done = AtomicUsize::new(first);
     let room = AtomicUsize::new(0);
     let r = wait_until(&chan.live, &chan.wake, None, None, || async {
         // Relaxed: the attempts run one after another in this task.
@@ -665,9 +711,63 @@ async fn send_batch_wait(chan: &Chan, payloads: &[Vec<u8>]) -> (usize, usize) {
 /// The reply of the receiving batch script: status, messages.
 type BatchReply = (i64, Option<Vec<Vec<u8>>>);
 
-/// Pops up to `max` messages, waiting until there is at least one.
-async fn recv_batch_wait(chan: &Chan, max: usize) -> Option<Vec<Vec<u8>>> {
+fn recv_batch_invocation<'a>(chan: &'a Chan, max: &'a str) -> redis::ScriptInvocation<'a> {
+    let mut inv = scripts().recv_batch.key(&chan.meta);
+    inv.key(&chan.queue)
+        .key(&chan.tx)
+        .key(&chan.rx)
+        .arg(&chan.live.member)
+        .arg(&chan.wake)
+        .arg(max);
+    inv
+}
+
+/// What one receiving batch script found: `Done(Some(msgs))`, `Done(None)` disconnected, or
+/// `Wait` (empty).
+fn recv_batch_step(chan: &Chan, r: BatchReply) -> Attempt<Option<Vec<Vec<u8>>>> {
+    match r {
+        (1, Some(v)) => Attempt::Done(Some(v)),
+        (0, _) => Attempt::Wait,
+        (-1, _) => Attempt::Done(None),
+        (-3, _) => {
+            chan.lease_lapsed("receiver");
+            Attempt::Done(None)
+        }
+        _ => {
+            chan.gone();
+            Attempt::Done(None)
+        }
+    }
+}
+
+/// Pops up to `max` messages, waiting until there is at least one. `None`: disconnected.
+fn recv_batch_blocking(chan: &Chan, max: usize) -> Option<Vec<Vec<u8>>> {
     let max = max.to_string();
+    // The first attempt on this thread's own connection; waiting on the runtime.
+    if chan.live.is_ours()
+        && let Some(r) =
+            crate::direct::with(&chan.conn, |c| recv_batch_invocation(chan, &max).invoke(c))
+    {
+        chan.conn.count(1);
+        match r {
+            Ok(r) => {
+                if let Attempt::Done(got) = recv_batch_step(chan, r) {
+                    return got;
+                }
+            }
+            Err(e) => {
+                let transient = is_transient(&e);
+                chan.fail(redis_error("receiving", e).to_string());
+                if !transient {
+                    return None;
+                }
+            }
+        }
+    }
+    block_on(recv_batch_wait(chan, &max))
+}
+
+async fn recv_batch_wait(chan: &Chan, max: &str) -> Option<Vec<Vec<u8>>> {
     let r = wait_until(&chan.live, &chan.wake, None, None, || async {
         if !chan.live.is_ours() {
             chan.fail(chan.live.foreign_error("channel", &chan.id).to_string());
@@ -675,29 +775,10 @@ async fn recv_batch_wait(chan: &Chan, max: usize) -> Option<Vec<Vec<u8>>> {
         }
         let mut c = chan.live.cmd.clone();
         chan.conn.count(1);
-        let r: Result<BatchReply, RedisError> = scripts()
-            .recv_batch
-            .key(&chan.meta)
-            .key(&chan.queue)
-            .key(&chan.tx)
-            .key(&chan.rx)
-            .arg(&chan.live.member)
-            .arg(&chan.wake)
-            .arg(&max)
-            .invoke_async(&mut c)
-            .await;
+        let r: Result<BatchReply, RedisError> =
+            recv_batch_invocation(chan, max).invoke_async(&mut c).await;
         Ok(match r {
-            Ok((1, Some(v))) => Attempt::Done(Some(v)),
-            Ok((0, _)) => Attempt::Wait,
-            Ok((-1, _)) => Attempt::Done(None),
-            Ok((-3, _)) => {
-                chan.lease_lapsed("receiver");
-                Attempt::Done(None)
-            }
-            Ok(_) => {
-                chan.gone();
-                Attempt::Done(None)
-            }
+            Ok(r) => recv_batch_step(chan, r),
             Err(e) => failed(chan, "receiving", e, None),
         })
     })
@@ -826,7 +907,9 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Sender<T> f
             Err(e) => return Err(TrySendError::Invalid(value, e)),
         };
         let chan = &self.side.chan;
-        match block_on_short(send_once(chan, &payload)) {
+        let step = send_once_direct(chan, &payload)
+            .unwrap_or_else(|| block_on_short(send_once(chan, &payload)));
+        match step {
             Ok(SendStep::Sent) => Ok(()),
             Ok(SendStep::Full) => Err(TrySendError::Full(value)),
             Ok(SendStep::Disconnected) => Err(TrySendError::Disconnected(value)),
@@ -846,7 +929,26 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Sender<T> f
             Ok(p) => p,
             Err(e) => return Err(SendTimeoutError::Invalid(value, e)),
         };
-        match block_on(send_wait(&self.side.chan, &payload, deadline, None)) {
+        let chan = &self.side.chan;
+        // The first attempt on this thread's own connection; waiting (for room, or through a
+        // failure) on the runtime.
+        let first = match send_once_direct(chan, &payload) {
+            Some(Ok(SendStep::Full)) | None => None,
+            Some(Ok(step)) => Some(Ok(step)),
+            Some(Err(e)) => {
+                // As the wait loop does: a transient failure is retried while the deadline
+                // allows (a reply that timed out may still be applied: never past it).
+                let transient = is_transient(&e);
+                chan.fail(redis_error("sending", e).to_string());
+                match (transient, conn::expired(deadline)) {
+                    (false, _) => Some(Ok(SendStep::Disconnected)),
+                    (true, true) => Some(Err(())),
+                    (true, false) => None,
+                }
+            }
+        };
+        let step = first.unwrap_or_else(|| block_on(send_wait(chan, &payload, deadline, None)));
+        match step {
             Ok(SendStep::Sent) => Ok(()),
             Ok(_) => Err(SendTimeoutError::Disconnected(value)),
             Err(()) => Err(SendTimeoutError::Timeout(value)),
@@ -898,7 +1000,33 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Sender<T> f
                 }
             }
             if !payloads.is_empty() {
-                let (done, room) = block_on(send_batch_wait(chan, &payloads));
+                // The first attempt on this thread's own connection; waiting on the runtime.
+                let direct = chan.live.is_ours().then(|| {
+                    crate::direct::with(&chan.conn, |c| {
+                        send_batch_invocation(chan, &payloads).invoke::<Vec<i64>>(c)
+                    })
+                });
+                let (done, room) = match direct.flatten() {
+                    Some(Ok(r)) => {
+                        chan.conn.count(1);
+                        match send_batch_step(chan, &r) {
+                            Some((n, room)) if n == payloads.len() => (n, room),
+                            Some((n, _)) => block_on(send_batch_wait(chan, &payloads, n)),
+                            None => (0, 0),
+                        }
+                    }
+                    Some(Err(e)) => {
+                        chan.conn.count(1);
+                        let transient = is_transient(&e);
+                        chan.fail(redis_error("sending", e).to_string());
+                        if transient {
+                            block_on(send_batch_wait(chan, &payloads, 0))
+                        } else {
+                            (0, 0)
+                        }
+                    }
+                    None => block_on(send_batch_wait(chan, &payloads, 0)),
+                };
                 sent += done;
                 if done < payloads.len() {
                     let first = values.drain(done..).next();
@@ -982,7 +1110,8 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Sender<T> f
 impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Receiver<T> for Receiver<T> {
     fn try_recv(&self) -> Result<T, TryRecvError> {
         let chan = &self.side.chan;
-        match block_on_short(recv_once(chan)) {
+        let step = recv_once_direct(chan).unwrap_or_else(|| block_on_short(recv_once(chan)));
+        match step {
             Ok(RecvStep::Got(bytes)) => decode(&bytes).map_err(TryRecvError::Invalid),
             Ok(RecvStep::Empty) => Err(TryRecvError::Empty),
             Ok(RecvStep::Disconnected) => Err(TryRecvError::Disconnected),
@@ -994,7 +1123,24 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Receiver<T>
     }
 
     fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
-        match block_on(recv_wait(&self.side.chan, deadline, None)) {
+        let chan = &self.side.chan;
+        // As in `send_deadline`: the first attempt on this thread's own connection.
+        let first = match recv_once_direct(chan) {
+            Some(Ok(RecvStep::Empty)) | None => None,
+            Some(Ok(step)) => Some(Ok(step)),
+            Some(Err(e)) => {
+                // As in `send_deadline`.
+                let transient = is_transient(&e);
+                chan.fail(redis_error("receiving", e).to_string());
+                match (transient, conn::expired(deadline)) {
+                    (false, _) => Some(Ok(RecvStep::Disconnected)),
+                    (true, true) => Some(Err(())),
+                    (true, false) => None,
+                }
+            }
+        };
+        let step = first.unwrap_or_else(|| block_on(recv_wait(chan, deadline, None)));
+        match step {
             Ok(RecvStep::Got(bytes)) => decode(&bytes).map_err(RecvTimeoutError::Invalid),
             Ok(_) => Err(RecvTimeoutError::Disconnected),
             Err(()) => Err(RecvTimeoutError::Timeout),
@@ -1009,7 +1155,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Receiver<T>
         if max == 0 {
             return Ok(0);
         }
-        let Some(got) = block_on(recv_batch_wait(&self.side.chan, max.min(BATCH))) else {
+        let Some(got) = recv_batch_blocking(&self.side.chan, max.min(BATCH)) else {
             return Err(RecvError::Disconnected);
         };
         buf.reserve(got.len());

@@ -423,6 +423,30 @@ enum Outcome {
     Busy(u64),
 }
 
+/// A script's reply, sorted.
+fn outcome(v: redis::Value) -> Outcome {
+    let mut items = match v {
+        redis::Value::Array(items) => items,
+        other => vec![other],
+    };
+    let status = match items.first() {
+        Some(redis::Value::Int(n)) => *n,
+        _ => -2,
+    };
+    if !items.is_empty() {
+        items.remove(0);
+    }
+    let reply = Reply {
+        status,
+        rest: items,
+    };
+    match status {
+        -2 => Outcome::Gone,
+        -4 => Outcome::Busy(u64::try_from(reply.int(0)).unwrap_or(0)),
+        _ => Outcome::Reply(reply),
+    }
+}
+
 impl Coll {
     fn create(conn: &Connection, what: &'static str) -> Result<Arc<Self>, Error> {
         let live = conn.live()?;
@@ -491,41 +515,51 @@ impl Coll {
         panic!("uniconc-redis: {} `{}`: {e}", self.what, self.obj.id)
     }
 
-    /// One call of `script` (KEYS m d; ARGV token, idle TTL, `args`).
+    /// The invocation of `script` (KEYS m d; ARGV token, idle TTL, `args`).
+    fn invocation<'a>(
+        &'a self,
+        script: &'a Script,
+        token: &'a str,
+        args: &[&'a [u8]],
+    ) -> redis::ScriptInvocation<'a> {
+        let mut inv = script.key(&self.obj.meta);
+        inv.key(self.data()).arg(token).arg(ms(conn::IDLE_TTL));
+        for a in args {
+            inv.arg(*a);
+        }
+        inv
+    }
+
+    /// One call of `script`, on the runtime.
     async fn call(
         &self,
         script: &Script,
         token: &str,
         args: &[&[u8]],
     ) -> Result<Outcome, RedisError> {
-        let mut inv = script.key(&self.obj.meta);
-        inv.key(self.data()).arg(token).arg(ms(conn::IDLE_TTL));
-        for a in args {
-            inv.arg(*a);
-        }
         let mut c = self.obj.live.cmd.clone();
         self.obj.conn.count(1);
-        let v: redis::Value = inv.invoke_async(&mut c).await?;
-        let mut items = match v {
-            redis::Value::Array(items) => items,
-            other => vec![other],
-        };
-        let status = match items.first() {
-            Some(redis::Value::Int(n)) => *n,
-            _ => -2,
-        };
-        if !items.is_empty() {
-            items.remove(0);
-        }
-        let reply = Reply {
-            status,
-            rest: items,
-        };
-        Ok(match status {
-            -2 => Outcome::Gone,
-            -4 => Outcome::Busy(u64::try_from(reply.int(0)).unwrap_or(0)),
-            _ => Outcome::Reply(reply),
-        })
+        let v: redis::Value = self
+            .invocation(script, token, args)
+            .invoke_async(&mut c)
+            .await?;
+        Ok(outcome(v))
+    }
+
+    /// One call of `script` on this thread's synchronous connection (see `direct`); `None`
+    /// when there is none.
+    fn call_direct(
+        &self,
+        script: &Script,
+        token: &str,
+        args: &[&[u8]],
+    ) -> Option<Result<Outcome, RedisError>> {
+        let r = crate::direct::with(&self.obj.conn, |c| {
+            self.invocation(script, token, args)
+                .invoke::<redis::Value>(c)
+        })?;
+        self.obj.conn.count(1);
+        Some(r.map(outcome))
     }
 
     fn check_ours(&self) -> Result<(), Error> {
@@ -539,7 +573,10 @@ impl Coll {
     /// Runs `script` once (a read: it never waits).
     fn read(&self, script: &Script, args: &[&[u8]]) -> Result<Reply, Error> {
         self.check_ours()?;
-        match block_on_short(self.call(script, "", args)) {
+        let r = self
+            .call_direct(script, "", args)
+            .unwrap_or_else(|| block_on_short(self.call(script, "", args)));
+        match r {
             Ok(Outcome::Reply(r)) => Ok(r),
             Ok(_) => Err(conn::gone_error(self.what, &self.obj.id)),
             Err(e) => Err(redis_error(&format!("reading a {}", self.what), e)),
@@ -550,6 +587,15 @@ impl Coll {
     /// collection. `token` is this caller's update token (`""` outside an update).
     fn write(&self, script: &Script, token: &str, args: &[&[u8]]) -> Result<Reply, Error> {
         self.check_ours()?;
+        // The first attempt on this thread's own connection; waiting on the runtime.
+        match self.call_direct(script, token, args) {
+            Some(Ok(Outcome::Reply(r))) => return Ok(r),
+            Some(Ok(Outcome::Gone)) => return Err(conn::gone_error(self.what, &self.obj.id)),
+            Some(Err(e)) => {
+                return Err(redis_error(&format!("changing a {}", self.what), e));
+            }
+            Some(Ok(Outcome::Busy(_))) | None => {}
+        }
         let live = self.obj.live.clone();
         let r = block_on_short(wait_until(&live, &self.obj.wake, None, None, || async {
             Ok::<_, Infallible>(match self.call(script, token, args).await {
@@ -608,7 +654,9 @@ impl Hold<'_> {
         c.obj.live.release(&self.token);
         let mut all: Vec<&[u8]> = vec![c.obj.wake.as_bytes()];
         all.extend_from_slice(args);
-        let r = block_on_short(c.call(script, &self.token, &all));
+        let r = c
+            .call_direct(script, &self.token, &all)
+            .unwrap_or_else(|| block_on_short(c.call(script, &self.token, &all)));
         match r {
             Ok(Outcome::Reply(r)) if r.status == 1 => Ok(()),
             Ok(Outcome::Reply(_)) => Err(Error::closed(format!(

@@ -818,3 +818,20 @@ where
         r.expect("uniconc-redis: the internal task of an `_async` call panicked")
     }
 }
+
+impl Connection {
+    /// The server's connection details (for the per-thread synchronous connections).
+    pub(crate) fn info(&self) -> &redis::ConnectionInfo {
+        &self.inner.info
+    }
+
+    /// Whether both handles are the same connection.
+    pub(crate) fn ptr_eq(&self, other: &Connection) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// The response timeout of every command.
+    pub(crate) fn response_timeout() -> Duration {
+        RESPONSE_TIMEOUT
+    }
+}

@@ -112,6 +112,7 @@ pub mod barrier;
 pub mod channel;
 pub mod collections;
 mod conn;
+mod direct;
 pub mod event;
 pub mod lock;
 mod object;
