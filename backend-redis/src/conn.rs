@@ -572,6 +572,14 @@ impl Proc {
         reg.refs == 1
     }
 
+    /// Whether a channel operation may take the direct path (this thread's synchronous
+    /// connection): this process's connection, with no inherited channel handle left to
+    /// engage (that needs [`Proc::touch`], on the runtime).
+    pub(crate) fn direct_ok(&self) -> bool {
+        // Acquire: see `touch`.
+        self.is_ours() && !self.inherited.load(Ordering::Acquire)
+    }
+
     /// Called by a channel's operations with the side (`zset`) they use. In a child forked by
     /// `Redis::spawn`, the first use of a channel *engages* the child with it: the side used
     /// is adopted (it counts until the child drops it or ends), and the child stops counting
@@ -816,9 +824,7 @@ fn forked_proc(home: &Arc<Proc>) -> Result<&'static Arc<Proc>, Error> {
                 Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner().clone(),
                 Err(std::sync::TryLockError::WouldBlock) => HashMap::new(),
             };
-            for reg in leases.values_mut() {
-                reg.inherited = true;
-            }
+            mark_inherited(&mut leases);
             let (info, server, conn_id) = (home.info.clone(), home.server.clone(), home.conn_id);
             let parent = home.member.clone();
             let opened = block_on_short(async move {
@@ -904,6 +910,15 @@ fn object_of(zset: &str) -> (String, Vec<String>) {
         _ => vec![zset.to_owned()],
     };
     (format!("{prefix}:w"), zsets)
+}
+
+/// Marks a child's copy of its parent's registrations: the channel sides are `inherited`
+/// until the child uses the channel (see [`Proc::touch`]); other objects have one zset and
+/// nothing to engage.
+fn mark_inherited(leases: &mut HashMap<String, Registration>) {
+    for (zset, reg) in leases.iter_mut() {
+        reg.inherited = object_of(zset).1.len() > 1;
+    }
 }
 
 /// KEYS: the zset. ARGV: the parent's member, the child's member, the lease in ms. Adds the
@@ -992,9 +1007,7 @@ impl ForkPlan {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone();
-            for reg in leases.values_mut() {
-                reg.inherited = true;
-            }
+            mark_inherited(&mut leases);
             let member = format!("{}:{}>{:016x}", host(), std::process::id(), random_u64());
             conn.count(leases.len() as u64);
             plan.conns.push(ChildConn {
@@ -1329,5 +1342,22 @@ where
         let r = rx.await;
         drop(guard);
         r.expect("uniconc-redis: the internal task of an `_async` call panicked")
+    }
+}
+
+impl Connection {
+    /// The server's connection details (for the per-thread synchronous connections).
+    pub(crate) fn info(&self) -> &redis::ConnectionInfo {
+        &self.inner.info
+    }
+
+    /// Whether both handles are the same connection.
+    pub(crate) fn ptr_eq(&self, other: &Connection) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// The response timeout of every command.
+    pub(crate) fn response_timeout() -> Duration {
+        RESPONSE_TIMEOUT
     }
 }

@@ -23,6 +23,7 @@
 //! - `conn` (re-exported here): [`Connection`], [`connect`], [`default_connection`], the
 //!   internal runtime, leases and the wake-up subscription.
 //! - [`channel`](mod@channel): [`Sender`], [`Receiver`].
+//! - [`collections`]: [`Map`], [`List`].
 //! - [`lock`](mod@lock): [`Lock`], [`LockGuard`].
 //! - [`event`](mod@event): [`Event`].
 //! - [`barrier`](mod@barrier): [`Barrier`].
@@ -121,7 +122,9 @@
 mod backend;
 pub mod barrier;
 pub mod channel;
+pub mod collections;
 mod conn;
+mod direct;
 pub mod event;
 pub mod lock;
 mod object;
@@ -135,6 +138,7 @@ mod wait;
 pub use backend::{JoinHandle, spawn, spawn_async};
 pub use barrier::Barrier;
 pub use channel::{Receiver, Sender};
+pub use collections::{List, Map};
 pub use conn::{
     Connection, DEFAULT_URL, IDLE_TTL, LEASE, POLL, URL_ENV, connect, default_connection,
 };
