@@ -113,6 +113,7 @@ mod conn;
 pub mod event;
 pub mod lock;
 mod object;
+pub mod pool;
 pub mod semaphore;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -126,5 +127,6 @@ pub use conn::{
 };
 pub use event::Event;
 pub use lock::{Lock, LockGuard};
+pub use pool::{Pool, worker};
 pub use semaphore::Semaphore;
 pub use value::{Array, ArrayGuard, Value, ValueGuard};
