@@ -423,3 +423,60 @@ fn bad_settings_are_refused() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
 }
+
+/// The example's binary, built (or found up to date) by cargo: `cargo test --test pool` does
+/// not build examples.
+fn example_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let bin = dir.join("examples").join(name);
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(cargo)
+        .args(["build", "-p", "uniconc-redis", "--example", name])
+        .status()
+        .expect("running cargo to build the example");
+    assert!(status.success(), "building the example {name}: {status}");
+    assert!(bin.exists(), "{} is not built", bin.display());
+    bin
+}
+
+#[test]
+fn three_program_example() {
+    if role().is_some() {
+        return;
+    }
+    let _s = serial();
+    let _w = Watchdog::new(Duration::from_secs(120));
+    let server = RedisServer::start();
+    let url = server.url();
+    let bin = example_binary("task_pipeline");
+    let worker = Command::new(&bin)
+        .args(["worker", &url, "pipeline"])
+        .process_group(0)
+        .spawn()
+        .expect("starting the worker");
+    let worker = AgentProc(worker);
+    let mut consumer = Command::new(&bin)
+        .args(["consumer", &url])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starting the consumer");
+    let mut out = std::io::BufReader::new(consumer.stdout.take().unwrap());
+    let sender = common::read_tagged(&mut out, "sender ");
+    let producer = Command::new(&bin)
+        .args(["producer", &url, "pipeline", &sender, "100"])
+        .status()
+        .expect("running the producer");
+    assert!(producer.success(), "producer: {producer}");
+    let n = 100u64;
+    let sum: u64 = (0..n).map(|x| x * x).sum();
+    assert_eq!(
+        common::read_tagged(&mut out, "sum "),
+        format!("{sum} count {n}")
+    );
+    assert!(consumer.wait().unwrap().success());
+    drop(worker);
+}

@@ -23,7 +23,7 @@ use uniconc_core::{Error, PoolError, TaskError, TaskHandle as _};
 use super::DEFAULT_QUEUE;
 use super::scripts::{QueueKeys, check_queue_name, scripts};
 use super::wire::{self, ChunkBody, Outcome};
-use crate::conn::{self, Connection, LEASE, Live, block_on, ms};
+use crate::conn::{self, Connection, LEASE, Live, block_on, block_on_short, ms};
 use crate::wait::{Attempt, wait_until};
 
 /// A worker agent for the server at `url`, to configure and [`run`](Worker::run).
@@ -251,6 +251,9 @@ impl Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
+        if !self.shared.live.is_ours() {
+            return; // a forked child's copy: the threads and workers are the parent's
+        }
         let running = !self
             .threads
             .lock()
@@ -284,6 +287,8 @@ struct Claimed {
     max: i64,
     pool: String,
     body: Vec<u8>,
+    /// The chunk's task indexes, as the submitter listed them.
+    idx: Vec<u64>,
 }
 
 /// What became of one task of a chunk.
@@ -335,7 +340,7 @@ impl AgentShared {
     fn leave(&self) {
         let mut c = self.live.cmd.clone();
         self.conn.count(1);
-        let _ = block_on(async {
+        let _ = block_on_short(async {
             scripts()
                 .leave
                 .key(&self.keys.agents)
@@ -392,7 +397,7 @@ impl AgentShared {
             .invoke_async(&mut c)
             .await;
         Ok(match r {
-            Ok(RValue::Array(v)) if v.len() == 5 => match parse_claim(v) {
+            Ok(RValue::Array(v)) if v.len() == 6 => match parse_claim(v) {
                 Some(c) => Attempt::Done(c),
                 None => Attempt::Retry,
             },
@@ -406,10 +411,16 @@ impl AgentShared {
         let body: ChunkBody = match wire::decode(&c.body) {
             Ok(b) => b,
             Err(e) => {
-                // Not ours to read (another version of this crate): drop it, it would fail on
-                // every agent of this version.
-                eprintln!("uniconc-redis agent: a chunk of queue could not be decoded: {e}");
-                self.complete(&c, Vec::new(), Vec::new());
+                // Written by another version of this crate: it would fail on every agent of
+                // this version, so each of its tasks fails, saying why.
+                let why = Outcome::Failed(format!(
+                    "redis worker agent {}: the chunk could not be decoded (the pool and the \
+                     agent run different versions of uniconc-redis?): {e}",
+                    self.id
+                ));
+                let bytes = wire::encode(&why).unwrap_or_default();
+                let results = c.idx.iter().map(|&i| (i, bytes.clone())).collect();
+                self.complete(&c, results, Vec::new());
                 return;
             }
         };
@@ -467,23 +478,26 @@ impl AgentShared {
         for (idx, body) in &again {
             inv.arg(conn::new_id()).arg(*idx).arg(body.as_slice());
         }
-        let give_up = Instant::now() + self.lease * 4;
+        let mut said = false;
         loop {
             let mut con = self.live.cmd.clone();
             self.conn.count(1);
-            let r = block_on(async { inv.invoke_async::<i64>(&mut con).await });
-            match r {
+            match block_on(async { inv.invoke_async::<i64>(&mut con).await }) {
                 Ok(_) => return,
-                Err(e) if Instant::now() < give_up && !self.terminating.load(Ordering::Acquire) => {
-                    let _ = e;
-                    std::thread::sleep(Duration::from_millis(100));
-                }
+                // Acquire: as in `stopping`. A terminated agent leaves: its chunk goes back.
+                Err(_) if self.terminating.load(Ordering::Acquire) => return,
                 Err(e) => {
-                    eprintln!(
-                        "uniconc-redis agent: could not record the results of a chunk, it \
-                         will be delivered again: {e}"
-                    );
-                    return;
+                    // This agent still holds the chunk (its heartbeat goes on), so nobody else
+                    // will deliver it: keep trying until the server answers.
+                    if !said {
+                        eprintln!(
+                            "uniconc-redis agent {}: recording the results of a chunk failed, \
+                             retrying: {e}",
+                            self.id
+                        );
+                        said = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
                 }
             }
         }
@@ -524,16 +538,15 @@ impl AgentShared {
         Some(done)
     }
 
-    fn local_run<A, R>(
-        &self,
-        f: fn(A) -> R,
-        arg: A,
-        timeout: Option<Duration>,
-    ) -> Result<R, TaskError>
+    /// Runs `f(arg)` on a local worker process. `f` is a `fn` item (zero-sized), so it goes
+    /// to the pool's long-lived workers; a `fn` pointer would fork a process per call.
+    fn local_run<A, R, F>(&self, f: F, arg: A, timeout: Option<Duration>) -> Result<R, TaskError>
     where
         A: uniconc_core::Message,
         R: uniconc_core::Message,
+        F: FnOnce(A) -> R + Send + 'static,
     {
+        const { assert!(size_of::<F>() == 0, "a fn item, not a fn pointer") };
         let h = match timeout {
             Some(t) => self.local.submit_with_timeout(f, arg, t),
             None => uniconc_core::Pool::submit(&self.local, f, arg),
@@ -572,11 +585,17 @@ fn parse_claim(v: Vec<RValue>) -> Option<Claimed> {
         RValue::BulkString(b) => b,
         _ => return None,
     };
+    let idx = text(it.next()?)?
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
     Some(Claimed {
         cid,
         n,
         max,
         pool,
         body,
+        idx,
     })
 }

@@ -106,7 +106,7 @@ use redis::Value as RValue;
 use uniconc_core::task::{Task, TaskRequest, decode_output};
 use uniconc_core::{Error, Message, Order, PoolConfig, PoolError, TaskError};
 
-use crate::conn::{self, Connection, LEASE, Live, block_on, ms};
+use crate::conn::{self, Connection, LEASE, Live, block_on_short, ms};
 use crate::wait::{Attempt, wait_until};
 pub use agent::{Agent, Worker, worker};
 use scripts::{QueueKeys, scripts};
@@ -372,7 +372,7 @@ impl Shared {
     fn renew_alive(&self) -> Result<(), Error> {
         let mut c = self.live.cmd.clone();
         self.conn.count(1);
-        block_on(async {
+        block_on_short(async {
             scripts()
                 .alive
                 .key(&self.alive)
@@ -421,7 +421,7 @@ impl Shared {
         }
         let mut c = self.live.cmd.clone();
         self.conn.count(1);
-        let r = block_on(async { inv.invoke_async::<i64>(&mut c).await });
+        let r = block_on_short(async { inv.invoke_async::<i64>(&mut c).await });
         let fail = |st: &mut State| {
             for (_, idx, _) in &chunks {
                 for i in idx {
@@ -703,6 +703,11 @@ impl Pool {
     }
 
     fn check_open(&self) -> Result<(), PoolError> {
+        if !self.shared.live.is_ours() {
+            return Err(PoolError::Spawn(
+                self.shared.live.foreign_error("pool", &self.shared.id),
+            ));
+        }
         let st = self.shared.lock();
         if st.closed || st.terminated {
             return Err(PoolError::Closed);
@@ -717,6 +722,9 @@ impl Pool {
     }
 
     fn stop_agent(&self, graceful: bool) {
+        if !self.shared.live.is_ours() {
+            return; // a forked child's copy: the agent is the parent's
+        }
         let agent = self.agent.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(a) = agent {
             if graceful { a.stop() } else { a.terminate() }
@@ -726,6 +734,18 @@ impl Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
+        if !self.shared.live.is_ours() {
+            // A forked child's copy: the agent's threads and workers are the parent's.
+            if let Some(a) = self
+                .agent
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+            {
+                std::mem::forget(a);
+            }
+            return;
+        }
         self.shared.terminate();
         self.stop_agent(false);
     }

@@ -149,7 +149,7 @@ return 1
 ";
 
 /// KEYS: ready, taken, agents. ARGV: prefix, agent, lease ms.
-/// Claims the next ready chunk of a live pool: `{cid, n, max, pool, body}`, or nil.
+/// Claims the next ready chunk of a live pool: `{cid, n, max, pool, body, idx}`, or nil.
 const CLAIM: &str = r"
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[2])
 while true do
@@ -162,8 +162,8 @@ while true do
       local n = redis.call('HINCRBY', ck, 'n', 1)
       redis.call('HSET', ck, 'agent', ARGV[2])
       redis.call('HSET', KEYS[2], cid, ARGV[2])
-      local v = redis.call('HMGET', ck, 'max', 'body')
-      return {cid, n, tonumber(v[1]), pool, v[2]}
+      local v = redis.call('HMGET', ck, 'max', 'body', 'idx')
+      return {cid, n, tonumber(v[1]), pool, v[2], v[3]}
     end
     redis.call('DEL', ck)
   end
