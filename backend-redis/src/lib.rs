@@ -128,6 +128,7 @@ mod direct;
 pub mod event;
 pub mod lock;
 mod object;
+pub mod pool;
 pub mod semaphore;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -144,5 +145,6 @@ pub use conn::{
 };
 pub use event::Event;
 pub use lock::{Lock, LockGuard};
+pub use pool::{Pool, worker};
 pub use semaphore::Semaphore;
 pub use value::{Array, ArrayGuard, Value, ValueGuard};
