@@ -129,3 +129,118 @@ where
             .block_on(fut)
     })
 }
+
+/// The Redis backend's marker type: `type B = uniconc::Redis;`.
+///
+/// Every primitive lives on a Redis server, shared by every process that reaches it: the
+/// server named by `UNICONC_REDIS_URL` (default `redis://127.0.0.1:6379`) through
+/// [`default_connection`](crate::default_connection). [`spawn`](uniconc_core::Backend::spawn)
+/// forks a local process whose primitives are remote (Python's `Manager` model; handles
+/// inherited across the fork work in the child, see [`spawn`]); the [`Pool`](crate::Pool)
+/// runs named tasks on worker agents, which may be on other machines, and refuses closures
+/// ([`POOL_CLOSURES`](uniconc_core::Backend::POOL_CLOSURES) is `false`). Messages, results,
+/// map and list entries travel serde-encoded; `Value`s and `Array`s as the bytes of their
+/// plain data.
+///
+/// ```
+/// use uniconc_core::{Backend, JoinHandle as _, Receiver as _, Sender as _};
+/// # let server = uniconc_redis::testing::RedisServer::start();
+/// # uniconc_redis::set_default_url(&server.url())?; // else UNICONC_REDIS_URL
+///
+/// fn ping<B: Backend>() -> Result<u32, Box<dyn std::error::Error>> {
+///     let (tx, rx) = B::channel::<u32>(1)?;
+///     let h = B::spawn(move || tx.send(7).is_ok())?;
+///     assert!(h.join()?);
+///     Ok(rx.recv()?)
+/// }
+/// assert_eq!(ping::<uniconc_redis::Redis>()?, 7); // sent by a forked child, through the server
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Redis;
+
+impl uniconc_core::Backend for Redis {
+    const NAME: &'static str = "redis";
+    const CAN_KILL: bool = true;
+    const CAN_CANCEL: bool = true;
+    const TASK_TIMEOUT: bool = true;
+    const ISOLATED: bool = true;
+    const FORKS: bool = true;
+    const ASYNC_TASKS: bool = false;
+    const REMOTE: bool = true;
+    const POOL_CLOSURES: bool = false;
+
+    type Sender<T: Message> = crate::Sender<T>;
+    type Receiver<T: Message> = crate::Receiver<T>;
+    type Lock = crate::Lock;
+    type Semaphore = crate::Semaphore;
+    type Event = crate::Event;
+    type Barrier = crate::Barrier;
+    type Value<T: uniconc_core::Plain> = crate::Value<T>;
+    type Array<T: uniconc_core::Plain> = crate::Array<T>;
+    type Map<K: Message + std::hash::Hash + Eq, V: Message> = crate::Map<K, V>;
+    type List<T: Message> = crate::List<T>;
+    type Pool = crate::Pool;
+    type JoinHandle<R: Message> = JoinHandle<R>;
+
+    /// A channel on the default server; see [`Connection::channel`](crate::Connection::channel).
+    fn channel<T: Message>(capacity: usize) -> Result<(Self::Sender<T>, Self::Receiver<T>), Error> {
+        crate::default_connection()?.channel(capacity)
+    }
+
+    /// An unbounded channel on the default server.
+    fn unbounded<T: Message>() -> Result<(Self::Sender<T>, Self::Receiver<T>), Error> {
+        crate::default_connection()?.unbounded()
+    }
+
+    /// See [`spawn`].
+    fn spawn<F, R>(f: F) -> Result<JoinHandle<R>, Error>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Message,
+    {
+        spawn(f)
+    }
+
+    /// See [`spawn_async`].
+    fn spawn_async<Fut>(fut: Fut) -> Result<JoinHandle<Fut::Output>, Error>
+    where
+        Fut: Future + Send + 'static,
+        Fut::Output: Message,
+    {
+        spawn_async(fut)
+    }
+}
+
+/// `for x in rx`: blocking, ends when the channel is empty and disconnected (closed, or every
+/// sender gone).
+///
+/// ```
+/// use uniconc_core::Sender as _;
+/// # let server = uniconc_redis::testing::RedisServer::start();
+/// let conn = uniconc_redis::connect(&server.url())?;
+/// let (tx, rx) = conn.channel::<u64>(4)?;
+/// tx.send(1)?;
+/// tx.send(2)?;
+/// drop(tx);
+/// assert_eq!(rx.into_iter().sum::<u64>(), 3);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl<T: Message> IntoIterator for crate::Receiver<T> {
+    type Item = T;
+    type IntoIter = uniconc_core::IntoIter<T, Self>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        uniconc_core::IntoIter::new(self)
+    }
+}
+
+/// `for x in &rx`: blocking, ends when the channel is empty and disconnected.
+impl<'a, T: Message> IntoIterator for &'a crate::Receiver<T> {
+    type Item = T;
+    type IntoIter = uniconc_core::Iter<'a, T, crate::Receiver<T>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        uniconc_core::Receiver::iter(self)
+    }
+}

@@ -369,10 +369,8 @@ pub(crate) fn create<T>(
     conn: &Connection,
     cap: Option<usize>,
 ) -> Result<(Sender<T>, Receiver<T>), Error> {
-    if cap == Some(0) {
-        return Err(Error::invalid_argument(
-            "channel capacity must be at least 1",
-        ));
+    if let Some(cap) = cap {
+        uniconc_core::validate::channel_capacity(cap)?;
     }
     let live = conn.live()?;
     let chan = chan_for(conn, live.clone(), conn::new_id(), cap.unwrap_or(0));

@@ -93,19 +93,25 @@ pub(crate) fn runtime() -> &'static Runtime {
     rt
 }
 
-/// Runs `fut` to completion on the internal runtime, blocking this thread.
-///
-/// # Panics
-///
-/// Inside an async runtime (the `_async` forms are for there).
-pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
-    if tokio::runtime::Handle::try_current().is_ok() {
-        panic!(
-            "uniconc-redis: a blocking call inside an async runtime; use the `_async` form \
-             (or `spawn_blocking`)"
-        );
+/// Runs `fut` to completion on the internal runtime, blocking this thread: inside an async
+/// runtime too, as a blocking call of the thread and process backends does (the `_async`
+/// forms are what async code should use: a blocked worker runs no other task meanwhile).
+pub(crate) fn block_on<F>(fut: F) -> F::Output
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    block_on_short(fut)
+}
+
+/// Whether this thread cannot drive the internal runtime itself: it is inside an async
+/// runtime, or its thread-locals are being destroyed (a blocking call from a thread-local's
+/// destructor), where tokio's own thread-local is gone.
+fn must_hop() -> bool {
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => true,
+        Err(e) => e.is_thread_local_destroyed(),
     }
-    runtime().block_on(fut)
 }
 
 /// Runs a short operation (one script, no waiting) to completion. Outside an async runtime this
@@ -117,7 +123,7 @@ where
     F: Future + Send,
     F::Output: Send,
 {
-    if tokio::runtime::Handle::try_current().is_err() {
+    if !must_hop() {
         return runtime().block_on(fut);
     }
     std::thread::scope(|s| {
@@ -151,7 +157,7 @@ pub(crate) fn run_cleanup<F>(fut: F)
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    if tokio::runtime::Handle::try_current().is_ok() || std::thread::panicking() {
+    if must_hop() || std::thread::panicking() {
         let task = runtime().spawn(fut);
         let mut pending = pending_cleanups();
         pending.1.retain(|t| !t.is_finished());
@@ -264,7 +270,6 @@ pub fn connect(url: &str) -> Result<Connection, Error> {
 ///
 /// As [`connect`].
 pub fn default_connection() -> Result<Connection, Error> {
-    static DEFAULT: OnceLock<Connection> = OnceLock::new();
     if let Some(c) = DEFAULT.get() {
         c.live()?;
         return Ok(c.clone());
@@ -274,6 +279,40 @@ pub fn default_connection() -> Result<Connection, Error> {
     let conn = DEFAULT.get_or_init(|| conn).clone();
     conn.live()?;
     Ok(conn)
+}
+
+/// The process-wide default connection, set on first use.
+static DEFAULT: OnceLock<Connection> = OnceLock::new();
+
+/// Makes the server at `url` the process-wide default (what [`default_connection`] and the
+/// constructors without a connection argument use), instead of [`UNICONC_REDIS_URL`](URL_ENV):
+/// for a program (or a test) that knows its server only at run time. Call it before the
+/// first use of the default connection.
+///
+/// ```
+/// # let server = uniconc_redis::testing::RedisServer::start();
+/// # let url = server.url();
+/// uniconc_redis::set_default_url(&url)?; // e.g. "redis://127.0.0.1:6379"
+/// assert_eq!(uniconc_redis::default_connection()?.server(), url);
+/// # Ok::<(), uniconc_core::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// `InvalidArgument` for a malformed URL, or when the default connection is already set to
+/// another server (it is set once per process).
+pub fn set_default_url(url: &str) -> Result<(), Error> {
+    let conn = Connection::new(url)?;
+    let set = DEFAULT.get_or_init(|| conn.clone());
+    if set.server() == conn.server() {
+        Ok(())
+    } else {
+        Err(Error::invalid_argument(format!(
+            "redis: the default connection is already {}; it cannot become {}",
+            set.server(),
+            conn.server()
+        )))
+    }
 }
 
 impl Connection {
@@ -420,6 +459,9 @@ pub(crate) struct Proc {
     held: Mutex<HashMap<String, Held>>,
     /// Whether some registration is still `inherited` (the fast path of [`Proc::touch`]).
     inherited: AtomicBool,
+    /// Channel sides a forked child stopped counting when it engaged with the channel, in
+    /// case its code uses one after all (it is registered again then).
+    disengaged: Mutex<HashMap<String, Registration>>,
 }
 
 static RENEW: OnceLock<Script> = OnceLock::new();
@@ -529,6 +571,7 @@ impl Proc {
             inherited: AtomicBool::new(leases.values().any(|r| r.inherited)),
             leases: Mutex::new(leases),
             held: Mutex::new(HashMap::new()),
+            disengaged: Mutex::new(HashMap::new()),
         });
         tokio::spawn(dispatch(Arc::downgrade(&live), push_rx));
         tokio::spawn(renew(Arc::downgrade(&live)));
@@ -592,6 +635,29 @@ impl Proc {
         if !self.inherited.load(Ordering::Acquire) {
             return;
         }
+        let again = self
+            .disengaged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(zset);
+        if let Some(mut reg) = again {
+            // A side dropped at engagement, used after all: count it again.
+            let mut c = self.cmd.clone();
+            let joined = rejoin_script()
+                .key(zset)
+                .arg(&self.member)
+                .arg(ms(LEASE))
+                .invoke_async::<i64>(&mut c)
+                .await;
+            if matches!(joined, Ok(1)) {
+                reg.inherited = false;
+                self.leases
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(zset.to_owned(), reg);
+            }
+            return;
+        }
         let (wake, zsets) = object_of(zset);
         let mut dropped = Vec::new();
         {
@@ -608,14 +674,14 @@ impl Proc {
                     dropped.push((other.clone(), reg));
                 }
             }
-            if !leases.values().any(|r| r.inherited) {
-                // Release/Acquire: see the load above.
-                self.inherited.store(false, Ordering::Release);
-            }
         }
         for (other, reg) in dropped {
             // A failure leaves the lease to lapse.
             let _ = self.leave(&other, &reg.keys, &wake, &zsets).await;
+            self.disengaged
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(other, reg);
         }
     }
 
@@ -932,6 +998,21 @@ if not s or tonumber(s) <= now then return 0 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
 return 1
 ";
+
+/// KEYS: the zset. ARGV: member, lease ms. Registers `member` again on an object that still
+/// exists; 1 if done.
+const REJOIN: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+return 1
+";
+
+fn rejoin_script() -> &'static Script {
+    static S: OnceLock<Script> = OnceLock::new();
+    S.get_or_init(|| Script::new(REJOIN))
+}
 
 fn adopt_script() -> &'static Script {
     static S: OnceLock<Script> = OnceLock::new();
@@ -1306,18 +1387,42 @@ impl Cancel {
     }
 }
 
-struct CancelOnDrop(Arc<Cancel>);
+/// What an `_async` call's future holds: dropped before the result was read, it cancels the
+/// work and hands a result that already arrived (sent into the oneshot, not yet read: the
+/// caller's `select!` dropped the future in the same poll) to the undo.
+struct AsyncCall<R> {
+    cancel: Arc<Cancel>,
+    rx: Option<tokio::sync::oneshot::Receiver<R>>,
+    /// Taken by whichever side ends up holding a result nobody will read.
+    undo: SharedUndo<R>,
+}
 
-impl Drop for CancelOnDrop {
+/// The undo of an `_async` call: starts putting a result back (on the internal runtime).
+type SharedUndo<R> = Arc<Mutex<Option<Box<dyn FnOnce(R) + Send>>>>;
+
+impl<R> Drop for AsyncCall<R> {
     fn drop(&mut self) {
-        self.0.cancel();
+        self.cancel.cancel();
+        let Some(mut rx) = self.rx.take() else {
+            return;
+        };
+        // Closed first: from here on the task's `send` fails and the task undoes the result
+        // itself; a result sent before is read here, so exactly one side undoes it.
+        rx.close();
+        if let Ok(r) = rx.try_recv() {
+            let undo = self.undo.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(undo) = undo {
+                undo(r);
+            }
+        }
     }
 }
 
 /// Runs `work` on the internal runtime for an `_async` call. If the caller's future is dropped,
 /// `work` is told through its [`Cancel`] and stops at its next wait; a result it produced
 /// anyway (a message popped, a lock taken) is handed to `undo` (put back, released) instead of
-/// being lost.
+/// being lost, whether the future was dropped before the result arrived or after it arrived
+/// but before it was read.
 pub(crate) fn spawn_cancellable<R, F, U, UF>(
     work: impl FnOnce(Arc<Cancel>) -> F,
     undo: U,
@@ -1331,16 +1436,32 @@ where
     let cancel = Arc::new(Cancel::default());
     let (tx, rx) = tokio::sync::oneshot::channel();
     let fut = work(cancel.clone());
+    let undo: SharedUndo<R> = Arc::new(Mutex::new(Some(Box::new(move |r| {
+        runtime().spawn(undo(r));
+    }))));
+    let task_undo = undo.clone();
     runtime().spawn(async move {
         let r = fut.await;
         if let Err(r) = tx.send(r) {
-            undo(r).await;
+            let undo = task_undo.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(undo) = undo {
+                undo(r);
+            }
         }
     });
-    let guard = CancelOnDrop(cancel);
+    let mut pending = AsyncCall {
+        cancel,
+        rx: Some(rx),
+        undo,
+    };
     async move {
-        let r = rx.await;
-        drop(guard);
+        let r = match pending.rx.as_mut() {
+            Some(rx) => rx.await,
+            None => unreachable!("the receiver is taken only on drop"),
+        };
+        // Read: nothing for the drop to undo.
+        pending.rx = None;
+        drop(pending);
         r.expect("uniconc-redis: the internal task of an `_async` call panicked")
     }
 }

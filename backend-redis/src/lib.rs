@@ -106,13 +106,12 @@
 //!
 //! # Blocking calls inside an async runtime
 //!
-//! The forms that wait (`send`, `recv`, `lock`, `wait`, `acquire`, and their `_timeout`s) panic
-//! inside a tokio runtime: use the `_async` forms there. These return `Send` futures that any
-//! executor can poll (the work runs on this crate's runtime) and are cancel-safe: a message
-//! popped, a lock taken or a permit taken for a future that was dropped is put back. The forms
-//! that do not wait (`try_` forms, `len`, `close`, `Event::set`, `Semaphore::release` — so a
-//! `Permit` dropped in a task) work anywhere: inside a runtime they block the calling thread
-//! for their one round trip, as a contended `std::sync::Mutex` would.
+//! In async code, use the `_async` forms. These return `Send` futures that any executor can
+//! poll (the work runs on this crate's runtime) and are cancel-safe: a message popped, a lock
+//! taken or a permit taken for a future that was dropped is put back. The blocking forms work
+//! anywhere, as on the thread and process backends: inside a runtime they block the calling
+//! thread (the work runs on a helper thread) until they are done, so the worker they block runs
+//! no other task meanwhile, and a wait for another task of a current-thread runtime never ends.
 
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
@@ -136,12 +135,13 @@ pub mod value;
 mod wait;
 
 #[cfg(unix)]
-pub use backend::{JoinHandle, spawn, spawn_async};
+pub use backend::{JoinHandle, Redis, spawn, spawn_async};
 pub use barrier::Barrier;
 pub use channel::{Receiver, Sender};
 pub use collections::{List, Map};
 pub use conn::{
     Connection, DEFAULT_URL, IDLE_TTL, LEASE, POLL, URL_ENV, connect, default_connection,
+    set_default_url,
 };
 pub use event::Event;
 pub use lock::{Lock, LockGuard};
