@@ -462,6 +462,8 @@ pub(crate) struct Proc {
     /// Channel sides a forked child stopped counting when it engaged with the channel, in
     /// case its code uses one after all (it is registered again then).
     disengaged: Mutex<HashMap<String, Registration>>,
+    /// Whether `disengaged` is not empty (the fast path of [`Proc::touch`]).
+    any_disengaged: AtomicBool,
 }
 
 static RENEW: OnceLock<Script> = OnceLock::new();
@@ -572,6 +574,7 @@ impl Proc {
             leases: Mutex::new(leases),
             held: Mutex::new(HashMap::new()),
             disengaged: Mutex::new(HashMap::new()),
+            any_disengaged: AtomicBool::new(false),
         });
         tokio::spawn(dispatch(Arc::downgrade(&live), push_rx));
         tokio::spawn(renew(Arc::downgrade(&live)));
@@ -620,7 +623,9 @@ impl Proc {
     /// engage (that needs [`Proc::touch`], on the runtime).
     pub(crate) fn direct_ok(&self) -> bool {
         // Acquire: see `touch`.
-        self.is_ours() && !self.inherited.load(Ordering::Acquire)
+        self.is_ours()
+            && !self.inherited.load(Ordering::Acquire)
+            && !self.any_disengaged.load(Ordering::Acquire)
     }
 
     /// Called by a channel's operations with the side (`zset`) they use. In a child forked by
@@ -631,15 +636,18 @@ impl Proc {
     /// them would make the child wait forever on a sender that lives, unused, in its own
     /// memory. A no-op (one atomic load) once nothing inherited is left.
     pub(crate) async fn touch(&self, zset: &str) {
-        // Acquire pairs with nothing: the flag only saves the lock; the map decides.
-        if !self.inherited.load(Ordering::Acquire) {
+        // Acquire pairs with nothing: the flags only save the locks; the maps decide.
+        if !self.inherited.load(Ordering::Acquire) && !self.any_disengaged.load(Ordering::Acquire) {
             return;
         }
-        let again = self
-            .disengaged
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(zset);
+        let again = {
+            let mut disengaged = self.disengaged.lock().unwrap_or_else(|e| e.into_inner());
+            let again = disengaged.remove(zset);
+            // Release/Acquire: see the loads above.
+            self.any_disengaged
+                .store(!disengaged.is_empty(), Ordering::Release);
+            again
+        };
         if let Some(mut reg) = again {
             // A side dropped at engagement, used after all: count it again.
             let mut c = self.cmd.clone();
@@ -667,6 +675,10 @@ impl Proc {
                 // Already engaged with this channel.
                 _ => return,
             }
+            if !leases.values().any(|r| r.inherited) {
+                // Release/Acquire: see the loads above.
+                self.inherited.store(false, Ordering::Release);
+            }
             for other in zsets.iter().filter(|z| *z != zset) {
                 if leases.get(other).is_some_and(|r| r.inherited)
                     && let Some(reg) = leases.remove(other)
@@ -682,6 +694,8 @@ impl Proc {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(other, reg);
+            // Release/Acquire: see the loads above.
+            self.any_disengaged.store(true, Ordering::Release);
         }
     }
 
