@@ -8,6 +8,7 @@
 //! | process (feature `process`, Unix) | forked process, state in shared memory | `uniconc::process` | `uniconc::Process` |
 //! | thread (feature `thread`, default) | OS thread | `uniconc::thread` | `uniconc::Thread` |
 //! | tokio (feature `tokio`) | tokio task | `uniconc::tokio` | `uniconc::Tokio` |
+//! | redis (feature `redis`, Unix) | forked local process, state on a Redis server | `uniconc::redis` | `uniconc::Redis` |
 //!
 //! Features are additive; [`Default`](type@Default) picks process, then tokio, then thread among the enabled
 //! ones. The sections below use the thread backend; every example runs unchanged on the others
@@ -314,6 +315,21 @@
 //! unknown task name, a schema mismatch between two builds and an undecodable argument are
 //! errors naming the task.
 //!
+//! ## Redis: beyond one machine
+//!
+//! With the feature `redis`, `type B = uniconc::Redis;` keeps the program and moves every
+//! primitive onto a Redis server, shared by every process that can reach it, on this machine
+//! or others. The server is named by `UNICONC_REDIS_URL` (default `redis://127.0.0.1:6379`;
+//! a password or ACL user goes in the URL, `rediss://` needs the crate's `tls` feature).
+//! `spawn` forks a local process whose primitives are remote, like Python's `Manager`: the
+//! handles it inherits work in it and count as its own. A process that dies holding handles
+//! counts as gone once its lease lapses (5 s): receivers see `Disconnected`, the next locker
+//! gets `OwnerDied`. The pool runs named tasks on worker agents (`uniconc::redis::worker`),
+//! which may run anywhere; closures are refused ([`POOL_CLOSURES`](Backend::POOL_CLOSURES) is
+//! `false`). What a lost connection, a server restart or a failover does to messages and
+//! locks is spelled out in the "Failure semantics" section of `uniconc::redis` (channels are
+//! at-most-once; locks carry fencing tokens).
+//!
 //! ## Differences between backends
 //!
 //! The contract is the same on every backend; this table lists everything that is not, and
@@ -438,6 +454,28 @@ pub use uniconc_thread::Thread;
 pub use uniconc_process as process;
 #[cfg(all(feature = "process", unix))]
 pub use uniconc_process::Process;
+
+/// The Redis backend: primitives on a Redis server, shared by every process that reaches it,
+/// on one machine or many. `spawn` forks a local process whose primitives are remote (the
+/// handles it inherits work in it); the pool runs named tasks on worker agents.
+///
+/// ```
+/// use uniconc::prelude::*;
+/// # let server = uniconc::redis::testing::RedisServer::start();
+/// # uniconc::redis::set_default_url(&server.url())?;
+///
+/// // The server: UNICONC_REDIS_URL (default redis://127.0.0.1:6379).
+/// let (tx, rx) = uniconc::Redis::channel::<u32>(4)?;
+/// let child = uniconc::Redis::spawn(move || tx.send(7).is_ok())?; // a forked local process
+/// assert!(child.join()?);
+/// assert_eq!(rx.recv()?, 7); // through the server
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(all(feature = "redis", unix))]
+#[doc(inline)]
+pub use uniconc_redis as redis;
+#[cfg(all(feature = "redis", unix))]
+pub use uniconc_redis::Redis;
 
 /// The tokio backend: tokio tasks, on the caller's runtime, or outside one on a runtime the
 /// backend starts on first use.

@@ -155,11 +155,9 @@ struct Arrival {
 
 impl Barrier {
     fn create(conn: &Connection, n: usize) -> Result<Self, Error> {
-        if n == 0 || n as u128 > 1u128 << 53 {
-            return Err(Error::invalid_argument(format!(
-                "a barrier needs between 1 and 2^53 parties, not {n}"
-            )));
-        }
+        // Lua counts in doubles: exact up to 2^53.
+        let max = usize::try_from(1u64 << 53).unwrap_or(usize::MAX);
+        uniconc_core::validate::barrier_parties(n, max)?;
         let shared = Shared {
             object: Object::create(conn, &scripts().create, Some(n), "a barrier")?,
             parties: n,

@@ -24,6 +24,7 @@ use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -122,6 +123,61 @@ end
 return {0, false}
 ";
 
+/// KEYS: m q tx rx. ARGV: member, wake channel, payloads... Pushes as many of the payloads, in
+/// order, as there is room for. Returns {how many (0 when full), room left (-1: unbounded)},
+/// or {-1} disconnected, {-2} gone, {-3} this process's sender lease lapsed.
+const SEND_BATCH: &str = r"
+local m = redis.call('HMGET', KEYS[1], 'cap', 'closed')
+if not m[1] then return {-2} end
+if m[2] == '1' then return {-1} end
+if not mine(KEYS[3], ARGV[1]) then return {-3} end
+if not alive(KEYS[4]) then
+  redis.call('HSET', KEYS[1], 'closed', '1')
+  redis.call('DEL', KEYS[2])
+  redis.call('PUBLISH', ARGV[2], 'c')
+  return {-1}
+end
+local n = redis.call('LLEN', KEYS[2])
+local cap = tonumber(m[1])
+local last = #ARGV
+if cap > 0 then last = math.min(last, 2 + cap - n) end
+local i = 3
+while i <= last do
+  local j = math.min(i + 999, last)
+  redis.call('RPUSH', KEYS[2], unpack(ARGV, i, j))
+  i = j + 1
+end
+if last >= 3 and n == 0 then redis.call('PUBLISH', ARGV[2], 'r') end
+local pushed = math.max(last - 2, 0)
+local room = -1
+if cap > 0 then room = cap - n - pushed end
+return {pushed, room}
+";
+
+/// KEYS: m q tx rx. ARGV: member, wake channel, max. Returns {1, msgs} (at least one), {0}
+/// empty, {-1} disconnected, {-2} gone, {-3} this process's receiver lease lapsed.
+const RECV_BATCH: &str = r"
+local m = redis.call('HMGET', KEYS[1], 'cap', 'closed')
+if not m[1] then return {-2, false} end
+if not mine(KEYS[4], ARGV[1]) then return {-3, false} end
+local v = redis.call('LPOP', KEYS[2], tonumber(ARGV[3]))
+if v then
+  local cap = tonumber(m[1])
+  local left = redis.call('LLEN', KEYS[2])
+  if cap > 0 and left < cap and left + #v >= cap then
+    redis.call('PUBLISH', ARGV[2], 's')
+  end
+  return {1, v}
+end
+if m[2] == '1' then return {-1, false} end
+if not alive(KEYS[3]) then
+  redis.call('HSET', KEYS[1], 'closed', '1')
+  redis.call('PUBLISH', ARGV[2], 'c')
+  return {-1, false}
+end
+return {0, false}
+";
+
 /// KEYS: m q. ARGV: payload. Puts back a message popped for an `_async` receive whose future
 /// was dropped. Returns 1, or -2 when the channel is gone.
 const UNPOP: &str = r"
@@ -152,6 +208,8 @@ struct Scripts {
     join: Script,
     send: Script,
     recv: Script,
+    send_batch: Script,
+    recv_batch: Script,
     unpop: Script,
     state: Script,
     close: Script,
@@ -166,6 +224,8 @@ fn scripts() -> &'static Scripts {
             join: with(JOIN),
             send: with(SEND),
             recv: with(RECV),
+            send_batch: with(SEND_BATCH),
+            recv_batch: with(RECV_BATCH),
             unpop: Script::new(UNPOP),
             state: with(STATE),
             close: Script::new(CLOSE),
@@ -309,10 +369,8 @@ pub(crate) fn create<T>(
     conn: &Connection,
     cap: Option<usize>,
 ) -> Result<(Sender<T>, Receiver<T>), Error> {
-    if cap == Some(0) {
-        return Err(Error::invalid_argument(
-            "channel capacity must be at least 1",
-        ));
+    if let Some(cap) = cap {
+        uniconc_core::validate::channel_capacity(cap)?;
     }
     let live = conn.live()?;
     let chan = chan_for(conn, live.clone(), conn::new_id(), cap.unwrap_or(0));
@@ -414,25 +472,19 @@ enum RecvStep {
     Disconnected,
 }
 
-async fn send_once(chan: &Chan, payload: &[u8]) -> Result<SendStep, RedisError> {
-    if !chan.live.is_ours() {
-        chan.fail(chan.live.foreign_error("channel", &chan.id).to_string());
-        return Ok(SendStep::Disconnected);
-    }
-    let mut c = chan.live.cmd.clone();
-    chan.conn.count(1);
-    let r: i64 = scripts()
-        .send
-        .key(&chan.meta)
-        .key(&chan.queue)
+fn send_invocation<'a>(chan: &'a Chan, payload: &'a [u8]) -> redis::ScriptInvocation<'a> {
+    let mut inv = scripts().send.key(&chan.meta);
+    inv.key(&chan.queue)
         .key(&chan.tx)
         .key(&chan.rx)
         .arg(&chan.live.member)
         .arg(payload)
-        .arg(&chan.wake)
-        .invoke_async(&mut c)
-        .await?;
-    Ok(match r {
+        .arg(&chan.wake);
+    inv
+}
+
+fn send_step(chan: &Chan, r: i64) -> SendStep {
+    match r {
         1 => SendStep::Sent,
         0 => SendStep::Full,
         -1 => SendStep::Disconnected,
@@ -444,27 +496,47 @@ async fn send_once(chan: &Chan, payload: &[u8]) -> Result<SendStep, RedisError> 
             chan.gone();
             SendStep::Disconnected
         }
-    })
+    }
 }
 
-async fn recv_once(chan: &Chan) -> Result<RecvStep, RedisError> {
+async fn send_once(chan: &Chan, payload: &[u8]) -> Result<SendStep, RedisError> {
     if !chan.live.is_ours() {
         chan.fail(chan.live.foreign_error("channel", &chan.id).to_string());
-        return Ok(RecvStep::Disconnected);
+        return Ok(SendStep::Disconnected);
     }
+    // A forked child using its copy of this side stops counting the other side's copies.
+    chan.live.touch(&chan.tx).await;
     let mut c = chan.live.cmd.clone();
     chan.conn.count(1);
-    let r: (i64, Option<Vec<u8>>) = scripts()
-        .recv
-        .key(&chan.meta)
-        .key(&chan.queue)
+    let r: i64 = send_invocation(chan, payload).invoke_async(&mut c).await?;
+    Ok(send_step(chan, r))
+}
+
+/// [`send_once`] on this thread's synchronous connection; `None` when there is none (inside
+/// an async runtime, or it cannot be opened): then call [`send_once`].
+fn send_once_direct(chan: &Chan, payload: &[u8]) -> Option<Result<SendStep, RedisError>> {
+    if !chan.live.direct_ok() {
+        return None;
+    }
+    let r = crate::direct::with(&chan.conn, |c| {
+        send_invocation(chan, payload).invoke::<i64>(c)
+    })?;
+    chan.conn.count(1);
+    Some(r.map(|r| send_step(chan, r)))
+}
+
+fn recv_invocation(chan: &Chan) -> redis::ScriptInvocation<'_> {
+    let mut inv = scripts().recv.key(&chan.meta);
+    inv.key(&chan.queue)
         .key(&chan.tx)
         .key(&chan.rx)
         .arg(&chan.live.member)
-        .arg(&chan.wake)
-        .invoke_async(&mut c)
-        .await?;
-    Ok(match r {
+        .arg(&chan.wake);
+    inv
+}
+
+fn recv_step(chan: &Chan, r: (i64, Option<Vec<u8>>)) -> RecvStep {
+    match r {
         (1, Some(v)) => RecvStep::Got(v),
         (0, _) => RecvStep::Empty,
         (-1, _) => RecvStep::Disconnected,
@@ -476,7 +548,30 @@ async fn recv_once(chan: &Chan) -> Result<RecvStep, RedisError> {
             chan.gone();
             RecvStep::Disconnected
         }
-    })
+    }
+}
+
+async fn recv_once(chan: &Chan) -> Result<RecvStep, RedisError> {
+    if !chan.live.is_ours() {
+        chan.fail(chan.live.foreign_error("channel", &chan.id).to_string());
+        return Ok(RecvStep::Disconnected);
+    }
+    // A forked child using its copy of this side stops counting the other side's copies.
+    chan.live.touch(&chan.rx).await;
+    let mut c = chan.live.cmd.clone();
+    chan.conn.count(1);
+    let r = recv_invocation(chan).invoke_async(&mut c).await?;
+    Ok(recv_step(chan, r))
+}
+
+/// [`recv_once`] on this thread's synchronous connection; `None` when there is none.
+fn recv_once_direct(chan: &Chan) -> Option<Result<RecvStep, RedisError>> {
+    if !chan.live.direct_ok() {
+        return None;
+    }
+    let r = crate::direct::with(&chan.conn, |c| recv_invocation(chan).invoke(c))?;
+    chan.conn.count(1);
+    Some(r.map(|r| recv_step(chan, r)))
 }
 
 /// A send or receive that failed, for the wait loop: the failure is recorded on the channel;
@@ -524,6 +619,179 @@ async fn recv_wait(
     })
     .await;
     step.ok_or(())
+}
+
+/// The most messages one batch script carries (a `send_batch` round trip, or a `recv_batch`
+/// pop).
+pub const BATCH: usize = 1024;
+
+/// The most encoded bytes one `send_batch` script carries (it takes fewer messages when they
+/// are large).
+const BATCH_BYTES: usize = 4 << 20;
+
+/// Pushes as many of `payloads` as there is room for: `Some((pushed, room left))`, `None`
+/// disconnected.
+async fn send_batch_once(
+    chan: &Chan,
+    payloads: &[Vec<u8>],
+) -> Result<Option<(usize, usize)>, RedisError> {
+    if !chan.live.is_ours() {
+        chan.fail(chan.live.foreign_error("channel", &chan.id).to_string());
+        return Ok(None);
+    }
+    // A forked child using its copy of this side stops counting the other side's copies.
+    chan.live.touch(&chan.tx).await;
+    let mut c = chan.live.cmd.clone();
+    chan.conn.count(1);
+    let r: Vec<i64> = send_batch_invocation(chan, payloads)
+        .invoke_async(&mut c)
+        .await?;
+    Ok(send_batch_step(chan, &r))
+}
+
+fn send_batch_invocation<'a>(
+    chan: &'a Chan,
+    payloads: &'a [Vec<u8>],
+) -> redis::ScriptInvocation<'a> {
+    let mut inv = scripts().send_batch.key(&chan.meta);
+    inv.key(&chan.queue)
+        .key(&chan.tx)
+        .key(&chan.rx)
+        .arg(&chan.live.member)
+        .arg(&chan.wake);
+    for p in payloads {
+        inv.arg(p.as_slice());
+    }
+    inv
+}
+
+fn send_batch_step(chan: &Chan, r: &[i64]) -> Option<(usize, usize)> {
+    match r.first().copied().unwrap_or(-2) {
+        n if n >= 0 => Some((
+            usize::try_from(n).unwrap_or(0),
+            // -1: unbounded.
+            usize::try_from(r.get(1).copied().unwrap_or(-1)).unwrap_or(usize::MAX),
+        )),
+        -1 => None,
+        -3 => {
+            chan.lease_lapsed("sender");
+            None
+        }
+        _ => {
+            chan.gone();
+            None
+        }
+    }
+}
+
+/// Sends every payload in order, waiting for room: `(sent, room left)`, `sent` short of
+/// `payloads.len()` when the channel disconnected.
+async fn send_batch_wait(chan: &Chan, payloads: &[Vec<u8>], first: usize) -> (usize, usize) {
+    let done = AtomicUsize::new(first);
+    let room = AtomicUsize::new(0);
+    let r = wait_until(&chan.live, &chan.wake, None, None, || async {
+        // Relaxed: the attempts run one after another in this task.
+        let d = done.load(Ordering::Relaxed);
+        Ok::<_, Infallible>(match send_batch_once(chan, &payloads[d..]).await {
+            Ok(Some((n, left))) => {
+                done.store(d + n, Ordering::Relaxed);
+                room.store(left, Ordering::Relaxed);
+                if d + n == payloads.len() {
+                    Attempt::Done(())
+                } else {
+                    Attempt::Wait
+                }
+            }
+            Ok(None) => Attempt::Done(()),
+            Err(e) => failed(chan, "sending", e, ()),
+        })
+    })
+    .await;
+    // No deadline and no cancellation: the wait ends with `Done`.
+    let Ok(_) = r;
+    (done.load(Ordering::Relaxed), room.load(Ordering::Relaxed))
+}
+
+/// The reply of the receiving batch script: status, messages.
+type BatchReply = (i64, Option<Vec<Vec<u8>>>);
+
+fn recv_batch_invocation<'a>(chan: &'a Chan, max: &'a str) -> redis::ScriptInvocation<'a> {
+    let mut inv = scripts().recv_batch.key(&chan.meta);
+    inv.key(&chan.queue)
+        .key(&chan.tx)
+        .key(&chan.rx)
+        .arg(&chan.live.member)
+        .arg(&chan.wake)
+        .arg(max);
+    inv
+}
+
+/// What one receiving batch script found: `Done(Some(msgs))`, `Done(None)` disconnected, or
+/// `Wait` (empty).
+fn recv_batch_step(chan: &Chan, r: BatchReply) -> Attempt<Option<Vec<Vec<u8>>>> {
+    match r {
+        (1, Some(v)) => Attempt::Done(Some(v)),
+        (0, _) => Attempt::Wait,
+        (-1, _) => Attempt::Done(None),
+        (-3, _) => {
+            chan.lease_lapsed("receiver");
+            Attempt::Done(None)
+        }
+        _ => {
+            chan.gone();
+            Attempt::Done(None)
+        }
+    }
+}
+
+/// Pops up to `max` messages, waiting until there is at least one. `None`: disconnected.
+fn recv_batch_blocking(chan: &Chan, max: usize) -> Option<Vec<Vec<u8>>> {
+    let max = max.to_string();
+    // The first attempt on this thread's own connection; waiting on the runtime.
+    if chan.live.direct_ok()
+        && let Some(r) =
+            crate::direct::with(&chan.conn, |c| recv_batch_invocation(chan, &max).invoke(c))
+    {
+        chan.conn.count(1);
+        match r {
+            Ok(r) => {
+                if let Attempt::Done(got) = recv_batch_step(chan, r) {
+                    return got;
+                }
+            }
+            Err(e) => {
+                let transient = is_transient(&e);
+                chan.fail(redis_error("receiving", e).to_string());
+                if !transient {
+                    return None;
+                }
+            }
+        }
+    }
+    block_on(recv_batch_wait(chan, &max))
+}
+
+async fn recv_batch_wait(chan: &Chan, max: &str) -> Option<Vec<Vec<u8>>> {
+    let r = wait_until(&chan.live, &chan.wake, None, None, || async {
+        if !chan.live.is_ours() {
+            chan.fail(chan.live.foreign_error("channel", &chan.id).to_string());
+            return Ok::<_, Infallible>(Attempt::Done(None));
+        }
+        // A forked child using its copy of this side stops counting the other side's
+        // copies.
+        chan.live.touch(&chan.rx).await;
+        let mut c = chan.live.cmd.clone();
+        chan.conn.count(1);
+        let r: Result<BatchReply, RedisError> =
+            recv_batch_invocation(chan, max).invoke_async(&mut c).await;
+        Ok(match r {
+            Ok(r) => recv_batch_step(chan, r),
+            Err(e) => failed(chan, "receiving", e, None),
+        })
+    })
+    .await;
+    let Ok(got) = r;
+    got.flatten()
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, MessageError> {
@@ -646,7 +914,9 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Sender<T> f
             Err(e) => return Err(TrySendError::Invalid(value, e)),
         };
         let chan = &self.side.chan;
-        match block_on_short(send_once(chan, &payload)) {
+        let step = send_once_direct(chan, &payload)
+            .unwrap_or_else(|| block_on_short(send_once(chan, &payload)));
+        match step {
             Ok(SendStep::Sent) => Ok(()),
             Ok(SendStep::Full) => Err(TrySendError::Full(value)),
             Ok(SendStep::Disconnected) => Err(TrySendError::Disconnected(value)),
@@ -666,10 +936,119 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Sender<T> f
             Ok(p) => p,
             Err(e) => return Err(SendTimeoutError::Invalid(value, e)),
         };
-        match block_on(send_wait(&self.side.chan, &payload, deadline, None)) {
+        let chan = &self.side.chan;
+        // The first attempt on this thread's own connection; waiting (for room, or through a
+        // failure) on the runtime.
+        let first = match send_once_direct(chan, &payload) {
+            Some(Ok(SendStep::Full)) | None => None,
+            Some(Ok(step)) => Some(Ok(step)),
+            Some(Err(e)) => {
+                // As the wait loop does: a transient failure is retried while the deadline
+                // allows (a reply that timed out may still be applied: never past it).
+                let transient = is_transient(&e);
+                chan.fail(redis_error("sending", e).to_string());
+                match (transient, conn::expired(deadline)) {
+                    (false, _) => Some(Ok(SendStep::Disconnected)),
+                    (true, true) => Some(Err(())),
+                    (true, false) => None,
+                }
+            }
+        };
+        let step = first.unwrap_or_else(|| block_on(send_wait(chan, &payload, deadline, None)));
+        match step {
             Ok(SendStep::Sent) => Ok(()),
             Ok(_) => Err(SendTimeoutError::Disconnected(value)),
             Err(()) => Err(SendTimeoutError::Timeout(value)),
+        }
+    }
+
+    /// Sends in round trips of up to [`BATCH`] messages (and 4 MiB): one script pushes as many
+    /// of them as there is room for, so a batch costs about one round trip per [`BATCH`]
+    /// messages instead of one per message. While the channel is full it waits, as `send`
+    /// does.
+    ///
+    /// A round trip takes from `items` only what the previous one reported room for (the first
+    /// takes one item), so when the channel is found disconnected the item that did not go
+    /// comes back in the error and the rest stay in `items`. Only a disconnection that lands
+    /// between two round trips of one call (or while another sender fills the room reported)
+    /// can catch several items taken for one round trip: the first comes back in the error,
+    /// the others are dropped, as the disconnected channel's queued messages are. A message
+    /// that does not encode comes back as `Invalid` after the ones before it were sent.
+    fn send_batch<I>(&self, items: I) -> Result<usize, SendError<T>>
+    where
+        I: IntoIterator<Item = T>,
+    {
+        let chan = &self.side.chan;
+        let mut items = items.into_iter();
+        let mut sent = 0;
+        let mut values = Vec::new();
+        let mut payloads = Vec::new();
+        // How many items the next round trip may take: one, until a reply reports room.
+        let mut take = 1;
+        loop {
+            values.clear();
+            payloads.clear();
+            let (mut bytes, mut invalid, mut ended) = (0, None, false);
+            while values.len() < take && bytes < BATCH_BYTES {
+                let Some(value) = items.next() else {
+                    ended = true;
+                    break;
+                };
+                match encode(&value) {
+                    Ok(p) => {
+                        bytes += p.len();
+                        payloads.push(p);
+                        values.push(value);
+                    }
+                    Err(e) => {
+                        invalid = Some(SendError::Invalid(value, e));
+                        break;
+                    }
+                }
+            }
+            if !payloads.is_empty() {
+                // The first attempt on this thread's own connection; waiting on the runtime.
+                let direct = chan.live.direct_ok().then(|| {
+                    crate::direct::with(&chan.conn, |c| {
+                        send_batch_invocation(chan, &payloads).invoke::<Vec<i64>>(c)
+                    })
+                });
+                let (done, room) = match direct.flatten() {
+                    Some(Ok(r)) => {
+                        chan.conn.count(1);
+                        match send_batch_step(chan, &r) {
+                            Some((n, room)) if n == payloads.len() => (n, room),
+                            Some((n, _)) => block_on(send_batch_wait(chan, &payloads, n)),
+                            None => (0, 0),
+                        }
+                    }
+                    Some(Err(e)) => {
+                        chan.conn.count(1);
+                        let transient = is_transient(&e);
+                        chan.fail(redis_error("sending", e).to_string());
+                        if transient {
+                            block_on(send_batch_wait(chan, &payloads, 0))
+                        } else {
+                            (0, 0)
+                        }
+                    }
+                    None => block_on(send_batch_wait(chan, &payloads, 0)),
+                };
+                sent += done;
+                if done < payloads.len() {
+                    let first = values.drain(done..).next();
+                    return Err(SendError::Disconnected(
+                        first.expect("the unsent message is there"),
+                    ));
+                }
+                take = room.clamp(1, BATCH);
+            }
+            if let Some(e) = invalid {
+                return Err(e);
+            }
+            if ended {
+                return Ok(sent);
+            }
         }
     }
 
@@ -738,7 +1117,8 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Sender<T> f
 impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Receiver<T> for Receiver<T> {
     fn try_recv(&self) -> Result<T, TryRecvError> {
         let chan = &self.side.chan;
-        match block_on_short(recv_once(chan)) {
+        let step = recv_once_direct(chan).unwrap_or_else(|| block_on_short(recv_once(chan)));
+        match step {
             Ok(RecvStep::Got(bytes)) => decode(&bytes).map_err(TryRecvError::Invalid),
             Ok(RecvStep::Empty) => Err(TryRecvError::Empty),
             Ok(RecvStep::Disconnected) => Err(TryRecvError::Disconnected),
@@ -750,11 +1130,46 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Receiver<T>
     }
 
     fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
-        match block_on(recv_wait(&self.side.chan, deadline, None)) {
+        let chan = &self.side.chan;
+        // As in `send_deadline`: the first attempt on this thread's own connection.
+        let first = match recv_once_direct(chan) {
+            Some(Ok(RecvStep::Empty)) | None => None,
+            Some(Ok(step)) => Some(Ok(step)),
+            Some(Err(e)) => {
+                // As in `send_deadline`.
+                let transient = is_transient(&e);
+                chan.fail(redis_error("receiving", e).to_string());
+                match (transient, conn::expired(deadline)) {
+                    (false, _) => Some(Ok(RecvStep::Disconnected)),
+                    (true, true) => Some(Err(())),
+                    (true, false) => None,
+                }
+            }
+        };
+        let step = first.unwrap_or_else(|| block_on(recv_wait(chan, deadline, None)));
+        match step {
             Ok(RecvStep::Got(bytes)) => decode(&bytes).map_err(RecvTimeoutError::Invalid),
             Ok(_) => Err(RecvTimeoutError::Disconnected),
             Err(()) => Err(RecvTimeoutError::Timeout),
         }
+    }
+
+    /// Pops up to `max` (at most [`BATCH`]) queued messages in one script, waiting as `recv`
+    /// does until there is at least one. The messages are popped before they are decoded: one
+    /// that does not decode comes back as `Invalid` with the ones before it in `buf`, and the
+    /// ones after it are dropped (consumed, as the undecodable one is).
+    fn recv_batch(&self, buf: &mut Vec<T>, max: usize) -> Result<usize, RecvError> {
+        if max == 0 {
+            return Ok(0);
+        }
+        let Some(got) = recv_batch_blocking(&self.side.chan, max.min(BATCH)) else {
+            return Err(RecvError::Disconnected);
+        };
+        buf.reserve(got.len());
+        for bytes in &got {
+            buf.push(decode(bytes).map_err(RecvError::Invalid)?);
+        }
+        Ok(got.len())
     }
 
     fn recv_async(&self) -> impl Future<Output = Result<T, RecvError>> + Send + '_ {

@@ -93,19 +93,25 @@ pub(crate) fn runtime() -> &'static Runtime {
     rt
 }
 
-/// Runs `fut` to completion on the internal runtime, blocking this thread.
-///
-/// # Panics
-///
-/// Inside an async runtime (the `_async` forms are for there).
-pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
-    if tokio::runtime::Handle::try_current().is_ok() {
-        panic!(
-            "uniconc-redis: a blocking call inside an async runtime; use the `_async` form \
-             (or `spawn_blocking`)"
-        );
+/// Runs `fut` to completion on the internal runtime, blocking this thread: inside an async
+/// runtime too, as a blocking call of the thread and process backends does (the `_async`
+/// forms are what async code should use: a blocked worker runs no other task meanwhile).
+pub(crate) fn block_on<F>(fut: F) -> F::Output
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    block_on_short(fut)
+}
+
+/// Whether this thread cannot drive the internal runtime itself: it is inside an async
+/// runtime, or its thread-locals are being destroyed (a blocking call from a thread-local's
+/// destructor), where tokio's own thread-local is gone.
+fn must_hop() -> bool {
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => true,
+        Err(e) => e.is_thread_local_destroyed(),
     }
-    runtime().block_on(fut)
 }
 
 /// Runs a short operation (one script, no waiting) to completion. Outside an async runtime this
@@ -117,7 +123,7 @@ where
     F: Future + Send,
     F::Output: Send,
 {
-    if tokio::runtime::Handle::try_current().is_err() {
+    if !must_hop() {
         return runtime().block_on(fut);
     }
     std::thread::scope(|s| {
@@ -127,14 +133,35 @@ where
     })
 }
 
+/// Clean-ups [`run_cleanup`] left running, for a forked child to wait for before it exits.
+/// Tagged with the process they run in: a forked child finds its parent's list, whose tasks
+/// it does not have.
+type Pending = (u32, Vec<tokio::task::JoinHandle<()>>);
+static PENDING_CLEANUPS: Mutex<Pending> = Mutex::new((0, Vec::new()));
+
+/// This process's pending clean-ups (a parent's list, found after a fork, is forgotten: its
+/// tasks belong to a runtime whose threads are not in this process).
+fn pending_cleanups() -> std::sync::MutexGuard<'static, Pending> {
+    let mut pending = PENDING_CLEANUPS.lock().unwrap_or_else(|e| e.into_inner());
+    let pid = std::process::id();
+    if pending.0 != pid {
+        std::mem::forget(std::mem::take(&mut pending.1));
+        pending.0 = pid;
+    }
+    pending
+}
+
 /// Runs a cleanup on the internal runtime: waits for it when the thread may block, else
 /// leaves it running. Used from `Drop`.
 pub(crate) fn run_cleanup<F>(fut: F)
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    if tokio::runtime::Handle::try_current().is_ok() || std::thread::panicking() {
-        runtime().spawn(fut);
+    if must_hop() || std::thread::panicking() {
+        let task = runtime().spawn(fut);
+        let mut pending = pending_cleanups();
+        pending.1.retain(|t| !t.is_finished());
+        pending.1.push(task);
     } else {
         runtime().block_on(fut);
     }
@@ -197,6 +224,8 @@ pub struct Connection {
 }
 
 struct ConnShared {
+    /// Names this connection in a parent and its forked children alike.
+    id: u64,
     info: redis::ConnectionInfo,
     url_for_display: String,
     /// The live connection of the current process (re-created after a fork).
@@ -204,6 +233,10 @@ struct ConnShared {
     /// Commands sent through this handle, in every process-local incarnation.
     commands: AtomicU64,
 }
+
+/// Every connection of this process, for `Redis::spawn` to hand a child its share of the
+/// leases. Dead entries are pruned when a connection is added.
+static CONNS: Mutex<Vec<Weak<ConnShared>>> = Mutex::new(Vec::new());
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -237,7 +270,6 @@ pub fn connect(url: &str) -> Result<Connection, Error> {
 ///
 /// As [`connect`].
 pub fn default_connection() -> Result<Connection, Error> {
-    static DEFAULT: OnceLock<Connection> = OnceLock::new();
     if let Some(c) = DEFAULT.get() {
         c.live()?;
         return Ok(c.clone());
@@ -247,6 +279,40 @@ pub fn default_connection() -> Result<Connection, Error> {
     let conn = DEFAULT.get_or_init(|| conn).clone();
     conn.live()?;
     Ok(conn)
+}
+
+/// The process-wide default connection, set on first use.
+static DEFAULT: OnceLock<Connection> = OnceLock::new();
+
+/// Makes the server at `url` the process-wide default (what [`default_connection`] and the
+/// constructors without a connection argument use), instead of [`UNICONC_REDIS_URL`](URL_ENV):
+/// for a program (or a test) that knows its server only at run time. Call it before the
+/// first use of the default connection.
+///
+/// ```
+/// # let server = uniconc_redis::testing::RedisServer::start();
+/// # let url = server.url();
+/// uniconc_redis::set_default_url(&url)?; // e.g. "redis://127.0.0.1:6379"
+/// assert_eq!(uniconc_redis::default_connection()?.server(), url);
+/// # Ok::<(), uniconc_core::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// `InvalidArgument` for a malformed URL, or when the default connection is already set to
+/// another server (it is set once per process).
+pub fn set_default_url(url: &str) -> Result<(), Error> {
+    let conn = Connection::new(url)?;
+    let set = DEFAULT.get_or_init(|| conn.clone());
+    if set.server() == conn.server() {
+        Ok(())
+    } else {
+        Err(Error::invalid_argument(format!(
+            "redis: the default connection is already {}; it cannot become {}",
+            set.server(),
+            conn.server()
+        )))
+    }
 }
 
 impl Connection {
@@ -260,14 +326,19 @@ impl Connection {
             redis::ConnectionAddr::Tcp(h, p) => format!("redis://{h}:{p}"),
             other => other.to_string(),
         };
-        Ok(Self {
-            inner: Arc::new(ConnShared {
-                info,
-                url_for_display,
-                live: Mutex::new(None),
-                commands: AtomicU64::new(0),
-            }),
-        })
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let inner = Arc::new(ConnShared {
+            // Relaxed: only uniqueness matters.
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            info,
+            url_for_display,
+            live: Mutex::new(None),
+            commands: AtomicU64::new(0),
+        });
+        let mut conns = CONNS.lock().unwrap_or_else(|e| e.into_inner());
+        conns.retain(|w| w.strong_count() > 0);
+        conns.push(Arc::downgrade(&inner));
+        Ok(Self { inner })
     }
 
     /// How many commands (scripts included) this connection has sent to the server so far, from
@@ -294,19 +365,49 @@ impl Connection {
     }
 
     /// This process's live connection, opened on first use.
+    ///
+    /// In a forked child whose parent used this connection, this is the child's connection
+    /// that the parent's handles also resolve to (see [`Live`]). No lock is held while
+    /// connecting (a fork meanwhile must not leave the lock taken in the child).
     pub(crate) fn live(&self) -> Result<Arc<Live>, Error> {
         let pid = std::process::id();
+        let inherited = {
+            let slot = self.inner.live.lock().unwrap_or_else(|e| e.into_inner());
+            match &*slot {
+                Some((p, live)) if *p == pid => return Ok(live.clone()),
+                Some((_, live)) => Some(live.home.clone()),
+                None => None,
+            }
+        };
+        let proc = if let Some(home) = inherited {
+            forked_proc(&home)?.clone()
+        } else {
+            let info = self.inner.info.clone();
+            let server = self.inner.url_for_display.clone();
+            let id = self.inner.id;
+            block_on_short(async move { Proc::open(info, server, id, None, HashMap::new()).await })?
+        };
         let mut slot = self.inner.live.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((p, live)) = &*slot
             && *p == pid
         {
+            // Another thread connected first: use its connection (ours is dropped unused).
             return Ok(live.clone());
         }
-        let info = self.inner.info.clone();
-        let server = self.inner.url_for_display.clone();
-        let live = block_on_short(async move { Live::open(info, server).await })?;
+        let live = Arc::new(Live { home: proc });
         *slot = Some((pid, live.clone()));
         Ok(live)
+    }
+
+    /// This process's connection if it has one (no connecting).
+    fn proc_here(&self) -> Option<Arc<Proc>> {
+        let pid = std::process::id();
+        if let Some((p, live)) = &*self.inner.live.lock().unwrap_or_else(|e| e.into_inner())
+            && *p == pid
+        {
+            return Some(live.home.clone());
+        }
+        forked_here(self.inner.id).map(|p| (*p).clone())
     }
 
     pub(crate) fn count(&self, n: u64) {
@@ -316,11 +417,15 @@ impl Connection {
 }
 
 /// What a lease renewal is for.
-struct Registration {
+#[derive(Clone)]
+pub(crate) struct Registration {
     /// Handles of this process on this (zset, member).
     refs: usize,
     /// Every key of the object, for the idle TTL.
     keys: Vec<String>,
+    /// In a child forked by `Redis::spawn`: registered for the child's copies of the
+    /// parent's handles, none of which the child has used yet (see [`Proc::touch`]).
+    inherited: bool,
 }
 
 /// A lock held by this process, whose lease the renewer extends.
@@ -330,8 +435,9 @@ struct Held {
     lost: Arc<AtomicBool>,
 }
 
-/// The connection of one process to one server.
-pub(crate) struct Live {
+/// The connection of one process to one server: its TCP connections (whose driver tasks run
+/// on this process's runtime), its member name, and the handles it holds.
+pub(crate) struct Proc {
     pub(crate) cmd: ConnectionManager,
     sub: ConnectionManager,
     /// This process on this server, unique: host name, pid and a random part.
@@ -339,6 +445,10 @@ pub(crate) struct Live {
     /// The process this connection belongs to: its driver tasks run only there.
     pid: u32,
     server: String,
+    /// The server's address, to open the connection again in a forked child.
+    info: redis::ConnectionInfo,
+    /// The connection this belongs to (same in a parent and its forked children).
+    conn_id: u64,
     /// Notification channel -> (wake counter, subscribed).
     wakers: Mutex<HashMap<String, watch::Sender<u64>>>,
     /// Serialises SUBSCRIBE/UNSUBSCRIBE so that the set subscribed matches `wakers`.
@@ -347,6 +457,13 @@ pub(crate) struct Live {
     leases: Mutex<HashMap<String, Registration>>,
     /// Lock token -> held lock.
     held: Mutex<HashMap<String, Held>>,
+    /// Whether some registration is still `inherited` (the fast path of [`Proc::touch`]).
+    inherited: AtomicBool,
+    /// Channel sides a forked child stopped counting when it engaged with the channel, in
+    /// case its code uses one after all (it is registered again then).
+    disengaged: Mutex<HashMap<String, Registration>>,
+    /// Whether `disengaged` is not empty (the fast path of [`Proc::touch`]).
+    any_disengaged: AtomicBool,
 }
 
 static RENEW: OnceLock<Script> = OnceLock::new();
@@ -411,9 +528,17 @@ pub(crate) fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-impl Live {
-    async fn open(info: redis::ConnectionInfo, server: String) -> Result<Arc<Live>, Error> {
-        let client = redis::Client::open(info).map_err(|e| {
+impl Proc {
+    /// Opens a process's connection. `member` is the name chosen by the parent for a child
+    /// forked by `Redis::spawn` (already in the zsets of `leases`); `None` picks a fresh one.
+    async fn open(
+        info: redis::ConnectionInfo,
+        server: String,
+        conn_id: u64,
+        member: Option<String>,
+        leases: HashMap<String, Registration>,
+    ) -> Result<Arc<Proc>, Error> {
+        let client = redis::Client::open(info.clone()).map_err(|e| {
             Error::invalid_argument(format!("redis: cannot use the server URL: {e}"))
         })?;
         let base = ConnectionManagerConfig::new()
@@ -433,20 +558,23 @@ impl Live {
             )
             .await
             .map_err(|e| redis_error(&context, e))?;
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_else(|_| "host".to_owned());
-        let member = format!("{host}:{}:{:016x}", std::process::id(), random_u64());
-        let live = Arc::new(Live {
+        let member = member
+            .unwrap_or_else(|| format!("{}:{}:{:016x}", host(), std::process::id(), random_u64()));
+        let live = Arc::new(Proc {
             cmd,
             sub,
             member,
             pid: std::process::id(),
             server,
+            info,
+            conn_id,
             wakers: Mutex::new(HashMap::new()),
             sub_lock: tokio::sync::Mutex::new(()),
-            leases: Mutex::new(HashMap::new()),
+            inherited: AtomicBool::new(leases.values().any(|r| r.inherited)),
+            leases: Mutex::new(leases),
             held: Mutex::new(HashMap::new()),
+            disengaged: Mutex::new(HashMap::new()),
+            any_disengaged: AtomicBool::new(false),
         });
         tokio::spawn(dispatch(Arc::downgrade(&live), push_rx));
         tokio::spawn(renew(Arc::downgrade(&live)));
@@ -459,13 +587,14 @@ impl Live {
         self.pid == std::process::id()
     }
 
-    /// The error of a handle used in a forked child.
+    /// The error of a handle used in a forked child that could not connect to the server.
     pub(crate) fn foreign_error(&self, what: &str, id: &str) -> Error {
         Error::unsupported(format!(
             "redis: the {what} `{id}` was opened by process {} and is used in process {} (a \
-             forked child): open it again by id in the child",
+             forked child), which could not connect to {}",
             self.pid,
-            std::process::id()
+            std::process::id(),
+            self.server
         ))
     }
 
@@ -483,9 +612,91 @@ impl Live {
             .or_insert_with(|| Registration {
                 refs: 0,
                 keys: keys.to_vec(),
+                inherited: false,
             });
         reg.refs += 1;
         reg.refs == 1
+    }
+
+    /// Whether a channel operation may take the direct path (this thread's synchronous
+    /// connection): this process's connection, with no inherited channel handle left to
+    /// engage (that needs [`Proc::touch`], on the runtime).
+    pub(crate) fn direct_ok(&self) -> bool {
+        // Acquire: see `touch`.
+        self.is_ours()
+            && !self.inherited.load(Ordering::Acquire)
+            && !self.any_disengaged.load(Ordering::Acquire)
+    }
+
+    /// Called by a channel's operations with the side (`zset`) they use. In a child forked by
+    /// `Redis::spawn`, the first use of a channel *engages* the child with it: the side used
+    /// is adopted (it counts until the child drops it or ends), and the child stops counting
+    /// the copies of the other side it inherited and has not used: they are the parent's
+    /// leftovers (the parent's own `tx` in `spawn(move || rx.iter().sum())`), and counting
+    /// them would make the child wait forever on a sender that lives, unused, in its own
+    /// memory. A no-op (one atomic load) once nothing inherited is left.
+    pub(crate) async fn touch(&self, zset: &str) {
+        // Acquire pairs with nothing: the flags only save the locks; the maps decide.
+        if !self.inherited.load(Ordering::Acquire) && !self.any_disengaged.load(Ordering::Acquire) {
+            return;
+        }
+        let again = {
+            let mut disengaged = self.disengaged.lock().unwrap_or_else(|e| e.into_inner());
+            let again = disengaged.remove(zset);
+            // Release/Acquire: see the loads above.
+            self.any_disengaged
+                .store(!disengaged.is_empty(), Ordering::Release);
+            again
+        };
+        if let Some(mut reg) = again {
+            // A side dropped at engagement, used after all: count it again.
+            let mut c = self.cmd.clone();
+            let joined = rejoin_script()
+                .key(zset)
+                .arg(&self.member)
+                .arg(ms(LEASE))
+                .invoke_async::<i64>(&mut c)
+                .await;
+            if matches!(joined, Ok(1)) {
+                reg.inherited = false;
+                self.leases
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(zset.to_owned(), reg);
+            }
+            return;
+        }
+        let (wake, zsets) = object_of(zset);
+        let mut dropped = Vec::new();
+        {
+            let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+            match leases.get_mut(zset) {
+                Some(reg) if reg.inherited => reg.inherited = false,
+                // Already engaged with this channel.
+                _ => return,
+            }
+            if !leases.values().any(|r| r.inherited) {
+                // Release/Acquire: see the loads above.
+                self.inherited.store(false, Ordering::Release);
+            }
+            for other in zsets.iter().filter(|z| *z != zset) {
+                if leases.get(other).is_some_and(|r| r.inherited)
+                    && let Some(reg) = leases.remove(other)
+                {
+                    dropped.push((other.clone(), reg));
+                }
+            }
+        }
+        for (other, reg) in dropped {
+            // A failure leaves the lease to lapse.
+            let _ = self.leave(&other, &reg.keys, &wake, &zsets).await;
+            self.disengaged
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(other, reg);
+            // Release/Acquire: see the loads above.
+            self.any_disengaged.store(true, Ordering::Release);
+        }
     }
 
     /// Drops one handle of this process from `zset`; true when it was the last one (the caller
@@ -608,9 +819,419 @@ impl Live {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Fork
+// ---------------------------------------------------------------------------------------------
+
+/// What a handle holds: the connection of the process that created it, which dereferences to
+/// the current process's connection to the same server. In a forked child that is the
+/// child's own (opened by `Redis::spawn` before the child's code runs, or on first use after
+/// any other fork), so inherited handles work in the child. A child that cannot connect gets
+/// the parent's, whose [`Proc::is_ours`] is false: the handle's operations then fail with
+/// [`Proc::foreign_error`].
+pub(crate) struct Live {
+    home: Arc<Proc>,
+}
+
+impl std::ops::Deref for Live {
+    type Target = Proc;
+
+    fn deref(&self) -> &Proc {
+        if self.home.pid == std::process::id() {
+            return &self.home;
+        }
+        match forked_proc(&self.home) {
+            Ok(p) => p,
+            Err(_) => &self.home,
+        }
+    }
+}
+
+/// A forked child's connections by connection id, tagged with the child's pid (a grandchild
+/// finds its parent's table and starts a new one). `None`: connecting failed (not retried, so
+/// that every use does not wait for a connection timeout). Entries are leaked: they live as
+/// long as the process, so a handle can lend one out.
+type Forked = Option<(u32, HashMap<u64, Option<&'static Arc<Proc>>>)>;
+static FORKED: Mutex<Forked> = Mutex::new(None);
+
+/// This forked process's connection `conn_id`: `None` if not opened (yet), `Some(None)` if
+/// opening failed.
+fn forked_lookup(conn_id: u64) -> Option<Option<&'static Arc<Proc>>> {
+    let pid = std::process::id();
+    match &*FORKED.lock().unwrap_or_else(|e| e.into_inner()) {
+        Some((p, map)) if *p == pid => map.get(&conn_id).copied(),
+        _ => None,
+    }
+}
+
+/// This forked process's connection `conn_id`, if it has one.
+fn forked_here(conn_id: u64) -> Option<&'static Arc<Proc>> {
+    forked_lookup(conn_id).flatten()
+}
+
+/// Records a forked process's connection (or the failure to open it); the first one recorded
+/// wins.
+fn forked_insert(conn_id: u64, proc: Option<Arc<Proc>>) -> Option<&'static Arc<Proc>> {
+    let pid = std::process::id();
+    let mut table = FORKED.lock().unwrap_or_else(|e| e.into_inner());
+    if !matches!(&*table, Some((p, _)) if *p == pid) {
+        // The parent's table (this is a fork of a fork): its entries belong to the parent.
+        // They are leaked, never dropped: their runtime's threads are not in this process.
+        *table = Some((pid, HashMap::new()));
+    }
+    let Some((_, map)) = &mut *table else {
+        unreachable!("the table was just set")
+    };
+    *map.entry(conn_id)
+        .or_insert_with(|| proc.map(|p| &*Box::leak(Box::new(p))))
+}
+
+/// This forked process's connection to the server of `home` (a connection of the process it
+/// was forked from), opened on first use (no lock held while connecting).
+///
+/// Opened here (a fork other than `Redis::spawn`'s), the child has no name registered by its
+/// parent: it registers one itself on every object its parent held a live lease on, so the
+/// handles it inherited work (and count) as its own. An object the parent had already left by
+/// then is not joined.
+fn forked_proc(home: &Arc<Proc>) -> Result<&'static Arc<Proc>, Error> {
+    let found = match forked_lookup(home.conn_id) {
+        Some(found) => found,
+        None => {
+            // `try_lock`: the copy of a lock another thread of the parent held at the fork
+            // stays locked here forever; then the child starts with no leases.
+            let mut leases = match home.leases.try_lock() {
+                Ok(l) => l.clone(),
+                Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner().clone(),
+                Err(std::sync::TryLockError::WouldBlock) => HashMap::new(),
+            };
+            mark_inherited(&mut leases);
+            let (info, server, conn_id) = (home.info.clone(), home.server.clone(), home.conn_id);
+            let parent = home.member.clone();
+            let opened = block_on_short(async move {
+                let proc = Proc::open(info, server, conn_id, None, HashMap::new()).await?;
+                let refused = adopt(&proc.cmd, &parent, &proc.member, leases.keys()).await?;
+                for zset in refused {
+                    leases.remove(&zset);
+                }
+                proc.inherited
+                    .store(leases.values().any(|r| r.inherited), Ordering::Release);
+                *proc.leases.lock().unwrap_or_else(|e| e.into_inner()) = leases;
+                Ok::<_, Error>(proc)
+            });
+            forked_insert(home.conn_id, opened.ok())
+        }
+    };
+    found.ok_or_else(|| {
+        Error::unsupported(format!(
+            "redis: this forked child (process {}) could not connect to {}",
+            std::process::id(),
+            home.server
+        ))
+    })
+}
+
+/// Registers `member` on every zset of `zsets` where `parent` holds a live lease (pipelined:
+/// one round trip); returns the zsets where it did not. On a failure, removes what it added.
+async fn adopt(
+    cmd: &ConnectionManager,
+    parent: &str,
+    member: &str,
+    zsets: impl Iterator<Item = &String>,
+) -> Result<Vec<String>, Error> {
+    let mut round = tokio::task::JoinSet::new();
+    let zsets: Vec<String> = zsets.cloned().collect();
+    for zset in zsets.iter().cloned() {
+        let mut c = cmd.clone();
+        let (parent, member) = (parent.to_owned(), member.to_owned());
+        round.spawn(async move {
+            let r = adopt_script()
+                .key(&zset)
+                .arg(&parent)
+                .arg(&member)
+                .arg(ms(LEASE))
+                .invoke_async::<i64>(&mut c)
+                .await;
+            (zset, r)
+        });
+    }
+    let mut refused = Vec::new();
+    let mut failure = None;
+    while let Some(done) = round.join_next().await {
+        match done {
+            Ok((_, Ok(1))) => {}
+            Ok((zset, Ok(_))) => refused.push(zset),
+            Ok((_, Err(e))) => {
+                failure.get_or_insert(e);
+            }
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+    if let Some(e) = failure {
+        remove_member(cmd, member, zsets.iter()).await;
+        return Err(redis_error("registering a forked child's handles", e));
+    }
+    Ok(refused)
+}
+
+/// This machine's name, for member names.
+fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".to_owned())
+}
+
+/// The wake-up channel and every lease zset of the object that lease zset `zset` belongs to:
+/// a channel's `uc:{<id>}:tx` and `uc:{<id>}:rx` go together; every other object has one,
+/// `uc:{<id>}:h`.
+fn object_of(zset: &str) -> (String, Vec<String>) {
+    let (prefix, part) = zset.rsplit_once(':').unwrap_or((zset, ""));
+    let zsets = match part {
+        "tx" | "rx" => vec![format!("{prefix}:tx"), format!("{prefix}:rx")],
+        _ => vec![zset.to_owned()],
+    };
+    (format!("{prefix}:w"), zsets)
+}
+
+/// Marks a child's copy of its parent's registrations: the channel sides are `inherited`
+/// until the child uses the channel (see [`Proc::touch`]); other objects have one zset and
+/// nothing to engage.
+fn mark_inherited(leases: &mut HashMap<String, Registration>) {
+    for (zset, reg) in leases.iter_mut() {
+        reg.inherited = object_of(zset).1.len() > 1;
+    }
+}
+
+/// KEYS: the zset. ARGV: the parent's member, the child's member, the lease in ms. Adds the
+/// child where the parent holds a live lease; 1 if added, 0 if not (object gone, or the
+/// parent's own lease lapsed: the child must not bring a departed holder back).
+const ADOPT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not s or tonumber(s) <= now then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
+return 1
+";
+
+/// KEYS: the zset. ARGV: member, lease ms. Registers `member` again on an object that still
+/// exists; 1 if done.
+const REJOIN: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+return 1
+";
+
+fn rejoin_script() -> &'static Script {
+    static S: OnceLock<Script> = OnceLock::new();
+    S.get_or_init(|| Script::new(REJOIN))
+}
+
+fn adopt_script() -> &'static Script {
+    static S: OnceLock<Script> = OnceLock::new();
+    S.get_or_init(|| Script::new(ADOPT))
+}
+
+/// One connection's share of a child forked by `Redis::spawn`.
+#[derive(Clone)]
+struct ChildConn {
+    /// The parent's connection (its address and id; only the parent uses its TCP streams).
+    parent: Arc<Proc>,
+    /// The child's member name, registered by the parent.
+    member: String,
+    /// The leases the child starts with: a copy of the parent's, less the objects the parent
+    /// no longer held.
+    leases: HashMap<String, Registration>,
+}
+
+/// What `Redis::spawn` hands its child: for each connection of the parent, the child's name
+/// and the leases already registered under it. Built in the parent before the fork, so the
+/// child counts as a holder of everything it inherits from the instant it exists: a parent
+/// dropping its handle right after the spawn leaves the object to the child.
+#[derive(Clone)]
+pub(crate) struct ForkPlan {
+    conns: Vec<ChildConn>,
+}
+
+/// Removes `member` from every zset of `leases` (best effort: a failure leaves them to lapse).
+async fn remove_member(
+    cmd: &ConnectionManager,
+    member: &str,
+    zsets: impl Iterator<Item = &String>,
+) {
+    let mut round = tokio::task::JoinSet::new();
+    for zset in zsets {
+        let mut c = cmd.clone();
+        let (zset, member) = (zset.clone(), member.to_owned());
+        round.spawn(async move {
+            let _ = redis::cmd("ZREM")
+                .arg(&zset)
+                .arg(&member)
+                .query_async::<i64>(&mut c)
+                .await;
+        });
+    }
+    while round.join_next().await.is_some() {}
+}
+
+impl ForkPlan {
+    /// In the parent, just before the fork: registers a new member for the child on every
+    /// object this process holds a handle to, on every connection (one round trip per
+    /// connection: the registrations are pipelined).
+    ///
+    /// # Errors
+    ///
+    /// `Os` when a server does not answer; nothing stays registered then (or it lapses within
+    /// a lease).
+    pub(crate) fn prepare() -> Result<ForkPlan, Error> {
+        let conns: Vec<Connection> = CONNS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|inner| Connection { inner })
+            .collect();
+        let mut plan = ForkPlan { conns: Vec::new() };
+        for conn in conns {
+            let Some(parent) = conn.proc_here() else {
+                continue;
+            };
+            let mut leases = parent
+                .leases
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            mark_inherited(&mut leases);
+            let member = format!("{}:{}>{:016x}", host(), std::process::id(), random_u64());
+            conn.count(leases.len() as u64);
+            plan.conns.push(ChildConn {
+                parent,
+                member,
+                leases,
+            });
+        }
+        block_on_short(async {
+            for i in 0..plan.conns.len() {
+                let c = &plan.conns[i];
+                match adopt(&c.parent.cmd, &c.parent.member, &c.member, c.leases.keys()).await {
+                    Ok(refused) => {
+                        for zset in refused {
+                            plan.conns[i].leases.remove(&zset);
+                        }
+                    }
+                    Err(e) => {
+                        for c in &plan.conns[..i] {
+                            remove_member(&c.parent.cmd, &c.member, c.leases.keys()).await;
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        Ok(plan)
+    }
+
+    /// In the parent, when the fork failed: takes the child's registrations back.
+    pub(crate) fn abandon(self) {
+        block_on_short(async {
+            for c in &self.conns {
+                remove_member(&c.parent.cmd, &c.member, c.leases.keys()).await;
+            }
+        });
+    }
+
+    /// In the child, before its code runs: opens the child's connections under the names
+    /// the parent registered, with the leases it inherited (renewed from now on).
+    ///
+    /// # Errors
+    ///
+    /// `Os` when a server cannot be reached (the child's registrations then lapse).
+    pub(crate) fn start_child(self) -> Result<(), Error> {
+        for c in self.conns {
+            let (info, server) = (c.parent.info.clone(), c.parent.server.clone());
+            let conn_id = c.parent.conn_id;
+            let proc = block_on_short(async move {
+                Proc::open(info, server, conn_id, Some(c.member), c.leases).await
+            })?;
+            forked_insert(conn_id, Some(proc));
+        }
+        Ok(())
+    }
+}
+
+/// In a child forked by `Redis::spawn`, when its code has finished (returned or panicked):
+/// gives up every lease it still holds, on every connection (handles it never dropped, such as
+/// the copies of the parent's that the child's code never touched, count no longer). The
+/// last holder of an object deletes it, as a drop would.
+pub(crate) fn finish_child() {
+    let conns: Vec<Connection> = CONNS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter_map(Weak::upgrade)
+        .map(|inner| Connection { inner })
+        .collect();
+    let procs: Vec<Arc<Proc>> = conns.iter().filter_map(Connection::proc_here).collect();
+    let pending = std::mem::take(&mut pending_cleanups().1);
+    block_on_short(async {
+        // Clean-ups of handles dropped while the child's code panicked: bounded, a server
+        // that does not answer leaves the leases to lapse.
+        let _ = tokio::time::timeout(RESPONSE_TIMEOUT, async {
+            for task in pending {
+                let _ = task.await;
+            }
+        })
+        .await;
+        let mut round = tokio::task::JoinSet::new();
+        for proc in procs {
+            let leases: Vec<(String, Registration)> = proc
+                .leases
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .drain()
+                .collect();
+            for (zset, reg) in leases {
+                let proc = proc.clone();
+                round.spawn(async move {
+                    let (wake, zsets) = object_of(&zset);
+                    // A failure leaves the lease to lapse.
+                    let _ = proc.leave(&zset, &reg.keys, &wake, &zsets).await;
+                });
+            }
+        }
+        while round.join_next().await.is_some() {}
+    });
+}
+
+thread_local! {
+    static DROPPING_LEFTOVERS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Drops, in the parent, its copy of what a forked child now owns (a spawned closure and its
+/// captures): handles let go of this process's leases as usual, but effects on shared state
+/// that belong to the child (giving back a `Permit` moved into it) are skipped.
+pub(crate) fn drop_fork_leftovers<T>(leftover: T) {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            DROPPING_LEFTOVERS.with(|f| f.set(false));
+        }
+    }
+    DROPPING_LEFTOVERS.with(|f| f.set(true));
+    let _reset = Reset;
+    drop(leftover);
+}
+
+/// `true` while this thread drops the parent's copy of what a forked child now owns.
+pub(crate) fn dropping_fork_leftovers() -> bool {
+    DROPPING_LEFTOVERS.with(std::cell::Cell::get)
+}
+
 /// Routes pushes to the waiters of their channel; a lost connection wakes everyone (they
 /// re-check, see the failure, retry).
-async fn dispatch(live: Weak<Live>, mut rx: tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>) {
+async fn dispatch(live: Weak<Proc>, mut rx: tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>) {
     while let Some(push) = rx.recv().await {
         let Some(live) = live.upgrade() else { return };
         match push.kind {
@@ -636,7 +1257,7 @@ async fn dispatch(live: Weak<Live>, mut rx: tokio::sync::mpsc::UnboundedReceiver
 /// Renews this process's leases and held locks every `LEASE / 4`, until the connection is
 /// dropped. Each round sends its renewals concurrently (one multiplexed connection pipelines
 /// them), so an outage costs one response timeout per round, not one per object.
-async fn renew(live: Weak<Live>) {
+async fn renew(live: Weak<Proc>) {
     let period = LEASE / 4;
     loop {
         tokio::time::sleep(period).await;
@@ -780,18 +1401,42 @@ impl Cancel {
     }
 }
 
-struct CancelOnDrop(Arc<Cancel>);
+/// What an `_async` call's future holds: dropped before the result was read, it cancels the
+/// work and hands a result that already arrived (sent into the oneshot, not yet read: the
+/// caller's `select!` dropped the future in the same poll) to the undo.
+struct AsyncCall<R> {
+    cancel: Arc<Cancel>,
+    rx: Option<tokio::sync::oneshot::Receiver<R>>,
+    /// Taken by whichever side ends up holding a result nobody will read.
+    undo: SharedUndo<R>,
+}
 
-impl Drop for CancelOnDrop {
+/// The undo of an `_async` call: starts putting a result back (on the internal runtime).
+type SharedUndo<R> = Arc<Mutex<Option<Box<dyn FnOnce(R) + Send>>>>;
+
+impl<R> Drop for AsyncCall<R> {
     fn drop(&mut self) {
-        self.0.cancel();
+        self.cancel.cancel();
+        let Some(mut rx) = self.rx.take() else {
+            return;
+        };
+        // Closed first: from here on the task's `send` fails and the task undoes the result
+        // itself; a result sent before is read here, so exactly one side undoes it.
+        rx.close();
+        if let Ok(r) = rx.try_recv() {
+            let undo = self.undo.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(undo) = undo {
+                undo(r);
+            }
+        }
     }
 }
 
 /// Runs `work` on the internal runtime for an `_async` call. If the caller's future is dropped,
 /// `work` is told through its [`Cancel`] and stops at its next wait; a result it produced
 /// anyway (a message popped, a lock taken) is handed to `undo` (put back, released) instead of
-/// being lost.
+/// being lost, whether the future was dropped before the result arrived or after it arrived
+/// but before it was read.
 pub(crate) fn spawn_cancellable<R, F, U, UF>(
     work: impl FnOnce(Arc<Cancel>) -> F,
     undo: U,
@@ -805,16 +1450,49 @@ where
     let cancel = Arc::new(Cancel::default());
     let (tx, rx) = tokio::sync::oneshot::channel();
     let fut = work(cancel.clone());
+    let undo: SharedUndo<R> = Arc::new(Mutex::new(Some(Box::new(move |r| {
+        runtime().spawn(undo(r));
+    }))));
+    let task_undo = undo.clone();
     runtime().spawn(async move {
         let r = fut.await;
         if let Err(r) = tx.send(r) {
-            undo(r).await;
+            let undo = task_undo.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(undo) = undo {
+                undo(r);
+            }
         }
     });
-    let guard = CancelOnDrop(cancel);
+    let mut pending = AsyncCall {
+        cancel,
+        rx: Some(rx),
+        undo,
+    };
     async move {
-        let r = rx.await;
-        drop(guard);
+        let r = match pending.rx.as_mut() {
+            Some(rx) => rx.await,
+            None => unreachable!("the receiver is taken only on drop"),
+        };
+        // Read: nothing for the drop to undo.
+        pending.rx = None;
+        drop(pending);
         r.expect("uniconc-redis: the internal task of an `_async` call panicked")
+    }
+}
+
+impl Connection {
+    /// The server's connection details (for the per-thread synchronous connections).
+    pub(crate) fn info(&self) -> &redis::ConnectionInfo {
+        &self.inner.info
+    }
+
+    /// Whether both handles are the same connection.
+    pub(crate) fn ptr_eq(&self, other: &Connection) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// The response timeout of every command.
+    pub(crate) fn response_timeout() -> Duration {
+        RESPONSE_TIMEOUT
     }
 }

@@ -23,12 +23,14 @@
 //! - `conn` (re-exported here): [`Connection`], [`connect`], [`default_connection`], the
 //!   internal runtime, leases and the wake-up subscription.
 //! - [`channel`](mod@channel): [`Sender`], [`Receiver`].
+//! - [`collections`]: [`Map`], [`List`].
 //! - [`lock`](mod@lock): [`Lock`], [`LockGuard`].
 //! - [`event`](mod@event): [`Event`].
 //! - [`barrier`](mod@barrier): [`Barrier`].
 //! - [`semaphore`](mod@semaphore): [`Semaphore`].
 //! - [`value`](mod@value): [`Value`], [`Array`] (plain data, bytemuck).
 //! - [`testing`] (feature `testing`): private `redis-server`s for tests.
+//! - `backend`: [`spawn`], [`spawn_async`] (forked local units) and their [`JoinHandle`].
 //! - `object` (internal): the keys of a lock, event, semaphore or barrier, and their clean-up.
 //! - `wait` (internal): the one wait loop of every operation that blocks: subscribe, re-check,
 //!   sleep until a wake-up or [`POLL`], back off while the server is unreachable.
@@ -87,44 +89,62 @@
 //!
 //! # Fork
 //!
-//! A forked child gets a runtime and connections of its own on first use. Handles it inherited
-//! from its parent are refused with a clear error (`last_failure()` on channels; `Unsupported`
-//! from `lock_checked`): their connection's driver runs only in the parent. Open the object again
-//! in the child by its id (`conn.open_sender(tx.id())`, `conn.open_lock(lock.id())`); dropping an
-//! inherited handle in the child leaves the parent's lease alone.
+//! [`spawn`] (and `Redis::spawn` through the `Backend` trait) forks a local process whose
+//! primitives are remote. Handles the child inherits work in it, on connections of its own,
+//! and count as the child's: the parent registers the child as a holder of every object this
+//! process holds before the fork, so a parent dropping its sender right after `spawn` does not
+//! disconnect the receiver before the child ran. The child's first use of a channel stops the
+//! counting of the copies of the channel's other side that it never used (the parent's own
+//! `tx` in `spawn(move || rx.iter().sum())`). When the child's code ends it gives up every
+//! lease it still holds; a child killed counts as gone once its leases lapse ([`LEASE`]). A
+//! `Permit` moved into the child is given back by the child, once.
+//!
+//! A process forked otherwise (`uniconc::process::spawn`, `fork`) can use the handles it
+//! inherited as well: it connects on first use and registers itself then (an object its parent
+//! had already left is not joined); it gives its leases up only when it drops the handles, or
+//! when they lapse after it exits.
 //!
 //! # Blocking calls inside an async runtime
 //!
-//! The forms that wait (`send`, `recv`, `lock`, `wait`, `acquire`, and their `_timeout`s) panic
-//! inside a tokio runtime: use the `_async` forms there. These return `Send` futures that any
-//! executor can poll (the work runs on this crate's runtime) and are cancel-safe: a message
-//! popped, a lock taken or a permit taken for a future that was dropped is put back. The forms
-//! that do not wait (`try_` forms, `len`, `close`, `Event::set`, `Semaphore::release` — so a
-//! `Permit` dropped in a task) work anywhere: inside a runtime they block the calling thread
-//! for their one round trip, as a contended `std::sync::Mutex` would.
+//! In async code, use the `_async` forms. These return `Send` futures that any executor can
+//! poll (the work runs on this crate's runtime) and are cancel-safe: a message popped, a lock
+//! taken or a permit taken for a future that was dropped is put back. The blocking forms work
+//! anywhere, as on the thread and process backends: inside a runtime they block the calling
+//! thread (the work runs on a helper thread) until they are done, so the worker they block runs
+//! no other task meanwhile, and a wait for another task of a current-thread runtime never ends.
 
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[cfg(unix)]
+mod backend;
 pub mod barrier;
 pub mod channel;
+pub mod collections;
 mod conn;
+mod direct;
 pub mod event;
 pub mod lock;
 mod object;
+pub mod pool;
 pub mod semaphore;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod value;
 mod wait;
 
+#[cfg(unix)]
+pub use backend::{JoinHandle, Redis, spawn, spawn_async};
 pub use barrier::Barrier;
 pub use channel::{Receiver, Sender};
+pub use collections::{List, Map};
 pub use conn::{
     Connection, DEFAULT_URL, IDLE_TTL, LEASE, POLL, URL_ENV, connect, default_connection,
+    set_default_url,
 };
 pub use event::Event;
 pub use lock::{Lock, LockGuard};
+pub use pool::{Pool, worker};
 pub use semaphore::Semaphore;
 pub use value::{Array, ArrayGuard, Value, ValueGuard};

@@ -266,6 +266,11 @@ impl uniconc_core::Semaphore for Semaphore {
     /// If the semaphore's data is gone, or the server stays unreachable for 30 s: a permit is
     /// never dropped silently.
     fn release(&self) {
+        if conn::dropping_fork_leftovers() {
+            // The parent's copy of a `Permit` moved into a unit forked by `Redis::spawn`: the
+            // child gives the permit back, not this copy.
+            return;
+        }
         if let Err(e) = block_on_short(self.release_inner()) {
             self.fatal(&e)
         }

@@ -3,7 +3,8 @@
 A multiprocessing BaseManager serves a queue.Queue over TCP on 127.0.0.1; a producer process
 and the consumer (this process) each connect to it as remote clients, as two programs on two
 machines would. Prints one line per figure:
-  manager_queue_1to1_msgs_per_s, manager_lock_acquire_release_us
+  manager_queue_1to1_msgs_per_s, manager_lock_acquire_release_us,
+  manager_dict_set_us, manager_dict_get_us (a dict served the same way: int -> 32-char str)
 Run: python3 benches/python/manager_bench.py [scale]
 """
 
@@ -12,13 +13,14 @@ import queue
 import sys
 import threading
 import time
-from multiprocessing.managers import BaseManager
+from multiprocessing.managers import BaseManager, DictProxy
 
 SCALE = float(sys.argv[1]) if len(sys.argv) > 1 else 1.0
 AUTHKEY = b"uniconc-bench"
 
 _queue = queue.Queue()
 _lock = threading.Lock()
+_dict = {}
 
 
 class Server(BaseManager):
@@ -27,6 +29,7 @@ class Server(BaseManager):
 
 Server.register("get_queue", callable=lambda: _queue)
 Server.register("get_lock", callable=lambda: _lock)
+Server.register("get_dict", callable=lambda: _dict, proxytype=DictProxy)
 
 
 class Client(BaseManager):
@@ -35,6 +38,7 @@ class Client(BaseManager):
 
 Client.register("get_queue")
 Client.register("get_lock")
+Client.register("get_dict", proxytype=DictProxy)
 
 
 def serve(port_out):
@@ -81,6 +85,20 @@ def main():
         lock.release()
     dt = time.perf_counter() - t
     print(f"manager_lock_acquire_release_us {dt / rounds * 1e6:.1f}")
+
+    d = c.get_dict()
+    ops = int(5_000 * SCALE)
+    value = "x" * 32
+    t = time.perf_counter()
+    for i in range(ops):
+        d[i % 1000] = value
+    dt = time.perf_counter() - t
+    print(f"manager_dict_set_us {dt / ops * 1e6:.1f}")
+    t = time.perf_counter()
+    for i in range(ops):
+        d[i % 1000]
+    dt = time.perf_counter() - t
+    print(f"manager_dict_get_us {dt / ops * 1e6:.1f}")
     srv.terminate()
 
 

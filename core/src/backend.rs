@@ -81,15 +81,16 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Message for T {}
 /// Every behaviour of the contract is the same on every backend; what truly differs is
 /// declared by the constants below, so generic code asks `B::CAN_KILL`, never `B::NAME`:
 ///
-/// | constant | process | thread | tokio |
-/// |---|---|---|---|
-/// | [`CAN_KILL`](Backend::CAN_KILL): `kill()` stops any unit, blocking code included | yes | no | no |
-/// | [`CAN_CANCEL`](Backend::CAN_CANCEL): `kill()` stops a `spawn_async` unit | yes | no | yes |
-/// | [`TASK_TIMEOUT`](Backend::TASK_TIMEOUT): a pool gives up on a running task | yes | no | yes |
-/// | [`ISOLATED`](Backend::ISOLATED): a crash stays in its unit | yes | no | no |
-/// | [`FORKS`](Backend::FORKS): units are forked from the caller | yes | no | no |
-/// | [`ASYNC_TASKS`](Backend::ASYNC_TASKS): `spawn_async` units are tasks on a shared runtime | no | no | yes |
-/// | [`REMOTE`](Backend::REMOTE): units may run on another machine | no | no | no |
+/// | constant | process | thread | tokio | redis |
+/// |---|---|---|---|---|
+/// | [`CAN_KILL`](Backend::CAN_KILL): `kill()` stops any unit, blocking code included | yes | no | no | yes |
+/// | [`CAN_CANCEL`](Backend::CAN_CANCEL): `kill()` stops a `spawn_async` unit | yes | no | yes | yes |
+/// | [`TASK_TIMEOUT`](Backend::TASK_TIMEOUT): a pool gives up on a running task | yes | no | yes | yes |
+/// | [`ISOLATED`](Backend::ISOLATED): a crash stays in its unit | yes | no | no | yes |
+/// | [`FORKS`](Backend::FORKS): units are forked from the caller | yes | no | no | yes |
+/// | [`ASYNC_TASKS`](Backend::ASYNC_TASKS): `spawn_async` units are tasks on a shared runtime | no | no | yes | no |
+/// | [`REMOTE`](Backend::REMOTE): units may run on another machine | no | no | no | yes |
+/// | [`POOL_CLOSURES`](Backend::POOL_CLOSURES): a pool runs closures, not only named tasks | yes | yes | yes | no |
 ///
 /// ```
 /// use uniconc::{Backend, ErrorKind, JoinError, JoinHandle as _};
@@ -112,7 +113,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Message for T {}
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub trait Backend: Copy + Send + Sync + 'static {
-    /// Short lower-case name: `"process"`, `"thread"` or `"tokio"`. For messages and logs;
+    /// Short lower-case name: `"process"`, `"thread"`, `"tokio"` or `"redis"`. For messages and logs;
     /// generic code asks the capability constants instead (see
     /// [Capabilities](Backend#capabilities)).
     const NAME: &'static str;
@@ -180,8 +181,21 @@ pub trait Backend: Copy + Send + Sync + 'static {
     /// memory, file system or clock with it).
     ///
     /// `false` for the process, thread and tokio backends: every unit runs on the caller's
-    /// machine.
+    /// machine. Redis: `true` (its pool's tasks run on worker agents, wherever they run; its
+    /// `spawn` is a local process).
     const REMOTE: bool;
+
+    /// `true` if a pool runs closures (`map`, `imap`, `imap_unordered`, `imap_with`,
+    /// `submit`) as well as [named tasks](crate::Task) (`map_task`, `submit_task`, ...).
+    ///
+    /// `false` where pool workers may run on another machine, which cannot receive code: the
+    /// closure forms are refused — `map` and `submit` return `PoolError::Spawn` with an
+    /// `Unsupported` error naming the task form to use, the `imap` forms yield one
+    /// `TaskError::Failed` saying so — and nothing runs. Named tasks work on every backend,
+    /// so code meant for all of them uses those.
+    ///
+    /// `true` for the process, thread and tokio backends (the default); `false` for Redis.
+    const POOL_CLOSURES: bool = true;
 
     /// Sending half of a channel.
     type Sender<T: Message>: Sender<T>;

@@ -1,7 +1,8 @@
 //! The conformance suite: every behaviour of the contract's API section, written once as a
 //! generic function over `B: uniconc::Backend`, and instantiated here for every enabled backend,
 //! so test names carry the backend: `thread::channel_fifo`, `process::channel_fifo`,
-//! `tokio::channel_fifo`.
+//! `tokio::channel_fifo`, `redis::channel_fifo` (feature `redis`: a private `redis-server`
+//! per test binary, so `redis-server` must be installed; a missing one fails the tests).
 //!
 //! Rules the tests follow so they hold for forked processes too: a spawned closure talks to the
 //! test only through uniconc primitives (channels, values, arrays, locks, join results), never
@@ -183,6 +184,31 @@ mod thread {
 #[cfg(all(feature = "process", unix))]
 mod process {
     all_tests!(instantiate_tests, uniconc::Process);
+}
+
+/// On the Redis backend every test first points the default connection at this binary's
+/// private `redis-server` (started once, on a free port of 127.0.0.1; stopped with the
+/// binary, or killed by the kernel if it dies).
+#[cfg(all(feature = "redis", unix))]
+macro_rules! instantiate_redis_tests {
+    ($backend:ty; $($module:ident :: $test:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                uniconc::init();
+                crate::support::redis_server();
+                crate::support::run::<$backend>(
+                    concat!(stringify!($module), "::", stringify!($test)),
+                    crate::$module::$test::<$backend>,
+                );
+            }
+        )*
+    };
+}
+
+#[cfg(all(feature = "redis", unix))]
+mod redis {
+    all_tests!(instantiate_redis_tests, uniconc::Redis);
 }
 
 #[cfg(feature = "tokio")]

@@ -13,7 +13,37 @@ fn double(x: u64) -> u64 {
     x * 2
 }
 
+/// On a backend whose pools run named tasks only (`!B::POOL_CLOSURES`): checks that every
+/// closure form is refused — `map` and `submit` with `Spawn(Unsupported)`, the `imap` forms
+/// with one `Failed` — and returns `true`, ending the closure test there (its behaviour is
+/// covered by the named-task tests). `false` on the other backends.
+pub(crate) fn closures_refused<B: Backend>() -> bool {
+    if B::POOL_CLOSURES {
+        return false;
+    }
+    let pool = B::pool(1).unwrap();
+    match pool.map(double, 0..3u64) {
+        Err(PoolError::Spawn(e)) => assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}"),
+        Err(other) => panic!("map: expected Spawn(Unsupported), got {other}"),
+        Ok(_) => panic!("map: a closure accepted where POOL_CLOSURES is false"),
+    }
+    match pool.submit(double, 1u64) {
+        Err(PoolError::Spawn(e)) => assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}"),
+        Err(other) => panic!("submit: expected Spawn(Unsupported), got {other}"),
+        Ok(_) => panic!("submit: a closure accepted where POOL_CLOSURES is false"),
+    }
+    for order in [Order::Input, Order::Completion] {
+        let mut it = pool.imap_with(double, 0..3u64, order);
+        assert!(matches!(it.next(), Some(Err(TaskError::Failed(_)))));
+        assert!(it.next().is_none());
+    }
+    true
+}
+
 pub(crate) fn pool_map_keeps_input_order<B: Backend>() {
+    if closures_refused::<B>() {
+        return;
+    }
     let pool = B::pool(2).unwrap();
     let out = pool.map(double, 0..1000u64).unwrap();
     assert_eq!(out, (0..1000u64).map(double).collect::<Vec<_>>());
@@ -33,6 +63,9 @@ pub(crate) fn pool_map_keeps_input_order<B: Backend>() {
 }
 
 pub(crate) fn pool_map_many_items<B: Backend>() {
+    if closures_refused::<B>() {
+        return;
+    }
     let n = 200_000 * scale() as u64;
     let pool = B::pool(2).unwrap();
     let out = pool.map(|x: u64| x ^ 0x5555, 0..n).unwrap();
@@ -45,6 +78,9 @@ pub(crate) fn pool_map_many_items<B: Backend>() {
 }
 
 pub(crate) fn pool_imap_is_lazy_on_endless_input<B: Backend>() {
+    if closures_refused::<B>() {
+        return;
+    }
     let pool = B::pool(2).unwrap();
     let first: Vec<u64> = pool
         .imap(double, 0u64..)
@@ -67,6 +103,9 @@ fn slow_zero(x: u64) -> u64 {
 /// against the window of `2 × workers` chunks, so an endless input is not pulled while the
 /// first result is awaited.
 pub(crate) fn pool_imap_window_holds_behind_a_slow_chunk<B: Backend>() {
+    if closures_refused::<B>() {
+        return;
+    }
     let pool = B::pool(2).unwrap();
     let pulled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = pulled.clone();
@@ -82,6 +121,9 @@ pub(crate) fn pool_imap_window_holds_behind_a_slow_chunk<B: Backend>() {
 }
 
 pub(crate) fn pool_imap_unordered_is_complete<B: Backend>() {
+    if closures_refused::<B>() {
+        return;
+    }
     let pool = B::pool(3).unwrap();
     let mut got: Vec<u64> = pool
         .imap_unordered(double, 0..500u64)
@@ -97,6 +139,9 @@ pub(crate) fn pool_imap_unordered_is_complete<B: Backend>() {
 /// input order, `Order::Completion` yields every result once, as it finishes: an item held
 /// back until the consumer has seen another result does not hold up the rest.
 pub(crate) fn pool_imap_with_either_order<B: Backend>() {
+    if closures_refused::<B>() {
+        return;
+    }
     let pool = B::Pool::builder().workers(2).chunk_size(1).build().unwrap();
     let expected: Vec<u64> = (0..300u64).map(double).collect();
     for order in [Order::Input, Order::Completion] {
@@ -132,6 +177,9 @@ pub(crate) fn pool_imap_with_either_order<B: Backend>() {
 }
 
 pub(crate) fn pool_submit_and_wait<B: Backend>() {
+    if closures_refused::<B>() {
+        return;
+    }
     let pool = B::pool(2).unwrap();
     let h = pool.submit(|x: u64| x + 1, 41).unwrap();
     assert_eq!(h.wait(), Ok(42));
@@ -149,6 +197,9 @@ pub(crate) fn pool_submit_and_wait<B: Backend>() {
 }
 
 pub(crate) fn pool_task_wait_timeout_then_wait<B: Backend>() {
+    if closures_refused::<B>() {
+        return;
+    }
     let pool = B::pool(1).unwrap();
     let go = B::event().unwrap();
     let go2 = go.clone();
@@ -169,6 +220,9 @@ pub(crate) fn pool_task_wait_timeout_then_wait<B: Backend>() {
 }
 
 pub(crate) fn pool_panicking_task_is_isolated<B: Backend>() {
+    if closures_refused::<B>() {
+        return;
+    }
     let pool = B::pool(2).unwrap();
     let r = pool.map(
         |x: u64| {
@@ -209,6 +263,9 @@ pub(crate) fn pool_panicking_task_is_isolated<B: Backend>() {
 }
 
 pub(crate) fn pool_close_and_join<B: Backend>() {
+    if closures_refused::<B>() {
+        return;
+    }
     let pool = B::pool(2).unwrap();
     let queued: Vec<_> = (0..10u64)
         .map(|i| pool.submit(double, i).unwrap())
@@ -227,6 +284,9 @@ pub(crate) fn pool_close_and_join<B: Backend>() {
 }
 
 pub(crate) fn pool_terminate<B: Backend>() {
+    if closures_refused::<B>() {
+        return;
+    }
     let pool = B::pool(1).unwrap();
     let go = B::event().unwrap();
     let go2 = go.clone();
@@ -305,6 +365,9 @@ pub(crate) fn pool_zero_workers_and_bad_settings_refused<B: Backend>() {
 }
 
 pub(crate) fn pool_builder_settings<B: Backend>() {
+    if closures_refused::<B>() {
+        return;
+    }
     let pool = <B::Pool as uniconc::Pool>::builder()
         .workers(2)
         .chunk_size(3)
@@ -349,6 +412,9 @@ impl Drop for ReleaseOverdue {
 }
 
 pub(crate) fn pool_task_timeout_where_supported<B: Backend>() {
+    if closures_refused::<B>() {
+        return;
+    }
     // One task gets `TIMEOUT`; a chunk of `CHUNK` items gets `CHUNK × TIMEOUT` (5 s). The
     // overdue task is stopped after about 250 ms, while the quick work has a deadline no
     // machine misses: nothing has to finish within a short time.
@@ -389,6 +455,9 @@ pub(crate) fn pool_task_timeout_where_supported<B: Backend>() {
 }
 
 pub(crate) fn pool_capturing_closure<B: Backend>() {
+    if closures_refused::<B>() {
+        return;
+    }
     let pool = B::pool(2).unwrap();
     let offset = 1000u64;
     let prefix = String::from("item-");
@@ -410,6 +479,9 @@ pub(crate) fn pool_capturing_closure<B: Backend>() {
 /// Tasks of a pool created and used inside a tokio runtime start outside it: they can build
 /// and drive a runtime of their own (fn items and capturing closures alike).
 pub(crate) fn pool_inside_a_runtime_runs_tasks_outside_it<B: Backend>() {
+    if closures_refused::<B>() {
+        return;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

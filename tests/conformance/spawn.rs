@@ -113,6 +113,11 @@ pub(crate) fn spawn_async_runs_a_future<B: Backend>() {
     assert!(matches!(r, Err(JoinError::Panicked(m)) if m.contains("async boom")));
 }
 
+uniconc::task! {
+    /// `x * 2`, for the pools that run named tasks only.
+    fn double_it(x: u64) -> u64 { x * 2 }
+}
+
 /// A whole program over `B` written with `?` into `uniconc::Result`, no `Box<dyn Error>`.
 fn with_question_marks<B: Backend>() -> uniconc::Result<u64> {
     let (tx, rx) = B::channel::<u64>(2)?;
@@ -125,7 +130,12 @@ fn with_question_marks<B: Backend>() -> uniconc::Result<u64> {
     };
     let h = B::spawn(move || total + 1)?;
     let pool = B::pool(1)?;
-    let doubled = pool.map(|x: u64| x * 2, [h.join()?])?;
+    let x = h.join()?;
+    let doubled = if B::POOL_CLOSURES {
+        pool.map(|x: u64| x * 2, [x])?
+    } else {
+        pool.map_task::<double_it>([x])?
+    };
     B::event()?.wait_timeout(SHORT).or_else(|e| match e {
         uniconc::WaitError::Timeout => Ok(()),
         other => Err(other),

@@ -46,6 +46,34 @@ pub(crate) fn run<B: Backend>(name: &'static str, body: fn()) {
     }
 }
 
+/// Starts this binary's private `redis-server` once and makes it the default connection's
+/// server (before any connection is made). Fails (panics) when `redis-server` is missing: a
+/// missing server is a failure, not a skip.
+///
+/// The server is started by a thread that lives as long as the binary: it dies with the
+/// thread that started it (`PR_SET_PDEATHSIG`), so it goes when the binary ends or dies.
+#[cfg(all(feature = "redis", unix))]
+pub(crate) fn redis_server() {
+    use std::sync::OnceLock;
+    static URL: OnceLock<String> = OnceLock::new();
+    let url = URL.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("redis-server".into())
+            .spawn(move || {
+                let server = uniconc::redis::testing::RedisServer::start();
+                let _ = tx.send(server.url());
+                loop {
+                    std::thread::park();
+                }
+            })
+            .expect("could not start the thread of the redis-server");
+        rx.recv()
+            .expect("could not start redis-server (is it installed? scripts/test installs it)")
+    });
+    uniconc::redis::set_default_url(url).expect("the default Redis connection");
+}
+
 /// The stress multiplier from `UNICONC_STRESS_SCALE` (default 1).
 pub(crate) fn scale() -> usize {
     std::env::var("UNICONC_STRESS_SCALE")

@@ -1,0 +1,102 @@
+//! What crosses the server: a chunk's body (its requests and the pool's task timeout) and a
+//! task's outcome. Both are encoded with the core codec.
+
+use serde::{Deserialize, Serialize};
+use uniconc_core::TaskError;
+use uniconc_core::codec;
+use uniconc_core::task::TaskRequest;
+
+/// The body of one queue entry: several tasks of one pool.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ChunkBody {
+    /// The pool's `task_timeout` per task, in ms (0: none).
+    pub(crate) timeout_ms: u64,
+    /// Each task's index in its pool, and its request.
+    pub(crate) items: Vec<(u64, TaskRequest)>,
+}
+
+/// A task's outcome on the wire (`TaskError` itself is not serde).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum Outcome {
+    /// The encoded result.
+    Ok(Vec<u8>),
+    /// The task panicked, with its message.
+    Panicked(String),
+    /// The task ran past the pool's `task_timeout`.
+    DeadlineExceeded,
+    /// Why the task could not run (unknown name, schema mismatch, argument not decoded).
+    Failed(String),
+}
+
+impl Outcome {
+    /// The outcome of running a request locally, as the registry reports it.
+    pub(crate) fn of(r: Result<Vec<u8>, TaskError>) -> Self {
+        match r {
+            Ok(v) => Outcome::Ok(v),
+            Err(TaskError::Panicked(m)) => Outcome::Panicked(m),
+            Err(TaskError::DeadlineExceeded) => Outcome::DeadlineExceeded,
+            Err(e) => Outcome::Failed(e.to_string()),
+        }
+    }
+
+    /// Back to the result a handle reports.
+    pub(crate) fn into_result(self) -> Result<Vec<u8>, TaskError> {
+        match self {
+            Outcome::Ok(v) => Ok(v),
+            Outcome::Panicked(m) => Err(TaskError::Panicked(m)),
+            Outcome::DeadlineExceeded => Err(TaskError::DeadlineExceeded),
+            Outcome::Failed(m) => Err(TaskError::Failed(m)),
+        }
+    }
+}
+
+/// Encodes `value` with the core codec.
+pub(crate) fn encode<T: Serialize + 'static>(value: &T) -> Result<Vec<u8>, TaskError> {
+    let fail = |e: uniconc_core::MessageError| TaskError::Failed(format!("redis pool: {e}"));
+    let mut buf = vec![0u8; codec::encoded_size(value).map_err(fail)?];
+    let n = codec::encode_into(value, &mut buf).map_err(fail)?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// Decodes a value written by [`encode`].
+pub(crate) fn decode<T: serde::de::DeserializeOwned + 'static>(
+    bytes: &[u8],
+) -> Result<T, TaskError> {
+    codec::decode(bytes).map_err(|e| TaskError::Failed(format!("redis pool: {e}")))
+}
+
+/// One entry of a pool's result list: `<idx>:<deliveries>:<payload>`.
+#[derive(Debug)]
+pub(crate) struct ResultEntry {
+    pub(crate) idx: u64,
+    pub(crate) deliveries: u32,
+    pub(crate) result: Result<Vec<u8>, TaskError>,
+}
+
+impl ResultEntry {
+    /// Parses an entry; `None` for bytes no script of this crate writes.
+    pub(crate) fn parse(raw: &[u8]) -> Option<Self> {
+        let mut parts = raw.splitn(3, |&b| b == b':');
+        let idx = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
+        let deliveries = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
+        let payload = parts.next()?;
+        let result = match payload.split_first()? {
+            (b'R', rest) => match decode::<Outcome>(rest) {
+                Ok(o) => o.into_result(),
+                Err(e) => Err(e),
+            },
+            (b'D', _) => Err(TaskError::WorkerDied(format!(
+                "the task was delivered {deliveries} times (the pool's max_deliveries) and \
+                 the worker running it died each time (agent gone, or its worker process \
+                 killed)"
+            ))),
+            _ => return None,
+        };
+        Some(ResultEntry {
+            idx,
+            deliveries,
+            result,
+        })
+    }
+}
