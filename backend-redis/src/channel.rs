@@ -24,7 +24,7 @@ use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -584,14 +584,28 @@ fn failed<S>(chan: &Chan, doing: &str, e: RedisError, disconnected: S) -> Attemp
     }
 }
 
+/// Whether this attempt is the first one of a wait whose caller has just found the channel full
+/// (empty) on its own connection: it is skipped, so the wait subscribes and checks again at once
+/// instead of repeating the check first.
+fn skip(known: &AtomicBool) -> bool {
+    // Relaxed: the attempts run one after another in one task.
+    known.swap(false, Ordering::Relaxed)
+}
+
 /// Sends `payload`, waiting for room until `deadline`. `Err(())` on timeout or cancellation.
+/// `full`: the caller has just found the channel full.
 async fn send_wait(
     chan: &Chan,
     payload: &[u8],
     deadline: Option<Instant>,
     cancel: Option<&Cancel>,
+    full: bool,
 ) -> Result<SendStep, ()> {
+    let full = AtomicBool::new(full);
     let Ok(step) = wait_until(&chan.live, &chan.wake, deadline, cancel, || async {
+        if skip(&full) {
+            return Ok(Attempt::Wait);
+        }
         Ok::<_, Infallible>(match send_once(chan, payload).await {
             Ok(SendStep::Full) => Attempt::Wait,
             Ok(step) => Attempt::Done(step),
@@ -602,13 +616,19 @@ async fn send_wait(
     step.ok_or(())
 }
 
-/// Receives, waiting until `deadline`. `Err(())` on timeout or cancellation.
+/// Receives, waiting until `deadline`. `Err(())` on timeout or cancellation. `empty`: the
+/// caller has just found the channel empty.
 async fn recv_wait(
     chan: &Chan,
     deadline: Option<Instant>,
     cancel: Option<&Cancel>,
+    empty: bool,
 ) -> Result<RecvStep, ()> {
+    let empty = AtomicBool::new(empty);
     let Ok(step) = wait_until(&chan.live, &chan.wake, deadline, cancel, || async {
+        if skip(&empty) {
+            return Ok(Attempt::Wait);
+        }
         Ok::<_, Infallible>(match recv_once(chan).await {
             Ok(RecvStep::Empty) => Attempt::Wait,
             Ok(step) => Attempt::Done(step),
@@ -682,10 +702,19 @@ fn send_batch_step(chan: &Chan, r: &[i64]) -> Option<(usize, usize)> {
 
 /// Sends every payload in order, waiting for room: `(sent, room left)`, `sent` short of
 /// `payloads.len()` when the channel disconnected.
-async fn send_batch_wait(chan: &Chan, payloads: &[Vec<u8>], first: usize) -> (usize, usize) {
+async fn send_batch_wait(
+    chan: &Chan,
+    payloads: &[Vec<u8>],
+    first: usize,
+    full: bool,
+) -> (usize, usize) {
     let done = AtomicUsize::new(first);
     let room = AtomicUsize::new(0);
+    let full = AtomicBool::new(full);
     let r = wait_until(&chan.live, &chan.wake, None, None, || async {
+        if skip(&full) {
+            return Ok(Attempt::Wait);
+        }
         // Relaxed: the attempts run one after another in this task.
         let d = done.load(Ordering::Relaxed);
         Ok::<_, Infallible>(match send_batch_once(chan, &payloads[d..]).await {
@@ -743,6 +772,7 @@ fn recv_batch_step(chan: &Chan, r: BatchReply) -> Attempt<Option<Vec<Vec<u8>>>> 
 /// Pops up to `max` messages, waiting until there is at least one. `None`: disconnected.
 fn recv_batch_blocking(chan: &Chan, max: usize) -> Option<Vec<Vec<u8>>> {
     let max = max.to_string();
+    let mut empty = false;
     // The first attempt on this thread's own connection; waiting on the runtime.
     if chan.live.is_ours()
         && let Some(r) =
@@ -750,11 +780,10 @@ fn recv_batch_blocking(chan: &Chan, max: usize) -> Option<Vec<Vec<u8>>> {
     {
         chan.conn.count(1);
         match r {
-            Ok(r) => {
-                if let Attempt::Done(got) = recv_batch_step(chan, r) {
-                    return got;
-                }
-            }
+            Ok(r) => match recv_batch_step(chan, r) {
+                Attempt::Done(got) => return got,
+                _ => empty = true,
+            },
             Err(e) => {
                 let transient = is_transient(&e);
                 chan.fail(redis_error("receiving", e).to_string());
@@ -764,11 +793,15 @@ fn recv_batch_blocking(chan: &Chan, max: usize) -> Option<Vec<Vec<u8>>> {
             }
         }
     }
-    block_on(recv_batch_wait(chan, &max))
+    block_on(recv_batch_wait(chan, &max, empty))
 }
 
-async fn recv_batch_wait(chan: &Chan, max: &str) -> Option<Vec<Vec<u8>>> {
+async fn recv_batch_wait(chan: &Chan, max: &str, empty: bool) -> Option<Vec<Vec<u8>>> {
+    let empty = AtomicBool::new(empty);
     let r = wait_until(&chan.live, &chan.wake, None, None, || async {
+        if skip(&empty) {
+            return Ok(Attempt::Wait);
+        }
         if !chan.live.is_ours() {
             chan.fail(chan.live.foreign_error("channel", &chan.id).to_string());
             return Ok::<_, Infallible>(Attempt::Done(None));
@@ -932,8 +965,13 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Sender<T> f
         let chan = &self.side.chan;
         // The first attempt on this thread's own connection; waiting (for room, or through a
         // failure) on the runtime.
+        let mut full = false;
         let first = match send_once_direct(chan, &payload) {
-            Some(Ok(SendStep::Full)) | None => None,
+            Some(Ok(SendStep::Full)) => {
+                full = true;
+                None
+            }
+            None => None,
             Some(Ok(step)) => Some(Ok(step)),
             Some(Err(e)) => {
                 // As the wait loop does: a transient failure is retried while the deadline
@@ -947,7 +985,8 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Sender<T> f
                 }
             }
         };
-        let step = first.unwrap_or_else(|| block_on(send_wait(chan, &payload, deadline, None)));
+        let step =
+            first.unwrap_or_else(|| block_on(send_wait(chan, &payload, deadline, None, full)));
         match step {
             Ok(SendStep::Sent) => Ok(()),
             Ok(_) => Err(SendTimeoutError::Disconnected(value)),
@@ -1011,7 +1050,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Sender<T> f
                         chan.conn.count(1);
                         match send_batch_step(chan, &r) {
                             Some((n, room)) if n == payloads.len() => (n, room),
-                            Some((n, _)) => block_on(send_batch_wait(chan, &payloads, n)),
+                            Some((n, _)) => block_on(send_batch_wait(chan, &payloads, n, true)),
                             None => (0, 0),
                         }
                     }
@@ -1020,12 +1059,12 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Sender<T> f
                         let transient = is_transient(&e);
                         chan.fail(redis_error("sending", e).to_string());
                         if transient {
-                            block_on(send_batch_wait(chan, &payloads, 0))
+                            block_on(send_batch_wait(chan, &payloads, 0, false))
                         } else {
                             (0, 0)
                         }
                     }
-                    None => block_on(send_batch_wait(chan, &payloads, 0)),
+                    None => block_on(send_batch_wait(chan, &payloads, 0, false)),
                 };
                 sent += done;
                 if done < payloads.len() {
@@ -1052,16 +1091,15 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Sender<T> f
                 Ok(p) => p,
                 Err(e) => return Err(SendError::Invalid(value, e)),
             };
-            let step =
-                conn::spawn_cancellable(
-                    move |cancel| async move {
-                        send_wait(&side.chan, &payload, None, Some(&cancel)).await
-                    },
-                    // A message sent after the caller gave up stays sent: it is the caller's value,
-                    // delivered; nothing to undo.
-                    |_| async {},
-                )
-                .await;
+            let step = conn::spawn_cancellable(
+                move |cancel| async move {
+                    send_wait(&side.chan, &payload, None, Some(&cancel), false).await
+                },
+                // A message sent after the caller gave up stays sent: it is the caller's value,
+                // delivered; nothing to undo.
+                |_| async {},
+            )
+            .await;
             match step {
                 Ok(SendStep::Sent) => Ok(()),
                 _ => Err(SendError::Disconnected(value)),
@@ -1125,8 +1163,13 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Receiver<T>
     fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         let chan = &self.side.chan;
         // As in `send_deadline`: the first attempt on this thread's own connection.
+        let mut empty = false;
         let first = match recv_once_direct(chan) {
-            Some(Ok(RecvStep::Empty)) | None => None,
+            Some(Ok(RecvStep::Empty)) => {
+                empty = true;
+                None
+            }
+            None => None,
             Some(Ok(step)) => Some(Ok(step)),
             Some(Err(e)) => {
                 // As in `send_deadline`.
@@ -1139,7 +1182,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Receiver<T>
                 }
             }
         };
-        let step = first.unwrap_or_else(|| block_on(recv_wait(chan, deadline, None)));
+        let step = first.unwrap_or_else(|| block_on(recv_wait(chan, deadline, None, empty)));
         match step {
             Ok(RecvStep::Got(bytes)) => decode(&bytes).map_err(RecvTimeoutError::Invalid),
             Ok(_) => Err(RecvTimeoutError::Disconnected),
@@ -1170,7 +1213,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Receiver<T>
         let undo_side = self.side.clone();
         async move {
             let step = conn::spawn_cancellable(
-                move |cancel| async move { recv_wait(&side.chan, None, Some(&cancel)).await },
+                move |cancel| async move { recv_wait(&side.chan, None, Some(&cancel), false).await },
                 // Popped after the caller gave up: put it back at the head, where it was.
                 move |step| async move {
                     if let Ok(RecvStep::Got(bytes)) = step {
