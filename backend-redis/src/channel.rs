@@ -525,6 +525,18 @@ fn send_once_direct(chan: &Chan, payload: &[u8]) -> Option<Result<SendStep, Redi
     Some(r.map(|r| send_step(chan, r)))
 }
 
+/// [`send_once_direct`] from the wait loop of a blocking call (inside the crate's `block_on`).
+fn send_once_blocking(chan: &Chan, payload: &[u8]) -> Option<Result<SendStep, RedisError>> {
+    if !chan.live.is_ours() {
+        return None;
+    }
+    let r = crate::direct::with_blocking(&chan.conn, |c| {
+        send_invocation(chan, payload).invoke::<i64>(c)
+    })?;
+    chan.conn.count(1);
+    Some(r.map(|r| send_step(chan, r)))
+}
+
 fn recv_invocation(chan: &Chan) -> redis::ScriptInvocation<'_> {
     let mut inv = scripts().recv.key(&chan.meta);
     inv.key(&chan.queue)
@@ -572,6 +584,16 @@ fn recv_once_direct(chan: &Chan) -> Option<Result<RecvStep, RedisError>> {
     Some(r.map(|r| recv_step(chan, r)))
 }
 
+/// [`recv_once_direct`] from the wait loop of a blocking call (inside the crate's `block_on`).
+fn recv_once_blocking(chan: &Chan) -> Option<Result<RecvStep, RedisError>> {
+    if !chan.live.is_ours() {
+        return None;
+    }
+    let r = crate::direct::with_blocking(&chan.conn, |c| recv_invocation(chan).invoke(c))?;
+    chan.conn.count(1);
+    Some(r.map(|r| recv_step(chan, r)))
+}
+
 /// A send or receive that failed, for the wait loop: the failure is recorded on the channel;
 /// a transient one is retried, any other ends the wait with `disconnected`.
 fn failed<S>(chan: &Chan, doing: &str, e: RedisError, disconnected: S) -> Attempt<S> {
@@ -606,7 +628,14 @@ async fn send_wait(
         if skip(&full) {
             return Ok(Attempt::Wait);
         }
-        Ok::<_, Infallible>(match send_once(chan, payload).await {
+        // A blocking call (no `Cancel`: not an `_async` task) checks on its thread's own
+        // connection.
+        let direct = cancel.is_none().then(|| send_once_blocking(chan, payload));
+        let r = match direct.flatten() {
+            Some(r) => r,
+            None => send_once(chan, payload).await,
+        };
+        Ok::<_, Infallible>(match r {
             Ok(SendStep::Full) => Attempt::Wait,
             Ok(step) => Attempt::Done(step),
             Err(e) => failed(chan, "sending", e, SendStep::Disconnected),
@@ -629,7 +658,13 @@ async fn recv_wait(
         if skip(&empty) {
             return Ok(Attempt::Wait);
         }
-        Ok::<_, Infallible>(match recv_once(chan).await {
+        // As in `send_wait`.
+        let direct = cancel.is_none().then(|| recv_once_blocking(chan));
+        let r = match direct.flatten() {
+            Some(r) => r,
+            None => recv_once(chan).await,
+        };
+        Ok::<_, Infallible>(match r {
             Ok(RecvStep::Empty) => Attempt::Wait,
             Ok(step) => Attempt::Done(step),
             Err(e) => failed(chan, "receiving", e, RecvStep::Disconnected),
@@ -717,7 +752,21 @@ async fn send_batch_wait(
         }
         // Relaxed: the attempts run one after another in this task.
         let d = done.load(Ordering::Relaxed);
-        Ok::<_, Infallible>(match send_batch_once(chan, &payloads[d..]).await {
+        // Only blocking calls wait here (inside the crate's `block_on`): on the thread's own
+        // connection.
+        let direct = chan.live.is_ours().then(|| {
+            crate::direct::with_blocking(&chan.conn, |c| {
+                send_batch_invocation(chan, &payloads[d..]).invoke::<Vec<i64>>(c)
+            })
+        });
+        let r = match direct.flatten() {
+            Some(r) => {
+                chan.conn.count(1);
+                r.map(|r| send_batch_step(chan, &r))
+            }
+            None => send_batch_once(chan, &payloads[d..]).await,
+        };
+        Ok::<_, Infallible>(match r {
             Ok(Some((n, left))) => {
                 done.store(d + n, Ordering::Relaxed);
                 room.store(left, Ordering::Relaxed);
@@ -806,10 +855,19 @@ async fn recv_batch_wait(chan: &Chan, max: &str, empty: bool) -> Option<Vec<Vec<
             chan.fail(chan.live.foreign_error("channel", &chan.id).to_string());
             return Ok::<_, Infallible>(Attempt::Done(None));
         }
-        let mut c = chan.live.cmd.clone();
+        // Only blocking calls wait here (inside the crate's `block_on`): on the thread's own
+        // connection.
         chan.conn.count(1);
         let r: Result<BatchReply, RedisError> =
-            recv_batch_invocation(chan, max).invoke_async(&mut c).await;
+            match crate::direct::with_blocking(&chan.conn, |c| {
+                recv_batch_invocation(chan, max).invoke(c)
+            }) {
+                Some(r) => r,
+                None => {
+                    let mut c = chan.live.cmd.clone();
+                    recv_batch_invocation(chan, max).invoke_async(&mut c).await
+                }
+            };
         Ok(match r {
             Ok(r) => recv_batch_step(chan, r),
             Err(e) => failed(chan, "receiving", e, None),

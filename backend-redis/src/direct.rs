@@ -42,10 +42,21 @@ pub(crate) fn with<R>(
     conn: &Connection,
     f: impl FnOnce(&mut redis::Connection) -> RedisResult<R>,
 ) -> Option<RedisResult<R>> {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return None;
+    }
+    with_blocking(conn, f)
+}
+
+/// As [`with`], also inside the crate's `block_on`: for the attempts of a blocking call's wait
+/// loop, which runs on the caller's own thread (that thread is blocked on the call anyway; the
+/// runtime's worker keeps driving the wake-ups meanwhile). Never from a task on a runtime.
+pub(crate) fn with_blocking<R>(
+    conn: &Connection,
+    f: impl FnOnce(&mut redis::Connection) -> RedisResult<R>,
+) -> Option<RedisResult<R>> {
     static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if *OFF.get_or_init(|| std::env::var("UNICONC_REDIS_DIRECT").is_ok_and(|v| v == "0"))
-        || tokio::runtime::Handle::try_current().is_ok()
-    {
+    if *OFF.get_or_init(|| std::env::var("UNICONC_REDIS_DIRECT").is_ok_and(|v| v == "0")) {
         return None;
     }
     SLOTS
