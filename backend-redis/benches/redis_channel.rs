@@ -87,11 +87,11 @@ fn python() -> Option<Py> {
 }
 
 /// Messages per second from a child sending `n` (+1 to start) to `rx`, one by one or batched.
-fn one_to_one(server: &RedisServer, conn: &uniconc_redis::Connection, n: u64, batch: bool) -> f64 {
+fn one_to_one(url: &str, conn: &uniconc_redis::Connection, n: u64, batch: bool) -> f64 {
     let (tx, rx) = conn.channel::<u64>(1024).unwrap();
     let mode = if batch { "batch" } else { "one" };
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .env(ROLE, format!("{}|{}|{n}|{mode}", server.url(), tx.id()))
+        .env(ROLE, format!("{url}|{}|{n}|{mode}", tx.id()))
         .spawn()
         .unwrap();
     assert_eq!(rx.recv(), Ok(0)); // the child has joined
@@ -139,23 +139,11 @@ fn redis_benchmark(port: u16, args: &[&str]) -> Vec<(String, f64)> {
         .collect()
 }
 
-fn main() {
-    if let Ok(role) = std::env::var(ROLE) {
-        sender(&role);
-        return;
-    }
-    if std::env::args().any(|a| a == "--list") {
-        return; // `cargo bench -- --list`: nothing to list
-    }
-    let server = RedisServer::start();
-    let conn = uniconc_redis::connect(&server.url()).unwrap();
-    let py_before = python();
-
+/// Channel (one by one, batched) in msgs/s; Map insert and get in µs.
+fn measure(url: &str, conn: &uniconc_redis::Connection) -> [f64; 4] {
     let n = (20_000.0 * scale()) as u64;
-    let chan_rate = one_to_one(&server, &conn, n, false);
-    let batch_rate = one_to_one(&server, &conn, n * 20, true);
-
-    // Map insert and get, one thread.
+    let chan_rate = one_to_one(url, conn, n, false);
+    let batch_rate = one_to_one(url, conn, n * 20, true);
     let m = conn.map::<u64, String>().unwrap();
     let value = "x".repeat(32);
     let ops = (5_000.0 * scale()) as u64;
@@ -169,6 +157,45 @@ fn main() {
         assert!(m.get(&(i % 1000)).unwrap().is_some());
     }
     let map_get_us = t.elapsed().as_secs_f64() * 1e6 / ops as f64;
+    [chan_rate, batch_rate, map_set_us, map_get_us]
+}
+
+/// [`measure`] in a child process without the per-thread synchronous connections
+/// (`UNICONC_REDIS_DIRECT=0`): every call through the runtime, as before they existed.
+fn measure_without_direct(server: &RedisServer) -> Option<[f64; 4]> {
+    let out = Command::new(std::env::current_exe().ok()?)
+        .env(ROLE, format!("measure|{}", server.url()))
+        .env("UNICONC_REDIS_DIRECT", "0")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find_map(|l| l.strip_prefix("measured "))?;
+    let v: Vec<f64> = line.split(' ').filter_map(|x| x.parse().ok()).collect();
+    v.try_into().ok()
+}
+
+fn main() {
+    if let Ok(role) = std::env::var(ROLE) {
+        if let Some(url) = role.strip_prefix("measure|") {
+            let conn = uniconc_redis::connect(url).unwrap();
+            let r = measure(url, &conn);
+            println!("measured {} {} {} {}", r[0], r[1], r[2], r[3]);
+            return;
+        }
+        sender(&role);
+        return;
+    }
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo bench -- --list`: nothing to list
+    }
+    let server = RedisServer::start();
+    let conn = uniconc_redis::connect(&server.url()).unwrap();
+    let py_before = python();
+
+    let [chan_rate, batch_rate, map_set_us, map_get_us] = measure(&server.url(), &conn);
+    let without = measure_without_direct(&server);
+    let value = "x".repeat(32);
+    let ops = (5_000.0 * scale()) as u64;
 
     // The floor: a raw synchronous redis-rs GET loop on the same server.
     let raw_get_us = {
@@ -224,6 +251,19 @@ fn main() {
         println!(
             "ratio batched channel / redis-benchmark -P 16 {name}: {:.2}",
             batch_rate / rate
+        );
+    }
+    if let Some([c, b, st, g]) = without {
+        println!(
+            "without the per-thread connections (UNICONC_REDIS_DIRECT=0, a child process): \
+             channel {c:.0} msgs/s, batched {b:.0} msgs/s, map insert {st:.1} us, get {g:.1} us"
+        );
+        println!(
+            "ratio with/without: channel {:.2}x, batched {:.2}x, map insert {:.2}x, get {:.2}x",
+            chan_rate / c,
+            batch_rate / b,
+            st / map_set_us,
+            g / map_get_us
         );
     }
     println!(

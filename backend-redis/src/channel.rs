@@ -24,7 +24,7 @@ use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -525,6 +525,18 @@ fn send_once_direct(chan: &Chan, payload: &[u8]) -> Option<Result<SendStep, Redi
     Some(r.map(|r| send_step(chan, r)))
 }
 
+/// [`send_once_direct`] from the wait loop of a blocking call (inside the crate's `block_on`).
+fn send_once_blocking(chan: &Chan, payload: &[u8]) -> Option<Result<SendStep, RedisError>> {
+    if !chan.live.direct_ok() {
+        return None;
+    }
+    let r = crate::direct::with_blocking(&chan.conn, |c| {
+        send_invocation(chan, payload).invoke::<i64>(c)
+    })?;
+    chan.conn.count(1);
+    Some(r.map(|r| send_step(chan, r)))
+}
+
 fn recv_invocation(chan: &Chan) -> redis::ScriptInvocation<'_> {
     let mut inv = scripts().recv.key(&chan.meta);
     inv.key(&chan.queue)
@@ -574,6 +586,16 @@ fn recv_once_direct(chan: &Chan) -> Option<Result<RecvStep, RedisError>> {
     Some(r.map(|r| recv_step(chan, r)))
 }
 
+/// [`recv_once_direct`] from the wait loop of a blocking call (inside the crate's `block_on`).
+fn recv_once_blocking(chan: &Chan) -> Option<Result<RecvStep, RedisError>> {
+    if !chan.live.direct_ok() {
+        return None;
+    }
+    let r = crate::direct::with_blocking(&chan.conn, |c| recv_invocation(chan).invoke(c))?;
+    chan.conn.count(1);
+    Some(r.map(|r| recv_step(chan, r)))
+}
+
 /// A send or receive that failed, for the wait loop: the failure is recorded on the channel;
 /// a transient one is retried, any other ends the wait with `disconnected`.
 fn failed<S>(chan: &Chan, doing: &str, e: RedisError, disconnected: S) -> Attempt<S> {
@@ -586,15 +608,36 @@ fn failed<S>(chan: &Chan, doing: &str, e: RedisError, disconnected: S) -> Attemp
     }
 }
 
+/// Whether this attempt is the first one of a wait whose caller has just found the channel full
+/// (empty) on its own connection: it is skipped, so the wait subscribes and checks again at once
+/// instead of repeating the check first.
+fn skip(known: &AtomicBool) -> bool {
+    // Relaxed: the attempts run one after another in one task.
+    known.swap(false, Ordering::Relaxed)
+}
+
 /// Sends `payload`, waiting for room until `deadline`. `Err(())` on timeout or cancellation.
+/// `full`: the caller has just found the channel full.
 async fn send_wait(
     chan: &Chan,
     payload: &[u8],
     deadline: Option<Instant>,
     cancel: Option<&Cancel>,
+    full: bool,
 ) -> Result<SendStep, ()> {
+    let full = AtomicBool::new(full);
     let Ok(step) = wait_until(&chan.live, &chan.wake, deadline, cancel, || async {
-        Ok::<_, Infallible>(match send_once(chan, payload).await {
+        if skip(&full) {
+            return Ok(Attempt::Wait);
+        }
+        // A blocking call (no `Cancel`: not an `_async` task) checks on its thread's own
+        // connection.
+        let direct = cancel.is_none().then(|| send_once_blocking(chan, payload));
+        let r = match direct.flatten() {
+            Some(r) => r,
+            None => send_once(chan, payload).await,
+        };
+        Ok::<_, Infallible>(match r {
             Ok(SendStep::Full) => Attempt::Wait,
             Ok(step) => Attempt::Done(step),
             Err(e) => failed(chan, "sending", e, SendStep::Disconnected),
@@ -604,14 +647,26 @@ async fn send_wait(
     step.ok_or(())
 }
 
-/// Receives, waiting until `deadline`. `Err(())` on timeout or cancellation.
+/// Receives, waiting until `deadline`. `Err(())` on timeout or cancellation. `empty`: the
+/// caller has just found the channel empty.
 async fn recv_wait(
     chan: &Chan,
     deadline: Option<Instant>,
     cancel: Option<&Cancel>,
+    empty: bool,
 ) -> Result<RecvStep, ()> {
+    let empty = AtomicBool::new(empty);
     let Ok(step) = wait_until(&chan.live, &chan.wake, deadline, cancel, || async {
-        Ok::<_, Infallible>(match recv_once(chan).await {
+        if skip(&empty) {
+            return Ok(Attempt::Wait);
+        }
+        // As in `send_wait`.
+        let direct = cancel.is_none().then(|| recv_once_blocking(chan));
+        let r = match direct.flatten() {
+            Some(r) => r,
+            None => recv_once(chan).await,
+        };
+        Ok::<_, Infallible>(match r {
             Ok(RecvStep::Empty) => Attempt::Wait,
             Ok(step) => Attempt::Done(step),
             Err(e) => failed(chan, "receiving", e, RecvStep::Disconnected),
@@ -686,13 +741,36 @@ fn send_batch_step(chan: &Chan, r: &[i64]) -> Option<(usize, usize)> {
 
 /// Sends every payload in order, waiting for room: `(sent, room left)`, `sent` short of
 /// `payloads.len()` when the channel disconnected.
-async fn send_batch_wait(chan: &Chan, payloads: &[Vec<u8>], first: usize) -> (usize, usize) {
+async fn send_batch_wait(
+    chan: &Chan,
+    payloads: &[Vec<u8>],
+    first: usize,
+    full: bool,
+) -> (usize, usize) {
     let done = AtomicUsize::new(first);
     let room = AtomicUsize::new(0);
+    let full = AtomicBool::new(full);
     let r = wait_until(&chan.live, &chan.wake, None, None, || async {
+        if skip(&full) {
+            return Ok(Attempt::Wait);
+        }
         // Relaxed: the attempts run one after another in this task.
         let d = done.load(Ordering::Relaxed);
-        Ok::<_, Infallible>(match send_batch_once(chan, &payloads[d..]).await {
+        // Only blocking calls wait here (inside the crate's `block_on`): on the thread's own
+        // connection.
+        let direct = chan.live.direct_ok().then(|| {
+            crate::direct::with_blocking(&chan.conn, |c| {
+                send_batch_invocation(chan, &payloads[d..]).invoke::<Vec<i64>>(c)
+            })
+        });
+        let r = match direct.flatten() {
+            Some(r) => {
+                chan.conn.count(1);
+                r.map(|r| send_batch_step(chan, &r))
+            }
+            None => send_batch_once(chan, &payloads[d..]).await,
+        };
+        Ok::<_, Infallible>(match r {
             Ok(Some((n, left))) => {
                 done.store(d + n, Ordering::Relaxed);
                 room.store(left, Ordering::Relaxed);
@@ -747,6 +825,7 @@ fn recv_batch_step(chan: &Chan, r: BatchReply) -> Attempt<Option<Vec<Vec<u8>>>> 
 /// Pops up to `max` messages, waiting until there is at least one. `None`: disconnected.
 fn recv_batch_blocking(chan: &Chan, max: usize) -> Option<Vec<Vec<u8>>> {
     let max = max.to_string();
+    let mut empty = false;
     // The first attempt on this thread's own connection; waiting on the runtime.
     if chan.live.direct_ok()
         && let Some(r) =
@@ -754,11 +833,10 @@ fn recv_batch_blocking(chan: &Chan, max: usize) -> Option<Vec<Vec<u8>>> {
     {
         chan.conn.count(1);
         match r {
-            Ok(r) => {
-                if let Attempt::Done(got) = recv_batch_step(chan, r) {
-                    return got;
-                }
-            }
+            Ok(r) => match recv_batch_step(chan, r) {
+                Attempt::Done(got) => return got,
+                _ => empty = true,
+            },
             Err(e) => {
                 let transient = is_transient(&e);
                 chan.fail(redis_error("receiving", e).to_string());
@@ -768,11 +846,15 @@ fn recv_batch_blocking(chan: &Chan, max: usize) -> Option<Vec<Vec<u8>>> {
             }
         }
     }
-    block_on(recv_batch_wait(chan, &max))
+    block_on(recv_batch_wait(chan, &max, empty))
 }
 
-async fn recv_batch_wait(chan: &Chan, max: &str) -> Option<Vec<Vec<u8>>> {
+async fn recv_batch_wait(chan: &Chan, max: &str, empty: bool) -> Option<Vec<Vec<u8>>> {
+    let empty = AtomicBool::new(empty);
     let r = wait_until(&chan.live, &chan.wake, None, None, || async {
+        if skip(&empty) {
+            return Ok(Attempt::Wait);
+        }
         if !chan.live.is_ours() {
             chan.fail(chan.live.foreign_error("channel", &chan.id).to_string());
             return Ok::<_, Infallible>(Attempt::Done(None));
@@ -780,10 +862,25 @@ async fn recv_batch_wait(chan: &Chan, max: &str) -> Option<Vec<Vec<u8>>> {
         // A forked child using its copy of this side stops counting the other side's
         // copies.
         chan.live.touch(&chan.rx).await;
-        let mut c = chan.live.cmd.clone();
+        // Only blocking calls wait here (inside the crate's `block_on`): on the thread's own
+        // connection.
         chan.conn.count(1);
-        let r: Result<BatchReply, RedisError> =
-            recv_batch_invocation(chan, max).invoke_async(&mut c).await;
+        let r: Result<BatchReply, RedisError> = match chan
+            .live
+            .direct_ok()
+            .then(|| {
+                crate::direct::with_blocking(&chan.conn, |c| {
+                    recv_batch_invocation(chan, max).invoke(c)
+                })
+            })
+            .flatten()
+        {
+            Some(r) => r,
+            None => {
+                let mut c = chan.live.cmd.clone();
+                recv_batch_invocation(chan, max).invoke_async(&mut c).await
+            }
+        };
         Ok(match r {
             Ok(r) => recv_batch_step(chan, r),
             Err(e) => failed(chan, "receiving", e, None),
@@ -939,8 +1036,13 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Sender<T> f
         let chan = &self.side.chan;
         // The first attempt on this thread's own connection; waiting (for room, or through a
         // failure) on the runtime.
+        let mut full = false;
         let first = match send_once_direct(chan, &payload) {
-            Some(Ok(SendStep::Full)) | None => None,
+            Some(Ok(SendStep::Full)) => {
+                full = true;
+                None
+            }
+            None => None,
             Some(Ok(step)) => Some(Ok(step)),
             Some(Err(e)) => {
                 // As the wait loop does: a transient failure is retried while the deadline
@@ -954,7 +1056,8 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Sender<T> f
                 }
             }
         };
-        let step = first.unwrap_or_else(|| block_on(send_wait(chan, &payload, deadline, None)));
+        let step =
+            first.unwrap_or_else(|| block_on(send_wait(chan, &payload, deadline, None, full)));
         match step {
             Ok(SendStep::Sent) => Ok(()),
             Ok(_) => Err(SendTimeoutError::Disconnected(value)),
@@ -1018,7 +1121,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Sender<T> f
                         chan.conn.count(1);
                         match send_batch_step(chan, &r) {
                             Some((n, room)) if n == payloads.len() => (n, room),
-                            Some((n, _)) => block_on(send_batch_wait(chan, &payloads, n)),
+                            Some((n, _)) => block_on(send_batch_wait(chan, &payloads, n, true)),
                             None => (0, 0),
                         }
                     }
@@ -1027,12 +1130,12 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Sender<T> f
                         let transient = is_transient(&e);
                         chan.fail(redis_error("sending", e).to_string());
                         if transient {
-                            block_on(send_batch_wait(chan, &payloads, 0))
+                            block_on(send_batch_wait(chan, &payloads, 0, false))
                         } else {
                             (0, 0)
                         }
                     }
-                    None => block_on(send_batch_wait(chan, &payloads, 0)),
+                    None => block_on(send_batch_wait(chan, &payloads, 0, false)),
                 };
                 sent += done;
                 if done < payloads.len() {
@@ -1059,16 +1162,15 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Sender<T> f
                 Ok(p) => p,
                 Err(e) => return Err(SendError::Invalid(value, e)),
             };
-            let step =
-                conn::spawn_cancellable(
-                    move |cancel| async move {
-                        send_wait(&side.chan, &payload, None, Some(&cancel)).await
-                    },
-                    // A message sent after the caller gave up stays sent: it is the caller's value,
-                    // delivered; nothing to undo.
-                    |_| async {},
-                )
-                .await;
+            let step = conn::spawn_cancellable(
+                move |cancel| async move {
+                    send_wait(&side.chan, &payload, None, Some(&cancel), false).await
+                },
+                // A message sent after the caller gave up stays sent: it is the caller's value,
+                // delivered; nothing to undo.
+                |_| async {},
+            )
+            .await;
             match step {
                 Ok(SendStep::Sent) => Ok(()),
                 _ => Err(SendError::Disconnected(value)),
@@ -1132,8 +1234,13 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Receiver<T>
     fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         let chan = &self.side.chan;
         // As in `send_deadline`: the first attempt on this thread's own connection.
+        let mut empty = false;
         let first = match recv_once_direct(chan) {
-            Some(Ok(RecvStep::Empty)) | None => None,
+            Some(Ok(RecvStep::Empty)) => {
+                empty = true;
+                None
+            }
+            None => None,
             Some(Ok(step)) => Some(Ok(step)),
             Some(Err(e)) => {
                 // As in `send_deadline`.
@@ -1146,7 +1253,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Receiver<T>
                 }
             }
         };
-        let step = first.unwrap_or_else(|| block_on(recv_wait(chan, deadline, None)));
+        let step = first.unwrap_or_else(|| block_on(recv_wait(chan, deadline, None, empty)));
         match step {
             Ok(RecvStep::Got(bytes)) => decode(&bytes).map_err(RecvTimeoutError::Invalid),
             Ok(_) => Err(RecvTimeoutError::Disconnected),
@@ -1177,7 +1284,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Receiver<T>
         let undo_side = self.side.clone();
         async move {
             let step = conn::spawn_cancellable(
-                move |cancel| async move { recv_wait(&side.chan, None, Some(&cancel)).await },
+                move |cancel| async move { recv_wait(&side.chan, None, Some(&cancel), false).await },
                 // Popped after the caller gave up: put it back at the head, where it was.
                 move |step| async move {
                     if let Ok(RecvStep::Got(bytes)) = step {

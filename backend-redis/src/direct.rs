@@ -15,6 +15,9 @@
 //! are not used: the call goes to the runtime as before. After a `fork` the child opens its
 //! own: the parent's sockets found in the forking thread's state are forgotten, not closed
 //! (the parent still uses them).
+//!
+//! `UNICONC_REDIS_DIRECT=0` in the environment (read once per process) turns these
+//! connections off, so that a bench can measure what they save.
 
 use std::cell::RefCell;
 
@@ -40,6 +43,20 @@ pub(crate) fn with<R>(
     f: impl FnOnce(&mut redis::Connection) -> RedisResult<R>,
 ) -> Option<RedisResult<R>> {
     if tokio::runtime::Handle::try_current().is_ok() {
+        return None;
+    }
+    with_blocking(conn, f)
+}
+
+/// As [`with`], also inside the crate's `block_on`: for the attempts of a blocking call's wait
+/// loop, which runs on the caller's own thread (that thread is blocked on the call anyway; the
+/// runtime's worker keeps driving the wake-ups meanwhile). Never from a task on a runtime.
+pub(crate) fn with_blocking<R>(
+    conn: &Connection,
+    f: impl FnOnce(&mut redis::Connection) -> RedisResult<R>,
+) -> Option<RedisResult<R>> {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *OFF.get_or_init(|| std::env::var("UNICONC_REDIS_DIRECT").is_ok_and(|v| v == "0")) {
         return None;
     }
     SLOTS

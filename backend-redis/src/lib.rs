@@ -32,6 +32,7 @@
 //! - [`testing`] (feature `testing`): private `redis-server`s for tests.
 //! - `backend`: [`spawn`], [`spawn_async`] (forked local units) and their [`JoinHandle`].
 //! - `object` (internal): the keys of a lock, event, semaphore or barrier, and their clean-up.
+//! - `direct` (internal): the per-thread synchronous connections.
 //! - `wait` (internal): the one wait loop of every operation that blocks: subscribe, re-check,
 //!   sleep until a wake-up or [`POLL`], back off while the server is unreachable.
 //!
@@ -44,7 +45,10 @@
 //! (TLS, through rustls with the webpki roots) needs the `tls` feature.
 //!
 //! Each process keeps two TCP connections per server: one multiplexing every command, one
-//! subscribed for wake-ups. No operation holds a connection while it waits.
+//! subscribed for wake-ups. No operation holds a connection while it waits. Besides, each
+//! thread that calls the blocking or `try_` forms of a channel, or a `Map`/`List`, outside an
+//! async runtime runs their scripts on a synchronous connection of its own (opened on first
+//! use): the round trip without the hand-offs to the internal runtime.
 //!
 //! # Objects and keys
 //!
