@@ -373,16 +373,17 @@ impl AgentShared {
                 None,
                 || self.claim_once(),
             ));
-            if let Ok(Some(c)) = got {
+            if let Ok(Some(Some(c))) = got {
                 self.run(c);
             }
         }
     }
 
-    async fn claim_once(&self) -> Result<Attempt<Claimed>, ()> {
+    /// One claim: `Done(None)` when the agent stops.
+    async fn claim_once(&self) -> Result<Attempt<Option<Claimed>>, ()> {
         // Acquire: as in `stopping`; a stopping agent claims nothing more.
         if self.stop.load(Ordering::Acquire) {
-            return Ok(Attempt::WaitAtMost(Duration::from_millis(1)));
+            return Ok(Attempt::Done(None));
         }
         let mut c = self.live.cmd.clone();
         self.conn.count(1);
@@ -398,7 +399,7 @@ impl AgentShared {
             .await;
         Ok(match r {
             Ok(RValue::Array(v)) if v.len() == 6 => match parse_claim(v) {
-                Some(c) => Attempt::Done(c),
+                Some(c) => Attempt::Done(Some(c)),
                 None => Attempt::Retry,
             },
             Ok(_) => Attempt::Wait,
@@ -418,8 +419,7 @@ impl AgentShared {
                      agent run different versions of uniconc-redis?): {e}",
                     self.id
                 ));
-                let bytes = wire::encode(&why).unwrap_or_default();
-                let results = c.idx.iter().map(|&i| (i, bytes.clone())).collect();
+                let results = c.idx.iter().map(|&i| (i, why.clone())).collect();
                 self.complete(&c, results, Vec::new());
                 return;
             }
@@ -431,13 +431,7 @@ impl AgentShared {
         let mut again = Vec::new();
         for d in done {
             match d {
-                Done::Result(idx, o) => {
-                    let bytes = wire::encode(&o).unwrap_or_else(|e| {
-                        // An outcome always encodes; if not, say why rather than lose it.
-                        wire::encode(&Outcome::Failed(e.to_string())).unwrap_or_default()
-                    });
-                    results.push((idx, bytes));
-                }
+                Done::Result(idx, o) => results.push((idx, o)),
                 Done::Again(idx, req) => {
                     let one = ChunkBody {
                         timeout_ms: body.timeout_ms,
@@ -445,10 +439,7 @@ impl AgentShared {
                     };
                     match wire::encode(&one) {
                         Ok(b) => again.push((idx, b)),
-                        Err(e) => results.push((
-                            idx,
-                            wire::encode(&Outcome::Failed(e.to_string())).unwrap_or_default(),
-                        )),
+                        Err(e) => results.push((idx, Outcome::Failed(e.to_string()))),
                     }
                 }
             }
@@ -459,7 +450,21 @@ impl AgentShared {
     /// Records a chunk's results and its tasks to deliver again, retrying while the server is
     /// unreachable (the chunk stays held meanwhile; if this agent's heartbeat lapses first,
     /// the chunk is delivered again and the first result recorded wins).
-    fn complete(&self, c: &Claimed, results: Vec<(u64, Vec<u8>)>, again: Vec<(u64, Vec<u8>)>) {
+    fn complete(&self, c: &Claimed, results: Vec<(u64, Outcome)>, again: Vec<(u64, Vec<u8>)>) {
+        let blob = if results.is_empty() {
+            Vec::new()
+        } else {
+            wire::encode(&results).unwrap_or_else(|e| {
+                // Too large for the codec (256 MiB): each task says so, nothing is lost.
+                let why = Outcome::Failed(format!(
+                    "redis worker agent: the results of the chunk could not be encoded ({e}): \
+                     use a smaller chunk_size"
+                ));
+                let each: Vec<(u64, Outcome)> =
+                    results.iter().map(|(i, _)| (*i, why.clone())).collect();
+                wire::encode(&each).unwrap_or_default()
+            })
+        };
         let mut inv = scripts().complete.prepare_invoke();
         inv.key(&self.keys.ready)
             .key(&self.keys.taken)
@@ -470,11 +475,8 @@ impl AgentShared {
             .arg(c.n)
             .arg(c.max)
             .arg(ms(conn::IDLE_TTL))
-            .arg(results.len());
-        for (idx, bytes) in &results {
-            inv.arg(*idx).arg(bytes.as_slice());
-        }
-        inv.arg(again.len());
+            .arg(blob.as_slice())
+            .arg(again.len());
         for (idx, body) in &again {
             inv.arg(conn::new_id()).arg(*idx).arg(body.as_slice());
         }

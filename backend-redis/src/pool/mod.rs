@@ -60,8 +60,9 @@
 //! - After [`max_deliveries`](Builder::max_deliveries) deliveries (default
 //!   [`MAX_DELIVERIES`], 3) a task whose worker died every time fails with
 //!   `TaskError::WorkerDied`.
-//! - A task's result is recorded once, by one script: the first result wins and is reported
-//!   once; a later one (from an agent thought dead that finishes after all) is dropped.
+//! - A task's result is reported once: the first result that reaches the pool wins; a later
+//!   one (from an agent thought dead that finishes after all) is dropped and counted in
+//!   [`PoolStats::duplicates`].
 //!   [`TaskHandle::deliveries`] says how many deliveries the reported result took.
 //!
 //! # Chunks
@@ -110,7 +111,7 @@ use crate::conn::{self, Connection, LEASE, Live, block_on_short, ms};
 use crate::wait::{Attempt, wait_until};
 pub use agent::{Agent, Worker, worker};
 use scripts::{QueueKeys, scripts};
-use wire::{ChunkBody, ResultEntry};
+use wire::ChunkBody;
 
 /// The default queue of pools and agents.
 pub const DEFAULT_QUEUE: &str = "default";
@@ -119,7 +120,7 @@ pub const DEFAULT_QUEUE: &str = "default";
 pub const MAX_DELIVERIES: u32 = 3;
 
 /// How many results the pool reads per round trip.
-const TAKE_BATCH: usize = 512;
+const TAKE_BATCH: usize = 4096;
 
 /// What the closure methods answer.
 const CLOSURES: &str = "the Redis pool runs named tasks only (a closure cannot cross to \
@@ -248,7 +249,6 @@ impl Builder {
             conn: conn.clone(),
             live,
             alive: format!("{pk}alive"),
-            seen: format!("{pk}seen"),
             out: format!("{pk}out"),
             wake: format!("{pk}w"),
             keys,
@@ -311,6 +311,9 @@ pub struct PoolStats {
     pub reported: u64,
     /// Of those, results of tasks delivered more than once.
     pub redelivered: u64,
+    /// Later results of a task that already had one (it ran again after its agent was
+    /// thought gone), dropped.
+    pub duplicates: u64,
 }
 
 #[derive(Default)]
@@ -318,6 +321,7 @@ struct Stats {
     submitted: AtomicU64,
     reported: AtomicU64,
     redelivered: AtomicU64,
+    duplicates: AtomicU64,
 }
 
 /// What the pool's process shares between the pool, its handles and its collector task.
@@ -326,7 +330,6 @@ struct Shared {
     live: Arc<Live>,
     keys: QueueKeys,
     alive: String,
-    seen: String,
     out: String,
     wake: String,
     id: String,
@@ -368,7 +371,7 @@ impl Shared {
         self.notify.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// Creates or renews the pool's `alive` key. `Ok(false)` if it had lapsed.
+    /// Creates the pool's `alive` key.
     fn renew_alive(&self) -> Result<(), Error> {
         let mut c = self.live.cmd.clone();
         self.conn.count(1);
@@ -377,6 +380,7 @@ impl Shared {
                 .alive
                 .key(&self.alive)
                 .arg(ms(self.lease))
+                .arg(1)
                 .invoke_async::<i64>(&mut c)
                 .await
         })
@@ -529,21 +533,27 @@ impl Shared {
         }
     }
 
-    /// Files results read from the server.
+    /// Files results read from the server: the first result of a task wins, a later one (the
+    /// task ran again after its agent was thought gone) is dropped.
     fn dispatch(&self, raw: Vec<Vec<u8>>) {
         let mut st = self.lock();
         for r in raw {
-            let Some(e) = ResultEntry::parse(&r) else {
+            let Some(entries) = wire::parse_entry(&r) else {
                 continue;
             };
-            // Relaxed: statistics.
-            self.stats.reported.fetch_add(1, Ordering::Relaxed);
-            if e.deliveries > 1 {
-                self.stats.redelivered.fetch_add(1, Ordering::Relaxed);
-            }
-            st.pending.remove(&e.idx);
-            if st.wanted.contains(&e.idx) {
-                st.results.insert(e.idx, (e.result, e.deliveries));
+            for (idx, deliveries, result) in entries {
+                if st.pending.remove(&idx).is_none() {
+                    // Relaxed: statistics.
+                    self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                self.stats.reported.fetch_add(1, Ordering::Relaxed);
+                if deliveries > 1 {
+                    self.stats.redelivered.fetch_add(1, Ordering::Relaxed);
+                }
+                if st.wanted.contains(&idx) {
+                    st.results.insert(idx, (result, deliveries));
+                }
             }
         }
         drop(st);
@@ -565,10 +575,7 @@ impl Shared {
         self.stop.store(true, Ordering::Release);
         self.wake_all();
         let mut inv = scripts().drop_pool.prepare_invoke();
-        inv.key(&self.alive)
-            .key(&self.seen)
-            .key(&self.out)
-            .arg(&self.keys.prefix);
+        inv.key(&self.alive).key(&self.out).arg(&self.keys.prefix);
         for c in &cids {
             inv.arg(c);
         }
@@ -637,9 +644,12 @@ async fn collect(shared: Arc<Shared>) {
 async fn housekeeping(shared: &Shared) {
     let mut c = shared.live.cmd.clone();
     shared.conn.count(2);
-    let had: Result<i64, _> = redis::cmd("EXISTS")
-        .arg(&shared.alive)
-        .query_async(&mut c)
+    let had: Result<i64, _> = scripts()
+        .alive
+        .key(&shared.alive)
+        .arg(ms(shared.lease))
+        .arg(0)
+        .invoke_async(&mut c)
         .await;
     if let Ok(0) = had {
         let mut st = shared.lock();
@@ -656,12 +666,6 @@ async fn housekeeping(shared: &Shared) {
         shared.wake_all();
         return;
     }
-    let _: Result<i64, _> = scripts()
-        .alive
-        .key(&shared.alive)
-        .arg(ms(shared.lease))
-        .invoke_async(&mut c)
-        .await;
     let _: Result<i64, _> = scripts()
         .reap
         .key(&shared.keys.ready)
@@ -699,6 +703,7 @@ impl Pool {
             submitted: s.submitted.load(Ordering::Relaxed),
             reported: s.reported.load(Ordering::Relaxed),
             redelivered: s.redelivered.load(Ordering::Relaxed),
+            duplicates: s.duplicates.load(Ordering::Relaxed),
         }
     }
 

@@ -66,37 +66,39 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned + 'static>(
     codec::decode(bytes).map_err(|e| TaskError::Failed(format!("redis pool: {e}")))
 }
 
-/// One entry of a pool's result list: `<idx>:<deliveries>:<payload>`.
-#[derive(Debug)]
-pub(crate) struct ResultEntry {
-    pub(crate) idx: u64,
-    pub(crate) deliveries: u32,
-    pub(crate) result: Result<Vec<u8>, TaskError>,
-}
+/// One task's result as read back: (task index, deliveries, result).
+pub(crate) type Reported = (u64, u32, Result<Vec<u8>, TaskError>);
 
-impl ResultEntry {
-    /// Parses an entry; `None` for bytes no script of this crate writes.
-    pub(crate) fn parse(raw: &[u8]) -> Option<Self> {
-        let mut parts = raw.splitn(3, |&b| b == b':');
-        let idx = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
-        let deliveries = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
-        let payload = parts.next()?;
-        let result = match payload.split_first()? {
-            (b'R', rest) => match decode::<Outcome>(rest) {
-                Ok(o) => o.into_result(),
-                Err(e) => Err(e),
-            },
-            (b'D', _) => Err(TaskError::WorkerDied(format!(
+/// The results carried by one entry of a pool's result list, `<deliveries>:<payload>`:
+/// (task index, deliveries, result) each. `None` for bytes no script of this crate writes.
+pub(crate) fn parse_entry(raw: &[u8]) -> Option<Vec<Reported>> {
+    let at = raw.iter().position(|&b| b == b':')?;
+    let deliveries: u32 = std::str::from_utf8(&raw[..at]).ok()?.parse().ok()?;
+    match raw[at + 1..].split_first()? {
+        (b'R', rest) => {
+            let items: Vec<(u64, Outcome)> = decode(rest).ok()?;
+            Some(
+                items
+                    .into_iter()
+                    .map(|(i, o)| (i, deliveries, o.into_result()))
+                    .collect(),
+            )
+        }
+        (b'D', rest) => {
+            let why = format!(
                 "the task was delivered {deliveries} times (the pool's max_deliveries) and \
                  the worker running it died each time (agent gone, or its worker process \
                  killed)"
-            ))),
-            _ => return None,
-        };
-        Some(ResultEntry {
-            idx,
-            deliveries,
-            result,
-        })
+            );
+            std::str::from_utf8(rest)
+                .ok()?
+                .split(',')
+                .map(|i| {
+                    let i = i.parse().ok()?;
+                    Some((i, deliveries, Err(TaskError::WorkerDied(why.clone()))))
+                })
+                .collect()
+        }
+        _ => None,
     }
 }
