@@ -328,6 +328,14 @@ fn unknown_task_and_schema_mismatch_name_the_task() {
         }
         other => panic!("expected Failed, got {other:?}"),
     }
+    // The same through a chunk of several calls (the name is checked once per chunk).
+    match pool.map_task::<Unregistered>([1, 2, 3]) {
+        Err(PoolError::Task {
+            index: 0,
+            error: TaskError::Failed(m),
+        }) => assert!(m.contains("unknown task `pool_tests::unregistered`"), "{m}"),
+        other => panic!("expected Failed, got {other:?}"),
+    }
     assert_eq!(pool.submit_task::<double>(4).unwrap().wait(), Ok(8));
 }
 

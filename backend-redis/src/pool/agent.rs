@@ -295,12 +295,12 @@ struct Claimed {
 enum Done {
     Result(u64, Outcome),
     /// Its worker process died: deliver it again (or fail it past `max_deliveries`).
-    Again(u64, TaskRequest),
+    Again(u64, Vec<u8>),
 }
 
-/// Runs a chunk's requests in a worker process.
-fn run_chunk(reqs: Vec<TaskRequest>) -> Vec<Outcome> {
-    reqs.iter().map(|r| Outcome::of(r.run())).collect()
+/// Runs a chunk's calls (task name, schema, arguments) in a worker process.
+fn run_chunk((name, schema, args): (String, u64, Vec<Vec<u8>>)) -> Vec<Outcome> {
+    wire::run_many(name, schema, args)
 }
 
 /// Runs one request in a worker process.
@@ -424,7 +424,7 @@ impl AgentShared {
                 return;
             }
         };
-        let Some(done) = self.execute(body.items, body.timeout_ms) else {
+        let Some(done) = self.execute(&body) else {
             return; // terminating: the chunk goes back on the queue when this agent leaves
         };
         let mut results = Vec::new();
@@ -432,10 +432,10 @@ impl AgentShared {
         for d in done {
             match d {
                 Done::Result(idx, o) => results.push((idx, o)),
-                Done::Again(idx, req) => {
+                Done::Again(idx, arg) => {
                     let one = ChunkBody {
-                        timeout_ms: body.timeout_ms,
-                        items: vec![(idx, req)],
+                        items: vec![(idx, arg)],
+                        ..body.clone()
                     };
                     match wire::encode(&one) {
                         Ok(b) => again.push((idx, b)),
@@ -506,10 +506,12 @@ impl AgentShared {
     }
 
     /// Runs tasks on the local pool. `None` if the agent is being terminated.
-    fn execute(&self, items: Vec<(u64, TaskRequest)>, timeout_ms: u64) -> Option<Vec<Done>> {
+    fn execute(&self, body: &ChunkBody) -> Option<Vec<Done>> {
+        let (items, timeout_ms) = (&body.items, body.timeout_ms);
         if timeout_ms == 0 && items.len() > 1 {
-            let (idxs, reqs): (Vec<u64>, Vec<TaskRequest>) = items.iter().cloned().unzip();
-            match self.local_run(run_chunk, reqs, None) {
+            let (idxs, args): (Vec<u64>, Vec<Vec<u8>>) = items.iter().cloned().unzip();
+            let call = (body.name.clone(), body.schema, args);
+            match self.local_run(run_chunk, call, None) {
                 Ok(outs) if outs.len() == idxs.len() => {
                     return Some(
                         idxs.into_iter()
@@ -526,10 +528,10 @@ impl AgentShared {
         }
         let timeout = (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms));
         let mut done = Vec::with_capacity(items.len());
-        for (idx, req) in items {
-            match self.local_run(run_one, req.clone(), timeout) {
+        for (idx, arg) in items.iter().cloned() {
+            match self.local_run(run_one, body.request(arg.clone()), timeout) {
                 Ok(o) => done.push(Done::Result(idx, o)),
-                Err(TaskError::WorkerDied(_)) => done.push(Done::Again(idx, req)),
+                Err(TaskError::WorkerDied(_)) => done.push(Done::Again(idx, arg)),
                 Err(TaskError::DeadlineExceeded) => {
                     done.push(Done::Result(idx, Outcome::DeadlineExceeded));
                 }

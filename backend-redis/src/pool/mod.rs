@@ -403,7 +403,7 @@ impl Shared {
         while it.peek().is_some() {
             let items: Vec<(u64, TaskRequest)> = it.by_ref().take(chunk).collect();
             let idx: Vec<u64> = items.iter().map(|(i, _)| *i).collect();
-            let body = wire::encode(&ChunkBody { timeout_ms, items })
+            let body = wire::encode(&ChunkBody::of(timeout_ms, items))
                 .map_err(|e| PoolError::Task { index: 0, error: e })?;
             chunks.push((conn::new_id(), idx, body));
         }
