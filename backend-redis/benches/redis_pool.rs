@@ -98,7 +98,7 @@ fn main() {
         });
         let per_task = (conn.commands_sent() - before) as f64 / (3 * m) as f64;
         let process = rate(n, 3, || check(local.map_task::<trivial>(0..n).unwrap()));
-        let label = chunk.map_or("default (n / 8)".to_owned(), |c| c.to_string());
+        let label = chunk.map_or("default".to_owned(), |c| c.to_string());
         println!(
             "chunk {label:>16}: redis {redis:>10.0} tasks/s ({m} tasks), process pool \
              {process:>10.0} tasks/s, ratio redis/process {:.4}, pool-side commands per task \

@@ -93,7 +93,7 @@ impl Worker {
 
     /// The agent's lease: another agent or pool puts its tasks back on the queue once its
     /// heartbeat (renewed every lease / 4) is this old (at least 100 ms; default
-    /// [`LEASE`](crate::LEASE)).
+    /// [`LEASE`]).
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self

@@ -51,7 +51,7 @@
 //! token before its side effect):
 //!
 //! - An agent holds the chunks it took while its heartbeat is renewed (every
-//!   [`Builder::lease`]` / 4`, default lease [`LEASE`](crate::LEASE), 5 s). An agent that dies
+//!   [`Builder::lease`]` / 4`, default lease [`LEASE`], 5 s). An agent that dies
 //!   (SIGKILL, machine gone, cut off) stops renewing; once its heartbeat lapses, its chunks
 //!   are delivered again to another agent. Redelivery is driven only by the heartbeat, never
 //!   by the age of a task: a long task on a live agent is never run twice on that account.
@@ -67,9 +67,10 @@
 //!
 //! # Chunks
 //!
-//! `map_task` puts several tasks in one queue entry ([`PoolConfig::chunk_size_for`], or
-//! `chunk_size`), and submits every chunk of a call in one script, so many trivial tasks cost
-//! few round trips. `imap_task_with` uses `chunk_size` (default 1) and keeps about
+//! `map_task` puts several tasks in one queue entry (`chunk_size`, or
+//! [`PoolConfig::chunk_size_for`] capped at [`DEFAULT_MAX_CHUNK`]), and submits every chunk of
+//! a call in one script, so many trivial tasks cost few round trips; a chunk carries its
+//! task's name once. Small tasks want chunks of 100 or more. `imap_task_with` uses `chunk_size` (default 1) and keeps about
 //! `2 × workers` chunks in flight.
 //!
 //! # Close, join, terminate, drop
@@ -118,6 +119,10 @@ pub const DEFAULT_QUEUE: &str = "default";
 
 /// The default [`Builder::max_deliveries`]: a task is delivered at most 3 times.
 pub const MAX_DELIVERIES: u32 = 3;
+
+/// The largest chunk `map_task` makes by itself: agents elsewhere are not counted in
+/// `workers`, so smaller chunks spread a call over them; each costs two scripts on an agent.
+pub const DEFAULT_MAX_CHUNK: usize = 1000;
 
 /// How many results the pool reads per round trip.
 const TAKE_BATCH: usize = 4096;
@@ -209,7 +214,7 @@ impl Builder {
     }
 
     /// The lease of the pool and of its local agent: a heartbeat that has not been renewed
-    /// for this long counts as gone (at least 100 ms; default [`LEASE`](crate::LEASE)).
+    /// for this long counts as gone (at least 100 ms; default [`LEASE`]).
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self
@@ -285,6 +290,27 @@ impl Builder {
 /// A pool of named tasks run by worker agents; implements [`uniconc_core::Pool`] for the task
 /// methods (`map_task`, `imap_task`, `imap_unordered_task`, `imap_task_with`, `submit_task`).
 /// See the [module docs](self) for agents, delivery and shutdown.
+///
+/// ```
+/// use uniconc_core::{Pool as _, TaskError, TaskHandle as _};
+///
+/// uniconc_core::task! {
+///     fn half(x: u32) -> u32 { assert!(x % 2 == 0, "{x} is odd"); x / 2 }
+/// }
+///
+/// let server = uniconc_redis::testing::RedisServer::start(); // a private server
+/// let conn = uniconc_redis::connect(&server.url())?;
+/// let pool = uniconc_redis::pool::Pool::configure()
+///     .connection(&conn)
+///     .workers(2) // an agent in this process, with 2 worker processes
+///     .build()?;
+/// assert_eq!(pool.map_task::<half>([2, 4, 6])?, [1, 2, 3]);
+/// let h = pool.submit_task::<half>(3)?;
+/// assert_eq!(h.wait(), Err(TaskError::Panicked("3 is odd".into())));
+/// assert!(pool.map(|x: u32| x, [1]).is_err()); // closures: refused
+/// pool.join()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Pool {
     shared: Arc<Shared>,
     agent: Mutex<Option<Agent>>,
@@ -720,10 +746,15 @@ impl Pool {
         Ok(())
     }
 
+    /// The configured chunk size, else [`PoolConfig::chunk_size_for`] capped at
+    /// [`DEFAULT_MAX_CHUNK`] (with `workers(0)` the heuristic counts one worker).
     fn chunk_for(&self, items: Option<usize>) -> usize {
+        if let Some(c) = self.shared.config.chunk_size {
+            return c;
+        }
         let mut c = self.shared.config.clone();
         c.workers = c.workers.max(1);
-        c.chunk_size_for(items)
+        c.chunk_size_for(items).min(DEFAULT_MAX_CHUNK)
     }
 
     fn stop_agent(&self, graceful: bool) {
