@@ -145,6 +145,9 @@ impl Drop for AgentProc {
 fn agent_role() {
     let Some(r) = role() else { return };
     assert_eq!(r[0], "agent");
+    // Die with the test that started us, even when its watchdog aborts it (no drop runs).
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and touches no memory of ours.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
     let lease = Duration::from_millis(r[3].parse().expect("lease ms"));
     let res = uniconc_redis::pool::worker(&r[1])
         .queue(&r[2])
