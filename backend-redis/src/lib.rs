@@ -29,6 +29,7 @@
 //! - [`barrier`](mod@barrier): [`Barrier`].
 //! - [`semaphore`](mod@semaphore): [`Semaphore`].
 //! - [`value`](mod@value): [`Value`], [`Array`] (plain data, bytemuck).
+//! - [`pool`]: [`Pool`] of named tasks run by worker agents on any machine ([`worker`]).
 //! - [`testing`] (feature `testing`): private `redis-server`s for tests.
 //! - `backend`: [`spawn`], [`spawn_async`] (forked local units) and their [`JoinHandle`].
 //! - `object` (internal): the keys of a lock, event, semaphore or barrier, and their clean-up.
@@ -70,6 +71,10 @@
 //!
 //! # Failure semantics
 //!
+//! - **Pool tasks are at-least-once.** A task whose agent dies (or whose worker process
+//!   dies) is delivered again, up to the pool's `max_deliveries`; a task may so run more than
+//!   once, and must be idempotent or check a fencing token before its side effect. Its result
+//!   is reported once: the first recorded wins. See [`pool`].
 //! - **Channels are at-most-once.** A message is popped and handed over by one script; if the
 //!   reply is lost with the connection, so is the message. A send that timed out because the
 //!   server did not answer may or may not have been delivered: nothing is retried behind your
@@ -90,6 +95,17 @@
 //!   server does not answer.
 //! - **A server paused or unreachable for longer than a lease** counts every client as gone
 //!   when it comes back: leases are kept in the server's clock.
+//!
+//! # Pools of named tasks
+//!
+//! [`Pool`] runs tasks defined with `uniconc_core::task!` (closures cannot cross machines: the
+//! closure methods are refused with `Unsupported`) on **worker agents**: programs that call
+//! [`worker`]`(url).queue(name).run()`, on any machine that reaches the server, and run each
+//! task in a local worker process, so a crashing task does not stop the agent's heartbeat.
+//! Pools and agents meet on a queue name (default `"default"`). `Pool::new(n)` starts an
+//! agent with `n` worker processes in this process; `Pool::configure().workers(0)` relies on
+//! agents started elsewhere. Delivery is at least once, driven by the agents' heartbeats
+//! (never by a task's age); see [`pool`] for the guarantees and settings.
 //!
 //! # Fork
 //!

@@ -93,7 +93,7 @@ impl Worker {
 
     /// The agent's lease: another agent or pool puts its tasks back on the queue once its
     /// heartbeat (renewed every lease / 4) is this old (at least 100 ms; default
-    /// [`LEASE`](crate::LEASE)).
+    /// [`LEASE`]).
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self
@@ -295,12 +295,12 @@ struct Claimed {
 enum Done {
     Result(u64, Outcome),
     /// Its worker process died: deliver it again (or fail it past `max_deliveries`).
-    Again(u64, TaskRequest),
+    Again(u64, Vec<u8>),
 }
 
-/// Runs a chunk's requests in a worker process.
-fn run_chunk(reqs: Vec<TaskRequest>) -> Vec<Outcome> {
-    reqs.iter().map(|r| Outcome::of(r.run())).collect()
+/// Runs a chunk's calls (task name, schema, arguments) in a worker process.
+fn run_chunk((name, schema, args): (String, u64, Vec<Vec<u8>>)) -> Vec<Outcome> {
+    wire::run_many(name, schema, args)
 }
 
 /// Runs one request in a worker process.
@@ -373,16 +373,17 @@ impl AgentShared {
                 None,
                 || self.claim_once(),
             ));
-            if let Ok(Some(c)) = got {
+            if let Ok(Some(Some(c))) = got {
                 self.run(c);
             }
         }
     }
 
-    async fn claim_once(&self) -> Result<Attempt<Claimed>, ()> {
+    /// One claim: `Done(None)` when the agent stops.
+    async fn claim_once(&self) -> Result<Attempt<Option<Claimed>>, ()> {
         // Acquire: as in `stopping`; a stopping agent claims nothing more.
         if self.stop.load(Ordering::Acquire) {
-            return Ok(Attempt::WaitAtMost(Duration::from_millis(1)));
+            return Ok(Attempt::Done(None));
         }
         let mut c = self.live.cmd.clone();
         self.conn.count(1);
@@ -398,7 +399,7 @@ impl AgentShared {
             .await;
         Ok(match r {
             Ok(RValue::Array(v)) if v.len() == 6 => match parse_claim(v) {
-                Some(c) => Attempt::Done(c),
+                Some(c) => Attempt::Done(Some(c)),
                 None => Attempt::Retry,
             },
             Ok(_) => Attempt::Wait,
@@ -418,37 +419,27 @@ impl AgentShared {
                      agent run different versions of uniconc-redis?): {e}",
                     self.id
                 ));
-                let bytes = wire::encode(&why).unwrap_or_default();
-                let results = c.idx.iter().map(|&i| (i, bytes.clone())).collect();
+                let results = c.idx.iter().map(|&i| (i, why.clone())).collect();
                 self.complete(&c, results, Vec::new());
                 return;
             }
         };
-        let Some(done) = self.execute(body.items, body.timeout_ms) else {
+        let Some(done) = self.execute(&body) else {
             return; // terminating: the chunk goes back on the queue when this agent leaves
         };
         let mut results = Vec::new();
         let mut again = Vec::new();
         for d in done {
             match d {
-                Done::Result(idx, o) => {
-                    let bytes = wire::encode(&o).unwrap_or_else(|e| {
-                        // An outcome always encodes; if not, say why rather than lose it.
-                        wire::encode(&Outcome::Failed(e.to_string())).unwrap_or_default()
-                    });
-                    results.push((idx, bytes));
-                }
-                Done::Again(idx, req) => {
+                Done::Result(idx, o) => results.push((idx, o)),
+                Done::Again(idx, arg) => {
                     let one = ChunkBody {
-                        timeout_ms: body.timeout_ms,
-                        items: vec![(idx, req)],
+                        items: vec![(idx, arg)],
+                        ..body.clone()
                     };
                     match wire::encode(&one) {
                         Ok(b) => again.push((idx, b)),
-                        Err(e) => results.push((
-                            idx,
-                            wire::encode(&Outcome::Failed(e.to_string())).unwrap_or_default(),
-                        )),
+                        Err(e) => results.push((idx, Outcome::Failed(e.to_string()))),
                     }
                 }
             }
@@ -459,7 +450,21 @@ impl AgentShared {
     /// Records a chunk's results and its tasks to deliver again, retrying while the server is
     /// unreachable (the chunk stays held meanwhile; if this agent's heartbeat lapses first,
     /// the chunk is delivered again and the first result recorded wins).
-    fn complete(&self, c: &Claimed, results: Vec<(u64, Vec<u8>)>, again: Vec<(u64, Vec<u8>)>) {
+    fn complete(&self, c: &Claimed, results: Vec<(u64, Outcome)>, again: Vec<(u64, Vec<u8>)>) {
+        let blob = if results.is_empty() {
+            Vec::new()
+        } else {
+            wire::encode(&results).unwrap_or_else(|e| {
+                // Too large for the codec (256 MiB): each task says so, nothing is lost.
+                let why = Outcome::Failed(format!(
+                    "redis worker agent: the results of the chunk could not be encoded ({e}): \
+                     use a smaller chunk_size"
+                ));
+                let each: Vec<(u64, Outcome)> =
+                    results.iter().map(|(i, _)| (*i, why.clone())).collect();
+                wire::encode(&each).unwrap_or_default()
+            })
+        };
         let mut inv = scripts().complete.prepare_invoke();
         inv.key(&self.keys.ready)
             .key(&self.keys.taken)
@@ -470,11 +475,8 @@ impl AgentShared {
             .arg(c.n)
             .arg(c.max)
             .arg(ms(conn::IDLE_TTL))
-            .arg(results.len());
-        for (idx, bytes) in &results {
-            inv.arg(*idx).arg(bytes.as_slice());
-        }
-        inv.arg(again.len());
+            .arg(blob.as_slice())
+            .arg(again.len());
         for (idx, body) in &again {
             inv.arg(conn::new_id()).arg(*idx).arg(body.as_slice());
         }
@@ -504,10 +506,12 @@ impl AgentShared {
     }
 
     /// Runs tasks on the local pool. `None` if the agent is being terminated.
-    fn execute(&self, items: Vec<(u64, TaskRequest)>, timeout_ms: u64) -> Option<Vec<Done>> {
+    fn execute(&self, body: &ChunkBody) -> Option<Vec<Done>> {
+        let (items, timeout_ms) = (&body.items, body.timeout_ms);
         if timeout_ms == 0 && items.len() > 1 {
-            let (idxs, reqs): (Vec<u64>, Vec<TaskRequest>) = items.iter().cloned().unzip();
-            match self.local_run(run_chunk, reqs, None) {
+            let (idxs, args): (Vec<u64>, Vec<Vec<u8>>) = items.iter().cloned().unzip();
+            let call = (body.name.clone(), body.schema, args);
+            match self.local_run(run_chunk, call, None) {
                 Ok(outs) if outs.len() == idxs.len() => {
                     return Some(
                         idxs.into_iter()
@@ -524,10 +528,10 @@ impl AgentShared {
         }
         let timeout = (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms));
         let mut done = Vec::with_capacity(items.len());
-        for (idx, req) in items {
-            match self.local_run(run_one, req.clone(), timeout) {
+        for (idx, arg) in items.iter().cloned() {
+            match self.local_run(run_one, body.request(arg.clone()), timeout) {
                 Ok(o) => done.push(Done::Result(idx, o)),
-                Err(TaskError::WorkerDied(_)) => done.push(Done::Again(idx, req)),
+                Err(TaskError::WorkerDied(_)) => done.push(Done::Again(idx, arg)),
                 Err(TaskError::DeadlineExceeded) => {
                     done.push(Done::Result(idx, Outcome::DeadlineExceeded));
                 }

@@ -51,7 +51,7 @@
 //! token before its side effect):
 //!
 //! - An agent holds the chunks it took while its heartbeat is renewed (every
-//!   [`Builder::lease`]` / 4`, default lease [`LEASE`](crate::LEASE), 5 s). An agent that dies
+//!   [`Builder::lease`]` / 4`, default lease [`LEASE`], 5 s). An agent that dies
 //!   (SIGKILL, machine gone, cut off) stops renewing; once its heartbeat lapses, its chunks
 //!   are delivered again to another agent. Redelivery is driven only by the heartbeat, never
 //!   by the age of a task: a long task on a live agent is never run twice on that account.
@@ -60,15 +60,17 @@
 //! - After [`max_deliveries`](Builder::max_deliveries) deliveries (default
 //!   [`MAX_DELIVERIES`], 3) a task whose worker died every time fails with
 //!   `TaskError::WorkerDied`.
-//! - A task's result is recorded once, by one script: the first result wins and is reported
-//!   once; a later one (from an agent thought dead that finishes after all) is dropped.
+//! - A task's result is reported once: the first result that reaches the pool wins; a later
+//!   one (from an agent thought dead that finishes after all) is dropped and counted in
+//!   [`PoolStats::duplicates`].
 //!   [`TaskHandle::deliveries`] says how many deliveries the reported result took.
 //!
 //! # Chunks
 //!
-//! `map_task` puts several tasks in one queue entry ([`PoolConfig::chunk_size_for`], or
-//! `chunk_size`), and submits every chunk of a call in one script, so many trivial tasks cost
-//! few round trips. `imap_task_with` uses `chunk_size` (default 1) and keeps about
+//! `map_task` puts several tasks in one queue entry (`chunk_size`, or
+//! [`PoolConfig::chunk_size_for`] capped at [`DEFAULT_MAX_CHUNK`]), and submits every chunk of
+//! a call in one script, so many trivial tasks cost few round trips; a chunk carries its
+//! task's name once. Small tasks want chunks of 100 or more. `imap_task_with` uses `chunk_size` (default 1) and keeps about
 //! `2 × workers` chunks in flight.
 //!
 //! # Close, join, terminate, drop
@@ -110,7 +112,7 @@ use crate::conn::{self, Connection, LEASE, Live, block_on_short, ms};
 use crate::wait::{Attempt, wait_until};
 pub use agent::{Agent, Worker, worker};
 use scripts::{QueueKeys, scripts};
-use wire::{ChunkBody, ResultEntry};
+use wire::ChunkBody;
 
 /// The default queue of pools and agents.
 pub const DEFAULT_QUEUE: &str = "default";
@@ -118,8 +120,12 @@ pub const DEFAULT_QUEUE: &str = "default";
 /// The default [`Builder::max_deliveries`]: a task is delivered at most 3 times.
 pub const MAX_DELIVERIES: u32 = 3;
 
+/// The largest chunk `map_task` makes by itself: agents elsewhere are not counted in
+/// `workers`, so smaller chunks spread a call over them; each costs two scripts on an agent.
+pub const DEFAULT_MAX_CHUNK: usize = 1000;
+
 /// How many results the pool reads per round trip.
-const TAKE_BATCH: usize = 512;
+const TAKE_BATCH: usize = 4096;
 
 /// What the closure methods answer.
 const CLOSURES: &str = "the Redis pool runs named tasks only (a closure cannot cross to \
@@ -208,7 +214,7 @@ impl Builder {
     }
 
     /// The lease of the pool and of its local agent: a heartbeat that has not been renewed
-    /// for this long counts as gone (at least 100 ms; default [`LEASE`](crate::LEASE)).
+    /// for this long counts as gone (at least 100 ms; default [`LEASE`]).
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self
@@ -248,7 +254,6 @@ impl Builder {
             conn: conn.clone(),
             live,
             alive: format!("{pk}alive"),
-            seen: format!("{pk}seen"),
             out: format!("{pk}out"),
             wake: format!("{pk}w"),
             keys,
@@ -285,6 +290,27 @@ impl Builder {
 /// A pool of named tasks run by worker agents; implements [`uniconc_core::Pool`] for the task
 /// methods (`map_task`, `imap_task`, `imap_unordered_task`, `imap_task_with`, `submit_task`).
 /// See the [module docs](self) for agents, delivery and shutdown.
+///
+/// ```
+/// use uniconc_core::{Pool as _, TaskError, TaskHandle as _};
+///
+/// uniconc_core::task! {
+///     fn half(x: u32) -> u32 { assert!(x % 2 == 0, "{x} is odd"); x / 2 }
+/// }
+///
+/// let server = uniconc_redis::testing::RedisServer::start(); // a private server
+/// let conn = uniconc_redis::connect(&server.url())?;
+/// let pool = uniconc_redis::pool::Pool::configure()
+///     .connection(&conn)
+///     .workers(2) // an agent in this process, with 2 worker processes
+///     .build()?;
+/// assert_eq!(pool.map_task::<half>([2, 4, 6])?, [1, 2, 3]);
+/// let h = pool.submit_task::<half>(3)?;
+/// assert_eq!(h.wait(), Err(TaskError::Panicked("3 is odd".into())));
+/// assert!(pool.map(|x: u32| x, [1]).is_err()); // closures: refused
+/// pool.join()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Pool {
     shared: Arc<Shared>,
     agent: Mutex<Option<Agent>>,
@@ -311,6 +337,9 @@ pub struct PoolStats {
     pub reported: u64,
     /// Of those, results of tasks delivered more than once.
     pub redelivered: u64,
+    /// Later results of a task that already had one (it ran again after its agent was
+    /// thought gone), dropped.
+    pub duplicates: u64,
 }
 
 #[derive(Default)]
@@ -318,6 +347,7 @@ struct Stats {
     submitted: AtomicU64,
     reported: AtomicU64,
     redelivered: AtomicU64,
+    duplicates: AtomicU64,
 }
 
 /// What the pool's process shares between the pool, its handles and its collector task.
@@ -326,7 +356,6 @@ struct Shared {
     live: Arc<Live>,
     keys: QueueKeys,
     alive: String,
-    seen: String,
     out: String,
     wake: String,
     id: String,
@@ -368,7 +397,7 @@ impl Shared {
         self.notify.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// Creates or renews the pool's `alive` key. `Ok(false)` if it had lapsed.
+    /// Creates the pool's `alive` key.
     fn renew_alive(&self) -> Result<(), Error> {
         let mut c = self.live.cmd.clone();
         self.conn.count(1);
@@ -377,6 +406,7 @@ impl Shared {
                 .alive
                 .key(&self.alive)
                 .arg(ms(self.lease))
+                .arg(1)
                 .invoke_async::<i64>(&mut c)
                 .await
         })
@@ -399,7 +429,7 @@ impl Shared {
         while it.peek().is_some() {
             let items: Vec<(u64, TaskRequest)> = it.by_ref().take(chunk).collect();
             let idx: Vec<u64> = items.iter().map(|(i, _)| *i).collect();
-            let body = wire::encode(&ChunkBody { timeout_ms, items })
+            let body = wire::encode(&ChunkBody::of(timeout_ms, items))
                 .map_err(|e| PoolError::Task { index: 0, error: e })?;
             chunks.push((conn::new_id(), idx, body));
         }
@@ -529,21 +559,27 @@ impl Shared {
         }
     }
 
-    /// Files results read from the server.
+    /// Files results read from the server: the first result of a task wins, a later one (the
+    /// task ran again after its agent was thought gone) is dropped.
     fn dispatch(&self, raw: Vec<Vec<u8>>) {
         let mut st = self.lock();
         for r in raw {
-            let Some(e) = ResultEntry::parse(&r) else {
+            let Some(entries) = wire::parse_entry(&r) else {
                 continue;
             };
-            // Relaxed: statistics.
-            self.stats.reported.fetch_add(1, Ordering::Relaxed);
-            if e.deliveries > 1 {
-                self.stats.redelivered.fetch_add(1, Ordering::Relaxed);
-            }
-            st.pending.remove(&e.idx);
-            if st.wanted.contains(&e.idx) {
-                st.results.insert(e.idx, (e.result, e.deliveries));
+            for (idx, deliveries, result) in entries {
+                if st.pending.remove(&idx).is_none() {
+                    // Relaxed: statistics.
+                    self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                self.stats.reported.fetch_add(1, Ordering::Relaxed);
+                if deliveries > 1 {
+                    self.stats.redelivered.fetch_add(1, Ordering::Relaxed);
+                }
+                if st.wanted.contains(&idx) {
+                    st.results.insert(idx, (result, deliveries));
+                }
             }
         }
         drop(st);
@@ -565,10 +601,7 @@ impl Shared {
         self.stop.store(true, Ordering::Release);
         self.wake_all();
         let mut inv = scripts().drop_pool.prepare_invoke();
-        inv.key(&self.alive)
-            .key(&self.seen)
-            .key(&self.out)
-            .arg(&self.keys.prefix);
+        inv.key(&self.alive).key(&self.out).arg(&self.keys.prefix);
         for c in &cids {
             inv.arg(c);
         }
@@ -637,9 +670,12 @@ async fn collect(shared: Arc<Shared>) {
 async fn housekeeping(shared: &Shared) {
     let mut c = shared.live.cmd.clone();
     shared.conn.count(2);
-    let had: Result<i64, _> = redis::cmd("EXISTS")
-        .arg(&shared.alive)
-        .query_async(&mut c)
+    let had: Result<i64, _> = scripts()
+        .alive
+        .key(&shared.alive)
+        .arg(ms(shared.lease))
+        .arg(0)
+        .invoke_async(&mut c)
         .await;
     if let Ok(0) = had {
         let mut st = shared.lock();
@@ -656,12 +692,6 @@ async fn housekeeping(shared: &Shared) {
         shared.wake_all();
         return;
     }
-    let _: Result<i64, _> = scripts()
-        .alive
-        .key(&shared.alive)
-        .arg(ms(shared.lease))
-        .invoke_async(&mut c)
-        .await;
     let _: Result<i64, _> = scripts()
         .reap
         .key(&shared.keys.ready)
@@ -699,6 +729,7 @@ impl Pool {
             submitted: s.submitted.load(Ordering::Relaxed),
             reported: s.reported.load(Ordering::Relaxed),
             redelivered: s.redelivered.load(Ordering::Relaxed),
+            duplicates: s.duplicates.load(Ordering::Relaxed),
         }
     }
 
@@ -715,10 +746,15 @@ impl Pool {
         Ok(())
     }
 
+    /// The configured chunk size, else [`PoolConfig::chunk_size_for`] capped at
+    /// [`DEFAULT_MAX_CHUNK`] (with `workers(0)` the heuristic counts one worker).
     fn chunk_for(&self, items: Option<usize>) -> usize {
+        if let Some(c) = self.shared.config.chunk_size {
+            return c;
+        }
         let mut c = self.shared.config.clone();
         c.workers = c.workers.max(1);
-        c.chunk_size_for(items)
+        c.chunk_size_for(items).min(DEFAULT_MAX_CHUNK)
     }
 
     fn stop_agent(&self, graceful: bool) {

@@ -13,21 +13,20 @@
 //! - `ucp:{q}:w`: the channel agents are woken on when chunks become ready.
 //! - `ucp:{q}:p:<pool>:alive`: exists while the pool lives (renewed with a TTL); a chunk
 //!   whose pool is gone is dropped when claimed.
-//! - `ucp:{q}:p:<pool>:seen`: SET of the task indexes that have a result: the first result
-//!   recorded wins, later ones (a redelivered task that ran twice) are dropped.
-//! - `ucp:{q}:p:<pool>:out`: LIST of results not yet read by the pool, each
-//!   `<idx>:<deliveries>:<payload>`; payload `R<encoded outcome>`, or `D` for "the task's
-//!   worker died on every delivery".
+//! - `ucp:{q}:p:<pool>:out`: LIST of results not yet read by the pool, one entry per chunk
+//!   (or per task delivered again alone): `<deliveries>:R<encoded (index, outcome) list>`, or
+//!   `<deliveries>:D<indexes>` for "the worker died on every delivery of these tasks".
 //! - `ucp:{q}:p:<pool>:w`: the channel the pool is woken on when results arrive.
 //!
 //! # Invariants
 //!
 //! - A chunk id is in `ready` or in `taken` (or, briefly, in neither while its chunk hash is
 //!   deleted), never both; a chunk hash that is missing when claimed is skipped.
-//! - A task index enters `seen` once, and its result is pushed to `out` in the same script:
-//!   every task is reported at most once, and exactly once unless its pool is gone.
+//! - A task may get several results (it was delivered again while its first agent still ran
+//!   it): the pool keeps the first that reaches it and drops the others, so each task is
+//!   reported once.
 //! - `n` grows by one per claim; a chunk whose holder lapsed is put back while `n < max`,
-//!   else every task of it not yet in `seen` is reported `D` (worker died).
+//!   else its tasks are reported `D` (worker died).
 
 use std::sync::OnceLock;
 
@@ -56,7 +55,7 @@ impl QueueKeys {
         }
     }
 
-    /// The prefix of pool `pool`'s keys (`alive`, `seen`, `out`, `w` follow).
+    /// The prefix of pool `pool`'s keys (`alive`, `out`, `w` follow).
     pub(crate) fn pool(&self, pool: &str) -> String {
         format!("{}p:{pool}:", self.prefix)
     }
@@ -77,20 +76,11 @@ pub(crate) fn check_queue_name(queue: &str) -> Result<(), uniconc_core::Error> {
 const PRELUDE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local function idxs(s)
-  local r = {}
-  for i in string.gmatch(s, '[^,]+') do r[#r + 1] = i end
-  return r
-end
--- Records `payload` for task `idx` of pool `pk` (its key prefix) unless it has a result.
-local function record(pk, idx, n, payload, ttl)
-  if redis.call('SADD', pk .. 'seen', idx) == 1 then
-    redis.call('RPUSH', pk .. 'out', idx .. ':' .. n .. ':' .. payload)
-    redis.call('PEXPIRE', pk .. 'seen', ttl)
-    redis.call('PEXPIRE', pk .. 'out', ttl)
-    return 1
-  end
-  return 0
+-- Pushes one result entry for pool `pk` (its key prefix).
+local function record(pk, n, payload, ttl)
+  redis.call('RPUSH', pk .. 'out', n .. ':' .. payload)
+  redis.call('PEXPIRE', pk .. 'out', ttl)
+  redis.call('PUBLISH', pk .. 'w', 'r')
 end
 -- A chunk whose holder is gone: back to `ready`, or failed once delivered `max` times.
 local function requeue(prefix, ready, cid, ttl)
@@ -99,10 +89,7 @@ local function requeue(prefix, ready, cid, ttl)
   if not v[1] then return end
   local n, max = tonumber(v[1]), tonumber(v[2])
   if n >= max then
-    local pk = prefix .. 'p:' .. v[3] .. ':'
-    local any = 0
-    for _, i in ipairs(idxs(v[4])) do any = any + record(pk, i, n, 'D', ttl) end
-    if any > 0 then redis.call('PUBLISH', pk .. 'w', 'r') end
+    record(prefix .. 'p:' .. v[3] .. ':', n, 'D' .. v[4], ttl)
     redis.call('DEL', ck)
   else
     redis.call('HDEL', ck, 'agent')
@@ -184,51 +171,42 @@ redis.call('PUBLISH', ARGV[1] .. 'w', 'c')
 return 1
 ";
 
-/// KEYS: alive. ARGV: ttl ms. Creates or renews a pool's `alive` key.
+/// KEYS: alive. ARGV: ttl ms, `create` (1: create it; 0: renew it only if it exists).
+/// Returns 1 if the key is there now, 0 if it had lapsed (and stays gone).
 const ALIVE: &str = r"
+if ARGV[2] == '0' and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
 return 1
 ";
 
-/// KEYS: ready, taken. ARGV: prefix, agent, cid, pool, n, max, result ttl ms, m, then m pairs
-/// (idx, payload), then k, then k triples (new cid, idx, body) of tasks to deliver again.
-/// Records a chunk's results (the first result of each task wins) and releases the chunk.
-/// Returns how many results were recorded.
+/// KEYS: ready, taken. ARGV: prefix, agent, cid, pool, n, max, result ttl ms, the encoded
+/// results (empty: none), then k, then k triples (new cid, idx, body) of tasks whose worker
+/// died: delivered again alone, or reported `D` once delivered `max` times.
+/// Records a chunk's results and releases the chunk. Returns 1.
 const COMPLETE: &str = r"
 local prefix, agent, cid, pool = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local n, max, ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local pk = prefix .. 'p:' .. pool .. ':'
-local alive = redis.call('EXISTS', pk .. 'alive') == 1
-local m = tonumber(ARGV[8])
-local recorded = 0
-local at = 9
-if alive then
-  for i = 0, m - 1 do
-    recorded = recorded + record(pk, ARGV[at + 2 * i], n, 'R' .. ARGV[at + 2 * i + 1], ttl)
-  end
-end
-at = at + 2 * m
-local k = tonumber(ARGV[at])
-at = at + 1
-if alive then
+if redis.call('EXISTS', pk .. 'alive') == 1 then
+  if ARGV[8] ~= '' then record(pk, n, 'R' .. ARGV[8], ttl) end
+  local k = tonumber(ARGV[9])
+  local died = {}
   for i = 0, k - 1 do
-    local ncid, idx, body = ARGV[at + 3 * i], ARGV[at + 3 * i + 1], ARGV[at + 3 * i + 2]
-    if redis.call('SISMEMBER', pk .. 'seen', idx) == 0 then
-      if n >= max then
-        recorded = recorded + record(pk, idx, n, 'D', ttl)
-      else
-        redis.call('HSET', prefix .. 'c:' .. ncid, 'pool', pool, 'idx', idx, 'body', body,
-          'n', n, 'max', max)
-        redis.call('RPUSH', KEYS[1], ncid)
-        redis.call('PUBLISH', prefix .. 'w', 'c')
-      end
+    local ncid, idx, body = ARGV[10 + 3 * i], ARGV[11 + 3 * i], ARGV[12 + 3 * i]
+    if n >= max then
+      died[#died + 1] = idx
+    else
+      redis.call('HSET', prefix .. 'c:' .. ncid, 'pool', pool, 'idx', idx, 'body', body,
+        'n', n, 'max', max)
+      redis.call('RPUSH', KEYS[1], ncid)
+      redis.call('PUBLISH', prefix .. 'w', 'c')
     end
   end
+  if #died > 0 then record(pk, n, 'D' .. table.concat(died, ','), ttl) end
 end
 if redis.call('HGET', KEYS[2], cid) == agent then redis.call('HDEL', KEYS[2], cid) end
 redis.call('DEL', prefix .. 'c:' .. cid)
-if recorded > 0 then redis.call('PUBLISH', pk .. 'w', 'r') end
-return recorded
+return 1
 ";
 
 /// KEYS: out. ARGV: how many. Pops up to that many results.
@@ -236,10 +214,10 @@ const TAKE: &str = r"
 return redis.call('LPOP', KEYS[1], tonumber(ARGV[1]))
 ";
 
-/// KEYS: alive, seen, out. ARGV: prefix, then the pool's chunk ids still queued.
+/// KEYS: alive, out. ARGV: prefix, then the pool's chunk ids still queued.
 /// A pool that ends: its keys and its queued chunks are deleted (agents skip missing chunks).
 const DROP_POOL: &str = r"
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('DEL', KEYS[1], KEYS[2])
 for i = 2, #ARGV do redis.call('DEL', ARGV[1] .. 'c:' .. ARGV[i]) end
 return 1
 ";

@@ -6,13 +6,68 @@ use uniconc_core::TaskError;
 use uniconc_core::codec;
 use uniconc_core::task::TaskRequest;
 
-/// The body of one queue entry: several tasks of one pool.
+/// The body of one queue entry: several calls of one task, from one pool. The task's name
+/// and schema are carried once per chunk, not once per call.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct ChunkBody {
     /// The pool's `task_timeout` per task, in ms (0: none).
     pub(crate) timeout_ms: u64,
-    /// Each task's index in its pool, and its request.
-    pub(crate) items: Vec<(u64, TaskRequest)>,
+    /// The task's name ([`TaskRequest::name`]).
+    pub(crate) name: String,
+    /// The task's schema fingerprint ([`TaskRequest::schema`]).
+    pub(crate) schema: u64,
+    /// Each call's index in its pool, and its encoded argument.
+    pub(crate) items: Vec<(u64, Vec<u8>)>,
+}
+
+impl ChunkBody {
+    /// A chunk of `items`, requests of one task (the first one's name and schema are kept).
+    pub(crate) fn of(timeout_ms: u64, items: Vec<(u64, TaskRequest)>) -> Self {
+        let (name, schema) = items
+            .first()
+            .map_or((String::new(), 0), |(_, r)| (r.name.clone(), r.schema));
+        debug_assert!(
+            items
+                .iter()
+                .all(|(_, r)| r.name == name && r.schema == schema)
+        );
+        Self {
+            timeout_ms,
+            name,
+            schema,
+            items: items.into_iter().map(|(i, r)| (i, r.arg)).collect(),
+        }
+    }
+
+    /// The request of one call.
+    pub(crate) fn request(&self, arg: Vec<u8>) -> TaskRequest {
+        TaskRequest {
+            name: self.name.clone(),
+            schema: self.schema,
+            arg,
+        }
+    }
+}
+
+/// Runs calls of the task `name`: looked up once; an unknown name or another schema gives
+/// each call the registry's error, naming the task.
+pub(crate) fn run_many(name: String, schema: u64, args: Vec<Vec<u8>>) -> Vec<Outcome> {
+    match uniconc_core::task::lookup(&name) {
+        Some(t) if t.schema() == schema => args.iter().map(|a| Outcome::of(t.run(a))).collect(),
+        _ => args
+            .into_iter()
+            .map(|arg| {
+                Outcome::of(
+                    TaskRequest {
+                        name: name.clone(),
+                        schema,
+                        arg,
+                    }
+                    .run(),
+                )
+            })
+            .collect(),
+    }
 }
 
 /// A task's outcome on the wire (`TaskError` itself is not serde).
@@ -66,37 +121,39 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned + 'static>(
     codec::decode(bytes).map_err(|e| TaskError::Failed(format!("redis pool: {e}")))
 }
 
-/// One entry of a pool's result list: `<idx>:<deliveries>:<payload>`.
-#[derive(Debug)]
-pub(crate) struct ResultEntry {
-    pub(crate) idx: u64,
-    pub(crate) deliveries: u32,
-    pub(crate) result: Result<Vec<u8>, TaskError>,
-}
+/// One task's result as read back: (task index, deliveries, result).
+pub(crate) type Reported = (u64, u32, Result<Vec<u8>, TaskError>);
 
-impl ResultEntry {
-    /// Parses an entry; `None` for bytes no script of this crate writes.
-    pub(crate) fn parse(raw: &[u8]) -> Option<Self> {
-        let mut parts = raw.splitn(3, |&b| b == b':');
-        let idx = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
-        let deliveries = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
-        let payload = parts.next()?;
-        let result = match payload.split_first()? {
-            (b'R', rest) => match decode::<Outcome>(rest) {
-                Ok(o) => o.into_result(),
-                Err(e) => Err(e),
-            },
-            (b'D', _) => Err(TaskError::WorkerDied(format!(
+/// The results carried by one entry of a pool's result list, `<deliveries>:<payload>`:
+/// (task index, deliveries, result) each. `None` for bytes no script of this crate writes.
+pub(crate) fn parse_entry(raw: &[u8]) -> Option<Vec<Reported>> {
+    let at = raw.iter().position(|&b| b == b':')?;
+    let deliveries: u32 = std::str::from_utf8(&raw[..at]).ok()?.parse().ok()?;
+    match raw[at + 1..].split_first()? {
+        (b'R', rest) => {
+            let items: Vec<(u64, Outcome)> = decode(rest).ok()?;
+            Some(
+                items
+                    .into_iter()
+                    .map(|(i, o)| (i, deliveries, o.into_result()))
+                    .collect(),
+            )
+        }
+        (b'D', rest) => {
+            let why = format!(
                 "the task was delivered {deliveries} times (the pool's max_deliveries) and \
                  the worker running it died each time (agent gone, or its worker process \
                  killed)"
-            ))),
-            _ => return None,
-        };
-        Some(ResultEntry {
-            idx,
-            deliveries,
-            result,
-        })
+            );
+            std::str::from_utf8(rest)
+                .ok()?
+                .split(',')
+                .map(|i| {
+                    let i = i.parse().ok()?;
+                    Some((i, deliveries, Err(TaskError::WorkerDied(why.clone()))))
+                })
+                .collect()
+        }
+        _ => None,
     }
 }
