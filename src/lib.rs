@@ -514,6 +514,7 @@ pub use uniconc_async::Tokio;
 pub struct ReadmeDoctests;
 
 /// The docs of [`Default`](type@Default), written once for the three cfg arms below.
+#[cfg(any(all(feature = "process", unix), feature = "tokio", feature = "thread"))]
 macro_rules! default_docs {
     () => {
         r#"The backend picked among the enabled ones: process, then tokio, then thread.

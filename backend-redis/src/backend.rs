@@ -169,6 +169,7 @@ impl uniconc_core::Backend for Redis {
     const ASYNC_TASKS: bool = false;
     const REMOTE: bool = true;
     const POOL_CLOSURES: bool = false;
+    const NAMED: bool = false;
 
     type Sender<T: Message> = crate::Sender<T>;
     type Receiver<T: Message> = crate::Receiver<T>;

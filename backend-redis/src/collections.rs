@@ -25,7 +25,7 @@
 //! wake-up on `w`, or the lease running out). So nothing interleaves with an `update`; reads do
 //! not wait, they see the state before it. A closure that panics releases the lease and writes
 //! nothing; a process killed during an `update` wrote nothing, and its lease lapses after
-//! [`LEASE`](crate::LEASE).
+//! [`LEASE`].
 //!
 //! # Keys of a map
 //!
@@ -852,7 +852,7 @@ impl<K: Message + Hash + Eq, V: Message> uniconc_core::Map<K, V> for Map<K, V> {
     /// # Errors
     ///
     /// As the trait says; and `Closed` when this process's lease on the update lapsed while `f`
-    /// ran (paused or cut off from the server for longer than [`LEASE`](crate::LEASE)): `f` ran,
+    /// ran (paused or cut off from the server for longer than [`LEASE`]): `f` ran,
     /// nothing was written, and `f` cannot be run again.
     fn update<U>(&self, key: K, f: impl FnOnce(&mut Option<V>) -> U) -> Result<U, Error> {
         let k = encode_key(&key)?;

@@ -91,6 +91,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Message for T {}
 /// | [`ASYNC_TASKS`](Backend::ASYNC_TASKS): `spawn_async` units are tasks on a shared runtime | no | no | yes | no |
 /// | [`REMOTE`](Backend::REMOTE): units may run on another machine | no | no | no | yes |
 /// | [`POOL_CLOSURES`](Backend::POOL_CLOSURES): a pool runs closures, not only named tasks | yes | yes | yes | no |
+/// | [`NAMED`](Backend::NAMED): primitives can be created and opened by name ([`named`](Backend::named)) | yes | yes | yes | no |
 ///
 /// ```
 /// use uniconc::{Backend, ErrorKind, JoinError, JoinHandle as _};
@@ -196,6 +197,14 @@ pub trait Backend: Copy + Send + Sync + 'static {
     ///
     /// `true` for the process, thread and tokio backends (the default); `false` for Redis.
     const POOL_CLOSURES: bool = true;
+
+    /// `true` if primitives can be created and opened by name through
+    /// [`named`](Backend::named); where `false`, every constructor of the builder returns
+    /// `Unsupported`.
+    ///
+    /// `true` for the process, thread and tokio backends (the default); `false` for Redis,
+    /// whose objects are shared by id (`tx.id()`, `conn.open_sender(id)`) for now.
+    const NAMED: bool = true;
 
     /// Sending half of a channel.
     type Sender<T: Message>: Sender<T>;

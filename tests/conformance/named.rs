@@ -36,7 +36,27 @@ fn kind<H>(r: Result<H, uniconc::Error>) -> ErrorKind {
     }
 }
 
+/// On a backend without names (`!B::NAMED`): checks that the builder refuses with
+/// `Unsupported` and returns `true`, ending the test there. `false` on the other backends.
+fn names_refused<B: Backend>() -> bool {
+    if B::NAMED {
+        return false;
+    }
+    assert_eq!(
+        kind(B::named("conformance-refused").lock()),
+        ErrorKind::Unsupported
+    );
+    assert_eq!(
+        kind(B::named("conformance-refused").channel::<u8>(1)),
+        ErrorKind::Unsupported
+    );
+    true
+}
+
 pub(crate) fn named_create_open_and_unlink<B: Backend>() {
+    if names_refused::<B>() {
+        return;
+    }
     let n = TestName::<B>::new("modes");
     assert_eq!(kind(B::named(&n.0).existing().event()), ErrorKind::NotFound);
     let ev = B::named(&n.0).create_new().event().unwrap();
@@ -56,6 +76,9 @@ pub(crate) fn named_create_open_and_unlink<B: Backend>() {
 }
 
 pub(crate) fn named_bad_names_refused<B: Backend>() {
+    if names_refused::<B>() {
+        return;
+    }
     let long = "n".repeat(201); // the longest name is 200 bytes
     for bad in ["", "/", "a/b", "..", ".x", "a b", long.as_str()] {
         assert_eq!(
@@ -78,6 +101,9 @@ pub(crate) fn named_bad_names_refused<B: Backend>() {
 }
 
 pub(crate) fn named_mismatches_are_incompatible<B: Backend>() {
+    if names_refused::<B>() {
+        return;
+    }
     let n = TestName::<B>::new("mismatch");
     let _ch = B::named(&n.0).channel::<u32>(4).unwrap();
     assert_eq!(
@@ -119,6 +145,9 @@ pub(crate) fn named_mismatches_are_incompatible<B: Backend>() {
 }
 
 pub(crate) fn named_objects_found_by_name_in_spawned_units<B: Backend>() {
+    if names_refused::<B>() {
+        return;
+    }
     let n = TestName::<B>::new("units");
     let (vn, an, ln) = (
         format!("{}.v", n.0),
@@ -174,6 +203,9 @@ pub(crate) fn named_objects_found_by_name_in_spawned_units<B: Backend>() {
 }
 
 pub(crate) fn named_receiver_opened_first_waits_for_a_sender<B: Backend>() {
+    if names_refused::<B>() {
+        return;
+    }
     let n = TestName::<B>::new("first");
     let rx = B::named(&n.0).receiver::<u8>(None).unwrap();
     // No sender has ever been opened: empty, not disconnected.
@@ -190,6 +222,9 @@ pub(crate) fn named_receiver_opened_first_waits_for_a_sender<B: Backend>() {
 }
 
 pub(crate) fn named_map_and_list_shared_by_name<B: Backend>() {
+    if names_refused::<B>() {
+        return;
+    }
     let (m, l) = (TestName::<B>::new("map"), TestName::<B>::new("list"));
     let map = B::named(&m.0).map::<String, u64>().unwrap();
     let list = B::named(&l.0).list::<u64>().unwrap();

@@ -796,6 +796,9 @@ impl uniconc_core::Pool for Pool {
     /// # Errors
     /// As [`Builder::build`].
     fn with_config(config: PoolConfig) -> Result<Self, Error> {
+        // The core rules first (workers >= 1 among them), as on every backend; agents
+        // elsewhere only (`workers(0)`) go through `Pool::configure`.
+        config.validate()?;
         Builder::new(config).build()
     }
 
@@ -1011,11 +1014,15 @@ impl<T: Task, I: Iterator<Item = T::Arg>> Imap<T, I> {
         let idxs: Vec<u64> = reqs.iter().map(|(i, _)| *i).collect();
         match self.shared.submit(reqs, self.chunk) {
             Ok(()) => self.in_flight.extend(idxs),
+            Err(PoolError::Closed) => {
+                // As on every backend: a closed pool ends the iterator with one `Cancelled`
+                // in place of the items it did not take.
+                self.slots.truncate(queued[0]);
+                self.slots.push_back(Slot::Ready(Err(TaskError::Cancelled)));
+                self.input = None;
+            }
             Err(e) => {
-                let why = match e {
-                    PoolError::Closed => TaskError::Cancelled,
-                    other => TaskError::Failed(other.to_string()),
-                };
+                let why = TaskError::Failed(e.to_string());
                 for at in queued {
                     self.slots[at] = Slot::Ready(Err(why.clone()));
                 }
@@ -1148,7 +1155,7 @@ impl<R: Message> uniconc_core::TaskHandle<R> for TaskHandle<R> {
 
     fn is_finished(&self) -> bool {
         let st = self.shared.lock();
-        st.results.contains_key(&self.idx) || st.terminated || st.broken.is_some()
+        self.taken || st.results.contains_key(&self.idx) || st.terminated || st.broken.is_some()
     }
 }
 
