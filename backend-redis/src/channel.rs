@@ -499,6 +499,26 @@ fn send_step(chan: &Chan, r: i64) -> SendStep {
     }
 }
 
+/// A failure of a blocking call's first attempt, handled as the wait loop handles one: a
+/// transient failure is retried (`None`: go on to the wait loop) while the deadline allows —
+/// a reply that timed out may still be applied, so never past it (`Some(Err(()))`: timed
+/// out); any other ends the call as `disconnected`.
+fn first_failure<S>(
+    chan: &Chan,
+    doing: &str,
+    e: RedisError,
+    deadline: Option<Instant>,
+    disconnected: S,
+) -> Option<Result<S, ()>> {
+    let transient = is_transient(&e);
+    chan.fail(redis_error(doing, e).to_string());
+    match (transient, conn::expired(deadline)) {
+        (false, _) => Some(Ok(disconnected)),
+        (true, true) => Some(Err(())),
+        (true, false) => None,
+    }
+}
+
 async fn send_once(chan: &Chan, payload: &[u8]) -> Result<SendStep, RedisError> {
     if !chan.live.is_ours() {
         chan.fail(chan.live.foreign_error("channel", &chan.id).to_string());
@@ -1044,17 +1064,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Sender<T> f
             }
             None => None,
             Some(Ok(step)) => Some(Ok(step)),
-            Some(Err(e)) => {
-                // As the wait loop does: a transient failure is retried while the deadline
-                // allows (a reply that timed out may still be applied: never past it).
-                let transient = is_transient(&e);
-                chan.fail(redis_error("sending", e).to_string());
-                match (transient, conn::expired(deadline)) {
-                    (false, _) => Some(Ok(SendStep::Disconnected)),
-                    (true, true) => Some(Err(())),
-                    (true, false) => None,
-                }
-            }
+            Some(Err(e)) => first_failure(chan, "sending", e, deadline, SendStep::Disconnected),
         };
         let step =
             first.unwrap_or_else(|| block_on(send_wait(chan, &payload, deadline, None, full)));
@@ -1242,16 +1252,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Receiver<T>
             }
             None => None,
             Some(Ok(step)) => Some(Ok(step)),
-            Some(Err(e)) => {
-                // As in `send_deadline`.
-                let transient = is_transient(&e);
-                chan.fail(redis_error("receiving", e).to_string());
-                match (transient, conn::expired(deadline)) {
-                    (false, _) => Some(Ok(RecvStep::Disconnected)),
-                    (true, true) => Some(Err(())),
-                    (true, false) => None,
-                }
-            }
+            Some(Err(e)) => first_failure(chan, "receiving", e, deadline, RecvStep::Disconnected),
         };
         let step = first.unwrap_or_else(|| block_on(recv_wait(chan, deadline, None, empty)));
         match step {
