@@ -16,7 +16,7 @@
 //! whole binary (with a message) if a test runs far longer than it may.
 
 mod common;
-use common::Hammer;
+use common::{Hammer, runtime_sum};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -116,25 +116,6 @@ uniconc::task! {
 
 uniconc::task! {
     fn sleep_ms(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
-}
-
-uniconc::task! {
-    /// Builds its own multi-thread tokio runtime and sums `1..=n` over spawned tasks.
-    fn runtime_sum(n: u64) -> u64 {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("a runtime in the worker");
-        rt.block_on(async move {
-            let tasks: Vec<_> = (1..=n).map(|i| tokio::spawn(async move { i })).collect();
-            let mut sum = 0;
-            for t in tasks {
-                sum += t.await.expect("task");
-            }
-            sum
-        })
-    }
 }
 
 /// The point of the clean pool: a `#[tokio::main]`-style program (a multi-thread runtime)

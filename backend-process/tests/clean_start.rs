@@ -15,7 +15,7 @@
 //! do depends on timing: nearly all of them on this machine).
 
 mod common;
-use common::Hammer;
+use common::{Hammer, runtime_sum};
 
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -62,25 +62,6 @@ uniconc::task! {
 
 uniconc::task! {
     fn fail(why: String) -> u8 { panic!("{why}") }
-}
-
-uniconc::task! {
-    /// Builds its own multi-thread tokio runtime and sums `1..=n` over spawned tasks.
-    fn runtime_sum(n: u64) -> u64 {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("a runtime in the worker");
-        rt.block_on(async move {
-            let tasks: Vec<_> = (1..=n).map(|i| tokio::spawn(async move { i })).collect();
-            let mut sum = 0;
-            for t in tasks {
-                sum += t.await.expect("task");
-            }
-            sum
-        })
-    }
 }
 
 uniconc::task! {

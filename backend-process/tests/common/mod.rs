@@ -219,3 +219,22 @@ impl Drop for Hammer {
         }
     }
 }
+
+uniconc::task! {
+    /// Builds its own multi-thread tokio runtime and sums `1..=n` over spawned tasks.
+    pub fn runtime_sum(n: u64) -> u64 {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime in the worker");
+        rt.block_on(async move {
+            let tasks: Vec<_> = (1..=n).map(|i| tokio::spawn(async move { i })).collect();
+            let mut sum = 0;
+            for t in tasks {
+                sum += t.await.expect("task");
+            }
+            sum
+        })
+    }
+}
