@@ -388,6 +388,7 @@ pub use uniconc_core::{
     TrySendError, Value, WaitError,
 };
 
+pub use uniconc_core::select;
 pub use uniconc_core::task;
 pub use uniconc_core::{Task, TaskRequest};
 

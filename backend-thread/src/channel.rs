@@ -90,6 +90,7 @@ use std::time::Instant;
 
 use crossbeam_channel as cb;
 use crossbeam_utils::Backoff;
+use uniconc_core::select::{Parker, SelectRecv, SelectSend};
 use uniconc_core::{
     Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
@@ -783,6 +784,52 @@ impl<'a, T: Send + 'static> IntoIterator for &'a Receiver<T> {
 
     fn into_iter(self) -> Self::IntoIter {
         uniconc_core::Receiver::iter(self)
+    }
+}
+
+/// A select waits on thread channels through the wakers the async forms use: a selecting
+/// thread registers a [`Parker`] with every channel's waker set, re-checks, then parks (the
+/// protocol of the module [`waiter`](crate::waiter)); a wake-up it was given for a channel it
+/// did not take from is passed on to another waiter.
+impl<T: Send + 'static> SelectRecv<T, Parker> for Receiver<T> {
+    fn select_try_recv(&self) -> Result<T, TryRecvError> {
+        self.attempt()
+    }
+
+    fn recv_ready(&self) -> bool {
+        !self.rx.is_empty() || uniconc_core::Receiver::is_closed(self)
+    }
+
+    fn watch_recv(&self, sel: &mut Parker, key: &mut Option<usize>) {
+        self.shared.recv_wakers.register(key, sel.waker());
+    }
+
+    fn unwatch_recv(&self, _: &mut Parker, key: &mut Option<usize>, fired: bool) {
+        if self.shared.recv_wakers.unregister(key) && !fired {
+            self.shared.recv_wakers.notify_one();
+        }
+    }
+}
+
+/// As for [`Receiver`]: the async senders' waker set.
+impl<T: Send + 'static> SelectSend<T, Parker> for Sender<T> {
+    fn select_try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        self.attempt(value)
+    }
+
+    fn send_ready(&self) -> bool {
+        uniconc_core::Sender::is_closed(self)
+            || self.tx.capacity().is_none_or(|c| self.tx.len() < c)
+    }
+
+    fn watch_send(&self, sel: &mut Parker, key: &mut Option<usize>) {
+        self.shared.send_wakers.register(key, sel.waker());
+    }
+
+    fn unwatch_send(&self, _: &mut Parker, key: &mut Option<usize>, fired: bool) {
+        if self.shared.send_wakers.unregister(key) && !fired {
+            self.shared.send_wakers.notify_one();
+        }
     }
 }
 

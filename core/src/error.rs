@@ -340,7 +340,7 @@ impl Error {
         }
     }
 
-    fn wrap(kind: ErrorKind, e: impl std::error::Error + Send + Sync + 'static) -> Self {
+    pub(crate) fn wrap(kind: ErrorKind, e: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self {
             kind,
             repr: Repr::Wrapped(Box::new(e)),

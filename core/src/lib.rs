@@ -57,6 +57,7 @@ pub mod local;
 mod macros;
 pub mod named;
 pub mod pool;
+pub mod select;
 pub mod state;
 pub mod sync;
 pub mod task;
