@@ -151,6 +151,41 @@ pub trait SelectSend<T, S: Selector> {
     fn unwatch_send(&self, sel: &mut S, key: &mut Option<usize>, fired: bool);
 }
 
+/// A reference selects as what it points to (so `select!` takes `recv(rx)` and `recv(&rx)`).
+impl<T, S: Selector, R: SelectRecv<T, S> + ?Sized> SelectRecv<T, S> for &R {
+    fn select_try_recv(&self) -> Result<T, TryRecvError> {
+        (**self).select_try_recv()
+    }
+    fn recv_ready(&self) -> bool {
+        (**self).recv_ready()
+    }
+    fn watch_recv(&self, sel: &mut S, key: &mut Option<usize>) {
+        (**self).watch_recv(sel, key);
+    }
+    fn unwatch_recv(&self, sel: &mut S, key: &mut Option<usize>, fired: bool) {
+        (**self).unwatch_recv(sel, key, fired);
+    }
+    fn ready_at(&self) -> Option<Instant> {
+        (**self).ready_at()
+    }
+}
+
+/// A reference selects as what it points to.
+impl<T, S: Selector, W: SelectSend<T, S> + ?Sized> SelectSend<T, S> for &W {
+    fn select_try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        (**self).select_try_send(value)
+    }
+    fn send_ready(&self) -> bool {
+        (**self).send_ready()
+    }
+    fn watch_send(&self, sel: &mut S, key: &mut Option<usize>) {
+        (**self).watch_send(sel, key);
+    }
+    fn unwatch_send(&self, sel: &mut S, key: &mut Option<usize>, fired: bool) {
+        (**self).unwatch_send(sel, key, fired);
+    }
+}
+
 /// A [`Selector`] for channels that keep [`Waker`]s: the blocking form parks the thread, the
 /// async form wakes the task. [`waker`](Parker::waker) is what a channel registers.
 pub struct Parker {
@@ -1494,6 +1529,28 @@ mod tests {
         sel.recv(&a);
         let oper = sel.select();
         let _ = oper.recv(&b);
+    }
+
+    #[test]
+    fn the_macro_takes_references_and_send_arms() {
+        let (a, full) = (Toy::new(4), Toy::new(1));
+        full.push(0);
+        let r = &a;
+        let sent = crate::select! {
+            send(full, 5) -> _ => unreachable!("full"),
+            send(&a, 6) -> res => res.is_ok(),
+        };
+        assert!(sent);
+        let got = crate::select! {
+            recv(r) -> v => v,
+            default => Err(RecvError::Disconnected),
+        };
+        assert_eq!(got, Ok(6));
+        let got = crate::select! {
+            recv(&a) -> v => v.ok(),
+            default(Duration::from_millis(5)) => None,
+        };
+        assert_eq!(got, None);
     }
 
     #[test]
