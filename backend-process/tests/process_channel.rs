@@ -547,19 +547,28 @@ fn shared_counters(n: usize) -> &'static [AtomicU32] {
 /// just taken).
 #[test]
 fn random_sigkills_lose_only_what_the_killed_held() {
-    random_sigkills(1);
+    random_sigkills(1, 1, false);
 }
 
 /// The same with `send_batch` and `recv_batch` of 8: a killed receiver loses at most the
 /// batch it held, a killed sender only the items of its batch it had not published.
 #[test]
 fn random_sigkills_inside_batches_lose_only_what_the_killed_held() {
-    random_sigkills(8);
+    random_sigkills(8, 1, false);
+}
+
+/// Receivers SIGKILLed two at once (so both are found dead by the same reap, their claims
+/// settled together), half the processes sending and receiving one by one and half in
+/// batches of 8, so single claims and ranges meet at the same positions.
+#[test]
+fn random_sigkills_of_two_receivers_at_once_with_mixed_batches() {
+    random_sigkills(8, 2, true);
 }
 
 /// [`random_sigkills_lose_only_what_the_killed_held`], sending and receiving in batches of
-/// `batch` (1: one by one).
-fn random_sigkills(batch: usize) {
+/// `batch` (1: one by one; with `mixed`, only the odd-numbered senders and the receivers
+/// started at odd rounds), killing `together` receivers at once in each round.
+fn random_sigkills(batch: usize, together: usize, mixed: bool) {
     let _f = fork_lock();
     let (producers, consumers) = (4usize, 3usize);
     let (consumer_kills, producer_kills) = (10usize, 2usize);
@@ -574,6 +583,7 @@ fn random_sigkills(batch: usize) {
     let mut prods: Vec<_> = (0..producers)
         .map(|p| {
             let tx = tx.clone();
+            let batch = if mixed && p % 2 == 0 { 1 } else { batch };
             spawn(move || {
                 let mut i = 0;
                 while i < per {
@@ -592,8 +602,9 @@ fn random_sigkills(batch: usize) {
         })
         .collect();
     drop(tx);
-    let consumer = || {
+    let consumer = |k: usize| {
         let rx = rx.clone();
+        let batch = if mixed && k % 2 == 0 { 1 } else { batch };
         spawn(move || {
             let mut buf = Vec::new();
             loop {
@@ -615,7 +626,7 @@ fn random_sigkills(batch: usize) {
             }
         })
     };
-    let mut cons: Vec<_> = (0..consumers).map(|_| consumer()).collect();
+    let mut cons: Vec<_> = (0..consumers).map(consumer).collect();
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(7, |d| d.subsec_nanos() as usize);
@@ -633,17 +644,19 @@ fn random_sigkills(batch: usize) {
             assert!(start.elapsed() < LIMIT, "stalled at {} of {goal}", total());
             std::thread::sleep(Duration::from_micros(50 + (seed >> round) as u64 % 200));
         }
-        let c = cons.remove((seed >> round) % cons.len());
-        c.kill();
+        let killed: Vec<_> = (0..together)
+            .map(|k| cons.remove((seed >> (round + k)) % cons.len()))
+            .collect();
+        killed.iter().for_each(common::Child::kill);
         // Reaped at once (dropping a `Child` waits for it): without /proc (the portable
         // fallback) a zombie of another process's child counts as alive.
-        drop(c);
+        drop(killed);
         if round % (consumer_kills / producer_kills) == 1 {
             let p = prods.remove((seed >> (round + 7)) % prods.len());
             p.kill();
             drop(p);
         }
-        cons.push(consumer());
+        cons.extend((0..together).map(|k| consumer(round + k + 1)));
     }
     drop(rx);
     for c in prods.into_iter().chain(cons) {
@@ -663,10 +676,12 @@ fn random_sigkills(batch: usize) {
             missing += usize::from(n == 0 && i < upto);
         }
     }
+    let killed = consumer_kills * together;
     assert!(
-        missing <= consumer_kills * batch,
-        "{missing} sent messages missing, {consumer_kills} receivers killed (batches of {batch})"
+        missing <= killed * batch,
+        "{missing} sent messages missing, {killed} receivers killed (batches of {batch})"
     );
+    eprintln!("{missing} sent messages missing, {killed} receivers killed (batches of {batch})");
 }
 
 #[test]
