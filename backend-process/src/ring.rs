@@ -1186,9 +1186,6 @@ impl<'a> Ring<'a> {
     /// of every live process after a fresh [`Ring::head_acquire`]): a live consumer holding
     /// `h` keeps its word at `h + 1` until it has completed the record. Only the caller whose
     /// CAS finishes the record counts it, so two reapers never count it twice.
-    ///
-    /// (The channel settles a single claim as a range of one record: [`Ring::single_range`].)
-    #[cfg(test)]
     pub(crate) fn recover(&self, h: u64) -> bool {
         // Acquire: a claim of `h`, if any, is seen.
         if self.hdr.head.load(Ordering::Acquire) <= h {

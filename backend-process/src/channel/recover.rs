@@ -102,7 +102,8 @@ impl Chan {
 impl Chan {
     /// Settles what the dead process of `dead` (a slot this reaper holds) left half done in
     /// the ring, unless a live process's thread may be the one doing it: records it had
-    /// claimed and not completed (killed while decoding: `Ring::recover`), and message slots
+    /// claimed and not completed (killed while decoding: `Ring::recover`, or
+    /// `Ring::recover_range` for a range), and message slots
     /// and cells it had taken and not published (killed while encoding: `Ring::recover_send`).
     /// Returns whether it settled any (peers may go on) and whether it left any for a later
     /// reap (a live thread's words named the same record: a claim that lost its CAS, until
@@ -114,8 +115,9 @@ impl Chan {
     /// (Acquire), the reaper sees the words of any live claimer below them, or a later value
     /// (and then the completion or publication, which the ring checks last). A word may also
     /// be a claim that lost its CAS; if every word naming an unsettled record is a dead
-    /// process's, one of them did claim it. Dead senders' words that disagree on the cells of
-    /// one position (one of them lost its claim) are left alone.
+    /// process's, one of them did claim it: dead receivers' words that disagree on the range
+    /// at one position are settled by [`settle_receives`]. Dead senders' words that disagree
+    /// on the cells of one position (one of them lost its claim) are left alone.
     pub(super) fn recover_claims(&self, dead: &ProcSlot) -> (bool, bool) {
         // Relaxed: the process is dead; the stores it made before it died are visible.
         // The record (or range) each receiving thread may hold: `h`, and its range word.
@@ -281,7 +283,13 @@ pub(super) fn settle_receives(
             if !derived.is_empty() && inside(h, cells_of(range)) {
                 return (progress, false);
             }
-            return (progress | ring.recover_range(h, range), true);
+            let singles = derived.is_empty() && dead.iter().all(|&(x, r)| x != h || r == 0);
+            let r = if singles {
+                ring.recover(h)
+            } else {
+                ring.recover_range(h, range)
+            };
+            return (progress | r, true);
         }
         let mut winners: Vec<u64> = claims.iter().copied().filter(|&r| counted(r)).collect();
         winners.sort_unstable();

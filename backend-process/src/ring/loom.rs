@@ -416,3 +416,41 @@ fn loom_recover_a_dead_producer_whose_record_was_read_and_reused() {
         assert_eq!(sent + 1, s.hdr.done.recvd.load(Ordering::Relaxed));
     });
 }
+
+/// The same for a batch producer that published both records of its claim and died before
+/// clearing its words: while its reaper runs, a consumer reads both and a live producer
+/// reuses their cells; the reaper publishes nothing and gives no slot back.
+#[test]
+fn loom_recover_a_dead_batch_producer_whose_records_were_read_and_reused() {
+    model(|| {
+        let s = Arc::new(Shared::new(2));
+        let r = s.ring();
+        let words = SendWords::default();
+        let mut b = r.claim_batch(None, &words, 1, 2, 2).expect("room");
+        for v in [1, 2] {
+            assert_eq!(
+                b.push(1, |buf| {
+                    buf[0] = v;
+                    true
+                }),
+                Some(true)
+            );
+        }
+        std::mem::forget(b); // killed before clearing its words
+        let (pos, span, prog) = (
+            words.pos.load(Ordering::Relaxed),
+            words.span.load(Ordering::Relaxed),
+            words.progress.load(Ordering::Relaxed),
+        );
+        let reaper = on_threads(&s, 1, move |r| r.recover_send(pos, span, prog)).remove(0);
+        assert_eq!(pop_one(&r), (1, 1));
+        assert_eq!(pop_one(&r), (2, 1));
+        push_val(&r, 3, 8); // positions 2 and 3: cells 0 and 1 again
+        push_val(&r, 4, 8);
+        assert!(!reaper.join().unwrap(), "nothing to publish");
+        assert_eq!(pop_val(&r), Some((3, 8)));
+        assert_eq!(pop_val(&r), Some((4, 8)));
+        let sent = s.hdr.prod.sent.load(Ordering::Relaxed);
+        assert_eq!(sent, s.hdr.done.recvd.load(Ordering::Relaxed));
+    });
+}
