@@ -116,9 +116,10 @@
 //! record and gives back the slots of the records it never published. A range consumer's
 //! claim word names the range's first record and [`SendWords::recv_span`] its cells and
 //! messages, marked once they are counted; [`Ring::recover_range`] completes the range (and
-//! counts it unless it was counted). Two dead consumers whose words name the same position
-//! with different ranges are left alone (one of them lost its claim, and which cannot be
-//! told), as two dead producers that disagree on one position's cells are. A process killed
+//! counts it unless it was counted). Dead consumers whose words name the same position
+//! with different ranges (all but one lost their claim) are settled from the shortest
+//! range, a prefix of the winner's, on (`channel::recover::settle_receives`); two dead
+//! producers that disagree on one position's cells are left alone. A process killed
 //! in the instant between two steps is settled as if it held what it had just given back:
 //! the channel may then hold up to a batch more than its capacity, never less.
 
@@ -553,7 +554,15 @@ impl<'a> Ring<'a> {
     /// claim word (see [`Ring::try_pop`]): a producer killed between the claim and the
     /// completion is settled by [`Ring::recover`]. If a consumer took the record first, it
     /// completes it.
-    fn pass_skip(&self, t: u64, cells: u64, intent: &AtomicU64) {
+    ///
+    /// `range` is the thread's range word ([`SendWords::recv_span`]): cleared first, so that
+    /// a reaper reads the claim as one of a single record, not as the range this thread last
+    /// received with `try_pop_batch` (it would settle that range's cells, or none).
+    fn pass_skip(&self, t: u64, cells: u64, intent: &AtomicU64, range: &AtomicU64) {
+        if range.load(Ordering::Relaxed) != 0 {
+            // Relaxed: ordered before the claim word's Release store (as in `claim`).
+            range.store(0, Ordering::Relaxed);
+        }
         // Release: as in `claim`.
         intent.store(t + 1, Ordering::Release);
         if self
@@ -563,6 +572,11 @@ impl<'a> Ring<'a> {
             .is_ok()
         {
             self.complete(t, cells, false);
+        } else {
+            // A consumer took the skip record: the word must not name it while this thread
+            // goes on sending (it would hold back that record's recovery if its taker died,
+            // for as long as this thread receives nothing). Release: as in `claim`.
+            intent.store(0, Ordering::Release);
         }
     }
 
@@ -654,7 +668,7 @@ impl<'a> Ring<'a> {
                 self.publish(t, SKIP | kk as u32);
                 if i + k <= self.n {
                     // Back from the soft end: the skip is at the head, pass it at once.
-                    self.pass_skip(t, kk, intent);
+                    self.pass_skip(t, kk, intent, &words.recv_span);
                 }
                 continue;
             }
@@ -1149,6 +1163,20 @@ impl<'a> Ring<'a> {
         }
     }
 
+    /// The range word ([`SendWords::recv_span`]) of a claim of the single record at `h`: its
+    /// cells and (one or no) message; `None` if no record is published there (finished, or
+    /// never written). Lets a reaper compare a single claim with range claims of `h`.
+    pub(crate) fn single_range(&self, h: u64) -> Option<u64> {
+        let c = self.cell(h);
+        // SYNC POINT A: Acquire, as a consumer's (the meta below is the record's).
+        if c.stamp.load(Ordering::Acquire) != PUBLISHED | h {
+            return None;
+        }
+        // Relaxed: ordered after the stamp's Acquire load.
+        let span = Span::of(c.meta.load(Ordering::Relaxed), h & (self.n - 1), self.n);
+        Some(span.cells | u64::from(span.is_message()) << 32)
+    }
+
     /// Finishes the record at `h` for a consumer that claimed it and died: counts it as read
     /// and gives its cells back (the message is lost with the consumer, as one it had
     /// received). Does nothing if no record at `h` is claimed and unfinished. Returns `true` if
@@ -1232,11 +1260,7 @@ impl<'a> Ring<'a> {
         // Acquire: the claim of `t`, if any, is seen.
         let claimed = self.hdr.prod.tail.load(Ordering::Acquire) > t;
         let c = self.cell(t);
-        // Below `done + n` the cell holds the record of `t` if it was published; past it, it
-        // was published and read. SYNC POINT A: Acquire, as a consumer's.
-        let done = self.hdr.done.done.load(Ordering::Acquire);
-        let s = c.stamp.load(Ordering::Acquire);
-        let published = done > t || (s & POS == t && s != 0);
+        let (published, s) = self.published(t);
         let i = t & (self.n - 1);
         if !claimed || published || cells == 0 || i + cells > self.n {
             // Its claim of `t` lost (or never happened), or it published: give its slot back.
@@ -1264,26 +1288,43 @@ impl<'a> Ring<'a> {
         true
     }
 
+    /// For a reaper settling a dead producer's claim of the record at `q`: whether that
+    /// record was published (or is being published by another reaper), and the stamp its
+    /// cell held. `false` means the record is unpublished, and the stamp is the one a reaper
+    /// moves to `RESERVED | q` to write it.
+    ///
+    /// The stamp is read first, then `done`: the other order cannot tell a record that was
+    /// published, read and its cell reused meanwhile (the first load sees an old `done`, the
+    /// second a later lap's stamp) from one never published, and would publish padding over
+    /// the later lap's record. In this order, an earlier lap's stamp (or zero) means that
+    /// when it was read the record was unpublished: nobody but reapers writes a dead
+    /// producer's record, and they go through the stamp's CAS. If it was published after all
+    /// (by the producer before it died, a consumer reading it since), a later `done` says so.
+    /// A stamp of a later position says so by itself: a producer claims the cell for a later
+    /// lap only once `done` is past `q` (this does not rest on that `done` being visible
+    /// here, which a reaper's Relaxed `RESERVED` stamp would not guarantee).
+    fn published(&self, q: u64) -> (bool, u64) {
+        // SYNC POINT A: Acquire, as a consumer's.
+        let s = self.cell(q).stamp.load(Ordering::Acquire);
+        let at = s & POS;
+        // Every non-zero stamp carries a flag: `PUBLISHED`, `READ` or `RESERVED`.
+        let stamped = s != 0 && at >= q;
+        // Acquire: a `done` past `q` comes after the reads of the record at `q`.
+        (stamped || self.hdr.done.done.load(Ordering::Acquire) > q, s)
+    }
+
     /// [`Ring::recover_send`] for a batch claim at `t`: the records the producer published
     /// stay; its unpublished cells are published as padding and its unused message slots
     /// given back. Its progress word names the record it was writing (stored before it
-    /// wrote it): if that one was published, the rest starts after it.
-    ///
-    /// Whether a record at `p` was published is read from its stamp, then `done`, in that
-    /// order: a stamp of a later lap (the record was read and the cell reused) implies a
-    /// `done` past `p`, which the second load then sees.
+    /// wrote it): if that one was published, the rest starts after it. Whether a record was
+    /// published is read as for a single record ([`Ring::published`]).
     fn recover_batch(&self, t: u64, span: u64, p: Progress) -> bool {
         let k = span & 0xFFFF_FFFF;
         let m = (span >> 32) & BATCH_MAX;
         let i = t & (self.n - 1);
         // Acquire: the claim of `t`, if any, is seen.
         let claimed = self.hdr.prod.tail.load(Ordering::Acquire) >= t + k;
-        let published = |q: u64| {
-            // SYNC POINT A: Acquire, as a consumer's.
-            let s = self.cell(q).stamp.load(Ordering::Acquire);
-            (s & (PUBLISHED | READ) != 0 && s & POS >= q)
-                || self.hdr.done.done.load(Ordering::Acquire) > q
-        };
+        let published = |q: u64| self.published(q).0;
         if !claimed || k == 0 || i + k > self.n || p.off() + p.cells() > k {
             // Its claim lost (or never happened), or the words are not ours to trust.
             self.unreserve_many(m);

@@ -136,11 +136,38 @@ impl Stall {
 }
 
 static STALLED: std::sync::OnceLock<uniconc_process::Event> = std::sync::OnceLock::new();
+/// The pid of the test process (the children's parent).
+static TEST_PROCESS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
+/// `signal` (created on first use), cleared: a test waits for its own child's signal, not
+/// one an earlier test of this binary left set (a test that failed before clearing it, or
+/// the same test run again).
+fn fresh(
+    signal: &'static std::sync::OnceLock<uniconc_process::Event>,
+) -> &'static uniconc_process::Event {
+    TEST_PROCESS.get_or_init(std::process::id);
+    let event = signal.get_or_init(|| uniconc_process::event().unwrap());
+    uniconc_core::Event::clear(event);
+    event
+}
+/// How many receivers are stuck decoding a [`Stall::FOREVER`], in memory shared with the
+/// children (for the tests that park several).
+static STALLS: std::sync::OnceLock<&'static AtomicU32> = std::sync::OnceLock::new();
 
 impl<'de> Deserialize<'de> for Stall {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = u32::deserialize(d)?;
         if v == Stall::FOREVER {
+            // The test process never takes a stall: one left in the ring means the child was
+            // killed before it took it (the test did not wait for the child's own signal).
+            assert_ne!(
+                std::process::id(),
+                *TEST_PROCESS.get().expect("set before the fork"),
+                "the test process received the stall meant for its child"
+            );
+            if let Some(n) = STALLS.get() {
+                n.fetch_add(1, Ordering::Relaxed);
+            }
             uniconc_core::Event::set(STALLED.get().expect("set before the fork"));
             loop {
                 std::thread::sleep(Duration::from_secs(1));
@@ -155,10 +182,15 @@ impl<'de> Deserialize<'de> for Stall {
 /// other receivers and the senders go round the ring many times after it.
 #[test]
 fn a_receiver_killed_while_decoding_loses_only_its_message() {
+    receiver_killed_while_decoding();
+}
+
+/// The body of [`a_receiver_killed_while_decoding_loses_only_its_message`].
+fn receiver_killed_while_decoding() {
     use uniconc_core::Sender as _;
     let _f = fork_lock();
     let (tx, rx) = small_ring::<Stall>();
-    let stalled = STALLED.get_or_init(|| uniconc_process::event().unwrap());
+    let stalled = fresh(&STALLED);
     let child = spawn({
         let rx = rx.clone();
         move || match rx.recv() {
@@ -169,6 +201,92 @@ fn a_receiver_killed_while_decoding_loses_only_its_message() {
     tx.send(Stall(Stall::FOREVER)).unwrap();
     // Without the dead receiver's cells given back, the send after one lap blocks for good.
     kill_then_go_round(child, stalled, &tx, &rx, Stall);
+}
+
+/// How a receiver takes the message it gets stuck decoding.
+#[derive(Clone, Copy, Debug)]
+enum Take {
+    /// `recv`: one record.
+    One,
+    /// `recv_batch`: a range of every record queued (its stall first).
+    Range,
+}
+
+/// Two receivers die at once, each stuck decoding what it took (`first` takes the front of
+/// the ring, `second` what is queued behind it); `second_forked_first` makes the holder of
+/// the later records the lower process slot, so a reaper settles the later claim before the
+/// earlier one. Both claims are settled and the channel goes round the ring many times.
+fn two_receivers_killed_while_decoding(first: Take, second: Take, second_forked_first: bool) {
+    let _f = fork_lock();
+    let (tx, rx) = ChannelBuilder::new(Some(8))
+        .byte_budget(4096)
+        .build::<Stall>()
+        .unwrap();
+    let stalled = fresh(&STALLED);
+    let stalls = *STALLS.get_or_init(|| &shared_counters(1)[0]);
+    stalls.store(0, Ordering::Relaxed);
+    let go = [
+        uniconc_process::event().unwrap(),
+        uniconc_process::event().unwrap(),
+    ];
+    let receiver = |take: Take, go: uniconc_process::Event| {
+        let rx = rx.clone();
+        spawn(move || {
+            uniconc_core::Event::wait(&go);
+            let mut buf = Vec::new();
+            let got = match take {
+                Take::One => rx.recv().map(drop),
+                Take::Range => rx.recv_batch(&mut buf, 8).map(drop),
+            };
+            if got.is_ok() { 1 } else { 2 }
+        })
+    };
+    let batch = |take: Take| match take {
+        Take::One => vec![Stall(Stall::FOREVER)],
+        Take::Range => vec![Stall(Stall::FOREVER), Stall(1), Stall(2)],
+    };
+    let (a, b) = if second_forked_first {
+        let b = receiver(second, go[1].clone());
+        (receiver(first, go[0].clone()), b)
+    } else {
+        let a = receiver(first, go[0].clone());
+        (a, receiver(second, go[1].clone()))
+    };
+    for (i, take) in [first, second].into_iter().enumerate() {
+        let items = batch(take);
+        let n = items.len();
+        assert_eq!(tx.send_batch(items), Ok(n));
+        uniconc_core::Event::set(&go[i]);
+        let start = Instant::now();
+        while stalls.load(Ordering::Relaxed) as usize <= i {
+            assert!(start.elapsed() < LIMIT, "receiver {i} never got stuck");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    // Both at once: neither is seen dead before the other is.
+    a.kill();
+    kill_then_go_round(b, stalled, &tx, &rx, Stall);
+    drop(a);
+}
+
+#[test]
+fn two_receivers_killed_while_decoding_one_record_each() {
+    two_receivers_killed_while_decoding(Take::One, Take::One, false);
+    two_receivers_killed_while_decoding(Take::One, Take::One, true);
+}
+
+#[test]
+fn two_receivers_killed_while_decoding_a_range_each() {
+    two_receivers_killed_while_decoding(Take::Range, Take::Range, false);
+    two_receivers_killed_while_decoding(Take::Range, Take::Range, true);
+}
+
+#[test]
+fn two_receivers_killed_while_decoding_a_record_and_a_range() {
+    two_receivers_killed_while_decoding(Take::One, Take::Range, false);
+    two_receivers_killed_while_decoding(Take::One, Take::Range, true);
+    two_receivers_killed_while_decoding(Take::Range, Take::One, false);
+    two_receivers_killed_while_decoding(Take::Range, Take::One, true);
 }
 
 /// A channel of 4 messages over 64 cells, which `kill_then_go_round` goes round about five
@@ -213,6 +331,9 @@ impl Hang {
 }
 
 static HUNG: std::sync::OnceLock<uniconc_process::Event> = std::sync::OnceLock::new();
+/// How many senders got stuck encoding a [`Hang::FOREVER`], in memory shared with the
+/// children.
+static HANGS: std::sync::OnceLock<&'static AtomicU32> = std::sync::OnceLock::new();
 static ENCODINGS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 impl Serialize for Hang {
@@ -220,6 +341,9 @@ impl Serialize for Hang {
         if self.0 == Hang::FOREVER
             && ENCODINGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 1
         {
+            if let Some(n) = HANGS.get() {
+                n.fetch_add(1, Ordering::Relaxed);
+            }
             uniconc_core::Event::set(HUNG.get().expect("set before the fork"));
             loop {
                 std::thread::sleep(Duration::from_secs(1));
@@ -234,9 +358,16 @@ impl Serialize for Hang {
 /// published in its place as a lost message, so the others' messages behind it arrive.
 #[test]
 fn a_sender_killed_while_encoding_loses_only_its_message() {
+    sender_killed_while_encoding();
+}
+
+/// The body of [`a_sender_killed_while_encoding_loses_only_its_message`].
+fn sender_killed_while_encoding() {
     let _f = fork_lock();
     let (tx, rx) = small_ring::<Hang>();
-    let hung = HUNG.get_or_init(|| uniconc_process::event().unwrap());
+    let hung = fresh(&HUNG);
+    let hangs = *HANGS.get_or_init(|| &shared_counters(1)[0]);
+    let before = hangs.load(Ordering::Relaxed);
     let child = spawn({
         let tx = tx.clone();
         move || match tx.send(Hang(Hang::FOREVER)) {
@@ -246,6 +377,22 @@ fn a_sender_killed_while_encoding_loses_only_its_message() {
     });
     // Without the dead sender's cells published, the first receive waits for good.
     kill_then_go_round(child, hung, &tx, &rx, Hang);
+    assert_eq!(
+        hangs.load(Ordering::Relaxed),
+        before + 1,
+        "the child was killed inside `send`, not before it"
+    );
+}
+
+/// The kill tests wait for their own child's signal: run twice in one binary (as a test
+/// runner that repeats tests does), the second run does not take the first one's signal
+/// for its child's and kill the child before it is stuck.
+#[test]
+fn kill_tests_run_twice_in_one_binary() {
+    for _ in 0..2 {
+        receiver_killed_while_decoding();
+        sender_killed_while_encoding();
+    }
 }
 
 /// A receiver SIGKILLed while it decodes the second message of a batch it took at once (a
@@ -256,8 +403,7 @@ fn a_receiver_killed_inside_recv_batch_loses_only_its_batch() {
     use uniconc_core::Sender as _;
     let _f = fork_lock();
     let (tx, rx) = small_ring::<Stall>();
-    let stalled = STALLED.get_or_init(|| uniconc_process::event().unwrap());
-    uniconc_core::Event::clear(stalled);
+    let stalled = fresh(&STALLED);
     // Queued before the receiver starts, so it takes all three as one range.
     let batch = [Stall(1), Stall(Stall::FOREVER), Stall(2)];
     assert_eq!(tx.send_batch(batch), Ok(3));
@@ -274,8 +420,6 @@ fn a_receiver_killed_inside_recv_batch_loses_only_its_batch() {
     // Without the dead receiver's range completed, the sends after one lap block for good;
     // without it counted, the channel would hold three messages fewer from then on.
     kill_then_go_round(child, stalled, &tx, &rx, Stall);
-    // The next test of a stuck child waits for its own.
-    uniconc_core::Event::clear(stalled);
 }
 
 /// A sender SIGKILLed while it encodes the second item of a batch (a run of cells claimed,
@@ -285,8 +429,7 @@ fn a_receiver_killed_inside_recv_batch_loses_only_its_batch() {
 fn a_sender_killed_inside_send_batch_loses_only_the_unpublished_rest() {
     let _f = fork_lock();
     let (tx, rx) = small_ring::<Hang>();
-    let hung = HUNG.get_or_init(|| uniconc_process::event().unwrap());
-    uniconc_core::Event::clear(hung);
+    let hung = fresh(&HUNG);
     let child = spawn({
         let tx = tx.clone();
         move || match tx.send_batch([Hang(7), Hang(Hang::FOREVER), Hang(8)]) {
@@ -303,8 +446,6 @@ fn a_sender_killed_inside_send_batch_loses_only_the_unpublished_rest() {
     // Without the dead sender's claim padded, the next receive waits for good; without its
     // slots given back, the capacity would shrink for good.
     kill_then_go_round(child, hung, &tx, &rx, Hang);
-    // The next test of a stuck child waits for its own.
-    uniconc_core::Event::clear(hung);
 }
 
 /// `try_recv` behind a message another process is writing (cells claimed, not published):
@@ -315,8 +456,7 @@ fn a_sender_killed_inside_send_batch_loses_only_the_unpublished_rest() {
 fn try_recv_behind_a_stuck_then_killed_sender_does_not_hang() {
     let _f = fork_lock();
     let (tx, rx) = small_ring::<Hang>();
-    let hung = HUNG.get_or_init(|| uniconc_process::event().unwrap());
-    uniconc_core::Event::clear(hung);
+    let hung = fresh(&HUNG);
     let child = spawn({
         let tx = tx.clone();
         move || match tx.send(Hang(Hang::FOREVER)) {
@@ -407,19 +547,28 @@ fn shared_counters(n: usize) -> &'static [AtomicU32] {
 /// just taken).
 #[test]
 fn random_sigkills_lose_only_what_the_killed_held() {
-    random_sigkills(1);
+    random_sigkills(1, 1, false);
 }
 
 /// The same with `send_batch` and `recv_batch` of 8: a killed receiver loses at most the
 /// batch it held, a killed sender only the items of its batch it had not published.
 #[test]
 fn random_sigkills_inside_batches_lose_only_what_the_killed_held() {
-    random_sigkills(8);
+    random_sigkills(8, 1, false);
+}
+
+/// Receivers SIGKILLed two at once (so both are found dead by the same reap, their claims
+/// settled together), half the processes sending and receiving one by one and half in
+/// batches of 8, so single claims and ranges meet at the same positions.
+#[test]
+fn random_sigkills_of_two_receivers_at_once_with_mixed_batches() {
+    random_sigkills(8, 2, true);
 }
 
 /// [`random_sigkills_lose_only_what_the_killed_held`], sending and receiving in batches of
-/// `batch` (1: one by one).
-fn random_sigkills(batch: usize) {
+/// `batch` (1: one by one; with `mixed`, only the odd-numbered senders and the receivers
+/// started at odd rounds), killing `together` receivers at once in each round.
+fn random_sigkills(batch: usize, together: usize, mixed: bool) {
     let _f = fork_lock();
     let (producers, consumers) = (4usize, 3usize);
     let (consumer_kills, producer_kills) = (10usize, 2usize);
@@ -434,6 +583,7 @@ fn random_sigkills(batch: usize) {
     let mut prods: Vec<_> = (0..producers)
         .map(|p| {
             let tx = tx.clone();
+            let batch = if mixed && p % 2 == 0 { 1 } else { batch };
             spawn(move || {
                 let mut i = 0;
                 while i < per {
@@ -452,8 +602,9 @@ fn random_sigkills(batch: usize) {
         })
         .collect();
     drop(tx);
-    let consumer = || {
+    let consumer = |k: usize| {
         let rx = rx.clone();
+        let batch = if mixed && k % 2 == 0 { 1 } else { batch };
         spawn(move || {
             let mut buf = Vec::new();
             loop {
@@ -475,7 +626,7 @@ fn random_sigkills(batch: usize) {
             }
         })
     };
-    let mut cons: Vec<_> = (0..consumers).map(|_| consumer()).collect();
+    let mut cons: Vec<_> = (0..consumers).map(consumer).collect();
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(7, |d| d.subsec_nanos() as usize);
@@ -493,17 +644,19 @@ fn random_sigkills(batch: usize) {
             assert!(start.elapsed() < LIMIT, "stalled at {} of {goal}", total());
             std::thread::sleep(Duration::from_micros(50 + (seed >> round) as u64 % 200));
         }
-        let c = cons.remove((seed >> round) % cons.len());
-        c.kill();
+        let killed: Vec<_> = (0..together)
+            .map(|k| cons.remove((seed >> (round + k)) % cons.len()))
+            .collect();
+        killed.iter().for_each(common::Child::kill);
         // Reaped at once (dropping a `Child` waits for it): without /proc (the portable
         // fallback) a zombie of another process's child counts as alive.
-        drop(c);
+        drop(killed);
         if round % (consumer_kills / producer_kills) == 1 {
             let p = prods.remove((seed >> (round + 7)) % prods.len());
             p.kill();
             drop(p);
         }
-        cons.push(consumer());
+        cons.extend((0..together).map(|k| consumer(round + k + 1)));
     }
     drop(rx);
     for c in prods.into_iter().chain(cons) {
@@ -523,10 +676,12 @@ fn random_sigkills(batch: usize) {
             missing += usize::from(n == 0 && i < upto);
         }
     }
+    let killed = consumer_kills * together;
     assert!(
-        missing <= consumer_kills * batch,
-        "{missing} sent messages missing, {consumer_kills} receivers killed (batches of {batch})"
+        missing <= killed * batch,
+        "{missing} sent messages missing, {killed} receivers killed (batches of {batch})"
     );
+    eprintln!("{missing} sent messages missing, {killed} receivers killed (batches of {batch})");
 }
 
 #[test]

@@ -102,7 +102,8 @@ impl Chan {
 impl Chan {
     /// Settles what the dead process of `dead` (a slot this reaper holds) left half done in
     /// the ring, unless a live process's thread may be the one doing it: records it had
-    /// claimed and not completed (killed while decoding: `Ring::recover`), and message slots
+    /// claimed and not completed (killed while decoding: `Ring::recover`, or
+    /// `Ring::recover_range` for a range), and message slots
     /// and cells it had taken and not published (killed while encoding: `Ring::recover_send`).
     /// Returns whether it settled any (peers may go on) and whether it left any for a later
     /// reap (a live thread's words named the same record: a claim that lost its CAS, until
@@ -114,8 +115,9 @@ impl Chan {
     /// (Acquire), the reaper sees the words of any live claimer below them, or a later value
     /// (and then the completion or publication, which the ring checks last). A word may also
     /// be a claim that lost its CAS; if every word naming an unsettled record is a dead
-    /// process's, one of them did claim it. Dead senders' words that disagree on the cells of
-    /// one position (one of them lost its claim) are left alone.
+    /// process's, one of them did claim it: dead receivers' words that disagree on the range
+    /// at one position are settled by [`settle_receives`]. Dead senders' words that disagree
+    /// on the cells of one position (one of them lost its claim) are left alone.
     pub(super) fn recover_claims(&self, dead: &ProcSlot) -> (bool, bool) {
         // Relaxed: the process is dead; the stores it made before it died are visible.
         // The record (or range) each receiving thread may hold: `h`, and its range word.
@@ -128,10 +130,6 @@ impl Chan {
                 Some((h, s.recv_span.load(Ordering::Relaxed)))
             })
             .collect();
-        // Two of its threads naming `h` with different ranges: one lost its claim, and which
-        // one cannot be told: left alone, as between two dead processes below.
-        let all = recvs.clone();
-        recvs.retain(|&(h, span)| all.iter().all(|&(x, other)| x != h || other == span));
         let mut sends: Vec<(&SendWords, u64, u64)> = dead
             .sends
             .iter()
@@ -152,6 +150,8 @@ impl Chan {
             return (false, false);
         }
         let before = recvs.len() + sends.len();
+        // The positions live receive words name, and every dead one's word (this slot's too).
+        let (mut live_at, mut dead_at) = (Vec::new(), recvs.clone());
         let me = procs::my_pid();
         for slot in self.hdr().used_slots() {
             // Acquire: pairs with the Release store of a new owner's pid.
@@ -174,12 +174,10 @@ impl Chan {
                 // Acquire: pairs with the Release store of a later claim (or clear).
                 if let Some(h) = w.load(Ordering::Acquire).checked_sub(1) {
                     if live {
-                        recvs.retain(|&(x, _)| x != h);
+                        live_at.push(h);
                     } else {
-                        // A dead claimer of `h` with another range (one of the two lost its
-                        // claim): not this reaper's to settle.
-                        let span = s.recv_span.load(Ordering::Relaxed);
-                        recvs.retain(|&(x, own)| x != h || own == span);
+                        // Relaxed: the process is dead (as above).
+                        dead_at.push((h, s.recv_span.load(Ordering::Relaxed)));
                     }
                 }
                 let pos = s.pos.load(Ordering::Acquire);
@@ -191,14 +189,19 @@ impl Chan {
                 }
             }
         }
-        let deferred = recvs.len() + sends.len() < before;
+        // A live thread's word naming the same record: a claim it lost, or it holds it.
+        recvs.retain(|&(h, _)| !live_at.contains(&h));
+        let mut deferred = recvs.len() + sends.len() < before;
         let mut progress = false;
-        for &(h, span) in &recvs {
-            progress |= if span == 0 {
-                ring.recover(h)
-            } else {
-                ring.recover_range(h, span)
-            };
+        let mut seen = Vec::new();
+        for &(h, _) in &recvs {
+            if seen.contains(&h) {
+                continue;
+            }
+            seen.push(h);
+            let (p, settled) = settle_receives(&ring, h, head, &live_at, &dead_at);
+            progress |= p;
+            deferred |= !settled;
         }
         for &(w, pos, span) in &sends {
             // Relaxed: the process is dead (as above).
@@ -208,5 +211,122 @@ impl Chan {
             progress = true;
         }
         (progress, deferred)
+    }
+}
+
+/// The cells of a range word.
+fn cells_of(range: u64) -> u64 {
+    range & 0xFFFF_FFFF
+}
+
+/// The messages of a range word.
+fn msgs_of(range: u64) -> u64 {
+    (range >> 32) & !(ring::RANGE_COUNTED >> 32)
+}
+
+/// Settles what dead receivers' words say they claimed at `h` (`dead`: every dead
+/// process's receive words, as `(h, range word)`), unless a live thread may hold part of
+/// it (`live`: the positions live words name, loaded after `head`). Returns whether it
+/// finished anything and whether it settled everything there (or left some for a later
+/// reap).
+///
+/// All but one of the dead words naming `h` may be claims that lost their CAS, their
+/// process killed before its words moved on; each says which records it would have taken
+/// from `h`, and they agree unless records were published between their scans. Words that
+/// agree (apart from whether the range is counted yet) name the winner's claim. Otherwise,
+/// a counted range is the winner's (a loser never counts). Otherwise every claim of `h` is
+/// a run of whole records from `h`, so the shortest is a prefix of the winner's: it is
+/// finished, and what the longer claims say past it is settled the same way at the position
+/// after it, where the winner's rest (no other word can name a position inside a claimed
+/// range) or the next claim (whose claimer's word names it) is. A range with a word naming
+/// a position inside it is left: it spans someone else's claim.
+pub(super) fn settle_receives(
+    ring: &Ring<'_>,
+    mut h: u64,
+    head: u64,
+    live: &[u64],
+    dead: &[(u64, u64)],
+) -> (bool, bool) {
+    let mut progress = false;
+    // Claims of `h` derived from longer claims of an earlier position.
+    let mut derived: Vec<u64> = Vec::new();
+    loop {
+        let mut claims = derived.clone();
+        for &(x, range) in dead {
+            if x == h {
+                let Some(r) = (if range == 0 {
+                    ring.single_range(h)
+                } else {
+                    Some(range)
+                }) else {
+                    return (progress, true); // nothing published at `h` is unfinished
+                };
+                claims.push(r);
+            }
+        }
+        let Some(&first) = claims.first() else {
+            return (progress, true);
+        };
+        let plain = |r: u64| r & !ring::RANGE_COUNTED;
+        let counted = |r: u64| r & ring::RANGE_COUNTED != 0;
+        let inside = |h: u64, cells: u64| {
+            live.iter()
+                .chain(dead.iter().map(|(x, _)| x))
+                .any(|&x| x > h && x < h + cells)
+        };
+        if claims.iter().all(|&r| plain(r) == plain(first)) {
+            let range = if claims.iter().any(|&r| counted(r)) {
+                first | ring::RANGE_COUNTED
+            } else {
+                plain(first)
+            };
+            if !derived.is_empty() && inside(h, cells_of(range)) {
+                return (progress, false);
+            }
+            let singles = derived.is_empty() && dead.iter().all(|&(x, r)| x != h || r == 0);
+            let r = if singles {
+                ring.recover(h)
+            } else {
+                ring.recover_range(h, range)
+            };
+            return (progress | r, true);
+        }
+        let mut winners: Vec<u64> = claims.iter().copied().filter(|&r| counted(r)).collect();
+        winners.sort_unstable();
+        winners.dedup();
+        match winners[..] {
+            [w] => return (progress | ring.recover_range(h, w), true),
+            [_, _, ..] => return (progress, false), // cannot tell: left alone
+            [] => {}
+        }
+        let Some(&short) = claims.iter().min_by_key(|&&r| cells_of(r)) else {
+            return (progress, true);
+        };
+        let cells = cells_of(short);
+        if cells == 0 || inside(h, cells) {
+            return (progress, false);
+        }
+        progress |= ring.recover_range(h, short);
+        let next = h + cells;
+        derived = claims
+            .iter()
+            .filter(|&&r| cells_of(r) > cells)
+            .map(|&r| (cells_of(r) - cells) | msgs_of(r).saturating_sub(msgs_of(short)) << 32)
+            .collect();
+        derived.sort_unstable();
+        derived.dedup();
+        if derived.is_empty() {
+            return (progress, true);
+        }
+        if next >= head {
+            return (progress, false); // not claimed yet: the longer claims are losers'
+        }
+        if ring.single_range(next).is_none() {
+            return (progress, true); // nothing unfinished there
+        }
+        if live.contains(&next) {
+            return (progress, false);
+        }
+        h = next;
     }
 }

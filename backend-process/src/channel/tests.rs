@@ -338,3 +338,84 @@ fn async_send_waits_for_room() {
     futures_lite::future::block_on(tx.send_async(2)).unwrap();
     assert_eq!(h.join().unwrap(), (1, 2));
 }
+
+/// Decodes as a `u8`, except that decoding 0 sets [`NAPPING`] and sleeps for good: a
+/// receiver stuck inside `recv_batch`, holding the range it took.
+#[derive(Debug, PartialEq, serde::Serialize)]
+struct Nap(u8);
+
+static NAPPING: std::sync::OnceLock<crate::Event> = std::sync::OnceLock::new();
+
+impl<'de> serde::Deserialize<'de> for Nap {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = u8::deserialize(d)?;
+        if v == 0 {
+            uniconc_core::Event::set(NAPPING.get().expect("set before the fork"));
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        Ok(Nap(v))
+    }
+}
+
+/// A receiver dies holding a range of `held` records from position 0 while a second dead
+/// process's words name position 0 with a range of `loser` records (a claim of the same
+/// records that lost its CAS, the process killed before its words moved on; `loser` may be
+/// longer or shorter). One reap settles the winner's range whichever it is: its messages
+/// are counted, its cells come back, and the records after it arrive.
+fn a_dead_range_with_a_dead_loser_naming_it(held: u8, loser: u64) {
+    let _forks = forks();
+    use uniconc_core::{Event as _, JoinHandle as _, Sender as _};
+    let (tx, rx) = channel::<Nap>(8).unwrap();
+    let napping = NAPPING.get_or_init(|| crate::event().unwrap());
+    napping.clear();
+    for v in 0..held {
+        tx.send(Nap(v)).unwrap();
+    }
+    let child = crate::spawn({
+        let rx = rx.clone();
+        move || {
+            let mut buf = Vec::new();
+            rx.recv_batch(&mut buf, 8).is_ok()
+        }
+    })
+    .unwrap();
+    napping.wait();
+    for v in held..4 {
+        tx.send(Nap(v)).unwrap();
+    }
+    let pid = child.id();
+    child.kill().unwrap();
+    while procs::is_alive(Identity { pid, start: 0 }) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // The loser: another dead process whose words name position 0.
+    let hdr = tx.chan.hdr();
+    let fake = claim_slot(hdr, Identity { pid, start: 0 }, false).expect("a free slot");
+    hdr.procs[fake].claims[0].store(1, Ordering::Relaxed);
+    hdr.procs[fake].sends[0]
+        .recv_span
+        .store(loser | loser << 32, Ordering::Release);
+    tx.chan.reap();
+    assert_eq!(tx.len(), 4 - usize::from(held), "the dead range is counted");
+    for v in held..4 {
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(Nap(v)));
+    }
+    // Round the ring: its cells came back.
+    for v in 0..64u8 {
+        tx.send(Nap(v | 1)).unwrap();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(Nap(v | 1)));
+    }
+    drop(child);
+}
+
+#[test]
+fn a_dead_range_is_settled_though_a_dead_loser_names_it_with_a_longer_range() {
+    a_dead_range_with_a_dead_loser_naming_it(2, 3);
+}
+
+#[test]
+fn a_dead_range_is_settled_though_a_dead_loser_names_it_with_a_shorter_range() {
+    a_dead_range_with_a_dead_loser_naming_it(3, 2);
+}

@@ -384,3 +384,73 @@ fn loom_recover_a_dead_batch_producer() {
         assert_eq!(sent, s.hdr.done.recvd.load(Ordering::Relaxed));
     });
 }
+
+/// A producer published its record at 0 and died before clearing its words (they still
+/// name position 0). Its reaper runs while a consumer reads that record and a live producer
+/// reuses the cell for position 2: the reaper must see the record as published (and give
+/// the slot back), never publish padding over the later lap's record.
+#[test]
+fn loom_recover_a_dead_producer_whose_record_was_read_and_reused() {
+    model(|| {
+        let s = Arc::new(Shared::new(2));
+        let r = s.ring();
+        // The dead producer's record, published; its words still say `pos = 0 + 1`.
+        push_val(&r, 1, 8);
+        let reaper = on_threads(&s, 1, |r| r.recover_send(1, 1 | SPAN_MESSAGE, 0)).remove(0);
+        assert_eq!(pop_one(&r), (1, 8));
+        push_val(&r, 2, 8);
+        push_val(&r, 3, 8); // position 2: cell 0 again
+        assert!(
+            !reaper.join().unwrap(),
+            "nothing to publish: the record was published"
+        );
+        assert_eq!(pop_val(&r), Some((2, 8)));
+        assert_eq!(
+            pop_val(&r),
+            Some((3, 8)),
+            "the later lap's record is intact"
+        );
+        assert!(r.is_empty());
+        // Its slot was given back (settled as if it held one more): one more read than sent.
+        let sent = s.hdr.prod.sent.load(Ordering::Relaxed);
+        assert_eq!(sent + 1, s.hdr.done.recvd.load(Ordering::Relaxed));
+    });
+}
+
+/// The same for a batch producer that published both records of its claim and died before
+/// clearing its words: while its reaper runs, a consumer reads both and a live producer
+/// reuses their cells; the reaper publishes nothing and gives no slot back.
+#[test]
+fn loom_recover_a_dead_batch_producer_whose_records_were_read_and_reused() {
+    model(|| {
+        let s = Arc::new(Shared::new(2));
+        let r = s.ring();
+        let words = SendWords::default();
+        let mut b = r.claim_batch(None, &words, 1, 2, 2).expect("room");
+        for v in [1, 2] {
+            assert_eq!(
+                b.push(1, |buf| {
+                    buf[0] = v;
+                    true
+                }),
+                Some(true)
+            );
+        }
+        std::mem::forget(b); // killed before clearing its words
+        let (pos, span, prog) = (
+            words.pos.load(Ordering::Relaxed),
+            words.span.load(Ordering::Relaxed),
+            words.progress.load(Ordering::Relaxed),
+        );
+        let reaper = on_threads(&s, 1, move |r| r.recover_send(pos, span, prog)).remove(0);
+        assert_eq!(pop_one(&r), (1, 1));
+        assert_eq!(pop_one(&r), (2, 1));
+        push_val(&r, 3, 8); // positions 2 and 3: cells 0 and 1 again
+        push_val(&r, 4, 8);
+        assert!(!reaper.join().unwrap(), "nothing to publish");
+        assert_eq!(pop_val(&r), Some((3, 8)));
+        assert_eq!(pop_val(&r), Some((4, 8)));
+        let sent = s.hdr.prod.sent.load(Ordering::Relaxed);
+        assert_eq!(sent, s.hdr.done.recvd.load(Ordering::Relaxed));
+    });
+}

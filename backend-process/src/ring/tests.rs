@@ -600,3 +600,38 @@ fn a_producer_killed_around_its_batch_claim_is_settled() {
     assert_eq!(r.queued(), 0);
     assert!(r.is_empty());
 }
+
+/// A producer passing its skip record from the soft end makes a claim of a single record:
+/// it clears its range word first (a reaper would otherwise read the claim as the range the
+/// thread last received), and a pass another consumer won leaves its claim word clear (it
+/// would otherwise hold back the recovery of that record if its taker died).
+#[test]
+fn a_skip_pass_leaves_words_that_name_only_its_claim() {
+    let mut o = Owned::new(4);
+    let r = o.ring();
+    let (intent, range) = (
+        AtomicU64::new(0),
+        AtomicU64::new(3 | 2 << 32 | RANGE_COUNTED),
+    );
+    r.publish(0, SKIP | 4);
+    r.hdr.prod.tail.store(4, Ordering::Relaxed);
+    r.pass_skip(0, 4, &intent, &range);
+    assert_eq!(range.load(Ordering::Relaxed), 0, "a single claim");
+    assert_eq!(intent.load(Ordering::Relaxed), 1);
+    assert!(
+        r.is_empty() && r.advance_done() == 4,
+        "passed and completed"
+    );
+    // A consumer took the next one first.
+    r.publish(4, SKIP | 4);
+    r.hdr.prod.tail.store(8, Ordering::Relaxed);
+    r.hdr.head.store(8, Ordering::Relaxed);
+    range.store(3 | 2 << 32 | RANGE_COUNTED, Ordering::Relaxed);
+    r.pass_skip(4, 4, &intent, &range);
+    assert_eq!(
+        intent.load(Ordering::Relaxed),
+        0,
+        "a lost pass names nothing"
+    );
+    assert_eq!(range.load(Ordering::Relaxed), 0);
+}
