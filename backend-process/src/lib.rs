@@ -111,6 +111,7 @@ cfg_if::cfg_if! {
         pub mod start;
         mod state;
         mod sync;
+        mod travel;
         mod waiter;
         mod wake;
 
