@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use common::{serial, spawn};
 use uniconc_core::{
-    Event as _, Lock as _, Receiver as _, RecvError, RecvTimeoutError, Sender as _,
+    Barrier as _, Event as _, Lock as _, Receiver as _, RecvError, RecvTimeoutError,
+    Semaphore as _, Sender as _,
 };
-use uniconc_process::{Event, Lock, Receiver, Sender, channel, unbounded};
+use uniconc_process::{Barrier, Event, Lock, Receiver, Semaphore, Sender, channel, unbounded};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -186,6 +187,25 @@ fn a_lock_and_an_event_travel_to_a_worker_forked_before_them() {
     assert!(lock.try_lock().is_err(), "the worker holds the lock");
     drop(tx); // its receiver sees Disconnected and lets go
     drop(lock.lock().unwrap());
+    assert_eq!(worker.join(LIMIT), 0);
+}
+
+#[test]
+fn a_semaphore_and_a_barrier_travel_to_a_worker_forked_before_them() {
+    let _s = serial("a_semaphore_and_a_barrier_travel_to_a_worker_forked_before_them");
+    let (jobs_tx, jobs_rx) = channel::<(Semaphore, Barrier)>(1).unwrap();
+    let worker = spawn(move || {
+        let (sem, barrier) = jobs_rx.recv().unwrap();
+        sem.release();
+        barrier.wait();
+        0
+    });
+    let sem = Semaphore::new(0).unwrap();
+    let barrier = Barrier::new(2).unwrap();
+    jobs_tx.send((sem.clone(), barrier.clone())).unwrap();
+    let permit = sem.acquire_timeout(LIMIT).unwrap();
+    permit.forget();
+    barrier.wait();
     assert_eq!(worker.join(LIMIT), 0);
 }
 
