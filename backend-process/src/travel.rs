@@ -1,5 +1,5 @@
-//! Handles that travel: a `Sender`, `Receiver`, `Lock`, `Semaphore`, `Event`, `Barrier`,
-//! `Value` or `Array` serialized in one process (sent through a channel, returned from a pool
+//! Handles that travel: a `Sender`, `Receiver`, `Lock`, `Semaphore`, `Event` or `Barrier`
+//! serialized in one process (sent through a channel, returned from a pool
 //! task, stored in a `Map`) and deserialized in another — one that did not inherit it, such as
 //! a worker forked before the object existed — maps the same memory and works.
 //!
@@ -33,9 +33,10 @@
 //! *A serialized handle is held by the process that serialized it, until it is deserialized
 //! or that process ends.* So:
 //! - the process that serialized keeps the object mapped while the handle is in flight
-//!   ([`keep`]), and a travelling channel end is counted in that process's slot
-//!   (`channel/travel.rs`): a receiver never sees `Disconnected` because the only sender is
-//!   inside a message;
+//!   ([`keep`]; a `Lock`, `Semaphore`, `Event` or `Barrier`, which count no holders, for the
+//!   rest of its life, one mapping per object), and a travelling channel end is counted in
+//!   that process's slot (`channel/travel.rs`): a receiver never sees `Disconnected` because
+//!   the only sender is inside a message;
 //! - the first deserialization takes the travelling end over (it is then counted in the
 //!   deserializing process, which becomes a member: its death is reaped like a child's); each
 //!   further deserialization of the same bytes is one more clone, while the object lives;

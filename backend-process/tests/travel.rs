@@ -251,3 +251,21 @@ struct Wire {
     params: [u64; 4],
     slot: u32,
 }
+
+#[test]
+fn a_handle_returned_from_spawn_works_or_is_a_clear_error() {
+    let _s = serial("a_handle_returned_from_spawn_works_or_is_a_clear_error");
+    // The child ends right after it reports: its handle in flight ends with it unless the
+    // parent read it first. Either way: no hang, no dead handle.
+    let h = uniconc_process::spawn(|| channel::<u64>(1).unwrap()).unwrap();
+    match uniconc_core::JoinHandle::join(h) {
+        Ok((tx, rx)) => {
+            tx.send(3).unwrap();
+            assert_eq!(rx.recv(), Ok(3));
+        }
+        Err(e) => {
+            eprintln!("a handle returned from spawn: {e}");
+            assert!(e.to_string().contains("ended"), "{e}");
+        }
+    }
+}

@@ -246,6 +246,9 @@ pub trait Backend: Copy + Send + Sync + 'static {
     /// while the object lives, and `NotFound` on the thread and tokio backends (their bytes
     /// are read once; clone the handle instead). Bytes whose serializing process has ended
     /// fail with `NotFound`; a handle read as another kind or element type, `Incompatible`.
+    /// So on the process backend a handle in a `spawn`ed unit's result is gone by the time the
+    /// result is read (the child ends right after reporting; `join` says why): return handles
+    /// from pool tasks, whose workers live on, or send them through a channel.
     ///
     /// `true` for the process, thread and tokio backends (the default); `false` for Redis,
     /// whose objects are shared by id (`tx.id()`, `conn.open_sender(id)`) for now.
