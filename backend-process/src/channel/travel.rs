@@ -127,10 +127,24 @@ impl Chan {
         let counted = pinned.load(Ordering::Relaxed)
             && in_flight(slot.travel.load(Ordering::Relaxed), sender) > 0;
         if !counted {
-            pinned.store(true, Ordering::Relaxed);
+            // Count the end in the total first, so the total never lacks a unit the slot word
+            // holds (a reaper subtracts what the word holds).
             self.conn_of(sender).fetch_add(1, Ordering::Relaxed);
-            // Release: pairs with a deserializer's Acquire CAS (the count above first).
-            slot.travel.fetch_add(unit(sender), Ordering::Release);
+            // Release: pairs with a deserializer's Acquire CAS (the count above first). A full
+            // half (65535 ends of one side in flight from one process) is refused rather than
+            // carried into the other half.
+            let added = slot
+                .travel
+                .fetch_update(Ordering::Release, Ordering::Relaxed, |t| {
+                    (in_flight(t, sender) < SIDE_MASK).then(|| t + unit(sender))
+                });
+            if added.is_err() {
+                self.lower(self.conn_of(sender), 1);
+                return Err(wire::ser_err(Error::full(format!(
+                    "{SIDE_MASK} ends of this channel are already in flight from this process"
+                ))));
+            }
+            pinned.store(true, Ordering::Relaxed);
             wire::keep(Box::new(KeepChan(self.clone(), w.object())));
         }
         serde::Serialize::serialize(&w, s)
