@@ -59,6 +59,9 @@ pub struct Barrier {
     inner: Arc<Inner>,
 }
 
+// Travels through a codec (a `Map`, a task's result): see `uniconc_core::travel`.
+uniconc_core::travel_local!(Barrier, inner);
+
 /// What an arrival found.
 enum Arrival {
     /// Completed the generation: the leader.

@@ -339,6 +339,9 @@ pub struct Sender<T> {
     shared: Arc<Shared<T>>,
 }
 
+// Travels through a codec (a `Map`, a task's result): see `uniconc_core::travel`.
+uniconc_core::travel_local!(Sender<T>, shared);
+
 /// The receiving half of a channel; `Clone` it for more consumers (each message goes to one).
 ///
 /// Dropping the last `Receiver` disconnects the channel: queued messages are dropped at once
@@ -364,6 +367,9 @@ pub struct Sender<T> {
 pub struct Receiver<T> {
     shared: Arc<Shared<T>>,
 }
+
+// Travels through a codec (a `Map`, a task's result): see `uniconc_core::travel`.
+uniconc_core::travel_local!(Receiver<T>, shared);
 
 fn new_channel<T>(cap: Option<usize>) -> (Sender<T>, Receiver<T>) {
     let shared = Arc::new(Shared {

@@ -53,6 +53,9 @@ pub struct Event {
     inner: Arc<Inner>,
 }
 
+// Travels through a codec (a `Map`, a task's result): see `uniconc_core::travel`.
+uniconc_core::travel_local!(Event, inner);
+
 impl Event {
     async fn wait_inner(&self) {
         {

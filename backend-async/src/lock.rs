@@ -57,6 +57,9 @@ pub struct Lock {
     inner: Arc<Inner>,
 }
 
+// Travels through a codec (a `Map`, a task's result): see `uniconc_core::travel`.
+uniconc_core::travel_local!(Lock, inner);
+
 /// Holds a [`Lock`]; releases it on drop. `Send`: it can be held across an `.await`.
 ///
 /// ```

@@ -51,6 +51,9 @@ pub struct Semaphore {
     inner: Arc<tokio::sync::Semaphore>,
 }
 
+// Travels through a codec (a `Map`, a task's result): see `uniconc_core::travel`.
+uniconc_core::travel_local!(Semaphore, inner);
+
 impl uniconc_core::Semaphore for Semaphore {
     /// # Errors
     /// `InvalidArgument` if `permits` exceeds tokio's limit (`usize::MAX >> 3`).

@@ -46,6 +46,48 @@ pub struct Barrier {
     parties: u32,
 }
 
+// A `Barrier` travels (`crate::travel`): its parties go with it, checked on arrival.
+impl serde::Serialize for Barrier {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let params = [u64::from(self.parties), 0, 0, 0];
+        let w = crate::travel::describe(self.shm.region(), named::Kind::Barrier, "", params, 0)
+            .map_err(crate::travel::ser_err)?;
+        struct K {
+            _alive: Arc<ShmBox<BarrierShm>>,
+            object: (u64, u64),
+        }
+        impl crate::travel::Keep for K {
+            fn needed(&self) -> bool {
+                true
+            }
+            fn object(&self) -> (u64, u64) {
+                self.object
+            }
+        }
+        crate::travel::keep(Box::new(K {
+            _alive: self.shm.clone(),
+            object: w.object(),
+        }));
+        w.serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Barrier {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = crate::travel::Wire::deserialize(d)?;
+        let n = usize::try_from(w.params[0]).unwrap_or(usize::MAX);
+        uniconc_core::validate::barrier_parties(n, (1 << 31) - 1).map_err(crate::travel::de_err)?;
+        let region =
+            crate::travel::open(&w, named::Kind::Barrier, "").map_err(crate::travel::de_err)?;
+        procs::install_fork_handlers();
+        let shm = ShmBox::from_region(region).map_err(crate::travel::de_err)?;
+        Ok(Self {
+            shm: Arc::new(shm),
+            parties: n as u32,
+        })
+    }
+}
+
 enum Arrival {
     Leader,
     Waiting(u32),

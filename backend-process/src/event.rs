@@ -43,6 +43,9 @@ pub struct Event {
     shm: Arc<ShmBox<EventShm>>,
 }
 
+// An `Event` travels (`crate::travel`).
+crate::travel::travelling_page!(Event, ShmBox<EventShm>, crate::named::Kind::Event);
+
 impl Event {
     /// The event named `name` (see [`Named`](uniconc_core::Named)).
     pub(crate) fn named(name: &uniconc_core::Name) -> Result<Self, Error> {

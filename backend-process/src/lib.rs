@@ -16,6 +16,8 @@
 //! - `platform`: the only platform switch: futex on Linux, a polling waiter elsewhere.
 //! - `shm`: shared mappings and the `ShmSafe` layout rules.
 //! - `named`: named objects: a primitive's region in a file opened by name (see below).
+//! - `travel`: handles that travel: a serialized handle is opened, by a process that did not
+//!   inherit it, through the serializer's memory file.
 //! - `procs`: cached pid, process identity (pid + start time), liveness, fork handlers.
 //! - `codec`: the message encoding (bincode 2, chosen by measurement; see the README).
 //! - `ring`: the lock-free MPMC ring of variable-size records (loom-checked).
@@ -111,6 +113,7 @@ cfg_if::cfg_if! {
         pub mod start;
         mod state;
         mod sync;
+        mod travel;
         mod waiter;
         mod wake;
 

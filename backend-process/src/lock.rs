@@ -339,6 +339,10 @@ pub struct Lock {
     shm: Arc<ShmBox<LockShm>>,
 }
 
+// A `Lock` travels (`crate::travel`): serialized, it names its memory; deserialized in any
+// process of the user, it is the same lock.
+crate::travel::travelling_page!(Lock, ShmBox<LockShm>, crate::named::Kind::Lock);
+
 /// Held while a [`Lock`] is held; releases it on drop.
 ///
 /// ```

@@ -60,6 +60,9 @@ pub struct Semaphore {
     shm: Arc<ShmBox<SemShm>>,
 }
 
+// A `Semaphore` travels (`crate::travel`).
+crate::travel::travelling_page!(Semaphore, ShmBox<SemShm>, crate::named::Kind::Semaphore);
+
 impl Semaphore {
     /// The semaphore named `name`, holding `permits` if it is created here (see
     /// [`Named`](uniconc_core::Named)).

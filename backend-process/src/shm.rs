@@ -1,6 +1,8 @@
-//! Shared memory: anonymous `MAP_SHARED` mappings made before `fork`, so every forked child
-//! sees the same pages (memmap2's `map_anon` is `MAP_PRIVATE`: a child's writes would stay
-//! invisible, so it is not used).
+//! Shared memory: `MAP_SHARED` mappings of a memory file of the process's own (`memfd`; an
+//! anonymous mapping where there is none) made before `fork`, so every forked child sees the
+//! same pages (memmap2's `map_anon` is `MAP_PRIVATE`: a child's writes would stay invisible,
+//! so it is not used). The file's descriptor stays open with the mapping, so a handle can
+//! travel to a process that did not inherit it (`travel.rs`).
 //!
 //! # Layout rules
 //!
@@ -38,6 +40,11 @@ pub(crate) struct Region {
     /// The whole mapping, unmapped on drop.
     map: NonNull<u8>,
     map_len: usize,
+    /// The memory file behind the mapping (a `memfd`, close-on-exec, so forked children
+    /// inherit it under the same number), kept open so that another process can open it
+    /// through `/proc/<pid>/fd/<fd>` when a handle travels (`travel.rs`); `-1` where the
+    /// mapping has no file of its own (a named object's, or where `memfd_create` is missing).
+    fd: libc::c_int,
 }
 
 // SAFETY: the region is plain memory; every access to it goes through `ShmSafe` structures or
@@ -54,26 +61,33 @@ impl Region {
         if len == 0 {
             return Err(Error::invalid_argument("a shared region cannot be empty"));
         }
-        let mut flags = libc::MAP_SHARED | libc::MAP_ANONYMOUS;
+        let fd = memory_file(len)?;
+        let mut flags = libc::MAP_SHARED;
+        if fd < 0 {
+            flags |= libc::MAP_ANONYMOUS;
+        }
         if lazy {
             flags |= libc::MAP_NORESERVE;
         }
-        // SAFETY: a fresh anonymous mapping at an address of the kernel's choice: no existing
-        // memory is affected; the arguments are valid for mmap.
+        // SAFETY: a fresh shared mapping (of our own memory file, or anonymous) at an address
+        // of the kernel's choice: no existing memory is affected; the arguments are valid.
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
                 flags,
-                -1,
+                fd,
                 0,
             )
         };
         if ptr == libc::MAP_FAILED {
-            return Err(Error::last_os_error(format!(
-                "mapping {len} bytes of shared memory"
-            )));
+            let e = Error::last_os_error(format!("mapping {len} bytes of shared memory"));
+            if fd >= 0 {
+                // SAFETY: the descriptor `memory_file` just opened, closed once.
+                unsafe { libc::close(fd) };
+            }
+            return Err(e);
         }
         let ptr = NonNull::new(ptr.cast::<u8>())
             .ok_or_else(|| Error::invalid_argument("mmap returned a null mapping"))?;
@@ -82,7 +96,19 @@ impl Region {
             len,
             map: ptr,
             map_len: len,
+            fd,
         })
+    }
+
+    /// The memory file behind the whole mapping (`-1`: none), and the mapping's length.
+    pub(crate) fn file(&self) -> (libc::c_int, usize) {
+        (self.fd, self.map_len)
+    }
+
+    /// Takes ownership of `fd`, the open file `map` maps (see [`file`](Self::file)).
+    pub(crate) fn with_file(mut self, fd: libc::c_int) -> Self {
+        self.fd = fd;
+        self
     }
 
     /// Takes ownership of the mapping `map .. map + map_len` and makes a region of the
@@ -101,6 +127,7 @@ impl Region {
             len: map_len - offset,
             map,
             map_len,
+            fd: -1,
         }
     }
 
@@ -163,7 +190,44 @@ impl Drop for Region {
         // `from_mapping`), and no reference into it outlives `self` (every accessor borrows
         // `self`).
         unsafe { libc::munmap(self.map.as_ptr().cast(), self.map_len) };
+        if self.fd >= 0 {
+            // SAFETY: the descriptor this region owns (every process has its own copy of the
+            // number: fork duplicates the table), closed once.
+            unsafe { libc::close(self.fd) };
+        }
     }
+}
+
+/// A `len`-byte memory file (`memfd`, close-on-exec, never reserving swap up front: pages
+/// are committed when first touched, as for an anonymous mapping), or `-1` where the system
+/// has none (then the mapping is anonymous and its handles cannot travel).
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+fn memory_file(len: usize) -> Result<libc::c_int, Error> {
+    // SAFETY: a valid NUL-terminated name and flags.
+    let fd = unsafe { libc::memfd_create(c"uniconc".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Ok(-1);
+    }
+    let Ok(off) = libc::off_t::try_from(len) else {
+        // SAFETY: the descriptor just opened, closed once.
+        unsafe { libc::close(fd) };
+        return Err(Error::invalid_argument(format!(
+            "{len} bytes of shared memory do not fit a file"
+        )));
+    };
+    // SAFETY: a descriptor we own; extends the empty file with zero bytes.
+    if unsafe { libc::ftruncate(fd, off) } != 0 {
+        let e = Error::last_os_error(format!("sizing {len} bytes of shared memory"));
+        // SAFETY: as above.
+        unsafe { libc::close(fd) };
+        return Err(e);
+    }
+    Ok(fd)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+fn memory_file(_len: usize) -> Result<libc::c_int, Error> {
+    Ok(-1)
 }
 
 /// A region whose first bytes hold an `H` header.

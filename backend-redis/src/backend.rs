@@ -170,6 +170,7 @@ impl uniconc_core::Backend for Redis {
     const REMOTE: bool = true;
     const POOL_CLOSURES: bool = false;
     const NAMED: bool = false;
+    const TRAVEL: bool = false;
 
     type Sender<T: Message> = crate::Sender<T>;
     type Receiver<T: Message> = crate::Receiver<T>;

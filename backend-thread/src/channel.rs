@@ -318,6 +318,9 @@ pub struct Sender<T> {
     shared: Arc<Shared<T>>,
 }
 
+// Travels through a codec (a `Map`, a task's result): see `uniconc_core::travel`.
+uniconc_core::travel_local!(Sender<T>, shared);
+
 /// The receiving half of a thread-backend channel. Clone it to add consumers.
 ///
 /// A crossbeam-channel receiver: every message goes to exactly one receiver. Once every
@@ -342,6 +345,9 @@ pub struct Receiver<T> {
     rx: ManuallyDrop<cb::Receiver<T>>,
     shared: Arc<Shared<T>>,
 }
+
+// Travels through a codec (a `Map`, a task's result): see `uniconc_core::travel`.
+uniconc_core::travel_local!(Receiver<T>, shared);
 
 impl<T> fmt::Debug for Sender<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

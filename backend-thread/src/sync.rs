@@ -79,6 +79,9 @@ pub struct Lock {
     inner: Arc<Monitor<LockState>>,
 }
 
+// Travels through a codec (a `Map`, a task's result): see `uniconc_core::travel`.
+uniconc_core::travel_local!(Lock, inner);
+
 /// Holds a [`Lock`]; releases it on drop. `Send`: it may be held across an `.await`.
 ///
 /// A guard dropped while its thread panics marks the lock poisoned: the next acquisition gets
@@ -227,6 +230,9 @@ pub struct Semaphore {
     inner: Arc<Monitor<usize>>,
 }
 
+// Travels through a codec (a `Map`, a task's result): see `uniconc_core::travel`.
+uniconc_core::travel_local!(Semaphore, inner);
+
 impl uniconc_core::Semaphore for Semaphore {
     fn new(permits: usize) -> Result<Self, Error> {
         Ok(Self {
@@ -307,6 +313,9 @@ fn is_set(flag: &mut bool) -> Option<()> {
 pub struct Event {
     inner: Arc<Monitor<bool>>,
 }
+
+// Travels through a codec (a `Map`, a task's result): see `uniconc_core::travel`.
+uniconc_core::travel_local!(Event, inner);
 
 impl uniconc_core::Event for Event {
     fn new() -> Result<Self, Error> {
@@ -415,6 +424,9 @@ impl BarrierState {
 pub struct Barrier {
     inner: Arc<Monitor<BarrierState>>,
 }
+
+// Travels through a codec (a `Map`, a task's result): see `uniconc_core::travel`.
+uniconc_core::travel_local!(Barrier, inner);
 
 impl uniconc_core::Barrier for Barrier {
     fn new(n: usize) -> Result<Self, Error> {

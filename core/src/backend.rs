@@ -92,6 +92,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Message for T {}
 /// | [`REMOTE`](Backend::REMOTE): units may run on another machine | no | no | no | yes |
 /// | [`POOL_CLOSURES`](Backend::POOL_CLOSURES): a pool runs closures, not only named tasks | yes | yes | yes | no |
 /// | [`NAMED`](Backend::NAMED): primitives can be created and opened by name ([`named`](Backend::named)) | yes | yes | yes | no |
+/// | [`TRAVEL`](Backend::TRAVEL): handles are `Message`s, so they travel through channels, maps and task results | yes | yes | yes | no |
 ///
 /// ```
 /// use uniconc::{Backend, ErrorKind, JoinError, JoinHandle as _};
@@ -205,6 +206,53 @@ pub trait Backend: Copy + Send + Sync + 'static {
     /// `true` for the process, thread and tokio backends (the default); `false` for Redis,
     /// whose objects are shared by id (`tx.id()`, `conn.open_sender(id)`) for now.
     const NAMED: bool = true;
+
+    /// `true` if the handles — `Sender`, `Receiver`, `Lock`, `Semaphore`, `Event` (and
+    /// `Barrier` on the thread and tokio backends) — are [`Message`]s: a handle sent through a
+    /// channel, stored in a `Map` or returned from a task works where it lands, on the
+    /// process backend in a process that did not inherit it (a worker started before the
+    /// object existed). The associated types do not carry the bound (a backend without it
+    /// still implements `Backend`); generic code that sends a handle states it:
+    ///
+    /// ```
+    /// use uniconc::prelude::*;
+    /// use uniconc::Message;
+    ///
+    /// /// A worker makes a reply channel and sends its sender back.
+    /// fn ask<B: Backend>() -> Result<u64, Box<dyn std::error::Error>>
+    /// where
+    ///     B::Sender<u64>: Message,
+    /// {
+    ///     let (back_tx, back_rx) = B::channel::<B::Sender<u64>>(1)?;
+    ///     let worker = B::spawn(move || {
+    ///         let (tx, rx) = B::channel::<u64>(1).unwrap();
+    ///         back_tx.send(tx).unwrap();
+    ///         rx.recv().unwrap()
+    ///     })?;
+    ///     back_rx.recv()?.send(42)?;
+    ///     Ok(worker.join()?)
+    /// }
+    /// assert_eq!(ask::<uniconc::Thread>()?, 42);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// **A handle in flight** (serialized, not yet deserialized) is held by the process that
+    /// serialized it: a channel whose only sender is inside a message stays connected. The
+    /// first deserialization takes it over (on the process backend the deserializing process
+    /// becomes a member of the object: its death is reaped like a child's). A handle whose
+    /// bytes are dropped unread is released when the process that serialized it ends (on the
+    /// thread and tokio backends, where a channel carries the handle itself, when its message
+    /// is dropped). Reading the same bytes again gives one more clone on the process backend
+    /// while the object lives, and `NotFound` on the thread and tokio backends (their bytes
+    /// are read once; clone the handle instead). Bytes whose serializing process has ended
+    /// fail with `NotFound`; a handle read as another kind or element type, `Incompatible`.
+    /// So on the process backend a handle in a `spawn`ed unit's result is gone by the time the
+    /// result is read (the child ends right after reporting; `join` says why): return handles
+    /// from pool tasks, whose workers live on, or send them through a channel.
+    ///
+    /// `true` for the process, thread and tokio backends (the default); `false` for Redis,
+    /// whose objects are shared by id (`tx.id()`, `conn.open_sender(id)`) for now.
+    const TRAVEL: bool = true;
 
     /// Sending half of a channel.
     type Sender<T: Message>: Sender<T>;

@@ -62,6 +62,7 @@ pub mod state;
 pub mod sync;
 pub mod task;
 pub mod time;
+pub mod travel;
 pub mod unit;
 pub mod validate;
 
@@ -84,6 +85,7 @@ pub use unit::{JoinHandle, panic_message};
 #[doc(hidden)]
 pub mod __private {
     pub use inventory;
+    pub use serde;
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ mod state;
 mod support;
 mod sync;
 mod task;
+mod travel;
 
 /// Calls `$m!` with the backend type and the list of every conformance test (`module::name`).
 macro_rules! all_tests {
@@ -148,6 +149,21 @@ macro_rules! all_tests {
 
 /// Like `all_tests!`, for the tests that need values to stay as they were sent (the thread
 /// and tokio backends; the process backend serializes them into the channel).
+/// Handles that travel: on the backends whose handles are `Message`s (not Redis yet).
+#[cfg(any(feature = "thread", feature = "tokio", all(feature = "process", unix)))]
+macro_rules! travel_tests {
+    ($m:ident, $backend:ty) => {
+        $m! { $backend;
+            travel::travel_worker_sends_back_its_reply_sender,
+            travel::travel_sender_reaches_a_worker_started_before_the_channel,
+            travel::travel_lock_and_event_through_a_channel,
+            travel::travel_through_a_map_and_a_pool_task,
+            travel::travel_sender_in_flight_keeps_the_channel_connected,
+            travel::travel_sender_dropped_in_flight_disconnects,
+        }
+    };
+}
+
 #[cfg(any(feature = "thread", feature = "tokio"))]
 macro_rules! in_memory_value_tests {
     ($m:ident, $backend:ty) => {
@@ -179,11 +195,13 @@ macro_rules! instantiate_tests {
 mod thread {
     all_tests!(instantiate_tests, uniconc::Thread);
     in_memory_value_tests!(instantiate_tests, uniconc::Thread);
+    travel_tests!(instantiate_tests, uniconc::Thread);
 }
 
 #[cfg(all(feature = "process", unix))]
 mod process {
     all_tests!(instantiate_tests, uniconc::Process);
+    travel_tests!(instantiate_tests, uniconc::Process);
 }
 
 /// On the Redis backend every test first points the default connection at this binary's
@@ -248,4 +266,5 @@ mod redis {
 mod tokio {
     all_tests!(instantiate_tests, uniconc::Tokio);
     in_memory_value_tests!(instantiate_tests, uniconc::Tokio);
+    travel_tests!(instantiate_tests, uniconc::Tokio);
 }

@@ -62,8 +62,8 @@ pub(super) const SLOT_BUSY: u32 = u32::MAX;
 /// child being forked; `pid`/`start` still name the parent (so the slot is reaped if the parent
 /// dies before the child takes it over).
 ///
-/// Invariant: the slot contributes `senders + (engaged ? 0 : inh_senders)` to
-/// `conn.senders` (same for receivers). Aligned to a cache line, so no two processes write
+/// Invariant: the slot contributes `senders + (engaged ? 0 : inh_senders) + travel senders`
+/// to `conn.senders` (same for receivers). Aligned to a cache line, so no two processes write
 /// one line.
 #[derive(Debug, Default)]
 #[repr(C, align(64))]
@@ -72,7 +72,11 @@ pub(super) struct ProcSlot {
     pub(super) pending: AtomicU32,
     /// Non-zero once the process used one of its inherited handles (or disowned them).
     pub(super) engaged: AtomicU32,
-    pub(super) _pad: u32,
+    /// Ends of this channel serialized in this process and not deserialized yet (handles in
+    /// flight, `channel/travel.rs`): senders in the low 16 bits, receivers in the high 16.
+    /// Counted in `conn`; taken over (decremented by CAS) by the first deserialization, or
+    /// swapped to zero by the reaper of a dead process — exactly one of them gets each unit.
+    pub(super) travel: AtomicU32,
     /// Handles created or adopted in this process.
     pub(super) senders: AtomicU32,
     pub(super) receivers: AtomicU32,
@@ -327,7 +331,9 @@ impl Drop for Chan {
         // Every handle is gone from this process: give the slot back. A pending child slot
         // (fork in progress) is not ours to free.
         let slot = self.my_slot();
-        if slot.senders.load(Ordering::Relaxed) == 0 && slot.receivers.load(Ordering::Relaxed) == 0
+        if slot.senders.load(Ordering::Relaxed) == 0
+            && slot.receivers.load(Ordering::Relaxed) == 0
+            && slot.travel.load(Ordering::Relaxed) == 0
         {
             slot.start.store(0, Ordering::Relaxed);
             // Release: the cleared fields are visible to the next claimer.

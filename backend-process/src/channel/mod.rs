@@ -124,7 +124,7 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -148,6 +148,7 @@ mod members;
 mod named;
 mod recover;
 pub(crate) mod registry;
+mod travel;
 mod wait;
 
 use layout::*;
@@ -299,11 +300,13 @@ impl ChannelBuilder {
                 chan: chan.clone(),
                 gen_stamp: tx_gen,
                 _m: PhantomData,
+                travel: AtomicBool::new(false),
             },
             Receiver {
                 chan,
                 gen_stamp: rx_gen,
                 _m: PhantomData,
+                travel: AtomicBool::new(false),
             },
         ))
     }
@@ -405,6 +408,9 @@ pub struct Sender<T> {
     /// Fork generation this handle was created or last adopted in.
     gen_stamp: AtomicU64,
     _m: PhantomData<fn(T)>,
+    /// Set when this handle is serialized and its end in flight counted (`travel.rs`), so
+    /// that the serializer's passes over one message (size, then bytes) count it once.
+    travel: AtomicBool,
 }
 
 /// The receiving half of a process channel. `Clone`; copied into forked children.
@@ -429,6 +435,9 @@ pub struct Receiver<T> {
     /// Fork generation this handle was created or last adopted in.
     gen_stamp: AtomicU64,
     _m: PhantomData<fn() -> T>,
+    /// Set when this handle is serialized and its end in flight counted (`travel.rs`), so
+    /// that the serializer's passes over one message (size, then bytes) count it once.
+    travel: AtomicBool,
 }
 
 impl<T> std::fmt::Debug for Sender<T> {
@@ -454,6 +463,7 @@ impl<T> Clone for Sender<T> {
             gen_stamp: self.chan.add_new(true),
             chan: self.chan.clone(),
             _m: PhantomData,
+            travel: AtomicBool::new(false),
         }
     }
 }
@@ -465,6 +475,7 @@ impl<T> Clone for Receiver<T> {
             gen_stamp: self.chan.add_new(false),
             chan: self.chan.clone(),
             _m: PhantomData,
+            travel: AtomicBool::new(false),
         }
     }
 }

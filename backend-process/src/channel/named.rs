@@ -101,11 +101,13 @@ pub(crate) fn named_channel<T: Message>(
         gen_stamp: chan.add_new(true),
         chan: chan.clone(),
         _m: PhantomData,
+        travel: AtomicBool::new(false),
     });
     let rx = receiver.then(|| Receiver {
         gen_stamp: chan.add_new(false),
         chan: chan.clone(),
         _m: PhantomData,
+        travel: AtomicBool::new(false),
     });
     registry::register(&chan);
     Ok((tx, rx))

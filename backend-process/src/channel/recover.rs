@@ -62,6 +62,9 @@ impl Chan {
             }
             let (mut wake, deferred) = self.recover_claims(slot);
             let (s, r) = slot.counted();
+            // Handles it had in flight (`travel.rs`): swapped, not read, so a deserializer
+            // racing to take one over gets it or sees zero, never both.
+            let (s, r) = travel::add_in_flight(slot.travel.swap(0, Ordering::AcqRel), s, r);
             for c in [
                 &slot.senders,
                 &slot.receivers,

@@ -261,6 +261,7 @@ fn undecodable_is_an_error_and_consumed() {
         gen_stamp: tx.chan.add_new(false),
         chan: tx.chan.clone(),
         _m: PhantomData,
+        travel: AtomicBool::new(false),
     };
     tx.send(u64::MAX).unwrap();
     assert!(matches!(
