@@ -151,6 +151,49 @@ pub trait SelectSend<T, S: Selector> {
     fn unwatch_send(&self, sel: &mut S, key: &mut Option<usize>, fired: bool);
 }
 
+/// A reference to a receiver selects as the receiver: `select!` arms take `recv(rx)` whether
+/// `rx` is a receiver or a `&` to one (a function that borrows its channels).
+impl<T, S: Selector, R: SelectRecv<T, S> + ?Sized> SelectRecv<T, S> for &R {
+    fn select_try_recv(&self) -> Result<T, TryRecvError> {
+        (**self).select_try_recv()
+    }
+
+    fn recv_ready(&self) -> bool {
+        (**self).recv_ready()
+    }
+
+    fn watch_recv(&self, sel: &mut S, key: &mut Option<usize>) {
+        (**self).watch_recv(sel, key);
+    }
+
+    fn unwatch_recv(&self, sel: &mut S, key: &mut Option<usize>, fired: bool) {
+        (**self).unwatch_recv(sel, key, fired);
+    }
+
+    fn ready_at(&self) -> Option<Instant> {
+        (**self).ready_at()
+    }
+}
+
+/// A reference to a sender selects as the sender (`send(tx, value)` with `tx: &Sender`).
+impl<T, S: Selector, W: SelectSend<T, S> + ?Sized> SelectSend<T, S> for &W {
+    fn select_try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        (**self).select_try_send(value)
+    }
+
+    fn send_ready(&self) -> bool {
+        (**self).send_ready()
+    }
+
+    fn watch_send(&self, sel: &mut S, key: &mut Option<usize>) {
+        (**self).watch_send(sel, key);
+    }
+
+    fn unwatch_send(&self, sel: &mut S, key: &mut Option<usize>, fired: bool) {
+        (**self).unwatch_send(sel, key, fired);
+    }
+}
+
 /// A [`Selector`] for channels that keep [`Waker`]s: the blocking form parks the thread, the
 /// async form wakes the task. [`waker`](Parker::waker) is what a channel registers.
 pub struct Parker {
@@ -1538,6 +1581,21 @@ mod tests {
             oper.index() == it && oper.recv(&timer).is_ok()
         });
         assert!(fired);
+    }
+
+    /// The macro's arms take references to channels too (a function that borrows them).
+    #[test]
+    fn macro_arms_take_references() {
+        fn first(a: &Toy, b: &Toy) -> u32 {
+            crate::select! {
+                recv(a) -> v => v.unwrap(),
+                send(b, 1) -> _ => 0,
+            }
+        }
+        let (a, b) = (Toy::new(1), Toy::new(1));
+        b.push(0); // full: only the receive can fire
+        a.push(5);
+        assert_eq!(first(&a, &b), 5);
     }
 
     /// A select and its future can move between threads with their task (`select_async`
