@@ -408,7 +408,9 @@ impl<T: 'static, S: Selector, W: SelectSend<T, S> + ?Sized> Op<S> for SendOp<'_,
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Select<'a, S: Selector> {
-    ops: Vec<Box<dyn Op<S> + 'a>>,
+    /// `Send`, so that a task can hold a select across `select_async().await` and still be
+    /// spawned: every operation holds a `Sync` handle and `Send` values.
+    ops: Vec<Box<dyn Op<S> + Send + 'a>>,
 }
 
 impl<S: Selector> fmt::Debug for Select<'_, S> {
@@ -470,7 +472,10 @@ impl<'a, S: Selector> Select<'a, S> {
     }
 
     /// Adds a receive from `rx` (a channel's receiver or a timer); returns its index.
-    pub fn recv<T: 'static, R: SelectRecv<T, S> + ?Sized>(&mut self, rx: &'a R) -> usize {
+    pub fn recv<T: Send + 'static, R: SelectRecv<T, S> + Sync + ?Sized>(
+        &mut self,
+        rx: &'a R,
+    ) -> usize {
         self.ops.push(Box::new(RecvOp {
             rx,
             key: None,
@@ -482,7 +487,7 @@ impl<'a, S: Selector> Select<'a, S> {
     /// Adds a send of the value in `slot` to `tx`; returns its index. If this send is
     /// performed, the slot is emptied (the value is in the channel, or in the error); if
     /// another operation is, the value stays in the slot. An empty slot never fires.
-    pub fn send<T: 'static, W: SelectSend<T, S> + ?Sized>(
+    pub fn send<T: Send + 'static, W: SelectSend<T, S> + Sync + ?Sized>(
         &mut self,
         tx: &'a W,
         slot: &'a mut Option<T>,
@@ -1494,6 +1499,20 @@ mod tests {
         sel.recv(&a);
         let oper = sel.select();
         let _ = oper.recv(&b);
+    }
+
+    #[test]
+    fn a_select_and_its_future_are_send() {
+        // A task holds both across `select_async().await`; spawning it needs `Send`.
+        fn assert_send<T: Send>(_: &T) {}
+        let (a, b) = (Toy::new(1), Toy::new(1));
+        let mut slot = Some(1);
+        let mut sel = Select::<Parker>::new();
+        sel.recv(&a);
+        sel.send(&b, &mut slot);
+        assert_send(&sel);
+        let fut = sel.select_async();
+        assert_send(&fut);
     }
 
     #[test]
