@@ -451,8 +451,8 @@ impl<T: 'static, S: Selector, W: SelectSend<T, S> + ?Sized> Op<S> for SendOp<'_,
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Select<'a, S: Selector> {
-    /// `Send`, so a select (and its [`SelectFuture`]) can live in a task that moves between
-    /// threads: `select_async` inside `tokio::spawn` or a backend's `spawn_async`.
+    /// `Send`, so that a task can hold a select across `select_async().await` and still be
+    /// spawned: every operation holds a `Sync` handle and `Send` values.
     ops: Vec<Box<dyn Op<S> + Send + 'a>>,
 }
 
@@ -1545,6 +1545,20 @@ mod tests {
     }
 
     #[test]
+    fn a_select_and_its_future_are_send() {
+        // A task holds both across `select_async().await`; spawning it needs `Send`.
+        fn assert_send<T: Send>(_: &T) {}
+        let (a, b) = (Toy::new(1), Toy::new(1));
+        let mut slot = Some(1);
+        let mut sel = Select::<Parker>::new();
+        sel.recv(&a);
+        sel.send(&b, &mut slot);
+        assert_send(&sel);
+        let fut = sel.select_async();
+        assert_send(&fut);
+    }
+
+    #[test]
     fn ready_does_not_perform() {
         let a = Toy::new(1);
         a.push(3);
@@ -1596,22 +1610,6 @@ mod tests {
         b.push(0); // full: only the receive can fire
         a.push(5);
         assert_eq!(first(&a, &b), 5);
-    }
-
-    /// A select and its future can move between threads with their task (`select_async`
-    /// inside `tokio::spawn` or a backend's `spawn_async`, which take `Send` futures).
-    #[test]
-    fn a_select_and_its_future_are_send() {
-        fn assert_send<T: Send>(_: &T) {}
-        let (a, b, timer) = (Toy::new(1), Toy::new(1), never());
-        let mut slot = Some(1);
-        let mut sel = Select::<Parker>::new();
-        sel.recv(&a);
-        sel.send(&b, &mut slot);
-        sel.recv(&timer);
-        assert_send(&sel);
-        let fut = sel.select_async();
-        assert_send(&fut);
     }
 
     /// A minimal executor for the tests: polls on the calling thread, parks between polls.
