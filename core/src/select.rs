@@ -1,5 +1,5 @@
 //! Waiting on several channel operations at once: [`Select`], the [`select!`](crate::select!)
-//! macro and the timers [`after`], [`tick`] and [`never`].
+//! macro and the timers [`after`], [`tick`] and [`never`](fn@never).
 //!
 //! A worker that listens on a job queue and a stop channel blocks on both and takes whichever
 //! is ready first, without polling:
@@ -36,8 +36,8 @@
 //!   again before sleeping: a message landing in between wakes it.
 //! - **One backend per select.** The operations of one select are all of one backend (its
 //!   channel handles carry the backend's [`Selector`] type), so mixing a thread channel and a
-//!   process channel in one select does not compile. Timers ([`after`], [`tick`], [`never`])
-//!   work with every backend.
+//!   process channel in one select does not compile. Timers ([`after`], [`tick`],
+//!   [`never`](fn@never)) work with every backend.
 //!
 //! # Sending in a select
 //!
@@ -996,8 +996,8 @@ pub fn never() -> Timer {
     }
 }
 
-/// A timer receiver, made by [`after`], [`tick`] or [`never`]; it works in the select of every
-/// backend, and on its own ([`recv`](Timer::recv), [`try_recv`](Timer::try_recv)).
+/// A timer receiver, made by [`after`], [`tick`] or [`never`](fn@never); it works in the select
+/// of every backend, and on its own ([`recv`](Timer::recv), [`try_recv`](Timer::try_recv)).
 pub struct Timer {
     /// When it next fires; `None`: never (again).
     next: Mutex<Option<Instant>>,
@@ -1034,8 +1034,8 @@ impl Timer {
     }
 
     /// Blocks until the timer is due and returns the time then. A timer that will not fire
-    /// again ([`never`], or an [`after`] that already fired) blocks forever, as crossbeam's
-    /// do.
+    /// again ([`never`](fn@never), or an [`after`] that already fired) blocks forever, as
+    /// crossbeam's do.
     pub fn recv(&self) -> Instant {
         loop {
             if let Ok(now) = self.try_recv() {
