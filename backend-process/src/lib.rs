@@ -116,8 +116,8 @@ cfg_if::cfg_if! {
 
         pub use barrier::Barrier;
         pub use channel::{
-            ChannelBuilder, MAX_PROCESSES, Receiver, Sender, UNBOUNDED_BUDGET, channel,
-            forget_inherited_handles, unbounded,
+            ChannelBuilder, MAX_PROCESSES, ProcSelector, Receiver, Sender, UNBOUNDED_BUDGET,
+            channel, forget_inherited_handles, unbounded,
         };
         pub use event::Event;
         pub use file::FileRegion;
