@@ -166,6 +166,8 @@ impl uniconc_core::Backend for Process {
     const ASYNC_TASKS: bool = false;
     const REMOTE: bool = false;
 
+    /// One sleep on the wait words of every watched channel, across processes.
+    type Selector = ProcSelector;
     uniconc_core::backend_items!();
 
     /// A clean start ([`Start::Clean`]): see [`spawn_task`].
