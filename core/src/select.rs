@@ -151,6 +151,49 @@ pub trait SelectSend<T, S: Selector> {
     fn unwatch_send(&self, sel: &mut S, key: &mut Option<usize>, fired: bool);
 }
 
+/// A reference to a receiver selects as the receiver: `select!` arms take `recv(rx)` whether
+/// `rx` is a receiver or a `&` to one (a function that borrows its channels).
+impl<T, S: Selector, R: SelectRecv<T, S> + ?Sized> SelectRecv<T, S> for &R {
+    fn select_try_recv(&self) -> Result<T, TryRecvError> {
+        (**self).select_try_recv()
+    }
+
+    fn recv_ready(&self) -> bool {
+        (**self).recv_ready()
+    }
+
+    fn watch_recv(&self, sel: &mut S, key: &mut Option<usize>) {
+        (**self).watch_recv(sel, key);
+    }
+
+    fn unwatch_recv(&self, sel: &mut S, key: &mut Option<usize>, fired: bool) {
+        (**self).unwatch_recv(sel, key, fired);
+    }
+
+    fn ready_at(&self) -> Option<Instant> {
+        (**self).ready_at()
+    }
+}
+
+/// A reference to a sender selects as the sender (`send(tx, value)` with `tx: &Sender`).
+impl<T, S: Selector, W: SelectSend<T, S> + ?Sized> SelectSend<T, S> for &W {
+    fn select_try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        (**self).select_try_send(value)
+    }
+
+    fn send_ready(&self) -> bool {
+        (**self).send_ready()
+    }
+
+    fn watch_send(&self, sel: &mut S, key: &mut Option<usize>) {
+        (**self).watch_send(sel, key);
+    }
+
+    fn unwatch_send(&self, sel: &mut S, key: &mut Option<usize>, fired: bool) {
+        (**self).unwatch_send(sel, key, fired);
+    }
+}
+
 /// A [`Selector`] for channels that keep [`Waker`]s: the blocking form parks the thread, the
 /// async form wakes the task. [`waker`](Parker::waker) is what a channel registers.
 pub struct Parker {
@@ -408,7 +451,9 @@ impl<T: 'static, S: Selector, W: SelectSend<T, S> + ?Sized> Op<S> for SendOp<'_,
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Select<'a, S: Selector> {
-    ops: Vec<Box<dyn Op<S> + 'a>>,
+    /// `Send`, so that a task can hold a select across `select_async().await` and still be
+    /// spawned: every operation holds a `Sync` handle and `Send` values.
+    ops: Vec<Box<dyn Op<S> + Send + 'a>>,
 }
 
 impl<S: Selector> fmt::Debug for Select<'_, S> {
@@ -470,7 +515,10 @@ impl<'a, S: Selector> Select<'a, S> {
     }
 
     /// Adds a receive from `rx` (a channel's receiver or a timer); returns its index.
-    pub fn recv<T: 'static, R: SelectRecv<T, S> + ?Sized>(&mut self, rx: &'a R) -> usize {
+    pub fn recv<T: Send + 'static, R: SelectRecv<T, S> + Sync + ?Sized>(
+        &mut self,
+        rx: &'a R,
+    ) -> usize {
         self.ops.push(Box::new(RecvOp {
             rx,
             key: None,
@@ -482,7 +530,7 @@ impl<'a, S: Selector> Select<'a, S> {
     /// Adds a send of the value in `slot` to `tx`; returns its index. If this send is
     /// performed, the slot is emptied (the value is in the channel, or in the error); if
     /// another operation is, the value stays in the slot. An empty slot never fires.
-    pub fn send<T: 'static, W: SelectSend<T, S> + ?Sized>(
+    pub fn send<T: Send + 'static, W: SelectSend<T, S> + Sync + ?Sized>(
         &mut self,
         tx: &'a W,
         slot: &'a mut Option<T>,
@@ -1497,6 +1545,20 @@ mod tests {
     }
 
     #[test]
+    fn a_select_and_its_future_are_send() {
+        // A task holds both across `select_async().await`; spawning it needs `Send`.
+        fn assert_send<T: Send>(_: &T) {}
+        let (a, b) = (Toy::new(1), Toy::new(1));
+        let mut slot = Some(1);
+        let mut sel = Select::<Parker>::new();
+        sel.recv(&a);
+        sel.send(&b, &mut slot);
+        assert_send(&sel);
+        let fut = sel.select_async();
+        assert_send(&fut);
+    }
+
+    #[test]
     fn ready_does_not_perform() {
         let a = Toy::new(1);
         a.push(3);
@@ -1533,6 +1595,21 @@ mod tests {
             oper.index() == it && oper.recv(&timer).is_ok()
         });
         assert!(fired);
+    }
+
+    /// The macro's arms take references to channels too (a function that borrows them).
+    #[test]
+    fn macro_arms_take_references() {
+        fn first(a: &Toy, b: &Toy) -> u32 {
+            crate::select! {
+                recv(a) -> v => v.unwrap(),
+                send(b, 1) -> _ => 0,
+            }
+        }
+        let (a, b) = (Toy::new(1), Toy::new(1));
+        b.push(0); // full: only the receive can fire
+        a.push(5);
+        assert_eq!(first(&a, &b), 5);
     }
 
     /// A minimal executor for the tests: polls on the calling thread, parks between polls.

@@ -13,7 +13,8 @@
 //! Files: `channel.rs`, `channel_batch.rs` (`send_batch`, `recv_batch`), `channel_values.rs` (when queued values are dropped), `sync.rs`,
 //! `state.rs`, `collections.rs` (Map and List), `spawn.rs`, `task.rs` (named tasks), `pool.rs`
 //! (closures and named tasks), `named.rs` (named objects), `async_forms.rs` (the `_async`
-//! forms driven by a tokio runtime),
+//! forms driven by a tokio runtime), `select.rs` (waiting on several channels: `Select`,
+//! `select!`, timers, `select_async`),
 //! `support.rs` (watchdog, scale, runtime).
 
 mod async_forms;
@@ -23,6 +24,7 @@ mod channel_values;
 mod collections;
 mod named;
 mod pool;
+mod select;
 mod spawn;
 mod state;
 mod support;
@@ -142,6 +144,20 @@ macro_rules! all_tests {
             named::named_objects_found_by_name_in_spawned_units,
             named::named_receiver_opened_first_waits_for_a_sender,
             named::named_map_and_list_shared_by_name,
+            select::select_takes_one_ready_and_leaves_the_others,
+            select::select_try_select_on_nothing_ready,
+            select::select_timeouts,
+            select::select_disconnection_is_a_result,
+            select::select_fair_over_10k_rounds,
+            select::select_send_arm_on_a_full_channel,
+            select::select_woken_by_another_unit,
+            select::select_mpmc_exactly_once,
+            select::select_peer_killed_wakes_with_disconnected,
+            select::select_async_in_spawn_async,
+            select::select_tokio_select_over_async_forms_loses_nothing,
+            select::select_macro_arms,
+            select::select_ready_forms,
+            select::select_timers_with_channels,
         }
     };
 }
