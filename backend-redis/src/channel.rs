@@ -1356,3 +1356,19 @@ impl Connection {
         create(self, None)
     }
 }
+
+// ---- hooks for select (crate::select) --------------------------------------------------------
+
+impl<T> Sender<T> {
+    /// This process's connection and the channel's wake-up channel: what a select watches.
+    pub(crate) fn wake_up(&self) -> (&Arc<Live>, &str) {
+        (&self.side.chan.live, &self.side.chan.wake)
+    }
+}
+
+impl<T> Receiver<T> {
+    /// As [`Sender::wake_up`].
+    pub(crate) fn wake_up(&self) -> (&Arc<Live>, &str) {
+        (&self.side.chan.live, &self.side.chan.wake)
+    }
+}
