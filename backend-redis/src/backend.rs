@@ -171,6 +171,8 @@ impl uniconc_core::Backend for Redis {
     const POOL_CLOSURES: bool = false;
     const NAMED: bool = false;
 
+    /// Waits on the wake-up subscriptions of every watched channel at once.
+    type Selector = crate::RedisSelector;
     type Sender<T: Message> = crate::Sender<T>;
     type Receiver<T: Message> = crate::Receiver<T>;
     type Lock = crate::Lock;
