@@ -12,7 +12,7 @@ use uniconc::prelude::*;
 use uniconc::select::{self, Select, SelectTimeoutError, TrySelectError};
 use uniconc::{ErrorKind, JoinError, RecvError, SendError, TryRecvError};
 
-use crate::support::{LONG, SHORT, block_on, pause, scale};
+use crate::support::{LONG, SHORT, block_on, pause, stress};
 
 /// One operation of two ready: exactly one is performed, the other channel keeps its message;
 /// then the one still ready is taken by the next select of the same builder.
@@ -332,7 +332,7 @@ pub(crate) fn select_woken_by_another_unit<B: Backend>() {
 
     // No lost wake-up: the unit sends n messages, alternating channels in runs of varying
     // length; the select takes each once, in each channel's order.
-    let n = 2_000 * scale() as u64;
+    let n = stress(2_000) as u64;
     let unit = B::spawn(move || {
         for i in 0..n {
             let tx = if (i / (1 + i % 7)) % 2 == 0 {
@@ -387,7 +387,7 @@ pub(crate) fn select_woken_by_another_unit<B: Backend>() {
 /// Several units selecting over the same two channels: every message is taken exactly once.
 /// Each consumer removes an operation whose channel is disconnected and ends when both are.
 pub(crate) fn select_mpmc_exactly_once<B: Backend>() {
-    let per_channel = 5_000 * scale() as u64;
+    let per_channel = stress(5_000) as u64;
     let (tx_a, rx_a) = B::channel::<u64>(8).unwrap();
     let (tx_b, rx_b) = B::channel::<u64>(8).unwrap();
     let consumers: Vec<_> = (0..3)
