@@ -68,6 +68,58 @@
 //! Messages are owned serde types (`String`, not `&str`): on the process backend they are
 //! serialized into shared memory.
 //!
+//! ## Waiting on several channels: select
+//!
+//! [`select!`] blocks until one of several operations is ready and runs that arm: a worker
+//! serving a job queue that also listens for a stop needs no polling loop. Each arm is
+//! `recv(rx) -> result => ...` or `send(tx, value) -> result => ...`; a last `default => ...`
+//! runs when nothing is ready now, `default(timeout) => ...` when nothing became ready in time.
+//! Timers ([`select::after`], [`select::tick`], [`select::never`]) are receivers too.
+//!
+//! ```
+//! use std::time::Duration;
+//! use uniconc::prelude::*;
+//! use uniconc::RecvError;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! type B = uniconc::Thread;
+//! let (jobs_tx, jobs) = B::channel::<u64>(16)?;
+//! let (stop_tx, stop) = B::channel::<()>(1)?;
+//! let (done_tx, done) = B::channel::<u64>(16)?;
+//! let worker = B::spawn(move || {
+//!     loop {
+//!         uniconc::select! {
+//!             recv(jobs) -> job => match job {
+//!                 Ok(n) => done_tx.send(n * n).unwrap(),
+//!                 Err(RecvError::Disconnected) => return "no more producers".to_string(),
+//!                 Err(e) => panic!("{e}"),
+//!             },
+//!             recv(stop) -> _ => return "stopped".to_string(),
+//!             default(Duration::from_secs(30)) => return "idle too long".to_string(),
+//!         }
+//!     }
+//! })?;
+//! jobs_tx.send(3)?;
+//! jobs_tx.send(4)?;
+//! assert_eq!(done.recv()? + done.recv()?, 25);
+//! stop_tx.close(); // closing the stop channel stops every worker listening on it
+//! assert_eq!(worker.join()?, "stopped");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The operation that fires is performed exactly once and the others are untouched; the
+//! choice among ready operations is random, so none starves. A receive whose channel is
+//! disconnected fires with `Err(Disconnected)` — on the process backend also when the last
+//! sender's process was killed. The [`select::Select`] builder does the same with indexes,
+//! `try_select`, `select_timeout`, `ready` and `select_async`, and keeps an unsent value in a
+//! slot you own. It works in generic code (`B::Receiver<T>` is selectable); the operations of
+//! one select are of one backend, and mixing backends does not compile.
+//!
+//! In async code, `select_async` waits without blocking the executor, and `tokio::select!`
+//! over `recv_async`/`send_async` works as well: those futures are cancel-safe, so the branch
+//! that loses takes nothing.
+//!
 //! ## Locks, semaphores, events, barriers
 //!
 //! A holder that panicked (or, on the process backend, died) does not deadlock the next

@@ -31,6 +31,8 @@ mod thread_vs_process;
 mod traverse;
 #[path = "../examples/value_array.rs"]
 mod value_array;
+#[path = "../examples/worker_stop.rs"]
+mod worker_stop;
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -129,6 +131,20 @@ macro_rules! example_tests {
                 assert_eq!(out.early, 0);
                 assert!(
                     out.max_inside >= 1 && out.max_inside <= out.permits as u64,
+                    "{out:?}"
+                );
+            }
+
+            #[test]
+            fn worker_stop_answers_every_job_and_stops_on_the_stop_channel() {
+                let out = watchdog(LIMIT, || worker_stop::run::<$B>(3, 200).unwrap());
+                assert_eq!(out.first_sum, out.expected_first_sum);
+                assert_eq!(out.per_worker.len(), 3);
+                // Nothing lost, nothing twice: what was not answered is still queued.
+                assert_eq!(out.second_handled + out.second_left, out.second_sent);
+                assert_eq!(
+                    out.per_worker.iter().sum::<u64>(),
+                    200 + out.second_handled,
                     "{out:?}"
                 );
             }

@@ -59,6 +59,8 @@ use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
+use tokio::runtime::Handle;
+use uniconc_core::select::{Parker, SelectRecv, SelectSend, Selector};
 use uniconc_core::{
     Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
@@ -845,6 +847,193 @@ impl<'a, T: Send + 'static> IntoIterator for &'a Receiver<T> {
 
     fn into_iter(self) -> Self::IntoIter {
         uniconc_core::Receiver::iter(self)
+    }
+}
+
+/// The tokio backend's [`Selector`]: how one thread or task waits on several tokio channels
+/// in a [`Select`](uniconc_core::select::Select).
+///
+/// A select registers it in the same FIFO of waiters that `recv_async` and `send_async` use,
+/// so a select, blocking receivers and async tasks on one channel wake each other in turn. Its
+/// blocking wait follows the rule of every blocking call of this backend (see
+/// [`runtime`](crate::runtime)): on a thread outside any runtime, or a `spawn` closure, it
+/// parks the thread; on a worker of a multi-thread runtime it parks inside
+/// `tokio::task::block_in_place`, so the worker's other tasks move to another thread and keep
+/// running; **on a current-thread runtime a blocking select that has to wait panics** (tokio's
+/// "can call blocking only when running on the multi-threaded runtime"). In a task, use
+/// [`Select::select_async`](uniconc_core::select::Select::select_async) (or `tokio::select!`
+/// over `recv_async`/`send_async`, which are cancel-safe).
+///
+/// It is a type of its own (not the thread backend's [`Parker`]), so a select that mixes tokio
+/// and thread channels does not compile.
+///
+/// ```
+/// use std::time::Duration;
+/// use uniconc::select::Select;
+/// use uniconc::{JoinHandle as _, Sender as _};
+///
+/// let (tx1, rx1) = uniconc::tokio::channel::<u32>(1)?;
+/// let (tx2, rx2) = uniconc::tokio::channel::<&str>(1)?;
+/// // A task waits on both without blocking its worker...
+/// let task = uniconc::tokio::spawn_async(async move {
+///     let mut sel = Select::new();
+///     let one = sel.recv(&rx1);
+///     let two = sel.recv(&rx2);
+///     let oper = sel.select_async().await;
+///     if oper.index() == one {
+///         oper.recv(&rx1).map(|n| n.to_string())
+///     } else {
+///         assert_eq!(oper.index(), two);
+///         oper.recv(&rx2).map(str::to_string)
+///     }
+/// })?;
+/// tx2.send("two")?;
+/// assert_eq!(task.join()?.as_deref(), Ok("two"));
+///
+/// // ...and a thread outside any runtime blocks in `select!`.
+/// let (stop_tx, stop) = uniconc::tokio::channel::<()>(1)?;
+/// let (_jobs_tx, jobs) = uniconc::tokio::channel::<u32>(1)?;
+/// stop_tx.send(())?;
+/// let stopped = uniconc::select! {
+///     recv(jobs) -> _ => false,
+///     recv(stop) -> _ => true,
+///     default(Duration::from_secs(10)) => false,
+/// };
+/// assert!(stopped);
+/// # drop(tx1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct TokioParker(Parker);
+
+impl TokioParker {
+    fn waker(&self) -> &Waker {
+        self.0.waker()
+    }
+}
+
+impl Selector for TokioParker {
+    fn new() -> Self {
+        Self(Parker::new())
+    }
+
+    fn begin(&mut self) {
+        self.0.begin();
+    }
+
+    fn wait(&mut self, deadline: Option<Instant>) {
+        // As `runtime::block_on`: inside a runtime, sleep in `block_in_place` (which panics on
+        // a current-thread runtime, the documented case); outside one (or during thread-local
+        // destruction, when tokio's context is gone) just park.
+        if Handle::try_current().is_ok() {
+            tokio::task::block_in_place(|| self.0.wait(deadline));
+        } else {
+            self.0.wait(deadline);
+        }
+    }
+
+    fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.0.poll_wait(cx)
+    }
+}
+
+impl Waiters {
+    /// Lists `waker` at the back for a select and returns its node's index. The select's key
+    /// is the index alone (a `usize`); [`remove_select`](Waiters::remove_select) recognises
+    /// its node by the waker, which is unique to the select's parker while it lives.
+    fn push_select(&mut self, waker: &Waker) -> usize {
+        self.push_back(waker.clone()).0
+    }
+
+    /// Removes the select waiter at node `i` if it is still listed with `waker`; `false` if it
+    /// was not (it was woken, and the node may since serve another waiter).
+    ///
+    /// If the node was popped and re-listed by another registration of the same select (two
+    /// operations on one channel), that registration is removed instead and the other one
+    /// reports `false`: one wake-up was given, one is reported, as without the reuse.
+    fn remove_select(&mut self, i: usize, waker: &Waker) -> bool {
+        let ours = self
+            .nodes
+            .get(i)
+            .and_then(|n| n.waker.as_ref())
+            .is_some_and(|w| w.will_wake(waker));
+        if ours {
+            self.unlink(i);
+        }
+        ours
+    }
+}
+
+/// A select receives from a tokio channel as `recv_async` does: it lists its
+/// [`TokioParker`] among the channel's receiving waiters, and a waiter woken for a message it
+/// did not take (another operation of the select fired, or the select was cancelled) passes
+/// the wake-up on to the next receiving waiter.
+impl<T: Send + 'static> SelectRecv<T, TokioParker> for Receiver<T> {
+    fn select_try_recv(&self) -> Result<T, TryRecvError> {
+        uniconc_core::Receiver::try_recv(self)
+    }
+
+    fn recv_ready(&self) -> bool {
+        let st = self.shared.lock();
+        !st.queue.is_empty() || st.disconnected
+    }
+
+    fn watch_recv(&self, sel: &mut TokioParker, key: &mut Option<usize>) {
+        // The select loop unwatches every operation before it watches again: a fresh entry.
+        let i = self.shared.lock().recv_waiters.push_select(sel.waker());
+        *key = Some(i);
+    }
+
+    fn unwatch_recv(&self, sel: &mut TokioParker, key: &mut Option<usize>, fired: bool) {
+        let Some(i) = key.take() else { return };
+        let mut st = self.shared.lock();
+        // Woken for a message this operation did not take: hand the wake-up to the next
+        // receiver, as a dropped `recv_async` does.
+        let pass_on =
+            if !st.recv_waiters.remove_select(i, sel.waker()) && !fired && !st.queue.is_empty() {
+                st.recv_waiters.pop()
+            } else {
+                None
+            };
+        drop(st);
+        if let Some(w) = pass_on {
+            w.wake();
+        }
+    }
+}
+
+/// As for [`Receiver`]: the channel's sending waiters, and a wake-up for room this operation
+/// did not use goes on to the next sending waiter.
+impl<T: Send + 'static> SelectSend<T, TokioParker> for Sender<T> {
+    fn select_try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        uniconc_core::Sender::try_send(self, value)
+    }
+
+    fn send_ready(&self) -> bool {
+        let st = self.shared.lock();
+        st.disconnected || self.shared.has_room(&st)
+    }
+
+    fn watch_send(&self, sel: &mut TokioParker, key: &mut Option<usize>) {
+        let i = self.shared.lock().send_waiters.push_select(sel.waker());
+        *key = Some(i);
+    }
+
+    fn unwatch_send(&self, sel: &mut TokioParker, key: &mut Option<usize>, fired: bool) {
+        let Some(i) = key.take() else { return };
+        let mut st = self.shared.lock();
+        let pass_on = if !st.send_waiters.remove_select(i, sel.waker())
+            && !fired
+            && self.shared.has_room(&st)
+        {
+            st.send_waiters.pop()
+        } else {
+            None
+        };
+        drop(st);
+        if let Some(w) = pass_on {
+            w.wake();
+        }
     }
 }
 

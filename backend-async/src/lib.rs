@@ -46,7 +46,8 @@
 //!
 //! ## Modules
 //!
-//! - [`channel`](mod@channel): the MPMC channel (own implementation; see `README.md` for why).
+//! - [`channel`](mod@channel): the MPMC channel (own implementation; see `README.md` for why),
+//!   selectable with [`TokioParker`] (blocking selects follow the rule above).
 //! - [`lock`](mod@lock), [`semaphore`](mod@semaphore), [`event`](mod@event), [`barrier`](mod@barrier): synchronisation.
 //! - [`Value`] and [`Array`]: in-process (core's `local` module, shared with the thread backend).
 //! - [`spawn`](mod@spawn): [`spawn`](fn@spawn), [`spawn_async`], [`JoinHandle`].
@@ -72,7 +73,7 @@ pub mod semaphore;
 pub mod spawn;
 
 pub use barrier::Barrier;
-pub use channel::{Receiver, RecvFuture, SendFuture, Sender, channel, unbounded};
+pub use channel::{Receiver, RecvFuture, SendFuture, Sender, TokioParker, channel, unbounded};
 pub use event::Event;
 pub use lock::{Lock, LockGuard};
 pub use pool::{Pool, TaskHandle};
@@ -115,6 +116,9 @@ impl Backend for Tokio {
     const ASYNC_TASKS: bool = true;
     const REMOTE: bool = false;
 
+    /// A task selects through the channels' waker sets; a blocking select parks the thread,
+    /// following the backend's `block_in_place` rule.
+    type Selector = TokioParker;
     uniconc_core::backend_items!();
     uniconc_core::named_registry_items!();
 }

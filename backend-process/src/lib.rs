@@ -119,8 +119,8 @@ cfg_if::cfg_if! {
 
         pub use barrier::Barrier;
         pub use channel::{
-            ChannelBuilder, MAX_PROCESSES, Receiver, Sender, UNBOUNDED_BUDGET, channel,
-            forget_inherited_handles, unbounded,
+            ChannelBuilder, MAX_PROCESSES, ProcSelector, Receiver, Sender, UNBOUNDED_BUDGET,
+            channel, forget_inherited_handles, unbounded,
         };
         pub use event::Event;
         pub use file::FileRegion;
@@ -169,6 +169,8 @@ impl uniconc_core::Backend for Process {
     const ASYNC_TASKS: bool = false;
     const REMOTE: bool = false;
 
+    /// One sleep on the wait words of every watched channel, across processes.
+    type Selector = ProcSelector;
     uniconc_core::backend_items!();
 
     /// A clean start ([`Start::Clean`]): see [`spawn_task`].

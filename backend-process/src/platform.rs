@@ -19,7 +19,12 @@
 //! liveness without `/proc`, no pidfd), so CI runs the process tests through it.
 //!
 //! Both expose the same two functions: [`wait`] (one bounded sleep; callers loop on their own
-//! condition) and [`wake`].
+//! condition) and [`wake`], and a [`WaitSet`]: one sleep on several words at once (a select
+//! over several channels). On Linux that is `futex_waitv(2)` (5.16 or later, at most 128
+//! words, shared futexes); on an older kernel, with more words, or on other Unixes, a
+//! `WaitSet` looks at every word and naps on the first one for at most 1 ms (200 µs in the
+//! fallback): a change of another word is then seen within that nap, and an idle select
+//! wakes up that often.
 
 use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
@@ -28,9 +33,11 @@ cfg_if::cfg_if! {
     if #[cfg(all(target_os = "linux", not(uniconc_fallback)))] {
         mod linux;
         use linux as imp;
+        pub(crate) use linux::WaitSet;
     } else {
         mod fallback;
         use fallback as imp;
+        pub(crate) use fallback::WaitSet;
     }
 }
 

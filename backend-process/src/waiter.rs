@@ -75,17 +75,40 @@ struct ReqShared {
     waker: Mutex<Option<Waker>>,
 }
 
+/// What a request waits for.
+enum Target {
+    /// `word` to move on from `expected`.
+    One {
+        word: *const AtomicU32,
+        expected: u32,
+    },
+    /// Any word of the set to move on (a select's words, woken all at once by their
+    /// notifiers: a cancelled request has no wake-up to pass on).
+    Any(platform::WaitSet),
+}
+
+impl Target {
+    /// `true` if the wait is already over (a word moved on).
+    fn changed(&self) -> bool {
+        match self {
+            // SAFETY (both arms): the request's `_keep` keeps the words mapped.
+            // Acquire: the task that sees the bump sees what was done before it.
+            Self::One { word, expected } => unsafe { &**word }.load(Ordering::Acquire) != *expected,
+            Self::Any(set) => set.changed(),
+        }
+    }
+}
+
 struct Req {
-    word: *const AtomicU32,
-    expected: u32,
+    target: Target,
     // Dropped before `keep` (declaration order), so the counter is still mapped.
     _token: Option<SleepToken>,
     shared: Arc<ReqShared>,
     _keep: Arc<dyn Any + Send + Sync>,
 }
 
-// SAFETY: `word` points into the mapping that `keep` keeps alive; only atomic operations and
-// futex calls are made through it.
+// SAFETY: the target's words point into the mappings that `keep` keeps alive; only atomic
+// operations and futex calls are made through them.
 unsafe impl Send for Req {}
 
 struct PoolState {
@@ -158,9 +181,11 @@ fn finish(req: Req) {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .take();
-    if req.shared.cancelled.load(Ordering::Acquire) {
+    if req.shared.cancelled.load(Ordering::Acquire)
+        && let Target::One { word, .. } = req.target
+    {
         // SAFETY: `req._keep` keeps the word mapped.
-        platform::wake(unsafe { &*req.word }, 1);
+        platform::wake(unsafe { &*word }, 1);
     }
     if let Some(w) = waker {
         w.wake();
@@ -180,8 +205,13 @@ fn worker() {
         match req {
             Some(req) => {
                 if !req.shared.cancelled.load(Ordering::Acquire) {
-                    // SAFETY: `req._keep` keeps the word mapped for the call.
-                    platform::wait(unsafe { &*req.word }, req.expected, Some(SLICE));
+                    match &req.target {
+                        // SAFETY: `req._keep` keeps the word mapped for the call.
+                        Target::One { word, expected } => {
+                            platform::wait(unsafe { &**word }, *expected, Some(SLICE));
+                        }
+                        Target::Any(set) => set.wait(SLICE),
+                    }
                 }
                 finish(req);
             }
@@ -214,9 +244,26 @@ impl WaitWord {
         let shared = Arc::new(ReqShared::default());
         Self {
             pending: Some(Req {
-                word,
-                expected,
+                target: Target::One { word, expected },
                 _token: token,
+                shared: shared.clone(),
+                _keep: keep,
+            }),
+            shared,
+        }
+    }
+
+    /// Waits until any word of `set` moves on from the value it was pushed with: one waiter
+    /// thread sleeps on all of them (a select over several channels).
+    ///
+    /// # Safety
+    /// The words of `set` must live inside the memory kept alive by `keep`.
+    pub(crate) unsafe fn any(set: platform::WaitSet, keep: Arc<dyn Any + Send + Sync>) -> Self {
+        let shared = Arc::new(ReqShared::default());
+        Self {
+            pending: Some(Req {
+                target: Target::Any(set),
+                _token: None,
                 shared: shared.clone(),
                 _keep: keep,
             }),
@@ -229,9 +276,8 @@ impl Future for WaitWord {
     type Output = ();
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         if let Some(req) = self.pending.take() {
-            // Relaxed: a fast path; the futex call re-checks atomically.
-            // SAFETY: `req._keep` keeps the word mapped.
-            if unsafe { &*req.word }.load(Ordering::Acquire) != req.expected {
+            // A fast path; the futex call re-checks atomically.
+            if req.target.changed() {
                 return Poll::Ready(());
             }
             *req.shared.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());

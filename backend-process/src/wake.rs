@@ -141,4 +141,44 @@ mod loom_tests {
             }
         });
     }
+
+    /// A select (`ProcSelector`): one waiter registers on two words (each guarding its own
+    /// channel's `tail`), re-checks both channels, then sleeps on both words at once
+    /// (`futex_waitv` returns as soon as either word holds another value than the one it
+    /// registered with); a sender on each channel. No lost wake-up: for each channel whose
+    /// message the re-check missed, that channel's word moved on, so the sleep on both
+    /// returns (or the kernel wakes it).
+    ///
+    /// Mutation checked: registering on the second word *after* re-checking the second
+    /// channel (the order a careless select loop could take) fails this model.
+    #[test]
+    fn loom_select_two_words_two_senders() {
+        loom::model(|| {
+            let words = Arc::new([AtomicU32::new(0), AtomicU32::new(0)]);
+            let tails = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+            let senders: Vec<_> = (0..2)
+                .map(|i| {
+                    let (words, tails) = (words.clone(), tails.clone());
+                    loom::thread::spawn(move || {
+                        claim_cells(&tails[i]);
+                        take_sleepers(&words[i])
+                    })
+                })
+                .collect();
+            let seqs = [register_sleeper(&words[0]), register_sleeper(&words[1])];
+            let seen = [sees_message(&tails[0]), sees_message(&tails[1])];
+            for s in senders {
+                s.join().unwrap();
+            }
+            for i in 0..2 {
+                if !seen[i] {
+                    assert_ne!(
+                        words[i].load(Ordering::Relaxed),
+                        seqs[i],
+                        "lost wake-up on word {i}"
+                    );
+                }
+            }
+        });
+    }
 }

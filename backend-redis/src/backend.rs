@@ -172,6 +172,8 @@ impl uniconc_core::Backend for Redis {
     const NAMED: bool = false;
     const TRAVEL: bool = false;
 
+    /// Waits on the wake-up subscriptions of every watched channel at once.
+    type Selector = crate::RedisSelector;
     type Sender<T: Message> = crate::Sender<T>;
     type Receiver<T: Message> = crate::Receiver<T>;
     type Lock = crate::Lock;

@@ -7,6 +7,10 @@
 //! - `q`, a list: the encoded messages, oldest first.
 //! - `tx`, `rx`, sorted sets: one member per process holding senders (receivers), scored with
 //!   its lease's expiry in the server's clock.
+//! - `res`, a hash: the room reserved by the `send_batch` calls under way, `<member>|<call>` →
+//!   how many messages. A reservation counts against the capacity, and holds the receivers of a
+//!   closed channel back from `Disconnected` until the call has pushed what it reserved room
+//!   for (it lapses with its process's sender lease).
 //! - The notification channel `uc:{<id>}:w` gets `r` when the list stops being empty, `s`
 //!   when it stops being full, and a message on every disconnection.
 //!
@@ -24,7 +28,7 @@ use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -58,6 +62,21 @@ end
 local function mine(z, member)
   return redis.call('ZSCORE', z, member) ~= false
 end
+-- The room held by the live reservations of `res` (`<member>|<call>` -> messages), pruning
+-- those whose member holds no sender lease in `tx` any more.
+local function reserved(res, tx)
+  local all = redis.call('HGETALL', res)
+  local sum = 0
+  for i = 1, #all, 2 do
+    local member = string.match(all[i], '^(.*)|[^|]*$')
+    if member and redis.call('ZSCORE', tx, member) then
+      sum = sum + tonumber(all[i + 1])
+    else
+      redis.call('HDEL', res, all[i])
+    end
+  end
+  return sum
+end
 ";
 
 /// KEYS: m q tx rx. ARGV: cap, member, lease ms, idle ttl ms.
@@ -79,7 +98,7 @@ redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
 return {1, tonumber(m[1])}
 ";
 
-/// KEYS: m q tx rx. ARGV: member, payload, wake channel. Returns 1 sent, 0 full, -1
+/// KEYS: m q tx rx res. ARGV: member, payload, wake channel. Returns 1 sent, 0 full, -1
 /// disconnected, -2 gone, -3 this process's sender lease lapsed.
 const SEND: &str = r"
 local m = redis.call('HMGET', KEYS[1], 'cap', 'closed')
@@ -94,13 +113,13 @@ if not alive(KEYS[4]) then
 end
 local n = redis.call('LLEN', KEYS[2])
 local cap = tonumber(m[1])
-if cap > 0 and n >= cap then return 0 end
+if cap > 0 and (n >= cap or n + reserved(KEYS[5], KEYS[3]) >= cap) then return 0 end
 redis.call('RPUSH', KEYS[2], ARGV[2])
 if n == 0 then redis.call('PUBLISH', ARGV[3], 'r') end
 return 1
 ";
 
-/// KEYS: m q tx rx. ARGV: member, wake channel. Returns {1, msg}, {0} empty, {-1}
+/// KEYS: m q tx rx res. ARGV: member, wake channel. Returns {1, msg}, {0} empty, {-1}
 /// disconnected, {-2} gone, {-3} this process's receiver lease lapsed.
 const RECV: &str = r"
 local m = redis.call('HMGET', KEYS[1], 'cap', 'closed')
@@ -109,12 +128,17 @@ if not mine(KEYS[4], ARGV[1]) then return {-3, false} end
 local v = redis.call('LPOP', KEYS[2])
 if v then
   local cap = tonumber(m[1])
-  if cap > 0 and redis.call('LLEN', KEYS[2]) == cap - 1 then
-    redis.call('PUBLISH', ARGV[2], 's')
+  if cap > 0 then
+    local left = redis.call('LLEN', KEYS[2]) + reserved(KEYS[5], KEYS[3])
+    if left < cap and left + 1 >= cap then redis.call('PUBLISH', ARGV[2], 's') end
   end
   return {1, v}
 end
-if m[2] == '1' then return {-1, false} end
+if m[2] == '1' then
+  -- Closed: what a `send_batch` under way reserved room for before is still to come.
+  if alive(KEYS[3]) and reserved(KEYS[5], KEYS[3]) > 0 then return {0, false} end
+  return {-1, false}
+end
 if not alive(KEYS[3]) then
   redis.call('HSET', KEYS[1], 'closed', '1')
   redis.call('PUBLISH', ARGV[2], 'c')
@@ -123,39 +147,67 @@ end
 return {0, false}
 ";
 
-/// KEYS: m q tx rx. ARGV: member, wake channel, payloads... Pushes as many of the payloads, in
-/// order, as there is room for. Returns {how many (0 when full), room left (-1: unbounded)},
-/// or {-1} disconnected, {-2} gone, {-3} this process's sender lease lapsed.
+/// KEYS: m q tx rx res. ARGV: reservation (`<member>|<call>`), member, wake channel, how much
+/// room to reserve for the next call, how many of the payloads the reservation held covers,
+/// payloads...
+///
+/// Pushes the covered payloads whatever the channel's state since (the room was reserved
+/// before any disconnection; with every receiver gone they are dropped as the queue is), then
+/// the others while there is room and the channel is connected, releases what the reservation
+/// held beyond them, and reserves room for the next call. Returns {pushed, reserved for the
+/// next call, 1 if the channel is disconnected (else 0)}, or {-2} gone, {-3} this process's
+/// sender lease lapsed (its reservation with it).
 const SEND_BATCH: &str = r"
 local m = redis.call('HMGET', KEYS[1], 'cap', 'closed')
 if not m[1] then return {-2} end
-if m[2] == '1' then return {-1} end
-if not mine(KEYS[3], ARGV[1]) then return {-3} end
-if not alive(KEYS[4]) then
+local held = tonumber(redis.call('HGET', KEYS[5], ARGV[1]) or '0')
+redis.call('HDEL', KEYS[5], ARGV[1])
+if not mine(KEYS[3], ARGV[2]) then return {-3} end
+local first = 6
+local total = #ARGV - first + 1
+local covered = math.min(tonumber(ARGV[5]), held, total)
+local cap = tonumber(m[1])
+local closed = m[2] == '1'
+local n = redis.call('LLEN', KEYS[2])
+local function push(from, to)
+  local i = from
+  while i <= to do
+    local j = math.min(i + 999, to)
+    redis.call('RPUSH', KEYS[2], unpack(ARGV, i, j))
+    i = j + 1
+  end
+end
+if not closed and not alive(KEYS[4]) then
   redis.call('HSET', KEYS[1], 'closed', '1')
   redis.call('DEL', KEYS[2])
-  redis.call('PUBLISH', ARGV[2], 'c')
-  return {-1}
+  redis.call('PUBLISH', ARGV[3], 'c')
+  return {covered, 0, 1}
 end
-local n = redis.call('LLEN', KEYS[2])
-local cap = tonumber(m[1])
-local last = #ARGV
-if cap > 0 then last = math.min(last, 2 + cap - n) end
-local i = 3
-while i <= last do
-  local j = math.min(i + 999, last)
-  redis.call('RPUSH', KEYS[2], unpack(ARGV, i, j))
-  i = j + 1
+push(first, first + covered - 1)
+local pushed = covered
+local grant = 0
+if not closed then
+  local room = -1
+  if cap > 0 then room = cap - n - pushed - reserved(KEYS[5], KEYS[3]) end
+  local more = total - covered
+  if cap > 0 then more = math.max(0, math.min(more, room)) end
+  push(first + covered, first + covered + more - 1)
+  pushed = pushed + more
+  grant = tonumber(ARGV[4])
+  if cap > 0 then grant = math.max(0, math.min(grant, room - more)) end
+  if grant > 0 then redis.call('HSET', KEYS[5], ARGV[1], grant) end
 end
-if last >= 3 and n == 0 then redis.call('PUBLISH', ARGV[2], 'r') end
-local pushed = math.max(last - 2, 0)
-local room = -1
-if cap > 0 then room = cap - n - pushed end
-return {pushed, room}
+if pushed > 0 and n == 0 then redis.call('PUBLISH', ARGV[3], 'r') end
+if held > covered then
+  if closed then redis.call('PUBLISH', ARGV[3], 'c') elseif cap > 0 then redis.call('PUBLISH', ARGV[3], 's') end
+end
+local disconnected = 0
+if closed then disconnected = 1 end
+return {pushed, grant, disconnected}
 ";
 
-/// KEYS: m q tx rx. ARGV: member, wake channel, max. Returns {1, msgs} (at least one), {0}
-/// empty, {-1} disconnected, {-2} gone, {-3} this process's receiver lease lapsed.
+/// KEYS: m q tx rx res. ARGV: member, wake channel, max. Returns {1, msgs} (at least one),
+/// {0} empty, {-1} disconnected, {-2} gone, {-3} this process's receiver lease lapsed.
 const RECV_BATCH: &str = r"
 local m = redis.call('HMGET', KEYS[1], 'cap', 'closed')
 if not m[1] then return {-2, false} end
@@ -163,13 +215,17 @@ if not mine(KEYS[4], ARGV[1]) then return {-3, false} end
 local v = redis.call('LPOP', KEYS[2], tonumber(ARGV[3]))
 if v then
   local cap = tonumber(m[1])
-  local left = redis.call('LLEN', KEYS[2])
-  if cap > 0 and left < cap and left + #v >= cap then
-    redis.call('PUBLISH', ARGV[2], 's')
+  if cap > 0 then
+    local left = redis.call('LLEN', KEYS[2]) + reserved(KEYS[5], KEYS[3])
+    if left < cap and left + #v >= cap then redis.call('PUBLISH', ARGV[2], 's') end
   end
   return {1, v}
 end
-if m[2] == '1' then return {-1, false} end
+if m[2] == '1' then
+  -- As in RECV.
+  if alive(KEYS[3]) and reserved(KEYS[5], KEYS[3]) > 0 then return {0, false} end
+  return {-1, false}
+end
 if not alive(KEYS[3]) then
   redis.call('HSET', KEYS[1], 'closed', '1')
   redis.call('PUBLISH', ARGV[2], 'c')
@@ -242,10 +298,19 @@ struct Chan {
     queue: String,
     tx: String,
     rx: String,
+    res: String,
     wake: String,
     cap: usize,
     /// Why the last operation failed because of the server rather than the peers.
     failure: Mutex<Option<String>>,
+    /// `recv_async` futures of this process dropped while their receive was under way, whose
+    /// outcome is not settled yet: a message they popped is not back at the head of the queue
+    /// yet. Every receive of this process waits until there are none, so that a receive
+    /// started after a cancelled one never overtakes the message the cancelled one put back.
+    /// (Briefly negative when the put-back finishes before the drop has counted it.)
+    unsettled: AtomicIsize,
+    /// Notified whenever `unsettled` goes down.
+    settled: tokio::sync::Notify,
 }
 
 impl Chan {
@@ -255,6 +320,7 @@ impl Chan {
             self.queue.clone(),
             self.tx.clone(),
             self.rx.clone(),
+            self.res.clone(),
         ]
     }
 
@@ -275,6 +341,60 @@ impl Chan {
             self.live.server(),
             LEASE
         ));
+    }
+}
+
+impl Chan {
+    fn is_settled(&self) -> bool {
+        // Acquire pairs with the Release in `settle`: a receive that sees the count back at
+        // zero starts after the put-back's reply arrived (the message is at the head again).
+        self.unsettled.load(Ordering::Acquire) <= 0
+    }
+
+    /// Waits until no cancelled `recv_async` of this process is unsettled.
+    async fn wait_settled(&self) {
+        loop {
+            let settled = self.settled.notified();
+            let mut settled = std::pin::pin!(settled);
+            // Registered before the check: a `settle` after it wakes this wait.
+            settled.as_mut().enable();
+            if self.is_settled() {
+                return;
+            }
+            settled.await;
+        }
+    }
+
+    /// [`wait_settled`](Self::wait_settled) for the blocking and `try_` forms: one atomic load
+    /// when nothing is unsettled (always, unless a `recv_async` was just cancelled).
+    fn wait_settled_blocking(&self) {
+        if !self.is_settled() {
+            block_on_short(self.wait_settled());
+        }
+    }
+
+    /// A cancelled `recv_async`'s outcome is settled (its message, if any, is back).
+    fn settle(&self) {
+        // Release: see `is_settled`.
+        self.unsettled.fetch_sub(1, Ordering::Release);
+        self.settled.notify_waiters();
+    }
+}
+
+/// Held by a `recv_async` future while its receive is under way: dropped before the result was
+/// read (the future cancelled), it counts the receive as unsettled until its undo has run.
+struct Underway {
+    chan: Arc<Chan>,
+    read: bool,
+}
+
+impl Drop for Underway {
+    fn drop(&mut self) {
+        if !self.read {
+            // Relaxed: this thread's next receive reads it after this store in program order;
+            // other threads' receives are not ordered with this one anyway.
+            self.chan.unsettled.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -357,10 +477,13 @@ fn chan_for(conn: &Connection, live: Arc<Live>, id: String, cap: usize) -> Arc<C
         queue: key(&id, "q"),
         tx: key(&id, "tx"),
         rx: key(&id, "rx"),
+        res: key(&id, "res"),
         wake: key(&id, "w"),
         id,
         cap,
         failure: Mutex::new(None),
+        unsettled: AtomicIsize::new(0),
+        settled: tokio::sync::Notify::new(),
     })
 }
 
@@ -477,6 +600,7 @@ fn send_invocation<'a>(chan: &'a Chan, payload: &'a [u8]) -> redis::ScriptInvoca
     inv.key(&chan.queue)
         .key(&chan.tx)
         .key(&chan.rx)
+        .key(&chan.res)
         .arg(&chan.live.member)
         .arg(payload)
         .arg(&chan.wake);
@@ -562,6 +686,7 @@ fn recv_invocation(chan: &Chan) -> redis::ScriptInvocation<'_> {
     inv.key(&chan.queue)
         .key(&chan.tx)
         .key(&chan.rx)
+        .key(&chan.res)
         .arg(&chan.live.member)
         .arg(&chan.wake);
     inv
@@ -704,71 +829,188 @@ pub const BATCH: usize = 1024;
 /// are large).
 const BATCH_BYTES: usize = 4 << 20;
 
-/// Pushes as many of `payloads` as there is room for: `Some((pushed, room left))`, `None`
-/// disconnected.
-async fn send_batch_once(
-    chan: &Chan,
-    payloads: &[Vec<u8>],
-) -> Result<Option<(usize, usize)>, RedisError> {
-    if !chan.live.is_ours() {
-        chan.fail(chan.live.foreign_error("channel", &chan.id).to_string());
-        return Ok(None);
+/// A `send_batch` call's reservation of room on the server (`res`): its field and how many
+/// messages it holds room for. Dropped still holding room (the caller's iterator panicked, or
+/// the call ended as a message was found invalid), it gives the room back.
+struct Reservation {
+    chan: Arc<Chan>,
+    field: String,
+    held: usize,
+}
+
+impl Reservation {
+    fn new(chan: &Arc<Chan>) -> Self {
+        static CALLS: AtomicUsize = AtomicUsize::new(0);
+        // Relaxed: a unique number is all that is asked of it.
+        let call = CALLS.fetch_add(1, Ordering::Relaxed);
+        Self {
+            chan: chan.clone(),
+            field: format!("{}|{call}", chan.live.member),
+            held: 0,
+        }
     }
-    // A forked child using its copy of this side stops counting the other side's copies.
-    chan.live.touch(&chan.tx).await;
-    let mut c = chan.live.cmd.clone();
-    chan.conn.count(1);
-    let r: Vec<i64> = send_batch_invocation(chan, payloads)
-        .invoke_async(&mut c)
-        .await?;
-    Ok(send_batch_step(chan, &r))
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.held == 0 {
+            return;
+        }
+        let chan = self.chan.clone();
+        let field = std::mem::take(&mut self.field);
+        conn::run_cleanup(async move {
+            // A failure leaves the room reserved until this process's sender lease lapses.
+            let _ = send_batch_once(&chan, &field, &[], 0, 0).await;
+        });
+    }
+}
+
+/// What one `send_batch` script did: how many payloads it pushed, the room it reserved for the
+/// next call, and whether the channel is disconnected.
+struct BatchSent {
+    pushed: usize,
+    held: usize,
+    disconnected: bool,
 }
 
 fn send_batch_invocation<'a>(
     chan: &'a Chan,
+    field: &'a str,
     payloads: &'a [Vec<u8>],
+    covered: usize,
+    want: usize,
 ) -> redis::ScriptInvocation<'a> {
     let mut inv = scripts().send_batch.key(&chan.meta);
     inv.key(&chan.queue)
         .key(&chan.tx)
         .key(&chan.rx)
+        .key(&chan.res)
+        .arg(field)
         .arg(&chan.live.member)
-        .arg(&chan.wake);
+        .arg(&chan.wake)
+        .arg(want)
+        .arg(covered);
     for p in payloads {
         inv.arg(p.as_slice());
     }
     inv
 }
 
-fn send_batch_step(chan: &Chan, r: &[i64]) -> Option<(usize, usize)> {
+fn send_batch_step(chan: &Chan, r: &[i64]) -> BatchSent {
+    let at = |i: usize| usize::try_from(r.get(i).copied().unwrap_or(0)).unwrap_or(0);
     match r.first().copied().unwrap_or(-2) {
-        n if n >= 0 => Some((
-            usize::try_from(n).unwrap_or(0),
-            // -1: unbounded.
-            usize::try_from(r.get(1).copied().unwrap_or(-1)).unwrap_or(usize::MAX),
-        )),
-        -1 => None,
+        n if n >= 0 => BatchSent {
+            pushed: at(0),
+            held: at(1),
+            disconnected: r.get(2) == Some(&1),
+        },
         -3 => {
             chan.lease_lapsed("sender");
-            None
+            BatchSent {
+                pushed: 0,
+                held: 0,
+                disconnected: true,
+            }
         }
         _ => {
             chan.gone();
-            None
+            BatchSent {
+                pushed: 0,
+                held: 0,
+                disconnected: true,
+            }
         }
     }
 }
 
-/// Sends every payload in order, waiting for room: `(sent, room left)`, `sent` short of
-/// `payloads.len()` when the channel disconnected.
+/// One `send_batch` script on the multiplexed connection.
+async fn send_batch_once(
+    chan: &Chan,
+    field: &str,
+    payloads: &[Vec<u8>],
+    covered: usize,
+    want: usize,
+) -> Result<BatchSent, RedisError> {
+    if !chan.live.is_ours() {
+        chan.fail(chan.live.foreign_error("channel", &chan.id).to_string());
+        return Ok(BatchSent {
+            pushed: 0,
+            held: 0,
+            disconnected: true,
+        });
+    }
+    // A forked child using its copy of this side stops counting the other side's copies.
+    chan.live.touch(&chan.tx).await;
+    let mut c = chan.live.cmd.clone();
+    chan.conn.count(1);
+    let r: Vec<i64> = send_batch_invocation(chan, field, payloads, covered, want)
+        .invoke_async(&mut c)
+        .await?;
+    Ok(send_batch_step(chan, &r))
+}
+
+/// One round trip of `send_batch`, waiting while the channel is full: pushes `payloads` (the
+/// first `covered` into the room `res` holds, the others while there is room) and reserves room
+/// for up to `want` more. `(pushed, disconnected)`; `pushed` is short of `payloads.len()` only
+/// when the channel is disconnected.
+fn send_batch_trip(
+    res: &mut Reservation,
+    payloads: &[Vec<u8>],
+    covered: usize,
+    want: usize,
+) -> (usize, bool) {
+    let chan = &*res.chan;
+    // The first attempt on this thread's own connection; waiting on the runtime.
+    let direct = chan.live.direct_ok().then(|| {
+        crate::direct::with(&chan.conn, |c| {
+            send_batch_invocation(chan, &res.field, payloads, covered, want).invoke::<Vec<i64>>(c)
+        })
+    });
+    let (done, full) = match direct.flatten() {
+        Some(Ok(r)) => {
+            chan.conn.count(1);
+            let step = send_batch_step(chan, &r);
+            res.held = step.held;
+            if step.pushed == payloads.len() || step.disconnected {
+                return (step.pushed, step.disconnected);
+            }
+            (step.pushed, true)
+        }
+        Some(Err(e)) => {
+            chan.conn.count(1);
+            let transient = is_transient(&e);
+            chan.fail(redis_error("sending", e).to_string());
+            if !transient {
+                return (0, true);
+            }
+            (0, false)
+        }
+        None => (0, false),
+    };
+    let (more, held, disconnected) = block_on(send_batch_wait(
+        chan,
+        &res.field,
+        &payloads[done..],
+        covered.saturating_sub(done),
+        want,
+        full,
+    ));
+    res.held = held;
+    (done + more, disconnected)
+}
+
+/// The waiting part of [`send_batch_trip`] (inside the crate's `block_on`): `(pushed, room
+/// held, disconnected)`.
 async fn send_batch_wait(
     chan: &Chan,
+    field: &str,
     payloads: &[Vec<u8>],
-    first: usize,
+    covered: usize,
+    want: usize,
     full: bool,
-) -> (usize, usize) {
-    let done = AtomicUsize::new(first);
-    let room = AtomicUsize::new(0);
+) -> (usize, usize, bool) {
+    let done = AtomicUsize::new(0);
+    let held = AtomicUsize::new(0);
     let full = AtomicBool::new(full);
     let r = wait_until(&chan.live, &chan.wake, None, None, || async {
         if skip(&full) {
@@ -776,11 +1018,11 @@ async fn send_batch_wait(
         }
         // Relaxed: the attempts run one after another in this task.
         let d = done.load(Ordering::Relaxed);
-        // Only blocking calls wait here (inside the crate's `block_on`): on the thread's own
-        // connection.
+        let (rest, covered) = (&payloads[d..], covered.saturating_sub(d));
+        // Only blocking calls wait here: on the thread's own connection.
         let direct = chan.live.direct_ok().then(|| {
             crate::direct::with_blocking(&chan.conn, |c| {
-                send_batch_invocation(chan, &payloads[d..]).invoke::<Vec<i64>>(c)
+                send_batch_invocation(chan, field, rest, covered, want).invoke::<Vec<i64>>(c)
             })
         });
         let r = match direct.flatten() {
@@ -788,26 +1030,33 @@ async fn send_batch_wait(
                 chan.conn.count(1);
                 r.map(|r| send_batch_step(chan, &r))
             }
-            None => send_batch_once(chan, &payloads[d..]).await,
+            None => send_batch_once(chan, field, rest, covered, want).await,
         };
         Ok::<_, Infallible>(match r {
-            Ok(Some((n, left))) => {
-                done.store(d + n, Ordering::Relaxed);
-                room.store(left, Ordering::Relaxed);
-                if d + n == payloads.len() {
-                    Attempt::Done(())
+            Ok(step) => {
+                done.store(d + step.pushed, Ordering::Relaxed);
+                held.store(step.held, Ordering::Relaxed);
+                if step.disconnected {
+                    Attempt::Done(true)
+                } else if d + step.pushed == payloads.len() {
+                    Attempt::Done(false)
                 } else {
                     Attempt::Wait
                 }
             }
-            Ok(None) => Attempt::Done(()),
-            Err(e) => failed(chan, "sending", e, ()),
+            Err(e) => failed(chan, "sending", e, true),
         })
     })
     .await;
     // No deadline and no cancellation: the wait ends with `Done`.
-    let Ok(_) = r;
-    (done.load(Ordering::Relaxed), room.load(Ordering::Relaxed))
+    let Ok(Some(disconnected)) = r else {
+        unreachable!("a wait without deadline or cancellation ends with a result")
+    };
+    (
+        done.load(Ordering::Relaxed),
+        held.load(Ordering::Relaxed),
+        disconnected,
+    )
 }
 
 /// The reply of the receiving batch script: status, messages.
@@ -818,6 +1067,7 @@ fn recv_batch_invocation<'a>(chan: &'a Chan, max: &'a str) -> redis::ScriptInvoc
     inv.key(&chan.queue)
         .key(&chan.tx)
         .key(&chan.rx)
+        .key(&chan.res)
         .arg(&chan.live.member)
         .arg(&chan.wake)
         .arg(max);
@@ -1075,34 +1325,36 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Sender<T> f
         }
     }
 
-    /// Sends in round trips of up to [`BATCH`] messages (and 4 MiB): one script pushes as many
-    /// of them as there is room for, so a batch costs about one round trip per [`BATCH`]
-    /// messages instead of one per message. While the channel is full it waits, as `send`
-    /// does.
+    /// Sends in round trips of up to [`BATCH`] messages (and 4 MiB). Each round trip's script
+    /// pushes the messages the previous one reserved room for, then one more if there is room,
+    /// and reserves room for the next round trip, so a batch costs about one round trip per
+    /// [`BATCH`] messages instead of one per message. While the channel is full it waits, as
+    /// `send` does.
     ///
-    /// A round trip takes from `items` only what the previous one reported room for (the first
-    /// takes one item), so when the channel is found disconnected the item that did not go
-    /// comes back in the error and the rest stay in `items`. Only a disconnection that lands
-    /// between two round trips of one call (or while another sender fills the room reported)
-    /// can catch several items taken for one round trip: the first comes back in the error,
-    /// the others are dropped, as the disconnected channel's queued messages are. A message
-    /// that does not encode comes back as `Invalid` after the ones before it were sent.
+    /// Only the messages the server has reserved room for are taken from `items`, and one
+    /// more. A reservation made before the channel disconnected is honoured: those messages
+    /// are pushed, and the receivers of a closed channel wait for them before they see
+    /// `Disconnected`. So when the channel is found disconnected, the one extra message comes
+    /// back in the error and the rest stay in `items`. (When this process's sender lease lapsed
+    /// — it was paused or cut off for longer than [`LEASE`] — its reservation lapsed with it:
+    /// then the messages taken for that round trip are lost but the first, which comes back.)
+    /// A message that does not encode comes back as `Invalid` after the ones before it were
+    /// sent.
     fn send_batch<I>(&self, items: I) -> Result<usize, SendError<T>>
     where
         I: IntoIterator<Item = T>,
     {
-        let chan = &self.side.chan;
         let mut items = items.into_iter();
+        let mut res = Reservation::new(&self.side.chan);
         let mut sent = 0;
         let mut values = Vec::new();
         let mut payloads = Vec::new();
-        // How many items the next round trip may take: one, until a reply reports room.
-        let mut take = 1;
         loop {
             values.clear();
             payloads.clear();
             let (mut bytes, mut invalid, mut ended) = (0, None, false);
-            while values.len() < take && bytes < BATCH_BYTES {
+            // The messages the reservation covers, and one more.
+            while values.len() <= res.held && (values.is_empty() || bytes < BATCH_BYTES) {
                 let Some(value) = items.next() else {
                     ended = true;
                     break;
@@ -1120,41 +1372,17 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Sender<T> f
                 }
             }
             if !payloads.is_empty() {
-                // The first attempt on this thread's own connection; waiting on the runtime.
-                let direct = chan.live.direct_ok().then(|| {
-                    crate::direct::with(&chan.conn, |c| {
-                        send_batch_invocation(chan, &payloads).invoke::<Vec<i64>>(c)
-                    })
-                });
-                let (done, room) = match direct.flatten() {
-                    Some(Ok(r)) => {
-                        chan.conn.count(1);
-                        match send_batch_step(chan, &r) {
-                            Some((n, room)) if n == payloads.len() => (n, room),
-                            Some((n, _)) => block_on(send_batch_wait(chan, &payloads, n, true)),
-                            None => (0, 0),
-                        }
-                    }
-                    Some(Err(e)) => {
-                        chan.conn.count(1);
-                        let transient = is_transient(&e);
-                        chan.fail(redis_error("sending", e).to_string());
-                        if transient {
-                            block_on(send_batch_wait(chan, &payloads, 0, false))
-                        } else {
-                            (0, 0)
-                        }
-                    }
-                    None => block_on(send_batch_wait(chan, &payloads, 0, false)),
-                };
-                sent += done;
-                if done < payloads.len() {
-                    let first = values.drain(done..).next();
+                let covered = payloads.len().min(res.held);
+                // No more room is needed once the items ended.
+                let want = if ended || invalid.is_some() { 0 } else { BATCH };
+                let (pushed, _) = send_batch_trip(&mut res, &payloads, covered, want);
+                sent += pushed;
+                if pushed < payloads.len() {
+                    let first = values.drain(pushed..).next();
                     return Err(SendError::Disconnected(
                         first.expect("the unsent message is there"),
                     ));
                 }
-                take = room.clamp(1, BATCH);
             }
             if let Some(e) = invalid {
                 return Err(e);
@@ -1229,6 +1457,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Sender<T> f
 impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Receiver<T> for Receiver<T> {
     fn try_recv(&self) -> Result<T, TryRecvError> {
         let chan = &self.side.chan;
+        chan.wait_settled_blocking();
         let step = recv_once_direct(chan).unwrap_or_else(|| block_on_short(recv_once(chan)));
         match step {
             Ok(RecvStep::Got(bytes)) => decode(&bytes).map_err(TryRecvError::Invalid),
@@ -1243,6 +1472,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Receiver<T>
 
     fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         let chan = &self.side.chan;
+        chan.wait_settled_blocking();
         // As in `send_deadline`: the first attempt on this thread's own connection.
         let mut empty = false;
         let first = match recv_once_direct(chan) {
@@ -1270,6 +1500,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Receiver<T>
         if max == 0 {
             return Ok(0);
         }
+        self.side.chan.wait_settled_blocking();
         let Some(got) = recv_batch_blocking(&self.side.chan, max.min(BATCH)) else {
             return Err(RecvError::Disconnected);
         };
@@ -1280,16 +1511,28 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Receiver<T>
         Ok(got.len())
     }
 
+    /// # Cancel safety
+    ///
+    /// A message popped for a future dropped before it returned it is put back at the head of
+    /// the queue; the receives this process starts afterwards wait until it is back, so a
+    /// consumer that cancels a receive and receives again gets the messages in order.
     fn recv_async(&self) -> impl Future<Output = Result<T, RecvError>> + Send + '_ {
         let side = self.side.clone();
         let undo_side = self.side.clone();
         async move {
+            side.chan.wait_settled().await;
+            // Counted as unsettled if this future is dropped from here on; the undo below runs
+            // exactly then (once), and settles it.
+            let mut underway = Underway {
+                chan: side.chan.clone(),
+                read: false,
+            };
             let step = conn::spawn_cancellable(
                 move |cancel| async move { recv_wait(&side.chan, None, Some(&cancel), false).await },
                 // Popped after the caller gave up: put it back at the head, where it was.
                 move |step| async move {
+                    let chan = &undo_side.chan;
                     if let Ok(RecvStep::Got(bytes)) = step {
-                        let chan = &undo_side.chan;
                         let mut c = chan.live.cmd.clone();
                         chan.conn.count(1);
                         let _ = scripts()
@@ -1300,9 +1543,11 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Receiver<T>
                             .invoke_async::<i64>(&mut c)
                             .await;
                     }
+                    chan.settle();
                 },
             )
             .await;
+            underway.read = true;
             match step {
                 Ok(RecvStep::Got(bytes)) => decode(&bytes).map_err(RecvError::Invalid),
                 _ => Err(RecvError::Disconnected),
@@ -1354,5 +1599,21 @@ impl Connection {
     /// `Os` when the server cannot be reached.
     pub fn unbounded<T>(&self) -> Result<(Sender<T>, Receiver<T>), Error> {
         create(self, None)
+    }
+}
+
+// ---- hooks for select (crate::select) --------------------------------------------------------
+
+impl<T> Sender<T> {
+    /// This process's connection and the channel's wake-up channel: what a select watches.
+    pub(crate) fn wake_up(&self) -> (&Arc<Live>, &str) {
+        (&self.side.chan.live, &self.side.chan.wake)
+    }
+}
+
+impl<T> Receiver<T> {
+    /// As [`Sender::wake_up`].
+    pub(crate) fn wake_up(&self) -> (&Arc<Live>, &str) {
+        (&self.side.chan.live, &self.side.chan.wake)
     }
 }

@@ -763,6 +763,18 @@ impl Proc {
             .remove(token);
     }
 
+    /// A receiver of wake-ups for `channel` if this process is already subscribed to it (no
+    /// round trip): the synchronous fast path of [`waker`](Proc::waker), for a select's
+    /// registration. The subscription is live on the server (it is recorded only once
+    /// `SUBSCRIBE` was acknowledged), so a state check after this cannot miss a notification.
+    pub(crate) fn subscribed_waker(&self, channel: &str) -> Option<watch::Receiver<u64>> {
+        self.wakers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(channel)
+            .map(watch::Sender::subscribe)
+    }
+
     /// A receiver of wake-ups for `channel`, subscribed on the server before this returns (so a
     /// state check after it cannot miss a notification).
     pub(crate) async fn waker(&self, channel: &str) -> Result<watch::Receiver<u64>, RedisError> {

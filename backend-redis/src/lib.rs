@@ -28,6 +28,8 @@
 //! - [`event`](mod@event): [`Event`].
 //! - [`barrier`](mod@barrier): [`Barrier`].
 //! - [`semaphore`](mod@semaphore): [`Semaphore`].
+//! - [`select`](mod@select): [`RedisSelector`], what makes the channels selectable
+//!   (`uniconc::select!` over several Redis channels and timers).
 //! - [`value`](mod@value): [`Value`], [`Array`] (plain data, bytemuck).
 //! - [`pool`]: [`Pool`] of named tasks run by worker agents on any machine ([`worker`]).
 //! - [`testing`] (feature `testing`): private `redis-server`s for tests.
@@ -148,6 +150,7 @@ pub mod event;
 pub mod lock;
 mod object;
 pub mod pool;
+pub mod select;
 pub mod semaphore;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -166,5 +169,6 @@ pub use conn::{
 pub use event::Event;
 pub use lock::{Lock, LockGuard};
 pub use pool::{Pool, worker};
+pub use select::RedisSelector;
 pub use semaphore::Semaphore;
 pub use value::{Array, ArrayGuard, Value, ValueGuard};

@@ -8,7 +8,9 @@
 //! - not yet: subscribe to the object's wake-up channel (`uc:{<id>}:w`) the first time, then
 //!   check again at once (a wake-up published before the subscription would be missed
 //!   otherwise); afterwards sleep until a wake-up, [`POLL`](crate::conn::POLL) (250 ms: a
-//!   missed wake-up costs at most that), the deadline, or cancellation;
+//!   missed wake-up costs at most that), the deadline, or cancellation. If this process
+//!   stops listening to the channel meanwhile (its last handle of one side of a channel
+//!   dropped), the next round subscribes again;
 //! - a transient failure (the server unreachable): back off and retry, until the deadline.
 //!
 //! A deadline that has passed, or a cancelled `_async` call, ends the wait without a result.
@@ -82,6 +84,12 @@ where
                 match cancel {
                     Some(c) => c.nap(w, until).await,
                     None => conn::nap(w, until).await,
+                }
+                // This process stopped listening to the channel meanwhile (its last handle of
+                // the object's other side was dropped): the closed receiver would end every
+                // nap at once. Subscribe again at the next round (and check again after it).
+                if w.has_changed().is_err() {
+                    waker = None;
                 }
             }
         }

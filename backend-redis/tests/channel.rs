@@ -263,3 +263,29 @@ fn many_senders_and_receivers_lose_and_duplicate_nothing() {
     want.sort_unstable();
     assert_eq!(all, want);
 }
+
+/// A wait whose process stops listening to the channel meanwhile (this process's last handle
+/// of the other side dropped) listens again, instead of spinning on the closed wake-up
+/// receiver: it keeps to about one check per POLL.
+#[test]
+fn a_wait_survives_its_process_dropping_the_other_side() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let server = RedisServer::start();
+    let conn = uniconc_redis::connect(&server.url()).unwrap();
+    // A second connection: another holder of the sending side, so the channel stays connected.
+    let peer = uniconc_redis::connect(&server.url()).unwrap();
+    let (tx, rx) = conn.channel::<u32>(4).unwrap();
+    let peer_tx = peer.open_sender::<u32>(tx.id()).unwrap();
+    let receiver = std::thread::spawn(move || rx.recv_timeout(Duration::from_secs(20)));
+    std::thread::sleep(Duration::from_millis(300)); // the receiver is asleep by now
+    drop(tx); // this process's last sender: it unsubscribes from the channel's wake-ups
+    let before = conn.commands_sent();
+    let window = Duration::from_secs(2);
+    std::thread::sleep(window);
+    let sent = conn.commands_sent() - before;
+    // About window / POLL (8) checks; a spin sends thousands.
+    assert!(sent < 100, "{sent} commands in {window:?} while waiting");
+    // And the wake-up still works: the peer's message ends the wait.
+    peer_tx.send(3).unwrap();
+    assert_eq!(receiver.join().unwrap(), Ok(3));
+}

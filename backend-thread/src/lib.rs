@@ -94,6 +94,8 @@ impl Backend for Thread {
     const ASYNC_TASKS: bool = false;
     const REMOTE: bool = false;
 
+    /// A thread selects by parking, woken through the channels' waker sets.
+    type Selector = uniconc_core::select::Parker;
     uniconc_core::backend_items!();
     uniconc_core::named_registry_items!();
 }

@@ -12,6 +12,7 @@ use crate::collections::{List, Map};
 use crate::error::Error;
 use crate::named::{self, Name, Named};
 use crate::pool::Pool;
+use crate::select::{SelectRecv, SelectSend, Selector};
 use crate::state::{Array, Plain, Value};
 use crate::sync::{Barrier, Event, Lock, Semaphore};
 use crate::task::Task;
@@ -254,13 +255,69 @@ pub trait Backend: Copy + Send + Sync + 'static {
     /// whose objects are shared by id (`tx.id()`, `conn.open_sender(id)`) for now.
     const TRAVEL: bool = true;
 
-    /// Sending half of a channel.
-    type Sender<T: Message>: Sender<T>;
-    /// Receiving half of a channel. `for x in rx` works in generic code (the receiver is an
-    /// `IntoIterator`, see [`IntoIter`](crate::IntoIter)); for `for x in &rx`, add the bound
-    /// `for<'a> &'a B::Receiver<T>: IntoIterator<Item = T>` (every backend meets it) or call
-    /// [`rx.iter()`](Receiver::iter).
-    type Receiver<T: Message>: Receiver<T> + IntoIterator<Item = T>;
+    /// How one thread (or task) of this backend sleeps until any of several of its channels
+    /// is ready: the `S` of a [`Select`](crate::select::Select) over this backend's channels.
+    ///
+    /// Generic code never names it: the channel halves are selectable with it (see
+    /// [`Sender`](Backend::Sender) and [`Receiver`](Backend::Receiver)), so
+    /// [`select!`](crate::select!) and [`Select::new`](crate::select::Select::new) over
+    /// `B::Receiver<T>`s infer it:
+    ///
+    /// ```
+    /// use uniconc::{Backend, RecvError, Sender as _};
+    ///
+    /// /// Takes jobs until the stop channel says so (or every job sender is gone).
+    /// fn serve<B: Backend>(jobs: B::Receiver<u32>, stop: B::Receiver<()>) -> u32 {
+    ///     let mut sum = 0;
+    ///     loop {
+    ///         uniconc::select! {
+    ///             recv(jobs) -> job => match job {
+    ///                 Ok(n) => sum += n,
+    ///                 Err(RecvError::Disconnected) => return sum,
+    ///                 Err(e) => panic!("{e}"),
+    ///             },
+    ///             recv(stop) -> _ => return sum,
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// type B = uniconc::thread::Thread;
+    /// let (jobs_tx, jobs) = B::channel(4)?;
+    /// let (_stop_tx, stop) = B::channel(1)?;
+    /// jobs_tx.send(20)?;
+    /// jobs_tx.send(22)?;
+    /// drop(jobs_tx);
+    /// assert_eq!(serve::<B>(jobs, stop), 42);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// It is `Send`, so a [`select_async`](crate::select::Select::select_async) can run in a
+    /// task that moves between threads ([`spawn_async`](Backend::spawn_async),
+    /// `tokio::spawn`).
+    ///
+    /// Each backend has its own selector, so the operations of one select are all of one
+    /// backend: mixing the channels of two backends in one select does not compile.
+    ///
+    /// ```compile_fail
+    /// use uniconc::Backend;
+    ///
+    /// fn mixed<A: Backend, B: Backend>(a: A::Receiver<u32>, b: B::Receiver<u32>) {
+    ///     uniconc::select! {
+    ///         recv(a) -> _ => {}
+    ///         recv(b) -> _ => {} // error: `B::Receiver<u32>` is not selectable with `A::Selector`
+    ///     }
+    /// }
+    /// ```
+    type Selector: Selector + Send;
+    /// Sending half of a channel; selectable with [`Selector`](Backend::Selector) (a `send`
+    /// arm of a [`Select`](crate::select::Select)).
+    type Sender<T: Message>: Sender<T> + SelectSend<T, Self::Selector>;
+    /// Receiving half of a channel; selectable with [`Selector`](Backend::Selector) (a `recv`
+    /// arm of a [`Select`](crate::select::Select)). `for x in rx` works in generic code (the
+    /// receiver is an `IntoIterator`, see [`IntoIter`](crate::IntoIter)); for `for x in &rx`,
+    /// add the bound `for<'a> &'a B::Receiver<T>: IntoIterator<Item = T>` (every backend meets
+    /// it) or call [`rx.iter()`](Receiver::iter).
+    type Receiver<T: Message>: Receiver<T> + IntoIterator<Item = T> + SelectRecv<T, Self::Selector>;
     /// A lock without data.
     type Lock: Lock;
     /// A counting semaphore.

@@ -1,5 +1,5 @@
 //! Waiting on several channel operations at once: [`Select`], the [`select!`](crate::select!)
-//! macro and the timers [`after`], [`tick`] and [`never`].
+//! macro and the timers [`after`], [`tick`] and [`never`](fn@never).
 //!
 //! A worker that listens on a job queue and a stop channel blocks on both and takes whichever
 //! is ready first, without polling:
@@ -36,8 +36,8 @@
 //!   again before sleeping: a message landing in between wakes it.
 //! - **One backend per select.** The operations of one select are all of one backend (its
 //!   channel handles carry the backend's [`Selector`] type), so mixing a thread channel and a
-//!   process channel in one select does not compile. Timers ([`after`], [`tick`], [`never`])
-//!   work with every backend.
+//!   process channel in one select does not compile. Timers ([`after`], [`tick`],
+//!   [`never`](fn@never)) work with every backend.
 //!
 //! # Sending in a select
 //!
@@ -151,36 +151,44 @@ pub trait SelectSend<T, S: Selector> {
     fn unwatch_send(&self, sel: &mut S, key: &mut Option<usize>, fired: bool);
 }
 
-/// A reference selects as what it points to (so `select!` takes `recv(rx)` and `recv(&rx)`).
+/// A reference to a receiver selects as the receiver: `select!` arms take `recv(rx)` whether
+/// `rx` is a receiver or a `&` to one (a function that borrows its channels).
 impl<T, S: Selector, R: SelectRecv<T, S> + ?Sized> SelectRecv<T, S> for &R {
     fn select_try_recv(&self) -> Result<T, TryRecvError> {
         (**self).select_try_recv()
     }
+
     fn recv_ready(&self) -> bool {
         (**self).recv_ready()
     }
+
     fn watch_recv(&self, sel: &mut S, key: &mut Option<usize>) {
         (**self).watch_recv(sel, key);
     }
+
     fn unwatch_recv(&self, sel: &mut S, key: &mut Option<usize>, fired: bool) {
         (**self).unwatch_recv(sel, key, fired);
     }
+
     fn ready_at(&self) -> Option<Instant> {
         (**self).ready_at()
     }
 }
 
-/// A reference selects as what it points to.
+/// A reference to a sender selects as the sender (`send(tx, value)` with `tx: &Sender`).
 impl<T, S: Selector, W: SelectSend<T, S> + ?Sized> SelectSend<T, S> for &W {
     fn select_try_send(&self, value: T) -> Result<(), TrySendError<T>> {
         (**self).select_try_send(value)
     }
+
     fn send_ready(&self) -> bool {
         (**self).send_ready()
     }
+
     fn watch_send(&self, sel: &mut S, key: &mut Option<usize>) {
         (**self).watch_send(sel, key);
     }
+
     fn unwatch_send(&self, sel: &mut S, key: &mut Option<usize>, fired: bool) {
         (**self).unwatch_send(sel, key, fired);
     }
@@ -443,7 +451,9 @@ impl<T: 'static, S: Selector, W: SelectSend<T, S> + ?Sized> Op<S> for SendOp<'_,
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Select<'a, S: Selector> {
-    ops: Vec<Box<dyn Op<S> + 'a>>,
+    /// `Send`, so that a task can hold a select across `select_async().await` and still be
+    /// spawned: every operation holds a `Sync` handle and `Send` values.
+    ops: Vec<Box<dyn Op<S> + Send + 'a>>,
 }
 
 impl<S: Selector> fmt::Debug for Select<'_, S> {
@@ -505,7 +515,10 @@ impl<'a, S: Selector> Select<'a, S> {
     }
 
     /// Adds a receive from `rx` (a channel's receiver or a timer); returns its index.
-    pub fn recv<T: 'static, R: SelectRecv<T, S> + ?Sized>(&mut self, rx: &'a R) -> usize {
+    pub fn recv<T: Send + 'static, R: SelectRecv<T, S> + Sync + ?Sized>(
+        &mut self,
+        rx: &'a R,
+    ) -> usize {
         self.ops.push(Box::new(RecvOp {
             rx,
             key: None,
@@ -517,7 +530,7 @@ impl<'a, S: Selector> Select<'a, S> {
     /// Adds a send of the value in `slot` to `tx`; returns its index. If this send is
     /// performed, the slot is emptied (the value is in the channel, or in the error); if
     /// another operation is, the value stays in the slot. An empty slot never fires.
-    pub fn send<T: 'static, W: SelectSend<T, S> + ?Sized>(
+    pub fn send<T: Send + 'static, W: SelectSend<T, S> + Sync + ?Sized>(
         &mut self,
         tx: &'a W,
         slot: &'a mut Option<T>,
@@ -983,8 +996,8 @@ pub fn never() -> Timer {
     }
 }
 
-/// A timer receiver, made by [`after`], [`tick`] or [`never`]; it works in the select of every
-/// backend, and on its own ([`recv`](Timer::recv), [`try_recv`](Timer::try_recv)).
+/// A timer receiver, made by [`after`], [`tick`] or [`never`](fn@never); it works in the select
+/// of every backend, and on its own ([`recv`](Timer::recv), [`try_recv`](Timer::try_recv)).
 pub struct Timer {
     /// When it next fires; `None`: never (again).
     next: Mutex<Option<Instant>>,
@@ -1021,8 +1034,8 @@ impl Timer {
     }
 
     /// Blocks until the timer is due and returns the time then. A timer that will not fire
-    /// again ([`never`], or an [`after`] that already fired) blocks forever, as crossbeam's
-    /// do.
+    /// again ([`never`](fn@never), or an [`after`] that already fired) blocks forever, as
+    /// crossbeam's do.
     pub fn recv(&self) -> Instant {
         loop {
             if let Ok(now) = self.try_recv() {
@@ -1554,6 +1567,20 @@ mod tests {
     }
 
     #[test]
+    fn a_select_and_its_future_are_send() {
+        // A task holds both across `select_async().await`; spawning it needs `Send`.
+        fn assert_send<T: Send>(_: &T) {}
+        let (a, b) = (Toy::new(1), Toy::new(1));
+        let mut slot = Some(1);
+        let mut sel = Select::<Parker>::new();
+        sel.recv(&a);
+        sel.send(&b, &mut slot);
+        assert_send(&sel);
+        let fut = sel.select_async();
+        assert_send(&fut);
+    }
+
+    #[test]
     fn ready_does_not_perform() {
         let a = Toy::new(1);
         a.push(3);
@@ -1590,6 +1617,21 @@ mod tests {
             oper.index() == it && oper.recv(&timer).is_ok()
         });
         assert!(fired);
+    }
+
+    /// The macro's arms take references to channels too (a function that borrows them).
+    #[test]
+    fn macro_arms_take_references() {
+        fn first(a: &Toy, b: &Toy) -> u32 {
+            crate::select! {
+                recv(a) -> v => v.unwrap(),
+                send(b, 1) -> _ => 0,
+            }
+        }
+        let (a, b) = (Toy::new(1), Toy::new(1));
+        b.push(0); // full: only the receive can fire
+        a.push(5);
+        assert_eq!(first(&a, &b), 5);
     }
 
     /// A minimal executor for the tests: polls on the calling thread, parks between polls.

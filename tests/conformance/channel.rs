@@ -8,7 +8,7 @@ use uniconc::{
     ErrorKind, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
 
-use crate::support::{LONG, SHORT, pause, scale};
+use crate::support::{LONG, SHORT, pause, scale, stress};
 
 pub(crate) fn channel_fifo<B: Backend>() {
     let (tx, rx) = B::channel::<u64>(1024).unwrap();
@@ -42,7 +42,7 @@ type Tally = (u64, u64, u64);
 pub(crate) fn channel_mpmc_no_loss_no_duplicates<B: Backend>() {
     let producers = 4u64;
     let consumers = 4;
-    let per_producer = 25_000 * scale() as u64; // >= 100k messages in all
+    let per_producer = stress(25_000) as u64; // >= 100k messages in all (in memory)
     let total = producers * per_producer;
     let (tx, rx) = B::channel::<u64>(256).unwrap();
     let mut senders = Vec::new();
@@ -466,7 +466,7 @@ pub(crate) fn channel_blocking_calls_in_a_thread_local_destructor<B: Backend>() 
 /// one, though the front of the channel is often a message another unit is still sending.
 pub(crate) fn channel_try_recv_after_send_is_never_empty<B: Backend>() {
     let units = 4;
-    let rounds = 20_000 * scale() as u64;
+    let rounds = stress(20_000) as u64;
     let (tx, rx) = B::channel::<u64>(4).unwrap();
     let handles: Vec<_> = (0..units)
         .map(|_| {

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::panic::{catch_unwind, resume_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
@@ -26,6 +27,11 @@ pub(crate) fn run<B: Backend>(name: &'static str, body: fn()) {
     } else {
         _shared = FORK_GUARD.read().unwrap_or_else(PoisonError::into_inner);
     }
+    run_locked::<B>(name, body);
+}
+
+/// [`run`] once the guard is taken.
+fn run_locked<B: Backend>(name: &'static str, body: fn()) {
     let (tx, rx) = std::sync::mpsc::channel();
     let t = std::thread::Builder::new()
         .name(format!("{}::{name}", B::NAME))
@@ -72,6 +78,38 @@ pub(crate) fn redis_server() {
             .expect("could not start redis-server (is it installed? scripts/test installs it)")
     });
     uniconc::redis::set_default_url(url).expect("the default Redis connection");
+}
+
+/// How many times smaller this run's stress sizes are (see [`stress`]): 1, except while the
+/// harness of a backend whose every operation is a network round trip runs a test (set by
+/// [`run_scaled_down`]; such tests fork, so they run alone: no other test reads it meanwhile).
+static STRESS_DIVISOR: AtomicUsize = AtomicUsize::new(1);
+
+/// [`run`], with the stress sizes ([`stress`]) divided by `divisor`: for a backend whose floor
+/// is one network round trip per operation, where the in-memory backends' sizes would take
+/// minutes. The sizes still grow with `UNICONC_STRESS_SCALE`.
+#[cfg(all(feature = "redis", unix))]
+pub(crate) fn run_scaled_down<B: Backend>(name: &'static str, body: fn(), divisor: usize) {
+    assert!(
+        B::FORKS,
+        "a scaled-down run must run alone (a forking backend's tests do)"
+    );
+    let _exclusive = FORK_GUARD.write().unwrap_or_else(PoisonError::into_inner);
+    // Relaxed: read by the test's own thread, which `run` starts after this store.
+    STRESS_DIVISOR.store(divisor.max(1), Ordering::Relaxed);
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            STRESS_DIVISOR.store(1, Ordering::Relaxed);
+        }
+    }
+    let _reset = Reset;
+    run_locked::<B>(name, body);
+}
+
+/// A stress test's size: `n` times [`scale`], divided by the run's divisor (at least 1).
+pub(crate) fn stress(n: usize) -> usize {
+    (n * scale() / STRESS_DIVISOR.load(Ordering::Relaxed)).max(1)
 }
 
 /// The stress multiplier from `UNICONC_STRESS_SCALE` (default 1).

@@ -11,6 +11,7 @@
 //! - `members.rs`: per-process handle counting, fork adoption, claiming a slot.
 //! - `recover.rs`: finding dead peers and settling what they left (`reap`).
 //! - `wait.rs`: the wake handshake, the adaptive spin ([`Backoff`]) and sleeping.
+//! - `select.rs`: [`ProcSelector`], selecting over several channels with one sleep.
 //! - `registry.rs`: the live channels of this process, kept right across `fork`.
 //! - `tests.rs`: unit tests.
 //!
@@ -149,6 +150,7 @@ mod named;
 mod recover;
 pub(crate) mod registry;
 mod travel;
+mod select;
 mod wait;
 
 use layout::*;
@@ -156,6 +158,7 @@ use members::*;
 use wait::*;
 
 pub(crate) use named::named_channel;
+pub use select::ProcSelector;
 
 /// Process slots per channel: how many processes can hold handles of one channel at once.
 ///
