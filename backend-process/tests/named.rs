@@ -296,6 +296,89 @@ fn wrong_kind_type_or_shape_is_incompatible() {
 }
 
 #[test]
+fn byte_budget_is_recorded_and_checked_on_open() {
+    use uniconc::MessageError;
+    let incompatible = |e: uniconc::Error| assert_eq!(e.kind(), ErrorKind::Incompatible, "{e}");
+    let n = TestName::new("budget");
+    let (tx, rx) = B::named(&n.0)
+        .byte_budget(5000)
+        .channel::<Vec<u8>>(4)
+        .unwrap();
+    assert_eq!(tx.max_message_size(), 8192); // rounded up to a power of two
+    match tx.send(vec![0; 10_000]) {
+        Err(SendError::Invalid(v, MessageError::TooLarge { .. })) => assert_eq!(v.len(), 10_000),
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    // The same budget after rounding, or none: the creator's channel and budget.
+    let same = B::named(&n.0)
+        .byte_budget(8000)
+        .sender::<Vec<u8>>(Some(4))
+        .unwrap();
+    assert_eq!(same.max_message_size(), 8192);
+    let plain = B::named(&n.0).sender::<Vec<u8>>(Some(4)).unwrap();
+    assert_eq!(plain.max_message_size(), 8192);
+    same.send(vec![1; 6000]).unwrap();
+    assert_eq!(rx.recv_timeout(LIMIT).unwrap().len(), 6000);
+    // Another budget: refused, as another capacity is.
+    incompatible(
+        B::named(&n.0)
+            .byte_budget(1 << 20)
+            .channel::<Vec<u8>>(4)
+            .unwrap_err(),
+    );
+    incompatible(
+        B::named(&n.0)
+            .byte_budget(1)
+            .receiver::<Vec<u8>>(Some(4))
+            .unwrap_err(),
+    );
+    let e = B::named(&n.0)
+        .byte_budget((256 << 20) + 1)
+        .channel::<Vec<u8>>(4)
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+
+    // Unbounded: the budget replaces the large default reservation, and is checked as well.
+    let u = TestName::new("budget-unbounded");
+    let (tx, rx) = B::named(&u.0)
+        .byte_budget(1 << 16)
+        .unbounded::<Vec<u8>>()
+        .unwrap();
+    assert_eq!(tx.max_message_size(), 1 << 16);
+    assert_eq!(
+        B::named(&u.0)
+            .unbounded::<Vec<u8>>()
+            .unwrap()
+            .0
+            .max_message_size(),
+        1 << 16
+    );
+    incompatible(
+        B::named(&u.0)
+            .byte_budget(1 << 20)
+            .unbounded::<Vec<u8>>()
+            .unwrap_err(),
+    );
+    tx.send(vec![2; 60_000]).unwrap();
+    assert_eq!(rx.recv_timeout(LIMIT).unwrap().len(), 60_000);
+    // A default named channel (no budget given) refuses an opener asking for a budget other
+    // than its default ring.
+    let d = TestName::new("budget-default");
+    let (tx, _rx) = B::named(&d.0).channel::<u8>(4).unwrap();
+    let default = tx.max_message_size();
+    B::named(&d.0)
+        .byte_budget(default)
+        .channel::<u8>(4)
+        .unwrap();
+    incompatible(
+        B::named(&d.0)
+            .byte_budget(default * 2)
+            .channel::<u8>(4)
+            .unwrap_err(),
+    );
+}
+
+#[test]
 fn garbage_truncated_and_foreign_files_are_refused() {
     let n = TestName::new("garbage");
     let path = file_of(&n.0);

@@ -197,6 +197,21 @@ mod tests {
         let mut got = vec![0u8; want.len()];
         assert_eq!(encode_into(v, &mut got).unwrap(), want.len());
         assert_eq!(got, want, "{}", std::any::type_name::<T>());
+        // A longer buffer: nothing written past the message.
+        let mut long = vec![0xa5u8; want.len() + 16];
+        assert_eq!(encode_into(v, &mut long).unwrap(), want.len());
+        assert_eq!(long[..want.len()], want[..]);
+        assert!(
+            long[want.len()..].iter().all(|&b| b == 0xa5),
+            "written past the end"
+        );
+        // A shorter one: an error, never a panic.
+        if let Some(short) = want.len().checked_sub(1) {
+            assert!(matches!(
+                encode_into(v, &mut long[..short]),
+                Err(MessageError::Encode(_))
+            ));
+        }
         assert_eq!(&decode::<T>(&want).unwrap(), v);
         assert_eq!(&bincode_decode::<T>(&got), v);
     }
@@ -315,4 +330,249 @@ mod tests {
 
     /// bincode's marker for an 8-byte integer.
     const U64_MARK: u8 = 253;
+
+    /// Values at and around every varint boundary (one byte up to 250, then 2, 4 and 8 bytes
+    /// after a marker) and the extremes.
+    const BOUNDARIES: [u64; 14] = [
+        0,
+        1,
+        250,
+        251,
+        255,
+        256,
+        0xffff,
+        0x1_0000,
+        0xffff_ffff,
+        1 << 32,
+        (1 << 32) + 1,
+        1 << 63,
+        u64::MAX - 1,
+        u64::MAX,
+    ];
+
+    /// A value of varint class `class` (0: one byte, 1: 2 bytes, 2: 4 bytes, 3: 8 bytes).
+    fn of_class(rng: &mut Rng, class: u64) -> u64 {
+        let (lo, hi) = match class {
+            0 => (0, 250),
+            1 => (251, 0xffff),
+            2 => (0x1_0000, 0xffff_ffff),
+            _ => (1 << 32, u64::MAX),
+        };
+        lo + rng.next() % (hi - lo) + u64::from(rng.next() % 2 == 0 && hi == u64::MAX)
+    }
+
+    /// Every integer element type with a fast path, from the same widened values (truncated,
+    /// and for the signed types also negated, so that zigzag meets every class too).
+    fn every_int_type(wide: &[u64]) {
+        same_as_bincode(&wide.to_vec());
+        same_as_bincode(&wide.iter().map(|&x| x as i64).collect::<Vec<_>>());
+        same_as_bincode(
+            &wide
+                .iter()
+                .map(|&x| (x as i64).wrapping_neg())
+                .collect::<Vec<_>>(),
+        );
+        same_as_bincode(&wide.iter().map(|&x| x as u32).collect::<Vec<_>>());
+        same_as_bincode(&wide.iter().map(|&x| x as i32).collect::<Vec<_>>());
+        same_as_bincode(
+            &wide
+                .iter()
+                .map(|&x| (x as i32).wrapping_neg())
+                .collect::<Vec<_>>(),
+        );
+        same_as_bincode(&wide.iter().map(|&x| x as u16).collect::<Vec<_>>());
+        same_as_bincode(&wide.iter().map(|&x| x as i16).collect::<Vec<_>>());
+        same_as_bincode(
+            &wide
+                .iter()
+                .map(|&x| (x as i16).wrapping_neg())
+                .collect::<Vec<_>>(),
+        );
+    }
+
+    #[test]
+    fn varint_sequences_are_bincodes_bytes_for_every_class_and_run() {
+        // The boundaries alone, in every type (signed: as themselves and negated, which
+        // covers -1, i64::MIN, -125 / -126 around zigzag's one-byte edge, ...).
+        for &b in &BOUNDARIES {
+            every_int_type(&[b]);
+            every_int_type(&[b; 20]);
+        }
+        every_int_type(&BOUNDARIES);
+        for v in [
+            i64::MIN,
+            i64::MAX,
+            -1,
+            -125,
+            -126,
+            -127,
+            -32_768,
+            -32_769,
+            i64::from(i32::MIN),
+        ] {
+            same_as_bincode(&vec![v; 11]);
+            same_as_bincode(&vec![v as i32; 11]);
+            same_as_bincode(&vec![v as i16; 11]);
+        }
+        // Runs of one class, of mixed classes, and a run of one class ending at every
+        // distance from the end of the message (where the encoder and decoder switch from
+        // fixed-size stores to exact ones).
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        for round in 0..400u64 {
+            let n = (rng.next() % 40) as usize + (round as usize % 3) * 300;
+            let wide: Vec<u64> = match round % 4 {
+                0 => {
+                    let c = rng.next() % 4;
+                    (0..n).map(|_| of_class(&mut rng, c)).collect()
+                }
+                1 => (0..n)
+                    .map(|_| {
+                        let c = rng.next() % 4;
+                        of_class(&mut rng, c)
+                    })
+                    .collect(),
+                2 => (0..n)
+                    .map(|i| of_class(&mut rng, (i / (1 + round as usize % 9)) as u64 % 4))
+                    .collect(),
+                _ => {
+                    let (big, small) = (rng.next() % 4, rng.next() % 4);
+                    let tail = (round / 4 % 12) as usize;
+                    (0..n)
+                        .map(|i| of_class(&mut rng, if i + tail >= n { small } else { big }))
+                        .collect()
+                }
+            };
+            every_int_type(&wide);
+        }
+    }
+
+    /// `T` decoded from `src` by bincode's own path (`Err(())` where it refuses the bytes,
+    /// trailing bytes included, as [`decode`] does on that path).
+    fn bincode_path<T: DeserializeOwned>(src: &[u8]) -> Result<T, ()> {
+        match bincode::serde::decode_from_slice::<T, _>(src, CONFIG) {
+            Ok((v, used)) if used == src.len() => Ok(v),
+            _ => Err(()),
+        }
+    }
+
+    /// The fast path and bincode's agree on `src` as a `T`: the same value (compared by
+    /// its encoding, so NaNs compare), or both refuse it.
+    fn decodes_as_bincode<T: Serialize + DeserializeOwned + 'static>(src: &[u8]) {
+        assert!(fast::decode::<T>(src).is_some(), "a fast path");
+        let fast = decode::<T>(src).map(|v| bincode_bytes(&v));
+        let slow = bincode_path::<T>(src).map(|v| bincode_bytes(&v));
+        assert_eq!(
+            fast.as_ref().ok(),
+            slow.as_ref().ok(),
+            "{} from {src:?}: fast {fast:?}",
+            std::any::type_name::<T>()
+        );
+    }
+
+    /// Bytes shaped like a varint sequence (a count, then elements under every marker,
+    /// 0..=255), with the count sometimes off by one and the end sometimes cut or extended:
+    /// mostly near-valid input, where a decoder's edge cases are.
+    fn varint_soup(rng: &mut Rng) -> Vec<u8> {
+        let n = (rng.next() % 120) as usize;
+        let mut b = Vec::new();
+        let count = match rng.next() % 8 {
+            0 => n + 1,
+            1 => n.saturating_sub(1),
+            _ => n,
+        } as u64;
+        let mut lead = vec![0u8; 9];
+        let used = fast::encode(&fast::Seq::Int(count), &mut lead).unwrap();
+        b.extend_from_slice(&lead[..used]);
+        // In runs of one kind of first byte (what the decoder reads in blocks), of 1 to 20.
+        let (mut kind, mut run) = (0, 0);
+        for _ in 0..n {
+            if run == 0 {
+                kind = rng.next() % 6;
+                run = 1 + rng.next() % 20;
+            }
+            run -= 1;
+            let first = match kind {
+                0 => 251,
+                1 => 252,
+                2 => 253,
+                3 if rng.next() % 8 == 0 => 254 + (rng.next() % 2) as u8,
+                _ => (rng.next() % 251) as u8,
+            };
+            b.push(first);
+            let extra = match first {
+                251 => 2,
+                252 => 4,
+                253 => 8,
+                254 => 16,
+                _ => 0,
+            };
+            for _ in 0..extra {
+                // Small values under a wide marker too (non-canonical, which bincode reads).
+                b.push(if rng.next() % 3 == 0 {
+                    0
+                } else {
+                    rng.next() as u8
+                });
+            }
+        }
+        match rng.next() % 6 {
+            0 if !b.is_empty() => {
+                let cut = (rng.next() as usize) % b.len();
+                b.truncate(cut);
+            }
+            1 => b.push(rng.next() as u8),
+            _ => {}
+        }
+        b
+    }
+
+    #[test]
+    fn fast_path_decodes_what_bincode_decodes_and_refuses_what_it_refuses() {
+        let mut rng = Rng(0xd1b5_4a32_d192_ed03);
+        for _ in 0..5_000 {
+            let src = varint_soup(&mut rng);
+            decodes_as_bincode::<Vec<u64>>(&src);
+            decodes_as_bincode::<Vec<i64>>(&src);
+            decodes_as_bincode::<Vec<u32>>(&src);
+            decodes_as_bincode::<Vec<i32>>(&src);
+            decodes_as_bincode::<Vec<u16>>(&src);
+            decodes_as_bincode::<Vec<i16>>(&src);
+            decodes_as_bincode::<Vec<u8>>(&src);
+            decodes_as_bincode::<Box<[u8]>>(&src);
+            decodes_as_bincode::<String>(&src);
+            decodes_as_bincode::<Vec<f32>>(&src);
+            decodes_as_bincode::<Vec<f64>>(&src);
+            let one = &src[..src.len().min(1 + (rng.next() % 10) as usize)];
+            decodes_as_bincode::<u64>(one);
+            decodes_as_bincode::<i64>(one);
+            decodes_as_bincode::<u32>(one);
+            decodes_as_bincode::<i32>(one);
+            decodes_as_bincode::<u16>(one);
+            decodes_as_bincode::<i16>(one);
+            decodes_as_bincode::<usize>(one);
+            decodes_as_bincode::<isize>(one);
+            decodes_as_bincode::<u8>(one);
+            decodes_as_bincode::<i8>(one);
+            decodes_as_bincode::<bool>(one);
+            decodes_as_bincode::<f32>(one);
+            decodes_as_bincode::<f64>(one);
+        }
+        // Non-canonical encodings (a wider marker than the value needs) are read as bincode
+        // reads them; a marker wider than the type is refused even when the value fits.
+        for src in [
+            &[1, 251, 7, 0][..],
+            &[1, 252, 7, 0, 0, 0],
+            &[1, U64_MARK, 7, 0, 0, 0, 0, 0, 0, 0],
+            &[251, 1, 0, 5],
+            &[2, 251, 0, 1, 252, 0, 0, 1, 0],
+        ] {
+            decodes_as_bincode::<Vec<u64>>(src);
+            decodes_as_bincode::<Vec<u32>>(src);
+            decodes_as_bincode::<Vec<u16>>(src);
+            decodes_as_bincode::<Vec<i16>>(src);
+        }
+        assert_eq!(decode::<Vec<u16>>(&[1, 251, 7, 0]).unwrap(), [7]);
+        assert!(decode::<Vec<u16>>(&[1, 252, 7, 0, 0, 0]).is_err());
+        assert!(decode::<Vec<u32>>(&[1, U64_MARK, 7, 0, 0, 0, 0, 0, 0, 0]).is_err());
+    }
 }

@@ -74,6 +74,7 @@ pub enum OpenMode {
 pub struct Name {
     name: String,
     mode: OpenMode,
+    byte_budget: Option<usize>,
 }
 
 impl Name {
@@ -87,7 +88,30 @@ impl Name {
         Self {
             name: name.into(),
             mode,
+            byte_budget: None,
         }
+    }
+
+    /// The same name with a channel byte budget (see [`Named::byte_budget`]).
+    ///
+    /// ```
+    /// use uniconc::{Name, OpenMode};
+    /// let n = Name::new("x", OpenMode::Create).with_byte_budget(1 << 16);
+    /// assert_eq!(n.byte_budget(), Some(1 << 16));
+    /// ```
+    pub fn with_byte_budget(mut self, bytes: usize) -> Self {
+        self.byte_budget = Some(bytes);
+        self
+    }
+
+    /// The channel byte budget asked for, if any (see [`Named::byte_budget`]).
+    ///
+    /// ```
+    /// use uniconc::{Name, OpenMode};
+    /// assert_eq!(Name::new("x", OpenMode::Open).byte_budget(), None);
+    /// ```
+    pub fn byte_budget(&self) -> Option<usize> {
+        self.byte_budget
     }
 
     /// The name as given.
@@ -200,6 +224,35 @@ impl<B: Backend> Named<B> {
         self
     }
 
+    /// The byte budget of a channel created under this name: bytes of ring space for queued
+    /// encoded messages, also the largest message the channel accepts, as
+    /// `uniconc::process::ChannelBuilder::byte_budget` sets it for an unnamed channel (rounded
+    /// up to a power of two, at least 4 KiB; at most 256 MiB, the codec's limit, else
+    /// `InvalidArgument`). Default: as for an unnamed channel of the same capacity.
+    ///
+    /// The budget is recorded with the channel. An opener that asks for a budget must ask for
+    /// the recorded one (compared after rounding), else `ErrorKind::Incompatible`, as for a
+    /// different capacity; an opener that asks for none takes the creator's. Only the process
+    /// backend holds a channel's messages as encoded bytes in a ring of fixed size; on the
+    /// thread and tokio backends messages are not encoded, and a budget within the limit has
+    /// no effect.
+    ///
+    /// ```
+    /// use uniconc::{Backend, Receiver as _, Sender as _};
+    /// type B = uniconc::thread::Thread; // or uniconc::process::Process
+    /// let (tx, rx) = B::named("doc-named-budget").byte_budget(1 << 20).channel::<Vec<u8>>(4)?;
+    /// tx.send(vec![7; 100_000])?;
+    /// assert_eq!(rx.recv()?.len(), 100_000);
+    /// let e = B::named("doc-named-budget").byte_budget(1 << 40).channel::<Vec<u8>>(4);
+    /// assert_eq!(e.unwrap_err().kind(), uniconc::ErrorKind::InvalidArgument);
+    /// B::named("doc-named-budget").unlink()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn byte_budget(mut self, bytes: usize) -> Self {
+        self.name.byte_budget = Some(bytes);
+        self
+    }
+
     /// The name and mode.
     ///
     /// ```
@@ -230,7 +283,7 @@ impl<B: Backend> Named<B> {
         &self,
         capacity: usize,
     ) -> Result<(B::Sender<T>, B::Receiver<T>), Error> {
-        let (tx, rx) = B::named_channel::<T>(&self.name, Some(capacity), true, true)?;
+        let (tx, rx) = self.named_channel::<T>(Some(capacity), true, true)?;
         Ok((expect_half(tx)?, expect_half(rx)?))
     }
 
@@ -249,7 +302,7 @@ impl<B: Backend> Named<B> {
     /// As [`Backend::unbounded`]; for the name, see the [module docs](self).
     #[allow(clippy::type_complexity)]
     pub fn unbounded<T: Message>(&self) -> Result<(B::Sender<T>, B::Receiver<T>), Error> {
-        let (tx, rx) = B::named_channel::<T>(&self.name, None, true, true)?;
+        let (tx, rx) = self.named_channel::<T>(None, true, true)?;
         Ok((expect_half(tx)?, expect_half(rx)?))
     }
 
@@ -281,7 +334,7 @@ impl<B: Backend> Named<B> {
     /// # Errors
     /// As [`channel`](Self::channel).
     pub fn sender<T: Message>(&self, capacity: Option<usize>) -> Result<B::Sender<T>, Error> {
-        let (tx, _) = B::named_channel::<T>(&self.name, capacity, true, false)?;
+        let (tx, _) = self.named_channel::<T>(capacity, true, false)?;
         expect_half(tx)
     }
 
@@ -300,8 +353,28 @@ impl<B: Backend> Named<B> {
     /// # Errors
     /// As [`channel`](Self::channel).
     pub fn receiver<T: Message>(&self, capacity: Option<usize>) -> Result<B::Receiver<T>, Error> {
-        let (_, rx) = B::named_channel::<T>(&self.name, capacity, false, true)?;
+        let (_, rx) = self.named_channel::<T>(capacity, false, true)?;
         expect_half(rx)
+    }
+
+    /// [`Backend::named_channel`], after checking the byte budget against the codec's limit
+    /// (on every backend, so that a program is refused the same way whichever it runs on).
+    #[allow(clippy::type_complexity)]
+    fn named_channel<T: Message>(
+        &self,
+        capacity: Option<usize>,
+        sender: bool,
+        receiver: bool,
+    ) -> Result<(Option<B::Sender<T>>, Option<B::Receiver<T>>), Error> {
+        if let Some(b) = self.name.byte_budget
+            && b > crate::codec::LIMIT
+        {
+            return Err(Error::invalid_argument(format!(
+                "a channel byte budget is at most {} bytes, not {b}",
+                crate::codec::LIMIT
+            )));
+        }
+        B::named_channel::<T>(&self.name, capacity, sender, receiver)
     }
 
     /// A named lock (see [`Backend::lock`]); an example is on [`Named`].

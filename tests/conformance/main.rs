@@ -142,6 +142,7 @@ macro_rules! all_tests {
             named::named_create_open_and_unlink,
             named::named_bad_names_refused,
             named::named_mismatches_are_incompatible,
+            named::named_channel_byte_budget,
             named::named_objects_found_by_name_in_spawned_units,
             named::named_receiver_opened_first_waits_for_a_sender,
             named::named_map_and_list_shared_by_name,

@@ -100,6 +100,47 @@ pub(crate) fn named_bad_names_refused<B: Backend>() {
     }
 }
 
+/// A named channel's byte budget: accepted (and recorded where messages are encoded), the
+/// same for an opener asking for the same budget or for none, and refused past the codec's
+/// limit on every backend. (A different budget is `Incompatible` only where a budget means
+/// something: the process backend's own tests check that.)
+pub(crate) fn named_channel_byte_budget<B: Backend>() {
+    if names_refused::<B>() {
+        return;
+    }
+    let n = TestName::<B>::new("budget");
+    let (tx, rx) = B::named(&n.0)
+        .byte_budget(1 << 16)
+        .channel::<Vec<u8>>(4)
+        .unwrap();
+    tx.send(vec![3; 40_000]).unwrap();
+    let same = B::named(&n.0)
+        .byte_budget(1 << 16)
+        .receiver::<Vec<u8>>(Some(4))
+        .unwrap();
+    let got = same.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert_eq!(got, vec![3; 40_000]);
+    let plain = B::named(&n.0).sender::<Vec<u8>>(Some(4)).unwrap();
+    plain.send(vec![1; 10]).unwrap();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(60)).unwrap(), [1; 10]);
+    let too_big = (256 << 20) + 1; // the codec's limit is 256 MiB
+    assert_eq!(
+        kind(B::named(&n.0).byte_budget(too_big).channel::<u8>(4)),
+        ErrorKind::InvalidArgument
+    );
+    let other = TestName::<B>::new("budget-unbounded");
+    assert_eq!(
+        kind(B::named(&other.0).byte_budget(usize::MAX).unbounded::<u8>()),
+        ErrorKind::InvalidArgument
+    );
+    let (tx, rx) = B::named(&other.0)
+        .byte_budget(1 << 16)
+        .unbounded::<Vec<u8>>()
+        .unwrap();
+    tx.send(vec![5; 1000]).unwrap();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(60)).unwrap(), [5; 1000]);
+}
+
 pub(crate) fn named_mismatches_are_incompatible<B: Backend>() {
     if names_refused::<B>() {
         return;

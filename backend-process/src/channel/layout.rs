@@ -217,7 +217,7 @@ pub(super) fn new_chan(capacity: Option<usize>, budget: Option<usize>) -> Result
         uniconc_core::validate::channel_capacity(capacity)?;
     }
     let budget = match (budget, capacity) {
-        (Some(b), _) => b.max(4096),
+        (Some(b), _) => b,
         (None, Some(c)) => c.saturating_mul(256).clamp(MIN_BUDGET, MAX_BUDGET),
         (None, None) => {
             // The largest ring the machine allows, halved while the OS refuses to map it
@@ -231,7 +231,14 @@ pub(super) fn new_chan(capacity: Option<usize>, budget: Option<usize>) -> Result
             }
         }
     };
-    let budget = budget
+    map_chan(capacity, budget_ring(budget)?, u64::MAX)
+}
+
+/// The ring bytes of a channel given a byte budget of `budget`: rounded up to a power of two,
+/// at least 4 KiB; `InvalidArgument` past the codec's limit.
+pub(super) fn budget_ring(budget: usize) -> Result<usize, Error> {
+    budget
+        .max(4096)
         .checked_next_power_of_two()
         .filter(|b| *b <= codec::LIMIT)
         .ok_or_else(|| {
@@ -239,8 +246,7 @@ pub(super) fn new_chan(capacity: Option<usize>, budget: Option<usize>) -> Result
                 "a channel byte budget is at most {} bytes",
                 codec::LIMIT
             ))
-        })?;
-    map_chan(capacity, budget, u64::MAX)
+        })
 }
 
 /// Ring bytes reserved for an unbounded channel: the largest power of two at most half of

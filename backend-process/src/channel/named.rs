@@ -9,7 +9,8 @@
 //!
 //! Parameters stored in the file: `[capacity (u64::MAX: unbounded), ring bytes, soft end in
 //! cells, 0]`; an opener checks them all (capacity equal to the one asked for, ring a power of
-//! two within the limits, soft end within the ring) and takes them into its private `Chan`.
+//! two within the limits, soft end within the ring, and equal to the byte budget asked for, if
+//! one was: `Name::byte_budget`) and takes them into its private `Chan`.
 
 use super::*;
 use crate::named::{self as names, Kind, Spec};
@@ -28,13 +29,17 @@ pub(crate) fn named_channel<T: Message>(
     if let Some(c) = capacity {
         uniconc_core::validate::channel_capacity(c)?;
     }
-    let (ring_bytes, soft_end) = match capacity {
-        Some(c) => {
+    // The ring asked for, rounded as for an unnamed channel (`new_chan`).
+    let asked = name.byte_budget().map(budget_ring).transpose()?;
+    let (ring_bytes, soft_end) = match (asked, capacity) {
+        // A budget, bounded or not: the whole ring is usable, as for an unnamed channel.
+        (Some(ring), _) => (ring, (ring / CELL) as u64),
+        (None, Some(c)) => {
             let budget = c.saturating_mul(256).clamp(MIN_BUDGET, MAX_BUDGET);
             let ring = budget.checked_next_power_of_two().unwrap_or(MAX_BUDGET);
             (ring, (ring / CELL) as u64)
         }
-        None => (MIN_UNBOUNDED_RING, UNBOUNDED_SOFT_END),
+        (None, None) => (MIN_UNBOUNDED_RING, UNBOUNDED_SOFT_END),
     };
     let cap_param = capacity.map_or(UNBOUNDED, |c| c as u64);
     let show = |c: u64| {
@@ -77,6 +82,14 @@ pub(crate) fn named_channel<T: Message>(
                 return Err(Error::incompatible(format!(
                     "the named channel {name} has a soft end of {} cells: corrupted",
                     p[2]
+                )));
+            }
+            if let Some(asked) = asked
+                && asked != ring
+            {
+                return Err(Error::incompatible(format!(
+                    "the named channel {name} has a byte budget of {ring} bytes, not {asked} \
+                     (budgets are rounded up to a power of two, at least 4096)"
                 )));
             }
             Ok(chan_layout(ring).2)

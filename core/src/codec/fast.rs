@@ -13,6 +13,14 @@
 //! elements: bytes and floats as they are (little-endian), integers wider than a byte as
 //! varints (zigzag for signed ones): one byte up to 250, else a marker (251, 252, 253) and
 //! 2, 4 or 8 little-endian bytes.
+//!
+//! Varint sequences are encoded and decoded in blocks of 8 elements: a block whose elements
+//! are all of one length (random 64-bit values are almost all 9 bytes; counts are mostly 1)
+//! is written or read at fixed offsets, with no branch per element and, on decoding, without
+//! waiting on each element's length to find the next; a mixed block goes one element at a
+//! time, each with one fixed-size store or load. Decoding accepts exactly what bincode
+//! accepts, wider encodings than needed included (a differential test against bincode's own
+//! decoder is in `codec.rs`).
 
 use std::any::{Any, TypeId};
 
@@ -126,17 +134,25 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
+/// The varint class of `v`: 0 (one byte, up to 250), 1 (marker and 2 bytes), 2 (marker and
+/// 4 bytes) or 3 (marker and 8 bytes); comparisons summed, no branch.
+#[inline(always)]
+fn class(v: u64) -> usize {
+    usize::from(v > SINGLE_BYTE_MAX)
+        + usize::from(v > u64::from(u16::MAX))
+        + usize::from(v > u64::from(u32::MAX))
+}
+
+/// The encoded length of each [`class`].
+const CLASS_LEN: [usize; 4] = [1, 3, 5, 9];
+
+/// The encoded length of `v` (`CLASS_LEN[class(v)]`, as arithmetic: no table lookup, so the
+/// size pass over a sequence vectorises).
 #[inline(always)]
 fn varint_len(v: u64) -> usize {
-    if v <= SINGLE_BYTE_MAX {
-        1
-    } else if v <= u64::from(u16::MAX) {
-        3
-    } else if v <= u64::from(u32::MAX) {
-        5
-    } else {
-        9
-    }
+    1 + 2 * usize::from(v > SINGLE_BYTE_MAX)
+        + 2 * usize::from(v > u64::from(u16::MAX))
+        + 4 * usize::from(v > u64::from(u32::MAX))
 }
 
 /// Writes `v` as a varint at the start of `dst` (which has room: sized by [`varint_len`]),
@@ -186,20 +202,314 @@ fn get_varint(src: &[u8], width: usize) -> Result<(u64, usize), MessageError> {
     .ok_or_else(short)
 }
 
+/// Runs `$body` with `$s` bound to the slice inside `$ints`, whatever its element type.
+macro_rules! with_varints {
+    ($ints:expr, $s:ident => $body:expr) => {
+        match $ints {
+            Varints::U16($s) => $body,
+            Varints::U32($s) => $body,
+            Varints::U64($s) => $body,
+            Varints::I16($s) => $body,
+            Varints::I32($s) => $body,
+            Varints::I64($s) => $body,
+        }
+    };
+}
+
 fn varints_len(ints: &Varints<'_>) -> usize {
-    macro_rules! sum {
-        ($s:expr, $f:expr) => {
-            $s.iter().map(|&x| varint_len($f(x))).sum::<usize>()
+    with_varints!(ints, s => ints_len(s))
+}
+
+/// The class of all of `w` if they have one: the class is monotonic in the value, so `w` is
+/// of one class exactly when its least and greatest values are (no branch per element).
+#[inline(always)]
+fn block_class(w: &[u64; BLOCK]) -> Option<usize> {
+    let lo = w.iter().fold(u64::MAX, |lo, &v| lo.min(v));
+    if lo > u64::from(u32::MAX) {
+        // The widest class, so all of `w` (random 64-bit values): no need for the greatest.
+        return Some(3);
+    }
+    let hi = w.iter().fold(0, |hi, &v| hi.max(v));
+    let c = class(lo);
+    (c == class(hi)).then_some(c)
+}
+
+/// The encoded length of the varints of `s`: per block of [`BLOCK`], `BLOCK` times one length
+/// when the block is of one class ([`block_class`]), else the sum of its lengths.
+#[inline(always)]
+fn ints_len<E: VarInt>(s: &[E]) -> usize {
+    let blocks = s.chunks_exact(BLOCK);
+    let mut total: usize = blocks
+        .remainder()
+        .iter()
+        .map(|&x| varint_len(x.wide()))
+        .sum();
+    for b in blocks {
+        let w: [u64; BLOCK] = std::array::from_fn(|k| b[k].wide());
+        total += match block_class(&w) {
+            Some(c) => BLOCK * CLASS_LEN[c],
+            None => w.iter().map(|&v| varint_len(v)).sum::<usize>(),
         };
     }
-    match ints {
-        Varints::U16(s) => sum!(s, u64::from),
-        Varints::U32(s) => sum!(s, u64::from),
-        Varints::U64(s) => sum!(s, |x| x),
-        Varints::I16(s) => sum!(s, |x| zigzag(i64::from(x))),
-        Varints::I32(s) => sum!(s, |x| zigzag(i64::from(x))),
-        Varints::I64(s) => sum!(s, zigzag),
+    total
+}
+
+/// An integer type whose sequences bincode writes as varints.
+trait VarInt: Copy {
+    /// The type's width in bytes: the widest varint bincode reads for it (2: up to the
+    /// [`U16_BYTE`] marker, 4: [`U32_BYTE`], 8: [`U64_BYTE`]).
+    const WIDTH: usize;
+    /// [`varint_lengths`] for this type.
+    const LENGTHS: [u8; 256] = varint_lengths(Self::WIDTH);
+    /// The value as bincode writes it: widened to `u64`, zigzagged if signed.
+    fn wide(self) -> u64;
+    /// The inverse of [`wide`](Self::wide), for a `v` read as a varint of at most
+    /// [`WIDTH`](Self::WIDTH) bytes (so in range: the truncation keeps every bit).
+    fn narrow(v: u64) -> Self;
+}
+
+macro_rules! var_int {
+    ($($t:ty: $wide:expr, $narrow:expr;)*) => {$(
+        impl VarInt for $t {
+            const WIDTH: usize = size_of::<$t>();
+            #[inline(always)]
+            fn wide(self) -> u64 {
+                $wide(self)
+            }
+            #[inline(always)]
+            fn narrow(v: u64) -> Self {
+                $narrow(v)
+            }
+        }
+    )*};
+}
+var_int! {
+    u16: u64::from, |v| v as u16;
+    u32: u64::from, |v| v as u32;
+    u64: |v| v, |v| v;
+    i16: |v| zigzag(i64::from(v)), |v| unzigzag(v) as i16;
+    i32: |v| zigzag(i64::from(v)), |v| unzigzag(v) as i32;
+    i64: zigzag, unzigzag;
+}
+
+/// For each first byte of a varint, the varint's length in bytes, or 0 where bincode refuses
+/// it for an integer `width` bytes wide: the markers 254 (a 16-byte integer) and 255
+/// (reserved), and a marker wider than the type (bincode refuses a [`U64_BYTE`] for a `u32`
+/// even when the value would fit). bincode accepts a wider encoding than needed (a
+/// [`U16_BYTE`] and 2 bytes for the value 7), and so does this table.
+const fn varint_lengths(width: usize) -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b <= SINGLE_BYTE_MAX as usize {
+        t[b] = 1;
+        b += 1;
     }
+    t[U16_BYTE as usize] = 3;
+    if width >= 4 {
+        t[U32_BYTE as usize] = 5;
+    }
+    if width >= 8 {
+        t[U64_BYTE as usize] = 9;
+    }
+    t
+}
+
+/// Elements per block: the unit in which runs of one class are found.
+const BLOCK: usize = 8;
+
+/// The marker of a varint of `len` bytes (3, 5 or 9).
+const fn marker(len: usize) -> u8 {
+    match len {
+        3 => U16_BYTE,
+        5 => U32_BYTE,
+        _ => U64_BYTE,
+    }
+}
+
+/// The mask keeping the value bytes of a varint of `len` bytes (3, 5 or 9) from the 8 bytes
+/// after its first.
+const fn value_mask(len: usize) -> u64 {
+    u64::MAX >> (72 - 8 * len)
+}
+
+/// Writes the 8 values `w`, all of the class whose varints are `L` bytes long, into `d`
+/// (exactly `8 * L` bytes): at fixed offsets, so without a branch or a dependency between
+/// elements.
+#[inline(always)]
+fn put_block<const L: usize>(w: &[u64; BLOCK], d: &mut [u8]) {
+    let d = &mut d[..BLOCK * L];
+    for (k, &v) in w.iter().enumerate() {
+        let e = &mut d[k * L..k * L + L];
+        if L == 1 {
+            e[0] = v as u8;
+        } else {
+            e[0] = marker(L);
+            e[1..].copy_from_slice(&v.to_le_bytes()[..L - 1]);
+        }
+    }
+}
+
+/// Writes one varint `v` at `at` in `dst`, returning its length, or `None` if `dst` is too
+/// short. With `spill` (at least 8 more elements follow this one, so at least 8 more bytes
+/// are written after it), all 8 bytes of `v` are stored after its first byte in one
+/// fixed-size store, with no branch on its class: the bytes past its end are overwritten by
+/// the elements that follow, never left past the end of the message.
+#[inline(always)]
+fn put_one(dst: &mut [u8], at: usize, v: u64, spill: bool) -> Option<usize> {
+    let c = class(v);
+    let first = if c == 0 {
+        v as u8
+    } else {
+        SINGLE_BYTE_MAX as u8 + c as u8
+    };
+    if spill {
+        let d = dst.get_mut(at..at + 9)?;
+        d[0] = first;
+        d[1..].copy_from_slice(&v.to_le_bytes());
+        Some(CLASS_LEN[c])
+    } else {
+        let len = CLASS_LEN[c];
+        let d = dst.get_mut(at..at + len)?;
+        d[0] = first;
+        d[1..].copy_from_slice(&v.to_le_bytes()[..len - 1]);
+        Some(len)
+    }
+}
+
+/// Writes `src` as varints at the start of `dst`, returning their length, or `None` if `dst`
+/// is too short (checked as the elements are written: no size pass, the caller usually made
+/// one already to size `dst`). No byte of `dst` past the returned length is written.
+///
+/// Blocks of [`BLOCK`] elements of one class (a run of random 64-bit values, or of small
+/// counts) are written at fixed offsets ([`put_block`]); the elements of a mixed block one at
+/// a time ([`put_one`]).
+#[inline(always)]
+fn put_varints<E: VarInt>(src: &[E], dst: &mut [u8]) -> Option<usize> {
+    let n = src.len();
+    let mut at = 0;
+    let mut i = 0;
+    while i + BLOCK <= n {
+        let w: [u64; BLOCK] = std::array::from_fn(|k| src[i + k].wide());
+        if let Some(c) = block_class(&w) {
+            let len = CLASS_LEN[c];
+            let d = dst.get_mut(at..at + BLOCK * len)?;
+            match len {
+                1 => put_block::<1>(&w, d),
+                3 => put_block::<3>(&w, d),
+                5 => put_block::<5>(&w, d),
+                _ => put_block::<9>(&w, d),
+            }
+            at += BLOCK * len;
+        } else {
+            for (k, &v) in w.iter().enumerate() {
+                at += put_one(dst, at, v, i + k + BLOCK < n)?;
+            }
+        }
+        i += BLOCK;
+    }
+    for &x in &src[i..] {
+        at += put_one(dst, at, x.wide(), false)?;
+    }
+    Some(at)
+}
+
+/// Reads 8 varints all `L` bytes long (all with `first`'s marker; for `L == 1`, all single
+/// bytes) from the start of `b` (at least `8 * L + 8` bytes: each value is one fixed-size load
+/// of 8 bytes, masked), or `None` if they are not all of that class. The 8 loads do not
+/// depend on each other: a run is read without waiting on each element's length.
+#[inline(always)]
+fn get_block<const L: usize>(b: &[u8]) -> Option<[u64; BLOCK]> {
+    let b = &b[..BLOCK * L + 8];
+    if L == 1 {
+        let same = b[..BLOCK].iter().all(|&t| u64::from(t) <= SINGLE_BYTE_MAX);
+        return same.then(|| std::array::from_fn(|k| u64::from(b[k])));
+    }
+    if !(0..BLOCK).all(|k| b[k * L] == marker(L)) {
+        return None;
+    }
+    Some(std::array::from_fn(|k| {
+        let at = k * L + 1;
+        u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes")) & value_mask(L)
+    }))
+}
+
+/// The length of the varint starting with `first` (valid for `E`: at most its widest marker).
+#[inline(always)]
+fn len_of(first: u8) -> usize {
+    if u64::from(first) <= SINGLE_BYTE_MAX {
+        1
+    } else {
+        1 + (2 << (first - U16_BYTE))
+    }
+}
+
+/// Reads exactly `n` varints of `E` from `src`, as bincode reads them (the same values from
+/// the same bytes, and an error wherever bincode has one).
+///
+/// Every element takes at least one byte, so a count larger than `src` is refused before
+/// allocating. Varints are read in blocks of [`BLOCK`] of one class where the next 8 are
+/// ([`get_block`]); else one at a time, with one fixed-size load of the 8 bytes after the
+/// first while 9 bytes are left, masked to the varint's width; the last elements with bounds
+/// checked per byte. A varint's first byte is checked against what bincode accepts for `E`
+/// ([`VarInt::LENGTHS`]: refused, a marker it does not read for `E`'s width, or 254 and 255).
+#[inline(always)]
+fn get_varints<E: VarInt>(src: &[u8], n: usize) -> Result<Vec<E>, MessageError> {
+    if n > src.len() {
+        return Err(decode_error("unexpected end of the message"));
+    }
+    let invalid = || decode_error("invalid integer encoding");
+    let mut out = Vec::<E>::with_capacity(n);
+    let slots = &mut out.spare_capacity_mut()[..n];
+    let mut at = 0;
+    let mut done = 0;
+    while done < n {
+        let Some(b) = src.get(at..at + BLOCK * 9 + 8) else {
+            break;
+        };
+        let first = b[0];
+        if E::LENGTHS[usize::from(first)] == 0 {
+            return Err(invalid());
+        }
+        let len = len_of(first);
+        let block = if n - done < BLOCK {
+            None
+        } else {
+            match len {
+                1 => get_block::<1>(b),
+                3 => get_block::<3>(b),
+                5 => get_block::<5>(b),
+                _ => get_block::<9>(b),
+            }
+        };
+        if let Some(w) = block {
+            for (slot, v) in slots[done..done + BLOCK].iter_mut().zip(w) {
+                slot.write(E::narrow(v));
+            }
+            at += BLOCK * len;
+            done += BLOCK;
+            continue;
+        }
+        // One element (then the block test again): its first byte was checked above.
+        let rest = u64::from_le_bytes(b[1..9].try_into().expect("8 bytes"));
+        let v = if len == 1 {
+            u64::from(first)
+        } else {
+            rest & (u64::MAX >> ((72 - 8 * len) & 63))
+        };
+        slots[done].write(E::narrow(v));
+        at += len;
+        done += 1;
+    }
+    for slot in &mut slots[done..] {
+        let (v, used) = get_varint(&src[at..], E::WIDTH)?;
+        slot.write(E::narrow(v));
+        at += used;
+    }
+    exact(&src[at..], Some(0))?;
+    // SAFETY: `out` has capacity `n`, and its first `n` slots were all written above (the
+    // first loop wrote `done` of them, the second the rest); `E` is a plain integer.
+    unsafe { out.set_len(n) };
+    Ok(out)
 }
 
 /// The element count of a sequence (unused for a single number).
@@ -238,12 +548,28 @@ pub(super) fn size(seq: &Seq<'_>) -> usize {
 
 /// Encodes `seq` into `dst`, returning the bytes written.
 pub(super) fn encode(seq: &Seq<'_>, dst: &mut [u8]) -> Result<usize, MessageError> {
+    let too_short = |dst: &[u8]| {
+        MessageError::Encode(format!(
+            "{} bytes do not fit the {} bytes given",
+            size(seq),
+            dst.len()
+        ))
+    };
+    if let Seq::Varint(ints) = seq {
+        // The room is checked as the elements are written: no second size pass.
+        let n = seq_len(seq) as u64;
+        if dst.len() < varint_len(n) {
+            return Err(too_short(dst));
+        }
+        let head = put_varint(dst, n);
+        return match with_varints!(ints, s => put_varints(s, &mut dst[head..])) {
+            Some(body) => Ok(head + body),
+            None => Err(too_short(dst)),
+        };
+    }
     let total = size(seq);
     let Some(dst) = dst.get_mut(..total) else {
-        return Err(MessageError::Encode(format!(
-            "{total} bytes do not fit the {} bytes given",
-            dst.len()
-        )));
+        return Err(too_short(dst));
     };
     match seq {
         Seq::Int(v) => return Ok(put_varint(dst, *v)),
@@ -253,31 +579,14 @@ pub(super) fn encode(seq: &Seq<'_>, dst: &mut [u8]) -> Result<usize, MessageErro
         }
         _ => {}
     }
-    let mut at = put_varint(dst, seq_len(seq) as u64);
+    let at = put_varint(dst, seq_len(seq) as u64);
     let body = &mut dst[at..];
     match seq {
         Seq::Int(_) | Seq::Raw(..) => unreachable!("handled above"),
         Seq::Bytes(b) => body.copy_from_slice(b),
         Seq::F32(f) => floats_to_le(f, body),
         Seq::F64(f) => floats_to_le(f, body),
-        Seq::Varint(ints) => {
-            macro_rules! put {
-                ($s:expr, $f:expr) => {
-                    for &x in $s.iter() {
-                        at += put_varint(&mut dst[at..], $f(x));
-                    }
-                };
-            }
-            match ints {
-                Varints::U16(s) => put!(s, u64::from),
-                Varints::U32(s) => put!(s, u64::from),
-                Varints::U64(s) => put!(s, |x| x),
-                Varints::I16(s) => put!(s, |x| zigzag(i64::from(x))),
-                Varints::I32(s) => put!(s, |x| zigzag(i64::from(x))),
-                Varints::I64(s) => put!(s, zigzag),
-            }
-            debug_assert_eq!(at, total);
-        }
+        Seq::Varint(_) => unreachable!("handled above"),
     }
     Ok(total)
 }
@@ -394,18 +703,13 @@ pub(super) fn decode<T: 'static>(src: &[u8]) -> Option<Result<T, MessageError>> 
         done!(fixed(src, 4).map(floats_from_le::<f32>));
     }
     macro_rules! ints {
-        ($t:ty, $width:expr, $from:expr) => {
+        ($($t:ty),*) => {$(
             if id == TypeId::of::<Vec<$t>>() {
-                done!(varints(src, $width, |v| <$t>::try_from($from(v)).ok()));
+                done!(count(src).and_then(|(n, rest)| get_varints::<$t>(rest, n)));
             }
-        };
+        )*};
     }
-    ints!(u64, 8, |v| v);
-    ints!(i64, 8, unzigzag);
-    ints!(u32, 4, |v| v);
-    ints!(i32, 4, unzigzag);
-    ints!(u16, 2, |v| v);
-    ints!(i16, 2, unzigzag);
+    ints!(u64, i64, u32, i32, u16, i16);
     None
 }
 
@@ -446,27 +750,4 @@ fn bytes(src: &[u8]) -> Result<&[u8], MessageError> {
 fn fixed(src: &[u8], size: usize) -> Result<&[u8], MessageError> {
     let (n, rest) = count(src)?;
     exact(rest, n.checked_mul(size))
-}
-
-/// A sequence of varints of elements `width` bytes wide, each narrowed by `narrow` (`None`:
-/// out of range for the type, an error as in bincode).
-fn varints<E>(
-    src: &[u8],
-    width: usize,
-    narrow: impl Fn(u64) -> Option<E>,
-) -> Result<Vec<E>, MessageError> {
-    let (n, mut rest) = count(src)?;
-    // Every element takes at least one byte: a count larger than what is left is corrupt, and
-    // is refused before allocating.
-    if n > rest.len() {
-        return Err(decode_error("unexpected end of the message"));
-    }
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        let (v, used) = get_varint(rest, width)?;
-        out.push(narrow(v).ok_or_else(|| decode_error("integer out of range for its type"))?);
-        rest = &rest[used..];
-    }
-    exact(rest, Some(0))?;
-    Ok(out)
 }
