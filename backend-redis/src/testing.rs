@@ -22,7 +22,7 @@
 //! ```
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -45,6 +45,7 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     persistence: Persistence,
     password: Option<String>,
+    also_on: Option<IpAddr>,
 }
 
 /// The path of `redis-server`, or a panic that says how to install it.
@@ -129,6 +130,31 @@ impl RedisServer {
             dir,
             persistence,
             password: password.map(str::to_owned),
+            also_on: None,
+        };
+        s.launch();
+        s
+    }
+
+    /// Starts a server without persistence and without a password that listens on `addr` as
+    /// well as on 127.0.0.1, for clients on another host or network namespace
+    /// ([`url_on`](Self::url_on)). `addr` must be an address of this host already.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start), and when the server cannot bind `addr`.
+    pub fn start_also_on(addr: IpAddr) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("uniconc-redis-")
+            .tempdir()
+            .expect("creating a temporary directory for redis-server");
+        let mut s = Self {
+            child: None,
+            port: 0,
+            dir,
+            persistence: Persistence::None,
+            password: None,
+            also_on: Some(addr),
         };
         s.launch();
         s
@@ -146,7 +172,11 @@ impl RedisServer {
             let mut cmd = Command::new(&program);
             cmd.arg("--port")
                 .arg(port.to_string())
-                .args(["--bind", "127.0.0.1", "--save", "", "--daemonize", "no"])
+                .args(["--bind", "127.0.0.1"]);
+            if let Some(addr) = self.also_on {
+                cmd.arg(addr.to_string());
+            }
+            cmd.args(["--save", "", "--daemonize", "no"])
                 .args(["--protected-mode", "no", "--loglevel", "warning"])
                 .arg("--dir")
                 .arg(self.dir.path())
@@ -234,6 +264,15 @@ impl RedisServer {
         match &self.password {
             Some(pw) => format!("redis://:{pw}@127.0.0.1:{}", self.port),
             None => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// The URL to connect to through `host` (an address the server listens on: 127.0.0.1, or
+    /// the one given to [`start_also_on`](Self::start_also_on)).
+    pub fn url_on(&self, host: IpAddr) -> String {
+        match &self.password {
+            Some(pw) => format!("redis://:{pw}@{}", SocketAddr::new(host, self.port)),
+            None => format!("redis://{}", SocketAddr::new(host, self.port)),
         }
     }
 
