@@ -228,6 +228,22 @@ impl Sizes {
         }
     }
 
+    /// The sizes for a backend whose every operation is a round trip to a server (`B::REMOTE`:
+    /// Redis): the same workloads with fewer operations, so that a run stays short. The figures
+    /// are per operation (per message, round trip, increment, unit), so they compare all the
+    /// same.
+    fn remote(&self) -> Self {
+        Sizes {
+            messages: (self.messages / 50).max(100),
+            round_trips: (self.round_trips / 10).max(20),
+            units_process: (self.units_process / 4).max(5),
+            lock_iters: (self.lock_iters / 50).max(100),
+            dict_ops: (self.dict_ops / 50).max(100),
+            spawns_process: (self.spawns_process / 4).max(5),
+            ..self.clone()
+        }
+    }
+
     /// `isolated`: `B::ISOLATED`, each unit is a process of its own (fewer of them).
     fn units_for(&self, isolated: bool) -> u64 {
         if isolated {
@@ -443,7 +459,12 @@ fn ping_pong<B: Backend>(rounds: u64) -> DynResult<PingPong> {
 fn pool_map<B: Backend>(items: u64, work: u64) -> DynResult<f64> {
     let pool = B::pool(workers())?;
     let start = Instant::now();
-    let out = pool.map(move |x: u64| cpu_work(x, work), 0..items)?;
+    let out = match pool.map(move |x: u64| cpu_work(x, work), 0..items) {
+        Err(uniconc::PoolError::Spawn(e)) if e.kind() == uniconc::ErrorKind::Unsupported => {
+            return Err(NotApplicable("closures refused: named tasks only".into()).into());
+        }
+        r => r?,
+    };
     let t = start.elapsed();
     check(out.len() as u64 == items, || {
         format!("{} results for {items} items", out.len())
@@ -634,6 +655,18 @@ fn spawn_join<B: Backend>(n: u64) -> DynResult<f64> {
 // Cells, columns, running
 // ---------------------------------------------------------------------------------------------
 
+/// A workload the backend refuses (an `Unsupported` error): its cell says `n/a` and why.
+#[derive(Debug)]
+pub(crate) struct NotApplicable(String);
+
+impl std::fmt::Display for NotApplicable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotApplicable {}
+
 /// One cell of the table.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Cell {
@@ -705,7 +738,11 @@ pub(crate) fn run_backend<B: Backend>(sizes: &Sizes) -> DynResult<Column> {
         cells: BTreeMap::new(),
         notes: vec![],
     };
-    let s = sizes.clone();
+    let s = if B::REMOTE {
+        sizes.remote()
+    } else {
+        sizes.clone()
+    };
     let (limit, repeats) = (s.watchdog, s.repeats.max(1));
     let mut record = |w: Workload, cell: Cell| {
         eprintln!("[{name:>7}] {:<26} {} {}", w.label(), cell.show(), w.unit());
@@ -723,6 +760,10 @@ pub(crate) fn run_backend<B: Backend>(sizes: &Sizes) -> DynResult<Column> {
                         Some(b) => b.min(v),
                         None => v,
                     })
+                }
+                // A workload the backend refuses is not applicable to it, not failed.
+                Err(e) if e.downcast_ref::<NotApplicable>().is_some() => {
+                    return Cell::NotApplicable(e.to_string());
                 }
                 Err(e) => return Cell::Failed(e.to_string()),
             }
@@ -838,6 +879,13 @@ pub(crate) fn run_backend<B: Backend>(sizes: &Sizes) -> DynResult<Column> {
     col.notes.push(format!(
         "{units} waiting units, {spawns} spawns, best of {repeats}"
     ));
+    if B::REMOTE {
+        col.notes.push(format!(
+            "every operation a round trip to the server, so fewer of them: {} messages, {} \
+             round trips, {iters} increments per unit, {ops} dict operations per unit",
+            s.messages, s.round_trips
+        ));
+    }
     col.notes.push(ping_note);
     Ok(col)
 }
@@ -849,7 +897,12 @@ const UNITS_WORKER: &str = "--waiting-units-worker";
 /// which prints `µs-per-unit TAB KiB-per-unit-or-none`.
 fn units_in_fresh_process(backend: &str, n: u64, limit: Duration) -> DynResult<(f64, Option<f64>)> {
     let exe = std::env::current_exe()?;
-    let mut child = Command::new(exe)
+    let mut cmd = Command::new(exe);
+    // The fresh copy uses the Redis column's server too (a private one has a port of its own).
+    if let Some(url) = REDIS_URL.get() {
+        cmd.env(REDIS_URL_ENV, url);
+    }
+    let mut child = cmd
         .args([
             UNITS_WORKER,
             backend,
@@ -1103,6 +1156,7 @@ fn column_color(name: &str) -> plotters::style::RGBColor {
         "uniconc process" => RGBColor(0xc0, 0x39, 0x2b),
         "uniconc thread" => RGBColor(0x29, 0x80, 0xb9),
         "uniconc tokio" => RGBColor(0x27, 0xae, 0x60),
+        "uniconc redis" => RGBColor(0x8e, 0x44, 0xad),
         "python multiprocessing" => RGBColor(0xf1, 0xa9, 0xa0),
         "python threading" => RGBColor(0xa9, 0xcc, 0xe3),
         "python asyncio" => RGBColor(0xa9, 0xdf, 0xbf),
@@ -1253,14 +1307,35 @@ pub(crate) fn run_all(sizes: &Sizes, only: Option<&str>, python: Option<&Path>) 
     let mut columns = Vec::new();
     let backends: Vec<String> = match only {
         Some(b) => vec![b.to_owned()],
-        None => ["process", "thread", "tokio"]
+        None => ["process", "thread", "tokio", "redis"]
             .into_iter()
             .filter(|b| common::enabled_backends().contains(b))
             .map(str::to_owned)
             .collect(),
     };
+    // The Redis column's server (a private one is stopped when this goes).
+    #[cfg(all(feature = "redis", unix))]
+    let mut _redis_server = None;
     for b in &backends {
         eprintln!("== uniconc {b}");
+        #[cfg(all(feature = "redis", unix))]
+        if b == "redis" {
+            match redis_server() {
+                Ok(server) => _redis_server = server,
+                Err(why) => {
+                    eprintln!("uniconc redis: {why}");
+                    columns.push(Column {
+                        name: "uniconc redis".into(),
+                        cells: Workload::ALL
+                            .into_iter()
+                            .map(|w| (w, Cell::NotApplicable(why.clone())))
+                            .collect(),
+                        notes: vec![why],
+                    });
+                    continue;
+                }
+            }
+        }
         let col: DynResult<Column> = on_backend!(b.as_str(), run_backend(sizes));
         match col {
             Ok(c) => columns.push(c),
@@ -1275,6 +1350,50 @@ pub(crate) fn run_all(sizes: &Sizes, only: Option<&str>, python: Option<&Path>) 
         }
     }
     columns
+}
+
+/// The URL of the Redis column's private server, for the programs this one starts.
+static REDIS_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The variable that names the Redis server (`uniconc::redis::URL_ENV`).
+const REDIS_URL_ENV: &str = "UNICONC_REDIS_URL";
+
+/// A server for the Redis column: the one `UNICONC_REDIS_URL` names, if it answers; else a
+/// private `redis-server` on a free port of 127.0.0.1 (returned: it stops when dropped), if
+/// `redis-server` is on the `PATH`. `Err(why)` when there is neither.
+#[cfg(all(feature = "redis", unix))]
+fn redis_server() -> Result<Option<uniconc::redis::testing::RedisServer>, String> {
+    if let Ok(url) = std::env::var(uniconc::redis::URL_ENV) {
+        // Creating a channel is a round trip: the server answers, or the column says why not.
+        return uniconc::redis::connect(&url)
+            .and_then(|c| c.channel::<u8>(1).map(drop))
+            .map(|()| None)
+            .map_err(|e| {
+                format!(
+                    "the server at {url} ({}) does not answer: {e}",
+                    uniconc::redis::URL_ENV
+                )
+            });
+    }
+    let installed = Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        return Err(format!(
+            "no Redis server: set {} or put redis-server on the PATH",
+            uniconc::redis::URL_ENV
+        ));
+    }
+    let server = std::panic::catch_unwind(uniconc::redis::testing::RedisServer::start)
+        .map_err(|p| format!("redis-server did not start: {}", uniconc_panic_message(&*p)))?;
+    uniconc::redis::set_default_url(&server.url())
+        .map_err(|e| format!("the private redis-server: {e}"))?;
+    let _ = REDIS_URL.set(server.url());
+    eprintln!("uniconc redis: a private redis-server at {}", server.url());
+    Ok(Some(server))
 }
 
 fn default_chart_path() -> PathBuf {

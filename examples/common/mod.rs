@@ -27,6 +27,9 @@ pub(crate) fn enabled_backends() -> Vec<&'static str> {
     if cfg!(feature = "thread") {
         v.push("thread");
     }
+    if cfg!(all(feature = "redis", unix)) {
+        v.push("redis");
+    }
     v
 }
 
@@ -37,7 +40,7 @@ pub(crate) fn default_backend() -> Option<&'static str> {
 
 /// The error for a backend name this build cannot run.
 pub(crate) fn unknown_backend(name: &str) -> DynError {
-    let known = ["process", "thread", "tokio"];
+    let known = ["process", "thread", "tokio", "redis"];
     if known.contains(&name) {
         format!(
             "the `{name}` backend is not enabled in this build (enabled: {:?}); \
@@ -46,7 +49,7 @@ pub(crate) fn unknown_backend(name: &str) -> DynError {
         )
         .into()
     } else {
-        format!("unknown backend `{name}`: pick one of process, thread, tokio").into()
+        format!("unknown backend `{name}`: pick one of process, thread, tokio, redis").into()
     }
 }
 
@@ -62,6 +65,8 @@ macro_rules! on_backend {
             "tokio" => $f::<uniconc::Tokio>($($arg),*),
             #[cfg(feature = "thread")]
             "thread" => $f::<uniconc::Thread>($($arg),*),
+            #[cfg(all(feature = "redis", unix))]
+            "redis" => $f::<uniconc::Redis>($($arg),*),
             other => {
                 // Touch the arguments so a build without that backend has no unused variable.
                 $(let _ = &$arg;)*
