@@ -5,6 +5,8 @@
 //!   - `two_busy`: 2 producer threads, one per channel, the messages split between them;
 //!   - `one_busy`: 1 producer thread on the first channel, the second channel idle;
 //!   - target: uniconc ≥ 0.8× crossbeam's throughput;
+//!   - `prefilled` (informative): one thread fills the first channel, then selects its
+//!     messages; no waiting, no other thread: the cost of the select itself;
 //! - tokio backend (informative): `Select::select_async` over two `uniconc::tokio` channels vs
 //!   `tokio::select!` over two `recv_async` futures of the same channels, one producer task
 //!   per channel, on a 2-worker runtime.
@@ -82,6 +84,45 @@ fn crossbeam_select(n: u64, busy: u64) {
         }
         black_box(sum);
     });
+}
+
+/// One thread, no waiting: the first channel is filled with `CAP` messages, then `CAP`
+/// selects take them, `n / CAP` times: the cost of a select that finds a message at once.
+fn uniconc_select_prefilled(n: u64) {
+    let (tx1, rx1) = uniconc::thread::channel::<u64>(CAP).unwrap();
+    let (_tx2, rx2) = uniconc::thread::channel::<u64>(CAP).unwrap();
+    let mut sum = 0u64;
+    for _ in 0..n / CAP as u64 {
+        for i in 0..CAP as u64 {
+            tx1.try_send(i).unwrap();
+        }
+        for _ in 0..CAP {
+            uniconc::select! {
+                recv(rx1) -> v => sum = sum.wrapping_add(v.unwrap()),
+                recv(rx2) -> v => sum = sum.wrapping_add(v.unwrap()),
+            }
+        }
+    }
+    black_box(sum);
+}
+
+/// The same with crossbeam.
+fn crossbeam_select_prefilled(n: u64) {
+    let (tx1, rx1) = crossbeam_channel::bounded::<u64>(CAP);
+    let (_tx2, rx2) = crossbeam_channel::bounded::<u64>(CAP);
+    let mut sum = 0u64;
+    for _ in 0..n / CAP as u64 {
+        for i in 0..CAP as u64 {
+            tx1.try_send(i).unwrap();
+        }
+        for _ in 0..CAP {
+            crossbeam_channel::select! {
+                recv(rx1) -> v => sum = sum.wrapping_add(v.unwrap()),
+                recv(rx2) -> v => sum = sum.wrapping_add(v.unwrap()),
+            }
+        }
+    }
+    black_box(sum);
 }
 
 /// Tokio: two producer tasks, the consumer task selects with `Select::select_async`.
@@ -202,6 +243,14 @@ fn select_ratio(c: &mut Criterion) {
             &|| uniconc_select(n, busy),
         );
     }
+    interleaved(
+        "thread prefilled (one thread, informative)",
+        "crossbeam select!",
+        n / CAP as u64 * CAP as u64,
+        pairs,
+        &|| crossbeam_select_prefilled(n),
+        &|| uniconc_select_prefilled(n),
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
