@@ -65,6 +65,8 @@ use std::any::Any;
 use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
@@ -453,7 +455,7 @@ impl<T: 'static, S: Selector, W: SelectSend<T, S> + ?Sized> Op<S> for SendOp<'_,
 pub struct Select<'a, S: Selector> {
     /// `Send`, so that a task can hold a select across `select_async().await` and still be
     /// spawned: every operation holds a `Sync` handle and `Send` values.
-    ops: Vec<Box<dyn Op<S> + Send + 'a>>,
+    ops: Ops<'a, S>,
 }
 
 impl<S: Selector> fmt::Debug for Select<'_, S> {
@@ -511,7 +513,7 @@ impl From<TrySelectError> for crate::Error {
 impl<'a, S: Selector> Select<'a, S> {
     /// An empty select.
     pub fn new() -> Self {
-        Self { ops: Vec::new() }
+        Self { ops: Ops::new() }
     }
 
     /// Adds a receive from `rx` (a channel's receiver or a timer); returns its index.
@@ -519,11 +521,11 @@ impl<'a, S: Selector> Select<'a, S> {
         &mut self,
         rx: &'a R,
     ) -> usize {
-        self.ops.push(Box::new(RecvOp {
+        self.ops.push(RecvOp {
             rx,
             key: None,
             result: None,
-        }));
+        });
         self.ops.len() - 1
     }
 
@@ -535,12 +537,12 @@ impl<'a, S: Selector> Select<'a, S> {
         tx: &'a W,
         slot: &'a mut Option<T>,
     ) -> usize {
-        self.ops.push(Box::new(SendOp {
+        self.ops.push(SendOp {
             tx,
             slot,
             key: None,
             result: None,
-        }));
+        });
         self.ops.len() - 1
     }
 
@@ -554,7 +556,7 @@ impl<'a, S: Selector> Select<'a, S> {
             index < self.ops.len(),
             "no operation {index} in this select"
         );
-        self.ops[index] = Box::new(Removed);
+        self.ops.replace(index, Removed);
     }
 
     /// Blocks until one operation is ready and performs it.
@@ -671,7 +673,7 @@ impl<'a, S: Selector> Select<'a, S> {
         let n = self.ops.len();
         (0..n)
             .map(|k| (start + k) % n)
-            .find(|&i| self.ops[i].attempt(mode))
+            .find(|&i| self.ops.get_mut(i).attempt(mode))
     }
 
     /// The earliest instant a timer of this select fires, if any, bounded by `deadline`.
@@ -720,7 +722,7 @@ impl<'a, S: Selector> Select<'a, S> {
                 return None;
             }
             sel.begin();
-            for op in &mut self.ops {
+            for op in self.ops.iter_mut() {
                 op.watch(&mut sel);
             }
             let mut fired = self.attempt_all(mode, start);
@@ -822,7 +824,7 @@ impl<S: Selector> SelectedOperation<'_, '_, S> {
     }
 
     fn take(&mut self, handle: *const (), out: &mut dyn Any, what: &str) {
-        let op = &mut self.sel.ops[self.index];
+        let op = self.sel.ops.get_mut(self.index);
         assert!(
             std::ptr::eq(op.handle(), handle),
             "passed a {what} that was not the selected operation's"
@@ -929,7 +931,7 @@ impl<S: Selector> SelectFuture<'_, '_, S> {
             }
             let selector = self.selector.get_or_insert_with(S::new);
             selector.begin();
-            for op in &mut sel.ops {
+            for op in sel.ops.iter_mut() {
                 op.watch(selector);
             }
             self.watching = true;
@@ -947,6 +949,174 @@ impl<S: Selector> SelectFuture<'_, '_, S> {
             // Woken between the registration and now: look again.
             fired = sel.attempt_all(Mode::Perform, start);
         }
+    }
+}
+
+// ---- operation storage -------------------------------------------------------------------
+
+/// Operations kept without any allocation: a select of up to this many (the common case, and
+/// every `select!` of up to this many arms) allocates nothing to register them.
+const INLINE_OPS: usize = 4;
+
+/// The operations of one select, in registration order (an operation's index is its
+/// position). The first [`INLINE_OPS`] live inside the `Select` itself, the rest in a `Vec`;
+/// each is stored unboxed when it fits [`OpSlot`]'s bytes (every channel receive or send of a
+/// message up to ~40 bytes does), boxed otherwise.
+struct Ops<'a, S: Selector> {
+    first: [Option<OpSlot<'a, S>>; INLINE_OPS],
+    rest: Vec<OpSlot<'a, S>>,
+    len: usize,
+}
+
+impl<'a, S: Selector> Ops<'a, S> {
+    fn new() -> Self {
+        Self {
+            first: [const { None }; INLINE_OPS],
+            rest: Vec::new(),
+            len: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Adds `op` at index `len()`.
+    fn push<O: Op<S> + Send + 'a>(&mut self, op: O) {
+        let slot = OpSlot::new(op);
+        match self.first.get_mut(self.len) {
+            Some(free) => *free = Some(slot),
+            None => self.rest.push(slot),
+        }
+        self.len += 1;
+    }
+
+    /// Replaces the operation at `index` (< `len()`), dropping the old one.
+    fn replace<O: Op<S> + Send + 'a>(&mut self, index: usize, op: O) {
+        *self.slot_mut(index) = OpSlot::new(op);
+    }
+
+    fn slot_mut(&mut self, index: usize) -> &mut OpSlot<'a, S> {
+        match self.first.get_mut(index) {
+            Some(slot) => slot.as_mut().expect("an index below len() is filled"),
+            None => &mut self.rest[index - INLINE_OPS],
+        }
+    }
+
+    fn get_mut(&mut self, index: usize) -> &mut (dyn Op<S> + Send + 'a) {
+        self.slot_mut(index).op_mut()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(dyn Op<S> + Send + 'a)> {
+        self.first
+            .iter()
+            .map_while(Option::as_ref)
+            .chain(&self.rest)
+            .map(OpSlot::op)
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut (dyn Op<S> + Send + 'a)> {
+        self.first
+            .iter_mut()
+            .map_while(Option::as_mut)
+            .chain(&mut self.rest)
+            .map(OpSlot::op_mut)
+    }
+}
+
+/// Bytes an operation is stored in without a box.
+const OP_BYTES: usize = 64;
+
+/// Raw, suitably aligned storage for one operation.
+#[repr(C, align(16))]
+struct OpBytes(MaybeUninit<[u8; OP_BYTES]>);
+
+/// One operation of concrete type `O` (erased): stored in `bytes` when it fits, else a
+/// `Box<O>` stored there.
+///
+/// Invariant: `bytes` holds an initialised value of the type `O` that `as_op` was
+/// instantiated with (written by [`OpSlot::new`], dropped only by `Drop`). Moving an `OpSlot`
+/// moves that value (no operation points into itself).
+struct OpSlot<'a, S: Selector> {
+    bytes: OpBytes,
+    /// `as_op::<S, O>`: turns a pointer to `bytes` into a pointer to the `O` in them.
+    as_op: fn(*mut OpBytes) -> *mut (dyn Op<S> + Send + 'a),
+    /// Ownership, auto traits and variance of the `Box<dyn Op<S> + Send + 'a>` this stands
+    /// for: it owns an `O` (drop check), is `Send` (every `O` is) and is not `Sync`.
+    _owns: PhantomData<Box<dyn Op<S> + Send + 'a>>,
+}
+
+fn as_op<'a, S: Selector, O: Op<S> + Send + 'a>(p: *mut OpBytes) -> *mut (dyn Op<S> + Send + 'a) {
+    p.cast::<O>()
+}
+
+impl<'a, S: Selector> OpSlot<'a, S> {
+    fn new<O: Op<S> + Send + 'a>(op: O) -> Self {
+        if Self::fits::<O>() {
+            Self::store(op)
+        } else {
+            // Too big: boxed (a `Box<O>` always fits).
+            Self::store(Box::new(op))
+        }
+    }
+
+    fn fits<O>() -> bool {
+        size_of::<O>() <= OP_BYTES && align_of::<O>() <= align_of::<OpBytes>()
+    }
+
+    fn store<O: Op<S> + Send + 'a>(op: O) -> Self {
+        assert!(Self::fits::<O>(), "an operation stored inline fits");
+        let mut bytes = OpBytes(MaybeUninit::uninit());
+        // SAFETY: `bytes` is a local, valid for writes, and large and aligned enough for an
+        // `O` (asserted just above).
+        unsafe { (&raw mut bytes).cast::<O>().write(op) };
+        Self {
+            bytes,
+            as_op: as_op::<S, O>,
+            _owns: PhantomData,
+        }
+    }
+
+    fn op(&self) -> &(dyn Op<S> + Send + 'a) {
+        // SAFETY: by the invariant, `bytes` holds an initialised `O` and `as_op` points at
+        // it; the shared borrow of `self` keeps it alive and unmutated for the returned
+        // lifetime (the pointer is only read through).
+        unsafe { &*(self.as_op)((&raw const self.bytes).cast_mut()) }
+    }
+
+    fn op_mut(&mut self) -> &mut (dyn Op<S> + Send + 'a) {
+        // SAFETY: as in `op`, and the exclusive borrow of `self` makes it exclusive.
+        unsafe { &mut *(self.as_op)(&raw mut self.bytes) }
+    }
+}
+
+impl<S: Selector> Drop for OpSlot<'_, S> {
+    fn drop(&mut self) {
+        // SAFETY: by the invariant, `bytes` holds an initialised `O`; it is dropped once,
+        // here, and never used again.
+        unsafe { std::ptr::drop_in_place((self.as_op)(&raw mut self.bytes)) };
+    }
+}
+
+/// A boxed operation (one too big for [`OpSlot`]'s bytes) is an operation.
+impl<S: Selector, O: Op<S>> Op<S> for Box<O> {
+    fn attempt(&mut self, mode: Mode) -> bool {
+        (**self).attempt(mode)
+    }
+    fn watch(&mut self, sel: &mut S) {
+        (**self).watch(sel);
+    }
+    fn unwatch(&mut self, sel: &mut S, fired: bool) {
+        (**self).unwatch(sel, fired);
+    }
+    fn ready_at(&self) -> Option<Instant> {
+        (**self).ready_at()
+    }
+    fn handle(&self) -> *const () {
+        (**self).handle()
+    }
+    fn take(&mut self, out: &mut dyn Any) -> bool {
+        (**self).take(out)
     }
 }
 
@@ -1542,6 +1712,81 @@ mod tests {
         sel.recv(&a);
         let oper = sel.select();
         let _ = oper.recv(&b);
+    }
+
+    /// A receiver of messages too big to be stored unboxed: always ready.
+    struct Big;
+
+    impl SelectRecv<[u64; 16], Parker> for Big {
+        fn select_try_recv(&self) -> Result<[u64; 16], TryRecvError> {
+            Ok([7; 16])
+        }
+        fn recv_ready(&self) -> bool {
+            true
+        }
+        fn watch_recv(&self, _: &mut Parker, _: &mut Option<usize>) {}
+        fn unwatch_recv(&self, _: &mut Parker, _: &mut Option<usize>, _: bool) {}
+    }
+
+    #[test]
+    fn many_operations_and_big_messages_are_stored_too() {
+        // More operations than are kept inline, and one too big for an unboxed slot.
+        let nevers: Vec<Timer> = (0..6).map(|_| never()).collect();
+        let (a, big) = (Toy::new(1), Big);
+        let mut sel = Select::<Parker>::new();
+        for n in &nevers {
+            sel.recv(n);
+        }
+        let ia = sel.recv(&a);
+        let ib = sel.recv(&big);
+        assert_eq!((ia, ib), (6, 7));
+        let oper = sel.select();
+        assert_eq!(oper.index(), ib);
+        assert_eq!(oper.recv(&big), Ok([7; 16]));
+        sel.remove(ib);
+        a.push(5);
+        let oper = sel.select();
+        assert_eq!(oper.index(), ia);
+        assert_eq!(oper.recv(&a), Ok(5));
+        sel.remove(0);
+        assert!(sel.try_select().is_err());
+        assert!(format!("{sel:?}").contains("operations: 8"));
+    }
+
+    /// A receiver that hands out clones of one `Arc`: always ready.
+    struct Clones(Arc<()>);
+
+    impl SelectRecv<Arc<()>, Parker> for Clones {
+        fn select_try_recv(&self) -> Result<Arc<()>, TryRecvError> {
+            Ok(self.0.clone())
+        }
+        fn recv_ready(&self) -> bool {
+            true
+        }
+        fn watch_recv(&self, _: &mut Parker, _: &mut Option<usize>) {}
+        fn unwatch_recv(&self, _: &mut Parker, _: &mut Option<usize>, _: bool) {}
+    }
+
+    #[test]
+    fn a_result_never_taken_is_dropped_with_the_select() {
+        let marker = Arc::new(());
+        let rx = Clones(marker.clone());
+        let mut sel = Select::<Parker>::new();
+        sel.recv(&rx);
+        // A panic between the select and the taking of its result: the message stays in the
+        // operation, and must be dropped (once) with the select.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _oper = sel.select();
+            panic!("before the result was taken");
+        }));
+        assert!(r.is_err());
+        assert_eq!(
+            Arc::strong_count(&marker),
+            3,
+            "the message is held by the operation"
+        );
+        drop(sel);
+        assert_eq!(Arc::strong_count(&marker), 2);
     }
 
     #[test]
