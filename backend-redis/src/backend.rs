@@ -171,6 +171,9 @@ impl uniconc_core::Backend for Redis {
     const POOL_CLOSURES: bool = false;
     const NAMED: bool = false;
 
+    /// A select over Redis channels sleeps on their wake-up subscriptions (see
+    /// [`RedisSelector`](crate::RedisSelector)).
+    type Selector = crate::RedisSelector;
     type Sender<T: Message> = crate::Sender<T>;
     type Receiver<T: Message> = crate::Receiver<T>;
     type Lock = crate::Lock;
