@@ -172,7 +172,8 @@ impl uniconc_core::Backend for Redis {
     const NAMED: bool = false;
     const TRAVEL: bool = false;
 
-    /// Waits on the wake-up subscriptions of every watched channel at once.
+    /// A select over Redis channels sleeps on their wake-up subscriptions (see
+    /// [`RedisSelector`](crate::RedisSelector)).
     type Selector = crate::RedisSelector;
     type Sender<T: Message> = crate::Sender<T>;
     type Receiver<T: Message> = crate::Receiver<T>;

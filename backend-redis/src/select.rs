@@ -50,7 +50,7 @@
 //!   thread, as the `try_` forms do. In async code that waits mostly on one channel, prefer
 //!   `tokio::select!` over `recv_async` / `send_async`, which are cancel-safe.
 //! - **Costs.** A select that sleeps costs one script per operation before and after each
-//!   sleep, and wakes at least every [`POLL`] (250 ms) to re-check: an idle 2-way select sends
+//!   sleep (it does not spin: each try is a round trip), and wakes at least every [`POLL`] (250 ms) to re-check: an idle 2-way select sends
 //!   about 16 scripts a second.
 
 use std::fmt;
@@ -178,6 +178,10 @@ async fn any_changed(watched: &mut [watch::Receiver<u64>]) {
 }
 
 impl Selector for RedisSelector {
+    /// No spinning: every try is a round trip (a spin round would cost one script per
+    /// operation); a select that finds nothing ready registers and sleeps at once.
+    const SPIN: bool = false;
+
     fn new() -> Self {
         Self {
             watched: Vec::new(),

@@ -436,3 +436,27 @@ fn every_message_arrives_once_through_a_select() {
         s.join().unwrap();
     }
 }
+
+/// A select that finds nothing ready sleeps at once, without spinning (each try is a round
+/// trip): a timed-out select over two idle channels costs one script per channel for the first
+/// try, the re-check after registering and the last check at the deadline, no more.
+#[test]
+fn a_select_that_waits_does_not_spin_on_the_server() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let server = RedisServer::start();
+    let conn = uniconc_redis::connect(&server.url()).unwrap();
+    let (_tx1, rx1) = conn.channel::<u32>(4).unwrap();
+    let (_tx2, rx2) = conn.channel::<u32>(4).unwrap();
+    let mut sel = Select::new();
+    sel.recv(&rx1);
+    sel.recv(&rx2);
+    // Once, so that both subscriptions exist.
+    assert!(sel.select_timeout(Duration::from_millis(10)).is_err());
+    let before = conn.commands_sent();
+    // Shorter than POLL: no periodic re-check within it.
+    assert!(sel.select_timeout(Duration::from_millis(100)).is_err());
+    let sent = conn.commands_sent() - before;
+    // 3 tries of 2 channels (one more round if the wait ended a hair early); a spinning select
+    // sends 20 more.
+    assert!(sent <= 10, "{sent} commands for one select that waited");
+}

@@ -85,6 +85,13 @@ use crate::time::deadline_after;
 /// that comes between `begin` and `wait` makes `wait` return at once. Spurious returns are
 /// allowed: the select tries again.
 pub trait Selector: Sized {
+    /// Whether a blocking select spins before it sleeps: tries every operation a few more
+    /// times, with short pauses, so that a message a few hundred nanoseconds away is taken
+    /// without a sleep. Worth it where a try is a memory access; a backend whose every try is
+    /// a round trip to a server sets it to `false` (each spin round would be one round trip
+    /// per operation, for a message that is rarely that close).
+    const SPIN: bool = true;
+
     /// A selector for the calling thread.
     fn new() -> Self;
 
@@ -704,7 +711,8 @@ impl<'a, S: Selector> Select<'a, S> {
         }
         // Spin briefly before sleeping, as a blocking `recv` does: a message a few hundred
         // nanoseconds away is taken without a sleep and a wake-up on each side.
-        for step in 0..SPIN_STEPS {
+        let spin_steps = if S::SPIN { SPIN_STEPS } else { 0 };
+        for step in 0..spin_steps {
             if step < SPIN_STEPS / 2 {
                 for _ in 0..(1 << step) {
                     std::hint::spin_loop();
