@@ -44,7 +44,7 @@
 //!   ends (exits or is killed: its slot is reaped); it never outlives that process, and no file
 //!   is left behind. Bytes deserialized after that fail with `NotFound`.
 
-use std::sync::Mutex;
+use crate::spin::SpinLock;
 
 use serde::{Deserialize, Serialize};
 use uniconc_core::Error;
@@ -243,22 +243,68 @@ pub(crate) trait Keep: Send {
     fn object(&self) -> (u64, u64);
 }
 
-static KEPT: Mutex<Vec<Box<dyn Keep>>> = Mutex::new(Vec::new());
+/// The kept handles. A spin lock the fork handlers take (see [`hooked`]): a `fork` while
+/// another thread holds it would otherwise leave it held for ever in the child, where a worker
+/// sending a handle takes it.
+static KEPT: SpinLock<Vec<Box<dyn Keep>>> = SpinLock::new(Vec::new());
 
 /// Keeps `k` (one of this process's handles of a serialized object) until it is no longer
 /// [`needed`](Keep::needed); drops the entries no longer needed.
 pub(crate) fn keep(k: Box<dyn Keep>) {
-    let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
-    kept.retain(|e| e.needed());
-    if !kept.iter().any(|e| e.object() == k.object()) {
-        kept.push(k);
-    }
+    hooked();
+    let done = KEPT.with(std::thread::yield_now, |kept| {
+        let done = take_unneeded(kept);
+        if !kept.iter().any(|e| e.object() == k.object()) {
+            kept.push(k);
+        }
+        done
+    });
+    // Dropped outside the lock: dropping a handle may take the channel registry's lock,
+    // which the fork handlers take before this one.
+    drop(done);
 }
 
 /// Drops the kept entries no longer needed.
 pub(crate) fn sweep() {
-    let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
-    kept.retain(|e| e.needed());
+    hooked();
+    let done = KEPT.with(std::thread::yield_now, take_unneeded);
+    drop(done);
+}
+
+/// Moves the entries no longer needed out of `kept`, for the caller to drop after unlocking.
+fn take_unneeded(kept: &mut Vec<Box<dyn Keep>>) -> Vec<Box<dyn Keep>> {
+    let mut done = Vec::new();
+    let mut i = 0;
+    while i < kept.len() {
+        if kept[i].needed() {
+            i += 1;
+        } else {
+            done.push(kept.swap_remove(i));
+        }
+    }
+    done
+}
+
+/// Registers the fork handlers of the travel tables (this module's and the channels'),
+/// once: `prepare` takes their locks, after the channel registry's (hooks run in
+/// registration order, and no code holds a travel lock while taking the registry's), and
+/// both sides release them after the fork.
+pub(crate) fn hooked() {
+    static HOOKS: procs::ForkHooks = procs::ForkHooks {
+        prepare: || {
+            KEPT.raw_lock(std::thread::yield_now);
+            crate::channel::travel_fork_lock();
+        },
+        parent: unlock,
+        child: unlock,
+        room_for_child: || Ok(()),
+    };
+    fn unlock() {
+        crate::channel::travel_fork_unlock();
+        KEPT.raw_unlock();
+    }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| procs::register_fork_hooks(&HOOKS));
 }
 
 /// `serde` error from an `Error` (serialize side).

@@ -269,3 +269,50 @@ fn a_handle_returned_from_spawn_works_or_is_a_clear_error() {
         }
     }
 }
+
+/// Forks while another thread keeps sending handles (which takes the process's travel
+/// tables' locks): every child sends a handle of its own, so a lock the fork had caught held
+/// by the other thread would hang it (the fork handlers take and release those locks).
+#[test]
+fn forking_while_another_thread_sends_handles_never_hangs_the_child() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let _s = serial("forking_while_another_thread_sends_handles_never_hangs_the_child");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = unbounded::<Sender<u8>>().unwrap();
+    let busy = {
+        let (stop, tx) = (stop.clone(), tx.clone());
+        std::thread::spawn(move || {
+            // Relaxed: a flag polled until set; nothing else is published through it.
+            while !stop.load(Ordering::Relaxed) {
+                tx.send(channel::<u8>(1).unwrap().0).unwrap();
+            }
+        })
+    };
+    // A handle whose serializing child has ended by the time it is read is refused
+    // (`Invalid`, see `Backend::TRAVEL`): counted apart, the drain goes on.
+    let drain = std::thread::spawn(move || {
+        let (mut read, mut refused) = (0u64, 0u64);
+        loop {
+            match rx.recv() {
+                Ok(_) => read += 1,
+                Err(RecvError::Invalid(_)) => refused += 1,
+                Err(RecvError::Disconnected) => break read + refused,
+            }
+        }
+    });
+    let rounds = 200 * common::scale();
+    for _ in 0..rounds {
+        let tx = tx.clone();
+        let child = spawn(move || {
+            tx.send(channel::<u8>(1).unwrap().0).unwrap();
+            0
+        });
+        assert_eq!(child.join(LIMIT), 0);
+    }
+    // Relaxed: as above.
+    stop.store(true, Ordering::Relaxed);
+    busy.join().unwrap();
+    drop(tx);
+    assert!(drain.join().unwrap() >= rounds);
+}

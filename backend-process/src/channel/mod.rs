@@ -149,8 +149,9 @@ mod members;
 mod named;
 mod recover;
 pub(crate) mod registry;
-mod travel;
 mod select;
+mod travel;
+pub(crate) use travel::{travel_fork_lock, travel_fork_unlock};
 mod wait;
 
 use layout::*;

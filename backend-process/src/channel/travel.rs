@@ -19,7 +19,9 @@
 //! then sees the slot is no longer A's.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, Weak};
+use std::sync::Weak;
+
+use crate::spin::SpinLock;
 
 use serde::{Deserialize, Deserializer, Serializer};
 
@@ -51,18 +53,34 @@ fn in_flight(travel: u32, sender: bool) -> u32 {
 /// This process's `Chan` of each channel that travelled in or out, by memory file.
 type Chans = HashMap<(u64, u64), Weak<Chan>>;
 
-static CHANS: Mutex<Option<Chans>> = Mutex::new(None);
+/// A spin lock the fork handlers take (`travel::hooked`), as the kept handles'.
+static CHANS: SpinLock<Option<Chans>> = SpinLock::new(None);
+
+/// The fork handlers' side of [`CHANS`]: taken before the fork, released after it on both
+/// sides (the child's only thread is the one that took it).
+pub(crate) fn travel_fork_lock() {
+    CHANS.raw_lock(std::thread::yield_now);
+}
+
+/// See [`travel_fork_lock`].
+pub(crate) fn travel_fork_unlock() {
+    CHANS.raw_unlock();
+}
 
 fn remember(object: (u64, u64), chan: &Arc<Chan>) {
-    let mut m = CHANS.lock().unwrap_or_else(|e| e.into_inner());
-    let m = m.get_or_insert_with(HashMap::new);
-    m.retain(|_, w| w.strong_count() > 0);
-    m.insert(object, Arc::downgrade(chan));
+    crate::travel::hooked();
+    CHANS.with(std::thread::yield_now, |m| {
+        let m = m.get_or_insert_with(HashMap::new);
+        // Dropping a dead `Weak` only frees its allocation: the `Chan` is gone already.
+        m.retain(|_, w| w.strong_count() > 0);
+        m.insert(object, Arc::downgrade(chan));
+    });
 }
 
 fn known(object: (u64, u64)) -> Option<Arc<Chan>> {
-    let m = CHANS.lock().unwrap_or_else(|e| e.into_inner());
-    m.as_ref()?.get(&object)?.upgrade()
+    CHANS.with(std::thread::yield_now, |m| {
+        m.as_ref()?.get(&object)?.upgrade()
+    })
 }
 
 /// Keeps the serializing process's `Chan` while its slot has ends in flight.
