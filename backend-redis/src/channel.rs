@@ -1417,6 +1417,8 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Sender<T> f
     }
 
     fn len(&self) -> usize {
+        // A message popped by a cancelled `recv_async` of this process counts once it is back.
+        self.side.chan.wait_settled_blocking();
         state(&self.side.chan).map_or(0, |(n, _)| n)
     }
 
@@ -1556,6 +1558,8 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Receiver<T>
     }
 
     fn len(&self) -> usize {
+        // A message popped by a cancelled `recv_async` of this process counts once it is back.
+        self.side.chan.wait_settled_blocking();
         state(&self.side.chan).map_or(0, |(n, _)| n)
     }
 

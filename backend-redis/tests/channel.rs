@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::future::Future as _;
 use std::time::{Duration, Instant};
 
 use common::Watchdog;
@@ -288,4 +289,31 @@ fn a_wait_survives_its_process_dropping_the_other_side() {
     // And the wake-up still works: the peer's message ends the wait.
     peer_tx.send(3).unwrap();
     assert_eq!(receiver.join().unwrap(), Ok(3));
+}
+
+/// `len` right after a `recv_async` is cancelled with its message popped counts that message:
+/// the put-back is waited for, as the next receive of this process waits for it.
+#[test]
+fn len_after_a_cancelled_recv_counts_the_message_put_back() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let server = RedisServer::start();
+    let conn = uniconc_redis::connect(&server.url()).unwrap();
+    let (tx, rx) = conn.channel::<u32>(4).unwrap();
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    for i in 0..20 {
+        tx.send(i).unwrap();
+        {
+            let mut fut = std::pin::pin!(rx.recv_async());
+            // Starts the receive on the crate's runtime; it pops the message meanwhile.
+            if let std::task::Poll::Ready(r) = fut.as_mut().poll(&mut cx) {
+                assert_eq!(r, Ok(i));
+                continue;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(rx.len(), 1, "the cancelled receive's message is back");
+        assert_eq!(tx.len(), 1);
+        assert_eq!(rx.try_recv(), Ok(i));
+    }
 }

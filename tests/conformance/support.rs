@@ -63,6 +63,10 @@ pub(crate) fn redis_server() {
     use std::sync::OnceLock;
     static URL: OnceLock<String> = OnceLock::new();
     let url = URL.get_or_init(|| {
+        // Starting the server forks (`Command` with `pre_exec`): like a forking backend's
+        // test, it runs alone. A fork while a process-backend test holds channel handles would
+        // count the server as one more holder of them.
+        let _exclusive = FORK_GUARD.write().unwrap_or_else(PoisonError::into_inner);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("redis-server".into())

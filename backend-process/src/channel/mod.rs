@@ -104,7 +104,11 @@
 //! - The first adoption *engages* the child with the channel: from then on its inherited
 //!   handles it has not used stop counting (they are the parent's leftovers). A child that
 //!   never uses the channel keeps its inherited handles counted until it exits, or until it
-//!   calls [`forget_inherited_handles`] (long-lived workers should).
+//!   calls [`forget_inherited_handles`] (long-lived workers should). That includes a
+//!   program started with `fork` and `exec` (for instance by a `std::process::Command` with
+//!   a `pre_exec` hook, which forks): it holds the handles the forking process had, as
+//!   counted, until it exits. Start such programs before making channels, or from a process
+//!   that holds none.
 //!
 //! # A process killed inside `send` or `recv`
 //!
