@@ -52,22 +52,7 @@ impl serde::Serialize for Barrier {
         let params = [u64::from(self.parties), 0, 0, 0];
         let w = crate::travel::describe(self.shm.region(), named::Kind::Barrier, "", params, 0)
             .map_err(crate::travel::ser_err)?;
-        struct K {
-            _alive: Arc<ShmBox<BarrierShm>>,
-            object: (u64, u64),
-        }
-        impl crate::travel::Keep for K {
-            fn needed(&self) -> bool {
-                true
-            }
-            fn object(&self) -> (u64, u64) {
-                self.object
-            }
-        }
-        crate::travel::keep(Box::new(K {
-            _alive: self.shm.clone(),
-            object: w.object(),
-        }));
+        crate::travel::keep_for_life(self.shm.clone(), w.object());
         w.serialize(s)
     }
 }

@@ -264,6 +264,30 @@ pub(crate) fn keep(k: Box<dyn Keep>) {
     drop(done);
 }
 
+/// Keeps `alive` (the mapping of an object without end counts: a lock, semaphore, event or
+/// barrier) for the rest of this process's life, once per object.
+pub(crate) fn keep_for_life<T: Send + Sync + 'static>(
+    alive: std::sync::Arc<T>,
+    object: (u64, u64),
+) {
+    struct ForLife<T> {
+        _alive: std::sync::Arc<T>,
+        object: (u64, u64),
+    }
+    impl<T: Send + Sync> Keep for ForLife<T> {
+        fn needed(&self) -> bool {
+            true
+        }
+        fn object(&self) -> (u64, u64) {
+            self.object
+        }
+    }
+    keep(Box::new(ForLife {
+        _alive: alive,
+        object,
+    }));
+}
+
 /// Drops the kept entries no longer needed.
 pub(crate) fn sweep() {
     hooked();
@@ -325,22 +349,7 @@ macro_rules! travelling_page {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 let w = crate::travel::describe(self.shm.region(), $kind, "", [0; 4], 0)
                     .map_err(crate::travel::ser_err)?;
-                struct K {
-                    _alive: std::sync::Arc<$shm>,
-                    object: (u64, u64),
-                }
-                impl crate::travel::Keep for K {
-                    fn needed(&self) -> bool {
-                        true
-                    }
-                    fn object(&self) -> (u64, u64) {
-                        self.object
-                    }
-                }
-                crate::travel::keep(Box::new(K {
-                    _alive: self.shm.clone(),
-                    object: w.object(),
-                }));
+                crate::travel::keep_for_life(self.shm.clone(), w.object());
                 w.serialize(s)
             }
         }
