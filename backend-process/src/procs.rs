@@ -37,6 +37,30 @@ static INSTALL: Once = Once::new();
 
 thread_local! {
     static DROPPING_FORK_LEFTOVERS: Cell<bool> = const { Cell::new(false) };
+    static FORKING_TO_EXEC: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `spawn` (which forks and, in the child, only execs another program: a
+/// `std::process::Command` with a `pre_exec` hook) so that the fork handlers do not count the
+/// child as a holder of this process's channel handles: the program it becomes holds none of
+/// them, and a child counted at the fork would keep every channel of this process connected
+/// until it exits (a clean pool's workers live as long as the pool).
+pub(crate) fn forking_to_exec<R>(spawn: impl FnOnce() -> R) -> R {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            FORKING_TO_EXEC.with(|f| f.set(false));
+        }
+    }
+    FORKING_TO_EXEC.with(|f| f.set(true));
+    let _reset = Reset;
+    spawn()
+}
+
+/// `true` in the fork handlers of a fork made by [`forking_to_exec`] (the prepare and parent
+/// handlers run on the forking thread).
+pub(crate) fn is_forking_to_exec() -> bool {
+    FORKING_TO_EXEC.with(Cell::get)
 }
 
 /// Drops, in the parent, its copy of a closure it has just forked a child to run.

@@ -390,3 +390,25 @@ fn clean_pool_close_join_and_terminate() {
         Err(PoolError::Closed)
     ));
 }
+
+/// A clean worker is another program: it holds none of the caller's channel handles, so a
+/// channel made before the pool disconnects when the caller drops its sender, while the pool
+/// lives (a worker counted at its fork would keep it connected until the pool ends).
+#[test]
+fn clean_workers_do_not_hold_the_callers_channels() {
+    init();
+    let _s = serial();
+    let _w = Watchdog::new("clean workers and channels", 2 * LIMIT);
+    let (tx, rx) = uniconc_process::channel::<u32>(4).unwrap();
+    let pool = clean_pool(2);
+    assert_eq!(pool.map_task::<read_mark>(vec![(); 4]).unwrap().len(), 4);
+    uniconc::Sender::send(&tx, 1).unwrap();
+    drop(tx);
+    assert_eq!(uniconc::Receiver::recv(&rx), Ok(1));
+    assert_eq!(
+        uniconc::Receiver::recv_timeout(&rx, LIMIT),
+        Err(uniconc::RecvTimeoutError::Disconnected)
+    );
+    pool.close();
+    pool.join().unwrap();
+}

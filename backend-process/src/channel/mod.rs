@@ -108,7 +108,8 @@
 //!   program started with `fork` and `exec` (for instance by a `std::process::Command` with
 //!   a `pre_exec` hook, which forks): it holds the handles the forking process had, as
 //!   counted, until it exits. Start such programs before making channels, or from a process
-//!   that holds none.
+//!   that holds none. The library's own clean-started workers (`Start::Clean`, `spawn_task`)
+//!   are not counted: their fork is marked as one that only execs.
 //!
 //! # A process killed inside `send` or `recv`
 //!

@@ -111,6 +111,7 @@ pub(crate) fn engage_all() {
 /// process holds handles of. The registry stays locked until `fork_parent`/`fork_child`.
 pub(crate) fn fork_prepare() {
     raw_lock();
+    let to_exec = procs::is_forking_to_exec();
     let me = Identity {
         pid: procs::my_pid(),
         start: 0,
@@ -118,6 +119,12 @@ pub(crate) fn fork_prepare() {
     // SAFETY: lock held; every pointer is a live `Chan` (see `Registry`).
     for &p in unsafe { &*REG.list.get() } {
         let chan = unsafe { &*p };
+        if to_exec {
+            // The child only execs another program, which holds none of these handles:
+            // count nothing for it (an unset `child_slot` makes `fork_child` take nothing).
+            chan.child_slot.store(u32::MAX, Ordering::Relaxed);
+            continue;
+        }
         let s = chan.senders.load(Ordering::Relaxed);
         let r = chan.receivers.load(Ordering::Relaxed);
         let hdr = chan.hdr();

@@ -186,8 +186,8 @@ fn start_clean(var: &str, theirs: &std::os::fd::OwnedFd, what: &str) -> Result<s
     unsafe {
         cmd.pre_exec(move || sys::cvt(libc::fcntl(fd, libc::F_SETFD, 0)).map(drop));
     }
-    let child = cmd
-        .spawn()
+    // The worker is a new program: it holds none of this process's channel handles.
+    let child = crate::procs::forking_to_exec(|| cmd.spawn())
         .map_err(|e| Error::os(format!("{what}: starting a clean worker"), e))?;
     // `Child` neither waits nor kills on drop: the caller reaps the pid.
     Ok(child.id() as sys::Pid)
