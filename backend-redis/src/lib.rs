@@ -91,10 +91,11 @@
 //! - **With persistence (AOF)**, clients reconnect by themselves and carry on with the state
 //!   intact.
 //! - **An unreachable server** is waited out by blocking calls until their deadline (`Timeout`);
-//!   `try_` forms report it as `Full`/`Empty`/`WouldBlock`, and `last_failure()` says why. A
-//!   command already sent is never abandoned half-way (that would lose a popped message), so a
-//!   `_timeout` form can overrun its deadline by up to the response timeout (2 s) while the
-//!   server does not answer.
+//!   `try_` forms report it as `Full`/`Empty`/`WouldBlock`, and `last_failure()` says why.
+//!   **Known limit:** a command whose reply does not come within the response timeout (2 s: a
+//!   server paused or overloaded for that long) is given up, though the server may still run
+//!   it: a receive given up that way loses the message it popped, and a send that is retried
+//!   may be queued twice. On a server that answers within 2 s nothing is given up.
 //! - **A server paused or unreachable for longer than a lease** counts every client as gone
 //!   when it comes back: leases are kept in the server's clock.
 //!
