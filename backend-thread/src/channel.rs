@@ -795,7 +795,7 @@ impl<'a, T: Send + 'static> IntoIterator for &'a Receiver<T> {
 
 /// A select waits on thread channels through the wakers the async forms use: a selecting
 /// thread registers a [`Parker`] with every channel's waker set, re-checks, then parks (the
-/// protocol of the module [`waiter`](crate::waiter)); a wake-up it was given for a channel it
+/// protocol of the crate's `waiter` module); a wake-up it was given for a channel it
 /// did not take from is passed on to another waiter.
 impl<T: Send + 'static> SelectRecv<T, Parker> for Receiver<T> {
     fn select_try_recv(&self) -> Result<T, TryRecvError> {
