@@ -19,10 +19,14 @@ fn a_child_sending_on_one_of_two_channels_wakes_the_select() {
     let _s = serial("a_child_sending_on_one_of_two_channels_wakes_the_select");
     let (tx1, rx1) = channel::<u32>(4).unwrap();
     let (tx2, rx2) = channel::<u32>(4).unwrap();
+    let (ack_tx, ack) = channel::<()>(1).unwrap();
     let child = spawn(move || {
         // Long enough for the parent to be asleep in the select.
         std::thread::sleep(Duration::from_millis(50));
         tx2.send(42).unwrap();
+        // `tx1` stays until the parent has its message: were it dropped now, both operations
+        // could be ready when the select looks, and its random start could pick either.
+        ack.recv().unwrap();
         drop(tx1);
         0
     });
@@ -33,6 +37,8 @@ fn a_child_sending_on_one_of_two_channels_wakes_the_select() {
     assert_eq!(oper.index(), i2);
     assert_ne!(i1, i2);
     assert_eq!(oper.recv(&rx2), Ok(42));
+    drop(sel);
+    ack_tx.send(()).unwrap();
     assert_eq!(child.join(LIMIT), 0);
 }
 
