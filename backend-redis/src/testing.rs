@@ -120,20 +120,7 @@ impl RedisServer {
     ///
     /// As [`start`](Self::start).
     pub fn start_with(persistence: Persistence, password: Option<&str>) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("uniconc-redis-")
-            .tempdir()
-            .expect("creating a temporary directory for redis-server");
-        let mut s = Self {
-            child: None,
-            port: 0,
-            dir,
-            persistence,
-            password: password.map(str::to_owned),
-            also_on: None,
-        };
-        s.launch();
-        s
+        Self::launched(persistence, password, None)
     }
 
     /// Starts a server without persistence and without a password that listens on `addr` as
@@ -144,6 +131,11 @@ impl RedisServer {
     ///
     /// As [`start`](Self::start), and when the server cannot bind `addr`.
     pub fn start_also_on(addr: IpAddr) -> Self {
+        Self::launched(Persistence::None, None, Some(addr))
+    }
+
+    /// A server in a new temporary directory, started.
+    fn launched(persistence: Persistence, password: Option<&str>, also_on: Option<IpAddr>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("uniconc-redis-")
             .tempdir()
@@ -152,9 +144,9 @@ impl RedisServer {
             child: None,
             port: 0,
             dir,
-            persistence: Persistence::None,
-            password: None,
-            also_on: Some(addr),
+            persistence,
+            password: password.map(str::to_owned),
+            also_on,
         };
         s.launch();
         s
