@@ -40,6 +40,16 @@ impl Chan {
         if sender { &c.senders } else { &c.receivers }
     }
 
+    /// This process's slot's count of `sender`'s side.
+    pub(super) fn slot_count_of(&self, sender: bool) -> &AtomicU32 {
+        let slot = self.my_slot();
+        if sender {
+            &slot.senders
+        } else {
+            &slot.receivers
+        }
+    }
+
     pub(super) fn local_of(&self, sender: bool) -> &AtomicU32 {
         if sender {
             &self.senders
@@ -69,14 +79,8 @@ impl Chan {
 
     /// Counts a new handle created (or cloned) in this process; returns its generation stamp.
     pub(super) fn add_new(&self, sender: bool) -> AtomicU64 {
-        let slot = self.my_slot();
         self.local_of(sender).fetch_add(1, Ordering::Relaxed);
-        if sender {
-            &slot.senders
-        } else {
-            &slot.receivers
-        }
-        .fetch_add(1, Ordering::Relaxed);
+        self.slot_count_of(sender).fetch_add(1, Ordering::Relaxed);
         self.conn_of(sender).fetch_add(1, Ordering::Relaxed);
         if self.named {
             let bit = if sender { SEEN_SENDER } else { SEEN_RECEIVER };

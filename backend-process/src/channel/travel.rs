@@ -197,14 +197,8 @@ impl Chan {
     /// A new end of `sender`'s side in this process, from the wire `w`: takes over an end in
     /// flight, or is one more clone while the side has an end. Returns its generation stamp.
     fn end_from_wire(&self, w: &Wire, sender: bool) -> Result<AtomicU64, Error> {
-        let slot = self.my_slot();
         self.local_of(sender).fetch_add(1, Ordering::Relaxed);
-        if sender {
-            &slot.senders
-        } else {
-            &slot.receivers
-        }
-        .fetch_add(1, Ordering::Relaxed);
+        self.slot_count_of(sender).fetch_add(1, Ordering::Relaxed);
         // SeqCst: the side's total is read with SeqCst by the disconnection checks.
         let before = self.conn_of(sender).fetch_add(1, Ordering::SeqCst);
         if self.take_in_flight(w, sender) {
@@ -214,12 +208,7 @@ impl Chan {
             // Not the first deserialization and nobody holds an end any more: the side is
             // gone; undo rather than reconnect it.
             self.local_of(sender).fetch_sub(1, Ordering::Relaxed);
-            if sender {
-                &slot.senders
-            } else {
-                &slot.receivers
-            }
-            .fetch_sub(1, Ordering::Relaxed);
+            self.slot_count_of(sender).fetch_sub(1, Ordering::Relaxed);
             self.lower(self.conn_of(sender), 1);
             return Err(Error::closed(format!(
                 "every {} of this channel was dropped before this travelling one was \
