@@ -218,14 +218,7 @@ macro_rules! instantiate_tests {
 
 /// Behaviours of the contract a local backend does not meet yet, not run on it (each prints
 /// that it was not run): `(backend type name, test, why)`. Every entry is a defect to fix.
-const KNOWN_DEFECTS: &[(&str, &str, &str)] = &[(
-    "uniconc_thread::Thread",
-    "channel_batch::channel_batch_disconnection_part_way",
-    "hangs in about 1 run of 3 (two producers in send_batch, three consumers in recv_batch, \
-     the channel closed part-way: some unit never returns); not yet understood. Run it with \
-     the entry removed: cargo test --all-features --test conformance -- \
-     thread::channel_batch_disconnection_part_way",
-)];
+const KNOWN_DEFECTS: &[(&str, &str, &str)] = &[];
 
 #[cfg(feature = "thread")]
 mod thread {
