@@ -92,8 +92,7 @@ pub fn decode<T: DeserializeOwned + 'static>(src: &[u8]) -> Result<T, MessageErr
     if let Some(v) = fast::decode::<T>(src) {
         return v;
     }
-    let (v, used) = bincode::serde::decode_from_slice::<T, _>(src, CONFIG)
-        .map_err(|e| MessageError::Decode(e.to_string()))?;
+    let (v, used) = decode_any::<T>(src).map_err(|e| MessageError::Decode(e.to_string()))?;
     if used != src.len() {
         return Err(MessageError::Decode(format!(
             "{} trailing bytes after the message (sent as another type?)",
@@ -101,6 +100,29 @@ pub fn decode<T: DeserializeOwned + 'static>(src: &[u8]) -> Result<T, MessageErr
         )));
     }
     Ok(v)
+}
+
+/// How much a message of `src.len()` bytes may claim while it is decoded: bincode counts every
+/// number read at its size in memory (8 bytes for a `u64` however short its varint) and every
+/// string or byte buffer at its length, against the configuration's limit, and allocates a
+/// string's bytes before reading them. Each byte read claims at most 16 (a `u128` in one byte)
+/// and a string at most the bytes it covers, so a valid message never claims more than
+/// `17 * src.len()`; a limit of that size refuses no valid message (a `Vec<u64>` of 40 million
+/// small numbers inside a struct is 40 MB encoded, 320 MB claimed) while a corrupt length
+/// prefix still cannot make the decoder allocate more than the limit.
+fn decode_any<T: DeserializeOwned>(src: &[u8]) -> Result<(T, usize), bincode::error::DecodeError> {
+    use bincode::config::standard;
+    use bincode::serde::decode_from_slice;
+    const WIDER: usize = LIMIT.saturating_mul(4);
+    const WIDEST: usize = LIMIT.saturating_mul(17);
+    let claims = src.len().saturating_mul(17);
+    if claims <= LIMIT {
+        decode_from_slice(src, CONFIG)
+    } else if claims <= WIDER {
+        decode_from_slice(src, standard().with_limit::<WIDER>())
+    } else {
+        decode_from_slice(src, standard().with_limit::<WIDEST>())
+    }
 }
 
 #[cfg(test)]
@@ -134,6 +156,32 @@ mod tests {
         let n = encode_into(&(u64::MAX - 1), &mut buf).unwrap();
         assert!(matches!(
             decode::<Vec<u8>>(&buf[..n]),
+            Err(MessageError::Decode(_))
+        ));
+    }
+
+    /// Numbers inside a struct are claimed at their size in memory while decoding (8 bytes a
+    /// `u64`, whatever its varint): a message far below the byte limit that decodes to more
+    /// than it is still received.
+    #[test]
+    fn a_small_message_that_decodes_large_is_received() {
+        #[derive(Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct Wrapped(Vec<u128>);
+        // 17M zeros: 17 MB encoded, 272 MB claimed (above `LIMIT`).
+        let v = Wrapped(vec![0u128; (LIMIT / 16) + (1 << 20)]);
+        let n = encoded_size(&v).unwrap();
+        assert!(n < LIMIT / 8);
+        let mut buf = vec![0u8; n];
+        encode_into(&v, &mut buf).unwrap();
+        assert_eq!(decode::<Wrapped>(&buf).unwrap(), v);
+        // A corrupt length prefix inside such a message is still refused without allocating
+        // what it claims (`u64::MAX / 2` bytes would abort the process).
+        let mut bad = vec![0u8; 16];
+        let k = encode_into(&(u64::MAX / 2), &mut bad).unwrap();
+        bad.truncate(k);
+        bad.extend(std::iter::repeat_n(0u8, 20 << 20));
+        assert!(matches!(
+            decode::<String>(&bad),
             Err(MessageError::Decode(_))
         ));
     }
