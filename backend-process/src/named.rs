@@ -55,7 +55,7 @@ const MAGIC: [u8; 8] = *b"uniconc\0";
 
 /// Layout version of named files; bumped whenever a primitive's shared layout changes, so an
 /// object made by an incompatible build is refused rather than misread.
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 
 /// The kinds of primitive a file can hold (`NamedHeader::kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -43,8 +43,10 @@ thread_local! {
 /// Runs `spawn` (which forks and, in the child, only execs another program: a
 /// `std::process::Command` with a `pre_exec` hook) so that the fork handlers do not count the
 /// child as a holder of this process's channel handles: the program it becomes holds none of
-/// them, and a child counted at the fork would keep every channel of this process connected
-/// until it exits (a clean pool's workers live as long as the pool).
+/// them. A child counted at the fork would take a process slot of every channel until its
+/// `exec` is noticed (`crate::holder`), and where that cannot be noticed (no OFD locks) keep
+/// every channel of this process connected until it exits (a clean pool's workers live as
+/// long as the pool).
 pub(crate) fn forking_to_exec<R>(spawn: impl FnOnce() -> R) -> R {
     struct Reset;
     impl Drop for Reset {

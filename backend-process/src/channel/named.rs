@@ -110,6 +110,7 @@ pub(crate) fn named_channel<T: Message>(
         )));
     };
     chan.slot.store(slot as u32, Ordering::Relaxed);
+    chan.hold_slot(slot);
     let tx = sender.then(|| Sender {
         gen_stamp: chan.add_new(true),
         chan: chan.clone(),
