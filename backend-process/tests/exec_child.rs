@@ -11,6 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 use common::{serial, spawn};
+use uniconc::Backend as _;
 use uniconc_core::{Event as _, Receiver as _, RecvTimeoutError, Sender as _};
 use uniconc_process::{channel, event};
 
@@ -165,4 +166,25 @@ fn a_grandchild_that_does_not_exec_keeps_counting_after_its_parent_exits() {
     go.set();
     assert_eq!(rx.recv_timeout(LIMIT), Ok(2));
     assert_eq!(rx.recv_timeout(LIMIT), Err(RecvTimeoutError::Disconnected));
+}
+
+#[test]
+#[cfg_attr(
+    any(not(target_os = "linux"), uniconc_fallback),
+    ignore = "an exec is noticed through OFD locks (Linux)"
+)]
+fn a_forked_and_executed_program_does_not_hold_a_named_channel_open() {
+    let _s = serial("a_forked_and_executed_program_does_not_hold_a_named_channel_open");
+    let name = format!("exec-child-{}", std::process::id());
+    let b = || uniconc::Process::named(&name);
+    let rx = b().receiver::<u32>(Some(4)).unwrap();
+    let tx = b().existing().sender::<u32>(Some(4)).unwrap();
+    let mut cmd = sleep_command();
+    // SAFETY: as in `a_forked_and_executed_program_does_not_hold_the_channel_open`.
+    unsafe { cmd.pre_exec(|| Ok(())) };
+    let _prog = Sleeper(cmd.spawn().expect("sleep starts"));
+    drop(tx);
+    let got = rx.recv_timeout(LIMIT);
+    let _ = b().unlink();
+    assert_eq!(got, Err(RecvTimeoutError::Disconnected));
 }
