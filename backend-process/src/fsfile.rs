@@ -109,6 +109,17 @@ impl NewFile {
         map_shared(self.fd.0, len, what)
     }
 
+    /// Another descriptor of the file (close-on-exec), sharing its open file description,
+    /// which stays open once this `NewFile` is gone.
+    pub(crate) fn duplicate(&self, what: &dyn Display) -> Result<Fd, Error> {
+        // SAFETY: `fd` is open; F_DUPFD_CLOEXEC takes the lowest free number from 0.
+        let fd = unsafe { libc::fcntl(self.fd.0, libc::F_DUPFD_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(Error::last_os_error(format!("keeping {what} open")));
+        }
+        Ok(Fd(fd))
+    }
+
     /// Gives the file its name `path` with `link(2)`, which fails if `path` exists: then the
     /// error is `exists()`, and the file goes with its temporary name. Either way the
     /// temporary name is removed.

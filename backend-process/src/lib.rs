@@ -19,6 +19,8 @@
 //! - `travel`: handles that travel: a serialized handle is opened, by a process that did not
 //!   inherit it, through the serializer's memory file.
 //! - `procs`: cached pid, process identity (pid + start time), liveness, fork handlers.
+//! - `holder`: the byte lock a process holding channel handles keeps, which `exec` and death
+//!   release.
 //! - `codec`: the message encoding (bincode 2, chosen by measurement; see the README).
 //! - `ring`: the lock-free MPMC ring of variable-size records (loom-checked).
 //! - `channel`: [`Sender`]/[`Receiver`] over the ring, waiting, disconnection across processes.
@@ -33,7 +35,8 @@
 //! ## Fork and threads
 //!
 //! Handles are copied into a forked child; the `pthread_atfork` handlers this crate installs
-//! keep channel end counts right (the child's copies count as its own handles). Forking from a
+//! keep channel end counts right (the child's copies count as its own handles, until it
+//! `exec`s another program: on Linux the program holds none of them). Forking from a
 //! multi-threaded process is as safe as the forking code makes it: this crate's fork handlers
 //! are async-signal-safe in the child, and none of its background threads (async waiters)
 //! holds a lock across a blocking call. A lock guard held by the forking process at `fork` is
@@ -100,6 +103,7 @@ cfg_if::cfg_if! {
         mod file;
         mod lock;
         mod fsfile;
+        mod holder;
         mod named;
         mod os;
         mod platform;

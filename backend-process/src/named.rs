@@ -55,7 +55,7 @@ const MAGIC: [u8; 8] = *b"uniconc\0";
 
 /// Layout version of named files; bumped whenever a primitive's shared layout changes, so an
 /// object made by an incompatible build is refused rather than misread.
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 
 /// The kinds of primitive a file can hold (`NamedHeader::kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +130,9 @@ pub(crate) struct Attached {
     pub(crate) region: Region,
     /// The parameters stored in the file (checked by the caller's `check`).
     pub(crate) params: [u64; 4],
+    /// The file, open (read-write, close-on-exec) through a description of this process's
+    /// own: a channel keeps it for its members' holder locks (`crate::holder`).
+    pub(crate) file: Fd,
 }
 
 /// Creates or opens `name` as `spec` says, per its mode.
@@ -294,6 +297,7 @@ fn open(
     Ok(Attached {
         region,
         params: hdr.params,
+        file: fd,
     })
 }
 
@@ -387,6 +391,7 @@ fn create(
     // which only a sweeper of *dead* creators' files unlinks).
     unsafe { map.as_ptr().cast::<NamedHeader>().write(hdr) };
     init(&region)?;
+    let kept = file.duplicate(&what)?;
     file.publish(
         path,
         || Error::already_exists(format!("an object is already named {name}")),
@@ -395,6 +400,7 @@ fn create(
     Ok(Attached {
         region,
         params: spec.params,
+        file: kept,
     })
 }
 

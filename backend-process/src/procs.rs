@@ -43,8 +43,10 @@ thread_local! {
 /// Runs `spawn` (which forks and, in the child, only execs another program: a
 /// `std::process::Command` with a `pre_exec` hook) so that the fork handlers do not count the
 /// child as a holder of this process's channel handles: the program it becomes holds none of
-/// them, and a child counted at the fork would keep every channel of this process connected
-/// until it exits (a clean pool's workers live as long as the pool).
+/// them. A child counted at the fork would take a process slot of every channel until its
+/// `exec` is noticed (`crate::holder`), and where that cannot be noticed (no OFD locks) keep
+/// every channel of this process connected until it exits (a clean pool's workers live as
+/// long as the pool).
 pub(crate) fn forking_to_exec<R>(spawn: impl FnOnce() -> R) -> R {
     struct Reset;
     impl Drop for Reset {
@@ -258,33 +260,64 @@ struct Stat {
     start: u64,
 }
 
+/// A path under `/proc` built in a stack buffer, always NUL-terminated (async-signal-safe:
+/// no allocation). Bytes past its 63 are dropped, which no path built here reaches.
+#[cfg_attr(any(not(target_os = "linux"), uniconc_fallback), allow(dead_code))]
+pub(crate) struct ProcPath {
+    buf: [u8; 64],
+    len: usize,
+}
+
+#[cfg_attr(any(not(target_os = "linux"), uniconc_fallback), allow(dead_code))]
+impl ProcPath {
+    pub(crate) fn new() -> Self {
+        Self {
+            buf: [0; 64],
+            len: 0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            // Keep the last byte for the terminating NUL.
+            if self.len + 1 < self.buf.len() {
+                self.buf[self.len] = b;
+                self.len += 1;
+            }
+        }
+    }
+
+    pub(crate) fn push_decimal(&mut self, v: u32) {
+        let mut digits = [0u8; 10];
+        let mut d = 0;
+        let mut v = v;
+        loop {
+            digits[d] = b'0' + (v % 10) as u8;
+            d += 1;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        digits[..d].reverse();
+        self.push(&digits[..d]);
+    }
+
+    /// The NUL-terminated path.
+    pub(crate) fn as_ptr(&self) -> *const libc::c_char {
+        self.buf.as_ptr().cast()
+    }
+}
+
 /// Reads `/proc/<pid>/stat` with raw syscalls into a stack buffer (async-signal-safe).
 #[cfg(all(target_os = "linux", not(uniconc_fallback)))]
 fn stat(pid: u32) -> Option<Stat> {
-    let mut path = [0u8; 32];
-    let prefix = b"/proc/";
-    path[..prefix.len()].copy_from_slice(prefix);
-    let mut n = prefix.len();
-    let mut digits = [0u8; 10];
-    let mut d = 0;
-    let mut v = pid;
-    loop {
-        digits[d] = b'0' + (v % 10) as u8;
-        d += 1;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    while d > 0 {
-        d -= 1;
-        path[n] = digits[d];
-        n += 1;
-    }
-    path[n..n + 5].copy_from_slice(b"/stat");
-    // path[n + 5] is already 0: NUL-terminated.
-    // SAFETY: `path` is a NUL-terminated string in a live stack buffer.
-    let fd = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    let mut path = ProcPath::new();
+    path.push(b"/proc/");
+    path.push_decimal(pid);
+    path.push(b"/stat");
+    // SAFETY: `path` is a NUL-terminated string (`ProcPath`) in a live stack buffer.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
     if fd < 0 {
         return None;
     }

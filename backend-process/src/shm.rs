@@ -44,6 +44,8 @@ pub(crate) struct Region {
     /// inherit it under the same number), kept open so that another process can open it
     /// through `/proc/<pid>/fd/<fd>` when a handle travels (`travel.rs`); `-1` where the
     /// mapping has no file of its own (a named object's, or where `memfd_create` is missing).
+    /// A named channel keeps its file here too, for its holder locks (`crate::holder`); its
+    /// ends never travel.
     fd: libc::c_int,
 }
 

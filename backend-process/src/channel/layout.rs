@@ -95,6 +95,13 @@ pub(super) struct ProcSlot {
     pub(super) sends: [SendWords; claims::WORDS],
     /// Sends and receives under way in threads of this process that have no claim words.
     pub(super) unclaimed: AtomicU32,
+    /// Non-zero once the process holds the lock on this slot's byte of the channel's file
+    /// (`crate::holder`), which `exec` and death release: then a live pid whose byte is no
+    /// longer locked is a process that exec'd another program (`Chan::holder_gone`). Zero
+    /// from the claim (`claim_slot`) until the lock is taken; zero for good if it could not
+    /// be (the process is then told alive by its pid alone). Stored with Release after the
+    /// lock was taken, loaded with Acquire before the lock is tested.
+    pub(super) holder_lock: AtomicU32,
 }
 
 impl ProcSlot {
@@ -161,6 +168,11 @@ pub(crate) struct Chan {
     pub(super) max_msg: usize,
     /// Index of this process's slot (rewritten in a forked child).
     pub(super) slot: AtomicU32,
+    /// The process whose open file description the memory file's descriptor is (the one
+    /// holder locks go through, `crate::holder`): the process that mapped the channel, until
+    /// a forked child opens the file anew for itself (`registry::fork_child`). A forked copy
+    /// of this `Chan` that was not reopened names the parent: it takes and tests no locks.
+    pub(super) file_owner: AtomicU32,
     /// Handles of each kind held in this process.
     pub(super) senders: AtomicU32,
     pub(super) receivers: AtomicU32,
@@ -285,6 +297,7 @@ pub(super) fn map_chan(
     let chan = chan_on(shm, capacity, ring_bytes, soft_end, false);
     let slot = claim_slot(chan.hdr(), Identity::me(), false).expect("a new channel has free slots");
     chan.slot.store(slot as u32, Ordering::Relaxed);
+    chan.hold_slot(slot);
     Ok(chan)
 }
 
@@ -315,6 +328,7 @@ pub(super) fn chan_on(
         soft_end: soft_end.min(cells as u64),
         max_msg,
         slot: AtomicU32::new(u32::MAX),
+        file_owner: AtomicU32::new(procs::my_pid()),
         senders: AtomicU32::new(0),
         receivers: AtomicU32::new(0),
         child_slot: AtomicU32::new(u32::MAX),
@@ -342,8 +356,16 @@ impl Drop for Chan {
             && slot.travel.load(Ordering::Relaxed) == 0
         {
             slot.start.store(0, Ordering::Relaxed);
-            // Release: the cleared fields are visible to the next claimer.
-            slot.pid.store(SLOT_FREE, Ordering::Release);
+            // Release: the cleared fields are visible to the next claimer. A CAS from this
+            // process's pid: a reaper that holds the slot (`SLOT_BUSY`) while it tests whether
+            // this process exec'd gives it back itself, and a slot that is no longer this
+            // process's is left alone.
+            let _ = slot.pid.compare_exchange(
+                procs::my_pid(),
+                SLOT_FREE,
+                Ordering::Release,
+                Ordering::Relaxed,
+            );
         }
     }
 }

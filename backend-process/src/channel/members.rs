@@ -165,6 +165,33 @@ impl Chan {
     }
 }
 
+impl Chan {
+    /// The memory file's descriptor, if it is an open file description of this process's
+    /// own (see `Chan::file_owner`): the one holder locks are taken and tested through.
+    /// Async-signal-safe.
+    pub(super) fn own_file(&self) -> Option<libc::c_int> {
+        let (fd, _) = self.shm.region().file();
+        // Relaxed: written by this process only (creation, or the atfork child handler).
+        (fd >= 0 && self.file_owner.load(Ordering::Relaxed) == procs::my_pid()).then_some(fd)
+    }
+
+    /// Locks slot `i`'s byte of the memory file for this process, its owner, so that the
+    /// process is seen gone once it execs another program (`crate::holder`). If the lock
+    /// cannot be taken (no file of its own, or a stale holder), `holder_lock` stays zero and
+    /// the process is told alive by its pid alone. Async-signal-safe.
+    pub(super) fn hold_slot(&self, i: usize) {
+        let Some(fd) = self.own_file() else {
+            return;
+        };
+        if crate::holder::lock(fd, i as u32) {
+            // Release: a reaper that sees the flag (Acquire) tests a lock already taken.
+            self.hdr().procs[i % MAX_PROCESSES]
+                .holder_lock
+                .store(1, Ordering::Release);
+        }
+    }
+}
+
 pub(super) fn epoch_nanos() -> u64 {
     static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
@@ -189,6 +216,9 @@ pub(super) fn claim_slot(hdr: &ChanHeader, id: Identity, pending: bool) -> Optio
                     .store(procs::monotonic_nanos(), Ordering::Relaxed);
             }
             slot.engaged.store(0, Ordering::Relaxed);
+            // Relaxed: published by the Release store of the pid below; set again only by the
+            // new owner once it holds the lock (`Chan::hold_slot`).
+            slot.holder_lock.store(0, Ordering::Relaxed);
             // Relaxed: see `ChanHeader::used_slots`.
             hdr.used.fetch_max(i as u32 + 1, Ordering::Relaxed);
             // Release: the fields above are visible to whoever reads this pid.

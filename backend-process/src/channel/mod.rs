@@ -103,13 +103,23 @@
 //!   (send, receive, clone) is *adopted* and counts as a normal handle.
 //! - The first adoption *engages* the child with the channel: from then on its inherited
 //!   handles it has not used stop counting (they are the parent's leftovers). A child that
-//!   never uses the channel keeps its inherited handles counted until it exits, or until it
-//!   calls [`forget_inherited_handles`] (long-lived workers should). That includes a
-//!   program started with `fork` and `exec` (for instance by a `std::process::Command` with
-//!   a `pre_exec` hook, which forks): it holds the handles the forking process had, as
-//!   counted, until it exits. Start such programs before making channels, or from a process
-//!   that holds none. The library's own clean-started workers (`Start::Clean`, `spawn_task`)
-//!   are not counted: their fork is marked as one that only execs.
+//!   never uses the channel keeps its inherited handles counted until it exits, until it
+//!   calls [`forget_inherited_handles`] (long-lived workers should), or until it `exec`s.
+//! - `exec` ends a process's hold on its handles (Linux): each process with a slot keeps the
+//!   slot's byte of the channel's memory file locked through a close-on-exec descriptor of
+//!   its own (an open file description lock, `crate::holder`), and the kernel releases it at
+//!   `exec` as at death. A reaper that finds a live pid whose byte is no longer locked reaps
+//!   the slot as a dead process's. So a program started by `fork` + `exec` while handles are
+//!   held (a `std::process::Command` with a `pre_exec` hook forks, and the fork handlers
+//!   count the child) stops holding them once it runs; a blocked peer sees that within about
+//!   one [`SLICE`]. A `Command` without `pre_exec` starts its program with `posix_spawn`,
+//!   which runs no fork handlers: it is never counted. The library's own clean-started
+//!   workers (`Start::Clean`, `spawn_task`) are not counted either: their fork is marked as
+//!   one that only execs. A process that closes that descriptor (say, a forked child that
+//!   closes every descriptor and runs on) counts as gone too. Without OFD locks (other
+//!   Unixes, `--cfg uniconc_fallback`), an exec'd program holds the handles counted for it
+//!   until it exits: start such programs before making channels, or from a process that
+//!   holds none.
 //!
 //! # A process killed inside `send` or `recv`
 //!

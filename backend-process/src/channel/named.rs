@@ -96,7 +96,11 @@ pub(crate) fn named_channel<T: Message>(
         },
     )?;
     let (ring_bytes, soft_end) = (attached.params[1] as usize, attached.params[2]);
-    let shm = ShmBox::<ChanHeader>::from_region(attached.region)?;
+    // The file stays open with the mapping: the holder locks go through it (`hold_slot`).
+    let fd = attached.file;
+    let region = attached.region.with_file(fd.0);
+    std::mem::forget(fd); // owned by the region from here
+    let shm = ShmBox::<ChanHeader>::from_region(region)?;
     let chan = Arc::new(chan_on(shm, capacity, ring_bytes, soft_end, true));
     let me = Identity::me();
     let slot = claim_slot(chan.hdr(), me, false).or_else(|| {
@@ -110,6 +114,7 @@ pub(crate) fn named_channel<T: Message>(
         )));
     };
     chan.slot.store(slot as u32, Ordering::Relaxed);
+    chan.hold_slot(slot);
     let tx = sender.then(|| Sender {
         gen_stamp: chan.add_new(true),
         chan: chan.clone(),

@@ -1,5 +1,5 @@
-//! Dead-peer detection and recovery: finding processes that died holding handles or a
-//! message half sent or received, and settling what they left.
+//! Dead-peer detection and recovery: finding processes that died (or exec'd another program)
+//! holding handles or a message half sent or received, and settling what they left.
 
 use super::*;
 
@@ -23,16 +23,32 @@ impl Chan {
         }
     }
 
-    /// Subtracts the counts of every dead process's slot from the totals.
+    /// `true` if the process of slot `i` (a live pid) took the slot's holder lock and no
+    /// longer holds it: it exec'd another program, which holds none of its handles
+    /// (`crate::holder`). `false` when that cannot be known: no lock was taken, or this
+    /// process has no open file description of its own to test it through.
+    fn holder_gone(&self, i: usize) -> bool {
+        let slot = &self.hdr().procs[i % MAX_PROCESSES];
+        // Acquire: pairs with the Release store in `hold_slot` (the lock was taken before).
+        slot.holder_lock.load(Ordering::Acquire) != 0
+            && self
+                .own_file()
+                .is_some_and(|fd| !crate::holder::is_held(fd, i as u32))
+    }
+
+    /// Subtracts the counts of every dead process's slot from the totals (a process that
+    /// exec'd another program counts as dead).
     pub(super) fn reap(&self) {
         let me = procs::my_pid();
         let hdr = self.hdr();
-        for slot in hdr.used_slots() {
+        for (i, slot) in hdr.used_slots().iter().enumerate() {
             // Acquire: pairs with the Release store of a new owner's pid.
             let pid = slot.pid.load(Ordering::Acquire);
             if pid == SLOT_FREE || pid == SLOT_BUSY {
                 continue;
             }
+            // Set when the pid lives but exec'd another program (`holder_gone`).
+            let mut by_exec = false;
             // A reservation for a child that never ran its fork handler (killed at once, or the
             // fork failed) is reaped after `PENDING_GRACE`; the child, if it runs later,
             // registers afresh.
@@ -49,7 +65,10 @@ impl Chan {
                     start: slot.start.load(Ordering::Relaxed),
                 };
                 if procs::is_alive(id) {
-                    continue;
+                    if !self.holder_gone(i) {
+                        continue;
+                    }
+                    by_exec = true;
                 }
             }
             // Claim the slot so only one reaper subtracts its counts.
@@ -58,6 +77,19 @@ impl Chan {
                 .compare_exchange(pid, SLOT_BUSY, Ordering::AcqRel, Ordering::Relaxed)
                 .is_err()
             {
+                continue;
+            }
+            // Tested again now that no process can claim the slot: the test above may have
+            // fallen between the give-back of a previous owner of the same pid (its lock
+            // released with its `Chan`) and a new claim by that pid (its lock not yet taken).
+            // A claim resets the flag before it publishes the pid, and the flag is set only
+            // once the lock is held, so the test is exact here.
+            if by_exec && !self.holder_gone(i) {
+                // Release: as for any store of the pid. A CAS: the owner may have given the
+                // slot back meanwhile (`Chan::drop`).
+                let _ =
+                    slot.pid
+                        .compare_exchange(SLOT_BUSY, pid, Ordering::Release, Ordering::Relaxed);
                 continue;
             }
             let (mut wake, deferred) = self.recover_claims(slot);

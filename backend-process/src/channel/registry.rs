@@ -169,7 +169,17 @@ pub(crate) fn fork_child() {
         let chan = unsafe { &*p };
         let i = chan.child_slot.swap(u32::MAX, Ordering::Relaxed);
         if i == u32::MAX {
+            // Not counted here (a fork that only execs, or no slot left): the descriptor
+            // stays the parent's description, and `file_owner` (the parent) says so.
             continue;
+        }
+        // A description of the memory file of this process's own, for its holder lock: one
+        // shared with the parent would keep the lock past this process's `exec` (and the
+        // parent's lock past the parent's). If that fails, `file_owner` keeps naming the
+        // parent: this process is told alive by its pid alone, and tests no peer's lock.
+        let (fd, _) = chan.shm.region().file();
+        if fd >= 0 && crate::holder::reopen_own(fd) {
+            chan.file_owner.store(me.pid, Ordering::Relaxed);
         }
         let hdr = chan.hdr();
         let have_s = chan.senders.load(Ordering::Relaxed);
@@ -208,6 +218,7 @@ pub(crate) fn fork_child() {
             // Release: the fields above are visible to whoever reads the pid.
             slot.pid.store(me.pid, Ordering::Release);
             chan.slot.store(i, Ordering::Relaxed);
+            chan.hold_slot(i as usize);
         } else if let Some(j) = claim_slot(hdr, me, false) {
             // Our reservation was reaped: register afresh.
             let slot = &hdr.procs[j];
@@ -216,6 +227,7 @@ pub(crate) fn fork_child() {
             hdr.conn.senders.fetch_add(have_s, Ordering::Relaxed);
             hdr.conn.receivers.fetch_add(have_r, Ordering::Relaxed);
             chan.slot.store(j as u32, Ordering::Relaxed);
+            chan.hold_slot(j);
         }
     }
     unlock();

@@ -261,6 +261,7 @@ fn chan_of<T>(w: &Wire) -> Result<Arc<Chan>, Error> {
         )));
     };
     chan.slot.store(slot as u32, Ordering::Relaxed);
+    chan.hold_slot(slot);
     registry::register(&chan);
     remember(w.object(), &chan);
     Ok(chan)
