@@ -149,12 +149,15 @@ mod conn;
 mod direct;
 pub mod event;
 pub mod lock;
+#[cfg(unix)]
+mod named;
 mod object;
 pub mod pool;
 pub mod select;
 pub mod semaphore;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod travel;
 pub mod value;
 mod wait;
 
