@@ -98,9 +98,9 @@ impl Drop for Object {
 }
 
 /// KEYS: m h. ARGV: member, lease ms, a field of `m` to read (`""`: none). Joins the object:
-/// `{1, the field's value}`, or `{-2}` when it is gone.
+/// `{1, the field's value}`, or `{-2, false}` when it is gone.
 const JOIN: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-2} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-2, false} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
