@@ -229,7 +229,11 @@ async fn renew_flights() {
 /// one [`LEASE`] later.
 pub(crate) fn release_flights() {
     static S: OnceLock<Script> = OnceLock::new();
-    let all: Vec<(String, Flight)> = with_flights(|m| m.drain().collect());
+    // Not through `with_flights`: a process that never serialized a handle starts nothing.
+    let all: Vec<(String, Flight)> = match &mut *FLIGHTS.lock().unwrap_or_else(|e| e.into_inner()) {
+        Some((pid, m)) if *pid == std::process::id() => m.drain().collect(),
+        _ => return,
+    };
     if all.is_empty() {
         return;
     }
