@@ -217,7 +217,8 @@ impl uniconc_core::Backend for Redis {
         spawn_async(fut)
     }
 
-    /// A named channel on the default server: see the `named` section of the crate docs.
+    /// A named channel on the default server (see "Names and travelling handles" in the crate
+    /// docs).
     fn named_channel<T: Message>(
         name: &Name,
         capacity: Option<usize>,
