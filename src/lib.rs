@@ -411,7 +411,7 @@
 //! | a `Lock` holder that panics | the rule of [`Lock`], on every backend | the same | the same | |
 //! | units per primitive | a channel tracks at most `uniconc::process::MAX_PROCESSES` (4096) processes; `spawn` refuses to fork past that with an error | the OS's thread limit | `spawn` closures: tokio's blocking pool (512 at once, more wait); tasks: memory | |
 //! | semaphore permits | at most `uniconc::process::MAX_PERMITS` (2^31 - 1) | `usize` | tokio's limit, `usize::MAX >> 3` | |
-//! | handles that travel (a `Sender`, `Lock`, ... in a message, a `Map` or a task result) | work in any process of the user, also one that did not inherit them; an end in flight counts in the sending process until first read, or until that process ends; the same bytes read again are one more clone; a handle in a `spawn` result is gone (the child has ended), one from a pool task works; named objects' handles do not travel (send the name) | the channel carries the handle itself; through a codec (`Map`, task results) the bytes are read once | as thread | `TRAVEL` (false on Redis); bound `B::Sender<T>: Message` |
+//! | handles that travel (a `Sender`, `Lock`, ... in a message, a `Map` or a task result) | work in any process of the user, also one that did not inherit them; an end in flight counts in the sending process until first read, or until that process ends; the same bytes read again are one more clone; a handle in a `spawn` result is gone (the child has ended), one from a pool task works; named objects' handles do not travel (send the name) | the channel carries the handle itself; through a codec (`Map`, task results) the bytes are read once | as thread | `TRAVEL` (true everywhere; on Redis a handle in flight is a lease of its serializer, released one lease after it is killed, and the same bytes read again are one more clone); bound `B::Sender<T>: Message` |
 //! | fork | handles are copied into the child; a child that never uses a channel keeps the handles it inherited counted until it exits (`uniconc::process::forget_inherited_handles` drops them); forking from a multi-threaded program copies only the forking thread | does not fork | does not fork | |
 //! | a unit killed by the OS (SIGKILL, OOM) | counts as having dropped its channel handles (peers notice within ~100 ms); a message it was sending or receiving at that instant is lost, nothing else | takes the whole program with it | takes the whole program with it | `ISOLATED` |
 //! | blocking calls inside a runtime | block the calling thread | block the calling thread | `block_in_place` on a multi-thread runtime; **panic** on a current-thread runtime when they must wait | use the `_async` forms in async code |
@@ -511,7 +511,9 @@ pub use uniconc_process::Process;
 
 /// The Redis backend: primitives on a Redis server, shared by every process that reaches it,
 /// on one machine or many. `spawn` forks a local process whose primitives are remote (the
-/// handles it inherits work in it); the pool runs named tasks on worker agents.
+/// handles it inherits work in it); the pool runs named tasks on worker agents. A program
+/// started on another machine opens an object by name (`Redis::named("jobs")`), and handles
+/// travel: a `Sender` sent through a channel works where it lands.
 ///
 /// ```
 /// use uniconc::prelude::*;
@@ -523,6 +525,16 @@ pub use uniconc_process::Process;
 /// let child = uniconc::Redis::spawn(move || tx.send(7).is_ok())?; // a forked local process
 /// assert!(child.join()?);
 /// assert_eq!(rx.recv()?, 7); // through the server
+///
+/// // By name, from any program that reaches the server; a reply sender travels.
+/// let jobs = uniconc::Redis::named("doc-facade-jobs").sender::<uniconc::redis::Sender<u32>>(Some(8))?;
+/// let (reply_tx, reply_rx) = uniconc::Redis::channel::<u32>(1)?;
+/// jobs.send(reply_tx)?;
+/// let asked = uniconc::Redis::named("doc-facade-jobs").existing().receiver(Some(8))?;
+/// let reply: uniconc::redis::Sender<u32> = asked.recv()?; // elsewhere, in the worker
+/// reply.send(42)?;
+/// assert_eq!(reply_rx.recv()?, 42);
+/// uniconc::Redis::named("doc-facade-jobs").unlink()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[cfg(all(feature = "redis", unix))]

@@ -23,7 +23,7 @@
 use std::future::Future;
 use std::sync::Mutex;
 
-use uniconc_core::{Error, Message};
+use uniconc_core::{Error, Message, Name, Plain};
 
 use crate::conn::{ForkPlan, drop_fork_leftovers, finish_child};
 
@@ -94,6 +94,7 @@ struct FinishChild;
 
 impl Drop for FinishChild {
     fn drop(&mut self) {
+        crate::travel::release_flights();
         finish_child();
     }
 }
@@ -169,8 +170,8 @@ impl uniconc_core::Backend for Redis {
     const ASYNC_TASKS: bool = false;
     const REMOTE: bool = true;
     const POOL_CLOSURES: bool = false;
-    const NAMED: bool = false;
-    const TRAVEL: bool = false;
+    const NAMED: bool = true;
+    const TRAVEL: bool = true;
 
     /// A select over Redis channels sleeps on their wake-up subscriptions (see
     /// [`RedisSelector`](crate::RedisSelector)).
@@ -214,6 +215,55 @@ impl uniconc_core::Backend for Redis {
         Fut::Output: Message,
     {
         spawn_async(fut)
+    }
+
+    /// A named channel on the default server (see "Names and travelling handles" in the crate
+    /// docs).
+    fn named_channel<T: Message>(
+        name: &Name,
+        capacity: Option<usize>,
+        sender: bool,
+        receiver: bool,
+    ) -> Result<(Option<Self::Sender<T>>, Option<Self::Receiver<T>>), Error> {
+        crate::named::channel(name, capacity, sender, receiver)
+    }
+
+    fn named_lock(name: &Name) -> Result<Self::Lock, Error> {
+        crate::named::lock(name)
+    }
+
+    fn named_semaphore(name: &Name, permits: usize) -> Result<Self::Semaphore, Error> {
+        crate::named::semaphore(name, permits)
+    }
+
+    fn named_event(name: &Name) -> Result<Self::Event, Error> {
+        crate::named::event(name)
+    }
+
+    fn named_barrier(name: &Name, n: usize) -> Result<Self::Barrier, Error> {
+        crate::named::barrier(name, n)
+    }
+
+    fn named_value<T: Plain>(name: &Name, value: T) -> Result<Self::Value<T>, Error> {
+        crate::named::value(name, value)
+    }
+
+    fn named_array<T: Plain>(name: &Name, len: usize) -> Result<Self::Array<T>, Error> {
+        crate::named::array(name, len)
+    }
+
+    fn named_map<K: Message + std::hash::Hash + Eq, V: Message>(
+        name: &Name,
+    ) -> Result<Self::Map<K, V>, Error> {
+        crate::named::map(name)
+    }
+
+    fn named_list<T: Message>(name: &Name) -> Result<Self::List<T>, Error> {
+        crate::named::list(name)
+    }
+
+    fn unlink_named(name: &str) -> Result<bool, Error> {
+        crate::named::unlink(name)
     }
 }
 

@@ -354,3 +354,61 @@ impl Connection {
         Barrier::create(self, n)
     }
 }
+
+/// The number of parties in a barrier's `n` field.
+fn parties_of(id: &str, n: Option<String>) -> Result<usize, Error> {
+    n.and_then(|n| n.parse().ok())
+        .ok_or_else(|| Error::invalid_argument(format!("redis: `{id}` is not the id of a barrier")))
+}
+
+impl Connection {
+    /// Opens the barrier `id` (from [`Barrier::id`]), from any process; its number of parties
+    /// is read from the server.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` for a malformed id or another kind of object; `Closed` when the
+    /// barrier is gone; `Os` when the server cannot be reached.
+    pub fn open_barrier(&self, id: &str) -> Result<Barrier, Error> {
+        let (object, n) = Object::open(self, id, false, "n", "barrier")?;
+        let parties = parties_of(id, n)?;
+        Ok(Barrier {
+            shared: Arc::new(Shared { object, parties }),
+        })
+    }
+}
+
+// ---- travelling handle (crate::travel) --------------------------------------------------------
+
+const TRAVEL: crate::travel::Kind = crate::travel::Kind {
+    field: "n",
+    ..crate::travel::plain("a barrier", false)
+};
+
+/// A travelling handle: sent through a channel, stored in a `Map` or returned from a task, it
+/// is the same barrier where it lands, in any process that reaches the server (see
+/// `uniconc::Backend::TRAVEL` for the rule of a handle in flight).
+impl serde::Serialize for Barrier {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let o = &self.shared.object;
+        let held = crate::travel::Held {
+            conn: &o.conn,
+            live: &o.live,
+            id: &o.id,
+        };
+        crate::travel::serialize(s, &TRAVEL, held)
+    }
+}
+
+/// Takes over the handle in flight (see `Serialize`).
+impl<'de> serde::Deserialize<'de> for Barrier {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let a = crate::travel::deserialize(d, &TRAVEL)?;
+        let object = Object::adopted(&a.conn, a.live, &a.id, false);
+        let parties = parties_of(&a.id, a.field).map_err(D::Error::custom)?;
+        Ok(Self {
+            shared: Arc::new(Shared { object, parties }),
+        })
+    }
+}

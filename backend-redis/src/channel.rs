@@ -1621,3 +1621,54 @@ impl<T> Receiver<T> {
         (&self.side.chan.live, &self.side.chan.wake)
     }
 }
+
+// ---- travelling halves (crate::travel) --------------------------------------------------------
+
+/// The side a travelling half's deserialization took over (its member is already in the
+/// lease set): registered for renewal like a joined one.
+fn adopt_side(a: crate::travel::Arrived, sender: bool) -> Side {
+    let cap = a.field.and_then(|c| c.parse().ok()).unwrap_or(0);
+    let chan = chan_for(&a.conn, a.live.clone(), a.id, cap);
+    let zset = if sender {
+        chan.tx.clone()
+    } else {
+        chan.rx.clone()
+    };
+    a.live.register(&zset, &chan.keys());
+    Side { chan, zset }
+}
+
+macro_rules! travel_half {
+    ($half:ident, $sender:expr) => {
+        /// A travelling handle: sent through a channel, stored in a `Map` or returned from a
+        /// task, it works where it lands, in any process that reaches the server (see
+        /// `uniconc::Backend::TRAVEL` for the rule of a handle in flight).
+        impl<T> serde::Serialize for $half<T> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let chan = &self.side.chan;
+                let kind = crate::travel::channel_half($sender, std::any::type_name::<T>());
+                let held = crate::travel::Held {
+                    conn: &chan.conn,
+                    live: &chan.live,
+                    id: &chan.id,
+                };
+                crate::travel::serialize(s, &kind, held)
+            }
+        }
+
+        /// Takes over the handle in flight (see `Serialize`).
+        impl<'de, T> serde::Deserialize<'de> for $half<T> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let kind = crate::travel::channel_half($sender, std::any::type_name::<T>());
+                let arrived = crate::travel::deserialize(d, &kind)?;
+                Ok(Self {
+                    side: Arc::new(adopt_side(arrived, $sender)),
+                    _marker: PhantomData,
+                })
+            }
+        }
+    };
+}
+
+travel_half!(Sender, true);
+travel_half!(Receiver, false);

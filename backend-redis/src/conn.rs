@@ -1508,3 +1508,15 @@ impl Connection {
         RESPONSE_TIMEOUT
     }
 }
+
+/// Every connection of this process still in use: where a travelling handle looks for one to
+/// its server (`crate::travel`).
+pub(crate) fn connections() -> Vec<Connection> {
+    CONNS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter_map(Weak::upgrade)
+        .map(|inner| Connection { inner })
+        .collect()
+}

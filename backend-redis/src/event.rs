@@ -259,3 +259,47 @@ impl Connection {
         Event::create(self)
     }
 }
+
+impl Connection {
+    /// Opens the event `id` (from [`Event::id`]), from any process.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` for a malformed id; `Closed` when the event is gone; `Os` when the
+    /// server cannot be reached.
+    pub fn open_event(&self, id: &str) -> Result<Event, Error> {
+        let (object, _) = Object::open(self, id, false, "", "event")?;
+        Ok(Event {
+            shared: Arc::new(object),
+        })
+    }
+}
+
+// ---- travelling handle (crate::travel) --------------------------------------------------------
+
+const TRAVEL: crate::travel::Kind = crate::travel::plain("an event", false);
+
+/// A travelling handle: sent through a channel, stored in a `Map` or returned from a task, it
+/// is the same event where it lands, in any process that reaches the server (see
+/// `uniconc::Backend::TRAVEL` for the rule of a handle in flight).
+impl serde::Serialize for Event {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let o = &self.shared;
+        let held = crate::travel::Held {
+            conn: &o.conn,
+            live: &o.live,
+            id: &o.id,
+        };
+        crate::travel::serialize(s, &TRAVEL, held)
+    }
+}
+
+/// Takes over the handle in flight (see `Serialize`).
+impl<'de> serde::Deserialize<'de> for Event {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let a = crate::travel::deserialize(d, &TRAVEL)?;
+        Ok(Self {
+            shared: Arc::new(Object::adopted(&a.conn, a.live, &a.id, false)),
+        })
+    }
+}

@@ -34,6 +34,8 @@
 //! - [`pool`]: [`Pool`] of named tasks run by worker agents on any machine ([`worker`]).
 //! - [`testing`] (feature `testing`): private `redis-server`s for tests.
 //! - `backend`: [`spawn`], [`spawn_async`] (forked local units) and their [`JoinHandle`].
+//! - `named` (internal): objects created and opened by name (`Redis::named`).
+//! - `travel` (internal): the serde form of the handles, held in flight.
 //! - `object` (internal): the keys of a lock, event, semaphore or barrier, and their clean-up.
 //! - `direct` (internal): the per-thread synchronous connections.
 //! - `wait` (internal): the one wait loop of every operation that blocks: subscribe, re-check,
@@ -59,7 +61,53 @@
 //! a cluster. Every state change is one Lua script (`EVALSHA`), atomic on the server. An
 //! object is deleted when the last handle to it is dropped, and expires after
 //! [`IDLE_TTL`] when every process holding a handle died without dropping it. Objects cross
-//! processes by id: `tx.id()` in one process, `conn.open_sender(id)` in another.
+//! processes by name, as travelling handles (both below), or by id: `tx.id()` in one process,
+//! `conn.open_sender(id)` in another.
+//!
+//! # Names and travelling handles
+//!
+//! `Redis::named("jobs")` creates or opens an object under a name on the default
+//! connection's server, with the modes and checks of `uniconc::named` (create, open or
+//! either; another kind, element type, capacity, length or number of parties is
+//! `Incompatible`). A program started on another machine opens it by name. A name lives until
+//! it is unlinked, whoever created it: it keeps its object (and a named channel connected) even
+//! when no process holds a handle, until the object's keys expire after [`IDLE_TTL`] without
+//! a holder; such a name then counts as free. `unlink` removes the name; handles already open
+//! keep working.
+//!
+//! `Sender`, `Receiver`, `Lock`, `Semaphore`, `Event` and `Barrier` are serde types: sent
+//! through a channel, stored in a `Map` or returned from a task, they work where they land, in
+//! any process that reaches the server. The bytes name the server (its URL without the
+//! password): the receiving process uses a connection it already has to that server (the
+//! default one, or one opened with [`connect`], which is how credentials are given), else
+//! opens one from the URL. A handle in flight is held by the process that serialized it (a
+//! lease it renews) until the first deserialization takes it over; bytes dropped unread are
+//! released when that process's code ends (a child of [`spawn`]) or one [`LEASE`] after it
+//! dies. Reading the same bytes again gives one more clone while that side of the object has
+//! a live holder, and fails otherwise.
+//!
+//! ```
+//! use uniconc_core::{Backend as _, JoinHandle as _, Receiver as _, Sender as _};
+//! use uniconc_redis::{Redis, Sender};
+//! # let server = uniconc_redis::testing::RedisServer::start();
+//! # uniconc_redis::set_default_url(&server.url())?; // else UNICONC_REDIS_URL
+//!
+//! // A service, anywhere: its job line by name; each job carries where to answer.
+//! let jobs = Redis::named("doc-jobs").receiver::<(u64, Sender<u64>)>(Some(16))?;
+//! let service = uniconc_redis::spawn(move || {
+//!     let (n, reply) = jobs.recv().unwrap();
+//!     reply.send(n * 2).unwrap();
+//! })?;
+//!
+//! // A client, anywhere: opens the line by name and sends its reply sender along.
+//! let line = Redis::named("doc-jobs").existing().sender::<(u64, Sender<u64>)>(Some(16))?;
+//! let (reply, answers) = Redis::channel::<u64>(1)?;
+//! line.send((21, reply))?;
+//! assert_eq!(answers.recv()?, 42);
+//! service.join()?;
+//! Redis::named("doc-jobs").unlink()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
 //! # Leases: processes that die
 //!
@@ -149,12 +197,15 @@ mod conn;
 mod direct;
 pub mod event;
 pub mod lock;
+#[cfg(unix)]
+mod named;
 mod object;
 pub mod pool;
 pub mod select;
 pub mod semaphore;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod travel;
 pub mod value;
 mod wait;
 

@@ -96,3 +96,69 @@ impl Drop for Object {
         });
     }
 }
+
+/// KEYS: m h. ARGV: member, lease ms, a field of `m` to read (`""`: none). Joins the object:
+/// `{1, the field's value}`, or `{-2, false}` when it is gone.
+const JOIN: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-2, false} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
+local v = false
+if ARGV[3] ~= '' then v = redis.call('HGET', KEYS[1], ARGV[3]) end
+return {1, v}
+";
+
+impl Object {
+    /// Joins the existing object `id` (a lock, event, semaphore or barrier; `data`: with its
+    /// data key) as one more handle of this process, and reads `field` of its hash (`""`:
+    /// none). `what` names the object in an error ("an event").
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` for a malformed id; `Closed` when the object is gone; `Os` when the
+    /// server cannot be reached.
+    pub(crate) fn open(
+        conn: &Connection,
+        id: &str,
+        data: bool,
+        field: &str,
+        what: &str,
+    ) -> Result<(Self, Option<String>), Error> {
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::invalid_argument(format!(
+                "`{id}` is not the id of {what} (the hexadecimal string from its `id()`)"
+            )));
+        }
+        static S: std::sync::OnceLock<Script> = std::sync::OnceLock::new();
+        let live = conn.live()?;
+        conn.count(1);
+        let (status, value): (i64, Option<String>) = block_on_short(async {
+            let mut c = live.cmd.clone();
+            S.get_or_init(|| Script::new(JOIN))
+                .key(key(id, "m"))
+                .key(key(id, "h"))
+                .arg(&live.member)
+                .arg(ms(LEASE))
+                .arg(field)
+                .invoke_async(&mut c)
+                .await
+        })
+        .map_err(|e| redis_error(&format!("opening {what}"), e))?;
+        if status != 1 {
+            return Err(conn::gone_error(what, id));
+        }
+        Ok((Self::adopted(conn, live, id, data), value))
+    }
+
+    /// The object `id` joined by a script that already added this process's member to its
+    /// lease set (a travelling handle taken over): registers the handle for lease renewal.
+    pub(crate) fn adopted(conn: &Connection, live: Arc<Live>, id: &str, data: bool) -> Self {
+        let mut object = Self::new(conn, live.clone(), id.to_owned());
+        if data {
+            object.data = Some(key(id, "d"));
+        }
+        live.register(&object.handles, &object.lease_keys());
+        object
+    }
+}

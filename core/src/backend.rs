@@ -92,8 +92,8 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Message for T {}
 /// | [`ASYNC_TASKS`](Backend::ASYNC_TASKS): `spawn_async` units are tasks on a shared runtime | no | no | yes | no |
 /// | [`REMOTE`](Backend::REMOTE): units may run on another machine | no | no | no | yes |
 /// | [`POOL_CLOSURES`](Backend::POOL_CLOSURES): a pool runs closures, not only named tasks | yes | yes | yes | no |
-/// | [`NAMED`](Backend::NAMED): primitives can be created and opened by name ([`named`](Backend::named)) | yes | yes | yes | no |
-/// | [`TRAVEL`](Backend::TRAVEL): handles are `Message`s, so they travel through channels, maps and task results | yes | yes | yes | no |
+/// | [`NAMED`](Backend::NAMED): primitives can be created and opened by name ([`named`](Backend::named)) | yes | yes | yes | yes |
+/// | [`TRAVEL`](Backend::TRAVEL): handles are `Message`s, so they travel through channels, maps and task results | yes | yes | yes | yes |
 ///
 /// ```
 /// use uniconc::{Backend, ErrorKind, JoinError, JoinHandle as _};
@@ -204,12 +204,12 @@ pub trait Backend: Copy + Send + Sync + 'static {
     /// [`named`](Backend::named); where `false`, every constructor of the builder returns
     /// `Unsupported`.
     ///
-    /// `true` for the process, thread and tokio backends (the default); `false` for Redis,
-    /// whose objects are shared by id (`tx.id()`, `conn.open_sender(id)`) for now.
+    /// `true` on every backend (the default); on Redis the names live on the server, so a
+    /// program on another machine opens the object by name (see `uniconc::redis`).
     const NAMED: bool = true;
 
     /// `true` if the handles — `Sender`, `Receiver`, `Lock`, `Semaphore`, `Event` (and
-    /// `Barrier` on the thread and tokio backends) — are [`Message`]s: a handle sent through a
+    /// `Barrier` on the thread, tokio and Redis backends) — are [`Message`]s: a handle sent through a
     /// channel, stored in a `Map` or returned from a task works where it lands, on the
     /// process backend in a process that did not inherit it (a worker started before the
     /// object existed). The associated types do not carry the bound (a backend without it
@@ -251,8 +251,12 @@ pub trait Backend: Copy + Send + Sync + 'static {
     /// result is read (the child ends right after reporting; `join` says why): return handles
     /// from pool tasks, whose workers live on, or send them through a channel.
     ///
-    /// `true` for the process, thread and tokio backends (the default); `false` for Redis,
-    /// whose objects are shared by id (`tx.id()`, `conn.open_sender(id)`) for now.
+    /// On Redis a handle in flight is a lease the serializing process renews: a killed
+    /// serializer's is released one lease (5 s) later, and bytes read again (or after that) are
+    /// one more clone while that side of the object has a live holder, `NotFound` otherwise;
+    /// the bytes name the server, so the handle works in a process on another machine.
+    ///
+    /// `true` on every backend (the default).
     const TRAVEL: bool = true;
 
     /// How one thread (or task) of this backend sleeps until any of several of its channels

@@ -166,8 +166,12 @@ macro_rules! all_tests {
 
 /// Like `all_tests!`, for the tests that need values to stay as they were sent (the thread
 /// and tokio backends; the process backend serializes them into the channel).
-/// Handles that travel: on the backends whose handles are `Message`s (not Redis yet).
-#[cfg(any(feature = "thread", feature = "tokio", all(feature = "process", unix)))]
+/// Handles that travel: on the backends whose handles are `Message`s (every backend).
+#[cfg(any(
+    feature = "thread",
+    feature = "tokio",
+    all(any(feature = "process", feature = "redis"), unix)
+))]
 macro_rules! travel_tests {
     ($m:ident, $backend:ty) => {
         $m! { $backend;
@@ -275,6 +279,7 @@ const REDIS_KNOWN_DEFECTS: &[(&str, &str)] = &[];
 #[cfg(all(feature = "redis", unix))]
 mod redis {
     all_tests!(instantiate_redis_tests, uniconc::Redis);
+    travel_tests!(instantiate_redis_tests, uniconc::Redis);
 }
 
 #[cfg(feature = "tokio")]
