@@ -16,9 +16,25 @@
 //! A deadline that has passed, or a cancelled `_async` call, ends the wait without a result.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::conn::{self, Cancel, Live, backoff, expired};
+use crate::conn::{self, Cancel, Live, POLL, backoff, expired};
+
+/// Naps that a wake-up ended, in this process.
+static WOKEN: AtomicU64 = AtomicU64::new(0);
+/// Naps that ran their whole [`POLL`] without a wake-up, in this process.
+static POLLED: AtomicU64 = AtomicU64::new(0);
+
+/// (naps ended by a wake-up, naps that ran their whole [`POLL`] without one) in this process
+/// so far.
+pub(crate) fn counts() -> (u64, u64) {
+    // Relaxed: two statistics counters, read for a report; nothing is published with them.
+    (
+        WOKEN.load(Ordering::Relaxed),
+        POLLED.load(Ordering::Relaxed),
+    )
+}
 
 /// What one attempt of a wait found.
 pub(crate) enum Attempt<T> {
@@ -81,9 +97,21 @@ where
                         Some(deadline.map_or(at, |d| d.min(at)))
                     }
                 };
+                // A wake-up that came during the attempt ends the nap at once. (Read in this
+                // order, a wake-up arriving in between counts: it changes the value after
+                // `seen`, or it is `pending`.)
+                let seen = *w.borrow();
+                let pending = w.has_changed().unwrap_or(false);
+                let full = until.is_none_or(|u| u >= Instant::now() + POLL);
                 match cancel {
                     Some(c) => c.nap(w, until).await,
                     None => conn::nap(w, until).await,
+                }
+                // Relaxed: statistics counters (see `counts`).
+                if pending || *w.borrow() != seen {
+                    WOKEN.fetch_add(1, Ordering::Relaxed);
+                } else if full && !cancel.is_some_and(Cancel::is_cancelled) {
+                    POLLED.fetch_add(1, Ordering::Relaxed);
                 }
                 // This process stopped listening to the channel meanwhile (its last handle of
                 // the object's other side was dropped): the closed receiver would end every
