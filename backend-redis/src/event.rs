@@ -19,7 +19,7 @@ use uniconc_core::{Error, WaitError};
 
 use crate::conn::{self, Connection, backoff, block_on, block_on_short, is_transient, redis_error};
 use crate::object::Object;
-use crate::wait::{Attempt, wait_until};
+use crate::wait::{Attempt, wait_until_asking};
 
 const PRELUDE: &str = r"
 local t = redis.call('TIME')
@@ -206,7 +206,7 @@ impl Event {
         cancel: Option<&conn::Cancel>,
     ) -> Result<bool, Error> {
         let s = &self.shared;
-        let set = wait_until(&s.live, &s.wake, deadline, cancel, || async {
+        let set = wait_until_asking(&s.live, &s.wake, deadline, cancel, || async {
             // A blocking call (no `Cancel`: not an `_async` task) checks on its thread's own
             // connection.
             let direct = cancel.is_none().then(|| self.get_direct(true));

@@ -34,7 +34,7 @@ use crate::conn::{
     self, Connection, LEASE, Live, block_on, block_on_short, is_transient, key, ms, redis_error,
 };
 use crate::object::Object;
-use crate::wait::{Attempt, wait_until};
+use crate::wait::{Attempt, wait_until_asking};
 
 const PRELUDE: &str = r"
 local t = redis.call('TIME')
@@ -334,7 +334,7 @@ impl Lock {
     ) -> Result<Option<Acquired>, Error> {
         let token = format!("{}:{:016x}", self.shared.live.member, conn::random_u64());
         let s = &self.shared;
-        wait_until(&s.live, &s.wake, deadline, cancel, || async {
+        wait_until_asking(&s.live, &s.wake, deadline, cancel, || async {
             // A blocking call (no `Cancel`: not an `_async` task) tries on its thread's own
             // connection: the round trip without the two hops through the runtime.
             let direct = cancel.is_none().then(|| self.try_once_direct(&token, true));

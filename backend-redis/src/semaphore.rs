@@ -22,7 +22,7 @@ use crate::conn::{
     self, Connection, backoff, block_on, block_on_short, is_transient, key, ms, redis_error,
 };
 use crate::object::Object;
-use crate::wait::{Attempt, wait_until};
+use crate::wait::{Attempt, wait_until_asking};
 
 /// How long a release keeps retrying through a lost connection before giving up (and
 /// panicking: a permit cannot be silently lost).
@@ -188,7 +188,7 @@ impl Semaphore {
         cancel: Option<&conn::Cancel>,
     ) -> Result<bool, Error> {
         let s = &self.shared;
-        let taken = wait_until(&s.live, &s.wake, deadline, cancel, || async {
+        let taken = wait_until_asking(&s.live, &s.wake, deadline, cancel, || async {
             // A blocking call (no `Cancel`: not an `_async` task) tries on its thread's own
             // connection.
             let direct = cancel.is_none().then(|| self.take_once_direct(true));

@@ -10,7 +10,9 @@
 //!   otherwise); afterwards sleep until a wake-up, [`POLL`](crate::conn::POLL) (250 ms: a
 //!   missed wake-up costs at most that), the deadline, or cancellation. If this process
 //!   stops listening to the channel meanwhile (its last handle of one side of a channel
-//!   dropped), the next round subscribes again;
+//!   dropped), the next round subscribes again. [`wait_until_asking`] takes the wake-up
+//!   receiver before the first attempt when this process already listens to the channel,
+//!   so that a first attempt that finds "not yet" sleeps at once, without the re-check;
 //! - a transient failure (the server unreachable): back off and retry, until the deadline.
 //!
 //! A deadline that has passed, or a cancelled `_async` call, ends the wait without a result.
@@ -57,13 +59,55 @@ pub(crate) async fn wait_until<T, E, F, Fut>(
     wake: &str,
     deadline: Option<Instant>,
     cancel: Option<&Cancel>,
+    attempt: F,
+) -> Result<Option<T>, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Attempt<T>, E>>,
+{
+    wait(live, wake, deadline, cancel, false, attempt).await
+}
+
+/// As [`wait_until`], for an `attempt` that asks the server every time (never answers "not
+/// yet" from what its caller saw before the wait began, as a channel's first attempt after the
+/// caller's own check does). When this process already listens to `wake`, the receiver is
+/// taken before the first attempt: a wake-up published after that attempt ran on the server
+/// reaches it, so "not yet" sleeps at once instead of checking again first. A contended lock,
+/// permit or event saves one round trip per wait.
+pub(crate) async fn wait_until_asking<T, E, F, Fut>(
+    live: &Live,
+    wake: &str,
+    deadline: Option<Instant>,
+    cancel: Option<&Cancel>,
+    attempt: F,
+) -> Result<Option<T>, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Attempt<T>, E>>,
+{
+    wait(live, wake, deadline, cancel, true, attempt).await
+}
+
+/// [`wait_until`], or with `early` [`wait_until_asking`].
+async fn wait<T, E, F, Fut>(
+    live: &Live,
+    wake: &str,
+    deadline: Option<Instant>,
+    cancel: Option<&Cancel>,
+    early: bool,
     mut attempt: F,
 ) -> Result<Option<T>, E>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Attempt<T>, E>>,
 {
-    let mut waker = None;
+    // Taken before the first attempt (no round trip: only if the subscription is already
+    // acknowledged), so that the attempt's "not yet" is as good as a check after subscribing.
+    let mut waker = if early {
+        live.subscribed_waker(wake)
+    } else {
+        None
+    };
     loop {
         if cancel.is_some_and(Cancel::is_cancelled) {
             return Ok(None);
