@@ -72,8 +72,9 @@ where
 /// yet" from what its caller saw before the wait began, as a channel's first attempt after the
 /// caller's own check does). When this process already listens to `wake`, the receiver is
 /// taken before the first attempt: a wake-up published after that attempt ran on the server
-/// reaches it, so "not yet" sleeps at once instead of checking again first. A contended lock,
-/// permit or event saves one round trip per wait.
+/// reaches it, so "not yet" sleeps at once instead of checking again first: one round trip
+/// less per wait. (The receiver may then see this process's own last release, published just
+/// before, and wake once for nothing.)
 pub(crate) async fn wait_until_asking<T, E, F, Fut>(
     live: &Live,
     wake: &str,
@@ -151,16 +152,17 @@ where
                     Some(c) => c.nap(w, until).await,
                     None => conn::nap(w, until).await,
                 }
+                let closed = w.has_changed().is_err();
                 // Relaxed: statistics counters (see `counts`).
                 if pending || *w.borrow() != seen {
                     WOKEN.fetch_add(1, Ordering::Relaxed);
-                } else if full && !cancel.is_some_and(Cancel::is_cancelled) {
+                } else if full && !closed && !cancel.is_some_and(Cancel::is_cancelled) {
                     POLLED.fetch_add(1, Ordering::Relaxed);
                 }
                 // This process stopped listening to the channel meanwhile (its last handle of
                 // the object's other side was dropped): the closed receiver would end every
                 // nap at once. Subscribe again at the next round (and check again after it).
-                if w.has_changed().is_err() {
+                if closed {
                     waker = None;
                 }
             }
