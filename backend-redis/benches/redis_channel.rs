@@ -9,6 +9,10 @@
 //! - the floors on the same server: a raw redis-rs synchronous `GET` loop, and
 //!   `redis-benchmark` (`-c 1 -P 1 -t get,set`, and `-P 16 -t lpush` with its default 50
 //!   clients) when it is installed;
+//! - the floor of the 1→1 channel on the same server: two processes moving single messages
+//!   with raw redis-rs commands on synchronous connections (`LPUSH` by one, `BRPOP` by the
+//!   other: one round trip per message on each side, the receiver woken by the server's reply
+//!   itself);
 //! - the peer: `benches/python/manager_bench.py`, run before and after (its mean is used).
 //!
 //! `cargo bench -p uniconc-redis --bench redis_channel` (`UNICONC_STRESS_SCALE` scales the
@@ -27,6 +31,45 @@ fn scale() -> f64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1.0)
+}
+
+/// The floor's child: `LPUSH`es `0..=n` to `key`, one command per message.
+fn raw_sender(role: &str) {
+    let mut parts = role.split('|');
+    let (url, key, n) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap().parse::<u64>().unwrap(),
+    );
+    let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+    for i in 0..=n {
+        let _: i64 = redis::cmd("LPUSH").arg(key).arg(i).query(&mut c).unwrap();
+    }
+}
+
+/// The floor of the 1→1 channel: messages per second from a child `LPUSH`ing `n` (+1 to
+/// start) single messages to a list that this process `BRPOP`s one by one, both on
+/// synchronous redis-rs connections.
+fn raw_one_to_one(url: &str, n: u64) -> f64 {
+    let key = format!("floor:{}", std::process::id());
+    let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let _: i64 = redis::cmd("DEL").arg(&key).query(&mut c).unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .env(ROLE, format!("raw|{url}|{key}|{n}"))
+        .spawn()
+        .unwrap();
+    let pop = |c: &mut redis::Connection| -> u64 {
+        let (_, v): (String, u64) = redis::cmd("BRPOP").arg(&key).arg(0).query(c).unwrap();
+        v
+    };
+    assert_eq!(pop(&mut c), 0); // the child has connected
+    let t = Instant::now();
+    for i in 1..=n {
+        assert_eq!(pop(&mut c), i);
+    }
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    assert!(child.wait().unwrap().success());
+    rate
 }
 
 /// The child: sends `0..=n`, one by one or in batches of 1024.
@@ -182,6 +225,10 @@ fn main() {
             println!("measured {} {} {} {}", r[0], r[1], r[2], r[3]);
             return;
         }
+        if let Some(rest) = role.strip_prefix("raw|") {
+            raw_sender(rest);
+            return;
+        }
         sender(&role);
         return;
     }
@@ -193,6 +240,7 @@ fn main() {
     let py_before = python();
 
     let [chan_rate, batch_rate, map_set_us, map_get_us] = measure(&server.url(), &conn);
+    let floor_rate = raw_one_to_one(&server.url(), (20_000.0 * scale()) as u64);
     let without = measure_without_direct(&server);
     let value = "x".repeat(32);
     let ops = (5_000.0 * scale()) as u64;
@@ -237,6 +285,11 @@ fn main() {
     println!(
         "redis channel 1->1 (two processes), send_batch/recv_batch of 1024: {batch_rate:.0} msgs/s"
     );
+    println!(
+        "floor: raw redis-rs LPUSH / BRPOP 1->1 (two processes, synchronous connections): \
+         {floor_rate:.0} msgs/s"
+    );
+    println!("ratio channel / floor: {:.2}x", chan_rate / floor_rate);
     println!("redis map insert: {map_set_us:.1} us, get: {map_get_us:.1} us");
     println!("raw redis-rs sync GET loop (floor of one round trip): {raw_get_us:.1} us");
     println!("redis lock+unlock: {lock_us:.1} us, {per_pair:.2} commands (round trips) per pair");
@@ -296,6 +349,11 @@ fn main() {
                 a.dict_set_us, b.dict_set_us, a.dict_get_us, b.dict_get_us
             );
             println!("ratio channel redis/python: {:.2}x", chan_rate / py_q);
+            println!(
+                "ratio floor (raw LPUSH/BRPOP) / python: {:.2}x (5x python: {:.0} msgs/s)",
+                floor_rate / py_q,
+                5.0 * py_q
+            );
             println!(
                 "ratio batched channel redis/python: {:.2}x",
                 batch_rate / py_q

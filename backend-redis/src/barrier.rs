@@ -22,7 +22,7 @@ use uniconc_core::{Error, WaitError};
 
 use crate::conn::{self, Connection, backoff, block_on, is_transient, key, ms, redis_error};
 use crate::object::Object;
-use crate::wait::{Attempt, wait_until};
+use crate::wait::{Attempt, wait_until_asking};
 
 /// How long an arrival or a withdrawal keeps retrying through a lost connection.
 const RETRY: Duration = Duration::from_secs(30);
@@ -270,7 +270,7 @@ impl Barrier {
             return Ok(Some(true));
         }
         let s = &self.shared;
-        let done = wait_until(&s.live, &s.wake, deadline, cancel, || async {
+        let done = wait_until_asking(&s.live, &s.wake, deadline, cancel, || async {
             Ok::<_, Error>(match self.done(a.generation).await? {
                 Some(true) => Attempt::Done(()),
                 Some(false) => Attempt::Wait,

@@ -19,7 +19,7 @@ use uniconc_core::{Error, WaitError};
 
 use crate::conn::{self, Connection, backoff, block_on, block_on_short, is_transient, redis_error};
 use crate::object::Object;
-use crate::wait::{Attempt, wait_until};
+use crate::wait::{Attempt, wait_until_asking};
 
 const PRELUDE: &str = r"
 local t = redis.call('TIME')
@@ -114,6 +114,13 @@ impl Event {
         panic!("uniconc-redis: event `{}`: {e}", self.shared.id)
     }
 
+    fn put_invocation(&self, value: bool) -> redis::ScriptInvocation<'_> {
+        let s = &self.shared;
+        let mut inv = scripts().put.key(&s.meta);
+        inv.arg(if value { "1" } else { "0" }).arg(&s.wake);
+        inv
+    }
+
     /// Sets or clears, retrying through a lost connection (both are idempotent).
     async fn put(&self, value: bool) -> Result<(), Error> {
         let s = &self.shared;
@@ -123,13 +130,7 @@ impl Event {
         loop {
             let mut c = s.live.cmd.clone();
             s.conn.count(1);
-            let r = scripts()
-                .put
-                .key(&s.meta)
-                .arg(if value { "1" } else { "0" })
-                .arg(&s.wake)
-                .invoke_async::<i64>(&mut c)
-                .await;
+            let r = self.put_invocation(value).invoke_async::<i64>(&mut c).await;
             match r {
                 Ok(1) => return Ok(()),
                 Ok(_) => return Err(conn::gone_error("event", &s.id)),
@@ -137,6 +138,26 @@ impl Event {
                 Err(e) => return Err(redis_error("setting an event", e)),
             }
         }
+    }
+
+    /// A blocking set or clear: first on this thread's own synchronous connection (see
+    /// [`direct`](crate::direct)); a transient failure there (or no such connection) goes on
+    /// to [`put`](Self::put), which retries until it lands.
+    fn put_blocking(&self, value: bool) -> Result<(), Error> {
+        let s = &self.shared;
+        if s.live.direct_ok() {
+            let r = crate::direct::with(&s.conn, |c| self.put_invocation(value).invoke::<i64>(c));
+            if let Some(r) = r {
+                s.conn.count(1);
+                match r {
+                    Ok(1) => return Ok(()),
+                    Ok(_) => return Err(conn::gone_error("event", &s.id)),
+                    Err(e) if is_transient(&e) => {}
+                    Err(e) => return Err(redis_error("setting an event", e)),
+                }
+            }
+        }
+        block_on_short(self.put(value))
     }
 
     /// `Ok(Some(flag))`, `Ok(None)` on a transient failure.
@@ -147,8 +168,32 @@ impl Event {
         }
         let mut c = s.live.cmd.clone();
         s.conn.count(1);
-        match scripts().get.key(&s.meta).invoke_async::<i64>(&mut c).await {
-            Ok(-2) => Err(conn::gone_error("event", &s.id)),
+        let r = scripts().get.key(&s.meta).invoke_async::<i64>(&mut c).await;
+        self.flag(r)
+    }
+
+    /// [`get`](Self::get) on this thread's own synchronous connection; `None` when there is
+    /// none here, and the caller takes the runtime's path. `blocking`: from the wait loop of
+    /// a blocking call.
+    fn get_direct(&self, blocking: bool) -> Option<Result<Option<bool>, Error>> {
+        let s = &self.shared;
+        if !s.live.direct_ok() {
+            return None;
+        }
+        let run = |c: &mut redis::Connection| scripts().get.key(&s.meta).invoke::<i64>(c);
+        let r = if blocking {
+            crate::direct::with_blocking(&s.conn, run)?
+        } else {
+            crate::direct::with(&s.conn, run)?
+        };
+        s.conn.count(1);
+        Some(self.flag(r))
+    }
+
+    /// The GET script's reply.
+    fn flag(&self, r: redis::RedisResult<i64>) -> Result<Option<bool>, Error> {
+        match r {
+            Ok(-2) => Err(conn::gone_error("event", &self.shared.id)),
             Ok(v) => Ok(Some(v == 1)),
             Err(e) if is_transient(&e) => Ok(None),
             Err(e) => Err(redis_error("reading an event", e)),
@@ -161,8 +206,15 @@ impl Event {
         cancel: Option<&conn::Cancel>,
     ) -> Result<bool, Error> {
         let s = &self.shared;
-        let set = wait_until(&s.live, &s.wake, deadline, cancel, || async {
-            Ok::<_, Error>(match self.get().await? {
+        let set = wait_until_asking(&s.live, &s.wake, deadline, cancel, || async {
+            // A blocking call (no `Cancel`: not an `_async` task) checks on its thread's own
+            // connection.
+            let direct = cancel.is_none().then(|| self.get_direct(true));
+            let r = match direct.flatten() {
+                Some(r) => r,
+                None => self.get().await,
+            };
+            Ok::<_, Error>(match r? {
                 Some(true) => Attempt::Done(()),
                 Some(false) => Attempt::Wait,
                 None => Attempt::Retry,
@@ -184,7 +236,7 @@ impl uniconc_core::Event for Event {
     /// If the event's data is gone from the server, or the server refuses the script. An
     /// unreachable server is waited out.
     fn set(&self) {
-        if let Err(e) = block_on_short(self.put(true)) {
+        if let Err(e) = self.put_blocking(true) {
             self.fatal(&e)
         }
     }
@@ -193,7 +245,7 @@ impl uniconc_core::Event for Event {
     ///
     /// As [`set`](uniconc_core::Event::set).
     fn clear(&self) {
-        if let Err(e) = block_on_short(self.put(false)) {
+        if let Err(e) = self.put_blocking(false) {
             self.fatal(&e)
         }
     }
@@ -204,7 +256,11 @@ impl uniconc_core::Event for Event {
     ///
     /// If the event's data is gone from the server.
     fn is_set(&self) -> bool {
-        match block_on_short(self.get()) {
+        let r = match self.get_direct(false) {
+            Some(r) => r,
+            None => block_on_short(self.get()),
+        };
+        match r {
             Ok(v) => v.unwrap_or(false),
             Err(e) => self.fatal(&e),
         }

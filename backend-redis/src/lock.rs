@@ -34,7 +34,7 @@ use crate::conn::{
     self, Connection, LEASE, Live, block_on, block_on_short, is_transient, key, ms, redis_error,
 };
 use crate::object::Object;
-use crate::wait::{Attempt, wait_until};
+use crate::wait::{Attempt, wait_until_asking};
 
 const PRELUDE: &str = r"
 local t = redis.call('TIME')
@@ -221,6 +221,21 @@ enum Step {
     Held(Duration),
 }
 
+/// The LOCK script's reply for `token`.
+fn step(token: &str, r: &[i64]) -> Result<Step, Fail> {
+    match r {
+        [1, fence, previous] => Ok(Step::Got(Acquired {
+            token: token.to_owned(),
+            fence: u64::try_from(*fence).unwrap_or(0),
+            previous: *previous,
+        })),
+        [0, left] => Ok(Step::Held(Duration::from_millis(
+            u64::try_from(*left).unwrap_or(0),
+        ))),
+        _ => Err(Fail::Gone),
+    }
+}
+
 impl Lock {
     fn create(conn: &Connection) -> Result<Self, Error> {
         Self::create_with(conn, None)
@@ -262,6 +277,12 @@ impl Lock {
         &self.shared.id
     }
 
+    fn lock_invocation<'a>(&'a self, token: &'a str) -> redis::ScriptInvocation<'a> {
+        let mut inv = scripts().lock.key(&self.shared.meta);
+        inv.arg(token).arg(ms(LEASE));
+        inv
+    }
+
     async fn try_once(&self, token: &str) -> Result<Step, Fail> {
         let s = &self.shared;
         if !s.live.is_ours() {
@@ -269,25 +290,32 @@ impl Lock {
         }
         let mut c = s.live.cmd.clone();
         s.conn.count(1);
-        let r: Vec<i64> = scripts()
-            .lock
-            .key(&s.meta)
-            .arg(token)
-            .arg(ms(LEASE))
+        let r: Vec<i64> = self
+            .lock_invocation(token)
             .invoke_async(&mut c)
             .await
             .map_err(Fail::Redis)?;
-        match r.as_slice() {
-            [1, fence, previous] => Ok(Step::Got(Acquired {
-                token: token.to_owned(),
-                fence: u64::try_from(*fence).unwrap_or(0),
-                previous: *previous,
-            })),
-            [0, left] => Ok(Step::Held(Duration::from_millis(
-                u64::try_from(*left).unwrap_or(0),
-            ))),
-            _ => Err(Fail::Gone),
+        step(token, &r)
+    }
+
+    /// [`try_once`](Self::try_once) on this thread's own synchronous connection (see
+    /// [`direct`](crate::direct)): `None` when there is none here (inside an async runtime
+    /// for `blocking == false`, in a forked child still using inherited handles, or the
+    /// connection cannot be opened); the caller then takes the runtime's path. `blocking`:
+    /// called from the wait loop of a blocking call (inside the crate's `block_on`).
+    fn try_once_direct(&self, token: &str, blocking: bool) -> Option<Result<Step, Fail>> {
+        let s = &self.shared;
+        if !s.live.direct_ok() {
+            return None;
         }
+        let run = |c: &mut redis::Connection| self.lock_invocation(token).invoke::<Vec<i64>>(c);
+        let r = if blocking {
+            crate::direct::with_blocking(&s.conn, run)?
+        } else {
+            crate::direct::with(&s.conn, run)?
+        };
+        s.conn.count(1);
+        Some(r.map_err(Fail::Redis).and_then(|r| step(token, &r)))
     }
 
     fn fail_error(&self, f: Fail) -> Error {
@@ -306,8 +334,15 @@ impl Lock {
     ) -> Result<Option<Acquired>, Error> {
         let token = format!("{}:{:016x}", self.shared.live.member, conn::random_u64());
         let s = &self.shared;
-        wait_until(&s.live, &s.wake, deadline, cancel, || async {
-            match self.try_once(&token).await {
+        wait_until_asking(&s.live, &s.wake, deadline, cancel, || async {
+            // A blocking call (no `Cancel`: not an `_async` task) tries on its thread's own
+            // connection: the round trip without the two hops through the runtime.
+            let direct = cancel.is_none().then(|| self.try_once_direct(&token, true));
+            let r = match direct.flatten() {
+                Some(r) => r,
+                None => self.try_once(&token).await,
+            };
+            match r {
                 Ok(Step::Got(a)) => Ok(Attempt::Done(a)),
                 // Wake for a release, or when the holder's lease runs out (a dead holder
                 // publishes nothing).
@@ -401,7 +436,11 @@ impl uniconc_core::Lock for Lock {
     /// As [`lock`](uniconc_core::Lock::lock); an unreachable server is `WouldBlock`.
     fn try_lock(&self) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
         let token = format!("{}:{:016x}", self.shared.live.member, conn::random_u64());
-        match block_on_short(self.try_once(&token)) {
+        let r = match self.try_once_direct(&token, false) {
+            Some(r) => r,
+            None => block_on_short(self.try_once(&token)),
+        };
+        match r {
             Ok(Step::Got(a)) => self.result(a),
             Ok(Step::Held(_)) => Err(TryLockError::WouldBlock),
             Err(Fail::Redis(e)) if is_transient(&e) => Err(TryLockError::WouldBlock),
@@ -481,20 +520,52 @@ impl Lock {
         s.live.release(token);
         let mut c = s.live.cmd.clone();
         s.conn.count(1);
-        let r: i64 = scripts()
-            .unlock
-            .key(&s.meta)
-            .arg(token)
-            .arg(&s.wake)
-            .arg(if poisoned { "1" } else { "0" })
+        let r: i64 = self
+            .unlock_invocation(token, poisoned)
             .invoke_async(&mut c)
             .await
             .map_err(|e| redis_error("unlocking", e))?;
+        self.released(r)
+    }
+
+    fn unlock_invocation<'a>(
+        &'a self,
+        token: &'a str,
+        poisoned: bool,
+    ) -> redis::ScriptInvocation<'a> {
+        let s = &self.shared;
+        let mut inv = scripts().unlock.key(&s.meta);
+        inv.arg(token)
+            .arg(&s.wake)
+            .arg(if poisoned { "1" } else { "0" });
+        inv
+    }
+
+    /// The UNLOCK script's reply.
+    fn released(&self, r: i64) -> Result<bool, Error> {
         match r {
             1 => Ok(true),
             0 => Ok(false),
-            _ => Err(conn::gone_error("lock", &s.id)),
+            _ => Err(conn::gone_error("lock", &self.shared.id)),
         }
+    }
+
+    /// [`release`](Self::release) on this thread's own synchronous connection (a plain thread,
+    /// not a task): `None` when there is none here, and the caller takes the runtime's path.
+    fn release_direct(&self, token: &str, poisoned: bool) -> Option<Result<bool, Error>> {
+        let s = &self.shared;
+        if !s.live.direct_ok() {
+            return None;
+        }
+        let r = crate::direct::with(&s.conn, |c| {
+            self.unlock_invocation(token, poisoned).invoke::<i64>(c)
+        })?;
+        s.live.release(token);
+        s.conn.count(1);
+        Some(
+            r.map_err(|e| redis_error("unlocking", e))
+                .and_then(|r| self.released(r)),
+        )
     }
 }
 
@@ -700,7 +771,11 @@ impl LockGuard<'_> {
     pub fn unlock(mut self) -> Result<(), Error> {
         self.released = true;
         let token = std::mem::take(&mut self.token);
-        match block_on_short(self.lock.release(&token, false))? {
+        let r = match self.lock.release_direct(&token, false) {
+            Some(r) => r,
+            None => block_on_short(self.lock.release(&token, false)),
+        };
+        match r? {
             true => Ok(()),
             false => Err(self.lapsed()),
         }
@@ -712,10 +787,13 @@ impl Drop for LockGuard<'_> {
         if self.released {
             return;
         }
-        let lock = self.lock.clone();
         let token = std::mem::take(&mut self.token);
         let poisoned = std::thread::panicking();
         // A refused or failed release needs nothing more: the lease lapses by itself.
+        if self.lock.release_direct(&token, poisoned).is_some() {
+            return;
+        }
+        let lock = self.lock.clone();
         conn::run_cleanup(async move {
             let _ = lock.release(&token, poisoned).await;
         });

@@ -22,7 +22,7 @@ use crate::conn::{
     self, Connection, backoff, block_on, block_on_short, is_transient, key, ms, redis_error,
 };
 use crate::object::Object;
-use crate::wait::{Attempt, wait_until};
+use crate::wait::{Attempt, wait_until_asking};
 
 /// How long a release keeps retrying through a lost connection before giving up (and
 /// panicking: a permit cannot be silently lost).
@@ -146,13 +146,36 @@ impl Semaphore {
         }
         let mut c = s.live.cmd.clone();
         s.conn.count(1);
-        match scripts()
+        let r = scripts()
             .take
             .key(&s.meta)
             .invoke_async::<i64>(&mut c)
-            .await
-        {
-            Ok(-2) => Err(conn::gone_error("semaphore", &s.id)),
+            .await;
+        self.taken(r)
+    }
+
+    /// [`take_once`](Self::take_once) on this thread's own synchronous connection (see
+    /// [`direct`](crate::direct)); `None` when there is none here, and the caller takes the
+    /// runtime's path. `blocking`: from the wait loop of a blocking call.
+    fn take_once_direct(&self, blocking: bool) -> Option<Result<Option<bool>, Error>> {
+        let s = &self.shared;
+        if !s.live.direct_ok() {
+            return None;
+        }
+        let run = |c: &mut redis::Connection| scripts().take.key(&s.meta).invoke::<i64>(c);
+        let r = if blocking {
+            crate::direct::with_blocking(&s.conn, run)?
+        } else {
+            crate::direct::with(&s.conn, run)?
+        };
+        s.conn.count(1);
+        Some(self.taken(r))
+    }
+
+    /// The TAKE script's reply.
+    fn taken(&self, r: redis::RedisResult<i64>) -> Result<Option<bool>, Error> {
+        match r {
+            Ok(-2) => Err(conn::gone_error("semaphore", &self.shared.id)),
             Ok(v) => Ok(Some(v == 1)),
             Err(e) if is_transient(&e) => Ok(None),
             Err(e) => Err(redis_error("taking a permit", e)),
@@ -165,8 +188,15 @@ impl Semaphore {
         cancel: Option<&conn::Cancel>,
     ) -> Result<bool, Error> {
         let s = &self.shared;
-        let taken = wait_until(&s.live, &s.wake, deadline, cancel, || async {
-            Ok::<_, Error>(match self.take_once().await? {
+        let taken = wait_until_asking(&s.live, &s.wake, deadline, cancel, || async {
+            // A blocking call (no `Cancel`: not an `_async` task) tries on its thread's own
+            // connection.
+            let direct = cancel.is_none().then(|| self.take_once_direct(true));
+            let r = match direct.flatten() {
+                Some(r) => r,
+                None => self.take_once().await,
+            };
+            Ok::<_, Error>(match r? {
                 Some(true) => Attempt::Done(()),
                 Some(false) => Attempt::Wait,
                 None => Attempt::Retry,
@@ -176,24 +206,31 @@ impl Semaphore {
         Ok(taken.is_some())
     }
 
-    /// Releases one permit, retrying through a lost connection; the marker makes a retry of a
-    /// release that did land count once.
-    async fn release_inner(&self) -> Result<(), Error> {
+    fn release_invocation<'a>(&'a self, marker: &'a str) -> redis::ScriptInvocation<'a> {
+        let s = &self.shared;
+        let mut inv = scripts().release.key(&s.meta);
+        inv.key(marker).arg(&s.wake).arg(ms(RELEASE_RETRY * 2));
+        inv
+    }
+
+    /// A fresh release marker: the same marker makes a retried release count once.
+    fn marker(&self) -> String {
+        key(&self.shared.id, &format!("r:{:016x}", conn::random_u64()))
+    }
+
+    /// Releases one permit under `marker`, retrying through a lost connection; the marker
+    /// makes a retry of a release that did land count once.
+    async fn release_inner(&self, marker: &str) -> Result<(), Error> {
         let s = &self.shared;
         if !s.live.is_ours() {
             return Err(s.live.foreign_error("semaphore", &s.id));
         }
-        let marker = key(&s.id, &format!("r:{:016x}", conn::random_u64()));
         let until = Instant::now() + RELEASE_RETRY;
         loop {
             let mut c = s.live.cmd.clone();
             s.conn.count(1);
-            let r = scripts()
-                .release
-                .key(&s.meta)
-                .key(&marker)
-                .arg(&s.wake)
-                .arg(ms(RELEASE_RETRY * 2))
+            let r = self
+                .release_invocation(marker)
                 .invoke_async::<i64>(&mut c)
                 .await;
             match r {
@@ -203,6 +240,29 @@ impl Semaphore {
                 Err(e) => return Err(redis_error("releasing a permit", e)),
             }
         }
+    }
+
+    /// A blocking release: first on this thread's own synchronous connection; a failure there
+    /// (or no such connection) goes on to [`release_inner`](Self::release_inner) with the
+    /// same marker, so a release that landed before the failure still counts once.
+    fn release_blocking(&self) -> Result<(), Error> {
+        let s = &self.shared;
+        let marker = self.marker();
+        if s.live.direct_ok() {
+            let r = crate::direct::with(&s.conn, |c| {
+                self.release_invocation(&marker).invoke::<i64>(c)
+            });
+            if let Some(r) = r {
+                s.conn.count(1);
+                match r {
+                    Ok(1) => return Ok(()),
+                    Ok(_) => return Err(conn::gone_error("semaphore", &s.id)),
+                    Err(e) if is_transient(&e) => {}
+                    Err(e) => return Err(redis_error("releasing a permit", e)),
+                }
+            }
+        }
+        block_on_short(self.release_inner(&marker))
     }
 }
 
@@ -218,7 +278,11 @@ impl uniconc_core::Semaphore for Semaphore {
     ///
     /// If the semaphore's data is gone from the server, or the server refuses the script.
     fn try_take(&self) -> bool {
-        match block_on_short(self.take_once()) {
+        let r = match self.take_once_direct(false) {
+            Some(r) => r,
+            None => block_on_short(self.take_once()),
+        };
+        match r {
             Ok(v) => v.unwrap_or(false),
             Err(e) => self.fatal(&e),
         }
@@ -248,7 +312,7 @@ impl uniconc_core::Semaphore for Semaphore {
                 // Taken after the caller gave up: give it back.
                 move |r| async move {
                     if let Ok(true) = r {
-                        let _ = undo.release_inner().await;
+                        let _ = undo.release_inner(&undo.marker()).await;
                     }
                 },
             )
@@ -271,7 +335,7 @@ impl uniconc_core::Semaphore for Semaphore {
             // child gives the permit back, not this copy.
             return;
         }
-        if let Err(e) = block_on_short(self.release_inner()) {
+        if let Err(e) = self.release_blocking() {
             self.fatal(&e)
         }
     }

@@ -317,3 +317,19 @@ impl Drop for RedisServer {
         self.kill();
     }
 }
+
+/// How the waits of this process ended so far: a test's check that waiters are woken by the
+/// releases they wait for instead of sleeping until the fallback poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WaitCounts {
+    /// Naps ended by a wake-up (a notification on the object's channel).
+    pub woken: u64,
+    /// Naps that ran their whole fallback period ([`POLL`](crate::POLL)) without one.
+    pub polled: u64,
+}
+
+/// How the blocking waits (lock, permit, event, receive, ...) of this process ended so far.
+pub fn wait_counts() -> WaitCounts {
+    let (woken, polled) = crate::wait::counts();
+    WaitCounts { woken, polled }
+}

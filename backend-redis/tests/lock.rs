@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::Watchdog;
+use common::{Watchdog, read_tagged, role, scale, spawn_role_piped};
 use uniconc_core::{Lock as _, LockError, TryLockError};
-use uniconc_redis::testing::RedisServer;
+use uniconc_redis::testing::{RedisServer, wait_counts};
 
 #[test]
 fn uncontended_lock_and_unlock_take_two_round_trips() {
@@ -169,4 +169,81 @@ fn lock_async_and_a_cancelled_waiter_leaves_the_lock_free() {
     // The release of a guard dropped inside a runtime runs in the background.
     let g = lock.lock_timeout(Duration::from_secs(10)).unwrap();
     drop(g);
+}
+
+#[test]
+fn contending_processes_are_woken_by_the_releases() {
+    let _w = Watchdog::new(Duration::from_secs(240));
+    if let Some(r) = role() {
+        // A child: [url, lock id, rounds]. Prints how its waits ended. (Nothing but sleeps
+        // under the lock: a file written there can stall for longer than the fallback poll
+        // when the machine's disk is busy, which would look like a lost wake-up.)
+        let conn = uniconc_redis::connect(&r[0]).unwrap();
+        let lock = conn.open_lock(&r[1]).unwrap();
+        let rounds: u64 = r[2].parse().unwrap();
+        let before = wait_counts();
+        println!("ready");
+        for _ in 0..rounds {
+            let g = lock.lock().unwrap();
+            // Held a while, so that the others' attempts find it held and they sleep.
+            std::thread::sleep(Duration::from_millis(2));
+            drop(g);
+            // Work outside the lock: the others take it meanwhile, so that nearly every
+            // acquisition waits for a release (without it the releaser takes the lock back
+            // at once, round after round, and the others rarely wait).
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let after = wait_counts();
+        println!(
+            "waits {} {}",
+            after.woken - before.woken,
+            after.polled - before.polled
+        );
+        return;
+    }
+    let server = RedisServer::start();
+    let conn = uniconc_redis::connect(&server.url()).unwrap();
+    let lock = conn.lock().unwrap();
+    let rounds = 100 * scale() as u64;
+    let procs = 3;
+    // Held until every child is about to contend, so that they all do.
+    let g = lock.lock().unwrap();
+    let mut children: Vec<_> = (0..procs)
+        .map(|_| {
+            spawn_role_piped(
+                "contending_processes_are_woken_by_the_releases",
+                &format!("{}|{}|{rounds}", server.url(), lock.id()),
+            )
+        })
+        .collect();
+    let mut outs: Vec<_> = children
+        .iter_mut()
+        .map(|c| std::io::BufReader::new(c.stdout.take().unwrap()))
+        .collect();
+    for out in &mut outs {
+        read_tagged(out, "ready");
+    }
+    let first = g.fencing_token();
+    drop(g);
+    let (mut woken, mut polled) = (0, 0);
+    for (mut c, mut out) in children.into_iter().zip(outs) {
+        let line = read_tagged(&mut out, "waits ");
+        let (w, p) = line.split_once(' ').unwrap();
+        woken += w.parse::<u64>().unwrap();
+        polled += p.parse::<u64>().unwrap();
+        assert!(c.wait().unwrap().success());
+    }
+    let total = procs * rounds;
+    // Every acquisition took the next fencing token.
+    assert_eq!(lock.lock().unwrap().fencing_token(), first + total + 1);
+    // Every nap of a waiter here ends with a release's wake-up, except when no release came
+    // for a whole fallback period (a holder descheduled that long on a loaded machine): a
+    // few. A lost wake-up makes a waiter sleep through the releases until the poll (and the
+    // others take every turn meanwhile, so there are few naps, most of them polls: 3 woken
+    // and 7 polled in a run without the release's PUBLISH).
+    assert!(
+        polled <= 2 + woken / 20,
+        "{polled} waits slept the whole fallback poll ({woken} were woken) in {total} \
+         acquisitions"
+    );
 }
