@@ -39,12 +39,13 @@
 //!   channel (it carries the ids to delete: no extra round trip). The reply of a request that
 //!   was sent more than once is kept a retry window (60 s) longer, for a copy still on its
 //!   way on a connection given up.
-//! - A call that gives up with the outcome of its last attempt unknown (a deadline passed,
-//!   a `try_` form, a failure that is not transient) leaves the request to be *settled* by
-//!   the next script of this process on the channel, or by the drop of its side: a receive's
-//!   kept message goes back to the head of the queue (the next receive gets it, in order), a
-//!   send's kept reply is deleted (it was queued, once); a request that never ran gets a
-//!   tombstone, so that a copy arriving later does nothing. `last_failure()` says so.
+//! - A call that gives up with the outcome of an attempt unknown (a deadline passed, a `try_`
+//!   form, a failure that is not transient) leaves the request to be *settled* by the next
+//!   script of this process on the channel, or by the drop of its side: a receive's kept
+//!   message goes back to the head of the queue (the next receive gets it, in order), a
+//!   send's kept reply is deleted (it was queued, once), and the request gets a tombstone
+//!   (deleted after the retry window), so that a copy arriving later does nothing.
+//!   `last_failure()` says so.
 //!
 //! What this costs: every send or receive looks its id up (one `HMGET`), and one that moved
 //! a message writes and later deletes one hash field, all inside the script it already was.
@@ -135,8 +136,8 @@ return {1, tonumber(m[1])}
 /// An entry is a letter and a request id: `a` its reply is no longer needed (deleted with its
 /// tombstone); `s` a send given up; `r` (`b`) a receive (batch) given up. A request given up
 /// is settled: a receive's kept messages go back to the head of the queue, a send's kept reply
-/// is deleted (it was applied); a request whose reply is not there gets a tombstone instead,
-/// so that it does nothing should it still arrive (late, on a connection given up).
+/// is deleted (it was applied), and the request gets a tombstone, so that a copy of it still
+/// on its way (late, on a connection given up) does nothing when it arrives.
 const IDEMPOTENT: &str = r"
 local R = KEYS[6]
 local rid = ARGV[1]
@@ -160,9 +161,9 @@ local function settle_and_look(wake)
           for j = #back, 1, -1 do redis.call('LPUSH', KEYS[2], back[j]) end
           if n == 0 then redis.call('PUBLISH', wake, 'r') end
         end
-      else
-        redis.call('HSET', R, '!' .. id, '1')
       end
+      -- Another copy of the request (it was sent more than once) may still come.
+      redis.call('HSET', R, '!' .. id, '1')
     end
   end
   return redis.call('HMGET', R, rid, '!' .. rid)

@@ -19,8 +19,8 @@ use uniconc_redis::testing::RedisServer;
 struct Cuts {
     /// Cut the reply to the next request containing these bytes.
     after_request: Option<Vec<u8>>,
-    /// Cut the next reply containing these bytes.
-    reply: Option<Vec<u8>>,
+    /// Cut the next reply containing these bytes, after holding it back this long.
+    reply: Option<(Vec<u8>, Duration)>,
 }
 
 /// A TCP proxy to a server that can drop a connection instead of passing a reply on.
@@ -91,15 +91,20 @@ impl Proxy {
                             let mut cuts = cuts.lock().unwrap();
                             let hit = cuts
                                 .reply
-                                .as_deref()
-                                .is_some_and(|m| contains(&buf[..n], m));
-                            if hit {
-                                cuts.reply = None;
-                            }
+                                .as_ref()
+                                .is_some_and(|(m, _)| contains(&buf[..n], m));
+                            let hold = if hit {
+                                cuts.reply.take().map(|(_, h)| h)
+                            } else {
+                                None
+                            };
                             // SeqCst: see above.
-                            hit || cut_next.swap(false, Ordering::SeqCst)
+                            (hit || cut_next.swap(false, Ordering::SeqCst)).then_some(hold)
                         };
-                        if cut {
+                        if let Some(hold) = cut {
+                            if let Some(hold) = hold {
+                                std::thread::sleep(hold);
+                            }
                             done.fetch_add(1, Ordering::SeqCst);
                             break;
                         }
@@ -127,7 +132,12 @@ impl Proxy {
 
     /// Cuts the connection that carries the next reply containing `marker`.
     fn cut_reply_with(&self, marker: &str) {
-        self.cuts.lock().unwrap().reply = Some(marker.as_bytes().to_vec());
+        self.hold_and_cut_reply_with(marker, Duration::ZERO);
+    }
+
+    /// Holds back the next reply containing `marker` for `hold`, then cuts its connection.
+    fn hold_and_cut_reply_with(&self, marker: &str, hold: Duration) {
+        self.cuts.lock().unwrap().reply = Some((marker.as_bytes().to_vec(), hold));
     }
 
     /// How many connections were cut so far.
@@ -240,4 +250,33 @@ fn async_forms_retry_the_same_request_too() {
         assert_eq!(proxy.cut(), 2);
     });
     assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+}
+
+/// A receive that gives up (its deadline passed while its reply was held back) after the
+/// server popped a message: the message goes back to the head of the queue with the next
+/// receive.
+#[test]
+fn a_receive_given_up_after_the_server_ran_it_loses_nothing() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port());
+    let conn = uniconc_redis::connect(&proxy.url()).unwrap();
+    let (tx, rx) = conn.channel::<String>(8).unwrap();
+    tx.send("held".into()).unwrap();
+    tx.send("after".into()).unwrap();
+    // Held back past the response timeout (2 s).
+    proxy.hold_and_cut_reply_with("held", Duration::from_millis(2500));
+    assert_eq!(
+        rx.recv_timeout(Duration::from_millis(300)),
+        Err(uniconc_core::RecvTimeoutError::Timeout)
+    );
+    assert_eq!(rx.recv().unwrap(), "held");
+    assert_eq!(rx.recv().unwrap(), "after");
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+    // The reply held back was the one cut (the proxy cuts it once its hold is over).
+    while proxy.cut() == 0 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let why = rx.last_failure().expect("a cause");
+    assert!(why.contains("put back"), "{why}");
 }
