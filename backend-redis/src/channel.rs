@@ -110,12 +110,15 @@ local function reserved(res, tx)
 end
 ";
 
-/// KEYS: m q tx rx. ARGV: cap, member, lease ms, idle ttl ms.
+/// KEYS: m q tx rx res r. ARGV: cap, member, lease ms, idle ttl ms. The reply store `r` is
+/// created with a placeholder field, so that it has its idle TTL from the start (and keeps
+/// it: it is never empty).
 const CREATE: &str = r"
 redis.call('HSET', KEYS[1], 'cap', ARGV[1], 'closed', '0')
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[2])
 redis.call('ZADD', KEYS[4], now + tonumber(ARGV[3]), ARGV[2])
-for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
+redis.call('HSET', KEYS[6], '.', '1')
+for _, i in ipairs({1, 2, 3, 4, 6}) do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
 return 1
 ";
 
@@ -168,13 +171,10 @@ local function settle_and_look(wake)
   end
   return redis.call('HMGET', R, rid, '!' .. rid)
 end
--- Keeps this request's reply (what a retry of it returns), under the object's idle TTL.
+-- Keeps this request's reply (what a retry of it returns). `r` has the object's idle TTL
+-- (see CREATE).
 local function keep(v)
   redis.call('HSET', R, rid, v)
-  if redis.call('PTTL', R) == -1 then
-    local ttl = redis.call('PTTL', KEYS[1])
-    if ttl > 0 then redis.call('PEXPIRE', R, ttl) end
-  end
 end
 ";
 

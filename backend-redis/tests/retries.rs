@@ -21,6 +21,8 @@ struct Cuts {
     after_request: Option<Vec<u8>>,
     /// Cut the next reply containing these bytes, after holding it back this long.
     reply: Option<(Vec<u8>, Duration)>,
+    /// Hold the next request containing these bytes back this long, then pass it on.
+    request: Option<(Vec<u8>, Duration)>,
 }
 
 /// A TCP proxy to a server that can drop a connection instead of passing a reply on.
@@ -53,15 +55,19 @@ impl Proxy {
                 let cut_next = Arc::new(AtomicBool::new(false));
                 let (mut c_in, mut s_out) =
                     (client.try_clone().unwrap(), server.try_clone().unwrap());
-                let (cuts, armed) = (c.clone(), cut_next.clone());
+                let (cuts, armed, done2) = (c.clone(), cut_next.clone(), d.clone());
                 std::thread::spawn(move || {
                     let mut buf = vec![0; 1 << 16];
                     while let Ok(n) = c_in.read(&mut buf) {
                         if n == 0 {
                             break;
                         }
-                        {
+                        let hold = {
                             let mut cuts = cuts.lock().unwrap();
+                            let held = cuts
+                                .request
+                                .as_ref()
+                                .is_some_and(|(m, _)| contains(&buf[..n], m));
                             if cuts
                                 .after_request
                                 .as_deref()
@@ -72,9 +78,23 @@ impl Proxy {
                                 // its reply comes back.
                                 armed.store(true, Ordering::SeqCst);
                             }
+                            if held {
+                                cuts.request.take().map(|(_, h)| h)
+                            } else {
+                                None
+                            }
+                        };
+                        if let Some(hold) = hold {
+                            std::thread::sleep(hold);
                         }
                         if s_out.write_all(&buf[..n]).is_err() {
                             break;
+                        }
+                        if hold.is_some() {
+                            // Passed on late: the server gets it on a connection still open
+                            // (the client has given this one up meanwhile).
+                            done2.fetch_add(1, Ordering::SeqCst);
+                            std::thread::sleep(Duration::from_millis(500));
                         }
                     }
                     let _ = s_out.shutdown(Shutdown::Both);
@@ -140,7 +160,12 @@ impl Proxy {
         self.cuts.lock().unwrap().reply = Some((marker.as_bytes().to_vec(), hold));
     }
 
-    /// How many connections were cut so far.
+    /// Holds the next request containing `marker` back for `hold` before passing it on.
+    fn hold_request_with(&self, marker: &str, hold: Duration) {
+        self.cuts.lock().unwrap().request = Some((marker.as_bytes().to_vec(), hold));
+    }
+
+    /// How many connections were cut (or requests passed on late) so far.
     fn cut(&self) -> usize {
         self.done.load(Ordering::SeqCst)
     }
@@ -279,4 +304,33 @@ fn a_receive_given_up_after_the_server_ran_it_loses_nothing() {
     }
     let why = rx.last_failure().expect("a cause");
     assert!(why.contains("put back"), "{why}");
+}
+
+/// A send given up whose request reaches the server only after the caller sent the message
+/// again: the late copy finds the request settled and queues nothing.
+#[test]
+fn a_send_given_up_and_sent_again_is_queued_once_when_the_first_copy_comes_late() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port());
+    let conn = uniconc_redis::connect(&proxy.url()).unwrap();
+    let (tx, rx) = conn.channel::<String>(8).unwrap();
+    tx.send("w".into()).unwrap();
+    assert_eq!(rx.recv().unwrap(), "w");
+    // Held back past the response timeout (2 s) and past the send below.
+    proxy.hold_request_with("late", Duration::from_millis(4000));
+    let Err(e) = tx.send_timeout("late".into(), Duration::from_millis(300)) else {
+        panic!("a send whose request is held back succeeded")
+    };
+    let why = tx.last_failure().expect("a cause");
+    assert!(why.contains("may have been queued"), "{why}");
+    // The caller sends it again, which settles the request given up first.
+    tx.send(e.into_inner()).unwrap();
+    while proxy.cut() == 0 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The late copy has reached the server (and its connection is still open).
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(rx.recv().unwrap(), "late");
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
 }
