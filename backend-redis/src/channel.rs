@@ -11,6 +11,7 @@
 //!   how many messages. A reservation counts against the capacity, and holds the receivers of a
 //!   closed channel back from `Disconnected` until the call has pushed what it reserved room
 //!   for (it lapses with its process's sender lease).
+//! - `r`, a hash: the reply store of the sending and receiving scripts (see "Retries").
 //! - The notification channel `uc:{<id>}:w` gets `r` when the list stops being empty, `s`
 //!   when it stops being full, and a message on every disconnection.
 //!
@@ -20,19 +21,49 @@
 //!
 //! # Delivery
 //!
-//! At most once: a message is popped and returned by one script; if the reply is lost (the
-//! connection drops at that moment) the message is lost. A send that failed with a timeout
-//! may or may not have been delivered.
+//! Exactly once while the server keeps its data: a message is pushed by one script and popped
+//! by one script, and neither runs twice for one call however often the call retries it.
+//!
+//! # Retries
+//!
+//! A script whose reply does not come (the response timeout passed, the connection dropped)
+//! may still have run, or may still run later: the server runs what reached it. So every send
+//! and receive script (batches too) carries a request id (a random prefix per process and a
+//! counter), and a call retries a script under the same id until it has an answer:
+//!
+//! - A script that changed something keeps its reply in `r` under its request id (a send
+//!   `1`, a receive the message it popped, a batch its whole reply); run again under that id,
+//!   it returns the kept reply and changes nothing. Scripts that changed nothing (full, empty,
+//!   disconnected) keep nothing: running them again is harmless.
+//! - The caller deletes a kept reply once it has the answer, with its next script on the
+//!   channel (it carries the ids to delete: no extra round trip). The reply of a request that
+//!   was sent more than once is kept a retry window (60 s) longer, for a copy still on its
+//!   way on a connection given up.
+//! - A call that gives up with the outcome of an attempt unknown (a deadline passed, a `try_`
+//!   form, a failure that is not transient) leaves the request to be *settled* by the next
+//!   script of this process on the channel, or by the drop of its side: a receive's kept
+//!   message goes back to the head of the queue (the next receive gets it, in order), a
+//!   send's kept reply is deleted (it was queued, once), and the request gets a tombstone
+//!   (deleted after the retry window), so that a copy arriving later does nothing.
+//!   `last_failure()` says so.
+//!
+//! What this costs: every send or receive looks its id up (one `HMGET`), and one that moved
+//! a message writes and later deletes one hash field, all inside the script it already was.
+//!
+//! Limits: a process that dies with a receive unanswered leaves that message in `r` until the
+//! channel is deleted; a copy of a request that reaches the server more than the retry window
+//! after its answer (held up on a connection given up) runs again.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use redis::{RedisError, Script};
+use redis::{RedisError, RedisResult, Script};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uniconc_core::{
@@ -79,12 +110,15 @@ local function reserved(res, tx)
 end
 ";
 
-/// KEYS: m q tx rx. ARGV: cap, member, lease ms, idle ttl ms.
+/// KEYS: m q tx rx res r. ARGV: cap, member, lease ms, idle ttl ms. The reply store `r` is
+/// created with a placeholder field, so that it has its idle TTL from the start (and keeps
+/// it: it is never empty).
 const CREATE: &str = r"
 redis.call('HSET', KEYS[1], 'cap', ARGV[1], 'closed', '0')
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[2])
 redis.call('ZADD', KEYS[4], now + tonumber(ARGV[3]), ARGV[2])
-for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
+redis.call('HSET', KEYS[6], '.', '1')
+for _, i in ipairs({1, 2, 3, 4, 6}) do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
 return 1
 ";
 
@@ -98,39 +132,95 @@ redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
 return {1, tonumber(m[1])}
 ";
 
-/// KEYS: m q tx rx res. ARGV: member, payload, wake channel. Returns 1 sent, 0 full, -1
-/// disconnected, -2 gone, -3 this process's sender lease lapsed.
+/// The part of the sending and receiving scripts that makes them safe to retry (see
+/// "Retries" in the module docs). They take KEYS m q tx rx res r, and ARGV: the request's id,
+/// how many entries to settle, those entries, then the script's own arguments (`args`).
+///
+/// An entry is a letter and a request id: `a` its reply is no longer needed (deleted with its
+/// tombstone); `s` a send given up; `r` (`b`) a receive (batch) given up. A request given up
+/// is settled: a receive's kept messages go back to the head of the queue, a send's kept reply
+/// is deleted (it was applied), and the request gets a tombstone, so that a copy of it still
+/// on its way (late, on a connection given up) does nothing when it arrives.
+const IDEMPOTENT: &str = r"
+local R = KEYS[6]
+local rid = ARGV[1]
+local nset = tonumber(ARGV[2])
+local args = {unpack(ARGV, 3 + nset)}
+-- Settles the entries carried (the channel exists), then returns {kept reply, tombstone} of
+-- this request.
+local function settle_and_look(wake)
+  for i = 3, 2 + nset do
+    local kind, id = string.sub(ARGV[i], 1, 1), string.sub(ARGV[i], 2)
+    if kind == 'a' then
+      redis.call('HDEL', R, id, '!' .. id)
+    else
+      local v = redis.call('HGET', R, id)
+      if v then
+        redis.call('HDEL', R, id)
+        local back = {}
+        if kind == 'r' then back = {v} elseif kind == 'b' then back = cmsgpack.unpack(v) end
+        if #back > 0 then
+          local n = redis.call('LLEN', KEYS[2])
+          for j = #back, 1, -1 do redis.call('LPUSH', KEYS[2], back[j]) end
+          if n == 0 then redis.call('PUBLISH', wake, 'r') end
+        end
+      end
+      -- Another copy of the request (it was sent more than once) may still come.
+      redis.call('HSET', R, '!' .. id, '1')
+    end
+  end
+  return redis.call('HMGET', R, rid, '!' .. rid)
+end
+-- Keeps this request's reply (what a retry of it returns). `r` has the object's idle TTL
+-- (see CREATE).
+local function keep(v)
+  redis.call('HSET', R, rid, v)
+end
+";
+
+/// KEYS: m q tx rx res r. ARGV: request (see [`IDEMPOTENT`]), then member, payload, wake
+/// channel. Returns 1 sent, 0 full, -1 disconnected, -2 gone, -3 this process's sender lease
+/// lapsed, -4 a request given up.
 const SEND: &str = r"
 local m = redis.call('HMGET', KEYS[1], 'cap', 'closed')
 if not m[1] then return -2 end
+local seen = settle_and_look(args[3])
+if seen[2] then return -4 end
+if seen[1] then return 1 end
 if m[2] == '1' then return -1 end
-if not mine(KEYS[3], ARGV[1]) then return -3 end
+if not mine(KEYS[3], args[1]) then return -3 end
 if not alive(KEYS[4]) then
   redis.call('HSET', KEYS[1], 'closed', '1')
   redis.call('DEL', KEYS[2])
-  redis.call('PUBLISH', ARGV[3], 'c')
+  redis.call('PUBLISH', args[3], 'c')
   return -1
 end
 local n = redis.call('LLEN', KEYS[2])
 local cap = tonumber(m[1])
 if cap > 0 and (n >= cap or n + reserved(KEYS[5], KEYS[3]) >= cap) then return 0 end
-redis.call('RPUSH', KEYS[2], ARGV[2])
-if n == 0 then redis.call('PUBLISH', ARGV[3], 'r') end
+redis.call('RPUSH', KEYS[2], args[2])
+keep('1')
+if n == 0 then redis.call('PUBLISH', args[3], 'r') end
 return 1
 ";
 
-/// KEYS: m q tx rx res. ARGV: member, wake channel. Returns {1, msg}, {0} empty, {-1}
-/// disconnected, {-2} gone, {-3} this process's receiver lease lapsed.
+/// KEYS: m q tx rx res r. ARGV: request (see [`IDEMPOTENT`]), then member, wake channel.
+/// Returns {1, msg}, {0} empty, {-1} disconnected, {-2} gone, {-3} this process's receiver
+/// lease lapsed, {-4} a request given up.
 const RECV: &str = r"
 local m = redis.call('HMGET', KEYS[1], 'cap', 'closed')
 if not m[1] then return {-2, false} end
-if not mine(KEYS[4], ARGV[1]) then return {-3, false} end
+local seen = settle_and_look(args[2])
+if seen[2] then return {-4, false} end
+if seen[1] then return {1, seen[1]} end
+if not mine(KEYS[4], args[1]) then return {-3, false} end
 local v = redis.call('LPOP', KEYS[2])
 if v then
+  keep(v)
   local cap = tonumber(m[1])
   if cap > 0 then
     local left = redis.call('LLEN', KEYS[2]) + reserved(KEYS[5], KEYS[3])
-    if left < cap and left + 1 >= cap then redis.call('PUBLISH', ARGV[2], 's') end
+    if left < cap and left + 1 >= cap then redis.call('PUBLISH', args[2], 's') end
   end
   return {1, v}
 end
@@ -141,31 +231,34 @@ if m[2] == '1' then
 end
 if not alive(KEYS[3]) then
   redis.call('HSET', KEYS[1], 'closed', '1')
-  redis.call('PUBLISH', ARGV[2], 'c')
+  redis.call('PUBLISH', args[2], 'c')
   return {-1, false}
 end
 return {0, false}
 ";
 
-/// KEYS: m q tx rx res. ARGV: reservation (`<member>|<call>`), member, wake channel, how much
-/// room to reserve for the next call, how many of the payloads the reservation held covers,
-/// payloads...
+/// KEYS: m q tx rx res r. ARGV: request (see [`IDEMPOTENT`]), then reservation
+/// (`<member>|<call>`), member, wake channel, how much room to reserve for the next call, how
+/// many of the payloads the reservation held covers, payloads...
 ///
 /// Pushes the covered payloads whatever the channel's state since (the room was reserved
 /// before any disconnection; with every receiver gone they are dropped as the queue is), then
 /// the others while there is room and the channel is connected, releases what the reservation
 /// held beyond them, and reserves room for the next call. Returns {pushed, reserved for the
 /// next call, 1 if the channel is disconnected (else 0)}, or {-2} gone, {-3} this process's
-/// sender lease lapsed (its reservation with it).
+/// sender lease lapsed (its reservation with it), {-4} a request given up.
 const SEND_BATCH: &str = r"
 local m = redis.call('HMGET', KEYS[1], 'cap', 'closed')
 if not m[1] then return {-2} end
-local held = tonumber(redis.call('HGET', KEYS[5], ARGV[1]) or '0')
-redis.call('HDEL', KEYS[5], ARGV[1])
-if not mine(KEYS[3], ARGV[2]) then return {-3} end
+local seen = settle_and_look(args[3])
+if seen[2] then return {-4} end
+if seen[1] then return cmsgpack.unpack(seen[1]) end
+local held = tonumber(redis.call('HGET', KEYS[5], args[1]) or '0')
+redis.call('HDEL', KEYS[5], args[1])
+if not mine(KEYS[3], args[2]) then return {-3} end
 local first = 6
-local total = #ARGV - first + 1
-local covered = math.min(tonumber(ARGV[5]), held, total)
+local total = #args - first + 1
+local covered = math.min(tonumber(args[5]), held, total)
 local cap = tonumber(m[1])
 local closed = m[2] == '1'
 local n = redis.call('LLEN', KEYS[2])
@@ -173,14 +266,15 @@ local function push(from, to)
   local i = from
   while i <= to do
     local j = math.min(i + 999, to)
-    redis.call('RPUSH', KEYS[2], unpack(ARGV, i, j))
+    redis.call('RPUSH', KEYS[2], unpack(args, i, j))
     i = j + 1
   end
 end
 if not closed and not alive(KEYS[4]) then
   redis.call('HSET', KEYS[1], 'closed', '1')
   redis.call('DEL', KEYS[2])
-  redis.call('PUBLISH', ARGV[3], 'c')
+  redis.call('PUBLISH', args[3], 'c')
+  keep(cmsgpack.pack({covered, 0, 1}))
   return {covered, 0, 1}
 end
 push(first, first + covered - 1)
@@ -193,31 +287,37 @@ if not closed then
   if cap > 0 then more = math.max(0, math.min(more, room)) end
   push(first + covered, first + covered + more - 1)
   pushed = pushed + more
-  grant = tonumber(ARGV[4])
+  grant = tonumber(args[4])
   if cap > 0 then grant = math.max(0, math.min(grant, room - more)) end
-  if grant > 0 then redis.call('HSET', KEYS[5], ARGV[1], grant) end
+  if grant > 0 then redis.call('HSET', KEYS[5], args[1], grant) end
 end
-if pushed > 0 and n == 0 then redis.call('PUBLISH', ARGV[3], 'r') end
+if pushed > 0 and n == 0 then redis.call('PUBLISH', args[3], 'r') end
 if held > covered then
-  if closed then redis.call('PUBLISH', ARGV[3], 'c') elseif cap > 0 then redis.call('PUBLISH', ARGV[3], 's') end
+  if closed then redis.call('PUBLISH', args[3], 'c') elseif cap > 0 then redis.call('PUBLISH', args[3], 's') end
 end
 local disconnected = 0
 if closed then disconnected = 1 end
+keep(cmsgpack.pack({pushed, grant, disconnected}))
 return {pushed, grant, disconnected}
 ";
 
-/// KEYS: m q tx rx res. ARGV: member, wake channel, max. Returns {1, msgs} (at least one),
-/// {0} empty, {-1} disconnected, {-2} gone, {-3} this process's receiver lease lapsed.
+/// KEYS: m q tx rx res r. ARGV: request (see [`IDEMPOTENT`]), then member, wake channel, max.
+/// Returns {1, msgs} (at least one), {0} empty, {-1} disconnected, {-2} gone, {-3} this
+/// process's receiver lease lapsed, {-4} a request given up.
 const RECV_BATCH: &str = r"
 local m = redis.call('HMGET', KEYS[1], 'cap', 'closed')
 if not m[1] then return {-2, false} end
-if not mine(KEYS[4], ARGV[1]) then return {-3, false} end
-local v = redis.call('LPOP', KEYS[2], tonumber(ARGV[3]))
+local seen = settle_and_look(args[2])
+if seen[2] then return {-4, false} end
+if seen[1] then return {1, cmsgpack.unpack(seen[1])} end
+if not mine(KEYS[4], args[1]) then return {-3, false} end
+local v = redis.call('LPOP', KEYS[2], tonumber(args[3]))
 if v then
+  keep(cmsgpack.pack(v))
   local cap = tonumber(m[1])
   if cap > 0 then
     local left = redis.call('LLEN', KEYS[2]) + reserved(KEYS[5], KEYS[3])
-    if left < cap and left + #v >= cap then redis.call('PUBLISH', ARGV[2], 's') end
+    if left < cap and left + #v >= cap then redis.call('PUBLISH', args[2], 's') end
   end
   return {1, v}
 end
@@ -228,7 +328,7 @@ if m[2] == '1' then
 end
 if not alive(KEYS[3]) then
   redis.call('HSET', KEYS[1], 'closed', '1')
-  redis.call('PUBLISH', ARGV[2], 'c')
+  redis.call('PUBLISH', args[2], 'c')
   return {-1, false}
 end
 return {0, false}
@@ -251,6 +351,14 @@ if m[2] == '1' or not alive(KEYS[3]) or not alive(KEYS[4]) then closed = 1 end
 return {redis.call('LLEN', KEYS[2]), closed, 0}
 ";
 
+/// KEYS: m q tx rx res r. ARGV: request (unused), entries to settle (see [`IDEMPOTENT`]),
+/// then the wake channel. Settles what this process left unsettled, as it drops a side.
+const SETTLE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+settle_and_look(args[1])
+return 1
+";
+
 /// KEYS: m. ARGV: wake channel.
 const CLOSE: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -267,6 +375,7 @@ struct Scripts {
     send_batch: Script,
     recv_batch: Script,
     unpop: Script,
+    settle: Script,
     state: Script,
     close: Script,
 }
@@ -275,14 +384,16 @@ fn scripts() -> &'static Scripts {
     static S: OnceLock<Scripts> = OnceLock::new();
     S.get_or_init(|| {
         let with = |body: &str| Script::new(&format!("{PRELUDE}{body}"));
+        let retried = |body: &str| Script::new(&format!("{PRELUDE}{IDEMPOTENT}{body}"));
         Scripts {
             create: with(CREATE),
             join: with(JOIN),
-            send: with(SEND),
-            recv: with(RECV),
-            send_batch: with(SEND_BATCH),
-            recv_batch: with(RECV_BATCH),
+            send: retried(SEND),
+            recv: retried(RECV),
+            send_batch: retried(SEND_BATCH),
+            recv_batch: retried(RECV_BATCH),
             unpop: Script::new(UNPOP),
+            settle: retried(SETTLE),
             state: with(STATE),
             close: Script::new(CLOSE),
         }
@@ -299,8 +410,12 @@ struct Chan {
     tx: String,
     rx: String,
     res: String,
+    /// The reply store (`r`): see "Retries" in the module docs.
+    replies: String,
     wake: String,
     cap: usize,
+    /// What this process's next scripts on the channel settle.
+    settle: Mutex<Settle>,
     /// Why the last operation failed because of the server rather than the peers.
     failure: Mutex<Option<String>>,
     /// `recv_async` futures of this process dropped while their receive was under way, whose
@@ -321,6 +436,7 @@ impl Chan {
             self.tx.clone(),
             self.rx.clone(),
             self.res.clone(),
+            self.replies.clone(),
         ]
     }
 
@@ -398,6 +514,190 @@ impl Drop for Underway {
     }
 }
 
+/// How long a reply of a request that was retried is kept after its answer, and a tombstone
+/// after it was settled: a copy of the request sent on a connection given up may still reach
+/// the server within this window and must find them (beyond it, such a copy would run again).
+const RETRY_WINDOW: Duration = Duration::from_secs(60);
+
+/// The most entries one script settles (the rest wait for the next script).
+const SETTLE_MAX: usize = 64;
+
+/// What this process's next scripts on a channel settle (see "Retries" in the module docs):
+/// entries as [`IDEMPOTENT`] takes them, a letter and a request id.
+#[derive(Default)]
+struct Settle {
+    /// To carry with the next script.
+    now: Vec<String>,
+    /// To carry once their time has come: the deletion of the replies of requests that were
+    /// retried and of tombstones, after [`RETRY_WINDOW`].
+    later: VecDeque<(Instant, String)>,
+}
+
+impl Chan {
+    /// The entries the next script carries (they stay here until a script carrying them is
+    /// answered: settling twice does what settling once does).
+    fn to_settle(&self) -> Vec<String> {
+        let mut settle = self.settle.lock().unwrap_or_else(|e| e.into_inner());
+        if settle.now.is_empty() && settle.later.is_empty() {
+            return Vec::new();
+        }
+        let now = Instant::now();
+        while settle.later.front().is_some_and(|(due, _)| *due <= now) {
+            let (_, entry) = settle.later.pop_front().expect("the front is there");
+            settle.now.push(entry);
+        }
+        settle.now.iter().take(SETTLE_MAX).cloned().collect()
+    }
+
+    /// A script carrying `carried` was answered: they are settled. A request given up that
+    /// was settled may have left a tombstone, deleted after [`RETRY_WINDOW`].
+    fn settled(&self, carried: &[String]) {
+        if carried.is_empty() {
+            return;
+        }
+        let mut settle = self.settle.lock().unwrap_or_else(|e| e.into_inner());
+        settle.now.retain(|e| !carried.contains(e));
+        let due = Instant::now() + RETRY_WINDOW;
+        for e in carried.iter().filter(|e| !e.starts_with('a')) {
+            settle.later.push_back((due, format!("a{}", &e[1..])));
+        }
+    }
+
+    /// A request's reply was kept and is no longer needed: deleted by the next script, or
+    /// after [`RETRY_WINDOW`] when the request was sent more than once.
+    fn ack(&self, id: &str, retried: bool) {
+        let mut settle = self.settle.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = format!("a{id}");
+        if retried {
+            settle
+                .later
+                .push_back((Instant::now() + RETRY_WINDOW, entry));
+        } else {
+            settle.now.push(entry);
+        }
+    }
+
+    /// Whether some request given up is not settled yet.
+    fn unsettled_requests(&self) -> bool {
+        let settle = self.settle.lock().unwrap_or_else(|e| e.into_inner());
+        settle.now.iter().any(|e| !e.starts_with('a'))
+    }
+}
+
+/// What a request given up was.
+#[derive(Clone, Copy)]
+enum Kind {
+    Send,
+    Recv,
+    RecvBatch,
+}
+
+/// One call's request: its id, kept across the attempts of the call until one is answered.
+/// Dropped while the outcome of its last attempt is unknown (the call gave up), it leaves the
+/// request to be settled by this process's next script on the channel.
+struct Request<'a> {
+    chan: &'a Chan,
+    kind: Kind,
+    state: Mutex<RequestState>,
+}
+
+struct RequestState {
+    id: String,
+    /// Attempts sent with this id.
+    attempts: u32,
+    /// Whether the last attempt failed on the way (it may have run, or may still run).
+    unsure: bool,
+    /// Whether an earlier attempt did: it may still run, after the answers to later ones
+    /// that found nothing to do (a receive that found the channel empty keeps no reply).
+    doubt: bool,
+}
+
+impl<'a> Request<'a> {
+    fn new(chan: &'a Chan, kind: Kind) -> Self {
+        Self {
+            chan,
+            kind,
+            state: Mutex::new(RequestState {
+                id: conn::request_id(),
+                attempts: 0,
+                unsure: false,
+                doubt: false,
+            }),
+        }
+    }
+
+    /// Before an attempt: the request id, and the entries the script settles.
+    fn start(&self) -> (String, Vec<String>) {
+        let id = {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.attempts += 1;
+            st.doubt |= st.unsure;
+            st.unsure = true;
+            st.id.clone()
+        };
+        (id, self.chan.to_settle())
+    }
+
+    /// An attempt was answered. `kept`: the script kept its reply; the call's next attempt,
+    /// if any, is a new request.
+    fn answered(&self, carried: &[String], kept: bool) {
+        self.chan.settled(carried);
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.unsure = false;
+        if kept {
+            // Any copy of this request still on its way returns the kept reply.
+            self.chan.ack(&st.id, st.attempts > 1);
+            st.id = conn::request_id();
+            st.attempts = 0;
+            st.doubt = false;
+        }
+    }
+}
+
+impl Drop for Request<'_> {
+    fn drop(&mut self) {
+        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if !st.unsure && !st.doubt {
+            return;
+        }
+        let (letter, note) = match self.kind {
+            Kind::Send => (
+                's',
+                "the message may have been queued (then once); if it was not, it will not be",
+            ),
+            Kind::Recv | Kind::RecvBatch => (
+                if matches!(self.kind, Kind::Recv) {
+                    'r'
+                } else {
+                    'b'
+                },
+                "a message it took is kept on the server, and put back at the head of the \
+                 queue by this process's next operation on the channel (or when it drops the \
+                 channel)",
+            ),
+        };
+        self.chan
+            .settle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .now
+            .push(format!("{letter}{}", st.id));
+        let mut failure = self.chan.failure.lock().unwrap_or_else(|e| e.into_inner());
+        let why = failure
+            .take()
+            .unwrap_or_else(|| "redis: a request was not answered".to_owned());
+        *failure = Some(format!("{why} ({note})"));
+    }
+}
+
+/// Adds a request's arguments (see [`IDEMPOTENT`]) to an invocation.
+fn request_args(inv: &mut redis::ScriptInvocation<'_>, id: &str, carried: &[String]) {
+    inv.arg(id).arg(carried.len());
+    for e in carried {
+        inv.arg(e);
+    }
+}
+
 /// One side's registration: its lease is renewed while this lives.
 struct Side {
     chan: Arc<Chan>,
@@ -413,6 +713,23 @@ impl Drop for Side {
         let zset = self.zset.clone();
         conn::run_cleanup(async move {
             let keys = chan.keys();
+            if chan.unsettled_requests() {
+                // Messages that requests given up took go back to the queue now: this process
+                // may send no other script on the channel. A failure leaves them on the
+                // server until the channel is deleted.
+                let carried = chan.to_settle();
+                let mut inv = scripts().settle.prepare_invoke();
+                for k in &keys {
+                    inv.key(k);
+                }
+                request_args(&mut inv, "", &carried);
+                inv.arg(&chan.wake);
+                let mut c = chan.live.cmd.clone();
+                chan.conn.count(1);
+                if inv.invoke_async::<i64>(&mut c).await.is_ok() {
+                    chan.settled(&carried);
+                }
+            }
             let zsets = [chan.tx.clone(), chan.rx.clone()];
             // A failure here leaves the lease to lapse: the peers see the disconnection one
             // lease later.
@@ -478,9 +795,11 @@ fn chan_for(conn: &Connection, live: Arc<Live>, id: String, cap: usize) -> Arc<C
         tx: key(&id, "tx"),
         rx: key(&id, "rx"),
         res: key(&id, "res"),
+        replies: key(&id, "r"),
         wake: key(&id, "w"),
         id,
         cap,
+        settle: Mutex::new(Settle::default()),
         failure: Mutex::new(None),
         unsettled: AtomicIsize::new(0),
         settled: tokio::sync::Notify::new(),
@@ -595,16 +914,32 @@ enum RecvStep {
     Disconnected,
 }
 
-fn send_invocation<'a>(chan: &'a Chan, payload: &'a [u8]) -> redis::ScriptInvocation<'a> {
+fn send_invocation<'a>(
+    chan: &'a Chan,
+    (id, carried): &(String, Vec<String>),
+    payload: &[u8],
+) -> redis::ScriptInvocation<'a> {
     let mut inv = scripts().send.key(&chan.meta);
     inv.key(&chan.queue)
         .key(&chan.tx)
         .key(&chan.rx)
         .key(&chan.res)
-        .arg(&chan.live.member)
-        .arg(payload)
-        .arg(&chan.wake);
+        .key(&chan.replies);
+    request_args(&mut inv, id, carried);
+    inv.arg(&chan.live.member).arg(payload).arg(&chan.wake);
     inv
+}
+
+/// The answer to a send `req` sent (`at`: its id and the entries it carried).
+fn send_answered(
+    chan: &Chan,
+    req: &Request<'_>,
+    at: &(String, Vec<String>),
+    r: RedisResult<i64>,
+) -> Result<SendStep, RedisError> {
+    let r = r?;
+    req.answered(&at.1, r == 1);
+    Ok(send_step(chan, r))
 }
 
 fn send_step(chan: &Chan, r: i64) -> SendStep {
@@ -643,7 +978,7 @@ fn first_failure<S>(
     }
 }
 
-async fn send_once(chan: &Chan, payload: &[u8]) -> Result<SendStep, RedisError> {
+async fn send_once(chan: &Chan, req: &Request<'_>, payload: &[u8]) -> Result<SendStep, RedisError> {
     if !chan.live.is_ours() {
         chan.fail(chan.live.foreign_error("channel", &chan.id).to_string());
         return Ok(SendStep::Disconnected);
@@ -652,47 +987,79 @@ async fn send_once(chan: &Chan, payload: &[u8]) -> Result<SendStep, RedisError> 
     chan.live.touch(&chan.tx).await;
     let mut c = chan.live.cmd.clone();
     chan.conn.count(1);
-    let r: i64 = send_invocation(chan, payload).invoke_async(&mut c).await?;
-    Ok(send_step(chan, r))
+    let at = req.start();
+    let r = send_invocation(chan, &at, payload)
+        .invoke_async(&mut c)
+        .await;
+    send_answered(chan, req, &at, r)
 }
 
 /// [`send_once`] on this thread's synchronous connection; `None` when there is none (inside
 /// an async runtime, or it cannot be opened): then call [`send_once`].
-fn send_once_direct(chan: &Chan, payload: &[u8]) -> Option<Result<SendStep, RedisError>> {
+fn send_once_direct(
+    chan: &Chan,
+    req: &Request<'_>,
+    payload: &[u8],
+) -> Option<Result<SendStep, RedisError>> {
     if !chan.live.direct_ok() {
         return None;
     }
+    let mut at = None;
     let r = crate::direct::with(&chan.conn, |c| {
-        send_invocation(chan, payload).invoke::<i64>(c)
+        send_invocation(chan, at.insert(req.start()), payload).invoke::<i64>(c)
     })?;
     chan.conn.count(1);
-    Some(r.map(|r| send_step(chan, r)))
+    Some(send_answered(chan, req, at.as_ref()?, r))
 }
 
 /// [`send_once_direct`] from the wait loop of a blocking call (inside the crate's `block_on`).
-fn send_once_blocking(chan: &Chan, payload: &[u8]) -> Option<Result<SendStep, RedisError>> {
+fn send_once_blocking(
+    chan: &Chan,
+    req: &Request<'_>,
+    payload: &[u8],
+) -> Option<Result<SendStep, RedisError>> {
     if !chan.live.direct_ok() {
         return None;
     }
+    let mut at = None;
     let r = crate::direct::with_blocking(&chan.conn, |c| {
-        send_invocation(chan, payload).invoke::<i64>(c)
+        send_invocation(chan, at.insert(req.start()), payload).invoke::<i64>(c)
     })?;
     chan.conn.count(1);
-    Some(r.map(|r| send_step(chan, r)))
+    Some(send_answered(chan, req, at.as_ref()?, r))
 }
 
-fn recv_invocation(chan: &Chan) -> redis::ScriptInvocation<'_> {
+/// A receiving script's reply: status, message.
+type RecvReply = (i64, Option<Vec<u8>>);
+
+fn recv_invocation<'a>(
+    chan: &'a Chan,
+    (id, carried): &(String, Vec<String>),
+) -> redis::ScriptInvocation<'a> {
     let mut inv = scripts().recv.key(&chan.meta);
     inv.key(&chan.queue)
         .key(&chan.tx)
         .key(&chan.rx)
         .key(&chan.res)
-        .arg(&chan.live.member)
-        .arg(&chan.wake);
+        .key(&chan.replies);
+    request_args(&mut inv, id, carried);
+    inv.arg(&chan.live.member).arg(&chan.wake);
     inv
 }
 
-fn recv_step(chan: &Chan, r: (i64, Option<Vec<u8>>)) -> RecvStep {
+/// The answer to a receive `req` sent (`at`: its id and the entries it carried).
+fn recv_answered(
+    chan: &Chan,
+    req: &Request<'_>,
+    at: &(String, Vec<String>),
+    r: RedisResult<RecvReply>,
+) -> Result<RecvStep, RedisError> {
+    let r = r?;
+    req.answered(&at.1, r.0 == 1);
+    Ok(recv_step(chan, r))
+}
+
+fn recv_step(chan: &Chan, r: RecvReply) -> RecvStep {
     match r {
         (1, Some(v)) => RecvStep::Got(v),
         (0, _) => RecvStep::Empty,
@@ -708,7 +1075,7 @@ fn recv_step(chan: &Chan, r: (i64, Option<Vec<u8>>)) -> RecvStep {
     }
 }
 
-async fn recv_once(chan: &Chan) -> Result<RecvStep, RedisError> {
+async fn recv_once(chan: &Chan, req: &Request<'_>) -> Result<RecvStep, RedisError> {
     if !chan.live.is_ours() {
         chan.fail(chan.live.foreign_error("channel", &chan.id).to_string());
         return Ok(RecvStep::Disconnected);
@@ -717,28 +1084,35 @@ async fn recv_once(chan: &Chan) -> Result<RecvStep, RedisError> {
     chan.live.touch(&chan.rx).await;
     let mut c = chan.live.cmd.clone();
     chan.conn.count(1);
-    let r = recv_invocation(chan).invoke_async(&mut c).await?;
-    Ok(recv_step(chan, r))
+    let at = req.start();
+    let r = recv_invocation(chan, &at).invoke_async(&mut c).await;
+    recv_answered(chan, req, &at, r)
 }
 
 /// [`recv_once`] on this thread's synchronous connection; `None` when there is none.
-fn recv_once_direct(chan: &Chan) -> Option<Result<RecvStep, RedisError>> {
+fn recv_once_direct(chan: &Chan, req: &Request<'_>) -> Option<Result<RecvStep, RedisError>> {
     if !chan.live.direct_ok() {
         return None;
     }
-    let r = crate::direct::with(&chan.conn, |c| recv_invocation(chan).invoke(c))?;
+    let mut at = None;
+    let r = crate::direct::with(&chan.conn, |c| {
+        recv_invocation(chan, at.insert(req.start())).invoke(c)
+    })?;
     chan.conn.count(1);
-    Some(r.map(|r| recv_step(chan, r)))
+    Some(recv_answered(chan, req, at.as_ref()?, r))
 }
 
 /// [`recv_once_direct`] from the wait loop of a blocking call (inside the crate's `block_on`).
-fn recv_once_blocking(chan: &Chan) -> Option<Result<RecvStep, RedisError>> {
+fn recv_once_blocking(chan: &Chan, req: &Request<'_>) -> Option<Result<RecvStep, RedisError>> {
     if !chan.live.direct_ok() {
         return None;
     }
-    let r = crate::direct::with_blocking(&chan.conn, |c| recv_invocation(chan).invoke(c))?;
+    let mut at = None;
+    let r = crate::direct::with_blocking(&chan.conn, |c| {
+        recv_invocation(chan, at.insert(req.start())).invoke(c)
+    })?;
     chan.conn.count(1);
-    Some(r.map(|r| recv_step(chan, r)))
+    Some(recv_answered(chan, req, at.as_ref()?, r))
 }
 
 /// A send or receive that failed, for the wait loop: the failure is recorded on the channel;
@@ -765,6 +1139,7 @@ fn skip(known: &AtomicBool) -> bool {
 /// `full`: the caller has just found the channel full.
 async fn send_wait(
     chan: &Chan,
+    req: &Request<'_>,
     payload: &[u8],
     deadline: Option<Instant>,
     cancel: Option<&Cancel>,
@@ -777,10 +1152,12 @@ async fn send_wait(
         }
         // A blocking call (no `Cancel`: not an `_async` task) checks on its thread's own
         // connection.
-        let direct = cancel.is_none().then(|| send_once_blocking(chan, payload));
+        let direct = cancel
+            .is_none()
+            .then(|| send_once_blocking(chan, req, payload));
         let r = match direct.flatten() {
             Some(r) => r,
-            None => send_once(chan, payload).await,
+            None => send_once(chan, req, payload).await,
         };
         Ok::<_, Infallible>(match r {
             Ok(SendStep::Full) => Attempt::Wait,
@@ -796,6 +1173,7 @@ async fn send_wait(
 /// caller has just found the channel empty.
 async fn recv_wait(
     chan: &Chan,
+    req: &Request<'_>,
     deadline: Option<Instant>,
     cancel: Option<&Cancel>,
     empty: bool,
@@ -806,10 +1184,10 @@ async fn recv_wait(
             return Ok(Attempt::Wait);
         }
         // As in `send_wait`.
-        let direct = cancel.is_none().then(|| recv_once_blocking(chan));
+        let direct = cancel.is_none().then(|| recv_once_blocking(chan, req));
         let r = match direct.flatten() {
             Some(r) => r,
-            None => recv_once(chan).await,
+            None => recv_once(chan, req).await,
         };
         Ok::<_, Infallible>(match r {
             Ok(RecvStep::Empty) => Attempt::Wait,
@@ -859,8 +1237,9 @@ impl Drop for Reservation {
         let chan = self.chan.clone();
         let field = std::mem::take(&mut self.field);
         conn::run_cleanup(async move {
+            let req = Request::new(&chan, Kind::Send);
             // A failure leaves the room reserved until this process's sender lease lapses.
-            let _ = send_batch_once(&chan, &field, &[], 0, 0).await;
+            let _ = send_batch_once(&chan, &req, &field, &[], 0, 0).await;
         });
     }
 }
@@ -875,8 +1254,9 @@ struct BatchSent {
 
 fn send_batch_invocation<'a>(
     chan: &'a Chan,
-    field: &'a str,
-    payloads: &'a [Vec<u8>],
+    (id, carried): &(String, Vec<String>),
+    field: &str,
+    payloads: &[Vec<u8>],
     covered: usize,
     want: usize,
 ) -> redis::ScriptInvocation<'a> {
@@ -885,7 +1265,9 @@ fn send_batch_invocation<'a>(
         .key(&chan.tx)
         .key(&chan.rx)
         .key(&chan.res)
-        .arg(field)
+        .key(&chan.replies);
+    request_args(&mut inv, id, carried);
+    inv.arg(field)
         .arg(&chan.live.member)
         .arg(&chan.wake)
         .arg(want)
@@ -894,6 +1276,19 @@ fn send_batch_invocation<'a>(
         inv.arg(p.as_slice());
     }
     inv
+}
+
+/// The answer to a `send_batch` script `req` sent (`at`: its id and the entries it carried).
+fn send_batch_answered(
+    chan: &Chan,
+    req: &Request<'_>,
+    at: &(String, Vec<String>),
+    r: RedisResult<Vec<i64>>,
+) -> Result<BatchSent, RedisError> {
+    let r = r?;
+    // Every reply but -2/-3/-4 (nothing done) is kept.
+    req.answered(&at.1, r.first().is_some_and(|&s| s >= 0));
+    Ok(send_batch_step(chan, &r))
 }
 
 fn send_batch_step(chan: &Chan, r: &[i64]) -> BatchSent {
@@ -926,6 +1321,7 @@ fn send_batch_step(chan: &Chan, r: &[i64]) -> BatchSent {
 /// One `send_batch` script on the multiplexed connection.
 async fn send_batch_once(
     chan: &Chan,
+    req: &Request<'_>,
     field: &str,
     payloads: &[Vec<u8>],
     covered: usize,
@@ -943,10 +1339,11 @@ async fn send_batch_once(
     chan.live.touch(&chan.tx).await;
     let mut c = chan.live.cmd.clone();
     chan.conn.count(1);
-    let r: Vec<i64> = send_batch_invocation(chan, field, payloads, covered, want)
+    let at = req.start();
+    let r = send_batch_invocation(chan, &at, field, payloads, covered, want)
         .invoke_async(&mut c)
-        .await?;
-    Ok(send_batch_step(chan, &r))
+        .await;
+    send_batch_answered(chan, req, &at, r)
 }
 
 /// One round trip of `send_batch`, waiting while the channel is full: pushes `payloads` (the
@@ -955,21 +1352,34 @@ async fn send_batch_once(
 /// when the channel is disconnected.
 fn send_batch_trip(
     res: &mut Reservation,
+    req: &Request<'_>,
     payloads: &[Vec<u8>],
     covered: usize,
     want: usize,
 ) -> (usize, bool) {
     let chan = &*res.chan;
     // The first attempt on this thread's own connection; waiting on the runtime.
+    let mut at = None;
     let direct = chan.live.direct_ok().then(|| {
         crate::direct::with(&chan.conn, |c| {
-            send_batch_invocation(chan, &res.field, payloads, covered, want).invoke::<Vec<i64>>(c)
+            send_batch_invocation(
+                chan,
+                at.insert(req.start()),
+                &res.field,
+                payloads,
+                covered,
+                want,
+            )
+            .invoke::<Vec<i64>>(c)
         })
     });
-    let (done, full) = match direct.flatten() {
-        Some(Ok(r)) => {
+    let direct = match (direct.flatten(), &at) {
+        (Some(r), Some(at)) => Some(send_batch_answered(chan, req, at, r)),
+        _ => None,
+    };
+    let (done, full) = match direct {
+        Some(Ok(step)) => {
             chan.conn.count(1);
-            let step = send_batch_step(chan, &r);
             res.held = step.held;
             if step.pushed == payloads.len() || step.disconnected {
                 return (step.pushed, step.disconnected);
@@ -989,6 +1399,7 @@ fn send_batch_trip(
     };
     let (more, held, disconnected) = block_on(send_batch_wait(
         chan,
+        req,
         &res.field,
         &payloads[done..],
         covered.saturating_sub(done),
@@ -1003,6 +1414,7 @@ fn send_batch_trip(
 /// held, disconnected)`.
 async fn send_batch_wait(
     chan: &Chan,
+    req: &Request<'_>,
     field: &str,
     payloads: &[Vec<u8>],
     covered: usize,
@@ -1020,17 +1432,19 @@ async fn send_batch_wait(
         let d = done.load(Ordering::Relaxed);
         let (rest, covered) = (&payloads[d..], covered.saturating_sub(d));
         // Only blocking calls wait here: on the thread's own connection.
+        let mut at = None;
         let direct = chan.live.direct_ok().then(|| {
             crate::direct::with_blocking(&chan.conn, |c| {
-                send_batch_invocation(chan, field, rest, covered, want).invoke::<Vec<i64>>(c)
+                send_batch_invocation(chan, at.insert(req.start()), field, rest, covered, want)
+                    .invoke::<Vec<i64>>(c)
             })
         });
-        let r = match direct.flatten() {
-            Some(r) => {
+        let r = match (direct.flatten(), &at) {
+            (Some(r), Some(at)) => {
                 chan.conn.count(1);
-                r.map(|r| send_batch_step(chan, &r))
+                send_batch_answered(chan, req, at, r)
             }
-            None => send_batch_once(chan, field, rest, covered, want).await,
+            _ => send_batch_once(chan, req, field, rest, covered, want).await,
         };
         Ok::<_, Infallible>(match r {
             Ok(step) => {
@@ -1062,16 +1476,32 @@ async fn send_batch_wait(
 /// The reply of the receiving batch script: status, messages.
 type BatchReply = (i64, Option<Vec<Vec<u8>>>);
 
-fn recv_batch_invocation<'a>(chan: &'a Chan, max: &'a str) -> redis::ScriptInvocation<'a> {
+fn recv_batch_invocation<'a>(
+    chan: &'a Chan,
+    (id, carried): &(String, Vec<String>),
+    max: &str,
+) -> redis::ScriptInvocation<'a> {
     let mut inv = scripts().recv_batch.key(&chan.meta);
     inv.key(&chan.queue)
         .key(&chan.tx)
         .key(&chan.rx)
         .key(&chan.res)
-        .arg(&chan.live.member)
-        .arg(&chan.wake)
-        .arg(max);
+        .key(&chan.replies);
+    request_args(&mut inv, id, carried);
+    inv.arg(&chan.live.member).arg(&chan.wake).arg(max);
     inv
+}
+
+/// The answer to a receiving batch script `req` sent (`at`: its id and the entries it
+/// carried).
+fn recv_batch_answered(
+    req: &Request<'_>,
+    at: &(String, Vec<String>),
+    r: RedisResult<BatchReply>,
+) -> RedisResult<BatchReply> {
+    let r = r?;
+    req.answered(&at.1, r.0 == 1);
+    Ok(r)
 }
 
 /// What one receiving batch script found: `Done(Some(msgs))`, `Done(None)` disconnected, or
@@ -1095,14 +1525,18 @@ fn recv_batch_step(chan: &Chan, r: BatchReply) -> Attempt<Option<Vec<Vec<u8>>>> 
 /// Pops up to `max` messages, waiting until there is at least one. `None`: disconnected.
 fn recv_batch_blocking(chan: &Chan, max: usize) -> Option<Vec<Vec<u8>>> {
     let max = max.to_string();
+    let req = Request::new(chan, Kind::RecvBatch);
     let mut empty = false;
     // The first attempt on this thread's own connection; waiting on the runtime.
+    let mut at = None;
     if chan.live.direct_ok()
-        && let Some(r) =
-            crate::direct::with(&chan.conn, |c| recv_batch_invocation(chan, &max).invoke(c))
+        && let Some(r) = crate::direct::with(&chan.conn, |c| {
+            recv_batch_invocation(chan, at.insert(req.start()), &max).invoke(c)
+        })
+        && let Some(at) = &at
     {
         chan.conn.count(1);
-        match r {
+        match recv_batch_answered(&req, at, r) {
             Ok(r) => match recv_batch_step(chan, r) {
                 Attempt::Done(got) => return got,
                 _ => empty = true,
@@ -1116,10 +1550,15 @@ fn recv_batch_blocking(chan: &Chan, max: usize) -> Option<Vec<Vec<u8>>> {
             }
         }
     }
-    block_on(recv_batch_wait(chan, &max, empty))
+    block_on(recv_batch_wait(chan, &req, &max, empty))
 }
 
-async fn recv_batch_wait(chan: &Chan, max: &str, empty: bool) -> Option<Vec<Vec<u8>>> {
+async fn recv_batch_wait(
+    chan: &Chan,
+    req: &Request<'_>,
+    max: &str,
+    empty: bool,
+) -> Option<Vec<Vec<u8>>> {
     let empty = AtomicBool::new(empty);
     let r = wait_until(&chan.live, &chan.wake, None, None, || async {
         if skip(&empty) {
@@ -1135,20 +1574,21 @@ async fn recv_batch_wait(chan: &Chan, max: &str, empty: bool) -> Option<Vec<Vec<
         // Only blocking calls wait here (inside the crate's `block_on`): on the thread's own
         // connection.
         chan.conn.count(1);
-        let r: Result<BatchReply, RedisError> = match chan
-            .live
-            .direct_ok()
-            .then(|| {
-                crate::direct::with_blocking(&chan.conn, |c| {
-                    recv_batch_invocation(chan, max).invoke(c)
-                })
+        let mut at = None;
+        let direct = chan.live.direct_ok().then(|| {
+            crate::direct::with_blocking(&chan.conn, |c| {
+                recv_batch_invocation(chan, at.insert(req.start()), max).invoke(c)
             })
-            .flatten()
-        {
-            Some(r) => r,
-            None => {
+        });
+        let r: Result<BatchReply, RedisError> = match (direct.flatten(), &at) {
+            (Some(r), Some(at)) => recv_batch_answered(req, at, r),
+            _ => {
                 let mut c = chan.live.cmd.clone();
-                recv_batch_invocation(chan, max).invoke_async(&mut c).await
+                let at = req.start();
+                let r = recv_batch_invocation(chan, &at, max)
+                    .invoke_async(&mut c)
+                    .await;
+                recv_batch_answered(req, &at, r)
             }
         };
         Ok(match r {
@@ -1281,8 +1721,9 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Sender<T> f
             Err(e) => return Err(TrySendError::Invalid(value, e)),
         };
         let chan = &self.side.chan;
-        let step = send_once_direct(chan, &payload)
-            .unwrap_or_else(|| block_on_short(send_once(chan, &payload)));
+        let req = Request::new(chan, Kind::Send);
+        let step = send_once_direct(chan, &req, &payload)
+            .unwrap_or_else(|| block_on_short(send_once(chan, &req, &payload)));
         match step {
             Ok(SendStep::Sent) => Ok(()),
             Ok(SendStep::Full) => Err(TrySendError::Full(value)),
@@ -1306,8 +1747,9 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Sender<T> f
         let chan = &self.side.chan;
         // The first attempt on this thread's own connection; waiting (for room, or through a
         // failure) on the runtime.
+        let req = Request::new(chan, Kind::Send);
         let mut full = false;
-        let first = match send_once_direct(chan, &payload) {
+        let first = match send_once_direct(chan, &req, &payload) {
             Some(Ok(SendStep::Full)) => {
                 full = true;
                 None
@@ -1316,8 +1758,8 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Sender<T> f
             Some(Ok(step)) => Some(Ok(step)),
             Some(Err(e)) => first_failure(chan, "sending", e, deadline, SendStep::Disconnected),
         };
-        let step =
-            first.unwrap_or_else(|| block_on(send_wait(chan, &payload, deadline, None, full)));
+        let step = first
+            .unwrap_or_else(|| block_on(send_wait(chan, &req, &payload, deadline, None, full)));
         match step {
             Ok(SendStep::Sent) => Ok(()),
             Ok(_) => Err(SendTimeoutError::Disconnected(value)),
@@ -1345,6 +1787,8 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Sender<T> f
         I: IntoIterator<Item = T>,
     {
         let mut items = items.into_iter();
+        let chan = self.side.chan.clone();
+        let req = Request::new(&chan, Kind::Send);
         let mut res = Reservation::new(&self.side.chan);
         let mut sent = 0;
         let mut values = Vec::new();
@@ -1375,7 +1819,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Sender<T> f
                 let covered = payloads.len().min(res.held);
                 // No more room is needed once the items ended.
                 let want = if ended || invalid.is_some() { 0 } else { BATCH };
-                let (pushed, _) = send_batch_trip(&mut res, &payloads, covered, want);
+                let (pushed, _) = send_batch_trip(&mut res, &req, &payloads, covered, want);
                 sent += pushed;
                 if pushed < payloads.len() {
                     let first = values.drain(pushed..).next();
@@ -1402,7 +1846,8 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Sender<T> f
             };
             let step = conn::spawn_cancellable(
                 move |cancel| async move {
-                    send_wait(&side.chan, &payload, None, Some(&cancel), false).await
+                    let req = Request::new(&side.chan, Kind::Send);
+                    send_wait(&side.chan, &req, &payload, None, Some(&cancel), false).await
                 },
                 // A message sent after the caller gave up stays sent: it is the caller's value,
                 // delivered; nothing to undo.
@@ -1460,7 +1905,9 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Receiver<T>
     fn try_recv(&self) -> Result<T, TryRecvError> {
         let chan = &self.side.chan;
         chan.wait_settled_blocking();
-        let step = recv_once_direct(chan).unwrap_or_else(|| block_on_short(recv_once(chan)));
+        let req = Request::new(chan, Kind::Recv);
+        let step =
+            recv_once_direct(chan, &req).unwrap_or_else(|| block_on_short(recv_once(chan, &req)));
         match step {
             Ok(RecvStep::Got(bytes)) => decode(&bytes).map_err(TryRecvError::Invalid),
             Ok(RecvStep::Empty) => Err(TryRecvError::Empty),
@@ -1476,8 +1923,9 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Receiver<T>
         let chan = &self.side.chan;
         chan.wait_settled_blocking();
         // As in `send_deadline`: the first attempt on this thread's own connection.
+        let req = Request::new(chan, Kind::Recv);
         let mut empty = false;
-        let first = match recv_once_direct(chan) {
+        let first = match recv_once_direct(chan, &req) {
             Some(Ok(RecvStep::Empty)) => {
                 empty = true;
                 None
@@ -1486,7 +1934,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Receiver<T>
             Some(Ok(step)) => Some(Ok(step)),
             Some(Err(e)) => first_failure(chan, "receiving", e, deadline, RecvStep::Disconnected),
         };
-        let step = first.unwrap_or_else(|| block_on(recv_wait(chan, deadline, None, empty)));
+        let step = first.unwrap_or_else(|| block_on(recv_wait(chan, &req, deadline, None, empty)));
         match step {
             Ok(RecvStep::Got(bytes)) => decode(&bytes).map_err(RecvTimeoutError::Invalid),
             Ok(_) => Err(RecvTimeoutError::Disconnected),
@@ -1530,7 +1978,10 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Receiver<T>
                 read: false,
             };
             let step = conn::spawn_cancellable(
-                move |cancel| async move { recv_wait(&side.chan, None, Some(&cancel), false).await },
+                move |cancel| async move {
+                    let req = Request::new(&side.chan, Kind::Recv);
+                    recv_wait(&side.chan, &req, None, Some(&cancel), false).await
+                },
                 // Popped after the caller gave up: put it back at the head, where it was.
                 move |step| async move {
                     let chan = &undo_side.chan;

@@ -1342,6 +1342,29 @@ pub(crate) fn random_u64() -> u64 {
     h.finish()
 }
 
+/// A fresh request id for a script that must run at most once however often it is retried
+/// (see the channel module's "Retries"): a random prefix drawn once per process (again in a
+/// forked child, which must not repeat its parent's ids) and a counter.
+pub(crate) fn request_id() -> String {
+    static PREFIX: Mutex<Option<(u32, u64)>> = Mutex::new(None);
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let pid = std::process::id();
+    let prefix = {
+        let mut p = PREFIX.lock().unwrap_or_else(|e| e.into_inner());
+        match *p {
+            Some((q, prefix)) if q == pid => prefix,
+            _ => {
+                let prefix = random_u64();
+                *p = Some((pid, prefix));
+                prefix
+            }
+        }
+    };
+    // Relaxed: only uniqueness matters (the prefix tells processes apart).
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix:016x}{n:x}")
+}
+
 /// A fresh object id; every key of the object is `uc:{<id>}:<part>`, one hash slot.
 pub(crate) fn new_id() -> String {
     format!("{:016x}{:016x}", random_u64(), random_u64())

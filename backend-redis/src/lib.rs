@@ -125,10 +125,16 @@
 //!   dies) is delivered again, up to the pool's `max_deliveries`; a task may so run more than
 //!   once, and must be idempotent or check a fencing token before its side effect. Its result
 //!   is reported once: the first recorded wins. See [`pool`].
-//! - **Channels are at-most-once.** A message is popped and handed over by one script; if the
-//!   reply is lost with the connection, so is the message. A send that timed out because the
-//!   server did not answer may or may not have been delivered: nothing is retried behind your
-//!   back, so nothing is duplicated.
+//! - **Channels deliver each message once.** A send or receive whose reply is lost (the
+//!   server paused or overloaded past the response timeout of 2 s, the connection cut) is
+//!   retried under the same request id once the server answers, and the server runs it only
+//!   once: a retried send is queued once, a retried receive returns the message the first run
+//!   popped. A call that gives up before it has an answer (its deadline passed, or a `try_`
+//!   form) reports it in `last_failure()`: a message its receive took goes back to the head of
+//!   the queue with this process's next operation on the channel (or when it drops the
+//!   receiver), and a send given up was queued once or never will be. See
+//!   [`channel`](mod@channel) for how, and for the limits (a receiving process that dies with
+//!   its receive unanswered loses that message).
 //! - **Locks are not safe across a failover.** A replica promoted before it received the latest
 //!   acquisition hands the lock to a second holder. Fencing tokens are the answer: the
 //!   protected resource refuses stale tokens. This crate does not implement Redlock.
@@ -140,10 +146,10 @@
 //!   intact.
 //! - **An unreachable server** is waited out by blocking calls until their deadline (`Timeout`);
 //!   `try_` forms report it as `Full`/`Empty`/`WouldBlock`, and `last_failure()` says why.
-//!   **Known limit:** a command whose reply does not come within the response timeout (2 s: a
-//!   server paused or overloaded for that long) is given up, though the server may still run
-//!   it: a receive given up that way loses the message it popped, and a send that is retried
-//!   may be queued twice. On a server that answers within 2 s nothing is given up.
+//!   **Known limit:** the changes of a [`Map`], [`List`], [`Value`] or [`Array`] are not
+//!   retried: one whose reply does not come within the response timeout fails with an error,
+//!   though the server may still apply it (a list's `pop` then loses its element). On a server that answers within 2 s
+//!   nothing is given up.
 //! - **A server paused or unreachable for longer than a lease** counts every client as gone
 //!   when it comes back: leases are kept in the server's clock.
 //!

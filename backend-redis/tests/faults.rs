@@ -271,3 +271,78 @@ fn a_child_forked_outside_spawn_uses_inherited_handles_on_a_connection_of_its_ow
     assert_eq!(rx.recv(), Ok(8));
     drop(lock.lock().unwrap());
 }
+
+/// A send and a receive in flight while the server is paused past the response timeout: each
+/// is retried under its request id once the server is back, and whichever copy runs first is
+/// the one that counts, so every message arrives once, in order.
+#[test]
+fn a_pause_past_the_response_timeout_loses_and_duplicates_nothing_in_flight() {
+    if role().is_some() {
+        return;
+    }
+    let _w = Watchdog::new(Duration::from_secs(120));
+    let server = RedisServer::start();
+    let conn = uniconc_redis::connect(&server.url()).unwrap();
+    let (tx, rx) = conn.channel::<u32>(8).unwrap();
+    let n: u32 = 400 * u32::try_from(common::scale()).unwrap_or(1);
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let sender = std::thread::spawn(move || {
+        for i in 0..n {
+            if let Err(e) = tx.send(i) {
+                panic!("send {i}: {e:?}: {:?}", tx.last_failure());
+            }
+        }
+        tx.last_failure()
+    });
+    let count = received.clone();
+    let receiver = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        loop {
+            match rx.recv() {
+                Ok(v) => got.push(v),
+                Err(_) => return (got, rx.last_failure()),
+            }
+            // Relaxed: a progress counter, ordered with nothing else.
+            count.store(
+                u32::try_from(got.len()).unwrap(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+    });
+    while received.load(std::sync::atomic::Ordering::Relaxed) < n / 4 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    server.signal(libc::SIGSTOP);
+    // Longer than the response timeout (2 s), shorter than a lease.
+    std::thread::sleep(Duration::from_millis(3500));
+    server.signal(libc::SIGCONT);
+    let send_failure = sender.join().unwrap();
+    let (got, recv_failure) = receiver.join().unwrap();
+    // Both sides were in flight during the pause.
+    assert!(
+        send_failure
+            .as_deref()
+            .is_some_and(|f| f.contains("timed out")),
+        "{send_failure:?}"
+    );
+    assert!(
+        recv_failure
+            .as_deref()
+            .is_some_and(|f| f.contains("timed out")),
+        "{recv_failure:?}"
+    );
+    let expected: Vec<u32> = (0..n).collect();
+    if got != expected {
+        let mut seen = std::collections::HashSet::new();
+        let dups: Vec<u32> = got.iter().copied().filter(|v| !seen.insert(*v)).collect();
+        let lost: Vec<u32> = expected
+            .iter()
+            .copied()
+            .filter(|v| !seen.contains(v))
+            .collect();
+        panic!(
+            "duplicated {dups:?}, lost {lost:?} (got {} messages)",
+            got.len()
+        );
+    }
+}
