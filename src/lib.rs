@@ -434,11 +434,11 @@ compile_error!(
 );
 
 pub use uniconc_core::{
-    Array, Backend, Barrier, Error, ErrorKind, Event, IntoIter, Iter, JoinError, JoinHandle, List,
-    Lock, LockError, Map, Message, MessageError, Order, Permit, Plain, Pool, PoolBuilder,
-    PoolConfig, PoolError, Receiver, RecvError, RecvTimeoutError, Result, Semaphore, SendError,
-    SendTimeoutError, Sender, Start, TaskError, TaskHandle, TryIter, TryLockError, TryRecvError,
-    TrySendError, Value, WaitError,
+    Array, Backend, Barrier, ByteMessage, Error, ErrorKind, Event, IntoIter, Iter, JoinError,
+    JoinHandle, List, Lock, LockError, Map, Message, MessageError, Order, Permit, Plain, Pool,
+    PoolBuilder, PoolConfig, PoolError, Receiver, RecvError, RecvTimeoutError, Result, Semaphore,
+    SendError, SendTimeoutError, Sender, Start, TaskError, TaskHandle, TryIter, TryLockError,
+    TryRecvError, TrySendError, Value, WaitError,
 };
 
 pub use uniconc_core::select;
