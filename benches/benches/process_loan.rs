@@ -15,11 +15,14 @@
 //! closures, iceoryx2, plain, ...) so that only neighbouring runs compare on a shared machine,
 //! and every ratio is the median of the per-round ratios. Both uniconc channels hold 8
 //! messages in a byte budget of 16 messages (1 MiB for 64 KiB messages, 16 MiB for 1 MiB);
-//! iceoryx2's subscriber buffers 8 samples, and its publisher waits when the buffer is full
-//! (`RetryUntilDelivered`, safe overflow off), so no sample is dropped.
+//! iceoryx2's subscriber buffers 16 samples (the same memory; `UNICONC_ICEORYX2_BUFFER` to
+//! change it), and its publisher waits when the buffer is full (`RetryUntilDelivered`, safe
+//! overflow off), so no sample is dropped. That wait is iceoryx2's adaptive wait (yields,
+//! then sleeps), where a full uniconc channel spins then sleeps on a futex its receiver
+//! wakes: on a loaded machine a full buffer costs iceoryx2 more.
 //!
 //! Run: `cargo bench -p uniconc-benches --bench process_loan` (`UNICONC_BENCH_ROUNDS`, default
-//! 7; `UNICONC_BENCH_SCALE` multiplies the message counts, default 1).
+//! 7; `UNICONC_BENCH_SCALE` multiplies the message counts, 4000 and 250 by default).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -27,7 +30,7 @@ use std::time::{Duration, Instant};
 use iceoryx2::port::backpressure_strategy::BackpressureStrategy;
 use iceoryx2::prelude::*;
 use uniconc_benches::{fork_child, reap};
-use uniconc_core::{Receiver as _, Sender as _};
+use uniconc_core::{Event as _, Receiver as _, Sender as _};
 
 /// The reader's work: every byte, as a wrapping sum of `u64` words.
 #[inline]
@@ -128,25 +131,32 @@ fn iceoryx2(size: usize, n: usize, buffer: usize, tag: &str) -> Duration {
         .create()
         .expect("iceoryx2 subscriber");
     let src = source(size);
-    let pid = fork_child(move || {
-        let node = NodeBuilder::new()
-            .create::<ipc::Service>()
-            .expect("iceoryx2 node (child)");
-        let service = node
-            .service_builder(&name.as_str().try_into().expect("service name"))
-            .publish_subscribe::<[u8]>()
-            .open()
-            .expect("iceoryx2 service (child)");
-        let publisher = service
-            .publisher_builder()
-            .initial_max_slice_len(size)
-            .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
-            .create()
-            .expect("iceoryx2 publisher");
-        for _ in 0..=n {
-            let sample = publisher.loan_slice_uninit(size).expect("loan");
-            let sample = sample.write_from_slice(&src);
-            sample.send().expect("iceoryx2 send");
+    // The publisher stays until the subscriber has every sample: samples still queued when
+    // their publisher's process ends may be reclaimed with its data segment.
+    let received = uniconc_process::event().expect("event");
+    let pid = fork_child({
+        let received = received.clone();
+        move || {
+            let node = NodeBuilder::new()
+                .create::<ipc::Service>()
+                .expect("iceoryx2 node (child)");
+            let service = node
+                .service_builder(&name.as_str().try_into().expect("service name"))
+                .publish_subscribe::<[u8]>()
+                .open()
+                .expect("iceoryx2 service (child)");
+            let publisher = service
+                .publisher_builder()
+                .initial_max_slice_len(size)
+                .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
+                .create()
+                .expect("iceoryx2 publisher");
+            for _ in 0..=n {
+                let sample = publisher.loan_slice_uninit(size).expect("loan");
+                let sample = sample.write_from_slice(&src);
+                sample.send().expect("iceoryx2 send");
+            }
+            received.wait();
         }
     });
     let recv = || loop {
@@ -164,6 +174,7 @@ fn iceoryx2(size: usize, n: usize, buffer: usize, tag: &str) -> Duration {
     }
     let t = start.elapsed();
     assert_eq!(sum, want.wrapping_mul(n as u64));
+    received.set();
     reap(pid);
     black_box(&service);
     t

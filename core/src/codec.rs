@@ -163,7 +163,10 @@ mod tests {
             encode_into(&v, &mut want).unwrap();
             assert_eq!(buf, want, "len {len}");
             assert_eq!(bytes_payload(&buf).unwrap(), &v[..]);
-            assert_eq!(decode::<Box<[u8]>>(&buf).unwrap(), v.clone().into_boxed_slice());
+            assert_eq!(
+                decode::<Box<[u8]>>(&buf).unwrap(),
+                v.clone().into_boxed_slice()
+            );
             assert!(bytes_payload(&buf[..size - 1]).is_err());
         }
         assert_eq!(bytes_encoded_size(usize::MAX), None);
