@@ -68,6 +68,49 @@
 //! Messages are owned serde types (`String`, not `&str`): on the process backend they are
 //! serialized into shared memory.
 //!
+//! ## Large byte payloads: `send_with` and `recv_with`
+//!
+//! On a channel of `Vec<u8>` (or `Box<[u8]>`), `send_with(len, |buf| ..)` lets you write the
+//! message's bytes where the channel keeps them, and `recv_with(|bytes| ..)` lets you read
+//! the next message where it lies, returning what your closure returns:
+//!
+//! ```
+//! use uniconc::prelude::*;
+//!
+//! fn checksum(bytes: &[u8]) -> u64 {
+//!     bytes.iter().map(|&b| u64::from(b)).sum()
+//! }
+//!
+//! fn stream<B: Backend>(frame: Vec<u8>) -> Result<u64, Box<dyn std::error::Error>> {
+//!     let (tx, rx) = B::channel::<Vec<u8>>(4)?;
+//!     let producer = B::spawn(move || {
+//!         for _ in 0..3 {
+//!             // Write the bytes straight into the channel: no Vec to build first.
+//!             tx.send_with(frame.len(), |buf| buf.copy_from_slice(&frame)).unwrap();
+//!         }
+//!     })?;
+//!     let mut total = 0;
+//!     while let Ok(sum) = rx.recv_with(checksum) {
+//!         total += sum; // read in place: nothing copied out, nothing allocated
+//!     }
+//!     producer.join()?;
+//!     Ok(total)
+//! }
+//!
+//! assert_eq!(stream::<uniconc::Thread>(vec![1; 1000])?, 3000);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Use them for large messages (tens of KiB and up) on the process backend: `send` of a
+//! `Vec<u8>` costs building the `Vec`, then copying it into shared memory, and `recv` copies
+//! it out into a new `Vec`; the closure forms write the bytes once and read them once, in the
+//! shared memory itself (figures in `benches/README.md`). The costs are the closures' rules:
+//! `send_with` has claimed the message's place before your closure runs, and `recv_with`
+//! holds the message until yours returns, so both should only write or read (copy out what
+//! must outlive the closure); the channel must also be able to hold the message (its byte
+//! budget: `uniconc::process::ChannelBuilder::byte_budget`). On the thread and tokio backends
+//! they fill and read an ordinary `Vec`, which those channels already move without a copy.
+//!
 //! ## Waiting on several channels: select
 //!
 //! [`select!`] blocks until one of several operations is ready and runs that arm: a worker
@@ -434,11 +477,11 @@ compile_error!(
 );
 
 pub use uniconc_core::{
-    Array, Backend, Barrier, Error, ErrorKind, Event, IntoIter, Iter, JoinError, JoinHandle, List,
-    Lock, LockError, Map, Message, MessageError, Order, Permit, Plain, Pool, PoolBuilder,
-    PoolConfig, PoolError, Receiver, RecvError, RecvTimeoutError, Result, Semaphore, SendError,
-    SendTimeoutError, Sender, Start, TaskError, TaskHandle, TryIter, TryLockError, TryRecvError,
-    TrySendError, Value, WaitError,
+    Array, Backend, Barrier, ByteMessage, Error, ErrorKind, Event, IntoIter, Iter, JoinError,
+    JoinHandle, List, Lock, LockError, Map, Message, MessageError, Order, Permit, Plain, Pool,
+    PoolBuilder, PoolConfig, PoolError, Receiver, RecvError, RecvTimeoutError, Result, Semaphore,
+    SendError, SendTimeoutError, Sender, Start, TaskError, TaskHandle, TryIter, TryLockError,
+    TryRecvError, TrySendError, Value, WaitError,
 };
 
 pub use uniconc_core::select;

@@ -25,6 +25,12 @@
 //!   it goes back to cell 0 (a skip record to the end) when the cells there are free. A ring
 //!   reserved much larger than what is usually queued (an unbounded channel's) then commits
 //!   pages for what was queued at the most, not for all the traffic that went round it.
+//! - A record of [`WARM`] cells or more (16 KiB) that finds the ring idle (every record before
+//!   it read and completed) goes back to cell 0 too, wherever it is: a consumer that keeps up
+//!   then has each large record written over the cells it read last, still in cache, instead
+//!   of the ring walking its whole byte budget and landing each one on cold memory. It is the
+//!   soft end's move (a skip record to the end, passed at once), so the protocol and the
+//!   recovery of dead producers and consumers are unchanged.
 //!
 //! # Protocol
 //!
@@ -127,6 +133,10 @@ use std::cell::UnsafeCell;
 
 use crate::shm::CachePadded;
 use crate::sync::{AtomicU32, AtomicU64, Ordering, spin_hint};
+
+/// Cells of a *large* record (16 KiB): one that goes back to cell 0 when the ring is idle,
+/// wherever the ring's soft end is (see the module docs, "Warm cells for large records").
+pub(crate) const WARM: u64 = 256;
 
 /// Bytes per cell: one cache line, so a small message (a `u64`) takes exactly one line.
 pub(crate) const CELL: usize = 64;
@@ -635,8 +645,9 @@ impl<'a> Ring<'a> {
             let i = t & mask;
             let (kk, skip) = if i + k > self.n {
                 (self.n - i, true)
-            } else if i + k > self.soft && i > 0 && self.idle_at(t, i, k) {
-                // Past the soft end with nothing queued: back to cell 0, as at the end.
+            } else if i > 0 && (i + k > self.soft || k >= WARM) && self.idle_at(t, i, k) {
+                // Past the soft end, or a large record, with nothing queued: back to cell 0,
+                // as at the end (a large record then reuses the cells read last).
                 (self.n - i, true)
             } else {
                 (k, false)

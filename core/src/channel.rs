@@ -15,14 +15,107 @@
 //! (implemented as a `_deadline`; a timeout too large for an `Instant` waits forever), and an
 //! `_async` form returning a `Send` future that never blocks an executor thread and is
 //! cancel-safe: dropping it before it completes loses no message.
+//!
+//! # Byte payloads written and read in place
+//!
+//! A channel of byte buffers (`T` a [`ByteMessage`]: `Vec<u8>` or `Box<[u8]>`) also offers
+//! closure forms: [`Sender::send_with`] hands the closure the message's bytes to fill, and
+//! [`Receiver::recv_with`] hands the closure the received bytes to read. On the process
+//! backend these are the channel's shared memory itself: a large message is written once and
+//! read once, with no encoding copy and no allocation. On the other backends they allocate a
+//! `Vec`, which the channel moves without a copy.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use crate::error::{
-    RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+    MessageError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
+    TrySendError,
 };
 use crate::time::deadline_after;
+
+mod sealed {
+    /// Keeps [`ByteMessage`](super::ByteMessage) to the types whose encoding a backend may
+    /// write and read itself.
+    pub trait Sealed {}
+    impl Sealed for Vec<u8> {}
+    impl Sealed for Box<[u8]> {}
+}
+
+/// A message that is one run of bytes: `Vec<u8>` or `Box<[u8]>` (sealed). Channels of these
+/// offer [`Sender::send_with`] and [`Receiver::recv_with`], which write and read the bytes in
+/// place. Both types are encoded alike, a length then the bytes, so a message sent as one can
+/// be read through the closure forms of a channel of the other only by sharing a named
+/// channel; within one channel the type is fixed anyway.
+///
+/// ```
+/// use uniconc::{Backend, ByteMessage, Receiver as _, Sender as _};
+///
+/// fn checksum<B: Backend, T: ByteMessage + uniconc::Message>(rx: &B::Receiver<T>) -> u64 {
+///     rx.recv_with(|b| b.iter().map(|&x| u64::from(x)).sum()).unwrap_or(0)
+/// }
+///
+/// type B = uniconc::thread::Thread;
+/// let (tx, rx) = B::channel::<Box<[u8]>>(1)?;
+/// tx.send(vec![1, 2, 3].into_boxed_slice())?;
+/// assert_eq!(checksum::<B, _>(&rx), 6);
+/// assert_eq!(Vec::from_bytes(vec![7]).as_bytes(), [7]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub trait ByteMessage: sealed::Sealed + Sized {
+    /// The message holding `bytes` (no copy for `Vec<u8>`; `Box<[u8]>` drops spare capacity).
+    fn from_bytes(bytes: Vec<u8>) -> Self;
+    /// The message's bytes.
+    fn as_bytes(&self) -> &[u8];
+}
+
+impl ByteMessage for Vec<u8> {
+    #[inline]
+    fn from_bytes(bytes: Vec<u8>) -> Self {
+        bytes
+    }
+    #[inline]
+    fn as_bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+impl ByteMessage for Box<[u8]> {
+    #[inline]
+    fn from_bytes(bytes: Vec<u8>) -> Self {
+        bytes.into_boxed_slice()
+    }
+    #[inline]
+    fn as_bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+/// The largest `len` the provided [`Sender::send_with`] forms allocate for (a `Vec` holds at
+/// most `isize::MAX` bytes); a larger one is refused as `TooLarge`.
+const ALLOC_LIMIT: usize = isize::MAX as usize;
+
+/// The default closure send: a zeroed `Vec` of `len` bytes filled by `fill`, then `send`.
+fn filled<T: ByteMessage>(len: usize, fill: impl FnOnce(&mut [u8])) -> Result<T, MessageError> {
+    if len > ALLOC_LIMIT {
+        return Err(MessageError::TooLarge {
+            size: len,
+            limit: ALLOC_LIMIT,
+        });
+    }
+    let mut bytes = vec![0u8; len];
+    fill(&mut bytes);
+    Ok(T::from_bytes(bytes))
+}
+
+/// The error of a send whose value the caller never held (a closure send): the value goes.
+fn without_value<T>(e: SendTimeoutError<T>) -> SendTimeoutError<()> {
+    match e {
+        SendTimeoutError::Timeout(_) => SendTimeoutError::Timeout(()),
+        SendTimeoutError::Disconnected(_) => SendTimeoutError::Disconnected(()),
+        SendTimeoutError::Invalid(_, m) => SendTimeoutError::Invalid((), m),
+    }
+}
 
 /// The sending half of a channel.
 ///
@@ -131,6 +224,169 @@ pub trait Sender<T>: Clone + Send + Sync + 'static {
             sent += 1;
         }
         Ok(sent)
+    }
+
+    /// Sends a byte message of `len` bytes written by `fill`, blocking as
+    /// [`send`](Sender::send) does while the channel is full. `fill` gets exactly `len` bytes
+    /// and should write all of them: on the process backend they are the channel's shared
+    /// memory, holding whatever was there before (bytes of earlier messages); elsewhere a
+    /// zeroed `Vec`.
+    ///
+    /// Use it for large payloads on the process backend: the bytes are written once, straight
+    /// into the channel, instead of into a `Vec` that `send` then copies in. It takes the
+    /// message's place in the channel before `fill` runs, so `fill` should only write (a
+    /// `fill` that blocks holds back every receiver behind it).
+    ///
+    /// ```
+    /// use uniconc::{Backend, Receiver as _, Sender as _};
+    ///
+    /// type B = uniconc::thread::Thread;
+    /// let (tx, rx) = B::channel::<Vec<u8>>(4)?;
+    /// let source = [1u8, 2, 3, 4];
+    /// tx.send_with(source.len(), |buf| buf.copy_from_slice(&source))?;
+    /// assert_eq!(rx.recv()?, source); // an ordinary message: `recv` or `recv_with` take it
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `Disconnected(())` if every receiver is gone or the channel was closed;
+    /// `Invalid((), MessageError::TooLarge { .. })` if the channel can never carry `len` bytes
+    /// (process backend: larger than its byte budget, set by `ChannelBuilder::byte_budget`).
+    /// `fill` is not called when the error is found before the bytes are claimed (always on
+    /// the process backend); on the other backends it may have run, and what it wrote is
+    /// dropped.
+    ///
+    /// # Panics
+    /// If `fill` panics, the panic goes on and nothing is sent: the channel stays usable and
+    /// every other message is kept. Otherwise as [`send`](Sender::send).
+    ///
+    /// Provided: [`send_with_deadline`](Sender::send_with_deadline) without a deadline.
+    #[inline]
+    fn send_with<F>(&self, len: usize, fill: F) -> Result<(), SendError<()>>
+    where
+        T: ByteMessage,
+        F: FnOnce(&mut [u8]),
+    {
+        self.send_with_deadline(len, None, fill)
+            .map_err(SendTimeoutError::into_untimed)
+    }
+
+    /// [`send_with`](Sender::send_with) if there is room right now; never waits. `fill` runs
+    /// only if the message goes.
+    ///
+    /// ```
+    /// use uniconc::{Backend, Receiver as _, Sender as _, TrySendError};
+    ///
+    /// type B = uniconc::thread::Thread;
+    /// let (tx, rx) = B::channel::<Vec<u8>>(1)?;
+    /// tx.try_send_with(3, |buf| buf.fill(7))?;
+    /// assert_eq!(tx.try_send_with(3, |_| unreachable!()), Err(TrySendError::Full(())));
+    /// assert_eq!(rx.recv_with(|b| b.to_vec())?, [7, 7, 7]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `Full(())` if the channel is full (`fill` was not called); otherwise as
+    /// [`send_with`](Sender::send_with).
+    ///
+    /// # Panics
+    /// If `fill` panics, as [`send_with`](Sender::send_with).
+    ///
+    /// Provided: a look at [`is_full`](Sender::is_full) and [`is_closed`](Sender::is_closed),
+    /// then a zeroed `Vec` filled by `fill` and [`try_send`](Sender::try_send): a send that
+    /// still finds the channel full (another sender was faster) drops the filled bytes.
+    fn try_send_with<F>(&self, len: usize, fill: F) -> Result<(), TrySendError<()>>
+    where
+        T: ByteMessage,
+        F: FnOnce(&mut [u8]),
+    {
+        if self.is_closed() {
+            return Err(TrySendError::Disconnected(()));
+        }
+        if self.is_full() {
+            return Err(TrySendError::Full(()));
+        }
+        let value = filled::<T>(len, fill).map_err(|m| TrySendError::Invalid((), m))?;
+        self.try_send(value).map_err(|e| match e {
+            TrySendError::Full(_) => TrySendError::Full(()),
+            TrySendError::Disconnected(_) => TrySendError::Disconnected(()),
+            TrySendError::Invalid(_, m) => TrySendError::Invalid((), m),
+        })
+    }
+
+    /// [`send_with`](Sender::send_with), waiting for room until `deadline` (`None`: forever).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use uniconc::{Backend, SendTimeoutError, Sender as _};
+    ///
+    /// type B = uniconc::thread::Thread;
+    /// let (tx, _rx) = B::channel::<Vec<u8>>(1)?;
+    /// tx.send_with_deadline(2, None, |buf| buf.fill(1))?;
+    /// let soon = Some(Instant::now() + Duration::from_millis(5));
+    /// let err = tx.send_with_deadline(2, soon, |buf| buf.fill(2)).unwrap_err();
+    /// assert_eq!(err, SendTimeoutError::Timeout(()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `Timeout(())` if the channel stayed full until `deadline`; otherwise as
+    /// [`send_with`](Sender::send_with).
+    ///
+    /// # Panics
+    /// As [`send_with`](Sender::send_with).
+    ///
+    /// Provided: a zeroed `Vec` filled by `fill`, then
+    /// [`send_deadline`](Sender::send_deadline) (moving a `Vec` is already zero-copy on the
+    /// thread and tokio backends). The process backend overrides it to write into the channel.
+    fn send_with_deadline<F>(
+        &self,
+        len: usize,
+        deadline: Option<Instant>,
+        fill: F,
+    ) -> Result<(), SendTimeoutError<()>>
+    where
+        T: ByteMessage,
+        F: FnOnce(&mut [u8]),
+    {
+        if self.is_closed() {
+            return Err(SendTimeoutError::Disconnected(()));
+        }
+        let value = filled::<T>(len, fill).map_err(|m| SendTimeoutError::Invalid((), m))?;
+        self.send_deadline(value, deadline).map_err(without_value)
+    }
+
+    /// [`send_with`](Sender::send_with), waiting for room at most `timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use uniconc::{Backend, Receiver as _, Sender as _};
+    ///
+    /// type B = uniconc::thread::Thread;
+    /// let (tx, rx) = B::channel::<Vec<u8>>(1)?;
+    /// tx.send_with_timeout(1, Duration::from_millis(5), |buf| buf[0] = 9)?;
+    /// assert!(tx.send_with_timeout(1, Duration::from_millis(5), |_| ()).unwrap_err().is_timeout());
+    /// assert_eq!(rx.recv()?, [9]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`send_with_deadline`](Sender::send_with_deadline).
+    ///
+    /// # Panics
+    /// As [`send_with`](Sender::send_with).
+    #[inline]
+    fn send_with_timeout<F>(
+        &self,
+        len: usize,
+        timeout: Duration,
+        fill: F,
+    ) -> Result<(), SendTimeoutError<()>>
+    where
+        T: ByteMessage,
+        F: FnOnce(&mut [u8]),
+    {
+        self.send_with_deadline(len, deadline_after(timeout), fill)
     }
 
     /// Sends `value` if there is room right now; never waits, on any runtime.
@@ -542,6 +798,140 @@ pub trait Receiver<T>: Clone + Send + Sync + 'static {
     #[inline]
     fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
         self.recv_deadline(deadline_after(timeout))
+    }
+
+    /// Receives the next byte message and hands its bytes to `read`, returning what `read`
+    /// returns; blocks as [`recv`](Receiver::recv) does. On the process backend the bytes are
+    /// the channel's shared memory, read in place with no copy and no allocation; the
+    /// message's space is given back once `read` returns. Elsewhere `read` sees the received
+    /// `Vec`, dropped after it returns.
+    ///
+    /// `read` runs while the message still holds its place in the channel (process backend):
+    /// keep it short (copy out what must outlive it), as a receiver that blocks inside it
+    /// holds back the senders waiting for room.
+    ///
+    /// ```
+    /// use uniconc::{Backend, Receiver as _, Sender as _};
+    ///
+    /// type B = uniconc::thread::Thread;
+    /// let (tx, rx) = B::channel::<Vec<u8>>(4)?;
+    /// tx.send(vec![1, 2, 3])?;
+    /// tx.send_with(2, |buf| buf.copy_from_slice(&[4, 5]))?;
+    /// let sum = |b: &[u8]| b.iter().map(|&x| u32::from(x)).sum::<u32>();
+    /// assert_eq!(rx.recv_with(sum)?, 6);
+    /// assert_eq!(rx.recv_with(sum)?, 9);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`recv`](Receiver::recv): `Disconnected` once the channel is empty and disconnected
+    /// (`read` is not called); `Invalid` if the message's bytes are not a byte message
+    /// (process backend: corrupt shared memory; the message is consumed).
+    ///
+    /// # Panics
+    /// If `read` panics, the panic goes on; the message counts as received (it is not handed
+    /// out again) and the channel stays usable. Otherwise as [`recv`](Receiver::recv).
+    ///
+    /// Provided: [`recv_with_deadline`](Receiver::recv_with_deadline) without a deadline.
+    #[inline]
+    fn recv_with<R, F>(&self, read: F) -> Result<R, RecvError>
+    where
+        T: ByteMessage,
+        F: FnOnce(&[u8]) -> R,
+    {
+        self.recv_with_deadline(None, read)
+            .map_err(RecvTimeoutError::into_untimed)
+    }
+
+    /// [`recv_with`](Receiver::recv_with) if a message is queued right now; never waits.
+    ///
+    /// ```
+    /// use uniconc::{Backend, Receiver as _, Sender as _, TryRecvError};
+    ///
+    /// type B = uniconc::thread::Thread;
+    /// let (tx, rx) = B::channel::<Vec<u8>>(4)?;
+    /// assert_eq!(rx.try_recv_with(|b| b.len()), Err(TryRecvError::Empty));
+    /// tx.send(vec![0; 10])?;
+    /// assert_eq!(rx.try_recv_with(|b| b.len()), Ok(10));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`try_recv`](Receiver::try_recv).
+    ///
+    /// # Panics
+    /// If `read` panics, as [`recv_with`](Receiver::recv_with).
+    ///
+    /// Provided: [`try_recv`](Receiver::try_recv), then `read` on the message's bytes.
+    fn try_recv_with<R, F>(&self, read: F) -> Result<R, TryRecvError>
+    where
+        T: ByteMessage,
+        F: FnOnce(&[u8]) -> R,
+    {
+        self.try_recv().map(|m| read(m.as_bytes()))
+    }
+
+    /// [`recv_with`](Receiver::recv_with), waiting until `deadline` (`None`: forever).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use uniconc::{Backend, Receiver as _, RecvTimeoutError};
+    ///
+    /// type B = uniconc::thread::Thread;
+    /// let (_tx, rx) = B::channel::<Vec<u8>>(1)?;
+    /// let soon = Some(Instant::now() + Duration::from_millis(5));
+    /// assert_eq!(rx.recv_with_deadline(soon, |b| b.len()), Err(RecvTimeoutError::Timeout));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `Timeout` if nothing came before `deadline`; otherwise as
+    /// [`recv_with`](Receiver::recv_with).
+    ///
+    /// # Panics
+    /// As [`recv_with`](Receiver::recv_with).
+    ///
+    /// Provided: [`recv_deadline`](Receiver::recv_deadline), then `read` on the message's
+    /// bytes. The process backend overrides it to read in place.
+    fn recv_with_deadline<R, F>(
+        &self,
+        deadline: Option<Instant>,
+        read: F,
+    ) -> Result<R, RecvTimeoutError>
+    where
+        T: ByteMessage,
+        F: FnOnce(&[u8]) -> R,
+    {
+        self.recv_deadline(deadline).map(|m| read(m.as_bytes()))
+    }
+
+    /// [`recv_with`](Receiver::recv_with), waiting at most `timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use uniconc::{Backend, Receiver as _, Sender as _};
+    ///
+    /// type B = uniconc::thread::Thread;
+    /// let (tx, rx) = B::channel::<Vec<u8>>(1)?;
+    /// let wait = Duration::from_millis(5);
+    /// assert!(rx.recv_with_timeout(wait, |b| b.len()).unwrap_err().is_timeout());
+    /// tx.send(vec![1, 2])?;
+    /// assert_eq!(rx.recv_with_timeout(wait, |b| b.len())?, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`recv_with_deadline`](Receiver::recv_with_deadline).
+    ///
+    /// # Panics
+    /// As [`recv_with`](Receiver::recv_with).
+    #[inline]
+    fn recv_with_timeout<R, F>(&self, timeout: Duration, read: F) -> Result<R, RecvTimeoutError>
+    where
+        T: ByteMessage,
+        F: FnOnce(&[u8]) -> R,
+    {
+        self.recv_with_deadline(deadline_after(timeout), read)
     }
 
     /// Receives the next message without blocking the executor. The future is `Send` and

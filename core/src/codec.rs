@@ -83,6 +83,37 @@ pub fn encode_into<T: Serialize + ?Sized + 'static>(
     }
 }
 
+/// The encoded size of a byte sequence (`Vec<u8>`, `Box<[u8]>`) of `len` bytes: its length
+/// prefix and the bytes; `None` if that overflows `usize`.
+///
+/// A sender that writes the bytes itself (`Sender::send_with`) claims this much, writes the
+/// prefix with [`put_bytes_header`], then the bytes after it.
+#[inline]
+pub fn bytes_encoded_size(len: usize) -> Option<usize> {
+    len.checked_add(fast::len_len(len))
+}
+
+/// Writes the length prefix of a byte sequence of `len` bytes at the start of `dst`, as
+/// [`encode_into`] writes it for a `Vec<u8>`; returns its length (at most 9 bytes). The bytes
+/// go right after it.
+///
+/// # Panics
+/// If `dst` is shorter than the prefix (`bytes_encoded_size(len) - len` bytes).
+#[inline]
+pub fn put_bytes_header(len: usize, dst: &mut [u8]) -> usize {
+    fast::put_len(dst, len)
+}
+
+/// The bytes of an encoded byte sequence (`Vec<u8>`, `Box<[u8]>`), borrowed from `src`
+/// without a copy.
+///
+/// # Errors
+/// `Decode` if `src` is not exactly a length prefix and that many bytes.
+#[inline]
+pub fn bytes_payload(src: &[u8]) -> Result<&[u8], MessageError> {
+    fast::bytes(src)
+}
+
 /// Decodes a `T` from exactly `src`.
 ///
 /// # Errors
@@ -137,6 +168,30 @@ mod tests {
         assert_eq!(encode_into(&v, &mut buf).unwrap(), n);
         let back: (u64, String, Vec<u8>) = decode(&buf).unwrap();
         assert_eq!(back, v);
+    }
+
+    /// A byte message written by hand (the prefix, then the bytes) is exactly what encoding
+    /// the `Vec<u8>` writes, at every varint class of its length, and reads back in place.
+    #[test]
+    fn hand_written_byte_messages_are_vec_u8s() {
+        for len in [0, 1, 250, 251, 65_535, 65_536, 100_000] {
+            let v: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let size = bytes_encoded_size(len).unwrap();
+            assert_eq!(size, encoded_size(&v).unwrap(), "len {len}");
+            let mut buf = vec![0u8; size];
+            let at = put_bytes_header(len, &mut buf);
+            buf[at..].copy_from_slice(&v);
+            let mut want = vec![0u8; size];
+            encode_into(&v, &mut want).unwrap();
+            assert_eq!(buf, want, "len {len}");
+            assert_eq!(bytes_payload(&buf).unwrap(), &v[..]);
+            assert_eq!(
+                decode::<Box<[u8]>>(&buf).unwrap(),
+                v.clone().into_boxed_slice()
+            );
+            assert!(bytes_payload(&buf[..size - 1]).is_err());
+        }
+        assert_eq!(bytes_encoded_size(usize::MAX), None);
     }
 
     #[test]

@@ -67,7 +67,7 @@ pub mod unit;
 pub mod validate;
 
 pub use backend::{Backend, Message};
-pub use channel::{IntoIter, Iter, Receiver, Sender, TryIter};
+pub use channel::{ByteMessage, IntoIter, Iter, Receiver, Sender, TryIter};
 pub use collections::{List, Map};
 pub use error::{
     Error, ErrorKind, JoinError, LockError, MessageError, PoolError, RecvError, RecvTimeoutError,

@@ -11,6 +11,7 @@
 //! under a watchdog. Stress sizes scale with `UNICONC_STRESS_SCALE` (default 1).
 //!
 //! Files: `channel.rs`, `channel_batch.rs` (`send_batch`, `recv_batch`), `channel_values.rs` (when queued values are dropped), `sync.rs`,
+//! `loan.rs` (`send_with`, `recv_with`: byte messages written and read in place),
 //! `state.rs`, `collections.rs` (Map and List), `spawn.rs`, `task.rs` (named tasks), `pool.rs`
 //! (closures and named tasks), `named.rs` (named objects), `async_forms.rs` (the `_async`
 //! forms driven by a tokio runtime), `select.rs` (waiting on several channels: `Select`,
@@ -22,6 +23,7 @@ mod channel;
 mod channel_batch;
 mod channel_values;
 mod collections;
+mod loan;
 mod named;
 mod pool;
 mod select;
@@ -64,6 +66,12 @@ macro_rules! all_tests {
             channel_batch::channel_batch_respects_capacity,
             channel_batch::channel_batch_disconnection_part_way,
             channel_batch::channel_batch_invalid_in_the_middle,
+            loan::loan_round_trip_across_units,
+            loan::loan_mixed_with_plain_forms_and_zero_length,
+            loan::loan_try_and_timed_forms,
+            loan::loan_disconnection,
+            loan::loan_panicking_closures_lose_nothing_else,
+            loan::loan_oversized_len_is_refused_naming_byte_budget,
             sync::lock_mutual_exclusion_under_contention,
             sync::lock_try_lock_and_timeout_while_held_elsewhere,
             sync::lock_panicking_holder_poisons_once,

@@ -511,6 +511,89 @@ impl<T> Drop for Receiver<T> {
     }
 }
 
+/// A message on its way into the ring: its encoded size, then its bytes, written straight
+/// into the cells claimed for it.
+trait Outgoing {
+    /// The encoded size in bytes (`usize::MAX` if it overflows: refused as too large).
+    fn size(&self) -> Result<usize, MessageError>;
+    /// Writes exactly `buf.len()` (the measured size) bytes into `buf`. Called at most once
+    /// per message sent; may panic (the ring then publishes padding instead).
+    fn write(&mut self, buf: &mut [u8]) -> Result<(), MessageError>;
+}
+
+/// A value, serde-encoded (`send`).
+struct Encoded<T>(T);
+
+impl<T: Serialize + 'static> Outgoing for Encoded<T> {
+    #[inline]
+    fn size(&self) -> Result<usize, MessageError> {
+        codec::encoded_size(&self.0)
+    }
+
+    #[inline]
+    fn write(&mut self, buf: &mut [u8]) -> Result<(), MessageError> {
+        let mut err = None;
+        if encode_exact(&self.0, buf.len(), buf, &mut err) {
+            Ok(())
+        } else {
+            Err(err.unwrap_or_else(|| MessageError::Encode("unknown".into())))
+        }
+    }
+}
+
+/// A byte message of `len` bytes written by the caller's closure (`send_with`): the length
+/// prefix a `Vec<u8>` is encoded with, then the closure fills the bytes after it in place.
+struct Filled<F> {
+    len: usize,
+    /// Taken by the one `write`.
+    fill: Option<F>,
+}
+
+impl<F: FnOnce(&mut [u8])> Outgoing for Filled<F> {
+    #[inline]
+    fn size(&self) -> Result<usize, MessageError> {
+        Ok(codec::bytes_encoded_size(self.len).unwrap_or(usize::MAX))
+    }
+
+    #[inline]
+    fn write(&mut self, buf: &mut [u8]) -> Result<(), MessageError> {
+        let at = codec::put_bytes_header(self.len, buf);
+        let fill = self.fill.take().expect("a message is written once");
+        // `buf` is the measured size, `at + len` bytes: `fill` gets exactly `len`.
+        fill(&mut buf[at..]);
+        Ok(())
+    }
+}
+
+/// Wakes the senders and receivers sleeping on a channel when dropped: forgotten on the
+/// normal path, so it runs only when a closure (a `send_with` or `recv_with` closure, a
+/// serde impl) panics inside the ring, after the ring has settled what it held.
+struct WakeOnUnwind<'a>(&'a Chan);
+
+impl Drop for WakeOnUnwind<'_> {
+    fn drop(&mut self) {
+        self.0.notify(&self.0.hdr().recv_wait);
+        self.0.notify(&self.0.hdr().send_wait);
+    }
+}
+
+/// `e` with its value mapped by `f`.
+fn map_send_err<A, B>(e: SendError<A>, f: impl FnOnce(A) -> B) -> SendError<B> {
+    match e {
+        SendError::Disconnected(v) => SendError::Disconnected(f(v)),
+        SendError::Invalid(v, m) => SendError::Invalid(f(v), m),
+    }
+}
+
+/// `e` with its value mapped by `f`.
+fn map_timeout_err<A, B>(e: SendTimeoutError<A>, f: impl FnOnce(A) -> B) -> SendTimeoutError<B> {
+    match e {
+        SendTimeoutError::Timeout(v) => SendTimeoutError::Timeout(f(v)),
+        SendTimeoutError::Disconnected(v) => SendTimeoutError::Disconnected(f(v)),
+        SendTimeoutError::Invalid(v, m) => SendTimeoutError::Invalid(f(v), m),
+    }
+}
+
 enum TrySend<T> {
     Full(T),
     Err(SendError<T>),
@@ -532,12 +615,21 @@ impl<T: Serialize + 'static> Sender<T> {
     }
 
     fn try_send_inner(&self, value: T) -> Result<(), TrySend<T>> {
+        self.try_push(Encoded(value)).map_err(|e| match e {
+            TrySend::Full(v) => TrySend::Full(v.0),
+            TrySend::Err(e) => TrySend::Err(map_send_err(e, |v| v.0)),
+        })
+    }
+
+    /// One attempt to send `value`: it is measured, then written straight into the cells it
+    /// claims if there is room right now.
+    fn try_push<V: Outgoing>(&self, mut value: V) -> Result<(), TrySend<V>> {
         let chan = &*self.chan;
         chan.touch(&self.gen_stamp, true);
         if chan.receivers_gone() {
             return Err(TrySend::Err(SendError::Disconnected(value)));
         }
-        let size = match codec::encoded_size(&value) {
+        let size = match value.size() {
             Ok(s) => s,
             Err(e) => return Err(TrySend::Err(SendError::Invalid(value, e))),
         };
@@ -550,23 +642,24 @@ impl<T: Serialize + 'static> Sender<T> {
         }
         let mut enc_err = None;
         let claim = Claim::new(chan.my_slot());
-        let pushed =
-            chan.ring()
-                .try_push(size, chan.cap, claim.send_words(), claim.word(), |buf| {
-                    match codec::encode_into(&value, buf) {
-                        Ok(n) if n == size => true,
-                        Ok(n) => {
-                            enc_err = Some(MessageError::Encode(format!(
-                                "the value encoded to {n} bytes after measuring {size}"
-                            )));
-                            false
-                        }
-                        Err(e) => {
-                            enc_err = Some(e);
-                            false
-                        }
-                    }
-                });
+        // A write that panics (a `send_with` closure, a `Serialize` impl) leaves padding in
+        // the ring and gives its message slot back: wake both sides, as a receive or a send
+        // would, so nobody sleeps a whole slice on that change.
+        let wake = WakeOnUnwind(chan);
+        let pushed = chan.ring().try_push(
+            size,
+            chan.cap,
+            claim.send_words(),
+            claim.word(),
+            |buf| match value.write(buf) {
+                Ok(()) => true,
+                Err(e) => {
+                    enc_err = Some(e);
+                    false
+                }
+            },
+        );
+        std::mem::forget(wake);
         match pushed {
             Ok(true) => {
                 chan.notify(&chan.hdr().recv_wait);
@@ -580,15 +673,15 @@ impl<T: Serialize + 'static> Sender<T> {
         }
     }
 
-    fn send_inner(
+    fn send_inner<V: Outgoing>(
         &self,
-        mut value: T,
+        mut value: V,
         deadline: Option<Instant>,
-    ) -> Result<(), SendTimeoutError<T>> {
+    ) -> Result<(), SendTimeoutError<V>> {
         let mut backoff = Backoff::new(&self.chan);
         let w = &self.chan.hdr().send_wait;
         loop {
-            match self.try_send_inner(value) {
+            match self.try_push(value) {
                 Ok(()) => {
                     backoff.succeeded();
                     return Ok(());
@@ -607,7 +700,7 @@ impl<T: Serialize + 'static> Sender<T> {
                 return Err(SendTimeoutError::Timeout(value));
             }
             let seq = self.prepare_sleep();
-            match self.try_send_inner(value) {
+            match self.try_push(value) {
                 Ok(()) => return Ok(()),
                 Err(TrySend::Err(e)) => return Err(e.into()),
                 Err(TrySend::Full(v)) => value = v,
@@ -827,18 +920,32 @@ impl<T: DeserializeOwned + 'static> Receiver<T> {
     /// `tell_in_flight`, an unpublished claim at the front is told apart from an empty ring;
     /// after disconnection it always is (a message being written is drained, not dropped).
     fn try_recv_inner(&self, tell_in_flight: bool) -> Look<T> {
+        self.look(tell_in_flight, &mut |b: &[u8]| codec::decode::<T>(b))
+    }
+
+    /// [`try_recv_inner`](Self::try_recv_inner), handing the message's bytes to `read`
+    /// (called at most once per look that returns `Got`) instead of decoding a `T`.
+    fn look<R>(
+        &self,
+        tell_in_flight: bool,
+        read: &mut impl FnMut(&[u8]) -> Result<R, MessageError>,
+    ) -> Look<R> {
         let chan = &*self.chan;
         chan.touch(&self.gen_stamp, false);
         let claim = Claim::new(chan.my_slot());
         claim.single_receive();
         let mut second_look = false;
         loop {
+            // If `read` panics the ring completes the record (it counts as received): wake
+            // the senders waiting for its room then.
+            let wake = WakeOnUnwind(chan);
             let popped = chan.ring().try_pop(claim.word(), |rec| match rec {
-                Record::Bytes(b) => codec::decode::<T>(b),
+                Record::Bytes(b) => read(b),
                 Record::Corrupt => Err(MessageError::Decode(
                     "corrupt record in shared memory".into(),
                 )),
             });
+            std::mem::forget(wake);
             match popped {
                 Pop::Item(r) => {
                     // The ring's SeqCst `recvd` increment, then this: the notifier half of the
@@ -966,9 +1073,17 @@ impl<T: DeserializeOwned + 'static> Receiver<T> {
     /// `try_recv`: a look that waits (within [`IN_FLIGHT_PATIENCE`]) for a message a sender is
     /// writing at the front of the ring, so that `Empty` means nothing is queued.
     fn try_recv_settled(&self) -> Result<T, TryRecvError> {
+        self.try_recv_settled_with(&mut |b: &[u8]| codec::decode::<T>(b))
+    }
+
+    /// [`try_recv_settled`](Self::try_recv_settled), handing the bytes to `read`.
+    fn try_recv_settled_with<R>(
+        &self,
+        read: &mut impl FnMut(&[u8]) -> Result<R, MessageError>,
+    ) -> Result<R, TryRecvError> {
         let mut wait: Option<InFlightWait> = None;
         loop {
-            match self.try_recv_inner(true) {
+            match self.look(true, read) {
                 Look::Got(r) => return r,
                 Look::Empty => return Err(TryRecvError::Empty),
                 Look::InFlight => {
@@ -984,11 +1099,20 @@ impl<T: DeserializeOwned + 'static> Receiver<T> {
     }
 
     fn recv_inner(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        self.recv_inner_with(deadline, &mut |b: &[u8]| codec::decode::<T>(b))
+    }
+
+    /// [`recv_inner`](Self::recv_inner), handing the bytes to `read`.
+    fn recv_inner_with<R>(
+        &self,
+        deadline: Option<Instant>,
+        read: &mut impl FnMut(&[u8]) -> Result<R, MessageError>,
+    ) -> Result<R, RecvTimeoutError> {
         let mut backoff = Backoff::new(&self.chan);
         let w = &self.chan.hdr().recv_wait;
         let mut naps = 0;
         loop {
-            match self.try_recv_inner(false) {
+            match self.look(false, read) {
                 Look::Empty | Look::InFlight => {}
                 Look::Got(r) => {
                     backoff.succeeded();
@@ -1002,7 +1126,7 @@ impl<T: DeserializeOwned + 'static> Receiver<T> {
                 return Err(RecvTimeoutError::Timeout);
             }
             let (seq, claimed) = self.prepare_sleep();
-            match self.try_recv_inner(false) {
+            match self.look(false, read) {
                 Look::Empty | Look::InFlight => {}
                 Look::Got(r) => return r.map_err(to_timeout_err),
             }
@@ -1078,6 +1202,19 @@ impl Drop for Claim<'_> {
     }
 }
 
+/// The reader of a `recv_with`: the bytes of an encoded byte message (after its length
+/// prefix) handed to the caller's closure, which runs once.
+fn in_place<R>(
+    read: &mut Option<impl FnOnce(&[u8]) -> R>,
+) -> impl FnMut(&[u8]) -> Result<R, MessageError> + '_ {
+    move |b| {
+        let bytes = codec::bytes_payload(b)?;
+        Ok((read.take().expect("one message is read per receive"))(
+            bytes,
+        ))
+    }
+}
+
 fn to_timeout_err(e: TryRecvError) -> RecvTimeoutError {
     match e {
         TryRecvError::Empty => RecvTimeoutError::Timeout,
@@ -1118,7 +1255,47 @@ impl<T: Message> uniconc_core::Sender<T> for Sender<T> {
         value: T,
         deadline: Option<Instant>,
     ) -> Result<(), SendTimeoutError<T>> {
-        self.send_inner(value, deadline)
+        self.send_inner(Encoded(value), deadline)
+            .map_err(|e| map_timeout_err(e, |v| v.0))
+    }
+
+    /// Claims the message's cells in the ring, writes the length prefix, and lets `fill`
+    /// write the bytes in place: no `Vec`, no encoding pass. Errors are found before the
+    /// cells are claimed, so `fill` runs only for a message that is sent; if it panics, the
+    /// cells are published as padding and the message slot given back.
+    fn send_with_deadline<F>(
+        &self,
+        len: usize,
+        deadline: Option<Instant>,
+        fill: F,
+    ) -> Result<(), SendTimeoutError<()>>
+    where
+        T: uniconc_core::ByteMessage,
+        F: FnOnce(&mut [u8]),
+    {
+        let fill = Filled {
+            len,
+            fill: Some(fill),
+        };
+        self.send_inner(fill, deadline)
+            .map_err(|e| map_timeout_err(e, drop))
+    }
+
+    /// As [`send_with_deadline`](Self::send_with_deadline), one attempt.
+    fn try_send_with<F>(&self, len: usize, fill: F) -> Result<(), TrySendError<()>>
+    where
+        T: uniconc_core::ByteMessage,
+        F: FnOnce(&mut [u8]),
+    {
+        let fill = Filled {
+            len,
+            fill: Some(fill),
+        };
+        match self.try_push(fill) {
+            Ok(()) => Ok(()),
+            Err(TrySend::Full(_)) => Err(TrySendError::Full(())),
+            Err(TrySend::Err(e)) => Err(map_send_err(e, drop).into()),
+        }
     }
 
     /// One reservation of message slots and one claim of cells per run of items that fit,
@@ -1184,6 +1361,32 @@ impl<T: Message> uniconc_core::Receiver<T> for Receiver<T> {
     #[inline]
     fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         self.recv_inner(deadline)
+    }
+
+    /// Hands `read` the message's bytes where they lie in the ring (after the length
+    /// prefix): no copy, no allocation. The record is given back once `read` returns, or
+    /// when it panics.
+    fn recv_with_deadline<R, F>(
+        &self,
+        deadline: Option<Instant>,
+        read: F,
+    ) -> Result<R, RecvTimeoutError>
+    where
+        T: uniconc_core::ByteMessage,
+        F: FnOnce(&[u8]) -> R,
+    {
+        let mut read = Some(read);
+        self.recv_inner_with(deadline, &mut in_place(&mut read))
+    }
+
+    /// As [`recv_with_deadline`](Self::recv_with_deadline), one settled look as `try_recv`.
+    fn try_recv_with<R, F>(&self, read: F) -> Result<R, TryRecvError>
+    where
+        T: uniconc_core::ByteMessage,
+        F: FnOnce(&[u8]) -> R,
+    {
+        let mut read = Some(read);
+        self.try_recv_settled_with(&mut in_place(&mut read))
     }
 
     /// Every message published at the front of the ring, up to `max`, taken with one claim

@@ -420,3 +420,127 @@ fn a_dead_range_is_settled_though_a_dead_loser_names_it_with_a_longer_range() {
 fn a_dead_range_is_settled_though_a_dead_loser_names_it_with_a_shorter_range() {
     a_dead_range_with_a_dead_loser_naming_it(3, 2);
 }
+
+/// A sender killed inside its `send_with` closure, half the payload written: the record it
+/// claimed is settled as lost by the reaper (never shown half-written), the messages before
+/// and after it arrive once each, in order, and the capacity comes back whole.
+#[test]
+fn a_sender_killed_inside_send_with_loses_only_its_message() {
+    let _forks = forks();
+    use uniconc_core::{Event as _, JoinError, JoinHandle as _};
+    let (tx, rx) = channel::<Vec<u8>>(3).unwrap();
+    let writing = crate::event().unwrap();
+    tx.send(vec![1; 100]).unwrap();
+    let child = crate::spawn({
+        let (tx, writing) = (tx.clone(), writing.clone());
+        move || {
+            let _ = tx.send_with(200_000, |buf| {
+                buf[..100_000].fill(0xee);
+                writing.set();
+                loop {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            });
+        }
+    })
+    .unwrap();
+    writing
+        .wait_timeout(Duration::from_secs(30))
+        .expect("the child started writing");
+    child.kill().unwrap();
+    assert_eq!(child.join(), Err(JoinError::Killed(9)));
+    tx.send_with(3, |buf| buf.fill(2)).unwrap();
+    let long = Duration::from_secs(30);
+    assert_eq!(rx.recv_timeout(long), Ok(vec![1; 100]));
+    assert_eq!(rx.recv_with_timeout(long, |b| b.to_vec()), Ok(vec![2; 3]));
+    assert_eq!(
+        rx.try_recv(),
+        Err(TryRecvError::Empty),
+        "no half-written message"
+    );
+    for i in 0..3u8 {
+        tx.send_timeout(vec![i; 10], long).unwrap();
+    }
+    for i in 0..3u8 {
+        assert_eq!(rx.recv_timeout(long), Ok(vec![i; 10]));
+    }
+}
+
+/// A receiver killed inside its `recv_with` closure is a receiver killed mid-receive: its
+/// message is gone (not handed out again), the ones behind it arrive once each, and the
+/// reaper gives back its room, so senders fill the whole capacity again.
+#[test]
+fn a_receiver_killed_inside_recv_with_is_settled() {
+    let _forks = forks();
+    use uniconc_core::{Event as _, JoinError, JoinHandle as _};
+    let (tx, rx) = channel::<Vec<u8>>(2).unwrap();
+    let reading = crate::event().unwrap();
+    tx.send_with(300_000, |buf| buf.fill(1)).unwrap();
+    tx.send_with(5, |buf| buf.fill(2)).unwrap();
+    let child = crate::spawn({
+        let (rx, reading) = (rx.clone(), reading.clone());
+        move || {
+            let _ = rx.recv_with(|_| {
+                reading.set();
+                loop {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            });
+        }
+    })
+    .unwrap();
+    reading
+        .wait_timeout(Duration::from_secs(30))
+        .expect("the child is reading");
+    child.kill().unwrap();
+    assert_eq!(child.join(), Err(JoinError::Killed(9)));
+    let long = Duration::from_secs(30);
+    assert_eq!(rx.recv_with_timeout(long, |b| b.to_vec()), Ok(vec![2; 5]));
+    assert_eq!(
+        rx.try_recv(),
+        Err(TryRecvError::Empty),
+        "the dead one's message is not handed out again"
+    );
+    // Room for the whole capacity: a blocked sender finds the dead receiver and settles it.
+    for i in 0..2u8 {
+        tx.send_with_timeout(300_000, long, |buf| buf.fill(i))
+            .unwrap();
+    }
+    for i in 0..2u8 {
+        assert_eq!(
+            rx.recv_with_timeout(long, |b| b.len() == 300_000 && b.iter().all(|&x| x == i)),
+            Ok(true)
+        );
+    }
+    assert_eq!(tx.len(), 0);
+}
+
+/// With the default byte budget (1 MiB for a small channel), a 1 MiB `Vec<u8>` (1 MiB and
+/// its length prefix) and a 1 MiB `send_with` are refused, naming the builder method that
+/// raises it; the channel is unchanged.
+#[test]
+fn a_message_past_the_default_budget_names_byte_budget() {
+    let (tx, rx) = channel::<Vec<u8>>(8).unwrap();
+    let named = |e: &MessageError| {
+        assert!(matches!(e, MessageError::TooLarge { size, limit: 1_048_576 } if *size > 1 << 20));
+        assert!(e.to_string().contains("ChannelBuilder::byte_budget"), "{e}");
+    };
+    match tx.send(vec![0; 1 << 20]) {
+        Err(SendError::Invalid(v, e)) => {
+            assert_eq!(v.len(), 1 << 20, "the value comes back");
+            named(&e);
+        }
+        other => panic!("{other:?}"),
+    }
+    match tx.send_with(1 << 20, |_| panic!("called for a message that cannot go")) {
+        Err(SendError::Invalid((), e)) => named(&e),
+        other => panic!("{other:?}"),
+    }
+    assert!(rx.is_empty());
+    let (tx, rx) = ChannelBuilder::new(Some(8))
+        .byte_budget(2 << 20)
+        .build::<Vec<u8>>()
+        .unwrap();
+    tx.send_with(1 << 20, |buf| buf.fill(3)).unwrap();
+    assert_eq!(rx.recv_with(|b| b.len()), Ok(1 << 20));
+}

@@ -339,6 +339,38 @@ fn a_soft_end_keeps_an_idle_ring_at_its_start() {
     assert!(r.is_empty());
 }
 
+/// A large record (`WARM` cells or more) that finds the ring idle goes back to cell 0 with no
+/// soft end, so a consumer that keeps up reads every large record from the same cells; with
+/// a record queued (or being read), it goes on after it; small records never move back.
+#[test]
+fn a_large_record_on_an_idle_ring_reuses_the_first_cells() {
+    let n = 4 * WARM as usize;
+    let mut o = Owned::new(n);
+    let r = o.ring();
+    let head = |r: &Ring<'_>| r.hdr.head.load(Ordering::Relaxed) % n as u64;
+    let large = |v: u8| vec![v; WARM as usize * CELL - 10];
+    for v in 0..20u8 {
+        assert_eq!(push_bytes(&r, &[v]), Ok(true), "a small record first");
+        assert_eq!(pop_bytes(&r).unwrap(), [v]);
+        assert_eq!(push_bytes(&r, &large(v)), Ok(true));
+        assert_eq!(head(&r), 0, "large record {v} at cell 0");
+        assert_eq!(pop_bytes(&r).unwrap(), large(v));
+    }
+    // Queued behind another: after it, in order.
+    assert_eq!(push_bytes(&r, &large(1)), Ok(true));
+    assert_eq!(push_bytes(&r, &large(2)), Ok(true));
+    assert_eq!(push_bytes(&r, &large(3)), Ok(true));
+    assert_eq!(r.queued(), 3);
+    for v in 1..=3 {
+        assert_eq!(pop_bytes(&r).unwrap(), large(v));
+    }
+    assert!(r.is_empty());
+    assert_eq!(
+        r.hdr.prod.sent.load(Ordering::Relaxed),
+        r.hdr.done.recvd.load(Ordering::Relaxed)
+    );
+}
+
 /// A producer killed while it passes its skip record back from the soft end (claimed as
 /// a consumer, not completed) is settled by `recover` from its consumer claim word.
 #[test]

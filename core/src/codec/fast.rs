@@ -182,6 +182,19 @@ fn decode_error(what: &str) -> MessageError {
     MessageError::Decode(what.to_string())
 }
 
+/// The length prefix of a byte sequence of `len` bytes (a `Vec<u8>`), written at the start of
+/// `dst` (at least 9 bytes, or [`varint_len`] of it); returns the bytes written.
+#[inline]
+pub(super) fn put_len(dst: &mut [u8], len: usize) -> usize {
+    put_varint(dst, len as u64)
+}
+
+/// The length of the prefix [`put_len`] writes.
+#[inline]
+pub(super) fn len_len(len: usize) -> usize {
+    varint_len(len as u64)
+}
+
 /// Reads a varint from the front of `src`, accepting what bincode accepts for an integer of
 /// `width` bytes; returns it and the bytes read.
 #[inline(always)]
@@ -741,7 +754,7 @@ fn exact(rest: &[u8], bytes: Option<usize>) -> Result<&[u8], MessageError> {
 }
 
 /// A byte sequence: its length, then exactly that many bytes.
-fn bytes(src: &[u8]) -> Result<&[u8], MessageError> {
+pub(super) fn bytes(src: &[u8]) -> Result<&[u8], MessageError> {
     let (n, rest) = count(src)?;
     exact(rest, Some(n))
 }
