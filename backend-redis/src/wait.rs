@@ -29,7 +29,8 @@ static WOKEN: AtomicU64 = AtomicU64::new(0);
 static POLLED: AtomicU64 = AtomicU64::new(0);
 
 /// (naps ended by a wake-up, naps that ran their whole [`POLL`] without one) in this process
-/// so far.
+/// so far (for `testing::wait_counts`).
+#[cfg(feature = "testing")]
 pub(crate) fn counts() -> (u64, u64) {
     // Relaxed: two statistics counters, read for a report; nothing is published with them.
     (

@@ -1281,7 +1281,7 @@ impl<T: Message> uniconc_core::Sender<T> for Sender<T> {
             .map_err(|e| map_timeout_err(e, drop))
     }
 
-    /// As [`send_with_deadline`](Self::send_with_deadline), one attempt.
+    /// As [`send_with_deadline`](uniconc_core::Sender::send_with_deadline), one attempt.
     fn try_send_with<F>(&self, len: usize, fill: F) -> Result<(), TrySendError<()>>
     where
         T: uniconc_core::ByteMessage,
@@ -1379,7 +1379,7 @@ impl<T: Message> uniconc_core::Receiver<T> for Receiver<T> {
         self.recv_inner_with(deadline, &mut in_place(&mut read))
     }
 
-    /// As [`recv_with_deadline`](Self::recv_with_deadline), one settled look as `try_recv`.
+    /// As [`recv_with_deadline`](uniconc_core::Receiver::recv_with_deadline), one settled look as `try_recv`.
     fn try_recv_with<R, F>(&self, read: F) -> Result<R, TryRecvError>
     where
         T: uniconc_core::ByteMessage,
