@@ -148,8 +148,8 @@
 //!   `try_` forms report it as `Full`/`Empty`/`WouldBlock`, and `last_failure()` says why.
 //!   **Known limit:** the changes of a [`Map`], [`List`], [`Value`] or [`Array`] are not
 //!   retried: one whose reply does not come within the response timeout fails with an error,
-//!   though the server may still apply it (a list's `pop` then loses its element). On a server that answers within 2 s
-//!   nothing is given up.
+//!   though the server may still apply it (a list's `pop` then loses its element). On a
+//!   server that answers within 2 s nothing is given up.
 //! - **A server paused or unreachable for longer than a lease** counts every client as gone
 //!   when it comes back: leases are kept in the server's clock.
 //!
