@@ -395,29 +395,4 @@ impl Connection {
 
 // ---- travelling handle (crate::travel) --------------------------------------------------------
 
-const TRAVEL: crate::travel::Kind = crate::travel::plain("a semaphore", false);
-
-/// A travelling handle: sent through a channel, stored in a `Map` or returned from a task, it
-/// is the same semaphore where it lands, in any process that reaches the server (see
-/// `uniconc::Backend::TRAVEL` for the rule of a handle in flight).
-impl serde::Serialize for Semaphore {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let o = &self.shared;
-        let held = crate::travel::Held {
-            conn: &o.conn,
-            live: &o.live,
-            id: &o.id,
-        };
-        crate::travel::serialize(s, &TRAVEL, held)
-    }
-}
-
-/// Takes over the handle in flight (see `Serialize`).
-impl<'de> serde::Deserialize<'de> for Semaphore {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let a = crate::travel::deserialize(d, &TRAVEL)?;
-        Ok(Self {
-            shared: Arc::new(Object::adopted(&a.conn, a.live, &a.id, false)),
-        })
-    }
-}
+crate::travel::one_object_travels!(Semaphore, "a semaphore");

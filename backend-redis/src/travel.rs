@@ -425,6 +425,43 @@ fn take(wire: Wire, kind: &Kind) -> Result<Arrived, Error> {
     }
 }
 
+/// The serde impls of a handle that is one [`Object`](crate::object::Object) behind an `Arc` (a lock,
+/// semaphore or event, `$what` as `plain` takes it): it travels as the same object, held in
+/// flight as the module docs say.
+macro_rules! one_object_travels {
+    ($ty:ident, $what:literal) => {
+        /// A travelling handle: sent through a channel, stored in a `Map` or returned from a
+        /// task, it is the same object where it lands, in any process that reaches the server
+        /// (see `uniconc::Backend::TRAVEL` for the rule of a handle in flight).
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                const KIND: $crate::travel::Kind = $crate::travel::plain($what, false);
+                let o = &self.shared;
+                let held = $crate::travel::Held {
+                    conn: &o.conn,
+                    live: &o.live,
+                    id: &o.id,
+                };
+                $crate::travel::serialize(s, &KIND, held)
+            }
+        }
+
+        /// Takes over the handle in flight (see `Serialize`).
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                const KIND: $crate::travel::Kind = $crate::travel::plain($what, false);
+                let a = $crate::travel::deserialize(d, &KIND)?;
+                Ok(Self {
+                    shared: std::sync::Arc::new($crate::object::Object::adopted(
+                        &a.conn, a.live, &a.id, false,
+                    )),
+                })
+            }
+        }
+    };
+}
+pub(crate) use one_object_travels;
+
 /// The travel form of a lock, semaphore or event (`name`): one lease set `h`.
 pub(crate) const fn plain(name: &'static str, data: bool) -> Kind {
     Kind {
