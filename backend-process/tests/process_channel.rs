@@ -547,14 +547,22 @@ fn shared_counters(n: usize) -> &'static [AtomicU32] {
 /// just taken).
 #[test]
 fn random_sigkills_lose_only_what_the_killed_held() {
-    random_sigkills(1, 1, false);
+    random_sigkills(1, 1, false, false);
+}
+
+/// The same with ~20 KB messages through a 16 MiB ring, where records go back to its first
+/// cells while others are still queued (`ring::WARM_REACH`): the consumers pass those skips
+/// as SIGKILLs land around them.
+#[test]
+fn random_sigkills_with_large_messages_lose_only_what_the_killed_held() {
+    random_sigkills(1, 1, false, true);
 }
 
 /// The same with `send_batch` and `recv_batch` of 8: a killed receiver loses at most the
 /// batch it held, a killed sender only the items of its batch it had not published.
 #[test]
 fn random_sigkills_inside_batches_lose_only_what_the_killed_held() {
-    random_sigkills(8, 1, false);
+    random_sigkills(8, 1, false, false);
 }
 
 /// Receivers SIGKILLed two at once (so both are found dead by the same reap, their claims
@@ -562,24 +570,29 @@ fn random_sigkills_inside_batches_lose_only_what_the_killed_held() {
 /// batches of 8, so single claims and ranges meet at the same positions.
 #[test]
 fn random_sigkills_of_two_receivers_at_once_with_mixed_batches() {
-    random_sigkills(8, 2, true);
+    random_sigkills(8, 2, true, false);
 }
 
 /// [`random_sigkills_lose_only_what_the_killed_held`], sending and receiving in batches of
 /// `batch` (1: one by one; with `mixed`, only the odd-numbered senders and the receivers
-/// started at odd rounds), killing `together` receivers at once in each round.
-fn random_sigkills(batch: usize, together: usize, mixed: bool) {
+/// started at odd rounds), killing `together` receivers at once in each round; with `large`,
+/// messages of ~20 KB in a 16 MiB ring.
+fn random_sigkills(batch: usize, together: usize, mixed: bool, large: bool) {
     let _f = fork_lock();
     let (producers, consumers) = (4usize, 3usize);
     let (consumer_kills, producer_kills) = (10usize, 2usize);
-    let per = 5_000 * scale() as usize;
-    let (tx, rx) = ChannelBuilder::new(Some(64))
-        .byte_budget(64 << 10)
+    let (per, size, cap, budget) = if large {
+        (2_000 * scale() as usize, 20_000, 16, 16 << 20)
+    } else {
+        (5_000 * scale() as usize, 1000, 64, 64 << 10)
+    };
+    let (tx, rx) = ChannelBuilder::new(Some(cap))
+        .byte_budget(budget)
         .build::<(u32, u32, Vec<u8>)>()
         .unwrap();
     let seen = shared_counters(producers * per);
     let sent = shared_counters(producers);
-    let payload = |i: usize| vec![i as u8; 1000 + i % 64];
+    let payload = move |i: usize| vec![i as u8; size + i % 64];
     let mut prods: Vec<_> = (0..producers)
         .map(|p| {
             let tx = tx.clone();

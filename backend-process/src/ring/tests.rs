@@ -371,6 +371,70 @@ fn a_large_record_on_an_idle_ring_reuses_the_first_cells() {
     );
 }
 
+/// Pushes `b` into a ring bounded to `cap` messages.
+fn push_bytes_of(r: &Ring<'_>, cap: u64, b: &[u8]) -> Result<bool, Full> {
+    r.try_push(
+        b.len(),
+        Some(cap),
+        &SendWords::default(),
+        &AtomicU64::new(0),
+        |buf| {
+            buf.copy_from_slice(b);
+            true
+        },
+    )
+}
+
+/// On a bounded ring, a large record past `WARM_REACH` goes back to cell 0 with a record still
+/// queued before it once the first cells are free for `cap` records of its size: a consumer
+/// one record behind reads every record from the first `WARM_REACH` cells and one record of a
+/// ring twice that size (four times round it, had it walked all of it), and a producer that fills the channel after such a move is stopped
+/// by the capacity, not by cells. An unbounded ring walks all of its cells.
+#[test]
+fn a_large_record_goes_back_to_free_first_cells_with_records_queued() {
+    let w = WARM as usize;
+    let n = 2 * WARM_REACH as usize;
+    let cap = 2;
+    let mut o = Owned::new(n);
+    let r = o.ring();
+    // Where the last record written ends.
+    let end = |r: &Ring<'_>| (r.hdr.prod.tail.load(Ordering::Relaxed) % n as u64) as usize;
+    let large = |v: u8| vec![v; w * CELL - 10];
+    assert_eq!(push_bytes_of(&r, cap, &large(0)), Ok(true));
+    // Twice round the ring if it walked all of it.
+    let records = 4 * n / w;
+    for j in 1..=records {
+        assert_eq!(
+            push_bytes_of(&r, cap, &large(j as u8)),
+            Ok(true),
+            "record {j}"
+        );
+        assert_eq!(r.queued(), 2);
+        let reach = WARM_REACH as usize + w;
+        assert!(end(&r) <= reach, "record {j} ends at cell {}", end(&r));
+        assert_eq!(pop_bytes(&r).unwrap(), large((j - 1) as u8));
+    }
+    // The consumer stops: the capacity, not the cells, stops the producer.
+    assert_eq!(push_bytes_of(&r, cap, &large(1)), Ok(true));
+    assert_eq!(push_bytes_of(&r, cap, &large(2)), Err(Full));
+    assert_eq!(r.queued(), 2);
+    for v in [records as u8, 1] {
+        assert_eq!(pop_bytes(&r).unwrap(), large(v));
+    }
+    assert!(r.is_empty());
+    // Unbounded: no such move while records are queued.
+    let mut o = Owned::new(n);
+    let r = o.ring();
+    assert_eq!(push_bytes(&r, &large(0)), Ok(true));
+    let mut seen = 0;
+    for j in 1..=n / w {
+        assert_eq!(push_bytes(&r, &large(j as u8)), Ok(true));
+        seen = seen.max(end(&r));
+        assert_eq!(pop_bytes(&r).unwrap(), large((j - 1) as u8));
+    }
+    assert_eq!(seen, n - w, "an unbounded ring walks all of its cells");
+}
+
 /// A producer killed while it passes its skip record back from the soft end (claimed as
 /// a consumer, not completed) is settled by `recover` from its consumer claim word.
 #[test]
