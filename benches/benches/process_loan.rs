@@ -156,7 +156,8 @@ fn iceoryx2(size: usize, n: usize, buffer: usize, tag: &str) -> Duration {
                 let sample = sample.write_from_slice(&src);
                 sample.send().expect("iceoryx2 send");
             }
-            received.wait();
+            // Bounded: a parent that failed never sets it.
+            let _ = received.wait_timeout(Duration::from_secs(60));
         }
     });
     let recv = || loop {
