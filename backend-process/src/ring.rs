@@ -572,10 +572,10 @@ impl<'a> Ring<'a> {
     /// For a producer of a large record (`k >= WARM` cells) at `t` (cell `i`, at least
     /// [`WARM_REACH`]) of a ring bounded to `cap` messages: `true` if the cells from 0 of the
     /// next lap hold `cap` records of this size already free (every record in them read:
-    /// `done` is that far into this lap). The
-    /// record then goes back to cell 0 though records are queued before it, so a consumer that
-    /// keeps up reads large records from the start of the ring instead of from all of it, and
-    /// `cap` more records of this size fit before the consumers pass the skip.
+    /// `done` is that far into this lap). The record then goes back to cell 0 though records
+    /// are queued before it, so a consumer that keeps up reads large records from the start of
+    /// the ring instead of from all of it, and `cap` more records of this size fit before the
+    /// consumers pass the skip.
     #[inline]
     fn warm_room(&self, t: u64, i: u64, k: u64, cap: Option<u64>) -> bool {
         let Some(cap) = cap else { return false };
