@@ -41,7 +41,8 @@
 //!   way on a connection given up.
 //! - A call that gives up with the outcome of an attempt unknown (a deadline passed, a `try_`
 //!   form, a failure that is not transient) leaves the request to be *settled* by the next
-//!   script of this process on the channel, or by the drop of its side: a receive's kept
+//!   send or receive script through the same handle (or its clones), or by the drop of the
+//!   handle: a receive's kept
 //!   message goes back to the head of the queue (the next receive gets it, in order), a
 //!   send's kept reply is deleted (it was queued, once), and the request gets a tombstone
 //!   (deleted after the retry window), so that a copy arriving later does nothing.
@@ -51,8 +52,10 @@
 //! a message writes and later deletes one hash field, all inside the script it already was.
 //!
 //! Limits: a process that dies with a receive unanswered leaves that message in `r` until the
-//! channel is deleted; a copy of a request that reaches the server more than the retry window
-//! after its answer (held up on a connection given up) runs again.
+//! channel is deleted, and so does one that drops a handle before a kept reply's retry window
+//! ended (its deletion is due only then); a copy of a request that reaches the server more
+//! than the retry window after its answer (held up on a connection given up) runs again.
+//! `len()` does not count a given-up receive's message until it is settled.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -80,6 +83,10 @@ use crate::wait::{Attempt, wait_until};
 /// The largest encoded message (Redis's limit on a string).
 pub const MAX_MESSAGE: usize = 512 * 1024 * 1024;
 
+/// The parts of a channel's keys (`uc:{<id>}:<part>`): meta hash, queue, sender and receiver
+/// lease sets, reservations, reply store. Every list of a channel's keys is this one.
+pub(crate) const PARTS: [&str; 6] = ["m", "q", "tx", "rx", "res", "r"];
+
 const PRELUDE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -92,6 +99,15 @@ end
 -- peer has seen it lapse and pruned it, it is gone for good.
 local function mine(z, member)
   return redis.call('ZSCORE', z, member) ~= false
+end
+-- Redis deletes a list or hash once it is empty, and the next write makes it again without an
+-- expiry: gives such a key of the object the remaining idle TTL of its meta hash `m`
+-- (KEYS[1]), so that no key outlives the object when every holder died.
+local function ttl_like_m(k)
+  if redis.call('PTTL', k) == -1 then
+    local ttl = redis.call('PTTL', KEYS[1])
+    if ttl > 0 then redis.call('PEXPIRE', k, ttl) end
+  end
 end
 -- The room held by the live reservations of `res` (`<member>|<call>` -> messages), pruning
 -- those whose member holds no sender lease in `tx` any more.
@@ -162,7 +178,10 @@ local function settle_and_look(wake)
         if #back > 0 then
           local n = redis.call('LLEN', KEYS[2])
           for j = #back, 1, -1 do redis.call('LPUSH', KEYS[2], back[j]) end
-          if n == 0 then redis.call('PUBLISH', wake, 'r') end
+          if n == 0 then
+            ttl_like_m(KEYS[2])
+            redis.call('PUBLISH', wake, 'r')
+          end
         end
       end
       -- Another copy of the request (it was sent more than once) may still come.
@@ -200,7 +219,10 @@ local cap = tonumber(m[1])
 if cap > 0 and (n >= cap or n + reserved(KEYS[5], KEYS[3]) >= cap) then return 0 end
 redis.call('RPUSH', KEYS[2], args[2])
 keep('1')
-if n == 0 then redis.call('PUBLISH', args[3], 'r') end
+if n == 0 then
+  ttl_like_m(KEYS[2])
+  redis.call('PUBLISH', args[3], 'r')
+end
 return 1
 ";
 
@@ -289,9 +311,15 @@ if not closed then
   pushed = pushed + more
   grant = tonumber(args[4])
   if cap > 0 then grant = math.max(0, math.min(grant, room - more)) end
-  if grant > 0 then redis.call('HSET', KEYS[5], args[1], grant) end
+  if grant > 0 then
+    redis.call('HSET', KEYS[5], args[1], grant)
+    ttl_like_m(KEYS[5])
+  end
 end
-if pushed > 0 and n == 0 then redis.call('PUBLISH', args[3], 'r') end
+if pushed > 0 and n == 0 then
+  ttl_like_m(KEYS[2])
+  redis.call('PUBLISH', args[3], 'r')
+end
 if held > covered then
   if closed then redis.call('PUBLISH', args[3], 'c') elseif cap > 0 then redis.call('PUBLISH', args[3], 's') end
 end
@@ -338,7 +366,7 @@ return {0, false}
 /// was dropped. Returns 1, or -2 when the channel is gone.
 const UNPOP: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
-redis.call('LPUSH', KEYS[2], ARGV[1])
+if redis.call('LPUSH', KEYS[2], ARGV[1]) == 1 then ttl_like_m(KEYS[2]) end
 return 1
 ";
 
@@ -392,7 +420,7 @@ fn scripts() -> &'static Scripts {
             recv: retried(RECV),
             send_batch: retried(SEND_BATCH),
             recv_batch: retried(RECV_BATCH),
-            unpop: Script::new(UNPOP),
+            unpop: with(UNPOP),
             settle: retried(SETTLE),
             state: with(STATE),
             close: Script::new(CLOSE),
@@ -577,10 +605,11 @@ impl Chan {
         }
     }
 
-    /// Whether some request given up is not settled yet.
-    fn unsettled_requests(&self) -> bool {
+    /// Whether the next script has entries to carry now (a request given up, or a kept
+    /// reply no longer needed).
+    fn settle_pending(&self) -> bool {
         let settle = self.settle.lock().unwrap_or_else(|e| e.into_inner());
-        settle.now.iter().any(|e| !e.starts_with('a'))
+        !settle.now.is_empty()
     }
 }
 
@@ -706,17 +735,22 @@ struct Side {
 
 impl Drop for Side {
     fn drop(&mut self) {
-        if !self.chan.live.unregister(&self.zset) {
+        // This handle's settle list is its own (each open, travelled or named handle has a
+        // `Chan` of its own), so it is carried now even when another handle of this side in
+        // this process stays registered.
+        let last = self.chan.live.unregister(&self.zset);
+        if !last && !self.chan.settle_pending() {
             return;
         }
         let chan = self.chan.clone();
         let zset = self.zset.clone();
         conn::run_cleanup(async move {
             let keys = chan.keys();
-            if chan.unsettled_requests() {
-                // Messages that requests given up took go back to the queue now: this process
-                // may send no other script on the channel. A failure leaves them on the
-                // server until the channel is deleted.
+            // Messages that requests given up took go back to the queue now, and kept replies
+            // no longer needed are deleted: this handle sends no other script. A failure leaves
+            // them on the server until the channel is deleted; so do the deletions still
+            // waiting for their retry window (a copy of a retried request may yet arrive).
+            while chan.settle_pending() {
                 let carried = chan.to_settle();
                 let mut inv = scripts().settle.prepare_invoke();
                 for k in &keys {
@@ -726,9 +760,13 @@ impl Drop for Side {
                 inv.arg(&chan.wake);
                 let mut c = chan.live.cmd.clone();
                 chan.conn.count(1);
-                if inv.invoke_async::<i64>(&mut c).await.is_ok() {
-                    chan.settled(&carried);
+                if inv.invoke_async::<i64>(&mut c).await.is_err() {
+                    break;
                 }
+                chan.settled(&carried);
+            }
+            if !last {
+                return;
             }
             let zsets = [chan.tx.clone(), chan.rx.clone()];
             // A failure here leaves the lease to lapse: the peers see the disconnection one

@@ -131,8 +131,8 @@
 //!   once: a retried send is queued once, a retried receive returns the message the first run
 //!   popped. A call that gives up before it has an answer (its deadline passed, or a `try_`
 //!   form) reports it in `last_failure()`: a message its receive took goes back to the head of
-//!   the queue with this process's next operation on the channel (or when it drops the
-//!   receiver), and a send given up was queued once or never will be. See
+//!   the queue with the next send or receive through that handle (or its clones), or when the
+//!   handle is dropped, and a send given up was queued once or never will be. See
 //!   [`channel`](mod@channel) for how, and for the limits (a receiving process that dies with
 //!   its receive unanswered loses that message).
 //! - **Locks are not safe across a failover.** A replica promoted before it received the latest
@@ -146,10 +146,12 @@
 //!   intact.
 //! - **An unreachable server** is waited out by blocking calls until their deadline (`Timeout`);
 //!   `try_` forms report it as `Full`/`Empty`/`WouldBlock`, and `last_failure()` says why.
-//!   **Known limit:** the changes of a [`Map`], [`List`], [`Value`] or [`Array`] are not
-//!   retried: one whose reply does not come within the response timeout fails with an error,
-//!   though the server may still apply it (a list's `pop` then loses its element). On a
-//!   server that answers within 2 s nothing is given up.
+//!   A lock acquisition and a permit take retried after a lost reply run once (under the
+//!   call's token or marker); a `try_take` whose two attempts both fail may have taken a
+//!   permit it does not report. **Known limit:** the changes of a [`Map`], [`List`], [`Value`]
+//!   or [`Array`] are not retried: one whose reply does not come within the response timeout
+//!   fails with an error, though the server may still apply it (a list's `pop` then loses its
+//!   element). On a server that answers within 2 s nothing is given up.
 //! - **A server paused or unreachable for longer than a lease** counts every client as gone
 //!   when it comes back: leases are kept in the server's clock.
 //!

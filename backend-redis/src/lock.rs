@@ -4,7 +4,8 @@
 //!
 //! - `m`, a hash: `owner` (the holder's random token) and `exp` (its lease's expiry, server
 //!   clock, ms) while held; `fence`, a counter bumped by every acquisition; `poisoned`, `1`
-//!   when the last holder panicked.
+//!   when the last holder panicked; `prev`, how the holder found the lock (clean, its last
+//!   holder dead or panicked), for a retried acquisition.
 //! - `h`, a sorted set of the processes holding a handle (for the idle TTL and clean-up).
 //! - The notification channel `uc:{<id>}:w` gets a message on every release.
 //!
@@ -59,15 +60,20 @@ return 1
 ";
 
 /// KEYS: m. ARGV: token, lease ms. Returns {1, fence, previous: 0 clean, 1 died, 2 panicked},
-/// {0, ms until the holder's lease expires}, or {-2} when gone.
+/// {0, ms until the holder's lease expires}, or {-2} when gone. Safe to retry: the token is
+/// one call's, so a retry whose first attempt took the lock (its reply lost) gets that
+/// attempt's reply again (`prev` is kept for it).
 const LOCK: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-2} end
-local o = redis.call('HMGET', KEYS[1], 'owner', 'exp', 'poisoned')
-if o[1] and tonumber(o[2]) > now then return {0, tonumber(o[2]) - now} end
+local o = redis.call('HMGET', KEYS[1], 'owner', 'exp', 'poisoned', 'fence', 'prev')
+if o[1] and tonumber(o[2]) > now then
+  if o[1] == ARGV[1] then return {1, tonumber(o[4]), tonumber(o[5] or '0')} end
+  return {0, tonumber(o[2]) - now}
+end
 local prev = 0
 if o[1] then prev = 1 elseif o[3] == '1' then prev = 2 end
 local f = redis.call('HINCRBY', KEYS[1], 'fence', 1)
-redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'exp', now + tonumber(ARGV[2]), 'poisoned', '0')
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'exp', now + tonumber(ARGV[2]), 'poisoned', '0', 'prev', prev)
 return {1, f, prev}
 ";
 

@@ -114,7 +114,7 @@ fn pin_member(name: &str) -> String {
 /// The lease sets and every key of an object of kind `kind`.
 fn layout(kind: &str) -> (&'static [&'static str], &'static [&'static str]) {
     if kind == "a channel" {
-        (&["tx", "rx"], &["m", "q", "tx", "rx", "res"])
+        (&["tx", "rx"], &crate::channel::PARTS)
     } else {
         (&["h"], &["m", "h", "d"])
     }

@@ -42,12 +42,16 @@ redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return 1
 ";
 
-/// KEYS: m. Returns 1 taken, 0 none available, -2 gone.
+/// KEYS: m marker. ARGV: marker ttl ms. Returns 1 taken (now, or by an earlier attempt of the
+/// same call: the call's marker says so, so a retry after a lost reply takes one permit), 0
+/// none available, -2 gone.
 const TAKE: &str = r"
 local n = redis.call('HGET', KEYS[1], 'n')
 if not n then return -2 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 1 end
 if tonumber(n) <= 0 then return 0 end
 redis.call('HINCRBY', KEYS[1], 'n', -1)
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
 return 1
 ";
 
@@ -138,17 +142,23 @@ impl Semaphore {
         panic!("uniconc-redis: semaphore `{}`: {e}", self.shared.id)
     }
 
-    /// `Ok(Some(taken))`, `Ok(None)` on a transient failure.
-    async fn take_once(&self) -> Result<Option<bool>, Error> {
+    /// The TAKE script for one call, whose attempts share `marker`.
+    fn take_invocation<'a>(&'a self, marker: &'a str) -> redis::ScriptInvocation<'a> {
+        let mut inv = scripts().take.key(&self.shared.meta);
+        inv.key(marker).arg(ms(RELEASE_RETRY * 2));
+        inv
+    }
+
+    /// `Ok(Some(taken))`, `Ok(None)` on a transient failure. `marker`: the call's (see TAKE).
+    async fn take_once(&self, marker: &str) -> Result<Option<bool>, Error> {
         let s = &self.shared;
         if !s.live.is_ours() {
             return Err(s.live.foreign_error("semaphore", &s.id));
         }
         let mut c = s.live.cmd.clone();
         s.conn.count(1);
-        let r = scripts()
-            .take
-            .key(&s.meta)
+        let r = self
+            .take_invocation(marker)
             .invoke_async::<i64>(&mut c)
             .await;
         self.taken(r)
@@ -157,12 +167,16 @@ impl Semaphore {
     /// [`take_once`](Self::take_once) on this thread's own synchronous connection (see
     /// [`direct`](crate::direct)); `None` when there is none here, and the caller takes the
     /// runtime's path. `blocking`: from the wait loop of a blocking call.
-    fn take_once_direct(&self, blocking: bool) -> Option<Result<Option<bool>, Error>> {
+    fn take_once_direct(
+        &self,
+        marker: &str,
+        blocking: bool,
+    ) -> Option<Result<Option<bool>, Error>> {
         let s = &self.shared;
         if !s.live.direct_ok() {
             return None;
         }
-        let run = |c: &mut redis::Connection| scripts().take.key(&s.meta).invoke::<i64>(c);
+        let run = |c: &mut redis::Connection| self.take_invocation(marker).invoke::<i64>(c);
         let r = if blocking {
             crate::direct::with_blocking(&s.conn, run)?
         } else {
@@ -188,13 +202,16 @@ impl Semaphore {
         cancel: Option<&conn::Cancel>,
     ) -> Result<bool, Error> {
         let s = &self.shared;
+        let marker = self.marker("t");
         let taken = wait_until_asking(&s.live, &s.wake, deadline, cancel, || async {
             // A blocking call (no `Cancel`: not an `_async` task) tries on its thread's own
             // connection.
-            let direct = cancel.is_none().then(|| self.take_once_direct(true));
+            let direct = cancel
+                .is_none()
+                .then(|| self.take_once_direct(&marker, true));
             let r = match direct.flatten() {
                 Some(r) => r,
-                None => self.take_once().await,
+                None => self.take_once(&marker).await,
             };
             Ok::<_, Error>(match r? {
                 Some(true) => Attempt::Done(()),
@@ -213,9 +230,13 @@ impl Semaphore {
         inv
     }
 
-    /// A fresh release marker: the same marker makes a retried release count once.
-    fn marker(&self) -> String {
-        key(&self.shared.id, &format!("r:{:016x}", conn::random_u64()))
+    /// A fresh marker for one call (`kind` `t` a take, `r` a release): a retry of the call
+    /// under the same marker counts once.
+    fn marker(&self, kind: &str) -> String {
+        key(
+            &self.shared.id,
+            &format!("{kind}:{:016x}", conn::random_u64()),
+        )
     }
 
     /// Releases one permit under `marker`, retrying through a lost connection; the marker
@@ -247,7 +268,7 @@ impl Semaphore {
     /// same marker, so a release that landed before the failure still counts once.
     fn release_blocking(&self) -> Result<(), Error> {
         let s = &self.shared;
-        let marker = self.marker();
+        let marker = self.marker("r");
         if s.live.direct_ok() {
             let r = crate::direct::with(&s.conn, |c| {
                 self.release_invocation(&marker).invoke::<i64>(c)
@@ -278,9 +299,12 @@ impl uniconc_core::Semaphore for Semaphore {
     ///
     /// If the semaphore's data is gone from the server, or the server refuses the script.
     fn try_take(&self) -> bool {
-        let r = match self.take_once_direct(false) {
+        let marker = self.marker("t");
+        let r = match self.take_once_direct(&marker, false) {
+            // A failure on the thread's connection may have lost a reply whose permit was
+            // taken: asked again under the same marker, it counts once.
+            Some(Ok(None)) | None => block_on_short(self.take_once(&marker)),
             Some(r) => r,
-            None => block_on_short(self.take_once()),
         };
         match r {
             Ok(v) => v.unwrap_or(false),
@@ -312,7 +336,7 @@ impl uniconc_core::Semaphore for Semaphore {
                 // Taken after the caller gave up: give it back.
                 move |r| async move {
                     if let Ok(true) = r {
-                        let _ = undo.release_inner(&undo.marker()).await;
+                        let _ = undo.release_inner(&undo.marker("r")).await;
                     }
                 },
             )

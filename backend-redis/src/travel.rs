@@ -482,6 +482,6 @@ pub(crate) fn channel_half(sender: bool, ty: &'static str) -> Kind {
         part: if sender { "tx" } else { "rx" },
         field: "cap",
         zsets: &["tx", "rx"],
-        keys: &["m", "q", "tx", "rx", "res"],
+        keys: &crate::channel::PARTS,
     }
 }

@@ -334,3 +334,98 @@ fn a_send_given_up_and_sent_again_is_queued_once_when_the_first_copy_comes_late(
     assert_eq!(rx.recv().unwrap(), "late");
     assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
 }
+
+/// A lock acquisition whose reply is lost after the server gave it the lock: the retry under
+/// the same token gets that acquisition back (the next fencing token, no `OwnerDied` from
+/// waiting out its own lease).
+#[test]
+fn a_lock_whose_reply_is_lost_is_taken_once() {
+    use uniconc_core::{Lock as _, TryLockError};
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port());
+    let conn = uniconc_redis::connect(&proxy.url()).unwrap();
+    let lock = conn.lock().unwrap();
+    // The scripts loaded, and the first fencing token used.
+    drop(lock.lock());
+    proxy.cut_reply_to(&format!("uc:{{{}}}:m", lock.id()));
+    let guard = match lock.lock_checked(None).unwrap() {
+        Ok(g) => g,
+        Err(TryLockError::OwnerDied(_)) => panic!("the retry waited out its own lease"),
+        Err(e) => panic!("{e:?}"),
+    };
+    assert_eq!(proxy.cut(), 1);
+    assert_eq!(guard.fencing_token(), 2);
+    drop(guard);
+    assert!(lock.try_lock().is_ok());
+}
+
+/// A permit take whose reply is lost after the server took it: the retry under the call's
+/// marker takes no second permit.
+#[test]
+fn a_permit_whose_reply_is_lost_is_taken_once() {
+    use uniconc_core::Semaphore as _;
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port());
+    let conn = uniconc_redis::connect(&proxy.url()).unwrap();
+    let sem = conn.semaphore(2).unwrap();
+    assert!(sem.take_deadline(None));
+    sem.release();
+    proxy.cut_reply_to(&format!("uc:{{{}}}:t:", sem.id()));
+    assert!(sem.take_deadline(None));
+    assert_eq!(proxy.cut(), 1);
+    assert_eq!(sem.available(), 1);
+    sem.release();
+    assert_eq!(sem.available(), 2);
+}
+
+/// The fields of a channel's reply store (`r`), read on the server.
+fn replies_kept(server: &RedisServer, id: &str) -> usize {
+    let mut raw = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    redis::cmd("HLEN")
+        .arg(format!("uc:{{{id}}}:r"))
+        .query(&mut raw)
+        .unwrap()
+}
+
+/// A handle dropped with the reply of its last receive still kept deletes it, also while
+/// another handle of the same side stays open in the process; a queue made again after it
+/// emptied has the object's expiry.
+#[test]
+fn a_dropped_handle_leaves_no_kept_reply_and_no_key_without_expiry() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let server = RedisServer::start();
+    let conn = uniconc_redis::connect(&server.url()).unwrap();
+    let (tx, rx) = conn.channel::<String>(8).unwrap();
+    let other = conn.open_receiver::<String>(rx.id()).unwrap();
+    tx.send("a".into()).unwrap();
+    assert_eq!(other.recv().unwrap(), "a");
+    // The placeholder, the kept reply of the send (deleted by the sender's next script) and
+    // that of the receive.
+    assert_eq!(replies_kept(&server, rx.id()), 3);
+    drop(other);
+    let start = std::time::Instant::now();
+    while replies_kept(&server, rx.id()) > 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the dropped handle's kept reply stayed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The queue emptied (Redis deleted it) and is made again by this send.
+    tx.send("b".into()).unwrap();
+    let mut raw = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(format!("uc:{{{}}}:q", rx.id()))
+        .query(&mut raw)
+        .unwrap();
+    assert!(ttl > 0, "the queue has no expiry ({ttl})");
+    assert_eq!(rx.recv().unwrap(), "b");
+}
