@@ -141,7 +141,7 @@ use crate::shm::CachePadded;
 use crate::sync::{AtomicU32, AtomicU64, Ordering, spin_hint};
 
 /// Cells of a *large* record (16 KiB): one that goes back to cell 0 when the ring is idle,
-/// wherever the ring's soft end is (see the module docs, "Warm cells for large records").
+/// wherever the ring's soft end is (see the module docs, "Layout").
 pub(crate) const WARM: u64 = 256;
 
 /// Cells a bounded ring's large records walk before they may go back to cell 0 with records

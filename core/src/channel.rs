@@ -44,9 +44,7 @@ mod sealed {
 
 /// A message that is one run of bytes: `Vec<u8>` or `Box<[u8]>` (sealed). Channels of these
 /// offer [`Sender::send_with`] and [`Receiver::recv_with`], which write and read the bytes in
-/// place. Both types are encoded alike, a length then the bytes, so a message sent as one can
-/// be read through the closure forms of a channel of the other only by sharing a named
-/// channel; within one channel the type is fixed anyway.
+/// place. Both types are encoded alike, a length then the bytes.
 ///
 /// ```
 /// use uniconc::{Backend, ByteMessage, Receiver as _, Sender as _};
@@ -271,8 +269,9 @@ pub trait Sender<T>: Clone + Send + Sync + 'static {
             .map_err(SendTimeoutError::into_untimed)
     }
 
-    /// [`send_with`](Sender::send_with) if there is room right now; never waits. `fill` runs
-    /// only if the message goes.
+    /// [`send_with`](Sender::send_with) if there is room right now; never waits. On the process
+    /// backend `fill` runs only if the message goes; the provided form (below) may run it and
+    /// then find the channel full, when another sender took the room meanwhile.
     ///
     /// ```
     /// use uniconc::{Backend, Receiver as _, Sender as _, TrySendError};
@@ -286,8 +285,7 @@ pub trait Sender<T>: Clone + Send + Sync + 'static {
     /// ```
     ///
     /// # Errors
-    /// `Full(())` if the channel is full (`fill` was not called); otherwise as
-    /// [`send_with`](Sender::send_with).
+    /// `Full(())` if the channel is full; otherwise as [`send_with`](Sender::send_with).
     ///
     /// # Panics
     /// If `fill` panics, as [`send_with`](Sender::send_with).

@@ -20,8 +20,11 @@ use crate::MessageError;
 mod fast;
 
 /// The largest message the codec decodes, in bytes; also the largest channel byte budget.
-/// Decoding claims lengths against it before allocating, so a corrupt length prefix read from
-/// shared memory is an error, never an allocation of the claimed size.
+/// Decoding claims lengths against a limit before allocating: this, or for a message over
+/// 15 MiB a wider one, up to 17 bytes per byte of it (bincode claims numbers at their size in
+/// memory; see `decode_any`). A corrupt length prefix read from shared memory is an error, or
+/// an allocation within that limit (up to 4.25 GiB for a 256 MiB message), never of the
+/// claimed size.
 pub const LIMIT: usize = 256 << 20;
 
 const CONFIG: bincode::config::Configuration<

@@ -272,6 +272,13 @@ impl ChannelBuilder {
     /// [`unbounded`]), which this replaces. Pages are committed only when first used. At most
     /// 256 MiB (the codec's decode limit).
     ///
+    /// The budget is a ring: a message waits until there is room for it after the messages
+    /// queued before it, so one as large as the budget waits until the channel is empty. On a
+    /// bounded channel, large messages (16 KiB and up) go back to the start of the ring once
+    /// they have walked 8 MiB of it and the start is free for `capacity` of them, to stay in
+    /// cache; a message larger than those may then wait for the receivers to come round,
+    /// though the budget's total has room for it.
+    ///
     /// ```
     /// use uniconc::{MessageError, SendError, Sender as _};
     /// use uniconc::process::ChannelBuilder;

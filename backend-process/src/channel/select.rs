@@ -50,7 +50,10 @@ use crate::platform::WaitSet;
 /// let mut total = 0;
 /// loop {
 ///     uniconc::select! {
-///         recv(jobs) -> job => total += job?,
+///         recv(jobs) -> job => match job {
+///             Ok(job) => total += job,
+///             Err(_) => break, // the child is gone: `jobs` is disconnected
+///         },
 ///         recv(stop) -> _ => break,
 ///         default(Duration::from_secs(30)) => panic!("the child never sent"),
 ///     }
