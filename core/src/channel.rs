@@ -256,7 +256,9 @@ pub trait Sender<T>: Clone + Send + Sync + 'static {
     ///
     /// # Panics
     /// If `fill` panics, the panic goes on and nothing is sent: the channel stays usable and
-    /// every other message is kept. Otherwise as [`send`](Sender::send).
+    /// every other message is kept. On the process backend, if `fill` sends or receives on
+    /// this same channel (the message's place is claimed while it runs): move that out of the
+    /// closure. Otherwise as [`send`](Sender::send).
     ///
     /// Provided: [`send_with_deadline`](Sender::send_with_deadline) without a deadline.
     #[inline]
@@ -828,7 +830,9 @@ pub trait Receiver<T>: Clone + Send + Sync + 'static {
     ///
     /// # Panics
     /// If `read` panics, the panic goes on; the message counts as received (it is not handed
-    /// out again) and the channel stays usable. Otherwise as [`recv`](Receiver::recv).
+    /// out again) and the channel stays usable. On the process backend, if `read` sends or
+    /// receives on this same channel (the message is held in place while it runs): copy out
+    /// what you forward and send it after. Otherwise as [`recv`](Receiver::recv).
     ///
     /// Provided: [`recv_with_deadline`](Receiver::recv_with_deadline) without a deadline.
     #[inline]

@@ -138,6 +138,7 @@
 //! message more than its capacity. A failed `fork` leaves its reserved slot counted until
 //! the parent exits.
 
+use std::cell::Cell;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -1149,6 +1150,44 @@ impl<T: DeserializeOwned + 'static> Receiver<T> {
     }
 }
 
+thread_local! {
+    /// The address of this process's slot in the channel whose `send_with` or `recv_with`
+    /// closure this thread is running (0: none). The closure runs while the message's cells
+    /// are claimed through this thread's claim words in that slot.
+    static IN_CLOSURE: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Marks this thread as running a `send_with`/`recv_with` closure of the channel whose slot is
+/// given, until dropped (the previous mark back: closures of other channels may nest).
+struct InClosure(usize);
+
+impl InClosure {
+    #[inline]
+    fn enter(slot: &ProcSlot) -> Self {
+        Self(IN_CLOSURE.replace(std::ptr::from_ref(slot) as usize))
+    }
+}
+
+impl Drop for InClosure {
+    #[inline]
+    fn drop(&mut self) {
+        IN_CLOSURE.set(self.0);
+    }
+}
+
+/// A send or receive on a channel from inside one of its own `send_with`/`recv_with` closures:
+/// it would take the claim words that name the outer message's cells (a kill would then leave
+/// those cells unrecoverable), and could wait for its own unpublished message.
+#[cold]
+#[inline(never)]
+fn nested_in_closure() -> ! {
+    panic!(
+        "uniconc: a send or receive on a process channel from inside that channel's own \
+         send_with/recv_with closure: the closure runs while the message's place in the \
+         channel is claimed; finish it, then send or receive"
+    )
+}
+
 /// The claim word a receive hands the ring: this thread's word in its process's slot, or,
 /// for a thread without a [`claims`] index, a private word while the slot counts the receive
 /// as unclaimed (which holds back every recovery until it returns).
@@ -1160,6 +1199,9 @@ enum Claim<'a> {
 impl<'a> Claim<'a> {
     #[inline]
     fn new(slot: &'a ProcSlot) -> Self {
+        if IN_CLOSURE.get() == std::ptr::from_ref(slot) as usize {
+            nested_in_closure();
+        }
         match claims::mine() {
             Some(i) => Self::Words(&slot.claims[i], &slot.sends[i]),
             None => {
@@ -1280,9 +1322,13 @@ impl<T: Message> uniconc_core::Sender<T> for Sender<T> {
         T: uniconc_core::ByteMessage,
         F: FnOnce(&mut [u8]),
     {
+        let slot = self.chan.my_slot();
         let fill = Filled {
             len,
-            fill: Some(fill),
+            fill: Some(move |buf: &mut [u8]| {
+                let _in = InClosure::enter(slot);
+                fill(buf);
+            }),
         };
         self.send_inner(fill, deadline)
             .map_err(|e| map_timeout_err(e, drop))
@@ -1294,9 +1340,13 @@ impl<T: Message> uniconc_core::Sender<T> for Sender<T> {
         T: uniconc_core::ByteMessage,
         F: FnOnce(&mut [u8]),
     {
+        let slot = self.chan.my_slot();
         let fill = Filled {
             len,
-            fill: Some(fill),
+            fill: Some(move |buf: &mut [u8]| {
+                let _in = InClosure::enter(slot);
+                fill(buf);
+            }),
         };
         match self.try_push(fill) {
             Ok(()) => Ok(()),
@@ -1382,7 +1432,11 @@ impl<T: Message> uniconc_core::Receiver<T> for Receiver<T> {
         T: uniconc_core::ByteMessage,
         F: FnOnce(&[u8]) -> R,
     {
-        let mut read = Some(read);
+        let slot = self.chan.my_slot();
+        let mut read = Some(move |b: &[u8]| {
+            let _in = InClosure::enter(slot);
+            read(b)
+        });
         self.recv_inner_with(deadline, &mut in_place(&mut read))
     }
 
@@ -1392,7 +1446,11 @@ impl<T: Message> uniconc_core::Receiver<T> for Receiver<T> {
         T: uniconc_core::ByteMessage,
         F: FnOnce(&[u8]) -> R,
     {
-        let mut read = Some(read);
+        let slot = self.chan.my_slot();
+        let mut read = Some(move |b: &[u8]| {
+            let _in = InClosure::enter(slot);
+            read(b)
+        });
         self.try_recv_settled_with(&mut in_place(&mut read))
     }
 

@@ -544,3 +544,46 @@ fn a_message_past_the_default_budget_names_byte_budget() {
     tx.send_with(1 << 20, |buf| buf.fill(3)).unwrap();
     assert_eq!(rx.recv_with(|b| b.len()), Ok(1 << 20));
 }
+
+/// A send or receive on a channel from inside its own `send_with`/`recv_with` closure is a
+/// clear panic (it would take the claim words naming the outer message, and could wait for
+/// that message), which leaves the channel working; another channel may be used there.
+#[test]
+fn an_operation_inside_its_own_channels_closure_is_refused() {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    let (tx, rx) = channel::<Vec<u8>>(4).unwrap();
+    let (otx, orx) = channel::<Vec<u8>>(4).unwrap();
+    let message = |r: Result<(), Box<dyn std::any::Any + Send>>| {
+        let e = r.expect_err("a nested operation panics");
+        e.downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .unwrap_or_default()
+    };
+    let e = message(catch_unwind(AssertUnwindSafe(|| {
+        let _ = tx.send_with(3, |buf| {
+            buf.fill(1);
+            let _ = tx.try_send(vec![9]);
+        });
+    })));
+    assert!(e.contains("send_with/recv_with closure"), "{e}");
+    // The outer message was published as padding: the channel goes on.
+    tx.send(vec![2]).unwrap();
+    let e = message(catch_unwind(AssertUnwindSafe(|| {
+        let _ = rx.recv_with(|_| {
+            let _ = rx.try_recv();
+        });
+    })));
+    assert!(e.contains("send_with/recv_with closure"), "{e}");
+    // Another channel inside a closure is fine, and the mark is gone once it returns.
+    tx.send_with(2, |buf| {
+        buf.fill(3);
+        otx.send(vec![4]).unwrap();
+    })
+    .unwrap();
+    assert_eq!(
+        rx.recv_with(|b| (b.to_vec(), orx.recv().unwrap())).unwrap(),
+        (vec![3, 3], vec![4])
+    );
+    tx.send(vec![5]).unwrap();
+    assert_eq!(rx.recv().unwrap(), [5]);
+}
