@@ -86,6 +86,38 @@ pub(crate) fn reopen_own(fd: libc::c_int) -> bool {
     ok
 }
 
+/// `false` only if process `pid` maps nothing of the file `fd` refers to (its
+/// `/proc/<pid>/maps` names no mapping of that device and inode): a holder whose lock is gone
+/// but whose mappings stay closed its descriptor and runs on, where one that `exec`'d left
+/// its mappings with its old image. `true` when that cannot be read (the caller then keeps
+/// to what the lock says). Not async-signal-safe (it allocates): for reapers only.
+#[cfg(all(target_os = "linux", not(uniconc_fallback)))]
+pub(crate) fn maps_file(pid: u32, fd: libc::c_int) -> bool {
+    // SAFETY: an all-zero `stat` is a valid value for `fstat` to overwrite.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid `stat` to write; an invalid `fd` is reported as EBADF.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return true;
+    }
+    let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+        return true;
+    };
+    let (major, minor) = (libc::major(st.st_dev), libc::minor(st.st_dev));
+    // `address perms offset major:minor inode path`, the numbers of the device in hex.
+    maps.lines().any(|line| {
+        let mut fields = line.split_ascii_whitespace().skip(3);
+        let (Some(dev), Some(inode)) = (fields.next(), fields.next()) else {
+            return false;
+        };
+        let Some((maj, min)) = dev.split_once(':') else {
+            return false;
+        };
+        inode.parse::<u64>() == Ok(st.st_ino)
+            && u32::from_str_radix(maj, 16) == Ok(major)
+            && u32::from_str_radix(min, 16) == Ok(minor)
+    })
+}
+
 #[cfg(all(target_os = "linux", not(uniconc_fallback)))]
 fn byte(index: u32, kind: libc::c_int) -> libc::flock {
     // SAFETY: an all-zero `flock` is a valid value (`l_pid` must be 0 for OFD locks).
@@ -106,6 +138,12 @@ pub(crate) fn lock(_fd: libc::c_int, _index: u32) -> bool {
 /// No OFD locks: every byte reads as held.
 #[cfg(any(not(target_os = "linux"), uniconc_fallback))]
 pub(crate) fn is_held(_fd: libc::c_int, _index: u32) -> bool {
+    true
+}
+
+/// No OFD locks: no holder is ever found gone by its lock, so this is never asked.
+#[cfg(any(not(target_os = "linux"), uniconc_fallback))]
+pub(crate) fn maps_file(_pid: u32, _fd: libc::c_int) -> bool {
     true
 }
 
@@ -149,5 +187,35 @@ mod tests {
         );
         // SAFETY: as above.
         unsafe { libc::close(shared) };
+    }
+
+    #[test]
+    fn a_mapping_of_the_file_is_found_in_proc_maps() {
+        let fd = memfd();
+        let other = memfd();
+        // SAFETY: `fd` is open; one page is within the size set just before.
+        let p = unsafe {
+            assert_eq!(libc::ftruncate(fd, 4096), 0);
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        let me = std::process::id();
+        assert!(maps_file(me, fd));
+        assert!(!maps_file(me, other), "a file this process does not map");
+        // SAFETY: mapped above, unmapped once; the descriptors are closed once each.
+        unsafe {
+            libc::munmap(p, 4096);
+            libc::close(other);
+        }
+        assert!(!maps_file(me, fd), "unmapped");
+        // SAFETY: as above.
+        unsafe { libc::close(fd) };
     }
 }

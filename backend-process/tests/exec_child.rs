@@ -112,6 +112,45 @@ fn a_forked_child_that_does_not_exec_keeps_its_used_handles_counted() {
     assert_eq!(rx.recv_timeout(LIMIT), Err(RecvTimeoutError::Disconnected));
 }
 
+/// A child that closes every descriptor past stdio (the channel's file among them, as a
+/// daemon does) and runs on: its holder lock went with the descriptor, but it still maps the
+/// channel, so it still counts (it did not exec).
+#[test]
+#[cfg_attr(
+    any(not(target_os = "linux"), uniconc_fallback),
+    ignore = "holder locks are Linux's"
+)]
+fn a_forked_child_that_closes_its_descriptors_keeps_its_handles_counted() {
+    let _s = serial("a_forked_child_that_closes_its_descriptors_keeps_its_handles_counted");
+    let (tx, rx) = channel::<u32>(4).unwrap();
+    let go = event().unwrap();
+    let child = spawn({
+        let go = go.clone();
+        move || {
+            tx.send(1).unwrap();
+            for fd in 3..4096 {
+                // SAFETY: closing descriptors this child does not use again (the channel and
+                // the event live in its mappings, which stay).
+                unsafe { libc::close(fd) };
+            }
+            tx.send(2).unwrap();
+            go.wait();
+            tx.send(3).unwrap();
+            0
+        }
+    });
+    assert_eq!(rx.recv_timeout(LIMIT), Ok(1));
+    assert_eq!(rx.recv_timeout(LIMIT), Ok(2));
+    assert_eq!(
+        rx.recv_timeout(SEVERAL_REAPS),
+        Err(RecvTimeoutError::Timeout)
+    );
+    go.set();
+    assert_eq!(rx.recv_timeout(LIMIT), Ok(3));
+    assert_eq!(child.join(LIMIT), 0);
+    assert_eq!(rx.recv_timeout(LIMIT), Err(RecvTimeoutError::Disconnected));
+}
+
 #[test]
 fn a_forked_child_that_does_not_exec_keeps_its_unused_handles_counted() {
     let _s = serial("a_forked_child_that_does_not_exec_keeps_its_unused_handles_counted");

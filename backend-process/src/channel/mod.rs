@@ -108,15 +108,18 @@
 //! - `exec` ends a process's hold on its handles (Linux): each process with a slot keeps the
 //!   slot's byte of the channel's memory file locked through a close-on-exec descriptor of
 //!   its own (an open file description lock, `crate::holder`), and the kernel releases it at
-//!   `exec` as at death. A reaper that finds a live pid whose byte is no longer locked reaps
-//!   the slot as a dead process's. So a program started by `fork` + `exec` while handles are
+//!   `exec` as at death. A reaper that finds a live pid whose byte is no longer locked, and
+//!   that no longer maps the channel (`/proc/<pid>/maps`), reaps the slot as a dead
+//!   process's. So a program started by `fork` + `exec` while handles are
 //!   held (a `std::process::Command` with a `pre_exec` hook forks, and the fork handlers
 //!   count the child) stops holding them once it runs; a blocked peer sees that within about
 //!   one [`SLICE`]. A `Command` without `pre_exec` starts its program with `posix_spawn`,
 //!   which runs no fork handlers: it is never counted. The library's own clean-started
 //!   workers (`Start::Clean`, `spawn_task`) are not counted either: their fork is marked as
 //!   one that only execs. A process that closes that descriptor (say, a forked child that
-//!   closes every descriptor and runs on) counts as gone too. Without OFD locks (other
+//!   closes every descriptor and runs on) still maps the channel: it keeps counting, told
+//!   alive or dead by its pid from then on (an exec of it is then noticed only when it
+//!   exits). Without OFD locks (other
 //!   Unixes, `--cfg uniconc_fallback`), an exec'd program holds the handles counted for it
 //!   until it exits: start such programs before making channels, or from a process that
 //!   holds none.

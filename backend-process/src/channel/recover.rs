@@ -24,16 +24,30 @@ impl Chan {
     }
 
     /// `true` if the process of slot `i` (a live pid) took the slot's holder lock and no
-    /// longer holds it: it exec'd another program, which holds none of its handles
-    /// (`crate::holder`). `false` when that cannot be known: no lock was taken, or this
-    /// process has no open file description of its own to test it through.
-    fn holder_gone(&self, i: usize) -> bool {
+    /// longer holds it, and maps the channel no more: it exec'd another program, which holds
+    /// none of its handles (`crate::holder`). `false` when that cannot be known: no lock was
+    /// taken, or this process has no open file description of its own to test it through. A
+    /// process whose lock is gone but that still maps the channel closed its descriptor and
+    /// runs on: its slot is told alive or dead by its pid alone from then on.
+    fn holder_gone(&self, i: usize, pid: u32) -> bool {
         let slot = &self.hdr().procs[i % MAX_PROCESSES];
         // Acquire: pairs with the Release store in `hold_slot` (the lock was taken before).
-        slot.holder_lock.load(Ordering::Acquire) != 0
-            && self
-                .own_file()
-                .is_some_and(|fd| !crate::holder::is_held(fd, i as u32))
+        if slot.holder_lock.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        let Some(fd) = self.own_file() else {
+            return false;
+        };
+        if crate::holder::is_held(fd, i as u32) {
+            return false;
+        }
+        if crate::holder::maps_file(pid, fd) {
+            // Relaxed: a hint for later reaps (a new owner of the slot that lost it only
+            // loses the exec test); the test above is what decided now.
+            slot.holder_lock.store(0, Ordering::Relaxed);
+            return false;
+        }
+        true
     }
 
     /// Subtracts the counts of every dead process's slot from the totals (a process that
@@ -65,7 +79,7 @@ impl Chan {
                     start: slot.start.load(Ordering::Relaxed),
                 };
                 if procs::is_alive(id) {
-                    if !self.holder_gone(i) {
+                    if !self.holder_gone(i, pid) {
                         continue;
                     }
                     by_exec = true;
@@ -84,7 +98,7 @@ impl Chan {
             // released with its `Chan`) and a new claim by that pid (its lock not yet taken).
             // A claim resets the flag before it publishes the pid, and the flag is set only
             // once the lock is held, so the test is exact here.
-            if by_exec && !self.holder_gone(i) {
+            if by_exec && !self.holder_gone(i, pid) {
                 // Release: as for any store of the pid. A CAS: the owner may have given the
                 // slot back meanwhile (`Chan::drop`).
                 let _ =
