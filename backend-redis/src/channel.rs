@@ -55,7 +55,9 @@
 //! channel is deleted, and so does one that drops a handle before a kept reply's retry window
 //! ended (its deletion is due only then); a copy of a request that reaches the server more
 //! than the retry window after its answer (held up on a connection given up) runs again.
-//! `len()` does not count a given-up receive's message until it is settled.
+//! `len()` does not count a given-up receive's message until it is settled. A `recv_async`
+//! dropped after its message was popped puts the message back with one more command; if the
+//! server cannot be reached at that moment, that message is lost.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
