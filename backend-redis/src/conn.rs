@@ -127,10 +127,25 @@ where
         return runtime().block_on(fut);
     }
     std::thread::scope(|s| {
-        s.spawn(|| runtime().block_on(fut))
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        s.spawn(|| {
+            HOPPED.set(true);
+            runtime().block_on(fut)
+        })
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
     })
+}
+
+thread_local! {
+    /// Set on the helper threads of [`block_on_short`]: one per call, so a synchronous
+    /// connection of the thread's own (`crate::direct`) would be opened for one call and
+    /// closed after it; they take the runtime's path instead.
+    static HOPPED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether this thread is a helper thread of [`block_on_short`] (see `HOPPED`).
+pub(crate) fn hopped() -> bool {
+    HOPPED.get()
 }
 
 /// Clean-ups [`run_cleanup`] left running, for a forked child to wait for before it exits.

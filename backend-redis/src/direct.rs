@@ -56,7 +56,9 @@ pub(crate) fn with_blocking<R>(
     f: impl FnOnce(&mut redis::Connection) -> RedisResult<R>,
 ) -> Option<RedisResult<R>> {
     static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if *OFF.get_or_init(|| std::env::var("UNICONC_REDIS_DIRECT").is_ok_and(|v| v == "0")) {
+    if *OFF.get_or_init(|| std::env::var("UNICONC_REDIS_DIRECT").is_ok_and(|v| v == "0"))
+        || crate::conn::hopped()
+    {
         return None;
     }
     SLOTS

@@ -317,3 +317,40 @@ fn len_after_a_cancelled_recv_counts_the_message_put_back() {
         assert_eq!(rx.try_recv(), Ok(i));
     }
 }
+
+/// Blocking calls made from inside an async runtime run on a helper thread per call: their
+/// waits take the runtime's path, not a synchronous connection opened for each call.
+#[test]
+fn blocking_waits_inside_a_runtime_open_no_connection_per_call() {
+    let server = RedisServer::start();
+    let conn = uniconc_redis::connect(&server.url()).unwrap();
+    let (_tx, rx) = conn.channel::<u32>(4).unwrap();
+    let mut raw = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let connections = |raw: &mut redis::Connection| -> u64 {
+        let info: String = redis::cmd("INFO").arg("stats").query(raw).unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("total_connections_received:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("total_connections_received")
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // The first wait subscribes and loads the scripts.
+    rt.block_on(async {
+        assert!(rx.recv_timeout(Duration::from_millis(5)).is_err());
+    });
+    let before = connections(&mut raw);
+    rt.block_on(async {
+        for _ in 0..20 {
+            assert!(rx.recv_timeout(Duration::from_millis(5)).is_err());
+        }
+    });
+    let opened = connections(&mut raw) - before;
+    assert!(opened < 5, "{opened} connections for 20 waits");
+}
