@@ -56,8 +56,8 @@
 //! ended (its deletion is due only then); a copy of a request that reaches the server more
 //! than the retry window after its answer (held up on a connection given up) runs again.
 //! `len()` does not count a given-up receive's message until it is settled. A `recv_async`
-//! dropped after its message was popped puts the message back with one more command; if the
-//! server cannot be reached at that moment, that message is lost.
+//! dropped after its message was popped puts the message back with one more script, retried
+//! under a marker for 30 s; a server unreachable for longer than that loses the message.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -364,13 +364,24 @@ end
 return {0, false}
 ";
 
-/// KEYS: m q. ARGV: payload. Puts back a message popped for an `_async` receive whose future
-/// was dropped. Returns 1, or -2 when the channel is gone.
+/// KEYS: m q marker. ARGV: payload, marker ttl ms, wake channel. Puts back a message popped
+/// for an `_async` receive whose future was dropped, once per marker (a retry after a lost
+/// reply pushes nothing more). Returns 1 (put back now or before), or -2 when the channel is
+/// gone.
 const UNPOP: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
-if redis.call('LPUSH', KEYS[2], ARGV[1]) == 1 then ttl_like_m(KEYS[2]) end
+if redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[2]) then
+  if redis.call('LPUSH', KEYS[2], ARGV[1]) == 1 then
+    ttl_like_m(KEYS[2])
+    redis.call('PUBLISH', ARGV[3], 'r')
+  end
+end
 return 1
 ";
+
+/// How long a put-back of a cancelled `recv_async`'s message is retried through an
+/// unreachable server (its marker lives twice as long).
+const UNPOP_RETRY: Duration = Duration::from_secs(30);
 
 /// KEYS: m q tx rx. ARGV: wake channel. Returns {len, closed (0/1), -2 when gone}.
 const STATE: &str = r"
@@ -2022,19 +2033,33 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> uniconc_core::Receiver<T>
                     let req = Request::new(&side.chan, Kind::Recv);
                     recv_wait(&side.chan, &req, None, Some(&cancel), false).await
                 },
-                // Popped after the caller gave up: put it back at the head, where it was.
+                // Popped after the caller gave up: put it back at the head, where it was,
+                // retried through an unreachable server under one marker.
                 move |step| async move {
                     let chan = &undo_side.chan;
                     if let Ok(RecvStep::Got(bytes)) = step {
-                        let mut c = chan.live.cmd.clone();
-                        chan.conn.count(1);
-                        let _ = scripts()
-                            .unpop
-                            .key(&chan.meta)
-                            .key(&chan.queue)
-                            .arg(bytes)
-                            .invoke_async::<i64>(&mut c)
-                            .await;
+                        let marker = key(&chan.id, &format!("u:{:016x}", conn::random_u64()));
+                        let until = Instant::now() + UNPOP_RETRY;
+                        loop {
+                            let mut c = chan.live.cmd.clone();
+                            chan.conn.count(1);
+                            let r = scripts()
+                                .unpop
+                                .key(&chan.meta)
+                                .key(&chan.queue)
+                                .key(&marker)
+                                .arg(&bytes)
+                                .arg(ms(UNPOP_RETRY * 2))
+                                .arg(&chan.wake)
+                                .invoke_async::<i64>(&mut c)
+                                .await;
+                            match r {
+                                Err(e) if is_transient(&e) && Instant::now() < until => {
+                                    conn::backoff(None).await;
+                                }
+                                _ => break,
+                            }
+                        }
                     }
                     chan.settle();
                 },

@@ -23,6 +23,8 @@ struct Cuts {
     reply: Option<(Vec<u8>, Duration)>,
     /// Hold the next request containing these bytes back this long, then pass it on.
     request: Option<(Vec<u8>, Duration)>,
+    /// Drop the next request containing these bytes, and its connection.
+    lost: Option<Vec<u8>>,
 }
 
 /// A TCP proxy to a server that can drop a connection instead of passing a reply on.
@@ -64,6 +66,11 @@ impl Proxy {
                         }
                         let hold = {
                             let mut cuts = cuts.lock().unwrap();
+                            if cuts.lost.as_deref().is_some_and(|m| contains(&buf[..n], m)) {
+                                cuts.lost = None;
+                                done2.fetch_add(1, Ordering::SeqCst);
+                                break;
+                            }
                             let held = cuts
                                 .request
                                 .as_ref()
@@ -163,6 +170,12 @@ impl Proxy {
     /// Holds the next request containing `marker` back for `hold` before passing it on.
     fn hold_request_with(&self, marker: &str, hold: Duration) {
         self.cuts.lock().unwrap().request = Some((marker.as_bytes().to_vec(), hold));
+    }
+
+    /// Drops the next request containing `marker` (it never reaches the server) and cuts its
+    /// connection.
+    fn lose_request_with(&self, marker: &str) {
+        self.cuts.lock().unwrap().lost = Some(marker.as_bytes().to_vec());
     }
 
     /// How many connections were cut (or requests passed on late) so far.
@@ -428,4 +441,44 @@ fn a_dropped_handle_leaves_no_kept_reply_and_no_key_without_expiry() {
         .unwrap();
     assert!(ttl > 0, "the queue has no expiry ({ttl})");
     assert_eq!(rx.recv().unwrap(), "b");
+}
+
+/// A `recv_async` dropped while its receive was on the wire, whose put-back request is lost
+/// on the way (the server never sees it): the put-back is retried, and the message comes back
+/// once.
+#[test]
+fn a_lost_put_back_of_a_cancelled_recv_async_is_retried_once() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port());
+    let conn = uniconc_redis::connect(&proxy.url()).unwrap();
+    let (tx, rx) = conn.channel::<String>(8).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        tx.send_async("w".into()).await.unwrap();
+        assert_eq!(rx.recv_async().await.unwrap(), "w");
+    });
+    tx.send("put-back".into()).unwrap();
+    // The receive reaches the server after the future is gone; its put-back (the only request
+    // from now on that carries the message) never does.
+    // (Held for less than the response timeout, 2 s; the future is dropped well after the
+    // request went out, and well before its reply comes.)
+    proxy.hold_request_with(
+        &format!("uc:{{{}}}:q", rx.id()),
+        Duration::from_millis(1500),
+    );
+    proxy.lose_request_with("put-back");
+    rt.block_on(async {
+        let r = tokio::time::timeout(Duration::from_millis(700), rx.recv_async()).await;
+        assert!(r.is_err(), "the receive was held back");
+    });
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(20)).unwrap(),
+        "put-back"
+    );
+    assert_eq!(proxy.cut(), 2, "the receive was held and the put-back lost");
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
 }
