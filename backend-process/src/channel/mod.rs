@@ -554,13 +554,15 @@ impl<T: Serialize + 'static> Outgoing for Encoded<T> {
 
 /// A byte message of `len` bytes written by the caller's closure (`send_with`): the length
 /// prefix a `Vec<u8>` is encoded with, then the closure fills the bytes after it in place.
-struct Filled<F> {
+struct Filled<'a, F> {
     len: usize,
     /// Taken by the one `write`.
     fill: Option<F>,
+    /// This process's slot in the channel: marked while `fill` runs (see `IN_CLOSURE`).
+    slot: &'a ProcSlot,
 }
 
-impl<F: FnOnce(&mut [u8])> Outgoing for Filled<F> {
+impl<F: FnOnce(&mut [u8])> Outgoing for Filled<'_, F> {
     #[inline]
     fn size(&self) -> Result<usize, MessageError> {
         Ok(codec::bytes_encoded_size(self.len).unwrap_or(usize::MAX))
@@ -570,6 +572,7 @@ impl<F: FnOnce(&mut [u8])> Outgoing for Filled<F> {
     fn write(&mut self, buf: &mut [u8]) -> Result<(), MessageError> {
         let at = codec::put_bytes_header(self.len, buf);
         let fill = self.fill.take().expect("a message is written once");
+        let _in = InClosure::enter(self.slot);
         // `buf` is the measured size, `at + len` bytes: `fill` gets exactly `len`.
         fill(&mut buf[at..]);
         Ok(())
@@ -1255,15 +1258,17 @@ impl Drop for Claim<'_> {
 }
 
 /// The reader of a `recv_with`: the bytes of an encoded byte message (after its length
-/// prefix) handed to the caller's closure, which runs once.
-fn in_place<R>(
-    read: &mut Option<impl FnOnce(&[u8]) -> R>,
-) -> impl FnMut(&[u8]) -> Result<R, MessageError> + '_ {
+/// prefix) handed to the caller's closure, which runs once, with this process's `slot` in the
+/// channel marked meanwhile (see `IN_CLOSURE`).
+fn in_place<'a, R>(
+    slot: &'a ProcSlot,
+    read: &'a mut Option<impl FnOnce(&[u8]) -> R>,
+) -> impl FnMut(&[u8]) -> Result<R, MessageError> + 'a {
     move |b| {
         let bytes = codec::bytes_payload(b)?;
-        Ok((read.take().expect("one message is read per receive"))(
-            bytes,
-        ))
+        let read = read.take().expect("one message is read per receive");
+        let _in = InClosure::enter(slot);
+        Ok(read(bytes))
     }
 }
 
@@ -1325,13 +1330,10 @@ impl<T: Message> uniconc_core::Sender<T> for Sender<T> {
         T: uniconc_core::ByteMessage,
         F: FnOnce(&mut [u8]),
     {
-        let slot = self.chan.my_slot();
         let fill = Filled {
             len,
-            fill: Some(move |buf: &mut [u8]| {
-                let _in = InClosure::enter(slot);
-                fill(buf);
-            }),
+            fill: Some(fill),
+            slot: self.chan.my_slot(),
         };
         self.send_inner(fill, deadline)
             .map_err(|e| map_timeout_err(e, drop))
@@ -1343,13 +1345,10 @@ impl<T: Message> uniconc_core::Sender<T> for Sender<T> {
         T: uniconc_core::ByteMessage,
         F: FnOnce(&mut [u8]),
     {
-        let slot = self.chan.my_slot();
         let fill = Filled {
             len,
-            fill: Some(move |buf: &mut [u8]| {
-                let _in = InClosure::enter(slot);
-                fill(buf);
-            }),
+            fill: Some(fill),
+            slot: self.chan.my_slot(),
         };
         match self.try_push(fill) {
             Ok(()) => Ok(()),
@@ -1435,12 +1434,8 @@ impl<T: Message> uniconc_core::Receiver<T> for Receiver<T> {
         T: uniconc_core::ByteMessage,
         F: FnOnce(&[u8]) -> R,
     {
-        let slot = self.chan.my_slot();
-        let mut read = Some(move |b: &[u8]| {
-            let _in = InClosure::enter(slot);
-            read(b)
-        });
-        self.recv_inner_with(deadline, &mut in_place(&mut read))
+        let mut read = Some(read);
+        self.recv_inner_with(deadline, &mut in_place(self.chan.my_slot(), &mut read))
     }
 
     /// As [`recv_with_deadline`](uniconc_core::Receiver::recv_with_deadline), one settled look as `try_recv`.
@@ -1449,12 +1444,8 @@ impl<T: Message> uniconc_core::Receiver<T> for Receiver<T> {
         T: uniconc_core::ByteMessage,
         F: FnOnce(&[u8]) -> R,
     {
-        let slot = self.chan.my_slot();
-        let mut read = Some(move |b: &[u8]| {
-            let _in = InClosure::enter(slot);
-            read(b)
-        });
-        self.try_recv_settled_with(&mut in_place(&mut read))
+        let mut read = Some(read);
+        self.try_recv_settled_with(&mut in_place(self.chan.my_slot(), &mut read))
     }
 
     /// Every message published at the front of the ring, up to `max`, taken with one claim
