@@ -744,11 +744,24 @@ impl Proc {
         wake: &str,
         zsets: &[String],
     ) -> Result<(), RedisError> {
+        self.leave_as(&self.member, zset, keys, wake, zsets).await
+    }
+
+    /// [`leave`](Self::leave) for `member`, one of this process's leases (a hold in flight,
+    /// `crate::travel`).
+    pub(crate) async fn leave_as(
+        &self,
+        member: &str,
+        zset: &str,
+        keys: &[String],
+        wake: &str,
+        zsets: &[String],
+    ) -> Result<(), RedisError> {
         let mut inv = leave_script().key(zset);
         for k in keys {
             inv.key(k);
         }
-        inv.arg(&self.member).arg(wake);
+        inv.arg(member).arg(wake);
         for z in zsets {
             inv.arg(z);
         }

@@ -128,25 +128,6 @@ for i = 2, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[3]) end
 return 1
 ";
 
-/// KEYS: the lease set, then the object's keys. ARGV: the in-flight member, wake channel, then
-/// every lease set of the object. Gives a hold up as a handle's drop does: the object is
-/// deleted when no lease is left, and its waiters are woken.
-const RELEASE: &str = r"
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local any = 0
-for i = 3, #ARGV do
-  redis.call('ZREMRANGEBYSCORE', ARGV[i], '-inf', now)
-  any = any + redis.call('ZCARD', ARGV[i])
-end
-if any == 0 then
-  for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end
-end
-redis.call('PUBLISH', ARGV[2], 'l')
-return 1
-";
-
 fn script(cell: &'static OnceLock<Script>, body: &str) -> &'static Script {
     cell.get_or_init(|| Script::new(body))
 }
@@ -228,7 +209,6 @@ async fn renew_flights() {
 /// started by `Redis::spawn` does when its code ends. Best effort: a hold not given up lapses
 /// one [`LEASE`] later.
 pub(crate) fn release_flights() {
-    static S: OnceLock<Script> = OnceLock::new();
     // Not through `with_flights`: a process that never serialized a handle starts nothing.
     let all: Vec<(String, Flight)> = match &mut *FLIGHTS.lock().unwrap_or_else(|e| e.into_inner()) {
         Some((pid, m)) if *pid == std::process::id() => m.drain().collect(),
@@ -241,17 +221,12 @@ pub(crate) fn release_flights() {
         let mut tasks = tokio::task::JoinSet::new();
         for (member, f) in all {
             tasks.spawn(async move {
-                let mut c = f.live.cmd.clone();
-                let mut inv = script(&S, RELEASE).key(&f.zset);
-                for k in &f.keys {
-                    inv.key(k);
-                }
-                inv.arg(&member).arg(&f.wake);
-                for z in &f.zsets {
-                    inv.arg(z);
-                }
+                // As a handle's drop gives up its lease.
                 f.conn.count(1);
-                let _ = inv.invoke_async::<i64>(&mut c).await;
+                let _ = f
+                    .live
+                    .leave_as(&member, &f.zset, &f.keys, &f.wake, &f.zsets)
+                    .await;
             });
         }
         while tasks.join_next().await.is_some() {}
