@@ -233,11 +233,12 @@ fn bind(conn: &Connection, name: &str, id: &str, spec: &Spec) -> Result<bool, Er
 const ATTEMPTS: usize = 16;
 
 /// The object named `name`: opened with `open` if it exists (and matches `spec`), else made
-/// with `create` (returning the handle and the object's id) and bound, as `name`'s mode says.
+/// with `create` and bound (under the id `id` reads from the handle), as `name`'s mode says.
 fn open_or_create<H>(
     name: &Name,
     spec: &Spec,
-    mut create: impl FnMut(&Connection) -> Result<(H, String), Error>,
+    mut create: impl FnMut(&Connection) -> Result<H, Error>,
+    id: impl Fn(&H) -> &str,
     mut open: impl FnMut(&Connection, &str) -> Result<H, Error>,
 ) -> Result<H, Error> {
     let n = name.as_str();
@@ -267,8 +268,8 @@ fn open_or_create<H>(
                         "redis: no object is named {name}"
                     )));
                 }
-                let (h, id) = create(&conn)?;
-                if bind(&conn, n, &id, spec)? {
+                let h = create(&conn)?;
+                if bind(&conn, n, id(&h), spec)? {
                     return Ok(h);
                 }
                 // Another process bound the name first: open its object instead.
@@ -335,9 +336,10 @@ pub(crate) fn channel<T: Message>(
                 Some(c) => conn.channel::<T>(c)?,
                 None => conn.unbounded::<T>()?,
             };
-            let id = tx.id().to_owned();
-            Ok(((Some(tx), Some(rx)), id))
+            Ok((Some(tx), Some(rx)))
         },
+        // A channel made here has both halves.
+        |(tx, _)| tx.as_ref().map_or("", |tx| tx.id()),
         |conn, id| {
             let tx = sender.then(|| conn.open_sender::<T>(id)).transpose()?;
             let rx = receiver.then(|| conn.open_receiver::<T>(id)).transpose()?;
@@ -358,11 +360,8 @@ pub(crate) fn lock(name: &Name) -> Result<Lock, Error> {
     open_or_create(
         name,
         &spec,
-        |conn| {
-            let l = conn.lock()?;
-            let id = l.id().to_owned();
-            Ok((l, id))
-        },
+        |conn| conn.lock(),
+        |h| h.id(),
         |conn, id| conn.open_lock(id),
     )
 }
@@ -377,11 +376,8 @@ pub(crate) fn semaphore(name: &Name, permits: usize) -> Result<Semaphore, Error>
     open_or_create(
         name,
         &spec,
-        |conn| {
-            let s = conn.semaphore(permits)?;
-            let id = s.id().to_owned();
-            Ok((s, id))
-        },
+        |conn| conn.semaphore(permits),
+        |h| h.id(),
         |conn, id| conn.open_semaphore(id),
     )
 }
@@ -396,11 +392,8 @@ pub(crate) fn event(name: &Name) -> Result<Event, Error> {
     open_or_create(
         name,
         &spec,
-        |conn| {
-            let e = conn.event()?;
-            let id = e.id().to_owned();
-            Ok((e, id))
-        },
+        |conn| conn.event(),
+        |h| h.id(),
         |conn, id| conn.open_event(id),
     )
 }
@@ -415,11 +408,8 @@ pub(crate) fn barrier(name: &Name, n: usize) -> Result<Barrier, Error> {
     open_or_create(
         name,
         &spec,
-        |conn| {
-            let b = conn.barrier(n)?;
-            let id = b.id().to_owned();
-            Ok((b, id))
-        },
+        |conn| conn.barrier(n),
+        |h| h.id(),
         |conn, id| conn.open_barrier(id),
     )
 }
@@ -434,11 +424,8 @@ pub(crate) fn value<T: Plain>(name: &Name, value: T) -> Result<Value<T>, Error> 
     open_or_create(
         name,
         &spec,
-        |conn| {
-            let v = conn.value(value)?;
-            let id = v.id().to_owned();
-            Ok((v, id))
-        },
+        |conn| conn.value(value),
+        |h| h.id(),
         |conn, id| conn.open_value(id),
     )
 }
@@ -453,11 +440,8 @@ pub(crate) fn array<T: Plain>(name: &Name, len: usize) -> Result<Array<T>, Error
     open_or_create(
         name,
         &spec,
-        |conn| {
-            let a = conn.array::<T>(len)?;
-            let id = a.id().to_owned();
-            Ok((a, id))
-        },
+        |conn| conn.array::<T>(len),
+        |h| h.id(),
         |conn, id| conn.open_array(id),
     )
 }
@@ -472,11 +456,8 @@ pub(crate) fn map<K: Message + Hash + Eq, V: Message>(name: &Name) -> Result<Map
     open_or_create(
         name,
         &spec,
-        |conn| {
-            let m = conn.map::<K, V>()?;
-            let id = m.id().to_owned();
-            Ok((m, id))
-        },
+        |conn| conn.map::<K, V>(),
+        |h| h.id(),
         |conn, id| conn.open_map(id),
     )
 }
@@ -491,11 +472,8 @@ pub(crate) fn list<T: Message>(name: &Name) -> Result<List<T>, Error> {
     open_or_create(
         name,
         &spec,
-        |conn| {
-            let l = conn.list::<T>()?;
-            let id = l.id().to_owned();
-            Ok((l, id))
-        },
+        |conn| conn.list::<T>(),
+        |h| h.id(),
         |conn, id| conn.open_list(id),
     )
 }
