@@ -34,9 +34,9 @@
 //!   messages, a large record past the first [`WARM_REACH`] cells (8 MiB) also goes back to
 //!   cell 0 with records queued before it, once the cells there are free for `cap` records of
 //!   its size (the skip is then passed by the consumers, as at the end): a stream whose
-//!   consumer keeps up stays within about 8 MiB of cells (or `cap + 1` records) however large
-//!   the budget. A message larger than those before it may then wait for the consumers to pass
-//!   the skip, though the budget has room for it.
+//!   consumer keeps up stays within about 8 MiB of cells (or `cap + 1` records, if more)
+//!   however large the budget. A message larger than those before it may then wait for the
+//!   consumers to pass the skip, though the budget has room for it.
 //!
 //! # Protocol
 //!
