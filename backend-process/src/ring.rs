@@ -71,6 +71,48 @@
 //!   if an earlier record is still being read, it stamps every record of the range `READ`,
 //!   its first last, so a sweeper that passes the first passes them all.
 //!
+//! # Packs
+//!
+//! - A batch of small messages (at most [`PACK_ITEM`] bytes each) is written as *packs*
+//!   ([`BatchClaim::pack_room`]): records of up to [`PACK_BYTES`] holding many messages, each
+//!   a length byte and its bytes, after a header (a cursor: the messages taken and the byte
+//!   offset of the next one; and the count). A `u64` then takes 2 to 10 bytes of a line, not a
+//!   line of its own, so handing a batch over moves several messages per cache line. A pack's
+//!   meta word is [`PACKED`] and its length; its bytes are always in its data cells.
+//! - Consumers take a pack apart. One that finds it at the head *holds* it: a CAS of its stamp
+//!   from `PUBLISHED | h` to a [`HELD`] stamp naming the consumer's thread ([`Taker::owner`]).
+//!   It counts the messages it takes in `recvd`, copies their bytes out, moves the cursor past
+//!   them and lets go (`PUBLISHED | h` again), then hands its copies on, so a slow reader holds
+//!   up nobody ([`Ring::take_packed`]). `head` stays at a pack while it has messages left:
+//!   other consumers find it held (and wait, as for an unpublished record) or take the next
+//!   ones. The holder that takes the last ones (or finds none left) moves `head` past the pack
+//!   while it still holds it, so nobody else claims it, and completes it as a record that
+//!   counts no message.
+//! - A range ([`Ring::try_pop_batch`]) ends before a pack; a pack at the head is taken apart
+//!   up to the range's `max`.
+//! - SYNC POINT A for holds: the hold's Acquire CAS pairs with the producer's Release stamp or
+//!   the last holder's Release letting go, so each holder sees the bytes and the cursor as
+//!   the one before left them. SYNC POINT B holds as for any record: the last holder's
+//!   completion comes after every holder's reads (each read before letting go).
+//!
+//! # Killed inside a pack
+//!
+//! A consumer's words say `h + 1` and [`RANGE_HOLD`] from before its hold. A reaper lets go
+//! for a dead holder ([`Ring::recover_hold`]) with a CAS from the stamp naming that holder:
+//! its slot is the reaper's while it reaps, so no live thread holds anything under that name,
+//! and a pack let go since (held by a live consumer, or a later record in the cell) is left
+//! alone. What the dead consumer had taken is lost with it (and counted); the rest is the
+//! next consumer's. One killed between its count and its cursor is counted twice: the channel
+//! may then hold that many more than its capacity. One killed after it claimed the pack
+//! (`head` past it) is settled as a claim of a single record ([`Ring::recover`]; a held stamp
+//! counts as published). A consumer without words (`owner` zero) is never let go, as a
+//! record it claims is never recovered.
+//!
+//! A producer's progress word names a pack, with its cells and messages ([`Progress::pack`]),
+//! from before it is published; while the producer writes one, the word still names the
+//! record before it, so a reaper pads the claim from the pack on and gives back the slots of
+//! its messages: the messages of a pack not yet published are lost with its producer.
+//!
 //! Stamps are `PUBLISHED | pos` or `READ | pos`; zero, the state of fresh shared memory, is
 //! "never written", so no initialisation pass touches the cells. A consumer whose `head` is
 //! stale finds a stamp for a later position (or `READ` for its own) and retries; one whose
@@ -159,9 +201,20 @@ const SKIP: u32 = 1 << 31;
 /// Meta flag, with [`SKIP`]: the skip record stands for a message whose producer died while
 /// writing it (published by [`Ring::recover_send`]); it counts as one message read.
 const LOST: u32 = 1 << 30;
+/// Meta flag: the record is a *pack* of small messages, its byte length in the low bits (see
+/// the module docs, "Packs").
+const PACKED: u32 = 1 << 29;
 
 /// The largest record length the meta word can express.
-pub(crate) const MAX_RECORD: usize = (LOST - 1) as usize;
+pub(crate) const MAX_RECORD: usize = (PACKED - 1) as usize;
+
+/// Bytes of a pack's header: its cursor (messages taken in the low 16 bits, the byte offset
+/// of the next one in the high 16) and its message count, two `u32`s.
+pub(crate) const PACK_HEADER: usize = 8;
+/// The largest pack, in bytes (a message takes a length byte and its bytes).
+pub(crate) const PACK_BYTES: usize = 1024;
+/// The largest message a pack takes; larger ones are records of their own.
+pub(crate) const PACK_ITEM: usize = 127;
 
 /// Stamp flag: the record at the stamp's position is published.
 const PUBLISHED: u64 = 1 << 63;
@@ -170,8 +223,17 @@ const READ: u64 = 1 << 62;
 /// Stamp flag: a reaper is publishing a dead producer's cells at the stamp's position (see
 /// [`Ring::recover_send`]); consumers wait as for an unpublished record.
 const RESERVED: u64 = 1 << 61;
+/// Stamp flag: a consumer holds the pack at the stamp's position, taking messages from it
+/// (see "Packs"); the holder's identity is in bits [`HELD_SHIFT`].. and the position's low
+/// bits in [`HELD_POS`]. Consumers wait as for an unpublished record.
+const HELD: u64 = 1 << 60;
 /// The position bits of a stamp.
-const POS: u64 = RESERVED - 1;
+const POS: u64 = HELD - 1;
+/// The position bits of a held stamp (2^44 cells apart: never two records the stamp could
+/// be for, as a held record is unfinished and so within `n` of every live position).
+const HELD_POS: u64 = (1 << 44) - 1;
+/// Where a held stamp's holder identity starts (16 bits: [`Taker::owner`]).
+const HELD_SHIFT: u32 = 44;
 
 /// Positions shared by producers and consumers. `#[repr(C)]`; all-zero is an empty ring.
 #[derive(Debug, Default)]
@@ -249,31 +311,42 @@ pub(crate) const RANGE_COUNTED: u64 = 1 << 63;
 pub(crate) const BATCH_MAX: u64 = (1 << 12) - 1;
 /// Most messages one receive claims at once (the range word has 31 bits for them).
 const RANGE_MAX: usize = (1 << 31) - 1;
-/// Batch claims need cell offsets and counts to fit [`Progress`]'s 25-bit fields: rings of
-/// at most this many cells (every ring the channel builds; larger ones claim record by
-/// record).
-const BATCH_RING_MAX: u64 = 1 << 24;
+/// [`SendWords::recv_span`] while the thread holds, or is about to hold, the pack its claim
+/// word names (no cells: never a range).
+pub(crate) const RANGE_HOLD: u64 = 1 << 32;
+/// Batch claims need cell offsets and counts to fit [`Progress`]'s 24-bit fields: rings of
+/// at most this many cells (512 MiB; larger ones claim record by record).
+const BATCH_RING_MAX: u64 = 1 << 23;
 
 /// A batch producer's progress word ([`SendWords::progress`]): the record it is writing,
-/// as its cell offset in the claim (bits 0..25), its cells (bits 25..50) and its index among
-/// the claim's messages (bits 50..62); [`Progress::OWNED`] once the claiming CAS succeeded,
-/// [`Progress::PAD`] when the record is the padding that ends the claim.
+/// as its cell offset in the claim (bits 0..24), its cells (bits 24..48) and the index of its
+/// first message among the claim's (bits 48..60); [`Progress::OWNED`] once the claiming CAS
+/// succeeded, [`Progress::PAD`] when the record is the padding that ends the claim,
+/// [`Progress::PACK`] when it is a pack, its cells then in bits 24..32 and its messages in
+/// bits 32..48.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Progress(pub(crate) u64);
 
 impl Progress {
     const OWNED: u64 = 1 << 63;
     const PAD: u64 = 1 << 62;
-    const FIELD: u64 = (1 << 25) - 1;
+    const PACK: u64 = 1 << 61;
+    const FIELD: u64 = (1 << 24) - 1;
 
     fn new(off: u64, cells: u64, index: u64, owned: bool, pad: bool) -> Self {
         debug_assert!(off <= Self::FIELD && cells <= Self::FIELD && index <= BATCH_MAX);
         Self(
-            off | cells << 25
-                | index << 50
+            off | cells << 24
+                | index << 48
                 | if owned { Self::OWNED } else { 0 }
                 | if pad { Self::PAD } else { 0 },
         )
+    }
+
+    /// A pack of `msgs` messages in `cells` cells, its first message the claim's `index`th.
+    fn pack(off: u64, cells: u64, index: u64, msgs: u64) -> Self {
+        debug_assert!(cells <= 0xFF && msgs <= 0xFFFF && index <= BATCH_MAX);
+        Self(off | cells << 24 | msgs << 32 | index << 48 | Self::OWNED | Self::PACK)
     }
 
     fn off(self) -> u64 {
@@ -281,11 +354,24 @@ impl Progress {
     }
 
     fn cells(self) -> u64 {
-        (self.0 >> 25) & Self::FIELD
+        if self.0 & Self::PACK != 0 {
+            (self.0 >> 24) & 0xFF
+        } else {
+            (self.0 >> 24) & Self::FIELD
+        }
+    }
+
+    /// The messages of the record (a pack's count, one for a message, none for padding).
+    fn msgs(self) -> u64 {
+        if self.0 & Self::PACK != 0 {
+            (self.0 >> 32) & 0xFFFF
+        } else {
+            u64::from(!self.pad())
+        }
     }
 
     fn index(self) -> u64 {
-        (self.0 >> 50) & BATCH_MAX
+        (self.0 >> 48) & BATCH_MAX
     }
 
     fn owned(self) -> bool {
@@ -386,31 +472,43 @@ struct Span {
     corrupt: bool,
     /// A skip record standing for a message its dead producer never finished.
     lost: bool,
+    /// A pack (`len` is its length): taken message by message under a hold, never claimed
+    /// whole; its messages are counted as they are taken.
+    packed: bool,
 }
 
 impl Span {
-    /// `true` if the record counts as a message (padding does not).
+    /// `true` if the record counts as one message when it is completed (padding does not, nor
+    /// a pack, whose messages are counted as they are taken).
     #[inline]
     fn is_message(&self) -> bool {
-        self.len.is_some() || self.corrupt || self.lost
+        (self.len.is_some() && !self.packed) || self.corrupt || self.lost
     }
 
     /// Reads `meta` for a record whose head cell is `i` of `n`; a record that would be empty or
     /// run past the end is corrupt and spans one cell.
     #[inline]
     fn of(meta: u32, i: u64, n: u64) -> Self {
+        let packed = meta & (SKIP | PACKED) == PACKED;
         let (cells, len, lost) = if meta & SKIP != 0 {
             (u64::from(meta & !(SKIP | LOST)), None, meta & LOST != 0)
         } else {
-            (cells_for(meta as usize), Some(meta as usize), false)
+            let len = (meta & !PACKED) as usize;
+            (cells_for(len), Some(len), false)
         };
-        // A length with the `LOST` bit is beyond `MAX_RECORD`: corrupt too.
-        if cells == 0 || i + cells > n || (len.is_some() && meta & LOST != 0) {
+        // A length with the `LOST` bit is beyond `MAX_RECORD`: corrupt too, as is a pack
+        // shorter than its header or longer than a pack may be.
+        if cells == 0
+            || i + cells > n
+            || (len.is_some() && meta & LOST != 0)
+            || (packed && !(PACK_HEADER..=PACK_BYTES).contains(&len.unwrap_or(0)))
+        {
             Self {
                 cells: 1,
                 len: None,
                 corrupt: true,
                 lost: false,
+                packed: false,
             }
         } else {
             Self {
@@ -418,6 +516,7 @@ impl Span {
                 len,
                 corrupt: false,
                 lost,
+                packed,
             }
         }
     }
@@ -630,6 +729,17 @@ impl<'a> Ring<'a> {
         c.meta.store(meta, Ordering::Relaxed);
         // SYNC POINT A: publishes the bytes and the meta word.
         c.stamp.store(PUBLISHED | t, Ordering::Release);
+    }
+
+    /// Where the bytes of a pack whose head cell is `i` live: always its data cells (a pack
+    /// grows as it is written, before its length is known).
+    ///
+    /// # Safety
+    /// As for [`Ring::bytes`], for a pack of at most `(n - i) * CELL` bytes.
+    #[inline]
+    unsafe fn pack_bytes(&self, i: u64) -> *mut u8 {
+        // SAFETY: `i < n`, within `data` (the caller's contract).
+        unsafe { self.data.add(i as usize * CELL) }
     }
 
     /// Where the bytes of a record of `len` bytes whose head cell is `i` live.
@@ -888,6 +998,8 @@ impl<'a> Ring<'a> {
                 m,
                 off: 0,
                 j: 0,
+                pack_len: PACK_HEADER,
+                pack_count: 0,
             });
         }
     }
@@ -895,7 +1007,8 @@ impl<'a> Ring<'a> {
     /// Claims the record at the head, if one is published: moves `head` past it and returns
     /// its position and span. `intent` holds `h + 1` from before the claim of `h` is made (the
     /// Release `head` CAS publishes it), so whoever sees the claim sees who may have made it
-    /// (see [`Ring::recover`]).
+    /// (see [`Ring::recover`]). A pack at the head is returned unclaimed (`span.packed`): its
+    /// messages are taken with [`Ring::take_packed`].
     fn claim(&self, intent: &AtomicU64) -> Option<(u64, Span)> {
         let mut lost = false;
         loop {
@@ -920,6 +1033,9 @@ impl<'a> Ring<'a> {
             }
             // Relaxed: ordered after the stamp's Acquire load (SYNC POINT A).
             let span = Span::of(c.meta.load(Ordering::Relaxed), h & (self.n - 1), self.n);
+            if span.packed {
+                return Some((h, span));
+            }
             // Release: a reaper that sees this (Acquire) sees the completion of the record
             // this consumer held before. Published by the CAS below.
             intent.store(h + 1, Ordering::Release);
@@ -939,20 +1055,34 @@ impl<'a> Ring<'a> {
         }
     }
 
-    /// Takes the record at the head, if one is published, handing its bytes to `read`.
-    /// `intent` is this thread's claim word (see [`Ring::recover`]): `h + 1` from before it
-    /// claims the record at `h` until it claims another (a word naming a finished record is
-    /// harmless; clearing it would cost a store per receive), or zero after a lost claim.
+    /// Takes the record at the head, if one is published, handing its bytes to `read` (or
+    /// the next message of the pack at the head). `taker.intent` is this thread's claim word
+    /// (see [`Ring::recover`]): `h + 1` from before it claims the record at `h` until it
+    /// claims another (a word naming a finished record is harmless; clearing it would cost a
+    /// store per receive), or zero after a lost claim.
     pub(crate) fn try_pop<R>(
         &self,
-        intent: &AtomicU64,
+        taker: &Taker<'_>,
         read: impl FnOnce(Record<'_>) -> R,
     ) -> Pop<R> {
         let mut read = Some(read);
         loop {
-            let Some((h, span)) = self.claim(intent) else {
+            let Some((h, span)) = self.claim(taker.intent) else {
                 return Pop::Empty;
             };
+            if span.packed {
+                let mut out = None;
+                let took = self.take_packed(h, &span, taker, 1, &mut |rec| {
+                    if let Some(f) = read.take() {
+                        out = Some(f(rec));
+                    }
+                });
+                match (took, out) {
+                    (None, _) => return Pop::Empty,
+                    (Some(_), Some(r)) => return Pop::Item(r),
+                    (Some(_), None) => continue, // it was empty: claimed and completed
+                }
+            }
             // Completes the record even if `read` panics (a `Deserialize` impl may).
             let _complete = Complete {
                 ring: self,
@@ -992,11 +1122,11 @@ impl<'a> Ring<'a> {
     /// messages after the one being read are lost with the panic.
     pub(crate) fn try_pop_batch(
         &self,
-        intent: &AtomicU64,
-        span: &AtomicU64,
+        taker: &Taker<'_>,
         max: usize,
         mut read: impl FnMut(Record<'_>),
     ) -> usize {
+        let (intent, span) = (taker.intent, taker.range);
         let max = max.min(RANGE_MAX);
         let mask = self.n - 1;
         let mut lost = false;
@@ -1004,6 +1134,7 @@ impl<'a> Ring<'a> {
             // Relaxed: a stale head is caught by the stamp checks or the CAS.
             let h = self.hdr.head.load(Ordering::Relaxed);
             let (mut p, mut msgs) = (h, 0);
+            let mut pack = None;
             while msgs < max {
                 let c = self.cell(p);
                 // SYNC POINT A: Acquire pairs with the producer's Release stamp.
@@ -1012,10 +1143,22 @@ impl<'a> Ring<'a> {
                 }
                 // Relaxed: ordered after the stamp's Acquire load (SYNC POINT A).
                 let sp = Span::of(c.meta.load(Ordering::Relaxed), p & mask, self.n);
+                if sp.packed {
+                    // A range ends before a pack; one at the head is taken apart.
+                    pack = (p == h).then_some(sp);
+                    break;
+                }
                 msgs += usize::from(sp.is_message());
                 p += sp.cells;
                 if p & mask == 0 {
                     break; // the end of the ring: a range never wraps
+                }
+            }
+            if let Some(sp) = pack {
+                match self.take_packed(h, &sp, taker, max, &mut read) {
+                    None => return 0,
+                    Some(0) => continue, // it was empty: claimed and completed
+                    Some(got) => return got,
                 }
             }
             if p == h {
@@ -1025,7 +1168,7 @@ impl<'a> Ring<'a> {
                     // Relaxed: ordered before the claim word's Release store in `claim`.
                     span.store(0, Ordering::Relaxed);
                 }
-                return match self.try_pop(intent, &mut read) {
+                return match self.try_pop(taker, &mut read) {
                     Pop::Item(()) => 1,
                     Pop::Empty => {
                         if lost {
@@ -1054,13 +1197,18 @@ impl<'a> Ring<'a> {
                 continue;
             }
             // Completes the range even if `read` panics.
-            let _complete = CompleteRange {
+            let complete = CompleteRange {
                 ring: self,
                 h,
                 cells,
                 msgs: msgs as u64,
                 span,
             };
+            if msgs == 0 {
+                // Skip records only (a pack after them): on to what follows.
+                drop(complete);
+                continue;
+            }
             let mut q = h;
             while q < p {
                 let i = q & mask;
@@ -1084,6 +1232,138 @@ impl<'a> Ring<'a> {
             }
             return msgs;
         }
+    }
+
+    /// Takes up to `max` messages from the pack at `h` (`span`), found published at the head
+    /// (see "Packs" in the module docs): holds it (its stamp from `PUBLISHED | h` to held by
+    /// `taker`), counts the messages it takes, copies their bytes out and moves the pack's
+    /// cursor past them, and lets go; a pack it takes the last messages of (or finds empty)
+    /// it claims and completes as a record. Then it hands each message's bytes to `read`, in
+    /// order: a slow or stuck reader holds up nobody. Returns `None` if another consumer
+    /// holds the pack (or it is gone); otherwise the messages handed to `read`, zero if the
+    /// pack was empty.
+    ///
+    /// If `read` panics, the messages it was to be handed after that one are lost with the
+    /// panic, as in [`Ring::try_pop_batch`]; so are the ones a consumer killed after it took
+    /// them (one killed while it holds the pack is let go by [`Ring::recover_hold`]).
+    fn take_packed(
+        &self,
+        h: u64,
+        span: &Span,
+        taker: &Taker<'_>,
+        max: usize,
+        read: &mut impl FnMut(Record<'_>),
+    ) -> Option<usize> {
+        let c = self.cell(h);
+        // Relaxed: ordered before the claim word's Release store (as in `claim`).
+        taker.range.store(RANGE_HOLD, Ordering::Relaxed);
+        // Release: as a claim's. A reaper of this process finds the pack it may hold here.
+        taker.intent.store(h + 1, Ordering::Release);
+        let held = held_stamp(taker.owner, h);
+        let mut hold = Hold {
+            ring: self,
+            h,
+            taker,
+            empty: None,
+        };
+        // SYNC POINT A (Acquire): the producer's writes, or the last holder's (its Release
+        // letting go). Relaxed on failure: nothing is read.
+        if c.stamp
+            .compare_exchange(PUBLISHED | h, held, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            hold.words_clear();
+            std::mem::forget(hold);
+            return None;
+        }
+        let i = h & (self.n - 1);
+        let len = span.len.unwrap_or(0);
+        #[cfg(uniconc_loom)]
+        for cc in &self.ctl[i as usize..(i + span.cells) as usize] {
+            cc.bytes_model.0.with_mut(|_| ());
+        }
+        // SAFETY: a pack's `len` bytes are in its data cells (`pack_bytes`), in bounds
+        // (`Span::of`: `i + cells_for(len) <= n`); the record is published and unfinished
+        // (a pack is claimed only by its last holder, which holds it), and held by us, so
+        // nobody else reads or writes its bytes until we let go; its producer's writes and the
+        // last holder's are visible (the Acquire CAS above). `Span::of` checked that `len`
+        // holds the header.
+        let rec = unsafe { std::slice::from_raw_parts_mut(self.pack_bytes(i), len) };
+        let word = |at: usize| u32::from_le_bytes(rec[at..at + 4].try_into().expect("4 bytes"));
+        let (cursor, count) = (word(0), word(4) as usize);
+        let (taken, off) = ((cursor & 0xFFFF) as usize, (cursor >> 16) as usize);
+        // The pack's messages from `off`: length-prefixed, `count - taken` of them left.
+        // Mapped memory is untrusted: a length past the end ends the pack as corrupt.
+        let mut end = off.max(PACK_HEADER);
+        let (mut got, mut corrupt) = (0, off < PACK_HEADER || taken > count);
+        while !corrupt && got < max && taken + got < count {
+            match rec.get(end).map(|&l| end + 1 + usize::from(l)) {
+                Some(next) if next <= len => (end, got) = (next, got + 1),
+                _ => corrupt = true,
+            }
+        }
+        // A corrupt pack is taken whole: its good messages, then one `Record::Corrupt`.
+        let counted = if corrupt {
+            count.saturating_sub(taken).clamp(got + 1, PACK_BYTES)
+        } else {
+            got
+        };
+        if counted > 0 {
+            // SeqCst: as in `complete` (the senders' wake handshake). Counted before the
+            // cursor moves: a holder killed between the two is counted again (the channel
+            // may then hold that many more than its capacity, never fewer).
+            self.hdr
+                .done
+                .recvd
+                .fetch_add(counted as u64, Ordering::SeqCst);
+        }
+        let start = off.max(PACK_HEADER);
+        let mut taken_bytes = [0u8; PACK_BYTES];
+        let mine = &mut taken_bytes[..end - start];
+        mine.copy_from_slice(&rec[start..end]);
+        let cursor = ((taken + got) as u32 & 0xFFFF) | (end as u32) << 16;
+        // One aligned 4-byte store (a cell's start), so a holder killed here leaves the old
+        // cursor or the new one.
+        rec[..4].copy_from_slice(&cursor.to_le_bytes());
+        if corrupt || taken + got == count {
+            hold.empty = Some(span.cells);
+        }
+        #[cfg(all(test, not(uniconc_loom)))]
+        if tests::DIE_HOLDING.get() {
+            // The test's consumer "dies" here: it took the messages and never lets go.
+            std::mem::forget(hold);
+            return None;
+        }
+        // Lets go (or claims and completes the pack, if it is empty now).
+        drop(hold);
+        let mut at = 0;
+        for _ in 0..got {
+            let l = usize::from(mine[at]);
+            read(Record::Bytes(&mine[at + 1..at + 1 + l]));
+            at += 1 + l;
+        }
+        if corrupt {
+            read(Record::Corrupt);
+        }
+        Some(got + usize::from(corrupt))
+    }
+
+    /// Lets go of the pack at `h` for a consumer that held it (stamp `held`, see
+    /// [`held_stamp`]) and died: what it took is lost with it, the rest is the next
+    /// consumer's. Returns `true` if it let go. The dead consumer's identity makes the stamp
+    /// its own: a pack held since by a live consumer (or a later record) is left alone.
+    pub(crate) fn recover_hold(&self, h: u64, owner: u64) -> bool {
+        // Release: the dead holder's writes (the cursor, the meta), visible to the reaper as
+        // every store of a dead process, pass on to the next holder's Acquire CAS.
+        self.cell(h)
+            .stamp
+            .compare_exchange(
+                held_stamp(owner, h),
+                PUBLISHED | h,
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_ok()
     }
 
     /// Completes the range `h .. h + cells` holding `msgs` messages, taken by
@@ -1219,7 +1499,7 @@ impl<'a> Ring<'a> {
     pub(crate) fn single_range(&self, h: u64) -> Option<u64> {
         let c = self.cell(h);
         // SYNC POINT A: Acquire, as a consumer's (the meta below is the record's).
-        if c.stamp.load(Ordering::Acquire) != PUBLISHED | h {
+        if !published_at(c.stamp.load(Ordering::Acquire), h) {
             return None;
         }
         // Relaxed: ordered after the stamp's Acquire load.
@@ -1246,7 +1526,8 @@ impl<'a> Ring<'a> {
         // Acquire: `done` below `h + 1` means the cell still holds the record of `h`.
         let d = done.load(Ordering::Acquire);
         // SYNC POINT A: Acquire, as a consumer's.
-        if d > h || c.stamp.load(Ordering::Acquire) != PUBLISHED | h {
+        let s = c.stamp.load(Ordering::Acquire);
+        if d > h || !published_at(s, h) {
             return false; // finished (`READ | h` or `done` past it), or no record here
         }
         let span = Span::of(c.meta.load(Ordering::Relaxed), h & (self.n - 1), self.n);
@@ -1255,10 +1536,11 @@ impl<'a> Ring<'a> {
             match done.compare_exchange(h, h + span.cells, Ordering::SeqCst, Ordering::Relaxed) {
                 Ok(_) => true,
                 Err(now) if now > h => false, // finished meanwhile by another reaper
-                // An earlier record is unfinished: mark this one read, unless it was meanwhile.
+                // An earlier record is unfinished: mark this one read, unless it was meanwhile
+                // (a claimed pack's stamp may say held: nobody else changes it but reapers).
                 Err(_) => c
                     .stamp
-                    .compare_exchange(PUBLISHED | h, READ | h, Ordering::SeqCst, Ordering::Relaxed)
+                    .compare_exchange(s, READ | h, Ordering::SeqCst, Ordering::Relaxed)
                     .is_ok(),
             };
         if finished && span.is_message() {
@@ -1356,9 +1638,10 @@ impl<'a> Ring<'a> {
     fn published(&self, q: u64) -> (bool, u64) {
         // SYNC POINT A: Acquire, as a consumer's.
         let s = self.cell(q).stamp.load(Ordering::Acquire);
-        let at = s & POS;
-        // Every non-zero stamp carries a flag: `PUBLISHED`, `READ` or `RESERVED`.
-        let stamped = s != 0 && at >= q;
+        // Every non-zero stamp carries a flag: `PUBLISHED`, `READ`, `RESERVED` or `HELD` (a
+        // held stamp is for the record at the head or claimed, never of an earlier lap than
+        // `q`'s unless it is for another position).
+        let stamped = s != 0 && (published_at(s, q) || (s & HELD == 0 && s & POS >= q));
         // Acquire: a `done` past `q` comes after the reads of the record at `q`.
         (stamped || self.hdr.done.done.load(Ordering::Acquire) > q, s)
     }
@@ -1389,7 +1672,7 @@ impl<'a> Ring<'a> {
             }
             (0, m)
         } else if published(t + p.off()) {
-            let done_msgs = p.index() + u64::from(!p.pad());
+            let done_msgs = p.index() + p.msgs();
             (p.off() + p.cells(), m.saturating_sub(done_msgs))
         } else {
             (p.off(), m.saturating_sub(p.index()))
@@ -1401,7 +1684,7 @@ impl<'a> Ring<'a> {
             // Relaxed: as in `recover_send`; only the reaper whose CAS wins writes them.
             let s = c.stamp.load(Ordering::Relaxed);
             // Unwritten in this lap: zero (never written) or an earlier lap's stamp.
-            if (s == 0 || s & POS < q)
+            if (s == 0 || (s & HELD == 0 && s & POS < q) || (s & HELD != 0 && !published_at(s, q)))
                 && c.stamp
                     .compare_exchange(s, RESERVED | q, Ordering::Relaxed, Ordering::Relaxed)
                     .is_ok()
@@ -1463,6 +1746,90 @@ impl<'a> Ring<'a> {
     }
 }
 
+/// A consumer's words and identity, handed to the ring's receives.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Taker<'w> {
+    /// Its claim word (see [`Ring::recover`]).
+    pub(crate) intent: &'w AtomicU64,
+    /// Its range word ([`SendWords::recv_span`]).
+    pub(crate) range: &'w AtomicU64,
+    /// Who it is, for the stamp of a pack it holds (see [`held_stamp`]): its slot and word
+    /// among every process's claim words, plus one; zero for a consumer without words (a
+    /// pack it holds when it dies is never let go, as a record it claims is never recovered).
+    pub(crate) owner: u64,
+}
+
+#[cfg(test)]
+impl<'w> Taker<'w> {
+    /// A taker with these words and identity 1.
+    pub(crate) fn words(intent: &'w AtomicU64, range: &'w AtomicU64) -> Self {
+        Self {
+            intent,
+            range,
+            owner: 1,
+        }
+    }
+}
+
+/// The stamp of the pack at `h` while the consumer `owner` ([`Taker::owner`]) holds it.
+#[inline]
+fn held_stamp(owner: u64, h: u64) -> u64 {
+    HELD | (owner & 0xFFFF) << HELD_SHIFT | (h & HELD_POS)
+}
+
+/// `true` if the stamp `s` says the record at `q` is published and unfinished: `PUBLISHED |
+/// q`, or held (a pack a consumer takes apart, or its last holder claimed and completes).
+#[inline]
+fn published_at(s: u64, q: u64) -> bool {
+    s == PUBLISHED | q || (s & HELD != 0 && s & HELD_POS == q & HELD_POS)
+}
+
+/// A held pack ([`Ring::take_packed`]). Dropped: if it is empty (`empty`, its cells), claimed
+/// and completed as a record (nobody else claims a held record, so `head` is still at it);
+/// otherwise let go, and the taker's words cleared.
+struct Hold<'r, 'a, 't> {
+    ring: &'r Ring<'a>,
+    h: u64,
+    taker: &'t Taker<'t>,
+    empty: Option<u64>,
+}
+
+impl Hold<'_, '_, '_> {
+    /// The taker's words say it holds nothing.
+    fn words_clear(&self) {
+        // Relaxed: ordered before the claim word's Release store.
+        self.taker.range.store(0, Ordering::Relaxed);
+        // Release: as a claim's. A word left naming the pack would hold back the recovery of
+        // the consumer that claims it, for as long as this one receives nothing.
+        self.taker.intent.store(0, Ordering::Release);
+    }
+}
+
+impl Drop for Hold<'_, '_, '_> {
+    fn drop(&mut self) {
+        let (ring, h) = (self.ring, self.h);
+        if let Some(cells) = self.empty {
+            // Release: as in `claim` (the claim word says `h + 1` already; while the range
+            // word says `RANGE_HOLD`, a reaper finding the claim made settles it as one).
+            if ring
+                .hdr
+                .head
+                .compare_exchange(h, h + cells, Ordering::Release, Ordering::Relaxed)
+                .is_ok()
+            {
+                // Relaxed: ordered before the claim word's next Release store. The word now
+                // names a claim of `h`, as after any claim.
+                self.taker.range.store(0, Ordering::Relaxed);
+                ring.complete(h, cells, false);
+                return;
+            }
+        }
+        // Release: the next holder (Acquire CAS) sees the cursor.
+        ring.cell(h).stamp.store(PUBLISHED | h, Ordering::Release);
+        self.words_clear();
+    }
+}
+
 /// Publishes claimed cells as padding when dropped, and gives their message slot back: a
 /// producer whose write failed or panicked (a successful one forgets it).
 struct Padding<'r, 'a> {
@@ -1499,9 +1866,12 @@ pub(crate) struct BatchClaim<'r, 'a> {
     t: u64,
     k: u64,
     m: u64,
-    /// Cells used so far (the next record's offset) and records published.
+    /// Cells used so far (the next record's offset) and messages published.
     off: u64,
     j: u64,
+    /// The pack being written at `off`: its length so far and its messages (none: no pack).
+    pack_len: usize,
+    pack_count: u64,
 }
 
 impl BatchClaim<'_, '_> {
@@ -1514,6 +1884,7 @@ impl BatchClaim<'_, '_> {
         len: usize,
         write: impl FnOnce(&mut [u8]) -> bool,
     ) -> Option<bool> {
+        self.close_pack();
         let c = cells_for(len);
         if self.j == self.m || self.off + c > self.k {
             return None;
@@ -1547,8 +1918,72 @@ impl BatchClaim<'_, '_> {
     }
 }
 
+impl BatchClaim<'_, '_> {
+    /// The free bytes of the pack being written at the claim's next cell (opening one if
+    /// none is), for a message of at most [`PACK_ITEM`] bytes (see "Packs" in the module
+    /// docs): the caller writes the message's length in a byte, then its bytes, at the start
+    /// of the room, and says so with [`BatchClaim::packed`]. A room too small for a message
+    /// means the pack is full: [`BatchClaim::close_pack`] publishes it, and the next room is
+    /// a new pack's. `None` if the claim has no message slot or no cell left for a pack.
+    #[inline]
+    pub(crate) fn pack_room(&mut self) -> Option<&mut [u8]> {
+        let (len, count) = (self.pack_len, self.pack_count);
+        // A pack takes at most `PACK_BYTES`, within the claim's cells.
+        let room = (((self.k - self.off) as usize) * CELL).min(PACK_BYTES);
+        if self.j + count == self.m || count == 0xFFFF || len + 2 > room {
+            return None;
+        }
+        let ring = self.ring;
+        let i = (self.t + self.off) & (ring.n - 1);
+        // SAFETY: the claim's cells from `off` are in bounds (`claim_batch` keeps the claim
+        // before the end) and exclusively ours: we won the CAS for them with room below
+        // `done + n` (SYNC POINT B) and have not published them; the pack's bytes stay within
+        // `room` of them.
+        Some(unsafe { std::slice::from_raw_parts_mut(ring.pack_bytes(i).add(len), room - len) })
+    }
+
+    /// Counts a message of `bytes` bytes (its length byte included) written at the start of
+    /// [`BatchClaim::pack_room`]'s room.
+    #[inline]
+    pub(crate) fn packed(&mut self, bytes: usize) {
+        self.pack_len += bytes;
+        self.pack_count += 1;
+    }
+
+    /// Publishes the pack being written, if any (its header, its progress word, its meta).
+    pub(crate) fn close_pack(&mut self) {
+        let (len, count) = (self.pack_len, self.pack_count);
+        if count == 0 {
+            return;
+        }
+        (self.pack_len, self.pack_count) = (PACK_HEADER, 0);
+        let ring = self.ring;
+        let t = self.t + self.off;
+        let i = t & (ring.n - 1);
+        let c = cells_for(len);
+        // SAFETY: as in `push_packed`: the pack's bytes, ours until published.
+        let head = unsafe { std::slice::from_raw_parts_mut(ring.pack_bytes(i), PACK_HEADER) };
+        // Cursor: nothing taken, the first message after the header.
+        head[..4].copy_from_slice(&((PACK_HEADER as u32) << 16).to_le_bytes());
+        head[4..].copy_from_slice(&(count as u32).to_le_bytes());
+        #[cfg(uniconc_loom)]
+        for cell in &ring.ctl[i as usize..(i + c) as usize] {
+            cell.bytes_model.0.with_mut(|_| ());
+        }
+        // Relaxed: as in `push`.
+        self.words.progress.store(
+            Progress::pack(self.off, c, self.j, count).0,
+            Ordering::Relaxed,
+        );
+        ring.publish(t, PACKED | len as u32);
+        self.off += c;
+        self.j += count;
+    }
+}
+
 impl Drop for BatchClaim<'_, '_> {
     fn drop(&mut self) {
+        self.close_pack();
         let ring = self.ring;
         if self.off < self.k {
             let rest = self.k - self.off;
@@ -1625,7 +2060,7 @@ impl Drop for CompleteRange<'_, '_> {
 }
 
 #[cfg(all(test, not(uniconc_loom)))]
-mod tests;
+pub(crate) mod tests;
 
 #[cfg(all(test, uniconc_loom))]
 #[path = "ring/loom.rs"]

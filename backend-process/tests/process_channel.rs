@@ -321,8 +321,9 @@ fn kill_then_go_round<T: uniconc_core::Message + PartialEq + std::fmt::Debug>(
 }
 
 /// Encodes like a `u32`, except [`Hang::FOREVER`]: its second encoding in a process (the
-/// one into the ring's cells, after the size pass) never returns, after setting
-/// [`HUNG`]. A sender that sends it is stuck inside `send`, holding claimed cells.
+/// one into the ring's cells, after the size pass; the [`HANG_AT`]th from 0) never returns,
+/// after setting [`HUNG`]. A sender that sends it is stuck inside `send`, holding claimed
+/// cells.
 #[derive(Debug, Deserialize, PartialEq)]
 struct Hang(u32);
 
@@ -335,11 +336,15 @@ static HUNG: std::sync::OnceLock<uniconc_process::Event> = std::sync::OnceLock::
 /// children.
 static HANGS: std::sync::OnceLock<&'static AtomicU32> = std::sync::OnceLock::new();
 static ENCODINGS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+/// Which encoding of [`Hang::FOREVER`] hangs: 1, or 0 for an item a batch packs (encoded
+/// once, straight into its pack, without a size pass).
+static HANG_AT: AtomicU32 = AtomicU32::new(1);
 
 impl Serialize for Hang {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if self.0 == Hang::FOREVER
-            && ENCODINGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 1
+            && ENCODINGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                == HANG_AT.load(Ordering::Relaxed)
         {
             if let Some(n) = HANGS.get() {
                 n.fetch_add(1, Ordering::Relaxed);
@@ -422,17 +427,25 @@ fn a_receiver_killed_inside_recv_batch_loses_only_its_batch() {
     kill_then_go_round(child, stalled, &tx, &rx, Stall);
 }
 
+/// A message too large for a pack (`ring::PACK_ITEM`), so a batch writes it as a record of
+/// its own.
+type Big = (Hang, Vec<u8>);
+
+fn big(i: u32) -> Big {
+    (Hang(i), vec![7; 200])
+}
+
 /// A sender SIGKILLed while it encodes the second item of a batch (a run of cells claimed,
 /// the first record published) loses only the items it had not published: the first
 /// arrives, the rest of its claim is passed over, its unused message slots come back.
 #[test]
 fn a_sender_killed_inside_send_batch_loses_only_the_unpublished_rest() {
     let _f = fork_lock();
-    let (tx, rx) = small_ring::<Hang>();
+    let (tx, rx) = small_ring::<Big>();
     let hung = fresh(&HUNG);
     let child = spawn({
         let tx = tx.clone();
-        move || match tx.send_batch([Hang(7), Hang(Hang::FOREVER), Hang(8)]) {
+        move || match tx.send_batch([big(7), big(Hang::FOREVER), big(8)]) {
             Ok(_) => 1,
             Err(_) => 2,
         }
@@ -440,11 +453,32 @@ fn a_sender_killed_inside_send_batch_loses_only_the_unpublished_rest() {
     uniconc_core::Event::wait_timeout(hung, LIMIT).expect("the child got stuck");
     assert_eq!(
         rx.recv_timeout(Duration::from_secs(30)),
-        Ok(Hang(7)),
+        Ok(big(7)),
         "the item published before the kill arrives"
     );
     // Without the dead sender's claim padded, the next receive waits for good; without its
     // slots given back, the capacity would shrink for good.
+    kill_then_go_round(child, hung, &tx, &rx, big);
+}
+
+/// The same with small messages, which a batch packs several to a pack: an item is
+/// published with its pack, so the one packed before the item being encoded is lost with
+/// the sender too. Nothing of its batch arrives, and the channel goes on with its capacity.
+#[test]
+fn a_sender_killed_inside_a_packed_send_batch_loses_its_unpublished_pack() {
+    let _f = fork_lock();
+    let (tx, rx) = small_ring::<Hang>();
+    let hung = fresh(&HUNG);
+    HANG_AT.store(0, Ordering::Relaxed);
+    let child = spawn({
+        let tx = tx.clone();
+        move || match tx.send_batch([Hang(7), Hang(Hang::FOREVER), Hang(8)]) {
+            Ok(_) => 1,
+            Err(_) => 2,
+        }
+    });
+    HANG_AT.store(1, Ordering::Relaxed);
+    // The first message received is the first sent after the kill (`Hang(0)`), not `Hang(7)`.
     kill_then_go_round(child, hung, &tx, &rx, Hang);
 }
 
@@ -547,7 +581,7 @@ fn shared_counters(n: usize) -> &'static [AtomicU32] {
 /// just taken).
 #[test]
 fn random_sigkills_lose_only_what_the_killed_held() {
-    random_sigkills(1, 1, false, false);
+    random_sigkills(1, 1, false, Size::Kb);
 }
 
 /// The same with ~20 KB messages through a 16 MiB ring, where records go back to its first
@@ -555,14 +589,40 @@ fn random_sigkills_lose_only_what_the_killed_held() {
 /// as SIGKILLs land around them.
 #[test]
 fn random_sigkills_with_large_messages_lose_only_what_the_killed_held() {
-    random_sigkills(1, 1, false, true);
+    random_sigkills(1, 1, false, Size::Large);
 }
 
 /// The same with `send_batch` and `recv_batch` of 8: a killed receiver loses at most the
 /// batch it held, a killed sender only the items of its batch it had not published.
 #[test]
 fn random_sigkills_inside_batches_lose_only_what_the_killed_held() {
-    random_sigkills(8, 1, false, false);
+    random_sigkills(8, 1, false, Size::Kb);
+}
+
+/// The same with messages of up to 75 bytes, which `send_batch` packs several to a pack
+/// (`ring`'s packs): receivers hold a pack while they take messages from it, and are killed
+/// holding one, or with messages taken from it.
+#[test]
+fn random_sigkills_inside_packed_batches_lose_only_what_the_killed_held() {
+    random_sigkills(8, 1, false, Size::Small);
+}
+
+/// Packed batches taken apart by receivers that receive one by one and in batches, killed
+/// two at once.
+#[test]
+fn random_sigkills_of_two_receivers_at_once_taking_packs_apart() {
+    random_sigkills(8, 2, true, Size::Small);
+}
+
+/// The size of [`random_sigkills`]'s messages.
+#[derive(Clone, Copy)]
+enum Size {
+    /// Up to 75 bytes: packed by `send_batch`.
+    Small,
+    /// About 1 KB.
+    Kb,
+    /// About 20 KB, in a 16 MiB ring.
+    Large,
 }
 
 /// Receivers SIGKILLed two at once (so both are found dead by the same reap, their claims
@@ -570,21 +630,21 @@ fn random_sigkills_inside_batches_lose_only_what_the_killed_held() {
 /// batches of 8, so single claims and ranges meet at the same positions.
 #[test]
 fn random_sigkills_of_two_receivers_at_once_with_mixed_batches() {
-    random_sigkills(8, 2, true, false);
+    random_sigkills(8, 2, true, Size::Kb);
 }
 
 /// [`random_sigkills_lose_only_what_the_killed_held`], sending and receiving in batches of
 /// `batch` (1: one by one; with `mixed`, only the odd-numbered senders and the receivers
-/// started at odd rounds), killing `together` receivers at once in each round; with `large`,
-/// messages of ~20 KB in a 16 MiB ring.
-fn random_sigkills(batch: usize, together: usize, mixed: bool, large: bool) {
+/// started at odd rounds), killing `together` receivers at once in each round, with
+/// messages of `size`.
+fn random_sigkills(batch: usize, together: usize, mixed: bool, size: Size) {
     let _f = fork_lock();
     let (producers, consumers) = (4usize, 3usize);
     let (consumer_kills, producer_kills) = (10usize, 2usize);
-    let (per, size, cap, budget) = if large {
-        (2_000 * scale() as usize, 20_000, 16, 16 << 20)
-    } else {
-        (5_000 * scale() as usize, 1000, 64, 64 << 10)
+    let (per, size, cap, budget) = match size {
+        Size::Small => (20_000 * scale() as usize, 0, 64, 64 << 10),
+        Size::Kb => (5_000 * scale() as usize, 1000, 64, 64 << 10),
+        Size::Large => (2_000 * scale() as usize, 20_000, 16, 16 << 20),
     };
     let (tx, rx) = ChannelBuilder::new(Some(cap))
         .byte_budget(budget)

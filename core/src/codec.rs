@@ -40,6 +40,8 @@ const CONFIG: bincode::config::Configuration<
 #[inline]
 pub fn encoded_size<T: Serialize + ?Sized + 'static>(value: &T) -> Result<usize, MessageError> {
     match fast::view(value) {
+        // A single integer inline: its type is known here, so this is one branch.
+        Some(fast::Seq::Int(v)) => Ok(fast::varint_len(v)),
         Some(seq) => Ok(fast::size(&seq)),
         None => encoded_size_any(value),
     }
@@ -81,6 +83,8 @@ pub fn encode_into<T: Serialize + ?Sized + 'static>(
     dst: &mut [u8],
 ) -> Result<usize, MessageError> {
     match fast::view(value) {
+        // A single integer inline, as in `encoded_size`.
+        Some(fast::Seq::Int(v)) if dst.len() >= fast::varint_len(v) => Ok(fast::put_varint(dst, v)),
         Some(seq) => fast::encode(&seq, dst),
         None => encode_into_any(value, dst),
     }

@@ -38,6 +38,31 @@ pub(crate) fn channel_batch_order_and_counts<B: Backend>() {
     );
 }
 
+/// One batch's messages are every receiver's: receivers in other units take them one at a
+/// time and in batches of any size, in order, while the rest stay queued for the others.
+pub(crate) fn channel_batch_taken_apart_by_receivers<B: Backend>() {
+    let (tx, rx) = B::channel::<u64>(64).unwrap();
+    assert_eq!(tx.send_batch(0..20), Ok(20));
+    assert_eq!(rx.recv(), Ok(0));
+    let other = rx.clone();
+    let took = B::spawn(move || {
+        let mut got = vec![other.recv().unwrap()];
+        other.recv_batch(&mut got, 3).unwrap();
+        got
+    })
+    .unwrap()
+    .join()
+    .unwrap();
+    assert_eq!(took, [1, 2, 3, 4], "the next four, in order");
+    assert_eq!(rx.len(), 15, "the rest stay queued");
+    let mut rest = Vec::new();
+    while rest.len() < 15 {
+        rx.recv_batch(&mut rest, 6).unwrap();
+    }
+    assert_eq!(rest, (5..20).collect::<Vec<_>>());
+    assert!(rx.is_empty());
+}
+
 /// `max == 0` takes nothing and returns at once, empty channel or not; the provided and
 /// overridden forms agree on what is appended.
 pub(crate) fn channel_batch_max_zero<B: Backend>() {

@@ -62,6 +62,7 @@ macro_rules! all_tests {
             channel::channel_unbounded_holds_128_mib,
             channel_batch::channel_batch_order_and_counts,
             channel_batch::channel_batch_max_zero,
+            channel_batch::channel_batch_taken_apart_by_receivers,
             channel_batch::channel_batch_blocks_until_one,
             channel_batch::channel_batch_respects_capacity,
             channel_batch::channel_batch_disconnection_part_way,

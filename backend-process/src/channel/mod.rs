@@ -158,7 +158,7 @@ use crate::claims;
 use crate::codec;
 use crate::platform;
 use crate::procs::{self, Identity};
-use crate::ring::{self, CELL, CellCtl, Pop, Record, Ring, RingHeader, SendWords};
+use crate::ring::{self, CELL, CellCtl, Pop, Record, Ring, RingHeader, SendWords, Taker};
 use crate::shm::{self, CachePadded, ShmBox, ShmSafe, align_up};
 use crate::waiter::{SLICE, WaitWord, YieldNow};
 use crate::wake;
@@ -655,7 +655,7 @@ impl<T: Serialize + 'static> Sender<T> {
             return Err(TrySend::Err(SendError::Invalid(value, e)));
         }
         let mut enc_err = None;
-        let claim = Claim::new(chan.my_slot());
+        let claim = Claim::new(chan);
         // A write that panics (a `send_with` closure, a `Serialize` impl) leaves padding in
         // the ring and gives its message slot back: wake both sides, as a receive or a send
         // would, so nobody sleeps a whole slice on that change.
@@ -768,17 +768,24 @@ impl<T: Serialize + 'static> Sender<T> {
         if chan.receivers_gone() {
             return BatchStep::Err(SendError::Disconnected(value));
         }
-        let claim = Claim::new(chan.my_slot());
+        let claim = Claim::new(chan);
         let ring = chan.ring();
-        let first = ring::cells_for(size);
         let want = (items.size_hint().0 as u64).saturating_add(1);
-        let batch = ring.claim_batch(
-            chan.cap,
-            claim.send_words(),
-            first,
-            want,
-            first.saturating_mul(want.min(ring::BATCH_MAX)),
-        );
+        // Small messages, more than one: packed several to a cache line (`ring`'s "Packs").
+        // The cells for `want` of this size, a pack's header and rounding per pack.
+        let packing = size <= ring::PACK_ITEM && want > 1 && chan.max_msg >= ring::PACK_BYTES;
+        let (first, cells) = if packing {
+            let bytes = want.min(ring::BATCH_MAX) * (1 + size as u64);
+            let packs = bytes.div_ceil((ring::PACK_BYTES - ring::PACK_HEADER) as u64);
+            (
+                ring::cells_for(ring::PACK_HEADER + 1 + size),
+                (bytes + packs * (ring::PACK_HEADER + CELL) as u64).div_ceil(CELL as u64),
+            )
+        } else {
+            let first = ring::cells_for(size);
+            (first, first.saturating_mul(want.min(ring::BATCH_MAX)))
+        };
+        let batch = ring.claim_batch(chan.cap, claim.send_words(), first, want, cells);
         let mut b = match batch {
             Ok(b) => b,
             Err(ring::Batch::Full) => return BatchStep::Full(value, size),
@@ -798,21 +805,20 @@ impl<T: Serialize + 'static> Sender<T> {
                 };
             }
         };
-        let (mut value, mut size) = (value, size);
-        let step = loop {
-            let mut enc_err = None;
-            match b.push(size, |buf| encode_exact(&value, size, buf, &mut enc_err)) {
-                Some(true) => *sent += 1,
-                Some(false) => {
-                    let e = enc_err.unwrap_or_else(|| MessageError::Encode("unknown".into()));
-                    break BatchStep::Err(SendError::Invalid(value, e));
+        let step = if packing {
+            self.push_packs(&mut b, value, items, sent)
+        } else {
+            let (mut value, mut size) = (value, size);
+            loop {
+                match push_one(&mut b, value, size, sent) {
+                    Ok(()) => {}
+                    Err(step) => break step,
                 }
-                None => break BatchStep::Next(value, size),
-            }
-            match items.next().map(|v| self.measure(v)) {
-                None => break BatchStep::Done,
-                Some(Ok((v, s))) => (value, size) = (v, s),
-                Some(Err(e)) => break BatchStep::Err(e),
+                match items.next().map(|v| self.measure(v)) {
+                    None => break BatchStep::Done,
+                    Some(Ok((v, s))) => (value, size) = (v, s),
+                    Some(Err(e)) => break BatchStep::Err(e),
+                }
             }
         };
         // Publishes the unused cells as padding and gives the unused slots back.
@@ -821,6 +827,58 @@ impl<T: Serialize + 'static> Sender<T> {
         // receivers' wake handshake (module docs), once for the batch.
         chan.notify(&chan.hdr().recv_wait);
         step
+    }
+
+    /// [`Sender::push_batch`]'s loop for small messages: `value` and the items after it are
+    /// encoded straight into packs (`ring`'s "Packs"), without measuring them first: a pack
+    /// too full for the next message is published and another opened. A message that needs
+    /// more than a pack gives it (larger than `ring::PACK_ITEM`) is measured and written as a
+    /// record of its own, as one that cannot be encoded is refused.
+    fn push_packs(
+        &self,
+        b: &mut ring::BatchClaim<'_, '_>,
+        mut value: T,
+        items: &mut impl Iterator<Item = T>,
+        sent: &mut usize,
+    ) -> BatchStep<T> {
+        let most = 1 + ring::PACK_ITEM;
+        loop {
+            let mut fresh = false;
+            let packed = loop {
+                let Some(room) = b.pack_room() else {
+                    break false;
+                };
+                let end = room.len().min(most);
+                match codec::encode_into(&value, &mut room[1..end]) {
+                    Ok(n) => {
+                        room[0] = n as u8;
+                        b.packed(1 + n);
+                        break true;
+                    }
+                    // The pack is too full for it: publish it and try a new one.
+                    Err(_) if !fresh && end < most => {
+                        b.close_pack();
+                        fresh = true;
+                    }
+                    Err(_) => break false,
+                }
+            };
+            if packed {
+                *sent += 1;
+            } else {
+                let (v, s) = match self.measure(value) {
+                    Ok(m) => m,
+                    Err(e) => return BatchStep::Err(e),
+                };
+                if let Err(step) = push_one(b, v, s, sent) {
+                    return step;
+                }
+            }
+            match items.next() {
+                None => return BatchStep::Done,
+                Some(v) => value = v,
+            }
+        }
     }
 
     /// `send_batch`: [`Sender::push_batch`] until the items run out, waiting for room as
@@ -866,6 +924,29 @@ impl<T: Serialize + 'static> Sender<T> {
                 }
             }
         }
+    }
+}
+
+/// Writes `value` (`size` bytes encoded) as the next record of the batch claim `b`, counting
+/// it in `sent`; otherwise the step that ends the claim: the value back if it does not fit,
+/// or the error that refuses it.
+fn push_one<T: Serialize + 'static>(
+    b: &mut ring::BatchClaim<'_, '_>,
+    value: T,
+    size: usize,
+    sent: &mut usize,
+) -> Result<(), BatchStep<T>> {
+    let mut enc_err = None;
+    match b.push(size, |buf| encode_exact(&value, size, buf, &mut enc_err)) {
+        Some(true) => {
+            *sent += 1;
+            Ok(())
+        }
+        Some(false) => {
+            let e = enc_err.unwrap_or_else(|| MessageError::Encode("unknown".into()));
+            Err(BatchStep::Err(SendError::Invalid(value, e)))
+        }
+        None => Err(BatchStep::Next(value, size)),
     }
 }
 
@@ -946,14 +1027,14 @@ impl<T: DeserializeOwned + 'static> Receiver<T> {
     ) -> Look<R> {
         let chan = &*self.chan;
         chan.touch(&self.gen_stamp, false);
-        let claim = Claim::new(chan.my_slot());
+        let claim = Claim::new(chan);
         claim.single_receive();
         let mut second_look = false;
         loop {
             // If `read` panics the ring completes the record (it counts as received): wake
             // the senders waiting for its room then.
             let wake = WakeOnUnwind(chan);
-            let popped = chan.ring().try_pop(claim.word(), |rec| match rec {
+            let popped = chan.ring().try_pop(&claim.taker(), |rec| match rec {
                 Record::Bytes(b) => read(b),
                 Record::Corrupt => Err(MessageError::Decode(
                     "corrupt record in shared memory".into(),
@@ -1000,26 +1081,24 @@ impl<T: DeserializeOwned + 'static> Receiver<T> {
     fn pop_batch(&self, buf: &mut Vec<T>, max: usize) -> Result<usize, RecvError> {
         let chan = &*self.chan;
         chan.touch(&self.gen_stamp, false);
-        let claim = Claim::new(chan.my_slot());
+        let claim = Claim::new(chan);
         let mut bad: Option<(MessageError, usize)> = None;
         let before = buf.len();
-        let got =
-            chan.ring()
-                .try_pop_batch(claim.word(), &claim.send_words().recv_span, max, |rec| {
-                    let r = match rec {
-                        Record::Bytes(b) => codec::decode::<T>(b),
-                        Record::Corrupt => Err(MessageError::Decode(
-                            "corrupt record in shared memory".into(),
-                        )),
-                    };
-                    match r {
-                        Ok(v) => buf.push(v),
-                        Err(e) => match &mut bad {
-                            None => bad = Some((e, 0)),
-                            Some((_, more)) => *more += 1,
-                        },
-                    }
-                });
+        let got = chan.ring().try_pop_batch(&claim.taker(), max, |rec| {
+            let r = match rec {
+                Record::Bytes(b) => codec::decode::<T>(b),
+                Record::Corrupt => Err(MessageError::Decode(
+                    "corrupt record in shared memory".into(),
+                )),
+            };
+            match r {
+                Ok(v) => buf.push(v),
+                Err(e) => match &mut bad {
+                    None => bad = Some((e, 0)),
+                    Some((_, more)) => *more += 1,
+                },
+            }
+        });
         drop(claim);
         if got > 0 {
             // The ring's SeqCst `recvd` increment, then this: the notifier half of the
@@ -1198,18 +1277,30 @@ fn nested_in_closure() -> ! {
 /// for a thread without a [`claims`] index, a private word while the slot counts the receive
 /// as unclaimed (which holds back every recovery until it returns).
 enum Claim<'a> {
-    Words(&'a AtomicU64, &'a SendWords),
+    /// The words, and the thread's identity among every process's words ([`holder_id`]).
+    Words(&'a AtomicU64, &'a SendWords, u64),
     Unclaimed(&'a AtomicU32, AtomicU64, SendWords),
+}
+
+/// The identity a held pack's stamp names (`ring::Taker::owner`): word `word` of slot
+/// `slot`, plus one (zero is no identity).
+pub(super) fn holder_id(slot: usize, word: usize) -> u64 {
+    (slot * claims::WORDS + word + 1) as u64
 }
 
 impl<'a> Claim<'a> {
     #[inline]
-    fn new(slot: &'a ProcSlot) -> Self {
+    fn new(chan: &'a Chan) -> Self {
+        let slot = chan.my_slot();
         if IN_CLOSURE.get() == std::ptr::from_ref(slot) as usize {
             nested_in_closure();
         }
         match claims::mine() {
-            Some(i) => Self::Words(&slot.claims[i], &slot.sends[i]),
+            Some(i) => {
+                // Relaxed: written only by this process (as in `my_slot`).
+                let at = chan.slot.load(Ordering::Relaxed) as usize % MAX_PROCESSES;
+                Self::Words(&slot.claims[i], &slot.sends[i], holder_id(at, i))
+            }
             None => {
                 // Relaxed: published to reapers by the ring's claiming CAS, like a word.
                 slot.unclaimed.fetch_add(1, Ordering::Relaxed);
@@ -1222,8 +1313,22 @@ impl<'a> Claim<'a> {
     #[inline]
     fn word(&self) -> &AtomicU64 {
         match self {
-            Self::Words(w, _) => w,
+            Self::Words(w, ..) => w,
             Self::Unclaimed(_, w, _) => w,
+        }
+    }
+
+    /// What the ring's receives are handed.
+    #[inline]
+    fn taker(&self) -> Taker<'_> {
+        let (intent, words, owner) = match self {
+            Self::Words(w, s, id) => (*w, *s, *id),
+            Self::Unclaimed(_, w, s) => (w, s, 0),
+        };
+        Taker {
+            intent,
+            range: &words.recv_span,
+            owner,
         }
     }
 
@@ -1231,7 +1336,7 @@ impl<'a> Claim<'a> {
     #[inline]
     fn send_words(&self) -> &SendWords {
         match self {
-            Self::Words(_, w) => w,
+            Self::Words(_, w, _) => w,
             Self::Unclaimed(_, _, w) => w,
         }
     }

@@ -106,7 +106,7 @@ impl Chan {
                         .compare_exchange(SLOT_BUSY, pid, Ordering::Release, Ordering::Relaxed);
                 continue;
             }
-            let (mut wake, deferred) = self.recover_claims(slot);
+            let (mut wake, deferred) = self.recover_claims(i, slot);
             let (s, r) = slot.counted();
             // Handles it had in flight (`travel.rs`): swapped, not read, so a deserializer
             // racing to take one over gets it or sees zero, never both.
@@ -167,16 +167,28 @@ impl Chan {
     /// process's, one of them did claim it: dead receivers' words that disagree on the range
     /// at one position are settled by [`settle_receives`]. Dead senders' words that disagree
     /// on the cells of one position (one of them lost its claim) are left alone.
-    pub(super) fn recover_claims(&self, dead: &ProcSlot) -> (bool, bool) {
+    ///
+    /// A word that says a thread held a pack (`ring::RANGE_HOLD`) at `head` or past it: the
+    /// pack is let go if the stamp still says that thread holds it (`Ring::recover_hold`;
+    /// the identity in the stamp makes it exact). Below `head`, the thread claimed the pack
+    /// it took empty (or another did): settled as a claim of a single record.
+    pub(super) fn recover_claims(&self, at: usize, dead: &ProcSlot) -> (bool, bool) {
         // Relaxed: the process is dead; the stores it made before it died are visible.
-        // The record (or range) each receiving thread may hold: `h`, and its range word.
-        let mut recvs: Vec<(u64, u64)> = dead
+        // The record (or range) each receiving thread may hold: `h`, its range word, and
+        // whether it held a pack there (with the holder's identity).
+        let words: Vec<(u64, u64, Option<u64>)> = dead
             .claims
             .iter()
             .zip(&dead.sends)
-            .filter_map(|(w, s)| {
+            .enumerate()
+            .filter_map(|(j, (w, s))| {
                 let h = w.load(Ordering::Relaxed).checked_sub(1)?;
-                Some((h, s.recv_span.load(Ordering::Relaxed)))
+                let range = s.recv_span.load(Ordering::Relaxed);
+                Some(if range == ring::RANGE_HOLD {
+                    (h, 0, Some(super::holder_id(at, j)))
+                } else {
+                    (h, range, None)
+                })
             })
             .collect();
         let mut sends: Vec<(&SendWords, u64, u64)> = dead
@@ -194,9 +206,19 @@ impl Chan {
         let ring = self.ring();
         // Acquire, before the live words below (see above); `recover_send` reloads `tail`.
         let (head, _) = (ring.head_acquire(), ring.tail_acquire());
-        recvs.retain(|&(h, _)| h < head);
+        let mut held = false;
+        for &(h, _, owner) in &words {
+            if let Some(owner) = owner.filter(|_| h >= head) {
+                held |= ring.recover_hold(h, owner);
+            }
+        }
+        let mut recvs: Vec<(u64, u64)> = words
+            .iter()
+            .filter(|&&(h, ..)| h < head)
+            .map(|&(h, range, _)| (h, range))
+            .collect();
         if recvs.is_empty() && sends.is_empty() {
-            return (false, false);
+            return (held, false);
         }
         let before = recvs.len() + sends.len();
         // The positions live receive words name, and every dead one's word (this slot's too).
@@ -217,7 +239,7 @@ impl Chan {
                     }));
             // Acquire: pairs with the Release decrement after an unclaimed operation.
             if live && slot.unclaimed.load(Ordering::Acquire) != 0 {
-                return (false, true);
+                return (held, true);
             }
             for (w, s) in slot.claims.iter().zip(&slot.sends) {
                 // Acquire: pairs with the Release store of a later claim (or clear).
@@ -225,8 +247,10 @@ impl Chan {
                     if live {
                         live_at.push(h);
                     } else {
-                        // Relaxed: the process is dead (as above).
-                        dead_at.push((h, s.recv_span.load(Ordering::Relaxed)));
+                        // Relaxed: the process is dead (as above). A hold's word, below
+                        // `head`, is a claim of one record (see above).
+                        let range = s.recv_span.load(Ordering::Relaxed);
+                        dead_at.push((h, if range == ring::RANGE_HOLD { 0 } else { range }));
                     }
                 }
                 let pos = s.pos.load(Ordering::Acquire);
@@ -241,7 +265,7 @@ impl Chan {
         // A live thread's word naming the same record: a claim it lost, or it holds it.
         recvs.retain(|&(h, _)| !live_at.contains(&h));
         let mut deferred = recvs.len() + sends.len() < before;
-        let mut progress = false;
+        let mut progress = held;
         let mut seen = Vec::new();
         for &(h, _) in &recvs {
             if seen.contains(&h) {

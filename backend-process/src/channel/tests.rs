@@ -587,3 +587,42 @@ fn an_operation_inside_its_own_channels_closure_is_refused() {
     tx.send(vec![5]).unwrap();
     assert_eq!(rx.recv().unwrap(), [5]);
 }
+
+/// A process killed while it holds a pack of a batch (taking messages from it: here the
+/// words of a dead process's slot and the pack's stamp say so, as they would): the next
+/// receive finds the pack held, looks for dead peers, lets go of it for the dead holder, and
+/// gets the messages it had not taken, in order; their count and the ring's cells come back.
+#[test]
+fn a_pack_held_by_a_dead_process_is_let_go() {
+    let _forks = forks();
+    use uniconc_core::JoinHandle as _;
+    let (tx, rx) = channel::<u8>(16).unwrap();
+    assert_eq!(tx.send_batch([1u8, 2, 3, 4]), Ok(4));
+    let child = crate::spawn(|| ()).unwrap();
+    let pid = child.id();
+    child.join().unwrap();
+    while procs::is_alive(Identity { pid, start: 0 }) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let hdr = tx.chan.hdr();
+    let dead = claim_slot(hdr, Identity { pid, start: 0 }, false).expect("a free slot");
+    let slot = &hdr.procs[dead];
+    let taker = Taker {
+        intent: &slot.claims[3],
+        range: &slot.sends[3].recv_span,
+        owner: holder_id(dead, 3),
+    };
+    ring::tests::DIE_HOLDING.set(true);
+    let took = tx.chan.ring().try_pop_batch(&taker, 2, |_| ());
+    ring::tests::DIE_HOLDING.set(false);
+    assert_eq!(took, 0, "the holder died before it read");
+    let long = Duration::from_secs(30);
+    assert_eq!(rx.try_recv(), Ok(3), "let go within try_recv's wait");
+    assert_eq!(rx.recv_timeout(long), Ok(4));
+    assert!(rx.is_empty(), "the dead holder's two messages are counted");
+    for v in 0..64u8 {
+        assert_eq!(tx.send_batch([v, v]), Ok(2));
+        assert_eq!(rx.recv_timeout(long), Ok(v));
+        assert_eq!(rx.recv_timeout(long), Ok(v));
+    }
+}

@@ -51,10 +51,13 @@ fn push_one_of(r: &Ring<'_>, cap: u64, v: u8) -> Result<bool, Full> {
 }
 
 fn pop_bytes(r: &Ring<'_>) -> Option<Vec<u8>> {
-    match r.try_pop(&AtomicU64::new(0), |rec| match rec {
-        Record::Bytes(b) => b.to_vec(),
-        Record::Corrupt => panic!("corrupt"),
-    }) {
+    match r.try_pop(
+        &Taker::words(&AtomicU64::new(0), &AtomicU64::new(0)),
+        |rec| match rec {
+            Record::Bytes(b) => b.to_vec(),
+            Record::Corrupt => panic!("corrupt"),
+        },
+    ) {
         Pop::Item(v) => Some(v),
         _ => None,
     }
@@ -146,7 +149,10 @@ fn corrupt_meta_is_reported_not_ub() {
     o.ctl[0].meta.store(SKIP | 1000, Ordering::Relaxed);
     let r = o.ring();
     assert!(matches!(
-        r.try_pop(&AtomicU64::new(0), |rec| matches!(rec, Record::Corrupt)),
+        r.try_pop(
+            &Taker::words(&AtomicU64::new(0), &AtomicU64::new(0)),
+            |rec| matches!(rec, Record::Corrupt)
+        ),
         Pop::Item(true)
     ));
     assert!(r.is_empty());
@@ -166,11 +172,14 @@ fn out_of_order_completion_is_swept() {
     assert_eq!(push_bytes(&r, &[1]), Ok(true));
     assert_eq!(push_bytes(&r, &[2]), Ok(true));
     // The reader of 1 is still reading when another consumer takes and completes 2.
-    let inner = r.try_pop(&AtomicU64::new(0), |rec| {
-        let Record::Bytes(b) = rec else { panic!() };
-        assert_eq!(b, [1]);
-        pop_bytes(&r)
-    });
+    let inner = r.try_pop(
+        &Taker::words(&AtomicU64::new(0), &AtomicU64::new(0)),
+        |rec| {
+            let Record::Bytes(b) = rec else { panic!() };
+            assert_eq!(b, [1]);
+            pop_bytes(&r)
+        },
+    );
     assert!(matches!(inner, Pop::Item(Some(ref v)) if v == &[2]));
     assert_eq!(
         r.hdr.done.done.load(Ordering::Relaxed),
@@ -194,9 +203,10 @@ fn a_panicking_reader_gives_its_cells_back() {
     for round in 0..4u8 {
         assert_eq!(push_bytes(&r, &[round]), Ok(true));
         let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            r.try_pop(&AtomicU64::new(0), |_| -> () {
-                panic!("a Deserialize impl panics")
-            })
+            r.try_pop(
+                &Taker::words(&AtomicU64::new(0), &AtomicU64::new(0)),
+                |_| -> () { panic!("a Deserialize impl panics") },
+            )
         }));
         assert!(res.is_err());
     }
@@ -528,7 +538,7 @@ fn push_batch(r: &Ring<'_>, cap: Option<u64>, words: &SendWords, vals: &[u8]) ->
 /// Pops up to `max` messages with one range claim.
 fn pop_batch(r: &Ring<'_>, intent: &AtomicU64, span: &AtomicU64, max: usize) -> Vec<u8> {
     let mut got = Vec::new();
-    r.try_pop_batch(intent, span, max, |rec| match rec {
+    r.try_pop_batch(&Taker::words(intent, span), max, |rec| match rec {
         Record::Bytes(b) => got.push(b[0]),
         Record::Corrupt => panic!("corrupt"),
     });
@@ -599,7 +609,7 @@ fn a_dead_consumers_range_is_recovered_once() {
     let (intent, span) = (AtomicU64::new(0), AtomicU64::new(0));
     let mut n = 0;
     let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        r.try_pop_batch(&intent, &span, 3, |_| {
+        r.try_pop_batch(&Taker::words(&intent, &span), 3, |_| {
             n += 1;
             if n == 2 {
                 panic!("decoding");
@@ -730,4 +740,197 @@ fn a_skip_pass_leaves_words_that_name_only_its_claim() {
         "a lost pass names nothing"
     );
     assert_eq!(range.load(Ordering::Relaxed), 0);
+}
+
+thread_local! {
+    /// Makes [`Ring::take_packed`] stop, as if killed, once it has taken its messages and
+    /// before it lets go of the pack.
+    pub(crate) static DIE_HOLDING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Sends `vals` (one-byte messages) with batch claims, packed; returns how many went in.
+fn push_packed(r: &Ring<'_>, words: &SendWords, vals: &[u8]) -> usize {
+    let mut sent = 0;
+    while sent < vals.len() {
+        let left = (vals.len() - sent) as u64;
+        let Ok(mut b) = r.claim_batch(None, words, 1, left, left.div_ceil(16) + 1) else {
+            break;
+        };
+        while sent < vals.len() {
+            let Some(room) = b.pack_room() else { break };
+            room[..2].copy_from_slice(&[1, vals[sent]]);
+            b.packed(2);
+            sent += 1;
+        }
+    }
+    sent
+}
+
+/// A taker with the identity `owner`.
+fn taker_of<'w>(intent: &'w AtomicU64, range: &'w AtomicU64, owner: u64) -> Taker<'w> {
+    Taker {
+        intent,
+        range,
+        owner,
+    }
+}
+
+/// Packs are taken apart message by message and in ranges of any size, in order, across
+/// several packs (600 messages need more than one), and each message counts once.
+#[test]
+fn packs_are_taken_apart_by_single_and_range_receives_in_order() {
+    let mut o = Owned::new(64);
+    let r = o.ring();
+    let words = SendWords::default();
+    let vals: Vec<u8> = (0..600).map(|i| i as u8).collect();
+    let (intent, span) = (AtomicU64::new(0), AtomicU64::new(0));
+    let mut got = Vec::new();
+    let mut sent = 0;
+    let mut step = 0;
+    while got.len() < vals.len() {
+        if sent < vals.len() {
+            sent += push_packed(&r, &words, &vals[sent..(sent + 97).min(vals.len())]);
+        }
+        step += 1;
+        if step % 3 == 0 {
+            got.extend(pop_bytes(&r).map(|b| b[0]));
+        } else {
+            got.extend(pop_batch(&r, &intent, &span, step % 50));
+        }
+        assert_eq!(
+            r.queued(),
+            (sent - got.len()) as u64,
+            "a message counts once taken"
+        );
+    }
+    assert_eq!(got, vals);
+    assert!(pop_bytes(&r).is_none());
+    assert!(r.is_empty(), "every pack was claimed and completed");
+    assert_eq!(span.load(Ordering::Relaxed), 0, "no hold is left named");
+}
+
+/// A range ends before a pack; the pack is the next receive's, then the record after it.
+#[test]
+fn a_range_stops_before_a_pack() {
+    let mut o = Owned::new(16);
+    let r = o.ring();
+    let words = SendWords::default();
+    assert_eq!(push_bytes(&r, &[1]), Ok(true));
+    assert_eq!(push_bytes(&r, &[2]), Ok(true));
+    assert_eq!(push_packed(&r, &words, &[3, 4, 5]), 3);
+    assert_eq!(push_bytes(&r, &[6]), Ok(true));
+    let (intent, span) = (AtomicU64::new(0), AtomicU64::new(0));
+    assert_eq!(pop_batch(&r, &intent, &span, 10), [1, 2]);
+    assert_eq!(pop_batch(&r, &intent, &span, 10), [3, 4, 5]);
+    assert_eq!(pop_batch(&r, &intent, &span, 10), [6]);
+    assert!(r.is_empty());
+}
+
+/// A consumer that dies holding a pack, after taking `took` of its `n` messages: no other
+/// consumer takes from it meanwhile, a reaper naming another holder cannot let it go, the
+/// holder's own reaper does, and the messages it had not taken arrive, each once; the ring
+/// goes round afterwards.
+fn a_dead_holder(n: u8, took: usize) {
+    let mut o = Owned::new(16);
+    let r = o.ring();
+    let words = SendWords::default();
+    let vals: Vec<u8> = (0..n).collect();
+    assert_eq!(push_packed(&r, &words, &vals), vals.len());
+    let (intent, range) = (AtomicU64::new(0), AtomicU64::new(0));
+    DIE_HOLDING.set(true);
+    let taken = r.try_pop_batch(&taker_of(&intent, &range, 7), took, |_| {
+        unreachable!("it dies before it reads")
+    });
+    DIE_HOLDING.set(false);
+    assert_eq!(taken, 0);
+    // What a reaper finds in its words: the pack it holds.
+    assert_eq!(intent.load(Ordering::Relaxed), 1);
+    assert_eq!(range.load(Ordering::Relaxed), RANGE_HOLD);
+    assert!(pop_bytes(&r).is_none(), "held: nobody else takes from it");
+    assert!(!r.recover_hold(0, 8), "another holder's reaper");
+    assert!(r.recover_hold(0, 7), "its own reaper lets go");
+    assert!(!r.recover_hold(0, 7), "once");
+    let (i2, s2) = (AtomicU64::new(0), AtomicU64::new(0));
+    assert_eq!(pop_batch(&r, &i2, &s2, 100), vals[took..]);
+    assert!(pop_bytes(&r).is_none());
+    assert_eq!(r.queued(), 0, "the dead holder's messages were counted");
+    assert!(r.is_empty());
+    for v in 0..40u8 {
+        assert_eq!(push_packed(&r, &words, &[v, v]), 2);
+        assert_eq!(pop_batch(&r, &i2, &s2, 2), [v, v]);
+    }
+}
+
+#[test]
+fn a_dead_holder_is_let_go_by_its_own_reaper() {
+    a_dead_holder(5, 2);
+}
+
+#[test]
+fn a_dead_holder_that_took_the_last_messages_leaves_an_empty_pack_to_complete() {
+    a_dead_holder(3, 3);
+}
+
+/// A producer killed while it writes its second pack: the first arrives, the second's
+/// messages are lost with it, its cells are padded and its message slots come back.
+#[test]
+fn a_dead_producer_keeps_the_packs_it_published() {
+    let mut o = Owned::new(16);
+    let r = o.ring();
+    let words = SendWords::default();
+    let mut b = r.claim_batch(Some(16), &words, 1, 8, 4).expect("room");
+    for v in [1u8, 2, 3, 4, 5] {
+        if v == 4 {
+            b.close_pack();
+        }
+        let room = b.pack_room().expect("room for a pack");
+        room[..2].copy_from_slice(&[1, v]);
+        b.packed(2);
+    }
+    // Killed: nothing after this runs in the producer.
+    std::mem::forget(b);
+    let (pos, span, prog) = (
+        words.pos.load(Ordering::Relaxed),
+        words.span.load(Ordering::Relaxed),
+        words.progress.load(Ordering::Relaxed),
+    );
+    assert!(r.recover_send(pos, span, prog), "the rest is padded");
+    let (intent, sp) = (AtomicU64::new(0), AtomicU64::new(0));
+    assert_eq!(pop_batch(&r, &intent, &sp, 10), [1, 2, 3]);
+    assert!(pop_bytes(&r).is_none());
+    assert_eq!(r.queued(), 0, "the unused slots were given back");
+    assert!(r.is_empty());
+    assert_eq!(
+        push_batch(&r, Some(16), &words, &[7; 16]),
+        16,
+        "every cell is back"
+    );
+}
+
+/// A pack whose bytes say a message runs past its end (corrupted shared memory): its good
+/// messages arrive, then one corrupt record for the rest, and the ring goes on.
+#[test]
+fn a_corrupt_pack_is_reported_not_ub() {
+    let mut o = Owned::new(16);
+    let r = o.ring();
+    let words = SendWords::default();
+    let mut b = r.claim_batch(None, &words, 1, 3, 3).expect("room");
+    for (len, v) in [(1u8, 1u8), (200, 2), (1, 3)] {
+        let room = b.pack_room().expect("room");
+        room[..2].copy_from_slice(&[len, v]);
+        b.packed(2);
+    }
+    drop(b);
+    assert_eq!(push_bytes(&r, &[9]), Ok(true));
+    let mut got = Vec::new();
+    let (intent, span) = (AtomicU64::new(0), AtomicU64::new(0));
+    r.try_pop_batch(&Taker::words(&intent, &span), 10, |rec| {
+        got.push(match rec {
+            Record::Bytes(b) => Some(b.to_vec()),
+            Record::Corrupt => None,
+        });
+    });
+    assert_eq!(got, [Some(vec![1]), None]);
+    assert_eq!(pop_bytes(&r), Some(vec![9]));
+    assert!(r.is_empty());
 }

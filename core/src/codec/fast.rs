@@ -149,7 +149,7 @@ const CLASS_LEN: [usize; 4] = [1, 3, 5, 9];
 /// The encoded length of `v` (`CLASS_LEN[class(v)]`, as arithmetic: no table lookup, so the
 /// size pass over a sequence vectorises).
 #[inline(always)]
-fn varint_len(v: u64) -> usize {
+pub(super) fn varint_len(v: u64) -> usize {
     1 + 2 * usize::from(v > SINGLE_BYTE_MAX)
         + 2 * usize::from(v > u64::from(u16::MAX))
         + 4 * usize::from(v > u64::from(u32::MAX))
@@ -158,7 +158,7 @@ fn varint_len(v: u64) -> usize {
 /// Writes `v` as a varint at the start of `dst` (which has room: sized by [`varint_len`]),
 /// returning the bytes written.
 #[inline(always)]
-fn put_varint(dst: &mut [u8], v: u64) -> usize {
+pub(super) fn put_varint(dst: &mut [u8], v: u64) -> usize {
     if v <= SINGLE_BYTE_MAX {
         dst[0] = v as u8;
         1
