@@ -32,16 +32,19 @@
 //!
 //! # Batches
 //!
-//! `send_batch` measures each item as it pulls it from the caller's iterator and fills one
-//! claim of the ring (`Ring::claim_batch`: one reservation of message slots, one `tail` CAS)
-//! with as many as fit, encoding each straight into its cells, then wakes receivers once.
-//! It pulls an item only after the one before it was sent, so a disconnection or an item
-//! the channel refuses hands back that item and leaves the rest in the iterator.
+//! `send_batch` fills one claim of the ring (`Ring::claim_batch`: one reservation of message
+//! slots, one `tail` CAS) with as many items as fit, then wakes receivers once. Small items
+//! (up to `ring::PACK_ITEM` bytes encoded) are encoded straight into *packs*, records holding
+//! many messages (`ring`'s "Packs"), without a size pass; larger ones are measured as they
+//! are pulled and each encoded into a record of its own. It pulls an item only after the one
+//! before it was sent (written into its pack or record), so a disconnection or an item the
+//! channel refuses hands back that item and leaves the rest in the iterator.
 //! `recv_batch` takes every message published at the front of the ring, up to `max`, with
-//! one claim (`Ring::try_pop_batch`), decodes them into the caller's `Vec` and wakes
-//! senders once; when nothing is published it waits for one message as `recv` does, then
-//! takes what else is there. A message that cannot be decoded inside a batch is reported
-//! after the others taken with it are in the `Vec` (they were consumed with it).
+//! one claim (`Ring::try_pop_batch`; from a pack at the front, up to `max` of its messages),
+//! decodes them into the caller's `Vec` and wakes senders once; when nothing is published it
+//! waits for one message as `recv` does, then takes what else is there. A message that cannot
+//! be decoded inside a batch is reported after the others taken with it are in the `Vec`
+//! (they were consumed with it).
 //!
 //! # What `Empty` and `len` mean
 //!
@@ -1463,7 +1466,8 @@ impl<T: Message> uniconc_core::Sender<T> for Sender<T> {
     }
 
     /// One reservation of message slots and one claim of cells per run of items that fit,
-    /// each item encoded straight into the ring, one wake-up per run.
+    /// each item encoded straight into the ring (small ones packed several to a cache line),
+    /// one wake-up per run.
     fn send_batch<I>(&self, items: I) -> Result<usize, SendError<T>>
     where
         I: IntoIterator<Item = T>,
