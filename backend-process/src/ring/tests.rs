@@ -643,6 +643,18 @@ fn a_dead_consumers_range_is_recovered_once() {
     );
 }
 
+/// The batch producer of `b` is killed (nothing after this runs in it): a reaper settles what
+/// its `words` say. Returns what `recover_send` does.
+fn kill_batch_producer(r: &Ring<'_>, b: BatchClaim<'_, '_>, words: &SendWords) -> bool {
+    std::mem::forget(b);
+    let (pos, span, prog) = (
+        words.pos.load(Ordering::Relaxed),
+        words.span.load(Ordering::Relaxed),
+        words.progress.load(Ordering::Relaxed),
+    );
+    r.recover_send(pos, span, prog)
+}
+
 #[test]
 fn a_dead_batch_producer_keeps_what_it_published() {
     for published in 0..=3u64 {
@@ -666,14 +678,7 @@ fn a_dead_batch_producer_keeps_what_it_published() {
                 Ordering::Relaxed,
             );
         }
-        // Killed: nothing after this runs in the producer.
-        std::mem::forget(b);
-        let (pos, span, prog) = (
-            words.pos.load(Ordering::Relaxed),
-            words.span.load(Ordering::Relaxed),
-            words.progress.load(Ordering::Relaxed),
-        );
-        assert!(r.recover_send(pos, span, prog), "the rest is padded");
+        assert!(kill_batch_producer(&r, b, &words), "the rest is padded");
         let (intent, sp) = (AtomicU64::new(0), AtomicU64::new(0));
         let got = pop_batch(&r, &intent, &sp, 10);
         assert_eq!(got, (0..published as u8).collect::<Vec<_>>());
@@ -887,14 +892,7 @@ fn a_dead_producer_keeps_the_packs_it_published() {
         room[..2].copy_from_slice(&[1, v]);
         b.packed(2);
     }
-    // Killed: nothing after this runs in the producer.
-    std::mem::forget(b);
-    let (pos, span, prog) = (
-        words.pos.load(Ordering::Relaxed),
-        words.span.load(Ordering::Relaxed),
-        words.progress.load(Ordering::Relaxed),
-    );
-    assert!(r.recover_send(pos, span, prog), "the rest is padded");
+    assert!(kill_batch_producer(&r, b, &words), "the rest is padded");
     let (intent, sp) = (AtomicU64::new(0), AtomicU64::new(0));
     assert_eq!(pop_batch(&r, &intent, &sp, 10), [1, 2, 3]);
     assert!(pop_bytes(&r).is_none());
