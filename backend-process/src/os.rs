@@ -241,6 +241,7 @@ pub(crate) fn fork_with(
         }
         exit_child(101);
     }
+    crate::channel::registry::note_child(pid as u32);
     crate::procs::drop_fork_leftovers(child);
     Ok(pid)
 }

@@ -60,7 +60,9 @@ pub(super) const SLOT_BUSY: u32 = u32::MAX;
 
 /// One process's registration. `pid == 0`: free. `pending != 0`: reserved by a parent for a
 /// child being forked; `pid`/`start` still name the parent (so the slot is reaped if the parent
-/// dies before the child takes it over).
+/// dies before the child takes it over). `pending` is the reservation's token
+/// (`registry::reservation`, high bit set) until the parent learns the child's pid, then that
+/// pid.
 ///
 /// Invariant: the slot contributes `senders + (engaged ? 0 : inh_senders) + travel senders`
 /// to `conn.senders` (same for receivers). Aligned to a cache line, so no two processes write

@@ -210,7 +210,12 @@ pub(super) fn claim_slot(hdr: &ChanHeader, id: Identity, pending: bool) -> Optio
             .is_ok()
         {
             slot.start.store(id.start, Ordering::Relaxed);
-            slot.pending.store(u32::from(pending), Ordering::Relaxed);
+            let token = if pending {
+                super::registry::reservation()
+            } else {
+                0
+            };
+            slot.pending.store(token, Ordering::Relaxed);
             if pending {
                 slot.pending_since
                     .store(procs::monotonic_nanos(), Ordering::Relaxed);

@@ -65,11 +65,18 @@ impl Chan {
             let mut by_exec = false;
             // A reservation for a child that never ran its fork handler (killed at once, or the
             // fork failed) is reaped after `PENDING_GRACE`; the child, if it runs later,
-            // registers afresh.
-            let stale = slot.pending.load(Ordering::Relaxed) != 0
+            // registers afresh. One whose child's pid is known (`registry::note_child`) is
+            // kept while that child lives: it has only not had a CPU yet.
+            let pending = slot.pending.load(Ordering::Relaxed);
+            let stale = pending != 0
                 && procs::monotonic_nanos()
                     .saturating_sub(slot.pending_since.load(Ordering::Relaxed))
-                    > PENDING_GRACE.as_nanos() as u64;
+                    > PENDING_GRACE.as_nanos() as u64
+                && (pending & registry::PENDING_TOKEN != 0
+                    || !procs::is_alive(Identity {
+                        pid: pending,
+                        start: 0,
+                    }));
             if !stale {
                 if pid == me {
                     continue;

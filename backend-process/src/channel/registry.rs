@@ -107,10 +107,64 @@ pub(crate) fn engage_all() {
     }
 }
 
+/// Forks prepared by this process, for the reservation tokens (`reservation`).
+static FORKS: AtomicU32 = AtomicU32::new(0);
+
+/// A pending slot's `pending` value for the fork being prepared: its high bit set (no pid
+/// has it), then the fork's number in this process. [`note_child`] replaces it with the
+/// child's pid once `fork` returns it.
+pub(super) fn reservation() -> u32 {
+    // Relaxed: a number, read under the registry lock by the forking thread.
+    PENDING_TOKEN | (FORKS.load(Ordering::Relaxed) & !PENDING_TOKEN)
+}
+
+/// The bit of a reservation token (see [`reservation`]).
+pub(super) const PENDING_TOKEN: u32 = 1 << 31;
+
+thread_local! {
+    /// The reservation token of the last fork this thread made (set by `fork_parent`).
+    static LAST_FORK: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Parent, after a `fork` of this crate's thread returned `child`: the slots reserved for it
+/// (still pending: the child has not run its fork handler yet) record its pid, so a reaper
+/// keeps them while it lives, however long it waits for a CPU, instead of reaping them after
+/// `recover::PENDING_GRACE` and disconnecting a channel whose handles the child still holds.
+/// A CAS from this fork's token, in slots naming this process: a slot the child took over,
+/// or reaped and reserved again since (by any fork, of any thread), is left alone.
+pub(crate) fn note_child(child: u32) {
+    let token = LAST_FORK.get();
+    if token == 0 {
+        return;
+    }
+    let me = procs::my_pid();
+    let _g = lock();
+    // SAFETY: lock held; every pointer is a live `Chan` (see `Registry`).
+    for &p in unsafe { &*REG.list.get() } {
+        let chan = unsafe { &*p };
+        for slot in chan.hdr().used_slots() {
+            // Relaxed: a hint for reapers, who reap a pending slot only past its grace; the
+            // pid is checked first so a token of another process's fork is never matched.
+            if slot.pending.load(Ordering::Relaxed) == token
+                && slot.pid.load(Ordering::Relaxed) == me
+            {
+                let _ = slot.pending.compare_exchange(
+                    token,
+                    child,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            }
+        }
+    }
+}
+
 /// Parent, before `fork`: reserve and count a slot for the child in every channel this
 /// process holds handles of. The registry stays locked until `fork_parent`/`fork_child`.
 pub(crate) fn fork_prepare() {
     raw_lock();
+    // Relaxed: under the registry lock (see `reservation`).
+    FORKS.fetch_add(1, Ordering::Relaxed);
     let to_exec = procs::is_forking_to_exec();
     let me = Identity {
         pid: procs::my_pid(),
@@ -155,6 +209,8 @@ pub(crate) fn fork_prepare() {
 
 /// Parent, after `fork`.
 pub(crate) fn fork_parent() {
+    // Still under the registry lock: the token of the reservations `fork_prepare` made.
+    LAST_FORK.set(reservation());
     unlock();
 }
 

@@ -626,3 +626,52 @@ fn a_pack_held_by_a_dead_process_is_let_go() {
         assert_eq!(rx.recv_timeout(long), Ok(v));
     }
 }
+
+/// A slot reserved for a child being forked is reaped after `PENDING_GRACE` only if the
+/// child will not take it over: kept, past the grace, while the child whose pid the parent
+/// noted lives (it has only not had a CPU yet: on a loaded machine a child of a burst of
+/// forks waits seconds, and reaping its slot disconnected a channel it still held), reaped
+/// once that child is gone. The counts it carries go with it.
+#[test]
+fn a_pending_slot_is_kept_while_its_child_lives() {
+    let _forks = forks();
+    use uniconc_core::JoinHandle as _;
+    let (tx, _rx) = channel::<u8>(1).unwrap();
+    let hdr = tx.chan.hdr();
+    let me = Identity {
+        pid: procs::my_pid(),
+        start: 0,
+    };
+    let i = claim_slot(hdr, me, true).expect("a free slot");
+    let slot = &hdr.procs[i];
+    slot.inh_senders.store(1, Ordering::Relaxed);
+    hdr.conn.senders.fetch_add(1, Ordering::Relaxed);
+    // Reserved long ago, for a child that is alive (this test's parent, as a stand-in).
+    slot.pending_since.store(0, Ordering::Relaxed);
+    slot.pending
+        .store(std::os::unix::process::parent_id(), Ordering::Relaxed);
+    tx.chan.reap();
+    assert_eq!(
+        slot.pid.load(Ordering::Relaxed),
+        me.pid,
+        "kept while it lives"
+    );
+    assert_eq!(hdr.conn.senders.load(Ordering::Relaxed), 2);
+    let child = crate::spawn(|| ()).unwrap();
+    let dead = child.id();
+    child.join().unwrap();
+    while procs::is_alive(Identity {
+        pid: dead,
+        start: 0,
+    }) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    slot.pending.store(dead, Ordering::Relaxed);
+    tx.chan.reap();
+    assert_ne!(
+        slot.pid.load(Ordering::Relaxed),
+        me.pid,
+        "reaped once it is gone"
+    );
+    assert_eq!(hdr.conn.senders.load(Ordering::Relaxed), 1);
+}
