@@ -1638,12 +1638,11 @@ impl<'a> Ring<'a> {
     fn published(&self, q: u64) -> (bool, u64) {
         // SYNC POINT A: Acquire, as a consumer's.
         let s = self.cell(q).stamp.load(Ordering::Acquire);
-        // Every non-zero stamp carries a flag: `PUBLISHED`, `READ`, `RESERVED` or `HELD` (a
-        // held stamp is for the record at the head or claimed, never of an earlier lap than
-        // `q`'s unless it is for another position).
-        let stamped = s != 0 && (published_at(s, q) || (s & HELD == 0 && s & POS >= q));
         // Acquire: a `done` past `q` comes after the reads of the record at `q`.
-        (stamped || self.hdr.done.done.load(Ordering::Acquire) > q, s)
+        (
+            stamped_since(s, q) || self.hdr.done.done.load(Ordering::Acquire) > q,
+            s,
+        )
     }
 
     /// [`Ring::recover_send`] for a batch claim at `t`: the records the producer published
@@ -1684,7 +1683,7 @@ impl<'a> Ring<'a> {
             // Relaxed: as in `recover_send`; only the reaper whose CAS wins writes them.
             let s = c.stamp.load(Ordering::Relaxed);
             // Unwritten in this lap: zero (never written) or an earlier lap's stamp.
-            if (s == 0 || (s & HELD == 0 && s & POS < q) || (s & HELD != 0 && !published_at(s, q)))
+            if !stamped_since(s, q)
                 && c.stamp
                     .compare_exchange(s, RESERVED | q, Ordering::Relaxed, Ordering::Relaxed)
                     .is_ok()
@@ -1782,6 +1781,15 @@ fn held_stamp(owner: u64, h: u64) -> u64 {
 #[inline]
 fn published_at(s: u64, q: u64) -> bool {
     s == PUBLISHED | q || (s & HELD != 0 && s & HELD_POS == q & HELD_POS)
+}
+
+/// `true` if the stamp `s` of the cell of position `q` was written for `q` or a later
+/// position. Every non-zero stamp carries a flag: `PUBLISHED`, `READ`, `RESERVED` or `HELD`;
+/// a held stamp keeps only the low bits of its position, and is for `q` if they match (it is
+/// for the record at the head or one claimed and unfinished, never of a later lap than `q`'s).
+#[inline]
+fn stamped_since(s: u64, q: u64) -> bool {
+    s != 0 && (published_at(s, q) || (s & HELD == 0 && s & POS >= q))
 }
 
 /// A held pack ([`Ring::take_packed`]). Dropped: if it is empty (`empty`, its cells), claimed
