@@ -14,6 +14,16 @@ use common::Watchdog;
 use uniconc_core::{Receiver as _, Sender as _, TryRecvError};
 use uniconc_redis::testing::RedisServer;
 
+/// A test's set-up: its watchdog, a server of its own, a proxy in front of it, and a
+/// connection through the proxy (dropped in the reverse order).
+fn through_a_proxy() -> (Watchdog, RedisServer, Proxy, uniconc_redis::Connection) {
+    let w = Watchdog::new(Duration::from_secs(60));
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port());
+    let conn = uniconc_redis::connect(&proxy.url()).unwrap();
+    (w, server, proxy, conn)
+}
+
 /// What the proxy cuts next (one-shot).
 #[derive(Default)]
 struct Cuts {
@@ -186,10 +196,7 @@ impl Proxy {
 
 #[test]
 fn a_reply_lost_after_the_script_ran_neither_duplicates_a_send_nor_loses_a_receive() {
-    let _w = Watchdog::new(Duration::from_secs(60));
-    let server = RedisServer::start();
-    let proxy = Proxy::start(server.port());
-    let conn = uniconc_redis::connect(&proxy.url()).unwrap();
+    let (_w, _server, proxy, conn) = through_a_proxy();
     let (tx, rx) = conn.channel::<String>(64).unwrap();
     // Every script used once, so that none is loaded while a cut is armed.
     tx.send("w".into()).unwrap();
@@ -266,10 +273,7 @@ fn a_receiver_dropped_after_a_lost_reply_puts_the_message_back() {
 /// The `_async` forms run on the multiplexed connection: the same holds there.
 #[test]
 fn async_forms_retry_the_same_request_too() {
-    let _w = Watchdog::new(Duration::from_secs(60));
-    let server = RedisServer::start();
-    let proxy = Proxy::start(server.port());
-    let conn = uniconc_redis::connect(&proxy.url()).unwrap();
+    let (_w, _server, proxy, conn) = through_a_proxy();
     let (tx, rx) = conn.channel::<String>(64).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -295,10 +299,7 @@ fn async_forms_retry_the_same_request_too() {
 /// receive.
 #[test]
 fn a_receive_given_up_after_the_server_ran_it_loses_nothing() {
-    let _w = Watchdog::new(Duration::from_secs(60));
-    let server = RedisServer::start();
-    let proxy = Proxy::start(server.port());
-    let conn = uniconc_redis::connect(&proxy.url()).unwrap();
+    let (_w, _server, proxy, conn) = through_a_proxy();
     let (tx, rx) = conn.channel::<String>(8).unwrap();
     tx.send("held".into()).unwrap();
     tx.send("after".into()).unwrap();
@@ -323,10 +324,7 @@ fn a_receive_given_up_after_the_server_ran_it_loses_nothing() {
 /// again: the late copy finds the request settled and queues nothing.
 #[test]
 fn a_send_given_up_and_sent_again_is_queued_once_when_the_first_copy_comes_late() {
-    let _w = Watchdog::new(Duration::from_secs(60));
-    let server = RedisServer::start();
-    let proxy = Proxy::start(server.port());
-    let conn = uniconc_redis::connect(&proxy.url()).unwrap();
+    let (_w, _server, proxy, conn) = through_a_proxy();
     let (tx, rx) = conn.channel::<String>(8).unwrap();
     tx.send("w".into()).unwrap();
     assert_eq!(rx.recv().unwrap(), "w");
@@ -354,10 +352,7 @@ fn a_send_given_up_and_sent_again_is_queued_once_when_the_first_copy_comes_late(
 #[test]
 fn a_lock_whose_reply_is_lost_is_taken_once() {
     use uniconc_core::{Lock as _, TryLockError};
-    let _w = Watchdog::new(Duration::from_secs(60));
-    let server = RedisServer::start();
-    let proxy = Proxy::start(server.port());
-    let conn = uniconc_redis::connect(&proxy.url()).unwrap();
+    let (_w, _server, proxy, conn) = through_a_proxy();
     let lock = conn.lock().unwrap();
     // The scripts loaded, and the first fencing token used.
     drop(lock.lock());
@@ -378,10 +373,7 @@ fn a_lock_whose_reply_is_lost_is_taken_once() {
 #[test]
 fn a_permit_whose_reply_is_lost_is_taken_once() {
     use uniconc_core::Semaphore as _;
-    let _w = Watchdog::new(Duration::from_secs(60));
-    let server = RedisServer::start();
-    let proxy = Proxy::start(server.port());
-    let conn = uniconc_redis::connect(&proxy.url()).unwrap();
+    let (_w, _server, proxy, conn) = through_a_proxy();
     let sem = conn.semaphore(2).unwrap();
     assert!(sem.take_deadline(None));
     sem.release();
@@ -448,10 +440,7 @@ fn a_dropped_handle_leaves_no_kept_reply_and_no_key_without_expiry() {
 /// once.
 #[test]
 fn a_lost_put_back_of_a_cancelled_recv_async_is_retried_once() {
-    let _w = Watchdog::new(Duration::from_secs(60));
-    let server = RedisServer::start();
-    let proxy = Proxy::start(server.port());
-    let conn = uniconc_redis::connect(&proxy.url()).unwrap();
+    let (_w, _server, proxy, conn) = through_a_proxy();
     let (tx, rx) = conn.channel::<String>(8).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -63,9 +63,7 @@ fn a_recovery_a_live_word_holds_back_is_retried() {
         "it holds record 0"
     );
     child.kill().unwrap();
-    while procs::is_alive(Identity { pid, start: 0 }) {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    gone(pid);
     // This (live) thread's word names the same record, as after a lost CAS.
     let mine = &chan.my_slot().claims[claims::mine().unwrap()];
     mine.store(1, Ordering::Release);
@@ -340,6 +338,23 @@ fn async_send_waits_for_room() {
     assert_eq!(h.join().unwrap(), (1, 2));
 }
 
+/// Returns once the process `pid` is gone (a zombie counts as gone).
+fn gone(pid: u32) {
+    while procs::is_alive(Identity { pid, start: 0 }) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The pid of a child that ran and is gone: a process that is dead, for fake slots.
+fn a_dead_pid() -> u32 {
+    use uniconc_core::JoinHandle as _;
+    let child = crate::spawn(|| ()).unwrap();
+    let pid = child.id();
+    child.join().unwrap();
+    gone(pid);
+    pid
+}
+
 /// Decodes as a `u8`, except that decoding 0 sets [`NAPPING`] and sleeps for good: a
 /// receiver stuck inside `recv_batch`, holding the range it took.
 #[derive(Debug, PartialEq, serde::Serialize)]
@@ -388,9 +403,7 @@ fn a_dead_range_with_a_dead_loser_naming_it(held: u8, loser: u64) {
     }
     let pid = child.id();
     child.kill().unwrap();
-    while procs::is_alive(Identity { pid, start: 0 }) {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    gone(pid);
     // The loser: another dead process whose words name position 0.
     let hdr = tx.chan.hdr();
     let fake = claim_slot(hdr, Identity { pid, start: 0 }, false).expect("a free slot");
@@ -595,15 +608,9 @@ fn an_operation_inside_its_own_channels_closure_is_refused() {
 #[test]
 fn a_pack_held_by_a_dead_process_is_let_go() {
     let _forks = forks();
-    use uniconc_core::JoinHandle as _;
     let (tx, rx) = channel::<u8>(16).unwrap();
     assert_eq!(tx.send_batch([1u8, 2, 3, 4]), Ok(4));
-    let child = crate::spawn(|| ()).unwrap();
-    let pid = child.id();
-    child.join().unwrap();
-    while procs::is_alive(Identity { pid, start: 0 }) {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    let pid = a_dead_pid();
     let hdr = tx.chan.hdr();
     let dead = claim_slot(hdr, Identity { pid, start: 0 }, false).expect("a free slot");
     let slot = &hdr.procs[dead];
@@ -635,7 +642,6 @@ fn a_pack_held_by_a_dead_process_is_let_go() {
 #[test]
 fn a_pending_slot_is_kept_while_its_child_lives() {
     let _forks = forks();
-    use uniconc_core::JoinHandle as _;
     let (tx, _rx) = channel::<u8>(1).unwrap();
     let hdr = tx.chan.hdr();
     let me = Identity {
@@ -657,15 +663,7 @@ fn a_pending_slot_is_kept_while_its_child_lives() {
         "kept while it lives"
     );
     assert_eq!(hdr.conn.senders.load(Ordering::Relaxed), 2);
-    let child = crate::spawn(|| ()).unwrap();
-    let dead = child.id();
-    child.join().unwrap();
-    while procs::is_alive(Identity {
-        pid: dead,
-        start: 0,
-    }) {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    let dead = a_dead_pid();
     slot.pending.store(dead, Ordering::Relaxed);
     tx.chan.reap();
     assert_ne!(

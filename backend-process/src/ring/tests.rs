@@ -771,15 +771,6 @@ fn push_packed(r: &Ring<'_>, words: &SendWords, vals: &[u8]) -> usize {
     sent
 }
 
-/// A taker with the identity `owner`.
-fn taker_of<'w>(intent: &'w AtomicU64, range: &'w AtomicU64, owner: u64) -> Taker<'w> {
-    Taker {
-        intent,
-        range,
-        owner,
-    }
-}
-
 /// Packs are taken apart message by message and in ranges of any size, in order, across
 /// several packs (600 messages need more than one), and each message counts once.
 #[test]
@@ -843,9 +834,12 @@ fn a_dead_holder(n: u8, took: usize) {
     assert_eq!(push_packed(&r, &words, &vals), vals.len());
     let (intent, range) = (AtomicU64::new(0), AtomicU64::new(0));
     DIE_HOLDING.set(true);
-    let taken = r.try_pop_batch(&taker_of(&intent, &range, 7), took, |_| {
-        unreachable!("it dies before it reads")
-    });
+    let taker = Taker {
+        intent: &intent,
+        range: &range,
+        owner: 7,
+    };
+    let taken = r.try_pop_batch(&taker, took, |_| unreachable!("it dies before it reads"));
     DIE_HOLDING.set(false);
     assert_eq!(taken, 0);
     // What a reaper finds in its words: the pack it holds.
