@@ -274,8 +274,11 @@ fn many_children_on_one_channel_are_all_counted() {
             let tx = tx.clone();
             let go = go.clone();
             spawn(move || {
-                // Bounded, so a failing run leaves no child waiting forever.
-                go.wait_timeout(Duration::from_secs(30)).unwrap();
+                // Bounded, so a failing run leaves no child waiting forever; long, since `go`
+                // is set only once every child is forked: with the portable fallback's polling
+                // waiters, hundreds of waiting children slow the forks after them down (CI
+                // took over 30 s to fork them all, and the first children gave up waiting).
+                go.wait_timeout(Duration::from_secs(180)).unwrap();
                 uniconc_core::Sender::send(&tx, i).unwrap();
             })
             .unwrap()
